@@ -1,0 +1,57 @@
+//! What a worker is told at start.
+
+use std::time::Duration;
+
+use crate::http::Limits;
+
+/// A worker's settings; every field has the command line's default.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Connections one worker holds at once (`--max-conns`).
+    pub max_conns: usize,
+    /// Largest request header block in bytes (`--max-header`).
+    pub max_header: usize,
+    /// Largest request body in bytes (`--max-body`).
+    pub max_body: u64,
+    /// Time a client has to send a complete header block (`--header-timeout`).
+    pub header_timeout: Duration,
+    /// Time a keep-alive connection may sit idle (`--idle-timeout`).
+    pub idle_timeout: Duration,
+    /// Time a draining worker waits for its connections before closing them.
+    pub drain_timeout: Duration,
+    /// The response body (`--body`).
+    pub body: Vec<u8>,
+    /// Submission queue entries of the ring.
+    pub ring_entries: u32,
+    /// Receive buffers in the provided-buffer ring (a power of two).
+    pub recv_buffers: u16,
+    /// Size of one receive buffer in bytes.
+    pub recv_buffer_size: u32,
+    /// Single-shot accepts kept outstanding on a listener.
+    pub accepts_outstanding: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_conns: 16384,
+            max_header: 8 * 1024,
+            max_body: 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
+            body: b"hello world\n".to_vec(),
+            ring_entries: 4096,
+            recv_buffers: 4096,
+            recv_buffer_size: 4096,
+            accepts_outstanding: 4,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The request limits the parser enforces.
+    pub fn limits(&self) -> Limits {
+        Limits { max_header: self.max_header, max_body: self.max_body }
+    }
+}

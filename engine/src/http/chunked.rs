@@ -1,0 +1,241 @@
+//! A streaming decoder that walks a `chunked` body (RFC 9112 §7.1) byte by
+//! byte and discards it, so a chunk header split across reads needs no
+//! buffering.
+
+/// Where a chunked body stands after feeding it some bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkedProgress {
+    /// All input consumed, the body goes on.
+    More,
+    /// The body (with its trailers) ended after `consumed` bytes.
+    Done {
+        /// Bytes of the input that belonged to the body.
+        consumed: usize,
+    },
+    /// The framing is malformed.
+    Invalid,
+    /// The chunk sizes add up to more than the limit.
+    TooLarge,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Expecting the first hex digit of a chunk size.
+    SizeStart,
+    /// Inside the hex digits of a chunk size.
+    Size,
+    /// After the size: optional whitespace, then `;ext` or CRLF.
+    SizeTail,
+    /// Inside a chunk extension, skipped up to the line end.
+    Extension,
+    /// Saw CR after the size line, expecting LF.
+    SizeLf,
+    /// Inside chunk data.
+    Data,
+    /// After chunk data, expecting CR.
+    DataCr,
+    /// After chunk data and CR, expecting LF.
+    DataLf,
+    /// At the start of a trailer line (or the final empty line).
+    TrailerStart,
+    /// Inside a trailer field line.
+    Trailer,
+    /// Saw CR at the start of a line after the last chunk, expecting LF.
+    EndLf,
+}
+
+/// The state of one chunked body being discarded.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkedBody {
+    state: State,
+    /// Size of the chunk being read, or bytes of it still to skip in `Data`.
+    size: u64,
+    digits: u8,
+    total: u64,
+    last_chunk: bool,
+}
+
+impl ChunkedBody {
+    /// A body that has not started yet.
+    pub fn new() -> Self {
+        ChunkedBody { state: State::SizeStart, size: 0, digits: 0, total: 0, last_chunk: false }
+    }
+
+    /// Consumes `input` as body bytes, refusing a body over `max_body` bytes.
+    pub fn feed(&mut self, input: &[u8], max_body: u64) -> ChunkedProgress {
+        let mut at = 0;
+        while at < input.len() {
+            if self.state == State::Data {
+                let take = (input.len() - at).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                at += take;
+                self.size -= take as u64;
+                if self.size == 0 {
+                    self.state = State::DataCr;
+                }
+                continue;
+            }
+            let byte = input[at];
+            at += 1;
+            match self.step(byte, max_body) {
+                Ok(true) => return ChunkedProgress::Done { consumed: at },
+                Ok(false) => {}
+                Err(progress) => return progress,
+            }
+        }
+        ChunkedProgress::More
+    }
+
+    /// One byte outside chunk data; `Ok(true)` when the body has ended.
+    fn step(&mut self, byte: u8, max_body: u64) -> Result<bool, ChunkedProgress> {
+        match self.state {
+            State::SizeStart | State::Size => match hex_value(byte) {
+                Some(v) => {
+                    self.digits += 1;
+                    // 16 hex digits fill a u64; more can only be an overflow.
+                    if self.digits > 16 {
+                        return Err(ChunkedProgress::Invalid);
+                    }
+                    self.size = (self.size << 4) | u64::from(v);
+                    self.state = State::Size;
+                }
+                None if self.state == State::SizeStart => return Err(ChunkedProgress::Invalid),
+                None => {
+                    self.state = State::SizeTail;
+                    return self.step(byte, max_body);
+                }
+            },
+            State::SizeTail => match byte {
+                b' ' | b'\t' => {}
+                b';' => self.state = State::Extension,
+                b'\r' => self.state = State::SizeLf,
+                b'\n' => return self.end_size_line(max_body),
+                _ => return Err(ChunkedProgress::Invalid),
+            },
+            State::Extension => match byte {
+                b'\r' => self.state = State::SizeLf,
+                b'\n' => return self.end_size_line(max_body),
+                _ => {}
+            },
+            State::SizeLf => {
+                if byte != b'\n' {
+                    return Err(ChunkedProgress::Invalid);
+                }
+                return self.end_size_line(max_body);
+            }
+            State::Data => unreachable!("chunk data is consumed in bulk by feed"),
+            State::DataCr => match byte {
+                b'\r' => self.state = State::DataLf,
+                b'\n' => self.start_next_chunk(),
+                _ => return Err(ChunkedProgress::Invalid),
+            },
+            State::DataLf => {
+                if byte != b'\n' {
+                    return Err(ChunkedProgress::Invalid);
+                }
+                self.start_next_chunk();
+            }
+            State::TrailerStart => match byte {
+                b'\r' => self.state = State::EndLf,
+                b'\n' => return Ok(true),
+                _ => self.state = State::Trailer,
+            },
+            State::Trailer => {
+                if byte == b'\n' {
+                    self.state = State::TrailerStart;
+                }
+            }
+            State::EndLf => {
+                if byte != b'\n' {
+                    return Err(ChunkedProgress::Invalid);
+                }
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn end_size_line(&mut self, max_body: u64) -> Result<bool, ChunkedProgress> {
+        if self.size == 0 {
+            self.last_chunk = true;
+            self.state = State::TrailerStart;
+            return Ok(false);
+        }
+        self.total = self.total.saturating_add(self.size);
+        if self.total > max_body {
+            return Err(ChunkedProgress::TooLarge);
+        }
+        self.state = State::Data;
+        Ok(false)
+    }
+
+    fn start_next_chunk(&mut self) {
+        self.state = State::SizeStart;
+        self.size = 0;
+        self.digits = 0;
+    }
+}
+
+impl Default for ChunkedBody {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &[u8] = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nTrailer: x\r\n\r\n";
+
+    #[test]
+    fn whole_body_in_one_feed() {
+        let mut body = ChunkedBody::new();
+        let mut input = BODY.to_vec();
+        input.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        assert_eq!(body.feed(&input, 1 << 20), ChunkedProgress::Done { consumed: BODY.len() });
+    }
+
+    #[test]
+    fn one_byte_at_a_time() {
+        let mut body = ChunkedBody::new();
+        for (i, byte) in BODY.iter().enumerate() {
+            let progress = body.feed(std::slice::from_ref(byte), 1 << 20);
+            if i + 1 == BODY.len() {
+                assert_eq!(progress, ChunkedProgress::Done { consumed: 1 });
+            } else {
+                assert_eq!(progress, ChunkedProgress::More, "byte {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn bare_lf_line_ends_are_tolerated() {
+        let mut body = ChunkedBody::new();
+        assert_eq!(body.feed(b"3\nabc\n0\n\n", 100), ChunkedProgress::Done { consumed: 9 });
+    }
+
+    #[test]
+    fn too_large_is_refused_at_the_size_line() {
+        let mut body = ChunkedBody::new();
+        assert_eq!(body.feed(b"3e8\r\n", 1000), ChunkedProgress::More);
+        let mut body = ChunkedBody::new();
+        assert_eq!(body.feed(b"3e9\r\n", 1000), ChunkedProgress::TooLarge);
+    }
+
+    #[test]
+    fn malformed_framing_is_invalid() {
+        for bad in [&b"x\r\n"[..], b"3\r\nabcX", b"3 x\r\n", b"11111111111111111\r\n", b"0\r\n\rX"] {
+            let mut body = ChunkedBody::new();
+            assert_eq!(body.feed(bad, u64::MAX), ChunkedProgress::Invalid, "{:?}", bad);
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! HTTP/1.1 requests (RFC 9112) as a per-connection state machine, and the
+//! replies it asks the worker to send.
+//!
+//! The parser never allocates: it borrows the bytes it is given, keeps a few
+//! integers of state between reads, and answers with a [`Reply`] the worker
+//! turns into a preformatted response.
+
+mod chunked;
+mod parser;
+
+pub use chunked::{ChunkedBody, ChunkedProgress};
+pub use parser::{Limits, RequestParser, Step};
+
+/// What the worker sends back for one request (or before it, for `Continue`).
+///
+/// Every variant has a preformatted response (see `response.rs`); the parser
+/// picks one and the worker queues it, so a reply is one byte, never a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Reply {
+    /// `200`, keep-alive (HTTP/1.1 default).
+    Ok = 0,
+    /// `200` with `Connection: keep-alive` (an HTTP/1.0 client that asked for it).
+    OkKeepAlive,
+    /// `200` with `Connection: close`; the server closes after it.
+    OkClose,
+    /// `HEAD`: the headers of `Ok`.
+    Head,
+    /// `HEAD`: the headers of `OkKeepAlive`.
+    HeadKeepAlive,
+    /// `HEAD`: the headers of `OkClose`.
+    HeadClose,
+    /// `100 Continue`, sent before the body of an `Expect: 100-continue` request.
+    Continue,
+    /// `400 Bad Request`: malformed request line, header or framing.
+    BadRequest,
+    /// `413 Content Too Large`: a body over `--max-body`.
+    ContentTooLarge,
+    /// `417 Expectation Failed`: an `Expect` other than `100-continue`.
+    ExpectationFailed,
+    /// `431 Request Header Fields Too Large`: a header block over `--max-header`.
+    HeaderTooLarge,
+    /// `501 Not Implemented`: a transfer coding other than `chunked`.
+    NotImplemented,
+}
+
+impl Reply {
+    /// Every reply, in discriminant order (index = `reply as usize`).
+    pub const ALL: [Reply; 12] = [
+        Reply::Ok,
+        Reply::OkKeepAlive,
+        Reply::OkClose,
+        Reply::Head,
+        Reply::HeadKeepAlive,
+        Reply::HeadClose,
+        Reply::Continue,
+        Reply::BadRequest,
+        Reply::ContentTooLarge,
+        Reply::ExpectationFailed,
+        Reply::HeaderTooLarge,
+        Reply::NotImplemented,
+    ];
+
+    /// True when the server closes the connection after sending this reply.
+    pub fn closes(self) -> bool {
+        !matches!(
+            self,
+            Reply::Ok | Reply::OkKeepAlive | Reply::Head | Reply::HeadKeepAlive | Reply::Continue
+        )
+    }
+
+    /// True when this reply answers a request (everything but `100 Continue`).
+    pub fn is_final(self) -> bool {
+        self != Reply::Continue
+    }
+
+    /// The same reply, but closing the connection (used while a worker drains).
+    pub fn closing(self) -> Reply {
+        match self {
+            Reply::Ok | Reply::OkKeepAlive => Reply::OkClose,
+            Reply::Head | Reply::HeadKeepAlive => Reply::HeadClose,
+            other => other,
+        }
+    }
+
+    /// Status code and reason phrase.
+    pub fn status(self) -> (u16, &'static str) {
+        match self {
+            Reply::Ok | Reply::OkKeepAlive | Reply::OkClose => (200, "OK"),
+            Reply::Head | Reply::HeadKeepAlive | Reply::HeadClose => (200, "OK"),
+            Reply::Continue => (100, "Continue"),
+            Reply::BadRequest => (400, "Bad Request"),
+            Reply::ContentTooLarge => (413, "Content Too Large"),
+            Reply::ExpectationFailed => (417, "Expectation Failed"),
+            Reply::HeaderTooLarge => (431, "Request Header Fields Too Large"),
+            Reply::NotImplemented => (501, "Not Implemented"),
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! The request state machine: header block with `httparse`, then the body
+//! (by `Content-Length` or `chunked`), read and discarded.
+
+use std::mem::MaybeUninit;
+
+use super::chunked::{ChunkedBody, ChunkedProgress};
+use super::Reply;
+
+/// Most header fields one request may carry; more is answered with `431`.
+const MAX_HEADERS: usize = 64;
+
+/// Limits a request must keep to.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest header block, request line included, in bytes.
+    pub max_header: usize,
+    /// Largest body, in bytes.
+    pub max_body: u64,
+}
+
+/// What one call to [`RequestParser::step`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The first `consumed` bytes belong to the request; `reply` is due now.
+    Advance {
+        /// Bytes of the input used.
+        consumed: usize,
+        /// The reply to queue, if the request (or its `100 Continue`) is due.
+        reply: Option<Reply>,
+    },
+    /// The header block is incomplete: keep the input and call again with more.
+    NeedMore,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum State {
+    Headers,
+    Body { remaining: u64, reply: Reply },
+    Chunked { body: ChunkedBody, reply: Reply },
+}
+
+/// One connection's request parser: a few words of state, no buffers.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestParser {
+    state: State,
+}
+
+impl RequestParser {
+    /// A parser waiting for the first request.
+    pub const fn new() -> Self {
+        RequestParser { state: State::Headers }
+    }
+
+    /// True between requests: no body is being read.
+    pub fn between_requests(&self) -> bool {
+        matches!(self.state, State::Headers)
+    }
+
+    /// Feeds the unconsumed input; call again with what is left after `consumed`.
+    pub fn step(&mut self, input: &[u8], limits: &Limits) -> Step {
+        match &mut self.state {
+            State::Headers => match parse_head(input, limits) {
+                HeadResult::NeedMore => Step::NeedMore,
+                HeadResult::Reject(reply) => Step::Advance { consumed: input.len(), reply: Some(reply) },
+                HeadResult::Request { len, framing, reply, expect_continue } => {
+                    let body_follows = match framing {
+                        Framing::None => false,
+                        Framing::Length(remaining) => {
+                            self.state = State::Body { remaining, reply };
+                            true
+                        }
+                        Framing::Chunked => {
+                            self.state = State::Chunked { body: ChunkedBody::new(), reply };
+                            true
+                        }
+                    };
+                    let reply = match (body_follows, expect_continue) {
+                        (false, _) => Some(reply),
+                        (true, true) => Some(Reply::Continue),
+                        (true, false) => None,
+                    };
+                    Step::Advance { consumed: len, reply }
+                }
+            },
+            State::Body { remaining, reply } => {
+                let take = (input.len() as u64).min(*remaining);
+                *remaining -= take;
+                let consumed = take as usize;
+                if *remaining > 0 {
+                    return Step::Advance { consumed, reply: None };
+                }
+                let reply = *reply;
+                self.state = State::Headers;
+                Step::Advance { consumed, reply: Some(reply) }
+            }
+            State::Chunked { body, reply } => match body.feed(input, limits.max_body) {
+                ChunkedProgress::More => Step::Advance { consumed: input.len(), reply: None },
+                ChunkedProgress::Done { consumed } => {
+                    let reply = *reply;
+                    self.state = State::Headers;
+                    Step::Advance { consumed, reply: Some(reply) }
+                }
+                ChunkedProgress::Invalid => {
+                    Step::Advance { consumed: input.len(), reply: Some(Reply::BadRequest) }
+                }
+                ChunkedProgress::TooLarge => {
+                    Step::Advance { consumed: input.len(), reply: Some(Reply::ContentTooLarge) }
+                }
+            },
+        }
+    }
+}
+
+impl Default for RequestParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+enum HeadResult {
+    NeedMore,
+    /// A request that is refused; the connection closes after the reply.
+    Reject(Reply),
+    Request { len: usize, framing: Framing, reply: Reply, expect_continue: bool },
+}
+
+/// What the header fields say, gathered before deciding (so that, say, a
+/// `Content-Length` after a `Transfer-Encoding` is still seen).
+#[derive(Default)]
+struct Fields {
+    content_length: Option<u64>,
+    conflicting_length: bool,
+    transfer_encodings: u8,
+    chunked: bool,
+    close: bool,
+    keep_alive: bool,
+    expect_continue: bool,
+    expect_other: bool,
+    hosts: u8,
+}
+
+fn parse_head(input: &[u8], limits: &Limits) -> HeadResult {
+    let mut headers = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    let len = match request.parse_with_uninit_headers(input, &mut headers) {
+        Ok(httparse::Status::Complete(len)) if len > limits.max_header => {
+            return HeadResult::Reject(Reply::HeaderTooLarge)
+        }
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if input.len() >= limits.max_header => {
+            return HeadResult::Reject(Reply::HeaderTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return HeadResult::NeedMore,
+        Err(httparse::Error::TooManyHeaders) => return HeadResult::Reject(Reply::HeaderTooLarge),
+        Err(_) => return HeadResult::Reject(Reply::BadRequest),
+    };
+    let http11 = request.version == Some(1);
+    let head = request.method == Some("HEAD");
+
+    let mut fields = Fields::default();
+    for header in request.headers.iter() {
+        if !read_field(&mut fields, header.name.as_bytes(), header.value) {
+            return HeadResult::Reject(Reply::BadRequest);
+        }
+    }
+    let framing = match decide_framing(&fields, http11, limits) {
+        Ok(framing) => framing,
+        Err(reply) => return HeadResult::Reject(reply),
+    };
+    let keep_alive = if http11 { !fields.close } else { fields.keep_alive && !fields.close };
+    let reply = match (head, keep_alive, http11) {
+        (false, false, _) => Reply::OkClose,
+        (false, true, true) => Reply::Ok,
+        (false, true, false) => Reply::OkKeepAlive,
+        (true, false, _) => Reply::HeadClose,
+        (true, true, true) => Reply::Head,
+        (true, true, false) => Reply::HeadKeepAlive,
+    };
+    HeadResult::Request { len, framing, reply, expect_continue: fields.expect_continue }
+}
+
+/// Records one header field; false when its value is malformed.
+fn read_field(fields: &mut Fields, name: &[u8], value: &[u8]) -> bool {
+    let value = trim(value);
+    if name.eq_ignore_ascii_case(b"content-length") {
+        let Some(length) = parse_decimal(value) else { return false };
+        if fields.content_length.is_some_and(|seen| seen != length) {
+            fields.conflicting_length = true;
+        }
+        fields.content_length = Some(length);
+    } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        fields.transfer_encodings = fields.transfer_encodings.saturating_add(1);
+        fields.chunked = value.eq_ignore_ascii_case(b"chunked");
+    } else if name.eq_ignore_ascii_case(b"connection") {
+        for token in value.split(|&b| b == b',').map(trim) {
+            fields.close |= token.eq_ignore_ascii_case(b"close");
+            fields.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
+    } else if name.eq_ignore_ascii_case(b"expect") {
+        if value.eq_ignore_ascii_case(b"100-continue") {
+            fields.expect_continue = true;
+        } else {
+            fields.expect_other = true;
+        }
+    } else if name.eq_ignore_ascii_case(b"host") {
+        fields.hosts = fields.hosts.saturating_add(1);
+    }
+    true
+}
+
+/// How the body is framed (RFC 9112 §6.3), or the reply that refuses it.
+fn decide_framing(fields: &Fields, http11: bool, limits: &Limits) -> Result<Framing, Reply> {
+    // A 1.1 request must name exactly one host (RFC 9112 §3.2).
+    if http11 && fields.hosts != 1 {
+        return Err(Reply::BadRequest);
+    }
+    if fields.conflicting_length {
+        return Err(Reply::BadRequest);
+    }
+    if fields.transfer_encodings > 0 {
+        // Both framings at once is the request-smuggling shape: refuse it.
+        if fields.content_length.is_some() || !http11 || fields.transfer_encodings > 1 {
+            return Err(Reply::BadRequest);
+        }
+        if !fields.chunked {
+            return Err(Reply::NotImplemented);
+        }
+    }
+    if fields.expect_other {
+        return Err(Reply::ExpectationFailed);
+    }
+    if fields.transfer_encodings > 0 {
+        return Ok(Framing::Chunked);
+    }
+    match fields.content_length {
+        Some(length) if length > limits.max_body => Err(Reply::ContentTooLarge),
+        Some(0) | None => Ok(Framing::None),
+        Some(length) => Ok(Framing::Length(length)),
+    }
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &d| {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits { max_header: 8192, max_body: 1 << 20 };
+
+    /// Feeds `input` whole and returns the replies and the bytes left unparsed.
+    fn run(parser: &mut RequestParser, input: &[u8], limits: &Limits) -> (Vec<Reply>, usize) {
+        let mut replies = Vec::new();
+        let mut at = 0;
+        while at < input.len() {
+            match parser.step(&input[at..], limits) {
+                Step::NeedMore => break,
+                Step::Advance { consumed, reply } => {
+                    at += consumed;
+                    if let Some(reply) = reply {
+                        replies.push(reply);
+                        if reply.closes() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        (replies, input.len() - at)
+    }
+
+    fn replies(input: &[u8]) -> Vec<Reply> {
+        run(&mut RequestParser::new(), input, &LIMITS).0
+    }
+
+    #[test]
+    fn keep_alive_is_the_http11_default() {
+        assert_eq!(replies(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), [Reply::Ok]);
+    }
+
+    #[test]
+    fn connection_close_closes() {
+        assert_eq!(replies(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n"), [Reply::OkClose]);
+        assert_eq!(
+            replies(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade, close\r\n\r\n"),
+            [Reply::OkClose]
+        );
+    }
+
+    #[test]
+    fn http10_closes_unless_asked_to_keep_alive() {
+        assert_eq!(replies(b"GET / HTTP/1.0\r\n\r\n"), [Reply::OkClose]);
+        assert_eq!(replies(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"), [Reply::OkKeepAlive]);
+        assert_eq!(replies(b"HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"), [Reply::HeadKeepAlive]);
+    }
+
+    #[test]
+    fn head_gets_headers_only() {
+        assert_eq!(replies(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"), [Reply::Head]);
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order() {
+        let input = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nHEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+        assert_eq!(replies(input), [Reply::Ok, Reply::Head, Reply::OkClose]);
+    }
+
+    #[test]
+    fn partial_head_needs_more_and_keeps_the_bytes() {
+        let mut parser = RequestParser::new();
+        let (got, left) = run(&mut parser, b"GET / HTTP/1.1\r\nHo", &LIMITS);
+        assert!(got.is_empty());
+        assert_eq!(left, 18);
+    }
+
+    #[test]
+    fn content_length_body_is_consumed_across_reads() {
+        let mut parser = RequestParser::new();
+        let (got, left) = run(&mut parser, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n01234", &LIMITS);
+        assert!(got.is_empty());
+        assert_eq!(left, 0);
+        assert!(!parser.between_requests());
+        let (got, left) = run(&mut parser, b"56789GET / HTTP/1.1\r\nHost: a\r\n\r\n", &LIMITS);
+        assert_eq!(got, [Reply::Ok, Reply::Ok]);
+        assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn chunked_body_then_next_request() {
+        let input = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(replies(input), [Reply::Ok, Reply::Ok]);
+    }
+
+    #[test]
+    fn expect_continue_comes_before_the_reply() {
+        let input = b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc";
+        assert_eq!(replies(input), [Reply::Continue, Reply::Ok]);
+        // No body, nothing to continue: just the answer.
+        let input = b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n";
+        assert_eq!(replies(input), [Reply::Ok]);
+        let input = b"GET / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n";
+        assert_eq!(replies(input), [Reply::ExpectationFailed]);
+    }
+
+    #[test]
+    fn framing_errors() {
+        let both = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(replies(both), [Reply::BadRequest]);
+        let two = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
+        assert_eq!(replies(two), [Reply::BadRequest]);
+        let same = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc";
+        assert_eq!(replies(same), [Reply::Ok]);
+        let gzip = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert_eq!(replies(gzip), [Reply::NotImplemented]);
+        let bad_length = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3x\r\n\r\n";
+        assert_eq!(replies(bad_length), [Reply::BadRequest]);
+        let te_in_10 = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(replies(te_in_10), [Reply::BadRequest]);
+        let bad_chunk = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+        assert_eq!(replies(bad_chunk), [Reply::BadRequest]);
+    }
+
+    #[test]
+    fn host_is_required_once_in_http11() {
+        assert_eq!(replies(b"GET / HTTP/1.1\r\n\r\n"), [Reply::BadRequest]);
+        assert_eq!(replies(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), [Reply::BadRequest]);
+    }
+
+    #[test]
+    fn body_limits() {
+        let limits = Limits { max_header: 8192, max_body: 10 };
+        let long = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n";
+        assert_eq!(run(&mut RequestParser::new(), long, &limits).0, [Reply::ContentTooLarge]);
+        let chunked = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nabcdef\r\n6\r\n";
+        assert_eq!(run(&mut RequestParser::new(), chunked, &limits).0, [Reply::ContentTooLarge]);
+    }
+
+    #[test]
+    fn header_limits() {
+        let limits = Limits { max_header: 64, max_body: 10 };
+        let long = b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        assert_eq!(run(&mut RequestParser::new(), long, &limits).0, [Reply::HeaderTooLarge]);
+        // Still incomplete at the limit: refused without waiting for the rest.
+        let partial = [b'a'; 64];
+        let mut partial_request = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        partial_request.extend_from_slice(&partial);
+        assert_eq!(run(&mut RequestParser::new(), &partial_request, &limits).0, [Reply::HeaderTooLarge]);
+        let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for _ in 0..MAX_HEADERS {
+            many.extend_from_slice(b"X: y\r\n");
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(replies(&many), [Reply::HeaderTooLarge]);
+    }
+
+    #[test]
+    fn malformed_requests_are_bad() {
+        for bad in [&b"GARBAGE\r\n\r\n"[..], b"GET /\r\n\r\n", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", b"\x00\x01\x02\r\n\r\n"] {
+            assert_eq!(replies(bad), [Reply::BadRequest], "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn one_byte_at_a_time_yields_the_same_replies() {
+        let input = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut parser = RequestParser::new();
+        let mut pending = Vec::new();
+        let mut got = Vec::new();
+        for &byte in input.iter() {
+            pending.push(byte);
+            let (replies, left) = run(&mut parser, &pending, &LIMITS);
+            got.extend(replies);
+            pending.drain(..pending.len() - left);
+        }
+        assert_eq!(got, [Reply::Ok, Reply::Ok]);
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn leading_empty_lines_are_ignored() {
+        assert_eq!(replies(b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"), [Reply::Ok]);
+    }
+}

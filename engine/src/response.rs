@@ -1,0 +1,262 @@
+//! Preformatted responses, one per [`Reply`], with the `Date` header patched
+//! in place once a second.
+//!
+//! Each reply's bytes are laid out [`MAX_RUN`] times back to back, so `n`
+//! identical pipelined replies are one slice (`n * len` bytes from the start):
+//! a send never copies a response, it points at it.
+//!
+//! The kernel reads these bytes while a send is in flight, so the `Date` is
+//! never rewritten under it: there are [`PAGES`] copies of the whole layout,
+//! sends hold the page they point into, and once a second the next page is
+//! patched and made current only if no send holds it (else the date waits a
+//! tick).
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use crate::http::Reply;
+
+/// Most identical replies one slice covers.
+pub const MAX_RUN: usize = 32;
+/// Copies of the response layout, rotated as the date changes.
+const PAGES: usize = 4;
+/// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+const DATE_LEN: usize = 29;
+
+/// Where one reply's run of copies sits in a page.
+#[derive(Clone, Copy, Debug, Default)]
+struct Template {
+    offset: usize,
+    len: usize,
+}
+
+/// Every reply, formatted and ready to send.
+#[derive(Debug)]
+pub struct Responses {
+    pages: [Box<[u8]>; PAGES],
+    templates: [Template; Reply::ALL.len()],
+    /// Offsets of every `Date` value in a page (the same in every page).
+    date_offsets: Box<[usize]>,
+    current: usize,
+    holds: [u32; PAGES],
+    current_second: u64,
+}
+
+/// A page index held by an in-flight send; give it back with [`Responses::release`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageHold(u8);
+
+impl Responses {
+    /// Formats every reply around `body`, dated `now`.
+    pub fn new(body: &[u8], now: SystemTime) -> Self {
+        let mut layout = Vec::new();
+        let mut date_offsets = Vec::new();
+        let mut templates = [Template::default(); Reply::ALL.len()];
+        for reply in Reply::ALL {
+            let (head, date_at, body_part) = format_reply(reply, body);
+            let offset = layout.len();
+            for _ in 0..MAX_RUN {
+                if let Some(at) = date_at {
+                    date_offsets.push(layout.len() + at);
+                }
+                layout.extend_from_slice(&head);
+                layout.extend_from_slice(body_part);
+            }
+            templates[reply as usize] = Template { offset, len: head.len() + body_part.len() };
+        }
+        let page: Box<[u8]> = layout.into_boxed_slice();
+        let mut responses = Responses {
+            pages: std::array::from_fn(|_| page.clone()),
+            templates,
+            date_offsets: date_offsets.into_boxed_slice(),
+            current: 0,
+            holds: [0; PAGES],
+            current_second: 0,
+        };
+        let second = unix_second(now);
+        for page in 0..PAGES {
+            responses.patch_date(page, now);
+        }
+        responses.current_second = second;
+        responses
+    }
+
+    /// The bytes of `count` (at most [`MAX_RUN`]) copies of `reply` on the current page.
+    pub fn run(&self, reply: Reply, count: usize) -> &[u8] {
+        debug_assert!(count <= MAX_RUN);
+        let template = self.templates[reply as usize];
+        &self.pages[self.current][template.offset..template.offset + template.len * count]
+    }
+
+    /// The length of one `reply`.
+    pub fn len_of(&self, reply: Reply) -> usize {
+        self.templates[reply as usize].len
+    }
+
+    /// Marks the current page as read by a send until [`Responses::release`].
+    pub fn hold(&mut self) -> PageHold {
+        self.holds[self.current] += 1;
+        PageHold(self.current as u8)
+    }
+
+    /// Ends a hold taken by [`Responses::hold`].
+    pub fn release(&mut self, hold: PageHold) {
+        let held = &mut self.holds[usize::from(hold.0)];
+        debug_assert!(*held > 0, "page released more often than held");
+        *held = held.saturating_sub(1);
+    }
+
+    /// Moves the `Date` on when the second has changed; call it on every tick.
+    pub fn refresh(&mut self, now: SystemTime) {
+        let second = unix_second(now);
+        if second == self.current_second {
+            return;
+        }
+        let next = (self.current + 1) % PAGES;
+        // A send still reads that page: keep the old date one more tick.
+        if self.holds[next] != 0 {
+            return;
+        }
+        self.patch_date(next, now);
+        self.current = next;
+        self.current_second = second;
+    }
+
+    fn patch_date(&mut self, page: usize, now: SystemTime) {
+        let date = format_date(now);
+        let bytes = &mut self.pages[page];
+        for &at in self.date_offsets.iter() {
+            bytes[at..at + DATE_LEN].copy_from_slice(&date);
+        }
+    }
+}
+
+/// The head of one reply, where its date goes, and its body.
+fn format_reply(reply: Reply, body: &[u8]) -> (Vec<u8>, Option<usize>, &[u8]) {
+    let (code, reason) = reply.status();
+    if reply == Reply::Continue {
+        return (format!("HTTP/1.1 {code} {reason}\r\n\r\n").into_bytes(), None, &[]);
+    }
+    let mut head = format!("HTTP/1.1 {code} {reason}\r\nServer: ringmaster\r\nDate: ");
+    let date_at = head.len();
+    head.push_str(&" ".repeat(DATE_LEN));
+    let error_body = error_body(reply);
+    let (content_length, body_part): (usize, &[u8]) = match reply {
+        Reply::Ok | Reply::OkKeepAlive | Reply::OkClose => (body.len(), body),
+        Reply::Head | Reply::HeadKeepAlive | Reply::HeadClose => (body.len(), &[]),
+        _ => (error_body.len(), error_body),
+    };
+    let _ = write!(head, "\r\nContent-Type: text/plain\r\nContent-Length: {content_length}\r\n");
+    match reply {
+        Reply::OkKeepAlive | Reply::HeadKeepAlive => head.push_str("Connection: keep-alive\r\n"),
+        _ if reply.closes() => head.push_str("Connection: close\r\n"),
+        _ => {}
+    }
+    head.push_str("\r\n");
+    (head.into_bytes(), Some(date_at), body_part)
+}
+
+/// The body of an error reply: its reason phrase and a newline.
+fn error_body(reply: Reply) -> &'static [u8] {
+    match reply {
+        Reply::BadRequest => b"Bad Request\n",
+        Reply::ContentTooLarge => b"Content Too Large\n",
+        Reply::ExpectationFailed => b"Expectation Failed\n",
+        Reply::HeaderTooLarge => b"Request Header Fields Too Large\n",
+        Reply::NotImplemented => b"Not Implemented\n",
+        _ => b"",
+    }
+}
+
+fn unix_second(now: SystemTime) -> u64 {
+    now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Formats `now` as an IMF-fixdate into a fixed buffer (no allocation).
+fn format_date(now: SystemTime) -> [u8; DATE_LEN] {
+    struct Fixed {
+        bytes: [u8; DATE_LEN],
+        len: usize,
+    }
+    impl std::fmt::Write for Fixed {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let end = self.len + s.len();
+            let slot = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+            slot.copy_from_slice(s.as_bytes());
+            self.len = end;
+            Ok(())
+        }
+    }
+    let mut out = Fixed { bytes: [b' '; DATE_LEN], len: 0 };
+    // httpdate renders RFC 9110's IMF-fixdate, always 29 bytes for years 1970-9999.
+    let _ = write!(out, "{}", httpdate::HttpDate::from(now));
+    out.bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8(bytes.to_vec()).expect("responses are ASCII")
+    }
+
+    const EPOCH_PLUS: u64 = 784_111_777; // Sun, 06 Nov 1994 08:49:37 GMT
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn ok_reply_is_complete() {
+        let responses = Responses::new(b"hello world\n", at(EPOCH_PLUS));
+        assert_eq!(
+            text(responses.run(Reply::Ok, 1)),
+            "HTTP/1.1 200 OK\r\nServer: ringmaster\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Content-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n"
+        );
+    }
+
+    #[test]
+    fn head_and_connection_variants() {
+        let responses = Responses::new(b"abc", at(EPOCH_PLUS));
+        let head = text(responses.run(Reply::HeadClose, 1));
+        assert!(head.contains("Content-Length: 3\r\nConnection: close\r\n\r\n"));
+        assert!(head.ends_with("\r\n\r\n"));
+        let keep = text(responses.run(Reply::OkKeepAlive, 1));
+        assert!(keep.contains("Connection: keep-alive\r\n\r\nabc"));
+        assert_eq!(text(responses.run(Reply::Continue, 1)), "HTTP/1.1 100 Continue\r\n\r\n");
+        let bad = text(responses.run(Reply::HeaderTooLarge, 1));
+        assert!(bad.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        assert!(bad.ends_with("Connection: close\r\n\r\nRequest Header Fields Too Large\n"));
+    }
+
+    #[test]
+    fn runs_are_back_to_back_copies() {
+        let responses = Responses::new(b"x", at(EPOCH_PLUS));
+        let one = responses.run(Reply::Ok, 1).to_vec();
+        let many = responses.run(Reply::Ok, MAX_RUN);
+        assert_eq!(many.len(), one.len() * MAX_RUN);
+        assert!(many.chunks(one.len()).all(|copy| copy == one));
+    }
+
+    #[test]
+    fn date_moves_to_a_free_page_only() {
+        let mut responses = Responses::new(b"x", at(EPOCH_PLUS));
+        let hold = responses.hold();
+        responses.refresh(at(EPOCH_PLUS + 1));
+        assert!(text(responses.run(Reply::Ok, 1)).contains("08:49:38 GMT"));
+        // The held page still carries the old date.
+        assert!(text(&responses.pages[usize::from(hold.0)]).contains("08:49:37 GMT"));
+        // Cycle round until the next page is the held one: the date must wait.
+        responses.refresh(at(EPOCH_PLUS + 2));
+        responses.refresh(at(EPOCH_PLUS + 3));
+        responses.refresh(at(EPOCH_PLUS + 4));
+        assert!(text(responses.run(Reply::Ok, 1)).contains("08:49:40 GMT"));
+        responses.release(hold);
+        responses.refresh(at(EPOCH_PLUS + 4));
+        assert!(text(responses.run(Reply::Ok, 1)).contains("08:49:41 GMT"));
+    }
+}

@@ -1,0 +1,95 @@
+//! A fixed-capacity slab: every slot is made at start, taking and giving back
+//! a slot never allocates, and each slot carries a generation that changes
+//! when it is given back.
+
+use crate::token::GEN_MASK;
+
+#[derive(Debug)]
+struct Entry<T> {
+    generation: u32,
+    occupied: bool,
+    value: T,
+}
+
+/// Slots of `T`, addressed by index and generation.
+#[derive(Debug)]
+pub struct Slab<T> {
+    entries: Box<[Entry<T>]>,
+    free: Vec<u32>,
+}
+
+impl<T> Slab<T> {
+    /// A slab of `capacity` slots, each made by `make`.
+    pub fn new(capacity: usize, mut make: impl FnMut() -> T) -> Self {
+        let entries = (0..capacity).map(|_| Entry { generation: 0, occupied: false, value: make() }).collect();
+        // Reversed so slot 0 is handed out first (low slots stay warm in cache).
+        let free = (0..capacity as u32).rev().collect();
+        Slab { entries, free }
+    }
+
+    /// Takes a free slot; its index and generation, or `None` when full.
+    pub fn insert(&mut self) -> Option<(u32, u32)> {
+        let index = self.free.pop()?;
+        let entry = &mut self.entries[index as usize];
+        entry.occupied = true;
+        Some((index, entry.generation))
+    }
+
+    /// The value in an occupied slot of this generation.
+    pub fn get_mut(&mut self, index: u32, generation: u32) -> Option<&mut T> {
+        match self.entries.get_mut(index as usize) {
+            Some(entry) if entry.occupied && entry.generation == generation => Some(&mut entry.value),
+            _ => None,
+        }
+    }
+
+    /// The generation of slot `index` if it is occupied.
+    pub fn generation(&self, index: u32) -> Option<u32> {
+        self.entries.get(index as usize).filter(|e| e.occupied).map(|e| e.generation)
+    }
+
+    /// Gives a slot back; its generation moves on so old tokens no longer match.
+    pub fn remove(&mut self, index: u32) {
+        let entry = &mut self.entries[index as usize];
+        if entry.occupied {
+            entry.occupied = false;
+            entry.generation = (entry.generation + 1) & GEN_MASK;
+            self.free.push(index);
+        }
+    }
+
+    /// Occupied slots.
+    pub fn len(&self) -> usize {
+        self.entries.len() - self.free.len()
+    }
+
+    /// True when no slot is occupied.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of slots, occupied or not.
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reused_slot_has_a_new_generation() {
+        let mut slab = Slab::new(2, || 0u8);
+        let (a, gen_a) = slab.insert().expect("slot");
+        let (_b, _) = slab.insert().expect("slot");
+        assert!(slab.insert().is_none());
+        slab.remove(a);
+        let (again, gen_again) = slab.insert().expect("slot");
+        assert_eq!(again, a);
+        assert_ne!(gen_again, gen_a);
+        assert!(slab.get_mut(a, gen_a).is_none());
+        assert!(slab.get_mut(a, gen_again).is_some());
+        assert_eq!(slab.len(), 2);
+    }
+}

@@ -1,0 +1,636 @@
+//! The worker loop: one ring, one `submit_and_wait` per turn, completions
+//! handled in a batch, every submission they cause sent with the next turn.
+//!
+//! Connections come from a listener (single-shot accepts kept outstanding:
+//! a multishot accept on a listener shared by several rings would send every
+//! connection to one of them) and from the master's channel (fds over
+//! `SCM_RIGHTS`); both end in [`Worker::adopt`], so a handed-over connection
+//! is served exactly like an accepted one.
+
+use std::io;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+use std::time::SystemTime;
+
+use io_uring::types::{CancelBuilder, Fd, Timespec};
+use io_uring::{cqueue, opcode, squeue, IoUring};
+
+use crate::bufring::{self, BufRing};
+use crate::channel::{Message, Tag, MAX_FDS};
+use crate::config::EngineConfig;
+use crate::conn::{Conn, Timer};
+use crate::http::{Limits, Step};
+use crate::response::Responses;
+use crate::slab::Slab;
+use crate::stats::{CountersSnapshot, WorkerCounters, STATE_DRAINING, STATE_READY, STATE_STOPPED};
+use crate::sys::{now_ms, own_fd};
+use crate::token::{self, Op};
+
+/// How often the worker checks deadlines and the `Date`.
+const TICK_MS: u64 = 100;
+/// How long a closing connection waits for the client's FIN after ours.
+const LINGER_MS: u64 = 2_000;
+
+/// Where a worker's connections come from, and what tells it to stop.
+#[derive(Debug, Default)]
+pub struct Sources {
+    /// A listening socket to accept on (`shared` mode, or a lone worker).
+    pub listener: Option<OwnedFd>,
+    /// The master's end of the channel sends connections and `Drain` here (`rr` mode);
+    /// its end of stream means the master is gone, and the worker drains.
+    pub channel: Option<OwnedFd>,
+    /// Readable means "drain and exit" (a signalfd, an eventfd).
+    pub shutdown: Option<OwnedFd>,
+}
+
+/// Runs one worker until it has drained; `counters` is its slot in the stats block.
+///
+/// Call it on the thread that will run the loop: the ring is created here and
+/// is single-issuer.
+pub fn run(config: &EngineConfig, sources: Sources, counters: &WorkerCounters) -> io::Result<()> {
+    let mut worker = Worker::new(config, sources, counters)?;
+    worker.serve()
+}
+
+struct Worker<'a> {
+    // Dropped first: the kernel stops using the buffers and pages below.
+    ring: IoUring,
+    bufs: BufRing,
+    conns: Slab<Conn>,
+    /// Per-slot room for an incomplete header block: slot `i` owns
+    /// `carry[i * carry_cap..(i + 1) * carry_cap]`.
+    carry: Box<[u8]>,
+    carry_cap: usize,
+    responses: Responses,
+    limits: Limits,
+    config: &'a EngineConfig,
+    sources: Sources,
+    inbox: Box<Message>,
+    tick: Box<Timespec>,
+    counters: &'a WorkerCounters,
+    counts: CountersSnapshot,
+    accepts_armed: u32,
+    /// The master's channel is still open: a draining worker waits for its end
+    /// of stream, so connections the master sent before `Drain` are all served.
+    channel_open: bool,
+    draining: bool,
+    drain_deadline: u64,
+    now: u64,
+    completions: Vec<(u64, i32, u32)>,
+}
+
+impl<'a> Worker<'a> {
+    fn new(config: &'a EngineConfig, sources: Sources, counters: &'a WorkerCounters) -> io::Result<Self> {
+        let ring = build_ring(config.ring_entries)?;
+        let bufs = BufRing::register(&ring.submitter(), config.recv_buffers, config.recv_buffer_size)?;
+        let carry_cap = config.max_header.max(1024);
+        let mut counts = counters.snapshot();
+        counts.live = 0;
+        counters.pid.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
+        let completions_cap = ring.params().cq_entries() as usize;
+        Ok(Worker {
+            ring,
+            bufs,
+            conns: Slab::new(config.max_conns, Conn::new),
+            // Zeroed memory comes from the kernel lazily: only the slots used get pages.
+            carry: vec![0u8; config.max_conns * carry_cap].into_boxed_slice(),
+            carry_cap,
+            responses: Responses::new(&config.body, SystemTime::now()),
+            limits: config.limits(),
+            config,
+            channel_open: sources.channel.is_some(),
+            sources,
+            inbox: Message::new(),
+            tick: Box::new(Timespec::new().nsec((TICK_MS * 1_000_000) as u32)),
+            counters,
+            counts,
+            accepts_armed: 0,
+            draining: false,
+            drain_deadline: 0,
+            now: now_ms(),
+            completions: Vec::with_capacity(completions_cap),
+        })
+    }
+
+    fn serve(&mut self) -> io::Result<()> {
+        self.arm_accepts()?;
+        self.arm_channel()?;
+        if let Some(shutdown) = &self.sources.shutdown {
+            let poll = opcode::PollAdd::new(Fd(shutdown.as_raw_fd()), libc::POLLIN as u32).build();
+            self.push(poll.user_data(token::encode(Op::Shutdown, 0, 0)))?;
+        }
+        self.arm_tick()?;
+        self.counters.set_state(STATE_READY);
+        loop {
+            self.publish();
+            let drained = self.conns.is_empty() && !self.channel_open;
+            if self.draining && (drained || self.now >= self.drain_deadline) {
+                break;
+            }
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {}
+                Err(e) => return Err(e),
+            }
+            self.now = now_ms();
+            self.reap();
+            for i in 0..self.completions.len() {
+                let (user_data, result, flags) = self.completions[i];
+                self.complete(user_data, result, flags)?;
+            }
+        }
+        // Hand the last closes to the kernel before the ring goes.
+        self.ring.submit()?;
+        self.counts.live = 0;
+        self.counters.store(&self.counts);
+        self.counters.set_state(STATE_STOPPED);
+        Ok(())
+    }
+
+    fn publish(&mut self) {
+        self.counts.live = self.conns.len() as u64;
+        self.counts.heartbeat += 1;
+        self.counters.store(&self.counts);
+    }
+
+    /// Copies this turn's completions out of the ring so handlers may submit.
+    fn reap(&mut self) {
+        self.completions.clear();
+        let cap = self.completions.capacity();
+        for cqe in self.ring.completion() {
+            self.completions.push((cqe.user_data(), cqe.result(), cqe.flags()));
+            if self.completions.len() == cap {
+                break;
+            }
+        }
+    }
+
+    fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: every pointer an entry carries (msghdrs, iovecs, response pages,
+            // the tick timespec) points into the worker, whose slabs and boxes do not
+            // move or free that memory until the op's completion is reaped or the
+            // ring is dropped.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                return Ok(());
+            }
+            // The queue is full: hand it to the kernel and make room.
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn complete(&mut self, user_data: u64, result: i32, flags: u32) -> io::Result<()> {
+        let Some((op, slot, generation)) = token::decode(user_data) else { return Ok(()) };
+        match op {
+            Op::Accept => self.on_accept(result),
+            Op::Recv => self.on_recv(slot, generation, result, flags),
+            Op::Send => self.on_send(slot, generation, result),
+            Op::Channel => self.on_channel(result),
+            Op::Tick => self.on_tick(),
+            Op::Shutdown => self.start_drain(),
+            Op::Ignore => Ok(()),
+        }
+    }
+
+    // --- sources of connections -------------------------------------------------
+
+    fn arm_accepts(&mut self) -> io::Result<()> {
+        let Some(listener) = self.sources.listener.as_ref().map(|l| l.as_raw_fd()) else { return Ok(()) };
+        while !self.draining && self.accepts_armed < self.config.accepts_outstanding {
+            let accept = opcode::Accept::new(Fd(listener), std::ptr::null_mut(), std::ptr::null_mut())
+                .flags(libc::SOCK_CLOEXEC)
+                .build();
+            self.push(accept.user_data(token::encode(Op::Accept, 0, 0)))?;
+            self.accepts_armed += 1;
+        }
+        Ok(())
+    }
+
+    fn on_accept(&mut self, result: i32) -> io::Result<()> {
+        self.accepts_armed -= 1;
+        if result >= 0 {
+            // SAFETY: a successful accept returns a new fd that nothing else owns.
+            let fd = unsafe { own_fd(result) };
+            self.adopt(fd)?;
+        } else if matches!(-result, libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS) {
+            // Out of descriptors or memory: retrying now would spin; the tick re-arms.
+            return Ok(());
+        }
+        self.arm_accepts()
+    }
+
+    fn arm_channel(&mut self) -> io::Result<()> {
+        let Some(channel) = self.sources.channel.as_ref().map(|c| c.as_raw_fd()) else { return Ok(()) };
+        let header = self.inbox.prepare_recv();
+        let recv = opcode::RecvMsg::new(Fd(channel), header).flags(libc::MSG_CMSG_CLOEXEC as u32).build();
+        self.push(recv.user_data(token::encode(Op::Channel, 0, 0)))
+    }
+
+    fn on_channel(&mut self, result: i32) -> io::Result<()> {
+        if result == 0 || (result < 0 && result != -libc::EINTR) {
+            // The master is gone or done with us (or the channel broke): finish up and exit.
+            self.channel_open = false;
+            return self.start_drain();
+        }
+        if result < 0 {
+            return self.arm_channel();
+        }
+        let mut fds: [Option<OwnedFd>; MAX_FDS] = [const { None }; MAX_FDS];
+        let mut count = 0;
+        // SAFETY: called once for this completed recvmsg, with its result.
+        let received = unsafe {
+            self.inbox.take_received(result as usize, &mut |fd| {
+                if count < MAX_FDS {
+                    fds[count] = Some(fd);
+                    count += 1;
+                }
+            })
+        };
+        for fd in fds.iter_mut().take(count).filter_map(Option::take) {
+            self.adopt(fd)?;
+        }
+        if received.tag == Some(Tag::Drain) {
+            self.start_drain()?;
+        }
+        self.arm_channel()
+    }
+
+    /// Takes a connection into the slab and starts receiving on it.
+    fn adopt(&mut self, fd: OwnedFd) -> io::Result<()> {
+        let Some((slot, generation)) = self.conns.insert() else {
+            // Full: refusing (closing) is the only answer that costs nothing.
+            self.counts.rejected += 1;
+            return Ok(());
+        };
+        let deadline = self.now + self.config.header_timeout.as_millis() as u64;
+        if let Some(conn) = self.conns.get_mut(slot, generation) {
+            conn.open(fd.into_raw_fd(), deadline);
+        }
+        self.counts.accepted += 1;
+        self.arm_recv(slot, generation)
+    }
+
+    // --- receiving ------------------------------------------------------------------
+
+    fn arm_recv(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        conn.receiving = true;
+        let recv = opcode::RecvMulti::new(Fd(conn.fd), bufring::GROUP).build();
+        self.push(recv.user_data(token::encode(Op::Recv, slot, generation)))
+    }
+
+    fn on_recv(&mut self, slot: u32, generation: u32, result: i32, flags: u32) -> io::Result<()> {
+        let buffer = cqueue::buffer_select(flags);
+        let Some(conn) = self.conns.get_mut(slot, generation) else {
+            if let Some(bid) = buffer {
+                self.bufs.recycle(bid);
+            }
+            return Ok(());
+        };
+        if !cqueue::more(flags) {
+            conn.receiving = false;
+        }
+        match (result, buffer) {
+            (len, Some(bid)) if len > 0 => {
+                // SAFETY: `bid` was just handed to us by this completion and is
+                // recycled only after `data` is last used.
+                let data = unsafe { self.bufs.filled(bid, len as usize) };
+                let handled = self.on_input(slot, generation, data);
+                self.bufs.recycle(bid);
+                handled?;
+            }
+            (0, _) => self.on_peer_closed(slot, generation)?,
+            // Out of receive buffers, or cancelled by us: re-armed below if still wanted.
+            (e, _) if e == -libc::ENOBUFS || e == -libc::ECANCELED => {}
+            _ => self.begin_close(slot, generation)?,
+        }
+        self.resume_receiving(slot, generation)
+    }
+
+    /// Re-arms a multishot receive that ended, unless the connection no longer reads.
+    fn resume_receiving(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if conn.closing {
+            self.release_if_done(slot, generation);
+            return Ok(());
+        }
+        if !conn.receiving && !conn.paused && !conn.peer_closed {
+            self.arm_recv(slot, generation)?;
+        }
+        Ok(())
+    }
+
+    fn on_input(&mut self, slot: u32, generation: u32, data: &[u8]) -> io::Result<()> {
+        let base = slot as usize * self.carry_cap;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let Some(conn) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+            if conn.closing || conn.lingering || conn.close_after_send {
+                // Everything after a closing reply is discarded.
+                break;
+            }
+            if conn.carry_len == 0 && !conn.paused {
+                // The common case: parse straight from the receive buffer.
+                let used = feed(conn, rest, &self.limits, self.draining, &mut self.counts);
+                rest = &rest[used..];
+                if rest.is_empty() || conn.close_after_send {
+                    break;
+                }
+                // An incomplete header block, or input held while replies drain.
+                let keep = rest.len().min(self.carry_cap);
+                self.carry[base..base + keep].copy_from_slice(&rest[..keep]);
+                conn.carry_len = keep;
+                rest = &rest[keep..];
+                continue;
+            }
+            let room = self.carry_cap - conn.carry_len;
+            if room == 0 {
+                // Held input overflowed: the client sends without reading our replies.
+                return self.begin_close(slot, generation);
+            }
+            let take = room.min(rest.len());
+            let at = base + conn.carry_len;
+            self.carry[at..at + take].copy_from_slice(&rest[..take]);
+            conn.carry_len += take;
+            rest = &rest[take..];
+            if !conn.paused {
+                self.parse_carry(slot, generation);
+            }
+        }
+        self.after_progress(slot, generation)
+    }
+
+    /// Parses what the carry buffer holds and keeps the unparsed tail.
+    fn parse_carry(&mut self, slot: u32, generation: u32) {
+        let base = slot as usize * self.carry_cap;
+        let Some(conn) = self.conns.get_mut(slot, generation) else { return };
+        let held = conn.carry_len;
+        let used = feed(conn, &self.carry[base..base + held], &self.limits, self.draining, &mut self.counts);
+        if conn.close_after_send {
+            conn.carry_len = 0;
+            return;
+        }
+        self.carry.copy_within(base + used..base + held, base);
+        conn.carry_len = held - used;
+    }
+
+    /// After input or a send: pause, send, time and close as the state asks.
+    fn after_progress(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if conn.closing {
+            return Ok(());
+        }
+        if conn.paused && conn.receiving {
+            // Stop reading until the queued replies are sent (back-pressure).
+            let cancel = opcode::AsyncCancel::new(token::encode(Op::Recv, slot, generation)).build();
+            self.push(cancel.user_data(token::encode(Op::Ignore, 0, 0)))?;
+        }
+        self.flush(slot, generation)?;
+        let Some(conn) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if conn.closing || conn.lingering {
+            return Ok(());
+        }
+        if conn.is_idle() && (self.draining || conn.peer_closed) {
+            return self.begin_close(slot, generation);
+        }
+        self.now_refresh_deadline(slot, generation);
+        Ok(())
+    }
+
+    fn now_refresh_deadline(&mut self, slot: u32, generation: u32) {
+        let header = self.config.header_timeout.as_millis() as u64;
+        let idle = self.config.idle_timeout.as_millis() as u64;
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(slot, generation) else { return };
+        let busy = conn.sending || !conn.replies.is_empty() || !conn.parser.between_requests();
+        if !busy && conn.carry_len > 0 {
+            // A header block in progress: its clock started with its first byte.
+            if conn.timer != Timer::Header {
+                conn.timer = Timer::Header;
+                conn.deadline = now + header;
+            }
+        } else {
+            conn.timer = Timer::Idle;
+            conn.deadline = now + idle;
+        }
+    }
+
+    fn on_peer_closed(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        conn.peer_closed = true;
+        if conn.lingering || (conn.replies.is_empty() && !conn.sending) {
+            return self.begin_close(slot, generation);
+        }
+        // Answer what was asked, then close.
+        conn.close_after_send = true;
+        Ok(())
+    }
+
+    // --- sending --------------------------------------------------------------------
+
+    fn flush(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if conn.sending || conn.closing || !conn.outgoing.fill(&mut conn.replies, &mut self.responses) {
+            return Ok(());
+        }
+        conn.sending = true;
+        let send = opcode::SendMsg::new(Fd(conn.fd), conn.outgoing.header()).flags(libc::MSG_NOSIGNAL as u32).build();
+        self.push(send.user_data(token::encode(Op::Send, slot, generation)))
+    }
+
+    fn on_send(&mut self, slot: u32, generation: u32, result: i32) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        conn.sending = false;
+        if result < 0 || conn.closing {
+            conn.outgoing.finish(&mut self.responses);
+            self.begin_close(slot, generation)?;
+            self.release_if_done(slot, generation);
+            return Ok(());
+        }
+        if !conn.outgoing.advance(result as usize) {
+            // A partial send (a slow reader): send the rest from where it stopped.
+            conn.sending = true;
+            let send = opcode::SendMsg::new(Fd(conn.fd), conn.outgoing.header()).flags(libc::MSG_NOSIGNAL as u32).build();
+            self.now_refresh_deadline(slot, generation);
+            return self.push(send.user_data(token::encode(Op::Send, slot, generation)));
+        }
+        conn.outgoing.finish(&mut self.responses);
+        if conn.paused {
+            // Replies drained: take up the held input again.
+            conn.paused = false;
+            self.parse_carry(slot, generation);
+        }
+        let Some(conn) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if conn.replies.is_empty() && conn.close_after_send {
+            return self.start_linger(slot, generation);
+        }
+        self.after_progress(slot, generation)?;
+        self.resume_receiving(slot, generation)
+    }
+
+    // --- closing --------------------------------------------------------------------
+
+    /// Half-closes after the last reply and waits briefly for the client's FIN,
+    /// so unread input does not turn our close into a reset that eats the reply.
+    fn start_linger(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        conn.lingering = true;
+        conn.paused = false;
+        conn.timer = Timer::Linger;
+        conn.deadline = now + LINGER_MS;
+        let fd = conn.fd;
+        if conn.peer_closed {
+            return self.begin_close(slot, generation);
+        }
+        let receiving = conn.receiving;
+        let shutdown = opcode::Shutdown::new(Fd(fd), libc::SHUT_WR).build();
+        self.push(shutdown.user_data(token::encode(Op::Ignore, 0, 0)))?;
+        if !receiving {
+            self.arm_recv(slot, generation)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the socket through the ring and cancels its ops; the slot is
+    /// given back once they have all completed.
+    fn begin_close(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if conn.closing {
+            return Ok(());
+        }
+        conn.closing = true;
+        let (fd, receiving, sending) = (conn.fd, conn.receiving, conn.sending);
+        conn.fd = -1;
+        let ignore = token::encode(Op::Ignore, 0, 0);
+        if receiving {
+            self.push(opcode::AsyncCancel::new(token::encode(Op::Recv, slot, generation)).build().user_data(ignore))?;
+        }
+        if sending {
+            self.push(opcode::AsyncCancel::new(token::encode(Op::Send, slot, generation)).build().user_data(ignore))?;
+        }
+        self.push(opcode::Close::new(Fd(fd)).build().user_data(ignore))?;
+        self.release_if_done(slot, generation);
+        Ok(())
+    }
+
+    fn release_if_done(&mut self, slot: u32, generation: u32) {
+        if let Some(conn) = self.conns.get_mut(slot, generation) {
+            if conn.closing && !conn.receiving && !conn.sending {
+                self.conns.remove(slot);
+            }
+        }
+    }
+
+    // --- time and draining ------------------------------------------------------------
+
+    fn arm_tick(&mut self) -> io::Result<()> {
+        let timeout = opcode::Timeout::new(&*self.tick).build();
+        self.push(timeout.user_data(token::encode(Op::Tick, 0, 0)))
+    }
+
+    fn on_tick(&mut self) -> io::Result<()> {
+        self.responses.refresh(SystemTime::now());
+        for slot in 0..self.conns.capacity() as u32 {
+            let Some(generation) = self.conns.generation(slot) else { continue };
+            let now = self.now;
+            let expired = self.conns.get_mut(slot, generation).is_some_and(|c| !c.closing && c.deadline <= now);
+            if expired {
+                self.begin_close(slot, generation)?;
+            }
+        }
+        self.arm_accepts()?;
+        self.arm_tick()
+    }
+
+    fn start_drain(&mut self) -> io::Result<()> {
+        if self.draining {
+            return Ok(());
+        }
+        self.draining = true;
+        self.drain_deadline = self.now + self.config.drain_timeout.as_millis() as u64;
+        self.counters.set_state(STATE_DRAINING);
+        if self.accepts_armed > 0 {
+            let all_accepts = CancelBuilder::user_data(token::encode(Op::Accept, 0, 0)).all();
+            self.push(opcode::AsyncCancel2::new(all_accepts).build().user_data(token::encode(Op::Ignore, 0, 0)))?;
+        }
+        for slot in 0..self.conns.capacity() as u32 {
+            let Some(generation) = self.conns.generation(slot) else { continue };
+            let idle = self.conns.get_mut(slot, generation).is_some_and(|c| !c.closing && c.is_idle());
+            if idle {
+                self.begin_close(slot, generation)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Worker<'_> {
+    fn drop(&mut self) {
+        // Connections still open when the loop ends (drain timeout, an error) are
+        // closed here; those already closing had their close submitted.
+        for slot in 0..self.conns.capacity() as u32 {
+            let Some(generation) = self.conns.generation(slot) else { continue };
+            if let Some(conn) = self.conns.get_mut(slot, generation) {
+                if !conn.closing && conn.fd >= 0 {
+                    // SAFETY: the connection owns `fd` and nothing closes it after this.
+                    unsafe { libc::close(conn.fd) };
+                    conn.fd = -1;
+                }
+            }
+        }
+    }
+}
+
+/// Parses requests from `input` into the connection's reply queue; returns
+/// the bytes used. Stops at an incomplete header block, a closing reply, or a
+/// full queue (then the connection is marked paused).
+fn feed(conn: &mut Conn, input: &[u8], limits: &Limits, draining: bool, counts: &mut CountersSnapshot) -> usize {
+    let mut at = 0;
+    while at < input.len() {
+        if conn.replies.is_full() {
+            conn.paused = true;
+            break;
+        }
+        match conn.parser.step(&input[at..], limits) {
+            Step::NeedMore => break,
+            Step::Advance { consumed, reply } => {
+                at += consumed;
+                let Some(mut reply) = reply else { continue };
+                if draining {
+                    reply = reply.closing();
+                }
+                conn.replies.push(reply);
+                if reply.is_final() {
+                    counts.requests += 1;
+                }
+                if reply.closes() {
+                    conn.close_after_send = true;
+                    return input.len();
+                }
+            }
+        }
+    }
+    at
+}
+
+fn build_ring(entries: u32) -> io::Result<IoUring> {
+    let cq_entries = entries.saturating_mul(4);
+    // Defer task work to our own submit_and_wait (kernel 6.1+): completions are
+    // produced in our loop turn, not by interrupting it.
+    let fast = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_submit_all()
+        .setup_cqsize(cq_entries)
+        .build(entries);
+    match fast {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            IoUring::builder().setup_submit_all().setup_cqsize(cq_entries).build(entries)
+        }
+        ring => ring,
+    }
+}

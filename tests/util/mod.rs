@@ -1,0 +1,857 @@
+//! Shared helpers for the integration tests: start the real `ringmaster` binary,
+//! follow its log, read its stats line, and speak just enough HTTP/1.1 to check
+//! its answers over real sockets on 127.0.0.1.
+//!
+//! Everything here is bounded in time: every socket has read and write timeouts,
+//! every wait has a deadline, and dropping a [`Server`] always ends the master and
+//! all of its workers.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Path of the binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_ringmaster");
+
+/// How long the master gets to print its listening line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default read/write timeout put on every client socket.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The fixed answer of every worker (default `--body`).
+pub const BODY: &[u8] = b"hello world\n";
+
+/// A minimal valid HTTP/1.1 request.
+pub const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+// ---------------------------------------------------------------------------
+// The server process
+// ---------------------------------------------------------------------------
+
+#[derive(Default)]
+struct LogState {
+    lines: Vec<String>,
+    /// stderr reached EOF (the master and everything holding its stderr exited).
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Log {
+    state: Mutex<LogState>,
+    cv: Condvar,
+}
+
+/// A running `ringmaster` master (and, through it, its workers).
+pub struct Server {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Log>,
+    stdout_rx: Mutex<Receiver<String>>,
+    exit: Option<ExitStatus>,
+}
+
+impl Server {
+    /// Starts the binary with `--bind 127.0.0.1:0` followed by `args`, and waits
+    /// (at most [`START_TIMEOUT`]) for `ringmaster: listening on ADDR (...)`.
+    pub fn start(args: &[&str]) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--bind").arg("127.0.0.1:0").args(args);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {BIN}: {e}"));
+        let pid = child.id();
+
+        let log = Arc::new(Log::default());
+        let stderr = child.stderr.take().expect("stderr piped");
+        {
+            let log = Arc::clone(&log);
+            thread::Builder::new()
+                .name(format!("ringmaster-{pid}-stderr"))
+                .spawn(move || {
+                    let mut r = BufReader::new(stderr);
+                    let mut buf = Vec::new();
+                    loop {
+                        buf.clear();
+                        match r.read_until(b'\n', &mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {
+                                let line = String::from_utf8_lossy(&buf)
+                                    .trim_end_matches(['\r', '\n'])
+                                    .to_string();
+                                eprintln!("[ringmaster {pid}] {line}");
+                                let mut st = log.state.lock().unwrap();
+                                st.lines.push(line);
+                                log.cv.notify_all();
+                            }
+                        }
+                    }
+                    let mut st = log.state.lock().unwrap();
+                    st.closed = true;
+                    log.cv.notify_all();
+                })
+                .expect("spawn stderr thread");
+        }
+
+        let stdout: ChildStdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = mpsc::channel();
+        thread::Builder::new()
+            .name(format!("ringmaster-{pid}-stdout"))
+            .spawn(move || {
+                let mut r = BufReader::new(stdout);
+                let mut buf = Vec::new();
+                loop {
+                    buf.clear();
+                    match r.read_until(b'\n', &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            let line = String::from_utf8_lossy(&buf)
+                                .trim_end_matches(['\r', '\n'])
+                                .to_string();
+                            eprintln!("[ringmaster {pid} stdout] {line}");
+                            if tx.send(line).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("spawn stdout thread");
+
+        let mut server = Server {
+            child,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            log,
+            stdout_rx: Mutex::new(rx),
+            exit: None,
+        };
+
+        let line = server
+            .try_wait_for_log_from(0, |l| l.starts_with("ringmaster: listening on "), START_TIMEOUT)
+            .map(|(_, l)| l);
+        let line = match line {
+            Some(l) => l,
+            None => {
+                let status = server.child.try_wait().ok().flatten();
+                panic!(
+                    "ringmaster did not print its listening line within {:?} (args {:?}, exit status {:?}); log:\n{}",
+                    START_TIMEOUT,
+                    args,
+                    status,
+                    server.log().join("\n")
+                );
+            }
+        };
+        server.addr = parse_listening_line(&line)
+            .unwrap_or_else(|| panic!("cannot parse listening line {line:?}"));
+        server
+    }
+
+    /// The address the master really listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The master's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A snapshot of every stderr line so far (without the trailing newline).
+    pub fn log(&self) -> Vec<String> {
+        self.log.state.lock().unwrap().lines.clone()
+    }
+
+    /// Number of stderr lines so far; pass it to [`Server::wait_for_log_from`] to
+    /// wait only for lines printed after now.
+    pub fn log_len(&self) -> usize {
+        self.log.state.lock().unwrap().lines.len()
+    }
+
+    /// Waits until some stderr line (from the first one on) satisfies `pred`;
+    /// returns it. Panics with the whole log on timeout.
+    pub fn wait_for_log(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
+        self.wait_for_log_from(0, pred, timeout).1
+    }
+
+    /// Like [`Server::wait_for_log`] but only looks at lines with index >= `from`;
+    /// returns (index, line).
+    pub fn wait_for_log_from(
+        &self,
+        from: usize,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> (usize, String) {
+        match self.try_wait_for_log_from(from, pred, timeout) {
+            Some(hit) => hit,
+            None => panic!(
+                "no matching log line within {:?} (from line {}); log:\n{}",
+                timeout,
+                from,
+                self.log().join("\n")
+            ),
+        }
+    }
+
+    /// Non-panicking form of [`Server::wait_for_log_from`].
+    pub fn try_wait_for_log_from(
+        &self,
+        from: usize,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Option<(usize, String)> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.log.state.lock().unwrap();
+        let mut next = from;
+        loop {
+            while next < st.lines.len() {
+                if pred(&st.lines[next]) {
+                    return Some((next, st.lines[next].clone()));
+                }
+                next += 1;
+            }
+            if st.closed {
+                return None;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            st = self.log.cv.wait_timeout(st, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Worker pids named by `worker N started (pid P, ...)` log lines, in log order
+    /// (restarted workers included).
+    pub fn logged_worker_pids(&self) -> Vec<u32> {
+        self.log().iter().filter_map(|l| parse_worker_started(l).map(|(_, pid)| pid)).collect()
+    }
+
+    /// Sends `sig` (e.g. `libc::SIGUSR1`) to the master.
+    pub fn signal(&self, sig: i32) {
+        let r = unsafe { libc::kill(self.pid() as libc::pid_t, sig) };
+        assert_eq!(r, 0, "kill({}, {sig}): {}", self.pid(), io::Error::last_os_error());
+    }
+
+    /// Sends SIGUSR1 and returns the next stats line from stdout, parsed.
+    /// Panics if none arrives within 5 s.
+    pub fn stats(&self) -> serde_json::Value {
+        let rx = self.stdout_rx.lock().unwrap();
+        while rx.try_recv().is_ok() {} // drop stale lines
+        self.signal(libc::SIGUSR1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(v) if v.get("workers").is_some() => return v,
+                    _ => eprintln!("ignoring non-stats stdout line {line:?}"),
+                },
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no stats line on stdout within 5 s of SIGUSR1; log:\n{}", self.log().join("\n"))
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("stdout closed while waiting for stats; log:\n{}", self.log().join("\n"))
+                }
+            }
+        }
+    }
+
+    /// Waits for the next line on stdout (e.g. the final stats line after SIGTERM).
+    pub fn next_stdout_line(&self, timeout: Duration) -> Option<String> {
+        self.stdout_rx.lock().unwrap().recv_timeout(timeout).ok()
+    }
+
+    /// Sums of (accepted, requests, live) over all workers, from [`Server::stats`].
+    pub fn stats_totals(&self) -> (u64, u64, u64) {
+        stats_totals(&self.stats())
+    }
+
+    /// Waits for the master to exit; panics (leaving cleanup to Drop) on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(s) = self.exit {
+            return s;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => {
+                    self.exit = Some(s);
+                    return s;
+                }
+                Ok(None) => {}
+                Err(e) => panic!("try_wait: {e}"),
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "ringmaster (pid {}) did not exit within {:?}; log:\n{}",
+                    self.pid(),
+                    timeout,
+                    self.log().join("\n")
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Is the master still running?
+    pub fn is_running(&mut self) -> bool {
+        if self.exit.is_some() {
+            return false;
+        }
+        match self.child.try_wait() {
+            Ok(Some(s)) => {
+                self.exit = Some(s);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Opens a client connection to the server.
+    pub fn connect(&self) -> Conn {
+        Conn::connect(self.addr)
+    }
+
+    fn wait_exit_quiet(&mut self, timeout: Duration) -> bool {
+        if self.exit.is_some() {
+            return true;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                self.exit = Some(s);
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Never panic here: this also runs while a failed test unwinds.
+        let mut workers: BTreeSet<u32> = self.logged_worker_pids().into_iter().collect();
+        if self.exit.is_none() {
+            workers.extend(children_of(self.pid()));
+            unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
+            if !self.wait_exit_quiet(Duration::from_secs(5)) {
+                eprintln!("ringmaster (pid {}) ignored SIGTERM for 5 s: SIGKILL", self.pid());
+                workers.extend(children_of(self.pid()));
+                let _ = self.child.kill();
+                let _ = self.wait_exit_quiet(Duration::from_secs(5));
+            }
+        }
+        // Workers should follow their master; give them a moment, then make sure.
+        workers.extend(self.logged_worker_pids());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let alive: Vec<u32> = workers.iter().copied().filter(|&p| is_our_process(p)).collect();
+            if alive.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                for p in alive {
+                    eprintln!("worker pid {p} outlived its master: SIGKILL");
+                    unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
+                }
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Parses `ringmaster: listening on 127.0.0.1:41234 (mode rr, 2 workers)`.
+pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
+    let rest = line.strip_prefix("ringmaster: listening on ")?;
+    let addr = rest.split(' ').next()?;
+    addr.parse().ok()
+}
+
+/// Parses `ringmaster: worker 1 started (pid 1234, cpu 0)` into (id, pid).
+pub fn parse_worker_started(line: &str) -> Option<(u32, u32)> {
+    let rest = line.strip_prefix("ringmaster: worker ")?;
+    let (id, rest) = rest.split_once(' ')?;
+    let rest = rest.strip_prefix("started (pid ")?;
+    let pid: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    Some((id.parse().ok()?, pid.parse().ok()?))
+}
+
+/// Sums of (accepted, requests, live) over the workers of a stats line.
+pub fn stats_totals(v: &serde_json::Value) -> (u64, u64, u64) {
+    let ws = v["workers"].as_array().unwrap_or_else(|| panic!("stats without workers array: {v}"));
+    let mut t = (0, 0, 0);
+    for w in ws {
+        let f = |k: &str| w[k].as_u64().unwrap_or_else(|| panic!("stats worker without numeric {k}: {v}"));
+        t.0 += f("accepted");
+        t.1 += f("requests");
+        t.2 += f("live");
+    }
+    t
+}
+
+/// Child pids of `pid` (all its threads), from /proc.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for t in tasks.flatten() {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    out
+}
+
+/// True if `pid` is alive (not a zombie) and runs our binary, so we never signal
+/// a recycled pid that belongs to something else.
+fn is_our_process(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // state is the field after the ")" that closes comm
+    if let Some(i) = stat.rfind(')') {
+        if stat[i + 1..].trim_start().starts_with('Z') {
+            return false;
+        }
+    }
+    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else { return false };
+    let exe = exe.to_string_lossy();
+    let exe = exe.trim_end_matches(" (deleted)");
+    let bin = std::fs::canonicalize(BIN).map(|p| p.to_string_lossy().into_owned()).unwrap_or(BIN.into());
+    exe == bin || exe == BIN
+}
+
+// ---------------------------------------------------------------------------
+// HTTP client side
+// ---------------------------------------------------------------------------
+
+/// One parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub version: String,
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// Value of the first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// All values of headers named `name`.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// Does the response carry `Connection: <token>` (case-insensitive token)?
+    pub fn has_connection(&self, token: &str) -> bool {
+        self.header_all("connection")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn bad(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Reads one CRLF-terminated line (without the CRLF). EOF before any byte gives
+/// `UnexpectedEof`; a line ending in a bare LF is `InvalidData`.
+fn read_crlf_line(r: &mut impl BufRead) -> io::Result<String> {
+    let mut buf = Vec::new();
+    let n = r.read_until(b'\n', &mut buf)?;
+    if n == 0 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a response line"));
+    }
+    if !buf.ends_with(b"\r\n") {
+        return Err(bad(format!("response line not terminated by CRLF: {:?}", String::from_utf8_lossy(&buf))));
+    }
+    buf.truncate(buf.len() - 2);
+    String::from_utf8(buf).map_err(|e| bad(format!("non-UTF-8 response line: {e}")))
+}
+
+/// Reads one response, honouring Content-Length (responses without one are read
+/// to EOF). 1xx responses have no body.
+pub fn read_response(r: &mut impl BufRead) -> io::Result<Response> {
+    read_response_ex(r, false)
+}
+
+/// Reads the response to a HEAD request: headers only, whatever Content-Length says.
+pub fn read_head_response(r: &mut impl BufRead) -> io::Result<Response> {
+    read_response_ex(r, true)
+}
+
+/// Reads one response; `head` = it answers a HEAD request (no body).
+pub fn read_response_ex(r: &mut impl BufRead, head: bool) -> io::Result<Response> {
+    let status_line = read_crlf_line(r)?;
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("").to_string();
+    if !version.starts_with("HTTP/1.") {
+        return Err(bad(format!("bad status line {status_line:?}")));
+    }
+    let code = parts.next().unwrap_or("");
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad(format!("bad status code in {status_line:?}")));
+    }
+    let status: u16 = code.parse().unwrap();
+    let reason = parts.next().unwrap_or("").to_string();
+
+    let mut headers = Vec::new();
+    loop {
+        let line = match read_crlf_line(r) {
+            Ok(l) => l,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed inside response headers"))
+            }
+            Err(e) => return Err(e),
+        };
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':').ok_or_else(|| bad(format!("bad response header line {line:?}")))?;
+        if k.is_empty() || k.contains(' ') {
+            return Err(bad(format!("bad response header name in {line:?}")));
+        }
+        headers.push((k.to_string(), v.trim().to_string()));
+        if headers.len() > 100 {
+            return Err(bad("more than 100 response headers".into()));
+        }
+    }
+    let mut resp = Response { version, status, reason, headers, body: Vec::new() };
+    if head || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok(resp);
+    }
+    match resp.header("content-length") {
+        Some(cl) => {
+            let n: usize = cl.parse().map_err(|_| bad(format!("bad response Content-Length {cl:?}")))?;
+            if n > 64 << 20 {
+                return Err(bad(format!("absurd response Content-Length {n}")));
+            }
+            let mut body = vec![0; n];
+            r.read_exact(&mut body)?;
+            resp.body = body;
+        }
+        None => {
+            if resp.header("transfer-encoding").is_some() {
+                return Err(bad("chunked responses are not expected from ringmaster".into()));
+            }
+            r.read_to_end(&mut resp.body)?;
+        }
+    }
+    Ok(resp)
+}
+
+/// Opens a TCP connection to `addr` with [`IO_TIMEOUT`] read/write timeouts and
+/// TCP_NODELAY (so that each write leaves as its own segment).
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Asserts the peer has closed the connection within `timeout`: a read returns 0
+/// (EOF) or ECONNRESET. Unread buffered bytes or fresh data are a failure.
+/// Returns how long it took.
+pub fn expect_closed_within(r: &mut BufReader<TcpStream>, timeout: Duration) -> Duration {
+    assert!(
+        r.buffer().is_empty(),
+        "expected the server to close, but unread bytes were buffered: {:?}",
+        String::from_utf8_lossy(r.buffer())
+    );
+    let start = Instant::now();
+    let s = r.get_mut();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            panic!("server did not close the connection within {timeout:?}");
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => panic!(
+                "expected the server to close, got {n} more bytes: {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                panic!("server did not close the connection within {timeout:?}")
+            }
+            Err(e) => panic!("expected a close, got error {e}"),
+        }
+    }
+    let took = start.elapsed();
+    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+    took
+}
+
+/// [`expect_closed_within`] with a 5 s bound.
+pub fn expect_closed(r: &mut BufReader<TcpStream>) -> Duration {
+    expect_closed_within(r, IO_TIMEOUT)
+}
+
+/// Asserts nothing arrives and the connection stays open for `d`.
+pub fn expect_silent_open(r: &mut BufReader<TcpStream>, d: Duration) {
+    assert!(r.buffer().is_empty(), "unexpected buffered bytes: {:?}", String::from_utf8_lossy(r.buffer()));
+    let s = r.get_mut();
+    s.set_read_timeout(Some(d)).unwrap();
+    let mut buf = [0u8; 4096];
+    match s.read(&mut buf) {
+        Ok(0) => panic!("server closed the connection, expected it to stay open for {d:?}"),
+        Ok(n) => panic!("unexpected {n} bytes: {:?}", String::from_utf8_lossy(&buf[..n])),
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+        Err(e) => panic!("expected the connection to stay open, got {e}"),
+    }
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+}
+
+/// A client connection: a buffered reader over the stream, plus writes.
+pub struct Conn {
+    pub r: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn connect(addr: SocketAddr) -> Conn {
+        Conn { r: BufReader::with_capacity(64 * 1024, connect(addr)) }
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        self.r.get_ref()
+    }
+
+    /// Writes all of `bytes` (one write call where the kernel allows).
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.r.get_mut().write_all(bytes).unwrap_or_else(|e| panic!("write: {e}"));
+    }
+
+    /// Like [`Conn::send`] but returns the error (the server may have closed).
+    pub fn try_send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.r.get_mut().write_all(bytes)
+    }
+
+    /// Sends `bytes` one byte per write, sleeping `gap` between bytes.
+    pub fn send_bytewise(&mut self, bytes: &[u8], gap: Duration) {
+        for b in bytes {
+            self.send(std::slice::from_ref(b));
+            if !gap.is_zero() {
+                thread::sleep(gap);
+            }
+        }
+    }
+
+    pub fn read(&mut self) -> Response {
+        read_response(&mut self.r).unwrap_or_else(|e| panic!("reading a response: {e}"))
+    }
+
+    pub fn read_head(&mut self) -> Response {
+        read_head_response(&mut self.r).unwrap_or_else(|e| panic!("reading a HEAD response: {e}"))
+    }
+
+    pub fn try_read(&mut self) -> io::Result<Response> {
+        read_response(&mut self.r)
+    }
+
+    /// Sends a request and reads its response.
+    pub fn request(&mut self, req: &[u8]) -> Response {
+        self.send(req);
+        self.read()
+    }
+
+    /// Sends a request and checks the standard 200 answer (keep-alive).
+    pub fn get_ok(&mut self) -> Response {
+        let resp = self.request(GET);
+        check_ok(&resp);
+        assert!(!resp.has_connection("close"), "keep-alive response carries Connection: close: {resp:?}");
+        resp
+    }
+
+    pub fn expect_closed(&mut self) -> Duration {
+        expect_closed(&mut self.r)
+    }
+
+    pub fn expect_closed_within(&mut self, timeout: Duration) -> Duration {
+        expect_closed_within(&mut self.r, timeout)
+    }
+
+    pub fn expect_silent_open(&mut self, d: Duration) {
+        expect_silent_open(&mut self.r, d)
+    }
+
+    pub fn shutdown_write(&self) {
+        let _ = self.r.get_ref().shutdown(Shutdown::Write);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Checks of ringmaster's answers
+// ---------------------------------------------------------------------------
+
+/// Checks the headers every ringmaster response carries (any status): HTTP/1.1,
+/// `Server: ringmaster`, a well-formed and current `Date`, `Content-Type:
+/// text/plain`, exactly one Content-Length.
+pub fn check_common_headers(resp: &Response) {
+    assert_eq!(resp.version, "HTTP/1.1", "response version: {resp:?}");
+    assert_eq!(resp.header_all("server"), vec!["ringmaster"], "Server header: {resp:?}");
+    let dates = resp.header_all("date");
+    assert_eq!(dates.len(), 1, "exactly one Date header expected: {resp:?}");
+    check_date(dates[0]);
+    assert_eq!(resp.header("content-type"), Some("text/plain"), "Content-Type: {resp:?}");
+    assert_eq!(resp.header_all("content-length").len(), 1, "exactly one Content-Length: {resp:?}");
+    assert!(resp.header("transfer-encoding").is_none(), "unexpected Transfer-Encoding: {resp:?}");
+}
+
+/// Checks the standard `200 OK` with body `hello world\n` (not for HEAD).
+pub fn check_ok(resp: &Response) {
+    assert_eq!(resp.status, 200, "expected 200, got {resp:?}");
+    assert_eq!(resp.reason, "OK", "reason phrase: {resp:?}");
+    check_common_headers(resp);
+    assert_eq!(resp.header("content-length"), Some("12"), "Content-Length: {resp:?}");
+    assert_eq!(resp.body, BODY, "body: {resp:?}");
+}
+
+/// Checks the standard answer to HEAD: as [`check_ok`], with an empty body but
+/// Content-Length 12.
+pub fn check_ok_head(resp: &Response) {
+    assert_eq!(resp.status, 200, "expected 200, got {resp:?}");
+    check_common_headers(resp);
+    assert_eq!(resp.header("content-length"), Some("12"), "HEAD keeps Content-Length: {resp:?}");
+    assert!(resp.body.is_empty());
+}
+
+/// Checks an error answer: `HTTP/1.1 <code> <reason>`, the common headers,
+/// `Connection: close`, body `<reason>\n` with a matching Content-Length.
+pub fn check_error(resp: &Response, code: u16) {
+    assert_eq!(resp.status, code, "expected {code}, got {resp:?}");
+    assert!(!resp.reason.is_empty(), "error without a reason phrase: {resp:?}");
+    check_common_headers(resp);
+    assert!(resp.has_connection("close"), "error response must carry Connection: close: {resp:?}");
+    let want = format!("{}\n", resp.reason);
+    assert_eq!(resp.body_str(), want, "error body must be the reason phrase and a newline: {resp:?}");
+    assert_eq!(resp.header("content-length"), Some(want.len().to_string().as_str()), "Content-Length: {resp:?}");
+}
+
+const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into Unix seconds.
+pub fn parse_imf_fixdate(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() != 29 || &s[3..5] != ", " || b[7] != b' ' || b[11] != b' ' || b[16] != b' ' || b[19] != b':' || b[22] != b':' || &s[25..] != " GMT" {
+        return None;
+    }
+    let wday = DAYS.iter().position(|d| *d == &s[0..3])?;
+    let num = |r: std::ops::Range<usize>| -> Option<u64> {
+        let t = &s[r];
+        if t.bytes().all(|c| c.is_ascii_digit()) { t.parse().ok() } else { None }
+    };
+    let day = num(5..7)?;
+    let month = MONTHS.iter().position(|m| *m == &s[8..11])? as u64 + 1;
+    let year = num(12..16)?;
+    let (h, mi, se) = (num(17..19)?, num(20..22)?, num(23..25)?);
+    if !(1..=31).contains(&day) || h > 23 || mi > 59 || se > 60 || year < 1970 {
+        return None;
+    }
+    // days from civil (Howard Hinnant)
+    let (y, m) = if month <= 2 { (year as i64 - 1, month as i64 + 9) } else { (year as i64, month as i64 - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    // 1970-01-01 was a Thursday (index 3 in DAYS)
+    if (days + 3).rem_euclid(7) as usize != wday {
+        return None;
+    }
+    Some(days as u64 * 86400 + h * 3600 + mi * 60 + se)
+}
+
+/// Asserts `s` is a well-formed IMF-fixdate within a few seconds of now.
+pub fn check_date(s: &str) {
+    let t = parse_imf_fixdate(s).unwrap_or_else(|| panic!("Date header {s:?} is not an IMF-fixdate"));
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert!(t.abs_diff(now) <= 5, "Date header {s:?} is {} s away from now", t as i64 - now as i64);
+}
+
+/// `n` copies of `req` concatenated.
+pub fn repeat(req: &[u8], n: usize) -> Vec<u8> {
+    req.repeat(n)
+}
+
+/// Encodes `body` as chunks of at most `chunk` bytes with the final 0 chunk.
+pub fn chunked(body: &[u8], chunk: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in body.chunks(chunk.max(1)) {
+        out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        out.extend_from_slice(c);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+/// Polls `f` every 20 ms until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod self_tests {
+    use super::*;
+
+    #[test]
+    fn imf_fixdate() {
+        assert_eq!(parse_imf_fixdate("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784111777));
+        assert_eq!(parse_imf_fixdate("Mon, 06 Nov 1994 08:49:37 GMT"), None);
+        assert_eq!(parse_imf_fixdate("Sun, 6 Nov 1994 08:49:37 GMT"), None);
+        assert_eq!(parse_imf_fixdate("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+    }
+
+    #[test]
+    fn parse_lines() {
+        assert_eq!(
+            parse_listening_line("ringmaster: listening on 127.0.0.1:41234 (mode rr, 2 workers)"),
+            Some("127.0.0.1:41234".parse().unwrap())
+        );
+        assert_eq!(parse_worker_started("ringmaster: worker 1 started (pid 1234, cpu 0)"), Some((1, 1234)));
+        assert_eq!(parse_worker_started("ringmaster: worker 12 started (pid 99, cpu none)"), Some((12, 99)));
+    }
+
+    #[test]
+    fn response_reader() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX: y\r\n\r\nabcHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n";
+        let mut r = BufReader::new(&raw[..]);
+        let a = read_response(&mut r).unwrap();
+        assert_eq!(a.body, b"abc");
+        assert_eq!(a.header("x"), Some("y"));
+        let b = read_head_response(&mut r).unwrap();
+        assert!(b.body.is_empty());
+        assert_eq!(read_response(&mut r).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
