@@ -1,1 +1,168 @@
-fn main() {}
+//! `ringmaster`: the command line. Without the worker role in the
+//! environment it is the master; the master re-executes this binary with
+//! the role set to start each worker, which parses the same flags.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use ringmaster_balancer::cpus::{allowed_cpus, parse_cpu_list};
+use ringmaster_balancer::{identity_from_env, run_master, run_worker, MasterConfig, Mode};
+use ringmaster_engine::EngineConfig;
+
+/// Node's cluster at the limit of Linux: a master balancing connections over
+/// pinned io_uring worker processes, each an HTTP/1.1 responder.
+#[derive(Debug, Parser)]
+#[command(name = "ringmaster", version)]
+struct Cli {
+    /// Address to listen on (port 0 picks a free port; the log says which).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+
+    /// Balancing mode: `rr` (the master accepts and hands connections out in
+    /// turn) or `shared` (every worker accepts on the one socket).
+    #[arg(long, value_enum, default_value_t = ModeArg::Rr)]
+    mode: ModeArg,
+
+    /// Worker processes [default: the number of CPUs the process may run on].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    workers: Option<u32>,
+
+    /// CPUs to pin workers to, e.g. `0,2-3` [default: every allowed CPU].
+    #[arg(long, value_parser = parse_cpus)]
+    cpus: Option<CpuList>,
+
+    /// Do not pin workers to CPUs.
+    #[arg(long)]
+    no_pin: bool,
+
+    /// Listen backlog.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(i32).range(1..))]
+    backlog: i32,
+
+    /// Connections one worker holds at once.
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    max_conns: u32,
+
+    /// Largest request header block, in bytes (`431` beyond).
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
+    max_header: u32,
+
+    /// Largest request body, in bytes (`413` beyond).
+    #[arg(long, default_value_t = 1_048_576)]
+    max_body: u64,
+
+    /// Seconds a client has to send a complete header block.
+    #[arg(long, default_value = "10", value_parser = parse_seconds)]
+    header_timeout: Duration,
+
+    /// Seconds a keep-alive connection may stay idle.
+    #[arg(long, default_value = "60", value_parser = parse_seconds)]
+    idle_timeout: Duration,
+
+    /// Seconds workers get to finish their connections on shutdown before they are killed.
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    shutdown_timeout: Duration,
+
+    /// The response body [default: "hello world\n"].
+    #[arg(long, default_value = "hello world\n", hide_default_value = true)]
+    body: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ModeArg {
+    Rr,
+    Shared,
+}
+
+#[derive(Clone, Debug)]
+struct CpuList(Vec<usize>);
+
+fn parse_cpus(text: &str) -> Result<CpuList, String> {
+    parse_cpu_list(text).map(CpuList)
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text.parse().map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !(seconds > 0.0 && seconds <= 86_400.0) {
+        return Err(format!("'{text}' must be more than 0 and at most 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+impl Cli {
+    fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            max_conns: self.max_conns as usize,
+            max_header: self.max_header as usize,
+            max_body: self.max_body,
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            drain_timeout: self.shutdown_timeout,
+            body: self.body.clone().into_bytes(),
+            ..EngineConfig::default()
+        }
+    }
+
+    fn master_config(&self) -> MasterConfig {
+        let workers = self.workers.map_or_else(|| allowed_cpus().len().max(1), |n| n as usize);
+        MasterConfig {
+            bind: self.bind,
+            mode: match self.mode {
+                ModeArg::Rr => Mode::RoundRobin,
+                ModeArg::Shared => Mode::Shared,
+            },
+            workers,
+            cpus: self.cpus.as_ref().map(|c| c.0.clone()),
+            pin: !self.no_pin,
+            backlog: self.backlog,
+            shutdown_timeout: self.shutdown_timeout,
+            engine: self.engine_config(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let rendered = e.to_string();
+            let first = rendered.lines().next().unwrap_or("invalid command line");
+            let tip = rendered.lines().find(|l| l.contains("possible values")).map(str::trim);
+            match tip {
+                Some(tip) => eprintln!("ringmaster: {} {tip}", first.trim_start_matches("error: ")),
+                None => eprintln!("ringmaster: {}", first.trim_start_matches("error: ")),
+            }
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(identity) = identity_from_env() {
+        let identity = match identity {
+            Ok(identity) => identity,
+            Err(e) => {
+                eprintln!("ringmaster: worker: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        return match run_worker(identity, &cli.engine_config()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ringmaster: worker {}: {e}", identity.id);
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match run_master(cli.master_config()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringmaster: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,25 @@
-//! placeholder
+//! ringmaster-balancer: the master process. It owns the listening socket,
+//! starts the workers (re-executing its own binary), hands connections to
+//! them (`rr`) or lets them accept (`shared`), and supervises them.
+//!
+//! One file per concern: [`config`], [`cpus`], [`listener`], [`spawn`] and
+//! [`worker_role`] (both ends of starting a worker), [`lanes`] (fd hand-off),
+//! [`rr`] (the round-robin choice), [`signals`], [`stats_line`], and
+//! [`master`] (the loop that ties them together).
+#![deny(missing_debug_implementations)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod cpus;
+pub mod lanes;
+pub mod listener;
+pub mod master;
+pub mod rr;
+pub mod signals;
+pub mod spawn;
+pub mod stats_line;
+pub mod worker_role;
+
+pub use config::{MasterConfig, Mode};
+pub use master::run_master;
+pub use worker_role::{identity_from_env, run_worker};

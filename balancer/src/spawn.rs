@@ -1,0 +1,124 @@
+//! Starting a worker: the master re-executes its own binary with the worker
+//! role named in the environment and the channel, the stats block and (in
+//! `shared` mode) the listener at fixed fd numbers, as Node passes
+//! `NODE_CHANNEL_FD` and `NODE_UNIQUE_ID`.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+/// Environment variable naming the worker id (1-based); its presence makes the binary a worker.
+pub const ENV_WORKER_ID: &str = "RINGMASTER_WORKER_ID";
+/// Environment variable with the worker's CPU, or `none` when not pinned.
+pub const ENV_CPU: &str = "RINGMASTER_CPU";
+/// Environment variable with the number of slots in the stats block.
+pub const ENV_STATS_SLOTS: &str = "RINGMASTER_STATS_SLOTS";
+/// Environment variable set to `1` when the listener is passed at [`LISTENER_FD`].
+pub const ENV_LISTENER: &str = "RINGMASTER_LISTENER";
+
+/// The worker's end of its channel.
+pub const CHANNEL_FD: RawFd = 3;
+/// The stats block (a memfd).
+pub const STATS_FD: RawFd = 4;
+/// The shared listening socket (`shared` mode only).
+pub const LISTENER_FD: RawFd = 5;
+/// Sources are moved at least this high before the fork, so placing them at
+/// 3, 4 and 5 in the child can never overwrite one with another.
+const ABOVE_FIXED_FDS: RawFd = 10;
+
+/// What a new worker is given.
+#[derive(Debug)]
+pub struct WorkerLaunch<'a> {
+    /// Worker id, 1-based.
+    pub id: usize,
+    /// CPU to pin to, if pinning.
+    pub cpu: Option<usize>,
+    /// Slots in the stats block.
+    pub stats_slots: usize,
+    /// The worker's end of its channel.
+    pub channel: BorrowedFd<'a>,
+    /// The stats block.
+    pub stats: BorrowedFd<'a>,
+    /// The listener, in `shared` mode.
+    pub listener: Option<BorrowedFd<'a>>,
+}
+
+/// Starts a worker process; returns its pid.
+pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
+    let exe = std::env::current_exe()?;
+    let channel = dup_above(launch.channel)?;
+    let stats = dup_above(launch.stats)?;
+    let listener = launch.listener.map(dup_above).transpose()?;
+    let placements: [(RawFd, RawFd); 3] = [
+        (channel.as_raw_fd(), CHANNEL_FD),
+        (stats.as_raw_fd(), STATS_FD),
+        (listener.as_ref().map_or(-1, |l| l.as_raw_fd()), LISTENER_FD),
+    ];
+    let master = std::process::id() as libc::pid_t;
+    let mut command = Command::new(exe);
+    command
+        .args(std::env::args_os().skip(1))
+        .env(ENV_WORKER_ID, launch.id.to_string())
+        .env(ENV_CPU, launch.cpu.map_or_else(|| "none".to_string(), |c| c.to_string()))
+        .env(ENV_STATS_SLOTS, launch.stats_slots.to_string())
+        .stdin(Stdio::null());
+    if listener.is_some() {
+        command.env(ENV_LISTENER, "1");
+    } else {
+        command.env_remove(ENV_LISTENER);
+    }
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe calls (dup2, prctl, getppid, sigprocmask); the master is
+    // single-threaded, so the fork copies no lock held by another thread.
+    unsafe {
+        command.pre_exec(move || {
+            for (from, to) in placements {
+                if from >= 0 && libc::dup2(from, to) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            // No orphans: if the master dies, the worker is told to drain.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != master {
+                return Err(io::Error::other("master exited while the worker was starting"));
+            }
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let child = command.spawn()?;
+    Ok(child.id())
+}
+
+/// A close-on-exec duplicate of `fd` numbered at least [`ABOVE_FIXED_FDS`].
+fn dup_above(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a valid fd only creates a new descriptor.
+    let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, ABOVE_FIXED_FDS) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fcntl returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Takes ownership of an fd the master placed at `number`, if it is there.
+pub fn inherited_fd(number: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only reads the descriptor's flags.
+    if unsafe { libc::fcntl(number, libc::F_GETFD) } < 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("fd {number} was not passed by the master (start ringmaster without {ENV_WORKER_ID})"),
+        ));
+    }
+    // SAFETY: the master placed this fd here for the worker alone; nothing else in
+    // this process refers to it, so the worker may own and close it.
+    let fd = unsafe { OwnedFd::from_raw_fd(number) };
+    // SAFETY: setting FD_CLOEXEC on a valid fd.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok(fd)
+}

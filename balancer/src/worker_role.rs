@@ -1,0 +1,89 @@
+//! The worker side of a spawn: read the identity the master put in the
+//! environment, take the inherited fds, pin, and run the engine.
+
+use std::io;
+use std::os::fd::AsFd;
+
+use nix::sys::signal::Signal;
+use ringmaster_engine::{EngineConfig, Sources, StatsBlock};
+
+use crate::signals::signal_fd;
+use crate::spawn::{inherited_fd, CHANNEL_FD, ENV_CPU, ENV_LISTENER, ENV_STATS_SLOTS, ENV_WORKER_ID, LISTENER_FD, STATS_FD};
+
+/// Who this worker is, as the master told it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerIdentity {
+    /// Worker id, 1-based.
+    pub id: usize,
+    /// CPU to pin to.
+    pub cpu: Option<usize>,
+    /// Slots in the stats block.
+    pub stats_slots: usize,
+    /// The listener was passed (`shared` mode).
+    pub has_listener: bool,
+}
+
+/// The identity in the environment, if this process was started as a worker.
+pub fn identity_from_env() -> Option<Result<WorkerIdentity, String>> {
+    let id = std::env::var(ENV_WORKER_ID).ok()?;
+    Some(parse_identity(
+        &id,
+        &std::env::var(ENV_CPU).unwrap_or_default(),
+        &std::env::var(ENV_STATS_SLOTS).unwrap_or_default(),
+        std::env::var(ENV_LISTENER).is_ok_and(|v| v == "1"),
+    ))
+}
+
+fn parse_identity(id: &str, cpu: &str, slots: &str, has_listener: bool) -> Result<WorkerIdentity, String> {
+    let id: usize = id.parse().map_err(|_| format!("{ENV_WORKER_ID}={id:?} is not a worker id"))?;
+    let cpu = match cpu {
+        "none" | "" => None,
+        n => Some(n.parse().map_err(|_| format!("{ENV_CPU}={n:?} is not a CPU"))?),
+    };
+    let stats_slots: usize = slots.parse().map_err(|_| format!("{ENV_STATS_SLOTS}={slots:?} is not a count"))?;
+    if id == 0 || id > stats_slots {
+        return Err(format!("worker id {id} is outside the stats block ({stats_slots} slots)"));
+    }
+    Ok(WorkerIdentity { id, cpu, stats_slots, has_listener })
+}
+
+/// Runs this process as worker `identity` until it has drained.
+pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> io::Result<()> {
+    let context = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
+    if let Some(cpu) = identity.cpu {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+            return Err(io::Error::other(format!("cannot pin worker {} to CPU {cpu}", identity.id)));
+        }
+    }
+    ringmaster_engine::ignore_sigpipe()?;
+    let channel = inherited_fd(CHANNEL_FD).map_err(|e| context("channel", e))?;
+    let stats_fd = inherited_fd(STATS_FD).map_err(|e| context("stats block", e))?;
+    let listener = if identity.has_listener {
+        Some(inherited_fd(LISTENER_FD).map_err(|e| context("listener", e))?)
+    } else {
+        None
+    };
+    let stats = StatsBlock::open_shared(stats_fd.as_fd(), identity.stats_slots).map_err(|e| context("stats block", e))?;
+    drop(stats_fd);
+    let counters = stats.slot(identity.id - 1).ok_or_else(|| io::Error::other("worker id outside the stats block"))?;
+    let shutdown = signal_fd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT]).map_err(|e| context("signalfd", e))?;
+    let sources = Sources { listener, channel: Some(channel), shutdown: Some(shutdown) };
+    ringmaster_engine::run(config, sources, counters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_checked() {
+        assert_eq!(
+            parse_identity("2", "1", "8", true),
+            Ok(WorkerIdentity { id: 2, cpu: Some(1), stats_slots: 8, has_listener: true })
+        );
+        assert_eq!(parse_identity("1", "none", "8", false).map(|i| i.cpu), Ok(None));
+        assert!(parse_identity("0", "none", "8", false).is_err());
+        assert!(parse_identity("9", "none", "8", false).is_err());
+        assert!(parse_identity("x", "none", "8", false).is_err());
+    }
+}
