@@ -117,10 +117,16 @@ impl Master {
         if config.workers == 0 || config.workers > MAX_WORKERS {
             return Err(format!("--workers must be between 1 and {MAX_WORKERS}"));
         }
+        // Workers inherit the raised limit; failing to raise it is not fatal.
+        if let Err(e) = crate::rlimit::raise_fd_limit() {
+            eprintln!("ringmaster: cannot raise the open-file limit: {e}");
+        }
         let cpus = if config.pin { choose_cpus(config.cpus.as_deref(), &allowed_cpus())? } else { Vec::new() };
-        let (listener, local) = listen(config.bind, config.backlog).map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+        let (listener, local) =
+            listen(config.bind, config.backlog).map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
         let signals = signal_fd(&SIGNALS).map_err(|e| format!("cannot set up signals: {e}"))?;
-        let (stats, stats_fd) = StatsBlock::create_shared(MAX_WORKERS).map_err(|e| format!("cannot create the stats block: {e}"))?;
+        let (stats, stats_fd) =
+            StatsBlock::create_shared(MAX_WORKERS).map_err(|e| format!("cannot create the stats block: {e}"))?;
         let ring = IoUring::builder()
             .setup_cqsize(8192)
             .build(1024)
@@ -209,7 +215,8 @@ impl Master {
             Some(Op::Signal) => {
                 self.on_signals()?;
                 if !cqueue::more(flags) {
-                    let poll = opcode::PollAdd::new(Fd(self.signals.as_raw_fd()), libc::POLLIN as u32).multi(true).build();
+                    let poll =
+                        opcode::PollAdd::new(Fd(self.signals.as_raw_fd()), libc::POLLIN as u32).multi(true).build();
                     self.push(poll.user_data(token(Op::Signal, 0, 0)))?;
                 }
                 Ok(())

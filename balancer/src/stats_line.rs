@@ -76,7 +76,15 @@ mod tests {
         let counts = CountersSnapshot { accepted: 10, requests: 25, live: 3, state: STATE_READY, ..Default::default() };
         let rows = [
             WorkerRow { id: 1, pid: Some(1234), running: true, cpu: Some(0), counts, restarts: 0, uptime_ms: 5 },
-            WorkerRow { id: 2, pid: None, running: false, cpu: None, counts: CountersSnapshot::default(), restarts: 1, uptime_ms: 0 },
+            WorkerRow {
+                id: 2,
+                pid: None,
+                running: false,
+                cpu: None,
+                counts: CountersSnapshot::default(),
+                restarts: 1,
+                uptime_ms: 0,
+            },
         ];
         assert_eq!(
             stats_json("rr", &rows),

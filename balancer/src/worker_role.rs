@@ -8,7 +8,9 @@ use nix::sys::signal::Signal;
 use ringmaster_engine::{EngineConfig, Sources, StatsBlock};
 
 use crate::signals::signal_fd;
-use crate::spawn::{inherited_fd, CHANNEL_FD, ENV_CPU, ENV_LISTENER, ENV_STATS_SLOTS, ENV_WORKER_ID, LISTENER_FD, STATS_FD};
+use crate::spawn::{
+    inherited_fd, CHANNEL_FD, ENV_CPU, ENV_LISTENER, ENV_STATS_SLOTS, ENV_WORKER_ID, LISTENER_FD, STATS_FD,
+};
 
 /// Who this worker is, as the master told it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,15 +60,14 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> io::Result
     ringmaster_engine::ignore_sigpipe()?;
     let channel = inherited_fd(CHANNEL_FD).map_err(|e| context("channel", e))?;
     let stats_fd = inherited_fd(STATS_FD).map_err(|e| context("stats block", e))?;
-    let listener = if identity.has_listener {
-        Some(inherited_fd(LISTENER_FD).map_err(|e| context("listener", e))?)
-    } else {
-        None
-    };
-    let stats = StatsBlock::open_shared(stats_fd.as_fd(), identity.stats_slots).map_err(|e| context("stats block", e))?;
+    let listener =
+        if identity.has_listener { Some(inherited_fd(LISTENER_FD).map_err(|e| context("listener", e))?) } else { None };
+    let stats =
+        StatsBlock::open_shared(stats_fd.as_fd(), identity.stats_slots).map_err(|e| context("stats block", e))?;
     drop(stats_fd);
     let counters = stats.slot(identity.id - 1).ok_or_else(|| io::Error::other("worker id outside the stats block"))?;
-    let shutdown = signal_fd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT]).map_err(|e| context("signalfd", e))?;
+    let shutdown =
+        signal_fd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT]).map_err(|e| context("signalfd", e))?;
     let sources = Sources { listener, channel: Some(channel), shutdown: Some(shutdown) };
     ringmaster_engine::run(config, sources, counters)
 }

@@ -45,9 +45,17 @@ impl BufRing {
         if addr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let entries = NonNull::new(addr.cast::<BufRingEntry>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        let entries =
+            NonNull::new(addr.cast::<BufRingEntry>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
         let size = size as usize;
-        let mut ring = BufRing { entries, entries_len, count, tail: 0, buffers: vec![0u8; usize::from(count) * size].into_boxed_slice(), size };
+        let mut ring = BufRing {
+            entries,
+            entries_len,
+            count,
+            tail: 0,
+            buffers: vec![0u8; usize::from(count) * size].into_boxed_slice(),
+            size,
+        };
         // SAFETY: the ring memory is mapped, page-aligned and outlives the registration:
         // the worker drops its io_uring (which unregisters) before this BufRing.
         unsafe { submitter.register_buf_ring_with_flags(ring.entries.as_ptr() as u64, count, GROUP, 0)? };

@@ -163,9 +163,8 @@ impl StatsBlock {
             None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
         };
         // SAFETY: a fresh mapping of `map_len` bytes; the kernel picks the address.
-        let addr = unsafe {
-            libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, flags, raw_fd, 0)
-        };
+        let addr =
+            unsafe { libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, flags, raw_fd, 0) };
         if addr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }

@@ -453,7 +453,8 @@ impl<'a> Worker<'a> {
         if !conn.outgoing.advance(result as usize) {
             // A partial send (a slow reader): send the rest from where it stopped.
             conn.sending = true;
-            let send = opcode::SendMsg::new(Fd(conn.fd), conn.outgoing.header()).flags(libc::MSG_NOSIGNAL as u32).build();
+            let send =
+                opcode::SendMsg::new(Fd(conn.fd), conn.outgoing.header()).flags(libc::MSG_NOSIGNAL as u32).build();
             self.now_refresh_deadline(slot, generation);
             return self.push(send.user_data(token::encode(Op::Send, slot, generation)));
         }

@@ -63,10 +63,7 @@ impl Reply {
 
     /// True when the server closes the connection after sending this reply.
     pub fn closes(self) -> bool {
-        !matches!(
-            self,
-            Reply::Ok | Reply::OkKeepAlive | Reply::Head | Reply::HeadKeepAlive | Reply::Continue
-        )
+        !matches!(self, Reply::Ok | Reply::OkKeepAlive | Reply::Head | Reply::HeadKeepAlive | Reply::Continue)
     }
 
     /// True when this reply answers a request (everything but `100 Continue`).

@@ -100,9 +100,7 @@ impl RequestParser {
                     self.state = State::Headers;
                     Step::Advance { consumed, reply: Some(reply) }
                 }
-                ChunkedProgress::Invalid => {
-                    Step::Advance { consumed: input.len(), reply: Some(Reply::BadRequest) }
-                }
+                ChunkedProgress::Invalid => Step::Advance { consumed: input.len(), reply: Some(Reply::BadRequest) },
                 ChunkedProgress::TooLarge => {
                     Step::Advance { consumed: input.len(), reply: Some(Reply::ContentTooLarge) }
                 }
@@ -128,7 +126,12 @@ enum HeadResult {
     NeedMore,
     /// A request that is refused; the connection closes after the reply.
     Reject(Reply),
-    Request { len: usize, framing: Framing, reply: Reply, expect_continue: bool },
+    Request {
+        len: usize,
+        framing: Framing,
+        reply: Reply,
+        expect_continue: bool,
+    },
 }
 
 /// What the header fields say, gathered before deciding (so that, say, a
@@ -304,10 +307,7 @@ mod tests {
     #[test]
     fn connection_close_closes() {
         assert_eq!(replies(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n"), [Reply::OkClose]);
-        assert_eq!(
-            replies(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade, close\r\n\r\n"),
-            [Reply::OkClose]
-        );
+        assert_eq!(replies(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade, close\r\n\r\n"), [Reply::OkClose]);
     }
 
     #[test]
@@ -418,7 +418,12 @@ mod tests {
 
     #[test]
     fn malformed_requests_are_bad() {
-        for bad in [&b"GARBAGE\r\n\r\n"[..], b"GET /\r\n\r\n", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", b"\x00\x01\x02\r\n\r\n"] {
+        for bad in [
+            &b"GARBAGE\r\n\r\n"[..],
+            b"GET /\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+            b"\x00\x01\x02\r\n\r\n",
+        ] {
             assert_eq!(replies(bad), [Reply::BadRequest], "{:?}", String::from_utf8_lossy(bad));
         }
     }
