@@ -3,10 +3,11 @@
 //! the role set to start each worker, which parses the same flags.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use ringmaster_balancer::cpus::{allowed_cpus, parse_cpu_list};
 use ringmaster_balancer::{identity_from_env, run_master, run_worker, MasterConfig, Mode};
 use ringmaster_engine::EngineConfig;
@@ -14,8 +15,11 @@ use ringmaster_engine::EngineConfig;
 /// Node's cluster at the limit of Linux: a master balancing connections over
 /// pinned io_uring worker processes, each an HTTP/1.1 responder.
 #[derive(Debug, Parser)]
-#[command(name = "ringmaster", version)]
+#[command(name = "ringmaster", version, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<SubCommand>,
+
     /// Address to listen on (port 0 picks a free port; the log says which).
     #[arg(long, default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
@@ -68,6 +72,28 @@ struct Cli {
     /// The response body [default: "hello world\n"].
     #[arg(long, default_value = "hello world\n", hide_default_value = true)]
     body: String,
+
+    /// Create a control socket (mode 0600) at this path: `status`, `reload`,
+    /// `scale N`, `stop`; see `ringmaster ctl`.
+    #[arg(long)]
+    control: Option<PathBuf>,
+
+    /// Seconds a worker's loop may stand still before the master kills and
+    /// replaces it (0 turns the watchdog off).
+    #[arg(long, default_value = "30", value_parser = parse_watchdog)]
+    watchdog: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+enum SubCommand {
+    /// Send a command to a running master's control socket and print the reply.
+    Ctl {
+        /// The master's `--control` path.
+        path: PathBuf,
+        /// `status`, `reload`, `scale N` or `stop`.
+        #[arg(required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -89,6 +115,13 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         return Err(format!("'{text}' must be more than 0 and at most 86400 seconds"));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+fn parse_watchdog(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_seconds(text)
 }
 
 impl Cli {
@@ -118,6 +151,8 @@ impl Cli {
             pin: !self.no_pin,
             backlog: self.backlog,
             shutdown_timeout: self.shutdown_timeout,
+            control: self.control.clone(),
+            watchdog: (!self.watchdog.is_zero()).then_some(self.watchdog),
             engine: self.engine_config(),
         }
     }
@@ -142,6 +177,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(SubCommand::Ctl { path, command }) = &cli.command {
+        return match ringmaster_balancer::control::request(path, &command.join(" ")) {
+            Ok(reply) => {
+                println!("{reply}");
+                if reply.starts_with("error") {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("ringmaster ctl: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(identity) = identity_from_env() {
         let identity = match identity {
             Ok(identity) => identity,

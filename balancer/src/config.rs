@@ -1,6 +1,7 @@
 //! What the master is told on the command line, already checked.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ringmaster_engine::EngineConfig;
@@ -43,6 +44,10 @@ pub struct MasterConfig {
     pub backlog: i32,
     /// How long workers get to finish their connections on shutdown.
     pub shutdown_timeout: Duration,
+    /// Where to create the control socket, if anywhere.
+    pub control: Option<PathBuf>,
+    /// Kill a worker whose loop has not turned for this long.
+    pub watchdog: Option<Duration>,
     /// What every worker runs with.
     pub engine: EngineConfig,
 }

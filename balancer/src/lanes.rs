@@ -69,9 +69,10 @@ impl Lane {
         self.channel.is_some()
     }
 
-    /// Connections queued and not yet sent.
-    pub fn backlog(&self) -> usize {
-        self.pending.len() + self.in_flight.len()
+    /// True when no worker uses the lane and nothing is queued or in flight:
+    /// it can serve a new worker.
+    pub fn is_free(&self) -> bool {
+        self.channel.is_none() && !self.sending && self.pending.is_empty() && self.in_flight.is_empty()
     }
 
     /// Queues an accepted connection for this lane's worker.

@@ -2,7 +2,7 @@
 //! starts the workers (re-executing its own binary), hands connections to
 //! them (`rr`) or lets them accept (`shared`), and supervises them.
 //!
-//! One file per concern: [`config`], [`cpus`], [`listener`], [`spawn`] and
+//! One file per concern: [`config`], [`control`] (the control socket), [`cpus`], [`listener`], [`spawn`] and
 //! [`worker_role`] (both ends of starting a worker), [`lanes`] (fd hand-off),
 //! [`rr`] (the round-robin choice), [`rlimit`], [`signals`], [`stats_line`], and
 //! [`master`] (the loop that ties them together).
@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod control;
 pub mod cpus;
 pub mod lanes;
 pub mod listener;

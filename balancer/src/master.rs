@@ -1,12 +1,20 @@
 //! The master: owns the listener, starts one worker per CPU, balances (in
 //! `rr` mode) or lets workers accept (`shared`), and supervises: logs every
-//! start and exit, restarts crashed workers with backoff, prints stats, and
-//! stops gracefully on SIGTERM, SIGINT or SIGQUIT.
+//! start and exit, restarts crashed workers with backoff, replaces workers
+//! one at a time on reload, scales, kills stuck workers, prints stats, and
+//! stops gracefully.
 //!
 //! Everything runs on one thread and one ring: signals arrive through a
-//! signalfd, accepts through a multishot accept, and hand-offs go out as
-//! `sendmsg` submissions; the master never blocks on a single worker.
+//! signalfd, accepts through a multishot accept, hand-offs go out as
+//! `sendmsg` submissions, and the control socket is served on the same ring;
+//! the master never blocks on a single worker.
+//!
+//! A *worker* is an id (1, 2, ...) with a CPU; a *process slot* is a stats
+//! block slot plus a lane (channel). Each process of a worker gets its own
+//! slot, so during a rolling restart the old and the new process of one
+//! worker run side by side without sharing counters.
 
+use std::collections::VecDeque;
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -18,10 +26,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use ringmaster_engine::channel::channel_pair;
-use ringmaster_engine::stats::{STATE_STARTING, STATE_STOPPED};
+use ringmaster_engine::stats::{CountersSnapshot, STATE_READY, STATE_STARTING, STATE_STOPPED};
 use ringmaster_engine::StatsBlock;
 
 use crate::config::{MasterConfig, Mode};
+use crate::control::{parse_command, Command, ControlSocket};
 use crate::cpus::{allowed_cpus, choose_cpus, cpu_for_worker};
 use crate::lanes::{Lane, Sent};
 use crate::listener::listen;
@@ -30,9 +39,9 @@ use crate::signals::{next_signal, signal_fd, signal_name};
 use crate::spawn::{spawn_worker, WorkerLaunch};
 use crate::stats_line::{stats_json, WorkerRow};
 
-/// Most workers a master runs (slots in the stats block).
-pub const MAX_WORKERS: usize = 1024;
-/// How often the master checks deadlines and restarts.
+/// Most worker processes at once (slots in the stats block), old and new together.
+pub const MAX_SLOTS: usize = 1024;
+/// How often the master checks deadlines, restarts and heartbeats.
 const TICK: Duration = Duration::from_millis(100);
 /// First restart delay of a crashed worker; it grows by half each crash.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -42,7 +51,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(15);
 const HEALTHY_UPTIME: Duration = Duration::from_secs(30);
 
 /// Signals the master handles.
-const SIGNALS: [Signal; 5] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGCHLD];
+const SIGNALS: [Signal; 8] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGCHLD,
+    Signal::SIGHUP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Op {
@@ -51,10 +69,13 @@ enum Op {
     LaneSend,
     Tick,
     Ignore,
+    ControlAccept,
+    ControlRecv,
+    ControlSend,
 }
 
 fn token(op: Op, index: usize, epoch: u32) -> u64 {
-    (op as u64) << 56 | u64::from(epoch) << 24 | index as u64 & 0xff_ffff
+    (op as u64) << 56 | u64::from(epoch & 0xffff_ffff) << 24 | index as u64 & 0xff_ffff
 }
 
 fn untoken(user_data: u64) -> (Option<Op>, usize, u32) {
@@ -64,24 +85,49 @@ fn untoken(user_data: u64) -> (Option<Op>, usize, u32) {
         3 => Some(Op::LaneSend),
         4 => Some(Op::Tick),
         5 => Some(Op::Ignore),
+        6 => Some(Op::ControlAccept),
+        7 => Some(Op::ControlRecv),
+        8 => Some(Op::ControlSend),
         _ => None,
     };
     (op, (user_data & 0xff_ffff) as usize, (user_data >> 24) as u32)
 }
 
-/// One worker process slot: worker `id` keeps its slot (and CPU) across restarts.
+/// A running worker process.
 #[derive(Debug)]
-struct WorkerProc {
+struct Process {
+    pid: u32,
+    worker: usize,
+    started: Instant,
+    ready: bool,
+    retiring: bool,
+    heartbeat: u64,
+    heartbeat_moved: Instant,
+    killed_by_watchdog: bool,
+}
+
+/// A process slot: its lane and the process using it.
+#[derive(Debug)]
+struct Slot {
+    lane: Lane,
+    process: Option<Process>,
+}
+
+/// A worker id, kept (with its CPU) across restarts.
+#[derive(Debug)]
+struct Worker {
     id: usize,
     cpu: Option<usize>,
-    /// The running process.
-    pid: Option<u32>,
-    /// The latest process, running or not (what the stats line shows).
+    /// Slot of the current process (a retiring older one is not counted here).
+    slot: Option<usize>,
     last_pid: Option<u32>,
-    started: Instant,
     restarts: u32,
     backoff: Duration,
     restart_at: Option<Instant>,
+    /// Counts of this worker's processes that have exited.
+    totals: CountersSnapshot,
+    /// Scaled away: it exits after draining and is not restarted.
+    retired: bool,
 }
 
 /// Runs the master until it is stopped; errors are one line for the user.
@@ -99,23 +145,31 @@ struct Master {
     signals: OwnedFd,
     stats: StatsBlock,
     stats_fd: OwnedFd,
-    workers: Vec<WorkerProc>,
-    lanes: Vec<Lane>,
+    cpus: Vec<usize>,
+    slots: Vec<Slot>,
+    workers: Vec<Worker>,
+    /// Slots that take connections now, in worker order.
+    routes: Vec<usize>,
     rr: RoundRobin,
-    /// Accepted connections no worker could take yet (all gone): kept, not dropped.
+    /// Accepted connections no worker can take yet: kept, never dropped.
     held: Vec<RawFd>,
     scratch: Vec<RawFd>,
     accepting: bool,
+    reload_queue: VecDeque<usize>,
+    /// The worker being replaced, and the slot of its old process.
+    reloading: Option<(usize, usize)>,
+    control: Option<ControlSocket>,
     stop_deadline: Option<Instant>,
     stragglers_killed: bool,
+    exit_grace: Option<Instant>,
     tick: Box<Timespec>,
     completions: Vec<(u64, i32, u32)>,
 }
 
 impl Master {
     fn start(config: MasterConfig) -> Result<Master, String> {
-        if config.workers == 0 || config.workers > MAX_WORKERS {
-            return Err(format!("--workers must be between 1 and {MAX_WORKERS}"));
+        if config.workers == 0 || config.workers > MAX_SLOTS / 2 {
+            return Err(format!("--workers must be between 1 and {}", MAX_SLOTS / 2));
         }
         // Workers inherit the raised limit; failing to raise it is not fatal.
         if let Err(e) = crate::rlimit::raise_fd_limit() {
@@ -124,58 +178,61 @@ impl Master {
         let cpus = if config.pin { choose_cpus(config.cpus.as_deref(), &allowed_cpus())? } else { Vec::new() };
         let (listener, local) =
             listen(config.bind, config.backlog).map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+        let control = match &config.control {
+            Some(path) => Some(ControlSocket::bind(path)?),
+            None => None,
+        };
         let signals = signal_fd(&SIGNALS).map_err(|e| format!("cannot set up signals: {e}"))?;
         let (stats, stats_fd) =
-            StatsBlock::create_shared(MAX_WORKERS).map_err(|e| format!("cannot create the stats block: {e}"))?;
+            StatsBlock::create_shared(MAX_SLOTS).map_err(|e| format!("cannot create the stats block: {e}"))?;
         let ring = IoUring::builder()
             .setup_cqsize(8192)
             .build(1024)
             .map_err(|e| format!("cannot create an io_uring (is io_uring enabled?): {e}"))?;
-        let workers = (1..=config.workers)
-            .map(|id| WorkerProc {
-                id,
-                cpu: if config.pin { Some(cpu_for_worker(&cpus, id)) } else { None },
-                pid: None,
-                last_pid: None,
-                started: Instant::now(),
-                restarts: 0,
-                backoff: FIRST_BACKOFF,
-                restart_at: None,
-            })
-            .collect();
         let mut master = Master {
             ring,
-            lanes: (0..config.workers).map(|_| Lane::new()).collect(),
-            config,
             listener,
             signals,
             stats,
             stats_fd,
-            workers,
+            cpus,
+            slots: Vec::with_capacity(MAX_SLOTS),
+            workers: Vec::with_capacity(config.workers),
+            routes: Vec::with_capacity(MAX_SLOTS),
             rr: RoundRobin::default(),
             held: Vec::with_capacity(1024),
             scratch: Vec::with_capacity(1024),
             accepting: false,
+            reload_queue: VecDeque::new(),
+            reloading: None,
+            control,
             stop_deadline: None,
             stragglers_killed: false,
+            exit_grace: None,
             tick: Box::new(Timespec::from(TICK)),
             completions: Vec::with_capacity(8192),
+            config,
         };
-        for index in 0..master.workers.len() {
-            master.spawn(index).map_err(|e| format!("cannot start worker {}: {e}", index + 1))?;
+        for _ in 0..master.config.workers {
+            master.add_worker().map_err(|e| format!("cannot start a worker: {e}"))?;
         }
         log_listening(local, &master.config);
         Ok(master)
     }
 
     fn serve(&mut self) -> io::Result<()> {
-        let poll = opcode::PollAdd::new(Fd(self.signals.as_raw_fd()), libc::POLLIN as u32).multi(true).build();
-        self.push(poll.user_data(token(Op::Signal, 0, 0)))?;
+        self.arm_signals()?;
         self.arm_accept()?;
+        self.arm_control_accept()?;
         self.arm_tick()?;
         loop {
-            if self.stop_deadline.is_some() && self.workers.iter().all(|w| w.pid.is_none()) {
-                return Ok(());
+            if self.stop_deadline.is_some() && self.slots.iter().all(|s| s.process.is_none()) {
+                // Let a control client read its last reply (bounded: one second).
+                let replying = self.control.as_ref().is_some_and(|c| c.has_pending_output());
+                let grace = *self.exit_grace.get_or_insert_with(|| Instant::now() + Duration::from_secs(1));
+                if !replying || Instant::now() >= grace {
+                    return Ok(());
+                }
             }
             match self.ring.submit_and_wait(1) {
                 Ok(_) => {}
@@ -190,14 +247,16 @@ impl Master {
                 let (user_data, result, flags) = self.completions[i];
                 self.complete(user_data, result, flags)?;
             }
+            self.notice_ready()?;
             self.pump_lanes()?;
         }
     }
 
     fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
         loop {
-            // SAFETY: the pointers an entry carries (lane messages, the tick) live in
-            // `self` (boxed, never moved) until their completion arrives or the ring drops.
+            // SAFETY: the pointers an entry carries (lane messages, control buffers,
+            // the tick) live in `self`, boxed or in slots that are not reused while
+            // an op is in flight, until the completion arrives or the ring drops.
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
                 return Ok(());
             }
@@ -211,35 +270,79 @@ impl Master {
 
     fn complete(&mut self, user_data: u64, result: i32, flags: u32) -> io::Result<()> {
         let (op, index, epoch) = untoken(user_data);
+        let more = cqueue::more(flags);
         match op {
             Some(Op::Signal) => {
                 self.on_signals()?;
-                if !cqueue::more(flags) {
-                    let poll =
-                        opcode::PollAdd::new(Fd(self.signals.as_raw_fd()), libc::POLLIN as u32).multi(true).build();
-                    self.push(poll.user_data(token(Op::Signal, 0, 0)))?;
+                if !more {
+                    self.arm_signals()?;
                 }
                 Ok(())
             }
-            Some(Op::Accept) => self.on_accept(result, cqueue::more(flags)),
+            Some(Op::Accept) => self.on_accept(result, more),
             Some(Op::LaneSend) => self.on_lane_sent(index, epoch, result),
             Some(Op::Tick) => self.on_tick(),
+            Some(Op::ControlAccept) => self.on_control_accept(result, more),
+            Some(Op::ControlRecv) => self.on_control_recv(index, epoch, result),
+            Some(Op::ControlSend) => self.on_control_sent(index, epoch, result),
             Some(Op::Ignore) | None => Ok(()),
         }
     }
 
-    // --- workers ------------------------------------------------------------------------
+    fn arm_signals(&mut self) -> io::Result<()> {
+        let poll = opcode::PollAdd::new(Fd(self.signals.as_raw_fd()), libc::POLLIN as u32).multi(true).build();
+        self.push(poll.user_data(token(Op::Signal, 0, 0)))
+    }
 
-    fn spawn(&mut self, index: usize) -> io::Result<()> {
+    // --- workers and their processes ---------------------------------------------------------
+
+    fn add_worker(&mut self) -> io::Result<()> {
+        let id = self.workers.iter().map(|w| w.id).max().unwrap_or(0) + 1;
+        let cpu = if self.config.pin { Some(cpu_for_worker(&self.cpus, id)) } else { None };
+        self.workers.push(Worker {
+            id,
+            cpu,
+            slot: None,
+            last_pid: None,
+            restarts: 0,
+            backoff: FIRST_BACKOFF,
+            restart_at: None,
+            totals: CountersSnapshot::default(),
+            retired: false,
+        });
+        self.spawn(id)
+    }
+
+    fn worker_index(&self, id: usize) -> Option<usize> {
+        self.workers.iter().position(|w| w.id == id)
+    }
+
+    /// A slot no process uses and whose lane is idle, making one if needed.
+    fn free_slot(&mut self) -> io::Result<usize> {
+        if let Some(index) = self.slots.iter().position(|s| s.process.is_none() && s.lane.is_free()) {
+            return Ok(index);
+        }
+        if self.slots.len() == MAX_SLOTS {
+            return Err(io::Error::other(format!("all {MAX_SLOTS} process slots are in use")));
+        }
+        self.slots.push(Slot { lane: Lane::new(), process: None });
+        Ok(self.slots.len() - 1)
+    }
+
+    /// Starts a new process for worker `id` in a free slot; it becomes the worker's current one.
+    fn spawn(&mut self, id: usize) -> io::Result<()> {
+        let index = self.worker_index(id).ok_or_else(|| io::Error::other(format!("no worker {id}")))?;
+        let slot = self.free_slot()?;
         let (master_end, worker_end) = channel_pair()?;
-        let worker = &mut self.workers[index];
-        if let Some(counters) = self.stats.slot(index) {
-            counters.live.store(0, std::sync::atomic::Ordering::Relaxed);
+        if let Some(counters) = self.stats.slot(slot) {
+            counters.store(&CountersSnapshot::default());
             counters.set_state(STATE_STARTING);
         }
+        let worker = &self.workers[index];
         let launch = WorkerLaunch {
-            id: worker.id,
+            id,
             cpu: worker.cpu,
+            stats_slot: slot,
             stats_slots: self.stats.len(),
             channel: worker_end.as_fd(),
             stats: self.stats_fd.as_fd(),
@@ -247,22 +350,75 @@ impl Master {
         };
         let pid = spawn_worker(&launch)?;
         drop(worker_end);
-        worker.pid = Some(pid);
+        let now = Instant::now();
+        self.slots[slot].lane.open(master_end);
+        self.slots[slot].process = Some(Process {
+            pid,
+            worker: id,
+            started: now,
+            ready: false,
+            retiring: false,
+            heartbeat: 0,
+            heartbeat_moved: now,
+            killed_by_watchdog: false,
+        });
+        let worker = &mut self.workers[index];
+        let replaced = worker.slot.and_then(|_| worker.last_pid);
+        worker.slot = Some(slot);
         worker.last_pid = Some(pid);
-        worker.started = Instant::now();
         worker.restart_at = None;
         let cpu = worker.cpu.map_or_else(|| "none".to_string(), |c| c.to_string());
-        if worker.restarts == 0 {
-            eprintln!("ringmaster: worker {} started (pid {pid}, cpu {cpu})", worker.id);
-        } else {
-            eprintln!("ringmaster: worker {} restarted (pid {pid}, cpu {cpu}, restart {})", worker.id, worker.restarts);
+        match replaced {
+            Some(old) => eprintln!("ringmaster: worker {id} started (pid {pid}, cpu {cpu}, replacing pid {old})"),
+            None if worker.restarts == 0 => eprintln!("ringmaster: worker {id} started (pid {pid}, cpu {cpu})"),
+            None => eprintln!("ringmaster: worker {id} restarted (pid {pid}, cpu {cpu}, restart {})", worker.restarts),
         }
-        self.lanes[index].open(master_end);
-        self.route_held();
         Ok(())
     }
 
-    /// Reaps every exited child: log it, give back what its lane held, plan its restart.
+    /// Marks processes whose worker reported ready; they start taking connections.
+    fn notice_ready(&mut self) -> io::Result<()> {
+        let mut changed = false;
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(process) = slot.process.as_mut() else { continue };
+            if !process.ready && self.stats.slot(index).is_some_and(|c| c.snapshot().state == STATE_READY) {
+                process.ready = true;
+                changed = true;
+            }
+        }
+        if changed {
+            self.refresh_routes();
+            self.route_held();
+            self.step_reload()?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the list of slots that take connections: ready, not retiring, in worker order.
+    fn refresh_routes(&mut self) {
+        self.routes.clear();
+        for worker in &self.workers {
+            let Some(slot) = worker.slot else { continue };
+            let takes = self.slots[slot]
+                .process
+                .as_ref()
+                .is_some_and(|p| p.ready && !p.retiring && self.slots[slot].lane.is_routable());
+            if takes {
+                self.routes.push(slot);
+            }
+        }
+    }
+
+    /// Tells a process to finish its connections and exit; it takes no new ones from now.
+    fn retire(&mut self, slot: usize) {
+        if let Some(process) = self.slots[slot].process.as_mut() {
+            process.retiring = true;
+            self.slots[slot].lane.request_drain();
+        }
+        self.refresh_routes();
+    }
+
+    /// Reaps every exited child: log it, keep its counts, re-route what its lane held, plan a restart.
     fn reap(&mut self) -> io::Result<()> {
         loop {
             let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
@@ -278,29 +434,52 @@ impl Master {
                 }
                 _ => continue,
             };
-            let Some(index) = self.workers.iter().position(|w| w.pid == Some(pid.as_raw() as u32)) else { continue };
-            let worker = &mut self.workers[index];
-            worker.pid = None;
-            eprintln!("ringmaster: worker {} (pid {pid}) {how}", worker.id);
-            if let Some(counters) = self.stats.slot(index) {
-                counters.live.store(0, std::sync::atomic::Ordering::Relaxed);
-                counters.set_state(STATE_STOPPED);
-            }
-            self.lanes[index].close(&mut self.scratch);
-            self.reroute_scratch()?;
-            if self.stop_deadline.is_none() {
-                self.plan_restart(index);
-            }
+            let pid = pid.as_raw() as u32;
+            let Some(slot) = self.slots.iter().position(|s| s.process.as_ref().is_some_and(|p| p.pid == pid)) else {
+                continue;
+            };
+            self.process_exited(slot, &how)?;
         }
     }
 
-    fn plan_restart(&mut self, index: usize) {
+    fn process_exited(&mut self, slot: usize, how: &str) -> io::Result<()> {
+        let Some(process) = self.slots[slot].process.take() else { return Ok(()) };
+        let final_counts = self.stats.slot(slot).map(|c| c.snapshot()).unwrap_or_default();
+        if let Some(counters) = self.stats.slot(slot) {
+            counters.live.store(0, std::sync::atomic::Ordering::Relaxed);
+            counters.set_state(STATE_STOPPED);
+        }
+        eprintln!("ringmaster: worker {} (pid {}) {how}", process.worker, process.pid);
+        self.slots[slot].lane.close(&mut self.scratch);
+        if let Some(index) = self.worker_index(process.worker) {
+            let worker = &mut self.workers[index];
+            worker.totals.accepted += final_counts.accepted;
+            worker.totals.requests += final_counts.requests;
+            worker.totals.rejected += final_counts.rejected;
+            if worker.slot == Some(slot) {
+                worker.slot = None;
+                if worker.retired {
+                    self.workers.remove(index);
+                } else if self.stop_deadline.is_none() {
+                    self.plan_restart(index, process.started);
+                }
+            }
+        }
+        self.refresh_routes();
+        self.reroute_scratch();
+        if self.reloading.is_some_and(|(_, old)| old == slot) {
+            self.reloading = None;
+        }
+        self.step_reload()
+    }
+
+    fn plan_restart(&mut self, index: usize, started: Instant) {
         let worker = &mut self.workers[index];
-        if worker.started.elapsed() >= HEALTHY_UPTIME {
+        if started.elapsed() >= HEALTHY_UPTIME {
             worker.backoff = FIRST_BACKOFF;
         }
         let delay = worker.backoff;
-        worker.backoff = (worker.backoff.mul_f64(1.5)).min(MAX_BACKOFF);
+        worker.backoff = worker.backoff.mul_f64(1.5).min(MAX_BACKOFF);
         worker.restart_at = Some(Instant::now() + delay);
         eprintln!("ringmaster: worker {} restarting in {} ms", worker.id, delay.as_millis());
     }
@@ -308,17 +487,117 @@ impl Master {
     fn restart_due(&mut self) {
         let now = Instant::now();
         for index in 0..self.workers.len() {
-            if self.workers[index].restart_at.is_some_and(|at| at <= now) {
-                self.workers[index].restarts += 1;
-                if let Err(e) = self.spawn(index) {
-                    eprintln!("ringmaster: cannot restart worker {}: {e}", index + 1);
-                    self.plan_restart(index);
-                }
+            if !self.workers[index].restart_at.is_some_and(|at| at <= now) {
+                continue;
+            }
+            self.workers[index].restarts += 1;
+            let id = self.workers[index].id;
+            if let Err(e) = self.spawn(id) {
+                eprintln!("ringmaster: cannot restart worker {id}: {e}");
+                self.plan_restart(index, Instant::now());
             }
         }
     }
 
-    // --- connections (rr mode) ------------------------------------------------------------
+    /// Kills ready workers whose loop has not turned for `--watchdog`.
+    fn watch_heartbeats(&mut self) {
+        let Some(limit) = self.config.watchdog else { return };
+        let now = Instant::now();
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(process) = slot.process.as_mut() else { continue };
+            let Some(counters) = self.stats.slot(index) else { continue };
+            let beat = counters.snapshot().heartbeat;
+            if beat != process.heartbeat || !process.ready {
+                process.heartbeat = beat;
+                process.heartbeat_moved = now;
+            } else if now.duration_since(process.heartbeat_moved) >= limit && !process.killed_by_watchdog {
+                eprintln!(
+                    "ringmaster: worker {} (pid {}) made no progress for {:.1} s: killing it",
+                    process.worker,
+                    process.pid,
+                    limit.as_secs_f64()
+                );
+                process.killed_by_watchdog = true;
+                let _ = kill(Pid::from_raw(process.pid as i32), Signal::SIGKILL);
+            }
+        }
+    }
+
+    // --- reload and scale ---------------------------------------------------------------------
+
+    fn begin_reload(&mut self) -> io::Result<usize> {
+        if self.stop_deadline.is_some() {
+            return Ok(0);
+        }
+        let ids: Vec<usize> = self.workers.iter().filter(|w| !w.retired).map(|w| w.id).collect();
+        for id in &ids {
+            if !self.reload_queue.contains(id) && self.reloading.map(|(w, _)| w) != Some(*id) {
+                self.reload_queue.push_back(*id);
+            }
+        }
+        eprintln!("ringmaster: reload: replacing {} workers one at a time", ids.len());
+        self.step_reload()?;
+        Ok(ids.len())
+    }
+
+    /// Moves the rolling restart on: the next worker gets a new process, and
+    /// its old one is retired only once the new one is ready.
+    fn step_reload(&mut self) -> io::Result<()> {
+        loop {
+            if let Some((id, old_slot)) = self.reloading {
+                let old_alive = self.slots[old_slot].process.is_some();
+                let new_ready = self
+                    .worker_index(id)
+                    .and_then(|i| self.workers[i].slot)
+                    .is_some_and(|s| s != old_slot && self.slots[s].process.as_ref().is_some_and(|p| p.ready));
+                if !old_alive {
+                    self.reloading = None;
+                    continue;
+                }
+                if new_ready && !self.slots[old_slot].process.as_ref().is_some_and(|p| p.retiring) {
+                    self.retire(old_slot);
+                }
+                return Ok(());
+            }
+            let Some(id) = self.reload_queue.pop_front() else { return Ok(()) };
+            let Some(index) = self.worker_index(id) else { continue };
+            let worker = &self.workers[index];
+            // A worker waiting to restart gets a new process anyway.
+            let Some(old_slot) = worker.slot.filter(|_| !worker.retired) else { continue };
+            self.spawn(id)?;
+            self.reloading = Some((id, old_slot));
+        }
+    }
+
+    fn scale(&mut self, target: usize) -> io::Result<()> {
+        if self.stop_deadline.is_some() {
+            return Ok(());
+        }
+        let active: Vec<usize> = self.workers.iter().filter(|w| !w.retired).map(|w| w.id).collect();
+        eprintln!("ringmaster: scaling from {} to {target} workers", active.len());
+        for _ in active.len()..target {
+            self.add_worker()?;
+        }
+        for &id in active.iter().rev().take(active.len().saturating_sub(target)) {
+            let Some(index) = self.worker_index(id) else { continue };
+            self.workers[index].retired = true;
+            self.workers[index].restart_at = None;
+            self.reload_queue.retain(|&queued| queued != id);
+            match self.workers[index].slot {
+                Some(slot) => self.retire(slot),
+                None => {
+                    self.workers.remove(index);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn active_workers(&self) -> usize {
+        self.workers.iter().filter(|w| !w.retired).count()
+    }
+
+    // --- connections (rr mode) ----------------------------------------------------------------
 
     fn arm_accept(&mut self) -> io::Result<()> {
         if self.config.mode != Mode::RoundRobin || self.accepting || self.stop_deadline.is_some() {
@@ -347,14 +626,17 @@ impl Master {
 
     /// Gives an accepted connection to the next worker in turn, or holds it.
     fn route(&mut self, fd: RawFd) {
-        match self.rr.pick(&self.lanes) {
-            Some(index) => self.lanes[index].enqueue(fd),
+        match self.rr.pick(&self.routes) {
+            Some(slot) => self.slots[slot].lane.enqueue(fd),
             None if self.stop_deadline.is_some() => close_fd(fd),
             None => self.held.push(fd),
         }
     }
 
     fn route_held(&mut self) {
+        if self.routes.is_empty() {
+            return;
+        }
         let held = std::mem::take(&mut self.held);
         for &fd in &held {
             self.route(fd);
@@ -363,21 +645,20 @@ impl Master {
         self.held.clear();
     }
 
-    fn reroute_scratch(&mut self) -> io::Result<()> {
+    fn reroute_scratch(&mut self) {
         let undelivered = std::mem::take(&mut self.scratch);
         for &fd in &undelivered {
             self.route(fd);
         }
         self.scratch = undelivered;
         self.scratch.clear();
-        Ok(())
     }
 
     /// Sends what every lane has queued (one message in flight per lane).
     fn pump_lanes(&mut self) -> io::Result<()> {
-        for index in 0..self.lanes.len() {
-            let epoch = self.lanes[index].epoch;
-            if let Some((channel, header)) = self.lanes[index].next_send() {
+        for index in 0..self.slots.len() {
+            let epoch = self.slots[index].lane.epoch;
+            if let Some((channel, header)) = self.slots[index].lane.next_send() {
                 let send = opcode::SendMsg::new(Fd(channel), header).flags(libc::MSG_NOSIGNAL as u32).build();
                 self.push(send.user_data(token(Op::LaneSend, index, epoch)))?;
             }
@@ -385,10 +666,9 @@ impl Master {
         Ok(())
     }
 
-    fn on_lane_sent(&mut self, index: usize, epoch: u32, result: i32) -> io::Result<()> {
-        let Some(lane) = self.lanes.get_mut(index) else { return Ok(()) };
-        debug_assert_eq!(lane.epoch & 0xff, epoch & 0xff);
-        match lane.on_sent(result >= 0, &mut self.scratch) {
+    fn on_lane_sent(&mut self, index: usize, _epoch: u32, result: i32) -> io::Result<()> {
+        let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
+        match slot.lane.on_sent(result >= 0, &mut self.scratch) {
             Sent::Delivered => {
                 // The worker has its copies now; close ours through the ring.
                 for i in 0..self.scratch.len() {
@@ -396,27 +676,37 @@ impl Master {
                     self.push(close.user_data(token(Op::Ignore, 0, 0)))?;
                 }
                 self.scratch.clear();
-                Ok(())
             }
-            Sent::Failed => self.reroute_scratch(),
+            Sent::Failed => {
+                self.refresh_routes();
+                self.reroute_scratch();
+            }
         }
+        Ok(())
     }
 
-    // --- signals, time, stopping -----------------------------------------------------------
+    // --- signals, time, stopping ---------------------------------------------------------------
 
     fn on_signals(&mut self) -> io::Result<()> {
         while let Some(signo) = next_signal(&self.signals)? {
             match Signal::try_from(signo) {
                 Ok(Signal::SIGCHLD) => self.reap()?,
                 Ok(Signal::SIGUSR1) => self.print_stats(),
-                Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) => self.begin_stop(signo)?,
+                Ok(Signal::SIGHUP) => {
+                    self.begin_reload()?;
+                }
+                Ok(Signal::SIGTTIN) => self.scale(self.active_workers() + 1)?,
+                Ok(Signal::SIGTTOU) => self.scale(self.active_workers().saturating_sub(1).max(1))?,
+                Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) => {
+                    self.begin_stop(&signal_name(signo), signo)?
+                }
                 _ => {}
             }
         }
         Ok(())
     }
 
-    fn begin_stop(&mut self, signo: i32) -> io::Result<()> {
+    fn begin_stop(&mut self, why: &str, signo: i32) -> io::Result<()> {
         if self.stop_deadline.is_some() {
             if signo == libc::SIGINT {
                 eprintln!("ringmaster: second SIGINT: killing workers now");
@@ -424,19 +714,25 @@ impl Master {
             }
             return Ok(());
         }
-        let running = self.workers.iter().filter(|w| w.pid.is_some()).count();
-        eprintln!("ringmaster: {} received: stopping {running} workers", signal_name(signo));
+        let running = self.slots.iter().filter(|s| s.process.is_some()).count();
+        eprintln!("ringmaster: {why} received: stopping {running} workers");
         self.stop_deadline = Some(Instant::now() + self.config.shutdown_timeout);
         if self.accepting {
             let cancel = opcode::AsyncCancel::new(token(Op::Accept, 0, 0)).build();
             self.push(cancel.user_data(token(Op::Ignore, 0, 0)))?;
         }
+        self.reload_queue.clear();
         for worker in &mut self.workers {
             worker.restart_at = None;
         }
-        for lane in &mut self.lanes {
-            lane.request_drain();
+        // Lanes send what they hold, then Drain, then close: workers serve it all.
+        for slot in &mut self.slots {
+            if let Some(process) = slot.process.as_mut() {
+                process.retiring = true;
+            }
+            slot.lane.request_drain();
         }
+        self.refresh_routes();
         for fd in self.held.drain(..) {
             close_fd(fd);
         }
@@ -444,10 +740,8 @@ impl Master {
     }
 
     fn kill_all(&mut self, signal: Signal) {
-        for worker in &self.workers {
-            if let Some(pid) = worker.pid {
-                let _ = kill(Pid::from_raw(pid as i32), signal);
-            }
+        for process in self.slots.iter().filter_map(|s| s.process.as_ref()) {
+            let _ = kill(Pid::from_raw(process.pid as i32), signal);
         }
     }
 
@@ -467,30 +761,129 @@ impl Master {
             None => {
                 self.restart_due();
                 self.arm_accept()?;
+                self.arm_control_accept()?;
             }
         }
+        self.watch_heartbeats();
         self.arm_tick()
     }
 
-    fn print_stats(&self) {
+    fn stats_line(&self) -> String {
         let rows: Vec<WorkerRow> = self
             .workers
             .iter()
-            .enumerate()
-            .map(|(index, w)| WorkerRow {
-                id: w.id,
-                pid: w.last_pid,
-                running: w.pid.is_some(),
-                cpu: w.cpu,
-                counts: self.stats.slot(index).map(|c| c.snapshot()).unwrap_or_default(),
-                restarts: w.restarts,
-                uptime_ms: if w.pid.is_some() { w.started.elapsed().as_millis() as u64 } else { 0 },
+            .map(|w| {
+                let mut counts = w.totals;
+                counts.live = 0;
+                counts.state = STATE_STOPPED;
+                let mut uptime_ms = 0;
+                for (index, slot) in self.slots.iter().enumerate() {
+                    let Some(process) = slot.process.as_ref().filter(|p| p.worker == w.id) else { continue };
+                    let Some(current) = self.stats.slot(index).map(|c| c.snapshot()) else { continue };
+                    counts.accepted += current.accepted;
+                    counts.requests += current.requests;
+                    counts.rejected += current.rejected;
+                    counts.live += current.live;
+                    if w.slot == Some(index) {
+                        counts.state = current.state;
+                        uptime_ms = process.started.elapsed().as_millis() as u64;
+                    }
+                }
+                WorkerRow {
+                    id: w.id,
+                    pid: w.last_pid,
+                    running: w.slot.is_some(),
+                    cpu: w.cpu,
+                    counts,
+                    restarts: w.restarts,
+                    uptime_ms,
+                }
             })
             .collect();
-        let line = stats_json(self.config.mode.name(), &rows);
+        stats_json(self.config.mode.name(), &rows)
+    }
+
+    fn print_stats(&self) {
+        let line = self.stats_line();
         let mut out = io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
+    }
+
+    // --- the control socket -----------------------------------------------------------------------
+
+    fn arm_control_accept(&mut self) -> io::Result<()> {
+        let Some(entry) = self.control.as_mut().and_then(|c| c.accept_entry()) else { return Ok(()) };
+        self.push(entry.user_data(token(Op::ControlAccept, 0, 0)))
+    }
+
+    fn on_control_accept(&mut self, result: i32, more: bool) -> io::Result<()> {
+        let Some(control) = self.control.as_mut() else { return Ok(()) };
+        if !more {
+            control.accept_ended();
+        }
+        if result >= 0 {
+            if let Some((index, epoch, entry)) = control.adopt(result) {
+                self.push(entry.user_data(token(Op::ControlRecv, index, epoch)))?;
+            }
+        }
+        if !more && self.stop_deadline.is_none() && result != -libc::EMFILE {
+            self.arm_control_accept()?;
+        }
+        Ok(())
+    }
+
+    fn on_control_recv(&mut self, index: usize, epoch: u32, result: i32) -> io::Result<()> {
+        let Some(control) = self.control.as_mut() else { return Ok(()) };
+        let lines = control.received(index, epoch, result);
+        for line in lines {
+            let reply = self.answer(&line)?;
+            if let Some(control) = self.control.as_mut() {
+                control.reply(index, epoch, &reply);
+            }
+        }
+        self.pump_control(index, epoch)
+    }
+
+    fn on_control_sent(&mut self, index: usize, epoch: u32, result: i32) -> io::Result<()> {
+        let Some(control) = self.control.as_mut() else { return Ok(()) };
+        control.sent(index, epoch, result);
+        self.pump_control(index, epoch)
+    }
+
+    fn pump_control(&mut self, index: usize, epoch: u32) -> io::Result<()> {
+        let Some(control) = self.control.as_mut() else { return Ok(()) };
+        let (send, recv) = control.next_ops(index, epoch);
+        if let Some(entry) = send {
+            self.push(entry.user_data(token(Op::ControlSend, index, epoch)))?;
+        }
+        if let Some(entry) = recv {
+            self.push(entry.user_data(token(Op::ControlRecv, index, epoch)))?;
+        }
+        Ok(())
+    }
+
+    /// Runs one control command; the reply line (without newline).
+    fn answer(&mut self, line: &[u8]) -> io::Result<String> {
+        let command = match parse_command(line) {
+            Ok(command) => command,
+            Err(reply) => return Ok(reply),
+        };
+        Ok(match command {
+            Command::Status => self.stats_line(),
+            Command::Reload if self.stop_deadline.is_some() => "error: stopping".to_string(),
+            Command::Reload => format!("ok reloading {} workers", self.begin_reload()?),
+            Command::Scale(_) if self.stop_deadline.is_some() => "error: stopping".to_string(),
+            Command::Scale(n) if n > MAX_SLOTS / 2 => format!("error: at most {} workers", MAX_SLOTS / 2),
+            Command::Scale(n) => {
+                self.scale(n)?;
+                format!("ok scaling to {n} workers")
+            }
+            Command::Stop => {
+                self.begin_stop("stop command", libc::SIGTERM)?;
+                "ok stopping".to_string()
+            }
+        })
     }
 }
 

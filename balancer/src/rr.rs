@@ -1,47 +1,46 @@
-//! `rr` mode's choice: workers taken strictly in turn, skipping any that
-//! cannot take connections now (gone, or draining).
+//! `rr` mode's choice: the workers that take connections, strictly in turn.
 
-use crate::lanes::Lane;
-
-/// The round-robin cursor.
+/// The round-robin cursor over the current routes.
 #[derive(Debug, Default)]
 pub struct RoundRobin {
     next: usize,
 }
 
 impl RoundRobin {
-    /// The lane that gets the next connection, if any can take one.
-    pub fn pick(&mut self, lanes: &[Lane]) -> Option<usize> {
-        for _ in 0..lanes.len() {
-            let index = self.next % lanes.len();
-            self.next = index + 1;
-            if lanes[index].is_routable() {
-                return Some(index);
-            }
+    /// The route that gets the next connection; `routes` lists the lanes that
+    /// take connections now, in worker order.
+    pub fn pick(&mut self, routes: &[usize]) -> Option<usize> {
+        if routes.is_empty() {
+            return None;
         }
-        None
+        let index = self.next % routes.len();
+        self.next = index + 1;
+        Some(routes[index])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringmaster_engine::channel::channel_pair;
 
     #[test]
-    fn takes_turns_and_skips_closed_lanes() {
-        let mut lanes: Vec<Lane> = (0..3).map(|_| Lane::new()).collect();
-        let mut keep = Vec::new();
-        for lane in [0, 2] {
-            let (master, worker) = channel_pair().expect("socketpair");
-            lanes[lane].open(master);
-            keep.push(worker);
-        }
+    fn takes_turns() {
         let mut rr = RoundRobin::default();
-        let picks: Vec<Option<usize>> = (0..4).map(|_| rr.pick(&lanes)).collect();
-        assert_eq!(picks, [Some(0), Some(2), Some(0), Some(2)]);
-        let mut none: Vec<Lane> = vec![Lane::new()];
-        assert_eq!(rr.pick(&none), None);
-        none.clear();
+        let routes = [4, 7, 9];
+        let picks: Vec<Option<usize>> = (0..7).map(|_| rr.pick(&routes)).collect();
+        assert_eq!(picks, [Some(4), Some(7), Some(9), Some(4), Some(7), Some(9), Some(4)]);
+        assert_eq!(rr.pick(&[]), None);
+        // Routes shrinking keeps the cursor in range.
+        assert_eq!(rr.pick(&[1]), Some(1));
+    }
+
+    #[test]
+    fn four_workers_get_a_hundred_each_of_four_hundred() {
+        let mut rr = RoundRobin::default();
+        let mut counts = [0usize; 4];
+        for _ in 0..400 {
+            counts[rr.pick(&[0, 1, 2, 3]).expect("a route")] += 1;
+        }
+        assert_eq!(counts, [100; 4]);
     }
 }

@@ -14,6 +14,8 @@ pub const ENV_WORKER_ID: &str = "RINGMASTER_WORKER_ID";
 pub const ENV_CPU: &str = "RINGMASTER_CPU";
 /// Environment variable with the number of slots in the stats block.
 pub const ENV_STATS_SLOTS: &str = "RINGMASTER_STATS_SLOTS";
+/// Environment variable with the stats slot this process writes (0-based).
+pub const ENV_STATS_SLOT: &str = "RINGMASTER_STATS_SLOT";
 /// Environment variable set to `1` when the listener is passed at [`LISTENER_FD`].
 pub const ENV_LISTENER: &str = "RINGMASTER_LISTENER";
 
@@ -34,6 +36,8 @@ pub struct WorkerLaunch<'a> {
     pub id: usize,
     /// CPU to pin to, if pinning.
     pub cpu: Option<usize>,
+    /// The stats slot this process writes.
+    pub stats_slot: usize,
     /// Slots in the stats block.
     pub stats_slots: usize,
     /// The worker's end of its channel.
@@ -62,6 +66,7 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
         .env(ENV_WORKER_ID, launch.id.to_string())
         .env(ENV_CPU, launch.cpu.map_or_else(|| "none".to_string(), |c| c.to_string()))
         .env(ENV_STATS_SLOTS, launch.stats_slots.to_string())
+        .env(ENV_STATS_SLOT, launch.stats_slot.to_string())
         .stdin(Stdio::null());
     if listener.is_some() {
         command.env(ENV_LISTENER, "1");

@@ -9,8 +9,14 @@ use ringmaster_engine::{EngineConfig, Sources, StatsBlock};
 
 use crate::signals::signal_fd;
 use crate::spawn::{
-    inherited_fd, CHANNEL_FD, ENV_CPU, ENV_LISTENER, ENV_STATS_SLOTS, ENV_WORKER_ID, LISTENER_FD, STATS_FD,
+    inherited_fd, CHANNEL_FD, ENV_CPU, ENV_LISTENER, ENV_STATS_SLOT, ENV_STATS_SLOTS, ENV_WORKER_ID, LISTENER_FD,
+    STATS_FD,
 };
+
+/// Fault injection for tests of the supervisor: with `exit-at-start` in this
+/// variable a worker exits with code 3 before serving, as a worker that
+/// crashes on start-up would.
+pub const ENV_FAULT: &str = "RINGMASTER_FAULT";
 
 /// Who this worker is, as the master told it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +25,8 @@ pub struct WorkerIdentity {
     pub id: usize,
     /// CPU to pin to.
     pub cpu: Option<usize>,
+    /// The stats slot this process writes.
+    pub stats_slot: usize,
     /// Slots in the stats block.
     pub stats_slots: usize,
     /// The listener was passed (`shared` mode).
@@ -28,30 +36,38 @@ pub struct WorkerIdentity {
 /// The identity in the environment, if this process was started as a worker.
 pub fn identity_from_env() -> Option<Result<WorkerIdentity, String>> {
     let id = std::env::var(ENV_WORKER_ID).ok()?;
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
     Some(parse_identity(
         &id,
-        &std::env::var(ENV_CPU).unwrap_or_default(),
-        &std::env::var(ENV_STATS_SLOTS).unwrap_or_default(),
+        &var(ENV_CPU),
+        &var(ENV_STATS_SLOT),
+        &var(ENV_STATS_SLOTS),
         std::env::var(ENV_LISTENER).is_ok_and(|v| v == "1"),
     ))
 }
 
-fn parse_identity(id: &str, cpu: &str, slots: &str, has_listener: bool) -> Result<WorkerIdentity, String> {
+fn parse_identity(id: &str, cpu: &str, slot: &str, slots: &str, has_listener: bool) -> Result<WorkerIdentity, String> {
     let id: usize = id.parse().map_err(|_| format!("{ENV_WORKER_ID}={id:?} is not a worker id"))?;
     let cpu = match cpu {
         "none" | "" => None,
         n => Some(n.parse().map_err(|_| format!("{ENV_CPU}={n:?} is not a CPU"))?),
     };
     let stats_slots: usize = slots.parse().map_err(|_| format!("{ENV_STATS_SLOTS}={slots:?} is not a count"))?;
-    if id == 0 || id > stats_slots {
-        return Err(format!("worker id {id} is outside the stats block ({stats_slots} slots)"));
+    let stats_slot: usize = slot.parse().map_err(|_| format!("{ENV_STATS_SLOT}={slot:?} is not a slot"))?;
+    if id == 0 || stats_slot >= stats_slots {
+        return Err(format!("worker {id}: stats slot {stats_slot} is outside the stats block ({stats_slots} slots)"));
     }
-    Ok(WorkerIdentity { id, cpu, stats_slots, has_listener })
+    Ok(WorkerIdentity { id, cpu, stats_slot, stats_slots, has_listener })
 }
 
 /// Runs this process as worker `identity` until it has drained.
 pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> io::Result<()> {
     let context = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
+    if std::env::var(ENV_FAULT).is_ok_and(|f| f == "exit-at-start") {
+        eprintln!("ringmaster: worker {}: {ENV_FAULT}=exit-at-start: exiting", identity.id);
+        std::process::exit(3);
+    }
+    ignore_signals_meant_for_the_master();
     if let Some(cpu) = identity.cpu {
         if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
             return Err(io::Error::other(format!("cannot pin worker {} to CPU {cpu}", identity.id)));
@@ -65,11 +81,22 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> io::Result
     let stats =
         StatsBlock::open_shared(stats_fd.as_fd(), identity.stats_slots).map_err(|e| context("stats block", e))?;
     drop(stats_fd);
-    let counters = stats.slot(identity.id - 1).ok_or_else(|| io::Error::other("worker id outside the stats block"))?;
+    let counters =
+        stats.slot(identity.stats_slot).ok_or_else(|| io::Error::other("stats slot outside the stats block"))?;
     let shutdown =
         signal_fd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT]).map_err(|e| context("signalfd", e))?;
     let sources = Sources { listener, channel: Some(channel), shutdown: Some(shutdown) };
     ringmaster_engine::run(config, sources, counters)
+}
+
+/// A terminal's hang-up or job-control signals reach the whole process group;
+/// they are the master's to act on, so a worker ignores them instead of
+/// dying (SIGHUP, SIGUSR1) or stopping (SIGTTIN, SIGTTOU).
+fn ignore_signals_meant_for_the_master() {
+    for signal in [libc::SIGHUP, libc::SIGUSR1, libc::SIGTTIN, libc::SIGTTOU] {
+        // SAFETY: SIG_IGN is a valid disposition for these signals; no handler code runs.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
 }
 
 #[cfg(test)]
@@ -79,12 +106,12 @@ mod tests {
     #[test]
     fn identity_is_checked() {
         assert_eq!(
-            parse_identity("2", "1", "8", true),
-            Ok(WorkerIdentity { id: 2, cpu: Some(1), stats_slots: 8, has_listener: true })
+            parse_identity("2", "1", "5", "8", true),
+            Ok(WorkerIdentity { id: 2, cpu: Some(1), stats_slot: 5, stats_slots: 8, has_listener: true })
         );
-        assert_eq!(parse_identity("1", "none", "8", false).map(|i| i.cpu), Ok(None));
-        assert!(parse_identity("0", "none", "8", false).is_err());
-        assert!(parse_identity("9", "none", "8", false).is_err());
-        assert!(parse_identity("x", "none", "8", false).is_err());
+        assert_eq!(parse_identity("1", "none", "0", "8", false).map(|i| i.cpu), Ok(None));
+        assert!(parse_identity("0", "none", "0", "8", false).is_err());
+        assert!(parse_identity("1", "none", "8", "8", false).is_err());
+        assert!(parse_identity("x", "none", "0", "8", false).is_err());
     }
 }
