@@ -425,6 +425,7 @@ def chart(names, scenarios, agg, meta, path):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker  # noqa: F401
     except ImportError:
         return None
     ncol = len(scenarios)
@@ -449,6 +450,9 @@ def chart(names, scenarios, agg, meta, path):
                 ax.annotate(label, (b.get_x() + b.get_width() / 2, b.get_height()),
                             ha="center", va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
             ax.margins(y=0.12)
+            if key == "rps":
+                ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+                    lambda v, _: "0" if v == 0 else (f"{v / 1e6:g}M" if v >= 1e6 else f"{v / 1e3:g}k")))
             ax.set_xticks(list(xs))
             ax.set_xticklabels(present, rotation=35, ha="right", fontsize=8)
             ax.set_title(f"{SCENARIO_TITLES.get(sc, sc)}\n{title}", fontsize=9)

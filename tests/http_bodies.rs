@@ -87,7 +87,8 @@ fn body_exactly_max_body_is_accepted() {
     let mut req = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n".to_vec();
     req.extend(std::iter::repeat(b'x').take(1000));
     check_ok(&c.request(&req));
-    let req = [&b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"[..], &chunked(&[b'y'; 1000], 300)].concat();
+    let req = [&b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"[..], &chunked(&[b'y'; 1000], 300)]
+        .concat();
     check_ok(&c.request(&req));
     c.get_ok();
 }

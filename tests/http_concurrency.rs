@@ -23,9 +23,10 @@ fn thousand_concurrent_keepalive_connections() {
     let opened = Arc::new(Barrier::new(THREADS + 1));
     let go = Arc::new(Barrier::new(THREADS + 1));
     let done = Arc::new(Barrier::new(THREADS + 1));
+    let release = Arc::new(Barrier::new(THREADS + 1));
     let mut handles = Vec::new();
     for t in 0..THREADS {
-        let (opened, go, done) = (opened.clone(), go.clone(), done.clone());
+        let (opened, go, done, release) = (opened.clone(), go.clone(), done.clone(), release.clone());
         handles.push(thread::spawn(move || -> Result<usize, String> {
             let per = CONNS / THREADS;
             let mut conns: Vec<BufReader<TcpStream>> = Vec::with_capacity(per);
@@ -73,7 +74,8 @@ fn thousand_concurrent_keepalive_connections() {
                     }
                 }
             }
-            done.wait(); // connections stay open until the main thread has read stats
+            done.wait();
+            release.wait(); // connections stay open until the main thread has read stats
             drop(conns);
             match err {
                 Some(e) => Err(e),
@@ -90,7 +92,10 @@ fn thousand_concurrent_keepalive_connections() {
     // Results are checked after `done` so that no thread is left at a barrier;
     // the per-socket timeouts bound how long the threads can take to get there.
     done.wait();
+    // Counters may trail the responses by a moment.
+    eventually(Duration::from_secs(3), || s.stats_totals().1 >= (CONNS * ROUNDS) as u64);
     let stats_after = s.stats();
+    release.wait();
     let mut total = 0;
     let mut errors = Vec::new();
     for h in handles {

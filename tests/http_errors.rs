@@ -17,14 +17,10 @@ fn expect_error(s: &Server, req: &[u8], codes: &[u16]) -> Response {
     let mut c = s.connect();
     // The server may answer and close before all of a long request is written.
     let _ = c.try_send(req);
-    let r = c
-        .try_read()
-        .unwrap_or_else(|e| panic!("request {:?}: expected {codes:?}, reading failed: {e}", String::from_utf8_lossy(req)));
-    assert!(
-        codes.contains(&r.status),
-        "request {:?}: expected {codes:?}, got {r:?}",
-        String::from_utf8_lossy(req)
-    );
+    let r = c.try_read().unwrap_or_else(|e| {
+        panic!("request {:?}: expected {codes:?}, reading failed: {e}", String::from_utf8_lossy(req))
+    });
+    assert!(codes.contains(&r.status), "request {:?}: expected {codes:?}, got {r:?}", String::from_utf8_lossy(req));
     check_error(&r, r.status);
     c.expect_closed();
     // The worker did not die.
@@ -78,11 +74,8 @@ fn e413_chunked_single_chunk_over_max_body() {
 #[test]
 fn e413_with_expect_100_continue_gets_no_100() {
     let s = server();
-    let r = expect_error(
-        &s,
-        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
-        &[413],
-    );
+    let r =
+        expect_error(&s, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n", &[413]);
     assert_eq!(r.status, 413);
 }
 
@@ -294,9 +287,67 @@ fn error_responses_are_counted_and_worker_survives() {
     });
     let stats = s.stats();
     assert!(ok, "expected requests == {want} (errors count) and live == 0, stats: {stats}");
-    assert!(
-        !s.log().iter().any(|l| l.contains("exited") || l.contains("killed")),
-        "a worker died: {:?}",
-        s.log()
-    );
+    assert!(!s.log().iter().any(|l| l.contains("exited") || l.contains("killed")), "a worker died: {:?}", s.log());
+}
+
+#[test]
+fn e431_request_line_over_max_header() {
+    // The limit covers the whole header block, request line included.
+    let s = server();
+    let req = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(3000));
+    expect_error(&s, req.as_bytes(), &[431]);
+}
+
+#[test]
+fn e400_control_bytes_in_header_value() {
+    let s = server();
+    expect_error(&s, b"GET / HTTP/1.1\r\nHost: a\r\nX-Nul: a\x00b\r\n\r\n", &[400]);
+}
+
+/// Closes `c` with an RST (SO_LINGER 0) instead of a FIN.
+fn reset(c: Conn) {
+    let s = c.r.into_inner();
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    let r = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&s),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0);
+    drop(s);
+}
+
+#[test]
+fn clients_vanishing_mid_request_do_not_harm_the_worker() {
+    let s = server();
+    let mut keep = s.connect();
+    keep.get_ok();
+    for i in 0..30 {
+        let mut c = s.connect();
+        match i % 3 {
+            0 => c.send(b"GET / HTTP/1.1\r\nHo"),
+            1 => c.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc"),
+            _ => c.send(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"),
+        }
+        if i % 2 == 0 {
+            reset(c);
+        } else {
+            drop(c);
+        }
+    }
+    // Clients that leave with many answers still due.
+    for _ in 0..10 {
+        let mut c = s.connect();
+        c.send(&repeat(GET, 2000));
+        reset(c);
+    }
+    keep.get_ok();
+    s.connect().get_ok();
+    let ok = eventually(Duration::from_secs(3), || s.stats_totals().2 == 1);
+    assert!(ok, "only the kept connection should be live: {}", s.stats());
+    assert!(!s.log().iter().any(|l| l.contains("exited") || l.contains("killed")), "a worker died: {:?}", s.log());
 }

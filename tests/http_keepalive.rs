@@ -92,7 +92,10 @@ fn http10_keep_alive_stays_open() {
     for _ in 0..3 {
         let r = c.request(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
         check_ok(&r);
-        assert!(r.has_connection("keep-alive"), "HTTP/1.0 keep-alive response must carry Connection: keep-alive: {r:?}");
+        assert!(
+            r.has_connection("keep-alive"),
+            "HTTP/1.0 keep-alive response must carry Connection: keep-alive: {r:?}"
+        );
         assert!(!r.has_connection("close"), "{r:?}");
     }
     c.expect_silent_open(Duration::from_millis(300));
@@ -148,6 +151,18 @@ fn head_and_get_pipelined() {
     check_ok_head(&c.read_head());
     check_ok(&c.read());
     c.expect_silent_open(Duration::from_millis(200));
+}
+
+#[test]
+fn head_http10_keep_alive() {
+    let s = Server::start(&["--workers", "1"]);
+    let mut c = s.connect();
+    c.send(b"HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let r = c.read_head();
+    check_ok_head(&r);
+    assert!(r.has_connection("keep-alive"), "{r:?}");
+    c.expect_silent_open(Duration::from_millis(200));
+    check_ok(&c.request(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
 }
 
 #[test]

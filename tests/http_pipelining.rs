@@ -10,11 +10,7 @@ use util::*;
 /// Reads `n` answers to the pipelined `kinds` (true = HEAD) and checks each.
 fn read_answers(c: &mut Conn, heads: &[bool]) {
     for (i, &head) in heads.iter().enumerate() {
-        let r = if head {
-            read_head_response(&mut c.r)
-        } else {
-            read_response(&mut c.r)
-        };
+        let r = if head { read_head_response(&mut c.r) } else { read_response(&mut c.r) };
         let r = r.unwrap_or_else(|e| panic!("response {i} of {}: {e}", heads.len()));
         if head {
             check_ok_head(&r);

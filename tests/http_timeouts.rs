@@ -27,6 +27,19 @@ fn header_timeout_partial_request_is_closed() {
 }
 
 #[test]
+fn header_timeout_applies_to_a_later_request_on_a_kept_connection() {
+    // Keep-alive, then the start of a second request that never completes.
+    let s = Server::start(&["--workers", "1", "--header-timeout", "0.5"]);
+    let mut c = s.connect();
+    c.get_ok();
+    let start = Instant::now();
+    c.send(b"GET / HTTP/1.1\r\n");
+    c.expect_closed_within(CLOSE_BOUND);
+    let took = start.elapsed();
+    assert!(took >= TOO_SOON, "closed after only {took:?}");
+}
+
+#[test]
 fn header_timeout_silent_client_is_closed() {
     let s = Server::start(&["--workers", "1", "--header-timeout", "0.5"]);
     let mut c = s.connect();
@@ -44,7 +57,8 @@ fn header_timeout_trickling_client_is_closed() {
     let s = Server::start(&["--workers", "1", "--header-timeout", "0.5"]);
     let mut c = s.connect();
     let start = Instant::now();
-    let trickle = b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let trickle =
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let mut closed = false;
     for b in trickle.iter() {
         if c.try_send(std::slice::from_ref(b)).is_err() {
@@ -65,7 +79,9 @@ fn header_timeout_trickling_client_is_closed() {
                 closed = true;
                 break;
             }
-            Ok(n) => panic!("unexpected response bytes to an incomplete request: {:?}", String::from_utf8_lossy(&buf[..n])),
+            Ok(n) => {
+                panic!("unexpected response bytes to an incomplete request: {:?}", String::from_utf8_lossy(&buf[..n]))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                 closed = true;

@@ -75,7 +75,7 @@ enum Op {
 }
 
 fn token(op: Op, index: usize, epoch: u32) -> u64 {
-    (op as u64) << 56 | u64::from(epoch & 0xffff_ffff) << 24 | index as u64 & 0xff_ffff
+    (op as u64) << 56 | u64::from(epoch) << 24 | index as u64 & 0xff_ffff
 }
 
 fn untoken(user_data: u64) -> (Option<Op>, usize, u32) {
@@ -363,7 +363,7 @@ impl Master {
             killed_by_watchdog: false,
         });
         let worker = &mut self.workers[index];
-        let replaced = worker.slot.and_then(|_| worker.last_pid);
+        let replaced = worker.slot.and(worker.last_pid);
         worker.slot = Some(slot);
         worker.last_pid = Some(pid);
         worker.restart_at = None;

@@ -81,9 +81,7 @@ impl Server {
                         match r.read_until(b'\n', &mut buf) {
                             Ok(0) | Err(_) => break,
                             Ok(_) => {
-                                let line = String::from_utf8_lossy(&buf)
-                                    .trim_end_matches(['\r', '\n'])
-                                    .to_string();
+                                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
                                 eprintln!("[ringmaster {pid}] {line}");
                                 let mut st = log.state.lock().unwrap();
                                 st.lines.push(line);
@@ -110,9 +108,7 @@ impl Server {
                     match r.read_until(b'\n', &mut buf) {
                         Ok(0) | Err(_) => break,
                         Ok(_) => {
-                            let line = String::from_utf8_lossy(&buf)
-                                .trim_end_matches(['\r', '\n'])
-                                .to_string();
+                            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
                             eprintln!("[ringmaster {pid} stdout] {line}");
                             if tx.send(line).is_err() {
                                 break;
@@ -123,13 +119,8 @@ impl Server {
             })
             .expect("spawn stdout thread");
 
-        let mut server = Server {
-            child,
-            addr: "127.0.0.1:0".parse().unwrap(),
-            log,
-            stdout_rx: Mutex::new(rx),
-            exit: None,
-        };
+        let mut server =
+            Server { child, addr: "127.0.0.1:0".parse().unwrap(), log, stdout_rx: Mutex::new(rx), exit: None };
 
         let line = server
             .try_wait_for_log_from(0, |l| l.starts_with("ringmaster: listening on "), START_TIMEOUT)
@@ -147,8 +138,7 @@ impl Server {
                 );
             }
         };
-        server.addr = parse_listening_line(&line)
-            .unwrap_or_else(|| panic!("cannot parse listening line {line:?}"));
+        server.addr = parse_listening_line(&line).unwrap_or_else(|| panic!("cannot parse listening line {line:?}"));
         server
     }
 
@@ -181,12 +171,7 @@ impl Server {
 
     /// Like [`Server::wait_for_log`] but only looks at lines with index >= `from`;
     /// returns (index, line).
-    pub fn wait_for_log_from(
-        &self,
-        from: usize,
-        pred: impl Fn(&str) -> bool,
-        timeout: Duration,
-    ) -> (usize, String) {
+    pub fn wait_for_log_from(&self, from: usize, pred: impl Fn(&str) -> bool, timeout: Duration) -> (usize, String) {
         match self.try_wait_for_log_from(from, pred, timeout) {
             Some(hit) => hit,
             None => panic!(
@@ -455,10 +440,7 @@ impl Response {
 
     /// Does the response carry `Connection: <token>` (case-insensitive token)?
     pub fn has_connection(&self, token: &str) -> bool {
-        self.header_all("connection")
-            .iter()
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+        self.header_all("connection").iter().flat_map(|v| v.split(',')).any(|t| t.trim().eq_ignore_ascii_case(token))
     }
 
     pub fn body_str(&self) -> String {
@@ -586,10 +568,9 @@ pub fn expect_closed_within(r: &mut BufReader<TcpStream>, timeout: Duration) -> 
         s.set_read_timeout(Some(left)).unwrap();
         match s.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => panic!(
-                "expected the server to close, got {n} more bytes: {:?}",
-                String::from_utf8_lossy(&buf[..n])
-            ),
+            Ok(n) => {
+                panic!("expected the server to close, got {n} more bytes: {:?}", String::from_utf8_lossy(&buf[..n]))
+            }
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
@@ -754,13 +735,25 @@ const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Au
 /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into Unix seconds.
 pub fn parse_imf_fixdate(s: &str) -> Option<u64> {
     let b = s.as_bytes();
-    if b.len() != 29 || &s[3..5] != ", " || b[7] != b' ' || b[11] != b' ' || b[16] != b' ' || b[19] != b':' || b[22] != b':' || &s[25..] != " GMT" {
+    if b.len() != 29
+        || &s[3..5] != ", "
+        || b[7] != b' '
+        || b[11] != b' '
+        || b[16] != b' '
+        || b[19] != b':'
+        || b[22] != b':'
+        || &s[25..] != " GMT"
+    {
         return None;
     }
     let wday = DAYS.iter().position(|d| *d == &s[0..3])?;
     let num = |r: std::ops::Range<usize>| -> Option<u64> {
         let t = &s[r];
-        if t.bytes().all(|c| c.is_ascii_digit()) { t.parse().ok() } else { None }
+        if t.bytes().all(|c| c.is_ascii_digit()) {
+            t.parse().ok()
+        } else {
+            None
+        }
     };
     let day = num(5..7)?;
     let month = MONTHS.iter().position(|m| *m == &s[8..11])? as u64 + 1;
@@ -845,7 +838,8 @@ mod self_tests {
 
     #[test]
     fn response_reader() {
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX: y\r\n\r\nabcHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n";
+        let raw =
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX: y\r\n\r\nabcHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n";
         let mut r = BufReader::new(&raw[..]);
         let a = read_response(&mut r).unwrap();
         assert_eq!(a.body, b"abc");
