@@ -169,6 +169,8 @@ pub struct Conn {
     pub sending: bool,
     /// A closing reply is queued: no more input is parsed.
     pub close_after_send: bool,
+    /// Close by half-closing and waiting for the client's FIN (see `feed`).
+    pub linger: bool,
     /// Our FIN is sent; input is discarded until the client's.
     pub lingering: bool,
     /// Input is held in the carry buffer until queued replies drain.
@@ -193,6 +195,7 @@ impl Conn {
             receiving: false,
             sending: false,
             close_after_send: false,
+            linger: false,
             lingering: false,
             paused: false,
             peer_closed: false,

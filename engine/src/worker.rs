@@ -18,7 +18,7 @@ use crate::bufring::{self, BufRing};
 use crate::channel::{Message, Tag, MAX_FDS};
 use crate::config::EngineConfig;
 use crate::conn::{Conn, Timer};
-use crate::http::{Limits, Step};
+use crate::http::{Limits, Reply, Step};
 use crate::response::Responses;
 use crate::slab::Slab;
 use crate::stats::{CountersSnapshot, WorkerCounters, STATE_DRAINING, STATE_READY, STATE_STOPPED};
@@ -329,7 +329,9 @@ impl<'a> Worker<'a> {
         while !rest.is_empty() {
             let Some(conn) = self.conns.get_mut(slot, generation) else { return Ok(()) };
             if conn.closing || conn.lingering || conn.close_after_send {
-                // Everything after a closing reply is discarded.
+                // Everything after a closing reply is discarded; closing with it
+                // unread would reset the connection, so wait for the client's FIN.
+                conn.linger = true;
                 break;
             }
             if conn.carry_len == 0 && !conn.paused {
@@ -466,7 +468,7 @@ impl<'a> Worker<'a> {
         }
         let Some(conn) = self.conns.get_mut(slot, generation) else { return Ok(()) };
         if conn.replies.is_empty() && conn.close_after_send {
-            return self.start_linger(slot, generation);
+            return if conn.linger { self.start_linger(slot, generation) } else { self.begin_close(slot, generation) };
         }
         self.after_progress(slot, generation)?;
         self.resume_receiving(slot, generation)
@@ -600,16 +602,21 @@ fn feed(conn: &mut Conn, input: &[u8], limits: &Limits, draining: bool, counts: 
             Step::NeedMore => break,
             Step::Advance { consumed, reply } => {
                 at += consumed;
-                let Some(mut reply) = reply else { continue };
-                if draining {
-                    reply = reply.closing();
-                }
+                let Some(asked) = reply else { continue };
+                let reply = if draining { asked.closing() } else { asked };
                 conn.replies.push(reply);
                 if reply.is_final() {
                     counts.requests += 1;
                 }
                 if reply.closes() {
                     conn.close_after_send = true;
+                    // A client that asked to close and sent nothing after gets a
+                    // plain close (the server's FIN first, no wait). When the server
+                    // decides (an error, a drain) the client may still be sending:
+                    // closing on unread input would reset the connection and could
+                    // destroy the reply, so the close lingers for the client's FIN.
+                    let client_asked = matches!(asked, Reply::OkClose | Reply::HeadClose);
+                    conn.linger = !(client_asked && at == input.len());
                     return input.len();
                 }
             }
