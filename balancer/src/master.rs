@@ -268,6 +268,11 @@ impl Master {
         }
     }
 
+    /// Submits an op whose success needs no handling: no completion unless it fails.
+    fn push_ignored(&mut self, entry: squeue::Entry) -> io::Result<()> {
+        self.push(entry.user_data(token(Op::Ignore, 0, 0)).flags(squeue::Flags::SKIP_SUCCESS))
+    }
+
     fn complete(&mut self, user_data: u64, result: i32, flags: u32) -> io::Result<()> {
         let (op, index, epoch) = untoken(user_data);
         let more = cqueue::more(flags);
@@ -673,7 +678,7 @@ impl Master {
                 // The worker has its copies now; close ours through the ring.
                 for i in 0..self.scratch.len() {
                     let close = opcode::Close::new(Fd(self.scratch[i])).build();
-                    self.push(close.user_data(token(Op::Ignore, 0, 0)))?;
+                    self.push_ignored(close)?;
                 }
                 self.scratch.clear();
             }
@@ -719,7 +724,7 @@ impl Master {
         self.stop_deadline = Some(Instant::now() + self.config.shutdown_timeout);
         if self.accepting {
             let cancel = opcode::AsyncCancel::new(token(Op::Accept, 0, 0)).build();
-            self.push(cancel.user_data(token(Op::Ignore, 0, 0)))?;
+            self.push_ignored(cancel)?;
         }
         self.reload_queue.clear();
         for worker in &mut self.workers {

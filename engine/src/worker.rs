@@ -182,6 +182,13 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// Submits an op whose success needs no handling (close, cancel, shutdown):
+    /// the kernel posts no completion unless it fails.
+    fn push_ignored(&mut self, entry: squeue::Entry) -> io::Result<()> {
+        let entry = entry.user_data(token::encode(Op::Ignore, 0, 0)).flags(squeue::Flags::SKIP_SUCCESS);
+        self.push(entry)
+    }
+
     fn complete(&mut self, user_data: u64, result: i32, flags: u32) -> io::Result<()> {
         let Some((op, slot, generation)) = token::decode(user_data) else { return Ok(()) };
         match op {
@@ -388,7 +395,7 @@ impl<'a> Worker<'a> {
         if conn.paused && conn.receiving {
             // Stop reading until the queued replies are sent (back-pressure).
             let cancel = opcode::AsyncCancel::new(token::encode(Op::Recv, slot, generation)).build();
-            self.push(cancel.user_data(token::encode(Op::Ignore, 0, 0)))?;
+            self.push_ignored(cancel)?;
         }
         self.flush(slot, generation)?;
         let Some(conn) = self.conns.get_mut(slot, generation) else { return Ok(()) };
@@ -491,7 +498,7 @@ impl<'a> Worker<'a> {
         }
         let receiving = conn.receiving;
         let shutdown = opcode::Shutdown::new(Fd(fd), libc::SHUT_WR).build();
-        self.push(shutdown.user_data(token::encode(Op::Ignore, 0, 0)))?;
+        self.push_ignored(shutdown)?;
         if !receiving {
             self.arm_recv(slot, generation)?;
         }
@@ -508,14 +515,13 @@ impl<'a> Worker<'a> {
         conn.closing = true;
         let (fd, receiving, sending) = (conn.fd, conn.receiving, conn.sending);
         conn.fd = -1;
-        let ignore = token::encode(Op::Ignore, 0, 0);
         if receiving {
-            self.push(opcode::AsyncCancel::new(token::encode(Op::Recv, slot, generation)).build().user_data(ignore))?;
+            self.push_ignored(opcode::AsyncCancel::new(token::encode(Op::Recv, slot, generation)).build())?;
         }
         if sending {
-            self.push(opcode::AsyncCancel::new(token::encode(Op::Send, slot, generation)).build().user_data(ignore))?;
+            self.push_ignored(opcode::AsyncCancel::new(token::encode(Op::Send, slot, generation)).build())?;
         }
-        self.push(opcode::Close::new(Fd(fd)).build().user_data(ignore))?;
+        self.push_ignored(opcode::Close::new(Fd(fd)).build())?;
         self.release_if_done(slot, generation);
         Ok(())
     }
@@ -558,7 +564,7 @@ impl<'a> Worker<'a> {
         self.counters.set_state(STATE_DRAINING);
         if self.accepts_armed > 0 {
             let all_accepts = CancelBuilder::user_data(token::encode(Op::Accept, 0, 0)).all();
-            self.push(opcode::AsyncCancel2::new(all_accepts).build().user_data(token::encode(Op::Ignore, 0, 0)))?;
+            self.push_ignored(opcode::AsyncCancel2::new(all_accepts).build())?;
         }
         for slot in 0..self.conns.capacity() as u32 {
             let Some(generation) = self.conns.generation(slot) else { continue };
