@@ -16,6 +16,8 @@ const ROUNDS: usize = 5;
 #[test]
 fn thousand_concurrent_keepalive_connections() {
     let s = Server::start(&["--workers", "2"]);
+    // Connections made before a worker is ready all go to the others.
+    s.wait_workers_ready(2, Duration::from_secs(10));
     let addr = s.addr();
     let start = Instant::now();
     // All connections are opened before any request: the barrier is passed by

@@ -32,7 +32,7 @@ fn response_headers_server_and_date() {
     check_ok(&r2);
     let d1 = parse_imf_fixdate(date).unwrap();
     let d2 = parse_imf_fixdate(r2.header("date").unwrap()).unwrap();
-    assert!(d2 >= d1 + 1, "Date did not advance over 2 s: {date:?} then {:?}", r2.header("date"));
+    assert!(d2 > d1, "Date did not advance over 2 s: {date:?} then {:?}", r2.header("date"));
 }
 
 #[test]

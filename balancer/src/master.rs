@@ -49,6 +49,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
 /// A worker up this long is healthy again: its next crash restarts it quickly.
 const HEALTHY_UPTIME: Duration = Duration::from_secs(30);
+/// The `listening on` line waits for every first worker to be ready, but no
+/// longer than this (a worker that cannot start must not hide the address).
+const ANNOUNCE_AFTER: Duration = Duration::from_secs(2);
 
 /// Signals the master handles.
 const SIGNALS: [Signal; 8] = [
@@ -162,6 +165,8 @@ struct Master {
     stop_deadline: Option<Instant>,
     stragglers_killed: bool,
     exit_grace: Option<Instant>,
+    /// The bound address and the latest time to log it, until it is logged.
+    listening: Option<(SocketAddr, Instant)>,
     tick: Box<Timespec>,
     completions: Vec<(u64, i32, u32)>,
 }
@@ -209,6 +214,7 @@ impl Master {
             stop_deadline: None,
             stragglers_killed: false,
             exit_grace: None,
+            listening: None,
             tick: Box::new(Timespec::from(TICK)),
             completions: Vec::with_capacity(8192),
             config,
@@ -216,7 +222,7 @@ impl Master {
         for _ in 0..master.config.workers {
             master.add_worker().map_err(|e| format!("cannot start a worker: {e}"))?;
         }
-        log_listening(local, &master.config);
+        master.listening = Some((local, Instant::now() + ANNOUNCE_AFTER));
         Ok(master)
     }
 
@@ -396,7 +402,22 @@ impl Master {
             self.route_held();
             self.step_reload()?;
         }
+        self.announce_when_ready();
         Ok(())
+    }
+
+    /// Logs the listening address once every worker is ready (or time is up),
+    /// so whoever waits for that line finds all workers taking connections.
+    fn announce_when_ready(&mut self) {
+        let Some((local, deadline)) = self.listening else { return };
+        let all_ready = self
+            .workers
+            .iter()
+            .all(|w| w.slot.is_some_and(|s| self.slots[s].process.as_ref().is_some_and(|p| p.ready)));
+        if all_ready || Instant::now() >= deadline {
+            log_listening(local, &self.config);
+            self.listening = None;
+        }
     }
 
     /// Rebuilds the list of slots that take connections: ready, not retiring, in worker order.

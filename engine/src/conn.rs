@@ -73,6 +73,8 @@ pub struct Outgoing {
     first: usize,
     count: usize,
     remaining: usize,
+    /// Final replies (requests answered) in this send.
+    answers: u32,
     hold: Option<PageHold>,
 }
 
@@ -80,7 +82,7 @@ impl Outgoing {
     fn new() -> Self {
         // SAFETY: iovec and msghdr are plain C structs for which all-zero is valid.
         let (iovec, header) = unsafe { (std::mem::zeroed::<libc::iovec>(), std::mem::zeroed::<libc::msghdr>()) };
-        Outgoing { iovecs: [iovec; MAX_IOVECS], header, first: 0, count: 0, remaining: 0, hold: None }
+        Outgoing { iovecs: [iovec; MAX_IOVECS], header, first: 0, count: 0, remaining: 0, answers: 0, hold: None }
     }
 
     /// Fills the send with queued replies; false when nothing was queued.
@@ -88,8 +90,12 @@ impl Outgoing {
         self.first = 0;
         self.count = 0;
         self.remaining = 0;
+        self.answers = 0;
         while self.count < MAX_IOVECS {
             let Some((reply, copies)) = queue.take_front(MAX_RUN) else { break };
+            if reply.is_final() {
+                self.answers += copies as u32;
+            }
             let bytes = responses.run(reply, copies);
             self.iovecs[self.count] = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
             self.remaining += bytes.len();
@@ -127,11 +133,12 @@ impl Outgoing {
         self.remaining == 0
     }
 
-    /// Ends the send, giving its page back.
-    pub fn finish(&mut self, responses: &mut Responses) {
+    /// Ends the send, giving its page back; returns the requests it answered.
+    pub fn finish(&mut self, responses: &mut Responses) -> u32 {
         if let Some(hold) = self.hold.take() {
             responses.release(hold);
         }
+        std::mem::take(&mut self.answers)
     }
 }
 

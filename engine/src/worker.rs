@@ -343,7 +343,7 @@ impl<'a> Worker<'a> {
             }
             if conn.carry_len == 0 && !conn.paused {
                 // The common case: parse straight from the receive buffer.
-                let used = feed(conn, rest, &self.limits, self.draining, &mut self.counts);
+                let used = feed(conn, rest, &self.limits, self.draining);
                 rest = &rest[used..];
                 if rest.is_empty() || conn.close_after_send {
                     break;
@@ -377,7 +377,7 @@ impl<'a> Worker<'a> {
         let base = slot as usize * self.carry_cap;
         let Some(conn) = self.conns.get_mut(slot, generation) else { return };
         let held = conn.carry_len;
-        let used = feed(conn, &self.carry[base..base + held], &self.limits, self.draining, &mut self.counts);
+        let used = feed(conn, &self.carry[base..base + held], &self.limits, self.draining);
         if conn.close_after_send {
             conn.carry_len = 0;
             return;
@@ -467,7 +467,8 @@ impl<'a> Worker<'a> {
             self.now_refresh_deadline(slot, generation);
             return self.push(send.user_data(token::encode(Op::Send, slot, generation)));
         }
-        conn.outgoing.finish(&mut self.responses);
+        // Counted once the answers are with the kernel, not when they are parsed.
+        self.counts.requests += u64::from(conn.outgoing.finish(&mut self.responses));
         if conn.paused {
             // Replies drained: take up the held input again.
             conn.paused = false;
@@ -597,7 +598,7 @@ impl Drop for Worker<'_> {
 /// Parses requests from `input` into the connection's reply queue; returns
 /// the bytes used. Stops at an incomplete header block, a closing reply, or a
 /// full queue (then the connection is marked paused).
-fn feed(conn: &mut Conn, input: &[u8], limits: &Limits, draining: bool, counts: &mut CountersSnapshot) -> usize {
+fn feed(conn: &mut Conn, input: &[u8], limits: &Limits, draining: bool) -> usize {
     let mut at = 0;
     while at < input.len() {
         if conn.replies.is_full() {
@@ -611,9 +612,6 @@ fn feed(conn: &mut Conn, input: &[u8], limits: &Limits, draining: bool, counts: 
                 let Some(asked) = reply else { continue };
                 let reply = if draining { asked.closing() } else { asked };
                 conn.replies.push(reply);
-                if reply.is_final() {
-                    counts.requests += 1;
-                }
                 if reply.closes() {
                     conn.close_after_send = true;
                     // A client that asked to close and sent nothing after gets a

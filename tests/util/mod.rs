@@ -257,6 +257,31 @@ impl Server {
         stats_totals(&self.stats())
     }
 
+    /// Waits until the stats line lists `n` workers, each with a pid and, where the
+    /// line carries a `state` (an addition to SPEC.md), in state "ready". The
+    /// listening line is printed before the workers are ready, and connections
+    /// that arrive before then go to whichever worker is ready first: tests that
+    /// look at how connections are spread must wait for this. Returns the stats.
+    pub fn wait_workers_ready(&self, n: usize, timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.stats();
+            let ws = v["workers"].as_array().cloned().unwrap_or_default();
+            let ready = ws.len() == n
+                && ws.iter().all(|w| {
+                    w["pid"].as_u64().is_some_and(|p| p > 0)
+                        && w.get("state").map_or(true, |st| st.as_str() == Some("ready"))
+                });
+            if ready {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                panic!("workers not all ready within {timeout:?}: {v}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for the master to exit; panics (leaving cleanup to Drop) on timeout.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         if let Some(s) = self.exit {
