@@ -626,7 +626,10 @@ impl Master {
     // --- connections (rr mode) ----------------------------------------------------------------
 
     fn arm_accept(&mut self) -> io::Result<()> {
-        if self.config.mode != Mode::RoundRobin || self.accepting || self.stop_deadline.is_some() {
+        // With no worker to take them, held connections are capped at the backlog;
+        // past that, new ones wait in the kernel's queue instead of costing fds here.
+        let holding_enough = self.held.len() >= self.config.backlog as usize;
+        if self.config.mode != Mode::RoundRobin || self.accepting || self.stop_deadline.is_some() || holding_enough {
             return Ok(());
         }
         let accept = opcode::AcceptMulti::new(Fd(self.listener.as_raw_fd())).flags(libc::SOCK_CLOEXEC).build();
@@ -641,6 +644,9 @@ impl Master {
         }
         if result >= 0 {
             self.route(result);
+            if self.accepting && self.held.len() >= self.config.backlog as usize {
+                self.push_ignored(opcode::AsyncCancel::new(token(Op::Accept, 0, 0)).build())?;
+            }
         }
         // Out of fds or memory: the tick re-arms rather than spinning now.
         let starved = matches!(-result, libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS);
