@@ -214,7 +214,7 @@ build_ringmaster() {
     else
         command -v cargo >/dev/null || die "cargo not found: install Rust, or set RINGMASTER_BIN, or leave rm-* out of SERVERS"
         log "cargo build --release (target dir: ${CARGO_TARGET_DIR:-$ROOT/target})"
-        (cd "$ROOT" && cargo build --release --bin ringmaster) ||
+        (cd "$ROOT" && cargo build --release) ||
             die "cargo build --release failed; to compare the peers only: SERVERS='nginx node-rr node-none' $0"
         local tdir
         tdir=$(cd "$ROOT" && cargo metadata --no-deps --format-version 1 |
@@ -286,12 +286,17 @@ start_server() {                 # start_server NAME
     STARTED_PIDS+=("$pid")
     PORT[$name]=$port; MASTER[$name]=$pid; KIND[$name]=$kind; SDIR[$name]=$dir
     # setsid must not have forked: the server is our child and leads its own process group
-    local pgid
-    pgid=$(awk '{sub(/.*\) /, ""); print $3}' "/proc/$pid/stat" 2>/dev/null || echo "?")
-    [[ $pgid == "$pid" ]] || log "warning: $name pid $pid has pgid $pgid (expected its own group)"
+    # (the child may not have run setsid() yet when we first look: poll for up to 2 s)
+    local pgid i
+    for ((i = 0; i < 100; i++)); do
+        pgid=$(awk '{sub(/.*\) /, ""); print $3}' "/proc/$pid/stat" 2>/dev/null || echo "?")
+        [[ $pgid == "$pid" ]] && break
+        alive "$pid" || break
+        sleep 0.02
+    done
+    [[ $pgid == "$pid" ]] || log "warning: $name pid $pid has pgid $pgid (expected its own group); stop falls back to killing its descendants"
 
     # wait for the port (up to 20 s), failing early if the server died
-    local i
     for ((i = 0; i < 200; i++)); do
         port_in_use "$port" && break
         if ! alive "$pid"; then

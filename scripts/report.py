@@ -49,8 +49,11 @@ def parse_wrk(path):
     lat = {}
     for pm in re.finditer(r"^\s+(\d+)%\s+([\d.]+\w+)\s*$", text, re.M):
         lat[int(pm.group(1))] = parse_time(pm.group(2))
-    out["p50_s"] = lat.get(50)
-    out["p99_s"] = lat.get(99)
+    # wrk sometimes prints a percentile as 0.00us (seen with pipelining: its coordinated-omission
+    # correction adds samples the percentile walk does not reach); never report that as a latency
+    out["bad_percentiles"] = sorted(p for p, v in lat.items() if v <= 0)
+    out["p50_s"] = lat.get(50) if lat.get(50) else None
+    out["p99_s"] = lat.get(99) if lat.get(99) else None
     errs = 0
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     if m:
@@ -231,12 +234,23 @@ def main():
                     rec["split"] = {k: v for k, v in sorted(rec["cpu_per_worker_s"].items(), key=lambda kv: int(kv[0]))}
                 if rec.get("split"):
                     rec["jain"] = jain(rec["split"].values())
+                if rec["bad_percentiles"]:
+                    problems.append(f"{name} {sc} round {rnd}: wrk printed 0.00us for the "
+                                    f"{'/'.join(str(p) + '%' for p in rec['bad_percentiles'])} latency "
+                                    "percentile(s) (a wrk quirk); left out of the median")
                 if rec["errors"]:
                     problems.append(f"{name} {sc} round {rnd}: wrk counted {rec['errors']} errors "
                                     f"({rec.get('socket_errors', {})}, non-2xx {rec.get('non2xx', 0)})")
                 runs.append(rec)
     if not runs:
         sys.exit(f"report.py: no runs found under {args.run}/runs")
+
+    busy = [r["other_cpu_frac"] for r in runs if r.get("other_cpu_frac") is not None]
+    noisy = [x for x in busy if x > 0.25]
+    if noisy:
+        problems.insert(0, f"the machine was busy: in {len(noisy)} of {len(busy)} runs more than 25 % of "
+                           f"its CPU went to other work (max {max(noisy) * 100:.0f} %, see 'other CPU'); "
+                           "treat these numbers as rough and rerun on a quiet machine")
 
     # aggregate
     agg = {}
@@ -353,7 +367,9 @@ def main():
     depth = meta.get("pipeline_depth", "16")
     L.append(f"- **Scenarios.** keep-alive: one request in flight per connection. pipelined: "
              f"`scripts/pipeline.lua` writes {depth} requests at once and waits for all {depth} responses; "
-             f"wrk counts every response, and its latency is per batch (write → last response). "
+             f"wrk counts every response, and its latency is per batch (write → last response); wrk's "
+             f"coordinated-omission correction assumes one response per interval, so read pipelined "
+             f"percentiles as rough. "
              f"churn: `-H 'Connection: close'`, one request per TCP connection.")
     L.append("- **req/s** is wrk's Requests/sec; **min–max** is the spread over rounds; **vs nginx** is the "
              "median divided by nginx's median in the same run and scenario.")
