@@ -106,14 +106,14 @@ def cpu_delta(before, after):
     return total, per_worker, lost
 
 
-def stats_delta(s0, s1):
-    """ringmaster stats lines -> {worker id: requests answered between them}."""
+def stats_delta(s0, s1, key="requests"):
+    """ringmaster stats lines -> {worker id: `key` (requests answered, connections accepted) between them}."""
     if not s0 or not s1:
         return None
-    r0 = {w["id"]: w.get("requests", 0) for w in s0.get("workers", [])}
+    r0 = {w["id"]: w.get(key, 0) for w in s0.get("workers", [])}
     out = {}
     for w in s1.get("workers", []):
-        out[w["id"]] = w.get("requests", 0) - r0.get(w["id"], 0)
+        out[w["id"]] = w.get(key, 0) - r0.get(w["id"], 0)
     return out
 
 
@@ -228,6 +228,11 @@ def main():
                         rec["split_source"] = "requests"
                         rec["split"] = {str(k): v for k, v in sorted(d.items())}
                         rec["server_requests"] = sum(d.values())
+                        # What rr balances is connections: their split is the fairness of the mode itself.
+                        conns = stats_delta(load_json(base + ".stats0"), load_json(base + ".stats1"), "accepted")
+                        if conns and sum(conns.values()) > 0:
+                            rec["conn_split"] = {str(k): v for k, v in sorted(conns.items())}
+                            rec["conn_jain"] = jain(conns.values())
                 elif rec.get("cpu_per_worker_s"):
                     rec["split_source"] = "cpu"
                     # order workers by pid for a stable display
@@ -274,6 +279,7 @@ def main():
                                              if r.get("wrk_cpu_s") is not None and r["requests"] else None
                                              for r in rs),
                 "jain": median(r.get("jain") for r in rs),
+                "conn_jain": median(r.get("conn_jain") for r in rs),
                 "jain_min": min((r["jain"] for r in rs if r.get("jain") is not None), default=None),
                 "split_source": next((r["split_source"] for r in rs if r.get("split_source")), None),
             }
@@ -344,8 +350,8 @@ def main():
     for sc in scenarios:
         L.append(f"## {SCENARIO_TITLES.get(sc, sc)}")
         L.append("")
-        L.append("| server | req/s | min–max | vs nginx | p50 | p99 | req per CPU-s | CPU µs/req | worker split | Jain | errors | other CPU |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+        L.append("| server | req/s | min–max | vs nginx | p50 | p99 | req per CPU-s | CPU µs/req | worker split | Jain | Jain (conns) | errors | other CPU |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
         for name in names:
             a = agg.get((name, sc))
             if not a:
@@ -359,7 +365,8 @@ def main():
                 j += f" (min {a['jain_min']:.3f})"
             L.append(f"| {name} | {fmt_rps(a['rps'])} | {fmt_rps(a['rps_min'])}–{fmt_rps(a['rps_max'])} | "
                      f"{fmt_ratio(a.get('vs_nginx'))} | {fmt_time(a['p50_s'])} | {fmt_time(a['p99_s'])} | "
-                     f"{fmt_num(a['req_per_cpu_s'])} | {fmt_num(a['cpu_us_per_req'], 1)} | {split} | {j} | {a['errors']} | {fmt_pct(a['other_cpu_frac'])} |")
+                     f"{fmt_num(a['req_per_cpu_s'])} | {fmt_num(a['cpu_us_per_req'], 1)} | {split} | {j} | "
+                     f"{fmt_num(a.get('conn_jain'), 3)} | {a['errors']} | {fmt_pct(a['other_cpu_frac'])} |")
         L.append("")
 
     L.append("## How to read it")
@@ -383,7 +390,9 @@ def main():
              "and Node do not report per-worker requests, so their split is each worker's CPU time (a proxy: "
              "it also contains per-connection and idle-loop costs; Node's primary, which accepts and "
              "hands out connections in rr mode, is not a worker and is left out of the split but counted "
-             "in CPU/req). **Jain** = (Σx)²/(n·Σx²) over the workers, 1.0 = perfectly even, 1/n = one worker "
+             "in CPU/req). **Jain (conns)**: the same index over the connections each ringmaster worker accepted "
+             "(what `rr` balances, exactly; how many requests each connection then makes is up to the client). "
+             "**Jain** = (Σx)²/(n·Σx²) over the workers, 1.0 = perfectly even, 1/n = one worker "
              "took everything; median over rounds (min in brackets).")
     L.append(f"- **wrk -t{meta.get('threads')}**: the machine has {meta.get('nproc')} cores and the servers use "
              f"{meta.get('workers')} workers, so the load generator shares the CPUs with the server under test. "
