@@ -1,23 +1,27 @@
 //! A lane is the master's end of one worker's channel plus the connections
 //! queued for it: accepted fds wait in `pending`, up to [`MAX_FDS`] go out in
-//! one `SCM_RIGHTS` message, and the master closes its copies only once the
-//! send has completed. A failed send gives every fd back for another worker.
+//! one `SCM_RIGHTS` message, and the master keeps its copies until the worker
+//! acknowledges the batch (it has adopted those connections). A worker that
+//! dies first, with batches unread in its socket or unacknowledged, loses
+//! nothing: every fd the master still holds goes to another worker.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use ringmaster_engine::channel::{Message, Tag, MAX_FDS};
 
-/// Fds a lane queues before the dispatcher prefers to hold them elsewhere;
-/// sized so a burst never reallocates.
-const PENDING_CAPACITY: usize = 4096;
+/// Room for queued fds before a burst makes the queues grow.
+const QUEUE_CAPACITY: usize = 4096;
 
-/// What a completed send means for the fds it carried.
+/// What a completed send means for the fds the lane held.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Sent {
-    /// Delivered: the fds in the output are the master's copies, to close.
+    /// The batch is in the worker's socket, awaiting its acknowledgement.
     Delivered,
-    /// The worker is gone: the fds in the output are undelivered, to route again.
+    /// The `Drain` went out and the channel is closed: the fds in the output
+    /// are copies of connections the (live) worker will adopt, to close.
+    Finished,
+    /// The worker is gone: the fds in the output never reached it, to route again.
     Failed,
 }
 
@@ -27,9 +31,16 @@ pub struct Lane {
     channel: Option<OwnedFd>,
     pending: VecDeque<RawFd>,
     in_flight: Vec<RawFd>,
+    /// Sent but not yet acknowledged, oldest first; `batches` holds their sizes.
+    unacked: VecDeque<RawFd>,
+    batches: VecDeque<usize>,
     message: Box<Message>,
+    ack_buffer: Box<[u8; 16]>,
     sending: bool,
     sending_drain: bool,
+    receiving: bool,
+    /// The worker's side of the channel ended: no more acknowledgements to read.
+    acks_ended: bool,
     drain_requested: bool,
     /// Changes each time the lane is opened for a new worker, so a completion
     /// for an older channel is recognised.
@@ -41,11 +52,16 @@ impl Lane {
     pub fn new() -> Lane {
         Lane {
             channel: None,
-            pending: VecDeque::with_capacity(PENDING_CAPACITY),
+            pending: VecDeque::with_capacity(QUEUE_CAPACITY),
             in_flight: Vec::with_capacity(MAX_FDS),
+            unacked: VecDeque::with_capacity(QUEUE_CAPACITY),
+            batches: VecDeque::with_capacity(64),
             message: Message::new(),
+            ack_buffer: Box::new([0; 16]),
             sending: false,
             sending_drain: false,
+            receiving: false,
+            acks_ended: false,
             drain_requested: false,
             epoch: 0,
         }
@@ -55,6 +71,7 @@ impl Lane {
     pub fn open(&mut self, channel: OwnedFd) {
         self.epoch = self.epoch.wrapping_add(1);
         self.channel = Some(channel);
+        self.acks_ended = false;
         self.drain_requested = false;
         self.sending_drain = false;
     }
@@ -64,15 +81,15 @@ impl Lane {
         self.channel.is_some() && !self.drain_requested
     }
 
-    /// True when the lane has a channel (its worker has not been seen to exit).
-    pub fn is_open(&self) -> bool {
-        self.channel.is_some()
-    }
-
     /// True when no worker uses the lane and nothing is queued or in flight:
     /// it can serve a new worker.
     pub fn is_free(&self) -> bool {
-        self.channel.is_none() && !self.sending && self.pending.is_empty() && self.in_flight.is_empty()
+        self.channel.is_none()
+            && !self.sending
+            && !self.receiving
+            && self.pending.is_empty()
+            && self.in_flight.is_empty()
+            && self.unacked.is_empty()
     }
 
     /// Queues an accepted connection for this lane's worker.
@@ -108,30 +125,80 @@ impl Lane {
         Some((channel, header))
     }
 
+    /// The receive for the worker's acknowledgements, when none is armed:
+    /// the channel fd and the buffer.
+    pub fn next_recv(&mut self) -> Option<(RawFd, *mut u8, u32)> {
+        let channel = self.channel.as_ref()?.as_raw_fd();
+        if self.receiving || self.acks_ended {
+            return None;
+        }
+        self.receiving = true;
+        Some((channel, self.ack_buffer.as_mut_ptr(), self.ack_buffer.len() as u32))
+    }
+
     /// Records the result of the send in flight; fds to close or re-route go to `out`.
     pub fn on_sent(&mut self, succeeded: bool, out: &mut Vec<RawFd>) -> Sent {
         self.sending = false;
-        out.append(&mut self.in_flight);
-        if succeeded {
-            if self.sending_drain {
-                // Everything was sent before Drain: closing tells the worker it is done.
-                self.channel = None;
-            }
+        if !succeeded || self.channel.is_none() {
+            // The worker is gone (or seen gone): nothing the lane holds reached it.
+            self.channel = None;
+            self.take_all(out);
+            return Sent::Failed;
+        }
+        if !self.in_flight.is_empty() {
+            self.batches.push_back(self.in_flight.len());
+            self.unacked.extend(self.in_flight.drain(..));
             return Sent::Delivered;
         }
-        // The worker is gone: nothing queued here can be delivered.
-        self.channel = None;
-        out.extend(self.pending.drain(..));
-        Sent::Failed
+        if self.sending_drain {
+            // Everything went before Drain; the worker adopts it all before it
+            // sees the end of the channel, so our copies can go now.
+            self.channel = None;
+            out.extend(self.unacked.drain(..));
+            self.batches.clear();
+            return Sent::Finished;
+        }
+        Sent::Delivered
     }
 
-    /// The worker exited: close the channel and hand back what was not sent
-    /// (a send in flight reports through [`Lane::on_sent`]).
+    /// Records a receive on the channel: each message is one acknowledged
+    /// batch, whose fds go to `out` to close. False when the receive ended the
+    /// channel (the worker closed it or is gone).
+    pub fn on_received(&mut self, result: i32, out: &mut Vec<RawFd>) -> bool {
+        self.receiving = false;
+        if result <= 0 {
+            self.acks_ended = true;
+            return false;
+        }
+        if let Some(size) = self.batches.pop_front() {
+            out.extend(self.unacked.drain(..size.min(self.unacked.len())));
+        }
+        self.channel.is_some()
+    }
+
+    /// True while a receive is armed on the channel (cancel it when closing,
+    /// or the ring keeps the socket open and the worker never sees the end).
+    pub fn is_receiving(&self) -> bool {
+        self.receiving
+    }
+
+    /// The worker exited: close the channel and hand back everything it had
+    /// not acknowledged (a send in flight reports through [`Lane::on_sent`]).
     pub fn close(&mut self, out: &mut Vec<RawFd>) {
         self.channel = None;
+        out.extend(self.unacked.drain(..));
+        self.batches.clear();
+        out.extend(self.pending.drain(..));
         if !self.sending {
-            out.extend(self.pending.drain(..));
+            out.append(&mut self.in_flight);
         }
+    }
+
+    fn take_all(&mut self, out: &mut Vec<RawFd>) {
+        out.extend(self.unacked.drain(..));
+        self.batches.clear();
+        out.append(&mut self.in_flight);
+        out.extend(self.pending.drain(..));
     }
 }
 
@@ -146,11 +213,16 @@ mod tests {
     use super::*;
     use ringmaster_engine::channel::channel_pair;
 
-    #[test]
-    fn batches_then_drains_then_closes() {
-        let (master, _worker) = channel_pair().expect("socketpair");
+    fn open_lane() -> (Lane, OwnedFd) {
+        let (master, worker) = channel_pair().expect("socketpair");
         let mut lane = Lane::new();
         lane.open(master);
+        (lane, worker)
+    }
+
+    #[test]
+    fn batches_wait_for_acks_then_drain_then_close() {
+        let (mut lane, _worker) = open_lane();
         for fd in 100..(100 + MAX_FDS as RawFd + 5) {
             lane.enqueue(fd);
         }
@@ -160,23 +232,40 @@ mod tests {
         assert!(lane.next_send().is_some());
         assert!(lane.next_send().is_none(), "one send at a time");
         assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
-        assert_eq!(out.len(), MAX_FDS);
+        assert!(out.is_empty(), "copies are kept until the worker acknowledges");
+        assert!(lane.next_recv().is_some());
+        assert!(lane.on_received(1, &mut out));
+        assert_eq!(out.len(), MAX_FDS, "the acknowledged batch is released");
         out.clear();
         assert!(lane.next_send().is_some());
         assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
-        assert_eq!(out.len(), 5);
-        out.clear();
         assert!(lane.next_send().is_some(), "the drain message");
+        assert_eq!(lane.on_sent(true, &mut out), Sent::Finished);
+        assert_eq!(out.len(), 5, "unacknowledged copies are closed once Drain is out");
+        assert!(!lane.is_routable());
+    }
+
+    #[test]
+    fn a_dead_worker_gives_back_every_unacknowledged_fd() {
+        let (mut lane, _worker) = open_lane();
+        for fd in 0..(MAX_FDS as RawFd + 3) {
+            lane.enqueue(fd);
+        }
+        let mut out = Vec::new();
+        assert!(lane.next_send().is_some());
         assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
-        assert!(out.is_empty());
-        assert!(!lane.is_open());
+        assert!(lane.next_send().is_some());
+        // The worker dies with both batches unacknowledged, the second in flight.
+        lane.close(&mut out);
+        assert_eq!(out.len(), MAX_FDS);
+        assert_eq!(lane.on_sent(true, &mut out), Sent::Failed, "a send completing after the death failed");
+        assert_eq!(out.len(), MAX_FDS + 3);
+        assert!(!lane.is_routable());
     }
 
     #[test]
     fn a_failed_send_gives_every_fd_back() {
-        let (master, _worker) = channel_pair().expect("socketpair");
-        let mut lane = Lane::new();
-        lane.open(master);
+        let (mut lane, _worker) = open_lane();
         for fd in 0..(MAX_FDS as RawFd + 3) {
             lane.enqueue(fd);
         }
@@ -184,6 +273,5 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(lane.on_sent(false, &mut out), Sent::Failed);
         assert_eq!(out.len(), MAX_FDS + 3);
-        assert!(!lane.is_routable());
     }
 }

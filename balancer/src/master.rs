@@ -75,6 +75,7 @@ enum Op {
     ControlAccept,
     ControlRecv,
     ControlSend,
+    LaneRecv,
 }
 
 fn token(op: Op, index: usize, epoch: u32) -> u64 {
@@ -91,6 +92,7 @@ fn untoken(user_data: u64) -> (Option<Op>, usize, u32) {
         6 => Some(Op::ControlAccept),
         7 => Some(Op::ControlRecv),
         8 => Some(Op::ControlSend),
+        9 => Some(Op::LaneRecv),
         _ => None,
     };
     (op, (user_data & 0xff_ffff) as usize, (user_data >> 24) as u32)
@@ -291,7 +293,8 @@ impl Master {
                 Ok(())
             }
             Some(Op::Accept) => self.on_accept(result, more),
-            Some(Op::LaneSend) => self.on_lane_sent(index, epoch, result),
+            Some(Op::LaneSend) => self.on_lane_sent(index, result),
+            Some(Op::LaneRecv) => self.on_lane_received(index, result),
             Some(Op::Tick) => self.on_tick(),
             Some(Op::ControlAccept) => self.on_control_accept(result, more),
             Some(Op::ControlRecv) => self.on_control_recv(index, epoch, result),
@@ -477,6 +480,7 @@ impl Master {
         }
         eprintln!("ringmaster: worker {} (pid {}) {how}", process.worker, process.pid);
         self.slots[slot].lane.close(&mut self.scratch);
+        self.stop_receiving(slot)?;
         if let Some(index) = self.worker_index(process.worker) {
             let worker = &mut self.workers[index];
             worker.totals.accepted += final_counts.accepted;
@@ -686,7 +690,8 @@ impl Master {
         self.scratch.clear();
     }
 
-    /// Sends what every lane has queued (one message in flight per lane).
+    /// Sends what every lane has queued (one message in flight per lane) and
+    /// keeps a receive armed for each worker's acknowledgements.
     fn pump_lanes(&mut self) -> io::Result<()> {
         for index in 0..self.slots.len() {
             let epoch = self.slots[index].lane.epoch;
@@ -694,26 +699,56 @@ impl Master {
                 let send = opcode::SendMsg::new(Fd(channel), header).flags(libc::MSG_NOSIGNAL as u32).build();
                 self.push(send.user_data(token(Op::LaneSend, index, epoch)))?;
             }
+            if let Some((channel, buffer, len)) = self.slots[index].lane.next_recv() {
+                let recv = opcode::Recv::new(Fd(channel), buffer, len).build();
+                self.push(recv.user_data(token(Op::LaneRecv, index, epoch)))?;
+            }
         }
         Ok(())
     }
 
-    fn on_lane_sent(&mut self, index: usize, _epoch: u32, result: i32) -> io::Result<()> {
+    fn on_lane_sent(&mut self, index: usize, result: i32) -> io::Result<()> {
         let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
         match slot.lane.on_sent(result >= 0, &mut self.scratch) {
-            Sent::Delivered => {
-                // The worker has its copies now; close ours through the ring.
-                for i in 0..self.scratch.len() {
-                    let close = opcode::Close::new(Fd(self.scratch[i])).build();
-                    self.push_ignored(close)?;
-                }
-                self.scratch.clear();
+            Sent::Delivered => Ok(()),
+            Sent::Finished => {
+                self.stop_receiving(index)?;
+                self.close_scratch()
             }
             Sent::Failed => {
+                self.stop_receiving(index)?;
                 self.refresh_routes();
                 self.reroute_scratch();
+                Ok(())
             }
         }
+    }
+
+    /// A worker acknowledged a batch: it has those connections, ours can close.
+    fn on_lane_received(&mut self, index: usize, result: i32) -> io::Result<()> {
+        let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
+        slot.lane.on_received(result, &mut self.scratch);
+        self.close_scratch()
+    }
+
+    /// Cancels a lane's armed receive once its channel is closed, so the
+    /// socket really closes and the worker sees the end of its channel.
+    fn stop_receiving(&mut self, index: usize) -> io::Result<()> {
+        let lane = &self.slots[index].lane;
+        if lane.is_receiving() {
+            let cancel = opcode::AsyncCancel::new(token(Op::LaneRecv, index, lane.epoch)).build();
+            self.push_ignored(cancel)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the master's copies of connections a worker has adopted.
+    fn close_scratch(&mut self) -> io::Result<()> {
+        for i in 0..self.scratch.len() {
+            let close = opcode::Close::new(Fd(self.scratch[i])).build();
+            self.push_ignored(close)?;
+        }
+        self.scratch.clear();
         Ok(())
     }
 

@@ -2,6 +2,11 @@
 //! per batch, a one-byte tag, and up to [`MAX_FDS`] connections as
 //! `SCM_RIGHTS`. Both the master (sending through its ring) and the worker
 //! (receiving through its ring) use [`Message`], so the format lives here only.
+//!
+//! The worker answers every message that carried connections with one
+//! [`ACK`] message once it has adopted them. Until then the master keeps its
+//! copies of those fds: a worker that dies with the batch still in its socket
+//! (or in flight) loses nothing, the master hands the batch to another worker.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -28,6 +33,9 @@ impl Tag {
         }
     }
 }
+
+/// The worker's acknowledgement of one batch of connections (worker -> master).
+pub static ACK: [u8; 1] = [b'A'];
 
 const FD_SIZE: usize = std::mem::size_of::<RawFd>();
 /// `CMSG_SPACE(MAX_FDS * 4)`: a 16-byte cmsghdr plus the fds, 8-aligned.

@@ -28,3 +28,10 @@ pub fn ignore_sigpipe() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Sends our FIN (`shutdown(SHUT_WR)`), keeping the receive side open.
+pub fn half_close(fd: RawFd) {
+    // SAFETY: shutdown on an fd the caller owns; failure (the peer already
+    // reset) leaves nothing to undo, the close that follows handles it.
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+}

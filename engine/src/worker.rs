@@ -15,14 +15,14 @@ use io_uring::types::{CancelBuilder, Fd, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use crate::bufring::{self, BufRing};
-use crate::channel::{Message, Tag, MAX_FDS};
+use crate::channel::{Message, Tag, ACK, MAX_FDS};
 use crate::config::EngineConfig;
 use crate::conn::{Conn, Timer};
 use crate::http::{Limits, Reply, Step};
 use crate::response::Responses;
 use crate::slab::Slab;
 use crate::stats::{CountersSnapshot, WorkerCounters, STATE_DRAINING, STATE_READY, STATE_STOPPED};
-use crate::sys::{now_ms, own_fd};
+use crate::sys::{half_close, now_ms, own_fd};
 use crate::token::{self, Op};
 
 /// How often the worker checks deadlines and the `Date`.
@@ -258,6 +258,14 @@ impl<'a> Worker<'a> {
         };
         for fd in fds.iter_mut().take(count).filter_map(Option::take) {
             self.adopt(fd)?;
+        }
+        if count > 0 {
+            // Tell the master the batch is ours: it may close its copies now.
+            if let Some(channel) = self.sources.channel.as_ref().map(|c| c.as_raw_fd()) {
+                let ack =
+                    opcode::Send::new(Fd(channel), ACK.as_ptr(), ACK.len() as u32).flags(libc::MSG_NOSIGNAL).build();
+                self.push_ignored(ack)?;
+            }
         }
         if received.tag == Some(Tag::Drain) {
             self.start_drain()?;
@@ -498,8 +506,11 @@ impl<'a> Worker<'a> {
             return self.begin_close(slot, generation);
         }
         let receiving = conn.receiving;
-        let shutdown = opcode::Shutdown::new(Fd(fd), libc::SHUT_WR).build();
-        self.push_ignored(shutdown)?;
+        // A direct call, not a ring op: the kernel may run an io_uring shutdown
+        // later in a worker thread and look the fd number up only then, when
+        // the number may already belong to the next connection. This path is
+        // rare (errors, drains), so the syscall costs nothing that matters.
+        half_close(fd);
         if !receiving {
             self.arm_recv(slot, generation)?;
         }

@@ -1,0 +1,149 @@
+//! End-to-end benches: the real `ringmaster` binary in each balancing mode
+//! (`rr`, `shared`; pinned and `--no-pin`, two workers each), driven over
+//! loopback by the epoll load client in `support::client`.
+//!
+//! Three groups, one per scenario, the four modes as functions of each group
+//! so criterion's report compares them (requests/s via `Throughput::Elements`):
+//! - `e2e/keepalive`: 64 kept-alive connections, one request in flight on each;
+//! - `e2e/pipeline16`: 64 connections, 16 requests per write;
+//! - `e2e/churn`: a new connection per request (`Connection: close`, the
+//!   server closes), 32 at a time.
+//!
+//! After each group every server is asked for its stats line (`SIGUSR1`); the
+//! per-worker split of what that group did, with Jain's fairness index, is
+//! printed and written to `target/ringmaster-bench/fairness.md`.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use criterion::{Criterion, SamplingMode, Throughput};
+
+use support::client::{LoadClient, Scenario};
+use support::fairness::Table;
+use support::server::{Server, Snapshot, BIN};
+
+/// The configurations compared: label and extra command-line arguments.
+const MODES: [(&str, &[&str]); 4] = [
+    ("rr", &["--mode", "rr"]),
+    ("rr-nopin", &["--mode", "rr", "--no-pin"]),
+    ("shared", &["--mode", "shared"]),
+    ("shared-nopin", &["--mode", "shared", "--no-pin"]),
+];
+
+/// One scenario: its group name, the client's shape, and requests per iteration.
+struct Case {
+    group: &'static str,
+    scenario: Scenario,
+    requests: u64,
+}
+
+const CASES: [Case; 3] = [
+    Case { group: "e2e/keepalive-64c", scenario: Scenario::KeepAlive { connections: 64, depth: 1 }, requests: 10_000 },
+    Case {
+        group: "e2e/pipeline16-64c",
+        scenario: Scenario::KeepAlive { connections: 64, depth: 16 },
+        requests: 64 * 16 * 40,
+    },
+    Case { group: "e2e/churn-32c", scenario: Scenario::Churn { concurrency: 32 }, requests: 2_000 },
+];
+
+fn main() {
+    let mut criterion = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .configure_from_args();
+
+    let servers: Vec<Server> = MODES
+        .iter()
+        .map(|&(label, args)| {
+            Server::start(label, args).unwrap_or_else(|e| panic!("starting ringmaster ({label}): {e}"))
+        })
+        .collect();
+
+    let mut report = format!(
+        "# ringmaster end-to-end benches: per-worker split\n\n\
+         Each row is what one server's workers did during that group (difference of the stats\n\
+         lines before and after it; the keep-alive groups' connections are opened in the group).\n\
+         Jain's index is (sum x)^2 / (n * sum x^2): 1.0 is an even split, 0.5 one worker of two.\n\
+         Server CPU is utime + stime of the master and its workers (/proc) over the group; the\n\
+         load client shares the machine's cores, so requests per server CPU-second is the\n\
+         steadier figure when throughput is noisy.\n\
+         Run at unix time {}.\n\n",
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    );
+    let out = output_path();
+
+    for case in &CASES {
+        let before: Vec<Result<Snapshot, String>> =
+            servers.iter().map(|s| s.snapshot().map_err(|e| e.to_string())).collect();
+
+        let mut group = criterion.benchmark_group(case.group);
+        group
+            .throughput(Throughput::Elements(case.requests))
+            .sampling_mode(SamplingMode::Flat)
+            .sample_size(10)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(4));
+        for server in &servers {
+            // Made on first use, so a filtered-out bench opens no connections.
+            let mut client: Option<LoadClient> = None;
+            group.bench_function(server.label, |b| {
+                let client = client.get_or_insert_with(|| {
+                    LoadClient::new(server.addr, case.scenario)
+                        .unwrap_or_else(|e| panic!("{} {}: load client setup: {e}", case.group, server.label))
+                });
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        client
+                            .run(case.requests)
+                            .unwrap_or_else(|e| panic!("{} {}: load client: {e}", case.group, server.label));
+                    }
+                    start.elapsed()
+                });
+            });
+            // Close the kept-alive connections before the next mode runs.
+            drop(client);
+        }
+        group.finish();
+
+        let mut table = Table::new(case.group);
+        for (server, before) in servers.iter().zip(&before) {
+            let after = server.snapshot().map_err(|e| e.to_string());
+            match (before, &after) {
+                (Ok(before), Ok(after)) => table.row(server.label, before, after),
+                (Err(e), _) | (_, Err(e)) => table.missing(server.label, e),
+            }
+        }
+        let table = table.into_text();
+        println!("\n{table}");
+        report.push_str(&table);
+        report.push('\n');
+        // Written after every group, so an interrupted run keeps what it had.
+        if let Err(e) = write_report(&out, &report) {
+            eprintln!("cannot write {}: {e}", out.display());
+        }
+    }
+    println!("per-worker split written to {}", out.display());
+
+    drop(servers);
+    criterion.final_summary();
+}
+
+/// `<target dir>/ringmaster-bench/fairness.md`, the target dir found from the
+/// binary's path (`<target>/<profile>/ringmaster`), so `CARGO_TARGET_DIR` is honoured.
+fn output_path() -> PathBuf {
+    let target = Path::new(BIN).parent().and_then(Path::parent).unwrap_or(Path::new("target"));
+    target.join("ringmaster-bench").join("fairness.md")
+}
+
+fn write_report(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    fs::write(path, text)
+}
