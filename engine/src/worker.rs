@@ -29,6 +29,8 @@ use crate::token::{self, Op};
 const TICK_MS: u64 = 100;
 /// How long a closing connection waits for the client's FIN after ours.
 const LINGER_MS: u64 = 2_000;
+/// How long a draining worker keeps an idle connection for a request already on its way.
+const DRAIN_GRACE_MS: u64 = 100;
 
 /// Where a worker's connections come from, and what tells it to stop.
 #[derive(Debug, Default)]
@@ -578,11 +580,15 @@ impl<'a> Worker<'a> {
             let all_accepts = CancelBuilder::user_data(token::encode(Op::Accept, 0, 0)).all();
             self.push_ignored(opcode::AsyncCancel2::new(all_accepts).build())?;
         }
+        // Idle keep-alive connections close after a short grace, not at once:
+        // a request the client sent before the drain may sit in a completion of
+        // this very batch, not yet handled. Whatever arrives meanwhile is
+        // answered with `Connection: close`; the tick closes the rest.
+        let grace = self.now + DRAIN_GRACE_MS;
         for slot in 0..self.conns.capacity() as u32 {
             let Some(generation) = self.conns.generation(slot) else { continue };
-            let idle = self.conns.get_mut(slot, generation).is_some_and(|c| !c.closing && c.is_idle());
-            if idle {
-                self.begin_close(slot, generation)?;
+            if let Some(conn) = self.conns.get_mut(slot, generation).filter(|c| !c.closing && c.is_idle()) {
+                conn.deadline = conn.deadline.min(grace);
             }
         }
         Ok(())
