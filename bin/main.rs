@@ -171,8 +171,8 @@ fn main() -> ExitCode {
             let first = rendered.lines().next().unwrap_or("invalid command line");
             let tip = rendered.lines().find(|l| l.contains("possible values")).map(str::trim);
             match tip {
-                Some(tip) => eprintln!("ringmaster: {} {tip}", first.trim_start_matches("error: ")),
-                None => eprintln!("ringmaster: {}", first.trim_start_matches("error: ")),
+                Some(tip) => ringmaster_balancer::log!("{} {tip}", first.trim_start_matches("error: ")),
+                None => ringmaster_balancer::log!("{}", first.trim_start_matches("error: ")),
             }
             return ExitCode::from(2);
         }
@@ -197,14 +197,14 @@ fn main() -> ExitCode {
         let identity = match identity {
             Ok(identity) => identity,
             Err(e) => {
-                eprintln!("ringmaster: worker: {e}");
+                ringmaster_balancer::log!("worker: {e}");
                 return ExitCode::FAILURE;
             }
         };
         return match run_worker(identity, &cli.engine_config()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("ringmaster: worker {}: {e}", identity.id);
+                ringmaster_balancer::log!("worker {}: {e}", identity.id);
                 ExitCode::FAILURE
             }
         };
@@ -212,7 +212,7 @@ fn main() -> ExitCode {
     match run_master(cli.master_config()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ringmaster: {e}");
+            ringmaster_balancer::log!("{e}");
             ExitCode::FAILURE
         }
     }

@@ -180,7 +180,7 @@ impl Master {
         }
         // Workers inherit the raised limit; failing to raise it is not fatal.
         if let Err(e) = crate::rlimit::raise_fd_limit() {
-            eprintln!("ringmaster: cannot raise the open-file limit: {e}");
+            crate::log!("cannot raise the open-file limit: {e}");
         }
         let cpus = if config.pin { choose_cpus(config.cpus.as_deref(), &allowed_cpus())? } else { Vec::new() };
         let (listener, local) =
@@ -383,9 +383,9 @@ impl Master {
         worker.restart_at = None;
         let cpu = worker.cpu.map_or_else(|| "none".to_string(), |c| c.to_string());
         match replaced {
-            Some(old) => eprintln!("ringmaster: worker {id} started (pid {pid}, cpu {cpu}, replacing pid {old})"),
-            None if worker.restarts == 0 => eprintln!("ringmaster: worker {id} started (pid {pid}, cpu {cpu})"),
-            None => eprintln!("ringmaster: worker {id} restarted (pid {pid}, cpu {cpu}, restart {})", worker.restarts),
+            Some(old) => crate::log!("worker {id} started (pid {pid}, cpu {cpu}, replacing pid {old})"),
+            None if worker.restarts == 0 => crate::log!("worker {id} started (pid {pid}, cpu {cpu})"),
+            None => crate::log!("worker {id} restarted (pid {pid}, cpu {cpu}, restart {})", worker.restarts),
         }
         Ok(())
     }
@@ -478,7 +478,7 @@ impl Master {
             counters.live.store(0, std::sync::atomic::Ordering::Relaxed);
             counters.set_state(STATE_STOPPED);
         }
-        eprintln!("ringmaster: worker {} (pid {}) {how}", process.worker, process.pid);
+        crate::log!("worker {} (pid {}) {how}", process.worker, process.pid);
         self.slots[slot].lane.close(&mut self.scratch);
         self.stop_receiving(slot)?;
         if let Some(index) = self.worker_index(process.worker) {
@@ -511,7 +511,7 @@ impl Master {
         let delay = worker.backoff;
         worker.backoff = worker.backoff.mul_f64(1.5).min(MAX_BACKOFF);
         worker.restart_at = Some(Instant::now() + delay);
-        eprintln!("ringmaster: worker {} restarting in {} ms", worker.id, delay.as_millis());
+        crate::log!("worker {} restarting in {} ms", worker.id, delay.as_millis());
     }
 
     fn restart_due(&mut self) {
@@ -523,7 +523,7 @@ impl Master {
             self.workers[index].restarts += 1;
             let id = self.workers[index].id;
             if let Err(e) = self.spawn(id) {
-                eprintln!("ringmaster: cannot restart worker {id}: {e}");
+                crate::log!("cannot restart worker {id}: {e}");
                 self.plan_restart(index, Instant::now());
             }
         }
@@ -541,8 +541,8 @@ impl Master {
                 process.heartbeat = beat;
                 process.heartbeat_moved = now;
             } else if now.duration_since(process.heartbeat_moved) >= limit && !process.killed_by_watchdog {
-                eprintln!(
-                    "ringmaster: worker {} (pid {}) made no progress for {:.1} s: killing it",
+                crate::log!(
+                    "worker {} (pid {}) made no progress for {:.1} s: killing it",
                     process.worker,
                     process.pid,
                     limit.as_secs_f64()
@@ -565,7 +565,7 @@ impl Master {
                 self.reload_queue.push_back(*id);
             }
         }
-        eprintln!("ringmaster: reload: replacing {} workers one at a time", ids.len());
+        crate::log!("reload: replacing {} workers one at a time", ids.len());
         self.step_reload()?;
         Ok(ids.len())
     }
@@ -604,7 +604,7 @@ impl Master {
             return Ok(());
         }
         let active: Vec<usize> = self.workers.iter().filter(|w| !w.retired).map(|w| w.id).collect();
-        eprintln!("ringmaster: scaling from {} to {target} workers", active.len());
+        crate::log!("scaling from {} to {target} workers", active.len());
         for _ in active.len()..target {
             self.add_worker()?;
         }
@@ -776,13 +776,13 @@ impl Master {
     fn begin_stop(&mut self, why: &str, signo: i32) -> io::Result<()> {
         if self.stop_deadline.is_some() {
             if signo == libc::SIGINT {
-                eprintln!("ringmaster: second SIGINT: killing workers now");
+                crate::log!("second SIGINT: killing workers now");
                 self.kill_all(Signal::SIGKILL);
             }
             return Ok(());
         }
         let running = self.slots.iter().filter(|s| s.process.is_some()).count();
-        eprintln!("ringmaster: {why} received: stopping {running} workers");
+        crate::log!("{why} received: stopping {running} workers");
         self.stop_deadline = Some(Instant::now() + self.config.shutdown_timeout);
         if self.accepting {
             let cancel = opcode::AsyncCancel::new(token(Op::Accept, 0, 0)).build();
@@ -820,7 +820,7 @@ impl Master {
     fn on_tick(&mut self) -> io::Result<()> {
         match self.stop_deadline {
             Some(deadline) if Instant::now() >= deadline && !self.stragglers_killed => {
-                eprintln!("ringmaster: shutdown timeout: killing the workers still running");
+                crate::log!("shutdown timeout: killing the workers still running");
                 self.kill_all(Signal::SIGKILL);
                 self.stragglers_killed = true;
             }
@@ -970,8 +970,8 @@ fn close_fd(fd: RawFd) {
 }
 
 fn log_listening(local: SocketAddr, config: &MasterConfig) {
-    eprintln!(
-        "ringmaster: listening on {local} (mode {}, {} worker{})",
+    crate::log!(
+        "listening on {local} (mode {}, {} worker{})",
         config.mode.name(),
         config.workers,
         if config.workers == 1 { "" } else { "s" }

@@ -64,7 +64,7 @@ fn parse_identity(id: &str, cpu: &str, slot: &str, slots: &str, has_listener: bo
 pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> io::Result<()> {
     let context = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
     if std::env::var(ENV_FAULT).is_ok_and(|f| f == "exit-at-start") {
-        eprintln!("ringmaster: worker {}: {ENV_FAULT}=exit-at-start: exiting", identity.id);
+        crate::log!("worker {}: {ENV_FAULT}=exit-at-start: exiting", identity.id);
         std::process::exit(3);
     }
     ignore_signals_meant_for_the_master();

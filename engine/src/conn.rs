@@ -48,6 +48,30 @@ impl ReplyQueue {
         self.len += 1;
     }
 
+    /// Makes the last queued reply close the connection; false when nothing is
+    /// queued or there is no room to split a run.
+    pub fn close_last(&mut self) -> bool {
+        if self.len == 0 {
+            return false;
+        }
+        let full = self.is_full();
+        let last = &mut self.runs[(self.head + self.len - 1) % QUEUE_RUNS];
+        let closing = last.0.closing();
+        if last.0 == closing {
+            return true;
+        }
+        if last.1 == 1 {
+            last.0 = closing;
+            return true;
+        }
+        if full {
+            return false;
+        }
+        last.1 -= 1;
+        self.push(closing);
+        true
+    }
+
     /// Takes up to `max` replies of the front run's kind.
     fn take_front(&mut self, max: usize) -> Option<(Reply, usize)> {
         if self.len == 0 {
@@ -265,6 +289,21 @@ mod tests {
         assert_eq!(out.iovecs[1].iov_len, responses.len_of(Reply::Head) - 3);
         assert!(out.advance(responses.len_of(Reply::Head) - 3));
         out.finish(&mut responses);
+    }
+
+    #[test]
+    fn only_the_last_reply_is_made_closing() {
+        let mut queue = ReplyQueue::new();
+        for _ in 0..3 {
+            queue.push(Reply::Ok);
+        }
+        assert!(queue.close_last());
+        assert_eq!(queue.take_front(MAX_RUN), Some((Reply::Ok, 2)));
+        assert_eq!(queue.take_front(MAX_RUN), Some((Reply::OkClose, 1)));
+        assert!(!queue.close_last(), "nothing queued");
+        queue.push(Reply::Head);
+        assert!(queue.close_last());
+        assert_eq!(queue.take_front(MAX_RUN), Some((Reply::HeadClose, 1)));
     }
 
     #[test]

@@ -315,7 +315,7 @@ impl<'a> Worker<'a> {
                 // SAFETY: `bid` was just handed to us by this completion and is
                 // recycled only after `data` is last used.
                 let data = unsafe { self.bufs.filled(bid, len as usize) };
-                let handled = self.on_input(slot, generation, data);
+                let handled = self.on_input(slot, generation, data, cqueue::sock_nonempty(flags));
                 self.bufs.recycle(bid);
                 handled?;
             }
@@ -340,7 +340,8 @@ impl<'a> Worker<'a> {
         Ok(())
     }
 
-    fn on_input(&mut self, slot: u32, generation: u32, data: &[u8]) -> io::Result<()> {
+    /// Handles received bytes; `more_waiting` says the socket holds more already.
+    fn on_input(&mut self, slot: u32, generation: u32, data: &[u8], more_waiting: bool) -> io::Result<()> {
         let base = slot as usize * self.carry_cap;
         let mut rest = data;
         while !rest.is_empty() {
@@ -353,7 +354,7 @@ impl<'a> Worker<'a> {
             }
             if conn.carry_len == 0 && !conn.paused {
                 // The common case: parse straight from the receive buffer.
-                let used = feed(conn, rest, &self.limits, self.draining);
+                let used = feed(conn, rest, &self.limits);
                 rest = &rest[used..];
                 if rest.is_empty() || conn.close_after_send {
                     break;
@@ -379,7 +380,23 @@ impl<'a> Worker<'a> {
                 self.parse_carry(slot, generation);
             }
         }
+        if self.draining && !more_waiting {
+            self.close_after_last_answer(slot, generation);
+        }
         self.after_progress(slot, generation)
+    }
+
+    /// While draining, once a read has emptied the socket and left no partial
+    /// request, the last queued answer carries `Connection: close` and the
+    /// connection closes after it: every request the client sent before is
+    /// answered, and the client learns not to send more.
+    fn close_after_last_answer(&mut self, slot: u32, generation: u32) {
+        let Some(conn) = self.conns.get_mut(slot, generation) else { return };
+        let settled = conn.carry_len == 0 && conn.parser.between_requests() && !conn.paused;
+        if settled && !conn.close_after_send && conn.replies.close_last() {
+            conn.close_after_send = true;
+            conn.linger = true;
+        }
     }
 
     /// Parses what the carry buffer holds and keeps the unparsed tail.
@@ -387,7 +404,7 @@ impl<'a> Worker<'a> {
         let base = slot as usize * self.carry_cap;
         let Some(conn) = self.conns.get_mut(slot, generation) else { return };
         let held = conn.carry_len;
-        let used = feed(conn, &self.carry[base..base + held], &self.limits, self.draining);
+        let used = feed(conn, &self.carry[base..base + held], &self.limits);
         if conn.close_after_send {
             conn.carry_len = 0;
             return;
@@ -412,10 +429,15 @@ impl<'a> Worker<'a> {
         if conn.closing || conn.lingering {
             return Ok(());
         }
-        if conn.is_idle() && (self.draining || conn.peer_closed) {
+        if conn.is_idle() && conn.peer_closed {
             return self.begin_close(slot, generation);
         }
         self.now_refresh_deadline(slot, generation);
+        if self.draining && conn_is_idle(&self.conns, slot, generation) {
+            // Answered everything it had: closed by the tick after a short grace
+            // (a request may be on its way), as idle connections are at drain start.
+            self.shorten_to_drain_grace(slot, generation);
+        }
         Ok(())
     }
 
@@ -584,14 +606,20 @@ impl<'a> Worker<'a> {
         // a request the client sent before the drain may sit in a completion of
         // this very batch, not yet handled. Whatever arrives meanwhile is
         // answered with `Connection: close`; the tick closes the rest.
-        let grace = self.now + DRAIN_GRACE_MS;
         for slot in 0..self.conns.capacity() as u32 {
             let Some(generation) = self.conns.generation(slot) else { continue };
-            if let Some(conn) = self.conns.get_mut(slot, generation).filter(|c| !c.closing && c.is_idle()) {
-                conn.deadline = conn.deadline.min(grace);
+            if conn_is_idle(&self.conns, slot, generation) {
+                self.shorten_to_drain_grace(slot, generation);
             }
         }
         Ok(())
+    }
+
+    fn shorten_to_drain_grace(&mut self, slot: u32, generation: u32) {
+        let grace = self.now + DRAIN_GRACE_MS;
+        if let Some(conn) = self.conns.get_mut(slot, generation) {
+            conn.deadline = conn.deadline.min(grace);
+        }
     }
 }
 
@@ -615,7 +643,7 @@ impl Drop for Worker<'_> {
 /// Parses requests from `input` into the connection's reply queue; returns
 /// the bytes used. Stops at an incomplete header block, a closing reply, or a
 /// full queue (then the connection is marked paused).
-fn feed(conn: &mut Conn, input: &[u8], limits: &Limits, draining: bool) -> usize {
+fn feed(conn: &mut Conn, input: &[u8], limits: &Limits) -> usize {
     let mut at = 0;
     while at < input.len() {
         if conn.replies.is_full() {
@@ -626,17 +654,16 @@ fn feed(conn: &mut Conn, input: &[u8], limits: &Limits, draining: bool) -> usize
             Step::NeedMore => break,
             Step::Advance { consumed, reply } => {
                 at += consumed;
-                let Some(asked) = reply else { continue };
-                let reply = if draining { asked.closing() } else { asked };
+                let Some(reply) = reply else { continue };
                 conn.replies.push(reply);
                 if reply.closes() {
                     conn.close_after_send = true;
                     // A client that asked to close and sent nothing after gets a
                     // plain close (the server's FIN first, no wait). When the server
-                    // decides (an error, a drain) the client may still be sending:
-                    // closing on unread input would reset the connection and could
-                    // destroy the reply, so the close lingers for the client's FIN.
-                    let client_asked = matches!(asked, Reply::OkClose | Reply::HeadClose);
+                    // decides (an error) the client may still be sending: closing on
+                    // unread input would reset the connection and could destroy the
+                    // reply, so the close lingers for the client's FIN.
+                    let client_asked = matches!(reply, Reply::OkClose | Reply::HeadClose);
                     conn.linger = !(client_asked && at == input.len());
                     return input.len();
                 }
@@ -644,6 +671,10 @@ fn feed(conn: &mut Conn, input: &[u8], limits: &Limits, draining: bool) -> usize
         }
     }
     at
+}
+
+fn conn_is_idle(conns: &Slab<Conn>, slot: u32, generation: u32) -> bool {
+    conns.get(slot, generation).is_some_and(|c| !c.closing && c.is_idle())
 }
 
 fn build_ring(entries: u32) -> io::Result<IoUring> {
