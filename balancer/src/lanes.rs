@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use nix::sys::socket::{recv, MsgFlags};
 use ringmaster_engine::channel::{Message, Tag, MAX_FDS};
 
 /// Room for queued fds before a burst makes the queues grow.
@@ -41,6 +42,9 @@ pub struct Lane {
     receiving: bool,
     /// The worker's side of the channel ended: no more acknowledgements to read.
     acks_ended: bool,
+    /// The worker died: nothing more is sent; once no op is in flight, the
+    /// acknowledgements it left are read and everything else is handed back.
+    worker_gone: bool,
     drain_requested: bool,
     /// Changes each time the lane is opened for a new worker, so a completion
     /// for an older channel is recognised.
@@ -62,6 +66,7 @@ impl Lane {
             sending_drain: false,
             receiving: false,
             acks_ended: false,
+            worker_gone: false,
             drain_requested: false,
             epoch: 0,
         }
@@ -72,13 +77,14 @@ impl Lane {
         self.epoch = self.epoch.wrapping_add(1);
         self.channel = Some(channel);
         self.acks_ended = false;
+        self.worker_gone = false;
         self.drain_requested = false;
         self.sending_drain = false;
     }
 
     /// True when new connections may be routed here.
     pub fn is_routable(&self) -> bool {
-        self.channel.is_some() && !self.drain_requested
+        self.channel.is_some() && !self.drain_requested && !self.worker_gone
     }
 
     /// True when no worker uses the lane and nothing is queued or in flight:
@@ -108,7 +114,7 @@ impl Lane {
     /// The next message to send when the lane is idle: the channel fd and the header.
     pub fn next_send(&mut self) -> Option<(RawFd, *const libc::msghdr)> {
         let channel = self.channel.as_ref()?.as_raw_fd();
-        if self.sending {
+        if self.sending || self.worker_gone {
             return None;
         }
         let header = if !self.pending.is_empty() {
@@ -129,7 +135,7 @@ impl Lane {
     /// the channel fd and the buffer.
     pub fn next_recv(&mut self) -> Option<(RawFd, *mut u8, u32)> {
         let channel = self.channel.as_ref()?.as_raw_fd();
-        if self.receiving || self.acks_ended {
+        if self.receiving || self.acks_ended || self.worker_gone {
             return None;
         }
         self.receiving = true;
@@ -140,9 +146,10 @@ impl Lane {
     pub fn on_sent(&mut self, succeeded: bool, out: &mut Vec<RawFd>) -> Sent {
         self.sending = false;
         if !succeeded || self.channel.is_none() {
-            // The worker is gone (or seen gone): nothing the lane holds reached it.
-            self.channel = None;
-            self.take_all(out);
+            // The worker is gone: this batch never reached it. What it may have
+            // acknowledged before is settled by `finish_gone`.
+            self.worker_gone = true;
+            out.append(&mut self.in_flight);
             return Sent::Failed;
         }
         if !self.in_flight.is_empty() {
@@ -150,7 +157,7 @@ impl Lane {
             self.unacked.extend(self.in_flight.drain(..));
             return Sent::Delivered;
         }
-        if self.sending_drain {
+        if self.sending_drain && !self.worker_gone {
             // Everything went before Drain; the worker adopts it all before it
             // sees the end of the channel, so our copies can go now.
             self.channel = None;
@@ -182,21 +189,34 @@ impl Lane {
         self.receiving
     }
 
-    /// The worker exited: close the channel and hand back everything it had
-    /// not acknowledged (a send in flight reports through [`Lane::on_sent`]).
-    pub fn close(&mut self, out: &mut Vec<RawFd>) {
-        self.channel = None;
-        out.extend(self.unacked.drain(..));
-        self.batches.clear();
-        out.extend(self.pending.drain(..));
-        if !self.sending {
-            out.append(&mut self.in_flight);
-        }
+    /// The worker exited: stop sending to it. Cancel an armed receive, then
+    /// call [`Lane::finish_gone`] once [`Lane::can_finish`] says no op is in flight.
+    pub fn mark_gone(&mut self) {
+        self.worker_gone = true;
     }
 
-    fn take_all(&mut self, out: &mut Vec<RawFd>) {
-        out.extend(self.unacked.drain(..));
+    /// True when the worker is gone and no send or receive is in flight.
+    pub fn can_finish(&self) -> bool {
+        self.worker_gone && self.channel.is_some() && !self.sending && !self.receiving
+    }
+
+    /// Settles a dead worker's lane: reads the acknowledgements it sent before
+    /// dying (their batches were adopted and served: closed, not re-routed),
+    /// closes the channel and hands back everything else in `out`.
+    pub fn finish_gone(&mut self, closed: &mut Vec<RawFd>, out: &mut Vec<RawFd>) {
+        if let Some(channel) = self.channel.take() {
+            let mut buffer = [0u8; 16];
+            while let Ok(n) = recv(channel.as_raw_fd(), &mut buffer, MsgFlags::MSG_DONTWAIT) {
+                if n == 0 {
+                    break;
+                }
+                if let Some(size) = self.batches.pop_front() {
+                    closed.extend(self.unacked.drain(..size.min(self.unacked.len())));
+                }
+            }
+        }
         self.batches.clear();
+        out.extend(self.unacked.drain(..));
         out.append(&mut self.in_flight);
         out.extend(self.pending.drain(..));
     }
@@ -247,20 +267,27 @@ mod tests {
 
     #[test]
     fn a_dead_worker_gives_back_every_unacknowledged_fd() {
-        let (mut lane, _worker) = open_lane();
-        for fd in 0..(MAX_FDS as RawFd + 3) {
+        use std::os::fd::AsRawFd as _;
+        let (mut lane, worker) = open_lane();
+        for fd in 0..(2 * MAX_FDS as RawFd + 3) {
             lane.enqueue(fd);
         }
         let mut out = Vec::new();
         assert!(lane.next_send().is_some());
         assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
         assert!(lane.next_send().is_some());
-        // The worker dies with both batches unacknowledged, the second in flight.
-        lane.close(&mut out);
-        assert_eq!(out.len(), MAX_FDS);
-        assert_eq!(lane.on_sent(true, &mut out), Sent::Failed, "a send completing after the death failed");
-        assert_eq!(out.len(), MAX_FDS + 3);
+        assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
+        // The worker acknowledged the first batch, then died before the master read it.
+        nix::sys::socket::send(worker.as_raw_fd(), b"A", MsgFlags::empty()).expect("ack");
+        drop(worker);
+        lane.mark_gone();
         assert!(!lane.is_routable());
+        assert!(lane.can_finish());
+        let mut closed = Vec::new();
+        lane.finish_gone(&mut closed, &mut out);
+        assert_eq!(closed.len(), MAX_FDS, "the acknowledged batch is closed, not re-routed");
+        assert_eq!(out.len(), MAX_FDS + 3, "the rest goes to other workers");
+        assert!(lane.is_free());
     }
 
     #[test]
@@ -272,6 +299,11 @@ mod tests {
         assert!(lane.next_send().is_some());
         let mut out = Vec::new();
         assert_eq!(lane.on_sent(false, &mut out), Sent::Failed);
-        assert_eq!(out.len(), MAX_FDS + 3);
+        assert_eq!(out.len(), MAX_FDS, "the batch that did not go out");
+        assert!(lane.can_finish());
+        let mut closed = Vec::new();
+        lane.finish_gone(&mut closed, &mut out);
+        assert!(closed.is_empty());
+        assert_eq!(out.len(), MAX_FDS + 3, "and what was still queued");
     }
 }

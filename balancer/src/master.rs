@@ -479,7 +479,7 @@ impl Master {
             counters.set_state(STATE_STOPPED);
         }
         crate::log!("worker {} (pid {}) {how}", process.worker, process.pid);
-        self.slots[slot].lane.close(&mut self.scratch);
+        self.slots[slot].lane.mark_gone();
         self.stop_receiving(slot)?;
         if let Some(index) = self.worker_index(process.worker) {
             let worker = &mut self.workers[index];
@@ -496,7 +496,7 @@ impl Master {
             }
         }
         self.refresh_routes();
-        self.reroute_scratch();
+        self.settle_gone_lane(slot)?;
         if self.reloading.is_some_and(|(_, old)| old == slot) {
             self.reloading = None;
         }
@@ -716,19 +716,34 @@ impl Master {
                 self.close_scratch()
             }
             Sent::Failed => {
-                self.stop_receiving(index)?;
                 self.refresh_routes();
                 self.reroute_scratch();
-                Ok(())
+                self.stop_receiving(index)?;
+                self.settle_gone_lane(index)
             }
         }
+    }
+
+    /// Once a dead worker's lane has no op in flight: close what it acknowledged,
+    /// hand everything else to the live workers.
+    fn settle_gone_lane(&mut self, index: usize) -> io::Result<()> {
+        if !self.slots[index].lane.can_finish() {
+            return Ok(());
+        }
+        let mut acknowledged = Vec::new();
+        self.slots[index].lane.finish_gone(&mut acknowledged, &mut self.scratch);
+        self.refresh_routes();
+        self.reroute_scratch();
+        self.scratch = acknowledged;
+        self.close_scratch()
     }
 
     /// A worker acknowledged a batch: it has those connections, ours can close.
     fn on_lane_received(&mut self, index: usize, result: i32) -> io::Result<()> {
         let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
         slot.lane.on_received(result, &mut self.scratch);
-        self.close_scratch()
+        self.close_scratch()?;
+        self.settle_gone_lane(index)
     }
 
     /// Cancels a lane's armed receive once its channel is closed, so the
