@@ -231,6 +231,13 @@ fn scale_up_and_down(mode: &str) {
     s.wait_for_log_from(from, |l| l == "ringmaster: scaling from 2 to 1 workers", Duration::from_secs(2));
     let one = wait_for_workers(&path, 1);
     assert_eq!(pids_of(&one), original[..1], "{one}");
+    // The exit line may reach our log reader after `status` already shows one
+    // worker: wait for it before marking where the next check starts.
+    s.wait_for_log_from(
+        from,
+        |l| l == format!("ringmaster: worker 2 (pid {}) exited with code 0", original[1]),
+        Duration::from_secs(5),
+    );
     let from = s.log_len();
     s.signal(libc::SIGTTOU);
     s.wait_for_log_from(from, |l| l.starts_with("ringmaster: scaling from 1 to "), Duration::from_secs(2));
