@@ -27,7 +27,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use ringmaster_engine::channel::channel_pair;
 use ringmaster_engine::stats::{CountersSnapshot, STATE_READY, STATE_STARTING, STATE_STOPPED};
-use ringmaster_engine::StatsBlock;
+use ringmaster_engine::{uring, StatsBlock};
 
 use crate::config::{MasterConfig, Mode};
 use crate::control::{parse_command, Command, ControlSocket};
@@ -170,7 +170,7 @@ struct Master {
     /// The bound address and the latest time to log it, until it is logged.
     listening: Option<(SocketAddr, Instant)>,
     tick: Box<Timespec>,
-    completions: Vec<(u64, i32, u32)>,
+    completions: Vec<uring::Completion>,
 }
 
 impl Master {
@@ -242,15 +242,8 @@ impl Master {
                     return Ok(());
                 }
             }
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {}
-                Err(e) => return Err(e),
-            }
-            self.completions.clear();
-            for cqe in self.ring.completion() {
-                self.completions.push((cqe.user_data(), cqe.result(), cqe.flags()));
-            }
+            uring::submit_and_wait(&mut self.ring)?;
+            uring::reap(&mut self.ring, &mut self.completions);
             for i in 0..self.completions.len() {
                 let (user_data, result, flags) = self.completions[i];
                 self.complete(user_data, result, flags)?;
@@ -261,19 +254,10 @@ impl Master {
     }
 
     fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
-        loop {
-            // SAFETY: the pointers an entry carries (lane messages, control buffers,
-            // the tick) live in `self`, boxed or in slots that are not reused while
-            // an op is in flight, until the completion arrives or the ring drops.
-            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-                return Ok(());
-            }
-            match self.ring.submit() {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        // SAFETY: the pointers an entry carries (lane messages, control buffers,
+        // the tick) live in `self`, boxed or in slots that are not reused while
+        // an op is in flight, until the completion arrives or the ring drops.
+        unsafe { uring::push(&mut self.ring, &entry) }
     }
 
     /// Submits an op whose success needs no handling: no completion unless it fails.

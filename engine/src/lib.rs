@@ -5,7 +5,7 @@
 //! [`http`] parses requests and [`response`] holds the preformatted replies;
 //! [`stats`] is the shared counters block and [`channel`] the wire format of
 //! the master's fd hand-off. The unsafe kernel interfaces sit in `bufring`,
-//! [`channel`], [`stats`] and `sys`.
+//! [`channel`], [`stats`], [`uring`] and `sys`.
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
@@ -19,6 +19,7 @@ mod slab;
 pub mod stats;
 mod sys;
 mod token;
+pub mod uring;
 pub mod worker;
 
 pub use config::EngineConfig;

@@ -24,6 +24,7 @@ use crate::slab::Slab;
 use crate::stats::{CountersSnapshot, WorkerCounters, STATE_DRAINING, STATE_READY, STATE_STOPPED};
 use crate::sys::{half_close, now_ms, own_fd};
 use crate::token::{self, Op};
+use crate::uring::{self, Completion};
 
 /// How often the worker checks deadlines and the `Date`.
 const TICK_MS: u64 = 100;
@@ -77,7 +78,7 @@ struct Worker<'a> {
     draining: bool,
     drain_deadline: u64,
     now: u64,
-    completions: Vec<(u64, i32, u32)>,
+    completions: Vec<Completion>,
 }
 
 impl<'a> Worker<'a> {
@@ -128,13 +129,9 @@ impl<'a> Worker<'a> {
             if self.draining && (drained || self.now >= self.drain_deadline) {
                 break;
             }
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {}
-                Err(e) => return Err(e),
-            }
+            uring::submit_and_wait(&mut self.ring)?;
             self.now = now_ms();
-            self.reap();
+            uring::reap(&mut self.ring, &mut self.completions);
             for i in 0..self.completions.len() {
                 let (user_data, result, flags) = self.completions[i];
                 self.complete(user_data, result, flags)?;
@@ -154,34 +151,12 @@ impl<'a> Worker<'a> {
         self.counters.store(&self.counts);
     }
 
-    /// Copies this turn's completions out of the ring so handlers may submit.
-    fn reap(&mut self) {
-        self.completions.clear();
-        let cap = self.completions.capacity();
-        for cqe in self.ring.completion() {
-            self.completions.push((cqe.user_data(), cqe.result(), cqe.flags()));
-            if self.completions.len() == cap {
-                break;
-            }
-        }
-    }
-
     fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
-        loop {
-            // SAFETY: every pointer an entry carries (msghdrs, iovecs, response pages,
-            // the tick timespec) points into the worker, whose slabs and boxes do not
-            // move or free that memory until the op's completion is reaped or the
-            // ring is dropped.
-            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-                return Ok(());
-            }
-            // The queue is full: hand it to the kernel and make room.
-            match self.ring.submit() {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        // SAFETY: every pointer an entry carries (msghdrs, iovecs, response pages,
+        // the tick timespec) points into the worker, whose slabs and boxes do not
+        // move or free that memory until the op's completion is reaped or the
+        // ring is dropped.
+        unsafe { uring::push(&mut self.ring, &entry) }
     }
 
     /// Submits an op whose success needs no handling (close, cancel, shutdown):
