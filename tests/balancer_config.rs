@@ -4,70 +4,17 @@
 
 mod util;
 
-use std::io::Read;
 use std::net::TcpListener;
-use std::process::{Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use util::procs::run_to_exit;
 use util::*;
 
-// --- small local helpers (candidates for tests/util) ---------------------------------
+// --- small local helpers ---------------------------------------------------------------
 
-/// Runs the binary with `args` (nothing on stdin), expecting it to exit by
-/// itself within 10 s; returns (status, stdout, stderr). If it does not exit,
-/// it is stopped with SIGTERM (so its workers go too), then SIGKILL, and the
-/// test fails.
-fn run_to_exit(args: &[&str]) -> (ExitStatus, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_t = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_t = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break st;
-        }
-        if Instant::now() >= deadline {
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-            thread::sleep(Duration::from_secs(2));
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ringmaster {args:?} did not exit within 10 s");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    // A bad configuration must fail before any worker exists, so nothing else
-    // holds the pipes open; bound the wait anyway.
-    let join = |t: thread::JoinHandle<String>, what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !t.is_finished() {
-            assert!(Instant::now() < deadline, "{what} of {args:?} still open 5 s after exit (a worker outlived it?)");
-            thread::sleep(Duration::from_millis(10));
-        }
-        t.join().unwrap()
-    };
-    (status, join(out_t, "stdout"), join(err_t, "stderr"))
-}
-
-/// Asserts a bad configuration: non-zero exit, nothing on stdout, stderr exactly
-/// one non-empty line; returns that line.
+/// Asserts a bad configuration: an exit by itself within 10 s, non-zero, nothing
+/// on stdout, stderr exactly one non-empty line; returns that line.
 fn expect_config_error(args: &[&str]) -> String {
-    let (status, stdout, stderr) = run_to_exit(args);
+    let (status, stdout, stderr) = run_to_exit(args, Duration::from_secs(10));
     assert!(!status.success(), "{args:?} exited with {status}; stderr {stderr:?}");
     assert!(status.code().is_some(), "{args:?} died by a signal ({status}); stderr {stderr:?}");
     assert_eq!(stdout, "", "{args:?} printed on stdout");

@@ -5,47 +5,17 @@
 
 mod util;
 
-use std::io::{BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+use util::load::{close_request_with, requests_then_close};
+use util::procs::{is_zombie, kill, pid_exists, ContinueOnDrop};
+use util::stats::{expect_worker, per_worker};
 use util::*;
 
-const GET_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-
-// --- small local helpers (candidates for tests/util) ---------------------------------
-
-fn per_worker(stats: &serde_json::Value, key: &str) -> Vec<u64> {
-    stats["workers"]
-        .as_array()
-        .unwrap_or_else(|| panic!("stats without workers: {stats}"))
-        .iter()
-        .map(|w| w[key].as_u64().unwrap_or_else(|| panic!("worker without numeric {key}: {stats}")))
-        .collect()
-}
-
-/// The stats object of worker `id`.
-fn worker(stats: &serde_json::Value, id: u64) -> serde_json::Value {
-    stats["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["id"].as_u64() == Some(id))
-        .unwrap_or_else(|| panic!("no worker {id} in {stats}"))
-        .clone()
-}
-
-/// Does a process with this pid exist at all (zombies included)?
-fn pid_exists(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
-fn kill(pid: u32, sig: i32) {
-    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
-    assert_eq!(r, 0, "kill({pid}, {sig}): {}", std::io::Error::last_os_error());
-}
+// --- small local helpers ---------------------------------------------------------------
 
 /// One connection, one `Connection: close` request, a 200 back, then the
 /// server's close. Never panics: every way of not getting the 200 within the
@@ -58,22 +28,7 @@ fn kill(pid: u32, sig: i32) {
 /// connections fail, which would blur what these tests measure (connections
 /// lost to a killed worker).
 fn try_close_request(addr: SocketAddr) -> Result<(), String> {
-    let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
-    let mut r = BufReader::new(s);
-    r.get_mut().write_all(GET_CLOSE).map_err(|e| format!("write: {e}"))?;
-    let resp = read_response(&mut r).map_err(|e| format!("read: {e}"))?;
-    if resp.status != 200 || resp.body != BODY {
-        return Err(format!("unexpected response {resp:?}"));
-    }
-    let mut rest = Vec::new();
-    match r.read_to_end(&mut rest) {
-        Ok(_) if rest.is_empty() => Ok(()),
-        Ok(_) => Err(format!("{} unexpected bytes after the response", rest.len())),
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => Ok(()),
-        Err(e) => Err(format!("waiting for the server to close after the response: {e}")),
-    }
+    close_request_with(addr, IO_TIMEOUT, true).map_err(|u| u.what)
 }
 
 /// Serialises the tests that kill workers under load, so that on a 2-core
@@ -83,16 +38,6 @@ static UNDER_LOAD: Mutex<()> = Mutex::new(());
 
 fn under_load() -> std::sync::MutexGuard<'static, ()> {
     UNDER_LOAD.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Sends SIGCONT to a stopped process when dropped, so a failing test never
-/// leaves the master stopped (Server's Drop could not stop it then).
-struct ContOnDrop(u32);
-
-impl Drop for ContOnDrop {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGCONT) };
-    }
 }
 
 // --- SIGTERM ------------------------------------------------------------------------------
@@ -106,9 +51,7 @@ fn sigterm_leaves_no_process_behind(mode: &str) {
     }
     // Some traffic, and one idle keep-alive connection left open: draining closes it.
     for _ in 0..10 {
-        let mut c = s.connect();
-        check_ok(&c.request(GET_CLOSE));
-        c.expect_closed();
+        requests_then_close(s.addr(), 1);
     }
     let mut idle = s.connect();
     idle.get_ok();
@@ -158,7 +101,7 @@ fn sigkill_worker_is_logged_served_around_and_restarted(mode: &str) {
     let started =
         s.wait_for_log(|l| parse_worker_started(l).is_some_and(|(id, _)| id == VICTIM), Duration::from_secs(1));
     let (_, old_pid) = parse_worker_started(&started).unwrap();
-    let old_cpu = worker(&s.stats(), u64::from(VICTIM))["cpu"].clone();
+    let old_cpu = expect_worker(&s.stats(), u64::from(VICTIM))["cpu"].clone();
     assert!(old_cpu.is_u64(), "pinned by default: {old_cpu}");
     assert!(started.ends_with(&format!(", cpu {old_cpu})")), "{started}");
 
@@ -199,11 +142,11 @@ fn sigkill_worker_is_logged_served_around_and_restarted(mode: &str) {
     let mut last = serde_json::Value::Null;
     let ready = eventually(Duration::from_secs(2), || {
         last = s.stats();
-        let w = worker(&last, u64::from(VICTIM));
+        let w = expect_worker(&last, u64::from(VICTIM));
         w["pid"].as_u64() == Some(u64::from(new_pid)) && w["state"] == "ready"
     });
     assert!(ready, "restarted worker not ready in stats: {last}");
-    let w = worker(&last, u64::from(VICTIM));
+    let w = expect_worker(&last, u64::from(VICTIM));
     assert_eq!(w["cpu"], old_cpu, "{last}");
     assert_eq!(w["restarts"].as_u64(), Some(1), "{last}");
     let after = util::stats_totals(&last);
@@ -219,7 +162,7 @@ fn sigkill_worker_is_logged_served_around_and_restarted(mode: &str) {
         assert!(
             eventually(Duration::from_secs(2), || {
                 now = s.stats();
-                worker(&now, u64::from(VICTIM))["accepted"].as_u64() == Some(accepted_before + 2)
+                expect_worker(&now, u64::from(VICTIM))["accepted"].as_u64() == Some(accepted_before + 2)
             }),
             "the restarted worker did not get 2 of 8 connections in turn: {now}"
         );
@@ -289,7 +232,7 @@ fn rr_worker_killed_during_hand_out_loses_only_what_it_held() {
     let third = THREADS * PER_THREAD / 3;
     assert!(eventually(Duration::from_secs(20), || done.load(Ordering::Relaxed) >= third), "load too slow");
     let before = s.stats();
-    let victim = worker(&before, VICTIM);
+    let victim = expect_worker(&before, VICTIM);
     let live_before = victim["live"].as_u64().unwrap();
     let victim_pid = victim["pid"].as_u64().unwrap() as u32;
     kill(victim_pid, libc::SIGKILL);
@@ -381,14 +324,14 @@ fn rr_connections_the_master_holds_when_a_worker_dies_are_all_rerouted() {
 
     let _serial = under_load();
     let s = Server::start(&["--mode", "rr", "--workers", "4"]);
-    let victim_pid = worker(&s.stats(), VICTIM)["pid"].as_u64().unwrap() as u32;
+    let victim_pid = expect_worker(&s.stats(), VICTIM)["pid"].as_u64().unwrap() as u32;
     let done = Arc::new(AtomicUsize::new(0));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let handles = start_load(s.addr(), THREADS, PER_THREAD, &done, &in_flight);
     assert!(eventually(Duration::from_secs(20), || done.load(Ordering::Relaxed) >= 40), "load too slow");
 
     kill(s.pid(), libc::SIGSTOP);
-    let cont = ContOnDrop(s.pid());
+    let cont = ContinueOnDrop(s.pid());
     // Long enough for the victim to receive and answer all it was handed.
     thread::sleep(Duration::from_millis(500));
     let done_frozen = done.load(Ordering::Relaxed);
@@ -426,11 +369,4 @@ fn rr_connections_the_master_holds_when_a_worker_dies_are_all_rerouted() {
 /// `t - base` in milliseconds, signed.
 fn rel_ms(t: Instant, base: Instant) -> i128 {
     t.saturating_duration_since(base).as_millis() as i128 - base.saturating_duration_since(t).as_millis() as i128
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')))
-        .unwrap_or(false)
 }

@@ -58,31 +58,24 @@ fn connection_close_is_honoured() {
     let s = Server::start(&["--workers", "1"]);
     let mut c = s.connect();
     c.get_ok();
-    let r = c.request(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
-    check_ok(&r);
-    assert!(r.has_connection("close"), "response to Connection: close must carry it: {r:?}");
-    c.expect_closed();
+    // The response to Connection: close must carry it.
+    c.request_ok_then_closed(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
 }
 
 #[test]
 fn connection_close_is_case_insensitive() {
     let s = Server::start(&["--workers", "1"]);
     let mut c = s.connect();
-    let r = c.request(b"GET / HTTP/1.1\r\nhost: a\r\nconnection: Close\r\n\r\n");
-    check_ok(&r);
-    assert!(r.has_connection("close"), "{r:?}");
-    c.expect_closed();
+    c.request_ok_then_closed(b"GET / HTTP/1.1\r\nhost: a\r\nconnection: Close\r\n\r\n");
 }
 
 #[test]
 fn http10_closes_by_default() {
     let s = Server::start(&["--workers", "1"]);
     let mut c = s.connect();
-    let r = c.request(b"GET / HTTP/1.0\r\n\r\n");
-    check_ok(&r);
-    assert!(r.has_connection("close"), "server closes after an HTTP/1.0 response, so it says Connection: close: {r:?}");
+    // The server closes after an HTTP/1.0 response, so it says Connection: close.
+    let r = c.request_ok_then_closed(b"GET / HTTP/1.0\r\n\r\n");
     assert!(!r.has_connection("keep-alive"), "{r:?}");
-    c.expect_closed();
 }
 
 #[test]
@@ -100,10 +93,7 @@ fn http10_keep_alive_stays_open() {
     }
     c.expect_silent_open(Duration::from_millis(300));
     // Then a plain HTTP/1.0 request on the same connection: answered, then closed.
-    let r = c.request(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n");
-    check_ok(&r);
-    assert!(r.has_connection("close"), "{r:?}");
-    c.expect_closed();
+    c.request_ok_then_closed(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n");
 }
 
 #[test]

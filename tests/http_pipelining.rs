@@ -7,20 +7,6 @@ use std::thread;
 use std::time::Duration;
 use util::*;
 
-/// Reads `n` answers to the pipelined `kinds` (true = HEAD) and checks each.
-fn read_answers(c: &mut Conn, heads: &[bool]) {
-    for (i, &head) in heads.iter().enumerate() {
-        let r = if head { read_head_response(&mut c.r) } else { read_response(&mut c.r) };
-        let r = r.unwrap_or_else(|e| panic!("response {i} of {}: {e}", heads.len()));
-        if head {
-            check_ok_head(&r);
-        } else {
-            check_ok(&r);
-        }
-        assert!(!r.has_connection("close"), "response {i}: {r:?}");
-    }
-}
-
 #[test]
 fn hundred_pipelined_in_one_write() {
     let s = Server::start(&["--workers", "1"]);
@@ -53,7 +39,7 @@ fn pipelined_answers_come_in_order() {
         }
     }
     c.send(&batch);
-    read_answers(&mut c, &heads);
+    c.read_ok_answers(&heads);
     c.expect_silent_open(Duration::from_millis(200));
 }
 
@@ -116,14 +102,8 @@ fn request_one_byte_at_a_time() {
 fn pipelined_connection_close_stops_there() {
     let s = Server::start(&["--workers", "1"]);
     let mut c = s.connect();
-    let mut batch = Vec::new();
-    batch.extend_from_slice(GET);
-    batch.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
-    batch.extend_from_slice(GET);
-    c.send(&batch);
-    let r = c.read();
-    check_ok(&r);
-    assert!(!r.has_connection("close"), "{r:?}");
+    c.send(&[GET, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", GET].concat());
+    c.read_ok_answers(&[false]);
     let r = c.read();
     check_ok(&r);
     assert!(r.has_connection("close"), "{r:?}");
@@ -135,10 +115,7 @@ fn pipelined_connection_close_stops_there() {
 fn pipelined_http10_stops_after_first() {
     let s = Server::start(&["--workers", "1"]);
     let mut c = s.connect();
-    let mut batch = Vec::new();
-    batch.extend_from_slice(b"GET / HTTP/1.0\r\n\r\n");
-    batch.extend_from_slice(GET);
-    c.send(&batch);
+    c.send(&[b"GET / HTTP/1.0\r\n\r\n", GET].concat());
     let r = c.read();
     check_ok(&r);
     assert!(r.has_connection("close"), "{r:?}");

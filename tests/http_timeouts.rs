@@ -13,6 +13,14 @@ const CLOSE_BOUND: Duration = Duration::from_secs(4);
 /// A close sooner than this after the last activity means the timeout was not honoured.
 const TOO_SOON: Duration = Duration::from_millis(250);
 
+/// Waits (at most [`CLOSE_BOUND`]) for the server to close `c` without an
+/// answer, and checks it did not close sooner than [`TOO_SOON`] after `start`.
+fn expect_timed_out(c: &mut Conn, start: Instant) {
+    c.expect_closed_within(CLOSE_BOUND);
+    let took = start.elapsed();
+    assert!(took >= TOO_SOON, "closed after only {took:?}");
+}
+
 #[test]
 fn header_timeout_partial_request_is_closed() {
     let s = Server::start(&["--workers", "1", "--header-timeout", "0.5"]);
@@ -20,9 +28,7 @@ fn header_timeout_partial_request_is_closed() {
     let start = Instant::now();
     c.send(b"GET / HTTP/1.1\r\nHost: a\r\n");
     // No response, just a close.
-    c.expect_closed_within(CLOSE_BOUND);
-    let took = start.elapsed();
-    assert!(took >= TOO_SOON, "closed after only {took:?}");
+    expect_timed_out(&mut c, start);
     s.connect().get_ok();
 }
 
@@ -34,9 +40,7 @@ fn header_timeout_applies_to_a_later_request_on_a_kept_connection() {
     c.get_ok();
     let start = Instant::now();
     c.send(b"GET / HTTP/1.1\r\n");
-    c.expect_closed_within(CLOSE_BOUND);
-    let took = start.elapsed();
-    assert!(took >= TOO_SOON, "closed after only {took:?}");
+    expect_timed_out(&mut c, start);
 }
 
 #[test]
@@ -44,9 +48,7 @@ fn header_timeout_silent_client_is_closed() {
     let s = Server::start(&["--workers", "1", "--header-timeout", "0.5"]);
     let mut c = s.connect();
     let start = Instant::now();
-    c.expect_closed_within(CLOSE_BOUND);
-    let took = start.elapsed();
-    assert!(took >= TOO_SOON, "closed after only {took:?}");
+    expect_timed_out(&mut c, start);
     s.connect().get_ok();
 }
 
@@ -116,9 +118,7 @@ fn idle_timeout_closes_idle_keepalive_connection() {
     let mut c = s.connect();
     c.get_ok();
     let start = Instant::now();
-    c.expect_closed_within(CLOSE_BOUND);
-    let took = start.elapsed();
-    assert!(took >= TOO_SOON, "idle connection closed after only {took:?}");
+    expect_timed_out(&mut c, start);
     s.connect().get_ok();
 }
 

@@ -11,67 +11,24 @@
 
 mod util;
 
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use util::control::{control_path, ctl, parse_status, Control};
+use util::procs::{run_to_exit, stop_and_check_no_process_left};
 use util::*;
 
 // --- local helpers ------------------------------------------------------------------------
-
-/// Every pid named in a `ringmaster: worker ...` log line.
-fn logged_pids(log: &[String]) -> BTreeSet<u32> {
-    let mut pids = BTreeSet::new();
-    for line in log.iter().filter(|l| l.starts_with("ringmaster: worker ")) {
-        let mut rest = line.as_str();
-        while let Some(at) = rest.find("pid ") {
-            rest = &rest[at + 4..];
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            if let Ok(pid) = digits.parse() {
-                pids.insert(pid);
-            }
-        }
-    }
-    pids
-}
-
-/// Is `pid` a live (not zombie) process running the binary under test?
-fn alive_ours(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    if stat.rfind(')').is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z')) {
-        return false;
-    }
-    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else { return false };
-    let exe = exe.to_string_lossy().trim_end_matches(" (deleted)").to_string();
-    let bin = std::fs::canonicalize(BIN).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| BIN.into());
-    exe == bin || exe == BIN
-}
-
-/// Drops the server and checks that no pid the log named is left running.
-fn stop_and_check_no_process_left(s: Server) {
-    let mut pids = logged_pids(&s.log());
-    pids.insert(s.pid());
-    drop(s);
-    let gone = eventually(Duration::from_secs(3), || pids.iter().all(|&p| !alive_ours(p)));
-    if !gone {
-        let left: Vec<u32> = pids.iter().copied().filter(|&p| alive_ours(p)).collect();
-        for &p in &left {
-            unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
-        }
-        panic!("processes left behind after the master ended: {left:?}");
-    }
-}
 
 /// A fresh path for a control socket; removed (if still there) on drop.
 struct SockPath(PathBuf);
 
 impl SockPath {
     fn new(name: &str) -> SockPath {
-        let p = std::env::temp_dir().join(format!("ringmaster-sup-control-{}-{name}.sock", std::process::id()));
+        let p = control_path("control", name);
         let _ = std::fs::remove_file(&p);
         SockPath(p)
     }
@@ -85,85 +42,6 @@ impl Drop for SockPath {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
-}
-
-/// A control-socket client with 5 s timeouts.
-struct Control {
-    r: BufReader<UnixStream>,
-}
-
-impl Control {
-    fn connect(path: &Path) -> Control {
-        let s = UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
-        Control { r: BufReader::new(s) }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.r.get_mut().write_all(bytes).expect("write to the control socket");
-    }
-
-    fn line(&mut self) -> String {
-        let mut reply = Vec::new();
-        self.r.read_until(b'\n', &mut reply).expect("read a reply line");
-        assert!(reply.ends_with(b"\n"), "reply is not a whole line: {:?}", String::from_utf8_lossy(&reply));
-        String::from_utf8(reply).expect("reply is text").trim_end().to_string()
-    }
-
-    fn command(&mut self, line: &[u8]) -> String {
-        let mut bytes = line.to_vec();
-        bytes.push(b'\n');
-        self.send(&bytes);
-        self.line()
-    }
-
-    fn status(&mut self) -> serde_json::Value {
-        let reply = self.command(b"status");
-        parse_status(&reply)
-    }
-}
-
-fn parse_status(reply: &str) -> serde_json::Value {
-    let v: serde_json::Value = serde_json::from_str(reply).unwrap_or_else(|e| panic!("status reply {reply:?}: {e}"));
-    assert!(v["workers"].is_array(), "status without workers: {reply}");
-    v
-}
-
-/// Runs `ringmaster ARGS...` to completion, killing it after `limit`.
-fn run_bin(args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringmaster");
-    let deadline = Instant::now() + limit;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("wait");
-            panic!(
-                "ringmaster {args:?} still running after {limit:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().expect("wait_with_output")
-}
-
-/// `ringmaster ctl PATH ARGS...`: (exit code, stdout without the newline, stderr).
-fn ctl(path: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut all = vec!["ctl", path.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let out = run_bin(&all, Duration::from_secs(15));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).trim_end().to_string(),
-        String::from_utf8_lossy(&out.stderr).trim_end().to_string(),
-    )
 }
 
 fn check_status_shape(v: &serde_json::Value, mode: &str, workers: usize) {
@@ -280,7 +158,7 @@ fn ctl_prints_the_reply_and_fails_on_errors() {
     assert_eq!(code, 1, "{out}");
     assert!(out.starts_with("error:"), "{out}");
 
-    let missing = std::env::temp_dir().join(format!("ringmaster-sup-control-{}-missing.sock", std::process::id()));
+    let missing = control_path("control", "missing");
     let (code, out, err) = ctl(&missing, &["status"]);
     assert_eq!(code, 1, "no master at {}: {out} {err}", missing.display());
     assert!(!err.is_empty(), "ctl says why it failed");
@@ -357,9 +235,9 @@ fn control_path_stale_socket_is_replaced_regular_file_is_not() {
     // A regular file is never clobbered: the master refuses to start.
     let file = SockPath::new("file");
     std::fs::write(&file.0, b"precious").unwrap();
-    let out = run_bin(&["--bind", "127.0.0.1:0", "--workers", "1", "--control", &file.arg()], Duration::from_secs(10));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "master started over a regular file: {err}");
+    let args = ["--bind", "127.0.0.1:0", "--workers", "1", "--control", &file.arg()];
+    let (status, _, err) = run_to_exit(&args, Duration::from_secs(10));
+    assert!(!status.success(), "master started over a regular file: {err}");
     assert!(err.contains("not a socket"), "{err}");
     assert_eq!(std::fs::read(&file.0).unwrap(), b"precious");
 }

@@ -14,145 +14,14 @@
 mod util;
 
 use std::collections::BTreeSet;
-use std::io::{BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use util::load::{Load, LOAD_PAUSE};
+use util::procs::{alive_ours, stop_and_check_no_process_left};
+use util::stats::{num, worker};
 use util::*;
 
-const GET_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
 const WORKERS: u64 = 2;
 const CLIENTS: usize = 4;
-
-// --- local helpers ------------------------------------------------------------------------
-
-/// Every pid named in a `ringmaster: worker ...` log line.
-fn logged_pids(log: &[String]) -> BTreeSet<u32> {
-    let mut pids = BTreeSet::new();
-    for line in log.iter().filter(|l| l.starts_with("ringmaster: worker ")) {
-        let mut rest = line.as_str();
-        while let Some(at) = rest.find("pid ") {
-            rest = &rest[at + 4..];
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            if let Ok(pid) = digits.parse() {
-                pids.insert(pid);
-            }
-        }
-    }
-    pids
-}
-
-/// Is `pid` a live (not zombie) process running the binary under test?
-fn alive_ours(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    if stat.rfind(')').is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z')) {
-        return false;
-    }
-    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else { return false };
-    let exe = exe.to_string_lossy().trim_end_matches(" (deleted)").to_string();
-    let bin = std::fs::canonicalize(BIN).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| BIN.into());
-    exe == bin || exe == BIN
-}
-
-/// Drops the server and checks that no pid the log named is left running.
-fn stop_and_check_no_process_left(s: Server) {
-    let mut pids = logged_pids(&s.log());
-    pids.insert(s.pid());
-    drop(s);
-    let gone = eventually(Duration::from_secs(3), || pids.iter().all(|&p| !alive_ours(p)));
-    if !gone {
-        let left: Vec<u32> = pids.iter().copied().filter(|&p| alive_ours(p)).collect();
-        for &p in &left {
-            unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
-        }
-        panic!("processes left behind after the master ended: {left:?}");
-    }
-}
-
-fn worker(stats: &serde_json::Value, id: u64) -> Option<serde_json::Value> {
-    stats["workers"].as_array()?.iter().find(|w| w["id"].as_u64() == Some(id)).cloned()
-}
-
-fn num(v: &serde_json::Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or_else(|| panic!("no numeric {key} in {v}"))
-}
-
-fn close_request(addr: SocketAddr) -> Result<(), String> {
-    let s = TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(CLIENT_TIMEOUT)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(CLIENT_TIMEOUT)).map_err(|e| e.to_string())?;
-    let mut r = BufReader::new(s);
-    r.get_mut().write_all(GET_CLOSE).map_err(|e| format!("write: {e}"))?;
-    let resp = read_response(&mut r).map_err(|e| format!("read: {e}"))?;
-    if resp.status != 200 || resp.body != BODY {
-        return Err(format!("unexpected response {resp:?}"));
-    }
-    Ok(())
-}
-
-/// A bounded load of `Connection: close` clients (see supervisor_restart.rs).
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    handles: Vec<JoinHandle<Vec<String>>>,
-}
-
-impl Load {
-    fn start(addr: SocketAddr, clients: usize, max_each: u64, limit: Duration) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let deadline = Instant::now() + limit;
-        let handles = (0..clients)
-            .map(|_| {
-                let (stop, ok) = (Arc::clone(&stop), Arc::clone(&ok));
-                thread::spawn(move || {
-                    let mut failures = Vec::new();
-                    for _ in 0..max_each {
-                        if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
-                            break;
-                        }
-                        match close_request(addr) {
-                            Ok(()) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(e) => failures.push(e),
-                        }
-                        thread::sleep(Duration::from_micros(300));
-                    }
-                    failures
-                })
-            })
-            .collect();
-        Load { stop, ok, handles }
-    }
-
-    fn ok(&self) -> u64 {
-        self.ok.load(Ordering::Relaxed)
-    }
-
-    fn wait_ok(&self, n: u64, timeout: Duration) {
-        assert!(
-            eventually(timeout, || self.ok() >= n),
-            "load reached only {} of {n} answers in {timeout:?}",
-            self.ok()
-        );
-    }
-
-    fn finish(mut self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let failures = self.handles.drain(..).flat_map(|h| h.join().expect("load client panicked")).collect();
-        (self.ok(), failures)
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
 
 // --- the test -------------------------------------------------------------------------------
 
@@ -170,7 +39,7 @@ fn sighup_under_load_loses_nothing(mode: &str) {
         .collect();
     let mut every_pid: BTreeSet<u64> = current.iter().map(|&(p, _)| p).collect();
 
-    let load = Load::start(s.addr(), CLIENTS, 20_000, Duration::from_secs(20));
+    let load = Load::start(s.addr(), CLIENTS, 20_000, Duration::from_secs(20), LOAD_PAUSE);
     load.wait_ok(300, Duration::from_secs(10));
 
     for round in 1..=ROUNDS {

@@ -11,21 +11,13 @@
 
 mod util;
 
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use util::control::{control_path, Control};
+use util::load::{close_request, Failure, Load, LOAD_PAUSE};
+use util::procs::{alive_ours, kill, stop_and_check_no_process_left, ContinueOnDrop};
+use util::stats::{num, worker};
 use util::*;
-
-const GET_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-/// Socket timeouts of the load clients: a lost connection shows up as a failure
-/// well within the test's time budget.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
 
 // --- local helpers ------------------------------------------------------------------------
 
@@ -58,200 +50,6 @@ fn start_crashing(args: &[&str]) -> Server {
     std::env::set_var("RINGMASTER_FAULT", "exit-at-start");
     let _unset = EnvVar("RINGMASTER_FAULT");
     Server::start(args)
-}
-
-/// Every pid named in a `ringmaster: worker ...` log line (started, restarted,
-/// replacing, exited, killed).
-fn logged_pids(log: &[String]) -> BTreeSet<u32> {
-    let mut pids = BTreeSet::new();
-    for line in log.iter().filter(|l| l.starts_with("ringmaster: worker ")) {
-        let mut rest = line.as_str();
-        while let Some(at) = rest.find("pid ") {
-            rest = &rest[at + 4..];
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            if let Ok(pid) = digits.parse() {
-                pids.insert(pid);
-            }
-        }
-    }
-    pids
-}
-
-/// Is `pid` a live (not zombie) process running the binary under test?
-fn alive_ours(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    if stat.rfind(')').is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z')) {
-        return false;
-    }
-    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else { return false };
-    let exe = exe.to_string_lossy().trim_end_matches(" (deleted)").to_string();
-    let bin = std::fs::canonicalize(BIN).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| BIN.into());
-    exe == bin || exe == BIN
-}
-
-/// Drops the server (ending the master and its workers) and checks that no pid
-/// the log ever named is left running within 3 s.
-fn stop_and_check_no_process_left(s: Server) {
-    let mut pids = logged_pids(&s.log());
-    pids.insert(s.pid());
-    drop(s);
-    let gone = eventually(Duration::from_secs(3), || pids.iter().all(|&p| !alive_ours(p)));
-    if !gone {
-        let left: Vec<u32> = pids.iter().copied().filter(|&p| alive_ours(p)).collect();
-        for &p in &left {
-            unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
-        }
-        panic!("processes left behind after the master ended: {left:?}");
-    }
-}
-
-fn kill(pid: u32, sig: i32) {
-    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
-    assert_eq!(r, 0, "kill({pid}, {sig}): {}", std::io::Error::last_os_error());
-}
-
-/// The stats object of worker `id`, if listed.
-fn worker(stats: &serde_json::Value, id: u64) -> Option<serde_json::Value> {
-    stats["workers"].as_array()?.iter().find(|w| w["id"].as_u64() == Some(id)).cloned()
-}
-
-fn num(v: &serde_json::Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or_else(|| panic!("no numeric {key} in {v}"))
-}
-
-/// One `Connection: close` request on a fresh connection; Ok only for the 200.
-fn close_request(addr: SocketAddr) -> Result<(), String> {
-    let s = TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(CLIENT_TIMEOUT)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(CLIENT_TIMEOUT)).map_err(|e| e.to_string())?;
-    let mut r = BufReader::new(s);
-    r.get_mut().write_all(GET_CLOSE).map_err(|e| format!("write: {e}"))?;
-    let resp = read_response(&mut r).map_err(|e| format!("read: {e}"))?;
-    if resp.status != 200 || resp.body != BODY {
-        return Err(format!("unexpected response {resp:?}"));
-    }
-    Ok(())
-}
-
-/// A bounded load: `clients` threads, each sending `Connection: close` requests
-/// on fresh connections one after another until told to stop, `max_each`
-/// requests are done, or `limit` has passed.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    handles: Vec<JoinHandle<Vec<Failure>>>,
-}
-
-/// A request that did not get its 200: when it began, and what happened.
-struct Failure {
-    began: Instant,
-    error: String,
-}
-
-impl std::fmt::Debug for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?} ago: {}", self.began.elapsed(), self.error)
-    }
-}
-
-impl Load {
-    fn start(addr: SocketAddr, clients: usize, max_each: u64, limit: Duration) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let deadline = Instant::now() + limit;
-        let handles = (0..clients)
-            .map(|_| {
-                let (stop, ok) = (Arc::clone(&stop), Arc::clone(&ok));
-                thread::spawn(move || {
-                    let mut failures = Vec::new();
-                    for _ in 0..max_each {
-                        if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
-                            break;
-                        }
-                        let began = Instant::now();
-                        match close_request(addr) {
-                            Ok(()) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(error) => failures.push(Failure { began, error }),
-                        }
-                        // Leave the 2 CPUs some room for the server and the test.
-                        thread::sleep(Duration::from_micros(300));
-                    }
-                    failures
-                })
-            })
-            .collect();
-        Load { stop, ok, handles }
-    }
-
-    fn ok(&self) -> u64 {
-        self.ok.load(Ordering::Relaxed)
-    }
-
-    fn wait_ok(&self, n: u64, timeout: Duration) {
-        assert!(
-            eventually(timeout, || self.ok() >= n),
-            "load reached only {} of {n} answers in {timeout:?}",
-            self.ok()
-        );
-    }
-
-    /// Stops the clients; (answers, failures).
-    fn finish(mut self) -> (u64, Vec<Failure>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let failures = self.handles.drain(..).flat_map(|h| h.join().expect("load client panicked")).collect();
-        (self.ok(), failures)
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Sends SIGCONT to a process when dropped: a SIGSTOPped worker is never left
-/// stopped by a failing test (stopped, it could not drain and exit).
-struct ContinueOnDrop(u32);
-
-impl Drop for ContinueOnDrop {
-    fn drop(&mut self) {
-        if alive_ours(self.0) {
-            unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGCONT) };
-        }
-    }
-}
-
-fn control_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("ringmaster-sup-restart-{}-{name}.sock", std::process::id()))
-}
-
-/// A control-socket client with 5 s timeouts.
-struct Control {
-    r: BufReader<UnixStream>,
-}
-
-impl Control {
-    fn connect(path: &Path) -> Control {
-        let s = UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
-        Control { r: BufReader::new(s) }
-    }
-
-    fn command(&mut self, line: &str) -> String {
-        self.r.get_mut().write_all(format!("{line}\n").as_bytes()).expect("write to the control socket");
-        let mut reply = String::new();
-        self.r.read_line(&mut reply).unwrap_or_else(|e| panic!("no reply to {line:?}: {e}"));
-        assert!(reply.ends_with('\n'), "reply to {line:?} is not a line: {reply:?}");
-        reply.trim_end().to_string()
-    }
-
-    fn status(&mut self) -> serde_json::Value {
-        let reply = self.command("status");
-        serde_json::from_str(&reply).unwrap_or_else(|e| panic!("status reply {reply:?}: {e}"))
-    }
 }
 
 /// CPU time (user + system) the process has used, from /proc/PID/stat.
@@ -299,7 +97,7 @@ fn sigkill_under_load(mode: &str) {
     let (victim, cpu) = (num(&w1, "pid") as u32, w1["cpu"].clone());
     let other = worker(&s0, 2).expect("worker 2");
 
-    let load = Load::start(addr, CLIENTS, 20_000, Duration::from_secs(15));
+    let load = Load::start(addr, CLIENTS, 20_000, Duration::from_secs(15), LOAD_PAUSE);
     load.wait_ok(200, Duration::from_secs(10));
 
     let s1 = s.stats();
@@ -403,7 +201,7 @@ fn crash_loop_backs_off_and_master_stays_responsive() {
     // restarted ..."): the patterns below are matched anywhere in a line.
     /// Restart delays read from the log: 100, 150, 225, 337, 506, 759 ms.
     const DELAYS: usize = 6;
-    let path = control_path("crash");
+    let path = control_path("restart", "crash");
     let path_str = path.to_str().unwrap().to_string();
     let wall_start = Instant::now();
     // No worker ever gets ready: the master prints its listening line after its

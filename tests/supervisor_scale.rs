@@ -8,159 +8,15 @@
 
 mod util;
 
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::thread;
+use std::time::Duration;
+use util::control::{control_path, ctl, status};
+use util::load::Load;
+use util::procs::stop_and_check_no_process_left;
 use util::*;
 
-const GET_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
-
 // --- local helpers ------------------------------------------------------------------------
-
-/// Every pid named in a `ringmaster: worker ...` log line.
-fn logged_pids(log: &[String]) -> BTreeSet<u32> {
-    let mut pids = BTreeSet::new();
-    for line in log.iter().filter(|l| l.starts_with("ringmaster: worker ")) {
-        let mut rest = line.as_str();
-        while let Some(at) = rest.find("pid ") {
-            rest = &rest[at + 4..];
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            if let Ok(pid) = digits.parse() {
-                pids.insert(pid);
-            }
-        }
-    }
-    pids
-}
-
-/// Is `pid` a live (not zombie) process running the binary under test?
-fn alive_ours(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    if stat.rfind(')').is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z')) {
-        return false;
-    }
-    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else { return false };
-    let exe = exe.to_string_lossy().trim_end_matches(" (deleted)").to_string();
-    let bin = std::fs::canonicalize(BIN).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| BIN.into());
-    exe == bin || exe == BIN
-}
-
-/// Drops the server and checks that no pid the log named is left running.
-fn stop_and_check_no_process_left(s: Server) {
-    let mut pids = logged_pids(&s.log());
-    pids.insert(s.pid());
-    drop(s);
-    let gone = eventually(Duration::from_secs(3), || pids.iter().all(|&p| !alive_ours(p)));
-    if !gone {
-        let left: Vec<u32> = pids.iter().copied().filter(|&p| alive_ours(p)).collect();
-        for &p in &left {
-            unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
-        }
-        panic!("processes left behind after the master ended: {left:?}");
-    }
-}
-
-fn close_request(addr: SocketAddr) -> Result<(), String> {
-    let s = TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(CLIENT_TIMEOUT)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(CLIENT_TIMEOUT)).map_err(|e| e.to_string())?;
-    let mut r = BufReader::new(s);
-    r.get_mut().write_all(GET_CLOSE).map_err(|e| format!("write: {e}"))?;
-    let resp = read_response(&mut r).map_err(|e| format!("read: {e}"))?;
-    if resp.status != 200 || resp.body != BODY {
-        return Err(format!("unexpected response {resp:?}"));
-    }
-    Ok(())
-}
-
-/// A bounded load of `Connection: close` clients (see supervisor_restart.rs).
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    handles: Vec<JoinHandle<Vec<String>>>,
-}
-
-impl Load {
-    fn start(addr: SocketAddr, clients: usize, max_each: u64, limit: Duration) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let deadline = Instant::now() + limit;
-        let handles = (0..clients)
-            .map(|_| {
-                let (stop, ok) = (Arc::clone(&stop), Arc::clone(&ok));
-                thread::spawn(move || {
-                    let mut failures = Vec::new();
-                    for _ in 0..max_each {
-                        if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
-                            break;
-                        }
-                        match close_request(addr) {
-                            Ok(()) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(e) => failures.push(e),
-                        }
-                        // Lighter than the other load tests: this one runs for a few seconds.
-                        thread::sleep(Duration::from_millis(1));
-                    }
-                    failures
-                })
-            })
-            .collect();
-        Load { stop, ok, handles }
-    }
-
-    fn ok(&self) -> u64 {
-        self.ok.load(Ordering::Relaxed)
-    }
-
-    fn finish(mut self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let failures = self.handles.drain(..).flat_map(|h| h.join().expect("load client panicked")).collect();
-        (self.ok(), failures)
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn control_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("ringmaster-sup-scale-{}-{name}.sock", std::process::id()))
-}
-
-/// One command on a fresh control connection; the reply line.
-fn control(path: &Path, line: &str) -> String {
-    let s = UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut r = BufReader::new(s);
-    r.get_mut().write_all(format!("{line}\n").as_bytes()).unwrap();
-    let mut reply = String::new();
-    r.read_line(&mut reply).unwrap_or_else(|e| panic!("no reply to {line:?}: {e}"));
-    reply.trim_end().to_string()
-}
-
-fn status(path: &Path) -> serde_json::Value {
-    let reply = control(path, "status");
-    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("status reply {reply:?}: {e}"))
-}
-
-/// `ringmaster ctl PATH ARGS...`: (exit code, stdout).
-fn ctl(path: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN).arg("ctl").arg(path).args(args).output().expect("run ringmaster ctl");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).trim_end().to_string())
-}
 
 /// Waits until `status` lists exactly the workers `1..=n`, all ready; returns it.
 fn wait_for_workers(path: &Path, n: u64) -> serde_json::Value {
@@ -182,15 +38,17 @@ fn pids_of(status: &serde_json::Value) -> Vec<u64> {
 // --- the test -------------------------------------------------------------------------------
 
 fn scale_up_and_down(mode: &str) {
-    let path = control_path(mode);
+    let path = control_path("scale", mode);
     let path_str = path.to_str().unwrap().to_string();
     let s = Server::start(&["--mode", mode, "--workers", "2", "--control", &path_str]);
     let two = wait_for_workers(&path, 2);
     let original = pids_of(&two);
     let cpus: Vec<u64> = two["workers"].as_array().unwrap().iter().map(|w| w["cpu"].as_u64().unwrap()).collect();
 
-    let load = Load::start(s.addr(), 3, 20_000, Duration::from_secs(30));
-    assert!(eventually(Duration::from_secs(5), || load.ok() >= 100), "load did not get going");
+    // Lighter than the other load tests (a request every 1 ms per client): this
+    // one runs for a few seconds.
+    let load = Load::start(s.addr(), 3, 20_000, Duration::from_secs(30), Duration::from_millis(1));
+    load.wait_ok(100, Duration::from_secs(5));
 
     // SIGTTIN: a third worker, with the next id, pinned round the CPUs.
     let from = s.log_len();
@@ -247,25 +105,25 @@ fn scale_up_and_down(mode: &str) {
     assert!(!s.log()[from..].iter().any(|l| l.contains(") exited with code")), "{:?}", &s.log()[from..]);
 
     // `ctl scale N` both ways.
-    let (code, reply) = ctl(&path, &["scale", "3"]);
+    let (code, reply, _) = ctl(&path, &["scale", "3"]);
     assert_eq!((code, reply.as_str()), (0, "ok scaling to 3 workers"));
     let three = wait_for_workers(&path, 3);
     assert_eq!(pids_of(&three)[0], original[0], "{three}");
-    let (code, reply) = ctl(&path, &["scale", "0"]);
+    let (code, reply, _) = ctl(&path, &["scale", "0"]);
     assert_eq!(code, 1, "scale 0 is refused: {reply}");
     assert!(reply.starts_with("error:"), "{reply}");
-    let (code, reply) = ctl(&path, &["scale", "many"]);
+    let (code, reply, _) = ctl(&path, &["scale", "many"]);
     assert_eq!(code, 1, "{reply}");
     assert!(reply.starts_with("error:"), "{reply}");
     assert_eq!(status(&path)["workers"].as_array().unwrap().len(), 3, "a refused scale changes nothing");
-    let (code, reply) = ctl(&path, &["scale", "2"]);
+    let (code, reply, _) = ctl(&path, &["scale", "2"]);
     assert_eq!((code, reply.as_str()), (0, "ok scaling to 2 workers"));
     let two = wait_for_workers(&path, 2);
     assert_eq!(pids_of(&two)[0], original[0], "{two}");
 
     // The clients were served throughout.
     let ok_now = load.ok();
-    assert!(eventually(Duration::from_secs(5), || load.ok() >= ok_now + 100), "load stalled after scaling");
+    load.wait_ok(ok_now + 100, Duration::from_secs(5));
     let (ok, failures) = load.finish();
     eprintln!("{mode}: {ok} answers, {} failures while scaling", failures.len());
     assert!(failures.is_empty(), "{} requests failed while scaling: {failures:?}", failures.len());

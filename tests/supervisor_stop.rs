@@ -13,7 +13,6 @@
 
 mod util;
 
-use std::collections::BTreeSet;
 use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
@@ -22,56 +21,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+use util::load::{close_request_with, Unanswered, CLIENT_TIMEOUT};
+use util::procs::stop_and_check_no_process_left;
 use util::*;
 
-const GET_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
-
 // --- local helpers ------------------------------------------------------------------------
-
-/// Every pid named in a `ringmaster: worker ...` log line.
-fn logged_pids(log: &[String]) -> BTreeSet<u32> {
-    let mut pids = BTreeSet::new();
-    for line in log.iter().filter(|l| l.starts_with("ringmaster: worker ")) {
-        let mut rest = line.as_str();
-        while let Some(at) = rest.find("pid ") {
-            rest = &rest[at + 4..];
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            if let Ok(pid) = digits.parse() {
-                pids.insert(pid);
-            }
-        }
-    }
-    pids
-}
-
-/// Is `pid` a live (not zombie) process running the binary under test?
-fn alive_ours(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    if stat.rfind(')').is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z')) {
-        return false;
-    }
-    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else { return false };
-    let exe = exe.to_string_lossy().trim_end_matches(" (deleted)").to_string();
-    let bin = std::fs::canonicalize(BIN).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| BIN.into());
-    exe == bin || exe == BIN
-}
-
-/// Drops the server and checks that no pid the log named is left (not even a
-/// zombie of the master's: the master reaps its workers before it exits).
-fn check_no_process_left(s: Server) {
-    let mut pids = logged_pids(&s.log());
-    pids.insert(s.pid());
-    drop(s);
-    let gone = eventually(Duration::from_secs(3), || pids.iter().all(|&p| !alive_ours(p)));
-    if !gone {
-        let left: Vec<u32> = pids.iter().copied().filter(|&p| alive_ours(p)).collect();
-        for &p in &left {
-            unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
-        }
-        panic!("processes left behind after the master ended: {left:?}");
-    }
-}
 
 /// Checks the master's exit after a stop: code 0, one final stats line on
 /// stdout in which every worker has exited, every worker process exited.
@@ -121,22 +75,6 @@ fn connect_small_rcvbuf(addr: SocketAddr, bytes: i32) -> TcpStream {
     }
 }
 
-/// A request the server did not answer: when its bytes were all written (None:
-/// the write itself failed), and what happened.
-struct Unanswered {
-    sent: Option<Instant>,
-    what: String,
-}
-
-impl std::fmt::Debug for Unanswered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.sent {
-            Some(t) => write!(f, "sent {:?} ago: {}", t.elapsed(), self.what),
-            None => write!(f, "not sent: {}", self.what),
-        }
-    }
-}
-
 /// Clients that run until the server goes away (or `limit`): `close_clients`
 /// threads with one `Connection: close` request per connection, and
 /// `pipelined` threads each on one keep-alive connection, writing batches of
@@ -160,7 +98,7 @@ impl StopLoad {
             handles.push(thread::spawn(move || {
                 let mut lost = Vec::new();
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    match close_request_timed(addr) {
+                    match close_request_with(addr, CLIENT_TIMEOUT, false) {
                         Ok(()) => {
                             ok.fetch_add(1, Ordering::Relaxed);
                         }
@@ -231,23 +169,6 @@ impl Drop for StopLoad {
     }
 }
 
-/// One `Connection: close` request on a fresh connection; Ok only for the 200.
-/// A failure tells when the request was fully written.
-fn close_request_timed(addr: SocketAddr) -> Result<(), Unanswered> {
-    let fail = |sent, what: String| Unanswered { sent, what };
-    let s = TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).map_err(|e| fail(None, format!("connect: {e}")))?;
-    s.set_read_timeout(Some(CLIENT_TIMEOUT)).map_err(|e| fail(None, e.to_string()))?;
-    s.set_write_timeout(Some(CLIENT_TIMEOUT)).map_err(|e| fail(None, e.to_string()))?;
-    let mut r = BufReader::new(s);
-    r.get_mut().write_all(GET_CLOSE).map_err(|e| fail(None, format!("write: {e}")))?;
-    let sent = Some(Instant::now());
-    let resp = read_response(&mut r).map_err(|e| fail(sent, format!("read: {e}")))?;
-    if resp.status != 200 || resp.body != BODY {
-        return Err(fail(sent, format!("unexpected response {resp:?}")));
-    }
-    Ok(())
-}
-
 /// Sends `sig` and notes the instant just before: requests written before it
 /// were sent before the signal.
 fn signal_at(s: &Server, sig: i32) -> Instant {
@@ -286,7 +207,7 @@ fn sigterm_under_load(mode: &str) {
         before.len()
     );
     assert!(before.is_empty(), "requests sent before SIGTERM were not answered: {before:?}");
-    check_no_process_left(s);
+    stop_and_check_no_process_left(s);
 }
 
 #[test]
@@ -372,7 +293,7 @@ fn sigterm_answers_a_held_back_pipeline(mode: &str) {
         written.load(Ordering::Relaxed)
     );
     check_clean_exit(&mut s, status, 2);
-    check_no_process_left(s);
+    stop_and_check_no_process_left(s);
     assert!(
         answered >= sent_before,
         "{mode}: {sent_before} pipelined requests were written before SIGTERM, only {answered} answered (the server \
@@ -420,7 +341,7 @@ fn half_sent_request_is_finished(mode: &str, sig: i32, name: &str) {
     c.expect_closed();
     let status = s.wait_exit(Duration::from_secs(5));
     check_clean_exit(&mut s, status, 2);
-    check_no_process_left(s);
+    stop_and_check_no_process_left(s);
 }
 
 #[test]
@@ -450,7 +371,7 @@ fn shutdown_timeout_ends_a_straggler() {
     check_clean_exit(&mut s, status, 2);
     // Its connection is closed, without an answer.
     c.expect_closed_within(Duration::from_secs(1));
-    check_no_process_left(s);
+    stop_and_check_no_process_left(s);
 }
 
 #[test]
@@ -477,5 +398,5 @@ fn second_sigint_kills_workers_at_once() {
     assert!(took < Duration::from_secs(2), "exit took {took:?} after the second SIGINT");
     check_clean_exit(&mut s, status, 2);
     c.expect_closed_within(Duration::from_secs(1));
-    check_no_process_left(s);
+    stop_and_check_no_process_left(s);
 }

@@ -8,10 +8,15 @@
 
 #![allow(dead_code)]
 
+pub mod control;
+pub mod load;
+pub mod procs;
+pub mod stats;
+
 use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -30,6 +35,9 @@ pub const BODY: &[u8] = b"hello world\n";
 
 /// A minimal valid HTTP/1.1 request.
 pub const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+/// One request that asks the server to close afterwards.
+pub const GET_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
 
 // ---------------------------------------------------------------------------
 // The server process
@@ -70,54 +78,29 @@ impl Server {
         let log = Arc::new(Log::default());
         let stderr = child.stderr.take().expect("stderr piped");
         {
-            let log = Arc::clone(&log);
-            thread::Builder::new()
-                .name(format!("ringmaster-{pid}-stderr"))
-                .spawn(move || {
-                    let mut r = BufReader::new(stderr);
-                    let mut buf = Vec::new();
-                    loop {
-                        buf.clear();
-                        match r.read_until(b'\n', &mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(_) => {
-                                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
-                                eprintln!("[ringmaster {pid}] {line}");
-                                let mut st = log.state.lock().unwrap();
-                                st.lines.push(line);
-                                log.cv.notify_all();
-                            }
-                        }
-                    }
-                    let mut st = log.state.lock().unwrap();
-                    st.closed = true;
-                    log.cv.notify_all();
-                })
-                .expect("spawn stderr thread");
+            let (log, log_at_end) = (Arc::clone(&log), Arc::clone(&log));
+            let on_line = move |line: String| {
+                eprintln!("[ringmaster {pid}] {line}");
+                let mut st = log.state.lock().unwrap();
+                st.lines.push(line);
+                log.cv.notify_all();
+                true
+            };
+            let at_end = move || {
+                let mut st = log_at_end.state.lock().unwrap();
+                st.closed = true;
+                log_at_end.cv.notify_all();
+            };
+            spawn_line_reader(format!("ringmaster-{pid}-stderr"), stderr, on_line, at_end);
         }
 
-        let stdout: ChildStdout = child.stdout.take().expect("stdout piped");
+        let stdout = child.stdout.take().expect("stdout piped");
         let (tx, rx) = mpsc::channel();
-        thread::Builder::new()
-            .name(format!("ringmaster-{pid}-stdout"))
-            .spawn(move || {
-                let mut r = BufReader::new(stdout);
-                let mut buf = Vec::new();
-                loop {
-                    buf.clear();
-                    match r.read_until(b'\n', &mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {
-                            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
-                            eprintln!("[ringmaster {pid} stdout] {line}");
-                            if tx.send(line).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            })
-            .expect("spawn stdout thread");
+        let on_line = move |line: String| {
+            eprintln!("[ringmaster {pid} stdout] {line}");
+            tx.send(line).is_ok()
+        };
+        spawn_line_reader(format!("ringmaster-{pid}-stdout"), stdout, on_line, || {});
 
         let mut server =
             Server { child, addr: "127.0.0.1:0".parse().unwrap(), log, stdout_rx: Mutex::new(rx), exit: None };
@@ -364,7 +347,7 @@ impl Drop for Server {
         workers.extend(self.logged_worker_pids());
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
-            let alive: Vec<u32> = workers.iter().copied().filter(|&p| is_our_process(p)).collect();
+            let alive: Vec<u32> = workers.iter().copied().filter(|&p| procs::alive_ours(p)).collect();
             if alive.is_empty() {
                 break;
             }
@@ -378,6 +361,37 @@ impl Drop for Server {
             thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Reads `pipe` line by line in a thread called `name`, passing each line
+/// (without its line end) to `on_line` until it returns false; at EOF (or a read
+/// error) calls `at_end`.
+fn spawn_line_reader(
+    name: String,
+    pipe: impl Read + Send + 'static,
+    mut on_line: impl FnMut(String) -> bool + Send + 'static,
+    at_end: impl FnOnce() + Send + 'static,
+) {
+    thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let mut r = BufReader::new(pipe);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match r.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
+                        if !on_line(line) {
+                            return;
+                        }
+                    }
+                }
+            }
+            at_end();
+        })
+        .expect("spawn a pipe reader thread");
 }
 
 /// Parses `ringmaster: listening on 127.0.0.1:41234 (mode rr, 2 workers)`.
@@ -419,23 +433,6 @@ fn children_of(pid: u32) -> Vec<u32> {
         }
     }
     out
-}
-
-/// True if `pid` is alive (not a zombie) and runs our binary, so we never signal
-/// a recycled pid that belongs to something else.
-fn is_our_process(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    // state is the field after the ")" that closes comm
-    if let Some(i) = stat.rfind(')') {
-        if stat[i + 1..].trim_start().starts_with('Z') {
-            return false;
-        }
-    }
-    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else { return false };
-    let exe = exe.to_string_lossy();
-    let exe = exe.trim_end_matches(" (deleted)");
-    let bin = std::fs::canonicalize(BIN).map(|p| p.to_string_lossy().into_owned()).unwrap_or(BIN.into());
-    exe == bin || exe == BIN
 }
 
 // ---------------------------------------------------------------------------
@@ -687,6 +684,36 @@ impl Conn {
         check_ok(&resp);
         assert!(!resp.has_connection("close"), "keep-alive response carries Connection: close: {resp:?}");
         resp
+    }
+
+    /// Sends `req`, after which the server must close (it asks for `Connection:
+    /// close`, or is HTTP/1.0 without keep-alive): checks the standard 200 says
+    /// `Connection: close`, then that the server closes. Returns the response.
+    pub fn request_ok_then_closed(&mut self, req: &[u8]) -> Response {
+        let resp = self.request(req);
+        check_ok(&resp);
+        assert!(
+            resp.has_connection("close"),
+            "a response the server closes after must say Connection: close: {resp:?}"
+        );
+        self.expect_closed();
+        resp
+    }
+
+    /// Reads the answers to pipelined requests, one per entry of `heads` (true:
+    /// a HEAD, answered without a body), and checks each is the standard 200
+    /// that keeps the connection open.
+    pub fn read_ok_answers(&mut self, heads: &[bool]) {
+        for (i, &head) in heads.iter().enumerate() {
+            let r = if head { read_head_response(&mut self.r) } else { read_response(&mut self.r) };
+            let r = r.unwrap_or_else(|e| panic!("response {i} of {}: {e}", heads.len()));
+            if head {
+                check_ok_head(&r);
+            } else {
+                check_ok(&r);
+            }
+            assert!(!r.has_connection("close"), "response {i}: {r:?}");
+        }
     }
 
     pub fn expect_closed(&mut self) -> Duration {

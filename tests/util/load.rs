@@ -1,0 +1,247 @@
+//! Clients that make many requests: one-request `Connection: close` clients that
+//! report failures instead of panicking, a bounded background load, and client
+//! patterns several test files share.
+
+#![allow(dead_code)]
+
+use std::io::{BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::stats::stats_when_idle;
+use super::{eventually, read_response, stats_totals, Conn, Server, BODY, GET_CLOSE};
+
+/// Socket timeouts of the load clients: a lost connection shows up as a failure
+/// well within the test's time budget.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The pause of a [`Load`] client between requests: it leaves the 2 CPUs some
+/// room for the server and the test.
+pub const LOAD_PAUSE: Duration = Duration::from_micros(300);
+
+// ---------------------------------------------------------------------------
+// One request
+// ---------------------------------------------------------------------------
+
+/// A request the server did not answer: when its bytes were all written (None:
+/// they were not, e.g. the connect or the write itself failed), and what
+/// happened.
+pub struct Unanswered {
+    pub sent: Option<Instant>,
+    pub what: String,
+}
+
+impl std::fmt::Debug for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.sent {
+            Some(t) => write!(f, "sent {:?} ago: {}", t.elapsed(), self.what),
+            None => write!(f, "not sent: {}", self.what),
+        }
+    }
+}
+
+/// One `Connection: close` request on a fresh connection whose connect, reads
+/// and writes time out after `timeout`; Ok only for the standard 200 and, with
+/// `await_close`, the server's close after it (EOF or a reset after a complete
+/// 200 both count). Never panics: every way of not getting there is an `Err`.
+pub fn close_request_with(addr: SocketAddr, timeout: Duration, await_close: bool) -> Result<(), Unanswered> {
+    let fail = |sent, what: String| Unanswered { sent, what };
+    let s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| fail(None, format!("connect: {e}")))?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| fail(None, e.to_string()))?;
+    s.set_write_timeout(Some(timeout)).map_err(|e| fail(None, e.to_string()))?;
+    let mut r = BufReader::new(s);
+    r.get_mut().write_all(GET_CLOSE).map_err(|e| fail(None, format!("write: {e}")))?;
+    let sent = Some(Instant::now());
+    let resp = read_response(&mut r).map_err(|e| fail(sent, format!("read: {e}")))?;
+    if resp.status != 200 || resp.body != BODY {
+        return Err(fail(sent, format!("unexpected response {resp:?}")));
+    }
+    if !await_close {
+        return Ok(());
+    }
+    let mut rest = Vec::new();
+    match r.read_to_end(&mut rest) {
+        Ok(_) if rest.is_empty() => Ok(()),
+        Ok(_) => Err(fail(sent, format!("{} unexpected bytes after the response", rest.len()))),
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => Ok(()),
+        Err(e) => Err(fail(sent, format!("waiting for the server to close after the response: {e}"))),
+    }
+}
+
+/// One `Connection: close` request on a fresh connection with
+/// [`CLIENT_TIMEOUT`]s; Ok only for the 200 (the client closes right after it).
+pub fn close_request(addr: SocketAddr) -> Result<(), String> {
+    close_request_with(addr, CLIENT_TIMEOUT, false).map_err(|u| u.what)
+}
+
+/// One connection: `n - 1` keep-alive requests (see [`Conn::get_ok`]), then
+/// one with `Connection: close`, whose 200 must say `Connection: close`, then
+/// the server's close.
+pub fn requests_then_close(addr: SocketAddr, n: usize) {
+    let mut c = Conn::connect(addr);
+    for _ in 1..n {
+        c.get_ok();
+    }
+    c.request_ok_then_closed(GET_CLOSE);
+}
+
+// ---------------------------------------------------------------------------
+// A bounded load
+// ---------------------------------------------------------------------------
+
+/// A request of a [`Load`] that did not get its 200: when it began, and what
+/// happened.
+pub struct Failure {
+    pub began: Instant,
+    pub error: String,
+}
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} ago: {}", self.began.elapsed(), self.error)
+    }
+}
+
+/// A bounded load: `clients` threads, each sending `Connection: close` requests
+/// ([`close_request`]) on fresh connections one after another, `pause` apart,
+/// until told to stop, `max_each` requests are done, or `limit` has passed.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    handles: Vec<JoinHandle<Vec<Failure>>>,
+}
+
+impl Load {
+    pub fn start(addr: SocketAddr, clients: usize, max_each: u64, limit: Duration, pause: Duration) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + limit;
+        let handles = (0..clients)
+            .map(|_| {
+                let (stop, ok) = (Arc::clone(&stop), Arc::clone(&ok));
+                thread::spawn(move || {
+                    let mut failures = Vec::new();
+                    for _ in 0..max_each {
+                        if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                            break;
+                        }
+                        let began = Instant::now();
+                        match close_request(addr) {
+                            Ok(()) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(error) => failures.push(Failure { began, error }),
+                        }
+                        thread::sleep(pause);
+                    }
+                    failures
+                })
+            })
+            .collect();
+        Load { stop, ok, handles }
+    }
+
+    /// Answers so far.
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the load has had `n` answers; panics after `timeout`.
+    pub fn wait_ok(&self, n: u64, timeout: Duration) {
+        assert!(
+            eventually(timeout, || self.ok() >= n),
+            "load reached only {} of {n} answers in {timeout:?}",
+            self.ok()
+        );
+    }
+
+    /// Stops the clients; (answers, failures).
+    pub fn finish(mut self) -> (u64, Vec<Failure>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let failures = self.handles.drain(..).flat_map(|h| h.join().expect("load client panicked")).collect();
+        (self.ok(), failures)
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Client patterns shared by the balancer tests (both modes)
+// ---------------------------------------------------------------------------
+
+/// Opens `conns` keep-alive connections first, so that all are live at once,
+/// then runs them in parallel, `reqs` requests each (see [`Conn::get_ok`]);
+/// returns the connections, still open.
+pub fn keepalive_clients(addr: SocketAddr, conns: usize, reqs: usize) -> Vec<Conn> {
+    let opened: Vec<Conn> = (0..conns).map(|_| Conn::connect(addr)).collect();
+    let handles: Vec<_> = opened
+        .into_iter()
+        .map(|mut c| {
+            thread::spawn(move || {
+                for _ in 0..reqs {
+                    c.get_ok();
+                }
+                c
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().expect("client thread")).collect()
+}
+
+/// `THREADS` clients through one worker, each making `PER_THREAD` short
+/// connections and closing each one as soon as its answer has arrived, as most
+/// real clients do, without waiting for the server's FIN. With `with_errors`,
+/// every other connection of every other client is a malformed request: the
+/// server answers 400 and closes that connection itself (half-closing first and
+/// waiting for the client's FIN). Every connection must get its own answer.
+///
+/// Engine hazard this catches (found with these tests; the `Connection: close`
+/// case was fixed by b5ddf75, the server-decided close still has it): the
+/// worker half-closes with an io_uring `Shutdown` op, which the kernel runs in
+/// io-wq and which looks its fd number up only when it runs. When the client's
+/// FIN arrives first, the worker closes that fd number, the next connection
+/// it takes gets the same number, and the late shutdown(SHUT_WR) lands on the
+/// new connection: its client sees EOF instead of its response.
+pub fn short_connections_closed_by_the_client(mode: &str, with_errors: bool) {
+    const THREADS: usize = 4;
+    const PER_THREAD: usize = 300;
+    let s = Server::start(&["--mode", mode, "--workers", "1"]);
+    let addr = s.addr();
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            thread::spawn(move || {
+                let mut failed = Vec::new();
+                for i in 0..PER_THREAD {
+                    let bad = with_errors && t % 2 == 0 && i % 2 == 0;
+                    let mut c = Conn::connect(addr);
+                    c.send(if bad { b"BAD REQUEST\r\n\r\n" } else { GET_CLOSE });
+                    match c.try_read() {
+                        Ok(r) if bad && r.status == 400 => {}
+                        Ok(r) if !bad && r.status == 200 && r.body == BODY => {}
+                        Ok(r) => failed.push(format!("connection {i} (bad request: {bad}): {r:?}")),
+                        Err(e) => failed.push(format!("connection {i} (bad request: {bad}): {e}")),
+                    }
+                    // Dropped here: closed right after the answer.
+                }
+                failed
+            })
+        })
+        .collect();
+    let failed: Vec<String> = handles.into_iter().flat_map(|h| h.join().expect("client thread")).collect();
+    let stats = stats_when_idle(&s);
+    let total = (THREADS * PER_THREAD) as u64;
+    assert!(
+        failed.is_empty(),
+        "{} of {total} connections did not get their answer (stats {stats}); first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert_eq!(stats_totals(&stats), (total, total, 0), "{stats}");
+}
