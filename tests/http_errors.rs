@@ -303,6 +303,7 @@ fn e400_control_bytes_in_header_value() {
 fn reset(c: Conn) {
     let s = c.r.into_inner();
     let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt reads a valid `linger` of the size given, on an open socket.
     let r = unsafe {
         libc::setsockopt(
             std::os::fd::AsRawFd::as_raw_fd(&s),

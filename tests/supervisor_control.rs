@@ -68,7 +68,9 @@ fn control_socket_is_0600_and_survives_garbage() {
     let meta = std::fs::metadata(&path.0).expect("control socket exists");
     assert!(meta.file_type().is_socket(), "not a socket: {:?}", meta.file_type());
     assert_eq!(meta.permissions().mode() & 0o7777, 0o600, "mode {:o}", meta.permissions().mode());
-    assert_eq!(meta.uid(), unsafe { libc::geteuid() }, "owned by the user running the master");
+    // SAFETY: geteuid only reads the process's credentials.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(meta.uid(), euid, "owned by the user running the master");
 
     let mut c = Control::connect(&path.0);
     let first = c.status();

@@ -45,6 +45,8 @@ fn check_clean_exit(s: &mut Server, status: ExitStatus, workers: usize) {
 /// stays small): the server's answers back up quickly when it is not read.
 fn connect_small_rcvbuf(addr: SocketAddr, bytes: i32) -> TcpStream {
     let SocketAddr::V4(v4) = addr else { panic!("IPv4 expected: {addr}") };
+    // SAFETY: a new socket is owned by the TcpStream at once; setsockopt and
+    // connect read valid, correctly sized values from this frame.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         assert!(fd >= 0, "socket: {}", io::Error::last_os_error());

@@ -202,8 +202,7 @@ impl Server {
 
     /// Sends `sig` (e.g. `libc::SIGUSR1`) to the master.
     pub fn signal(&self, sig: i32) {
-        let r = unsafe { libc::kill(self.pid() as libc::pid_t, sig) };
-        assert_eq!(r, 0, "kill({}, {sig}): {}", self.pid(), io::Error::last_os_error());
+        procs::kill(self.pid(), sig);
     }
 
     /// Sends SIGUSR1 and returns the next stats line from stdout, parsed.
@@ -335,7 +334,7 @@ impl Drop for Server {
         let mut workers: BTreeSet<u32> = self.logged_worker_pids().into_iter().collect();
         if self.exit.is_none() {
             workers.extend(children_of(self.pid()));
-            unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
+            let _ = procs::send_signal(self.pid(), libc::SIGTERM);
             if !self.wait_exit_quiet(Duration::from_secs(5)) {
                 eprintln!("ringmaster (pid {}) ignored SIGTERM for 5 s: SIGKILL", self.pid());
                 workers.extend(children_of(self.pid()));
@@ -354,7 +353,7 @@ impl Drop for Server {
             if Instant::now() >= deadline {
                 for p in alive {
                     eprintln!("worker pid {p} outlived its master: SIGKILL");
-                    unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
+                    let _ = procs::send_signal(p, libc::SIGKILL);
                 }
                 break;
             }

@@ -57,10 +57,20 @@ pub fn is_zombie(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// Sends `sig` to `pid` (kill(2)); the error if it fails.
+pub fn send_signal(pid: u32, sig: i32) -> std::io::Result<()> {
+    // SAFETY: kill(2) only sends a signal; it touches no memory of ours.
+    if unsafe { libc::kill(pid as libc::pid_t, sig) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sends `sig` to `pid`; panics if kill(2) fails.
 pub fn kill(pid: u32, sig: i32) {
-    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
-    assert_eq!(r, 0, "kill({pid}, {sig}): {}", std::io::Error::last_os_error());
+    if let Err(e) = send_signal(pid, sig) {
+        panic!("kill({pid}, {sig}): {e}");
+    }
 }
 
 /// Drops the server (ending the master and its workers) and checks that no pid
@@ -74,7 +84,7 @@ pub fn stop_and_check_no_process_left(s: Server) {
     if !gone {
         let left: Vec<u32> = pids.iter().copied().filter(|&p| alive_ours(p)).collect();
         for &p in &left {
-            unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
+            let _ = send_signal(p, libc::SIGKILL);
         }
         panic!("processes left behind after the master ended: {left:?}");
     }
@@ -88,7 +98,7 @@ pub struct ContinueOnDrop(pub u32);
 impl Drop for ContinueOnDrop {
     fn drop(&mut self) {
         if alive_ours(self.0) {
-            unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGCONT) };
+            let _ = send_signal(self.0, libc::SIGCONT);
         }
     }
 }
@@ -113,7 +123,7 @@ pub fn run_to_exit(args: &[&str], limit: Duration) -> (ExitStatus, String, Strin
             break st;
         }
         if Instant::now() >= deadline {
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = send_signal(child.id(), libc::SIGTERM);
             thread::sleep(Duration::from_secs(2));
             let _ = child.kill();
             let _ = child.wait();
