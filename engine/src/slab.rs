@@ -16,6 +16,10 @@ struct Entry<T> {
 pub struct Slab<T> {
     entries: Box<[Entry<T>]>,
     free: Vec<u32>,
+    /// One past the highest slot ever handed out: scans stop here. Freed slots
+    /// are reused first (the free list is a stack), so this stays near the
+    /// peak number of connections, not the capacity.
+    high_water: usize,
 }
 
 impl<T> Slab<T> {
@@ -24,12 +28,13 @@ impl<T> Slab<T> {
         let entries = (0..capacity).map(|_| Entry { generation: 0, occupied: false, value: make() }).collect();
         // Reversed so slot 0 is handed out first (low slots stay warm in cache).
         let free = (0..capacity as u32).rev().collect();
-        Slab { entries, free }
+        Slab { entries, free, high_water: 0 }
     }
 
     /// Takes a free slot; its index and generation, or `None` when full.
     pub fn insert(&mut self) -> Option<(u32, u32)> {
         let index = self.free.pop()?;
+        self.high_water = self.high_water.max(index as usize + 1);
         let entry = &mut self.entries[index as usize];
         entry.occupied = true;
         Some((index, entry.generation))
@@ -76,9 +81,9 @@ impl<T> Slab<T> {
         self.len() == 0
     }
 
-    /// Number of slots, occupied or not.
-    pub fn capacity(&self) -> usize {
-        self.entries.len()
+    /// Slots below this index are the only ones that were ever occupied.
+    pub fn high_water(&self) -> u32 {
+        self.high_water as u32
     }
 }
 
@@ -99,5 +104,18 @@ mod tests {
         assert!(slab.get_mut(a, gen_a).is_none());
         assert!(slab.get_mut(a, gen_again).is_some());
         assert_eq!(slab.len(), 2);
+        assert_eq!(slab.high_water(), 2);
+    }
+
+    #[test]
+    fn freed_slots_are_reused_first_so_scans_stay_short() {
+        let mut slab = Slab::new(1000, || 0u8);
+        for _ in 0..100 {
+            let (a, _) = slab.insert().expect("slot");
+            let (b, _) = slab.insert().expect("slot");
+            slab.remove(a);
+            slab.remove(b);
+        }
+        assert_eq!(slab.high_water(), 2);
     }
 }

@@ -554,7 +554,7 @@ impl<'a> Worker<'a> {
 
     fn on_tick(&mut self) -> io::Result<()> {
         self.responses.refresh(SystemTime::now());
-        for slot in 0..self.conns.capacity() as u32 {
+        for slot in 0..self.conns.high_water() {
             let Some(generation) = self.conns.generation(slot) else { continue };
             let now = self.now;
             let expired = self.conns.get_mut(slot, generation).is_some_and(|c| !c.closing && c.deadline <= now);
@@ -581,7 +581,7 @@ impl<'a> Worker<'a> {
         // a request the client sent before the drain may sit in a completion of
         // this very batch, not yet handled. Whatever arrives meanwhile is
         // answered with `Connection: close`; the tick closes the rest.
-        for slot in 0..self.conns.capacity() as u32 {
+        for slot in 0..self.conns.high_water() {
             let Some(generation) = self.conns.generation(slot) else { continue };
             if conn_is_idle(&self.conns, slot, generation) {
                 self.shorten_to_drain_grace(slot, generation);
@@ -602,7 +602,7 @@ impl Drop for Worker<'_> {
     fn drop(&mut self) {
         // Connections still open when the loop ends (drain timeout, an error) are
         // closed here; those already closing had their close submitted.
-        for slot in 0..self.conns.capacity() as u32 {
+        for slot in 0..self.conns.high_water() {
             let Some(generation) = self.conns.generation(slot) else { continue };
             if let Some(conn) = self.conns.get_mut(slot, generation) {
                 if !conn.closing && conn.fd >= 0 {
