@@ -444,6 +444,91 @@ mod tests {
         assert!(pending.is_empty());
     }
 
+    /// A small deterministic generator (xorshift64*), so the test needs no crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// A stream of requests, valid and not: every framing the parser knows,
+    /// some corrupted bytes, and now and then pure garbage.
+    fn random_stream(rng: &mut Rng) -> Vec<u8> {
+        const PIECES: [&[u8]; 12] = [
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: v\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            b"\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9999999999\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"\x00\xff garbage \r\n\r\n",
+        ];
+        let mut stream = Vec::new();
+        for _ in 0..1 + rng.below(6) {
+            stream.extend_from_slice(PIECES[rng.below(PIECES.len())]);
+        }
+        // Corrupt a few bytes now and then.
+        for _ in 0..rng.below(3) {
+            if !stream.is_empty() {
+                let at = rng.below(stream.len());
+                stream[at] = rng.next() as u8;
+            }
+        }
+        stream
+    }
+
+    /// Feeds `stream` in chunks of random sizes, keeping the unparsed tail as
+    /// the worker's carry buffer does; stops at a closing reply.
+    fn replies_in_chunks(stream: &[u8], limits: &Limits, rng: &mut Rng) -> Vec<Reply> {
+        let mut parser = RequestParser::new();
+        let mut pending = Vec::new();
+        let mut got = Vec::new();
+        let mut at = 0;
+        while at < stream.len() {
+            let take = (1 + rng.below(40)).min(stream.len() - at);
+            pending.extend_from_slice(&stream[at..at + take]);
+            at += take;
+            let (replies, left) = run(&mut parser, &pending, limits);
+            let closed = replies.last().is_some_and(|r| r.closes());
+            got.extend(replies);
+            if closed {
+                break;
+            }
+            pending.drain(..pending.len() - left);
+        }
+        got
+    }
+
+    #[test]
+    fn any_split_of_any_stream_gives_the_same_replies_and_never_panics() {
+        let limits = Limits { max_header: 256, max_body: 1000 };
+        let mut rng = Rng(0x5eed_1234_abcd_0001);
+        let mut compared = 0;
+        for case in 0..3000 {
+            let stream = random_stream(&mut rng);
+            let whole = run(&mut RequestParser::new(), &stream, &limits).0;
+            let split = replies_in_chunks(&stream, &limits, &mut rng);
+            assert_eq!(whole, split, "case {case}: {:?}", String::from_utf8_lossy(&stream));
+            compared += whole.len();
+        }
+        // The generator must produce real traffic, not only empty streams.
+        assert!(compared > 4000, "only {compared} replies compared");
+    }
+
     #[test]
     fn leading_empty_lines_are_ignored() {
         assert_eq!(replies(b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"), [Reply::Ok]);
