@@ -291,6 +291,25 @@ mod tests {
     }
 
     #[test]
+    fn a_send_that_lands_after_the_worker_died_is_handed_back_too() {
+        let (mut lane, worker) = open_lane();
+        for fd in 0..5 {
+            lane.enqueue(fd);
+        }
+        assert!(lane.next_send().is_some());
+        drop(worker);
+        lane.mark_gone();
+        assert!(!lane.can_finish(), "not while the send is in flight");
+        let mut out = Vec::new();
+        assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
+        assert!(lane.can_finish());
+        let mut closed = Vec::new();
+        lane.finish_gone(&mut closed, &mut out);
+        assert!(closed.is_empty(), "never acknowledged");
+        assert_eq!(out.len(), 5);
+    }
+
+    #[test]
     fn a_failed_send_gives_every_fd_back() {
         let (mut lane, _worker) = open_lane();
         for fd in 0..(MAX_FDS as RawFd + 3) {

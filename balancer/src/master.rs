@@ -694,7 +694,8 @@ impl Master {
     fn on_lane_sent(&mut self, index: usize, result: i32) -> io::Result<()> {
         let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
         match slot.lane.on_sent(result >= 0, &mut self.scratch) {
-            Sent::Delivered => Ok(()),
+            // Into a worker that has since died, maybe: settle its lane if so.
+            Sent::Delivered => self.settle_gone_lane(index),
             Sent::Finished => {
                 self.stop_receiving(index)?;
                 self.close_scratch()
