@@ -407,7 +407,7 @@ impl<'a> Worker<'a> {
         if conn.is_idle() && conn.peer_closed {
             return self.begin_close(slot, generation);
         }
-        self.now_refresh_deadline(slot, generation);
+        self.refresh_deadline(slot, generation);
         if self.draining && conn_is_idle(&self.conns, slot, generation) {
             // Answered everything it had: closed by the tick after a short grace
             // (a request may be on its way), as idle connections are at drain start.
@@ -416,7 +416,7 @@ impl<'a> Worker<'a> {
         Ok(())
     }
 
-    fn now_refresh_deadline(&mut self, slot: u32, generation: u32) {
+    fn refresh_deadline(&mut self, slot: u32, generation: u32) {
         let header = self.config.header_timeout.as_millis() as u64;
         let idle = self.config.idle_timeout.as_millis() as u64;
         let now = self.now;
@@ -471,7 +471,7 @@ impl<'a> Worker<'a> {
             conn.sending = true;
             let send =
                 opcode::SendMsg::new(Fd(conn.fd), conn.outgoing.header()).flags(libc::MSG_NOSIGNAL as u32).build();
-            self.now_refresh_deadline(slot, generation);
+            self.refresh_deadline(slot, generation);
             return self.push(send.user_data(token::encode(Op::Send, slot, generation)));
         }
         // Counted once the answers are with the kernel, not when they are parsed.
