@@ -1,15 +1,18 @@
 //! A lane is the master's end of one worker's channel plus the connections
 //! queued for it: accepted fds wait in `pending`, up to [`MAX_FDS`] go out in
 //! one `SCM_RIGHTS` message, and the master keeps its copies until the worker
-//! acknowledges the batch (it has adopted those connections). A worker that
-//! dies first, with batches unread in its socket or unacknowledged, loses
-//! nothing: every fd the master still holds goes to another worker.
+//! acknowledges the batch. The [`Ack`] settles the batch exactly once: the
+//! adopted prefix is closed here (the worker has those connections), the rest
+//! (dropped by the kernel at the worker's fd limit, or declined because it is
+//! full) goes to another worker. A worker that dies first, with batches unread
+//! in its socket or unacknowledged, loses nothing: every fd the master still
+//! holds goes to another worker.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{recv, MsgFlags};
-use ringmaster_engine::channel::{Message, Tag, MAX_FDS};
+use ringmaster_engine::channel::{Ack, Message, Tag, MAX_FDS};
 
 /// Room for queued fds before a burst makes the queues grow.
 const QUEUE_CAPACITY: usize = 4096;
@@ -19,8 +22,8 @@ const QUEUE_CAPACITY: usize = 4096;
 pub enum Sent {
     /// The batch is in the worker's socket, awaiting its acknowledgement.
     Delivered,
-    /// The `Drain` went out and the channel is closed: the fds in the output
-    /// are copies of connections the (live) worker will adopt, to close.
+    /// The `Drain` went out after every batch was settled, and the channel is
+    /// closed.
     Finished,
     /// The worker is gone: the fds in the output never reached it, to route again.
     Failed,
@@ -98,6 +101,12 @@ impl Lane {
             && self.unacked.is_empty()
     }
 
+    /// Connections whose fds the master holds for this lane: queued, in
+    /// flight, or sent and not yet acknowledged.
+    pub fn held_fds(&self) -> usize {
+        self.pending.len() + self.in_flight.len() + self.unacked.len()
+    }
+
     /// Queues an accepted connection for this lane's worker.
     pub fn enqueue(&mut self, fd: RawFd) {
         self.pending.push_back(fd);
@@ -157,30 +166,44 @@ impl Lane {
             self.unacked.extend(self.in_flight.drain(..));
             return Sent::Delivered;
         }
-        if self.sending_drain && !self.worker_gone {
-            // Everything went before Drain; the worker adopts it all before it
-            // sees the end of the channel, so our copies can go now.
+        if self.sending_drain && !self.worker_gone && self.batches.is_empty() {
+            // Everything sent was settled before Drain went out: the channel can
+            // close now, which the worker sees as its end of stream.
             self.channel = None;
-            out.extend(self.unacked.drain(..));
-            self.batches.clear();
             return Sent::Finished;
         }
+        // Drain is out but batches are unsettled: the channel stays open for
+        // their acks (the worker may decline some), then closes.
         Sent::Delivered
     }
 
-    /// Records a receive on the channel: each message is one acknowledged
-    /// batch, whose fds go to `out` to close. False when the receive ended the
-    /// channel (the worker closed it or is gone).
-    pub fn on_received(&mut self, result: i32, out: &mut Vec<RawFd>) -> bool {
+    /// Records a receive on the channel: each message is the [`Ack`] of the
+    /// oldest unsettled batch. The fds the worker adopted go to `adopted` (to
+    /// close: ours are copies), the rest to `declined` (to route elsewhere).
+    /// False when the receive ended the channel (the worker closed it or is gone).
+    pub fn on_received(&mut self, result: i32, adopted: &mut Vec<RawFd>, declined: &mut Vec<RawFd>) -> bool {
         self.receiving = false;
         if result <= 0 {
             self.acks_ended = true;
             return false;
         }
-        if let Some(size) = self.batches.pop_front() {
-            out.extend(self.unacked.drain(..size.min(self.unacked.len())));
+        let ack = Ack::decode(&self.ack_buffer[..result as usize]);
+        self.settle_oldest(ack, adopted, declined);
+        if self.sending_drain && !self.sending && self.batches.is_empty() {
+            // The last batch before Drain is settled: close, the worker sees its end.
+            self.channel = None;
         }
         self.channel.is_some()
+    }
+
+    /// Settles the oldest unsettled batch. An unreadable ack counts as all
+    /// adopted: a connection lost is better than one served twice.
+    fn settle_oldest(&mut self, ack: Option<Ack>, adopted: &mut Vec<RawFd>, declined: &mut Vec<RawFd>) {
+        let Some(size) = self.batches.pop_front() else { return };
+        let size = size.min(self.unacked.len());
+        let taken = ack.map_or(size, |a| usize::from(a.adopted).min(size));
+        adopted.extend(self.unacked.drain(..taken));
+        declined.extend(self.unacked.drain(..size - taken));
     }
 
     /// True while a receive is armed on the channel (cancel it when closing,
@@ -201,18 +224,16 @@ impl Lane {
     }
 
     /// Settles a dead worker's lane: reads the acknowledgements it sent before
-    /// dying (their batches were adopted and served: closed, not re-routed),
-    /// closes the channel and hands back everything else in `out`.
+    /// dying (the connections they adopted were its own: closed, not
+    /// re-routed), closes the channel and hands back everything else in `out`.
     pub fn finish_gone(&mut self, closed: &mut Vec<RawFd>, out: &mut Vec<RawFd>) {
         if let Some(channel) = self.channel.take() {
             let mut buffer = [0u8; 16];
             while let Ok(n) = recv(channel.as_raw_fd(), &mut buffer, MsgFlags::MSG_DONTWAIT) {
-                if n == 0 {
+                if n == 0 || self.batches.is_empty() {
                     break;
                 }
-                if let Some(size) = self.batches.pop_front() {
-                    closed.extend(self.unacked.drain(..size.min(self.unacked.len())));
-                }
+                self.settle_oldest(Ack::decode(&buffer[..n]), closed, out);
             }
         }
         self.batches.clear();
@@ -232,6 +253,49 @@ impl Default for Lane {
 mod tests {
     use super::*;
     use ringmaster_engine::channel::channel_pair;
+
+    /// Puts an ack in the lane's receive buffer as the kernel would; its length.
+    fn ack_into(lane: &mut Lane, received: usize, adopted: usize) -> i32 {
+        let bytes = Ack { received: received as u16, adopted: adopted as u16 }.encode();
+        lane.ack_buffer[..bytes.len()].copy_from_slice(&bytes);
+        bytes.len() as i32
+    }
+
+    #[test]
+    fn an_ack_settles_its_batch_once_whatever_the_worker_took() {
+        let (mut lane, _worker) = open_lane();
+        for fd in 0..10 {
+            lane.enqueue(fd);
+        }
+        assert!(lane.next_send().is_some());
+        let mut out = Vec::new();
+        assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
+        for fd in 10..15 {
+            lane.enqueue(fd);
+        }
+        assert!(lane.next_send().is_some());
+        assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
+        // First batch: 6 of 10 arrived (fd limit), 4 of those adopted (then full).
+        let (mut adopted, mut declined) = (Vec::new(), Vec::new());
+        assert!(lane.next_recv().is_some());
+        let ack_len = ack_into(&mut lane, 6, 4);
+        assert!(lane.on_received(ack_len, &mut adopted, &mut declined));
+        assert_eq!(adopted, [0, 1, 2, 3]);
+        assert_eq!(declined, [4, 5, 6, 7, 8, 9], "what the worker did not take goes elsewhere");
+        // Second batch: nothing arrived at all; it is still settled, all declined.
+        let (mut adopted, mut declined) = (Vec::new(), Vec::new());
+        assert!(lane.next_recv().is_some());
+        let ack_len = ack_into(&mut lane, 0, 0);
+        assert!(lane.on_received(ack_len, &mut adopted, &mut declined));
+        assert!(adopted.is_empty());
+        assert_eq!(declined, [10, 11, 12, 13, 14]);
+        // A stray ack settles nothing more.
+        let (mut adopted, mut declined) = (Vec::new(), Vec::new());
+        assert!(lane.next_recv().is_some());
+        let ack_len = ack_into(&mut lane, 1, 1);
+        assert!(lane.on_received(ack_len, &mut adopted, &mut declined));
+        assert!(adopted.is_empty() && declined.is_empty());
+    }
 
     fn open_lane() -> (Lane, OwnedFd) {
         let (master, worker) = channel_pair().expect("socketpair");
@@ -254,15 +318,24 @@ mod tests {
         assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
         assert!(out.is_empty(), "copies are kept until the worker acknowledges");
         assert!(lane.next_recv().is_some());
-        assert!(lane.on_received(1, &mut out));
+        let mut declined = Vec::new();
+        let ack_len = ack_into(&mut lane, MAX_FDS, MAX_FDS);
+        assert!(lane.on_received(ack_len, &mut out, &mut declined));
         assert_eq!(out.len(), MAX_FDS, "the acknowledged batch is released");
+        assert!(declined.is_empty());
         out.clear();
         assert!(lane.next_send().is_some());
         assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
         assert!(lane.next_send().is_some(), "the drain message");
-        assert_eq!(lane.on_sent(true, &mut out), Sent::Finished);
-        assert_eq!(out.len(), 5, "unacknowledged copies are closed once Drain is out");
+        assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered, "the last batch is not settled yet");
+        assert!(out.is_empty());
+        assert!(lane.next_recv().is_some());
+        let mut declined = Vec::new();
+        let ack_len = ack_into(&mut lane, 5, 3);
+        assert!(!lane.on_received(ack_len, &mut out, &mut declined), "closed once settled");
+        assert_eq!((out.len(), declined.len()), (3, 2), "a draining worker may decline too");
         assert!(!lane.is_routable());
+        assert!(lane.next_send().is_none() && lane.next_recv().is_none());
     }
 
     #[test]
@@ -278,7 +351,8 @@ mod tests {
         assert!(lane.next_send().is_some());
         assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
         // The worker acknowledged the first batch, then died before the master read it.
-        nix::sys::socket::send(worker.as_raw_fd(), b"A", MsgFlags::empty()).expect("ack");
+        let ack = Ack { received: MAX_FDS as u16, adopted: MAX_FDS as u16 }.encode();
+        nix::sys::socket::send(worker.as_raw_fd(), &ack, MsgFlags::empty()).expect("ack");
         drop(worker);
         lane.mark_gone();
         assert!(!lane.is_routable());

@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use io_uring::types::{Fd, Timespec};
@@ -25,7 +25,7 @@ use io_uring::{cqueue, opcode, squeue, IoUring};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use ringmaster_engine::channel::channel_pair;
+use ringmaster_engine::channel::{channel_pair, MAX_FDS};
 use ringmaster_engine::stats::{CountersSnapshot, STATE_READY, STATE_STARTING, STATE_STOPPED};
 use ringmaster_engine::{uring, StatsBlock};
 
@@ -34,6 +34,7 @@ use crate::control::{parse_command, Command, ControlSocket};
 use crate::cpus::{allowed_cpus, choose_cpus, cpu_for_worker};
 use crate::lanes::{Lane, Sent};
 use crate::listener::listen;
+use crate::refuse::refuse;
 use crate::rr::RoundRobin;
 use crate::signals::{next_signal, signal_fd, signal_name};
 use crate::spawn::{spawn_worker, WorkerLaunch};
@@ -49,6 +50,11 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
 /// A worker up this long is healthy again: its next crash restarts it quickly.
 const HEALTHY_UPTIME: Duration = Duration::from_secs(30);
+/// How long a worker that declined connections (full, or out of fds) is
+/// skipped before it is offered new ones.
+const DECLINED_PAUSE: Duration = Duration::from_millis(100);
+/// Least time between two log lines about running out of file descriptors.
+const FD_LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// The `listening on` line waits for every first worker to be ready, but no
 /// longer than this (a worker that cannot start must not hide the address).
 const ANNOUNCE_AFTER: Duration = Duration::from_secs(2);
@@ -109,6 +115,8 @@ struct Process {
     heartbeat: u64,
     heartbeat_moved: Instant,
     killed_by_watchdog: bool,
+    /// The worker's `fd_limit_hits` when last looked at.
+    fd_limit_hits: u64,
 }
 
 /// A process slot: its lane and the process using it.
@@ -116,6 +124,9 @@ struct Process {
 struct Slot {
     lane: Lane,
     process: Option<Process>,
+    /// The worker declined connections (full, or at its fd limit): skipped
+    /// until then.
+    declined_until: Option<Instant>,
 }
 
 /// A worker id, kept (with its CPU) across restarts.
@@ -159,6 +170,12 @@ struct Master {
     /// Accepted connections no worker can take yet: kept, never dropped.
     held: Vec<RawFd>,
     scratch: Vec<RawFd>,
+    /// Connections a worker declined, to route elsewhere.
+    declined: Vec<RawFd>,
+    /// Connections refused with `503` because no worker could take them.
+    refused: u64,
+    /// When each kind of fd-limit message was last logged (rate limit).
+    fd_limit_logged: Option<Instant>,
     accepting: bool,
     reload_queue: VecDeque<usize>,
     /// The worker being replaced, and the slot of its old process.
@@ -179,8 +196,9 @@ impl Master {
             return Err(format!("--workers must be between 1 and {}", MAX_SLOTS / 2));
         }
         // Workers inherit the raised limit; failing to raise it is not fatal.
-        if let Err(e) = crate::rlimit::raise_fd_limit() {
-            crate::log!("cannot raise the open-file limit: {e}");
+        match crate::rlimit::raise_fd_limit() {
+            Ok(limit) => warn_if_fds_fall_short(&config, limit),
+            Err(e) => crate::log!("cannot raise the open-file limit: {e}"),
         }
         let cpus = if config.pin { choose_cpus(config.cpus.as_deref(), &allowed_cpus())? } else { Vec::new() };
         let (listener, local) =
@@ -209,6 +227,9 @@ impl Master {
             rr: RoundRobin::default(),
             held: Vec::with_capacity(1024),
             scratch: Vec::with_capacity(1024),
+            declined: Vec::with_capacity(MAX_FDS),
+            refused: 0,
+            fd_limit_logged: None,
             accepting: false,
             reload_queue: VecDeque::new(),
             reloading: None,
@@ -323,7 +344,7 @@ impl Master {
         if self.slots.len() == MAX_SLOTS {
             return Err(io::Error::other(format!("all {MAX_SLOTS} process slots are in use")));
         }
-        self.slots.push(Slot { lane: Lane::new(), process: None });
+        self.slots.push(Slot { lane: Lane::new(), process: None, declined_until: None });
         Ok(self.slots.len() - 1)
     }
 
@@ -350,6 +371,7 @@ impl Master {
         drop(worker_end);
         let now = Instant::now();
         self.slots[slot].lane.open(master_end);
+        self.slots[slot].declined_until = None;
         self.slots[slot].process = Some(Process {
             pid,
             worker: id,
@@ -359,6 +381,7 @@ impl Master {
             heartbeat: 0,
             heartbeat_moved: now,
             killed_by_watchdog: false,
+            fd_limit_hits: 0,
         });
         let worker = &mut self.workers[index];
         let replaced = worker.slot.and(worker.last_pid);
@@ -611,13 +634,36 @@ impl Master {
         self.workers.iter().filter(|w| !w.retired).count()
     }
 
-    // --- connections (rr mode) ----------------------------------------------------------------
+    // --- connections ------------------------------------------------------------------------
+
+    /// True when the master should accept: always in `rr`; in `shared` only
+    /// while every ready worker is full, so that clients get a `503` instead
+    /// of waiting in the queue for room that may not come.
+    fn master_accepts(&self) -> bool {
+        match self.config.mode {
+            Mode::RoundRobin => true,
+            Mode::Shared => self.every_worker_full(),
+        }
+    }
+
+    fn every_worker_full(&self) -> bool {
+        let max = self.config.engine.max_conns as u64;
+        !self.routes.is_empty()
+            && self.routes.iter().all(|&slot| self.stats.slot(slot).is_some_and(|c| c.snapshot().live >= max))
+    }
 
     fn arm_accept(&mut self) -> io::Result<()> {
         // With no worker to take them, held connections are capped at the backlog;
         // past that, new ones wait in the kernel's queue instead of costing fds here.
         let holding_enough = self.held.len() >= self.config.backlog as usize;
-        if self.config.mode != Mode::RoundRobin || self.accepting || self.stop_deadline.is_some() || holding_enough {
+        if !self.master_accepts() {
+            // `shared`: a worker has room again; it accepts from here on.
+            if self.accepting {
+                self.push_ignored(opcode::AsyncCancel::new(token(Op::Accept, 0, 0)).build())?;
+            }
+            return Ok(());
+        }
+        if self.accepting || self.stop_deadline.is_some() || holding_enough {
             return Ok(());
         }
         let accept = opcode::AcceptMulti::new(Fd(self.listener.as_raw_fd())).flags(libc::SOCK_CLOEXEC).build();
@@ -630,7 +676,12 @@ impl Master {
         if !more {
             self.accepting = false;
         }
-        if result >= 0 {
+        if result >= 0 && self.config.mode == Mode::Shared {
+            // Accepted only because every worker is full.
+            self.refused += 1;
+            // SAFETY: a successful accept returns a new fd that nothing else owns.
+            refuse(unsafe { OwnedFd::from_raw_fd(result) });
+        } else if result >= 0 {
             self.route(result);
             if self.accepting && self.held.len() >= self.config.backlog as usize {
                 self.push_ignored(opcode::AsyncCancel::new(token(Op::Accept, 0, 0)).build())?;
@@ -638,18 +689,36 @@ impl Master {
         }
         // Out of fds or memory: the tick re-arms rather than spinning now.
         let starved = matches!(-result, libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS);
+        if matches!(-result, libc::EMFILE | libc::ENFILE) {
+            let held = self.held.len() + self.slots.iter().map(|s| s.lane.held_fds()).sum::<usize>();
+            self.log_fd_limit(format_args!(
+                "the master is at its open-file limit ({}): accepting pauses; it holds {held} connections \
+                 not yet taken by a worker",
+                fd_limit_text()
+            ));
+        }
         if !self.accepting && !starved {
             self.arm_accept()?;
         }
         Ok(())
     }
 
-    /// Gives an accepted connection to the next worker in turn, or holds it.
+    /// Gives an accepted connection to the next worker in turn that can take
+    /// it; holds it while no worker is ready; refuses it (`503`) when every
+    /// ready worker declined lately, or the master is stopping.
     fn route(&mut self, fd: RawFd) {
-        match self.rr.pick(&self.routes) {
+        let now = Instant::now();
+        let slots = &self.slots;
+        let takes = |slot: usize| !slots[slot].declined_until.is_some_and(|until| until > now);
+        match self.rr.pick(&self.routes, takes) {
             Some(slot) => self.slots[slot].lane.enqueue(fd),
-            None if self.stop_deadline.is_some() => close_fd(fd),
-            None => self.held.push(fd),
+            None if self.routes.is_empty() && self.stop_deadline.is_none() => self.held.push(fd),
+            None => {
+                self.refused += 1;
+                // SAFETY: `fd` is an accepted connection the master owns and hands
+                // to nobody else from here.
+                refuse(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
         }
     }
 
@@ -723,10 +792,21 @@ impl Master {
         self.close_scratch()
     }
 
-    /// A worker acknowledged a batch: it has those connections, ours can close.
+    /// A worker acknowledged a batch: ours of the connections it adopted can
+    /// close; those it did not take go to another worker, and it gets no new
+    /// ones for a while.
     fn on_lane_received(&mut self, index: usize, result: i32) -> io::Result<()> {
         let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
-        slot.lane.on_received(result, &mut self.scratch);
+        slot.lane.on_received(result, &mut self.scratch, &mut self.declined);
+        if !self.declined.is_empty() {
+            slot.declined_until = Some(Instant::now() + DECLINED_PAUSE);
+            let declined = std::mem::take(&mut self.declined);
+            for &fd in &declined {
+                self.route(fd);
+            }
+            self.declined = declined;
+            self.declined.clear();
+        }
         self.close_scratch()?;
         self.settle_gone_lane(index)
     }
@@ -800,8 +880,10 @@ impl Master {
             slot.lane.request_drain();
         }
         self.refresh_routes();
-        for fd in self.held.drain(..) {
-            close_fd(fd);
+        for fd in std::mem::take(&mut self.held) {
+            self.refused += 1;
+            // SAFETY: a held connection is owned by the master alone.
+            refuse(unsafe { OwnedFd::from_raw_fd(fd) });
         }
         Ok(())
     }
@@ -832,7 +914,38 @@ impl Master {
             }
         }
         self.watch_heartbeats();
+        self.watch_fd_limits();
         self.arm_tick()
+    }
+
+    /// Logs (rate-limited) when a worker reports it ran out of file descriptors.
+    fn watch_fd_limits(&mut self) {
+        let mut hit = None;
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(process) = slot.process.as_mut() else { continue };
+            let Some(counters) = self.stats.slot(index) else { continue };
+            let hits = counters.snapshot().fd_limit_hits;
+            if hits != process.fd_limit_hits {
+                process.fd_limit_hits = hits;
+                hit = Some((process.worker, process.pid));
+            }
+        }
+        if let Some((id, pid)) = hit {
+            self.log_fd_limit(format_args!(
+                "worker {id} (pid {pid}) is at its open-file limit ({}): connections it cannot take go to other \
+                 workers, or get 503 when none can",
+                fd_limit_text()
+            ));
+        }
+    }
+
+    fn log_fd_limit(&mut self, message: std::fmt::Arguments<'_>) {
+        let now = Instant::now();
+        if self.fd_limit_logged.is_some_and(|at| now.duration_since(at) < FD_LIMIT_LOG_EVERY) {
+            return;
+        }
+        self.fd_limit_logged = Some(now);
+        crate::log!("{message}");
     }
 
     fn stats_line(&self) -> String {
@@ -867,7 +980,7 @@ impl Master {
                 }
             })
             .collect();
-        stats_json(self.config.mode.name(), &rows)
+        stats_json(self.config.mode.name(), self.refused, &rows)
     }
 
     fn print_stats(&self) {
@@ -964,9 +1077,41 @@ impl Drop for Master {
     }
 }
 
+/// The open-file limit, for log lines: `RLIMIT_NOFILE 64`.
+fn fd_limit_text() -> String {
+    match crate::rlimit::fd_limit() {
+        Ok(limit) => format!("RLIMIT_NOFILE {limit}"),
+        Err(e) => format!("RLIMIT_NOFILE unknown: {e}"),
+    }
+}
+
 fn close_fd(fd: RawFd) {
     // SAFETY: `fd` is an accepted connection the master owns and no longer uses.
     unsafe { libc::close(fd) };
+}
+
+/// Warns at start when `--max-conns` cannot be reached: every worker is a
+/// process with its own `RLIMIT_NOFILE`, and the master in `rr` mode holds a
+/// copy of each connection until a worker takes it.
+fn warn_if_fds_fall_short(config: &MasterConfig, limit: u64) {
+    let per_worker = crate::rlimit::fds_needed(config.engine.max_conns);
+    if per_worker > limit {
+        crate::log!(
+            "warning: --max-conns {} needs about {per_worker} open files per worker but RLIMIT_NOFILE is {limit}: \
+             each worker will take about {} connections (the rest go to other workers, or get 503); \
+             raise the limit (ulimit -n, systemd LimitNOFILE=) or lower --max-conns",
+            config.engine.max_conns,
+            limit.saturating_sub(per_worker - config.engine.max_conns as u64),
+        );
+    }
+    let total = (config.engine.max_conns as u64).saturating_mul(config.workers as u64);
+    if let Some(system) = crate::rlimit::system_file_max().filter(|&max| total > max) {
+        crate::log!(
+            "warning: --max-conns {} x {} workers = {total} connections exceeds the system's fs.file-max ({system})",
+            config.engine.max_conns,
+            config.workers,
+        );
+    }
 }
 
 fn log_listening(local: SocketAddr, config: &MasterConfig) {

@@ -1,12 +1,17 @@
 //! The master-to-worker channel's wire format: one `SOCK_SEQPACKET` message
-//! per batch, a one-byte tag, and up to [`MAX_FDS`] connections as
+//! per batch, a tag byte and an fd count, and up to [`MAX_FDS`] connections as
 //! `SCM_RIGHTS`. Both the master (sending through its ring) and the worker
 //! (receiving through its ring) use [`Message`], so the format lives here only.
 //!
-//! The worker answers every message that carried connections with one
-//! [`ACK`] message once it has adopted them. Until then the master keeps its
-//! copies of those fds: a worker that dies with the batch still in its socket
-//! (or in flight) loses nothing, the master hands the batch to another worker.
+//! A `Connections` message says how many fds it carries. The worker answers
+//! every such message with exactly one [`Ack`], whatever it got: how many fds
+//! arrived (fewer when the kernel could not install them all, `MSG_CTRUNC`,
+//! because the worker is at its open-file limit) and how many of those it
+//! adopted (fewer when it is full). The fds arrive and are adopted in order, so
+//! both are prefixes of the batch. Until the ack the master keeps its copies:
+//! it closes the adopted prefix and hands the rest to another worker, and a
+//! worker that dies with the batch still in its socket (or in flight) loses
+//! nothing either.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -34,8 +39,38 @@ impl Tag {
     }
 }
 
-/// The worker's acknowledgement of one batch of connections (worker -> master).
-pub static ACK: [u8; 1] = [b'A'];
+/// Bytes of a message's payload: the tag and a little-endian `u16` fd count.
+const PAYLOAD_LEN: usize = 3;
+
+/// The worker's answer to one `Connections` message (worker -> master): of
+/// the batch's fds, the first `received` reached the worker and the first
+/// `adopted` of those are its connections now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// Fds that reached the worker (the rest were dropped by the kernel).
+    pub received: u16,
+    /// Fds the worker took; the rest it closed without touching the connection.
+    pub adopted: u16,
+}
+
+/// Bytes of an encoded [`Ack`].
+pub const ACK_LEN: usize = 5;
+
+impl Ack {
+    /// The wire form: `A`, then `received` and `adopted` as little-endian `u16`s.
+    pub fn encode(self) -> [u8; ACK_LEN] {
+        let [r0, r1] = self.received.to_le_bytes();
+        let [a0, a1] = self.adopted.to_le_bytes();
+        [b'A', r0, r1, a0, a1]
+    }
+
+    /// Reads one ack message; `None` when it is not one (or claims more adopted than received).
+    pub fn decode(bytes: &[u8]) -> Option<Ack> {
+        let &[b'A', r0, r1, a0, a1] = bytes else { return None };
+        let ack = Ack { received: u16::from_le_bytes([r0, r1]), adopted: u16::from_le_bytes([a0, a1]) };
+        (ack.adopted <= ack.received).then_some(ack)
+    }
+}
 
 const FD_SIZE: usize = std::mem::size_of::<RawFd>();
 /// `CMSG_SPACE(MAX_FDS * 4)`: a 16-byte cmsghdr plus the fds, 8-aligned.
@@ -50,13 +85,13 @@ struct Control([u8; CONTROL_LEN]);
 pub struct Message {
     header: libc::msghdr,
     iov: libc::iovec,
-    tag: [u8; 1],
+    payload: [u8; PAYLOAD_LEN],
     control: Control,
 }
 
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Message").field("tag", &self.tag[0]).finish_non_exhaustive()
+        f.debug_struct("Message").field("tag", &self.payload[0]).finish_non_exhaustive()
     }
 }
 
@@ -65,7 +100,7 @@ impl Message {
     pub fn new() -> Box<Message> {
         // SAFETY: msghdr and iovec are plain C structs for which all-zero is valid.
         let (header, iov) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
-        Box::new(Message { header, iov, tag: [0], control: Control([0; CONTROL_LEN]) })
+        Box::new(Message { header, iov, payload: [0; PAYLOAD_LEN], control: Control([0; CONTROL_LEN]) })
     }
 
     /// Fills the message with `tag` and `fds`; returns the header to pass to `sendmsg`.
@@ -73,7 +108,8 @@ impl Message {
     /// The fds stay owned by the caller, who closes them once the send completes.
     pub fn prepare_send(&mut self, tag: Tag, fds: &[RawFd]) -> *const libc::msghdr {
         assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} fds per message");
-        self.tag[0] = tag as u8;
+        let [c0, c1] = (fds.len() as u16).to_le_bytes();
+        self.payload = [tag as u8, c0, c1];
         self.point_at_self();
         if fds.is_empty() {
             self.header.msg_controllen = 0;
@@ -97,7 +133,7 @@ impl Message {
 
     /// Readies the buffer for one `recvmsg`; returns the header to pass to it.
     pub fn prepare_recv(&mut self) -> *mut libc::msghdr {
-        self.tag[0] = 0;
+        self.payload = [0; PAYLOAD_LEN];
         self.point_at_self();
         self.header.msg_controllen = CONTROL_LEN;
         &mut self.header
@@ -110,7 +146,9 @@ impl Message {
     /// [`Message::prepare_recv`], with its result: the fds in the control data
     /// are then new descriptors nothing else owns.
     pub unsafe fn take_received(&mut self, len: usize, out: &mut impl FnMut(OwnedFd)) -> Received {
-        let tag = if len >= 1 { Tag::from_byte(self.tag[0]) } else { None };
+        let tag = if len >= 1 { Tag::from_byte(self.payload[0]) } else { None };
+        let sent =
+            if len >= PAYLOAD_LEN { usize::from(u16::from_le_bytes([self.payload[1], self.payload[2]])) } else { 0 };
         let truncated = self.header.msg_flags & libc::MSG_CTRUNC != 0;
         let mut fds = 0;
         // SAFETY: the kernel wrote msg_controllen bytes of cmsgs into `control`;
@@ -137,11 +175,11 @@ impl Message {
             // SAFETY: advancing within the control buffer, as above.
             cmsg = unsafe { libc::CMSG_NXTHDR(&self.header, cmsg) };
         }
-        Received { tag, fds, truncated }
+        Received { tag, sent, fds, truncated }
     }
 
     fn point_at_self(&mut self) {
-        self.iov = libc::iovec { iov_base: self.tag.as_mut_ptr().cast(), iov_len: 1 };
+        self.iov = libc::iovec { iov_base: self.payload.as_mut_ptr().cast(), iov_len: PAYLOAD_LEN };
         self.header.msg_name = std::ptr::null_mut();
         self.header.msg_namelen = 0;
         self.header.msg_iov = &mut self.iov;
@@ -156,9 +194,12 @@ impl Message {
 pub struct Received {
     /// The message's tag, `None` for an empty or unknown message.
     pub tag: Option<Tag>,
+    /// How many fds the sender attached.
+    pub sent: usize,
     /// How many fds came with it.
     pub fds: usize,
-    /// The sender attached more fds than fit (they were closed by the kernel).
+    /// Fewer fds arrived than were sent: the kernel could not install the rest
+    /// (the receiver is at its open-file limit) and closed them.
     pub truncated: bool,
 }
 
@@ -183,6 +224,26 @@ pub fn send_blocking(channel: BorrowedFd<'_>, message: &mut Message, tag: Tag, f
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Sends `ack` for the batch received last.
+///
+/// A direct, blocking `send(2)`, not a ring op: acks must reach the master in
+/// the order of the batches, and the master always reads them, so this never
+/// waits in practice; a master that is gone makes it fail at once (`EPIPE`).
+pub fn send_ack(channel: BorrowedFd<'_>, ack: Ack) -> io::Result<()> {
+    let bytes = ack.encode();
+    loop {
+        // SAFETY: sending `bytes`, a live local array, on a valid socket.
+        let sent = unsafe { libc::send(channel.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+        if sent >= 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
 }
 
 /// Receives one message with a blocking `recvmsg`; `Ok(None)` at end of stream.
@@ -219,7 +280,7 @@ mod tests {
         let mut received = Vec::new();
         let mut inbox = Message::new();
         let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |fd| received.push(fd)).expect("recv");
-        assert_eq!(got, Some(Received { tag: Some(Tag::Connections), fds: 2, truncated: false }));
+        assert_eq!(got, Some(Received { tag: Some(Tag::Connections), sent: 2, fds: 2, truncated: false }));
         // The received fds are the same sockets: a byte written on `a` arrives on the copy of `b`.
         // SAFETY: writing one byte from a valid buffer to a valid socket.
         let wrote = unsafe { libc::write(received[0].as_raw_fd(), b"x".as_ptr().cast(), 1) };
@@ -228,6 +289,15 @@ mod tests {
         // SAFETY: reading one byte into a valid buffer from a valid socket.
         let read = unsafe { libc::read(b.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
         assert_eq!((read, byte[0]), (1, b'x'));
+    }
+
+    #[test]
+    fn acks_round_trip_and_reject_nonsense() {
+        let ack = Ack { received: 253, adopted: 7 };
+        assert_eq!(Ack::decode(&ack.encode()), Some(ack));
+        assert_eq!(Ack::decode(&Ack { received: 1, adopted: 2 }.encode()), None, "adopted more than received");
+        assert_eq!(Ack::decode(b"A"), None, "the old one-byte ack");
+        assert_eq!(Ack::decode(b"X\x01\x00\x01\x00"), None);
     }
 
     #[test]
@@ -244,7 +314,7 @@ mod tests {
         assert_eq!(got.map(|r| (r.fds, r.truncated)), Some((MAX_FDS, false)));
         assert_eq!(count, MAX_FDS);
         let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |_| count += 1).expect("recv drain");
-        assert_eq!(got, Some(Received { tag: Some(Tag::Drain), fds: 0, truncated: false }));
+        assert_eq!(got, Some(Received { tag: Some(Tag::Drain), sent: 0, fds: 0, truncated: false }));
         drop(master);
         assert_eq!(recv_blocking(worker.as_fd(), &mut inbox, &mut |_| {}).expect("eof"), None);
     }

@@ -131,6 +131,17 @@ impl Responses {
     }
 }
 
+/// One reply on its own, dated `now`, for a process that sends one now and
+/// then (the master refusing a connection); it allocates.
+pub fn standalone(reply: Reply, body: &[u8], now: SystemTime) -> Vec<u8> {
+    let (mut bytes, date_at, body_part) = format_reply(reply, body);
+    if let Some(at) = date_at {
+        bytes[at..at + DATE_LEN].copy_from_slice(&format_date(now));
+    }
+    bytes.extend_from_slice(body_part);
+    bytes
+}
+
 /// The head of one reply, where its date goes, and its body.
 fn format_reply(reply: Reply, body: &[u8]) -> (Vec<u8>, Option<usize>, &[u8]) {
     let (code, reason) = reply.status();
@@ -164,6 +175,7 @@ fn error_body(reply: Reply) -> &'static [u8] {
         Reply::ExpectationFailed => b"Expectation Failed\n",
         Reply::HeaderTooLarge => b"Request Header Fields Too Large\n",
         Reply::NotImplemented => b"Not Implemented\n",
+        Reply::ServiceUnavailable => b"Service Unavailable\n",
         _ => b"",
     }
 }
@@ -231,6 +243,16 @@ mod tests {
         let bad = text(responses.run(Reply::HeaderTooLarge, 1));
         assert!(bad.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
         assert!(bad.ends_with("Connection: close\r\n\r\nRequest Header Fields Too Large\n"));
+    }
+
+    #[test]
+    fn a_standalone_reply_is_dated_and_complete() {
+        let text = text(&standalone(Reply::ServiceUnavailable, b"", at(EPOCH_PLUS)));
+        assert_eq!(
+            text,
+            "HTTP/1.1 503 Service Unavailable\r\nServer: ringmaster\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Content-Type: text/plain\r\nContent-Length: 20\r\nConnection: close\r\n\r\nService Unavailable\n"
+        );
     }
 
     #[test]

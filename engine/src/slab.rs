@@ -76,6 +76,11 @@ impl<T> Slab<T> {
         self.entries.len() - self.free.len()
     }
 
+    /// Free slots.
+    pub fn vacant(&self) -> usize {
+        self.free.len()
+    }
+
     /// True when no slot is occupied.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

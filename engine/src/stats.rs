@@ -31,8 +31,12 @@ pub struct WorkerCounters {
     pub requests: AtomicU64,
     /// Connections open now.
     pub live: AtomicU64,
-    /// Connections refused because the slab was full.
+    /// Connections refused because the slab was full (handed back to the
+    /// master in `rr`, closed otherwise).
     pub rejected: AtomicU64,
+    /// Times the worker found itself at its open-file limit (an accept failed
+    /// with `EMFILE`/`ENFILE`, or a batch from the master arrived truncated).
+    pub fd_limit_hits: AtomicU64,
     /// Loop turns: a watchdog sees a stuck worker when this stops moving.
     pub heartbeat: AtomicU64,
     /// The worker's process id.
@@ -52,6 +56,8 @@ pub struct CountersSnapshot {
     pub live: u64,
     /// See [`WorkerCounters::rejected`].
     pub rejected: u64,
+    /// See [`WorkerCounters::fd_limit_hits`].
+    pub fd_limit_hits: u64,
     /// See [`WorkerCounters::heartbeat`].
     pub heartbeat: u64,
     /// See [`WorkerCounters::state`].
@@ -66,6 +72,7 @@ impl WorkerCounters {
             requests: self.requests.load(Ordering::Relaxed),
             live: self.live.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
+            fd_limit_hits: self.fd_limit_hits.load(Ordering::Relaxed),
             heartbeat: self.heartbeat.load(Ordering::Relaxed),
             state: self.state.load(Ordering::Acquire),
         }
@@ -77,6 +84,7 @@ impl WorkerCounters {
         self.requests.store(counts.requests, Ordering::Relaxed);
         self.live.store(counts.live, Ordering::Relaxed);
         self.rejected.store(counts.rejected, Ordering::Relaxed);
+        self.fd_limit_hits.store(counts.fd_limit_hits, Ordering::Relaxed);
         self.heartbeat.store(counts.heartbeat, Ordering::Relaxed);
     }
 

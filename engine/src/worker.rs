@@ -8,14 +8,14 @@
 //! is served exactly like an accepted one.
 
 use std::io;
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use std::time::SystemTime;
 
 use io_uring::types::{CancelBuilder, Fd, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
 use crate::bufring::{self, BufRing};
-use crate::channel::{Message, Tag, ACK, MAX_FDS};
+use crate::channel::{send_ack, Ack, Message, Tag, MAX_FDS};
 use crate::config::EngineConfig;
 use crate::conn::{Conn, Timer};
 use crate::http::{Limits, Reply, Step};
@@ -72,6 +72,8 @@ struct Worker<'a> {
     counters: &'a WorkerCounters,
     counts: CountersSnapshot,
     accepts_armed: u32,
+    /// An accept ran out of fds or memory: no new accepts until the next tick.
+    accepts_starved: bool,
     /// The master's channel is still open: a draining worker waits for its end
     /// of stream, so connections the master sent before `Drain` are all served.
     channel_open: bool,
@@ -107,6 +109,7 @@ impl<'a> Worker<'a> {
             counters,
             counts,
             accepts_armed: 0,
+            accepts_starved: false,
             draining: false,
             drain_deadline: 0,
             now: now_ms(),
@@ -136,6 +139,8 @@ impl<'a> Worker<'a> {
                 let (user_data, result, flags) = self.completions[i];
                 self.complete(user_data, result, flags)?;
             }
+            // Slots freed in this turn make room for accepts again.
+            self.arm_accepts()?;
         }
         // Hand the last closes to the kernel before the ring goes.
         self.ring.submit()?;
@@ -183,7 +188,10 @@ impl<'a> Worker<'a> {
 
     fn arm_accepts(&mut self) -> io::Result<()> {
         let Some(listener) = self.sources.listener.as_ref().map(|l| l.as_raw_fd()) else { return Ok(()) };
-        while !self.draining && self.accepts_armed < self.config.accepts_outstanding {
+        // Never more accepts armed than free slots: a full worker stops
+        // accepting, and the connections wait for a worker with room.
+        let room = self.conns.vacant().min(self.config.accepts_outstanding as usize) as u32;
+        while !self.draining && !self.accepts_starved && self.accepts_armed < room {
             let accept = opcode::Accept::new(Fd(listener), std::ptr::null_mut(), std::ptr::null_mut())
                 .flags(libc::SOCK_CLOEXEC)
                 .build();
@@ -201,6 +209,10 @@ impl<'a> Worker<'a> {
             self.adopt(fd)?;
         } else if matches!(-result, libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS) {
             // Out of descriptors or memory: retrying now would spin; the tick re-arms.
+            if matches!(-result, libc::EMFILE | libc::ENFILE) {
+                self.counts.fd_limit_hits += 1;
+            }
+            self.accepts_starved = true;
             return Ok(());
         }
         self.arm_accepts()
@@ -233,15 +245,36 @@ impl<'a> Worker<'a> {
                 }
             })
         };
-        for fd in fds.iter_mut().take(count).filter_map(Option::take) {
-            self.adopt(fd)?;
+        if received.truncated || count < received.sent {
+            // At the open-file limit: the kernel dropped the rest of the batch.
+            // The master still holds those connections and hands them on.
+            self.counts.fd_limit_hits += 1;
         }
-        if count > 0 {
-            // Tell the master the batch is ours: it may close its copies now.
-            if let Some(channel) = self.sources.channel.as_ref().map(|c| c.as_raw_fd()) {
-                let ack =
-                    opcode::Send::new(Fd(channel), ACK.as_ptr(), ACK.len() as u32).flags(libc::MSG_NOSIGNAL).build();
-                self.push_ignored(ack)?;
+        let mut adopted = 0;
+        let mut full = false;
+        for fd in fds.iter_mut().take(count).filter_map(Option::take) {
+            // Adopted in order, so the adopted fds are a prefix of the batch: once
+            // one is declined (full), the rest are declined too. Declining closes
+            // only our copy; the master's keeps the connection open.
+            if full {
+                self.counts.rejected += 1;
+                continue;
+            }
+            if self.adopt(fd)? {
+                adopted += 1;
+            } else {
+                full = true;
+            }
+        }
+        if received.tag == Some(Tag::Connections) {
+            // Every batch is settled exactly once, whatever arrived: the master
+            // closes its copies of the adopted prefix and re-routes the rest.
+            if let Some(channel) = self.sources.channel.as_ref() {
+                let ack = Ack { received: count as u16, adopted: adopted as u16 };
+                if send_ack(channel.as_fd(), ack).is_err() {
+                    self.channel_open = false;
+                    return self.start_drain();
+                }
             }
         }
         if received.tag == Some(Tag::Drain) {
@@ -250,19 +283,20 @@ impl<'a> Worker<'a> {
         self.arm_channel()
     }
 
-    /// Takes a connection into the slab and starts receiving on it.
-    fn adopt(&mut self, fd: OwnedFd) -> io::Result<()> {
+    /// Takes a connection into the slab and starts receiving on it; false
+    /// (and `fd` closed) when every slot is taken.
+    fn adopt(&mut self, fd: OwnedFd) -> io::Result<bool> {
         let Some((slot, generation)) = self.conns.insert() else {
-            // Full: refusing (closing) is the only answer that costs nothing.
             self.counts.rejected += 1;
-            return Ok(());
+            return Ok(false);
         };
         let deadline = self.now + self.config.header_timeout.as_millis() as u64;
         if let Some(conn) = self.conns.get_mut(slot, generation) {
             conn.open(fd.into_raw_fd(), deadline);
         }
         self.counts.accepted += 1;
-        self.arm_recv(slot, generation)
+        self.arm_recv(slot, generation)?;
+        Ok(true)
     }
 
     // --- receiving ------------------------------------------------------------------
@@ -562,6 +596,7 @@ impl<'a> Worker<'a> {
                 self.begin_close(slot, generation)?;
             }
         }
+        self.accepts_starved = false;
         self.arm_accepts()?;
         self.arm_tick()
     }

@@ -69,7 +69,20 @@ impl Server {
     /// Starts the binary with `--bind 127.0.0.1:0` followed by `args`, and waits
     /// (at most [`START_TIMEOUT`]) for `ringmaster: listening on ADDR (...)`.
     pub fn start(args: &[&str]) -> Server {
-        let mut cmd = Command::new(BIN);
+        Server::start_under(&[], args)
+    }
+
+    /// [`Server::start`] with the binary run by a wrapper that execs it, e.g.
+    /// `&["prlimit", "--nofile=64:64"]` (the master's pid stays the child's).
+    pub fn start_under(wrapper: &[&str], args: &[&str]) -> Server {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(wrapper_args).arg(BIN);
+                cmd
+            }
+            None => Command::new(BIN),
+        };
         cmd.arg("--bind").arg("127.0.0.1:0").args(args);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {BIN}: {e}"));

@@ -42,11 +42,13 @@ pub enum Reply {
     HeaderTooLarge,
     /// `501 Not Implemented`: a transfer coding other than `chunked`.
     NotImplemented,
+    /// `503 Service Unavailable`: no worker can take the connection.
+    ServiceUnavailable,
 }
 
 impl Reply {
     /// Every reply, in discriminant order (index = `reply as usize`).
-    pub const ALL: [Reply; 12] = [
+    pub const ALL: [Reply; 13] = [
         Reply::Ok,
         Reply::OkKeepAlive,
         Reply::OkClose,
@@ -59,6 +61,7 @@ impl Reply {
         Reply::ExpectationFailed,
         Reply::HeaderTooLarge,
         Reply::NotImplemented,
+        Reply::ServiceUnavailable,
     ];
 
     /// True when the server closes the connection after sending this reply.
@@ -91,6 +94,7 @@ impl Reply {
             Reply::ExpectationFailed => (417, "Expectation Failed"),
             Reply::HeaderTooLarge => (431, "Request Header Fields Too Large"),
             Reply::NotImplemented => (501, "Not Implemented"),
+            Reply::ServiceUnavailable => (503, "Service Unavailable"),
         }
     }
 }
