@@ -2,11 +2,14 @@
 
 use std::time::Duration;
 
+use crate::backend::Backend;
 use crate::http::Limits;
 
 /// A worker's settings; every field has the command line's default.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
+    /// The kernel interface the worker's loop runs on (chosen by the master).
+    pub backend: Backend,
     /// Connections one worker holds at once (`--max-conns`).
     pub max_conns: usize,
     /// Largest request header block in bytes (`--max-header`).
@@ -34,6 +37,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
+            backend: Backend::Uring,
             max_conns: 16384,
             max_header: 8 * 1024,
             max_body: 1024 * 1024,

@@ -9,6 +9,7 @@
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
+pub mod backend;
 mod bufring;
 pub mod channel;
 pub mod config;
@@ -22,6 +23,7 @@ mod token;
 pub mod uring;
 pub mod worker;
 
+pub use backend::{choose_backend, Backend, BackendChoice};
 pub use config::EngineConfig;
 pub use stats::{StatsBlock, WorkerCounters};
 pub use sys::ignore_sigpipe;

@@ -1,6 +1,7 @@
-//! The three ring moves the worker and the master both make: push an entry
-//! (submitting first when the queue is full), wait for completions, and copy
-//! a batch of completions out so handlers may submit while they run.
+//! The ring moves the worker and the master both make: build a worker's ring,
+//! push an entry (submitting first when the queue is full), wait for
+//! completions, and copy a batch of completions out so handlers may submit
+//! while they run.
 
 use std::io;
 
@@ -48,5 +49,24 @@ pub fn reap(ring: &mut IoUring, out: &mut Vec<Completion>) {
         if out.len() == cap {
             break;
         }
+    }
+}
+
+/// A worker's ring: `entries` submissions, four times as many completions.
+pub fn build_ring(entries: u32) -> io::Result<IoUring> {
+    let cq_entries = entries.saturating_mul(4);
+    // Defer task work to our own submit_and_wait (kernel 6.1+): completions are
+    // produced in our loop turn, not by interrupting it.
+    let fast = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_submit_all()
+        .setup_cqsize(cq_entries)
+        .build(entries);
+    match fast {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            IoUring::builder().setup_submit_all().setup_cqsize(cq_entries).build(entries)
+        }
+        ring => ring,
     }
 }

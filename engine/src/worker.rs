@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use io_uring::types::{CancelBuilder, Fd, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
+use crate::backend::Backend;
 use crate::bufring::{self, BufRing};
 use crate::channel::{send_ack, Ack, Message, Tag, MAX_FDS};
 use crate::config::EngineConfig;
@@ -50,8 +51,10 @@ pub struct Sources {
 /// Call it on the thread that will run the loop: the ring is created here and
 /// is single-issuer.
 pub fn run(config: &EngineConfig, sources: Sources, counters: &WorkerCounters) -> io::Result<()> {
-    let mut worker = Worker::new(config, sources, counters)?;
-    worker.serve()
+    match config.backend {
+        Backend::Uring => Worker::new(config, sources, counters)?.serve(),
+        Backend::Epoll => Err(io::Error::new(io::ErrorKind::Unsupported, "the epoll worker driver is not built yet")),
+    }
 }
 
 struct Worker<'a> {
@@ -85,7 +88,7 @@ struct Worker<'a> {
 
 impl<'a> Worker<'a> {
     fn new(config: &'a EngineConfig, sources: Sources, counters: &'a WorkerCounters) -> io::Result<Self> {
-        let ring = build_ring(config.ring_entries)?;
+        let ring = uring::build_ring(config.ring_entries)?;
         let bufs = BufRing::register(&ring.submitter(), config.recv_buffers, config.recv_buffer_size)?;
         let carry_cap = config.max_header.max(1024);
         let mut counts = counters.snapshot();
@@ -685,22 +688,4 @@ fn feed(conn: &mut Conn, input: &[u8], limits: &Limits) -> usize {
 
 fn conn_is_idle(conns: &Slab<Conn>, slot: u32, generation: u32) -> bool {
     conns.get(slot, generation).is_some_and(|c| !c.closing && c.is_idle())
-}
-
-fn build_ring(entries: u32) -> io::Result<IoUring> {
-    let cq_entries = entries.saturating_mul(4);
-    // Defer task work to our own submit_and_wait (kernel 6.1+): completions are
-    // produced in our loop turn, not by interrupting it.
-    let fast = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_submit_all()
-        .setup_cqsize(cq_entries)
-        .build(entries);
-    match fast {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            IoUring::builder().setup_submit_all().setup_cqsize(cq_entries).build(entries)
-        }
-        ring => ring,
-    }
 }
