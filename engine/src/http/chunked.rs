@@ -2,6 +2,8 @@
 //! byte and discards it, so a chunk header split across reads needs no
 //! buffering.
 
+use super::limits::Limits;
+
 /// Where a chunked body stands after feeding it some bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChunkedProgress {
@@ -61,8 +63,8 @@ impl ChunkedBody {
         ChunkedBody { state: State::SizeStart, size: 0, digits: 0, total: 0, last_chunk: false }
     }
 
-    /// Consumes `input` as body bytes, refusing a body over `max_body` bytes.
-    pub fn feed(&mut self, input: &[u8], max_body: u64) -> ChunkedProgress {
+    /// Consumes `input` as body bytes, refusing a body over `limits.max_body` bytes.
+    pub fn feed(&mut self, input: &[u8], limits: &Limits) -> ChunkedProgress {
         let mut at = 0;
         while at < input.len() {
             if self.state == State::Data {
@@ -76,7 +78,7 @@ impl ChunkedBody {
             }
             let byte = input[at];
             at += 1;
-            match self.step(byte, max_body) {
+            match self.step(byte, limits) {
                 Ok(true) => return ChunkedProgress::Done { consumed: at },
                 Ok(false) => {}
                 Err(progress) => return progress,
@@ -86,7 +88,7 @@ impl ChunkedBody {
     }
 
     /// One byte outside chunk data; `Ok(true)` when the body has ended.
-    fn step(&mut self, byte: u8, max_body: u64) -> Result<bool, ChunkedProgress> {
+    fn step(&mut self, byte: u8, limits: &Limits) -> Result<bool, ChunkedProgress> {
         match self.state {
             State::SizeStart | State::Size => match hex_value(byte) {
                 Some(v) => {
@@ -101,26 +103,26 @@ impl ChunkedBody {
                 None if self.state == State::SizeStart => return Err(ChunkedProgress::Invalid),
                 None => {
                     self.state = State::SizeTail;
-                    return self.step(byte, max_body);
+                    return self.step(byte, limits);
                 }
             },
             State::SizeTail => match byte {
                 b' ' | b'\t' => {}
                 b';' => self.state = State::Extension,
                 b'\r' => self.state = State::SizeLf,
-                b'\n' => return self.end_size_line(max_body),
+                b'\n' => return self.end_size_line(limits),
                 _ => return Err(ChunkedProgress::Invalid),
             },
             State::Extension => match byte {
                 b'\r' => self.state = State::SizeLf,
-                b'\n' => return self.end_size_line(max_body),
+                b'\n' => return self.end_size_line(limits),
                 _ => {}
             },
             State::SizeLf => {
                 if byte != b'\n' {
                     return Err(ChunkedProgress::Invalid);
                 }
-                return self.end_size_line(max_body);
+                return self.end_size_line(limits);
             }
             State::Data => unreachable!("chunk data is consumed in bulk by feed"),
             State::DataCr => match byte {
@@ -154,14 +156,14 @@ impl ChunkedBody {
         Ok(false)
     }
 
-    fn end_size_line(&mut self, max_body: u64) -> Result<bool, ChunkedProgress> {
+    fn end_size_line(&mut self, limits: &Limits) -> Result<bool, ChunkedProgress> {
         if self.size == 0 {
             self.last_chunk = true;
             self.state = State::TrailerStart;
             return Ok(false);
         }
         self.total = self.total.saturating_add(self.size);
-        if self.total > max_body {
+        if self.total > limits.max_body {
             return Err(ChunkedProgress::TooLarge);
         }
         self.state = State::Data;
@@ -194,6 +196,11 @@ fn hex_value(byte: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
+    /// Limits with room for everything but what a test is about.
+    fn with_max_body(max_body: u64) -> Limits {
+        Limits { max_header: 8192, max_body }
+    }
+
     const BODY: &[u8] = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nTrailer: x\r\n\r\n";
 
     #[test]
@@ -201,14 +208,14 @@ mod tests {
         let mut body = ChunkedBody::new();
         let mut input = BODY.to_vec();
         input.extend_from_slice(b"GET / HTTP/1.1\r\n");
-        assert_eq!(body.feed(&input, 1 << 20), ChunkedProgress::Done { consumed: BODY.len() });
+        assert_eq!(body.feed(&input, &with_max_body(1 << 20)), ChunkedProgress::Done { consumed: BODY.len() });
     }
 
     #[test]
     fn one_byte_at_a_time() {
         let mut body = ChunkedBody::new();
         for (i, byte) in BODY.iter().enumerate() {
-            let progress = body.feed(std::slice::from_ref(byte), 1 << 20);
+            let progress = body.feed(std::slice::from_ref(byte), &with_max_body(1 << 20));
             if i + 1 == BODY.len() {
                 assert_eq!(progress, ChunkedProgress::Done { consumed: 1 });
             } else {
@@ -220,22 +227,22 @@ mod tests {
     #[test]
     fn bare_lf_line_ends_are_tolerated() {
         let mut body = ChunkedBody::new();
-        assert_eq!(body.feed(b"3\nabc\n0\n\n", 100), ChunkedProgress::Done { consumed: 9 });
+        assert_eq!(body.feed(b"3\nabc\n0\n\n", &with_max_body(100)), ChunkedProgress::Done { consumed: 9 });
     }
 
     #[test]
     fn too_large_is_refused_at_the_size_line() {
         let mut body = ChunkedBody::new();
-        assert_eq!(body.feed(b"3e8\r\n", 1000), ChunkedProgress::More);
+        assert_eq!(body.feed(b"3e8\r\n", &with_max_body(1000)), ChunkedProgress::More);
         let mut body = ChunkedBody::new();
-        assert_eq!(body.feed(b"3e9\r\n", 1000), ChunkedProgress::TooLarge);
+        assert_eq!(body.feed(b"3e9\r\n", &with_max_body(1000)), ChunkedProgress::TooLarge);
     }
 
     #[test]
     fn malformed_framing_is_invalid() {
         for bad in [&b"x\r\n"[..], b"3\r\nabcX", b"3 x\r\n", b"11111111111111111\r\n", b"0\r\n\rX"] {
             let mut body = ChunkedBody::new();
-            assert_eq!(body.feed(bad, u64::MAX), ChunkedProgress::Invalid, "{:?}", bad);
+            assert_eq!(body.feed(bad, &with_max_body(u64::MAX)), ChunkedProgress::Invalid, "{:?}", bad);
         }
     }
 }

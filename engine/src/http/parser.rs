@@ -4,19 +4,8 @@
 use std::mem::MaybeUninit;
 
 use super::chunked::{ChunkedBody, ChunkedProgress};
+use super::limits::{Limits, MAX_HEADERS};
 use super::Reply;
-
-/// Most header fields one request may carry; more is answered with `431`.
-const MAX_HEADERS: usize = 64;
-
-/// Limits a request must keep to.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// Largest header block, request line included, in bytes.
-    pub max_header: usize,
-    /// Largest body, in bytes.
-    pub max_body: u64,
-}
 
 /// What one call to [`RequestParser::step`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +82,7 @@ impl RequestParser {
                 self.state = State::Headers;
                 Step::Advance { consumed, reply: Some(reply) }
             }
-            State::Chunked { body, reply } => match body.feed(input, limits.max_body) {
+            State::Chunked { body, reply } => match body.feed(input, limits) {
                 ChunkedProgress::More => Step::Advance { consumed: input.len(), reply: None },
                 ChunkedProgress::Done { consumed } => {
                     let reply = *reply;
