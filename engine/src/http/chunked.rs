@@ -16,8 +16,8 @@ pub enum ChunkedProgress {
     },
     /// The framing is malformed.
     Invalid,
-    /// The chunk sizes add up to more than the limit.
-    TooLarge,
+    /// Chunk data and chunk extensions add up to more than `max_body`.
+    BodyTooLarge,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,17 +53,20 @@ pub struct ChunkedBody {
     /// Size of the chunk being read, or bytes of it still to skip in `Data`.
     size: u64,
     digits: u8,
-    total: u64,
+    /// Body bytes so far: the sizes of the chunks begun and every byte of
+    /// their extensions (a client must not send unbounded framing for free).
+    body_bytes: u64,
     last_chunk: bool,
 }
 
 impl ChunkedBody {
     /// A body that has not started yet.
     pub fn new() -> Self {
-        ChunkedBody { state: State::SizeStart, size: 0, digits: 0, total: 0, last_chunk: false }
+        ChunkedBody { state: State::SizeStart, size: 0, digits: 0, body_bytes: 0, last_chunk: false }
     }
 
-    /// Consumes `input` as body bytes, refusing a body over `limits.max_body` bytes.
+    /// Consumes `input` as body bytes, refusing a body (chunk data and
+    /// extensions) over `limits.max_body` bytes as soon as it is over.
     pub fn feed(&mut self, input: &[u8], limits: &Limits) -> ChunkedProgress {
         let mut at = 0;
         while at < input.len() {
@@ -107,8 +110,11 @@ impl ChunkedBody {
                 }
             },
             State::SizeTail => match byte {
-                b' ' | b'\t' => {}
-                b';' => self.state = State::Extension,
+                b' ' | b'\t' => self.count_extension_byte(limits)?,
+                b';' => {
+                    self.count_extension_byte(limits)?;
+                    self.state = State::Extension;
+                }
                 b'\r' => self.state = State::SizeLf,
                 b'\n' => return self.end_size_line(limits),
                 _ => return Err(ChunkedProgress::Invalid),
@@ -116,7 +122,7 @@ impl ChunkedBody {
             State::Extension => match byte {
                 b'\r' => self.state = State::SizeLf,
                 b'\n' => return self.end_size_line(limits),
-                _ => {}
+                _ => self.count_extension_byte(limits)?,
             },
             State::SizeLf => {
                 if byte != b'\n' {
@@ -162,12 +168,22 @@ impl ChunkedBody {
             self.state = State::TrailerStart;
             return Ok(false);
         }
-        self.total = self.total.saturating_add(self.size);
-        if self.total > limits.max_body {
-            return Err(ChunkedProgress::TooLarge);
+        self.body_bytes = self.body_bytes.saturating_add(self.size);
+        if self.body_bytes > limits.max_body {
+            return Err(ChunkedProgress::BodyTooLarge);
         }
         self.state = State::Data;
         Ok(false)
+    }
+
+    /// Counts one byte of a chunk-size line after the size, decided at once
+    /// rather than at the line's end, which may never come.
+    fn count_extension_byte(&mut self, limits: &Limits) -> Result<(), ChunkedProgress> {
+        self.body_bytes += 1;
+        if self.body_bytes > limits.max_body {
+            return Err(ChunkedProgress::BodyTooLarge);
+        }
+        Ok(())
     }
 
     fn start_next_chunk(&mut self) {
@@ -235,7 +251,33 @@ mod tests {
         let mut body = ChunkedBody::new();
         assert_eq!(body.feed(b"3e8\r\n", &with_max_body(1000)), ChunkedProgress::More);
         let mut body = ChunkedBody::new();
-        assert_eq!(body.feed(b"3e9\r\n", &with_max_body(1000)), ChunkedProgress::TooLarge);
+        assert_eq!(body.feed(b"3e9\r\n", &with_max_body(1000)), ChunkedProgress::BodyTooLarge);
+    }
+
+    #[test]
+    fn extension_bytes_count_with_the_data() {
+        // 6 bytes after the size (";a=bcd") and 4 of data: 10 in all.
+        let body = b"4;a=bcd\r\nabcd\r\n0\r\n\r\n";
+        assert_eq!(ChunkedBody::new().feed(body, &with_max_body(10)), ChunkedProgress::Done { consumed: body.len() });
+        assert_eq!(ChunkedBody::new().feed(body, &with_max_body(9)), ChunkedProgress::BodyTooLarge);
+        // Whitespace before the `;` and the last chunk's extensions count too:
+        // " \t;x" and ";y" are 6 bytes, with 1 of data.
+        let body = b"1 \t;x\r\na\r\n0;y\r\n\r\n";
+        assert_eq!(ChunkedBody::new().feed(body, &with_max_body(7)), ChunkedProgress::Done { consumed: body.len() });
+        assert_eq!(ChunkedBody::new().feed(body, &with_max_body(6)), ChunkedProgress::BodyTooLarge);
+    }
+
+    #[test]
+    fn extension_over_max_body_is_refused_before_its_line_ends() {
+        let mut body = ChunkedBody::new();
+        assert_eq!(body.feed(b"0;", &with_max_body(2)), ChunkedProgress::More);
+        assert_eq!(body.feed(b"x", &with_max_body(2)), ChunkedProgress::More);
+        assert_eq!(body.feed(b"y", &with_max_body(2)), ChunkedProgress::BodyTooLarge);
+        // An endless extension costs at most max_body + 1 bytes of reading.
+        let mut body = ChunkedBody::new();
+        let endless = [b'x'; 4096];
+        assert_eq!(body.feed(b"1;", &with_max_body(1024)), ChunkedProgress::More);
+        assert_eq!(body.feed(&endless, &with_max_body(1024)), ChunkedProgress::BodyTooLarge);
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl RequestParser {
                     Step::Advance { consumed, reply: Some(reply) }
                 }
                 ChunkedProgress::Invalid => Step::Advance { consumed: input.len(), reply: Some(Reply::BadRequest) },
-                ChunkedProgress::TooLarge => {
+                ChunkedProgress::BodyTooLarge => {
                     Step::Advance { consumed: input.len(), reply: Some(Reply::ContentTooLarge) }
                 }
             },
@@ -385,6 +385,12 @@ mod tests {
         assert_eq!(run(&mut RequestParser::new(), long, &limits).0, [Reply::ContentTooLarge]);
         let chunked = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nabcdef\r\n6\r\n";
         assert_eq!(run(&mut RequestParser::new(), chunked, &limits).0, [Reply::ContentTooLarge]);
+        // Chunk extensions count with the data (9 + 1 bytes here), and an
+        // extension over the limit is refused before its line ends.
+        let at_limit = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;xxxxxxxx\r\na\r\n0\r\n\r\n";
+        assert_eq!(run(&mut RequestParser::new(), at_limit, &limits).0, [Reply::Ok]);
+        let over = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;xxxxxxxxxx";
+        assert_eq!(run(&mut RequestParser::new(), over, &limits).0, [Reply::ContentTooLarge]);
     }
 
     #[test]
