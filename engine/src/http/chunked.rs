@@ -1,8 +1,8 @@
 //! A streaming decoder that walks a `chunked` body (RFC 9112 §7.1) byte by
 //! byte and discards it, so a chunk header split across reads needs no
-//! buffering.
+//! buffering; the framing around the data is bounded and checked as it comes.
 
-use super::limits::Limits;
+use super::limits::{Limits, MAX_HEADERS};
 
 /// Where a chunked body stands after feeding it some bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,10 +14,13 @@ pub enum ChunkedProgress {
         /// Bytes of the input that belonged to the body.
         consumed: usize,
     },
-    /// The framing is malformed.
+    /// The framing is malformed: a bad chunk-size line, a missing line end
+    /// after chunk data, or a trailer line that is not a field.
     Invalid,
     /// Chunk data and chunk extensions add up to more than `max_body`.
     BodyTooLarge,
+    /// The trailer section is over `max_header` bytes or `MAX_HEADERS` fields.
+    TrailersTooLarge,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +31,7 @@ enum State {
     Size,
     /// After the size: optional whitespace, then `;ext` or CRLF.
     SizeTail,
-    /// Inside a chunk extension, skipped up to the line end.
+    /// Inside chunk extensions, counted up to the line end.
     Extension,
     /// Saw CR after the size line, expecting LF.
     SizeLf,
@@ -38,10 +41,14 @@ enum State {
     DataCr,
     /// After chunk data and CR, expecting LF.
     DataLf,
-    /// At the start of a trailer line (or the final empty line).
+    /// At the start of a trailer field line (or the final empty line).
     TrailerStart,
-    /// Inside a trailer field line.
-    Trailer,
+    /// Inside a trailer field name, up to its colon.
+    TrailerName,
+    /// After the colon of a trailer field, up to the line end.
+    TrailerValue,
+    /// Saw CR ending a trailer field line, expecting LF.
+    TrailerLf,
     /// Saw CR at the start of a line after the last chunk, expecting LF.
     EndLf,
 }
@@ -56,17 +63,21 @@ pub struct ChunkedBody {
     /// Body bytes so far: the sizes of the chunks begun and every byte of
     /// their extensions (a client must not send unbounded framing for free).
     body_bytes: u64,
-    last_chunk: bool,
+    /// Bytes of the trailer section so far: its field lines, line ends included.
+    trailer_bytes: usize,
+    /// Trailer field lines begun so far.
+    trailer_fields: usize,
 }
 
 impl ChunkedBody {
     /// A body that has not started yet.
     pub fn new() -> Self {
-        ChunkedBody { state: State::SizeStart, size: 0, digits: 0, body_bytes: 0, last_chunk: false }
+        ChunkedBody { state: State::SizeStart, size: 0, digits: 0, body_bytes: 0, trailer_bytes: 0, trailer_fields: 0 }
     }
 
     /// Consumes `input` as body bytes, refusing a body (chunk data and
-    /// extensions) over `limits.max_body` bytes as soon as it is over.
+    /// extensions) over `limits.max_body` bytes, and a trailer section over
+    /// `limits.max_header` bytes or `MAX_HEADERS` fields, as soon as it is over.
     pub fn feed(&mut self, input: &[u8], limits: &Limits) -> ChunkedProgress {
         let mut at = 0;
         while at < input.len() {
@@ -145,12 +156,45 @@ impl ChunkedBody {
             State::TrailerStart => match byte {
                 b'\r' => self.state = State::EndLf,
                 b'\n' => return Ok(true),
-                _ => self.state = State::Trailer,
-            },
-            State::Trailer => {
-                if byte == b'\n' {
-                    self.state = State::TrailerStart;
+                _ => {
+                    self.trailer_fields += 1;
+                    if self.trailer_fields > MAX_HEADERS {
+                        return Err(ChunkedProgress::TrailersTooLarge);
+                    }
+                    self.count_trailer_byte(limits)?;
+                    // A field line starts with its name: not with whitespace
+                    // (obsolete line folding) nor a colon (an empty name).
+                    if !is_tchar(byte) {
+                        return Err(ChunkedProgress::Invalid);
+                    }
+                    self.state = State::TrailerName;
                 }
+            },
+            State::TrailerName => {
+                self.count_trailer_byte(limits)?;
+                match byte {
+                    b':' => self.state = State::TrailerValue,
+                    _ if is_tchar(byte) => {}
+                    // No colon before the line end, or a name that is not a
+                    // token (whitespace before the colon included, RFC 9112 §5.1).
+                    _ => return Err(ChunkedProgress::Invalid),
+                }
+            }
+            State::TrailerValue => {
+                self.count_trailer_byte(limits)?;
+                match byte {
+                    b'\r' => self.state = State::TrailerLf,
+                    b'\n' => self.state = State::TrailerStart,
+                    _ if is_field_value_byte(byte) => {}
+                    _ => return Err(ChunkedProgress::Invalid),
+                }
+            }
+            State::TrailerLf => {
+                self.count_trailer_byte(limits)?;
+                if byte != b'\n' {
+                    return Err(ChunkedProgress::Invalid);
+                }
+                self.state = State::TrailerStart;
             }
             State::EndLf => {
                 if byte != b'\n' {
@@ -164,7 +208,6 @@ impl ChunkedBody {
 
     fn end_size_line(&mut self, limits: &Limits) -> Result<bool, ChunkedProgress> {
         if self.size == 0 {
-            self.last_chunk = true;
             self.state = State::TrailerStart;
             return Ok(false);
         }
@@ -179,9 +222,18 @@ impl ChunkedBody {
     /// Counts one byte of a chunk-size line after the size, decided at once
     /// rather than at the line's end, which may never come.
     fn count_extension_byte(&mut self, limits: &Limits) -> Result<(), ChunkedProgress> {
-        self.body_bytes += 1;
+        self.body_bytes = self.body_bytes.saturating_add(1);
         if self.body_bytes > limits.max_body {
             return Err(ChunkedProgress::BodyTooLarge);
+        }
+        Ok(())
+    }
+
+    /// Counts one byte of the trailer section against the header block's limit.
+    fn count_trailer_byte(&mut self, limits: &Limits) -> Result<(), ChunkedProgress> {
+        self.trailer_bytes += 1;
+        if self.trailer_bytes > limits.max_header {
+            return Err(ChunkedProgress::TrailersTooLarge);
         }
         Ok(())
     }
@@ -208,6 +260,16 @@ fn hex_value(byte: u8) -> Option<u8> {
     }
 }
 
+/// A `tchar` of RFC 9110 §5.6.2: what a field name is made of.
+fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// A byte a field value may hold (RFC 9110 §5.5): visible, SP, HTAB or obs-text.
+fn is_field_value_byte(byte: u8) -> bool {
+    matches!(byte, b'\t' | b' '..=b'~' | 0x80..=0xff)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +277,15 @@ mod tests {
     /// Limits with room for everything but what a test is about.
     fn with_max_body(max_body: u64) -> Limits {
         Limits { max_header: 8192, max_body }
+    }
+
+    fn with_max_header(max_header: usize) -> Limits {
+        Limits { max_header, max_body: 1 << 20 }
+    }
+
+    /// A last chunk followed by `trailers` and the final empty line.
+    fn last_chunk_with(trailers: &[u8]) -> Vec<u8> {
+        [&b"0\r\n"[..], trailers, b"\r\n"].concat()
     }
 
     const BODY: &[u8] = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nTrailer: x\r\n\r\n";
@@ -285,6 +356,80 @@ mod tests {
         for bad in [&b"x\r\n"[..], b"3\r\nabcX", b"3 x\r\n", b"11111111111111111\r\n", b"0\r\n\rX"] {
             let mut body = ChunkedBody::new();
             assert_eq!(body.feed(bad, &with_max_body(u64::MAX)), ChunkedProgress::Invalid, "{:?}", bad);
+        }
+    }
+
+    #[test]
+    fn trailer_bytes_count_against_max_header() {
+        // Two field lines of 11 and 7 bytes, line ends included.
+        let body = last_chunk_with(b"X-A: 1234\r\nB: xy\r\n");
+        assert_eq!(
+            ChunkedBody::new().feed(&body, &with_max_header(18)),
+            ChunkedProgress::Done { consumed: body.len() }
+        );
+        assert_eq!(ChunkedBody::new().feed(&body, &with_max_header(17)), ChunkedProgress::TrailersTooLarge);
+        // The final empty line is not part of the section: no trailers fit any limit.
+        assert_eq!(ChunkedBody::new().feed(b"0\r\n\r\n", &with_max_header(0)), ChunkedProgress::Done { consumed: 5 });
+    }
+
+    #[test]
+    fn trailer_over_max_header_is_refused_before_its_line_ends() {
+        let mut body = ChunkedBody::new();
+        assert_eq!(body.feed(b"0\r\nX: ", &with_max_header(256)), ChunkedProgress::More);
+        assert_eq!(body.feed(&[b'v'; 253], &with_max_header(256)), ChunkedProgress::More);
+        assert_eq!(body.feed(b"v", &with_max_header(256)), ChunkedProgress::TrailersTooLarge);
+    }
+
+    #[test]
+    fn trailer_fields_over_max_headers_are_refused() {
+        let field = b"X: 1\r\n";
+        let body = last_chunk_with(&field.repeat(MAX_HEADERS));
+        assert_eq!(
+            ChunkedBody::new().feed(&body, &with_max_header(8192)),
+            ChunkedProgress::Done { consumed: body.len() }
+        );
+        // One more is refused at its first byte.
+        let mut body = ChunkedBody::new();
+        let fields = [&b"0\r\n"[..], &field.repeat(MAX_HEADERS)].concat();
+        assert_eq!(body.feed(&fields, &with_max_header(8192)), ChunkedProgress::More);
+        assert_eq!(body.feed(b"X", &with_max_header(8192)), ChunkedProgress::TrailersTooLarge);
+    }
+
+    #[test]
+    fn trailer_lines_must_be_fields() {
+        for bad in [
+            &b"NoColon\r\n"[..],
+            b"NoColon\n",
+            b"Bad Name: v\r\n",
+            b"X : v\r\n",
+            b": empty-name\r\n",
+            b" folded\r\n",
+            b"\tfolded\r\n",
+            b"X(y): v\r\n",
+            b"X\xe9: v\r\n",
+            b"X: a\x00b\r\n",
+            b"X: a\rb\r\n",
+            b"X: v\r\r\n",
+        ] {
+            let body = last_chunk_with(bad);
+            assert_eq!(ChunkedBody::new().feed(&body, &with_max_header(8192)), ChunkedProgress::Invalid, "{:?}", bad);
+        }
+    }
+
+    #[test]
+    fn trailer_fields_that_are_well_formed_pass() {
+        for good in [
+            &b"X-Checksum: 1234\r\n"[..],
+            b"x:\r\n",
+            b"X:v\r\n",
+            b"X: a b\t c \r\n",
+            b"X: caf\xc3\xa9\r\n",
+            b"!#$%&'*+-.^_`|~09az: \"quoted\"\r\n",
+            b"X: bare LF ends a field line\nY: as in the header block\n",
+        ] {
+            let body = last_chunk_with(good);
+            let progress = ChunkedBody::new().feed(&body, &with_max_header(8192));
+            assert_eq!(progress, ChunkedProgress::Done { consumed: body.len() }, "{:?}", good);
         }
     }
 }

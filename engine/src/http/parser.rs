@@ -93,6 +93,9 @@ impl RequestParser {
                 ChunkedProgress::BodyTooLarge => {
                     Step::Advance { consumed: input.len(), reply: Some(Reply::ContentTooLarge) }
                 }
+                ChunkedProgress::TrailersTooLarge => {
+                    Step::Advance { consumed: input.len(), reply: Some(Reply::HeaderTooLarge) }
+                }
             },
         }
     }
@@ -370,6 +373,10 @@ mod tests {
         assert_eq!(replies(te_in_10), [Reply::BadRequest]);
         let bad_chunk = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
         assert_eq!(replies(bad_chunk), [Reply::BadRequest]);
+        let no_colon = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nNoColon\r\n\r\n";
+        assert_eq!(replies(no_colon), [Reply::BadRequest]);
+        let bad_name = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX Y: z\r\n\r\n";
+        assert_eq!(replies(bad_name), [Reply::BadRequest]);
     }
 
     #[test]
@@ -409,6 +416,23 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert_eq!(replies(&many), [Reply::HeaderTooLarge]);
+    }
+
+    #[test]
+    fn trailer_limits_are_the_header_limits() {
+        let limits = Limits { max_header: 64, max_body: 10 };
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n";
+        let with_trailers = |trailers: &[u8]| [&head[..], trailers, b"\r\n"].concat();
+        // One field line of 64 bytes, then of 65.
+        let at_limit = with_trailers(format!("X: {}\r\n", "a".repeat(59)).as_bytes());
+        assert_eq!(run(&mut RequestParser::new(), &at_limit, &limits).0, [Reply::Ok]);
+        let over = with_trailers(format!("X: {}\r\n", "a".repeat(60)).as_bytes());
+        assert_eq!(run(&mut RequestParser::new(), &over, &limits).0, [Reply::HeaderTooLarge]);
+        // As many fields as a header block may carry, then one more.
+        let at_limit = with_trailers(&b"X: y\r\n".repeat(MAX_HEADERS));
+        assert_eq!(replies(&at_limit), [Reply::Ok]);
+        let over = with_trailers(&b"X: y\r\n".repeat(MAX_HEADERS + 1));
+        assert_eq!(replies(&over), [Reply::HeaderTooLarge]);
     }
 
     #[test]
