@@ -14,8 +14,8 @@ pub enum ChunkedProgress {
         /// Bytes of the input that belonged to the body.
         consumed: usize,
     },
-    /// The framing is malformed: a bad chunk-size line, a missing line end
-    /// after chunk data, or a trailer line that is not a field.
+    /// The framing is malformed: a bad chunk-size line, a line end other than
+    /// CRLF on one or after chunk data, or a trailer line that is not a field.
     Invalid,
     /// Chunk data and chunk extensions add up to more than `max_body`.
     BodyTooLarge,
@@ -127,13 +127,17 @@ impl ChunkedBody {
                     self.state = State::Extension;
                 }
                 b'\r' => self.state = State::SizeLf,
-                b'\n' => return self.end_size_line(limits),
+                // A bare LF too: RFC 9112 §7.1 ends chunk lines with CRLF and
+                // lets no LF stand alone there (§2.2 allows it for fields only);
+                // parsers that disagree on it are how requests get smuggled.
                 _ => return Err(ChunkedProgress::Invalid),
             },
             State::Extension => match byte {
                 b'\r' => self.state = State::SizeLf,
-                b'\n' => return self.end_size_line(limits),
-                _ => self.count_extension_byte(limits)?,
+                // Names, values and quoted strings are all made of these bytes;
+                // a control byte (a bare LF above all) is not an extension.
+                _ if is_field_value_byte(byte) => self.count_extension_byte(limits)?,
+                _ => return Err(ChunkedProgress::Invalid),
             },
             State::SizeLf => {
                 if byte != b'\n' {
@@ -144,7 +148,7 @@ impl ChunkedBody {
             State::Data => unreachable!("chunk data is consumed in bulk by feed"),
             State::DataCr => match byte {
                 b'\r' => self.state = State::DataLf,
-                b'\n' => self.start_next_chunk(),
+                // Chunk data ends with CRLF, never a bare LF (as on size lines).
                 _ => return Err(ChunkedProgress::Invalid),
             },
             State::DataLf => {
@@ -312,9 +316,14 @@ mod tests {
     }
 
     #[test]
-    fn bare_lf_line_ends_are_tolerated() {
-        let mut body = ChunkedBody::new();
-        assert_eq!(body.feed(b"3\nabc\n0\n\n", &with_max_body(100)), ChunkedProgress::Done { consumed: 9 });
+    fn bare_lf_ends_trailer_lines_but_not_chunk_lines() {
+        // Field lines (trailers and the final empty line) may end in a bare LF.
+        let body = b"3\r\nabc\r\n0\r\nX: y\n\n";
+        assert_eq!(ChunkedBody::new().feed(body, &with_max_body(100)), ChunkedProgress::Done { consumed: body.len() });
+        // Chunk-size lines and chunk data end in CRLF only.
+        for bad in [&b"3\nabc\r\n0\r\n\r\n"[..], b"3;x\nabc\r\n", b"3 \nabc\r\n", b"3\r\nabc\n0\r\n\r\n", b"0\n\r\n"] {
+            assert_eq!(ChunkedBody::new().feed(bad, &with_max_body(100)), ChunkedProgress::Invalid, "{:?}", bad);
+        }
     }
 
     #[test]
@@ -353,7 +362,16 @@ mod tests {
 
     #[test]
     fn malformed_framing_is_invalid() {
-        for bad in [&b"x\r\n"[..], b"3\r\nabcX", b"3 x\r\n", b"11111111111111111\r\n", b"0\r\n\rX"] {
+        for bad in [
+            &b"x\r\n"[..],
+            b"3\r\nabcX",
+            b"3 x\r\n",
+            b"11111111111111111\r\n",
+            b"0\r\n\rX",
+            b"3;a=\x00\r\n",
+            b"3;a\x7f\r\n",
+            b"3;a\rb\r\n",
+        ] {
             let mut body = ChunkedBody::new();
             assert_eq!(body.feed(bad, &with_max_body(u64::MAX)), ChunkedProgress::Invalid, "{:?}", bad);
         }
