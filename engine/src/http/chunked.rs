@@ -1,6 +1,8 @@
 //! A streaming decoder that walks a `chunked` body (RFC 9112 §7.1) byte by
 //! byte and discards it, so a chunk header split across reads needs no
-//! buffering.
+//! buffering; the framing around the data is bounded and checked as it comes.
+
+use super::limits::{Limits, MAX_HEADERS};
 
 /// Where a chunked body stands after feeding it some bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,10 +14,13 @@ pub enum ChunkedProgress {
         /// Bytes of the input that belonged to the body.
         consumed: usize,
     },
-    /// The framing is malformed.
+    /// The framing is malformed: a bad chunk-size line, a line end other than
+    /// CRLF on one or after chunk data, or a trailer line that is not a field.
     Invalid,
-    /// The chunk sizes add up to more than the limit.
-    TooLarge,
+    /// Chunk data and chunk extensions add up to more than `max_body`.
+    BodyTooLarge,
+    /// The trailer section is over `max_header` bytes or `MAX_HEADERS` fields.
+    TrailersTooLarge,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +31,7 @@ enum State {
     Size,
     /// After the size: optional whitespace, then `;ext` or CRLF.
     SizeTail,
-    /// Inside a chunk extension, skipped up to the line end.
+    /// Inside chunk extensions, counted up to the line end.
     Extension,
     /// Saw CR after the size line, expecting LF.
     SizeLf,
@@ -36,10 +41,14 @@ enum State {
     DataCr,
     /// After chunk data and CR, expecting LF.
     DataLf,
-    /// At the start of a trailer line (or the final empty line).
+    /// At the start of a trailer field line (or the final empty line).
     TrailerStart,
-    /// Inside a trailer field line.
-    Trailer,
+    /// Inside a trailer field name, up to its colon.
+    TrailerName,
+    /// After the colon of a trailer field, up to the line end.
+    TrailerValue,
+    /// Saw CR ending a trailer field line, expecting LF.
+    TrailerLf,
     /// Saw CR at the start of a line after the last chunk, expecting LF.
     EndLf,
 }
@@ -51,18 +60,25 @@ pub struct ChunkedBody {
     /// Size of the chunk being read, or bytes of it still to skip in `Data`.
     size: u64,
     digits: u8,
-    total: u64,
-    last_chunk: bool,
+    /// Body bytes so far: the sizes of the chunks begun and every byte of
+    /// their extensions (a client must not send unbounded framing for free).
+    body_bytes: u64,
+    /// Bytes of the trailer section so far: its field lines, line ends included.
+    trailer_bytes: usize,
+    /// Trailer field lines begun so far.
+    trailer_fields: usize,
 }
 
 impl ChunkedBody {
     /// A body that has not started yet.
     pub fn new() -> Self {
-        ChunkedBody { state: State::SizeStart, size: 0, digits: 0, total: 0, last_chunk: false }
+        ChunkedBody { state: State::SizeStart, size: 0, digits: 0, body_bytes: 0, trailer_bytes: 0, trailer_fields: 0 }
     }
 
-    /// Consumes `input` as body bytes, refusing a body over `max_body` bytes.
-    pub fn feed(&mut self, input: &[u8], max_body: u64) -> ChunkedProgress {
+    /// Consumes `input` as body bytes, refusing a body (chunk data and
+    /// extensions) over `limits.max_body` bytes, and a trailer section over
+    /// `limits.max_header` bytes or `MAX_HEADERS` fields, as soon as it is over.
+    pub fn feed(&mut self, input: &[u8], limits: &Limits) -> ChunkedProgress {
         let mut at = 0;
         while at < input.len() {
             if self.state == State::Data {
@@ -76,7 +92,7 @@ impl ChunkedBody {
             }
             let byte = input[at];
             at += 1;
-            match self.step(byte, max_body) {
+            match self.step(byte, limits) {
                 Ok(true) => return ChunkedProgress::Done { consumed: at },
                 Ok(false) => {}
                 Err(progress) => return progress,
@@ -86,7 +102,7 @@ impl ChunkedBody {
     }
 
     /// One byte outside chunk data; `Ok(true)` when the body has ended.
-    fn step(&mut self, byte: u8, max_body: u64) -> Result<bool, ChunkedProgress> {
+    fn step(&mut self, byte: u8, limits: &Limits) -> Result<bool, ChunkedProgress> {
         match self.state {
             State::SizeStart | State::Size => match hex_value(byte) {
                 Some(v) => {
@@ -101,31 +117,38 @@ impl ChunkedBody {
                 None if self.state == State::SizeStart => return Err(ChunkedProgress::Invalid),
                 None => {
                     self.state = State::SizeTail;
-                    return self.step(byte, max_body);
+                    return self.step(byte, limits);
                 }
             },
             State::SizeTail => match byte {
-                b' ' | b'\t' => {}
-                b';' => self.state = State::Extension,
+                b' ' | b'\t' => self.count_extension_byte(limits)?,
+                b';' => {
+                    self.count_extension_byte(limits)?;
+                    self.state = State::Extension;
+                }
                 b'\r' => self.state = State::SizeLf,
-                b'\n' => return self.end_size_line(max_body),
+                // A bare LF too: RFC 9112 §7.1 ends chunk lines with CRLF and
+                // lets no LF stand alone there (§2.2 allows it for fields only);
+                // parsers that disagree on it are how requests get smuggled.
                 _ => return Err(ChunkedProgress::Invalid),
             },
             State::Extension => match byte {
                 b'\r' => self.state = State::SizeLf,
-                b'\n' => return self.end_size_line(max_body),
-                _ => {}
+                // Names, values and quoted strings are all made of these bytes;
+                // a control byte (a bare LF above all) is not an extension.
+                _ if is_field_value_byte(byte) => self.count_extension_byte(limits)?,
+                _ => return Err(ChunkedProgress::Invalid),
             },
             State::SizeLf => {
                 if byte != b'\n' {
                     return Err(ChunkedProgress::Invalid);
                 }
-                return self.end_size_line(max_body);
+                return self.end_size_line(limits);
             }
             State::Data => unreachable!("chunk data is consumed in bulk by feed"),
             State::DataCr => match byte {
                 b'\r' => self.state = State::DataLf,
-                b'\n' => self.start_next_chunk(),
+                // Chunk data ends with CRLF, never a bare LF (as on size lines).
                 _ => return Err(ChunkedProgress::Invalid),
             },
             State::DataLf => {
@@ -137,12 +160,45 @@ impl ChunkedBody {
             State::TrailerStart => match byte {
                 b'\r' => self.state = State::EndLf,
                 b'\n' => return Ok(true),
-                _ => self.state = State::Trailer,
-            },
-            State::Trailer => {
-                if byte == b'\n' {
-                    self.state = State::TrailerStart;
+                _ => {
+                    self.trailer_fields += 1;
+                    if self.trailer_fields > MAX_HEADERS {
+                        return Err(ChunkedProgress::TrailersTooLarge);
+                    }
+                    self.count_trailer_byte(limits)?;
+                    // A field line starts with its name: not with whitespace
+                    // (obsolete line folding) nor a colon (an empty name).
+                    if !is_tchar(byte) {
+                        return Err(ChunkedProgress::Invalid);
+                    }
+                    self.state = State::TrailerName;
                 }
+            },
+            State::TrailerName => {
+                self.count_trailer_byte(limits)?;
+                match byte {
+                    b':' => self.state = State::TrailerValue,
+                    _ if is_tchar(byte) => {}
+                    // No colon before the line end, or a name that is not a
+                    // token (whitespace before the colon included, RFC 9112 §5.1).
+                    _ => return Err(ChunkedProgress::Invalid),
+                }
+            }
+            State::TrailerValue => {
+                self.count_trailer_byte(limits)?;
+                match byte {
+                    b'\r' => self.state = State::TrailerLf,
+                    b'\n' => self.state = State::TrailerStart,
+                    _ if is_field_value_byte(byte) => {}
+                    _ => return Err(ChunkedProgress::Invalid),
+                }
+            }
+            State::TrailerLf => {
+                self.count_trailer_byte(limits)?;
+                if byte != b'\n' {
+                    return Err(ChunkedProgress::Invalid);
+                }
+                self.state = State::TrailerStart;
             }
             State::EndLf => {
                 if byte != b'\n' {
@@ -154,18 +210,36 @@ impl ChunkedBody {
         Ok(false)
     }
 
-    fn end_size_line(&mut self, max_body: u64) -> Result<bool, ChunkedProgress> {
+    fn end_size_line(&mut self, limits: &Limits) -> Result<bool, ChunkedProgress> {
         if self.size == 0 {
-            self.last_chunk = true;
             self.state = State::TrailerStart;
             return Ok(false);
         }
-        self.total = self.total.saturating_add(self.size);
-        if self.total > max_body {
-            return Err(ChunkedProgress::TooLarge);
+        self.body_bytes = self.body_bytes.saturating_add(self.size);
+        if self.body_bytes > limits.max_body {
+            return Err(ChunkedProgress::BodyTooLarge);
         }
         self.state = State::Data;
         Ok(false)
+    }
+
+    /// Counts one byte of a chunk-size line after the size, decided at once
+    /// rather than at the line's end, which may never come.
+    fn count_extension_byte(&mut self, limits: &Limits) -> Result<(), ChunkedProgress> {
+        self.body_bytes = self.body_bytes.saturating_add(1);
+        if self.body_bytes > limits.max_body {
+            return Err(ChunkedProgress::BodyTooLarge);
+        }
+        Ok(())
+    }
+
+    /// Counts one byte of the trailer section against the header block's limit.
+    fn count_trailer_byte(&mut self, limits: &Limits) -> Result<(), ChunkedProgress> {
+        self.trailer_bytes += 1;
+        if self.trailer_bytes > limits.max_header {
+            return Err(ChunkedProgress::TrailersTooLarge);
+        }
+        Ok(())
     }
 
     fn start_next_chunk(&mut self) {
@@ -190,9 +264,33 @@ fn hex_value(byte: u8) -> Option<u8> {
     }
 }
 
+/// A `tchar` of RFC 9110 §5.6.2: what a field name is made of.
+fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// A byte a field value may hold (RFC 9110 §5.5): visible, SP, HTAB or obs-text.
+fn is_field_value_byte(byte: u8) -> bool {
+    matches!(byte, b'\t' | b' '..=b'~' | 0x80..=0xff)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Limits with room for everything but what a test is about.
+    fn with_max_body(max_body: u64) -> Limits {
+        Limits { max_header: 8192, max_body }
+    }
+
+    fn with_max_header(max_header: usize) -> Limits {
+        Limits { max_header, max_body: 1 << 20 }
+    }
+
+    /// A last chunk followed by `trailers` and the final empty line.
+    fn last_chunk_with(trailers: &[u8]) -> Vec<u8> {
+        [&b"0\r\n"[..], trailers, b"\r\n"].concat()
+    }
 
     const BODY: &[u8] = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nTrailer: x\r\n\r\n";
 
@@ -201,14 +299,14 @@ mod tests {
         let mut body = ChunkedBody::new();
         let mut input = BODY.to_vec();
         input.extend_from_slice(b"GET / HTTP/1.1\r\n");
-        assert_eq!(body.feed(&input, 1 << 20), ChunkedProgress::Done { consumed: BODY.len() });
+        assert_eq!(body.feed(&input, &with_max_body(1 << 20)), ChunkedProgress::Done { consumed: BODY.len() });
     }
 
     #[test]
     fn one_byte_at_a_time() {
         let mut body = ChunkedBody::new();
         for (i, byte) in BODY.iter().enumerate() {
-            let progress = body.feed(std::slice::from_ref(byte), 1 << 20);
+            let progress = body.feed(std::slice::from_ref(byte), &with_max_body(1 << 20));
             if i + 1 == BODY.len() {
                 assert_eq!(progress, ChunkedProgress::Done { consumed: 1 });
             } else {
@@ -218,24 +316,138 @@ mod tests {
     }
 
     #[test]
-    fn bare_lf_line_ends_are_tolerated() {
-        let mut body = ChunkedBody::new();
-        assert_eq!(body.feed(b"3\nabc\n0\n\n", 100), ChunkedProgress::Done { consumed: 9 });
+    fn bare_lf_ends_trailer_lines_but_not_chunk_lines() {
+        // Field lines (trailers and the final empty line) may end in a bare LF.
+        let body = b"3\r\nabc\r\n0\r\nX: y\n\n";
+        assert_eq!(ChunkedBody::new().feed(body, &with_max_body(100)), ChunkedProgress::Done { consumed: body.len() });
+        // Chunk-size lines and chunk data end in CRLF only.
+        for bad in [&b"3\nabc\r\n0\r\n\r\n"[..], b"3;x\nabc\r\n", b"3 \nabc\r\n", b"3\r\nabc\n0\r\n\r\n", b"0\n\r\n"] {
+            assert_eq!(ChunkedBody::new().feed(bad, &with_max_body(100)), ChunkedProgress::Invalid, "{:?}", bad);
+        }
     }
 
     #[test]
     fn too_large_is_refused_at_the_size_line() {
         let mut body = ChunkedBody::new();
-        assert_eq!(body.feed(b"3e8\r\n", 1000), ChunkedProgress::More);
+        assert_eq!(body.feed(b"3e8\r\n", &with_max_body(1000)), ChunkedProgress::More);
         let mut body = ChunkedBody::new();
-        assert_eq!(body.feed(b"3e9\r\n", 1000), ChunkedProgress::TooLarge);
+        assert_eq!(body.feed(b"3e9\r\n", &with_max_body(1000)), ChunkedProgress::BodyTooLarge);
+    }
+
+    #[test]
+    fn extension_bytes_count_with_the_data() {
+        // 6 bytes after the size (";a=bcd") and 4 of data: 10 in all.
+        let body = b"4;a=bcd\r\nabcd\r\n0\r\n\r\n";
+        assert_eq!(ChunkedBody::new().feed(body, &with_max_body(10)), ChunkedProgress::Done { consumed: body.len() });
+        assert_eq!(ChunkedBody::new().feed(body, &with_max_body(9)), ChunkedProgress::BodyTooLarge);
+        // Whitespace before the `;` and the last chunk's extensions count too:
+        // " \t;x" and ";y" are 6 bytes, with 1 of data.
+        let body = b"1 \t;x\r\na\r\n0;y\r\n\r\n";
+        assert_eq!(ChunkedBody::new().feed(body, &with_max_body(7)), ChunkedProgress::Done { consumed: body.len() });
+        assert_eq!(ChunkedBody::new().feed(body, &with_max_body(6)), ChunkedProgress::BodyTooLarge);
+    }
+
+    #[test]
+    fn extension_over_max_body_is_refused_before_its_line_ends() {
+        let mut body = ChunkedBody::new();
+        assert_eq!(body.feed(b"0;", &with_max_body(2)), ChunkedProgress::More);
+        assert_eq!(body.feed(b"x", &with_max_body(2)), ChunkedProgress::More);
+        assert_eq!(body.feed(b"y", &with_max_body(2)), ChunkedProgress::BodyTooLarge);
+        // An endless extension costs at most max_body + 1 bytes of reading.
+        let mut body = ChunkedBody::new();
+        let endless = [b'x'; 4096];
+        assert_eq!(body.feed(b"1;", &with_max_body(1024)), ChunkedProgress::More);
+        assert_eq!(body.feed(&endless, &with_max_body(1024)), ChunkedProgress::BodyTooLarge);
     }
 
     #[test]
     fn malformed_framing_is_invalid() {
-        for bad in [&b"x\r\n"[..], b"3\r\nabcX", b"3 x\r\n", b"11111111111111111\r\n", b"0\r\n\rX"] {
+        for bad in [
+            &b"x\r\n"[..],
+            b"3\r\nabcX",
+            b"3 x\r\n",
+            b"11111111111111111\r\n",
+            b"0\r\n\rX",
+            b"3;a=\x00\r\n",
+            b"3;a\x7f\r\n",
+            b"3;a\rb\r\n",
+        ] {
             let mut body = ChunkedBody::new();
-            assert_eq!(body.feed(bad, u64::MAX), ChunkedProgress::Invalid, "{:?}", bad);
+            assert_eq!(body.feed(bad, &with_max_body(u64::MAX)), ChunkedProgress::Invalid, "{:?}", bad);
+        }
+    }
+
+    #[test]
+    fn trailer_bytes_count_against_max_header() {
+        // Two field lines of 11 and 7 bytes, line ends included.
+        let body = last_chunk_with(b"X-A: 1234\r\nB: xy\r\n");
+        assert_eq!(
+            ChunkedBody::new().feed(&body, &with_max_header(18)),
+            ChunkedProgress::Done { consumed: body.len() }
+        );
+        assert_eq!(ChunkedBody::new().feed(&body, &with_max_header(17)), ChunkedProgress::TrailersTooLarge);
+        // The final empty line is not part of the section: no trailers fit any limit.
+        assert_eq!(ChunkedBody::new().feed(b"0\r\n\r\n", &with_max_header(0)), ChunkedProgress::Done { consumed: 5 });
+    }
+
+    #[test]
+    fn trailer_over_max_header_is_refused_before_its_line_ends() {
+        let mut body = ChunkedBody::new();
+        assert_eq!(body.feed(b"0\r\nX: ", &with_max_header(256)), ChunkedProgress::More);
+        assert_eq!(body.feed(&[b'v'; 253], &with_max_header(256)), ChunkedProgress::More);
+        assert_eq!(body.feed(b"v", &with_max_header(256)), ChunkedProgress::TrailersTooLarge);
+    }
+
+    #[test]
+    fn trailer_fields_over_max_headers_are_refused() {
+        let field = b"X: 1\r\n";
+        let body = last_chunk_with(&field.repeat(MAX_HEADERS));
+        assert_eq!(
+            ChunkedBody::new().feed(&body, &with_max_header(8192)),
+            ChunkedProgress::Done { consumed: body.len() }
+        );
+        // One more is refused at its first byte.
+        let mut body = ChunkedBody::new();
+        let fields = [&b"0\r\n"[..], &field.repeat(MAX_HEADERS)].concat();
+        assert_eq!(body.feed(&fields, &with_max_header(8192)), ChunkedProgress::More);
+        assert_eq!(body.feed(b"X", &with_max_header(8192)), ChunkedProgress::TrailersTooLarge);
+    }
+
+    #[test]
+    fn trailer_lines_must_be_fields() {
+        for bad in [
+            &b"NoColon\r\n"[..],
+            b"NoColon\n",
+            b"Bad Name: v\r\n",
+            b"X : v\r\n",
+            b": empty-name\r\n",
+            b" folded\r\n",
+            b"\tfolded\r\n",
+            b"X(y): v\r\n",
+            b"X\xe9: v\r\n",
+            b"X: a\x00b\r\n",
+            b"X: a\rb\r\n",
+            b"X: v\r\r\n",
+        ] {
+            let body = last_chunk_with(bad);
+            assert_eq!(ChunkedBody::new().feed(&body, &with_max_header(8192)), ChunkedProgress::Invalid, "{:?}", bad);
+        }
+    }
+
+    #[test]
+    fn trailer_fields_that_are_well_formed_pass() {
+        for good in [
+            &b"X-Checksum: 1234\r\n"[..],
+            b"x:\r\n",
+            b"X:v\r\n",
+            b"X: a b\t c \r\n",
+            b"X: caf\xc3\xa9\r\n",
+            b"!#$%&'*+-.^_`|~09az: \"quoted\"\r\n",
+            b"X: bare LF ends a field line\nY: as in the header block\n",
+        ] {
+            let body = last_chunk_with(good);
+            let progress = ChunkedBody::new().feed(&body, &with_max_header(8192));
+            assert_eq!(progress, ChunkedProgress::Done { consumed: body.len() }, "{:?}", good);
         }
     }
 }

@@ -6,10 +6,12 @@
 //! turns into a preformatted response.
 
 mod chunked;
+mod limits;
 mod parser;
 
 pub use chunked::{ChunkedBody, ChunkedProgress};
-pub use parser::{Limits, RequestParser, Step};
+pub use limits::Limits;
+pub use parser::{RequestParser, Step};
 
 /// What the worker sends back for one request (or before it, for `Continue`).
 ///

@@ -4,19 +4,8 @@
 use std::mem::MaybeUninit;
 
 use super::chunked::{ChunkedBody, ChunkedProgress};
+use super::limits::{Limits, MAX_HEADERS};
 use super::Reply;
-
-/// Most header fields one request may carry; more is answered with `431`.
-const MAX_HEADERS: usize = 64;
-
-/// Limits a request must keep to.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// Largest header block, request line included, in bytes.
-    pub max_header: usize,
-    /// Largest body, in bytes.
-    pub max_body: u64,
-}
 
 /// What one call to [`RequestParser::step`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +82,7 @@ impl RequestParser {
                 self.state = State::Headers;
                 Step::Advance { consumed, reply: Some(reply) }
             }
-            State::Chunked { body, reply } => match body.feed(input, limits.max_body) {
+            State::Chunked { body, reply } => match body.feed(input, limits) {
                 ChunkedProgress::More => Step::Advance { consumed: input.len(), reply: None },
                 ChunkedProgress::Done { consumed } => {
                     let reply = *reply;
@@ -101,8 +90,11 @@ impl RequestParser {
                     Step::Advance { consumed, reply: Some(reply) }
                 }
                 ChunkedProgress::Invalid => Step::Advance { consumed: input.len(), reply: Some(Reply::BadRequest) },
-                ChunkedProgress::TooLarge => {
+                ChunkedProgress::BodyTooLarge => {
                     Step::Advance { consumed: input.len(), reply: Some(Reply::ContentTooLarge) }
+                }
+                ChunkedProgress::TrailersTooLarge => {
+                    Step::Advance { consumed: input.len(), reply: Some(Reply::HeaderTooLarge) }
                 }
             },
         }
@@ -381,6 +373,10 @@ mod tests {
         assert_eq!(replies(te_in_10), [Reply::BadRequest]);
         let bad_chunk = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
         assert_eq!(replies(bad_chunk), [Reply::BadRequest]);
+        let no_colon = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nNoColon\r\n\r\n";
+        assert_eq!(replies(no_colon), [Reply::BadRequest]);
+        let bad_name = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX Y: z\r\n\r\n";
+        assert_eq!(replies(bad_name), [Reply::BadRequest]);
     }
 
     #[test]
@@ -396,6 +392,12 @@ mod tests {
         assert_eq!(run(&mut RequestParser::new(), long, &limits).0, [Reply::ContentTooLarge]);
         let chunked = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nabcdef\r\n6\r\n";
         assert_eq!(run(&mut RequestParser::new(), chunked, &limits).0, [Reply::ContentTooLarge]);
+        // Chunk extensions count with the data (9 + 1 bytes here), and an
+        // extension over the limit is refused before its line ends.
+        let at_limit = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;xxxxxxxx\r\na\r\n0\r\n\r\n";
+        assert_eq!(run(&mut RequestParser::new(), at_limit, &limits).0, [Reply::Ok]);
+        let over = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;xxxxxxxxxx";
+        assert_eq!(run(&mut RequestParser::new(), over, &limits).0, [Reply::ContentTooLarge]);
     }
 
     #[test]
@@ -414,6 +416,23 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert_eq!(replies(&many), [Reply::HeaderTooLarge]);
+    }
+
+    #[test]
+    fn trailer_limits_are_the_header_limits() {
+        let limits = Limits { max_header: 64, max_body: 10 };
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n";
+        let with_trailers = |trailers: &[u8]| [&head[..], trailers, b"\r\n"].concat();
+        // One field line of 64 bytes, then of 65.
+        let at_limit = with_trailers(format!("X: {}\r\n", "a".repeat(59)).as_bytes());
+        assert_eq!(run(&mut RequestParser::new(), &at_limit, &limits).0, [Reply::Ok]);
+        let over = with_trailers(format!("X: {}\r\n", "a".repeat(60)).as_bytes());
+        assert_eq!(run(&mut RequestParser::new(), &over, &limits).0, [Reply::HeaderTooLarge]);
+        // As many fields as a header block may carry, then one more.
+        let at_limit = with_trailers(&b"X: y\r\n".repeat(MAX_HEADERS));
+        assert_eq!(replies(&at_limit), [Reply::Ok]);
+        let over = with_trailers(&b"X: y\r\n".repeat(MAX_HEADERS + 1));
+        assert_eq!(replies(&over), [Reply::HeaderTooLarge]);
     }
 
     #[test]
@@ -460,9 +479,41 @@ mod tests {
         }
     }
 
+    /// The limits the split tests run under: small, so that requests at and
+    /// over them stay short.
+    const SPLIT_LIMITS: Limits = Limits { max_header: 256, max_body: 1000 };
+
+    /// Chunked requests whose framing around the data sits just inside or
+    /// just over [`SPLIT_LIMITS`], or is malformed, each with the replies it
+    /// gets when followed by a `GET`.
+    fn chunk_framing_cases() -> Vec<(Vec<u8>, Vec<Reply>)> {
+        let chunked = |framing: &str| {
+            let head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+            format!("{head}{framing}GET / HTTP/1.1\r\nHost: a\r\n\r\n").into_bytes()
+        };
+        let ok = vec![Reply::Ok, Reply::Ok];
+        let extension = |bytes: usize| format!(";{}", "x".repeat(bytes - 1));
+        vec![
+            (chunked("5 ;a=b;q=\"x y\"\r\nhello\r\n0;last\r\nX-T: 1\r\nY:\tz\n\r\n"), ok.clone()),
+            // Extensions of 999 bytes and one byte of data: max_body, then one over.
+            (chunked(&format!("1{}\r\na\r\n0\r\n\r\n", extension(999))), ok.clone()),
+            (chunked(&format!("1{}\r\na\r\n0\r\n\r\n", extension(1000))), vec![Reply::ContentTooLarge]),
+            (chunked(&format!("0{}\r\n\r\n", extension(1001))), vec![Reply::ContentTooLarge]),
+            // Trailer sections of 256 bytes (max_header), then 257.
+            (chunked(&format!("0\r\nX: {}\r\n\r\n", "v".repeat(251))), ok.clone()),
+            (chunked(&format!("0\r\nX: {}\r\n\r\n", "v".repeat(252))), vec![Reply::HeaderTooLarge]),
+            // 64 trailer fields in 256 bytes, at both limits; then 65 fields in 195.
+            (chunked(&format!("0\r\n{}\r\n", "a:\r\n".repeat(64))), ok.clone()),
+            (chunked(&format!("0\r\n{}\r\n", "a:\n".repeat(65))), vec![Reply::HeaderTooLarge]),
+            (chunked("0\r\nNoColon\r\n\r\n"), vec![Reply::BadRequest]),
+            (chunked("0\r\nBad Name: v\r\n\r\n"), vec![Reply::BadRequest]),
+            (chunked("3;x\nabc\r\n0\r\n\r\n"), vec![Reply::BadRequest]),
+        ]
+    }
+
     /// A stream of requests, valid and not: every framing the parser knows,
     /// some corrupted bytes, and now and then pure garbage.
-    fn random_stream(rng: &mut Rng) -> Vec<u8> {
+    fn random_stream(rng: &mut Rng, framing_cases: &[(Vec<u8>, Vec<Reply>)]) -> Vec<u8> {
         const PIECES: [&[u8]; 12] = [
             b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
             b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -479,7 +530,12 @@ mod tests {
         ];
         let mut stream = Vec::new();
         for _ in 0..1 + rng.below(6) {
-            stream.extend_from_slice(PIECES[rng.below(PIECES.len())]);
+            // One piece in four is chunked framing at or over a limit.
+            let piece = match rng.below(4) {
+                0 => &framing_cases[rng.below(framing_cases.len())].0[..],
+                _ => PIECES[rng.below(PIECES.len())],
+            };
+            stream.extend_from_slice(piece);
         }
         // Corrupt a few bytes now and then.
         for _ in 0..rng.below(3) {
@@ -491,15 +547,16 @@ mod tests {
         stream
     }
 
-    /// Feeds `stream` in chunks of random sizes, keeping the unparsed tail as
-    /// the worker's carry buffer does; stops at a closing reply.
-    fn replies_in_chunks(stream: &[u8], limits: &Limits, rng: &mut Rng) -> Vec<Reply> {
+    /// Feeds `stream` in pieces of `sizes` (the last one takes what is left),
+    /// keeping the unparsed tail as the worker's carry buffer does; stops at a
+    /// closing reply.
+    fn replies_fed_in(stream: &[u8], limits: &Limits, mut sizes: impl FnMut() -> usize) -> Vec<Reply> {
         let mut parser = RequestParser::new();
         let mut pending = Vec::new();
         let mut got = Vec::new();
         let mut at = 0;
         while at < stream.len() {
-            let take = (1 + rng.below(40)).min(stream.len() - at);
+            let take = sizes().clamp(1, stream.len() - at);
             pending.extend_from_slice(&stream[at..at + take]);
             at += take;
             let (replies, left) = run(&mut parser, &pending, limits);
@@ -515,18 +572,32 @@ mod tests {
 
     #[test]
     fn any_split_of_any_stream_gives_the_same_replies_and_never_panics() {
-        let limits = Limits { max_header: 256, max_body: 1000 };
+        let framing_cases = chunk_framing_cases();
         let mut rng = Rng(0x5eed_1234_abcd_0001);
         let mut compared = 0;
         for case in 0..3000 {
-            let stream = random_stream(&mut rng);
-            let whole = run(&mut RequestParser::new(), &stream, &limits).0;
-            let split = replies_in_chunks(&stream, &limits, &mut rng);
+            let stream = random_stream(&mut rng, &framing_cases);
+            let whole = run(&mut RequestParser::new(), &stream, &SPLIT_LIMITS).0;
+            let split = replies_fed_in(&stream, &SPLIT_LIMITS, || 1 + rng.below(40));
             assert_eq!(whole, split, "case {case}: {:?}", String::from_utf8_lossy(&stream));
             compared += whole.len();
         }
         // The generator must produce real traffic, not only empty streams.
         assert!(compared > 4000, "only {compared} replies compared");
+    }
+
+    #[test]
+    fn every_split_inside_extensions_and_trailers_gives_the_same_replies() {
+        for (stream, want) in chunk_framing_cases() {
+            let shown = String::from_utf8_lossy(&stream).into_owned();
+            assert_eq!(run(&mut RequestParser::new(), &stream, &SPLIT_LIMITS).0, want, "whole: {shown:?}");
+            assert_eq!(replies_fed_in(&stream, &SPLIT_LIMITS, || 1), want, "byte by byte: {shown:?}");
+            for cut in 1..stream.len() {
+                let mut sizes = [cut, usize::MAX].into_iter();
+                let got = replies_fed_in(&stream, &SPLIT_LIMITS, || sizes.next().unwrap_or(usize::MAX));
+                assert_eq!(got, want, "cut at {cut}: {shown:?}");
+            }
+        }
     }
 
     #[test]
