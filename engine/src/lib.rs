@@ -14,12 +14,13 @@ mod bufring;
 pub mod channel;
 pub mod config;
 mod conn;
+pub mod errno;
 pub mod http;
 pub mod response;
 mod slab;
 pub mod stats;
 mod sys;
-mod token;
+pub mod token;
 pub mod uring;
 pub mod worker;
 

@@ -19,6 +19,7 @@ use crate::bufring::{self, BufRing};
 use crate::channel::{send_ack, Ack, Message, Tag, MAX_FDS};
 use crate::config::EngineConfig;
 use crate::conn::{Conn, Timer};
+use crate::errno;
 use crate::http::{Limits, Reply, Step};
 use crate::response::Responses;
 use crate::slab::Slab;
@@ -170,11 +171,12 @@ impl<'a> Worker<'a> {
     /// Submits an op whose success needs no handling (close, cancel, shutdown):
     /// the kernel posts no completion unless it fails.
     fn push_ignored(&mut self, entry: squeue::Entry) -> io::Result<()> {
-        let entry = entry.user_data(token::encode(Op::Ignore, 0, 0)).flags(squeue::Flags::SKIP_SUCCESS);
-        self.push(entry)
+        // SAFETY: as in `push`.
+        unsafe { uring::push_ignored(&mut self.ring, entry) }
     }
 
     fn complete(&mut self, user_data: u64, result: i32, flags: u32) -> io::Result<()> {
+        // Unknown tokens include `uring::IGNORED`: a fire-and-forget op that failed.
         let Some((op, slot, generation)) = token::decode(user_data) else { return Ok(()) };
         match op {
             Op::Accept => self.on_accept(result),
@@ -183,7 +185,6 @@ impl<'a> Worker<'a> {
             Op::Channel => self.on_channel(result),
             Op::Tick => self.on_tick(),
             Op::Shutdown => self.start_drain(),
-            Op::Ignore => Ok(()),
         }
     }
 
@@ -210,9 +211,9 @@ impl<'a> Worker<'a> {
             // SAFETY: a successful accept returns a new fd that nothing else owns.
             let fd = unsafe { own_fd(result) };
             self.adopt(fd)?;
-        } else if matches!(-result, libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS) {
+        } else if errno::is_out_of_resources(-result) {
             // Out of descriptors or memory: retrying now would spin; the tick re-arms.
-            if matches!(-result, libc::EMFILE | libc::ENFILE) {
+            if errno::is_out_of_fds(-result) {
                 self.counts.fd_limit_hits += 1;
             }
             self.accepts_starved = true;
