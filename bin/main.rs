@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use ringmaster_balancer::cpus::{allowed_cpus, parse_cpu_list};
 use ringmaster_balancer::{identity_from_env, run_master, run_worker, MasterConfig, Mode};
-use ringmaster_engine::EngineConfig;
+use ringmaster_engine::{BackendChoice, EngineConfig};
 
 /// Node's cluster at the limit of Linux: a master balancing connections over
 /// pinned io_uring worker processes, each an HTTP/1.1 responder.
@@ -82,6 +82,11 @@ struct Cli {
     /// replaces it (0 turns the watchdog off).
     #[arg(long, default_value = "30", value_parser = parse_watchdog)]
     watchdog: Duration,
+
+    /// Kernel interface for the event loops: `auto` (io_uring if this process
+    /// may use it, else epoll, saying why), `uring` (or fail), or `epoll`.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,10 +107,17 @@ enum ModeArg {
     Shared,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BackendArg {
+    Auto,
+    Uring,
+    Epoll,
+}
+
 #[derive(Clone, Debug)]
 struct CpuList(Vec<usize>);
 
-fn parse_cpus(text: &str) -> Result<CpuList, String> {
+fn parse_cpus(text: &str) -> Result<CpuList, ringmaster_balancer::Error> {
     parse_cpu_list(text).map(CpuList)
 }
 
@@ -153,6 +165,11 @@ impl Cli {
             shutdown_timeout: self.shutdown_timeout,
             control: self.control.clone(),
             watchdog: (!self.watchdog.is_zero()).then_some(self.watchdog),
+            backend: match self.backend {
+                BackendArg::Auto => BackendChoice::Auto,
+                BackendArg::Uring => BackendChoice::Uring,
+                BackendArg::Epoll => BackendChoice::Epoll,
+            },
             engine: self.engine_config(),
         }
     }

@@ -1,0 +1,337 @@
+//! The master's I/O on epoll, for where io_uring is blocked. Edge-triggered:
+//! each op's syscall is made when its fd is ready, and its result reported as
+//! the completion the ring would post.
+//!
+//! Reading ops (readable, accept, recv, the tick's timerfd) are parked at
+//! once: registering the fd (`EPOLL_CTL_ADD`, or `MOD` if it is registered)
+//! makes the kernel report it if it is ready already. Writing ops (send,
+//! sendmsg) are tried at once and parked only on `EAGAIN`. A parked op is
+//! tried again on each readiness event of its direction until it would block
+//! again; multishot ops (readable, accept) stay parked until cancelled, or
+//! until an error ends an accept, as on the ring. Sockets need not be
+//! non-blocking (`MSG_DONTWAIT`), except a listener, which is made so.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use super::{sys, Completion, Reactor, Token};
+
+/// Events taken from one `epoll_wait`.
+const EVENTS: usize = 256;
+/// Connections accepted for one readiness event before other fds get a turn
+/// (the rest are accepted in the next turn, without waiting).
+const ACCEPT_BATCH: usize = 256;
+
+/// What a parked op does when its fd is ready.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Readable,
+    Accept,
+    Tick,
+    Recv { buf: *mut u8, len: usize },
+    Send { buf: *const u8, len: usize },
+    SendMsg { header: *const libc::msghdr },
+}
+
+impl Kind {
+    fn writes(self) -> bool {
+        matches!(self, Kind::Send { .. } | Kind::SendMsg { .. })
+    }
+}
+
+#[derive(Debug)]
+struct Op {
+    fd: RawFd,
+    token: Token,
+    kind: Kind,
+}
+
+/// The ops waiting on one fd: at most one per direction.
+#[derive(Debug, Default)]
+struct Parked {
+    read: Option<Op>,
+    write: Option<Op>,
+}
+
+impl Parked {
+    fn side(&mut self, writes: bool) -> &mut Option<Op> {
+        if writes {
+            &mut self.write
+        } else {
+            &mut self.read
+        }
+    }
+
+    fn interest(&self) -> u32 {
+        let mut events = libc::EPOLLET as u32;
+        if self.read.is_some() {
+            events |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        }
+        if self.write.is_some() {
+            events |= libc::EPOLLOUT as u32;
+        }
+        events
+    }
+}
+
+/// What trying an op came to.
+enum Outcome {
+    /// It is over; its completion is out.
+    Done,
+    /// It would block: it waits for the fd's next readiness.
+    Blocked,
+    /// A multishot op stopped early with more to do: try it again next turn.
+    Again,
+}
+
+/// The master's epoll instance and the ops waiting on it.
+#[derive(Debug)]
+pub struct EpollReactor {
+    epoll: OwnedFd,
+    timer: OwnedFd,
+    /// Submitted since the last wait: started by the next one.
+    fresh: VecDeque<Op>,
+    parked: HashMap<RawFd, Parked>,
+    /// Fds registered with epoll, as far as we know: only picks ADD or MOD
+    /// first (a closed fd's number reused shows up as ENOENT, and is fixed).
+    registered: HashSet<RawFd>,
+    /// Fds whose multishot read op stopped early: tried again without waiting.
+    again: Vec<RawFd>,
+    /// Completions of cancelled ops, reported by the next wait.
+    cancelled: Vec<Completion>,
+    events: Vec<libc::epoll_event>,
+}
+
+impl EpollReactor {
+    /// An epoll instance and a timerfd for the tick.
+    pub fn new() -> io::Result<EpollReactor> {
+        Ok(EpollReactor {
+            epoll: sys::epoll_create()?,
+            timer: sys::timerfd()?,
+            fresh: VecDeque::with_capacity(256),
+            parked: HashMap::with_capacity(256),
+            registered: HashSet::with_capacity(256),
+            again: Vec::new(),
+            cancelled: Vec::new(),
+            events: Vec::with_capacity(EVENTS),
+        })
+    }
+
+    fn submit(&mut self, fd: RawFd, token: Token, kind: Kind) -> io::Result<()> {
+        self.fresh.push_back(Op { fd, token, kind });
+        Ok(())
+    }
+
+    /// Starts a submitted op: a write is tried now, a read waits for readiness.
+    fn start(&mut self, op: Op, out: &mut Vec<Completion>) {
+        if op.kind.writes() {
+            match self.attempt(&op, out) {
+                Outcome::Done => return,
+                Outcome::Blocked | Outcome::Again => {}
+            }
+        }
+        self.park(op, out);
+    }
+
+    /// Waits for `op`'s fd; an fd epoll refuses fails the op.
+    fn park(&mut self, op: Op, out: &mut Vec<Completion>) {
+        let (fd, token, writes) = (op.fd, op.token, op.kind.writes());
+        let parked = self.parked.entry(fd).or_default();
+        if parked.side(writes).is_some() {
+            // The interface allows one op per direction: refuse the second.
+            out.push(Completion { token, result: -libc::EBUSY, more: false });
+            return;
+        }
+        *parked.side(writes) = Some(op);
+        let interest = parked.interest();
+        if let Err(e) = self.register(fd, interest) {
+            if let Some(op) = self.parked.get_mut(&fd).and_then(|p| p.side(writes).take()) {
+                out.push(Completion { token: op.token, result: errno(&e), more: false });
+            }
+        }
+    }
+
+    /// Registers `fd` for `interest`, or changes its interest; either way the
+    /// kernel reports it if it is ready now.
+    fn register(&mut self, fd: RawFd, interest: u32) -> io::Result<()> {
+        let epoll = self.epoll.as_fd();
+        let (first, second) = if self.registered.contains(&fd) {
+            (libc::EPOLL_CTL_MOD, libc::EPOLL_CTL_ADD)
+        } else {
+            (libc::EPOLL_CTL_ADD, libc::EPOLL_CTL_MOD)
+        };
+        match sys::epoll_ctl(epoll, first, fd, interest) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EEXIST)) => {
+                sys::epoll_ctl(epoll, second, fd, interest)?
+            }
+            other => other?,
+        }
+        self.registered.insert(fd);
+        Ok(())
+    }
+
+    /// Tries the op parked on `fd` in one direction, after a readiness event.
+    fn retry(&mut self, fd: RawFd, writes: bool, out: &mut Vec<Completion>) {
+        let Some(op) = self.parked.get_mut(&fd).and_then(|p| p.side(writes).take()) else { return };
+        match self.attempt(&op, out) {
+            Outcome::Done => {
+                if self.parked.get(&fd).is_some_and(|p| p.read.is_none() && p.write.is_none()) {
+                    self.parked.remove(&fd);
+                }
+            }
+            outcome => {
+                if matches!(outcome, Outcome::Again) {
+                    self.again.push(fd);
+                }
+                if let Some(parked) = self.parked.get_mut(&fd) {
+                    *parked.side(writes) = Some(op);
+                }
+            }
+        }
+    }
+
+    /// Makes `op`'s syscall(s) now.
+    fn attempt(&mut self, op: &Op, out: &mut Vec<Completion>) -> Outcome {
+        let token = op.token;
+        let result = match op.kind {
+            Kind::Readable => {
+                out.push(Completion { token, result: libc::POLLIN as i32, more: true });
+                return Outcome::Blocked;
+            }
+            Kind::Accept => return accept_burst(op.fd, token, out),
+            // As on the ring, an expired timeout reports ETIME.
+            Kind::Tick => sys::read_timer(self.timer.as_fd()).and(Err(io::Error::from_raw_os_error(libc::ETIME))),
+            // SAFETY: the buffer's owner promised, when submitting, to keep it until the completion.
+            Kind::Recv { buf, len } => retry_interrupted(|| unsafe { sys::recv(op.fd, buf, len) }),
+            // SAFETY: as above.
+            Kind::Send { buf, len } => retry_interrupted(|| unsafe { sys::send(op.fd, buf, len) }),
+            // SAFETY: as above, for the header and all it points to.
+            Kind::SendMsg { header } => retry_interrupted(|| unsafe { sys::sendmsg(op.fd, header) }),
+        };
+        let result = match result {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Blocked,
+            Ok(n) => n.min(i32::MAX as usize) as i32,
+            Err(e) => errno(&e),
+        };
+        out.push(Completion { token, result, more: false });
+        Outcome::Done
+    }
+}
+
+/// Accepts what is waiting on a listener, up to [`ACCEPT_BATCH`].
+fn accept_burst(listener: RawFd, token: Token, out: &mut Vec<Completion>) -> Outcome {
+    for _ in 0..ACCEPT_BATCH {
+        match sys::accept(listener) {
+            Ok(connection) => out.push(Completion { token, result: connection.into_raw_fd(), more: true }),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Blocked,
+            // A connection reset before it was accepted, or a signal: go on.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR)) => {}
+            Err(e) => {
+                // As on the ring, an error ends the multishot accept.
+                out.push(Completion { token, result: errno(&e), more: false });
+                return Outcome::Done;
+            }
+        }
+    }
+    Outcome::Again
+}
+
+fn retry_interrupted(mut call: impl FnMut() -> io::Result<usize>) -> io::Result<usize> {
+    loop {
+        match call() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            result => return result,
+        }
+    }
+}
+
+fn errno(error: &io::Error) -> i32 {
+    -error.raw_os_error().unwrap_or(libc::EIO)
+}
+
+impl Reactor for EpollReactor {
+    fn poll_readable(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
+        self.submit(fd, token, Kind::Readable)
+    }
+
+    fn accept(&mut self, listener: RawFd, token: Token) -> io::Result<()> {
+        // A burst ends at EAGAIN: the listener must not block. In `shared`
+        // mode the workers (on epoll too) share it non-blocking as well.
+        sys::set_nonblocking(listener)?;
+        self.submit(listener, token, Kind::Accept)
+    }
+
+    unsafe fn send_msg(&mut self, fd: RawFd, header: *const libc::msghdr, token: Token) -> io::Result<()> {
+        self.submit(fd, token, Kind::SendMsg { header })
+    }
+
+    unsafe fn send(&mut self, fd: RawFd, buf: *const u8, len: usize, token: Token) -> io::Result<()> {
+        self.submit(fd, token, Kind::Send { buf, len })
+    }
+
+    unsafe fn recv(&mut self, fd: RawFd, buf: *mut u8, len: usize, token: Token) -> io::Result<()> {
+        self.submit(fd, token, Kind::Recv { buf, len })
+    }
+
+    fn timeout(&mut self, after: Duration, token: Token) -> io::Result<()> {
+        sys::timerfd_once(self.timer.as_fd(), after)?;
+        self.submit(self.timer.as_raw_fd(), token, Kind::Tick)
+    }
+
+    fn cancel(&mut self, token: Token) -> io::Result<()> {
+        let gone = Completion { token, result: -libc::ECANCELED, more: false };
+        if let Some(at) = self.fresh.iter().position(|op| op.token == token) {
+            self.fresh.remove(at);
+            self.cancelled.push(gone);
+            return Ok(());
+        }
+        for parked in self.parked.values_mut() {
+            for side in [&mut parked.read, &mut parked.write] {
+                if side.as_ref().is_some_and(|op| op.token == token) {
+                    *side = None;
+                    self.cancelled.push(gone);
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, fd: OwnedFd) -> io::Result<()> {
+        self.registered.remove(&fd.as_raw_fd());
+        drop(fd);
+        Ok(())
+    }
+
+    fn wait(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
+        out.clear();
+        out.append(&mut self.cancelled);
+        while let Some(op) = self.fresh.pop_front() {
+            self.start(op, out);
+        }
+        for fd in std::mem::take(&mut self.again) {
+            self.retry(fd, false, out);
+        }
+        loop {
+            let timeout = if out.is_empty() && self.again.is_empty() { -1 } else { 0 };
+            sys::epoll_wait(self.epoll.as_fd(), &mut self.events, timeout)?;
+            for i in 0..self.events.len() {
+                let event = self.events[i];
+                let fd = event.u64 as RawFd;
+                let happened = event.events;
+                let broken = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
+                if happened & (libc::EPOLLOUT as u32 | broken) != 0 {
+                    self.retry(fd, true, out);
+                }
+                if happened & ((libc::EPOLLIN | libc::EPOLLRDHUP) as u32 | broken) != 0 {
+                    self.retry(fd, false, out);
+                }
+            }
+            if !out.is_empty() || timeout == 0 {
+                return Ok(());
+            }
+        }
+    }
+}

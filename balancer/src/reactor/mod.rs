@@ -1,0 +1,100 @@
+//! The master's I/O, behind one completion-style interface with two
+//! implementations: [`uring`] (the ops go to the kernel through one ring, in
+//! a batch, with one `submit_and_wait` per loop turn) and [`epoll`]
+//! (edge-triggered: each op's syscall is made when its fd is ready). Either
+//! way the master submits ops and later handles their completions, each
+//! tagged with the [`Token`] it was submitted with, so its logic is written
+//! once.
+//!
+//! The ops are the few the master needs: a readable notification (the
+//! signalfd), a multishot accept (the listener, the control socket), `send`,
+//! `sendmsg` (fds to a worker) and `recv` on sockets, a timeout (the tick),
+//! cancel and close. Sends never raise `SIGPIPE`; accepted connections are
+//! close-on-exec.
+
+pub mod epoll;
+mod sys;
+pub mod uring;
+
+use std::fmt;
+use std::io;
+use std::os::fd::{OwnedFd, RawFd};
+use std::time::Duration;
+
+use ringmaster_engine::Backend;
+
+/// Names an op, and its completions; the master packs it with
+/// `ringmaster_engine::token::pack`. 0 is never a token.
+pub type Token = u64;
+
+/// What an op did: the `Token` it was submitted with and its result — bytes,
+/// a new fd (accept), or `-errno` — as io_uring reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// The op's token.
+    pub token: Token,
+    /// Bytes, a new fd, or `-errno`.
+    pub result: i32,
+    /// A multishot op goes on: more completions will follow.
+    pub more: bool,
+}
+
+/// The master's I/O backend.
+///
+/// Nothing happens until [`Reactor::wait`]: ops submitted are started there,
+/// and their completions come out of it. At most one op of each direction
+/// (reading: readable, accept, recv, timeout; writing: send, sendmsg) may be
+/// in flight on one fd.
+pub trait Reactor: fmt::Debug {
+    /// Completes with `POLLIN` each time `fd` becomes readable, until cancelled.
+    fn poll_readable(&mut self, fd: RawFd, token: Token) -> io::Result<()>;
+
+    /// Accepts on `listener` until cancelled or an error ends it (the last
+    /// completion, without `more`): each completion is one new connection.
+    fn accept(&mut self, listener: RawFd, token: Token) -> io::Result<()>;
+
+    /// Sends the message `header` describes (with its `SCM_RIGHTS`).
+    ///
+    /// # Safety
+    /// `header` and all it points to must stay valid and unmoved until the
+    /// completion is reported (or the reactor is dropped).
+    unsafe fn send_msg(&mut self, fd: RawFd, header: *const libc::msghdr, token: Token) -> io::Result<()>;
+
+    /// Sends `len` bytes from `buf` (the completion may say fewer were sent).
+    ///
+    /// # Safety
+    /// `buf` must stay valid for reads of `len` bytes until the completion.
+    unsafe fn send(&mut self, fd: RawFd, buf: *const u8, len: usize, token: Token) -> io::Result<()>;
+
+    /// Receives up to `len` bytes into `buf` (0 at end of stream).
+    ///
+    /// # Safety
+    /// `buf` must stay valid for writes of `len` bytes until the completion.
+    unsafe fn recv(&mut self, fd: RawFd, buf: *mut u8, len: usize, token: Token) -> io::Result<()>;
+
+    /// Completes once, `after` from now (one timeout at a time).
+    fn timeout(&mut self, after: Duration, token: Token) -> io::Result<()>;
+
+    /// Ends the op submitted with `token`, if it is still in flight: it
+    /// completes with `-ECANCELED` (and no `more`).
+    fn cancel(&mut self, token: Token) -> io::Result<()>;
+
+    /// Closes `fd` (with the ops of the same turn, on the ring).
+    fn close(&mut self, fd: OwnedFd) -> io::Result<()>;
+
+    /// Starts what was submitted, waits until at least one op completes, and
+    /// moves the completions into `out` (cleared first; no more than its
+    /// capacity at once, so a loop that sizes it once never allocates here).
+    fn wait(&mut self, out: &mut Vec<Completion>) -> io::Result<()>;
+}
+
+/// The reactor for `backend`.
+pub fn reactor_for(backend: Backend) -> io::Result<Box<dyn Reactor>> {
+    Ok(match backend {
+        Backend::Uring => Box::new(uring::UringReactor::new()?),
+        Backend::Epoll => Box::new(epoll::EpollReactor::new()?),
+    })
+}
+
+#[cfg(test)]
+mod tests;
