@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ringmaster_balancer::cpus::{allowed_cpus, parse_cpu_list};
+use ringmaster_balancer::cpus::{allowed_cpus, default_workers, parse_cpu_list};
 use ringmaster_balancer::{identity_from_env, run_master, run_worker, MasterConfig, Mode};
 use ringmaster_engine::EngineConfig;
 
@@ -29,12 +29,15 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = ModeArg::Rr)]
     mode: ModeArg,
 
-    /// Worker processes [default: the number of CPUs the process may run on].
+    /// Worker processes; with `--cpus` they take its CPUs in turn, wrapping
+    /// around [default: one per CPU of `--cpus`, else one per CPU the process
+    /// may run on].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     workers: Option<u32>,
 
-    /// CPUs to pin workers to, e.g. `0,2-3` [default: every allowed CPU].
-    #[arg(long, value_parser = parse_cpus)]
+    /// CPUs to pin workers to, e.g. `0,2-3` (not with `--no-pin`) [default:
+    /// every CPU the process may run on].
+    #[arg(long, value_parser = parse_cpus, conflicts_with = "no_pin")]
     cpus: Option<CpuList>,
 
     /// Do not pin workers to CPUs.
@@ -139,7 +142,8 @@ impl Cli {
     }
 
     fn master_config(&self) -> MasterConfig {
-        let workers = self.workers.map_or_else(|| allowed_cpus().len().max(1), |n| n as usize);
+        let cpus = self.cpus.as_ref().map(|c| c.0.as_slice());
+        let workers = self.workers.map_or_else(|| default_workers(cpus, &allowed_cpus()), |n| n as usize);
         MasterConfig {
             bind: self.bind,
             mode: match self.mode {

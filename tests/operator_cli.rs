@@ -1,0 +1,64 @@
+//! The command line as an operator meets it: how many workers run and where
+//! (`--cpus`, `--workers`, the default), one-line errors that name what is
+//! wrong, `--body` escapes, and `--help` listing every flag with its default.
+
+#[path = "util/operator.rs"]
+mod operator;
+mod util;
+
+use operator::*;
+use util::*;
+
+// --- how many workers, where -----------------------------------------------------------
+
+#[test]
+fn cpus_without_workers_runs_one_worker_per_listed_cpu() {
+    let allowed = cpus_allowed(std::process::id());
+    // One listed CPU: one worker, on it (it used to start one per allowed CPU, all on it).
+    let last = *allowed.last().unwrap();
+    let s = Server::start(&["--cpus", &last.to_string()]);
+    let stats = stats_when_ready(&s);
+    let workers = worker_pids_and_cpus(&stats);
+    assert_eq!(workers.len(), 1, "--cpus {last} without --workers: {stats}");
+    assert_eq!(workers[0].1, Some(last as u64), "{stats}");
+    assert_eq!(cpus_allowed(workers[0].0), vec![last]);
+    s.connect().get_ok();
+    drop(s);
+
+    // Every allowed CPU listed: one worker on each, in the list's order.
+    let list = allowed.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    let s = Server::start(&["--cpus", &list]);
+    let stats = stats_when_ready(&s);
+    let workers = worker_pids_and_cpus(&stats);
+    assert_eq!(workers.len(), allowed.len(), "--cpus {list} without --workers: {stats}");
+    for ((pid, cpu), want) in workers.iter().zip(&allowed) {
+        assert_eq!(*cpu, Some(*want as u64), "{stats}");
+        assert_eq!(cpus_allowed(*pid), vec![*want], "worker pid {pid}");
+    }
+}
+
+#[test]
+fn workers_with_cpus_wrap_around_the_list() {
+    let allowed = cpus_allowed(std::process::id());
+    let list: Vec<usize> = allowed.iter().rev().take(2).copied().collect();
+    let text = list.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    let n = list.len() + 1;
+    let s = Server::start(&["--workers", &n.to_string(), "--cpus", &text]);
+    let stats = stats_when_ready(&s);
+    let workers = worker_pids_and_cpus(&stats);
+    assert_eq!(workers.len(), n, "{stats}");
+    for (k, (pid, cpu)) in workers.iter().enumerate() {
+        let want = list[k % list.len()];
+        assert_eq!(*cpu, Some(want as u64), "worker {}: {stats}", k + 1);
+        assert_eq!(cpus_allowed(*pid), vec![want], "worker {} (pid {pid})", k + 1);
+    }
+}
+
+#[test]
+fn cpus_with_no_pin_is_a_usage_error() {
+    for args in [["--cpus", "0", "--no-pin"], ["--no-pin", "--cpus", "0"]] {
+        let (code, line) = expect_one_line_error(&args);
+        assert_eq!(code, 2, "{line}");
+        assert!(line.contains("--cpus") && line.contains("--no-pin"), "{line}");
+    }
+}
