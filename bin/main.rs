@@ -2,6 +2,8 @@
 //! environment it is the master; the master re-executes this binary with
 //! the role set to start each worker, which parses the same flags.
 
+mod usage_error;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -171,13 +173,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            let rendered = e.to_string();
-            let first = rendered.lines().next().unwrap_or("invalid command line");
-            let tip = rendered.lines().find(|l| l.contains("possible values")).map(str::trim);
-            match tip {
-                Some(tip) => ringmaster_balancer::log!("{} {tip}", first.trim_start_matches("error: ")),
-                None => ringmaster_balancer::log!("{}", first.trim_start_matches("error: ")),
-            }
+            ringmaster_balancer::log!("{}", usage_error::one_line(&e.to_string()));
             return ExitCode::from(2);
         }
     };

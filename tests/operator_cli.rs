@@ -62,3 +62,33 @@ fn cpus_with_no_pin_is_a_usage_error() {
         assert!(line.contains("--cpus") && line.contains("--no-pin"), "{line}");
     }
 }
+
+// --- one-line errors -------------------------------------------------------------------
+
+#[test]
+fn a_missing_argument_is_named_on_the_one_line_with_the_usage() {
+    let (code, line) = expect_one_line_error(&["ctl"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("<PATH>") && line.contains("<COMMAND>"), "names the missing arguments: {line}");
+    assert!(line.contains("usage: ringmaster ctl <PATH> <COMMAND>"), "carries the usage: {line}");
+    assert!(line.contains("--help"), "points at --help: {line}");
+
+    let (code, line) = expect_one_line_error(&["ctl", "/nonexistent/ringmaster.sock"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("<COMMAND>") && !line.contains("<PATH>,"), "names only what is missing: {line}");
+}
+
+#[test]
+fn a_bad_value_is_named_on_the_one_line() {
+    let (code, line) = expect_one_line_error(&["--workers", "x"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("'x'") && line.contains("--workers"), "{line}");
+
+    let (code, line) = expect_one_line_error(&["--mode", "foo"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("'foo'") && line.contains("[possible values: rr, shared]"), "{line}");
+
+    let (code, line) = expect_one_line_error(&["--mod", "rr"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("'--mod'") && line.contains("'--mode'"), "keeps clap's tip: {line}");
+}
