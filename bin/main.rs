@@ -2,6 +2,7 @@
 //! environment it is the master; the master re-executes this binary with
 //! the role set to start each worker, which parses the same flags.
 
+mod escapes;
 mod usage_error;
 
 use std::net::SocketAddr;
@@ -74,9 +75,12 @@ struct Cli {
     #[arg(long, default_value = "30", value_parser = parse_seconds)]
     shutdown_timeout: Duration,
 
-    /// The response body [default: "hello world\n"].
-    #[arg(long, default_value = "hello world\n", hide_default_value = true)]
-    body: String,
+    /// The response body. Backslash escapes: `\n` newline, `\r` carriage
+    /// return, `\t` tab, `\\` backslash, `\xHH` the byte 0xHH; any other
+    /// backslash is an error [default: "hello world\n"].
+    // clap would quote the default as "hello world\\n": the line above says it instead.
+    #[arg(long, default_value = r"hello world\n", hide_default_value = true, value_parser = parse_body)]
+    body: Body,
 
     /// Create a control socket (mode 0600) at this path: `status`, `reload`,
     /// `scale N`, `stop`; see `ringmaster ctl`.
@@ -110,6 +114,14 @@ enum ModeArg {
 #[derive(Clone, Debug)]
 struct CpuList(Vec<usize>);
 
+/// `--body` with its escapes replaced.
+#[derive(Clone, Debug)]
+struct Body(Vec<u8>);
+
+fn parse_body(text: &str) -> Result<Body, String> {
+    escapes::unescape(text).map(Body)
+}
+
 fn parse_cpus(text: &str) -> Result<CpuList, String> {
     parse_cpu_list(text).map(CpuList)
 }
@@ -138,7 +150,7 @@ impl Cli {
             header_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,
             drain_timeout: self.shutdown_timeout,
-            body: self.body.clone().into_bytes(),
+            body: self.body.0.clone(),
             ..EngineConfig::default()
         }
     }

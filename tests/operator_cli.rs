@@ -92,3 +92,32 @@ fn a_bad_value_is_named_on_the_one_line() {
     assert_eq!(code, 2, "{line}");
     assert!(line.contains("'--mod'") && line.contains("'--mode'"), "keeps clap's tip: {line}");
 }
+
+// --- --body escapes --------------------------------------------------------------------
+
+#[test]
+fn body_escapes_are_interpreted() {
+    let s = Server::start(&["--workers", "1", "--body", r"hi\n"]);
+    let r = s.connect().request(GET);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, b"hi\n", "{r:?}");
+    assert_eq!(r.header("content-length"), Some("3"), "{r:?}");
+    drop(s);
+
+    let s = Server::start(&["--workers", "1", "--body", r"a\tb\\c\x41\r\n"]);
+    let r = s.connect().request(GET);
+    assert_eq!(r.body, b"a\tb\\cA\r\n", "{r:?}");
+    drop(s);
+
+    // The default, written `hello world\n` in --help, is unchanged.
+    Server::start(&["--workers", "1"]).connect().get_ok();
+}
+
+#[test]
+fn an_unknown_body_escape_is_a_usage_error() {
+    let (code, line) = expect_one_line_error(&["--body", r"a\qb"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("--body") && line.contains(r"'\q'"), "{line}");
+    let (code, line) = expect_one_line_error(&["--body", r"\x4"]);
+    assert_eq!(code, 2, "{line}");
+}
