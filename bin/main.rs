@@ -5,6 +5,7 @@
 mod escapes;
 mod usage_error;
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,13 +13,15 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ringmaster_balancer::cpus::{allowed_cpus, default_workers, parse_cpu_list};
-use ringmaster_balancer::{identity_from_env, run_master, run_worker, MasterConfig, Mode};
+use ringmaster_balancer::title::{set_process_title, set_thread_name, MASTER_THREAD_NAME, MASTER_TITLE};
+use ringmaster_balancer::{identity_from_env, run_master, run_worker, MasterConfig, Mode, WorkerExec};
 use ringmaster_engine::EngineConfig;
 
 /// Node's cluster at the limit of Linux: a master balancing connections over
 /// pinned io_uring worker processes, each an HTTP/1.1 responder.
 #[derive(Debug, Parser)]
-#[command(name = "ringmaster", version, args_conflicts_with_subcommands = true)]
+// `bin_name`: a worker's argv[0] is its title, which usage lines must not show.
+#[command(name = "ringmaster", bin_name = "ringmaster", version, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<SubCommand>,
@@ -155,7 +158,8 @@ impl Cli {
         }
     }
 
-    fn master_config(&self) -> MasterConfig {
+    /// The master's settings; `args` are the process's arguments, `argv[0]` first.
+    fn master_config(&self, args: &[OsString]) -> MasterConfig {
         let cpus = self.cpus.as_ref().map(|c| c.0.as_slice());
         let workers = self.workers.map_or_else(|| default_workers(cpus, &allowed_cpus()), |n| n as usize);
         MasterConfig {
@@ -172,12 +176,16 @@ impl Cli {
             control: self.control.clone(),
             watchdog: (!self.watchdog.is_zero()).then_some(self.watchdog),
             engine: self.engine_config(),
+            exec: WorkerExec { args: args.iter().skip(1).cloned().collect() },
         }
     }
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // Captured once: the master's title overwrites the arguments in place, and
+    // workers are given this copy.
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
             // --help and --version.
@@ -221,7 +229,11 @@ fn main() -> ExitCode {
             }
         };
     }
-    match run_master(cli.master_config()) {
+    let config = cli.master_config(&args);
+    if let Err(e) = set_thread_name(MASTER_THREAD_NAME).and_then(|()| set_process_title(MASTER_TITLE, &args)) {
+        ringmaster_balancer::log!("cannot set the master's title: {e}");
+    }
+    match run_master(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             ringmaster_balancer::log!("{e}");

@@ -366,6 +366,7 @@ impl Master {
             channel: worker_end.as_fd(),
             stats: self.stats_fd.as_fd(),
             listener: (self.config.mode == Mode::Shared).then(|| self.listener.as_fd()),
+            exec: &self.config.exec,
         };
         let pid = spawn_worker(&launch)?;
         drop(worker_end);

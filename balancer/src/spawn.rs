@@ -8,6 +8,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
+use crate::config::WorkerExec;
+use crate::title::worker_title;
+
 /// Environment variable naming the worker id (1-based); its presence makes the binary a worker.
 pub const ENV_WORKER_ID: &str = "RINGMASTER_WORKER_ID";
 /// Environment variable with the worker's CPU, or `none` when not pinned.
@@ -46,9 +49,12 @@ pub struct WorkerLaunch<'a> {
     pub stats: BorrowedFd<'a>,
     /// The listener, in `shared` mode.
     pub listener: Option<BorrowedFd<'a>>,
+    /// What every worker is executed with.
+    pub exec: &'a WorkerExec,
 }
 
-/// Starts a worker process; returns its pid.
+/// Starts a worker process; returns its pid. The binary is found by
+/// `/proc/self/exe`, never by `argv[0]` (which is the worker's title).
 pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
     let exe = std::env::current_exe()?;
     let channel = dup_above(launch.channel)?;
@@ -62,7 +68,8 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
     let master = std::process::id() as libc::pid_t;
     let mut command = Command::new(exe);
     command
-        .args(std::env::args_os().skip(1))
+        .arg0(worker_title(launch.id))
+        .args(&launch.exec.args)
         .env(ENV_WORKER_ID, launch.id.to_string())
         .env(ENV_CPU, launch.cpu.map_or_else(|| "none".to_string(), |c| c.to_string()))
         .env(ENV_STATS_SLOTS, launch.stats_slots.to_string())

@@ -1,5 +1,5 @@
 //! The worker side of a spawn: read the identity the master put in the
-//! environment, take the inherited fds, pin, and run the engine.
+//! environment, name its thread, take the inherited fds, pin, and run the engine.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -12,6 +12,7 @@ use crate::spawn::{
     inherited_fd, CHANNEL_FD, ENV_CPU, ENV_LISTENER, ENV_STATS_SLOT, ENV_STATS_SLOTS, ENV_WORKER_ID, LISTENER_FD,
     STATS_FD,
 };
+use crate::title::{set_thread_name, worker_thread_name};
 
 /// Fault injection for tests of the supervisor: with `exit-at-start` in this
 /// variable a worker exits with code 3 before serving, as a worker that
@@ -66,6 +67,9 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> io::Result
     if std::env::var(ENV_FAULT).is_ok_and(|f| f == "exit-at-start") {
         crate::log!("worker {}: {ENV_FAULT}=exit-at-start: exiting", identity.id);
         std::process::exit(3);
+    }
+    if let Err(e) = set_thread_name(&worker_thread_name(identity.id)) {
+        crate::log!("worker {}: cannot name its thread: {e}", identity.id);
     }
     ignore_signals_meant_for_the_master();
     if let Some(cpu) = identity.cpu {
