@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ringmaster_balancer::cpus::{allowed_cpus, default_workers, parse_cpu_list};
+use ringmaster_balancer::privileges::{self, Credentials};
 use ringmaster_balancer::title::{set_process_title, set_thread_name, MASTER_THREAD_NAME, MASTER_TITLE};
 use ringmaster_balancer::{identity_from_env, run_master, run_worker, MasterConfig, Mode, WorkerExec};
 use ringmaster_engine::EngineConfig;
@@ -94,6 +95,18 @@ struct Cli {
     /// replaces it (0 turns the watchdog off).
     #[arg(long, default_value = "30", value_parser = parse_watchdog)]
     watchdog: Duration,
+
+    /// Run workers as this user, with its groups, from just before they serve;
+    /// the master stays root (it binds, creates sockets and signals workers)
+    /// [default: the master's user].
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+
+    /// Run workers with this group: with `--user`, instead of the user's own;
+    /// alone, as their only group, changing nothing else [default: the user's
+    /// group, else the master's].
+    #[arg(long, value_name = "NAME")]
+    group: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,8 +171,9 @@ impl Cli {
         }
     }
 
-    /// The master's settings; `args` are the process's arguments, `argv[0]` first.
-    fn master_config(&self, args: &[OsString]) -> MasterConfig {
+    /// The master's settings; `args` are the process's arguments, `argv[0]`
+    /// first, and `credentials` what `--user` and `--group` resolved to.
+    fn master_config(&self, args: &[OsString], credentials: Option<Credentials>) -> MasterConfig {
         let cpus = self.cpus.as_ref().map(|c| c.0.as_slice());
         let workers = self.workers.map_or_else(|| default_workers(cpus, &allowed_cpus()), |n| n as usize);
         MasterConfig {
@@ -176,7 +190,7 @@ impl Cli {
             control: self.control.clone(),
             watchdog: (!self.watchdog.is_zero()).then_some(self.watchdog),
             engine: self.engine_config(),
-            exec: WorkerExec { args: args.iter().skip(1).cloned().collect() },
+            exec: WorkerExec { args: args.iter().skip(1).cloned().collect(), credentials },
         }
     }
 }
@@ -229,7 +243,19 @@ fn main() -> ExitCode {
             }
         };
     }
-    let config = cli.master_config(&args);
+    // Names are resolved once, here; workers get the numeric ids.
+    let credentials = match privileges::resolve(cli.user.as_deref(), cli.group.as_deref()) {
+        Ok(credentials) => credentials,
+        Err(e) => {
+            ringmaster_balancer::log!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Err(e)) = credentials.as_ref().map(privileges::check_can_switch) {
+        ringmaster_balancer::log!("{e}");
+        return ExitCode::FAILURE;
+    }
+    let config = cli.master_config(&args, credentials);
     if let Err(e) = set_thread_name(MASTER_THREAD_NAME).and_then(|()| set_process_title(MASTER_TITLE, &args)) {
         ringmaster_balancer::log!("cannot set the master's title: {e}");
     }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use ringmaster_engine::EngineConfig;
 
+use crate::privileges::Credentials;
+
 /// How connections reach workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -61,4 +63,7 @@ pub struct WorkerExec {
     /// The arguments each worker is given (`argv[0]` aside): the master's own,
     /// captured at start, before the master's title overwrote them.
     pub args: Vec<OsString>,
+    /// The ids workers switch to before serving (`--user`, `--group`); `None`
+    /// keeps the master's.
+    pub credentials: Option<Credentials>,
 }

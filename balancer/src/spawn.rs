@@ -1,7 +1,8 @@
 //! Starting a worker: the master re-executes its own binary with the worker
 //! role named in the environment and the channel, the stats block and (in
 //! `shared` mode) the listener at fixed fd numbers, as Node passes
-//! `NODE_CHANNEL_FD` and `NODE_UNIQUE_ID`.
+//! `NODE_CHANNEL_FD` and `NODE_UNIQUE_ID`; the ids to switch to, if any, are in
+//! the environment too.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -9,6 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use crate::config::WorkerExec;
+use crate::privileges::{ENV_GID, ENV_GROUPS, ENV_UID};
 use crate::title::worker_title;
 
 /// Environment variable naming the worker id (1-based); its presence makes the binary a worker.
@@ -79,6 +81,12 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
         command.env(ENV_LISTENER, "1");
     } else {
         command.env_remove(ENV_LISTENER);
+    }
+    for name in [ENV_UID, ENV_GID, ENV_GROUPS] {
+        command.env_remove(name);
+    }
+    if let Some(credentials) = &launch.exec.credentials {
+        command.envs(credentials.to_env());
     }
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe calls (dup2, prctl, getppid, sigprocmask); the master is
