@@ -6,10 +6,32 @@
 mod operator;
 mod util;
 
+use std::process::Command;
+
 use operator::*;
 use util::*;
 
 // --- how many workers, where -----------------------------------------------------------
+
+/// The CPUs this test process may run on, from `sched_getaffinity(2)` (what `nproc` counts).
+fn affinity() -> Vec<usize> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).expect("sched_getaffinity");
+    (0..nix::sched::CpuSet::count()).filter(|&cpu| set.is_set(cpu).unwrap_or(false)).collect()
+}
+
+#[test]
+fn one_worker_per_cpu_by_default() {
+    let allowed = affinity();
+    assert_eq!(allowed, cpus_allowed(std::process::id()), "sched_getaffinity against /proc");
+    let s = Server::start(&[]);
+    let stats = stats_when_ready(&s);
+    let workers = worker_pids_and_cpus(&stats);
+    assert_eq!(workers.len(), allowed.len(), "one worker per CPU the process may use ({allowed:?}): {stats}");
+    for ((pid, cpu), want) in workers.iter().zip(&allowed) {
+        assert_eq!(*cpu, Some(*want as u64), "{stats}");
+        assert_eq!(cpus_allowed(*pid), vec![*want], "worker pid {pid}");
+    }
+}
 
 #[test]
 fn cpus_without_workers_runs_one_worker_per_listed_cpu() {
@@ -120,4 +142,102 @@ fn an_unknown_body_escape_is_a_usage_error() {
     assert!(line.contains("--body") && line.contains(r"'\q'"), "{line}");
     let (code, line) = expect_one_line_error(&["--body", r"\x4"]);
     assert_eq!(code, 2, "{line}");
+}
+
+// --- --help ------------------------------------------------------------------------------
+
+/// A `#[arg(long ...)]` field of bin/main.rs: its flag and, if the attribute
+/// gives one, its default as the help should print it.
+#[derive(Debug)]
+struct SourceFlag {
+    flag: String,
+    default: Option<String>,
+}
+
+/// Every `#[arg(long ...)]` field in bin/main.rs, read from the source.
+fn flags_in_source() -> Vec<SourceFlag> {
+    let source = include_str!("../bin/main.rs");
+    let mut flags = Vec::new();
+    let mut lines = source.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if !line.starts_with("#[arg(") {
+            continue;
+        }
+        let mut attribute = line.to_string();
+        while !attribute.ends_with(")]") {
+            attribute.push(' ');
+            attribute.push_str(lines.next().expect("an attribute that ends"));
+        }
+        let words: Vec<&str> = attribute["#[arg(".len()..attribute.len() - 2].split(',').map(str::trim).collect();
+        let Some(long) = words.iter().find(|w| **w == "long" || w.starts_with("long =")) else { continue };
+        // The field follows its attributes and comments.
+        let field = lines.by_ref().find(|l| !l.starts_with("#[") && !l.starts_with("//")).expect("a field");
+        let name = field.split(':').next().unwrap().trim().trim_start_matches("pub ");
+        let flag = match long.split_once('=') {
+            Some((_, given)) => given.trim().trim_matches('"').to_string(),
+            None => name.replace('_', "-"),
+        };
+        let default = words.iter().find_map(|w| {
+            let (key, value) = w.split_once('=')?;
+            let value = value.trim();
+            match key.trim() {
+                "default_value" => Some(value.trim_start_matches('r').trim_matches('"').to_string()),
+                // Numbers as clap prints them; an enum variant by its value name.
+                "default_value_t" => Some(match value.rsplit_once("::") {
+                    Some((_, variant)) => variant.to_lowercase(),
+                    None => value.replace('_', ""),
+                }),
+                _ => None,
+            }
+        });
+        flags.push(SourceFlag { flag: format!("--{flag}"), default });
+    }
+    flags
+}
+
+/// `--help` as entries: each starts at a line naming a flag (`  -h, --help`,
+/// `      --bind <BIND>`) and runs to the next; keyed by the long flag.
+fn help_entries(help: &str) -> Vec<(String, String)> {
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        let names_a_flag = trimmed.starts_with("--") || (trimmed.starts_with('-') && trimmed.contains(", --"));
+        if line.starts_with("  ") && names_a_flag && !line.starts_with("           ") {
+            let flag = trimmed[trimmed.find("--").unwrap()..].split([' ', '=']).next().unwrap().to_string();
+            entries.push((flag, line.to_string()));
+        } else if let Some((_, text)) = entries.last_mut() {
+            text.push('\n');
+            text.push_str(line);
+        }
+    }
+    entries
+}
+
+#[test]
+fn help_lists_every_flag_with_its_default() {
+    let output = Command::new(BIN).arg("--help").output().expect("run --help");
+    assert!(output.status.success(), "--help exited with {}", output.status);
+    let help = String::from_utf8(output.stdout).expect("UTF-8 help");
+    let entries = help_entries(&help);
+    let source = flags_in_source();
+    assert!(source.len() >= 15, "the source parse found too few flags: {source:?}");
+    for SourceFlag { flag, default } in &source {
+        let (_, entry) = entries
+            .iter()
+            .find(|(f, _)| f == flag)
+            .unwrap_or_else(|| panic!("--help has no line for {flag}; help:\n{help}"));
+        if let Some(default) = default {
+            let shown = [format!("[default: {default}]"), format!("[default: \"{default}\"]")];
+            assert!(shown.iter().any(|s| entry.contains(s)), "{flag} must show its default {shown:?}: {entry}");
+        }
+    }
+    for (flag, _) in &entries {
+        let known = source.iter().any(|s| &s.flag == flag) || ["--help", "--version"].contains(&flag.as_str());
+        assert!(known, "--help lists {flag}, which the source parse missed");
+    }
+    // Flags whose default is computed say so in words.
+    for flag in ["--workers", "--cpus", "--user", "--group"] {
+        let (_, entry) = entries.iter().find(|(f, _)| f == flag).unwrap();
+        assert!(entry.contains("[default: "), "{flag} says what it defaults to: {entry}");
+    }
 }
