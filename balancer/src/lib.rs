@@ -10,7 +10,8 @@
 //! [`worker_role`] (both ends of starting a worker), [`config`], [`cpus`],
 //! [`listener`], [`refuse`] (`503` for connections no worker can take),
 //! [`rlimit`], [`signals`], [`log`] (whole-line stderr writes),
-//! [`stats_line`], and [`error`] (the crate's one error type).
+//! [`stats_line`], [`title`] (what `ps` shows), [`privileges`] (`--user`,
+//! `--group`), and [`error`] (the crate's one error type).
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
@@ -23,15 +24,17 @@ pub mod listener;
 pub mod log;
 pub mod master;
 pub mod modes;
+pub mod privileges;
 pub mod reactor;
 pub mod refuse;
 pub mod rlimit;
 pub mod signals;
 pub mod spawn;
 pub mod stats_line;
+pub mod title;
 pub mod worker_role;
 
-pub use config::{MasterConfig, Mode};
+pub use config::{MasterConfig, Mode, WorkerExec};
 pub use error::{Error, Result};
 pub use master::run_master;
 pub use worker_role::{identity_from_env, run_worker};

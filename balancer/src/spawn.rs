@@ -1,7 +1,8 @@
 //! Starting a worker: the master re-executes its own binary with the worker
 //! role named in the environment and the channel, the stats block and (in
 //! `shared` mode) the listener at fixed fd numbers, as Node passes
-//! `NODE_CHANNEL_FD` and `NODE_UNIQUE_ID`.
+//! `NODE_CHANNEL_FD` and `NODE_UNIQUE_ID`; the ids to switch to, if any, are in
+//! the environment too.
 //!
 //! "Its own binary" is the image the master runs, opened once at start
 //! ([`OwnImage`]), never the path it was started from: a file replaced on
@@ -16,6 +17,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use ringmaster_engine::Backend;
+
+use crate::config::WorkerExec;
+use crate::privileges::{ENV_GID, ENV_GROUPS, ENV_UID};
+use crate::title::worker_title;
 
 /// Environment variable naming the worker id (1-based); its presence makes the binary a worker.
 pub const ENV_WORKER_ID: &str = "RINGMASTER_WORKER_ID";
@@ -88,9 +93,12 @@ pub struct WorkerLaunch<'a> {
     pub backend: Backend,
     /// The binary to run.
     pub image: &'a OwnImage,
+    /// What every worker is executed with.
+    pub exec: &'a WorkerExec,
 }
 
-/// Starts a worker process; returns its pid.
+/// Starts a worker process; returns its pid. The binary is the master's own
+/// image, never found by `argv[0]` (which is the worker's title).
 pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
     let channel = dup_above(launch.channel)?;
     let stats = dup_above(launch.stats)?;
@@ -102,13 +110,9 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
     ];
     let master = std::process::id() as libc::pid_t;
     let mut command = Command::new(launch.image.exec_path());
-    let mut args = std::env::args_os();
-    if let Some(name) = args.next() {
-        // What `ps` shows: the name the master was started with, not /proc/self/fd/N.
-        command.arg0(name);
-    }
     command
-        .args(args)
+        .arg0(worker_title(launch.id))
+        .args(&launch.exec.args)
         .env(ENV_BACKEND, launch.backend.name())
         .env(ENV_WORKER_ID, launch.id.to_string())
         .env(ENV_CPU, launch.cpu.map_or_else(|| "none".to_string(), |c| c.to_string()))
@@ -119,6 +123,12 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
         command.env(ENV_LISTENER, "1");
     } else {
         command.env_remove(ENV_LISTENER);
+    }
+    for name in [ENV_UID, ENV_GID, ENV_GROUPS] {
+        command.env_remove(name);
+    }
+    if let Some(credentials) = &launch.exec.credentials {
+        command.envs(credentials.to_env());
     }
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe calls (dup2, prctl, getppid, sigprocmask); the master is

@@ -1,5 +1,6 @@
 //! The worker side of a spawn: read the identity the master put in the
-//! environment, take the inherited fds, pin, and run the engine.
+//! environment, name its thread, pin, take the inherited fds, give up root
+//! (`--user`, `--group`), and run the engine.
 
 use std::os::fd::AsFd;
 
@@ -7,15 +8,18 @@ use nix::sys::signal::Signal;
 use ringmaster_engine::{Backend, EngineConfig, Sources, StatsBlock};
 
 use crate::error::{Context, Error, Result};
+use crate::privileges::{switch_to, Credentials};
 use crate::signals::signal_fd;
 use crate::spawn::{
     inherited_fd, CHANNEL_FD, ENV_BACKEND, ENV_CPU, ENV_LISTENER, ENV_STATS_SLOT, ENV_STATS_SLOTS, ENV_WORKER_ID,
     LISTENER_FD, STATS_FD,
 };
+use crate::title::{set_thread_name, worker_thread_name};
 
-/// Fault injection for tests of the supervisor: with `exit-at-start` in this
-/// variable a worker exits with code 3 before serving, as a worker that
-/// crashes on start-up would.
+/// Fault injection for tests: with `exit-at-start` in this variable a worker
+/// exits with code 3 before serving, as a worker that crashes on start-up
+/// would; with `skip-setuid` it leaves out the `setuid` of its switch to
+/// `--user`, which the check after the switch must catch.
 pub const ENV_FAULT: &str = "RINGMASTER_FAULT";
 
 /// Who this worker is, as the master told it.
@@ -64,9 +68,14 @@ fn parse_identity(var: impl Fn(&str) -> Option<String>) -> Result<WorkerIdentity
 
 /// Runs this process as worker `identity` until it has drained.
 pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> Result<()> {
-    if std::env::var(ENV_FAULT).is_ok_and(|f| f == "exit-at-start") {
+    let fault = std::env::var(ENV_FAULT).unwrap_or_default();
+    if fault == "exit-at-start" {
         crate::log!("worker {}: {ENV_FAULT}=exit-at-start: exiting", identity.id);
         std::process::exit(3);
+    }
+    let credentials = Credentials::from_env()?;
+    if let Err(e) = set_thread_name(&worker_thread_name(identity.id)) {
+        crate::log!("worker {}: cannot name its thread: {e}", identity.id);
     }
     ignore_signals_meant_for_the_master();
     if let Some(cpu) = identity.cpu {
@@ -84,6 +93,11 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> Result<()>
         .slot(identity.stats_slot)
         .ok_or_else(|| Error::WorkerEnv(format!("stats slot {} outside the stats block", identity.stats_slot)))?;
     let shutdown = signal_fd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT]).context("signalfd")?;
+    // Last, before the ring exists (its kernel threads take the ids it is made with).
+    if let Some(credentials) = &credentials {
+        switch_to(credentials, fault == "skip-setuid")
+            .context(format_args!("refusing to serve: cannot switch to {credentials}"))?;
+    }
     let sources = Sources { listener, channel: Some(channel), shutdown: Some(shutdown) };
     let config = EngineConfig { backend: identity.backend, ..config.clone() };
     ringmaster_engine::run(&config, sources, counters).context(format_args!("the {} loop", identity.backend.name()))

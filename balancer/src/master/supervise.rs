@@ -156,6 +156,7 @@ impl Master {
             listener,
             backend: self.backend,
             image: &self.image,
+            exec: &self.config.exec,
         };
         let pid = spawn_worker(&launch)?;
         drop(worker_end);
@@ -296,7 +297,7 @@ impl Master {
     pub(super) fn restart_due(&mut self) {
         let now = Instant::now();
         for index in 0..self.workers.len() {
-            if !self.workers[index].restart_at.is_some_and(|at| at <= now) {
+            if self.workers[index].restart_at.is_none_or(|at| at > now) {
                 continue;
             }
             self.workers[index].restarts += 1;
