@@ -75,7 +75,7 @@ impl Server {
     /// [`Server::start`] with the binary run by a wrapper that execs it, e.g.
     /// `&["prlimit", "--nofile=64:64"]` (the master's pid stays the child's).
     pub fn start_under(wrapper: &[&str], args: &[&str]) -> Server {
-        let mut cmd = match wrapper.split_first() {
+        let cmd = match wrapper.split_first() {
             Some((program, wrapper_args)) => {
                 let mut cmd = Command::new(program);
                 cmd.args(wrapper_args).arg(BIN);
@@ -83,9 +83,18 @@ impl Server {
             }
             None => Command::new(BIN),
         };
+        Server::start_command(cmd, args)
+    }
+
+    /// [`Server::start`] running `binary` (a copy of the one under test, say).
+    pub fn start_binary(binary: &std::path::Path, args: &[&str]) -> Server {
+        Server::start_command(Command::new(binary), args)
+    }
+
+    fn start_command(mut cmd: Command, args: &[&str]) -> Server {
         cmd.arg("--bind").arg("127.0.0.1:0").args(args);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {BIN}: {e}"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
         let pid = child.id();
 
         let log = Arc::new(Log::default());
