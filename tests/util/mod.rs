@@ -91,7 +91,9 @@ impl Server {
         Server::start_command(Command::new(binary), args)
     }
 
-    fn start_command(mut cmd: Command, args: &[&str]) -> Server {
+    /// [`Server::start`] with a command prepared by the caller (environment,
+    /// `pre_exec`): `--bind 127.0.0.1:0` and `args` are added here.
+    pub fn start_command(mut cmd: Command, args: &[&str]) -> Server {
         cmd.arg("--bind").arg("127.0.0.1:0").args(args);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
