@@ -9,10 +9,11 @@
 //! under way is closed after [`IDLE_TIMEOUT`], and when all [`MAX_CLIENTS`]
 //! slots are taken a new client evicts the one idle the longest.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::protocol::MAX_LINE;
+use crate::reactor::Lent;
 
 /// Control clients served at once; one more evicts the one idle the longest.
 pub const MAX_CLIENTS: usize = 32;
@@ -33,14 +34,14 @@ pub struct ClientId {
     pub epoch: u32,
 }
 
-/// The I/O to start for a client: its socket, and the buffer to fill or send.
-/// The buffers stay put until the op's result is reported back.
+/// The I/O to start for a client, on buffers lent until its result is
+/// reported back ([`Clients::sent`], [`Clients::received`]).
 #[derive(Debug, Default)]
 pub struct Ops {
     /// A send of reply bytes.
-    pub send: Option<(RawFd, *const u8, usize)>,
+    pub send: Option<Lent>,
     /// A receive into the rest of the line buffer.
-    pub recv: Option<(RawFd, *mut u8, usize)>,
+    pub recv: Option<Lent>,
 }
 
 /// The ops in flight to cancel for a client being closed.
@@ -285,13 +286,17 @@ impl Clients {
             if client.sent < client.sending.len() {
                 let rest = &client.sending[client.sent..];
                 client.in_flight = true;
-                ops.send = Some((fd, rest.as_ptr(), rest.len()));
+                // SAFETY: `sending` is neither changed nor freed while `in_flight`,
+                // that is until `sent` (a client is freed only with nothing in flight).
+                ops.send = Some(unsafe { Lent::send(fd, rest.as_ptr(), rest.len()) });
             }
         }
         if !client.receiving && !client.closing {
             client.receiving = true;
             let room = &mut client.input[client.len..];
-            ops.recv = Some((fd, room.as_mut_ptr(), room.len()));
+            // SAFETY: the boxed line buffer is not touched while `receiving`,
+            // that is until `received` (a client is freed only with nothing in flight).
+            ops.recv = Some(unsafe { Lent::recv(fd, room.as_mut_ptr(), room.len()) });
         }
         if client.closing && !client.receiving && !client.has_output() {
             let done = self.entries[id.index as usize].take();
@@ -409,9 +414,9 @@ mod tests {
         assert!(clients.received(id, MAX_LINE as i32, t).is_empty());
         let (ops, closed) = clients.next_ops(id);
         assert!(closed.is_none());
-        let (_, _, len) = ops.send.expect("the error goes out first");
-        assert_eq!(len, b"error: line too long\n".len());
+        assert!(ops.send.is_some(), "the error goes out first");
         assert!(ops.recv.is_none(), "no more input");
+        let len = b"error: line too long\n".len();
         clients.sent(id, len as i32, t);
         assert!(clients.next_ops(id).1.is_some(), "then the connection closes");
     }

@@ -18,6 +18,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use ringmaster_engine::channel::{Ack, Message, Tag, MAX_FDS};
 
+use crate::reactor::Lent;
+
 /// Room for queued fds before a burst makes the queues grow.
 const QUEUE_CAPACITY: usize = 4096;
 /// Room for one ack, and more: a longer message is not an ack (and is read whole).
@@ -126,8 +128,8 @@ impl Lane {
         }
     }
 
-    /// The next message to send when the lane is idle: the channel fd and the header.
-    pub fn next_send(&mut self) -> Option<(RawFd, *const libc::msghdr)> {
+    /// The next message to send when the lane is idle, lent until [`Lane::on_sent`].
+    pub fn next_send(&mut self) -> Option<Lent> {
         let channel = self.channel.as_ref()?.as_raw_fd();
         if self.sending || self.worker_gone {
             return None;
@@ -148,18 +150,24 @@ impl Lane {
             return None;
         };
         self.sending = true;
-        Some((channel, header))
+        // SAFETY: the header points into the boxed message, which the lane
+        // does not touch, move or free while `sending`, that is until `on_sent`
+        // (it is dropped only with the lane, after the master's reactor).
+        Some(unsafe { Lent::send_msg(channel, header) })
     }
 
-    /// The receive for the worker's acknowledgements, when none is armed:
-    /// the channel fd and the buffer.
-    pub fn next_recv(&mut self) -> Option<(RawFd, *mut u8, usize)> {
+    /// The receive for the worker's acknowledgements, when none is armed,
+    /// lent until [`Lane::on_received`].
+    pub fn next_recv(&mut self) -> Option<Lent> {
         let channel = self.channel.as_ref()?.as_raw_fd();
         if self.receiving || self.acks_ended || self.worker_gone {
             return None;
         }
         self.receiving = true;
-        Some((channel, self.ack_buffer.as_mut_ptr(), ACK_BUFFER))
+        // SAFETY: the boxed ack buffer is not touched, moved or freed while
+        // `receiving`, that is until `on_received` (it is dropped only with the
+        // lane, after the master's reactor).
+        Some(unsafe { Lent::recv(channel, self.ack_buffer.as_mut_ptr(), ACK_BUFFER) })
     }
 
     /// Records the result of the send in flight; fds to close or re-route go to `out`.

@@ -3,7 +3,7 @@
 //! clients' lines, deadlines and eviction are kept in `crate::control`).
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Instant;
 
@@ -113,15 +113,13 @@ impl Master {
         self.reactor.accept(listener, Op::ControlAccept.token(0, 0))
     }
 
-    pub(super) fn on_control_accept(&mut self, result: i32, more: bool) -> io::Result<()> {
+    pub(super) fn on_control_accept(&mut self, result: i32, more: bool, accepted: Option<OwnedFd>) -> io::Result<()> {
         let Some(control) = self.control.as_mut() else { return Ok(()) };
         if !more {
             control.accepting = false;
         }
-        if result >= 0 {
-            // SAFETY: a successful accept returns a new fd that nothing else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(result) };
-            let adopted = control.clients.adopt(fd, Instant::now());
+        if let Some(connection) = accepted {
+            let adopted = control.clients.adopt(connection, Instant::now());
             if let Some((evicted, cancel)) = adopted.evicted {
                 self.cancel_client(evicted, cancel)?;
             }
@@ -161,15 +159,11 @@ impl Master {
         let Some(control) = self.control.as_mut() else { return Ok(()) };
         let (Ops { send, recv }, done) = control.clients.next_ops(id);
         let (index, epoch) = (id.index as usize, id.epoch);
-        if let Some((fd, buffer, len)) = send {
-            // SAFETY: the reply bytes stay in the client's send buffer, untouched
-            // until this send completes.
-            unsafe { self.reactor.send(fd, buffer, len, Op::ControlSend.token(index, epoch)) }?;
+        if let Some(reply) = send {
+            self.reactor.start(reply, Op::ControlSend.token(index, epoch))?;
         }
-        if let Some((fd, buffer, len)) = recv {
-            // SAFETY: the client's boxed line buffer stays put, untouched until
-            // this receive completes.
-            unsafe { self.reactor.recv(fd, buffer, len, Op::ControlRecv.token(index, epoch)) }?;
+        if let Some(line) = recv {
+            self.reactor.start(line, Op::ControlRecv.token(index, epoch))?;
         }
         if let Some(fd) = done {
             self.reactor.close(fd)?;

@@ -6,7 +6,7 @@
 //! gets `503`.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -115,13 +115,12 @@ impl Master {
         Ok(())
     }
 
-    pub(super) fn on_accept(&mut self, result: i32, more: bool) -> io::Result<()> {
+    pub(super) fn on_accept(&mut self, result: i32, more: bool, accepted: Option<OwnedFd>) -> io::Result<()> {
         if !more {
             self.dispatch.accepting = false;
         }
-        if result >= 0 {
-            // SAFETY: a successful accept returns a new fd that nothing else owns.
-            self.route(unsafe { OwnedFd::from_raw_fd(result) });
+        if let Some(connection) = accepted {
+            self.route(connection);
             if self.dispatch.accepting && self.dispatch.held.len() >= self.config.backlog as usize {
                 self.reactor.cancel(Op::Accept.token(0, 0))?;
             }
@@ -202,16 +201,11 @@ impl Master {
         for index in 0..self.slots.len() {
             let lane = &mut self.slots[index].lane;
             let epoch = lane.epoch;
-            if let Some((channel, header)) = lane.next_send() {
-                // SAFETY: the header points into the lane's boxed message, which
-                // is not touched again until this send completes.
-                unsafe { self.reactor.send_msg(channel, header, Op::LaneSend.token(index, epoch)) }?;
+            if let Some(message) = lane.next_send() {
+                self.reactor.start(message, Op::LaneSend.token(index, epoch))?;
             }
-            let lane = &mut self.slots[index].lane;
-            if let Some((channel, buffer, len)) = lane.next_recv() {
-                // SAFETY: the buffer is the lane's boxed ack buffer, not touched
-                // again until this receive completes.
-                unsafe { self.reactor.recv(channel, buffer, len, Op::LaneRecv.token(index, epoch)) }?;
+            if let Some(ack) = self.slots[index].lane.next_recv() {
+                self.reactor.start(ack, Op::LaneRecv.token(index, epoch))?;
             }
         }
         Ok(())

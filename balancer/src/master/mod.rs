@@ -203,10 +203,11 @@ impl Master {
         self.reactor.timeout(TICK, Op::Tick.token(0, 0))?;
         while !self.done() {
             self.reactor.wait(&mut self.completions)?;
-            for i in 0..self.completions.len() {
-                let completion = self.completions[i];
+            let mut batch = std::mem::take(&mut self.completions);
+            for completion in batch.drain(..) {
                 self.complete(completion)?;
             }
+            self.completions = batch;
             self.notice_ready()?;
             self.pump_lanes()?;
         }
@@ -226,7 +227,7 @@ impl Master {
     }
 
     fn complete(&mut self, completion: Completion) -> io::Result<()> {
-        let Completion { token, result, more } = completion;
+        let Completion { token, result, more, accepted } = completion;
         let Some((op, index, epoch)) = Op::of(token) else { return Ok(()) };
         match op {
             Op::Signal => {
@@ -236,11 +237,11 @@ impl Master {
                 }
                 Ok(())
             }
-            Op::Accept => self.on_accept(result, more),
+            Op::Accept => self.on_accept(result, more, accepted),
             Op::LaneSend => self.on_lane_sent(index, result),
             Op::LaneRecv => self.on_lane_received(index, result),
             Op::Tick => self.on_tick(),
-            Op::ControlAccept => self.on_control_accept(result, more),
+            Op::ControlAccept => self.on_control_accept(result, more, accepted),
             Op::ControlRecv => self.on_control_recv(index, epoch, result),
             Op::ControlSend => self.on_control_sent(index, epoch, result),
         }

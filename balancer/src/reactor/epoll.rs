@@ -13,10 +13,10 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use super::{sys, Completion, Reactor, Token};
+use super::{sys, Completion, Lent, LentIo, Reactor, Token};
 
 /// Events taken from one `epoll_wait`.
 const EVENTS: usize = 256;
@@ -30,15 +30,18 @@ enum Kind {
     Readable,
     Accept,
     Tick,
-    Recv { buf: *mut u8, len: usize },
-    Send { buf: *const u8, len: usize },
-    SendMsg { header: *const libc::msghdr },
+    Lent(LentIo),
 }
 
 impl Kind {
     fn writes(self) -> bool {
-        matches!(self, Kind::Send { .. } | Kind::SendMsg { .. })
+        matches!(self, Kind::Lent(LentIo::Send { .. } | LentIo::SendMsg { .. }))
     }
+}
+
+/// A completion without a new fd.
+fn completion(token: Token, result: i32, more: bool) -> Completion {
+    Completion { token, result, more, accepted: None }
 }
 
 #[derive(Debug)]
@@ -141,14 +144,14 @@ impl EpollReactor {
         let parked = self.parked.entry(fd).or_default();
         if parked.side(writes).is_some() {
             // The interface allows one op per direction: refuse the second.
-            out.push(Completion { token, result: -libc::EBUSY, more: false });
+            out.push(completion(token, -libc::EBUSY, false));
             return;
         }
         *parked.side(writes) = Some(op);
         let interest = parked.interest();
         if let Err(e) = self.register(fd, interest) {
             if let Some(op) = self.parked.get_mut(&fd).and_then(|p| p.side(writes).take()) {
-                out.push(Completion { token: op.token, result: errno(&e), more: false });
+                out.push(completion(op.token, errno(&e), false));
             }
         }
     }
@@ -197,25 +200,25 @@ impl EpollReactor {
         let token = op.token;
         let result = match op.kind {
             Kind::Readable => {
-                out.push(Completion { token, result: libc::POLLIN as i32, more: true });
+                out.push(completion(token, libc::POLLIN as i32, true));
                 return Outcome::Blocked;
             }
             Kind::Accept => return accept_burst(op.fd, token, out),
             // As on the ring, an expired timeout reports ETIME.
             Kind::Tick => sys::read_timer(self.timer.as_fd()).and(Err(io::Error::from_raw_os_error(libc::ETIME))),
-            // SAFETY: the buffer's owner promised, when submitting, to keep it until the completion.
-            Kind::Recv { buf, len } => retry_interrupted(|| unsafe { sys::recv(op.fd, buf, len) }),
+            // SAFETY: the memory's owner promised, making the `Lent`, to keep it until the completion.
+            Kind::Lent(LentIo::Recv { buf, len }) => retry_interrupted(|| unsafe { sys::recv(op.fd, buf, len) }),
             // SAFETY: as above.
-            Kind::Send { buf, len } => retry_interrupted(|| unsafe { sys::send(op.fd, buf, len) }),
+            Kind::Lent(LentIo::Send { buf, len }) => retry_interrupted(|| unsafe { sys::send(op.fd, buf, len) }),
             // SAFETY: as above, for the header and all it points to.
-            Kind::SendMsg { header } => retry_interrupted(|| unsafe { sys::sendmsg(op.fd, header) }),
+            Kind::Lent(LentIo::SendMsg { header }) => retry_interrupted(|| unsafe { sys::sendmsg(op.fd, header) }),
         };
         let result = match result {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Blocked,
             Ok(n) => n.min(i32::MAX as usize) as i32,
             Err(e) => errno(&e),
         };
-        out.push(Completion { token, result, more: false });
+        out.push(completion(token, result, false));
         Outcome::Done
     }
 }
@@ -224,13 +227,16 @@ impl EpollReactor {
 fn accept_burst(listener: RawFd, token: Token, out: &mut Vec<Completion>) -> Outcome {
     for _ in 0..ACCEPT_BATCH {
         match sys::accept(listener) {
-            Ok(connection) => out.push(Completion { token, result: connection.into_raw_fd(), more: true }),
+            Ok(connection) => {
+                let result = connection.as_raw_fd();
+                out.push(Completion { token, result, more: true, accepted: Some(connection) });
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Blocked,
             // A connection reset before it was accepted, or a signal: go on.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR)) => {}
             Err(e) => {
                 // As on the ring, an error ends the multishot accept.
-                out.push(Completion { token, result: errno(&e), more: false });
+                out.push(completion(token, errno(&e), false));
                 return Outcome::Done;
             }
         }
@@ -263,16 +269,8 @@ impl Reactor for EpollReactor {
         self.submit(listener, token, Kind::Accept)
     }
 
-    unsafe fn send_msg(&mut self, fd: RawFd, header: *const libc::msghdr, token: Token) -> io::Result<()> {
-        self.submit(fd, token, Kind::SendMsg { header })
-    }
-
-    unsafe fn send(&mut self, fd: RawFd, buf: *const u8, len: usize, token: Token) -> io::Result<()> {
-        self.submit(fd, token, Kind::Send { buf, len })
-    }
-
-    unsafe fn recv(&mut self, fd: RawFd, buf: *mut u8, len: usize, token: Token) -> io::Result<()> {
-        self.submit(fd, token, Kind::Recv { buf, len })
+    fn start(&mut self, lent: Lent, token: Token) -> io::Result<()> {
+        self.submit(lent.fd, token, Kind::Lent(lent.io))
     }
 
     fn timeout(&mut self, after: Duration, token: Token) -> io::Result<()> {
@@ -281,20 +279,13 @@ impl Reactor for EpollReactor {
     }
 
     fn cancel(&mut self, token: Token) -> io::Result<()> {
-        let gone = Completion { token, result: -libc::ECANCELED, more: false };
-        if let Some(at) = self.fresh.iter().position(|op| op.token == token) {
-            self.fresh.remove(at);
-            self.cancelled.push(gone);
-            return Ok(());
-        }
-        for parked in self.parked.values_mut() {
-            for side in [&mut parked.read, &mut parked.write] {
-                if side.as_ref().is_some_and(|op| op.token == token) {
-                    *side = None;
-                    self.cancelled.push(gone);
-                    return Ok(());
-                }
-            }
+        let fresh = self.fresh.iter().position(|op| op.token == token).and_then(|at| self.fresh.remove(at));
+        let parked = || {
+            let mut sides = self.parked.values_mut().flat_map(|p| [&mut p.read, &mut p.write]);
+            sides.find(|side| side.as_ref().is_some_and(|op| op.token == token)).and_then(Option::take)
+        };
+        if fresh.or_else(parked).is_some() {
+            self.cancelled.push(completion(token, -libc::ECANCELED, false));
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -57,8 +57,9 @@ fn wait_for(reactor: &mut dyn Reactor, token: Token) -> Vec<Completion> {
     loop {
         reactor.wait(&mut out).expect("wait");
         assert!(!out.iter().any(|c| c.token == GIVE_UP), "{reactor:?}: no completion for {token} in 10 s: {seen:?}");
-        seen.extend_from_slice(&out);
-        if out.iter().any(|c| c.token == token) {
+        let done = out.iter().any(|c| c.token == token);
+        seen.append(&mut out);
+        if done {
             return seen;
         }
     }
@@ -80,7 +81,7 @@ fn a_receive_waits_for_data_then_completes_with_it() {
         let (a, mut b) = UnixStream::pair().expect("pair");
         let mut buffer = [0u8; 16];
         // SAFETY: `buffer` lives until the completion is collected below.
-        unsafe { reactor.recv(a.as_raw_fd(), buffer.as_mut_ptr(), buffer.len(), 1) }.expect("recv");
+        reactor.start(unsafe { Lent::recv(a.as_raw_fd(), buffer.as_mut_ptr(), buffer.len()) }, 1).expect("recv");
         let early = settle(&mut *reactor);
         assert!(!early.iter().any(|c| c.token == 1), "{reactor:?}: nothing to receive yet: {early:?}");
         b.write_all(b"ack").expect("write");
@@ -89,7 +90,7 @@ fn a_receive_waits_for_data_then_completes_with_it() {
         assert_eq!(&buffer[..3], b"ack");
         drop(b);
         // SAFETY: as above.
-        unsafe { reactor.recv(a.as_raw_fd(), buffer.as_mut_ptr(), buffer.len(), 2) }.expect("recv");
+        reactor.start(unsafe { Lent::recv(a.as_raw_fd(), buffer.as_mut_ptr(), buffer.len()) }, 2).expect("recv");
         assert_eq!(result_of(&wait_for(&mut *reactor, 2), 2), 0, "{reactor:?}: end of stream");
     }
 }
@@ -107,7 +108,7 @@ fn a_send_to_a_full_socket_completes_once_the_peer_reads() {
         a.set_nonblocking(false).expect("blocking again");
         let message = b"last";
         // SAFETY: `message` is static.
-        unsafe { reactor.send(a.as_raw_fd(), message.as_ptr(), message.len(), 1) }.expect("send");
+        reactor.start(unsafe { Lent::send(a.as_raw_fd(), message.as_ptr(), message.len()) }, 1).expect("send");
         let early = settle(&mut *reactor);
         assert!(!early.iter().any(|c| c.token == 1), "{reactor:?}: the socket is full: {early:?}");
         let mut drained = vec![0u8; queued];
@@ -127,7 +128,7 @@ fn a_message_carries_fds_to_the_worker() {
         let mut message = Message::new();
         let header = message.prepare_send(Tag::Connections, &[x.as_raw_fd()]);
         // SAFETY: `message` lives until the completion is collected.
-        unsafe { reactor.send_msg(master.as_raw_fd(), header, 1) }.expect("sendmsg");
+        reactor.start(unsafe { Lent::send_msg(master.as_raw_fd(), header) }, 1).expect("sendmsg");
         assert_eq!(result_of(&wait_for(&mut *reactor, 1), 1), 3, "{reactor:?}: the tag and the count");
         let mut inbox = Message::new();
         let mut fds = Vec::new();
@@ -146,9 +147,10 @@ fn a_multishot_accept_yields_each_connection_until_cancelled() {
         let mut accepted = Vec::new();
         while accepted.len() < 3 {
             for c in wait_for(&mut *reactor, 1).into_iter().filter(|c| c.token == 1) {
-                assert!(c.result >= 0 && c.more, "{reactor:?}: {c:?}");
-                // SAFETY: a successful accept's result is a new fd nobody else owns.
-                accepted.push(unsafe { OwnedFd::from_raw_fd(c.result) });
+                assert!(c.more, "{reactor:?}: {c:?}");
+                let connection = c.accepted.expect("a connection");
+                assert_eq!(connection.as_raw_fd(), c.result);
+                accepted.push(connection);
             }
         }
         assert_eq!(accepted.len(), 3, "{reactor:?}");
@@ -166,7 +168,7 @@ fn a_cancelled_receive_completes_with_ecanceled() {
         let (a, _b) = UnixStream::pair().expect("pair");
         let mut buffer = [0u8; 8];
         // SAFETY: `buffer` lives until the cancellation is collected.
-        unsafe { reactor.recv(a.as_raw_fd(), buffer.as_mut_ptr(), buffer.len(), 1) }.expect("recv");
+        reactor.start(unsafe { Lent::recv(a.as_raw_fd(), buffer.as_mut_ptr(), buffer.len()) }, 1).expect("recv");
         settle(&mut *reactor);
         reactor.cancel(1).expect("cancel");
         assert_eq!(result_of(&wait_for(&mut *reactor, 1), 1), -libc::ECANCELED, "{reactor:?}");
@@ -207,7 +209,7 @@ fn closing_through_the_reactor_closes_and_a_reused_fd_number_still_works() {
         let (a, mut b) = UnixStream::pair().expect("pair");
         let mut buffer = [0u8; 8];
         // SAFETY: `buffer` lives until the completion is collected.
-        unsafe { reactor.recv(a.as_raw_fd(), buffer.as_mut_ptr(), buffer.len(), 1) }.expect("recv");
+        reactor.start(unsafe { Lent::recv(a.as_raw_fd(), buffer.as_mut_ptr(), buffer.len()) }, 1).expect("recv");
         b.write_all(b"1").expect("write");
         wait_for(&mut *reactor, 1);
         // Another socket takes the number behind the reactor's back (dup2
@@ -218,7 +220,7 @@ fn closing_through_the_reactor_closes_and_a_reused_fd_number_still_works() {
         drop(c);
         let c = a;
         // SAFETY: as above.
-        unsafe { reactor.recv(c.as_raw_fd(), buffer.as_mut_ptr(), buffer.len(), 2) }.expect("recv");
+        reactor.start(unsafe { Lent::recv(c.as_raw_fd(), buffer.as_mut_ptr(), buffer.len()) }, 2).expect("recv");
         settle(&mut *reactor);
         d.write_all(b"22").expect("write");
         assert_eq!(result_of(&wait_for(&mut *reactor, 2), 2), 2, "{reactor:?}");

@@ -5,14 +5,14 @@
 //! and those failures are not reported.
 
 use std::io;
-use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use io_uring::types::{Fd, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use ringmaster_engine::uring;
 
-use super::{Completion, Reactor, Token};
+use super::{Completion, Lent, LentIo, Reactor, Token};
 
 /// Submission queue entries: a turn's ops; more are submitted early.
 const SQ_ENTRIES: u32 = 1024;
@@ -24,6 +24,8 @@ pub struct UringReactor {
     ring: IoUring,
     /// The timeout's duration; the kernel reads it when the op is submitted.
     tick: Box<Timespec>,
+    /// Tokens of the multishot accepts in flight: their results are new fds.
+    accepts: Vec<Token>,
 }
 
 impl std::fmt::Debug for UringReactor {
@@ -36,7 +38,7 @@ impl UringReactor {
     /// A ring for the master.
     pub fn new() -> io::Result<UringReactor> {
         let ring = IoUring::builder().setup_cqsize(CQ_ENTRIES).build(SQ_ENTRIES)?;
-        Ok(UringReactor { ring, tick: Box::new(Timespec::new()) })
+        Ok(UringReactor { ring, tick: Box::new(Timespec::new()), accepts: Vec::with_capacity(2) })
     }
 
     /// Queues `entry` tagged with `token`.
@@ -63,26 +65,21 @@ impl Reactor for UringReactor {
 
     fn accept(&mut self, listener: RawFd, token: Token) -> io::Result<()> {
         let accept = opcode::AcceptMulti::new(Fd(listener)).flags(libc::SOCK_CLOEXEC).build();
+        self.accepts.push(token);
         // SAFETY: an accept without an address buffer points at no memory.
         unsafe { self.push(accept, token) }
     }
 
-    unsafe fn send_msg(&mut self, fd: RawFd, header: *const libc::msghdr, token: Token) -> io::Result<()> {
-        let send = opcode::SendMsg::new(Fd(fd), header).flags(libc::MSG_NOSIGNAL as u32).build();
-        // SAFETY: the caller keeps the header and its buffers until the completion.
-        unsafe { self.push(send, token) }
-    }
-
-    unsafe fn send(&mut self, fd: RawFd, buf: *const u8, len: usize, token: Token) -> io::Result<()> {
-        let send = opcode::Send::new(Fd(fd), buf, clamp(len)).flags(libc::MSG_NOSIGNAL).build();
-        // SAFETY: the caller keeps the buffer until the completion.
-        unsafe { self.push(send, token) }
-    }
-
-    unsafe fn recv(&mut self, fd: RawFd, buf: *mut u8, len: usize, token: Token) -> io::Result<()> {
-        let recv = opcode::Recv::new(Fd(fd), buf, clamp(len)).build();
-        // SAFETY: the caller keeps the buffer until the completion.
-        unsafe { self.push(recv, token) }
+    fn start(&mut self, lent: Lent, token: Token) -> io::Result<()> {
+        let fd = Fd(lent.fd);
+        let entry = match lent.io {
+            LentIo::Send { buf, len } => opcode::Send::new(fd, buf, clamp(len)).flags(libc::MSG_NOSIGNAL).build(),
+            LentIo::Recv { buf, len } => opcode::Recv::new(fd, buf, clamp(len)).build(),
+            LentIo::SendMsg { header } => opcode::SendMsg::new(fd, header).flags(libc::MSG_NOSIGNAL as u32).build(),
+        };
+        // SAFETY: the memory's owner promised, making the `Lent`, to keep it
+        // until the completion.
+        unsafe { self.push(entry, token) }
     }
 
     fn timeout(&mut self, after: Duration, token: Token) -> io::Result<()> {
@@ -107,10 +104,21 @@ impl Reactor for UringReactor {
         out.clear();
         let room = out.capacity().max(1);
         for cqe in self.ring.completion() {
-            if cqe.user_data() == uring::IGNORED {
+            let (token, result, more) = (cqe.user_data(), cqe.result(), cqueue::more(cqe.flags()));
+            if token == uring::IGNORED {
                 continue;
             }
-            out.push(Completion { token: cqe.user_data(), result: cqe.result(), more: cqueue::more(cqe.flags()) });
+            let mut accepted = None;
+            if let Some(at) = self.accepts.iter().position(|&t| t == token) {
+                if result >= 0 {
+                    // SAFETY: a successful accept's result is a new fd that nothing else owns.
+                    accepted = Some(unsafe { OwnedFd::from_raw_fd(result) });
+                }
+                if !more {
+                    self.accepts.swap_remove(at);
+                }
+            }
+            out.push(Completion { token, result, more, accepted });
             if out.len() == room {
                 break;
             }
