@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::AsFd;
 
 use nix::sys::signal::Signal;
-use ringmaster_engine::{EngineConfig, Sources, StatsBlock};
+use ringmaster_engine::{Backend, EngineConfig, Sources, StatsBlock};
 
 use crate::signals::signal_fd;
 use crate::spawn::{
@@ -17,6 +17,8 @@ use crate::spawn::{
 /// variable a worker exits with code 3 before serving, as a worker that
 /// crashes on start-up would.
 pub const ENV_FAULT: &str = "RINGMASTER_FAULT";
+/// The backend the master chose (`uring` or `epoll`).
+pub const ENV_BACKEND: &str = "RINGMASTER_BACKEND";
 
 /// Who this worker is, as the master told it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +88,12 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> io::Result
     let shutdown =
         signal_fd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT]).map_err(|e| context("signalfd", e))?;
     let sources = Sources { listener, channel: Some(channel), shutdown: Some(shutdown) };
-    ringmaster_engine::run(config, sources, counters)
+    // The master chose the backend once; a worker never probes again.
+    let mut config = config.clone();
+    if let Some(backend) = std::env::var(ENV_BACKEND).ok().and_then(|name| Backend::from_name(&name)) {
+        config.backend = backend;
+    }
+    ringmaster_engine::run(&config, sources, counters)
 }
 
 /// A terminal's hang-up or job-control signals reach the whole process group;

@@ -20,6 +20,10 @@ pub struct EngineConfig {
     pub header_timeout: Duration,
     /// Time a keep-alive connection may sit idle (`--idle-timeout`).
     pub idle_timeout: Duration,
+    /// Time a client has to send a request's body (`--body-timeout`); each
+    /// KiB received extends it by a second, so only a client slower than
+    /// 1 KiB/s on average is cut off.
+    pub body_timeout: Duration,
     /// Time a draining worker waits for its connections before closing them.
     pub drain_timeout: Duration,
     /// The response body (`--body`).
@@ -43,6 +47,7 @@ impl Default for EngineConfig {
             max_body: 1024 * 1024,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
             body: b"hello world\n".to_vec(),
             ring_entries: 4096,
