@@ -2,20 +2,27 @@
 //! environment it is the master; the master re-executes this binary with
 //! the role set to start each worker, which parses the same flags.
 
+mod escapes;
+mod usage_error;
+
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ringmaster_balancer::cpus::{allowed_cpus, parse_cpu_list};
-use ringmaster_balancer::{identity_from_env, run_master, run_worker, MasterConfig, Mode};
+use ringmaster_balancer::cpus::{allowed_cpus, default_workers, parse_cpu_list};
+use ringmaster_balancer::privileges::{self, Credentials};
+use ringmaster_balancer::title::{set_process_title, set_thread_name, MASTER_THREAD_NAME, MASTER_TITLE};
+use ringmaster_balancer::{identity_from_env, run_master, run_worker, MasterConfig, Mode, WorkerExec};
 use ringmaster_engine::EngineConfig;
 
 /// Node's cluster at the limit of Linux: a master balancing connections over
 /// pinned io_uring worker processes, each an HTTP/1.1 responder.
 #[derive(Debug, Parser)]
-#[command(name = "ringmaster", version, args_conflicts_with_subcommands = true)]
+// `bin_name`: a worker's argv[0] is its title, which usage lines must not show.
+#[command(name = "ringmaster", bin_name = "ringmaster", version, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<SubCommand>,
@@ -29,12 +36,15 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = ModeArg::Rr)]
     mode: ModeArg,
 
-    /// Worker processes [default: the number of CPUs the process may run on].
+    /// Worker processes; with `--cpus` they take its CPUs in turn, wrapping
+    /// around [default: one per CPU of `--cpus`, else one per CPU the process
+    /// may run on].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     workers: Option<u32>,
 
-    /// CPUs to pin workers to, e.g. `0,2-3` [default: every allowed CPU].
-    #[arg(long, value_parser = parse_cpus)]
+    /// CPUs to pin workers to, e.g. `0,2-3` (not with `--no-pin`) [default:
+    /// every CPU the process may run on].
+    #[arg(long, value_parser = parse_cpus, conflicts_with = "no_pin")]
     cpus: Option<CpuList>,
 
     /// Do not pin workers to CPUs.
@@ -69,9 +79,12 @@ struct Cli {
     #[arg(long, default_value = "30", value_parser = parse_seconds)]
     shutdown_timeout: Duration,
 
-    /// The response body [default: "hello world\n"].
-    #[arg(long, default_value = "hello world\n", hide_default_value = true)]
-    body: String,
+    /// The response body. Backslash escapes: `\n` newline, `\r` carriage
+    /// return, `\t` tab, `\\` backslash, `\xHH` the byte 0xHH; any other
+    /// backslash is an error [default: "hello world\n"].
+    // clap would quote the default as "hello world\\n": the line above says it instead.
+    #[arg(long, default_value = r"hello world\n", hide_default_value = true, value_parser = parse_body)]
+    body: Body,
 
     /// Create a control socket (mode 0600) at this path: `status`, `reload`,
     /// `scale N`, `stop`; see `ringmaster ctl`.
@@ -82,6 +95,18 @@ struct Cli {
     /// replaces it (0 turns the watchdog off).
     #[arg(long, default_value = "30", value_parser = parse_watchdog)]
     watchdog: Duration,
+
+    /// Run workers as this user, with its groups, from just before they serve;
+    /// the master stays root (it binds, creates sockets and signals workers)
+    /// [default: the master's user].
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+
+    /// Run workers with this group: with `--user`, instead of the user's own;
+    /// alone, as their only group, changing nothing else [default: the user's
+    /// group, else the master's].
+    #[arg(long, value_name = "NAME")]
+    group: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +129,14 @@ enum ModeArg {
 
 #[derive(Clone, Debug)]
 struct CpuList(Vec<usize>);
+
+/// `--body` with its escapes replaced.
+#[derive(Clone, Debug)]
+struct Body(Vec<u8>);
+
+fn parse_body(text: &str) -> Result<Body, String> {
+    escapes::unescape(text).map(Body)
+}
 
 fn parse_cpus(text: &str) -> Result<CpuList, String> {
     parse_cpu_list(text).map(CpuList)
@@ -133,13 +166,16 @@ impl Cli {
             header_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,
             drain_timeout: self.shutdown_timeout,
-            body: self.body.clone().into_bytes(),
+            body: self.body.0.clone(),
             ..EngineConfig::default()
         }
     }
 
-    fn master_config(&self) -> MasterConfig {
-        let workers = self.workers.map_or_else(|| allowed_cpus().len().max(1), |n| n as usize);
+    /// The master's settings; `args` are the process's arguments, `argv[0]`
+    /// first, and `credentials` what `--user` and `--group` resolved to.
+    fn master_config(&self, args: &[OsString], credentials: Option<Credentials>) -> MasterConfig {
+        let cpus = self.cpus.as_ref().map(|c| c.0.as_slice());
+        let workers = self.workers.map_or_else(|| default_workers(cpus, &allowed_cpus()), |n| n as usize);
         MasterConfig {
             bind: self.bind,
             mode: match self.mode {
@@ -154,12 +190,16 @@ impl Cli {
             control: self.control.clone(),
             watchdog: (!self.watchdog.is_zero()).then_some(self.watchdog),
             engine: self.engine_config(),
+            exec: WorkerExec { args: args.iter().skip(1).cloned().collect(), credentials },
         }
     }
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // Captured once: the master's title overwrites the arguments in place, and
+    // workers are given this copy.
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
             // --help and --version.
@@ -167,13 +207,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            let rendered = e.to_string();
-            let first = rendered.lines().next().unwrap_or("invalid command line");
-            let tip = rendered.lines().find(|l| l.contains("possible values")).map(str::trim);
-            match tip {
-                Some(tip) => ringmaster_balancer::log!("{} {tip}", first.trim_start_matches("error: ")),
-                None => ringmaster_balancer::log!("{}", first.trim_start_matches("error: ")),
-            }
+            ringmaster_balancer::log!("{}", usage_error::one_line(&e.to_string()));
             return ExitCode::from(2);
         }
     };
@@ -209,7 +243,23 @@ fn main() -> ExitCode {
             }
         };
     }
-    match run_master(cli.master_config()) {
+    // Names are resolved once, here; workers get the numeric ids.
+    let credentials = match privileges::resolve(cli.user.as_deref(), cli.group.as_deref()) {
+        Ok(credentials) => credentials,
+        Err(e) => {
+            ringmaster_balancer::log!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Err(e)) = credentials.as_ref().map(privileges::check_can_switch) {
+        ringmaster_balancer::log!("{e}");
+        return ExitCode::FAILURE;
+    }
+    let config = cli.master_config(&args, credentials);
+    if let Err(e) = set_thread_name(MASTER_THREAD_NAME).and_then(|()| set_process_title(MASTER_TITLE, &args)) {
+        ringmaster_balancer::log!("cannot set the master's title: {e}");
+    }
+    match run_master(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             ringmaster_balancer::log!("{e}");

@@ -90,7 +90,7 @@ fn body_exactly_max_body_is_accepted() {
     let s = Server::start(&["--workers", "1", "--max-body", "1000"]);
     let mut c = s.connect();
     let mut req = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n".to_vec();
-    req.extend(std::iter::repeat(b'x').take(1000));
+    req.extend(std::iter::repeat_n(b'x', 1000));
     check_ok(&c.request(&req));
     let req = [&b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"[..], &chunked(&[b'y'; 1000], 300)]
         .concat();

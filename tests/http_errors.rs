@@ -42,7 +42,7 @@ fn e413_content_length_over_max_body() {
 fn e413_content_length_with_body_sent() {
     let s = server();
     let mut req = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n".to_vec();
-    req.extend(std::iter::repeat(b'x').take(5000));
+    req.extend(std::iter::repeat_n(b'x', 5000));
     expect_error(&s, &req, &[413]);
 }
 

@@ -1,10 +1,13 @@
 //! What the master is told on the command line, already checked.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use ringmaster_engine::EngineConfig;
+
+use crate::privileges::Credentials;
 
 /// How connections reach workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,4 +53,17 @@ pub struct MasterConfig {
     pub watchdog: Option<Duration>,
     /// What every worker runs with.
     pub engine: EngineConfig,
+    /// How every worker process is executed.
+    pub exec: WorkerExec,
+}
+
+/// How every worker process is executed, the same for all of them.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerExec {
+    /// The arguments each worker is given (`argv[0]` aside): the master's own,
+    /// captured at start, before the master's title overwrote them.
+    pub args: Vec<OsString>,
+    /// The ids workers switch to before serving (`--user`, `--group`); `None`
+    /// keeps the master's.
+    pub credentials: Option<Credentials>,
 }

@@ -55,6 +55,12 @@ pub fn choose_cpus(requested: Option<&[usize]>, allowed: &[usize]) -> Result<Vec
     Ok(requested.to_vec())
 }
 
+/// Workers to run when `--workers` is not given: one per CPU of `--cpus`, else
+/// one per CPU the process may run on (at least one).
+pub fn default_workers(requested: Option<&[usize]>, allowed: &[usize]) -> usize {
+    requested.unwrap_or(allowed).len().max(1)
+}
+
 /// The CPU of worker `id` (1-based): the id-th CPU of the set, wrapping around.
 pub fn cpu_for_worker(cpus: &[usize], id: usize) -> usize {
     cpus[(id - 1) % cpus.len()]
@@ -111,5 +117,13 @@ mod tests {
         assert!(choose_cpus(Some(&[7]), &[0, 1]).unwrap_err().contains("CPU 7"));
         assert_eq!(choose_cpus(None, &[0, 1]), Ok(vec![0, 1]));
         assert_eq!(format_cpu_list(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
+    }
+
+    #[test]
+    fn one_worker_per_listed_cpu_by_default() {
+        assert_eq!(default_workers(Some(&[1]), &[0, 1, 2, 3]), 1);
+        assert_eq!(default_workers(Some(&[0, 2, 3]), &[0, 1, 2, 3]), 3);
+        assert_eq!(default_workers(None, &[0, 1, 2, 3]), 4);
+        assert_eq!(default_workers(None, &[]), 1);
     }
 }

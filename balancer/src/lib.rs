@@ -4,8 +4,9 @@
 //!
 //! One file per concern: [`config`], [`control`] (the control socket), [`cpus`], [`listener`], [`spawn`] and
 //! [`worker_role`] (both ends of starting a worker), [`lanes`] (fd hand-off),
-//! [`rr`] (the round-robin choice), [`refuse`] (`503` for connections no worker can take), [`rlimit`], [`signals`], [`log`] (whole-line stderr writes), [`stats_line`], and
-//! [`master`] (the loop that ties them together).
+//! [`rr`] (the round-robin choice), [`refuse`] (`503` for connections no worker can take), [`rlimit`], [`signals`],
+//! [`log`] (whole-line stderr writes), [`stats_line`], [`title`] (what `ps` shows), [`privileges`] (`--user`,
+//! `--group`), and [`master`] (the loop that ties them together).
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
@@ -16,14 +17,16 @@ pub mod lanes;
 pub mod listener;
 pub mod log;
 pub mod master;
+pub mod privileges;
 pub mod refuse;
 pub mod rlimit;
 pub mod rr;
 pub mod signals;
 pub mod spawn;
 pub mod stats_line;
+pub mod title;
 pub mod worker_role;
 
-pub use config::{MasterConfig, Mode};
+pub use config::{MasterConfig, Mode, WorkerExec};
 pub use master::run_master;
 pub use worker_role::{identity_from_env, run_worker};

@@ -366,6 +366,7 @@ impl Master {
             channel: worker_end.as_fd(),
             stats: self.stats_fd.as_fd(),
             listener: (self.config.mode == Mode::Shared).then(|| self.listener.as_fd()),
+            exec: &self.config.exec,
         };
         let pid = spawn_worker(&launch)?;
         drop(worker_end);
@@ -524,7 +525,7 @@ impl Master {
     fn restart_due(&mut self) {
         let now = Instant::now();
         for index in 0..self.workers.len() {
-            if !self.workers[index].restart_at.is_some_and(|at| at <= now) {
+            if self.workers[index].restart_at.is_none_or(|at| at > now) {
                 continue;
             }
             self.workers[index].restarts += 1;
@@ -709,7 +710,7 @@ impl Master {
     fn route(&mut self, fd: RawFd) {
         let now = Instant::now();
         let slots = &self.slots;
-        let takes = |slot: usize| !slots[slot].declined_until.is_some_and(|until| until > now);
+        let takes = |slot: usize| slots[slot].declined_until.is_none_or(|until| until <= now);
         match self.rr.pick(&self.routes, takes) {
             Some(slot) => self.slots[slot].lane.enqueue(fd),
             None if self.routes.is_empty() && self.stop_deadline.is_none() => self.held.push(fd),

@@ -1,12 +1,17 @@
 //! Starting a worker: the master re-executes its own binary with the worker
 //! role named in the environment and the channel, the stats block and (in
 //! `shared` mode) the listener at fixed fd numbers, as Node passes
-//! `NODE_CHANNEL_FD` and `NODE_UNIQUE_ID`.
+//! `NODE_CHANNEL_FD` and `NODE_UNIQUE_ID`; the ids to switch to, if any, are in
+//! the environment too.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+
+use crate::config::WorkerExec;
+use crate::privileges::{ENV_GID, ENV_GROUPS, ENV_UID};
+use crate::title::worker_title;
 
 /// Environment variable naming the worker id (1-based); its presence makes the binary a worker.
 pub const ENV_WORKER_ID: &str = "RINGMASTER_WORKER_ID";
@@ -46,9 +51,12 @@ pub struct WorkerLaunch<'a> {
     pub stats: BorrowedFd<'a>,
     /// The listener, in `shared` mode.
     pub listener: Option<BorrowedFd<'a>>,
+    /// What every worker is executed with.
+    pub exec: &'a WorkerExec,
 }
 
-/// Starts a worker process; returns its pid.
+/// Starts a worker process; returns its pid. The binary is found by
+/// `/proc/self/exe`, never by `argv[0]` (which is the worker's title).
 pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
     let exe = std::env::current_exe()?;
     let channel = dup_above(launch.channel)?;
@@ -62,7 +70,8 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
     let master = std::process::id() as libc::pid_t;
     let mut command = Command::new(exe);
     command
-        .args(std::env::args_os().skip(1))
+        .arg0(worker_title(launch.id))
+        .args(&launch.exec.args)
         .env(ENV_WORKER_ID, launch.id.to_string())
         .env(ENV_CPU, launch.cpu.map_or_else(|| "none".to_string(), |c| c.to_string()))
         .env(ENV_STATS_SLOTS, launch.stats_slots.to_string())
@@ -72,6 +81,12 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
         command.env(ENV_LISTENER, "1");
     } else {
         command.env_remove(ENV_LISTENER);
+    }
+    for name in [ENV_UID, ENV_GID, ENV_GROUPS] {
+        command.env_remove(name);
+    }
+    if let Some(credentials) = &launch.exec.credentials {
+        command.envs(credentials.to_env());
     }
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe calls (dup2, prctl, getppid, sigprocmask); the master is

@@ -1,5 +1,6 @@
 //! The worker side of a spawn: read the identity the master put in the
-//! environment, take the inherited fds, pin, and run the engine.
+//! environment, name its thread, pin, take the inherited fds, give up root
+//! (`--user`, `--group`), and run the engine.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -7,15 +8,18 @@ use std::os::fd::AsFd;
 use nix::sys::signal::Signal;
 use ringmaster_engine::{Backend, EngineConfig, Sources, StatsBlock};
 
+use crate::privileges::{switch_to, Credentials};
 use crate::signals::signal_fd;
 use crate::spawn::{
     inherited_fd, CHANNEL_FD, ENV_CPU, ENV_LISTENER, ENV_STATS_SLOT, ENV_STATS_SLOTS, ENV_WORKER_ID, LISTENER_FD,
     STATS_FD,
 };
+use crate::title::{set_thread_name, worker_thread_name};
 
-/// Fault injection for tests of the supervisor: with `exit-at-start` in this
-/// variable a worker exits with code 3 before serving, as a worker that
-/// crashes on start-up would.
+/// Fault injection for tests: with `exit-at-start` in this variable a worker
+/// exits with code 3 before serving, as a worker that crashes on start-up
+/// would; with `skip-setuid` it leaves out the `setuid` of its switch to
+/// `--user`, which the check after the switch must catch.
 pub const ENV_FAULT: &str = "RINGMASTER_FAULT";
 /// The backend the master chose (`uring` or `epoll`).
 pub const ENV_BACKEND: &str = "RINGMASTER_BACKEND";
@@ -65,9 +69,14 @@ fn parse_identity(id: &str, cpu: &str, slot: &str, slots: &str, has_listener: bo
 /// Runs this process as worker `identity` until it has drained.
 pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> io::Result<()> {
     let context = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
-    if std::env::var(ENV_FAULT).is_ok_and(|f| f == "exit-at-start") {
+    let fault = std::env::var(ENV_FAULT).unwrap_or_default();
+    if fault == "exit-at-start" {
         crate::log!("worker {}: {ENV_FAULT}=exit-at-start: exiting", identity.id);
         std::process::exit(3);
+    }
+    let credentials = Credentials::from_env().map_err(io::Error::other)?;
+    if let Err(e) = set_thread_name(&worker_thread_name(identity.id)) {
+        crate::log!("worker {}: cannot name its thread: {e}", identity.id);
     }
     ignore_signals_meant_for_the_master();
     if let Some(cpu) = identity.cpu {
@@ -87,6 +96,11 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> io::Result
         stats.slot(identity.stats_slot).ok_or_else(|| io::Error::other("stats slot outside the stats block"))?;
     let shutdown =
         signal_fd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT]).map_err(|e| context("signalfd", e))?;
+    // Last, before the ring exists (its kernel threads take the ids it is made with).
+    if let Some(credentials) = &credentials {
+        switch_to(credentials, fault == "skip-setuid")
+            .map_err(|e| context(&format!("refusing to serve: cannot switch to {credentials}"), e))?;
+    }
     let sources = Sources { listener, channel: Some(channel), shutdown: Some(shutdown) };
     // The master chose the backend once; a worker never probes again.
     let mut config = config.clone();

@@ -265,7 +265,7 @@ impl Server {
             let ready = ws.len() == n
                 && ws.iter().all(|w| {
                     w["pid"].as_u64().is_some_and(|p| p > 0)
-                        && w.get("state").map_or(true, |st| st.as_str() == Some("ready"))
+                        && w.get("state").is_none_or(|st| st.as_str() == Some("ready"))
                 });
             if ready {
                 return v;
