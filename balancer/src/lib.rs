@@ -13,6 +13,7 @@
 pub mod config;
 pub mod control;
 pub mod cpus;
+pub mod faults;
 pub mod lanes;
 pub mod listener;
 pub mod log;

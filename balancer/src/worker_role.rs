@@ -8,6 +8,7 @@ use std::os::fd::AsFd;
 use nix::sys::signal::Signal;
 use ringmaster_engine::{Backend, EngineConfig, Sources, StatsBlock};
 
+use crate::faults::{faults_for, ENV_FAULT};
 use crate::privileges::{switch_to, Credentials};
 use crate::signals::signal_fd;
 use crate::spawn::{
@@ -16,11 +17,6 @@ use crate::spawn::{
 };
 use crate::title::{set_thread_name, worker_thread_name};
 
-/// Fault injection for tests: with `exit-at-start` in this variable a worker
-/// exits with code 3 before serving, as a worker that crashes on start-up
-/// would; with `skip-setuid` it leaves out the `setuid` of its switch to
-/// `--user`, which the check after the switch must catch.
-pub const ENV_FAULT: &str = "RINGMASTER_FAULT";
 /// The backend the master chose (`uring` or `epoll`).
 pub const ENV_BACKEND: &str = "RINGMASTER_BACKEND";
 
@@ -69,8 +65,8 @@ fn parse_identity(id: &str, cpu: &str, slot: &str, slots: &str, has_listener: bo
 /// Runs this process as worker `identity` until it has drained.
 pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> io::Result<()> {
     let context = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
-    let fault = std::env::var(ENV_FAULT).unwrap_or_default();
-    if fault == "exit-at-start" {
+    let faults = faults_for(identity.id, &std::env::var(ENV_FAULT).unwrap_or_default()).map_err(io::Error::other)?;
+    if faults.exit_at_start {
         crate::log!("worker {}: {ENV_FAULT}=exit-at-start: exiting", identity.id);
         std::process::exit(3);
     }
@@ -98,12 +94,13 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> io::Result
         signal_fd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT]).map_err(|e| context("signalfd", e))?;
     // Last, before the ring exists (its kernel threads take the ids it is made with).
     if let Some(credentials) = &credentials {
-        switch_to(credentials, fault == "skip-setuid")
+        switch_to(credentials, faults.skip_setuid)
             .map_err(|e| context(&format!("refusing to serve: cannot switch to {credentials}"), e))?;
     }
     let sources = Sources { listener, channel: Some(channel), shutdown: Some(shutdown) };
     // The master chose the backend once; a worker never probes again.
     let mut config = config.clone();
+    config.faults = faults.engine;
     if let Some(backend) = std::env::var(ENV_BACKEND).ok().and_then(|name| Backend::from_name(&name)) {
         config.backend = backend;
     }

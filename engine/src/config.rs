@@ -36,6 +36,19 @@ pub struct EngineConfig {
     pub recv_buffer_size: u32,
     /// Single-shot accepts kept outstanding on a listener.
     pub accepts_outstanding: u32,
+    /// Faults injected for tests and benchmarks.
+    pub faults: Faults,
+}
+
+/// Faults a worker injects into its own loop, for tests and benchmarks of
+/// what the master does about a slow or stalled worker (`RINGMASTER_FAULT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Once, this long after the worker is ready, stop serving for the second
+    /// duration, as a descheduled process would (its heartbeat stops too).
+    pub stall: Option<(Duration, Duration)>,
+    /// Spend this long (on the CPU) on every request, as a slow handler would.
+    pub per_request: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -54,6 +67,7 @@ impl Default for EngineConfig {
             recv_buffers: 4096,
             recv_buffer_size: 4096,
             accepts_outstanding: 4,
+            faults: Faults::default(),
         }
     }
 }

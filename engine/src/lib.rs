@@ -28,7 +28,7 @@ mod token;
 pub mod uring;
 
 pub use backend::{choose_backend, Backend, BackendChoice};
-pub use config::EngineConfig;
+pub use config::{EngineConfig, Faults};
 pub use driver::{run, Sources};
 pub use stats::{StatsBlock, WorkerCounters};
 pub use sys::{ignore_sigpipe, out_of_fds, out_of_resources};

@@ -109,6 +109,8 @@ pub struct Connection {
     deadline: u64,
     body_started: u64,
     body_bytes: u64,
+    /// Requests parsed since the driver last asked ([`Connection::take_parsed`]).
+    parsed: u32,
 }
 
 impl Default for Connection {
@@ -133,6 +135,7 @@ impl Connection {
             deadline: 0,
             body_started: 0,
             body_bytes: 0,
+            parsed: 0,
         }
     }
 
@@ -339,6 +342,11 @@ impl Connection {
         std::mem::take(&mut self.half_close_due)
     }
 
+    /// Requests parsed (answers queued) since the last call.
+    pub fn take_parsed(&mut self) -> u32 {
+        std::mem::take(&mut self.parsed)
+    }
+
     /// Gives back what a connection holds when its slot is freed (a send's
     /// page hold, if the close cut a send short).
     pub fn release(&mut self, responses: &mut Responses) {
@@ -372,6 +380,9 @@ impl Connection {
                     }
                     let Some(reply) = reply else { continue };
                     self.replies.push(reply);
+                    if reply.is_final() {
+                        self.parsed += 1;
+                    }
                     if reply.closes() {
                         // A client that asked to close and sent nothing after gets a
                         // plain close. When the server decides (an error) the client

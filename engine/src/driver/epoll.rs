@@ -100,6 +100,7 @@ impl<'a> EpollWorker<'a> {
             if self.core.finished(self.conns.len()) {
                 break;
             }
+            self.core.stall_if_due();
             let timeout = if self.more_to_read.is_empty() { -1 } else { 0 };
             self.epoll.wait(&mut self.events, timeout)?;
             self.core.now = now_ms();
@@ -308,6 +309,7 @@ impl<'a> EpollWorker<'a> {
                 let more = n == self.recv_buffer.len();
                 entry.readable = more || entry.hung_up;
                 entry.conn.handle_input(&self.recv_buffer[..n], carry, more, &mut ctx);
+                self.core.work_for(entry.conn.take_parsed());
             }
             Ok(None) => entry.readable = false,
             Err(_) => entry.conn.handle_read_error(),

@@ -71,6 +71,8 @@ struct Core<'a> {
     draining: bool,
     drain_deadline: u64,
     now: u64,
+    /// When the injected stall begins, until it has happened.
+    stall_at: Option<u64>,
 }
 
 /// A batch of connections from the master, owned now.
@@ -106,6 +108,7 @@ impl<'a> Core<'a> {
             draining: false,
             drain_deadline: 0,
             now: now_ms(),
+            stall_at: None,
         }
     }
 
@@ -123,8 +126,33 @@ impl<'a> Core<'a> {
         (carry, context)
     }
 
-    fn ready(&self) {
+    fn ready(&mut self) {
         self.counters.set_state(STATE_READY);
+        if let Some((after, _)) = self.config.faults.stall {
+            self.stall_at = Some(self.now + after.as_millis() as u64);
+        }
+    }
+
+    /// Injected faults: the one-time stall, when due (called once per loop turn).
+    fn stall_if_due(&mut self) {
+        let Some((at, (_, stall))) = self.stall_at.zip(self.config.faults.stall) else { return };
+        if self.now >= at {
+            self.stall_at = None;
+            std::thread::sleep(stall);
+            self.now = now_ms();
+        }
+    }
+
+    /// Injected faults: the time a slow handler would spend on `requests`.
+    fn work_for(&self, requests: u32) {
+        let Some(per_request) = self.config.faults.per_request else { return };
+        if requests == 0 {
+            return;
+        }
+        let until = std::time::Instant::now() + per_request * requests;
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
     }
 
     /// Publishes the counters once per loop turn (the heartbeat moves).

@@ -83,6 +83,7 @@ impl<'a> UringWorker<'a> {
             if self.core.finished(self.conns.len()) {
                 break;
             }
+            self.core.stall_if_due();
             uring::submit_and_wait(&mut self.ring)?;
             self.core.now = now_ms();
             uring::reap(&mut self.ring, &mut self.completions);
@@ -262,6 +263,7 @@ impl<'a> UringWorker<'a> {
                 let data = unsafe { self.bufs.filled(bid, len as usize) };
                 entry.conn.handle_input(data, carry, cqueue::sock_nonempty(flags), &mut ctx);
                 self.bufs.recycle(bid);
+                self.core.work_for(entry.conn.take_parsed());
             }
             (0, _) => entry.conn.handle_peer_closed(&mut ctx),
             // Out of receive buffers, or cancelled by us: re-armed below if still wanted.
