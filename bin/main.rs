@@ -75,6 +75,11 @@ struct Cli {
     #[arg(long, default_value = "60", value_parser = parse_seconds)]
     idle_timeout: Duration,
 
+    /// Seconds a client has to send a request's body, one more for each KiB
+    /// that arrives (a client slower than 1 KiB/s gets `408` and a close).
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    body_timeout: Duration,
+
     /// Seconds workers get to finish their connections on shutdown before they are killed.
     #[arg(long, default_value = "30", value_parser = parse_seconds)]
     shutdown_timeout: Duration,
@@ -177,6 +182,7 @@ impl Cli {
             max_body: self.max_body,
             header_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,
+            body_timeout: self.body_timeout,
             drain_timeout: self.shutdown_timeout,
             body: self.body.0.clone(),
             ..EngineConfig::default()

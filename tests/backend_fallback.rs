@@ -74,13 +74,13 @@ fn under_seccomp(errno: i32) -> Command {
 }
 
 /// `--backend auto` under the filter: the line saying why, the stats line's
-/// backend, and HTTP served by the workers.
-fn auto_serves_with_epoll(errno: i32, name: &str) {
-    let s = Server::start_command(under_seccomp(errno), &["--workers", "2", "--no-pin"]);
+/// backend, and HTTP served by the workers in `mode`.
+fn auto_serves_with_epoll(errno: i32, name: &str, mode: &str) {
+    let s = Server::start_command(under_seccomp(errno), &["--workers", "2", "--no-pin", "--mode", mode]);
     let why = s.wait_for_log(|l| l.contains("serving with epoll"), Duration::from_secs(1));
     assert!(why.contains(name) && why.contains("seccomp"), "the fallback line says why: {why}");
     assert_eq!(s.stats()["backend"], "epoll");
-    // Needs the epoll worker driver: workers run on the backend the master chose.
+    // The workers run on the backend the master chose, without probing.
     s.wait_workers_ready(2, START_TIMEOUT);
     for _ in 0..20 {
         s.connect().get_ok();
@@ -93,15 +93,13 @@ fn auto_serves_with_epoll(errno: i32, name: &str) {
 }
 
 #[test]
-#[ignore = "needs the epoll worker driver"]
-fn auto_serves_with_epoll_when_seccomp_says_eperm_as_docker_does() {
-    auto_serves_with_epoll(libc::EPERM, "EPERM");
+fn rr_serves_with_epoll_when_seccomp_says_eperm_as_docker_does() {
+    auto_serves_with_epoll(libc::EPERM, "EPERM", "rr");
 }
 
 #[test]
-#[ignore = "needs the epoll worker driver"]
-fn auto_serves_with_epoll_when_seccomp_says_enosys_as_podman_does() {
-    auto_serves_with_epoll(libc::ENOSYS, "ENOSYS");
+fn shared_serves_with_epoll_when_seccomp_says_enosys_as_podman_does() {
+    auto_serves_with_epoll(libc::ENOSYS, "ENOSYS", "shared");
 }
 
 #[test]

@@ -1,33 +1,42 @@
-//! Proves the worker's hot path allocates nothing: a counting global
-//! allocator counts heap allocations made on the worker's event-loop thread
-//! only, and the count must not move while thousands of requests over new
-//! connections (pipelined and not, accepted or handed over a channel) are
-//! served after warm-up. The window spans more than a second so the `Date`
-//! refresh and the timeout scan run inside it too.
+//! Proves the worker allocates nothing after start, on either driver: a
+//! counting global allocator counts heap allocations made on the worker's
+//! event-loop thread only, and the count must not move while, after a
+//! warm-up that takes every path once, the same workload runs again and the
+//! worker drains and stops. The workload: thousands of requests over new
+//! connections (pipelined and not, accepted or handed over a channel),
+//! every error reply, bodies by length and chunked, `100 Continue`, HEAD,
+//! HTTP/1.0, server-initiated closes, requests split across reads, header,
+//! body and idle timeouts firing, a client that does not read (partial
+//! sends, paused input), more connections at once than `max_conns` (the
+//! worker full), receive buffers running out (io_uring), and a drain with
+//! connections open. The window spans more than a second so the `Date`
+//! refresh and the tick run inside it too.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ringmaster_engine::channel::{channel_pair, send_blocking, Message, Tag};
-use ringmaster_engine::{EngineConfig, Sources, StatsBlock};
+use ringmaster_engine::{Backend, EngineConfig, Sources, StatsBlock};
 
 struct CountingAllocator;
 
 thread_local! {
-    static COUNT_THIS_THREAD: Cell<bool> = const { Cell::new(false) };
+    /// The counter of the worker running on this thread, if it is one. Each
+    /// worker has its own: the tests run in parallel, and one worker's
+    /// start-up must not count in another's window.
+    static THIS_THREAD_COUNTER: Cell<Option<&'static AtomicU64>> = const { Cell::new(None) };
 }
-static WORKER_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
 fn note_allocation() {
-    if COUNT_THIS_THREAD.try_with(Cell::get).unwrap_or(false) {
-        WORKER_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    if let Some(counter) = THIS_THREAD_COUNTER.try_with(Cell::get).ok().flatten() {
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -60,34 +69,42 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 const REQUEST: &[u8] = b"GET /alloc HTTP/1.1\r\nHost: localhost\r\nUser-Agent: alloc-test\r\nAccept: */*\r\n\r\n";
 const BODY: &[u8] = b"hello world\n";
+/// Connections the worker holds at once; the workload opens more.
+const MAX_CONNS: usize = 512;
+/// More connections at once than the worker holds.
+const CROWD: usize = 600;
 
 /// A worker on its own thread, counting that thread's allocations.
 struct InProcessWorker {
+    allocations: &'static AtomicU64,
     shutdown: OwnedFd,
     thread: Option<thread::JoinHandle<std::io::Result<()>>>,
 }
 
 impl InProcessWorker {
-    fn start(listener: Option<OwnedFd>, channel: Option<OwnedFd>) -> InProcessWorker {
+    fn start(backend: Backend, listener: Option<OwnedFd>, channel: Option<OwnedFd>) -> InProcessWorker {
         // SAFETY: eventfd with valid flags returns a new fd or -1.
         let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         assert!(raw >= 0, "eventfd: {}", std::io::Error::last_os_error());
         // SAFETY: eventfd returned a new fd that nothing else owns.
         let shutdown = unsafe { OwnedFd::from_raw_fd(raw) };
         let worker_shutdown = shutdown.try_clone().expect("dup eventfd");
+        // Leaked on purpose: one small counter per test worker, read after it ends.
+        let allocations: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
         let thread = thread::spawn(move || {
-            let config = EngineConfig { max_conns: 1024, ..EngineConfig::default() };
+            let config = worker_config(backend);
             let stats = StatsBlock::private(1)?;
             let counters = stats.slot(0).expect("slot 0");
-            COUNT_THIS_THREAD.with(|c| c.set(true));
+            THIS_THREAD_COUNTER.with(|c| c.set(Some(allocations)));
             let sources = Sources { listener, channel, shutdown: Some(worker_shutdown) };
             let result = ringmaster_engine::run(&config, sources, counters);
-            COUNT_THIS_THREAD.with(|c| c.set(false));
+            THIS_THREAD_COUNTER.with(|c| c.set(None));
             result
         });
-        InProcessWorker { shutdown, thread: Some(thread) }
+        InProcessWorker { allocations, shutdown, thread: Some(thread) }
     }
 
+    /// Tells the worker to drain and waits for its loop to end.
     fn stop(mut self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a valid u64 to the eventfd.
@@ -95,6 +112,23 @@ impl InProcessWorker {
         assert_eq!(wrote, 8, "signal the worker to stop");
         let thread = self.thread.take().expect("worker thread");
         thread.join().expect("worker thread panicked").expect("worker loop failed");
+    }
+}
+
+/// Small limits and short timeouts, so the workload reaches every path soon.
+fn worker_config(backend: Backend) -> EngineConfig {
+    EngineConfig {
+        backend,
+        max_conns: MAX_CONNS,
+        max_header: 1024,
+        max_body: 4096,
+        header_timeout: Duration::from_millis(300),
+        body_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(600),
+        drain_timeout: Duration::from_secs(2),
+        // Few receive buffers: concurrent input runs them out (io_uring).
+        recv_buffers: 16,
+        ..EngineConfig::default()
     }
 }
 
@@ -114,9 +148,35 @@ fn read_responses(stream: &mut TcpStream, count: usize, buffer: &mut Vec<u8>) {
     }
 }
 
+/// Reads to the server's close (a reset counts as a close); returns what came.
+fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!("waiting for the server's close: {e} (got {:?})", String::from_utf8_lossy(&got)),
+        }
+    }
+}
+
+/// Sends `request` on a new connection and checks the answer starts with `status`
+/// and the server closes after it.
+fn expect_closing_answer(connect: &Connect, request: &[u8], status: &str) {
+    let mut stream = connect();
+    stream.write_all(request).expect("send");
+    let got = read_to_close(&mut stream);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with(status), "expected {status:?} for {:?}, got {text:?}", String::from_utf8_lossy(request));
+}
+
+type Connect = dyn Fn() -> TcpStream + Sync;
+
 /// `connections` new connections, each doing `sequential` keep-alive requests
-/// then one write of `pipelined` requests; `connect` makes each connection.
-fn drive(connections: usize, sequential: usize, pipelined: usize, connect: &(dyn Fn() -> TcpStream + Sync)) -> usize {
+/// then one write of `pipelined` requests.
+fn volume(connections: usize, sequential: usize, pipelined: usize, connect: &Connect) -> usize {
     let threads = 4;
     let per_thread = connections.div_ceil(threads);
     let pipeline: Vec<u8> = REQUEST.repeat(pipelined);
@@ -129,7 +189,6 @@ fn drive(connections: usize, sequential: usize, pipelined: usize, connect: &(dyn
                     let mut served = 0;
                     for _ in 0..per_thread {
                         let mut stream = connect();
-                        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
                         for _ in 0..sequential {
                             stream.write_all(REQUEST).expect("send request");
                             read_responses(&mut stream, 1, &mut buffer);
@@ -147,66 +206,217 @@ fn drive(connections: usize, sequential: usize, pipelined: usize, connect: &(dyn
     })
 }
 
-fn assert_hot_path_allocates_nothing(connect: &(dyn Fn() -> TcpStream + Sync)) {
-    // Warm-up: every path once (accept, recv, parse, pipelined send, close, tick).
-    drive(16, 5, 16, connect);
-    thread::sleep(Duration::from_millis(300));
-    let before = WORKER_ALLOCATIONS.load(Ordering::Relaxed);
-    let started = std::time::Instant::now();
-    let served_first = drive(100, 50, 50, connect);
-    eprintln!("served {served_first} requests in {:?}", started.elapsed());
-    // Cross at least one `Date` change and several ticks inside the window.
+/// Every reply that is not the plain 200, and every way a connection ends.
+fn unhappy_paths(connect: &Connect) {
+    expect_closing_answer(connect, b"BAD\r\n\r\n", "HTTP/1.1 400");
+    let too_long = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n", 1 << 20);
+    expect_closing_answer(connect, too_long.as_bytes(), "HTTP/1.1 413");
+    expect_closing_answer(connect, b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", "HTTP/1.1 417");
+    let huge = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "y".repeat(2000));
+    expect_closing_answer(connect, huge.as_bytes(), "HTTP/1.1 431");
+    expect_closing_answer(connect, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", "HTTP/1.1 501");
+    expect_closing_answer(connect, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "HTTP/1.1 200");
+    expect_closing_answer(connect, b"GET / HTTP/1.0\r\n\r\n", "HTTP/1.1 200");
+    let mut buffer = Vec::new();
+    let mut stream = connect();
+    // Bodies by length and chunked, HEAD, HTTP/1.0 keep-alive.
+    stream.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello").expect("send");
+    read_responses(&mut stream, 1, &mut buffer);
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: v\r\n\r\n")
+        .expect("send");
+    read_responses(&mut stream, 1, &mut buffer);
+    stream.write_all(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n").expect("send");
+    let mut head = [0u8; 512];
+    let n = stream.read(&mut head).expect("HEAD answer");
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    stream.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").expect("send");
+    read_responses(&mut stream, 1, &mut buffer);
+    // 100 Continue, then the body.
+    stream.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n").expect("send");
+    let mut continue_line = [0u8; 25];
+    stream.read_exact(&mut continue_line).expect("100 Continue");
+    assert_eq!(&continue_line, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"ok").expect("send body");
+    read_responses(&mut stream, 1, &mut buffer);
+    // A request split across reads.
+    for piece in [&REQUEST[..7], &REQUEST[7..30], &REQUEST[30..]] {
+        stream.write_all(piece).expect("send piece");
+        thread::sleep(Duration::from_millis(15));
+    }
+    read_responses(&mut stream, 1, &mut buffer);
+    // Bytes after a closing reply: the server lingers for our FIN.
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n").expect("send");
+    read_responses(&mut stream, 1, &mut buffer);
+    stream.shutdown(std::net::Shutdown::Write).expect("our FIN");
+    read_to_close(&mut stream);
+}
+
+/// Header, body and idle timeouts fire (the worker answers the slow body `408`).
+fn timeouts(connect: &Connect) {
+    let mut silent = connect();
+    let mut partial_header = connect();
+    partial_header.write_all(b"GET / HTTP/1.1\r\nHo").expect("send");
+    let mut partial_body = connect();
+    partial_body.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc").expect("send");
+    let mut idle = connect();
+    idle.write_all(REQUEST).expect("send");
+    let mut buffer = Vec::new();
+    read_responses(&mut idle, 1, &mut buffer);
+    assert!(read_to_close(&mut silent).is_empty());
+    assert!(read_to_close(&mut partial_header).is_empty());
+    assert!(read_to_close(&mut partial_body).starts_with(b"HTTP/1.1 408"));
+    assert!(read_to_close(&mut idle).is_empty());
+}
+
+/// A client that sends thousands of requests before reading any answer: the
+/// worker's sends go out in part and its input pauses.
+fn slow_reader(connect: &Connect) {
+    let mut stream = connect();
+    let burst = REQUEST.repeat(3000);
+    let writer = {
+        let mut stream = stream.try_clone().expect("clone");
+        thread::spawn(move || stream.write_all(&burst).expect("send burst"))
+    };
+    thread::sleep(Duration::from_millis(100));
+    let mut buffer = Vec::with_capacity(1 << 20);
+    read_responses(&mut stream, 3000, &mut buffer);
+    writer.join().expect("writer");
+}
+
+/// More connections at once than the worker holds, each with a request;
+/// each closes once answered, making room for the next (accepted ones wait
+/// in the listen queue; handed-over ones are declined and closed).
+fn crowd(connect: &Connect) {
+    let mut streams: Vec<TcpStream> = (0..CROWD).map(|_| connect()).collect();
+    for stream in &mut streams {
+        stream.write_all(REQUEST).expect("send");
+    }
+    let mut buffer = Vec::new();
+    for mut stream in streams {
+        let got = read_to_close_or_answer(&mut stream, &mut buffer);
+        assert!(got.is_empty() || got.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&got));
+    }
+}
+
+/// One answer, or the server's close before any.
+fn read_to_close_or_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Vec<u8> {
+    buffer.clear();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if buffer.ends_with(BODY) {
+            return buffer.clone();
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return buffer.clone(),
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return buffer.clone(),
+            Err(e) => panic!("crowd: {e}"),
+        }
+    }
+}
+
+/// The whole workload; returns the plain requests served.
+fn workload(connect: &Connect, volume_connections: usize) -> usize {
+    let served = volume(volume_connections, 50, 50, connect);
+    unhappy_paths(connect);
+    timeouts(connect);
+    slow_reader(connect);
+    crowd(connect);
+    served
+}
+
+/// Runs the workload twice and drains, counting allocations on the worker's
+/// thread from after the warm-up to its exit.
+fn assert_worker_allocates_nothing(worker: InProcessWorker, connect: &Connect) {
+    workload(connect, 16);
+    // Let the warm-up's lingering closes end, and cross a `Date` change.
     thread::sleep(Duration::from_millis(1100));
-    let served_second = drive(8, 10, 16, connect);
-    thread::sleep(Duration::from_millis(200));
-    let after = WORKER_ALLOCATIONS.load(Ordering::Relaxed);
-    let served = served_first + served_second;
+    let allocations = worker.allocations;
+    let before = allocations.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let served = workload(connect, 100);
+    eprintln!("served {served} requests and every other path in {:?}", started.elapsed());
+    // A drain with connections open: idle ones, and one with answers owed.
+    let mut buffer = Vec::new();
+    let mut open: Vec<TcpStream> = (0..10).map(|_| connect()).collect();
+    for stream in &mut open {
+        stream.write_all(REQUEST).expect("send");
+        read_responses(stream, 1, &mut buffer);
+    }
+    let mut busy = connect();
+    busy.write_all(&REQUEST.repeat(20)).expect("send");
+    worker.stop();
+    let after = allocations.load(Ordering::Relaxed);
+    assert!(String::from_utf8_lossy(&read_to_close(&mut busy)).matches("HTTP/1.1 200").count() >= 1);
+    for stream in &mut open {
+        read_to_close(stream);
+    }
     assert!(served >= 10_000, "served only {served} requests");
-    assert_eq!(
-        after - before,
-        0,
-        "the worker thread allocated {} times while serving {served} requests",
-        after - before
-    );
+    assert_eq!(after - before, 0, "the worker thread allocated {} times after warm-up", after - before);
     assert!(before > 0, "the counter saw the worker's start-up allocations, so it is counting that thread");
 }
 
-#[test]
-fn accepted_connections_alloc_nothing_on_the_hot_path() {
+fn accepted_connections_allocate_nothing(backend: Backend) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("local addr");
-    let worker = InProcessWorker::start(Some(OwnedFd::from(listener)), None);
-    let connect = move || TcpStream::connect(addr).expect("connect");
-    assert_hot_path_allocates_nothing(&connect);
-    worker.stop();
+    let worker = InProcessWorker::start(backend, Some(OwnedFd::from(listener)), None);
+    let connect = move || client(TcpStream::connect(addr).expect("connect"));
+    assert_worker_allocates_nothing(worker, &connect);
 }
 
-#[test]
-fn handed_over_connections_alloc_nothing_on_the_hot_path() {
+fn handed_over_connections_allocate_nothing(backend: Backend) {
     // The test plays the master: it accepts and hands each fd over the channel.
     let (master_end, worker_end) = channel_pair().expect("channel");
     let listener = Arc::new(TcpListener::bind("127.0.0.1:0").expect("bind"));
     let addr = listener.local_addr().expect("local addr");
-    let worker = InProcessWorker::start(None, Some(worker_end));
+    let worker = InProcessWorker::start(backend, None, Some(worker_end));
     let dispatcher = {
         let listener = Arc::clone(&listener);
         thread::spawn(move || {
             let mut message = Message::new();
-            let mut handed = 0usize;
+            let mut acks = [0u8; 64];
             // Ends when the test shuts the listener down (accept fails).
             while let Ok((stream, _)) = listener.accept() {
                 send_blocking(master_end.as_fd(), &mut message, Tag::Connections, &[stream.as_raw_fd()])
                     .expect("hand the connection to the worker");
-                handed += 1;
+                // Read the acks as the master does, so the channel never fills.
+                // SAFETY: a non-blocking read into a live local buffer.
+                while unsafe {
+                    libc::recv(master_end.as_raw_fd(), acks.as_mut_ptr().cast(), acks.len(), libc::MSG_DONTWAIT)
+                } > 0
+                {}
             }
-            handed
         })
     };
-    let connect = move || TcpStream::connect(addr).expect("connect");
-    assert_hot_path_allocates_nothing(&connect);
+    let connect = move || client(TcpStream::connect(addr).expect("connect"));
+    assert_worker_allocates_nothing(worker, &connect);
     // SAFETY: shutdown on a valid listening socket wakes the blocked accept with an error.
     unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR) };
-    let handed = dispatcher.join().expect("dispatcher thread");
-    assert_eq!(handed, 16 + 100 + 8, "every connection went through the channel");
-    worker.stop();
+    dispatcher.join().expect("dispatcher thread");
+}
+
+fn client(stream: TcpStream) -> TcpStream {
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    stream
+}
+
+#[test]
+fn uring_accepted_connections_allocate_nothing() {
+    accepted_connections_allocate_nothing(Backend::Uring);
+}
+
+#[test]
+fn uring_handed_over_connections_allocate_nothing() {
+    handed_over_connections_allocate_nothing(Backend::Uring);
+}
+
+#[test]
+fn epoll_accepted_connections_allocate_nothing() {
+    accepted_connections_allocate_nothing(Backend::Epoll);
+}
+
+#[test]
+fn epoll_handed_over_connections_allocate_nothing() {
+    handed_over_connections_allocate_nothing(Backend::Epoll);
 }

@@ -5,17 +5,17 @@
 //!   and a line not finished within 5 s gets its connection closed.
 //! - A second master never takes over a control socket a running master
 //!   answers on: it refuses to start, naming the path.
-//! - A socket left by a master that died (nobody listening) is replaced.
+//! - A socket left by a master that was killed (nobody listening) is replaced.
 
 mod util;
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use util::control::{control_path, ctl, parse_status};
-use util::procs::{run_to_exit, stop_and_check_no_process_left};
+use util::procs::{kill, run_to_exit, stop_and_check_no_process_left};
 use util::*;
 
 /// More idle clients than the master has slots (32).
@@ -122,11 +122,16 @@ fn a_second_master_refuses_a_live_control_socket() {
 #[test]
 fn a_stale_control_socket_is_replaced() {
     let path = SockPath::new("stale");
-    // A master that died leaves its socket file with nobody listening.
-    drop(UnixListener::bind(&path.0).expect("bind"));
+    // A master killed outright cannot remove its socket: it stays, with nobody listening.
+    let mut dead = Server::start(&["--workers", "1", "--no-pin", "--control", path.arg()]);
+    kill(dead.pid(), libc::SIGKILL);
+    dead.wait_exit(Duration::from_secs(5));
+    assert!(path.0.exists(), "the killed master's socket is left behind");
     assert_eq!(UnixStream::connect(&path.0).map_err(|e| e.kind()).err(), Some(ErrorKind::ConnectionRefused));
+
     let s = Server::start(&["--workers", "1", "--no-pin", "--control", path.arg()]);
     let (code, out, err) = ctl(&path.0, &["status"]);
     assert_eq!(code, 0, "{out} {err}");
     stop_and_check_no_process_left(s);
+    stop_and_check_no_process_left(dead);
 }

@@ -11,7 +11,8 @@
 //! [`listener`], [`refuse`] (`503` for connections no worker can take),
 //! [`rlimit`], [`signals`], [`log`] (whole-line stderr writes),
 //! [`stats_line`], [`title`] (what `ps` shows), [`privileges`] (`--user`,
-//! `--group`), and [`error`] (the crate's one error type).
+//! `--group`), [`faults`] (fault injection for tests) and [`error`] (the
+//! crate's one error type).
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod control;
 pub mod cpus;
 pub mod error;
+pub mod faults;
 pub mod handoff;
 pub mod listener;
 pub mod log;

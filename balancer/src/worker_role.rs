@@ -8,6 +8,7 @@ use nix::sys::signal::Signal;
 use ringmaster_engine::{Backend, EngineConfig, Sources, StatsBlock};
 
 use crate::error::{Context, Error, Result};
+use crate::faults::{faults_for, ENV_FAULT};
 use crate::privileges::{switch_to, Credentials};
 use crate::signals::signal_fd;
 use crate::spawn::{
@@ -15,12 +16,6 @@ use crate::spawn::{
     LISTENER_FD, STATS_FD,
 };
 use crate::title::{set_thread_name, worker_thread_name};
-
-/// Fault injection for tests: with `exit-at-start` in this variable a worker
-/// exits with code 3 before serving, as a worker that crashes on start-up
-/// would; with `skip-setuid` it leaves out the `setuid` of its switch to
-/// `--user`, which the check after the switch must catch.
-pub const ENV_FAULT: &str = "RINGMASTER_FAULT";
 
 /// Who this worker is, as the master told it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,8 +63,8 @@ fn parse_identity(var: impl Fn(&str) -> Option<String>) -> Result<WorkerIdentity
 
 /// Runs this process as worker `identity` until it has drained.
 pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> Result<()> {
-    let fault = std::env::var(ENV_FAULT).unwrap_or_default();
-    if fault == "exit-at-start" {
+    let faults = faults_for(identity.id, &std::env::var(ENV_FAULT).unwrap_or_default())?;
+    if faults.exit_at_start {
         crate::log!("worker {}: {ENV_FAULT}=exit-at-start: exiting", identity.id);
         std::process::exit(3);
     }
@@ -95,11 +90,12 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> Result<()>
     let shutdown = signal_fd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT]).context("signalfd")?;
     // Last, before the ring exists (its kernel threads take the ids it is made with).
     if let Some(credentials) = &credentials {
-        switch_to(credentials, fault == "skip-setuid")
+        switch_to(credentials, faults.skip_setuid)
             .context(format_args!("refusing to serve: cannot switch to {credentials}"))?;
     }
     let sources = Sources { listener, channel: Some(channel), shutdown: Some(shutdown) };
-    let config = EngineConfig { backend: identity.backend, ..config.clone() };
+    // The master chose the backend once; a worker never probes again.
+    let config = EngineConfig { backend: identity.backend, faults: faults.engine, ..config.clone() };
     ringmaster_engine::run(&config, sources, counters).context(format_args!("the {} loop", identity.backend.name()))
 }
 

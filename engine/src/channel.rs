@@ -246,6 +246,26 @@ pub fn send_ack(channel: BorrowedFd<'_>, ack: Ack) -> io::Result<()> {
     }
 }
 
+/// Receives one message without waiting: `Ok(None)` when none is there,
+/// `Ok(Some(0))` at end of stream, else the message's length (take its fds
+/// with [`Message::take_received`]).
+pub fn recv_nonblocking(channel: BorrowedFd<'_>, message: &mut Message) -> io::Result<Option<usize>> {
+    let header = message.prepare_recv();
+    loop {
+        // SAFETY: `header` points into `message`, alive and unmoved for the call.
+        let len = unsafe { libc::recvmsg(channel.as_raw_fd(), header, libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT) };
+        if len >= 0 {
+            return Ok(Some(len as usize));
+        }
+        let error = io::Error::last_os_error();
+        match error.kind() {
+            io::ErrorKind::WouldBlock => return Ok(None),
+            io::ErrorKind::Interrupted => continue,
+            _ => return Err(error),
+        }
+    }
+}
+
 /// Receives one message with a blocking `recvmsg`; `Ok(None)` at end of stream.
 pub fn recv_blocking(
     channel: BorrowedFd<'_>,

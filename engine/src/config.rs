@@ -20,6 +20,10 @@ pub struct EngineConfig {
     pub header_timeout: Duration,
     /// Time a keep-alive connection may sit idle (`--idle-timeout`).
     pub idle_timeout: Duration,
+    /// Time a client has to send a request's body (`--body-timeout`); each
+    /// KiB received extends it by a second, so only a client slower than
+    /// 1 KiB/s on average is cut off.
+    pub body_timeout: Duration,
     /// Time a draining worker waits for its connections before closing them.
     pub drain_timeout: Duration,
     /// The response body (`--body`).
@@ -32,6 +36,19 @@ pub struct EngineConfig {
     pub recv_buffer_size: u32,
     /// Single-shot accepts kept outstanding on a listener.
     pub accepts_outstanding: u32,
+    /// Faults injected for tests and benchmarks.
+    pub faults: Faults,
+}
+
+/// Faults a worker injects into its own loop, for tests and benchmarks of
+/// what the master does about a slow or stalled worker (`RINGMASTER_FAULT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Once, this long after the worker is ready, stop serving for the second
+    /// duration, as a descheduled process would (its heartbeat stops too).
+    pub stall: Option<(Duration, Duration)>,
+    /// Spend this long (on the CPU) on every request, as a slow handler would.
+    pub per_request: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -43,12 +60,14 @@ impl Default for EngineConfig {
             max_body: 1024 * 1024,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
             body: b"hello world\n".to_vec(),
             ring_entries: 4096,
             recv_buffers: 4096,
             recv_buffer_size: 4096,
             accepts_outstanding: 4,
+            faults: Faults::default(),
         }
     }
 }

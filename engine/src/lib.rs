@@ -1,11 +1,15 @@
-//! ringmaster-engine: one ringmaster worker, an io_uring HTTP/1.1 responder
-//! that allocates nothing on its hot path (accept, receive, parse, send).
+//! ringmaster-engine: one ringmaster worker, an HTTP/1.1 responder on
+//! io_uring or epoll that allocates nothing on its hot path (accept,
+//! receive, parse, send).
 //!
-//! Layout: [`worker`] is the loop; `conn` and `slab` hold connections;
+//! Layout: `conn` is one connection's HTTP state machine, free of I/O;
+//! [`driver`] holds the two event loops around it (`driver/uring.rs`,
+//! `driver/epoll.rs`) and what they share; [`backend`] chooses between them.
 //! [`http`] parses requests and [`response`] holds the preformatted replies;
-//! [`stats`] is the shared counters block and [`channel`] the wire format of
-//! the master's fd hand-off. The unsafe kernel interfaces sit in `bufring`,
-//! [`channel`], [`stats`], [`uring`] and `sys`.
+//! `slab` keeps connections in fixed slots; [`stats`] is the shared counters
+//! block and [`channel`] the wire format of the master's fd hand-off. The
+//! unsafe kernel interfaces sit in `bufring`, [`channel`], [`stats`],
+//! [`uring`] and `sys`.
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
@@ -14,7 +18,7 @@ mod bufring;
 pub mod channel;
 pub mod config;
 mod conn;
-pub mod errno;
+pub mod driver;
 pub mod http;
 pub mod response;
 mod slab;
@@ -22,10 +26,9 @@ pub mod stats;
 mod sys;
 pub mod token;
 pub mod uring;
-pub mod worker;
 
 pub use backend::{choose_backend, Backend, BackendChoice};
-pub use config::EngineConfig;
+pub use config::{EngineConfig, Faults};
+pub use driver::{run, Sources};
 pub use stats::{StatsBlock, WorkerCounters};
-pub use sys::ignore_sigpipe;
-pub use worker::{run, Sources};
+pub use sys::{ignore_sigpipe, out_of_fds, out_of_resources};

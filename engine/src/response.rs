@@ -171,6 +171,7 @@ fn format_reply(reply: Reply, body: &[u8]) -> (Vec<u8>, Option<usize>, &[u8]) {
 fn error_body(reply: Reply) -> &'static [u8] {
     match reply {
         Reply::BadRequest => b"Bad Request\n",
+        Reply::RequestTimeout => b"Request Timeout\n",
         Reply::ContentTooLarge => b"Content Too Large\n",
         Reply::ExpectationFailed => b"Expectation Failed\n",
         Reply::HeaderTooLarge => b"Request Header Fields Too Large\n",

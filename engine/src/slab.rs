@@ -48,14 +48,6 @@ impl<T> Slab<T> {
         }
     }
 
-    /// The value in an occupied slot of this generation, to read.
-    pub fn get(&self, index: u32, generation: u32) -> Option<&T> {
-        match self.entries.get(index as usize) {
-            Some(entry) if entry.occupied && entry.generation == generation => Some(&entry.value),
-            _ => None,
-        }
-    }
-
     /// The generation of slot `index` if it is occupied.
     pub fn generation(&self, index: u32) -> Option<u32> {
         self.entries.get(index as usize).filter(|e| e.occupied).map(|e| e.generation)
@@ -79,11 +71,6 @@ impl<T> Slab<T> {
     /// Free slots.
     pub fn vacant(&self) -> usize {
         self.free.len()
-    }
-
-    /// True when no slot is occupied.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Slots below this index are the only ones that were ever occupied.

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
-use ringmaster_engine::errno;
+use ringmaster_engine::out_of_resources;
 
 use super::{Master, Op, Stopping, MAX_SLOTS};
 use crate::control::clients::{Cancel, Ops};
@@ -128,7 +128,7 @@ impl Master {
             }
         }
         // Out of fds or memory: the tick re-arms rather than spinning now.
-        if !more && self.stopping.is_none() && !errno::is_out_of_resources(-result) {
+        if !more && self.stopping.is_none() && !out_of_resources(-result) {
             self.arm_control_accept()?;
         }
         Ok(())

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ringmaster_engine::channel::MAX_FDS;
-use ringmaster_engine::{errno, StatsBlock};
+use ringmaster_engine::{out_of_fds, out_of_resources, StatsBlock};
 
 use super::supervise::Slot;
 use super::{Master, Op};
@@ -125,7 +125,7 @@ impl Master {
                 self.reactor.cancel(Op::Accept.token(0, 0))?;
             }
         }
-        if errno::is_out_of_fds(-result) {
+        if out_of_fds(-result) {
             let held = self.dispatch.held.len() + self.slots.iter().map(|s| s.lane.held_fds()).sum::<usize>();
             self.log_fd_limit(format_args!(
                 "the master is at its open-file limit ({}): accepting pauses; it holds {held} connections \
@@ -134,7 +134,7 @@ impl Master {
             ));
         }
         // Out of fds or memory: the tick re-arms rather than spinning now.
-        if !self.dispatch.accepting && !errno::is_out_of_resources(-result) {
+        if !self.dispatch.accepting && !out_of_resources(-result) {
             self.arm_accept()?;
         }
         Ok(())

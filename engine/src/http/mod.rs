@@ -36,6 +36,8 @@ pub enum Reply {
     Continue,
     /// `400 Bad Request`: malformed request line, header or framing.
     BadRequest,
+    /// `408 Request Timeout`: a body that did not arrive in time (`--body-timeout`).
+    RequestTimeout,
     /// `413 Content Too Large`: a body over `--max-body`.
     ContentTooLarge,
     /// `417 Expectation Failed`: an `Expect` other than `100-continue`.
@@ -50,7 +52,7 @@ pub enum Reply {
 
 impl Reply {
     /// Every reply, in discriminant order (index = `reply as usize`).
-    pub const ALL: [Reply; 13] = [
+    pub const ALL: [Reply; 14] = [
         Reply::Ok,
         Reply::OkKeepAlive,
         Reply::OkClose,
@@ -59,6 +61,7 @@ impl Reply {
         Reply::HeadClose,
         Reply::Continue,
         Reply::BadRequest,
+        Reply::RequestTimeout,
         Reply::ContentTooLarge,
         Reply::ExpectationFailed,
         Reply::HeaderTooLarge,
@@ -92,6 +95,7 @@ impl Reply {
             Reply::Head | Reply::HeadKeepAlive | Reply::HeadClose => (200, "OK"),
             Reply::Continue => (100, "Continue"),
             Reply::BadRequest => (400, "Bad Request"),
+            Reply::RequestTimeout => (408, "Request Timeout"),
             Reply::ContentTooLarge => (413, "Content Too Large"),
             Reply::ExpectationFailed => (417, "Expectation Failed"),
             Reply::HeaderTooLarge => (431, "Request Header Fields Too Large"),

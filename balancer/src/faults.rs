@@ -1,0 +1,94 @@
+//! Fault injection for tests and benchmarks (`RINGMASTER_FAULT`), read by
+//! each worker at start. A comma-separated list of:
+//!
+//! - `exit-at-start`: every worker exits with code 3 before serving, as one
+//!   that crashes on start-up would;
+//! - `skip-setuid`: the switch to `--user` leaves out its `setuid` (the
+//!   worker's check must then refuse to serve);
+//! - `stall:ID:MS[:AFTER_MS]`: worker ID stops serving for MS milliseconds
+//!   once, AFTER_MS (default 0) after it is ready, as if descheduled;
+//! - `slow:ID:US`: worker ID spends US microseconds of CPU on every request.
+
+use std::time::Duration;
+
+use ringmaster_engine::Faults;
+
+use crate::error::{Error, Result};
+
+/// The environment variable the faults are read from.
+pub const ENV_FAULT: &str = "RINGMASTER_FAULT";
+
+/// What one worker is to do wrong.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerFaults {
+    /// Exit with code 3 before serving.
+    pub exit_at_start: bool,
+    /// Leave the `setuid` out of the privilege switch.
+    pub skip_setuid: bool,
+    /// Faults inside the engine's loop.
+    pub engine: Faults,
+}
+
+/// Parses `text` for worker `id`; an unknown fault is an error naming it.
+pub fn faults_for(id: usize, text: &str) -> Result<WorkerFaults> {
+    let mut faults = WorkerFaults::default();
+    for item in text.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        let parts: Vec<&str> = item.split(':').collect();
+        let number = |at: usize| -> Result<u64> {
+            parts
+                .get(at)
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| Error::WorkerEnv(format!("{ENV_FAULT}: '{item}' needs a number in place {at}")))
+        };
+        match parts[0] {
+            "exit-at-start" => faults.exit_at_start = true,
+            "skip-setuid" => faults.skip_setuid = true,
+            "stall" if parts.len() == 3 || parts.len() == 4 => {
+                let after = if parts.len() == 4 { number(3)? } else { 0 };
+                if number(1)? == id as u64 {
+                    faults.engine.stall = Some((Duration::from_millis(after), Duration::from_millis(number(2)?)));
+                }
+            }
+            "slow" if parts.len() == 3 => {
+                if number(1)? == id as u64 {
+                    faults.engine.per_request = Some(Duration::from_micros(number(2)?));
+                }
+            }
+            _ => {
+                return Err(Error::WorkerEnv(format!(
+                "{ENV_FAULT}: unknown fault '{item}' (exit-at-start, skip-setuid, stall:ID:MS[:AFTER_MS], slow:ID:US)"
+            )))
+            }
+        }
+    }
+    Ok(faults)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_apply_to_the_worker_they_name() {
+        let text = "stall:2:3000:1500, slow:1:250";
+        let one = faults_for(1, text).expect("parse");
+        assert_eq!(one.engine.per_request, Some(Duration::from_micros(250)));
+        assert_eq!(one.engine.stall, None);
+        let two = faults_for(2, text).expect("parse");
+        assert_eq!(two.engine.stall, Some((Duration::from_millis(1500), Duration::from_millis(3000))));
+        assert_eq!(two.engine.per_request, None);
+        assert!(faults_for(1, "exit-at-start").expect("parse").exit_at_start);
+        assert_eq!(faults_for(1, "").expect("parse"), WorkerFaults::default());
+        assert_eq!(
+            faults_for(1, "stall:1:500").expect("parse").engine.stall,
+            Some((Duration::ZERO, Duration::from_millis(500)))
+        );
+    }
+
+    #[test]
+    fn nonsense_is_refused_by_name() {
+        assert!(faults_for(1, "explode").unwrap_err().to_string().contains("'explode'"));
+        assert!(faults_for(1, "stall:x:5").unwrap_err().to_string().contains("number"));
+        assert!(faults_for(1, "slow:1").is_err());
+    }
+}

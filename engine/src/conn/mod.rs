@@ -1,0 +1,473 @@
+//! One HTTP/1.1 connection as a state machine with no I/O in it.
+//!
+//! The driver (io_uring or epoll) owns the socket. It reports what happened
+//! through the `handle_*` methods — bytes received, a send completed, the
+//! client's FIN, a deadline passed, a drain began — and asks what to do next
+//! through [`Connection::poll_send`], [`Connection::wants_read`],
+//! [`Connection::take_half_close`] and [`Connection::is_closed`]. All HTTP
+//! behaviour lives here once: keep-alive, pipelined requests answered in one
+//! send, back-pressure, lingering after an error, the last reply of a drain
+//! carrying `Connection: close`, and the header, body, idle and linger timers.
+
+mod outgoing;
+mod replies;
+#[cfg(test)]
+mod tests;
+
+pub use outgoing::Outgoing;
+pub use replies::ReplyQueue;
+
+use crate::http::{Limits, Reply, RequestParser, Step};
+use crate::response::Responses;
+
+/// How long a closing connection waits for the client's FIN after ours.
+pub const LINGER_MS: u64 = 2_000;
+/// How long a draining worker keeps an idle connection for a request already on its way.
+pub const DRAIN_GRACE_MS: u64 = 100;
+/// Body bytes that buy one more second of `--body-timeout`.
+const BODY_BYTES_PER_SECOND: u64 = 1024;
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Parsing requests and queueing their replies.
+    Reading,
+    /// The reply queue is full: input waits in the carry buffer until it
+    /// drains, and the driver stops reading (back-pressure).
+    Paused,
+    /// A reply that closes the connection is queued; input after it is
+    /// discarded. Once everything is sent the connection closes at once
+    /// (`linger: false`: the client asked to close and sent nothing after, or
+    /// has closed) or half-closes and lingers.
+    Finishing {
+        /// Half-close and wait for the client's FIN instead of closing.
+        linger: bool,
+    },
+    /// Our FIN is sent; input is discarded until the client's FIN or the
+    /// deadline, so that unread input never turns our close into a reset
+    /// that destroys the reply.
+    Lingering,
+    /// Over: the driver closes the socket and frees the slot.
+    Closed,
+}
+
+/// Which deadline runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// A header block in progress (`--header-timeout`, from its first byte, not refreshed).
+    Header,
+    /// A request body in progress (`--body-timeout`, extended by what arrives).
+    Body,
+    /// Idle between requests or writing to a slow reader (`--idle-timeout`, refreshed).
+    Idle,
+    /// Closing: waiting for the client's FIN, or for a last reply to go out.
+    Linger,
+}
+
+/// The connection timeouts, in milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// `--header-timeout`.
+    pub header_ms: u64,
+    /// `--body-timeout`.
+    pub body_ms: u64,
+    /// `--idle-timeout`.
+    pub idle_ms: u64,
+}
+
+/// What the handlers need from the worker around them.
+#[derive(Debug)]
+pub struct Context<'a> {
+    /// Coarse monotonic milliseconds.
+    pub now: u64,
+    /// The limits requests keep to.
+    pub limits: Limits,
+    /// The timeouts.
+    pub timeouts: Timeouts,
+    /// The preformatted replies sends point into.
+    pub responses: &'a mut Responses,
+    /// The worker is draining: last replies carry `Connection: close`.
+    pub draining: bool,
+}
+
+/// One connection's protocol state.
+#[derive(Debug)]
+pub struct Connection {
+    phase: Phase,
+    parser: RequestParser,
+    replies: ReplyQueue,
+    outgoing: Outgoing,
+    /// A send was handed to the driver and has not completed.
+    sending: bool,
+    /// The client's FIN arrived: nothing more will be read.
+    read_closed: bool,
+    /// Our FIN is due: the driver takes it with [`Connection::take_half_close`].
+    half_close_due: bool,
+    /// Bytes of an incomplete header block (or held input) in the carry buffer.
+    carry_len: usize,
+    timer: Timer,
+    deadline: u64,
+    body_started: u64,
+    body_bytes: u64,
+    /// Requests parsed since the driver last asked ([`Connection::take_parsed`]).
+    parsed: u32,
+}
+
+impl Default for Connection {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Connection {
+    /// An unused connection (a free slot).
+    pub fn new() -> Self {
+        Connection {
+            phase: Phase::Closed,
+            parser: RequestParser::new(),
+            replies: ReplyQueue::new(),
+            outgoing: Outgoing::new(),
+            sending: false,
+            read_closed: false,
+            half_close_due: false,
+            carry_len: 0,
+            timer: Timer::Header,
+            deadline: 0,
+            body_started: 0,
+            body_bytes: 0,
+            parsed: 0,
+        }
+    }
+
+    /// Readies the connection for a new client at `now`.
+    pub fn open(&mut self, now: u64, timeouts: &Timeouts) {
+        *self = Connection { phase: Phase::Reading, deadline: now + timeouts.header_ms, ..Connection::new() };
+    }
+
+    // --- getters ---------------------------------------------------------------------------
+
+    /// The phase.
+    #[cfg(test)]
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// When the running timer fires, in the context's milliseconds.
+    pub fn deadline(&self) -> u64 {
+        self.deadline
+    }
+
+    /// The running timer.
+    #[cfg(test)]
+    pub fn timer(&self) -> Timer {
+        self.timer
+    }
+
+    /// Over: the driver closes the socket and frees the slot.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// A send is outstanding.
+    pub fn is_sending(&self) -> bool {
+        self.sending
+    }
+
+    /// Nothing in progress: no partial request, nothing queued or being sent.
+    pub fn is_idle(&self) -> bool {
+        self.phase == Phase::Reading
+            && self.parser.between_requests()
+            && self.carry_len == 0
+            && self.replies.is_empty()
+            && !self.sending
+    }
+
+    // --- events ----------------------------------------------------------------------------
+
+    /// Bytes arrived; `carry` is this connection's carry buffer and
+    /// `more_waiting` says the socket already holds more.
+    pub fn handle_input(&mut self, data: &[u8], carry: &mut [u8], more_waiting: bool, ctx: &mut Context<'_>) {
+        let mut rest = data;
+        while !rest.is_empty() {
+            match self.phase {
+                Phase::Finishing { .. } => {
+                    // Input after a closing reply: closing with it unread would
+                    // reset the connection, so wait for the client's FIN.
+                    self.phase = Phase::Finishing { linger: true };
+                    break;
+                }
+                Phase::Lingering | Phase::Closed => break,
+                Phase::Reading if self.carry_len == 0 => {
+                    // The common case: parse straight from the receive buffer.
+                    let used = self.feed(rest, ctx);
+                    rest = &rest[used..];
+                    if rest.is_empty() || !matches!(self.phase, Phase::Reading | Phase::Paused) {
+                        break;
+                    }
+                    // An incomplete header block, or input held while replies drain.
+                    let keep = rest.len().min(carry.len());
+                    carry[..keep].copy_from_slice(&rest[..keep]);
+                    self.carry_len = keep;
+                    rest = &rest[keep..];
+                }
+                Phase::Reading | Phase::Paused => {
+                    let room = carry.len() - self.carry_len;
+                    if room == 0 {
+                        // Held input overflowed: the client sends without reading our replies.
+                        self.phase = Phase::Closed;
+                        return;
+                    }
+                    let take = room.min(rest.len());
+                    carry[self.carry_len..self.carry_len + take].copy_from_slice(&rest[..take]);
+                    self.carry_len += take;
+                    rest = &rest[take..];
+                    if self.phase == Phase::Reading {
+                        self.parse_carry(carry, ctx);
+                    }
+                }
+            }
+        }
+        if ctx.draining && !more_waiting {
+            self.close_after_last_answer();
+        }
+        self.after_progress(ctx);
+    }
+
+    /// The send in progress completed with `sent` bytes; returns the requests
+    /// it finished answering.
+    pub fn handle_sent(&mut self, sent: usize, carry: &mut [u8], ctx: &mut Context<'_>) -> u32 {
+        self.sending = false;
+        if self.phase == Phase::Closed {
+            self.outgoing.finish(ctx.responses);
+            return 0;
+        }
+        if !self.outgoing.advance(sent) {
+            // A partial send (a slow reader): `poll_send` goes on from where it stopped.
+            self.refresh_deadline(ctx);
+            return 0;
+        }
+        // Counted once the answers are with the kernel, not when parsed.
+        let answered = self.outgoing.finish(ctx.responses);
+        if self.phase == Phase::Paused {
+            // Replies drained: take up the held input again.
+            self.phase = Phase::Reading;
+            self.parse_carry(carry, ctx);
+        }
+        if let Phase::Finishing { linger } = self.phase {
+            if self.replies.is_empty() {
+                if linger && !self.read_closed {
+                    self.start_linger(ctx);
+                } else {
+                    self.phase = Phase::Closed;
+                }
+                return answered;
+            }
+        }
+        self.after_progress(ctx);
+        answered
+    }
+
+    /// The send failed (the client reset the connection, or it was cancelled).
+    pub fn handle_send_failed(&mut self, ctx: &mut Context<'_>) {
+        self.sending = false;
+        self.outgoing.finish(ctx.responses);
+        self.phase = Phase::Closed;
+    }
+
+    /// The client closed its side.
+    pub fn handle_peer_closed(&mut self, ctx: &mut Context<'_>) {
+        self.read_closed = true;
+        match self.phase {
+            Phase::Lingering => self.phase = Phase::Closed,
+            // Answer what was asked, then close: no need to wait for a FIN now.
+            Phase::Finishing { .. } if self.replies.is_empty() && !self.sending => self.phase = Phase::Closed,
+            Phase::Finishing { .. } => self.phase = Phase::Finishing { linger: false },
+            Phase::Reading | Phase::Paused => self.after_progress(ctx),
+            Phase::Closed => {}
+        }
+    }
+
+    /// Reading failed: the connection is over.
+    pub fn handle_read_error(&mut self) {
+        self.phase = Phase::Closed;
+    }
+
+    /// The deadline passed (the driver calls this once `ctx.now >= deadline()`).
+    pub fn handle_timeout(&mut self, ctx: &mut Context<'_>) {
+        match (self.phase, self.timer) {
+            (Phase::Closed, _) => {}
+            // A body too slow to finish: say so where a reply can still be sent.
+            (Phase::Reading | Phase::Paused, Timer::Body) if !self.replies.is_full() => {
+                self.replies.push(Reply::RequestTimeout);
+                self.carry_len = 0;
+                self.phase = Phase::Finishing { linger: true };
+                self.timer = Timer::Linger;
+                self.deadline = ctx.now + LINGER_MS;
+            }
+            _ => self.phase = Phase::Closed,
+        }
+    }
+
+    /// The worker began to drain: an idle connection closes after a short
+    /// grace (a request sent before the drain may still be on its way), the
+    /// others after the last reply of what they hold.
+    pub fn handle_drain(&mut self, ctx: &Context<'_>) {
+        if self.is_idle() {
+            self.deadline = self.deadline.min(ctx.now + DRAIN_GRACE_MS);
+        }
+    }
+
+    // --- what to do next ---------------------------------------------------------------------
+
+    /// The next send to start, if one is due: the `msghdr` of the slices, valid
+    /// until [`Connection::handle_sent`] or [`Connection::handle_send_failed`].
+    pub fn poll_send(&mut self, responses: &mut Responses) -> Option<*const libc::msghdr> {
+        if self.sending || self.phase == Phase::Closed {
+            return None;
+        }
+        if !self.outgoing.is_pending() && !self.outgoing.fill(&mut self.replies, responses) {
+            return None;
+        }
+        self.sending = true;
+        Some(self.outgoing.header())
+    }
+
+    /// True while the driver should read from the socket.
+    pub fn wants_read(&self) -> bool {
+        !self.read_closed && matches!(self.phase, Phase::Reading | Phase::Finishing { .. } | Phase::Lingering)
+    }
+
+    /// True once when our FIN is due (`shutdown(SHUT_WR)`).
+    pub fn take_half_close(&mut self) -> bool {
+        std::mem::take(&mut self.half_close_due)
+    }
+
+    /// Requests parsed (answers queued) since the last call.
+    pub fn take_parsed(&mut self) -> u32 {
+        std::mem::take(&mut self.parsed)
+    }
+
+    /// Gives back what a connection holds when its slot is freed (a send's
+    /// page hold, if the close cut a send short).
+    pub fn release(&mut self, responses: &mut Responses) {
+        self.outgoing.finish(responses);
+        self.phase = Phase::Closed;
+    }
+
+    // --- inside ------------------------------------------------------------------------------
+
+    /// Parses requests from `input` into the reply queue; returns the bytes
+    /// used. Stops at an incomplete header block, a closing reply (then all
+    /// of `input` counts as used: the rest is discarded) or a full queue
+    /// (then the connection pauses).
+    fn feed(&mut self, input: &[u8], ctx: &Context<'_>) -> usize {
+        let mut at = 0;
+        while at < input.len() {
+            if self.replies.is_full() {
+                self.phase = Phase::Paused;
+                break;
+            }
+            let in_body = !self.parser.between_requests();
+            match self.parser.step(&input[at..], &ctx.limits) {
+                Step::NeedMore => break,
+                Step::Advance { consumed, reply } => {
+                    at += consumed;
+                    if in_body {
+                        self.body_bytes += consumed as u64;
+                    } else if !self.parser.between_requests() {
+                        self.body_started = ctx.now;
+                        self.body_bytes = 0;
+                    }
+                    let Some(reply) = reply else { continue };
+                    self.replies.push(reply);
+                    if reply.is_final() {
+                        self.parsed += 1;
+                    }
+                    if reply.closes() {
+                        // A client that asked to close and sent nothing after gets a
+                        // plain close. When the server decides (an error) the client
+                        // may still be sending: closing on unread input would reset
+                        // the connection and could destroy the reply, so it lingers.
+                        let client_asked = matches!(reply, Reply::OkClose | Reply::HeadClose);
+                        self.phase = Phase::Finishing { linger: !(client_asked && at == input.len()) };
+                        return input.len();
+                    }
+                }
+            }
+        }
+        at
+    }
+
+    /// Parses what the carry buffer holds and keeps the unparsed tail.
+    fn parse_carry(&mut self, carry: &mut [u8], ctx: &Context<'_>) {
+        let held = self.carry_len;
+        let used = self.feed(&carry[..held], ctx);
+        if matches!(self.phase, Phase::Finishing { .. }) {
+            self.carry_len = 0;
+            return;
+        }
+        carry.copy_within(used..held, 0);
+        self.carry_len = held - used;
+    }
+
+    /// While draining, once a read has emptied the socket and left no
+    /// partial request, the last queued answer carries `Connection: close`
+    /// and the connection closes after it: every request the client sent is
+    /// answered, and the client learns not to send more.
+    fn close_after_last_answer(&mut self) {
+        let settled = self.phase == Phase::Reading && self.carry_len == 0 && self.parser.between_requests();
+        if settled && self.replies.close_last() {
+            self.phase = Phase::Finishing { linger: true };
+        }
+    }
+
+    /// After input or a send: close a finished half-closed connection, move
+    /// the deadline, hurry an idle one out while draining.
+    fn after_progress(&mut self, ctx: &mut Context<'_>) {
+        match self.phase {
+            Phase::Closed | Phase::Lingering => return,
+            Phase::Reading if self.read_closed && self.replies.is_empty() && !self.sending => {
+                // The client is gone and nothing is owed (an incomplete request
+                // can no longer complete).
+                self.phase = Phase::Closed;
+                return;
+            }
+            _ => {}
+        }
+        self.refresh_deadline(ctx);
+        if ctx.draining && self.is_idle() {
+            self.deadline = self.deadline.min(ctx.now + DRAIN_GRACE_MS);
+        }
+    }
+
+    fn refresh_deadline(&mut self, ctx: &Context<'_>) {
+        let now = ctx.now;
+        if !self.parser.between_requests() && matches!(self.phase, Phase::Reading | Phase::Paused) {
+            // A body on its way: it has `--body-timeout`, plus a second per KiB that came.
+            if self.timer != Timer::Body {
+                self.timer = Timer::Body;
+            }
+            let earned = self.body_bytes / BODY_BYTES_PER_SECOND * 1000;
+            self.deadline = self.body_started + ctx.timeouts.body_ms + earned;
+            return;
+        }
+        let busy = self.sending || !self.replies.is_empty();
+        if !busy && self.carry_len > 0 && self.phase == Phase::Reading {
+            // A header block in progress: its clock started with its first byte.
+            if self.timer != Timer::Header {
+                self.timer = Timer::Header;
+                self.deadline = now + ctx.timeouts.header_ms;
+            }
+            return;
+        }
+        self.timer = Timer::Idle;
+        self.deadline = now + ctx.timeouts.idle_ms;
+    }
+
+    fn start_linger(&mut self, ctx: &Context<'_>) {
+        self.phase = Phase::Lingering;
+        self.half_close_due = true;
+        self.timer = Timer::Linger;
+        self.deadline = ctx.now + LINGER_MS;
+    }
+}

@@ -1,0 +1,135 @@
+//! The send in progress: slices pointing into the preformatted response
+//! pages, and how far the kernel has taken them.
+
+use super::replies::ReplyQueue;
+use crate::response::{PageHold, Responses, MAX_RUN};
+
+/// Most slices in one send.
+pub const MAX_IOVECS: usize = 16;
+
+/// The send in flight: slices into the response pages and how far it got.
+#[derive(Debug)]
+pub struct Outgoing {
+    iovecs: [libc::iovec; MAX_IOVECS],
+    header: libc::msghdr,
+    first: usize,
+    count: usize,
+    remaining: usize,
+    /// Final replies (requests answered) in this send.
+    answers: u32,
+    hold: Option<PageHold>,
+}
+
+impl Outgoing {
+    pub fn new() -> Self {
+        // SAFETY: iovec and msghdr are plain C structs for which all-zero is valid.
+        let (iovec, header) = unsafe { (std::mem::zeroed::<libc::iovec>(), std::mem::zeroed::<libc::msghdr>()) };
+        Outgoing { iovecs: [iovec; MAX_IOVECS], header, first: 0, count: 0, remaining: 0, answers: 0, hold: None }
+    }
+
+    /// Fills the send with queued replies; false when nothing was queued.
+    pub fn fill(&mut self, queue: &mut ReplyQueue, responses: &mut Responses) -> bool {
+        self.first = 0;
+        self.count = 0;
+        self.remaining = 0;
+        self.answers = 0;
+        while self.count < MAX_IOVECS {
+            let Some((reply, copies)) = queue.take_front(MAX_RUN) else { break };
+            if reply.is_final() {
+                self.answers += copies as u32;
+            }
+            let bytes = responses.run(reply, copies);
+            self.iovecs[self.count] = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
+            self.remaining += bytes.len();
+            self.count += 1;
+        }
+        if self.count == 0 {
+            return false;
+        }
+        self.hold = Some(responses.hold());
+        true
+    }
+
+    /// The header to pass to `sendmsg` for what is left to send.
+    pub fn header(&mut self) -> *const libc::msghdr {
+        self.header.msg_iov = self.iovecs[self.first..].as_mut_ptr();
+        self.header.msg_iovlen = self.count - self.first;
+        &self.header
+    }
+
+    /// Records `sent` bytes as gone; true when everything was sent.
+    pub fn advance(&mut self, mut sent: usize) -> bool {
+        self.remaining = self.remaining.saturating_sub(sent);
+        while sent > 0 && self.first < self.count {
+            let iov = &mut self.iovecs[self.first];
+            if sent >= iov.iov_len {
+                sent -= iov.iov_len;
+                self.first += 1;
+            } else {
+                // SAFETY: `sent < iov_len`, so the new base stays inside the same slice.
+                iov.iov_base = unsafe { iov.iov_base.cast::<u8>().add(sent) }.cast();
+                iov.iov_len -= sent;
+                sent = 0;
+            }
+        }
+        self.remaining == 0
+    }
+
+    /// True while part of the filled slices is still to be sent.
+    pub fn is_pending(&self) -> bool {
+        self.remaining > 0
+    }
+
+    /// Ends the send, giving its page back; returns the requests it answered.
+    pub fn finish(&mut self, responses: &mut Responses) -> u32 {
+        if let Some(hold) = self.hold.take() {
+            responses.release(hold);
+        }
+        self.first = 0;
+        self.count = 0;
+        self.remaining = 0;
+        std::mem::take(&mut self.answers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::http::Reply;
+
+    #[test]
+    fn identical_replies_share_a_run_and_a_slice() {
+        let mut queue = ReplyQueue::new();
+        for _ in 0..100 {
+            queue.push(Reply::Ok);
+        }
+        queue.push(Reply::Head);
+        let mut responses = Responses::new(b"hello world\n", SystemTime::now());
+        let mut out = Outgoing::new();
+        assert!(out.fill(&mut queue, &mut responses));
+        // 100 = 32 + 32 + 32 + 4, then the HEAD: five slices.
+        assert_eq!(out.count, 5);
+        let one = responses.len_of(Reply::Ok);
+        assert_eq!(out.remaining, one * 100 + responses.len_of(Reply::Head));
+        assert!(queue.is_empty());
+        out.finish(&mut responses);
+    }
+
+    #[test]
+    fn partial_sends_advance_through_the_slices() {
+        let mut queue = ReplyQueue::new();
+        queue.push(Reply::Ok);
+        queue.push(Reply::Head);
+        let mut responses = Responses::new(b"x", SystemTime::now());
+        let mut out = Outgoing::new();
+        assert!(out.fill(&mut queue, &mut responses));
+        let first = responses.len_of(Reply::Ok);
+        assert!(!out.advance(first + 3));
+        assert_eq!(out.first, 1);
+        assert_eq!(out.iovecs[1].iov_len, responses.len_of(Reply::Head) - 3);
+        assert!(out.advance(responses.len_of(Reply::Head) - 3));
+        out.finish(&mut responses);
+    }
+}

@@ -1,0 +1,378 @@
+//! The epoll driver, for where io_uring is blocked: edge-triggered epoll,
+//! non-blocking sockets and plain syscalls around the same connection state
+//! machine. Connections read into one receive buffer (what a read leaves
+//! unparsed goes to the connection's carry buffer) and send the same
+//! preformatted slices with `sendmsg`; a timerfd ticks; the listener is
+//! watched with `EPOLLEXCLUSIVE` so one waiter wakes per connection.
+//!
+//! Nothing here allocates after start: events, the receive buffer and the
+//! list of connections with more to read are all sized at start.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::SystemTime;
+
+use super::{adopt_batch, Core, TICK};
+use crate::channel::{recv_nonblocking, Tag};
+use crate::conn::Connection;
+use crate::slab::Slab;
+use crate::sys::epoll::{self, Epoll, Event};
+use crate::sys::now_ms;
+use crate::sys::socket::{self, half_close};
+use crate::sys::timerfd::Ticker;
+use crate::token::{self, Op};
+
+/// Bytes one `recv` reads.
+const RECV_BUFFER: usize = 64 * 1024;
+/// Reads one connection gets per turn before the others have theirs.
+const READS_PER_TURN: usize = 16;
+/// Connections one turn accepts before it serves what it has.
+const ACCEPTS_PER_TURN: usize = 64;
+/// Events one wait returns at most.
+const EVENTS: usize = 1024;
+
+/// A connection and what epoll last said of its socket.
+#[derive(Debug, Default)]
+struct Slot {
+    conn: Connection,
+    fd: Option<OwnedFd>,
+    /// The socket may hold input not read yet (edge-triggered: no new event comes for it).
+    readable: bool,
+    /// The last send found the socket's buffer full: wait for `EPOLLOUT`.
+    write_blocked: bool,
+    /// The peer's FIN (or an error) was signalled: read on until a read says
+    /// so, since no new edge comes for it once the data before it is read.
+    hung_up: bool,
+    /// Already on the list of connections to read more from next turn.
+    queued: bool,
+}
+
+pub(super) struct EpollWorker<'a> {
+    epoll: Epoll,
+    ticker: Ticker,
+    conns: Slab<Slot>,
+    core: Core<'a>,
+    events: Vec<Event>,
+    recv_buffer: Box<[u8]>,
+    /// Connections that stopped reading with input left (their turn ended).
+    more_to_read: Vec<(u32, u32)>,
+    /// The listener is in the epoll set (a full or draining worker takes it out).
+    listening: bool,
+    /// Accepting ran out of fds or memory: the listener waits for the next tick.
+    accepts_starved: bool,
+}
+
+impl<'a> EpollWorker<'a> {
+    pub(super) fn new(core: Core<'a>) -> io::Result<Self> {
+        let epoll = Epoll::new()?;
+        let ticker = Ticker::every(TICK)?;
+        epoll.add(ticker.as_fd(), epoll::IN, token::encode(Op::Tick, 0, 0))?;
+        if let Some(channel) = &core.sources.channel {
+            epoll.add(channel.as_fd(), epoll::IN, token::encode(Op::Channel, 0, 0))?;
+        }
+        if let Some(shutdown) = &core.sources.shutdown {
+            epoll.add(shutdown.as_fd(), epoll::IN, token::encode(Op::Shutdown, 0, 0))?;
+        }
+        if let Some(listener) = &core.sources.listener {
+            // Shared with other processes (and the master): every accept on it
+            // must expect EAGAIN, which io_uring accepts handle as well.
+            socket::set_nonblocking(listener.as_fd())?;
+        }
+        let max_conns = core.config.max_conns;
+        Ok(EpollWorker {
+            epoll,
+            ticker,
+            conns: Slab::new(max_conns, Slot::default),
+            core,
+            events: Vec::with_capacity(EVENTS),
+            recv_buffer: vec![0u8; RECV_BUFFER].into_boxed_slice(),
+            more_to_read: Vec::with_capacity(max_conns),
+            listening: false,
+            accepts_starved: false,
+        })
+    }
+
+    pub(super) fn serve(&mut self) -> io::Result<()> {
+        self.watch_listener()?;
+        self.core.ready();
+        loop {
+            self.core.publish(self.conns.len());
+            if self.core.finished(self.conns.len()) {
+                break;
+            }
+            self.core.stall_if_due();
+            let timeout = if self.more_to_read.is_empty() { -1 } else { 0 };
+            self.epoll.wait(&mut self.events, timeout)?;
+            self.core.now = now_ms();
+            for i in 0..self.events.len() {
+                let event = self.events[i];
+                let (events, token) = (event.events, event.u64);
+                self.on_event(token, events)?;
+            }
+            self.read_more()?;
+            // Slots freed in this turn make room for accepts again.
+            self.watch_listener()?;
+        }
+        self.core.stopped();
+        Ok(())
+    }
+
+    fn on_event(&mut self, token: u64, events: u32) -> io::Result<()> {
+        let Some((op, slot, generation)) = token::decode(token) else { return Ok(()) };
+        match op {
+            Op::Recv => self.on_socket(slot, generation, events),
+            Op::Accept => self.on_listener(),
+            Op::Channel => self.on_channel(),
+            Op::Tick => self.on_tick(),
+            Op::Shutdown => self.start_drain(),
+            Op::Send => Ok(()),
+        }
+    }
+
+    // --- sources of connections ----------------------------------------------------------
+
+    /// Puts the listener in the epoll set when the worker can take
+    /// connections, and takes it out when it cannot (full, starved, draining).
+    fn watch_listener(&mut self) -> io::Result<()> {
+        let Some(listener) = &self.core.sources.listener else { return Ok(()) };
+        let wanted = !self.core.draining && !self.accepts_starved && self.conns.vacant() > 0;
+        if wanted && !self.listening {
+            let events = epoll::IN | epoll::EXCLUSIVE;
+            self.epoll.add(listener.as_fd(), events, token::encode(Op::Accept, 0, 0))?;
+        } else if !wanted && self.listening {
+            // EPOLLEXCLUSIVE cannot be modified, only deleted and added again.
+            self.epoll.delete(listener.as_fd())?;
+        }
+        self.listening = wanted;
+        Ok(())
+    }
+
+    fn on_listener(&mut self) -> io::Result<()> {
+        for _ in 0..ACCEPTS_PER_TURN {
+            if self.conns.vacant() == 0 || self.core.draining {
+                break;
+            }
+            let Some(listener) = &self.core.sources.listener else { break };
+            match socket::accept(listener.as_fd()) {
+                Ok(Some(fd)) => {
+                    self.adopt(fd)?;
+                }
+                Ok(None) => break,
+                Err(e) if e.raw_os_error().is_some_and(crate::sys::out_of_resources) => {
+                    if e.raw_os_error().is_some_and(crate::sys::out_of_fds) {
+                        self.core.counts.fd_limit_hits += 1;
+                    }
+                    self.accepts_starved = true;
+                    break;
+                }
+                // The connection died in the queue, or the like: try the next one.
+                Err(_) => {}
+            }
+        }
+        self.watch_listener()
+    }
+
+    fn on_channel(&mut self) -> io::Result<()> {
+        loop {
+            let Some(channel) = self.core.sources.channel.as_ref() else { return Ok(()) };
+            let len = match recv_nonblocking(channel.as_fd(), &mut self.core.inbox) {
+                Ok(Some(len)) => len,
+                Ok(None) => return Ok(()),
+                Err(_) => 0,
+            };
+            if len == 0 {
+                // The master is gone or done with us: finish up and exit.
+                self.core.channel_open = false;
+                if let Some(channel) = self.core.sources.channel.take() {
+                    let _ = self.epoll.delete(channel.as_fd());
+                }
+                return self.start_drain();
+            }
+            let mut batch = self.core.take_batch(len);
+            let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(fd))?;
+            self.core.counts.rejected += declined as u64;
+            if !self.core.acknowledge(&batch.received, adopted) {
+                self.core.channel_open = false;
+                return self.start_drain();
+            }
+            if batch.received.tag == Some(Tag::Drain) {
+                self.start_drain()?;
+            }
+        }
+    }
+
+    /// Takes a connection into the slab and starts watching it; false (and
+    /// `fd` closed) when every slot is taken.
+    fn adopt(&mut self, fd: OwnedFd) -> io::Result<bool> {
+        let Some((slot, generation)) = self.conns.insert() else { return Ok(false) };
+        socket::set_nonblocking(fd.as_fd())?;
+        let events = epoll::IN | epoll::OUT | epoll::RDHUP | epoll::EDGE;
+        if let Err(e) = self.epoll.add(fd.as_fd(), events, token::encode(Op::Recv, slot, generation)) {
+            self.conns.remove(slot);
+            return Err(e);
+        }
+        let now = self.core.now;
+        if let Some(entry) = self.conns.get_mut(slot, generation) {
+            // Readable until a read says otherwise: input may have come before the watch.
+            *entry = Slot { fd: Some(fd), readable: true, ..Slot::default() };
+            entry.conn.open(now, &self.core.timeouts);
+        }
+        self.core.counts.accepted += 1;
+        self.drive(slot, generation)?;
+        Ok(true)
+    }
+
+    // --- one connection ----------------------------------------------------------------------
+
+    fn on_socket(&mut self, slot: u32, generation: u32, events: u32) -> io::Result<()> {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if events & (epoll::OUT | epoll::ERR_HUP) != 0 {
+            entry.write_blocked = false;
+        }
+        if events & (epoll::IN | epoll::RDHUP | epoll::ERR_HUP) != 0 {
+            entry.readable = true;
+        }
+        if events & (epoll::RDHUP | epoll::ERR_HUP) != 0 {
+            entry.hung_up = true;
+        }
+        self.drive(slot, generation)
+    }
+
+    /// Does what the connection asks, reading and sending until it waits for
+    /// the socket, has had its turn's reads, or is closed.
+    fn drive(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let mut reads = 0;
+        loop {
+            let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+            if entry.conn.take_half_close() {
+                if let Some(fd) = &entry.fd {
+                    half_close(fd.as_fd());
+                }
+            }
+            self.send_due(slot, generation);
+            let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+            if entry.conn.is_closed() {
+                self.close(slot, generation);
+                return Ok(());
+            }
+            if !entry.readable || !entry.conn.wants_read() {
+                return Ok(());
+            }
+            if reads == READS_PER_TURN {
+                if !entry.queued {
+                    entry.queued = true;
+                    self.more_to_read.push((slot, generation));
+                }
+                return Ok(());
+            }
+            reads += 1;
+            self.read_once(slot, generation);
+        }
+    }
+
+    /// Sends while the connection has replies due and the socket takes them.
+    fn send_due(&mut self, slot: u32, generation: u32) {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return };
+        while !entry.write_blocked {
+            let Some(header) = entry.conn.poll_send(&mut self.core.responses) else { return };
+            let Some(fd) = entry.fd.as_ref() else { return };
+            // SAFETY: `header` points into the connection's outgoing slices, which
+            // point into the response pages; both stay put until `handle_sent`.
+            let sent = unsafe { socket::send_slices(fd.as_fd(), header) };
+            let (carry, mut ctx) = self.core.parts(slot);
+            match sent {
+                Ok(n) => {
+                    if n == 0 {
+                        entry.write_blocked = true;
+                    }
+                    let answered = entry.conn.handle_sent(n, carry, &mut ctx);
+                    self.core.counts.requests += u64::from(answered);
+                }
+                Err(_) => entry.conn.handle_send_failed(&mut ctx),
+            }
+        }
+    }
+
+    fn read_once(&mut self, slot: u32, generation: u32) {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return };
+        let Some(fd) = entry.fd.as_ref() else { return };
+        let read = socket::recv(fd.as_fd(), &mut self.recv_buffer);
+        let (carry, mut ctx) = self.core.parts(slot);
+        match read {
+            Ok(Some(0)) => {
+                entry.readable = false;
+                entry.conn.handle_peer_closed(&mut ctx);
+            }
+            Ok(Some(n)) => {
+                // A short read emptied the socket; a full one may have left
+                // more, and a FIN signalled is still to be read.
+                let more = n == self.recv_buffer.len();
+                entry.readable = more || entry.hung_up;
+                entry.conn.handle_input(&self.recv_buffer[..n], carry, more, &mut ctx);
+                self.core.work_for(entry.conn.take_parsed());
+            }
+            Ok(None) => entry.readable = false,
+            Err(_) => entry.conn.handle_read_error(),
+        }
+    }
+
+    /// Gives the connections whose turn ended with input left their next turn.
+    fn read_more(&mut self) -> io::Result<()> {
+        let waiting = self.more_to_read.len();
+        for i in 0..waiting {
+            let (slot, generation) = self.more_to_read[i];
+            if let Some(entry) = self.conns.get_mut(slot, generation) {
+                entry.queued = false;
+                self.drive(slot, generation)?;
+            }
+        }
+        self.more_to_read.drain(..waiting);
+        Ok(())
+    }
+
+    /// Closes the socket (which takes it out of the epoll set) and frees the slot.
+    fn close(&mut self, slot: u32, generation: u32) {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return };
+        entry.fd = None;
+        entry.conn.release(&mut self.core.responses);
+        self.conns.remove(slot);
+    }
+
+    // --- time and draining ---------------------------------------------------------------------
+
+    fn on_tick(&mut self) -> io::Result<()> {
+        self.ticker.acknowledge();
+        self.core.responses.refresh(SystemTime::now());
+        let now = self.core.now;
+        for slot in 0..self.conns.high_water() {
+            let Some(generation) = self.conns.generation(slot) else { continue };
+            let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
+            if entry.conn.deadline() > now {
+                continue;
+            }
+            let (_, mut ctx) = self.core.parts(slot);
+            entry.conn.handle_timeout(&mut ctx);
+            self.drive(slot, generation)?;
+        }
+        self.accepts_starved = false;
+        Ok(())
+    }
+
+    fn start_drain(&mut self) -> io::Result<()> {
+        if !self.core.start_drain() {
+            return Ok(());
+        }
+        // The shutdown fd stays readable: stop watching it.
+        if let Some(shutdown) = &self.core.sources.shutdown {
+            let _ = self.epoll.delete(shutdown.as_fd());
+        }
+        self.watch_listener()?;
+        for slot in 0..self.conns.high_water() {
+            let Some(generation) = self.conns.generation(slot) else { continue };
+            let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
+            let (_, ctx) = self.core.parts(slot);
+            entry.conn.handle_drain(&ctx);
+        }
+        Ok(())
+    }
+}

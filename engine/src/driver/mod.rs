@@ -1,0 +1,236 @@
+//! The worker: one event loop on io_uring ([`uring`]) or epoll ([`epoll`])
+//! around the same connection state machine, and what both loops share
+//! ([`Core`]): the preformatted replies, the carry buffers, the counters,
+//! draining, and the master's channel (batches in, acks out).
+//!
+//! Connections come from a listener (`shared` mode) and from the master's
+//! channel (fds over `SCM_RIGHTS`); both end in the driver's `adopt`, so a
+//! handed-over connection is served exactly like an accepted one.
+
+mod epoll;
+mod uring;
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, SystemTime};
+
+use crate::backend::Backend;
+use crate::channel::{send_ack, Ack, Message, Received, Tag, MAX_FDS};
+use crate::config::EngineConfig;
+use crate::conn::{Context, Timeouts};
+use crate::http::Limits;
+use crate::response::Responses;
+use crate::stats::{CountersSnapshot, WorkerCounters, STATE_DRAINING, STATE_READY, STATE_STOPPED};
+use crate::sys::now_ms;
+
+/// How often a worker checks deadlines and moves the `Date` on.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Where a worker's connections come from, and what tells it to stop.
+#[derive(Debug, Default)]
+pub struct Sources {
+    /// A listening socket to accept on (`shared` mode, or a lone worker).
+    pub listener: Option<OwnedFd>,
+    /// The master's end of the channel sends connections and `Drain` here (`rr` mode);
+    /// its end of stream means the master is gone, and the worker drains.
+    pub channel: Option<OwnedFd>,
+    /// Readable means "drain and exit" (a signalfd, an eventfd).
+    pub shutdown: Option<OwnedFd>,
+}
+
+/// Runs one worker until it has drained, on the backend `config` names;
+/// `counters` is its slot in the stats block.
+///
+/// Call it on the thread that will run the loop: an io_uring ring is
+/// created here and is single-issuer.
+pub fn run(config: &EngineConfig, sources: Sources, counters: &WorkerCounters) -> io::Result<()> {
+    let core = Core::new(config, sources, counters);
+    match config.backend {
+        Backend::Uring => uring::UringWorker::new(core)?.serve(),
+        Backend::Epoll => epoll::EpollWorker::new(core)?.serve(),
+    }
+}
+
+/// What both drivers keep besides their connections and their kernel interface.
+struct Core<'a> {
+    config: &'a EngineConfig,
+    sources: Sources,
+    responses: Responses,
+    limits: Limits,
+    timeouts: Timeouts,
+    /// Per-slot room for an incomplete header block: slot `i` owns
+    /// `carry[i * carry_cap..(i + 1) * carry_cap]`.
+    carry: Box<[u8]>,
+    carry_cap: usize,
+    counters: &'a WorkerCounters,
+    counts: CountersSnapshot,
+    inbox: Box<Message>,
+    /// The master's channel is still open: a draining worker waits for its end
+    /// of stream, so connections the master sent before `Drain` are all served.
+    channel_open: bool,
+    draining: bool,
+    drain_deadline: u64,
+    now: u64,
+    /// When the injected stall begins, until it has happened.
+    stall_at: Option<u64>,
+}
+
+/// A batch of connections from the master, owned now.
+struct Batch {
+    fds: [Option<OwnedFd>; MAX_FDS],
+    received: Received,
+}
+
+impl<'a> Core<'a> {
+    fn new(config: &'a EngineConfig, sources: Sources, counters: &'a WorkerCounters) -> Core<'a> {
+        let carry_cap = config.max_header.max(1024);
+        let mut counts = counters.snapshot();
+        counts.live = 0;
+        counters.pid.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
+        let millis = |d: Duration| d.as_millis() as u64;
+        Core {
+            config,
+            channel_open: sources.channel.is_some(),
+            sources,
+            responses: Responses::new(&config.body, SystemTime::now()),
+            limits: config.limits(),
+            timeouts: Timeouts {
+                header_ms: millis(config.header_timeout),
+                body_ms: millis(config.body_timeout),
+                idle_ms: millis(config.idle_timeout),
+            },
+            // Zeroed memory comes from the kernel lazily: only the slots used get pages.
+            carry: vec![0u8; config.max_conns * carry_cap].into_boxed_slice(),
+            carry_cap,
+            counters,
+            counts,
+            inbox: Message::new(),
+            draining: false,
+            drain_deadline: 0,
+            now: now_ms(),
+            stall_at: None,
+        }
+    }
+
+    /// Slot `slot`'s carry buffer and the context its connection's handlers take.
+    fn parts(&mut self, slot: u32) -> (&mut [u8], Context<'_>) {
+        let base = slot as usize * self.carry_cap;
+        let carry = &mut self.carry[base..base + self.carry_cap];
+        let context = Context {
+            now: self.now,
+            limits: self.limits,
+            timeouts: self.timeouts,
+            responses: &mut self.responses,
+            draining: self.draining,
+        };
+        (carry, context)
+    }
+
+    fn ready(&mut self) {
+        self.counters.set_state(STATE_READY);
+        if let Some((after, _)) = self.config.faults.stall {
+            self.stall_at = Some(self.now + after.as_millis() as u64);
+        }
+    }
+
+    /// Injected faults: the one-time stall, when due (called once per loop turn).
+    fn stall_if_due(&mut self) {
+        let Some((at, (_, stall))) = self.stall_at.zip(self.config.faults.stall) else { return };
+        if self.now >= at {
+            self.stall_at = None;
+            std::thread::sleep(stall);
+            self.now = now_ms();
+        }
+    }
+
+    /// Injected faults: the time a slow handler would spend on `requests`.
+    fn work_for(&self, requests: u32) {
+        let Some(per_request) = self.config.faults.per_request else { return };
+        if requests == 0 {
+            return;
+        }
+        let until = std::time::Instant::now() + per_request * requests;
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Publishes the counters once per loop turn (the heartbeat moves).
+    fn publish(&mut self, live: usize) {
+        self.counts.live = live as u64;
+        self.counts.heartbeat += 1;
+        self.counters.store(&self.counts);
+    }
+
+    /// True when the loop should end: drained, or out of time to.
+    fn finished(&self, live: usize) -> bool {
+        self.draining && ((live == 0 && !self.channel_open) || self.now >= self.drain_deadline)
+    }
+
+    fn stopped(&mut self) {
+        self.counts.live = 0;
+        self.counters.store(&self.counts);
+        self.counters.set_state(STATE_STOPPED);
+    }
+
+    /// Begins the drain; false when it had begun already.
+    fn start_drain(&mut self) -> bool {
+        if self.draining {
+            return false;
+        }
+        self.draining = true;
+        self.drain_deadline = self.now + self.config.drain_timeout.as_millis() as u64;
+        self.counters.set_state(STATE_DRAINING);
+        true
+    }
+
+    /// Takes the connections of a message of `len` bytes just received into
+    /// the inbox.
+    fn take_batch(&mut self, len: usize) -> Batch {
+        let mut fds: [Option<OwnedFd>; MAX_FDS] = [const { None }; MAX_FDS];
+        let mut count = 0;
+        // SAFETY: called once per completed recvmsg into the inbox, with its length.
+        let received = unsafe {
+            self.inbox.take_received(len, &mut |fd| {
+                if count < MAX_FDS {
+                    fds[count] = Some(fd);
+                    count += 1;
+                }
+            })
+        };
+        if received.truncated || received.fds < received.sent {
+            // At the open-file limit: the kernel dropped the rest of the batch.
+            // The master still holds those connections and hands them on.
+            self.counts.fd_limit_hits += 1;
+        }
+        Batch { fds, received }
+    }
+
+    /// Settles a batch once it is adopted: every `Connections` message gets
+    /// exactly one ack, whatever arrived. False when the master is gone.
+    fn acknowledge(&mut self, received: &Received, adopted: usize) -> bool {
+        if received.tag != Some(Tag::Connections) {
+            return true;
+        }
+        let Some(channel) = self.sources.channel.as_ref() else { return true };
+        let ack = Ack { received: received.fds as u16, adopted: adopted as u16 };
+        send_ack(channel.as_fd(), ack).is_ok()
+    }
+}
+
+/// Adopts a batch's connections in order with `adopt` (false: full), so the
+/// adopted ones are a prefix of the batch: once one is declined the rest are
+/// too. Declining closes only our copy; the master's keeps the connection
+/// open and the master hands it elsewhere. Returns (adopted, declined).
+fn adopt_batch(batch: &mut Batch, mut adopt: impl FnMut(OwnedFd) -> io::Result<bool>) -> io::Result<(usize, usize)> {
+    let mut adopted = 0;
+    let mut declined = 0;
+    for fd in batch.fds.iter_mut().filter_map(Option::take) {
+        if declined > 0 || !adopt(fd)? {
+            declined += 1;
+            continue;
+        }
+        adopted += 1;
+    }
+    Ok((adopted, declined))
+}

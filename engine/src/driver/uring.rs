@@ -1,0 +1,368 @@
+//! The io_uring driver: one ring, one `submit_and_wait` per loop turn,
+//! completions handled in a batch and the submissions they cause sent with
+//! the next turn. Connections receive with multishot receives into a
+//! registered provided-buffer ring and send their replies with `SendMsg`.
+//!
+//! Accepts are single-shot and kept outstanding: a multishot accept on a
+//! listener shared by several rings would send every connection to one of
+//! them. Never more accepts are armed than free slots, so a full worker
+//! stops accepting.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
+use std::time::SystemTime;
+
+use io_uring::types::{CancelBuilder, Fd, Timespec};
+use io_uring::{cqueue, opcode, squeue, IoUring};
+
+use super::{adopt_batch, Core, TICK};
+use crate::bufring::{self, BufRing};
+use crate::channel::Tag;
+use crate::conn::Connection;
+use crate::slab::Slab;
+use crate::sys::now_ms;
+use crate::sys::socket::half_close;
+use crate::token::{self, Op};
+use crate::uring::{self, Completion};
+
+/// A connection and the ring ops it has outstanding.
+#[derive(Debug, Default)]
+struct Slot {
+    conn: Connection,
+    /// The socket, until its close is handed to the ring.
+    fd: Option<OwnedFd>,
+    /// The multishot receive is armed.
+    receiving: bool,
+    /// Its cancellation is on the way (reading paused).
+    cancelling: bool,
+    /// The close was submitted; the slot waits for its ops to end.
+    closing: bool,
+}
+
+pub(super) struct UringWorker<'a> {
+    // Dropped first: the kernel stops using the buffers and pages below.
+    ring: IoUring,
+    bufs: BufRing,
+    conns: Slab<Slot>,
+    core: Core<'a>,
+    tick: Box<Timespec>,
+    accepts_armed: u32,
+    /// An accept ran out of fds or memory: no new accepts until the next tick.
+    accepts_starved: bool,
+    completions: Vec<Completion>,
+}
+
+impl<'a> UringWorker<'a> {
+    pub(super) fn new(core: Core<'a>) -> io::Result<Self> {
+        let ring = uring::build_ring(core.config.ring_entries)?;
+        let bufs = BufRing::register(&ring.submitter(), core.config.recv_buffers, core.config.recv_buffer_size)?;
+        let completions_cap = ring.params().cq_entries() as usize;
+        Ok(UringWorker {
+            ring,
+            bufs,
+            conns: Slab::new(core.config.max_conns, Slot::default),
+            core,
+            tick: Box::new(Timespec::from(TICK)),
+            accepts_armed: 0,
+            accepts_starved: false,
+            completions: Vec::with_capacity(completions_cap),
+        })
+    }
+
+    pub(super) fn serve(&mut self) -> io::Result<()> {
+        self.arm_accepts()?;
+        self.arm_channel()?;
+        if let Some(shutdown) = &self.core.sources.shutdown {
+            let poll = opcode::PollAdd::new(Fd(shutdown.as_raw_fd()), libc::POLLIN as u32).build();
+            self.push(poll.user_data(token::encode(Op::Shutdown, 0, 0)))?;
+        }
+        self.arm_tick()?;
+        self.core.ready();
+        loop {
+            self.core.publish(self.conns.len());
+            if self.core.finished(self.conns.len()) {
+                break;
+            }
+            self.core.stall_if_due();
+            uring::submit_and_wait(&mut self.ring)?;
+            self.core.now = now_ms();
+            uring::reap(&mut self.ring, &mut self.completions);
+            for i in 0..self.completions.len() {
+                let (user_data, result, flags) = self.completions[i];
+                self.complete(user_data, result, flags)?;
+            }
+            // Slots freed in this turn make room for accepts again.
+            self.arm_accepts()?;
+        }
+        // Hand the last closes to the kernel before the ring goes.
+        self.ring.submit()?;
+        self.core.stopped();
+        Ok(())
+    }
+
+    fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
+        // SAFETY: every pointer an entry carries (msghdrs, iovecs, response pages,
+        // the tick timespec) points into the worker, whose slabs and boxes do not
+        // move or free that memory until the op's completion is reaped or the
+        // ring is dropped.
+        unsafe { uring::push(&mut self.ring, &entry) }
+    }
+
+    /// Submits an op whose success needs no handling (close, cancel):
+    /// the kernel posts no completion unless it fails.
+    fn push_ignored(&mut self, entry: squeue::Entry) -> io::Result<()> {
+        // SAFETY: as in `push`.
+        unsafe { uring::push_ignored(&mut self.ring, entry) }
+    }
+
+    fn complete(&mut self, user_data: u64, result: i32, flags: u32) -> io::Result<()> {
+        // Unknown tokens include `uring::IGNORED`: a fire-and-forget op that failed.
+        let Some((op, slot, generation)) = token::decode(user_data) else { return Ok(()) };
+        match op {
+            Op::Accept => self.on_accept(result),
+            Op::Recv => self.on_recv(slot, generation, result, flags),
+            Op::Send => self.on_send(slot, generation, result),
+            Op::Channel => self.on_channel(result),
+            Op::Tick => self.on_tick(),
+            Op::Shutdown => self.start_drain(),
+        }
+    }
+
+    // --- sources of connections ----------------------------------------------------------
+
+    fn arm_accepts(&mut self) -> io::Result<()> {
+        let Some(listener) = self.core.sources.listener.as_ref().map(|l| l.as_raw_fd()) else { return Ok(()) };
+        let room = self.conns.vacant().min(self.core.config.accepts_outstanding as usize) as u32;
+        while !self.core.draining && !self.accepts_starved && self.accepts_armed < room {
+            let accept = opcode::Accept::new(Fd(listener), std::ptr::null_mut(), std::ptr::null_mut())
+                .flags(libc::SOCK_CLOEXEC)
+                .build();
+            self.push(accept.user_data(token::encode(Op::Accept, 0, 0)))?;
+            self.accepts_armed += 1;
+        }
+        Ok(())
+    }
+
+    fn on_accept(&mut self, result: i32) -> io::Result<()> {
+        self.accepts_armed -= 1;
+        if result >= 0 {
+            // SAFETY: a successful accept returns a new fd that nothing else owns.
+            let fd = unsafe { crate::sys::own_fd(result) };
+            self.adopt(fd)?;
+        } else if crate::sys::out_of_resources(-result) {
+            // Retrying now would spin: the tick lets accepts go again.
+            if crate::sys::out_of_fds(-result) {
+                self.core.counts.fd_limit_hits += 1;
+            }
+            self.accepts_starved = true;
+        }
+        Ok(())
+    }
+
+    fn arm_channel(&mut self) -> io::Result<()> {
+        let Some(channel) = self.core.sources.channel.as_ref().map(|c| c.as_raw_fd()) else { return Ok(()) };
+        let header = self.core.inbox.prepare_recv();
+        let recv = opcode::RecvMsg::new(Fd(channel), header).flags(libc::MSG_CMSG_CLOEXEC as u32).build();
+        self.push(recv.user_data(token::encode(Op::Channel, 0, 0)))
+    }
+
+    fn on_channel(&mut self, result: i32) -> io::Result<()> {
+        if result == -libc::EINTR {
+            return self.arm_channel();
+        }
+        if result <= 0 {
+            // The master is gone or done with us (or the channel broke): finish up and exit.
+            self.core.channel_open = false;
+            return self.start_drain();
+        }
+        let mut batch = self.core.take_batch(result as usize);
+        let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(fd))?;
+        self.core.counts.rejected += declined as u64;
+        if !self.core.acknowledge(&batch.received, adopted) {
+            self.core.channel_open = false;
+            return self.start_drain();
+        }
+        if batch.received.tag == Some(Tag::Drain) {
+            self.start_drain()?;
+        }
+        self.arm_channel()
+    }
+
+    /// Takes a connection into the slab and starts receiving on it; false
+    /// (and `fd` closed) when every slot is taken.
+    fn adopt(&mut self, fd: OwnedFd) -> io::Result<bool> {
+        let Some((slot, generation)) = self.conns.insert() else { return Ok(false) };
+        let now = self.core.now;
+        if let Some(entry) = self.conns.get_mut(slot, generation) {
+            entry.conn.open(now, &self.core.timeouts);
+            *entry = Slot { conn: std::mem::take(&mut entry.conn), fd: Some(fd), ..Slot::default() };
+        }
+        self.core.counts.accepted += 1;
+        self.drive(slot, generation)?;
+        Ok(true)
+    }
+
+    // --- one connection ----------------------------------------------------------------------
+
+    /// Does what the connection asks after an event: half-close, close, send,
+    /// start or stop reading.
+    fn drive(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if entry.closing {
+            return Ok(());
+        }
+        if entry.conn.take_half_close() {
+            // A direct call, not a ring op: the kernel may run an io_uring shutdown
+            // later in a worker thread and look the fd number up only then, when it
+            // may already belong to the next connection. This path is rare.
+            if let Some(fd) = &entry.fd {
+                half_close(fd.as_fd());
+            }
+        }
+        if entry.conn.is_closed() {
+            return self.begin_close(slot, generation);
+        }
+        if let Some(header) = entry.conn.poll_send(&mut self.core.responses) {
+            let fd = entry.fd.as_ref().map_or(-1, |f| f.as_raw_fd());
+            let send = opcode::SendMsg::new(Fd(fd), header).flags(libc::MSG_NOSIGNAL as u32).build();
+            self.push(send.user_data(token::encode(Op::Send, slot, generation)))?;
+        }
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        let wants = entry.conn.wants_read();
+        if wants && !entry.receiving {
+            entry.receiving = true;
+            let fd = entry.fd.as_ref().map_or(-1, |f| f.as_raw_fd());
+            let recv = opcode::RecvMulti::new(Fd(fd), bufring::GROUP).build();
+            self.push(recv.user_data(token::encode(Op::Recv, slot, generation)))?;
+        } else if !wants && entry.receiving && !entry.cancelling {
+            // Back-pressure: stop reading until the queued replies are sent.
+            entry.cancelling = true;
+            let cancel = opcode::AsyncCancel::new(token::encode(Op::Recv, slot, generation)).build();
+            self.push_ignored(cancel)?;
+        }
+        Ok(())
+    }
+
+    fn on_recv(&mut self, slot: u32, generation: u32, result: i32, flags: u32) -> io::Result<()> {
+        let buffer = cqueue::buffer_select(flags);
+        let Some(entry) = self.conns.get_mut(slot, generation) else {
+            if let Some(bid) = buffer {
+                self.bufs.recycle(bid);
+            }
+            return Ok(());
+        };
+        if !cqueue::more(flags) {
+            entry.receiving = false;
+            entry.cancelling = false;
+        }
+        let (carry, mut ctx) = self.core.parts(slot);
+        match (result, buffer) {
+            (len, Some(bid)) if len > 0 => {
+                // SAFETY: `bid` was just handed to us by this completion and is
+                // recycled only after `data` is last used.
+                let data = unsafe { self.bufs.filled(bid, len as usize) };
+                entry.conn.handle_input(data, carry, cqueue::sock_nonempty(flags), &mut ctx);
+                self.bufs.recycle(bid);
+                self.core.work_for(entry.conn.take_parsed());
+            }
+            (0, _) => entry.conn.handle_peer_closed(&mut ctx),
+            // Out of receive buffers, or cancelled by us: re-armed below if still wanted.
+            (e, _) if e == -libc::ENOBUFS || e == -libc::ECANCELED => {}
+            _ => entry.conn.handle_read_error(),
+        }
+        if entry.closing {
+            self.release_if_done(slot, generation);
+            return Ok(());
+        }
+        self.drive(slot, generation)
+    }
+
+    fn on_send(&mut self, slot: u32, generation: u32, result: i32) -> io::Result<()> {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        let (carry, mut ctx) = self.core.parts(slot);
+        if result < 0 {
+            entry.conn.handle_send_failed(&mut ctx);
+        } else {
+            let answered = entry.conn.handle_sent(result as usize, carry, &mut ctx);
+            self.core.counts.requests += u64::from(answered);
+        }
+        if entry.closing {
+            self.release_if_done(slot, generation);
+            return Ok(());
+        }
+        self.drive(slot, generation)
+    }
+
+    /// Closes the socket through the ring and cancels its ops; the slot is
+    /// given back once they have all completed.
+    fn begin_close(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if entry.closing {
+            return Ok(());
+        }
+        entry.closing = true;
+        let (fd, receiving, sending) = (entry.fd.take(), entry.receiving, entry.conn.is_sending());
+        if receiving {
+            self.push_ignored(opcode::AsyncCancel::new(token::encode(Op::Recv, slot, generation)).build())?;
+        }
+        if sending {
+            self.push_ignored(opcode::AsyncCancel::new(token::encode(Op::Send, slot, generation)).build())?;
+        }
+        if let Some(fd) = fd {
+            // The ring owns the fd from here: it closes it.
+            self.push_ignored(opcode::Close::new(Fd(fd.into_raw_fd())).build())?;
+        }
+        self.release_if_done(slot, generation);
+        Ok(())
+    }
+
+    fn release_if_done(&mut self, slot: u32, generation: u32) {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return };
+        if entry.closing && !entry.receiving && !entry.conn.is_sending() {
+            entry.conn.release(&mut self.core.responses);
+            self.conns.remove(slot);
+        }
+    }
+
+    // --- time and draining ---------------------------------------------------------------------
+
+    fn arm_tick(&mut self) -> io::Result<()> {
+        let timeout = opcode::Timeout::new(&*self.tick).build();
+        self.push(timeout.user_data(token::encode(Op::Tick, 0, 0)))
+    }
+
+    fn on_tick(&mut self) -> io::Result<()> {
+        self.core.responses.refresh(SystemTime::now());
+        let now = self.core.now;
+        for slot in 0..self.conns.high_water() {
+            let Some(generation) = self.conns.generation(slot) else { continue };
+            let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
+            if entry.closing || entry.conn.deadline() > now {
+                continue;
+            }
+            let (_, mut ctx) = self.core.parts(slot);
+            entry.conn.handle_timeout(&mut ctx);
+            self.drive(slot, generation)?;
+        }
+        self.accepts_starved = false;
+        self.arm_accepts()?;
+        self.arm_tick()
+    }
+
+    fn start_drain(&mut self) -> io::Result<()> {
+        if !self.core.start_drain() {
+            return Ok(());
+        }
+        if self.accepts_armed > 0 {
+            let all_accepts = CancelBuilder::user_data(token::encode(Op::Accept, 0, 0)).all();
+            self.push_ignored(opcode::AsyncCancel2::new(all_accepts).build())?;
+        }
+        for slot in 0..self.conns.high_water() {
+            let Some(generation) = self.conns.generation(slot) else { continue };
+            let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
+            let (_, ctx) = self.core.parts(slot);
+            entry.conn.handle_drain(&ctx);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,68 @@
+//! Every libc call the worker makes outside the ring, behind small safe
+//! wrappers: raw fds become `OwnedFd` at once, `-1` becomes an `io::Error`.
+
+pub mod epoll;
+pub mod socket;
+pub mod timerfd;
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// Turns a libc call's `-1` into `io::Error::last_os_error()`.
+macro_rules! syscall {
+    ($call:expr) => {{
+        let result = $call;
+        if result == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(result)
+        }
+    }};
+}
+pub(crate) use syscall;
+
+/// Milliseconds on the coarse monotonic clock (a vDSO read, no syscall).
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec to write; CLOCK_MONOTONIC_COARSE always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// Takes ownership of an fd the kernel just created for us (an accept result).
+///
+/// # Safety
+/// `fd` must be a new descriptor that nothing else owns or will close.
+pub unsafe fn own_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: guaranteed by the caller.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Makes writes to a closed socket fail with `EPIPE` instead of killing the process.
+pub fn ignore_sigpipe() -> io::Result<()> {
+    // SAFETY: SIG_IGN is a valid disposition for SIGPIPE; no handler code runs.
+    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// An `eventfd`: a counter other threads can make readable.
+#[cfg(test)]
+pub fn event_fd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd with valid flags returns a new fd or -1.
+    let raw = syscall!(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+    // SAFETY: eventfd returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// The errno says the process or the system is out of file descriptors.
+pub fn out_of_fds(errno: i32) -> bool {
+    matches!(errno, libc::EMFILE | libc::ENFILE)
+}
+
+/// The errno says an accept failed for want of descriptors or memory:
+/// retrying at once would only spin.
+pub fn out_of_resources(errno: i32) -> bool {
+    out_of_fds(errno) || matches!(errno, libc::ENOMEM | libc::ENOBUFS)
+}

@@ -1,0 +1,73 @@
+//! Socket calls the epoll driver makes directly (the io_uring driver makes
+//! the same moves as ring ops): accept, receive, send slices, half-close.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use super::syscall;
+
+/// Accepts one connection, non-blocking and close-on-exec; `Ok(None)` when
+/// none is waiting.
+pub fn accept(listener: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: accept4 with null address pointers only returns a new fd or -1.
+    match syscall!(unsafe { libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), flags) }) {
+        // SAFETY: accept4 returned a new fd that nothing else owns.
+        Ok(raw) => Ok(Some(unsafe { OwnedFd::from_raw_fd(raw) })),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads what is there into `buf`: `Ok(Some(0))` at the peer's FIN, `Ok(None)`
+/// when nothing is waiting.
+pub fn recv(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        // SAFETY: reading at most `buf.len()` bytes into `buf`, which is that large.
+        let read =
+            syscall!(unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) });
+        match read {
+            Ok(n) => return Ok(Some(n as usize)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Sends the slices `header` points at; `Ok(0)` when the socket's buffer is full.
+///
+/// # Safety
+/// `header` must point at a valid `msghdr` whose iovecs point at live memory.
+pub unsafe fn send_slices(socket: BorrowedFd<'_>, header: *const libc::msghdr) -> io::Result<usize> {
+    loop {
+        // SAFETY: the caller guarantees `header` and what it points at.
+        let sent =
+            syscall!(unsafe { libc::sendmsg(socket.as_raw_fd(), header, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) });
+        match sent {
+            Ok(n) => return Ok(n as usize),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Sends our FIN (`shutdown(SHUT_WR)`), keeping the receive side open.
+pub fn half_close(socket: BorrowedFd<'_>) {
+    // SAFETY: shutdown on a valid socket; failure (the peer already reset)
+    // leaves nothing to undo, the close that follows handles it.
+    unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_WR) };
+}
+
+/// Makes `fd` non-blocking (for a listener shared with other processes this
+/// changes the shared file description: every accept on it must expect EAGAIN).
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on a valid fd only read and set its status flags.
+    let flags = syscall!(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    if flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: as above.
+        syscall!(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    }
+    Ok(())
+}
