@@ -52,9 +52,11 @@ pub fn faults_for(id: usize, text: &str) -> Result<WorkerFaults, String> {
                     faults.engine.per_request = Some(Duration::from_micros(number(2)?));
                 }
             }
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "{ENV_FAULT}: unknown fault '{item}' (exit-at-start, skip-setuid, stall:ID:MS[:AFTER_MS], slow:ID:US)"
-            )),
+            ))
+            }
         }
     }
     Ok(faults)

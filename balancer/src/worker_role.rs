@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::AsFd;
 
 use nix::sys::signal::Signal;
-use ringmaster_engine::{Backend, EngineConfig, Sources, StatsBlock};
+use ringmaster_engine::{Backend, EngineConfig, Handler, Sources, StatsBlock};
 
 use crate::faults::{faults_for, ENV_FAULT};
 use crate::privileges::{switch_to, Credentials};
@@ -62,8 +62,9 @@ fn parse_identity(id: &str, cpu: &str, slot: &str, slots: &str, has_listener: bo
     Ok(WorkerIdentity { id, cpu, stats_slot, stats_slots, has_listener })
 }
 
-/// Runs this process as worker `identity` until it has drained.
-pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> io::Result<()> {
+/// Runs this process as worker `identity` until it has drained, answering
+/// with `handler`.
+pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig, handler: &mut dyn Handler) -> io::Result<()> {
     let context = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
     let faults = faults_for(identity.id, &std::env::var(ENV_FAULT).unwrap_or_default()).map_err(io::Error::other)?;
     if faults.exit_at_start {
@@ -104,7 +105,7 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> io::Result
     if let Some(backend) = std::env::var(ENV_BACKEND).ok().and_then(|name| Backend::from_name(&name)) {
         config.backend = backend;
     }
-    ringmaster_engine::run(&config, sources, counters)
+    ringmaster_engine::run(&config, sources, counters, handler)
 }
 
 /// A terminal's hang-up or job-control signals reach the whole process group;
