@@ -16,7 +16,7 @@ use ringmaster_balancer::cpus::{allowed_cpus, default_workers, parse_cpu_list};
 use ringmaster_balancer::privileges::{self, Credentials};
 use ringmaster_balancer::title::{set_process_title, set_thread_name, MASTER_THREAD_NAME, MASTER_TITLE};
 use ringmaster_balancer::{identity_from_env, run_master, run_worker, MasterConfig, Mode, WorkerExec};
-use ringmaster_engine::{BackendChoice, EngineConfig};
+use ringmaster_engine::{BackendChoice, EngineConfig, FixedBody};
 
 /// Node's cluster at the limit of Linux: a master balancing connections over
 /// pinned io_uring worker processes, each an HTTP/1.1 responder.
@@ -184,7 +184,6 @@ impl Cli {
             idle_timeout: self.idle_timeout,
             body_timeout: self.body_timeout,
             drain_timeout: self.shutdown_timeout,
-            body: self.body.0.clone(),
             ..EngineConfig::default()
         }
     }
@@ -258,7 +257,8 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        return match run_worker(identity, &cli.engine_config()) {
+        let mut handler = FixedBody::new(cli.body.0.clone());
+        return match run_worker(identity, &cli.engine_config(), &mut handler) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 ringmaster_balancer::log!("worker {}: {e}", identity.id);

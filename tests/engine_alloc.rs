@@ -23,7 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ringmaster_engine::channel::{channel_pair, send_blocking, Message, Tag};
-use ringmaster_engine::{Backend, EngineConfig, Sources, StatsBlock};
+use ringmaster_engine::{Backend, EngineConfig, FixedBody, Sources, StatsBlock};
 
 struct CountingAllocator;
 
@@ -97,7 +97,8 @@ impl InProcessWorker {
             let counters = stats.slot(0).expect("slot 0");
             THIS_THREAD_COUNTER.with(|c| c.set(Some(allocations)));
             let sources = Sources { listener, channel, shutdown: Some(worker_shutdown) };
-            let result = ringmaster_engine::run(&config, sources, counters);
+            let mut handler = FixedBody::new(BODY);
+            let result = ringmaster_engine::run(&config, sources, counters, &mut handler);
             THIS_THREAD_COUNTER.with(|c| c.set(None));
             result
         });

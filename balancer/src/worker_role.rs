@@ -5,7 +5,7 @@
 use std::os::fd::AsFd;
 
 use nix::sys::signal::Signal;
-use ringmaster_engine::{Backend, EngineConfig, Sources, StatsBlock};
+use ringmaster_engine::{Backend, EngineConfig, Handler, Sources, StatsBlock};
 
 use crate::error::{Context, Error, Result};
 use crate::faults::{faults_for, ENV_FAULT};
@@ -61,8 +61,9 @@ fn parse_identity(var: impl Fn(&str) -> Option<String>) -> Result<WorkerIdentity
     Ok(WorkerIdentity { id, cpu, stats_slot, stats_slots, has_listener, backend })
 }
 
-/// Runs this process as worker `identity` until it has drained.
-pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> Result<()> {
+/// Runs this process as worker `identity` until it has drained, answering
+/// with `handler`.
+pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig, handler: &mut dyn Handler) -> Result<()> {
     let faults = faults_for(identity.id, &std::env::var(ENV_FAULT).unwrap_or_default())?;
     if faults.exit_at_start {
         crate::log!("worker {}: {ENV_FAULT}=exit-at-start: exiting", identity.id);
@@ -96,7 +97,8 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig) -> Result<()>
     let sources = Sources { listener, channel: Some(channel), shutdown: Some(shutdown) };
     // The master chose the backend once; a worker never probes again.
     let config = EngineConfig { backend: identity.backend, faults: faults.engine, ..config.clone() };
-    ringmaster_engine::run(&config, sources, counters).context(format_args!("the {} loop", identity.backend.name()))
+    let backend = identity.backend.name();
+    ringmaster_engine::run(&config, sources, counters, handler).context(format_args!("the {backend} loop"))
 }
 
 /// A terminal's hang-up or job-control signals reach the whole process group;

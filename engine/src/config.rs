@@ -26,8 +26,12 @@ pub struct EngineConfig {
     pub body_timeout: Duration,
     /// Time a draining worker waits for its connections before closing them.
     pub drain_timeout: Duration,
-    /// The response body (`--body`).
-    pub body: Vec<u8>,
+    /// Largest response body a handler may write (`--max-response`); more is
+    /// answered `500`.
+    pub max_response: usize,
+    /// Buffers for request bodies that do not arrive with their head
+    /// (`--body-buffers`); with none free such a request gets `503`.
+    pub body_buffers: usize,
     /// Submission queue entries of the ring.
     pub ring_entries: u32,
     /// Receive buffers in the provided-buffer ring (a power of two).
@@ -62,7 +66,8 @@ impl Default for EngineConfig {
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
-            body: b"hello world\n".to_vec(),
+            max_response: 16 * 1024,
+            body_buffers: 64,
             ring_entries: 4096,
             recv_buffers: 4096,
             recv_buffer_size: 4096,

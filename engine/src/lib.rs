@@ -13,12 +13,14 @@
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
+mod answer;
 pub mod backend;
 mod bufring;
 pub mod channel;
 pub mod config;
 mod conn;
 pub mod driver;
+pub mod handler;
 pub mod http;
 pub mod response;
 mod slab;
@@ -30,5 +32,6 @@ pub mod uring;
 pub use backend::{choose_backend, Backend, BackendChoice};
 pub use config::{EngineConfig, Faults};
 pub use driver::{run, Sources};
+pub use handler::{FixedBody, Handler, Request, Response};
 pub use stats::{StatsBlock, WorkerCounters};
 pub use sys::{ignore_sigpipe, out_of_fds, out_of_resources};

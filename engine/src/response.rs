@@ -40,6 +40,8 @@ pub struct Responses {
     current: usize,
     holds: [u32; PAGES],
     current_second: u64,
+    /// The current page's `Date` value, for responses framed elsewhere.
+    date: [u8; DATE_LEN],
 }
 
 /// A page index held by an in-flight send; give it back with [`Responses::release`].
@@ -72,6 +74,7 @@ impl Responses {
             current: 0,
             holds: [0; PAGES],
             current_second: 0,
+            date: format_date(now),
         };
         let second = unix_second(now);
         for page in 0..PAGES {
@@ -120,6 +123,12 @@ impl Responses {
         self.patch_date(next, now);
         self.current = next;
         self.current_second = second;
+        self.date = format_date(now);
+    }
+
+    /// The `Date` value the current page carries (IMF-fixdate, 29 bytes).
+    pub fn date(&self) -> &[u8] {
+        &self.date
     }
 
     fn patch_date(&mut self, page: usize, now: SystemTime) {

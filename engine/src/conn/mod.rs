@@ -9,6 +9,7 @@
 //! send, back-pressure, lingering after an error, the last reply of a drain
 //! carrying `Connection: close`, and the header, body, idle and linger timers.
 
+mod assembly;
 mod outgoing;
 mod replies;
 #[cfg(test)]
@@ -17,6 +18,8 @@ mod tests;
 pub use outgoing::Outgoing;
 pub use replies::ReplyQueue;
 
+use self::assembly::Assembly;
+use crate::answer::{answer, Answering, Framing};
 use crate::http::{Limits, Reply, RequestParser, Step};
 use crate::response::Responses;
 
@@ -88,6 +91,10 @@ pub struct Context<'a> {
     pub responses: &'a mut Responses,
     /// The worker is draining: last replies carry `Connection: close`.
     pub draining: bool,
+    /// How requests are answered: preformatted pages or the handler.
+    pub answering: Answering<'a>,
+    /// This connection's output buffer (a handler's framed responses).
+    pub out: &'a mut [u8],
 }
 
 /// One connection's protocol state.
@@ -111,6 +118,11 @@ pub struct Connection {
     body_bytes: u64,
     /// Requests parsed since the driver last asked ([`Connection::take_parsed`]).
     parsed: u32,
+    /// A request gathered for the handler across reads.
+    assembly: Assembly,
+    /// Bytes of the output buffer handed to sends, and bytes framed in it.
+    out_sent: usize,
+    out_len: usize,
 }
 
 impl Default for Connection {
@@ -136,6 +148,9 @@ impl Connection {
             body_started: 0,
             body_bytes: 0,
             parsed: 0,
+            assembly: Assembly::Idle,
+            out_sent: 0,
+            out_len: 0,
         }
     }
 
@@ -248,6 +263,11 @@ impl Connection {
         }
         // Counted once the answers are with the kernel, not when parsed.
         let answered = self.outgoing.finish(ctx.responses);
+        if self.out_sent == self.out_len {
+            // Everything framed is sent: the output buffer starts over.
+            self.out_sent = 0;
+            self.out_len = 0;
+        }
         if self.phase == Phase::Paused {
             // Replies drained: take up the held input again.
             self.phase = Phase::Reading;
@@ -321,11 +341,13 @@ impl Connection {
 
     /// The next send to start, if one is due: the `msghdr` of the slices, valid
     /// until [`Connection::handle_sent`] or [`Connection::handle_send_failed`].
-    pub fn poll_send(&mut self, responses: &mut Responses) -> Option<*const libc::msghdr> {
+    pub fn poll_send(&mut self, ctx: &mut Context<'_>) -> Option<*const libc::msghdr> {
         if self.sending || self.phase == Phase::Closed {
             return None;
         }
-        if !self.outgoing.is_pending() && !self.outgoing.fill(&mut self.replies, responses) {
+        if !self.outgoing.is_pending()
+            && !self.outgoing.fill(&mut self.replies, ctx.responses, ctx.out, &mut self.out_sent)
+        {
             return None;
         }
         self.sending = true;
@@ -349,8 +371,11 @@ impl Connection {
 
     /// Gives back what a connection holds when its slot is freed (a send's
     /// page hold, if the close cut a send short).
-    pub fn release(&mut self, responses: &mut Responses) {
-        self.outgoing.finish(responses);
+    pub fn release(&mut self, ctx: &mut Context<'_>) {
+        self.outgoing.finish(ctx.responses);
+        if let Answering::Dynamic(dynamic) = &mut ctx.answering {
+            self.assembly.release(dynamic.bodies);
+        }
         self.phase = Phase::Closed;
     }
 
@@ -358,48 +383,151 @@ impl Connection {
 
     /// Parses requests from `input` into the reply queue; returns the bytes
     /// used. Stops at an incomplete header block, a closing reply (then all
-    /// of `input` counts as used: the rest is discarded) or a full queue
-    /// (then the connection pauses).
-    fn feed(&mut self, input: &[u8], ctx: &Context<'_>) -> usize {
+    /// of `input` counts as used: the rest is discarded) or a full queue or
+    /// output buffer (then the connection pauses).
+    fn feed(&mut self, input: &[u8], ctx: &mut Context<'_>) -> usize {
         let mut at = 0;
+        // A head whose whole body is in `input` too: answered from it, no copy.
+        let mut in_place: Option<(usize, usize)> = None;
         while at < input.len() {
-            if self.replies.is_full() {
+            let between = self.parser.between_requests();
+            // Pause only between requests, with room for a request's replies
+            // (`100 Continue` and its answer) and its framed response kept:
+            // a request once begun is never left half-parsed for lack of room.
+            if between && (!self.replies.has_room_for(2) || !self.has_room_to_answer(ctx)) {
                 self.phase = Phase::Paused;
                 break;
             }
-            let in_body = !self.parser.between_requests();
-            match self.parser.step(&input[at..], &ctx.limits) {
-                Step::NeedMore => break,
-                Step::Advance { consumed, reply } => {
-                    at += consumed;
-                    if in_body {
-                        self.body_bytes += consumed as u64;
-                    } else if !self.parser.between_requests() {
-                        self.body_started = ctx.now;
-                        self.body_bytes = 0;
-                    }
-                    let Some(reply) = reply else { continue };
-                    self.replies.push(reply);
-                    if reply.is_final() {
-                        self.parsed += 1;
-                    }
-                    if reply.closes() {
-                        // A client that asked to close and sent nothing after gets a
-                        // plain close. When the server decides (an error) the client
-                        // may still be sending: closing on unread input would reset
-                        // the connection and could destroy the reply, so it lingers.
-                        let client_asked = matches!(reply, Reply::OkClose | Reply::HeadClose);
-                        self.phase = Phase::Finishing { linger: !(client_asked && at == input.len()) };
+            let start = at;
+            let step = match &mut ctx.answering {
+                Answering::Dynamic(dynamic) if self.assembly != Assembly::Idle => {
+                    let (assembly, bodies) = (&mut self.assembly, &mut *dynamic.bodies);
+                    self.parser.step_with(&input[at..], &ctx.limits, &mut |data| assembly.append(data, bodies))
+                }
+                _ => self.parser.step(&input[at..], &ctx.limits),
+            };
+            let Step::Advance { consumed, reply } = step else { break };
+            at += consumed;
+            if !between {
+                self.body_bytes += consumed as u64;
+            } else if !self.parser.between_requests() {
+                self.body_started = ctx.now;
+                self.body_bytes = 0;
+                // A body follows the head: keep the head where the handler will find it.
+                if let Answering::Dynamic(dynamic) = &mut ctx.answering {
+                    let whole_body_here = self.parser.body_remaining().is_some_and(|n| (input.len() - at) as u64 >= n);
+                    if whole_body_here {
+                        in_place = Some((start, at));
+                    } else if !self.assembly.start(&input[start..at], dynamic.bodies) {
+                        // No buffer free for the body: refuse, the server decides to close.
+                        self.replies.push(Reply::ServiceUnavailable);
+                        self.phase = Phase::Finishing { linger: true };
                         return input.len();
                     }
                 }
+            }
+            let Some(reply) = reply else { continue };
+            if reply.is_final() {
+                self.parsed += 1;
+            }
+            if let (Answering::Dynamic(_), Some(framing)) = (&ctx.answering, framing_of(reply)) {
+                let head_only = matches!(reply, Reply::Head | Reply::HeadKeepAlive | Reply::HeadClose);
+                let closes =
+                    self.answer_with_handler(input, between, start, at, in_place.take(), head_only, framing, ctx);
+                if closes {
+                    let client_asked = framing == Framing::Close;
+                    self.phase = Phase::Finishing { linger: !(client_asked && at == input.len()) };
+                    return input.len();
+                }
+                continue;
+            }
+            if let Answering::Dynamic(dynamic) = &mut ctx.answering {
+                // An error ends the request being gathered.
+                if reply != Reply::Continue {
+                    self.assembly.release(dynamic.bodies);
+                }
+            }
+            self.replies.push(reply);
+            if reply.closes() {
+                // A client that asked to close and sent nothing after gets a
+                // plain close. When the server decides (an error) the client
+                // may still be sending: closing on unread input would reset
+                // the connection and could destroy the reply, so it lingers.
+                let client_asked = matches!(reply, Reply::OkClose | Reply::HeadClose);
+                self.phase = Phase::Finishing { linger: !(client_asked && at == input.len()) };
+                return input.len();
             }
         }
         at
     }
 
+    /// Runs the handler on the request that just completed and queues its
+    /// framed response; true when the connection closes after it. The head
+    /// and body are in `input` (`between`: a request without a body, its
+    /// head `start..at`; `in_place`: head and body in `input`) or in the
+    /// pool buffer gathered for them.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_with_handler(
+        &mut self,
+        input: &[u8],
+        between: bool,
+        start: usize,
+        at: usize,
+        in_place: Option<(usize, usize)>,
+        head_only: bool,
+        framing: Framing,
+        ctx: &mut Context<'_>,
+    ) -> bool {
+        let Answering::Dynamic(dynamic) = &mut ctx.answering else { return false };
+        let date = ctx.responses.date();
+        let out = &mut ctx.out[self.out_len..];
+        let result = match (between, in_place, self.assembly) {
+            (true, _, _) => {
+                answer(dynamic.handler, dynamic.scratch, &input[start..at], &[], head_only, framing, date, out)
+            }
+            (false, Some((head_start, head_end)), _) => answer(
+                dynamic.handler,
+                dynamic.scratch,
+                &input[head_start..head_end],
+                &input[head_end..at],
+                head_only,
+                framing,
+                date,
+                out,
+            ),
+            (false, None, Assembly::Pooled { index, head_len, len }) => {
+                let gathered = dynamic.bodies.contents(index, len);
+                let (head, body) = gathered.split_at(head_len);
+                answer(dynamic.handler, dynamic.scratch, head, body, head_only, framing, date, out)
+            }
+            (false, None, Assembly::Idle) => None,
+        };
+        self.assembly.release(dynamic.bodies);
+        match result {
+            Some((len, closes)) => {
+                self.out_len += len;
+                self.replies.push_dynamic(len);
+                closes || framing == Framing::Close
+            }
+            None => {
+                // Cannot happen (the room was checked, the head parsed before);
+                // answer as a server that failed would, and close.
+                self.replies.push(Reply::ServiceUnavailable);
+                true
+            }
+        }
+    }
+
+    /// With a handler: room in the output buffer for the largest response.
+    fn has_room_to_answer(&self, ctx: &Context<'_>) -> bool {
+        match &ctx.answering {
+            Answering::Fixed => true,
+            Answering::Dynamic(dynamic) => ctx.out.len() - self.out_len >= dynamic.scratch.largest_framed(),
+        }
+    }
+
     /// Parses what the carry buffer holds and keeps the unparsed tail.
-    fn parse_carry(&mut self, carry: &mut [u8], ctx: &Context<'_>) {
+    fn parse_carry(&mut self, carry: &mut [u8], ctx: &mut Context<'_>) {
         let held = self.carry_len;
         let used = self.feed(&carry[..held], ctx);
         if matches!(self.phase, Phase::Finishing { .. }) {
@@ -469,5 +597,16 @@ impl Connection {
         self.half_close_due = true;
         self.timer = Timer::Linger;
         self.deadline = ctx.now + LINGER_MS;
+    }
+}
+
+/// How a successful request's response ends the exchange; `None` for replies
+/// that are not a request's success (errors, `100 Continue`).
+fn framing_of(reply: Reply) -> Option<Framing> {
+    match reply {
+        Reply::Ok | Reply::Head => Some(Framing::KeepAlive),
+        Reply::OkKeepAlive | Reply::HeadKeepAlive => Some(Framing::KeepAlive10),
+        Reply::OkClose | Reply::HeadClose => Some(Framing::Close),
+        _ => None,
     }
 }

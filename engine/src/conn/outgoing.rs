@@ -1,7 +1,7 @@
 //! The send in progress: slices pointing into the preformatted response
 //! pages, and how far the kernel has taken them.
 
-use super::replies::ReplyQueue;
+use super::replies::{Queued, ReplyQueue};
 use crate::response::{PageHold, Responses, MAX_RUN};
 
 /// Most slices in one send.
@@ -28,17 +28,35 @@ impl Outgoing {
     }
 
     /// Fills the send with queued replies; false when nothing was queued.
-    pub fn fill(&mut self, queue: &mut ReplyQueue, responses: &mut Responses) -> bool {
+    /// Pages point into `responses`; a handler's responses are the next bytes
+    /// of `out` from `*out_sent`, which moves past them.
+    pub fn fill(
+        &mut self,
+        queue: &mut ReplyQueue,
+        responses: &mut Responses,
+        out: &[u8],
+        out_sent: &mut usize,
+    ) -> bool {
         self.first = 0;
         self.count = 0;
         self.remaining = 0;
         self.answers = 0;
         while self.count < MAX_IOVECS {
-            let Some((reply, copies)) = queue.take_front(MAX_RUN) else { break };
-            if reply.is_final() {
-                self.answers += copies as u32;
-            }
-            let bytes = responses.run(reply, copies);
+            let Some((queued, copies, dynamic_bytes)) = queue.take_front(MAX_RUN) else { break };
+            let bytes = match queued {
+                Queued::Page(reply) => {
+                    if reply.is_final() {
+                        self.answers += copies as u32;
+                    }
+                    responses.run(reply, copies)
+                }
+                Queued::Dynamic => {
+                    self.answers += copies as u32;
+                    let start = *out_sent;
+                    *out_sent += dynamic_bytes;
+                    &out[start..start + dynamic_bytes]
+                }
+            };
             self.iovecs[self.count] = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
             self.remaining += bytes.len();
             self.count += 1;
@@ -108,7 +126,7 @@ mod tests {
         queue.push(Reply::Head);
         let mut responses = Responses::new(b"hello world\n", SystemTime::now());
         let mut out = Outgoing::new();
-        assert!(out.fill(&mut queue, &mut responses));
+        assert!(out.fill(&mut queue, &mut responses, &[], &mut 0));
         // 100 = 32 + 32 + 32 + 4, then the HEAD: five slices.
         assert_eq!(out.count, 5);
         let one = responses.len_of(Reply::Ok);
@@ -124,7 +142,7 @@ mod tests {
         queue.push(Reply::Head);
         let mut responses = Responses::new(b"x", SystemTime::now());
         let mut out = Outgoing::new();
-        assert!(out.fill(&mut queue, &mut responses));
+        assert!(out.fill(&mut queue, &mut responses, &[], &mut 0));
         let first = responses.len_of(Reply::Ok);
         assert!(!out.advance(first + 3));
         assert_eq!(out.first, 1);

@@ -1,7 +1,26 @@
 //! The replies a connection owes, in order and run-length encoded: a
-//! pipelined burst of `n` identical requests is one entry.
+//! pipelined burst of `n` identical requests is one entry. A reply is a
+//! preformatted page or the next bytes of the connection's output buffer
+//! (what a handler wrote).
 
 use crate::http::Reply;
+
+/// One queued reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queued {
+    /// A preformatted page.
+    Page(Reply),
+    /// A handler's response, framed in the connection's output buffer.
+    Dynamic,
+}
+
+/// A run of identical replies; `bytes` counts a dynamic run's output bytes.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    kind: Queued,
+    count: u32,
+    bytes: usize,
+}
 
 /// Most distinct reply runs queued before input is paused.
 const QUEUE_RUNS: usize = 16;
@@ -9,19 +28,24 @@ const QUEUE_RUNS: usize = 16;
 /// identical requests is one entry.
 #[derive(Clone, Copy, Debug)]
 pub struct ReplyQueue {
-    runs: [(Reply, u32); QUEUE_RUNS],
+    runs: [Run; QUEUE_RUNS],
     head: usize,
     len: usize,
 }
 
 impl ReplyQueue {
     pub const fn new() -> Self {
-        ReplyQueue { runs: [(Reply::Ok, 0); QUEUE_RUNS], head: 0, len: 0 }
+        ReplyQueue { runs: [Run { kind: Queued::Dynamic, count: 0, bytes: 0 }; QUEUE_RUNS], head: 0, len: 0 }
     }
 
     /// True when a reply of a new kind might not fit.
     pub fn is_full(&self) -> bool {
         self.len == QUEUE_RUNS
+    }
+
+    /// True when `n` replies of new kinds fit.
+    pub fn has_room_for(&self, n: usize) -> bool {
+        self.len + n <= QUEUE_RUNS
     }
 
     /// True when nothing is queued.
@@ -31,56 +55,73 @@ impl ReplyQueue {
 
     /// Queues `reply`; the caller checked [`ReplyQueue::is_full`] first.
     pub fn push(&mut self, reply: Reply) {
+        self.push_run(Queued::Page(reply), 0);
+    }
+
+    /// Queues a handler's response of `bytes` bytes in the output buffer.
+    pub fn push_dynamic(&mut self, bytes: usize) {
+        self.push_run(Queued::Dynamic, bytes);
+    }
+
+    fn push_run(&mut self, kind: Queued, bytes: usize) {
         if self.len > 0 {
             let last = &mut self.runs[(self.head + self.len - 1) % QUEUE_RUNS];
-            if last.0 == reply {
-                last.1 += 1;
+            if last.kind == kind {
+                last.count += 1;
+                last.bytes += bytes;
                 return;
             }
         }
         debug_assert!(!self.is_full());
-        self.runs[(self.head + self.len) % QUEUE_RUNS] = (reply, 1);
+        self.runs[(self.head + self.len) % QUEUE_RUNS] = Run { kind, count: 1, bytes };
         self.len += 1;
     }
 
     /// Makes the last queued reply close the connection; false when nothing is
-    /// queued or there is no room to split a run.
+    /// queued, there is no room to split a run, or the last reply is a
+    /// handler's (already framed).
     pub fn close_last(&mut self) -> bool {
         if self.len == 0 {
             return false;
         }
         let full = self.is_full();
         let last = &mut self.runs[(self.head + self.len - 1) % QUEUE_RUNS];
-        let closing = last.0.closing();
-        if last.0 == closing {
+        let Queued::Page(reply) = last.kind else { return false };
+        let closing = reply.closing();
+        if reply == closing {
             return true;
         }
-        if last.1 == 1 {
-            last.0 = closing;
+        if last.count == 1 {
+            last.kind = Queued::Page(closing);
             return true;
         }
         if full {
             return false;
         }
-        last.1 -= 1;
+        last.count -= 1;
         self.push(closing);
         true
     }
 
-    /// Takes up to `max` replies of the front run's kind.
-    pub(super) fn take_front(&mut self, max: usize) -> Option<(Reply, usize)> {
+    /// Takes the front run: up to `max` of its pages, or all of a dynamic
+    /// run; returns what, how many replies and (dynamic) how many bytes.
+    pub(super) fn take_front(&mut self, max: usize) -> Option<(Queued, usize, usize)> {
         if self.len == 0 {
             return None;
         }
         let front = &mut self.runs[self.head];
-        let take = (front.1 as usize).min(max);
-        let reply = front.0;
-        front.1 -= take as u32;
-        if front.1 == 0 {
+        let take = match front.kind {
+            Queued::Page(_) => (front.count as usize).min(max),
+            Queued::Dynamic => front.count as usize,
+        };
+        let taken = (front.kind, take, front.bytes);
+        front.count -= take as u32;
+        front.bytes = 0;
+        if front.count == 0 {
             self.head = (self.head + 1) % QUEUE_RUNS;
             self.len -= 1;
         }
-        Some((reply, take))
+        Some(taken)
     }
 }
 
@@ -96,12 +137,25 @@ mod tests {
             queue.push(Reply::Ok);
         }
         assert!(queue.close_last());
-        assert_eq!(queue.take_front(MAX_RUN), Some((Reply::Ok, 2)));
-        assert_eq!(queue.take_front(MAX_RUN), Some((Reply::OkClose, 1)));
+        assert_eq!(queue.take_front(MAX_RUN), Some((Queued::Page(Reply::Ok), 2, 0)));
+        assert_eq!(queue.take_front(MAX_RUN), Some((Queued::Page(Reply::OkClose), 1, 0)));
         assert!(!queue.close_last(), "nothing queued");
         queue.push(Reply::Head);
         assert!(queue.close_last());
-        assert_eq!(queue.take_front(MAX_RUN), Some((Reply::HeadClose, 1)));
+        assert_eq!(queue.take_front(MAX_RUN), Some((Queued::Page(Reply::HeadClose), 1, 0)));
+        queue.push_dynamic(10);
+        assert!(!queue.close_last(), "a handler's response is framed already");
+    }
+
+    #[test]
+    fn dynamic_replies_merge_into_one_run_of_their_bytes() {
+        let mut queue = ReplyQueue::new();
+        queue.push_dynamic(10);
+        queue.push_dynamic(25);
+        queue.push(Reply::BadRequest);
+        assert_eq!(queue.take_front(1), Some((Queued::Dynamic, 2, 35)), "all of a dynamic run at once");
+        assert_eq!(queue.take_front(1), Some((Queued::Page(Reply::BadRequest), 1, 0)));
+        assert!(queue.is_empty());
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use std::time::SystemTime;
 
 use super::*;
+use crate::answer::{BodyPool, Dynamic, ResponseScratch};
+use crate::handler::{Handler, Request, Response};
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
 const GET_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
@@ -11,57 +13,121 @@ const BAD: &[u8] = b"NOT A REQUEST\r\n\r\n";
 const TIMEOUTS: Timeouts = Timeouts { header_ms: 10_000, body_ms: 30_000, idle_ms: 60_000 };
 const CARRY: usize = 8192;
 
-/// A connection with everything a driver would give it, and a fake socket.
-struct Harness {
-    conn: Connection,
-    carry: Vec<u8>,
+/// A handler for the tests: echoes the method, path and body.
+struct Echo;
+
+impl Handler for Echo {
+    fn handle(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
+        res.header("X-Path", req.path()).body(req.method().as_bytes()).body(b" ").body(req.body());
+    }
+}
+
+/// What a worker answering with a handler has besides its connections.
+struct DynamicParts {
+    handler: Echo,
+    scratch: ResponseScratch,
+    bodies: BodyPool,
+    out: Vec<u8>,
+}
+
+/// Everything around a connection: what a worker would lend it.
+struct World {
     responses: Responses,
     now: u64,
     draining: bool,
-    /// Bytes "sent" so far.
-    out: Vec<u8>,
-    answered: u32,
+    dynamic: Option<DynamicParts>,
 }
 
-impl Harness {
-    fn new() -> Harness {
-        let mut conn = Connection::new();
-        conn.open(1_000, &TIMEOUTS);
-        Harness {
-            conn,
-            carry: vec![0; CARRY],
-            responses: Responses::new(b"hi\n", SystemTime::UNIX_EPOCH),
-            now: 1_000,
-            draining: false,
-            out: Vec::new(),
-            answered: 0,
-        }
-    }
-
+impl World {
     fn ctx(&mut self) -> Context<'_> {
+        let (answering, out): (Answering<'_>, &mut [u8]) = match &mut self.dynamic {
+            None => (Answering::Fixed, &mut []),
+            Some(parts) => (
+                Answering::Dynamic(Dynamic {
+                    handler: &mut parts.handler,
+                    scratch: &mut parts.scratch,
+                    bodies: &mut parts.bodies,
+                }),
+                &mut parts.out,
+            ),
+        };
         Context {
             now: self.now,
             limits: Limits { max_header: 8192, max_body: 1 << 20 },
             timeouts: TIMEOUTS,
             responses: &mut self.responses,
             draining: self.draining,
+            answering,
+            out,
+        }
+    }
+}
+
+/// A connection with everything a driver would give it, and a fake socket.
+struct Harness {
+    conn: Connection,
+    carry: Vec<u8>,
+    world: World,
+    now: u64,
+    /// Bytes "sent" so far.
+    sent: Vec<u8>,
+    answered: u32,
+}
+
+impl Harness {
+    /// A connection answered from preformatted pages.
+    fn new() -> Harness {
+        Harness::with(None)
+    }
+
+    /// A connection answered by [`Echo`], with `buffers` body buffers and
+    /// room for responses of `max_response` bytes.
+    fn with_handler(buffers: usize, max_response: usize) -> Harness {
+        let scratch = ResponseScratch::new(max_response);
+        let out = vec![0; 2 * scratch.largest_framed()];
+        Harness::with(Some(DynamicParts {
+            handler: Echo,
+            scratch,
+            bodies: BodyPool::new(buffers, 8192 + (1 << 20)),
+            out,
+        }))
+    }
+
+    fn with(dynamic: Option<DynamicParts>) -> Harness {
+        let mut conn = Connection::new();
+        conn.open(1_000, &TIMEOUTS);
+        Harness {
+            conn,
+            carry: vec![0; CARRY],
+            world: World {
+                responses: Responses::new(b"hi\n", SystemTime::UNIX_EPOCH),
+                now: 1_000,
+                draining: false,
+                dynamic,
+            },
+            now: 1_000,
+            sent: Vec::new(),
+            answered: 0,
         }
     }
 
+    fn sync(&mut self) {
+        self.world.now = self.now;
+    }
+
     fn input(&mut self, bytes: &[u8]) {
-        let mut carry = std::mem::take(&mut self.carry);
-        let mut conn = std::mem::take(&mut self.conn);
-        conn.handle_input(bytes, &mut carry, false, &mut self.ctx());
-        self.conn = conn;
-        self.carry = carry;
+        self.sync();
+        self.conn.handle_input(bytes, &mut self.carry, false, &mut self.world.ctx());
     }
 
     /// Starts the due send, if any; returns its bytes without completing it.
     fn start_send(&mut self) -> Option<Vec<u8>> {
-        let header = self.conn.poll_send(&mut self.responses)?;
+        self.sync();
+        let header = self.conn.poll_send(&mut self.world.ctx())?;
         let mut bytes = Vec::new();
-        // SAFETY: the header and its iovecs point into the connection and the
-        // response pages, both alive and unchanged until the send is handled.
+        // SAFETY: the header and its iovecs point into the connection, the
+        // response pages and the output buffer, all alive and unchanged until
+        // the send is handled.
         unsafe {
             let header = &*header;
             for i in 0..header.msg_iovlen {
@@ -74,12 +140,9 @@ impl Harness {
 
     /// Completes a started send with `n` bytes taken by the kernel.
     fn complete(&mut self, bytes: &[u8], n: usize) {
-        self.out.extend_from_slice(&bytes[..n]);
-        let mut carry = std::mem::take(&mut self.carry);
-        let mut conn = std::mem::take(&mut self.conn);
-        self.answered += conn.handle_sent(n, &mut carry, &mut self.ctx());
-        self.conn = conn;
-        self.carry = carry;
+        self.sync();
+        self.sent.extend_from_slice(&bytes[..n]);
+        self.answered += self.conn.handle_sent(n, &mut self.carry, &mut self.world.ctx());
     }
 
     /// Sends everything that is due, whole.
@@ -90,24 +153,33 @@ impl Harness {
     }
 
     fn peer_closed(&mut self) {
-        let mut conn = std::mem::take(&mut self.conn);
-        conn.handle_peer_closed(&mut self.ctx());
-        self.conn = conn;
+        self.sync();
+        self.conn.handle_peer_closed(&mut self.world.ctx());
+    }
+
+    fn fail_send(&mut self) {
+        self.sync();
+        self.conn.handle_send_failed(&mut self.world.ctx());
+    }
+
+    fn drain(&mut self) {
+        self.world.draining = true;
+        self.sync();
+        self.conn.handle_drain(&self.world.ctx());
     }
 
     fn at_deadline(&mut self) {
         self.now = self.conn.deadline();
-        let mut conn = std::mem::take(&mut self.conn);
-        conn.handle_timeout(&mut self.ctx());
-        self.conn = conn;
+        self.sync();
+        self.conn.handle_timeout(&mut self.world.ctx());
     }
 
-    fn out_text(&self) -> String {
-        String::from_utf8_lossy(&self.out).into_owned()
+    fn sent_text(&self) -> String {
+        String::from_utf8_lossy(&self.sent).into_owned()
     }
 
     fn statuses(&self) -> Vec<u16> {
-        let text = self.out_text();
+        let text = self.sent_text();
         text.match_indices("HTTP/1.1 ").map(|(at, _)| text[at + 9..at + 12].parse().expect("status")).collect()
     }
 }
@@ -216,7 +288,7 @@ fn a_partial_send_goes_on_from_where_it_stopped() {
     assert_eq!(rest, bytes[10..]);
     h.complete(&rest, rest.len());
     assert_eq!(h.answered, 2);
-    assert_eq!(h.out, bytes);
+    assert_eq!(h.sent, bytes);
 }
 
 #[test]
@@ -224,9 +296,7 @@ fn a_failed_send_closes() {
     let mut h = Harness::new();
     h.input(GET);
     h.start_send().expect("send");
-    let mut conn = std::mem::take(&mut h.conn);
-    conn.handle_send_failed(&mut h.ctx());
-    h.conn = conn;
+    h.fail_send();
     assert!(h.conn.is_closed());
     assert!(h.start_send().is_none(), "nothing is sent on a closed connection");
 }
@@ -339,16 +409,13 @@ fn draining_closes_after_the_last_answer_and_hurries_idle_connections() {
     let mut h = Harness::new();
     h.input(GET);
     h.flush();
-    h.draining = true;
     let now = h.now;
-    let mut conn = std::mem::take(&mut h.conn);
-    conn.handle_drain(&h.ctx());
-    h.conn = conn;
+    h.drain();
     assert_eq!(h.conn.deadline(), now + DRAIN_GRACE_MS, "an idle connection gets a short grace");
     h.input(&[GET, GET].concat());
     h.flush();
     assert_eq!(h.answered, 3);
-    assert!(h.out_text().ends_with("Connection: close\r\n\r\nhi\n"), "{}", h.out_text());
+    assert!(h.sent_text().ends_with("Connection: close\r\n\r\nhi\n"), "{}", h.sent_text());
     assert_eq!(h.conn.phase(), Phase::Lingering);
 }
 
@@ -378,8 +445,8 @@ impl Rng {
 
 /// Feeds `input` in pieces cut at `cuts`, sending whatever is due after each
 /// piece, sometimes in part; returns what went out.
-fn run_split(input: &[u8], rng: &mut Rng, whole: bool) -> Vec<u8> {
-    let mut h = Harness::new();
+fn run_split(input: &[u8], rng: &mut Rng, whole: bool, make: fn() -> Harness) -> Vec<u8> {
+    let mut h = make();
     let mut at = 0;
     while at < input.len() && !h.conn.is_closed() {
         let len = if whole { input.len() } else { 1 + rng.below(40) };
@@ -398,11 +465,12 @@ fn run_split(input: &[u8], rng: &mut Rng, whole: bool) -> Vec<u8> {
         }
     }
     h.flush();
-    h.out
+    h.sent
 }
 
-#[test]
-fn any_split_of_the_input_and_the_sends_gives_the_same_bytes_out() {
+/// Random request streams, each fed whole and in random pieces with random
+/// partial sends, must give the same bytes out.
+fn splits_give_the_same_bytes(make: fn() -> Harness) {
     let pieces: [&[u8]; 6] = [
         GET,
         b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -419,8 +487,117 @@ fn any_split_of_the_input_and_the_sends_gives_the_same_bytes_out() {
             stream.extend_from_slice(pieces[rng.below(pieces.len())]);
         }
         stream.extend_from_slice(endings[rng.below(endings.len())]);
-        let expected = run_split(&stream, &mut rng, true);
-        let got = run_split(&stream, &mut rng, false);
-        assert!(got == expected, "round {round}: split output differs for {:?}", String::from_utf8_lossy(&stream));
+        let expected = run_split(&stream, &mut rng, true, make);
+        let got = run_split(&stream, &mut rng, false, make);
+        if got != expected {
+            let at = got.iter().zip(&expected).position(|(a, b)| a != b).unwrap_or(got.len().min(expected.len()));
+            let show =
+                |v: &[u8]| String::from_utf8_lossy(&v[at.saturating_sub(200)..(at + 200).min(v.len())]).into_owned();
+            panic!(
+                "round {round}: split output differs at byte {at} ({} vs {} bytes):\nwhole: {}\nsplit: {}",
+                expected.len(),
+                got.len(),
+                show(&expected),
+                show(&got)
+            );
+        }
     }
+}
+
+#[test]
+fn any_split_of_the_input_and_the_sends_gives_the_same_bytes_out() {
+    splits_give_the_same_bytes(Harness::new);
+}
+
+#[test]
+fn any_split_gives_the_same_bytes_out_with_a_handler_too() {
+    splits_give_the_same_bytes(|| Harness::with_handler(4, 256));
+}
+
+// --- answered by a handler -------------------------------------------------------------------
+
+#[test]
+fn a_handler_answers_and_pipelined_answers_share_one_send() {
+    let mut h = Harness::with_handler(1, 256);
+    h.input(&[GET, b"GET /b?x HTTP/1.1\r\nHost: a\r\n\r\n"].concat());
+    let bytes = h.start_send().expect("a send");
+    assert!(h.start_send().is_none());
+    h.complete(&bytes, bytes.len());
+    let text = h.sent_text();
+    assert_eq!(h.statuses(), [200, 200]);
+    assert!(text.contains("X-Path: /\r\nContent-Length: 4\r\n\r\nGET "), "{text}");
+    assert!(text.ends_with("X-Path: /b\r\nContent-Length: 4\r\n\r\nGET "), "{text}");
+    assert_eq!(h.answered, 2);
+}
+
+#[test]
+fn a_body_that_arrives_with_its_head_is_read_where_it_lies() {
+    let mut h = Harness::with_handler(0, 256);
+    h.input(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+    h.flush();
+    assert!(h.sent_text().ends_with("\r\n\r\nPOST hello"), "no body buffer was needed: {}", h.sent_text());
+}
+
+#[test]
+fn a_body_in_pieces_is_gathered_and_a_chunked_one_decoded() {
+    let mut h = Harness::with_handler(1, 256);
+    h.input(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhel");
+    h.input(b"lo ");
+    h.input(b"wo");
+    assert!(h.start_send().is_none(), "not answered before the body is whole");
+    h.input(b"rld");
+    h.flush();
+    assert!(h.sent_text().ends_with("POST hello world"), "{}", h.sent_text());
+    h.input(b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+    h.flush();
+    assert!(h.sent_text().ends_with("POST abcde"), "{}", h.sent_text());
+    assert_eq!(h.world.dynamic.as_ref().map(|d| d.bodies.free_count()), Some(1), "the buffer is back");
+}
+
+#[test]
+fn no_body_buffer_free_is_503_and_a_close() {
+    let mut h = Harness::with_handler(0, 256);
+    h.input(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhel");
+    h.flush();
+    assert_eq!(h.statuses(), [503]);
+    assert_eq!(h.conn.phase(), Phase::Lingering);
+}
+
+#[test]
+fn a_response_too_large_for_the_handler_buffers_is_500() {
+    let mut h = Harness::with_handler(1, 8);
+    h.input(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 20\r\n\r\n01234567890123456789");
+    h.flush();
+    assert_eq!(h.statuses(), [500]);
+    assert_eq!(h.conn.phase(), Phase::Reading, "the connection goes on");
+}
+
+#[test]
+fn a_full_output_buffer_pauses_until_it_is_sent() {
+    let mut h = Harness::with_handler(1, 256);
+    // Each answer may take up to the largest framed size: the buffer holds two.
+    h.input(&GET.repeat(100));
+    assert_eq!(h.conn.phase(), Phase::Paused);
+    assert!(!h.conn.wants_read());
+    h.flush();
+    assert_eq!(h.answered, 100, "held requests are answered once the buffer drains");
+    assert_eq!(h.conn.phase(), Phase::Reading);
+}
+
+#[test]
+fn a_client_that_asks_to_close_gets_the_handler_answer_then_a_plain_close() {
+    let mut h = Harness::with_handler(1, 256);
+    h.input(GET_CLOSE);
+    h.flush();
+    assert!(h.sent_text().contains("Connection: close\r\n"), "{}", h.sent_text());
+    assert!(h.conn.is_closed());
+}
+
+#[test]
+fn closing_releases_a_gathered_body_buffer() {
+    let mut h = Harness::with_handler(1, 256);
+    h.input(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhel");
+    assert_eq!(h.world.dynamic.as_ref().map(|d| d.bodies.free_count()), Some(0));
+    h.conn.release(&mut h.world.ctx());
+    assert_eq!(h.world.dynamic.as_ref().map(|d| d.bodies.free_count()), Some(1));
 }

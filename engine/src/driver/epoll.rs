@@ -274,7 +274,8 @@ impl<'a> EpollWorker<'a> {
     fn send_due(&mut self, slot: u32, generation: u32) {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return };
         while !entry.write_blocked {
-            let Some(header) = entry.conn.poll_send(&mut self.core.responses) else { return };
+            let (_, mut ctx) = self.core.parts(slot);
+            let Some(header) = entry.conn.poll_send(&mut ctx) else { return };
             let Some(fd) = entry.fd.as_ref() else { return };
             // SAFETY: `header` points into the connection's outgoing slices, which
             // point into the response pages; both stay put until `handle_sent`.
@@ -334,7 +335,8 @@ impl<'a> EpollWorker<'a> {
     fn close(&mut self, slot: u32, generation: u32) {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return };
         entry.fd = None;
-        entry.conn.release(&mut self.core.responses);
+        let (_, mut ctx) = self.core.parts(slot);
+        entry.conn.release(&mut ctx);
         self.conns.remove(slot);
     }
 

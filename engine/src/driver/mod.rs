@@ -14,10 +14,12 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, SystemTime};
 
+use crate::answer::{Answering, BodyPool, Dynamic, ResponseScratch};
 use crate::backend::Backend;
 use crate::channel::{send_ack, Ack, Message, Received, Tag, MAX_FDS};
 use crate::config::EngineConfig;
 use crate::conn::{Context, Timeouts};
+use crate::handler::Handler;
 use crate::http::Limits;
 use crate::response::Responses;
 use crate::stats::{CountersSnapshot, WorkerCounters, STATE_DRAINING, STATE_READY, STATE_STOPPED};
@@ -38,13 +40,18 @@ pub struct Sources {
     pub shutdown: Option<OwnedFd>,
 }
 
-/// Runs one worker until it has drained, on the backend `config` names;
-/// `counters` is its slot in the stats block.
+/// Runs one worker until it has drained, on the backend `config` names,
+/// answering with `handler`; `counters` is its slot in the stats block.
 ///
 /// Call it on the thread that will run the loop: an io_uring ring is
 /// created here and is single-issuer.
-pub fn run(config: &EngineConfig, sources: Sources, counters: &WorkerCounters) -> io::Result<()> {
-    let core = Core::new(config, sources, counters);
+pub fn run(
+    config: &EngineConfig,
+    sources: Sources,
+    counters: &WorkerCounters,
+    handler: &mut dyn Handler,
+) -> io::Result<()> {
+    let core = Core::new(config, sources, counters, handler);
     match config.backend {
         Backend::Uring => uring::UringWorker::new(core)?.serve(),
         Backend::Epoll => epoll::EpollWorker::new(core)?.serve(),
@@ -55,6 +62,15 @@ pub fn run(config: &EngineConfig, sources: Sources, counters: &WorkerCounters) -
 struct Core<'a> {
     config: &'a EngineConfig,
     sources: Sources,
+    handler: &'a mut dyn Handler,
+    /// The handler has a fixed body: answer from the preformatted pages.
+    fixed: bool,
+    scratch: ResponseScratch,
+    bodies: BodyPool,
+    /// Per-slot output buffers for the handler's framed responses: slot `i`
+    /// owns `out[i * out_cap..(i + 1) * out_cap]` (empty with a fixed body).
+    out: Box<[u8]>,
+    out_cap: usize,
     responses: Responses,
     limits: Limits,
     timeouts: Timeouts,
@@ -82,8 +98,25 @@ struct Batch {
 }
 
 impl<'a> Core<'a> {
-    fn new(config: &'a EngineConfig, sources: Sources, counters: &'a WorkerCounters) -> Core<'a> {
+    fn new(
+        config: &'a EngineConfig,
+        sources: Sources,
+        counters: &'a WorkerCounters,
+        handler: &'a mut dyn Handler,
+    ) -> Core<'a> {
         let carry_cap = config.max_header.max(1024);
+        let fixed_body = handler.fixed_body().map(<[u8]>::to_vec);
+        let fixed = fixed_body.is_some();
+        // Zeroed memory comes from the kernel lazily: only buffers used get pages.
+        let (scratch, bodies, out_cap) = if fixed {
+            (ResponseScratch::new(0), BodyPool::new(0, 0), 0)
+        } else {
+            let scratch = ResponseScratch::new(config.max_response);
+            // Room for two of the largest responses: pipelined answers go out together.
+            let out_cap = 2 * scratch.largest_framed();
+            let body_size = config.max_header + usize::try_from(config.max_body).unwrap_or(usize::MAX);
+            (scratch, BodyPool::new(config.body_buffers, body_size), out_cap)
+        };
         let mut counts = counters.snapshot();
         counts.live = 0;
         counters.pid.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
@@ -92,7 +125,13 @@ impl<'a> Core<'a> {
             config,
             channel_open: sources.channel.is_some(),
             sources,
-            responses: Responses::new(&config.body, SystemTime::now()),
+            handler,
+            fixed,
+            scratch,
+            bodies,
+            out: vec![0u8; config.max_conns * out_cap].into_boxed_slice(),
+            out_cap,
+            responses: Responses::new(fixed_body.as_deref().unwrap_or_default(), SystemTime::now()),
             limits: config.limits(),
             timeouts: Timeouts {
                 header_ms: millis(config.header_timeout),
@@ -116,12 +155,24 @@ impl<'a> Core<'a> {
     fn parts(&mut self, slot: u32) -> (&mut [u8], Context<'_>) {
         let base = slot as usize * self.carry_cap;
         let carry = &mut self.carry[base..base + self.carry_cap];
+        let out_base = slot as usize * self.out_cap;
+        let answering = if self.fixed {
+            Answering::Fixed
+        } else {
+            Answering::Dynamic(Dynamic {
+                handler: &mut *self.handler,
+                scratch: &mut self.scratch,
+                bodies: &mut self.bodies,
+            })
+        };
         let context = Context {
             now: self.now,
             limits: self.limits,
             timeouts: self.timeouts,
             responses: &mut self.responses,
             draining: self.draining,
+            answering,
+            out: &mut self.out[out_base..out_base + self.out_cap],
         };
         (carry, context)
     }

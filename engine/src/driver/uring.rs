@@ -222,7 +222,8 @@ impl<'a> UringWorker<'a> {
         if entry.conn.is_closed() {
             return self.begin_close(slot, generation);
         }
-        if let Some(header) = entry.conn.poll_send(&mut self.core.responses) {
+        let (_, mut ctx) = self.core.parts(slot);
+        if let Some(header) = entry.conn.poll_send(&mut ctx) {
             let fd = entry.fd.as_ref().map_or(-1, |f| f.as_raw_fd());
             let send = opcode::SendMsg::new(Fd(fd), header).flags(libc::MSG_NOSIGNAL as u32).build();
             self.push(send.user_data(token::encode(Op::Send, slot, generation)))?;
@@ -319,7 +320,8 @@ impl<'a> UringWorker<'a> {
     fn release_if_done(&mut self, slot: u32, generation: u32) {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return };
         if entry.closing && !entry.receiving && !entry.conn.is_sending() {
-            entry.conn.release(&mut self.core.responses);
+            let (_, mut ctx) = self.core.parts(slot);
+            entry.conn.release(&mut ctx);
             self.conns.remove(slot);
         }
     }

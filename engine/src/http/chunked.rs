@@ -79,10 +79,17 @@ impl ChunkedBody {
     /// extensions) over `limits.max_body` bytes, and a trailer section over
     /// `limits.max_header` bytes or `MAX_HEADERS` fields, as soon as it is over.
     pub fn feed(&mut self, input: &[u8], limits: &Limits) -> ChunkedProgress {
+        self.feed_with(input, limits, &mut |_| {})
+    }
+
+    /// [`ChunkedBody::feed`], handing each run of chunk data to `on_data`
+    /// (the body without its framing, in order).
+    pub fn feed_with(&mut self, input: &[u8], limits: &Limits, on_data: &mut impl FnMut(&[u8])) -> ChunkedProgress {
         let mut at = 0;
         while at < input.len() {
             if self.state == State::Data {
                 let take = (input.len() - at).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                on_data(&input[at..at + take]);
                 at += take;
                 self.size -= take as u64;
                 if self.size == 0 {

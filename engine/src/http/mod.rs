@@ -11,6 +11,7 @@ mod parser;
 
 pub use chunked::{ChunkedBody, ChunkedProgress};
 pub use limits::Limits;
+pub(crate) use limits::MAX_HEADERS;
 pub use parser::{RequestParser, Step};
 
 /// What the worker sends back for one request (or before it, for `Continue`).

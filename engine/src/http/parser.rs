@@ -1,5 +1,5 @@
 //! The request state machine: header block with `httparse`, then the body
-//! (by `Content-Length` or `chunked`), read and discarded.
+//! (by `Content-Length` or `chunked`), handed on or discarded.
 
 use std::mem::MaybeUninit;
 
@@ -45,8 +45,22 @@ impl RequestParser {
         matches!(self.state, State::Headers)
     }
 
+    /// The length of the body being read by `Content-Length`, still to come.
+    pub fn body_remaining(&self) -> Option<u64> {
+        match self.state {
+            State::Body { remaining, .. } => Some(remaining),
+            _ => None,
+        }
+    }
+
     /// Feeds the unconsumed input; call again with what is left after `consumed`.
     pub fn step(&mut self, input: &[u8], limits: &Limits) -> Step {
+        self.step_with(input, limits, &mut |_| {})
+    }
+
+    /// [`RequestParser::step`], handing the body's bytes (without chunked
+    /// framing) to `on_body` as they are consumed.
+    pub fn step_with(&mut self, input: &[u8], limits: &Limits, on_body: &mut impl FnMut(&[u8])) -> Step {
         match &mut self.state {
             State::Headers => match parse_head(input, limits) {
                 HeadResult::NeedMore => Step::NeedMore,
@@ -75,6 +89,7 @@ impl RequestParser {
                 let take = (input.len() as u64).min(*remaining);
                 *remaining -= take;
                 let consumed = take as usize;
+                on_body(&input[..consumed]);
                 if *remaining > 0 {
                     return Step::Advance { consumed, reply: None };
                 }
@@ -82,7 +97,7 @@ impl RequestParser {
                 self.state = State::Headers;
                 Step::Advance { consumed, reply: Some(reply) }
             }
-            State::Chunked { body, reply } => match body.feed(input, limits) {
+            State::Chunked { body, reply } => match body.feed_with(input, limits, on_body) {
                 ChunkedProgress::More => Step::Advance { consumed: input.len(), reply: None },
                 ChunkedProgress::Done { consumed } => {
                     let reply = *reply;

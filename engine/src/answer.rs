@@ -1,0 +1,305 @@
+//! Answering with the application's handler: the buffers made at start
+//! (request bodies that came in pieces, the response being written), the
+//! request view over the head's bytes, and the framing of what the handler
+//! wrote into a connection's output buffer.
+
+use std::mem::MaybeUninit;
+
+use crate::handler::{reason, Handler, Header, Request, Response, Version, Written};
+use crate::http::MAX_HEADERS;
+
+/// Room for the status line and the engine's own fields around a response:
+/// status line, `Server`, `Date`, `Content-Length` and `Connection`.
+const FRAMING: usize = 160;
+/// Room for the fields a handler writes.
+const FIELDS: usize = 4096;
+
+/// What a worker answering with its own handler needs.
+pub struct Dynamic<'a> {
+    /// The application.
+    pub handler: &'a mut dyn Handler,
+    /// Where the handler writes.
+    pub scratch: &'a mut ResponseScratch,
+    /// Buffers for requests whose body came in pieces.
+    pub bodies: &'a mut BodyPool,
+}
+
+impl std::fmt::Debug for Dynamic<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dynamic").field("bodies", &self.bodies).finish_non_exhaustive()
+    }
+}
+
+/// How a worker answers requests.
+#[derive(Debug)]
+pub enum Answering<'a> {
+    /// From the preformatted pages (a [`Handler::fixed_body`] handler).
+    Fixed,
+    /// With the application's handler.
+    Dynamic(Dynamic<'a>),
+}
+
+/// The buffers a handler writes its response into (one per worker).
+#[derive(Debug)]
+pub struct ResponseScratch {
+    fields: Box<[u8]>,
+    body: Box<[u8]>,
+}
+
+impl ResponseScratch {
+    /// Room for responses of up to `max_response` bytes of body.
+    pub fn new(max_response: usize) -> ResponseScratch {
+        ResponseScratch { fields: vec![0; FIELDS].into_boxed_slice(), body: vec![0; max_response].into_boxed_slice() }
+    }
+
+    /// The most bytes one framed response takes in an output buffer.
+    pub fn largest_framed(&self) -> usize {
+        FRAMING + FIELDS + self.body.len()
+    }
+}
+
+/// Fixed buffers for request bodies that did not arrive with their head,
+/// each big enough for a head and a body at their limits.
+#[derive(Debug)]
+pub struct BodyPool {
+    memory: Box<[u8]>,
+    size: usize,
+    free: Vec<u32>,
+}
+
+impl BodyPool {
+    /// `count` buffers of `size` bytes (the memory is touched only when used).
+    pub fn new(count: usize, size: usize) -> BodyPool {
+        BodyPool { memory: vec![0; count * size].into_boxed_slice(), size, free: (0..count as u32).rev().collect() }
+    }
+
+    /// A free buffer, or `None` when all are in use.
+    pub fn take(&mut self) -> Option<u32> {
+        self.free.pop()
+    }
+
+    /// Buffers not in use.
+    #[cfg(test)]
+    pub fn free_count(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Gives buffer `index` back.
+    pub fn give(&mut self, index: u32) {
+        debug_assert!(!self.free.contains(&index), "buffer {index} given back twice");
+        self.free.push(index);
+    }
+
+    /// Buffer `index`.
+    pub fn buffer(&mut self, index: u32) -> &mut [u8] {
+        let start = index as usize * self.size;
+        &mut self.memory[start..start + self.size]
+    }
+
+    /// The first `len` bytes of buffer `index`.
+    pub fn contents(&self, index: u32, len: usize) -> &[u8] {
+        let start = index as usize * self.size;
+        &self.memory[start..start + len.min(self.size)]
+    }
+}
+
+/// How the response ends the exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// HTTP/1.1 keep-alive: no `Connection` field.
+    KeepAlive,
+    /// An HTTP/1.0 client that asked for keep-alive.
+    KeepAlive10,
+    /// The connection closes after it.
+    Close,
+}
+
+/// Runs `handler` on the request in `head` (a complete header block) and
+/// `body`, and frames its response into `out`; returns the bytes written and
+/// whether the handler asked to close. `None` when `head` does not parse
+/// (it did once, so it cannot) or the response does not fit.
+#[allow(clippy::too_many_arguments)]
+pub fn answer(
+    handler: &mut dyn Handler,
+    scratch: &mut ResponseScratch,
+    head: &[u8],
+    body: &[u8],
+    head_only: bool,
+    framing: Framing,
+    date: &[u8],
+    out: &mut [u8],
+) -> Option<(usize, bool)> {
+    let mut storage = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    parsed.parse_with_uninit_headers(head, &mut storage).ok()?;
+    let mut fields = [Header { name: "", value: b"" }; MAX_HEADERS];
+    let count = parsed.headers.len();
+    for (field, header) in fields.iter_mut().zip(parsed.headers.iter()) {
+        *field = Header { name: header.name, value: header.value };
+    }
+    let request = Request {
+        method: parsed.method?,
+        target: parsed.path?,
+        version: if parsed.version == Some(0) { Version::Http10 } else { Version::Http11 },
+        headers: &fields[..count],
+        body,
+    };
+    let mut response = Response::new(&mut scratch.fields, &mut scratch.body);
+    handler.handle(&request, &mut response);
+    let written = response.parts();
+    let framing = if written.close { Framing::Close } else { framing };
+    let len = frame(&written, head_only, framing, date, out)?;
+    Some((len, written.close))
+}
+
+/// Writes status line, fields and body into `out`; `None` when it does not fit.
+fn frame(written: &Written<'_>, head_only: bool, framing: Framing, date: &[u8], out: &mut [u8]) -> Option<usize> {
+    let mut cursor = Cursor { out, at: 0 };
+    if written.broken {
+        return error_500(&mut cursor, framing, date);
+    }
+    let status = written.status;
+    cursor.put(b"HTTP/1.1 ")?;
+    cursor.number(u64::from(status))?;
+    cursor.put(b" ")?;
+    cursor.put(reason(status).as_bytes())?;
+    cursor.put(b"\r\n")?;
+    if !written.server_set {
+        cursor.put(b"Server: ringmaster\r\n")?;
+    }
+    cursor.put(b"Date: ")?;
+    cursor.put(date)?;
+    cursor.put(b"\r\n")?;
+    cursor.put(written.fields)?;
+    // 204 and 304 carry no body, and no length for one.
+    let bodyless = status == 204 || status == 304;
+    if !bodyless {
+        cursor.put(b"Content-Length: ")?;
+        cursor.number(written.body.len() as u64)?;
+        cursor.put(b"\r\n")?;
+    }
+    connection_field(&mut cursor, framing)?;
+    cursor.put(b"\r\n")?;
+    if !head_only && !bodyless {
+        cursor.put(written.body)?;
+    }
+    Some(cursor.at)
+}
+
+fn error_500(cursor: &mut Cursor<'_>, framing: Framing, date: &[u8]) -> Option<usize> {
+    cursor.put(b"HTTP/1.1 500 Internal Server Error\r\nServer: ringmaster\r\nDate: ")?;
+    cursor.put(date)?;
+    cursor.put(b"\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n")?;
+    connection_field(cursor, framing)?;
+    cursor.put(b"\r\nInternal Server Error\n")?;
+    Some(cursor.at)
+}
+
+fn connection_field(cursor: &mut Cursor<'_>, framing: Framing) -> Option<()> {
+    match framing {
+        Framing::KeepAlive => Some(()),
+        Framing::KeepAlive10 => cursor.put(b"Connection: keep-alive\r\n"),
+        Framing::Close => cursor.put(b"Connection: close\r\n"),
+    }
+}
+
+/// Writes into a fixed buffer, failing (`None`) rather than growing.
+struct Cursor<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Option<()> {
+        let room = self.out.get_mut(self.at..self.at + bytes.len())?;
+        room.copy_from_slice(bytes);
+        self.at += bytes.len();
+        Some(())
+    }
+
+    fn number(&mut self, mut n: u64) -> Option<()> {
+        let mut digits = [0u8; 20];
+        let mut first = digits.len();
+        loop {
+            first -= 1;
+            digits[first] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.put(&digits[first..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+
+    impl Handler for Echo {
+        fn handle(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
+            if req.path() == "/missing" {
+                res.status(404);
+                return;
+            }
+            if req.path() == "/close" {
+                res.close();
+            }
+            res.header("X-Method", req.method()).body(req.body());
+        }
+    }
+
+    const DATE: &[u8] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+
+    fn run(head: &[u8], body: &[u8], head_only: bool, framing: Framing) -> (String, bool) {
+        let mut handler = Echo;
+        let mut scratch = ResponseScratch::new(64);
+        let mut out = [0u8; 512];
+        let (len, close) =
+            answer(&mut handler, &mut scratch, head, body, head_only, framing, DATE, &mut out).expect("fits");
+        (String::from_utf8(out[..len].to_vec()).expect("ASCII"), close)
+    }
+
+    #[test]
+    fn the_engine_frames_what_the_handler_wrote() {
+        let (text, close) = run(b"POST /echo HTTP/1.1\r\nHost: a\r\n\r\n", b"hi", false, Framing::KeepAlive);
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nServer: ringmaster\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nX-Method: POST\r\n\
+             Content-Length: 2\r\n\r\nhi"
+        );
+        assert!(!close);
+    }
+
+    #[test]
+    fn head_gets_the_length_without_the_body_and_framing_is_kept() {
+        let (text, _) = run(b"HEAD / HTTP/1.0\r\n\r\n", b"", true, Framing::KeepAlive10);
+        assert!(text.ends_with("Content-Length: 0\r\nConnection: keep-alive\r\n\r\n"), "{text}");
+        let (text, close) = run(b"GET /close HTTP/1.1\r\nHost: a\r\n\r\n", b"", false, Framing::KeepAlive);
+        assert!(close);
+        assert!(text.contains("Connection: close\r\n"), "{text}");
+        let (text, _) = run(b"GET /missing HTTP/1.1\r\nHost: a\r\n\r\n", b"", false, Framing::KeepAlive);
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
+    }
+
+    #[test]
+    fn a_response_too_large_becomes_500() {
+        let (text, _) = run(b"POST / HTTP/1.1\r\nHost: a\r\n\r\n", &[b'x'; 100], false, Framing::KeepAlive);
+        assert!(text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\nInternal Server Error\n"), "{text}");
+    }
+
+    #[test]
+    fn body_buffers_are_lent_and_given_back() {
+        let mut pool = BodyPool::new(2, 8);
+        let a = pool.take().expect("one");
+        let b = pool.take().expect("two");
+        assert!(pool.take().is_none());
+        pool.buffer(a).copy_from_slice(b"12345678");
+        pool.give(a);
+        assert_eq!(pool.take(), Some(a));
+        assert_ne!(a, b);
+    }
+}

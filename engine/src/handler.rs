@@ -1,0 +1,351 @@
+//! The application's side of a worker: a [`Handler`] answers each request,
+//! reading a [`Request`] that borrows the engine's buffers and writing a
+//! [`Response`] into buffers made at start, so answering allocates nothing
+//! unless the handler itself does.
+
+use std::fmt;
+use std::io;
+
+/// Answers requests; one value per worker process.
+///
+/// ```
+/// use ringmaster_engine::handler::{Handler, Request, Response};
+///
+/// struct Hello;
+///
+/// impl Handler for Hello {
+///     fn handle(&mut self, _req: &Request<'_>, res: &mut Response<'_>) {
+///         res.header("Content-Type", "text/plain").body(b"hello world\n");
+///     }
+/// }
+/// ```
+pub trait Handler {
+    /// Answers one request. The engine adds `Date`, `Server` (unless set),
+    /// `Content-Length` and the keep-alive framing; a `HEAD` request is
+    /// answered without the body written here.
+    fn handle(&mut self, req: &Request<'_>, res: &mut Response<'_>);
+
+    /// A line the master broadcast to every worker (`ringmaster ctl PATH send TEXT`).
+    fn on_message(&mut self, message: &str) {
+        let _ = message;
+    }
+
+    /// The same body for every request, if that is all this handler does:
+    /// the engine then answers from preformatted pages and never calls
+    /// [`Handler::handle`].
+    fn fixed_body(&self) -> Option<&[u8]> {
+        None
+    }
+}
+
+/// The binary's default handler: `200 OK` with the same body for every request.
+#[derive(Clone, Debug)]
+pub struct FixedBody {
+    body: Vec<u8>,
+}
+
+impl FixedBody {
+    /// Answers every request with `body` (`Content-Type: text/plain`).
+    pub fn new(body: impl Into<Vec<u8>>) -> FixedBody {
+        FixedBody { body: body.into() }
+    }
+}
+
+impl Handler for FixedBody {
+    fn handle(&mut self, _req: &Request<'_>, res: &mut Response<'_>) {
+        res.header("Content-Type", "text/plain").body(&self.body);
+    }
+
+    fn fixed_body(&self) -> Option<&[u8]> {
+        Some(&self.body)
+    }
+}
+
+/// The HTTP version of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// HTTP/1.0.
+    Http10,
+    /// HTTP/1.1.
+    Http11,
+}
+
+/// One header field of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// The field name, as the client spelled it.
+    pub name: &'a str,
+    /// The field value, as sent (no surrounding whitespace).
+    pub value: &'a [u8],
+}
+
+/// A complete request, borrowed from the engine's buffers for the length of
+/// one [`Handler::handle`] call.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) target: &'a str,
+    pub(crate) version: Version,
+    pub(crate) headers: &'a [Header<'a>],
+    pub(crate) body: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    /// The method, e.g. `GET`.
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+
+    /// The request target as sent: path and query, e.g. `/search?q=x`.
+    pub fn target(&self) -> &'a str {
+        self.target
+    }
+
+    /// The path: the target up to `?`.
+    pub fn path(&self) -> &'a str {
+        self.target.split_once('?').map_or(self.target, |(path, _)| path)
+    }
+
+    /// The query: the target after `?`, if any.
+    pub fn query(&self) -> Option<&'a str> {
+        self.target.split_once('?').map(|(_, query)| query)
+    }
+
+    /// The HTTP version.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Every header field, in the order sent.
+    pub fn headers(&self) -> &'a [Header<'a>] {
+        self.headers
+    }
+
+    /// The value of the first field called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+    }
+
+    /// The complete body (a `chunked` one decoded), up to `--max-body` bytes.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+}
+
+/// A response being written: status, header fields and body go into buffers
+/// the engine made at start (`--max-response` bytes in all). Writing more
+/// than fits, or a header that is not a valid field, turns the answer into
+/// `500 Internal Server Error`.
+#[derive(Debug)]
+pub struct Response<'a> {
+    status: u16,
+    head: &'a mut [u8],
+    head_len: usize,
+    body: &'a mut [u8],
+    body_len: usize,
+    server_set: bool,
+    close: bool,
+    broken: bool,
+}
+
+/// Header fields the engine writes itself; a handler's own are ignored.
+const ENGINE_FIELDS: [&str; 4] = ["content-length", "transfer-encoding", "connection", "date"];
+
+impl<'a> Response<'a> {
+    pub(crate) fn new(head: &'a mut [u8], body: &'a mut [u8]) -> Response<'a> {
+        Response { status: 200, head, head_len: 0, body, body_len: 0, server_set: false, close: false, broken: false }
+    }
+
+    /// Sets the status code (`200` unless set); from 200 to 599.
+    pub fn status(&mut self, code: u16) -> &mut Self {
+        if (200..=599).contains(&code) {
+            self.status = code;
+        } else {
+            self.broken = true;
+        }
+        self
+    }
+
+    /// Adds a header field. `Content-Length`, `Transfer-Encoding`,
+    /// `Connection` and `Date` are the engine's and are ignored here.
+    pub fn header(&mut self, name: &str, value: impl AsRef<[u8]>) -> &mut Self {
+        let value = value.as_ref();
+        if !is_token(name) || !value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80) {
+            self.broken = true;
+            return self;
+        }
+        if ENGINE_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(name)) {
+            return self;
+        }
+        self.server_set |= name.eq_ignore_ascii_case("server");
+        let needed = name.len() + 2 + value.len() + 2;
+        let Some(room) = self.head.get_mut(self.head_len..self.head_len + needed) else {
+            self.broken = true;
+            return self;
+        };
+        let (name_part, rest) = room.split_at_mut(name.len());
+        name_part.copy_from_slice(name.as_bytes());
+        rest[..2].copy_from_slice(b": ");
+        rest[2..2 + value.len()].copy_from_slice(value);
+        rest[2 + value.len()..].copy_from_slice(b"\r\n");
+        self.head_len += needed;
+        self
+    }
+
+    /// Appends `bytes` to the body.
+    pub fn body(&mut self, bytes: &[u8]) -> &mut Self {
+        match self.body.get_mut(self.body_len..self.body_len + bytes.len()) {
+            Some(room) => {
+                room.copy_from_slice(bytes);
+                self.body_len += bytes.len();
+            }
+            None => self.broken = true,
+        }
+        self
+    }
+
+    /// Closes the connection after this response.
+    pub fn close(&mut self) -> &mut Self {
+        self.close = true;
+        self
+    }
+
+    pub(crate) fn parts(&self) -> Written<'_> {
+        Written {
+            status: self.status,
+            fields: &self.head[..self.head_len],
+            body: &self.body[..self.body_len],
+            server_set: self.server_set,
+            close: self.close,
+            broken: self.broken,
+        }
+    }
+}
+
+/// What a handler wrote, for the engine to frame.
+#[derive(Debug)]
+pub(crate) struct Written<'a> {
+    pub status: u16,
+    pub fields: &'a [u8],
+    pub body: &'a [u8],
+    pub server_set: bool,
+    pub close: bool,
+    pub broken: bool,
+}
+
+impl fmt::Write for Response<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.body(s.as_bytes());
+        if self.broken {
+            Err(fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl io::Write for Response<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.body(buf);
+        if self.broken {
+            Err(io::Error::new(io::ErrorKind::WriteZero, "the response is larger than --max-response"))
+        } else {
+            Ok(buf.len())
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// RFC 9110 `token`: the characters a field name may use.
+fn is_token(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// The reason phrase of `code`, or an empty one (which HTTP allows).
+pub(crate) fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        410 => "Gone",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use super::*;
+
+    #[test]
+    fn a_request_splits_its_target_and_finds_headers_by_any_case() {
+        let headers = [Header { name: "Content-Type", value: b"text/plain" }];
+        let req =
+            Request { method: "GET", target: "/a/b?x=1&y", version: Version::Http11, headers: &headers, body: b"" };
+        assert_eq!((req.path(), req.query()), ("/a/b", Some("x=1&y")));
+        assert_eq!(req.header("content-type"), Some(&b"text/plain"[..]));
+        assert_eq!(req.header("accept"), None);
+        let bare = Request { target: "/", ..req };
+        assert_eq!((bare.path(), bare.query()), ("/", None));
+    }
+
+    #[test]
+    fn a_response_keeps_its_fields_and_body_in_the_buffers_given() {
+        let (mut head, mut body) = ([0u8; 64], [0u8; 16]);
+        let mut res = Response::new(&mut head, &mut body);
+        res.status(201).header("X-A", "1").header("Content-Length", "99").body(b"ab");
+        write!(res, "{}", 7).expect("fits");
+        let written = res.parts();
+        assert_eq!(written.status, 201);
+        assert_eq!(written.fields, b"X-A: 1\r\n", "the engine's own fields are ignored");
+        assert_eq!(written.body, b"ab7");
+        assert!(!written.broken);
+    }
+
+    #[test]
+    fn too_much_or_invalid_breaks_the_response() {
+        let (mut head, mut body) = ([0u8; 64], [0u8; 4]);
+        let mut res = Response::new(&mut head, &mut body);
+        res.body(b"12345");
+        assert!(res.parts().broken, "over the body buffer");
+        let (mut head, mut body) = ([0u8; 64], [0u8; 4]);
+        let mut res = Response::new(&mut head, &mut body);
+        res.header("X-Bad", "a\r\nInjected: yes");
+        assert!(res.parts().broken, "CR LF in a value");
+        let (mut head, mut body) = ([0u8; 64], [0u8; 4]);
+        let mut res = Response::new(&mut head, &mut body);
+        res.header("Bad Name", "v");
+        assert!(res.parts().broken, "a space in a name");
+        let (mut head, mut body) = ([0u8; 64], [0u8; 4]);
+        let mut res = Response::new(&mut head, &mut body);
+        res.status(99);
+        assert!(res.parts().broken, "not a final status");
+    }
+}
