@@ -179,6 +179,9 @@ impl EpollReactor {
     fn retry(&mut self, fd: RawFd, writes: bool, out: &mut Vec<Completion>) {
         let Some(op) = self.parked.get_mut(&fd).and_then(|p| p.side(writes).take()) else { return };
         match self.attempt(&op, out) {
+            // An accept that ended stops listening: with no op parked, the
+            // listener (maybe shared with the workers) must not wake us.
+            Outcome::Done if matches!(op.kind, Kind::Accept) => self.watch_what_is_parked(fd),
             Outcome::Done => {
                 if self.parked.get(&fd).is_some_and(|p| p.read.is_none() && p.write.is_none()) {
                     self.parked.remove(&fd);
@@ -190,6 +193,26 @@ impl EpollReactor {
                 }
                 if let Some(parked) = self.parked.get_mut(&fd) {
                     *parked.side(writes) = Some(op);
+                }
+            }
+        }
+    }
+
+    /// After an op left `fd` for good (cancelled, or an accept ended):
+    /// watches only for what is still parked, or nothing. (A finished receive
+    /// or send does not come here: its interest is about to be renewed, and a
+    /// stale one costs at most a spurious wake-up.)
+    fn watch_what_is_parked(&mut self, fd: RawFd) {
+        match self.parked.get(&fd).filter(|p| p.read.is_some() || p.write.is_some()).map(Parked::interest) {
+            Some(interest) => {
+                // Failing leaves a wider interest than needed: spurious wake-ups at worst.
+                let _ = self.register(fd, interest);
+            }
+            None => {
+                self.parked.remove(&fd);
+                if self.registered.remove(&fd) {
+                    // Fails only if the fd is closed already, which removed it as well.
+                    let _ = sys::epoll_ctl(self.epoll.as_fd(), libc::EPOLL_CTL_DEL, fd, 0);
                 }
             }
         }
@@ -284,9 +307,9 @@ impl Reactor for EpollReactor {
             let mut sides = self.parked.values_mut().flat_map(|p| [&mut p.read, &mut p.write]);
             sides.find(|side| side.as_ref().is_some_and(|op| op.token == token)).and_then(Option::take)
         };
-        if fresh.or_else(parked).is_some() {
-            self.cancelled.push(completion(token, -libc::ECANCELED, false));
-        }
+        let Some(op) = fresh.or_else(parked) else { return Ok(()) };
+        self.watch_what_is_parked(op.fd);
+        self.cancelled.push(completion(token, -libc::ECANCELED, false));
         Ok(())
     }
 
@@ -324,5 +347,39 @@ impl Reactor for EpollReactor {
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// The fds the kernel has in this epoll instance (`tfd:` lines of its fdinfo).
+    fn watched(reactor: &EpollReactor) -> Vec<RawFd> {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", reactor.epoll.as_raw_fd())).expect("fdinfo");
+        info.lines()
+            .filter_map(|line| line.strip_prefix("tfd:"))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn a_cancelled_accept_stops_watching_the_listener() {
+        let mut reactor = EpollReactor::new().expect("epoll");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut out = Vec::with_capacity(8);
+        reactor.accept(listener.as_raw_fd(), 1).expect("accept");
+        reactor.timeout(Duration::from_millis(1), 2).expect("timeout");
+        reactor.wait(&mut out).expect("wait");
+        assert!(watched(&reactor).contains(&listener.as_raw_fd()), "the accept waits on the listener");
+        reactor.cancel(1).expect("cancel");
+        reactor.wait(&mut out).expect("wait");
+        assert_eq!(out.iter().map(|c| (c.token, c.result)).collect::<Vec<_>>(), [(1, -libc::ECANCELED)]);
+        assert!(
+            !watched(&reactor).contains(&listener.as_raw_fd()),
+            "a listener shared with the workers must not wake a master that does not accept"
+        );
     }
 }
