@@ -149,7 +149,7 @@ struct Master {
 
 impl Master {
     fn start(config: MasterConfig) -> Result<Master> {
-        // First, before anything can replace the file: workers start from this image.
+        // Workers start from the image this process runs, whatever later lands at its path.
         let image = OwnImage::open().context("cannot open the running binary (/proc/self/exe)")?;
         if config.workers == 0 || config.workers > MAX_SLOTS / 2 {
             return Err(Error::Config(format!("--workers must be between 1 and {}", MAX_SLOTS / 2)));
