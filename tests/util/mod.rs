@@ -27,6 +27,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_ringmaster");
 
 /// How long the master gets to print its listening line.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`Server::wait_exit`] waits for the log's last lines once the master has exited.
+const LOG_END_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// Default read/write timeout put on every client socket.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -298,6 +300,7 @@ impl Server {
             match self.child.try_wait() {
                 Ok(Some(s)) => {
                     self.exit = Some(s);
+                    self.wait_for_log_end(LOG_END_AFTER_EXIT);
                     return s;
                 }
                 Ok(None) => {}
@@ -313,6 +316,14 @@ impl Server {
             }
             thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Waits (at most `limit`) until stderr reaches its end: once the master
+    /// has exited, its last lines may still be in the pipe, not yet read. (A
+    /// worker that outlives the master keeps stderr open: then `limit` ends it.)
+    fn wait_for_log_end(&self, limit: Duration) {
+        let st = self.log.state.lock().unwrap();
+        let _ = self.log.cv.wait_timeout_while(st, limit, |st| !st.closed).unwrap();
     }
 
     /// Is the master still running?

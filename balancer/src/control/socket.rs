@@ -8,11 +8,17 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
 
 use crate::error::{Context, Error, Result};
+
+/// How long a socket must keep answering to be taken as a live master's.
+const LIVE_FOR: Duration = Duration::from_secs(1);
+/// How often it is tried meanwhile.
+const LIVE_CHECK_EVERY: Duration = Duration::from_millis(20);
 
 /// The master's listening control socket; the path is removed when it drops.
 #[derive(Debug)]
@@ -65,14 +71,25 @@ impl Drop for ControlSocket {
 
 /// True when something accepts connections on the socket at `path`; false
 /// when it is stale. The connect does not wait: a listener whose queue is
-/// full (a master that is busy or stopped) still counts as answering.
+/// full (a master that is busy or stopped) still counts as answering. A
+/// master that just died can leave its listener open for a moment (its
+/// io_uring, torn down after the process, still holds the socket), so only a
+/// socket that keeps answering for [`LIVE_FOR`] is taken as live.
 fn someone_answers(path: &Path) -> io::Result<bool> {
-    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
-    let probe = socket(AddressFamily::Unix, SockType::Stream, flags, None)?;
-    match connect(probe.as_raw_fd(), &UnixAddr::new(path)?) {
-        Ok(()) | Err(Errno::EAGAIN | Errno::EINPROGRESS) => Ok(true),
-        Err(Errno::ECONNREFUSED | Errno::ENOENT) => Ok(false),
-        Err(e) => Err(e.into()),
+    let address = UnixAddr::new(path)?;
+    let deadline = Instant::now() + LIVE_FOR;
+    loop {
+        let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+        let probe = socket(AddressFamily::Unix, SockType::Stream, flags, None)?;
+        match connect(probe.as_raw_fd(), &address) {
+            Ok(()) | Err(Errno::EAGAIN | Errno::EINPROGRESS) => {}
+            Err(Errno::ECONNREFUSED | Errno::ENOENT) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        if Instant::now() >= deadline {
+            return Ok(true);
+        }
+        std::thread::sleep(LIVE_CHECK_EVERY);
     }
 }
 
