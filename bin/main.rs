@@ -213,6 +213,7 @@ impl Cli {
             },
             engine: self.engine_config(),
             exec: WorkerExec { args: args.iter().skip(1).cloned().collect(), credentials },
+            program: args.first().cloned(),
         }
     }
 }

@@ -10,6 +10,8 @@
 //!   carry them to workers, holding, re-routing, refusing with `503`;
 //! - [`commands`]: what operators ask for, by signal or on the control
 //!   socket, and the graceful stop;
+//! - [`upgrade`]: binary upgrade, from either side: handing the sockets to a
+//!   new master, or taking them over from an old one;
 //! - [`stats`]: the stats line.
 //!
 //! Everything runs on one thread and one [`Reactor`] (io_uring or epoll):
@@ -27,10 +29,12 @@ mod dispatch;
 mod reload;
 mod stats;
 mod supervise;
+mod upgrade;
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -40,15 +44,18 @@ use ringmaster_engine::{choose_backend, Backend, StatsBlock};
 use crate::config::MasterConfig;
 use crate::cpus::{allowed_cpus, choose_cpus};
 use crate::error::{Context, Error, Result};
-use crate::listener::listen;
+use crate::listener::{adopt, listen, ListenerKey};
 use crate::modes::balance_for;
 use crate::reactor::{reactor_for, uring::CQ_ENTRIES, Completion, Reactor, Token};
 use crate::signals::signal_fd;
 use crate::spawn::OwnImage;
+use crate::upgrade::inherit::Inherited;
+use crate::upgrade::launch::upgrade_path;
 use commands::ControlState;
 use dispatch::Dispatch;
 use reload::Reload;
 use supervise::{Slot, Worker};
+use upgrade::Upgrades;
 
 /// Most worker processes at once (slots in the stats block), old and new together.
 pub const MAX_SLOTS: usize = 1024;
@@ -56,11 +63,12 @@ pub const MAX_SLOTS: usize = 1024;
 const TICK: Duration = Duration::from_millis(100);
 
 /// Signals the master handles.
-const SIGNALS: [Signal; 8] = [
+const SIGNALS: [Signal; 9] = [
     Signal::SIGTERM,
     Signal::SIGINT,
     Signal::SIGQUIT,
     Signal::SIGUSR1,
+    Signal::SIGUSR2,
     Signal::SIGCHLD,
     Signal::SIGHUP,
     Signal::SIGTTIN,
@@ -80,10 +88,11 @@ enum Op {
     ControlAccept,
     ControlRecv,
     ControlSend,
+    UpgradeChannel,
 }
 
 impl Op {
-    const ALL: [Op; 8] = [
+    const ALL: [Op; 9] = [
         Op::Signal,
         Op::Accept,
         Op::LaneSend,
@@ -92,6 +101,7 @@ impl Op {
         Op::ControlAccept,
         Op::ControlRecv,
         Op::ControlSend,
+        Op::UpgradeChannel,
     ];
 
     fn token(self, index: usize, epoch: u32) -> Token {
@@ -111,6 +121,7 @@ pub fn run_master(config: MasterConfig) -> Result<()> {
     let mut master = Master::start(config)?;
     master.serve().context("the master's event loop failed")?;
     master.print_stats();
+    master.log_handed_over();
     Ok(())
 }
 
@@ -131,6 +142,8 @@ struct Master {
     backend: Backend,
     config: MasterConfig,
     image: OwnImage,
+    /// The file `upgrade` runs: the path this master was started from.
+    upgrade_path: Option<PathBuf>,
     listener: OwnedFd,
     signals: OwnedFd,
     stats: StatsBlock,
@@ -141,6 +154,7 @@ struct Master {
     dispatch: Dispatch,
     reload: Reload,
     control: Option<ControlState>,
+    upgrades: Upgrades,
     stopping: Option<Stopping>,
     /// The bound address and the latest time to log it, until it is logged.
     listening: Option<(SocketAddr, Instant)>,
@@ -149,8 +163,11 @@ struct Master {
 
 impl Master {
     fn start(config: MasterConfig) -> Result<Master> {
+        // What an old master handed down (`upgrade`), owned before anything else opens an fd.
+        let mut inherited = Inherited::from_env()?;
         // Workers start from the image this process runs, whatever later lands at its path.
         let image = OwnImage::open().context("cannot open the running binary (/proc/self/exe)")?;
+        let upgrade_path = upgrade_path(config.program.as_deref(), &image);
         if config.workers == 0 || config.workers > MAX_SLOTS / 2 {
             return Err(Error::Config(format!("--workers must be between 1 and {}", MAX_SLOTS / 2)));
         }
@@ -164,9 +181,18 @@ impl Master {
             Err(e) => crate::log!("cannot raise the open-file limit: {e}"),
         }
         let cpus = if config.pin { choose_cpus(config.cpus.as_deref(), &allowed_cpus())? } else { Vec::new() };
-        let (listener, local) =
-            listen(config.bind, config.backlog).context(format_args!("cannot listen on {}", config.bind))?;
-        let control = config.control.as_deref().map(ControlState::bind).transpose()?;
+        let (listener, local) = match inherited.as_mut().and_then(|i| i.take_listener(ListenerKey::Main)) {
+            Some(fd) => adopt(fd, config.bind).context(format_args!("the listener handed down for {}", config.bind))?,
+            None => listen(config.bind, config.backlog).context(format_args!("cannot listen on {}", config.bind))?,
+        };
+        let handed_control = inherited.as_mut().and_then(Inherited::take_control);
+        let control = match (config.control.as_deref(), handed_control) {
+            (Some(path), Some(fd)) => Some(ControlState::inherited(fd, path)?),
+            (Some(path), None) => Some(ControlState::bind(path)?),
+            (None, _) => None,
+        };
+        let handed_path = config.control.as_deref().filter(|_| control.is_some());
+        let takeover = inherited.map(|inherited| upgrade::take_over(inherited, local, handed_path));
         let signals = signal_fd(&SIGNALS).context("cannot set up signals")?;
         let (stats, stats_fd) = StatsBlock::create_shared(MAX_SLOTS).context("cannot create the stats block")?;
         let reactor = reactor_for(backend).context(format_args!("cannot start the {} event loop", backend.name()))?;
@@ -174,6 +200,7 @@ impl Master {
             reactor,
             backend,
             image,
+            upgrade_path,
             listener,
             signals,
             stats,
@@ -184,6 +211,7 @@ impl Master {
             dispatch: Dispatch::new(balance_for(config.mode)),
             reload: Reload::default(),
             control,
+            upgrades: Upgrades::taking_over(takeover),
             stopping: None,
             listening: None,
             completions: Vec::with_capacity(CQ_ENTRIES as usize),
@@ -209,16 +237,18 @@ impl Master {
             }
             self.completions = batch;
             self.notice_ready()?;
+            self.step_upgrade()?;
             self.pump_lanes()?;
         }
         Ok(())
     }
 
-    /// Stopping, and every worker is gone: done once control clients have
-    /// read their last replies (at most a second more).
+    /// Stopping, every worker is gone and so is a new master that failed:
+    /// done once control clients have read their last replies (at most a
+    /// second more).
     fn done(&mut self) -> bool {
         let Some(stopping) = self.stopping.as_mut() else { return false };
-        if self.slots.iter().any(|s| s.process.is_some()) {
+        if self.slots.iter().any(|s| s.process.is_some()) || self.upgrades.waits_for_child() {
             return false;
         }
         let replying = self.control.as_ref().is_some_and(|c| c.clients.has_pending_output());
@@ -244,6 +274,7 @@ impl Master {
             Op::ControlAccept => self.on_control_accept(result, more, accepted),
             Op::ControlRecv => self.on_control_recv(index, epoch, result),
             Op::ControlSend => self.on_control_sent(index, epoch, result),
+            Op::UpgradeChannel => self.on_upgrade_channel(epoch, more),
         }
     }
 
@@ -261,6 +292,7 @@ impl Master {
                 self.arm_control_accept()?;
             }
         }
+        self.watch_upgrade()?;
         self.expire_control_clients()?;
         self.watch_heartbeats();
         self.watch_fd_limits();
