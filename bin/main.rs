@@ -80,7 +80,8 @@ struct Cli {
     #[arg(long, default_value = "30", value_parser = parse_seconds)]
     body_timeout: Duration,
 
-    /// Seconds workers get to finish their connections on shutdown before they are killed.
+    /// Seconds workers get to finish their connections on shutdown before they
+    /// are killed; also how long a new master (`upgrade`) has to be ready.
     #[arg(long, default_value = "30", value_parser = parse_seconds)]
     shutdown_timeout: Duration,
 
@@ -92,7 +93,7 @@ struct Cli {
     body: Body,
 
     /// Create a control socket (mode 0600) at this path: `status`, `reload`,
-    /// `scale N`, `stop`; see `ringmaster ctl`.
+    /// `scale N`, `upgrade`, `stop`; see `ringmaster ctl`.
     #[arg(long)]
     control: Option<PathBuf>,
 
@@ -125,7 +126,7 @@ enum SubCommand {
     Ctl {
         /// The master's `--control` path.
         path: PathBuf,
-        /// `status`, `reload`, `scale N` or `stop`.
+        /// `status`, `reload`, `scale N`, `upgrade` or `stop`.
         #[arg(required = true, num_args = 1..)]
         command: Vec<String>,
     },
