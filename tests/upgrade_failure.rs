@@ -79,7 +79,7 @@ fn a_new_file_that_exits_1_fails_the_upgrade_and_the_old_master_serves_on() {
 fn a_new_master_never_ready_is_stopped_after_the_timeout_and_a_second_upgrade_meanwhile_is_refused() {
     let dir = TempDir::new("upgrade-late");
     let control = dir.join("control.sock");
-    let (s, load, workers) = serving(&dir, &["--shutdown-timeout", "3"]);
+    let (s, load, workers) = serving(&dir, &["--shutdown-timeout", "5"]);
     // It keeps every fd it was handed and never says a word.
     replace_by_rename(&dir.join("ringmaster"), Replacement::Script("#!/bin/sh\nexec sleep 60\n"));
     let first = {
@@ -103,7 +103,7 @@ fn a_new_master_never_ready_is_stopped_after_the_timeout_and_a_second_upgrade_me
     );
 
     let (code, out, _) = first.join().expect("the first ctl");
-    let reason = format!("the new master (pid {pid}) was not ready within 3.0 s (--shutdown-timeout)");
+    let reason = format!("the new master (pid {pid}) was not ready within 5.0 s (--shutdown-timeout)");
     assert_eq!((code, out), (1, format!("error: upgrade failed: {reason}")));
     s.wait_for_log(|l| l.contains(&format!("upgrade: stopping the new master (pid {pid})")), Duration::from_secs(5));
     s.wait_for_log(

@@ -100,13 +100,18 @@ enum Phase {
 /// took its sockets, and a log line saying what was taken over.
 pub(super) fn take_over(inherited: Inherited, local: SocketAddr, control: Option<&Path>) -> Takeover {
     let control = control.map_or_else(String::new, |path| format!(" and the control socket {}", path.display()));
-    crate::log!("upgrade: taking over from pid {}: listening on {local}{control}", inherited.from());
+    crate::log!(
+        "upgrade: taking over from pid {}: listening on {local}{control}; this master counts from zero",
+        inherited.from()
+    );
     inherited.into_takeover()
 }
 
 impl Master {
     /// Every listening socket this master holds, under the key a new master
-    /// takes each over by.
+    /// takes each over by: all of them go to the new master. (A mode that
+    /// keeps a listener per worker slot lists each as `ListenerKey::Slot`,
+    /// and `Master::start` takes each back with `Inherited::take_listener`.)
     pub(super) fn listening_sockets(&self) -> Vec<(ListenerKey, BorrowedFd<'_>)> {
         use std::os::fd::AsFd;
         vec![(ListenerKey::Main, self.listener.as_fd())]
