@@ -354,6 +354,12 @@ impl Connection {
         Some(self.outgoing.header())
     }
 
+    /// The send just returned by [`Connection::poll_send`] when it is one
+    /// slice: start and length, for a plain `send`.
+    pub fn single_slice(&self) -> Option<(*const u8, usize)> {
+        self.outgoing.single_slice()
+    }
+
     /// True while the driver should read from the socket.
     pub fn wants_read(&self) -> bool {
         !self.read_closed && matches!(self.phase, Phase::Reading | Phase::Finishing { .. } | Phase::Lingering)

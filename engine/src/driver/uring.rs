@@ -224,8 +224,12 @@ impl<'a> UringWorker<'a> {
         }
         let (_, mut ctx) = self.core.parts(slot);
         if let Some(header) = entry.conn.poll_send(&mut ctx) {
-            let fd = entry.fd.as_ref().map_or(-1, |f| f.as_raw_fd());
-            let send = opcode::SendMsg::new(Fd(fd), header).flags(libc::MSG_NOSIGNAL as u32).build();
+            let fd = Fd(entry.fd.as_ref().map_or(-1, |f| f.as_raw_fd()));
+            // One slice (a keep-alive answer) needs no msghdr: a plain send is cheaper.
+            let send = match entry.conn.single_slice() {
+                Some((start, len)) => opcode::Send::new(fd, start, len as u32).flags(libc::MSG_NOSIGNAL).build(),
+                None => opcode::SendMsg::new(fd, header).flags(libc::MSG_NOSIGNAL as u32).build(),
+            };
             self.push(send.user_data(token::encode(Op::Send, slot, generation)))?;
         }
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
