@@ -16,7 +16,7 @@ use ringmaster_balancer::cpus::{allowed_cpus, default_workers, parse_cpu_list};
 use ringmaster_balancer::privileges::{self, Credentials};
 use ringmaster_balancer::title::{set_process_title, set_thread_name, MASTER_THREAD_NAME, MASTER_TITLE};
 use ringmaster_balancer::{identity_from_env, run_master, run_worker, MasterConfig, Mode, WorkerExec};
-use ringmaster_engine::{EngineConfig, FixedBody};
+use ringmaster_engine::{BackendChoice, EngineConfig, FixedBody};
 
 /// Node's cluster at the limit of Linux: a master balancing connections over
 /// pinned io_uring worker processes, each an HTTP/1.1 responder.
@@ -101,6 +101,11 @@ struct Cli {
     #[arg(long, default_value = "30", value_parser = parse_watchdog)]
     watchdog: Duration,
 
+    /// Kernel interface for the event loops: `auto` (io_uring if this process
+    /// may use it, else epoll, saying why), `uring` (or fail), or `epoll`.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
+
     /// Run workers as this user, with its groups, from just before they serve;
     /// the master stays root (it binds, creates sockets and signals workers)
     /// [default: the master's user].
@@ -132,6 +137,13 @@ enum ModeArg {
     Shared,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BackendArg {
+    Auto,
+    Uring,
+    Epoll,
+}
+
 #[derive(Clone, Debug)]
 struct CpuList(Vec<usize>);
 
@@ -143,7 +155,7 @@ fn parse_body(text: &str) -> Result<Body, String> {
     escapes::unescape(text).map(Body)
 }
 
-fn parse_cpus(text: &str) -> Result<CpuList, String> {
+fn parse_cpus(text: &str) -> Result<CpuList, ringmaster_balancer::Error> {
     parse_cpu_list(text).map(CpuList)
 }
 
@@ -194,6 +206,11 @@ impl Cli {
             shutdown_timeout: self.shutdown_timeout,
             control: self.control.clone(),
             watchdog: (!self.watchdog.is_zero()).then_some(self.watchdog),
+            backend: match self.backend {
+                BackendArg::Auto => BackendChoice::Auto,
+                BackendArg::Uring => BackendChoice::Uring,
+                BackendArg::Epoll => BackendChoice::Epoll,
+            },
             engine: self.engine_config(),
             exec: WorkerExec { args: args.iter().skip(1).cloned().collect(), credentials },
         }

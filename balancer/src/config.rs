@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ringmaster_engine::EngineConfig;
+use ringmaster_engine::{BackendChoice, EngineConfig};
 
 use crate::privileges::Credentials;
 
@@ -51,6 +51,9 @@ pub struct MasterConfig {
     pub control: Option<PathBuf>,
     /// Kill a worker whose loop has not turned for this long.
     pub watchdog: Option<Duration>,
+    /// The kernel interface asked for (`--backend`); the master resolves it
+    /// once and every worker runs on what it chose.
+    pub backend: BackendChoice,
     /// What every worker runs with.
     pub engine: EngineConfig,
     /// How every worker process is executed.

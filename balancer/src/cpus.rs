@@ -1,7 +1,9 @@
 //! CPU sets: parsing `--cpus 0,2-3` and choosing worker k's CPU.
 
+use crate::error::{Error, Result};
+
 /// Parses a CPU list such as `0,2-3` into CPU ids, in order, without repeats.
-pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
+pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>> {
     let mut cpus = Vec::new();
     for part in text.split(',').map(str::trim) {
         let (first, last) = match part.split_once('-') {
@@ -12,7 +14,7 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
             }
         };
         if first > last {
-            return Err(format!("bad CPU range '{part}' in '{text}': it runs backwards"));
+            return Err(Error::Config(format!("bad CPU range '{part}' in '{text}': it runs backwards")));
         }
         for cpu in first..=last {
             if !cpus.contains(&cpu) {
@@ -23,12 +25,12 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
     Ok(cpus)
 }
 
-fn parse_cpu(text: &str, whole: &str) -> Result<usize, String> {
+fn parse_cpu(text: &str, whole: &str) -> Result<usize> {
     let text = text.trim();
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("bad CPU list '{whole}': expected numbers and ranges like 0,2-3"));
+        return Err(Error::Config(format!("bad CPU list '{whole}': expected numbers and ranges like 0,2-3")));
     }
-    text.parse().map_err(|_| format!("bad CPU list '{whole}': '{text}' is too large"))
+    text.parse().map_err(|_| Error::Config(format!("bad CPU list '{whole}': '{text}' is too large")))
 }
 
 /// The CPUs this process may run on.
@@ -39,18 +41,19 @@ pub fn allowed_cpus() -> Vec<usize> {
 }
 
 /// Checks a requested set against the allowed one; `None` requests all allowed CPUs.
-pub fn choose_cpus(requested: Option<&[usize]>, allowed: &[usize]) -> Result<Vec<usize>, String> {
+pub fn choose_cpus(requested: Option<&[usize]>, allowed: &[usize]) -> Result<Vec<usize>> {
     let Some(requested) = requested else {
         if allowed.is_empty() {
-            return Err("cannot read the CPUs this process may run on".to_string());
+            return Err(Error::Config("cannot read the CPUs this process may run on".to_string()));
         }
         return Ok(allowed.to_vec());
     };
     if requested.is_empty() {
-        return Err("--cpus names no CPU".to_string());
+        return Err(Error::Config("--cpus names no CPU".to_string()));
     }
     if let Some(bad) = requested.iter().find(|cpu| !allowed.contains(cpu)) {
-        return Err(format!("CPU {bad} is not available to this process (allowed: {})", format_cpu_list(allowed)));
+        let allowed = format_cpu_list(allowed);
+        return Err(Error::Config(format!("CPU {bad} is not available to this process (allowed: {allowed})")));
     }
     Ok(requested.to_vec())
 }
@@ -96,8 +99,8 @@ mod tests {
 
     #[test]
     fn lists_and_ranges() {
-        assert_eq!(parse_cpu_list("0,2-3"), Ok(vec![0, 2, 3]));
-        assert_eq!(parse_cpu_list(" 1 , 1-2 "), Ok(vec![1, 2]));
+        assert_eq!(parse_cpu_list("0,2-3").ok(), Some(vec![0, 2, 3]));
+        assert_eq!(parse_cpu_list(" 1 , 1-2 ").ok(), Some(vec![1, 2]));
         assert!(parse_cpu_list("3-1").is_err());
         assert!(parse_cpu_list("a").is_err());
         assert!(parse_cpu_list("1,,2").is_err());
@@ -113,9 +116,9 @@ mod tests {
 
     #[test]
     fn requested_cpus_must_be_allowed() {
-        assert_eq!(choose_cpus(Some(&[1]), &[0, 1]), Ok(vec![1]));
-        assert!(choose_cpus(Some(&[7]), &[0, 1]).unwrap_err().contains("CPU 7"));
-        assert_eq!(choose_cpus(None, &[0, 1]), Ok(vec![0, 1]));
+        assert_eq!(choose_cpus(Some(&[1]), &[0, 1]).ok(), Some(vec![1]));
+        assert!(choose_cpus(Some(&[7]), &[0, 1]).unwrap_err().to_string().contains("CPU 7"));
+        assert_eq!(choose_cpus(None, &[0, 1]).ok(), Some(vec![0, 1]));
         assert_eq!(format_cpu_list(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
     }
 

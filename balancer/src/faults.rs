@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use ringmaster_engine::Faults;
 
+use crate::error::{Error, Result};
+
 /// The environment variable the faults are read from.
 pub const ENV_FAULT: &str = "RINGMASTER_FAULT";
 
@@ -28,15 +30,15 @@ pub struct WorkerFaults {
 }
 
 /// Parses `text` for worker `id`; an unknown fault is an error naming it.
-pub fn faults_for(id: usize, text: &str) -> Result<WorkerFaults, String> {
+pub fn faults_for(id: usize, text: &str) -> Result<WorkerFaults> {
     let mut faults = WorkerFaults::default();
     for item in text.split(',').map(str::trim).filter(|item| !item.is_empty()) {
         let parts: Vec<&str> = item.split(':').collect();
-        let number = |at: usize| -> Result<u64, String> {
+        let number = |at: usize| -> Result<u64> {
             parts
                 .get(at)
                 .and_then(|p| p.parse().ok())
-                .ok_or_else(|| format!("{ENV_FAULT}: '{item}' needs a number in place {at}"))
+                .ok_or_else(|| Error::WorkerEnv(format!("{ENV_FAULT}: '{item}' needs a number in place {at}")))
         };
         match parts[0] {
             "exit-at-start" => faults.exit_at_start = true,
@@ -53,9 +55,9 @@ pub fn faults_for(id: usize, text: &str) -> Result<WorkerFaults, String> {
                 }
             }
             _ => {
-                return Err(format!(
+                return Err(Error::WorkerEnv(format!(
                 "{ENV_FAULT}: unknown fault '{item}' (exit-at-start, skip-setuid, stall:ID:MS[:AFTER_MS], slow:ID:US)"
-            ))
+            )))
             }
         }
     }
@@ -85,8 +87,8 @@ mod tests {
 
     #[test]
     fn nonsense_is_refused_by_name() {
-        assert!(faults_for(1, "explode").unwrap_err().contains("'explode'"));
-        assert!(faults_for(1, "stall:x:5").unwrap_err().contains("number"));
+        assert!(faults_for(1, "explode").unwrap_err().to_string().contains("'explode'"));
+        assert!(faults_for(1, "stall:x:5").unwrap_err().to_string().contains("number"));
         assert!(faults_for(1, "slow:1").is_err());
     }
 }

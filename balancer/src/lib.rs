@@ -2,26 +2,34 @@
 //! starts the workers (re-executing its own binary), hands connections to
 //! them (`rr`) or lets them accept (`shared`), and supervises them.
 //!
-//! One file per concern: [`config`], [`control`] (the control socket), [`cpus`], [`listener`], [`spawn`] and
-//! [`worker_role`] (both ends of starting a worker), [`lanes`] (fd hand-off),
-//! [`rr`] (the round-robin choice), [`refuse`] (`503` for connections no worker can take), [`rlimit`], [`signals`],
-//! [`log`] (whole-line stderr writes), [`stats_line`], [`title`] (what `ps` shows), [`privileges`] (`--user`,
-//! `--group`), and [`master`] (the loop that ties them together).
+//! One concern per module: [`master`] (the loop, and beside it supervision,
+//! reload and scale, dispatch, commands, stats), [`modes`] (how connections
+//! reach workers: one file per mode), [`handoff`] (fd custody until a worker
+//! acknowledges), [`reactor`] (the master's I/O on io_uring or epoll),
+//! [`control`] (the control socket and `ringmaster ctl`), [`spawn`] and
+//! [`worker_role`] (both ends of starting a worker), [`config`], [`cpus`],
+//! [`listener`], [`refuse`] (`503` for connections no worker can take),
+//! [`rlimit`], [`signals`], [`log`] (whole-line stderr writes),
+//! [`stats_line`], [`title`] (what `ps` shows), [`privileges`] (`--user`,
+//! `--group`), [`faults`] (fault injection for tests) and [`error`] (the
+//! crate's one error type).
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod control;
 pub mod cpus;
+pub mod error;
 pub mod faults;
-pub mod lanes;
+pub mod handoff;
 pub mod listener;
 pub mod log;
 pub mod master;
+pub mod modes;
 pub mod privileges;
+pub mod reactor;
 pub mod refuse;
 pub mod rlimit;
-pub mod rr;
 pub mod signals;
 pub mod spawn;
 pub mod stats_line;
@@ -29,5 +37,6 @@ pub mod title;
 pub mod worker_role;
 
 pub use config::{MasterConfig, Mode, WorkerExec};
+pub use error::{Error, Result};
 pub use master::run_master;
 pub use worker_role::{identity_from_env, run_worker};

@@ -13,6 +13,8 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::{getgroups, getppid, getresgid, getresuid, setgid, setgroups, setuid, Gid, Group, Uid, User};
 
+use crate::error::{Context, Error, Result};
+
 /// Environment variable with the uid a worker switches to (absent: it keeps its user).
 pub const ENV_UID: &str = "RINGMASTER_UID";
 /// Environment variable with the gid a worker switches to (absent: no switch at all).
@@ -39,12 +41,13 @@ pub struct Credentials {
 /// Resolves `--user` and `--group` by name (`getpwnam_r`, `getgrnam_r`,
 /// `getgrouplist`), once, in the master; `None` when neither is given. An
 /// unknown name, or `--user root`, is an error for the command line.
-pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Credentials>, String> {
+pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Credentials>> {
+    let config = |message: String| Error::Config(message);
     let group = match group {
         Some(name) => Some(
             Group::from_name(name)
-                .map_err(|e| format!("cannot look up group '{name}' (--group): {e}"))?
-                .ok_or_else(|| format!("unknown group '{name}' (--group)"))?
+                .map_err(|e| config(format!("cannot look up group '{name}' (--group): {e}")))?
+                .ok_or_else(|| config(format!("unknown group '{name}' (--group)")))?
                 .gid,
         ),
         None => None,
@@ -53,15 +56,16 @@ pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Credent
         return Ok(group.map(|gid| Credentials { uid: None, gid: gid.as_raw(), groups: vec![gid.as_raw()] }));
     };
     let user = User::from_name(name)
-        .map_err(|e| format!("cannot look up user '{name}' (--user): {e}"))?
-        .ok_or_else(|| format!("unknown user '{name}' (--user)"))?;
+        .map_err(|e| config(format!("cannot look up user '{name}' (--user): {e}")))?
+        .ok_or_else(|| config(format!("unknown user '{name}' (--user)")))?;
     if user.uid.is_root() {
-        return Err(format!("--user {name} is root: workers would keep every privilege (leave --user out instead)"));
+        let why = format!("--user {name} is root: workers would keep every privilege (leave --user out instead)");
+        return Err(config(why));
     }
     let gid = group.unwrap_or(user.gid);
-    let c_name = CString::new(name).map_err(|_| format!("user name '{name}' contains NUL"))?;
+    let c_name = CString::new(name).map_err(|_| config(format!("user name '{name}' contains NUL")))?;
     let mut groups: Vec<u32> = nix::unistd::getgrouplist(&c_name, gid)
-        .map_err(|e| format!("cannot list the groups of user '{name}' (--user): {e}"))?
+        .map_err(|e| config(format!("cannot list the groups of user '{name}' (--user): {e}")))?
         .into_iter()
         .map(Gid::as_raw)
         .collect();
@@ -72,10 +76,11 @@ pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Credent
 
 /// Checks, in the master, that workers will be able to switch: it needs
 /// `CAP_SETGID`, and `CAP_SETUID` for `--user` (it runs as root, or has them).
-pub fn check_can_switch(credentials: &Credentials) -> Result<(), String> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| format!("cannot read /proc/self/status to check privileges: {e}"))?;
-    let effective = effective_capabilities(&status).ok_or("cannot read CapEff in /proc/self/status")?;
+pub fn check_can_switch(credentials: &Credentials) -> Result<()> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status to check privileges")?;
+    let effective = effective_capabilities(&status)
+        .ok_or_else(|| Error::Config("cannot read CapEff in /proc/self/status".to_string()))?;
     let mut needed = vec![(CAP_SETGID, "CAP_SETGID")];
     if credentials.uid.is_some() {
         needed.push((CAP_SETUID, "CAP_SETUID"));
@@ -85,7 +90,7 @@ pub fn check_can_switch(credentials: &Credentials) -> Result<(), String> {
         return Ok(());
     }
     let flag = if credentials.uid.is_some() { "--user" } else { "--group" };
-    Err(format!("{flag} needs the master to start as root (it lacks {})", missing.join(" and ")))
+    Err(Error::Config(format!("{flag} needs the master to start as root (it lacks {})", missing.join(" and "))))
 }
 
 fn effective_capabilities(status: &str) -> Option<u64> {
@@ -115,24 +120,26 @@ impl Credentials {
     }
 
     /// The credentials the master put in this worker's environment, if any.
-    pub fn from_env() -> Result<Option<Credentials>, String> {
+    pub fn from_env() -> Result<Option<Credentials>> {
         let var = |name: &str| std::env::var(name).ok();
         parse_env(var(ENV_UID).as_deref(), var(ENV_GID).as_deref(), var(ENV_GROUPS).as_deref())
     }
 }
 
-fn parse_env(uid: Option<&str>, gid: Option<&str>, groups: Option<&str>) -> Result<Option<Credentials>, String> {
+fn parse_env(uid: Option<&str>, gid: Option<&str>, groups: Option<&str>) -> Result<Option<Credentials>> {
     let Some(gid) = gid else {
         return match uid {
-            Some(_) => Err(format!("{ENV_UID} is set without {ENV_GID}")),
+            Some(_) => Err(Error::WorkerEnv(format!("{ENV_UID} is set without {ENV_GID}"))),
             None => Ok(None),
         };
     };
-    let id = |name: &str, text: &str| text.parse::<u32>().map_err(|_| format!("{name}={text:?} is not an id"));
+    let id = |name: &str, text: &str| {
+        text.parse::<u32>().map_err(|_| Error::WorkerEnv(format!("{name}={text:?} is not an id")))
+    };
     let uid = uid.map(|u| id(ENV_UID, u)).transpose()?;
     let gid = id(ENV_GID, gid)?;
     let groups = groups.unwrap_or_default();
-    let groups = groups.split(',').map(|g| id(ENV_GROUPS, g)).collect::<Result<Vec<u32>, String>>()?;
+    let groups = groups.split(',').map(|g| id(ENV_GROUPS, g)).collect::<Result<Vec<u32>>>()?;
     Ok(Some(Credentials { uid, gid, groups }))
 }
 
@@ -209,9 +216,9 @@ mod tests {
         for c in [user, group] {
             let env = c.to_env();
             let get = |name: &str| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
-            assert_eq!(parse_env(get(ENV_UID), get(ENV_GID), get(ENV_GROUPS)), Ok(Some(c.clone())));
+            assert_eq!(parse_env(get(ENV_UID), get(ENV_GID), get(ENV_GROUPS)).ok(), Some(Some(c.clone())));
         }
-        assert_eq!(parse_env(None, None, None), Ok(None));
+        assert_eq!(parse_env(None, None, None).ok(), Some(None));
         assert!(parse_env(Some("1"), None, None).is_err());
         assert!(parse_env(None, Some("x"), Some("1")).is_err());
         assert!(parse_env(None, Some("1"), Some("1,,2")).is_err());
@@ -219,11 +226,11 @@ mod tests {
 
     #[test]
     fn names_resolve_or_fail_with_one_line() {
-        assert_eq!(resolve(None, None), Ok(None));
+        assert_eq!(resolve(None, None).ok(), Some(None));
         let unknown = resolve(Some("ringmaster-no-such-user"), None).unwrap_err();
-        assert_eq!(unknown, "unknown user 'ringmaster-no-such-user' (--user)");
-        assert!(resolve(None, Some("ringmaster-no-such-group")).unwrap_err().contains("unknown group"));
-        assert!(resolve(Some("root"), None).unwrap_err().contains("root"));
+        assert_eq!(unknown.to_string(), "unknown user 'ringmaster-no-such-user' (--user)");
+        assert!(resolve(None, Some("ringmaster-no-such-group")).unwrap_err().to_string().contains("unknown group"));
+        assert!(resolve(Some("root"), None).unwrap_err().to_string().contains("root"));
         let group = resolve(None, Some("root")).unwrap().unwrap();
         assert_eq!(group, Credentials { uid: None, gid: 0, groups: vec![0] });
     }

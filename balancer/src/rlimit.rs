@@ -43,3 +43,33 @@ pub fn fds_needed(max_conns: usize) -> u64 {
 pub fn system_file_max() -> Option<u64> {
     std::fs::read_to_string("/proc/sys/fs/file-max").ok()?.trim().parse().ok()
 }
+
+/// The open-file limit, for log lines: `RLIMIT_NOFILE 64`.
+pub fn fd_limit_text() -> String {
+    match fd_limit() {
+        Ok(limit) => format!("RLIMIT_NOFILE {limit}"),
+        Err(e) => format!("RLIMIT_NOFILE unknown: {e}"),
+    }
+}
+
+/// Warns at start when `--max-conns` cannot be reached: every worker is a
+/// process with its own `RLIMIT_NOFILE` (`limit`), and the master in `rr`
+/// mode holds a copy of each connection until a worker takes it.
+pub fn warn_if_fds_fall_short(max_conns: usize, workers: usize, limit: u64) {
+    let per_worker = fds_needed(max_conns);
+    if per_worker > limit {
+        crate::log!(
+            "warning: --max-conns {max_conns} needs about {per_worker} open files per worker but RLIMIT_NOFILE is \
+             {limit}: each worker will take about {} connections (the rest go to other workers, or get 503); \
+             raise the limit (ulimit -n, systemd LimitNOFILE=) or lower --max-conns",
+            limit.saturating_sub(per_worker - max_conns as u64),
+        );
+    }
+    let total = (max_conns as u64).saturating_mul(workers as u64);
+    if let Some(system) = system_file_max().filter(|&max| total > max) {
+        crate::log!(
+            "warning: --max-conns {max_conns} x {workers} workers = {total} connections exceeds the system's \
+             fs.file-max ({system})"
+        );
+    }
+}

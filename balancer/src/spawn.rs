@@ -3,11 +3,20 @@
 //! `shared` mode) the listener at fixed fd numbers, as Node passes
 //! `NODE_CHANNEL_FD` and `NODE_UNIQUE_ID`; the ids to switch to, if any, are in
 //! the environment too.
+//!
+//! "Its own binary" is the image the master runs, opened once at start
+//! ([`OwnImage`]), never the path it was started from: a file replaced on
+//! disk (a build, a package upgrade) does not change what workers run, and
+//! reload and restarts keep working.
 
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+
+use ringmaster_engine::Backend;
 
 use crate::config::WorkerExec;
 use crate::privileges::{ENV_GID, ENV_GROUPS, ENV_UID};
@@ -23,6 +32,9 @@ pub const ENV_STATS_SLOTS: &str = "RINGMASTER_STATS_SLOTS";
 pub const ENV_STATS_SLOT: &str = "RINGMASTER_STATS_SLOT";
 /// Environment variable set to `1` when the listener is passed at [`LISTENER_FD`].
 pub const ENV_LISTENER: &str = "RINGMASTER_LISTENER";
+/// Environment variable with the backend the master chose (`uring` or
+/// `epoll`): workers run on it without probing.
+pub const ENV_BACKEND: &str = "RINGMASTER_BACKEND";
 
 /// The worker's end of its channel.
 pub const CHANNEL_FD: RawFd = 3;
@@ -33,6 +45,32 @@ pub const LISTENER_FD: RawFd = 5;
 /// Sources are moved at least this high before the fork, so placing them at
 /// 3, 4 and 5 in the child can never overwrite one with another.
 const ABOVE_FIXED_FDS: RawFd = 10;
+
+/// The binary the master runs, held open so that workers start from it
+/// whatever happens to the file.
+#[derive(Debug)]
+pub struct OwnImage {
+    /// Numbered above the fixed fds, so placing those in a child never covers it.
+    file: OwnedFd,
+    /// The path it was started from, for logs (the file there may since have changed).
+    pub path: Option<PathBuf>,
+}
+
+impl OwnImage {
+    /// Opens the running image (`/proc/self/exe`).
+    pub fn open() -> io::Result<OwnImage> {
+        let opened = File::open("/proc/self/exe")?;
+        let file = dup_above(std::os::fd::AsFd::as_fd(&opened))?;
+        Ok(OwnImage { file, path: std::env::current_exe().ok() })
+    }
+
+    /// A path that executes this image in a child that inherited the open
+    /// file (close-on-exec is fine: exec resolves the path before it closes
+    /// such fds).
+    fn exec_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+    }
+}
 
 /// What a new worker is given.
 #[derive(Debug)]
@@ -51,14 +89,17 @@ pub struct WorkerLaunch<'a> {
     pub stats: BorrowedFd<'a>,
     /// The listener, in `shared` mode.
     pub listener: Option<BorrowedFd<'a>>,
+    /// The kernel interface the worker's loop runs on.
+    pub backend: Backend,
+    /// The binary to run.
+    pub image: &'a OwnImage,
     /// What every worker is executed with.
     pub exec: &'a WorkerExec,
 }
 
-/// Starts a worker process; returns its pid. The binary is found by
-/// `/proc/self/exe`, never by `argv[0]` (which is the worker's title).
+/// Starts a worker process; returns its pid. The binary is the master's own
+/// image, never found by `argv[0]` (which is the worker's title).
 pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
-    let exe = std::env::current_exe()?;
     let channel = dup_above(launch.channel)?;
     let stats = dup_above(launch.stats)?;
     let listener = launch.listener.map(dup_above).transpose()?;
@@ -68,10 +109,11 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
         (listener.as_ref().map_or(-1, |l| l.as_raw_fd()), LISTENER_FD),
     ];
     let master = std::process::id() as libc::pid_t;
-    let mut command = Command::new(exe);
+    let mut command = Command::new(launch.image.exec_path());
     command
         .arg0(worker_title(launch.id))
         .args(&launch.exec.args)
+        .env(ENV_BACKEND, launch.backend.name())
         .env(ENV_WORKER_ID, launch.id.to_string())
         .env(ENV_CPU, launch.cpu.map_or_else(|| "none".to_string(), |c| c.to_string()))
         .env(ENV_STATS_SLOTS, launch.stats_slots.to_string())

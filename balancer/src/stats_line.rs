@@ -23,11 +23,12 @@ pub struct WorkerRow {
     pub uptime_ms: u64,
 }
 
-/// Formats the stats line (no trailing newline); `refused` counts the
-/// connections the master answered with `503` because no worker could take them.
-pub fn stats_json(mode: &str, refused: u64, rows: &[WorkerRow]) -> String {
-    let mut out = String::with_capacity(64 + rows.len() * 160);
-    let _ = write!(out, "{{\"mode\":\"{mode}\",\"refused\":{refused},\"workers\":[");
+/// Formats the stats line (no trailing newline); `backend` is the kernel
+/// interface the loops run on, `refused` counts the connections the master
+/// answered with `503` because no worker could take them.
+pub fn stats_json(mode: &str, backend: &str, refused: u64, rows: &[WorkerRow]) -> String {
+    let mut out = String::with_capacity(96 + rows.len() * 160);
+    let _ = write!(out, "{{\"mode\":\"{mode}\",\"backend\":\"{backend}\",\"refused\":{refused},\"workers\":[");
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -88,8 +89,8 @@ mod tests {
             },
         ];
         assert_eq!(
-            stats_json("rr", 0, &rows),
-            "{\"mode\":\"rr\",\"refused\":0,\"workers\":[\
+            stats_json("rr", "uring", 0, &rows),
+            "{\"mode\":\"rr\",\"backend\":\"uring\",\"refused\":0,\"workers\":[\
              {\"id\":1,\"pid\":1234,\"cpu\":0,\"accepted\":10,\"requests\":25,\"live\":3,\"rejected\":0,\"state\":\"ready\",\"restarts\":0,\"uptime_ms\":5},\
              {\"id\":2,\"pid\":null,\"cpu\":null,\"accepted\":0,\"requests\":0,\"live\":0,\"rejected\":0,\"state\":\"exited\",\"restarts\":1,\"uptime_ms\":0}]}"
         );

@@ -26,7 +26,7 @@ pub mod response;
 mod slab;
 pub mod stats;
 mod sys;
-mod token;
+pub mod token;
 pub mod uring;
 
 pub use backend::{choose_backend, Backend, BackendChoice};

@@ -1,11 +1,13 @@
 //! `user_data` of every submission: op kind, slot and generation in one u64,
 //! so a completion names exactly what it belongs to and a completion for a
-//! slot that has since been reused is recognised as stale.
+//! slot that has since been reused is recognised as stale. The packing is
+//! shared: the worker's ops are [`Op`], the master packs its own kinds with
+//! [`pack`] and [`unpack`].
 
-/// What a submission was.
+/// What a worker's submission was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum Op {
+pub(crate) enum Op {
     /// A single-shot accept on the listener; the slot is the accept's index.
     Accept = 1,
     /// The multishot receive of a connection.
@@ -18,8 +20,6 @@ pub enum Op {
     Tick,
     /// The poll on the shutdown fd.
     Shutdown,
-    /// Fire-and-forget (close, cancel, shutdown): the result is not needed.
-    Ignore,
 }
 
 const SLOT_BITS: u32 = 32;
@@ -27,25 +27,37 @@ const GEN_BITS: u32 = 24;
 /// Generations wrap at this mask.
 pub const GEN_MASK: u32 = (1 << GEN_BITS) - 1;
 
-/// Packs a token.
-pub fn encode(op: Op, slot: u32, generation: u32) -> u64 {
-    (op as u64) << (SLOT_BITS + GEN_BITS) | u64::from(generation & GEN_MASK) << SLOT_BITS | u64::from(slot)
+/// Packs a token from an op kind (a byte; 0 is never a kind, so `user_data`
+/// 0 means "no one's"), a slot and a generation (kept modulo [`GEN_MASK`]).
+pub fn pack(kind: u8, slot: u32, generation: u32) -> u64 {
+    u64::from(kind) << (SLOT_BITS + GEN_BITS) | u64::from(generation & GEN_MASK) << SLOT_BITS | u64::from(slot)
 }
 
-/// Unpacks a token; `None` for a value no submission carries.
-pub fn decode(user_data: u64) -> Option<(Op, u32, u32)> {
-    let op = match (user_data >> (SLOT_BITS + GEN_BITS)) as u8 {
+/// Unpacks a token into its kind, slot and generation.
+pub fn unpack(user_data: u64) -> (u8, u32, u32) {
+    let kind = (user_data >> (SLOT_BITS + GEN_BITS)) as u8;
+    let generation = (user_data >> SLOT_BITS) as u32 & GEN_MASK;
+    (kind, user_data as u32, generation)
+}
+
+/// Packs a worker's token.
+pub(crate) fn encode(op: Op, slot: u32, generation: u32) -> u64 {
+    pack(op as u8, slot, generation)
+}
+
+/// Unpacks a worker's token; `None` for a value no submission of the worker carries.
+pub(crate) fn decode(user_data: u64) -> Option<(Op, u32, u32)> {
+    let (kind, slot, generation) = unpack(user_data);
+    let op = match kind {
         1 => Op::Accept,
         2 => Op::Recv,
         3 => Op::Send,
         4 => Op::Channel,
         5 => Op::Tick,
         6 => Op::Shutdown,
-        7 => Op::Ignore,
         _ => return None,
     };
-    let generation = (user_data >> SLOT_BITS) as u32 & GEN_MASK;
-    Some((op, user_data as u32, generation))
+    Some((op, slot, generation))
 }
 
 #[cfg(test)]
@@ -54,10 +66,11 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for op in [Op::Accept, Op::Recv, Op::Send, Op::Channel, Op::Tick, Op::Shutdown, Op::Ignore] {
+        for op in [Op::Accept, Op::Recv, Op::Send, Op::Channel, Op::Tick, Op::Shutdown] {
             let token = encode(op, 16383, GEN_MASK);
             assert_eq!(decode(token), Some((op, 16383, GEN_MASK)));
         }
         assert_eq!(decode(0), None);
+        assert_eq!(unpack(pack(200, u32::MAX, GEN_MASK + 3)), (200, u32::MAX, 2), "generations wrap at the mask");
     }
 }

@@ -25,6 +25,21 @@ pub unsafe fn push(ring: &mut IoUring, entry: &squeue::Entry) -> io::Result<()> 
     }
 }
 
+/// `user_data` of fire-and-forget submissions (close, cancel): no token
+/// packs to 0, so loops skip the completion such an op posts when it fails.
+pub const IGNORED: u64 = 0;
+
+/// Pushes an op whose success needs no handling: the kernel posts a
+/// completion (with [`IGNORED`]) only if it fails.
+///
+/// # Safety
+/// As for [`push`].
+pub unsafe fn push_ignored(ring: &mut IoUring, entry: squeue::Entry) -> io::Result<()> {
+    let entry = entry.user_data(IGNORED).flags(squeue::Flags::SKIP_SUCCESS);
+    // SAFETY: the caller guarantees the entry's pointers.
+    unsafe { push(ring, &entry) }
+}
+
 /// Submits what is queued and waits for at least one completion.
 pub fn submit_and_wait(ring: &mut IoUring) -> io::Result<()> {
     submit(ring, 1)

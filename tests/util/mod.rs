@@ -27,6 +27,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_ringmaster");
 
 /// How long the master gets to print its listening line.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`Server::wait_exit`] waits for the log's last lines once the master has exited.
+const LOG_END_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// Default read/write timeout put on every client socket.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -75,7 +77,7 @@ impl Server {
     /// [`Server::start`] with the binary run by a wrapper that execs it, e.g.
     /// `&["prlimit", "--nofile=64:64"]` (the master's pid stays the child's).
     pub fn start_under(wrapper: &[&str], args: &[&str]) -> Server {
-        let mut cmd = match wrapper.split_first() {
+        let cmd = match wrapper.split_first() {
             Some((program, wrapper_args)) => {
                 let mut cmd = Command::new(program);
                 cmd.args(wrapper_args).arg(BIN);
@@ -83,9 +85,20 @@ impl Server {
             }
             None => Command::new(BIN),
         };
+        Server::start_command(cmd, args)
+    }
+
+    /// [`Server::start`] running `binary` (a copy of the one under test, say).
+    pub fn start_binary(binary: &std::path::Path, args: &[&str]) -> Server {
+        Server::start_command(Command::new(binary), args)
+    }
+
+    /// [`Server::start`] with a command prepared by the caller (environment,
+    /// `pre_exec`): `--bind 127.0.0.1:0` and `args` are added here.
+    pub fn start_command(mut cmd: Command, args: &[&str]) -> Server {
         cmd.arg("--bind").arg("127.0.0.1:0").args(args);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {BIN}: {e}"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
         let pid = child.id();
 
         let log = Arc::new(Log::default());
@@ -287,6 +300,7 @@ impl Server {
             match self.child.try_wait() {
                 Ok(Some(s)) => {
                     self.exit = Some(s);
+                    self.wait_for_log_end(LOG_END_AFTER_EXIT);
                     return s;
                 }
                 Ok(None) => {}
@@ -302,6 +316,14 @@ impl Server {
             }
             thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Waits (at most `limit`) until stderr reaches its end: once the master
+    /// has exited, its last lines may still be in the pipe, not yet read. (A
+    /// worker that outlives the master keeps stderr open: then `limit` ends it.)
+    fn wait_for_log_end(&self, limit: Duration) {
+        let st = self.log.state.lock().unwrap();
+        let _ = self.log.cv.wait_timeout_while(st, limit, |st| !st.closed).unwrap();
     }
 
     /// Is the master still running?

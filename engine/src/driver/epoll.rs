@@ -125,7 +125,7 @@ impl<'a> EpollWorker<'a> {
             Op::Channel => self.on_channel(),
             Op::Tick => self.on_tick(),
             Op::Shutdown => self.start_drain(),
-            Op::Send | Op::Ignore => Ok(()),
+            Op::Send => Ok(()),
         }
     }
 

@@ -111,11 +111,12 @@ impl<'a> UringWorker<'a> {
     /// Submits an op whose success needs no handling (close, cancel):
     /// the kernel posts no completion unless it fails.
     fn push_ignored(&mut self, entry: squeue::Entry) -> io::Result<()> {
-        let entry = entry.user_data(token::encode(Op::Ignore, 0, 0)).flags(squeue::Flags::SKIP_SUCCESS);
-        self.push(entry)
+        // SAFETY: as in `push`.
+        unsafe { uring::push_ignored(&mut self.ring, entry) }
     }
 
     fn complete(&mut self, user_data: u64, result: i32, flags: u32) -> io::Result<()> {
+        // Unknown tokens include `uring::IGNORED`: a fire-and-forget op that failed.
         let Some((op, slot, generation)) = token::decode(user_data) else { return Ok(()) };
         match op {
             Op::Accept => self.on_accept(result),
@@ -124,7 +125,6 @@ impl<'a> UringWorker<'a> {
             Op::Channel => self.on_channel(result),
             Op::Tick => self.on_tick(),
             Op::Shutdown => self.start_drain(),
-            Op::Ignore => Ok(()),
         }
     }
 

@@ -7,15 +7,23 @@
 //! full) goes to another worker. A worker that dies first, with batches unread
 //! in its socket or unacknowledged, loses nothing: every fd the master still
 //! holds goes to another worker.
+//!
+//! No I/O happens here: the master's loop makes the sends and receives with
+//! the buffers a lane lends it, and reports their results back. Connections
+//! are `OwnedFd`s from accept to the close (or the refusal) that ends the
+//! master's copy.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{recv, MsgFlags};
 use ringmaster_engine::channel::{Ack, Message, Tag, MAX_FDS};
+
+use crate::reactor::Lent;
 
 /// Room for queued fds before a burst makes the queues grow.
 const QUEUE_CAPACITY: usize = 4096;
+/// Room for one ack, and more: a longer message is not an ack (and is read whole).
+const ACK_BUFFER: usize = 16;
 
 /// What a completed send means for the fds the lane held.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,13 +41,13 @@ pub enum Sent {
 #[derive(Debug)]
 pub struct Lane {
     channel: Option<OwnedFd>,
-    pending: VecDeque<RawFd>,
-    in_flight: Vec<RawFd>,
+    pending: VecDeque<OwnedFd>,
+    in_flight: Vec<OwnedFd>,
     /// Sent but not yet acknowledged, oldest first; `batches` holds their sizes.
-    unacked: VecDeque<RawFd>,
+    unacked: VecDeque<OwnedFd>,
     batches: VecDeque<usize>,
     message: Box<Message>,
-    ack_buffer: Box<[u8; 16]>,
+    ack_buffer: Box<[u8; ACK_BUFFER]>,
     sending: bool,
     sending_drain: bool,
     receiving: bool,
@@ -64,7 +72,7 @@ impl Lane {
             unacked: VecDeque::with_capacity(QUEUE_CAPACITY),
             batches: VecDeque::with_capacity(64),
             message: Message::new(),
-            ack_buffer: Box::new([0; 16]),
+            ack_buffer: Box::new([0; ACK_BUFFER]),
             sending: false,
             sending_drain: false,
             receiving: false,
@@ -108,7 +116,7 @@ impl Lane {
     }
 
     /// Queues an accepted connection for this lane's worker.
-    pub fn enqueue(&mut self, fd: RawFd) {
+    pub fn enqueue(&mut self, fd: OwnedFd) {
         self.pending.push_back(fd);
     }
 
@@ -120,8 +128,8 @@ impl Lane {
         }
     }
 
-    /// The next message to send when the lane is idle: the channel fd and the header.
-    pub fn next_send(&mut self) -> Option<(RawFd, *const libc::msghdr)> {
+    /// The next message to send when the lane is idle, lent until [`Lane::on_sent`].
+    pub fn next_send(&mut self) -> Option<Lent> {
         let channel = self.channel.as_ref()?.as_raw_fd();
         if self.sending || self.worker_gone {
             return None;
@@ -129,7 +137,12 @@ impl Lane {
         let header = if !self.pending.is_empty() {
             let batch = self.pending.len().min(MAX_FDS);
             self.in_flight.extend(self.pending.drain(..batch));
-            self.message.prepare_send(Tag::Connections, &self.in_flight)
+            // The message copies the numbers; the fds stay ours until the ack.
+            let mut numbers = [0 as RawFd; MAX_FDS];
+            for (number, fd) in numbers.iter_mut().zip(&self.in_flight) {
+                *number = fd.as_raw_fd();
+            }
+            self.message.prepare_send(Tag::Connections, &numbers[..batch])
         } else if self.drain_requested && !self.sending_drain {
             self.sending_drain = true;
             self.message.prepare_send(Tag::Drain, &[])
@@ -137,22 +150,28 @@ impl Lane {
             return None;
         };
         self.sending = true;
-        Some((channel, header))
+        // SAFETY: the header points into the boxed message, which the lane
+        // does not touch, move or free while `sending`, that is until `on_sent`
+        // (it is dropped only with the lane, after the master's reactor).
+        Some(unsafe { Lent::send_msg(channel, header) })
     }
 
-    /// The receive for the worker's acknowledgements, when none is armed:
-    /// the channel fd and the buffer.
-    pub fn next_recv(&mut self) -> Option<(RawFd, *mut u8, u32)> {
+    /// The receive for the worker's acknowledgements, when none is armed,
+    /// lent until [`Lane::on_received`].
+    pub fn next_recv(&mut self) -> Option<Lent> {
         let channel = self.channel.as_ref()?.as_raw_fd();
         if self.receiving || self.acks_ended || self.worker_gone {
             return None;
         }
         self.receiving = true;
-        Some((channel, self.ack_buffer.as_mut_ptr(), self.ack_buffer.len() as u32))
+        // SAFETY: the boxed ack buffer is not touched, moved or freed while
+        // `receiving`, that is until `on_received` (it is dropped only with the
+        // lane, after the master's reactor).
+        Some(unsafe { Lent::recv(channel, self.ack_buffer.as_mut_ptr(), ACK_BUFFER) })
     }
 
     /// Records the result of the send in flight; fds to close or re-route go to `out`.
-    pub fn on_sent(&mut self, succeeded: bool, out: &mut Vec<RawFd>) -> Sent {
+    pub fn on_sent(&mut self, succeeded: bool, out: &mut Vec<OwnedFd>) -> Sent {
         self.sending = false;
         if !succeeded || self.channel.is_none() {
             // The worker is gone: this batch never reached it. What it may have
@@ -181,7 +200,7 @@ impl Lane {
     /// oldest unsettled batch. The fds the worker adopted go to `adopted` (to
     /// close: ours are copies), the rest to `declined` (to route elsewhere).
     /// False when the receive ended the channel (the worker closed it or is gone).
-    pub fn on_received(&mut self, result: i32, adopted: &mut Vec<RawFd>, declined: &mut Vec<RawFd>) -> bool {
+    pub fn on_received(&mut self, result: i32, adopted: &mut Vec<OwnedFd>, declined: &mut Vec<OwnedFd>) -> bool {
         self.receiving = false;
         if result <= 0 {
             self.acks_ended = true;
@@ -198,7 +217,7 @@ impl Lane {
 
     /// Settles the oldest unsettled batch. An unreadable ack counts as all
     /// adopted: a connection lost is better than one served twice.
-    fn settle_oldest(&mut self, ack: Option<Ack>, adopted: &mut Vec<RawFd>, declined: &mut Vec<RawFd>) {
+    fn settle_oldest(&mut self, ack: Option<Ack>, adopted: &mut Vec<OwnedFd>, declined: &mut Vec<OwnedFd>) {
         let Some(size) = self.batches.pop_front() else { return };
         let size = size.min(self.unacked.len());
         let taken = ack.map_or(size, |a| usize::from(a.adopted).min(size));
@@ -223,16 +242,21 @@ impl Lane {
         self.worker_gone && self.channel.is_some() && !self.sending && !self.receiving
     }
 
-    /// Settles a dead worker's lane: reads the acknowledgements it sent before
-    /// dying (the connections they adopted were its own: closed, not
-    /// re-routed), closes the channel and hands back everything else in `out`.
-    pub fn finish_gone(&mut self, closed: &mut Vec<RawFd>, out: &mut Vec<RawFd>) {
+    /// Settles a dead worker's lane: settles the batches the worker
+    /// acknowledged before dying (`leftover_ack` reads each ack still in the
+    /// channel, `None` when there is none; the connections they adopted were
+    /// its own: closed, not re-routed), closes the channel and hands back
+    /// everything else in `out`.
+    pub fn finish_gone(
+        &mut self,
+        mut leftover_ack: impl FnMut(BorrowedFd<'_>, &mut [u8]) -> Option<usize>,
+        closed: &mut Vec<OwnedFd>,
+        out: &mut Vec<OwnedFd>,
+    ) {
         if let Some(channel) = self.channel.take() {
-            let mut buffer = [0u8; 16];
-            while let Ok(n) = recv(channel.as_raw_fd(), &mut buffer, MsgFlags::MSG_DONTWAIT) {
-                if n == 0 || self.batches.is_empty() {
-                    break;
-                }
+            let mut buffer = [0u8; ACK_BUFFER];
+            while !self.batches.is_empty() {
+                let Some(n) = leftover_ack(channel.as_fd(), &mut buffer).filter(|&n| n > 0) else { break };
                 self.settle_oldest(Ack::decode(&buffer[..n]), closed, out);
             }
         }
@@ -252,7 +276,20 @@ impl Default for Lane {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handoff::read_leftover_ack;
     use ringmaster_engine::channel::channel_pair;
+
+    /// `n` real descriptors (the lane owns and closes them) and their numbers.
+    fn fds(n: usize) -> (Vec<OwnedFd>, Vec<RawFd>) {
+        let fds: Vec<OwnedFd> =
+            (0..n).map(|_| OwnedFd::from(std::fs::File::open("/dev/null").expect("open /dev/null"))).collect();
+        let numbers = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        (fds, numbers)
+    }
+
+    fn numbers(fds: &[OwnedFd]) -> Vec<RawFd> {
+        fds.iter().map(AsRawFd::as_raw_fd).collect()
+    }
 
     /// Puts an ack in the lane's receive buffer as the kernel would; its length.
     fn ack_into(lane: &mut Lane, received: usize, adopted: usize) -> i32 {
@@ -264,13 +301,15 @@ mod tests {
     #[test]
     fn an_ack_settles_its_batch_once_whatever_the_worker_took() {
         let (mut lane, _worker) = open_lane();
-        for fd in 0..10 {
+        let (batch, n) = fds(15);
+        let mut batch = batch.into_iter();
+        for fd in batch.by_ref().take(10) {
             lane.enqueue(fd);
         }
         assert!(lane.next_send().is_some());
         let mut out = Vec::new();
         assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
-        for fd in 10..15 {
+        for fd in batch {
             lane.enqueue(fd);
         }
         assert!(lane.next_send().is_some());
@@ -280,15 +319,15 @@ mod tests {
         assert!(lane.next_recv().is_some());
         let ack_len = ack_into(&mut lane, 6, 4);
         assert!(lane.on_received(ack_len, &mut adopted, &mut declined));
-        assert_eq!(adopted, [0, 1, 2, 3]);
-        assert_eq!(declined, [4, 5, 6, 7, 8, 9], "what the worker did not take goes elsewhere");
+        assert_eq!(numbers(&adopted), n[0..4]);
+        assert_eq!(numbers(&declined), n[4..10], "what the worker did not take goes elsewhere");
         // Second batch: nothing arrived at all; it is still settled, all declined.
         let (mut adopted, mut declined) = (Vec::new(), Vec::new());
         assert!(lane.next_recv().is_some());
         let ack_len = ack_into(&mut lane, 0, 0);
         assert!(lane.on_received(ack_len, &mut adopted, &mut declined));
         assert!(adopted.is_empty());
-        assert_eq!(declined, [10, 11, 12, 13, 14]);
+        assert_eq!(numbers(&declined), n[10..15]);
         // A stray ack settles nothing more.
         let (mut adopted, mut declined) = (Vec::new(), Vec::new());
         assert!(lane.next_recv().is_some());
@@ -307,7 +346,7 @@ mod tests {
     #[test]
     fn batches_wait_for_acks_then_drain_then_close() {
         let (mut lane, _worker) = open_lane();
-        for fd in 100..(100 + MAX_FDS as RawFd + 5) {
+        for fd in fds(MAX_FDS + 5).0 {
             lane.enqueue(fd);
         }
         lane.request_drain();
@@ -342,7 +381,7 @@ mod tests {
     fn a_dead_worker_gives_back_every_unacknowledged_fd() {
         use std::os::fd::AsRawFd as _;
         let (mut lane, worker) = open_lane();
-        for fd in 0..(2 * MAX_FDS as RawFd + 3) {
+        for fd in fds(2 * MAX_FDS + 3).0 {
             lane.enqueue(fd);
         }
         let mut out = Vec::new();
@@ -352,13 +391,13 @@ mod tests {
         assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
         // The worker acknowledged the first batch, then died before the master read it.
         let ack = Ack { received: MAX_FDS as u16, adopted: MAX_FDS as u16 }.encode();
-        nix::sys::socket::send(worker.as_raw_fd(), &ack, MsgFlags::empty()).expect("ack");
+        nix::sys::socket::send(worker.as_raw_fd(), &ack, nix::sys::socket::MsgFlags::empty()).expect("ack");
         drop(worker);
         lane.mark_gone();
         assert!(!lane.is_routable());
         assert!(lane.can_finish());
         let mut closed = Vec::new();
-        lane.finish_gone(&mut closed, &mut out);
+        lane.finish_gone(read_leftover_ack, &mut closed, &mut out);
         assert_eq!(closed.len(), MAX_FDS, "the acknowledged batch is closed, not re-routed");
         assert_eq!(out.len(), MAX_FDS + 3, "the rest goes to other workers");
         assert!(lane.is_free());
@@ -367,7 +406,7 @@ mod tests {
     #[test]
     fn a_send_that_lands_after_the_worker_died_is_handed_back_too() {
         let (mut lane, worker) = open_lane();
-        for fd in 0..5 {
+        for fd in fds(5).0 {
             lane.enqueue(fd);
         }
         assert!(lane.next_send().is_some());
@@ -378,7 +417,7 @@ mod tests {
         assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
         assert!(lane.can_finish());
         let mut closed = Vec::new();
-        lane.finish_gone(&mut closed, &mut out);
+        lane.finish_gone(read_leftover_ack, &mut closed, &mut out);
         assert!(closed.is_empty(), "never acknowledged");
         assert_eq!(out.len(), 5);
     }
@@ -386,7 +425,7 @@ mod tests {
     #[test]
     fn a_failed_send_gives_every_fd_back() {
         let (mut lane, _worker) = open_lane();
-        for fd in 0..(MAX_FDS as RawFd + 3) {
+        for fd in fds(MAX_FDS + 3).0 {
             lane.enqueue(fd);
         }
         assert!(lane.next_send().is_some());
@@ -395,7 +434,7 @@ mod tests {
         assert_eq!(out.len(), MAX_FDS, "the batch that did not go out");
         assert!(lane.can_finish());
         let mut closed = Vec::new();
-        lane.finish_gone(&mut closed, &mut out);
+        lane.finish_gone(read_leftover_ack, &mut closed, &mut out);
         assert!(closed.is_empty());
         assert_eq!(out.len(), MAX_FDS + 3, "and what was still queued");
     }

@@ -1,0 +1,438 @@
+//! The control socket's clients, free of I/O: each one's input line and
+//! replies, its deadlines, and which client makes room when all slots are
+//! taken. The master's loop makes the receives and sends with the buffers
+//! lent here and reports their results back.
+//!
+//! Nobody can lock an operator out: a line must be complete within
+//! [`LINE_TIMEOUT`] of its first byte, a reply must be taken within
+//! [`LINE_TIMEOUT`] (each bit of progress renews it), a client with nothing
+//! under way is closed after [`IDLE_TIMEOUT`], and when all [`MAX_CLIENTS`]
+//! slots are taken a new client evicts the one idle the longest.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use super::protocol::MAX_LINE;
+use crate::reactor::Lent;
+
+/// Control clients served at once; one more evicts the one idle the longest.
+pub const MAX_CLIENTS: usize = 32;
+/// Time to send a whole command line once it has begun, and to take a reply.
+pub const LINE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client may stay connected with nothing under way.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Entries for clients: the active ones, plus evicted or timed-out ones whose
+/// receive or send the kernel has not yet given back.
+const ENTRIES: usize = 2 * MAX_CLIENTS;
+
+/// Names one client connection; a stale id (its slot reused) names nobody.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientId {
+    /// Entry index.
+    pub index: u32,
+    /// Changes each time the entry takes a new client.
+    pub epoch: u32,
+}
+
+/// The I/O to start for a client, on buffers lent until its result is
+/// reported back ([`Clients::sent`], [`Clients::received`]).
+#[derive(Debug, Default)]
+pub struct Ops {
+    /// A send of reply bytes.
+    pub send: Option<Lent>,
+    /// A receive into the rest of the line buffer.
+    pub recv: Option<Lent>,
+}
+
+/// The ops in flight to cancel for a client being closed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cancel {
+    /// Its receive is in flight.
+    pub recv: bool,
+    /// Its send is in flight.
+    pub send: bool,
+}
+
+/// A new connection's fate.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Adopted {
+    /// Its id; `None` when there was no room at all (it is closed).
+    pub id: Option<ClientId>,
+    /// The client evicted to make room, and its ops to cancel.
+    pub evicted: Option<(ClientId, Cancel)>,
+}
+
+#[derive(Debug)]
+struct Client {
+    fd: OwnedFd,
+    input: Box<[u8; MAX_LINE]>,
+    len: usize,
+    /// Bytes a send in flight reads: never touched until it completes.
+    sending: Vec<u8>,
+    sent: usize,
+    /// Replies waiting for the send in flight.
+    queued: Vec<u8>,
+    receiving: bool,
+    in_flight: bool,
+    /// No more input: close once the output is sent.
+    closing: bool,
+    /// Closed by the master (timed out, evicted): nothing more goes out either.
+    aborted: bool,
+    /// When it last finished something: connected, sent a whole line, took a whole reply.
+    active_at: Instant,
+    /// When the line now in `input` began.
+    line_started: Option<Instant>,
+    /// When its reply output last started or made progress.
+    output_since: Option<Instant>,
+}
+
+impl Client {
+    fn has_output(&self) -> bool {
+        self.in_flight || !self.queued.is_empty() || self.sent < self.sending.len()
+    }
+
+    fn deadline(&self) -> Instant {
+        let mut deadline = self.active_at + IDLE_TIMEOUT;
+        for started in [self.line_started, self.output_since].into_iter().flatten() {
+            deadline = deadline.min(started + LINE_TIMEOUT);
+        }
+        deadline
+    }
+
+    /// Stops everything: no more input, no more output; the ops in flight to cancel.
+    fn abort(&mut self) -> Cancel {
+        self.closing = true;
+        self.aborted = true;
+        self.queued.clear();
+        if !self.in_flight {
+            self.sending.clear();
+            self.sent = 0;
+        }
+        Cancel { recv: self.receiving, send: self.in_flight }
+    }
+}
+
+/// Every control client of the master.
+#[derive(Debug)]
+pub struct Clients {
+    entries: Vec<Option<Client>>,
+    epochs: Vec<u32>,
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clients {
+    /// No clients yet.
+    pub fn new() -> Clients {
+        Clients { entries: (0..ENTRIES).map(|_| None).collect(), epochs: vec![0; ENTRIES] }
+    }
+
+    /// Clients being served (not closing).
+    pub fn active(&self) -> usize {
+        self.entries.iter().flatten().filter(|c| !c.closing).count()
+    }
+
+    /// True while some client still has reply bytes to receive.
+    pub fn has_pending_output(&self) -> bool {
+        self.entries.iter().flatten().any(Client::has_output)
+    }
+
+    /// Takes a new connection, evicting the client idle the longest if every
+    /// slot is taken. Call [`Clients::next_ops`] for its first receive.
+    pub fn adopt(&mut self, fd: OwnedFd, now: Instant) -> Adopted {
+        let mut adopted = Adopted::default();
+        if self.active() >= MAX_CLIENTS {
+            let oldest = self.ids().filter(|&(_, c)| !c.closing).min_by_key(|&(_, c)| c.active_at).map(|(id, _)| id);
+            if let Some(id) = oldest {
+                adopted.evicted = Some((id, self.close(id)));
+            }
+        }
+        // No room at all (evicted clients still waiting for the kernel): `fd` drops, closed.
+        let Some(index) = self.entries.iter().position(Option::is_none) else { return adopted };
+        self.epochs[index] = self.epochs[index].wrapping_add(1);
+        self.entries[index] = Some(Client {
+            fd,
+            input: Box::new([0; MAX_LINE]),
+            len: 0,
+            sending: Vec::new(),
+            sent: 0,
+            queued: Vec::new(),
+            receiving: false,
+            in_flight: false,
+            closing: false,
+            aborted: false,
+            active_at: now,
+            line_started: None,
+            output_since: None,
+        });
+        adopted.id = Some(ClientId { index: index as u32, epoch: self.epochs[index] });
+        adopted
+    }
+
+    fn ids(&self) -> impl Iterator<Item = (ClientId, &Client)> {
+        self.entries.iter().enumerate().filter_map(|(index, entry)| {
+            let id = ClientId { index: index as u32, epoch: self.epochs[index] };
+            entry.as_ref().map(|client| (id, client))
+        })
+    }
+
+    fn client(&mut self, id: ClientId) -> Option<&mut Client> {
+        let index = id.index as usize;
+        if self.epochs.get(index) != Some(&id.epoch) {
+            return None;
+        }
+        self.entries.get_mut(index)?.as_mut()
+    }
+
+    /// A receive completed with `result` (bytes, 0 at end of stream, or
+    /// `-errno`): the complete command lines it finished, without line ends.
+    pub fn received(&mut self, id: ClientId, result: i32, now: Instant) -> Vec<Vec<u8>> {
+        let Some(client) = self.client(id) else { return Vec::new() };
+        client.receiving = false;
+        if result <= 0 || client.closing {
+            client.closing = true;
+            return Vec::new();
+        }
+        let before = client.len;
+        client.len += result as usize;
+        let mut lines = Vec::new();
+        while let Some(end) = client.input[..client.len].iter().position(|&b| b == b'\n') {
+            let mut line = client.input[..end].to_vec();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            lines.push(line);
+            client.input.copy_within(end + 1..client.len, 0);
+            client.len -= end + 1;
+        }
+        if !lines.is_empty() {
+            client.active_at = now;
+        }
+        // The line now in the buffer began with this receive unless it was already under way.
+        client.line_started = match client.len {
+            0 => None,
+            _ if before > 0 && lines.is_empty() => client.line_started,
+            _ => Some(now),
+        };
+        if client.len == MAX_LINE {
+            client.queued.extend_from_slice(b"error: line too long\n");
+            client.output_since.get_or_insert(now);
+            client.closing = true;
+            client.len = 0;
+            client.line_started = None;
+        }
+        lines
+    }
+
+    /// Queues a reply line for a client.
+    pub fn reply(&mut self, id: ClientId, text: &str, now: Instant) {
+        let Some(client) = self.client(id).filter(|c| !c.aborted) else { return };
+        client.queued.extend_from_slice(text.as_bytes());
+        client.queued.push(b'\n');
+        client.output_since.get_or_insert(now);
+    }
+
+    /// A send completed with `result` (bytes sent or `-errno`).
+    pub fn sent(&mut self, id: ClientId, result: i32, now: Instant) {
+        let Some(client) = self.client(id) else { return };
+        client.in_flight = false;
+        if result < 0 {
+            client.closing = true;
+            client.sending.clear();
+            client.sent = 0;
+            client.queued.clear();
+            return;
+        }
+        client.sent += result as usize;
+        if client.sent >= client.sending.len() {
+            client.sending.clear();
+            client.sent = 0;
+        }
+        client.output_since = Some(now);
+        if !client.has_output() {
+            client.output_since = None;
+            client.active_at = now;
+        }
+    }
+
+    /// Closes a client: no more input or output. Its ops in flight, to
+    /// cancel; it is freed once their results are back.
+    pub fn close(&mut self, id: ClientId) -> Cancel {
+        self.client(id).map(Client::abort).unwrap_or_default()
+    }
+
+    /// Closes every client past its deadline; their ids and ops to cancel.
+    pub fn expire(&mut self, now: Instant) -> Vec<(ClientId, Cancel)> {
+        let late: Vec<ClientId> =
+            self.ids().filter(|(_, c)| !c.closing && c.deadline() <= now).map(|(id, _)| id).collect();
+        late.into_iter().map(|id| (id, self.close(id))).collect()
+    }
+
+    /// The send and receive to start next for a client. A client that is
+    /// done (closing, nothing in flight, nothing left to send) is freed, its
+    /// connection returned to be closed.
+    pub fn next_ops(&mut self, id: ClientId) -> (Ops, Option<OwnedFd>) {
+        let mut ops = Ops::default();
+        let Some(client) = self.client(id) else { return (ops, None) };
+        let fd = client.fd.as_raw_fd();
+        if !client.in_flight {
+            if client.sending.is_empty() && !client.queued.is_empty() {
+                std::mem::swap(&mut client.sending, &mut client.queued);
+            }
+            if client.sent < client.sending.len() {
+                let rest = &client.sending[client.sent..];
+                client.in_flight = true;
+                // SAFETY: `sending` is neither changed nor freed while `in_flight`,
+                // that is until `sent` (a client is freed only with nothing in flight).
+                ops.send = Some(unsafe { Lent::send(fd, rest.as_ptr(), rest.len()) });
+            }
+        }
+        if !client.receiving && !client.closing {
+            client.receiving = true;
+            let room = &mut client.input[client.len..];
+            // SAFETY: the boxed line buffer is not touched while `receiving`,
+            // that is until `received` (a client is freed only with nothing in flight).
+            ops.recv = Some(unsafe { Lent::recv(fd, room.as_mut_ptr(), room.len()) });
+        }
+        if client.closing && !client.receiving && !client.has_output() {
+            let done = self.entries[id.index as usize].take();
+            return (ops, done.map(|c| c.fd));
+        }
+        (ops, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection() -> OwnedFd {
+        OwnedFd::from(std::fs::File::open("/dev/null").expect("open /dev/null"))
+    }
+
+    /// Adopts a client and starts its receive, as the master does.
+    fn adopt(clients: &mut Clients, now: Instant) -> ClientId {
+        let id = clients.adopt(connection(), now).id.expect("room");
+        assert!(clients.next_ops(id).0.recv.is_some());
+        id
+    }
+
+    /// Delivers `bytes` as the kernel would into the receive armed for `id`.
+    fn deliver(clients: &mut Clients, id: ClientId, bytes: &[u8], now: Instant) -> Vec<Vec<u8>> {
+        let client = clients.client(id).expect("live client");
+        client.input[client.len..client.len + bytes.len()].copy_from_slice(bytes);
+        let lines = clients.received(id, bytes.len() as i32, now);
+        clients.next_ops(id);
+        lines
+    }
+
+    #[test]
+    fn lines_are_split_and_partial_lines_wait() {
+        let mut clients = Clients::new();
+        let t = Instant::now();
+        let id = adopt(&mut clients, t);
+        assert_eq!(deliver(&mut clients, id, b"status\r\nsca", t), [b"status".to_vec()]);
+        assert_eq!(deliver(&mut clients, id, b"le 2\n", t), [b"scale 2".to_vec()]);
+    }
+
+    #[test]
+    fn a_partial_line_has_line_timeout_to_finish() {
+        let mut clients = Clients::new();
+        let t = Instant::now();
+        let id = adopt(&mut clients, t);
+        deliver(&mut clients, id, b"sta", t + Duration::from_secs(1));
+        // More bytes of the same line do not buy more time.
+        deliver(&mut clients, id, b"t", t + Duration::from_secs(5));
+        assert!(clients.expire(t + Duration::from_millis(5_900)).is_empty());
+        let expired = clients.expire(t + Duration::from_secs(6));
+        assert_eq!(expired, [(id, Cancel { recv: true, send: false })]);
+        // Freed once the cancelled receive comes back.
+        assert_eq!(clients.received(id, -libc::ECANCELED, t + Duration::from_secs(6)), Vec::<Vec<u8>>::new());
+        assert!(clients.next_ops(id).1.is_some(), "the connection is handed back to be closed");
+        assert_eq!(clients.active(), 0);
+    }
+
+    #[test]
+    fn an_idle_client_is_closed_after_idle_timeout_and_commands_renew_it() {
+        let mut clients = Clients::new();
+        let t = Instant::now();
+        let id = adopt(&mut clients, t);
+        let later = t + Duration::from_secs(50);
+        deliver(&mut clients, id, b"status\n", later);
+        assert!(clients.expire(t + IDLE_TIMEOUT).is_empty(), "a whole line renews the idle time");
+        assert_eq!(clients.expire(later + IDLE_TIMEOUT).len(), 1);
+    }
+
+    #[test]
+    fn a_reply_nobody_reads_times_out() {
+        let mut clients = Clients::new();
+        let t = Instant::now();
+        let id = adopt(&mut clients, t);
+        deliver(&mut clients, id, b"status\n", t);
+        clients.reply(id, "ok", t);
+        assert!(clients.next_ops(id).0.send.is_some());
+        clients.sent(id, 1, t + Duration::from_secs(3));
+        assert!(clients.next_ops(id).0.send.is_some(), "the rest of the reply");
+        assert!(clients.expire(t + Duration::from_secs(7)).is_empty(), "progress renews it");
+        assert_eq!(clients.expire(t + Duration::from_secs(8)), [(id, Cancel { recv: true, send: true })]);
+        clients.reply(id, "more", t + Duration::from_secs(8));
+        clients.sent(id, -libc::ECANCELED, t + Duration::from_secs(8));
+        clients.received(id, -libc::ECANCELED, t + Duration::from_secs(8));
+        assert!(!clients.has_pending_output(), "nothing more goes to a closed client");
+        assert!(clients.next_ops(id).1.is_some());
+    }
+
+    #[test]
+    fn a_full_house_evicts_the_client_idle_the_longest() {
+        let mut clients = Clients::new();
+        let t = Instant::now();
+        let ids: Vec<ClientId> =
+            (0..MAX_CLIENTS).map(|i| adopt(&mut clients, t + Duration::from_millis(i as u64))).collect();
+        // The first one is busy (it just sent a command); the second has been idle the longest.
+        deliver(&mut clients, ids[0], b"status\n", t + Duration::from_secs(1));
+        let newcomer = clients.adopt(connection(), t + Duration::from_secs(2));
+        assert_eq!(newcomer.evicted, Some((ids[1], Cancel { recv: true, send: false })));
+        let newcomer = newcomer.id.expect("the newcomer gets in");
+        assert_eq!(clients.active(), MAX_CLIENTS);
+        assert!(clients.next_ops(newcomer).0.recv.is_some());
+        // The evicted client's buffer stays until its receive comes back.
+        assert!(clients.next_ops(ids[1]).1.is_none());
+        clients.received(ids[1], -libc::ECANCELED, t);
+        assert!(clients.next_ops(ids[1]).1.is_some());
+    }
+
+    #[test]
+    fn an_endless_line_gets_an_error_then_the_close() {
+        let mut clients = Clients::new();
+        let t = Instant::now();
+        let id = adopt(&mut clients, t);
+        clients.client(id).expect("live").input.fill(b'x');
+        assert!(clients.received(id, MAX_LINE as i32, t).is_empty());
+        let (ops, closed) = clients.next_ops(id);
+        assert!(closed.is_none());
+        assert!(ops.send.is_some(), "the error goes out first");
+        assert!(ops.recv.is_none(), "no more input");
+        let len = b"error: line too long\n".len();
+        clients.sent(id, len as i32, t);
+        assert!(clients.next_ops(id).1.is_some(), "then the connection closes");
+    }
+
+    #[test]
+    fn a_stale_id_names_nobody() {
+        let mut clients = Clients::new();
+        let t = Instant::now();
+        let id = adopt(&mut clients, t);
+        clients.close(id);
+        clients.received(id, 0, t);
+        assert!(clients.next_ops(id).1.is_some());
+        let next = adopt(&mut clients, t);
+        assert_eq!(next.index, id.index, "the entry is reused");
+        assert!(clients.received(id, 5, t).is_empty());
+        assert_eq!(clients.close(id), Cancel::default());
+        assert_eq!(clients.active(), 1);
+    }
+}

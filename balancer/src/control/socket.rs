@@ -1,0 +1,119 @@
+//! Creating the control socket at `--control PATH` (mode 0600) without
+//! taking over anything: a regular file is never replaced, a socket a running
+//! master answers on is left alone (the new master refuses to start), and
+//! only a stale socket (nobody listening: `ECONNREFUSED`) is replaced.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+
+use crate::error::{Context, Error, Result};
+
+/// How long a socket must keep answering to be taken as a live master's.
+const LIVE_FOR: Duration = Duration::from_secs(1);
+/// How often it is tried meanwhile.
+const LIVE_CHECK_EVERY: Duration = Duration::from_millis(20);
+
+/// The master's listening control socket; the path is removed when it drops.
+#[derive(Debug)]
+pub struct ControlSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlSocket {
+    /// Creates the socket at `path` with mode 0600.
+    pub fn bind(path: &Path) -> Result<ControlSocket> {
+        let shown = path.display();
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if !meta.file_type().is_socket() => {
+                return Err(Error::Config(format!("--control {shown}: exists and is not a socket")));
+            }
+            Ok(_) => {
+                if someone_answers(path).context(format_args!("--control {shown}: cannot tell if it is in use"))? {
+                    return Err(Error::ControlInUse(path.to_path_buf()));
+                }
+                std::fs::remove_file(path)
+                    .context(format_args!("--control {shown}: cannot replace the stale socket"))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format_args!("--control {shown}"), e)),
+        }
+        // SAFETY: umask only changes this process's file-creation mask; restored below.
+        let old_mask = unsafe { libc::umask(0o177) };
+        let bound = UnixListener::bind(path);
+        // SAFETY: as above, restoring the previous mask.
+        unsafe { libc::umask(old_mask) };
+        let listener = bound.context(format_args!("--control {shown}: cannot listen"))?;
+        let socket = ControlSocket { listener, path: path.to_path_buf() };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .context(format_args!("--control {shown}: cannot set mode 0600"))?;
+        Ok(socket)
+    }
+
+    /// The listening socket.
+    pub fn listener(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// True when something accepts connections on the socket at `path`; false
+/// when it is stale. The connect does not wait: a listener whose queue is
+/// full (a master that is busy or stopped) still counts as answering. A
+/// master that just died can leave its listener open for a moment (its
+/// io_uring, torn down after the process, still holds the socket), so only a
+/// socket that keeps answering for [`LIVE_FOR`] is taken as live.
+fn someone_answers(path: &Path) -> io::Result<bool> {
+    let address = UnixAddr::new(path)?;
+    let deadline = Instant::now() + LIVE_FOR;
+    loop {
+        let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+        let probe = socket(AddressFamily::Unix, SockType::Stream, flags, None)?;
+        match connect(probe.as_raw_fd(), &address) {
+            Ok(()) | Err(Errno::EAGAIN | Errno::EINPROGRESS) => {}
+            Err(Errno::ECONNREFUSED | Errno::ENOENT) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        if Instant::now() >= deadline {
+            return Ok(true);
+        }
+        std::thread::sleep(LIVE_CHECK_EVERY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("ringmaster-unit-{}-{name}.sock", std::process::id()))
+    }
+
+    #[test]
+    fn a_live_socket_is_refused_a_stale_one_replaced() {
+        let path = temp_path("live");
+        let _ = std::fs::remove_file(&path);
+        let first = ControlSocket::bind(&path).expect("first bind");
+        let second = ControlSocket::bind(&path).expect_err("a live socket is not taken over");
+        assert!(matches!(second, Error::ControlInUse(_)), "{second}");
+        assert!(path.exists(), "the refusal leaves the live socket in place");
+        drop(first);
+        // A socket whose listener is gone (a master that died) is stale.
+        drop(UnixListener::bind(&path).expect("bind"));
+        let replaced = ControlSocket::bind(&path).expect("a stale socket is replaced");
+        drop(replaced);
+        assert!(!path.exists(), "removed when the master is done with it");
+    }
+}

@@ -1,0 +1,194 @@
+//! What operators ask for, by signal or on the control socket: status,
+//! reload, scale, and the graceful stop; and the control socket's I/O (its
+//! clients' lines, deadlines and eviction are kept in `crate::control`).
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+use ringmaster_engine::out_of_resources;
+
+use super::{Master, Op, Stopping, MAX_SLOTS};
+use crate::control::clients::{Cancel, Ops};
+use crate::control::{parse_command, ClientId, Clients, Command, ControlSocket};
+use crate::error::Result;
+use crate::signals::{next_signal, signal_name};
+
+/// The control socket and its clients.
+#[derive(Debug)]
+pub(super) struct ControlState {
+    socket: ControlSocket,
+    pub(super) clients: Clients,
+    /// The multishot accept is armed.
+    accepting: bool,
+}
+
+impl ControlState {
+    pub(super) fn bind(path: &Path) -> Result<ControlState> {
+        Ok(ControlState { socket: ControlSocket::bind(path)?, clients: Clients::new(), accepting: false })
+    }
+}
+
+impl Master {
+    pub(super) fn on_signals(&mut self) -> io::Result<()> {
+        while let Some(signo) = next_signal(&self.signals)? {
+            match Signal::try_from(signo) {
+                Ok(Signal::SIGCHLD) => self.reap()?,
+                Ok(Signal::SIGUSR1) => self.print_stats(),
+                Ok(Signal::SIGHUP) => {
+                    self.begin_reload()?;
+                }
+                Ok(Signal::SIGTTIN) => self.scale(self.active_workers() + 1)?,
+                Ok(Signal::SIGTTOU) => self.scale(self.active_workers().saturating_sub(1).max(1))?,
+                Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) => {
+                    self.begin_stop(&signal_name(signo), signo)?
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops gracefully: no more accepting; lanes send what they hold, then
+    /// `Drain`; workers finish and exit. A second `SIGINT` kills them.
+    pub(super) fn begin_stop(&mut self, why: &str, signo: i32) -> io::Result<()> {
+        if self.stopping.is_some() {
+            if signo == libc::SIGINT {
+                crate::log!("second SIGINT: killing workers now");
+                self.kill_all(Signal::SIGKILL);
+            }
+            return Ok(());
+        }
+        let running = self.slots.iter().filter(|s| s.process.is_some()).count();
+        crate::log!("{why} received: stopping {running} workers");
+        let deadline = Instant::now() + self.config.shutdown_timeout;
+        self.stopping = Some(Stopping { deadline, stragglers_killed: false, exit_grace: None });
+        self.reactor.cancel(Op::Accept.token(0, 0))?;
+        self.reload.cancel();
+        for worker in &mut self.workers {
+            worker.restart_at = None;
+        }
+        for slot in &mut self.slots {
+            if let Some(process) = slot.process.as_mut() {
+                process.retiring = true;
+            }
+            slot.lane.request_drain();
+        }
+        self.refresh_routes();
+        self.refuse_held();
+        Ok(())
+    }
+
+    /// Runs one control command; the reply line (without newline).
+    fn answer(&mut self, line: &[u8]) -> io::Result<String> {
+        let command = match parse_command(line) {
+            Ok(command) => command,
+            Err(reply) => return Ok(reply),
+        };
+        Ok(match command {
+            Command::Status => self.stats_line(),
+            Command::Reload if self.stopping.is_some() => "error: stopping".to_string(),
+            Command::Reload => format!("ok reloading {} workers", self.begin_reload()?),
+            Command::Scale(_) if self.stopping.is_some() => "error: stopping".to_string(),
+            Command::Scale(n) if n > MAX_SLOTS / 2 => format!("error: at most {} workers", MAX_SLOTS / 2),
+            Command::Scale(n) => {
+                self.scale(n)?;
+                format!("ok scaling to {n} workers")
+            }
+            Command::Stop => {
+                self.begin_stop("stop command", libc::SIGTERM)?;
+                "ok stopping".to_string()
+            }
+        })
+    }
+
+    // --- the control socket's I/O ------------------------------------------------------------
+
+    pub(super) fn arm_control_accept(&mut self) -> io::Result<()> {
+        let Some(control) = self.control.as_mut().filter(|c| !c.accepting) else { return Ok(()) };
+        control.accepting = true;
+        let listener = control.socket.listener().as_raw_fd();
+        self.reactor.accept(listener, Op::ControlAccept.token(0, 0))
+    }
+
+    pub(super) fn on_control_accept(&mut self, result: i32, more: bool, accepted: Option<OwnedFd>) -> io::Result<()> {
+        let Some(control) = self.control.as_mut() else { return Ok(()) };
+        if !more {
+            control.accepting = false;
+        }
+        if let Some(connection) = accepted {
+            let adopted = control.clients.adopt(connection, Instant::now());
+            if let Some((evicted, cancel)) = adopted.evicted {
+                self.cancel_client(evicted, cancel)?;
+            }
+            if let Some(id) = adopted.id {
+                self.pump_control(id)?;
+            }
+        }
+        // Out of fds or memory: the tick re-arms rather than spinning now.
+        if !more && self.stopping.is_none() && !out_of_resources(-result) {
+            self.arm_control_accept()?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_control_recv(&mut self, index: usize, epoch: u32, result: i32) -> io::Result<()> {
+        let id = ClientId { index: index as u32, epoch };
+        let Some(control) = self.control.as_mut() else { return Ok(()) };
+        let lines = control.clients.received(id, result, Instant::now());
+        for line in lines {
+            let reply = self.answer(&line)?;
+            if let Some(control) = self.control.as_mut() {
+                control.clients.reply(id, &reply, Instant::now());
+            }
+        }
+        self.pump_control(id)
+    }
+
+    pub(super) fn on_control_sent(&mut self, index: usize, epoch: u32, result: i32) -> io::Result<()> {
+        let id = ClientId { index: index as u32, epoch };
+        let Some(control) = self.control.as_mut() else { return Ok(()) };
+        control.clients.sent(id, result, Instant::now());
+        self.pump_control(id)
+    }
+
+    /// Starts a client's next send and receive, and closes it once it is done.
+    fn pump_control(&mut self, id: ClientId) -> io::Result<()> {
+        let Some(control) = self.control.as_mut() else { return Ok(()) };
+        let (Ops { send, recv }, done) = control.clients.next_ops(id);
+        let (index, epoch) = (id.index as usize, id.epoch);
+        if let Some(reply) = send {
+            self.reactor.start(reply, Op::ControlSend.token(index, epoch))?;
+        }
+        if let Some(line) = recv {
+            self.reactor.start(line, Op::ControlRecv.token(index, epoch))?;
+        }
+        if let Some(fd) = done {
+            self.reactor.close(fd)?;
+        }
+        Ok(())
+    }
+
+    fn cancel_client(&mut self, id: ClientId, cancel: Cancel) -> io::Result<()> {
+        let (index, epoch) = (id.index as usize, id.epoch);
+        if cancel.recv {
+            self.reactor.cancel(Op::ControlRecv.token(index, epoch))?;
+        }
+        if cancel.send {
+            self.reactor.cancel(Op::ControlSend.token(index, epoch))?;
+        }
+        // Nothing in flight: it is freed now.
+        self.pump_control(id)
+    }
+
+    /// Closes control clients past their deadline (see `crate::control::clients`).
+    pub(super) fn expire_control_clients(&mut self) -> io::Result<()> {
+        let Some(control) = self.control.as_mut() else { return Ok(()) };
+        for (id, cancel) in control.clients.expire(Instant::now()) {
+            self.cancel_client(id, cancel)?;
+        }
+        Ok(())
+    }
+}

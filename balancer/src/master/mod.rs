@@ -1,0 +1,282 @@
+//! The master: owns the listener, starts one worker per CPU, balances
+//! connections over them or lets them accept, and supervises them. This file
+//! holds the master's state and the loop that ties events to their handlers;
+//! each concern is one file beside it:
+//!
+//! - [`supervise`]: worker processes — spawn, readiness, reap and exit logs,
+//!   restart backoff, the watchdogs;
+//! - [`reload`]: rolling reload and scale;
+//! - [`dispatch`]: accepted connections — the mode's pick, the lanes that
+//!   carry them to workers, holding, re-routing, refusing with `503`;
+//! - [`commands`]: what operators ask for, by signal or on the control
+//!   socket, and the graceful stop;
+//! - [`stats`]: the stats line.
+//!
+//! Everything runs on one thread and one [`Reactor`] (io_uring or epoll):
+//! signals arrive through a signalfd, accepts through a multishot accept,
+//! hand-offs go out as `sendmsg` ops and the control socket is served
+//! alongside; the master never blocks on a single worker.
+//!
+//! A *worker* is an id (1, 2, ...) with a CPU; a *process slot* is a stats
+//! block slot plus a lane (channel). Each process of a worker gets its own
+//! slot, so during a rolling restart the old and the new process of one
+//! worker run side by side without sharing counters.
+
+mod commands;
+mod dispatch;
+mod reload;
+mod stats;
+mod supervise;
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use ringmaster_engine::token;
+use ringmaster_engine::{choose_backend, Backend, StatsBlock};
+
+use crate::config::MasterConfig;
+use crate::cpus::{allowed_cpus, choose_cpus};
+use crate::error::{Context, Error, Result};
+use crate::listener::listen;
+use crate::modes::balance_for;
+use crate::reactor::{reactor_for, uring::CQ_ENTRIES, Completion, Reactor, Token};
+use crate::signals::signal_fd;
+use crate::spawn::OwnImage;
+use commands::ControlState;
+use dispatch::Dispatch;
+use reload::Reload;
+use supervise::{Slot, Worker};
+
+/// Most worker processes at once (slots in the stats block), old and new together.
+pub const MAX_SLOTS: usize = 1024;
+/// How often the master checks deadlines, restarts and heartbeats.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Signals the master handles.
+const SIGNALS: [Signal; 8] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGCHLD,
+    Signal::SIGHUP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+];
+
+/// What an op of the master is for; with an index (slot or client) and an
+/// epoch, it makes the op's [`Token`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Op {
+    Signal = 1,
+    Accept,
+    LaneSend,
+    LaneRecv,
+    Tick,
+    ControlAccept,
+    ControlRecv,
+    ControlSend,
+}
+
+impl Op {
+    const ALL: [Op; 8] = [
+        Op::Signal,
+        Op::Accept,
+        Op::LaneSend,
+        Op::LaneRecv,
+        Op::Tick,
+        Op::ControlAccept,
+        Op::ControlRecv,
+        Op::ControlSend,
+    ];
+
+    fn token(self, index: usize, epoch: u32) -> Token {
+        token::pack(self as u8, index as u32, epoch)
+    }
+
+    /// The op, index and epoch a token names.
+    fn of(token: Token) -> Option<(Op, usize, u32)> {
+        let (kind, index, epoch) = token::unpack(token);
+        let op = Op::ALL.into_iter().find(|op| *op as u8 == kind)?;
+        Some((op, index as usize, epoch))
+    }
+}
+
+/// Runs the master until it is stopped.
+pub fn run_master(config: MasterConfig) -> Result<()> {
+    let mut master = Master::start(config)?;
+    master.serve().context("the master's event loop failed")?;
+    master.print_stats();
+    Ok(())
+}
+
+/// A graceful stop under way.
+#[derive(Debug)]
+struct Stopping {
+    /// Workers still running then are killed.
+    deadline: Instant,
+    stragglers_killed: bool,
+    /// Once every worker is gone: how long a control client may still read its last reply.
+    exit_grace: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Master {
+    // Dropped first: the kernel stops using the buffers the lanes and clients lend it.
+    reactor: Box<dyn Reactor>,
+    backend: Backend,
+    config: MasterConfig,
+    image: OwnImage,
+    listener: OwnedFd,
+    signals: OwnedFd,
+    stats: StatsBlock,
+    stats_fd: OwnedFd,
+    cpus: Vec<usize>,
+    slots: Vec<Slot>,
+    workers: Vec<Worker>,
+    dispatch: Dispatch,
+    reload: Reload,
+    control: Option<ControlState>,
+    stopping: Option<Stopping>,
+    /// The bound address and the latest time to log it, until it is logged.
+    listening: Option<(SocketAddr, Instant)>,
+    completions: Vec<Completion>,
+}
+
+impl Master {
+    fn start(config: MasterConfig) -> Result<Master> {
+        // Workers start from the image this process runs, whatever later lands at its path.
+        let image = OwnImage::open().context("cannot open the running binary (/proc/self/exe)")?;
+        if config.workers == 0 || config.workers > MAX_SLOTS / 2 {
+            return Err(Error::Config(format!("--workers must be between 1 and {}", MAX_SLOTS / 2)));
+        }
+        let (backend, fallback) = choose_backend(config.backend).map_err(Error::Backend)?;
+        if let Some(why) = fallback {
+            crate::log!("{why}");
+        }
+        // Workers inherit the raised limit; failing to raise it is not fatal.
+        match crate::rlimit::raise_fd_limit() {
+            Ok(limit) => crate::rlimit::warn_if_fds_fall_short(config.engine.max_conns, config.workers, limit),
+            Err(e) => crate::log!("cannot raise the open-file limit: {e}"),
+        }
+        let cpus = if config.pin { choose_cpus(config.cpus.as_deref(), &allowed_cpus())? } else { Vec::new() };
+        let (listener, local) =
+            listen(config.bind, config.backlog).context(format_args!("cannot listen on {}", config.bind))?;
+        let control = config.control.as_deref().map(ControlState::bind).transpose()?;
+        let signals = signal_fd(&SIGNALS).context("cannot set up signals")?;
+        let (stats, stats_fd) = StatsBlock::create_shared(MAX_SLOTS).context("cannot create the stats block")?;
+        let reactor = reactor_for(backend).context(format_args!("cannot start the {} event loop", backend.name()))?;
+        let mut master = Master {
+            reactor,
+            backend,
+            image,
+            listener,
+            signals,
+            stats,
+            stats_fd,
+            cpus,
+            slots: Vec::with_capacity(MAX_SLOTS),
+            workers: Vec::with_capacity(config.workers),
+            dispatch: Dispatch::new(balance_for(config.mode)),
+            reload: Reload::default(),
+            control,
+            stopping: None,
+            listening: None,
+            completions: Vec::with_capacity(CQ_ENTRIES as usize),
+            config,
+        };
+        for _ in 0..master.config.workers {
+            master.add_worker().context("cannot start a worker")?;
+        }
+        master.listening = Some((local, Instant::now() + supervise::ANNOUNCE_AFTER));
+        Ok(master)
+    }
+
+    fn serve(&mut self) -> io::Result<()> {
+        self.reactor.poll_readable(self.signals.as_raw_fd(), Op::Signal.token(0, 0))?;
+        self.arm_accept()?;
+        self.arm_control_accept()?;
+        self.reactor.timeout(TICK, Op::Tick.token(0, 0))?;
+        while !self.done() {
+            self.reactor.wait(&mut self.completions)?;
+            let mut batch = std::mem::take(&mut self.completions);
+            for completion in batch.drain(..) {
+                self.complete(completion)?;
+            }
+            self.completions = batch;
+            self.notice_ready()?;
+            self.pump_lanes()?;
+        }
+        Ok(())
+    }
+
+    /// Stopping, and every worker is gone: done once control clients have
+    /// read their last replies (at most a second more).
+    fn done(&mut self) -> bool {
+        let Some(stopping) = self.stopping.as_mut() else { return false };
+        if self.slots.iter().any(|s| s.process.is_some()) {
+            return false;
+        }
+        let replying = self.control.as_ref().is_some_and(|c| c.clients.has_pending_output());
+        let grace = *stopping.exit_grace.get_or_insert_with(|| Instant::now() + Duration::from_secs(1));
+        !replying || Instant::now() >= grace
+    }
+
+    fn complete(&mut self, completion: Completion) -> io::Result<()> {
+        let Completion { token, result, more, accepted } = completion;
+        let Some((op, index, epoch)) = Op::of(token) else { return Ok(()) };
+        match op {
+            Op::Signal => {
+                self.on_signals()?;
+                if !more {
+                    self.reactor.poll_readable(self.signals.as_raw_fd(), Op::Signal.token(0, 0))?;
+                }
+                Ok(())
+            }
+            Op::Accept => self.on_accept(result, more, accepted),
+            Op::LaneSend => self.on_lane_sent(index, result),
+            Op::LaneRecv => self.on_lane_received(index, result),
+            Op::Tick => self.on_tick(),
+            Op::ControlAccept => self.on_control_accept(result, more, accepted),
+            Op::ControlRecv => self.on_control_recv(index, epoch, result),
+            Op::ControlSend => self.on_control_sent(index, epoch, result),
+        }
+    }
+
+    fn on_tick(&mut self) -> io::Result<()> {
+        match self.stopping.as_mut() {
+            Some(stopping) if Instant::now() >= stopping.deadline && !stopping.stragglers_killed => {
+                crate::log!("shutdown timeout: killing the workers still running");
+                stopping.stragglers_killed = true;
+                self.kill_all(Signal::SIGKILL);
+            }
+            Some(_) => {}
+            None => {
+                self.restart_due();
+                self.arm_accept()?;
+                self.arm_control_accept()?;
+            }
+        }
+        self.expire_control_clients()?;
+        self.watch_heartbeats();
+        self.watch_fd_limits();
+        self.reactor.timeout(TICK, Op::Tick.token(0, 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_name_op_index_and_epoch() {
+        for op in Op::ALL {
+            assert_eq!(Op::of(op.token(1023, 77)), Some((op, 1023, 77)));
+        }
+        assert_eq!(Op::of(ringmaster_engine::uring::IGNORED), None);
+    }
+}

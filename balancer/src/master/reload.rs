@@ -1,0 +1,105 @@
+//! Rolling reload and scale: workers are replaced one at a time, the old
+//! process retired only once the new one is ready; scaling adds workers or
+//! retires the newest ones gracefully.
+
+use std::collections::VecDeque;
+use std::io;
+
+use super::Master;
+
+/// A rolling reload under way.
+#[derive(Debug, Default)]
+pub(super) struct Reload {
+    /// Workers still to replace, in order.
+    queue: VecDeque<usize>,
+    /// The worker being replaced, and the slot of its old process.
+    current: Option<(usize, usize)>,
+}
+
+impl Reload {
+    /// Forgets the workers not yet replaced (the master is stopping).
+    pub(super) fn cancel(&mut self) {
+        self.queue.clear();
+    }
+}
+
+impl Master {
+    /// Queues every worker for replacement; how many.
+    pub(super) fn begin_reload(&mut self) -> io::Result<usize> {
+        if self.stopping.is_some() {
+            return Ok(0);
+        }
+        let ids: Vec<usize> = self.workers.iter().filter(|w| !w.retired).map(|w| w.id).collect();
+        for &id in &ids {
+            let under_way = self.reload.current.map(|(w, _)| w) == Some(id);
+            if !self.reload.queue.contains(&id) && !under_way {
+                self.reload.queue.push_back(id);
+            }
+        }
+        crate::log!("reload: replacing {} workers one at a time", ids.len());
+        self.step_reload()?;
+        Ok(ids.len())
+    }
+
+    /// The process in `slot` is gone: if it was the one being replaced, the
+    /// reload moves on.
+    pub(super) fn old_process_gone(&mut self, slot: usize) {
+        if self.reload.current.is_some_and(|(_, old)| old == slot) {
+            self.reload.current = None;
+        }
+    }
+
+    /// Moves the rolling restart on: the next worker gets a new process, and
+    /// its old one is retired only once the new one is ready.
+    pub(super) fn step_reload(&mut self) -> io::Result<()> {
+        loop {
+            if let Some((id, old_slot)) = self.reload.current {
+                let old_alive = self.slots[old_slot].process.is_some();
+                let new_ready = self
+                    .worker_index(id)
+                    .and_then(|i| self.workers[i].slot)
+                    .is_some_and(|s| s != old_slot && self.slots[s].process.as_ref().is_some_and(|p| p.ready));
+                if !old_alive {
+                    self.reload.current = None;
+                    continue;
+                }
+                if new_ready && !self.slots[old_slot].process.as_ref().is_some_and(|p| p.retiring) {
+                    self.retire(old_slot);
+                }
+                return Ok(());
+            }
+            let Some(id) = self.reload.queue.pop_front() else { return Ok(()) };
+            let Some(index) = self.worker_index(id) else { continue };
+            let worker = &self.workers[index];
+            // A worker waiting to restart gets a new process anyway.
+            let Some(old_slot) = worker.slot.filter(|_| !worker.retired) else { continue };
+            self.spawn(id)?;
+            self.reload.current = Some((id, old_slot));
+        }
+    }
+
+    /// Runs `target` workers: new ones are added, the newest retire gracefully.
+    pub(super) fn scale(&mut self, target: usize) -> io::Result<()> {
+        if self.stopping.is_some() {
+            return Ok(());
+        }
+        let active: Vec<usize> = self.workers.iter().filter(|w| !w.retired).map(|w| w.id).collect();
+        crate::log!("scaling from {} to {target} workers", active.len());
+        for _ in active.len()..target {
+            self.add_worker()?;
+        }
+        for &id in active.iter().rev().take(active.len().saturating_sub(target)) {
+            let Some(index) = self.worker_index(id) else { continue };
+            self.workers[index].retired = true;
+            self.workers[index].restart_at = None;
+            self.reload.queue.retain(|&queued| queued != id);
+            match self.workers[index].slot {
+                Some(slot) => self.retire(slot),
+                None => {
+                    self.workers.remove(index);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,386 @@
+//! Worker processes: the process table, starting a process in a free slot,
+//! noticing it is ready, reaping it and logging how it exited, restarting a
+//! crashed worker after a growing delay, and the watchdogs (a loop that
+//! stopped turning, a worker at its open-file limit).
+
+use std::io;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use ringmaster_engine::channel::channel_pair;
+use ringmaster_engine::stats::{CountersSnapshot, STATE_READY, STATE_STARTING, STATE_STOPPED};
+
+use super::{Master, MAX_SLOTS};
+use crate::cpus::cpu_for_worker;
+use crate::handoff::Lane;
+use crate::modes::WorkerListener;
+use crate::rlimit::fd_limit_text;
+use crate::spawn::{spawn_worker, WorkerLaunch};
+
+/// First restart delay of a crashed worker; it grows by half each crash.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest restart delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(15);
+/// A worker up this long is healthy again: its next crash restarts it quickly.
+const HEALTHY_UPTIME: Duration = Duration::from_secs(30);
+/// The `listening on` line waits for every first worker to be ready, but no
+/// longer than this (a worker that cannot start must not hide the address).
+pub(super) const ANNOUNCE_AFTER: Duration = Duration::from_secs(2);
+
+/// A running worker process.
+#[derive(Debug)]
+pub(super) struct Process {
+    pub(super) pid: u32,
+    pub(super) worker: usize,
+    pub(super) started: Instant,
+    pub(super) ready: bool,
+    pub(super) retiring: bool,
+    heartbeat: u64,
+    heartbeat_moved: Instant,
+    killed_by_watchdog: bool,
+    /// The worker's `fd_limit_hits` when last looked at.
+    fd_limit_hits: u64,
+}
+
+/// A process slot: its lane and the process using it.
+#[derive(Debug)]
+pub(super) struct Slot {
+    pub(super) lane: Lane,
+    pub(super) process: Option<Process>,
+    /// The worker declined connections (full, or at its fd limit): skipped until then.
+    pub(super) declined_until: Option<Instant>,
+}
+
+/// A worker id, kept (with its CPU) across restarts.
+#[derive(Debug)]
+pub(super) struct Worker {
+    pub(super) id: usize,
+    pub(super) cpu: Option<usize>,
+    /// Slot of the current process (a retiring older one is not counted here).
+    pub(super) slot: Option<usize>,
+    pub(super) last_pid: Option<u32>,
+    pub(super) restarts: u32,
+    backoff: Backoff,
+    pub(super) restart_at: Option<Instant>,
+    /// Counts of this worker's processes that have exited.
+    pub(super) totals: CountersSnapshot,
+    /// Scaled away: it exits after draining and is not restarted.
+    pub(super) retired: bool,
+}
+
+/// The delay before a crashed worker is restarted: [`FIRST_BACKOFF`], half
+/// as long again after each crash, at most [`MAX_BACKOFF`], and back to the
+/// first after a process that ran [`HEALTHY_UPTIME`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { next: FIRST_BACKOFF }
+    }
+
+    /// The delay after a process that ran for `uptime` exited.
+    fn after_exit(&mut self, uptime: Duration) -> Duration {
+        if uptime >= HEALTHY_UPTIME {
+            self.next = FIRST_BACKOFF;
+        }
+        let delay = self.next;
+        self.next = self.next.mul_f64(1.5).min(MAX_BACKOFF);
+        delay
+    }
+}
+
+impl Master {
+    pub(super) fn add_worker(&mut self) -> io::Result<()> {
+        let id = self.workers.iter().map(|w| w.id).max().unwrap_or(0) + 1;
+        let cpu = if self.config.pin { Some(cpu_for_worker(&self.cpus, id)) } else { None };
+        self.workers.push(Worker {
+            id,
+            cpu,
+            slot: None,
+            last_pid: None,
+            restarts: 0,
+            backoff: Backoff::new(),
+            restart_at: None,
+            totals: CountersSnapshot::default(),
+            retired: false,
+        });
+        self.spawn(id)
+    }
+
+    pub(super) fn worker_index(&self, id: usize) -> Option<usize> {
+        self.workers.iter().position(|w| w.id == id)
+    }
+
+    pub(super) fn active_workers(&self) -> usize {
+        self.workers.iter().filter(|w| !w.retired).count()
+    }
+
+    /// A slot no process uses and whose lane is idle, making one if needed.
+    fn free_slot(&mut self) -> io::Result<usize> {
+        if let Some(index) = self.slots.iter().position(|s| s.process.is_none() && s.lane.is_free()) {
+            return Ok(index);
+        }
+        if self.slots.len() == MAX_SLOTS {
+            return Err(io::Error::other(format!("all {MAX_SLOTS} process slots are in use")));
+        }
+        self.slots.push(Slot { lane: Lane::new(), process: None, declined_until: None });
+        Ok(self.slots.len() - 1)
+    }
+
+    /// Starts a new process for worker `id` in a free slot; it becomes the worker's current one.
+    pub(super) fn spawn(&mut self, id: usize) -> io::Result<()> {
+        let index = self.worker_index(id).ok_or_else(|| io::Error::other(format!("no worker {id}")))?;
+        let slot = self.free_slot()?;
+        let (master_end, worker_end) = channel_pair()?;
+        if let Some(counters) = self.stats.slot(slot) {
+            counters.store(&CountersSnapshot::default());
+            counters.set_state(STATE_STARTING);
+        }
+        let listener = match self.dispatch.balance.worker_listener(slot) {
+            WorkerListener::None => None,
+            WorkerListener::Shared => Some(self.listener.as_fd()),
+        };
+        let launch = WorkerLaunch {
+            id,
+            cpu: self.workers[index].cpu,
+            stats_slot: slot,
+            stats_slots: self.stats.len(),
+            channel: worker_end.as_fd(),
+            stats: self.stats_fd.as_fd(),
+            listener,
+            backend: self.backend,
+            image: &self.image,
+            exec: &self.config.exec,
+        };
+        let pid = spawn_worker(&launch)?;
+        drop(worker_end);
+        let now = Instant::now();
+        self.slots[slot].lane.open(master_end);
+        self.slots[slot].declined_until = None;
+        self.slots[slot].process = Some(Process {
+            pid,
+            worker: id,
+            started: now,
+            ready: false,
+            retiring: false,
+            heartbeat: 0,
+            heartbeat_moved: now,
+            killed_by_watchdog: false,
+            fd_limit_hits: 0,
+        });
+        let worker = &mut self.workers[index];
+        let replaced = worker.slot.and(worker.last_pid);
+        worker.slot = Some(slot);
+        worker.last_pid = Some(pid);
+        worker.restart_at = None;
+        let cpu = worker.cpu.map_or_else(|| "none".to_string(), |c| c.to_string());
+        match replaced {
+            Some(old) => crate::log!("worker {id} started (pid {pid}, cpu {cpu}, replacing pid {old})"),
+            None if worker.restarts == 0 => crate::log!("worker {id} started (pid {pid}, cpu {cpu})"),
+            None => crate::log!("worker {id} restarted (pid {pid}, cpu {cpu}, restart {})", worker.restarts),
+        }
+        Ok(())
+    }
+
+    /// Marks processes whose worker reported ready; they start taking connections.
+    pub(super) fn notice_ready(&mut self) -> io::Result<()> {
+        let mut changed = false;
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(process) = slot.process.as_mut() else { continue };
+            if !process.ready && self.stats.slot(index).is_some_and(|c| c.snapshot().state == STATE_READY) {
+                process.ready = true;
+                changed = true;
+            }
+        }
+        if changed {
+            self.refresh_routes();
+            self.route_held();
+            self.step_reload()?;
+        }
+        self.announce_when_ready();
+        Ok(())
+    }
+
+    /// Logs the listening address once every worker is ready (or time is up),
+    /// so whoever waits for that line finds all workers taking connections.
+    fn announce_when_ready(&mut self) {
+        let Some((local, deadline)) = self.listening else { return };
+        let all_ready = self
+            .workers
+            .iter()
+            .all(|w| w.slot.is_some_and(|s| self.slots[s].process.as_ref().is_some_and(|p| p.ready)));
+        if all_ready || Instant::now() >= deadline {
+            let workers = self.config.workers;
+            let plural = if workers == 1 { "" } else { "s" };
+            crate::log!("listening on {local} (mode {}, {workers} worker{plural})", self.config.mode.name());
+            self.listening = None;
+        }
+    }
+
+    /// Tells a process to finish its connections and exit; it takes no new ones from now.
+    pub(super) fn retire(&mut self, slot: usize) {
+        if let Some(process) = self.slots[slot].process.as_mut() {
+            process.retiring = true;
+            self.slots[slot].lane.request_drain();
+        }
+        self.refresh_routes();
+    }
+
+    /// Reaps every exited child: log it, keep its counts, re-route what its lane held, plan a restart.
+    pub(super) fn reap(&mut self) -> io::Result<()> {
+        loop {
+            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return Ok(()),
+                Ok(status) => status,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let (pid, how) = match status {
+                WaitStatus::Exited(pid, code) => (pid, format!("exited with code {code}")),
+                WaitStatus::Signaled(pid, signal, _) => {
+                    (pid, format!("killed by signal {} ({})", signal as i32, signal.as_str()))
+                }
+                _ => continue,
+            };
+            let pid = pid.as_raw() as u32;
+            let Some(slot) = self.slots.iter().position(|s| s.process.as_ref().is_some_and(|p| p.pid == pid)) else {
+                continue;
+            };
+            self.process_exited(slot, &how)?;
+        }
+    }
+
+    fn process_exited(&mut self, slot: usize, how: &str) -> io::Result<()> {
+        let Some(process) = self.slots[slot].process.take() else { return Ok(()) };
+        let final_counts = self.stats.slot(slot).map(|c| c.snapshot()).unwrap_or_default();
+        if let Some(counters) = self.stats.slot(slot) {
+            counters.live.store(0, std::sync::atomic::Ordering::Relaxed);
+            counters.set_state(STATE_STOPPED);
+        }
+        crate::log!("worker {} (pid {}) {how}", process.worker, process.pid);
+        self.slots[slot].lane.mark_gone();
+        self.stop_receiving(slot)?;
+        if let Some(index) = self.worker_index(process.worker) {
+            let worker = &mut self.workers[index];
+            worker.totals.accepted += final_counts.accepted;
+            worker.totals.requests += final_counts.requests;
+            worker.totals.rejected += final_counts.rejected;
+            if worker.slot == Some(slot) {
+                worker.slot = None;
+                if worker.retired {
+                    self.workers.remove(index);
+                } else if self.stopping.is_none() {
+                    self.plan_restart(index, process.started);
+                }
+            }
+        }
+        self.refresh_routes();
+        self.settle_gone_lane(slot)?;
+        self.old_process_gone(slot);
+        self.step_reload()
+    }
+
+    fn plan_restart(&mut self, index: usize, started: Instant) {
+        let worker = &mut self.workers[index];
+        let delay = worker.backoff.after_exit(started.elapsed());
+        worker.restart_at = Some(Instant::now() + delay);
+        crate::log!("worker {} restarting in {} ms", worker.id, delay.as_millis());
+    }
+
+    /// Starts the workers whose restart delay is over.
+    pub(super) fn restart_due(&mut self) {
+        let now = Instant::now();
+        for index in 0..self.workers.len() {
+            if self.workers[index].restart_at.is_none_or(|at| at > now) {
+                continue;
+            }
+            self.workers[index].restarts += 1;
+            let id = self.workers[index].id;
+            if let Err(e) = self.spawn(id) {
+                crate::log!("cannot restart worker {id}: {e}");
+                self.plan_restart(index, Instant::now());
+            }
+        }
+    }
+
+    /// Kills ready workers whose loop has not turned for `--watchdog`.
+    pub(super) fn watch_heartbeats(&mut self) {
+        let Some(limit) = self.config.watchdog else { return };
+        let now = Instant::now();
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(process) = slot.process.as_mut() else { continue };
+            let Some(counters) = self.stats.slot(index) else { continue };
+            let beat = counters.snapshot().heartbeat;
+            if beat != process.heartbeat || !process.ready {
+                process.heartbeat = beat;
+                process.heartbeat_moved = now;
+            } else if now.duration_since(process.heartbeat_moved) >= limit && !process.killed_by_watchdog {
+                crate::log!(
+                    "worker {} (pid {}) made no progress for {:.1} s: killing it",
+                    process.worker,
+                    process.pid,
+                    limit.as_secs_f64()
+                );
+                process.killed_by_watchdog = true;
+                let _ = kill(Pid::from_raw(process.pid as i32), Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Logs (rate-limited) when a worker reports it ran out of file descriptors.
+    pub(super) fn watch_fd_limits(&mut self) {
+        let mut hit = None;
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(process) = slot.process.as_mut() else { continue };
+            let Some(counters) = self.stats.slot(index) else { continue };
+            let hits = counters.snapshot().fd_limit_hits;
+            if hits != process.fd_limit_hits {
+                process.fd_limit_hits = hits;
+                hit = Some((process.worker, process.pid));
+            }
+        }
+        if let Some((id, pid)) = hit {
+            self.log_fd_limit(format_args!(
+                "worker {id} (pid {pid}) is at its open-file limit ({}): connections it cannot take go to other \
+                 workers, or get 503 when none can",
+                fd_limit_text()
+            ));
+        }
+    }
+
+    pub(super) fn kill_all(&mut self, signal: Signal) {
+        for process in self.slots.iter().filter_map(|s| s.process.as_ref()) {
+            let _ = kill(Pid::from_raw(process.pid as i32), signal);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_delays_grow_by_half_up_to_the_cap() {
+        let mut backoff = Backoff::new();
+        let delays: Vec<u128> = (0..5).map(|_| backoff.after_exit(Duration::ZERO).as_millis()).collect();
+        assert_eq!(delays, [100, 150, 225, 337, 506]);
+        let capped = (0..20).map(|_| backoff.after_exit(Duration::from_secs(1))).last();
+        assert_eq!(capped, Some(MAX_BACKOFF), "never more than 15 s");
+    }
+
+    #[test]
+    fn a_healthy_run_resets_the_delay() {
+        let mut backoff = Backoff::new();
+        for _ in 0..10 {
+            backoff.after_exit(Duration::ZERO);
+        }
+        assert_eq!(backoff.after_exit(HEALTHY_UPTIME), FIRST_BACKOFF);
+        assert_eq!(backoff.after_exit(HEALTHY_UPTIME - Duration::from_millis(1)), FIRST_BACKOFF.mul_f64(1.5));
+    }
+}

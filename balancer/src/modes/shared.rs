@@ -1,0 +1,53 @@
+//! `shared`: every worker accepts on the master's listening socket and the
+//! kernel picks who wakes. The master accepts only while every worker is
+//! full, to answer those clients `503` at once instead of leaving them in the
+//! queue waiting for room that may not come; it never hands a connection over.
+
+use super::{Balance, RouteFacts, WorkerListener};
+use crate::config::Mode;
+
+/// Workers accept; the master only refuses.
+#[derive(Debug, Default)]
+pub struct Shared;
+
+impl Balance for Shared {
+    fn mode(&self) -> Mode {
+        Mode::Shared
+    }
+
+    fn worker_listener(&self, _slot: usize) -> WorkerListener {
+        WorkerListener::Shared
+    }
+
+    fn master_accepts(&self, routes: &[usize], facts: &dyn Fn(usize) -> RouteFacts) -> bool {
+        !routes.is_empty() && routes.iter().all(|&slot| facts(slot).full())
+    }
+
+    fn pick(&mut self, _routes: &[usize], _facts: &dyn Fn(usize) -> RouteFacts) -> Option<usize> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(counts: &'static [u64]) -> impl Fn(usize) -> RouteFacts {
+        move |slot| RouteFacts { live: counts[slot], max_conns: 10, ..RouteFacts::default() }
+    }
+
+    #[test]
+    fn the_master_accepts_only_while_every_worker_is_full() {
+        let shared = Shared;
+        assert!(!shared.master_accepts(&[0, 1], &live(&[10, 9])), "one has room: it accepts");
+        assert!(shared.master_accepts(&[0, 1], &live(&[10, 12])));
+        assert!(!shared.master_accepts(&[], &live(&[])), "no ready worker: the queue waits for one");
+    }
+
+    #[test]
+    fn what_the_master_accepts_is_refused_and_workers_share_the_listener() {
+        let mut shared = Shared;
+        assert_eq!(shared.pick(&[0, 1], &live(&[10, 10])), None);
+        assert_eq!(shared.worker_listener(0), WorkerListener::Shared);
+    }
+}

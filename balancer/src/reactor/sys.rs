@@ -1,0 +1,127 @@
+//! The syscalls of the epoll reactor, each a small wrapper that turns `-1`
+//! into `io::Error` and a new descriptor into an `OwnedFd` at once. Every
+//! `unsafe` of the epoll side is here.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// Turns a C return value into a result: `-1` is the thread's `errno`.
+fn check<T: Copy + PartialEq + From<i8>>(ret: T) -> io::Result<T> {
+    if ret == T::from(-1) {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Owns a descriptor a syscall just returned.
+fn owned(raw: RawFd) -> OwnedFd {
+    // SAFETY: called only with a new descriptor the kernel just created for
+    // this process, which nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(raw) }
+}
+
+/// A new epoll instance.
+pub fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: no pointers; the flag is valid.
+    check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) }).map(owned)
+}
+
+/// `EPOLL_CTL_ADD` or `EPOLL_CTL_MOD` of `fd` with `events`, tagged with the fd itself.
+pub fn epoll_ctl(epoll: BorrowedFd<'_>, op: libc::c_int, fd: RawFd, events: u32) -> io::Result<()> {
+    let mut event = libc::epoll_event { events, u64: fd as u64 };
+    // SAFETY: `event` is a valid epoll_event for the duration of the call.
+    check(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd, &mut event) }).map(drop)
+}
+
+/// Waits up to `timeout_ms` (-1: forever) for events, filling `events` up
+/// to its capacity. An interrupted wait returns no events.
+pub fn epoll_wait(epoll: BorrowedFd<'_>, events: &mut Vec<libc::epoll_event>, timeout_ms: i32) -> io::Result<()> {
+    events.clear();
+    let room = events.capacity().min(i32::MAX as usize) as i32;
+    // SAFETY: the kernel writes at most `room` events into the vector's spare
+    // capacity, which is that large.
+    let n = unsafe { libc::epoll_wait(epoll.as_raw_fd(), events.as_mut_ptr(), room, timeout_ms) };
+    match check(n) {
+        // SAFETY: the kernel initialised the first `n` events.
+        Ok(n) => unsafe { events.set_len(n as usize) },
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// A non-blocking monotonic timerfd, disarmed.
+pub fn timerfd() -> io::Result<OwnedFd> {
+    let flags = libc::TFD_NONBLOCK | libc::TFD_CLOEXEC;
+    // SAFETY: no pointers; the clock and flags are valid.
+    check(unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, flags) }).map(owned)
+}
+
+/// Arms `timer` to expire once, `after` from now.
+pub fn timerfd_once(timer: BorrowedFd<'_>, after: Duration) -> io::Result<()> {
+    // A zero it_value would disarm the timer: expire after a nanosecond instead.
+    let nanos = after.subsec_nanos().max(u32::from(after.is_zero()));
+    let value = libc::timespec { tv_sec: after.as_secs() as libc::time_t, tv_nsec: nanos as libc::c_long };
+    let spec = libc::itimerspec { it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 }, it_value: value };
+    // SAFETY: `spec` is a valid itimerspec; the old value is not asked for.
+    check(unsafe { libc::timerfd_settime(timer.as_raw_fd(), 0, &spec, std::ptr::null_mut()) }).map(drop)
+}
+
+/// Reads a timerfd's expiry count (`WouldBlock` while it has not expired).
+pub fn read_timer(timer: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut count = 0u64;
+    // SAFETY: reading 8 bytes into a u64 we own.
+    check(unsafe { libc::read(timer.as_raw_fd(), (&mut count as *mut u64).cast(), 8) })?;
+    Ok(count)
+}
+
+/// Makes `fd` non-blocking (the flag belongs to the open file: every process
+/// sharing it sees it).
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on a descriptor the caller holds; no pointers.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    if flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: as above.
+        check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    }
+    Ok(())
+}
+
+/// One `accept4` on a non-blocking listener; the connection is close-on-exec
+/// and blocking, as the ring's accept makes it.
+pub fn accept(listener: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: null address pointers ask for no peer address.
+    let raw = unsafe { libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
+    check(raw).map(owned)
+}
+
+/// A non-blocking `recv` into `buf`.
+///
+/// # Safety
+/// `buf` must be valid for writes of `len` bytes.
+pub unsafe fn recv(fd: RawFd, buf: *mut u8, len: usize) -> io::Result<usize> {
+    // SAFETY: the caller guarantees the buffer.
+    check(unsafe { libc::recv(fd, buf.cast(), len, libc::MSG_DONTWAIT) }).map(|n| n as usize)
+}
+
+/// A non-blocking `send` of `buf` that never raises `SIGPIPE`.
+///
+/// # Safety
+/// `buf` must be valid for reads of `len` bytes.
+pub unsafe fn send(fd: RawFd, buf: *const u8, len: usize) -> io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    // SAFETY: the caller guarantees the buffer.
+    check(unsafe { libc::send(fd, buf.cast(), len, flags) }).map(|n| n as usize)
+}
+
+/// A non-blocking `sendmsg` that never raises `SIGPIPE`.
+///
+/// # Safety
+/// `header` and everything it points to must be valid for the call.
+pub unsafe fn sendmsg(fd: RawFd, header: *const libc::msghdr) -> io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    // SAFETY: the caller guarantees the header.
+    check(unsafe { libc::sendmsg(fd, header, flags) }).map(|n| n as usize)
+}

@@ -1,0 +1,98 @@
+//! Issue 8, finding 2 (first half): workers always start from the master's own
+//! image. The binary file is replaced on disk the way cargo and package
+//! managers do it (a new file renamed over the old one); a reload and the
+//! restart of a killed worker, both under load, still start ringmaster
+//! workers — from the image the master runs, which the kernel now shows as
+//! "(deleted)" — and no request fails.
+
+mod util;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use util::control::{ctl, parse_status};
+use util::load::Load;
+use util::procs::{kill, stop_and_check_no_process_left};
+use util::*;
+
+/// A directory of this test's own, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("ringmaster-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Each worker's pid, by id, once every worker is ready and `pred` holds for it.
+fn wait_for_workers(control: &Path, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> Vec<u64> {
+    let mut last = serde_json::Value::Null;
+    let settled = eventually(Duration::from_secs(15), || {
+        let (code, out, _) = ctl(control, &["status"]);
+        if code != 0 {
+            return false;
+        }
+        last = parse_status(&out);
+        let workers = last["workers"].as_array().cloned().unwrap_or_default();
+        workers.len() == 2 && workers.iter().all(|w| w["state"] == "ready" && pred(w))
+    });
+    assert!(settled, "{what}: {last}");
+    last["workers"].as_array().map(|ws| ws.iter().filter_map(|w| w["pid"].as_u64()).collect()).unwrap_or_default()
+}
+
+#[test]
+fn reload_and_restart_work_after_the_binary_is_replaced() {
+    let dir = TempDir::new("upgrade");
+    let binary = dir.0.join("ringmaster");
+    std::fs::copy(BIN, &binary).expect("copy the binary");
+    let control = dir.0.join("control.sock");
+    let control_arg = control.to_str().expect("UTF-8 path");
+    let s = Server::start_binary(&binary, &["--workers", "2", "--no-pin", "--control", control_arg]);
+    let first = wait_for_workers(&control, "workers start", |_| true);
+    let load = Load::start(s.addr(), 4, 5_000, Duration::from_secs(60), Duration::from_millis(2));
+    load.wait_ok(50, Duration::from_secs(10));
+
+    // A new file renamed over the old one: the old inode lives on only as the
+    // running image. (Something that is not ringmaster at all, so a worker
+    // started from the path could not pass for one.)
+    let new = dir.0.join("ringmaster.new");
+    std::fs::write(&new, b"#!/bin/sh\necho 'not ringmaster' >&2\nexit 7\n").expect("write the new file");
+    std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::rename(&new, &binary).expect("rename over the binary");
+
+    let (code, out, err) = ctl(&control, &["reload"]);
+    assert_eq!((code, out.as_str()), (0, "ok reloading 2 workers"), "{err}");
+    let reloaded = wait_for_workers(&control, "every worker replaced", |w| {
+        w["pid"].as_u64().is_some_and(|pid| !first.contains(&pid))
+    });
+    let answered = load.ok();
+    load.wait_ok(answered + 50, Duration::from_secs(10));
+
+    kill(reloaded[0] as u32, libc::SIGKILL);
+    let restarted = wait_for_workers(&control, "the killed worker restarted", |w| {
+        w["pid"].as_u64().is_some_and(|pid| pid != reloaded[0]) && (w["id"] != 1 || w["restarts"] == 1)
+    });
+    let answered = load.ok();
+    load.wait_ok(answered + 50, Duration::from_secs(10));
+    let (ok, failures) = load.finish();
+    assert!(failures.is_empty(), "{} of {} requests failed: {failures:?}", failures.len(), ok + failures.len() as u64);
+
+    // The workers run the master's image, whose file is gone from the path.
+    for pid in restarted {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("read a worker's exe");
+        let exe = exe.to_string_lossy();
+        assert_eq!(exe, format!("{} (deleted)", binary.display()), "worker {pid} runs {exe}");
+    }
+    assert!(!s.log().iter().any(|l| l.contains("not ringmaster") || l.contains("cannot restart")), "{:?}", s.log());
+    stop_and_check_no_process_left(s);
+}
