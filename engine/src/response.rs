@@ -6,7 +6,7 @@
 //! a send never copies a response, it points at it.
 //!
 //! The kernel reads these bytes while a send is in flight, so the `Date` is
-//! never rewritten under it: there are [`PAGES`] copies of the whole layout,
+//! never rewritten under it: there are `PAGES` copies of the whole layout,
 //! sends hold the page they point into, and once a second the next page is
 //! patched and made current only if no send holds it (else the date waits a
 //! tick).

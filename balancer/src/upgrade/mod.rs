@@ -2,7 +2,7 @@
 //! `upgrade` (or `SIGUSR2`) the running master starts a new master from the
 //! file now at the path it was started from, with the same arguments, and
 //! hands it every listening socket it holds and the control socket's
-//! listener as inherited fds named in the environment ([`env`]). The new
+//! listener as inherited fds named in the environment ([`mod@env`]). The new
 //! master binds nothing: it serves the same sockets, with the connections
 //! already waiting in their queues. Once all its workers are ready it says
 //! so on a channel it was handed too, and the old master stops accepting,

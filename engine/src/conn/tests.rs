@@ -115,9 +115,10 @@ impl Harness {
         self.world.now = self.now;
     }
 
-    fn input(&mut self, bytes: &[u8]) {
+    /// Offers `bytes`; returns how many the connection took.
+    fn input(&mut self, bytes: &[u8]) -> usize {
         self.sync();
-        self.conn.handle_input(bytes, &mut self.carry, false, &mut self.world.ctx());
+        self.conn.handle_input(bytes, &mut self.carry, false, &mut self.world.ctx())
     }
 
     /// Starts the due send, if any; returns its bytes without completing it.
@@ -267,14 +268,23 @@ fn a_full_queue_pauses_reading_until_the_replies_are_sent() {
 }
 
 #[test]
-fn held_input_that_overflows_the_carry_closes() {
+fn input_beyond_the_carry_waits_while_paused_and_is_taken_after_the_send() {
     let mut h = Harness::new();
     let head = b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n";
     let burst: Vec<u8> = (0..40).flat_map(|i| if i % 2 == 0 { GET.to_vec() } else { head.to_vec() }).collect();
-    h.input(&burst);
+    assert_eq!(h.input(&burst), burst.len());
     assert_eq!(h.conn.phase(), Phase::Paused);
-    h.input(&vec![b'x'; CARRY * 2]);
-    assert!(h.conn.is_closed());
+    let more = GET.repeat(CARRY / GET.len() * 2);
+    let taken = h.input(&more);
+    assert!(taken < more.len(), "the carry holds {CARRY} bytes, not {}", more.len());
+    assert_eq!(h.conn.phase(), Phase::Paused, "waiting, not closed");
+    let mut at = taken;
+    while at < more.len() {
+        h.flush();
+        at += h.input(&more[at..]);
+    }
+    h.flush();
+    assert_eq!(h.answered as usize, 40 + more.len() / GET.len());
 }
 
 #[test]
@@ -456,8 +466,7 @@ fn run_split(input: &[u8], rng: &mut Rng, whole: bool, make: fn() -> Harness) ->
                 h.flush();
                 continue;
             }
-            h.input(&input[at..end]);
-            at = end;
+            at += h.input(&input[at..end]);
         }
         while let Some(bytes) = h.start_send() {
             let n = if whole { bytes.len() } else { 1 + rng.below(bytes.len()) };
