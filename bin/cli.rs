@@ -89,6 +89,12 @@ pub struct Cli {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=65_536))]
     body_buffers: u32,
 
+    /// A path every worker answers itself, ahead of any handler: `GET PATH`
+    /// gets `200 ready` while it serves and `503 draining` once it drains
+    /// (for a load balancer's or Kubernetes' probe) [default: none].
+    #[arg(long, value_name = "PATH", value_parser = parse_health_path)]
+    health_path: Option<String>,
+
     /// Seconds workers get to finish their connections on shutdown before they
     /// are killed; also how long a new master (`upgrade`) has to be ready.
     #[arg(long, default_value = "30", value_parser = parse_seconds)]
@@ -169,6 +175,13 @@ fn parse_cpus(text: &str) -> Result<CpuList, ringmaster_balancer::Error> {
     parse_cpu_list(text).map(CpuList)
 }
 
+fn parse_health_path(text: &str) -> Result<String, String> {
+    if !text.starts_with('/') || text.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(format!("'{text}' is not a path: it starts with / and has no spaces or control characters"));
+    }
+    Ok(text.to_string())
+}
+
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text.parse().map_err(|_| format!("'{text}' is not a number of seconds"))?;
     if !(seconds > 0.0 && seconds <= 86_400.0) {
@@ -196,6 +209,7 @@ impl Cli {
             idle_timeout: self.idle_timeout,
             body_timeout: self.body_timeout,
             drain_timeout: self.shutdown_timeout,
+            health_path: self.health_path.clone(),
             ..EngineConfig::default()
         }
     }

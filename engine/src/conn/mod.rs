@@ -95,6 +95,11 @@ pub struct Context<'a> {
     pub answering: Answering<'a>,
     /// This connection's output buffer (a handler's framed responses).
     pub out: &'a mut [u8],
+    /// `--health-path`: a `GET` of it is answered here, ahead of any handler.
+    pub health_path: Option<&'a [u8]>,
+    /// The worker serves and its master has not marked it a lame duck: the
+    /// health path answers `200 ready` (else `503 draining`).
+    pub healthy: bool,
 }
 
 /// One connection's protocol state.
@@ -447,9 +452,12 @@ impl Connection {
                     }
                 }
             }
-            let Some(reply) = reply else { continue };
+            let Some(mut reply) = reply else { continue };
             if reply.is_final() {
                 self.parsed += 1;
+            }
+            if between && is_health_check(reply, &input[start..at], ctx.health_path) {
+                reply = if ctx.healthy { Reply::HealthReady } else { Reply::HealthDraining };
             }
             if let (Answering::Dynamic(_), Some(framing)) = (&ctx.answering, framing_of(reply)) {
                 let head_only = matches!(reply, Reply::Head | Reply::HeadKeepAlive | Reply::HeadClose);
@@ -474,7 +482,9 @@ impl Connection {
                 // plain close. When the server decides (an error) the client
                 // may still be sending: closing on unread input would reset
                 // the connection and could destroy the reply, so it lingers.
-                let client_asked = matches!(reply, Reply::OkClose | Reply::HeadClose);
+                // A health check closes too: nothing follows it in practice.
+                let client_asked =
+                    matches!(reply, Reply::OkClose | Reply::HeadClose | Reply::HealthReady | Reply::HealthDraining);
                 self.phase = Phase::Finishing { linger: !(client_asked && at == input.len()) };
                 return input.len();
             }
@@ -630,4 +640,14 @@ fn framing_of(reply: Reply) -> Option<Framing> {
         Reply::OkClose | Reply::HeadClose => Some(Framing::Close),
         _ => None,
     }
+}
+
+/// True when `head` (a complete header block without a body) is a `GET` of
+/// the health path answered by `reply` (a success).
+fn is_health_check(reply: Reply, head: &[u8], health_path: Option<&[u8]>) -> bool {
+    let Some(path) = health_path else { return false };
+    if !matches!(reply, Reply::Ok | Reply::OkKeepAlive | Reply::OkClose) {
+        return false;
+    }
+    head.strip_prefix(b"GET ").and_then(|rest| rest.strip_prefix(path)).is_some_and(|rest| rest.starts_with(b" "))
 }

@@ -36,6 +36,7 @@ struct World {
     now: u64,
     draining: bool,
     dynamic: Option<DynamicParts>,
+    health_path: Option<&'static [u8]>,
 }
 
 impl World {
@@ -59,6 +60,8 @@ impl World {
             draining: self.draining,
             answering,
             out,
+            health_path: self.health_path,
+            healthy: !self.draining,
         }
     }
 }
@@ -104,6 +107,7 @@ impl Harness {
                 now: 1_000,
                 draining: false,
                 dynamic,
+                health_path: Some(b"/healthz"),
             },
             now: 1_000,
             sent: Vec::new(),
@@ -609,4 +613,27 @@ fn closing_releases_a_gathered_body_buffer() {
     assert_eq!(h.world.dynamic.as_ref().map(|d| d.bodies.free_count()), Some(0));
     h.conn.release(&mut h.world.ctx());
     assert_eq!(h.world.dynamic.as_ref().map(|d| d.bodies.free_count()), Some(1));
+}
+
+#[test]
+fn the_health_path_answers_ready_then_draining_ahead_of_any_handler() {
+    for make in [Harness::new as fn() -> Harness, || Harness::with_handler(1, 256)] {
+        let mut h = make();
+        h.input(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.flush();
+        assert!(h.sent_text().starts_with("HTTP/1.1 200 OK\r\n"), "{}", h.sent_text());
+        assert!(h.sent_text().ends_with("Connection: close\r\n\r\nready\n"), "{}", h.sent_text());
+        assert!(h.conn.is_closed());
+        let mut h = make();
+        h.drain();
+        h.input(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.flush();
+        assert!(h.sent_text().starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{}", h.sent_text());
+        assert!(h.sent_text().ends_with("draining\n"), "{}", h.sent_text());
+        // Other paths are the handler's (or the fixed body's), a prefix is not the path.
+        let mut h = make();
+        h.input(b"GET /healthzz HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.flush();
+        assert!(!h.sent_text().contains("ready\n"), "{}", h.sent_text());
+    }
 }

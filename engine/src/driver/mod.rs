@@ -178,6 +178,8 @@ impl<'a> Core<'a> {
             draining: self.draining,
             answering,
             out: &mut self.out[out_base..out_base + self.out_cap],
+            health_path: self.config.health_path.as_deref().map(str::as_bytes),
+            healthy: !self.draining && !self.counters.is_lame_duck(),
         };
         (carry, context)
     }
