@@ -216,6 +216,12 @@ impl<'a> EpollWorker<'a> {
             // Readable until a read says otherwise: input may have come before the watch.
             *entry = Slot { fd: Some(fd), readable: true, ..Slot::default() };
             entry.conn.open(now, &self.core.timeouts);
+            if self.core.draining {
+                // Accepted as the drain began (its accept raced the cancel):
+                // drained like the others, not kept to the drain's deadline.
+                let (_, ctx) = self.core.parts(slot);
+                entry.conn.handle_drain(&ctx);
+            }
         }
         self.core.counts.accepted += 1;
         self.drive(slot, generation)?;

@@ -245,6 +245,12 @@ impl<'a> UringWorker<'a> {
         let now = self.core.now;
         if let Some(entry) = self.conns.get_mut(slot, generation) {
             entry.conn.open(now, &self.core.timeouts);
+            if self.core.draining {
+                // Accepted as the drain began (its accept raced the cancel):
+                // drained like the others, not kept to the drain's deadline.
+                let (_, ctx) = self.core.parts(slot);
+                entry.conn.handle_drain(&ctx);
+            }
             *entry = Slot { conn: std::mem::take(&mut entry.conn), fd: Some(fd), ..Slot::default() };
         }
         self.core.counts.accepted += 1;
