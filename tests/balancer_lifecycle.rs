@@ -5,13 +5,15 @@
 
 mod util;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 use util::load::{close_request_with, requests_then_close};
-use util::procs::{is_zombie, kill, pid_exists, ContinueOnDrop};
+use util::procs::{is_zombie, kill, pid_exists, wait_gone, ContinueOnDrop, ORPHAN_TIMEOUT};
 use util::stats::{expect_worker, per_worker};
 use util::*;
 
@@ -91,6 +93,45 @@ fn rr_sigterm_leaves_no_process_behind() {
 #[test]
 fn shared_sigterm_leaves_no_process_behind() {
     sigterm_leaves_no_process_behind("shared");
+}
+
+// --- SIGKILL of the master ----------------------------------------------------------------
+
+fn workers_exit_by_themselves_when_the_master_is_killed(mode: &str) {
+    let mut s = Server::start(&["--mode", mode, "--workers", "4"]);
+    s.wait_workers_ready(4, Duration::from_secs(5));
+    let workers: BTreeSet<u32> = s.logged_worker_pids().into_iter().collect();
+    assert_eq!(workers.len(), 4, "{:?}", s.log());
+    // An idle keep-alive connection: its worker closes it as it drains.
+    let mut idle = s.connect();
+    idle.get_ok();
+
+    kill(s.pid(), libc::SIGKILL);
+    let killed_at = Instant::now();
+    let status = s.wait_exit(ORPHAN_TIMEOUT);
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    // Nobody kills the workers: each sees its channel close (and gets SIGTERM,
+    // its parent-death signal), drains and exits.
+    let left = wait_gone(&workers, ORPHAN_TIMEOUT.saturating_sub(killed_at.elapsed()));
+    assert!(
+        left.is_empty(),
+        "workers {left:?} of {workers:?} still running {ORPHAN_TIMEOUT:?} after their master was killed; log:\n{}",
+        s.raw_log().join("\n")
+    );
+    idle.expect_closed_within(Duration::from_secs(1));
+    // Nothing serves the address any more.
+    let refused = std::net::TcpStream::connect_timeout(&s.addr(), IO_TIMEOUT);
+    assert!(refused.is_err(), "{mode}: {} still accepts connections after every process left", s.addr());
+}
+
+#[test]
+fn rr_workers_exit_by_themselves_when_the_master_is_killed() {
+    workers_exit_by_themselves_when_the_master_is_killed("rr");
+}
+
+#[test]
+fn shared_workers_exit_by_themselves_when_the_master_is_killed() {
+    workers_exit_by_themselves_when_the_master_is_killed("shared");
 }
 
 // --- SIGKILL of one worker ----------------------------------------------------------------

@@ -73,21 +73,49 @@ pub fn kill(pid: u32, sig: i32) {
     }
 }
 
-/// Drops the server (ending the master and its workers) and checks that no pid
-/// the log ever named, nor the master, is left running within 3 s (a zombie
-/// does not count as running). Whatever is left is killed before the panic.
-pub fn stop_and_check_no_process_left(s: Server) {
-    let mut pids = logged_pids(&s.log());
-    pids.insert(s.pid());
-    drop(s);
-    let gone = eventually(Duration::from_secs(3), || pids.iter().all(|&p| !alive_ours(p)));
-    if !gone {
-        let left: Vec<u32> = pids.iter().copied().filter(|&p| alive_ours(p)).collect();
+/// How long the master gets to exit by itself after SIGTERM in
+/// [`stop_and_check_no_process_left`].
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a worker gets to exit by itself once its master is gone.
+pub const ORPHAN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Stops the server the way an operator would and checks that every process
+/// it ever had ends by itself, before anything is killed: SIGTERM to the
+/// master (unless it has exited already), at most [`STOP_TIMEOUT`] for it to
+/// exit, then at most [`ORPHAN_TIMEOUT`] for every worker pid (named in the
+/// log, or a child of the master when this was called) to be gone. A zombie
+/// counts as gone. Any survivor fails the test, named by pid; only then is it
+/// killed (by the panic's cleanup, so that no stray process outlives the test).
+pub fn stop_and_check_no_process_left(mut s: Server) {
+    let master = s.pid();
+    let mut workers = logged_pids(&s.log());
+    workers.extend(super::children_of(master));
+    let mut survivors = Vec::new();
+    if s.is_running() {
+        let _ = send_signal(master, libc::SIGTERM);
+        if !s.wait_exit_quiet(STOP_TIMEOUT) {
+            survivors.push(format!("the master (pid {master}) ran on {STOP_TIMEOUT:?} after SIGTERM"));
+        }
+    }
+    // Workers started while stopping would be in the log too.
+    workers.extend(logged_pids(&s.log()));
+    let left = wait_gone(&workers, ORPHAN_TIMEOUT);
+    survivors.extend(left.iter().map(|p| format!("worker pid {p} still running {ORPHAN_TIMEOUT:?} after its master")));
+    if !survivors.is_empty() {
+        let log = s.raw_log().join("\n");
+        // Server's Drop ends whatever is left (SIGKILL after a grace).
         for &p in &left {
             let _ = send_signal(p, libc::SIGKILL);
         }
-        panic!("processes left behind after the master ended: {left:?}");
+        panic!("processes left behind: {survivors:?}; log:\n{log}");
     }
+}
+
+/// Waits until none of `pids` is a live process of ours (zombies count as
+/// gone), at most `timeout`; returns the pids still alive then, killing none.
+pub fn wait_gone(pids: &BTreeSet<u32>, timeout: Duration) -> Vec<u32> {
+    eventually(timeout, || pids.iter().all(|&p| !alive_ours(p)));
+    pids.iter().copied().filter(|&p| alive_ours(p)).collect()
 }
 
 /// Sends SIGCONT to a process (if it is still ours) when dropped: a failing test
