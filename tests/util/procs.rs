@@ -49,6 +49,13 @@ pub fn pid_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// The state letter of `pid` in /proc/PID/stat (`R`, `S`, `T` stopped, `Z`
+/// zombie, ...), or None when there is no such process.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
 /// Is `pid` a zombie (exited, not yet reaped)?
 pub fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -129,6 +136,49 @@ impl Drop for ContinueOnDrop {
             let _ = send_signal(self.0, libc::SIGCONT);
         }
     }
+}
+
+/// Stops a worker with SIGSTOP between two turns of its loop: while its
+/// thread is in the io_uring_enter(2) that waits for completions (one that
+/// asks for at least one; an enter that only makes room in a full submission
+/// queue, mid-turn, does not count). A worker publishes its counters just
+/// before that call, so from then on its stats (`accepted`, `live`, ...) are
+/// exactly the connections it has taken and holds, and while it is stopped it
+/// takes no more (its ring completes nothing while it does not run). A stop
+/// that lands elsewhere (the worker busy with a turn) is undone with SIGCONT
+/// and tried again once the worker runs on, up to 1000 times.
+///
+/// Returns the guard that continues the worker and the instant the test saw
+/// it stopped: nothing that happens after that instant reaches the worker.
+pub fn stop_between_turns(pid: u32) -> (ContinueOnDrop, Instant) {
+    let mut elsewhere = Vec::new();
+    for _ in 0..1000 {
+        kill(pid, libc::SIGSTOP);
+        let guard = ContinueOnDrop(pid);
+        assert!(
+            eventually(Duration::from_secs(5), || process_state(pid) == Some('T')),
+            "worker {pid} did not stop (state {:?})",
+            process_state(pid)
+        );
+        let seen = Instant::now();
+        // "NR ARG0 ARG1 ... SP PC": io_uring_enter(fd, to_submit, min_complete, flags, ...).
+        let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/syscall (where the worker stopped): {e}"));
+        let fields: Vec<&str> = syscall.split_whitespace().collect();
+        let nr = fields.first().and_then(|n| n.parse::<i64>().ok());
+        let min_complete = fields.get(3).and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok());
+        if nr == Some(libc::SYS_io_uring_enter) && min_complete.is_some_and(|m| m > 0) {
+            return (guard, seen);
+        }
+        elsewhere.push(syscall.trim().to_string());
+        drop(guard);
+        assert!(
+            eventually(Duration::from_secs(5), || process_state(pid) != Some('T')),
+            "worker {pid} did not continue"
+        );
+    }
+    elsewhere.truncate(5);
+    panic!("worker {pid} never stopped waiting in io_uring_enter in 1000 tries (first stops: {elsewhere:?})");
 }
 
 /// Runs the binary with `args` (nothing on stdin), expecting it to exit by
