@@ -100,6 +100,14 @@ impl Server {
         Server::start_command(cmd, args)
     }
 
+    /// [`Server::start`] with `env` added to the master's environment (which
+    /// its workers inherit), e.g. `RINGMASTER_FAULT=exit-at-start`.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.envs(env.iter().copied());
+        Server::start_command(cmd, args)
+    }
+
     /// [`Server::start`] running `binary` (a copy of the one under test, say).
     pub fn start_binary(binary: &std::path::Path, args: &[&str]) -> Server {
         Server::start_command(Command::new(binary), args)
@@ -289,21 +297,18 @@ impl Server {
         stats_totals(&self.stats())
     }
 
-    /// Waits until the stats line lists `n` workers, each with a pid and, where the
-    /// line carries a `state` (an addition to SPEC.md), in state "ready". The
-    /// listening line is printed before the workers are ready, and connections
-    /// that arrive before then go to whichever worker is ready first: tests that
-    /// look at how connections are spread must wait for this. Returns the stats.
+    /// Waits until the stats line lists `n` workers, each with a pid and in
+    /// state "ready". The master prints its listening line once every worker is
+    /// ready or after 2 s, whichever comes first, and connections that arrive
+    /// before a worker is ready go to the others: tests that look at how
+    /// connections are spread must wait for this. Returns the stats.
     pub fn wait_workers_ready(&self, n: usize, timeout: Duration) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
         loop {
             let v = self.stats();
             let ws = v["workers"].as_array().cloned().unwrap_or_default();
-            let ready = ws.len() == n
-                && ws.iter().all(|w| {
-                    w["pid"].as_u64().is_some_and(|p| p > 0)
-                        && w.get("state").is_none_or(|st| st.as_str() == Some("ready"))
-                });
+            let ready =
+                ws.len() == n && ws.iter().all(|w| w["pid"].as_u64().is_some_and(|p| p > 0) && w["state"] == "ready");
             if ready {
                 return v;
             }
@@ -523,6 +528,25 @@ pub fn stats_totals(v: &serde_json::Value) -> (u64, u64, u64) {
         t.2 += f("live");
     }
     t
+}
+
+/// The CPUs this test process may run on (sched_getaffinity(2)), in order:
+/// the set the master pins its workers to when started from here.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid, empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is this thread.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    assert_eq!(r, 0, "sched_getaffinity: {}", io::Error::last_os_error());
+    // SAFETY: CPU_ISSET only reads the set, for CPU numbers inside it.
+    (0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect()
+}
+
+/// The CPU the master pins worker `id` (1-based) to by default: the id-th
+/// allowed CPU, wrapping around.
+pub fn expected_cpu(id: usize) -> usize {
+    let cpus = allowed_cpus();
+    cpus[(id - 1) % cpus.len()]
 }
 
 /// Child pids of `pid` (all its threads), from /proc.
