@@ -18,6 +18,8 @@ fn rr_many_concurrent_keepalive_clients() {
     const CONNS: usize = 64;
     const REQS: usize = 20;
     let s = Server::start(&["--mode", "rr", "--workers", "4"]);
+    // The split is exact only over workers that are all ready.
+    s.wait_workers_ready(4, Duration::from_secs(5));
     // Every connection is opened first, so all 64 are live at once, then they run in parallel.
     let conns = keepalive_clients(s.addr(), CONNS, REQS);
     let stats = s.stats();
@@ -32,6 +34,8 @@ fn rr_many_concurrent_keepalive_clients() {
 #[test]
 fn rr_400_sequential_connections_land_100_on_each_of_4_workers() {
     let s = Server::start(&["--mode", "rr", "--workers", "4"]);
+    // The split is exact only over workers that are all ready.
+    s.wait_workers_ready(4, Duration::from_secs(5));
     for _ in 0..400 {
         requests_then_close(s.addr(), 1);
     }
@@ -45,6 +49,8 @@ fn rr_400_sequential_connections_land_100_on_each_of_4_workers() {
 fn rr_pipelined_requests_through_the_hand_off_answered_in_order() {
     const N: usize = 50;
     let s = Server::start(&["--mode", "rr", "--workers", "4"]);
+    // The split is exact only over workers that are all ready.
+    s.wait_workers_ready(4, Duration::from_secs(5));
     // A mix of GET and HEAD: HEAD answers carry no body, so any reordering
     // breaks the framing (a body would be read as the next status line).
     let heads: Vec<bool> = (0..N).map(|i| i % 3 == 1 || i % 7 == 0).collect();
@@ -77,6 +83,8 @@ fn rr_pipelined_requests_through_the_hand_off_answered_in_order() {
 #[test]
 fn rr_stats_line_is_json_and_counts_what_was_sent() {
     let s = Server::start(&["--mode", "rr", "--workers", "4"]);
+    // The split is exact only over workers that are all ready.
+    s.wait_workers_ready(4, Duration::from_secs(5));
     // 37 requests over 5 connections: 10 + 9 + 8 + 6 + 4, the last one on each
     // connection with `Connection: close`.
     let per_conn = [10usize, 9, 8, 6, 4];
