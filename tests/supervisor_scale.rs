@@ -9,7 +9,6 @@
 mod util;
 
 use std::path::Path;
-use std::thread;
 use std::time::Duration;
 use util::control::{control_path, ctl, status};
 use util::load::Load;
@@ -94,8 +93,9 @@ fn scale_up_and_down(mode: &str) {
     );
     let from = s.log_len();
     s.signal(libc::SIGTTOU);
-    s.wait_for_log_from(from, |l| l.starts_with("scaling from 1 to "), Duration::from_secs(2));
-    thread::sleep(Duration::from_millis(200));
+    // The master decides at once, and says so: it keeps the one worker. (Had
+    // it retired it, `scale 3` below would find no worker 1 to keep.)
+    s.wait_for_log_from(from, |l| l == "scaling from 1 to 1 workers", Duration::from_secs(2));
     let still = wait_for_workers(&path, 1);
     assert_eq!(pids_of(&still), original[..1], "SIGTTOU at one worker must keep it: {still}");
     assert!(!s.log()[from..].iter().any(|l| l.contains(") exited with code")), "{:?}", &s.log()[from..]);
@@ -104,7 +104,7 @@ fn scale_up_and_down(mode: &str) {
     let (code, reply, _) = ctl(&path, &["scale", "3"]);
     assert_eq!((code, reply.as_str()), (0, "ok scaling to 3 workers"));
     let three = wait_for_workers(&path, 3);
-    assert_eq!(pids_of(&three)[0], original[0], "{three}");
+    assert_eq!(pids_of(&three)[0], original[0], "worker 1 is the original process, never retired: {three}");
     let (code, reply, _) = ctl(&path, &["scale", "0"]);
     assert_eq!(code, 1, "scale 0 is refused: {reply}");
     assert!(reply.starts_with("error:"), "{reply}");
