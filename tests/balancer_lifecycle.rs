@@ -76,6 +76,13 @@ fn sigterm_leaves_no_process_behind(mode: &str) {
     }
     // The idle keep-alive connection was closed, not left hanging.
     idle.expect_closed_within(Duration::from_secs(1));
+    // Every line of the log is a log line: the time (now, give or take a
+    // minute of clock trouble) and the pid of the master, which wrote them all.
+    for line in s.raw_log() {
+        let l = parse_log_line(&line).unwrap_or_else(|| panic!("not a log line: {line:?}"));
+        assert_eq!(l.pid, s.pid(), "{line}");
+        assert!(l.unix_ms.abs_diff(unix_ms_now()) < 60_000, "{line}");
+    }
 
     // The final stats line is on stdout and is JSON with the counts so far.
     let line = s.next_stdout_line(Duration::from_secs(2)).expect("final stats line on stdout");
