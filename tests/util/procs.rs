@@ -138,13 +138,22 @@ impl Drop for ContinueOnDrop {
     }
 }
 
+/// The system calls epoll_wait(3) may make.
+const EPOLL_WAITS: &[libc::c_long] = &[
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_pwait2,
+];
+
 /// Stops a worker with SIGSTOP between two turns of its loop: while its
-/// thread is in the io_uring_enter(2) that waits for completions (one that
-/// asks for at least one; an enter that only makes room in a full submission
-/// queue, mid-turn, does not count). A worker publishes its counters just
-/// before that call, so from then on its stats (`accepted`, `live`, ...) are
-/// exactly the connections it has taken and holds, and while it is stopped it
-/// takes no more (its ring completes nothing while it does not run). A stop
+/// thread is in the call that waits for the next events, which each driver
+/// makes once per turn, just after publishing its counters: io_uring_enter(2)
+/// asking for at least one completion (one that only makes room in a full
+/// submission queue, mid-turn, does not count), or epoll_wait(2). From then on
+/// its stats (`accepted`, `live`, ...) are exactly the connections it has
+/// taken and holds, and while it is stopped it takes no more (its ring
+/// completes nothing, and it makes no call, while it does not run). A stop
 /// that lands elsewhere (the worker busy with a turn) is undone with SIGCONT
 /// and tried again once the worker runs on, up to 1000 times.
 ///
@@ -167,7 +176,12 @@ pub fn stop_between_turns(pid: u32) -> (ContinueOnDrop, Instant) {
         let fields: Vec<&str> = syscall.split_whitespace().collect();
         let nr = fields.first().and_then(|n| n.parse::<i64>().ok());
         let min_complete = fields.get(3).and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok());
-        if nr == Some(libc::SYS_io_uring_enter) && min_complete.is_some_and(|m| m > 0) {
+        let waiting = match nr {
+            Some(libc::SYS_io_uring_enter) => min_complete.is_some_and(|m| m > 0),
+            Some(nr) => EPOLL_WAITS.contains(&nr),
+            None => false,
+        };
+        if waiting {
             return (guard, seen);
         }
         elsewhere.push(syscall.trim().to_string());
@@ -178,7 +192,7 @@ pub fn stop_between_turns(pid: u32) -> (ContinueOnDrop, Instant) {
         );
     }
     elsewhere.truncate(5);
-    panic!("worker {pid} never stopped waiting in io_uring_enter in 1000 tries (first stops: {elsewhere:?})");
+    panic!("worker {pid} never stopped waiting for events in 1000 tries (first stops: {elsewhere:?})");
 }
 
 /// Runs the binary with `args` (nothing on stdin), expecting it to exit by
