@@ -59,8 +59,13 @@ fn sigterm_leaves_no_process_behind(mode: &str) {
     }
     let mut idle = s.connect();
     idle.get_ok();
-    let before = s.stats();
-    assert_eq!(util::stats_totals(&before).0, 11, "{before}");
+    // (Counts are published once per worker loop turn: wait for them.)
+    let mut before = serde_json::Value::Null;
+    let counted = eventually(IO_TIMEOUT, || {
+        before = s.stats();
+        util::stats_totals(&before) == (11, 11, 1)
+    });
+    assert!(counted, "11 connections and requests, the idle one live: {before}");
 
     s.signal(libc::SIGTERM);
     let status = s.wait_exit(Duration::from_secs(10));
@@ -201,23 +206,29 @@ fn sigkill_worker_is_logged_served_around_and_restarted(mode: &str) {
     let w = expect_worker(&last, u64::from(VICTIM));
     assert_eq!(w["cpu"], old_cpu, "{last}");
     assert_eq!(w["restarts"].as_u64(), Some(1), "{last}");
-    let after = util::stats_totals(&last);
-    assert_eq!(after.0 - before.0, 200, "accepted: before {before:?} after {after:?}");
+    let mut settled = last.clone();
+    let counted = eventually(IO_TIMEOUT, || {
+        settled = s.stats();
+        util::stats_totals(&settled).0 - before.0 == 200
+    });
+    assert!(counted, "200 more accepted: before {before:?}, now {settled}");
 
     // And it takes its share again.
     if mode == "rr" {
-        let accepted_before = w["accepted"].as_u64().unwrap();
+        s.wait_workers_ready(4, Duration::from_secs(5));
+        let accepted_before = expect_worker(&settled, u64::from(VICTIM))["accepted"].as_u64().unwrap();
+        let total_before = util::stats_totals(&settled).0;
         for i in 0..8 {
             try_close_request(s.addr()).unwrap_or_else(|e| panic!("connection {i} after the restart: {e}"));
         }
         let mut now = serde_json::Value::Null;
-        assert!(
-            eventually(Duration::from_secs(2), || {
-                now = s.stats();
-                expect_worker(&now, u64::from(VICTIM))["accepted"].as_u64() == Some(accepted_before + 2)
-            }),
-            "the restarted worker did not get 2 of 8 connections in turn: {now}"
-        );
+        let counted = eventually(IO_TIMEOUT, || {
+            now = s.stats();
+            util::stats_totals(&now).0 == total_before + 8
+        });
+        assert!(counted, "8 more accepted: {now}");
+        let got = expect_worker(&now, u64::from(VICTIM))["accepted"].as_u64().unwrap() - accepted_before;
+        assert_eq!(got, 2, "the restarted worker did not get 2 of 8 connections in turn: {now}");
     }
 }
 
@@ -428,14 +439,23 @@ fn connections_dealt_to_a_stopped_worker_survive_its_death(workers: u64, rounds:
     for c in held.iter_mut() {
         assert!(c.unanswered(), "a connection dealt to the stopped worker {victim} was answered");
     }
-    let st = s.stats();
+    // (A worker publishes its counts once per loop turn: its last answers can
+    // reach their clients before it counts them.)
+    let share = (workers - 1) * (rounds as u64 + 1);
+    let others = |st: &serde_json::Value| -> u64 {
+        (1..workers).map(|id| expect_worker(st, id)["requests"].as_u64().unwrap()).sum()
+    };
+    let mut st = serde_json::Value::Null;
+    let counted = eventually(IO_TIMEOUT, || {
+        st = s.stats();
+        others(&st) == share
+    });
+    assert!(counted, "the running workers answered their share ({share}): {st}");
     assert_eq!(
         expect_worker(&st, victim)["accepted"],
         expect_worker(&at_stop, victim)["accepted"],
         "the stopped worker took nothing: {st}"
     );
-    let others: u64 = (1..workers).map(|id| expect_worker(&st, id)["requests"].as_u64().unwrap()).sum();
-    assert_eq!(others, (workers - 1) * (rounds as u64 + 1), "the running workers answered their share: {st}");
 
     let from = s.log_len();
     kill(victim_pid, libc::SIGKILL);

@@ -6,7 +6,7 @@ mod util;
 
 use std::time::Duration;
 use util::load::{keepalive_clients, requests_then_close, short_connections_closed_by_the_client};
-use util::stats::{per_worker, stats_when_idle};
+use util::stats::{per_worker, stats_when_settled};
 use util::*;
 
 const HEAD: &[u8] = b"HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
@@ -25,7 +25,7 @@ fn rr_many_concurrent_keepalive_clients() {
     let stats = s.stats();
     assert_eq!(per_worker(&stats, "live").iter().sum::<u64>(), CONNS as u64, "all 64 still open: {stats}");
     drop(conns);
-    let stats = stats_when_idle(&s);
+    let stats = stats_when_settled(&s, CONNS as u64, (CONNS * REQS) as u64);
     // rr hands out strictly in turn: 64 connections over 4 workers is 16 each.
     assert_eq!(per_worker(&stats, "accepted"), vec![16; 4], "{stats}");
     assert_eq!(per_worker(&stats, "requests"), vec![16 * REQS as u64; 4], "{stats}");
@@ -39,7 +39,7 @@ fn rr_400_sequential_connections_land_100_on_each_of_4_workers() {
     for _ in 0..400 {
         requests_then_close(s.addr(), 1);
     }
-    let stats = stats_when_idle(&s);
+    let stats = stats_when_settled(&s, 400, 400);
     eprintln!("rr split of 400 sequential connections: {:?}", per_worker(&stats, "accepted"));
     assert_eq!(per_worker(&stats, "accepted"), vec![100; 4], "{stats}");
     assert_eq!(per_worker(&stats, "requests"), vec![100; 4], "{stats}");
@@ -92,7 +92,7 @@ fn rr_stats_line_is_json_and_counts_what_was_sent() {
     for &n in &per_conn {
         requests_then_close(s.addr(), n);
     }
-    let stats = stats_when_idle(&s);
+    let stats = stats_when_settled(&s, 5, 37);
     check_stats_shape(&stats, "rr", 4);
     assert_eq!(stats_totals(&stats), (5, 37, 0), "{stats}");
     // In turn: connections 1..5 go to workers 1,2,3,4,1.

@@ -74,11 +74,15 @@ fn sigkill_under_load(mode: &str) {
     for c in &mut held {
         c.get_ok();
     }
-    let s0 = s.stats();
+    // (Counts are published once per worker loop turn: wait for them.)
+    let mut s0 = serde_json::Value::Null;
+    let all_live = eventually(IO_TIMEOUT, || {
+        s0 = s.stats();
+        s0["workers"].as_array().unwrap().iter().map(|w| num(w, "live")).sum::<u64>() == HELD as u64
+    });
+    assert!(all_live, "every held connection is live on some worker: {s0}");
     let w1 = worker(&s0, 1).expect("worker 1");
     let held_on_victim = num(&w1, "live");
-    let held_total: u64 = s0["workers"].as_array().unwrap().iter().map(|w| num(w, "live")).sum();
-    assert_eq!(held_total, HELD as u64, "every held connection is live on some worker: {s0}");
     let (victim, cpu) = (num(&w1, "pid") as u32, w1["cpu"].clone());
     let other = worker(&s0, 2).expect("worker 2");
 
@@ -161,12 +165,20 @@ fn sigkill_under_load(mode: &str) {
     if mode == "rr" {
         // Connections are dealt in turn again: the new worker 1 takes its share.
         s.wait_workers_ready(2, Duration::from_secs(5));
-        let before = num(&worker(&s.stats(), 1).unwrap(), "accepted");
+        let st = s.stats();
+        let (before, total_before) = (num(&worker(&st, 1).unwrap(), "accepted"), util::stats_totals(&st).0);
         for _ in 0..4 {
             close_request(addr).expect("request after the restart");
         }
-        let after = num(&worker(&s.stats(), 1).unwrap(), "accepted");
-        assert_eq!(after - before, 2, "rr gives every other connection to the restarted worker");
+        // Once all four are counted (counts are published once per worker loop turn).
+        let mut st = serde_json::Value::Null;
+        let counted = eventually(IO_TIMEOUT, || {
+            st = s.stats();
+            util::stats_totals(&st).0 == total_before + 4
+        });
+        assert!(counted, "4 more connections accepted: {st}");
+        let after = num(&worker(&st, 1).unwrap(), "accepted");
+        assert_eq!(after - before, 2, "rr gives every other connection to the restarted worker: {st}");
     }
     drop(held);
     stop_and_check_no_process_left(s);
