@@ -17,18 +17,12 @@ const TIMEOUT: Duration = Duration::from_millis(500);
 const CLOSE_BOUND: Duration = Duration::from_secs(4);
 
 /// The soonest a close may come after the last activity if the timeout is
-/// honoured: [`TIMEOUT`], less what the worker's clock cannot see. It reads
-/// CLOCK_MONOTONIC_COARSE (which lags the true time by up to its resolution,
-/// one kernel tick) in whole milliseconds (1 ms more). The tests take their
-/// `start` before the client does what starts the server's clock (connect,
-/// send), so that the client's measure is never the shorter one.
+/// honoured: [`TIMEOUT`], less what the worker's clock cannot see
+/// ([`worker_clock_slack`]). The tests take their `start` before the client
+/// does what starts the server's clock (connect, send), so that the
+/// client's measure is never the shorter one.
 fn earliest_close() -> Duration {
-    let mut res = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_getres writes one timespec, which `res` is.
-    let r = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) };
-    assert_eq!(r, 0, "clock_getres: {}", std::io::Error::last_os_error());
-    let tick = Duration::new(res.tv_sec as u64, res.tv_nsec as u32);
-    TIMEOUT - tick - Duration::from_millis(1)
+    TIMEOUT - worker_clock_slack()
 }
 
 /// Waits (at most [`CLOSE_BOUND`]) for the server to close `c` without an

@@ -968,6 +968,19 @@ fn days_in_month(year: u64, month: u64) -> u64 {
     }
 }
 
+/// How much sooner than a timeout a worker may act on it: it reads
+/// CLOCK_MONOTONIC_COARSE, which lags the true time by up to its resolution
+/// (one kernel tick, from clock_getres), in whole milliseconds (1 ms more).
+/// A test that measures a timeout from before what starts the worker's
+/// clock sees at least the timeout less this.
+pub fn worker_clock_slack() -> Duration {
+    let mut res = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_getres writes one timespec, which `res` is.
+    let r = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) };
+    assert_eq!(r, 0, "clock_getres: {}", io::Error::last_os_error());
+    Duration::new(res.tv_sec as u64, res.tv_nsec as u32) + Duration::from_millis(1)
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn unix_ms_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
