@@ -5,8 +5,7 @@
 //!   one-request connections), the master exits 0 with the final stats line,
 //!   and no process is left.
 //! - A deep pipeline held back by a slow reader (both modes): requests sent
-//!   before SIGTERM are all answered. Run on each worker driver by name, and
-//!   ignored for now: the drain can stall on it (see DRAIN_BUG).
+//!   before SIGTERM are all answered. Run on each worker driver by name.
 //! - A request held half-sent at SIGTERM (SIGQUIT in `shared` mode) is finished
 //!   and answered when the rest arrives.
 //! - A straggler is killed after `--shutdown-timeout`; a second SIGINT kills
@@ -345,41 +344,23 @@ fn sigterm_answers_a_held_back_pipeline(mode: &str, backend: &str) {
     );
 }
 
-/// Why these are ignored: a bug in the workers' drain, to fix there; the
-/// tests stay as its reproducer (run them with `--ignored`). Since
-/// "Draining: answers wait a moment when the socket looks empty" (c9115cb)
-/// a worker told to drain while a deep pipeline is still coming in can stop
-/// answering it: on io_uring in every run, on epoll in some. (Before that
-/// change io_uring answered them all and epoll lost part of the pipeline.)
-const DRAIN_BUG: &str = "after SIGTERM the draining worker stops answering a held-back pipeline (io_uring: \
-    244000 whole requests written before the signal, 16501 answered, then nothing for 5 s while the stats \
-    show it draining with the connection live, until the shutdown timeout; epoll: the same in some runs)";
-
 #[test]
-#[ignore = "a SIGTERM drain stops answering a held-back pipeline (see DRAIN_BUG)"]
 fn rr_sigterm_answers_a_held_back_pipeline_on_uring() {
-    eprintln!("{DRAIN_BUG}");
     sigterm_answers_a_held_back_pipeline("rr", "uring");
 }
 
 #[test]
-#[ignore = "a SIGTERM drain stops answering a held-back pipeline (see DRAIN_BUG)"]
 fn shared_sigterm_answers_a_held_back_pipeline_on_uring() {
-    eprintln!("{DRAIN_BUG}");
     sigterm_answers_a_held_back_pipeline("shared", "uring");
 }
 
 #[test]
-#[ignore = "a SIGTERM drain stops answering a held-back pipeline (see DRAIN_BUG)"]
 fn rr_sigterm_answers_a_held_back_pipeline_on_epoll() {
-    eprintln!("{DRAIN_BUG}");
     sigterm_answers_a_held_back_pipeline("rr", "epoll");
 }
 
 #[test]
-#[ignore = "a SIGTERM drain stops answering a held-back pipeline (see DRAIN_BUG)"]
 fn shared_sigterm_answers_a_held_back_pipeline_on_epoll() {
-    eprintln!("{DRAIN_BUG}");
     sigterm_answers_a_held_back_pipeline("shared", "epoll");
 }
 
