@@ -61,13 +61,13 @@ fn sigterm_leaves_no_process_behind(mode: &str) {
     s.signal(libc::SIGTERM);
     let status = s.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "master exit status {status}; log:\n{}", s.log().join("\n"));
-    s.wait_for_log(|l| l == "ringmaster: SIGTERM received: stopping 4 workers", Duration::from_secs(1));
+    s.wait_for_log(|l| l == "SIGTERM received: stopping 4 workers", Duration::from_secs(1));
     // Every worker process is gone, reaped by the master (not even a zombie).
     for &p in &pids {
         assert!(!pid_exists(p), "worker pid {p} still exists after the master exited");
     }
     for (id, &p) in pids.iter().enumerate() {
-        let exited = format!("ringmaster: worker {} (pid {p}) exited with code 0", id + 1);
+        let exited = format!("worker {} (pid {p}) exited with code 0", id + 1);
         s.wait_for_log(|l| l == exited, Duration::from_secs(1));
     }
     // The idle keep-alive connection was closed, not left hanging.
@@ -110,7 +110,7 @@ fn sigkill_worker_is_logged_served_around_and_restarted(mode: &str) {
     let killed_at = Instant::now();
     s.wait_for_log_from(
         from,
-        |l| l == format!("ringmaster: worker {VICTIM} (pid {old_pid}) killed by signal 9 (SIGKILL)"),
+        |l| l == format!("worker {VICTIM} (pid {old_pid}) killed by signal 9 (SIGKILL)"),
         Duration::from_secs(2),
     );
 
@@ -127,7 +127,7 @@ fn sigkill_worker_is_logged_served_around_and_restarted(mode: &str) {
     });
 
     // Restarted with the same id and CPU, a new pid, within 2 s of the kill.
-    let restarted_prefix = format!("ringmaster: worker {VICTIM} restarted (pid ");
+    let restarted_prefix = format!("worker {VICTIM} restarted (pid ");
     let left = Duration::from_secs(2).saturating_sub(killed_at.elapsed());
     let restarted = s.try_wait_for_log_from(from, |l| l.starts_with(&restarted_prefix), left);
     let took = killed_at.elapsed();
@@ -304,7 +304,7 @@ fn rr_worker_killed_during_hand_out_loses_only_what_it_held() {
     assert!(failed <= THREADS as u64, "{failed} failures with only {THREADS} clients");
 
     // The server is whole again: restarted and serving.
-    s.wait_for_log(|l| l.starts_with(&format!("ringmaster: worker {VICTIM} restarted (pid ")), Duration::from_secs(2));
+    s.wait_for_log(|l| l.starts_with(&format!("worker {VICTIM} restarted (pid ")), Duration::from_secs(2));
     for _ in 0..8 {
         try_close_request(s.addr()).expect("after the restart");
     }

@@ -170,7 +170,7 @@ fn ctl_prints_the_reply_and_fails_on_errors() {
     let from = s.log_len();
     let (code, out, _) = ctl(&path.0, &["reload"]);
     assert_eq!((code, out.as_str()), (0, "ok reloading 2 workers"));
-    s.wait_for_log_from(from, |l| l == "ringmaster: reload: replacing 2 workers one at a time", Duration::from_secs(2));
+    s.wait_for_log_from(from, |l| l == "reload: replacing 2 workers one at a time", Duration::from_secs(2));
     let mut last = serde_json::Value::Null;
     let replaced = eventually(Duration::from_secs(10), || {
         last = parse_status(&ctl(&path.0, &["status"]).1);
@@ -207,7 +207,7 @@ fn control_stop_stops_gracefully_and_refuses_more_work() {
 
     let code = s.wait_exit(Duration::from_secs(10));
     assert_eq!(code.code(), Some(0), "master exit after `stop`: {code}");
-    s.wait_for_log(|l| l.starts_with("ringmaster: stop command received: stopping 2 workers"), Duration::from_secs(1));
+    s.wait_for_log(|l| l.starts_with("stop command received: stopping 2 workers"), Duration::from_secs(1));
     let exits = s.log().iter().filter(|l| l.ends_with(") exited with code 0")).count();
     assert_eq!(exits, 2, "{:?}", s.log());
     let line = s.next_stdout_line(Duration::from_secs(2)).expect("final stats line");

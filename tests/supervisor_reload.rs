@@ -72,7 +72,7 @@ fn rolling_restart(s: &Server, old: &[(u64, u64)], round: usize) -> Vec<(u64, u6
     s.signal(libc::SIGHUP);
     let (mut at, _) = s.wait_for_log_from(
         from,
-        |l| l == format!("ringmaster: reload: replacing {WORKERS} workers one at a time"),
+        |l| l == format!("reload: replacing {WORKERS} workers one at a time"),
         Duration::from_secs(2),
     );
     // One at a time: worker N's new process starts on its CPU, the old one exits
@@ -80,14 +80,14 @@ fn rolling_restart(s: &Server, old: &[(u64, u64)], round: usize) -> Vec<(u64, u6
     let mut new = Vec::new();
     for (i, &(old_pid, cpu)) in old.iter().enumerate() {
         let id = i + 1;
-        let prefix = format!("ringmaster: worker {id} started (pid ");
+        let prefix = format!("worker {id} started (pid ");
         let (i_start, line) = s.wait_for_log_from(at, |l| l.starts_with(&prefix), Duration::from_secs(5));
         let new_pid: u64 = line[prefix.len()..].split(',').next().unwrap().parse().unwrap();
         assert!(
             line.ends_with(&format!(", cpu {cpu}, replacing pid {old_pid})")),
             "round {round}: worker {id} replaced on its CPU: {line}"
         );
-        let gone = format!("ringmaster: worker {id} (pid {old_pid}) ");
+        let gone = format!("worker {id} (pid {old_pid}) ");
         let (i_exit, exit) = s.wait_for_log_from(from, |l| l.starts_with(&gone), Duration::from_secs(10));
         assert_eq!(exit, format!("{gone}exited with code 0"), "round {round}: old worker {id} must drain and exit 0");
         assert!(i_exit > i_start, "round {round}: worker {id}'s old process exited before its replacement started");

@@ -110,7 +110,7 @@ fn sigkill_under_load(mode: &str) {
     // closes the victim's channel and re-routes: from now on nothing may fail.
     let (i, _) = s.wait_for_log_from(
         from,
-        |l| l == format!("ringmaster: worker 1 (pid {victim}) killed by signal 9 (SIGKILL)"),
+        |l| l == format!("worker 1 (pid {victim}) killed by signal 9 (SIGKILL)"),
         Duration::from_secs(2),
     );
     let reaped_seen = Instant::now();
@@ -133,10 +133,10 @@ fn sigkill_under_load(mode: &str) {
     eprintln!("worker 1 back as pid {new_pid} {took:?} after the kill");
 
     // The log tells the story in order.
-    let (j, _) = s.wait_for_log_from(i, |l| l == "ringmaster: worker 1 restarting in 100 ms", Duration::from_secs(1));
+    let (j, _) = s.wait_for_log_from(i, |l| l == "worker 1 restarting in 100 ms", Duration::from_secs(1));
     s.wait_for_log_from(
         j,
-        |l| l == format!("ringmaster: worker 1 restarted (pid {new_pid}, cpu {cpu}, restart 1)"),
+        |l| l == format!("worker 1 restarted (pid {new_pid}, cpu {cpu}, restart 1)"),
         Duration::from_secs(1),
     );
 
@@ -198,7 +198,7 @@ fn shared_sigkill_under_load_restarts_same_id_and_cpu() {
 #[test]
 fn crash_loop_backs_off_and_master_stays_responsive() {
     // Workers write their own stderr lines in pieces, so a master line may come
-    // after a fragment of a worker's ("ringmaster: worker ringmaster: worker 1
+    // after a fragment of a worker's ("worker ringmaster: worker 1
     // restarted ..."): the patterns below are matched anywhere in a line.
     /// Restart delays read from the log: 100, 150, 225, 337, 506, 759 ms.
     const DELAYS: usize = 6;
@@ -218,16 +218,15 @@ fn crash_loop_backs_off_and_master_stays_responsive() {
     let mut from = 0;
     while delays.len() < DELAYS {
         let k = delays.len() + 1;
-        let (i, exit) = s.wait_for_log_from(from, |l| l.contains("ringmaster: worker 1 (pid "), Duration::from_secs(5));
+        let (i, exit) = s.wait_for_log_from(from, |l| l.contains("worker 1 (pid "), Duration::from_secs(5));
         assert!(exit.ends_with(") exited with code 3"), "crash {k}: the worker exits with the fault's code 3: {exit}");
-        let (i, planned) =
-            s.wait_for_log_from(i, |l| l.contains("ringmaster: worker 1 restarting in "), Duration::from_secs(2));
+        let (i, planned) = s.wait_for_log_from(i, |l| l.contains("worker 1 restarting in "), Duration::from_secs(2));
         let ms = parse_delay(&planned);
         delays.push(ms);
         if delays.len() < DELAYS {
             let (i, restarted) = s.wait_for_log_from(
                 i,
-                |l| l.contains("ringmaster: worker 1 restarted (pid "),
+                |l| l.contains("worker 1 restarted (pid "),
                 Duration::from_millis(ms) + Duration::from_secs(2),
             );
             assert!(restarted.ends_with(&format!(", cpu 0, restart {k})")), "restart {k} on CPU 0: {restarted}");
@@ -245,8 +244,7 @@ fn crash_loop_backs_off_and_master_stays_responsive() {
     // One cycle watched live: the master really waits the delay it announced,
     // and answers `status` at once meanwhile.
     let from = s.log_len();
-    let (i, planned) =
-        s.wait_for_log_from(from, |l| l.contains("ringmaster: worker 1 restarting in "), Duration::from_secs(5));
+    let (i, planned) = s.wait_for_log_from(from, |l| l.contains("worker 1 restarting in "), Duration::from_secs(5));
     let planned_at = Instant::now();
     let ms = parse_delay(&planned);
     assert!(ms > *delays.last().unwrap(), "delays keep growing: {delays:?} then {ms}");
@@ -259,7 +257,7 @@ fn crash_loop_backs_off_and_master_stays_responsive() {
     assert!(restarts >= DELAYS as u64, "{status}");
     let (_, restarted) = s.wait_for_log_from(
         i,
-        |l| l.contains("ringmaster: worker 1 restarted (pid "),
+        |l| l.contains("worker 1 restarted (pid "),
         Duration::from_millis(ms) + Duration::from_secs(2),
     );
     let waited = planned_at.elapsed();
@@ -295,7 +293,7 @@ fn crash_loop_backs_off_and_master_stays_responsive() {
 
 /// The delay of a `worker 1 restarting in M ms` line.
 fn parse_delay(line: &str) -> u64 {
-    let pat = "ringmaster: worker 1 restarting in ";
+    let pat = "worker 1 restarting in ";
     let at = line.find(pat).unwrap_or_else(|| panic!("not a restarting line: {line:?}"));
     line[at + pat.len()..]
         .trim_end_matches(" ms")
@@ -321,18 +319,17 @@ fn watchdog_kills_a_stopped_worker(mode: &str) {
     let stopped_at = Instant::now();
     let (i, line) = s.wait_for_log_from(
         from,
-        |l| l.starts_with(&format!("ringmaster: worker 1 (pid {victim}) made no progress for ")),
+        |l| l.starts_with(&format!("worker 1 (pid {victim}) made no progress for ")),
         Duration::from_secs(4),
     );
     let took = stopped_at.elapsed();
     assert!(took >= Duration::from_millis(900), "watchdog fired after only {took:?}: {line}");
     let (i, _) = s.wait_for_log_from(
         i,
-        |l| l == format!("ringmaster: worker 1 (pid {victim}) killed by signal 9 (SIGKILL)"),
+        |l| l == format!("worker 1 (pid {victim}) killed by signal 9 (SIGKILL)"),
         Duration::from_secs(2),
     );
-    let (_, restarted) =
-        s.wait_for_log_from(i, |l| l.starts_with("ringmaster: worker 1 restarted (pid "), Duration::from_secs(2));
+    let (_, restarted) = s.wait_for_log_from(i, |l| l.starts_with("worker 1 restarted (pid "), Duration::from_secs(2));
     assert!(restarted.ends_with(&format!(", cpu {cpu}, restart 1)")), "{restarted}");
 
     let mut last = serde_json::Value::Null;

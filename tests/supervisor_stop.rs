@@ -195,7 +195,7 @@ fn sigterm_under_load(mode: &str) {
     let exited_after = term.elapsed();
     let (ok, lost) = load.finish();
 
-    s.wait_for_log_from(from, |l| l == "ringmaster: SIGTERM received: stopping 2 workers", Duration::from_secs(1));
+    s.wait_for_log_from(from, |l| l == "SIGTERM received: stopping 2 workers", Duration::from_secs(1));
     let log = s.log();
     let exits: Vec<&String> = log[from..].iter().filter(|l| l.contains(") exited with code ")).collect();
     assert_eq!(exits.len(), 2, "{exits:?}");
@@ -326,11 +326,7 @@ fn half_sent_request_is_finished(mode: &str, sig: i32, name: &str) {
 
     let from = s.log_len();
     s.signal(sig);
-    s.wait_for_log_from(
-        from,
-        |l| l == format!("ringmaster: {name} received: stopping 2 workers"),
-        Duration::from_secs(2),
-    );
+    s.wait_for_log_from(from, |l| l == format!("{name} received: stopping 2 workers"), Duration::from_secs(2));
     // The idle connection is closed at once; the busy one is waited for.
     idle.expect_closed_within(Duration::from_secs(2));
     thread::sleep(Duration::from_millis(300));
@@ -384,14 +380,14 @@ fn second_sigint_kills_workers_at_once() {
     c.send(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhello"); // a straggler
     let from = s.log_len();
     s.signal(libc::SIGINT);
-    s.wait_for_log_from(from, |l| l == "ringmaster: SIGINT received: stopping 2 workers", Duration::from_secs(2));
+    s.wait_for_log_from(from, |l| l == "SIGINT received: stopping 2 workers", Duration::from_secs(2));
     thread::sleep(Duration::from_millis(500));
     assert!(s.is_running(), "master exited while a worker still held a request (default shutdown timeout 30 s)");
 
     let second = signal_at(&s, libc::SIGINT);
     let status = s.wait_exit(Duration::from_secs(3));
     let took = second.elapsed();
-    s.wait_for_log_from(from, |l| l == "ringmaster: second SIGINT: killing workers now", Duration::from_secs(1));
+    s.wait_for_log_from(from, |l| l == "second SIGINT: killing workers now", Duration::from_secs(1));
     assert!(
         s.log()[from..].iter().any(|l| l.ends_with("killed by signal 9 (SIGKILL)")),
         "the straggling worker was killed: {:?}",

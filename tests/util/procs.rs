@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use super::{eventually, Server, BIN};
 
-/// Every pid named in a `ringmaster: worker ...` log line (started, restarted,
+/// Every pid named in a `worker ...` log message (started, restarted,
 /// replacing, exited, killed).
 pub fn logged_pids(log: &[String]) -> BTreeSet<u32> {
     let mut pids = BTreeSet::new();
-    for line in log.iter().filter(|l| l.starts_with("ringmaster: worker ")) {
+    for line in log.iter().filter(|l| l.starts_with("worker ")) {
         let mut rest = line.as_str();
         while let Some(at) = rest.find("pid ") {
             rest = &rest[at + 4..];
