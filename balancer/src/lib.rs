@@ -10,7 +10,8 @@
 //! [`worker_role`] (both ends of starting a worker), [`config`], [`cpus`],
 //! [`listener`], [`refuse`] (`503` for connections no worker can take),
 //! [`rlimit`], [`signals`], [`mod@log`] (whole-line stderr writes),
-//! [`stats_line`], [`title`] (what `ps` shows), [`privileges`] (`--user`,
+//! [`stats_line`], [`metrics`] (the Prometheus endpoint), [`systemd`] (readiness
+//! and socket activation), [`title`] (what `ps` shows), [`privileges`] (`--user`,
 //! `--group`), [`upgrade`] (handing the sockets to a new master started
 //! from a new binary), [`faults`] (fault injection for tests) and [`error`]
 //! (the crate's one error type).
@@ -26,6 +27,7 @@ pub mod handoff;
 pub mod listener;
 pub mod log;
 pub mod master;
+pub mod metrics;
 pub mod modes;
 pub mod privileges;
 pub mod reactor;
@@ -34,6 +36,7 @@ pub mod rlimit;
 pub mod signals;
 pub mod spawn;
 pub mod stats_line;
+pub mod systemd;
 pub mod title;
 pub mod upgrade;
 pub mod worker_role;

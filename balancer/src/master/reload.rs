@@ -17,6 +17,11 @@ pub(super) struct Reload {
 }
 
 impl Reload {
+    /// Workers are being replaced.
+    pub(super) fn under_way(&self) -> bool {
+        !self.queue.is_empty() || self.current.is_some()
+    }
+
     /// Forgets the workers not yet replaced (the master is stopping).
     pub(super) fn cancel(&mut self) {
         self.queue.clear();
@@ -26,7 +31,7 @@ impl Reload {
 impl Master {
     /// Queues every worker for replacement; how many.
     pub(super) fn begin_reload(&mut self) -> io::Result<usize> {
-        if self.stopping.is_some() {
+        if self.stop_begun() {
             return Ok(0);
         }
         let ids: Vec<usize> = self.workers.iter().filter(|w| !w.retired).map(|w| w.id).collect();
@@ -37,6 +42,8 @@ impl Master {
             }
         }
         crate::log!("reload: replacing {} workers one at a time", ids.len());
+        self.counts.reloads += 1;
+        self.notify_reloading();
         self.step_reload()?;
         Ok(ids.len())
     }
@@ -80,7 +87,7 @@ impl Master {
 
     /// Runs `target` workers: new ones are added, the newest retire gracefully.
     pub(super) fn scale(&mut self, target: usize) -> io::Result<()> {
-        if self.stopping.is_some() {
+        if self.stop_begun() {
             return Ok(());
         }
         let active: Vec<usize> = self.workers.iter().filter(|w| !w.retired).map(|w| w.id).collect();
