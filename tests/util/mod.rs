@@ -14,6 +14,7 @@
 
 pub mod control;
 pub mod load;
+pub mod ops;
 pub mod procs;
 pub mod stats;
 pub mod upgrade;
@@ -127,7 +128,7 @@ impl Server {
             let on_line = move |line: String| {
                 eprintln!("[ringmaster {pid}] {line}");
                 let mut st = log.state.lock().unwrap();
-                st.lines.push(log_message(&line).to_string());
+                st.lines.push(json_log_message(&line).unwrap_or_else(|| log_message(&line).to_string()));
                 st.raw.push(line);
                 log.cv.notify_all();
                 true
@@ -494,6 +495,15 @@ pub fn parse_log_line(line: &str) -> Option<LogLine<'_>> {
         return None;
     }
     Some(LogLine { unix_ms, level: level.trim_end(), pid: pid.parse().ok()?, message })
+}
+
+/// The message of a `--log-format json` line, if it is one.
+pub fn json_log_message(line: &str) -> Option<String> {
+    if !line.starts_with("{\"time\":") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some(v["message"].as_str()?.to_string())
 }
 
 /// The message of a log line; a line not in the log format (a panic, say) whole.

@@ -90,16 +90,16 @@ impl Master {
         self.notify_stopping();
         let delay = self.config.drain_delay;
         if !delay.is_zero() {
-            crate::log!(
-                "{why} received: lame duck for {:.1} s (--drain-delay): health checks answer 503 while {running} \
-                 workers serve on; then they drain",
-                delay.as_secs_f64()
-            );
             self.lame_duck = Some(Instant::now() + delay);
             self.reload.cancel();
             for slot in 0..self.slots.len() {
                 self.mark_lame_duck(slot);
             }
+            crate::log!(
+                "{why} received: lame duck for {:.1} s (--drain-delay): health checks answer 503 while {running} \
+                 workers serve on; then they drain",
+                delay.as_secs_f64()
+            );
             return Ok(());
         }
         crate::log!("{why} received: stopping {running} workers");
