@@ -1,5 +1,5 @@
 //! Log lines on stderr, for the master and its workers alike. Each line
-//! carries the time (RFC 3339, UTC, milliseconds; see [`clock`]), a level
+//! carries the time (RFC 3339, UTC, milliseconds; see `clock.rs`), a level
 //! and the writing process's pid:
 //!
 //! ```text

@@ -88,6 +88,7 @@ impl Master {
             return self.stop_now();
         }
         self.notify_stopping();
+        self.abandon_upgrade()?;
         let delay = self.config.drain_delay;
         if !delay.is_zero() {
             self.lame_duck = Some(Instant::now() + delay);
@@ -132,6 +133,8 @@ impl Master {
     /// is a lame duck from now on, before its `Drain` arrives).
     pub(super) fn drain_everything(&mut self) -> io::Result<()> {
         let deadline = Instant::now() + self.config.shutdown_timeout;
+        // A drain delay under way ends here (a master that handed over drains at once).
+        self.lame_duck = None;
         self.stopping = Some(Stopping { deadline, stragglers_killed: false, exit_grace: None });
         self.reactor.cancel(Op::Accept.token(0, 0))?;
         self.reload.cancel();

@@ -2,7 +2,9 @@
 //! workers write, plus what its exited processes counted; each worker's
 //! request rate, sampled once a second; its process's CPU and memory.
 
+use std::collections::HashMap;
 use std::io::{self, Write as _};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ringmaster_engine::stats::STATE_STOPPED;
@@ -87,21 +89,24 @@ impl Master {
     /// its rate is the requests of the last second.
     pub(super) fn sample_rates(&mut self) {
         let now = Instant::now();
-        for w in 0..self.workers.len() {
-            let rate = self.workers[w].rate;
-            let elapsed = now.duration_since(rate.at);
+        if !self.workers.iter().any(|w| now.duration_since(w.rate.at) >= RATE_EVERY) {
+            return;
+        }
+        // Each worker's requests: its exited processes' and its running ones'.
+        let mut requests: HashMap<usize, u64> = self.workers.iter().map(|w| (w.id, w.totals.requests)).collect();
+        for (index, slot) in self.slots.iter().enumerate() {
+            let Some(process) = slot.process.as_ref() else { continue };
+            let current = self.stats.slot(index).map_or(0, |c| c.requests.load(Ordering::Relaxed));
+            *requests.entry(process.worker).or_default() += current;
+        }
+        for worker in &mut self.workers {
+            let elapsed = now.duration_since(worker.rate.at);
             if elapsed < RATE_EVERY {
                 continue;
             }
-            let id = self.workers[w].id;
-            let mut requests = self.workers[w].totals.requests;
-            for (index, slot) in self.slots.iter().enumerate() {
-                if slot.process.as_ref().is_some_and(|p| p.worker == id) {
-                    requests += self.stats.slot(index).map_or(0, |c| c.snapshot().requests);
-                }
-            }
-            let per_second = requests.saturating_sub(rate.requests) as f64 / elapsed.as_secs_f64();
-            self.workers[w].rate = Rate { at: now, requests, per_second };
+            let count = requests.get(&worker.id).copied().unwrap_or(0);
+            let per_second = count.saturating_sub(worker.rate.requests) as f64 / elapsed.as_secs_f64();
+            worker.rate = Rate { at: now, requests: count, per_second };
         }
     }
 }

@@ -65,6 +65,9 @@ pub fn listen_fds() -> Result<Option<Activated>> {
         let name = names.get(i as usize).copied().unwrap_or("");
         let fd = take_fd(number).map_err(|e| bad(format!("fd {number}: {e}")))?;
         let local = listening_tcp(&fd).map_err(|why| bad(format!("fd {number} ({name:?}) {why}")))?;
+        // As on a socket the master binds: accepted connections inherit it.
+        socket::setsockopt(&fd, sockopt::TcpNoDelay, &true)
+            .map_err(|e| bad(format!("fd {number}: TCP_NODELAY: {e}")))?;
         let passed = Passed { fd, number, local };
         let place = if name == METRICS_NAME { &mut activated.metrics } else { &mut activated.main };
         if place.is_some() {
