@@ -1,6 +1,7 @@
 //! Rolling reload and scale: workers are replaced one at a time, the old
 //! process retired only once the new one is ready; scaling adds workers or
-//! retires the newest ones gracefully.
+//! retires the newest ones gracefully. A retired process is a lame duck at
+//! once: its health path answers `503` before it drains.
 
 use std::collections::VecDeque;
 use std::io;
@@ -83,6 +84,28 @@ impl Master {
             self.spawn(id)?;
             self.reload.current = Some((id, old_slot));
         }
+    }
+
+    /// Marks the process in `slot` a lame duck: its health path answers
+    /// `503` from now on, while it still serves.
+    pub(super) fn mark_lame_duck(&self, slot: usize) {
+        if self.slots[slot].process.is_some() {
+            if let Some(counters) = self.stats.slot(slot) {
+                counters.set_lame_duck(true);
+            }
+        }
+    }
+
+    /// Tells a process to finish its connections and exit; it takes no new
+    /// ones from now, and its health path answers `503` at once (before its
+    /// `Drain` has gone down its lane behind the connections queued there).
+    pub(super) fn retire(&mut self, slot: usize) {
+        self.mark_lame_duck(slot);
+        if let Some(process) = self.slots[slot].process.as_mut() {
+            process.retiring = true;
+            self.slots[slot].lane.request_drain();
+        }
+        self.refresh_routes();
     }
 
     /// Runs `target` workers: new ones are added, the newest retire gracefully.

@@ -239,28 +239,6 @@ impl Master {
         self.workers.iter().all(|w| w.slot.is_some_and(|s| self.slots[s].process.as_ref().is_some_and(|p| p.ready)))
     }
 
-    /// Marks the process in `slot` a lame duck: its health path answers
-    /// `503` from now on, while it still serves.
-    pub(super) fn mark_lame_duck(&self, slot: usize) {
-        if self.slots[slot].process.is_some() {
-            if let Some(counters) = self.stats.slot(slot) {
-                counters.set_lame_duck(true);
-            }
-        }
-    }
-
-    /// Tells a process to finish its connections and exit; it takes no new
-    /// ones from now, and its health path answers `503` at once (before its
-    /// `Drain` has gone down its lane behind the connections queued there).
-    pub(super) fn retire(&mut self, slot: usize) {
-        self.mark_lame_duck(slot);
-        if let Some(process) = self.slots[slot].process.as_mut() {
-            process.retiring = true;
-            self.slots[slot].lane.request_drain();
-        }
-        self.refresh_routes();
-    }
-
     /// Reaps every exited child: log a worker's exit, keep its counts,
     /// re-route what its lane held, plan a restart; a child that is no
     /// worker (a new master) goes to the upgrade.
