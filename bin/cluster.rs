@@ -146,10 +146,18 @@ impl Cluster {
         self
     }
 
+    /// A path every worker answers itself, ahead of the handler: `GET PATH`
+    /// gets `200 ready` while it serves, `503 draining` once it drains or is
+    /// a lame duck (for a load balancer's or Kubernetes' probe).
+    pub fn health_path(mut self, path: impl Into<String>) -> Self {
+        self.master.engine.health_path = Some(path.into());
+        self
+    }
+
     /// After `SIGTERM` or `stop`, keep every worker serving this long as a
     /// lame duck (the health path answers `503`, see
-    /// [`EngineConfig::health_path`]) before the drain begins, so load
-    /// balancers stop sending first.
+    /// [`Cluster::health_path`]) before the drain begins, so load balancers
+    /// stop sending first.
     pub fn drain_delay(mut self, delay: Duration) -> Self {
         self.master.drain_delay = delay;
         self
