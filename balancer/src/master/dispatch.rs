@@ -49,6 +49,11 @@ pub(super) struct Dispatch {
 }
 
 impl Dispatch {
+    /// Connections held now, waiting for a ready worker.
+    pub(super) fn held_now(&self) -> usize {
+        self.held.len()
+    }
+
     pub(super) fn new(balance: Box<dyn Balance>) -> Dispatch {
         Dispatch {
             balance,
@@ -120,6 +125,7 @@ impl Master {
             self.dispatch.accepting = false;
         }
         if let Some(connection) = accepted {
+            self.counts.accepted += 1;
             self.route(connection);
             if self.dispatch.accepting && self.dispatch.held.len() >= self.config.backlog as usize {
                 self.reactor.cancel(Op::Accept.token(0, 0))?;
@@ -149,8 +155,14 @@ impl Master {
         let (slots, stats) = (&self.slots, &self.stats);
         let facts = |slot| route_facts(slots, stats, max_conns, slot, now);
         match self.dispatch.balance.pick(&self.dispatch.routes, &facts) {
-            Some(slot) => self.slots[slot].lane.enqueue(fd),
-            None if self.dispatch.routes.is_empty() && self.stopping.is_none() => self.dispatch.held.push(fd),
+            Some(slot) => {
+                self.counts.handed_over += 1;
+                self.slots[slot].lane.enqueue(fd);
+            }
+            None if self.dispatch.routes.is_empty() && self.stopping.is_none() => {
+                self.counts.held += 1;
+                self.dispatch.held.push(fd);
+            }
             None => {
                 self.dispatch.refused += 1;
                 refuse(fd);
@@ -181,6 +193,7 @@ impl Master {
     /// Routes the connections in `scratch` again (a lane gave them back).
     fn reroute_scratch(&mut self) {
         let mut undelivered = std::mem::take(&mut self.dispatch.scratch);
+        self.counts.rerouted += undelivered.len() as u64;
         for fd in undelivered.drain(..) {
             self.route(fd);
         }
@@ -249,9 +262,13 @@ impl Master {
     pub(super) fn on_lane_received(&mut self, index: usize, result: i32) -> io::Result<()> {
         let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
         slot.lane.on_received(result, &mut self.dispatch.scratch, &mut self.dispatch.declined);
+        if result > 0 {
+            self.counts.acks += 1;
+        }
         if !self.dispatch.declined.is_empty() {
             slot.declined_until = Some(Instant::now() + DECLINED_PAUSE);
             let mut declined = std::mem::take(&mut self.dispatch.declined);
+            self.counts.rerouted += declined.len() as u64;
             for fd in declined.drain(..) {
                 self.route(fd);
             }
@@ -278,6 +295,6 @@ impl Master {
             return;
         }
         self.dispatch.fd_limit_logged = Some(now);
-        crate::log!("{message}");
+        crate::log!(warn: "{message}");
     }
 }

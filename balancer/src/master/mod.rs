@@ -12,7 +12,9 @@
 //!   socket, and the graceful stop;
 //! - `upgrade.rs`: binary upgrade, from either side: handing the sockets to a
 //!   new master, or taking them over from an old one;
-//! - `stats.rs`: the stats line.
+//! - `stats.rs`: the stats line, request rates;
+//! - `metrics.rs`: the Prometheus endpoint's I/O (`--metrics`);
+//! - `notify.rs`: what systemd is told (readiness, reload, stop, status).
 //!
 //! Everything runs on one thread and one [`Reactor`] (io_uring or epoll):
 //! signals arrive through a signalfd, accepts through a multishot accept,
@@ -26,6 +28,8 @@
 
 mod commands;
 mod dispatch;
+mod metrics;
+mod notify;
 mod reload;
 mod stats;
 mod supervise;
@@ -35,7 +39,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 use ringmaster_engine::token;
@@ -45,14 +49,18 @@ use crate::config::MasterConfig;
 use crate::cpus::{allowed_cpus, choose_cpus};
 use crate::error::{Context, Error, Result};
 use crate::listener::{adopt, listen, ListenerKey};
+use crate::metrics::MasterCounts;
 use crate::modes::balance_for;
 use crate::reactor::{reactor_for, uring::CQ_ENTRIES, Completion, Reactor, Token};
 use crate::signals::signal_fd;
 use crate::spawn::OwnImage;
+use crate::systemd::{listen_fds, Notifier};
 use crate::upgrade::inherit::Inherited;
 use crate::upgrade::launch::upgrade_path;
 use commands::ControlState;
 use dispatch::Dispatch;
+use metrics::MetricsState;
+use notify::Notified;
 use reload::Reload;
 use supervise::{Slot, Worker};
 use upgrade::Upgrades;
@@ -61,6 +69,8 @@ use upgrade::Upgrades;
 pub const MAX_SLOTS: usize = 1024;
 /// How often the master checks deadlines, restarts and heartbeats.
 const TICK: Duration = Duration::from_millis(100);
+/// The metrics listener's backlog: scrapers are few.
+const METRICS_BACKLOG: i32 = 64;
 
 /// Signals the master handles.
 const SIGNALS: [Signal; 9] = [
@@ -89,10 +99,13 @@ enum Op {
     ControlRecv,
     ControlSend,
     UpgradeChannel,
+    MetricsAccept,
+    MetricsRecv,
+    MetricsSend,
 }
 
 impl Op {
-    const ALL: [Op; 9] = [
+    const ALL: [Op; 12] = [
         Op::Signal,
         Op::Accept,
         Op::LaneSend,
@@ -102,6 +115,9 @@ impl Op {
         Op::ControlRecv,
         Op::ControlSend,
         Op::UpgradeChannel,
+        Op::MetricsAccept,
+        Op::MetricsRecv,
+        Op::MetricsSend,
     ];
 
     fn token(self, index: usize, epoch: u32) -> Token {
@@ -154,8 +170,20 @@ struct Master {
     dispatch: Dispatch,
     reload: Reload,
     control: Option<ControlState>,
+    metrics: Option<MetricsState>,
     upgrades: Upgrades,
+    /// The drain delay under way (`--drain-delay`): when it ends. Every
+    /// worker is a lame duck meanwhile; the stop proper comes after.
+    lame_duck: Option<Instant>,
     stopping: Option<Stopping>,
+    /// What the master counts itself (the metrics).
+    counts: MasterCounts,
+    started_at: SystemTime,
+    /// The listeners came from systemd (socket activation).
+    activated: bool,
+    /// systemd's notification socket, and what it was told.
+    notifier: Option<Notifier>,
+    notified: Notified,
     /// The bound address and the latest time to log it, until it is logged.
     listening: Option<(SocketAddr, Instant)>,
     completions: Vec<Completion>,
@@ -173,18 +201,52 @@ impl Master {
         }
         let (backend, fallback) = choose_backend(config.backend).map_err(Error::Backend)?;
         if let Some(why) = fallback {
-            crate::log!("{why}");
+            crate::log!(warn: "{why}");
         }
         // Workers inherit the raised limit; failing to raise it is not fatal.
         match crate::rlimit::raise_fd_limit() {
             Ok(limit) => crate::rlimit::warn_if_fds_fall_short(config.engine.max_conns, config.workers, limit),
-            Err(e) => crate::log!("cannot raise the open-file limit: {e}"),
+            Err(e) => crate::log!(warn: "cannot raise the open-file limit: {e}"),
         }
         let cpus = if config.pin { choose_cpus(config.cpus.as_deref(), &allowed_cpus())? } else { Vec::new() };
+        // The sockets: handed down by an old master, else passed by systemd, else bound here.
+        let mut activation = if inherited.is_none() { listen_fds()? } else { None };
+        let activated = inherited.as_ref().map_or(activation.is_some(), Inherited::activated);
+        let expect = |addr: SocketAddr| (!activated).then_some(addr);
         let (listener, local) = match inherited.as_mut().and_then(|i| i.take_listener(ListenerKey::Main)) {
-            Some(fd) => adopt(fd, config.bind).context(format_args!("the listener handed down for {}", config.bind))?,
-            None => listen(config.bind, config.backlog).context(format_args!("cannot listen on {}", config.bind))?,
+            Some(fd) => {
+                adopt(fd, expect(config.bind)).context(format_args!("the listener handed down for {}", config.bind))?
+            }
+            None => match activation.as_mut().and_then(|a| a.main.take()) {
+                Some(passed) => {
+                    crate::log!(
+                        "socket activation: serving on the socket systemd passed (fd {}, {}); --bind is not used",
+                        passed.number,
+                        passed.local
+                    );
+                    (passed.fd, passed.local)
+                }
+                None => {
+                    listen(config.bind, config.backlog).context(format_args!("cannot listen on {}", config.bind))?
+                }
+            },
         };
+        let metrics = match inherited.as_mut().and_then(|i| i.take_listener(ListenerKey::Metrics)) {
+            Some(fd) => Some(adopt(fd, config.metrics.and_then(expect)).context("the metrics listener handed down")?),
+            None => match activation.and_then(|a| a.metrics) {
+                Some(passed) => Some((passed.fd, passed.local)),
+                None => match config.metrics {
+                    Some(addr) => Some(
+                        listen(addr, METRICS_BACKLOG).context(format_args!("--metrics: cannot listen on {addr}"))?,
+                    ),
+                    None => None,
+                },
+            },
+        };
+        if let Some((_, at)) = &metrics {
+            crate::log!(info { metrics: at.to_string() }: "metrics on http://{at}/metrics");
+        }
+        let upgraded = inherited.is_some();
         let handed_control = inherited.as_mut().and_then(Inherited::take_control);
         let control = match (config.control.as_deref(), handed_control) {
             (Some(path), Some(fd)) => Some(ControlState::inherited(fd, path)?),
@@ -211,8 +273,15 @@ impl Master {
             dispatch: Dispatch::new(balance_for(config.mode)),
             reload: Reload::default(),
             control,
+            metrics: metrics.map(|(fd, _)| MetricsState::new(fd)),
             upgrades: Upgrades::taking_over(takeover),
+            lame_duck: None,
             stopping: None,
+            counts: MasterCounts::default(),
+            started_at: SystemTime::now(),
+            activated,
+            notifier: Notifier::from_env(upgraded),
+            notified: Notified::default(),
             listening: None,
             completions: Vec::with_capacity(CQ_ENTRIES as usize),
             config,
@@ -228,6 +297,7 @@ impl Master {
         self.reactor.poll_readable(self.signals.as_raw_fd(), Op::Signal.token(0, 0))?;
         self.arm_accept()?;
         self.arm_control_accept()?;
+        self.arm_metrics_accept()?;
         self.reactor.timeout(TICK, Op::Tick.token(0, 0))?;
         while !self.done() {
             self.reactor.wait(&mut self.completions)?;
@@ -237,6 +307,7 @@ impl Master {
             }
             self.completions = batch;
             self.notice_ready()?;
+            self.notify_ready();
             self.step_upgrade()?;
             self.pump_lanes()?;
         }
@@ -275,13 +346,16 @@ impl Master {
             Op::ControlRecv => self.on_control_recv(index, epoch, result),
             Op::ControlSend => self.on_control_sent(index, epoch, result),
             Op::UpgradeChannel => self.on_upgrade_channel(epoch, more),
+            Op::MetricsAccept => self.on_metrics_accept(result, more, accepted),
+            Op::MetricsRecv => self.on_metrics_recv(index, epoch, result),
+            Op::MetricsSend => self.on_metrics_sent(index, epoch, result),
         }
     }
 
     fn on_tick(&mut self) -> io::Result<()> {
         match self.stopping.as_mut() {
             Some(stopping) if Instant::now() >= stopping.deadline && !stopping.stragglers_killed => {
-                crate::log!("shutdown timeout: killing the workers still running");
+                crate::log!(warn: "shutdown timeout: killing the workers still running");
                 stopping.stragglers_killed = true;
                 self.kill_all(Signal::SIGKILL);
             }
@@ -292,10 +366,15 @@ impl Master {
                 self.arm_control_accept()?;
             }
         }
+        self.end_drain_delay_when_due()?;
+        self.arm_metrics_accept()?;
         self.watch_upgrade()?;
         self.expire_control_clients()?;
+        self.expire_scrapes()?;
         self.watch_heartbeats();
         self.watch_fd_limits();
+        self.sample_rates();
+        self.notify_tick();
         self.reactor.timeout(TICK, Op::Tick.token(0, 0))
     }
 }
