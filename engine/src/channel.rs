@@ -12,6 +12,11 @@
 //! it closes the adopted prefix and hands the rest to another worker, and a
 //! worker that dies with the batch still in its socket (or in flight) loses
 //! nothing either.
+//!
+//! Lines of text travel both ways, as Node's `worker.send()` and
+//! `process.send()` do: a `Text` message from the master carries up to
+//! [`MAX_TEXT`] bytes for the worker's handler, and a worker sends one to the
+//! master with [`send_text`] (`M` and the bytes, beside its acks).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -27,6 +32,8 @@ pub enum Tag {
     Connections = b'C',
     /// Stop taking connections, finish the ones held, exit.
     Drain = b'D',
+    /// A line for the worker's handler (`Handler::on_message`); no fds.
+    Text = b'T',
 }
 
 impl Tag {
@@ -34,13 +41,21 @@ impl Tag {
         match byte {
             b'C' => Some(Tag::Connections),
             b'D' => Some(Tag::Drain),
+            b'T' => Some(Tag::Text),
             _ => None,
         }
     }
 }
 
-/// Bytes of a message's payload: the tag and a little-endian `u16` fd count.
+/// Bytes of a message's header: the tag and a little-endian `u16` count (of
+/// fds, or of the text's bytes that follow).
 const PAYLOAD_LEN: usize = 3;
+
+/// Longest line of text a message carries, either way.
+pub const MAX_TEXT: usize = 1024;
+
+/// The tag of a worker's line of text to the master.
+const WORKER_TEXT: u8 = b'M';
 
 /// The worker's answer to one `Connections` message (worker -> master): of
 /// the batch's fds, the first `received` reached the worker and the first
@@ -85,7 +100,7 @@ struct Control([u8; CONTROL_LEN]);
 pub struct Message {
     header: libc::msghdr,
     iov: libc::iovec,
-    payload: [u8; PAYLOAD_LEN],
+    payload: [u8; PAYLOAD_LEN + MAX_TEXT],
     control: Control,
 }
 
@@ -100,7 +115,7 @@ impl Message {
     pub fn new() -> Box<Message> {
         // SAFETY: msghdr and iovec are plain C structs for which all-zero is valid.
         let (header, iov) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
-        Box::new(Message { header, iov, payload: [0; PAYLOAD_LEN], control: Control([0; CONTROL_LEN]) })
+        Box::new(Message { header, iov, payload: [0; PAYLOAD_LEN + MAX_TEXT], control: Control([0; CONTROL_LEN]) })
     }
 
     /// Fills the message with `tag` and `fds`; returns the header to pass to `sendmsg`.
@@ -109,8 +124,8 @@ impl Message {
     pub fn prepare_send(&mut self, tag: Tag, fds: &[RawFd]) -> *const libc::msghdr {
         assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} fds per message");
         let [c0, c1] = (fds.len() as u16).to_le_bytes();
-        self.payload = [tag as u8, c0, c1];
-        self.point_at_self();
+        self.payload[..PAYLOAD_LEN].copy_from_slice(&[tag as u8, c0, c1]);
+        self.point_at_self(PAYLOAD_LEN);
         if fds.is_empty() {
             self.header.msg_controllen = 0;
             self.header.msg_control = std::ptr::null_mut();
@@ -131,12 +146,35 @@ impl Message {
         &self.header
     }
 
+    /// Fills the message with a line of text for the worker's handler (at
+    /// most [`MAX_TEXT`] bytes: longer text is cut there); returns the header
+    /// to pass to `sendmsg`.
+    pub fn prepare_send_text(&mut self, text: &[u8]) -> *const libc::msghdr {
+        let text = &text[..text.len().min(MAX_TEXT)];
+        let [c0, c1] = (text.len() as u16).to_le_bytes();
+        self.payload[..PAYLOAD_LEN].copy_from_slice(&[Tag::Text as u8, c0, c1]);
+        self.payload[PAYLOAD_LEN..PAYLOAD_LEN + text.len()].copy_from_slice(text);
+        self.point_at_self(PAYLOAD_LEN + text.len());
+        self.header.msg_controllen = 0;
+        self.header.msg_control = std::ptr::null_mut();
+        &self.header
+    }
+
     /// Readies the buffer for one `recvmsg`; returns the header to pass to it.
     pub fn prepare_recv(&mut self) -> *mut libc::msghdr {
-        self.payload = [0; PAYLOAD_LEN];
-        self.point_at_self();
+        self.payload[..PAYLOAD_LEN].fill(0);
+        self.point_at_self(PAYLOAD_LEN + MAX_TEXT);
         self.header.msg_controllen = CONTROL_LEN;
         &mut self.header
+    }
+
+    /// The text of the `Text` message just received as `received` (empty for
+    /// any other message).
+    pub fn text(&self, received: &Received) -> &[u8] {
+        match received.tag {
+            Some(Tag::Text) => &self.payload[PAYLOAD_LEN..PAYLOAD_LEN + received.text_len],
+            _ => &[],
+        }
     }
 
     /// Decodes a message of `len` bytes just received; the fds become owned.
@@ -150,6 +188,8 @@ impl Message {
         let sent =
             if len >= PAYLOAD_LEN { usize::from(u16::from_le_bytes([self.payload[1], self.payload[2]])) } else { 0 };
         let truncated = self.header.msg_flags & libc::MSG_CTRUNC != 0;
+        // A text's length is what arrived of it, whatever its header claims.
+        let text_len = if tag == Some(Tag::Text) { sent.min(len.saturating_sub(PAYLOAD_LEN)).min(MAX_TEXT) } else { 0 };
         let mut fds = 0;
         // SAFETY: the kernel wrote msg_controllen bytes of cmsgs into `control`;
         // CMSG_FIRSTHDR/NXTHDR stay inside that length.
@@ -175,11 +215,11 @@ impl Message {
             // SAFETY: advancing within the control buffer, as above.
             cmsg = unsafe { libc::CMSG_NXTHDR(&self.header, cmsg) };
         }
-        Received { tag, sent, fds, truncated }
+        Received { tag, sent, fds, truncated, text_len }
     }
 
-    fn point_at_self(&mut self) {
-        self.iov = libc::iovec { iov_base: self.payload.as_mut_ptr().cast(), iov_len: PAYLOAD_LEN };
+    fn point_at_self(&mut self, len: usize) {
+        self.iov = libc::iovec { iov_base: self.payload.as_mut_ptr().cast(), iov_len: len };
         self.header.msg_name = std::ptr::null_mut();
         self.header.msg_namelen = 0;
         self.header.msg_iov = &mut self.iov;
@@ -201,6 +241,8 @@ pub struct Received {
     /// Fewer fds arrived than were sent: the kernel could not install the rest
     /// (the receiver is at its open-file limit) and closed them.
     pub truncated: bool,
+    /// Bytes of text a `Text` message brought ([`Message::text`]).
+    pub text_len: usize,
 }
 
 /// A connected `SOCK_SEQPACKET` pair: one end for the master, one for a worker.
@@ -232,9 +274,23 @@ pub fn send_blocking(channel: BorrowedFd<'_>, message: &mut Message, tag: Tag, f
 /// the order of the batches, and the master always reads them, so this never
 /// waits in practice; a master that is gone makes it fail at once (`EPIPE`).
 pub fn send_ack(channel: BorrowedFd<'_>, ack: Ack) -> io::Result<()> {
-    let bytes = ack.encode();
+    send_bytes(channel, &ack.encode())
+}
+
+/// Sends a line of text to the master (at most [`MAX_TEXT`] bytes: longer
+/// text is cut there), blocking as [`send_ack`] does.
+pub fn send_text(channel: BorrowedFd<'_>, text: &[u8]) -> io::Result<()> {
+    let text = &text[..text.len().min(MAX_TEXT)];
+    let mut bytes = [0u8; 1 + MAX_TEXT];
+    bytes[0] = WORKER_TEXT;
+    bytes[1..=text.len()].copy_from_slice(text);
+    send_bytes(channel, &bytes[..=text.len()])
+}
+
+/// One message of `bytes`, with a direct, blocking `send(2)`.
+fn send_bytes(channel: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<()> {
     loop {
-        // SAFETY: sending `bytes`, a live local array, on a valid socket.
+        // SAFETY: sending `bytes`, a live slice, on a valid socket.
         let sent = unsafe { libc::send(channel.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
         if sent >= 0 {
             return Ok(());
@@ -245,6 +301,17 @@ pub fn send_ack(channel: BorrowedFd<'_>, ack: Ack) -> io::Result<()> {
         }
     }
 }
+
+/// The text of a worker's message to the master, if `bytes` is one.
+pub fn decode_text(bytes: &[u8]) -> Option<&[u8]> {
+    match bytes {
+        [WORKER_TEXT, text @ ..] => Some(text),
+        _ => None,
+    }
+}
+
+/// Bytes of the longest message a worker sends the master.
+pub const WORKER_MESSAGE_MAX: usize = 1 + MAX_TEXT;
 
 /// Receives one message without waiting: `Ok(None)` when none is there,
 /// `Ok(Some(0))` at end of stream, else the message's length (take its fds
@@ -300,7 +367,7 @@ mod tests {
         let mut received = Vec::new();
         let mut inbox = Message::new();
         let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |fd| received.push(fd)).expect("recv");
-        assert_eq!(got, Some(Received { tag: Some(Tag::Connections), sent: 2, fds: 2, truncated: false }));
+        assert_eq!(got, Some(Received { tag: Some(Tag::Connections), sent: 2, fds: 2, truncated: false, text_len: 0 }));
         // The received fds are the same sockets: a byte written on `a` arrives on the copy of `b`.
         // SAFETY: writing one byte from a valid buffer to a valid socket.
         let wrote = unsafe { libc::write(received[0].as_raw_fd(), b"x".as_ptr().cast(), 1) };
@@ -334,8 +401,35 @@ mod tests {
         assert_eq!(got.map(|r| (r.fds, r.truncated)), Some((MAX_FDS, false)));
         assert_eq!(count, MAX_FDS);
         let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |_| count += 1).expect("recv drain");
-        assert_eq!(got, Some(Received { tag: Some(Tag::Drain), sent: 0, fds: 0, truncated: false }));
+        assert_eq!(got, Some(Received { tag: Some(Tag::Drain), sent: 0, fds: 0, truncated: false, text_len: 0 }));
         drop(master);
         assert_eq!(recv_blocking(worker.as_fd(), &mut inbox, &mut |_| {}).expect("eof"), None);
+    }
+
+    #[test]
+    fn text_crosses_both_ways_and_is_cut_at_the_limit() {
+        let (master, worker) = channel_pair().expect("socketpair");
+        let mut out = Message::new();
+        let header = out.prepare_send_text(b"hello workers");
+        // SAFETY: `header` points into `out`, alive and unmoved for the call.
+        assert!(unsafe { libc::sendmsg(master.as_raw_fd(), header, 0) } > 0);
+        let mut inbox = Message::new();
+        let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |_| panic!("no fds")).expect("recv").expect("msg");
+        assert_eq!(got.tag, Some(Tag::Text));
+        assert_eq!(inbox.text(&got), b"hello workers");
+
+        let long = vec![b'x'; MAX_TEXT + 10];
+        let header = out.prepare_send_text(&long);
+        // SAFETY: as above.
+        assert!(unsafe { libc::sendmsg(master.as_raw_fd(), header, 0) } > 0);
+        let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |_| panic!("no fds")).expect("recv").expect("msg");
+        assert_eq!(inbox.text(&got), &long[..MAX_TEXT]);
+
+        send_text(worker.as_fd(), b"hello master").expect("send");
+        let mut buf = [0u8; WORKER_MESSAGE_MAX];
+        // SAFETY: receiving into a live local buffer of its own length.
+        let n = unsafe { libc::recv(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        assert_eq!(decode_text(&buf[..n as usize]), Some(&b"hello master"[..]));
+        assert_eq!(decode_text(b"A\x01\x00\x01\x00"), None);
     }
 }

@@ -54,6 +54,11 @@ pub fn run(
     counters: &WorkerCounters,
     handler: &mut dyn Handler,
 ) -> io::Result<()> {
+    // The handler's code may talk to the master while this worker runs.
+    let _attached = match &sources.channel {
+        Some(channel) => Some(crate::messages::attach(channel.as_fd())?),
+        None => None,
+    };
     let core = Core::new(config, sources, counters, handler);
     match config.backend {
         Backend::Uring => uring::UringWorker::new(core)?.serve(),
@@ -277,8 +282,16 @@ impl<'a> Core<'a> {
     }
 
     /// Settles a batch once it is adopted: every `Connections` message gets
-    /// exactly one ack, whatever arrived. False when the master is gone.
+    /// exactly one ack, whatever arrived. A `Text` message asks for no ack:
+    /// its line goes to the handler. False when the master is gone.
     fn acknowledge(&mut self, received: &Received, adopted: usize) -> bool {
+        if received.tag == Some(Tag::Text) {
+            // The master sends only text it read as UTF-8 (a control command).
+            if let Ok(text) = std::str::from_utf8(self.inbox.text(received)) {
+                self.handler.on_message(text);
+            }
+            return true;
+        }
         if received.tag != Some(Tag::Connections) {
             return true;
         }
