@@ -14,8 +14,9 @@
 //!
 //! Everything runs on one thread and one [`Reactor`] (io_uring or epoll):
 //! signals arrive through a signalfd, accepts through a multishot accept,
-//! hand-offs go out as `sendmsg` ops and the control socket is served
-//! alongside; the master never blocks on a single worker.
+//! hand-offs go out as `sendmsg` ops, acks come back through a multishot
+//! receive per lane, and the control socket is served alongside; the master
+//! never blocks on a single worker.
 //!
 //! A *worker* is an id (1, 2, ...) with a CPU; a *process slot* is a stats
 //! block slot plus a lane (channel). Each process of a worker gets its own
@@ -37,11 +38,11 @@ use nix::sys::signal::Signal;
 use ringmaster_engine::token;
 use ringmaster_engine::{choose_backend, Backend, StatsBlock};
 
-use crate::config::MasterConfig;
+use crate::config::{MasterConfig, Mode};
 use crate::cpus::{allowed_cpus, choose_cpus};
 use crate::error::{Context, Error, Result};
-use crate::listener::listen;
-use crate::modes::balance_for;
+use crate::listener::{bind_reuseport_anchor, listen};
+use crate::modes::{balance_for, reuseport, ListenAt};
 use crate::reactor::{reactor_for, uring::CQ_ENTRIES, Completion, Reactor, Token};
 use crate::signals::signal_fd;
 use crate::spawn::OwnImage;
@@ -164,8 +165,16 @@ impl Master {
             Err(e) => crate::log!("cannot raise the open-file limit: {e}"),
         }
         let cpus = if config.pin { choose_cpus(config.cpus.as_deref(), &allowed_cpus())? } else { Vec::new() };
-        let (listener, local) =
-            listen(config.bind, config.backlog).context(format_args!("cannot listen on {}", config.bind))?;
+        // `reuseport`: the master holds the port with an anchor that does not
+        // listen; each worker slot gets a listener of its own in its group.
+        let (listener, local) = match config.mode {
+            Mode::Reuseport => bind_reuseport_anchor(config.bind),
+            _ => listen(config.bind, config.backlog),
+        }
+        .context(format_args!("cannot listen on {}", config.bind))?;
+        if config.mode == Mode::Reuseport {
+            reuseport::enable_migration();
+        }
         let control = config.control.as_deref().map(ControlState::bind).transpose()?;
         let signals = signal_fd(&SIGNALS).context("cannot set up signals")?;
         let (stats, stats_fd) = StatsBlock::create_shared(MAX_SLOTS).context("cannot create the stats block")?;
@@ -181,7 +190,7 @@ impl Master {
             cpus,
             slots: Vec::with_capacity(MAX_SLOTS),
             workers: Vec::with_capacity(config.workers),
-            dispatch: Dispatch::new(balance_for(config.mode)),
+            dispatch: Dispatch::new(balance_for(config.mode, ListenAt { local, backlog: config.backlog })),
             reload: Reload::default(),
             control,
             stopping: None,
@@ -204,6 +213,18 @@ impl Master {
         while !self.done() {
             self.reactor.wait(&mut self.completions)?;
             let mut batch = std::mem::take(&mut self.completions);
+            // The lanes first, in order (a batch is sent before it is
+            // acknowledged): what the workers said before this turn is known
+            // before any connection is routed or any worker judged slow.
+            for c in &batch {
+                match Op::of(c.token) {
+                    Some((Op::LaneSend, index, _)) => self.on_lane_sent(index, c.result)?,
+                    Some((Op::LaneRecv, index, _)) => {
+                        self.on_lane_received(index, c.result, c.more, c.message.as_slice())?
+                    }
+                    _ => {}
+                }
+            }
             for completion in batch.drain(..) {
                 self.complete(completion)?;
             }
@@ -227,7 +248,7 @@ impl Master {
     }
 
     fn complete(&mut self, completion: Completion) -> io::Result<()> {
-        let Completion { token, result, more, accepted } = completion;
+        let Completion { token, result, more, accepted, .. } = completion;
         let Some((op, index, epoch)) = Op::of(token) else { return Ok(()) };
         match op {
             Op::Signal => {
@@ -238,8 +259,8 @@ impl Master {
                 Ok(())
             }
             Op::Accept => self.on_accept(result, more, accepted),
-            Op::LaneSend => self.on_lane_sent(index, result),
-            Op::LaneRecv => self.on_lane_received(index, result),
+            // Handled first, in `serve`.
+            Op::LaneSend | Op::LaneRecv => Ok(()),
             Op::Tick => self.on_tick(),
             Op::ControlAccept => self.on_control_accept(result, more, accepted),
             Op::ControlRecv => self.on_control_recv(index, epoch, result),
@@ -263,6 +284,7 @@ impl Master {
         }
         self.expire_control_clients()?;
         self.watch_heartbeats();
+        self.watch_lagging();
         self.watch_fd_limits();
         self.reactor.timeout(TICK, Op::Tick.token(0, 0))
     }

@@ -93,6 +93,9 @@ impl Master {
             self.workers[index].retired = true;
             self.workers[index].restart_at = None;
             self.reload.queue.retain(|&queued| queued != id);
+            // Its own listener (`reuseport`), if any, goes with it: the
+            // worker, its last holder, accepts what is queued, then closes it.
+            self.dispatch.balance.retire_worker(id);
             match self.workers[index].slot {
                 Some(slot) => self.retire(slot),
                 None => {

@@ -2,13 +2,14 @@
 //! each op's syscall is made when its fd is ready, and its result reported as
 //! the completion the ring would post.
 //!
-//! Reading ops (readable, accept, recv, the tick's timerfd) are parked at
+//! Reading ops (readable, accept, recv, multishot recv, the tick's timerfd) are parked at
 //! once: registering the fd (`EPOLL_CTL_ADD`, or `MOD` if it is registered)
 //! makes the kernel report it if it is ready already. Writing ops (send,
 //! sendmsg) are tried at once and parked only on `EAGAIN`. A parked op is
 //! tried again on each readiness event of its direction until it would block
-//! again; multishot ops (readable, accept) stay parked until cancelled, or
-//! until an error ends an accept, as on the ring. Sockets need not be
+//! again; multishot ops (readable, accept, multishot recv) stay parked until
+//! cancelled, or until an error (or a receive's end of stream) ends them, as
+//! on the ring. Sockets need not be
 //! non-blocking (`MSG_DONTWAIT`), except a listener, which is made so.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -16,19 +17,20 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use super::{sys, Completion, Lent, LentIo, Reactor, Token};
+use super::{sys, Completion, Datagram, Lent, LentIo, Reactor, Token, DATAGRAM_MAX};
 
 /// Events taken from one `epoll_wait`.
 const EVENTS: usize = 256;
-/// Connections accepted for one readiness event before other fds get a turn
-/// (the rest are accepted in the next turn, without waiting).
-const ACCEPT_BATCH: usize = 256;
+/// Messages one multishot receive takes per readiness before other fds get a
+/// turn (the rest are read in the next turn, without waiting).
+const RECV_BATCH: usize = 64;
 
 /// What a parked op does when its fd is ready.
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Readable,
     Accept,
+    RecvMulti,
     Tick,
     Lent(LentIo),
 }
@@ -39,9 +41,9 @@ impl Kind {
     }
 }
 
-/// A completion without a new fd.
+/// A completion without a new fd or a message.
 fn completion(token: Token, result: i32, more: bool) -> Completion {
-    Completion { token, result, more, accepted: None }
+    Completion::of(token, result, more)
 }
 
 #[derive(Debug)]
@@ -181,7 +183,7 @@ impl EpollReactor {
         match self.attempt(&op, out) {
             // An accept that ended stops listening: with no op parked, the
             // listener (maybe shared with the workers) must not wake us.
-            Outcome::Done if matches!(op.kind, Kind::Accept) => self.watch_what_is_parked(fd),
+            Outcome::Done if matches!(op.kind, Kind::Accept | Kind::RecvMulti) => self.watch_what_is_parked(fd),
             Outcome::Done => {
                 if self.parked.get(&fd).is_some_and(|p| p.read.is_none() && p.write.is_none()) {
                     self.parked.remove(&fd);
@@ -226,7 +228,14 @@ impl EpollReactor {
                 out.push(completion(token, libc::POLLIN as i32, true));
                 return Outcome::Blocked;
             }
-            Kind::Accept => return accept_burst(op.fd, token, out),
+            Kind::Accept => {
+                return match sys::accept_burst(op.fd, token, out) {
+                    sys::Burst::Done => Outcome::Done,
+                    sys::Burst::Drained => Outcome::Blocked,
+                    sys::Burst::More => Outcome::Again,
+                }
+            }
+            Kind::RecvMulti => return recv_burst(op.fd, token, out),
             // As on the ring, an expired timeout reports ETIME.
             Kind::Tick => sys::read_timer(self.timer.as_fd()).and(Err(io::Error::from_raw_os_error(libc::ETIME))),
             // SAFETY: the memory's owner promised, making the `Lent`, to keep it until the completion.
@@ -246,19 +255,24 @@ impl EpollReactor {
     }
 }
 
-/// Accepts what is waiting on a listener, up to [`ACCEPT_BATCH`].
-fn accept_burst(listener: RawFd, token: Token, out: &mut Vec<Completion>) -> Outcome {
-    for _ in 0..ACCEPT_BATCH {
-        match sys::accept(listener) {
-            Ok(connection) => {
-                let result = connection.as_raw_fd();
-                out.push(Completion { token, result, more: true, accepted: Some(connection) });
+/// Receives the messages waiting on `fd`, up to [`RECV_BATCH`], one
+/// completion each.
+fn recv_burst(fd: RawFd, token: Token, out: &mut Vec<Completion>) -> Outcome {
+    let mut buffer = [0u8; DATAGRAM_MAX];
+    for _ in 0..RECV_BATCH {
+        // SAFETY: `buffer` is a live local array of DATAGRAM_MAX bytes.
+        match retry_interrupted(|| unsafe { sys::recv(fd, buffer.as_mut_ptr(), DATAGRAM_MAX) }) {
+            Ok(0) => {
+                out.push(completion(token, 0, false));
+                return Outcome::Done;
+            }
+            Ok(n) => {
+                let n = n.min(DATAGRAM_MAX);
+                let message = Datagram::copy(&buffer[..n]);
+                out.push(Completion { token, result: n as i32, more: true, accepted: None, message });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Blocked,
-            // A connection reset before it was accepted, or a signal: go on.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR)) => {}
             Err(e) => {
-                // As on the ring, an error ends the multishot accept.
                 out.push(completion(token, errno(&e), false));
                 return Outcome::Done;
             }
@@ -294,6 +308,10 @@ impl Reactor for EpollReactor {
 
     fn start(&mut self, lent: Lent, token: Token) -> io::Result<()> {
         self.submit(lent.fd, token, Kind::Lent(lent.io))
+    }
+
+    fn recv_multi(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
+        self.submit(fd, token, Kind::RecvMulti)
     }
 
     fn timeout(&mut self, after: Duration, token: Token) -> io::Result<()> {
