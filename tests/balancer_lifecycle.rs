@@ -93,6 +93,16 @@ fn shared_sigterm_leaves_no_process_behind() {
     sigterm_leaves_no_process_behind("shared");
 }
 
+#[test]
+fn least_sigterm_leaves_no_process_behind() {
+    sigterm_leaves_no_process_behind("least");
+}
+
+#[test]
+fn reuseport_sigterm_leaves_no_process_behind() {
+    sigterm_leaves_no_process_behind("reuseport");
+}
+
 // --- SIGKILL of one worker ----------------------------------------------------------------
 
 fn sigkill_worker_is_logged_served_around_and_restarted(mode: &str) {
@@ -177,6 +187,16 @@ fn rr_sigkill_worker_is_logged_served_around_and_restarted() {
 #[test]
 fn shared_sigkill_worker_is_logged_served_around_and_restarted() {
     sigkill_worker_is_logged_served_around_and_restarted("shared");
+}
+
+#[test]
+fn least_sigkill_worker_is_logged_served_around_and_restarted() {
+    sigkill_worker_is_logged_served_around_and_restarted("least");
+}
+
+#[test]
+fn reuseport_sigkill_worker_is_logged_served_around_and_restarted() {
+    sigkill_worker_is_logged_served_around_and_restarted("reuseport");
 }
 
 // --- no accepted connection lost in rr mode --------------------------------------------------

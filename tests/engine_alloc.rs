@@ -96,7 +96,7 @@ impl InProcessWorker {
             let stats = StatsBlock::private(1)?;
             let counters = stats.slot(0).expect("slot 0");
             THIS_THREAD_COUNTER.with(|c| c.set(Some(allocations)));
-            let sources = Sources { listener, channel, shutdown: Some(worker_shutdown) };
+            let sources = Sources { listener, own_listener: false, channel, shutdown: Some(worker_shutdown) };
             let mut handler = FixedBody::new(BODY);
             let result = ringmaster_engine::run(&config, sources, counters, &mut handler);
             THIS_THREAD_COUNTER.with(|c| c.set(None));

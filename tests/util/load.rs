@@ -116,6 +116,19 @@ pub struct Load {
 
 impl Load {
     pub fn start(addr: SocketAddr, clients: usize, max_each: u64, limit: Duration, pause: Duration) -> Load {
+        Load::start_patient(addr, clients, max_each, limit, pause, CLIENT_TIMEOUT)
+    }
+
+    /// [`Load::start`] with socket timeouts of `timeout` instead of
+    /// [`CLIENT_TIMEOUT`], for a load that must wait out a stalled worker.
+    pub fn start_patient(
+        addr: SocketAddr,
+        clients: usize,
+        max_each: u64,
+        limit: Duration,
+        pause: Duration,
+        timeout: Duration,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + limit;
@@ -129,11 +142,11 @@ impl Load {
                             break;
                         }
                         let began = Instant::now();
-                        match close_request(addr) {
+                        match close_request_with(addr, timeout, false) {
                             Ok(()) => {
                                 ok.fetch_add(1, Ordering::Relaxed);
                             }
-                            Err(error) => failures.push(Failure { began, error }),
+                            Err(u) => failures.push(Failure { began, error: u.what }),
                         }
                         thread::sleep(pause);
                     }
