@@ -76,7 +76,10 @@ fn under_seccomp(errno: i32) -> Command {
 /// `--backend auto` under the filter: the line saying why, the stats line's
 /// backend, and HTTP served by the workers in `mode`.
 fn auto_serves_with_epoll(errno: i32, name: &str, mode: &str) {
-    let s = Server::start_command(under_seccomp(errno), &["--workers", "2", "--no-pin", "--mode", mode]);
+    let s = Server::start_command(
+        under_seccomp(errno),
+        &["--backend", "auto", "--workers", "2", "--no-pin", "--mode", mode],
+    );
     let why = s.wait_for_log(|l| l.contains("serving with epoll"), Duration::from_secs(1));
     assert!(why.contains(name) && why.contains("seccomp"), "the fallback line says why: {why}");
     assert_eq!(s.stats()["backend"], "epoll");

@@ -74,6 +74,20 @@ const MAX_CONNS: usize = 512;
 /// More connections at once than the worker holds.
 const CROWD: usize = 600;
 
+/// The example's application, run in process.
+#[allow(dead_code)]
+#[path = "../examples/router.rs"]
+mod router;
+
+/// How the worker under test answers.
+#[derive(Clone, Copy, Debug)]
+enum Answers {
+    /// From the preformatted pages (`FixedBody`).
+    Fixed,
+    /// With the router example's handler (framed responses, echoed bodies).
+    Router,
+}
+
 /// A worker on its own thread, counting that thread's allocations.
 struct InProcessWorker {
     allocations: &'static AtomicU64,
@@ -82,7 +96,12 @@ struct InProcessWorker {
 }
 
 impl InProcessWorker {
-    fn start(backend: Backend, listener: Option<OwnedFd>, channel: Option<OwnedFd>) -> InProcessWorker {
+    fn start(
+        backend: Backend,
+        answers: Answers,
+        listener: Option<OwnedFd>,
+        channel: Option<OwnedFd>,
+    ) -> InProcessWorker {
         // SAFETY: eventfd with valid flags returns a new fd or -1.
         let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         assert!(raw >= 0, "eventfd: {}", std::io::Error::last_os_error());
@@ -97,8 +116,10 @@ impl InProcessWorker {
             let counters = stats.slot(0).expect("slot 0");
             THIS_THREAD_COUNTER.with(|c| c.set(Some(allocations)));
             let sources = Sources { listener, own_listener: false, channel, shutdown: Some(worker_shutdown) };
-            let mut handler = FixedBody::new(BODY);
-            let result = ringmaster_engine::run(&config, sources, counters, &mut handler);
+            let result = match answers {
+                Answers::Fixed => ringmaster_engine::run(&config, sources, counters, &mut FixedBody::new(BODY)),
+                Answers::Router => ringmaster_engine::run(&config, sources, counters, &mut router::Router::new(1)),
+            };
             THIS_THREAD_COUNTER.with(|c| c.set(None));
             result
         });
@@ -133,13 +154,14 @@ fn worker_config(backend: Backend) -> EngineConfig {
     }
 }
 
-/// Reads until `count` complete responses have arrived.
+/// Reads until `count` complete final responses have arrived (framed by
+/// their `Content-Length`; `100 Continue` does not count).
 fn read_responses(stream: &mut TcpStream, count: usize, buffer: &mut Vec<u8>) {
     buffer.clear();
     let mut chunk = [0u8; 16384];
     loop {
-        let seen = buffer.windows(BODY.len()).filter(|w| *w == BODY).count();
-        if seen >= count && buffer.ends_with(BODY) {
+        let seen = complete_responses(buffer);
+        if seen >= count {
             assert_eq!(seen, count, "more responses than requests");
             return;
         }
@@ -147,6 +169,29 @@ fn read_responses(stream: &mut TcpStream, count: usize, buffer: &mut Vec<u8>) {
         assert!(n > 0, "server closed after {seen} of {count} responses");
         buffer.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// Complete final responses at the start of `bytes` (none may be partial
+/// but the last).
+fn complete_responses(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    let mut count = 0;
+    while let Some(end) = bytes[at..].windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = std::str::from_utf8(&bytes[at..at + end]).expect("ASCII head");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .map_or(0, |v| v.trim().parse().expect("a length"));
+        let next = at + end + 4 + length;
+        if next > bytes.len() {
+            break;
+        }
+        if !head.starts_with("HTTP/1.1 1") {
+            count += 1;
+        }
+        at = next;
+    }
+    count
 }
 
 /// Reads to the server's close (a reset counts as a close); returns what came.
@@ -296,7 +341,7 @@ fn crowd(connect: &Connect) {
     let mut buffer = Vec::new();
     for mut stream in streams {
         let got = read_to_close_or_answer(&mut stream, &mut buffer);
-        assert!(got.is_empty() || got.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&got));
+        assert!(got.is_empty() || got.starts_with(b"HTTP/1.1 "), "{:?}", String::from_utf8_lossy(&got));
     }
 }
 
@@ -305,7 +350,7 @@ fn read_to_close_or_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Vec<
     buffer.clear();
     let mut chunk = [0u8; 4096];
     loop {
-        if buffer.ends_with(BODY) {
+        if complete_responses(buffer) == 1 {
             return buffer.clone();
         }
         match stream.read(&mut chunk) {
@@ -317,9 +362,37 @@ fn read_to_close_or_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Vec<
     }
 }
 
+/// Requests a handler answers with what it wrote: JSON, echoed bodies (by
+/// length, chunked, arriving in pieces), pipelined to different routes.
+fn handler_paths(connect: &Connect) {
+    let mut buffer = Vec::new();
+    let mut stream = connect();
+    let body = [b'e'; 3000];
+    let mut pipeline = Vec::new();
+    for _ in 0..20 {
+        pipeline.extend_from_slice(b"GET /json HTTP/1.1\r\nHost: a\r\n\r\n");
+        pipeline.extend_from_slice(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3000\r\n\r\n");
+        pipeline.extend_from_slice(&body);
+        pipeline.extend_from_slice(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+        pipeline.extend_from_slice(b"400\r\n");
+        pipeline.extend_from_slice(&body[..1024]);
+        pipeline.extend_from_slice(b"\r\n0\r\n\r\n");
+    }
+    stream.write_all(&pipeline).expect("send");
+    read_responses(&mut stream, 60, &mut buffer);
+    // A body that comes in pieces, after its head.
+    stream.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3000\r\n\r\n").expect("send");
+    for piece in body.chunks(700) {
+        thread::sleep(Duration::from_millis(5));
+        stream.write_all(piece).expect("send piece");
+    }
+    read_responses(&mut stream, 1, &mut buffer);
+}
+
 /// The whole workload; returns the plain requests served.
 fn workload(connect: &Connect, volume_connections: usize) -> usize {
     let served = volume(volume_connections, 50, 50, connect);
+    handler_paths(connect);
     unhappy_paths(connect);
     timeouts(connect);
     slow_reader(connect);
@@ -349,7 +422,7 @@ fn assert_worker_allocates_nothing(worker: InProcessWorker, connect: &Connect) {
     busy.write_all(&REQUEST.repeat(20)).expect("send");
     worker.stop();
     let after = allocations.load(Ordering::Relaxed);
-    assert!(String::from_utf8_lossy(&read_to_close(&mut busy)).matches("HTTP/1.1 200").count() >= 1);
+    assert!(String::from_utf8_lossy(&read_to_close(&mut busy)).matches("HTTP/1.1 ").count() >= 1);
     for stream in &mut open {
         read_to_close(stream);
     }
@@ -358,20 +431,20 @@ fn assert_worker_allocates_nothing(worker: InProcessWorker, connect: &Connect) {
     assert!(before > 0, "the counter saw the worker's start-up allocations, so it is counting that thread");
 }
 
-fn accepted_connections_allocate_nothing(backend: Backend) {
+fn accepted_connections_allocate_nothing(backend: Backend, answers: Answers) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("local addr");
-    let worker = InProcessWorker::start(backend, Some(OwnedFd::from(listener)), None);
+    let worker = InProcessWorker::start(backend, answers, Some(OwnedFd::from(listener)), None);
     let connect = move || client(TcpStream::connect(addr).expect("connect"));
     assert_worker_allocates_nothing(worker, &connect);
 }
 
-fn handed_over_connections_allocate_nothing(backend: Backend) {
+fn handed_over_connections_allocate_nothing(backend: Backend, answers: Answers) {
     // The test plays the master: it accepts and hands each fd over the channel.
     let (master_end, worker_end) = channel_pair().expect("channel");
     let listener = Arc::new(TcpListener::bind("127.0.0.1:0").expect("bind"));
     let addr = listener.local_addr().expect("local addr");
-    let worker = InProcessWorker::start(backend, None, Some(worker_end));
+    let worker = InProcessWorker::start(backend, answers, None, Some(worker_end));
     let dispatcher = {
         let listener = Arc::clone(&listener);
         thread::spawn(move || {
@@ -404,20 +477,30 @@ fn client(stream: TcpStream) -> TcpStream {
 
 #[test]
 fn uring_accepted_connections_allocate_nothing() {
-    accepted_connections_allocate_nothing(Backend::Uring);
+    accepted_connections_allocate_nothing(Backend::Uring, Answers::Fixed);
 }
 
 #[test]
 fn uring_handed_over_connections_allocate_nothing() {
-    handed_over_connections_allocate_nothing(Backend::Uring);
+    handed_over_connections_allocate_nothing(Backend::Uring, Answers::Fixed);
 }
 
 #[test]
 fn epoll_accepted_connections_allocate_nothing() {
-    accepted_connections_allocate_nothing(Backend::Epoll);
+    accepted_connections_allocate_nothing(Backend::Epoll, Answers::Fixed);
 }
 
 #[test]
 fn epoll_handed_over_connections_allocate_nothing() {
-    handed_over_connections_allocate_nothing(Backend::Epoll);
+    handed_over_connections_allocate_nothing(Backend::Epoll, Answers::Fixed);
+}
+
+#[test]
+fn uring_router_handler_allocates_nothing() {
+    accepted_connections_allocate_nothing(Backend::Uring, Answers::Router);
+}
+
+#[test]
+fn epoll_router_handler_allocates_nothing() {
+    handed_over_connections_allocate_nothing(Backend::Epoll, Answers::Router);
 }

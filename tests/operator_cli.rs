@@ -108,7 +108,7 @@ fn a_bad_value_is_named_on_the_one_line() {
 
     let (code, line) = expect_one_line_error(&["--mode", "foo"]);
     assert_eq!(code, 2, "{line}");
-    assert!(line.contains("'foo'") && line.contains("[possible values: rr, shared]"), "{line}");
+    assert!(line.contains("'foo'") && line.contains("[possible values: rr, least, shared, reuseport]"), "{line}");
 
     let (code, line) = expect_one_line_error(&["--mod", "rr"]);
     assert_eq!(code, 2, "{line}");
@@ -146,7 +146,7 @@ fn an_unknown_body_escape_is_a_usage_error() {
 
 // --- --help ------------------------------------------------------------------------------
 
-/// A `#[arg(long ...)]` field of bin/main.rs: its flag and, if the attribute
+/// A `#[arg(long ...)]` field of bin/cli.rs: its flag and, if the attribute
 /// gives one, its default as the help should print it.
 #[derive(Debug)]
 struct SourceFlag {
@@ -154,9 +154,9 @@ struct SourceFlag {
     default: Option<String>,
 }
 
-/// Every `#[arg(long ...)]` field in bin/main.rs, read from the source.
+/// Every `#[arg(long ...)]` field in bin/cli.rs, read from the source.
 fn flags_in_source() -> Vec<SourceFlag> {
-    let source = include_str!("../bin/main.rs");
+    let source = include_str!("../bin/cli.rs");
     let mut flags = Vec::new();
     let mut lines = source.lines().map(str::trim);
     while let Some(line) = lines.next() {

@@ -9,7 +9,7 @@
 //! [`control`] (the control socket and `ringmaster ctl`), [`spawn`] and
 //! [`worker_role`] (both ends of starting a worker), [`config`], [`cpus`],
 //! [`listener`], [`refuse`] (`503` for connections no worker can take),
-//! [`rlimit`], [`signals`], [`log`] (whole-line stderr writes),
+//! [`rlimit`], [`signals`], [`mod@log`] (whole-line stderr writes),
 //! [`stats_line`], [`title`] (what `ps` shows), [`privileges`] (`--user`,
 //! `--group`), [`faults`] (fault injection for tests) and [`error`] (the
 //! crate's one error type).

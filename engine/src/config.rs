@@ -40,6 +40,9 @@ pub struct EngineConfig {
     pub recv_buffer_size: u32,
     /// Single-shot accepts kept outstanding on a listener.
     pub accepts_outstanding: u32,
+    /// `--health-path`: a `GET` of this path is answered `200 ready` while the
+    /// worker serves, `503 draining` once it drains or is marked a lame duck.
+    pub health_path: Option<String>,
     /// Faults injected for tests and benchmarks.
     pub faults: Faults,
 }
@@ -72,6 +75,7 @@ impl Default for EngineConfig {
             recv_buffers: 4096,
             recv_buffer_size: 4096,
             accepts_outstanding: 4,
+            health_path: None,
             faults: Faults::default(),
         }
     }

@@ -6,7 +6,7 @@
 //! a send never copies a response, it points at it.
 //!
 //! The kernel reads these bytes while a send is in flight, so the `Date` is
-//! never rewritten under it: there are [`PAGES`] copies of the whole layout,
+//! never rewritten under it: there are `PAGES` copies of the whole layout,
 //! sends hold the page they point into, and once a second the next page is
 //! patched and made current only if no send holds it (else the date waits a
 //! tick).
@@ -176,7 +176,7 @@ fn format_reply(reply: Reply, body: &[u8]) -> (Vec<u8>, Option<usize>, &[u8]) {
     (head.into_bytes(), Some(date_at), body_part)
 }
 
-/// The body of an error reply: its reason phrase and a newline.
+/// The body of an error or health reply: its reason phrase (or state) and a newline.
 fn error_body(reply: Reply) -> &'static [u8] {
     match reply {
         Reply::BadRequest => b"Bad Request\n",
@@ -186,6 +186,8 @@ fn error_body(reply: Reply) -> &'static [u8] {
         Reply::HeaderTooLarge => b"Request Header Fields Too Large\n",
         Reply::NotImplemented => b"Not Implemented\n",
         Reply::ServiceUnavailable => b"Service Unavailable\n",
+        Reply::HealthReady => b"ready\n",
+        Reply::HealthDraining => b"draining\n",
         _ => b"",
     }
 }

@@ -43,6 +43,9 @@ pub struct WorkerCounters {
     pub pid: AtomicU32,
     /// One of the `STATE_*` values.
     pub state: AtomicU32,
+    /// Set by the master: the worker still serves but its health path says
+    /// `503 draining`, so load balancers stop sending before it drains.
+    pub lame_duck: AtomicU32,
 }
 
 /// A snapshot of one worker's counters.
@@ -86,6 +89,16 @@ impl WorkerCounters {
         self.rejected.store(counts.rejected, Ordering::Relaxed);
         self.fd_limit_hits.store(counts.fd_limit_hits, Ordering::Relaxed);
         self.heartbeat.store(counts.heartbeat, Ordering::Relaxed);
+    }
+
+    /// True when the master has marked the worker a lame duck.
+    pub fn is_lame_duck(&self) -> bool {
+        self.lame_duck.load(Ordering::Relaxed) != 0
+    }
+
+    /// Marks the worker a lame duck (or not): its health path answers `503`.
+    pub fn set_lame_duck(&self, lame: bool) {
+        self.lame_duck.store(u32::from(lame), Ordering::Relaxed);
     }
 
     /// Sets the worker's state (`STATE_*`).

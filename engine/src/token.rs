@@ -1,7 +1,7 @@
 //! `user_data` of every submission: op kind, slot and generation in one u64,
 //! so a completion names exactly what it belongs to and a completion for a
 //! slot that has since been reused is recognised as stale. The packing is
-//! shared: the worker's ops are [`Op`], the master packs its own kinds with
+//! shared: the worker's ops are `Op`, the master packs its own kinds with
 //! [`pack`] and [`unpack`].
 
 /// What a worker's submission was.

@@ -22,6 +22,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Environment variable naming the backend every test server runs on
+/// (`uring` or `epoll`; unset: the binary's default, `auto`).
+pub const TEST_BACKEND: &str = "RINGMASTER_TEST_BACKEND";
+
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_ringmaster");
 
@@ -97,6 +101,13 @@ impl Server {
     /// `pre_exec`): `--bind 127.0.0.1:0` and `args` are added here.
     pub fn start_command(mut cmd: Command, args: &[&str]) -> Server {
         cmd.arg("--bind").arg("127.0.0.1:0").args(args);
+        // The suite runs once per backend (scripts/test.sh): the harness picks it
+        // unless the test names one itself.
+        if let Ok(backend) = std::env::var(TEST_BACKEND) {
+            if !args.contains(&"--backend") {
+                cmd.arg("--backend").arg(backend);
+            }
+        }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
         let pid = child.id();

@@ -79,7 +79,8 @@ fn route_facts(slots: &[Slot], stats: &StatsBlock, max_conns: u64, slot: usize, 
         declined: s.declined_until.is_some_and(|until| until > now),
         ack_wait: s.lane.ack_wait(now),
         heartbeat_age: s.process.as_ref().map_or(Duration::ZERO, |p| now.saturating_duration_since(p.heartbeat_moved)),
-        draining: counters.is_some_and(|c| c.state.load(Ordering::Acquire) == STATE_DRAINING),
+        // A lame duck still serves, but is about to drain: nothing new goes there.
+        draining: counters.is_some_and(|c| c.state.load(Ordering::Acquire) == STATE_DRAINING || c.is_lame_duck()),
     }
 }
 

@@ -3,14 +3,14 @@
 //! holds the master's state and the loop that ties events to their handlers;
 //! each concern is one file beside it:
 //!
-//! - [`supervise`]: worker processes — spawn, readiness, reap and exit logs,
+//! - `supervise.rs`: worker processes — spawn, readiness, reap and exit logs,
 //!   restart backoff, the watchdogs;
-//! - [`reload`]: rolling reload and scale;
-//! - [`dispatch`]: accepted connections — the mode's pick, the lanes that
+//! - `reload.rs`: rolling reload and scale;
+//! - `dispatch.rs`: accepted connections — the mode's pick, the lanes that
 //!   carry them to workers, holding, re-routing, refusing with `503`;
-//! - [`commands`]: what operators ask for, by signal or on the control
+//! - `commands.rs`: what operators ask for, by signal or on the control
 //!   socket, and the graceful stop;
-//! - [`stats`]: the stats line.
+//! - `stats.rs`: the stats line.
 //!
 //! Everything runs on one thread and one [`Reactor`] (io_uring or epoll):
 //! signals arrive through a signalfd, accepts through a multishot accept,

@@ -95,6 +95,11 @@ pub struct Context<'a> {
     pub answering: Answering<'a>,
     /// This connection's output buffer (a handler's framed responses).
     pub out: &'a mut [u8],
+    /// `--health-path`: a `GET` of it is answered here, ahead of any handler.
+    pub health_path: Option<&'a [u8]>,
+    /// The worker serves and its master has not marked it a lame duck: the
+    /// health path answers `200 ready` (else `503 draining`).
+    pub healthy: bool,
 }
 
 /// One connection's protocol state.
@@ -200,8 +205,10 @@ impl Connection {
     // --- events ----------------------------------------------------------------------------
 
     /// Bytes arrived; `carry` is this connection's carry buffer and
-    /// `more_waiting` says the socket already holds more.
-    pub fn handle_input(&mut self, data: &[u8], carry: &mut [u8], more_waiting: bool, ctx: &mut Context<'_>) {
+    /// `more_waiting` says the socket already holds more. Returns the bytes
+    /// taken: fewer than `data` only while paused with the carry buffer full
+    /// (the driver holds the rest and offers it again after the next send).
+    pub fn handle_input(&mut self, data: &[u8], carry: &mut [u8], more_waiting: bool, ctx: &mut Context<'_>) -> usize {
         let mut rest = data;
         while !rest.is_empty() {
             match self.phase {
@@ -209,28 +216,33 @@ impl Connection {
                     // Input after a closing reply: closing with it unread would
                     // reset the connection, so wait for the client's FIN.
                     self.phase = Phase::Finishing { linger: true };
-                    break;
+                    rest = &[];
                 }
-                Phase::Lingering | Phase::Closed => break,
+                Phase::Lingering | Phase::Closed => rest = &[],
                 Phase::Reading if self.carry_len == 0 => {
                     // The common case: parse straight from the receive buffer.
                     let used = self.feed(rest, ctx);
                     rest = &rest[used..];
                     if rest.is_empty() || !matches!(self.phase, Phase::Reading | Phase::Paused) {
-                        break;
+                        rest = &[];
+                        continue;
                     }
                     // An incomplete header block, or input held while replies drain.
                     let keep = rest.len().min(carry.len());
                     carry[..keep].copy_from_slice(&rest[..keep]);
                     self.carry_len = keep;
                     rest = &rest[keep..];
+                    if !rest.is_empty() {
+                        // Paused with more than the carry holds: the rest waits.
+                        break;
+                    }
                 }
                 Phase::Reading | Phase::Paused => {
                     let room = carry.len() - self.carry_len;
                     if room == 0 {
-                        // Held input overflowed: the client sends without reading our replies.
-                        self.phase = Phase::Closed;
-                        return;
+                        // Paused with the carry full (a header block cannot
+                        // fill it: the parser refuses it at --max-header).
+                        break;
                     }
                     let take = room.min(rest.len());
                     carry[self.carry_len..self.carry_len + take].copy_from_slice(&rest[..take]);
@@ -242,10 +254,18 @@ impl Connection {
                 }
             }
         }
-        if ctx.draining && !more_waiting {
+        if ctx.draining && !more_waiting && rest.is_empty() {
             self.close_after_last_answer();
         }
         self.after_progress(ctx);
+        data.len() - rest.len()
+    }
+
+    /// Bytes of input the connection can take now without parsing any: the
+    /// carry buffer's free room (a driver reading into a shared buffer reads
+    /// no more than this, so nothing it reads ever has to wait elsewhere).
+    pub fn input_room(&self, carry_capacity: usize) -> usize {
+        carry_capacity - self.carry_len
     }
 
     /// The send in progress completed with `sent` bytes; returns the requests
@@ -354,6 +374,12 @@ impl Connection {
         Some(self.outgoing.header())
     }
 
+    /// The send just returned by [`Connection::poll_send`] when it is one
+    /// slice: start and length, for a plain `send`.
+    pub fn single_slice(&self) -> Option<(*const u8, usize)> {
+        self.outgoing.single_slice()
+    }
+
     /// True while the driver should read from the socket.
     pub fn wants_read(&self) -> bool {
         !self.read_closed && matches!(self.phase, Phase::Reading | Phase::Finishing { .. } | Phase::Lingering)
@@ -426,9 +452,12 @@ impl Connection {
                     }
                 }
             }
-            let Some(reply) = reply else { continue };
+            let Some(mut reply) = reply else { continue };
             if reply.is_final() {
                 self.parsed += 1;
+            }
+            if between && is_health_check(reply, &input[start..at], ctx.health_path) {
+                reply = if ctx.healthy { Reply::HealthReady } else { Reply::HealthDraining };
             }
             if let (Answering::Dynamic(_), Some(framing)) = (&ctx.answering, framing_of(reply)) {
                 let head_only = matches!(reply, Reply::Head | Reply::HeadKeepAlive | Reply::HeadClose);
@@ -453,7 +482,9 @@ impl Connection {
                 // plain close. When the server decides (an error) the client
                 // may still be sending: closing on unread input would reset
                 // the connection and could destroy the reply, so it lingers.
-                let client_asked = matches!(reply, Reply::OkClose | Reply::HeadClose);
+                // A health check closes too: nothing follows it in practice.
+                let client_asked =
+                    matches!(reply, Reply::OkClose | Reply::HeadClose | Reply::HealthReady | Reply::HealthDraining);
                 self.phase = Phase::Finishing { linger: !(client_asked && at == input.len()) };
                 return input.len();
             }
@@ -609,4 +640,14 @@ fn framing_of(reply: Reply) -> Option<Framing> {
         Reply::OkClose | Reply::HeadClose => Some(Framing::Close),
         _ => None,
     }
+}
+
+/// True when `head` (a complete header block without a body) is a `GET` of
+/// the health path answered by `reply` (a success).
+fn is_health_check(reply: Reply, head: &[u8], health_path: Option<&[u8]>) -> bool {
+    let Some(path) = health_path else { return false };
+    if !matches!(reply, Reply::Ok | Reply::OkKeepAlive | Reply::OkClose) {
+        return false;
+    }
+    head.strip_prefix(b"GET ").and_then(|rest| rest.strip_prefix(path)).is_some_and(|rest| rest.starts_with(b" "))
 }

@@ -75,6 +75,15 @@ impl Outgoing {
         &self.header
     }
 
+    /// What is left to send when it is one slice: its start and length (a
+    /// plain `send` then does, without a `msghdr`).
+    pub fn single_slice(&self) -> Option<(*const u8, usize)> {
+        (self.count - self.first == 1).then(|| {
+            let iov = &self.iovecs[self.first];
+            (iov.iov_base.cast_const().cast::<u8>(), iov.iov_len)
+        })
+    }
+
     /// Records `sent` bytes as gone; true when everything was sent.
     pub fn advance(&mut self, mut sent: usize) -> bool {
         self.remaining = self.remaining.saturating_sub(sent);

@@ -36,6 +36,7 @@ struct World {
     now: u64,
     draining: bool,
     dynamic: Option<DynamicParts>,
+    health_path: Option<&'static [u8]>,
 }
 
 impl World {
@@ -59,6 +60,8 @@ impl World {
             draining: self.draining,
             answering,
             out,
+            health_path: self.health_path,
+            healthy: !self.draining,
         }
     }
 }
@@ -104,6 +107,7 @@ impl Harness {
                 now: 1_000,
                 draining: false,
                 dynamic,
+                health_path: Some(b"/healthz"),
             },
             now: 1_000,
             sent: Vec::new(),
@@ -115,9 +119,10 @@ impl Harness {
         self.world.now = self.now;
     }
 
-    fn input(&mut self, bytes: &[u8]) {
+    /// Offers `bytes`; returns how many the connection took.
+    fn input(&mut self, bytes: &[u8]) -> usize {
         self.sync();
-        self.conn.handle_input(bytes, &mut self.carry, false, &mut self.world.ctx());
+        self.conn.handle_input(bytes, &mut self.carry, false, &mut self.world.ctx())
     }
 
     /// Starts the due send, if any; returns its bytes without completing it.
@@ -267,14 +272,23 @@ fn a_full_queue_pauses_reading_until_the_replies_are_sent() {
 }
 
 #[test]
-fn held_input_that_overflows_the_carry_closes() {
+fn input_beyond_the_carry_waits_while_paused_and_is_taken_after_the_send() {
     let mut h = Harness::new();
     let head = b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n";
     let burst: Vec<u8> = (0..40).flat_map(|i| if i % 2 == 0 { GET.to_vec() } else { head.to_vec() }).collect();
-    h.input(&burst);
+    assert_eq!(h.input(&burst), burst.len());
     assert_eq!(h.conn.phase(), Phase::Paused);
-    h.input(&vec![b'x'; CARRY * 2]);
-    assert!(h.conn.is_closed());
+    let more = GET.repeat(CARRY / GET.len() * 2);
+    let taken = h.input(&more);
+    assert!(taken < more.len(), "the carry holds {CARRY} bytes, not {}", more.len());
+    assert_eq!(h.conn.phase(), Phase::Paused, "waiting, not closed");
+    let mut at = taken;
+    while at < more.len() {
+        h.flush();
+        at += h.input(&more[at..]);
+    }
+    h.flush();
+    assert_eq!(h.answered as usize, 40 + more.len() / GET.len());
 }
 
 #[test]
@@ -456,8 +470,7 @@ fn run_split(input: &[u8], rng: &mut Rng, whole: bool, make: fn() -> Harness) ->
                 h.flush();
                 continue;
             }
-            h.input(&input[at..end]);
-            at = end;
+            at += h.input(&input[at..end]);
         }
         while let Some(bytes) = h.start_send() {
             let n = if whole { bytes.len() } else { 1 + rng.below(bytes.len()) };
@@ -600,4 +613,27 @@ fn closing_releases_a_gathered_body_buffer() {
     assert_eq!(h.world.dynamic.as_ref().map(|d| d.bodies.free_count()), Some(0));
     h.conn.release(&mut h.world.ctx());
     assert_eq!(h.world.dynamic.as_ref().map(|d| d.bodies.free_count()), Some(1));
+}
+
+#[test]
+fn the_health_path_answers_ready_then_draining_ahead_of_any_handler() {
+    for make in [Harness::new as fn() -> Harness, || Harness::with_handler(1, 256)] {
+        let mut h = make();
+        h.input(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.flush();
+        assert!(h.sent_text().starts_with("HTTP/1.1 200 OK\r\n"), "{}", h.sent_text());
+        assert!(h.sent_text().ends_with("Connection: close\r\n\r\nready\n"), "{}", h.sent_text());
+        assert!(h.conn.is_closed());
+        let mut h = make();
+        h.drain();
+        h.input(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.flush();
+        assert!(h.sent_text().starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{}", h.sent_text());
+        assert!(h.sent_text().ends_with("draining\n"), "{}", h.sent_text());
+        // Other paths are the handler's (or the fixed body's), a prefix is not the path.
+        let mut h = make();
+        h.input(b"GET /healthzz HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.flush();
+        assert!(!h.sent_text().contains("ready\n"), "{}", h.sent_text());
+    }
 }

@@ -305,7 +305,13 @@ impl<'a> EpollWorker<'a> {
     fn read_once(&mut self, slot: u32, generation: u32) {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return };
         let Some(fd) = entry.fd.as_ref() else { return };
-        let read = socket::recv(fd.as_fd(), &mut self.recv_buffer);
+        // No more than the connection can hold should it pause mid-read: the
+        // receive buffer is everyone's, what is left in it cannot wait there.
+        let room = entry.conn.input_room(self.core.carry_cap).min(self.recv_buffer.len());
+        if room == 0 {
+            return;
+        }
+        let read = socket::recv(fd.as_fd(), &mut self.recv_buffer[..room]);
         let (carry, mut ctx) = self.core.parts(slot);
         match read {
             Ok(Some(0)) => {
@@ -315,9 +321,13 @@ impl<'a> EpollWorker<'a> {
             Ok(Some(n)) => {
                 // A short read emptied the socket; a full one may have left
                 // more, and a FIN signalled is still to be read.
-                let more = n == self.recv_buffer.len();
+                let more = n == room;
                 entry.readable = more || entry.hung_up;
-                entry.conn.handle_input(&self.recv_buffer[..n], carry, more, &mut ctx);
+                let taken = entry.conn.handle_input(&self.recv_buffer[..n], carry, more, &mut ctx);
+                debug_assert_eq!(taken, n, "a read never exceeds what the connection can hold");
+                if taken < n {
+                    entry.conn.handle_read_error();
+                }
                 self.core.work_for(entry.conn.take_parsed());
             }
             Ok(None) => entry.readable = false,

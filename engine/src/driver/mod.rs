@@ -1,6 +1,6 @@
-//! The worker: one event loop on io_uring ([`uring`]) or epoll ([`epoll`])
+//! The worker: one event loop on io_uring (`uring.rs`) or epoll (`epoll.rs`)
 //! around the same connection state machine, and what both loops share
-//! ([`Core`]): the preformatted replies, the carry buffers, the counters,
+//! (`Core`): the preformatted replies, the carry buffers, the counters,
 //! draining, and the master's channel (batches in, acks out).
 //!
 //! Connections come from a listener (`shared` mode) and from the master's
@@ -24,6 +24,9 @@ use crate::http::Limits;
 use crate::response::Responses;
 use crate::stats::{CountersSnapshot, WorkerCounters, STATE_DRAINING, STATE_READY, STATE_STOPPED};
 use crate::sys::now_ms;
+
+/// Smallest carry buffer per connection.
+const CARRY_MIN: usize = 16 * 1024;
 
 /// How often a worker checks deadlines and moves the `Date` on.
 const TICK: Duration = Duration::from_millis(100);
@@ -110,7 +113,9 @@ impl<'a> Core<'a> {
         counters: &'a WorkerCounters,
         handler: &'a mut dyn Handler,
     ) -> Core<'a> {
-        let carry_cap = config.max_header.max(1024);
+        // Room for an incomplete header block, and for input held while a
+        // connection waits for its replies to go out.
+        let carry_cap = config.max_header.max(CARRY_MIN);
         let fixed_body = handler.fixed_body().map(<[u8]>::to_vec);
         let fixed = fixed_body.is_some();
         // Zeroed memory comes from the kernel lazily: only buffers used get pages.
@@ -180,6 +185,8 @@ impl<'a> Core<'a> {
             draining: self.draining,
             answering,
             out: &mut self.out[out_base..out_base + self.out_cap],
+            health_path: self.config.health_path.as_deref().map(str::as_bytes),
+            healthy: !self.draining && !self.counters.is_lame_duck(),
         };
         (carry, context)
     }

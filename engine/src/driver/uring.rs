@@ -25,10 +25,60 @@ use crate::sys::socket::half_close;
 use crate::token::{self, Op};
 use crate::uring::{self, Completion};
 
+/// Receive buffers a connection holds for input it could not take yet
+/// (paused, its carry full): in order, each from an offset.
+#[derive(Debug, Default)]
+struct Held {
+    buffers: [(u16, u32, u32); MAX_HELD],
+    len: usize,
+}
+
+/// Receive buffers one connection may hold: what one multishot round can
+/// read (the kernel retries a multishot receive up to 32 times before it
+/// requeues it), so a pause costs nothing a client sent before it; a client
+/// that sends more while not reading its answers is cut off.
+const MAX_HELD: usize = 32;
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Holds buffer `bid` from `start` to `end`; false when full.
+    fn push(&mut self, bid: u16, start: usize, end: usize) -> bool {
+        if self.len == MAX_HELD {
+            return false;
+        }
+        self.buffers[self.len] = (bid, start as u32, end as u32);
+        self.len += 1;
+        true
+    }
+
+    fn front(&self) -> Option<(u16, usize, usize)> {
+        (self.len > 0).then(|| {
+            let (bid, start, end) = self.buffers[0];
+            (bid, start as usize, end as usize)
+        })
+    }
+
+    fn advance_front(&mut self, start: usize) {
+        self.buffers[0].1 = start as u32;
+    }
+
+    fn pop_front(&mut self) -> Option<u16> {
+        let (bid, _, _) = self.front()?;
+        self.buffers.copy_within(1..self.len, 0);
+        self.len -= 1;
+        Some(bid)
+    }
+}
+
 /// A connection and the ring ops it has outstanding.
 #[derive(Debug, Default)]
 struct Slot {
     conn: Connection,
+    /// Input waiting in receive buffers until the connection can take it.
+    held: Held,
     /// The socket, until its close is handed to the ring.
     fd: Option<OwnedFd>,
     /// The multishot receive is armed.
@@ -225,6 +275,10 @@ impl<'a> UringWorker<'a> {
         if entry.closing {
             return Ok(());
         }
+        if !entry.held.is_empty() && entry.conn.wants_read() {
+            self.take_held(slot, generation);
+        }
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
         if entry.conn.take_half_close() {
             // A direct call, not a ring op: the kernel may run an io_uring shutdown
             // later in a worker thread and look the fd number up only then, when it
@@ -238,12 +292,17 @@ impl<'a> UringWorker<'a> {
         }
         let (_, mut ctx) = self.core.parts(slot);
         if let Some(header) = entry.conn.poll_send(&mut ctx) {
-            let fd = entry.fd.as_ref().map_or(-1, |f| f.as_raw_fd());
-            let send = opcode::SendMsg::new(Fd(fd), header).flags(libc::MSG_NOSIGNAL as u32).build();
+            let fd = Fd(entry.fd.as_ref().map_or(-1, |f| f.as_raw_fd()));
+            // One slice (a keep-alive answer) needs no msghdr: a plain send is cheaper.
+            let send = match entry.conn.single_slice() {
+                Some((start, len)) => opcode::Send::new(fd, start, len as u32).flags(libc::MSG_NOSIGNAL).build(),
+                None => opcode::SendMsg::new(fd, header).flags(libc::MSG_NOSIGNAL as u32).build(),
+            };
             self.push(send.user_data(token::encode(Op::Send, slot, generation)))?;
         }
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
-        let wants = entry.conn.wants_read();
+        // Held input goes first: no new reads until it is all taken.
+        let wants = entry.conn.wants_read() && entry.held.is_empty();
         if wants && !entry.receiving {
             entry.receiving = true;
             let fd = entry.fd.as_ref().map_or(-1, |f| f.as_raw_fd());
@@ -273,11 +332,23 @@ impl<'a> UringWorker<'a> {
         let (carry, mut ctx) = self.core.parts(slot);
         match (result, buffer) {
             (len, Some(bid)) if len > 0 => {
-                // SAFETY: `bid` was just handed to us by this completion and is
-                // recycled only after `data` is last used.
-                let data = unsafe { self.bufs.filled(bid, len as usize) };
-                entry.conn.handle_input(data, carry, cqueue::sock_nonempty(flags), &mut ctx);
-                self.bufs.recycle(bid);
+                let len = len as usize;
+                let taken = if entry.held.is_empty() {
+                    // SAFETY: `bid` was just handed to us by this completion and is
+                    // recycled only after `data` is last used.
+                    let data = unsafe { self.bufs.filled(bid, len) };
+                    entry.conn.handle_input(data, carry, cqueue::sock_nonempty(flags), &mut ctx)
+                } else {
+                    // Behind input already waiting: in order, after it.
+                    0
+                };
+                if taken == len {
+                    self.bufs.recycle(bid);
+                } else if !entry.held.push(bid, taken, len) {
+                    // More than it may hold while not reading its answers.
+                    self.bufs.recycle(bid);
+                    entry.conn.handle_read_error();
+                }
                 self.core.work_for(entry.conn.take_parsed());
             }
             (0, _) => entry.conn.handle_peer_closed(&mut ctx),
@@ -290,6 +361,30 @@ impl<'a> UringWorker<'a> {
             return Ok(());
         }
         self.drive(slot, generation)
+    }
+
+    /// Offers a connection the input it holds, in order, until it takes it all
+    /// or pauses again.
+    fn take_held(&mut self, slot: u32, generation: u32) {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return };
+        while let Some((bid, start, end)) = entry.held.front() {
+            if !entry.conn.wants_read() {
+                return;
+            }
+            let (carry, mut ctx) = self.core.parts(slot);
+            // SAFETY: `bid` is held by this connection: not recycled, so the
+            // kernel does not write it, until it is popped below.
+            let data = unsafe { self.bufs.filled(bid, end) };
+            let taken = entry.conn.handle_input(&data[start..], carry, false, &mut ctx);
+            self.core.work_for(entry.conn.take_parsed());
+            if start + taken < end {
+                entry.held.advance_front(start + taken);
+                return;
+            }
+            if let Some(done) = entry.held.pop_front() {
+                self.bufs.recycle(done);
+            }
+        }
     }
 
     fn on_send(&mut self, slot: u32, generation: u32, result: i32) -> io::Result<()> {
@@ -334,6 +429,9 @@ impl<'a> UringWorker<'a> {
     fn release_if_done(&mut self, slot: u32, generation: u32) {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return };
         if entry.closing && !entry.receiving && !entry.conn.is_sending() {
+            while let Some(bid) = entry.held.pop_front() {
+                self.bufs.recycle(bid);
+            }
             let (_, mut ctx) = self.core.parts(slot);
             entry.conn.release(&mut ctx);
             self.conns.remove(slot);

@@ -49,11 +49,16 @@ pub enum Reply {
     NotImplemented,
     /// `503 Service Unavailable`: no worker can take the connection.
     ServiceUnavailable,
+    /// `200 OK`, `ready`: the health path while the worker serves (`--health-path`).
+    HealthReady,
+    /// `503 Service Unavailable`, `draining`: the health path once the worker
+    /// drains or its master has marked it a lame duck.
+    HealthDraining,
 }
 
 impl Reply {
     /// Every reply, in discriminant order (index = `reply as usize`).
-    pub const ALL: [Reply; 14] = [
+    pub const ALL: [Reply; 16] = [
         Reply::Ok,
         Reply::OkKeepAlive,
         Reply::OkClose,
@@ -68,6 +73,8 @@ impl Reply {
         Reply::HeaderTooLarge,
         Reply::NotImplemented,
         Reply::ServiceUnavailable,
+        Reply::HealthReady,
+        Reply::HealthDraining,
     ];
 
     /// True when the server closes the connection after sending this reply.
@@ -101,7 +108,8 @@ impl Reply {
             Reply::ExpectationFailed => (417, "Expectation Failed"),
             Reply::HeaderTooLarge => (431, "Request Header Fields Too Large"),
             Reply::NotImplemented => (501, "Not Implemented"),
-            Reply::ServiceUnavailable => (503, "Service Unavailable"),
+            Reply::ServiceUnavailable | Reply::HealthDraining => (503, "Service Unavailable"),
+            Reply::HealthReady => (200, "OK"),
         }
     }
 }

@@ -1,0 +1,321 @@
+//! The `ringmaster` command line: its flags, parsed into a [`Cluster`] (or a
+//! `ctl` request). The binary is this plus a [`crate::FixedBody`] handler;
+//! a program of your own can take the same flags. The master re-executes
+//! the program for each worker, which parses the same flags again.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ringmaster_balancer::cpus::parse_cpu_list;
+use ringmaster_balancer::Mode;
+use ringmaster_engine::{BackendChoice, EngineConfig};
+
+use crate::{escapes, usage_error, Cluster};
+
+/// Node's cluster at the limit of Linux: a master balancing connections over
+/// pinned io_uring worker processes, each an HTTP/1.1 responder.
+#[derive(Debug, Parser)]
+// `bin_name`: a worker's argv[0] is its title, which usage lines must not show.
+#[command(name = "ringmaster", bin_name = "ringmaster", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<SubCommand>,
+
+    /// Address to listen on (port 0 picks a free port; the log says which).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+
+    /// Balancing mode: `rr` (the master accepts and hands connections out in
+    /// turn, skipping a worker that does not keep up), `least` (the master
+    /// hands each to the worker with the fewest outstanding), `shared` (every
+    /// worker accepts on the one socket) or `reuseport` (every worker accepts
+    /// on its own SO_REUSEPORT socket).
+    #[arg(long, value_enum, default_value_t = ModeArg::Rr)]
+    mode: ModeArg,
+
+    /// Worker processes; with `--cpus` they take its CPUs in turn, wrapping
+    /// around [default: one per CPU of `--cpus`, else one per CPU the process
+    /// may run on].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    workers: Option<u32>,
+
+    /// CPUs to pin workers to, e.g. `0,2-3` (not with `--no-pin`) [default:
+    /// every CPU the process may run on].
+    #[arg(long, value_parser = parse_cpus, conflicts_with = "no_pin")]
+    cpus: Option<CpuList>,
+
+    /// Do not pin workers to CPUs.
+    #[arg(long)]
+    no_pin: bool,
+
+    /// Listen backlog.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(i32).range(1..))]
+    backlog: i32,
+
+    /// Connections one worker holds at once.
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    max_conns: u32,
+
+    /// Largest request header block, in bytes (`431` beyond).
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
+    max_header: u32,
+
+    /// Largest request body, in bytes (`413` beyond).
+    #[arg(long, default_value_t = 1_048_576)]
+    max_body: u64,
+
+    /// Seconds a client has to send a complete header block.
+    #[arg(long, default_value = "10", value_parser = parse_seconds)]
+    header_timeout: Duration,
+
+    /// Seconds a keep-alive connection may stay idle.
+    #[arg(long, default_value = "60", value_parser = parse_seconds)]
+    idle_timeout: Duration,
+
+    /// Seconds a client has to send a request's body, one more for each KiB
+    /// that arrives (a client slower than 1 KiB/s gets `408` and a close).
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    body_timeout: Duration,
+
+    /// Largest response body a handler may write, in bytes (`500` beyond;
+    /// the fixed `--body` is not limited by it).
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(0..=64 * 1024 * 1024))]
+    max_response: u32,
+
+    /// Buffers for request bodies that do not arrive with their head, each
+    /// `--max-header` + `--max-body` bytes, touched only when used (`503`
+    /// when none is free).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=65_536))]
+    body_buffers: u32,
+
+    /// A path every worker answers itself, ahead of any handler: `GET PATH`
+    /// gets `200 ready` while it serves and `503 draining` once it drains
+    /// (for a load balancer's or Kubernetes' probe) [default: none].
+    #[arg(long, value_name = "PATH", value_parser = parse_health_path)]
+    health_path: Option<String>,
+
+    /// Seconds workers get to finish their connections on shutdown before they are killed.
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    shutdown_timeout: Duration,
+
+    /// The response body. Backslash escapes: `\n` newline, `\r` carriage
+    /// return, `\t` tab, `\\` backslash, `\xHH` the byte 0xHH; any other
+    /// backslash is an error [default: "hello world\n"].
+    // clap would quote the default as "hello world\\n": the line above says it instead.
+    #[arg(long, default_value = r"hello world\n", hide_default_value = true, value_parser = parse_body)]
+    body: Body,
+
+    /// Create a control socket (mode 0600) at this path: `status`, `reload`,
+    /// `scale N`, `stop`; see `ringmaster ctl`.
+    #[arg(long)]
+    control: Option<PathBuf>,
+
+    /// Seconds a worker's loop may stand still before the master kills and
+    /// replaces it (0 turns the watchdog off).
+    #[arg(long, default_value = "30", value_parser = parse_watchdog)]
+    watchdog: Duration,
+
+    /// Kernel interface for the event loops: `auto` (io_uring if this process
+    /// may use it, else epoll, saying why), `uring` (or fail), or `epoll`.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
+
+    /// Run workers as this user, with its groups, from just before they serve;
+    /// the master stays root (it binds, creates sockets and signals workers)
+    /// [default: the master's user].
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+
+    /// Run workers with this group: with `--user`, instead of the user's own;
+    /// alone, as their only group, changing nothing else [default: the user's
+    /// group, else the master's].
+    #[arg(long, value_name = "NAME")]
+    group: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum SubCommand {
+    /// Send a command to a running master's control socket and print the reply.
+    Ctl {
+        /// The master's `--control` path.
+        path: PathBuf,
+        /// `status`, `reload`, `scale N` or `stop`.
+        #[arg(required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ModeArg {
+    Rr,
+    Least,
+    Shared,
+    Reuseport,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BackendArg {
+    Auto,
+    Uring,
+    Epoll,
+}
+
+#[derive(Clone, Debug)]
+struct CpuList(Vec<usize>);
+
+/// `--body` with its escapes replaced.
+#[derive(Clone, Debug)]
+struct Body(Vec<u8>);
+
+fn parse_body(text: &str) -> Result<Body, String> {
+    escapes::unescape(text).map(Body)
+}
+
+fn parse_cpus(text: &str) -> Result<CpuList, ringmaster_balancer::Error> {
+    parse_cpu_list(text).map(CpuList)
+}
+
+fn parse_health_path(text: &str) -> Result<String, String> {
+    if !text.starts_with('/') || text.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(format!("'{text}' is not a path: it starts with / and has no spaces or control characters"));
+    }
+    Ok(text.to_string())
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text.parse().map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !(seconds > 0.0 && seconds <= 86_400.0) {
+        return Err(format!("'{text}' must be more than 0 and at most 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn parse_watchdog(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_seconds(text)
+}
+
+impl Cli {
+    fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            max_conns: self.max_conns as usize,
+            max_header: self.max_header as usize,
+            max_body: self.max_body,
+            max_response: self.max_response as usize,
+            body_buffers: self.body_buffers as usize,
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            body_timeout: self.body_timeout,
+            drain_timeout: self.shutdown_timeout,
+            health_path: self.health_path.clone(),
+            ..EngineConfig::default()
+        }
+    }
+
+    /// The cluster these flags describe; workers get `args` (argv[0] first).
+    fn cluster(&self, args: &[OsString]) -> Cluster {
+        let mut cluster = Cluster::new()
+            .bind(self.bind)
+            .mode(match self.mode {
+                ModeArg::Rr => Mode::RoundRobin,
+                ModeArg::Least => Mode::Least,
+                ModeArg::Shared => Mode::Shared,
+                ModeArg::Reuseport => Mode::Reuseport,
+            })
+            .pin(!self.no_pin)
+            .backlog(self.backlog)
+            .engine(self.engine_config())
+            .shutdown_timeout(self.shutdown_timeout)
+            .watchdog((!self.watchdog.is_zero()).then_some(self.watchdog))
+            .backend(match self.backend {
+                BackendArg::Auto => BackendChoice::Auto,
+                BackendArg::Uring => BackendChoice::Uring,
+                BackendArg::Epoll => BackendChoice::Epoll,
+            })
+            .worker_args(args.iter().skip(1).cloned().collect());
+        if let Some(workers) = self.workers {
+            cluster = cluster.workers(workers as usize);
+        }
+        if let Some(cpus) = &self.cpus {
+            cluster = cluster.cpus(cpus.0.clone());
+        }
+        if let Some(control) = &self.control {
+            cluster = cluster.control(control.clone());
+        }
+        if let Some(user) = &self.user {
+            cluster = cluster.user(user.clone());
+        }
+        if let Some(group) = &self.group {
+            cluster = cluster.group(group.clone());
+        }
+        cluster
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Serve: the cluster, and the `--body` every request gets.
+    Serve {
+        /// The cluster the flags describe.
+        cluster: Box<Cluster>,
+        /// `--body`, escapes replaced.
+        body: Vec<u8>,
+    },
+    /// `ringmaster ctl PATH COMMAND...`.
+    Ctl {
+        /// The control socket.
+        path: PathBuf,
+        /// The command, words joined by spaces.
+        command: String,
+    },
+}
+
+/// Parses this process's arguments. `--help` and `--version` print and give
+/// a success code; a bad command line prints one line and gives code 2.
+pub fn parse() -> Result<Command, ExitCode> {
+    // Captured once: the master's title overwrites the arguments in place, and
+    // workers are given this copy.
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return Err(ExitCode::SUCCESS);
+        }
+        Err(e) => {
+            ringmaster_balancer::log!("{}", usage_error::one_line(&e.to_string()));
+            return Err(ExitCode::from(2));
+        }
+    };
+    if let Some(SubCommand::Ctl { path, command }) = &cli.command {
+        return Ok(Command::Ctl { path: path.clone(), command: command.join(" ") });
+    }
+    Ok(Command::Serve { cluster: Box::new(cli.cluster(&args)), body: cli.body.0.clone() })
+}
+
+/// Sends `command` to the master's control socket at `path` and prints the
+/// reply; failure when the reply is an error or the socket does not answer.
+pub fn ctl(path: &std::path::Path, command: &str) -> ExitCode {
+    match ringmaster_balancer::control::request(path, command) {
+        Ok(reply) => {
+            println!("{reply}");
+            if reply.starts_with("error") {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("ringmaster ctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

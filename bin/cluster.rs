@@ -1,0 +1,230 @@
+//! [`Cluster`]: Node's `cluster` and `http.createServer` in one builder. The
+//! same program is the master and every worker: the master re-executes it
+//! for each worker, the code before [`Cluster::serve`] runs in both, and
+//! `serve` becomes the master's supervision loop or the worker's event loop.
+
+use std::ffi::OsString;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ringmaster_balancer::cpus::{allowed_cpus, default_workers};
+use ringmaster_balancer::privileges;
+use ringmaster_balancer::title::{set_process_title, set_thread_name, MASTER_THREAD_NAME, MASTER_TITLE};
+use ringmaster_balancer::{identity_from_env, run_master, run_worker, MasterConfig, Mode, WorkerExec};
+use ringmaster_engine::{BackendChoice, EngineConfig, Handler};
+
+/// A cluster of worker processes serving one handler, one per CPU unless
+/// told otherwise.
+///
+/// ```no_run
+/// use ringmaster::{Cluster, Handler, Mode, Request, Response};
+///
+/// struct Hello;
+///
+/// impl Handler for Hello {
+///     fn handle(&mut self, _req: &Request<'_>, res: &mut Response<'_>) {
+///         res.header("Content-Type", "text/plain").body(b"hello world\n");
+///     }
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     Cluster::new()
+///         .bind("127.0.0.1:8000")
+///         .workers(ringmaster::available_cpus())
+///         .mode(Mode::RoundRobin)
+///         .serve(|| Hello) // one handler value per worker process
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    master: MasterConfig,
+    /// `--workers` was not given: one per CPU of the chosen set.
+    default_workers: bool,
+    user: Option<String>,
+    group: Option<String>,
+    /// A problem with a setting, reported by [`Cluster::serve`].
+    invalid: Option<String>,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Cluster {
+    /// Listens on `127.0.0.1:8080` in `rr` mode with one pinned worker per
+    /// CPU this process may run on, on io_uring where it can (else epoll).
+    pub fn new() -> Cluster {
+        let engine = EngineConfig::default();
+        Cluster {
+            master: MasterConfig {
+                bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                mode: Mode::RoundRobin,
+                workers: 1,
+                cpus: None,
+                pin: true,
+                backlog: 4096,
+                shutdown_timeout: engine.drain_timeout,
+                control: None,
+                watchdog: Some(Duration::from_secs(30)),
+                backend: BackendChoice::Auto,
+                engine,
+                // Captured before anything can rewrite them (the master's title does).
+                exec: WorkerExec { args: std::env::args_os().skip(1).collect(), credentials: None },
+            },
+            default_workers: true,
+            user: None,
+            group: None,
+            invalid: None,
+        }
+    }
+
+    /// The address to listen on (the first one `addr` resolves to).
+    pub fn bind(mut self, addr: impl ToSocketAddrs) -> Self {
+        match addr.to_socket_addrs().map(|mut all| all.next()) {
+            Ok(Some(addr)) => self.master.bind = addr,
+            Ok(None) => self.invalid = Some("bind: the address resolves to nothing".to_string()),
+            Err(e) => self.invalid = Some(format!("bind: {e}")),
+        }
+        self
+    }
+
+    /// How many worker processes to run.
+    pub fn workers(mut self, count: usize) -> Self {
+        self.master.workers = count;
+        self.default_workers = false;
+        self
+    }
+
+    /// How connections reach workers.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.master.mode = mode;
+        self
+    }
+
+    /// The CPUs workers are pinned to, in order (workers wrap around them).
+    pub fn cpus(mut self, cpus: Vec<usize>) -> Self {
+        self.master.cpus = Some(cpus);
+        self
+    }
+
+    /// Pin each worker to one CPU (the default) or let the scheduler move them.
+    pub fn pin(mut self, pin: bool) -> Self {
+        self.master.pin = pin;
+        self
+    }
+
+    /// The kernel interface: `Auto` (io_uring if allowed, else epoll), `Uring` or `Epoll`.
+    pub fn backend(mut self, backend: BackendChoice) -> Self {
+        self.master.backend = backend;
+        self
+    }
+
+    /// A control socket (mode 0600) for `ringmaster ctl PATH status|reload|scale N|stop`.
+    pub fn control(mut self, path: impl Into<PathBuf>) -> Self {
+        self.master.control = Some(path.into());
+        self
+    }
+
+    /// The listen backlog.
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.master.backlog = backlog;
+        self
+    }
+
+    /// Time workers get to finish their connections on shutdown.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.master.shutdown_timeout = timeout;
+        self.master.engine.drain_timeout = timeout;
+        self
+    }
+
+    /// Kill and replace a worker whose loop stands still this long (`None`: never).
+    pub fn watchdog(mut self, limit: Option<Duration>) -> Self {
+        self.master.watchdog = limit;
+        self
+    }
+
+    /// Run workers as this user (the master binds as root first).
+    pub fn user(mut self, name: impl Into<String>) -> Self {
+        self.user = Some(name.into());
+        self
+    }
+
+    /// Run workers with this group.
+    pub fn group(mut self, name: impl Into<String>) -> Self {
+        self.group = Some(name.into());
+        self
+    }
+
+    /// Every worker's settings at once: limits, timeouts, buffers.
+    pub fn engine(mut self, engine: EngineConfig) -> Self {
+        self.master.engine = engine;
+        self
+    }
+
+    /// Every worker's settings, to change one: `.configure(|e| e.max_body = 4096)`.
+    pub fn configure(mut self, change: impl FnOnce(&mut EngineConfig)) -> Self {
+        change(&mut self.master.engine);
+        self
+    }
+
+    /// The arguments workers are started with (this process's own by default).
+    pub fn worker_args(mut self, args: Vec<OsString>) -> Self {
+        self.master.exec.args = args;
+        self
+    }
+
+    /// Serves until stopped: in the master, starts and supervises the
+    /// workers; in a worker, makes its handler with `make` and runs the
+    /// event loop until it has drained. Returns the process's exit code
+    /// (errors are logged as one line first).
+    pub fn serve<H, F>(self, make: F) -> ExitCode
+    where
+        H: Handler,
+        F: FnOnce() -> H,
+    {
+        match self.run(make) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err((code, message)) => {
+                ringmaster_balancer::log!("{message}");
+                ExitCode::from(code)
+            }
+        }
+    }
+
+    fn run<H: Handler>(mut self, make: impl FnOnce() -> H) -> Result<(), (u8, String)> {
+        if let Some(identity) = identity_from_env() {
+            let identity = identity.map_err(|e| (1, format!("worker: {e}")))?;
+            let mut handler = make();
+            return run_worker(identity, &self.master.engine, &mut handler)
+                .map_err(|e| (1, format!("worker {}: {e}", identity.id)));
+        }
+        if let Some(problem) = self.invalid.take() {
+            return Err((2, problem));
+        }
+        if self.default_workers {
+            self.master.workers = default_workers(self.master.cpus.as_deref(), &allowed_cpus());
+        }
+        // Names are resolved once, here; workers get the numeric ids.
+        let credentials =
+            privileges::resolve(self.user.as_deref(), self.group.as_deref()).map_err(|e| (2, e.to_string()))?;
+        if let Some(credentials) = &credentials {
+            privileges::check_can_switch(credentials).map_err(|e| (1, e.to_string()))?;
+        }
+        self.master.exec.credentials = credentials;
+        let original: Vec<OsString> = std::env::args_os().collect();
+        if let Err(e) = set_thread_name(MASTER_THREAD_NAME).and_then(|()| set_process_title(MASTER_TITLE, &original)) {
+            ringmaster_balancer::log!("cannot set the master's title: {e}");
+        }
+        run_master(self.master).map_err(|e| (1, e.to_string()))
+    }
+}
+
+/// How many CPUs this process may run on: Node's `os.availableParallelism()`.
+pub fn available_cpus() -> usize {
+    allowed_cpus().len().max(1)
+}

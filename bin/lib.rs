@@ -1,0 +1,35 @@
+//! ringmaster as a library: your own handler on every core, with Node's
+//! `cluster` API in Rust. The master owns the listening socket and balances
+//! connections over worker processes (one per CPU, pinned); each worker
+//! answers them with your [`Handler`] on io_uring or epoll, allocating
+//! nothing per request unless your handler does.
+//!
+//! | Node | ringmaster |
+//! |---|---|
+//! | `cluster.isPrimary` | [`is_primary()`] / [`role()`] |
+//! | `cluster.worker.id` | [`worker_id()`] |
+//! | `os.availableParallelism()` | [`available_cpus()`] |
+//! | `cluster.fork()` per CPU | [`Cluster::workers`] (the master re-executes the program) |
+//! | `cluster.schedulingPolicy` | [`Cluster::mode`] |
+//! | `http.createServer(fn).listen(port)` | [`Cluster::bind`] + [`Cluster::serve`] |
+//! | `(req, res) => ...` | [`Handler::handle`] with [`Request`] and [`Response`] |
+//!
+//! The program runs in the master and in every worker: the code before
+//! [`Cluster::serve`] runs in each, and workers share no memory.
+//!
+//! [`cli`] is the `ringmaster` command line, for a program that wants the
+//! same flags.
+#![deny(missing_debug_implementations)]
+#![warn(missing_docs)]
+
+pub mod cli;
+mod cluster;
+mod escapes;
+mod role;
+mod usage_error;
+
+pub use cluster::{available_cpus, Cluster};
+pub use ringmaster_balancer::Mode;
+pub use ringmaster_engine::handler::{FixedBody, Handler, Header, Request, Response, Version};
+pub use ringmaster_engine::{BackendChoice as Backend, EngineConfig};
+pub use role::{is_primary, role, worker_id, Role};

@@ -1,0 +1,38 @@
+//! Which part this process plays: the master, or worker N. The master
+//! re-executes the program for each worker with the worker's id in the
+//! environment, as Node's `cluster` does with `NODE_UNIQUE_ID`.
+
+use ringmaster_balancer::spawn::ENV_WORKER_ID;
+
+/// The part a process plays in its cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The master: it owns the listener and supervises the workers.
+    Primary,
+    /// A worker, with its id (1, 2, ...; kept across restarts).
+    Worker {
+        /// The worker's id.
+        id: usize,
+    },
+}
+
+/// This process's part, as Node's `cluster.isPrimary` / `cluster.worker.id` tell it.
+pub fn role() -> Role {
+    match std::env::var(ENV_WORKER_ID).ok().and_then(|id| id.parse().ok()) {
+        Some(id) => Role::Worker { id },
+        None => Role::Primary,
+    }
+}
+
+/// True in the master (Node's `cluster.isPrimary`).
+pub fn is_primary() -> bool {
+    role() == Role::Primary
+}
+
+/// This worker's id, `None` in the master (Node's `cluster.worker.id`).
+pub fn worker_id() -> Option<usize> {
+    match role() {
+        Role::Worker { id } => Some(id),
+        Role::Primary => None,
+    }
+}

@@ -1,0 +1,67 @@
+//! A few routes, as a small application would have them:
+//!
+//! - `GET /`: plain text;
+//! - `GET /json`: a JSON body written without allocating;
+//! - `POST /echo`: the request body back (by length or chunked);
+//! - `GET /panic`: the handler panics — only its own worker goes down, the
+//!   master restarts it, and the others keep serving;
+//! - anything else: `404`.
+//!
+//! ```sh
+//! cargo run --release --example router
+//! curl http://127.0.0.1:8000/json
+//! curl --data 'hi there' http://127.0.0.1:8000/echo
+//! ```
+//! `$PORT`, `$MODE` (`rr` or `shared`) and `$WORKERS` change the defaults.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use ringmaster::{available_cpus, worker_id, Cluster, Handler, Mode, Request, Response};
+
+/// The application: a worker's routes and its one counter.
+pub struct Router {
+    worker: usize,
+    requests: u64,
+}
+
+impl Router {
+    /// The routes of worker `worker`.
+    pub fn new(worker: usize) -> Router {
+        Router { worker, requests: 0 }
+    }
+}
+
+impl Handler for Router {
+    fn handle(&mut self, req: &Request<'_>, res: &mut Response<'_>) {
+        self.requests += 1;
+        match (req.method(), req.path()) {
+            ("GET" | "HEAD", "/") => {
+                res.header("Content-Type", "text/plain").body(b"ringmaster router\n");
+            }
+            ("GET" | "HEAD", "/json") => {
+                res.header("Content-Type", "application/json");
+                let _ = write!(res, r#"{{"worker":{},"requests":{}}}"#, self.worker, self.requests);
+            }
+            ("POST", "/echo") => {
+                let kind = req.header("content-type").unwrap_or(b"application/octet-stream");
+                res.header("Content-Type", kind).body(req.body());
+            }
+            ("GET", "/panic") => panic!("GET /panic: a handler's panic takes down its worker only"),
+            _ => {
+                res.status(404).header("Content-Type", "text/plain").body(b"not found\n");
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let port = std::env::var("PORT").unwrap_or_else(|_| "8000".to_string());
+    let mode = if std::env::var("MODE").is_ok_and(|m| m == "shared") { Mode::Shared } else { Mode::RoundRobin };
+    let workers = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or_else(available_cpus);
+    Cluster::new()
+        .bind(format!("127.0.0.1:{port}"))
+        .workers(workers)
+        .mode(mode)
+        .serve(|| Router::new(worker_id().unwrap_or(0)))
+}
