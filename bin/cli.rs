@@ -98,7 +98,8 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", value_parser = parse_health_path)]
     health_path: Option<String>,
 
-    /// Seconds workers get to finish their connections on shutdown before they are killed.
+    /// Seconds workers get to finish their connections on shutdown before they
+    /// are killed; also how long a new master (`upgrade`) has to be ready.
     #[arg(long, default_value = "30", value_parser = parse_seconds)]
     shutdown_timeout: Duration,
 
@@ -110,7 +111,7 @@ pub struct Cli {
     body: Body,
 
     /// Create a control socket (mode 0600) at this path: `status`, `reload`,
-    /// `scale N`, `stop`; see `ringmaster ctl`.
+    /// `scale N`, `upgrade`, `stop`; see `ringmaster ctl`.
     #[arg(long)]
     control: Option<PathBuf>,
 
@@ -143,7 +144,7 @@ enum SubCommand {
     Ctl {
         /// The master's `--control` path.
         path: PathBuf,
-        /// `status`, `reload`, `scale N` or `stop`.
+        /// `status`, `reload`, `scale N`, `upgrade` or `stop`.
         #[arg(required = true, num_args = 1..)]
         command: Vec<String>,
     },

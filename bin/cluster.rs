@@ -74,6 +74,7 @@ impl Cluster {
                 engine,
                 // Captured before anything can rewrite them (the master's title does).
                 exec: WorkerExec { args: std::env::args_os().skip(1).collect(), credentials: None },
+                program: std::env::args_os().next(),
             },
             default_workers: true,
             user: None,
@@ -123,7 +124,7 @@ impl Cluster {
         self
     }
 
-    /// A control socket (mode 0600) for `ringmaster ctl PATH status|reload|scale N|stop`.
+    /// A control socket (mode 0600) for `ringmaster ctl PATH status|reload|scale N|upgrade|stop`.
     pub fn control(mut self, path: impl Into<PathBuf>) -> Self {
         self.master.control = Some(path.into());
         self

@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use util::load::Load;
-use util::procs::kill;
+use util::procs::{kill, ContinueOnDrop};
 use util::stats::{expect_worker, num};
 use util::*;
 
@@ -108,15 +108,6 @@ fn routes_around_a_stalled_worker(mode: &str, backend: &str, how: Stall) {
     let (ok, failures) = load.finish();
     eprintln!("{mode}/{backend}: {ok} answers, {} failures", failures.len());
     assert!(failures.is_empty(), "{} requests failed: {failures:?}", failures.len());
-}
-
-/// Sends SIGCONT when dropped, so a failing test never leaves a stopped worker.
-struct ContinueOnDrop(u32);
-
-impl Drop for ContinueOnDrop {
-    fn drop(&mut self) {
-        let _ = util::procs::send_signal(self.0, libc::SIGCONT);
-    }
 }
 
 #[test]

@@ -1,38 +1,22 @@
-//! Issue 8, finding 2 (first half): workers always start from the master's own
-//! image. The binary file is replaced on disk the way cargo and package
-//! managers do it (a new file renamed over the old one); a reload and the
-//! restart of a killed worker, both under load, still start ringmaster
-//! workers — from the image the master runs, which the kernel now shows as
-//! "(deleted)" — and no request fails.
+//! Issue 8, finding 2: workers always start from the master's own image. The
+//! binary file is replaced on disk the way cargo and package managers do it
+//! (a new file renamed over the old one); a reload and the restart of a
+//! killed worker, both under load, still start ringmaster workers — from the
+//! image the master runs, which the kernel now shows as "(deleted)" — and no
+//! request fails. Then a real new binary lands on the path, and `upgrade`
+//! moves the service onto it under the same load (more in
+//! `upgrade_seamless.rs`).
 
 mod util;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use util::control::{ctl, parse_status};
 use util::load::Load;
-use util::procs::{kill, stop_and_check_no_process_left};
+use util::procs::kill;
+use util::upgrade::{parse_new_master, replace_by_rename, wait_gone, Replacement, TempDir};
 use util::*;
-
-/// A directory of this test's own, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("ringmaster-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Each worker's pid, by id, once every worker is ready and `pred` holds for it.
 fn wait_for_workers(control: &Path, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> Vec<u64> {
@@ -53,11 +37,10 @@ fn wait_for_workers(control: &Path, what: &str, pred: impl Fn(&serde_json::Value
 #[test]
 fn reload_and_restart_work_after_the_binary_is_replaced() {
     let dir = TempDir::new("upgrade");
-    let binary = dir.0.join("ringmaster");
-    std::fs::copy(BIN, &binary).expect("copy the binary");
-    let control = dir.0.join("control.sock");
+    let binary = dir.install();
+    let control = dir.join("control.sock");
     let control_arg = control.to_str().expect("UTF-8 path");
-    let s = Server::start_binary(&binary, &["--workers", "2", "--no-pin", "--control", control_arg]);
+    let mut s = Server::start_binary(&binary, &["--workers", "2", "--no-pin", "--control", control_arg]);
     let first = wait_for_workers(&control, "workers start", |_| true);
     let load = Load::start(s.addr(), 4, 5_000, Duration::from_secs(60), Duration::from_millis(2));
     load.wait_ok(50, Duration::from_secs(10));
@@ -65,10 +48,7 @@ fn reload_and_restart_work_after_the_binary_is_replaced() {
     // A new file renamed over the old one: the old inode lives on only as the
     // running image. (Something that is not ringmaster at all, so a worker
     // started from the path could not pass for one.)
-    let new = dir.0.join("ringmaster.new");
-    std::fs::write(&new, b"#!/bin/sh\necho 'not ringmaster' >&2\nexit 7\n").expect("write the new file");
-    std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    std::fs::rename(&new, &binary).expect("rename over the binary");
+    replace_by_rename(&binary, Replacement::Script("#!/bin/sh\necho 'not ringmaster' >&2\nexit 7\n"));
 
     let (code, out, err) = ctl(&control, &["reload"]);
     assert_eq!((code, out.as_str()), (0, "ok reloading 2 workers"), "{err}");
@@ -84,15 +64,40 @@ fn reload_and_restart_work_after_the_binary_is_replaced() {
     });
     let answered = load.ok();
     load.wait_ok(answered + 50, Duration::from_secs(10));
-    let (ok, failures) = load.finish();
-    assert!(failures.is_empty(), "{} of {} requests failed: {failures:?}", failures.len(), ok + failures.len() as u64);
 
     // The workers run the master's image, whose file is gone from the path.
-    for pid in restarted {
+    for &pid in &restarted {
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("read a worker's exe");
         let exe = exe.to_string_lossy();
         assert_eq!(exe, format!("{} (deleted)", binary.display()), "worker {pid} runs {exe}");
     }
     assert!(!s.log().iter().any(|l| l.contains("not ringmaster") || l.contains("cannot restart")), "{:?}", s.log());
-    stop_and_check_no_process_left(s);
+
+    // A real new binary lands on the path: `upgrade` moves the service onto it.
+    replace_by_rename(&binary, Replacement::Binary);
+    let (code, out, err) = ctl(&control, &["upgrade"]);
+    assert!(code == 0 && out.starts_with("ok upgraded: pid "), "ctl upgrade: {out} {err}");
+    let started = s.wait_for_log(|l| l.contains("upgrade: new master started (pid "), Duration::from_secs(5));
+    let new_master = parse_new_master(&started).unwrap_or_else(|| panic!("no pid in {started:?}"));
+    assert_eq!(s.wait_exit(Duration::from_secs(30)).code(), Some(0), "the old master exits 0");
+    let upgraded = wait_for_workers(&control, "the new master's workers", |w| {
+        w["pid"].as_u64().is_some_and(|pid| !restarted.contains(&pid))
+    });
+    let answered = load.ok();
+    load.wait_ok(answered + 50, Duration::from_secs(10));
+    let (ok, failures) = load.finish();
+    assert!(failures.is_empty(), "{} of {} requests failed: {failures:?}", failures.len(), ok + failures.len() as u64);
+    for &pid in &upgraded {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("read a worker's exe");
+        assert_eq!(exe, binary, "worker {pid} runs the new file");
+    }
+
+    // Every process of either master ends once the new one is stopped.
+    let (code, out, _) = ctl(&control, &["stop"]);
+    assert_eq!((code, out.as_str()), (0, "ok stopping"));
+    let mut pids: Vec<u32> = util::procs::logged_pids(&s.log()).into_iter().collect();
+    pids.push(new_master);
+    let left = wait_gone(&pids, Duration::from_secs(15));
+    assert!(left.is_empty(), "still running: {left:?}");
+    assert!(dir.running().is_empty(), "processes left: {:?}", dir.running());
 }

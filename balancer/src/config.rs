@@ -67,6 +67,9 @@ pub struct MasterConfig {
     pub engine: EngineConfig,
     /// How every worker process is executed.
     pub exec: WorkerExec,
+    /// `argv[0]` as this master was started: `upgrade` runs the file it
+    /// names (resolved at start), with the arguments in `exec`.
+    pub program: Option<OsString>,
 }
 
 /// How every worker process is executed, the same for all of them.

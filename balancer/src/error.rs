@@ -27,6 +27,9 @@ pub enum Error {
     Backend(String),
     /// A worker was started with an environment no master sets.
     WorkerEnv(String),
+    /// The fds an old master handed this one (`upgrade`) are not what their
+    /// names say.
+    Inherited(String),
 }
 
 impl Error {
@@ -39,7 +42,10 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Config(message) | Error::Backend(message) | Error::WorkerEnv(message) => f.write_str(message),
+            Error::Config(message)
+            | Error::Backend(message)
+            | Error::WorkerEnv(message)
+            | Error::Inherited(message) => f.write_str(message),
             Error::Io { what, source } => write!(f, "{what}: {source}"),
             Error::ControlInUse(path) => write!(
                 f,

@@ -11,8 +11,9 @@
 //! [`listener`], [`refuse`] (`503` for connections no worker can take),
 //! [`rlimit`], [`signals`], [`mod@log`] (whole-line stderr writes),
 //! [`stats_line`], [`title`] (what `ps` shows), [`privileges`] (`--user`,
-//! `--group`), [`faults`] (fault injection for tests) and [`error`] (the
-//! crate's one error type).
+//! `--group`), [`upgrade`] (handing the sockets to a new master started
+//! from a new binary), [`faults`] (fault injection for tests) and [`error`]
+//! (the crate's one error type).
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
@@ -34,6 +35,7 @@ pub mod signals;
 pub mod spawn;
 pub mod stats_line;
 pub mod title;
+pub mod upgrade;
 pub mod worker_role;
 
 pub use config::{MasterConfig, Mode, WorkerExec};

@@ -1,12 +1,47 @@
-//! The sockets the master listens with: one listener every mode but
-//! `reuseport` uses, and for `reuseport` a bound anchor that holds the port
-//! plus one `SO_REUSEPORT` listener per worker slot.
+//! The listening sockets the master owns: binding one, taking over one an
+//! old master handed down (`upgrade`), and the key each is known by. Every
+//! mode but `reuseport` uses one listener; `reuseport` binds an anchor that
+//! holds the port without listening, plus one `SO_REUSEPORT` listener per
+//! worker slot.
 
+use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::sys::socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage};
+
+/// Which of the master's listening sockets one is: the key it is handed to a
+/// new master under (`upgrade`), so each lands where the old one used it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ListenerKey {
+    /// The master's one listening socket (`rr`, `least`, `shared`), or the
+    /// bound anchor of a `reuseport` group.
+    Main,
+    /// The listening socket kept for one worker slot (a mode where each slot
+    /// has its own `SO_REUSEPORT` listener).
+    Slot(usize),
+}
+
+impl fmt::Display for ListenerKey {
+    /// `listen`, or `listen.SLOT`: the name in `RINGMASTER_UPGRADE_FDS`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenerKey::Main => f.write_str("listen"),
+            ListenerKey::Slot(slot) => write!(f, "listen.{slot}"),
+        }
+    }
+}
+
+impl ListenerKey {
+    /// The key [`Display`](fmt::Display) writes as `name`, if any.
+    pub fn from_name(name: &str) -> Option<ListenerKey> {
+        match name.strip_prefix("listen")? {
+            "" => Some(ListenerKey::Main),
+            rest => rest.strip_prefix('.')?.parse().ok().map(ListenerKey::Slot),
+        }
+    }
+}
 
 /// Binds `addr` with `SO_REUSEADDR` and `TCP_NODELAY` (inherited by accepted
 /// sockets) and listens with `backlog`; returns the socket and the address it got.
@@ -21,8 +56,7 @@ pub fn listen(addr: SocketAddr, backlog: i32) -> io::Result<(OwnedFd, SocketAddr
 /// in no accept group: the kernel never queues a connection on it.
 pub fn bind_reuseport_anchor(addr: SocketAddr) -> io::Result<(OwnedFd, SocketAddr)> {
     let fd = bound(addr, true)?;
-    let local = socket::getsockname::<SockaddrStorage>(fd.as_raw_fd())?;
-    let local = to_std(&local).ok_or_else(|| io::Error::other("the anchor has no IP address"))?;
+    let local = local_addr(&fd)?;
     Ok((fd, local))
 }
 
@@ -55,9 +89,88 @@ fn start_listening(fd: OwnedFd, backlog: i32) -> io::Result<(OwnedFd, SocketAddr
     Ok((OwnedFd::from(listener), local))
 }
 
-fn to_std(addr: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = addr.as_sockaddr_in() {
-        return Some(SocketAddr::from((v4.ip(), v4.port())));
+fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
+    let local = socket::getsockname::<SockaddrStorage>(fd.as_raw_fd())?;
+    if let Some(v4) = local.as_sockaddr_in() {
+        return Ok(SocketAddr::from((v4.ip(), v4.port())));
     }
-    addr.as_sockaddr_in6().map(|v6| SocketAddr::from((v6.ip(), v6.port())))
+    let v6 = local.as_sockaddr_in6().ok_or_else(|| io::Error::other("it has no IP address"))?;
+    Ok(SocketAddr::from((v6.ip(), v6.port())))
+}
+
+/// Where a socket handed down must be: on `addr`'s IP, and on its port
+/// unless that is 0 (the old master then got one from the kernel).
+fn check_where(local: SocketAddr, addr: SocketAddr) -> io::Result<()> {
+    if local.ip() != addr.ip() || (addr.port() != 0 && local.port() != addr.port()) {
+        return Err(io::Error::other(format!("it is bound to {local}, not to {addr}")));
+    }
+    Ok(())
+}
+
+/// Takes over a `reuseport` anchor an old master handed down: a TCP socket
+/// bound to `addr` with `SO_REUSEPORT`, not listening. Returns it and its address.
+pub fn adopt_anchor(fd: OwnedFd, addr: SocketAddr) -> io::Result<(OwnedFd, SocketAddr)> {
+    if socket::getsockopt(&fd, sockopt::SockType)? != SockType::Stream
+        || socket::getsockopt(&fd, sockopt::AcceptConn)?
+        || !socket::getsockopt(&fd, sockopt::ReusePort)?
+    {
+        return Err(io::Error::other("it is not a bound SO_REUSEPORT stream socket that does not listen"));
+    }
+    let local = local_addr(&fd)?;
+    check_where(local, addr)?;
+    Ok((fd, local))
+}
+
+/// Takes over a listening socket an old master handed down: it must be a
+/// TCP socket listening on `addr` (any port when `addr`'s is 0, as the old
+/// master then got one from the kernel). Returns it and its address; its
+/// queue of connections not yet accepted comes with it.
+pub fn adopt(fd: OwnedFd, addr: SocketAddr) -> io::Result<(OwnedFd, SocketAddr)> {
+    if !socket::getsockopt(&fd, sockopt::AcceptConn)? || socket::getsockopt(&fd, sockopt::SockType)? != SockType::Stream
+    {
+        return Err(io::Error::other("it is not a listening stream socket"));
+    }
+    let listener = TcpListener::from(fd);
+    let local = listener.local_addr()?;
+    check_where(local, addr)?;
+    Ok((OwnedFd::from(listener), local))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_through_their_names() {
+        for key in [ListenerKey::Main, ListenerKey::Slot(0), ListenerKey::Slot(17)] {
+            assert_eq!(ListenerKey::from_name(&key.to_string()), Some(key));
+        }
+        for bad in ["", "listen.", "listen.x", "listener", "listen.1.2", "control"] {
+            assert_eq!(ListenerKey::from_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_handed_down_listener_must_listen_where_bind_says() {
+        let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (fd, local) = listen(any_port, 16).unwrap();
+        let (fd, adopted) = adopt(fd, any_port).expect("port 0 takes the port the kernel gave");
+        assert_eq!(adopted, local);
+        let (fd, _) = adopt(fd, local).expect("the same address");
+        let elsewhere: SocketAddr = "127.0.0.2:0".parse().unwrap();
+        assert!(adopt(fd, elsewhere).is_err());
+        let unbound = OwnedFd::from(std::net::UdpSocket::bind(any_port).unwrap());
+        assert!(adopt(unbound, any_port).is_err(), "not a listening stream socket");
+    }
+
+    #[test]
+    fn a_reuseport_anchor_holds_the_port_and_is_handed_down_as_one() {
+        let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (anchor, local) = bind_reuseport_anchor(any_port).unwrap();
+        let slot = listen_reuseport(local, 16).expect("a slot's listener joins the anchor's port");
+        assert!(adopt(anchor.try_clone().unwrap(), local).is_err(), "the anchor does not listen");
+        let (_, adopted) = adopt_anchor(anchor, any_port).expect("an anchor");
+        assert_eq!(adopted, local);
+        assert!(adopt_anchor(slot, local).is_err(), "a listening socket is no anchor");
+    }
 }

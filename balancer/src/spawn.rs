@@ -21,6 +21,7 @@ use ringmaster_engine::Backend;
 use crate::config::WorkerExec;
 use crate::privileges::{ENV_GID, ENV_GROUPS, ENV_UID};
 use crate::title::worker_title;
+use crate::upgrade::env::{ENV_UPGRADE_FDS, ENV_UPGRADE_FROM};
 
 /// Environment variable naming the worker id (1-based); its presence makes the binary a worker.
 pub const ENV_WORKER_ID: &str = "RINGMASTER_WORKER_ID";
@@ -73,7 +74,7 @@ impl OwnImage {
     /// A path that executes this image in a child that inherited the open
     /// file (close-on-exec is fine: exec resolves the path before it closes
     /// such fds).
-    fn exec_path(&self) -> PathBuf {
+    pub(crate) fn exec_path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
     }
 }
@@ -154,7 +155,8 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
     } else {
         command.env_remove(ENV_LISTENER);
     }
-    for name in [ENV_UID, ENV_GID, ENV_GROUPS] {
+    // The names of fds an old master handed this one are not the worker's.
+    for name in [ENV_UID, ENV_GID, ENV_GROUPS, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM] {
         command.env_remove(name);
     }
     if let Some(credentials) = &launch.exec.credentials {
@@ -189,8 +191,15 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
 
 /// A close-on-exec duplicate of `fd` numbered at least [`ABOVE_FIXED_FDS`].
 fn dup_above(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    dup_at_least(fd, ABOVE_FIXED_FDS)
+}
+
+/// A close-on-exec duplicate of `fd` numbered at least `lowest`: a source
+/// that can be placed at a number below `lowest` in a child without ever
+/// being covered by another placement.
+pub(crate) fn dup_at_least(fd: BorrowedFd<'_>, lowest: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC on a valid fd only creates a new descriptor.
-    let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, ABOVE_FIXED_FDS) };
+    let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, lowest) };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -119,11 +119,12 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig, handler: &mut
     ringmaster_engine::run(&config, sources, counters, handler).context(format_args!("the {backend} loop"))
 }
 
-/// A terminal's hang-up or job-control signals reach the whole process group;
-/// they are the master's to act on, so a worker ignores them instead of
-/// dying (SIGHUP, SIGUSR1) or stopping (SIGTTIN, SIGTTOU).
+/// A terminal's hang-up or job-control signals reach the whole process group,
+/// and so does a signal sent to the group; they are the master's to act on,
+/// so a worker ignores them instead of dying (SIGHUP, SIGUSR1, SIGUSR2) or
+/// stopping (SIGTTIN, SIGTTOU).
 fn ignore_signals_meant_for_the_master() {
-    for signal in [libc::SIGHUP, libc::SIGUSR1, libc::SIGTTIN, libc::SIGTTOU] {
+    for signal in [libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGTTIN, libc::SIGTTOU] {
         // SAFETY: SIG_IGN is a valid disposition for these signals; no handler code runs.
         unsafe { libc::signal(signal, libc::SIG_IGN) };
     }

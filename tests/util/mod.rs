@@ -12,6 +12,7 @@ pub mod control;
 pub mod load;
 pub mod procs;
 pub mod stats;
+pub mod upgrade;
 
 use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -8,6 +8,10 @@
 //! [`LINE_TIMEOUT`] (each bit of progress renews it), a client with nothing
 //! under way is closed after [`IDLE_TIMEOUT`], and when all [`MAX_CLIENTS`]
 //! slots are taken a new client evicts the one idle the longest.
+//!
+//! A command whose outcome comes later (`upgrade`) holds its client's
+//! replies: those to the commands after it wait behind it, in order, and the
+//! client is not idle meanwhile ([`Clients::hold`], [`Clients::release`]).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -72,6 +76,8 @@ struct Client {
     sent: usize,
     /// Replies waiting for the send in flight.
     queued: Vec<u8>,
+    /// A reply is owed (its outcome comes later): the replies after it, held.
+    owed: Option<Vec<u8>>,
     receiving: bool,
     in_flight: bool,
     /// No more input: close once the output is sent.
@@ -91,12 +97,12 @@ impl Client {
         self.in_flight || !self.queued.is_empty() || self.sent < self.sending.len()
     }
 
-    fn deadline(&self) -> Instant {
-        let mut deadline = self.active_at + IDLE_TIMEOUT;
-        for started in [self.line_started, self.output_since].into_iter().flatten() {
-            deadline = deadline.min(started + LINE_TIMEOUT);
-        }
-        deadline
+    /// When it is closed if nothing happens; `None`: not while it waits for a
+    /// reply it is owed (waiting is not idling), with nothing else under way.
+    fn deadline(&self) -> Option<Instant> {
+        let idle = self.owed.is_none().then_some(self.active_at + IDLE_TIMEOUT);
+        let under_way = [self.line_started, self.output_since].into_iter().flatten().map(|at| at + LINE_TIMEOUT);
+        idle.into_iter().chain(under_way).min()
     }
 
     /// Stops everything: no more input, no more output; the ops in flight to cancel.
@@ -104,6 +110,7 @@ impl Client {
         self.closing = true;
         self.aborted = true;
         self.queued.clear();
+        self.owed = None;
         if !self.in_flight {
             self.sending.clear();
             self.sent = 0;
@@ -161,6 +168,7 @@ impl Clients {
             sending: Vec::new(),
             sent: 0,
             queued: Vec::new(),
+            owed: None,
             receiving: false,
             in_flight: false,
             closing: false,
@@ -228,11 +236,33 @@ impl Clients {
         lines
     }
 
-    /// Queues a reply line for a client.
+    /// Queues a reply line for a client (behind a reply it is owed, if any).
     pub fn reply(&mut self, id: ClientId, text: &str, now: Instant) {
         let Some(client) = self.client(id).filter(|c| !c.aborted) else { return };
+        let out = client.owed.as_mut().unwrap_or(&mut client.queued);
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'\n');
+        if client.owed.is_none() {
+            client.output_since.get_or_insert(now);
+        }
+    }
+
+    /// The reply to the command just received comes later: replies to the
+    /// next commands wait behind it until [`Clients::release`].
+    pub fn hold(&mut self, id: ClientId) {
+        if let Some(client) = self.client(id).filter(|c| !c.aborted) {
+            client.owed.get_or_insert_with(Vec::new);
+        }
+    }
+
+    /// The reply a client was owed, and after it those held behind it. A
+    /// client gone meanwhile gets nothing.
+    pub fn release(&mut self, id: ClientId, text: &str, now: Instant) {
+        let Some(client) = self.client(id).filter(|c| !c.aborted) else { return };
+        let Some(held) = client.owed.take() else { return };
         client.queued.extend_from_slice(text.as_bytes());
         client.queued.push(b'\n');
+        client.queued.extend_from_slice(&held);
         client.output_since.get_or_insert(now);
     }
 
@@ -267,8 +297,11 @@ impl Clients {
 
     /// Closes every client past its deadline; their ids and ops to cancel.
     pub fn expire(&mut self, now: Instant) -> Vec<(ClientId, Cancel)> {
-        let late: Vec<ClientId> =
-            self.ids().filter(|(_, c)| !c.closing && c.deadline() <= now).map(|(id, _)| id).collect();
+        let late: Vec<ClientId> = self
+            .ids()
+            .filter(|(_, c)| !c.closing && c.deadline().is_some_and(|at| at <= now))
+            .map(|(id, _)| id)
+            .collect();
         late.into_iter().map(|id| (id, self.close(id))).collect()
     }
 
@@ -419,6 +452,27 @@ mod tests {
         let len = b"error: line too long\n".len();
         clients.sent(id, len as i32, t);
         assert!(clients.next_ops(id).1.is_some(), "then the connection closes");
+    }
+
+    #[test]
+    fn a_reply_owed_comes_first_and_the_client_waits_without_idling() {
+        let mut clients = Clients::new();
+        let t = Instant::now();
+        let id = adopt(&mut clients, t);
+        deliver(&mut clients, id, b"upgrade\nstatus\n", t);
+        clients.hold(id);
+        clients.reply(id, "{status}", t);
+        assert!(clients.next_ops(id).0.send.is_none(), "nothing goes out before the owed reply");
+        assert!(clients.expire(t + IDLE_TIMEOUT * 2).is_empty(), "waiting is not idling");
+        clients.release(id, "ok upgraded", t + IDLE_TIMEOUT * 2);
+        assert!(clients.next_ops(id).0.send.is_some(), "the replies go out");
+        let expected = b"ok upgraded\n{status}\n";
+        assert_eq!(clients.client(id).expect("live").sending, expected);
+        clients.sent(id, expected.len() as i32, t + IDLE_TIMEOUT * 2);
+        assert!(!clients.has_pending_output());
+        // Released once: a second release says nothing more.
+        clients.release(id, "again", t);
+        assert!(clients.next_ops(id).0.send.is_none());
     }
 
     #[test]

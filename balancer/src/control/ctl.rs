@@ -10,12 +10,18 @@ use crate::error::{Context, Error, Result};
 
 /// How long `ctl` waits for the master's reply.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `ctl` waits for the reply to `upgrade`, which comes once the new
+/// master is ready or the master gave up on it (after `--shutdown-timeout`,
+/// at most a day): the master's own timeout bounds the wait.
+const UPGRADE_REPLY_TIMEOUT: Duration = Duration::from_secs(86_400 + 60);
 
 /// Sends `command` to the control socket at `path` and returns the reply line.
 pub fn request(path: &Path, command: &str) -> Result<String> {
     let what = || format!("control socket {}", path.display());
     let mut stream = UnixStream::connect(path).context(format_args!("cannot connect to {}", path.display()))?;
-    stream.set_read_timeout(Some(REPLY_TIMEOUT)).context(what())?;
+    let upgrade = command.split_ascii_whitespace().eq(["upgrade"]);
+    let timeout = if upgrade { UPGRADE_REPLY_TIMEOUT } else { REPLY_TIMEOUT };
+    stream.set_read_timeout(Some(timeout)).context(what())?;
     stream.write_all(format!("{}\n", command.trim()).as_bytes()).context(format_args!("{}: cannot send", what()))?;
     let mut reply = String::new();
     BufReader::new(stream).read_line(&mut reply).context(format_args!("{}: no reply", what()))?;

@@ -16,6 +16,10 @@ pub enum Command {
     Scale(usize),
     /// Graceful stop.
     Stop,
+    /// Binary upgrade: a new master from the file at the path this one was
+    /// started from takes the sockets over; this one drains and exits. Its
+    /// reply comes once the outcome is known.
+    Upgrade,
 }
 
 /// Parses one line (without its newline); the error is the reply to send.
@@ -26,14 +30,15 @@ pub fn parse_command(line: &[u8]) -> Result<Command, String> {
         (Some("status"), None, _) => Command::Status,
         (Some("reload"), None, _) => Command::Reload,
         (Some("stop"), None, _) => Command::Stop,
+        (Some("upgrade"), None, _) => Command::Upgrade,
         (Some("scale"), Some(count), None) => match count.parse::<usize>() {
             Ok(n) if n >= 1 => Command::Scale(n),
             _ => return Err(format!("error: scale takes a worker count of at least 1, not '{count}'")),
         },
-        (None, _, _) => return Err("error: empty command (try status, reload, scale N, stop)".to_string()),
+        (None, _, _) => return Err("error: empty command (try status, reload, scale N, upgrade, stop)".to_string()),
         _ => {
             let shown: String = text.chars().take(40).collect();
-            return Err(format!("error: unknown command '{shown}' (try status, reload, scale N, stop)"));
+            return Err(format!("error: unknown command '{shown}' (try status, reload, scale N, upgrade, stop)"));
         }
     };
     Ok(command)
@@ -49,6 +54,8 @@ mod tests {
         assert_eq!(parse_command(b"  reload "), Ok(Command::Reload));
         assert_eq!(parse_command(b"scale 3"), Ok(Command::Scale(3)));
         assert_eq!(parse_command(b"stop"), Ok(Command::Stop));
+        assert_eq!(parse_command(b"upgrade"), Ok(Command::Upgrade));
+        assert!(parse_command(b"upgrade now").unwrap_err().starts_with("error: unknown"));
         assert!(parse_command(b"scale 0").unwrap_err().starts_with("error:"));
         assert!(parse_command(b"scale x").unwrap_err().starts_with("error:"));
         assert!(parse_command(b"status now").unwrap_err().starts_with("error: unknown"));

@@ -1,17 +1,18 @@
 //! Creating the control socket at `--control PATH` (mode 0600) without
 //! taking over anything: a regular file is never replaced, a socket a running
 //! master answers on is left alone (the new master refuses to start), and
-//! only a stale socket (nobody listening: `ECONNREFUSED`) is replaced.
+//! only a stale socket (nobody listening: `ECONNREFUSED`) is replaced. The one
+//! way to take over a live socket is to be handed its listener (`upgrade`).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+use nix::sys::socket::{connect, getsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
 
 use crate::error::{Context, Error, Result};
 
@@ -20,11 +21,15 @@ const LIVE_FOR: Duration = Duration::from_secs(1);
 /// How often it is tried meanwhile.
 const LIVE_CHECK_EVERY: Duration = Duration::from_millis(20);
 
-/// The master's listening control socket; the path is removed when it drops.
+/// The master's listening control socket; the path is removed when it
+/// drops, if this master owns it.
 #[derive(Debug)]
 pub struct ControlSocket {
     listener: UnixListener,
     path: PathBuf,
+    /// The path is this master's to remove: it bound it, or took it over and
+    /// the old master let it go. False while another master may still use it.
+    owns_path: bool,
 }
 
 impl ControlSocket {
@@ -51,21 +56,53 @@ impl ControlSocket {
         // SAFETY: as above, restoring the previous mask.
         unsafe { libc::umask(old_mask) };
         let listener = bound.context(format_args!("--control {shown}: cannot listen"))?;
-        let socket = ControlSocket { listener, path: path.to_path_buf() };
+        let socket = ControlSocket { listener, path: path.to_path_buf(), owns_path: true };
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .context(format_args!("--control {shown}: cannot set mode 0600"))?;
         Ok(socket)
+    }
+
+    /// Takes over the listener an old master handed down (`upgrade`): it must
+    /// be a listening unix socket bound at `path`. The path stays the old
+    /// master's to remove until [`ControlSocket::claim_path`].
+    pub fn inherited(fd: OwnedFd, path: &Path) -> Result<ControlSocket> {
+        let shown = path.display();
+        let listener = UnixListener::from(fd);
+        let what = format!("--control {shown}: the socket handed down");
+        let bound = listener.local_addr().context(&what)?;
+        if bound.as_pathname() != Some(path) {
+            let bound = bound.as_pathname().map_or_else(|| "no path".to_string(), |p| p.display().to_string());
+            return Err(Error::Config(format!("{what} is bound at {bound}")));
+        }
+        let accepting = getsockopt(&listener, sockopt::AcceptConn).map_err(io::Error::from).context(&what)?;
+        if !accepting {
+            return Err(Error::Config(format!("{what} is not listening")));
+        }
+        Ok(ControlSocket { listener, path: path.to_path_buf(), owns_path: false })
     }
 
     /// The listening socket.
     pub fn listener(&self) -> BorrowedFd<'_> {
         self.listener.as_fd()
     }
+
+    /// This master removes the path when it is done: the master that handed
+    /// the socket down no longer uses it.
+    pub fn claim_path(&mut self) {
+        self.owns_path = true;
+    }
+
+    /// This master leaves the path alone when it is done: a new master serves it.
+    pub fn leave_path(&mut self) {
+        self.owns_path = false;
+    }
 }
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if self.owns_path {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -95,6 +132,8 @@ fn someone_answers(path: &Path) -> io::Result<bool> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::net::UnixStream;
+
     use super::*;
 
     fn temp_path(name: &str) -> PathBuf {
@@ -115,5 +154,24 @@ mod tests {
         let replaced = ControlSocket::bind(&path).expect("a stale socket is replaced");
         drop(replaced);
         assert!(!path.exists(), "removed when the master is done with it");
+    }
+
+    #[test]
+    fn a_handed_down_socket_keeps_its_path_until_claimed() {
+        let path = temp_path("handed");
+        let _ = std::fs::remove_file(&path);
+        let mut old = ControlSocket::bind(&path).expect("bind");
+        let handed = old.listener().try_clone_to_owned().expect("dup");
+        let mut new = ControlSocket::inherited(handed, &path).expect("the same socket");
+        old.leave_path();
+        drop(old);
+        assert!(path.exists(), "the old master leaves the path to the new one");
+        UnixStream::connect(&path).expect("the new master answers on it");
+        new.claim_path();
+        drop(new);
+        assert!(!path.exists(), "the new master removes it once it owns it");
+        let elsewhere = ControlSocket::bind(&temp_path("elsewhere")).expect("bind");
+        let fd = elsewhere.listener().try_clone_to_owned().expect("dup");
+        assert!(ControlSocket::inherited(fd, &path).is_err(), "bound at another path");
     }
 }

@@ -1,9 +1,10 @@
 //! What operators ask for, by signal or on the control socket: status,
-//! reload, scale, and the graceful stop; and the control socket's I/O (its
-//! clients' lines, deadlines and eviction are kept in `crate::control`).
+//! reload, scale, upgrade (its steps are in `upgrade`), and the graceful
+//! stop; and the control socket's I/O (its clients' lines, deadlines and
+//! eviction are kept in `crate::control`).
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::Instant;
 
@@ -29,6 +30,19 @@ impl ControlState {
     pub(super) fn bind(path: &Path) -> Result<ControlState> {
         Ok(ControlState { socket: ControlSocket::bind(path)?, clients: Clients::new(), accepting: false })
     }
+
+    /// The control socket an old master handed down (`upgrade`).
+    pub(super) fn inherited(listener: OwnedFd, path: &Path) -> Result<ControlState> {
+        Ok(ControlState {
+            socket: ControlSocket::inherited(listener, path)?,
+            clients: Clients::new(),
+            accepting: false,
+        })
+    }
+
+    pub(super) fn listener(&self) -> BorrowedFd<'_> {
+        self.socket.listener()
+    }
 }
 
 impl Master {
@@ -37,6 +51,10 @@ impl Master {
             match Signal::try_from(signo) {
                 Ok(Signal::SIGCHLD) => self.reap()?,
                 Ok(Signal::SIGUSR1) => self.print_stats(),
+                Ok(Signal::SIGUSR2) => {
+                    // Refusals and failures are logged; nobody waits for a reply.
+                    self.begin_upgrade("SIGUSR2", None)?;
+                }
                 Ok(Signal::SIGHUP) => {
                     self.begin_reload()?;
                 }
@@ -63,6 +81,13 @@ impl Master {
         }
         let running = self.slots.iter().filter(|s| s.process.is_some()).count();
         crate::log!("{why} received: stopping {running} workers");
+        self.drain_everything()?;
+        self.abandon_upgrade()
+    }
+
+    /// The graceful stop itself (for `stop`, a signal, or a master that
+    /// handed over): no more accepting; every worker drains and exits.
+    pub(super) fn drain_everything(&mut self) -> io::Result<()> {
         let deadline = Instant::now() + self.config.shutdown_timeout;
         self.stopping = Some(Stopping { deadline, stragglers_killed: false, exit_grace: None });
         self.reactor.cancel(Op::Accept.token(0, 0))?;
@@ -81,13 +106,14 @@ impl Master {
         Ok(())
     }
 
-    /// Runs one control command; the reply line (without newline).
-    fn answer(&mut self, line: &[u8]) -> io::Result<String> {
+    /// Runs one control command from client `id`; the reply line (without
+    /// newline), or `None` when it comes later ([`Master::answer_later`]).
+    fn answer(&mut self, line: &[u8], id: ClientId) -> io::Result<Option<String>> {
         let command = match parse_command(line) {
             Ok(command) => command,
-            Err(reply) => return Ok(reply),
+            Err(reply) => return Ok(Some(reply)),
         };
-        Ok(match command {
+        Ok(Some(match command {
             Command::Status => self.stats_line(),
             Command::Reload if self.stopping.is_some() => "error: stopping".to_string(),
             Command::Reload => format!("ok reloading {} workers", self.begin_reload()?),
@@ -101,12 +127,41 @@ impl Master {
                 self.begin_stop("stop command", libc::SIGTERM)?;
                 "ok stopping".to_string()
             }
-        })
+            Command::Upgrade => return self.begin_upgrade("upgrade command", Some(id)),
+        }))
+    }
+
+    /// The reply client `id` was owed; those to its later commands follow.
+    pub(super) fn answer_later(&mut self, id: ClientId, reply: &str) -> io::Result<()> {
+        let Some(control) = self.control.as_mut() else { return Ok(()) };
+        control.clients.release(id, reply, Instant::now());
+        self.pump_control(id)
+    }
+
+    /// The old master's side of an upgrade that succeeded: new control
+    /// clients go to the new master, and the path is left to it.
+    pub(super) fn hand_over_control(&mut self) -> io::Result<()> {
+        let Some(control) = self.control.as_mut() else { return Ok(()) };
+        control.socket.leave_path();
+        if control.accepting {
+            self.reactor.cancel(Op::ControlAccept.token(0, 0))?;
+        }
+        Ok(())
+    }
+
+    /// The new master's side: the old one no longer uses the path.
+    pub(super) fn claim_control_path(&mut self) {
+        if let Some(control) = self.control.as_mut() {
+            control.socket.claim_path();
+        }
     }
 
     // --- the control socket's I/O ------------------------------------------------------------
 
     pub(super) fn arm_control_accept(&mut self) -> io::Result<()> {
+        if !self.upgrades.lets_accept() {
+            return Ok(());
+        }
         let Some(control) = self.control.as_mut().filter(|c| !c.accepting) else { return Ok(()) };
         control.accepting = true;
         let listener = control.socket.listener().as_raw_fd();
@@ -139,9 +194,12 @@ impl Master {
         let Some(control) = self.control.as_mut() else { return Ok(()) };
         let lines = control.clients.received(id, result, Instant::now());
         for line in lines {
-            let reply = self.answer(&line)?;
+            let reply = self.answer(&line, id)?;
             if let Some(control) = self.control.as_mut() {
-                control.clients.reply(id, &reply, Instant::now());
+                match reply {
+                    Some(reply) => control.clients.reply(id, &reply, Instant::now()),
+                    None => control.clients.hold(id),
+                }
             }
         }
         self.pump_control(id)

@@ -47,7 +47,7 @@ pub(super) struct Dispatch {
     /// Connections refused with `503` because no worker could take them.
     pub(super) refused: u64,
     /// The multishot accept is armed.
-    accepting: bool,
+    pub(super) accepting: bool,
     /// When the last fd-limit message was logged (rate limit).
     fd_limit_logged: Option<Instant>,
 }
@@ -118,7 +118,7 @@ impl Master {
         // With no worker to take them, held connections are capped at the backlog;
         // past that, new ones wait in the kernel's queue instead of costing fds here.
         let holding_enough = self.dispatch.held.len() >= self.config.backlog as usize;
-        if self.dispatch.accepting || self.stopping.is_some() || holding_enough {
+        if self.dispatch.accepting || self.stopping.is_some() || holding_enough || !self.upgrades.lets_accept() {
             return Ok(());
         }
         self.reactor.accept(self.listener.as_raw_fd(), Op::Accept.token(0, 0))?;

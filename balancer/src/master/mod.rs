@@ -10,6 +10,8 @@
 //!   carry them to workers, holding, re-routing, refusing with `503`;
 //! - `commands.rs`: what operators ask for, by signal or on the control
 //!   socket, and the graceful stop;
+//! - `upgrade.rs`: binary upgrade, from either side: handing the sockets to a
+//!   new master, or taking them over from an old one;
 //! - `stats.rs`: the stats line.
 //!
 //! Everything runs on one thread and one [`Reactor`] (io_uring or epoll):
@@ -28,10 +30,12 @@ mod dispatch;
 mod reload;
 mod stats;
 mod supervise;
+mod upgrade;
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -41,15 +45,18 @@ use ringmaster_engine::{choose_backend, Backend, StatsBlock};
 use crate::config::{MasterConfig, Mode};
 use crate::cpus::{allowed_cpus, choose_cpus};
 use crate::error::{Context, Error, Result};
-use crate::listener::{bind_reuseport_anchor, listen};
+use crate::listener::{adopt, adopt_anchor, bind_reuseport_anchor, listen, ListenerKey};
 use crate::modes::{balance_for, reuseport, ListenAt};
 use crate::reactor::{reactor_for, uring::CQ_ENTRIES, Completion, Reactor, Token};
 use crate::signals::signal_fd;
 use crate::spawn::OwnImage;
+use crate::upgrade::inherit::Inherited;
+use crate::upgrade::launch::upgrade_path;
 use commands::ControlState;
 use dispatch::Dispatch;
 use reload::Reload;
 use supervise::{Slot, Worker};
+use upgrade::Upgrades;
 
 /// Most worker processes at once (slots in the stats block), old and new together.
 pub const MAX_SLOTS: usize = 1024;
@@ -57,11 +64,12 @@ pub const MAX_SLOTS: usize = 1024;
 const TICK: Duration = Duration::from_millis(100);
 
 /// Signals the master handles.
-const SIGNALS: [Signal; 8] = [
+const SIGNALS: [Signal; 9] = [
     Signal::SIGTERM,
     Signal::SIGINT,
     Signal::SIGQUIT,
     Signal::SIGUSR1,
+    Signal::SIGUSR2,
     Signal::SIGCHLD,
     Signal::SIGHUP,
     Signal::SIGTTIN,
@@ -81,10 +89,11 @@ enum Op {
     ControlAccept,
     ControlRecv,
     ControlSend,
+    UpgradeChannel,
 }
 
 impl Op {
-    const ALL: [Op; 8] = [
+    const ALL: [Op; 9] = [
         Op::Signal,
         Op::Accept,
         Op::LaneSend,
@@ -93,6 +102,7 @@ impl Op {
         Op::ControlAccept,
         Op::ControlRecv,
         Op::ControlSend,
+        Op::UpgradeChannel,
     ];
 
     fn token(self, index: usize, epoch: u32) -> Token {
@@ -112,6 +122,7 @@ pub fn run_master(config: MasterConfig) -> Result<()> {
     let mut master = Master::start(config)?;
     master.serve().context("the master's event loop failed")?;
     master.print_stats();
+    master.log_handed_over();
     Ok(())
 }
 
@@ -132,6 +143,8 @@ struct Master {
     backend: Backend,
     config: MasterConfig,
     image: OwnImage,
+    /// The file `upgrade` runs: the path this master was started from.
+    upgrade_path: Option<PathBuf>,
     listener: OwnedFd,
     signals: OwnedFd,
     stats: StatsBlock,
@@ -142,6 +155,7 @@ struct Master {
     dispatch: Dispatch,
     reload: Reload,
     control: Option<ControlState>,
+    upgrades: Upgrades,
     stopping: Option<Stopping>,
     /// The bound address and the latest time to log it, until it is logged.
     listening: Option<(SocketAddr, Instant)>,
@@ -150,8 +164,11 @@ struct Master {
 
 impl Master {
     fn start(config: MasterConfig) -> Result<Master> {
+        // What an old master handed down (`upgrade`), owned before anything else opens an fd.
+        let mut inherited = Inherited::from_env()?;
         // Workers start from the image this process runs, whatever later lands at its path.
         let image = OwnImage::open().context("cannot open the running binary (/proc/self/exe)")?;
+        let upgrade_path = upgrade_path(config.program.as_deref(), &image);
         if config.workers == 0 || config.workers > MAX_SLOTS / 2 {
             return Err(Error::Config(format!("--workers must be between 1 and {}", MAX_SLOTS / 2)));
         }
@@ -167,15 +184,40 @@ impl Master {
         let cpus = if config.pin { choose_cpus(config.cpus.as_deref(), &allowed_cpus())? } else { Vec::new() };
         // `reuseport`: the master holds the port with an anchor that does not
         // listen; each worker slot gets a listener of its own in its group.
-        let (listener, local) = match config.mode {
-            Mode::Reuseport => bind_reuseport_anchor(config.bind),
-            _ => listen(config.bind, config.backlog),
+        let handed_main = inherited.as_mut().and_then(|i| i.take_listener(ListenerKey::Main));
+        let reuseport = config.mode == Mode::Reuseport;
+        let (listener, local) = match (handed_main, reuseport) {
+            (Some(fd), false) => {
+                adopt(fd, config.bind).context(format_args!("the listener handed down for {}", config.bind))?
+            }
+            (Some(fd), true) => {
+                adopt_anchor(fd, config.bind).context(format_args!("the anchor handed down for {}", config.bind))?
+            }
+            (None, false) => {
+                listen(config.bind, config.backlog).context(format_args!("cannot listen on {}", config.bind))?
+            }
+            (None, true) => {
+                bind_reuseport_anchor(config.bind).context(format_args!("cannot listen on {}", config.bind))?
+            }
+        };
+        let mut handed_slots = Vec::new();
+        if let Some(inherited) = inherited.as_mut().filter(|_| reuseport) {
+            for (worker, fd) in inherited.take_slot_listeners() {
+                let (fd, _) = adopt(fd, local).context(format_args!("the listener handed down for worker {worker}"))?;
+                handed_slots.push((worker, fd));
+            }
         }
-        .context(format_args!("cannot listen on {}", config.bind))?;
-        if config.mode == Mode::Reuseport {
+        if reuseport {
             reuseport::enable_migration();
         }
-        let control = config.control.as_deref().map(ControlState::bind).transpose()?;
+        let handed_control = inherited.as_mut().and_then(Inherited::take_control);
+        let control = match (config.control.as_deref(), handed_control) {
+            (Some(path), Some(fd)) => Some(ControlState::inherited(fd, path)?),
+            (Some(path), None) => Some(ControlState::bind(path)?),
+            (None, _) => None,
+        };
+        let handed_path = config.control.as_deref().filter(|_| control.is_some());
+        let takeover = inherited.map(|inherited| upgrade::take_over(inherited, local, handed_path));
         let signals = signal_fd(&SIGNALS).context("cannot set up signals")?;
         let (stats, stats_fd) = StatsBlock::create_shared(MAX_SLOTS).context("cannot create the stats block")?;
         let reactor = reactor_for(backend).context(format_args!("cannot start the {} event loop", backend.name()))?;
@@ -183,6 +225,7 @@ impl Master {
             reactor,
             backend,
             image,
+            upgrade_path,
             listener,
             signals,
             stats,
@@ -190,9 +233,14 @@ impl Master {
             cpus,
             slots: Vec::with_capacity(MAX_SLOTS),
             workers: Vec::with_capacity(config.workers),
-            dispatch: Dispatch::new(balance_for(config.mode, ListenAt { local, backlog: config.backlog })),
+            dispatch: Dispatch::new(balance_for(
+                config.mode,
+                ListenAt { local, backlog: config.backlog },
+                handed_slots,
+            )),
             reload: Reload::default(),
             control,
+            upgrades: Upgrades::taking_over(takeover),
             stopping: None,
             listening: None,
             completions: Vec::with_capacity(CQ_ENTRIES as usize),
@@ -201,6 +249,7 @@ impl Master {
         for _ in 0..master.config.workers {
             master.add_worker().context("cannot start a worker")?;
         }
+        master.let_go_of_unused_slot_listeners();
         master.listening = Some((local, Instant::now() + supervise::ANNOUNCE_AFTER));
         Ok(master)
     }
@@ -230,16 +279,18 @@ impl Master {
             }
             self.completions = batch;
             self.notice_ready()?;
+            self.step_upgrade()?;
             self.pump_lanes()?;
         }
         Ok(())
     }
 
-    /// Stopping, and every worker is gone: done once control clients have
-    /// read their last replies (at most a second more).
+    /// Stopping, every worker is gone and so is a new master that failed:
+    /// done once control clients have read their last replies (at most a
+    /// second more).
     fn done(&mut self) -> bool {
         let Some(stopping) = self.stopping.as_mut() else { return false };
-        if self.slots.iter().any(|s| s.process.is_some()) {
+        if self.slots.iter().any(|s| s.process.is_some()) || self.upgrades.waits_for_child() {
             return false;
         }
         let replying = self.control.as_ref().is_some_and(|c| c.clients.has_pending_output());
@@ -265,6 +316,7 @@ impl Master {
             Op::ControlAccept => self.on_control_accept(result, more, accepted),
             Op::ControlRecv => self.on_control_recv(index, epoch, result),
             Op::ControlSend => self.on_control_sent(index, epoch, result),
+            Op::UpgradeChannel => self.on_upgrade_channel(epoch, more),
         }
     }
 
@@ -282,6 +334,7 @@ impl Master {
                 self.arm_control_accept()?;
             }
         }
+        self.watch_upgrade()?;
         self.expire_control_clients()?;
         self.watch_heartbeats();
         self.watch_lagging();

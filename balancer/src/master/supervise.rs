@@ -217,16 +217,17 @@ impl Master {
     /// so whoever waits for that line finds all workers taking connections.
     fn announce_when_ready(&mut self) {
         let Some((local, deadline)) = self.listening else { return };
-        let all_ready = self
-            .workers
-            .iter()
-            .all(|w| w.slot.is_some_and(|s| self.slots[s].process.as_ref().is_some_and(|p| p.ready)));
-        if all_ready || Instant::now() >= deadline {
+        if self.all_workers_ready() || Instant::now() >= deadline {
             let workers = self.config.workers;
             let plural = if workers == 1 { "" } else { "s" };
             crate::log!("listening on {local} (mode {}, {workers} worker{plural})", self.config.mode.name());
             self.listening = None;
         }
+    }
+
+    /// Every worker has a process that is ready.
+    pub(super) fn all_workers_ready(&self) -> bool {
+        self.workers.iter().all(|w| w.slot.is_some_and(|s| self.slots[s].process.as_ref().is_some_and(|p| p.ready)))
     }
 
     /// Tells a process to finish its connections and exit; it takes no new
@@ -242,7 +243,9 @@ impl Master {
         }
     }
 
-    /// Reaps every exited child: log it, keep its counts, re-route what its lane held, plan a restart.
+    /// Reaps every exited child: log a worker's exit, keep its counts,
+    /// re-route what its lane held, plan a restart; a child that is no
+    /// worker (a new master) goes to the upgrade.
     pub(super) fn reap(&mut self) -> io::Result<()> {
         loop {
             let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
@@ -260,6 +263,8 @@ impl Master {
             };
             let pid = pid.as_raw() as u32;
             let Some(slot) = self.slots.iter().position(|s| s.process.as_ref().is_some_and(|p| p.pid == pid)) else {
+                // Not a worker: a new master this one started, maybe.
+                self.upgrade_child_exited(pid, &how)?;
                 continue;
             };
             self.process_exited(slot, &how)?;

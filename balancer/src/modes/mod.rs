@@ -12,7 +12,7 @@ pub mod shared;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use crate::config::Mode;
@@ -145,13 +145,14 @@ pub struct ListenAt {
     pub backlog: i32,
 }
 
-/// The strategy for `mode`.
-pub fn balance_for(mode: Mode, at: ListenAt) -> Box<dyn Balance> {
+/// The strategy for `mode`; `handed` are the listeners an old master kept
+/// per worker slot (`upgrade`), for a mode that keeps its own.
+pub fn balance_for(mode: Mode, at: ListenAt, handed: Vec<(usize, OwnedFd)>) -> Box<dyn Balance> {
     match mode {
         Mode::RoundRobin => Box::new(rr::RoundRobin::default()),
         Mode::Least => Box::new(least::Least::default()),
         Mode::Shared => Box::new(shared::Shared),
-        Mode::Reuseport => Box::new(reuseport::Reuseport::new(at)),
+        Mode::Reuseport => Box::new(reuseport::Reuseport::new(at, handed)),
     }
 }
 

@@ -34,9 +34,10 @@ pub struct Reuseport {
 }
 
 impl Reuseport {
-    /// No listeners yet: each is made when its slot's first process starts.
-    pub fn new(at: ListenAt) -> Reuseport {
-        Reuseport { at, listeners: BTreeMap::new() }
+    /// The listeners an old master handed down (`upgrade`), by worker id;
+    /// any other is made when its slot's first process starts.
+    pub fn new(at: ListenAt, handed: Vec<(usize, OwnedFd)>) -> Reuseport {
+        Reuseport { at, listeners: handed.into_iter().collect() }
     }
 }
 
@@ -107,7 +108,7 @@ mod tests {
     #[test]
     fn one_listener_per_worker_slot_kept_until_retired() {
         let (_anchor, local) = bind_reuseport_anchor(SocketAddr::from(([127, 0, 0, 1], 0))).expect("anchor");
-        let mut mode = Reuseport::new(ListenAt { local, backlog: 64 });
+        let mut mode = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new());
         let first = match mode.worker_listener(1).expect("listener") {
             WorkerListener::Own(fd) => fd.as_raw_fd(),
             other => panic!("{other:?}"),

@@ -1,0 +1,139 @@
+//! The new master's side of an upgrade: take the fds the old master handed
+//! down, as named in the environment, and tell it once every worker of this
+//! master is ready.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{send, MsgFlags};
+
+use super::env::{parse_fds, FdRole, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM};
+use super::READY_LINE;
+use crate::error::{Error, Result};
+use crate::listener::ListenerKey;
+
+/// The fds an old master handed this one, until the master takes each.
+#[derive(Debug)]
+pub struct Inherited {
+    from: u32,
+    listeners: Vec<(ListenerKey, OwnedFd)>,
+    control: Option<OwnedFd>,
+    ready: OwnedFd,
+}
+
+impl Inherited {
+    /// The fds handed to this process, if an old master started it
+    /// ([`ENV_UPGRADE_FDS`] set by its parent). Names set for another
+    /// process (inherited through one that ignored them) are ignored, said
+    /// so, and their fds left alone.
+    pub fn from_env() -> Result<Option<Inherited>> {
+        let Some(names) = std::env::var_os(ENV_UPGRADE_FDS) else { return Ok(None) };
+        let bad = |what: String| Error::Inherited(format!("{ENV_UPGRADE_FDS}={names:?}: {what}"));
+        let from = std::env::var(ENV_UPGRADE_FROM).ok().and_then(|pid| pid.parse::<u32>().ok());
+        let parent = std::os::unix::process::parent_id();
+        if from != Some(parent) {
+            crate::log!(
+                "ignoring {ENV_UPGRADE_FDS}: it is meant for a master started by pid {}, and this one's parent is pid \
+                 {parent}",
+                from.map_or_else(|| "(unknown)".to_string(), |pid| pid.to_string())
+            );
+            return Ok(None);
+        }
+        let text = names.to_str().ok_or_else(|| bad("not text".to_string()))?;
+        let mut listeners = Vec::new();
+        let (mut control, mut ready) = (None, None);
+        for (role, number) in parse_fds(text).map_err(bad)? {
+            let fd = take_fd(number).map_err(|e| bad(format!("fd {number} ({role}): {e}")))?;
+            match role {
+                FdRole::Listener(key) => listeners.push((key, fd)),
+                FdRole::Control => control = Some(fd),
+                FdRole::Ready => ready = Some(fd),
+            }
+        }
+        let ready = ready.ok_or_else(|| bad("no readiness channel (ready=FD)".to_string()))?;
+        Ok(Some(Inherited { from: parent, listeners, control, ready }))
+    }
+
+    /// The old master's pid.
+    pub fn from(&self) -> u32 {
+        self.from
+    }
+
+    /// The listening socket handed down under `key`, if it was.
+    pub fn take_listener(&mut self, key: ListenerKey) -> Option<OwnedFd> {
+        let at = self.listeners.iter().position(|(k, _)| *k == key)?;
+        Some(self.listeners.swap_remove(at).1)
+    }
+
+    /// Every listening socket handed down for a worker slot
+    /// ([`ListenerKey::Slot`]), with the slot's worker id.
+    pub fn take_slot_listeners(&mut self) -> Vec<(usize, OwnedFd)> {
+        let mut slots = Vec::new();
+        let mut i = 0;
+        while i < self.listeners.len() {
+            if let ListenerKey::Slot(worker) = self.listeners[i].0 {
+                slots.push((worker, self.listeners.swap_remove(i).1));
+            } else {
+                i += 1;
+            }
+        }
+        slots.sort_by_key(|&(worker, _)| worker);
+        slots
+    }
+
+    /// The control socket's listener, if it was handed down.
+    pub fn take_control(&mut self) -> Option<OwnedFd> {
+        self.control.take()
+    }
+
+    /// What is left once the master took what it uses: the readiness
+    /// channel. Listeners nobody took are closed, and named in the log.
+    pub fn into_takeover(self) -> Takeover {
+        for (key, _) in &self.listeners {
+            crate::log!("upgrade: closing the inherited listener '{key}': this master does not use it");
+        }
+        Takeover { from: self.from, channel: self.ready }
+    }
+}
+
+/// A takeover under way: the old master serves until this one says it is ready.
+#[derive(Debug)]
+pub struct Takeover {
+    /// The old master's pid.
+    pub from: u32,
+    channel: OwnedFd,
+}
+
+impl Takeover {
+    /// Tells the old master this one is ready, and closes the channel.
+    pub fn report_ready(self) -> io::Result<()> {
+        let mut rest = READY_LINE;
+        while !rest.is_empty() {
+            match send(self.channel.as_raw_fd(), rest, MsgFlags::MSG_NOSIGNAL) {
+                Ok(n) => rest = &rest[n..],
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Owns the fd at `number`, which the old master placed there, and makes it
+/// close-on-exec (workers must not inherit it).
+fn take_fd(number: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only reads the descriptor's flags.
+    if unsafe { libc::fcntl(number, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the old master placed this fd here for this process, named in an
+    // environment checked to come from this process's parent; nothing else in
+    // this process was given that number or refers to it (every fd it opened
+    // itself got a number that was free, and this one was not).
+    let fd = unsafe { OwnedFd::from_raw_fd(number) };
+    // SAFETY: setting FD_CLOEXEC on a valid fd this process owns.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}

@@ -1,0 +1,203 @@
+//! The old master's side of an upgrade: find the file to run (the path this
+//! master was started from, as it was resolved at start), start the new
+//! master from it with the fds it hands over placed at fixed numbers and
+//! named in its environment, and hear its word that it is ready.
+
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::env::{format_fds, FdRole, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM, FIRST_HANDED_FD};
+use super::READY_LINE;
+use crate::spawn::{dup_at_least, OwnImage, ENV_WORKER_ID};
+
+/// The file an upgrade runs: `argv[0]` made absolute against the working
+/// directory at start, when it has a `/` and names the running image then
+/// (so a symlink there, `current -> release-2`, is followed anew at each
+/// upgrade); otherwise the path the kernel gave for the image at start.
+/// `None` when neither is known.
+pub fn upgrade_path(argv0: Option<&OsStr>, image: &OwnImage) -> Option<PathBuf> {
+    let has_slash = |p: &&Path| p.as_os_str().as_bytes().contains(&b'/');
+    let named = argv0.map(Path::new).filter(has_slash).and_then(|p| std::path::absolute(p).ok());
+    named.filter(|path| same_file(path, &image.exec_path())).or_else(|| image.path.clone())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+/// How the new master is started.
+#[derive(Debug)]
+pub struct Launch<'a> {
+    /// The file to run.
+    pub program: &'a Path,
+    /// Its `argv[0]`: the one this master was started with.
+    pub argv0: &'a OsStr,
+    /// Its arguments: this master's own.
+    pub args: &'a [OsString],
+    /// What it is handed besides the readiness channel: every listening
+    /// socket, the control socket's listener.
+    pub fds: &'a [(FdRole, BorrowedFd<'a>)],
+}
+
+/// A new master this one started.
+#[derive(Debug)]
+pub struct Started {
+    /// Its pid: a child of this master until this master exits.
+    pub pid: u32,
+    /// Where it says it is ready.
+    pub channel: ReadyChannel,
+}
+
+/// Starts the new master. The fds are placed at [`FIRST_HANDED_FD`] on, in
+/// order, the readiness channel last, and named in [`ENV_UPGRADE_FDS`]. It
+/// gets no parent-death signal: it outlives this master, reparented.
+pub fn start_new_master(launch: &Launch<'_>) -> io::Result<Started> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let mut handed: Vec<(FdRole, BorrowedFd<'_>)> = launch.fds.to_vec();
+    handed.push((FdRole::Ready, theirs.as_fd()));
+    // Copies numbered above every target: placing one never covers another.
+    let above = FIRST_HANDED_FD + handed.len() as RawFd;
+    let sources = handed.iter().map(|(_, fd)| dup_at_least(*fd, above)).collect::<io::Result<Vec<OwnedFd>>>()?;
+    let placements: Vec<(RawFd, RawFd)> =
+        sources.iter().zip(FIRST_HANDED_FD..).map(|(source, to)| (source.as_raw_fd(), to)).collect();
+    let named: Vec<(FdRole, RawFd)> = handed.iter().zip(&placements).map(|((role, _), &(_, to))| (*role, to)).collect();
+    let mut command = Command::new(launch.program);
+    command
+        .arg0(launch.argv0)
+        .args(launch.args)
+        .env(ENV_UPGRADE_FDS, format_fds(&named))
+        .env(ENV_UPGRADE_FROM, std::process::id().to_string())
+        .env_remove(ENV_WORKER_ID)
+        .stdin(Stdio::null());
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe calls (dup2, sigemptyset, sigprocmask) and reads
+    // `placements`, made before the fork; the master is single-threaded, so
+    // the fork copies no lock held by another thread.
+    unsafe {
+        command.pre_exec(move || {
+            for &(from, to) in &placements {
+                // dup2 clears close-on-exec on `to`: these, and only these, survive the exec.
+                if libc::dup2(from, to) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            // The master blocks the signals it reads from its signalfd; the new one starts clean.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let child = command.spawn()?;
+    drop(sources);
+    drop(theirs);
+    ours.set_nonblocking(true)?;
+    Ok(Started { pid: child.id(), channel: ReadyChannel { stream: ours, heard: Vec::with_capacity(READY_LINE.len()) } })
+}
+
+/// What the new master said on the readiness channel so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// Nothing conclusive yet.
+    Nothing,
+    /// It is ready: every worker of its own is.
+    Ready,
+    /// It closed the channel without saying so (it exited, or gave up).
+    Closed,
+    /// It said something else.
+    Garbled(String),
+}
+
+/// The old master's end of the readiness channel (non-blocking).
+#[derive(Debug)]
+pub struct ReadyChannel {
+    stream: UnixStream,
+    heard: Vec<u8>,
+}
+
+impl ReadyChannel {
+    /// The fd to wait on for something to read.
+    pub fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    /// Reads what has arrived, without waiting.
+    pub fn listen(&mut self) -> io::Result<Heard> {
+        let mut buffer = [0u8; 64];
+        loop {
+            match self.stream.read(&mut buffer) {
+                Ok(0) => return Ok(Heard::Closed),
+                Ok(n) => self.heard.extend_from_slice(&buffer[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+            if self.heard.len() >= READY_LINE.len() {
+                break;
+            }
+        }
+        Ok(match &self.heard {
+            heard if heard.starts_with(READY_LINE) => Heard::Ready,
+            heard if READY_LINE.starts_with(heard) => Heard::Nothing,
+            heard => Heard::Garbled(String::from_utf8_lossy(heard).into_owned()),
+        })
+    }
+
+    /// The channel, to close.
+    pub fn into_fd(self) -> OwnedFd {
+        OwnedFd::from(self.stream)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn the_path_is_argv0_when_it_names_the_running_image() {
+        let image = OwnImage::open().expect("open the test binary");
+        let exe = image.path.clone().expect("the kernel names the test binary");
+        assert_eq!(upgrade_path(Some(exe.as_os_str()), &image), Some(exe.clone()));
+        // A bare name (found on PATH), or one naming another file: the kernel's path.
+        assert_eq!(upgrade_path(Some(OsStr::new("ringmaster")), &image), Some(exe.clone()));
+        assert_eq!(upgrade_path(Some(OsStr::new("/bin/sh")), &image), Some(exe.clone()));
+        assert_eq!(upgrade_path(None, &image), Some(exe.clone()));
+        // A symlink to the image is kept as it is, to be followed again at the upgrade.
+        let link = std::env::temp_dir().join(format!("ringmaster-unit-{}-link", std::process::id()));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&exe, &link).expect("symlink");
+        assert_eq!(upgrade_path(Some(link.as_os_str()), &image), Some(link.clone()));
+        let _ = std::fs::remove_file(&link);
+    }
+
+    #[test]
+    fn the_channel_hears_ready_closed_or_garbled() {
+        let channel = |said: &[u8], close: bool| {
+            let (ours, mut theirs) = UnixStream::pair().expect("pair");
+            ours.set_nonblocking(true).expect("non-blocking");
+            theirs.write_all(said).expect("write");
+            let open = (!close).then_some(theirs);
+            let heard = ReadyChannel { stream: ours, heard: Vec::new() }.listen().expect("listen");
+            drop(open);
+            heard
+        };
+        assert_eq!(channel(b"", false), Heard::Nothing);
+        assert_eq!(channel(b"rea", false), Heard::Nothing);
+        assert_eq!(channel(READY_LINE, false), Heard::Ready);
+        assert_eq!(channel(READY_LINE, true), Heard::Ready);
+        assert_eq!(channel(b"rea", true), Heard::Closed);
+        assert_eq!(channel(b"oops\n", false), Heard::Garbled("oops\n".to_string()));
+    }
+}
