@@ -27,7 +27,7 @@ use ringmaster_engine::bufring::BufRing;
 use ringmaster_engine::uring;
 
 use super::sys::{self, Burst};
-use super::{Completion, Datagram, Lent, LentIo, Reactor, Token, DATAGRAM_MAX};
+use super::{Completion, Datagram, Lent, LentIo, Reactor, Token, BATCH_WAIT, DATAGRAM_MAX};
 
 /// Submission queue entries: a turn's ops; more are submitted early.
 const SQ_ENTRIES: u32 = 1024;
@@ -35,12 +35,6 @@ const SQ_ENTRIES: u32 = 1024;
 pub const CQ_ENTRIES: u32 = 8192;
 /// Completions a wait asks for before it returns early.
 const WAIT_BATCH: u32 = 64;
-/// How long a busy master lets events gather before it wakes for them: the
-/// latency a handed connection may gain under load (twice that behind a batch
-/// waiting for its ack), against a wake-up, a `sendmsg` and an ack per
-/// connection. Measured on 2 vCPUs under `Connection: close` churn (README):
-/// 100 us costs the master about a fifth more CPU per connection than 200 us.
-pub const BATCH_WAIT: Duration = Duration::from_micros(200);
 /// The longest one wait lasts with nothing happening (the tick comes sooner).
 const WAIT_LIMIT: Duration = Duration::from_secs(1);
 /// The buffer group the multishot receives read into, and its buffers.
