@@ -21,9 +21,12 @@ fn master_and_workers_say_what_they_are() {
     assert_eq!(cmdline(s.pid()), ["ringmaster: master"], "the master's /proc/PID/cmdline");
     assert_eq!(comm(s.pid()), "ringmaster");
 
-    // Server::start puts `--bind 127.0.0.1:0` first.
+    // Server::start puts `--bind 127.0.0.1:0` first, and the suite's backend last.
     let mut original = vec!["--bind".to_string(), "127.0.0.1:0".to_string()];
     original.extend(args.iter().map(|a| a.to_string()));
+    if let Ok(backend) = std::env::var(TEST_BACKEND) {
+        original.extend(["--backend".to_string(), backend]);
+    }
     let workers = worker_pids_and_cpus(&stats);
     assert_eq!(workers.len(), 2, "{stats}");
     for (k, (pid, _)) in workers.iter().enumerate() {

@@ -27,6 +27,10 @@ use crate::response::Responses;
 pub const LINGER_MS: u64 = 2_000;
 /// How long a draining worker keeps an idle connection for a request already on its way.
 pub const DRAIN_GRACE_MS: u64 = 100;
+/// While draining, how long the socket must stay empty before the last
+/// answer is made to close the connection: a client streaming pipelined
+/// requests may have more on the way than the socket held at one read.
+pub const DRAIN_SETTLE_MS: u64 = 100;
 /// Body bytes that buy one more second of `--body-timeout`.
 const BODY_BYTES_PER_SECOND: u64 = 1024;
 
@@ -128,6 +132,9 @@ pub struct Connection {
     /// Bytes of the output buffer handed to sends, and bytes framed in it.
     out_sent: usize,
     out_len: usize,
+    /// Draining, the socket looked empty: the answers wait until then for
+    /// more input, and the last one closes the connection if none comes.
+    settle_until: Option<u64>,
 }
 
 impl Default for Connection {
@@ -156,6 +163,7 @@ impl Connection {
             assembly: Assembly::Idle,
             out_sent: 0,
             out_len: 0,
+            settle_until: None,
         }
     }
 
@@ -254,10 +262,17 @@ impl Connection {
                 }
             }
         }
-        if ctx.draining && !more_waiting && rest.is_empty() {
-            self.close_after_last_answer();
+        self.settle_until = None;
+        if ctx.draining && !more_waiting && rest.is_empty() && self.phase == Phase::Reading && !self.replies.is_empty()
+        {
+            // The socket looks empty: hold the answers a moment for more
+            // input; if none comes, the last one closes the connection.
+            self.settle_until = Some(ctx.now + DRAIN_SETTLE_MS);
         }
         self.after_progress(ctx);
+        if let Some(until) = self.settle_until {
+            self.deadline = self.deadline.min(until);
+        }
         data.len() - rest.len()
     }
 
@@ -334,6 +349,12 @@ impl Connection {
 
     /// The deadline passed (the driver calls this once `ctx.now >= deadline()`).
     pub fn handle_timeout(&mut self, ctx: &mut Context<'_>) {
+        if self.settle_until.take().is_some() {
+            // Draining, and nothing more came: the last answer closes.
+            self.close_after_last_answer();
+            self.refresh_deadline(ctx);
+            return;
+        }
         match (self.phase, self.timer) {
             (Phase::Closed, _) => {}
             // A body too slow to finish: say so where a reply can still be sent.
@@ -363,6 +384,9 @@ impl Connection {
     /// until [`Connection::handle_sent`] or [`Connection::handle_send_failed`].
     pub fn poll_send(&mut self, ctx: &mut Context<'_>) -> Option<*const libc::msghdr> {
         if self.sending || self.phase == Phase::Closed {
+            return None;
+        }
+        if self.settle_until.is_some_and(|until| ctx.now < until) {
             return None;
         }
         if !self.outgoing.is_pending()

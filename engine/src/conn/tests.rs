@@ -427,9 +427,16 @@ fn draining_closes_after_the_last_answer_and_hurries_idle_connections() {
     h.drain();
     assert_eq!(h.conn.deadline(), now + DRAIN_GRACE_MS, "an idle connection gets a short grace");
     h.input(&[GET, GET].concat());
+    assert!(h.start_send().is_none(), "the answers wait a moment for more input");
+    // More comes within the moment: answered too, and the wait starts over.
+    h.now += DRAIN_SETTLE_MS / 2;
+    h.input(GET);
+    assert!(h.start_send().is_none());
+    h.at_deadline();
     h.flush();
-    assert_eq!(h.answered, 3);
+    assert_eq!(h.answered, 4);
     assert!(h.sent_text().ends_with("Connection: close\r\n\r\nhi\n"), "{}", h.sent_text());
+    assert_eq!(h.sent_text().matches("Connection: close").count(), 1, "only the last answer closes");
     assert_eq!(h.conn.phase(), Phase::Lingering);
 }
 

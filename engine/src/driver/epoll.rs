@@ -219,13 +219,11 @@ impl<'a> EpollWorker<'a> {
             self.conns.remove(slot);
             return Err(e);
         }
-        let now = self.core.now;
         if let Some(entry) = self.conns.get_mut(slot, generation) {
             // Readable until a read says otherwise: input may have come before the watch.
             *entry = Slot { fd: Some(fd), readable: true, ..Slot::default() };
-            entry.conn.open(now, &self.core.timeouts);
+            self.core.open_connection(&mut entry.conn, slot);
         }
-        self.core.counts.accepted += 1;
         self.drive(slot, generation)?;
         Ok(true)
     }

@@ -18,7 +18,7 @@ use crate::answer::{Answering, BodyPool, Dynamic, ResponseScratch};
 use crate::backend::Backend;
 use crate::channel::{send_acks, Ack, Acks, Message, Received, Tag, MAX_FDS};
 use crate::config::EngineConfig;
-use crate::conn::{Context, Timeouts};
+use crate::conn::{Connection, Context, Timeouts};
 use crate::handler::Handler;
 use crate::http::Limits;
 use crate::response::Responses;
@@ -247,6 +247,18 @@ impl<'a> Core<'a> {
         self.drain_deadline = self.now + self.config.drain_timeout.as_millis() as u64;
         self.counters.set_state(STATE_DRAINING);
         true
+    }
+
+    /// Readies `conn` in slot `slot` for a connection just taken, and counts it;
+    /// one taken as the drain began (its accept raced the cancel) is drained
+    /// like the others, not kept to the drain's deadline.
+    fn open_connection(&mut self, conn: &mut Connection, slot: u32) {
+        conn.open(self.now, &self.timeouts);
+        if self.draining {
+            let (_, ctx) = self.parts(slot);
+            conn.handle_drain(&ctx);
+        }
+        self.counts.accepted += 1;
     }
 
     /// Takes the connections of a message of `len` bytes just received into

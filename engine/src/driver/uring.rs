@@ -256,12 +256,10 @@ impl<'a> UringWorker<'a> {
     /// (and `fd` closed) when every slot is taken.
     fn adopt(&mut self, fd: OwnedFd) -> io::Result<bool> {
         let Some((slot, generation)) = self.conns.insert() else { return Ok(false) };
-        let now = self.core.now;
         if let Some(entry) = self.conns.get_mut(slot, generation) {
-            entry.conn.open(now, &self.core.timeouts);
-            *entry = Slot { conn: std::mem::take(&mut entry.conn), fd: Some(fd), ..Slot::default() };
+            *entry = Slot { fd: Some(fd), ..Slot::default() };
+            self.core.open_connection(&mut entry.conn, slot);
         }
-        self.core.counts.accepted += 1;
         self.drive(slot, generation)?;
         Ok(true)
     }
