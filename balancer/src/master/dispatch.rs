@@ -162,10 +162,10 @@ impl Master {
         let facts = |slot| route_facts(slots, stats, max_conns, slot, now);
         match self.dispatch.balance.pick(routes, &facts) {
             Some(slot) => self.slots[slot].lane.enqueue(fd),
-            None if self.stopping.is_none() && !routes.iter().all(|&r| facts(r).no_room()) => {
+            // No worker ready yet, or one that lags but has room: it may take it soon.
+            None if self.stopping.is_none() && (routes.is_empty() || !routes.iter().all(|&r| facts(r).no_room())) => {
                 self.dispatch.held.push(fd)
             }
-            None if self.stopping.is_none() && routes.is_empty() => self.dispatch.held.push(fd),
             None => {
                 self.dispatch.refused += 1;
                 refuse(fd);
