@@ -10,7 +10,7 @@ use std::time::Duration;
 use util::control::{control_path, ctl, parse_status};
 use util::load::{requests_then_close, Load, LOAD_PAUSE};
 use util::procs::stop_and_check_no_process_left;
-use util::stats::{per_worker, stats_when_idle};
+use util::stats::{per_worker, stats_when_settled};
 use util::*;
 
 #[test]
@@ -20,7 +20,7 @@ fn rr_on_epoll_deals_400_connections_100_to_each_of_4_workers() {
     for _ in 0..400 {
         requests_then_close(s.addr(), 1);
     }
-    let stats = stats_when_idle(&s);
+    let stats = stats_when_settled(&s, 400, 400);
     assert_eq!(stats["backend"], "epoll", "{stats}");
     assert_eq!(per_worker(&stats, "accepted"), vec![100; 4], "{stats}");
     stop_and_check_no_process_left(s);

@@ -154,10 +154,10 @@ fn restart_loses_nothing_queued_on_the_slot(backend: &str, lost_at_most: usize) 
     kill(victim, libc::SIGKILL);
     s.wait_for_log_from(
         from,
-        |l| l == format!("ringmaster: worker 2 (pid {victim}) killed by signal 9 (SIGKILL)"),
+        |l| l == format!("worker 2 (pid {victim}) killed by signal 9 (SIGKILL)"),
         Duration::from_secs(5),
     );
-    s.wait_for_log_from(from, |l| l.starts_with("ringmaster: worker 2 restarted (pid "), Duration::from_secs(5));
+    s.wait_for_log_from(from, |l| l.starts_with("worker 2 restarted (pid "), Duration::from_secs(5));
     let ok_back = load.ok();
     load.wait_ok(ok_back + 200, Duration::from_secs(10));
     let (ok, failures) = load.finish();
@@ -206,7 +206,7 @@ fn reuseport_scale_down_under_load_loses_nothing() {
         assert_eq!((code, reply.as_str()), (0, format!("ok scaling to {target} workers").as_str()));
         s.wait_for_log_from(
             from,
-            |l| l.starts_with(&format!("ringmaster: worker {gone} (pid ")) && l.ends_with(") exited with code 0"),
+            |l| l.starts_with(&format!("worker {gone} (pid ")) && l.ends_with(") exited with code 0"),
             Duration::from_secs(10),
         );
         let ok_now = load.ok();
@@ -275,7 +275,7 @@ fn reuseport_a_retired_workers_queue_migrates_when_it_dies() {
     kill(victim, libc::SIGKILL);
     s.wait_for_log_from(
         from,
-        |l| l == format!("ringmaster: worker 2 (pid {victim}) killed by signal 9 (SIGKILL)"),
+        |l| l == format!("worker 2 (pid {victim}) killed by signal 9 (SIGKILL)"),
         Duration::from_secs(5),
     );
     let ok_now = load.ok();

@@ -62,14 +62,14 @@ fn routes_around_a_stalled_worker(mode: &str, backend: &str, how: Stall) {
     let _cont = ContinueOnDrop(w2_pid);
 
     // The master notices: worker 2 does not acknowledge what it was handed.
-    let notice = format!("ringmaster: worker 2 (pid {w2_pid}) is not keeping up");
+    let notice = format!("worker 2 (pid {w2_pid}) is not keeping up");
     let (at, line) = s.wait_for_log_from(from, |l| l.starts_with(&notice), Duration::from_secs(10));
     eprintln!("{mode}/{backend}/{how:?}: {line}");
     let before = s.stats();
     let ok_before = load.ok();
 
     // While it is out, the clients go on being answered, all by worker 1.
-    let caught_up = format!("ringmaster: worker 2 (pid {w2_pid}) caught up");
+    let caught_up = format!("worker 2 (pid {w2_pid}) caught up");
     let mut answered_while_out = false;
     eventually(Duration::from_secs(20), || {
         answered_while_out = load.ok() >= ok_before + WHILE_STALLED;

@@ -6,7 +6,7 @@ mod util;
 
 use std::time::Duration;
 use util::load::{keepalive_clients, requests_then_close, short_connections_closed_by_the_client};
-use util::stats::{per_worker, stats_when_idle};
+use util::stats::{per_worker, stats_when_settled};
 use util::*;
 
 const HEAD: &[u8] = b"HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
@@ -18,12 +18,14 @@ fn rr_many_concurrent_keepalive_clients() {
     const CONNS: usize = 64;
     const REQS: usize = 20;
     let s = Server::start(&["--mode", "rr", "--workers", "4"]);
+    // The split is exact only over workers that are all ready.
+    s.wait_workers_ready(4, Duration::from_secs(5));
     // Every connection is opened first, so all 64 are live at once, then they run in parallel.
     let conns = keepalive_clients(s.addr(), CONNS, REQS);
     let stats = s.stats();
     assert_eq!(per_worker(&stats, "live").iter().sum::<u64>(), CONNS as u64, "all 64 still open: {stats}");
     drop(conns);
-    let stats = stats_when_idle(&s);
+    let stats = stats_when_settled(&s, CONNS as u64, (CONNS * REQS) as u64);
     // rr hands out strictly in turn: 64 connections over 4 workers is 16 each.
     assert_eq!(per_worker(&stats, "accepted"), vec![16; 4], "{stats}");
     assert_eq!(per_worker(&stats, "requests"), vec![16 * REQS as u64; 4], "{stats}");
@@ -32,10 +34,12 @@ fn rr_many_concurrent_keepalive_clients() {
 #[test]
 fn rr_400_sequential_connections_land_100_on_each_of_4_workers() {
     let s = Server::start(&["--mode", "rr", "--workers", "4"]);
+    // The split is exact only over workers that are all ready.
+    s.wait_workers_ready(4, Duration::from_secs(5));
     for _ in 0..400 {
         requests_then_close(s.addr(), 1);
     }
-    let stats = stats_when_idle(&s);
+    let stats = stats_when_settled(&s, 400, 400);
     eprintln!("rr split of 400 sequential connections: {:?}", per_worker(&stats, "accepted"));
     assert_eq!(per_worker(&stats, "accepted"), vec![100; 4], "{stats}");
     assert_eq!(per_worker(&stats, "requests"), vec![100; 4], "{stats}");
@@ -45,6 +49,8 @@ fn rr_400_sequential_connections_land_100_on_each_of_4_workers() {
 fn rr_pipelined_requests_through_the_hand_off_answered_in_order() {
     const N: usize = 50;
     let s = Server::start(&["--mode", "rr", "--workers", "4"]);
+    // The split is exact only over workers that are all ready.
+    s.wait_workers_ready(4, Duration::from_secs(5));
     // A mix of GET and HEAD: HEAD answers carry no body, so any reordering
     // breaks the framing (a body would be read as the next status line).
     let heads: Vec<bool> = (0..N).map(|i| i % 3 == 1 || i % 7 == 0).collect();
@@ -77,6 +83,8 @@ fn rr_pipelined_requests_through_the_hand_off_answered_in_order() {
 #[test]
 fn rr_stats_line_is_json_and_counts_what_was_sent() {
     let s = Server::start(&["--mode", "rr", "--workers", "4"]);
+    // The split is exact only over workers that are all ready.
+    s.wait_workers_ready(4, Duration::from_secs(5));
     // 37 requests over 5 connections: 10 + 9 + 8 + 6 + 4, the last one on each
     // connection with `Connection: close`.
     let per_conn = [10usize, 9, 8, 6, 4];
@@ -84,7 +92,7 @@ fn rr_stats_line_is_json_and_counts_what_was_sent() {
     for &n in &per_conn {
         requests_then_close(s.addr(), n);
     }
-    let stats = stats_when_idle(&s);
+    let stats = stats_when_settled(&s, 5, 37);
     check_stats_shape(&stats, "rr", 4);
     assert_eq!(stats_totals(&stats), (5, 37, 0), "{stats}");
     // In turn: connections 1..5 go to workers 1,2,3,4,1.

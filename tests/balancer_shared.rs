@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use util::load::{keepalive_clients, requests_then_close, short_connections_closed_by_the_client};
-use util::stats::{per_worker, stats_when_idle};
+use util::stats::{per_worker, stats_when_settled};
 use util::*;
 
 // --- tests -------------------------------------------------------------------------
@@ -23,7 +23,7 @@ fn shared_many_concurrent_keepalive_clients() {
     assert_eq!(stats["mode"], "shared", "{stats}");
     assert_eq!(per_worker(&stats, "live").iter().sum::<u64>(), CONNS as u64, "{stats}");
     drop(conns);
-    let stats = stats_when_idle(&s);
+    let stats = stats_when_settled(&s, CONNS as u64, (CONNS * REQS) as u64);
     eprintln!("shared split of 64 keep-alive connections: {:?}", per_worker(&stats, "accepted"));
     assert_eq!(stats_totals(&stats), (CONNS as u64, (CONNS * REQS) as u64, 0), "{stats}");
 }
@@ -51,7 +51,7 @@ fn shared_400_connections_from_8_clients_all_served_and_split_reported() {
     }
     assert_eq!(ok.load(Ordering::Relaxed), CLIENTS * PER_CLIENT);
 
-    let stats = stats_when_idle(&s);
+    let stats = stats_when_settled(&s, (CLIENTS * PER_CLIENT) as u64, (CLIENTS * PER_CLIENT) as u64);
     let split = per_worker(&stats, "accepted");
     eprintln!("shared split of 400 connections from 8 concurrent clients over 4 workers: {split:?}");
     // What the kernel guarantees: every connection is accepted exactly once, by one worker.
@@ -74,7 +74,7 @@ fn shared_stats_line_counts_what_was_sent() {
     for &n in &per_conn {
         requests_then_close(s.addr(), n);
     }
-    let stats = stats_when_idle(&s);
+    let stats = stats_when_settled(&s, 5, 37);
     assert_eq!(stats["mode"], "shared", "{stats}");
     let ws = stats["workers"].as_array().expect("workers array");
     assert_eq!(ws.len(), 2, "{stats}");

@@ -7,25 +7,41 @@ use std::thread;
 use std::time::{Duration, Instant};
 use util::*;
 
-/// Generous bound for "closed within a few seconds" of a 0.5 s timeout
-/// (allows a coarse, once-a-second timer).
+/// The `--header-timeout` / `--idle-timeout` every test here sets ...
+const TIMEOUT_ARG: &str = "0.5";
+/// ... as a Duration.
+const TIMEOUT: Duration = Duration::from_millis(500);
+/// Bound for "closed once the timeout has passed": the worker checks deadlines
+/// every 100 ms; the rest is room for a busy machine (a liveness bound, not a
+/// measure of speed).
 const CLOSE_BOUND: Duration = Duration::from_secs(4);
-/// A close sooner than this after the last activity means the timeout was not honoured.
-const TOO_SOON: Duration = Duration::from_millis(250);
+
+/// The soonest a close may come after the last activity if the timeout is
+/// honoured: [`TIMEOUT`], less what the worker's clock cannot see
+/// ([`worker_clock_slack`]). The tests take their `start` before the client
+/// does what starts the server's clock (connect, send), so that the
+/// client's measure is never the shorter one.
+fn earliest_close() -> Duration {
+    TIMEOUT - worker_clock_slack()
+}
 
 /// Waits (at most [`CLOSE_BOUND`]) for the server to close `c` without an
-/// answer, and checks it did not close sooner than [`TOO_SOON`] after `start`.
+/// answer, and checks it did not close before the timeout ran out after
+/// `start` (taken before the last activity), up to the worker's clock
+/// resolution.
 fn expect_timed_out(c: &mut Conn, start: Instant) {
     c.expect_closed_within(CLOSE_BOUND);
     let took = start.elapsed();
-    assert!(took >= TOO_SOON, "closed after only {took:?}");
+    let earliest = earliest_close();
+    assert!(took >= earliest, "closed after only {took:?}, before the {TIMEOUT:?} timeout (earliest {earliest:?})");
 }
 
 #[test]
 fn header_timeout_partial_request_is_closed() {
-    let s = Server::start(&["--workers", "1", "--header-timeout", "0.5"]);
-    let mut c = s.connect();
+    let s = Server::start(&["--workers", "1", "--header-timeout", TIMEOUT_ARG]);
+    // The header clock starts when the worker takes the connection.
     let start = Instant::now();
+    let mut c = s.connect();
     c.send(b"GET / HTTP/1.1\r\nHost: a\r\n");
     // No response, just a close.
     expect_timed_out(&mut c, start);
@@ -35,7 +51,7 @@ fn header_timeout_partial_request_is_closed() {
 #[test]
 fn header_timeout_applies_to_a_later_request_on_a_kept_connection() {
     // Keep-alive, then the start of a second request that never completes.
-    let s = Server::start(&["--workers", "1", "--header-timeout", "0.5"]);
+    let s = Server::start(&["--workers", "1", "--header-timeout", TIMEOUT_ARG]);
     let mut c = s.connect();
     c.get_ok();
     let start = Instant::now();
@@ -45,9 +61,9 @@ fn header_timeout_applies_to_a_later_request_on_a_kept_connection() {
 
 #[test]
 fn header_timeout_silent_client_is_closed() {
-    let s = Server::start(&["--workers", "1", "--header-timeout", "0.5"]);
-    let mut c = s.connect();
+    let s = Server::start(&["--workers", "1", "--header-timeout", TIMEOUT_ARG]);
     let start = Instant::now();
+    let mut c = s.connect();
     expect_timed_out(&mut c, start);
     s.connect().get_ok();
 }
@@ -56,7 +72,7 @@ fn header_timeout_silent_client_is_closed() {
 fn header_timeout_trickling_client_is_closed() {
     // Slowloris: a byte every 100 ms never completes the header block; the
     // timeout counts from the start, not from the last byte.
-    let s = Server::start(&["--workers", "1", "--header-timeout", "0.5"]);
+    let s = Server::start(&["--workers", "1", "--header-timeout", TIMEOUT_ARG]);
     let mut c = s.connect();
     let start = Instant::now();
     let trickle =
@@ -102,7 +118,7 @@ fn header_timeout_trickling_client_is_closed() {
 
 #[test]
 fn header_timeout_does_not_cut_a_prompt_client() {
-    let s = Server::start(&["--workers", "1", "--header-timeout", "0.5"]);
+    let s = Server::start(&["--workers", "1", "--header-timeout", TIMEOUT_ARG]);
     let mut c = s.connect();
     // Complete requests, spread over more than the header timeout in total.
     for _ in 0..5 {
@@ -114,17 +130,18 @@ fn header_timeout_does_not_cut_a_prompt_client() {
 
 #[test]
 fn idle_timeout_closes_idle_keepalive_connection() {
-    let s = Server::start(&["--workers", "1", "--idle-timeout", "0.5"]);
+    let s = Server::start(&["--workers", "1", "--idle-timeout", TIMEOUT_ARG]);
     let mut c = s.connect();
-    c.get_ok();
+    // The idle clock starts when the answer has gone out.
     let start = Instant::now();
+    c.get_ok();
     expect_timed_out(&mut c, start);
     s.connect().get_ok();
 }
 
 #[test]
 fn idle_timeout_spares_a_busy_connection() {
-    let s = Server::start(&["--workers", "1", "--idle-timeout", "0.5"]);
+    let s = Server::start(&["--workers", "1", "--idle-timeout", TIMEOUT_ARG]);
     let mut c = s.connect();
     let start = Instant::now();
     let mut n = 0;
@@ -144,7 +161,7 @@ fn idle_timeout_spares_a_busy_connection() {
 fn idle_timeout_spares_a_connection_with_a_slow_body() {
     // While the server waits for body bytes that keep coming, the connection is
     // not idle.
-    let s = Server::start(&["--workers", "1", "--idle-timeout", "0.5"]);
+    let s = Server::start(&["--workers", "1", "--idle-timeout", TIMEOUT_ARG]);
     let mut c = s.connect();
     c.get_ok();
     c.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n");
@@ -158,7 +175,7 @@ fn idle_timeout_spares_a_connection_with_a_slow_body() {
 
 #[test]
 fn timeouts_release_connections_in_stats() {
-    let s = Server::start(&["--workers", "1", "--header-timeout", "0.5", "--idle-timeout", "0.5"]);
+    let s = Server::start(&["--workers", "1", "--header-timeout", TIMEOUT_ARG, "--idle-timeout", TIMEOUT_ARG]);
     let mut silent: Vec<Conn> = (0..20).map(|_| s.connect()).collect();
     let mut idle: Vec<Conn> = (0..20).map(|_| s.connect()).collect();
     for c in idle.iter_mut() {

@@ -94,11 +94,11 @@ fn an_unknown_user_or_group_fails_before_any_worker_starts() {
     let started = Instant::now();
     let (code, line) = expect_one_line_error(&["--bind", "127.0.0.1:0", "--user", "ringmaster-no-such-user"]);
     assert_eq!(code, 2, "{line}");
-    assert_eq!(line, "ringmaster: unknown user 'ringmaster-no-such-user' (--user)");
+    assert_eq!(line, "unknown user 'ringmaster-no-such-user' (--user)");
     let (code, line) =
         expect_one_line_error(&["--bind", "127.0.0.1:0", "--user", "nobody", "--group", "ringmaster-no-such-group"]);
     assert_eq!(code, 2, "{line}");
-    assert_eq!(line, "ringmaster: unknown group 'ringmaster-no-such-group' (--group)");
+    assert_eq!(line, "unknown group 'ringmaster-no-such-group' (--group)");
     let (code, line) = expect_one_line_error(&["--bind", "127.0.0.1:0", "--user", "root"]);
     assert_eq!(code, 2, "{line}");
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
@@ -125,7 +125,7 @@ fn a_master_that_cannot_switch_ids_says_so_at_once() {
     }
     let mut master = Logged::start(command);
     let line = master.wait_line(|l| l.contains("CAP_SETUID"), Duration::from_secs(10));
-    assert_eq!(line, "ringmaster: --user needs the master to start as root (it lacks CAP_SETUID)");
+    assert_eq!(line, "--user needs the master to start as root (it lacks CAP_SETUID)");
     let status = master.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "{status}");
     assert_eq!(master.all_lines(), [line], "one line, and no worker started");
@@ -142,14 +142,14 @@ fn a_worker_whose_switch_did_not_take_refuses_to_serve() {
     // Fault injection: the worker leaves out setuid(2); its check must notice.
     command.env("RINGMASTER_FAULT", "skip-setuid");
     let mut master = Logged::start(command);
-    let refused =
-        master.wait_line(|l| l.starts_with("ringmaster: worker 1: refusing to serve"), Duration::from_secs(10));
+    let refused = master.wait_line(|l| l.starts_with("worker 1: refusing to serve"), Duration::from_secs(10));
     assert!(refused.contains(&format!("uid are [0, 0, 0], not {uid}")), "{refused}");
-    let exited = master.wait_line(|l| l.starts_with("ringmaster: worker 1 (pid "), Duration::from_secs(10));
+    let exited = master.wait_line(|l| l.starts_with("worker 1 (pid "), Duration::from_secs(10));
     assert!(exited.ends_with("exited with code 1"), "the master logs the refusal: {exited}");
 }
 
-/// The binary run with a custom command, its stderr lines collected; stopped
+/// The binary run with a custom command, the messages of its stderr lines
+/// collected (see [`log_message`]); stopped
 /// (SIGTERM, then SIGKILL) when dropped.
 struct Logged {
     child: Child,
@@ -168,7 +168,7 @@ impl Logged {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("[ringmaster {pid}] {line}");
-                if tx.send(line).is_err() {
+                if tx.send(log_message(&line).to_string()).is_err() {
                     break;
                 }
             }

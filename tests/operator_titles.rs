@@ -45,9 +45,8 @@ fn master_and_workers_say_what_they_are() {
     let (old, _) = workers[0];
     let from = s.log_len();
     util::procs::kill(old, libc::SIGKILL);
-    let (_, line) =
-        s.wait_for_log_from(from, |l| l.starts_with("ringmaster: worker 1 restarted (pid "), Duration::from_secs(10));
-    let pid: u32 = line["ringmaster: worker 1 restarted (pid ".len()..]
+    let (_, line) = s.wait_for_log_from(from, |l| l.starts_with("worker 1 restarted (pid "), Duration::from_secs(10));
+    let pid: u32 = line["worker 1 restarted (pid ".len()..]
         .split(|c: char| !c.is_ascii_digit())
         .next()
         .and_then(|p| p.parse().ok())

@@ -12,11 +12,11 @@
 mod util;
 
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use util::control::{control_path, ctl, parse_status, Control};
 use util::procs::{run_to_exit, stop_and_check_no_process_left};
 use util::*;
@@ -42,6 +42,20 @@ impl Drop for SockPath {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// Waits (at most 5 s) until the peer has read everything written on `s`: a
+/// unix socket's bytes count in its sender's output queue (SIOCOUTQ) until the
+/// receiver has read them.
+fn wait_read_by_peer(s: &UnixStream) {
+    let unread = || {
+        let mut n: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int, which `n` is, for a valid socket fd.
+        let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        assert_eq!(r, 0, "SIOCOUTQ: {}", std::io::Error::last_os_error());
+        n
+    };
+    assert!(eventually(Duration::from_secs(5), || unread() == 0), "{} bytes still unread by the master", unread());
 }
 
 fn check_status_shape(v: &serde_json::Value, mode: &str, workers: usize) {
@@ -74,6 +88,7 @@ fn control_socket_is_0600_and_survives_garbage() {
 
     let mut c = Control::connect(&path.0);
     let first = c.status();
+    let first_seen = Instant::now();
     check_status_shape(&first, "rr", 2);
     // The same fields as the SIGUSR1 stats line.
     let stats = s.stats();
@@ -110,13 +125,20 @@ fn control_socket_is_0600_and_survives_garbage() {
     check_status_shape(&parse_status(&c.line()), "rr", 2);
     assert!(c.line().starts_with("error:"));
     check_status_shape(&parse_status(&c.line()), "rr", 2);
-    // A command split over two writes.
+    // A command split over two reads of the master: the second half is sent
+    // once the master has read the first.
     c.send(b"sta");
-    thread::sleep(Duration::from_millis(50));
+    wait_read_by_peer(c.r.get_ref());
+    let between = first_seen.elapsed();
     c.send(b"tus\n");
     let later = parse_status(&c.line());
+    // uptime_ms follows the clock: between the two answers at least the time
+    // we saw pass went by (whole milliseconds, each reading truncated).
     let up = |v: &serde_json::Value| v["workers"][0]["uptime_ms"].as_u64().unwrap();
-    assert!(up(&later) > up(&first), "uptime_ms grows: {first} then {later}");
+    assert!(
+        up(&later) + 1 >= up(&first) + between.as_millis() as u64,
+        "uptime_ms moved less than the {between:?} that passed: {first} then {later}"
+    );
 
     // An idle control client does not hold up another one.
     let mut other = Control::connect(&path.0);
@@ -170,7 +192,7 @@ fn ctl_prints_the_reply_and_fails_on_errors() {
     let from = s.log_len();
     let (code, out, _) = ctl(&path.0, &["reload"]);
     assert_eq!((code, out.as_str()), (0, "ok reloading 2 workers"));
-    s.wait_for_log_from(from, |l| l == "ringmaster: reload: replacing 2 workers one at a time", Duration::from_secs(2));
+    s.wait_for_log_from(from, |l| l == "reload: replacing 2 workers one at a time", Duration::from_secs(2));
     let mut last = serde_json::Value::Null;
     let replaced = eventually(Duration::from_secs(10), || {
         last = parse_status(&ctl(&path.0, &["status"]).1);
@@ -207,16 +229,19 @@ fn control_stop_stops_gracefully_and_refuses_more_work() {
 
     let code = s.wait_exit(Duration::from_secs(10));
     assert_eq!(code.code(), Some(0), "master exit after `stop`: {code}");
-    s.wait_for_log(|l| l.starts_with("ringmaster: stop command received: stopping 2 workers"), Duration::from_secs(1));
+    s.wait_for_log(|l| l.starts_with("stop command received: stopping 2 workers"), Duration::from_secs(1));
     let exits = s.log().iter().filter(|l| l.ends_with(") exited with code 0")).count();
     assert_eq!(exits, 2, "{:?}", s.log());
     let line = s.next_stdout_line(Duration::from_secs(2)).expect("final stats line");
     let fin: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
     assert!(fin["workers"].as_array().unwrap().iter().all(|w| w["state"] == "exited"), "{fin}");
     idle.expect_closed_within(Duration::from_secs(1));
-    // The control connection ends with the master.
+    // The control connection ends with the master: end of stream, within the
+    // socket's 5 s read timeout, and nothing more after the replies.
     let mut rest = Vec::new();
-    let _ = c.r.read_to_end(&mut rest);
+    if let Err(e) = c.r.read_to_end(&mut rest) {
+        panic!("the control connection did not end with the master: {e} (after {} more bytes)", rest.len());
+    }
     assert!(rest.is_empty(), "unexpected bytes after the replies: {:?}", String::from_utf8_lossy(&rest));
     assert!(!path.0.exists(), "control socket left behind after stop");
     stop_and_check_no_process_left(s);

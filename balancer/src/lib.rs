@@ -7,16 +7,17 @@
 //! reach workers: one file per mode), [`handoff`] (fd custody until a worker
 //! acknowledges), [`reactor`] (the master's I/O on io_uring or epoll),
 //! [`control`] (the control socket and `ringmaster ctl`), [`spawn`] and
-//! [`worker_role`] (both ends of starting a worker), [`config`], [`cpus`],
-//! [`listener`], [`refuse`] (`503` for connections no worker can take),
-//! [`rlimit`], [`signals`], [`mod@log`] (whole-line stderr writes),
-//! [`stats_line`], [`title`] (what `ps` shows), [`privileges`] (`--user`,
-//! `--group`), [`upgrade`] (handing the sockets to a new master started
-//! from a new binary), [`faults`] (fault injection for tests) and [`error`]
-//! (the crate's one error type).
+//! [`worker_role`] (both ends of starting a worker), [`backoff`] (a crashed
+//! worker's restart delays), [`config`], [`cpus`], [`listener`], [`refuse`]
+//! (`503` for connections no worker can take), [`rlimit`], [`signals`],
+//! [`mod@log`] (whole-line stderr writes), [`stats_line`], [`title`] (what
+//! `ps` shows), [`privileges`] (`--user`, `--group`), [`upgrade`] (handing the
+//! sockets to a new master started from a new binary), [`faults`] (fault
+//! injection for tests) and [`error`] (the crate's one error type).
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod config;
 pub mod control;
 pub mod cpus;

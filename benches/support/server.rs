@@ -89,7 +89,7 @@ impl Server {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("[{label} {pid}] {line}");
-                if let Some(rest) = line.strip_prefix("ringmaster: listening on ") {
+                if let Some(rest) = log_message(&line).strip_prefix("listening on ") {
                     let _ = addr_tx.send(rest.split(' ').next().unwrap_or("").to_string());
                 }
             }
@@ -221,4 +221,10 @@ fn cpu_seconds(pid: u64) -> io::Result<f64> {
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let per_second = if per_second > 0 { per_second as f64 } else { 100.0 };
     Ok((ticks[0] + ticks[1]) as f64 / per_second)
+}
+
+/// The message of a log line, `2026-12-01T21:58:31.123Z ringmaster[1234]: message`
+/// (what follows `]: `); a line in another format whole.
+fn log_message(line: &str) -> &str {
+    line.split_once(" ringmaster[").and_then(|(_, rest)| rest.split_once("]: ")).map_or(line, |(_, message)| message)
 }

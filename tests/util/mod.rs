@@ -2,6 +2,10 @@
 //! follow its log, read its stats line, and speak just enough HTTP/1.1 to check
 //! its answers over real sockets on 127.0.0.1.
 //!
+//! Log lines look like `2026-12-01T21:58:31.123Z ringmaster[1234]: worker 1
+//! started (pid 1235, cpu 0)`; [`Server::log`] and the waits match the message
+//! after `]: ` (see [`parse_log_line`]), [`Server::raw_log`] keeps whole lines.
+//!
 //! Everything here is bounded in time: every socket has read and write timeouts,
 //! every wait has a deadline, and dropping a [`Server`] always ends the master and
 //! all of its workers.
@@ -52,7 +56,10 @@ pub const GET_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: 
 
 #[derive(Default)]
 struct LogState {
+    /// The message of every line (see [`log_message`]).
     lines: Vec<String>,
+    /// Every line as printed.
+    raw: Vec<String>,
     /// stderr reached EOF (the master and everything holding its stderr exited).
     closed: bool,
 }
@@ -74,7 +81,7 @@ pub struct Server {
 
 impl Server {
     /// Starts the binary with `--bind 127.0.0.1:0` followed by `args`, and waits
-    /// (at most [`START_TIMEOUT`]) for `ringmaster: listening on ADDR (...)`.
+    /// (at most [`START_TIMEOUT`]) for `listening on ADDR (...)`.
     pub fn start(args: &[&str]) -> Server {
         Server::start_under(&[], args)
     }
@@ -90,6 +97,14 @@ impl Server {
             }
             None => Command::new(BIN),
         };
+        Server::start_command(cmd, args)
+    }
+
+    /// [`Server::start`] with `env` added to the master's environment (which
+    /// its workers inherit), e.g. `RINGMASTER_FAULT=exit-at-start`.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.envs(env.iter().copied());
         Server::start_command(cmd, args)
     }
 
@@ -120,7 +135,8 @@ impl Server {
             let on_line = move |line: String| {
                 eprintln!("[ringmaster {pid}] {line}");
                 let mut st = log.state.lock().unwrap();
-                st.lines.push(line);
+                st.lines.push(log_message(&line).to_string());
+                st.raw.push(line);
                 log.cv.notify_all();
                 true
             };
@@ -143,9 +159,7 @@ impl Server {
         let mut server =
             Server { child, addr: "127.0.0.1:0".parse().unwrap(), log, stdout_rx: Mutex::new(rx), exit: None };
 
-        let line = server
-            .try_wait_for_log_from(0, |l| l.starts_with("ringmaster: listening on "), START_TIMEOUT)
-            .map(|(_, l)| l);
+        let line = server.try_wait_for_log_from(0, |l| l.starts_with("listening on "), START_TIMEOUT).map(|(_, l)| l);
         let line = match line {
             Some(l) => l,
             None => {
@@ -155,7 +169,7 @@ impl Server {
                     START_TIMEOUT,
                     args,
                     status,
-                    server.log().join("\n")
+                    server.raw_log().join("\n")
                 );
             }
         };
@@ -173,9 +187,15 @@ impl Server {
         self.child.id()
     }
 
-    /// A snapshot of every stderr line so far (without the trailing newline).
+    /// A snapshot of the message of every stderr line so far: what follows
+    /// `ringmaster[PID]: ` (a line not in the log format is kept whole).
     pub fn log(&self) -> Vec<String> {
         self.log.state.lock().unwrap().lines.clone()
+    }
+
+    /// A snapshot of every stderr line so far as printed (without the line end).
+    pub fn raw_log(&self) -> Vec<String> {
+        self.log.state.lock().unwrap().raw.clone()
     }
 
     /// Number of stderr lines so far; pass it to [`Server::wait_for_log_from`] to
@@ -184,8 +204,8 @@ impl Server {
         self.log.state.lock().unwrap().lines.len()
     }
 
-    /// Waits until some stderr line (from the first one on) satisfies `pred`;
-    /// returns it. Panics with the whole log on timeout.
+    /// Waits until the message of some stderr line (from the first one on)
+    /// satisfies `pred`; returns it. Panics with the whole log on timeout.
     pub fn wait_for_log(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
         self.wait_for_log_from(0, pred, timeout).1
     }
@@ -199,7 +219,7 @@ impl Server {
                 "no matching log line within {:?} (from line {}); log:\n{}",
                 timeout,
                 from,
-                self.log().join("\n")
+                self.raw_log().join("\n")
             ),
         }
     }
@@ -258,10 +278,10 @@ impl Server {
                     _ => eprintln!("ignoring non-stats stdout line {line:?}"),
                 },
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("no stats line on stdout within 5 s of SIGUSR1; log:\n{}", self.log().join("\n"))
+                    panic!("no stats line on stdout within 5 s of SIGUSR1; log:\n{}", self.raw_log().join("\n"))
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    panic!("stdout closed while waiting for stats; log:\n{}", self.log().join("\n"))
+                    panic!("stdout closed while waiting for stats; log:\n{}", self.raw_log().join("\n"))
                 }
             }
         }
@@ -277,21 +297,18 @@ impl Server {
         stats_totals(&self.stats())
     }
 
-    /// Waits until the stats line lists `n` workers, each with a pid and, where the
-    /// line carries a `state` (an addition to SPEC.md), in state "ready". The
-    /// listening line is printed before the workers are ready, and connections
-    /// that arrive before then go to whichever worker is ready first: tests that
-    /// look at how connections are spread must wait for this. Returns the stats.
+    /// Waits until the stats line lists `n` workers, each with a pid and in
+    /// state "ready". The master prints its listening line once every worker is
+    /// ready or after 2 s, whichever comes first, and connections that arrive
+    /// before a worker is ready go to the others: tests that look at how
+    /// connections are spread must wait for this. Returns the stats.
     pub fn wait_workers_ready(&self, n: usize, timeout: Duration) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
         loop {
             let v = self.stats();
             let ws = v["workers"].as_array().cloned().unwrap_or_default();
-            let ready = ws.len() == n
-                && ws.iter().all(|w| {
-                    w["pid"].as_u64().is_some_and(|p| p > 0)
-                        && w.get("state").is_none_or(|st| st.as_str() == Some("ready"))
-                });
+            let ready =
+                ws.len() == n && ws.iter().all(|w| w["pid"].as_u64().is_some_and(|p| p > 0) && w["state"] == "ready");
             if ready {
                 return v;
             }
@@ -323,7 +340,7 @@ impl Server {
                     "ringmaster (pid {}) did not exit within {:?}; log:\n{}",
                     self.pid(),
                     timeout,
-                    self.log().join("\n")
+                    self.raw_log().join("\n")
                 );
             }
             thread::sleep(Duration::from_millis(10));
@@ -440,16 +457,60 @@ fn spawn_line_reader(
         .expect("spawn a pipe reader thread");
 }
 
-/// Parses `ringmaster: listening on 127.0.0.1:41234 (mode rr, 2 workers)`.
-pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
-    let rest = line.strip_prefix("ringmaster: listening on ")?;
+/// One line of the log, `2026-12-01T21:58:31.123Z ringmaster[1234]: message`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLine<'a> {
+    /// The time, in milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    /// The pid of the process that wrote the line.
+    pub pid: u32,
+    /// What follows `]: `.
+    pub message: &'a str,
+}
+
+/// Parses a log line strictly: an RFC 3339 UTC time with exactly three
+/// fractional digits and `Z`, one space, `ringmaster[PID]: `, the message.
+pub fn parse_log_line(line: &str) -> Option<LogLine<'_>> {
+    let b = line.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:dd.dddZ";
+    if b.len() < shape.len() {
+        return None;
+    }
+    let fits = shape.iter().zip(b).all(|(&want, &got)| if want == b'd' { got.is_ascii_digit() } else { got == want });
+    if !fits {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> u64 { line[r].parse().unwrap() };
+    let (year, month, day) = (num(0..4), num(5..7), num(8..10));
+    let (h, mi, se, ms) = (num(11..13), num(14..16), num(17..19), num(20..23));
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) || h > 23 || mi > 59 || se > 59 {
+        return None;
+    }
+    let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
+    let unix_ms = ((days * 86400 + h * 3600 + mi * 60 + se) * 1000) + ms;
+    let rest = line[shape.len()..].strip_prefix(" ringmaster[")?;
+    let (pid, message) = rest.split_once("]: ")?;
+    if pid.is_empty() || !pid.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some(LogLine { unix_ms, pid: pid.parse().ok()?, message })
+}
+
+/// The message of a log line; a line not in the log format (a panic, say) whole.
+pub fn log_message(line: &str) -> &str {
+    parse_log_line(line).map_or(line, |l| l.message)
+}
+
+/// Parses `listening on 127.0.0.1:41234 (mode rr, 2 workers)`, a log message.
+pub fn parse_listening_line(message: &str) -> Option<SocketAddr> {
+    let rest = message.strip_prefix("listening on ")?;
     let addr = rest.split(' ').next()?;
     addr.parse().ok()
 }
 
-/// Parses `ringmaster: worker 1 started (pid 1234, cpu 0)` into (id, pid).
-pub fn parse_worker_started(line: &str) -> Option<(u32, u32)> {
-    let rest = line.strip_prefix("ringmaster: worker ")?;
+/// Parses `worker 1 started (pid 1234, cpu 0)`, a log message, into (id, pid).
+pub fn parse_worker_started(message: &str) -> Option<(u32, u32)> {
+    let rest = message.strip_prefix("worker ")?;
     let (id, rest) = rest.split_once(' ')?;
     let rest = rest.strip_prefix("started (pid ")?;
     let pid: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
@@ -467,6 +528,25 @@ pub fn stats_totals(v: &serde_json::Value) -> (u64, u64, u64) {
         t.2 += f("live");
     }
     t
+}
+
+/// The CPUs this test process may run on (sched_getaffinity(2)), in order:
+/// the set the master pins its workers to when started from here.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid, empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is this thread.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    assert_eq!(r, 0, "sched_getaffinity: {}", io::Error::last_os_error());
+    // SAFETY: CPU_ISSET only reads the set, for CPU numbers inside it.
+    (0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect()
+}
+
+/// The CPU the master pins worker `id` (1-based) to by default: the id-th
+/// allowed CPU, wrapping around.
+pub fn expected_cpu(id: usize) -> usize {
+    let cpus = allowed_cpus();
+    cpus[(id - 1) % cpus.len()]
 }
 
 /// Child pids of `pid` (all its threads), from /proc.
@@ -860,18 +940,50 @@ pub fn parse_imf_fixdate(s: &str) -> Option<u64> {
     if !(1..=31).contains(&day) || h > 23 || mi > 59 || se > 60 || year < 1970 {
         return None;
     }
-    // days from civil (Howard Hinnant)
-    let (y, m) = if month <= 2 { (year as i64 - 1, month as i64 + 9) } else { (year as i64, month as i64 - 3) };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
+    let days = days_from_civil(year, month, day);
     // 1970-01-01 was a Thursday (index 3 in DAYS)
     if (days + 3).rem_euclid(7) as usize != wday {
         return None;
     }
     Some(days as u64 * 86400 + h * 3600 + mi * 60 + se)
+}
+
+/// Days from 1970-01-01 to the Gregorian date (Howard Hinnant's `days_from_civil`).
+pub fn days_from_civil(year: u64, month: u64, day: u64) -> i64 {
+    let (y, m) = if month <= 2 { (year as i64 - 1, month as i64 + 9) } else { (year as i64, month as i64 - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+fn days_in_month(year: u64, month: u64) -> u64 {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// How much sooner than a timeout a worker may act on it: it reads
+/// CLOCK_MONOTONIC_COARSE, which lags the true time by up to its resolution
+/// (one kernel tick, from clock_getres), in whole milliseconds (1 ms more).
+/// A test that measures a timeout from before what starts the worker's
+/// clock sees at least the timeout less this.
+pub fn worker_clock_slack() -> Duration {
+    let mut res = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_getres writes one timespec, which `res` is.
+    let r = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) };
+    assert_eq!(r, 0, "clock_getres: {}", io::Error::last_os_error());
+    Duration::new(res.tv_sec as u64, res.tv_nsec as u32) + Duration::from_millis(1)
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn unix_ms_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 /// Asserts `s` is a well-formed IMF-fixdate within a few seconds of now.
@@ -927,11 +1039,41 @@ mod self_tests {
     #[test]
     fn parse_lines() {
         assert_eq!(
-            parse_listening_line("ringmaster: listening on 127.0.0.1:41234 (mode rr, 2 workers)"),
+            parse_listening_line("listening on 127.0.0.1:41234 (mode rr, 2 workers)"),
             Some("127.0.0.1:41234".parse().unwrap())
         );
-        assert_eq!(parse_worker_started("ringmaster: worker 1 started (pid 1234, cpu 0)"), Some((1, 1234)));
-        assert_eq!(parse_worker_started("ringmaster: worker 12 started (pid 99, cpu none)"), Some((12, 99)));
+        assert_eq!(parse_worker_started("worker 1 started (pid 1234, cpu 0)"), Some((1, 1234)));
+        assert_eq!(parse_worker_started("worker 12 started (pid 99, cpu none)"), Some((12, 99)));
+    }
+
+    #[test]
+    fn log_lines() {
+        let line = "2026-12-01T21:58:31.123Z ringmaster[1234]: worker 1 started (pid 1235, cpu 0)";
+        let parsed = parse_log_line(line).unwrap();
+        assert_eq!(
+            parsed,
+            LogLine { unix_ms: 1_796_162_311_123, pid: 1234, message: "worker 1 started (pid 1235, cpu 0)" }
+        );
+        assert_eq!(log_message(line), "worker 1 started (pid 1235, cpu 0)");
+        assert_eq!(parse_log_line("1970-01-01T00:00:00.000Z ringmaster[1]: ").map(|l| l.unix_ms), Some(0));
+        let leap = parse_log_line("2000-02-29T23:59:59.999Z ringmaster[7]: x").map(|l| l.unix_ms);
+        assert_eq!(leap, Some(951_868_799_999));
+        for bad in [
+            "ringmaster: worker 1 started (pid 1235, cpu 0)",
+            "2026-12-01T21:58:31Z ringmaster[1234]: seconds only",
+            "2026-12-01T21:58:31.123+00:00 ringmaster[1234]: not Z",
+            "2026-12-01 21:58:31.123Z ringmaster[1234]: no T",
+            "2026-13-01T21:58:31.123Z ringmaster[1234]: month 13",
+            "2026-02-29T21:58:31.123Z ringmaster[1234]: not a leap year",
+            "2026-12-01T24:00:00.000Z ringmaster[1234]: hour 24",
+            "2026-12-01T21:58:31.123Z ringmaster[]: no pid",
+            "2026-12-01T21:58:31.123Z ringmaster[12a]: bad pid",
+            "2026-12-01T21:58:31.123Z ringmaster: no pid",
+            "2026-12-01T21:58:31.123Z  ringmaster[1]: two spaces",
+        ] {
+            assert_eq!(parse_log_line(bad), None, "{bad}");
+            assert_eq!(log_message(bad), bad);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use crate::util::procs::run_to_exit;
-use crate::util::{eventually, Server};
+use crate::util::{eventually, parse_log_line, Server};
 
 /// The value of `Name:` in `/proc/PID/status`, trimmed.
 pub fn status_field(pid: u32, name: &str) -> String {
@@ -88,8 +88,8 @@ pub fn worker_pids_and_cpus(stats: &serde_json::Value) -> Vec<(u32, Option<u64>)
 }
 
 /// Runs the binary with a bad command line and checks it fails fast: an exit by
-/// itself within 10 s, nothing on stdout, exactly one line on stderr that starts
-/// with `ringmaster: `. Returns (exit code, that line).
+/// itself within 10 s, nothing on stdout, exactly one line on stderr, a log line
+/// (`<time> ringmaster[<pid>]: <message>`). Returns (exit code, its message).
 pub fn expect_one_line_error(args: &[&str]) -> (i32, String) {
     let (status, stdout, stderr) = run_to_exit(args, Duration::from_secs(10));
     let code = status.code().unwrap_or_else(|| panic!("{args:?} died by a signal ({status}); stderr {stderr:?}"));
@@ -98,7 +98,7 @@ pub fn expect_one_line_error(args: &[&str]) -> (i32, String) {
     assert!(stderr.ends_with('\n'), "{args:?}: stderr {stderr:?} is not one terminated line");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{args:?}: expected exactly one stderr line, got {stderr:?}");
-    assert!(lines[0].starts_with("ringmaster: "), "{args:?}: {:?}", lines[0]);
+    let line = parse_log_line(lines[0]).unwrap_or_else(|| panic!("{args:?}: not a log line: {:?}", lines[0]));
     eprintln!("{args:?} -> exit {code}: {}", lines[0]);
-    (code, lines[0].to_string())
+    (code, line.message.to_string())
 }

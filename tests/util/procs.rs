@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use super::{eventually, Server, BIN};
 
-/// Every pid named in a `ringmaster: worker ...` log line (started, restarted,
+/// Every pid named in a `worker ...` log message (started, restarted,
 /// replacing, exited, killed).
 pub fn logged_pids(log: &[String]) -> BTreeSet<u32> {
     let mut pids = BTreeSet::new();
-    for line in log.iter().filter(|l| l.starts_with("ringmaster: worker ")) {
+    for line in log.iter().filter(|l| l.starts_with("worker ")) {
         let mut rest = line.as_str();
         while let Some(at) = rest.find("pid ") {
             rest = &rest[at + 4..];
@@ -49,6 +49,13 @@ pub fn pid_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// The state letter of `pid` in /proc/PID/stat (`R`, `S`, `T` stopped, `Z`
+/// zombie, ...), or None when there is no such process.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
 /// Is `pid` a zombie (exited, not yet reaped)?
 pub fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -73,21 +80,49 @@ pub fn kill(pid: u32, sig: i32) {
     }
 }
 
-/// Drops the server (ending the master and its workers) and checks that no pid
-/// the log ever named, nor the master, is left running within 3 s (a zombie
-/// does not count as running). Whatever is left is killed before the panic.
-pub fn stop_and_check_no_process_left(s: Server) {
-    let mut pids = logged_pids(&s.log());
-    pids.insert(s.pid());
-    drop(s);
-    let gone = eventually(Duration::from_secs(3), || pids.iter().all(|&p| !alive_ours(p)));
-    if !gone {
-        let left: Vec<u32> = pids.iter().copied().filter(|&p| alive_ours(p)).collect();
+/// How long the master gets to exit by itself after SIGTERM in
+/// [`stop_and_check_no_process_left`].
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a worker gets to exit by itself once its master is gone.
+pub const ORPHAN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Stops the server the way an operator would and checks that every process
+/// it ever had ends by itself, before anything is killed: SIGTERM to the
+/// master (unless it has exited already), at most [`STOP_TIMEOUT`] for it to
+/// exit, then at most [`ORPHAN_TIMEOUT`] for every worker pid (named in the
+/// log, or a child of the master when this was called) to be gone. A zombie
+/// counts as gone. Any survivor fails the test, named by pid; only then is it
+/// killed (by the panic's cleanup, so that no stray process outlives the test).
+pub fn stop_and_check_no_process_left(mut s: Server) {
+    let master = s.pid();
+    let mut workers = logged_pids(&s.log());
+    workers.extend(super::children_of(master));
+    let mut survivors = Vec::new();
+    if s.is_running() {
+        let _ = send_signal(master, libc::SIGTERM);
+        if !s.wait_exit_quiet(STOP_TIMEOUT) {
+            survivors.push(format!("the master (pid {master}) ran on {STOP_TIMEOUT:?} after SIGTERM"));
+        }
+    }
+    // Workers started while stopping would be in the log too.
+    workers.extend(logged_pids(&s.log()));
+    let left = wait_gone(&workers, ORPHAN_TIMEOUT);
+    survivors.extend(left.iter().map(|p| format!("worker pid {p} still running {ORPHAN_TIMEOUT:?} after its master")));
+    if !survivors.is_empty() {
+        let log = s.raw_log().join("\n");
+        // Server's Drop ends whatever is left (SIGKILL after a grace).
         for &p in &left {
             let _ = send_signal(p, libc::SIGKILL);
         }
-        panic!("processes left behind after the master ended: {left:?}");
+        panic!("processes left behind: {survivors:?}; log:\n{log}");
     }
+}
+
+/// Waits until none of `pids` is a live process of ours (zombies count as
+/// gone), at most `timeout`; returns the pids still alive then, killing none.
+pub fn wait_gone(pids: &BTreeSet<u32>, timeout: Duration) -> Vec<u32> {
+    eventually(timeout, || pids.iter().all(|&p| !alive_ours(p)));
+    pids.iter().copied().filter(|&p| alive_ours(p)).collect()
 }
 
 /// Sends SIGCONT to a process (if it is still ours) when dropped: a failing test
@@ -101,6 +136,63 @@ impl Drop for ContinueOnDrop {
             let _ = send_signal(self.0, libc::SIGCONT);
         }
     }
+}
+
+/// The system calls epoll_wait(3) may make.
+const EPOLL_WAITS: &[libc::c_long] = &[
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_pwait2,
+];
+
+/// Stops a worker with SIGSTOP between two turns of its loop: while its
+/// thread is in the call that waits for the next events, which each driver
+/// makes once per turn, just after publishing its counters: io_uring_enter(2)
+/// asking for at least one completion (one that only makes room in a full
+/// submission queue, mid-turn, does not count), or epoll_wait(2). From then on
+/// its stats (`accepted`, `live`, ...) are exactly the connections it has
+/// taken and holds, and while it is stopped it takes no more (its ring
+/// completes nothing, and it makes no call, while it does not run). A stop
+/// that lands elsewhere (the worker busy with a turn) is undone with SIGCONT
+/// and tried again once the worker runs on, up to 1000 times.
+///
+/// Returns the guard that continues the worker and the instant the test saw
+/// it stopped: nothing that happens after that instant reaches the worker.
+pub fn stop_between_turns(pid: u32) -> (ContinueOnDrop, Instant) {
+    let mut elsewhere = Vec::new();
+    for _ in 0..1000 {
+        kill(pid, libc::SIGSTOP);
+        let guard = ContinueOnDrop(pid);
+        assert!(
+            eventually(Duration::from_secs(5), || process_state(pid) == Some('T')),
+            "worker {pid} did not stop (state {:?})",
+            process_state(pid)
+        );
+        let seen = Instant::now();
+        // "NR ARG0 ARG1 ... SP PC": io_uring_enter(fd, to_submit, min_complete, flags, ...).
+        let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/syscall (where the worker stopped): {e}"));
+        let fields: Vec<&str> = syscall.split_whitespace().collect();
+        let nr = fields.first().and_then(|n| n.parse::<i64>().ok());
+        let min_complete = fields.get(3).and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok());
+        let waiting = match nr {
+            Some(libc::SYS_io_uring_enter) => min_complete.is_some_and(|m| m > 0),
+            Some(nr) => EPOLL_WAITS.contains(&nr),
+            None => false,
+        };
+        if waiting {
+            return (guard, seen);
+        }
+        elsewhere.push(syscall.trim().to_string());
+        drop(guard);
+        assert!(
+            eventually(Duration::from_secs(5), || process_state(pid) != Some('T')),
+            "worker {pid} did not continue"
+        );
+    }
+    elsewhere.truncate(5);
+    panic!("worker {pid} never stopped waiting for events in 1000 tries (first stops: {elsewhere:?})");
 }
 
 /// Runs the binary with `args` (nothing on stdin), expecting it to exit by

@@ -14,18 +14,13 @@ use ringmaster_engine::channel::channel_pair;
 use ringmaster_engine::stats::{CountersSnapshot, STATE_READY, STATE_STARTING, STATE_STOPPED};
 
 use super::{Master, MAX_SLOTS};
+use crate::backoff::Backoff;
 use crate::cpus::cpu_for_worker;
 use crate::handoff::Lane;
 use crate::modes::WorkerListener;
 use crate::rlimit::fd_limit_text;
 use crate::spawn::{spawn_worker, Inherited, WorkerLaunch};
 
-/// First restart delay of a crashed worker; it grows by half each crash.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest restart delay.
-const MAX_BACKOFF: Duration = Duration::from_secs(15);
-/// A worker up this long is healthy again: its next crash restarts it quickly.
-const HEALTHY_UPTIME: Duration = Duration::from_secs(30);
 /// The `listening on` line waits for every first worker to be ready, but no
 /// longer than this (a worker that cannot start must not hide the address).
 pub(super) const ANNOUNCE_AFTER: Duration = Duration::from_secs(2);
@@ -73,30 +68,6 @@ pub(super) struct Worker {
     pub(super) totals: CountersSnapshot,
     /// Scaled away: it exits after draining and is not restarted.
     pub(super) retired: bool,
-}
-
-/// The delay before a crashed worker is restarted: [`FIRST_BACKOFF`], half
-/// as long again after each crash, at most [`MAX_BACKOFF`], and back to the
-/// first after a process that ran [`HEALTHY_UPTIME`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff { next: FIRST_BACKOFF }
-    }
-
-    /// The delay after a process that ran for `uptime` exited.
-    fn after_exit(&mut self, uptime: Duration) -> Duration {
-        if uptime >= HEALTHY_UPTIME {
-            self.next = FIRST_BACKOFF;
-        }
-        let delay = self.next;
-        self.next = self.next.mul_f64(1.5).min(MAX_BACKOFF);
-        delay
-    }
 }
 
 impl Master {
@@ -376,29 +347,5 @@ impl Master {
         for process in self.slots.iter().filter_map(|s| s.process.as_ref()) {
             let _ = kill(Pid::from_raw(process.pid as i32), signal);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn restart_delays_grow_by_half_up_to_the_cap() {
-        let mut backoff = Backoff::new();
-        let delays: Vec<u128> = (0..5).map(|_| backoff.after_exit(Duration::ZERO).as_millis()).collect();
-        assert_eq!(delays, [100, 150, 225, 337, 506]);
-        let capped = (0..20).map(|_| backoff.after_exit(Duration::from_secs(1))).last();
-        assert_eq!(capped, Some(MAX_BACKOFF), "never more than 15 s");
-    }
-
-    #[test]
-    fn a_healthy_run_resets_the_delay() {
-        let mut backoff = Backoff::new();
-        for _ in 0..10 {
-            backoff.after_exit(Duration::ZERO);
-        }
-        assert_eq!(backoff.after_exit(HEALTHY_UPTIME), FIRST_BACKOFF);
-        assert_eq!(backoff.after_exit(HEALTHY_UPTIME - Duration::from_millis(1)), FIRST_BACKOFF.mul_f64(1.5));
     }
 }

@@ -180,9 +180,10 @@ impl Connection {
         self.phase
     }
 
-    /// When the running timer fires, in the context's milliseconds.
+    /// When the connection next needs [`Connection::handle_timeout`], in the
+    /// context's milliseconds: its timer, or the end of a drain's settling.
     pub fn deadline(&self) -> u64 {
-        self.deadline
+        self.settle_until.map_or(self.deadline, |until| until.min(self.deadline))
     }
 
     /// The running timer.
@@ -270,9 +271,6 @@ impl Connection {
             self.settle_until = Some(ctx.now + DRAIN_SETTLE_MS);
         }
         self.after_progress(ctx);
-        if let Some(until) = self.settle_until {
-            self.deadline = self.deadline.min(until);
-        }
         data.len() - rest.len()
     }
 
@@ -349,10 +347,10 @@ impl Connection {
 
     /// The deadline passed (the driver calls this once `ctx.now >= deadline()`).
     pub fn handle_timeout(&mut self, ctx: &mut Context<'_>) {
-        if self.settle_until.take().is_some() {
+        if self.settle_until.is_some_and(|until| until <= ctx.now) {
             // Draining, and nothing more came: the last answer closes.
+            self.settle_until = None;
             self.close_after_last_answer();
-            self.refresh_deadline(ctx);
             return;
         }
         match (self.phase, self.timer) {

@@ -644,3 +644,21 @@ fn the_health_path_answers_ready_then_draining_ahead_of_any_handler() {
         assert!(!h.sent_text().contains("ready\n"), "{}", h.sent_text());
     }
 }
+
+#[test]
+fn a_drain_settling_keeps_its_deadline_when_a_send_completes() {
+    let mut h = Harness::new();
+    h.input(GET);
+    let in_flight = h.start_send().expect("a send");
+    h.drain();
+    h.input(GET);
+    let settle_at = h.now + DRAIN_SETTLE_MS;
+    // The send in flight completes: the idle clock is refreshed, the settle's is not lost.
+    h.complete(&in_flight, in_flight.len());
+    assert!(h.conn.deadline() <= settle_at, "deadline {} after the settle at {settle_at}", h.conn.deadline());
+    assert!(h.start_send().is_none(), "still settling");
+    h.at_deadline();
+    h.flush();
+    assert_eq!(h.answered, 2);
+    assert!(h.sent_text().ends_with("Connection: close\r\n\r\nhi\n"), "{}", h.sent_text());
+}

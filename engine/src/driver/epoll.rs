@@ -373,6 +373,11 @@ impl<'a> EpollWorker<'a> {
             self.drive(slot, generation)?;
         }
         self.accepts_starved = false;
+        // Takes what waits in the listen queue once a tick: a wake-up meant for
+        // the waiters on a shared listener can go to one that is going away.
+        if self.listening {
+            self.on_listener()?;
+        }
         Ok(())
     }
 

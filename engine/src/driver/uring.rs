@@ -21,7 +21,7 @@ use crate::channel::Tag;
 use crate::conn::Connection;
 use crate::slab::Slab;
 use crate::sys::now_ms;
-use crate::sys::socket::half_close;
+use crate::sys::socket::{self, half_close};
 use crate::token::{self, Op};
 use crate::uring::{self, Completion};
 
@@ -104,6 +104,11 @@ pub(super) struct UringWorker<'a> {
 
 impl<'a> UringWorker<'a> {
     pub(super) fn new(core: Core<'a>) -> io::Result<Self> {
+        if let Some(listener) = &core.sources.listener {
+            // Shared with other processes: the tick's sweep must never block
+            // on it (io_uring's own accepts handle EAGAIN).
+            socket::set_nonblocking(listener.as_fd())?;
+        }
         let ring = uring::build_ring(core.config.ring_entries)?;
         let bufs = BufRing::register(&ring.submitter(), core.config.recv_buffers, core.config.recv_buffer_size)?;
         let completions_cap = ring.params().cq_entries() as usize;
@@ -457,8 +462,35 @@ impl<'a> UringWorker<'a> {
             self.drive(slot, generation)?;
         }
         self.accepts_starved = false;
+        self.sweep_listener()?;
         self.arm_accepts()?;
         self.arm_tick()
+    }
+
+    /// Takes what waits in the listen queue with plain accepts, once a tick.
+    /// A wake-up meant for the waiters on a shared listener can go to one
+    /// that is going away (a process exiting with accepts armed): the
+    /// connection would then wait for the next one to wake somebody.
+    fn sweep_listener(&mut self) -> io::Result<()> {
+        if self.core.draining {
+            return Ok(());
+        }
+        while self.conns.vacant() > self.accepts_armed as usize {
+            let Some(listener) = self.core.sources.listener.as_ref() else { break };
+            match socket::accept(listener.as_fd()) {
+                Ok(Some(fd)) => {
+                    self.adopt(fd)?;
+                }
+                Ok(None) => break,
+                Err(e) if e.raw_os_error().is_some_and(crate::sys::out_of_resources) => {
+                    self.accepts_starved = true;
+                    break;
+                }
+                // The connection died in the queue: try the next one.
+                Err(_) => {}
+            }
+        }
+        Ok(())
     }
 
     fn start_drain(&mut self) -> io::Result<()> {
