@@ -153,17 +153,22 @@ impl Master {
 
     /// Gives an accepted connection to the worker the mode picks. With none
     /// to pick it is held while some worker may take it soon (none ready
-    /// yet, or one that lags but has room), and refused (`503`) when every
-    /// worker is out of room or the master is stopping.
+    /// yet, or, when the master hands connections over, one that lags but
+    /// has room), and refused (`503`) when every worker is out of room (a
+    /// mode whose workers accept has the master accept only then) or the
+    /// master is stopping.
     fn route(&mut self, fd: OwnedFd) {
         let now = Instant::now();
         let max_conns = self.config.engine.max_conns as u64;
+        let hands_over = self.dispatch.balance.accepting() == Accepting::Master;
         let (slots, stats, routes) = (&self.slots, &self.stats, &self.dispatch.routes);
         let facts = |slot| route_facts(slots, stats, max_conns, slot, now);
         match self.dispatch.balance.pick(routes, &facts) {
             Some(slot) => self.slots[slot].lane.enqueue(fd),
             // No worker ready yet, or one that lags but has room: it may take it soon.
-            None if self.stopping.is_none() && (routes.is_empty() || !routes.iter().all(|&r| facts(r).no_room())) => {
+            None if self.stopping.is_none()
+                && (routes.is_empty() || (hands_over && !routes.iter().all(|&r| facts(r).no_room()))) =>
+            {
                 self.dispatch.held.push(fd)
             }
             None => {
