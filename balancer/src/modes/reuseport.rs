@@ -85,12 +85,12 @@ pub fn enable_migration() {
         Ok(true) => {}
         Ok(false) => match fs::write(MIGRATE_REQ, "1") {
             Ok(()) => crate::log!("set net.ipv4.tcp_migrate_req=1: a retired worker's queue moves to the others"),
-            Err(e) => crate::log!(
+            Err(e) => crate::log!(warn:
                 "cannot set net.ipv4.tcp_migrate_req=1 ({e}): connections reaching a retiring worker's \
                  listener after its last accept are reset (set it as root, or run ringmaster as root)"
             ),
         },
-        Err(e) => crate::log!(
+        Err(e) => crate::log!(warn:
             "cannot read net.ipv4.tcp_migrate_req ({e}): a retiring worker's listener may reset connections \
              that arrive after its last accept"
         ),
