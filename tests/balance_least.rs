@@ -2,13 +2,14 @@
 //! fewest outstanding connections (live, handed over, queued), in turn on a
 //! tie. Served like `rr` (keep-alive, pipelining through the hand-off, the
 //! stats line); a worker left with fewer connections gets the new ones until
-//! the counts are even, where `rr` would go on alternating.
+//! the counts are even, where `rr` would go on alternating; a slow worker
+//! (the `slow` fault) holds its connections longer and so gets fewer.
 
 mod util;
 
 use std::time::Duration;
 
-use util::load::{keepalive_clients, requests_then_close, short_connections_closed_by_the_client};
+use util::load::{keepalive_clients, requests_then_close, short_connections_closed_by_the_client, Load};
 use util::stats::{per_worker, stats_when_idle};
 use util::*;
 
@@ -54,6 +55,31 @@ fn least_fills_the_worker_with_fewer_connections_first() {
         .collect();
     assert_eq!(next[..3], [0, 0, 0], "the emptier worker takes new connections until even: {next:?}");
     assert_eq!(live, [4, 4], "{next:?}");
+}
+
+#[test]
+fn least_gives_a_slow_worker_fewer_connections() {
+    // Worker 1 spends 10 ms of CPU on every request (`slow:1:10000`), within
+    // the ack grace, so it never counts as stalled: but its outstanding count
+    // stays up while it works, and new connections go to worker 2 whenever it
+    // has fewer. rr deals them in turn (measured: 99 and 108 of 207).
+    const ANSWERS: u64 = 200;
+    let s = Server::start_with_env(
+        &["--mode", "least", "--workers", "2", "--no-pin"],
+        &[("RINGMASTER_FAULT", "slow:1:10000")],
+    );
+    s.wait_workers_ready(2, START_TIMEOUT);
+    let load = Load::start(s.addr(), 4, 1_000_000, Duration::from_secs(60), Duration::ZERO);
+    load.wait_ok(ANSWERS, Duration::from_secs(60));
+    let (ok, failures) = load.finish();
+    assert!(failures.is_empty(), "{} requests failed: {failures:?}", failures.len());
+    let stats = stats_when_idle(&s);
+    let requests = per_worker(&stats, "requests");
+    eprintln!("least with worker 1 slow: {ok} answers, per worker {requests:?}");
+    assert_eq!(requests.iter().sum::<u64>(), ok, "{stats}");
+    // Worker 1 answers at most 100 a second whatever the machine; worker 2 as
+    // fast as the clients ask (measured: 7 and 202).
+    assert!(requests[1] >= 3 * requests[0], "the slow worker was not spared: {stats}");
 }
 
 #[test]

@@ -5,8 +5,8 @@
 //! stalled one does not acknowledge its batch, re-routes what it queued for
 //! it, and sends it nothing more until it catches up. Only what is already in
 //! its hands waits for it (the clients' timeouts outlast the stall, so none
-//! fails). Asserted from the log, the stats and the clients' answers; never
-//! from timing.
+//! fails). Asserted from the log, the stats, the metrics (worker 2 lagging)
+//! and the clients' answers; never from timing.
 
 mod util;
 
@@ -15,6 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use util::load::Load;
+use util::ops::{metrics_addr, samples, scrape, value};
 use util::procs::{kill, ContinueOnDrop};
 use util::stats::{expect_worker, num};
 use util::*;
@@ -48,7 +49,11 @@ fn routes_around_a_stalled_worker(mode: &str, backend: &str, how: Stall) {
         // Late enough for the load to be running, early enough to keep the test short.
         cmd.env("RINGMASTER_FAULT", "stall:2:3000:1500");
     }
-    let s = Server::start_command(cmd, &["--mode", mode, "--workers", "2", "--no-pin", "--backend", backend]);
+    let s = Server::start_command(
+        cmd,
+        &["--mode", mode, "--workers", "2", "--no-pin", "--backend", backend, "--metrics", "127.0.0.1:0"],
+    );
+    let metrics_at = metrics_addr(&s);
     let ready = s.wait_workers_ready(2, START_TIMEOUT);
     let w2_pid = num(&expect_worker(&ready, 2), "pid") as u32;
 
@@ -76,6 +81,11 @@ fn routes_around_a_stalled_worker(mode: &str, backend: &str, how: Stall) {
         answered_while_out || s.log()[at..].iter().any(|l| l.starts_with(&caught_up))
     });
     let during = s.stats();
+    let w2 = [("worker", "2"), ("cpu", "none")];
+    if let Stall::Stop = how {
+        // Still stopped: the metrics say it lags (a fault's stall may end before the scrape).
+        assert_eq!(value(&samples(&scrape(metrics_at)), "ringmaster_worker_lagging", &w2), 1.0);
+    }
     let answers = load.ok() - ok_before;
     let (w1_before, w1_during) =
         (num(&expect_worker(&before, 1), "requests"), num(&expect_worker(&during, 1), "requests"));
@@ -97,6 +107,8 @@ fn routes_around_a_stalled_worker(mode: &str, backend: &str, how: Stall) {
         kill(w2_pid, libc::SIGCONT);
     }
     s.wait_for_log_from(at, |l| l.starts_with(&caught_up), Duration::from_secs(10));
+    let lagging = || value(&samples(&scrape(metrics_at)), "ringmaster_worker_lagging", &w2);
+    assert!(eventually(Duration::from_secs(10), || lagging() == 0.0), "worker 2 caught up, the metrics say");
     let back = num(&expect_worker(&s.stats(), 2), "accepted");
     let mut last = serde_json::Value::Null;
     let rejoined = eventually(Duration::from_secs(10), || {

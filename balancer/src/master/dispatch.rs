@@ -21,6 +21,7 @@ use crate::handoff::{read_leftover_ack, Sent};
 use crate::modes::{Accepting, Balance, RouteFacts};
 use crate::refuse::refuse;
 use crate::rlimit::fd_limit_text;
+use crate::stats_line::Routing;
 
 /// How long a worker that declined connections (full, or out of fds) is
 /// skipped before it is offered new ones.
@@ -424,6 +425,16 @@ impl Master {
                 _ => {}
             }
         }
+    }
+
+    /// What routing sees of the process in `slot`, when the master hands
+    /// connections over (`rr`, `least`): for the stats and the metrics.
+    pub(super) fn routing_of(&self, slot: usize) -> Option<Routing> {
+        if self.dispatch.balance.accepting() != Accepting::Master {
+            return None;
+        }
+        let facts = self.judge(Instant::now()).facts(slot);
+        Some(Routing { unacked: facts.unacked as u64, queued: facts.queued as u64, lagging: facts.stalled() })
     }
 
     /// Logs about running out of file descriptors, at most every [`FD_LIMIT_LOG_EVERY`].
