@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: every test with the backend `auto` chooses (io_uring
-# where the kernel allows it), then the integration tests again with the
-# master and its workers on epoll. The allocation tests cover both drivers
-# in process and are not run twice; nor are the multi-host tests (network
-# namespaces behind nftables DNAT: about 10 s), which test how hosts join and
-# leave a balancer, not a driver (drain and upgrade run on both elsewhere).
+# where the kernel allows it), then the integration tests whose outcome
+# depends on the backend again, with the master and its workers on epoll
+# (what is left out of that pass, and why, is said where it is listed).
 #
 # The metrics tests parse the master's page with Prometheus' own parser and
 # linter, `promtool check metrics`: installed here from Debian's `prometheus`
