@@ -42,10 +42,11 @@ cargo test --workspace
 # parsing, logs, titles, privileges, systemd, the status table, the backend
 # fallback, which picks its own), the examples (they choose their own
 # backend), the allocation tests (both drivers in process already), the
-# multi-host scenarios (one pass is enough for the kernel's balancing) and the
-# binary-replaced test (how a worker is started, not how it serves).
-once_only=(backend_fallback balancer_config engine_alloc library_examples multihost operator_cli operator_logs
-    operator_privileges operator_systemd operator_table operator_titles upgrade_binary_replaced)
+# multi-host scenarios (one pass is enough for the kernel's balancing), the
+# binary-replaced test (how a worker is started, not how it serves) and the
+# stalled-worker tests (each names its backend, io_uring and epoll, itself).
+once_only=(backend_fallback balance_stall balancer_config engine_alloc library_examples multihost operator_cli
+    operator_logs operator_privileges operator_systemd operator_table operator_titles upgrade_binary_replaced)
 epoll_tests=()
 for file in tests/*.rs; do
     name=$(basename "$file" .rs)
