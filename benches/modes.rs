@@ -1,9 +1,11 @@
 //! End-to-end benches: the real `ringmaster` binary in each balancing mode
-//! (`rr`, `shared`; pinned and `--no-pin`, two workers each), driven over
-//! loopback by the epoll load client in `support::client`.
+//! (`rr`, `least`, `shared`, `reuseport`; pinned, `--no-pin` for `rr` and
+//! `shared`, and each mode on `--backend epoll`; two workers each), driven
+//! over loopback by the epoll load client in `support::client`.
 //!
-//! Three groups, one per scenario, the four modes as functions of each group
-//! so criterion's report compares them (requests/s via `Throughput::Elements`):
+//! Three groups, one per scenario, the configurations as functions of each
+//! group so criterion's report compares them (requests/s via
+//! `Throughput::Elements`):
 //! - `e2e/keepalive`: 64 kept-alive connections, one request in flight on each;
 //! - `e2e/pipeline16`: 64 connections, 16 requests per write;
 //! - `e2e/churn`: a new connection per request (`Connection: close`, the
@@ -11,7 +13,11 @@
 //!
 //! After each group every server is asked for its stats line (`SIGUSR1`); the
 //! per-worker split of what that group did, with Jain's fairness index, is
-//! printed and written to `target/ringmaster-bench/fairness.md`.
+//! printed and written to `target/ringmaster-bench/fairness.md`. Then the
+//! balancing scenarios (`support::scenarios`: a worker stopped 3 s of 8 s
+//! under churn, unequal connections) run once per pinned configuration and
+//! go to `target/ringmaster-bench/scenarios.md` (`RINGMASTER_BENCH_SCENARIOS=0`
+//! leaves them out).
 
 mod support;
 
@@ -23,14 +29,21 @@ use criterion::{Criterion, SamplingMode, Throughput};
 
 use support::client::{LoadClient, Scenario};
 use support::fairness::Table;
+use support::scenarios;
 use support::server::{Server, Snapshot, BIN};
 
 /// The configurations compared: label and extra command-line arguments.
-const MODES: [(&str, &[&str]); 4] = [
+const MODES: [(&str, &[&str]); 10] = [
     ("rr", &["--mode", "rr"]),
-    ("rr-nopin", &["--mode", "rr", "--no-pin"]),
+    ("least", &["--mode", "least"]),
     ("shared", &["--mode", "shared"]),
+    ("reuseport", &["--mode", "reuseport"]),
+    ("rr-nopin", &["--mode", "rr", "--no-pin"]),
     ("shared-nopin", &["--mode", "shared", "--no-pin"]),
+    ("rr-epoll", &["--mode", "rr", "--backend", "epoll"]),
+    ("least-epoll", &["--mode", "least", "--backend", "epoll"]),
+    ("shared-epoll", &["--mode", "shared", "--backend", "epoll"]),
+    ("reuseport-epoll", &["--mode", "reuseport", "--backend", "epoll"]),
 ];
 
 /// One scenario: its group name, the client's shape, and requests per iteration.
@@ -129,6 +142,17 @@ fn main() {
         }
     }
     println!("per-worker split written to {}", out.display());
+
+    if std::env::var("RINGMASTER_BENCH_SCENARIOS").as_deref() != Ok("0") {
+        let pinned: Vec<&Server> = servers.iter().filter(|s| !s.label.ends_with("-nopin")).collect();
+        let scenarios = scenarios::run_all(&pinned);
+        println!("\n{scenarios}");
+        let path = out.with_file_name("scenarios.md");
+        if let Err(e) = write_report(&path, &scenarios) {
+            eprintln!("cannot write {}: {e}", path.display());
+        }
+        println!("scenarios written to {}", path.display());
+    }
 
     drop(servers);
     criterion.final_summary();

@@ -31,7 +31,10 @@ pub struct Cli {
     bind: SocketAddr,
 
     /// Balancing mode: `rr` (the master accepts and hands connections out in
-    /// turn) or `shared` (every worker accepts on the one socket).
+    /// turn, skipping a worker that does not keep up), `least` (the master
+    /// hands each to the worker with the fewest outstanding), `shared` (every
+    /// worker accepts on the one socket) or `reuseport` (every worker accepts
+    /// on its own SO_REUSEPORT socket).
     #[arg(long, value_enum, default_value_t = ModeArg::Rr)]
     mode: ModeArg,
 
@@ -162,7 +165,9 @@ enum SubCommand {
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum ModeArg {
     Rr,
+    Least,
     Shared,
+    Reuseport,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -245,7 +250,9 @@ impl Cli {
             .bind(self.bind)
             .mode(match self.mode {
                 ModeArg::Rr => Mode::RoundRobin,
+                ModeArg::Least => Mode::Least,
                 ModeArg::Shared => Mode::Shared,
+                ModeArg::Reuseport => Mode::Reuseport,
             })
             .pin(!self.no_pin)
             .backlog(self.backlog)

@@ -19,24 +19,40 @@ usage: scripts/compare.sh [--quick] [--help]
 Runs every server in SERVERS, loads each in turn with the same wrk settings in
 alternating rounds (round 1: A B C ..., round 2: A B C ...), and reports median
 requests/s, p50/p99 latency, ratio to nginx, requests per server CPU-second and
-the per-worker split (Jain's fairness index).
+the per-worker split (Jain's fairness index). Two balancing scenarios beside
+the three loads: one worker stopped (SIGSTOP) for part of a churn run, and
+unequal connections (half pipelined, half one request per connection).
 
   --quick          1 round of 3 s per server and scenario (ROUNDS/DURATION still win if set)
   --help           this text
 
 Environment (defaults in brackets):
   SERVERS          servers to compare, in order [$DEFAULT_SERVERS]
-                   rm-<mode>        ringmaster --mode <mode> (pinned), e.g. rm-rr, rm-shared
+                   rm-<mode>        ringmaster --mode <mode> (pinned): rm-rr, rm-least,
+                                    rm-shared, rm-reuseport
                    rm-<mode>-nopin  the same with --no-pin
+                   rm-<mode>-epoll  the same with --backend epoll (-nopin-epoll: both)
                    nginx            nginx, return 200 "hello world\\n"
                    node-rr|node-none  Node cluster, NODE_CLUSTER_SCHED_POLICY=rr|none
-  SCENARIOS        [keepalive pipeline churn]
+  SCENARIOS        [keepalive pipeline churn stalled unequal]
+                   stalled: churn with STALL_CONNS connections for STALL_DURATION, run
+                   twice per round: healthy, then with the server's second worker
+                   stopped (SIGSTOP) from STALL_AT s for STALL_FOR s; wrk --timeout
+                   STALL_TIMEOUT. unequal: for DURATION, UNEQUAL_CONNS/2 connections
+                   pipelining PIPELINE_DEPTH deep beside UNEQUAL_CONNS/2 churn ones
+                   (two wrk processes at once)
   ROUNDS           rounds per server and scenario [3]
   DURATION         wrk -d per run [10s]
   CONNS            wrk -c [64]
   THREADS          wrk -t [1]  (2 cores: see the note in results/compare.md)
   WARMUP           unmeasured keep-alive warm-up per server before round 1 [2s]
-  PIPELINE_DEPTH   requests per write in the pipeline scenario [16]
+  PIPELINE_DEPTH   requests per write in the pipeline and unequal scenarios [16]
+  STALL_CONNS      wrk -c of the stalled scenario [32]
+  STALL_DURATION   wrk -d of the stalled scenario [8s]
+  STALL_AT         seconds into the stalled run the worker is stopped [2]
+  STALL_FOR        seconds it stays stopped [3]
+  STALL_TIMEOUT    wrk --timeout in the stalled and unequal scenarios [2s]
+  UNEQUAL_CONNS    connections of the unequal scenario, half of each kind [32]
   WORKERS          worker processes for every server [nproc]
   PORT_BASE        first port tried; each server gets its own free port [18080]
   WRK_CPUS         if set, run wrk under taskset -c WRK_CPUS [unset: wrk floats]
@@ -49,7 +65,7 @@ Environment (defaults in brackets):
 EOF
 }
 
-DEFAULT_SERVERS="rm-rr rm-shared rm-rr-nopin rm-shared-nopin nginx node-rr node-none"
+DEFAULT_SERVERS="rm-rr rm-least rm-shared rm-reuseport rm-rr-nopin rm-shared-nopin rm-rr-epoll rm-least-epoll rm-shared-epoll rm-reuseport-epoll nginx node-rr node-none"
 QUICK=0
 for arg in "$@"; do
     case "$arg" in
@@ -60,7 +76,7 @@ for arg in "$@"; do
 done
 
 read -r -a SERVER_LIST <<<"${SERVERS:-$DEFAULT_SERVERS}"
-read -r -a SCENARIO_LIST <<<"${SCENARIOS:-keepalive pipeline churn}"
+read -r -a SCENARIO_LIST <<<"${SCENARIOS:-keepalive pipeline churn stalled unequal}"
 if ((QUICK)); then
     ROUNDS=${ROUNDS:-1}; DURATION=${DURATION:-3s}; WARMUP=${WARMUP:-1s}
 fi
@@ -70,6 +86,12 @@ WARMUP=${WARMUP:-2s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-1}
 PIPELINE_DEPTH=${PIPELINE_DEPTH:-16}
+STALL_CONNS=${STALL_CONNS:-32}
+STALL_DURATION=${STALL_DURATION:-8s}
+STALL_AT=${STALL_AT:-2}
+STALL_FOR=${STALL_FOR:-3}
+STALL_TIMEOUT=${STALL_TIMEOUT:-2s}
+UNEQUAL_CONNS=${UNEQUAL_CONNS:-32}
 WORKERS=${WORKERS:-$(nproc)}
 PORT_BASE=${PORT_BASE:-18080}
 NGINX_AFFINITY=${NGINX_AFFINITY:-1}
@@ -77,6 +99,7 @@ RESULTS_DIR=${RESULTS_DIR:-$ROOT/results}
 NO_INSTALL=${NO_INSTALL:-0}
 [[ $DURATION =~ ^[0-9]+$ ]] && DURATION="${DURATION}s"
 [[ $WARMUP =~ ^[0-9]+$ ]] && WARMUP="${WARMUP}s"
+[[ $STALL_DURATION =~ ^[0-9]+$ ]] && STALL_DURATION="${STALL_DURATION}s"
 
 log() { printf '[compare %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'compare.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -88,8 +111,14 @@ die() { printf 'compare.sh: error: %s\n' "$*" >&2; exit 1; }
 ((CONNS >= THREADS)) || die "CONNS ($CONNS) must be >= THREADS ($THREADS)"
 ((${#SERVER_LIST[@]} > 0)) || die "SERVERS is empty"
 for sc in "${SCENARIO_LIST[@]}"; do
-    case "$sc" in keepalive|pipeline|churn) ;; *) die "unknown scenario '$sc' (keepalive, pipeline, churn)" ;; esac
+    case "$sc" in
+        keepalive|pipeline|churn|stalled|unequal) ;;
+        *) die "unknown scenario '$sc' (keepalive, pipeline, churn, stalled, unequal)" ;;
+    esac
 done
+[[ $STALL_CONNS =~ ^[1-9][0-9]*$ ]] || die "STALL_CONNS must be a positive integer (got '$STALL_CONNS')"
+[[ $STALL_AT =~ ^[0-9]+$ && $STALL_FOR =~ ^[1-9][0-9]*$ ]] || die "STALL_AT and STALL_FOR are whole seconds"
+[[ $UNEQUAL_CONNS =~ ^[1-9][0-9]*$ ]] && ((UNEQUAL_CONNS >= 2)) || die "UNEQUAL_CONNS must be an integer >= 2"
 
 # ---------------------------------------------------------------- server kinds
 # server_kind NAME -> ringmaster | nginx | node  (dies on an unknown name)
@@ -98,7 +127,7 @@ server_kind() {
         rm-*) echo ringmaster ;;
         nginx) echo nginx ;;
         node-rr|node-none) echo node ;;
-        *) die "unknown server '$1' in SERVERS (rm-<mode>[-nopin], nginx, node-rr, node-none)" ;;
+        *) die "unknown server '$1' in SERVERS (rm-<mode>[-nopin][-epoll], nginx, node-rr, node-none)" ;;
     esac
 }
 need_kind() { local s; for s in "${SERVER_LIST[@]}"; do [[ $(server_kind "$s") == "$1" ]] && return 0; done; return 1; }
@@ -108,6 +137,9 @@ for s in "${SERVER_LIST[@]}"; do server_kind "$s" >/dev/null; done
 WORKDIR=""
 declare -a STARTED_PIDS=()       # server master pids (each is its own process group leader)
 WRK_PID=""
+WRK_PID2=""
+STOPPED_PID=""                   # a worker stopped by the stalled scenario: continued on any exit
+STALLER_PID=""
 CLEANED=0
 
 stop_pid_group() {               # stop_pid_group PID : TERM the master, then KILL its group and descendants
@@ -136,7 +168,10 @@ cleanup() {
     ((CLEANED)) && return
     CLEANED=1
     trap - EXIT INT TERM
+    if [[ -n $STALLER_PID ]]; then kill -TERM "$STALLER_PID" 2>/dev/null || true; wait "$STALLER_PID" 2>/dev/null || true; fi
+    if [[ -n $STOPPED_PID ]]; then kill -CONT "$STOPPED_PID" 2>/dev/null || true; fi
     if [[ -n $WRK_PID ]]; then kill -TERM "$WRK_PID" 2>/dev/null || true; wait "$WRK_PID" 2>/dev/null || true; fi
+    if [[ -n $WRK_PID2 ]]; then kill -TERM "$WRK_PID2" 2>/dev/null || true; wait "$WRK_PID2" 2>/dev/null || true; fi
     local pid
     for pid in "${STARTED_PIDS[@]}"; do stop_pid_group "$pid"; done
     STARTED_PIDS=()
@@ -254,8 +289,9 @@ start_server() {                 # start_server NAME
     pick_port; port=$PICKED_PORT
     case "$kind" in
         ringmaster)
-            local rest=${name#rm-} mode extra=()
-            if [[ $rest == *-nopin ]]; then mode=${rest%-nopin}; extra+=(--no-pin); else mode=$rest; fi
+            local mode=${name#rm-} extra=()
+            if [[ $mode == *-epoll ]]; then mode=${mode%-epoll}; extra+=(--backend epoll); fi
+            if [[ $mode == *-nopin ]]; then mode=${mode%-nopin}; extra+=(--no-pin); fi
             local more=()
             read -r -a more <<<"${RINGMASTER_ARGS:-}"
             extra+=("${more[@]}")
@@ -346,6 +382,12 @@ wrk_args() {                     # wrk_args SCENARIO DURATION -> sets WRK_ARGS
         keepalive) ;;
         pipeline) WRK_ARGS+=(-s "$SCRIPT_DIR/pipeline.lua") ;;
         churn) WRK_ARGS+=(-H "Connection: close") ;;
+        stalled) WRK_ARGS=(-t "$THREADS" -c "$STALL_CONNS" -d "$2" --timeout "$STALL_TIMEOUT" --latency
+                           -H "Connection: close") ;;
+        unequal-pipelined) WRK_ARGS=(-t 1 -c $((UNEQUAL_CONNS / 2)) -d "$2" --timeout "$STALL_TIMEOUT" --latency
+                                     -s "$SCRIPT_DIR/pipeline.lua") ;;
+        unequal-churn) WRK_ARGS=(-t 1 -c $((UNEQUAL_CONNS - UNEQUAL_CONNS / 2)) -d "$2" --timeout "$STALL_TIMEOUT"
+                                 --latency -H "Connection: close") ;;
     esac
 }
 
@@ -366,6 +408,52 @@ run_wrk() {                      # run_wrk OUTFILE URL [extra args after the URL
     ((rc == 0)) || { cat "$out" >&2; die "wrk failed (exit $rc), see above"; }
 }
 
+# second_worker NAME -> the pid of the server's second worker (its master's children by pid)
+second_worker() {
+    python3 "$SCRIPT_DIR/procsnap.py" "${MASTER[$1]}" | python3 -c '
+import json,sys; d=json.load(sys.stdin); r=str(d["root"])
+kids=sorted(int(p) for p, q in d["procs"].items() if str(q["ppid"])==r)
+print(kids[1] if len(kids) > 1 else (kids[0] if kids else ""))'
+}
+
+# run_wrk_pair OUT1 OUT2 URL : the unequal scenario's two wrk processes at once
+# (OUT1: the churn half, OUT2: the pipelined half)
+run_wrk_pair() {
+    local out1=$1 out2=$2 url=$3 pre=() rc=0
+    [[ -n ${WRK_CPUS:-} ]] && pre=(taskset -c "$WRK_CPUS")
+    times >"$out1.times0"
+    wrk_args unequal-pipelined "$DURATION"
+    "${pre[@]}" wrk "${WRK_ARGS[@]}" "$url" "$PIPELINE_DEPTH" >"$out2" 2>&1 </dev/null &
+    WRK_PID2=$!
+    wrk_args unequal-churn "$DURATION"
+    "${pre[@]}" wrk "${WRK_ARGS[@]}" "$url" >"$out1" 2>&1 </dev/null &
+    WRK_PID=$!
+    wait "$WRK_PID" || rc=$?
+    wait "$WRK_PID2" || rc=$?
+    WRK_PID=""; WRK_PID2=""
+    times >"$out1.times1"
+    ((rc == 0)) || { cat "$out1" "$out2" >&2; die "wrk failed (exit $rc), see above"; }
+}
+
+# stalled_wrk NAME OUTFILE URL : one churn run with the second worker stopped for part of it
+stalled_wrk() {
+    local victim
+    victim=$(second_worker "$1")
+    [[ -n $victim ]] || die "$1: no worker to stop"
+    # ringmaster: its stats line right after the stop says how many connections the stopped
+    # worker held (its last published count), which is what it can make wait
+    ( sleep "$STALL_AT"; kill -STOP "$victim"
+      [[ ${KIND[$1]} == ringmaster ]] && stats "$1" "$2.stopped"
+      echo "$victim" >"$2.victim"
+      sleep "$STALL_FOR"; kill -CONT "$victim" ) &
+    STALLER_PID=$!
+    STOPPED_PID=$victim
+    run_wrk "$2" "$3"
+    wait "$STALLER_PID" 2>/dev/null || true
+    kill -CONT "$victim" 2>/dev/null || true
+    STALLER_PID=""; STOPPED_PID=""
+}
+
 one_run() {                      # one_run NAME SCENARIO ROUND
     local name=$1 sc=$2 r=$3 base url
     base=$WORKDIR/runs/r$r/$name.$sc
@@ -373,9 +461,19 @@ one_run() {                      # one_run NAME SCENARIO ROUND
     url="http://127.0.0.1:${PORT[$name]}/"
     alive "${MASTER[$name]}" || die "$name (pid ${MASTER[$name]}) died before round $r $sc; logs in ${SDIR[$name]}"
     wrk_args "$sc" "$DURATION"
+    if [[ $sc == stalled ]]; then
+        # the healthy run it is compared with: same settings, just before
+        wrk_args stalled "$STALL_DURATION"
+        run_wrk "$base.healthy.wrk" "$url"
+    fi
     [[ ${KIND[$name]} == ringmaster ]] && stats "$name" "$base.stats0"
     python3 "$SCRIPT_DIR/procsnap.py" "${MASTER[$name]}" >"$base.cpu0"
-    if [[ $sc == pipeline ]]; then run_wrk "$base.wrk" "$url" "$PIPELINE_DEPTH"; else run_wrk "$base.wrk" "$url"; fi
+    case $sc in
+        pipeline) run_wrk "$base.wrk" "$url" "$PIPELINE_DEPTH" ;;
+        stalled) stalled_wrk "$name" "$base.wrk" "$url" ;;
+        unequal) run_wrk_pair "$base.wrk" "$base.pipelined.wrk" "$url" ;;
+        *) run_wrk "$base.wrk" "$url" ;;
+    esac
     python3 "$SCRIPT_DIR/procsnap.py" "${MASTER[$name]}" >"$base.cpu1"
     [[ ${KIND[$name]} == ringmaster ]] && stats "$name" "$base.stats1"
     local rps
@@ -416,6 +514,8 @@ log "work dir $WORKDIR"
     echo "threads=$THREADS"
     echo "workers=$WORKERS"
     echo "pipeline_depth=$PIPELINE_DEPTH"
+    echo "stall=$STALL_CONNS connections, $STALL_DURATION, worker 2 stopped from ${STALL_AT}s for ${STALL_FOR}s, wrk --timeout $STALL_TIMEOUT"
+    echo "unequal=$((UNEQUAL_CONNS / 2)) pipelined x$PIPELINE_DEPTH + $((UNEQUAL_CONNS - UNEQUAL_CONNS / 2)) churn, $DURATION, wrk --timeout $STALL_TIMEOUT"
     echo "wrk_cpus=${WRK_CPUS:-}"
     echo "nginx_affinity=$NGINX_AFFINITY"
     echo "quick=$QUICK"

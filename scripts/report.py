@@ -9,6 +9,8 @@ WORKDIR layout (written by compare.sh):
     runs/r<N>/<server>.<scenario>.wrk      wrk --latency output
     runs/r<N>/<server>.<scenario>.cpu0|1   procsnap.py JSON just before / just after wrk
     runs/r<N>/<server>.<scenario>.stats0|1 ringmaster only: JSON stats line before / after
+    runs/r<N>/<server>.stalled.healthy.wrk the healthy churn run the stalled one is compared with
+    runs/r<N>/<server>.unequal.pipelined.wrk the pipelined half of the unequal run (.wrk: the churn half)
 """
 import argparse
 import glob
@@ -23,7 +25,11 @@ SCENARIO_TITLES = {
     "keepalive": "keep-alive",
     "pipeline": "pipelined",
     "churn": "churn (Connection: close)",
+    "stalled": "stalled worker (churn, one worker stopped for part of the run)",
+    "unequal": "unequal connections (half pipelined, half one request per connection)",
 }
+# Scenarios with a table of their own (the others share the generic one).
+BALANCING = ("stalled", "unequal")
 
 TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -198,6 +204,30 @@ def main():
                     continue
                 rec = {"server": name, "kind": kinds[name], "scenario": sc, "round": rnd}
                 rec.update(parse_wrk(base + ".wrk"))
+                rec["timeouts"] = rec.get("socket_errors", {}).get("timeout", 0)
+                if sc == "stalled" and os.path.exists(base + ".healthy.wrk"):
+                    healthy = parse_wrk(base + ".healthy.wrk")
+                    rec["healthy_rps"] = healthy["rps"]
+                    rec["healthy_timeouts"] = healthy.get("socket_errors", {}).get("timeout", 0)
+                    rec["stall_ratio"] = rec["rps"] / healthy["rps"] if healthy["rps"] else None
+                    stopped = load_json(base + ".wrk.stopped")
+                    try:
+                        victim = int(open(base + ".wrk.victim").read().strip())
+                    except (OSError, ValueError):
+                        victim = None
+                    if stopped and victim is not None:
+                        rec["held_at_stop"] = sum(w.get("live", 0) for w in stopped.get("workers", [])
+                                                  if w.get("pid") == victim)
+                if sc == "unequal" and os.path.exists(base + ".pipelined.wrk"):
+                    piped = parse_wrk(base + ".pipelined.wrk")
+                    rec["churn_rps"], rec["pipelined_rps"] = rec["rps"], piped["rps"]
+                    rec["rps"] += piped["rps"]
+                    if rec["requests"] is not None and piped["requests"] is not None:
+                        rec["requests"] += piped["requests"]
+                    rec["p99_churn_s"], rec["p99_pipelined_s"] = rec["p99_s"], piped["p99_s"]
+                    rec["p99_s"] = max((x for x in (rec["p99_s"], piped["p99_s"]) if x is not None), default=None)
+                    rec["errors"] += piped["errors"]
+                    rec["timeouts"] += piped.get("socket_errors", {}).get("timeout", 0)
                 c0, c1 = load_json(base + ".cpu0"), load_json(base + ".cpu1")
                 if c0 and c1:
                     ticks, per_w, lost = cpu_delta(c0, c1)
@@ -281,6 +311,13 @@ def main():
                 "jain": median(r.get("jain") for r in rs),
                 "conn_jain": median(r.get("conn_jain") for r in rs),
                 "jain_min": min((r["jain"] for r in rs if r.get("jain") is not None), default=None),
+                "timeouts": sum(r.get("timeouts", 0) for r in rs),
+                "healthy_rps": median(r.get("healthy_rps") for r in rs),
+                "stall_ratio": median(r.get("stall_ratio") for r in rs),
+                "held_at_stop": sum(r["held_at_stop"] for r in rs if r.get("held_at_stop") is not None)
+                if any(r.get("held_at_stop") is not None for r in rs) else None,
+                "p99_churn_s": median(r.get("p99_churn_s") for r in rs),
+                "p99_pipelined_s": median(r.get("p99_pipelined_s") for r in rs),
                 "split_source": next((r["split_source"] for r in rs if r.get("split_source")), None),
             }
             # split: each worker's share of the sum over all rounds (workers in display order)
@@ -350,6 +387,9 @@ def main():
     for sc in scenarios:
         L.append(f"## {SCENARIO_TITLES.get(sc, sc)}")
         L.append("")
+        if sc in BALANCING:
+            balancing_table(L, sc, names, agg, meta)
+            continue
         L.append("| server | req/s | min–max | vs nginx | p50 | p99 | req per CPU-s | CPU µs/req | worker split | Jain | Jain (conns) | errors | other CPU |")
         L.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
         for name in names:
@@ -443,6 +483,40 @@ def main():
         shutil.copyfile(png, os.path.join(args.out, f"compare-{stamp}.png"))
     print(md)
     print(f"wrote {md_path}" + (f" and {png}" if png else " (no chart: matplotlib missing)"), file=sys.stderr)
+
+
+def balancing_table(L, sc, names, agg, meta):
+    """The stalled and unequal scenarios' own columns."""
+    if sc == "stalled":
+        L.append(f"{meta.get('stall', '')}. The healthy run is the same load just before, without the stop; "
+                 "timeouts are wrk's (requests unanswered after the timeout), summed over rounds; held: the "
+                 "connections the stopped worker had open as it stopped (ringmaster's stats line right after "
+                 "the stop, summed over rounds), which no balancer can take back.")
+        L.append("")
+        L.append("| server | healthy req/s | stalled req/s | stalled/healthy | timeouts | held | p99 | Jain (conns) | "
+                 "Jain | other CPU |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name in names:
+            a = agg.get((name, sc))
+            if a:
+                L.append(f"| {name} | {fmt_rps(a['healthy_rps'])} | {fmt_rps(a['rps'])} | "
+                         f"{fmt_num(a['stall_ratio'], 2)} | {a['timeouts']} | {fmt_num(a.get('held_at_stop'))} | "
+                         f"{fmt_time(a['p99_s'])} | "
+                         f"{fmt_num(a.get('conn_jain'), 3)} | {fmt_num(a['jain'], 3)} | {fmt_pct(a['other_cpu_frac'])} |")
+    else:
+        L.append(f"{meta.get('unequal', '')}. req/s adds both halves; p99 of each half as wrk measured it "
+                 "(the pipelined half's per batch of requests).")
+        L.append("")
+        L.append("| server | req/s | vs nginx | p99 churn | p99 pipelined | timeouts | Jain (conns) | Jain | "
+                 "other CPU |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name in names:
+            a = agg.get((name, sc))
+            if a:
+                L.append(f"| {name} | {fmt_rps(a['rps'])} | {fmt_ratio(a.get('vs_nginx'))} | "
+                         f"{fmt_time(a['p99_churn_s'])} | {fmt_time(a['p99_pipelined_s'])} | {a['timeouts']} | "
+                         f"{fmt_num(a.get('conn_jain'), 3)} | {fmt_num(a['jain'], 3)} | {fmt_pct(a['other_cpu_frac'])} |")
+    L.append("")
 
 
 def chart(names, scenarios, agg, meta, path):

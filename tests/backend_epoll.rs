@@ -63,3 +63,13 @@ fn rr_reload_on_epoll_under_load_loses_nothing() {
 fn shared_reload_on_epoll_under_load_loses_nothing() {
     reload_on_epoll_loses_nothing("shared");
 }
+
+#[test]
+fn least_reload_on_epoll_under_load_loses_nothing() {
+    reload_on_epoll_loses_nothing("least");
+}
+
+#[test]
+fn reuseport_reload_on_epoll_under_load_loses_nothing() {
+    reload_on_epoll_loses_nothing("reuseport");
+}

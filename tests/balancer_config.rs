@@ -130,7 +130,7 @@ fn no_pin_gives_cpu_null_in_stats_and_cpu_none_in_the_log() {
 fn port_in_use_is_one_line_and_nonzero() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    for mode in ["rr", "shared"] {
+    for mode in ["rr", "least", "shared", "reuseport"] {
         let line = expect_config_error(&["--bind", &addr, "--workers", "1", "--mode", mode]);
         assert!(line.contains(&addr), "the error names the address: {line}");
     }

@@ -115,7 +115,7 @@ impl InProcessWorker {
             let stats = StatsBlock::private(1)?;
             let counters = stats.slot(0).expect("slot 0");
             THIS_THREAD_COUNTER.with(|c| c.set(Some(allocations)));
-            let sources = Sources { listener, channel, shutdown: Some(worker_shutdown) };
+            let sources = Sources { listener, own_listener: false, channel, shutdown: Some(worker_shutdown) };
             let result = match answers {
                 Answers::Fixed => ringmaster_engine::run(&config, sources, counters, &mut FixedBody::new(BODY)),
                 Answers::Router => ringmaster_engine::run(&config, sources, counters, &mut router::Router::new(1)),
@@ -137,16 +137,20 @@ impl InProcessWorker {
     }
 }
 
-/// Small limits and short timeouts, so the workload reaches every path soon.
+/// Small limits and short timeouts, so the workload reaches every path soon;
+/// long enough that a client thread descheduled on a busy machine between
+/// its connect and its request (or two keep-alive requests) is not taken for
+/// a silent one: 300 ms header and 600 ms idle timeouts closed such a
+/// connection under a loaded suite.
 fn worker_config(backend: Backend) -> EngineConfig {
     EngineConfig {
         backend,
         max_conns: MAX_CONNS,
         max_header: 1024,
         max_body: 4096,
-        header_timeout: Duration::from_millis(300),
-        body_timeout: Duration::from_millis(300),
-        idle_timeout: Duration::from_millis(600),
+        header_timeout: Duration::from_millis(1500),
+        body_timeout: Duration::from_millis(1500),
+        idle_timeout: Duration::from_millis(2000),
         drain_timeout: Duration::from_secs(2),
         // Few receive buffers: concurrent input runs them out (io_uring).
         recv_buffers: 16,

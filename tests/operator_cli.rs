@@ -108,7 +108,7 @@ fn a_bad_value_is_named_on_the_one_line() {
 
     let (code, line) = expect_one_line_error(&["--mode", "foo"]);
     assert_eq!(code, 2, "{line}");
-    assert!(line.contains("'foo'") && line.contains("[possible values: rr, shared]"), "{line}");
+    assert!(line.contains("'foo'") && line.contains("[possible values: rr, least, shared, reuseport]"), "{line}");
 
     let (code, line) = expect_one_line_error(&["--mod", "rr"]);
     assert_eq!(code, 2, "{line}");

@@ -1,13 +1,17 @@
 //! `--drain-delay` with `--health-path`: after SIGTERM (or `stop`) every
 //! worker is a lame duck — its health path answers `503 draining` — while
-//! it still accepts and serves, for the delay; then the stop proceeds as
-//! without it. A second request during the delay cuts it short.
+//! it still accepts and serves, for the delay, in every mode (in `rr` and
+//! `least` the master skips a lame duck only for a worker that is not one:
+//! during the delay there is none, and they all take connections as before);
+//! then the stop proceeds as without it. A second request during the delay
+//! cuts it short.
 
 mod util;
 
 use std::time::{Duration, Instant};
 
 use util::control::{control_path, ctl};
+use util::stats::{per_worker, stats_when_settled};
 use util::*;
 
 /// `GET /healthz` on a new connection: (status, body).
@@ -49,6 +53,53 @@ fn health_turns_503_for_the_delay_while_requests_succeed_then_the_drain() {
     let mut s = s;
     let status = s.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{status}");
+}
+
+/// During the delay every worker is a lame duck, and every mode still deals
+/// them new connections: none is held for a worker that is not one, and
+/// `rr` still deals them in turn.
+fn every_worker_serves_through_the_delay(mode: &str) {
+    let s = Server::start(&["--mode", mode, "--workers", "2", "--health-path", "/healthz", "--drain-delay", "60"]);
+    s.wait_workers_ready(2, START_TIMEOUT);
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    s.wait_for_log_from(from, |l| l.starts_with("SIGTERM received: lame duck for 60.0 s"), IO_TIMEOUT);
+    const ROUNDS: u64 = 4;
+    for _ in 0..ROUNDS {
+        assert_eq!(health(&s), (503, "draining\n".to_string()), "{mode}");
+        s.connect().get_ok();
+    }
+    // Two connections a round, each with one request: every one answered by a worker.
+    let stats = stats_when_settled(&s, 2 * ROUNDS, 2 * ROUNDS);
+    assert_eq!(stats["refused"].as_u64(), Some(0), "{mode}: {stats}");
+    if mode == "rr" {
+        assert_eq!(per_worker(&stats, "accepted"), vec![ROUNDS, ROUNDS], "rr deals in turn to lame ducks too: {stats}");
+    }
+    // A second SIGTERM cuts the minute short.
+    s.signal(libc::SIGTERM);
+    s.wait_for_log_from(from, |l| l.starts_with("SIGTERM received during the drain delay"), IO_TIMEOUT);
+    let mut s = s;
+    assert!(s.wait_exit(Duration::from_secs(10)).success(), "{mode}");
+}
+
+#[test]
+fn rr_serves_through_the_delay() {
+    every_worker_serves_through_the_delay("rr");
+}
+
+#[test]
+fn least_serves_through_the_delay() {
+    every_worker_serves_through_the_delay("least");
+}
+
+#[test]
+fn shared_serves_through_the_delay() {
+    every_worker_serves_through_the_delay("shared");
+}
+
+#[test]
+fn reuseport_serves_through_the_delay() {
+    every_worker_serves_through_the_delay("reuseport");
 }
 
 #[test]

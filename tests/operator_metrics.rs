@@ -64,6 +64,14 @@ fn the_page_passes_promtool_and_matches_the_stats_line() {
         assert!(value(&all, "ringmaster_worker_uptime_seconds", &labels) > 0.0);
         assert!(value(&all, "ringmaster_worker_resident_memory_bytes", &labels) > 0.0);
         assert!(value(&all, "ringmaster_worker_cpu_seconds_total", &labels) >= 0.0);
+        // rr: what routing sees, once idle: nothing in flight, nothing queued, keeping up.
+        for family in [
+            "ringmaster_worker_connections_unacknowledged",
+            "ringmaster_worker_connections_queued",
+            "ringmaster_worker_lagging",
+        ] {
+            assert_eq!(value(&all, family, &labels), 0.0, "{family} of worker {id}");
+        }
     }
     let backend = line["backend"].as_str().unwrap();
     assert_eq!(value(&all, "ringmaster_info", &[("mode", "rr"), ("backend", backend), ("version", "0.1.0")]), 1.0);

@@ -208,3 +208,15 @@ fn a_passed_socket_that_does_not_listen_is_refused() {
     let line = stderr.lines().next().unwrap_or_default();
     assert_eq!(parse_log_line(line).map(|l| l.level), Some("ERROR"), "{stderr}");
 }
+
+#[test]
+fn reuseport_refuses_a_passed_socket() {
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let (mut cmd, copies) = activated(&[http.as_raw_fd()], "http");
+    cmd.args(["--workers", "1", "--mode", "reuseport", "--bind", "127.0.0.1:0"]);
+    let output = cmd.output().expect("run");
+    drop((http, copies));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--mode reuseport binds one listener per worker itself"), "{stderr}");
+}

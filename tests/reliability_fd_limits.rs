@@ -84,3 +84,13 @@ fn rr_recovers_after_running_out_of_fds() {
 fn shared_recovers_after_running_out_of_fds() {
     recovers_after_running_out_of_fds("shared");
 }
+
+#[test]
+fn least_recovers_after_running_out_of_fds() {
+    recovers_after_running_out_of_fds("least");
+}
+
+#[test]
+fn reuseport_recovers_after_running_out_of_fds() {
+    recovers_after_running_out_of_fds("reuseport");
+}

@@ -57,3 +57,8 @@ fn rr_refuses_only_when_every_worker_is_full() {
 fn shared_refuses_only_when_every_worker_is_full() {
     refuses_only_when_every_worker_is_full("shared");
 }
+
+#[test]
+fn least_refuses_only_when_every_worker_is_full() {
+    refuses_only_when_every_worker_is_full("least");
+}

@@ -257,3 +257,13 @@ fn rr_sighup_rolling_restart_loses_nothing() {
 fn shared_sighup_rolling_restart_loses_nothing() {
     sighup_under_load_loses_nothing("shared");
 }
+
+#[test]
+fn least_sighup_rolling_restart_loses_nothing() {
+    sighup_under_load_loses_nothing("least");
+}
+
+#[test]
+fn reuseport_sighup_rolling_restart_loses_nothing() {
+    sighup_under_load_loses_nothing("reuseport");
+}

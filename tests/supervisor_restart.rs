@@ -194,6 +194,16 @@ fn shared_sigkill_under_load_restarts_same_id_and_cpu() {
     sigkill_under_load("shared");
 }
 
+#[test]
+fn least_sigkill_under_load_restarts_same_id_and_cpu() {
+    sigkill_under_load("least");
+}
+
+#[test]
+fn reuseport_sigkill_under_load_restarts_same_id_and_cpu() {
+    sigkill_under_load("reuseport");
+}
+
 // --- crash loop -----------------------------------------------------------------------------
 
 #[test]
@@ -367,6 +377,16 @@ fn rr_watchdog_replaces_a_stopped_worker() {
 #[test]
 fn shared_watchdog_replaces_a_stopped_worker() {
     watchdog_kills_a_stopped_worker("shared");
+}
+
+#[test]
+fn least_watchdog_replaces_a_stopped_worker() {
+    watchdog_kills_a_stopped_worker("least");
+}
+
+#[test]
+fn reuseport_watchdog_replaces_a_stopped_worker() {
+    watchdog_kills_a_stopped_worker("reuseport");
 }
 
 #[test]

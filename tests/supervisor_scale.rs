@@ -140,3 +140,13 @@ fn rr_sigttin_sigttou_and_ctl_scale_change_the_worker_count() {
 fn shared_sigttin_sigttou_and_ctl_scale_change_the_worker_count() {
     scale_up_and_down("shared");
 }
+
+#[test]
+fn least_sigttin_sigttou_and_ctl_scale_change_the_worker_count() {
+    scale_up_and_down("least");
+}
+
+#[test]
+fn reuseport_sigttin_sigttou_and_ctl_scale_change_the_worker_count() {
+    scale_up_and_down("reuseport");
+}

@@ -262,6 +262,16 @@ fn shared_sigterm_under_load_answers_what_was_sent() {
     sigterm_under_load("shared");
 }
 
+#[test]
+fn least_sigterm_under_load_answers_what_was_sent() {
+    sigterm_under_load("least");
+}
+
+#[test]
+fn reuseport_sigterm_under_load_answers_what_was_sent() {
+    sigterm_under_load("reuseport");
+}
+
 // --- a deep pipeline held back by a slow reader -------------------------------------------
 
 fn sigterm_answers_a_held_back_pipeline(mode: &str, backend: &str) {
@@ -364,6 +374,16 @@ fn shared_sigterm_answers_a_held_back_pipeline_on_epoll() {
     sigterm_answers_a_held_back_pipeline("shared", "epoll");
 }
 
+#[test]
+fn least_sigterm_answers_a_held_back_pipeline() {
+    sigterm_answers_a_held_back_pipeline("least", "uring");
+}
+
+#[test]
+fn reuseport_sigterm_answers_a_held_back_pipeline() {
+    sigterm_answers_a_held_back_pipeline("reuseport", "uring");
+}
+
 // --- a request half-sent at the signal ------------------------------------------------------
 
 /// A POST whose body is sent in two halves; the stop signal comes in between.
@@ -402,6 +422,16 @@ fn rr_sigterm_finishes_a_half_sent_request() {
 #[test]
 fn shared_sigquit_finishes_a_half_sent_request() {
     half_sent_request_is_finished("shared", libc::SIGQUIT, "SIGQUIT");
+}
+
+#[test]
+fn least_sigint_finishes_a_half_sent_request() {
+    half_sent_request_is_finished("least", libc::SIGINT, "SIGINT");
+}
+
+#[test]
+fn reuseport_sigterm_finishes_a_half_sent_request() {
+    half_sent_request_is_finished("reuseport", libc::SIGTERM, "SIGTERM");
 }
 
 // --- stragglers -----------------------------------------------------------------------------

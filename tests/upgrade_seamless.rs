@@ -3,9 +3,10 @@
 //! started from (replaced by rename, as cargo and package managers do); it
 //! takes the listening socket and the control socket over, and once its
 //! workers are ready the old master stops accepting, drains and exits 0 —
-//! under load, in `rr` and `shared` mode, without one failed request; and
-//! connections that wait in the listener's queue meanwhile are the new
-//! master's, never reset.
+//! under load, in every mode, without one failed request; and connections
+//! that wait in the listener's queue meanwhile are the new master's, never
+//! reset. In `reuseport` mode every worker slot's own listener is handed
+//! down too, each to the same slot of the new master.
 
 mod util;
 
@@ -130,6 +131,41 @@ fn sigusr2_upgrades_under_load_in_shared_mode() {
     upgrade_under_load("shared", Ask::Sigusr2);
 }
 
+#[test]
+fn ctl_upgrade_under_load_in_least_mode_fails_no_request() {
+    upgrade_under_load("least", Ask::Command);
+}
+
+#[test]
+fn ctl_upgrade_under_load_in_reuseport_mode_fails_no_request() {
+    upgrade_under_load("reuseport", Ask::Command);
+}
+
+/// The socket inode behind fd `fd` of process `pid`.
+fn socket_inode(pid: u32, fd: u32) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+#[test]
+fn reuseport_slot_listeners_are_handed_to_the_same_slots_of_the_new_master() {
+    let dir = TempDir::new("upgrade-reuseport-slots");
+    let control = dir.join("control.sock");
+    let (mut old, before) = start_old(&dir, "reuseport");
+    // Worker ids 1 and 2, in order: each one's listener (fd 5) by id.
+    let old_listeners: Vec<u64> =
+        before.iter().map(|&pid| socket_inode(pid, 5).expect("an old worker's listener")).collect();
+    replace_by_rename(&dir.join("ringmaster"), Replacement::Binary);
+    let new_master = upgrade(&old, &control, Ask::Command);
+    check_old_master_left(&mut old);
+    let after = status_when(&control, 2, |w| w["pid"].as_u64().is_some_and(|p| !before.contains(&(p as u32))));
+    let workers = worker_pids(&after);
+    let new_listeners: Vec<u64> =
+        workers.iter().map(|&pid| socket_inode(pid, 5).expect("a new worker's listener")).collect();
+    assert_eq!(new_listeners, old_listeners, "each slot keeps its listener, and its queue, across the upgrade");
+    stop_new_master(&dir, new_master, &workers);
+}
+
 /// Nobody accepts for a while (the new master and its workers are stopped)
 /// while the old master leaves: connections wait in the listener's queue,
 /// which outlives the old master, and the new master answers them all.
@@ -174,4 +210,9 @@ fn rr_connections_queued_during_the_hand_over_are_answered_by_the_new_master() {
 #[test]
 fn shared_connections_queued_during_the_hand_over_are_answered_by_the_new_master() {
     queued_connections_go_to_the_new_master("shared");
+}
+
+#[test]
+fn reuseport_connections_queued_during_the_hand_over_are_answered_by_the_new_master() {
+    queued_connections_go_to_the_new_master("reuseport");
 }

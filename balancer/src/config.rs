@@ -13,11 +13,18 @@ use crate::privileges::Credentials;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// The master accepts and hands each connection to the next worker in turn
-    /// over its channel (Node's `SCHED_RR`).
+    /// over its channel, skipping a worker that does not keep up (Node's
+    /// `SCHED_RR` with its `free` list).
     RoundRobin,
+    /// The master accepts and hands each connection to the worker with the
+    /// fewest outstanding connections (two random choices above 8 workers).
+    Least,
     /// Every worker accepts on the shared listening socket; the kernel picks
     /// who wakes (Node's `SCHED_NONE`).
     Shared,
+    /// Every worker accepts on its own `SO_REUSEPORT` listener, kept by the
+    /// master per worker slot; the kernel hashes each connection to one.
+    Reuseport,
 }
 
 impl Mode {
@@ -25,7 +32,9 @@ impl Mode {
     pub fn name(self) -> &'static str {
         match self {
             Mode::RoundRobin => "rr",
+            Mode::Least => "least",
             Mode::Shared => "shared",
+            Mode::Reuseport => "reuseport",
         }
     }
 }

@@ -1,5 +1,8 @@
 //! The listening sockets the master owns: binding one, taking over one an
-//! old master handed down (`upgrade`), and the key each is known by.
+//! old master handed down (`upgrade`), and the key each is known by. Every
+//! mode but `reuseport` uses one listener; `reuseport` binds an anchor that
+//! holds the port without listening, plus one `SO_REUSEPORT` listener per
+//! worker slot.
 
 use std::fmt;
 use std::io;
@@ -12,7 +15,8 @@ use nix::sys::socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType
 /// new master under (`upgrade`), so each lands where the old one used it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ListenerKey {
-    /// The master's one listening socket (`rr`, `shared`).
+    /// The master's one listening socket (`rr`, `least`, `shared`), or the
+    /// bound anchor of a `reuseport` group.
     Main,
     /// The listening socket kept for one worker slot (a mode where each slot
     /// has its own `SO_REUSEPORT` listener).
@@ -48,17 +52,79 @@ impl ListenerKey {
 /// Binds `addr` with `SO_REUSEADDR` and `TCP_NODELAY` (inherited by accepted
 /// sockets) and listens with `backlog`; returns the socket and the address it got.
 pub fn listen(addr: SocketAddr, backlog: i32) -> io::Result<(OwnedFd, SocketAddr)> {
+    let fd = bound(addr, false)?;
+    start_listening(fd, backlog)
+}
+
+/// Binds `addr` with `SO_REUSEPORT` without listening: the anchor that holds
+/// the port (and says which it is, when 0 was asked for) while each worker
+/// slot's listener joins it with [`listen_reuseport`]. Not listening, it is
+/// in no accept group: the kernel never queues a connection on it.
+pub fn bind_reuseport_anchor(addr: SocketAddr) -> io::Result<(OwnedFd, SocketAddr)> {
+    let fd = bound(addr, true)?;
+    let local = local_addr(&fd)?;
+    Ok((fd, local))
+}
+
+/// A listener on `local` (the anchor's address) in its `SO_REUSEPORT` group:
+/// the kernel spreads new connections over the group's listeners by a hash
+/// of their addresses and ports.
+pub fn listen_reuseport(local: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
+    let fd = bound(local, true)?;
+    Ok(start_listening(fd, backlog)?.0)
+}
+
+fn bound(addr: SocketAddr, reuseport: bool) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
     let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if reuseport {
+        socket::setsockopt(&fd, sockopt::ReusePort, &true)?;
+    }
     socket::setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
     socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    Ok(fd)
+}
+
+fn start_listening(fd: OwnedFd, backlog: i32) -> io::Result<(OwnedFd, SocketAddr)> {
     // Above the kernel's SOMAXCONN the kernel clamps anyway; nix refuses, so clamp here.
     let backlog = Backlog::new(backlog.max(1)).unwrap_or(Backlog::MAXCONN);
     socket::listen(&fd, backlog)?;
     let listener = TcpListener::from(fd);
     let local = listener.local_addr()?;
     Ok((OwnedFd::from(listener), local))
+}
+
+fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
+    let local = socket::getsockname::<SockaddrStorage>(fd.as_raw_fd())?;
+    if let Some(v4) = local.as_sockaddr_in() {
+        return Ok(SocketAddr::from((v4.ip(), v4.port())));
+    }
+    let v6 = local.as_sockaddr_in6().ok_or_else(|| io::Error::other("it has no IP address"))?;
+    Ok(SocketAddr::from((v6.ip(), v6.port())))
+}
+
+/// Where a socket handed down must be: on `addr`'s IP, and on its port
+/// unless that is 0 (the old master then got one from the kernel).
+fn check_where(local: SocketAddr, addr: SocketAddr) -> io::Result<()> {
+    if local.ip() != addr.ip() || (addr.port() != 0 && local.port() != addr.port()) {
+        return Err(io::Error::other(format!("it is bound to {local}, not to {addr}")));
+    }
+    Ok(())
+}
+
+/// Takes over a `reuseport` anchor an old master handed down: a TCP socket
+/// bound to `addr` with `SO_REUSEPORT`, not listening. Returns it and its address.
+pub fn adopt_anchor(fd: OwnedFd, addr: SocketAddr) -> io::Result<(OwnedFd, SocketAddr)> {
+    if socket::getsockopt(&fd, sockopt::SockType)? != SockType::Stream
+        || socket::getsockopt(&fd, sockopt::AcceptConn)?
+        || !socket::getsockopt(&fd, sockopt::ReusePort)?
+    {
+        return Err(io::Error::other("it is not a bound SO_REUSEPORT stream socket that does not listen"));
+    }
+    let local = local_addr(&fd)?;
+    check_where(local, addr)?;
+    Ok((fd, local))
 }
 
 /// Takes over a listening socket an old master handed down: it must be a
@@ -73,8 +139,8 @@ pub fn adopt(fd: OwnedFd, addr: Option<SocketAddr>) -> io::Result<(OwnedFd, Sock
     }
     let listener = TcpListener::from(fd);
     let local = listener.local_addr()?;
-    if let Some(addr) = addr.filter(|a| local.ip() != a.ip() || (a.port() != 0 && local.port() != a.port())) {
-        return Err(io::Error::other(format!("it listens on {local}, not on {addr}")));
+    if let Some(addr) = addr {
+        check_where(local, addr)?;
     }
     Ok((OwnedFd::from(listener), local))
 }
@@ -105,5 +171,16 @@ mod tests {
         assert!(adopt(fd, Some(elsewhere)).is_err());
         let unbound = OwnedFd::from(std::net::UdpSocket::bind(any_port).unwrap());
         assert!(adopt(unbound, Some(any_port)).is_err(), "not a listening stream socket");
+    }
+
+    #[test]
+    fn a_reuseport_anchor_holds_the_port_and_is_handed_down_as_one() {
+        let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (anchor, local) = bind_reuseport_anchor(any_port).unwrap();
+        let slot = listen_reuseport(local, 16).expect("a slot's listener joins the anchor's port");
+        assert!(adopt(anchor.try_clone().unwrap(), Some(local)).is_err(), "the anchor does not listen");
+        let (_, adopted) = adopt_anchor(anchor, any_port).expect("an anchor");
+        assert_eq!(adopted, local);
+        assert!(adopt_anchor(slot, local).is_err(), "a listening socket is no anchor");
     }
 }

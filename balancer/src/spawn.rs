@@ -1,6 +1,6 @@
 //! Starting a worker: the master re-executes its own binary with the worker
 //! role named in the environment and the channel, the stats block and (in
-//! `shared` mode) the listener at fixed fd numbers, as Node passes
+//! `shared` and `reuseport` modes) a listener at fixed fd numbers, as Node passes
 //! `NODE_CHANNEL_FD` and `NODE_UNIQUE_ID`; the ids to switch to, if any, are in
 //! the environment too.
 //!
@@ -32,8 +32,14 @@ pub const ENV_CPU: &str = "RINGMASTER_CPU";
 pub const ENV_STATS_SLOTS: &str = "RINGMASTER_STATS_SLOTS";
 /// Environment variable with the stats slot this process writes (0-based).
 pub const ENV_STATS_SLOT: &str = "RINGMASTER_STATS_SLOT";
-/// Environment variable set to `1` when the listener is passed at [`LISTENER_FD`].
+/// Environment variable saying which listener is passed at [`LISTENER_FD`]:
+/// `shared` (the master's, every worker's) or `own` (the worker slot's own
+/// `SO_REUSEPORT` listener); absent when none is.
 pub const ENV_LISTENER: &str = "RINGMASTER_LISTENER";
+/// [`ENV_LISTENER`] for the master's shared listener.
+pub const LISTENER_SHARED: &str = "shared";
+/// [`ENV_LISTENER`] for a worker slot's own listener.
+pub const LISTENER_OWN: &str = "own";
 /// Environment variable with the backend the master chose (`uring` or
 /// `epoll`): workers run on it without probing.
 pub const ENV_BACKEND: &str = "RINGMASTER_BACKEND";
@@ -42,7 +48,7 @@ pub const ENV_BACKEND: &str = "RINGMASTER_BACKEND";
 pub const CHANNEL_FD: RawFd = 3;
 /// The stats block (a memfd).
 pub const STATS_FD: RawFd = 4;
-/// The shared listening socket (`shared` mode only).
+/// The listening socket (`shared` and `reuseport` modes only).
 pub const LISTENER_FD: RawFd = 5;
 /// Sources are moved at least this high before the fork, so placing them at
 /// 3, 4 and 5 in the child can never overwrite one with another.
@@ -89,8 +95,8 @@ pub struct WorkerLaunch<'a> {
     pub channel: BorrowedFd<'a>,
     /// The stats block.
     pub stats: BorrowedFd<'a>,
-    /// The listener, in `shared` mode.
-    pub listener: Option<BorrowedFd<'a>>,
+    /// The listener, in `shared` and `reuseport` modes.
+    pub listener: Option<Inherited<'a>>,
     /// The kernel interface the worker's loop runs on.
     pub backend: Backend,
     /// The binary to run.
@@ -99,12 +105,36 @@ pub struct WorkerLaunch<'a> {
     pub exec: &'a WorkerExec,
 }
 
+/// A listener a worker inherits.
+#[derive(Clone, Copy, Debug)]
+pub enum Inherited<'a> {
+    /// The master's listener, shared by every worker.
+    Shared(BorrowedFd<'a>),
+    /// The worker slot's own listener.
+    Own(BorrowedFd<'a>),
+}
+
+impl<'a> Inherited<'a> {
+    fn fd(self) -> BorrowedFd<'a> {
+        match self {
+            Inherited::Shared(fd) | Inherited::Own(fd) => fd,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Inherited::Shared(_) => LISTENER_SHARED,
+            Inherited::Own(_) => LISTENER_OWN,
+        }
+    }
+}
+
 /// Starts a worker process; returns its pid. The binary is the master's own
 /// image, never found by `argv[0]` (which is the worker's title).
 pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
     let channel = dup_above(launch.channel)?;
     let stats = dup_above(launch.stats)?;
-    let listener = launch.listener.map(dup_above).transpose()?;
+    let listener = launch.listener.map(|l| dup_above(l.fd())).transpose()?;
     let placements: [(RawFd, RawFd); 3] = [
         (channel.as_raw_fd(), CHANNEL_FD),
         (stats.as_raw_fd(), STATS_FD),
@@ -121,8 +151,8 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
         .env(ENV_STATS_SLOTS, launch.stats_slots.to_string())
         .env(ENV_STATS_SLOT, launch.stats_slot.to_string())
         .stdin(Stdio::null());
-    if listener.is_some() {
-        command.env(ENV_LISTENER, "1");
+    if let Some(inherited) = launch.listener {
+        command.env(ENV_LISTENER, inherited.name());
     } else {
         command.env_remove(ENV_LISTENER);
     }

@@ -34,6 +34,21 @@ pub struct WorkerRow {
     pub req_per_s: f64,
     /// Its process's CPU time and memory, from `/proc`.
     pub process: Option<ProcStat>,
+    /// What the master's routing sees of its running process, when the
+    /// master hands connections over (`rr`, `least`).
+    pub routing: Option<Routing>,
+}
+
+/// What the master's routing sees of one worker process (`rr`, `least`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Routing {
+    /// Connections handed to it that it has not acknowledged yet.
+    pub unacked: u64,
+    /// Connections queued in the master for it, not sent yet.
+    pub queued: u64,
+    /// It does not keep up (a batch unacknowledged past the grace, or a
+    /// stale heartbeat): it gets no new connections until it does.
+    pub lagging: bool,
 }
 
 /// Formats the stats line (no trailing newline); `backend` is the kernel
@@ -109,6 +124,7 @@ mod tests {
                 unstable_restarts: 0,
                 req_per_s: 12.26,
                 process: Some(process),
+                routing: None,
             },
             WorkerRow {
                 id: 2,
@@ -122,6 +138,7 @@ mod tests {
                 unstable_restarts: 1,
                 req_per_s: 0.0,
                 process: None,
+                routing: None,
             },
         ];
         assert_eq!(

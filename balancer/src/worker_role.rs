@@ -13,7 +13,7 @@ use crate::privileges::{switch_to, Credentials};
 use crate::signals::signal_fd;
 use crate::spawn::{
     inherited_fd, CHANNEL_FD, ENV_BACKEND, ENV_CPU, ENV_LISTENER, ENV_STATS_SLOT, ENV_STATS_SLOTS, ENV_WORKER_ID,
-    LISTENER_FD, STATS_FD,
+    LISTENER_FD, LISTENER_OWN, LISTENER_SHARED, STATS_FD,
 };
 use crate::title::{set_thread_name, worker_thread_name};
 
@@ -28,10 +28,19 @@ pub struct WorkerIdentity {
     pub stats_slot: usize,
     /// Slots in the stats block.
     pub stats_slots: usize,
-    /// The listener was passed (`shared` mode).
-    pub has_listener: bool,
+    /// The listener passed, if any.
+    pub listener: Option<ListenerKind>,
     /// The kernel interface to run on, as the master chose it.
     pub backend: Backend,
+}
+
+/// Which listener a worker was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// The master's, shared by every worker (`shared` mode).
+    Shared,
+    /// Its worker slot's own (`reuseport` mode): drained before it is closed.
+    Own,
 }
 
 /// The identity in the environment, if this process was started as a worker.
@@ -57,8 +66,13 @@ fn parse_identity(var: impl Fn(&str) -> Option<String>) -> Result<WorkerIdentity
         )));
     }
     let backend = Backend::from_name(&get(ENV_BACKEND)).ok_or_else(|| bad(ENV_BACKEND, "uring or epoll"))?;
-    let has_listener = get(ENV_LISTENER) == "1";
-    Ok(WorkerIdentity { id, cpu, stats_slot, stats_slots, has_listener, backend })
+    let listener = match get(ENV_LISTENER).as_str() {
+        "" => None,
+        LISTENER_SHARED => Some(ListenerKind::Shared),
+        LISTENER_OWN => Some(ListenerKind::Own),
+        _ => return Err(bad(ENV_LISTENER, "shared or own")),
+    };
+    Ok(WorkerIdentity { id, cpu, stats_slot, stats_slots, listener, backend })
 }
 
 /// Runs this process as worker `identity` until it has drained, answering
@@ -82,7 +96,10 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig, handler: &mut
     ringmaster_engine::ignore_sigpipe().context("cannot ignore SIGPIPE")?;
     let channel = inherited_fd(CHANNEL_FD).context("channel")?;
     let stats_fd = inherited_fd(STATS_FD).context("stats block")?;
-    let listener = if identity.has_listener { Some(inherited_fd(LISTENER_FD).context("listener")?) } else { None };
+    let listener = match identity.listener {
+        Some(_) => Some(inherited_fd(LISTENER_FD).context("listener")?),
+        None => None,
+    };
     let stats = StatsBlock::open_shared(stats_fd.as_fd(), identity.stats_slots).context("stats block")?;
     drop(stats_fd);
     let counters = stats
@@ -94,7 +111,8 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig, handler: &mut
         switch_to(credentials, faults.skip_setuid)
             .context(format_args!("refusing to serve: cannot switch to {credentials}"))?;
     }
-    let sources = Sources { listener, channel: Some(channel), shutdown: Some(shutdown) };
+    let own_listener = identity.listener == Some(ListenerKind::Own);
+    let sources = Sources { listener, own_listener, channel: Some(channel), shutdown: Some(shutdown) };
     // The master chose the backend once; a worker never probes again.
     let config = EngineConfig { backend: identity.backend, faults: faults.engine, ..config.clone() };
     let backend = identity.backend.name();
@@ -127,7 +145,7 @@ mod tests {
             (ENV_CPU, "1"),
             (ENV_STATS_SLOT, "5"),
             (ENV_STATS_SLOTS, "8"),
-            (ENV_LISTENER, "1"),
+            (ENV_LISTENER, "shared"),
             (ENV_BACKEND, "epoll"),
         ];
         assert_eq!(
@@ -137,7 +155,7 @@ mod tests {
                 cpu: Some(1),
                 stats_slot: 5,
                 stats_slots: 8,
-                has_listener: true,
+                listener: Some(ListenerKind::Shared),
                 backend: Backend::Epoll
             })
         );
@@ -147,6 +165,9 @@ mod tests {
             parse_identity(env(&changed))
         };
         assert_eq!(with(ENV_CPU, "none").map(|i| i.cpu).ok(), Some(None));
+        assert_eq!(with(ENV_LISTENER, "own").map(|i| i.listener).ok(), Some(Some(ListenerKind::Own)));
+        assert_eq!(with(ENV_LISTENER, "").map(|i| i.listener).ok(), Some(None));
+        assert!(with(ENV_LISTENER, "1").is_err());
         assert!(with(ENV_WORKER_ID, "0").is_err());
         assert!(with(ENV_STATS_SLOT, "8").is_err());
         assert!(with(ENV_WORKER_ID, "x").is_err());

@@ -68,7 +68,7 @@ struct Conn {
 
 /// The size of the answers seen so far (0 until the first one).
 #[derive(Clone, Copy, Debug, Default)]
-struct Shape {
+pub struct Shape {
     head: usize,
     total: usize,
 }
@@ -397,12 +397,7 @@ fn write_some(fd: RawFd, requests: &[u8], conn: &mut Conn) -> io::Result<bool> {
 /// Counts the complete responses at the front of `conn.buf`, moves the rest
 /// (a partial response) to the front, and returns the count.
 fn count_responses(shape: &mut Shape, conn: &mut Conn) -> io::Result<usize> {
-    let mut at = 0;
-    let mut count = 0;
-    while let Some(len) = next_response(shape, &conn.buf[at..conn.filled])? {
-        at += len;
-        count += 1;
-    }
+    let count = count_answers(shape, &mut conn.buf, &mut conn.filled)?;
     if count > conn.inflight {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -410,8 +405,21 @@ fn count_responses(shape: &mut Shape, conn: &mut Conn) -> io::Result<usize> {
         ));
     }
     conn.inflight -= count;
-    conn.buf.copy_within(at..conn.filled, 0);
-    conn.filled -= at;
+    Ok(count)
+}
+
+/// Counts the complete `200` responses in the first `filled` bytes of `buf`,
+/// moves what follows them (a partial response) to the front, and returns
+/// the count.
+pub fn count_answers(shape: &mut Shape, buf: &mut [u8], filled: &mut usize) -> io::Result<usize> {
+    let mut at = 0;
+    let mut count = 0;
+    while let Some(len) = next_response(shape, &buf[at..*filled])? {
+        at += len;
+        count += 1;
+    }
+    buf.copy_within(at..*filled, 0);
+    *filled -= at;
     Ok(count)
 }
 

@@ -34,6 +34,7 @@ pub fn delta(before: &[WorkerStats], after: &[WorkerStats]) -> Vec<WorkerStats> 
                 cpu: a.cpu,
                 accepted: since(a.accepted, b.map(|b| b.accepted)),
                 requests: since(a.requests, b.map(|b| b.requests)),
+                live: a.live,
             }
         })
         .collect()

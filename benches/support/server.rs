@@ -34,6 +34,8 @@ pub struct WorkerStats {
     pub accepted: u64,
     /// Requests it answered.
     pub requests: u64,
+    /// Connections it has open.
+    pub live: u64,
 }
 
 /// A server's counters at one moment.
@@ -199,6 +201,7 @@ fn parse_stats(line: &str) -> Result<Vec<WorkerStats>, String> {
                 cpu: w.get("cpu").and_then(|v| v.as_u64()),
                 accepted: field(w, "accepted")?,
                 requests: field(w, "requests")?,
+                live: field(w, "live")?,
             })
         })
         .collect()

@@ -1,6 +1,7 @@
 //! The provided-buffer ring: receive buffers registered with the kernel at
 //! start, picked by the kernel for each multishot receive and handed back
-//! after the data is parsed.
+//! after the data is parsed. The worker's connections read into group
+//! [`GROUP`]; the master's ring reads its workers' acks into a group of its own.
 
 use std::io;
 use std::ptr::NonNull;
@@ -26,6 +27,11 @@ pub struct BufRing {
 impl BufRing {
     /// Allocates `count` buffers of `size` bytes and registers them as group [`GROUP`].
     pub fn register(submitter: &Submitter<'_>, count: u16, size: u32) -> io::Result<BufRing> {
+        BufRing::register_group(submitter, count, size, GROUP)
+    }
+
+    /// Allocates `count` buffers of `size` bytes and registers them as `group`.
+    pub fn register_group(submitter: &Submitter<'_>, count: u16, size: u32, group: u16) -> io::Result<BufRing> {
         if !count.is_power_of_two() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "receive buffer count must be a power of two"));
         }
@@ -57,8 +63,8 @@ impl BufRing {
             size,
         };
         // SAFETY: the ring memory is mapped, page-aligned and outlives the registration:
-        // the worker drops its io_uring (which unregisters) before this BufRing.
-        unsafe { submitter.register_buf_ring_with_flags(ring.entries.as_ptr() as u64, count, GROUP, 0)? };
+        // its owner drops its io_uring (which unregisters) before this BufRing.
+        unsafe { submitter.register_buf_ring_with_flags(ring.entries.as_ptr() as u64, count, group, 0)? };
         for bid in 0..count {
             ring.push(bid);
         }
@@ -117,7 +123,7 @@ impl BufRing {
 impl Drop for BufRing {
     fn drop(&mut self) {
         // SAFETY: unmaps the entries mapped in `register`; the ring that read them
-        // is dropped first (field order in the worker).
+        // is dropped first (field order in the worker and the master's reactor).
         unsafe { libc::munmap(self.entries.as_ptr().cast(), self.entries_len) };
     }
 }

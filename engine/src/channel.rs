@@ -3,15 +3,18 @@
 //! `SCM_RIGHTS`. Both the master (sending through its ring) and the worker
 //! (receiving through its ring) use [`Message`], so the format lives here only.
 //!
-//! A `Connections` message says how many fds it carries. The worker answers
-//! every such message with exactly one [`Ack`], whatever it got: how many fds
-//! arrived (fewer when the kernel could not install them all, `MSG_CTRUNC`,
+//! A `Connections` message says how many fds it carries. The worker settles
+//! every such message exactly once, with one [`Ack`] whatever it got: how many
+//! fds arrived (fewer when the kernel could not install them all, `MSG_CTRUNC`,
 //! because the worker is at its open-file limit) and how many of those it
 //! adopted (fewer when it is full). The fds arrive and are adopted in order, so
-//! both are prefixes of the batch. Until the ack the master keeps its copies:
-//! it closes the adopted prefix and hands the rest to another worker, and a
-//! worker that dies with the batch still in its socket (or in flight) loses
-//! nothing either.
+//! both are prefixes of the batch. Acks travel in [`Acks`] messages: one
+//! message settles one or more batches (up to [`MAX_ACKS`]), oldest first, so a
+//! worker that took several batches in one loop turn answers them all with one
+//! `send` and the master wakes once for them. Until a batch is settled the
+//! master keeps its copies: it closes the adopted prefix and hands the rest to
+//! another worker, and a worker that dies with the batch still in its socket
+//! (or in flight) loses nothing either.
 //!
 //! Lines of text travel both ways, as Node's `worker.send()` and
 //! `process.send()` do: a `Text` message from the master carries up to
@@ -60,7 +63,7 @@ const WORKER_TEXT: u8 = b'M';
 /// The worker's answer to one `Connections` message (worker -> master): of
 /// the batch's fds, the first `received` reached the worker and the first
 /// `adopted` of those are its connections now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Ack {
     /// Fds that reached the worker (the rest were dropped by the kernel).
     pub received: u16,
@@ -68,22 +71,90 @@ pub struct Ack {
     pub adopted: u16,
 }
 
-/// Bytes of an encoded [`Ack`].
-pub const ACK_LEN: usize = 5;
+/// Most batches one [`Acks`] message settles.
+pub const MAX_ACKS: usize = 16;
+/// Bytes of the longest [`Acks`] message.
+pub const ACKS_LEN: usize = 2 + MAX_ACKS * 4;
 
-impl Ack {
-    /// The wire form: `A`, then `received` and `adopted` as little-endian `u16`s.
-    pub fn encode(self) -> [u8; ACK_LEN] {
-        let [r0, r1] = self.received.to_le_bytes();
-        let [a0, a1] = self.adopted.to_le_bytes();
-        [b'A', r0, r1, a0, a1]
+/// One acknowledgement message (worker -> master): the [`Ack`]s of the oldest
+/// unsettled batches, in the order the batches were sent.
+///
+/// On the wire: `A`, the count (1 to [`MAX_ACKS`]) as one byte, then per
+/// batch `received` and `adopted` as little-endian `u16`s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Acks {
+    list: [Ack; MAX_ACKS],
+    len: usize,
+}
+
+impl Acks {
+    /// No acks yet.
+    pub const fn new() -> Acks {
+        Acks { list: [Ack { received: 0, adopted: 0 }; MAX_ACKS], len: 0 }
     }
 
-    /// Reads one ack message; `None` when it is not one (or claims more adopted than received).
-    pub fn decode(bytes: &[u8]) -> Option<Ack> {
-        let &[b'A', r0, r1, a0, a1] = bytes else { return None };
-        let ack = Ack { received: u16::from_le_bytes([r0, r1]), adopted: u16::from_le_bytes([a0, a1]) };
-        (ack.adopted <= ack.received).then_some(ack)
+    /// Adds the ack of the next batch; false (and nothing added) when the
+    /// message is full: send it first.
+    pub fn push(&mut self, ack: Ack) -> bool {
+        if self.len == MAX_ACKS {
+            return false;
+        }
+        self.list[self.len] = ack;
+        self.len += 1;
+        true
+    }
+
+    /// The acks, oldest batch first.
+    pub fn as_slice(&self) -> &[Ack] {
+        &self.list[..self.len]
+    }
+
+    /// True when there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets the acks (once sent).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The wire form, in `out`; its length (0 for no acks: nothing to send).
+    pub fn encode(&self, out: &mut [u8; ACKS_LEN]) -> usize {
+        if self.len == 0 {
+            return 0;
+        }
+        out[0] = b'A';
+        out[1] = self.len as u8;
+        for (i, ack) in self.as_slice().iter().enumerate() {
+            let at = 2 + 4 * i;
+            out[at..at + 2].copy_from_slice(&ack.received.to_le_bytes());
+            out[at + 2..at + 4].copy_from_slice(&ack.adopted.to_le_bytes());
+        }
+        2 + 4 * self.len
+    }
+
+    /// Reads one ack message; `None` when it is not one: a wrong tag or
+    /// length, no acks or more than [`MAX_ACKS`], or an ack claiming more
+    /// adopted than received.
+    pub fn decode(bytes: &[u8]) -> Option<Acks> {
+        let [b'A', count, rest @ ..] = bytes else { return None };
+        let count = usize::from(*count);
+        if count == 0 || count > MAX_ACKS || rest.len() != 4 * count {
+            return None;
+        }
+        let mut acks = Acks::new();
+        for pair in rest.chunks_exact(4) {
+            let ack = Ack {
+                received: u16::from_le_bytes([pair[0], pair[1]]),
+                adopted: u16::from_le_bytes([pair[2], pair[3]]),
+            };
+            if ack.adopted > ack.received {
+                return None;
+            }
+            acks.push(ack);
+        }
+        Some(acks)
     }
 }
 
@@ -268,17 +339,23 @@ pub fn send_blocking(channel: BorrowedFd<'_>, message: &mut Message, tag: Tag, f
     Ok(())
 }
 
-/// Sends `ack` for the batch received last.
+/// Sends `acks`, the settlements of the batches taken since the last ones
+/// were sent, in one message.
 ///
 /// A direct, blocking `send(2)`, not a ring op: acks must reach the master in
 /// the order of the batches, and the master always reads them, so this never
 /// waits in practice; a master that is gone makes it fail at once (`EPIPE`).
-pub fn send_ack(channel: BorrowedFd<'_>, ack: Ack) -> io::Result<()> {
-    send_bytes(channel, &ack.encode())
+pub fn send_acks(channel: BorrowedFd<'_>, acks: &Acks) -> io::Result<()> {
+    let mut bytes = [0u8; ACKS_LEN];
+    let len = acks.encode(&mut bytes);
+    if len == 0 {
+        return Ok(());
+    }
+    send_bytes(channel, &bytes[..len])
 }
 
 /// Sends a line of text to the master (at most [`MAX_TEXT`] bytes: longer
-/// text is cut there), blocking as [`send_ack`] does.
+/// text is cut there), blocking as [`send_acks`] does.
 pub fn send_text(channel: BorrowedFd<'_>, text: &[u8]) -> io::Result<()> {
     let text = &text[..text.len().min(MAX_TEXT)];
     let mut bytes = [0u8; 1 + MAX_TEXT];
@@ -353,83 +430,5 @@ pub fn recv_blocking(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::os::fd::AsFd;
-
-    use super::*;
-
-    #[test]
-    fn fds_cross_the_channel_intact() {
-        let (master, worker) = channel_pair().expect("socketpair");
-        let (a, b) = channel_pair().expect("payload pair");
-        let mut out = Message::new();
-        send_blocking(master.as_fd(), &mut out, Tag::Connections, &[a.as_raw_fd(), b.as_raw_fd()]).expect("send");
-        let mut received = Vec::new();
-        let mut inbox = Message::new();
-        let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |fd| received.push(fd)).expect("recv");
-        assert_eq!(got, Some(Received { tag: Some(Tag::Connections), sent: 2, fds: 2, truncated: false, text_len: 0 }));
-        // The received fds are the same sockets: a byte written on `a` arrives on the copy of `b`.
-        // SAFETY: writing one byte from a valid buffer to a valid socket.
-        let wrote = unsafe { libc::write(received[0].as_raw_fd(), b"x".as_ptr().cast(), 1) };
-        assert_eq!(wrote, 1);
-        let mut byte = [0u8; 1];
-        // SAFETY: reading one byte into a valid buffer from a valid socket.
-        let read = unsafe { libc::read(b.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
-        assert_eq!((read, byte[0]), (1, b'x'));
-    }
-
-    #[test]
-    fn acks_round_trip_and_reject_nonsense() {
-        let ack = Ack { received: 253, adopted: 7 };
-        assert_eq!(Ack::decode(&ack.encode()), Some(ack));
-        assert_eq!(Ack::decode(&Ack { received: 1, adopted: 2 }.encode()), None, "adopted more than received");
-        assert_eq!(Ack::decode(b"A"), None, "the old one-byte ack");
-        assert_eq!(Ack::decode(b"X\x01\x00\x01\x00"), None);
-    }
-
-    #[test]
-    fn a_full_batch_fits_and_drain_has_no_fds() {
-        let (master, worker) = channel_pair().expect("socketpair");
-        let (a, _b) = channel_pair().expect("payload pair");
-        let fds = vec![a.as_raw_fd(); MAX_FDS];
-        let mut out = Message::new();
-        send_blocking(master.as_fd(), &mut out, Tag::Connections, &fds).expect("send full batch");
-        send_blocking(master.as_fd(), &mut out, Tag::Drain, &[]).expect("send drain");
-        let mut inbox = Message::new();
-        let mut count = 0;
-        let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |_| count += 1).expect("recv batch");
-        assert_eq!(got.map(|r| (r.fds, r.truncated)), Some((MAX_FDS, false)));
-        assert_eq!(count, MAX_FDS);
-        let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |_| count += 1).expect("recv drain");
-        assert_eq!(got, Some(Received { tag: Some(Tag::Drain), sent: 0, fds: 0, truncated: false, text_len: 0 }));
-        drop(master);
-        assert_eq!(recv_blocking(worker.as_fd(), &mut inbox, &mut |_| {}).expect("eof"), None);
-    }
-
-    #[test]
-    fn text_crosses_both_ways_and_is_cut_at_the_limit() {
-        let (master, worker) = channel_pair().expect("socketpair");
-        let mut out = Message::new();
-        let header = out.prepare_send_text(b"hello workers");
-        // SAFETY: `header` points into `out`, alive and unmoved for the call.
-        assert!(unsafe { libc::sendmsg(master.as_raw_fd(), header, 0) } > 0);
-        let mut inbox = Message::new();
-        let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |_| panic!("no fds")).expect("recv").expect("msg");
-        assert_eq!(got.tag, Some(Tag::Text));
-        assert_eq!(inbox.text(&got), b"hello workers");
-
-        let long = vec![b'x'; MAX_TEXT + 10];
-        let header = out.prepare_send_text(&long);
-        // SAFETY: as above.
-        assert!(unsafe { libc::sendmsg(master.as_raw_fd(), header, 0) } > 0);
-        let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |_| panic!("no fds")).expect("recv").expect("msg");
-        assert_eq!(inbox.text(&got), &long[..MAX_TEXT]);
-
-        send_text(worker.as_fd(), b"hello master").expect("send");
-        let mut buf = [0u8; WORKER_MESSAGE_MAX];
-        // SAFETY: receiving into a live local buffer of its own length.
-        let n = unsafe { libc::recv(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        assert_eq!(decode_text(&buf[..n as usize]), Some(&b"hello master"[..]));
-        assert_eq!(decode_text(b"A\x01\x00\x01\x00"), None);
-    }
-}
+#[path = "channel_tests.rs"]
+mod tests;

@@ -8,14 +8,14 @@
 //! [`http`] parses requests and [`response`] holds the preformatted replies;
 //! `slab` keeps connections in fixed slots; [`stats`] is the shared counters
 //! block and [`channel`] the wire format of the master's fd hand-off. The
-//! unsafe kernel interfaces sit in `bufring`, [`channel`], [`stats`],
+//! unsafe kernel interfaces sit in [`bufring`], [`channel`], [`stats`],
 //! [`uring`] and `sys`.
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
 mod answer;
 pub mod backend;
-mod bufring;
+pub mod bufring;
 pub mod channel;
 pub mod config;
 mod conn;

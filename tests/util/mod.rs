@@ -14,6 +14,7 @@
 
 pub mod control;
 pub mod load;
+pub mod multihost;
 pub mod ops;
 pub mod procs;
 pub mod stats;

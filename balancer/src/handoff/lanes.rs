@@ -1,29 +1,34 @@
 //! A lane is the master's end of one worker's channel plus the connections
-//! queued for it: accepted fds wait in `pending`, up to [`MAX_FDS`] go out in
+//! queued for it: accepted fds wait in the queue, up to [`MAX_FDS`] go out in
 //! one `SCM_RIGHTS` message, and the master keeps its copies until the worker
-//! acknowledges the batch. The [`Ack`] settles the batch exactly once: the
-//! adopted prefix is closed here (the worker has those connections), the rest
+//! acknowledges the batch. At most one batch is in the worker's socket at a
+//! time (Node's `free` list, per batch): connections that come meanwhile wait
+//! here, where the master still owns them and can give them to another worker
+//! if this one stops answering, and go out together once the batch in the
+//! socket is settled. The [`Acks`] settle each batch exactly once: the adopted
+//! prefix is closed here (the worker has those connections), the rest
 //! (dropped by the kernel at the worker's fd limit, or declined because it is
-//! full) goes to another worker. A worker that dies first, with batches unread
+//! full) goes to another worker. A worker that dies first, with a batch unread
 //! in its socket or unacknowledged, loses nothing: every fd the master still
 //! holds goes to another worker.
 //!
-//! No I/O happens here: the master's loop makes the sends and receives with
-//! the buffers a lane lends it, and reports their results back. Connections
-//! are `OwnedFd`s from accept to the close (or the refusal) that ends the
-//! master's copy.
+//! No I/O happens here: the master's loop makes the sends and receives (the
+//! message a lane lends it, a multishot receive on its channel) and reports
+//! their results back. Connections are `OwnedFd`s from accept to the close
+//! (or the refusal) that ends the master's copy.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
-use ringmaster_engine::channel::{Ack, Message, Tag, MAX_FDS};
+use ringmaster_engine::channel::{Ack, Acks, Message, Tag, ACKS_LEN, MAX_FDS};
 
 use crate::reactor::Lent;
 
 /// Room for queued fds before a burst makes the queues grow.
 const QUEUE_CAPACITY: usize = 4096;
-/// Room for one ack, and more: a longer message is not an ack (and is read whole).
-const ACK_BUFFER: usize = 16;
+/// Room for one ack message, and more: a longer message is not an ack.
+pub const ACK_MESSAGE_MAX: usize = ACKS_LEN + 16;
 
 /// What a completed send means for the fds the lane held.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,11 +48,13 @@ pub struct Lane {
     channel: Option<OwnedFd>,
     pending: VecDeque<OwnedFd>,
     in_flight: Vec<OwnedFd>,
-    /// Sent but not yet acknowledged, oldest first; `batches` holds their sizes.
+    /// When the batch in flight was handed to the kernel.
+    in_flight_since: Option<Instant>,
+    /// Sent but not yet acknowledged, oldest first; `batches` holds their
+    /// sizes and when each was sent.
     unacked: VecDeque<OwnedFd>,
-    batches: VecDeque<usize>,
+    batches: VecDeque<(usize, Instant)>,
     message: Box<Message>,
-    ack_buffer: Box<[u8; ACK_BUFFER]>,
     sending: bool,
     sending_drain: bool,
     receiving: bool,
@@ -69,10 +76,10 @@ impl Lane {
             channel: None,
             pending: VecDeque::with_capacity(QUEUE_CAPACITY),
             in_flight: Vec::with_capacity(MAX_FDS),
-            unacked: VecDeque::with_capacity(QUEUE_CAPACITY),
-            batches: VecDeque::with_capacity(64),
+            in_flight_since: None,
+            unacked: VecDeque::with_capacity(MAX_FDS),
+            batches: VecDeque::with_capacity(4),
             message: Message::new(),
-            ack_buffer: Box::new([0; ACK_BUFFER]),
             sending: false,
             sending_drain: false,
             receiving: false,
@@ -112,12 +119,36 @@ impl Lane {
     /// Connections whose fds the master holds for this lane: queued, in
     /// flight, or sent and not yet acknowledged.
     pub fn held_fds(&self) -> usize {
-        self.pending.len() + self.in_flight.len() + self.unacked.len()
+        self.pending.len() + self.handed()
+    }
+
+    /// Connections handed to the worker (in flight or in its socket) and not
+    /// yet acknowledged.
+    pub fn handed(&self) -> usize {
+        self.in_flight.len() + self.unacked.len()
+    }
+
+    /// Connections queued here for the worker, not yet sent.
+    pub fn queued(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// How long the oldest batch handed to the worker has waited for its
+    /// acknowledgement at `now` (zero when none waits).
+    pub fn ack_wait(&self, now: Instant) -> Duration {
+        let oldest = self.batches.front().map(|&(_, at)| at).or(self.in_flight_since);
+        oldest.map_or(Duration::ZERO, |at| now.saturating_duration_since(at))
     }
 
     /// Queues an accepted connection for this lane's worker.
     pub fn enqueue(&mut self, fd: OwnedFd) {
         self.pending.push_back(fd);
+    }
+
+    /// Hands back the connections queued here and not yet sent (the worker
+    /// stopped taking them), to route elsewhere.
+    pub fn take_queued(&mut self, out: &mut Vec<OwnedFd>) {
+        out.extend(self.pending.drain(..));
     }
 
     /// Asks the worker to drain once every queued connection is sent; the
@@ -128,15 +159,21 @@ impl Lane {
         }
     }
 
-    /// The next message to send when the lane is idle, lent until [`Lane::on_sent`].
-    pub fn next_send(&mut self) -> Option<Lent> {
+    /// The next message to send, if the lane is idle and the worker's socket
+    /// holds no batch awaiting its acknowledgement; lent until [`Lane::on_sent`].
+    pub fn next_send(&mut self, now: Instant) -> Option<Lent> {
         let channel = self.channel.as_ref()?.as_raw_fd();
         if self.sending || self.worker_gone {
             return None;
         }
         let header = if !self.pending.is_empty() {
+            if !self.batches.is_empty() {
+                // One batch in the worker's socket at a time: the rest waits here.
+                return None;
+            }
             let batch = self.pending.len().min(MAX_FDS);
             self.in_flight.extend(self.pending.drain(..batch));
+            self.in_flight_since = Some(now);
             // The message copies the numbers; the fds stay ours until the ack.
             let mut numbers = [0 as RawFd; MAX_FDS];
             for (number, fd) in numbers.iter_mut().zip(&self.in_flight) {
@@ -156,23 +193,22 @@ impl Lane {
         Some(unsafe { Lent::send_msg(channel, header) })
     }
 
-    /// The receive for the worker's acknowledgements, when none is armed,
-    /// lent until [`Lane::on_received`].
-    pub fn next_recv(&mut self) -> Option<Lent> {
+    /// The channel to arm a multishot receive on for the worker's
+    /// acknowledgements, when none is armed; armed from then until a
+    /// completion without `more` reaches [`Lane::on_received`].
+    pub fn next_recv(&mut self) -> Option<RawFd> {
         let channel = self.channel.as_ref()?.as_raw_fd();
         if self.receiving || self.acks_ended || self.worker_gone {
             return None;
         }
         self.receiving = true;
-        // SAFETY: the boxed ack buffer is not touched, moved or freed while
-        // `receiving`, that is until `on_received` (it is dropped only with the
-        // lane, after the master's reactor).
-        Some(unsafe { Lent::recv(channel, self.ack_buffer.as_mut_ptr(), ACK_BUFFER) })
+        Some(channel)
     }
 
     /// Records the result of the send in flight; fds to close or re-route go to `out`.
     pub fn on_sent(&mut self, succeeded: bool, out: &mut Vec<OwnedFd>) -> Sent {
         self.sending = false;
+        let since = self.in_flight_since.take();
         if !succeeded || self.channel.is_none() {
             // The worker is gone: this batch never reached it. What it may have
             // acknowledged before is settled by `finish_gone`.
@@ -181,7 +217,7 @@ impl Lane {
             return Sent::Failed;
         }
         if !self.in_flight.is_empty() {
-            self.batches.push_back(self.in_flight.len());
+            self.batches.push_back((self.in_flight.len(), since.unwrap_or_else(Instant::now)));
             self.unacked.extend(self.in_flight.drain(..));
             return Sent::Delivered;
         }
@@ -196,29 +232,53 @@ impl Lane {
         Sent::Delivered
     }
 
-    /// Records a receive on the channel: each message is the [`Ack`] of the
-    /// oldest unsettled batch. The fds the worker adopted go to `adopted` (to
-    /// close: ours are copies), the rest to `declined` (to route elsewhere).
-    /// False when the receive ended the channel (the worker closed it or is gone).
-    pub fn on_received(&mut self, result: i32, adopted: &mut Vec<OwnedFd>, declined: &mut Vec<OwnedFd>) -> bool {
-        self.receiving = false;
-        if result <= 0 {
-            self.acks_ended = true;
-            return false;
+    /// Records one completion of the multishot receive: `result` as the
+    /// kernel reported it, `more` when the receive goes on, and the message
+    /// received. A message is an [`Acks`]: it settles that many of the oldest
+    /// unsettled batches. The fds the worker adopted go to `adopted` (to close:
+    /// ours are copies), the rest to `declined` (to route elsewhere). False
+    /// when the channel is closed now (the worker's end is gone, or it was
+    /// the last ack the lane waited for before closing).
+    pub fn on_received(
+        &mut self,
+        result: i32,
+        more: bool,
+        message: &[u8],
+        adopted: &mut Vec<OwnedFd>,
+        declined: &mut Vec<OwnedFd>,
+    ) -> bool {
+        if !more {
+            self.receiving = false;
         }
-        let ack = Ack::decode(&self.ack_buffer[..result as usize]);
-        self.settle_oldest(ack, adopted, declined);
+        if result > 0 {
+            self.settle(Acks::decode(message), adopted, declined);
+        } else if result == 0 || !matches!(-result, libc::ENOBUFS | libc::EINTR | libc::ECANCELED) {
+            // End of stream, or the channel broke: no more acks will come.
+            self.acks_ended = true;
+        }
         if self.sending_drain && !self.sending && self.batches.is_empty() {
             // The last batch before Drain is settled: close, the worker sees its end.
             self.channel = None;
         }
-        self.channel.is_some()
+        self.channel.is_some() && !self.acks_ended
     }
 
-    /// Settles the oldest unsettled batch. An unreadable ack counts as all
-    /// adopted: a connection lost is better than one served twice.
+    /// Settles the batches one ack message names, oldest first. An
+    /// unreadable message settles the oldest batch as all adopted: a
+    /// connection lost is better than one served twice.
+    fn settle(&mut self, acks: Option<Acks>, adopted: &mut Vec<OwnedFd>, declined: &mut Vec<OwnedFd>) {
+        match acks {
+            Some(acks) => {
+                for &ack in acks.as_slice() {
+                    self.settle_oldest(Some(ack), adopted, declined);
+                }
+            }
+            None => self.settle_oldest(None, adopted, declined),
+        }
+    }
+
     fn settle_oldest(&mut self, ack: Option<Ack>, adopted: &mut Vec<OwnedFd>, declined: &mut Vec<OwnedFd>) {
-        let Some(size) = self.batches.pop_front() else { return };
+        let Some((size, _)) = self.batches.pop_front() else { return };
         let size = size.min(self.unacked.len());
         let taken = ack.map_or(size, |a| usize::from(a.adopted).min(size));
         adopted.extend(self.unacked.drain(..taken));
@@ -243,10 +303,10 @@ impl Lane {
     }
 
     /// Settles a dead worker's lane: settles the batches the worker
-    /// acknowledged before dying (`leftover_ack` reads each ack still in the
-    /// channel, `None` when there is none; the connections they adopted were
-    /// its own: closed, not re-routed), closes the channel and hands back
-    /// everything else in `out`.
+    /// acknowledged before dying (`leftover_ack` reads each ack message still
+    /// in the channel, `None` when there is none; the connections they
+    /// adopted were its own: closed, not re-routed), closes the channel and
+    /// hands back everything else in `out`.
     pub fn finish_gone(
         &mut self,
         mut leftover_ack: impl FnMut(BorrowedFd<'_>, &mut [u8]) -> Option<usize>,
@@ -254,10 +314,10 @@ impl Lane {
         out: &mut Vec<OwnedFd>,
     ) {
         if let Some(channel) = self.channel.take() {
-            let mut buffer = [0u8; ACK_BUFFER];
+            let mut buffer = [0u8; ACK_MESSAGE_MAX];
             while !self.batches.is_empty() {
                 let Some(n) = leftover_ack(channel.as_fd(), &mut buffer).filter(|&n| n > 0) else { break };
-                self.settle_oldest(Ack::decode(&buffer[..n]), closed, out);
+                self.settle(Acks::decode(&buffer[..n.min(ACK_MESSAGE_MAX)]), closed, out);
             }
         }
         self.batches.clear();
@@ -274,168 +334,5 @@ impl Default for Lane {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::handoff::read_leftover_ack;
-    use ringmaster_engine::channel::channel_pair;
-
-    /// `n` real descriptors (the lane owns and closes them) and their numbers.
-    fn fds(n: usize) -> (Vec<OwnedFd>, Vec<RawFd>) {
-        let fds: Vec<OwnedFd> =
-            (0..n).map(|_| OwnedFd::from(std::fs::File::open("/dev/null").expect("open /dev/null"))).collect();
-        let numbers = fds.iter().map(AsRawFd::as_raw_fd).collect();
-        (fds, numbers)
-    }
-
-    fn numbers(fds: &[OwnedFd]) -> Vec<RawFd> {
-        fds.iter().map(AsRawFd::as_raw_fd).collect()
-    }
-
-    /// Puts an ack in the lane's receive buffer as the kernel would; its length.
-    fn ack_into(lane: &mut Lane, received: usize, adopted: usize) -> i32 {
-        let bytes = Ack { received: received as u16, adopted: adopted as u16 }.encode();
-        lane.ack_buffer[..bytes.len()].copy_from_slice(&bytes);
-        bytes.len() as i32
-    }
-
-    #[test]
-    fn an_ack_settles_its_batch_once_whatever_the_worker_took() {
-        let (mut lane, _worker) = open_lane();
-        let (batch, n) = fds(15);
-        let mut batch = batch.into_iter();
-        for fd in batch.by_ref().take(10) {
-            lane.enqueue(fd);
-        }
-        assert!(lane.next_send().is_some());
-        let mut out = Vec::new();
-        assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
-        for fd in batch {
-            lane.enqueue(fd);
-        }
-        assert!(lane.next_send().is_some());
-        assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
-        // First batch: 6 of 10 arrived (fd limit), 4 of those adopted (then full).
-        let (mut adopted, mut declined) = (Vec::new(), Vec::new());
-        assert!(lane.next_recv().is_some());
-        let ack_len = ack_into(&mut lane, 6, 4);
-        assert!(lane.on_received(ack_len, &mut adopted, &mut declined));
-        assert_eq!(numbers(&adopted), n[0..4]);
-        assert_eq!(numbers(&declined), n[4..10], "what the worker did not take goes elsewhere");
-        // Second batch: nothing arrived at all; it is still settled, all declined.
-        let (mut adopted, mut declined) = (Vec::new(), Vec::new());
-        assert!(lane.next_recv().is_some());
-        let ack_len = ack_into(&mut lane, 0, 0);
-        assert!(lane.on_received(ack_len, &mut adopted, &mut declined));
-        assert!(adopted.is_empty());
-        assert_eq!(numbers(&declined), n[10..15]);
-        // A stray ack settles nothing more.
-        let (mut adopted, mut declined) = (Vec::new(), Vec::new());
-        assert!(lane.next_recv().is_some());
-        let ack_len = ack_into(&mut lane, 1, 1);
-        assert!(lane.on_received(ack_len, &mut adopted, &mut declined));
-        assert!(adopted.is_empty() && declined.is_empty());
-    }
-
-    fn open_lane() -> (Lane, OwnedFd) {
-        let (master, worker) = channel_pair().expect("socketpair");
-        let mut lane = Lane::new();
-        lane.open(master);
-        (lane, worker)
-    }
-
-    #[test]
-    fn batches_wait_for_acks_then_drain_then_close() {
-        let (mut lane, _worker) = open_lane();
-        for fd in fds(MAX_FDS + 5).0 {
-            lane.enqueue(fd);
-        }
-        lane.request_drain();
-        assert!(!lane.is_routable());
-        let mut out = Vec::new();
-        assert!(lane.next_send().is_some());
-        assert!(lane.next_send().is_none(), "one send at a time");
-        assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
-        assert!(out.is_empty(), "copies are kept until the worker acknowledges");
-        assert!(lane.next_recv().is_some());
-        let mut declined = Vec::new();
-        let ack_len = ack_into(&mut lane, MAX_FDS, MAX_FDS);
-        assert!(lane.on_received(ack_len, &mut out, &mut declined));
-        assert_eq!(out.len(), MAX_FDS, "the acknowledged batch is released");
-        assert!(declined.is_empty());
-        out.clear();
-        assert!(lane.next_send().is_some());
-        assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
-        assert!(lane.next_send().is_some(), "the drain message");
-        assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered, "the last batch is not settled yet");
-        assert!(out.is_empty());
-        assert!(lane.next_recv().is_some());
-        let mut declined = Vec::new();
-        let ack_len = ack_into(&mut lane, 5, 3);
-        assert!(!lane.on_received(ack_len, &mut out, &mut declined), "closed once settled");
-        assert_eq!((out.len(), declined.len()), (3, 2), "a draining worker may decline too");
-        assert!(!lane.is_routable());
-        assert!(lane.next_send().is_none() && lane.next_recv().is_none());
-    }
-
-    #[test]
-    fn a_dead_worker_gives_back_every_unacknowledged_fd() {
-        use std::os::fd::AsRawFd as _;
-        let (mut lane, worker) = open_lane();
-        for fd in fds(2 * MAX_FDS + 3).0 {
-            lane.enqueue(fd);
-        }
-        let mut out = Vec::new();
-        assert!(lane.next_send().is_some());
-        assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
-        assert!(lane.next_send().is_some());
-        assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
-        // The worker acknowledged the first batch, then died before the master read it.
-        let ack = Ack { received: MAX_FDS as u16, adopted: MAX_FDS as u16 }.encode();
-        nix::sys::socket::send(worker.as_raw_fd(), &ack, nix::sys::socket::MsgFlags::empty()).expect("ack");
-        drop(worker);
-        lane.mark_gone();
-        assert!(!lane.is_routable());
-        assert!(lane.can_finish());
-        let mut closed = Vec::new();
-        lane.finish_gone(read_leftover_ack, &mut closed, &mut out);
-        assert_eq!(closed.len(), MAX_FDS, "the acknowledged batch is closed, not re-routed");
-        assert_eq!(out.len(), MAX_FDS + 3, "the rest goes to other workers");
-        assert!(lane.is_free());
-    }
-
-    #[test]
-    fn a_send_that_lands_after_the_worker_died_is_handed_back_too() {
-        let (mut lane, worker) = open_lane();
-        for fd in fds(5).0 {
-            lane.enqueue(fd);
-        }
-        assert!(lane.next_send().is_some());
-        drop(worker);
-        lane.mark_gone();
-        assert!(!lane.can_finish(), "not while the send is in flight");
-        let mut out = Vec::new();
-        assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
-        assert!(lane.can_finish());
-        let mut closed = Vec::new();
-        lane.finish_gone(read_leftover_ack, &mut closed, &mut out);
-        assert!(closed.is_empty(), "never acknowledged");
-        assert_eq!(out.len(), 5);
-    }
-
-    #[test]
-    fn a_failed_send_gives_every_fd_back() {
-        let (mut lane, _worker) = open_lane();
-        for fd in fds(MAX_FDS + 3).0 {
-            lane.enqueue(fd);
-        }
-        assert!(lane.next_send().is_some());
-        let mut out = Vec::new();
-        assert_eq!(lane.on_sent(false, &mut out), Sent::Failed);
-        assert_eq!(out.len(), MAX_FDS, "the batch that did not go out");
-        assert!(lane.can_finish());
-        let mut closed = Vec::new();
-        lane.finish_gone(read_leftover_ack, &mut closed, &mut out);
-        assert!(closed.is_empty());
-        assert_eq!(out.len(), MAX_FDS + 3, "and what was still queued");
-    }
-}
+#[path = "lanes_tests.rs"]
+mod tests;

@@ -96,6 +96,8 @@ impl Master {
             for slot in 0..self.slots.len() {
                 self.mark_lame_duck(slot);
             }
+            // Every worker is a lame duck now: they all go on taking connections.
+            self.refresh_routes();
             crate::log!(
                 "{why} received: lame duck for {:.1} s (--drain-delay): health checks answer 503 while {running} \
                  workers serve on; then they drain",

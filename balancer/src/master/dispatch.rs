@@ -1,9 +1,10 @@
 //! Connections the master accepts: the mode says whether it accepts and who
-//! takes each connection; lanes carry them to workers (one `sendmsg` per
-//! batch, the acknowledgement settling it); connections a worker declined go
-//! to another one and that worker is skipped for a while; with no worker
-//! ready they are held (up to `--backlog`), and when none can take one it
-//! gets `503`.
+//! takes each connection, judged on each worker's routing facts; lanes carry
+//! them to workers (one batch in a worker's socket at a time, the
+//! acknowledgement settling it); connections queued for a worker that stops
+//! keeping up, or that a worker declined, go to another one; with no worker
+//! able to take them now they are held (up to `--backlog`), and when every
+//! worker is out of room they get `503`.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -11,20 +12,24 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ringmaster_engine::channel::MAX_FDS;
+use ringmaster_engine::stats::STATE_DRAINING;
 use ringmaster_engine::{out_of_fds, out_of_resources, StatsBlock};
 
 use super::supervise::Slot;
 use super::{Master, Op};
 use crate::handoff::{read_leftover_ack, Sent};
-use crate::modes::{Balance, RouteFacts};
+use crate::modes::{Accepting, Balance, RouteFacts};
 use crate::refuse::refuse;
 use crate::rlimit::fd_limit_text;
+use crate::stats_line::Routing;
 
 /// How long a worker that declined connections (full, or out of fds) is
 /// skipped before it is offered new ones.
 const DECLINED_PAUSE: Duration = Duration::from_millis(100);
 /// Least time between two log lines about running out of file descriptors.
 const FD_LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
+/// How long a worker lags before the master logs it.
+const LAG_LOGGED_AFTER: Duration = Duration::from_millis(100);
 /// Room for connections in the master's hands before a burst makes it grow.
 const HELD_CAPACITY: usize = 1024;
 
@@ -34,6 +39,10 @@ pub(super) struct Dispatch {
     pub(super) balance: Box<dyn Balance>,
     /// Slots that take connections now, in worker order.
     routes: Vec<usize>,
+    /// Every route is a lame duck (the master's drain delay, when all of
+    /// them are): they are dealt connections as any other worker. Else a
+    /// lame duck is skipped for the others.
+    lame_ducks_serve: bool,
     /// Accepted connections no worker can take yet: kept, never dropped.
     held: Vec<OwnedFd>,
     /// Connections a lane gave back, to close or to route again.
@@ -58,6 +67,7 @@ impl Dispatch {
         Dispatch {
             balance,
             routes: Vec::with_capacity(super::MAX_SLOTS),
+            lame_ducks_serve: false,
             held: Vec::with_capacity(HELD_CAPACITY),
             scratch: Vec::with_capacity(HELD_CAPACITY),
             declined: Vec::with_capacity(MAX_FDS),
@@ -68,18 +78,47 @@ impl Dispatch {
     }
 }
 
-/// What the mode may know about the worker in `slot`.
-fn route_facts(slots: &[Slot], stats: &StatsBlock, max_conns: u64, slot: usize, now: Instant) -> RouteFacts {
-    RouteFacts {
-        declined: slots[slot].declined_until.is_some_and(|until| until > now),
-        live: stats.slot(slot).map_or(0, |c| c.live.load(Ordering::Relaxed)),
-        max_conns,
-        outstanding: slots[slot].lane.held_fds(),
+/// What the mode judges the workers by, at one instant.
+struct Judge<'a> {
+    slots: &'a [Slot],
+    stats: &'a StatsBlock,
+    max_conns: u64,
+    /// Every route is a lame duck (the master's drain delay): they take
+    /// connections, as there is nobody else to take them.
+    lame_ducks_serve: bool,
+    now: Instant,
+}
+
+impl Judge<'_> {
+    /// What the mode may know about the worker in `slot`.
+    fn facts(&self, slot: usize) -> RouteFacts {
+        let s = &self.slots[slot];
+        let counters = self.stats.slot(slot);
+        let now = self.now;
+        RouteFacts {
+            live: counters.map_or(0, |c| c.live.load(Ordering::Relaxed)),
+            unacked: s.lane.handed(),
+            queued: s.lane.queued(),
+            max_conns: self.max_conns,
+            declined: s.declined_until.is_some_and(|until| until > now),
+            ack_wait: s.lane.ack_wait(now),
+            heartbeat_age: s
+                .process
+                .as_ref()
+                .map_or(Duration::ZERO, |p| now.saturating_duration_since(p.heartbeat_moved)),
+            // A lame duck still serves, but is about to drain: nothing new goes
+            // there while a worker that is not one can take it.
+            draining: counters.is_some_and(|c| {
+                c.state.load(Ordering::Acquire) == STATE_DRAINING || (c.is_lame_duck() && !self.lame_ducks_serve)
+            }),
+        }
     }
 }
 
 impl Master {
-    /// Rebuilds the list of slots that take connections: ready, not retiring, in worker order.
+    /// Rebuilds the list of slots that take connections: ready, not retiring,
+    /// in worker order; and notes whether they are all lame ducks. Called
+    /// whenever a process is ready, retires, goes, or is made a lame duck.
     pub(super) fn refresh_routes(&mut self) {
         let routes = &mut self.dispatch.routes;
         routes.clear();
@@ -90,13 +129,24 @@ impl Master {
                 routes.push(slot);
             }
         }
+        let lame = |slot: usize| self.stats.slot(slot).is_some_and(|c| c.is_lame_duck());
+        self.dispatch.lame_ducks_serve = routes.iter().all(|&slot| lame(slot));
+    }
+
+    /// The judge of the workers at `now`.
+    fn judge(&self, now: Instant) -> Judge<'_> {
+        Judge {
+            slots: &self.slots,
+            stats: &self.stats,
+            max_conns: self.config.engine.max_conns as u64,
+            lame_ducks_serve: self.dispatch.lame_ducks_serve,
+            now,
+        }
     }
 
     fn master_accepts(&self) -> bool {
-        let now = Instant::now();
-        let max_conns = self.config.engine.max_conns as u64;
-        let facts = |slot| route_facts(&self.slots, &self.stats, max_conns, slot, now);
-        self.dispatch.balance.master_accepts(&self.dispatch.routes, &facts)
+        let judge = self.judge(Instant::now());
+        self.dispatch.balance.master_accepts(&self.dispatch.routes, &|slot| judge.facts(slot))
     }
 
     /// Arms the multishot accept when the mode wants the master to accept
@@ -146,20 +196,32 @@ impl Master {
         Ok(())
     }
 
-    /// Gives an accepted connection to the worker the mode picks; holds it
-    /// while no worker is ready; refuses it (`503`) when none can take it, or
-    /// the master is stopping.
+    /// Gives an accepted connection to the worker the mode picks. With none
+    /// to pick it is held while some worker may take it soon (none ready
+    /// yet, or, when the master hands connections over, one that lags but
+    /// has room), and refused (`503`) when every worker is out of room (a
+    /// mode whose workers accept has the master accept only then) or the
+    /// master is stopping.
     fn route(&mut self, fd: OwnedFd) {
-        let now = Instant::now();
-        let max_conns = self.config.engine.max_conns as u64;
-        let (slots, stats) = (&self.slots, &self.stats);
-        let facts = |slot| route_facts(slots, stats, max_conns, slot, now);
-        match self.dispatch.balance.pick(&self.dispatch.routes, &facts) {
+        let hands_over = self.dispatch.balance.accepting() == Accepting::Master;
+        let judge = Judge {
+            slots: &self.slots,
+            stats: &self.stats,
+            max_conns: self.config.engine.max_conns as u64,
+            lame_ducks_serve: self.dispatch.lame_ducks_serve,
+            now: Instant::now(),
+        };
+        let routes = &self.dispatch.routes;
+        let facts = |slot| judge.facts(slot);
+        match self.dispatch.balance.pick(routes, &facts) {
             Some(slot) => {
                 self.counts.handed_over += 1;
                 self.slots[slot].lane.enqueue(fd);
             }
-            None if self.dispatch.routes.is_empty() && self.stopping.is_none() => {
+            // No worker ready yet, or one that lags but has room: it may take it soon.
+            None if self.stopping.is_none()
+                && (routes.is_empty() || (hands_over && !routes.iter().all(|&r| facts(r).no_room()))) =>
+            {
                 self.counts.held += 1;
                 self.dispatch.held.push(fd);
             }
@@ -170,9 +232,15 @@ impl Master {
         }
     }
 
-    /// Routes connections held while no worker was ready.
+    /// True when some route takes a connection now.
+    fn some_route_takes(&self, now: Instant) -> bool {
+        let judge = self.judge(now);
+        self.dispatch.routes.iter().any(|&slot| judge.facts(slot).takes())
+    }
+
+    /// Routes connections held while no worker could take them.
     pub(super) fn route_held(&mut self) {
-        if self.dispatch.routes.is_empty() {
+        if self.dispatch.held.is_empty() || !self.some_route_takes(Instant::now()) {
             return;
         }
         let mut held = std::mem::take(&mut self.dispatch.held);
@@ -180,6 +248,27 @@ impl Master {
             self.route(fd);
         }
         self.dispatch.held = held;
+    }
+
+    /// Hands the connections queued for the worker in `slot` to others: it
+    /// stopped keeping up, or is retiring. Only its batch in flight waits for it.
+    pub(super) fn reroute_queue_of(&mut self, slot: usize) {
+        self.slots[slot].lane.take_queued(&mut self.dispatch.scratch);
+        self.reroute_scratch();
+    }
+
+    /// Re-routes what is queued for routes that no longer take (stalled,
+    /// full, declining, draining): the master still owns those connections.
+    fn reroute_lagging(&mut self, now: Instant) {
+        for i in 0..self.dispatch.routes.len() {
+            let slot = self.dispatch.routes[i];
+            if self.slots[slot].lane.queued() == 0 {
+                continue;
+            }
+            if !self.judge(now).facts(slot).takes() {
+                self.reroute_queue_of(slot);
+            }
+        }
     }
 
     /// Refuses every held connection (the master is stopping).
@@ -208,17 +297,22 @@ impl Master {
         closed
     }
 
-    /// Sends what every lane has queued (one message in flight per lane) and
-    /// keeps a receive armed for each worker's acknowledgements.
+    /// Once per loop turn: re-routes what waits for workers that lag, routes
+    /// what is held if a worker takes again, sends what every lane has queued
+    /// (one batch in a worker's socket at a time) and keeps a multishot
+    /// receive armed for each worker's acknowledgements.
     pub(super) fn pump_lanes(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        self.reroute_lagging(now);
+        self.route_held();
         for index in 0..self.slots.len() {
             let lane = &mut self.slots[index].lane;
             let epoch = lane.epoch;
-            if let Some(message) = lane.next_send() {
+            if let Some(message) = lane.next_send(now) {
                 self.reactor.start(message, Op::LaneSend.token(index, epoch))?;
             }
-            if let Some(ack) = self.slots[index].lane.next_recv() {
-                self.reactor.start(ack, Op::LaneRecv.token(index, epoch))?;
+            if let Some(channel) = self.slots[index].lane.next_recv() {
+                self.reactor.recv_multi(channel, Op::LaneRecv.token(index, epoch))?;
             }
         }
         Ok(())
@@ -256,12 +350,13 @@ impl Master {
         self.close_scratch()
     }
 
-    /// A worker acknowledged a batch: ours of the connections it adopted can
+    /// A worker acknowledged batches: ours of the connections it adopted can
     /// close; those it did not take go to another worker, and it gets no new
     /// ones for a while.
-    pub(super) fn on_lane_received(&mut self, index: usize, result: i32) -> io::Result<()> {
+    pub(super) fn on_lane_received(&mut self, index: usize, result: i32, more: bool, message: &[u8]) -> io::Result<()> {
         let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
-        slot.lane.on_received(result, &mut self.dispatch.scratch, &mut self.dispatch.declined);
+        let open =
+            slot.lane.on_received(result, more, message, &mut self.dispatch.scratch, &mut self.dispatch.declined);
         if result > 0 {
             self.counts.acks += 1;
         }
@@ -275,6 +370,9 @@ impl Master {
             self.dispatch.declined = declined;
         }
         self.close_scratch()?;
+        if !open {
+            self.stop_receiving(index)?;
+        }
         self.settle_gone_lane(index)
     }
 
@@ -286,6 +384,57 @@ impl Master {
             self.reactor.cancel(Op::LaneRecv.token(index, lane.epoch))?;
         }
         Ok(())
+    }
+
+    /// Logs (master-accepting modes) when a worker has not kept up for
+    /// [`LAG_LOGGED_AFTER`] — its batch unacknowledged past the grace, or its
+    /// heartbeat stale, at two ticks that far apart — and when it catches up
+    /// again. Routing does not wait for this: it looks at the facts for every
+    /// connection; the log leaves out a busy machine's short hiccups.
+    pub(super) fn watch_lagging(&mut self) {
+        if self.dispatch.balance.accepting() != Accepting::Master {
+            return;
+        }
+        let now = Instant::now();
+        for i in 0..self.dispatch.routes.len() {
+            let slot = self.dispatch.routes[i];
+            let facts = self.judge(now).facts(slot);
+            let Some(process) = self.slots[slot].process.as_ref() else { continue };
+            let (id, pid) = (process.worker, process.pid);
+            let lagging = &mut self.slots[slot].lagging;
+            match (facts.stalled(), *lagging) {
+                (true, None) => *lagging = Some((now, false)),
+                (true, Some((since, false))) if now.duration_since(since) >= LAG_LOGGED_AFTER => {
+                    crate::log!(warn { worker: id, worker_pid: pid }:
+                        "worker {id} (pid {pid}) is not keeping up (a batch unacknowledged for {} ms, heartbeat \
+                         {} ms old): new connections go to the others",
+                        facts.ack_wait.as_millis(),
+                        facts.heartbeat_age.as_millis()
+                    );
+                    *lagging = Some((since, true));
+                }
+                (false, Some((since, logged))) => {
+                    if logged {
+                        let lagged = now.duration_since(since).as_millis();
+                        crate::log!(info { worker: id, worker_pid: pid }:
+                            "worker {id} (pid {pid}) caught up after about {lagged} ms"
+                        );
+                    }
+                    *lagging = None;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// What routing sees of the process in `slot`, when the master hands
+    /// connections over (`rr`, `least`): for the stats and the metrics.
+    pub(super) fn routing_of(&self, slot: usize) -> Option<Routing> {
+        if self.dispatch.balance.accepting() != Accepting::Master {
+            return None;
+        }
+        let facts = self.judge(Instant::now()).facts(slot);
+        Some(Routing { unacked: facts.unacked as u64, queued: facts.queued as u64, lagging: facts.stalled() })
     }
 
     /// Logs about running out of file descriptors, at most every [`FD_LIMIT_LOG_EVERY`].

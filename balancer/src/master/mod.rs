@@ -10,6 +10,8 @@
 //!   carry them to workers, holding, re-routing, refusing with `503`;
 //! - `commands.rs`: what operators ask for, by signal or on the control
 //!   socket, and the graceful stop;
+//! - `sockets.rs`: where the listening sockets come from at start (handed
+//!   down, passed by systemd, or bound here; `reuseport`'s anchor);
 //! - `upgrade.rs`: binary upgrade, from either side: handing the sockets to a
 //!   new master, or taking them over from an old one;
 //! - `stats.rs`: the stats line, request rates;
@@ -18,8 +20,9 @@
 //!
 //! Everything runs on one thread and one [`Reactor`] (io_uring or epoll):
 //! signals arrive through a signalfd, accepts through a multishot accept,
-//! hand-offs go out as `sendmsg` ops and the control socket is served
-//! alongside; the master never blocks on a single worker.
+//! hand-offs go out as `sendmsg` ops, acks come back through a multishot
+//! receive per lane, and the control socket is served alongside; the master
+//! never blocks on a single worker.
 //!
 //! A *worker* is an id (1, 2, ...) with a CPU; a *process slot* is a stats
 //! block slot plus a lane (channel). Each process of a worker gets its own
@@ -31,6 +34,7 @@ mod dispatch;
 mod metrics;
 mod notify;
 mod reload;
+mod sockets;
 mod stats;
 mod supervise;
 mod upgrade;
@@ -48,13 +52,12 @@ use ringmaster_engine::{choose_backend, Backend, StatsBlock};
 use crate::config::MasterConfig;
 use crate::cpus::{allowed_cpus, choose_cpus};
 use crate::error::{Context, Error, Result};
-use crate::listener::{adopt, listen, ListenerKey};
 use crate::metrics::MasterCounts;
-use crate::modes::balance_for;
+use crate::modes::{balance_for, ListenAt};
 use crate::reactor::{reactor_for, uring::CQ_ENTRIES, Completion, Reactor, Token};
 use crate::signals::signal_fd;
 use crate::spawn::OwnImage;
-use crate::systemd::{listen_fds, Notifier};
+use crate::systemd::Notifier;
 use crate::upgrade::inherit::Inherited;
 use crate::upgrade::launch::upgrade_path;
 use commands::ControlState;
@@ -69,8 +72,6 @@ use upgrade::Upgrades;
 pub const MAX_SLOTS: usize = 1024;
 /// How often the master checks deadlines, restarts and heartbeats.
 const TICK: Duration = Duration::from_millis(100);
-/// The metrics listener's backlog: scrapers are few.
-const METRICS_BACKLOG: i32 = 64;
 
 /// Signals the master handles.
 const SIGNALS: [Signal; 9] = [
@@ -209,43 +210,8 @@ impl Master {
             Err(e) => crate::log!(warn: "cannot raise the open-file limit: {e}"),
         }
         let cpus = if config.pin { choose_cpus(config.cpus.as_deref(), &allowed_cpus())? } else { Vec::new() };
-        // The sockets: handed down by an old master, else passed by systemd, else bound here.
-        let mut activation = if inherited.is_none() { listen_fds()? } else { None };
-        let activated = inherited.as_ref().map_or(activation.is_some(), Inherited::activated);
-        let expect = |addr: SocketAddr| (!activated).then_some(addr);
-        let (listener, local) = match inherited.as_mut().and_then(|i| i.take_listener(ListenerKey::Main)) {
-            Some(fd) => {
-                adopt(fd, expect(config.bind)).context(format_args!("the listener handed down for {}", config.bind))?
-            }
-            None => match activation.as_mut().and_then(|a| a.main.take()) {
-                Some(passed) => {
-                    crate::log!(
-                        "socket activation: serving on the socket systemd passed (fd {}, {}); --bind is not used",
-                        passed.number,
-                        passed.local
-                    );
-                    (passed.fd, passed.local)
-                }
-                None => {
-                    listen(config.bind, config.backlog).context(format_args!("cannot listen on {}", config.bind))?
-                }
-            },
-        };
-        let metrics = match inherited.as_mut().and_then(|i| i.take_listener(ListenerKey::Metrics)) {
-            Some(fd) => Some(adopt(fd, config.metrics.and_then(expect)).context("the metrics listener handed down")?),
-            None => match activation.and_then(|a| a.metrics) {
-                Some(passed) => Some((passed.fd, passed.local)),
-                None => match config.metrics {
-                    Some(addr) => Some(
-                        listen(addr, METRICS_BACKLOG).context(format_args!("--metrics: cannot listen on {addr}"))?,
-                    ),
-                    None => None,
-                },
-            },
-        };
-        if let Some((_, at)) = &metrics {
-            crate::log!(info { metrics: at.to_string() }: "metrics on http://{at}/metrics");
-        }
+        let sockets = sockets::open(&config, inherited.as_mut())?;
+        let (listener, local, activated) = (sockets.listener, sockets.local, sockets.activated);
         let upgraded = inherited.is_some();
         let handed_control = inherited.as_mut().and_then(Inherited::take_control);
         let control = match (config.control.as_deref(), handed_control) {
@@ -270,10 +236,14 @@ impl Master {
             cpus,
             slots: Vec::with_capacity(MAX_SLOTS),
             workers: Vec::with_capacity(config.workers),
-            dispatch: Dispatch::new(balance_for(config.mode)),
+            dispatch: Dispatch::new(balance_for(
+                config.mode,
+                ListenAt { local, backlog: config.backlog },
+                sockets.slots,
+            )),
             reload: Reload::default(),
             control,
-            metrics: metrics.map(|(fd, _)| MetricsState::new(fd)),
+            metrics: sockets.metrics.map(|(fd, _)| MetricsState::new(fd)),
             upgrades: Upgrades::taking_over(takeover),
             lame_duck: None,
             stopping: None,
@@ -289,6 +259,7 @@ impl Master {
         for _ in 0..master.config.workers {
             master.add_worker().context("cannot start a worker")?;
         }
+        master.let_go_of_unused_slot_listeners();
         master.listening = Some((local, Instant::now() + supervise::ANNOUNCE_AFTER));
         Ok(master)
     }
@@ -302,6 +273,18 @@ impl Master {
         while !self.done() {
             self.reactor.wait(&mut self.completions)?;
             let mut batch = std::mem::take(&mut self.completions);
+            // The lanes first, in order (a batch is sent before it is
+            // acknowledged): what the workers said before this turn is known
+            // before any connection is routed or any worker judged slow.
+            for c in &batch {
+                match Op::of(c.token) {
+                    Some((Op::LaneSend, index, _)) => self.on_lane_sent(index, c.result)?,
+                    Some((Op::LaneRecv, index, _)) => {
+                        self.on_lane_received(index, c.result, c.more, c.message.as_slice())?
+                    }
+                    _ => {}
+                }
+            }
             for completion in batch.drain(..) {
                 self.complete(completion)?;
             }
@@ -328,7 +311,7 @@ impl Master {
     }
 
     fn complete(&mut self, completion: Completion) -> io::Result<()> {
-        let Completion { token, result, more, accepted } = completion;
+        let Completion { token, result, more, accepted, .. } = completion;
         let Some((op, index, epoch)) = Op::of(token) else { return Ok(()) };
         match op {
             Op::Signal => {
@@ -339,8 +322,8 @@ impl Master {
                 Ok(())
             }
             Op::Accept => self.on_accept(result, more, accepted),
-            Op::LaneSend => self.on_lane_sent(index, result),
-            Op::LaneRecv => self.on_lane_received(index, result),
+            // Handled first, in `serve`.
+            Op::LaneSend | Op::LaneRecv => Ok(()),
             Op::Tick => self.on_tick(),
             Op::ControlAccept => self.on_control_accept(result, more, accepted),
             Op::ControlRecv => self.on_control_recv(index, epoch, result),
@@ -372,6 +355,7 @@ impl Master {
         self.expire_control_clients()?;
         self.expire_scrapes()?;
         self.watch_heartbeats();
+        self.watch_lagging();
         self.watch_fd_limits();
         self.sample_rates();
         self.notify_tick();

@@ -98,7 +98,7 @@ impl Master {
 
     /// Tells a process to finish its connections and exit; it takes no new
     /// ones from now, and its health path answers `503` at once (before its
-    /// `Drain` has gone down its lane behind the connections queued there).
+    /// `Drain` has gone down its lane); what was queued for it goes to the others.
     pub(super) fn retire(&mut self, slot: usize) {
         self.mark_lame_duck(slot);
         if let Some(process) = self.slots[slot].process.as_mut() {
@@ -106,6 +106,10 @@ impl Master {
             self.slots[slot].lane.request_drain();
         }
         self.refresh_routes();
+        // What was queued for it goes to the others (a stop drains it all instead).
+        if self.stopping.is_none() {
+            self.reroute_queue_of(slot);
+        }
     }
 
     /// Runs `target` workers: new ones are added, the newest retire gracefully.
@@ -123,6 +127,9 @@ impl Master {
             self.workers[index].retired = true;
             self.workers[index].restart_at = None;
             self.reload.queue.retain(|&queued| queued != id);
+            // Its own listener (`reuseport`), if any, goes with it: the
+            // worker, its last holder, accepts what is queued, then closes it.
+            self.dispatch.balance.retire_worker(id);
             match self.workers[index].slot {
                 Some(slot) => self.retire(slot),
                 None => {

@@ -39,7 +39,7 @@ impl Master {
                 let mut counts = w.totals;
                 counts.live = 0;
                 counts.state = STATE_STOPPED;
-                let (mut uptime_ms, mut lame_duck, mut process) = (0, false, None);
+                let (mut uptime_ms, mut lame_duck, mut process, mut routing) = (0, false, None, None);
                 for (index, slot) in self.slots.iter().enumerate() {
                     let Some(p) = slot.process.as_ref().filter(|p| p.worker == w.id) else { continue };
                     let Some(counters) = self.stats.slot(index) else { continue };
@@ -54,6 +54,7 @@ impl Master {
                         uptime_ms = p.started.elapsed().as_millis() as u64;
                         lame_duck = counters.is_lame_duck();
                         process = proc_stat(p.pid);
+                        routing = self.routing_of(index);
                     }
                 }
                 WorkerRow {
@@ -68,6 +69,7 @@ impl Master {
                     unstable_restarts: w.unstable_restarts,
                     req_per_s: w.rate.per_second,
                     process,
+                    routing,
                 }
             })
             .collect()

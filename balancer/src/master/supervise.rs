@@ -20,7 +20,7 @@ use crate::cpus::cpu_for_worker;
 use crate::handoff::Lane;
 use crate::modes::WorkerListener;
 use crate::rlimit::fd_limit_text;
-use crate::spawn::{spawn_worker, WorkerLaunch};
+use crate::spawn::{spawn_worker, Inherited, WorkerLaunch};
 
 /// The `listening on` line waits for every first worker to be ready, but no
 /// longer than this (a worker that cannot start must not hide the address).
@@ -35,7 +35,8 @@ pub(super) struct Process {
     pub(super) ready: bool,
     pub(super) retiring: bool,
     heartbeat: u64,
-    heartbeat_moved: Instant,
+    /// When its heartbeat last moved (sampled every tick).
+    pub(super) heartbeat_moved: Instant,
     killed_by_watchdog: bool,
     /// The worker's `fd_limit_hits` when last looked at.
     fd_limit_hits: u64,
@@ -48,6 +49,9 @@ pub(super) struct Slot {
     pub(super) process: Option<Process>,
     /// The worker declined connections (full, or at its fd limit): skipped until then.
     pub(super) declined_until: Option<Instant>,
+    /// Since when the worker has not kept up (seen at a tick), and whether
+    /// the master has said so.
+    pub(super) lagging: Option<(Instant, bool)>,
 }
 
 /// A worker id, kept (with its CPU) across restarts.
@@ -107,7 +111,7 @@ impl Master {
         if self.slots.len() == MAX_SLOTS {
             return Err(io::Error::other(format!("all {MAX_SLOTS} process slots are in use")));
         }
-        self.slots.push(Slot { lane: Lane::new(), process: None, declined_until: None });
+        self.slots.push(Slot { lane: Lane::new(), process: None, declined_until: None, lagging: None });
         Ok(self.slots.len() - 1)
     }
 
@@ -122,9 +126,10 @@ impl Master {
             // A worker started during the drain delay is a lame duck from the start.
             counters.set_lame_duck(self.lame_duck.is_some());
         }
-        let listener = match self.dispatch.balance.worker_listener(slot) {
+        let listener = match self.dispatch.balance.worker_listener(id)? {
             WorkerListener::None => None,
-            WorkerListener::Shared => Some(self.listener.as_fd()),
+            WorkerListener::Shared => Some(Inherited::Shared(self.listener.as_fd())),
+            WorkerListener::Own(fd) => Some(Inherited::Own(fd)),
         };
         let launch = WorkerLaunch {
             id,
@@ -143,6 +148,7 @@ impl Master {
         let now = Instant::now();
         self.slots[slot].lane.open(master_end);
         self.slots[slot].declined_until = None;
+        self.slots[slot].lagging = None;
         self.slots[slot].process = Some(Process {
             pid,
             worker: id,
@@ -302,18 +308,21 @@ impl Master {
         }
     }
 
-    /// Kills ready workers whose loop has not turned for `--watchdog`.
+    /// Notes whose loop's heartbeat moved (the routing facts' heartbeat
+    /// age), and kills ready workers whose loop has not turned for `--watchdog`.
     pub(super) fn watch_heartbeats(&mut self) {
-        let Some(limit) = self.config.watchdog else { return };
         let now = Instant::now();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let Some(process) = slot.process.as_mut() else { continue };
             let Some(counters) = self.stats.slot(index) else { continue };
-            let beat = counters.snapshot().heartbeat;
+            let beat = counters.heartbeat.load(std::sync::atomic::Ordering::Relaxed);
             if beat != process.heartbeat || !process.ready {
                 process.heartbeat = beat;
                 process.heartbeat_moved = now;
-            } else if now.duration_since(process.heartbeat_moved) >= limit && !process.killed_by_watchdog {
+                continue;
+            }
+            let Some(limit) = self.config.watchdog else { continue };
+            if now.duration_since(process.heartbeat_moved) >= limit && !process.killed_by_watchdog {
                 crate::log!(warn:
                     "worker {} (pid {}) made no progress for {:.1} s: killing it",
                     process.worker,

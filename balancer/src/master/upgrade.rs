@@ -114,16 +114,32 @@ pub(super) fn take_over(inherited: Inherited, local: SocketAddr, control: Option
 
 impl Master {
     /// Every listening socket this master holds, under the key a new master
-    /// takes each over by: all of them go to the new master. (A mode that
-    /// keeps a listener per worker slot lists each as `ListenerKey::Slot`,
-    /// and `Master::start` takes each back with `Inherited::take_listener`.)
+    /// takes each over by: all of them go to the new master. The mode's own
+    /// listeners (`reuseport`: one per worker slot) go as `ListenerKey::Slot`
+    /// with the worker's id, and `Master::start` gives each to the same slot.
     pub(super) fn listening_sockets(&self) -> Vec<(ListenerKey, BorrowedFd<'_>)> {
         use std::os::fd::AsFd;
         let mut sockets = vec![(ListenerKey::Main, self.listener.as_fd())];
+        let slots = self.dispatch.balance.own_listeners();
+        sockets.extend(slots.into_iter().map(|(worker, fd)| (ListenerKey::Slot(worker), fd)));
         if let Some(metrics) = &self.metrics {
             sockets.push((ListenerKey::Metrics, metrics.listener.as_fd()));
         }
         sockets
+    }
+
+    /// As a new master: lets go of the slot listeners handed down for
+    /// workers this master does not run (the old one had scaled up): the
+    /// old workers still holding them empty their queues as they drain.
+    pub(super) fn let_go_of_unused_slot_listeners(&mut self) {
+        let unused: Vec<usize> = (self.dispatch.balance.own_listeners().iter())
+            .map(|&(worker, _)| worker)
+            .filter(|&worker| self.worker_index(worker).is_none())
+            .collect();
+        for worker in unused {
+            crate::log!("upgrade: closing the listener handed down for worker {worker}: this master does not run it");
+            self.dispatch.balance.retire_worker(worker);
+        }
     }
 
     /// Starts an upgrade (`why`: the signal or command). The reply for the

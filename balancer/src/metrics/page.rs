@@ -13,7 +13,7 @@
 
 use super::exposition::{Exposition, Kind};
 use super::procfs::ProcStat;
-use crate::stats_line::{state_name, WorkerRow, STATE_NAMES};
+use crate::stats_line::{state_name, Routing, WorkerRow, STATE_NAMES};
 
 /// What the master counts itself, since it started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,14 +112,19 @@ pub fn render(s: &Snapshot<'_>) -> String {
 fn master_counts(page: &mut Exposition, s: &Snapshot<'_>) {
     let c = &s.counts;
     let counters: [(&str, &str, u64); 9] = [
-        ("accepted", "Connections the master accepted (rr; in shared mode the workers accept).", c.accepted),
+        (
+            "accepted",
+            "Connections the master accepted (rr, least; in shared and reuseport modes the workers accept).",
+            c.accepted,
+        ),
         ("handed_over", "Connections dealt to a worker over its channel, re-deals included.", c.handed_over),
         (
             "rerouted",
-            "Connections dealt again: declined by a full worker, or not acknowledged by one that exited.",
+            "Connections dealt again: declined by a full worker, not acknowledged by one that exited, \
+             or queued for one that stopped keeping up or retired.",
             c.rerouted,
         ),
-        ("held", "Connections held because no worker was ready to take them.", c.held),
+        ("held", "Connections held because no worker could take them yet (none ready, or all lagging).", c.held),
         ("refused", "Connections answered 503 because no worker could take them.", c.refused),
         ("acks", "Acknowledgement messages received from workers.", c.acks),
         ("reloads", "Rolling reloads begun.", c.reloads),
@@ -239,6 +244,7 @@ fn workers(page: &mut Exposition, rows: &[WorkerRow]) {
             page.sample(&[worker, cpu, ("state", state)], state == current);
         }
     }
+    routing(page, rows, &labels);
     let processes: Vec<(usize, ProcStat)> =
         rows.iter().enumerate().filter_map(|(i, w)| w.process.map(|p| (i, p))).collect();
     page.family(
@@ -256,6 +262,39 @@ fn workers(page: &mut Exposition, rows: &[WorkerRow]) {
     );
     for &(i, p) in &processes {
         page.sample(&labels(i), p.rss_bytes);
+    }
+}
+
+/// What the master's routing sees of each worker (`rr`, `least`): no
+/// family at all in a mode whose workers accept.
+fn routing<'a>(page: &mut Exposition, rows: &[WorkerRow], labels: &dyn Fn(usize) -> [(&'a str, &'a str); 2]) {
+    let routed: Vec<(usize, Routing)> =
+        rows.iter().enumerate().filter_map(|(i, w)| w.routing.map(|r| (i, r))).collect();
+    if routed.is_empty() {
+        return;
+    }
+    type Field = fn(&Routing) -> super::exposition::Value;
+    let families: [(&str, &str, Field); 3] = [
+        (
+            "connections_unacknowledged",
+            "Connections handed to the worker that it has not acknowledged yet (rr, least).",
+            |r| r.unacked.into(),
+        ),
+        ("connections_queued", "Connections queued in the master for the worker, not sent yet (rr, least).", |r| {
+            r.queued.into()
+        }),
+        (
+            "lagging",
+            "1 while the worker does not keep up (its batch unacknowledged past 20 ms, or its heartbeat stale): \
+             it gets no new connections (rr, least).",
+            |r| r.lagging.into(),
+        ),
+    ];
+    for (name, help, field) in families {
+        page.family(&format!("ringmaster_worker_{name}"), Kind::Gauge, help);
+        for &(i, r) in &routed {
+            page.sample(&labels(i), field(&r));
+        }
     }
 }
 
@@ -299,6 +338,7 @@ mod tests {
             unstable_restarts: 0,
             req_per_s: 0.0,
             process: Some(ProcStat { cpu_seconds: 0.25, rss_bytes: 2048, virtual_bytes: 0, threads: 1 }),
+            routing: Some(Routing { unacked: 3, queued: id as u64, lagging: id == 2 }),
         }
     }
 
@@ -326,5 +366,16 @@ mod tests {
         assert!(page.contains("ringmaster_worker_uptime_seconds{worker=\"1\",cpu=\"0\"} 1.5\n"));
         assert!(page.contains("ringmaster_master_connections_accepted_total 12\n"));
         assert!(page.contains("process_cpu_seconds_total 0.5\n"));
+        assert!(page.contains("ringmaster_worker_connections_unacknowledged{worker=\"1\",cpu=\"0\"} 3\n"));
+        assert!(page.contains("ringmaster_worker_connections_queued{worker=\"2\",cpu=\"none\"} 2\n"));
+        assert!(page.contains("ringmaster_worker_lagging{worker=\"2\",cpu=\"none\"} 1\n"));
+    }
+
+    #[test]
+    fn no_routing_families_where_workers_accept() {
+        let rows = [WorkerRow { routing: None, ..worker(1, None) }];
+        let page = render(&snapshot(&rows));
+        assert!(!page.contains("ringmaster_worker_connections_unacknowledged"), "{page}");
+        assert!(!page.contains("ringmaster_worker_lagging"), "{page}");
     }
 }

@@ -1,46 +1,110 @@
 //! Balancing modes: how connections reach workers. [`Balance`] is all the
 //! master asks of a mode — who accepts, which listener a worker slot gets,
-//! and (when the master accepts) which worker takes the next connection —
-//! and each mode is one file: [`rr`] and [`shared`].
+//! and (when the master accepts) which worker takes the next connection,
+//! judged on each worker's [`RouteFacts`] — and each mode is one file:
+//! [`rr`], [`least`], [`shared`] and [`reuseport`].
 
+pub mod least;
+pub mod reuseport;
 pub mod rr;
 pub mod shared;
 
 use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Duration;
 
 use crate::config::Mode;
 
-/// The listener a worker process is started with.
+/// A batch a worker has not acknowledged for this long means it is not
+/// keeping up (stopped, descheduled, stuck in a long turn): it gets no new
+/// connections until it answers, and those queued for it go to another one.
+/// A worker that keeps up answers within its loop turn, well under a
+/// millisecond; the margin covers a busy machine's scheduling delays.
+pub const ACK_GRACE: Duration = Duration::from_millis(20);
+/// A worker whose loop's heartbeat (the stats block) has not moved for this
+/// long is stalled, whatever it holds. An idle loop still turns every 100 ms
+/// (its tick) and the master samples every 100 ms.
+pub const HEARTBEAT_STALE: Duration = Duration::from_millis(500);
+
+/// Who calls `accept`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WorkerListener {
+pub enum Accepting {
+    /// The master, on its listener; it hands each connection to a worker.
+    Master,
+    /// Every worker, on the master's one listener.
+    SharedListener,
+    /// Every worker, on its own listener (one per worker slot).
+    OwnListeners,
+}
+
+/// The listener a worker process is started with.
+#[derive(Clone, Copy, Debug)]
+pub enum WorkerListener<'a> {
     /// None: connections come from the master over the worker's channel.
     None,
     /// The master's own listening socket, shared by every worker.
     Shared,
+    /// The worker slot's own listener, kept by the mode across the processes
+    /// that run the slot.
+    Own(BorrowedFd<'a>),
 }
 
 /// What the master knows about one route (a ready worker process that takes
 /// connections) when a mode picks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RouteFacts {
-    /// It declined connections lately (full, or at its fd limit): skip it for now.
-    pub declined: bool,
     /// Its open connections, as its stats slot says.
     pub live: u64,
+    /// Connections handed to it (in flight, or in its socket) that it has
+    /// not acknowledged yet.
+    pub unacked: usize,
+    /// Connections queued in the master for it, not sent yet.
+    pub queued: usize,
     /// Connections it may hold (`--max-conns`).
     pub max_conns: u64,
-    /// Connections the master holds for it: queued, in flight, not yet acknowledged.
-    pub outstanding: usize,
+    /// It declined connections lately (full, or at its fd limit): skip it for now.
+    pub declined: bool,
+    /// How long its oldest unacknowledged batch has waited for the ack.
+    pub ack_wait: Duration,
+    /// How long since its loop's heartbeat last moved.
+    pub heartbeat_age: Duration,
+    /// It is draining, or marked a lame duck while some worker is not one:
+    /// it takes nothing new.
+    pub draining: bool,
 }
 
 impl RouteFacts {
-    /// It holds `--max-conns` connections: it takes no more until one closes.
+    /// Live, handed over and queued: everything it has or is about to get.
+    pub fn outstanding(&self) -> u64 {
+        self.live + self.unacked as u64 + self.queued as u64
+    }
+
+    /// It has (or is about to have) `--max-conns` connections: no room.
     pub fn full(&self) -> bool {
-        self.live >= self.max_conns
+        self.outstanding() >= self.max_conns
+    }
+
+    /// It does not keep up: its batch waits for an ack past [`ACK_GRACE`],
+    /// or its heartbeat is older than [`HEARTBEAT_STALE`].
+    pub fn stalled(&self) -> bool {
+        self.ack_wait > ACK_GRACE || self.heartbeat_age > HEARTBEAT_STALE
+    }
+
+    /// It may be given a connection now.
+    pub fn takes(&self) -> bool {
+        !self.draining && !self.declined && !self.full() && !self.stalled()
+    }
+
+    /// It cannot take a connection because it has no room (full, or
+    /// refusing at its fd limit), rather than because it lags.
+    pub fn no_room(&self) -> bool {
+        self.declined || self.full()
     }
 }
 
-/// A balancing mode, as the master's dispatch sees it.
+/// A balancing mode, as the master sees it.
 ///
 /// `routes` are the slots of the worker processes that take connections now,
 /// in worker order; `facts` tells what is known about each of them.
@@ -48,8 +112,21 @@ pub trait Balance: fmt::Debug {
     /// The mode's name, for the log and the stats line.
     fn mode(&self) -> Mode;
 
-    /// The listener the worker process in `slot` is started with.
-    fn worker_listener(&self, slot: usize) -> WorkerListener;
+    /// Who calls `accept`.
+    fn accepting(&self) -> Accepting;
+
+    /// The listener the process running worker `worker` (its id) starts
+    /// with; a mode with listeners of its own makes the worker's on first use.
+    fn worker_listener(&mut self, worker: usize) -> io::Result<WorkerListener<'_>>;
+
+    /// Worker `worker` is retired for good (scale-down): the mode lets go of
+    /// what it keeps for it. The worker's last process still holds its copy.
+    fn retire_worker(&mut self, _worker: usize) {}
+
+    /// The listeners the mode keeps, with the worker each belongs to.
+    fn own_listeners(&self) -> Vec<(usize, BorrowedFd<'_>)> {
+        Vec::new()
+    }
 
     /// True when the master should accept on its listener now.
     fn master_accepts(&self, routes: &[usize], facts: &dyn Fn(usize) -> RouteFacts) -> bool;
@@ -59,10 +136,76 @@ pub trait Balance: fmt::Debug {
     fn pick(&mut self, routes: &[usize], facts: &dyn Fn(usize) -> RouteFacts) -> Option<usize>;
 }
 
-/// The strategy for `mode`.
-pub fn balance_for(mode: Mode) -> Box<dyn Balance> {
+/// Where the master listens: what a mode with listeners of its own binds
+/// them to.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenAt {
+    /// The address the master's listener got (its port, when 0 was asked for).
+    pub local: SocketAddr,
+    /// Listen backlog.
+    pub backlog: i32,
+}
+
+/// The strategy for `mode`; `handed` are the listeners an old master kept
+/// per worker slot (`upgrade`), for a mode that keeps its own.
+pub fn balance_for(mode: Mode, at: ListenAt, handed: Vec<(usize, OwnedFd)>) -> Box<dyn Balance> {
     match mode {
         Mode::RoundRobin => Box::new(rr::RoundRobin::default()),
+        Mode::Least => Box::new(least::Least::default()),
         Mode::Shared => Box::new(shared::Shared),
+        Mode::Reuseport => Box::new(reuseport::Reuseport::new(at, handed)),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Facts for the modes' unit tests.
+
+    use super::*;
+
+    /// A route with room and nothing outstanding.
+    pub fn taking(_slot: usize) -> RouteFacts {
+        RouteFacts { max_conns: 100, ..RouteFacts::default() }
+    }
+
+    /// Routes with these live counts, all healthy.
+    pub fn live(counts: &'static [u64]) -> impl Fn(usize) -> RouteFacts {
+        move |slot| RouteFacts { live: counts[slot], ..taking(slot) }
+    }
+
+    /// Healthy routes, except `slot`, changed by `how`.
+    pub fn except(slot: usize, how: fn(&mut RouteFacts)) -> impl Fn(usize) -> RouteFacts {
+        move |r| {
+            let mut facts = taking(r);
+            if r == slot {
+                how(&mut facts);
+            }
+            facts
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_takes_unless_draining_declining_full_or_stalled() {
+        let healthy = testing::taking(0);
+        assert!(healthy.takes());
+        let with = |how: fn(&mut RouteFacts)| {
+            let mut facts = healthy;
+            how(&mut facts);
+            facts
+        };
+        assert!(!with(|f| f.draining = true).takes());
+        assert!(!with(|f| f.declined = true).takes());
+        assert!(!with(|f| f.live = 100).takes());
+        assert!(!with(|f| (f.live, f.unacked, f.queued) = (90, 5, 5)).takes(), "what it is about to get counts");
+        assert!(with(|f| f.ack_wait = ACK_GRACE).takes(), "a batch waiting up to the grace is normal");
+        assert!(!with(|f| f.ack_wait = ACK_GRACE + Duration::from_millis(1)).takes());
+        assert!(!with(|f| f.heartbeat_age = HEARTBEAT_STALE * 2).takes());
+        assert!(with(|f| f.declined = true).no_room() && with(|f| f.live = 100).no_room());
+        assert!(!with(|f| f.ack_wait = ACK_GRACE * 2).no_room(), "a stalled worker has room, it just lags");
     }
 }

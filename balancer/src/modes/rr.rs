@@ -1,8 +1,13 @@
 //! `rr`: the master accepts every connection and deals it to the workers
-//! strictly in turn, skipping any that declined connections lately; workers
-//! get no listener.
+//! strictly in turn — connection *k* to worker *k mod N* while every worker
+//! keeps up — skipping a worker that cannot take one now (draining, full,
+//! declining, or stalled: its batch unacknowledged past the grace, or its
+//! heartbeat stale), as Node's `free` list does. A skipped worker keeps its
+//! place: it gets its turn again once it catches up. Workers get no listener.
 
-use super::{Balance, RouteFacts, WorkerListener};
+use std::io;
+
+use super::{Accepting, Balance, RouteFacts, WorkerListener};
 use crate::config::Mode;
 
 /// The round-robin cursor over the current routes.
@@ -16,8 +21,12 @@ impl Balance for RoundRobin {
         Mode::RoundRobin
     }
 
-    fn worker_listener(&self, _slot: usize) -> WorkerListener {
-        WorkerListener::None
+    fn accepting(&self) -> Accepting {
+        Accepting::Master
+    }
+
+    fn worker_listener(&mut self, _worker: usize) -> io::Result<WorkerListener<'_>> {
+        Ok(WorkerListener::None)
     }
 
     fn master_accepts(&self, _routes: &[usize], _facts: &dyn Fn(usize) -> RouteFacts) -> bool {
@@ -29,7 +38,7 @@ impl Balance for RoundRobin {
     fn pick(&mut self, routes: &[usize], facts: &dyn Fn(usize) -> RouteFacts) -> Option<usize> {
         for step in 0..routes.len() {
             let index = (self.next + step) % routes.len();
-            if !facts(routes[index]).declined {
+            if facts(routes[index]).takes() {
                 self.next = index + 1;
                 return Some(routes[index]);
             }
@@ -40,15 +49,11 @@ impl Balance for RoundRobin {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-
-    fn taking(_slot: usize) -> RouteFacts {
-        RouteFacts { max_conns: 10, ..RouteFacts::default() }
-    }
-
-    fn declining(slot: usize) -> impl Fn(usize) -> RouteFacts {
-        move |r| RouteFacts { declined: r == slot, ..taking(r) }
-    }
+    use crate::modes::testing::{except, taking};
+    use crate::modes::ACK_GRACE;
 
     #[test]
     fn takes_turns() {
@@ -62,15 +67,34 @@ mod tests {
     }
 
     #[test]
-    fn skips_a_route_that_declined_and_comes_back_to_it() {
+    fn a_busy_worker_keeps_its_turn_a_stalled_one_is_skipped_until_it_answers() {
         let mut rr = RoundRobin::default();
         let routes = [0, 1, 2];
-        let picks: Vec<Option<usize>> = (0..4).map(|_| rr.pick(&routes, &declining(1))).collect();
+        // Busy but keeping up: a batch awaiting its ack, more queued. Still its turn.
+        let busy = except(1, |f| (f.unacked, f.queued, f.ack_wait) = (3, 40, ACK_GRACE / 2));
+        let picks: Vec<Option<usize>> = (0..6).map(|_| rr.pick(&routes, &busy)).collect();
+        assert_eq!(picks, [Some(0), Some(1), Some(2), Some(0), Some(1), Some(2)]);
+        // Its batch unacknowledged past the grace: skipped, the others share.
+        let stalled = except(1, |f| (f.unacked, f.ack_wait) = (3, ACK_GRACE + Duration::from_millis(1)));
+        let picks: Vec<Option<usize>> = (0..4).map(|_| rr.pick(&routes, &stalled)).collect();
         assert_eq!(picks, [Some(0), Some(2), Some(0), Some(2)]);
+        // It answered: its turn comes round again.
         assert_eq!(rr.pick(&routes, &taking), Some(0));
-        let all_declined = |r| RouteFacts { declined: true, ..taking(r) };
-        assert_eq!(rr.pick(&routes, &all_declined), None);
-        assert_eq!(rr.pick(&routes, &taking), Some(1), "a refused pick does not move the turn");
+        assert_eq!(rr.pick(&routes, &taking), Some(1));
+    }
+
+    #[test]
+    fn skips_a_route_that_declined_is_full_or_stale_and_comes_back_to_it() {
+        let mut rr = RoundRobin::default();
+        let routes = [0, 1, 2];
+        let declined = except(1, |f| f.declined = true);
+        let picks: Vec<Option<usize>> = (0..4).map(|_| rr.pick(&routes, &declined)).collect();
+        assert_eq!(picks, [Some(0), Some(2), Some(0), Some(2)]);
+        assert_eq!(rr.pick(&routes, &except(1, |f| f.live = 100)), Some(0), "full");
+        assert_eq!(rr.pick(&routes, &except(1, |f| f.heartbeat_age = Duration::from_secs(2))), Some(2));
+        let none_take = |r| RouteFacts { declined: true, ..taking(r) };
+        assert_eq!(rr.pick(&routes, &none_take), None);
+        assert_eq!(rr.pick(&routes, &taking), Some(0), "a refused pick does not move the turn");
     }
 
     #[test]
@@ -85,8 +109,9 @@ mod tests {
 
     #[test]
     fn the_master_always_accepts_and_workers_get_no_listener() {
-        let rr = RoundRobin::default();
+        let mut rr = RoundRobin::default();
         assert!(rr.master_accepts(&[], &taking));
-        assert_eq!(rr.worker_listener(3), WorkerListener::None);
+        assert_eq!(rr.accepting(), Accepting::Master);
+        assert!(matches!(rr.worker_listener(3), Ok(WorkerListener::None)));
     }
 }

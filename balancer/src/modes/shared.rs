@@ -3,7 +3,9 @@
 //! full, to answer those clients `503` at once instead of leaving them in the
 //! queue waiting for room that may not come; it never hands a connection over.
 
-use super::{Balance, RouteFacts, WorkerListener};
+use std::io;
+
+use super::{Accepting, Balance, RouteFacts, WorkerListener};
 use crate::config::Mode;
 
 /// Workers accept; the master only refuses.
@@ -15,8 +17,12 @@ impl Balance for Shared {
         Mode::Shared
     }
 
-    fn worker_listener(&self, _slot: usize) -> WorkerListener {
-        WorkerListener::Shared
+    fn accepting(&self) -> Accepting {
+        Accepting::SharedListener
+    }
+
+    fn worker_listener(&mut self, _worker: usize) -> io::Result<WorkerListener<'_>> {
+        Ok(WorkerListener::Shared)
     }
 
     fn master_accepts(&self, routes: &[usize], facts: &dyn Fn(usize) -> RouteFacts) -> bool {
@@ -31,23 +37,21 @@ impl Balance for Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn live(counts: &'static [u64]) -> impl Fn(usize) -> RouteFacts {
-        move |slot| RouteFacts { live: counts[slot], max_conns: 10, ..RouteFacts::default() }
-    }
+    use crate::modes::testing::live;
 
     #[test]
     fn the_master_accepts_only_while_every_worker_is_full() {
         let shared = Shared;
-        assert!(!shared.master_accepts(&[0, 1], &live(&[10, 9])), "one has room: it accepts");
-        assert!(shared.master_accepts(&[0, 1], &live(&[10, 12])));
+        assert!(!shared.master_accepts(&[0, 1], &live(&[100, 99])), "one has room: it accepts");
+        assert!(shared.master_accepts(&[0, 1], &live(&[100, 120])));
         assert!(!shared.master_accepts(&[], &live(&[])), "no ready worker: the queue waits for one");
     }
 
     #[test]
     fn what_the_master_accepts_is_refused_and_workers_share_the_listener() {
         let mut shared = Shared;
-        assert_eq!(shared.pick(&[0, 1], &live(&[10, 10])), None);
-        assert_eq!(shared.worker_listener(0), WorkerListener::Shared);
+        assert_eq!(shared.pick(&[0, 1], &live(&[100, 100])), None);
+        assert_eq!(shared.accepting(), Accepting::SharedListener);
+        assert!(matches!(shared.worker_listener(0), Ok(WorkerListener::Shared)));
     }
 }

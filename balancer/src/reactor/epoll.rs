@@ -2,33 +2,39 @@
 //! each op's syscall is made when its fd is ready, and its result reported as
 //! the completion the ring would post.
 //!
-//! Reading ops (readable, accept, recv, the tick's timerfd) are parked at
+//! A busy master wakes once per batch, as on the ring: a wait that finds
+//! events within [`BATCH_WAIT`] of its start sleeps out the rest of it and
+//! takes everything that came by then.
+//!
+//! Reading ops (readable, accept, recv, multishot recv, the tick's timerfd) are parked at
 //! once: registering the fd (`EPOLL_CTL_ADD`, or `MOD` if it is registered)
 //! makes the kernel report it if it is ready already. Writing ops (send,
 //! sendmsg) are tried at once and parked only on `EAGAIN`. A parked op is
 //! tried again on each readiness event of its direction until it would block
-//! again; multishot ops (readable, accept) stay parked until cancelled, or
-//! until an error ends an accept, as on the ring. Sockets need not be
+//! again; multishot ops (readable, accept, multishot recv) stay parked until
+//! cancelled, or until an error (or a receive's end of stream) ends them, as
+//! on the ring. Sockets need not be
 //! non-blocking (`MSG_DONTWAIT`), except a listener, which is made so.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::{sys, Completion, Lent, LentIo, Reactor, Token};
+use super::{sys, Completion, Datagram, Lent, LentIo, Reactor, Token, BATCH_WAIT, DATAGRAM_MAX};
 
 /// Events taken from one `epoll_wait`.
 const EVENTS: usize = 256;
-/// Connections accepted for one readiness event before other fds get a turn
-/// (the rest are accepted in the next turn, without waiting).
-const ACCEPT_BATCH: usize = 256;
+/// Messages one multishot receive takes per readiness before other fds get a
+/// turn (the rest are read in the next turn, without waiting).
+const RECV_BATCH: usize = 64;
 
 /// What a parked op does when its fd is ready.
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Readable,
     Accept,
+    RecvMulti,
     Tick,
     Lent(LentIo),
 }
@@ -39,9 +45,9 @@ impl Kind {
     }
 }
 
-/// A completion without a new fd.
+/// A completion without a new fd or a message.
 fn completion(token: Token, result: i32, more: bool) -> Completion {
-    Completion { token, result, more, accepted: None }
+    Completion::of(token, result, more)
 }
 
 #[derive(Debug)]
@@ -181,7 +187,7 @@ impl EpollReactor {
         match self.attempt(&op, out) {
             // An accept that ended stops listening: with no op parked, the
             // listener (maybe shared with the workers) must not wake us.
-            Outcome::Done if matches!(op.kind, Kind::Accept) => self.watch_what_is_parked(fd),
+            Outcome::Done if matches!(op.kind, Kind::Accept | Kind::RecvMulti) => self.watch_what_is_parked(fd),
             Outcome::Done => {
                 if self.parked.get(&fd).is_some_and(|p| p.read.is_none() && p.write.is_none()) {
                     self.parked.remove(&fd);
@@ -226,7 +232,14 @@ impl EpollReactor {
                 out.push(completion(token, libc::POLLIN as i32, true));
                 return Outcome::Blocked;
             }
-            Kind::Accept => return accept_burst(op.fd, token, out),
+            Kind::Accept => {
+                return match sys::accept_burst(op.fd, token, out) {
+                    sys::Burst::Done => Outcome::Done,
+                    sys::Burst::Drained => Outcome::Blocked,
+                    sys::Burst::More => Outcome::Again,
+                }
+            }
+            Kind::RecvMulti => return recv_burst(op.fd, token, out),
             // As on the ring, an expired timeout reports ETIME.
             Kind::Tick => sys::read_timer(self.timer.as_fd()).and(Err(io::Error::from_raw_os_error(libc::ETIME))),
             // SAFETY: the memory's owner promised, making the `Lent`, to keep it until the completion.
@@ -246,19 +259,24 @@ impl EpollReactor {
     }
 }
 
-/// Accepts what is waiting on a listener, up to [`ACCEPT_BATCH`].
-fn accept_burst(listener: RawFd, token: Token, out: &mut Vec<Completion>) -> Outcome {
-    for _ in 0..ACCEPT_BATCH {
-        match sys::accept(listener) {
-            Ok(connection) => {
-                let result = connection.as_raw_fd();
-                out.push(Completion { token, result, more: true, accepted: Some(connection) });
+/// Receives the messages waiting on `fd`, up to [`RECV_BATCH`], one
+/// completion each.
+fn recv_burst(fd: RawFd, token: Token, out: &mut Vec<Completion>) -> Outcome {
+    let mut buffer = [0u8; DATAGRAM_MAX];
+    for _ in 0..RECV_BATCH {
+        // SAFETY: `buffer` is a live local array of DATAGRAM_MAX bytes.
+        match retry_interrupted(|| unsafe { sys::recv(fd, buffer.as_mut_ptr(), DATAGRAM_MAX) }) {
+            Ok(0) => {
+                out.push(completion(token, 0, false));
+                return Outcome::Done;
+            }
+            Ok(n) => {
+                let n = n.min(DATAGRAM_MAX);
+                let message = Datagram::copy(&buffer[..n]);
+                out.push(Completion { token, result: n as i32, more: true, accepted: None, message });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Blocked,
-            // A connection reset before it was accepted, or a signal: go on.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR)) => {}
             Err(e) => {
-                // As on the ring, an error ends the multishot accept.
                 out.push(completion(token, errno(&e), false));
                 return Outcome::Done;
             }
@@ -296,6 +314,10 @@ impl Reactor for EpollReactor {
         self.submit(lent.fd, token, Kind::Lent(lent.io))
     }
 
+    fn recv_multi(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
+        self.submit(fd, token, Kind::RecvMulti)
+    }
+
     fn timeout(&mut self, after: Duration, token: Token) -> io::Result<()> {
         sys::timerfd_once(self.timer.as_fd(), after)?;
         self.submit(self.timer.as_raw_fd(), token, Kind::Tick)
@@ -328,8 +350,10 @@ impl Reactor for EpollReactor {
         for fd in std::mem::take(&mut self.again) {
             self.retry(fd, false, out);
         }
+        let began = Instant::now();
+        let mut blocking = out.is_empty() && self.again.is_empty();
         loop {
-            let timeout = if out.is_empty() && self.again.is_empty() { -1 } else { 0 };
+            let timeout = if blocking { -1 } else { 0 };
             sys::epoll_wait(self.epoll.as_fd(), &mut self.events, timeout)?;
             for i in 0..self.events.len() {
                 let event = self.events[i];
@@ -343,7 +367,15 @@ impl Reactor for EpollReactor {
                     self.retry(fd, false, out);
                 }
             }
-            if !out.is_empty() || timeout == 0 {
+            let waited = began.elapsed();
+            if blocking && !out.is_empty() && waited < BATCH_WAIT {
+                // Busy: let more gather until BATCH_WAIT after the wait began,
+                // as the ring's minimum-wait timeout does, then take it all.
+                std::thread::sleep(BATCH_WAIT - waited);
+                blocking = false;
+                continue;
+            }
+            if !out.is_empty() || !blocking {
                 return Ok(());
             }
         }
@@ -351,35 +383,5 @@ impl Reactor for EpollReactor {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::net::TcpListener;
-
-    use super::*;
-
-    /// The fds the kernel has in this epoll instance (`tfd:` lines of its fdinfo).
-    fn watched(reactor: &EpollReactor) -> Vec<RawFd> {
-        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", reactor.epoll.as_raw_fd())).expect("fdinfo");
-        info.lines()
-            .filter_map(|line| line.strip_prefix("tfd:"))
-            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
-            .collect()
-    }
-
-    #[test]
-    fn a_cancelled_accept_stops_watching_the_listener() {
-        let mut reactor = EpollReactor::new().expect("epoll");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let mut out = Vec::with_capacity(8);
-        reactor.accept(listener.as_raw_fd(), 1).expect("accept");
-        reactor.timeout(Duration::from_millis(1), 2).expect("timeout");
-        reactor.wait(&mut out).expect("wait");
-        assert!(watched(&reactor).contains(&listener.as_raw_fd()), "the accept waits on the listener");
-        reactor.cancel(1).expect("cancel");
-        reactor.wait(&mut out).expect("wait");
-        assert_eq!(out.iter().map(|c| (c.token, c.result)).collect::<Vec<_>>(), [(1, -libc::ECANCELED)]);
-        assert!(
-            !watched(&reactor).contains(&listener.as_raw_fd()),
-            "a listener shared with the workers must not wake a master that does not accept"
-        );
-    }
-}
+#[path = "epoll_tests.rs"]
+mod tests;

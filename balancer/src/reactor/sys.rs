@@ -1,6 +1,7 @@
 //! The syscalls of the epoll reactor, each a small wrapper that turns `-1`
 //! into `io::Error` and a new descriptor into an `OwnedFd` at once. Every
-//! `unsafe` of the epoll side is here.
+//! `unsafe` of the epoll side is here, and the accept burst both reactors
+//! make on a ready listener.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -124,4 +125,44 @@ pub unsafe fn sendmsg(fd: RawFd, header: *const libc::msghdr) -> io::Result<usiz
     let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
     // SAFETY: the caller guarantees the header.
     check(unsafe { libc::sendmsg(fd, header, flags) }).map(|n| n as usize)
+}
+
+/// Connections accepted for one readiness of a listener before other fds get
+/// a turn (the rest are accepted next turn, without waiting).
+pub const ACCEPT_BATCH: usize = 256;
+
+/// How an accept burst ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Burst {
+    /// The queue is empty (`EAGAIN`): wait for the next connection.
+    Drained,
+    /// [`ACCEPT_BATCH`] taken, maybe more waiting: go on next turn.
+    More,
+    /// An error ended the accept (its completion, without `more`, is out).
+    Done,
+}
+
+/// Accepts what is waiting on a non-blocking listener, up to
+/// [`ACCEPT_BATCH`]: one completion per connection (with `more`), and a last
+/// one without `more` if an error ends it (as it ends a multishot accept on
+/// the ring).
+pub fn accept_burst(listener: RawFd, token: super::Token, out: &mut Vec<super::Completion>) -> Burst {
+    for _ in 0..ACCEPT_BATCH {
+        match accept(listener) {
+            Ok(connection) => {
+                let result = connection.as_raw_fd();
+                let mut completion = super::Completion::of(token, result, true);
+                completion.accepted = Some(connection);
+                out.push(completion);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Burst::Drained,
+            // A connection reset before it was accepted, or a signal: go on.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR)) => {}
+            Err(e) => {
+                out.push(super::Completion::of(token, -e.raw_os_error().unwrap_or(libc::EIO), false));
+                return Burst::Done;
+            }
+        }
+    }
+    Burst::More
 }

@@ -231,3 +231,51 @@ fn closing_through_the_reactor_closes_and_a_reused_fd_number_still_works() {
         drop(b);
     }
 }
+
+#[test]
+fn a_multishot_receive_delivers_each_message_until_the_end() {
+    for (mut reactor, _give_up) in reactors() {
+        let (master, worker) = channel_pair().expect("channel");
+        reactor.recv_multi(master.as_raw_fd(), 1).expect("recv_multi");
+        for message in [&b"A1"[..], b"A22", b"A333"] {
+            nix::sys::socket::send(worker.as_raw_fd(), message, nix::sys::socket::MsgFlags::empty()).expect("send");
+        }
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            for c in wait_for(&mut *reactor, 1).into_iter().filter(|c| c.token == 1) {
+                assert!(c.more, "{reactor:?}: {c:?}");
+                assert_eq!(c.result as usize, c.message.as_slice().len(), "{reactor:?}");
+                got.push(c.message.as_slice().to_vec());
+            }
+        }
+        assert_eq!(got, [&b"A1"[..], b"A22", b"A333"], "{reactor:?}: one completion per message, in order");
+        drop(worker);
+        let end = wait_for(&mut *reactor, 1);
+        let last = end.iter().rfind(|c| c.token == 1).expect("the end");
+        assert_eq!((last.result, last.more), (0, false), "{reactor:?}: end of stream ends it");
+        // A second one, cancelled.
+        let (master, _worker) = channel_pair().expect("channel");
+        reactor.recv_multi(master.as_raw_fd(), 2).expect("recv_multi");
+        settle(&mut *reactor);
+        reactor.cancel(2).expect("cancel");
+        let end = wait_for(&mut *reactor, 2);
+        let last = end.iter().rfind(|c| c.token == 2).expect("cancelled");
+        assert_eq!((last.result, last.more), (-libc::ECANCELED, false), "{reactor:?}");
+    }
+}
+
+#[test]
+fn an_accept_takes_connections_that_queued_before_it_was_armed() {
+    for (mut reactor, _give_up) in reactors() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let clients: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).expect("connect")).collect();
+        reactor.accept(listener.as_raw_fd(), 1).expect("accept");
+        let mut accepted = 0;
+        while accepted < 2 {
+            accepted += wait_for(&mut *reactor, 1).iter().filter(|c| c.token == 1 && c.accepted.is_some()).count();
+        }
+        assert_eq!(accepted, 2, "{reactor:?}");
+        drop(clients);
+    }
+}

@@ -1,44 +1,119 @@
 //! The master's I/O on io_uring: every op is one submission on one ring,
-//! and [`Reactor::wait`] is the loop turn's single `submit_and_wait`, so the
+//! and [`Reactor::wait`] is the loop turn's single `io_uring_enter`, so the
 //! sends and receives of a whole batch of completions go to the kernel
 //! together. Fire-and-forget ops (cancel, close) post nothing unless they fail,
 //! and those failures are not reported.
+//!
+//! The master wakes once per batch of events, not once per event. The ring
+//! defers its task work to the master's own waits (`DEFER_TASKRUN`), so an
+//! event that arrives while the master sleeps only wakes it once enough have
+//! gathered; each wait asks for `WAIT_BATCH` completions but returns
+//! [`BATCH_WAIT`] after it began if any has come (the kernel's minimum-wait
+//! timeout, Linux 6.12), and at once for the first event after a quiet spell.
+//! Busy, the master sleeps [`BATCH_WAIT`] at most and wakes to a batch; idle,
+//! it answers the next event with no delay. The listener is watched with a
+//! plain multishot poll, which honours that batching (a multishot accept's
+//! exclusive wait would wake the master for every connection), and what is
+//! waiting is then accepted in one burst. Workers' acks come through a
+//! multishot receive into a provided-buffer ring, copied into the completion.
 
 use std::io;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use io_uring::types::{Fd, Timespec};
-use io_uring::{cqueue, opcode, squeue, IoUring};
+use io_uring::{cqueue, opcode, squeue, EnterFlags, IoUring};
+use ringmaster_engine::bufring::BufRing;
 use ringmaster_engine::uring;
 
-use super::{Completion, Lent, LentIo, Reactor, Token};
+use super::sys::{self, Burst};
+use super::{Completion, Datagram, Lent, LentIo, Reactor, Token, BATCH_WAIT, DATAGRAM_MAX};
 
 /// Submission queue entries: a turn's ops; more are submitted early.
 const SQ_ENTRIES: u32 = 1024;
 /// Completion queue entries: a burst of accepts and acks fits.
 pub const CQ_ENTRIES: u32 = 8192;
+/// Completions a wait asks for before it returns early.
+const WAIT_BATCH: u32 = 64;
+/// The longest one wait lasts with nothing happening (the tick comes sooner).
+const WAIT_LIMIT: Duration = Duration::from_secs(1);
+/// The buffer group the multishot receives read into, and its buffers.
+const RECV_GROUP: u16 = 1;
+const RECV_BUFFERS: u16 = 256;
+
+/// `struct io_uring_getevents_arg`: the extended argument of a wait.
+#[repr(C)]
+struct WaitArg {
+    sigmask: u64,
+    sigmask_sz: u32,
+    min_wait_usec: u32,
+    ts: u64,
+}
+
+/// `struct __kernel_timespec`.
+#[repr(C)]
+struct KernelTimespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+
+/// A listener the reactor accepts on: its token and fd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Watch {
+    token: Token,
+    listener: RawFd,
+}
 
 /// The master's ring.
 pub struct UringReactor {
+    // Dropped first: the kernel stops using the buffers below.
     ring: IoUring,
+    recv_buffers: BufRing,
     /// The timeout's duration; the kernel reads it when the op is submitted.
     tick: Box<Timespec>,
-    /// Tokens of the multishot accepts in flight: their results are new fds.
-    accepts: Vec<Token>,
+    wait_limit: Box<KernelTimespec>,
+    /// The kernel has the minimum-wait timeout: waits gather a batch.
+    batched_waits: bool,
+    /// Listeners watched for accepts (by a multishot poll under the same token).
+    accepts: Vec<Watch>,
+    /// Listeners whose last burst stopped at the cap: accept again next turn.
+    again: Vec<Watch>,
+    /// Polls of accepts that ended on an error, being cancelled: their last
+    /// completion is not reported (the accept's end was).
+    ended_polls: Vec<Token>,
 }
 
 impl std::fmt::Debug for UringReactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UringReactor").finish_non_exhaustive()
+        f.debug_struct("UringReactor").field("batched_waits", &self.batched_waits).finish_non_exhaustive()
     }
 }
 
 impl UringReactor {
     /// A ring for the master.
     pub fn new() -> io::Result<UringReactor> {
-        let ring = IoUring::builder().setup_cqsize(CQ_ENTRIES).build(SQ_ENTRIES)?;
-        Ok(UringReactor { ring, tick: Box::new(Timespec::new()), accepts: Vec::with_capacity(2) })
+        let deferred =
+            IoUring::builder().setup_single_issuer().setup_defer_taskrun().setup_cqsize(CQ_ENTRIES).build(SQ_ENTRIES);
+        let ring = match deferred {
+            // Before 6.1: task work runs as it comes (a wake-up per event).
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                IoUring::builder().setup_cqsize(CQ_ENTRIES).build(SQ_ENTRIES)?
+            }
+            ring => ring?,
+        };
+        let recv_buffers = BufRing::register_group(&ring.submitter(), RECV_BUFFERS, DATAGRAM_MAX as u32, RECV_GROUP)?;
+        let batched_waits = ring.params().is_feature_min_timeout() && ring.params().is_feature_ext_arg();
+        let limit = KernelTimespec { tv_sec: WAIT_LIMIT.as_secs() as i64, tv_nsec: 0 };
+        Ok(UringReactor {
+            ring,
+            recv_buffers,
+            tick: Box::new(Timespec::new()),
+            wait_limit: Box::new(limit),
+            batched_waits,
+            accepts: Vec::with_capacity(2),
+            again: Vec::with_capacity(2),
+            ended_polls: Vec::new(),
+        })
     }
 
     /// Queues `entry` tagged with `token`.
@@ -54,6 +129,93 @@ impl UringReactor {
         // SAFETY: cancel and close entries point at no memory.
         unsafe { uring::push_ignored(&mut self.ring, entry) }
     }
+
+    /// Submits what is queued and waits: for nothing when completions are
+    /// ready already, else for a batch (or the first event after a quiet spell).
+    fn enter(&mut self, ready: bool) -> io::Result<()> {
+        let to_submit = self.ring.submission().len() as u32;
+        let getevents = EnterFlags::GETEVENTS.bits();
+        let entered = if ready {
+            // SAFETY: no argument is passed.
+            unsafe { self.ring.submitter().enter::<libc::sigset_t>(to_submit, 0, getevents, None) }
+        } else if self.batched_waits {
+            let arg = WaitArg {
+                sigmask: 0,
+                sigmask_sz: 0,
+                min_wait_usec: BATCH_WAIT.as_micros() as u32,
+                ts: &*self.wait_limit as *const KernelTimespec as u64,
+            };
+            let flags = getevents | EnterFlags::EXT_ARG.bits();
+            // SAFETY: `arg` is a valid io_uring_getevents_arg for the call and its
+            // `ts` points at a timespec boxed in `self`, alive for the call.
+            unsafe { self.ring.submitter().enter(to_submit, WAIT_BATCH, flags, Some(&arg)) }
+        } else {
+            // SAFETY: no argument is passed.
+            unsafe { self.ring.submitter().enter::<libc::sigset_t>(to_submit, 1, getevents, None) }
+        };
+        match entered {
+            Ok(_) => Ok(()),
+            // A signal, the wait limit, or completions to reap first: go round again.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN | libc::ETIME)) => {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One completion from the ring into `out`: accepts for a ready listener,
+    /// a receive's message copied out of its buffer.
+    fn take(&mut self, token: Token, result: i32, flags: u32, out: &mut Vec<Completion>) {
+        let more = cqueue::more(flags);
+        if let Some(at) = self.ended_polls.iter().position(|&t| t == token) {
+            if !more {
+                self.ended_polls.swap_remove(at);
+            }
+            return;
+        }
+        if let Some(at) = self.accepts.iter().position(|w| w.token == token) {
+            let watch = self.accepts[at];
+            if !more {
+                // The poll ended (cancelled, or the kernel gave up on it): so does the accept.
+                self.accepts.swap_remove(at);
+                self.again.retain(|w| *w != watch);
+                out.push(Completion::of(token, if result > 0 { -libc::ECANCELED } else { result }, false));
+                return;
+            }
+            self.accept_burst(watch, out);
+            return;
+        }
+        let mut completion = Completion::of(token, result, more);
+        if let Some(bid) = cqueue::buffer_select(flags) {
+            if result > 0 {
+                // SAFETY: `bid` was just handed to us by this completion and is
+                // recycled right after the copy.
+                let bytes = unsafe { self.recv_buffers.filled(bid, result as usize) };
+                completion.message = Datagram::copy(bytes);
+            }
+            self.recv_buffers.recycle(bid);
+        }
+        out.push(completion);
+    }
+
+    /// Accepts what waits on a ready listener.
+    fn accept_burst(&mut self, watch: Watch, out: &mut Vec<Completion>) {
+        match sys::accept_burst(watch.listener, watch.token, out) {
+            Burst::Drained => {}
+            Burst::More => {
+                if !self.again.contains(&watch) {
+                    self.again.push(watch);
+                }
+            }
+            Burst::Done => {
+                // An error ended the accept (its last completion is out): stop the poll.
+                self.accepts.retain(|w| *w != watch);
+                self.again.retain(|w| *w != watch);
+                self.ended_polls.push(watch.token);
+                let _ = self.push_ignored(opcode::AsyncCancel::new(watch.token).build());
+            }
+        }
+    }
 }
 
 impl Reactor for UringReactor {
@@ -64,10 +226,17 @@ impl Reactor for UringReactor {
     }
 
     fn accept(&mut self, listener: RawFd, token: Token) -> io::Result<()> {
-        let accept = opcode::AcceptMulti::new(Fd(listener)).flags(libc::SOCK_CLOEXEC).build();
-        self.accepts.push(token);
-        // SAFETY: an accept without an address buffer points at no memory.
-        unsafe { self.push(accept, token) }
+        // A burst ends at EAGAIN: the listener must not block. Shared with
+        // workers (`shared` mode), it is non-blocking for them too, which
+        // their accepts (on a ring or on epoll) expect.
+        sys::set_nonblocking(listener)?;
+        let watch = Watch { token, listener };
+        self.accepts.push(watch);
+        // Connections already waiting get no poll event: take them next turn.
+        self.again.push(watch);
+        let poll = opcode::PollAdd::new(Fd(listener), libc::POLLIN as u32).multi(true).build();
+        // SAFETY: a poll points at no memory.
+        unsafe { self.push(poll, token) }
     }
 
     fn start(&mut self, lent: Lent, token: Token) -> io::Result<()> {
@@ -82,6 +251,13 @@ impl Reactor for UringReactor {
         unsafe { self.push(entry, token) }
     }
 
+    fn recv_multi(&mut self, fd: RawFd, token: Token) -> io::Result<()> {
+        let recv = opcode::RecvMulti::new(Fd(fd), RECV_GROUP).build();
+        // SAFETY: the receive reads into the registered buffers, which live as
+        // long as the ring.
+        unsafe { self.push(recv, token) }
+    }
+
     fn timeout(&mut self, after: Duration, token: Token) -> io::Result<()> {
         *self.tick = Timespec::from(after);
         let timeout = opcode::Timeout::new(&*self.tick).build();
@@ -91,6 +267,7 @@ impl Reactor for UringReactor {
     }
 
     fn cancel(&mut self, token: Token) -> io::Result<()> {
+        // An accept's poll ends with ECANCELED, which ends the accept.
         self.push_ignored(opcode::AsyncCancel::new(token).build())
     }
 
@@ -100,30 +277,31 @@ impl Reactor for UringReactor {
     }
 
     fn wait(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
-        uring::submit_and_wait(&mut self.ring)?;
         out.clear();
-        let room = out.capacity().max(1);
-        for cqe in self.ring.completion() {
-            let (token, result, more) = (cqe.user_data(), cqe.result(), cqueue::more(cqe.flags()));
-            if token == uring::IGNORED {
-                continue;
-            }
-            let mut accepted = None;
-            if let Some(at) = self.accepts.iter().position(|&t| t == token) {
-                if result >= 0 {
-                    // SAFETY: a successful accept's result is a new fd that nothing else owns.
-                    accepted = Some(unsafe { OwnedFd::from_raw_fd(result) });
-                }
-                if !more {
-                    self.accepts.swap_remove(at);
-                }
-            }
-            out.push(Completion { token, result, more, accepted });
-            if out.len() == room {
-                break;
+        for watch in std::mem::take(&mut self.again) {
+            if self.accepts.contains(&watch) {
+                self.accept_burst(watch, out);
             }
         }
-        Ok(())
+        let ready = !out.is_empty() || !self.ring.completion().is_empty();
+        self.enter(ready)?;
+        let room = out.capacity().max(1);
+        let mut cqes = [(0u64, 0i32, 0u32); 64];
+        loop {
+            let mut n = 0;
+            for cqe in self.ring.completion().take(cqes.len().min(room.saturating_sub(out.len()))) {
+                cqes[n] = (cqe.user_data(), cqe.result(), cqe.flags());
+                n += 1;
+            }
+            for &(token, result, flags) in &cqes[..n] {
+                if token != uring::IGNORED {
+                    self.take(token, result, flags, out);
+                }
+            }
+            if n < cqes.len() || out.len() >= room {
+                return Ok(());
+            }
+        }
     }
 }
 

@@ -73,6 +73,22 @@ impl Inherited {
         Some(self.listeners.swap_remove(at).1)
     }
 
+    /// Every listening socket handed down for a worker slot
+    /// ([`ListenerKey::Slot`]), with the slot's worker id.
+    pub fn take_slot_listeners(&mut self) -> Vec<(usize, OwnedFd)> {
+        let mut slots = Vec::new();
+        let mut i = 0;
+        while i < self.listeners.len() {
+            if let ListenerKey::Slot(worker) = self.listeners[i].0 {
+                slots.push((worker, self.listeners.swap_remove(i).1));
+            } else {
+                i += 1;
+            }
+        }
+        slots.sort_by_key(|&(worker, _)| worker);
+        slots
+    }
+
     /// The control socket's listener, if it was handed down.
     pub fn take_control(&mut self) -> Option<OwnedFd> {
         self.control.take()

@@ -27,6 +27,12 @@ use crate::response::Responses;
 pub const LINGER_MS: u64 = 2_000;
 /// How long a draining worker keeps an idle connection for a request already on its way.
 pub const DRAIN_GRACE_MS: u64 = 100;
+/// The same for a connection that has not yet sent its first request. A
+/// client connects, then writes: on busy cores its write can come well after
+/// the accept, and closing the connection first fails a request that no client
+/// sends again (only a reused connection's may be retried, RFC 9110 9.2.2).
+/// Seen behind a balancer: `wrk` errors during a rolling upgrade on loaded cores.
+pub const DRAIN_FIRST_REQUEST_GRACE_MS: u64 = 1_000;
 /// While draining, how long the socket must stay empty before the last
 /// answer is made to close the connection: a client streaming pipelined
 /// requests may have more on the way than the socket held at one read.
@@ -371,9 +377,7 @@ impl Connection {
     /// grace (a request sent before the drain may still be on its way), the
     /// others after the last reply of what they hold.
     pub fn handle_drain(&mut self, ctx: &Context<'_>) {
-        if self.is_idle() {
-            self.deadline = self.deadline.min(ctx.now + DRAIN_GRACE_MS);
-        }
+        self.hurry_if_idle(ctx);
     }
 
     // --- what to do next ---------------------------------------------------------------------
@@ -616,8 +620,18 @@ impl Connection {
             _ => {}
         }
         self.refresh_deadline(ctx);
-        if ctx.draining && self.is_idle() {
-            self.deadline = self.deadline.min(ctx.now + DRAIN_GRACE_MS);
+        if ctx.draining {
+            self.hurry_if_idle(ctx);
+        }
+    }
+
+    /// Draining: an idle connection closes after a grace, a longer one while
+    /// its first request has not come (its timer is still the header timer
+    /// it was opened with; any request begun or answered has moved it on).
+    fn hurry_if_idle(&mut self, ctx: &Context<'_>) {
+        if self.is_idle() {
+            let grace = if self.timer == Timer::Header { DRAIN_FIRST_REQUEST_GRACE_MS } else { DRAIN_GRACE_MS };
+            self.deadline = self.deadline.min(ctx.now + grace);
         }
     }
 

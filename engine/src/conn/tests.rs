@@ -441,6 +441,21 @@ fn draining_closes_after_the_last_answer_and_hurries_idle_connections() {
 }
 
 #[test]
+fn draining_waits_longer_for_a_first_request_than_for_a_next_one() {
+    let mut h = Harness::new();
+    let now = h.now;
+    h.drain();
+    assert_eq!(h.conn.deadline(), now + DRAIN_FIRST_REQUEST_GRACE_MS, "no request yet: the longer grace");
+    h.now += DRAIN_GRACE_MS * 2;
+    h.input(GET);
+    assert!(h.conn.deadline() < now + DRAIN_FIRST_REQUEST_GRACE_MS, "then only the settle moment");
+    h.at_deadline();
+    h.flush();
+    assert_eq!(h.answered, 1, "the first request, late, is answered");
+    assert!(h.sent_text().contains("Connection: close"), "{}", h.sent_text());
+}
+
+#[test]
 fn a_closed_connection_ignores_everything() {
     let mut h = Harness::new();
     h.peer_closed();

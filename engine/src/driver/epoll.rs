@@ -12,7 +12,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::SystemTime;
 
-use super::{adopt_batch, Core, TICK};
+use super::{adopt_batch, next_queued, Core, TICK};
 use crate::channel::{recv_nonblocking, Tag};
 use crate::conn::Connection;
 use crate::slab::Slab;
@@ -112,6 +112,9 @@ impl<'a> EpollWorker<'a> {
             self.read_more()?;
             // Slots freed in this turn make room for accepts again.
             self.watch_listener()?;
+            if !self.core.flush_acks() {
+                self.master_gone()?;
+            }
         }
         self.core.stopped();
         Ok(())
@@ -192,13 +195,18 @@ impl<'a> EpollWorker<'a> {
             let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(fd))?;
             self.core.counts.rejected += declined as u64;
             if !self.core.acknowledge(&batch.received, adopted) {
-                self.core.channel_open = false;
-                return self.start_drain();
+                return self.master_gone();
             }
             if batch.received.tag == Some(Tag::Drain) {
                 self.start_drain()?;
             }
         }
+    }
+
+    /// The master is gone (an ack could not be sent): finish up and exit.
+    fn master_gone(&mut self) -> io::Result<()> {
+        self.core.channel_open = false;
+        self.start_drain()
     }
 
     /// Takes a connection into the slab and starts watching it; false (and
@@ -382,6 +390,15 @@ impl<'a> EpollWorker<'a> {
             let _ = self.epoll.delete(shutdown.as_fd());
         }
         self.watch_listener()?;
+        if self.core.sources.own_listener {
+            // Nobody else accepts there: take what is queued, then let it go.
+            if let Some(listener) = self.core.sources.listener.take() {
+                while self.conns.vacant() > 0 {
+                    let Some(fd) = next_queued(&listener) else { break };
+                    self.adopt(fd)?;
+                }
+            }
+        }
         for slot in 0..self.conns.high_water() {
             let Some(generation) = self.conns.generation(slot) else { continue };
             let Some(entry) = self.conns.get_mut(slot, generation) else { continue };

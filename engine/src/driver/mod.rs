@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::answer::{Answering, BodyPool, Dynamic, ResponseScratch};
 use crate::backend::Backend;
-use crate::channel::{send_ack, Ack, Message, Received, Tag, MAX_FDS};
+use crate::channel::{send_acks, Ack, Acks, Message, Received, Tag, MAX_FDS};
 use crate::config::EngineConfig;
 use crate::conn::{Connection, Context, Timeouts};
 use crate::handler::Handler;
@@ -34,8 +34,12 @@ const TICK: Duration = Duration::from_millis(100);
 /// Where a worker's connections come from, and what tells it to stop.
 #[derive(Debug, Default)]
 pub struct Sources {
-    /// A listening socket to accept on (`shared` mode, or a lone worker).
+    /// A listening socket to accept on (`shared` or `reuseport` mode, or a lone worker).
     pub listener: Option<OwnedFd>,
+    /// The listener is this worker's own (`reuseport`): when it drains it
+    /// accepts what is queued on it, then closes it, instead of leaving the
+    /// queue to others (no other process accepts there).
+    pub own_listener: bool,
     /// The master's end of the channel sends connections and `Drain` here (`rr` mode);
     /// its end of stream means the master is gone, and the worker drains.
     pub channel: Option<OwnedFd>,
@@ -89,6 +93,8 @@ struct Core<'a> {
     counters: &'a WorkerCounters,
     counts: CountersSnapshot,
     inbox: Box<Message>,
+    /// Acks of the batches taken this loop turn, sent together at its end.
+    acks: Acks,
     /// The master's channel is still open: a draining worker waits for its end
     /// of stream, so connections the master sent before `Drain` are all served.
     channel_open: bool,
@@ -154,6 +160,7 @@ impl<'a> Core<'a> {
             counters,
             counts,
             inbox: Message::new(),
+            acks: Acks::new(),
             draining: false,
             drain_deadline: 0,
             now: now_ms(),
@@ -282,8 +289,10 @@ impl<'a> Core<'a> {
     }
 
     /// Settles a batch once it is adopted: every `Connections` message gets
-    /// exactly one ack, whatever arrived. A `Text` message asks for no ack:
-    /// its line goes to the handler. False when the master is gone.
+    /// exactly one ack, whatever arrived. The ack waits for the end of the
+    /// loop turn ([`Core::flush_acks`]), so batches taken in one turn are
+    /// answered with one message. A `Text` message asks for no ack: its line
+    /// goes to the handler. False when the master is gone.
     fn acknowledge(&mut self, received: &Received, adopted: usize) -> bool {
         if received.tag == Some(Tag::Text) {
             // The master sends only text it read as UTF-8 (a control command).
@@ -292,12 +301,31 @@ impl<'a> Core<'a> {
             }
             return true;
         }
-        if received.tag != Some(Tag::Connections) {
+        if received.tag != Some(Tag::Connections) || self.sources.channel.is_none() {
             return true;
         }
-        let Some(channel) = self.sources.channel.as_ref() else { return true };
         let ack = Ack { received: received.fds as u16, adopted: adopted as u16 };
-        send_ack(channel.as_fd(), ack).is_ok()
+        if self.acks.push(ack) {
+            return true;
+        }
+        // A full message: send it and start the next.
+        let sent = self.flush_acks();
+        self.acks.push(ack);
+        sent
+    }
+
+    /// Sends the acks gathered this turn, if any (once per loop turn, before
+    /// the loop waits). False when the master is gone.
+    fn flush_acks(&mut self) -> bool {
+        if self.acks.is_empty() {
+            return true;
+        }
+        let sent = match self.sources.channel.as_ref() {
+            Some(channel) => send_acks(channel.as_fd(), &self.acks).is_ok(),
+            None => true,
+        };
+        self.acks.clear();
+        sent
     }
 }
 
@@ -316,4 +344,24 @@ fn adopt_batch(batch: &mut Batch, mut adopt: impl FnMut(OwnedFd) -> io::Result<b
         adopted += 1;
     }
     Ok((adopted, declined))
+}
+
+/// The next connection queued on a listener of the worker's own, taken
+/// without waiting, as a retiring `reuseport` worker empties its queue before
+/// it closes the listener; `None` when the queue is empty (or the worker is
+/// out of fds). What arrives after the last accept moves to the group's
+/// other listeners if the kernel migrates requests
+/// (`net.ipv4.tcp_migrate_req`), else it is reset.
+fn next_queued(listener: &OwnedFd) -> Option<OwnedFd> {
+    if crate::sys::socket::set_nonblocking(listener.as_fd()).is_err() {
+        return None;
+    }
+    loop {
+        match crate::sys::socket::accept(listener.as_fd()) {
+            Ok(queued) => return queued,
+            Err(e) if e.raw_os_error().is_some_and(crate::sys::out_of_resources) => return None,
+            // The connection died in the queue: try the next one.
+            Err(_) => {}
+        }
+    }
 }

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use io_uring::types::{CancelBuilder, Fd, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
-use super::{adopt_batch, Core, TICK};
+use super::{adopt_batch, next_queued, Core, TICK};
 use crate::bufring::{self, BufRing};
 use crate::channel::Tag;
 use crate::conn::Connection;
@@ -148,6 +148,7 @@ impl<'a> UringWorker<'a> {
             }
             // Slots freed in this turn make room for accepts again.
             self.arm_accepts()?;
+            self.send_acks()?;
         }
         // Hand the last closes to the kernel before the ring goes.
         self.ring.submit()?;
@@ -234,13 +235,26 @@ impl<'a> UringWorker<'a> {
         let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(fd))?;
         self.core.counts.rejected += declined as u64;
         if !self.core.acknowledge(&batch.received, adopted) {
-            self.core.channel_open = false;
-            return self.start_drain();
+            return self.master_gone();
         }
         if batch.received.tag == Some(Tag::Drain) {
             self.start_drain()?;
         }
         self.arm_channel()
+    }
+
+    /// Sends the acks of the batches this turn took, in one message.
+    fn send_acks(&mut self) -> io::Result<()> {
+        if self.core.flush_acks() {
+            return Ok(());
+        }
+        self.master_gone()
+    }
+
+    /// The master is gone (an ack could not be sent): finish up and exit.
+    fn master_gone(&mut self) -> io::Result<()> {
+        self.core.channel_open = false;
+        self.start_drain()
     }
 
     /// Takes a connection into the slab and starts receiving on it; false
@@ -486,6 +500,15 @@ impl<'a> UringWorker<'a> {
         if self.accepts_armed > 0 {
             let all_accepts = CancelBuilder::user_data(token::encode(Op::Accept, 0, 0)).all();
             self.push_ignored(opcode::AsyncCancel2::new(all_accepts).build())?;
+        }
+        if self.core.sources.own_listener {
+            // Nobody else accepts there: take what is queued, then let it go.
+            if let Some(listener) = self.core.sources.listener.take() {
+                while self.conns.vacant() > 0 {
+                    let Some(fd) = next_queued(&listener) else { break };
+                    self.adopt(fd)?;
+                }
+            }
         }
         for slot in 0..self.conns.high_water() {
             let Some(generation) = self.conns.generation(slot) else { continue };

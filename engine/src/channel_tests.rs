@@ -1,0 +1,108 @@
+//! The channel's wire format: fds cross intact, acks round-trip, nonsense is refused.
+
+use std::os::fd::AsFd;
+
+use super::*;
+
+#[test]
+fn fds_cross_the_channel_intact() {
+    let (master, worker) = channel_pair().expect("socketpair");
+    let (a, b) = channel_pair().expect("payload pair");
+    let mut out = Message::new();
+    send_blocking(master.as_fd(), &mut out, Tag::Connections, &[a.as_raw_fd(), b.as_raw_fd()]).expect("send");
+    let mut received = Vec::new();
+    let mut inbox = Message::new();
+    let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |fd| received.push(fd)).expect("recv");
+    assert_eq!(got, Some(Received { tag: Some(Tag::Connections), sent: 2, fds: 2, truncated: false, text_len: 0 }));
+    // The received fds are the same sockets: a byte written on `a` arrives on the copy of `b`.
+    // SAFETY: writing one byte from a valid buffer to a valid socket.
+    let wrote = unsafe { libc::write(received[0].as_raw_fd(), b"x".as_ptr().cast(), 1) };
+    assert_eq!(wrote, 1);
+    let mut byte = [0u8; 1];
+    // SAFETY: reading one byte into a valid buffer from a valid socket.
+    let read = unsafe { libc::read(b.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+    assert_eq!((read, byte[0]), (1, b'x'));
+}
+
+#[test]
+fn acks_round_trip_and_reject_nonsense() {
+    let mut acks = Acks::new();
+    assert!(acks.push(Ack { received: 253, adopted: 7 }));
+    assert!(acks.push(Ack { received: 3, adopted: 3 }));
+    let mut bytes = [0u8; ACKS_LEN];
+    let len = acks.encode(&mut bytes);
+    assert_eq!(&bytes[..len], b"A\x02\xfd\x00\x07\x00\x03\x00\x03\x00");
+    assert_eq!(Acks::decode(&bytes[..len]), Some(acks));
+    assert_eq!(Acks::decode(&bytes[..len - 1]), None, "a truncated message");
+    assert_eq!(Acks::decode(b"A\x01\x01\x00\x02\x00"), None, "adopted more than received");
+    assert_eq!(Acks::decode(b"A\x00"), None, "no acks");
+    assert_eq!(Acks::decode(b"A"), None, "the old one-byte ack");
+    assert_eq!(Acks::decode(b"A\x01\x00\x01\x00"), None, "the old single ack");
+    assert_eq!(Acks::decode(b"X\x01\x01\x00\x01\x00"), None);
+    assert_eq!(Acks::new().encode(&mut bytes), 0, "nothing to send");
+}
+
+#[test]
+fn one_message_settles_at_most_max_acks_batches() {
+    let mut acks = Acks::new();
+    for i in 0..MAX_ACKS {
+        assert!(acks.push(Ack { received: i as u16, adopted: 0 }));
+    }
+    assert!(!acks.push(Ack::default()), "full: send it first");
+    let mut bytes = [0u8; ACKS_LEN];
+    let len = acks.encode(&mut bytes);
+    assert_eq!(len, ACKS_LEN);
+    let decoded = Acks::decode(&bytes).expect("a full message decodes");
+    assert_eq!(decoded.as_slice().len(), MAX_ACKS);
+    assert_eq!(decoded.as_slice()[MAX_ACKS - 1].received, MAX_ACKS as u16 - 1);
+    let mut too_many = bytes.to_vec();
+    too_many[1] = MAX_ACKS as u8 + 1;
+    too_many.extend_from_slice(&[0; 4]);
+    assert_eq!(Acks::decode(&too_many), None);
+}
+
+#[test]
+fn a_full_batch_fits_and_drain_has_no_fds() {
+    let (master, worker) = channel_pair().expect("socketpair");
+    let (a, _b) = channel_pair().expect("payload pair");
+    let fds = vec![a.as_raw_fd(); MAX_FDS];
+    let mut out = Message::new();
+    send_blocking(master.as_fd(), &mut out, Tag::Connections, &fds).expect("send full batch");
+    send_blocking(master.as_fd(), &mut out, Tag::Drain, &[]).expect("send drain");
+    let mut inbox = Message::new();
+    let mut count = 0;
+    let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |_| count += 1).expect("recv batch");
+    assert_eq!(got.map(|r| (r.fds, r.truncated)), Some((MAX_FDS, false)));
+    assert_eq!(count, MAX_FDS);
+    let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |_| count += 1).expect("recv drain");
+    assert_eq!(got, Some(Received { tag: Some(Tag::Drain), sent: 0, fds: 0, truncated: false, text_len: 0 }));
+    drop(master);
+    assert_eq!(recv_blocking(worker.as_fd(), &mut inbox, &mut |_| {}).expect("eof"), None);
+}
+
+#[test]
+fn text_crosses_both_ways_and_is_cut_at_the_limit() {
+    let (master, worker) = channel_pair().expect("socketpair");
+    let mut out = Message::new();
+    let header = out.prepare_send_text(b"hello workers");
+    // SAFETY: `header` points into `out`, alive and unmoved for the call.
+    assert!(unsafe { libc::sendmsg(master.as_raw_fd(), header, 0) } > 0);
+    let mut inbox = Message::new();
+    let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |_| panic!("no fds")).expect("recv").expect("msg");
+    assert_eq!(got.tag, Some(Tag::Text));
+    assert_eq!(inbox.text(&got), b"hello workers");
+
+    let long = vec![b'x'; MAX_TEXT + 10];
+    let header = out.prepare_send_text(&long);
+    // SAFETY: as above.
+    assert!(unsafe { libc::sendmsg(master.as_raw_fd(), header, 0) } > 0);
+    let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |_| panic!("no fds")).expect("recv").expect("msg");
+    assert_eq!(inbox.text(&got), &long[..MAX_TEXT]);
+
+    send_text(worker.as_fd(), b"hello master").expect("send");
+    let mut buf = [0u8; WORKER_MESSAGE_MAX];
+    // SAFETY: receiving into a live local buffer of its own length.
+    let n = unsafe { libc::recv(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    assert_eq!(decode_text(&buf[..n as usize]), Some(&b"hello master"[..]));
+    assert_eq!(decode_text(b"A\x01\x00\x01\x00"), None);
+}
