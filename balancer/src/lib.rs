@@ -13,11 +13,14 @@
 //! [`mod@log`] (whole-line stderr writes), [`stats_line`], [`title`] (what
 //! `ps` shows), [`privileges`] (`--user`, `--group`), [`upgrade`] (handing the
 //! sockets to a new master started from a new binary), [`faults`] (fault
-//! injection for tests) and [`error`] (the crate's one error type).
+//! injection for tests), [`bpf`] (steering `reuseport` connections by load
+//! with an eBPF program assembled here) and [`error`] (the crate's one error
+//! type).
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
 pub mod backoff;
+pub mod bpf;
 pub mod config;
 pub mod control;
 pub mod cpus;
