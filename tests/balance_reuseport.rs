@@ -125,7 +125,9 @@ const ARMED_ACCEPTS: usize = 4;
 /// process: at most that many are reset. On epoll nothing is claimed.
 fn restart_loses_nothing_queued_on_the_slot(backend: &str, lost_at_most: usize) {
     let _one = one_at_a_time();
-    let s = Server::start(&["--mode", "reuseport", "--workers", "2", "--no-pin", "--backend", backend]);
+    // The hash keeps sending worker 2 its share while it is stopped (`--steer load` would not).
+    let s =
+        Server::start(&["--mode", "reuseport", "--steer", "hash", "--workers", "2", "--no-pin", "--backend", backend]);
     let ready = s.wait_workers_ready(2, START_TIMEOUT);
     let victim = num(&expect_worker(&ready, 2), "pid") as u32;
     let listener = socket_inode(victim, 5).expect("worker 2's listener");
@@ -185,7 +187,17 @@ fn reuseport_restart_on_io_uring_loses_at_most_the_armed_accepts() {
 fn reuseport_scale_down_under_load_loses_nothing() {
     let _one = one_at_a_time();
     let path = control_path("scale", "reuseport");
-    let s = Server::start(&["--mode", "reuseport", "--workers", "4", "--no-pin", "--control", path.to_str().unwrap()]);
+    let s = Server::start(&[
+        "--mode",
+        "reuseport",
+        "--steer",
+        "hash",
+        "--workers",
+        "4",
+        "--no-pin",
+        "--control",
+        path.to_str().unwrap(),
+    ]);
     s.wait_workers_ready(4, START_TIMEOUT);
     let migrate = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").unwrap_or_default();
     eprintln!("net.ipv4.tcp_migrate_req = {}", migrate.trim());
@@ -235,9 +247,12 @@ fn reuseport_a_retired_workers_queue_migrates_when_it_dies() {
     }
     let path = control_path("migrate", "reuseport");
     // On epoll a stopped worker claims no queued connection (see the restart tests).
+    // The hash keeps sending the retired listener connections (`--steer load` would not).
     let s = Server::start(&[
         "--mode",
         "reuseport",
+        "--steer",
+        "hash",
         "--workers",
         "2",
         "--no-pin",

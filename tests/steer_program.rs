@@ -7,6 +7,8 @@
 //! (counted in `TCPMigrateReqSuccess`). Loading BPF needs root (or CAP_BPF
 //! and CAP_NET_ADMIN): without it the tests say so and pass.
 
+mod util;
+
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -15,6 +17,7 @@ use std::time::Duration;
 use ringmaster_balancer::bpf::program::UNAVAILABLE;
 use ringmaster_balancer::bpf::Steering;
 use ringmaster_balancer::listener::{bind_reuseport_anchor, listen_reuseport};
+use util::sockets::migrations;
 
 /// How long a connection may take to reach an accept queue before the test fails.
 const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,18 +104,6 @@ fn jain(counts: &[usize]) -> f64 {
     let sum: f64 = counts.iter().map(|&c| c as f64).sum();
     let squares: f64 = counts.iter().map(|&c| (c as f64).powi(2)).sum();
     sum * sum / (counts.len() as f64 * squares)
-}
-
-/// `TCPMigrateReqSuccess` and `TCPMigrateReqFailure` from /proc/net/netstat.
-fn migrations() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
-    let (Some(names), Some(values)) = (lines.first(), lines.get(1)) else { return (0, 0) };
-    let find = |key: &str| {
-        let at = names.split_whitespace().position(|n| n == key)?;
-        values.split_whitespace().nth(at)?.parse().ok()
-    };
-    (find("TCPMigrateReqSuccess").unwrap_or(0), find("TCPMigrateReqFailure").unwrap_or(0))
 }
 
 #[test]

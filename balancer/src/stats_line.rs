@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use crate::bpf::program::AVAILABLE_MAX;
 use ringmaster_engine::stats::{CountersSnapshot, STATE_DRAINING, STATE_READY, STATE_STARTING, STATE_STOPPED};
 
 /// One worker as the stats line shows it.
@@ -21,6 +22,9 @@ pub struct WorkerRow {
     pub restarts: u32,
     /// Milliseconds since its current process started.
     pub uptime_ms: u64,
+    /// The load the steering program sees for it (`reuseport --steer load`):
+    /// shown as `"steer"`, a number or `"unavailable"`; absent otherwise.
+    pub steer: Option<u32>,
 }
 
 /// Formats the stats line (no trailing newline); `backend` is the kernel
@@ -47,6 +51,15 @@ pub fn stats_json(mode: &str, backend: &str, refused: u64, rows: &[WorkerRow]) -
             row.restarts,
             row.uptime_ms,
         );
+        if let Some(load) = row.steer {
+            out.pop();
+            match load {
+                load if load > AVAILABLE_MAX => out.push_str(",\"steer\":\"unavailable\"}"),
+                load => {
+                    let _ = write!(out, ",\"steer\":{load}}}");
+                }
+            }
+        }
     }
     out.push_str("]}");
     out
@@ -77,7 +90,16 @@ mod tests {
     fn line_has_the_documented_keys() {
         let counts = CountersSnapshot { accepted: 10, requests: 25, live: 3, state: STATE_READY, ..Default::default() };
         let rows = [
-            WorkerRow { id: 1, pid: Some(1234), running: true, cpu: Some(0), counts, restarts: 0, uptime_ms: 5 },
+            WorkerRow {
+                id: 1,
+                pid: Some(1234),
+                running: true,
+                cpu: Some(0),
+                counts,
+                restarts: 0,
+                uptime_ms: 5,
+                steer: None,
+            },
             WorkerRow {
                 id: 2,
                 pid: None,
@@ -86,6 +108,7 @@ mod tests {
                 counts: CountersSnapshot::default(),
                 restarts: 1,
                 uptime_ms: 0,
+                steer: None,
             },
         ];
         assert_eq!(
@@ -94,5 +117,9 @@ mod tests {
              {\"id\":1,\"pid\":1234,\"cpu\":0,\"accepted\":10,\"requests\":25,\"live\":3,\"rejected\":0,\"state\":\"ready\",\"restarts\":0,\"uptime_ms\":5},\
              {\"id\":2,\"pid\":null,\"cpu\":null,\"accepted\":0,\"requests\":0,\"live\":0,\"rejected\":0,\"state\":\"exited\",\"restarts\":1,\"uptime_ms\":0}]}"
         );
+        let steered = [WorkerRow { steer: Some(7), ..rows[0] }, WorkerRow { steer: Some(u32::MAX), ..rows[1] }];
+        let line = stats_json("reuseport", "epoll", 0, &steered);
+        assert!(line.contains("\"uptime_ms\":5,\"steer\":7}"), "{line}");
+        assert!(line.contains("\"uptime_ms\":0,\"steer\":\"unavailable\"}]}"), "{line}");
     }
 }

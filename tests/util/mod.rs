@@ -15,6 +15,7 @@
 pub mod control;
 pub mod load;
 pub mod procs;
+pub mod sockets;
 pub mod stats;
 pub mod upgrade;
 

@@ -105,6 +105,12 @@ impl Steering {
         &self.keys
     }
 
+    /// The load last written for the listener under `key`.
+    pub fn load_of(&self, key: usize) -> Option<u32> {
+        let index = self.keys.iter().position(|&k| k == key)?;
+        self.loads.get(index).copied()
+    }
+
     /// Adds `listener` (listening, in the group) under `key`; it is chosen
     /// once its load says it is available.
     pub fn insert(&mut self, key: usize, listener: BorrowedFd<'_>) -> io::Result<()> {

@@ -68,7 +68,7 @@ impl Dispatch {
 }
 
 /// What the mode may know about the worker in `slot` at `now`.
-fn route_facts(slots: &[Slot], stats: &StatsBlock, max_conns: u64, slot: usize, now: Instant) -> RouteFacts {
+pub(super) fn route_facts(slots: &[Slot], stats: &StatsBlock, max_conns: u64, slot: usize, now: Instant) -> RouteFacts {
     let s = &slots[slot];
     let counters = stats.slot(slot);
     RouteFacts {

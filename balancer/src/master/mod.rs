@@ -12,6 +12,8 @@
 //!   socket, and the graceful stop;
 //! - `upgrade.rs`: binary upgrade, from either side: handing the sockets to a
 //!   new master, or taking them over from an old one;
+//! - `steer.rs`: the facts a mode that steers the kernel's choice of
+//!   listener (`reuseport --steer load`) refreshes its program with;
 //! - `stats.rs`: the stats line.
 //!
 //! Everything runs on one thread and one [`Reactor`] (io_uring or epoll):
@@ -29,6 +31,7 @@ mod commands;
 mod dispatch;
 mod reload;
 mod stats;
+mod steer;
 mod supervise;
 mod upgrade;
 
@@ -42,7 +45,7 @@ use nix::sys::signal::Signal;
 use ringmaster_engine::token;
 use ringmaster_engine::{choose_backend, Backend, StatsBlock};
 
-use crate::config::{MasterConfig, Mode};
+use crate::config::{MasterConfig, Mode, SteerChoice};
 use crate::cpus::{allowed_cpus, choose_cpus};
 use crate::error::{Context, Error, Result};
 use crate::listener::{adopt, adopt_anchor, bind_reuseport_anchor, listen, ListenerKey};
@@ -160,6 +163,11 @@ struct Master {
     /// The bound address and the latest time to log it, until it is logged.
     listening: Option<(SocketAddr, Instant)>,
     completions: Vec<Completion>,
+    /// When the tick's work is next due; the timer may fire more often, for
+    /// a mode that steers ([`Balance::steer_every`](crate::modes::Balance::steer_every)).
+    next_tick: Instant,
+    /// Reused for the facts handed to a mode that steers.
+    steer_facts: Vec<crate::modes::SlotFacts>,
 }
 
 impl Master {
@@ -207,7 +215,12 @@ impl Master {
                 handed_slots.push((worker, fd));
             }
         }
-        if reuseport {
+        if !reuseport && config.steer != SteerChoice::Auto {
+            return Err(Error::Config("--steer applies to --mode reuseport only".into()));
+        }
+        let steering = if reuseport { reuseport::choose_steering(config.steer)? } else { None };
+        // A program loaded for SELECT_OR_MIGRATE migrates whatever the sysctl says.
+        if reuseport && !steering.as_ref().is_some_and(|s| s.migrates()) {
             reuseport::enable_migration();
         }
         let handed_control = inherited.as_mut().and_then(Inherited::take_control);
@@ -237,6 +250,7 @@ impl Master {
                 config.mode,
                 ListenAt { local, backlog: config.backlog },
                 handed_slots,
+                steering,
             )),
             reload: Reload::default(),
             control,
@@ -244,6 +258,8 @@ impl Master {
             stopping: None,
             listening: None,
             completions: Vec::with_capacity(CQ_ENTRIES as usize),
+            next_tick: Instant::now() + TICK,
+            steer_facts: Vec::new(),
             config,
         };
         for _ in 0..master.config.workers {
@@ -258,7 +274,7 @@ impl Master {
         self.reactor.poll_readable(self.signals.as_raw_fd(), Op::Signal.token(0, 0))?;
         self.arm_accept()?;
         self.arm_control_accept()?;
-        self.reactor.timeout(TICK, Op::Tick.token(0, 0))?;
+        self.reactor.timeout(self.timer_every(), Op::Tick.token(0, 0))?;
         while !self.done() {
             self.reactor.wait(&mut self.completions)?;
             let mut batch = std::mem::take(&mut self.completions);
@@ -320,7 +336,23 @@ impl Master {
         }
     }
 
+    /// How often the timer fires: every [`TICK`], or more often for a mode that steers.
+    fn timer_every(&self) -> Duration {
+        self.dispatch.balance.steer_every().map_or(TICK, |every| every.min(TICK))
+    }
+
     fn on_tick(&mut self) -> io::Result<()> {
+        self.steer();
+        let now = Instant::now();
+        if now >= self.next_tick {
+            self.next_tick = now + TICK;
+            self.tick()?;
+        }
+        self.reactor.timeout(self.timer_every(), Op::Tick.token(0, 0))
+    }
+
+    /// What is checked every [`TICK`]: deadlines, restarts, heartbeats, lag, fd limits.
+    fn tick(&mut self) -> io::Result<()> {
         match self.stopping.as_mut() {
             Some(stopping) if Instant::now() >= stopping.deadline && !stopping.stragglers_killed => {
                 crate::log!("shutdown timeout: killing the workers still running");
@@ -339,7 +371,7 @@ impl Master {
         self.watch_heartbeats();
         self.watch_lagging();
         self.watch_fd_limits();
-        self.reactor.timeout(TICK, Op::Tick.token(0, 0))
+        Ok(())
     }
 }
 

@@ -38,6 +38,7 @@ impl Master {
                     counts,
                     restarts: w.restarts,
                     uptime_ms,
+                    steer: self.dispatch.balance.steer_load(w.id),
                 }
             })
             .collect();
