@@ -14,7 +14,8 @@ use ringmaster_balancer::cpus::parse_cpu_list;
 use ringmaster_balancer::{Mode, SteerChoice};
 use ringmaster_engine::{BackendChoice, EngineConfig};
 
-use crate::{escapes, usage_error, Cluster};
+pub use crate::ctl::{ctl, CtlArgs};
+use crate::{escapes, usage_error, Cluster, LogFormat};
 
 /// Node's cluster at the limit of Linux: a master balancing connections over
 /// pinned io_uring worker processes, each an HTTP/1.1 responder.
@@ -106,6 +107,22 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", value_parser = parse_health_path)]
     health_path: Option<String>,
 
+    /// Seconds every worker keeps serving after `SIGTERM` or `stop` as a lame
+    /// duck, its `--health-path` answering `503` so load balancers stop
+    /// sending, before the drain begins (0: drain at once).
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_delay)]
+    drain_delay: Duration,
+
+    /// Serve Prometheus metrics from the master at `http://ADDR/metrics`
+    /// (text format 0.0.4), on a listener of its own [default: off].
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+
+    /// Log lines as `text` (time, level, pid, message) or `json` (one object
+    /// per line, for log shippers).
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+    log_format: LogFormatArg,
+
     /// Seconds workers get to finish their connections on shutdown before they
     /// are killed; also how long a new master (`upgrade`) has to be ready.
     #[arg(long, default_value = "30", value_parser = parse_seconds)]
@@ -148,14 +165,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum SubCommand {
-    /// Send a command to a running master's control socket and print the reply.
-    Ctl {
-        /// The master's `--control` path.
-        path: PathBuf,
-        /// `status`, `reload`, `scale N`, `upgrade` or `stop`.
-        #[arg(required = true, num_args = 1..)]
-        command: Vec<String>,
-    },
+    /// Send a command to a running master's control socket and print the
+    /// reply; `status --table` and `top` draw it for people.
+    Ctl(CtlArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -170,6 +182,12 @@ enum ModeArg {
 enum SteerArg {
     Load,
     Hash,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -207,6 +225,13 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         return Err(format!("'{text}' must be more than 0 and at most 86400 seconds"));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+fn parse_delay(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_seconds(text)
 }
 
 fn parse_watchdog(text: &str) -> Result<Duration, String> {
@@ -252,6 +277,11 @@ impl Cli {
             .backlog(self.backlog)
             .engine(self.engine_config())
             .shutdown_timeout(self.shutdown_timeout)
+            .drain_delay(self.drain_delay)
+            .log_format(match self.log_format {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            })
             .watchdog((!self.watchdog.is_zero()).then_some(self.watchdog))
             .backend(match self.backend {
                 BackendArg::Auto => BackendChoice::Auto,
@@ -267,6 +297,9 @@ impl Cli {
         }
         if let Some(control) = &self.control {
             cluster = cluster.control(control.clone());
+        }
+        if let Some(metrics) = self.metrics {
+            cluster = cluster.metrics(metrics);
         }
         if let Some(user) = &self.user {
             cluster = cluster.user(user.clone());
@@ -289,12 +322,7 @@ pub enum Command {
         body: Vec<u8>,
     },
     /// `ringmaster ctl PATH COMMAND...`.
-    Ctl {
-        /// The control socket.
-        path: PathBuf,
-        /// The command, words joined by spaces.
-        command: String,
-    },
+    Ctl(CtlArgs),
 }
 
 /// Parses this process's arguments. `--help` and `--version` print and give
@@ -311,31 +339,12 @@ pub fn parse() -> Result<Command, ExitCode> {
             return Err(ExitCode::SUCCESS);
         }
         Err(e) => {
-            ringmaster_balancer::log!("{}", usage_error::one_line(&e.to_string()));
+            ringmaster_balancer::log!(error: "{}", usage_error::one_line(&e.to_string()));
             return Err(ExitCode::from(2));
         }
     };
-    if let Some(SubCommand::Ctl { path, command }) = &cli.command {
-        return Ok(Command::Ctl { path: path.clone(), command: command.join(" ") });
+    if let Some(SubCommand::Ctl(ctl)) = cli.command {
+        return Ok(Command::Ctl(ctl));
     }
     Ok(Command::Serve { cluster: Box::new(cli.cluster(&args)), body: cli.body.0.clone() })
-}
-
-/// Sends `command` to the master's control socket at `path` and prints the
-/// reply; failure when the reply is an error or the socket does not answer.
-pub fn ctl(path: &std::path::Path, command: &str) -> ExitCode {
-    match ringmaster_balancer::control::request(path, command) {
-        Ok(reply) => {
-            println!("{reply}");
-            if reply.starts_with("error") {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Err(e) => {
-            eprintln!("ringmaster ctl: {e}");
-            ExitCode::FAILURE
-        }
-    }
 }

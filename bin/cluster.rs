@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ringmaster_balancer::cpus::{allowed_cpus, default_workers};
+use ringmaster_balancer::log::LogFormat;
 use ringmaster_balancer::privileges;
 use ringmaster_balancer::title::{set_process_title, set_thread_name, MASTER_THREAD_NAME, MASTER_TITLE};
 use ringmaster_balancer::{identity_from_env, run_master, run_worker, MasterConfig, Mode, SteerChoice, WorkerExec};
@@ -44,6 +45,7 @@ pub struct Cluster {
     default_workers: bool,
     user: Option<String>,
     group: Option<String>,
+    log_format: LogFormat,
     /// A problem with a setting, reported by [`Cluster::serve`].
     invalid: Option<String>,
 }
@@ -70,6 +72,8 @@ impl Cluster {
                 backlog: 4096,
                 shutdown_timeout: engine.drain_timeout,
                 control: None,
+                metrics: None,
+                drain_delay: Duration::ZERO,
                 watchdog: Some(Duration::from_secs(30)),
                 backend: BackendChoice::Auto,
                 engine,
@@ -80,6 +84,7 @@ impl Cluster {
             default_workers: true,
             user: None,
             group: None,
+            log_format: LogFormat::Text,
             invalid: None,
         }
     }
@@ -135,6 +140,41 @@ impl Cluster {
     /// A control socket (mode 0600) for `ringmaster ctl PATH status|reload|scale N|upgrade|stop`.
     pub fn control(mut self, path: impl Into<PathBuf>) -> Self {
         self.master.control = Some(path.into());
+        self
+    }
+
+    /// Serve Prometheus metrics (text format 0.0.4) at `http://ADDR/metrics`
+    /// from the master, on a listener of its own.
+    pub fn metrics(mut self, addr: impl ToSocketAddrs) -> Self {
+        match addr.to_socket_addrs().map(|mut all| all.next()) {
+            Ok(Some(addr)) => self.master.metrics = Some(addr),
+            Ok(None) => self.invalid = Some("metrics: the address resolves to nothing".to_string()),
+            Err(e) => self.invalid = Some(format!("metrics: {e}")),
+        }
+        self
+    }
+
+    /// A path every worker answers itself, ahead of the handler: `GET PATH`
+    /// gets `200 ready` while it serves, `503 draining` once it drains or is
+    /// a lame duck (for a load balancer's or Kubernetes' probe).
+    pub fn health_path(mut self, path: impl Into<String>) -> Self {
+        self.master.engine.health_path = Some(path.into());
+        self
+    }
+
+    /// After `SIGTERM` or `stop`, keep every worker serving this long as a
+    /// lame duck (the health path answers `503`, see
+    /// [`Cluster::health_path`]) before the drain begins, so load balancers
+    /// stop sending first.
+    pub fn drain_delay(mut self, delay: Duration) -> Self {
+        self.master.drain_delay = delay;
+        self
+    }
+
+    /// How the master and the workers write their log lines: text for
+    /// people, or one JSON object per line for log shippers.
+    pub fn log_format(mut self, format: LogFormat) -> Self {
+        self.log_format = format;
         self
     }
 
@@ -199,13 +239,15 @@ impl Cluster {
         match self.run(make) {
             Ok(()) => ExitCode::SUCCESS,
             Err((code, message)) => {
-                ringmaster_balancer::log!("{message}");
+                ringmaster_balancer::log!(error: "{message}");
                 ExitCode::from(code)
             }
         }
     }
 
     fn run<H: Handler>(mut self, make: impl FnOnce() -> H) -> Result<(), (u8, String)> {
+        // Master and workers alike: every line from here on in the chosen format.
+        ringmaster_balancer::log::set_format(self.log_format);
         if let Some(identity) = identity_from_env() {
             let identity = identity.map_err(|e| (1, format!("worker: {e}")))?;
             let mut handler = make();
@@ -227,7 +269,7 @@ impl Cluster {
         self.master.exec.credentials = credentials;
         let original: Vec<OsString> = std::env::args_os().collect();
         if let Err(e) = set_thread_name(MASTER_THREAD_NAME).and_then(|()| set_process_title(MASTER_TITLE, &original)) {
-            ringmaster_balancer::log!("cannot set the master's title: {e}");
+            ringmaster_balancer::log!(warn: "cannot set the master's title: {e}");
         }
         run_master(self.master).map_err(|e| (1, e.to_string()))
     }

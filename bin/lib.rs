@@ -24,11 +24,13 @@
 
 pub mod cli;
 mod cluster;
+mod ctl;
 mod escapes;
 mod role;
 mod usage_error;
 
 pub use cluster::{available_cpus, Cluster};
+pub use ringmaster_balancer::log::LogFormat;
 pub use ringmaster_balancer::Mode;
 pub use ringmaster_engine::handler::{FixedBody, Handler, Header, Request, Response, Version};
 pub use ringmaster_engine::{BackendChoice as Backend, EngineConfig};

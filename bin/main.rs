@@ -9,7 +9,7 @@ use ringmaster::FixedBody;
 fn main() -> ExitCode {
     match cli::parse() {
         Err(code) => code,
-        Ok(Command::Ctl { path, command }) => cli::ctl(&path, &command),
+        Ok(Command::Ctl(args)) => cli::ctl(&args),
         Ok(Command::Serve { cluster, body }) => cluster.serve(move || FixedBody::new(body)),
     }
 }

@@ -73,6 +73,11 @@ pub struct MasterConfig {
     pub shutdown_timeout: Duration,
     /// Where to create the control socket, if anywhere.
     pub control: Option<PathBuf>,
+    /// Where to serve Prometheus metrics, if anywhere (`--metrics`).
+    pub metrics: Option<SocketAddr>,
+    /// After `SIGTERM` or `stop`: how long every worker keeps serving as a
+    /// lame duck (its health path answers `503`) before the drain begins.
+    pub drain_delay: Duration,
     /// Kill a worker whose loop has not turned for this long.
     pub watchdog: Option<Duration>,
     /// The kernel interface asked for (`--backend`); the master resolves it

@@ -10,12 +10,13 @@
 //! [`worker_role`] (both ends of starting a worker), [`backoff`] (a crashed
 //! worker's restart delays), [`config`], [`cpus`], [`listener`], [`refuse`]
 //! (`503` for connections no worker can take), [`rlimit`], [`signals`],
-//! [`mod@log`] (whole-line stderr writes), [`stats_line`], [`title`] (what
-//! `ps` shows), [`privileges`] (`--user`, `--group`), [`upgrade`] (handing the
-//! sockets to a new master started from a new binary), [`faults`] (fault
-//! injection for tests), [`bpf`] (steering `reuseport` connections by load
-//! with an eBPF program assembled here) and [`error`] (the crate's one error
-//! type).
+//! [`mod@log`] (whole-line stderr writes), [`stats_line`], [`metrics`] (the
+//! Prometheus endpoint), [`systemd`] (readiness and socket activation),
+//! [`title`] (what `ps` shows), [`privileges`] (`--user`, `--group`),
+//! [`upgrade`] (handing the sockets to a new master started from a new
+//! binary), [`faults`] (fault injection for tests), [`bpf`] (steering `reuseport`
+//! connections by load with an eBPF program assembled here) and [`error`]
+//! (the crate's one error type).
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
@@ -30,6 +31,7 @@ pub mod handoff;
 pub mod listener;
 pub mod log;
 pub mod master;
+pub mod metrics;
 pub mod modes;
 pub mod privileges;
 pub mod reactor;
@@ -38,6 +40,7 @@ pub mod rlimit;
 pub mod signals;
 pub mod spawn;
 pub mod stats_line;
+pub mod systemd;
 pub mod title;
 pub mod upgrade;
 pub mod worker_role;

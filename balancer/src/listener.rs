@@ -21,6 +21,8 @@ pub enum ListenerKey {
     /// The listening socket kept for one worker slot (a mode where each slot
     /// has its own `SO_REUSEPORT` listener).
     Slot(usize),
+    /// The metrics endpoint's (`--metrics`).
+    Metrics,
 }
 
 impl fmt::Display for ListenerKey {
@@ -29,6 +31,7 @@ impl fmt::Display for ListenerKey {
         match self {
             ListenerKey::Main => f.write_str("listen"),
             ListenerKey::Slot(slot) => write!(f, "listen.{slot}"),
+            ListenerKey::Metrics => f.write_str("metrics"),
         }
     }
 }
@@ -36,6 +39,9 @@ impl fmt::Display for ListenerKey {
 impl ListenerKey {
     /// The key [`Display`](fmt::Display) writes as `name`, if any.
     pub fn from_name(name: &str) -> Option<ListenerKey> {
+        if name == "metrics" {
+            return Some(ListenerKey::Metrics);
+        }
         match name.strip_prefix("listen")? {
             "" => Some(ListenerKey::Main),
             rest => rest.strip_prefix('.')?.parse().ok().map(ListenerKey::Slot),
@@ -123,16 +129,19 @@ pub fn adopt_anchor(fd: OwnedFd, addr: SocketAddr) -> io::Result<(OwnedFd, Socke
 
 /// Takes over a listening socket an old master handed down: it must be a
 /// TCP socket listening on `addr` (any port when `addr`'s is 0, as the old
-/// master then got one from the kernel). Returns it and its address; its
-/// queue of connections not yet accepted comes with it.
-pub fn adopt(fd: OwnedFd, addr: SocketAddr) -> io::Result<(OwnedFd, SocketAddr)> {
+/// master then got one from the kernel; any address at all when `addr` is
+/// `None`: systemd chose it). Returns it and its address; its queue of
+/// connections not yet accepted comes with it.
+pub fn adopt(fd: OwnedFd, addr: Option<SocketAddr>) -> io::Result<(OwnedFd, SocketAddr)> {
     if !socket::getsockopt(&fd, sockopt::AcceptConn)? || socket::getsockopt(&fd, sockopt::SockType)? != SockType::Stream
     {
         return Err(io::Error::other("it is not a listening stream socket"));
     }
     let listener = TcpListener::from(fd);
     let local = listener.local_addr()?;
-    check_where(local, addr)?;
+    if let Some(addr) = addr {
+        check_where(local, addr)?;
+    }
     Ok((OwnedFd::from(listener), local))
 }
 
@@ -142,7 +151,7 @@ mod tests {
 
     #[test]
     fn keys_round_trip_through_their_names() {
-        for key in [ListenerKey::Main, ListenerKey::Slot(0), ListenerKey::Slot(17)] {
+        for key in [ListenerKey::Main, ListenerKey::Slot(0), ListenerKey::Slot(17), ListenerKey::Metrics] {
             assert_eq!(ListenerKey::from_name(&key.to_string()), Some(key));
         }
         for bad in ["", "listen.", "listen.x", "listener", "listen.1.2", "control"] {
@@ -154,13 +163,14 @@ mod tests {
     fn a_handed_down_listener_must_listen_where_bind_says() {
         let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let (fd, local) = listen(any_port, 16).unwrap();
-        let (fd, adopted) = adopt(fd, any_port).expect("port 0 takes the port the kernel gave");
+        let (fd, adopted) = adopt(fd, Some(any_port)).expect("port 0 takes the port the kernel gave");
         assert_eq!(adopted, local);
-        let (fd, _) = adopt(fd, local).expect("the same address");
+        let (fd, _) = adopt(fd, Some(local)).expect("the same address");
         let elsewhere: SocketAddr = "127.0.0.2:0".parse().unwrap();
-        assert!(adopt(fd, elsewhere).is_err());
+        let (fd, _) = adopt(fd, None).expect("any address: systemd chose it");
+        assert!(adopt(fd, Some(elsewhere)).is_err());
         let unbound = OwnedFd::from(std::net::UdpSocket::bind(any_port).unwrap());
-        assert!(adopt(unbound, any_port).is_err(), "not a listening stream socket");
+        assert!(adopt(unbound, Some(any_port)).is_err(), "not a listening stream socket");
     }
 
     #[test]
@@ -168,7 +178,7 @@ mod tests {
         let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let (anchor, local) = bind_reuseport_anchor(any_port).unwrap();
         let slot = listen_reuseport(local, 16).expect("a slot's listener joins the anchor's port");
-        assert!(adopt(anchor.try_clone().unwrap(), local).is_err(), "the anchor does not listen");
+        assert!(adopt(anchor.try_clone().unwrap(), Some(local)).is_err(), "the anchor does not listen");
         let (_, adopted) = adopt_anchor(anchor, any_port).expect("an anchor");
         assert_eq!(adopted, local);
         assert!(adopt_anchor(slot, local).is_err(), "a listening socket is no anchor");

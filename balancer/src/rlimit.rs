@@ -58,8 +58,8 @@ pub fn fd_limit_text() -> String {
 pub fn warn_if_fds_fall_short(max_conns: usize, workers: usize, limit: u64) {
     let per_worker = fds_needed(max_conns);
     if per_worker > limit {
-        crate::log!(
-            "warning: --max-conns {max_conns} needs about {per_worker} open files per worker but RLIMIT_NOFILE is \
+        crate::log!(warn:
+            "--max-conns {max_conns} needs about {per_worker} open files per worker but RLIMIT_NOFILE is \
              {limit}: each worker will take about {} connections (the rest go to other workers, or get 503); \
              raise the limit (ulimit -n, systemd LimitNOFILE=) or lower --max-conns",
             limit.saturating_sub(per_worker - max_conns as u64),
@@ -67,8 +67,8 @@ pub fn warn_if_fds_fall_short(max_conns: usize, workers: usize, limit: u64) {
     }
     let total = (max_conns as u64).saturating_mul(workers as u64);
     if let Some(system) = system_file_max().filter(|&max| total > max) {
-        crate::log!(
-            "warning: --max-conns {max_conns} x {workers} workers = {total} connections exceeds the system's \
+        crate::log!(warn:
+            "--max-conns {max_conns} x {workers} workers = {total} connections exceeds the system's \
              fs.file-max ({system})"
         );
     }

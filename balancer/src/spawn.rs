@@ -20,8 +20,9 @@ use ringmaster_engine::Backend;
 
 use crate::config::WorkerExec;
 use crate::privileges::{ENV_GID, ENV_GROUPS, ENV_UID};
+use crate::systemd::activation::{ENV_LISTEN_FDNAMES, ENV_LISTEN_FDS, ENV_LISTEN_PID};
 use crate::title::worker_title;
-use crate::upgrade::env::{ENV_UPGRADE_FDS, ENV_UPGRADE_FROM};
+use crate::upgrade::env::{ENV_UPGRADE_ACTIVATED, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM};
 
 /// Environment variable naming the worker id (1-based); its presence makes the binary a worker.
 pub const ENV_WORKER_ID: &str = "RINGMASTER_WORKER_ID";
@@ -156,7 +157,18 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
         command.env_remove(ENV_LISTENER);
     }
     // The names of fds an old master handed this one are not the worker's.
-    for name in [ENV_UID, ENV_GID, ENV_GROUPS, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM] {
+    // Nor are systemd's: the master took the sockets it passed.
+    for name in [
+        ENV_UID,
+        ENV_GID,
+        ENV_GROUPS,
+        ENV_UPGRADE_FDS,
+        ENV_UPGRADE_FROM,
+        ENV_UPGRADE_ACTIVATED,
+        ENV_LISTEN_FDS,
+        ENV_LISTEN_PID,
+        ENV_LISTEN_FDNAMES,
+    ] {
         command.env_remove(name);
     }
     if let Some(credentials) = &launch.exec.credentials {

@@ -2,8 +2,13 @@
 
 use std::fmt::Write as _;
 
-use crate::bpf::program::AVAILABLE_MAX;
+use crate::bpf::program::{AVAILABLE_MAX, STALLED};
 use ringmaster_engine::stats::{CountersSnapshot, STATE_DRAINING, STATE_READY, STATE_STARTING, STATE_STOPPED};
+
+use crate::metrics::procfs::ProcStat;
+
+/// Every state a worker can be shown in.
+pub const STATE_NAMES: [&str; 5] = ["starting", "ready", "draining", "stopped", "exited"];
 
 /// One worker as the stats line shows it.
 #[derive(Clone, Copy, Debug)]
@@ -22,8 +27,17 @@ pub struct WorkerRow {
     pub restarts: u32,
     /// Milliseconds since its current process started.
     pub uptime_ms: u64,
+    /// The master marked its process a lame duck: its health path answers `503`.
+    pub lame_duck: bool,
+    /// Restarts after a run shorter than the backoff's healthy uptime.
+    pub unstable_restarts: u32,
+    /// Requests per second over the last second.
+    pub req_per_s: f64,
+    /// Its process's CPU time and memory, from `/proc`.
+    pub process: Option<ProcStat>,
     /// The load the steering program sees for it (`reuseport --steer load`):
-    /// shown as `"steer"`, a number or `"unavailable"`; absent otherwise.
+    /// shown as `"steer"`, a number, `"stalled"` or `"unavailable"`; absent
+    /// otherwise.
     pub steer: Option<u32>,
 }
 
@@ -39,7 +53,7 @@ pub fn stats_json(mode: &str, backend: &str, refused: u64, rows: &[WorkerRow]) -
         }
         let _ = write!(
             out,
-            "{{\"id\":{},\"pid\":{},\"cpu\":{},\"accepted\":{},\"requests\":{},\"live\":{},\"rejected\":{},\"state\":\"{}\",\"restarts\":{},\"uptime_ms\":{}}}",
+            "{{\"id\":{},\"pid\":{},\"cpu\":{},\"accepted\":{},\"requests\":{},\"live\":{},\"rejected\":{},\"state\":\"{}\",\"restarts\":{},\"uptime_ms\":{},\"lame_duck\":{},\"req_per_s\":{:.1},\"rss_bytes\":{},\"cpu_seconds\":{}}}",
             row.id,
             json_option(row.pid),
             json_option(row.cpu),
@@ -50,11 +64,16 @@ pub fn stats_json(mode: &str, backend: &str, refused: u64, rows: &[WorkerRow]) -
             state_name(row.running, row.counts.state),
             row.restarts,
             row.uptime_ms,
+            row.lame_duck,
+            row.req_per_s,
+            json_option(row.process.map(|p| p.rss_bytes)),
+            json_option(row.process.map(|p| format!("{:.2}", p.cpu_seconds))),
         );
         if let Some(load) = row.steer {
             out.pop();
             match load {
                 load if load > AVAILABLE_MAX => out.push_str(",\"steer\":\"unavailable\"}"),
+                load if load >= STALLED => out.push_str(",\"steer\":\"stalled\"}"),
                 load => {
                     let _ = write!(out, ",\"steer\":{load}}}");
                 }
@@ -69,7 +88,9 @@ fn json_option<T: std::fmt::Display>(value: Option<T>) -> String {
     value.map_or_else(|| "null".to_string(), |v| v.to_string())
 }
 
-fn state_name(running: bool, state: u32) -> &'static str {
+/// The name of a worker's state (one of [`STATE_NAMES`]): `exited` when it
+/// has no running process.
+pub fn state_name(running: bool, state: u32) -> &'static str {
     if !running {
         return "exited";
     }
@@ -89,6 +110,7 @@ mod tests {
     #[test]
     fn line_has_the_documented_keys() {
         let counts = CountersSnapshot { accepted: 10, requests: 25, live: 3, state: STATE_READY, ..Default::default() };
+        let process = ProcStat { cpu_seconds: 0.126, rss_bytes: 4096, ..ProcStat::default() };
         let rows = [
             WorkerRow {
                 id: 1,
@@ -98,6 +120,10 @@ mod tests {
                 counts,
                 restarts: 0,
                 uptime_ms: 5,
+                lame_duck: false,
+                unstable_restarts: 0,
+                req_per_s: 12.26,
+                process: Some(process),
                 steer: None,
             },
             WorkerRow {
@@ -108,18 +134,24 @@ mod tests {
                 counts: CountersSnapshot::default(),
                 restarts: 1,
                 uptime_ms: 0,
+                lame_duck: true,
+                unstable_restarts: 1,
+                req_per_s: 0.0,
+                process: None,
                 steer: None,
             },
         ];
         assert_eq!(
             stats_json("rr", "uring", 0, &rows),
             "{\"mode\":\"rr\",\"backend\":\"uring\",\"refused\":0,\"workers\":[\
-             {\"id\":1,\"pid\":1234,\"cpu\":0,\"accepted\":10,\"requests\":25,\"live\":3,\"rejected\":0,\"state\":\"ready\",\"restarts\":0,\"uptime_ms\":5},\
-             {\"id\":2,\"pid\":null,\"cpu\":null,\"accepted\":0,\"requests\":0,\"live\":0,\"rejected\":0,\"state\":\"exited\",\"restarts\":1,\"uptime_ms\":0}]}"
+             {\"id\":1,\"pid\":1234,\"cpu\":0,\"accepted\":10,\"requests\":25,\"live\":3,\"rejected\":0,\"state\":\"ready\",\"restarts\":0,\"uptime_ms\":5,\"lame_duck\":false,\"req_per_s\":12.3,\"rss_bytes\":4096,\"cpu_seconds\":0.13},\
+             {\"id\":2,\"pid\":null,\"cpu\":null,\"accepted\":0,\"requests\":0,\"live\":0,\"rejected\":0,\"state\":\"exited\",\"restarts\":1,\"uptime_ms\":0,\"lame_duck\":true,\"req_per_s\":0.0,\"rss_bytes\":null,\"cpu_seconds\":null}]}"
         );
         let steered = [WorkerRow { steer: Some(7), ..rows[0] }, WorkerRow { steer: Some(u32::MAX), ..rows[1] }];
         let line = stats_json("reuseport", "epoll", 0, &steered);
-        assert!(line.contains("\"uptime_ms\":5,\"steer\":7}"), "{line}");
-        assert!(line.contains("\"uptime_ms\":0,\"steer\":\"unavailable\"}]}"), "{line}");
+        assert!(line.contains("\"cpu_seconds\":0.13,\"steer\":7}"), "{line}");
+        assert!(line.contains("\"cpu_seconds\":null,\"steer\":\"unavailable\"}]}"), "{line}");
+        let stalled = [WorkerRow { steer: Some(STALLED + 3), ..rows[0] }];
+        assert!(stats_json("reuseport", "epoll", 0, &stalled).contains(",\"steer\":\"stalled\"}"));
     }
 }

@@ -80,12 +80,12 @@ fn parse_identity(var: impl Fn(&str) -> Option<String>) -> Result<WorkerIdentity
 pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig, handler: &mut dyn Handler) -> Result<()> {
     let faults = faults_for(identity.id, &std::env::var(ENV_FAULT).unwrap_or_default())?;
     if faults.exit_at_start {
-        crate::log!("worker {}: {ENV_FAULT}=exit-at-start: exiting", identity.id);
+        crate::log!(warn: "worker {}: {ENV_FAULT}=exit-at-start: exiting", identity.id);
         std::process::exit(3);
     }
     let credentials = Credentials::from_env()?;
     if let Err(e) = set_thread_name(&worker_thread_name(identity.id)) {
-        crate::log!("worker {}: cannot name its thread: {e}", identity.id);
+        crate::log!(warn: "worker {}: cannot name its thread: {e}", identity.id);
     }
     ignore_signals_meant_for_the_master();
     if let Some(cpu) = identity.cpu {

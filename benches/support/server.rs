@@ -223,7 +223,7 @@ fn cpu_seconds(pid: u64) -> io::Result<f64> {
     Ok((ticks[0] + ticks[1]) as f64 / per_second)
 }
 
-/// The message of a log line, `2026-12-01T21:58:31.123Z ringmaster[1234]: message`
+/// The message of a log line, `2026-12-01T21:58:31.123Z INFO  ringmaster[1234]: message`
 /// (what follows `]: `); a line in another format whole.
 fn log_message(line: &str) -> &str {
     line.split_once(" ringmaster[").and_then(|(_, rest)| rest.split_once("]: ")).map_or(line, |(_, message)| message)

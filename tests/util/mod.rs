@@ -2,7 +2,7 @@
 //! follow its log, read its stats line, and speak just enough HTTP/1.1 to check
 //! its answers over real sockets on 127.0.0.1.
 //!
-//! Log lines look like `2026-12-01T21:58:31.123Z ringmaster[1234]: worker 1
+//! Log lines look like `2026-12-01T21:58:31.123Z INFO  ringmaster[1234]: worker 1
 //! started (pid 1235, cpu 0)`; [`Server::log`] and the waits match the message
 //! after `]: ` (see [`parse_log_line`]), [`Server::raw_log`] keeps whole lines.
 //!
@@ -14,6 +14,7 @@
 
 pub mod control;
 pub mod load;
+pub mod ops;
 pub mod procs;
 pub mod sockets;
 pub mod stats;
@@ -136,7 +137,7 @@ impl Server {
             let on_line = move |line: String| {
                 eprintln!("[ringmaster {pid}] {line}");
                 let mut st = log.state.lock().unwrap();
-                st.lines.push(log_message(&line).to_string());
+                st.lines.push(json_log_message(&line).unwrap_or_else(|| log_message(&line).to_string()));
                 st.raw.push(line);
                 log.cv.notify_all();
                 true
@@ -189,7 +190,7 @@ impl Server {
     }
 
     /// A snapshot of the message of every stderr line so far: what follows
-    /// `ringmaster[PID]: ` (a line not in the log format is kept whole).
+    /// `LEVEL ringmaster[PID]: ` (a line not in the log format is kept whole).
     pub fn log(&self) -> Vec<String> {
         self.log.state.lock().unwrap().lines.clone()
     }
@@ -458,11 +459,13 @@ fn spawn_line_reader(
         .expect("spawn a pipe reader thread");
 }
 
-/// One line of the log, `2026-12-01T21:58:31.123Z ringmaster[1234]: message`.
+/// One line of the log, `2026-12-01T21:58:31.123Z INFO  ringmaster[1234]: message`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogLine<'a> {
     /// The time, in milliseconds since the Unix epoch.
     pub unix_ms: u64,
+    /// `INFO`, `WARN` or `ERROR`.
+    pub level: &'a str,
     /// The pid of the process that wrote the line.
     pub pid: u32,
     /// What follows `]: `.
@@ -470,7 +473,8 @@ pub struct LogLine<'a> {
 }
 
 /// Parses a log line strictly: an RFC 3339 UTC time with exactly three
-/// fractional digits and `Z`, one space, `ringmaster[PID]: `, the message.
+/// fractional digits and `Z`, one space, the level padded to five columns
+/// (`INFO `, `WARN `, `ERROR`), one space, `ringmaster[PID]: `, the message.
 pub fn parse_log_line(line: &str) -> Option<LogLine<'_>> {
     let b = line.as_bytes();
     let shape = b"dddd-dd-ddTdd:dd:dd.dddZ";
@@ -489,12 +493,23 @@ pub fn parse_log_line(line: &str) -> Option<LogLine<'_>> {
     }
     let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
     let unix_ms = ((days * 86400 + h * 3600 + mi * 60 + se) * 1000) + ms;
-    let rest = line[shape.len()..].strip_prefix(" ringmaster[")?;
+    let rest = line[shape.len()..].strip_prefix(' ')?;
+    let level = ["INFO ", "WARN ", "ERROR"].into_iter().find(|l| rest.starts_with(l))?;
+    let rest = rest[level.len()..].strip_prefix(" ringmaster[")?;
     let (pid, message) = rest.split_once("]: ")?;
     if pid.is_empty() || !pid.bytes().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    Some(LogLine { unix_ms, pid: pid.parse().ok()?, message })
+    Some(LogLine { unix_ms, level: level.trim_end(), pid: pid.parse().ok()?, message })
+}
+
+/// The message of a `--log-format json` line, if it is one.
+pub fn json_log_message(line: &str) -> Option<String> {
+    if !line.starts_with("{\"time\":") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some(v["message"].as_str()?.to_string())
 }
 
 /// The message of a log line; a line not in the log format (a panic, say) whole.
@@ -1049,28 +1064,36 @@ mod self_tests {
 
     #[test]
     fn log_lines() {
-        let line = "2026-12-01T21:58:31.123Z ringmaster[1234]: worker 1 started (pid 1235, cpu 0)";
+        let line = "2026-12-01T21:58:31.123Z INFO  ringmaster[1234]: worker 1 started (pid 1235, cpu 0)";
         let parsed = parse_log_line(line).unwrap();
         assert_eq!(
             parsed,
-            LogLine { unix_ms: 1_796_162_311_123, pid: 1234, message: "worker 1 started (pid 1235, cpu 0)" }
+            LogLine {
+                unix_ms: 1_796_162_311_123,
+                level: "INFO",
+                pid: 1234,
+                message: "worker 1 started (pid 1235, cpu 0)"
+            }
         );
         assert_eq!(log_message(line), "worker 1 started (pid 1235, cpu 0)");
-        assert_eq!(parse_log_line("1970-01-01T00:00:00.000Z ringmaster[1]: ").map(|l| l.unix_ms), Some(0));
-        let leap = parse_log_line("2000-02-29T23:59:59.999Z ringmaster[7]: x").map(|l| l.unix_ms);
-        assert_eq!(leap, Some(951_868_799_999));
+        assert_eq!(parse_log_line("1970-01-01T00:00:00.000Z ERROR ringmaster[1]: ").map(|l| l.unix_ms), Some(0));
+        let leap = parse_log_line("2000-02-29T23:59:59.999Z WARN  ringmaster[7]: x").map(|l| (l.unix_ms, l.level));
+        assert_eq!(leap, Some((951_868_799_999, "WARN")));
         for bad in [
             "ringmaster: worker 1 started (pid 1235, cpu 0)",
-            "2026-12-01T21:58:31Z ringmaster[1234]: seconds only",
-            "2026-12-01T21:58:31.123+00:00 ringmaster[1234]: not Z",
-            "2026-12-01 21:58:31.123Z ringmaster[1234]: no T",
-            "2026-13-01T21:58:31.123Z ringmaster[1234]: month 13",
-            "2026-02-29T21:58:31.123Z ringmaster[1234]: not a leap year",
-            "2026-12-01T24:00:00.000Z ringmaster[1234]: hour 24",
-            "2026-12-01T21:58:31.123Z ringmaster[]: no pid",
-            "2026-12-01T21:58:31.123Z ringmaster[12a]: bad pid",
-            "2026-12-01T21:58:31.123Z ringmaster: no pid",
-            "2026-12-01T21:58:31.123Z  ringmaster[1]: two spaces",
+            "2026-12-01T21:58:31.123Z ringmaster[1234]: no level",
+            "2026-12-01T21:58:31.123Z DEBUG ringmaster[1234]: unknown level",
+            "2026-12-01T21:58:31.123Z INFO ringmaster[1234]: level not padded",
+            "2026-12-01T21:58:31Z INFO  ringmaster[1234]: seconds only",
+            "2026-12-01T21:58:31.123+00:00 INFO  ringmaster[1234]: not Z",
+            "2026-12-01 21:58:31.123Z INFO  ringmaster[1234]: no T",
+            "2026-13-01T21:58:31.123Z INFO  ringmaster[1234]: month 13",
+            "2026-02-29T21:58:31.123Z INFO  ringmaster[1234]: not a leap year",
+            "2026-12-01T24:00:00.000Z INFO  ringmaster[1234]: hour 24",
+            "2026-12-01T21:58:31.123Z INFO  ringmaster[]: no pid",
+            "2026-12-01T21:58:31.123Z INFO  ringmaster[12a]: bad pid",
+            "2026-12-01T21:58:31.123Z INFO  ringmaster: no pid",
+            "2026-12-01T21:58:31.123Z  INFO  ringmaster[1]: two spaces",
         ] {
             assert_eq!(parse_log_line(bad), None, "{bad}");
             assert_eq!(log_message(bad), bad);

@@ -89,7 +89,7 @@ pub fn worker_pids_and_cpus(stats: &serde_json::Value) -> Vec<(u32, Option<u64>)
 
 /// Runs the binary with a bad command line and checks it fails fast: an exit by
 /// itself within 10 s, nothing on stdout, exactly one line on stderr, a log line
-/// (`<time> ringmaster[<pid>]: <message>`). Returns (exit code, its message).
+/// (`<time> <level> ringmaster[<pid>]: <message>`). Returns (exit code, its message).
 pub fn expect_one_line_error(args: &[&str]) -> (i32, String) {
     let (status, stdout, stderr) = run_to_exit(args, Duration::from_secs(10));
     let code = status.code().unwrap_or_else(|| panic!("{args:?} died by a signal ({status}); stderr {stderr:?}"));

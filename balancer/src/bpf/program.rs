@@ -8,7 +8,8 @@
 //! - `SOCKS`, a `REUSEPORT_SOCKARRAY`: the listener at each index;
 //! - `LOAD`, an `ARRAY` of `u32`: the load of the listener at each index
 //!   (any value above [`AVAILABLE_MAX`], such as [`UNAVAILABLE`], means
-//!   "send it nothing"), and at [`COUNT_KEY`] the count of indices in use.
+//!   "send it nothing"; the master adds [`STALLED`] for a worker that seems
+//!   stalled), and at [`COUNT_KEY`] the count of indices in use.
 //!
 //! For up to [`ROUNDS`] rounds it draws two distinct indices at random and
 //! takes the one with the lower load; if that one is available and its
@@ -42,6 +43,10 @@ pub const COUNT_KEY: u32 = CAPACITY;
 pub const AVAILABLE_MAX: u32 = i32::MAX as u32;
 /// The load that marks a listener not to be chosen.
 pub const UNAVAILABLE: u32 = u32::MAX;
+/// Added to the load of a listener whose worker seems stalled: it is chosen
+/// only over one that seems stalled too and has more, never over one that
+/// keeps up (and when every worker seems stalled, by load, not by hash).
+pub const STALLED: u32 = 1 << 30;
 /// Draws of two before the program leaves the choice to the kernel's hash.
 pub const ROUNDS: usize = 3;
 /// `SK_PASS`: use the chosen listener, or the hash's when none was chosen.

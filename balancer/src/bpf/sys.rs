@@ -22,6 +22,9 @@ const BPF_PROG_LOAD: libc::c_int = 5;
 /// Android only.
 const SO_ATTACH_REUSEPORT_EBPF: libc::c_int = 52;
 
+/// Loads tried when the kernel says `EAGAIN`.
+const LOAD_ATTEMPTS: u32 = 5;
+
 /// Bytes of verifier log asked for when a program is rejected.
 const LOG_SIZE: usize = 1 << 16;
 
@@ -211,7 +214,15 @@ pub fn load_program(
             expected_attach_type: attach as u32,
             ..ProgLoad::default()
         };
-        bpf(BPF_PROG_LOAD, &mut attr).and_then(owned)
+        // The verifier gives up with EAGAIN when a signal is pending; try
+        // again, a few times (libbpf does the same).
+        let mut attempts = LOAD_ATTEMPTS;
+        loop {
+            match bpf(BPF_PROG_LOAD, &mut attr) {
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && attempts > 1 => attempts -= 1,
+                result => break result.and_then(owned),
+            }
+        }
     };
     let error = match load(&mut []) {
         Ok(fd) => return Ok(fd),

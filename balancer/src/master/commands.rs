@@ -69,33 +69,83 @@ impl Master {
         Ok(())
     }
 
-    /// Stops gracefully: no more accepting; lanes send what they hold, then
-    /// `Drain`; workers finish and exit. A second `SIGINT` kills them.
+    /// Stops gracefully: with `--drain-delay`, every worker first serves on
+    /// as a lame duck (its health path answers `503`, so load balancers stop
+    /// sending) for that long; then no more accepting; lanes send what they
+    /// hold, then `Drain`; workers finish and exit. A second request during
+    /// the delay cuts it short; a second `SIGINT` after it kills the workers.
     pub(super) fn begin_stop(&mut self, why: &str, signo: i32) -> io::Result<()> {
         if self.stopping.is_some() {
             if signo == libc::SIGINT {
-                crate::log!("second SIGINT: killing workers now");
+                crate::log!(warn: "second SIGINT: killing workers now");
                 self.kill_all(Signal::SIGKILL);
             }
             return Ok(());
         }
         let running = self.slots.iter().filter(|s| s.process.is_some()).count();
+        if self.lame_duck.take().is_some() {
+            crate::log!("{why} received during the drain delay: stopping {running} workers now");
+            return self.stop_now();
+        }
+        self.notify_stopping();
+        self.abandon_upgrade()?;
+        let delay = self.config.drain_delay;
+        if !delay.is_zero() {
+            self.lame_duck = Some(Instant::now() + delay);
+            self.reload.cancel();
+            for slot in 0..self.slots.len() {
+                self.mark_lame_duck(slot);
+            }
+            // Every worker is a lame duck now: they all go on taking connections.
+            self.refresh_routes();
+            crate::log!(
+                "{why} received: lame duck for {:.1} s (--drain-delay): health checks answer 503 while {running} \
+                 workers serve on; then they drain",
+                delay.as_secs_f64()
+            );
+            return Ok(());
+        }
         crate::log!("{why} received: stopping {running} workers");
+        self.stop_now()
+    }
+
+    /// Each tick: once the drain delay is over, the stop proper.
+    pub(super) fn end_drain_delay_when_due(&mut self) -> io::Result<()> {
+        if self.lame_duck.is_some_and(|until| Instant::now() >= until) {
+            self.lame_duck = None;
+            let running = self.slots.iter().filter(|s| s.process.is_some()).count();
+            crate::log!("drain delay over: stopping {running} workers");
+            self.stop_now()?;
+        }
+        Ok(())
+    }
+
+    fn stop_now(&mut self) -> io::Result<()> {
         self.drain_everything()?;
         self.abandon_upgrade()
     }
 
+    /// A stop has begun (its drain delay included): no reload, scale or upgrade now.
+    pub(super) fn stop_begun(&self) -> bool {
+        self.stopping.is_some() || self.lame_duck.is_some()
+    }
+
     /// The graceful stop itself (for `stop`, a signal, or a master that
-    /// handed over): no more accepting; every worker drains and exits.
+    /// handed over): no more accepting; every worker drains and exits (and
+    /// is a lame duck from now on, before its `Drain` arrives).
     pub(super) fn drain_everything(&mut self) -> io::Result<()> {
         let deadline = Instant::now() + self.config.shutdown_timeout;
+        // A drain delay under way ends here (a master that handed over drains at once).
+        self.lame_duck = None;
         self.stopping = Some(Stopping { deadline, stragglers_killed: false, exit_grace: None });
         self.reactor.cancel(Op::Accept.token(0, 0))?;
         self.reload.cancel();
         for worker in &mut self.workers {
             worker.restart_at = None;
         }
-        for slot in &mut self.slots {
+        for index in 0..self.slots.len() {
+            self.mark_lame_duck(index);
+            let slot = &mut self.slots[index];
             if let Some(process) = slot.process.as_mut() {
                 process.retiring = true;
             }
@@ -115,17 +165,23 @@ impl Master {
         };
         Ok(Some(match command {
             Command::Status => self.stats_line(),
-            Command::Reload if self.stopping.is_some() => "error: stopping".to_string(),
+            Command::Reload if self.stop_begun() => "error: stopping".to_string(),
             Command::Reload => format!("ok reloading {} workers", self.begin_reload()?),
-            Command::Scale(_) if self.stopping.is_some() => "error: stopping".to_string(),
+            Command::Scale(_) if self.stop_begun() => "error: stopping".to_string(),
             Command::Scale(n) if n > MAX_SLOTS / 2 => format!("error: at most {} workers", MAX_SLOTS / 2),
             Command::Scale(n) => {
                 self.scale(n)?;
                 format!("ok scaling to {n} workers")
             }
             Command::Stop => {
+                let delay = self.config.drain_delay;
+                let delayed = self.stopping.is_none() && self.lame_duck.is_none() && !delay.is_zero();
                 self.begin_stop("stop command", libc::SIGTERM)?;
-                "ok stopping".to_string()
+                if delayed {
+                    format!("ok stopping after a drain delay of {:.1} s", delay.as_secs_f64())
+                } else {
+                    "ok stopping".to_string()
+                }
             }
             Command::Upgrade => return self.begin_upgrade("upgrade command", Some(id)),
         }))

@@ -38,6 +38,10 @@ pub(super) struct Dispatch {
     pub(super) balance: Box<dyn Balance>,
     /// Slots that take connections now, in worker order.
     routes: Vec<usize>,
+    /// Every route is a lame duck (the master's drain delay, when all of
+    /// them are): they are dealt connections as any other worker. Else a
+    /// lame duck is skipped for the others.
+    lame_ducks_serve: bool,
     /// Accepted connections no worker can take yet: kept, never dropped.
     held: Vec<OwnedFd>,
     /// Connections a lane gave back, to close or to route again.
@@ -53,10 +57,16 @@ pub(super) struct Dispatch {
 }
 
 impl Dispatch {
+    /// Connections held now, waiting for a ready worker.
+    pub(super) fn held_now(&self) -> usize {
+        self.held.len()
+    }
+
     pub(super) fn new(balance: Box<dyn Balance>) -> Dispatch {
         Dispatch {
             balance,
             routes: Vec::with_capacity(super::MAX_SLOTS),
+            lame_ducks_serve: false,
             held: Vec::with_capacity(HELD_CAPACITY),
             scratch: Vec::with_capacity(HELD_CAPACITY),
             declined: Vec::with_capacity(MAX_FDS),
@@ -67,25 +77,47 @@ impl Dispatch {
     }
 }
 
-/// What the mode may know about the worker in `slot` at `now`.
-pub(super) fn route_facts(slots: &[Slot], stats: &StatsBlock, max_conns: u64, slot: usize, now: Instant) -> RouteFacts {
-    let s = &slots[slot];
-    let counters = stats.slot(slot);
-    RouteFacts {
-        live: counters.map_or(0, |c| c.live.load(Ordering::Relaxed)),
-        unacked: s.lane.handed(),
-        queued: s.lane.queued(),
-        max_conns,
-        declined: s.declined_until.is_some_and(|until| until > now),
-        ack_wait: s.lane.ack_wait(now),
-        heartbeat_age: s.process.as_ref().map_or(Duration::ZERO, |p| now.saturating_duration_since(p.heartbeat_moved)),
-        // A lame duck still serves, but is about to drain: nothing new goes there.
-        draining: counters.is_some_and(|c| c.state.load(Ordering::Acquire) == STATE_DRAINING || c.is_lame_duck()),
+/// What the mode judges the workers by, at one instant.
+pub(super) struct Judge<'a> {
+    slots: &'a [Slot],
+    stats: &'a StatsBlock,
+    max_conns: u64,
+    /// Every route is a lame duck (the master's drain delay): they take
+    /// connections, as there is nobody else to take them.
+    lame_ducks_serve: bool,
+    now: Instant,
+}
+
+impl Judge<'_> {
+    /// What the mode may know about the worker in `slot`.
+    pub(super) fn facts(&self, slot: usize) -> RouteFacts {
+        let s = &self.slots[slot];
+        let counters = self.stats.slot(slot);
+        let now = self.now;
+        RouteFacts {
+            live: counters.map_or(0, |c| c.live.load(Ordering::Relaxed)),
+            unacked: s.lane.handed(),
+            queued: s.lane.queued(),
+            max_conns: self.max_conns,
+            declined: s.declined_until.is_some_and(|until| until > now),
+            ack_wait: s.lane.ack_wait(now),
+            heartbeat_age: s
+                .process
+                .as_ref()
+                .map_or(Duration::ZERO, |p| now.saturating_duration_since(p.heartbeat_moved)),
+            // A lame duck still serves, but is about to drain: nothing new goes
+            // there while a worker that is not one can take it.
+            draining: counters.is_some_and(|c| {
+                c.state.load(Ordering::Acquire) == STATE_DRAINING || (c.is_lame_duck() && !self.lame_ducks_serve)
+            }),
+        }
     }
 }
 
 impl Master {
-    /// Rebuilds the list of slots that take connections: ready, not retiring, in worker order.
+    /// Rebuilds the list of slots that take connections: ready, not retiring,
+    /// in worker order; and notes whether they are all lame ducks. Called
+    /// whenever a process is ready, retires, goes, or is made a lame duck.
     pub(super) fn refresh_routes(&mut self) {
         let routes = &mut self.dispatch.routes;
         routes.clear();
@@ -96,13 +128,24 @@ impl Master {
                 routes.push(slot);
             }
         }
+        let lame = |slot: usize| self.stats.slot(slot).is_some_and(|c| c.is_lame_duck());
+        self.dispatch.lame_ducks_serve = routes.iter().all(|&slot| lame(slot));
+    }
+
+    /// The judge of the workers at `now`.
+    pub(super) fn judge(&self, now: Instant) -> Judge<'_> {
+        Judge {
+            slots: &self.slots,
+            stats: &self.stats,
+            max_conns: self.config.engine.max_conns as u64,
+            lame_ducks_serve: self.dispatch.lame_ducks_serve,
+            now,
+        }
     }
 
     fn master_accepts(&self) -> bool {
-        let now = Instant::now();
-        let max_conns = self.config.engine.max_conns as u64;
-        let facts = |slot| route_facts(&self.slots, &self.stats, max_conns, slot, now);
-        self.dispatch.balance.master_accepts(&self.dispatch.routes, &facts)
+        let judge = self.judge(Instant::now());
+        self.dispatch.balance.master_accepts(&self.dispatch.routes, &|slot| judge.facts(slot))
     }
 
     /// Arms the multishot accept when the mode wants the master to accept
@@ -131,6 +174,7 @@ impl Master {
             self.dispatch.accepting = false;
         }
         if let Some(connection) = accepted {
+            self.counts.accepted += 1;
             self.route(connection);
             if self.dispatch.accepting && self.dispatch.held.len() >= self.config.backlog as usize {
                 self.reactor.cancel(Op::Accept.token(0, 0))?;
@@ -158,18 +202,27 @@ impl Master {
     /// mode whose workers accept has the master accept only then) or the
     /// master is stopping.
     fn route(&mut self, fd: OwnedFd) {
-        let now = Instant::now();
-        let max_conns = self.config.engine.max_conns as u64;
         let hands_over = self.dispatch.balance.accepting() == Accepting::Master;
-        let (slots, stats, routes) = (&self.slots, &self.stats, &self.dispatch.routes);
-        let facts = |slot| route_facts(slots, stats, max_conns, slot, now);
+        let judge = Judge {
+            slots: &self.slots,
+            stats: &self.stats,
+            max_conns: self.config.engine.max_conns as u64,
+            lame_ducks_serve: self.dispatch.lame_ducks_serve,
+            now: Instant::now(),
+        };
+        let routes = &self.dispatch.routes;
+        let facts = |slot| judge.facts(slot);
         match self.dispatch.balance.pick(routes, &facts) {
-            Some(slot) => self.slots[slot].lane.enqueue(fd),
+            Some(slot) => {
+                self.counts.handed_over += 1;
+                self.slots[slot].lane.enqueue(fd);
+            }
             // No worker ready yet, or one that lags but has room: it may take it soon.
             None if self.stopping.is_none()
                 && (routes.is_empty() || (hands_over && !routes.iter().all(|&r| facts(r).no_room()))) =>
             {
-                self.dispatch.held.push(fd)
+                self.counts.held += 1;
+                self.dispatch.held.push(fd);
             }
             None => {
                 self.dispatch.refused += 1;
@@ -180,8 +233,8 @@ impl Master {
 
     /// True when some route takes a connection now.
     fn some_route_takes(&self, now: Instant) -> bool {
-        let max_conns = self.config.engine.max_conns as u64;
-        self.dispatch.routes.iter().any(|&slot| route_facts(&self.slots, &self.stats, max_conns, slot, now).takes())
+        let judge = self.judge(now);
+        self.dispatch.routes.iter().any(|&slot| judge.facts(slot).takes())
     }
 
     /// Routes connections held while no worker could take them.
@@ -206,13 +259,12 @@ impl Master {
     /// Re-routes what is queued for routes that no longer take (stalled,
     /// full, declining, draining): the master still owns those connections.
     fn reroute_lagging(&mut self, now: Instant) {
-        let max_conns = self.config.engine.max_conns as u64;
         for i in 0..self.dispatch.routes.len() {
             let slot = self.dispatch.routes[i];
             if self.slots[slot].lane.queued() == 0 {
                 continue;
             }
-            if !route_facts(&self.slots, &self.stats, max_conns, slot, now).takes() {
+            if !self.judge(now).facts(slot).takes() {
                 self.reroute_queue_of(slot);
             }
         }
@@ -229,6 +281,7 @@ impl Master {
     /// Routes the connections in `scratch` again (a lane gave them back).
     fn reroute_scratch(&mut self) {
         let mut undelivered = std::mem::take(&mut self.dispatch.scratch);
+        self.counts.rerouted += undelivered.len() as u64;
         for fd in undelivered.drain(..) {
             self.route(fd);
         }
@@ -303,9 +356,13 @@ impl Master {
         let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
         let open =
             slot.lane.on_received(result, more, message, &mut self.dispatch.scratch, &mut self.dispatch.declined);
+        if result > 0 {
+            self.counts.acks += 1;
+        }
         if !self.dispatch.declined.is_empty() {
             slot.declined_until = Some(Instant::now() + DECLINED_PAUSE);
             let mut declined = std::mem::take(&mut self.dispatch.declined);
+            self.counts.rerouted += declined.len() as u64;
             for fd in declined.drain(..) {
                 self.route(fd);
             }
@@ -338,17 +395,16 @@ impl Master {
             return;
         }
         let now = Instant::now();
-        let max_conns = self.config.engine.max_conns as u64;
         for i in 0..self.dispatch.routes.len() {
             let slot = self.dispatch.routes[i];
-            let facts = route_facts(&self.slots, &self.stats, max_conns, slot, now);
+            let facts = self.judge(now).facts(slot);
             let Some(process) = self.slots[slot].process.as_ref() else { continue };
             let (id, pid) = (process.worker, process.pid);
             let lagging = &mut self.slots[slot].lagging;
             match (facts.stalled(), *lagging) {
                 (true, None) => *lagging = Some((now, false)),
                 (true, Some((since, false))) if now.duration_since(since) >= LAG_LOGGED_AFTER => {
-                    crate::log!(
+                    crate::log!(warn { worker: id, worker_pid: pid }:
                         "worker {id} (pid {pid}) is not keeping up (a batch unacknowledged for {} ms, heartbeat \
                          {} ms old): new connections go to the others",
                         facts.ack_wait.as_millis(),
@@ -359,7 +415,9 @@ impl Master {
                 (false, Some((since, logged))) => {
                     if logged {
                         let lagged = now.duration_since(since).as_millis();
-                        crate::log!("worker {id} (pid {pid}) caught up after about {lagged} ms");
+                        crate::log!(info { worker: id, worker_pid: pid }:
+                            "worker {id} (pid {pid}) caught up after about {lagged} ms"
+                        );
                     }
                     *lagging = None;
                 }
@@ -375,6 +433,6 @@ impl Master {
             return;
         }
         self.dispatch.fd_limit_logged = Some(now);
-        crate::log!("{message}");
+        crate::log!(warn: "{message}");
     }
 }

@@ -10,11 +10,15 @@
 //!   carry them to workers, holding, re-routing, refusing with `503`;
 //! - `commands.rs`: what operators ask for, by signal or on the control
 //!   socket, and the graceful stop;
+//! - `sockets.rs`: where the listening sockets come from at start (handed
+//!   down, passed by systemd, or bound here; `reuseport`'s anchor);
 //! - `upgrade.rs`: binary upgrade, from either side: handing the sockets to a
 //!   new master, or taking them over from an old one;
 //! - `steer.rs`: the facts a mode that steers the kernel's choice of
 //!   listener (`reuseport --steer load`) refreshes its program with;
-//! - `stats.rs`: the stats line.
+//! - `stats.rs`: the stats line, request rates;
+//! - `metrics.rs`: the Prometheus endpoint's I/O (`--metrics`);
+//! - `notify.rs`: what systemd is told (readiness, reload, stop, status).
 //!
 //! Everything runs on one thread and one [`Reactor`] (io_uring or epoll):
 //! signals arrive through a signalfd, accepts through a multishot accept,
@@ -29,7 +33,10 @@
 
 mod commands;
 mod dispatch;
+mod metrics;
+mod notify;
 mod reload;
+mod sockets;
 mod stats;
 mod steer;
 mod supervise;
@@ -39,24 +46,27 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 use ringmaster_engine::token;
 use ringmaster_engine::{choose_backend, Backend, StatsBlock};
 
-use crate::config::{MasterConfig, Mode, SteerChoice};
+use crate::config::MasterConfig;
 use crate::cpus::{allowed_cpus, choose_cpus};
 use crate::error::{Context, Error, Result};
-use crate::listener::{adopt, adopt_anchor, bind_reuseport_anchor, listen, ListenerKey};
-use crate::modes::{balance_for, reuseport, ListenAt};
+use crate::metrics::MasterCounts;
+use crate::modes::{balance_for, ListenAt};
 use crate::reactor::{reactor_for, uring::CQ_ENTRIES, Completion, Reactor, Token};
 use crate::signals::signal_fd;
 use crate::spawn::OwnImage;
+use crate::systemd::Notifier;
 use crate::upgrade::inherit::Inherited;
 use crate::upgrade::launch::upgrade_path;
 use commands::ControlState;
 use dispatch::Dispatch;
+use metrics::MetricsState;
+use notify::Notified;
 use reload::Reload;
 use supervise::{Slot, Worker};
 use upgrade::Upgrades;
@@ -93,10 +103,13 @@ enum Op {
     ControlRecv,
     ControlSend,
     UpgradeChannel,
+    MetricsAccept,
+    MetricsRecv,
+    MetricsSend,
 }
 
 impl Op {
-    const ALL: [Op; 9] = [
+    const ALL: [Op; 12] = [
         Op::Signal,
         Op::Accept,
         Op::LaneSend,
@@ -106,6 +119,9 @@ impl Op {
         Op::ControlRecv,
         Op::ControlSend,
         Op::UpgradeChannel,
+        Op::MetricsAccept,
+        Op::MetricsRecv,
+        Op::MetricsSend,
     ];
 
     fn token(self, index: usize, epoch: u32) -> Token {
@@ -158,8 +174,20 @@ struct Master {
     dispatch: Dispatch,
     reload: Reload,
     control: Option<ControlState>,
+    metrics: Option<MetricsState>,
     upgrades: Upgrades,
+    /// The drain delay under way (`--drain-delay`): when it ends. Every
+    /// worker is a lame duck meanwhile; the stop proper comes after.
+    lame_duck: Option<Instant>,
     stopping: Option<Stopping>,
+    /// What the master counts itself (the metrics).
+    counts: MasterCounts,
+    started_at: SystemTime,
+    /// The listeners came from systemd (socket activation).
+    activated: bool,
+    /// systemd's notification socket, and what it was told.
+    notifier: Option<Notifier>,
+    notified: Notified,
     /// The bound address and the latest time to log it, until it is logged.
     listening: Option<(SocketAddr, Instant)>,
     completions: Vec<Completion>,
@@ -182,47 +210,17 @@ impl Master {
         }
         let (backend, fallback) = choose_backend(config.backend).map_err(Error::Backend)?;
         if let Some(why) = fallback {
-            crate::log!("{why}");
+            crate::log!(warn: "{why}");
         }
         // Workers inherit the raised limit; failing to raise it is not fatal.
         match crate::rlimit::raise_fd_limit() {
             Ok(limit) => crate::rlimit::warn_if_fds_fall_short(config.engine.max_conns, config.workers, limit),
-            Err(e) => crate::log!("cannot raise the open-file limit: {e}"),
+            Err(e) => crate::log!(warn: "cannot raise the open-file limit: {e}"),
         }
         let cpus = if config.pin { choose_cpus(config.cpus.as_deref(), &allowed_cpus())? } else { Vec::new() };
-        // `reuseport`: the master holds the port with an anchor that does not
-        // listen; each worker slot gets a listener of its own in its group.
-        let handed_main = inherited.as_mut().and_then(|i| i.take_listener(ListenerKey::Main));
-        let reuseport = config.mode == Mode::Reuseport;
-        let (listener, local) = match (handed_main, reuseport) {
-            (Some(fd), false) => {
-                adopt(fd, config.bind).context(format_args!("the listener handed down for {}", config.bind))?
-            }
-            (Some(fd), true) => {
-                adopt_anchor(fd, config.bind).context(format_args!("the anchor handed down for {}", config.bind))?
-            }
-            (None, false) => {
-                listen(config.bind, config.backlog).context(format_args!("cannot listen on {}", config.bind))?
-            }
-            (None, true) => {
-                bind_reuseport_anchor(config.bind).context(format_args!("cannot listen on {}", config.bind))?
-            }
-        };
-        let mut handed_slots = Vec::new();
-        if let Some(inherited) = inherited.as_mut().filter(|_| reuseport) {
-            for (worker, fd) in inherited.take_slot_listeners() {
-                let (fd, _) = adopt(fd, local).context(format_args!("the listener handed down for worker {worker}"))?;
-                handed_slots.push((worker, fd));
-            }
-        }
-        if !reuseport && config.steer != SteerChoice::Auto {
-            return Err(Error::Config("--steer applies to --mode reuseport only".into()));
-        }
-        let steering = if reuseport { reuseport::choose_steering(config.steer)? } else { None };
-        // A program loaded for SELECT_OR_MIGRATE migrates whatever the sysctl says.
-        if reuseport && !steering.as_ref().is_some_and(|s| s.migrates()) {
-            reuseport::enable_migration();
-        }
+        let sockets = sockets::open(&config, inherited.as_mut())?;
+        let (listener, local, activated) = (sockets.listener, sockets.local, sockets.activated);
+        let upgraded = inherited.is_some();
         let handed_control = inherited.as_mut().and_then(Inherited::take_control);
         let control = match (config.control.as_deref(), handed_control) {
             (Some(path), Some(fd)) => Some(ControlState::inherited(fd, path)?),
@@ -249,13 +247,20 @@ impl Master {
             dispatch: Dispatch::new(balance_for(
                 config.mode,
                 ListenAt { local, backlog: config.backlog },
-                handed_slots,
-                steering,
+                sockets.slots,
+                sockets.steering,
             )),
             reload: Reload::default(),
             control,
+            metrics: sockets.metrics.map(|(fd, _)| MetricsState::new(fd)),
             upgrades: Upgrades::taking_over(takeover),
+            lame_duck: None,
             stopping: None,
+            counts: MasterCounts::default(),
+            started_at: SystemTime::now(),
+            activated,
+            notifier: Notifier::from_env(upgraded),
+            notified: Notified::default(),
             listening: None,
             completions: Vec::with_capacity(CQ_ENTRIES as usize),
             next_tick: Instant::now() + TICK,
@@ -274,6 +279,7 @@ impl Master {
         self.reactor.poll_readable(self.signals.as_raw_fd(), Op::Signal.token(0, 0))?;
         self.arm_accept()?;
         self.arm_control_accept()?;
+        self.arm_metrics_accept()?;
         self.reactor.timeout(self.timer_every(), Op::Tick.token(0, 0))?;
         while !self.done() {
             self.reactor.wait(&mut self.completions)?;
@@ -295,6 +301,7 @@ impl Master {
             }
             self.completions = batch;
             self.notice_ready()?;
+            self.notify_ready();
             self.step_upgrade()?;
             self.pump_lanes()?;
         }
@@ -333,6 +340,9 @@ impl Master {
             Op::ControlRecv => self.on_control_recv(index, epoch, result),
             Op::ControlSend => self.on_control_sent(index, epoch, result),
             Op::UpgradeChannel => self.on_upgrade_channel(epoch, more),
+            Op::MetricsAccept => self.on_metrics_accept(result, more, accepted),
+            Op::MetricsRecv => self.on_metrics_recv(index, epoch, result),
+            Op::MetricsSend => self.on_metrics_sent(index, epoch, result),
         }
     }
 
@@ -355,7 +365,7 @@ impl Master {
     fn tick(&mut self) -> io::Result<()> {
         match self.stopping.as_mut() {
             Some(stopping) if Instant::now() >= stopping.deadline && !stopping.stragglers_killed => {
-                crate::log!("shutdown timeout: killing the workers still running");
+                crate::log!(warn: "shutdown timeout: killing the workers still running");
                 stopping.stragglers_killed = true;
                 self.kill_all(Signal::SIGKILL);
             }
@@ -366,11 +376,16 @@ impl Master {
                 self.arm_control_accept()?;
             }
         }
+        self.end_drain_delay_when_due()?;
+        self.arm_metrics_accept()?;
         self.watch_upgrade()?;
         self.expire_control_clients()?;
+        self.expire_scrapes()?;
         self.watch_heartbeats();
         self.watch_lagging();
         self.watch_fd_limits();
+        self.sample_rates();
+        self.notify_tick();
         Ok(())
     }
 }

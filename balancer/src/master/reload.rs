@@ -1,6 +1,7 @@
 //! Rolling reload and scale: workers are replaced one at a time, the old
 //! process retired only once the new one is ready; scaling adds workers or
-//! retires the newest ones gracefully.
+//! retires the newest ones gracefully. A retired process is a lame duck at
+//! once: its health path answers `503` before it drains.
 
 use std::collections::VecDeque;
 use std::io;
@@ -17,6 +18,11 @@ pub(super) struct Reload {
 }
 
 impl Reload {
+    /// Workers are being replaced.
+    pub(super) fn under_way(&self) -> bool {
+        !self.queue.is_empty() || self.current.is_some()
+    }
+
     /// Forgets the workers not yet replaced (the master is stopping).
     pub(super) fn cancel(&mut self) {
         self.queue.clear();
@@ -26,7 +32,7 @@ impl Reload {
 impl Master {
     /// Queues every worker for replacement; how many.
     pub(super) fn begin_reload(&mut self) -> io::Result<usize> {
-        if self.stopping.is_some() {
+        if self.stop_begun() {
             return Ok(0);
         }
         let ids: Vec<usize> = self.workers.iter().filter(|w| !w.retired).map(|w| w.id).collect();
@@ -37,6 +43,8 @@ impl Master {
             }
         }
         crate::log!("reload: replacing {} workers one at a time", ids.len());
+        self.counts.reloads += 1;
+        self.notify_reloading();
         self.step_reload()?;
         Ok(ids.len())
     }
@@ -78,9 +86,35 @@ impl Master {
         }
     }
 
+    /// Marks the process in `slot` a lame duck: its health path answers
+    /// `503` from now on, while it still serves.
+    pub(super) fn mark_lame_duck(&self, slot: usize) {
+        if self.slots[slot].process.is_some() {
+            if let Some(counters) = self.stats.slot(slot) {
+                counters.set_lame_duck(true);
+            }
+        }
+    }
+
+    /// Tells a process to finish its connections and exit; it takes no new
+    /// ones from now, and its health path answers `503` at once (before its
+    /// `Drain` has gone down its lane); what was queued for it goes to the others.
+    pub(super) fn retire(&mut self, slot: usize) {
+        self.mark_lame_duck(slot);
+        if let Some(process) = self.slots[slot].process.as_mut() {
+            process.retiring = true;
+            self.slots[slot].lane.request_drain();
+        }
+        self.refresh_routes();
+        // What was queued for it goes to the others (a stop drains it all instead).
+        if self.stopping.is_none() {
+            self.reroute_queue_of(slot);
+        }
+    }
+
     /// Runs `target` workers: new ones are added, the newest retire gracefully.
     pub(super) fn scale(&mut self, target: usize) -> io::Result<()> {
-        if self.stopping.is_some() {
+        if self.stop_begun() {
             return Ok(());
         }
         let active: Vec<usize> = self.workers.iter().filter(|w| !w.retired).map(|w| w.id).collect();

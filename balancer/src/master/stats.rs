@@ -1,33 +1,59 @@
 //! The stats line: every worker's counters, read from the shared block the
-//! workers write, plus what its exited processes counted.
+//! workers write, plus what its exited processes counted; each worker's
+//! request rate, sampled once a second; its process's CPU and memory.
 
+use std::collections::HashMap;
 use std::io::{self, Write as _};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use ringmaster_engine::stats::STATE_STOPPED;
 
 use super::Master;
+use crate::metrics::procfs::proc_stat;
 use crate::stats_line::{stats_json, WorkerRow};
 
+/// How often each worker's request rate is sampled.
+const RATE_EVERY: Duration = Duration::from_secs(1);
+
+/// A worker's request rate: the count at the last sample, and the rate then.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Rate {
+    at: Instant,
+    requests: u64,
+    pub(super) per_second: f64,
+}
+
+impl Rate {
+    pub(super) fn new(now: Instant) -> Rate {
+        Rate { at: now, requests: 0, per_second: 0.0 }
+    }
+}
+
 impl Master {
-    pub(super) fn stats_line(&self) -> String {
-        let rows: Vec<WorkerRow> = self
-            .workers
+    /// Every worker as the stats line and the metrics show it.
+    pub(super) fn worker_rows(&self) -> Vec<WorkerRow> {
+        self.workers
             .iter()
             .map(|w| {
                 let mut counts = w.totals;
                 counts.live = 0;
                 counts.state = STATE_STOPPED;
-                let mut uptime_ms = 0;
+                let (mut uptime_ms, mut lame_duck, mut process) = (0, false, None);
                 for (index, slot) in self.slots.iter().enumerate() {
-                    let Some(process) = slot.process.as_ref().filter(|p| p.worker == w.id) else { continue };
-                    let Some(current) = self.stats.slot(index).map(|c| c.snapshot()) else { continue };
+                    let Some(p) = slot.process.as_ref().filter(|p| p.worker == w.id) else { continue };
+                    let Some(counters) = self.stats.slot(index) else { continue };
+                    let current = counters.snapshot();
                     counts.accepted += current.accepted;
                     counts.requests += current.requests;
                     counts.rejected += current.rejected;
+                    counts.fd_limit_hits += current.fd_limit_hits;
                     counts.live += current.live;
                     if w.slot == Some(index) {
                         counts.state = current.state;
-                        uptime_ms = process.started.elapsed().as_millis() as u64;
+                        uptime_ms = p.started.elapsed().as_millis() as u64;
+                        lame_duck = counters.is_lame_duck();
+                        process = proc_stat(p.pid);
                     }
                 }
                 WorkerRow {
@@ -39,10 +65,17 @@ impl Master {
                     restarts: w.restarts,
                     uptime_ms,
                     steer: self.dispatch.balance.steer_load(w.id),
+                    lame_duck,
+                    unstable_restarts: w.unstable_restarts,
+                    req_per_s: w.rate.per_second,
+                    process,
                 }
             })
-            .collect();
-        stats_json(self.config.mode.name(), self.backend.name(), self.dispatch.refused, &rows)
+            .collect()
+    }
+
+    pub(super) fn stats_line(&self) -> String {
+        stats_json(self.config.mode.name(), self.backend.name(), self.dispatch.refused, &self.worker_rows())
     }
 
     /// Prints the stats line on stdout.
@@ -51,5 +84,30 @@ impl Master {
         let mut out = io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
+    }
+
+    /// Samples each worker's request count once a second (from the tick):
+    /// its rate is the requests of the last second.
+    pub(super) fn sample_rates(&mut self) {
+        let now = Instant::now();
+        if !self.workers.iter().any(|w| now.duration_since(w.rate.at) >= RATE_EVERY) {
+            return;
+        }
+        // Each worker's requests: its exited processes' and its running ones'.
+        let mut requests: HashMap<usize, u64> = self.workers.iter().map(|w| (w.id, w.totals.requests)).collect();
+        for (index, slot) in self.slots.iter().enumerate() {
+            let Some(process) = slot.process.as_ref() else { continue };
+            let current = self.stats.slot(index).map_or(0, |c| c.requests.load(Ordering::Relaxed));
+            *requests.entry(process.worker).or_default() += current;
+        }
+        for worker in &mut self.workers {
+            let elapsed = now.duration_since(worker.rate.at);
+            if elapsed < RATE_EVERY {
+                continue;
+            }
+            let count = requests.get(&worker.id).copied().unwrap_or(0);
+            let per_second = count.saturating_sub(worker.rate.requests) as f64 / elapsed.as_secs_f64();
+            worker.rate = Rate { at: now, requests: count, per_second };
+        }
     }
 }

@@ -6,7 +6,6 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::dispatch::route_facts;
 use super::Master;
 use crate::modes::SlotFacts;
 
@@ -16,18 +15,14 @@ impl Master {
         if self.dispatch.balance.steer_every().is_none() {
             return;
         }
-        let now = Instant::now();
-        let max_conns = self.config.engine.max_conns as u64;
         let mut facts = std::mem::take(&mut self.steer_facts);
         facts.clear();
+        let judge = self.judge(Instant::now());
         for worker in self.workers.iter().filter(|w| !w.retired) {
             let takes = |slot: &usize| self.slots[*slot].process.as_ref().is_some_and(|p| p.ready && !p.retiring);
             facts.push(SlotFacts {
                 worker: worker.id,
-                route: worker
-                    .slot
-                    .filter(takes)
-                    .map(|slot| route_facts(&self.slots, &self.stats, max_conns, slot, now)),
+                route: worker.slot.filter(takes).map(|slot| judge.facts(slot)),
                 accepted: worker
                     .slot
                     .and_then(|slot| self.stats.slot(slot))

@@ -13,8 +13,9 @@ use nix::unistd::Pid;
 use ringmaster_engine::channel::channel_pair;
 use ringmaster_engine::stats::{CountersSnapshot, STATE_READY, STATE_STARTING, STATE_STOPPED};
 
+use super::stats::Rate;
 use super::{Master, MAX_SLOTS};
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, HEALTHY_UPTIME};
 use crate::cpus::cpu_for_worker;
 use crate::handoff::Lane;
 use crate::modes::WorkerListener;
@@ -68,6 +69,10 @@ pub(super) struct Worker {
     pub(super) totals: CountersSnapshot,
     /// Scaled away: it exits after draining and is not restarted.
     pub(super) retired: bool,
+    /// Restarts after a run shorter than [`HEALTHY_UPTIME`](crate::backoff::HEALTHY_UPTIME) (PM2's `unstable_restarts`).
+    pub(super) unstable_restarts: u32,
+    /// Its request rate, sampled once a second.
+    pub(super) rate: Rate,
 }
 
 impl Master {
@@ -84,6 +89,8 @@ impl Master {
             restart_at: None,
             totals: CountersSnapshot::default(),
             retired: false,
+            unstable_restarts: 0,
+            rate: Rate::new(Instant::now()),
         });
         self.spawn(id)
     }
@@ -116,6 +123,8 @@ impl Master {
         if let Some(counters) = self.stats.slot(slot) {
             counters.store(&CountersSnapshot::default());
             counters.set_state(STATE_STARTING);
+            // A worker started during the drain delay is a lame duck from the start.
+            counters.set_lame_duck(self.lame_duck.is_some());
         }
         let listener = match self.dispatch.balance.worker_listener(id)? {
             WorkerListener::None => None,
@@ -157,10 +166,14 @@ impl Master {
         worker.last_pid = Some(pid);
         worker.restart_at = None;
         let cpu = worker.cpu.map_or_else(|| "none".to_string(), |c| c.to_string());
+        let (restarts, cpu_field) = (worker.restarts, worker.cpu);
         match replaced {
-            Some(old) => crate::log!("worker {id} started (pid {pid}, cpu {cpu}, replacing pid {old})"),
-            None if worker.restarts == 0 => crate::log!("worker {id} started (pid {pid}, cpu {cpu})"),
-            None => crate::log!("worker {id} restarted (pid {pid}, cpu {cpu}, restart {})", worker.restarts),
+            Some(old) => crate::log!(info { worker: id, worker_pid: pid, cpu: cpu_field, replacing: old }:
+                "worker {id} started (pid {pid}, cpu {cpu}, replacing pid {old})"),
+            None if restarts == 0 => crate::log!(info { worker: id, worker_pid: pid, cpu: cpu_field }:
+                "worker {id} started (pid {pid}, cpu {cpu})"),
+            None => crate::log!(info { worker: id, worker_pid: pid, cpu: cpu_field, restarts: restarts }:
+                "worker {id} restarted (pid {pid}, cpu {cpu}, restart {restarts})"),
         }
         Ok(())
     }
@@ -191,7 +204,9 @@ impl Master {
         if self.all_workers_ready() || Instant::now() >= deadline {
             let workers = self.config.workers;
             let plural = if workers == 1 { "" } else { "s" };
-            crate::log!("listening on {local} (mode {}, {workers} worker{plural})", self.config.mode.name());
+            let mode = self.config.mode.name();
+            crate::log!(info { address: local.to_string(), mode: mode, workers: workers }:
+                "listening on {local} (mode {mode}, {workers} worker{plural})");
             self.listening = None;
         }
     }
@@ -199,19 +214,6 @@ impl Master {
     /// Every worker has a process that is ready.
     pub(super) fn all_workers_ready(&self) -> bool {
         self.workers.iter().all(|w| w.slot.is_some_and(|s| self.slots[s].process.as_ref().is_some_and(|p| p.ready)))
-    }
-
-    /// Tells a process to finish its connections and exit; it takes no new
-    /// ones from now, and what was queued for it goes to the others.
-    pub(super) fn retire(&mut self, slot: usize) {
-        if let Some(process) = self.slots[slot].process.as_mut() {
-            process.retiring = true;
-            self.slots[slot].lane.request_drain();
-        }
-        self.refresh_routes();
-        if self.stopping.is_none() {
-            self.reroute_queue_of(slot);
-        }
     }
 
     /// Reaps every exited child: log a worker's exit, keep its counts,
@@ -249,7 +251,13 @@ impl Master {
             counters.live.store(0, std::sync::atomic::Ordering::Relaxed);
             counters.set_state(STATE_STOPPED);
         }
-        crate::log!("worker {} (pid {}) {how}", process.worker, process.pid);
+        let expected = process.retiring || self.stopping.is_some();
+        let (id, pid) = (process.worker, process.pid);
+        if expected {
+            crate::log!(info { worker: id, worker_pid: pid }: "worker {id} (pid {pid}) {how}");
+        } else {
+            crate::log!(warn { worker: id, worker_pid: pid }: "worker {id} (pid {pid}) {how}");
+        }
         self.slots[slot].lane.mark_gone();
         self.stop_receiving(slot)?;
         if let Some(index) = self.worker_index(process.worker) {
@@ -257,6 +265,7 @@ impl Master {
             worker.totals.accepted += final_counts.accepted;
             worker.totals.requests += final_counts.requests;
             worker.totals.rejected += final_counts.rejected;
+            worker.totals.fd_limit_hits += final_counts.fd_limit_hits;
             if worker.slot == Some(slot) {
                 worker.slot = None;
                 if worker.retired {
@@ -274,7 +283,11 @@ impl Master {
 
     fn plan_restart(&mut self, index: usize, started: Instant) {
         let worker = &mut self.workers[index];
-        let delay = worker.backoff.after_exit(started.elapsed());
+        let uptime = started.elapsed();
+        if uptime < HEALTHY_UPTIME {
+            worker.unstable_restarts += 1;
+        }
+        let delay = worker.backoff.after_exit(uptime);
         worker.restart_at = Some(Instant::now() + delay);
         crate::log!("worker {} restarting in {} ms", worker.id, delay.as_millis());
     }
@@ -289,7 +302,7 @@ impl Master {
             self.workers[index].restarts += 1;
             let id = self.workers[index].id;
             if let Err(e) = self.spawn(id) {
-                crate::log!("cannot restart worker {id}: {e}");
+                crate::log!(error { worker: id }: "cannot restart worker {id}: {e}");
                 self.plan_restart(index, Instant::now());
             }
         }
@@ -310,7 +323,7 @@ impl Master {
             }
             let Some(limit) = self.config.watchdog else { continue };
             if now.duration_since(process.heartbeat_moved) >= limit && !process.killed_by_watchdog {
-                crate::log!(
+                crate::log!(warn:
                     "worker {} (pid {}) made no progress for {:.1} s: killing it",
                     process.worker,
                     process.pid,

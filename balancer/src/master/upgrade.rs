@@ -61,6 +61,11 @@ impl Upgrades {
             && !self.successor.as_ref().is_some_and(|s| matches!(s.phase, Phase::HandingOver | Phase::HandedOver))
     }
 
+    /// An old master started this one, and waits for its word.
+    pub(super) fn is_taking_over(&self) -> bool {
+        self.takeover.is_some()
+    }
+
     /// A new master this one started is still to be stopped and reaped.
     pub(super) fn waits_for_child(&self) -> bool {
         self.successor.as_ref().is_some_and(|s| matches!(s.phase, Phase::Starting { .. } | Phase::Abandoned { .. }))
@@ -117,6 +122,9 @@ impl Master {
         let mut sockets = vec![(ListenerKey::Main, self.listener.as_fd())];
         let slots = self.dispatch.balance.own_listeners();
         sockets.extend(slots.into_iter().map(|(worker, fd)| (ListenerKey::Slot(worker), fd)));
+        if let Some(metrics) = &self.metrics {
+            sockets.push((ListenerKey::Metrics, metrics.listener.as_fd()));
+        }
         sockets
     }
 
@@ -148,18 +156,26 @@ impl Master {
             return Ok(Some(format!("error: {refusal}")));
         };
         crate::log!("upgrade ({why}): starting a new master from {}", program.display());
+        self.counts.upgrades += 1;
         let mut fds: Vec<(FdRole, BorrowedFd<'_>)> =
             self.listening_sockets().into_iter().map(|(key, fd)| (FdRole::Listener(key), fd)).collect();
         if let Some(control) = &self.control {
             fds.push((FdRole::Control, control.listener()));
         }
         let argv0 = self.config.program.clone().unwrap_or_else(|| program.clone().into_os_string());
-        let launch = Launch { program: &program, argv0: &argv0, args: &self.config.exec.args, fds: &fds };
+        let launch = Launch {
+            program: &program,
+            argv0: &argv0,
+            args: &self.config.exec.args,
+            fds: &fds,
+            activated: self.activated,
+        };
         let started = match start_new_master(&launch) {
             Ok(started) => started,
             Err(e) => {
                 let reason = format!("cannot start {}: {e}", program.display());
-                crate::log!("upgrade failed: {reason}; this master (pid {}) keeps serving", std::process::id());
+                crate::log!(warn: "upgrade failed: {reason}; this master (pid {}) keeps serving", std::process::id());
+                self.counts.upgrades_failed += 1;
                 return Ok(Some(format!("error: upgrade failed: {reason}")));
             }
         };
@@ -191,7 +207,7 @@ impl Master {
                 }
             });
         }
-        self.stopping.is_some().then(|| "stopping".to_string())
+        self.stop_begun().then(|| "stopping".to_string())
     }
 
     /// The new master's readiness channel has something to read (or ended).
@@ -249,6 +265,8 @@ impl Master {
             self.answer_later(id, &format!("ok upgraded: pid {pid} serves; pid {me} drains its workers and exits"))?;
         }
         self.hand_over_control()?;
+        self.hand_over_metrics()?;
+        self.stop_notifying();
         if self.dispatch.accepting {
             self.reactor.cancel(Op::Accept.token(0, 0))?;
         }
@@ -265,7 +283,8 @@ impl Master {
         } else {
             String::new()
         };
-        crate::log!("upgrade failed: {reason}{serving}");
+        crate::log!(warn: "upgrade failed: {reason}{serving}");
+        self.counts.upgrades_failed += 1;
         if let Some(id) = requester {
             self.answer_later(id, &format!("error: upgrade failed: {reason}"))?;
         }
@@ -293,7 +312,7 @@ impl Master {
                 Ok(())
             }
             Phase::HandingOver | Phase::HandedOver => {
-                crate::log!(
+                crate::log!(error:
                     "upgrade: the new master (pid {pid}) {how} after this one handed over: nothing will accept once \
                      this master has drained"
                 );
@@ -335,15 +354,17 @@ impl Master {
     fn report_ready(&mut self) -> io::Result<()> {
         let Some(takeover) = self.upgrades.takeover.take() else { return Ok(()) };
         let (from, me) = (takeover.from, std::process::id());
+        self.notify_took_over();
         match takeover.report_ready() {
             Ok(()) => crate::log!("upgrade: every worker is ready: told the old master (pid {from}); pid {me} serves"),
             Err(e) => {
-                crate::log!("upgrade: every worker is ready, but the old master (pid {from}) cannot be told: {e}")
+                crate::log!(warn: "upgrade: every worker is ready, but the old master (pid {from}) cannot be told: {e}")
             }
         }
         self.claim_control_path();
         self.arm_accept()?;
-        self.arm_control_accept()
+        self.arm_control_accept()?;
+        self.arm_metrics_accept()
     }
 
     /// Each tick: a new master late to be ready fails the upgrade; one that
@@ -364,7 +385,7 @@ impl Master {
             ),
             Phase::Abandoned { kill_at, killed } if now >= *kill_at && !*killed => {
                 *killed = true;
-                crate::log!("upgrade: the new master (pid {pid}) did not stop within {timeout:.1} s: killing it");
+                crate::log!(warn: "upgrade: the new master (pid {pid}) did not stop within {timeout:.1} s: killing it");
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
                 Ok(())
             }

@@ -71,7 +71,8 @@ pub struct RouteFacts {
     pub ack_wait: Duration,
     /// How long since its loop's heartbeat last moved.
     pub heartbeat_age: Duration,
-    /// It is draining, or marked a lame duck: it takes nothing new.
+    /// It is draining, or marked a lame duck while some worker is not one:
+    /// it takes nothing new.
     pub draining: bool,
 }
 

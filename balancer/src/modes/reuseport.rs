@@ -25,10 +25,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::{Accepting, Balance, ListenAt, RouteFacts, SlotFacts, WorkerListener};
-use crate::bpf::program::{AVAILABLE_MAX, UNAVAILABLE};
+use super::{Accepting, Balance, ListenAt, RouteFacts, SlotFacts, WorkerListener, ACK_GRACE};
+use crate::bpf::program::{STALLED, UNAVAILABLE};
 use crate::bpf::sys::accept_queue_len;
 use crate::bpf::Steering;
 use crate::config::{Mode, SteerChoice};
@@ -63,10 +63,11 @@ struct LoadSteer {
 }
 
 /// One look at a worker slot.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Sample {
-    queue: u32,
     accepted: u64,
+    /// Since when its queue has waited with nothing accepted.
+    waiting_since: Option<Instant>,
 }
 
 impl Reuseport {
@@ -118,18 +119,34 @@ impl Reuseport {
     }
 }
 
-/// The load the program sees for a slot: unavailable unless its process
-/// takes connections, has room for what waits in its queue, and accepted
-/// something since the last look if its queue was waiting then; else its
-/// live connections plus its queue.
-fn steer_load(facts: &SlotFacts, queue: u32, last: Option<Sample>) -> u32 {
-    let Some(route) = facts.route.filter(RouteFacts::takes) else { return UNAVAILABLE };
+/// The load the program sees for a slot: its live connections plus its
+/// accept queue; [`UNAVAILABLE`] when its process is not ready, drains or
+/// has no room for what waits. When it seems stalled (its heartbeat is
+/// stale, or its queue has `waited` past [`ACK_GRACE`], the patience `rr`
+/// has with a batch, with nothing accepted): [`STALLED`] plus how long it has
+/// waited, in milliseconds, so that on a busy machine where every worker
+/// seems stalled for a moment the one stalled longest is avoided.
+fn steer_load(facts: &SlotFacts, queue: u32, waited: Duration) -> u32 {
+    let Some(route) = facts.route else { return UNAVAILABLE };
     let load = route.live + u64::from(queue);
-    let stuck = last.is_some_and(|last| last.queue > 0 && queue > 0 && last.accepted == facts.accepted);
-    if stuck || load >= route.max_conns {
+    if route.draining || route.no_room() || load >= route.max_conns {
         return UNAVAILABLE;
     }
-    load.min(u64::from(AVAILABLE_MAX)) as u32
+    let waited = if route.stalled() { waited.max(route.heartbeat_age) } else { waited };
+    if route.stalled() || waited > ACK_GRACE {
+        return STALLED + (waited.as_millis().min(u128::from(STALLED - 1)) as u32);
+    }
+    load.min(u64::from(STALLED - 1)) as u32
+}
+
+/// When a queue of `queue` seen now has waited since, after `last`: not at
+/// all when empty, from now when the worker accepted something since.
+fn waiting_since(last: Option<&Sample>, queue: u32, accepted: u64, now: Instant) -> Option<Instant> {
+    match last {
+        _ if queue == 0 => None,
+        Some(last) if last.accepted == accepted => Some(last.waiting_since.unwrap_or(now)),
+        _ => Some(now),
+    }
 }
 
 impl Balance for Reuseport {
@@ -173,11 +190,13 @@ impl Balance for Reuseport {
     fn steer(&mut self, slots: &[SlotFacts]) {
         self.enter_maps();
         let Some(steer) = self.steer.as_mut() else { return };
+        let now = Instant::now();
         for facts in slots {
             let Some(listener) = self.listeners.get(&facts.worker) else { continue };
             let queue = accept_queue_len(listener.as_fd()).unwrap_or(0);
-            let load = steer_load(facts, queue, steer.last.get(&facts.worker).copied());
-            steer.last.insert(facts.worker, Sample { queue, accepted: facts.accepted });
+            let since = waiting_since(steer.last.get(&facts.worker), queue, facts.accepted, now);
+            let load = steer_load(facts, queue, since.map_or(Duration::ZERO, |since| now - since));
+            steer.last.insert(facts.worker, Sample { accepted: facts.accepted, waiting_since: since });
             // A failed write leaves the last load in place; the next refresh tries again.
             let _ = steer.steering.set_load(facts.worker, load);
         }
@@ -237,12 +256,12 @@ pub fn enable_migration() {
         Ok(true) => {}
         Ok(false) => match fs::write(MIGRATE_REQ, "1") {
             Ok(()) => crate::log!("set net.ipv4.tcp_migrate_req=1: a retired worker's queue moves to the others"),
-            Err(e) => crate::log!(
+            Err(e) => crate::log!(warn:
                 "cannot set net.ipv4.tcp_migrate_req=1 ({e}): connections reaching a retiring worker's \
                  listener after its last accept are reset (set it as root, or run ringmaster as root)"
             ),
         },
-        Err(e) => crate::log!(
+        Err(e) => crate::log!(warn:
             "cannot read net.ipv4.tcp_migrate_req ({e}): a retiring worker's listener may reset connections \
              that arrive after its last accept"
         ),
@@ -283,22 +302,40 @@ mod tests {
     }
 
     #[test]
-    fn the_program_sees_live_plus_queue_or_unavailable() {
-        let ready = |live, accepted| SlotFacts {
+    fn the_program_sees_live_plus_queue_unavailable_or_stalled() {
+        let ready = |live| SlotFacts {
             worker: 1,
             route: Some(RouteFacts { live, ..crate::modes::testing::taking(0) }),
-            accepted,
+            accepted: 0,
         };
-        assert_eq!(steer_load(&ready(3, 10), 2, None), 5);
-        assert_eq!(steer_load(&SlotFacts { route: None, ..ready(3, 10) }, 0, None), UNAVAILABLE, "not ready");
-        let draining =
-            SlotFacts { route: Some(RouteFacts { draining: true, ..ready(0, 0).route.unwrap() }), ..ready(0, 0) };
-        assert_eq!(steer_load(&draining, 0, None), UNAVAILABLE);
-        assert_eq!(steer_load(&ready(99, 10), 1, None), UNAVAILABLE, "full once its queue is counted");
-        let waited = Some(Sample { queue: 4, accepted: 10 });
-        assert_eq!(steer_load(&ready(3, 10), 6, waited), UNAVAILABLE, "a queue waited and nothing was accepted");
-        assert_eq!(steer_load(&ready(3, 11), 6, waited), 9, "it accepts: just busy");
-        assert_eq!(steer_load(&ready(3, 10), 0, waited), 3, "its queue is empty now");
-        assert_eq!(steer_load(&ready(3, 10), 2, Some(Sample { queue: 0, accepted: 10 })), 5, "the queue is new");
+        let with = |how: fn(&mut RouteFacts)| {
+            let mut facts = ready(0);
+            facts.route.as_mut().map(how);
+            facts
+        };
+        let fresh = Duration::ZERO;
+        assert_eq!(steer_load(&ready(3), 2, fresh), 5);
+        assert_eq!(steer_load(&SlotFacts { route: None, ..ready(3) }, 0, fresh), UNAVAILABLE, "not ready");
+        assert_eq!(steer_load(&with(|r| r.draining = true), 0, fresh), UNAVAILABLE);
+        assert_eq!(steer_load(&with(|r| r.declined = true), 0, fresh), UNAVAILABLE);
+        assert_eq!(steer_load(&ready(99), 1, fresh), UNAVAILABLE, "full once its queue is counted");
+        assert_eq!(steer_load(&ready(3), 6, ACK_GRACE), 9, "a queue may wait up to the grace");
+        assert_eq!(steer_load(&ready(3), 6, Duration::from_millis(40)), STALLED + 40, "by how long it waited");
+        let stale = with(|r| r.heartbeat_age = crate::modes::HEARTBEAT_STALE * 2);
+        assert_eq!(steer_load(&stale, 0, fresh), STALLED + 1000);
+    }
+
+    #[test]
+    fn a_queue_waits_from_the_first_look_without_progress() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(5);
+        assert_eq!(waiting_since(None, 0, 0, t0), None);
+        assert_eq!(waiting_since(None, 2, 0, t0), Some(t0));
+        let waiting = Sample { accepted: 7, waiting_since: Some(t0) };
+        assert_eq!(waiting_since(Some(&waiting), 3, 7, t1), Some(t0), "nothing accepted: still waiting since t0");
+        assert_eq!(waiting_since(Some(&waiting), 3, 8, t1), Some(t1), "it accepted: the wait starts over");
+        assert_eq!(waiting_since(Some(&waiting), 0, 7, t1), None, "its queue is empty");
+        let idle = Sample { accepted: 7, waiting_since: None };
+        assert_eq!(waiting_since(Some(&idle), 1, 7, t1), Some(t1));
     }
 }

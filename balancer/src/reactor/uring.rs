@@ -7,7 +7,7 @@
 //! The master wakes once per batch of events, not once per event. The ring
 //! defers its task work to the master's own waits (`DEFER_TASKRUN`), so an
 //! event that arrives while the master sleeps only wakes it once enough have
-//! gathered; each wait asks for [`WAIT_BATCH`] completions but returns
+//! gathered; each wait asks for `WAIT_BATCH` completions but returns
 //! [`BATCH_WAIT`] after it began if any has come (the kernel's minimum-wait
 //! timeout, Linux 6.12), and at once for the first event after a quiet spell.
 //! Busy, the master sleeps [`BATCH_WAIT`] at most and wakes to a batch; idle,

@@ -13,6 +13,9 @@ use crate::listener::ListenerKey;
 pub const ENV_UPGRADE_FDS: &str = "RINGMASTER_UPGRADE_FDS";
 /// The variable with the pid of the old master that set [`ENV_UPGRADE_FDS`].
 pub const ENV_UPGRADE_FROM: &str = "RINGMASTER_UPGRADE_FROM";
+/// Set (to `1`) when the listeners handed over came from systemd (socket
+/// activation): their addresses are systemd's choice, not `--bind`'s.
+pub const ENV_UPGRADE_ACTIVATED: &str = "RINGMASTER_UPGRADE_ACTIVATED";
 /// The first fd number handed over; the rest follow it in order.
 pub const FIRST_HANDED_FD: RawFd = 3;
 

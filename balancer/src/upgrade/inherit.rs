@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{send, MsgFlags};
 
-use super::env::{parse_fds, FdRole, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM};
+use super::env::{parse_fds, FdRole, ENV_UPGRADE_ACTIVATED, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM};
 use super::READY_LINE;
 use crate::error::{Error, Result};
 use crate::listener::ListenerKey;
@@ -19,6 +19,7 @@ pub struct Inherited {
     listeners: Vec<(ListenerKey, OwnedFd)>,
     control: Option<OwnedFd>,
     ready: OwnedFd,
+    activated: bool,
 }
 
 impl Inherited {
@@ -32,7 +33,7 @@ impl Inherited {
         let from = std::env::var(ENV_UPGRADE_FROM).ok().and_then(|pid| pid.parse::<u32>().ok());
         let parent = std::os::unix::process::parent_id();
         if from != Some(parent) {
-            crate::log!(
+            crate::log!(warn:
                 "ignoring {ENV_UPGRADE_FDS}: it is meant for a master started by pid {}, and this one's parent is pid \
                  {parent}",
                 from.map_or_else(|| "(unknown)".to_string(), |pid| pid.to_string())
@@ -51,12 +52,19 @@ impl Inherited {
             }
         }
         let ready = ready.ok_or_else(|| bad("no readiness channel (ready=FD)".to_string()))?;
-        Ok(Some(Inherited { from: parent, listeners, control, ready }))
+        let activated = std::env::var_os(ENV_UPGRADE_ACTIVATED).is_some_and(|v| v == "1");
+        Ok(Some(Inherited { from: parent, listeners, control, ready, activated }))
     }
 
     /// The old master's pid.
     pub fn from(&self) -> u32 {
         self.from
+    }
+
+    /// The listeners came from systemd (socket activation) to the first
+    /// master of the line: their addresses are not `--bind`'s.
+    pub fn activated(&self) -> bool {
+        self.activated
     }
 
     /// The listening socket handed down under `key`, if it was.
@@ -121,7 +129,7 @@ impl Takeover {
 
 /// Owns the fd at `number`, which the old master placed there, and makes it
 /// close-on-exec (workers must not inherit it).
-fn take_fd(number: RawFd) -> io::Result<OwnedFd> {
+pub(crate) fn take_fd(number: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_GETFD only reads the descriptor's flags.
     if unsafe { libc::fcntl(number, libc::F_GETFD) } < 0 {
         return Err(io::Error::last_os_error());

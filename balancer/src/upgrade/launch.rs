@@ -13,9 +13,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::env::{format_fds, FdRole, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM, FIRST_HANDED_FD};
+use super::env::{format_fds, FdRole, ENV_UPGRADE_ACTIVATED, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM, FIRST_HANDED_FD};
 use super::READY_LINE;
 use crate::spawn::{dup_at_least, OwnImage, ENV_WORKER_ID};
+use crate::systemd::activation::{ENV_LISTEN_FDNAMES, ENV_LISTEN_FDS, ENV_LISTEN_PID};
 
 /// The file an upgrade runs: `argv[0]` made absolute against the working
 /// directory at start, when it has a `/` and names the running image then
@@ -47,6 +48,8 @@ pub struct Launch<'a> {
     /// What it is handed besides the readiness channel: every listening
     /// socket, the control socket's listener.
     pub fds: &'a [(FdRole, BorrowedFd<'a>)],
+    /// The listeners came from systemd (socket activation), not from `--bind`.
+    pub activated: bool,
 }
 
 /// A new master this one started.
@@ -78,7 +81,15 @@ pub fn start_new_master(launch: &Launch<'_>) -> io::Result<Started> {
         .env(ENV_UPGRADE_FDS, format_fds(&named))
         .env(ENV_UPGRADE_FROM, std::process::id().to_string())
         .env_remove(ENV_WORKER_ID)
+        .env_remove(ENV_LISTEN_FDS)
+        .env_remove(ENV_LISTEN_PID)
+        .env_remove(ENV_LISTEN_FDNAMES)
         .stdin(Stdio::null());
+    if launch.activated {
+        command.env(ENV_UPGRADE_ACTIVATED, "1");
+    } else {
+        command.env_remove(ENV_UPGRADE_ACTIVATED);
+    }
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe calls (dup2, sigemptyset, sigprocmask) and reads
     // `placements`, made before the fork; the master is single-threaded, so

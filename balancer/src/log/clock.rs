@@ -1,57 +1,28 @@
-//! Log lines on stderr: `2026-12-01T21:58:31.123Z ringmaster[1234]: message`,
-//! an RFC 3339 UTC time with milliseconds, then the writing process's pid.
-//! Each line is formatted first and written whole with one `write(2)`, so the
-//! lines of the master and of its workers (which share the same stderr) never
-//! interleave in the middle.
-//!
-//! The time comes from `SystemTime::now()` (`clock_gettime(CLOCK_REALTIME)`)
-//! and is turned into a calendar date with Howard Hinnant's `civil_from_days`:
-//! a few lines of integer arithmetic, tested below, instead of a date crate.
+//! The time on every log line: an RFC 3339 UTC time with milliseconds,
+//! `2026-12-01T21:58:31.123Z`. It comes from `SystemTime::now()`
+//! (`clock_gettime(CLOCK_REALTIME)`) and is turned into a calendar date with
+//! Howard Hinnant's `civil_from_days`: a few lines of integer arithmetic,
+//! tested below, instead of a date crate.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Writes `<time> ringmaster[<pid>]: <args>` and a newline to stderr in one write.
-pub fn write_line(args: std::fmt::Arguments<'_>) {
-    let mut line = String::with_capacity(192);
-    push_prefix(&mut line, unix_millis_now(), std::process::id());
-    let _ = line.write_fmt(args);
-    line.push('\n');
-    // Nothing sensible is left to do if stderr itself fails.
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
-}
-
-/// `log!("worker {id} started")` writes
-/// `2026-12-01T21:58:31.123Z ringmaster[1234]: worker 1 started` as one line.
-#[macro_export]
-macro_rules! log {
-    ($($arg:tt)*) => {
-        $crate::log::write_line(format_args!($($arg)*))
-    };
-}
-
 /// Milliseconds since the Unix epoch, negative before it.
-fn unix_millis_now() -> i64 {
+pub(super) fn unix_millis_now() -> i64 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
         Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
     }
 }
 
-/// Appends `YYYY-MM-DDTHH:MM:SS.mmmZ ringmaster[PID]: ` for `unix_ms`.
-fn push_prefix(out: &mut String, unix_ms: i64, pid: u32) {
+/// Appends `YYYY-MM-DDTHH:MM:SS.mmmZ` for `unix_ms`.
+pub(super) fn push_time(out: &mut String, unix_ms: i64) {
     let days = unix_ms.div_euclid(86_400_000);
     let ms_of_day = unix_ms.rem_euclid(86_400_000);
     let (year, month, day) = civil_from_days(days);
     let (secs, ms) = (ms_of_day / 1000, ms_of_day % 1000);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z ringmaster[{pid}]: ",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    );
+    let _ =
+        write!(out, "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z", secs / 3600, secs / 60 % 60, secs % 60);
 }
 
 /// The proleptic Gregorian (year, month 1..=12, day 1..=31) of `days` since
@@ -75,7 +46,8 @@ mod tests {
 
     fn prefix(unix_ms: i64, pid: u32) -> String {
         let mut s = String::new();
-        push_prefix(&mut s, unix_ms, pid);
+        push_time(&mut s, unix_ms);
+        s.push_str(&format!(" ringmaster[{pid}]: "));
         s
     }
 

@@ -1,0 +1,253 @@
+//! Log lines on stderr, for the master and its workers alike. Each line
+//! carries the time (RFC 3339, UTC, milliseconds; see `clock.rs`), a level
+//! and the writing process's pid:
+//!
+//! ```text
+//! 2026-12-01T21:58:31.123Z INFO  ringmaster[1234]: worker 1 started (pid 1235, cpu 0)
+//! ```
+//!
+//! With `--log-format json` ([`set_format`]) each line is one JSON object
+//! for a log shipper, with the message's structured fields where the call
+//! names them:
+//!
+//! ```text
+//! {"time":"2026-12-01T21:58:31.123Z","level":"info","pid":1234,"message":"worker 1 started (pid 1235, cpu 0)","worker":1,"worker_pid":1235,"cpu":0}
+//! ```
+//!
+//! Each line is formatted first and written whole with one `write(2)`, so
+//! the lines of the master and of its workers (which share the same stderr)
+//! never interleave in the middle.
+
+mod clock;
+
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// How important a line is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// What happens in the normal course: starts, stops, reloads.
+    Info,
+    /// Something went wrong and was handled: a crash, a fallback, a limit reached.
+    Warn,
+    /// Something could not be done: the process gives up on it.
+    Error,
+}
+
+impl Level {
+    /// `info`, `warn` or `error`: the JSON value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+
+    /// The text form, padded to one width: `INFO `, `WARN `, `ERROR`.
+    fn label(self) -> &'static str {
+        match self {
+            Level::Info => "INFO ",
+            Level::Warn => "WARN ",
+            Level::Error => "ERROR",
+        }
+    }
+}
+
+/// How lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `TIME LEVEL ringmaster[PID]: message`, for people.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+static FORMAT: AtomicU8 = AtomicU8::new(0);
+
+/// Sets how this process writes its lines from now on (a worker is told
+/// the same as its master: it parses the same settings).
+pub fn set_format(format: LogFormat) {
+    FORMAT.store(format as u8, Ordering::Relaxed);
+}
+
+/// How this process writes its lines.
+pub fn format() -> LogFormat {
+    if FORMAT.load(Ordering::Relaxed) == LogFormat::Json as u8 {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    }
+}
+
+/// Now, as the log writes it: `2026-12-01T21:58:31.123Z`.
+pub fn now_rfc3339() -> String {
+    let mut out = String::with_capacity(24);
+    clock::push_time(&mut out, clock::unix_millis_now());
+    out
+}
+
+/// A structured field's value (JSON output only).
+pub trait Field {
+    /// Appends the value as JSON.
+    fn write_json(&self, out: &mut String);
+}
+
+macro_rules! number_fields {
+    ($($t:ty),*) => {$(
+        impl Field for $t {
+            fn write_json(&self, out: &mut String) {
+                let _ = write!(out, "{self}");
+            }
+        }
+    )*};
+}
+number_fields!(u16, u32, u64, usize, i32, i64, bool);
+
+impl Field for str {
+    fn write_json(&self, out: &mut String) {
+        push_json_string(out, self);
+    }
+}
+
+impl Field for &str {
+    fn write_json(&self, out: &mut String) {
+        push_json_string(out, self);
+    }
+}
+
+impl Field for String {
+    fn write_json(&self, out: &mut String) {
+        push_json_string(out, self);
+    }
+}
+
+impl<T: Field> Field for Option<T> {
+    fn write_json(&self, out: &mut String) {
+        match self {
+            Some(value) => value.write_json(out),
+            None => out.push_str("null"),
+        }
+    }
+}
+
+/// Writes one line at `level` with `fields` (shown in JSON only).
+pub fn write_line(level: Level, fields: &[(&str, &dyn Field)], args: fmt::Arguments<'_>) {
+    let line = format_line(format(), clock::unix_millis_now(), std::process::id(), level, fields, args);
+    // Nothing sensible is left to do if stderr itself fails.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+fn format_line(
+    format: LogFormat,
+    unix_ms: i64,
+    pid: u32,
+    level: Level,
+    fields: &[(&str, &dyn Field)],
+    args: fmt::Arguments<'_>,
+) -> String {
+    let mut line = String::with_capacity(192);
+    match format {
+        LogFormat::Text => {
+            clock::push_time(&mut line, unix_ms);
+            let _ = write!(line, " {} ringmaster[{pid}]: ", level.label());
+            let _ = line.write_fmt(args);
+        }
+        LogFormat::Json => {
+            line.push_str("{\"time\":\"");
+            clock::push_time(&mut line, unix_ms);
+            let _ = write!(line, "\",\"level\":\"{}\",\"pid\":{pid},\"message\":", level.name());
+            push_json_string(&mut line, &args.to_string());
+            for (key, value) in fields {
+                line.push(',');
+                push_json_string(&mut line, key);
+                line.push(':');
+                value.write_json(&mut line);
+            }
+            line.push('}');
+        }
+    }
+    line.push('\n');
+    line
+}
+
+/// Appends `text` as a JSON string, quoted and escaped (RFC 8259).
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Writes a log line: `log!("worker {id} started")` at `info`;
+/// `log!(warn: "...")`, `log!(error: "...")`; with structured fields for
+/// `--log-format json`: `log!(info { worker: id, worker_pid: pid }: "...")`.
+#[macro_export]
+macro_rules! log {
+    (@level info) => { $crate::log::Level::Info };
+    (@level warn) => { $crate::log::Level::Warn };
+    (@level error) => { $crate::log::Level::Error };
+    ($level:ident { $($key:ident : $value:expr),+ $(,)? }: $($arg:tt)+) => {
+        $crate::log::write_line(
+            $crate::log!(@level $level),
+            &[$((stringify!($key), &$value as &dyn $crate::log::Field)),+],
+            format_args!($($arg)+),
+        )
+    };
+    (info: $($arg:tt)+) => { $crate::log::write_line($crate::log::Level::Info, &[], format_args!($($arg)+)) };
+    (warn: $($arg:tt)+) => { $crate::log::write_line($crate::log::Level::Warn, &[], format_args!($($arg)+)) };
+    (error: $($arg:tt)+) => { $crate::log::write_line($crate::log::Level::Error, &[], format_args!($($arg)+)) };
+    ($($arg:tt)+) => { $crate::log::write_line($crate::log::Level::Info, &[], format_args!($($arg)+)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_lines_carry_time_level_and_pid() {
+        let line = format_line(LogFormat::Text, 1_796_162_311_123, 1234, Level::Warn, &[], format_args!("a {}", 1));
+        assert_eq!(line, "2026-12-01T21:58:31.123Z WARN  ringmaster[1234]: a 1\n");
+        let line = format_line(LogFormat::Text, 0, 7, Level::Error, &[], format_args!("x"));
+        assert_eq!(line, "1970-01-01T00:00:00.000Z ERROR ringmaster[7]: x\n");
+    }
+
+    #[test]
+    fn json_lines_are_one_object_with_the_fields() {
+        let (worker, pid, name, none) = (2usize, 4321u32, "a \"b\"\n", None::<u32>);
+        let fields: [(&str, &dyn Field); 4] =
+            [("worker", &worker), ("worker_pid", &pid), ("name", &name), ("x", &none)];
+        let line =
+            format_line(LogFormat::Json, 1_796_162_311_123, 1234, Level::Info, &fields, format_args!("tab\there \\"));
+        assert_eq!(
+            line,
+            "{\"time\":\"2026-12-01T21:58:31.123Z\",\"level\":\"info\",\"pid\":1234,\"message\":\"tab\\there \\\\\",\
+             \"worker\":2,\"worker_pid\":4321,\"name\":\"a \\\"b\\\"\\n\",\"x\":null}\n"
+        );
+        let control = format_line(LogFormat::Json, 0, 1, Level::Info, &[], format_args!("\u{1}"));
+        assert!(control.contains("\"message\":\"\\u0001\""), "{control}");
+    }
+
+    #[test]
+    fn the_format_is_set_once_for_the_process() {
+        assert_eq!(format(), LogFormat::Text);
+        let id = 3u32;
+        // The macro's forms compile and write (to the test's stderr).
+        crate::log!("plain {id}");
+        crate::log!(warn: "warned {id}");
+        crate::log!(info { worker: id, name: "x" }: "with fields {id}");
+    }
+}

@@ -1,0 +1,331 @@
+//! The metrics page: every family, from a snapshot of what the master
+//! knows (its own counts, each worker's row of the stats line, `/proc`).
+//!
+//! What is covered, against what operators know from elsewhere:
+//! nginx `stub_status` (active, accepts, handled, requests) is each
+//! worker's live, accepted, rejected and requests; HAProxy `show info`
+//! (`Uptime_sec`, `CurrConns`, `CumConns`, `CumReq`, `Maxconn`, `Stopping`,
+//! `Ulimit-n`) is the same plus `--max-conns`, `stopping` and the master's
+//! fd limit; PM2 (`cpu`, `memory`, `restart_time`, `unstable_restarts`,
+//! uptime, status) is each worker's CPU seconds, resident memory, restarts,
+//! restarts after a short run, uptime and state. nginx's reading / writing /
+//! waiting split is not kept by the workers, and so is not here.
+
+use super::exposition::{Exposition, Kind};
+use super::procfs::ProcStat;
+use crate::stats_line::{state_name, WorkerRow, STATE_NAMES};
+
+/// What the master counts itself, since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MasterCounts {
+    /// Connections the master accepted (`rr`).
+    pub accepted: u64,
+    /// Connections dealt to a worker's lane, re-deals included.
+    pub handed_over: u64,
+    /// Connections dealt again: declined by a full worker, or left
+    /// unacknowledged by a worker that exited.
+    pub rerouted: u64,
+    /// Connections held because no worker was ready.
+    pub held: u64,
+    /// Connections answered `503`: no worker could take them.
+    pub refused: u64,
+    /// Acknowledgement messages received from workers.
+    pub acks: u64,
+    /// Rolling reloads begun.
+    pub reloads: u64,
+    /// Binary upgrades begun.
+    pub upgrades: u64,
+    /// Binary upgrades that failed (this master served on).
+    pub upgrades_failed: u64,
+}
+
+/// Everything a page shows, read at one moment.
+#[derive(Debug)]
+pub struct Snapshot<'a> {
+    /// The balancing mode.
+    pub mode: &'a str,
+    /// The kernel interface the loops run on.
+    pub backend: &'a str,
+    /// This build's version.
+    pub version: &'a str,
+    /// Workers the master is asked to run.
+    pub workers_wanted: usize,
+    /// `--max-conns`.
+    pub max_conns: u64,
+    /// A stop has begun (the drain delay included).
+    pub stopping: bool,
+    /// The drain delay is under way: every worker is a lame duck.
+    pub lame_duck: bool,
+    /// The master's counts.
+    pub counts: MasterCounts,
+    /// Connections held now, waiting for a ready worker.
+    pub held: u64,
+    /// Fds in the lanes now: queued, in flight, or not yet acknowledged.
+    pub queued_fds: u64,
+    /// The master process.
+    pub process: Option<ProcStat>,
+    /// When the master started, in seconds since the Unix epoch.
+    pub start_time: f64,
+    /// The master's open fds.
+    pub open_fds: Option<u64>,
+    /// The master's fd limit.
+    pub max_fds: Option<u64>,
+    /// Every worker, as the stats line shows it.
+    pub workers: &'a [WorkerRow],
+}
+
+/// The page for `snapshot`.
+pub fn render(s: &Snapshot<'_>) -> String {
+    let mut page = Exposition::with_capacity(4096 + s.workers.len() * 2048);
+    page.family("ringmaster_info", Kind::Gauge, "The balancing mode and the kernel interface the event loops run on.");
+    page.sample(&[("mode", s.mode), ("backend", s.backend), ("version", s.version)], 1u64);
+    page.single(
+        "ringmaster_workers_configured",
+        Kind::Gauge,
+        "Workers the master runs (--workers, scale).",
+        s.workers_wanted,
+    );
+    page.single(
+        "ringmaster_max_connections_per_worker",
+        Kind::Gauge,
+        "Connections one worker holds at most (--max-conns).",
+        s.max_conns,
+    );
+    page.single(
+        "ringmaster_stopping",
+        Kind::Gauge,
+        "1 once a graceful stop has begun (the drain delay included).",
+        s.stopping,
+    );
+    page.single(
+        "ringmaster_lame_duck",
+        Kind::Gauge,
+        "1 while the drain delay runs: every worker serves, and its health path answers 503.",
+        s.lame_duck,
+    );
+    master_counts(&mut page, s);
+    master_process(&mut page, s);
+    workers(&mut page, s.workers);
+    page.finish()
+}
+
+fn master_counts(page: &mut Exposition, s: &Snapshot<'_>) {
+    let c = &s.counts;
+    let counters: [(&str, &str, u64); 9] = [
+        ("accepted", "Connections the master accepted (rr; in shared mode the workers accept).", c.accepted),
+        ("handed_over", "Connections dealt to a worker over its channel, re-deals included.", c.handed_over),
+        (
+            "rerouted",
+            "Connections dealt again: declined by a full worker, or not acknowledged by one that exited.",
+            c.rerouted,
+        ),
+        ("held", "Connections held because no worker was ready to take them.", c.held),
+        ("refused", "Connections answered 503 because no worker could take them.", c.refused),
+        ("acks", "Acknowledgement messages received from workers.", c.acks),
+        ("reloads", "Rolling reloads begun.", c.reloads),
+        ("upgrades", "Binary upgrades begun.", c.upgrades),
+        ("upgrades_failed", "Binary upgrades that failed; this master served on.", c.upgrades_failed),
+    ];
+    for (name, help, value) in counters {
+        let family = match name {
+            "acks" | "reloads" | "upgrades" | "upgrades_failed" => format!("ringmaster_master_{name}_total"),
+            _ => format!("ringmaster_master_connections_{name}_total"),
+        };
+        page.single(&family, Kind::Counter, help, value);
+    }
+    page.single(
+        "ringmaster_master_connections_held",
+        Kind::Gauge,
+        "Connections the master holds now, waiting for a ready worker.",
+        s.held,
+    );
+    page.single(
+        "ringmaster_master_queued_fds",
+        Kind::Gauge,
+        "Connections in the workers' lanes now: queued, in flight, or sent and not yet acknowledged.",
+        s.queued_fds,
+    );
+}
+
+fn master_process(page: &mut Exposition, s: &Snapshot<'_>) {
+    if let Some(p) = s.process {
+        page.single(
+            "process_cpu_seconds_total",
+            Kind::Counter,
+            "The master's user and system CPU time, in seconds.",
+            p.cpu_seconds,
+        );
+        page.single(
+            "process_resident_memory_bytes",
+            Kind::Gauge,
+            "The master's resident memory, in bytes.",
+            p.rss_bytes,
+        );
+        page.single(
+            "process_virtual_memory_bytes",
+            Kind::Gauge,
+            "The master's virtual memory, in bytes.",
+            p.virtual_bytes,
+        );
+    }
+    page.single(
+        "process_start_time_seconds",
+        Kind::Gauge,
+        "When the master started, in seconds since the Unix epoch.",
+        s.start_time,
+    );
+    if let Some(open) = s.open_fds {
+        page.single("process_open_fds", Kind::Gauge, "The master's open file descriptors.", open);
+    }
+    if let Some(max) = s.max_fds {
+        page.single("process_max_fds", Kind::Gauge, "The master's open-file limit.", max);
+    }
+}
+
+fn workers(page: &mut Exposition, rows: &[WorkerRow]) {
+    let ids: Vec<(String, String)> =
+        rows.iter().map(|w| (w.id.to_string(), w.cpu.map_or_else(|| "none".to_string(), |c| c.to_string()))).collect();
+    let labels = |i: usize| [("worker", ids[i].0.as_str()), ("cpu", ids[i].1.as_str())];
+    type Field = fn(&WorkerRow) -> super::exposition::Value;
+    let families: [(&str, Kind, &str, Field); 10] = [
+        ("connections_accepted_total", Kind::Counter, "Connections the worker took, over its restarts.", |w| {
+            w.counts.accepted.into()
+        }),
+        ("connections_rejected_total", Kind::Counter, "Connections refused because --max-conns were open.", |w| {
+            w.counts.rejected.into()
+        }),
+        ("connections_live", Kind::Gauge, "Connections open now.", |w| w.counts.live.into()),
+        ("requests_total", Kind::Counter, "Requests answered (error replies included), over its restarts.", |w| {
+            w.counts.requests.into()
+        }),
+        ("fd_limit_hits_total", Kind::Counter, "Times the worker found itself at its open-file limit.", |w| {
+            w.counts.fd_limit_hits.into()
+        }),
+        ("restarts_total", Kind::Counter, "Times the worker was restarted after its process exited.", |w| {
+            w.restarts.into()
+        }),
+        (
+            "unstable_restarts_total",
+            Kind::Counter,
+            "Restarts after a run shorter than 30 s (PM2's unstable_restarts).",
+            |w| w.unstable_restarts.into(),
+        ),
+        ("uptime_seconds", Kind::Gauge, "Seconds since the worker's current process started.", |w| {
+            (w.uptime_ms as f64 / 1000.0).into()
+        }),
+        (
+            "lame_duck",
+            Kind::Gauge,
+            "1 when the master marked the worker a lame duck: its health path answers 503.",
+            |w| w.lame_duck.into(),
+        ),
+        ("up", Kind::Gauge, "1 when the worker has a running process.", |w| w.running.into()),
+    ];
+    for (name, kind, help, field) in families {
+        page.family(&format!("ringmaster_worker_{name}"), kind, help);
+        for (i, w) in rows.iter().enumerate() {
+            page.sample(&labels(i), field(w));
+        }
+    }
+    page.family(
+        "ringmaster_worker_state",
+        Kind::Gauge,
+        "The worker's state: 1 for the one it is in, 0 for the others.",
+    );
+    for (i, w) in rows.iter().enumerate() {
+        let current = state_name(w.running, w.counts.state);
+        for state in STATE_NAMES {
+            let [worker, cpu] = labels(i);
+            page.sample(&[worker, cpu, ("state", state)], state == current);
+        }
+    }
+    let processes: Vec<(usize, ProcStat)> =
+        rows.iter().enumerate().filter_map(|(i, w)| w.process.map(|p| (i, p))).collect();
+    page.family(
+        "ringmaster_worker_cpu_seconds_total",
+        Kind::Counter,
+        "The worker process's user and system CPU time, in seconds.",
+    );
+    for &(i, p) in &processes {
+        page.sample(&labels(i), p.cpu_seconds);
+    }
+    page.family(
+        "ringmaster_worker_resident_memory_bytes",
+        Kind::Gauge,
+        "The worker process's resident memory, in bytes.",
+    );
+    for &(i, p) in &processes {
+        page.sample(&labels(i), p.rss_bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ringmaster_engine::stats::{CountersSnapshot, STATE_READY};
+
+    use super::*;
+
+    fn snapshot(workers: &[WorkerRow]) -> Snapshot<'_> {
+        Snapshot {
+            mode: "rr",
+            backend: "uring",
+            version: "0.1.0",
+            workers_wanted: workers.len(),
+            max_conns: 16384,
+            stopping: false,
+            lame_duck: false,
+            counts: MasterCounts { accepted: 12, handed_over: 12, ..MasterCounts::default() },
+            held: 0,
+            queued_fds: 1,
+            process: Some(ProcStat { cpu_seconds: 0.5, rss_bytes: 4096, virtual_bytes: 8192, threads: 1 }),
+            start_time: 1_796_162_311.0,
+            open_fds: Some(12),
+            max_fds: Some(1024),
+            workers,
+        }
+    }
+
+    fn worker(id: usize, cpu: Option<usize>) -> WorkerRow {
+        let counts = CountersSnapshot { accepted: 6, requests: 9, live: 1, state: STATE_READY, ..Default::default() };
+        WorkerRow {
+            steer: None,
+            id,
+            pid: Some(100 + id as u32),
+            running: true,
+            cpu,
+            counts,
+            restarts: 0,
+            uptime_ms: 1500,
+            lame_duck: false,
+            unstable_restarts: 0,
+            req_per_s: 0.0,
+            process: Some(ProcStat { cpu_seconds: 0.25, rss_bytes: 2048, virtual_bytes: 0, threads: 1 }),
+        }
+    }
+
+    #[test]
+    fn every_family_is_one_group_with_help_and_type_first() {
+        let rows = [worker(1, Some(0)), worker(2, None)];
+        let page = render(&snapshot(&rows));
+        assert!(page.ends_with('\n'));
+        let mut seen = Vec::new();
+        let mut current = "";
+        for line in page.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                current = rest.split(' ').next().unwrap_or_default();
+                assert!(!seen.contains(&current), "{current} twice");
+                seen.push(current);
+            } else if !line.starts_with("# TYPE ") {
+                let name = line.split(['{', ' ']).next().unwrap_or_default();
+                assert_eq!(name, current, "a sample outside its family: {line}");
+            }
+        }
+        assert!(page.contains("ringmaster_info{mode=\"rr\",backend=\"uring\",version=\"0.1.0\"} 1\n"));
+        assert!(page.contains("ringmaster_worker_requests_total{worker=\"2\",cpu=\"none\"} 9\n"));
+        assert!(page.contains("ringmaster_worker_state{worker=\"1\",cpu=\"0\",state=\"ready\"} 1\n"));
+        assert!(page.contains("ringmaster_worker_state{worker=\"1\",cpu=\"0\",state=\"draining\"} 0\n"));
+        assert!(page.contains("ringmaster_worker_uptime_seconds{worker=\"1\",cpu=\"0\"} 1.5\n"));
+        assert!(page.contains("ringmaster_master_connections_accepted_total 12\n"));
+        assert!(page.contains("process_cpu_seconds_total 0.5\n"));
+    }
+}
