@@ -1,6 +1,7 @@
 //! End-to-end benches: the real `ringmaster` binary in each balancing mode
-//! (`rr`, `least`, `shared`, `reuseport`; pinned, `--no-pin` for `rr` and
-//! `shared`, and each mode on `--backend epoll`; two workers each), driven
+//! (`rr`, `least`, `shared`, `reuseport` by hash and by load (`--steer`,
+//! `reuseport-load`: needs root); pinned, `--no-pin` for `rr` and `shared`,
+//! and each mode on `--backend epoll`; two workers each), driven
 //! over loopback by the epoll load client in `support::client`.
 //!
 //! Three groups, one per scenario, the configurations as functions of each
@@ -33,17 +34,18 @@ use support::scenarios;
 use support::server::{Server, Snapshot, BIN};
 
 /// The configurations compared: label and extra command-line arguments.
-const MODES: [(&str, &[&str]); 10] = [
+const MODES: [(&str, &[&str]); 11] = [
     ("rr", &["--mode", "rr"]),
     ("least", &["--mode", "least"]),
     ("shared", &["--mode", "shared"]),
-    ("reuseport", &["--mode", "reuseport"]),
+    ("reuseport", &["--mode", "reuseport", "--steer", "hash"]),
+    ("reuseport-load", &["--mode", "reuseport", "--steer", "load"]),
     ("rr-nopin", &["--mode", "rr", "--no-pin"]),
     ("shared-nopin", &["--mode", "shared", "--no-pin"]),
     ("rr-epoll", &["--mode", "rr", "--backend", "epoll"]),
     ("least-epoll", &["--mode", "least", "--backend", "epoll"]),
     ("shared-epoll", &["--mode", "shared", "--backend", "epoll"]),
-    ("reuseport-epoll", &["--mode", "reuseport", "--backend", "epoll"]),
+    ("reuseport-epoll", &["--mode", "reuseport", "--steer", "hash", "--backend", "epoll"]),
 ];
 
 /// One scenario: its group name, the client's shape, and requests per iteration.

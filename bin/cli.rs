@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ringmaster_balancer::cpus::parse_cpu_list;
-use ringmaster_balancer::Mode;
+use ringmaster_balancer::{Mode, SteerChoice};
 use ringmaster_engine::{BackendChoice, EngineConfig};
 
 pub use crate::ctl::{ctl, CtlArgs};
@@ -37,6 +37,14 @@ pub struct Cli {
     /// on its own SO_REUSEPORT socket).
     #[arg(long, value_enum, default_value_t = ModeArg::Rr)]
     mode: ModeArg,
+
+    /// How `--mode reuseport` picks a worker's listener: `load` (an eBPF
+    /// program picks the less loaded of two random workers, skipping one that
+    /// is stalled, full or draining; needs root or CAP_BPF + CAP_NET_ADMIN)
+    /// or `hash` (the kernel's hash of addresses and ports) [default: `load`
+    /// where the master may load BPF programs, else `hash`, saying why].
+    #[arg(long, value_enum)]
+    steer: Option<SteerArg>,
 
     /// Worker processes; with `--cpus` they take its CPUs in turn, wrapping
     /// around [default: one per CPU of `--cpus`, else one per CPU the process
@@ -171,6 +179,12 @@ enum ModeArg {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum SteerArg {
+    Load,
+    Hash,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormatArg {
     Text,
     Json,
@@ -253,6 +267,11 @@ impl Cli {
                 ModeArg::Least => Mode::Least,
                 ModeArg::Shared => Mode::Shared,
                 ModeArg::Reuseport => Mode::Reuseport,
+            })
+            .steer(match self.steer {
+                None => SteerChoice::Auto,
+                Some(SteerArg::Load) => SteerChoice::Load,
+                Some(SteerArg::Hash) => SteerChoice::Hash,
             })
             .pin(!self.no_pin)
             .backlog(self.backlog)

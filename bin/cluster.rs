@@ -13,7 +13,7 @@ use ringmaster_balancer::cpus::{allowed_cpus, default_workers};
 use ringmaster_balancer::log::LogFormat;
 use ringmaster_balancer::privileges;
 use ringmaster_balancer::title::{set_process_title, set_thread_name, MASTER_THREAD_NAME, MASTER_TITLE};
-use ringmaster_balancer::{identity_from_env, run_master, run_worker, MasterConfig, Mode, WorkerExec};
+use ringmaster_balancer::{identity_from_env, run_master, run_worker, MasterConfig, Mode, SteerChoice, WorkerExec};
 use ringmaster_engine::{BackendChoice, EngineConfig, Handler};
 
 /// A cluster of worker processes serving one handler, one per CPU unless
@@ -65,6 +65,7 @@ impl Cluster {
             master: MasterConfig {
                 bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 mode: Mode::RoundRobin,
+                steer: SteerChoice::Auto,
                 workers: 1,
                 cpus: None,
                 pin: true,
@@ -108,6 +109,13 @@ impl Cluster {
     /// How connections reach workers.
     pub fn mode(mut self, mode: Mode) -> Self {
         self.master.mode = mode;
+        self
+    }
+
+    /// How `reuseport` chooses a worker's listener: by live load with an
+    /// eBPF program, by the kernel's hash, or by load where it can.
+    pub fn steer(mut self, steer: SteerChoice) -> Self {
+        self.master.steer = steer;
         self
     }
 

@@ -29,7 +29,8 @@ unequal connections (half pipelined, half one request per connection).
 Environment (defaults in brackets):
   SERVERS          servers to compare, in order [$DEFAULT_SERVERS]
                    rm-<mode>        ringmaster --mode <mode> (pinned): rm-rr, rm-least,
-                                    rm-shared, rm-reuseport
+                                    rm-shared, rm-reuseport (steered by load where it may)
+                   rm-reuseport-hash, rm-reuseport-load  reuseport with --steer hash / load
                    rm-<mode>-nopin  the same with --no-pin
                    rm-<mode>-epoll  the same with --backend epoll (-nopin-epoll: both)
                    nginx            nginx, return 200 "hello world\\n"
@@ -65,7 +66,7 @@ Environment (defaults in brackets):
 EOF
 }
 
-DEFAULT_SERVERS="rm-rr rm-least rm-shared rm-reuseport rm-rr-nopin rm-shared-nopin rm-rr-epoll rm-least-epoll rm-shared-epoll rm-reuseport-epoll nginx node-rr node-none"
+DEFAULT_SERVERS="rm-rr rm-least rm-shared rm-reuseport-hash rm-reuseport-load rm-rr-nopin rm-shared-nopin rm-rr-epoll rm-least-epoll rm-shared-epoll rm-reuseport-epoll nginx node-rr node-none"
 QUICK=0
 for arg in "$@"; do
     case "$arg" in
@@ -292,6 +293,8 @@ start_server() {                 # start_server NAME
             local mode=${name#rm-} extra=()
             if [[ $mode == *-epoll ]]; then mode=${mode%-epoll}; extra+=(--backend epoll); fi
             if [[ $mode == *-nopin ]]; then mode=${mode%-nopin}; extra+=(--no-pin); fi
+            # rm-reuseport-hash, rm-reuseport-load: --steer (rm-reuseport: the default, load where it may)
+            if [[ $mode == reuseport-hash || $mode == reuseport-load ]]; then extra+=(--steer "${mode#reuseport-}"); mode=reuseport; fi
             local more=()
             read -r -a more <<<"${RINGMASTER_ARGS:-}"
             extra+=("${more[@]}")

@@ -16,6 +16,7 @@ use std::time::Duration;
 use util::control::{control_path, ctl, status};
 use util::load::{keepalive_clients, requests_then_close, short_connections_closed_by_the_client, Load};
 use util::procs::kill;
+use util::sockets::{accept_queue, migrations, socket_inode, socket_inodes};
 use util::stats::{expect_worker, num, per_worker, stats_when_idle};
 use util::*;
 
@@ -23,44 +24,6 @@ use util::*;
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The socket inode behind `fd` of process `pid` (`socket:[N]`).
-fn socket_inode(pid: u32, fd: u32) -> Option<u64> {
-    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
-    link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
-}
-
-/// Every socket inode process `pid` holds.
-fn socket_inodes(pid: u32) -> BTreeSet<u64> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return BTreeSet::new() };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter_map(|fd| socket_inode(pid, fd)).collect()
-}
-
-/// How many connections wait in the accept queue of the listening socket
-/// with this inode (`rx_queue` of its line in /proc/net/tcp).
-fn accept_queue(inode: u64) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    text.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(9)?.parse::<u64>().ok()? != inode {
-            return None;
-        }
-        let rx = fields.get(4)?.split(':').nth(1)?;
-        u64::from_str_radix(rx, 16).ok()
-    })
-}
-
-/// `TCPMigrateReqSuccess` and `TCPMigrateReqFailure` from /proc/net/netstat.
-fn migrations() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
-    let (Some(names), Some(values)) = (lines.first(), lines.get(1)) else { return (0, 0) };
-    let find = |key: &str| {
-        let at = names.split_whitespace().position(|n| n == key)?;
-        values.split_whitespace().nth(at)?.parse().ok()
-    };
-    (find("TCPMigrateReqSuccess").unwrap_or(0), find("TCPMigrateReqFailure").unwrap_or(0))
 }
 
 #[test]
@@ -125,7 +88,9 @@ const ARMED_ACCEPTS: usize = 4;
 /// process: at most that many are reset. On epoll nothing is claimed.
 fn restart_loses_nothing_queued_on_the_slot(backend: &str, lost_at_most: usize) {
     let _one = one_at_a_time();
-    let s = Server::start(&["--mode", "reuseport", "--workers", "2", "--no-pin", "--backend", backend]);
+    // The hash keeps sending worker 2 its share while it is stopped (`--steer load` would not).
+    let s =
+        Server::start(&["--mode", "reuseport", "--steer", "hash", "--workers", "2", "--no-pin", "--backend", backend]);
     let ready = s.wait_workers_ready(2, START_TIMEOUT);
     let victim = num(&expect_worker(&ready, 2), "pid") as u32;
     let listener = socket_inode(victim, 5).expect("worker 2's listener");
@@ -185,7 +150,17 @@ fn reuseport_restart_on_io_uring_loses_at_most_the_armed_accepts() {
 fn reuseport_scale_down_under_load_loses_nothing() {
     let _one = one_at_a_time();
     let path = control_path("scale", "reuseport");
-    let s = Server::start(&["--mode", "reuseport", "--workers", "4", "--no-pin", "--control", path.to_str().unwrap()]);
+    let s = Server::start(&[
+        "--mode",
+        "reuseport",
+        "--steer",
+        "hash",
+        "--workers",
+        "4",
+        "--no-pin",
+        "--control",
+        path.to_str().unwrap(),
+    ]);
     s.wait_workers_ready(4, START_TIMEOUT);
     let migrate = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").unwrap_or_default();
     eprintln!("net.ipv4.tcp_migrate_req = {}", migrate.trim());
@@ -235,9 +210,12 @@ fn reuseport_a_retired_workers_queue_migrates_when_it_dies() {
     }
     let path = control_path("migrate", "reuseport");
     // On epoll a stopped worker claims no queued connection (see the restart tests).
+    // The hash keeps sending the retired listener connections (`--steer load` would not).
     let s = Server::start(&[
         "--mode",
         "reuseport",
+        "--steer",
+        "hash",
         "--workers",
         "2",
         "--no-pin",

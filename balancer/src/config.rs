@@ -39,6 +39,19 @@ impl Mode {
     }
 }
 
+/// How `--mode reuseport` spreads connections over its listeners (`--steer`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SteerChoice {
+    /// By load where this process may load BPF programs, else by hash
+    /// (saying why, once).
+    #[default]
+    Auto,
+    /// By the kernel's hash of each connection's addresses and ports.
+    Hash,
+    /// By live load, with an eBPF program (or fail).
+    Load,
+}
+
 /// The master's settings.
 #[derive(Clone, Debug)]
 pub struct MasterConfig {
@@ -46,6 +59,8 @@ pub struct MasterConfig {
     pub bind: SocketAddr,
     /// Balancing mode.
     pub mode: Mode,
+    /// How `reuseport` chooses a worker's listener (`Auto` with any other mode).
+    pub steer: SteerChoice,
     /// Worker processes to run.
     pub workers: usize,
     /// CPUs to pin workers to, in order (`None`: every CPU the process may use).

@@ -14,12 +14,14 @@
 //! Prometheus endpoint), [`systemd`] (readiness and socket activation),
 //! [`title`] (what `ps` shows), [`privileges`] (`--user`, `--group`),
 //! [`upgrade`] (handing the sockets to a new master started from a new
-//! binary), [`faults`] (fault injection for tests) and [`error`] (the crate's
-//! one error type).
+//! binary), [`faults`] (fault injection for tests), [`bpf`] (steering `reuseport`
+//! connections by load with an eBPF program assembled here) and [`error`]
+//! (the crate's one error type).
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
 pub mod backoff;
+pub mod bpf;
 pub mod config;
 pub mod control;
 pub mod cpus;
@@ -43,7 +45,7 @@ pub mod title;
 pub mod upgrade;
 pub mod worker_role;
 
-pub use config::{MasterConfig, Mode, WorkerExec};
+pub use config::{MasterConfig, Mode, SteerChoice, WorkerExec};
 pub use error::{Error, Result};
 pub use master::run_master;
 pub use worker_role::{identity_from_env, run_worker};

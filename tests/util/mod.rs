@@ -17,6 +17,7 @@ pub mod load;
 pub mod multihost;
 pub mod ops;
 pub mod procs;
+pub mod sockets;
 pub mod stats;
 pub mod upgrade;
 

@@ -79,7 +79,7 @@ impl Dispatch {
 }
 
 /// What the mode judges the workers by, at one instant.
-struct Judge<'a> {
+pub(super) struct Judge<'a> {
     slots: &'a [Slot],
     stats: &'a StatsBlock,
     max_conns: u64,
@@ -91,7 +91,7 @@ struct Judge<'a> {
 
 impl Judge<'_> {
     /// What the mode may know about the worker in `slot`.
-    fn facts(&self, slot: usize) -> RouteFacts {
+    pub(super) fn facts(&self, slot: usize) -> RouteFacts {
         let s = &self.slots[slot];
         let counters = self.stats.slot(slot);
         let now = self.now;
@@ -134,7 +134,7 @@ impl Master {
     }
 
     /// The judge of the workers at `now`.
-    fn judge(&self, now: Instant) -> Judge<'_> {
+    pub(super) fn judge(&self, now: Instant) -> Judge<'_> {
         Judge {
             slots: &self.slots,
             stats: &self.stats,

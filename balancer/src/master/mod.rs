@@ -14,6 +14,8 @@
 //!   down, passed by systemd, or bound here; `reuseport`'s anchor);
 //! - `upgrade.rs`: binary upgrade, from either side: handing the sockets to a
 //!   new master, or taking them over from an old one;
+//! - `steer.rs`: the facts a mode that steers the kernel's choice of
+//!   listener (`reuseport --steer load`) refreshes its program with;
 //! - `stats.rs`: the stats line, request rates;
 //! - `metrics.rs`: the Prometheus endpoint's I/O (`--metrics`);
 //! - `notify.rs`: what systemd is told (readiness, reload, stop, status).
@@ -36,6 +38,7 @@ mod notify;
 mod reload;
 mod sockets;
 mod stats;
+mod steer;
 mod supervise;
 mod upgrade;
 
@@ -188,6 +191,11 @@ struct Master {
     /// The bound address and the latest time to log it, until it is logged.
     listening: Option<(SocketAddr, Instant)>,
     completions: Vec<Completion>,
+    /// When the tick's work is next due; the timer may fire more often, for
+    /// a mode that steers ([`Balance::steer_every`](crate::modes::Balance::steer_every)).
+    next_tick: Instant,
+    /// Reused for the facts handed to a mode that steers.
+    steer_facts: Vec<crate::modes::SlotFacts>,
 }
 
 impl Master {
@@ -240,6 +248,7 @@ impl Master {
                 config.mode,
                 ListenAt { local, backlog: config.backlog },
                 sockets.slots,
+                sockets.steering,
             )),
             reload: Reload::default(),
             control,
@@ -254,6 +263,8 @@ impl Master {
             notified: Notified::default(),
             listening: None,
             completions: Vec::with_capacity(CQ_ENTRIES as usize),
+            next_tick: Instant::now() + TICK,
+            steer_facts: Vec::new(),
             config,
         };
         for _ in 0..master.config.workers {
@@ -269,7 +280,7 @@ impl Master {
         self.arm_accept()?;
         self.arm_control_accept()?;
         self.arm_metrics_accept()?;
-        self.reactor.timeout(TICK, Op::Tick.token(0, 0))?;
+        self.reactor.timeout(self.timer_every(), Op::Tick.token(0, 0))?;
         while !self.done() {
             self.reactor.wait(&mut self.completions)?;
             let mut batch = std::mem::take(&mut self.completions);
@@ -335,7 +346,23 @@ impl Master {
         }
     }
 
+    /// How often the timer fires: every [`TICK`], or more often for a mode that steers.
+    fn timer_every(&self) -> Duration {
+        self.dispatch.balance.steer_every().map_or(TICK, |every| every.min(TICK))
+    }
+
     fn on_tick(&mut self) -> io::Result<()> {
+        self.steer();
+        let now = Instant::now();
+        if now >= self.next_tick {
+            self.next_tick = now + TICK;
+            self.tick()?;
+        }
+        self.reactor.timeout(self.timer_every(), Op::Tick.token(0, 0))
+    }
+
+    /// What is checked every [`TICK`]: deadlines, restarts, heartbeats, lag, fd limits.
+    fn tick(&mut self) -> io::Result<()> {
         match self.stopping.as_mut() {
             Some(stopping) if Instant::now() >= stopping.deadline && !stopping.stragglers_killed => {
                 crate::log!(warn: "shutdown timeout: killing the workers still running");
@@ -359,7 +386,7 @@ impl Master {
         self.watch_fd_limits();
         self.sample_rates();
         self.notify_tick();
-        self.reactor.timeout(TICK, Op::Tick.token(0, 0))
+        Ok(())
     }
 }
 

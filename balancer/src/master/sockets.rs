@@ -2,12 +2,14 @@
 //! an old master (binary upgrade), else passed by systemd (socket
 //! activation), else bound here. In `reuseport` mode the master holds the
 //! port with an anchor that does not listen, and each worker slot's own
-//! listener (kept by the mode) may come down from an old master too.
+//! listener (kept by the mode) may come down from an old master too; the
+//! steering program (`--steer`) is loaded here as well.
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 
-use crate::config::{MasterConfig, Mode};
+use crate::bpf::Steering;
+use crate::config::{MasterConfig, Mode, SteerChoice};
 use crate::error::{Context, Error, Result};
 use crate::listener::{adopt, adopt_anchor, bind_reuseport_anchor, listen, ListenerKey};
 use crate::modes::reuseport;
@@ -26,6 +28,8 @@ pub(super) struct Sockets {
     pub local: SocketAddr,
     /// `reuseport`: the slot listeners an old master handed down, by worker id.
     pub slots: Vec<(usize, OwnedFd)>,
+    /// `reuseport --steer load`: the loaded steering program (`None`: the hash).
+    pub steering: Option<Steering>,
     /// The metrics endpoint's listener and address (`--metrics`).
     pub metrics: Option<(OwnedFd, SocketAddr)>,
     /// The listeners came from systemd (socket activation).
@@ -80,7 +84,12 @@ pub(super) fn open(config: &MasterConfig, inherited: Option<&mut Inherited>) -> 
             slots.push((worker, fd));
         }
     }
-    if reuseport {
+    if !reuseport && config.steer != SteerChoice::Auto {
+        return Err(Error::Config("--steer applies to --mode reuseport only".into()));
+    }
+    let steering = if reuseport { reuseport::choose_steering(config.steer)? } else { None };
+    // A program loaded for SELECT_OR_MIGRATE migrates whatever the sysctl says.
+    if reuseport && !steering.as_ref().is_some_and(Steering::migrates) {
         reuseport::enable_migration();
     }
     let metrics = match inherited.as_mut().and_then(|i| i.take_listener(ListenerKey::Metrics)) {
@@ -98,5 +107,5 @@ pub(super) fn open(config: &MasterConfig, inherited: Option<&mut Inherited>) -> 
     if let Some((_, at)) = &metrics {
         crate::log!(info { metrics: at.to_string() }: "metrics on http://{at}/metrics");
     }
-    Ok(Sockets { listener, local, slots, metrics, activated })
+    Ok(Sockets { listener, local, slots, steering, metrics, activated })
 }

@@ -65,6 +65,7 @@ impl Master {
                     counts,
                     restarts: w.restarts,
                     uptime_ms,
+                    steer: self.dispatch.balance.steer_load(w.id),
                     lame_duck,
                     unstable_restarts: w.unstable_restarts,
                     req_per_s: w.rate.per_second,

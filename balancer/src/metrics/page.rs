@@ -327,6 +327,7 @@ mod tests {
     fn worker(id: usize, cpu: Option<usize>) -> WorkerRow {
         let counts = CountersSnapshot { accepted: 6, requests: 9, live: 1, state: STATE_READY, ..Default::default() };
         WorkerRow {
+            steer: None,
             id,
             pid: Some(100 + id as u32),
             running: true,

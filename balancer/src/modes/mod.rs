@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Duration;
 
+use crate::bpf::Steering;
 use crate::config::Mode;
 
 /// A batch a worker has not acknowledged for this long means it is not
@@ -104,6 +105,19 @@ impl RouteFacts {
     }
 }
 
+/// What the master knows of one worker slot when a mode steers the
+/// kernel's choice of listener (`reuseport --steer load`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotFacts {
+    /// The worker's id.
+    pub worker: usize,
+    /// Its current process's routing facts, when that process is ready and
+    /// not retiring; `None`: it takes nothing now.
+    pub route: Option<RouteFacts>,
+    /// Connections its current process has accepted so far.
+    pub accepted: u64,
+}
+
 /// A balancing mode, as the master sees it.
 ///
 /// `routes` are the slots of the worker processes that take connections now,
@@ -128,6 +142,20 @@ pub trait Balance: fmt::Debug {
         Vec::new()
     }
 
+    /// How often the mode wants [`Balance::steer`] called; `None`: never.
+    fn steer_every(&self) -> Option<Duration> {
+        None
+    }
+
+    /// The latest facts of every worker slot that is not retired, for a
+    /// mode that steers the kernel's choice (`reuseport --steer load`).
+    fn steer(&mut self, _slots: &[SlotFacts]) {}
+
+    /// The load a mode that steers last gave the kernel for `worker`.
+    fn steer_load(&self, _worker: usize) -> Option<u32> {
+        None
+    }
+
     /// True when the master should accept on its listener now.
     fn master_accepts(&self, routes: &[usize], facts: &dyn Fn(usize) -> RouteFacts) -> bool;
 
@@ -147,13 +175,19 @@ pub struct ListenAt {
 }
 
 /// The strategy for `mode`; `handed` are the listeners an old master kept
-/// per worker slot (`upgrade`), for a mode that keeps its own.
-pub fn balance_for(mode: Mode, at: ListenAt, handed: Vec<(usize, OwnedFd)>) -> Box<dyn Balance> {
+/// per worker slot (`upgrade`), for a mode that keeps its own; `steering`,
+/// the loaded program that steers `reuseport` by load (`None`: by hash).
+pub fn balance_for(
+    mode: Mode,
+    at: ListenAt,
+    handed: Vec<(usize, OwnedFd)>,
+    steering: Option<Steering>,
+) -> Box<dyn Balance> {
     match mode {
         Mode::RoundRobin => Box::new(rr::RoundRobin::default()),
         Mode::Least => Box::new(least::Least::default()),
         Mode::Shared => Box::new(shared::Shared),
-        Mode::Reuseport => Box::new(reuseport::Reuseport::new(at, handed)),
+        Mode::Reuseport => Box::new(reuseport::Reuseport::new(at, handed, steering)),
     }
 }
 

@@ -11,33 +11,141 @@
 //! `TCPMigrateReqFailure` in /proc/net/netstat).
 //!
 //! The hash is blind to load: a stalled or full worker's share waits in its
-//! queue. The slot -> listener map is kept here, in one place, for steering
-//! by load (an eBPF `SK_REUSEPORT` program over a socket array) to build on.
+//! queue. With `--steer load` an eBPF `SK_REUSEPORT` program ([`crate::bpf`])
+//! chooses instead, from two random workers the less loaded available one.
+//! Every [`STEER_EVERY`] the master hands this mode each worker's facts and
+//! it writes the program's load map: live connections plus the accept
+//! queue, or "unavailable" for a worker that is not ready, draining, full,
+//! stalled by its heartbeat, or that left its queue waiting since the last
+//! look without accepting anything. A listener leaves the program's maps when
+//! its slot is retired, and, the program loaded for `SELECT_OR_MIGRATE`,
+//! what is queued on it when it closes moves to a listener the program picks.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
-use super::{Accepting, Balance, ListenAt, RouteFacts, WorkerListener};
-use crate::config::Mode;
+use super::{Accepting, Balance, ListenAt, RouteFacts, SlotFacts, WorkerListener, ACK_GRACE};
+use crate::bpf::program::{STALLED, UNAVAILABLE};
+use crate::bpf::sys::accept_queue_len;
+use crate::bpf::Steering;
+use crate::config::{Mode, SteerChoice};
+use crate::error::Error;
 use crate::listener::listen_reuseport;
+
+/// How often the load map is refreshed with `--steer load`: a few syscalls
+/// per worker each time, on a master with nothing else in the accept path.
+pub const STEER_EVERY: Duration = Duration::from_millis(5);
 
 /// The sysctl that makes a closing listener's queue move to its group.
 const MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
 
-/// The per-slot listeners, by worker id.
+/// The per-slot listeners, by worker id, and the steering program if any.
 #[derive(Debug)]
 pub struct Reuseport {
     at: ListenAt,
     listeners: BTreeMap<usize, OwnedFd>,
+    steer: Option<LoadSteer>,
+}
+
+/// `--steer load`: the program and what was last seen of each slot.
+#[derive(Debug)]
+struct LoadSteer {
+    steering: Steering,
+    /// The program is attached to the group.
+    attached: bool,
+    /// Each slot's accept queue and accepted count at the last look.
+    last: BTreeMap<usize, Sample>,
+    /// A listener that could not enter the maps was logged.
+    insert_failed_logged: bool,
+}
+
+/// One look at a worker slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sample {
+    accepted: u64,
+    /// Since when its queue has waited with nothing accepted.
+    waiting_since: Option<Instant>,
 }
 
 impl Reuseport {
     /// The listeners an old master handed down (`upgrade`), by worker id;
-    /// any other is made when its slot's first process starts.
-    pub fn new(at: ListenAt, handed: Vec<(usize, OwnedFd)>) -> Reuseport {
-        Reuseport { at, listeners: handed.into_iter().collect() }
+    /// any other is made when its slot's first process starts. With
+    /// `steering`, connections are steered by load.
+    pub fn new(at: ListenAt, handed: Vec<(usize, OwnedFd)>, steering: Option<Steering>) -> Reuseport {
+        let steer = steering.map(|steering| LoadSteer {
+            steering,
+            attached: false,
+            last: BTreeMap::new(),
+            insert_failed_logged: false,
+        });
+        let mut mode = Reuseport { at, listeners: handed.into_iter().collect(), steer };
+        mode.enter_maps();
+        mode
+    }
+
+    /// Attaches the program (once, to the first listener: it stays with the
+    /// group) and puts every listener not in the maps yet into them. One
+    /// handed down by an old master may still be in that master's maps
+    /// (`EBUSY`): it is tried again at the next refresh.
+    fn enter_maps(&mut self) {
+        let Some(steer) = self.steer.as_mut() else { return };
+        if !steer.attached {
+            if let Some(first) = self.listeners.values().next() {
+                match steer.steering.attach(first.as_fd()) {
+                    Ok(()) => steer.attached = true,
+                    Err(e) => {
+                        crate::log!("cannot attach the steering program: {e}; the kernel's hash decides meanwhile")
+                    }
+                }
+            }
+        }
+        for (&worker, fd) in &self.listeners {
+            if steer.steering.keys().contains(&worker) {
+                continue;
+            }
+            match steer.steering.insert(worker, fd.as_fd()) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) if !steer.insert_failed_logged => {
+                    steer.insert_failed_logged = true;
+                    crate::log!("cannot put worker {worker}'s listener in the steering map: {e}");
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// The load the program sees for a slot: its live connections plus its
+/// accept queue; [`UNAVAILABLE`] when its process is not ready, drains or
+/// has no room for what waits. When it seems stalled (its heartbeat is
+/// stale, or its queue has `waited` past [`ACK_GRACE`], the patience `rr`
+/// has with a batch, with nothing accepted): [`STALLED`] plus how long it has
+/// waited, in milliseconds, so that on a busy machine where every worker
+/// seems stalled for a moment the one stalled longest is avoided.
+fn steer_load(facts: &SlotFacts, queue: u32, waited: Duration) -> u32 {
+    let Some(route) = facts.route else { return UNAVAILABLE };
+    let load = route.live + u64::from(queue);
+    if route.draining || route.no_room() || load >= route.max_conns {
+        return UNAVAILABLE;
+    }
+    let waited = if route.stalled() { waited.max(route.heartbeat_age) } else { waited };
+    if route.stalled() || waited > ACK_GRACE {
+        return STALLED + (waited.as_millis().min(u128::from(STALLED - 1)) as u32);
+    }
+    load.min(u64::from(STALLED - 1)) as u32
+}
+
+/// When a queue of `queue` seen now has waited since, after `last`: not at
+/// all when empty, from now when the worker accepted something since.
+fn waiting_since(last: Option<&Sample>, queue: u32, accepted: u64, now: Instant) -> Option<Instant> {
+    match last {
+        _ if queue == 0 => None,
+        Some(last) if last.accepted == accepted => Some(last.waiting_since.unwrap_or(now)),
+        _ => Some(now),
     }
 }
 
@@ -54,13 +162,44 @@ impl Balance for Reuseport {
         if !self.listeners.contains_key(&worker) {
             let listener = listen_reuseport(self.at.local, self.at.backlog)?;
             self.listeners.insert(worker, listener);
+            self.enter_maps();
         }
         let listener = self.listeners.get(&worker).ok_or_else(|| io::Error::other("listener vanished"))?;
         Ok(WorkerListener::Own(listener.as_fd()))
     }
 
     fn retire_worker(&mut self, worker: usize) {
+        if let Some(steer) = self.steer.as_mut() {
+            let listeners = &self.listeners;
+            if let Err(e) = steer.steering.remove(worker, |w| listeners.get(&w).map(|fd| fd.as_fd())) {
+                crate::log!("cannot take worker {worker}'s listener out of the steering map: {e}");
+            }
+            steer.last.remove(&worker);
+        }
         self.listeners.remove(&worker);
+    }
+
+    fn steer_every(&self) -> Option<Duration> {
+        self.steer.as_ref().map(|_| STEER_EVERY)
+    }
+
+    fn steer_load(&self, worker: usize) -> Option<u32> {
+        self.steer.as_ref()?.steering.load_of(worker)
+    }
+
+    fn steer(&mut self, slots: &[SlotFacts]) {
+        self.enter_maps();
+        let Some(steer) = self.steer.as_mut() else { return };
+        let now = Instant::now();
+        for facts in slots {
+            let Some(listener) = self.listeners.get(&facts.worker) else { continue };
+            let queue = accept_queue_len(listener.as_fd()).unwrap_or(0);
+            let since = waiting_since(steer.last.get(&facts.worker), queue, facts.accepted, now);
+            let load = steer_load(facts, queue, since.map_or(Duration::ZERO, |since| now - since));
+            steer.last.insert(facts.worker, Sample { accepted: facts.accepted, waiting_since: since });
+            // A failed write leaves the last load in place; the next refresh tries again.
+            let _ = steer.steering.set_load(facts.worker, load);
+        }
     }
 
     fn own_listeners(&self) -> Vec<(usize, BorrowedFd<'_>)> {
@@ -74,6 +213,38 @@ impl Balance for Reuseport {
 
     fn pick(&mut self, _routes: &[usize], _facts: &dyn Fn(usize) -> RouteFacts) -> Option<usize> {
         None
+    }
+}
+
+/// The steering program `--steer` asks for: `None` steers by hash. With
+/// `Auto`, a process that may not load it steers by hash and says why in one
+/// line; with `Load` that is an error.
+pub fn choose_steering(choice: SteerChoice) -> Result<Option<Steering>, Error> {
+    if choice == SteerChoice::Hash {
+        return Ok(None);
+    }
+    match Steering::load() {
+        Ok(steering) => {
+            let migration = if steering.migrates() {
+                "a closing listener's queue moves by the same choice"
+            } else {
+                "this kernel cannot migrate by it (before 5.14)"
+            };
+            crate::log!(
+                "reuseport: an eBPF program steers each connection to the less loaded of two workers ({migration})"
+            );
+            Ok(Some(steering))
+        }
+        Err(e) => {
+            if !e.verifier_log.is_empty() {
+                crate::log!("the verifier's log:\n{}", e.verifier_log);
+            }
+            if choice == SteerChoice::Load {
+                return Err(Error::Config(format!("--steer load: {e}")));
+            }
+            crate::log!("reuseport: steering by the kernel's hash, not by load: {e}");
+            Ok(None)
+        }
     }
 }
 
@@ -108,7 +279,7 @@ mod tests {
     #[test]
     fn one_listener_per_worker_slot_kept_until_retired() {
         let (_anchor, local) = bind_reuseport_anchor(SocketAddr::from(([127, 0, 0, 1], 0))).expect("anchor");
-        let mut mode = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new());
+        let mut mode = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), None);
         let first = match mode.worker_listener(1).expect("listener") {
             WorkerListener::Own(fd) => fd.as_raw_fd(),
             other => panic!("{other:?}"),
@@ -128,5 +299,43 @@ mod tests {
         assert_eq!(mode.own_listeners().len(), 1);
         assert!(!mode.master_accepts(&[0], &crate::modes::testing::taking));
         assert_eq!(mode.accepting(), Accepting::OwnListeners);
+    }
+
+    #[test]
+    fn the_program_sees_live_plus_queue_unavailable_or_stalled() {
+        let ready = |live| SlotFacts {
+            worker: 1,
+            route: Some(RouteFacts { live, ..crate::modes::testing::taking(0) }),
+            accepted: 0,
+        };
+        let with = |how: fn(&mut RouteFacts)| {
+            let mut facts = ready(0);
+            facts.route.as_mut().map(how);
+            facts
+        };
+        let fresh = Duration::ZERO;
+        assert_eq!(steer_load(&ready(3), 2, fresh), 5);
+        assert_eq!(steer_load(&SlotFacts { route: None, ..ready(3) }, 0, fresh), UNAVAILABLE, "not ready");
+        assert_eq!(steer_load(&with(|r| r.draining = true), 0, fresh), UNAVAILABLE);
+        assert_eq!(steer_load(&with(|r| r.declined = true), 0, fresh), UNAVAILABLE);
+        assert_eq!(steer_load(&ready(99), 1, fresh), UNAVAILABLE, "full once its queue is counted");
+        assert_eq!(steer_load(&ready(3), 6, ACK_GRACE), 9, "a queue may wait up to the grace");
+        assert_eq!(steer_load(&ready(3), 6, Duration::from_millis(40)), STALLED + 40, "by how long it waited");
+        let stale = with(|r| r.heartbeat_age = crate::modes::HEARTBEAT_STALE * 2);
+        assert_eq!(steer_load(&stale, 0, fresh), STALLED + 1000);
+    }
+
+    #[test]
+    fn a_queue_waits_from_the_first_look_without_progress() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(5);
+        assert_eq!(waiting_since(None, 0, 0, t0), None);
+        assert_eq!(waiting_since(None, 2, 0, t0), Some(t0));
+        let waiting = Sample { accepted: 7, waiting_since: Some(t0) };
+        assert_eq!(waiting_since(Some(&waiting), 3, 7, t1), Some(t0), "nothing accepted: still waiting since t0");
+        assert_eq!(waiting_since(Some(&waiting), 3, 8, t1), Some(t1), "it accepted: the wait starts over");
+        assert_eq!(waiting_since(Some(&waiting), 0, 7, t1), None, "its queue is empty");
+        let idle = Sample { accepted: 7, waiting_since: None };
+        assert_eq!(waiting_since(Some(&idle), 1, 7, t1), Some(t1));
     }
 }

@@ -1,0 +1,163 @@
+//! [`Steering`]: the loaded steering program and its two maps, kept in step
+//! with the listeners of one `SO_REUSEPORT` group. Listeners are known by a
+//! caller's key (the worker slot) and sit at dense indices `0..count`;
+//! removing one moves the last into its place, so the program's random
+//! draws never land on a hole for long (and one that does draws again).
+
+use std::ffi::CStr;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use super::program::{self, CAPACITY, COUNT_KEY, UNAVAILABLE};
+use super::sys::{self, AttachType, MapType, BPF_ANY, PROG_TYPE_SK_REUSEPORT};
+
+/// The license the program declares; the helpers it calls need no GPL.
+const LICENSE: &CStr = c"Dual MIT/Apache-2.0";
+
+/// Why steering by load cannot be used here: one line for the log.
+#[derive(Debug)]
+pub struct Unavailable {
+    /// What failed and what the kernel said.
+    pub reason: String,
+    /// The verifier's log, when it rejected the program.
+    pub verifier_log: String,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// A reason to go without BPF, saying what the kernel's answer usually means.
+fn unavailable(what: &str, e: &io::Error) -> Unavailable {
+    let hint = match e.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES) => ": loading BPF programs needs CAP_BPF and CAP_NET_ADMIN, or root",
+        Some(libc::ENOSYS) => ": bpf(2) is blocked here (a container's seccomp profile?)",
+        _ => "",
+    };
+    Unavailable { reason: format!("{what}: {e}{hint}"), verifier_log: String::new() }
+}
+
+/// The steering program loaded, its maps and the listeners in them.
+#[derive(Debug)]
+pub struct Steering {
+    socks: OwnedFd,
+    load: OwnedFd,
+    prog: OwnedFd,
+    attach: AttachType,
+    /// The key of the listener at each index.
+    keys: Vec<usize>,
+    /// The load last written at each index.
+    loads: Vec<u32>,
+}
+
+impl Steering {
+    /// Creates the maps and loads the program, for migration too where the
+    /// kernel has it (5.14), else for selection only.
+    pub fn load() -> Result<Steering, Unavailable> {
+        let socks = sys::create_map(MapType::ReuseportSockarray, 4, 8, CAPACITY, "rm_socks")
+            .map_err(|e| unavailable("cannot create a REUSEPORT_SOCKARRAY map", &e))?;
+        let load = sys::create_map(MapType::Array, 4, 4, CAPACITY + 1, "rm_load")
+            .map_err(|e| unavailable("cannot create an ARRAY map", &e))?;
+        let insns = program::steering().resolve(&[socks.as_raw_fd(), load.as_raw_fd()]).ok_or_else(|| Unavailable {
+            reason: "the program names a map it was not given".into(),
+            verifier_log: String::new(),
+        })?;
+        let mut attach = AttachType::SelectOrMigrate;
+        let prog = loop {
+            match sys::load_program(PROG_TYPE_SK_REUSEPORT, attach, &insns, LICENSE, "rm_steer") {
+                Ok(prog) => break prog,
+                // A kernel before 5.14 knows no SELECT_OR_MIGRATE: select only.
+                Err(e) if attach == AttachType::SelectOrMigrate && e.error.raw_os_error() == Some(libc::EINVAL) => {
+                    attach = AttachType::Select;
+                }
+                Err(e) if e.log.is_empty() => return Err(unavailable("cannot load the steering program", &e.error)),
+                Err(e) => {
+                    return Err(Unavailable {
+                        reason: format!("the verifier rejected the steering program: {}", e.error),
+                        verifier_log: e.log,
+                    })
+                }
+            }
+        };
+        let steering = Steering { socks, load, prog, attach, keys: Vec::new(), loads: Vec::new() };
+        steering.write_count().map_err(|e| unavailable("cannot write the steering map", &e))?;
+        Ok(steering)
+    }
+
+    /// True when a closing listener's connections move by the program's
+    /// choice (`SELECT_OR_MIGRATE`), whatever `net.ipv4.tcp_migrate_req` says.
+    pub fn migrates(&self) -> bool {
+        self.attach == AttachType::SelectOrMigrate
+    }
+
+    /// Attaches the program to the group `listener` (listening) is in.
+    pub fn attach(&self, listener: BorrowedFd<'_>) -> io::Result<()> {
+        sys::attach_reuseport(listener, self.prog.as_fd())
+    }
+
+    /// The keys of the listeners in the maps, by index.
+    pub fn keys(&self) -> &[usize] {
+        &self.keys
+    }
+
+    /// The load last written for the listener under `key`.
+    pub fn load_of(&self, key: usize) -> Option<u32> {
+        let index = self.keys.iter().position(|&k| k == key)?;
+        self.loads.get(index).copied()
+    }
+
+    /// Adds `listener` (listening, in the group) under `key`; it is chosen
+    /// once its load says it is available.
+    pub fn insert(&mut self, key: usize, listener: BorrowedFd<'_>) -> io::Result<()> {
+        if self.keys.contains(&key) {
+            return Err(io::Error::other(format!("listener {key} is in the maps already")));
+        }
+        let index = self.keys.len() as u32;
+        if index >= CAPACITY {
+            return Err(io::Error::other(format!("the maps hold at most {CAPACITY} listeners")));
+        }
+        sys::update_elem(self.load.as_fd(), &index, &UNAVAILABLE, BPF_ANY)?;
+        sys::update_elem(self.socks.as_fd(), &index, &(listener.as_raw_fd() as u64), BPF_ANY)?;
+        self.keys.push(key);
+        self.loads.push(UNAVAILABLE);
+        self.write_count()
+    }
+
+    /// Takes the listener under `key` out of the maps (it is not chosen from
+    /// now on); the last one moves into its index, `fd_of` lending its fd.
+    pub fn remove<'a>(&mut self, key: usize, fd_of: impl Fn(usize) -> Option<BorrowedFd<'a>>) -> io::Result<()> {
+        let Some(index) = self.keys.iter().position(|&k| k == key) else { return Ok(()) };
+        let last = self.keys.len() - 1;
+        sys::delete_elem(self.socks.as_fd(), &(index as u32))?;
+        if index != last {
+            let moved = self.keys[last];
+            let fd = fd_of(moved).ok_or_else(|| io::Error::other(format!("no listener for {moved}")))?;
+            sys::update_elem(self.load.as_fd(), &(index as u32), &self.loads[last], BPF_ANY)?;
+            sys::delete_elem(self.socks.as_fd(), &(last as u32))?;
+            sys::update_elem(self.socks.as_fd(), &(index as u32), &(fd.as_raw_fd() as u64), BPF_ANY)?;
+        }
+        self.keys.swap_remove(index);
+        self.loads.swap_remove(index);
+        self.write_count()
+    }
+
+    /// Sets the load of the listener under `key` ([`UNAVAILABLE`]: send it
+    /// nothing); a load that did not change costs no syscall.
+    pub fn set_load(&mut self, key: usize, load: u32) -> io::Result<()> {
+        let Some(index) = self.keys.iter().position(|&k| k == key) else { return Ok(()) };
+        if self.loads[index] != load {
+            sys::update_elem(self.load.as_fd(), &(index as u32), &load, BPF_ANY)?;
+            self.loads[index] = load;
+        }
+        Ok(())
+    }
+
+    fn write_count(&self) -> io::Result<()> {
+        sys::update_elem(self.load.as_fd(), &COUNT_KEY, &(self.keys.len() as u32), BPF_ANY)
+    }
+}

@@ -1,0 +1,35 @@
+//! Steering the kernel's choice: for a mode whose workers accept on
+//! listeners of their own and that steers which one the kernel picks
+//! (`reuseport --steer load`), the master hands it every worker slot's facts
+//! each [`Balance::steer_every`](crate::modes::Balance::steer_every).
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::Master;
+use crate::modes::SlotFacts;
+
+impl Master {
+    /// Hands the mode the facts of every worker that is not retired.
+    pub(super) fn steer(&mut self) {
+        if self.dispatch.balance.steer_every().is_none() {
+            return;
+        }
+        let mut facts = std::mem::take(&mut self.steer_facts);
+        facts.clear();
+        let judge = self.judge(Instant::now());
+        for worker in self.workers.iter().filter(|w| !w.retired) {
+            let takes = |slot: &usize| self.slots[*slot].process.as_ref().is_some_and(|p| p.ready && !p.retiring);
+            facts.push(SlotFacts {
+                worker: worker.id,
+                route: worker.slot.filter(takes).map(|slot| judge.facts(slot)),
+                accepted: worker
+                    .slot
+                    .and_then(|slot| self.stats.slot(slot))
+                    .map_or(0, |c| c.accepted.load(Ordering::Relaxed)),
+            });
+        }
+        self.dispatch.balance.steer(&facts);
+        self.steer_facts = facts;
+    }
+}
