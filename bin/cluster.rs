@@ -7,13 +7,16 @@ use std::ffi::OsString;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ringmaster_balancer::cpus::{allowed_cpus, default_workers};
 use ringmaster_balancer::log::LogFormat;
 use ringmaster_balancer::privileges;
 use ringmaster_balancer::title::{set_process_title, set_thread_name, MASTER_THREAD_NAME, MASTER_TITLE};
-use ringmaster_balancer::{identity_from_env, run_master, run_worker, MasterConfig, Mode, SteerChoice, WorkerExec};
+use ringmaster_balancer::{
+    identity_from_env, run_master, run_worker, MasterConfig, Mode, SteerChoice, WorkerExec, WorkerMessageHook,
+};
 use ringmaster_engine::{BackendChoice, EngineConfig, Handler};
 
 /// A cluster of worker processes serving one handler, one per CPU unless
@@ -80,6 +83,7 @@ impl Cluster {
                 // Captured before anything can rewrite them (the master's title does).
                 exec: WorkerExec { args: std::env::args_os().skip(1).collect(), credentials: None },
                 program: std::env::args_os().next(),
+                on_worker_message: None,
             },
             default_workers: true,
             user: None,
@@ -218,6 +222,16 @@ impl Cluster {
     /// Every worker's settings, to change one: `.configure(|e| e.max_body = 4096)`.
     pub fn configure(mut self, change: impl FnOnce(&mut EngineConfig)) -> Self {
         change(&mut self.master.engine);
+        self
+    }
+
+    /// Called in the master with a worker's id and each line it sends with
+    /// [`send_to_master`](crate::send_to_master), as Node's
+    /// `worker.on('message')`; without it, the master logs the line. The
+    /// other way, `ringmaster ctl PATH send TEXT` reaches every worker's
+    /// [`Handler::on_message`].
+    pub fn on_worker_message(mut self, hook: impl Fn(usize, &str) + Send + Sync + 'static) -> Self {
+        self.master.on_worker_message = Some(WorkerMessageHook(Arc::new(hook)));
         self
     }
 

@@ -13,6 +13,10 @@
 //! | `cluster.schedulingPolicy` | [`Cluster::mode`] |
 //! | `http.createServer(fn).listen(port)` | [`Cluster::bind`] + [`Cluster::serve`] |
 //! | `(req, res) => ...` | [`Handler::handle`] with [`Request`] and [`Response`] |
+//! | `process.send(msg)` in a worker | [`send_to_master`] (a line of text) |
+//! | `worker.on('message')` in the primary | [`Cluster::on_worker_message`] |
+//! | `worker.send(msg)` to every worker | `ringmaster ctl PATH send TEXT` (with [`Cluster::control`]) |
+//! | `process.on('message')` in a worker | [`Handler::on_message`] |
 //!
 //! The program runs in the master and in every worker: the code before
 //! [`Cluster::serve`] runs in each, and workers share no memory.
@@ -33,5 +37,5 @@ pub use cluster::{available_cpus, Cluster};
 pub use ringmaster_balancer::log::LogFormat;
 pub use ringmaster_balancer::Mode;
 pub use ringmaster_engine::handler::{FixedBody, Handler, Header, Request, Response, Version};
-pub use ringmaster_engine::{BackendChoice as Backend, EngineConfig};
+pub use ringmaster_engine::{send_to_master, BackendChoice as Backend, EngineConfig};
 pub use role::{is_primary, role, worker_id, Role};

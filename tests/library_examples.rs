@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use util::control::control_path;
 use util::*;
 
 /// The example binary `name`, built by `cargo test` beside the main binary.
@@ -101,6 +102,54 @@ fn workers_keep_their_own_counts_rr() {
 #[test]
 fn workers_keep_their_own_counts_shared() {
     workers_keep_their_own_counts("shared");
+}
+
+/// Node's `worker.send()` / `process.send()`, as lines: each worker reports
+/// its 1,000th request to the master (whose hook prints it), and
+/// `ctl PATH send reset` reaches every worker's `on_message`.
+#[test]
+fn workers_and_master_exchange_lines() {
+    let control = control_path("library", "messages");
+    let mut cmd = Command::new(example("per_worker_state"));
+    cmd.env("PORT", "0").env("MODE", "rr").env("WORKERS", "2").env("CONTROL", &control);
+    let s = Server::start_command(cmd, &[]);
+    s.wait_workers_ready(2, START_TIMEOUT);
+    // rr deals the two connections to the two workers.
+    let mut conns = [s.connect(), s.connect()];
+    let mut ids = Vec::new();
+    for conn in &mut conns {
+        let burst = repeat(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 50);
+        for _ in 0..20 {
+            conn.send(&burst);
+            for _ in 0..50 {
+                assert_eq!(conn.read().status, 200);
+            }
+        }
+        let (id, _, served) = counter_line(&get(conn, "/").body_str());
+        assert_eq!(served, 1001, "worker {id}");
+        ids.push(id);
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 2], "one connection on each worker");
+    for id in ids {
+        let line = format!("per_worker_state: worker {id} reports served 1000");
+        let reported = eventually(IO_TIMEOUT, || s.raw_log().iter().any(|l| l.ends_with(&line)));
+        assert!(reported, "the master's hook printed {line:?}: {:?}", s.raw_log());
+    }
+
+    let (code, out, err) = util::control::ctl(&control, &["send", "reset"]);
+    assert_eq!((code, out.as_str()), (0, "ok sent to 2 workers"), "{err}");
+    // The line travels beside the connections: each worker takes it on its next turn.
+    for conn in &mut conns {
+        let mut last = 0;
+        let reset = eventually(IO_TIMEOUT, || {
+            last = counter_line(&get(conn, "/").body_str()).2;
+            last < 1000
+        });
+        assert!(reset, "the worker's count went back to 0 (now {last})");
+    }
+    let (code, out, _) = util::control::ctl(&control, &["send"]);
+    assert_eq!((code, out.as_str()), (1, "error: send takes a line of text for the workers"));
 }
 
 fn router_routes(mode: &str) {

@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ringmaster_engine::{BackendChoice, EngineConfig};
@@ -90,6 +91,24 @@ pub struct MasterConfig {
     /// `argv[0]` as this master was started: `upgrade` runs the file it
     /// names (resolved at start), with the arguments in `exec`.
     pub program: Option<OsString>,
+    /// What becomes of a line a worker sends (`send_to_master`): this hook's
+    /// call, or (`None`) a log line.
+    pub on_worker_message: Option<WorkerMessageHook>,
+}
+
+/// The library user's hook for lines from workers: called on the master's
+/// loop with the worker's id and the line, as Node's `worker.on('message')`.
+/// It runs between the master's I/O, so it should return quickly.
+#[derive(Clone)]
+pub struct WorkerMessageHook(pub Arc<WorkerMessageFn>);
+
+/// The call a [`WorkerMessageHook`] makes: the worker's id and its line.
+pub type WorkerMessageFn = dyn Fn(usize, &str) + Send + Sync;
+
+impl std::fmt::Debug for WorkerMessageHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WorkerMessageHook(..)")
+    }
 }
 
 /// How every worker process is executed, the same for all of them.

@@ -45,7 +45,7 @@ pub mod title;
 pub mod upgrade;
 pub mod worker_role;
 
-pub use config::{MasterConfig, Mode, SteerChoice, WorkerExec};
+pub use config::{MasterConfig, Mode, SteerChoice, WorkerExec, WorkerMessageHook};
 pub use error::{Error, Result};
 pub use master::run_master;
 pub use worker_role::{identity_from_env, run_worker};

@@ -18,8 +18,9 @@
 //!
 //! Lines of text travel both ways, as Node's `worker.send()` and
 //! `process.send()` do: a `Text` message from the master carries up to
-//! [`MAX_TEXT`] bytes for the worker's handler, and a worker sends one to the
-//! master with [`send_text`] (`M` and the bytes, beside its acks).
+//! [`MAX_TEXT`] bytes for the worker's handler, and a worker sends up to
+//! [`MAX_WORKER_TEXT`] to the master with [`send_text`] (`M` and the bytes,
+//! beside its acks).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -54,8 +55,12 @@ impl Tag {
 /// fds, or of the text's bytes that follow).
 const PAYLOAD_LEN: usize = 3;
 
-/// Longest line of text a message carries, either way.
+/// Longest line of text a message from the master carries.
 pub const MAX_TEXT: usize = 1024;
+
+/// Longest line of text a worker sends the master: one of the master's small
+/// receive buffers holds the whole message.
+pub const MAX_WORKER_TEXT: usize = 255;
 
 /// The tag of a worker's line of text to the master.
 const WORKER_TEXT: u8 = b'M';
@@ -354,11 +359,11 @@ pub fn send_acks(channel: BorrowedFd<'_>, acks: &Acks) -> io::Result<()> {
     send_bytes(channel, &bytes[..len])
 }
 
-/// Sends a line of text to the master (at most [`MAX_TEXT`] bytes: longer
-/// text is cut there), blocking as [`send_acks`] does.
+/// Sends a line of text to the master (at most [`MAX_WORKER_TEXT`] bytes:
+/// longer text is cut there), blocking as [`send_acks`] does.
 pub fn send_text(channel: BorrowedFd<'_>, text: &[u8]) -> io::Result<()> {
-    let text = &text[..text.len().min(MAX_TEXT)];
-    let mut bytes = [0u8; 1 + MAX_TEXT];
+    let text = &text[..text.len().min(MAX_WORKER_TEXT)];
+    let mut bytes = [0u8; WORKER_MESSAGE_MAX];
     bytes[0] = WORKER_TEXT;
     bytes[1..=text.len()].copy_from_slice(text);
     send_bytes(channel, &bytes[..=text.len()])
@@ -388,7 +393,7 @@ pub fn decode_text(bytes: &[u8]) -> Option<&[u8]> {
 }
 
 /// Bytes of the longest message a worker sends the master.
-pub const WORKER_MESSAGE_MAX: usize = 1 + MAX_TEXT;
+pub const WORKER_MESSAGE_MAX: usize = 1 + MAX_WORKER_TEXT;
 
 /// Receives one message without waiting: `Ok(None)` when none is there,
 /// `Ok(Some(0))` at end of stream, else the message's length (take its fds

@@ -104,5 +104,9 @@ fn text_crosses_both_ways_and_is_cut_at_the_limit() {
     // SAFETY: receiving into a live local buffer of its own length.
     let n = unsafe { libc::recv(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
     assert_eq!(decode_text(&buf[..n as usize]), Some(&b"hello master"[..]));
+    send_text(worker.as_fd(), &long).expect("send");
+    // SAFETY: as above.
+    let n = unsafe { libc::recv(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    assert_eq!(decode_text(&buf[..n as usize]), Some(&long[..MAX_WORKER_TEXT]));
     assert_eq!(decode_text(b"A\x01\x00\x01\x00"), None);
 }

@@ -19,7 +19,7 @@ thread_local! {
     static MASTER: RefCell<Option<OwnedFd>> = const { RefCell::new(None) };
 }
 
-/// Sends `text` (at most [`MAX_TEXT`](crate::channel::MAX_TEXT) bytes; longer text is cut there) to
+/// Sends `text` (at most [`MAX_WORKER_TEXT`](crate::channel::MAX_WORKER_TEXT) bytes; longer text is cut there) to
 /// the master as one message.
 ///
 /// Errors: `NotConnected` when not called from a running worker's thread (the

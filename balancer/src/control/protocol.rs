@@ -2,11 +2,14 @@
 //! per command, starting with `ok`, `error:`, or (for `status`) the JSON stats
 //! line.
 
-/// Longest command line the master reads; longer input is refused.
-pub const MAX_LINE: usize = 256;
+use ringmaster_engine::channel::MAX_TEXT;
+
+/// Longest command line the master reads; longer input is refused. Room for
+/// `send` and the longest line a worker takes.
+pub const MAX_LINE: usize = MAX_TEXT + 8;
 
 /// A parsed control command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// The stats line, with uptimes and restarts.
     Status,
@@ -20,11 +23,25 @@ pub enum Command {
     /// started from takes the sockets over; this one drains and exits. Its
     /// reply comes once the outcome is known.
     Upgrade,
+    /// A line of text for every worker's `Handler::on_message` (everything
+    /// after `send `, as typed).
+    Send(String),
 }
 
 /// Parses one line (without its newline); the error is the reply to send.
 pub fn parse_command(line: &[u8]) -> Result<Command, String> {
     let text = std::str::from_utf8(line).map_err(|_| "error: commands are text".to_string())?;
+    let trimmed = text.trim_start();
+    if trimmed == "send" || trimmed.starts_with("send ") {
+        let message = trimmed["send".len()..].strip_prefix(' ').unwrap_or_default().trim_end();
+        if message.is_empty() {
+            return Err("error: send takes a line of text for the workers".to_string());
+        }
+        if message.len() > MAX_TEXT {
+            return Err(format!("error: a message is at most {MAX_TEXT} bytes"));
+        }
+        return Ok(Command::Send(message.to_string()));
+    }
     let mut words = text.split_ascii_whitespace();
     let command = match (words.next(), words.next(), words.next()) {
         (Some("status"), None, _) => Command::Status,
@@ -35,10 +52,14 @@ pub fn parse_command(line: &[u8]) -> Result<Command, String> {
             Ok(n) if n >= 1 => Command::Scale(n),
             _ => return Err(format!("error: scale takes a worker count of at least 1, not '{count}'")),
         },
-        (None, _, _) => return Err("error: empty command (try status, reload, scale N, upgrade, stop)".to_string()),
+        (None, _, _) => {
+            return Err("error: empty command (try status, reload, scale N, upgrade, send TEXT, stop)".to_string())
+        }
         _ => {
             let shown: String = text.chars().take(40).collect();
-            return Err(format!("error: unknown command '{shown}' (try status, reload, scale N, upgrade, stop)"));
+            return Err(format!(
+                "error: unknown command '{shown}' (try status, reload, scale N, upgrade, send TEXT, stop)"
+            ));
         }
     };
     Ok(command)
@@ -55,6 +76,10 @@ mod tests {
         assert_eq!(parse_command(b"scale 3"), Ok(Command::Scale(3)));
         assert_eq!(parse_command(b"stop"), Ok(Command::Stop));
         assert_eq!(parse_command(b"upgrade"), Ok(Command::Upgrade));
+        assert_eq!(parse_command(b"send  reset the cache "), Ok(Command::Send(" reset the cache".to_string())));
+        assert!(parse_command(b"send").is_err());
+        assert!(parse_command(b"send ").is_err());
+        assert!(parse_command(b"sendx").is_err());
         assert!(parse_command(b"upgrade now").unwrap_err().starts_with("error: unknown"));
         assert!(parse_command(b"scale 0").unwrap_err().starts_with("error:"));
         assert!(parse_command(b"scale x").unwrap_err().starts_with("error:"));

@@ -21,14 +21,17 @@ use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use ringmaster_engine::channel::{Ack, Acks, Message, Tag, ACKS_LEN, MAX_FDS};
+use ringmaster_engine::channel::{decode_text, Ack, Acks, Message, Tag, ACKS_LEN, MAX_FDS, WORKER_MESSAGE_MAX};
 
-use crate::reactor::Lent;
+use crate::reactor::{Lent, DATAGRAM_MAX};
 
 /// Room for queued fds before a burst makes the queues grow.
 const QUEUE_CAPACITY: usize = 4096;
 /// Room for one ack message, and more: a longer message is not an ack.
 pub const ACK_MESSAGE_MAX: usize = ACKS_LEN + 16;
+
+// One receive of the master's holds a whole ack message or line of text.
+const _: () = assert!(DATAGRAM_MAX >= ACK_MESSAGE_MAX && DATAGRAM_MAX >= WORKER_MESSAGE_MAX);
 
 /// What a completed send means for the fds the lane held.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,7 +58,11 @@ pub struct Lane {
     unacked: VecDeque<OwnedFd>,
     batches: VecDeque<(usize, Instant)>,
     message: Box<Message>,
+    /// Lines for the worker's handler, oldest first, sent after the
+    /// connections queued before them.
+    texts: VecDeque<Box<[u8]>>,
     sending: bool,
+    sending_text: bool,
     sending_drain: bool,
     receiving: bool,
     /// The worker's side of the channel ended: no more acknowledgements to read.
@@ -80,7 +87,9 @@ impl Lane {
             unacked: VecDeque::with_capacity(MAX_FDS),
             batches: VecDeque::with_capacity(4),
             message: Message::new(),
+            texts: VecDeque::new(),
             sending: false,
+            sending_text: false,
             sending_drain: false,
             receiving: false,
             acks_ended: false,
@@ -151,6 +160,16 @@ impl Lane {
         out.extend(self.pending.drain(..));
     }
 
+    /// Queues a line for the worker's handler; false (nothing queued) when
+    /// the lane takes nothing new (no worker, or one that is draining or gone).
+    pub fn enqueue_text(&mut self, text: &[u8]) -> bool {
+        if !self.is_routable() {
+            return false;
+        }
+        self.texts.push_back(text.into());
+        true
+    }
+
     /// Asks the worker to drain once every queued connection is sent; the
     /// channel is closed after that message, which the worker sees as its end.
     pub fn request_drain(&mut self) {
@@ -180,6 +199,9 @@ impl Lane {
                 *number = fd.as_raw_fd();
             }
             self.message.prepare_send(Tag::Connections, &numbers[..batch])
+        } else if let Some(text) = self.texts.front() {
+            self.sending_text = true;
+            self.message.prepare_send_text(text)
         } else if self.drain_requested && !self.sending_drain {
             self.sending_drain = true;
             self.message.prepare_send(Tag::Drain, &[])
@@ -208,6 +230,10 @@ impl Lane {
     /// Records the result of the send in flight; fds to close or re-route go to `out`.
     pub fn on_sent(&mut self, succeeded: bool, out: &mut Vec<OwnedFd>) -> Sent {
         self.sending = false;
+        if std::mem::take(&mut self.sending_text) {
+            // Sent or not, the line is done with (a gone worker cannot read it).
+            self.texts.pop_front();
+        }
         let since = self.in_flight_since.take();
         if !succeeded || self.channel.is_none() {
             // The worker is gone: this batch never reached it. What it may have
@@ -235,7 +261,8 @@ impl Lane {
     /// Records one completion of the multishot receive: `result` as the
     /// kernel reported it, `more` when the receive goes on, and the message
     /// received. A message is an [`Acks`]: it settles that many of the oldest
-    /// unsettled batches. The fds the worker adopted go to `adopted` (to close:
+    /// unsettled batches; or a line of the worker's text, which settles
+    /// nothing (the master reads it with [`decode_text`]). The fds the worker adopted go to `adopted` (to close:
     /// ours are copies), the rest to `declined` (to route elsewhere). False
     /// when the channel is closed now (the worker's end is gone, or it was
     /// the last ack the lane waited for before closing).
@@ -250,8 +277,10 @@ impl Lane {
         if !more {
             self.receiving = false;
         }
-        if result > 0 {
+        if result > 0 && decode_text(message).is_none() {
             self.settle(Acks::decode(message), adopted, declined);
+        } else if result > 0 {
+            // A line of text: not an ack.
         } else if result == 0 || !matches!(-result, libc::ENOBUFS | libc::EINTR | libc::ECANCELED) {
             // End of stream, or the channel broke: no more acks will come.
             self.acks_ended = true;
@@ -314,13 +343,17 @@ impl Lane {
         out: &mut Vec<OwnedFd>,
     ) {
         if let Some(channel) = self.channel.take() {
-            let mut buffer = [0u8; ACK_MESSAGE_MAX];
+            let mut buffer = [0u8; DATAGRAM_MAX];
             while !self.batches.is_empty() {
                 let Some(n) = leftover_ack(channel.as_fd(), &mut buffer).filter(|&n| n > 0) else { break };
-                self.settle(Acks::decode(&buffer[..n.min(ACK_MESSAGE_MAX)]), closed, out);
+                let message = &buffer[..n.min(buffer.len())];
+                if decode_text(message).is_none() {
+                    self.settle(Acks::decode(message), closed, out);
+                }
             }
         }
         self.batches.clear();
+        self.texts.clear();
         out.extend(self.unacked.drain(..));
         out.append(&mut self.in_flight);
         out.extend(self.pending.drain(..));

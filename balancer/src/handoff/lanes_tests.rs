@@ -253,3 +253,32 @@ fn a_failed_send_gives_every_fd_back() {
     assert!(closed.is_empty());
     assert_eq!(out.len(), MAX_FDS + 3, "and what was still queued");
 }
+
+#[test]
+fn lines_go_after_the_connections_queued_before_them_and_settle_nothing() {
+    let (mut lane, _worker) = open_lane();
+    let (batch, n) = fds(2);
+    for fd in batch {
+        lane.enqueue(fd);
+    }
+    assert!(lane.enqueue_text(b"reset"));
+    // The batch first (its fds leave the queue), then the line.
+    assert!(lane.next_send(Instant::now()).is_some());
+    assert!(lane.pending.is_empty() && lane.in_flight.len() == 2 && lane.texts.len() == 1);
+    let mut out = Vec::new();
+    assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
+    // Then the line, and only once.
+    assert_eq!(send(&mut lane, &mut out), Sent::Delivered);
+    assert!(lane.next_send(Instant::now()).is_none());
+    // A line from the worker among the acks settles no batch.
+    let (mut adopted, mut declined) = (Vec::new(), Vec::new());
+    let line = b"Mserved 1000";
+    assert!(lane.on_received(line.len() as i32, true, line, &mut adopted, &mut declined));
+    assert!(adopted.is_empty() && declined.is_empty());
+    let message = acks(&[(2, 2)]);
+    assert!(lane.on_received(message.len() as i32, true, &message, &mut adopted, &mut declined));
+    assert_eq!(numbers(&adopted), n);
+    // A draining worker takes no more lines.
+    lane.request_drain();
+    assert!(!lane.enqueue_text(b"late"));
+}

@@ -184,6 +184,7 @@ impl Master {
                 }
             }
             Command::Upgrade => return self.begin_upgrade("upgrade command", Some(id)),
+            Command::Send(text) => format!("ok sent to {} workers", self.broadcast(&text)),
         }))
     }
 

@@ -354,10 +354,11 @@ impl Master {
     /// close; those it did not take go to another worker, and it gets no new
     /// ones for a while.
     pub(super) fn on_lane_received(&mut self, index: usize, result: i32, more: bool, message: &[u8]) -> io::Result<()> {
+        let text = result > 0 && self.take_worker_text(index, message);
         let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
         let open =
             slot.lane.on_received(result, more, message, &mut self.dispatch.scratch, &mut self.dispatch.declined);
-        if result > 0 {
+        if result > 0 && !text {
             self.counts.acks += 1;
         }
         if !self.dispatch.declined.is_empty() {

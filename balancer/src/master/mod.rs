@@ -33,6 +33,7 @@
 
 mod commands;
 mod dispatch;
+mod messages;
 mod metrics;
 mod notify;
 mod reload;

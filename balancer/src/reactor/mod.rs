@@ -64,13 +64,14 @@ impl Completion {
     }
 }
 
-/// Longest message a multishot receive delivers; longer ones are cut.
-pub const DATAGRAM_MAX: usize = 96;
+/// Longest message a multishot receive delivers; longer ones are cut. (A
+/// worker's acks, or a line of its text: see `handoff::lanes`.)
+pub const DATAGRAM_MAX: usize = 256;
 
 /// One small message, copied out of the kernel's buffer into the completion.
 #[derive(Clone, Copy)]
 pub struct Datagram {
-    len: u8,
+    len: u16,
     bytes: [u8; DATAGRAM_MAX],
 }
 
@@ -83,7 +84,7 @@ impl Datagram {
         let len = bytes.len().min(DATAGRAM_MAX);
         let mut datagram = Datagram::EMPTY;
         datagram.bytes[..len].copy_from_slice(&bytes[..len]);
-        datagram.len = len as u8;
+        datagram.len = len as u16;
         datagram
     }
 
