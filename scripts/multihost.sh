@@ -7,7 +7,7 @@
 # 200 (what kube-proxy's endpoint updates do).
 #
 #   scripts/multihost.sh              # up, every scenario under wrk, a summary, down
-#   scripts/multihost.sh serve        # up, then commands on stdin (tests/multihost.rs)
+#   scripts/multihost.sh serve        # up, then commands on stdin (tests/suite/multihost.rs)
 #   scripts/multihost.sh down         # remove what a killed run left behind
 #   scripts/multihost.sh --help
 set -euo pipefail

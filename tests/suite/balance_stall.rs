@@ -1,0 +1,145 @@
+//! Issue 10: `rr` and `least` route around a stalled worker. With one of two
+//! workers stalled (the `stall` fault, as if descheduled for 3 s, or
+//! SIGSTOP) under connection churn, every new connection is answered
+//! through the other worker: the master notices (and says so) that the
+//! stalled one does not acknowledge its batch, re-routes what it queued for
+//! it, and sends it nothing more until it catches up. Only what is already in
+//! its hands waits for it (the clients' timeouts outlast the stall, so none
+//! fails). Asserted from the log, the stats, the metrics (worker 2 lagging)
+//! and the clients' answers; never from timing.
+
+use crate::util;
+
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use util::load::Load;
+use util::ops::{metrics_addr, samples, scrape, value};
+use util::procs::{kill, ContinueOnDrop};
+use util::stats::{expect_worker, num};
+use util::*;
+
+/// Clients making one request per connection, one after the other.
+const CLIENTS: usize = 12;
+/// Answers the other worker must give while the stalled one is out.
+const WHILE_STALLED: u64 = 200;
+/// Long enough for a connection the stalled worker holds to wait it out.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// One loaded server at a time: each of these tests loads both cores.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How worker 2 is made to stall.
+#[derive(Clone, Copy, Debug)]
+enum Stall {
+    /// `RINGMASTER_FAULT=stall:2:3000:AFTER`: its loop sleeps 3 s, once.
+    Fault,
+    /// SIGSTOP, and SIGCONT once the other worker has shown it carries the load.
+    Stop,
+}
+
+fn routes_around_a_stalled_worker(mode: &str, backend: &str, how: Stall) {
+    let _one = one_at_a_time();
+    let mut cmd = Command::new(BIN);
+    if let Stall::Fault = how {
+        // Late enough for the load to be running, early enough to keep the test short.
+        cmd.env("RINGMASTER_FAULT", "stall:2:3000:1500");
+    }
+    let s = Server::start_command(
+        cmd,
+        &["--mode", mode, "--workers", "2", "--no-pin", "--backend", backend, "--metrics", "127.0.0.1:0"],
+    );
+    let metrics_at = metrics_addr(&s);
+    let ready = s.wait_workers_ready(2, START_TIMEOUT);
+    let w2_pid = num(&expect_worker(&ready, 2), "pid") as u32;
+
+    let from = s.log_len();
+    let load =
+        Load::start_patient(s.addr(), CLIENTS, 1_000_000, Duration::from_secs(40), Duration::from_millis(1), PATIENCE);
+    load.wait_ok(100, Duration::from_secs(10));
+    if let Stall::Stop = how {
+        kill(w2_pid, libc::SIGSTOP);
+    }
+    let _cont = ContinueOnDrop(w2_pid);
+
+    // The master notices: worker 2 does not acknowledge what it was handed.
+    let notice = format!("worker 2 (pid {w2_pid}) is not keeping up");
+    let (at, line) = s.wait_for_log_from(from, |l| l.starts_with(&notice), Duration::from_secs(10));
+    eprintln!("{mode}/{backend}/{how:?}: {line}");
+    let before = s.stats();
+    let ok_before = load.ok();
+
+    // While it is out, the clients go on being answered, all by worker 1.
+    let caught_up = format!("worker 2 (pid {w2_pid}) caught up");
+    let mut answered_while_out = false;
+    eventually(Duration::from_secs(20), || {
+        answered_while_out = load.ok() >= ok_before + WHILE_STALLED;
+        answered_while_out || s.log()[at..].iter().any(|l| l.starts_with(&caught_up))
+    });
+    // Answers counted before the stats are read: each is in worker 1's
+    // count by then (the load goes on meanwhile, and would only add more).
+    let answers = load.ok() - ok_before;
+    let during = s.stats();
+    let w2 = [("worker", "2"), ("cpu", "none")];
+    if let Stall::Stop = how {
+        // Still stopped: the metrics say it lags (a fault's stall may end before the scrape).
+        assert_eq!(value(&samples(&scrape(metrics_at)), "ringmaster_worker_lagging", &w2), 1.0);
+    }
+    let (w1_before, w1_during) =
+        (num(&expect_worker(&before, 1), "requests"), num(&expect_worker(&during, 1), "requests"));
+    eprintln!("{mode}: {answers} answers while worker 2 was out; worker 1 answered {}", w1_during - w1_before);
+    assert!(
+        answered_while_out,
+        "{mode}/{backend}: only {answers} answers while worker 2 was stalled (clients stuck behind it); log:\n{}",
+        s.log().join("\n")
+    );
+    // Worker 1's count is published once per loop turn: a few answers may be
+    // on the wire before they are counted.
+    assert!(
+        w1_during - w1_before + CLIENTS as u64 >= answers,
+        "the answers while worker 2 was out came from worker 1: {before} then {during}"
+    );
+
+    // It comes back and takes connections again.
+    if let Stall::Stop = how {
+        kill(w2_pid, libc::SIGCONT);
+    }
+    s.wait_for_log_from(at, |l| l.starts_with(&caught_up), Duration::from_secs(10));
+    let lagging = || value(&samples(&scrape(metrics_at)), "ringmaster_worker_lagging", &w2);
+    assert!(eventually(Duration::from_secs(10), || lagging() == 0.0), "worker 2 caught up, the metrics say");
+    let back = num(&expect_worker(&s.stats(), 2), "accepted");
+    let mut last = serde_json::Value::Null;
+    let rejoined = eventually(Duration::from_secs(10), || {
+        last = s.stats();
+        num(&expect_worker(&last, 2), "accepted") >= back + 50
+    });
+    assert!(rejoined, "worker 2 gets no connections after catching up: {last}");
+
+    let (ok, failures) = load.finish();
+    eprintln!("{mode}/{backend}: {ok} answers, {} failures", failures.len());
+    assert!(failures.is_empty(), "{} requests failed: {failures:?}", failures.len());
+}
+
+#[test]
+fn rr_routes_around_a_worker_stalled_for_3_s() {
+    routes_around_a_stalled_worker("rr", "auto", Stall::Fault);
+}
+
+#[test]
+fn least_routes_around_a_worker_stalled_for_3_s() {
+    routes_around_a_stalled_worker("least", "auto", Stall::Fault);
+}
+
+#[test]
+fn rr_on_epoll_routes_around_a_stopped_worker() {
+    routes_around_a_stalled_worker("rr", "epoll", Stall::Stop);
+}
+
+#[test]
+fn least_on_epoll_routes_around_a_stopped_worker() {
+    routes_around_a_stalled_worker("least", "epoll", Stall::Stop);
+}

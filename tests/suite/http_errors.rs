@@ -1,0 +1,349 @@
+//! Bad input gets a clear error answer, `Connection: close`, then a close; and
+//! the worker lives on to serve the next connection.
+
+use crate::util;
+
+use std::time::Duration;
+use util::*;
+
+/// Server with small limits so the limit tests are cheap.
+fn server() -> Server {
+    Server::start(&["--workers", "1", "--max-body", "1000", "--max-header", "1024"])
+}
+
+/// Sends `req` on a fresh connection; expects one error answer whose status is in
+/// `codes`, then a close; then checks a new connection is still served.
+fn expect_error(s: &Server, req: &[u8], codes: &[u16]) -> Response {
+    let mut c = s.connect();
+    // The server may answer and close before all of a long request is written.
+    let _ = c.try_send(req);
+    let r = c.try_read().unwrap_or_else(|e| {
+        panic!("request {:?}: expected {codes:?}, reading failed: {e}", String::from_utf8_lossy(req))
+    });
+    assert!(codes.contains(&r.status), "request {:?}: expected {codes:?}, got {r:?}", String::from_utf8_lossy(req));
+    check_error(&r, r.status);
+    c.expect_closed();
+    // The worker did not die.
+    let mut c2 = s.connect();
+    c2.get_ok();
+    r
+}
+
+#[test]
+fn e413_content_length_over_max_body() {
+    let s = server();
+    // No body sent: the answer must not wait for it.
+    let r = expect_error(&s, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n", &[413]);
+    assert_eq!(r.status, 413);
+    expect_error(&s, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000000\r\n\r\n", &[413]);
+}
+
+#[test]
+fn e413_content_length_with_body_sent() {
+    let s = server();
+    let mut req = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n".to_vec();
+    req.extend(std::iter::repeat_n(b'x', 5000));
+    expect_error(&s, &req, &[413]);
+}
+
+#[test]
+fn e413_or_400_content_length_overflowing() {
+    let s = server();
+    expect_error(&s, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n", &[400, 413]);
+}
+
+#[test]
+fn e413_chunked_over_max_body() {
+    let s = server();
+    // Each chunk is under the limit, their sum (1500) is over it.
+    let mut req = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    req.extend_from_slice(&chunked(&[b'c'; 1500], 500));
+    expect_error(&s, &req, &[413]);
+}
+
+#[test]
+fn e413_chunked_single_chunk_over_max_body() {
+    let s = server();
+    // One chunk of 2000 bytes.
+    let mut req = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n".to_vec();
+    req.extend_from_slice(&[b'd'; 2000]);
+    req.extend_from_slice(b"\r\n0\r\n\r\n");
+    expect_error(&s, &req, &[413]);
+}
+
+#[test]
+fn e413_with_expect_100_continue_gets_no_100() {
+    let s = server();
+    let r =
+        expect_error(&s, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n", &[413]);
+    assert_eq!(r.status, 413);
+}
+
+#[test]
+fn e400_malformed_request_line() {
+    let s = server();
+    for req in [
+        &b"NOT A REQUEST\r\n\r\n"[..],
+        b"GET\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1 extra\r\nHost: a\r\n\r\n",
+        b"GET / FTP/1.1\r\nHost: a\r\n\r\n",
+        b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        expect_error(&s, req, &[400]);
+    }
+}
+
+#[test]
+fn e400_malformed_headers() {
+    let s = server();
+    for req in [
+        &b"GET / HTTP/1.1\r\nHost a\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: v\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\n: empty-name\r\n\r\n",
+    ] {
+        expect_error(&s, req, &[400]);
+    }
+}
+
+#[test]
+fn e400_garbage_bytes() {
+    let s = server();
+    expect_error(&s, b"\x00\x01\x02\x03\xff\xfe\xfd\r\n\r\n", &[400]);
+    // What a TLS client says first.
+    expect_error(&s, b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\x9a\x8b\r\n\r\n", &[400]);
+    expect_error(&s, b"\xde\xad\xbe\xef / HTTP/1.1\r\nHost: a\r\n\r\n", &[400]);
+}
+
+#[test]
+fn e400_content_length_and_transfer_encoding() {
+    let s = server();
+    expect_error(
+        &s,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        &[400],
+    );
+    expect_error(
+        &s,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+        &[400],
+    );
+}
+
+#[test]
+fn e400_two_different_content_lengths() {
+    let s = server();
+    expect_error(&s, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", &[400]);
+}
+
+#[test]
+fn e400_invalid_content_length() {
+    let s = server();
+    for cl in ["abc", "-1", "1 2", "0x10", "+5"] {
+        let req = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {cl}\r\n\r\n");
+        expect_error(&s, req.as_bytes(), &[400]);
+    }
+}
+
+#[test]
+fn e400_http11_without_host() {
+    let s = server();
+    expect_error(&s, b"GET / HTTP/1.1\r\n\r\n", &[400]);
+    expect_error(&s, b"GET / HTTP/1.1\r\nUser-Agent: x\r\n\r\n", &[400]);
+    // HTTP/1.0 needs no Host.
+    let mut c = s.connect();
+    check_ok(&c.request(b"GET / HTTP/1.0\r\n\r\n"));
+}
+
+#[test]
+fn e400_bad_chunk_framing() {
+    let s = server();
+    let head = &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"[..];
+    for body in [&b"xyz\r\nabc\r\n0\r\n\r\n"[..], b"3\r\nabcX\r\n0\r\n\r\n", b"\r\n\r\n"] {
+        expect_error(&s, &[head, body].concat(), &[400]);
+    }
+}
+
+#[test]
+fn e501_unsupported_transfer_coding() {
+    let s = server();
+    expect_error(&s, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", &[501]);
+    expect_error(&s, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", &[501]);
+    // chunked not last: either refusal is fine.
+    expect_error(&s, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", &[400, 501]);
+}
+
+#[test]
+fn e431_header_block_over_max_header() {
+    let s = server();
+    let req = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "v".repeat(2000));
+    expect_error(&s, req.as_bytes(), &[431]);
+    // Many small headers adding up over the limit.
+    let mut req = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+    for i in 0..40 {
+        req.push_str(&format!("X-H{i}: {}\r\n", "w".repeat(30)));
+    }
+    req.push_str("\r\n");
+    assert!(req.len() > 1024 && req.len() < 8192);
+    expect_error(&s, req.as_bytes(), &[431]);
+}
+
+#[test]
+fn e431_without_waiting_for_end_of_headers() {
+    // The block is already over the limit: no need to wait for its end.
+    let s = server();
+    let req = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}", "v".repeat(3000));
+    expect_error(&s, req.as_bytes(), &[431]);
+}
+
+#[test]
+fn header_block_under_max_header_is_fine() {
+    let s = server();
+    let req = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Medium: {}\r\n\r\n", "v".repeat(800));
+    assert!(req.len() < 1000);
+    let mut c = s.connect();
+    check_ok(&c.request(req.as_bytes()));
+    c.get_ok();
+}
+
+fn with_headers(total: usize) -> Vec<u8> {
+    let mut req = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+    for i in 1..total {
+        req.push_str(&format!("X-{i}: 1\r\n"));
+    }
+    req.push_str("\r\n");
+    req.into_bytes()
+}
+
+#[test]
+fn e431_more_than_64_headers() {
+    let s = Server::start(&["--workers", "1"]); // default --max-header 8192
+    let mut c = s.connect();
+    check_ok(&c.request(&with_headers(64)));
+    expect_error(&s, &with_headers(65), &[431]);
+    expect_error(&s, &with_headers(200), &[431]);
+}
+
+#[test]
+fn e417_unknown_expectation() {
+    let s = server();
+    expect_error(&s, b"POST / HTTP/1.1\r\nHost: a\r\nExpect: something-else\r\nContent-Length: 2\r\n\r\nhi", &[417]);
+    expect_error(&s, b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", &[417]);
+}
+
+#[test]
+fn error_after_good_pipelined_request() {
+    let s = server();
+    let mut c = s.connect();
+    c.send(&[GET, b"BAD REQUEST LINE\r\n\r\n", GET].concat());
+    c.read_ok_answers(&[false]);
+    let r = c.read();
+    check_error(&r, 400);
+    // The request after the bad one is not answered.
+    c.expect_closed();
+    s.connect().get_ok();
+}
+
+#[test]
+fn errors_do_not_harm_other_connections() {
+    let s = server();
+    let mut keep = s.connect();
+    keep.get_ok();
+    for req in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+    ] {
+        expect_error(&s, req, &[400, 413, 501]);
+        keep.get_ok();
+    }
+    keep.expect_silent_open(Duration::from_millis(100));
+    keep.get_ok();
+}
+
+#[test]
+fn error_responses_are_counted_and_worker_survives() {
+    let s = server();
+    let bad: [&[u8]; 6] = [
+        b"NOT A REQUEST\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"\x00\x00\x00\x00\r\n\r\n",
+    ];
+    for req in bad {
+        expect_error(&s, req, &[400, 413, 501]);
+    }
+    // expect_error also did one good request after each error.
+    let want = 2 * bad.len() as u64;
+    let ok = eventually(Duration::from_secs(3), || {
+        let (_, requests, live) = s.stats_totals();
+        requests == want && live == 0
+    });
+    let stats = s.stats();
+    assert!(ok, "expected requests == {want} (errors count) and live == 0, stats: {stats}");
+    assert!(!s.log().iter().any(|l| l.contains("exited") || l.contains("killed")), "a worker died: {:?}", s.log());
+}
+
+#[test]
+fn e431_request_line_over_max_header() {
+    // The limit covers the whole header block, request line included.
+    let s = server();
+    let req = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(3000));
+    expect_error(&s, req.as_bytes(), &[431]);
+}
+
+#[test]
+fn e400_control_bytes_in_header_value() {
+    let s = server();
+    expect_error(&s, b"GET / HTTP/1.1\r\nHost: a\r\nX-Nul: a\x00b\r\n\r\n", &[400]);
+}
+
+/// Closes `c` with an RST (SO_LINGER 0) instead of a FIN.
+fn reset(c: Conn) {
+    let s = c.r.into_inner();
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt reads a valid `linger` of the size given, on an open socket.
+    let r = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&s),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0);
+    drop(s);
+}
+
+#[test]
+fn clients_vanishing_mid_request_do_not_harm_the_worker() {
+    let s = server();
+    let mut keep = s.connect();
+    keep.get_ok();
+    for i in 0..30 {
+        let mut c = s.connect();
+        match i % 3 {
+            0 => c.send(b"GET / HTTP/1.1\r\nHo"),
+            1 => c.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc"),
+            _ => c.send(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"),
+        }
+        if i % 2 == 0 {
+            reset(c);
+        } else {
+            drop(c);
+        }
+    }
+    // Clients that leave with many answers still due.
+    for _ in 0..10 {
+        let mut c = s.connect();
+        c.send(&repeat(GET, 2000));
+        reset(c);
+    }
+    keep.get_ok();
+    s.connect().get_ok();
+    let ok = eventually(Duration::from_secs(3), || s.stats_totals().2 == 1);
+    assert!(ok, "only the kept connection should be live: {}", s.stats());
+    assert!(!s.log().iter().any(|l| l.contains("exited") || l.contains("killed")), "a worker died: {:?}", s.log());
+}

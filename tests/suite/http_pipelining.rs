@@ -1,0 +1,137 @@
+//! Pipelined requests and requests split over many segments.
+
+use crate::util;
+
+use std::io::Write;
+use std::thread;
+use std::time::Duration;
+use util::*;
+
+#[test]
+fn hundred_pipelined_in_one_write() {
+    let s = Server::start(&["--workers", "1"]);
+    let mut c = s.connect();
+    c.send(&repeat(GET, 100));
+    let mut count = 0;
+    for i in 0..100 {
+        let r = c.try_read().unwrap_or_else(|e| panic!("after {i} responses: {e}"));
+        check_ok(&r);
+        count += 1;
+    }
+    assert_eq!(count, 100);
+    // Exactly 100: nothing more arrives, and the connection still works.
+    c.expect_silent_open(Duration::from_millis(300));
+    c.get_ok();
+}
+
+#[test]
+fn pipelined_answers_come_in_order() {
+    // HEAD answers have no body: if answers were reordered, the framing would break.
+    let s = Server::start(&["--workers", "1"]);
+    let mut c = s.connect();
+    let heads: Vec<bool> = (0..100).map(|i| i % 7 == 3 || i % 11 == 0).collect();
+    let mut batch = Vec::new();
+    for (i, &h) in heads.iter().enumerate() {
+        if h {
+            batch.extend_from_slice(format!("HEAD /{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+        } else {
+            batch.extend_from_slice(format!("GET /{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+        }
+    }
+    c.send(&batch);
+    c.read_ok_answers(&heads);
+    c.expect_silent_open(Duration::from_millis(200));
+}
+
+#[test]
+fn large_pipeline_spanning_many_reads() {
+    // ~70 KB of requests in one write: crosses receive-buffer boundaries,
+    // so requests are split between reads.
+    let s = Server::start(&["--workers", "1"]);
+    let mut c = s.connect();
+    let n = 2000;
+    let mut batch = Vec::new();
+    for i in 0..n {
+        batch.extend_from_slice(format!("GET /{i} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes());
+    }
+    // Write from another thread so neither side can block the other.
+    let mut w = c.stream().try_clone().unwrap();
+    let writer = thread::spawn(move || w.write_all(&batch));
+    for i in 0..n {
+        let r = c.try_read().unwrap_or_else(|e| panic!("after {i} of {n} responses: {e}"));
+        check_ok(&r);
+    }
+    writer.join().unwrap().expect("writing the pipeline");
+    c.expect_silent_open(Duration::from_millis(200));
+    c.get_ok();
+}
+
+#[test]
+fn pipelined_request_split_across_writes() {
+    let s = Server::start(&["--workers", "1"]);
+    let mut c = s.connect();
+    // One full request and the start of the next in one write, the rest later.
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /two HT");
+    check_ok(&c.read());
+    thread::sleep(Duration::from_millis(50));
+    c.send(b"TP/1.1\r\nHo");
+    thread::sleep(Duration::from_millis(50));
+    c.send(b"st: a\r\n\r");
+    thread::sleep(Duration::from_millis(50));
+    c.expect_silent_open(Duration::from_millis(100));
+    c.send(b"\n");
+    check_ok(&c.read());
+    c.get_ok();
+}
+
+#[test]
+fn request_one_byte_at_a_time() {
+    let s = Server::start(&["--workers", "1"]);
+    let mut c = s.connect();
+    let req = b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bytewise\r\n\r\n";
+    c.send_bytewise(req, Duration::from_millis(2));
+    let r = c.read();
+    check_ok(&r);
+    // A second one on the same connection, also byte by byte.
+    c.send_bytewise(GET, Duration::from_millis(2));
+    check_ok(&c.read());
+    c.get_ok();
+}
+
+#[test]
+fn pipelined_connection_close_stops_there() {
+    let s = Server::start(&["--workers", "1"]);
+    let mut c = s.connect();
+    c.send(&[GET, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", GET].concat());
+    c.read_ok_answers(&[false]);
+    let r = c.read();
+    check_ok(&r);
+    assert!(r.has_connection("close"), "{r:?}");
+    // The request after Connection: close is not answered.
+    c.expect_closed();
+}
+
+#[test]
+fn pipelined_http10_stops_after_first() {
+    let s = Server::start(&["--workers", "1"]);
+    let mut c = s.connect();
+    c.send(&[b"GET / HTTP/1.0\r\n\r\n", GET].concat());
+    let r = c.read();
+    check_ok(&r);
+    assert!(r.has_connection("close"), "{r:?}");
+    c.expect_closed();
+}
+
+#[test]
+fn pipelined_after_client_half_close() {
+    // Client sends its requests and shuts down its write side: all are answered,
+    // then the server closes.
+    let s = Server::start(&["--workers", "1"]);
+    let mut c = s.connect();
+    c.send(&repeat(GET, 5));
+    c.shutdown_write();
+    for _ in 0..5 {
+        check_ok(&c.read());
+    }
+    c.expect_closed();
+}

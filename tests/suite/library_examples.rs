@@ -1,0 +1,254 @@
+//! The library as a user meets it: each example under `examples/` runs as a
+//! real cluster (its master and two workers, re-executions of the example's
+//! own program) and is driven over 127.0.0.1, in both modes. `cargo test`
+//! builds the examples; they sit beside the binary under test.
+
+use crate::util;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use util::control::control_path;
+use util::*;
+
+/// The example binary `name`, built by `cargo test` beside the main binary.
+fn example(name: &str) -> PathBuf {
+    let dir = std::path::Path::new(BIN).parent().expect("the binary's directory").join("examples");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test` builds the examples (or run `cargo build --examples`)",
+        path.display()
+    );
+    path
+}
+
+/// Starts example `name` with two workers in `mode` on a free port.
+fn start(name: &str, mode: &str) -> Server {
+    let mut cmd = Command::new(example(name));
+    cmd.env("PORT", "0").env("MODE", mode).env("WORKERS", "2");
+    let server = Server::start_command(cmd, &[]);
+    server.wait_workers_ready(2, START_TIMEOUT);
+    server
+}
+
+fn get(conn: &mut Conn, path: &str) -> Response {
+    conn.request(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+}
+
+fn hello_cluster_answers_hello_world(mode: &str) {
+    let s = start("hello_cluster", mode);
+    let mut conn = s.connect();
+    for _ in 0..3 {
+        let resp = get(&mut conn, "/");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body_str(), "hello world\n");
+        assert_eq!(resp.header("content-type"), Some("text/plain"));
+        check_date(resp.header("date").expect("a Date"));
+    }
+}
+
+#[test]
+fn hello_cluster_answers_hello_world_rr() {
+    hello_cluster_answers_hello_world("rr");
+}
+
+#[test]
+fn hello_cluster_answers_hello_world_shared() {
+    hello_cluster_answers_hello_world("shared");
+}
+
+/// Parses `worker 2 (pid 1234) has served 17 requests`.
+fn counter_line(body: &str) -> (u64, u64, u64) {
+    let words: Vec<&str> = body.split_whitespace().collect();
+    let number = |i: usize| words[i].trim_matches(|c: char| !c.is_ascii_digit()).parse::<u64>().expect("a number");
+    assert_eq!((words[0], words[2], words[5]), ("worker", "(pid", "served"), "{body:?}");
+    (number(1), number(3), number(6))
+}
+
+fn workers_keep_their_own_counts(mode: &str) {
+    let s = start("per_worker_state", mode);
+    let mut seen: std::collections::BTreeMap<u64, (u64, u64)> = Default::default();
+    // New connections until both workers have answered (rr alternates; in
+    // `shared` the kernel picks, so keep going a bounded while).
+    for _ in 0..400 {
+        let mut conn = s.connect();
+        let resp = get(&mut conn, "/");
+        assert_eq!(resp.status, 200);
+        let (id, pid, served) = counter_line(&resp.body_str());
+        let (known_pid, count) = seen.entry(id).or_insert((pid, 0));
+        assert_eq!(*known_pid, pid, "worker {id} changed pid without a restart");
+        *count += 1;
+        let count = *count;
+        assert_eq!(served, count, "worker {id} counts only what it served itself: {seen:?}");
+        if seen.len() == 2 && mode == "rr" && seen.values().all(|&(_, c)| c >= 2) {
+            break;
+        }
+        if seen.len() == 2 && mode == "shared" {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 2, "both workers answered: {seen:?}");
+    let pids: std::collections::BTreeSet<u64> = seen.values().map(|&(pid, _)| pid).collect();
+    assert_eq!(pids.len(), 2, "two processes, two memories: {seen:?}");
+}
+
+#[test]
+fn workers_keep_their_own_counts_rr() {
+    workers_keep_their_own_counts("rr");
+}
+
+#[test]
+fn workers_keep_their_own_counts_shared() {
+    workers_keep_their_own_counts("shared");
+}
+
+/// Node's `worker.send()` / `process.send()`, as lines: each worker reports
+/// its 1,000th request to the master (whose hook prints it), and
+/// `ctl PATH send reset` reaches every worker's `on_message`.
+#[test]
+fn workers_and_master_exchange_lines() {
+    let control = control_path("library", "messages");
+    let mut cmd = Command::new(example("per_worker_state"));
+    cmd.env("PORT", "0").env("MODE", "rr").env("WORKERS", "2").env("CONTROL", &control);
+    let s = Server::start_command(cmd, &[]);
+    s.wait_workers_ready(2, START_TIMEOUT);
+    // rr deals the two connections to the two workers.
+    let mut conns = [s.connect(), s.connect()];
+    let mut ids = Vec::new();
+    for conn in &mut conns {
+        let burst = repeat(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 50);
+        for _ in 0..20 {
+            conn.send(&burst);
+            for _ in 0..50 {
+                assert_eq!(conn.read().status, 200);
+            }
+        }
+        let (id, _, served) = counter_line(&get(conn, "/").body_str());
+        assert_eq!(served, 1001, "worker {id}");
+        ids.push(id);
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 2], "one connection on each worker");
+    for id in ids {
+        let line = format!("per_worker_state: worker {id} reports served 1000");
+        let reported = eventually(IO_TIMEOUT, || s.raw_log().iter().any(|l| l.ends_with(&line)));
+        assert!(reported, "the master's hook printed {line:?}: {:?}", s.raw_log());
+    }
+
+    let (code, out, err) = util::control::ctl(&control, &["send", "reset"]);
+    assert_eq!((code, out.as_str()), (0, "ok sent to 2 workers"), "{err}");
+    // The line travels beside the connections: each worker takes it on its next turn.
+    for conn in &mut conns {
+        let mut last = 0;
+        let reset = eventually(IO_TIMEOUT, || {
+            last = counter_line(&get(conn, "/").body_str()).2;
+            last < 1000
+        });
+        assert!(reset, "the worker's count went back to 0 (now {last})");
+    }
+    let (code, out, _) = util::control::ctl(&control, &["send"]);
+    assert_eq!((code, out.as_str()), (1, "error: send takes a line of text for the workers"));
+}
+
+fn router_routes(mode: &str) {
+    let s = start("router", mode);
+    let mut conn = s.connect();
+    let home = get(&mut conn, "/");
+    assert_eq!((home.status, home.body_str().as_str()), (200, "ringmaster router\n"));
+    let json = get(&mut conn, "/json");
+    assert_eq!(json.header("content-type"), Some("application/json"));
+    let body = json.body_str();
+    assert!(body.starts_with(r#"{"worker":"#) && body.ends_with('}'), "{body}");
+    let missing = get(&mut conn, "/nope");
+    assert_eq!(
+        (missing.status, missing.reason.as_str(), missing.body_str().as_str()),
+        (404, "Not Found", "not found\n")
+    );
+    // An echo by length, then chunked.
+    let echo = conn.request(
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Type: text/x-test\r\nContent-Length: 11\r\n\r\nhello there",
+    );
+    assert_eq!((echo.status, echo.body_str().as_str()), (200, "hello there"));
+    assert_eq!(echo.header("content-type"), Some("text/x-test"));
+    let payload: Vec<u8> = (0..12_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    conn.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+    conn.send(&chunked(&payload, 3000));
+    let echoed = conn.read();
+    assert!(echoed.body == payload, "a 12 kB chunked body, decoded and echoed ({} bytes back)", echoed.body.len());
+    // An answer over --max-response (16 KiB) is the server's failure, not a crash.
+    let too_big = vec![b'q'; 20_000];
+    conn.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 20000\r\n\r\n");
+    conn.send(&too_big);
+    assert_eq!(conn.read().status, 500);
+    // HEAD: the length of the body, not the body.
+    conn.send(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n");
+    let head = conn.read_head();
+    assert_eq!(head.header("content-length"), Some("18"));
+    // Pipelined requests to different routes, answered in order in one go.
+    conn.send(
+        b"GET /nope HTTP/1.1\r\nHost: a\r\n\r\n\
+          POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc\
+          GET / HTTP/1.1\r\nHost: a\r\n\r\n\
+          GET /json HTTP/1.1\r\nHost: a\r\n\r\n",
+    );
+    let answers: Vec<(u16, String)> = (0..4).map(|_| conn.read()).map(|r| (r.status, r.body_str())).collect();
+    assert_eq!((answers[0].0, answers[1].0, answers[2].0, answers[3].0), (404, 200, 200, 200), "{answers:?}");
+    assert_eq!((answers[1].1.as_str(), answers[2].1.as_str()), ("abc", "ringmaster router\n"));
+    assert!(answers[3].1.starts_with(r#"{"worker":"#), "{answers:?}");
+}
+
+#[test]
+fn router_routes_rr() {
+    router_routes("rr");
+}
+
+#[test]
+fn router_routes_shared() {
+    router_routes("shared");
+}
+
+fn a_panicking_handler_takes_down_only_its_worker(mode: &str) {
+    let s = start("router", mode);
+    // Two keep-alive connections: find one on each worker.
+    let mut conns: Vec<(Conn, String)> = Vec::new();
+    for _ in 0..400 {
+        let mut conn = s.connect();
+        let json = get(&mut conn, "/json").body_str();
+        let worker = json.split(|c: char| !c.is_ascii_digit()).find(|w| !w.is_empty()).unwrap_or("").to_string();
+        if !conns.iter().any(|(_, w)| *w == worker) {
+            conns.push((conn, worker));
+        }
+        if conns.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(conns.len(), 2, "a connection on each worker");
+    let (mut doomed, doomed_worker) = conns.remove(0);
+    let (mut survivor, _) = conns.remove(0);
+    let log_mark = s.log_len();
+    doomed.send(b"GET /panic HTTP/1.1\r\nHost: a\r\n\r\n");
+    doomed.expect_closed();
+    let exited = format!("worker {doomed_worker} (pid");
+    s.wait_for_log_from(log_mark, |l| l.contains(&exited) && l.contains("exited"), Duration::from_secs(10));
+    // The other worker never stopped serving its connection.
+    assert_eq!(get(&mut survivor, "/").status, 200);
+    let restarted = format!("worker {doomed_worker} restarted");
+    s.wait_for_log_from(log_mark, |l| l.contains(&restarted), Duration::from_secs(10));
+    s.wait_workers_ready(2, START_TIMEOUT);
+    for _ in 0..4 {
+        assert_eq!(get(&mut s.connect(), "/").status, 200);
+    }
+    assert_eq!(get(&mut survivor, "/").status, 200);
+}
+
+#[test]
+fn a_panicking_handler_takes_down_only_its_worker_rr() {
+    a_panicking_handler_takes_down_only_its_worker("rr");
+}
+
+#[test]
+fn a_panicking_handler_takes_down_only_its_worker_shared() {
+    a_panicking_handler_takes_down_only_its_worker("shared");
+}

@@ -1,0 +1,51 @@
+//! The integration tests: each module drives the real binary (or an
+//! example, or the eBPF program) over real sockets on 127.0.0.1, or in
+//! network namespaces it makes. They are one test binary so that `util` and
+//! the linking happen once, not once per file: `cargo test --test suite
+//! MODULE::` runs one file's tests.
+
+mod util;
+
+mod backend_epoll;
+mod backend_fallback;
+mod balance_least;
+mod balance_reuseport;
+mod balance_stall;
+mod balance_steer;
+mod balancer_config;
+mod balancer_lifecycle;
+mod balancer_max_conns;
+mod balancer_rr;
+mod balancer_shared;
+mod http_bodies;
+mod http_chunk_limits;
+mod http_concurrency;
+mod http_errors;
+mod http_health;
+mod http_keepalive;
+mod http_pipelining;
+mod http_slow_body;
+mod http_timeouts;
+mod library_examples;
+mod multihost;
+mod operator_cli;
+mod operator_drain_delay;
+mod operator_logs;
+mod operator_metrics;
+mod operator_privileges;
+mod operator_systemd;
+mod operator_table;
+mod operator_titles;
+mod reliability_control_socket;
+mod reliability_fd_limits;
+mod reliability_full_workers;
+mod steer_program;
+mod supervisor_backlog;
+mod supervisor_control;
+mod supervisor_reload;
+mod supervisor_restart;
+mod supervisor_scale;
+mod supervisor_stop;
+mod upgrade_binary_replaced;
+mod upgrade_failure;
+mod upgrade_seamless;

@@ -1,0 +1,259 @@
+//! Several ringmaster hosts behind the kernel's own L4 balancing: three hosts
+//! in network namespaces behind a router that DNATs a service IP to them with
+//! an nftables map (`numgen random`, or `jhash` on the 4-tuple), and a health
+//! loop that keeps the map to the hosts whose health path answers 200 — all
+//! made, and removed, by `scripts/multihost.sh` (see tests/suite/util/multihost.rs).
+//! Clients load the service from the client namespace.
+//!
+//! - spread: Jain's index over the hosts' accepted connections >= 0.95, with
+//!   either hash;
+//! - graceful removal (SIGTERM, `--drain-delay`): health says 503, the loop
+//!   takes the host out before its drain begins, the connections it holds
+//!   are still served, no request fails; restarted, it is taken back at 200;
+//! - hard failure (SIGKILL of a host's master and workers): only what that
+//!   host held fails, and every connection begun once the loop has taken it
+//!   out (within one health interval) succeeds;
+//! - rolling upgrade (`ctl upgrade` of every host in turn): no request fails.
+//!
+//! Root with `ip netns` only (CI is); elsewhere each test says it skips. The
+//! tests take the machine one at a time.
+
+use crate::util;
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use util::multihost::*;
+
+/// One topology at a time: they share two cores, and the timing checks
+/// (removal within a health interval) need the loop to run on time.
+static MACHINE: Mutex<()> = Mutex::new(());
+
+const SETTINGS: Settings = Settings {
+    hosts: 3,
+    health_interval: Duration::from_millis(250),
+    probe_timeout: Duration::from_millis(500),
+    drain_delay: Duration::from_millis(1500),
+};
+
+/// How late the health loop may take a dead host out beyond one interval:
+/// its probe round (a refused connect, a few ms) and the nft transaction,
+/// on two busy cores.
+const LOOP_SLACK: Duration = Duration::from_millis(250);
+
+/// How long a command may take (an upgrade: a new master and its workers ready,
+/// the old one drained).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// The machine, and the topology; None (said) where these tests cannot run.
+fn setup(tag: &str) -> Option<(MutexGuard<'static, ()>, Topology)> {
+    let machine = MACHINE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping the multi-host tests: {why}");
+        return None;
+    }
+    Some((machine, Topology::up(tag, SETTINGS)))
+}
+
+fn answered_since(records: &[Record], since: Instant) -> usize {
+    records.iter().filter(|r| r.began > since && r.host.is_some()).count()
+}
+
+#[test]
+fn multihost_spread_over_hosts_is_even_with_numgen_random_and_jhash() {
+    let Some((_machine, mut topology)) = setup("s") else { return };
+    const CONNECTIONS: usize = 1200;
+    for mode in ["random", "jhash"] {
+        topology.command(&format!("hash {mode}"), COMMAND_TIMEOUT);
+        let before: Vec<u64> = (1..=SETTINGS.hosts).map(|k| topology.accepted(k)).collect();
+        let load = Load::start(&topology, 4, 0, Duration::from_secs(30));
+        load.wait_for(&format!("{CONNECTIONS} answers"), Duration::from_secs(30), |r| r.len() >= CONNECTIONS);
+        let records = load.finish();
+        let failed = records.iter().filter(|r| r.failed()).count();
+        let origin = records.first().map_or_else(Instant::now, |r| r.began);
+        assert_eq!(failed, 0, "{mode}: failures {:?}", first_failures(&records, 5, origin));
+        let seen = answers_per_host(&records);
+        let seen: Vec<u64> = (1..=SETTINGS.hosts as u8).map(|k| seen.get(&k).copied().unwrap_or(0)).collect();
+        // Each host's share from its own stats (health probes included, the
+        // same few for each); they count an answer a moment after it left.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let shares = loop {
+            let shares: Vec<u64> = (1..=SETTINGS.hosts).map(|k| topology.accepted(k) - before[k - 1]).collect();
+            if shares.iter().zip(&seen).all(|(stats, client)| stats >= client) || Instant::now() >= deadline {
+                break shares;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            shares.iter().zip(&seen).all(|(stats, client)| stats >= client),
+            "{mode}: the hosts' stats {shares:?} count fewer connections than the clients saw answered {seen:?}"
+        );
+        let (by_stats, by_clients) = (jain(&shares), jain(&seen));
+        eprintln!("spread ({mode}): {} connections; per host by their stats {shares:?} (Jain {by_stats:.4}), by the clients {seen:?} (Jain {by_clients:.4})", records.len());
+        assert!(by_stats >= 0.95, "{mode}: Jain over hosts {by_stats:.4} < 0.95: {shares:?}");
+        assert!(by_clients >= 0.95, "{mode}: Jain over hosts {by_clients:.4} < 0.95 by the clients: {seen:?}");
+    }
+}
+
+#[test]
+fn multihost_graceful_removal_fails_no_request_and_the_host_comes_back_at_200() {
+    let Some((_machine, mut topology)) = setup("g") else { return };
+    let load = Load::start(&topology, 3, 6, Duration::from_secs(40));
+    let target = busiest(&load.keepalive_hosts);
+    load.wait_for("300 answers", Duration::from_secs(10), |r| r.iter().filter(|r| r.host.is_some()).count() >= 300);
+
+    let from = topology.len();
+    let term = Instant::now();
+    topology.command(&format!("stop {target}"), COMMAND_TIMEOUT);
+    let out = topology.wait_health(from, target as usize, "out", SETTINGS.drain_delay + Duration::from_secs(5));
+    let removed_after = out.at - term;
+    assert!(out.text.contains("answered 503"), "{}", out.text);
+    assert!(
+        removed_after < SETTINGS.drain_delay,
+        "the loop took host {target} out {removed_after:?} after SIGTERM, not within the drain delay"
+    );
+    // The lame duck still serves the keep-alive connections it holds.
+    load.wait_for(
+        &format!("an answer from host {target} on a connection it held, after it left the map"),
+        SETTINGS.drain_delay,
+        |r| r.iter().any(|r| r.host == Some(target) && !r.fresh && r.began > out.at),
+    );
+    topology.command(&format!("wait {target}"), COMMAND_TIMEOUT);
+    let exited_after = term.elapsed();
+
+    let from = topology.len();
+    let restart = Instant::now();
+    topology.command(&format!("start {target}"), COMMAND_TIMEOUT);
+    let back = topology.wait_health(from, target as usize, "in", Duration::from_secs(5));
+    load.wait_for(&format!("a new connection answered by host {target} once back"), Duration::from_secs(10), |r| {
+        r.iter().any(|r| r.fresh && r.host == Some(target) && r.began > back.at)
+    });
+    let records = load.finish();
+
+    let failed: Vec<&Record> = records.iter().filter(|r| r.failed()).collect();
+    let retried = records.iter().filter(|r| r.retried).count();
+    // From the moment the map no longer had it to its restart, no new
+    // connection reached it: only those it held were served.
+    let strays: Vec<&Record> =
+        records.iter().filter(|r| r.fresh && r.host == Some(target) && r.began > out.at && r.began < restart).collect();
+    eprintln!(
+        "graceful removal of host {target}: out of the map {removed_after:?} after SIGTERM (drain delay {:?}), \
+         exited after {exited_after:?}; {} requests, {} failed, {retried} sent again after the server closed an idle \
+         keep-alive connection; {} answered after it left the map",
+        SETTINGS.drain_delay,
+        records.len(),
+        failed.len(),
+        answered_since(&records, out.at)
+    );
+    assert!(
+        failed.is_empty(),
+        "{} failed requests (times from SIGTERM): {:?}",
+        failed.len(),
+        first_failures(&records, 5, term)
+    );
+    let offsets: Vec<Duration> = strays.iter().map(|r| r.began - out.at).collect();
+    assert!(
+        strays.is_empty(),
+        "{} new connections reached host {target} out of the map, begun this long after it left: {offsets:?}",
+        strays.len()
+    );
+}
+
+#[test]
+fn multihost_hard_failure_fails_only_what_the_host_held() {
+    let Some((_machine, mut topology)) = setup("h") else { return };
+    let load = Load::start(&topology, 3, 6, Duration::from_secs(40));
+    let target = busiest(&load.keepalive_hosts);
+    load.wait_for("300 answers", Duration::from_secs(10), |r| r.iter().filter(|r| r.host.is_some()).count() >= 300);
+
+    let from = topology.len();
+    let kill = Instant::now();
+    // Once this answers, every process of the host is gone.
+    let killed = topology.command(&format!("kill {target}"), COMMAND_TIMEOUT).at;
+    let bound = SETTINGS.health_interval + LOOP_SLACK;
+    let out = topology.wait_health(from, target as usize, "out", bound + Duration::from_secs(5));
+    let removed_after = out.at - kill;
+    // Refused, or reset under a probe in flight: no answer at all.
+    assert!(!out.text.contains("answered"), "{}", out.text);
+    assert!(
+        removed_after <= bound,
+        "the loop took host {target} out {removed_after:?} after SIGKILL: more than a health interval ({:?}) and {LOOP_SLACK:?}",
+        SETTINGS.health_interval
+    );
+    load.wait_for("200 answers on connections begun once the host was out", Duration::from_secs(10), |r| {
+        r.iter().filter(|r| r.fresh && r.began > out.at && r.host.is_some()).count() >= 200
+    });
+
+    let from = topology.len();
+    topology.command(&format!("start {target}"), COMMAND_TIMEOUT);
+    let back = topology.wait_health(from, target as usize, "in", Duration::from_secs(5));
+    load.wait_for(&format!("a new connection answered by host {target} once back"), Duration::from_secs(10), |r| {
+        r.iter().any(|r| r.fresh && r.host == Some(target) && r.began > back.at)
+    });
+    let records = load.finish();
+
+    let failed: Vec<&Record> = records.iter().filter(|r| r.failed()).collect();
+    let held = failed.iter().filter(|r| r.held_by == Some(target)).count();
+    let retried = records.iter().filter(|r| r.retried).count();
+    let last_failure = failed.iter().map(|r| r.began).max();
+    eprintln!(
+        "hard failure of host {target}: out of the map {removed_after:?} after SIGKILL (health interval {:?}); \
+         {} requests, {} failed: {held} on keep-alive connections it held, {} on connections begun before it was out \
+         (the last {:?} after the kill); {retried} sent again on a new connection",
+        SETTINGS.health_interval,
+        records.len(),
+        failed.len(),
+        failed.len() - held,
+        last_failure.map(|t| t.saturating_duration_since(kill)),
+    );
+    let told = |r: &Record| format!("{} (out of the map +{removed_after:?})", r.describe(kill));
+    for r in &failed {
+        assert!(
+            r.held_by.is_none_or(|h| h == target),
+            "a request on a connection held by host {:?}, which did not fail, failed: {}",
+            r.held_by,
+            told(r)
+        );
+        assert!(r.began < out.at, "a request begun after host {target} was out of the map failed: {}", told(r));
+        // A new connection that failed: one the host had (begun before it
+        // was dead: accepted, or in its queue) or one the map still sent to
+        // it, refused by its kernel (no other host refuses a connection).
+        let refused = r.error.as_deref().is_some_and(|e| e.starts_with("connect: ") && e.contains("refused"));
+        assert!(
+            r.held_by.is_some() || r.began < killed || refused,
+            "a new connection begun after host {target} was dead failed other than by its refusal: {}",
+            told(r)
+        );
+    }
+}
+
+#[test]
+fn multihost_rolling_upgrade_of_every_host_fails_no_request() {
+    let Some((_machine, mut topology)) = setup("u") else { return };
+    let load = Load::start(&topology, 3, 6, Duration::from_secs(50));
+    load.wait_for("300 answers", Duration::from_secs(10), |r| r.iter().filter(|r| r.host.is_some()).count() >= 300);
+    let from = topology.len();
+    let start = Instant::now();
+    let mut took = Vec::new();
+    for k in 1..=SETTINGS.hosts {
+        let asked = Instant::now();
+        let reply = topology.command(&format!("upgrade {k}"), COMMAND_TIMEOUT);
+        took.push(asked.elapsed());
+        assert!(reply.text.contains("drained and exited (status 0)"), "{}", reply.text);
+        // The new master serves new connections.
+        load.wait_for(&format!("a new connection answered by host {k}'s new master"), Duration::from_secs(10), |r| {
+            r.iter().any(|r| r.fresh && r.host == Some(k as u8) && r.began > reply.at)
+        });
+    }
+    let records = load.finish();
+    let flaps: Vec<String> =
+        topology.lines()[from..].iter().filter(|l| l.text.contains(" out: ")).map(|l| l.text.clone()).collect();
+    let failed = records.iter().filter(|r| r.failed()).count();
+    let retried = records.iter().filter(|r| r.retried).count();
+    eprintln!(
+        "rolling upgrade: ctl upgrade took {took:?}; {} requests, {failed} failed, {retried} sent again after the \
+         server closed an idle keep-alive connection; hosts the loop took out meanwhile: {flaps:?}",
+        records.len()
+    );
+    assert_eq!(failed, 0, "failed requests (times from the first upgrade): {:?}", first_failures(&records, 5, start));
+}

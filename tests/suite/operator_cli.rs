@@ -1,0 +1,243 @@
+//! The command line as an operator meets it: how many workers run and where
+//! (`--cpus`, `--workers`, the default), one-line errors that name what is
+//! wrong, `--body` escapes, and `--help` listing every flag with its default.
+
+#[path = "util/operator.rs"]
+mod operator;
+use crate::util;
+
+use std::process::Command;
+
+use operator::*;
+use util::*;
+
+// --- how many workers, where -----------------------------------------------------------
+
+/// The CPUs this test process may run on, from `sched_getaffinity(2)` (what `nproc` counts).
+fn affinity() -> Vec<usize> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).expect("sched_getaffinity");
+    (0..nix::sched::CpuSet::count()).filter(|&cpu| set.is_set(cpu).unwrap_or(false)).collect()
+}
+
+#[test]
+fn one_worker_per_cpu_by_default() {
+    let allowed = affinity();
+    assert_eq!(allowed, cpus_allowed(std::process::id()), "sched_getaffinity against /proc");
+    let s = Server::start(&[]);
+    let stats = stats_when_ready(&s);
+    let workers = worker_pids_and_cpus(&stats);
+    assert_eq!(workers.len(), allowed.len(), "one worker per CPU the process may use ({allowed:?}): {stats}");
+    for ((pid, cpu), want) in workers.iter().zip(&allowed) {
+        assert_eq!(*cpu, Some(*want as u64), "{stats}");
+        assert_eq!(cpus_allowed(*pid), vec![*want], "worker pid {pid}");
+    }
+}
+
+#[test]
+fn cpus_without_workers_runs_one_worker_per_listed_cpu() {
+    let allowed = cpus_allowed(std::process::id());
+    // One listed CPU: one worker, on it (it used to start one per allowed CPU, all on it).
+    let last = *allowed.last().unwrap();
+    let s = Server::start(&["--cpus", &last.to_string()]);
+    let stats = stats_when_ready(&s);
+    let workers = worker_pids_and_cpus(&stats);
+    assert_eq!(workers.len(), 1, "--cpus {last} without --workers: {stats}");
+    assert_eq!(workers[0].1, Some(last as u64), "{stats}");
+    assert_eq!(cpus_allowed(workers[0].0), vec![last]);
+    s.connect().get_ok();
+    drop(s);
+
+    // Every allowed CPU listed: one worker on each, in the list's order.
+    let list = allowed.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    let s = Server::start(&["--cpus", &list]);
+    let stats = stats_when_ready(&s);
+    let workers = worker_pids_and_cpus(&stats);
+    assert_eq!(workers.len(), allowed.len(), "--cpus {list} without --workers: {stats}");
+    for ((pid, cpu), want) in workers.iter().zip(&allowed) {
+        assert_eq!(*cpu, Some(*want as u64), "{stats}");
+        assert_eq!(cpus_allowed(*pid), vec![*want], "worker pid {pid}");
+    }
+}
+
+#[test]
+fn workers_with_cpus_wrap_around_the_list() {
+    let allowed = cpus_allowed(std::process::id());
+    let list: Vec<usize> = allowed.iter().rev().take(2).copied().collect();
+    let text = list.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    let n = list.len() + 1;
+    let s = Server::start(&["--workers", &n.to_string(), "--cpus", &text]);
+    let stats = stats_when_ready(&s);
+    let workers = worker_pids_and_cpus(&stats);
+    assert_eq!(workers.len(), n, "{stats}");
+    for (k, (pid, cpu)) in workers.iter().enumerate() {
+        let want = list[k % list.len()];
+        assert_eq!(*cpu, Some(want as u64), "worker {}: {stats}", k + 1);
+        assert_eq!(cpus_allowed(*pid), vec![want], "worker {} (pid {pid})", k + 1);
+    }
+}
+
+#[test]
+fn cpus_with_no_pin_is_a_usage_error() {
+    for args in [["--cpus", "0", "--no-pin"], ["--no-pin", "--cpus", "0"]] {
+        let (code, line) = expect_one_line_error(&args);
+        assert_eq!(code, 2, "{line}");
+        assert!(line.contains("--cpus") && line.contains("--no-pin"), "{line}");
+    }
+}
+
+// --- one-line errors -------------------------------------------------------------------
+
+#[test]
+fn a_missing_argument_is_named_on_the_one_line_with_the_usage() {
+    let (code, line) = expect_one_line_error(&["ctl"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("<PATH>") && line.contains("<COMMAND>"), "names the missing arguments: {line}");
+    assert!(line.contains("usage: ringmaster ctl <PATH> <COMMAND>"), "carries the usage: {line}");
+    assert!(line.contains("--help"), "points at --help: {line}");
+
+    let (code, line) = expect_one_line_error(&["ctl", "/nonexistent/ringmaster.sock"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("<COMMAND>") && !line.contains("<PATH>,"), "names only what is missing: {line}");
+}
+
+#[test]
+fn a_bad_value_is_named_on_the_one_line() {
+    let (code, line) = expect_one_line_error(&["--workers", "x"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("'x'") && line.contains("--workers"), "{line}");
+
+    let (code, line) = expect_one_line_error(&["--mode", "foo"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("'foo'") && line.contains("[possible values: rr, least, shared, reuseport]"), "{line}");
+
+    let (code, line) = expect_one_line_error(&["--mod", "rr"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("'--mod'") && line.contains("'--mode'"), "keeps clap's tip: {line}");
+}
+
+// --- --body escapes --------------------------------------------------------------------
+
+#[test]
+fn body_escapes_are_interpreted() {
+    let s = Server::start(&["--workers", "1", "--body", r"hi\n"]);
+    let r = s.connect().request(GET);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, b"hi\n", "{r:?}");
+    assert_eq!(r.header("content-length"), Some("3"), "{r:?}");
+    drop(s);
+
+    let s = Server::start(&["--workers", "1", "--body", r"a\tb\\c\x41\r\n"]);
+    let r = s.connect().request(GET);
+    assert_eq!(r.body, b"a\tb\\cA\r\n", "{r:?}");
+    drop(s);
+
+    // The default, written `hello world\n` in --help, is unchanged.
+    Server::start(&["--workers", "1"]).connect().get_ok();
+}
+
+#[test]
+fn an_unknown_body_escape_is_a_usage_error() {
+    let (code, line) = expect_one_line_error(&["--body", r"a\qb"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("--body") && line.contains(r"'\q'"), "{line}");
+    let (code, line) = expect_one_line_error(&["--body", r"\x4"]);
+    assert_eq!(code, 2, "{line}");
+}
+
+// --- --help ------------------------------------------------------------------------------
+
+/// A `#[arg(long ...)]` field of bin/cli.rs: its flag and, if the attribute
+/// gives one, its default as the help should print it.
+#[derive(Debug)]
+struct SourceFlag {
+    flag: String,
+    default: Option<String>,
+}
+
+/// Every `#[arg(long ...)]` field in bin/cli.rs, read from the source.
+fn flags_in_source() -> Vec<SourceFlag> {
+    let source = include_str!("../../bin/cli.rs");
+    let mut flags = Vec::new();
+    let mut lines = source.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if !line.starts_with("#[arg(") {
+            continue;
+        }
+        let mut attribute = line.to_string();
+        while !attribute.ends_with(")]") {
+            attribute.push(' ');
+            attribute.push_str(lines.next().expect("an attribute that ends"));
+        }
+        let words: Vec<&str> = attribute["#[arg(".len()..attribute.len() - 2].split(',').map(str::trim).collect();
+        let Some(long) = words.iter().find(|w| **w == "long" || w.starts_with("long =")) else { continue };
+        // The field follows its attributes and comments.
+        let field = lines.by_ref().find(|l| !l.starts_with("#[") && !l.starts_with("//")).expect("a field");
+        let name = field.split(':').next().unwrap().trim().trim_start_matches("pub ");
+        let flag = match long.split_once('=') {
+            Some((_, given)) => given.trim().trim_matches('"').to_string(),
+            None => name.replace('_', "-"),
+        };
+        let default = words.iter().find_map(|w| {
+            let (key, value) = w.split_once('=')?;
+            let value = value.trim();
+            match key.trim() {
+                "default_value" => Some(value.trim_start_matches('r').trim_matches('"').to_string()),
+                // Numbers as clap prints them; an enum variant by its value name.
+                "default_value_t" => Some(match value.rsplit_once("::") {
+                    Some((_, variant)) => variant.to_lowercase(),
+                    None => value.replace('_', ""),
+                }),
+                _ => None,
+            }
+        });
+        flags.push(SourceFlag { flag: format!("--{flag}"), default });
+    }
+    flags
+}
+
+/// `--help` as entries: each starts at a line naming a flag (`  -h, --help`,
+/// `      --bind <BIND>`) and runs to the next; keyed by the long flag.
+fn help_entries(help: &str) -> Vec<(String, String)> {
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        let names_a_flag = trimmed.starts_with("--") || (trimmed.starts_with('-') && trimmed.contains(", --"));
+        if line.starts_with("  ") && names_a_flag && !line.starts_with("           ") {
+            let flag = trimmed[trimmed.find("--").unwrap()..].split([' ', '=']).next().unwrap().to_string();
+            entries.push((flag, line.to_string()));
+        } else if let Some((_, text)) = entries.last_mut() {
+            text.push('\n');
+            text.push_str(line);
+        }
+    }
+    entries
+}
+
+#[test]
+fn help_lists_every_flag_with_its_default() {
+    let output = Command::new(BIN).arg("--help").output().expect("run --help");
+    assert!(output.status.success(), "--help exited with {}", output.status);
+    let help = String::from_utf8(output.stdout).expect("UTF-8 help");
+    let entries = help_entries(&help);
+    let source = flags_in_source();
+    assert!(source.len() >= 15, "the source parse found too few flags: {source:?}");
+    for SourceFlag { flag, default } in &source {
+        let (_, entry) = entries
+            .iter()
+            .find(|(f, _)| f == flag)
+            .unwrap_or_else(|| panic!("--help has no line for {flag}; help:\n{help}"));
+        if let Some(default) = default {
+            let shown = [format!("[default: {default}]"), format!("[default: \"{default}\"]")];
+            assert!(shown.iter().any(|s| entry.contains(s)), "{flag} must show its default {shown:?}: {entry}");
+        }
+    }
+    for (flag, _) in &entries {
+        let known = source.iter().any(|s| &s.flag == flag) || ["--help", "--version"].contains(&flag.as_str());
+        assert!(known, "--help lists {flag}, which the source parse missed");
+    }
+    // Flags whose default is computed say so in words.
+    for flag in ["--workers", "--cpus", "--user", "--group"] {
+        let (_, entry) = entries.iter().find(|(f, _)| f == flag).unwrap();
+        assert!(entry.contains("[default: "), "{flag} says what it defaults to: {entry}");
+    }
+}

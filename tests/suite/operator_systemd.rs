@@ -1,0 +1,222 @@
+//! Under systemd: `Type=notify` readiness sent to a `NOTIFY_SOCKET` the test
+//! made (a path, an abstract name) — `READY=1` once every worker is ready,
+//! `RELOADING=1` with `MONOTONIC_USEC=` and `READY=1` around a reload,
+//! `STOPPING=1`, `STATUS=`, and `MAINPID=` from the new master after an
+//! upgrade; and socket activation — listeners passed as `LISTEN_FDS` are
+//! served, nothing is bound.
+
+use crate::util;
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::Duration;
+
+use util::control::ctl;
+use util::ops::{metrics_addr, scrape, NotifySocket};
+use util::upgrade::{parse_new_master, wait_gone, TempDir};
+use util::*;
+
+fn with_notify(socket: &NotifySocket) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("NOTIFY_SOCKET", &socket.name);
+    cmd
+}
+
+fn has(message: &[String], line: &str) -> bool {
+    message.iter().any(|l| l == line)
+}
+
+fn field<'a>(message: &'a [String], key: &str) -> Option<&'a str> {
+    message.iter().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// `CLOCK_MONOTONIC` now, in microseconds.
+fn monotonic_usec() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000
+}
+
+#[test]
+fn ready_reloading_ready_stopping() {
+    let socket = NotifySocket::at_path("lifecycle");
+    let s = Server::start_command(with_notify(&socket), &["--workers", "2"]);
+    let ready = socket.next();
+    assert!(has(&ready, "READY=1"), "{ready:?}");
+    let status = field(&ready, "STATUS").expect("STATUS with READY");
+    assert!(status.starts_with("serving: 2 of 2 workers ready (rr mode, "), "{status}");
+
+    let before = monotonic_usec();
+    s.signal(libc::SIGHUP);
+    let reloading = socket.next();
+    assert!(has(&reloading, "RELOADING=1"), "{reloading:?}");
+    let at: u64 = field(&reloading, "MONOTONIC_USEC").expect("MONOTONIC_USEC").parse().expect("a number");
+    assert!(at >= before && at <= monotonic_usec(), "MONOTONIC_USEC {at} is CLOCK_MONOTONIC at the reload");
+    let after = socket.until("READY=1");
+    let done = after.last().unwrap();
+    assert!(field(done, "STATUS").is_some_and(|s| s.starts_with("serving: 2 of 2")), "{after:?}");
+    assert!(s.log().iter().filter(|l| l.starts_with("worker ") && l.contains("replacing pid")).count() == 2);
+
+    s.signal(libc::SIGTERM);
+    let stopping = socket.until("STOPPING=1");
+    assert!(!stopping.iter().flatten().any(|l| l == "READY=1"), "{stopping:?}");
+    let mut s = s;
+    assert!(s.wait_exit(Duration::from_secs(10)).success());
+}
+
+#[test]
+fn an_abstract_notify_socket() {
+    let socket = NotifySocket::abstract_name("abstract");
+    let s = Server::start_command(with_notify(&socket), &["--workers", "1"]);
+    assert!(has(&socket.next(), "READY=1"));
+    drop(s);
+    assert!(has(socket.until("STOPPING=1").last().unwrap(), "STOPPING=1"));
+}
+
+#[test]
+fn the_new_master_of_an_upgrade_says_it_is_the_main_pid() {
+    let dir = TempDir::new("notify-upgrade");
+    let binary = dir.install();
+    let control = dir.join("control.sock");
+    let socket = NotifySocket::at_path("upgrade");
+    let mut cmd = Command::new(&binary);
+    cmd.env("NOTIFY_SOCKET", &socket.name);
+    let mut old = Server::start_command(cmd, &["--workers", "1", "--no-pin", "--control", control.to_str().unwrap()]);
+    assert!(has(&socket.next(), "READY=1"));
+    let (code, out, err) = ctl(&control, &["upgrade"]);
+    assert_eq!(code, 0, "{out} {err}");
+    let new_master = parse_new_master(&old.wait_for_log(|l| l.contains("new master started (pid "), IO_TIMEOUT))
+        .expect("the new master's pid");
+    let took_over = socket.until("READY=1");
+    let message = took_over.last().unwrap();
+    assert_eq!(field(message, "MAINPID"), Some(new_master.to_string().as_str()), "{took_over:?}");
+    assert!(old.wait_exit(Duration::from_secs(30)).success());
+    // The old master, gone now, said nothing about stopping: the service goes on.
+    socket.socket.set_nonblocking(true).unwrap();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = socket.socket.recv(&mut buffer) {
+        let text = String::from_utf8_lossy(&buffer[..n]);
+        assert!(!text.lines().any(|l| l == "STOPPING=1"), "the old master told systemd it stops: {text}");
+    }
+    socket.socket.set_nonblocking(false).unwrap();
+    let (code, out, _) = ctl(&control, &["stop"]);
+    assert_eq!((code, out.as_str()), (0, "ok stopping"));
+    assert!(has(socket.until("STOPPING=1").last().unwrap(), "STOPPING=1"));
+    assert!(wait_gone(&[new_master], Duration::from_secs(15)).is_empty());
+}
+
+/// A copy of `fd` numbered 100 or above (close-on-exec), for `pre_exec` to place.
+fn dup_high(fd: RawFd) -> OwnedFd {
+    // SAFETY: F_DUPFD_CLOEXEC makes a new fd that nothing else owns.
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100) };
+    assert!(copy >= 100, "dup: {}", std::io::Error::last_os_error());
+    // SAFETY: `copy` is a new, valid fd.
+    unsafe { OwnedFd::from_raw_fd(copy) }
+}
+
+/// The binary run as systemd runs a socket-activated service: `fds` at 3,
+/// 4, ..., `LISTEN_FDS`, `LISTEN_FDNAMES`, and `LISTEN_PID` set to the
+/// service's own pid (a shell sets it, then execs the binary).
+fn activated(fds: &[RawFd], names: &str) -> (Command, Vec<OwnedFd>) {
+    let copies: Vec<OwnedFd> = fds.iter().map(|&fd| dup_high(fd)).collect();
+    let sources: Vec<RawFd> = copies.iter().map(AsRawFd::as_raw_fd).collect();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "LISTEN_PID=$$ exec \"$0\" \"$@\"", BIN])
+        .env("LISTEN_FDS", fds.len().to_string())
+        .env("LISTEN_FDNAMES", names)
+        .env_remove("LISTEN_PID");
+    // SAFETY: only dup2, async-signal-safe, between fork and exec; `sources`
+    // were made before the fork and are all at 100 or above, clear of 3, 4, ...
+    unsafe {
+        cmd.pre_exec(move || {
+            for (i, &from) in sources.iter().enumerate() {
+                if libc::dup2(from, 3 + i as RawFd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    (cmd, copies)
+}
+
+/// Inodes of the listening TCP sockets process `pid` holds.
+fn listening_sockets_of(pid: u32) -> Vec<(u64, u16)> {
+    let held: BTreeSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the master's fds")
+        .flatten()
+        .filter_map(|e| {
+            let link = std::fs::read_link(e.path()).ok()?;
+            link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect();
+    let mut listening = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (cols[1], cols[3], cols[9].parse::<u64>().unwrap_or(0));
+            if state == "0A" && held.contains(&inode) {
+                let port = u16::from_str_radix(local.rsplit(':').next().unwrap(), 16).unwrap();
+                listening.push((inode, port));
+            }
+        }
+    }
+    listening
+}
+
+#[test]
+fn passed_listeners_are_served_and_nothing_is_bound() {
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let metrics = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let (http_at, metrics_at): (SocketAddr, SocketAddr) = (http.local_addr().unwrap(), metrics.local_addr().unwrap());
+    let (cmd, copies) = activated(&[http.as_raw_fd(), metrics.as_raw_fd()], "http:metrics");
+    // The harness adds `--bind 127.0.0.1:0`: systemd's sockets win over it.
+    let s = Server::start_command(cmd, &["--workers", "2"]);
+    drop((http, metrics, copies));
+    assert_eq!(s.addr(), http_at, "listening on the passed socket");
+    let passed =
+        format!("socket activation: serving on the socket systemd passed (fd 3, {http_at}); --bind is not used");
+    assert!(s.log().contains(&passed), "{:?}", s.log());
+    assert_eq!(metrics_addr(&s), metrics_at);
+    s.wait_workers_ready(2, START_TIMEOUT);
+    for _ in 0..4 {
+        s.connect().get_ok();
+    }
+    assert!(scrape(metrics_at).contains("ringmaster_worker_requests_total"));
+    let mut ports: Vec<u16> = listening_sockets_of(s.pid()).into_iter().map(|(_, port)| port).collect();
+    ports.sort_unstable();
+    let mut expected = vec![http_at.port(), metrics_at.port()];
+    expected.sort_unstable();
+    assert_eq!(ports, expected, "the master listens on the passed sockets only");
+}
+
+#[test]
+fn a_passed_socket_that_does_not_listen_is_refused() {
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let (mut cmd, copies) = activated(&[udp.as_raw_fd()], "http");
+    cmd.args(["--workers", "1"]);
+    let output = cmd.output().expect("run");
+    drop(copies);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is not a listening stream socket"), "{stderr}");
+    let line = stderr.lines().next().unwrap_or_default();
+    assert_eq!(parse_log_line(line).map(|l| l.level), Some("ERROR"), "{stderr}");
+}
+
+#[test]
+fn reuseport_refuses_a_passed_socket() {
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let (mut cmd, copies) = activated(&[http.as_raw_fd()], "http");
+    cmd.args(["--workers", "1", "--mode", "reuseport", "--bind", "127.0.0.1:0"]);
+    let output = cmd.output().expect("run");
+    drop((http, copies));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--mode reuseport binds one listener per worker itself"), "{stderr}");
+}

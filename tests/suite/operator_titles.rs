@@ -1,0 +1,58 @@
+//! Processes recognisable in `ps`: the master's command line reads
+//! `ringmaster: master`, each worker's `ringmaster: worker N` followed by the
+//! master's original arguments (also for a worker started after the master
+//! rewrote its own), and the thread names say which is which.
+
+#[path = "util/operator.rs"]
+mod operator;
+use crate::util;
+
+use std::time::Duration;
+
+use operator::*;
+use util::*;
+
+#[test]
+fn master_and_workers_say_what_they_are() {
+    let args = ["--workers", "2", "--body", r"titled\n"];
+    let s = Server::start(&args);
+    let stats = stats_when_ready(&s);
+
+    assert_eq!(cmdline(s.pid()), ["ringmaster: master"], "the master's /proc/PID/cmdline");
+    assert_eq!(comm(s.pid()), "ringmaster");
+
+    // Server::start puts `--bind 127.0.0.1:0` first, and the suite's backend last.
+    let mut original = vec!["--bind".to_string(), "127.0.0.1:0".to_string()];
+    original.extend(args.iter().map(|a| a.to_string()));
+    if let Ok(backend) = std::env::var(TEST_BACKEND) {
+        original.extend(["--backend".to_string(), backend]);
+    }
+    let workers = worker_pids_and_cpus(&stats);
+    assert_eq!(workers.len(), 2, "{stats}");
+    for (k, (pid, _)) in workers.iter().enumerate() {
+        let id = k + 1;
+        let line = cmdline(*pid);
+        assert_eq!(line[0], format!("ringmaster: worker {id}"), "worker {id} (pid {pid}): {line:?}");
+        assert_eq!(line[1..], original[..], "worker {id} gets the master's original arguments");
+        assert_eq!(comm(*pid), format!("rm-worker-{id}"));
+    }
+    // The arguments reached the workers intact: the body is the one asked for.
+    assert_eq!(s.connect().request(GET).body, b"titled\n");
+
+    // A worker started long after the master's title was set gets the same
+    // arguments: they come from the copy taken at start, not from the (now
+    // overwritten) argument area.
+    let (old, _) = workers[0];
+    let from = s.log_len();
+    util::procs::kill(old, libc::SIGKILL);
+    let (_, line) = s.wait_for_log_from(from, |l| l.starts_with("worker 1 restarted (pid "), Duration::from_secs(10));
+    let pid: u32 = line["worker 1 restarted (pid ".len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line:?}"));
+    let restarted = cmdline(pid);
+    assert_eq!(restarted[0], "ringmaster: worker 1", "{restarted:?}");
+    assert_eq!(restarted[1..], original[..], "the restarted worker's arguments");
+    assert_eq!(cmdline(s.pid()), ["ringmaster: master"], "the master's title stays");
+}

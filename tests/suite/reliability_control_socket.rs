@@ -1,0 +1,139 @@
+//! Issue 8, finding 4: the control socket cannot be locked out or taken over.
+//!
+//! - Clients that hold a partial line (or nothing) cannot keep an operator
+//!   out: when every slot is taken the client idle the longest makes room,
+//!   and a line not finished within 5 s gets its connection closed.
+//! - A second master never takes over a control socket a running master
+//!   answers on: it refuses to start, naming the path.
+//! - A socket left by a master that was killed (nobody listening) is replaced.
+
+use crate::util;
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use util::control::{control_path, ctl, parse_status};
+use util::procs::{kill, run_to_exit, stop_and_check_no_process_left};
+use util::*;
+
+/// More idle clients than the master has slots (32).
+const IDLE_CLIENTS: usize = 40;
+/// The master's deadline for a line, and room for a loaded machine.
+const LINE_DEADLINE: Duration = Duration::from_secs(5);
+const CLOSE_WITHIN: Duration = Duration::from_secs(15);
+
+/// A control socket path, removed (if still there) on drop.
+struct SockPath(PathBuf);
+
+impl SockPath {
+    fn new(name: &str) -> SockPath {
+        let path = control_path("reliability", name);
+        let _ = std::fs::remove_file(&path);
+        SockPath(path)
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temp path")
+    }
+}
+
+impl Drop for SockPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Waits for the master to close `client`: true at end of stream (or reset),
+/// false if it is still open after `limit`.
+fn closed_within(client: &mut UnixStream, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut byte = [0u8; 64];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        client.set_read_timeout(Some(left)).expect("timeout");
+        match client.read(&mut byte) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return false,
+            Err(e) => panic!("reading an idle control client: {e}"),
+        }
+    }
+}
+
+#[test]
+fn control_socket_survives_idle_clients_holding_every_slot() {
+    let path = SockPath::new("lockout");
+    let s = Server::start(&["--workers", "1", "--no-pin", "--control", path.arg()]);
+    let started = Instant::now();
+    let mut idle: Vec<UnixStream> = (0..IDLE_CLIENTS)
+        .map(|i| {
+            let mut client = UnixStream::connect(&path.0).unwrap_or_else(|e| panic!("idle client {i}: {e}"));
+            // Half a command, never finished.
+            client.write_all(b"sta").expect("partial line");
+            client
+        })
+        .collect();
+
+    // The operator still gets in, with ctl and with a client of its own.
+    let (code, out, err) = ctl(&path.0, &["status"]);
+    assert_eq!(code, 0, "ctl status with every slot held: {out} {err}");
+    assert_eq!(parse_status(&out)["workers"].as_array().map(Vec::len), Some(1), "{out}");
+    let mut operator = util::control::Control::connect(&path.0);
+    assert_eq!(operator.status()["workers"].as_array().map(Vec::len), Some(1));
+
+    // Every idle client is closed: evicted at once, or at its line's deadline.
+    for (i, client) in idle.iter_mut().enumerate() {
+        assert!(closed_within(client, CLOSE_WITHIN), "idle client {i} still open after {CLOSE_WITHIN:?}");
+    }
+    assert!(started.elapsed() >= LINE_DEADLINE, "the newest idle clients were given their 5 s");
+    // And the master goes on serving control clients and HTTP.
+    let (code, out, _) = ctl(&path.0, &["status"]);
+    assert_eq!(code, 0, "{out}");
+    s.connect().get_ok();
+    stop_and_check_no_process_left(s);
+}
+
+#[test]
+fn a_second_master_refuses_a_live_control_socket() {
+    let path = SockPath::new("live");
+    let first = Server::start(&["--workers", "1", "--no-pin", "--control", path.arg()]);
+    let before = parse_status(&ctl(&path.0, &["status"]).1);
+
+    let args = ["--bind", "127.0.0.1:0", "--workers", "1", "--no-pin", "--control", path.arg()];
+    let (status, _, err) = run_to_exit(&args, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "a second master on a live control socket: {err}");
+    let line = err.lines().last().unwrap_or_default();
+    assert!(line.contains(path.arg()) && line.contains("running master"), "{err}");
+    assert!(!err.contains("started"), "it started workers before refusing: {err}");
+
+    // The first master keeps its socket and answers on it as before.
+    assert!(path.0.exists(), "the live socket was removed");
+    let after = parse_status(&ctl(&path.0, &["status"]).1);
+    assert_eq!(after["workers"][0]["pid"], before["workers"][0]["pid"], "{before} then {after}");
+    stop_and_check_no_process_left(first);
+}
+
+#[test]
+fn a_stale_control_socket_is_replaced() {
+    let path = SockPath::new("stale");
+    // A master killed outright cannot remove its socket: it stays, and nobody
+    // will accept on it again. A new master is started at once, while the
+    // kernel may still be tearing down the dead one's ring, which holds the
+    // listener for a moment after the process is gone.
+    let mut dead = Server::start(&["--workers", "1", "--no-pin", "--control", path.arg()]);
+    kill(dead.pid(), libc::SIGKILL);
+    dead.wait_exit(Duration::from_secs(5));
+    assert!(path.0.exists(), "the killed master's socket is left behind");
+
+    let s = Server::start(&["--workers", "1", "--no-pin", "--control", path.arg()]);
+    let (code, out, err) = ctl(&path.0, &["status"]);
+    assert_eq!(code, 0, "{out} {err}");
+    stop_and_check_no_process_left(s);
+    stop_and_check_no_process_left(dead);
+}

@@ -1,0 +1,191 @@
+//! The steering program on its own, without the master: the test makes a
+//! `SO_REUSEPORT` group of listeners, loads the program, puts the listeners
+//! and their loads in its maps, and counts where real connections on
+//! 127.0.0.1 land. A listener marked unavailable gets nothing; an empty one
+//! beside a loaded one gets nearly everything; equal loads split evenly; and
+//! a listener closed with connections queued hands them to the others
+//! (counted in `TCPMigrateReqSuccess`). Loading BPF needs root (or CAP_BPF
+//! and CAP_NET_ADMIN): without it the tests say so and pass.
+
+use crate::util;
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use ringmaster_balancer::bpf::program::UNAVAILABLE;
+use ringmaster_balancer::bpf::Steering;
+use ringmaster_balancer::listener::{bind_reuseport_anchor, listen_reuseport};
+use util::sockets::migrations;
+
+/// How long a connection may take to reach an accept queue before the test fails.
+const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A group of listeners on one port, steered by the program.
+struct Group {
+    _anchor: OwnedFd,
+    local: SocketAddr,
+    listeners: Vec<TcpListener>,
+    steering: Steering,
+}
+
+/// `n` listeners with the program attached, each at index = its position,
+/// with `loads`; `None` when this process may not load BPF programs.
+fn group(loads: &[u32]) -> Option<Group> {
+    let steering = match Steering::load() {
+        Ok(steering) => steering,
+        Err(e) if nix::unistd::geteuid().is_root() => {
+            panic!("root cannot load the steering program: {e}\n{}", e.verifier_log)
+        }
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            return None;
+        }
+    };
+    let (anchor, local) = bind_reuseport_anchor("127.0.0.1:0".parse().unwrap()).expect("anchor");
+    let mut group = Group { _anchor: anchor, local, listeners: Vec::new(), steering };
+    for (key, &load) in loads.iter().enumerate() {
+        let listener = TcpListener::from(listen_reuseport(local, 1024).expect("listener"));
+        listener.set_nonblocking(true).expect("nonblocking");
+        group.steering.insert(key, listener.as_fd()).expect("into the maps");
+        group.steering.set_load(key, load).expect("load");
+        group.listeners.push(listener);
+    }
+    group.steering.attach(group.listeners[0].as_fd()).expect("attach");
+    Some(group)
+}
+
+impl Group {
+    /// Opens `n` connections and accepts every one: how many each listener got.
+    fn spread(&self, n: usize) -> Vec<usize> {
+        let clients: Vec<TcpStream> = (0..n).map(|_| TcpStream::connect(self.local).expect("connect")).collect();
+        let counts = self.accept_all(n);
+        drop(clients);
+        counts
+    }
+
+    /// Accepts until `n` connections have arrived over the listeners.
+    fn accept_all(&self, n: usize) -> Vec<usize> {
+        let mut counts = vec![0; self.listeners.len()];
+        while counts.iter().sum::<usize>() < n {
+            for (listener, count) in self.listeners.iter().zip(counts.iter_mut()) {
+                loop {
+                    match listener.accept() {
+                        Ok(_) => *count += 1,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("accept: {e}"),
+                    }
+                }
+            }
+            if counts.iter().sum::<usize>() < n {
+                let fds: Vec<BorrowedFd> = self.listeners.iter().map(|l| l.as_fd()).collect();
+                assert!(readable(&fds), "only {counts:?} of {n} connections arrived");
+            }
+        }
+        counts
+    }
+}
+
+/// Waits until one of `fds` has a connection to accept: false after
+/// [`ARRIVAL_TIMEOUT`].
+fn readable(fds: &[BorrowedFd<'_>]) -> bool {
+    let mut polled: Vec<libc::pollfd> =
+        fds.iter().map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    // SAFETY: `polled` is a live array of `polled.len()` pollfds the kernel may write.
+    let ready =
+        unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, ARRIVAL_TIMEOUT.as_millis() as i32) };
+    assert!(ready >= 0, "poll: {}", std::io::Error::last_os_error());
+    ready > 0
+}
+
+/// Jain's fairness index: 1 when every count is the same, 1/n when one has all.
+fn jain(counts: &[usize]) -> f64 {
+    let sum: f64 = counts.iter().map(|&c| c as f64).sum();
+    let squares: f64 = counts.iter().map(|&c| (c as f64).powi(2)).sum();
+    sum * sum / (counts.len() as f64 * squares)
+}
+
+#[test]
+fn a_listener_marked_unavailable_gets_no_connection() {
+    let Some(group) = group(&[0, 0, UNAVAILABLE, 0]) else { return };
+    let counts = group.spread(400);
+    assert_eq!(counts[2], 0, "{counts:?}");
+    assert_eq!(counts.iter().filter(|&&c| c > 0).count(), 3, "the others share: {counts:?}");
+}
+
+#[test]
+fn an_empty_listener_beside_a_loaded_one_gets_nearly_everything() {
+    let Some(group) = group(&[100, 0]) else { return };
+    let counts = group.spread(500);
+    assert!(counts[1] >= 490, "{counts:?}");
+}
+
+#[test]
+fn equal_loads_split_evenly() {
+    let Some(group) = group(&[7, 7, 7, 7]) else { return };
+    let counts = group.spread(1000);
+    assert!(jain(&counts) >= 0.99, "Jain {:.4} for {counts:?}", jain(&counts));
+}
+
+#[test]
+fn a_listener_removed_from_the_maps_gets_nothing_and_the_last_takes_its_index() {
+    let Some(mut group) = group(&[0, 0, 0]) else { return };
+    let fds: Vec<_> = group.listeners.iter().map(|l| l.as_fd()).collect();
+    group.steering.remove(0, |key| fds.get(key).copied()).expect("remove");
+    assert_eq!(group.steering.keys(), [2, 1], "the last moved into the hole");
+    let counts = group.spread(300);
+    assert_eq!(counts[0], 0, "{counts:?}");
+    assert!(counts[1] > 0 && counts[2] > 0, "{counts:?}");
+}
+
+#[test]
+fn a_closed_listener_hands_its_queue_to_the_others() {
+    let Some(mut group) = group(&[0, UNAVAILABLE]) else { return };
+    if !group.steering.migrates() {
+        eprintln!("skipped: this kernel has no BPF_SK_REUSEPORT_SELECT_OR_MIGRATE (5.14)");
+        return;
+    }
+    // Everything queues on listener 0, which never accepts.
+    const QUEUED: usize = 50;
+    let clients: Vec<TcpStream> = (0..QUEUED).map(|_| TcpStream::connect(group.local).expect("connect")).collect();
+    let queued = group.steering.keys().len();
+    assert_eq!(queued, 2);
+    // Listener 1 becomes available, listener 0 leaves the maps and closes.
+    let (before, failed_before) = migrations();
+    group.steering.set_load(1, 0).expect("load");
+    let fds: Vec<_> = group.listeners.iter().map(|l| l.as_fd()).collect();
+    group.steering.remove(0, |key| fds.get(key).copied()).expect("remove");
+    drop(fds);
+    let closed = group.listeners.remove(0);
+    // The connections may not have reached the queue yet: wait for them there first.
+    let mut waiting = 0;
+    while waiting < QUEUED {
+        assert!(readable(&[closed.as_fd()]), "{waiting} of {QUEUED} connections queued");
+        waiting = ringmaster_balancer::bpf::sys::accept_queue_len(closed.as_fd()).expect("queue") as usize;
+    }
+    drop(closed);
+    let counts = group.accept_all(QUEUED);
+    assert_eq!(counts, [QUEUED], "every queued connection moved to the listener left");
+    let (after, failed_after) = migrations();
+    assert!(after - before >= QUEUED as u64, "TCPMigrateReqSuccess +{}", after - before);
+    eprintln!("migrated {} (failed {})", after - before, failed_after - failed_before);
+    drop(clients);
+}
+
+#[test]
+fn a_program_the_verifier_rejects_comes_back_with_its_log() {
+    use ringmaster_balancer::bpf::insn::Asm;
+    use ringmaster_balancer::bpf::sys::{load_program, AttachType, PROG_TYPE_SK_REUSEPORT};
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: not root");
+        return;
+    }
+    // `exit` with r0 never written.
+    let mut asm = Asm::new();
+    asm.exit();
+    let insns = asm.finish().expect("assembles").resolve(&[]).expect("no maps");
+    let e = load_program(PROG_TYPE_SK_REUSEPORT, AttachType::Select, &insns, c"GPL", "rm_bad").expect_err("rejected");
+    assert_eq!(e.error.raw_os_error(), Some(libc::EACCES), "{}", e.error);
+    assert!(e.log.contains("R0 !read_ok"), "{}", e.log);
+}

@@ -1,0 +1,269 @@
+//! Supervisor (issue 5): a rolling restart on SIGHUP loses nothing, and keeps
+//! its order.
+//!
+//! While clients run continuously, SIGHUP (three times in a row) replaces the
+//! workers one at a time:
+//! every request gets a 200, no connection fails, every worker pid changes, each
+//! new process runs on its worker's CPU, and each old one drains and exits 0
+//! before the next worker is replaced. Both modes.
+//!
+//! The order within one worker's replacement (README: only when the new process
+//! reports ready is the old one told to drain, and from that moment it gets no
+//! new connection) is checked in the first round, with connections prepared on
+//! each old process before the load starts:
+//! - an idle keep-alive one: while the new process is held before it is ready
+//!   (SIGSTOP), the old one still answers on it as usual, not draining; once the
+//!   new one runs on, the old one closes it (it drains), and by then the stats
+//!   show the new process ready;
+//! - one with a request half sent, which keeps the draining old process alive:
+//!   meanwhile new keep-alive connections are all answered without
+//!   `Connection: close`, which a draining process would add (it took none of
+//!   them); then the rest of the request is sent and answered, and it exits.
+//!
+//! The clients open a new connection per request and send `Connection: close`.
+//! (With keep-alive, a draining worker closing an idle connection races with the
+//! client's next request on it; real HTTP clients retry exactly that case, which
+//! would hide real losses here.)
+
+use crate::util;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+use util::load::{Load, LOAD_PAUSE};
+use util::procs::{alive_ours, kill, process_state, stop_and_check_no_process_left, ContinueOnDrop};
+use util::stats::{num, per_worker, worker};
+use util::*;
+
+const WORKERS: u64 = 2;
+const CLIENTS: usize = 4;
+
+/// A POST whose body is 10 bytes, of which 5 are sent first.
+const HALF_POST: &[u8] = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhello";
+
+// --- connections prepared on a worker's process -------------------------------------------
+
+/// Connections on one (old) process of a worker, found before the load starts.
+struct Prepared {
+    /// Idle keep-alive, one request answered.
+    idle: Conn,
+    /// One request answered, then the first half of a POST.
+    half: Conn,
+}
+
+/// Opens connections one at a time, telling from the stats which worker took
+/// each (nothing else runs yet), until every worker holds an idle one and a
+/// half-sent one, or 100 connections were tried; a worker the kernel never
+/// chose (`shared`) gets None. The connections not kept are closed.
+fn prepare(s: &Server) -> Vec<Option<Prepared>> {
+    let mut idle: Vec<Option<Conn>> = (0..WORKERS).map(|_| None).collect();
+    let mut half: Vec<Option<Conn>> = (0..WORKERS).map(|_| None).collect();
+    let mut before = per_worker(&s.stats(), "accepted");
+    for _ in 0..100 {
+        if half.iter().all(Option::is_some) {
+            break;
+        }
+        let mut c = s.connect();
+        c.get_ok();
+        let mut now = Vec::new();
+        let counted = eventually(IO_TIMEOUT, || {
+            now = per_worker(&s.stats(), "accepted");
+            now.iter().sum::<u64>() == before.iter().sum::<u64>() + 1
+        });
+        assert!(counted, "a connection not counted: before {before:?}, now {now:?}");
+        let w = (0..now.len()).find(|&i| now[i] == before[i] + 1).unwrap();
+        before = now;
+        if idle[w].is_none() {
+            idle[w] = Some(c);
+        } else if half[w].is_none() {
+            c.send(HALF_POST);
+            half[w] = Some(c);
+        }
+    }
+    idle.into_iter().zip(half).map(|(i, h)| Some(Prepared { idle: i?, half: h? })).collect()
+}
+
+// --- the test -------------------------------------------------------------------------------
+
+/// Rolling restarts done back to back while the load runs.
+const ROUNDS: usize = 3;
+
+fn sighup_under_load_loses_nothing(mode: &str) {
+    let s = Server::start(&["--mode", mode, "--workers", &WORKERS.to_string()]);
+    let first = s.wait_workers_ready(WORKERS as usize, Duration::from_secs(5));
+    let mut current: Vec<(u64, u64)> = (1..=WORKERS)
+        .map(|id| {
+            let w = worker(&first, id).unwrap_or_else(|| panic!("worker {id} missing: {first}"));
+            (num(&w, "pid"), num(&w, "cpu"))
+        })
+        .collect();
+    let mut every_pid: BTreeSet<u64> = current.iter().map(|&(p, _)| p).collect();
+    let mut prepared = prepare(&s);
+    if mode == "rr" {
+        assert!(prepared.iter().all(Option::is_some), "rr deals in turn: every worker got its connections");
+    }
+
+    let load = Load::start(s.addr(), CLIENTS, 20_000, Duration::from_secs(20), LOAD_PAUSE);
+    load.wait_ok(300, Duration::from_secs(10));
+
+    for round in 1..=ROUNDS {
+        let ok_at_start = load.ok();
+        let probes = if round == 1 { Some(&mut prepared) } else { None };
+        current = rolling_restart(&s, &current, round, probes);
+        for &(pid, _) in &current {
+            assert!(every_pid.insert(pid), "round {round}: pid {pid} was used before");
+        }
+        // The load kept going through the round and goes on after it.
+        let ok_now = load.ok();
+        load.wait_ok(ok_now + 200, Duration::from_secs(10));
+        eprintln!("{mode}: round {round}: {} answers during the restart", ok_now - ok_at_start);
+    }
+
+    let (ok, failures) = load.finish();
+    eprintln!("{mode}: {ok} answers, {} failures across {ROUNDS} reloads", failures.len());
+    assert!(failures.is_empty(), "{} of {} requests failed across the reloads: {failures:?}", failures.len(), ok);
+    assert!(
+        !s.log().iter().any(|l| l.contains("killed by signal") || l.contains("restarting in")),
+        "nothing crashed during the reloads: {:?}",
+        s.log()
+    );
+    stop_and_check_no_process_left(s);
+}
+
+/// Sends SIGHUP and follows the rolling restart of `old` (pid, cpu per worker
+/// id 1..); returns the new (pid, cpu) per worker. With `probes`, checks the
+/// order of each replacement with the connections prepared on the old processes.
+fn rolling_restart(
+    s: &Server,
+    old: &[(u64, u64)],
+    round: usize,
+    mut probes: Option<&mut Vec<Option<Prepared>>>,
+) -> Vec<(u64, u64)> {
+    let from = s.log_len();
+    s.signal(libc::SIGHUP);
+    let (mut at, _) = s.wait_for_log_from(
+        from,
+        |l| l == format!("reload: replacing {WORKERS} workers one at a time"),
+        Duration::from_secs(2),
+    );
+    // One at a time: worker N's new process starts on its CPU, the old one exits
+    // with 0 (it drained), and only then does worker N+1's replacement start.
+    let mut new = Vec::new();
+    for (i, &(old_pid, cpu)) in old.iter().enumerate() {
+        let id = i + 1;
+        let prefix = format!("worker {id} started (pid ");
+        let (i_start, line) = s.wait_for_log_from(at, |l| l.starts_with(&prefix), Duration::from_secs(5));
+        let new_pid: u64 = line[prefix.len()..].split(',').next().unwrap().parse().unwrap();
+        let mine = probes.as_mut().and_then(|p| p[i].take());
+        match mine {
+            Some(prepared) => check_replacement_order(s, id as u64, old_pid, new_pid, prepared),
+            None if probes.is_some() => eprintln!("worker {id}: no connection of its old process to probe with"),
+            None => {}
+        }
+        assert!(
+            line.ends_with(&format!(", cpu {cpu}, replacing pid {old_pid})")),
+            "round {round}: worker {id} replaced on its CPU: {line}"
+        );
+        let gone = format!("worker {id} (pid {old_pid}) ");
+        let (i_exit, exit) = s.wait_for_log_from(from, |l| l.starts_with(&gone), Duration::from_secs(10));
+        assert_eq!(exit, format!("{gone}exited with code 0"), "round {round}: old worker {id} must drain and exit 0");
+        assert!(i_exit > i_start, "round {round}: worker {id}'s old process exited before its replacement started");
+        // It drained only once its replacement was ready: by its exit, the
+        // stats show the new process ready.
+        let st = s.stats();
+        let w = worker(&st, id as u64).unwrap_or_else(|| panic!("worker {id} missing: {st}"));
+        assert_eq!(
+            (num(&w, "pid"), w["state"].as_str()),
+            (new_pid, Some("ready")),
+            "round {round}: worker {id}'s old process exited, its replacement is not ready: {st}"
+        );
+        new.push((new_pid, cpu));
+        at = i_exit + 1;
+    }
+
+    // The new processes are the workers now, ready, on the same CPUs.
+    let last = s.wait_workers_ready(WORKERS as usize, Duration::from_secs(2));
+    for (i, &(old_pid, cpu)) in old.iter().enumerate() {
+        let w = worker(&last, i as u64 + 1).unwrap();
+        assert_eq!(num(&w, "pid"), new[i].0, "round {round}: {last}");
+        assert_ne!(num(&w, "pid"), old_pid, "round {round}: worker {} kept its pid: {last}", i + 1);
+        assert_eq!(num(&w, "cpu"), cpu, "{last}");
+        assert_eq!(num(&w, "restarts"), 0, "a reload is not a crash restart: {last}");
+        assert!(!alive_ours(old_pid as u32), "round {round}: old pid {old_pid} still running");
+    }
+    new
+}
+
+/// Worker `id`'s old process `old_pid` is being replaced by `new_pid`, just
+/// logged as started; `p` holds connections on the old process.
+fn check_replacement_order(s: &Server, id: u64, old_pid: u64, new_pid: u64, mut p: Prepared) {
+    // Hold the new process. If it is not ready yet, it cannot become ready
+    // while stopped: the old one must not be draining meanwhile.
+    kill(new_pid as u32, libc::SIGSTOP);
+    let held = ContinueOnDrop(new_pid as u32);
+    assert!(eventually(IO_TIMEOUT, || process_state(new_pid as u32) == Some('T')), "new worker {new_pid} not stopped");
+    let st = s.stats();
+    let w = worker(&st, id).unwrap_or_else(|| panic!("worker {id} missing: {st}"));
+    assert_eq!(num(&w, "pid"), new_pid, "{st}");
+    if w["state"] == "starting" {
+        let resp = p.idle.request(GET);
+        check_ok(&resp);
+        assert!(
+            !resp.has_connection("close"),
+            "worker {id}: the old process {old_pid} drains before its replacement {new_pid} is ready: {resp:?} ({st})"
+        );
+        let gone = format!("worker {id} (pid {old_pid}) ");
+        assert!(!s.log().iter().any(|l| l.starts_with(&gone)), "old process {old_pid} gone early: {:?}", s.log());
+        eprintln!(
+            "worker {id}: replacement {new_pid} held before ready; the old process {old_pid} still serves as usual"
+        );
+    } else {
+        eprintln!("worker {id}: replacement {new_pid} was already {} when stopped: hold skipped", w["state"]);
+    }
+    drop(held);
+
+    // The new process runs on and gets ready; then the old one drains: it
+    // closes its idle connection. By then the new one is ready in the stats.
+    p.idle.expect_closed();
+    let st = s.stats();
+    let w = worker(&st, id).unwrap_or_else(|| panic!("worker {id} missing: {st}"));
+    assert_eq!((num(&w, "pid"), w["state"].as_str()), (new_pid, Some("ready")), "old drains, new not ready: {st}");
+
+    // The old process is draining and held alive by the half-sent request: it
+    // takes no new connection. Every new keep-alive connection is answered
+    // as usual; one it took would be answered with `Connection: close`.
+    for k in 0..16 {
+        let mut c = s.connect();
+        let resp = c.request(GET);
+        check_ok(&resp);
+        assert!(!resp.has_connection("close"), "connection {k} went to the draining process {old_pid}: {resp:?}");
+    }
+    let gone = format!("worker {id} (pid {old_pid}) ");
+    assert!(!s.log().iter().any(|l| l.starts_with(&gone)), "the draining process {old_pid} left early: {:?}", s.log());
+
+    // The rest of the request: answered by the draining process, which closes.
+    p.half.send(b"world");
+    let resp = p.half.read();
+    check_ok(&resp);
+    assert!(resp.has_connection("close"), "an answer during the drain closes the connection: {resp:?}");
+    p.half.expect_closed();
+}
+
+#[test]
+fn rr_sighup_rolling_restart_loses_nothing() {
+    sighup_under_load_loses_nothing("rr");
+}
+
+#[test]
+fn shared_sighup_rolling_restart_loses_nothing() {
+    sighup_under_load_loses_nothing("shared");
+}
+
+#[test]
+fn least_sighup_rolling_restart_loses_nothing() {
+    sighup_under_load_loses_nothing("least");
+}
+
+#[test]
+fn reuseport_sighup_rolling_restart_loses_nothing() {
+    sighup_under_load_loses_nothing("reuseport");
+}

@@ -1,0 +1,152 @@
+//! Supervisor (issue 5): scaling at run time, seen in `status`.
+//!
+//! SIGTTIN adds a worker, SIGTTOU retires the newest one gracefully (never
+//! below one), and `ringmaster ctl PATH scale N` sets the count; `status` on the
+//! control socket lists exactly the running workers. Clients run throughout
+//! and none of their requests may fail: retiring is a drain, not a kill. Both
+//! modes.
+
+use crate::util;
+
+use std::path::Path;
+use std::time::Duration;
+use util::control::{control_path, ctl, status};
+use util::load::Load;
+use util::procs::stop_and_check_no_process_left;
+use util::*;
+
+// --- local helpers ------------------------------------------------------------------------
+
+/// Waits until `status` lists exactly the workers `1..=n`, all ready; returns it.
+fn wait_for_workers(path: &Path, n: u64) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let ok = eventually(Duration::from_secs(5), || {
+        last = status(path);
+        let ws = last["workers"].as_array().unwrap();
+        let ids: Vec<u64> = ws.iter().filter_map(|w| w["id"].as_u64()).collect();
+        ids == (1..=n).collect::<Vec<_>>() && ws.iter().all(|w| w["state"] == "ready")
+    });
+    assert!(ok, "status did not settle on {n} ready workers: {last}");
+    last
+}
+
+fn pids_of(status: &serde_json::Value) -> Vec<u64> {
+    status["workers"].as_array().unwrap().iter().map(|w| w["pid"].as_u64().unwrap()).collect()
+}
+
+// --- the test -------------------------------------------------------------------------------
+
+fn scale_up_and_down(mode: &str) {
+    let path = control_path("scale", mode);
+    let path_str = path.to_str().unwrap().to_string();
+    let s = Server::start(&["--mode", mode, "--workers", "2", "--control", &path_str]);
+    let two = wait_for_workers(&path, 2);
+    let original = pids_of(&two);
+    let cpus: Vec<u64> = two["workers"].as_array().unwrap().iter().map(|w| w["cpu"].as_u64().unwrap()).collect();
+
+    // Lighter than the other load tests (a request every 1 ms per client): this
+    // one runs for a few seconds.
+    let load = Load::start(s.addr(), 3, 20_000, Duration::from_secs(30), Duration::from_millis(1));
+    load.wait_ok(100, Duration::from_secs(5));
+
+    // SIGTTIN: a third worker, with the next id, pinned round the CPUs.
+    let from = s.log_len();
+    s.signal(libc::SIGTTIN);
+    s.wait_for_log_from(from, |l| l == "scaling from 2 to 3 workers", Duration::from_secs(2));
+    let three = wait_for_workers(&path, 3);
+    assert_eq!(pids_of(&three)[..2], original[..], "adding a worker leaves the others alone: {three}");
+    let w3 = &three["workers"][2];
+    assert_eq!(w3["cpu"].as_u64(), Some(cpus[0]), "worker 3 is pinned round the CPUs: {three}");
+    let w3_pid = w3["pid"].as_u64().unwrap();
+    s.wait_for_log_from(
+        from,
+        |l| l == format!("worker 3 started (pid {w3_pid}, cpu {})", cpus[0]),
+        Duration::from_secs(1),
+    );
+    if mode == "rr" {
+        // It takes its turn: connections are dealt over three workers now.
+        let before = three["workers"][2]["accepted"].as_u64().unwrap();
+        let ok = eventually(Duration::from_secs(3), || status(&path)["workers"][2]["accepted"].as_u64() > Some(before));
+        assert!(ok, "worker 3 gets no connections: {}", status(&path));
+    }
+
+    // SIGTTOU: the newest worker drains and exits 0, the others stay.
+    let from = s.log_len();
+    s.signal(libc::SIGTTOU);
+    s.wait_for_log_from(from, |l| l == "scaling from 3 to 2 workers", Duration::from_secs(2));
+    s.wait_for_log_from(from, |l| l == format!("worker 3 (pid {w3_pid}) exited with code 0"), Duration::from_secs(5));
+    let back = wait_for_workers(&path, 2);
+    assert_eq!(pids_of(&back), original, "{back}");
+
+    // Down to one, and never below.
+    let from = s.log_len();
+    s.signal(libc::SIGTTOU);
+    s.wait_for_log_from(from, |l| l == "scaling from 2 to 1 workers", Duration::from_secs(2));
+    let one = wait_for_workers(&path, 1);
+    assert_eq!(pids_of(&one), original[..1], "{one}");
+    // The exit line may reach our log reader after `status` already shows one
+    // worker: wait for it before marking where the next check starts.
+    s.wait_for_log_from(
+        from,
+        |l| l == format!("worker 2 (pid {}) exited with code 0", original[1]),
+        Duration::from_secs(5),
+    );
+    let from = s.log_len();
+    s.signal(libc::SIGTTOU);
+    // The master decides at once, and says so: it keeps the one worker. (Had
+    // it retired it, `scale 3` below would find no worker 1 to keep.)
+    s.wait_for_log_from(from, |l| l == "scaling from 1 to 1 workers", Duration::from_secs(2));
+    let still = wait_for_workers(&path, 1);
+    assert_eq!(pids_of(&still), original[..1], "SIGTTOU at one worker must keep it: {still}");
+    assert!(!s.log()[from..].iter().any(|l| l.contains(") exited with code")), "{:?}", &s.log()[from..]);
+
+    // `ctl scale N` both ways.
+    let (code, reply, _) = ctl(&path, &["scale", "3"]);
+    assert_eq!((code, reply.as_str()), (0, "ok scaling to 3 workers"));
+    let three = wait_for_workers(&path, 3);
+    assert_eq!(pids_of(&three)[0], original[0], "worker 1 is the original process, never retired: {three}");
+    let (code, reply, _) = ctl(&path, &["scale", "0"]);
+    assert_eq!(code, 1, "scale 0 is refused: {reply}");
+    assert!(reply.starts_with("error:"), "{reply}");
+    let (code, reply, _) = ctl(&path, &["scale", "many"]);
+    assert_eq!(code, 1, "{reply}");
+    assert!(reply.starts_with("error:"), "{reply}");
+    assert_eq!(status(&path)["workers"].as_array().unwrap().len(), 3, "a refused scale changes nothing");
+    let (code, reply, _) = ctl(&path, &["scale", "2"]);
+    assert_eq!((code, reply.as_str()), (0, "ok scaling to 2 workers"));
+    let two = wait_for_workers(&path, 2);
+    assert_eq!(pids_of(&two)[0], original[0], "{two}");
+
+    // The clients were served throughout.
+    let ok_now = load.ok();
+    load.wait_ok(ok_now + 100, Duration::from_secs(5));
+    let (ok, failures) = load.finish();
+    eprintln!("{mode}: {ok} answers, {} failures while scaling", failures.len());
+    assert!(failures.is_empty(), "{} requests failed while scaling: {failures:?}", failures.len());
+    let log = s.log();
+    let crashes: Vec<&String> =
+        log.iter().filter(|l| l.contains("killed by signal") || l.contains("restarting in")).collect();
+    assert!(crashes.is_empty(), "{crashes:?}");
+    stop_and_check_no_process_left(s);
+    assert!(!path.exists(), "control socket left behind");
+}
+
+#[test]
+fn rr_sigttin_sigttou_and_ctl_scale_change_the_worker_count() {
+    scale_up_and_down("rr");
+}
+
+#[test]
+fn shared_sigttin_sigttou_and_ctl_scale_change_the_worker_count() {
+    scale_up_and_down("shared");
+}
+
+#[test]
+fn least_sigttin_sigttou_and_ctl_scale_change_the_worker_count() {
+    scale_up_and_down("least");
+}
+
+#[test]
+fn reuseport_sigttin_sigttou_and_ctl_scale_change_the_worker_count() {
+    scale_up_and_down("reuseport");
+}

@@ -1,0 +1,485 @@
+//! Supervisor (issue 5): graceful stop.
+//!
+//! - SIGTERM while clients run (both modes): every request sent before the
+//!   signal gets its response (pipelined keep-alive batches in flight and
+//!   one-request connections), the master exits 0 with the final stats line,
+//!   and no process is left.
+//! - A deep pipeline held back by a slow reader (both modes): requests sent
+//!   before SIGTERM are all answered. Run on each worker driver by name.
+//! - A request held half-sent at SIGTERM (SIGQUIT in `shared` mode) is finished
+//!   and answered when the rest arrives.
+//! - A straggler is killed after `--shutdown-timeout`; a second SIGINT kills
+//!   the workers at once; either way the master exits 0.
+
+use crate::util;
+
+use std::io::{self, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+use util::load::{close_request_with, Unanswered, CLIENT_TIMEOUT};
+use util::procs::stop_and_check_no_process_left;
+use util::*;
+
+// --- local helpers ------------------------------------------------------------------------
+
+/// Checks the master's exit after a stop: code 0, one final stats line on
+/// stdout in which every worker has exited, every worker process exited.
+fn check_clean_exit(s: &mut Server, status: ExitStatus, workers: usize) {
+    assert_eq!(status.code(), Some(0), "master exit status {status}; log:\n{}", s.log().join("\n"));
+    let line = s.next_stdout_line(Duration::from_secs(2)).expect("final stats line on stdout");
+    let fin: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("final line {line:?}: {e}"));
+    let ws = fin["workers"].as_array().unwrap_or_else(|| panic!("no workers in {fin}"));
+    assert_eq!(ws.len(), workers, "{fin}");
+    for w in ws {
+        assert_eq!(w["state"], "exited", "{fin}");
+        assert_eq!(w["live"], 0, "{fin}");
+    }
+}
+
+/// A connection with a small receive buffer (set before connect, so the window
+/// stays small): the server's answers back up quickly when it is not read.
+fn connect_small_rcvbuf(addr: SocketAddr, bytes: i32) -> TcpStream {
+    let SocketAddr::V4(v4) = addr else { panic!("IPv4 expected: {addr}") };
+    // SAFETY: a new socket is owned by the TcpStream at once; setsockopt and
+    // connect read valid, correctly sized values from this frame.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let r = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &bytes as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        );
+        assert_eq!(r, 0, "SO_RCVBUF: {}", io::Error::last_os_error());
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.ip().octets()) },
+            sin_zero: [0; 8],
+        };
+        let r = libc::connect(
+            fd,
+            &sin as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(r, 0, "connect {addr}: {}", io::Error::last_os_error());
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream
+    }
+}
+
+/// Clients that run until the server goes away (or `limit`): `close_clients`
+/// threads with one `Connection: close` request per connection, and
+/// `pipelined` threads each on one keep-alive connection, writing batches of
+/// `batch` requests in one write and then reading the answers.
+struct StopLoad {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    batches: Arc<AtomicU64>,
+    handles: Vec<JoinHandle<Vec<Unanswered>>>,
+}
+
+impl StopLoad {
+    fn start(addr: SocketAddr, close_clients: usize, pipelined: usize, batch: usize, limit: Duration) -> StopLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let batches = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + limit;
+        let mut handles = Vec::new();
+        for _ in 0..close_clients {
+            let (stop, ok) = (Arc::clone(&stop), Arc::clone(&ok));
+            handles.push(thread::spawn(move || {
+                let mut lost = Vec::new();
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    match close_request_with(addr, CLIENT_TIMEOUT, false) {
+                        Ok(()) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(u) => {
+                            let refused = u.sent.is_none();
+                            lost.push(u);
+                            if refused {
+                                break; // the listener is gone: the server has stopped
+                            }
+                        }
+                    }
+                    thread::sleep(Duration::from_micros(300));
+                }
+                lost
+            }));
+        }
+        for _ in 0..pipelined {
+            let (stop, ok, batches) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&batches));
+            handles.push(thread::spawn(move || {
+                let mut lost = Vec::new();
+                let mut c = Conn::connect(addr);
+                let burst = repeat(GET, batch);
+                'run: while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    if let Err(e) = c.try_send(&burst) {
+                        lost.push(Unanswered { sent: None, what: format!("batch write: {e}") });
+                        break;
+                    }
+                    let sent = Some(Instant::now());
+                    for i in 0..batch {
+                        match c.try_read() {
+                            Ok(resp) if resp.status == 200 && resp.body == BODY => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                if resp.has_connection("close") && i + 1 < batch {
+                                    let what = format!("Connection: close on answer {} of a batch of {batch}", i + 1);
+                                    lost.push(Unanswered { sent, what });
+                                    break 'run;
+                                }
+                            }
+                            Ok(resp) => {
+                                lost.push(Unanswered { sent, what: format!("answer {i}: {resp:?}") });
+                                break 'run;
+                            }
+                            Err(e) => {
+                                let what = format!("answer {} of {batch}: {e}", i + 1);
+                                lost.push(Unanswered { sent, what });
+                                break 'run;
+                            }
+                        }
+                    }
+                    batches.fetch_add(1, Ordering::Relaxed);
+                }
+                lost
+            }));
+        }
+        StopLoad { stop, ok, batches, handles }
+    }
+
+    fn finish(mut self) -> (u64, Vec<Unanswered>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let lost = self.handles.drain(..).flat_map(|h| h.join().expect("client panicked")).collect();
+        (self.ok.load(Ordering::Relaxed), lost)
+    }
+}
+
+impl Drop for StopLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Does `s` have room for more bytes now (poll(2) POLLOUT, not waiting)?
+fn writable_now(s: &TcpStream) -> bool {
+    let mut pfd = libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+    // SAFETY: poll reads and writes the one pollfd passed, which lives in this frame.
+    let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+    r == 1 && pfd.revents & libc::POLLOUT != 0
+}
+
+/// Has this worker (a stats entry) begun to drain or finished?
+fn stopping(w: &serde_json::Value) -> bool {
+    ["draining", "stopped", "exited"].contains(&w["state"].as_str().unwrap_or(""))
+}
+
+/// Waits (at most 5 s) until every worker in the stats has begun to drain
+/// (state `draining`) or has finished (`stopped`, `exited`); returns the stats.
+fn wait_draining(s: &Server) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let draining = eventually(Duration::from_secs(5), || {
+        last = s.stats();
+        last["workers"].as_array().unwrap().iter().all(stopping)
+    });
+    assert!(draining, "workers not all draining after the stop signal: {last}");
+    last
+}
+
+/// Waits (at most 5 s) until the stop is under way with exactly one
+/// connection left, live on a worker that is draining (holding it); every
+/// other worker drains or is done. The master answered, so it runs.
+fn wait_one_connection_held_while_draining(s: &Server) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let held = eventually(Duration::from_secs(5), || {
+        last = s.stats();
+        let ws = last["workers"].as_array().unwrap();
+        let live: u64 = ws.iter().map(|w| w["live"].as_u64().unwrap()).sum();
+        live == 1 && ws.iter().all(stopping) && ws.iter().all(|w| w["live"] == 0 || w["state"] == "draining")
+    });
+    assert!(held, "expected one connection live on a draining worker: {last}");
+    last
+}
+
+/// Sends `sig` and notes the instant just before: requests written before it
+/// were sent before the signal.
+fn signal_at(s: &Server, sig: i32) -> Instant {
+    let at = Instant::now();
+    s.signal(sig);
+    at
+}
+
+// --- SIGTERM under load ---------------------------------------------------------------------
+
+fn sigterm_under_load(mode: &str) {
+    let mut s = Server::start(&["--mode", mode, "--workers", "2"]);
+    let load = StopLoad::start(s.addr(), 2, 3, 32, Duration::from_secs(15));
+    assert!(
+        eventually(Duration::from_secs(10), || load.ok.load(Ordering::Relaxed) >= 2000
+            && load.batches.load(Ordering::Relaxed) >= 30),
+        "load did not get going"
+    );
+    let from = s.log_len();
+    let term = signal_at(&s, libc::SIGTERM);
+    let status = s.wait_exit(Duration::from_secs(10));
+    let exited_after = term.elapsed();
+    let (ok, lost) = load.finish();
+
+    s.wait_for_log_from(from, |l| l == "SIGTERM received: stopping 2 workers", Duration::from_secs(1));
+    let log = s.log();
+    let exits: Vec<&String> = log[from..].iter().filter(|l| l.contains(") exited with code ")).collect();
+    assert_eq!(exits.len(), 2, "{exits:?}");
+    assert!(exits.iter().all(|l| l.ends_with("exited with code 0")), "workers drain and exit 0: {exits:?}");
+    check_clean_exit(&mut s, status, 2);
+
+    let before: Vec<&Unanswered> = lost.iter().filter(|u| u.sent.is_some_and(|t| t < term)).collect();
+    eprintln!(
+        "{mode}: {ok} answers; master exited {exited_after:?} after SIGTERM; {} requests unanswered, {} of them sent before it: {lost:?}",
+        lost.len(),
+        before.len()
+    );
+    assert!(before.is_empty(), "requests sent before SIGTERM were not answered: {before:?}");
+    stop_and_check_no_process_left(s);
+}
+
+#[test]
+fn rr_sigterm_under_load_answers_what_was_sent() {
+    sigterm_under_load("rr");
+}
+
+#[test]
+fn shared_sigterm_under_load_answers_what_was_sent() {
+    sigterm_under_load("shared");
+}
+
+#[test]
+fn least_sigterm_under_load_answers_what_was_sent() {
+    sigterm_under_load("least");
+}
+
+#[test]
+fn reuseport_sigterm_under_load_answers_what_was_sent() {
+    sigterm_under_load("reuseport");
+}
+
+// --- a deep pipeline held back by a slow reader -------------------------------------------
+
+fn sigterm_answers_a_held_back_pipeline(mode: &str, backend: &str) {
+    const CHUNK: usize = 1000;
+    const MAX: u64 = 400_000;
+    let mut s = Server::start(&["--mode", mode, "--workers", "2", "--backend", backend]);
+    let stream = connect_small_rcvbuf(s.addr(), 4096);
+    let mut c = Conn { r: BufReader::new(stream) };
+    c.get_ok(); // the connection is a worker's now
+
+    // Requests go out in chunks of whole requests until the kernel takes no
+    // more: the server's answers back up in our small receive buffer, so it
+    // stops reading, its receive window closes and our send buffer fills.
+    // `written` counts the requests fully written; `stalled` is set when a
+    // chunk finds no room to start in.
+    let written = Arc::new(AtomicU64::new(0));
+    let stalled = Arc::new(AtomicBool::new(false));
+    let quit = Arc::new(AtomicBool::new(false));
+    let mut w = c.stream().try_clone().unwrap();
+    w.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let writer = {
+        let (written, stalled, quit) = (Arc::clone(&written), Arc::clone(&stalled), Arc::clone(&quit));
+        thread::spawn(move || {
+            let chunk = repeat(GET, CHUNK);
+            while !quit.load(Ordering::Relaxed) && written.load(Ordering::Relaxed) < MAX {
+                if !writable_now(&w) {
+                    stalled.store(true, Ordering::Relaxed);
+                }
+                if w.write_all(&chunk).is_err() {
+                    break;
+                }
+                written.fetch_add(CHUNK as u64, Ordering::Relaxed);
+            }
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || stalled.load(Ordering::Relaxed)
+            || written.load(Ordering::Relaxed) >= MAX),
+        "the server kept reading {} requests",
+        written.load(Ordering::Relaxed)
+    );
+    let answered_before = stats_totals(&s.stats()).1;
+
+    let from = s.log_len();
+    // Counted before the signal: these requests were all written before it.
+    let sent_before = written.load(Ordering::Relaxed);
+    s.signal(libc::SIGTERM);
+    quit.store(true, Ordering::Relaxed);
+    s.wait_for_log_from(from, |l| l.contains("SIGTERM received: stopping"), Duration::from_secs(2));
+    // Read only once every worker has been told to drain (and has started to).
+    wait_draining(&s);
+
+    // Now read: every request written before the signal must be answered.
+    let mut answered = 0u64;
+    let end = loop {
+        match c.try_read() {
+            Ok(resp) if resp.status == 200 && resp.body == BODY => {
+                answered += 1;
+                if resp.has_connection("close") {
+                    break format!("Connection: close on answer {answered}");
+                }
+            }
+            Ok(resp) => break format!("unexpected answer {}: {resp:?}", answered + 1),
+            Err(e) => break format!("after {answered} answers: {e}"),
+        }
+    };
+    writer.join().unwrap();
+    let status = s.wait_exit(Duration::from_secs(10));
+    eprintln!(
+        "{mode}: {sent_before} requests written before SIGTERM ({} written in all), {answered_before} answered by then; \
+         {answered} answered in all, then {end}",
+        written.load(Ordering::Relaxed)
+    );
+    check_clean_exit(&mut s, status, 2);
+    stop_and_check_no_process_left(s);
+    assert!(
+        answered >= sent_before,
+        "{mode}: {sent_before} pipelined requests were written before SIGTERM, only {answered} answered (the server \
+         had answered {answered_before} when the signal came; then {end})"
+    );
+}
+
+#[test]
+fn rr_sigterm_answers_a_held_back_pipeline_on_uring() {
+    sigterm_answers_a_held_back_pipeline("rr", "uring");
+}
+
+#[test]
+fn shared_sigterm_answers_a_held_back_pipeline_on_uring() {
+    sigterm_answers_a_held_back_pipeline("shared", "uring");
+}
+
+#[test]
+fn rr_sigterm_answers_a_held_back_pipeline_on_epoll() {
+    sigterm_answers_a_held_back_pipeline("rr", "epoll");
+}
+
+#[test]
+fn shared_sigterm_answers_a_held_back_pipeline_on_epoll() {
+    sigterm_answers_a_held_back_pipeline("shared", "epoll");
+}
+
+#[test]
+fn least_sigterm_answers_a_held_back_pipeline() {
+    sigterm_answers_a_held_back_pipeline("least", "uring");
+}
+
+#[test]
+fn reuseport_sigterm_answers_a_held_back_pipeline() {
+    sigterm_answers_a_held_back_pipeline("reuseport", "uring");
+}
+
+// --- a request half-sent at the signal ------------------------------------------------------
+
+/// A POST whose body is sent in two halves; the stop signal comes in between.
+fn half_sent_request_is_finished(mode: &str, sig: i32, name: &str) {
+    let mut s = Server::start(&["--mode", mode, "--workers", "2"]);
+    let mut idle = s.connect();
+    idle.get_ok(); // an idle keep-alive connection: closed by the drain
+    let mut c = s.connect();
+    c.get_ok();
+    c.send(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhello");
+
+    let from = s.log_len();
+    s.signal(sig);
+    s.wait_for_log_from(from, |l| l == format!("{name} received: stopping 2 workers"), Duration::from_secs(2));
+    // The idle connection is closed at once; the busy one is waited for: its
+    // worker drains, holding it, and the master waits for that worker.
+    idle.expect_closed_within(Duration::from_secs(2));
+    wait_one_connection_held_while_draining(&s);
+    assert!(s.is_running(), "master exited while a request was half-sent");
+
+    c.send(b"world");
+    let resp = c.read();
+    check_ok(&resp);
+    assert!(resp.has_connection("close"), "an answer during the drain closes the connection: {resp:?}");
+    c.expect_closed();
+    let status = s.wait_exit(Duration::from_secs(5));
+    check_clean_exit(&mut s, status, 2);
+    stop_and_check_no_process_left(s);
+}
+
+#[test]
+fn rr_sigterm_finishes_a_half_sent_request() {
+    half_sent_request_is_finished("rr", libc::SIGTERM, "SIGTERM");
+}
+
+#[test]
+fn shared_sigquit_finishes_a_half_sent_request() {
+    half_sent_request_is_finished("shared", libc::SIGQUIT, "SIGQUIT");
+}
+
+#[test]
+fn least_sigint_finishes_a_half_sent_request() {
+    half_sent_request_is_finished("least", libc::SIGINT, "SIGINT");
+}
+
+#[test]
+fn reuseport_sigterm_finishes_a_half_sent_request() {
+    half_sent_request_is_finished("reuseport", libc::SIGTERM, "SIGTERM");
+}
+
+// --- stragglers -----------------------------------------------------------------------------
+
+#[test]
+fn shutdown_timeout_ends_a_straggler() {
+    let mut s = Server::start(&["--workers", "2", "--shutdown-timeout", "1"]);
+    let mut c = s.connect();
+    c.get_ok();
+    c.send(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhello"); // never finished
+
+    let term = signal_at(&s, libc::SIGTERM);
+    let status = s.wait_exit(Duration::from_secs(5));
+    let took = term.elapsed();
+    // The master starts the 1 s when it handles the signal, after `term`.
+    assert!(took >= Duration::from_secs(1), "the straggler got less than --shutdown-timeout: {took:?}");
+    assert!(took <= Duration::from_secs(3), "the straggler was not ended after --shutdown-timeout: {took:?}");
+    check_clean_exit(&mut s, status, 2);
+    // Its connection is closed, without an answer.
+    c.expect_closed_within(Duration::from_secs(1));
+    stop_and_check_no_process_left(s);
+}
+
+#[test]
+fn second_sigint_kills_workers_at_once() {
+    let mut s = Server::start(&["--workers", "2"]);
+    let mut c = s.connect();
+    c.get_ok();
+    c.send(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhello"); // a straggler
+    let from = s.log_len();
+    s.signal(libc::SIGINT);
+    s.wait_for_log_from(from, |l| l == "SIGINT received: stopping 2 workers", Duration::from_secs(2));
+    // The straggler's worker drains, holding its half-sent request (the
+    // default shutdown timeout is 30 s), and the master waits for it.
+    wait_one_connection_held_while_draining(&s);
+    assert!(s.is_running(), "master exited while a worker still held a request (default shutdown timeout 30 s)");
+
+    let second = signal_at(&s, libc::SIGINT);
+    let status = s.wait_exit(Duration::from_secs(3));
+    let took = second.elapsed();
+    s.wait_for_log_from(from, |l| l == "second SIGINT: killing workers now", Duration::from_secs(1));
+    assert!(
+        s.log()[from..].iter().any(|l| l.ends_with("killed by signal 9 (SIGKILL)")),
+        "the straggling worker was killed: {:?}",
+        &s.log()[from..]
+    );
+    assert!(took < Duration::from_secs(2), "exit took {took:?} after the second SIGINT");
+    check_clean_exit(&mut s, status, 2);
+    c.expect_closed_within(Duration::from_secs(1));
+    stop_and_check_no_process_left(s);
+}

@@ -1,0 +1,115 @@
+//! Issue 8, finding 2 (second half), when the upgrade cannot happen: the new
+//! file cannot be executed, is not ringmaster and exits 1, or never says it
+//! is ready. The old master says why in its log and in an `error:` reply,
+//! stops what it started, and keeps serving as before (same workers, no
+//! failed request); a second upgrade while one is under way is refused.
+
+use crate::util;
+
+use std::time::Duration;
+
+use util::control::ctl;
+use util::load::{Load, LOAD_PAUSE};
+use util::upgrade::{parse_new_master, replace_by_rename, running, status_when, worker_pids, Replacement, TempDir};
+use util::*;
+
+/// A master started from a copy of the binary in `dir` (with `extra`
+/// arguments), under load; the load and its workers' pids.
+fn serving(dir: &TempDir, extra: &[&str]) -> (Server, Load, Vec<u32>) {
+    let binary = dir.install();
+    let control = dir.join("control.sock");
+    let mut args = vec!["--workers", "2", "--no-pin", "--control", control.to_str().expect("UTF-8 path")];
+    args.extend_from_slice(extra);
+    let s = Server::start_binary(&binary, &args);
+    let workers = worker_pids(&status_when(&control, 2, |_| true));
+    let load = Load::start(s.addr(), 2, 1_000_000, Duration::from_secs(90), LOAD_PAUSE);
+    load.wait_ok(50, Duration::from_secs(10));
+    (s, load, workers)
+}
+
+/// The old master still serves, with the same workers, and no request failed;
+/// then it stops cleanly and leaves no process behind.
+fn check_still_serving(mut s: Server, dir: &TempDir, load: Load, workers: &[u32]) {
+    assert!(s.is_running(), "the old master keeps running");
+    let control = dir.join("control.sock");
+    let status = status_when(&control, 2, |_| true);
+    assert_eq!(worker_pids(&status), workers, "the same workers serve: {status}");
+    let answered = load.ok();
+    load.wait_ok(answered + 50, Duration::from_secs(10));
+    let (ok, failures) = load.finish();
+    assert!(failures.is_empty(), "{} of {} requests failed: {failures:?}", failures.len(), ok + failures.len() as u64);
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    assert!(!control.exists(), "the master that kept serving removes its control socket");
+    assert!(eventually(Duration::from_secs(5), || dir.running().is_empty()), "left: {:?}", dir.running());
+}
+
+#[test]
+fn a_new_file_that_is_not_executable_is_refused_and_the_old_master_serves_on() {
+    let dir = TempDir::new("upgrade-noexec");
+    let (s, load, workers) = serving(&dir, &[]);
+    replace_by_rename(&dir.join("ringmaster"), Replacement::NotExecutable);
+    let (code, out, _) = ctl(&dir.join("control.sock"), &["upgrade"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("error: upgrade failed: cannot start ") && out.contains("Permission denied"), "{out}");
+    let line = s.wait_for_log(|l| l.contains("upgrade failed: cannot start "), Duration::from_secs(5));
+    assert!(line.contains("keeps serving"), "{line}");
+    assert!(!s.log().iter().any(|l| l.contains("new master started")), "nothing was started");
+    check_still_serving(s, &dir, load, &workers);
+}
+
+#[test]
+fn a_new_file_that_exits_1_fails_the_upgrade_and_the_old_master_serves_on() {
+    let dir = TempDir::new("upgrade-exit1");
+    let (s, load, workers) = serving(&dir, &[]);
+    replace_by_rename(&dir.join("ringmaster"), Replacement::Script("#!/bin/sh\necho 'not ringmaster' >&2\nexit 1\n"));
+    let (code, out, _) = ctl(&dir.join("control.sock"), &["upgrade"]);
+    assert_eq!(code, 1, "{out}");
+    let started = s.wait_for_log(|l| l.contains("upgrade: new master started (pid "), Duration::from_secs(5));
+    let pid = parse_new_master(&started).expect("its pid");
+    let reason = format!("the new master (pid {pid}) exited with code 1 before it was ready");
+    assert_eq!(out, format!("error: upgrade failed: {reason}"));
+    let line = s.wait_for_log(|l| l.contains("upgrade failed: "), Duration::from_secs(5));
+    assert!(line.contains(&reason) && line.contains("keeps serving"), "{line}");
+    assert!(!running(pid), "it was reaped");
+    check_still_serving(s, &dir, load, &workers);
+}
+
+#[test]
+fn a_new_master_never_ready_is_stopped_after_the_timeout_and_a_second_upgrade_meanwhile_is_refused() {
+    let dir = TempDir::new("upgrade-late");
+    let control = dir.join("control.sock");
+    let (s, load, workers) = serving(&dir, &["--shutdown-timeout", "5"]);
+    // It keeps every fd it was handed and never says a word.
+    replace_by_rename(&dir.join("ringmaster"), Replacement::Script("#!/bin/sh\nexec sleep 60\n"));
+    let first = {
+        let control = control.clone();
+        std::thread::spawn(move || ctl(&control, &["upgrade"]))
+    };
+    let started = s.wait_for_log(|l| l.contains("upgrade: new master started (pid "), Duration::from_secs(5));
+    let pid = parse_new_master(&started).expect("its pid");
+
+    let (code, out, _) = ctl(&control, &["upgrade"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (1, format!("error: an upgrade is already under way (new master pid {pid})").as_str())
+    );
+    let mark = s.log_len();
+    s.signal(libc::SIGUSR2);
+    s.wait_for_log_from(
+        mark,
+        |l| l.contains("upgrade (SIGUSR2) refused: an upgrade is already under way"),
+        Duration::from_secs(5),
+    );
+
+    let (code, out, _) = first.join().expect("the first ctl");
+    let reason = format!("the new master (pid {pid}) was not ready within 5.0 s (--shutdown-timeout)");
+    assert_eq!((code, out), (1, format!("error: upgrade failed: {reason}")));
+    s.wait_for_log(|l| l.contains(&format!("upgrade: stopping the new master (pid {pid})")), Duration::from_secs(5));
+    s.wait_for_log(
+        |l| l.contains(&format!("upgrade: the new master (pid {pid}) killed by signal 15")),
+        Duration::from_secs(5),
+    );
+    assert!(!running(pid), "it was stopped and reaped");
+    check_still_serving(s, &dir, load, &workers);
+}

@@ -1,0 +1,218 @@
+//! Issue 8, finding 2 (second half): `ringmaster ctl PATH upgrade` and
+//! `SIGUSR2` start a new master from the file now at the path the master was
+//! started from (replaced by rename, as cargo and package managers do); it
+//! takes the listening socket and the control socket over, and once its
+//! workers are ready the old master stops accepting, drains and exits 0 —
+//! under load, in every mode, without one failed request; and connections
+//! that wait in the listener's queue meanwhile are the new master's, never
+//! reset. In `reuseport` mode every worker slot's own listener is handed
+//! down too, each to the same slot of the new master.
+
+use crate::util;
+
+use std::path::Path;
+use std::time::Duration;
+
+use util::control::{ctl, parse_status};
+use util::load::{Load, LOAD_PAUSE};
+use util::procs::{kill, ContinueOnDrop};
+use util::upgrade::{
+    parent_of, parse_new_master, replace_by_rename, status_when, wait_gone, worker_pids, Replacement, TempDir,
+};
+use util::*;
+
+/// How the upgrade is asked for.
+#[derive(Clone, Copy, Debug)]
+enum Ask {
+    Command,
+    Sigusr2,
+}
+
+/// A master started from a copy of the binary in `dir`, with two workers and
+/// a control socket there; its workers' pids once all are ready. (The suite
+/// runs again on epoll, `scripts/test.sh`: so do these upgrades.)
+fn start_old(dir: &TempDir, mode: &str) -> (Server, Vec<u32>) {
+    let binary = dir.install();
+    let control = dir.join("control.sock");
+    let control = control.to_str().expect("UTF-8 path");
+    let old = Server::start_binary(&binary, &["--mode", mode, "--workers", "2", "--no-pin", "--control", control]);
+    let workers = worker_pids(&status_when(&dir.join("control.sock"), 2, |_| true));
+    (old, workers)
+}
+
+/// Asks for the upgrade; the new master's pid, from the old master's log.
+fn upgrade(old: &Server, control: &Path, ask: Ask) -> u32 {
+    let mark = old.log_len();
+    match ask {
+        Ask::Command => {
+            let (code, out, err) = ctl(control, &["upgrade"]);
+            assert_eq!(code, 0, "ctl upgrade: {out} {err}");
+            assert!(out.starts_with("ok upgraded: pid "), "ctl upgrade: {out}");
+        }
+        Ask::Sigusr2 => old.signal(libc::SIGUSR2),
+    }
+    let (_, started) =
+        old.wait_for_log_from(mark, |l| l.contains("upgrade: new master started (pid "), Duration::from_secs(10));
+    parse_new_master(&started).unwrap_or_else(|| panic!("no pid in {started:?}"))
+}
+
+/// Checks the old master's exit and what it said on the way.
+fn check_old_master_left(old: &mut Server) {
+    let status = old.wait_exit(Duration::from_secs(30));
+    let log = old.log();
+    assert_eq!(status.code(), Some(0), "the old master exits 0 once it has drained; log:\n{}", log.join("\n"));
+    for step in ["is ready: this master", "no longer accepts: draining 2 workers", "upgrade: done"] {
+        assert!(log.iter().any(|l| l.contains(step)), "no log line saying '{step}'; log:\n{}", log.join("\n"));
+    }
+}
+
+/// Stops the new master on its control socket; it and its workers must end
+/// by themselves, and leave no control socket behind.
+fn stop_new_master(dir: &TempDir, new_master: u32, workers: &[u32]) {
+    let control = dir.join("control.sock");
+    let (code, out, err) = ctl(&control, &["stop"]);
+    assert_eq!((code, out.as_str()), (0, "ok stopping"), "{err}");
+    let mut pids = workers.to_vec();
+    pids.push(new_master);
+    let left = wait_gone(&pids, Duration::from_secs(15));
+    assert!(left.is_empty(), "still running after the new master was stopped: {left:?}");
+    assert!(!control.exists(), "the new master removes the control socket once it is done");
+    assert!(dir.running().is_empty(), "processes left: {:?}", dir.running());
+}
+
+fn upgrade_under_load(mode: &str, ask: Ask) {
+    let dir = TempDir::new(&format!("upgrade-{mode}-{ask:?}"));
+    let control = dir.join("control.sock");
+    let (mut old, before) = start_old(&dir, mode);
+    let load = Load::start(old.addr(), 4, 1_000_000, Duration::from_secs(90), LOAD_PAUSE);
+    load.wait_ok(100, Duration::from_secs(10));
+
+    replace_by_rename(&dir.join("ringmaster"), Replacement::Binary);
+    let new_master = upgrade(&old, &control, ask);
+    check_old_master_left(&mut old);
+
+    // The new master runs the file now at the path, and answers on the control socket.
+    let exe = std::fs::read_link(format!("/proc/{new_master}/exe")).expect("the new master's exe");
+    assert_eq!(exe, dir.join("ringmaster"), "the new master runs the new file");
+    let after = status_when(&control, 2, |w| w["pid"].as_u64().is_some_and(|p| !before.contains(&(p as u32))));
+    let workers = worker_pids(&after);
+    for &pid in &workers {
+        assert_eq!(parent_of(pid), Some(new_master), "worker pid {pid} is the new master's: {after}");
+    }
+
+    // The load goes on, through the new master, and nothing ever failed.
+    let answered = load.ok();
+    load.wait_ok(answered + 100, Duration::from_secs(10));
+    let (ok, failures) = load.finish();
+    assert!(failures.is_empty(), "{} of {} requests failed: {failures:?}", failures.len(), ok + failures.len() as u64);
+    let (_, status, _) = ctl(&control, &["status"]);
+    assert!(stats_totals(&parse_status(&status)).1 >= 100, "the new master counts from zero what it served: {status}");
+
+    stop_new_master(&dir, new_master, &workers);
+}
+
+#[test]
+fn ctl_upgrade_under_load_in_rr_mode_fails_no_request() {
+    upgrade_under_load("rr", Ask::Command);
+}
+
+#[test]
+fn ctl_upgrade_under_load_in_shared_mode_fails_no_request() {
+    upgrade_under_load("shared", Ask::Command);
+}
+
+#[test]
+fn sigusr2_upgrades_under_load_in_rr_mode() {
+    upgrade_under_load("rr", Ask::Sigusr2);
+}
+
+#[test]
+fn sigusr2_upgrades_under_load_in_shared_mode() {
+    upgrade_under_load("shared", Ask::Sigusr2);
+}
+
+#[test]
+fn ctl_upgrade_under_load_in_least_mode_fails_no_request() {
+    upgrade_under_load("least", Ask::Command);
+}
+
+#[test]
+fn ctl_upgrade_under_load_in_reuseport_mode_fails_no_request() {
+    upgrade_under_load("reuseport", Ask::Command);
+}
+
+/// The socket inode behind fd `fd` of process `pid`.
+fn socket_inode(pid: u32, fd: u32) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+#[test]
+fn reuseport_slot_listeners_are_handed_to_the_same_slots_of_the_new_master() {
+    let dir = TempDir::new("upgrade-reuseport-slots");
+    let control = dir.join("control.sock");
+    let (mut old, before) = start_old(&dir, "reuseport");
+    // Worker ids 1 and 2, in order: each one's listener (fd 5) by id.
+    let old_listeners: Vec<u64> =
+        before.iter().map(|&pid| socket_inode(pid, 5).expect("an old worker's listener")).collect();
+    replace_by_rename(&dir.join("ringmaster"), Replacement::Binary);
+    let new_master = upgrade(&old, &control, Ask::Command);
+    check_old_master_left(&mut old);
+    let after = status_when(&control, 2, |w| w["pid"].as_u64().is_some_and(|p| !before.contains(&(p as u32))));
+    let workers = worker_pids(&after);
+    let new_listeners: Vec<u64> =
+        workers.iter().map(|&pid| socket_inode(pid, 5).expect("a new worker's listener")).collect();
+    assert_eq!(new_listeners, old_listeners, "each slot keeps its listener, and its queue, across the upgrade");
+    stop_new_master(&dir, new_master, &workers);
+}
+
+/// Nobody accepts for a while (the new master and its workers are stopped)
+/// while the old master leaves: connections wait in the listener's queue,
+/// which outlives the old master, and the new master answers them all.
+fn queued_connections_go_to_the_new_master(mode: &str) {
+    let dir = TempDir::new(&format!("upgrade-queue-{mode}"));
+    let control = dir.join("control.sock");
+    let (mut old, before) = start_old(&dir, mode);
+    replace_by_rename(&dir.join("ringmaster"), Replacement::Binary);
+    let new_master = upgrade(&old, &control, Ask::Command);
+    let new_workers: Vec<u32> = {
+        let after = status_when(&control, 2, |w| w["pid"].as_u64().is_some_and(|p| !before.contains(&(p as u32))));
+        worker_pids(&after)
+    };
+    let mut stopped = Vec::new();
+    for &pid in new_workers.iter().chain([&new_master]) {
+        kill(pid, libc::SIGSTOP);
+        stopped.push(ContinueOnDrop(pid));
+    }
+    check_old_master_left(&mut old);
+
+    const QUEUED: usize = 20;
+    let mut waiting: Vec<Conn> = (0..QUEUED).map(|_| old.connect()).collect();
+    for conn in &mut waiting {
+        conn.send(GET_CLOSE);
+    }
+    for pid in new_workers.iter().chain([&new_master]) {
+        kill(*pid, libc::SIGCONT);
+    }
+    for (i, conn) in waiting.iter_mut().enumerate() {
+        let answer = conn.try_read().unwrap_or_else(|e| panic!("queued connection {i} of {QUEUED}: {e}"));
+        check_ok(&answer);
+    }
+    drop(stopped);
+    stop_new_master(&dir, new_master, &new_workers);
+}
+
+#[test]
+fn rr_connections_queued_during_the_hand_over_are_answered_by_the_new_master() {
+    queued_connections_go_to_the_new_master("rr");
+}
+
+#[test]
+fn shared_connections_queued_during_the_hand_over_are_answered_by_the_new_master() {
+    queued_connections_go_to_the_new_master("shared");
+}
+
+#[test]
+fn reuseport_connections_queued_during_the_hand_over_are_answered_by_the_new_master() {
+    queued_connections_go_to_the_new_master("reuseport");
+}
