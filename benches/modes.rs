@@ -12,6 +12,9 @@
 //! - `e2e/churn`: a new connection per request (`Connection: close`, the
 //!   server closes), 32 at a time.
 //!
+//! Beside them, `rr-router`: the `router` example (the library's
+//! `Handler::handle` path, `rr`, pinned) against the static responder `rr`.
+//!
 //! After each group every server is asked for its stats line (`SIGUSR1`); the
 //! per-worker split of what that group did, with Jain's fairness index, is
 //! printed and written to `target/ringmaster-bench/fairness.md`. Then the
@@ -72,12 +75,17 @@ fn main() {
         .measurement_time(Duration::from_secs(4))
         .configure_from_args();
 
-    let servers: Vec<Server> = MODES
+    let mut servers: Vec<Server> = MODES
         .iter()
         .map(|&(label, args)| {
             Server::start(label, args).unwrap_or_else(|e| panic!("starting ringmaster ({label}): {e}"))
         })
         .collect();
+    // The library's own handler beside the static responder (`rr`, pinned):
+    // the `router` example answers `GET /` through `Handler::handle`.
+    servers.push(
+        Server::start_example("rr-router", "router").unwrap_or_else(|e| panic!("starting the router example: {e}")),
+    );
 
     let mut report = format!(
         "# ringmaster end-to-end benches: per-worker split\n\n\
@@ -146,7 +154,8 @@ fn main() {
     println!("per-worker split written to {}", out.display());
 
     if std::env::var("RINGMASTER_BENCH_SCENARIOS").as_deref() != Ok("0") {
-        let pinned: Vec<&Server> = servers.iter().filter(|s| !s.label.ends_with("-nopin")).collect();
+        let pinned: Vec<&Server> =
+            servers.iter().filter(|s| !s.label.ends_with("-nopin") && !s.label.ends_with("-router")).collect();
         let scenarios = scenarios::run_all(&pinned);
         println!("\n{scenarios}");
         let path = out.with_file_name("scenarios.md");

@@ -62,11 +62,28 @@ impl Server {
     /// its `listening on` line.
     pub fn start(label: &'static str, args: &[&str]) -> io::Result<Server> {
         let mut cmd = Command::new(BIN);
-        cmd.args(["--bind", "127.0.0.1:0", "--workers", "2"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args(["--bind", "127.0.0.1:0", "--workers", "2"]).args(args);
+        Server::start_command(label, cmd)
+    }
+
+    /// Starts example `name` (built here first: cargo builds no examples for
+    /// benches) with two workers in `rr` mode on a free port.
+    pub fn start_example(label: &'static str, name: &str) -> io::Result<Server> {
+        let built = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()?;
+        if !built.success() {
+            return Err(io::Error::other(format!("cargo build --release --example {name}: {built}")));
+        }
+        let dir = std::path::Path::new(BIN).parent().ok_or_else(|| io::Error::other("BIN has no directory"))?;
+        let mut cmd = Command::new(dir.join("examples").join(name));
+        cmd.env("PORT", "0").env("MODE", "rr").env("WORKERS", "2");
+        Server::start_command(label, cmd)
+    }
+
+    fn start_command(label: &'static str, mut cmd: Command) -> io::Result<Server> {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // SAFETY: the hook runs between fork and exec and only calls prctl(2),
         // which is async-signal-safe and touches no memory of the parent.
         unsafe {
@@ -78,7 +95,8 @@ impl Server {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("cannot spawn {BIN}: {e}")))?;
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let mut child = cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("cannot spawn {program}: {e}")))?;
         let pid = child.id();
 
         let stderr = child.stderr.take().ok_or_else(|| io::Error::other("stderr not piped"))?;

@@ -2,9 +2,8 @@
 //! (`--cpus`, `--workers`, the default), one-line errors that name what is
 //! wrong, `--body` escapes, and `--help` listing every flag with its default.
 
-#[path = "util/operator.rs"]
-mod operator;
 use crate::util;
+use crate::util::operator;
 
 use std::process::Command;
 

@@ -3,9 +3,8 @@
 //! starts, and a worker whose switch did not take refuses to serve. The tests
 //! that switch ids need root and say that they skip without it.
 
-#[path = "util/operator.rs"]
-mod operator;
 use crate::util;
+use crate::util::operator;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;

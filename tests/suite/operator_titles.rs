@@ -3,9 +3,8 @@
 //! master's original arguments (also for a worker started after the master
 //! rewrote its own), and the thread names say which is which.
 
-#[path = "util/operator.rs"]
-mod operator;
 use crate::util;
+use crate::util::operator;
 
 use std::time::Duration;
 

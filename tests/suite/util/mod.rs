@@ -15,6 +15,7 @@
 pub mod control;
 pub mod load;
 pub mod multihost;
+pub mod operator;
 pub mod ops;
 pub mod procs;
 pub mod sockets;

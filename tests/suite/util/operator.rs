@@ -1,9 +1,6 @@
 //! What an operator sees of the running processes, read from `/proc`: CPU
 //! affinity, user and group ids, command lines and thread names; and a bad
 //! command line's exit code and one error line.
-//!
-//! Not declared in `util/mod.rs`: the operator tests include it with
-//! `#[path = "util/operator.rs"] mod operator;` beside `mod util;`.
 
 #![allow(dead_code)]
 
