@@ -98,10 +98,15 @@ impl RouteFacts {
         !self.draining && !self.declined && !self.full() && !self.stalled()
     }
 
-    /// It cannot take a connection because it has no room (full, or
-    /// refusing at its fd limit), rather than because it lags.
+    /// It cannot take a connection because it has no room by its own count
+    /// (full, or refusing at its fd limit), rather than because it lags or
+    /// an ack is on its way. Connections handed over and not yet
+    /// acknowledged do not count here: the worker publishes `live` before it
+    /// acks, so they may be in `live` already, and refusing on the sum would
+    /// turn away a connection the worker has room for (hold it until the ack
+    /// instead).
     pub fn no_room(&self) -> bool {
-        self.declined || self.full()
+        self.declined || self.live + self.queued as u64 >= self.max_conns
     }
 }
 
@@ -241,5 +246,10 @@ mod tests {
         assert!(!with(|f| f.heartbeat_age = HEARTBEAT_STALE * 2).takes());
         assert!(with(|f| f.declined = true).no_room() && with(|f| f.live = 100).no_room());
         assert!(!with(|f| f.ack_wait = ACK_GRACE * 2).no_room(), "a stalled worker has room, it just lags");
+        let acked_soon = with(|f| (f.live, f.unacked, f.max_conns) = (1, 1, 2));
+        assert!(
+            !acked_soon.takes() && !acked_soon.no_room(),
+            "the handed one may be in live already: wait for the ack"
+        );
     }
 }
