@@ -14,7 +14,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use util::control::{control_path, ctl, status};
-use util::load::{keepalive_clients, requests_then_close, short_connections_closed_by_the_client, Load};
+use util::load::{
+    keepalive_clients, requests_then_close, scale_down_4_to_1_under_churn, short_connections_closed_by_the_client, Load,
+};
 use util::procs::kill;
 use util::sockets::{accept_queue, migrations, socket_inode, socket_inodes};
 use util::stats::{expect_worker, num, per_worker, stats_when_idle};
@@ -164,38 +166,7 @@ fn reuseport_scale_down_under_load_loses_nothing() {
     s.wait_workers_ready(4, START_TIMEOUT);
     let migrate = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").unwrap_or_default();
     eprintln!("net.ipv4.tcp_migrate_req = {}", migrate.trim());
-    let (success_before, failure_before) = migrations();
-    let load = Load::start_patient(
-        s.addr(),
-        8,
-        1_000_000,
-        Duration::from_secs(30),
-        Duration::from_millis(1),
-        Duration::from_secs(10),
-    );
-    load.wait_ok(200, Duration::from_secs(10));
-    // Three retirements under load: each worker's queue is emptied, the rest migrates.
-    for (target, gone) in [(3u64, 4u64), (2, 3), (1, 2)] {
-        let from = s.log_len();
-        let (code, reply, _) = ctl(&path, &["scale", &target.to_string()]);
-        assert_eq!((code, reply.as_str()), (0, format!("ok scaling to {target} workers").as_str()));
-        s.wait_for_log_from(
-            from,
-            |l| l.starts_with(&format!("worker {gone} (pid ")) && l.ends_with(") exited with code 0"),
-            Duration::from_secs(10),
-        );
-        let ok_now = load.ok();
-        load.wait_ok(ok_now + 100, Duration::from_secs(10));
-    }
-    let (ok, failures) = load.finish();
-    let (success, failure) = migrations();
-    eprintln!(
-        "reuseport scale-down: {ok} answers, {} failures; TCPMigrateReqSuccess +{}, TCPMigrateReqFailure +{}",
-        failures.len(),
-        success - success_before,
-        failure - failure_before
-    );
-    assert!(failures.is_empty(), "requests failed while workers retired: {failures:?}");
+    scale_down_4_to_1_under_churn(&s, &path, "reuseport");
     assert_eq!(status(&path)["workers"].as_array().map(Vec::len), Some(1));
 }
 

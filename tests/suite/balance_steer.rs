@@ -12,10 +12,10 @@ use crate::util;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use util::control::{control_path, ctl, status};
-use util::load::{close_request, Load};
+use util::control::{control_path, status};
+use util::load::{close_request, scale_down_4_to_1_under_churn, Load};
 use util::procs::{kill, run_to_exit};
-use util::sockets::{accept_queue, migrations, socket_inode};
+use util::sockets::{accept_queue, socket_inode};
 use util::stats::{expect_worker, num, stats_when_idle};
 use util::*;
 
@@ -106,37 +106,7 @@ fn steer_load_scale_down_under_churn_loses_nothing() {
         path.to_str().unwrap(),
     ]);
     s.wait_workers_ready(4, START_TIMEOUT);
-    let (success_before, failure_before) = migrations();
-    let load = Load::start_patient(
-        s.addr(),
-        8,
-        1_000_000,
-        Duration::from_secs(30),
-        Duration::from_millis(1),
-        Duration::from_secs(10),
-    );
-    load.wait_ok(200, Duration::from_secs(10));
-    for (target, gone) in [(3u64, 4u64), (2, 3), (1, 2)] {
-        let from = s.log_len();
-        let (code, reply, _) = ctl(&path, &["scale", &target.to_string()]);
-        assert_eq!((code, reply.as_str()), (0, format!("ok scaling to {target} workers").as_str()));
-        s.wait_for_log_from(
-            from,
-            |l| l.starts_with(&format!("worker {gone} (pid ")) && l.ends_with(") exited with code 0"),
-            Duration::from_secs(10),
-        );
-        let ok_now = load.ok();
-        load.wait_ok(ok_now + 100, Duration::from_secs(10));
-    }
-    let (ok, failures) = load.finish();
-    let (success, failure) = migrations();
-    eprintln!(
-        "steer load scale-down: {ok} answers, {} failures; TCPMigrateReqSuccess +{}, TCPMigrateReqFailure +{}",
-        failures.len(),
-        success - success_before,
-        failure - failure_before
-    );
-    assert!(failures.is_empty(), "requests failed while workers retired: {failures:?}");
+    scale_down_4_to_1_under_churn(&s, &path, "steer load");
     let workers = status(&path)["workers"].clone();
     assert_eq!(workers.as_array().map(Vec::len), Some(1), "{workers}");
     assert!(workers[0]["steer"].is_u64(), "the one left is steered to: {workers}");

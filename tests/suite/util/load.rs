@@ -269,3 +269,41 @@ pub fn short_connections_closed_by_the_client(mode: &str, with_errors: bool) {
     });
     assert!(counted, "expected {total} accepted and answered, none live: {last}");
 }
+
+/// Scales a 4-worker server with control socket `control` down to 1, one
+/// worker at a time, under 8 churning clients, and asserts that no request
+/// failed; prints the answers and the kernel's migration counts under `label`.
+pub fn scale_down_4_to_1_under_churn(s: &Server, control: &std::path::Path, label: &str) {
+    let (success_before, failure_before) = super::sockets::migrations();
+    let load = Load::start_patient(
+        s.addr(),
+        8,
+        1_000_000,
+        Duration::from_secs(30),
+        Duration::from_millis(1),
+        Duration::from_secs(10),
+    );
+    load.wait_ok(200, Duration::from_secs(10));
+    // Three retirements under load: each worker's queue is emptied, the rest migrates.
+    for (target, gone) in [(3u64, 4u64), (2, 3), (1, 2)] {
+        let from = s.log_len();
+        let (code, reply, _) = super::control::ctl(control, &["scale", &target.to_string()]);
+        assert_eq!((code, reply.as_str()), (0, format!("ok scaling to {target} workers").as_str()));
+        s.wait_for_log_from(
+            from,
+            |l| l.starts_with(&format!("worker {gone} (pid ")) && l.ends_with(") exited with code 0"),
+            Duration::from_secs(10),
+        );
+        let ok_now = load.ok();
+        load.wait_ok(ok_now + 100, Duration::from_secs(10));
+    }
+    let (ok, failures) = load.finish();
+    let (success, failure) = super::sockets::migrations();
+    eprintln!(
+        "{label} scale-down: {ok} answers, {} failures; TCPMigrateReqSuccess +{}, TCPMigrateReqFailure +{}",
+        failures.len(),
+        success - success_before,
+        failure - failure_before
+    );
+    assert!(failures.is_empty(), "requests failed while workers retired: {failures:?}");
+}
