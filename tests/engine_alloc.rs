@@ -115,7 +115,8 @@ impl InProcessWorker {
             let stats = StatsBlock::private(1)?;
             let counters = stats.slot(0).expect("slot 0");
             THIS_THREAD_COUNTER.with(|c| c.set(Some(allocations)));
-            let sources = Sources { listener, own_listener: false, channel, shutdown: Some(worker_shutdown) };
+            let sources =
+                Sources { listener, own_listener: false, channel, shutdown: Some(worker_shutdown), accept_tally: None };
             let result = match answers {
                 Answers::Fixed => ringmaster_engine::run(&config, sources, counters, &mut FixedBody::new(BODY)),
                 Answers::Router => ringmaster_engine::run(&config, sources, counters, &mut router::Router::new(1)),

@@ -44,14 +44,21 @@ pub const LISTENER_OWN: &str = "own";
 /// `epoll`): workers run on it without probing.
 pub const ENV_BACKEND: &str = "RINGMASTER_BACKEND";
 
+/// Environment variable with the byte offset, in the map passed at
+/// [`ACCEPT_TALLY_FD`], of the count where the worker adds what it accepts
+/// on its own listener (`reuseport --steer load`); absent when none is.
+pub const ENV_ACCEPT_TALLY: &str = "RINGMASTER_ACCEPT_TALLY";
+
 /// The worker's end of its channel.
 pub const CHANNEL_FD: RawFd = 3;
 /// The stats block (a memfd).
 pub const STATS_FD: RawFd = 4;
 /// The listening socket (`shared` and `reuseport` modes only).
 pub const LISTENER_FD: RawFd = 5;
+/// The map holding the accept tally (see [`ENV_ACCEPT_TALLY`]).
+pub const ACCEPT_TALLY_FD: RawFd = 6;
 /// Sources are moved at least this high before the fork, so placing them at
-/// 3, 4 and 5 in the child can never overwrite one with another.
+/// 3 to 6 in the child can never overwrite one with another.
 const ABOVE_FIXED_FDS: RawFd = 10;
 
 /// The binary the master runs, held open so that workers start from it
@@ -97,6 +104,9 @@ pub struct WorkerLaunch<'a> {
     pub stats: BorrowedFd<'a>,
     /// The listener, in `shared` and `reuseport` modes.
     pub listener: Option<Inherited<'a>>,
+    /// Where the worker counts what it accepts: a mappable fd and the
+    /// count's byte offset in it (`reuseport --steer load`).
+    pub accept_tally: Option<(BorrowedFd<'a>, usize)>,
     /// The kernel interface the worker's loop runs on.
     pub backend: Backend,
     /// The binary to run.
@@ -135,10 +145,12 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
     let channel = dup_above(launch.channel)?;
     let stats = dup_above(launch.stats)?;
     let listener = launch.listener.map(|l| dup_above(l.fd())).transpose()?;
-    let placements: [(RawFd, RawFd); 3] = [
+    let tally = launch.accept_tally.map(|(fd, _)| dup_above(fd)).transpose()?;
+    let placements: [(RawFd, RawFd); 4] = [
         (channel.as_raw_fd(), CHANNEL_FD),
         (stats.as_raw_fd(), STATS_FD),
         (listener.as_ref().map_or(-1, |l| l.as_raw_fd()), LISTENER_FD),
+        (tally.as_ref().map_or(-1, |t| t.as_raw_fd()), ACCEPT_TALLY_FD),
     ];
     let master = std::process::id() as libc::pid_t;
     let mut command = Command::new(launch.image.exec_path());
@@ -155,6 +167,11 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
         command.env(ENV_LISTENER, inherited.name());
     } else {
         command.env_remove(ENV_LISTENER);
+    }
+    if let Some((_, offset)) = launch.accept_tally {
+        command.env(ENV_ACCEPT_TALLY, offset.to_string());
+    } else {
+        command.env_remove(ENV_ACCEPT_TALLY);
     }
     // The names of fds an old master handed this one are not the worker's.
     // Nor are systemd's: the master took the sockets it passed.

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::bpf::program::{AVAILABLE_MAX, STALLED};
+use crate::modes::SteerView;
 use ringmaster_engine::stats::{CountersSnapshot, STATE_DRAINING, STATE_READY, STATE_STARTING, STATE_STOPPED};
 
 use crate::metrics::procfs::ProcStat;
@@ -38,10 +39,11 @@ pub struct WorkerRow {
     /// What the master's routing sees of its running process, when the
     /// master hands connections over (`rr`, `least`).
     pub routing: Option<Routing>,
-    /// The load the steering program sees for it (`reuseport --steer load`):
-    /// shown as `"steer"`, a number, `"stalled"` or `"unavailable"`; absent
-    /// otherwise.
-    pub steer: Option<u32>,
+    /// What the steering program sees of it (`reuseport --steer load`): its
+    /// load, shown as `"steer"`, a number, `"stalled"` or `"unavailable"`;
+    /// `"steered"`, the connections sent to it; `"waiting"`, those not
+    /// accepted yet. Absent otherwise.
+    pub steer: Option<SteerView>,
 }
 
 /// What the master's routing sees of one worker process (`rr`, `least`).
@@ -84,15 +86,16 @@ pub fn stats_json(mode: &str, backend: &str, refused: u64, rows: &[WorkerRow]) -
             json_option(row.process.map(|p| p.rss_bytes)),
             json_option(row.process.map(|p| format!("{:.2}", p.cpu_seconds))),
         );
-        if let Some(load) = row.steer {
+        if let Some(steer) = row.steer {
             out.pop();
-            match load {
-                load if load > AVAILABLE_MAX => out.push_str(",\"steer\":\"unavailable\"}"),
-                load if load >= STALLED => out.push_str(",\"steer\":\"stalled\"}"),
+            match steer.load {
+                load if load > AVAILABLE_MAX => out.push_str(",\"steer\":\"unavailable\""),
+                load if load >= STALLED => out.push_str(",\"steer\":\"stalled\""),
                 load => {
-                    let _ = write!(out, ",\"steer\":{load}}}");
+                    let _ = write!(out, ",\"steer\":{load}");
                 }
             }
+            let _ = write!(out, ",\"steered\":{},\"waiting\":{}}}", steer.sent, steer.waiting);
         }
     }
     out.push_str("]}");
@@ -164,11 +167,15 @@ mod tests {
              {\"id\":1,\"pid\":1234,\"cpu\":0,\"accepted\":10,\"requests\":25,\"live\":3,\"rejected\":0,\"state\":\"ready\",\"restarts\":0,\"uptime_ms\":5,\"lame_duck\":false,\"req_per_s\":12.3,\"rss_bytes\":4096,\"cpu_seconds\":0.13},\
              {\"id\":2,\"pid\":null,\"cpu\":null,\"accepted\":0,\"requests\":0,\"live\":0,\"rejected\":0,\"state\":\"exited\",\"restarts\":1,\"uptime_ms\":0,\"lame_duck\":true,\"req_per_s\":0.0,\"rss_bytes\":null,\"cpu_seconds\":null}]}"
         );
-        let steered = [WorkerRow { steer: Some(7), ..rows[0] }, WorkerRow { steer: Some(u32::MAX), ..rows[1] }];
+        let view = |load| Some(SteerView { load, sent: 40, waiting: 2 });
+        let steered = [WorkerRow { steer: view(7), ..rows[0] }, WorkerRow { steer: view(u32::MAX), ..rows[1] }];
         let line = stats_json("reuseport", "epoll", 0, &steered);
-        assert!(line.contains("\"cpu_seconds\":0.13,\"steer\":7}"), "{line}");
-        assert!(line.contains("\"cpu_seconds\":null,\"steer\":\"unavailable\"}]}"), "{line}");
-        let stalled = [WorkerRow { steer: Some(STALLED + 3), ..rows[0] }];
-        assert!(stats_json("reuseport", "epoll", 0, &stalled).contains(",\"steer\":\"stalled\"}"));
+        assert!(line.contains("\"cpu_seconds\":0.13,\"steer\":7,\"steered\":40,\"waiting\":2}"), "{line}");
+        assert!(
+            line.contains("\"cpu_seconds\":null,\"steer\":\"unavailable\",\"steered\":40,\"waiting\":2}]}"),
+            "{line}"
+        );
+        let stalled = [WorkerRow { steer: view(STALLED + 3), ..rows[0] }];
+        assert!(stats_json("reuseport", "epoll", 0, &stalled).contains(",\"steer\":\"stalled\","));
     }
 }

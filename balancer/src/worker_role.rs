@@ -5,15 +5,15 @@
 use std::os::fd::AsFd;
 
 use nix::sys::signal::Signal;
-use ringmaster_engine::{Backend, EngineConfig, Handler, Sources, StatsBlock};
+use ringmaster_engine::{AcceptTally, Backend, EngineConfig, Handler, Sources, StatsBlock};
 
 use crate::error::{Context, Error, Result};
 use crate::faults::{faults_for, ENV_FAULT};
 use crate::privileges::{switch_to, Credentials};
 use crate::signals::signal_fd;
 use crate::spawn::{
-    inherited_fd, CHANNEL_FD, ENV_BACKEND, ENV_CPU, ENV_LISTENER, ENV_STATS_SLOT, ENV_STATS_SLOTS, ENV_WORKER_ID,
-    LISTENER_FD, LISTENER_OWN, LISTENER_SHARED, STATS_FD,
+    inherited_fd, ACCEPT_TALLY_FD, CHANNEL_FD, ENV_ACCEPT_TALLY, ENV_BACKEND, ENV_CPU, ENV_LISTENER, ENV_STATS_SLOT,
+    ENV_STATS_SLOTS, ENV_WORKER_ID, LISTENER_FD, LISTENER_OWN, LISTENER_SHARED, STATS_FD,
 };
 use crate::title::{set_thread_name, worker_thread_name};
 
@@ -32,6 +32,8 @@ pub struct WorkerIdentity {
     pub listener: Option<ListenerKind>,
     /// The kernel interface to run on, as the master chose it.
     pub backend: Backend,
+    /// The byte offset of its accept tally in the map passed, if one is.
+    pub accept_tally: Option<usize>,
 }
 
 /// Which listener a worker was given.
@@ -72,7 +74,11 @@ fn parse_identity(var: impl Fn(&str) -> Option<String>) -> Result<WorkerIdentity
         LISTENER_OWN => Some(ListenerKind::Own),
         _ => return Err(bad(ENV_LISTENER, "shared or own")),
     };
-    Ok(WorkerIdentity { id, cpu, stats_slot, stats_slots, listener, backend })
+    let accept_tally = match get(ENV_ACCEPT_TALLY).as_str() {
+        "" => None,
+        offset => Some(offset.parse().map_err(|_| bad(ENV_ACCEPT_TALLY, "a byte offset"))?),
+    };
+    Ok(WorkerIdentity { id, cpu, stats_slot, stats_slots, listener, backend, accept_tally })
 }
 
 /// Runs this process as worker `identity` until it has drained, answering
@@ -102,6 +108,13 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig, handler: &mut
     };
     let stats = StatsBlock::open_shared(stats_fd.as_fd(), identity.stats_slots).context("stats block")?;
     drop(stats_fd);
+    let accept_tally = match identity.accept_tally {
+        Some(offset) => {
+            let fd = inherited_fd(ACCEPT_TALLY_FD).context("accept tally")?;
+            Some(AcceptTally::map_shared(fd.as_fd(), offset).context("accept tally")?)
+        }
+        None => None,
+    };
     let counters = stats
         .slot(identity.stats_slot)
         .ok_or_else(|| Error::WorkerEnv(format!("stats slot {} outside the stats block", identity.stats_slot)))?;
@@ -112,7 +125,7 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig, handler: &mut
             .context(format_args!("refusing to serve: cannot switch to {credentials}"))?;
     }
     let own_listener = identity.listener == Some(ListenerKind::Own);
-    let sources = Sources { listener, own_listener, channel: Some(channel), shutdown: Some(shutdown) };
+    let sources = Sources { listener, own_listener, channel: Some(channel), shutdown: Some(shutdown), accept_tally };
     // The master chose the backend once; a worker never probes again.
     let config = EngineConfig { backend: identity.backend, faults: faults.engine, ..config.clone() };
     let backend = identity.backend.name();
@@ -147,6 +160,7 @@ mod tests {
             (ENV_STATS_SLOTS, "8"),
             (ENV_LISTENER, "shared"),
             (ENV_BACKEND, "epoll"),
+            (ENV_ACCEPT_TALLY, ""),
         ];
         assert_eq!(
             parse_identity(env(&base)).ok(),
@@ -156,7 +170,8 @@ mod tests {
                 stats_slot: 5,
                 stats_slots: 8,
                 listener: Some(ListenerKind::Shared),
-                backend: Backend::Epoll
+                backend: Backend::Epoll,
+                accept_tally: None,
             })
         );
         let with = |name: &str, value: &'static str| {
@@ -167,6 +182,8 @@ mod tests {
         assert_eq!(with(ENV_CPU, "none").map(|i| i.cpu).ok(), Some(None));
         assert_eq!(with(ENV_LISTENER, "own").map(|i| i.listener).ok(), Some(Some(ListenerKind::Own)));
         assert_eq!(with(ENV_LISTENER, "").map(|i| i.listener).ok(), Some(None));
+        assert_eq!(with(ENV_ACCEPT_TALLY, "128").map(|i| i.accept_tally).ok(), Some(Some(128)));
+        assert!(with(ENV_ACCEPT_TALLY, "-8").is_err());
         assert!(with(ENV_LISTENER, "1").is_err());
         assert!(with(ENV_WORKER_ID, "0").is_err());
         assert!(with(ENV_STATS_SLOT, "8").is_err());

@@ -27,6 +27,7 @@ pub mod response;
 mod slab;
 pub mod stats;
 mod sys;
+pub mod tally;
 pub mod token;
 pub mod uring;
 
@@ -37,3 +38,4 @@ pub use handler::{FixedBody, Handler, Request, Response};
 pub use messages::send_to_master;
 pub use stats::{StatsBlock, WorkerCounters};
 pub use sys::{ignore_sigpipe, out_of_fds, out_of_resources};
+pub use tally::AcceptTally;

@@ -1,8 +1,10 @@
 //! `--mode reuseport --steer load` through the real binary: an eBPF program
-//! picks each connection's listener by the load the master writes. A
-//! stopped worker is marked stalled and gets no new connection (those
-//! sent to it before the master noticed wait for it, and are served once it
-//! runs again); a scale-down under churn fails no request; and a
+//! picks each connection's listener by the load the master writes and what
+//! waits unaccepted, which it counts with the workers (the stats line shows
+//! every connection sent and accepted, nothing left waiting). A stopped
+//! worker is marked stalled and gets no new connection (those sent to it
+//! before wait for it, counted as waiting, and are served once it runs
+//! again); a scale-down under churn fails no request; and a
 //! master that may not load BPF programs falls back to the hash (saying
 //! why), unless `--steer load` was asked for, which is then an error.
 //! Loading BPF needs root: without it the steering tests say so and pass.
@@ -39,6 +41,36 @@ fn steer_of(stats: &serde_json::Value, id: u64) -> serde_json::Value {
     expect_worker(stats, id)["steer"].clone()
 }
 
+/// A count the stats line shows for worker `id` under `--steer load`.
+fn steer_of_key(stats: &serde_json::Value, id: u64, key: &str) -> u64 {
+    num(&expect_worker(stats, id), key)
+}
+
+#[test]
+fn steer_load_counts_every_connection_sent_and_accepted() {
+    if !may_steer() {
+        return;
+    }
+    let _one = one_at_a_time();
+    let s = Server::start(&["--mode", "reuseport", "--steer", "load", "--workers", "2", "--no-pin"]);
+    s.wait_workers_ready(2, START_TIMEOUT);
+    // Until the master has seen them ready, the kernel's hash places connections.
+    let available = eventually(Duration::from_secs(10), || [1, 2].iter().all(|&id| steer_of(&s.stats(), id).is_u64()));
+    assert!(available, "ready workers are available: {}", s.stats());
+    const CONNECTIONS: u64 = 200;
+    for i in 0..CONNECTIONS {
+        close_request(s.addr()).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+    }
+    // Every connection was sent by the program and counted by the worker that took it.
+    let stats = stats_when_idle(&s);
+    for id in [1, 2] {
+        let (steered, accepted) = (steer_of_key(&stats, id, "steered"), steer_of_key(&stats, id, "accepted"));
+        assert_eq!((steered, steer_of_key(&stats, id, "waiting")), (accepted, 0), "worker {id}: {stats}");
+    }
+    let total: u64 = [1, 2].iter().map(|&id| steer_of_key(&stats, id, "steered")).sum();
+    assert_eq!(total, CONNECTIONS, "{stats}");
+}
+
 #[test]
 fn steer_load_a_stopped_worker_gets_no_new_connection() {
     if !may_steer() {
@@ -72,6 +104,8 @@ fn steer_load_a_stopped_worker_gets_no_new_connection() {
         close_request(s.addr()).unwrap_or_else(|e| panic!("fresh connection {i} with worker 2 stopped: {e}"));
     }
     let queued = accept_queue(listener).unwrap_or(0);
+    let counted = eventually(Duration::from_secs(5), || steer_of_key(&s.stats(), 2, "waiting") == queued);
+    assert!(counted, "worker 2's waiting count is not its queue of {queued}: {}", s.stats());
     for i in 0..300 {
         close_request(s.addr()).unwrap_or_else(|e| panic!("fresh connection {i} with worker 2 stopped: {e}"));
     }

@@ -1,8 +1,13 @@
 //! The steering program on its own, without the master: the test makes a
 //! `SO_REUSEPORT` group of listeners, loads the program, puts the listeners
 //! and their loads in its maps, and counts where real connections on
-//! 127.0.0.1 land. A listener marked unavailable gets nothing; an empty one
-//! beside a loaded one gets nearly everything; equal loads split evenly; and
+//! 127.0.0.1 land, accepting each one and counting it accepted as a worker
+//! does (through the same mapped accept tally). A listener marked
+//! unavailable gets nothing; an empty one beside a loaded one gets nearly
+//! everything; equal loads split evenly; a listener that stops accepting
+//! stops getting connections at once (one at most when the loads are
+//! equal; however light its load, [`PENDING_CAP`] at most while its worker's
+//! loop turns, none once one has waited [`TURN_GRACE_NS`] without a turn); and
 //! a listener closed with connections queued hands them to the others
 //! (counted in `TCPMigrateReqSuccess`). Loading BPF needs root (or CAP_BPF
 //! and CAP_NET_ADMIN): without it the tests say so and pass.
@@ -14,9 +19,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use ringmaster_balancer::bpf::program::UNAVAILABLE;
+use ringmaster_balancer::bpf::program::{PENDING_CAP, TURN_GRACE_NS, UNAVAILABLE};
+use ringmaster_balancer::bpf::sys::accept_queue_len;
 use ringmaster_balancer::bpf::Steering;
 use ringmaster_balancer::listener::{bind_reuseport_anchor, listen_reuseport};
+use ringmaster_engine::AcceptTally;
 use util::sockets::migrations;
 
 /// How long a connection may take to reach an accept queue before the test fails.
@@ -27,6 +34,8 @@ struct Group {
     _anchor: OwnedFd,
     local: SocketAddr,
     listeners: Vec<TcpListener>,
+    /// Each listener's accept tally, mapped as its worker would.
+    tallies: Vec<AcceptTally>,
     steering: Steering,
 }
 
@@ -44,12 +53,14 @@ fn group(loads: &[u32]) -> Option<Group> {
         }
     };
     let (anchor, local) = bind_reuseport_anchor("127.0.0.1:0".parse().unwrap()).expect("anchor");
-    let mut group = Group { _anchor: anchor, local, listeners: Vec::new(), steering };
+    let mut group = Group { _anchor: anchor, local, listeners: Vec::new(), tallies: Vec::new(), steering };
     for (key, &load) in loads.iter().enumerate() {
         let listener = TcpListener::from(listen_reuseport(local, 1024).expect("listener"));
         listener.set_nonblocking(true).expect("nonblocking");
         group.steering.insert(key, listener.as_fd()).expect("into the maps");
         group.steering.set_load(key, load).expect("load");
+        let (fd, offset) = group.steering.accept_tally(key).expect("a tally for every key");
+        group.tallies.push(AcceptTally::map_shared(fd, offset).expect("map the tally"));
         group.listeners.push(listener);
     }
     group.steering.attach(group.listeners[0].as_fd()).expect("attach");
@@ -57,22 +68,31 @@ fn group(loads: &[u32]) -> Option<Group> {
 }
 
 impl Group {
-    /// Opens `n` connections and accepts every one: how many each listener got.
+    /// Opens `n` connections one at a time, each accepted (and counted
+    /// accepted) before the next: how many each listener got.
     fn spread(&self, n: usize) -> Vec<usize> {
-        let clients: Vec<TcpStream> = (0..n).map(|_| TcpStream::connect(self.local).expect("connect")).collect();
-        let counts = self.accept_all(n);
-        drop(clients);
+        let mut counts = vec![0; self.listeners.len()];
+        for _ in 0..n {
+            let client = TcpStream::connect(self.local).expect("connect");
+            let one = self.accept_all(1);
+            counts.iter_mut().zip(one).for_each(|(count, got)| *count += got);
+            drop(client);
+        }
         counts
     }
 
-    /// Accepts until `n` connections have arrived over the listeners.
+    /// Accepts until `n` connections have arrived over the listeners,
+    /// counting each accepted for the program as a worker would.
     fn accept_all(&self, n: usize) -> Vec<usize> {
         let mut counts = vec![0; self.listeners.len()];
         while counts.iter().sum::<usize>() < n {
-            for (listener, count) in self.listeners.iter().zip(counts.iter_mut()) {
+            for (key, (listener, count)) in self.listeners.iter().zip(counts.iter_mut()).enumerate() {
                 loop {
                     match listener.accept() {
-                        Ok(_) => *count += 1,
+                        Ok(_) => {
+                            *count += 1;
+                            self.accepted(key);
+                        }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(e) => panic!("accept: {e}"),
                     }
@@ -84,6 +104,12 @@ impl Group {
             }
         }
         counts
+    }
+
+    /// Counts a connection accepted on listener `key`, as its worker does.
+    fn accepted(&self, key: usize) {
+        self.tallies[key].add(1);
+        self.tallies[key].turned_now();
     }
 }
 
@@ -126,6 +152,72 @@ fn equal_loads_split_evenly() {
     let Some(group) = group(&[7, 7, 7, 7]) else { return };
     let counts = group.spread(1000);
     assert!(jain(&counts) >= 0.99, "Jain {:.4} for {counts:?}", jain(&counts));
+}
+
+/// Opens `n` connections one at a time while listener 0 stops accepting
+/// (its worker's loop still `turning`, or not) and listener 1 accepts each
+/// one that reaches it before the next: how many wait on listener 0 at the end.
+fn stop_accepting_on_the_first(group: &Group, n: usize, turning: bool) -> usize {
+    let mut clients = Vec::with_capacity(n);
+    let (stopped, accepting) = (&group.listeners[0], &group.listeners[1]);
+    let mut waiting = accept_queue_len(stopped.as_fd()).expect("queue") as usize;
+    for i in 0..n {
+        if turning {
+            group.tallies[0].turned_now();
+        }
+        clients.push(TcpStream::connect(group.local).expect("connect"));
+        // It is in one of the queues once its handshake is done; wait for it there.
+        let deadline = std::time::Instant::now() + ARRIVAL_TIMEOUT;
+        loop {
+            match accepting.accept() {
+                Ok(_) => {
+                    group.accepted(1);
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("accept: {e}"),
+            }
+            let queued = accept_queue_len(stopped.as_fd()).expect("queue") as usize;
+            if queued > waiting {
+                waiting = queued;
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "connection {i} arrived nowhere");
+            let mut polled = libc::pollfd { fd: accepting.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one live pollfd the kernel may write; a short wait, then the queue is looked at again.
+            unsafe { libc::poll(&mut polled, 1, 10) };
+        }
+    }
+    waiting
+}
+
+#[test]
+fn a_listener_that_stops_accepting_gets_at_most_one_more_among_equals() {
+    let Some(group) = group(&[0, 0]) else { return };
+    let waiting = stop_accepting_on_the_first(&group, 200, true);
+    assert!(waiting <= 1, "{waiting} of 200 connections wait on the listener that stopped accepting");
+}
+
+#[test]
+fn a_listener_that_stops_accepting_gets_pending_cap_at_most_however_light() {
+    let Some(group) = group(&[0, 100]) else { return };
+    // Its worker's loop still turns (as one stuck in a slow handler would).
+    let waiting = stop_accepting_on_the_first(&group, 200, true);
+    assert!(
+        (1..=PENDING_CAP as usize).contains(&waiting),
+        "{waiting} wait: at {PENDING_CAP} it counts as backed up beside a load of 100"
+    );
+}
+
+#[test]
+fn a_listener_whose_worker_stops_turning_gets_nothing_once_one_waited_past_the_grace() {
+    let Some(group) = group(&[0, 100]) else { return };
+    assert_eq!(stop_accepting_on_the_first(&group, 1, false), 1, "the lighter one takes the first");
+    // The program's grace runs out: nothing else happens meanwhile, so a
+    // slower machine only makes the wait longer.
+    std::thread::sleep(Duration::from_nanos(2 * u64::from(TURN_GRACE_NS)));
+    let waiting = stop_accepting_on_the_first(&group, 200, false);
+    assert_eq!(waiting, 1, "one waited and its worker's loop has not turned: it counts as backed up");
 }
 
 #[test]

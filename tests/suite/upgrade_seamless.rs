@@ -216,3 +216,36 @@ fn shared_connections_queued_during_the_hand_over_are_answered_by_the_new_master
 fn reuseport_connections_queued_during_the_hand_over_are_answered_by_the_new_master() {
     queued_connections_go_to_the_new_master("reuseport");
 }
+
+/// `reuseport --steer load` (the default as root): the new master's program
+/// steers to every handed-down listener at once, not only once the old
+/// master has drained and gone (a listener sits in one steering map at a
+/// time: the old master lets go of its maps as it hands over). One old
+/// worker is kept stopped so that the old master is still draining.
+#[test]
+fn reuseport_new_master_steers_by_load_while_the_old_one_drains() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: steering by load needs root");
+        return;
+    }
+    let dir = TempDir::new("upgrade-reuseport-steer");
+    let control = dir.join("control.sock");
+    let (mut old, before) = start_old(&dir, "reuseport");
+    let old_master = old.pid();
+    kill(before[0], libc::SIGSTOP);
+    let stopped = ContinueOnDrop(before[0]);
+    replace_by_rename(&dir.join("ringmaster"), Replacement::Binary);
+    let new_master = upgrade(&old, &control, Ask::Command);
+    let after = status_when(&control, 2, |w| {
+        w["pid"].as_u64().is_some_and(|p| !before.contains(&(p as u32))) && w["steer"].is_u64()
+    });
+    assert!(
+        std::path::Path::new(&format!("/proc/{old_master}")).exists(),
+        "the old master is still there (its worker {} is stopped): {after}",
+        before[0]
+    );
+    kill(before[0], libc::SIGCONT);
+    drop(stopped);
+    check_old_master_left(&mut old);
+    stop_new_master(&dir, new_master, &worker_pids(&after));
+}

@@ -27,6 +27,10 @@ const DW: u8 = 0x18;
 const CALL: u8 = 0x80;
 /// `BPF_EXIT`: return `r0`.
 const EXIT: u8 = 0x90;
+/// `BPF_ATOMIC`: a read-modify-write of memory, the operation in `imm`.
+const ATOMIC: u8 = 0xc0;
+/// `BPF_ADD` as an atomic operation: add, fetching nothing.
+const ATOMIC_ADD: i32 = 0x00;
 /// `BPF_PSEUDO_MAP_FD`: in `ld_imm64`'s source register, "imm is a map fd".
 const PSEUDO_MAP_FD: u8 = 1;
 
@@ -123,6 +127,8 @@ pub enum Size {
 pub enum Helper {
     /// `void *bpf_map_lookup_elem(map, key)`: the value, or NULL.
     MapLookupElem = 1,
+    /// `u64 bpf_ktime_get_ns(void)`: `CLOCK_MONOTONIC`.
+    KtimeGetNs = 5,
     /// `u32 bpf_get_prandom_u32(void)`.
     GetPrandomU32 = 7,
     /// `long bpf_sk_select_reuseport(ctx, map, key, flags)`: 0 when the
@@ -264,6 +270,12 @@ impl Asm {
         }
     }
 
+    /// `*(size *)(dst + off) += src`, atomically (`BPF_ATOMIC` with
+    /// `BPF_ADD`, once called `BPF_XADD`); 32 or 64 bits only.
+    pub fn atomic_add(&mut self, size: Size, dst: Reg, off: i16, src: Reg) -> &mut Asm {
+        self.push(Insn::new(STX | ATOMIC | size as u8, dst, src as u8, off, ATOMIC_ADD))
+    }
+
     /// `dst = <fd of map>` as the kernel wants it for a map argument: a
     /// two-slot `ld_imm64` whose immediate is patched with the fd on load.
     pub fn load_map(&mut self, dst: Reg, map: MapRef) -> &mut Asm {
@@ -375,6 +387,17 @@ mod tests {
                 [0x85, 0x00, 0x00, 0x00, 0x52, 0x00, 0x00, 0x00],
                 [0x95, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00],
             ]
+        );
+    }
+
+    #[test]
+    fn an_atomic_add_is_a_store_of_class_atomic() {
+        // clang: `lock *(u64 *)(r0 + 8) += r1` and `lock *(u32 *)(r2 - 4) += r3`.
+        let mut asm = Asm::new();
+        asm.atomic_add(Size::U64, Reg::R0, 8, Reg::R1).atomic_add(Size::U32, Reg::R2, -4, Reg::R3);
+        assert_eq!(
+            bytes(asm),
+            [[0xdb, 0x10, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00], [0xc3, 0x32, 0xfc, 0xff, 0x00, 0x00, 0x00, 0x00]]
         );
     }
 

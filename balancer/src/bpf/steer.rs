@@ -1,16 +1,24 @@
-//! [`Steering`]: the loaded steering program and its two maps, kept in step
+//! [`Steering`]: the loaded steering program and its maps, kept in step
 //! with the listeners of one `SO_REUSEPORT` group. Listeners are known by a
 //! caller's key (the worker slot) and sit at dense indices `0..count`;
 //! removing one moves the last into its place, so the program's random
 //! draws never land on a hole for long (and one that does draws again).
+//! The sent and accepted counts stay by key, in a map this process (and
+//! each worker, for its own key) maps into memory.
 
 use std::ffi::CStr;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::program::{self, CAPACITY, COUNT_KEY, UNAVAILABLE};
-use super::sys::{self, AttachType, MapType, BPF_ANY, PROG_TYPE_SK_REUSEPORT};
+use ringmaster_engine::tally::SharedMemory;
+
+use super::program::{
+    self, LoadEntry, ACCEPTED_AT, CAPACITY, COUNT_KEY, FLOW_KEY_MAX, FLOW_VALUE_SIZE, SENT_AT, TURNED_AT, UNAVAILABLE,
+    WAITING_SINCE,
+};
+use super::sys::{self, AttachType, MapType, BPF_ANY, MAP_MMAPABLE, PROG_TYPE_SK_REUSEPORT};
 
 /// The license the program declares; the helpers it calls need no GPL.
 const LICENSE: &CStr = c"Dual MIT/Apache-2.0";
@@ -47,6 +55,9 @@ fn unavailable(what: &str, e: &io::Error) -> Unavailable {
 pub struct Steering {
     socks: OwnedFd,
     load: OwnedFd,
+    flow: OwnedFd,
+    /// `flow`'s values, mapped.
+    flow_memory: SharedMemory,
     prog: OwnedFd,
     attach: AttachType,
     /// The key of the listener at each index.
@@ -59,11 +70,16 @@ impl Steering {
     /// Creates the maps and loads the program, for migration too where the
     /// kernel has it (5.14), else for selection only.
     pub fn load() -> Result<Steering, Unavailable> {
-        let socks = sys::create_map(MapType::ReuseportSockarray, 4, 8, CAPACITY, "rm_socks")
+        let socks = sys::create_map(MapType::ReuseportSockarray, 4, 8, CAPACITY, 0, "rm_socks")
             .map_err(|e| unavailable("cannot create a REUSEPORT_SOCKARRAY map", &e))?;
-        let load = sys::create_map(MapType::Array, 4, 4, CAPACITY + 1, "rm_load")
+        let load = sys::create_map(MapType::Array, 4, size_of::<LoadEntry>() as u32, CAPACITY + 1, 0, "rm_load")
             .map_err(|e| unavailable("cannot create an ARRAY map", &e))?;
-        let insns = program::steering().resolve(&[socks.as_raw_fd(), load.as_raw_fd()]).ok_or_else(|| Unavailable {
+        let flow = sys::create_map(MapType::Array, 4, FLOW_VALUE_SIZE, FLOW_KEY_MAX + 1, MAP_MMAPABLE, "rm_flow")
+            .map_err(|e| unavailable("cannot create an mmapable ARRAY map", &e))?;
+        let flow_memory = SharedMemory::map_shared(flow.as_fd(), Self::flow_len())
+            .map_err(|e| unavailable("cannot map the flow counts", &e))?;
+        let maps = [socks.as_raw_fd(), load.as_raw_fd(), flow.as_raw_fd()];
+        let insns = program::steering().resolve(&maps).ok_or_else(|| Unavailable {
             reason: "the program names a map it was not given".into(),
             verifier_log: String::new(),
         })?;
@@ -84,7 +100,7 @@ impl Steering {
                 }
             }
         };
-        let steering = Steering { socks, load, prog, attach, keys: Vec::new(), loads: Vec::new() };
+        let steering = Steering { socks, load, flow, flow_memory, prog, attach, keys: Vec::new(), loads: Vec::new() };
         steering.write_count().map_err(|e| unavailable("cannot write the steering map", &e))?;
         Ok(steering)
     }
@@ -121,7 +137,15 @@ impl Steering {
         if index >= CAPACITY {
             return Err(io::Error::other(format!("the maps hold at most {CAPACITY} listeners")));
         }
-        sys::update_elem(self.load.as_fd(), &index, &UNAVAILABLE, BPF_ANY)?;
+        let flow_key = u32::try_from(key).ok().filter(|&k| k <= FLOW_KEY_MAX);
+        let flow_key = flow_key.ok_or_else(|| io::Error::other(format!("listener keys go up to {FLOW_KEY_MAX}")))?;
+        // A new listener has had nothing sent or accepted, and no worker.
+        for at in [SENT_AT, ACCEPTED_AT, TURNED_AT, WAITING_SINCE] {
+            if let Some(count) = self.flow_count(key, at) {
+                count.store(0, Ordering::Relaxed);
+            }
+        }
+        sys::update_elem(self.load.as_fd(), &index, &LoadEntry { load: UNAVAILABLE, flow_key }, BPF_ANY)?;
         sys::update_elem(self.socks.as_fd(), &index, &(listener.as_raw_fd() as u64), BPF_ANY)?;
         self.keys.push(key);
         self.loads.push(UNAVAILABLE);
@@ -137,7 +161,8 @@ impl Steering {
         if index != last {
             let moved = self.keys[last];
             let fd = fd_of(moved).ok_or_else(|| io::Error::other(format!("no listener for {moved}")))?;
-            sys::update_elem(self.load.as_fd(), &(index as u32), &self.loads[last], BPF_ANY)?;
+            let entry = LoadEntry { load: self.loads[last], flow_key: moved as u32 };
+            sys::update_elem(self.load.as_fd(), &(index as u32), &entry, BPF_ANY)?;
             sys::delete_elem(self.socks.as_fd(), &(last as u32))?;
             sys::update_elem(self.socks.as_fd(), &(index as u32), &(fd.as_raw_fd() as u64), BPF_ANY)?;
         }
@@ -151,13 +176,55 @@ impl Steering {
     pub fn set_load(&mut self, key: usize, load: u32) -> io::Result<()> {
         let Some(index) = self.keys.iter().position(|&k| k == key) else { return Ok(()) };
         if self.loads[index] != load {
-            sys::update_elem(self.load.as_fd(), &(index as u32), &load, BPF_ANY)?;
+            let entry = LoadEntry { load, flow_key: key as u32 };
+            sys::update_elem(self.load.as_fd(), &(index as u32), &entry, BPF_ANY)?;
             self.loads[index] = load;
         }
         Ok(())
     }
 
+    /// The map a worker maps to add what it accepts, and where in it the
+    /// count of the listener under `key` is (see [`Steering::count_accepted`]).
+    pub fn accept_tally(&self, key: usize) -> Option<(BorrowedFd<'_>, usize)> {
+        self.flow_count(key, ACCEPTED_AT)?;
+        Some((self.flow.as_fd(), Self::flow_offset(key, ACCEPTED_AT)))
+    }
+
+    /// Adds `n` to the connections accepted on the listener under `key`, as
+    /// its worker does through its own mapping; a negative `n` takes back
+    /// accepts counted in excess.
+    pub fn count_accepted(&self, key: usize, n: i64) {
+        if let Some(count) = self.flow_count(key, ACCEPTED_AT) {
+            count.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Connections the program sent to the listener under `key` and
+    /// connections its workers accepted, as they stand.
+    pub fn flow_of(&self, key: usize) -> Option<(u64, u64)> {
+        let sent = self.flow_count(key, SENT_AT)?.load(Ordering::Relaxed);
+        let accepted = self.flow_count(key, ACCEPTED_AT)?.load(Ordering::Relaxed);
+        Some((sent, accepted))
+    }
+
+    fn flow_count(&self, key: usize, at: usize) -> Option<&AtomicU64> {
+        if key > FLOW_KEY_MAX as usize {
+            return None;
+        }
+        self.flow_memory.u64_at(Self::flow_offset(key, at))
+    }
+
+    fn flow_offset(key: usize, at: usize) -> usize {
+        key * FLOW_VALUE_SIZE as usize + at
+    }
+
+    /// Bytes of `flow`'s values (an mmapable array lays them out end to end).
+    fn flow_len() -> usize {
+        (FLOW_KEY_MAX as usize + 1) * FLOW_VALUE_SIZE as usize
+    }
+
     fn write_count(&self) -> io::Result<()> {
-        sys::update_elem(self.load.as_fd(), &COUNT_KEY, &(self.keys.len() as u32), BPF_ANY)
+        let entry = LoadEntry { load: self.keys.len() as u32, flow_key: 0 };
+        sys::update_elem(self.load.as_fd(), &COUNT_KEY, &entry, BPF_ANY)
     }
 }

@@ -53,6 +53,9 @@ pub enum AttachType {
     SelectOrMigrate = 40,
 }
 
+/// `BPF_F_MMAPABLE`: an `ARRAY` map whose values a process may `mmap`.
+pub const MAP_MMAPABLE: u32 = 1 << 10;
+
 /// `BPF_ANY`: create or replace an element.
 pub const BPF_ANY: u64 = 0;
 
@@ -142,6 +145,7 @@ pub fn create_map(
     key_size: u32,
     value_size: u32,
     max_entries: u32,
+    flags: u32,
     name: &str,
 ) -> io::Result<OwnedFd> {
     let mut attr = MapCreate {
@@ -149,6 +153,7 @@ pub fn create_map(
         key_size,
         value_size,
         max_entries,
+        map_flags: flags,
         map_name: object_name(name),
         ..MapCreate::default()
     };

@@ -65,7 +65,7 @@ impl Master {
                     counts,
                     restarts: w.restarts,
                     uptime_ms,
-                    steer: self.dispatch.balance.steer_load(w.id),
+                    steer: self.dispatch.balance.steer_view(w.id),
                     lame_duck,
                     unstable_restarts: w.unstable_restarts,
                     req_per_s: w.rate.per_second,

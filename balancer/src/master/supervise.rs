@@ -126,10 +126,10 @@ impl Master {
             // A worker started during the drain delay is a lame duck from the start.
             counters.set_lame_duck(self.lame_duck.is_some());
         }
-        let listener = match self.dispatch.balance.worker_listener(id)? {
-            WorkerListener::None => None,
-            WorkerListener::Shared => Some(Inherited::Shared(self.listener.as_fd())),
-            WorkerListener::Own(fd) => Some(Inherited::Own(fd)),
+        let (listener, accept_tally) = match self.dispatch.balance.worker_listener(id)? {
+            WorkerListener::None => (None, None),
+            WorkerListener::Shared => (Some(Inherited::Shared(self.listener.as_fd())), None),
+            WorkerListener::Own { listener, accept_tally } => (Some(Inherited::Own(listener)), accept_tally),
         };
         let launch = WorkerLaunch {
             id,
@@ -139,6 +139,7 @@ impl Master {
             channel: worker_end.as_fd(),
             stats: self.stats_fd.as_fd(),
             listener,
+            accept_tally,
             backend: self.backend,
             image: &self.image,
             exec: &self.config.exec,

@@ -266,6 +266,7 @@ impl Master {
         }
         self.hand_over_control()?;
         self.hand_over_metrics()?;
+        self.dispatch.balance.hand_over();
         self.stop_notifying();
         if self.dispatch.accepting {
             self.reactor.cancel(Op::Accept.token(0, 0))?;

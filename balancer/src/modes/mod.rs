@@ -29,6 +29,20 @@ pub const ACK_GRACE: Duration = Duration::from_millis(20);
 /// (its tick) and the master samples every 100 ms.
 pub const HEARTBEAT_STALE: Duration = Duration::from_millis(500);
 
+/// What a mode that steers the kernel's choice (`reuseport --steer load`)
+/// shows of one worker slot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SteerView {
+    /// The load the master last wrote for the program (above
+    /// [`crate::bpf::program::AVAILABLE_MAX`]: unavailable; from
+    /// [`crate::bpf::program::STALLED`]: stalled).
+    pub load: u32,
+    /// Connections the program sent to its listener.
+    pub sent: u64,
+    /// Of those, the ones not accepted yet, as the counts stand.
+    pub waiting: u64,
+}
+
 /// Who calls `accept`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accepting {
@@ -49,7 +63,14 @@ pub enum WorkerListener<'a> {
     Shared,
     /// The worker slot's own listener, kept by the mode across the processes
     /// that run the slot.
-    Own(BorrowedFd<'a>),
+    Own {
+        /// The listener.
+        listener: BorrowedFd<'a>,
+        /// Where the worker counts what it accepts there, for a mode that
+        /// steers by what waits unaccepted: a mappable fd and the count's
+        /// byte offset in it.
+        accept_tally: Option<(BorrowedFd<'a>, usize)>,
+    },
 }
 
 /// What the master knows about one route (a ready worker process that takes
@@ -142,6 +163,10 @@ pub trait Balance: fmt::Debug {
     /// what it keeps for it. The worker's last process still holds its copy.
     fn retire_worker(&mut self, _worker: usize) {}
 
+    /// This master hands its listeners over to a new one (an upgrade): the
+    /// mode lets go of what only one process may hold.
+    fn hand_over(&mut self) {}
+
     /// The listeners the mode keeps, with the worker each belongs to.
     fn own_listeners(&self) -> Vec<(usize, BorrowedFd<'_>)> {
         Vec::new()
@@ -156,8 +181,9 @@ pub trait Balance: fmt::Debug {
     /// mode that steers the kernel's choice (`reuseport --steer load`).
     fn steer(&mut self, _slots: &[SlotFacts]) {}
 
-    /// The load a mode that steers last gave the kernel for `worker`.
-    fn steer_load(&self, _worker: usize) -> Option<u32> {
+    /// What a mode that steers shows of `worker`: the load it last gave
+    /// the kernel, and the connections sent to it and waiting on it.
+    fn steer_view(&self, _worker: usize) -> Option<SteerView> {
         None
     }
 

@@ -13,13 +13,18 @@
 //! The hash is blind to load: a stalled or full worker's share waits in its
 //! queue. With `--steer load` an eBPF `SK_REUSEPORT` program ([`crate::bpf`])
 //! chooses instead, from two random workers the less loaded available one.
+//! The program counts each connection it sends to a listener and each
+//! worker counts what it accepts there (its accept tally), so what waits
+//! unaccepted weighs on the choice at once, one connection at a time.
 //! Every [`STEER_EVERY`] the master hands this mode each worker's facts and
-//! it writes the program's load map: live connections plus the accept
-//! queue, or "unavailable" for a worker that is not ready, draining, full,
-//! stalled by its heartbeat, or that left its queue waiting since the last
-//! look without accepting anything. A listener leaves the program's maps when
-//! its slot is retired, and, the program loaded for `SELECT_OR_MIGRATE`,
-//! what is queued on it when it closes moves to a listener the program picks.
+//! it writes the program's load map: live connections, or "unavailable" for
+//! a worker that is not ready, draining or full, or "stalled" for one whose
+//! heartbeat is stale or that left its queue waiting past [`ACK_GRACE`]
+//! without accepting anything. It also evens the counts out with the accept
+//! queue where they strayed (a SYN dropped after the program counted it).
+//! A listener leaves the program's maps when its slot is retired, and, the
+//! program loaded for `SELECT_OR_MIGRATE`, what is queued on it when it
+//! closes moves to a listener the program picks.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -27,7 +32,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use super::{Accepting, Balance, ListenAt, RouteFacts, SlotFacts, WorkerListener, ACK_GRACE};
+use super::{Accepting, Balance, ListenAt, RouteFacts, SlotFacts, SteerView, WorkerListener, ACK_GRACE};
 use crate::bpf::program::{STALLED, UNAVAILABLE};
 use crate::bpf::sys::accept_queue_len;
 use crate::bpf::Steering;
@@ -38,6 +43,11 @@ use crate::listener::listen_reuseport;
 /// How often the load map is refreshed with `--steer load`: a few syscalls
 /// per worker each time, on a master with nothing else in the accept path.
 pub const STEER_EVERY: Duration = Duration::from_millis(5);
+
+/// Looks at a slot's counts over which they are evened out with its accept
+/// queue: 100 ms, long beside a loopback handshake, short beside a client's
+/// SYN retry.
+const FLOW_WINDOW: u32 = 20;
 
 /// The sysctl that makes a closing listener's queue move to its group.
 const MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
@@ -68,6 +78,45 @@ struct Sample {
     accepted: u64,
     /// Since when its queue has waited with nothing accepted.
     waiting_since: Option<Instant>,
+    /// How far the program's count of what waits strayed from the queue.
+    drift: Drift,
+}
+
+/// How far the program's count of what waits on a listener (`sent -
+/// accepted`) strayed from its accept queue, over a window of looks. A
+/// handshake in flight, or a worker's accepts not added up yet this loop
+/// turn, make them differ for a moment; a SYN the kernel dropped after the
+/// program counted it, or a connection the kernel's hash placed, for good.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Drift {
+    looks: u32,
+    least: i64,
+    most: i64,
+}
+
+impl Drift {
+    /// Records a look that found the count `excess` above the queue; at the
+    /// end of a window, the correction to add to the accepted count: the
+    /// excess every look in it saw, never what moved in between.
+    fn look(&mut self, excess: i64) -> Option<i64> {
+        if self.looks == 0 {
+            (self.least, self.most) = (excess, excess);
+        }
+        (self.least, self.most) = (self.least.min(excess), self.most.max(excess));
+        self.looks += 1;
+        if self.looks < FLOW_WINDOW {
+            return None;
+        }
+        let correction = if self.least > 0 {
+            self.least
+        } else if self.most < 0 {
+            self.most
+        } else {
+            0
+        };
+        *self = Drift::default();
+        (correction != 0).then_some(correction)
+    }
 }
 
 impl Reuseport {
@@ -119,13 +168,14 @@ impl Reuseport {
     }
 }
 
-/// The load the program sees for a slot: its live connections plus its
-/// accept queue; [`UNAVAILABLE`] when its process is not ready, drains or
-/// has no room for what waits. When it seems stalled (its heartbeat is
-/// stale, or its queue has `waited` past [`ACK_GRACE`], the patience `rr`
-/// has with a batch, with nothing accepted): [`STALLED`] plus how long it has
-/// waited, in milliseconds, so that on a busy machine where every worker
-/// seems stalled for a moment the one stalled longest is avoided.
+/// The load the master gives the program for a slot: its live connections
+/// (the program adds what waits in its queue, counted as it goes);
+/// [`UNAVAILABLE`] when its process is not ready, drains or has no room for
+/// what waits. When it seems stalled (its heartbeat is stale, or its queue
+/// has `waited` past [`ACK_GRACE`], the patience `rr` has with a batch, with
+/// nothing accepted): [`STALLED`] plus how long it has waited, in
+/// milliseconds, so that on a busy machine where every worker seems stalled
+/// for a moment the one stalled longest is avoided.
 fn steer_load(facts: &SlotFacts, queue: u32, waited: Duration) -> u32 {
     let Some(route) = facts.route else { return UNAVAILABLE };
     let load = route.live + u64::from(queue);
@@ -136,7 +186,7 @@ fn steer_load(facts: &SlotFacts, queue: u32, waited: Duration) -> u32 {
     if route.stalled() || waited > ACK_GRACE {
         return STALLED + (waited.as_millis().min(u128::from(STALLED - 1)) as u32);
     }
-    load.min(u64::from(STALLED - 1)) as u32
+    route.live.min(u64::from(STALLED - 1)) as u32
 }
 
 /// When a queue of `queue` seen now has waited since, after `last`: not at
@@ -165,7 +215,8 @@ impl Balance for Reuseport {
             self.enter_maps();
         }
         let listener = self.listeners.get(&worker).ok_or_else(|| io::Error::other("listener vanished"))?;
-        Ok(WorkerListener::Own(listener.as_fd()))
+        let accept_tally = self.steer.as_ref().and_then(|steer| steer.steering.accept_tally(worker));
+        Ok(WorkerListener::Own { listener: listener.as_fd(), accept_tally })
     }
 
     fn retire_worker(&mut self, worker: usize) {
@@ -179,12 +230,26 @@ impl Balance for Reuseport {
         self.listeners.remove(&worker);
     }
 
+    /// A listener sits in one steering map at a time: the new master's
+    /// program, attached to the group as it started, can steer to them only
+    /// once this master's maps are gone.
+    fn hand_over(&mut self) {
+        if self.steer.take().is_some() {
+            crate::log!("reuseport: the new master's program steers from now on");
+        }
+    }
+
     fn steer_every(&self) -> Option<Duration> {
         self.steer.as_ref().map(|_| STEER_EVERY)
     }
 
-    fn steer_load(&self, worker: usize) -> Option<u32> {
-        self.steer.as_ref()?.steering.load_of(worker)
+    fn steer_view(&self, worker: usize) -> Option<SteerView> {
+        let steering = &self.steer.as_ref()?.steering;
+        let load = steering.load_of(worker)?;
+        let (sent, accepted) = steering.flow_of(worker).unwrap_or_default();
+        // A count that ran behind reads as nothing waiting, as the program reads it.
+        let waiting = sent.saturating_sub(accepted);
+        Some(SteerView { load, sent, waiting })
     }
 
     fn steer(&mut self, slots: &[SlotFacts]) {
@@ -194,9 +259,17 @@ impl Balance for Reuseport {
         for facts in slots {
             let Some(listener) = self.listeners.get(&facts.worker) else { continue };
             let queue = accept_queue_len(listener.as_fd()).unwrap_or(0);
-            let since = waiting_since(steer.last.get(&facts.worker), queue, facts.accepted, now);
+            let last = steer.last.get(&facts.worker);
+            let since = waiting_since(last, queue, facts.accepted, now);
             let load = steer_load(facts, queue, since.map_or(Duration::ZERO, |since| now - since));
-            steer.last.insert(facts.worker, Sample { accepted: facts.accepted, waiting_since: since });
+            let mut drift = last.map_or_else(Drift::default, |last| last.drift);
+            if let Some((sent, accepted)) = steer.steering.flow_of(facts.worker) {
+                let excess = sent.wrapping_sub(accepted) as i64 - i64::from(queue);
+                if let Some(correction) = drift.look(excess) {
+                    steer.steering.count_accepted(facts.worker, correction);
+                }
+            }
+            steer.last.insert(facts.worker, Sample { accepted: facts.accepted, waiting_since: since, drift });
             // A failed write leaves the last load in place; the next refresh tries again.
             let _ = steer.steering.set_load(facts.worker, load);
         }
@@ -281,11 +354,11 @@ mod tests {
         let (_anchor, local) = bind_reuseport_anchor(SocketAddr::from(([127, 0, 0, 1], 0))).expect("anchor");
         let mut mode = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), None);
         let first = match mode.worker_listener(1).expect("listener") {
-            WorkerListener::Own(fd) => fd.as_raw_fd(),
+            WorkerListener::Own { listener, .. } => listener.as_raw_fd(),
             other => panic!("{other:?}"),
         };
         let again = match mode.worker_listener(1).expect("listener") {
-            WorkerListener::Own(fd) => fd.as_raw_fd(),
+            WorkerListener::Own { listener, .. } => listener.as_raw_fd(),
             other => panic!("{other:?}"),
         };
         assert_eq!(first, again, "a slot's next process gets the same listener");
@@ -302,7 +375,7 @@ mod tests {
     }
 
     #[test]
-    fn the_program_sees_live_plus_queue_unavailable_or_stalled() {
+    fn the_program_sees_live_unavailable_or_stalled() {
         let ready = |live| SlotFacts {
             worker: 1,
             route: Some(RouteFacts { live, ..crate::modes::testing::taking(0) }),
@@ -314,12 +387,12 @@ mod tests {
             facts
         };
         let fresh = Duration::ZERO;
-        assert_eq!(steer_load(&ready(3), 2, fresh), 5);
+        assert_eq!(steer_load(&ready(3), 2, fresh), 3, "the program adds what waits itself");
         assert_eq!(steer_load(&SlotFacts { route: None, ..ready(3) }, 0, fresh), UNAVAILABLE, "not ready");
         assert_eq!(steer_load(&with(|r| r.draining = true), 0, fresh), UNAVAILABLE);
         assert_eq!(steer_load(&with(|r| r.declined = true), 0, fresh), UNAVAILABLE);
         assert_eq!(steer_load(&ready(99), 1, fresh), UNAVAILABLE, "full once its queue is counted");
-        assert_eq!(steer_load(&ready(3), 6, ACK_GRACE), 9, "a queue may wait up to the grace");
+        assert_eq!(steer_load(&ready(3), 6, ACK_GRACE), 3, "a queue may wait up to the grace");
         assert_eq!(steer_load(&ready(3), 6, Duration::from_millis(40)), STALLED + 40, "by how long it waited");
         let stale = with(|r| r.heartbeat_age = crate::modes::HEARTBEAT_STALE * 2);
         assert_eq!(steer_load(&stale, 0, fresh), STALLED + 1000);
@@ -331,11 +404,29 @@ mod tests {
         let t1 = t0 + Duration::from_millis(5);
         assert_eq!(waiting_since(None, 0, 0, t0), None);
         assert_eq!(waiting_since(None, 2, 0, t0), Some(t0));
-        let waiting = Sample { accepted: 7, waiting_since: Some(t0) };
+        let waiting = Sample { accepted: 7, waiting_since: Some(t0), drift: Drift::default() };
         assert_eq!(waiting_since(Some(&waiting), 3, 7, t1), Some(t0), "nothing accepted: still waiting since t0");
         assert_eq!(waiting_since(Some(&waiting), 3, 8, t1), Some(t1), "it accepted: the wait starts over");
         assert_eq!(waiting_since(Some(&waiting), 0, 7, t1), None, "its queue is empty");
-        let idle = Sample { accepted: 7, waiting_since: None };
+        let idle = Sample { accepted: 7, waiting_since: None, drift: Drift::default() };
         assert_eq!(waiting_since(Some(&idle), 1, 7, t1), Some(t1));
+    }
+
+    #[test]
+    fn counts_are_evened_out_by_what_every_look_of_a_window_saw() {
+        let window = |excesses: &[i64]| {
+            let mut drift = Drift::default();
+            let mut corrections = Vec::new();
+            for &excess in excesses.iter().cycle().take(FLOW_WINDOW as usize) {
+                corrections.extend(drift.look(excess));
+            }
+            assert_eq!(drift, Drift::default(), "a window ends after FLOW_WINDOW looks");
+            corrections
+        };
+        assert_eq!(window(&[0]), [] as [i64; 0], "counts that agree stay");
+        assert_eq!(window(&[2, 0, 3]), [] as [i64; 0], "handshakes in flight come and go");
+        assert_eq!(window(&[2, 3]), [2], "two SYNs dropped after they were counted");
+        assert_eq!(window(&[-1, -4]), [-1], "one accept the program never sent");
+        assert_eq!(window(&[-1, 1]), [] as [i64; 0], "no direction held");
     }
 }

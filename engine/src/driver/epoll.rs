@@ -17,7 +17,6 @@ use crate::channel::{recv_nonblocking, Tag};
 use crate::conn::Connection;
 use crate::slab::Slab;
 use crate::sys::epoll::{self, Epoll, Event};
-use crate::sys::now_ms;
 use crate::sys::socket::{self, half_close};
 use crate::sys::timerfd::Ticker;
 use crate::token::{self, Op};
@@ -103,7 +102,7 @@ impl<'a> EpollWorker<'a> {
             self.core.stall_if_due();
             let timeout = if self.more_to_read.is_empty() { -1 } else { 0 };
             self.epoll.wait(&mut self.events, timeout)?;
-            self.core.now = now_ms();
+            self.core.woke();
             for i in 0..self.events.len() {
                 let event = self.events[i];
                 let (events, token) = (event.events, event.u64);

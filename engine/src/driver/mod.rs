@@ -24,6 +24,7 @@ use crate::http::Limits;
 use crate::response::Responses;
 use crate::stats::{CountersSnapshot, WorkerCounters, STATE_DRAINING, STATE_READY, STATE_STOPPED};
 use crate::sys::now_ms;
+use crate::tally::AcceptTally;
 
 /// Smallest carry buffer per connection.
 const CARRY_MIN: usize = 16 * 1024;
@@ -45,6 +46,9 @@ pub struct Sources {
     pub channel: Option<OwnedFd>,
     /// Readable means "drain and exit" (a signalfd, an eventfd).
     pub shutdown: Option<OwnedFd>,
+    /// Where connections accepted on the own listener are added up for
+    /// whoever steers by what waits unaccepted (`reuseport --steer load`).
+    pub accept_tally: Option<AcceptTally>,
 }
 
 /// Runs one worker until it has drained, on the backend `config` names,
@@ -232,6 +236,16 @@ impl<'a> Core<'a> {
         self.counters.store(&self.counts);
     }
 
+    /// The loop woke from its wait: the clock moves, and the accept tally
+    /// notes that the loop turns (else a worker woken by a connection after
+    /// a long wait would seem stalled until the end of its turn).
+    fn woke(&mut self) {
+        self.now = now_ms();
+        if let Some(tally) = &self.sources.accept_tally {
+            tally.turned_now();
+        }
+    }
+
     /// True when the loop should end: drained, or out of time to.
     fn finished(&self, live: usize) -> bool {
         self.draining && ((live == 0 && !self.channel_open) || self.now >= self.drain_deadline)
@@ -264,6 +278,11 @@ impl<'a> Core<'a> {
             conn.handle_drain(&ctx);
         }
         self.counts.accepted += 1;
+        // At once, not at the end of the turn: whoever steers by what waits
+        // unaccepted sees it leave the queue when it does.
+        if let Some(tally) = &self.sources.accept_tally {
+            tally.add(1);
+        }
     }
 
     /// Takes the connections of a message of `len` bytes just received into

@@ -20,7 +20,6 @@ use crate::bufring::{self, BufRing};
 use crate::channel::Tag;
 use crate::conn::Connection;
 use crate::slab::Slab;
-use crate::sys::now_ms;
 use crate::sys::socket::{self, half_close};
 use crate::token::{self, Op};
 use crate::uring::{self, Completion};
@@ -140,7 +139,7 @@ impl<'a> UringWorker<'a> {
             }
             self.core.stall_if_due();
             uring::submit_and_wait(&mut self.ring)?;
-            self.core.now = now_ms();
+            self.core.woke();
             uring::reap(&mut self.ring, &mut self.completions);
             for i in 0..self.completions.len() {
                 let (user_data, result, flags) = self.completions[i];

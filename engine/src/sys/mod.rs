@@ -21,6 +21,15 @@ macro_rules! syscall {
 }
 pub(crate) use syscall;
 
+/// Nanoseconds on the monotonic clock (a vDSO read, no syscall): the clock
+/// BPF programs read with `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec to write; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Milliseconds on the coarse monotonic clock (a vDSO read, no syscall).
 pub fn now_ms() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
