@@ -14,23 +14,21 @@
 //!   `FLOW`; at [`COUNT_KEY`], the count of indices in use;
 //! - `FLOW`, an mmapable `ARRAY` by listener key (the worker slot, stable
 //!   while indices move): at [`SENT_AT`] the connections the program sent to
-//!   the listener, at [`ACCEPTED_AT`] those its workers accepted, each worker
-//!   adding its own through a mapping of the map.
-//!
-//!   At [`TURNED_AT`] the worker serving the listener notes when its loop
-//!   last turned.
+//!   the listener; at [`ACCEPTED_AT`] those its workers accepted, and at
+//!   [`TURNED_AT`] when the loop of the worker serving it last woke, both
+//!   written by the worker through a mapping of the map; at
+//!   [`WAITING_SINCE`] when the program last sent one to an empty queue.
 //!
 //! The difference, `sent - accepted`, is what waits on the listener right
 //! now: the program sees a worker stop the moment it stops accepting, one
 //! connection at a time, not at the master's next look. It adds that
 //! difference to the master's load. A listener counts as backed up when
 //! [`PENDING_CAP`] or more wait, or when any wait and its worker's loop has
-//! not turned for [`TURN_GRACE_NS`] since they began to wait (the program
-//! notes at [`WAITING_SINCE`] when it sends one to an empty queue); its load
-//! is then [`STALLED`] plus what waits plus the milliseconds since its
-//! loop last turned, chosen only over one backed up further: of a stopped
-//! worker and a busy one, the one that has not turned for longer. A stopped worker gets one connection, or a few while
-//! its peer is backed up too, and no more.
+//! not turned for [`TURN_GRACE_NS`] since they began to wait; its load is
+//! then [`STALLED`] plus what waits plus the milliseconds since its loop
+//! last turned, chosen only over one backed up further: of a stopped worker
+//! and a busy one, the one that has not turned for longer. A stopped worker
+//! gets one connection, or a few while its peer is backed up too.
 //!
 //! For up to [`ROUNDS`] rounds it draws two distinct indices at random and
 //! takes the one with the lower load; if that one is available and its
@@ -45,8 +43,8 @@
 //! (`sk_reuseport_func_proto` in net/core/filter.c, which falls back to
 //! `bpf_base_func_proto` for the generic ones): `bpf_map_lookup_elem`,
 //! `bpf_get_prandom_u32`, `bpf_ktime_get_ns`, `bpf_sk_select_reuseport`;
-//! and an atomic add on a map value. The verifier on the test machines (Linux 6.18) accepts it; the
-//! integration test loads it.
+//! and an atomic add on a map value. The verifier on the test machines
+//! (Linux 6.18) accepts it; the integration test loads it.
 
 use super::insn::{Alu, Asm, Cond, Helper, MapRef, Program, Reg, Size};
 
@@ -232,7 +230,6 @@ fn lookup(asm: &mut Asm, map: MapRef, key: Key) {
 /// waits on it at `pending`.
 fn load_of(asm: &mut Asm, index: Reg, flow_key: i16, pending: i16) {
     let done = asm.label();
-    let backed_up = asm.label();
     let marked = asm.label();
     let sane = asm.label();
     asm.store(Size::U64, Reg::R10, pending, 0);
@@ -282,7 +279,6 @@ fn load_of(asm: &mut Asm, index: Reg, flow_key: i16, pending: i16) {
     // Backed up: STALLED (unless the master marked it already) plus what
     // waits plus the milliseconds (2^20 ns) since the loop turned, so that
     // of two backed up the one stopped longer is avoided.
-    asm.bind(backed_up);
     asm.jump_if(Cond::Ge, Reg::R1, STALLED as i32, marked).mov(Reg::R1, STALLED as i32);
     asm.bind(marked);
     let capped = asm.label();
