@@ -316,6 +316,10 @@ def main():
                 "stall_ratio": median(r.get("stall_ratio") for r in rs),
                 "held_at_stop": sum(r["held_at_stop"] for r in rs if r.get("held_at_stop") is not None)
                 if any(r.get("held_at_stop") is not None for r in rs) else None,
+                # timeouts beyond what the stopped worker held: new connections sent to it after the stop
+                "new_stuck": sum(max(0, r.get("timeouts", 0) - r["held_at_stop"]) for r in rs
+                                 if r.get("held_at_stop") is not None)
+                if any(r.get("held_at_stop") is not None for r in rs) else None,
                 "p99_churn_s": median(r.get("p99_churn_s") for r in rs),
                 "p99_pipelined_s": median(r.get("p99_pipelined_s") for r in rs),
                 "split_source": next((r["split_source"] for r in rs if r.get("split_source")), None),
@@ -491,16 +495,18 @@ def balancing_table(L, sc, names, agg, meta):
         L.append(f"{meta.get('stall', '')}. The healthy run is the same load just before, without the stop; "
                  "timeouts are wrk's (requests unanswered after the timeout), summed over rounds; held: the "
                  "connections the stopped worker had open as it stopped (ringmaster's stats line right after "
-                 "the stop, summed over rounds), which no balancer can take back.")
+                 "the stop, summed over rounds), which no balancer can take back; new stuck: timeouts beyond "
+                 "held, per round, summed: new connections sent to the stopped worker after it stopped.")
         L.append("")
-        L.append("| server | healthy req/s | stalled req/s | stalled/healthy | timeouts | held | p99 | Jain (conns) | "
-                 "Jain | other CPU |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("| server | healthy req/s | stalled req/s | stalled/healthy | timeouts | held | new stuck | p99 | "
+                 "Jain (conns) | Jain | other CPU |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name in names:
             a = agg.get((name, sc))
             if a:
                 L.append(f"| {name} | {fmt_rps(a['healthy_rps'])} | {fmt_rps(a['rps'])} | "
                          f"{fmt_num(a['stall_ratio'], 2)} | {a['timeouts']} | {fmt_num(a.get('held_at_stop'))} | "
+                         f"{fmt_num(a.get('new_stuck'))} | "
                          f"{fmt_time(a['p99_s'])} | "
                          f"{fmt_num(a.get('conn_jain'), 3)} | {fmt_num(a['jain'], 3)} | {fmt_pct(a['other_cpu_frac'])} |")
     else:
