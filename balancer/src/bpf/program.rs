@@ -78,10 +78,10 @@ pub const TURNED_AT: usize = ACCEPTED_AT + ringmaster_engine::tally::TURNED_AT;
 /// wait on an empty queue (`u64`, `CLOCK_MONOTONIC` nanoseconds).
 pub const WAITING_SINCE: usize = TURNED_AT + 8;
 /// How long a worker's loop may go without turning while connections wait
-/// on its listener before it counts as backed up: a loop turn of a busy
-/// worker takes well under a millisecond; the margin covers a busy
-/// machine's scheduling.
-pub const TURN_GRACE_NS: u32 = 5_000_000;
+/// on its listener before it counts as backed up: a busy worker's loop
+/// turns well within it, an idle one wakes within it (on a busy machine,
+/// not always: it then loses a few connections to its peer, no more).
+pub const TURN_GRACE_NS: u32 = 1_000_000;
 /// The most milliseconds since a backed-up worker's loop turned that weigh
 /// on its load (about 17 minutes).
 const AGE_MAX_MS: u32 = 1 << 20;

@@ -202,6 +202,11 @@ impl<'a> Core<'a> {
 
     fn ready(&mut self) {
         self.counters.set_state(STATE_READY);
+        // Its loop runs from here: a connection that waits on it before its
+        // first wake-up is not waiting on a stalled worker.
+        if let Some(tally) = &self.sources.accept_tally {
+            tally.turned_now();
+        }
         if let Some((after, _)) = self.config.faults.stall {
             self.stall_at = Some(self.now + after.as_millis() as u64);
         }
