@@ -216,8 +216,9 @@ def main():
                     except (OSError, ValueError):
                         victim = None
                     if stopped and victim is not None:
-                        rec["held_at_stop"] = sum(w.get("live", 0) for w in stopped.get("workers", [])
-                                                  if w.get("pid") == victim)
+                        # open on it, plus (steered by load) sent to its queue and not accepted yet
+                        rec["held_at_stop"] = sum(w.get("live", 0) + w.get("waiting", 0)
+                                                  for w in stopped.get("workers", []) if w.get("pid") == victim)
                 if sc == "unequal" and os.path.exists(base + ".pipelined.wrk"):
                     piped = parse_wrk(base + ".pipelined.wrk")
                     rec["churn_rps"], rec["pipelined_rps"] = rec["rps"], piped["rps"]
@@ -494,7 +495,8 @@ def balancing_table(L, sc, names, agg, meta):
     if sc == "stalled":
         L.append(f"{meta.get('stall', '')}. The healthy run is the same load just before, without the stop; "
                  "timeouts are wrk's (requests unanswered after the timeout), summed over rounds; held: the "
-                 "connections the stopped worker had open as it stopped (ringmaster's stats line right after "
+                 "connections the stopped worker had open as it stopped, plus those waiting in its queue where "
+                 "the stats line counts them (`reuseport --steer load`) (ringmaster's stats line right after "
                  "the stop, summed over rounds), which no balancer can take back; new stuck: timeouts beyond "
                  "held, per round, summed: new connections sent to the stopped worker after it stopped.")
         L.append("")
