@@ -12,10 +12,9 @@
 //! cache line its worker writes every loop turn) and still lands within a
 //! connection or two of the least loaded worker. Workers get no listener.
 
-use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Accepting, Balance, RouteFacts, WorkerListener};
+use super::{Balance, RouteFacts};
 use crate::config::Mode;
 
 /// Above this many routes, two random choices replace the full scan.
@@ -96,18 +95,6 @@ impl Least {
 impl Balance for Least {
     fn mode(&self) -> Mode {
         Mode::Least
-    }
-
-    fn accepting(&self) -> Accepting {
-        Accepting::Master
-    }
-
-    fn worker_listener(&mut self, _worker: usize) -> io::Result<WorkerListener<'_>> {
-        Ok(WorkerListener::None)
-    }
-
-    fn master_accepts(&self, _routes: &[usize], _facts: &dyn Fn(usize) -> RouteFacts) -> bool {
-        true
     }
 
     fn pick(&mut self, routes: &[usize], facts: &dyn Fn(usize) -> RouteFacts) -> Option<usize> {

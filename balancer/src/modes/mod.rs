@@ -152,12 +152,18 @@ pub trait Balance: fmt::Debug {
     /// The mode's name, for the log and the stats line.
     fn mode(&self) -> Mode;
 
-    /// Who calls `accept`.
-    fn accepting(&self) -> Accepting;
+    /// Who calls `accept`: by default the master, which hands each
+    /// connection to the worker [`Balance::pick`] names.
+    fn accepting(&self) -> Accepting {
+        Accepting::Master
+    }
 
     /// The listener the process running worker `worker` (its id) starts
     /// with; a mode with listeners of its own makes the worker's on first use.
-    fn worker_listener(&mut self, worker: usize) -> io::Result<WorkerListener<'_>>;
+    /// By default none: connections come over the worker's channel.
+    fn worker_listener(&mut self, _worker: usize) -> io::Result<WorkerListener<'_>> {
+        Ok(WorkerListener::None)
+    }
 
     /// Worker `worker` is retired for good (scale-down): the mode lets go of
     /// what it keeps for it. The worker's last process still holds its copy.
@@ -187,8 +193,11 @@ pub trait Balance: fmt::Debug {
         None
     }
 
-    /// True when the master should accept on its listener now.
-    fn master_accepts(&self, routes: &[usize], facts: &dyn Fn(usize) -> RouteFacts) -> bool;
+    /// True when the master should accept on its listener now: by default
+    /// always (a connection no route takes is held or refused with `503`).
+    fn master_accepts(&self, _routes: &[usize], _facts: &dyn Fn(usize) -> RouteFacts) -> bool {
+        true
+    }
 
     /// The route that takes a connection the master accepted; `None` when no
     /// route takes one now (the master then holds it, or refuses it with `503`).

@@ -5,9 +5,8 @@
 //! heartbeat stale), as Node's `free` list does. A skipped worker keeps its
 //! place: it gets its turn again once it catches up. Workers get no listener.
 
-use std::io;
 
-use super::{Accepting, Balance, RouteFacts, WorkerListener};
+use super::{Balance, RouteFacts};
 use crate::config::Mode;
 
 /// The round-robin cursor over the current routes.
@@ -19,18 +18,6 @@ pub struct RoundRobin {
 impl Balance for RoundRobin {
     fn mode(&self) -> Mode {
         Mode::RoundRobin
-    }
-
-    fn accepting(&self) -> Accepting {
-        Accepting::Master
-    }
-
-    fn worker_listener(&mut self, _worker: usize) -> io::Result<WorkerListener<'_>> {
-        Ok(WorkerListener::None)
-    }
-
-    fn master_accepts(&self, _routes: &[usize], _facts: &dyn Fn(usize) -> RouteFacts) -> bool {
-        true
     }
 
     /// While every route takes, the turn order is exact; a route that cannot
@@ -53,7 +40,7 @@ mod tests {
 
     use super::*;
     use crate::modes::testing::{except, taking};
-    use crate::modes::ACK_GRACE;
+    use crate::modes::{Accepting, WorkerListener, ACK_GRACE};
 
     #[test]
     fn takes_turns() {
