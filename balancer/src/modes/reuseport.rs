@@ -84,9 +84,9 @@ struct Sample {
 
 /// How far the program's count of what waits on a listener (`sent -
 /// accepted`) strayed from its accept queue, over a window of looks. A
-/// handshake in flight, or a worker's accepts not added up yet this loop
-/// turn, make them differ for a moment; a SYN the kernel dropped after the
-/// program counted it, or a connection the kernel's hash placed, for good.
+/// handshake in flight, or an accept between the two reads, make them differ
+/// for a moment; a SYN the kernel dropped after the program counted it, or a
+/// connection the kernel's hash placed, for good.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Drift {
     looks: u32,
