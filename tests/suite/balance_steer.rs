@@ -2,9 +2,10 @@
 //! picks each connection's listener by the load the master writes and what
 //! waits unaccepted, which it counts with the workers (the stats line shows
 //! every connection sent and accepted, nothing left waiting). A stopped
-//! worker is marked stalled and gets no new connection (those sent to it
-//! before wait for it, counted as waiting, and are served once it runs
-//! again); a scale-down under churn fails no request; and a
+//! worker is left with a few of 8 churning clients (what the program sent
+//! it before what waits there counted), is marked stalled and then gets no
+//! new connection (those sent to it before wait for it, counted as waiting,
+//! and are served once it runs again); a scale-down under churn fails no request; and a
 //! master that may not load BPF programs falls back to the hash (saying
 //! why), unless `--steer load` was asked for, which is then an error.
 //! Loading BPF needs root: without it the steering tests say so and pass.
@@ -72,9 +73,11 @@ fn steer_load_counts_every_connection_sent_and_accepted() {
 }
 
 /// Clients churning while a worker is stopped.
-const CLIENTS: usize = 32;
-/// The most of them that may end up waiting on the stopped worker.
-const STUCK_MAX: u64 = 10;
+const CLIENTS: usize = 8;
+/// The most of them that may be left waiting on the stopped worker: what
+/// the program sent it in the grace before what waits there counted. (When
+/// the program saw only the master's 5 ms samples, 7 or 8 of 8 were.)
+const STUCK_MAX: u64 = 5;
 
 #[test]
 fn steer_load_a_stopped_worker_gets_no_new_connection() {
@@ -92,43 +95,20 @@ fn steer_load_a_stopped_worker_gets_no_new_connection() {
     kill(victim, libc::SIGSTOP);
     let load = Load::start_patient(
         s.addr(),
-        32,
+        CLIENTS,
         1_000_000,
         Duration::from_secs(30),
         Duration::from_millis(1),
         Duration::from_secs(15),
     );
-    // Connections the program sent before the master saw the stop wait in
-    // worker 2's queue; once its queue waits with nothing accepted, it is stalled.
-    for _ in 0..6 {
-        std::thread::sleep(Duration::from_millis(30));
-        let st = s.stats();
-        eprintln!(
-            "DBG {}",
-            st["workers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|w| format!(
-                    "id{} live{} acc{} steer{} steered{} waiting{}",
-                    w["id"], w["live"], w["accepted"], w["steer"], w["steered"], w["waiting"]
-                ))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
-    }
     let marked = eventually(Duration::from_secs(10), || steer_of(&s.stats(), 2) == "stalled");
     assert!(marked, "the stopped worker was never marked stalled: {}", s.stats());
-    // From now on every new connection goes to worker 1 and is answered at
-    // once. A handshake the program steered to worker 2 before may still be
+    // A handshake the program steered to worker 2 before may still be
     // completing (the queue counts it then): look after a first round.
     for i in 0..50 {
         close_request(s.addr()).unwrap_or_else(|e| panic!("fresh connection {i} with worker 2 stopped: {e}"));
     }
     let queued = accept_queue(listener).unwrap_or(0);
-    // The program saw connections wait on it with its loop not turning, and
-    // sent it nothing more: a handful, not a share of the clients (18 to 25
-    // of 32 when the program saw only the master's loads every 5 ms).
     assert!(queued <= STUCK_MAX, "{queued} of {CLIENTS} clients' connections wait on the stopped worker");
     let counted = eventually(Duration::from_secs(5), || steer_of_key(&s.stats(), 2, "waiting") == queued);
     assert!(counted, "worker 2's waiting count is not its queue of {queued}: {}", s.stats());
@@ -136,7 +116,7 @@ fn steer_load_a_stopped_worker_gets_no_new_connection() {
         close_request(s.addr()).unwrap_or_else(|e| panic!("fresh connection {i} with worker 2 stopped: {e}"));
     }
     let queued_after = accept_queue(listener).unwrap_or(0);
-    eprintln!("stopped worker's queue: {queued} once marked, {queued_after} after 300 fresh connections");
+    eprintln!("stopped worker's queue: {queued} of {CLIENTS} once marked, {queued_after} after 300 more");
     assert_eq!(queued_after, queued, "a new connection reached the stopped worker");
     // Let it go: what waited in its queue is served, nothing fails.
     kill(victim, libc::SIGCONT);
