@@ -26,7 +26,15 @@ fn rr_many_concurrent_keepalive_clients() {
     assert_eq!(per_worker(&stats, "live").iter().sum::<u64>(), CONNS as u64, "all 64 still open: {stats}");
     drop(conns);
     let stats = stats_when_settled(&s, CONNS as u64, (CONNS * REQS) as u64);
-    // rr hands out strictly in turn: 64 connections over 4 workers is 16 each.
+    // rr hands out strictly in turn while every worker keeps up: 64
+    // connections over 4 workers is 16 each. On a machine too busy for a
+    // worker to acknowledge a batch within the grace, rr passes it over (and
+    // the master says so): then only the totals above hold.
+    let lagged: Vec<String> = s.log().into_iter().filter(|l| l.contains("is not keeping up")).collect();
+    if !lagged.is_empty() {
+        eprintln!("split not checked, a worker lagged: {lagged:?}");
+        return;
+    }
     assert_eq!(per_worker(&stats, "accepted"), vec![16; 4], "{stats}");
     assert_eq!(per_worker(&stats, "requests"), vec![16 * REQS as u64; 4], "{stats}");
 }
