@@ -109,6 +109,20 @@ struct Core<'a> {
     stall_at: Option<u64>,
 }
 
+/// Where a connection came from, which says how the worker closes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Origin {
+    /// Accepted here: the worker's close is the socket's last.
+    #[default]
+    Accepted,
+    /// Handed over by the master, which keeps its copy until it has read the
+    /// ack. Closing ours alone then sends nothing: the client would get our
+    /// FIN only when the master closes its copy (a batch later), and the TCP
+    /// close would run in the master. The worker sends its FIN itself
+    /// (`shutdown(SHUT_WR)`) before it closes.
+    Handed,
+}
+
 /// A batch of connections from the master, owned now.
 struct Batch {
     fds: [Option<OwnedFd>; MAX_FDS],
