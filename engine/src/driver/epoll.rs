@@ -116,6 +116,9 @@ impl<'a> EpollWorker<'a> {
             if !self.core.flush_acks() {
                 self.master_gone()?;
             }
+            while let Some(fd) = self.core.late_closes.next_due(self.core.now) {
+                drop(fd);
+            }
         }
         self.core.stopped();
         Ok(())
@@ -348,17 +351,21 @@ impl<'a> EpollWorker<'a> {
         Ok(())
     }
 
-    /// Closes the socket and frees the slot. The close takes the socket out
-    /// of the epoll set once no process holds it (while the master still
-    /// holds a handed-over connection, its events carry this slot's old
-    /// generation and are ignored).
+    /// Closes the socket (a handed-over one a moment later, its FIN sent
+    /// now) and frees the slot. The close takes the socket out of the epoll
+    /// set once no process holds it; until then its events carry this slot's
+    /// old generation and are ignored.
     fn close(&mut self, slot: u32, generation: u32) {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return };
-        if let (Some(fd), Origin::Handed) = (&entry.fd, entry.origin) {
-            // Our FIN now, not when the master closes its copy (see `Origin`).
-            half_close(fd.as_fd());
+        match (entry.fd.take(), entry.origin) {
+            (Some(handed), Origin::Handed) => {
+                // See `Origin`.
+                half_close(handed.as_fd());
+                drop(self.core.late_closes.keep(self.core.now, handed));
+            }
+            (fd, Origin::Accepted) => drop(fd),
+            (None, Origin::Handed) => {}
         }
-        entry.fd = None;
         let (_, mut ctx) = self.core.parts(slot);
         entry.conn.release(&mut ctx);
         self.conns.remove(slot);

@@ -150,6 +150,9 @@ impl<'a> UringWorker<'a> {
             // Slots freed in this turn make room for accepts again.
             self.arm_accepts()?;
             self.send_acks()?;
+            while let Some(fd) = self.core.late_closes.next_due(self.core.now) {
+                self.push_ignored(opcode::Close::new(Fd(fd.into_raw_fd())).build())?;
+            }
         }
         // Hand the last closes to the kernel before the ring goes.
         self.ring.submit()?;
@@ -415,11 +418,15 @@ impl<'a> UringWorker<'a> {
             return Ok(());
         }
         entry.closing = true;
-        let (fd, receiving, sending) = (entry.fd.take(), entry.receiving, entry.conn.is_sending());
-        if let (Some(fd), Origin::Handed) = (&fd, entry.origin) {
-            // Our FIN now, not when the master closes its copy (see `Origin`).
-            // A direct call, as for `take_half_close`: the number is closed below.
-            half_close(fd.as_fd());
+        let (mut fd, receiving, sending) = (entry.fd.take(), entry.receiving, entry.conn.is_sending());
+        if entry.origin == Origin::Handed {
+            if let Some(handed) = fd.take() {
+                // Our FIN now, not when the master closes its copy, and our
+                // close a moment later (see `Origin`). A direct call, as for
+                // `take_half_close`: the number is closed later.
+                half_close(handed.as_fd());
+                fd = self.core.late_closes.keep(self.core.now, handed);
+            }
         }
         if receiving {
             self.push_ignored(opcode::AsyncCancel::new(token::encode(Op::Recv, slot, generation)).build())?;
