@@ -352,14 +352,15 @@ impl<'a> EpollWorker<'a> {
     }
 
     /// Closes the socket (a handed-over one a moment later, its FIN sent
-    /// now) and frees the slot. The close takes the socket out of the epoll
-    /// set once no process holds it; until then its events carry this slot's
-    /// old generation and are ignored.
+    /// now, out of the epoll set at once) and frees the slot.
     fn close(&mut self, slot: u32, generation: u32) {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return };
         match (entry.fd.take(), entry.origin) {
             (Some(handed), Origin::Handed) => {
-                // See `Origin`.
+                // See `Origin`. Out of the epoll set first: the socket stays
+                // open a while (and in the master), and what our FIN sets off
+                // must not wake this loop.
+                let _ = self.epoll.delete(handed.as_fd());
                 half_close(handed.as_fd());
                 drop(self.core.late_closes.keep(self.core.now, handed));
             }
