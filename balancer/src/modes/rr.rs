@@ -5,7 +5,6 @@
 //! heartbeat stale), as Node's `free` list does. A skipped worker keeps its
 //! place: it gets its turn again once it catches up. Workers get no listener.
 
-
 use super::{Balance, RouteFacts};
 use crate::config::Mode;
 
