@@ -4,7 +4,9 @@
 //!
 //! A busy master wakes once per batch, as on the ring: a wait that finds
 //! events within [`BATCH_WAIT`] of its start sleeps out the rest of it and
-//! takes everything that came by then.
+//! takes everything that came by then. While it stays busy, the next wait
+//! sleeps first and then takes what came, without blocking in `epoll_wait`:
+//! one wake-up per batch, not two (the event's, then the sleep's).
 //!
 //! Reading ops (readable, accept, recv, multishot recv, the tick's timerfd) are parked at
 //! once: registering the fd (`EPOLL_CTL_ADD`, or `MOD` if it is registered)
@@ -111,6 +113,9 @@ pub struct EpollReactor {
     /// Completions of cancelled ops, reported by the next wait.
     cancelled: Vec<Completion>,
     events: Vec<libc::epoll_event>,
+    /// The last wait found events within [`BATCH_WAIT`] of its start: the
+    /// next one sleeps out its batch wait before it looks.
+    busy: bool,
 }
 
 impl EpollReactor {
@@ -125,6 +130,7 @@ impl EpollReactor {
             again: Vec::new(),
             cancelled: Vec::new(),
             events: Vec::with_capacity(EVENTS),
+            busy: false,
         })
     }
 
@@ -350,8 +356,15 @@ impl Reactor for EpollReactor {
         for fd in std::mem::take(&mut self.again) {
             self.retry(fd, false, out);
         }
-        let began = Instant::now();
+        let mut began = Instant::now();
         let mut blocking = out.is_empty() && self.again.is_empty();
+        // Busy: sleep out the batch wait, then take what came (one wake-up);
+        // if nothing did, the spell is over and the wait blocks after all.
+        let mut slept = false;
+        if blocking && std::mem::take(&mut self.busy) {
+            std::thread::sleep(BATCH_WAIT);
+            (blocking, slept) = (false, true);
+        }
         loop {
             let timeout = if blocking { -1 } else { 0 };
             sys::epoll_wait(self.epoll.as_fd(), &mut self.events, timeout)?;
@@ -372,8 +385,16 @@ impl Reactor for EpollReactor {
                 // Busy: let more gather until BATCH_WAIT after the wait began,
                 // as the ring's minimum-wait timeout does, then take it all.
                 std::thread::sleep(BATCH_WAIT - waited);
-                blocking = false;
+                (blocking, self.busy) = (false, true);
                 continue;
+            }
+            if slept && out.is_empty() {
+                // Nothing came while it slept: wait for the next event.
+                (blocking, slept, began) = (true, false, Instant::now());
+                continue;
+            }
+            if slept {
+                self.busy = true;
             }
             if !out.is_empty() || !blocking {
                 return Ok(());

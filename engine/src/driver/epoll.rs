@@ -12,7 +12,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::SystemTime;
 
-use super::{adopt_batch, next_queued, Core, TICK};
+use super::{adopt_batch, next_queued, Core, Origin, TICK};
 use crate::channel::{recv_nonblocking, Tag};
 use crate::conn::Connection;
 use crate::slab::Slab;
@@ -44,6 +44,8 @@ struct Slot {
     hung_up: bool,
     /// Already on the list of connections to read more from next turn.
     queued: bool,
+    /// Accepted here or handed over by the master (the close sends the FIN then).
+    origin: Origin,
 }
 
 pub(super) struct EpollWorker<'a> {
@@ -114,6 +116,9 @@ impl<'a> EpollWorker<'a> {
             if !self.core.flush_acks() {
                 self.master_gone()?;
             }
+            while let Some(fd) = self.core.late_closes.next_due(self.core.now) {
+                drop(fd);
+            }
         }
         self.core.stopped();
         Ok(())
@@ -157,7 +162,7 @@ impl<'a> EpollWorker<'a> {
             let Some(listener) = &self.core.sources.listener else { break };
             match socket::accept(listener.as_fd()) {
                 Ok(Some(fd)) => {
-                    self.adopt(fd)?;
+                    self.adopt(fd, Origin::Accepted)?;
                 }
                 Ok(None) => break,
                 Err(e) if e.raw_os_error().is_some_and(crate::sys::out_of_resources) => {
@@ -191,7 +196,7 @@ impl<'a> EpollWorker<'a> {
                 return self.start_drain();
             }
             let mut batch = self.core.take_batch(len);
-            let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(fd))?;
+            let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(fd, Origin::Handed))?;
             self.core.counts.rejected += declined as u64;
             if !self.core.acknowledge(&batch.received, adopted) {
                 return self.master_gone();
@@ -210,7 +215,7 @@ impl<'a> EpollWorker<'a> {
 
     /// Takes a connection into the slab and starts watching it; false (and
     /// `fd` closed) when every slot is taken.
-    fn adopt(&mut self, fd: OwnedFd) -> io::Result<bool> {
+    fn adopt(&mut self, fd: OwnedFd, origin: Origin) -> io::Result<bool> {
         let Some((slot, generation)) = self.conns.insert() else { return Ok(false) };
         socket::set_nonblocking(fd.as_fd())?;
         let events = epoll::IN | epoll::OUT | epoll::RDHUP | epoll::EDGE;
@@ -220,7 +225,7 @@ impl<'a> EpollWorker<'a> {
         }
         if let Some(entry) = self.conns.get_mut(slot, generation) {
             // Readable until a read says otherwise: input may have come before the watch.
-            *entry = Slot { fd: Some(fd), readable: true, ..Slot::default() };
+            *entry = Slot { fd: Some(fd), readable: true, origin, ..Slot::default() };
             self.core.open_connection(&mut entry.conn, slot);
         }
         self.drive(slot, generation)?;
@@ -346,10 +351,22 @@ impl<'a> EpollWorker<'a> {
         Ok(())
     }
 
-    /// Closes the socket (which takes it out of the epoll set) and frees the slot.
+    /// Closes the socket (a handed-over one a moment later, its FIN sent
+    /// now, out of the epoll set at once) and frees the slot.
     fn close(&mut self, slot: u32, generation: u32) {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return };
-        entry.fd = None;
+        match (entry.fd.take(), entry.origin) {
+            (Some(handed), Origin::Handed) => {
+                // See `Origin`. Out of the epoll set first: the socket stays
+                // open a while (and in the master), and what our FIN sets off
+                // must not wake this loop.
+                let _ = self.epoll.delete(handed.as_fd());
+                half_close(handed.as_fd());
+                drop(self.core.late_closes.keep(self.core.now, handed));
+            }
+            (fd, Origin::Accepted) => drop(fd),
+            (None, Origin::Handed) => {}
+        }
         let (_, mut ctx) = self.core.parts(slot);
         entry.conn.release(&mut ctx);
         self.conns.remove(slot);
@@ -394,7 +411,7 @@ impl<'a> EpollWorker<'a> {
             if let Some(listener) = self.core.sources.listener.take() {
                 while self.conns.vacant() > 0 {
                     let Some(fd) = next_queued(&listener) else { break };
-                    self.adopt(fd)?;
+                    self.adopt(fd, Origin::Accepted)?;
                 }
             }
         }

@@ -10,6 +10,7 @@
 mod epoll;
 mod uring;
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, SystemTime};
@@ -99,6 +100,8 @@ struct Core<'a> {
     inbox: Box<Message>,
     /// Acks of the batches taken this loop turn, sent together at its end.
     acks: Acks,
+    /// Handed-over connections closing late (see [`LateCloses`]).
+    late_closes: LateCloses,
     /// The master's channel is still open: a draining worker waits for its end
     /// of stream, so connections the master sent before `Drain` are all served.
     channel_open: bool,
@@ -107,6 +110,65 @@ struct Core<'a> {
     now: u64,
     /// When the injected stall begins, until it has happened.
     stall_at: Option<u64>,
+}
+
+/// How long a worker keeps its fd of a handed-over connection after it is
+/// done with it (its FIN sent), in milliseconds of the coarse clock, which
+/// moves a jiffy at a time: until its next step or two (up to 4 ms at
+/// HZ=250), mostly longer than the master takes under load to read the ack
+/// and close its copy (a 200 µs batch wait or two). 5 ms took no more
+/// teardowns off the master in `perf`.
+const LATE_CLOSE_MS: u64 = 2;
+/// Handed-over connections kept open at once for their late close; past
+/// that, one closes at once.
+const LATE_CLOSES: usize = 1024;
+
+/// Handed-over connections the worker is done with, kept open a moment
+/// (their FIN sent) so that the master's close of its copy, which comes once
+/// it has read the ack, is usually not the last: the socket's teardown then
+/// runs in the worker, one of N, not in the one master every connection
+/// passes through. Fixed capacity: nothing allocates after start.
+struct LateCloses {
+    fds: VecDeque<(u64, OwnedFd)>,
+}
+
+impl LateCloses {
+    fn new() -> LateCloses {
+        LateCloses { fds: VecDeque::with_capacity(LATE_CLOSES) }
+    }
+
+    /// Keeps `fd` until [`LATE_CLOSE_MS`] after `now`; gives it back (to
+    /// close now) when full.
+    fn keep(&mut self, now: u64, fd: OwnedFd) -> Option<OwnedFd> {
+        if self.fds.len() == self.fds.capacity() {
+            return Some(fd);
+        }
+        self.fds.push_back((now + LATE_CLOSE_MS, fd));
+        None
+    }
+
+    /// The next fd whose time has come at `now`.
+    fn next_due(&mut self, now: u64) -> Option<OwnedFd> {
+        if self.fds.front().is_some_and(|&(due, _)| due <= now) {
+            return self.fds.pop_front().map(|(_, fd)| fd);
+        }
+        None
+    }
+}
+
+/// Where a connection came from, which says how the worker closes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Origin {
+    /// Accepted here: the worker's close is the socket's last.
+    #[default]
+    Accepted,
+    /// Handed over by the master, which keeps its copy until it has read the
+    /// ack. Closing ours alone then sends nothing: the client would get our
+    /// FIN only when the master closes its copy (a batch later), and the TCP
+    /// close would run in the master. The worker sends its FIN itself
+    /// (`shutdown(SHUT_WR)`) before it closes, and closes a moment later
+    /// ([`LateCloses`]).
+    Handed,
 }
 
 /// A batch of connections from the master, owned now.
@@ -165,6 +227,7 @@ impl<'a> Core<'a> {
             counts,
             inbox: Message::new(),
             acks: Acks::new(),
+            late_closes: LateCloses::new(),
             draining: false,
             drain_deadline: 0,
             now: now_ms(),

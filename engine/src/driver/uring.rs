@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use io_uring::types::{CancelBuilder, Fd, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
-use super::{adopt_batch, next_queued, Core, TICK};
+use super::{adopt_batch, next_queued, Core, Origin, TICK};
 use crate::bufring::{self, BufRing};
 use crate::channel::Tag;
 use crate::conn::Connection;
@@ -86,6 +86,8 @@ struct Slot {
     cancelling: bool,
     /// The close was submitted; the slot waits for its ops to end.
     closing: bool,
+    /// Accepted here or handed over by the master (the close sends the FIN then).
+    origin: Origin,
 }
 
 pub(super) struct UringWorker<'a> {
@@ -148,6 +150,9 @@ impl<'a> UringWorker<'a> {
             // Slots freed in this turn make room for accepts again.
             self.arm_accepts()?;
             self.send_acks()?;
+            while let Some(fd) = self.core.late_closes.next_due(self.core.now) {
+                self.push_ignored(opcode::Close::new(Fd(fd.into_raw_fd())).build())?;
+            }
         }
         // Hand the last closes to the kernel before the ring goes.
         self.ring.submit()?;
@@ -203,7 +208,7 @@ impl<'a> UringWorker<'a> {
         if result >= 0 {
             // SAFETY: a successful accept returns a new fd that nothing else owns.
             let fd = unsafe { crate::sys::own_fd(result) };
-            self.adopt(fd)?;
+            self.adopt(fd, Origin::Accepted)?;
         } else if crate::sys::out_of_resources(-result) {
             // Retrying now would spin: the tick lets accepts go again.
             if crate::sys::out_of_fds(-result) {
@@ -231,7 +236,7 @@ impl<'a> UringWorker<'a> {
             return self.start_drain();
         }
         let mut batch = self.core.take_batch(result as usize);
-        let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(fd))?;
+        let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(fd, Origin::Handed))?;
         self.core.counts.rejected += declined as u64;
         if !self.core.acknowledge(&batch.received, adopted) {
             return self.master_gone();
@@ -258,10 +263,10 @@ impl<'a> UringWorker<'a> {
 
     /// Takes a connection into the slab and starts receiving on it; false
     /// (and `fd` closed) when every slot is taken.
-    fn adopt(&mut self, fd: OwnedFd) -> io::Result<bool> {
+    fn adopt(&mut self, fd: OwnedFd, origin: Origin) -> io::Result<bool> {
         let Some((slot, generation)) = self.conns.insert() else { return Ok(false) };
         if let Some(entry) = self.conns.get_mut(slot, generation) {
-            *entry = Slot { fd: Some(fd), ..Slot::default() };
+            *entry = Slot { fd: Some(fd), origin, ..Slot::default() };
             self.core.open_connection(&mut entry.conn, slot);
         }
         self.drive(slot, generation)?;
@@ -413,7 +418,16 @@ impl<'a> UringWorker<'a> {
             return Ok(());
         }
         entry.closing = true;
-        let (fd, receiving, sending) = (entry.fd.take(), entry.receiving, entry.conn.is_sending());
+        let (mut fd, receiving, sending) = (entry.fd.take(), entry.receiving, entry.conn.is_sending());
+        if entry.origin == Origin::Handed {
+            if let Some(handed) = fd.take() {
+                // Our FIN now, not when the master closes its copy, and our
+                // close a moment later (see `Origin`). A direct call, as for
+                // `take_half_close`: the number is closed later.
+                half_close(handed.as_fd());
+                fd = self.core.late_closes.keep(self.core.now, handed);
+            }
+        }
         if receiving {
             self.push_ignored(opcode::AsyncCancel::new(token::encode(Op::Recv, slot, generation)).build())?;
         }
@@ -478,7 +492,7 @@ impl<'a> UringWorker<'a> {
             let Some(listener) = self.core.sources.listener.as_ref() else { break };
             match socket::accept(listener.as_fd()) {
                 Ok(Some(fd)) => {
-                    self.adopt(fd)?;
+                    self.adopt(fd, Origin::Accepted)?;
                 }
                 Ok(None) => break,
                 Err(e) if e.raw_os_error().is_some_and(crate::sys::out_of_resources) => {
@@ -505,7 +519,7 @@ impl<'a> UringWorker<'a> {
             if let Some(listener) = self.core.sources.listener.take() {
                 while self.conns.vacant() > 0 {
                     let Some(fd) = next_queued(&listener) else { break };
-                    self.adopt(fd)?;
+                    self.adopt(fd, Origin::Accepted)?;
                 }
             }
         }

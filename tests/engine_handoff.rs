@@ -1,0 +1,108 @@
+//! A handed-over connection is closed by the worker that serves it, even
+//! while the master still holds its copy: the master keeps each fd until it
+//! has read the worker's ack, and under load that comes a batch after the
+//! worker has answered and closed. The worker sends its FIN itself, so a
+//! client that reads to the end of the stream (`Connection: close`) sees it
+//! at once, and the TCP close does not wait for, or run in, the master.
+//!
+//! The test plays the master and never lets go of its copy until the client
+//! has read the end of the stream: without the worker's own FIN, the read
+//! waits for the copy and times out.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ringmaster_engine::channel::{channel_pair, send_blocking, Message, Tag};
+use ringmaster_engine::{Backend, EngineConfig, FixedBody, Sources, StatsBlock};
+
+const BODY: &[u8] = b"hello world\n";
+/// How long the client waits for the end of the stream: far more than a
+/// worker on a busy machine takes to answer, far less than the copy is held.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A worker on its own thread, fed by the test over a channel.
+struct InProcessWorker {
+    shutdown: OwnedFd,
+    thread: Option<thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl InProcessWorker {
+    fn start(backend: Backend, channel: OwnedFd) -> InProcessWorker {
+        // SAFETY: eventfd with valid flags returns a new fd or -1.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        assert!(raw >= 0, "eventfd: {}", std::io::Error::last_os_error());
+        // SAFETY: eventfd returned a new fd that nothing else owns.
+        let shutdown = unsafe { OwnedFd::from_raw_fd(raw) };
+        let worker_shutdown = shutdown.try_clone().expect("dup eventfd");
+        let thread = thread::spawn(move || {
+            let config = EngineConfig { backend, max_conns: 16, recv_buffers: 16, ..EngineConfig::default() };
+            let stats = StatsBlock::private(1)?;
+            let counters = stats.slot(0).expect("slot 0");
+            let sources = Sources {
+                listener: None,
+                own_listener: false,
+                channel: Some(channel),
+                shutdown: Some(worker_shutdown),
+                accept_tally: None,
+            };
+            ringmaster_engine::run(&config, sources, counters, &mut FixedBody::new(BODY))
+        });
+        InProcessWorker { shutdown, thread: Some(thread) }
+    }
+
+    /// Tells the worker to drain and waits for its loop to end.
+    fn stop(mut self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to the eventfd.
+        let wrote = unsafe { libc::write(self.shutdown.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        assert_eq!(wrote, 8, "signal the worker to stop");
+        let thread = self.thread.take().expect("worker thread");
+        thread.join().expect("worker thread panicked").expect("worker loop failed");
+    }
+}
+
+/// Hands a connection to the worker and keeps the master's copy while the
+/// client reads to the end of the stream; the worker's close must end it.
+fn worker_closes_what_the_master_still_holds(backend: Backend) {
+    let (master_end, worker_end) = channel_pair().expect("channel");
+    let worker = InProcessWorker::start(backend, worker_end);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut client = TcpStream::connect(listener.local_addr().expect("local addr")).expect("connect");
+    client.set_read_timeout(Some(READ_TIMEOUT)).expect("read timeout");
+    let (copy, _) = listener.accept().expect("accept");
+    let mut message = Message::new();
+    send_blocking(master_end.as_fd(), &mut message, Tag::Connections, &[copy.as_raw_fd()]).expect("hand over");
+    client.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("request");
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = client.read_to_end(&mut answer);
+    let waited = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    match read {
+        Ok(_) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => panic!(
+            "no end of stream after {waited:?} while the master held its copy: the worker's close sent no FIN \
+             (read so far: {text:?})"
+        ),
+        Err(e) => panic!("reading the answer: {e} (read so far: {text:?})"),
+    }
+    assert!(text.starts_with("HTTP/1.1 200"), "answer: {text:?}");
+    assert!(text.ends_with("hello world\n"), "answer: {text:?}");
+    // The master's copy goes only now, and the master with it.
+    drop(copy);
+    drop(master_end);
+    worker.stop();
+}
+
+#[test]
+fn uring_worker_closes_what_the_master_still_holds() {
+    worker_closes_what_the_master_still_holds(Backend::Uring);
+}
+
+#[test]
+fn epoll_worker_closes_what_the_master_still_holds() {
+    worker_closes_what_the_master_still_holds(Backend::Epoll);
+}
