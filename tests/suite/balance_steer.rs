@@ -47,17 +47,24 @@ fn steer_of_key(stats: &serde_json::Value, id: u64, key: &str) -> u64 {
     num(&expect_worker(stats, id), key)
 }
 
+/// A server steering by load over 2 workers, both ready and steered to
+/// (until the master has seen them ready, the kernel's hash places
+/// connections); the stats line that showed them ready.
+fn two_steered_workers() -> (Server, serde_json::Value) {
+    let s = Server::start(&["--mode", "reuseport", "--steer", "load", "--workers", "2", "--no-pin"]);
+    let ready = s.wait_workers_ready(2, START_TIMEOUT);
+    let available = eventually(Duration::from_secs(10), || [1, 2].iter().all(|&id| steer_of(&s.stats(), id).is_u64()));
+    assert!(available, "ready workers are available: {}", s.stats());
+    (s, ready)
+}
+
 #[test]
 fn steer_load_counts_every_connection_sent_and_accepted() {
     if !may_steer() {
         return;
     }
     let _one = one_at_a_time();
-    let s = Server::start(&["--mode", "reuseport", "--steer", "load", "--workers", "2", "--no-pin"]);
-    s.wait_workers_ready(2, START_TIMEOUT);
-    // Until the master has seen them ready, the kernel's hash places connections.
-    let available = eventually(Duration::from_secs(10), || [1, 2].iter().all(|&id| steer_of(&s.stats(), id).is_u64()));
-    assert!(available, "ready workers are available: {}", s.stats());
+    let (s, _) = two_steered_workers();
     const CONNECTIONS: u64 = 200;
     for i in 0..CONNECTIONS {
         close_request(s.addr()).unwrap_or_else(|e| panic!("connection {i}: {e}"));
@@ -85,13 +92,10 @@ fn steer_load_a_stopped_worker_gets_no_new_connection() {
         return;
     }
     let _one = one_at_a_time();
-    let s = Server::start(&["--mode", "reuseport", "--steer", "load", "--workers", "2", "--no-pin"]);
-    let ready = s.wait_workers_ready(2, START_TIMEOUT);
+    let (s, ready) = two_steered_workers();
     let victim = num(&expect_worker(&ready, 2), "pid") as u32;
     let listener = socket_inode(victim, 5).expect("worker 2's listener");
     stats_when_idle(&s);
-    let available = eventually(Duration::from_secs(10), || [1, 2].iter().all(|&id| steer_of(&s.stats(), id).is_u64()));
-    assert!(available, "ready workers are available: {}", s.stats());
     kill(victim, libc::SIGSTOP);
     let load = Load::start_patient(
         s.addr(),
