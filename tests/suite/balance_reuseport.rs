@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use util::control::{control_path, ctl, status};
 use util::load::{
-    keepalive_clients, requests_then_close, scale_down_4_to_1_under_churn, short_connections_closed_by_the_client, Load,
+    keepalive_clients, patient_churn, requests_then_close, scale_down_4_to_1_under_churn,
+    short_connections_closed_by_the_client,
 };
 use util::procs::kill;
-use util::sockets::{accept_queue, migrations, socket_inode, socket_inodes};
+use util::sockets::{migrations, socket_inode, socket_inodes, wait_queued};
 use util::stats::{expect_worker, num, per_worker, stats_when_idle};
 use util::*;
 
@@ -102,20 +103,9 @@ fn restart_loses_nothing_queued_on_the_slot(backend: &str, lost_at_most: usize) 
     stats_when_idle(&s);
     kill(victim, libc::SIGSTOP);
     let from = s.log_len();
-    let load = Load::start_patient(
-        s.addr(),
-        8,
-        1_000_000,
-        Duration::from_secs(30),
-        Duration::from_millis(1),
-        Duration::from_secs(15),
-    );
-    let mut queued = 0;
-    let waiting = eventually(Duration::from_secs(10), || {
-        queued = accept_queue(listener).unwrap_or(0);
-        queued >= 4
-    });
-    assert!(waiting, "no connection queued on the stopped worker's listener ({queued})");
+    let load = patient_churn(s.addr(), Duration::from_secs(15));
+    let queued = wait_queued(listener, 4);
+    assert!(queued >= 4, "no connection queued on the stopped worker's listener ({queued})");
     eprintln!("{queued} connections queued on worker 2's listener; {} answered by worker 1", load.ok());
     // It dies with its queue unread: the listener is the master's, not its.
     kill(victim, libc::SIGKILL);
@@ -205,20 +195,9 @@ fn reuseport_a_retired_workers_queue_migrates_when_it_dies() {
     let (code, reply, _) = ctl(&path, &["scale", "1"]);
     assert_eq!((code, reply.as_str()), (0, "ok scaling to 1 workers"));
     let (success_before, failure_before) = migrations();
-    let load = Load::start_patient(
-        s.addr(),
-        8,
-        1_000_000,
-        Duration::from_secs(30),
-        Duration::from_millis(1),
-        Duration::from_secs(15),
-    );
-    let mut queued = 0;
-    let waiting = eventually(Duration::from_secs(10), || {
-        queued = accept_queue(listener).unwrap_or(0);
-        queued >= 4
-    });
-    assert!(waiting, "no connection queued on the retired worker's listener ({queued})");
+    let load = patient_churn(s.addr(), Duration::from_secs(15));
+    let queued = wait_queued(listener, 4);
+    assert!(queued >= 4, "no connection queued on the retired worker's listener ({queued})");
     // It dies without emptying its queue: closing the last copy migrates it.
     let from = s.log_len();
     kill(victim, libc::SIGKILL);

@@ -16,7 +16,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use util::control::{control_path, status};
-use util::load::{close_request, scale_down_4_to_1_under_churn, Load};
+use util::load::{close_request, patient_churn, scale_down_4_to_1_under_churn};
 use util::procs::{kill, run_to_exit};
 use util::sockets::{accept_queue, socket_inode};
 use util::stats::{expect_worker, num, stats_when_idle};
@@ -79,7 +79,7 @@ fn steer_load_counts_every_connection_sent_and_accepted() {
     assert_eq!(total, CONNECTIONS, "{stats}");
 }
 
-/// Clients churning while a worker is stopped.
+/// Clients churning while a worker is stopped (`patient_churn`'s).
 const CLIENTS: usize = 8;
 /// The most of them that may be left waiting on the stopped worker: what
 /// the program sent it in the grace before what waits there counted. (When
@@ -97,14 +97,7 @@ fn steer_load_a_stopped_worker_gets_no_new_connection() {
     let listener = socket_inode(victim, 5).expect("worker 2's listener");
     stats_when_idle(&s);
     kill(victim, libc::SIGSTOP);
-    let load = Load::start_patient(
-        s.addr(),
-        CLIENTS,
-        1_000_000,
-        Duration::from_secs(30),
-        Duration::from_millis(1),
-        Duration::from_secs(15),
-    );
+    let load = patient_churn(s.addr(), Duration::from_secs(15));
     let marked = eventually(Duration::from_secs(10), || steer_of(&s.stats(), 2) == "stalled");
     assert!(marked, "the stopped worker was never marked stalled: {}", s.stats());
     // A handshake the program steered to worker 2 before may still be

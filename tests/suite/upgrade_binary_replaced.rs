@@ -12,29 +12,18 @@ use crate::util;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use util::control::{ctl, parse_status};
+use util::control::ctl;
 use util::load::Load;
 use util::procs::kill;
-use util::upgrade::{parse_new_master, replace_by_rename, wait_gone, Replacement, TempDir};
+use util::upgrade::{parse_new_master, replace_by_rename, status_when, wait_gone, worker_pids, Replacement, TempDir};
 use util::*;
 
 /// Load clients; each has one connection at a time.
 const CLIENTS: usize = 4;
 
-/// Each worker's pid, by id, once every worker is ready and `pred` holds for it.
-fn wait_for_workers(control: &Path, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> Vec<u64> {
-    let mut last = serde_json::Value::Null;
-    let settled = eventually(Duration::from_secs(15), || {
-        let (code, out, _) = ctl(control, &["status"]);
-        if code != 0 {
-            return false;
-        }
-        last = parse_status(&out);
-        let workers = last["workers"].as_array().cloned().unwrap_or_default();
-        workers.len() == 2 && workers.iter().all(|w| w["state"] == "ready" && pred(w))
-    });
-    assert!(settled, "{what}: {last}");
-    last["workers"].as_array().map(|ws| ws.iter().filter_map(|w| w["pid"].as_u64()).collect()).unwrap_or_default()
+/// Each worker's pid, by id, once both workers are ready and `pred` holds for each.
+fn wait_for_workers(control: &Path, pred: impl Fn(&serde_json::Value) -> bool) -> Vec<u32> {
+    worker_pids(&status_when(control, 2, pred))
 }
 
 #[test]
@@ -44,7 +33,7 @@ fn reload_and_restart_work_after_the_binary_is_replaced() {
     let control = dir.join("control.sock");
     let control_arg = control.to_str().expect("UTF-8 path");
     let mut s = Server::start_binary(&binary, &["--workers", "2", "--no-pin", "--control", control_arg]);
-    let first = wait_for_workers(&control, "workers start", |_| true);
+    let first = wait_for_workers(&control, |_| true);
     let load = Load::start(s.addr(), CLIENTS, 5_000, Duration::from_secs(60), Duration::from_millis(2));
     load.wait_ok(50, Duration::from_secs(10));
 
@@ -55,18 +44,16 @@ fn reload_and_restart_work_after_the_binary_is_replaced() {
 
     let (code, out, err) = ctl(&control, &["reload"]);
     assert_eq!((code, out.as_str()), (0, "ok reloading 2 workers"), "{err}");
-    let reloaded = wait_for_workers(&control, "every worker replaced", |w| {
-        w["pid"].as_u64().is_some_and(|pid| !first.contains(&pid))
-    });
+    let reloaded = wait_for_workers(&control, |w| w["pid"].as_u64().is_some_and(|pid| !first.contains(&(pid as u32))));
     let answered = load.ok();
     load.wait_ok(answered + 50, Duration::from_secs(10));
 
     // A SIGKILL loses what that worker was serving: at most one connection
     // per client (each has one at a time), all begun before the kill.
     let killed_at = Instant::now();
-    kill(reloaded[0] as u32, libc::SIGKILL);
-    let restarted = wait_for_workers(&control, "the killed worker restarted", |w| {
-        w["pid"].as_u64().is_some_and(|pid| pid != reloaded[0]) && (w["id"] != 1 || w["restarts"] == 1)
+    kill(reloaded[0], libc::SIGKILL);
+    let restarted = wait_for_workers(&control, |w| {
+        w["pid"].as_u64().is_some_and(|pid| pid as u32 != reloaded[0]) && (w["id"] != 1 || w["restarts"] == 1)
     });
     let answered = load.ok();
     load.wait_ok(answered + 50, Duration::from_secs(10));
@@ -86,9 +73,8 @@ fn reload_and_restart_work_after_the_binary_is_replaced() {
     let started = s.wait_for_log(|l| l.contains("upgrade: new master started (pid "), Duration::from_secs(5));
     let new_master = parse_new_master(&started).unwrap_or_else(|| panic!("no pid in {started:?}"));
     assert_eq!(s.wait_exit(Duration::from_secs(30)).code(), Some(0), "the old master exits 0");
-    let upgraded = wait_for_workers(&control, "the new master's workers", |w| {
-        w["pid"].as_u64().is_some_and(|pid| !restarted.contains(&pid))
-    });
+    let upgraded =
+        wait_for_workers(&control, |w| w["pid"].as_u64().is_some_and(|pid| !restarted.contains(&(pid as u32))));
     let answered = load.ok();
     load.wait_ok(answered + 50, Duration::from_secs(10));
     let (ok, failures) = load.finish();

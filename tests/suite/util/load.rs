@@ -270,19 +270,19 @@ pub fn short_connections_closed_by_the_client(mode: &str, with_errors: bool) {
     assert!(counted, "expected {total} accepted and answered, none live: {last}");
 }
 
+/// Eight clients churning one connection at a time, 1 ms apart, for up to
+/// 30 s, each waiting up to `patience` for its answer: the load run beside a
+/// worker that stops or retires, whose clients wait for it instead of failing.
+pub fn patient_churn(addr: SocketAddr, patience: Duration) -> Load {
+    Load::start_patient(addr, 8, 1_000_000, Duration::from_secs(30), Duration::from_millis(1), patience)
+}
+
 /// Scales a 4-worker server with control socket `control` down to 1, one
 /// worker at a time, under 8 churning clients, and asserts that no request
 /// failed; prints the answers and the kernel's migration counts under `label`.
 pub fn scale_down_4_to_1_under_churn(s: &Server, control: &std::path::Path, label: &str) {
     let (success_before, failure_before) = super::sockets::migrations();
-    let load = Load::start_patient(
-        s.addr(),
-        8,
-        1_000_000,
-        Duration::from_secs(30),
-        Duration::from_millis(1),
-        Duration::from_secs(10),
-    );
+    let load = patient_churn(s.addr(), Duration::from_secs(10));
     load.wait_ok(200, Duration::from_secs(10));
     // Three retirements under load: each worker's queue is emptied, the rest migrates.
     for (target, gone) in [(3u64, 4u64), (2, 3), (1, 2)] {

@@ -30,6 +30,17 @@ pub fn accept_queue(inode: u64) -> Option<u64> {
     })
 }
 
+/// Waits (up to 10 s) until the listening socket `inode` has `at_least`
+/// connections queued; how many it has then.
+pub fn wait_queued(inode: u64, at_least: u64) -> u64 {
+    let mut queued = 0;
+    super::eventually(std::time::Duration::from_secs(10), || {
+        queued = accept_queue(inode).unwrap_or(0);
+        queued >= at_least
+    });
+    queued
+}
+
 /// `TCPMigrateReqSuccess` and `TCPMigrateReqFailure` from /proc/net/netstat.
 pub fn migrations() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
