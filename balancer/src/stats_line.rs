@@ -42,7 +42,8 @@ pub struct WorkerRow {
     /// What the steering program sees of it (`reuseport --steer load`): its
     /// load, shown as `"steer"`, a number, `"stalled"` or `"unavailable"`;
     /// `"steered"`, the connections sent to it; `"waiting"`, those not
-    /// accepted yet. Absent otherwise.
+    /// accepted yet; `"rescued"`, those the master took from its queue
+    /// while it was stalled and dealt to another. Absent otherwise.
     pub steer: Option<SteerView>,
 }
 
@@ -95,7 +96,11 @@ pub fn stats_json(mode: &str, backend: &str, refused: u64, rows: &[WorkerRow]) -
                     let _ = write!(out, ",\"steer\":{load}");
                 }
             }
-            let _ = write!(out, ",\"steered\":{},\"waiting\":{}}}", steer.sent, steer.waiting);
+            let _ = write!(
+                out,
+                ",\"steered\":{},\"waiting\":{},\"rescued\":{}}}",
+                steer.sent, steer.waiting, steer.rescued
+            );
         }
     }
     out.push_str("]}");
@@ -167,12 +172,17 @@ mod tests {
              {\"id\":1,\"pid\":1234,\"cpu\":0,\"accepted\":10,\"requests\":25,\"live\":3,\"rejected\":0,\"state\":\"ready\",\"restarts\":0,\"uptime_ms\":5,\"lame_duck\":false,\"req_per_s\":12.3,\"rss_bytes\":4096,\"cpu_seconds\":0.13},\
              {\"id\":2,\"pid\":null,\"cpu\":null,\"accepted\":0,\"requests\":0,\"live\":0,\"rejected\":0,\"state\":\"exited\",\"restarts\":1,\"uptime_ms\":0,\"lame_duck\":true,\"req_per_s\":0.0,\"rss_bytes\":null,\"cpu_seconds\":null}]}"
         );
-        let view = |load| Some(SteerView { load, sent: 40, waiting: 2 });
+        let view = |load| Some(SteerView { load, sent: 40, waiting: 2, rescued: 3 });
         let steered = [WorkerRow { steer: view(7), ..rows[0] }, WorkerRow { steer: view(u32::MAX), ..rows[1] }];
         let line = stats_json("reuseport", "epoll", 0, &steered);
-        assert!(line.contains("\"cpu_seconds\":0.13,\"steer\":7,\"steered\":40,\"waiting\":2}"), "{line}");
         assert!(
-            line.contains("\"cpu_seconds\":null,\"steer\":\"unavailable\",\"steered\":40,\"waiting\":2}]}"),
+            line.contains("\"cpu_seconds\":0.13,\"steer\":7,\"steered\":40,\"waiting\":2,\"rescued\":3}"),
+            "{line}"
+        );
+        assert!(
+            line.contains(
+                "\"cpu_seconds\":null,\"steer\":\"unavailable\",\"steered\":40,\"waiting\":2,\"rescued\":3}]}"
+            ),
             "{line}"
         );
         let stalled = [WorkerRow { steer: view(STALLED + 3), ..rows[0] }];

@@ -207,6 +207,12 @@ impl Steering {
         Some((sent, accepted))
     }
 
+    /// When the loop of the worker on the listener under `key` last woke, as
+    /// it noted it (nanoseconds on `CLOCK_MONOTONIC`; 0 before it ever did).
+    pub fn turned_at(&self, key: usize) -> Option<u64> {
+        Some(self.flow_count(key, TURNED_AT)?.load(Ordering::Relaxed))
+    }
+
     fn flow_count(&self, key: usize, at: usize) -> Option<&AtomicU64> {
         if key > FLOW_KEY_MAX as usize {
             return None;

@@ -17,6 +17,7 @@ use ringmaster_engine::{out_of_fds, out_of_resources, StatsBlock};
 
 use super::supervise::Slot;
 use super::{Master, Op};
+use crate::bpf::program::STALLED;
 use crate::handoff::{read_leftover_ack, Sent};
 use crate::modes::{Accepting, Balance, RouteFacts};
 use crate::refuse::refuse;
@@ -39,6 +40,8 @@ pub(super) struct Dispatch {
     pub(super) balance: Box<dyn Balance>,
     /// Slots that take connections now, in worker order.
     routes: Vec<usize>,
+    /// Of those, the ones a mode that steers sends connections to now.
+    steered_to: Vec<usize>,
     /// Every route is a lame duck (the master's drain delay, when all of
     /// them are): they are dealt connections as any other worker. Else a
     /// lame duck is skipped for the others.
@@ -67,6 +70,7 @@ impl Dispatch {
         Dispatch {
             balance,
             routes: Vec::with_capacity(super::MAX_SLOTS),
+            steered_to: Vec::with_capacity(super::MAX_SLOTS),
             lame_ducks_serve: false,
             held: Vec::with_capacity(HELD_CAPACITY),
             scratch: Vec::with_capacity(HELD_CAPACITY),
@@ -201,9 +205,14 @@ impl Master {
     /// yet, or, when the master hands connections over, one that lags but
     /// has room), and refused (`503`) when every worker is out of room (a
     /// mode whose workers accept has the master accept only then) or the
-    /// master is stopping.
-    fn route(&mut self, fd: OwnedFd) {
-        let hands_over = self.dispatch.balance.accepting() == Accepting::Master;
+    /// master is stopping. A mode that steers has the master route only what
+    /// it took from a stalled worker's queue: to a worker it steers to.
+    pub(super) fn route(&mut self, fd: OwnedFd) {
+        let steers = self.dispatch.balance.steer_every().is_some();
+        if steers {
+            self.refresh_steered_to();
+        }
+        let hands_over = steers || self.dispatch.balance.accepting() == Accepting::Master;
         let judge = Judge {
             slots: &self.slots,
             stats: &self.stats,
@@ -211,7 +220,7 @@ impl Master {
             lame_ducks_serve: self.dispatch.lame_ducks_serve,
             now: Instant::now(),
         };
-        let routes = &self.dispatch.routes;
+        let routes = if steers { &self.dispatch.steered_to } else { &self.dispatch.routes };
         let facts = |slot| judge.facts(slot);
         match self.dispatch.balance.pick(routes, &facts) {
             Some(slot) => {
@@ -228,6 +237,20 @@ impl Master {
             None => {
                 self.dispatch.refused += 1;
                 refuse(fd);
+            }
+        }
+    }
+
+    /// Puts in `steered_to` the routes whose worker the mode steers
+    /// connections to now (neither stalled nor unavailable to it).
+    fn refresh_steered_to(&mut self) {
+        let dispatch = &mut self.dispatch;
+        dispatch.steered_to.clear();
+        for &slot in &dispatch.routes {
+            let worker = self.slots[slot].process.as_ref().map(|p| p.worker);
+            let load = worker.and_then(|worker| dispatch.balance.steer_view(worker)).map(|view| view.load);
+            if load.is_some_and(|load| load < STALLED) {
+                dispatch.steered_to.push(slot);
             }
         }
     }

@@ -197,6 +197,8 @@ struct Master {
     next_tick: Instant,
     /// Reused for the facts handed to a mode that steers.
     steer_facts: Vec<crate::modes::SlotFacts>,
+    /// Reused for the connections such a mode takes from a stalled worker.
+    steer_taken: Vec<OwnedFd>,
 }
 
 impl Master {
@@ -266,6 +268,7 @@ impl Master {
             completions: Vec::with_capacity(CQ_ENTRIES as usize),
             next_tick: Instant::now() + TICK,
             steer_facts: Vec::new(),
+            steer_taken: Vec::new(),
             config,
         };
         for _ in 0..master.config.workers {

@@ -1,7 +1,8 @@
 //! Steering the kernel's choice: for a mode whose workers accept on
 //! listeners of their own and that steers which one the kernel picks
 //! (`reuseport --steer load`), the master hands it every worker slot's facts
-//! each [`Balance::steer_every`](crate::modes::Balance::steer_every).
+//! each [`Balance::steer_every`](crate::modes::Balance::steer_every), and
+//! hands on what the mode took from a stalled worker's queue.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -10,7 +11,8 @@ use super::Master;
 use crate::modes::SlotFacts;
 
 impl Master {
-    /// Hands the mode the facts of every worker that is not retired.
+    /// Hands the mode the facts of every worker that is not retired, and
+    /// routes what it took from a stalled worker's queue.
     pub(super) fn steer(&mut self) {
         if self.dispatch.balance.steer_every().is_none() {
             return;
@@ -29,7 +31,13 @@ impl Master {
                     .map_or(0, |c| c.accepted.load(Ordering::Relaxed)),
             });
         }
-        self.dispatch.balance.steer(&facts);
+        let mut taken = std::mem::take(&mut self.steer_taken);
+        self.dispatch.balance.steer(&facts, &mut taken);
         self.steer_facts = facts;
+        for connection in taken.drain(..) {
+            self.counts.rescued += 1;
+            self.route(connection);
+        }
+        self.steer_taken = taken;
     }
 }

@@ -27,6 +27,9 @@ pub struct MasterCounts {
     pub rerouted: u64,
     /// Connections held because no worker was ready.
     pub held: u64,
+    /// Connections the master took from a stalled worker's queue
+    /// (`reuseport --steer load`) to hand to another.
+    pub rescued: u64,
     /// Connections answered `503`: no worker could take them.
     pub refused: u64,
     /// Acknowledgement messages received from workers.
@@ -111,7 +114,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
 
 fn master_counts(page: &mut Exposition, s: &Snapshot<'_>) {
     let c = &s.counts;
-    let counters: [(&str, &str, u64); 9] = [
+    let counters: [(&str, &str, u64); 10] = [
         (
             "accepted",
             "Connections the master accepted (rr, least; in shared and reuseport modes the workers accept).",
@@ -123,6 +126,11 @@ fn master_counts(page: &mut Exposition, s: &Snapshot<'_>) {
             "Connections dealt again: declined by a full worker, not acknowledged by one that exited, \
              or queued for one that stopped keeping up or retired.",
             c.rerouted,
+        ),
+        (
+            "rescued",
+            "Connections the master took from a stalled worker's queue (reuseport --steer load) and dealt to another.",
+            c.rescued,
         ),
         ("held", "Connections held because no worker could take them yet (none ready, or all lagging).", c.held),
         ("refused", "Connections answered 503 because no worker could take them.", c.refused),

@@ -41,6 +41,9 @@ pub struct SteerView {
     pub sent: u64,
     /// Of those, the ones not accepted yet, as the counts stand.
     pub waiting: u64,
+    /// Connections the master took from its queue while it was stalled and
+    /// handed to another worker.
+    pub rescued: u64,
 }
 
 /// Who calls `accept`.
@@ -184,8 +187,11 @@ pub trait Balance: fmt::Debug {
     }
 
     /// The latest facts of every worker slot that is not retired, for a
-    /// mode that steers the kernel's choice (`reuseport --steer load`).
-    fn steer(&mut self, _slots: &[SlotFacts]) {}
+    /// mode that steers the kernel's choice (`reuseport --steer load`). It
+    /// may take connections that wait for a worker that cannot take them,
+    /// into `taken`, for the master to hand to another: to the route [`Balance::pick`] names among those the mode
+    /// does not steer away from ([`SteerView::load`]).
+    fn steer(&mut self, _slots: &[SlotFacts], _taken: &mut Vec<OwnedFd>) {}
 
     /// What a mode that steers shows of `worker`: the load it last gave
     /// the kernel, and the connections sent to it and waiting on it.

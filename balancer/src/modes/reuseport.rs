@@ -22,6 +22,11 @@
 //! heartbeat is stale or that left its queue waiting past [`ACK_GRACE`]
 //! without accepting anything. It also evens the counts out with the accept
 //! queue where they strayed (a SYN dropped after the program counted it).
+//! What already waits on a stalled worker's listener, sent there before its
+//! wait counted, would wait for it to run again: the master takes it
+//! (it holds every slot's listener) and hands it to a worker that takes
+//! connections, over the lanes as `rr` does, counting it accepted for the
+//! program; the stalled worker stays passed over until its loop turns again.
 //! A listener leaves the program's maps when its slot is retired, and, the
 //! program loaded for `SELECT_OR_MIGRATE`, what is queued on it when it
 //! closes moves to a listener the program picks.
@@ -29,16 +34,18 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use super::least::Least;
 use super::{Accepting, Balance, ListenAt, RouteFacts, SlotFacts, SteerView, WorkerListener, ACK_GRACE};
-use crate::bpf::program::{STALLED, UNAVAILABLE};
+use crate::bpf::program::{AVAILABLE_MAX, STALLED, UNAVAILABLE};
 use crate::bpf::sys::accept_queue_len;
 use crate::bpf::Steering;
 use crate::config::{Mode, SteerChoice};
 use crate::error::Error;
 use crate::listener::listen_reuseport;
+use crate::reactor::sys::{accept, set_nonblocking};
 
 /// How often the load map is refreshed with `--steer load`: a few syscalls
 /// per worker each time, on a master with nothing else in the accept path.
@@ -58,6 +65,9 @@ pub struct Reuseport {
     at: ListenAt,
     listeners: BTreeMap<usize, OwnedFd>,
     steer: Option<LoadSteer>,
+    /// Picks the worker that takes a connection the master took from a
+    /// stalled worker's queue: the fewest outstanding, as `least` does.
+    hand_on: Least,
 }
 
 /// `--steer load`: the program and what was last seen of each slot.
@@ -70,6 +80,8 @@ struct LoadSteer {
     last: BTreeMap<usize, Sample>,
     /// A listener that could not enter the maps was logged.
     insert_failed_logged: bool,
+    /// Stalled workers with connections waiting, and how many, at this look.
+    stuck: Vec<(usize, u32)>,
 }
 
 /// One look at a worker slot.
@@ -80,6 +92,21 @@ struct Sample {
     waiting_since: Option<Instant>,
     /// How far the program's count of what waits strayed from the queue.
     drift: Drift,
+    /// The master took what waited in its queue, and its loop has not
+    /// turned since: it is stalled still, though its queue is empty.
+    passed_over: Option<PassedOver>,
+    /// Connections the master took from its queue so far.
+    rescued: u64,
+}
+
+/// A worker whose queue the master took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PassedOver {
+    /// When its loop last turned, as it noted it, when the master took
+    /// them (nanoseconds on `CLOCK_MONOTONIC`): a turn since moves it.
+    turned_at: u64,
+    /// When the master first took from its queue.
+    since: Instant,
 }
 
 /// How far the program's count of what waits on a listener (`sent -
@@ -129,8 +156,9 @@ impl Reuseport {
             attached: false,
             last: BTreeMap::new(),
             insert_failed_logged: false,
+            stuck: Vec::new(),
         });
-        let mut mode = Reuseport { at, listeners: handed.into_iter().collect(), steer };
+        let mut mode = Reuseport { at, listeners: handed.into_iter().collect(), steer, hand_on: Least::default() };
         mode.enter_maps();
         mode
     }
@@ -187,6 +215,45 @@ fn steer_load(facts: &SlotFacts, queue: u32, waited: Duration) -> u32 {
         return STALLED + (waited.as_millis().min(u128::from(STALLED - 1)) as u32);
     }
     route.live.min(u64::from(STALLED - 1)) as u32
+}
+
+/// The load of a worker passed over since `since` (the master took its
+/// queue; its loop has not turned since): stalled, by how long, unless it
+/// is already unavailable or stalled longer.
+fn passed_over_load(load: u32, since: Duration) -> u32 {
+    let stalled = STALLED + (since.as_millis().min(u128::from(STALLED - 1)) as u32);
+    if load == UNAVAILABLE {
+        load
+    } else {
+        load.max(stalled)
+    }
+}
+
+/// True for a load that says the worker is stalled (not merely unavailable).
+fn is_stalled(load: u32) -> bool {
+    (STALLED..=AVAILABLE_MAX).contains(&load)
+}
+
+/// Takes up to `queue` connections waiting on `listener` without waiting
+/// (the worker may take some meanwhile), into `out`.
+fn take_queued(listener: BorrowedFd<'_>, queue: u32, out: &mut Vec<OwnedFd>) -> u32 {
+    // Its worker made it non-blocking already; one handed down may not be yet.
+    if set_nonblocking(listener.as_raw_fd()).is_err() {
+        return 0;
+    }
+    let mut taken = 0;
+    while taken < queue {
+        match accept(listener.as_raw_fd()) {
+            Ok(connection) => {
+                out.push(connection);
+                taken += 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Empty (its worker took the rest), or out of fds: what is left waits.
+            Err(_) => break,
+        }
+    }
+    taken
 }
 
 /// When a queue of `queue` seen now has waited since, after `last`: not at
@@ -249,19 +316,27 @@ impl Balance for Reuseport {
         let (sent, accepted) = steering.flow_of(worker).unwrap_or_default();
         // A count that ran behind reads as nothing waiting, as the program reads it.
         let waiting = sent.saturating_sub(accepted);
-        Some(SteerView { load, sent, waiting })
+        let rescued = self.steer.as_ref()?.last.get(&worker).map_or(0, |last| last.rescued);
+        Some(SteerView { load, sent, waiting, rescued })
     }
 
-    fn steer(&mut self, slots: &[SlotFacts]) {
+    fn steer(&mut self, slots: &[SlotFacts], taken: &mut Vec<OwnedFd>) {
         self.enter_maps();
         let Some(steer) = self.steer.as_mut() else { return };
         let now = Instant::now();
+        steer.stuck.clear();
+        let mut some_worker_takes = false;
         for facts in slots {
             let Some(listener) = self.listeners.get(&facts.worker) else { continue };
             let queue = accept_queue_len(listener.as_fd()).unwrap_or(0);
-            let last = steer.last.get(&facts.worker);
-            let since = waiting_since(last, queue, facts.accepted, now);
-            let load = steer_load(facts, queue, since.map_or(Duration::ZERO, |since| now - since));
+            let last = steer.last.get(&facts.worker).copied();
+            let since = waiting_since(last.as_ref(), queue, facts.accepted, now);
+            let mut load = steer_load(facts, queue, since.map_or(Duration::ZERO, |since| now - since));
+            let turned_at = steer.steering.turned_at(facts.worker).unwrap_or(0);
+            let passed_over = last.and_then(|last| last.passed_over).filter(|p| p.turned_at == turned_at);
+            if let Some(passed_over) = passed_over {
+                load = passed_over_load(load, now - passed_over.since);
+            }
             let mut drift = last.map_or_else(Drift::default, |last| last.drift);
             if let Some((sent, accepted)) = steer.steering.flow_of(facts.worker) {
                 let excess = sent.wrapping_sub(accepted) as i64 - i64::from(queue);
@@ -269,9 +344,33 @@ impl Balance for Reuseport {
                     steer.steering.count_accepted(facts.worker, correction);
                 }
             }
-            steer.last.insert(facts.worker, Sample { accepted: facts.accepted, waiting_since: since, drift });
+            let rescued = last.map_or(0, |last| last.rescued);
+            let sample = Sample { accepted: facts.accepted, waiting_since: since, drift, passed_over, rescued };
+            steer.last.insert(facts.worker, sample);
+            if is_stalled(load) && queue > 0 {
+                steer.stuck.push((facts.worker, queue));
+            }
+            some_worker_takes |= load < STALLED && facts.route.is_some_and(|route| route.takes());
             // A failed write leaves the last load in place; the next refresh tries again.
             let _ = steer.steering.set_load(facts.worker, load);
+        }
+        // What waits on a stalled worker goes to one that takes it, if any does.
+        if !some_worker_takes {
+            return;
+        }
+        for &(worker, queue) in &steer.stuck {
+            let (Some(listener), Some(sample)) = (self.listeners.get(&worker), steer.last.get_mut(&worker)) else {
+                continue;
+            };
+            let n = take_queued(listener.as_fd(), queue, taken);
+            if n == 0 {
+                continue;
+            }
+            steer.steering.count_accepted(worker, i64::from(n));
+            sample.rescued += u64::from(n);
+            let turned_at = steer.steering.turned_at(worker).unwrap_or(0);
+            let since = sample.passed_over.map_or(now, |p| p.since);
+            sample.passed_over = Some(PassedOver { turned_at, since });
         }
     }
 
@@ -284,8 +383,10 @@ impl Balance for Reuseport {
         false
     }
 
-    fn pick(&mut self, _routes: &[usize], _facts: &dyn Fn(usize) -> RouteFacts) -> Option<usize> {
-        None
+    /// For a connection the master took from a stalled worker's queue: the
+    /// route with the fewest outstanding connections among those that take.
+    fn pick(&mut self, routes: &[usize], facts: &dyn Fn(usize) -> RouteFacts) -> Option<usize> {
+        self.hand_on.pick(routes, facts)
     }
 }
 
@@ -399,16 +500,41 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_passed_over_is_stalled_until_its_loop_turns() {
+        let since = Duration::from_millis(30);
+        assert_eq!(passed_over_load(3, since), STALLED + 30, "stalled, by how long it was passed over");
+        assert_eq!(passed_over_load(STALLED + 90, since), STALLED + 90, "stalled longer by its own wait");
+        assert_eq!(passed_over_load(UNAVAILABLE, since), UNAVAILABLE, "unavailable stays so");
+        assert!(is_stalled(passed_over_load(0, Duration::ZERO)));
+        assert!(is_stalled(AVAILABLE_MAX) && !is_stalled(STALLED - 1) && !is_stalled(UNAVAILABLE));
+    }
+
+    #[test]
+    fn what_waits_on_a_listener_is_taken_without_waiting() {
+        let (_anchor, local) = bind_reuseport_anchor(SocketAddr::from(([127, 0, 0, 1], 0))).expect("anchor");
+        let listener = listen_reuseport(local, 64).expect("listener");
+        let clients: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(local).expect("connect")).collect();
+        let queued = accept_queue_len(listener.as_fd()).expect("queue");
+        assert_eq!(queued, 3);
+        let mut taken = Vec::new();
+        assert_eq!(take_queued(listener.as_fd(), 2, &mut taken), 2, "no more than asked");
+        assert_eq!(take_queued(listener.as_fd(), 5, &mut taken), 1, "what is left, then no wait");
+        assert_eq!(take_queued(listener.as_fd(), 5, &mut taken), 0, "an empty queue: none, at once");
+        assert_eq!(taken.len(), clients.len());
+    }
+
+    #[test]
     fn a_queue_waits_from_the_first_look_without_progress() {
         let t0 = Instant::now();
         let t1 = t0 + Duration::from_millis(5);
         assert_eq!(waiting_since(None, 0, 0, t0), None);
         assert_eq!(waiting_since(None, 2, 0, t0), Some(t0));
-        let waiting = Sample { accepted: 7, waiting_since: Some(t0), drift: Drift::default() };
+        let waiting =
+            Sample { accepted: 7, waiting_since: Some(t0), drift: Drift::default(), passed_over: None, rescued: 0 };
         assert_eq!(waiting_since(Some(&waiting), 3, 7, t1), Some(t0), "nothing accepted: still waiting since t0");
         assert_eq!(waiting_since(Some(&waiting), 3, 8, t1), Some(t1), "it accepted: the wait starts over");
         assert_eq!(waiting_since(Some(&waiting), 0, 7, t1), None, "its queue is empty");
-        let idle = Sample { accepted: 7, waiting_since: None, drift: Drift::default() };
+        let idle = Sample { accepted: 7, waiting_since: None, drift: Drift::default(), passed_over: None, rescued: 0 };
         assert_eq!(waiting_since(Some(&idle), 1, 7, t1), Some(t1));
     }
 

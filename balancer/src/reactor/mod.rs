@@ -16,7 +16,7 @@
 //! memory lives, so the master's logic is safe code.
 
 pub mod epoll;
-mod sys;
+pub(crate) mod sys;
 pub mod uring;
 
 use std::fmt;

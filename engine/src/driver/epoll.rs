@@ -226,7 +226,7 @@ impl<'a> EpollWorker<'a> {
         if let Some(entry) = self.conns.get_mut(slot, generation) {
             // Readable until a read says otherwise: input may have come before the watch.
             *entry = Slot { fd: Some(fd), readable: true, origin, ..Slot::default() };
-            self.core.open_connection(&mut entry.conn, slot);
+            self.core.open_connection(&mut entry.conn, slot, origin);
         }
         self.drive(slot, generation)?;
         Ok(true)

@@ -339,7 +339,7 @@ impl<'a> Core<'a> {
     /// Readies `conn` in slot `slot` for a connection just taken, and counts it;
     /// one taken as the drain began (its accept raced the cancel) is drained
     /// like the others, not kept to the drain's deadline.
-    fn open_connection(&mut self, conn: &mut Connection, slot: u32) {
+    fn open_connection(&mut self, conn: &mut Connection, slot: u32, origin: Origin) {
         conn.open(self.now, &self.timeouts);
         if self.draining {
             let (_, ctx) = self.parts(slot);
@@ -347,8 +347,10 @@ impl<'a> Core<'a> {
         }
         self.counts.accepted += 1;
         // At once, not at the end of the turn: whoever steers by what waits
-        // unaccepted sees it leave the queue when it does.
-        if let Some(tally) = &self.sources.accept_tally {
+        // unaccepted sees it leave the queue when it does. One the master
+        // handed over was counted by the master, off the listener it took
+        // it from.
+        if let (Some(tally), Origin::Accepted) = (&self.sources.accept_tally, origin) {
             tally.add(1);
         }
     }

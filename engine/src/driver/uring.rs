@@ -267,7 +267,7 @@ impl<'a> UringWorker<'a> {
         let Some((slot, generation)) = self.conns.insert() else { return Ok(false) };
         if let Some(entry) = self.conns.get_mut(slot, generation) {
             *entry = Slot { fd: Some(fd), origin, ..Slot::default() };
-            self.core.open_connection(&mut entry.conn, slot);
+            self.core.open_connection(&mut entry.conn, slot, origin);
         }
         self.drive(slot, generation)?;
         Ok(true)
