@@ -216,9 +216,14 @@ def main():
                     except (OSError, ValueError):
                         victim = None
                     if stopped and victim is not None:
-                        # open on it, plus (steered by load) sent to its queue and not accepted yet
-                        rec["held_at_stop"] = sum(w.get("live", 0) + w.get("waiting", 0)
-                                                  for w in stopped.get("workers", []) if w.get("pid") == victim)
+                        def of_victim(stats, key):
+                            return sum(w.get(key, 0) for w in (stats or {}).get("workers", [])
+                                       if w.get("pid") == victim)
+                        # open on it, plus (steered by load) sent to its queue and not accepted yet, less
+                        # those the master took from its queue during the run and handed on
+                        rescued = of_victim(load_json(base + ".stats1"), "rescued") - of_victim(stopped, "rescued")
+                        rec["held_at_stop"] = (of_victim(stopped, "live") + of_victim(stopped, "waiting")
+                                               - max(0, rescued))
                 if sc == "unequal" and os.path.exists(base + ".pipelined.wrk"):
                     piped = parse_wrk(base + ".pipelined.wrk")
                     rec["churn_rps"], rec["pipelined_rps"] = rec["rps"], piped["rps"]
@@ -497,7 +502,8 @@ def balancing_table(L, sc, names, agg, meta):
                  "timeouts are wrk's (requests unanswered after the timeout), summed over rounds; held: the "
                  "connections the stopped worker had open as it stopped, plus those waiting in its queue where "
                  "the stats line counts them (`reuseport --steer load`) (ringmaster's stats line right after "
-                 "the stop, summed over rounds), which no balancer can take back; new stuck: timeouts beyond "
+                 "the stop, summed over rounds) less those the master took from its queue and handed on "
+                 "(`rescued`, over the run), which no balancer can take back; new stuck: timeouts beyond "
                  "held, per round, summed: new connections sent to the stopped worker after it stopped.")
         L.append("")
         L.append("| server | healthy req/s | stalled req/s | stalled/healthy | timeouts | held | new stuck | p99 | "
