@@ -4,7 +4,8 @@
 //! 127.0.0.1 land, accepting each one and counting it accepted as a worker
 //! does (through the same mapped accept tally). A listener marked
 //! unavailable gets nothing; an empty one beside a loaded one gets nearly
-//! everything; equal loads split evenly; a listener that stops accepting
+//! everything; equal loads split evenly, and between two of the master's
+//! looks connections alternate among equals; a listener that stops accepting
 //! stops getting connections at once (one at most when the loads are
 //! equal; however light its load, [`PENDING_CAP`] at most while its worker's
 //! loop turns, none once one has waited [`TURN_GRACE_NS`] without a turn); and
@@ -69,17 +70,31 @@ fn group(loads: &[u32]) -> Option<Group> {
 
 impl Group {
     /// Opens `n` connections one at a time, each accepted (and counted
-    /// accepted) before the next: how many each listener got.
+    /// accepted) before the next, the master looking before each: how many
+    /// each listener got.
     fn spread(&self, n: usize) -> Vec<usize> {
         let mut counts = vec![0; self.listeners.len()];
-        for _ in 0..n {
-            self.even_out();
-            let client = TcpStream::connect(self.local).expect("connect");
-            let one = self.accept_all(1);
-            counts.iter_mut().zip(one).for_each(|(count, got)| *count += got);
-            drop(client);
+        for listener in self.sequence(n, true) {
+            counts[listener] += 1;
         }
         counts
+    }
+
+    /// Opens `n` connections one at a time, each accepted (and counted
+    /// accepted) before the next, the master looking ([`Group::look`])
+    /// before each when `looks`, else never: the listener each went to.
+    fn sequence(&self, n: usize, looks: bool) -> Vec<usize> {
+        let mut sequence = Vec::with_capacity(n);
+        for _ in 0..n {
+            if looks {
+                self.look();
+            }
+            let client = TcpStream::connect(self.local).expect("connect");
+            let one = self.accept_all(1);
+            sequence.extend(one.iter().position(|&got| got == 1));
+            drop(client);
+        }
+        sequence
     }
 
     /// Accepts until `n` connections have arrived over the listeners,
@@ -107,13 +122,15 @@ impl Group {
         counts
     }
 
-    /// Evens each listener's counts out with its accept queue, as the master
-    /// does over each 100 ms: with nothing in flight between two connections
-    /// here, at once. (Under load a few SYNs are counted sent without ever
-    /// reaching the listener chosen; left alone, such a count would make an
-    /// idle listener look as if a connection waited on it.)
-    fn even_out(&self) {
+    /// What the master does as it writes the loads: a new window for what
+    /// is sent, and each listener's counts evened out with its accept queue
+    /// (the master over each 100 ms; with nothing in flight between two
+    /// connections here, at once). Under load a few SYNs are counted sent
+    /// without ever reaching the listener chosen; left alone, such a count
+    /// would make an idle listener look as if a connection waited on it.
+    fn look(&self) {
         for (key, listener) in self.listeners.iter().enumerate() {
+            self.steering.start_window(key);
             let Some((sent, accepted)) = self.steering.flow_of(key) else { continue };
             let queued = u64::from(accept_queue_len(listener.as_fd()).expect("queue"));
             let excess = sent.wrapping_sub(accepted).wrapping_sub(queued) as i64;
@@ -171,6 +188,19 @@ fn equal_loads_split_evenly() {
     assert!(jain(&counts) >= 0.99, "Jain {:.4} for {counts:?}", jain(&counts));
 }
 
+#[test]
+fn connections_between_two_looks_alternate_among_equals() {
+    let Some(group) = group(&[0, 0]) else { return };
+    let sequence = group.sequence(400, false);
+    // Each one sent weighs on its listener until the master's next look, so
+    // the next goes to the other: never two in a row ahead.
+    let mut lead = 0i64;
+    for (i, &listener) in sequence.iter().enumerate() {
+        lead += if listener == 0 { 1 } else { -1 };
+        assert!(lead.abs() <= 1, "after {} connections listener 0 leads by {lead}: {sequence:?}", i + 1);
+    }
+}
+
 /// Opens `n` connections one at a time while listener 0 stops accepting
 /// (its worker's loop still `turning`, or not) and listener 1 accepts each
 /// one that reaches it before the next: how many wait on listener 0 at the end.
@@ -179,7 +209,7 @@ fn stop_accepting_on_the_first(group: &Group, n: usize, turning: bool) -> usize 
     let (stopped, accepting) = (&group.listeners[0], &group.listeners[1]);
     let mut waiting = accept_queue_len(stopped.as_fd()).expect("queue") as usize;
     for i in 0..n {
-        group.even_out();
+        group.look();
         if turning {
             group.tallies[0].turned_now();
         }

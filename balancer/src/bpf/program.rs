@@ -17,7 +17,16 @@
 //!   the listener; at [`ACCEPTED_AT`] those its workers accepted, and at
 //!   [`TURNED_AT`] when the loop of the worker serving it last woke, both
 //!   written by the worker through a mapping of the map; at
-//!   [`WAITING_SINCE`] when the program last sent one to an empty queue.
+//!   [`WAITING_SINCE`] when the program last sent one to an empty queue; at
+//!   [`SENT_BASE_AT`] what had been sent when the master last wrote the
+//!   load, written by the master through its mapping.
+//!
+//! To the master's load (live connections as of its last look, a few
+//! milliseconds old) it adds the connections sent since (`sent` minus the
+//! base): the master's numbers alone would send every connection of a
+//! window to the worker that was emptier at its look, in bursts; with what
+//! was sent since, connections in a window alternate among equals, as in
+//! `least`, where the master counts each one it hands over.
 //!
 //! The difference, `sent - accepted`, is what waits on the listener right
 //! now: the program sees a worker stop the moment it stops accepting, one
@@ -77,6 +86,9 @@ pub const TURNED_AT: usize = ACCEPTED_AT + ringmaster_engine::tally::TURNED_AT;
 /// Where in a `FLOW` value the program notes when a connection began to
 /// wait on an empty queue (`u64`, `CLOCK_MONOTONIC` nanoseconds).
 pub const WAITING_SINCE: usize = TURNED_AT + 8;
+/// Where in a `FLOW` value the master notes the count sent as it writes the
+/// listener's load (`u64`): what was sent since weighs on the load.
+pub const SENT_BASE_AT: usize = WAITING_SINCE + 8;
 /// How long a worker's loop may go without turning while connections wait
 /// on its listener before it counts as backed up: a busy worker's loop
 /// turns well within it, an idle one wakes within it (on a busy machine,
@@ -242,6 +254,15 @@ fn load_of(asm: &mut Asm, index: Reg, flow_key: i16, pending: i16) {
         .store(Size::U64, Reg::R10, MASTER_LOAD, Reg::R1);
     lookup(asm, FLOW, Key::Stack(flow_key));
     asm.load(Size::U64, Reg::R1, Reg::R10, MASTER_LOAD).jump_if(Cond::Eq, Reg::R0, 0, done);
+    // r1 += sent since the master's load was written (0 when the counts ran behind).
+    let counted = asm.label();
+    asm.load(Size::U64, Reg::R2, Reg::R0, SENT_AT as i16)
+        .load(Size::U64, Reg::R3, Reg::R0, SENT_BASE_AT as i16)
+        .alu(Alu::Sub, Reg::R2, Reg::R3)
+        .jump_if(Cond::Gt, Reg::R2, PENDING_LIMIT as i32, counted)
+        .alu(Alu::Add, Reg::R1, Reg::R2)
+        .store(Size::U64, Reg::R10, MASTER_LOAD, Reg::R1);
+    asm.bind(counted);
     // r2 = sent - accepted, or 0 when the counts ran behind.
     asm.load(Size::U64, Reg::R2, Reg::R0, SENT_AT as i16)
         .load(Size::U64, Reg::R3, Reg::R0, ACCEPTED_AT as i16)

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ringmaster_engine::tally::SharedMemory;
 
 use super::program::{
-    self, LoadEntry, ACCEPTED_AT, CAPACITY, COUNT_KEY, FLOW_KEY_MAX, FLOW_VALUE_SIZE, SENT_AT, TURNED_AT, UNAVAILABLE,
-    WAITING_SINCE,
+    self, LoadEntry, ACCEPTED_AT, CAPACITY, COUNT_KEY, FLOW_KEY_MAX, FLOW_VALUE_SIZE, SENT_AT, SENT_BASE_AT, TURNED_AT,
+    UNAVAILABLE, WAITING_SINCE,
 };
 use super::sys::{self, AttachType, MapType, BPF_ANY, MAP_MMAPABLE, PROG_TYPE_SK_REUSEPORT};
 
@@ -140,7 +140,7 @@ impl Steering {
         let flow_key = u32::try_from(key).ok().filter(|&k| k <= FLOW_KEY_MAX);
         let flow_key = flow_key.ok_or_else(|| io::Error::other(format!("listener keys go up to {FLOW_KEY_MAX}")))?;
         // A new listener has had nothing sent or accepted, and no worker.
-        for at in [SENT_AT, ACCEPTED_AT, TURNED_AT, WAITING_SINCE] {
+        for at in [SENT_AT, ACCEPTED_AT, TURNED_AT, WAITING_SINCE, SENT_BASE_AT] {
             if let Some(count) = self.flow_count(key, at) {
                 count.store(0, Ordering::Relaxed);
             }
@@ -181,6 +181,16 @@ impl Steering {
             self.loads[index] = load;
         }
         Ok(())
+    }
+
+    /// Starts a new window for the listener under `key`: the program adds
+    /// the connections it sends from now on to the load last written, until
+    /// the next window. Called as its load is written, with the live count
+    /// that load holds.
+    pub fn start_window(&self, key: usize) {
+        if let (Some(sent), Some(base)) = (self.flow_count(key, SENT_AT), self.flow_count(key, SENT_BASE_AT)) {
+            base.store(sent.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
 
     /// The map a worker maps to add what it accepts, and where in it the

@@ -353,6 +353,7 @@ impl Balance for Reuseport {
             some_worker_takes |= load < STALLED && facts.route.is_some_and(|route| route.takes());
             // A failed write leaves the last load in place; the next refresh tries again.
             let _ = steer.steering.set_load(facts.worker, load);
+            steer.steering.start_window(facts.worker);
         }
         // What waits on a stalled worker goes to one that takes it, if any does.
         if !some_worker_takes {
