@@ -219,11 +219,12 @@ def main():
                         def of_victim(stats, key):
                             return sum(w.get(key, 0) for w in (stats or {}).get("workers", [])
                                        if w.get("pid") == victim)
-                        # open on it, plus (steered by load) sent to its queue and not accepted yet, less
-                        # those the master took from its queue during the run and handed on
+                        # open on it, plus (steered by load) what waited in its queue as it stopped and
+                        # the master did not take and hand on during the run (it also takes those sent
+                        # after the look, so at most what waited counts out)
                         rescued = of_victim(load_json(base + ".stats1"), "rescued") - of_victim(stopped, "rescued")
-                        rec["held_at_stop"] = (of_victim(stopped, "live") + of_victim(stopped, "waiting")
-                                               - max(0, rescued))
+                        rec["held_at_stop"] = (of_victim(stopped, "live")
+                                               + max(0, of_victim(stopped, "waiting") - rescued))
                 if sc == "unequal" and os.path.exists(base + ".pipelined.wrk"):
                     piped = parse_wrk(base + ".pipelined.wrk")
                     rec["churn_rps"], rec["pipelined_rps"] = rec["rps"], piped["rps"]
