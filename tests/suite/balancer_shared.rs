@@ -69,7 +69,7 @@ fn shared_400_connections_from_8_clients_all_served_and_split_reported() {
 }
 
 /// On epoll, workers take turns at the shared listener: `EPOLLEXCLUSIVE`
-/// wakes the first watch in the listener's wait queue, so without a worker
+/// wakes the first waiting watch in the listener's wait queue, so without a worker
 /// stepping back after a few accepts the one that registered first took
 /// nearly every connection (87-94 % at 1,000 keep-alive connections; here
 /// 185 of 200 one at a time). io_uring's accepts take turns by themselves

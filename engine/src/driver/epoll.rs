@@ -195,9 +195,9 @@ impl<'a> EpollWorker<'a> {
 
     /// Moves this worker's watch on the shared listener to the back of the
     /// listener's wait queue. With `EPOLLEXCLUSIVE` the kernel wakes the
-    /// first watch in that queue that wants the event, whether its worker
-    /// sleeps or not: left in place, the worker that registered first is
-    /// woken for every new connection and takes nearly all of them (measured
+    /// first watch in that queue whose worker is waiting: left in place, the
+    /// worker that registered first is woken for every new connection that
+    /// finds it idle, and takes nearly all of them (measured
     /// 87-94 % at 1,000 keep-alive connections). Having taken
     /// [`STEP_BACK_EVERY`], it steps back, and the next connection wakes
     /// another worker.
