@@ -223,7 +223,8 @@ def main():
                         # the master did not take and hand on during the run (it also takes those sent
                         # after the look, so at most what waited counts out)
                         rescued = of_victim(load_json(base + ".stats1"), "rescued") - of_victim(stopped, "rescued")
-                        rec["held_at_stop"] = (of_victim(stopped, "live")
+                        # (rr, least) plus the batch handed to it and not acknowledged: in its socket
+                        rec["held_at_stop"] = (of_victim(stopped, "live") + of_victim(stopped, "unacked")
                                                + max(0, of_victim(stopped, "waiting") - rescued))
                 if sc == "unequal" and os.path.exists(base + ".pipelined.wrk"):
                     piped = parse_wrk(base + ".pipelined.wrk")
@@ -501,7 +502,8 @@ def balancing_table(L, sc, names, agg, meta):
     if sc == "stalled":
         L.append(f"{meta.get('stall', '')}. The healthy run is the same load just before, without the stop; "
                  "timeouts are wrk's (requests unanswered after the timeout), summed over rounds; held: the "
-                 "connections the stopped worker had open as it stopped, plus those waiting in its queue where "
+                 "connections the stopped worker had open as it stopped, plus the batch handed to it and not "
+                 "acknowledged where the master hands connections over (`rr`, `least`), plus those waiting in its queue where "
                  "the stats line counts them (`reuseport --steer load`) (ringmaster's stats line right after "
                  "the stop, summed over rounds) less those the master took from its queue and handed on "
                  "(`rescued`, over the run), which no balancer can take back; new stuck: timeouts beyond "

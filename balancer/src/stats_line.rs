@@ -37,7 +37,8 @@ pub struct WorkerRow {
     /// Its process's CPU time and memory, from `/proc`.
     pub process: Option<ProcStat>,
     /// What the master's routing sees of its running process, when the
-    /// master hands connections over (`rr`, `least`).
+    /// master hands connections over (`rr`, `least`): shown as `"unacked"`,
+    /// `"queued"` and `"lagging"`. Absent otherwise.
     pub routing: Option<Routing>,
     /// What the steering program sees of it (`reuseport --steer load`): its
     /// load, shown as `"steer"`, a number, `"stalled"` or `"unavailable"`;
@@ -87,6 +88,14 @@ pub fn stats_json(mode: &str, backend: &str, refused: u64, rows: &[WorkerRow]) -
             json_option(row.process.map(|p| p.rss_bytes)),
             json_option(row.process.map(|p| format!("{:.2}", p.cpu_seconds))),
         );
+        if let Some(routing) = row.routing {
+            out.pop();
+            let _ = write!(
+                out,
+                ",\"unacked\":{},\"queued\":{},\"lagging\":{}}}",
+                routing.unacked, routing.queued, routing.lagging
+            );
+        }
         if let Some(steer) = row.steer {
             out.pop();
             match steer.load {
@@ -187,5 +196,9 @@ mod tests {
         );
         let stalled = [WorkerRow { steer: view(STALLED + 3), ..rows[0] }];
         assert!(stats_json("reuseport", "epoll", 0, &stalled).contains(",\"steer\":\"stalled\","));
+        let lagging = Routing { unacked: 4, queued: 1, lagging: true };
+        let routed = [WorkerRow { routing: Some(lagging), ..rows[0] }];
+        let line = stats_json("least", "uring", 0, &routed);
+        assert!(line.contains("\"cpu_seconds\":0.13,\"unacked\":4,\"queued\":1,\"lagging\":true}]}"), "{line}");
     }
 }
