@@ -6,11 +6,12 @@
 //! with relaxed stores once per loop turn.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::ptr::NonNull;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
+
+use crate::shared_memory::SharedMemory;
 
 /// The worker is setting up its ring.
 pub const STATE_STARTING: u32 = 0;
@@ -112,45 +113,25 @@ type Slot = CachePadded<WorkerCounters>;
 /// A block of worker slots, shared between processes or private to one.
 #[derive(Debug)]
 pub struct StatsBlock {
-    base: NonNull<Slot>,
+    memory: SharedMemory,
     slots: usize,
-    map_len: usize,
 }
-
-// SAFETY: the block is only ever accessed through atomics, so sharing it between
-// threads is as safe as sharing the atomics themselves.
-unsafe impl Send for StatsBlock {}
-// SAFETY: as above: every field in the mapping is an atomic.
-unsafe impl Sync for StatsBlock {}
 
 impl StatsBlock {
     /// Creates a block of `slots` zeroed slots in a memfd that child processes can map.
     pub fn create_shared(slots: usize) -> io::Result<(StatsBlock, OwnedFd)> {
-        let name = c"ringmaster-stats";
-        // SAFETY: `name` is a valid NUL-terminated string; the flags are valid.
-        let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: memfd_create returned a new fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let map_len = Self::map_len(slots);
-        // SAFETY: `fd` is a valid memfd; ftruncate only sizes it.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), map_len as libc::off_t) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let block = Self::map(Some(fd.as_fd()), slots)?;
-        Ok((block, fd))
+        let (memory, fd) = SharedMemory::create(c"ringmaster-stats", Self::bytes(slots))?;
+        Ok((StatsBlock { memory, slots }, fd))
     }
 
     /// Maps a block created by [`StatsBlock::create_shared`] in another process.
     pub fn open_shared(fd: BorrowedFd<'_>, slots: usize) -> io::Result<StatsBlock> {
-        Self::map(Some(fd), slots)
+        Ok(StatsBlock { memory: SharedMemory::map_shared(fd, Self::bytes(slots))?, slots })
     }
 
     /// A block private to this process (tests, benches, a worker run in-process).
     pub fn private(slots: usize) -> io::Result<StatsBlock> {
-        Self::map(None, slots)
+        Ok(StatsBlock { memory: SharedMemory::private(Self::bytes(slots))?, slots })
     }
 
     /// The counters of slot `index`, if the block has it.
@@ -158,9 +139,10 @@ impl StatsBlock {
         if index >= self.slots {
             return None;
         }
-        // SAFETY: `index` is in bounds of the mapping, which lives as long as `self`
-        // and holds zero-initialised (valid) atomics.
-        Some(unsafe { &*self.base.as_ptr().add(index) })
+        // SAFETY: a slot is atomics only (zeroed ones are valid), and every
+        // process touches them atomically.
+        let slot = unsafe { self.memory.at::<Slot>(index * std::mem::size_of::<Slot>()) };
+        slot.map(|padded| &**padded)
     }
 
     /// How many slots the block has.
@@ -173,38 +155,16 @@ impl StatsBlock {
         self.slots == 0
     }
 
-    fn map_len(slots: usize) -> usize {
-        (slots.max(1) * std::mem::size_of::<Slot>()).next_multiple_of(4096)
-    }
-
-    fn map(fd: Option<BorrowedFd<'_>>, slots: usize) -> io::Result<StatsBlock> {
-        let map_len = Self::map_len(slots);
-        let (flags, raw_fd) = match fd {
-            Some(fd) => (libc::MAP_SHARED, fd.as_raw_fd()),
-            None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
-        };
-        // SAFETY: a fresh mapping of `map_len` bytes; the kernel picks the address.
-        let addr =
-            unsafe { libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, flags, raw_fd, 0) };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = NonNull::new(addr.cast::<Slot>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(StatsBlock { base, slots, map_len })
-    }
-}
-
-impl Drop for StatsBlock {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `map`; no reference into it
-        // outlives `self` (slot borrows are tied to `&self`).
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.map_len) };
+    /// Bytes `slots` slots take.
+    fn bytes(slots: usize) -> usize {
+        slots.max(1) * std::mem::size_of::<Slot>()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn shared_block_is_seen_through_a_second_mapping() {

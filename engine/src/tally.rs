@@ -6,73 +6,16 @@
 //! each listener, the worker counts what it takes; connections waiting on a
 //! worker whose loop has not turned for a while wait on a stalled worker).
 //!
-//! The memory is whatever `mmap` of the given fd shows ([`SharedMemory`]):
-//! a memfd, or a BPF array map created mmapable.
+//! The memory is whatever `mmap` of the given fd shows
+//! ([`SharedMemory`](crate::shared_memory::SharedMemory)): a memfd, or a
+//! BPF array map created mmapable.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::Ordering;
 
+pub use crate::shared_memory::SharedMemory;
 use crate::sys::monotonic_ns;
-
-/// A shared mapping of a fd's first bytes, seen as `u64` counters.
-#[derive(Debug)]
-pub struct SharedMemory {
-    base: NonNull<libc::c_void>,
-    map_len: usize,
-}
-
-// SAFETY: the mapping is only ever accessed through atomics, so moving or
-// sharing it between threads is as safe as sharing the atomics themselves.
-unsafe impl Send for SharedMemory {}
-// SAFETY: as above.
-unsafe impl Sync for SharedMemory {}
-
-impl SharedMemory {
-    /// Maps the first `len` bytes of `fd` (rounded up to whole pages: an
-    /// mmap offset must be page-aligned, so every mapping starts at 0).
-    pub fn map_shared(fd: BorrowedFd<'_>, len: usize) -> io::Result<SharedMemory> {
-        let map_len = len.max(1).next_multiple_of(page_size());
-        // SAFETY: a fresh shared mapping of `map_len` bytes of `fd` from offset 0;
-        // the kernel picks the address and checks the fd allows it.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = NonNull::new(addr).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(SharedMemory { base, map_len })
-    }
-
-    /// The counter at byte `offset`: `None` when it is not 8-aligned or not
-    /// inside the mapping.
-    pub fn u64_at(&self, offset: usize) -> Option<&AtomicU64> {
-        if offset % align_of::<AtomicU64>() != 0 || offset + size_of::<AtomicU64>() > self.map_len {
-            return None;
-        }
-        // SAFETY: the counter is inside the mapping, 8-aligned (the offset is, and
-        // mappings are page-aligned), and lives as long as `self`; any bit pattern
-        // is a valid u64, and every process touches it atomically.
-        Some(unsafe { self.base.byte_add(offset).cast::<AtomicU64>().as_ref() })
-    }
-}
-
-impl Drop for SharedMemory {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `map_shared`; references
-        // into it are tied to `&self`.
-        unsafe { libc::munmap(self.base.as_ptr(), self.map_len) };
-    }
-}
 
 /// A worker's shared tally: at its offset, the connections accepted on its
 /// own listener (`u64`, added to by every process that serves it); right
@@ -123,26 +66,13 @@ impl AcceptTally {
     }
 }
 
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(size).unwrap_or(4096)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    use std::os::fd::{AsFd, OwnedFd};
 
     fn memfd(len: usize) -> OwnedFd {
-        // SAFETY: a valid NUL-terminated name and flags.
-        let raw = unsafe { libc::memfd_create(c"tally-test".as_ptr(), libc::MFD_CLOEXEC) };
-        assert!(raw >= 0, "memfd_create: {}", io::Error::last_os_error());
-        // SAFETY: memfd_create returned a new fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: `fd` is a valid memfd; ftruncate only sizes it.
-        assert_eq!(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) }, 0);
-        fd
+        SharedMemory::create(c"tally-test", len).expect("a memfd").1
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ringmaster_engine::tally::SharedMemory;
+use ringmaster_engine::shared_memory::SharedMemory;
 
 use super::program::{
     self, LoadEntry, ACCEPTED_AT, CAPACITY, COUNT_KEY, FLOW_KEY_MAX, FLOW_VALUE_SIZE, SENT_AT, SENT_BASE_AT, TURNED_AT,
