@@ -16,7 +16,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -74,6 +74,9 @@ const MAX_CONNS: usize = 512;
 /// More connections at once than the worker holds.
 const CROWD: usize = 600;
 
+mod in_process;
+use in_process::InProcessWorker;
+
 /// The example's application, run in process.
 #[allow(dead_code)]
 #[path = "../examples/router.rs"]
@@ -89,34 +92,22 @@ enum Answers {
 }
 
 /// A worker on its own thread, counting that thread's allocations.
-struct InProcessWorker {
+struct CountedWorker {
+    worker: InProcessWorker,
     allocations: &'static AtomicU64,
-    shutdown: OwnedFd,
-    thread: Option<thread::JoinHandle<std::io::Result<()>>>,
 }
 
-impl InProcessWorker {
-    fn start(
-        backend: Backend,
-        answers: Answers,
-        listener: Option<OwnedFd>,
-        channel: Option<OwnedFd>,
-    ) -> InProcessWorker {
-        // SAFETY: eventfd with valid flags returns a new fd or -1.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        assert!(raw >= 0, "eventfd: {}", std::io::Error::last_os_error());
-        // SAFETY: eventfd returned a new fd that nothing else owns.
-        let shutdown = unsafe { OwnedFd::from_raw_fd(raw) };
-        let worker_shutdown = shutdown.try_clone().expect("dup eventfd");
+impl CountedWorker {
+    fn start(backend: Backend, answers: Answers, listener: Option<OwnedFd>, channel: Option<OwnedFd>) -> CountedWorker {
         // Leaked on purpose: one small counter per test worker, read after it ends.
         let allocations: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
-        let thread = thread::spawn(move || {
+        let worker = InProcessWorker::spawn(move |shutdown| {
             let config = worker_config(backend);
             let stats = StatsBlock::private(1)?;
             let counters = stats.slot(0).expect("slot 0");
             THIS_THREAD_COUNTER.with(|c| c.set(Some(allocations)));
             let sources =
-                Sources { listener, own_listener: false, channel, shutdown: Some(worker_shutdown), accept_tally: None };
+                Sources { listener, own_listener: false, channel, shutdown: Some(shutdown), accept_tally: None };
             let result = match answers {
                 Answers::Fixed => ringmaster_engine::run(&config, sources, counters, &mut FixedBody::new(BODY)),
                 Answers::Router => ringmaster_engine::run(&config, sources, counters, &mut router::Router::new(1)),
@@ -124,17 +115,7 @@ impl InProcessWorker {
             THIS_THREAD_COUNTER.with(|c| c.set(None));
             result
         });
-        InProcessWorker { allocations, shutdown, thread: Some(thread) }
-    }
-
-    /// Tells the worker to drain and waits for its loop to end.
-    fn stop(mut self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a valid u64 to the eventfd.
-        let wrote = unsafe { libc::write(self.shutdown.as_raw_fd(), (&one as *const u64).cast(), 8) };
-        assert_eq!(wrote, 8, "signal the worker to stop");
-        let thread = self.thread.take().expect("worker thread");
-        thread.join().expect("worker thread panicked").expect("worker loop failed");
+        CountedWorker { worker, allocations }
     }
 }
 
@@ -407,7 +388,7 @@ fn workload(connect: &Connect, volume_connections: usize) -> usize {
 
 /// Runs the workload twice and drains, counting allocations on the worker's
 /// thread from after the warm-up to its exit.
-fn assert_worker_allocates_nothing(worker: InProcessWorker, connect: &Connect) {
+fn assert_worker_allocates_nothing(worker: CountedWorker, connect: &Connect) {
     workload(connect, 16);
     // Let the warm-up's lingering closes end, and cross a `Date` change.
     thread::sleep(Duration::from_millis(1100));
@@ -425,7 +406,7 @@ fn assert_worker_allocates_nothing(worker: InProcessWorker, connect: &Connect) {
     }
     let mut busy = connect();
     busy.write_all(&REQUEST.repeat(20)).expect("send");
-    worker.stop();
+    worker.worker.stop();
     let after = allocations.load(Ordering::Relaxed);
     assert!(String::from_utf8_lossy(&read_to_close(&mut busy)).matches("HTTP/1.1 ").count() >= 1);
     for stream in &mut open {
@@ -439,7 +420,7 @@ fn assert_worker_allocates_nothing(worker: InProcessWorker, connect: &Connect) {
 fn accepted_connections_allocate_nothing(backend: Backend, answers: Answers) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("local addr");
-    let worker = InProcessWorker::start(backend, answers, Some(OwnedFd::from(listener)), None);
+    let worker = CountedWorker::start(backend, answers, Some(OwnedFd::from(listener)), None);
     let connect = move || client(TcpStream::connect(addr).expect("connect"));
     assert_worker_allocates_nothing(worker, &connect);
 }
@@ -449,7 +430,7 @@ fn handed_over_connections_allocate_nothing(backend: Backend, answers: Answers) 
     let (master_end, worker_end) = channel_pair().expect("channel");
     let listener = Arc::new(TcpListener::bind("127.0.0.1:0").expect("bind"));
     let addr = listener.local_addr().expect("local addr");
-    let worker = InProcessWorker::start(backend, answers, None, Some(worker_end));
+    let worker = CountedWorker::start(backend, answers, None, Some(worker_end));
     let dispatcher = {
         let listener = Arc::clone(&listener);
         thread::spawn(move || {

@@ -11,64 +11,42 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::thread;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use ringmaster_engine::channel::{channel_pair, send_blocking, Message, Tag};
 use ringmaster_engine::{Backend, EngineConfig, FixedBody, Sources, StatsBlock};
+
+mod in_process;
+use in_process::InProcessWorker;
 
 const BODY: &[u8] = b"hello world\n";
 /// How long the client waits for the end of the stream: far more than a
 /// worker on a busy machine takes to answer, far less than the copy is held.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A worker on its own thread, fed by the test over a channel.
-struct InProcessWorker {
-    shutdown: OwnedFd,
-    thread: Option<thread::JoinHandle<std::io::Result<()>>>,
-}
-
-impl InProcessWorker {
-    fn start(backend: Backend, channel: OwnedFd) -> InProcessWorker {
-        // SAFETY: eventfd with valid flags returns a new fd or -1.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        assert!(raw >= 0, "eventfd: {}", std::io::Error::last_os_error());
-        // SAFETY: eventfd returned a new fd that nothing else owns.
-        let shutdown = unsafe { OwnedFd::from_raw_fd(raw) };
-        let worker_shutdown = shutdown.try_clone().expect("dup eventfd");
-        let thread = thread::spawn(move || {
-            let config = EngineConfig { backend, max_conns: 16, recv_buffers: 16, ..EngineConfig::default() };
-            let stats = StatsBlock::private(1)?;
-            let counters = stats.slot(0).expect("slot 0");
-            let sources = Sources {
-                listener: None,
-                own_listener: false,
-                channel: Some(channel),
-                shutdown: Some(worker_shutdown),
-                accept_tally: None,
-            };
-            ringmaster_engine::run(&config, sources, counters, &mut FixedBody::new(BODY))
-        });
-        InProcessWorker { shutdown, thread: Some(thread) }
-    }
-
-    /// Tells the worker to drain and waits for its loop to end.
-    fn stop(mut self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a valid u64 to the eventfd.
-        let wrote = unsafe { libc::write(self.shutdown.as_raw_fd(), (&one as *const u64).cast(), 8) };
-        assert_eq!(wrote, 8, "signal the worker to stop");
-        let thread = self.thread.take().expect("worker thread");
-        thread.join().expect("worker thread panicked").expect("worker loop failed");
-    }
+/// A worker on its own thread, fed by the test over `channel`.
+fn start_worker(backend: Backend, channel: OwnedFd) -> InProcessWorker {
+    InProcessWorker::spawn(move |shutdown| {
+        let config = EngineConfig { backend, max_conns: 16, recv_buffers: 16, ..EngineConfig::default() };
+        let stats = StatsBlock::private(1)?;
+        let counters = stats.slot(0).expect("slot 0");
+        let sources = Sources {
+            listener: None,
+            own_listener: false,
+            channel: Some(channel),
+            shutdown: Some(shutdown),
+            accept_tally: None,
+        };
+        ringmaster_engine::run(&config, sources, counters, &mut FixedBody::new(BODY))
+    })
 }
 
 /// Hands a connection to the worker and keeps the master's copy while the
 /// client reads to the end of the stream; the worker's close must end it.
 fn worker_closes_what_the_master_still_holds(backend: Backend) {
     let (master_end, worker_end) = channel_pair().expect("channel");
-    let worker = InProcessWorker::start(backend, worker_end);
+    let worker = start_worker(backend, worker_end);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let mut client = TcpStream::connect(listener.local_addr().expect("local addr")).expect("connect");
     client.set_read_timeout(Some(READ_TIMEOUT)).expect("read timeout");

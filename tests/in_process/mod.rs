@@ -1,0 +1,38 @@
+//! A worker loop on a thread of the test process, stopped through its
+//! shutdown eventfd as the master's stop would: what the engine's
+//! in-process tests (`engine_alloc`, `engine_handoff`) run.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::thread;
+
+/// A worker loop running on its own thread.
+pub struct InProcessWorker {
+    shutdown: OwnedFd,
+    thread: Option<thread::JoinHandle<io::Result<()>>>,
+}
+
+impl InProcessWorker {
+    /// Runs `serve` on a new thread, handing it the worker's end of a
+    /// shutdown eventfd (for its `Sources`).
+    pub fn spawn(serve: impl FnOnce(OwnedFd) -> io::Result<()> + Send + 'static) -> InProcessWorker {
+        // SAFETY: eventfd with valid flags returns a new fd or -1.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        assert!(raw >= 0, "eventfd: {}", io::Error::last_os_error());
+        // SAFETY: eventfd returned a new fd that nothing else owns.
+        let shutdown = unsafe { OwnedFd::from_raw_fd(raw) };
+        let worker_shutdown = shutdown.try_clone().expect("dup eventfd");
+        let thread = thread::spawn(move || serve(worker_shutdown));
+        InProcessWorker { shutdown, thread: Some(thread) }
+    }
+
+    /// Tells the worker to drain and waits for its loop to end.
+    pub fn stop(mut self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to the eventfd.
+        let wrote = unsafe { libc::write(self.shutdown.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        assert_eq!(wrote, 8, "signal the worker to stop");
+        let thread = self.thread.take().expect("worker thread");
+        thread.join().expect("worker thread panicked").expect("worker loop failed");
+    }
+}
