@@ -120,7 +120,7 @@ impl<'a> EpollWorker<'a> {
             self.read_more()?;
             // Slots freed in this turn make room for accepts again.
             self.watch_listener()?;
-            if !self.core.flush_acks() {
+            if !self.core.flush_acks(self.conns.len()) {
                 self.master_gone()?;
             }
             while let Some(fd) = self.core.late_closes.next_due(self.core.now) {
@@ -227,7 +227,7 @@ impl<'a> EpollWorker<'a> {
             let mut batch = self.core.take_batch(len);
             let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(fd, Origin::Handed))?;
             self.core.counts.rejected += declined as u64;
-            if !self.core.acknowledge(&batch.received, adopted) {
+            if !self.core.acknowledge(&batch.received, adopted, self.conns.len()) {
                 return self.master_gone();
             }
             if batch.received.tag == Some(Tag::Drain) {

@@ -381,8 +381,9 @@ impl<'a> Core<'a> {
     /// exactly one ack, whatever arrived. The ack waits for the end of the
     /// loop turn ([`Core::flush_acks`]), so batches taken in one turn are
     /// answered with one message. A `Text` message asks for no ack: its line
-    /// goes to the handler. False when the master is gone.
-    fn acknowledge(&mut self, received: &Received, adopted: usize) -> bool {
+    /// goes to the handler. `live`: the connections open now, the batch's
+    /// included. False when the master is gone.
+    fn acknowledge(&mut self, received: &Received, adopted: usize, live: usize) -> bool {
         if received.tag == Some(Tag::Text) {
             // The master sends only text it read as UTF-8 (a control command).
             if let Ok(text) = std::str::from_utf8(self.inbox.text(received)) {
@@ -398,17 +399,24 @@ impl<'a> Core<'a> {
             return true;
         }
         // A full message: send it and start the next.
-        let sent = self.flush_acks();
+        let sent = self.flush_acks(live);
         self.acks.push(ack);
         sent
     }
 
     /// Sends the acks gathered this turn, if any (once per loop turn, before
-    /// the loop waits). False when the master is gone.
-    fn flush_acks(&mut self) -> bool {
+    /// the loop waits), `live` (the connections open now) published first:
+    /// the master stops counting the acknowledged connections as handed
+    /// over when it reads the ack, and must find them counted as live by
+    /// then, else for a moment they are counted nowhere and the next
+    /// connections go to this worker as if it had room for them. False when
+    /// the master is gone.
+    fn flush_acks(&mut self, live: usize) -> bool {
         if self.acks.is_empty() {
             return true;
         }
+        self.counts.live = live as u64;
+        self.counters.live.store(self.counts.live, std::sync::atomic::Ordering::Relaxed);
         let sent = match self.sources.channel.as_ref() {
             Some(channel) => send_acks(channel.as_fd(), &self.acks).is_ok(),
             None => true,
@@ -452,5 +460,41 @@ fn next_queued(listener: &OwnedFd) -> Option<OwnedFd> {
             // The connection died in the queue: try the next one.
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::channel::channel_pair;
+    use crate::handler::FixedBody;
+    use crate::stats::StatsBlock;
+
+    #[test]
+    fn an_ack_goes_out_with_its_connections_counted_live() {
+        // The master stops counting a batch as handed over when it reads the
+        // ack: the worker's live count must hold the batch by then, or for a
+        // moment those connections count nowhere and more are dealt to it.
+        let (master, worker) = channel_pair().expect("channel pair");
+        let config = EngineConfig { max_conns: 4, ..EngineConfig::default() };
+        let stats = StatsBlock::private(1).expect("stats block");
+        let counters = stats.slot(0).expect("slot 0");
+        let mut handler = FixedBody::new(b"hello\n".to_vec());
+        let sources = Sources { channel: Some(worker), ..Sources::default() };
+        let mut core = Core::new(&config, sources, counters, &mut handler);
+        core.publish(1);
+        assert!(core.acks.push(Ack { received: 2, adopted: 2 }));
+        assert!(core.flush_acks(3), "the master's end is open");
+        let mut ack = [0u8; 64];
+        let len = UnixStream::from(master).read(&mut ack).expect("the ack");
+        assert_eq!(
+            Acks::decode(&ack[..len]).map(|a| a.as_slice().to_vec()),
+            Some(vec![Ack { received: 2, adopted: 2 }])
+        );
+        assert_eq!(counters.live.load(Ordering::Relaxed), 3, "the live count published with the ack");
     }
 }

@@ -238,7 +238,7 @@ impl<'a> UringWorker<'a> {
         let mut batch = self.core.take_batch(result as usize);
         let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(fd, Origin::Handed))?;
         self.core.counts.rejected += declined as u64;
-        if !self.core.acknowledge(&batch.received, adopted) {
+        if !self.core.acknowledge(&batch.received, adopted, self.conns.len()) {
             return self.master_gone();
         }
         if batch.received.tag == Some(Tag::Drain) {
@@ -249,7 +249,7 @@ impl<'a> UringWorker<'a> {
 
     /// Sends the acks of the batches this turn took, in one message.
     fn send_acks(&mut self) -> io::Result<()> {
-        if self.core.flush_acks() {
+        if self.core.flush_acks(self.conns.len()) {
             return Ok(());
         }
         self.master_gone()
