@@ -6,9 +6,8 @@
 //! each listener, the worker counts what it takes; connections waiting on a
 //! worker whose loop has not turned for a while wait on a stalled worker).
 //!
-//! The memory is whatever `mmap` of the given fd shows
-//! ([`SharedMemory`](crate::shared_memory::SharedMemory)): a memfd, or a
-//! BPF array map created mmapable.
+//! The memory is whatever `mmap` of the given fd shows ([`SharedMemory`]):
+//! a memfd, or a BPF array map created mmapable.
 
 use std::io;
 use std::os::fd::BorrowedFd;
