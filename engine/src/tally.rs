@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::Ordering;
 
-pub use crate::shared_memory::SharedMemory;
+use crate::shared_memory::SharedMemory;
 use crate::sys::monotonic_ns;
 
 /// A worker's shared tally: at its offset, the connections accepted on its
