@@ -54,7 +54,14 @@ fn steer_of_key(stats: &serde_json::Value, id: u64, key: &str) -> u64 {
 /// (until the master has seen them ready, the kernel's hash places
 /// connections); the stats line that showed them ready.
 fn two_steered_workers() -> (Server, serde_json::Value) {
-    let s = Server::start(&["--mode", "reuseport", "--steer", "load", "--workers", "2", "--no-pin"]);
+    two_steered_workers_with(&[])
+}
+
+/// [`two_steered_workers`] with `extra` arguments.
+fn two_steered_workers_with(extra: &[&str]) -> (Server, serde_json::Value) {
+    let mut args = vec!["--mode", "reuseport", "--steer", "load", "--workers", "2", "--no-pin"];
+    args.extend_from_slice(extra);
+    let s = Server::start(&args);
     let ready = s.wait_workers_ready(2, START_TIMEOUT);
     let available = eventually(Duration::from_secs(10), || [1, 2].iter().all(|&id| steer_of(&s.stats(), id).is_u64()));
     assert!(available, "ready workers are available: {}", s.stats());
@@ -155,6 +162,67 @@ fn steer_load_a_stopped_worker_gets_no_new_connection_and_what_waits_on_it_is_ha
     assert!(failures.is_empty(), "{failures:?}");
     let back = eventually(Duration::from_secs(10), || steer_of(&s.stats(), 2).is_u64());
     assert!(back, "worker 2 is available again once it runs: {}", s.stats());
+}
+
+/// The worker (1 or 2) whose stats show `live` open connections, when only
+/// one does.
+fn worker_with_live(s: &Server, live: u64) -> u64 {
+    let mut found = None;
+    let seen = eventually(Duration::from_secs(10), || {
+        let stats = s.stats();
+        let with: Vec<u64> = [1, 2].into_iter().filter(|&id| num(&expect_worker(&stats, id), "live") == live).collect();
+        found = (with.len() == 1).then(|| with[0]);
+        found.is_some()
+    });
+    assert!(seen, "no single worker with {live} live connections: {}", s.stats());
+    found.unwrap_or_default()
+}
+
+#[test]
+fn steer_load_a_full_workers_queue_goes_to_a_worker_with_room() {
+    if !may_steer() {
+        return;
+    }
+    let _one = one_at_a_time();
+    let (s, ready) = two_steered_workers_with(&["--max-conns", "1"]);
+    let pid = |id| num(&expect_worker(&ready, id), "pid") as u32;
+    let listener = |id| socket_inode(pid(id), 5).expect("a worker's listener");
+    // Each worker holds one keep-alive connection: both full.
+    let mut first = util::Conn::connect(s.addr());
+    first.get_ok();
+    let first_on = worker_with_live(&s, 1);
+    let mut second = util::Conn::connect(s.addr());
+    second.get_ok();
+    let both_full = eventually(Duration::from_secs(10), || {
+        let stats = s.stats();
+        [1, 2].iter().all(|&id| steer_of(&stats, id) == "unavailable")
+    });
+    assert!(both_full, "both workers full: {}", s.stats());
+    // Every worker unavailable: the kernel's hash places the next one, on a full worker's queue.
+    let mut third = TcpStream::connect(s.addr()).expect("connect the third");
+    third.write_all(GET_CLOSE).expect("the third's request");
+    let mut queued_on = None;
+    let placed = eventually(Duration::from_secs(10), || {
+        queued_on = [1u64, 2].into_iter().find(|&id| accept_queue(listener(id)) == Some(1));
+        queued_on.is_some()
+    });
+    assert!(placed, "the third connection waits on neither listener");
+    let queued_on = queued_on.unwrap_or_default();
+    // The other worker gets room; the one it waits on stays full.
+    if queued_on == first_on {
+        drop(second);
+    } else {
+        drop(first);
+        first = second;
+    }
+    third.set_read_timeout(Some(CLIENT_TIMEOUT)).expect("read timeout");
+    let mut reader = BufReader::new(third);
+    let answer = read_response(&mut reader).map(|r| r.status);
+    assert!(matches!(answer, Ok(200)), "the third connection, waiting on full worker {queued_on}: {answer:?}");
+    // Handed on by the master, not taken by its worker once it had room.
+    first.get_ok();
+    let rescued = steer_of_key(&s.stats(), queued_on, "rescued");
+    assert_eq!(rescued, 1, "{}", s.stats());
 }
 
 #[test]

@@ -23,10 +23,12 @@
 //! without accepting anything. It also evens the counts out with the accept
 //! queue where they strayed (a SYN dropped after the program counted it).
 //! What already waits on a stalled worker's listener, sent there before its
-//! wait counted, would wait for it to run again: the master takes it
-//! (it holds every slot's listener) and hands it to a worker that takes
-//! connections, over the lanes as `rr` does, counting it accepted for the
-//! program; the stalled worker stays passed over until its loop turns again.
+//! wait counted, would wait for it to run again, and what waits on a full
+//! one (placed by the kernel's hash while every worker was full) until it
+//! has room: the master takes it (it holds every slot's listener) and
+//! hands it to a worker that takes connections, over the lanes as `rr`
+//! does, counting it accepted for the program; a stalled worker stays
+//! passed over until its loop turns again.
 //! A listener leaves the program's maps when its slot is retired, and, the
 //! program loaded for `SELECT_OR_MIGRATE`, what is queued on it when it
 //! closes moves to a listener the program picks.
@@ -80,8 +82,9 @@ struct LoadSteer {
     last: BTreeMap<usize, Sample>,
     /// A listener that could not enter the maps was logged.
     insert_failed_logged: bool,
-    /// Stalled workers with connections waiting, and how many, at this look.
-    stuck: Vec<(usize, u32)>,
+    /// Workers with connections waiting that they cannot take (stalled, or
+    /// beyond their room), how many, and whether stalled, at this look.
+    stuck: Vec<(usize, u32, bool)>,
 }
 
 /// One look at a worker slot.
@@ -229,6 +232,17 @@ fn passed_over_load(load: u32, since: Duration) -> u32 {
     }
 }
 
+/// Of `queue` connections waiting on a worker that is not stalled, those
+/// beyond its room: all when it has none (full or declining, by its own
+/// count), else what would take it past `--max-conns`.
+fn beyond_room(route: &RouteFacts, queue: u32) -> u32 {
+    if route.no_room() {
+        return queue;
+    }
+    let over = (route.live + u64::from(queue)).saturating_sub(route.max_conns);
+    over.min(u64::from(queue)) as u32
+}
+
 /// True for a load that says the worker is stalled (not merely unavailable).
 fn is_stalled(load: u32) -> bool {
     (STALLED..=AVAILABLE_MAX).contains(&load)
@@ -347,19 +361,21 @@ impl Balance for Reuseport {
             let rescued = last.map_or(0, |last| last.rescued);
             let sample = Sample { accepted: facts.accepted, waiting_since: since, drift, passed_over, rescued };
             steer.last.insert(facts.worker, sample);
-            if is_stalled(load) && queue > 0 {
-                steer.stuck.push((facts.worker, queue));
+            let stalled = is_stalled(load);
+            let stuck = if stalled { queue } else { facts.route.map_or(0, |route| beyond_room(&route, queue)) };
+            if stuck > 0 {
+                steer.stuck.push((facts.worker, stuck, stalled));
             }
             some_worker_takes |= load < STALLED && facts.route.is_some_and(|route| route.takes());
             // A failed write leaves the last load in place; the next refresh tries again.
             let _ = steer.steering.set_load(facts.worker, load);
             steer.steering.start_window(facts.worker);
         }
-        // What waits on a stalled worker goes to one that takes it, if any does.
+        // What waits on a worker that cannot take it goes to one that can, if any.
         if !some_worker_takes {
             return;
         }
-        for &(worker, queue) in &steer.stuck {
+        for &(worker, queue, stalled) in &steer.stuck {
             let (Some(listener), Some(sample)) = (self.listeners.get(&worker), steer.last.get_mut(&worker)) else {
                 continue;
             };
@@ -369,6 +385,9 @@ impl Balance for Reuseport {
             }
             steer.steering.count_accepted(worker, i64::from(n));
             sample.rescued += u64::from(n);
+            if !stalled {
+                continue;
+            }
             let turned_at = steer.steering.turned_at(worker).unwrap_or(0);
             let since = sample.passed_over.map_or(now, |p| p.since);
             sample.passed_over = Some(PassedOver { turned_at, since });
@@ -508,6 +527,16 @@ mod tests {
         assert_eq!(passed_over_load(UNAVAILABLE, since), UNAVAILABLE, "unavailable stays so");
         assert!(is_stalled(passed_over_load(0, Duration::ZERO)));
         assert!(is_stalled(AVAILABLE_MAX) && !is_stalled(STALLED - 1) && !is_stalled(UNAVAILABLE));
+    }
+
+    #[test]
+    fn what_waits_beyond_a_workers_room_is_counted_for_handing_on() {
+        let with = |live, max_conns| RouteFacts { live, max_conns, ..crate::modes::testing::taking(0) };
+        assert_eq!(beyond_room(&with(3, 10), 5), 0, "room for all five");
+        assert_eq!(beyond_room(&with(8, 10), 5), 3, "room for two of five");
+        assert_eq!(beyond_room(&with(10, 10), 5), 5, "full: all of them");
+        let declining = RouteFacts { declined: true, ..with(0, 10) };
+        assert_eq!(beyond_room(&declining, 2), 2, "declining (at its fd limit): all of them");
     }
 
     #[test]
