@@ -69,16 +69,6 @@ impl SharedMemory {
         Ok(SharedMemory { base, map_len })
     }
 
-    /// Bytes mapped (whole pages).
-    pub fn len(&self) -> usize {
-        self.map_len
-    }
-
-    /// True for a mapping of no bytes (never: a mapping is at least a page).
-    pub fn is_empty(&self) -> bool {
-        self.map_len == 0
-    }
-
     /// A `T` at byte `offset`: `None` when it is not aligned for `T` or not
     /// inside the mapping.
     ///

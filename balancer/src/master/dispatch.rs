@@ -206,7 +206,7 @@ impl Master {
     /// has room), and refused (`503`) when every worker is out of room (a
     /// mode whose workers accept has the master accept only then) or the
     /// master is stopping. A mode that steers has the master route only what
-    /// it took from a stalled worker's queue: to a worker it steers to.
+    /// it took from the queue of a stalled or full worker: to a worker it steers to.
     pub(super) fn route(&mut self, fd: OwnedFd) {
         let steers = self.dispatch.balance.steer_every().is_some();
         if steers {

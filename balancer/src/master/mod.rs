@@ -197,7 +197,7 @@ struct Master {
     next_tick: Instant,
     /// Reused for the facts handed to a mode that steers.
     steer_facts: Vec<crate::modes::SlotFacts>,
-    /// Reused for the connections such a mode takes from a stalled worker.
+    /// Reused for the connections such a mode takes from a stalled or full worker's queue.
     steer_taken: Vec<OwnedFd>,
 }
 

@@ -2,7 +2,7 @@
 //! listeners of their own and that steers which one the kernel picks
 //! (`reuseport --steer load`), the master hands it every worker slot's facts
 //! each [`Balance::steer_every`](crate::modes::Balance::steer_every), and
-//! hands on what the mode took from a stalled worker's queue.
+//! hands on what the mode took from the queue of a stalled or full worker.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -12,7 +12,7 @@ use crate::modes::SlotFacts;
 
 impl Master {
     /// Hands the mode the facts of every worker that is not retired, and
-    /// routes what it took from a stalled worker's queue.
+    /// routes what it took from the queue of a stalled or full worker.
     pub(super) fn steer(&mut self) {
         if self.dispatch.balance.steer_every().is_none() {
             return;

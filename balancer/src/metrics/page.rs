@@ -27,7 +27,7 @@ pub struct MasterCounts {
     pub rerouted: u64,
     /// Connections held because no worker was ready.
     pub held: u64,
-    /// Connections the master took from a stalled worker's queue
+    /// Connections the master took from the queue of a stalled or full worker
     /// (`reuseport --steer load`) to hand to another.
     pub rescued: u64,
     /// Connections answered `503`: no worker could take them.
@@ -129,7 +129,7 @@ fn master_counts(page: &mut Exposition, s: &Snapshot<'_>) {
         ),
         (
             "rescued",
-            "Connections the master took from a stalled worker's queue (reuseport --steer load) and dealt to another.",
+            "Connections the master took from the queue of a stalled or full worker (reuseport --steer load) and dealt to another.",
             c.rescued,
         ),
         ("held", "Connections held because no worker could take them yet (none ready, or all lagging).", c.held),

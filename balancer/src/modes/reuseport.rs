@@ -67,8 +67,9 @@ pub struct Reuseport {
     at: ListenAt,
     listeners: BTreeMap<usize, OwnedFd>,
     steer: Option<LoadSteer>,
-    /// Picks the worker that takes a connection the master took from a
-    /// stalled worker's queue: the fewest outstanding, as `least` does.
+    /// Picks the worker that takes a connection the master took from the
+    /// queue of a worker that cannot take it: the fewest outstanding, as
+    /// `least` does.
     hand_on: Least,
 }
 
@@ -215,7 +216,7 @@ fn steer_load(facts: &SlotFacts, queue: u32, waited: Duration) -> u32 {
     }
     let waited = if route.stalled() { waited.max(route.heartbeat_age) } else { waited };
     if route.stalled() || waited > ACK_GRACE {
-        return STALLED + (waited.as_millis().min(u128::from(STALLED - 1)) as u32);
+        return stalled_for(waited);
     }
     route.live.min(u64::from(STALLED - 1)) as u32
 }
@@ -224,12 +225,17 @@ fn steer_load(facts: &SlotFacts, queue: u32, waited: Duration) -> u32 {
 /// queue; its loop has not turned since): stalled, by how long, unless it
 /// is already unavailable or stalled longer.
 fn passed_over_load(load: u32, since: Duration) -> u32 {
-    let stalled = STALLED + (since.as_millis().min(u128::from(STALLED - 1)) as u32);
     if load == UNAVAILABLE {
         load
     } else {
-        load.max(stalled)
+        load.max(stalled_for(since))
     }
+}
+
+/// [`STALLED`] plus the milliseconds a worker has seemed stalled, so that of
+/// two that seem stalled the one stalled longer is avoided.
+fn stalled_for(waited: Duration) -> u32 {
+    STALLED + (waited.as_millis().min(u128::from(STALLED - 1)) as u32)
 }
 
 /// Of `queue` connections waiting on a worker that is not stalled, those
@@ -403,7 +409,7 @@ impl Balance for Reuseport {
         false
     }
 
-    /// For a connection the master took from a stalled worker's queue: the
+    /// For a connection the master took from the queue of a stalled or full worker: the
     /// route with the fewest outstanding connections among those that take.
     fn pick(&mut self, routes: &[usize], facts: &dyn Fn(usize) -> RouteFacts) -> Option<usize> {
         self.hand_on.pick(routes, facts)
