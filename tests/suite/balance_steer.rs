@@ -22,7 +22,7 @@ use util::control::{control_path, status};
 use util::load::{close_request, patient_churn, scale_down_4_to_1_under_churn, CLIENT_TIMEOUT};
 use util::procs::{kill, run_to_exit, stop_between_turns};
 use util::sockets::{accept_queue, socket_inode};
-use util::stats::{expect_worker, num, stats_when_idle};
+use util::stats::{expect_worker, num, stats_when_idle, stats_when_settled};
 use util::*;
 
 /// One loaded server at a time.
@@ -81,8 +81,9 @@ fn steer_load_counts_every_connection_sent_and_accepted() {
     }
     // Every connection was sent by the program and counted by the worker that
     // took it (or by the master, which hands on what waited on a worker that
-    // stalled: then one worker's count is the other's gain).
-    let stats = stats_when_idle(&s);
+    // stalled: then one worker's count is the other's gain). A worker
+    // publishes its counts once per loop turn: wait for all of them.
+    let stats = stats_when_settled(&s, CONNECTIONS, CONNECTIONS);
     let total = |key| [1, 2].iter().map(|&id| steer_of_key(&stats, id, key)).sum::<u64>();
     for id in [1, 2] {
         assert_eq!(steer_of_key(&stats, id, "waiting"), 0, "worker {id}: {stats}");
