@@ -33,6 +33,8 @@ Environment (defaults in brackets):
                    rm-reuseport-hash, rm-reuseport-load  reuseport with --steer hash / load
                    rm-<mode>-nopin  the same with --no-pin
                    rm-<mode>-epoll  the same with --backend epoll (-nopin-epoll: both)
+                   rm-<...>-base    the same with RINGMASTER_BASE_BIN: a change against the
+                                    code before it, in one run (e.g. rm-shared rm-shared-base)
                    nginx            nginx, return 200 "hello world\\n"
                    node-rr|node-none  Node cluster, NODE_CLUSTER_SCHED_POLICY=rr|none
   SCENARIOS        [keepalive pipeline churn stalled unequal]
@@ -59,6 +61,7 @@ Environment (defaults in brackets):
   WRK_CPUS         if set, run wrk under taskset -c WRK_CPUS [unset: wrk floats]
   NGINX_AFFINITY   1 = worker_cpu_affinity auto (pinned like ringmaster) [1]
   RINGMASTER_BIN   use this binary instead of building with cargo build --release
+  RINGMASTER_BASE_BIN  the binary of the rm-<...>-base servers [unset]
   RINGMASTER_ARGS  extra arguments for every ringmaster server [none]
   CARGO_TARGET_DIR honoured by the build
   RESULTS_DIR      [<repo>/results]
@@ -128,11 +131,16 @@ server_kind() {
         rm-*) echo ringmaster ;;
         nginx) echo nginx ;;
         node-rr|node-none) echo node ;;
-        *) die "unknown server '$1' in SERVERS (rm-<mode>[-nopin][-epoll], nginx, node-rr, node-none)" ;;
+        *) die "unknown server '$1' in SERVERS (rm-<mode>[-nopin][-epoll][-base], nginx, node-rr, node-none)" ;;
     esac
 }
 need_kind() { local s; for s in "${SERVER_LIST[@]}"; do [[ $(server_kind "$s") == "$1" ]] && return 0; done; return 1; }
-for s in "${SERVER_LIST[@]}"; do server_kind "$s" >/dev/null; done
+for s in "${SERVER_LIST[@]}"; do
+    server_kind "$s" >/dev/null
+    if [[ $s == rm-*-base ]]; then
+        [[ -x ${RINGMASTER_BASE_BIN:-} ]] || die "$s needs RINGMASTER_BASE_BIN, an executable ringmaster (got '${RINGMASTER_BASE_BIN:-}')"
+    fi
+done
 
 # ---------------------------------------------------------------- cleanup
 WORKDIR=""
@@ -290,7 +298,8 @@ start_server() {                 # start_server NAME
     pick_port; port=$PICKED_PORT
     case "$kind" in
         ringmaster)
-            local mode=${name#rm-} extra=()
+            local mode=${name#rm-} extra=() bin=$RM_BIN
+            if [[ $mode == *-base ]]; then mode=${mode%-base}; bin=$RINGMASTER_BASE_BIN; fi
             if [[ $mode == *-epoll ]]; then mode=${mode%-epoll}; extra+=(--backend epoll); fi
             if [[ $mode == *-nopin ]]; then mode=${mode%-nopin}; extra+=(--no-pin); fi
             # rm-reuseport-hash, rm-reuseport-load: --steer (rm-reuseport: the default, load where it may)
@@ -298,8 +307,8 @@ start_server() {                 # start_server NAME
             local more=()
             read -r -a more <<<"${RINGMASTER_ARGS:-}"
             extra+=("${more[@]}")
-            printf '%q ' "$RM_BIN" --bind "127.0.0.1:$port" --mode "$mode" --workers "$WORKERS" "${extra[@]}" >"$dir/cmd"
-            setsid "$RM_BIN" --bind "127.0.0.1:$port" --mode "$mode" --workers "$WORKERS" "${extra[@]}" \
+            printf '%q ' "$bin" --bind "127.0.0.1:$port" --mode "$mode" --workers "$WORKERS" "${extra[@]}" >"$dir/cmd"
+            setsid "$bin" --bind "127.0.0.1:$port" --mode "$mode" --workers "$WORKERS" "${extra[@]}" \
                 </dev/null >"$dir/stdout" 2>"$dir/stderr" &
             ;;
         nginx)
@@ -506,6 +515,7 @@ log "work dir $WORKDIR"
     need_kind node && echo "node_version=$(node --version)"
     if need_kind ringmaster; then
         echo "ringmaster_bin=$RM_BIN"
+        if [[ -n ${RINGMASTER_BASE_BIN:-} ]]; then echo "ringmaster_base_bin=$RINGMASTER_BASE_BIN"; fi
         echo "ringmaster_git=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'no commit yet')"
     fi
     echo "servers=${SERVER_LIST[*]}"
