@@ -20,6 +20,8 @@ pub(crate) enum Op {
     Tick,
     /// The poll on the shutdown fd.
     Shutdown,
+    /// A ring `shutdown(SHUT_WR)` of a connection's direct descriptor.
+    HalfClose,
 }
 
 const SLOT_BITS: u32 = 32;
@@ -55,6 +57,7 @@ pub(crate) fn decode(user_data: u64) -> Option<(Op, u32, u32)> {
         4 => Op::Channel,
         5 => Op::Tick,
         6 => Op::Shutdown,
+        7 => Op::HalfClose,
         _ => return None,
     };
     Some((op, slot, generation))
@@ -66,7 +69,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for op in [Op::Accept, Op::Recv, Op::Send, Op::Channel, Op::Tick, Op::Shutdown] {
+        for op in [Op::Accept, Op::Recv, Op::Send, Op::Channel, Op::Tick, Op::Shutdown, Op::HalfClose] {
             let token = encode(op, 16383, GEN_MASK);
             assert_eq!(decode(token), Some((op, 16383, GEN_MASK)));
         }

@@ -139,7 +139,8 @@ impl<'a> EpollWorker<'a> {
             Op::Channel => self.on_channel(),
             Op::Tick => self.on_tick(),
             Op::Shutdown => self.start_drain(),
-            Op::Send => Ok(()),
+            // Ring ops only: epoll watches carry no such token.
+            Op::Send | Op::HalfClose => Ok(()),
         }
     }
 

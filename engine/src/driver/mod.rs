@@ -8,6 +8,7 @@
 //! handed-over connection is served exactly like an accepted one.
 
 mod epoll;
+mod ring_socket;
 mod uring;
 
 use std::collections::VecDeque;

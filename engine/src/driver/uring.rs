@@ -1,7 +1,9 @@
 //! The io_uring driver: one ring, one `submit_and_wait` per loop turn,
 //! completions handled in a batch and the submissions they cause sent with
 //! the next turn. Connections receive with multishot receives into a
-//! registered provided-buffer ring and send their replies with `SendMsg`.
+//! registered provided-buffer ring and send their replies with `Send` or
+//! `SendMsg`. What the ring accepts itself it keeps as direct descriptors
+//! (`ring_socket.rs`).
 //!
 //! Accepts are single-shot and kept outstanding: a multishot accept on a
 //! listener shared by several rings would send every connection to one of
@@ -9,12 +11,13 @@
 //! stops accepting.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
 use std::time::SystemTime;
 
-use io_uring::types::{CancelBuilder, Fd, Timespec};
+use io_uring::types::{CancelBuilder, DestinationSlot, Fd, Fixed, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
+use super::ring_socket::{self, RingSocket};
 use super::{adopt_batch, next_queued, Core, Origin, TICK};
 use crate::bufring::{self, BufRing};
 use crate::channel::Tag;
@@ -79,13 +82,18 @@ struct Slot {
     /// Input waiting in receive buffers until the connection can take it.
     held: Held,
     /// The socket, until its close is handed to the ring.
-    fd: Option<OwnedFd>,
+    socket: Option<RingSocket>,
     /// The multishot receive is armed.
     receiving: bool,
     /// Its cancellation is on the way (reading paused).
     cancelling: bool,
     /// The close was submitted; the slot waits for its ops to end.
     closing: bool,
+    /// The ring's half-close of a direct descriptor is on the way. The
+    /// kernel runs it in a worker thread and looks the table index up only
+    /// then, so the close (which frees the index for the next accept) waits
+    /// for it.
+    half_closing: bool,
     /// Accepted here or handed over by the master (the close sends the FIN then).
     origin: Origin,
 }
@@ -100,6 +108,8 @@ pub(super) struct UringWorker<'a> {
     accepts_armed: u32,
     /// An accept ran out of fds or memory: no new accepts until the next tick.
     accepts_starved: bool,
+    /// The ring's accepts make direct descriptors (the table is registered).
+    accepts_direct: bool,
     completions: Vec<Completion>,
 }
 
@@ -113,6 +123,8 @@ impl<'a> UringWorker<'a> {
         let ring = uring::build_ring(core.config.ring_entries)?;
         let bufs = BufRing::register(&ring.submitter(), core.config.recv_buffers, core.config.recv_buffer_size)?;
         let completions_cap = ring.params().cq_entries() as usize;
+        let accepts_direct =
+            core.sources.listener.is_some() && ring_socket::register_table(&ring.submitter(), core.config.max_conns);
         Ok(UringWorker {
             ring,
             bufs,
@@ -121,6 +133,7 @@ impl<'a> UringWorker<'a> {
             tick: Box::new(Timespec::from(TICK)),
             accepts_armed: 0,
             accepts_starved: false,
+            accepts_direct,
             completions: Vec::with_capacity(completions_cap),
         })
     }
@@ -185,6 +198,7 @@ impl<'a> UringWorker<'a> {
             Op::Channel => self.on_channel(result),
             Op::Tick => self.on_tick(),
             Op::Shutdown => self.start_drain(),
+            Op::HalfClose => self.on_half_closed(slot, generation),
         }
     }
 
@@ -194,9 +208,14 @@ impl<'a> UringWorker<'a> {
         let Some(listener) = self.core.sources.listener.as_ref().map(|l| l.as_raw_fd()) else { return Ok(()) };
         let room = self.conns.vacant().min(self.core.config.accepts_outstanding as usize) as u32;
         while !self.core.draining && !self.accepts_starved && self.accepts_armed < room {
-            let accept = opcode::Accept::new(Fd(listener), std::ptr::null_mut(), std::ptr::null_mut())
-                .flags(libc::SOCK_CLOEXEC)
-                .build();
+            let accept = opcode::Accept::new(Fd(listener), std::ptr::null_mut(), std::ptr::null_mut());
+            // A direct descriptor is never in the process's table, so never
+            // inherited: the kernel refuses SOCK_CLOEXEC with it.
+            let accept = if self.accepts_direct {
+                accept.file_index(Some(DestinationSlot::auto_target())).build()
+            } else {
+                accept.flags(libc::SOCK_CLOEXEC).build()
+            };
             self.push(accept.user_data(token::encode(Op::Accept, 0, 0)))?;
             self.accepts_armed += 1;
         }
@@ -206,9 +225,13 @@ impl<'a> UringWorker<'a> {
     fn on_accept(&mut self, result: i32) -> io::Result<()> {
         self.accepts_armed -= 1;
         if result >= 0 {
-            // SAFETY: a successful accept returns a new fd that nothing else owns.
-            let fd = unsafe { crate::sys::own_fd(result) };
-            self.adopt(fd, Origin::Accepted)?;
+            let socket = if self.accepts_direct {
+                RingSocket::Direct(result as u32)
+            } else {
+                // SAFETY: a successful accept returns a new fd that nothing else owns.
+                RingSocket::Plain(unsafe { crate::sys::own_fd(result) })
+            };
+            self.adopt(socket, Origin::Accepted)?;
         } else if crate::sys::out_of_resources(-result) {
             // Retrying now would spin: the tick lets accepts go again.
             if crate::sys::out_of_fds(-result) {
@@ -236,7 +259,7 @@ impl<'a> UringWorker<'a> {
             return self.start_drain();
         }
         let mut batch = self.core.take_batch(result as usize);
-        let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(fd, Origin::Handed))?;
+        let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(RingSocket::Plain(fd), Origin::Handed))?;
         self.core.counts.rejected += declined as u64;
         if !self.core.acknowledge(&batch.received, adopted, self.conns.len()) {
             return self.master_gone();
@@ -262,11 +285,16 @@ impl<'a> UringWorker<'a> {
     }
 
     /// Takes a connection into the slab and starts receiving on it; false
-    /// (and `fd` closed) when every slot is taken.
-    fn adopt(&mut self, fd: OwnedFd, origin: Origin) -> io::Result<bool> {
-        let Some((slot, generation)) = self.conns.insert() else { return Ok(false) };
+    /// (and `socket` closed) when every slot is taken.
+    fn adopt(&mut self, socket: RingSocket, origin: Origin) -> io::Result<bool> {
+        let Some((slot, generation)) = self.conns.insert() else {
+            if let RingSocket::Direct(_) = socket {
+                self.push_ignored(socket.into_close())?;
+            }
+            return Ok(false);
+        };
         if let Some(entry) = self.conns.get_mut(slot, generation) {
-            *entry = Slot { fd: Some(fd), origin, ..Slot::default() };
+            *entry = Slot { socket: Some(socket), origin, ..Slot::default() };
             self.core.open_connection(&mut entry.conn, slot, origin);
         }
         self.drive(slot, generation)?;
@@ -287,33 +315,43 @@ impl<'a> UringWorker<'a> {
         }
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
         if entry.conn.take_half_close() {
-            // A direct call, not a ring op: the kernel may run an io_uring shutdown
-            // later in a worker thread and look the fd number up only then, when it
-            // may already belong to the next connection. This path is rare.
-            if let Some(fd) = &entry.fd {
-                half_close(fd.as_fd());
+            match &entry.socket {
+                // A direct call, not a ring op: the kernel may run an io_uring shutdown
+                // later in a worker thread and look the fd number up only then, when it
+                // may already belong to the next connection. This path is rare.
+                Some(RingSocket::Plain(fd)) => half_close(fd.as_fd()),
+                // No number to call with: a ring op, and the close waits for it.
+                Some(RingSocket::Direct(index)) => {
+                    entry.half_closing = true;
+                    let shutdown = opcode::Shutdown::new(Fixed(*index), libc::SHUT_WR).build();
+                    self.push(shutdown.user_data(token::encode(Op::HalfClose, slot, generation)))?;
+                }
+                None => {}
             }
         }
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
         if entry.conn.is_closed() {
             return self.begin_close(slot, generation);
         }
         let (_, mut ctx) = self.core.parts(slot);
         if let Some(header) = entry.conn.poll_send(&mut ctx) {
-            let fd = Fd(entry.fd.as_ref().map_or(-1, |f| f.as_raw_fd()));
+            let Some(socket) = &entry.socket else { return Ok(()) };
+            let fd = socket.fd();
             // One slice (a keep-alive answer) needs no msghdr: a plain send is cheaper.
             let send = match entry.conn.single_slice() {
                 Some((start, len)) => opcode::Send::new(fd, start, len as u32).flags(libc::MSG_NOSIGNAL).build(),
                 None => opcode::SendMsg::new(fd, header).flags(libc::MSG_NOSIGNAL as u32).build(),
             };
-            self.push(send.user_data(token::encode(Op::Send, slot, generation)))?;
+            let send = send.flags(socket.flags()).user_data(token::encode(Op::Send, slot, generation));
+            self.push(send)?;
         }
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
         // Held input goes first: no new reads until it is all taken.
         let wants = entry.conn.wants_read() && entry.held.is_empty();
         if wants && !entry.receiving {
+            let Some(socket) = &entry.socket else { return Ok(()) };
             entry.receiving = true;
-            let fd = entry.fd.as_ref().map_or(-1, |f| f.as_raw_fd());
-            let recv = opcode::RecvMulti::new(Fd(fd), bufring::GROUP).build();
+            let recv = opcode::RecvMulti::new(socket.fd(), bufring::GROUP).build().flags(socket.flags());
             self.push(recv.user_data(token::encode(Op::Recv, slot, generation)))?;
         } else if !wants && entry.receiving && !entry.cancelling {
             // Back-pressure: stop reading until the queued replies are sent.
@@ -418,14 +456,16 @@ impl<'a> UringWorker<'a> {
             return Ok(());
         }
         entry.closing = true;
-        let (mut fd, receiving, sending) = (entry.fd.take(), entry.receiving, entry.conn.is_sending());
+        // A half-close on the way closes the socket when it ends (`on_half_closed`).
+        let mut socket = if entry.half_closing { None } else { entry.socket.take() };
+        let (receiving, sending) = (entry.receiving, entry.conn.is_sending());
         if entry.origin == Origin::Handed {
-            if let Some(handed) = fd.take() {
+            if let Some(RingSocket::Plain(handed)) = socket.take() {
                 // Our FIN now, not when the master closes its copy, and our
                 // close a moment later (see `Origin`). A direct call, as for
                 // `take_half_close`: the number is closed later.
                 half_close(handed.as_fd());
-                fd = self.core.late_closes.keep(self.core.now, handed);
+                socket = self.core.late_closes.keep(self.core.now, handed).map(RingSocket::Plain);
             }
         }
         if receiving {
@@ -434,9 +474,22 @@ impl<'a> UringWorker<'a> {
         if sending {
             self.push_ignored(opcode::AsyncCancel::new(token::encode(Op::Send, slot, generation)).build())?;
         }
-        if let Some(fd) = fd {
-            // The ring owns the fd from here: it closes it.
-            self.push_ignored(opcode::Close::new(Fd(fd.into_raw_fd())).build())?;
+        if let Some(socket) = socket {
+            self.push_ignored(socket.into_close())?;
+        }
+        self.release_if_done(slot, generation);
+        Ok(())
+    }
+
+    /// A direct descriptor's half-close ended: a close that waited for it goes now.
+    fn on_half_closed(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        entry.half_closing = false;
+        if !entry.closing {
+            return Ok(());
+        }
+        if let Some(socket) = entry.socket.take() {
+            self.push_ignored(socket.into_close())?;
         }
         self.release_if_done(slot, generation);
         Ok(())
@@ -444,7 +497,7 @@ impl<'a> UringWorker<'a> {
 
     fn release_if_done(&mut self, slot: u32, generation: u32) {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return };
-        if entry.closing && !entry.receiving && !entry.conn.is_sending() {
+        if entry.closing && !entry.receiving && !entry.conn.is_sending() && !entry.half_closing {
             while let Some(bid) = entry.held.pop_front() {
                 self.bufs.recycle(bid);
             }
@@ -492,7 +545,7 @@ impl<'a> UringWorker<'a> {
             let Some(listener) = self.core.sources.listener.as_ref() else { break };
             match socket::accept(listener.as_fd()) {
                 Ok(Some(fd)) => {
-                    self.adopt(fd, Origin::Accepted)?;
+                    self.adopt(RingSocket::Plain(fd), Origin::Accepted)?;
                 }
                 Ok(None) => break,
                 Err(e) if e.raw_os_error().is_some_and(crate::sys::out_of_resources) => {
@@ -519,7 +572,7 @@ impl<'a> UringWorker<'a> {
             if let Some(listener) = self.core.sources.listener.take() {
                 while self.conns.vacant() > 0 {
                     let Some(fd) = next_queued(&listener) else { break };
-                    self.adopt(fd, Origin::Accepted)?;
+                    self.adopt(RingSocket::Plain(fd), Origin::Accepted)?;
                 }
             }
         }

@@ -75,3 +75,11 @@ pub fn out_of_fds(errno: i32) -> bool {
 pub fn out_of_resources(errno: i32) -> bool {
     out_of_fds(errno) || matches!(errno, libc::ENOMEM | libc::ENOBUFS)
 }
+
+/// The soft `RLIMIT_NOFILE`: how many descriptors this process may hold.
+pub fn fd_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into a valid rlimit.
+    syscall!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) })?;
+    Ok(limit.rlim_cur)
+}

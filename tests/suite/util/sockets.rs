@@ -52,3 +52,18 @@ pub fn migrations() -> (u64, u64) {
     };
     (find("TCPMigrateReqSuccess").unwrap_or(0), find("TCPMigrateReqFailure").unwrap_or(0))
 }
+
+/// How many TCP sockets on local port `port` wait in CLOSE_WAIT: the peer
+/// has closed and the process holding them has not (/proc/net/tcp, IPv4).
+pub fn close_waits_on_port(port: u16) -> usize {
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port =
+                fields.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            local_port == Some(port) && fields.get(3) == Some(&"08")
+        })
+        .count()
+}

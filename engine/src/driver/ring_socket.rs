@@ -1,0 +1,64 @@
+//! A connection's socket as the io_uring driver names it in its ops: a
+//! descriptor in the process's table, or an index in the ring's own table
+//! of registered files (a direct descriptor).
+//!
+//! The ring's accepts (`shared`, `reuseport`) put their connections in the
+//! ring's table: an op on a direct descriptor skips the lookup of the file
+//! behind a descriptor number (`fget`/`fput` on every send and receive), and
+//! the connection takes no place in the process's table. Connections handed
+//! over by the master, or taken by the tick's plain `accept`, stay plain.
+
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+
+use io_uring::types::{Fd, Fixed};
+use io_uring::{opcode, squeue, Submitter};
+
+/// A connection's socket.
+#[derive(Debug)]
+pub(super) enum RingSocket {
+    /// A descriptor in the process's table.
+    Plain(OwnedFd),
+    /// An index in the ring's table of registered files.
+    Direct(u32),
+}
+
+impl RingSocket {
+    /// The fd field of an op on this socket; the op must also carry [`RingSocket::flags`].
+    pub(super) fn fd(&self) -> Fd {
+        match self {
+            RingSocket::Plain(fd) => Fd(fd.as_raw_fd()),
+            RingSocket::Direct(index) => Fd(*index as i32),
+        }
+    }
+
+    /// The flags an op on this socket carries: `FIXED_FILE` says its fd
+    /// field is an index in the ring's table.
+    pub(super) fn flags(&self) -> squeue::Flags {
+        match self {
+            RingSocket::Plain(_) => squeue::Flags::empty(),
+            RingSocket::Direct(_) => squeue::Flags::FIXED_FILE,
+        }
+    }
+
+    /// The op that closes the socket; the ring owns a plain descriptor from here.
+    pub(super) fn into_close(self) -> squeue::Entry {
+        match self {
+            RingSocket::Plain(fd) => opcode::Close::new(Fd(fd.into_raw_fd())).build(),
+            RingSocket::Direct(index) => opcode::Close::new(Fixed(index)).build(),
+        }
+    }
+}
+
+/// Registers an empty table of direct descriptors for the ring's accepts;
+/// `false` when the kernel refuses (older than 5.19, or short of memory):
+/// the accepts then make plain descriptors, which only cost more per op.
+///
+/// The table is as large as the worker's connection limit or its open-file
+/// limit, whichever is lower (the kernel refuses a table larger than the
+/// open-file limit): an accept into a full table fails with `ENFILE`, as one
+/// at the open-file limit does, and is handled the same way.
+pub(super) fn register_table(submitter: &Submitter<'_>, max_conns: usize) -> bool {
+    let Ok(fd_limit) = crate::sys::fd_limit() else { return false };
+    let size = fd_limit.min(max_conns as u64).min(u64::from(u32::MAX)) as u32;
+    submitter.register_files_sparse(size).is_ok()
+}
