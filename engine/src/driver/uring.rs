@@ -17,8 +17,9 @@ use std::time::SystemTime;
 use io_uring::types::{CancelBuilder, DestinationSlot, Fd, Fixed, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
+use super::core::Core;
 use super::ring_socket::{self, RingSocket};
-use super::{adopt_batch, next_queued, Core, Origin, TICK};
+use super::{adopt_batch, next_queued, Origin, TICK};
 use crate::bufring::{self, BufRing};
 use crate::channel::Tag;
 use crate::conn::Connection;

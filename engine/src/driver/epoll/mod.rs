@@ -17,7 +17,8 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::SystemTime;
 
-use super::{adopt_batch, next_queued, Core, Origin, TICK};
+use super::core::Core;
+use super::{adopt_batch, next_queued, Origin, TICK};
 use crate::channel::{recv_nonblocking, Tag};
 use crate::conn::Connection;
 use crate::slab::Slab;

@@ -1,0 +1,348 @@
+//! What both drivers keep besides their connections and their kernel
+//! interface: the preformatted replies, the carry and output buffers, the
+//! counters, draining, the injected faults, and the master's channel
+//! (batches in, acks out).
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, SystemTime};
+
+use super::late_closes::LateCloses;
+use super::{Origin, Sources, CARRY_MIN};
+use crate::answer::{Answering, BodyPool, Dynamic, ResponseScratch};
+use crate::channel::{send_acks, Ack, Acks, Message, Received, Tag, MAX_FDS};
+use crate::config::EngineConfig;
+use crate::conn::{Connection, Context, Timeouts};
+use crate::handler::Handler;
+use crate::http::Limits;
+use crate::response::Responses;
+use crate::stats::{CountersSnapshot, WorkerCounters, STATE_DRAINING, STATE_READY, STATE_STOPPED};
+use crate::sys::now_ms;
+
+/// What both drivers keep besides their connections and their kernel interface.
+pub(super) struct Core<'a> {
+    pub(super) config: &'a EngineConfig,
+    pub(super) sources: Sources,
+    pub(super) handler: &'a mut dyn Handler,
+    /// The handler has a fixed body: answer from the preformatted pages.
+    pub(super) fixed: bool,
+    pub(super) scratch: ResponseScratch,
+    pub(super) bodies: BodyPool,
+    /// Per-slot output buffers for the handler's framed responses: slot `i`
+    /// owns `out[i * out_cap..(i + 1) * out_cap]` (empty with a fixed body).
+    pub(super) out: Box<[u8]>,
+    pub(super) out_cap: usize,
+    pub(super) responses: Responses,
+    pub(super) limits: Limits,
+    pub(super) timeouts: Timeouts,
+    /// Per-slot room for an incomplete header block: slot `i` owns
+    /// `carry[i * carry_cap..(i + 1) * carry_cap]`.
+    pub(super) carry: Box<[u8]>,
+    pub(super) carry_cap: usize,
+    pub(super) counters: &'a WorkerCounters,
+    pub(super) counts: CountersSnapshot,
+    pub(super) inbox: Box<Message>,
+    /// Acks of the batches taken this loop turn, sent together at its end.
+    pub(super) acks: Acks,
+    /// Handed-over connections closing late (see [`LateCloses`]).
+    pub(super) late_closes: LateCloses,
+    /// The master's channel is still open: a draining worker waits for its end
+    /// of stream, so connections the master sent before `Drain` are all served.
+    pub(super) channel_open: bool,
+    pub(super) draining: bool,
+    pub(super) drain_deadline: u64,
+    pub(super) now: u64,
+    /// When the injected stall begins, until it has happened.
+    pub(super) stall_at: Option<u64>,
+}
+
+/// A batch of connections from the master, owned now.
+pub(super) struct Batch {
+    pub(super) fds: [Option<OwnedFd>; MAX_FDS],
+    pub(super) received: Received,
+}
+
+impl<'a> Core<'a> {
+    pub(super) fn new(
+        config: &'a EngineConfig,
+        sources: Sources,
+        counters: &'a WorkerCounters,
+        handler: &'a mut dyn Handler,
+    ) -> Core<'a> {
+        // Room for an incomplete header block, and for input held while a
+        // connection waits for its replies to go out.
+        let carry_cap = config.max_header.max(CARRY_MIN);
+        let fixed_body = handler.fixed_body().map(<[u8]>::to_vec);
+        let fixed = fixed_body.is_some();
+        // Zeroed memory comes from the kernel lazily: only buffers used get pages.
+        let (scratch, bodies, out_cap) = if fixed {
+            (ResponseScratch::new(0), BodyPool::new(0, 0), 0)
+        } else {
+            let scratch = ResponseScratch::new(config.max_response);
+            // Room for two of the largest responses: pipelined answers go out together.
+            let out_cap = 2 * scratch.largest_framed();
+            let body_size = config.max_header + usize::try_from(config.max_body).unwrap_or(usize::MAX);
+            (scratch, BodyPool::new(config.body_buffers, body_size), out_cap)
+        };
+        let mut counts = counters.snapshot();
+        counts.live = 0;
+        counters.pid.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
+        let millis = |d: Duration| d.as_millis() as u64;
+        Core {
+            config,
+            channel_open: sources.channel.is_some(),
+            sources,
+            handler,
+            fixed,
+            scratch,
+            bodies,
+            out: vec![0u8; config.max_conns * out_cap].into_boxed_slice(),
+            out_cap,
+            responses: Responses::new(fixed_body.as_deref().unwrap_or_default(), SystemTime::now()),
+            limits: config.limits(),
+            timeouts: Timeouts {
+                header_ms: millis(config.header_timeout),
+                body_ms: millis(config.body_timeout),
+                idle_ms: millis(config.idle_timeout),
+            },
+            // Zeroed memory comes from the kernel lazily: only the slots used get pages.
+            carry: vec![0u8; config.max_conns * carry_cap].into_boxed_slice(),
+            carry_cap,
+            counters,
+            counts,
+            inbox: Message::new(),
+            acks: Acks::new(),
+            late_closes: LateCloses::new(),
+            draining: false,
+            drain_deadline: 0,
+            now: now_ms(),
+            stall_at: None,
+        }
+    }
+
+    /// Slot `slot`'s carry buffer and the context its connection's handlers take.
+    pub(super) fn parts(&mut self, slot: u32) -> (&mut [u8], Context<'_>) {
+        let base = slot as usize * self.carry_cap;
+        let carry = &mut self.carry[base..base + self.carry_cap];
+        let out_base = slot as usize * self.out_cap;
+        let answering = if self.fixed {
+            Answering::Fixed
+        } else {
+            Answering::Dynamic(Dynamic {
+                handler: &mut *self.handler,
+                scratch: &mut self.scratch,
+                bodies: &mut self.bodies,
+            })
+        };
+        let context = Context {
+            now: self.now,
+            limits: self.limits,
+            timeouts: self.timeouts,
+            responses: &mut self.responses,
+            draining: self.draining,
+            answering,
+            out: &mut self.out[out_base..out_base + self.out_cap],
+            health_path: self.config.health_path.as_deref().map(str::as_bytes),
+            healthy: !self.draining && !self.counters.is_lame_duck(),
+        };
+        (carry, context)
+    }
+
+    pub(super) fn ready(&mut self) {
+        self.counters.set_state(STATE_READY);
+        // Its loop runs from here: a connection that waits on it before its
+        // first wake-up is not waiting on a stalled worker.
+        if let Some(tally) = &self.sources.accept_tally {
+            tally.turned_now();
+        }
+        if let Some((after, _)) = self.config.faults.stall {
+            self.stall_at = Some(self.now + after.as_millis() as u64);
+        }
+    }
+
+    /// Injected faults: the one-time stall, when due (called once per loop turn).
+    pub(super) fn stall_if_due(&mut self) {
+        let Some((at, (_, stall))) = self.stall_at.zip(self.config.faults.stall) else { return };
+        if self.now >= at {
+            self.stall_at = None;
+            std::thread::sleep(stall);
+            self.now = now_ms();
+        }
+    }
+
+    /// Injected faults: the time a slow handler would spend on `requests`.
+    pub(super) fn work_for(&self, requests: u32) {
+        let Some(per_request) = self.config.faults.per_request else { return };
+        if requests == 0 {
+            return;
+        }
+        let until = std::time::Instant::now() + per_request * requests;
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Publishes the counters once per loop turn (the heartbeat moves).
+    pub(super) fn publish(&mut self, live: usize) {
+        self.counts.live = live as u64;
+        self.counts.heartbeat += 1;
+        self.counters.store(&self.counts);
+    }
+
+    /// The loop woke from its wait: the clock moves, and the accept tally
+    /// notes that the loop turns (else a worker woken by a connection after
+    /// a long wait would seem stalled until the end of its turn).
+    pub(super) fn woke(&mut self) {
+        self.now = now_ms();
+        if let Some(tally) = &self.sources.accept_tally {
+            tally.turned_now();
+        }
+    }
+
+    /// True when the loop should end: drained, or out of time to.
+    pub(super) fn finished(&self, live: usize) -> bool {
+        self.draining && ((live == 0 && !self.channel_open) || self.now >= self.drain_deadline)
+    }
+
+    pub(super) fn stopped(&mut self) {
+        self.counts.live = 0;
+        self.counters.store(&self.counts);
+        self.counters.set_state(STATE_STOPPED);
+    }
+
+    /// Begins the drain; false when it had begun already.
+    pub(super) fn start_drain(&mut self) -> bool {
+        if self.draining {
+            return false;
+        }
+        self.draining = true;
+        self.drain_deadline = self.now + self.config.drain_timeout.as_millis() as u64;
+        self.counters.set_state(STATE_DRAINING);
+        true
+    }
+
+    /// Readies `conn` in slot `slot` for a connection just taken, and counts it;
+    /// one taken as the drain began (its accept raced the cancel) is drained
+    /// like the others, not kept to the drain's deadline.
+    pub(super) fn open_connection(&mut self, conn: &mut Connection, slot: u32, origin: Origin) {
+        conn.open(self.now, &self.timeouts);
+        if self.draining {
+            let (_, ctx) = self.parts(slot);
+            conn.handle_drain(&ctx);
+        }
+        self.counts.accepted += 1;
+        // At once, not at the end of the turn: whoever steers by what waits
+        // unaccepted sees it leave the queue when it does. One the master
+        // handed over was counted by the master, off the listener it took
+        // it from.
+        if let (Some(tally), Origin::Accepted) = (&self.sources.accept_tally, origin) {
+            tally.add(1);
+        }
+    }
+
+    /// Takes the connections of a message of `len` bytes just received into
+    /// the inbox.
+    pub(super) fn take_batch(&mut self, len: usize) -> Batch {
+        let mut fds: [Option<OwnedFd>; MAX_FDS] = [const { None }; MAX_FDS];
+        let mut count = 0;
+        // SAFETY: called once per completed recvmsg into the inbox, with its length.
+        let received = unsafe {
+            self.inbox.take_received(len, &mut |fd| {
+                if count < MAX_FDS {
+                    fds[count] = Some(fd);
+                    count += 1;
+                }
+            })
+        };
+        if received.truncated || received.fds < received.sent {
+            // At the open-file limit: the kernel dropped the rest of the batch.
+            // The master still holds those connections and hands them on.
+            self.counts.fd_limit_hits += 1;
+        }
+        Batch { fds, received }
+    }
+
+    /// Settles a batch once it is adopted: every `Connections` message gets
+    /// exactly one ack, whatever arrived. The ack waits for the end of the
+    /// loop turn ([`Core::flush_acks`]), so batches taken in one turn are
+    /// answered with one message. A `Text` message asks for no ack: its line
+    /// goes to the handler. `live`: the connections open now, the batch's
+    /// included. False when the master is gone.
+    pub(super) fn acknowledge(&mut self, received: &Received, adopted: usize, live: usize) -> bool {
+        if received.tag == Some(Tag::Text) {
+            // The master sends only text it read as UTF-8 (a control command).
+            if let Ok(text) = std::str::from_utf8(self.inbox.text(received)) {
+                self.handler.on_message(text);
+            }
+            return true;
+        }
+        if received.tag != Some(Tag::Connections) || self.sources.channel.is_none() {
+            return true;
+        }
+        let ack = Ack { received: received.fds as u16, adopted: adopted as u16 };
+        if self.acks.push(ack) {
+            return true;
+        }
+        // A full message: send it and start the next.
+        let sent = self.flush_acks(live);
+        self.acks.push(ack);
+        sent
+    }
+
+    /// Sends the acks gathered this turn, if any (once per loop turn, before
+    /// the loop waits), `live` (the connections open now) published first:
+    /// the master stops counting the acknowledged connections as handed
+    /// over when it reads the ack, and must find them counted as live by
+    /// then, else for a moment they are counted nowhere and the next
+    /// connections go to this worker as if it had room for them. False when
+    /// the master is gone.
+    pub(super) fn flush_acks(&mut self, live: usize) -> bool {
+        if self.acks.is_empty() {
+            return true;
+        }
+        self.counts.live = live as u64;
+        self.counters.live.store(self.counts.live, std::sync::atomic::Ordering::Relaxed);
+        let sent = match self.sources.channel.as_ref() {
+            Some(channel) => send_acks(channel.as_fd(), &self.acks).is_ok(),
+            None => true,
+        };
+        self.acks.clear();
+        sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::channel::channel_pair;
+    use crate::driver::Sources;
+    use crate::handler::FixedBody;
+    use crate::stats::StatsBlock;
+
+    #[test]
+    fn an_ack_goes_out_with_its_connections_counted_live() {
+        // The master stops counting a batch as handed over when it reads the
+        // ack: the worker's live count must hold the batch by then, or for a
+        // moment those connections count nowhere and more are dealt to it.
+        let (master, worker) = channel_pair().expect("channel pair");
+        let config = EngineConfig { max_conns: 4, ..EngineConfig::default() };
+        let stats = StatsBlock::private(1).expect("stats block");
+        let counters = stats.slot(0).expect("slot 0");
+        let mut handler = FixedBody::new(b"hello\n".to_vec());
+        let sources = Sources { channel: Some(worker), ..Sources::default() };
+        let mut core = Core::new(&config, sources, counters, &mut handler);
+        core.publish(1);
+        assert!(core.acks.push(Ack { received: 2, adopted: 2 }));
+        assert!(core.flush_acks(3), "the master's end is open");
+        let mut ack = [0u8; 64];
+        let len = UnixStream::from(master).read(&mut ack).expect("the ack");
+        assert_eq!(
+            Acks::decode(&ack[..len]).map(|a| a.as_slice().to_vec()),
+            Some(vec![Ack { received: 2, adopted: 2 }])
+        );
+        assert_eq!(counters.live.load(Ordering::Relaxed), 3, "the live count published with the ack");
+    }
+}
