@@ -83,15 +83,26 @@ fn steer_load_counts_every_connection_sent_and_accepted() {
     // took it (or by the master, which hands on what waited on a worker that
     // stalled: then one worker's count is the other's gain). A worker
     // publishes its counts once per loop turn: wait for all of them.
-    let stats = stats_when_settled(&s, CONNECTIONS, CONNECTIONS);
+    stats_when_settled(&s, CONNECTIONS, CONNECTIONS);
+    // Under load the kernel may run the program twice for one connection (a
+    // SYN it dropped after the program chose, seen again): the master writes
+    // such a count off within a window of looks (`Drift`), so nothing is
+    // left waiting.
+    let mut stats = serde_json::Value::Null;
+    let drained = eventually(Duration::from_secs(5), || {
+        stats = s.stats();
+        [1, 2].iter().all(|&id| steer_of_key(&stats, id, "waiting") == 0)
+    });
+    assert!(drained, "connections still counted waiting: {stats}");
     let total = |key| [1, 2].iter().map(|&id| steer_of_key(&stats, id, key)).sum::<u64>();
-    for id in [1, 2] {
-        assert_eq!(steer_of_key(&stats, id, "waiting"), 0, "worker {id}: {stats}");
-        if total("rescued") == 0 {
+    assert_eq!(total("accepted"), CONNECTIONS, "{stats}");
+    let extra = total("steered").saturating_sub(CONNECTIONS);
+    assert!(total("steered") >= CONNECTIONS && extra <= 2, "the program sent {}: {stats}", total("steered"));
+    if total("rescued") == 0 && extra == 0 {
+        for id in [1, 2] {
             assert_eq!(steer_of_key(&stats, id, "steered"), steer_of_key(&stats, id, "accepted"), "{stats}");
         }
     }
-    assert_eq!((total("steered"), total("accepted")), (CONNECTIONS, CONNECTIONS), "{stats}");
 }
 
 /// Connections opened at once just after a worker stops: the program sends
