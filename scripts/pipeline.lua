@@ -7,11 +7,18 @@
 -- all DEPTH responses arrived. No response() function is defined on purpose: wrk would
 -- then call into Lua for every response, which costs throughput and is not needed.
 -- Latency is recorded once per batch (write of the batch -> last of its responses).
+-- BODY_BYTES=N in the environment makes every request a POST with an N-byte body
+-- (large inputs: with DEPTH 1, one request spans many receive buffers).
 local depth = 16
 
 init = function(args)
   local n = tonumber(args[1] or "")   -- args[0] is the URL, args[1] the first after it
   if n ~= nil and n >= 1 then depth = n end
+  local body = tonumber(os.getenv("BODY_BYTES") or "")
+  if body ~= nil then
+    wrk.method = "POST"
+    wrk.body = string.rep("x", body)
+  end
   local r = {}
   for i = 1, depth do
     r[i] = wrk.format(nil, nil)   -- method, path, headers, body from the command line
