@@ -1,4 +1,4 @@
-//! The worker: one event loop on io_uring (`uring.rs`) or epoll (`epoll/`)
+//! The worker: one event loop on io_uring (`uring/`) or epoll (`epoll/`)
 //! around the same connection state machine, and what both loops share
 //! (`core.rs`): the preformatted replies, the carry buffers, the counters,
 //! draining, and the master's channel (batches in, acks out).
@@ -10,7 +10,6 @@
 mod core;
 mod epoll;
 mod late_closes;
-mod ring_socket;
 mod uring;
 
 use std::io;

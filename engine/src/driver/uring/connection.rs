@@ -1,0 +1,247 @@
+//! One connection on the io_uring driver: the ops its state machine asks
+//! for (receive, send, half-close, close), what their completions mean, the
+//! input it holds while paused, and the end of its slot once every op is done.
+
+use std::io;
+use std::os::fd::AsFd;
+
+use io_uring::types::Fixed;
+use io_uring::{cqueue, opcode};
+
+use super::held::Held;
+use super::ring_socket::RingSocket;
+use super::UringWorker;
+use crate::bufring;
+use crate::conn::Connection;
+use crate::driver::Origin;
+use crate::sys::socket::half_close;
+use crate::token::{self, Op};
+
+/// A connection and the ring ops it has outstanding.
+#[derive(Debug, Default)]
+pub(super) struct Slot {
+    pub(super) conn: Connection,
+    /// Input waiting in receive buffers until the connection can take it.
+    pub(super) held: Held,
+    /// The socket, until its close is handed to the ring.
+    pub(super) socket: Option<RingSocket>,
+    /// The multishot receive is armed.
+    pub(super) receiving: bool,
+    /// Its cancellation is on the way (reading paused).
+    pub(super) cancelling: bool,
+    /// The close was submitted; the slot waits for its ops to end.
+    pub(super) closing: bool,
+    /// The ring's half-close of a direct descriptor is on the way. The
+    /// kernel runs it in a worker thread and looks the table index up only
+    /// then, so the close (which frees the index for the next accept) waits
+    /// for it.
+    pub(super) half_closing: bool,
+    /// Accepted here or handed over by the master (the close sends the FIN then).
+    pub(super) origin: Origin,
+}
+
+impl UringWorker<'_> {
+    /// Does what the connection asks after an event: half-close, close, send,
+    /// start or stop reading.
+    pub(super) fn drive(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if entry.closing {
+            return Ok(());
+        }
+        if !entry.held.is_empty() && entry.conn.wants_read() {
+            self.take_held(slot, generation);
+        }
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if entry.conn.take_half_close() {
+            match &entry.socket {
+                // A direct call, not a ring op: the kernel may run an io_uring shutdown
+                // later in a worker thread and look the fd number up only then, when it
+                // may already belong to the next connection. This path is rare.
+                Some(RingSocket::Plain(fd)) => half_close(fd.as_fd()),
+                // No number to call with: a ring op, and the close waits for it.
+                Some(RingSocket::Direct(index)) => {
+                    entry.half_closing = true;
+                    let shutdown = opcode::Shutdown::new(Fixed(*index), libc::SHUT_WR).build();
+                    self.push(shutdown.user_data(token::encode(Op::HalfClose, slot, generation)))?;
+                }
+                None => {}
+            }
+        }
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if entry.conn.is_closed() {
+            return self.begin_close(slot, generation);
+        }
+        let (_, mut ctx) = self.core.parts(slot);
+        if let Some(header) = entry.conn.poll_send(&mut ctx) {
+            let Some(socket) = &entry.socket else { return Ok(()) };
+            let fd = socket.fd();
+            // One slice (a keep-alive answer) needs no msghdr: a plain send is cheaper.
+            let send = match entry.conn.single_slice() {
+                Some((start, len)) => opcode::Send::new(fd, start, len as u32).flags(libc::MSG_NOSIGNAL).build(),
+                None => opcode::SendMsg::new(fd, header).flags(libc::MSG_NOSIGNAL as u32).build(),
+            };
+            let send = send.flags(socket.flags()).user_data(token::encode(Op::Send, slot, generation));
+            self.push(send)?;
+        }
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        // Held input goes first: no new reads until it is all taken.
+        let wants = entry.conn.wants_read() && entry.held.is_empty();
+        if wants && !entry.receiving {
+            let Some(socket) = &entry.socket else { return Ok(()) };
+            entry.receiving = true;
+            let recv = opcode::RecvMulti::new(socket.fd(), bufring::GROUP).build().flags(socket.flags());
+            self.push(recv.user_data(token::encode(Op::Recv, slot, generation)))?;
+        } else if !wants && entry.receiving && !entry.cancelling {
+            // Back-pressure: stop reading until the queued replies are sent.
+            entry.cancelling = true;
+            let cancel = opcode::AsyncCancel::new(token::encode(Op::Recv, slot, generation)).build();
+            self.push_ignored(cancel)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_recv(&mut self, slot: u32, generation: u32, result: i32, flags: u32) -> io::Result<()> {
+        let buffer = cqueue::buffer_select(flags);
+        let Some(entry) = self.conns.get_mut(slot, generation) else {
+            if let Some(bid) = buffer {
+                self.bufs.recycle(bid);
+            }
+            return Ok(());
+        };
+        if !cqueue::more(flags) {
+            entry.receiving = false;
+            entry.cancelling = false;
+        }
+        let (carry, mut ctx) = self.core.parts(slot);
+        match (result, buffer) {
+            (len, Some(bid)) if len > 0 => {
+                let len = len as usize;
+                let taken = if entry.held.is_empty() {
+                    // SAFETY: `bid` was just handed to us by this completion and is
+                    // recycled only after `data` is last used.
+                    let data = unsafe { self.bufs.filled(bid, len) };
+                    entry.conn.handle_input(data, carry, cqueue::sock_nonempty(flags), &mut ctx)
+                } else {
+                    // Behind input already waiting: in order, after it.
+                    0
+                };
+                if taken == len {
+                    self.bufs.recycle(bid);
+                } else if !entry.held.push(bid, taken, len) {
+                    // More than it may hold while not reading its answers.
+                    self.bufs.recycle(bid);
+                    entry.conn.handle_read_error();
+                }
+                self.core.work_for(entry.conn.take_parsed());
+            }
+            (0, _) => entry.conn.handle_peer_closed(&mut ctx),
+            // Out of receive buffers, or cancelled by us: re-armed below if still wanted.
+            (e, _) if e == -libc::ENOBUFS || e == -libc::ECANCELED => {}
+            _ => entry.conn.handle_read_error(),
+        }
+        if entry.closing {
+            self.release_if_done(slot, generation);
+            return Ok(());
+        }
+        self.drive(slot, generation)
+    }
+
+    /// Offers a connection the input it holds, in order, until it takes it all
+    /// or pauses again.
+    fn take_held(&mut self, slot: u32, generation: u32) {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return };
+        while let Some((bid, start, end)) = entry.held.front() {
+            if !entry.conn.wants_read() {
+                return;
+            }
+            let (carry, mut ctx) = self.core.parts(slot);
+            // SAFETY: `bid` is held by this connection: not recycled, so the
+            // kernel does not write it, until it is popped below.
+            let data = unsafe { self.bufs.filled(bid, end) };
+            let taken = entry.conn.handle_input(&data[start..], carry, false, &mut ctx);
+            self.core.work_for(entry.conn.take_parsed());
+            if start + taken < end {
+                entry.held.advance_front(start + taken);
+                return;
+            }
+            if let Some(done) = entry.held.pop_front() {
+                self.bufs.recycle(done);
+            }
+        }
+    }
+
+    pub(super) fn on_send(&mut self, slot: u32, generation: u32, result: i32) -> io::Result<()> {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        let (carry, mut ctx) = self.core.parts(slot);
+        if result < 0 {
+            entry.conn.handle_send_failed(&mut ctx);
+        } else {
+            let answered = entry.conn.handle_sent(result as usize, carry, &mut ctx);
+            self.core.counts.requests += u64::from(answered);
+        }
+        if entry.closing {
+            self.release_if_done(slot, generation);
+            return Ok(());
+        }
+        self.drive(slot, generation)
+    }
+
+    /// Closes the socket through the ring and cancels its ops; the slot is
+    /// given back once they have all completed.
+    pub(super) fn begin_close(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if entry.closing {
+            return Ok(());
+        }
+        entry.closing = true;
+        // A half-close on the way closes the socket when it ends (`on_half_closed`).
+        let mut socket = if entry.half_closing { None } else { entry.socket.take() };
+        let (receiving, sending) = (entry.receiving, entry.conn.is_sending());
+        if entry.origin == Origin::Handed {
+            if let Some(RingSocket::Plain(handed)) = socket.take() {
+                // Our FIN now, not when the master closes its copy, and our
+                // close a moment later (see `Origin`). A direct call, as for
+                // `take_half_close`: the number is closed later.
+                half_close(handed.as_fd());
+                socket = self.core.late_closes.keep(self.core.now, handed).map(RingSocket::Plain);
+            }
+        }
+        if receiving {
+            self.push_ignored(opcode::AsyncCancel::new(token::encode(Op::Recv, slot, generation)).build())?;
+        }
+        if sending {
+            self.push_ignored(opcode::AsyncCancel::new(token::encode(Op::Send, slot, generation)).build())?;
+        }
+        if let Some(socket) = socket {
+            self.push_ignored(socket.into_close())?;
+        }
+        self.release_if_done(slot, generation);
+        Ok(())
+    }
+
+    /// A direct descriptor's half-close ended: a close that waited for it goes now.
+    pub(super) fn on_half_closed(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        entry.half_closing = false;
+        if !entry.closing {
+            return Ok(());
+        }
+        if let Some(socket) = entry.socket.take() {
+            self.push_ignored(socket.into_close())?;
+        }
+        self.release_if_done(slot, generation);
+        Ok(())
+    }
+
+    fn release_if_done(&mut self, slot: u32, generation: u32) {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return };
+        if entry.closing && !entry.receiving && !entry.conn.is_sending() && !entry.half_closing {
+            while let Some(bid) = entry.held.pop_front() {
+                self.bufs.recycle(bid);
+            }
+            let (_, mut ctx) = self.core.parts(slot);
+            entry.conn.release(&mut ctx);
+            self.conns.remove(slot);
+        }
+    }
+}
