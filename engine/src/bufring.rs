@@ -2,6 +2,11 @@
 //! start, picked by the kernel for each multishot receive and handed back
 //! after the data is parsed. The worker's connections read into group
 //! [`GROUP`]; the master's ring reads its workers' acks into a group of its own.
+//!
+//! A bundle receive fills several buffers in one completion: the first is
+//! named by the completion, the others are the ones that followed it in the
+//! ring. Buffers come back out of order, so the ring remembers which buffer
+//! it put at each position ([`Bundle`] walks them).
 
 use std::io;
 use std::ptr::NonNull;
@@ -22,6 +27,12 @@ pub struct BufRing {
     tail: u16,
     buffers: Box<[u8]>,
     size: usize,
+    /// The buffer put at each ring position (`position & (count - 1)`).
+    ids: Box<[u16]>,
+    /// The ring position each buffer was last put at: a bundle is found from
+    /// its first buffer rather than from a count of buffers taken, which a
+    /// completion posted out of turn would throw off.
+    positions: Box<[u16]>,
 }
 
 impl BufRing {
@@ -61,6 +72,8 @@ impl BufRing {
             tail: 0,
             buffers: vec![0u8; usize::from(count) * size].into_boxed_slice(),
             size,
+            ids: vec![0; usize::from(count)].into_boxed_slice(),
+            positions: vec![0; usize::from(count)].into_boxed_slice(),
         };
         // SAFETY: the ring memory is mapped, page-aligned and outlives the registration:
         // its owner drops its io_uring (which unregisters) before this BufRing.
@@ -91,6 +104,18 @@ impl BufRing {
         unsafe { std::slice::from_raw_parts(self.buffers.as_ptr().add(start), len) }
     }
 
+    /// The buffers a receive of `len` bytes filled, `first` (the completion's
+    /// buffer id) first: every one full but the last. `len` at most one
+    /// buffer's size (a receive that is not a bundle) walks `first` alone.
+    pub fn bundle(&self, first: u16, len: usize) -> Bundle {
+        Bundle { first, start: self.positions[usize::from(first)], walked: 0, left: len }
+    }
+
+    /// The size of one buffer in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
     /// Gives buffer `bid` back to the kernel.
     pub fn recycle(&mut self, bid: u16) {
         self.push(bid);
@@ -106,6 +131,8 @@ impl BufRing {
         entry.set_addr(addr);
         entry.set_len(self.size as u32);
         entry.set_bid(bid);
+        self.ids[index] = bid;
+        self.positions[usize::from(bid)] = self.tail;
         self.tail = self.tail.wrapping_add(1);
     }
 
@@ -120,10 +147,142 @@ impl BufRing {
     }
 }
 
+/// The buffers of one receive, walked in the order the kernel filled them
+/// (see [`BufRing::bundle`]).
+#[derive(Debug)]
+pub struct Bundle {
+    first: u16,
+    /// The ring position of `first`.
+    start: u16,
+    walked: u16,
+    /// Bytes not yet walked.
+    left: usize,
+}
+
+impl Bundle {
+    /// The next buffer and the bytes the kernel put in it; `None` once all
+    /// are walked, or if the ring no longer knows which buffer followed
+    /// (its position reused: every other buffer came back meanwhile).
+    pub fn next(&mut self, ring: &BufRing) -> Option<(u16, usize)> {
+        if self.left == 0 {
+            return None;
+        }
+        let bid = if self.walked == 0 {
+            self.first
+        } else {
+            let position = self.start.wrapping_add(self.walked);
+            let bid = ring.ids[usize::from(position & (ring.count - 1))];
+            if ring.positions[usize::from(bid)] != position {
+                return None;
+            }
+            bid
+        };
+        let filled = self.left.min(ring.size);
+        self.left -= filled;
+        self.walked = self.walked.wrapping_add(1);
+        Some((bid, filled))
+    }
+
+    /// True once every buffer was walked.
+    pub fn is_done(&self) -> bool {
+        self.left == 0
+    }
+}
+
 impl Drop for BufRing {
     fn drop(&mut self) {
         // SAFETY: unmaps the entries mapped in `register`; the ring that read them
         // is dropped first (field order in the worker and the master's reactor).
         unsafe { libc::munmap(self.entries.as_ptr().cast(), self.entries_len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    use io_uring::{cqueue, opcode, types::Fd, IoUring};
+
+    use super::*;
+    use crate::uring;
+
+    const SIZE: usize = 8;
+
+    fn socket_pair() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors socketpair writes.
+        let done =
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
+        assert_eq!(done, 0, "socketpair: {}", io::Error::last_os_error());
+        // SAFETY: socketpair succeeded: both fds are new and owned by nobody else.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    fn write(fd: &OwnedFd, bytes: &[u8]) {
+        // SAFETY: writes `bytes` from a live slice to a socket we own.
+        let wrote = unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+        assert_eq!(wrote, bytes.len() as isize, "write: {}", io::Error::last_os_error());
+    }
+
+    /// Arms `recv` on the ring and collects its completions until `len`
+    /// bytes came: (buffer id, bytes) of each.
+    fn receive(ring: &mut IoUring, recv: io_uring::squeue::Entry, len: usize) -> Vec<(u16, usize)> {
+        // SAFETY: the entry carries no pointer of ours; it reads into the
+        // registered buffers, which outlive the ring.
+        unsafe { uring::push(ring, &recv.user_data(7)) }.expect("push");
+        let mut got = Vec::new();
+        let mut total = 0;
+        while total < len {
+            ring.submit_and_wait(1).expect("wait");
+            for cqe in ring.completion() {
+                let bid = cqueue::buffer_select(cqe.flags()).expect("a buffer");
+                assert!(cqe.result() > 0, "receive failed: {}", cqe.result());
+                got.push((bid, cqe.result() as usize));
+                total += cqe.result() as usize;
+            }
+        }
+        got
+    }
+
+    /// A bundle's buffers are the ring's next positions, not the next ids:
+    /// with buffers given back out of order, the walk still returns the
+    /// bytes in the order they came.
+    #[test]
+    fn bundle_walks_ring_order() {
+        let mut ring = uring::build_ring(8).expect("ring");
+        if !uring::recv_bundles(&ring) {
+            eprintln!("skipped: this kernel has no receive bundles");
+            return;
+        }
+        let mut bufs = BufRing::register(&ring.submitter(), 4, SIZE as u32).expect("buffers");
+        // Take all four buffers, one per completion, and give them back as 1, 0, 3, 2.
+        let (reader, writer) = socket_pair();
+        write(&writer, &[b'.'; 4 * SIZE]);
+        let taken = receive(&mut ring, opcode::RecvMulti::new(Fd(reader.as_raw_fd()), GROUP).build(), 4 * SIZE);
+        assert_eq!(taken, [(0, SIZE), (1, SIZE), (2, SIZE), (3, SIZE)]);
+        for bid in [1, 0, 3, 2] {
+            bufs.recycle(bid);
+        }
+        // Now one receive over four buffers (the kernel may split it in completions).
+        let (reader, writer) = socket_pair();
+        let sent = b"abcdefghijklmnopqrstuvwxyz0123";
+        write(&writer, sent);
+        let bundle = opcode::RecvMultiBundle::new(Fd(reader.as_raw_fd()), GROUP).build();
+        let completions = receive(&mut ring, bundle, sent.len());
+        assert!(completions.iter().any(|&(_, len)| len > SIZE), "no completion was a bundle: {completions:?}");
+        let mut walked = Vec::new();
+        let mut order = Vec::new();
+        for (first, len) in completions {
+            let mut bundle = bufs.bundle(first, len);
+            while let Some((bid, filled)) = bundle.next(&bufs) {
+                // SAFETY: `bid` came with a completion and is not recycled in this test.
+                walked.extend_from_slice(unsafe { bufs.filled(bid, filled) });
+                order.push(bid);
+            }
+            assert!(bundle.is_done(), "walk lost its way at {order:?}");
+        }
+        assert_eq!(order, [1, 0, 3, 2], "buffers in ring order");
+        assert_eq!(walked, sent, "{:?}", String::from_utf8_lossy(&walked));
+        drop(ring);
     }
 }

@@ -1,7 +1,7 @@
 //! The ring moves the worker and the master both make: build a worker's ring,
 //! push an entry (submitting first when the queue is full), wait for
 //! completions, and copy a batch of completions out so handlers may submit
-//! while they run.
+//! while they run; and whether the kernel's receives may be bundles.
 
 use std::io;
 
@@ -84,4 +84,14 @@ pub fn build_ring(entries: u32) -> io::Result<IoUring> {
         }
         ring => ring,
     }
+}
+
+/// Whether multishot receives on `ring` may be bundles (several buffers per
+/// completion). The feature bit is there since Linux 6.10, but before 6.16
+/// a bundle could append a second receive after a part-filled buffer, so
+/// the bytes per buffer could not be told from the total ("io_uring/net:
+/// only retry recv bundle for a full transfer"): older kernels keep one
+/// buffer per completion.
+pub fn recv_bundles(ring: &IoUring) -> bool {
+    ring.params().is_feature_recvsend_bundle() && crate::sys::kernel_release().is_some_and(|version| version >= (6, 16))
 }

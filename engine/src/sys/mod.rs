@@ -30,6 +30,25 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// The running kernel's major and minor version (`uname`).
+pub fn kernel_release() -> Option<(u32, u32)> {
+    // SAFETY: `utsname` is plain bytes; an all-zero value is valid.
+    let mut name: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `name` is a valid, writable utsname.
+    syscall!(unsafe { libc::uname(&mut name) }).ok()?;
+    // SAFETY: uname wrote a NUL-terminated string into `release`.
+    let release = unsafe { std::ffi::CStr::from_ptr(name.release.as_ptr()) }.to_str().ok()?;
+    parse_release(release)
+}
+
+/// `"6.18.0-1-cloud-amd64"` → `(6, 18)`.
+fn parse_release(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 /// Milliseconds on the coarse monotonic clock (a vDSO read, no syscall).
 pub fn now_ms() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -82,4 +101,17 @@ pub fn fd_limit() -> io::Result<u64> {
     // SAFETY: getrlimit writes into a valid rlimit.
     syscall!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) })?;
     Ok(limit.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_parse() {
+        assert_eq!(parse_release("6.18.0-1-cloud-amd64"), Some((6, 18)));
+        assert_eq!(parse_release("6.16"), Some((6, 16)));
+        assert_eq!(parse_release("5.4.0-rc2"), Some((5, 4)));
+        assert_eq!(parse_release("garbage"), None);
+    }
 }

@@ -27,8 +27,10 @@ pub(super) struct Slot {
     pub(super) socket: Option<RingSocket>,
     /// The multishot receive is armed.
     pub(super) receiving: bool,
-    /// Its cancellation is on the way (reading paused).
+    /// Its cancellation is on the way (reading paused, or switching to bundles).
     pub(super) cancelling: bool,
+    /// Its input came more than a buffer at a time: it receives in bundles.
+    pub(super) bundling: bool,
     /// The close was submitted; the slot waits for its ops to end.
     pub(super) closing: bool,
     /// The ring's half-close of a direct descriptor is on the way. The
@@ -89,7 +91,12 @@ impl UringWorker<'_> {
         if wants && !entry.receiving {
             let Some(socket) = &entry.socket else { return Ok(()) };
             entry.receiving = true;
-            let recv = opcode::RecvMulti::new(socket.fd(), bufring::GROUP).build().flags(socket.flags());
+            let recv = if entry.bundling {
+                opcode::RecvMultiBundle::new(socket.fd(), bufring::GROUP).build()
+            } else {
+                opcode::RecvMulti::new(socket.fd(), bufring::GROUP).build()
+            };
+            let recv = recv.flags(socket.flags());
             self.push(recv.user_data(token::encode(Op::Recv, slot, generation)))?;
         } else if !wants && entry.receiving && !entry.cancelling {
             // Back-pressure: stop reading until the queued replies are sent.
@@ -114,7 +121,7 @@ impl UringWorker<'_> {
         }
         let (carry, mut ctx) = self.core.parts(slot);
         match (result, buffer) {
-            (len, Some(bid)) if len > 0 => {
+            (len, Some(bid)) if len > 0 && !entry.bundling => {
                 let len = len as usize;
                 let taken = if entry.held.is_empty() {
                     // SAFETY: `bid` was just handed to us by this completion and is
@@ -130,6 +137,48 @@ impl UringWorker<'_> {
                 } else if !entry.held.push(bid, taken, len) {
                     // More than it may hold while not reading its answers.
                     self.bufs.recycle(bid);
+                    entry.conn.handle_read_error();
+                }
+                self.core.work_for(entry.conn.take_parsed());
+                if self.bundles && len == self.bufs.size() && cqueue::sock_nonempty(flags) {
+                    // Input larger than a buffer: a bundle receive costs more per
+                    // completion than a plain one, and pays only here. The receive is
+                    // re-armed as a bundle once its cancellation completes.
+                    entry.bundling = true;
+                    if entry.receiving && !entry.cancelling && !entry.closing {
+                        entry.cancelling = true;
+                        let cancel = opcode::AsyncCancel::new(token::encode(Op::Recv, slot, generation)).build();
+                        // SAFETY: a cancellation carries no pointer (`push_ignored` would
+                        // borrow all of `self` while `entry` is in use).
+                        unsafe { crate::uring::push_ignored(&mut self.ring, cancel) }?;
+                    }
+                }
+            }
+            (len, Some(first)) if len > 0 => {
+                // A bundle: its buffers, in the order the kernel filled them, each
+                // offered in turn and held as one buffer would be.
+                let mut bundle = self.bufs.bundle(first, len as usize);
+                while let Some((bid, len)) = bundle.next(&self.bufs) {
+                    let more = cqueue::sock_nonempty(flags) || !bundle.is_done();
+                    let taken = if entry.held.is_empty() {
+                        // SAFETY: `bid` came with this completion and is recycled only
+                        // after `data` is last used.
+                        let data = unsafe { self.bufs.filled(bid, len) };
+                        entry.conn.handle_input(data, carry, more, &mut ctx)
+                    } else {
+                        0
+                    };
+                    if taken == len {
+                        self.bufs.recycle(bid);
+                    } else if !entry.held.push(bid, taken, len) {
+                        self.bufs.recycle(bid);
+                        entry.conn.handle_read_error();
+                    }
+                }
+                if !bundle.is_done() {
+                    // The rest cannot be found (its ring positions were reused, which
+                    // completions in order never allow): the stream is broken, and
+                    // those buffers are lost to the ring.
                     entry.conn.handle_read_error();
                 }
                 self.core.work_for(entry.conn.take_parsed());

@@ -9,10 +9,12 @@ pub(super) struct Held {
     len: usize,
 }
 
-/// Receive buffers one connection may hold: what one multishot round can
-/// read (the kernel retries a multishot receive up to 32 times before it
-/// requeues it), so a pause costs nothing a client sent before it; a client
-/// that sends more while not reading its answers is cut off.
+/// Receive buffers one connection may hold: what one multishot round of
+/// one-buffer receives can read (the kernel retries a multishot receive up
+/// to 32 times before it requeues it), so there a pause costs nothing a
+/// client sent before it. A bundle can bring more at once (what the socket
+/// holds); either way a client that sends more while not reading its
+/// answers is cut off, and one connection never pins more buffers than this.
 const MAX_HELD: usize = 32;
 
 impl Held {

@@ -49,6 +49,8 @@ pub(super) struct UringWorker<'a> {
     accepts_starved: bool,
     /// The ring's accepts make direct descriptors (the table is registered).
     accepts_direct: bool,
+    /// Receives may be bundles: one completion may fill several buffers.
+    bundles: bool,
     completions: Vec<Completion>,
 }
 
@@ -64,6 +66,7 @@ impl<'a> UringWorker<'a> {
         let completions_cap = ring.params().cq_entries() as usize;
         let accepts_direct =
             core.sources.listener.is_some() && ring_socket::register_table(&ring.submitter(), core.config.max_conns);
+        let bundles = uring::recv_bundles(&ring);
         Ok(UringWorker {
             ring,
             bufs,
@@ -73,6 +76,7 @@ impl<'a> UringWorker<'a> {
             accepts_armed: 0,
             accepts_starved: false,
             accepts_direct,
+            bundles,
             completions: Vec::with_capacity(completions_cap),
         })
     }
