@@ -46,7 +46,8 @@ Commands:
   serve     up; then one command per line on stdin, each answered by one line
             'ok COMMAND ...' or 'error COMMAND: why' on stdout, beside the
             health loop's events ('host K out: ...', 'host K in: ...',
-            'map (MODE): ...'). Ends at 'quit' or the end of stdin.
+            'map (MODE): ...', each ending '; round N', the loop's round that
+            made it). Ends at 'quit' or the end of stdin.
               status K    the host's stats line (ringmaster ctl status)
               stop K      SIGTERM to its master (lame duck for the drain delay, then drain)
               wait K      until its master has exited
@@ -389,7 +390,7 @@ apply_map() {
 # pace on busy cores.
 health_loop() {
     local parent=${MULTIHOST_PARENT:?}
-    local interval_us k url code exit_code said mode applied="" start left line
+    local interval_us k url code exit_code said mode applied="" start left line round=0
     interval_us=$(to_us "$INTERVAL")
     # inside[k]: host k is in the map as last applied (a change is said
     # once nft has taken it: a refused transaction is tried again, and said,
@@ -409,6 +410,10 @@ health_loop() {
     exec {tick_fd}<>"$tick"
     while kill -0 "$parent" 2>/dev/null; do
         start=${EPOCHREALTIME/./}
+        # Numbered, so a test can tell which round saw a change without
+        # timing it (a builtin write: no fork).
+        round=$((round + 1))
+        echo "$round" >"$STATE/round"
         curl -s --no-progress-meter --parallel --parallel-immediate --max-time "$PROBE_TIMEOUT" \
             -w '%{url} %{http_code} %{exitcode}\n' "${outputs[@]}" "${urls[@]}" >"$STATE/probes" 2>/dev/null || true
         code_of=()
@@ -446,7 +451,7 @@ health_loop() {
                 echo "$applied" >"$STATE/map.new" && mv -f "$STATE/map.new" "$STATE/map"
                 [[ ${#messages[@]} == 0 ]] && messages+=("map changed")
                 for line in "${messages[@]}"; do
-                    line="$line; map ($mode): ${members[*]:-none}"
+                    line="$line; map ($mode): ${members[*]:-none}; round $round"
                     echo "$line"
                     echo "$EPOCHREALTIME $line" >>"$STATE/events"
                 done
@@ -559,7 +564,13 @@ host_kill() {
     kill -KILL "${pids[@]}" 2>/dev/null || true
     wait_all_gone "${pids[@]}"
     rm -f "$(host_dir "$k")/ctl.sock"
-    echo "ok kill $k: SIGKILL to pids ${pids[*]}"
+    # The health loop's round now (it rewrites the file each round: read
+    # again if the read fell between its truncation and its write).
+    local round="" try
+    for ((try = 0; try < 100 && ${#round} == 0; try++)); do
+        read -r round <"$STATE/round" 2>/dev/null || round=""
+    done
+    echo "ok kill $k: SIGKILL to pids ${pids[*]}; health round $round"
 }
 
 ctl() { "$BIN" ctl "$(host_dir "$1")/ctl.sock" "${@:2}"; }

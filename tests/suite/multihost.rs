@@ -36,10 +36,11 @@ const SETTINGS: Settings = Settings {
     drain_delay: Duration::from_millis(1500),
 };
 
-/// How late the health loop may take a dead host out beyond one interval:
-/// its probe round (a refused connect, a few ms) and the nft transaction,
-/// on two busy cores.
-const LOOP_SLACK: Duration = Duration::from_millis(250);
+/// The health loop's round a line of the script names (it ends `round N`).
+fn health_round(line: &str) -> u64 {
+    let number = line.rsplit("round ").next().and_then(|n| n.trim().parse().ok());
+    number.unwrap_or_else(|| panic!("no health round in {line:?}"))
+}
 
 /// How long a command may take (an upgrade: a new master and its workers ready,
 /// the old one drained).
@@ -173,17 +174,21 @@ fn multihost_hard_failure_fails_only_what_the_host_held() {
     let from = topology.len();
     let kill = Instant::now();
     // Once this answers, every process of the host is gone.
-    let killed = topology.command(&format!("kill {target}"), COMMAND_TIMEOUT).at;
-    let bound = SETTINGS.health_interval + LOOP_SLACK;
-    let out = topology.wait_health(from, target as usize, "out", bound + Duration::from_secs(5));
+    let killed = topology.command(&format!("kill {target}"), COMMAND_TIMEOUT);
+    let out = topology.wait_health(from, target as usize, "out", Duration::from_secs(30));
     let removed_after = out.at - kill;
     // Refused, or reset under a probe in flight: no answer at all.
     assert!(!out.text.contains("answered"), "{}", out.text);
+    // Taken out by the first round that probed after the kill: the one in
+    // flight as it ended, or the next (counted in rounds, not in time: the
+    // loop's pace depends on the machine).
+    let (killed_in, out_in) = (health_round(&killed.text), health_round(&out.text));
     assert!(
-        removed_after <= bound,
-        "the loop took host {target} out {removed_after:?} after SIGKILL: more than a health interval ({:?}) and {LOOP_SLACK:?}",
-        SETTINGS.health_interval
+        out_in <= killed_in + 1,
+        "the loop took host {target} out in round {out_in}, the kill ended in round {killed_in}: {}",
+        out.text
     );
+    let killed = killed.at;
     load.wait_for("200 answers on connections begun once the host was out", Duration::from_secs(10), |r| {
         r.iter().filter(|r| r.fresh && r.began > out.at && r.host.is_some()).count() >= 200
     });
