@@ -20,15 +20,9 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
-/// The soft `RLIMIT_NOFILE` now.
-pub fn fd_limit() -> io::Result<u64> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into a valid rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(limit.rlim_cur)
-}
+/// The soft `RLIMIT_NOFILE` now (the engine reads it too: its workers size
+/// their table of direct descriptors by it).
+pub use ringmaster_engine::fd_limit;
 
 /// Descriptors a worker needs besides its connections: stdio, the channel,
 /// the stats block, the listener, the ring, the signalfd, and some room.

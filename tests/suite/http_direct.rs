@@ -9,13 +9,9 @@ use crate::util;
 
 use std::time::Duration;
 
+use util::procs::open_fds;
 use util::sockets::close_waits_on_port;
 use util::*;
-
-/// Descriptors process `pid` holds.
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
-}
 
 /// One uring worker in `mode`, and its pid.
 fn one_worker(mode: &str) -> (Server, u32) {

@@ -11,14 +11,11 @@ use crate::util;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use util::procs::open_fds;
 use util::*;
 
 /// Connections opened at once: far over what 64 descriptors per process hold.
 const CONNECTIONS: usize = 200;
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
-}
 
 /// One request on a new connection; true when a 200 comes back.
 fn answered(addr: SocketAddr) -> bool {

@@ -159,8 +159,20 @@ impl<'a> Core<'a> {
         }
     }
 
+    /// The start of a loop turn, `live` connections open: the counters are
+    /// published (the heartbeat moves) and an injected stall runs when due.
+    /// False when the loop should end instead: drained, or out of time to.
+    pub(super) fn begin_turn(&mut self, live: usize) -> bool {
+        self.publish(live);
+        if self.finished(live) {
+            return false;
+        }
+        self.stall_if_due();
+        true
+    }
+
     /// Injected faults: the one-time stall, when due (called once per loop turn).
-    pub(super) fn stall_if_due(&mut self) {
+    fn stall_if_due(&mut self) {
         let Some((at, (_, stall))) = self.stall_at.zip(self.config.faults.stall) else { return };
         if self.now >= at {
             self.stall_at = None;
@@ -182,7 +194,7 @@ impl<'a> Core<'a> {
     }
 
     /// Publishes the counters once per loop turn (the heartbeat moves).
-    pub(super) fn publish(&mut self, live: usize) {
+    fn publish(&mut self, live: usize) {
         self.counts.live = live as u64;
         self.counts.heartbeat += 1;
         self.counters.store(&self.counts);
@@ -199,7 +211,7 @@ impl<'a> Core<'a> {
     }
 
     /// True when the loop should end: drained, or out of time to.
-    pub(super) fn finished(&self, live: usize) -> bool {
+    fn finished(&self, live: usize) -> bool {
         self.draining && ((live == 0 && !self.channel_open) || self.now >= self.drain_deadline)
     }
 

@@ -44,6 +44,11 @@ pub fn alive_ours(pid: u32) -> bool {
     exe == bin || exe == BIN
 }
 
+/// Descriptors process `pid` holds now (0 once it is gone).
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
+}
+
 /// Does a process with this pid exist at all (zombies included)?
 pub fn pid_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()

@@ -110,11 +110,9 @@ impl<'a> EpollWorker<'a> {
         self.watch_listener()?;
         self.core.ready();
         loop {
-            self.core.publish(self.conns.len());
-            if self.core.finished(self.conns.len()) {
+            if !self.core.begin_turn(self.conns.len()) {
                 break;
             }
-            self.core.stall_if_due();
             let timeout = if self.more_to_read.is_empty() { -1 } else { 0 };
             self.epoll.wait(&mut self.events, timeout)?;
             self.core.woke();

@@ -11,8 +11,8 @@ use io_uring::{cqueue, opcode};
 use super::held::Held;
 use super::ring_socket::RingSocket;
 use super::UringWorker;
-use crate::bufring;
-use crate::conn::Connection;
+use crate::bufring::{self, BufRing};
+use crate::conn::{Connection, Context};
 use crate::driver::Origin;
 use crate::sys::socket::half_close;
 use crate::token::{self, Op};
@@ -123,22 +123,7 @@ impl UringWorker<'_> {
         match (result, buffer) {
             (len, Some(bid)) if len > 0 && !entry.bundling => {
                 let len = len as usize;
-                let taken = if entry.held.is_empty() {
-                    // SAFETY: `bid` was just handed to us by this completion and is
-                    // recycled only after `data` is last used.
-                    let data = unsafe { self.bufs.filled(bid, len) };
-                    entry.conn.handle_input(data, carry, cqueue::sock_nonempty(flags), &mut ctx)
-                } else {
-                    // Behind input already waiting: in order, after it.
-                    0
-                };
-                if taken == len {
-                    self.bufs.recycle(bid);
-                } else if !entry.held.push(bid, taken, len) {
-                    // More than it may hold while not reading its answers.
-                    self.bufs.recycle(bid);
-                    entry.conn.handle_read_error();
-                }
+                offer(entry, &mut self.bufs, (bid, len), cqueue::sock_nonempty(flags), carry, &mut ctx);
                 self.core.work_for(entry.conn.take_parsed());
                 if self.bundles && len == self.bufs.size() && cqueue::sock_nonempty(flags) {
                     // Input larger than a buffer: a bundle receive costs more per
@@ -156,24 +141,11 @@ impl UringWorker<'_> {
             }
             (len, Some(first)) if len > 0 => {
                 // A bundle: its buffers, in the order the kernel filled them, each
-                // offered in turn and held as one buffer would be.
+                // offered in turn.
                 let mut bundle = self.bufs.bundle(first, len as usize);
-                while let Some((bid, len)) = bundle.next(&self.bufs) {
+                while let Some(filled) = bundle.next(&self.bufs) {
                     let more = cqueue::sock_nonempty(flags) || !bundle.is_done();
-                    let taken = if entry.held.is_empty() {
-                        // SAFETY: `bid` came with this completion and is recycled only
-                        // after `data` is last used.
-                        let data = unsafe { self.bufs.filled(bid, len) };
-                        entry.conn.handle_input(data, carry, more, &mut ctx)
-                    } else {
-                        0
-                    };
-                    if taken == len {
-                        self.bufs.recycle(bid);
-                    } else if !entry.held.push(bid, taken, len) {
-                        self.bufs.recycle(bid);
-                        entry.conn.handle_read_error();
-                    }
+                    offer(entry, &mut self.bufs, filled, more, &mut *carry, &mut ctx);
                 }
                 if !bundle.is_done() {
                     // The rest cannot be found (its ring positions were reused, which
@@ -292,5 +264,36 @@ impl UringWorker<'_> {
             entry.conn.release(&mut ctx);
             self.conns.remove(slot);
         }
+    }
+}
+
+/// Offers a connection the input in receive buffer `bid` (its first `len`
+/// bytes, just filled by a completion): the buffer goes back to the ring
+/// once taken, and is held while the connection pauses (or has input held
+/// already: in order, after it). `more`: the socket has more to read.
+/// Inlined: it is the receive path of every request.
+#[inline(always)]
+fn offer(
+    entry: &mut Slot,
+    bufs: &mut BufRing,
+    (bid, len): (u16, usize),
+    more: bool,
+    carry: &mut [u8],
+    ctx: &mut Context<'_>,
+) {
+    let taken = if entry.held.is_empty() {
+        // SAFETY: `bid` was just handed to us by a completion and is recycled
+        // (or held) only after `data` is last used.
+        let data = unsafe { bufs.filled(bid, len) };
+        entry.conn.handle_input(data, carry, more, ctx)
+    } else {
+        0
+    };
+    if taken == len {
+        bufs.recycle(bid);
+    } else if !entry.held.push(bid, taken, len) {
+        // More than it may hold while not reading its answers.
+        bufs.recycle(bid);
+        entry.conn.handle_read_error();
     }
 }

@@ -91,11 +91,9 @@ impl<'a> UringWorker<'a> {
         self.arm_tick()?;
         self.core.ready();
         loop {
-            self.core.publish(self.conns.len());
-            if self.core.finished(self.conns.len()) {
+            if !self.core.begin_turn(self.conns.len()) {
                 break;
             }
-            self.core.stall_if_due();
             uring::submit_and_wait(&mut self.ring)?;
             self.core.woke();
             uring::reap(&mut self.ring, &mut self.completions);
