@@ -9,6 +9,9 @@
 -- Latency is recorded once per batch (write of the batch -> last of its responses).
 -- BODY_BYTES=N in the environment makes every request a POST with an N-byte body
 -- (large inputs: with DEPTH 1, one request spans many receive buffers).
+-- PACE_MS=N makes each connection wait N ms after a batch's last response
+-- before it writes the next: a fixed offered load below what the server can
+-- do, instead of as fast as it answers.
 local depth = 16
 
 init = function(args)
@@ -28,4 +31,11 @@ end
 
 request = function()
   return req
+end
+
+local pace = tonumber(os.getenv("PACE_MS") or "")
+if pace ~= nil and pace > 0 then
+  delay = function()   -- wrk calls it before each write: milliseconds to wait
+    return pace
+  end
 end
