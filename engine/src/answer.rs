@@ -108,16 +108,36 @@ impl BodyPool {
 pub enum Framing {
     /// HTTP/1.1 keep-alive: no `Connection` field.
     KeepAlive,
-    /// An HTTP/1.0 client that asked for keep-alive.
-    KeepAlive10,
+    /// Keep-alive said in a `Connection: keep-alive` field: for an HTTP/1.0
+    /// client that asked for it, and for every answer while the worker
+    /// drains, so that the last one can still become `close` (see
+    /// [`Answered::keep_alive_at`]).
+    KeepAliveField,
     /// The connection closes after it.
     Close,
 }
 
+/// A handler's framed response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answered {
+    /// Its bytes at the start of the output.
+    pub len: usize,
+    /// The handler asked to close the connection after it.
+    pub closes: bool,
+    /// Where the value of its `Connection: keep-alive` field starts
+    /// ([`Framing::KeepAliveField`]).
+    pub keep_alive_at: Option<usize>,
+}
+
+/// The value a [`Framing::KeepAliveField`] answer's `Connection` field has,
+/// and the one it takes when it turns out the last.
+pub const KEEP_ALIVE: &[u8] = b"keep-alive";
+/// See [`KEEP_ALIVE`].
+pub const CLOSE: &[u8] = b"close";
+
 /// Runs `handler` on the request in `head` (a complete header block) and
-/// `body`, and frames its response into `out`; returns the bytes written and
-/// whether the handler asked to close. `None` when `head` does not parse
-/// (it did once, so it cannot) or the response does not fit.
+/// `body`, and frames its response into `out`. `None` when `head` does not
+/// parse (it did once, so it cannot) or the response does not fit.
 #[allow(clippy::too_many_arguments)]
 pub fn answer(
     handler: &mut dyn Handler,
@@ -128,7 +148,7 @@ pub fn answer(
     framing: Framing,
     date: &[u8],
     out: &mut [u8],
-) -> Option<(usize, bool)> {
+) -> Option<Answered> {
     let mut storage = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     parsed.parse_with_uninit_headers(head, &mut storage).ok()?;
@@ -148,12 +168,19 @@ pub fn answer(
     handler.handle(&request, &mut response);
     let written = response.parts();
     let framing = if written.close { Framing::Close } else { framing };
-    let len = frame(&written, head_only, framing, date, out)?;
-    Some((len, written.close))
+    let (len, keep_alive_at) = frame(&written, head_only, framing, date, out)?;
+    Some(Answered { len, closes: written.close, keep_alive_at })
 }
 
-/// Writes status line, fields and body into `out`; `None` when it does not fit.
-fn frame(written: &Written<'_>, head_only: bool, framing: Framing, date: &[u8], out: &mut [u8]) -> Option<usize> {
+/// Writes status line, fields and body into `out`; returns their length and
+/// where a `Connection: keep-alive` value starts. `None` when it does not fit.
+fn frame(
+    written: &Written<'_>,
+    head_only: bool,
+    framing: Framing,
+    date: &[u8],
+    out: &mut [u8],
+) -> Option<(usize, Option<usize>)> {
     let mut cursor = Cursor { out, at: 0 };
     if written.broken {
         return error_500(&mut cursor, framing, date);
@@ -178,28 +205,39 @@ fn frame(written: &Written<'_>, head_only: bool, framing: Framing, date: &[u8], 
         cursor.number(written.body.len() as u64)?;
         cursor.put(b"\r\n")?;
     }
-    connection_field(&mut cursor, framing)?;
+    let keep_alive_at = connection_field(&mut cursor, framing)?;
     cursor.put(b"\r\n")?;
     if !head_only && !bodyless {
         cursor.put(written.body)?;
     }
-    Some(cursor.at)
+    Some((cursor.at, keep_alive_at))
 }
 
-fn error_500(cursor: &mut Cursor<'_>, framing: Framing, date: &[u8]) -> Option<usize> {
+fn error_500(cursor: &mut Cursor<'_>, framing: Framing, date: &[u8]) -> Option<(usize, Option<usize>)> {
     cursor.put(b"HTTP/1.1 500 Internal Server Error\r\nServer: ringmaster\r\nDate: ")?;
     cursor.put(date)?;
     cursor.put(b"\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n")?;
-    connection_field(cursor, framing)?;
+    let keep_alive_at = connection_field(cursor, framing)?;
     cursor.put(b"\r\nInternal Server Error\n")?;
-    Some(cursor.at)
+    Some((cursor.at, keep_alive_at))
 }
 
-fn connection_field(cursor: &mut Cursor<'_>, framing: Framing) -> Option<()> {
+/// Writes the `Connection` field `framing` asks for; returns where a
+/// `keep-alive` value starts.
+fn connection_field(cursor: &mut Cursor<'_>, framing: Framing) -> Option<Option<usize>> {
     match framing {
-        Framing::KeepAlive => Some(()),
-        Framing::KeepAlive10 => cursor.put(b"Connection: keep-alive\r\n"),
-        Framing::Close => cursor.put(b"Connection: close\r\n"),
+        Framing::KeepAlive => Some(None),
+        Framing::KeepAliveField => {
+            cursor.put(b"Connection: ")?;
+            let at = cursor.at;
+            cursor.put(KEEP_ALIVE)?;
+            cursor.put(b"\r\n")?;
+            Some(Some(at))
+        }
+        Framing::Close => {
+            cursor.put(b"Connection: close\r\n")?;
+            Some(None)
+        }
     }
 }
 
@@ -257,9 +295,12 @@ mod tests {
         let mut handler = Echo;
         let mut scratch = ResponseScratch::new(64);
         let mut out = [0u8; 512];
-        let (len, close) =
+        let answered =
             answer(&mut handler, &mut scratch, head, body, head_only, framing, DATE, &mut out).expect("fits");
-        (String::from_utf8(out[..len].to_vec()).expect("ASCII"), close)
+        if let Some(at) = answered.keep_alive_at {
+            assert_eq!(&out[at..at + KEEP_ALIVE.len()], KEEP_ALIVE);
+        }
+        (String::from_utf8(out[..answered.len].to_vec()).expect("ASCII"), answered.closes)
     }
 
     #[test]
@@ -275,7 +316,7 @@ mod tests {
 
     #[test]
     fn head_gets_the_length_without_the_body_and_framing_is_kept() {
-        let (text, _) = run(b"HEAD / HTTP/1.0\r\n\r\n", b"", true, Framing::KeepAlive10);
+        let (text, _) = run(b"HEAD / HTTP/1.0\r\n\r\n", b"", true, Framing::KeepAliveField);
         assert!(text.ends_with("Content-Length: 0\r\nConnection: keep-alive\r\n\r\n"), "{text}");
         let (text, close) = run(b"GET /close HTTP/1.1\r\nHost: a\r\n\r\n", b"", false, Framing::KeepAlive);
         assert!(close);

@@ -209,6 +209,48 @@ fn router_routes_shared() {
     router_routes("shared");
 }
 
+/// A keep-alive client that asks again as soon as it has its answer, while
+/// the cluster stops: the handler's answers are framed as they are written,
+/// and still the first one asked after the stop says `Connection: close`
+/// and ends the connection. (It did not: such a client kept the worker
+/// serving until the shutdown timeout killed it, the connection cut without
+/// a word.)
+fn a_stop_closes_a_busy_keep_alive_client_with_its_last_answer(mode: &str) {
+    /// Answers without `Connection: close` allowed after the stop signal:
+    /// those asked before the worker had the drain in hand.
+    const BEFORE_THE_DRAIN: usize = 10_000;
+    let mut s = start("hello_cluster", mode);
+    let mut conn = s.connect();
+    assert_eq!(get(&mut conn, "/").status, 200);
+    s.signal(libc::SIGTERM);
+    let mut answered = 0;
+    loop {
+        conn.try_send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap_or_else(|e| panic!("request {} after the stop: {e}", answered + 1));
+        let resp = conn.try_read().unwrap_or_else(|e| {
+            panic!("answer {} after the stop: {e} (the connection ended without Connection: close)", answered + 1)
+        });
+        assert_eq!(resp.status, 200, "{resp:?}");
+        answered += 1;
+        if resp.has_connection("close") {
+            break;
+        }
+        assert!(answered < BEFORE_THE_DRAIN, "{answered} answers since the stop, none says Connection: close");
+    }
+    conn.expect_closed();
+    assert!(s.wait_exit(Duration::from_secs(10)).success(), "the cluster's exit");
+}
+
+#[test]
+fn a_stop_closes_a_busy_keep_alive_client_with_its_last_answer_rr() {
+    a_stop_closes_a_busy_keep_alive_client_with_its_last_answer("rr");
+}
+
+#[test]
+fn a_stop_closes_a_busy_keep_alive_client_with_its_last_answer_shared() {
+    a_stop_closes_a_busy_keep_alive_client_with_its_last_answer("shared");
+}
+
 fn a_panicking_handler_takes_down_only_its_worker(mode: &str) {
     let s = start("router", mode);
     // Two keep-alive connections: find one on each worker.

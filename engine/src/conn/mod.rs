@@ -19,7 +19,7 @@ pub use outgoing::Outgoing;
 pub use replies::ReplyQueue;
 
 use self::assembly::Assembly;
-use crate::answer::{answer, Answering, Framing};
+use crate::answer::{answer, Answering, Framing, CLOSE, KEEP_ALIVE};
 use crate::http::{Limits, Reply, RequestParser, Step};
 use crate::response::Responses;
 
@@ -141,6 +141,11 @@ pub struct Connection {
     /// Draining, the socket looked empty: the answers wait until then for
     /// more input, and the last one closes the connection if none comes.
     settle_until: Option<u64>,
+    /// Where, in the output buffer, the last handler's answer framed has the
+    /// value of its `Connection: keep-alive` field (answers framed while
+    /// draining have one): if it is still the last reply queued when the
+    /// drain settles, the value becomes `close`.
+    keep_alive_at: Option<usize>,
 }
 
 impl Default for Connection {
@@ -170,6 +175,7 @@ impl Connection {
             out_sent: 0,
             out_len: 0,
             settle_until: None,
+            keep_alive_at: None,
         }
     }
 
@@ -306,6 +312,7 @@ impl Connection {
             // Everything framed is sent: the output buffer starts over.
             self.out_sent = 0;
             self.out_len = 0;
+            self.keep_alive_at = None;
         }
         if self.phase == Phase::Paused {
             // Replies drained: take up the held input again.
@@ -356,7 +363,7 @@ impl Connection {
         if self.settle_until.is_some_and(|until| until <= ctx.now) {
             // Draining, and nothing more came: the last answer closes.
             self.settle_until = None;
-            self.close_after_last_answer();
+            self.close_after_last_answer(ctx.out);
             return;
         }
         match (self.phase, self.timer) {
@@ -536,6 +543,9 @@ impl Connection {
         ctx: &mut Context<'_>,
     ) -> bool {
         let Answering::Dynamic(dynamic) = &mut ctx.answering else { return false };
+        // While draining, the answer says keep-alive in a field, so that it
+        // can still close the connection if it turns out the last.
+        let framing = if ctx.draining && framing == Framing::KeepAlive { Framing::KeepAliveField } else { framing };
         let date = ctx.responses.date();
         let out = &mut ctx.out[self.out_len..];
         let result = match (between, in_place, self.assembly) {
@@ -561,10 +571,11 @@ impl Connection {
         };
         self.assembly.release(dynamic.bodies);
         match result {
-            Some((len, closes)) => {
-                self.out_len += len;
-                self.replies.push_dynamic(len);
-                closes || framing == Framing::Close
+            Some(answered) => {
+                self.keep_alive_at = answered.keep_alive_at.map(|at| self.out_len + at);
+                self.out_len += answered.len;
+                self.replies.push_dynamic(answered.len);
+                answered.closes || framing == Framing::Close
             }
             None => {
                 // Cannot happen (the room was checked, the head parsed before);
@@ -599,11 +610,30 @@ impl Connection {
     /// partial request, the last queued answer carries `Connection: close`
     /// and the connection closes after it: every request the client sent is
     /// answered, and the client learns not to send more.
-    fn close_after_last_answer(&mut self) {
+    fn close_after_last_answer(&mut self, out: &mut [u8]) {
         let settled = self.phase == Phase::Reading && self.carry_len == 0 && self.parser.between_requests();
-        if settled && self.replies.close_last() {
+        if settled && (self.replies.close_last() || self.close_last_handler_answer(out)) {
             self.phase = Phase::Finishing { linger: true };
         }
+    }
+
+    /// Turns the `Connection: keep-alive` of the handler's answer queued last
+    /// into `Connection: close`, moving the rest of the answer (the blank
+    /// line, the body: the end of the output buffer) back by the difference.
+    /// False when the last reply queued is not such an answer. Its bytes are
+    /// still unsent: a run is taken for sending whole, and this one is queued.
+    fn close_last_handler_answer(&mut self, out: &mut [u8]) -> bool {
+        let Some(at) = self.keep_alive_at.take() else { return false };
+        if !self.replies.last_is_dynamic() {
+            return false;
+        }
+        debug_assert_eq!(&out[at..at + KEEP_ALIVE.len()], KEEP_ALIVE);
+        out[at..at + CLOSE.len()].copy_from_slice(CLOSE);
+        out.copy_within(at + KEEP_ALIVE.len()..self.out_len, at + CLOSE.len());
+        let shorter = KEEP_ALIVE.len() - CLOSE.len();
+        self.out_len -= shorter;
+        self.replies.shorten_last(shorter);
+        true
     }
 
     /// After input or a send: close a finished half-closed connection, move
@@ -672,7 +702,7 @@ impl Connection {
 fn framing_of(reply: Reply) -> Option<Framing> {
     match reply {
         Reply::Ok | Reply::Head => Some(Framing::KeepAlive),
-        Reply::OkKeepAlive | Reply::HeadKeepAlive => Some(Framing::KeepAlive10),
+        Reply::OkKeepAlive | Reply::HeadKeepAlive => Some(Framing::KeepAliveField),
         Reply::OkClose | Reply::HeadClose => Some(Framing::Close),
         _ => None,
     }

@@ -103,6 +103,18 @@ impl ReplyQueue {
         true
     }
 
+    /// True when the reply queued last is a handler's response.
+    pub fn last_is_dynamic(&self) -> bool {
+        self.len > 0 && self.runs[(self.head + self.len - 1) % QUEUE_RUNS].kind == Queued::Dynamic
+    }
+
+    /// The handler's response queued last became `by` bytes shorter.
+    pub fn shorten_last(&mut self, by: usize) {
+        debug_assert!(self.last_is_dynamic());
+        let last = &mut self.runs[(self.head + self.len - 1) % QUEUE_RUNS];
+        last.bytes -= by;
+    }
+
     /// Takes the front run: up to `max` of its pages, or all of a dynamic
     /// run; returns what, how many replies and (dynamic) how many bytes.
     pub(super) fn take_front(&mut self, max: usize) -> Option<(Queued, usize, usize)> {

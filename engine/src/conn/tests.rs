@@ -566,6 +566,36 @@ fn a_handler_answers_and_pipelined_answers_share_one_send() {
 }
 
 #[test]
+fn draining_with_a_handler_closes_after_its_last_answer() {
+    let mut h = Harness::with_handler(1, 256);
+    h.input(GET);
+    h.flush();
+    h.drain();
+    h.input(&[GET, b"GET /last HTTP/1.1\r\nHost: a\r\n\r\n"].concat());
+    assert!(h.start_send().is_none(), "the answers wait a moment for more input");
+    h.at_deadline();
+    h.flush();
+    assert_eq!(h.answered, 3);
+    let text = h.sent_text();
+    assert!(text.ends_with("X-Path: /last\r\nContent-Length: 4\r\nConnection: close\r\n\r\nGET "), "{text}");
+    assert_eq!(text.matches("Connection: close").count(), 1, "only the last answer closes: {text}");
+    assert_eq!(h.conn.phase(), Phase::Lingering);
+}
+
+#[test]
+fn draining_with_a_handler_closes_an_http10_keep_alive_client_too() {
+    let mut h = Harness::with_handler(1, 256);
+    h.drain();
+    h.input(b"GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    h.at_deadline();
+    h.flush();
+    assert_eq!(h.answered, 1);
+    let text = h.sent_text();
+    assert!(text.ends_with("X-Path: /old\r\nContent-Length: 4\r\nConnection: close\r\n\r\nGET "), "{text}");
+    assert!(!text.contains("keep-alive"), "{text}");
+}
+
+#[test]
 fn a_body_that_arrives_with_its_head_is_read_where_it_lies() {
     let mut h = Harness::with_handler(0, 256);
     h.input(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
