@@ -251,6 +251,36 @@ fn a_stop_closes_a_busy_keep_alive_client_with_its_last_answer_shared() {
     a_stop_closes_a_busy_keep_alive_client_with_its_last_answer("shared");
 }
 
+/// A client that writes many pipelined requests before it reads any answer:
+/// the handler's answers fill the connection's output and it pauses, holding
+/// what it read ahead (on io_uring, a multishot receive reads all the client
+/// wrote). Every request is answered. (On io_uring such a client was cut off
+/// past 32 held receive buffers: 8,000 requests, 216 KB, got no answer.)
+fn a_client_pipelining_before_it_reads_gets_every_answer(mode: &str) {
+    const REQUESTS: usize = 20_000;
+    let s = start("hello_cluster", mode);
+    let mut conn = s.connect();
+    let batch = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".repeat(REQUESTS);
+    // The kernel's socket buffers take the whole batch (about 540 KB on
+    // loopback) while nothing is read: the write ends before the first read.
+    conn.try_send(&batch).unwrap_or_else(|e| panic!("writing {REQUESTS} pipelined requests: {e}"));
+    for i in 0..REQUESTS {
+        let resp = conn.try_read().unwrap_or_else(|e| panic!("answer {} of {REQUESTS}: {e}", i + 1));
+        assert_eq!(resp.status, 200, "answer {}: {resp:?}", i + 1);
+    }
+    assert_eq!(get(&mut conn, "/").status, 200, "the connection goes on");
+}
+
+#[test]
+fn a_client_pipelining_before_it_reads_gets_every_answer_rr() {
+    a_client_pipelining_before_it_reads_gets_every_answer("rr");
+}
+
+#[test]
+fn a_client_pipelining_before_it_reads_gets_every_answer_shared() {
+    a_client_pipelining_before_it_reads_gets_every_answer("shared");
+}
+
 fn a_panicking_handler_takes_down_only_its_worker(mode: &str) {
     let s = start("router", mode);
     // Two keep-alive connections: find one on each worker.

@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use io_uring::types::Fixed;
 use io_uring::{cqueue, opcode};
 
-use super::held::Held;
+use super::held::{Held, HeldBuffers};
 use super::ring_socket::RingSocket;
 use super::UringWorker;
 use crate::bufring::{self, BufRing};
@@ -119,11 +119,12 @@ impl UringWorker<'_> {
             entry.receiving = false;
             entry.cancelling = false;
         }
+        let held = &mut self.held;
         let (carry, mut ctx) = self.core.parts(slot);
         match (result, buffer) {
             (len, Some(bid)) if len > 0 && !entry.bundling => {
                 let len = len as usize;
-                offer(entry, &mut self.bufs, (bid, len), cqueue::sock_nonempty(flags), carry, &mut ctx);
+                offer(entry, &mut self.bufs, held, (bid, len), cqueue::sock_nonempty(flags), carry, &mut ctx);
                 self.core.work_for(entry.conn.take_parsed());
                 if self.bundles && len == self.bufs.size() && cqueue::sock_nonempty(flags) {
                     // Input larger than a buffer: a bundle receive costs more per
@@ -145,7 +146,7 @@ impl UringWorker<'_> {
                 let mut bundle = self.bufs.bundle(first, len as usize);
                 while let Some(filled) = bundle.next(&self.bufs) {
                     let more = cqueue::sock_nonempty(flags) || !bundle.is_done();
-                    offer(entry, &mut self.bufs, filled, more, &mut *carry, &mut ctx);
+                    offer(entry, &mut self.bufs, held, filled, more, &mut *carry, &mut ctx);
                 }
                 if !bundle.is_done() {
                     // The rest cannot be found (its ring positions were reused, which
@@ -171,7 +172,7 @@ impl UringWorker<'_> {
     /// or pauses again.
     fn take_held(&mut self, slot: u32, generation: u32) {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return };
-        while let Some((bid, start, end)) = entry.held.front() {
+        while let Some((bid, start, end)) = self.held.front(&entry.held) {
             if !entry.conn.wants_read() {
                 return;
             }
@@ -182,10 +183,10 @@ impl UringWorker<'_> {
             let taken = entry.conn.handle_input(&data[start..], carry, false, &mut ctx);
             self.core.work_for(entry.conn.take_parsed());
             if start + taken < end {
-                entry.held.advance_front(start + taken);
+                self.held.advance_front(&entry.held, start + taken);
                 return;
             }
-            if let Some(done) = entry.held.pop_front() {
+            if let Some(done) = self.held.pop_front(&mut entry.held) {
                 self.bufs.recycle(done);
             }
         }
@@ -257,7 +258,7 @@ impl UringWorker<'_> {
     fn release_if_done(&mut self, slot: u32, generation: u32) {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return };
         if entry.closing && !entry.receiving && !entry.conn.is_sending() && !entry.half_closing {
-            while let Some(bid) = entry.held.pop_front() {
+            while let Some(bid) = self.held.pop_front(&mut entry.held) {
                 self.bufs.recycle(bid);
             }
             let (_, mut ctx) = self.core.parts(slot);
@@ -276,6 +277,7 @@ impl UringWorker<'_> {
 fn offer(
     entry: &mut Slot,
     bufs: &mut BufRing,
+    held: &mut HeldBuffers,
     (bid, len): (u16, usize),
     more: bool,
     carry: &mut [u8],
@@ -291,7 +293,7 @@ fn offer(
     };
     if taken == len {
         bufs.recycle(bid);
-    } else if !entry.held.push(bid, taken, len) {
+    } else if !held.push(&mut entry.held, bid, taken, len) {
         // More than it may hold while not reading its answers.
         bufs.recycle(bid);
         entry.conn.handle_read_error();

@@ -12,7 +12,7 @@
 //!
 //! This file: the ring, the loop, where connections come from, time and
 //! draining; `connection.rs`: one connection's ops and completions;
-//! `held.rs`: input a paused connection holds; `ring_socket.rs`: a
+//! `held.rs`: input paused connections hold; `ring_socket.rs`: a
 //! descriptor or a direct descriptor.
 
 mod connection;
@@ -27,6 +27,7 @@ use io_uring::types::{CancelBuilder, DestinationSlot, Fd, Timespec};
 use io_uring::{opcode, squeue, IoUring};
 
 use self::connection::Slot;
+use self::held::HeldBuffers;
 use self::ring_socket::RingSocket;
 use super::core::Core;
 use super::{adopt_batch, next_queued, Origin, TICK};
@@ -41,6 +42,8 @@ pub(super) struct UringWorker<'a> {
     // Dropped first: the kernel stops using the buffers and pages below.
     ring: IoUring,
     bufs: BufRing,
+    /// The receive buffers paused connections hold.
+    held: HeldBuffers,
     conns: Slab<Slot>,
     core: Core<'a>,
     tick: Box<Timespec>,
@@ -70,6 +73,7 @@ impl<'a> UringWorker<'a> {
         Ok(UringWorker {
             ring,
             bufs,
+            held: HeldBuffers::new(core.config.recv_buffers),
             conns: Slab::new(core.config.max_conns, Slot::default),
             core,
             tick: Box::new(Timespec::from(TICK)),
