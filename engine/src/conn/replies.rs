@@ -65,7 +65,7 @@ impl ReplyQueue {
 
     fn push_run(&mut self, kind: Queued, bytes: usize) {
         if self.len > 0 {
-            let last = &mut self.runs[(self.head + self.len - 1) % QUEUE_RUNS];
+            let last = &mut self.runs[self.last_index()];
             if last.kind == kind {
                 last.count += 1;
                 last.bytes += bytes;
@@ -85,7 +85,7 @@ impl ReplyQueue {
             return false;
         }
         let full = self.is_full();
-        let last = &mut self.runs[(self.head + self.len - 1) % QUEUE_RUNS];
+        let last = &mut self.runs[self.last_index()];
         let Queued::Page(reply) = last.kind else { return false };
         let closing = reply.closing();
         if reply == closing {
@@ -103,15 +103,20 @@ impl ReplyQueue {
         true
     }
 
+    /// Where the run queued last is (the queue is not empty).
+    fn last_index(&self) -> usize {
+        (self.head + self.len - 1) % QUEUE_RUNS
+    }
+
     /// True when the reply queued last is a handler's response.
     pub fn last_is_dynamic(&self) -> bool {
-        self.len > 0 && self.runs[(self.head + self.len - 1) % QUEUE_RUNS].kind == Queued::Dynamic
+        self.len > 0 && self.runs[self.last_index()].kind == Queued::Dynamic
     }
 
     /// The handler's response queued last became `by` bytes shorter.
     pub fn shorten_last(&mut self, by: usize) {
         debug_assert!(self.last_is_dynamic());
-        let last = &mut self.runs[(self.head + self.len - 1) % QUEUE_RUNS];
+        let last = &mut self.runs[self.last_index()];
         last.bytes -= by;
     }
 

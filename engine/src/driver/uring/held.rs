@@ -17,7 +17,7 @@ const NONE: u16 = u16::MAX;
 /// Buffers any one connection may hold, whatever the others hold: what one
 /// multishot round of one-buffer receives can read (the kernel retries a
 /// multishot receive up to 32 times before it requeues it).
-pub(super) const HELD_EACH: u16 = 32;
+const HELD_EACH: u16 = 32;
 
 /// One connection's held buffers: the ends of its chain, and how many.
 #[derive(Clone, Copy, Debug)]
