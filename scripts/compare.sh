@@ -56,6 +56,8 @@ Environment (defaults in brackets):
   STALL_FOR        seconds it stays stopped [3]
   STALL_TIMEOUT    wrk --timeout in the stalled and unequal scenarios [2s]
   UNEQUAL_CONNS    connections of the unequal scenario, half of each kind [32]
+  UNEQUAL_STAGGER  1 = start the churn half once the pipelined connections are all
+                   established, so that they split as a mode deals them alone [0]
   WORKERS          worker processes for every server [nproc]
   PORT_BASE        first port tried; each server gets its own free port [18080]
   WRK_CPUS         if set, run wrk under taskset -c WRK_CPUS [unset: wrk floats]
@@ -96,6 +98,7 @@ STALL_AT=${STALL_AT:-2}
 STALL_FOR=${STALL_FOR:-3}
 STALL_TIMEOUT=${STALL_TIMEOUT:-2s}
 UNEQUAL_CONNS=${UNEQUAL_CONNS:-32}
+UNEQUAL_STAGGER=${UNEQUAL_STAGGER:-0}
 WORKERS=${WORKERS:-$(nproc)}
 PORT_BASE=${PORT_BASE:-18080}
 NGINX_AFFINITY=${NGINX_AFFINITY:-1}
@@ -428,6 +431,16 @@ kids=sorted(int(p) for p, q in d["procs"].items() if str(q["ppid"])==r)
 print(kids[1] if len(kids) > 1 else (kids[0] if kids else ""))'
 }
 
+# await_established PORT N : until N connections to PORT are established (5 s at most)
+await_established() {
+    local port=${1%%/*} i
+    for ((i = 0; i < 500; i++)); do
+        (($(ss -Htn state established "( dport = :$port )" | wc -l) >= $2)) && return 0
+        sleep 0.01
+    done
+    log "warning: fewer than $2 connections to :$port after 5 s"
+}
+
 # run_wrk_pair OUT1 OUT2 URL : the unequal scenario's two wrk processes at once
 # (OUT1: the churn half, OUT2: the pipelined half)
 run_wrk_pair() {
@@ -437,6 +450,7 @@ run_wrk_pair() {
     wrk_args unequal-pipelined "$DURATION"
     "${pre[@]}" wrk "${WRK_ARGS[@]}" "$url" "$PIPELINE_DEPTH" >"$out2" 2>&1 </dev/null &
     WRK_PID2=$!
+    ((UNEQUAL_STAGGER)) && await_established "${url##*:}" $((UNEQUAL_CONNS / 2))
     wrk_args unequal-churn "$DURATION"
     "${pre[@]}" wrk "${WRK_ARGS[@]}" "$url" >"$out1" 2>&1 </dev/null &
     WRK_PID=$!
