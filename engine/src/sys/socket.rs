@@ -19,6 +19,14 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
     }
 }
 
+/// Whether a connection (or data) waits on `socket` now, without taking it.
+pub fn waiting(socket: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut poll = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one pollfd, which lives through the call; a zero timeout never blocks.
+    let ready = syscall!(unsafe { libc::poll(&mut poll, 1, 0) })?;
+    Ok(ready > 0 && poll.revents & libc::POLLIN != 0)
+}
+
 /// Reads what is there into `buf`: `Ok(Some(0))` at the peer's FIN, `Ok(None)`
 /// when nothing is waiting.
 pub fn recv(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {

@@ -50,6 +50,10 @@ pub(super) struct UringWorker<'a> {
     accepts_armed: u32,
     /// An accept ran out of fds or memory: no new accepts until the next tick.
     accepts_starved: bool,
+    /// An accept of the ring's completed since the last tick.
+    accepted_since_tick: bool,
+    /// Connections waited in the listen queue at the last tick.
+    queue_at_tick: bool,
     /// The ring's accepts make direct descriptors (the table is registered).
     accepts_direct: bool,
     /// Receives may be bundles: one completion may fill several buffers.
@@ -79,6 +83,8 @@ impl<'a> UringWorker<'a> {
             tick: Box::new(Timespec::from(TICK)),
             accepts_armed: 0,
             accepts_starved: false,
+            accepted_since_tick: false,
+            queue_at_tick: false,
             accepts_direct,
             bundles,
             completions: Vec::with_capacity(completions_cap),
@@ -170,6 +176,7 @@ impl<'a> UringWorker<'a> {
     fn on_accept(&mut self, result: i32) -> io::Result<()> {
         self.accepts_armed -= 1;
         if result >= 0 {
+            self.accepted_since_tick = true;
             let socket = if self.accepts_direct {
                 RingSocket::Direct(result as u32)
             } else {
@@ -272,12 +279,24 @@ impl<'a> UringWorker<'a> {
         self.arm_tick()
     }
 
-    /// Takes what waits in the listen queue with plain accepts, once a tick.
-    /// A wake-up meant for the waiters on a shared listener can go to one
-    /// that is going away (a process exiting with accepts armed): the
-    /// connection would then wait for the next one to wake somebody.
+    /// Takes what waits in the listen queue with plain accepts when it has
+    /// waited from one tick to the next while the ring's accepts took
+    /// nothing. A wake-up meant for the waiters on a shared listener can go
+    /// to one that is going away (a process exiting with accepts armed): the
+    /// connection would then wait for the next one to wake somebody. A queue
+    /// the ring's accepts are taking (a burst) stays theirs: they make direct
+    /// descriptors, the sweep plain ones.
     fn sweep_listener(&mut self) -> io::Result<()> {
+        let accepted = std::mem::take(&mut self.accepted_since_tick);
+        let Some(listener) = self.core.sources.listener.as_ref() else { return Ok(()) };
         if self.core.draining {
+            return Ok(());
+        }
+        // A failed look (a signal) only puts the sweep off to the next tick.
+        let queue = socket::waiting(listener.as_fd()).unwrap_or(false);
+        let stuck = queue && self.queue_at_tick && !accepted;
+        self.queue_at_tick = queue;
+        if !stuck {
             return Ok(());
         }
         while self.conns.vacant() > self.accepts_armed as usize {
