@@ -3,10 +3,8 @@
 //! request view over the head's bytes, and the framing of what the handler
 //! wrote into a connection's output buffer.
 
-use std::mem::MaybeUninit;
-
 use crate::handler::{reason, Handler, Header, Request, Response, Version, Written};
-use crate::http::MAX_HEADERS;
+use crate::http::{with_head, Parsed, MAX_HEADERS};
 
 /// Room for the status line and the engine's own fields around a response:
 /// status line, `Server`, `Date`, `Content-Length` and `Connection`.
@@ -149,23 +147,32 @@ pub fn answer(
     date: &[u8],
     out: &mut [u8],
 ) -> Option<Answered> {
-    let mut storage = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut []);
-    parsed.parse_with_uninit_headers(head, &mut storage).ok()?;
-    let mut fields = [Header { name: "", value: b"" }; MAX_HEADERS];
-    let count = parsed.headers.len();
-    for (field, header) in fields.iter_mut().zip(parsed.headers.iter()) {
-        *field = Header { name: header.name, value: header.value };
-    }
-    let request = Request {
-        method: parsed.method?,
-        target: parsed.path?,
-        version: if parsed.version == Some(0) { Version::Http10 } else { Version::Http11 },
-        headers: &fields[..count],
-        body,
-    };
+    with_head(head, |parsed| {
+        let Parsed::Complete(parsed) = parsed else { return None };
+        let mut fields = [Header { name: "", value: b"" }; MAX_HEADERS];
+        let count = parsed.headers.len();
+        for (field, header) in fields.iter_mut().zip(parsed.headers.iter()) {
+            *field = Header { name: header.name, value: header.value };
+        }
+        let version = if parsed.http10 { Version::Http10 } else { Version::Http11 };
+        let request =
+            Request { method: parsed.method, target: parsed.target, version, headers: &fields[..count], body };
+        respond(handler, scratch, &request, head_only, framing, date, out)
+    })
+}
+
+/// Runs `handler` on `request` and frames its response into `out`.
+fn respond(
+    handler: &mut dyn Handler,
+    scratch: &mut ResponseScratch,
+    request: &Request<'_>,
+    head_only: bool,
+    framing: Framing,
+    date: &[u8],
+    out: &mut [u8],
+) -> Option<Answered> {
     let mut response = Response::new(&mut scratch.fields, &mut scratch.body);
-    handler.handle(&request, &mut response);
+    handler.handle(request, &mut response);
     let written = response.parts();
     let framing = if written.close { Framing::Close } else { framing };
     let (len, keep_alive_at) = frame(&written, head_only, framing, date, out)?;
@@ -323,6 +330,16 @@ mod tests {
         assert!(text.contains("Connection: close\r\n"), "{text}");
         let (text, _) = run(b"GET /missing HTTP/1.1\r\nHost: a\r\n\r\n", b"", false, Framing::KeepAlive);
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
+    }
+
+    /// The handler sees a later HTTP/1 minor version as 1.1: `answer`
+    /// parses the head again, and must take what the parser took.
+    #[test]
+    fn a_later_http1_minor_version_reaches_the_handler_as_http11() {
+        let (text, close) = run(b"PUT /echo HTTP/1.2\r\nHost: a\r\n\r\n", b"hi", false, Framing::KeepAlive);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains("X-Method: PUT\r\n") && text.ends_with("\r\n\r\nhi"), "{text}");
+        assert!(!close);
     }
 
     #[test]

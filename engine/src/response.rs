@@ -186,6 +186,7 @@ fn error_body(reply: Reply) -> &'static [u8] {
         Reply::HeaderTooLarge => b"Request Header Fields Too Large\n",
         Reply::NotImplemented => b"Not Implemented\n",
         Reply::ServiceUnavailable => b"Service Unavailable\n",
+        Reply::VersionNotSupported => b"HTTP Version Not Supported\n",
         Reply::HealthReady => b"ready\n",
         Reply::HealthDraining => b"draining\n",
         _ => b"",

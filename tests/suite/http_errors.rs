@@ -93,6 +93,37 @@ fn e400_malformed_request_line() {
     }
 }
 
+/// RFC 9110 §15.6.6: a request line of a major version other than 1
+/// (HTTP/2's connection preface among them) is `505`, not `400`.
+#[test]
+fn e505_another_major_http_version() {
+    let s = server();
+    for req in [
+        &b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"[..],
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"GET / HTTP/3.0\r\nHost: a\r\n\r\n",
+    ] {
+        expect_error(&s, req, &[505]);
+    }
+    // Not a version at all is still malformed.
+    expect_error(&s, b"GET / HTTP/2\r\nHost: a\r\n\r\n", &[400]);
+}
+
+/// RFC 9110 §2.5: a later HTTP/1 minor version is served as HTTP/1.1 (kept
+/// alive, `Host` required).
+#[test]
+fn a_later_http1_minor_version_is_served_as_http11() {
+    let s = server();
+    let mut c = s.connect();
+    for i in 0..2 {
+        let r = c.try_send(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n").and_then(|()| c.try_read());
+        let r = r.unwrap_or_else(|e| panic!("request {i} as HTTP/1.2: {e}"));
+        check_ok(&r);
+        assert!(!r.has_connection("close"), "an HTTP/1.2 request is kept alive as 1.1's are: {r:?}");
+    }
+    expect_error(&s, b"GET / HTTP/1.2\r\n\r\n", &[400]);
+}
+
 #[test]
 fn e400_malformed_headers() {
     let s = server();

@@ -6,10 +6,12 @@
 //! turns into a preformatted response.
 
 mod chunked;
+mod head;
 mod limits;
 mod parser;
 
 pub use chunked::{ChunkedBody, ChunkedProgress};
+pub(crate) use head::{with_head, Parsed};
 pub use limits::Limits;
 pub(crate) use limits::MAX_HEADERS;
 pub use parser::{RequestParser, Step};
@@ -49,6 +51,9 @@ pub enum Reply {
     NotImplemented,
     /// `503 Service Unavailable`: no worker can take the connection.
     ServiceUnavailable,
+    /// `505 HTTP Version Not Supported`: a request line of HTTP/2 or another
+    /// major version than 1 (a later HTTP/1 minor version is served as 1.1).
+    VersionNotSupported,
     /// `200 OK`, `ready`: the health path while the worker serves (`--health-path`).
     HealthReady,
     /// `503 Service Unavailable`, `draining`: the health path once the worker
@@ -58,7 +63,7 @@ pub enum Reply {
 
 impl Reply {
     /// Every reply, in discriminant order (index = `reply as usize`).
-    pub const ALL: [Reply; 16] = [
+    pub const ALL: [Reply; 17] = [
         Reply::Ok,
         Reply::OkKeepAlive,
         Reply::OkClose,
@@ -73,6 +78,7 @@ impl Reply {
         Reply::HeaderTooLarge,
         Reply::NotImplemented,
         Reply::ServiceUnavailable,
+        Reply::VersionNotSupported,
         Reply::HealthReady,
         Reply::HealthDraining,
     ];
@@ -109,6 +115,7 @@ impl Reply {
             Reply::HeaderTooLarge => (431, "Request Header Fields Too Large"),
             Reply::NotImplemented => (501, "Not Implemented"),
             Reply::ServiceUnavailable | Reply::HealthDraining => (503, "Service Unavailable"),
+            Reply::VersionNotSupported => (505, "HTTP Version Not Supported"),
             Reply::HealthReady => (200, "OK"),
         }
     }

@@ -1,10 +1,9 @@
 //! The request state machine: header block with `httparse`, then the body
 //! (by `Content-Length` or `chunked`), handed on or discarded.
 
-use std::mem::MaybeUninit;
-
 use super::chunked::{ChunkedBody, ChunkedProgress};
-use super::limits::{Limits, MAX_HEADERS};
+use super::head::{with_head, Head, Parsed};
+use super::limits::Limits;
 use super::Reply;
 
 /// What one call to [`RequestParser::step`] found.
@@ -157,22 +156,22 @@ struct Fields {
 }
 
 fn parse_head(input: &[u8], limits: &Limits) -> HeadResult {
-    let mut headers = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut []);
-    let len = match request.parse_with_uninit_headers(input, &mut headers) {
-        Ok(httparse::Status::Complete(len)) if len > limits.max_header => {
-            return HeadResult::Reject(Reply::HeaderTooLarge)
-        }
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if input.len() >= limits.max_header => {
-            return HeadResult::Reject(Reply::HeaderTooLarge)
-        }
-        Ok(httparse::Status::Partial) => return HeadResult::NeedMore,
-        Err(httparse::Error::TooManyHeaders) => return HeadResult::Reject(Reply::HeaderTooLarge),
-        Err(_) => return HeadResult::Reject(Reply::BadRequest),
-    };
-    let http11 = request.version == Some(1);
-    let head = request.method == Some("HEAD");
+    with_head(input, |parsed| match parsed {
+        Parsed::Complete(head) if head.len > limits.max_header => HeadResult::Reject(Reply::HeaderTooLarge),
+        Parsed::Complete(head) => decide(&head, limits),
+        Parsed::Partial if input.len() >= limits.max_header => HeadResult::Reject(Reply::HeaderTooLarge),
+        Parsed::Partial => HeadResult::NeedMore,
+        Parsed::OtherVersion => HeadResult::Reject(Reply::VersionNotSupported),
+        Parsed::Invalid(httparse::Error::TooManyHeaders) => HeadResult::Reject(Reply::HeaderTooLarge),
+        Parsed::Invalid(_) => HeadResult::Reject(Reply::BadRequest),
+    })
+}
+
+/// What a complete header block asks for: its framing and its reply.
+fn decide(request: &Head<'_, '_>, limits: &Limits) -> HeadResult {
+    let len = request.len;
+    let http11 = !request.http10;
+    let head = request.method == "HEAD";
 
     let mut fields = Fields::default();
     for header in request.headers.iter() {
@@ -278,6 +277,7 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::MAX_HEADERS;
 
     const LIMITS: Limits = Limits { max_header: 8192, max_body: 1 << 20 };
 

@@ -1,0 +1,176 @@
+//! A request's header block, parsed by `httparse`, with the HTTP versions
+//! `httparse` refuses: it knows only `HTTP/1.0` and `HTTP/1.1`. A later
+//! HTTP/1 minor version (`HTTP/1.2`) is read as HTTP/1.1, as RFC 9110 §2.5
+//! asks of a server that implements 1.1; a well-formed request line of
+//! another major version (`HTTP/2.0`, `HTTP/3.0`) is told apart from a
+//! malformed one, so that it gets `505`, not `400` (RFC 9110 §15.6.6).
+
+use std::mem::MaybeUninit;
+
+use httparse::{Header, Status};
+
+use super::limits::MAX_HEADERS;
+
+/// A complete header block.
+#[derive(Debug)]
+pub(crate) struct Head<'h, 'b> {
+    /// Its length, up to and including the empty line.
+    pub len: usize,
+    pub method: &'b str,
+    pub target: &'b str,
+    /// `HTTP/1.0`; any other version is served as HTTP/1.1.
+    pub http10: bool,
+    pub headers: &'h [Header<'b>],
+}
+
+/// What the start of a connection's input holds.
+#[derive(Debug)]
+pub(crate) enum Parsed<'h, 'b> {
+    Complete(Head<'h, 'b>),
+    /// The header block goes on past the input.
+    Partial,
+    /// A request line of an HTTP version other than 1: `505`.
+    OtherVersion,
+    /// Not HTTP/1 (`400`, or `431` for too many fields).
+    Invalid(httparse::Error),
+}
+
+/// Parses the header block at the start of `input` and gives `f` what it
+/// found. A closure, not a return value: the fields live in storage on
+/// this function's stack, and the versions `httparse` refuses need a
+/// second parse with storage of their own.
+#[inline]
+pub(crate) fn with_head<'b, R>(input: &'b [u8], f: impl FnOnce(Parsed<'_, 'b>) -> R) -> R {
+    let mut storage = [MaybeUninit::<Header<'b>>::uninit(); MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    match request.parse_with_uninit_headers(input, &mut storage) {
+        Ok(Status::Complete(len)) => match (request.method, request.path, request.version) {
+            (Some(method), Some(target), Some(minor)) => {
+                f(Parsed::Complete(Head { len, method, target, http10: minor == 0, headers: request.headers }))
+            }
+            // A complete parse sets all three.
+            _ => f(Parsed::Invalid(httparse::Error::Token)),
+        },
+        Ok(Status::Partial) => f(Parsed::Partial),
+        Err(httparse::Error::Version) => with_other_version(input, f),
+        Err(e) => f(Parsed::Invalid(e)),
+    }
+}
+
+/// The request line `httparse` refused for its version, read again by
+/// hand: method, one space, target, one space, `HTTP/` digit `.` digit.
+#[cold]
+fn with_other_version<'b, R>(input: &'b [u8], f: impl FnOnce(Parsed<'_, 'b>) -> R) -> R {
+    let Some(line_end) = input.iter().position(|&b| b == b'\n') else { return f(Parsed::Partial) };
+    let line = input[..line_end].strip_suffix(b"\r").unwrap_or(&input[..line_end]);
+    let Some(RequestLine { method, target, major, minor }) = request_line(line) else {
+        return f(Parsed::Invalid(httparse::Error::Version));
+    };
+    if major != 1 {
+        return f(Parsed::OtherVersion);
+    }
+    debug_assert!(minor > 1, "httparse takes HTTP/1.0 and HTTP/1.1");
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let fields = &input[line_end + 1..];
+    match httparse::parse_headers(fields, &mut storage) {
+        Ok(Status::Complete((len, headers))) => {
+            f(Parsed::Complete(Head { len: line_end + 1 + len, method, target, http10: false, headers }))
+        }
+        Ok(Status::Partial) => f(Parsed::Partial),
+        Err(e) => f(Parsed::Invalid(e)),
+    }
+}
+
+struct RequestLine<'b> {
+    method: &'b str,
+    target: &'b str,
+    major: u8,
+    minor: u8,
+}
+
+/// Splits a request line (without its line end); `None` unless it is
+/// well-formed with a version of the form `HTTP/` digit `.` digit.
+fn request_line(line: &[u8]) -> Option<RequestLine<'_>> {
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || method.is_empty() || target.is_empty() {
+        return None;
+    }
+    if !method.iter().all(|&b| is_token(b)) || !target.iter().all(|&b| b.is_ascii_graphic()) {
+        return None;
+    }
+    let [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] = *version else { return None };
+    if !major.is_ascii_digit() || !minor.is_ascii_digit() {
+        return None;
+    }
+    // Both are ASCII, checked above.
+    let method = std::str::from_utf8(method).ok()?;
+    let target = std::str::from_utf8(target).ok()?;
+    Some(RequestLine { method, target, major: major - b'0', minor: minor - b'0' })
+}
+
+/// A `tchar` of RFC 9110 §5.6.2.
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(input: &[u8]) -> String {
+        with_head(input, |parsed| match parsed {
+            Parsed::Complete(head) => format!(
+                "{} {} {} {} fields {}",
+                head.len,
+                head.method,
+                head.target,
+                if head.http10 { "1.0" } else { "1.1" },
+                head.headers.len()
+            ),
+            other => format!("{other:?}"),
+        })
+    }
+
+    #[test]
+    fn httparse_versions_parse_as_before() {
+        assert_eq!(parsed(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"), "28 GET /a 1.1 fields 1");
+        assert_eq!(parsed(b"GET /a HTTP/1.0\r\n\r\n"), "19 GET /a 1.0 fields 0");
+        assert_eq!(parsed(b"GET /a HTTP/1.1\r\nHost: x\r\n"), "Partial");
+    }
+
+    #[test]
+    fn a_later_http1_minor_version_is_served_as_http11() {
+        assert_eq!(parsed(b"GET /a HTTP/1.2\r\nHost: x\r\n\r\n"), "28 GET /a 1.1 fields 1");
+        assert_eq!(parsed(b"HEAD / HTTP/1.9\r\n\r\n"), "19 HEAD / 1.1 fields 0");
+        assert_eq!(parsed(b"GET /a HTTP/1.2\nHost: x\n\n"), "25 GET /a 1.1 fields 1", "bare line feeds");
+        assert_eq!(parsed(b"GET /a HTTP/1.2\r\nHost: x\r\n"), "Partial");
+        assert_eq!(parsed(b"GET /a HTTP/1.2"), "Partial", "no line end yet");
+        assert!(parsed(b"GET /a HTTP/1.2\r\nBad Field: x\r\n\r\n").starts_with("Invalid"));
+    }
+
+    #[test]
+    fn another_major_version_is_told_apart() {
+        assert_eq!(parsed(b"GET / HTTP/2.0\r\n\r\n"), "OtherVersion");
+        assert_eq!(parsed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "OtherVersion", "the HTTP/2 preface");
+        assert_eq!(parsed(b"GET / HTTP/3.0\r\nHost: x\r\n\r\n"), "OtherVersion");
+        assert_eq!(parsed(b"GET / HTTP/0.9\r\n\r\n"), "OtherVersion");
+    }
+
+    #[test]
+    fn malformed_request_lines_stay_invalid() {
+        for line in [
+            &b"GET / HTTP/2\r\n\r\n"[..],
+            b"GET / HTTP/1.10\r\n\r\n",
+            b"GET / http/1.2\r\n\r\n",
+            b"GET  / HTTP/1.2\r\n\r\n",
+            b"GET / HTTP/1.2 \r\n\r\n",
+            b"G(T / HTTP/1.2\r\n\r\n",
+            b"GET /\x01 HTTP/1.2\r\n\r\n",
+            b"GET / HTTP/x.2\r\n\r\n",
+        ] {
+            let result = parsed(line);
+            assert!(result.starts_with("Invalid"), "{:?}: {result}", String::from_utf8_lossy(line));
+        }
+    }
+}
