@@ -17,7 +17,8 @@ usage() {
 usage: scripts/compare.sh [--quick] [--help]
 
 Runs every server in SERVERS, loads each in turn with the same wrk settings in
-alternating rounds (round 1: A B C ..., round 2: A B C ...), and reports median
+alternating rounds, each round starting one server later (round 1: A B C,
+round 2: B C A, round 3: C A B; with two: A B, B A), and reports median
 requests/s, p50/p99 latency, ratio to nginx, requests per server CPU-second and
 the per-worker split (Jain's fairness index). Two balancing scenarios beside
 the three loads: one worker stopped (SIGSTOP) for part of a churn run, and
@@ -563,10 +564,14 @@ fi
 
 total=$((ROUNDS * ${#SCENARIO_LIST[@]} * ${#SERVER_LIST[@]}))
 log "$total runs of $DURATION: ${SERVER_LIST[*]} x ${SCENARIO_LIST[*]} x $ROUNDS rounds"
+# Each round starts one server later, so that no server is always first (or
+# always after the same one): the position in a round can move a server's
+# numbers by a few per cent at 10,000 connections, as much as a change tested.
+n_servers=${#SERVER_LIST[@]}
 for ((r = 1; r <= ROUNDS; r++)); do
     for sc in "${SCENARIO_LIST[@]}"; do
-        for s in "${SERVER_LIST[@]}"; do
-            one_run "$s" "$sc" "$r"
+        for ((i = 0; i < n_servers; i++)); do
+            one_run "${SERVER_LIST[$(((r - 1 + i) % n_servers))]}" "$sc" "$r"
         done
     done
 done

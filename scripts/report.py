@@ -359,7 +359,7 @@ def main():
     L.append(f"Run `{stamp}` by `scripts/compare.sh`{' --quick' if meta.get('quick') == '1' else ''}: "
              f"wrk -t{meta.get('threads')} -c{meta.get('conns')} -d{meta.get('duration')} --latency, "
              f"{meta.get('rounds')} round(s) per server and scenario, servers taken in turn inside each round "
-             f"(A B C … A B C …), {meta.get('workers')} workers per server, "
+             f"(A B C, B C A, C A B …: each round starts one server later), {meta.get('workers')} workers per server, "
              f"{meta.get('warmup')} unmeasured warm-up per server. All numbers are medians over the rounds.")
     L.append("")
     L.append("## Machine")
