@@ -506,8 +506,9 @@ fn run_split(input: &[u8], rng: &mut Rng, whole: bool, make: fn() -> Harness) ->
 /// Random request streams, each fed whole and in random pieces with random
 /// partial sends, must give the same bytes out.
 fn splits_give_the_same_bytes(make: fn() -> Harness) {
-    let pieces: [&[u8]; 6] = [
+    let pieces: [&[u8]; 7] = [
         GET,
+        b"PUT /x HTTP/1.2\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
         b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\n\r\npayload",
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",

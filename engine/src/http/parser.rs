@@ -325,6 +325,15 @@ mod tests {
     }
 
     #[test]
+    fn http_versions_past_1_1() {
+        assert_eq!(replies(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"), [Reply::Ok], "served as 1.1");
+        assert_eq!(replies(b"HEAD / HTTP/1.2\r\nHost: a\r\n\r\n"), [Reply::Head]);
+        assert_eq!(replies(b"GET / HTTP/1.2\r\n\r\n"), [Reply::BadRequest], "1.1 needs a Host");
+        assert_eq!(replies(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), [Reply::VersionNotSupported]);
+        assert_eq!(replies(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), [Reply::VersionNotSupported]);
+    }
+
+    #[test]
     fn head_gets_headers_only() {
         assert_eq!(replies(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"), [Reply::Head]);
     }
@@ -529,8 +538,10 @@ mod tests {
     /// A stream of requests, valid and not: every framing the parser knows,
     /// some corrupted bytes, and now and then pure garbage.
     fn random_stream(rng: &mut Rng, framing_cases: &[(Vec<u8>, Vec<Reply>)]) -> Vec<u8> {
-        const PIECES: [&[u8]; 12] = [
+        const PIECES: [&[u8]; 14] = [
             b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
             b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n",
             b"GET / HTTP/1.0\r\n\r\n",
             b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
