@@ -148,15 +148,20 @@ pub fn answer(
     out: &mut [u8],
 ) -> Option<Answered> {
     with_head(head, |parsed| {
-        let Parsed::Complete(parsed) = parsed else { return None };
+        let Parsed::Complete(_, parsed) = parsed else { return None };
         let mut fields = [Header { name: "", value: b"" }; MAX_HEADERS];
         let count = parsed.headers.len();
         for (field, header) in fields.iter_mut().zip(parsed.headers.iter()) {
             *field = Header { name: header.name, value: header.value };
         }
-        let version = if parsed.http10 { Version::Http10 } else { Version::Http11 };
-        let request =
-            Request { method: parsed.method, target: parsed.target, version, headers: &fields[..count], body };
+        let request = Request {
+            method: parsed.method?,
+            target: parsed.path?,
+            // A later HTTP/1 minor version parses as 1 (HTTP/1.1).
+            version: if parsed.version == Some(0) { Version::Http10 } else { Version::Http11 },
+            headers: &fields[..count],
+            body,
+        };
         respond(handler, scratch, &request, head_only, framing, date, out)
     })
 }

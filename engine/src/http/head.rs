@@ -11,22 +11,13 @@ use httparse::{Header, Status};
 
 use super::limits::MAX_HEADERS;
 
-/// A complete header block.
-#[derive(Debug)]
-pub(crate) struct Head<'h, 'b> {
-    /// Its length, up to and including the empty line.
-    pub len: usize,
-    pub method: &'b str,
-    pub target: &'b str,
-    /// `HTTP/1.0`; any other version is served as HTTP/1.1.
-    pub http10: bool,
-    pub headers: &'h [Header<'b>],
-}
-
 /// What the start of a connection's input holds.
 #[derive(Debug)]
 pub(crate) enum Parsed<'h, 'b> {
-    Complete(Head<'h, 'b>),
+    /// A complete header block of this many bytes (up to and including the
+    /// empty line). A later HTTP/1 minor version reads as HTTP/1.1:
+    /// `version` is `Some(1)`.
+    Complete(usize, httparse::Request<'h, 'b>),
     /// The header block goes on past the input.
     Partial,
     /// A request line of an HTTP version other than 1: `505`.
@@ -44,13 +35,7 @@ pub(crate) fn with_head<'b, R>(input: &'b [u8], f: impl FnOnce(Parsed<'_, 'b>) -
     let mut storage = [MaybeUninit::<Header<'b>>::uninit(); MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
     match request.parse_with_uninit_headers(input, &mut storage) {
-        Ok(Status::Complete(len)) => match (request.method, request.path, request.version) {
-            (Some(method), Some(target), Some(minor)) => {
-                f(Parsed::Complete(Head { len, method, target, http10: minor == 0, headers: request.headers }))
-            }
-            // A complete parse sets all three.
-            _ => f(Parsed::Invalid(httparse::Error::Token)),
-        },
+        Ok(Status::Complete(len)) => f(Parsed::Complete(len, request)),
         Ok(Status::Partial) => f(Parsed::Partial),
         Err(httparse::Error::Version) => with_other_version(input, f),
         Err(e) => f(Parsed::Invalid(e)),
@@ -74,7 +59,14 @@ fn with_other_version<'b, R>(input: &'b [u8], f: impl FnOnce(Parsed<'_, 'b>) -> 
     let fields = &input[line_end + 1..];
     match httparse::parse_headers(fields, &mut storage) {
         Ok(Status::Complete((len, headers))) => {
-            f(Parsed::Complete(Head { len: line_end + 1 + len, method, target, http10: false, headers }))
+            let count = headers.len();
+            let request = httparse::Request {
+                method: Some(method),
+                path: Some(target),
+                version: Some(1),
+                headers: &mut storage[..count],
+            };
+            f(Parsed::Complete(line_end + 1 + len, request))
         }
         Ok(Status::Partial) => f(Parsed::Partial),
         Err(e) => f(Parsed::Invalid(e)),
@@ -120,13 +112,12 @@ mod tests {
 
     fn parsed(input: &[u8]) -> String {
         with_head(input, |parsed| match parsed {
-            Parsed::Complete(head) => format!(
-                "{} {} {} {} fields {}",
-                head.len,
-                head.method,
-                head.target,
-                if head.http10 { "1.0" } else { "1.1" },
-                head.headers.len()
+            Parsed::Complete(len, request) => format!(
+                "{len} {} {} 1.{} fields {}",
+                request.method.unwrap_or("-"),
+                request.path.unwrap_or("-"),
+                request.version.unwrap_or(9),
+                request.headers.len()
             ),
             other => format!("{other:?}"),
         })

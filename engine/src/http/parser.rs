@@ -2,7 +2,7 @@
 //! (by `Content-Length` or `chunked`), handed on or discarded.
 
 use super::chunked::{ChunkedBody, ChunkedProgress};
-use super::head::{with_head, Head, Parsed};
+use super::head::{with_head, Parsed};
 use super::limits::Limits;
 use super::Reply;
 
@@ -157,8 +157,10 @@ struct Fields {
 
 fn parse_head(input: &[u8], limits: &Limits) -> HeadResult {
     with_head(input, |parsed| match parsed {
-        Parsed::Complete(head) if head.len > limits.max_header => HeadResult::Reject(Reply::HeaderTooLarge),
-        Parsed::Complete(head) => decide(&head, limits),
+        Parsed::Complete(len, _) if len > limits.max_header => HeadResult::Reject(Reply::HeaderTooLarge),
+        Parsed::Complete(len, request) => {
+            decide(len, request.method == Some("HEAD"), request.version == Some(1), request.headers, limits)
+        }
         Parsed::Partial if input.len() >= limits.max_header => HeadResult::Reject(Reply::HeaderTooLarge),
         Parsed::Partial => HeadResult::NeedMore,
         Parsed::OtherVersion => HeadResult::Reject(Reply::VersionNotSupported),
@@ -168,13 +170,9 @@ fn parse_head(input: &[u8], limits: &Limits) -> HeadResult {
 }
 
 /// What a complete header block asks for: its framing and its reply.
-fn decide(request: &Head<'_, '_>, limits: &Limits) -> HeadResult {
-    let len = request.len;
-    let http11 = !request.http10;
-    let head = request.method == "HEAD";
-
+fn decide(len: usize, head: bool, http11: bool, headers: &[httparse::Header<'_>], limits: &Limits) -> HeadResult {
     let mut fields = Fields::default();
-    for header in request.headers.iter() {
+    for header in headers {
         if !read_field(&mut fields, header.name.as_bytes(), header.value) {
             return HeadResult::Reject(Reply::BadRequest);
         }
