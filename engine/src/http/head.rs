@@ -54,7 +54,10 @@ fn with_other_version<'b, R>(input: &'b [u8], f: impl FnOnce(Parsed<'_, 'b>) -> 
     if major != 1 {
         return f(Parsed::OtherVersion);
     }
-    debug_assert!(minor > 1, "httparse takes HTTP/1.0 and HTTP/1.1");
+    if minor <= 1 {
+        // Versions httparse takes: it refused something else on the line.
+        return f(Parsed::Invalid(httparse::Error::Version));
+    }
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let fields = &input[line_end + 1..];
     match httparse::parse_headers(fields, &mut storage) {
