@@ -261,7 +261,7 @@ impl io::Write for Response<'_> {
 
 /// RFC 9110 `token`: the characters a field name may use.
 fn is_token(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(crate::http::is_tchar)
 }
 
 /// The reason phrase of `code`, or an empty one (which HTTP allows).

@@ -2,6 +2,7 @@
 //! byte and discards it, so a chunk header split across reads needs no
 //! buffering; the framing around the data is bounded and checked as it comes.
 
+use super::is_tchar;
 use super::limits::{Limits, MAX_HEADERS};
 
 /// Where a chunked body stands after feeding it some bytes.
@@ -269,11 +270,6 @@ fn hex_value(byte: u8) -> Option<u8> {
         b'A'..=b'F' => Some(byte - b'A' + 10),
         _ => None,
     }
-}
-
-/// A `tchar` of RFC 9110 §5.6.2: what a field name is made of.
-fn is_tchar(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 /// A byte a field value may hold (RFC 9110 §5.5): visible, SP, HTAB or obs-text.

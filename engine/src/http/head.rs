@@ -9,6 +9,7 @@ use std::mem::MaybeUninit;
 
 use httparse::{Header, Status};
 
+use super::is_tchar;
 use super::limits::MAX_HEADERS;
 
 /// What the start of a connection's input holds.
@@ -47,7 +48,8 @@ pub(crate) fn with_head<'b, R>(input: &'b [u8], f: impl FnOnce(Parsed<'_, 'b>) -
 #[cold]
 fn with_other_version<'b, R>(input: &'b [u8], f: impl FnOnce(Parsed<'_, 'b>) -> R) -> R {
     let Some(line_end) = input.iter().position(|&b| b == b'\n') else { return f(Parsed::Partial) };
-    let line = input[..line_end].strip_suffix(b"\r").unwrap_or(&input[..line_end]);
+    let line = &input[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
     let Some(RequestLine { method, target, major, minor }) = request_line(line) else {
         return f(Parsed::Invalid(httparse::Error::Version));
     };
@@ -91,7 +93,7 @@ fn request_line(line: &[u8]) -> Option<RequestLine<'_>> {
     if parts.next().is_some() || method.is_empty() || target.is_empty() {
         return None;
     }
-    if !method.iter().all(|&b| is_token(b)) || !target.iter().all(|&b| b.is_ascii_graphic()) {
+    if !method.iter().all(|&b| is_tchar(b)) || !target.iter().all(|&b| b.is_ascii_graphic()) {
         return None;
     }
     let [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] = *version else { return None };
@@ -102,11 +104,6 @@ fn request_line(line: &[u8]) -> Option<RequestLine<'_>> {
     let method = std::str::from_utf8(method).ok()?;
     let target = std::str::from_utf8(target).ok()?;
     Some(RequestLine { method, target, major: major - b'0', minor: minor - b'0' })
-}
-
-/// A `tchar` of RFC 9110 §5.6.2.
-fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]

@@ -16,6 +16,12 @@ pub use limits::Limits;
 pub(crate) use limits::MAX_HEADERS;
 pub use parser::{RequestParser, Step};
 
+/// A `tchar` of RFC 9110 §5.6.2: what a method, a field name or a chunk
+/// extension's name is made of.
+pub(crate) fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
 /// What the worker sends back for one request (or before it, for `Continue`).
 ///
 /// Every variant has a preformatted response (see `response.rs`); the parser
