@@ -62,3 +62,58 @@ fn shared_refuses_only_when_every_worker_is_full() {
 fn least_refuses_only_when_every_worker_is_full() {
     refuses_only_when_every_worker_is_full("least");
 }
+
+/// Connections the master held while the workers' batches awaited their
+/// acks (the workers stopped): once the acks show every worker full, by
+/// its own count, the held ones get `503`, not a wait for as long as the
+/// full workers' clients stay. Before, they were routed only when a worker
+/// had room again, and kept by the master, unanswered, until then.
+fn held_connections_are_refused_once_every_worker_is_full(mode: &str) {
+    const MAX: usize = 2;
+    const BURST: usize = 10;
+    let s = Server::start(&["--mode", mode, "--workers", "2", "--no-pin", "--max-conns", "2"]);
+    let ready = s.wait_workers_ready(WORKERS, START_TIMEOUT);
+    let pids: Vec<u32> =
+        (0..WORKERS).map(|i| ready["workers"][i]["pid"].as_u64().expect("worker pid") as u32).collect();
+    let master_fds = util::procs::open_fds(s.pid());
+    let stopped: Vec<_> = pids.iter().map(|&pid| util::procs::stop_between_turns(pid).0).collect();
+    // The master has taken `n` connections: it holds each until a worker
+    // acknowledges it, or refuses it.
+    let taken = |n: usize| {
+        let took = || {
+            let refused = s.stats()["refused"].as_u64().unwrap_or(0) as usize;
+            util::procs::open_fds(s.pid()).saturating_sub(master_fds) + refused
+        };
+        let all = eventually(Duration::from_secs(10), || took() >= n);
+        assert!(all, "{mode}: the master took {} of {n} connections: {}", took(), s.stats());
+    };
+    // First as many as the workers have room for: handed over (or queued),
+    // unacknowledged. Then more, while the workers' counts do not show them
+    // full yet: held.
+    let mut conns: Vec<Conn> = (0..MAX * WORKERS).map(|_| s.connect()).collect();
+    taken(MAX * WORKERS);
+    conns.extend((MAX * WORKERS..BURST).map(|_| s.connect()));
+    taken(BURST);
+    for c in &mut conns {
+        c.send(GET);
+    }
+    drop(stopped);
+    let mut answers = Vec::with_capacity(BURST);
+    for (i, c) in conns.iter_mut().enumerate() {
+        let r = c.try_read().unwrap_or_else(|e| panic!("{mode}: connection {i} got no answer: {e}; {}", s.stats()));
+        answers.push(r.status);
+    }
+    let served = answers.iter().filter(|&&status| status == 200).count();
+    let refused = answers.iter().filter(|&&status| status == 503).count();
+    assert_eq!((served, refused), (MAX * WORKERS, BURST - MAX * WORKERS), "{mode}: answers {answers:?}");
+}
+
+#[test]
+fn rr_refuses_held_connections_once_every_worker_is_full() {
+    held_connections_are_refused_once_every_worker_is_full("rr");
+}
+
+#[test]
+fn least_refuses_held_connections_once_every_worker_is_full() {
+    held_connections_are_refused_once_every_worker_is_full("least");
+}

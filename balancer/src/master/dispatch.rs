@@ -82,6 +82,13 @@ impl Dispatch {
     }
 }
 
+/// With no worker to pick now, whether one may take a connection soon, so
+/// that it is held rather than refused: no worker is ready yet, or, when
+/// the master hands connections over, one lags or awaits an ack but has room.
+fn may_take_soon(routes: &[usize], hands_over: bool, facts: &impl Fn(usize) -> RouteFacts) -> bool {
+    routes.is_empty() || (hands_over && !routes.iter().all(|&slot| facts(slot).no_room()))
+}
+
 /// What the mode judges the workers by, at one instant.
 pub(super) struct Judge<'a> {
     slots: &'a [Slot],
@@ -227,10 +234,7 @@ impl Master {
                 self.counts.handed_over += 1;
                 self.slots[slot].lane.enqueue(fd);
             }
-            // No worker ready yet, or one that lags but has room: it may take it soon.
-            None if self.stopping.is_none()
-                && (routes.is_empty() || (hands_over && !routes.iter().all(|&r| facts(r).no_room()))) =>
-            {
+            None if self.stopping.is_none() && may_take_soon(routes, hands_over, &facts) => {
                 self.counts.held += 1;
                 self.dispatch.held.push(fd);
             }
@@ -255,21 +259,34 @@ impl Master {
         }
     }
 
-    /// True when some route takes a connection now.
-    fn some_route_takes(&self, now: Instant) -> bool {
-        let judge = self.judge(now);
-        self.dispatch.routes.iter().any(|&slot| judge.facts(slot).takes())
-    }
-
-    /// Routes connections held while no worker could take them.
+    /// Routes connections held while no worker could take them: to a worker
+    /// that takes now, or, once no worker may take them soon (every one out
+    /// of room by its own count, after the acks the hold waited for), to a
+    /// `503`. Held is for a moment; a full worker may stay full for as long
+    /// as its clients stay.
     pub(super) fn route_held(&mut self) {
-        if self.dispatch.held.is_empty() || !self.some_route_takes(Instant::now()) {
+        if self.dispatch.held.is_empty() {
+            return;
+        }
+        // The routes and the rule `route` goes by.
+        let steers = self.dispatch.balance.steer_every().is_some();
+        if steers {
+            self.refresh_steered_to();
+        }
+        let hands_over = steers || self.dispatch.balance.accepting() == Accepting::Master;
+        let judge = self.judge(Instant::now());
+        let facts = |slot| judge.facts(slot);
+        let routes = if steers { &self.dispatch.steered_to } else { &self.dispatch.routes };
+        let settled = routes.iter().any(|&slot| facts(slot).takes()) || !may_take_soon(routes, hands_over, &facts);
+        if !settled {
             return;
         }
         let mut held = std::mem::take(&mut self.dispatch.held);
         for fd in held.drain(..) {
             self.route(fd);
         }
+        // What `route` held again went into the fresh vector: keep it.
+        held.append(&mut self.dispatch.held);
         self.dispatch.held = held;
     }
 
