@@ -378,3 +378,43 @@ fn clients_vanishing_mid_request_do_not_harm_the_worker() {
     assert!(ok, "only the kept connection should be live: {}", s.stats());
     assert!(!s.log().iter().any(|l| l.contains("exited") || l.contains("killed")), "a worker died: {:?}", s.log());
 }
+
+/// After an error answer the server sends its FIN at once and lingers,
+/// still reading, for the client's: a client that reads to the end and
+/// then writes is not reset. Before, on epoll, a connection with no event
+/// pending got its FIN only at the linger's end (2 s), with the close, so
+/// that write met a reset.
+#[test]
+fn error_answer_fin_comes_while_the_server_still_lingers() {
+    // A worker's own connection: its close is the last (a handed one's
+    // copy stays open a little longer in the worker and the master).
+    let s = Server::start(&["--workers", "1", "--mode", "shared"]);
+    let mut c = s.connect();
+    // An answered request first: the connection's events so far are spent.
+    c.get_ok();
+    c.send(b"NOT HTTP\r\n\r\n");
+    let r = c.try_read().unwrap_or_else(|e| panic!("expected 400, reading failed: {e}"));
+    check_error(&r, 400);
+    c.expect_closed();
+    // The server still reads: this is discarded, not answered with a reset.
+    c.send(b"x");
+    c.shutdown_write();
+    let (from, to) = (c.stream().local_addr().expect("the client's address").port(), s.addr().port());
+    assert!(
+        eventually(Duration::from_secs(5), || !client_socket_open(from, to)),
+        "the connection from port {from} did not end"
+    );
+    let error = c.stream().take_error().expect("SO_ERROR");
+    assert!(error.is_none(), "the server reset the connection while it should linger: {error:?}");
+}
+
+/// True while /proc/net/tcp lists the client's socket from local port
+/// `from` to port `to`.
+fn client_socket_open(from: u16, to: u16) -> bool {
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let port = |address: &str| address.rsplit(':').next().and_then(|hex| u16::from_str_radix(hex, 16).ok());
+    text.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() > 2 && port(fields[1]) == Some(from) && port(fields[2]) == Some(to)
+    })
+}

@@ -30,14 +30,15 @@ impl EpollWorker<'_> {
     pub(super) fn drive(&mut self, slot: u32, generation: u32) -> io::Result<()> {
         let mut reads = 0;
         loop {
+            self.send_due(slot, generation);
             let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+            // Due once the last answer is sent, which `send_due` just did:
+            // now, not at the connection's next event.
             if entry.conn.take_half_close() {
                 if let Some(fd) = &entry.fd {
                     half_close(fd.as_fd());
                 }
             }
-            self.send_due(slot, generation);
-            let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
             if entry.conn.is_closed() {
                 self.close(slot, generation);
                 return Ok(());
