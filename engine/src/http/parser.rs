@@ -190,7 +190,9 @@ fn decide(len: usize, head: bool, http11: bool, headers: &[httparse::Header<'_>]
         (true, true, true) => Reply::Head,
         (true, true, false) => Reply::HeadKeepAlive,
     };
-    HeadResult::Request { len, framing, reply, expect_continue: fields.expect_continue }
+    // An HTTP/1.0 client knows no 1xx answers: its 100-continue is ignored
+    // (RFC 9110 §10.1.1, §15.2).
+    HeadResult::Request { len, framing, reply, expect_continue: fields.expect_continue && http11 }
 }
 
 /// Records one header field; false when its value is malformed. The name's
@@ -329,6 +331,12 @@ mod tests {
         // A name one letter off is just another field.
         assert_eq!(replies(b"GET / HTTP/1.1\r\nHost: a\r\nHosts: b\r\nConnectionx: close\r\n\r\n"), [Reply::Ok]);
         assert_eq!(replies(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"), [Reply::BadRequest]);
+    }
+
+    #[test]
+    fn http10_gets_no_100_continue() {
+        let input = b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc";
+        assert_eq!(replies(input), [Reply::OkClose]);
     }
 
     #[test]
