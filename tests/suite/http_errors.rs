@@ -194,6 +194,15 @@ fn e400_bad_chunk_framing() {
     }
 }
 
+/// `CONNECT` asks for a tunnel, which an origin server does not open: a
+/// `200` would tell the client it is open (RFC 9110 §9.3.6).
+#[test]
+fn e501_connect() {
+    let s = server();
+    let r = expect_error(&s, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", &[501]);
+    assert_eq!(r.status, 501);
+}
+
 #[test]
 fn e501_unsupported_transfer_coding() {
     let s = server();

@@ -158,6 +158,9 @@ struct Fields {
 fn parse_head(input: &[u8], limits: &Limits) -> HeadResult {
     with_head(input, |parsed| match parsed {
         Parsed::Complete(len, _) if len > limits.max_header => HeadResult::Reject(Reply::HeaderTooLarge),
+        // A proxy's method: a 2xx would tell the client its tunnel is open
+        // (RFC 9110 §9.3.6), so an origin server says it does not do it.
+        Parsed::Complete(_, request) if request.method == Some("CONNECT") => HeadResult::Reject(Reply::NotImplemented),
         Parsed::Complete(len, request) => {
             decide(len, request.method == Some("HEAD"), request.version == Some(1), request.headers, limits)
         }
@@ -331,6 +334,15 @@ mod tests {
         // A name one letter off is just another field.
         assert_eq!(replies(b"GET / HTTP/1.1\r\nHost: a\r\nHosts: b\r\nConnectionx: close\r\n\r\n"), [Reply::Ok]);
         assert_eq!(replies(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"), [Reply::BadRequest]);
+    }
+
+    #[test]
+    fn connect_is_not_implemented() {
+        assert_eq!(
+            replies(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"),
+            [Reply::NotImplemented]
+        );
+        assert_eq!(replies(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"), [Reply::Ok]);
     }
 
     #[test]
