@@ -1,22 +1,91 @@
 //! Refusing a connection that no worker can take (every worker is full, or
-//! the master is stopping): a `503` and the server's close, never a bare reset.
+//! the master is stopping): a `503` and the server's close, never a bare
+//! reset: the input is read before the answer, and the socket stays open a
+//! moment after it, for a request still on its way.
 
+use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use ringmaster_engine::http::Reply;
 use ringmaster_engine::response::standalone;
 
-/// Most request bytes read and thrown away before answering.
+/// Most request bytes read and thrown away before answering, and again
+/// before the close.
 const DISCARD_LIMIT: usize = 16 * 1024;
+/// How long a refused connection stays open after its answer and FIN, so
+/// that a request still on its way lands in an open socket and not in a
+/// closed one, which would answer it with a reset that can destroy the
+/// `503` before the client reads it.
+const REFUSED_LINGER: Duration = Duration::from_millis(200);
+/// Refused connections kept open at once; past that, one closes at once.
+const LINGERING_MAX: usize = 1024;
 
-/// Answers `503` and closes, without ever blocking the master.
-///
-/// Whatever the client already sent is read first: closing a socket with
-/// unread input sends a reset, which can destroy the answer before the
-/// client reads it. Best effort: a request still on its way can still meet
-/// the reset, and a socket whose buffer is full gets no answer.
-pub fn refuse(connection: OwnedFd) {
+/// Refused connections, answered and kept open a moment before their close.
+#[derive(Debug)]
+pub struct Refusals {
+    lingering: VecDeque<(Instant, OwnedFd)>,
+}
+
+impl Refusals {
+    /// None lingering yet.
+    pub fn new() -> Refusals {
+        Refusals { lingering: VecDeque::with_capacity(LINGERING_MAX) }
+    }
+
+    /// Answers `503` and sends the FIN now, without ever blocking the
+    /// master; closes [`REFUSED_LINGER`] later, or now when too many linger.
+    pub fn refuse(&mut self, connection: OwnedFd, now: Instant) {
+        discard_input(&connection);
+        // The same 503 a worker would send, formatted now: this path is rare.
+        let answer = standalone(Reply::ServiceUnavailable, b"", SystemTime::now());
+        let fd = connection.as_raw_fd();
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        // SAFETY: sending from a live buffer on an fd we own; a failure leaves
+        // nothing to undo, the close follows either way.
+        unsafe {
+            libc::send(fd, answer.as_ptr().cast(), answer.len(), flags);
+            libc::shutdown(fd, libc::SHUT_WR);
+        }
+        if self.lingering.len() == LINGERING_MAX {
+            close(connection);
+            return;
+        }
+        self.lingering.push_back((now + REFUSED_LINGER, connection));
+    }
+
+    /// Closes the refused connections whose linger has ended at `now`.
+    pub fn close_due(&mut self, now: Instant) {
+        while self.lingering.front().is_some_and(|&(due, _)| due <= now) {
+            if let Some((_, connection)) = self.lingering.pop_front() {
+                close(connection);
+            }
+        }
+    }
+}
+
+impl Default for Refusals {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Refusals {
+    fn drop(&mut self) {
+        for (_, connection) in self.lingering.drain(..) {
+            close(connection);
+        }
+    }
+}
+
+/// Closes after reading what came: a close with unread input sends a reset.
+fn close(connection: OwnedFd) {
+    discard_input(&connection);
+    drop(connection);
+}
+
+/// Reads and throws away what the client sent, up to [`DISCARD_LIMIT`].
+fn discard_input(connection: &OwnedFd) {
     let fd = connection.as_raw_fd();
     let mut scratch = [0u8; 4096];
     let mut discarded = 0;
@@ -28,16 +97,6 @@ pub fn refuse(connection: OwnedFd) {
         }
         discarded += n as usize;
     }
-    // The same 503 a worker would send, formatted now: this path is rare.
-    let answer = standalone(Reply::ServiceUnavailable, b"", SystemTime::now());
-    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-    // SAFETY: sending from a live buffer on an fd we own; a failure leaves
-    // nothing to undo, the close below follows either way.
-    unsafe {
-        libc::send(fd, answer.as_ptr().cast(), answer.len(), flags);
-        libc::shutdown(fd, libc::SHUT_WR);
-    }
-    drop(connection);
 }
 
 #[cfg(test)]
@@ -46,6 +105,14 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
 
     use super::*;
+
+    fn read_503_to_the_end(client: &mut TcpStream) {
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).expect("read to the server's FIN");
+        let text = String::from_utf8(answer).expect("ASCII");
+        assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+        assert!(text.ends_with("Connection: close\r\n\r\nService Unavailable\n"), "{text}");
+    }
 
     #[test]
     fn a_refused_client_reads_503_then_end_of_stream() {
@@ -56,11 +123,26 @@ mod tests {
         // Make sure the request has arrived before refusing, as in the common case.
         let mut probe = [0u8; 1];
         server.peek(&mut probe).expect("peek");
-        refuse(OwnedFd::from(server));
-        let mut answer = Vec::new();
-        client.read_to_end(&mut answer).expect("read to the server's close");
-        let text = String::from_utf8(answer).expect("ASCII");
-        assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
-        assert!(text.ends_with("Connection: close\r\n\r\nService Unavailable\n"), "{text}");
+        let mut refusals = Refusals::new();
+        refusals.refuse(OwnedFd::from(server), Instant::now());
+        read_503_to_the_end(&mut client);
+    }
+
+    /// Refused before its request came (the master accepts as the handshake
+    /// ends): the request then meets an open socket, not a reset, and the
+    /// close, later, reads it first.
+    #[test]
+    fn a_request_that_comes_after_the_refusal_meets_no_reset() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        let mut refusals = Refusals::new();
+        let now = Instant::now();
+        refusals.refuse(OwnedFd::from(server), now);
+        client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+        read_503_to_the_end(&mut client);
+        refusals.close_due(now + REFUSED_LINGER);
+        assert!(refusals.lingering.is_empty(), "closed once due");
+        assert!(client.take_error().expect("SO_ERROR").is_none(), "the close sent a reset");
     }
 }

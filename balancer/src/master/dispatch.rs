@@ -20,7 +20,7 @@ use super::{Master, Op};
 use crate::bpf::program::STALLED;
 use crate::handoff::{read_leftover_ack, Sent};
 use crate::modes::{Accepting, Balance, RouteFacts};
-use crate::refuse::refuse;
+use crate::refuse::Refusals;
 use crate::rlimit::fd_limit_text;
 use crate::stats_line::Routing;
 
@@ -54,6 +54,8 @@ pub(super) struct Dispatch {
     declined: Vec<OwnedFd>,
     /// Connections refused with `503` because no worker could take them.
     pub(super) refused: u64,
+    /// Those refused lately, kept open a moment before their close.
+    refusals: Refusals,
     /// The multishot accept is armed.
     pub(super) accepting: bool,
     /// When the last fd-limit message was logged (rate limit).
@@ -76,6 +78,7 @@ impl Dispatch {
             scratch: Vec::with_capacity(HELD_CAPACITY),
             declined: Vec::with_capacity(MAX_FDS),
             refused: 0,
+            refusals: Refusals::new(),
             accepting: false,
             fd_limit_logged: None,
         }
@@ -240,7 +243,7 @@ impl Master {
             }
             None => {
                 self.dispatch.refused += 1;
-                refuse(fd);
+                self.dispatch.refusals.refuse(fd, Instant::now());
             }
         }
     }
@@ -313,9 +316,10 @@ impl Master {
 
     /// Refuses every held connection (the master is stopping).
     pub(super) fn refuse_held(&mut self) {
+        let now = Instant::now();
         for fd in self.dispatch.held.drain(..) {
             self.dispatch.refused += 1;
-            refuse(fd);
+            self.dispatch.refusals.refuse(fd, now);
         }
     }
 
@@ -476,6 +480,11 @@ impl Master {
         }
         let facts = self.judge(Instant::now()).facts(slot);
         Some(Routing { unacked: facts.unacked as u64, queued: facts.queued as u64, lagging: facts.stalled() })
+    }
+
+    /// Closes the refused connections whose moment has passed.
+    pub(super) fn close_refused(&mut self) {
+        self.dispatch.refusals.close_due(Instant::now());
     }
 
     /// Logs about running out of file descriptors, at most every [`FD_LIMIT_LOG_EVERY`].

@@ -380,6 +380,7 @@ impl Master {
                 self.arm_control_accept()?;
             }
         }
+        self.close_refused();
         self.end_drain_delay_when_due()?;
         self.arm_metrics_accept()?;
         self.watch_upgrade()?;
