@@ -24,11 +24,18 @@
 //! (With keep-alive, a draining worker closing an idle connection races with the
 //! client's next request on it; real HTTP clients retry exactly that case, which
 //! would hide real losses here.)
+//!
+//! A reload held up by an old process that cannot drain (SIGSTOPped, the
+//! watchdog off): the master kills it `--shutdown-timeout` after it was told
+//! to drain, and the reload goes on to the next worker; a reload asked for
+//! meanwhile is refused, and one asked once it is done runs.
 
 use crate::util;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use util::control::{control_path, ctl};
 use util::load::{Load, LOAD_PAUSE};
 use util::procs::{alive_ours, kill, process_state, stop_and_check_no_process_left, ContinueOnDrop};
 use util::stats::{num, per_worker, worker};
@@ -268,4 +275,121 @@ fn least_sighup_rolling_restart_loses_nothing() {
 #[test]
 fn reuseport_sighup_rolling_restart_loses_nothing() {
     sighup_under_load_loses_nothing("reuseport");
+}
+
+// --- a reload held up by a stopped old process ----------------------------------------------
+
+/// Two `rr` workers, `--shutdown-timeout 2`, the watchdog off (it would kill
+/// the stopped process itself, after 30 s) and a control socket; worker 1's
+/// process stopped (SIGSTOP) before any reload.
+struct Held {
+    s: Server,
+    path: PathBuf,
+    /// The pids of workers 1 and 2 at start.
+    old: [u32; 2],
+    _stopped: ContinueOnDrop,
+}
+
+fn worker_1_stopped(name: &str) -> Held {
+    let path = control_path("reload", name);
+    let _ = std::fs::remove_file(&path);
+    let control = path.to_str().unwrap().to_string();
+    let args = ["--mode", "rr", "--workers", "2", "--shutdown-timeout", "2", "--watchdog", "0", "--control", &control];
+    let s = Server::start(&args);
+    let st = s.wait_workers_ready(2, Duration::from_secs(5));
+    let old =
+        [1, 2].map(|id| num(&worker(&st, id).unwrap_or_else(|| panic!("worker {id} missing: {st}")), "pid") as u32);
+    kill(old[0], libc::SIGSTOP);
+    let stopped = ContinueOnDrop(old[0]);
+    assert!(eventually(IO_TIMEOUT, || process_state(old[0]) == Some('T')), "worker 1 ({}) not stopped", old[0]);
+    Held { s, path, old, _stopped: stopped }
+}
+
+/// The pids of workers 1 and 2 once both are ready, none of them in `old`.
+fn replaced(s: &Server, old: &[u32]) -> [u32; 2] {
+    let st = s.wait_workers_ready(2, Duration::from_secs(5));
+    let new =
+        [1, 2].map(|id| num(&worker(&st, id).unwrap_or_else(|| panic!("worker {id} missing: {st}")), "pid") as u32);
+    assert!(new.iter().all(|p| !old.contains(p)), "not every worker replaced: old {old:?}, now {st}");
+    for (id, w) in [1, 2].map(|id| (id, worker(&st, id).unwrap())) {
+        assert_eq!(num(&w, "restarts"), 0, "worker {id}: a reload is not a crash restart: {st}");
+    }
+    for &p in old {
+        assert!(!alive_ours(p), "old worker pid {p} still running");
+    }
+    new
+}
+
+#[test]
+fn a_stopped_old_process_is_killed_after_the_shutdown_timeout_and_the_reload_goes_on() {
+    let Held { s, path, old: [old1, old2], _stopped } = worker_1_stopped("stopped-old");
+    let from = s.log_len();
+    let asked = Instant::now();
+    let (code, out, err) = ctl(&path, &["reload"]);
+    assert_eq!((code, out.as_str()), (0, "ok reloading 2 workers"), "{err}");
+
+    // Worker 1's new process starts and gets ready; the old one, told to
+    // drain, cannot: 2 s later the master kills it.
+    let killing = format!("reload: worker 1 (pid {old1}) still running after --shutdown-timeout 2.0 s: killing it");
+    let (i_kill, _) = s.wait_for_log_from(from, |l| l == killing, Duration::from_secs(10));
+    assert!(asked.elapsed() >= Duration::from_secs(2), "killed before --shutdown-timeout: {:?}", asked.elapsed());
+    let killed = format!("worker 1 (pid {old1}) killed by signal 9 (SIGKILL)");
+    s.wait_for_log_from(i_kill, |l| l == killed, Duration::from_secs(5));
+
+    // Only then is worker 2 replaced, and its old process drains and exits 0.
+    let replacing = |l: &str| l.starts_with("worker 2 started (pid ") && l.contains(", replacing pid ");
+    assert!(
+        !s.log()[from..i_kill].iter().any(|l| replacing(l)),
+        "worker 2 replaced before worker 1's old process went"
+    );
+    let (i_start, line) = s.wait_for_log_from(i_kill, replacing, Duration::from_secs(5));
+    assert!(line.ends_with(&format!(", replacing pid {old2})")), "{line}");
+    let drained = format!("worker 2 (pid {old2}) exited with code 0");
+    s.wait_for_log_from(i_start, |l| l == drained, Duration::from_secs(10));
+    s.wait_for_log_from(i_start, |l| l == "reload: done (2 workers replaced)", Duration::from_secs(5));
+
+    replaced(&s, &[old1, old2]);
+    let log = s.log();
+    assert!(!log[from..].iter().any(|l| l.contains("restarting in")), "a reload's kill is no crash: {log:?}");
+    for _ in 0..4 {
+        s.connect().get_ok();
+    }
+    stop_and_check_no_process_left(s);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_reload_asked_while_one_is_under_way_is_refused_until_it_is_done() {
+    let Held { s, path, old, _stopped } = worker_1_stopped("second-reload");
+    let from = s.log_len();
+    let (code, out, err) = ctl(&path, &["reload"]);
+    assert_eq!((code, out.as_str()), (0, "ok reloading 2 workers"), "{err}");
+
+    // Worker 1's old process holds the reload up (2 s): another one is
+    // refused, on the socket and on SIGHUP, and starts nothing.
+    let (code, out, _) = ctl(&path, &["reload"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (1, "error: a reload is already under way (worker 1 being replaced, 1 more to go)"),
+        "a second reload while the first waits on worker 1"
+    );
+    s.signal(libc::SIGHUP);
+    s.wait_for_log_from(
+        from,
+        |l| l.starts_with("SIGHUP: a reload is already under way (worker ") && l.ends_with("): not reloading"),
+        Duration::from_secs(5),
+    );
+    let (i_done, _) = s.wait_for_log_from(from, |l| l == "reload: done (2 workers replaced)", Duration::from_secs(15));
+    let log = s.log();
+    let begun = log[from..].iter().filter(|l| l.starts_with("reload: replacing ")).count();
+    assert_eq!(begun, 1, "one reload ran: {log:?}");
+    let first = replaced(&s, &old);
+
+    // Once it is done, a reload is accepted and replaces every worker again.
+    let (code, out, err) = ctl(&path, &["reload"]);
+    assert_eq!((code, out.as_str()), (0, "ok reloading 2 workers"), "{err}");
+    s.wait_for_log_from(i_done + 1, |l| l == "reload: done (2 workers replaced)", Duration::from_secs(10));
+    replaced(&s, &first);
+    stop_and_check_no_process_left(s);
+    let _ = std::fs::remove_file(&path);
 }

@@ -5,14 +5,17 @@
 //! control socket lists exactly the running workers. Clients run throughout
 //! and none of their requests may fail: retiring is a drain, not a kill. Both
 //! modes.
+//!
+//! A retired worker that cannot drain (SIGSTOPped, the watchdog off) is
+//! killed `--shutdown-timeout` after it was told to.
 
 use crate::util;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use util::control::{control_path, ctl, status};
 use util::load::Load;
-use util::procs::stop_and_check_no_process_left;
+use util::procs::{alive_ours, kill, process_state, stop_and_check_no_process_left, ContinueOnDrop};
 use util::*;
 
 // --- local helpers ------------------------------------------------------------------------
@@ -149,4 +152,38 @@ fn least_sigttin_sigttou_and_ctl_scale_change_the_worker_count() {
 #[test]
 fn reuseport_sigttin_sigttou_and_ctl_scale_change_the_worker_count() {
     scale_up_and_down("reuseport");
+}
+
+#[test]
+fn a_stopped_worker_scaled_away_is_killed_after_the_shutdown_timeout() {
+    let path = control_path("scale", "stopped");
+    let _ = std::fs::remove_file(&path);
+    let control = path.to_str().unwrap().to_string();
+    let args = ["--mode", "rr", "--workers", "2", "--shutdown-timeout", "2", "--watchdog", "0", "--control", &control];
+    let s = Server::start(&args);
+    let two = wait_for_workers(&path, 2);
+    let pids = pids_of(&two);
+    let gone = pids[1] as u32;
+    kill(gone, libc::SIGSTOP);
+    let _stopped = ContinueOnDrop(gone);
+    assert!(eventually(IO_TIMEOUT, || process_state(gone) == Some('T')), "worker 2 ({gone}) not stopped");
+
+    let from = s.log_len();
+    let asked = Instant::now();
+    let (code, out, err) = ctl(&path, &["scale", "1"]);
+    assert_eq!((code, out.as_str()), (0, "ok scaling to 1 workers"), "{err}");
+    let killing = format!("scale: worker 2 (pid {gone}) still running after --shutdown-timeout 2.0 s: killing it");
+    let (i_kill, _) = s.wait_for_log_from(from, |l| l == killing, Duration::from_secs(10));
+    assert!(asked.elapsed() >= Duration::from_secs(2), "killed before --shutdown-timeout: {:?}", asked.elapsed());
+    let killed = format!("worker 2 (pid {gone}) killed by signal 9 (SIGKILL)");
+    s.wait_for_log_from(i_kill, |l| l == killed, Duration::from_secs(5));
+
+    let one = wait_for_workers(&path, 1);
+    assert_eq!(pids_of(&one), pids[..1], "worker 1 left alone: {one}");
+    assert!(!alive_ours(gone), "worker 2 ({gone}) still running");
+    let log = s.log();
+    assert!(!log[from..].iter().any(|l| l.contains("restarting in")), "a retired worker is not restarted: {log:?}");
+    s.connect().get_ok();
+    stop_and_check_no_process_left(s);
+    let _ = std::fs::remove_file(&path);
 }

@@ -55,9 +55,13 @@ impl Master {
                     // Refusals and failures are logged; nobody waits for a reply.
                     self.begin_upgrade("SIGUSR2", None)?;
                 }
-                Ok(Signal::SIGHUP) => {
-                    self.begin_reload()?;
-                }
+                Ok(Signal::SIGHUP) => match self.reload_refusal() {
+                    // Nobody waits for a reply: the log says why nothing starts.
+                    Some(why) => crate::log!("SIGHUP: {why}: not reloading"),
+                    None => {
+                        self.begin_reload()?;
+                    }
+                },
                 Ok(Signal::SIGTTIN) => self.scale(self.active_workers() + 1)?,
                 Ok(Signal::SIGTTOU) => self.scale(self.active_workers().saturating_sub(1).max(1))?,
                 Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) => {
@@ -165,8 +169,10 @@ impl Master {
         };
         Ok(Some(match command {
             Command::Status => self.stats_line(),
-            Command::Reload if self.stop_begun() => "error: stopping".to_string(),
-            Command::Reload => format!("ok reloading {} workers", self.begin_reload()?),
+            Command::Reload => match self.reload_refusal() {
+                Some(why) => format!("error: {why}"),
+                None => format!("ok reloading {} workers", self.begin_reload()?),
+            },
             Command::Scale(_) if self.stop_begun() => "error: stopping".to_string(),
             Command::Scale(n) if n > MAX_SLOTS / 2 => format!("error: at most {} workers", MAX_SLOTS / 2),
             Command::Scale(n) => {

@@ -386,6 +386,7 @@ impl Master {
         self.watch_upgrade()?;
         self.expire_control_clients()?;
         self.expire_scrapes()?;
+        self.kill_overdue_retirees();
         self.watch_heartbeats();
         self.watch_lagging();
         self.watch_fd_limits();

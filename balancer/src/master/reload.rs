@@ -1,10 +1,15 @@
 //! Rolling reload and scale: workers are replaced one at a time, the old
 //! process retired only once the new one is ready; scaling adds workers or
 //! retires the newest ones gracefully. A retired process is a lame duck at
-//! once: its health path answers `503` before it drains.
+//! once: its health path answers `503` before it drains, and it is killed if
+//! it has not exited `--shutdown-timeout` after it was told to drain.
 
 use std::collections::VecDeque;
 use std::io;
+use std::time::Instant;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 use super::Master;
 
@@ -15,6 +20,9 @@ pub(super) struct Reload {
     queue: VecDeque<usize>,
     /// The worker being replaced, and the slot of its old process.
     current: Option<(usize, usize)>,
+    /// Processes started so far by the reload under way, if one is (a
+    /// cancelled one is not: it logs no end).
+    started: Option<usize>,
 }
 
 impl Reload {
@@ -26,11 +34,30 @@ impl Reload {
     /// Forgets the workers not yet replaced (the master is stopping).
     pub(super) fn cancel(&mut self) {
         self.queue.clear();
+        self.started = None;
     }
 }
 
 impl Master {
-    /// Queues every worker for replacement; how many.
+    /// Why a reload cannot begin now, if it cannot. One under way is not
+    /// merged with a new request, as an upgrade is not: the reply says so,
+    /// rather than `ok` for workers that would not all be replaced after it.
+    pub(super) fn reload_refusal(&self) -> Option<String> {
+        if self.stop_begun() {
+            return Some("stopping".to_string());
+        }
+        if !self.reload.under_way() {
+            return None;
+        }
+        let more = self.reload.queue.len();
+        Some(match self.reload.current {
+            Some((id, _)) => format!("a reload is already under way (worker {id} being replaced, {more} more to go)"),
+            None => format!("a reload is already under way ({more} workers to go)"),
+        })
+    }
+
+    /// Queues every worker for replacement; how many. The caller has asked
+    /// [`Master::reload_refusal`].
     pub(super) fn begin_reload(&mut self) -> io::Result<usize> {
         if self.stop_begun() {
             return Ok(0);
@@ -43,6 +70,7 @@ impl Master {
             }
         }
         crate::log!("reload: replacing {} workers one at a time", ids.len());
+        self.reload.started = Some(0);
         self.counts.reloads += 1;
         self.notify_reloading();
         self.step_reload()?;
@@ -72,17 +100,26 @@ impl Master {
                     continue;
                 }
                 if new_ready && !self.slots[old_slot].process.as_ref().is_some_and(|p| p.retiring) {
-                    self.retire(old_slot);
+                    self.retire(old_slot, "reload");
                 }
                 return Ok(());
             }
-            let Some(id) = self.reload.queue.pop_front() else { return Ok(()) };
+            let Some(id) = self.reload.queue.pop_front() else {
+                // Whoever waits for the reload to end (to ask for another) sees it here.
+                if let Some(started) = self.reload.started.take() {
+                    crate::log!("reload: done ({started} workers replaced)");
+                }
+                return Ok(());
+            };
             let Some(index) = self.worker_index(id) else { continue };
             let worker = &self.workers[index];
             // A worker waiting to restart gets a new process anyway.
             let Some(old_slot) = worker.slot.filter(|_| !worker.retired) else { continue };
             self.spawn(id)?;
             self.reload.current = Some((id, old_slot));
+            if let Some(started) = self.reload.started.as_mut() {
+                *started += 1;
+            }
         }
     }
 
@@ -98,11 +135,15 @@ impl Master {
 
     /// Tells a process to finish its connections and exit; it takes no new
     /// ones from now, and its health path answers `503` at once (before its
-    /// `Drain` has gone down its lane); what was queued for it goes to the others.
-    pub(super) fn retire(&mut self, slot: usize) {
+    /// `Drain` has gone down its lane); what was queued for it goes to the
+    /// others. `why` (`reload`, `scale`) names it in the log if it has to be
+    /// killed `--shutdown-timeout` from now.
+    pub(super) fn retire(&mut self, slot: usize, why: &'static str) {
         self.mark_lame_duck(slot);
+        let deadline = Instant::now() + self.config.shutdown_timeout;
         if let Some(process) = self.slots[slot].process.as_mut() {
             process.retiring = true;
+            process.drain_deadline.get_or_insert((deadline, why));
             self.slots[slot].lane.request_drain();
         }
         self.refresh_routes();
@@ -131,12 +172,36 @@ impl Master {
             // worker, its last holder, accepts what is queued, then closes it.
             self.dispatch.balance.retire_worker(id);
             match self.workers[index].slot {
-                Some(slot) => self.retire(slot),
+                Some(slot) => self.retire(slot, "scale"),
                 None => {
                     self.workers.remove(index);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Each tick: kills the processes retired by a reload or a scale-down
+    /// that are still running `--shutdown-timeout` after they were told to
+    /// drain. A live one ends its drain by itself at about that time (the
+    /// same timeout, counted from when its `Drain` arrives); a stopped or
+    /// wedged one never would, and the reload would wait on it for ever
+    /// (the watchdog may be off), as a stop does not. Its exit moves the
+    /// reload on.
+    pub(super) fn kill_overdue_retirees(&mut self) {
+        let now = Instant::now();
+        let timeout = self.config.shutdown_timeout.as_secs_f64();
+        for process in self.slots.iter_mut().filter_map(|s| s.process.as_mut()) {
+            let Some((deadline, why)) = process.drain_deadline else { continue };
+            if now < deadline {
+                continue;
+            }
+            process.drain_deadline = None;
+            let (id, pid) = (process.worker, process.pid);
+            crate::log!(warn { worker: id, worker_pid: pid }:
+                "{why}: worker {id} (pid {pid}) still running after --shutdown-timeout {timeout:.1} s: killing it");
+            // Our child, not yet reaped: the pid is still its own.
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
     }
 }

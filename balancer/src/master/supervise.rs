@@ -34,6 +34,10 @@ pub(super) struct Process {
     pub(super) started: Instant,
     pub(super) ready: bool,
     pub(super) retiring: bool,
+    /// Retired by a reload or a scale-down (which one, for the log): killed
+    /// if still running at this instant, as a stopped or wedged process
+    /// never exits by itself. Cleared once it is killed.
+    pub(super) drain_deadline: Option<(Instant, &'static str)>,
     heartbeat: u64,
     /// When its heartbeat last moved (sampled every tick).
     pub(super) heartbeat_moved: Instant,
@@ -156,6 +160,7 @@ impl Master {
             started: now,
             ready: false,
             retiring: false,
+            drain_deadline: None,
             heartbeat: 0,
             heartbeat_moved: now,
             killed_by_watchdog: false,
