@@ -329,10 +329,15 @@ fn a_stopped_old_process_is_killed_after_the_shutdown_timeout_and_the_reload_goe
     assert_eq!((code, out.as_str()), (0, "ok reloading 2 workers"), "{err}");
 
     // Worker 1's new process starts and gets ready; the old one, told to
-    // drain, cannot: 2 s later the master kills it.
-    let killing = format!("reload: worker 1 (pid {old1}) still running after --shutdown-timeout 2.0 s: killing it");
+    // drain, cannot: 3 s later (the timeout and a second) the master kills it.
+    let killing =
+        format!("reload: worker 1 (pid {old1}) still running a second after --shutdown-timeout 2.0 s: killing it");
     let (i_kill, _) = s.wait_for_log_from(from, |l| l == killing, Duration::from_secs(10));
-    assert!(asked.elapsed() >= Duration::from_secs(2), "killed before --shutdown-timeout: {:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() >= Duration::from_secs(3),
+        "killed before --shutdown-timeout and a second: {:?}",
+        asked.elapsed()
+    );
     let killed = format!("worker 1 (pid {old1}) killed by signal 9 (SIGKILL)");
     s.wait_for_log_from(i_kill, |l| l == killed, Duration::from_secs(5));
 

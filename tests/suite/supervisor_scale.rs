@@ -172,7 +172,8 @@ fn a_stopped_worker_scaled_away_is_killed_after_the_shutdown_timeout() {
     let asked = Instant::now();
     let (code, out, err) = ctl(&path, &["scale", "1"]);
     assert_eq!((code, out.as_str()), (0, "ok scaling to 1 workers"), "{err}");
-    let killing = format!("scale: worker 2 (pid {gone}) still running after --shutdown-timeout 2.0 s: killing it");
+    let killing =
+        format!("scale: worker 2 (pid {gone}) still running a second after --shutdown-timeout 2.0 s: killing it");
     let (i_kill, _) = s.wait_for_log_from(from, |l| l == killing, Duration::from_secs(10));
     assert!(asked.elapsed() >= Duration::from_secs(2), "killed before --shutdown-timeout: {:?}", asked.elapsed());
     let killed = format!("worker 2 (pid {gone}) killed by signal 9 (SIGKILL)");

@@ -6,12 +6,15 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::Master;
+
+/// Beyond `--shutdown-timeout`, what a retired process gets before it is killed.
+const RETIREE_GRACE: Duration = Duration::from_secs(1);
 
 /// A rolling reload under way.
 #[derive(Debug, Default)]
@@ -140,7 +143,9 @@ impl Master {
     /// killed `--shutdown-timeout` from now.
     pub(super) fn retire(&mut self, slot: usize, why: &'static str) {
         self.mark_lame_duck(slot);
-        let deadline = Instant::now() + self.config.shutdown_timeout;
+        // A second more than the process's own drain, counted from when its
+        // `Drain` arrives: a live one ends by itself, a little after this.
+        let deadline = Instant::now() + self.config.shutdown_timeout + RETIREE_GRACE;
         if let Some(process) = self.slots[slot].process.as_mut() {
             process.retiring = true;
             process.drain_deadline.get_or_insert((deadline, why));
@@ -199,7 +204,8 @@ impl Master {
             process.drain_deadline = None;
             let (id, pid) = (process.worker, process.pid);
             crate::log!(warn { worker: id, worker_pid: pid }:
-                "{why}: worker {id} (pid {pid}) still running after --shutdown-timeout {timeout:.1} s: killing it");
+                "{why}: worker {id} (pid {pid}) still running a second after --shutdown-timeout {timeout:.1} s: \
+                 killing it");
             // Our child, not yet reaped: the pid is still its own.
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
