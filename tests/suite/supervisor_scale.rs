@@ -98,7 +98,7 @@ fn scale_up_and_down(mode: &str) {
     s.signal(libc::SIGTTOU);
     // The master decides at once, and says so: it keeps the one worker. (Had
     // it retired it, `scale 3` below would find no worker 1 to keep.)
-    s.wait_for_log_from(from, |l| l == "scaling from 1 to 1 workers", Duration::from_secs(2));
+    s.wait_for_log_from(from, |l| l == "scaling: already at 1 worker", Duration::from_secs(2));
     let still = wait_for_workers(&path, 1);
     assert_eq!(pids_of(&still), original[..1], "SIGTTOU at one worker must keep it: {still}");
     assert!(!s.log()[from..].iter().any(|l| l.contains(") exited with code")), "{:?}", &s.log()[from..]);

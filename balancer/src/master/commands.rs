@@ -92,10 +92,11 @@ impl Master {
             return self.stop_now();
         }
         self.notify_stopping();
-        self.abandon_upgrade()?;
         let delay = self.config.drain_delay;
         if !delay.is_zero() {
             self.lame_duck = Some(Instant::now() + delay);
+            // After the stop has begun: the log must not say this master serves on.
+            self.abandon_upgrade()?;
             self.reload.cancel();
             for slot in 0..self.slots.len() {
                 self.mark_lame_duck(slot);

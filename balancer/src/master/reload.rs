@@ -164,6 +164,10 @@ impl Master {
             return Ok(());
         }
         let active: Vec<usize> = self.workers.iter().filter(|w| !w.retired).map(|w| w.id).collect();
+        if active.len() == target {
+            crate::log!("scaling: already at {target} worker{}", if target == 1 { "" } else { "s" });
+            return Ok(());
+        }
         crate::log!("scaling from {} to {target} workers", active.len());
         for _ in active.len()..target {
             self.add_worker()?;

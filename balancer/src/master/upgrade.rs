@@ -279,7 +279,7 @@ impl Master {
     fn upgrade_failed(&mut self, reason: &str, running: bool) -> io::Result<()> {
         self.close_upgrade_channel()?;
         let Some(Successor { pid, requester, .. }) = self.upgrades.successor.take() else { return Ok(()) };
-        let serving = if self.stopping.is_none() {
+        let serving = if !self.stop_begun() {
             format!("; this master (pid {}) keeps serving", std::process::id())
         } else {
             String::new()
