@@ -24,13 +24,19 @@ pub fn raise_fd_limit() -> io::Result<u64> {
 /// their table of direct descriptors by it).
 pub use ringmaster_engine::fd_limit;
 
-/// Descriptors a worker needs besides its connections: stdio, the channel,
-/// the stats block, the listener, the ring, the signalfd, and some room.
-const WORKER_OVERHEAD_FDS: u64 = 32;
+/// Descriptors a worker holds besides its connections: stdio, the channel
+/// or the listener, the stats block, the ring or the epoll set and its
+/// timer, the shutdown fd (8 or 9 measured), and one or two to spare.
+const WORKER_OVERHEAD_FDS: u64 = 10;
 
-/// Open files a worker needs to hold `max_conns` connections.
-pub fn fds_needed(max_conns: usize) -> u64 {
-    max_conns as u64 + WORKER_OVERHEAD_FDS
+/// About how many connections a worker holds under an open-file limit of
+/// `limit`, if fewer than `max_conns`. A worker whose io_uring accepts make
+/// direct descriptors (`ring_table`: `shared`, `reuseport`) keeps them in
+/// its ring's table, as large as the limit, not in its process's; any other
+/// worker keeps one descriptor per connection beside its own.
+pub fn worker_holds(max_conns: usize, limit: u64, ring_table: bool) -> Option<u64> {
+    let holds = if ring_table { limit } else { limit.saturating_sub(WORKER_OVERHEAD_FDS) };
+    (holds < max_conns as u64).then_some(holds)
 }
 
 /// The system-wide limit on open files (`fs.file-max`), if readable.
@@ -49,14 +55,13 @@ pub fn fd_limit_text() -> String {
 /// Warns at start when `--max-conns` cannot be reached: every worker is a
 /// process with its own `RLIMIT_NOFILE` (`limit`), and the master in `rr`
 /// mode holds a copy of each connection until a worker takes it.
-pub fn warn_if_fds_fall_short(max_conns: usize, workers: usize, limit: u64) {
-    let per_worker = fds_needed(max_conns);
-    if per_worker > limit {
+/// `ring_table`: see [`worker_holds`].
+pub fn warn_if_fds_fall_short(max_conns: usize, workers: usize, limit: u64, ring_table: bool) {
+    if let Some(holds) = worker_holds(max_conns, limit, ring_table) {
         crate::log!(warn:
-            "--max-conns {max_conns} needs about {per_worker} open files per worker but RLIMIT_NOFILE is \
-             {limit}: each worker will take about {} connections (the rest go to other workers, or get 503); \
+            "--max-conns {max_conns} is more than RLIMIT_NOFILE {limit} allows: each worker will hold about \
+             {holds} connections (when every worker is full, new ones get 503, or wait in reuseport mode); \
              raise the limit (ulimit -n, systemd LimitNOFILE=) or lower --max-conns",
-            limit.saturating_sub(per_worker - max_conns as u64),
         );
     }
     let total = (max_conns as u64).saturating_mul(workers as u64);
@@ -65,5 +70,18 @@ pub fn warn_if_fds_fall_short(max_conns: usize, workers: usize, limit: u64) {
             "--max-conns {max_conns} x {workers} workers = {total} connections exceeds the system's \
              fs.file-max ({system})"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_holds_what_its_descriptors_allow() {
+        assert_eq!(worker_holds(16384, 32, false), Some(22), "one fd per connection beside its own");
+        assert_eq!(worker_holds(16384, 32, true), Some(32), "its ring's table is as large as the limit");
+        assert_eq!(worker_holds(100, 1 << 20, false), None, "--max-conns is reached");
+        assert_eq!(worker_holds(100, 100, true), None);
     }
 }

@@ -40,6 +40,12 @@ pub struct WorkerCounters {
     pub fd_limit_hits: AtomicU64,
     /// Loop turns: a watchdog sees a stuck worker when this stops moving.
     pub heartbeat: AtomicU64,
+    /// Connections the worker can hold now: its `--max-conns`, or fewer when
+    /// its ring's table of direct descriptors is smaller, or, while it is at
+    /// its open-file limit, the connections it held when an accept found no
+    /// descriptor free. Set before the worker is ready; the master judges
+    /// "full" by it, so a worker out of descriptors counts as full.
+    pub capacity: AtomicU64,
     /// The worker's process id.
     pub pid: AtomicU32,
     /// One of the `STATE_*` values.
@@ -64,6 +70,8 @@ pub struct CountersSnapshot {
     pub fd_limit_hits: u64,
     /// See [`WorkerCounters::heartbeat`].
     pub heartbeat: u64,
+    /// See [`WorkerCounters::capacity`].
+    pub capacity: u64,
     /// See [`WorkerCounters::state`].
     pub state: u32,
 }
@@ -78,6 +86,7 @@ impl WorkerCounters {
             rejected: self.rejected.load(Ordering::Relaxed),
             fd_limit_hits: self.fd_limit_hits.load(Ordering::Relaxed),
             heartbeat: self.heartbeat.load(Ordering::Relaxed),
+            capacity: self.capacity.load(Ordering::Relaxed),
             state: self.state.load(Ordering::Acquire),
         }
     }
@@ -90,6 +99,7 @@ impl WorkerCounters {
         self.rejected.store(counts.rejected, Ordering::Relaxed);
         self.fd_limit_hits.store(counts.fd_limit_hits, Ordering::Relaxed);
         self.heartbeat.store(counts.heartbeat, Ordering::Relaxed);
+        self.capacity.store(counts.capacity, Ordering::Relaxed);
     }
 
     /// True when the master has marked the worker a lame duck.

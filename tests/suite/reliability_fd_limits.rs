@@ -8,10 +8,12 @@
 
 use crate::util;
 
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use util::procs::open_fds;
+use util::stats::per_worker;
 use util::*;
 
 /// Connections opened at once: far over what 64 descriptors per process hold.
@@ -90,4 +92,85 @@ fn least_recovers_after_running_out_of_fds() {
 #[test]
 fn reuseport_recovers_after_running_out_of_fds() {
     recovers_after_running_out_of_fds("reuseport");
+}
+
+/// Idle clients for [`shared_refuses_with_503_when_every_worker_is_out_of_fds`]:
+/// more than two workers hold under 32 descriptors (on io_uring, 32 each in
+/// their rings' tables of direct descriptors; on epoll, about 23 each).
+const IDLE: usize = 80;
+
+/// What an idle client has seen of the server so far, without waiting.
+enum Seen {
+    Nothing,
+    Refused,
+    /// A close or a reset with no answer, or something other than a `503`.
+    Dropped(String),
+}
+
+fn seen(conn: &mut TcpStream) -> Seen {
+    let _ = conn.set_nonblocking(true);
+    let mut buf = [0u8; 512];
+    match conn.read(&mut buf) {
+        Ok(n) if n > 0 && buf[..n].starts_with(b"HTTP/1.1 503 ") => Seen::Refused,
+        Ok(n) => Seen::Dropped(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Seen::Nothing,
+        Err(e) => Seen::Dropped(e.to_string()),
+    }
+}
+
+/// `shared` at the open-file limit keeps the promise `rr` keeps: when no
+/// worker has a descriptor for another connection, the master answers `503`
+/// and closes, counted in `refused`; no connection is taken and then closed
+/// unanswered, none is left in the queue. Before the fix the master judged
+/// "full" by `--max-conns` alone and never accepted: on io_uring an accept
+/// into a full table of direct descriptors took a connection off the queue
+/// and the kernel closed it; on epoll new clients waited until they gave up.
+#[test]
+fn shared_refuses_with_503_when_every_worker_is_out_of_fds() {
+    let s = Server::start_under(
+        &["prlimit", "--nofile=32:32"],
+        &["--mode", "shared", "--workers", "2", "--no-pin", "--header-timeout", "60"],
+    );
+    s.wait_workers_ready(2, START_TIMEOUT);
+    let mut idle: Vec<TcpStream> = (0..IDLE)
+        .map(|i| TcpStream::connect_timeout(&s.addr(), IO_TIMEOUT).unwrap_or_else(|e| panic!("idle client {i}: {e}")))
+        .collect();
+
+    // Every idle client is held by a worker or refused by the master.
+    let settled = |stats: &serde_json::Value| {
+        per_worker(stats, "live").iter().sum::<u64>() + stats["refused"].as_u64().unwrap_or(0) >= IDLE as u64
+    };
+    let mut stats = s.stats();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !settled(&stats) && std::time::Instant::now() < deadline {
+        stats = s.stats();
+    }
+    assert!(settled(&stats), "{IDLE} idle clients neither held nor refused within 5 s: {stats}");
+    let (mut refused_seen, mut dropped) = (0, Vec::new());
+    for conn in &mut idle {
+        match seen(conn) {
+            Seen::Nothing => {}
+            Seen::Refused => refused_seen += 1,
+            Seen::Dropped(what) => dropped.push(what),
+        }
+    }
+    assert!(dropped.is_empty(), "idle clients closed without a 503: {dropped:?}; {stats}");
+    assert!(refused_seen > 0, "every idle client held, over the limit: {stats}");
+
+    // A new client is refused at once, as in `rr`.
+    let mut conn = s.connect();
+    let resp = conn.try_send(GET).and_then(|()| conn.try_read());
+    let resp = resp.unwrap_or_else(|e| panic!("a new client got no answer ({e}); log:\n{}", s.log().join("\n")));
+    check_error(&resp, 503);
+    conn.expect_closed();
+    let stats = s.stats();
+    assert_eq!(stats["refused"].as_u64(), Some(refused_seen + 1), "{stats}");
+
+    // Room again: once the idle clients go, a new one is served.
+    drop(idle);
+    assert!(
+        eventually(Duration::from_secs(5), || answered(s.addr())),
+        "no request answered within 5 s after the idle clients closed; log:\n{}",
+        s.log().join("\n")
+    );
 }

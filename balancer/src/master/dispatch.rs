@@ -113,7 +113,11 @@ impl Judge<'_> {
             live: counters.map_or(0, |c| c.live.load(Ordering::Relaxed)),
             unacked: s.lane.handed(),
             queued: s.lane.queued(),
-            max_conns: self.max_conns,
+            // Fewer than `--max-conns` when the worker's descriptors run out
+            // first: full by that count, it gets no more and, when all are,
+            // the master answers `503` (in `shared` mode too, where the
+            // workers accept themselves).
+            max_conns: counters.map_or(self.max_conns, |c| self.max_conns.min(c.capacity.load(Ordering::Relaxed))),
             declined: s.declined_until.is_some_and(|until| until > now),
             ack_wait: s.lane.ack_wait(now),
             heartbeat_age: s

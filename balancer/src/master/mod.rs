@@ -53,7 +53,7 @@ use nix::sys::signal::Signal;
 use ringmaster_engine::token;
 use ringmaster_engine::{choose_backend, Backend, StatsBlock};
 
-use crate::config::MasterConfig;
+use crate::config::{MasterConfig, Mode};
 use crate::cpus::{allowed_cpus, choose_cpus};
 use crate::error::{Context, Error, Result};
 use crate::metrics::MasterCounts;
@@ -217,7 +217,11 @@ impl Master {
         }
         // Workers inherit the raised limit; failing to raise it is not fatal.
         match crate::rlimit::raise_fd_limit() {
-            Ok(limit) => crate::rlimit::warn_if_fds_fall_short(config.engine.max_conns, config.workers, limit),
+            Ok(limit) => {
+                // The ring's accepts keep their connections in its own table (`ring_socket.rs`).
+                let ring_table = backend == Backend::Uring && matches!(config.mode, Mode::Shared | Mode::Reuseport);
+                crate::rlimit::warn_if_fds_fall_short(config.engine.max_conns, config.workers, limit, ring_table)
+            }
             Err(e) => crate::log!(warn: "cannot raise the open-file limit: {e}"),
         }
         let cpus = if config.pin { choose_cpus(config.cpus.as_deref(), &allowed_cpus())? } else { Vec::new() };

@@ -87,7 +87,8 @@ pub struct RouteFacts {
     pub unacked: usize,
     /// Connections queued in the master for it, not sent yet.
     pub queued: usize,
-    /// Connections it may hold (`--max-conns`).
+    /// Connections it may hold: `--max-conns`, or fewer when its descriptors
+    /// run out first (the capacity it publishes in its stats slot).
     pub max_conns: u64,
     /// It declined connections lately (full, or at its fd limit): skip it for now.
     pub declined: bool,

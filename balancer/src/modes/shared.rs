@@ -1,7 +1,8 @@
 //! `shared`: every worker accepts on the master's listening socket and the
 //! kernel picks who wakes. The master accepts only while every worker is
-//! full, to answer those clients `503` at once instead of leaving them in the
-//! queue waiting for room that may not come; it never hands a connection over.
+//! full (at `--max-conns`, or at what its descriptors allow), to answer those
+//! clients `503` at once instead of leaving them in the queue waiting for
+//! room that may not come; it never hands a connection over.
 
 use std::io;
 

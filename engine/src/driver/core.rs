@@ -40,6 +40,14 @@ pub(super) struct Core<'a> {
     pub(super) carry_cap: usize,
     pub(super) counters: &'a WorkerCounters,
     pub(super) counts: CountersSnapshot,
+    /// Connections the worker can hold while descriptors last: `--max-conns`,
+    /// or its ring's smaller table of direct descriptors.
+    capacity: u64,
+    /// At the open-file limit: an accept found no descriptor free with this
+    /// many connections open. The published capacity drops to it, so the
+    /// master sees the worker full (in `shared` mode it then answers `503`
+    /// itself instead of leaving clients in the queue).
+    fd_capped: Option<u64>,
     pub(super) inbox: Box<Message>,
     /// Acks of the batches taken this loop turn, sent together at its end.
     pub(super) acks: Acks,
@@ -85,6 +93,9 @@ impl<'a> Core<'a> {
         };
         let mut counts = counters.snapshot();
         counts.live = 0;
+        counts.capacity = config.max_conns as u64;
+        // Before the worker is ready: the master never judges it by a capacity left from another process.
+        counters.capacity.store(counts.capacity, std::sync::atomic::Ordering::Relaxed);
         counters.pid.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
         let millis = |d: Duration| d.as_millis() as u64;
         Core {
@@ -108,6 +119,8 @@ impl<'a> Core<'a> {
             carry: vec![0u8; config.max_conns * carry_cap].into_boxed_slice(),
             carry_cap,
             counters,
+            capacity: counts.capacity,
+            fd_capped: None,
             counts,
             inbox: Message::new(),
             acks: Acks::new(),
@@ -193,8 +206,44 @@ impl<'a> Core<'a> {
         }
     }
 
+    /// Connections the worker can hold while descriptors last.
+    pub(super) fn capacity(&self) -> usize {
+        self.capacity as usize
+    }
+
+    /// Lowers what the worker can hold to `capacity` (its ring's table of
+    /// direct descriptors is smaller than `--max-conns`), published at once:
+    /// it is called before the worker is ready.
+    pub(super) fn limit_capacity(&mut self, capacity: usize) {
+        self.capacity = self.capacity.min(capacity as u64);
+        self.counts.capacity = self.capacity;
+        self.counters.capacity.store(self.capacity, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// An accept found no descriptor free with `live` connections open: the
+    /// worker is full at that many until the tick finds a descriptor free
+    /// again; each connection that closes before then makes room for one.
+    pub(super) fn hit_fd_limit(&mut self, live: usize) {
+        self.counts.fd_limit_hits += 1;
+        self.fd_capped = Some(live as u64);
+    }
+
+    /// Once a tick, at the open-file limit: a descriptor free again (a closed
+    /// connection's, or a late close's) lifts the cap. Looked for by
+    /// duplicating the listener or the channel, closed at once.
+    pub(super) fn recheck_fd_limit(&mut self) {
+        if self.fd_capped.is_none() {
+            return;
+        }
+        let source = self.sources.listener.as_ref().or(self.sources.channel.as_ref());
+        if source.is_some_and(|fd| fd.as_fd().try_clone_to_owned().is_ok()) {
+            self.fd_capped = None;
+        }
+    }
+
     /// Publishes the counters once per loop turn (the heartbeat moves).
     fn publish(&mut self, live: usize) {
+        self.counts.capacity = self.fd_capped.map_or(self.capacity, |cap| cap.min(self.capacity));
         self.counts.live = live as u64;
         self.counts.heartbeat += 1;
         self.counters.store(&self.counts);
@@ -356,5 +405,29 @@ mod tests {
             Some(vec![Ack { received: 2, adopted: 2 }])
         );
         assert_eq!(counters.live.load(Ordering::Relaxed), 3, "the live count published with the ack");
+    }
+
+    #[test]
+    fn out_of_descriptors_the_worker_publishes_itself_full_until_one_is_free() {
+        // The master judges "full" by the published capacity: in `shared` mode
+        // it answers 503 itself only once every worker shows full.
+        let (_master, worker) = channel_pair().expect("channel pair");
+        let config = EngineConfig { max_conns: 100, ..EngineConfig::default() };
+        let stats = StatsBlock::private(1).expect("stats block");
+        let counters = stats.slot(0).expect("slot 0");
+        let mut handler = FixedBody::new(b"hello\n".to_vec());
+        let sources = Sources { channel: Some(worker), ..Sources::default() };
+        let mut core = Core::new(&config, sources, counters, &mut handler);
+        assert_eq!(counters.capacity.load(Ordering::Relaxed), 100, "set before the worker is ready");
+        core.limit_capacity(64);
+        assert_eq!(counters.capacity.load(Ordering::Relaxed), 64, "a smaller table of direct descriptors");
+        core.hit_fd_limit(23);
+        core.publish(23);
+        assert_eq!(counters.capacity.load(Ordering::Relaxed), 23, "full at what it holds");
+        assert_eq!(counters.fd_limit_hits.load(Ordering::Relaxed), 1);
+        // This test process has descriptors to spare: the tick lifts the cap.
+        core.recheck_fd_limit();
+        core.publish(22);
+        assert_eq!(counters.capacity.load(Ordering::Relaxed), 64);
     }
 }

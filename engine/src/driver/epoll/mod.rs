@@ -181,7 +181,7 @@ impl<'a> EpollWorker<'a> {
                 Ok(None) => break,
                 Err(e) if e.raw_os_error().is_some_and(crate::sys::out_of_resources) => {
                     if e.raw_os_error().is_some_and(crate::sys::out_of_fds) {
-                        self.core.counts.fd_limit_hits += 1;
+                        self.core.hit_fd_limit(self.conns.len());
                     }
                     self.accepts_starved = true;
                     break;
@@ -282,6 +282,7 @@ impl<'a> EpollWorker<'a> {
             entry.conn.handle_timeout(&mut ctx);
             self.drive(slot, generation)?;
         }
+        self.core.recheck_fd_limit();
         self.accepts_starved = false;
         // Takes what waits in the listen queue once a tick: a wake-up meant for
         // the waiters on a shared listener can go to one that is going away.

@@ -56,13 +56,16 @@ pub(super) struct UringWorker<'a> {
     queue_at_tick: bool,
     /// The ring's accepts make direct descriptors (the table is registered).
     accepts_direct: bool,
+    /// The worker is full at a table of direct descriptors that its
+    /// open-file limit made smaller than `--max-conns` (counted once per filling).
+    full_at_fd_limit: bool,
     /// Receives may be bundles: one completion may fill several buffers.
     bundles: bool,
     completions: Vec<Completion>,
 }
 
 impl<'a> UringWorker<'a> {
-    pub(super) fn new(core: Core<'a>) -> io::Result<Self> {
+    pub(super) fn new(mut core: Core<'a>) -> io::Result<Self> {
         if let Some(listener) = &core.sources.listener {
             // Shared with other processes: the tick's sweep must never block
             // on it (io_uring's own accepts handle EAGAIN).
@@ -71,8 +74,16 @@ impl<'a> UringWorker<'a> {
         let ring = uring::build_ring(core.config.ring_entries)?;
         let bufs = BufRing::register(&ring.submitter(), core.config.recv_buffers, core.config.recv_buffer_size)?;
         let completions_cap = ring.params().cq_entries() as usize;
-        let accepts_direct =
-            core.sources.listener.is_some() && ring_socket::register_table(&ring.submitter(), core.config.max_conns);
+        let table = match core.sources.listener {
+            Some(_) => ring_socket::register_table(&ring.submitter(), core.config.max_conns),
+            None => None,
+        };
+        // An accept into a full table would take the connection off the queue
+        // and close it unanswered: the worker holds no more than the table.
+        if let Some(size) = table {
+            core.limit_capacity(size as usize);
+        }
+        let accepts_direct = table.is_some();
         let bundles = uring::recv_bundles(&ring);
         Ok(UringWorker {
             ring,
@@ -86,6 +97,7 @@ impl<'a> UringWorker<'a> {
             accepted_since_tick: false,
             queue_at_tick: false,
             accepts_direct,
+            full_at_fd_limit: false,
             bundles,
             completions: Vec::with_capacity(completions_cap),
         })
@@ -157,7 +169,14 @@ impl<'a> UringWorker<'a> {
 
     fn arm_accepts(&mut self) -> io::Result<()> {
         let Some(listener) = self.core.sources.listener.as_ref().map(|l| l.as_raw_fd()) else { return Ok(()) };
-        let room = self.conns.vacant().min(self.core.config.accepts_outstanding as usize) as u32;
+        let room = self.room().min(self.core.config.accepts_outstanding as usize) as u32;
+        // Out of room because the open-file limit sized the table: that is the
+        // worker at its open-file limit, as an accept failing with EMFILE would say.
+        let at_fd_limit = self.room() == 0 && self.accepts_direct && self.core.capacity() < self.core.config.max_conns;
+        if at_fd_limit && !self.full_at_fd_limit {
+            self.core.counts.fd_limit_hits += 1;
+        }
+        self.full_at_fd_limit = at_fd_limit;
         while !self.core.draining && !self.accepts_starved && self.accepts_armed < room {
             let accept = opcode::Accept::new(Fd(listener), std::ptr::null_mut(), std::ptr::null_mut());
             // A direct descriptor is never in the process's table, so never
@@ -171,6 +190,12 @@ impl<'a> UringWorker<'a> {
             self.accepts_armed += 1;
         }
         Ok(())
+    }
+
+    /// Connections the worker may still take: free slots, and no more than
+    /// its table of direct descriptors holds when its accepts fill that.
+    fn room(&self) -> usize {
+        self.core.capacity().saturating_sub(self.conns.len())
     }
 
     fn on_accept(&mut self, result: i32) -> io::Result<()> {
@@ -187,7 +212,7 @@ impl<'a> UringWorker<'a> {
         } else if crate::sys::out_of_resources(-result) {
             // Retrying now would spin: the tick lets accepts go again.
             if crate::sys::out_of_fds(-result) {
-                self.core.counts.fd_limit_hits += 1;
+                self.core.hit_fd_limit(self.conns.len());
             }
             self.accepts_starved = true;
         }
@@ -273,6 +298,7 @@ impl<'a> UringWorker<'a> {
             entry.conn.handle_timeout(&mut ctx);
             self.drive(slot, generation)?;
         }
+        self.core.recheck_fd_limit();
         self.accepts_starved = false;
         self.sweep_listener()?;
         self.arm_accepts()?;
@@ -299,7 +325,7 @@ impl<'a> UringWorker<'a> {
         if !stuck {
             return Ok(());
         }
-        while self.conns.vacant() > self.accepts_armed as usize {
+        while self.room() > self.accepts_armed as usize {
             let Some(listener) = self.core.sources.listener.as_ref() else { break };
             match socket::accept(listener.as_fd()) {
                 Ok(Some(fd)) => {
@@ -307,6 +333,9 @@ impl<'a> UringWorker<'a> {
                 }
                 Ok(None) => break,
                 Err(e) if e.raw_os_error().is_some_and(crate::sys::out_of_resources) => {
+                    if e.raw_os_error().is_some_and(crate::sys::out_of_fds) {
+                        self.core.hit_fd_limit(self.conns.len());
+                    }
                     self.accepts_starved = true;
                     break;
                 }

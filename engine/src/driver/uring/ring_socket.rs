@@ -49,16 +49,19 @@ impl RingSocket {
     }
 }
 
-/// Registers an empty table of direct descriptors for the ring's accepts;
-/// `false` when the kernel refuses (older than 5.19, or short of memory):
-/// the accepts then make plain descriptors, which only cost more per op.
+/// Registers an empty table of direct descriptors for the ring's accepts
+/// and returns its size; `None` when the kernel refuses (older than 5.19,
+/// or short of memory): the accepts then make plain descriptors, which only
+/// cost more per op.
 ///
 /// The table is as large as the worker's connection limit or its open-file
 /// limit, whichever is lower (the kernel refuses a table larger than the
-/// open-file limit): an accept into a full table fails with `ENFILE`, as one
-/// at the open-file limit does, and is handled the same way.
-pub(super) fn register_table(submitter: &Submitter<'_>, max_conns: usize) -> bool {
-    let Ok(fd_limit) = crate::sys::fd_limit() else { return false };
+/// open-file limit). The worker never arms more accepts than the table has
+/// free entries: an accept into a full table fails with `ENFILE` only after
+/// it has taken the connection off the queue, and the kernel then closes it
+/// unanswered.
+pub(super) fn register_table(submitter: &Submitter<'_>, max_conns: usize) -> Option<u32> {
+    let fd_limit = crate::sys::fd_limit().ok()?;
     let size = fd_limit.min(max_conns as u64).min(u64::from(u32::MAX)) as u32;
-    submitter.register_files_sparse(size).is_ok()
+    submitter.register_files_sparse(size).ok().map(|()| size)
 }
