@@ -270,6 +270,13 @@ impl Master {
         for fd in held.drain(..) {
             self.route(fd);
         }
+        // `route` may hold some again (`reuseport --steer load` picks among
+        // the workers its program steers to, none while a new master's maps
+        // cannot hold the listeners yet): those are in the list taken's
+        // place, and dropping them would reset their clients. Each was
+        // counted as it was first held.
+        self.counts.held = self.counts.held.saturating_sub(self.dispatch.held.len() as u64);
+        held.append(&mut self.dispatch.held);
         self.dispatch.held = held;
     }
 
