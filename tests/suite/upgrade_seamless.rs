@@ -249,3 +249,100 @@ fn reuseport_new_master_steers_by_load_while_the_old_one_drains() {
     check_old_master_left(&mut old);
     stop_new_master(&dir, new_master, &worker_pids(&after));
 }
+
+/// The pid of worker `id` in a status.
+fn pid_of(status: &serde_json::Value, id: u64) -> u32 {
+    let workers = status["workers"].as_array().cloned().unwrap_or_default();
+    let worker = workers.iter().find(|w| w["id"].as_u64() == Some(id));
+    worker.and_then(|w| w["pid"].as_u64()).unwrap_or_else(|| panic!("no worker {id} in {status}")) as u32
+}
+
+/// A process running a file of the test's directory, SIGSTOPped until
+/// dropped ([`ContinueOnDrop`] continues only the binary under test).
+struct Stopped<'a>(u32, &'a Path);
+
+impl<'a> Stopped<'a> {
+    fn new(pid: u32, dir: &'a Path) -> Stopped<'a> {
+        kill(pid, libc::SIGSTOP);
+        let stopped = Stopped(pid, dir);
+        let state = || util::procs::process_state(pid);
+        assert!(eventually(Duration::from_secs(5), || state() == Some('T')), "pid {pid} stops: {:?}", state());
+        stopped
+    }
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        if util::upgrade::runs_from(self.0, self.1) {
+            let _ = util::procs::send_signal(self.0, libc::SIGCONT);
+        }
+    }
+}
+
+/// `reuseport --steer load`: a new master takes what waits on the listener
+/// of a worker of its own that does not accept (here stopped) while its
+/// program cannot steer yet (the old master's maps still hold every
+/// listener: the old master is stopped before it hands over), and holds it
+/// until it can hand it to a worker the program steers to. Held again at
+/// each turn meanwhile, it was dropped instead, and the clients reset (the
+/// new master's close, their request unread). Once the old master hands
+/// over, every connection is answered.
+#[test]
+fn reuseport_connections_a_new_master_takes_before_its_program_steers_are_answered() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: steering by load needs root");
+        return;
+    }
+    let dir = TempDir::new("upgrade-reuseport-held");
+    let control = dir.join("control.sock");
+    let binary = dir.install();
+    let args = ["--mode", "reuseport", "--steer", "load", "--workers", "2", "--no-pin", "--control"];
+    let mut old = Server::start_binary(&binary, &[&args[..], &[control.to_str().expect("UTF-8 path")]].concat());
+    let before = status_when(&control, 2, |w| w["steer"].is_u64());
+    let old_pids = worker_pids(&before);
+    // Worker 1's listener: nobody accepts there once both its workers are stopped.
+    let old_first = Stopped::new(pid_of(&before, 1), dir.path());
+    let listener = socket_inode(old_first.0, 5).expect("worker 1's listener");
+
+    replace_by_rename(&dir.join("ringmaster"), Replacement::Binary);
+    let mark = old.log_len();
+    old.signal(libc::SIGUSR2);
+    let (_, started) =
+        old.wait_for_log_from(mark, |l| l.contains("upgrade: new master started (pid "), Duration::from_secs(10));
+    // Stopped before the new master is ready (it has yet to start its
+    // workers), the old master keeps its maps until it is continued.
+    let old_master = Stopped::new(old.pid(), dir.path());
+    let new_master = parse_new_master(&started).unwrap_or_else(|| panic!("no pid in {started:?}"));
+    let after = status_when(&control, 2, |w| w["pid"].as_u64().is_some_and(|p| !old_pids.contains(&(p as u32))));
+    assert!(
+        !old.log().iter().any(|l| l.contains("is ready: this master")),
+        "the old master was stopped before the new one was ready"
+    );
+    let new_first = Stopped::new(pid_of(&after, 1), dir.path());
+
+    // The kernel's hash places these (the new program has no listener yet):
+    // some on worker 1's listener, where the new master takes them.
+    const CLIENTS: usize = 16;
+    let mut clients = Vec::with_capacity(CLIENTS);
+    let mut queued = 0;
+    for _ in 0..CLIENTS {
+        let mut conn = old.connect();
+        conn.send(GET_CLOSE);
+        clients.push(conn);
+        queued = queued.max(util::sockets::accept_queue(listener).unwrap_or(0));
+    }
+    assert!(queued > 0, "none of {CLIENTS} connections waited on worker 1's listener");
+    let taken = eventually(Duration::from_secs(10), || util::sockets::accept_queue(listener) == Some(0));
+    assert!(taken, "the new master takes what waits on its stopped worker's listener");
+
+    // The old master hands over: the new program steers, to worker 2.
+    drop(old_master);
+    for (i, conn) in clients.iter_mut().enumerate() {
+        let answer = conn.try_read().unwrap_or_else(|e| panic!("connection {i} of {CLIENTS}: {e}"));
+        check_ok(&answer);
+    }
+    drop(new_first);
+    drop(old_first);
+    check_old_master_left(&mut old);
+    stop_new_master(&dir, new_master, &worker_pids(&after));
+}

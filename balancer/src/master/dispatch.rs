@@ -292,7 +292,12 @@ impl Master {
         for fd in held.drain(..) {
             self.route(fd);
         }
-        // What `route` held again went into the fresh vector: keep it.
+        // `route` may hold some again (`reuseport --steer load` picks among
+        // the workers its program steers to, none while a new master's maps
+        // cannot hold the listeners yet): those are in the fresh vector, and
+        // dropping them would reset their clients. Each was counted as it
+        // was first held.
+        self.counts.held = self.counts.held.saturating_sub(self.dispatch.held.len() as u64);
         held.append(&mut self.dispatch.held);
         self.dispatch.held = held;
     }
