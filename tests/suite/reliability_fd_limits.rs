@@ -140,12 +140,12 @@ fn shared_refuses_with_503_when_every_worker_is_out_of_fds() {
     let settled = |stats: &serde_json::Value| {
         per_worker(stats, "live").iter().sum::<u64>() + stats["refused"].as_u64().unwrap_or(0) >= IDLE as u64
     };
-    let mut stats = s.stats();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !settled(&stats) && std::time::Instant::now() < deadline {
+    let mut stats = serde_json::Value::Null;
+    let all = eventually(Duration::from_secs(5), || {
         stats = s.stats();
-    }
-    assert!(settled(&stats), "{IDLE} idle clients neither held nor refused within 5 s: {stats}");
+        settled(&stats)
+    });
+    assert!(all, "{IDLE} idle clients neither held nor refused within 5 s: {stats}");
     let (mut refused_seen, mut dropped) = (0, Vec::new());
     for conn in &mut idle {
         match seen(conn) {
