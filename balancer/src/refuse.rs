@@ -34,7 +34,7 @@ impl Refusals {
     }
 
     /// Answers `503` and sends the FIN now, without ever blocking the
-    /// master; closes [`REFUSED_LINGER`] later, or now when too many linger.
+    /// master; closes 200 ms later (`REFUSED_LINGER`), or now when too many linger.
     pub fn refuse(&mut self, connection: OwnedFd, now: Instant) {
         discard_input(&connection);
         // The same 503 a worker would send, formatted now: this path is rare.
