@@ -118,7 +118,15 @@ impl Master {
             let worker = &self.workers[index];
             // A worker waiting to restart gets a new process anyway.
             let Some(old_slot) = worker.slot.filter(|_| !worker.retired) else { continue };
-            self.spawn(id)?;
+            if let Err(e) = self.spawn(id) {
+                // Out of fds, processes or memory: the old processes serve on;
+                // the master must not go down over a reload.
+                crate::log!(error { worker: id }:
+                    "reload: cannot start a new process for worker {id}: {e}; the reload stops here, the \
+                     workers not yet replaced serve on");
+                self.reload.cancel();
+                return Ok(());
+            }
             self.reload.current = Some((id, old_slot));
             if let Some(started) = self.reload.started.as_mut() {
                 *started += 1;
@@ -170,7 +178,7 @@ impl Master {
         }
         crate::log!("scaling from {} to {target} workers", active.len());
         for _ in active.len()..target {
-            self.add_worker()?;
+            self.add_worker_or_retry();
         }
         for &id in active.iter().rev().take(active.len().saturating_sub(target)) {
             let Some(index) = self.worker_index(id) else { continue };

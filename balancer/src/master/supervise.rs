@@ -298,6 +298,18 @@ impl Master {
         crate::log!("worker {} restarting in {} ms", worker.id, delay.as_millis());
     }
 
+    /// [`Master::add_worker`] for a running master: a worker that cannot
+    /// start now (out of fds, processes or memory) is logged and started
+    /// later, with the restart back-off, instead of taking the master down.
+    pub(super) fn add_worker_or_retry(&mut self) {
+        if let Err(e) = self.add_worker() {
+            let index = self.workers.len() - 1;
+            let id = self.workers[index].id;
+            crate::log!(error { worker: id }: "cannot start worker {id}: {e}");
+            self.plan_restart(index, Instant::now());
+        }
+    }
+
     /// Starts the workers whose restart delay is over.
     pub(super) fn restart_due(&mut self) {
         let now = Instant::now();
