@@ -222,11 +222,7 @@ impl Master {
     /// master is stopping. A mode that steers has the master route only what
     /// it took from the queue of a stalled or full worker: to a worker it steers to.
     pub(super) fn route(&mut self, fd: OwnedFd) {
-        let steers = self.dispatch.balance.steer_every().is_some();
-        if steers {
-            self.refresh_steered_to();
-        }
-        let hands_over = steers || self.dispatch.balance.accepting() == Accepting::Master;
+        let (steers, hands_over) = self.prepare_routing();
         let judge = Judge {
             slots: &self.slots,
             stats: &self.stats,
@@ -250,6 +246,18 @@ impl Master {
                 self.dispatch.refusals.refuse(fd, Instant::now());
             }
         }
+    }
+
+    /// Readies what `route` goes by: whether the mode steers (then
+    /// `steered_to` is refreshed, and picks are among those), and whether the
+    /// master hands connections over (then a worker that lags but has room
+    /// is worth holding a connection for).
+    fn prepare_routing(&mut self) -> (bool, bool) {
+        let steers = self.dispatch.balance.steer_every().is_some();
+        if steers {
+            self.refresh_steered_to();
+        }
+        (steers, steers || self.dispatch.balance.accepting() == Accepting::Master)
     }
 
     /// Puts in `steered_to` the routes whose worker the mode steers
@@ -276,11 +284,7 @@ impl Master {
             return;
         }
         // The routes and the rule `route` goes by.
-        let steers = self.dispatch.balance.steer_every().is_some();
-        if steers {
-            self.refresh_steered_to();
-        }
-        let hands_over = steers || self.dispatch.balance.accepting() == Accepting::Master;
+        let (steers, hands_over) = self.prepare_routing();
         let judge = self.judge(Instant::now());
         let facts = |slot| judge.facts(slot);
         let routes = if steers { &self.dispatch.steered_to } else { &self.dispatch.routes };

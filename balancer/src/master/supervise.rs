@@ -303,10 +303,11 @@ impl Master {
     /// later, with the restart back-off, instead of taking the master down.
     pub(super) fn add_worker_or_retry(&mut self) {
         if let Err(e) = self.add_worker() {
-            let index = self.workers.len() - 1;
-            let id = self.workers[index].id;
+            // `add_worker` keeps the worker it added, started or not.
+            let Some(worker) = self.workers.last() else { return };
+            let id = worker.id;
             crate::log!(error { worker: id }: "cannot start worker {id}: {e}");
-            self.plan_restart(index, Instant::now());
+            self.plan_restart(self.workers.len() - 1, Instant::now());
         }
     }
 

@@ -169,10 +169,11 @@ impl<'a> UringWorker<'a> {
 
     fn arm_accepts(&mut self) -> io::Result<()> {
         let Some(listener) = self.core.sources.listener.as_ref().map(|l| l.as_raw_fd()) else { return Ok(()) };
-        let room = self.room().min(self.core.config.accepts_outstanding as usize) as u32;
+        let free = self.room();
+        let room = free.min(self.core.config.accepts_outstanding as usize) as u32;
         // Out of room because the open-file limit sized the table: that is the
         // worker at its open-file limit, as an accept failing with EMFILE would say.
-        let at_fd_limit = self.room() == 0 && self.accepts_direct && self.core.capacity() < self.core.config.max_conns;
+        let at_fd_limit = free == 0 && self.accepts_direct && self.core.capacity() < self.core.config.max_conns;
         if at_fd_limit && !self.full_at_fd_limit {
             self.core.counts.fd_limit_hits += 1;
         }
