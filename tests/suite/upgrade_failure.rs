@@ -113,3 +113,33 @@ fn a_new_master_never_ready_is_stopped_after_the_timeout_and_a_second_upgrade_me
     assert!(!running(pid), "it was stopped and reaped");
     check_still_serving(s, &dir, load, &workers);
 }
+
+/// A stop while the new master is not ready yet gives the upgrade up: the
+/// log says so without claiming this master serves on (it is stopping),
+/// with or without a drain delay. Before, the stop gave the upgrade up
+/// before it counted as begun, and the line said "keeps serving".
+#[test]
+fn a_stop_during_an_upgrade_does_not_say_the_old_master_keeps_serving() {
+    for delay in ["0", "1"] {
+        let dir = TempDir::new("upgrade-stopped");
+        let binary = dir.install();
+        let control = dir.join("control.sock");
+        let args =
+            ["--workers", "1", "--no-pin", "--drain-delay", delay, "--control", control.to_str().expect("UTF-8")];
+        let mut s = Server::start_binary(&binary, &args);
+        status_when(&control, 1, |_| true);
+        replace_by_rename(&dir.join("ringmaster"), Replacement::Script("#!/bin/sh\nexec sleep 60\n"));
+        s.signal(libc::SIGUSR2);
+        s.wait_for_log(|l| l.contains("upgrade: new master started (pid "), Duration::from_secs(5));
+        let mark = s.log_len();
+        s.signal(libc::SIGTERM);
+        let (_, line) = s.wait_for_log_from(
+            mark,
+            |l| l.starts_with("upgrade failed: this master is stopping"),
+            Duration::from_secs(5),
+        );
+        assert!(!line.contains("keeps serving"), "--drain-delay {delay}: {line}");
+        assert_eq!(s.wait_exit(Duration::from_secs(15)).code(), Some(0), "--drain-delay {delay}");
+        assert!(eventually(Duration::from_secs(5), || dir.running().is_empty()), "left: {:?}", dir.running());
+    }
+}
