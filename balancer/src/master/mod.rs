@@ -3,8 +3,8 @@
 //! holds the master's state and the loop that ties events to their handlers;
 //! each concern is one file beside it:
 //!
-//! - `supervise.rs`: worker processes — spawn, readiness, reap and exit logs,
-//!   restart backoff, the watchdogs;
+//! - `supervise.rs`: worker processes — spawn, readiness, the watchdogs;
+//! - `reap.rs`: a process's end — reap, exit logs, counts kept, restart backoff;
 //! - `reload.rs`: rolling reload and scale;
 //! - `dispatch.rs`: accepted connections — the mode's pick, the lanes that
 //!   carry them to workers, holding, re-routing, refusing with `503`;
@@ -36,6 +36,7 @@ mod dispatch;
 mod messages;
 mod metrics;
 mod notify;
+mod reap;
 mod reload;
 mod sockets;
 mod stats;
