@@ -44,6 +44,7 @@ mod steer_program;
 mod supervisor_backlog;
 mod supervisor_control;
 mod supervisor_reload;
+mod supervisor_reload_not_ready;
 mod supervisor_restart;
 mod supervisor_scale;
 mod supervisor_stop;

@@ -392,6 +392,7 @@ impl Master {
         self.expire_control_clients()?;
         self.expire_scrapes()?;
         self.kill_overdue_retirees();
+        self.expire_reload_start();
         self.watch_heartbeats();
         self.watch_lagging();
         self.watch_fd_limits();
