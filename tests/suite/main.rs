@@ -47,6 +47,7 @@ mod supervisor_reload;
 mod supervisor_reload_not_ready;
 mod supervisor_restart;
 mod supervisor_scale;
+mod supervisor_scale_pending_restart;
 mod supervisor_stop;
 mod upgrade_binary_replaced;
 mod upgrade_failure;

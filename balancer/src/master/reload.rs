@@ -223,7 +223,7 @@ impl Master {
         for &id in active.iter().rev().take(active.len().saturating_sub(target)) {
             let Some(index) = self.worker_index(id) else { continue };
             self.workers[index].retired = true;
-            self.workers[index].restart_at = None;
+            let pending = self.workers[index].restart_at.take();
             self.reload.queue.retain(|&queued| queued != id);
             // Its own listener (`reuseport`), if any, goes with it: the
             // worker, its last holder, accepts what is queued, then closes it.
@@ -231,6 +231,11 @@ impl Master {
             match self.workers[index].slot {
                 Some(slot) => self.retire(slot, "scale"),
                 None => {
+                    // A crashed worker waiting out its back-off: say why it never comes back.
+                    if pending.is_some() {
+                        crate::log!(info { worker: id }:
+                            "scale: the pending restart of worker {id} is dropped: scaling removed its slot");
+                    }
                     self.workers.remove(index);
                 }
             }
