@@ -46,6 +46,7 @@ mod supervisor_control;
 mod supervisor_reload;
 mod supervisor_reload_not_ready;
 mod supervisor_restart;
+mod supervisor_retiree_exits;
 mod supervisor_scale;
 mod supervisor_scale_pending_restart;
 mod supervisor_stop;

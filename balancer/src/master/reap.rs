@@ -24,10 +24,10 @@ impl Master {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             };
-            let (pid, how) = match status {
-                WaitStatus::Exited(pid, code) => (pid, format!("exited with code {code}")),
+            let (pid, how, clean) = match status {
+                WaitStatus::Exited(pid, code) => (pid, format!("exited with code {code}"), code == 0),
                 WaitStatus::Signaled(pid, signal, _) => {
-                    (pid, format!("killed by signal {} ({})", signal as i32, signal.as_str()))
+                    (pid, format!("killed by signal {} ({})", signal as i32, signal.as_str()), false)
                 }
                 _ => continue,
             };
@@ -37,23 +37,28 @@ impl Master {
                 self.upgrade_child_exited(pid, &how)?;
                 continue;
             };
-            self.process_exited(slot, &how)?;
+            self.process_exited(slot, &how, clean)?;
         }
     }
 
-    fn process_exited(&mut self, slot: usize, how: &str) -> io::Result<()> {
+    /// The process in `slot` ended `how`; `clean` if it exited with code 0.
+    fn process_exited(&mut self, slot: usize, how: &str, clean: bool) -> io::Result<()> {
         let Some(process) = self.slots[slot].process.take() else { return Ok(()) };
         let final_counts = self.stats.slot(slot).map(|c| c.snapshot()).unwrap_or_default();
         if let Some(counters) = self.stats.slot(slot) {
             counters.live.store(0, std::sync::atomic::Ordering::Relaxed);
             counters.set_state(STATE_STOPPED);
         }
-        let expected = process.retiring || self.stopping.is_some();
+        // Only a drained process's own clean exit is the normal course: a
+        // signal (the master's, after a drain overran, or anyone's) or an
+        // error code is worth a warning even while retiring or stopping.
+        let expected = (process.retiring || self.stopping.is_some()) && clean;
         let (id, pid) = (process.worker, process.pid);
+        let why = process.killed_for.filter(|_| !clean).map_or_else(String::new, |why| format!(" {why}"));
         if expected {
             crate::log!(info { worker: id, worker_pid: pid }: "worker {id} (pid {pid}) {how}");
         } else {
-            crate::log!(warn { worker: id, worker_pid: pid }: "worker {id} (pid {pid}) {how}");
+            crate::log!(warn { worker: id, worker_pid: pid }: "worker {id} (pid {pid}) {how}{why}");
         }
         self.slots[slot].lane.mark_gone();
         self.stop_receiving(slot)?;

@@ -155,8 +155,9 @@ impl Master {
         let Some(index) = self.worker_index(id) else { return };
         let Some(new_slot) = self.workers[index].slot.filter(|&s| s != old_slot) else { return };
         // Retired by a scale-down meanwhile: its drain deadline deals with it.
-        let Some(new) = self.slots[new_slot].process.as_ref().filter(|p| !p.ready && !p.retiring) else { return };
         let Some(old_pid) = self.slots[old_slot].process.as_ref().map(|p| p.pid) else { return };
+        let Some(new) = self.slots[new_slot].process.as_mut().filter(|p| !p.ready && !p.retiring) else { return };
+        new.killed_for = Some("as it was not ready in time");
         let pid = new.pid;
         let after = self.config.shutdown_timeout.as_secs_f64();
         crate::log!(warn { worker: id, worker_pid: pid }:
@@ -259,6 +260,7 @@ impl Master {
                 continue;
             }
             process.drain_deadline = None;
+            process.killed_for = Some("after overrunning its drain");
             let (id, pid) = (process.worker, process.pid);
             crate::log!(warn { worker: id, worker_pid: pid }:
                 "{why}: worker {id} (pid {pid}) still running a second after --shutdown-timeout {timeout:.1} s: \

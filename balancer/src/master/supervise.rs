@@ -36,6 +36,8 @@ pub(super) struct Process {
     /// if still running at this instant, as a stopped or wedged process
     /// never exits by itself. Cleared once it is killed.
     pub(super) drain_deadline: Option<(Instant, &'static str)>,
+    /// Why the master killed it, for its exit line (`after overrunning its drain`).
+    pub(super) killed_for: Option<&'static str>,
     heartbeat: u64,
     /// When its heartbeat last moved (sampled every tick).
     pub(super) heartbeat_moved: Instant,
@@ -159,6 +161,7 @@ impl Master {
             ready: false,
             retiring: false,
             drain_deadline: None,
+            killed_for: None,
             heartbeat: 0,
             heartbeat_moved: now,
             killed_by_watchdog: false,
