@@ -48,6 +48,7 @@ mod supervisor_reload_not_ready;
 mod supervisor_restart;
 mod supervisor_retiree_exits;
 mod supervisor_scale;
+mod supervisor_scale_counts;
 mod supervisor_scale_pending_restart;
 mod supervisor_stop;
 mod upgrade_binary_replaced;

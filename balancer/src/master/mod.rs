@@ -51,6 +51,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
+use ringmaster_engine::stats::CountersSnapshot;
 use ringmaster_engine::token;
 use ringmaster_engine::{choose_backend, Backend, StatsBlock};
 
@@ -184,6 +185,9 @@ struct Master {
     stopping: Option<Stopping>,
     /// What the master counts itself (the metrics).
     counts: MasterCounts,
+    /// What the processes of workers removed by a scale-down counted: kept
+    /// so that totals never go backwards.
+    retired_counts: CountersSnapshot,
     started_at: SystemTime,
     /// The listeners came from systemd (socket activation).
     activated: bool,
@@ -265,6 +269,7 @@ impl Master {
             lame_duck: None,
             stopping: None,
             counts: MasterCounts::default(),
+            retired_counts: CountersSnapshot::default(),
             started_at: SystemTime::now(),
             activated,
             notifier: Notifier::from_env(upgraded),

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use ringmaster_engine::stats::STATE_STOPPED;
+use ringmaster_engine::stats::{CountersSnapshot, STATE_STOPPED};
 
 use super::Master;
 use crate::backoff::HEALTHY_UPTIME;
@@ -62,25 +62,37 @@ impl Master {
         }
         self.slots[slot].lane.mark_gone();
         self.stop_receiving(slot)?;
-        if let Some(index) = self.worker_index(process.worker) {
-            let worker = &mut self.workers[index];
-            worker.totals.accepted += final_counts.accepted;
-            worker.totals.requests += final_counts.requests;
-            worker.totals.rejected += final_counts.rejected;
-            worker.totals.fd_limit_hits += final_counts.fd_limit_hits;
-            if worker.slot == Some(slot) {
-                worker.slot = None;
-                if worker.retired {
-                    self.workers.remove(index);
-                } else if self.stopping.is_none() {
-                    self.plan_restart(index, process.started);
+        match self.worker_index(id) {
+            Some(index) => {
+                let worker = &mut self.workers[index];
+                add_counts(&mut worker.totals, &final_counts);
+                if worker.slot == Some(slot) {
+                    worker.slot = None;
+                    if !worker.retired && self.stopping.is_none() {
+                        self.plan_restart(index, process.started);
+                    }
+                }
+                // Listed (and counted) until its last process is gone.
+                let others = self.slots.iter().any(|s| s.process.as_ref().is_some_and(|p| p.worker == id));
+                if self.workers[index].retired && self.workers[index].slot.is_none() && !others {
+                    self.remove_worker(index);
                 }
             }
+            // Its worker was removed while this process ran on.
+            None => add_counts(&mut self.retired_counts, &final_counts),
         }
         self.refresh_routes();
         self.settle_gone_lane(slot)?;
         self.old_process_gone(slot);
         self.step_reload()
+    }
+
+    /// Removes a worker scaled away, its counts kept in the master's
+    /// `retired_counts`: the totals of the stats line and the metrics never
+    /// go backwards (a crashed or reloaded process's stay in its worker's).
+    pub(super) fn remove_worker(&mut self, index: usize) {
+        let worker = self.workers.remove(index);
+        add_counts(&mut self.retired_counts, &worker.totals);
     }
 
     fn plan_restart(&mut self, index: usize, started: Instant) {
@@ -122,4 +134,12 @@ impl Master {
             }
         }
     }
+}
+
+/// Adds the counters of `from` that only grow (not `live`, `state`, ...) to `into`.
+fn add_counts(into: &mut CountersSnapshot, from: &CountersSnapshot) {
+    into.accepted += from.accepted;
+    into.requests += from.requests;
+    into.rejected += from.rejected;
+    into.fd_limit_hits += from.fd_limit_hits;
 }

@@ -237,7 +237,7 @@ impl Master {
                         crate::log!(info { worker: id }:
                             "scale: the pending restart of worker {id} is dropped: scaling removed its slot");
                     }
-                    self.workers.remove(index);
+                    self.remove_worker(index);
                 }
             }
         }

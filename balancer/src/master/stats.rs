@@ -77,7 +77,8 @@ impl Master {
     }
 
     pub(super) fn stats_line(&self) -> String {
-        stats_json(self.config.mode.name(), self.backend.name(), self.dispatch.refused, &self.worker_rows())
+        let rows = self.worker_rows();
+        stats_json(self.config.mode.name(), self.backend.name(), self.dispatch.refused, &self.retired_counts, &rows)
     }
 
     /// Prints the stats line on stdout.

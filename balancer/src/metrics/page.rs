@@ -11,6 +11,8 @@
 //! restarts after a short run, uptime and state. nginx's reading / writing /
 //! waiting split is not kept by the workers, and so is not here.
 
+use ringmaster_engine::stats::CountersSnapshot;
+
 use super::exposition::{Exposition, Kind};
 use super::procfs::ProcStat;
 use crate::stats_line::{state_name, Routing, WorkerRow, STATE_NAMES};
@@ -73,6 +75,8 @@ pub struct Snapshot<'a> {
     pub open_fds: Option<u64>,
     /// The master's fd limit.
     pub max_fds: Option<u64>,
+    /// What the workers removed by a scale-down counted.
+    pub retired: CountersSnapshot,
     /// Every worker, as the stats line shows it.
     pub workers: &'a [WorkerRow],
 }
@@ -107,6 +111,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
         s.lame_duck,
     );
     master_counts(&mut page, s);
+    retired(&mut page, &s.retired);
     master_process(&mut page, s);
     workers(&mut page, s.workers);
     page.finish()
@@ -158,6 +163,20 @@ fn master_counts(page: &mut Exposition, s: &Snapshot<'_>) {
         "Connections in the workers' lanes now: queued, in flight, or sent and not yet acknowledged.",
         s.queued_fds,
     );
+}
+
+/// What scaled-away workers counted: added to the per-worker series, the
+/// sums never go backwards when a worker is removed.
+fn retired(page: &mut Exposition, retired: &CountersSnapshot) {
+    let counters: [(&str, &str, u64); 4] = [
+        ("connections_accepted", "Connections taken by workers since removed by a scale-down.", retired.accepted),
+        ("connections_rejected", "Connections refused by workers since removed by a scale-down.", retired.rejected),
+        ("requests", "Requests answered by workers since removed by a scale-down.", retired.requests),
+        ("fd_limit_hits", "Open-file limit hits of workers since removed by a scale-down.", retired.fd_limit_hits),
+    ];
+    for (name, help, value) in counters {
+        page.single(&format!("ringmaster_retired_{name}_total"), Kind::Counter, help, value);
+    }
 }
 
 fn master_process(page: &mut Exposition, s: &Snapshot<'_>) {
@@ -308,7 +327,7 @@ fn routing<'a>(page: &mut Exposition, rows: &[WorkerRow], labels: &dyn Fn(usize)
 
 #[cfg(test)]
 mod tests {
-    use ringmaster_engine::stats::{CountersSnapshot, STATE_READY};
+    use ringmaster_engine::stats::STATE_READY;
 
     use super::*;
 
@@ -328,6 +347,7 @@ mod tests {
             start_time: 1_796_162_311.0,
             open_fds: Some(12),
             max_fds: Some(1024),
+            retired: CountersSnapshot { requests: 5, ..CountersSnapshot::default() },
             workers,
         }
     }
@@ -375,6 +395,7 @@ mod tests {
         assert!(page.contains("ringmaster_worker_uptime_seconds{worker=\"1\",cpu=\"0\"} 1.5\n"));
         assert!(page.contains("ringmaster_master_connections_accepted_total 12\n"));
         assert!(page.contains("process_cpu_seconds_total 0.5\n"));
+        assert!(page.contains("ringmaster_retired_requests_total 5\n"));
         assert!(page.contains("ringmaster_worker_connections_unacknowledged{worker=\"1\",cpu=\"0\"} 3\n"));
         assert!(page.contains("ringmaster_worker_connections_queued{worker=\"2\",cpu=\"none\"} 2\n"));
         assert!(page.contains("ringmaster_worker_lagging{worker=\"2\",cpu=\"none\"} 1\n"));
