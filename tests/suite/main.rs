@@ -42,6 +42,7 @@ mod reliability_fd_limits;
 mod reliability_full_workers;
 mod steer_program;
 mod supervisor_backlog;
+mod supervisor_capacity;
 mod supervisor_control;
 mod supervisor_reload;
 mod supervisor_reload_not_ready;

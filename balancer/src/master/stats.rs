@@ -51,6 +51,7 @@ impl Master {
                     counts.live += current.live;
                     if w.slot == Some(index) {
                         counts.state = current.state;
+                        counts.capacity = current.capacity;
                         uptime_ms = p.started.elapsed().as_millis() as u64;
                         lame_duck = counters.is_lame_duck();
                         process = proc_stat(p.pid);
