@@ -124,7 +124,8 @@ pub struct Cli {
     log_format: LogFormatArg,
 
     /// Seconds workers get to finish their connections on shutdown before they
-    /// are killed; also how long a new master (`upgrade`) has to be ready.
+    /// are killed; also how long a new master (`upgrade`) or a reload's new
+    /// worker process has to be ready.
     #[arg(long, default_value = "30", value_parser = parse_seconds)]
     shutdown_timeout: Duration,
 

@@ -7,7 +7,13 @@
 //!   worker's check must then refuse to serve);
 //! - `stall:ID:MS[:AFTER_MS]`: worker ID stops serving for MS milliseconds
 //!   once, AFTER_MS (default 0) after it is ready, as if descheduled;
-//! - `slow:ID:US`: worker ID spends US microseconds of CPU on every request.
+//! - `slow:ID:US`: worker ID spends US microseconds of CPU on every request;
+//! - `never-ready:SLOT`: the process that writes stats slot SLOT (0-based)
+//!   never reports ready: it serves nothing and waits until it is told to
+//!   stop (its channel or a stop signal), then exits 0. The first workers
+//!   take slots 0 to N-1 in order and a process started later (by a reload,
+//!   a scale-up or a restart) the lowest free one, so with one worker the
+//!   first reload's new process writes slot 1.
 
 use std::time::Duration;
 
@@ -25,12 +31,15 @@ pub struct WorkerFaults {
     pub exit_at_start: bool,
     /// Leave the `setuid` out of the privilege switch.
     pub skip_setuid: bool,
+    /// Never report ready; wait to be told to stop.
+    pub never_ready: bool,
     /// Faults inside the engine's loop.
     pub engine: Faults,
 }
 
-/// Parses `text` for worker `id`; an unknown fault is an error naming it.
-pub fn faults_for(id: usize, text: &str) -> Result<WorkerFaults> {
+/// Parses `text` for worker `id` writing stats slot `slot`; an unknown
+/// fault is an error naming it.
+pub fn faults_for(id: usize, slot: usize, text: &str) -> Result<WorkerFaults> {
     let mut faults = WorkerFaults::default();
     for item in text.split(',').map(str::trim).filter(|item| !item.is_empty()) {
         let parts: Vec<&str> = item.split(':').collect();
@@ -49,6 +58,7 @@ pub fn faults_for(id: usize, text: &str) -> Result<WorkerFaults> {
                     faults.engine.stall = Some((Duration::from_millis(after), Duration::from_millis(number(2)?)));
                 }
             }
+            "never-ready" if parts.len() == 2 => faults.never_ready |= number(1)? == slot as u64,
             "slow" if parts.len() == 3 => {
                 if number(1)? == id as u64 {
                     faults.engine.per_request = Some(Duration::from_micros(number(2)?));
@@ -56,7 +66,8 @@ pub fn faults_for(id: usize, text: &str) -> Result<WorkerFaults> {
             }
             _ => {
                 return Err(Error::WorkerEnv(format!(
-                "{ENV_FAULT}: unknown fault '{item}' (exit-at-start, skip-setuid, stall:ID:MS[:AFTER_MS], slow:ID:US)"
+                "{ENV_FAULT}: unknown fault '{item}' (exit-at-start, skip-setuid, stall:ID:MS[:AFTER_MS], slow:ID:US, \
+                 never-ready:SLOT)"
             )))
             }
         }
@@ -71,24 +82,26 @@ mod tests {
     #[test]
     fn faults_apply_to_the_worker_they_name() {
         let text = "stall:2:3000:1500, slow:1:250";
-        let one = faults_for(1, text).expect("parse");
+        let one = faults_for(1, 0, text).expect("parse");
         assert_eq!(one.engine.per_request, Some(Duration::from_micros(250)));
         assert_eq!(one.engine.stall, None);
-        let two = faults_for(2, text).expect("parse");
+        let two = faults_for(2, 1, text).expect("parse");
         assert_eq!(two.engine.stall, Some((Duration::from_millis(1500), Duration::from_millis(3000))));
         assert_eq!(two.engine.per_request, None);
-        assert!(faults_for(1, "exit-at-start").expect("parse").exit_at_start);
-        assert_eq!(faults_for(1, "").expect("parse"), WorkerFaults::default());
+        assert!(faults_for(1, 0, "exit-at-start").expect("parse").exit_at_start);
+        assert!(faults_for(1, 2, "never-ready:2").expect("parse").never_ready);
+        assert!(!faults_for(1, 0, "never-ready:2").expect("parse").never_ready);
+        assert_eq!(faults_for(1, 0, "").expect("parse"), WorkerFaults::default());
         assert_eq!(
-            faults_for(1, "stall:1:500").expect("parse").engine.stall,
+            faults_for(1, 0, "stall:1:500").expect("parse").engine.stall,
             Some((Duration::ZERO, Duration::from_millis(500)))
         );
     }
 
     #[test]
     fn nonsense_is_refused_by_name() {
-        assert!(faults_for(1, "explode").unwrap_err().to_string().contains("'explode'"));
-        assert!(faults_for(1, "stall:x:5").unwrap_err().to_string().contains("number"));
-        assert!(faults_for(1, "slow:1").is_err());
+        assert!(faults_for(1, 0, "explode").unwrap_err().to_string().contains("'explode'"));
+        assert!(faults_for(1, 0, "stall:x:5").unwrap_err().to_string().contains("number"));
+        assert!(faults_for(1, 0, "slow:1").is_err());
     }
 }

@@ -62,17 +62,23 @@ pub struct Routing {
 
 /// Formats the stats line (no trailing newline); `backend` is the kernel
 /// interface the loops run on, `refused` counts the connections the master
-/// answered with `503` because no worker could take them.
-pub fn stats_json(mode: &str, backend: &str, refused: u64, rows: &[WorkerRow]) -> String {
-    let mut out = String::with_capacity(96 + rows.len() * 160);
-    let _ = write!(out, "{{\"mode\":\"{mode}\",\"backend\":\"{backend}\",\"refused\":{refused},\"workers\":[");
+/// answered with `503` because no worker could take them, `retired` what the
+/// workers removed by a scale-down counted (added to the rows, the totals
+/// never go backwards).
+pub fn stats_json(mode: &str, backend: &str, refused: u64, retired: &CountersSnapshot, rows: &[WorkerRow]) -> String {
+    let mut out = String::with_capacity(160 + rows.len() * 160);
+    let _ = write!(
+        out,
+        "{{\"mode\":\"{mode}\",\"backend\":\"{backend}\",\"refused\":{refused},\"retired\":{{\"accepted\":{},\"requests\":{},\"rejected\":{}}},\"workers\":[",
+        retired.accepted, retired.requests, retired.rejected
+    );
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         let _ = write!(
             out,
-            "{{\"id\":{},\"pid\":{},\"cpu\":{},\"accepted\":{},\"requests\":{},\"live\":{},\"rejected\":{},\"state\":\"{}\",\"restarts\":{},\"uptime_ms\":{},\"lame_duck\":{},\"req_per_s\":{:.1},\"rss_bytes\":{},\"cpu_seconds\":{}}}",
+            "{{\"id\":{},\"pid\":{},\"cpu\":{},\"accepted\":{},\"requests\":{},\"live\":{},\"rejected\":{},\"capacity\":{},\"state\":\"{}\",\"restarts\":{},\"uptime_ms\":{},\"lame_duck\":{},\"req_per_s\":{:.1},\"rss_bytes\":{},\"cpu_seconds\":{}}}",
             row.id,
             json_option(row.pid),
             json_option(row.cpu),
@@ -80,6 +86,7 @@ pub fn stats_json(mode: &str, backend: &str, refused: u64, rows: &[WorkerRow]) -
             row.counts.requests,
             row.counts.live,
             row.counts.rejected,
+            json_option(row.running.then_some(row.counts.capacity)),
             state_name(row.running, row.counts.state),
             row.restarts,
             row.uptime_ms,
@@ -141,7 +148,14 @@ mod tests {
 
     #[test]
     fn line_has_the_documented_keys() {
-        let counts = CountersSnapshot { accepted: 10, requests: 25, live: 3, state: STATE_READY, ..Default::default() };
+        let counts = CountersSnapshot {
+            accepted: 10,
+            requests: 25,
+            live: 3,
+            capacity: 100,
+            state: STATE_READY,
+            ..Default::default()
+        };
         let process = ProcStat { cpu_seconds: 0.126, rss_bytes: 4096, ..ProcStat::default() };
         let rows = [
             WorkerRow {
@@ -175,15 +189,17 @@ mod tests {
                 steer: None,
             },
         ];
+        let retired =
+            CountersSnapshot { accepted: 7, requests: 9, rejected: 1, fd_limit_hits: 2, ..Default::default() };
         assert_eq!(
-            stats_json("rr", "uring", 0, &rows),
-            "{\"mode\":\"rr\",\"backend\":\"uring\",\"refused\":0,\"workers\":[\
-             {\"id\":1,\"pid\":1234,\"cpu\":0,\"accepted\":10,\"requests\":25,\"live\":3,\"rejected\":0,\"state\":\"ready\",\"restarts\":0,\"uptime_ms\":5,\"lame_duck\":false,\"req_per_s\":12.3,\"rss_bytes\":4096,\"cpu_seconds\":0.13},\
-             {\"id\":2,\"pid\":null,\"cpu\":null,\"accepted\":0,\"requests\":0,\"live\":0,\"rejected\":0,\"state\":\"exited\",\"restarts\":1,\"uptime_ms\":0,\"lame_duck\":true,\"req_per_s\":0.0,\"rss_bytes\":null,\"cpu_seconds\":null}]}"
+            stats_json("rr", "uring", 0, &retired, &rows),
+            "{\"mode\":\"rr\",\"backend\":\"uring\",\"refused\":0,\"retired\":{\"accepted\":7,\"requests\":9,\"rejected\":1},\"workers\":[\
+             {\"id\":1,\"pid\":1234,\"cpu\":0,\"accepted\":10,\"requests\":25,\"live\":3,\"rejected\":0,\"capacity\":100,\"state\":\"ready\",\"restarts\":0,\"uptime_ms\":5,\"lame_duck\":false,\"req_per_s\":12.3,\"rss_bytes\":4096,\"cpu_seconds\":0.13},\
+             {\"id\":2,\"pid\":null,\"cpu\":null,\"accepted\":0,\"requests\":0,\"live\":0,\"rejected\":0,\"capacity\":null,\"state\":\"exited\",\"restarts\":1,\"uptime_ms\":0,\"lame_duck\":true,\"req_per_s\":0.0,\"rss_bytes\":null,\"cpu_seconds\":null}]}"
         );
         let view = |load| Some(SteerView { load, sent: 40, waiting: 2, rescued: 3 });
         let steered = [WorkerRow { steer: view(7), ..rows[0] }, WorkerRow { steer: view(u32::MAX), ..rows[1] }];
-        let line = stats_json("reuseport", "epoll", 0, &steered);
+        let line = stats_json("reuseport", "epoll", 0, &CountersSnapshot::default(), &steered);
         assert!(
             line.contains("\"cpu_seconds\":0.13,\"steer\":7,\"steered\":40,\"waiting\":2,\"rescued\":3}"),
             "{line}"
@@ -195,10 +211,11 @@ mod tests {
             "{line}"
         );
         let stalled = [WorkerRow { steer: view(STALLED + 3), ..rows[0] }];
-        assert!(stats_json("reuseport", "epoll", 0, &stalled).contains(",\"steer\":\"stalled\","));
+        assert!(stats_json("reuseport", "epoll", 0, &CountersSnapshot::default(), &stalled)
+            .contains(",\"steer\":\"stalled\","));
         let lagging = Routing { unacked: 4, queued: 1, lagging: true };
         let routed = [WorkerRow { routing: Some(lagging), ..rows[0] }];
-        let line = stats_json("least", "uring", 0, &routed);
+        let line = stats_json("least", "uring", 0, &CountersSnapshot::default(), &routed);
         assert!(line.contains("\"cpu_seconds\":0.13,\"unacked\":4,\"queued\":1,\"lagging\":true}]}"), "{line}");
     }
 }

@@ -2,7 +2,8 @@
 //! environment, name its thread, pin, take the inherited fds, give up root
 //! (`--user`, `--group`), and run the engine.
 
-use std::os::fd::AsFd;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use nix::sys::signal::Signal;
 use ringmaster_engine::{AcceptTally, Backend, EngineConfig, Handler, Sources, StatsBlock};
@@ -84,7 +85,7 @@ fn parse_identity(var: impl Fn(&str) -> Option<String>) -> Result<WorkerIdentity
 /// Runs this process as worker `identity` until it has drained, answering
 /// with `handler`.
 pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig, handler: &mut dyn Handler) -> Result<()> {
-    let faults = faults_for(identity.id, &std::env::var(ENV_FAULT).unwrap_or_default())?;
+    let faults = faults_for(identity.id, identity.stats_slot, &std::env::var(ENV_FAULT).unwrap_or_default())?;
     if faults.exit_at_start {
         crate::log!(warn: "worker {}: {ENV_FAULT}=exit-at-start: exiting", identity.id);
         std::process::exit(3);
@@ -119,6 +120,11 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig, handler: &mut
         .slot(identity.stats_slot)
         .ok_or_else(|| Error::WorkerEnv(format!("stats slot {} outside the stats block", identity.stats_slot)))?;
     let shutdown = signal_fd(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT]).context("signalfd")?;
+    if faults.never_ready {
+        crate::log!(warn: "worker {}: {ENV_FAULT}=never-ready:{}: not serving", identity.id, identity.stats_slot);
+        wait_to_be_stopped(channel.as_fd(), shutdown.as_fd());
+        return Ok(());
+    }
     // Last, before the ring exists (its kernel threads take the ids it is made with).
     if let Some(credentials) = &credentials {
         switch_to(credentials, faults.skip_setuid)
@@ -130,6 +136,20 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig, handler: &mut
     let config = EngineConfig { backend: identity.backend, faults: faults.engine, ..config.clone() };
     let backend = identity.backend.name();
     ringmaster_engine::run(&config, sources, counters, handler).context(format_args!("the {backend} loop"))
+}
+
+/// Blocks until the channel or the stop signals have something to read:
+/// the master asked a drain or went away, or a stop signal came (the
+/// `never-ready` fault, which must not outlive its master).
+fn wait_to_be_stopped(channel: BorrowedFd<'_>, shutdown: BorrowedFd<'_>) {
+    let mut fds = [channel, shutdown].map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+    loop {
+        // SAFETY: `fds` is an array of two valid pollfd, alive for the call.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if ready >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return;
+        }
+    }
 }
 
 /// A terminal's hang-up or job-control signals reach the whole process group,

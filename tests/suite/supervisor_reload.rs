@@ -338,7 +338,7 @@ fn a_stopped_old_process_is_killed_after_the_shutdown_timeout_and_the_reload_goe
         "killed before --shutdown-timeout and a second: {:?}",
         asked.elapsed()
     );
-    let killed = format!("worker 1 (pid {old1}) killed by signal 9 (SIGKILL)");
+    let killed = format!("worker 1 (pid {old1}) killed by signal 9 (SIGKILL) after overrunning its drain");
     s.wait_for_log_from(i_kill, |l| l == killed, Duration::from_secs(5));
 
     // Only then is worker 2 replaced, and its old process drains and exits 0.

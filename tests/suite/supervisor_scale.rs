@@ -176,7 +176,7 @@ fn a_stopped_worker_scaled_away_is_killed_after_the_shutdown_timeout() {
         format!("scale: worker 2 (pid {gone}) still running a second after --shutdown-timeout 2.0 s: killing it");
     let (i_kill, _) = s.wait_for_log_from(from, |l| l == killing, Duration::from_secs(10));
     assert!(asked.elapsed() >= Duration::from_secs(2), "killed before --shutdown-timeout: {:?}", asked.elapsed());
-    let killed = format!("worker 2 (pid {gone}) killed by signal 9 (SIGKILL)");
+    let killed = format!("worker 2 (pid {gone}) killed by signal 9 (SIGKILL) after overrunning its drain");
     s.wait_for_log_from(i_kill, |l| l == killed, Duration::from_secs(5));
 
     let one = wait_for_workers(&path, 1);

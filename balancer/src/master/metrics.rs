@@ -47,6 +47,7 @@ impl Master {
             start_time: since_epoch.as_secs_f64(),
             open_fds: open_fds().ok(),
             max_fds: crate::rlimit::fd_limit().ok(),
+            retired: self.retired_counts,
             workers: &rows,
         };
         render(&snapshot)

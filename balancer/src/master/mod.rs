@@ -3,8 +3,8 @@
 //! holds the master's state and the loop that ties events to their handlers;
 //! each concern is one file beside it:
 //!
-//! - `supervise.rs`: worker processes — spawn, readiness, reap and exit logs,
-//!   restart backoff, the watchdogs;
+//! - `supervise.rs`: worker processes — spawn, readiness, the watchdogs;
+//! - `reap.rs`: a process's end — reap, exit logs, counts kept, restart backoff;
 //! - `reload.rs`: rolling reload and scale;
 //! - `dispatch.rs`: accepted connections — the mode's pick, the lanes that
 //!   carry them to workers, holding, re-routing, refusing with `503`;
@@ -36,6 +36,7 @@ mod dispatch;
 mod messages;
 mod metrics;
 mod notify;
+mod reap;
 mod reload;
 mod sockets;
 mod stats;
@@ -50,6 +51,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
+use ringmaster_engine::stats::CountersSnapshot;
 use ringmaster_engine::token;
 use ringmaster_engine::{choose_backend, Backend, StatsBlock};
 
@@ -183,6 +185,9 @@ struct Master {
     stopping: Option<Stopping>,
     /// What the master counts itself (the metrics).
     counts: MasterCounts,
+    /// What the processes of workers removed by a scale-down counted: kept
+    /// so that totals never go backwards.
+    retired_counts: CountersSnapshot,
     started_at: SystemTime,
     /// The listeners came from systemd (socket activation).
     activated: bool,
@@ -264,6 +269,7 @@ impl Master {
             lame_duck: None,
             stopping: None,
             counts: MasterCounts::default(),
+            retired_counts: CountersSnapshot::default(),
             started_at: SystemTime::now(),
             activated,
             notifier: Notifier::from_env(upgraded),
@@ -391,6 +397,7 @@ impl Master {
         self.expire_control_clients()?;
         self.expire_scrapes()?;
         self.kill_overdue_retirees();
+        self.expire_reload_start();
         self.watch_heartbeats();
         self.watch_lagging();
         self.watch_fd_limits();

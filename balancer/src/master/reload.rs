@@ -2,7 +2,9 @@
 //! process retired only once the new one is ready; scaling adds workers or
 //! retires the newest ones gracefully. A retired process is a lame duck at
 //! once: its health path answers `503` before it drains, and it is killed if
-//! it has not exited `--shutdown-timeout` after it was told to drain.
+//! it has not exited `--shutdown-timeout` after it was told to drain. A new
+//! process not ready `--shutdown-timeout` after it started is killed and the
+//! reload cancelled, the old process serving on.
 
 use std::collections::VecDeque;
 use std::io;
@@ -23,6 +25,8 @@ pub(super) struct Reload {
     queue: VecDeque<usize>,
     /// The worker being replaced, and the slot of its old process.
     current: Option<(usize, usize)>,
+    /// When the current worker's new process must be ready by; cleared once it is.
+    ready_by: Option<Instant>,
     /// Processes started so far by the reload under way, if one is (a
     /// cancelled one is not: it logs no end).
     started: Option<usize>,
@@ -34,7 +38,8 @@ impl Reload {
         !self.queue.is_empty() || self.current.is_some()
     }
 
-    /// Forgets the workers not yet replaced (the master is stopping).
+    /// Forgets the workers not yet replaced (the master is stopping, or a
+    /// new process could not start or get ready).
     pub(super) fn cancel(&mut self) {
         self.queue.clear();
         self.started = None;
@@ -103,6 +108,7 @@ impl Master {
                     continue;
                 }
                 if new_ready && !self.slots[old_slot].process.as_ref().is_some_and(|p| p.retiring) {
+                    self.reload.ready_by = None;
                     self.retire(old_slot, "reload");
                 }
                 return Ok(());
@@ -128,10 +134,45 @@ impl Master {
                 return Ok(());
             }
             self.reload.current = Some((id, old_slot));
+            self.reload.ready_by = Some(Instant::now() + self.config.shutdown_timeout);
             if let Some(started) = self.reload.started.as_mut() {
                 *started += 1;
             }
         }
+    }
+
+    /// Each tick: the reload's new process not ready `--shutdown-timeout`
+    /// after it started (a start-up that hangs) is killed and the reload
+    /// cancelled; the old process, made the worker's current one again,
+    /// serves on, and a later reload is accepted. Without this, the reload
+    /// (and every later one, refused while it is under way) waits for ever.
+    pub(super) fn expire_reload_start(&mut self) {
+        let (Some((id, old_slot)), Some(ready_by)) = (self.reload.current, self.reload.ready_by) else { return };
+        if Instant::now() < ready_by {
+            return;
+        }
+        self.reload.ready_by = None;
+        let Some(index) = self.worker_index(id) else { return };
+        let Some(new_slot) = self.workers[index].slot.filter(|&s| s != old_slot) else { return };
+        // Retired by a scale-down meanwhile: its drain deadline deals with it.
+        let Some(old_pid) = self.slots[old_slot].process.as_ref().map(|p| p.pid) else { return };
+        let Some(new) = self.slots[new_slot].process.as_mut().filter(|p| !p.ready && !p.retiring) else { return };
+        new.killed_for = Some("as it was not ready in time");
+        let pid = new.pid;
+        let after = self.config.shutdown_timeout.as_secs_f64();
+        crate::log!(warn { worker: id, worker_pid: pid }:
+            "reload: worker {id}'s new process (pid {pid}) was not ready after {after:.1} s (--shutdown-timeout): \
+             killing it; the reload is cancelled, the old process (pid {old_pid}) keeps serving");
+        // Our child, not yet reaped: the pid is still its own.
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        // The old process is the worker's own again: the new one's exit restarts nothing.
+        let worker = &mut self.workers[index];
+        worker.slot = Some(old_slot);
+        worker.last_pid = Some(old_pid);
+        self.reload.current = None;
+        self.reload.cancel();
+        self.refresh_routes();
+        self.route_held();
     }
 
     /// Marks the process in `slot` a lame duck: its health path answers
@@ -183,7 +224,7 @@ impl Master {
         for &id in active.iter().rev().take(active.len().saturating_sub(target)) {
             let Some(index) = self.worker_index(id) else { continue };
             self.workers[index].retired = true;
-            self.workers[index].restart_at = None;
+            let pending = self.workers[index].restart_at.take();
             self.reload.queue.retain(|&queued| queued != id);
             // Its own listener (`reuseport`), if any, goes with it: the
             // worker, its last holder, accepts what is queued, then closes it.
@@ -191,7 +232,12 @@ impl Master {
             match self.workers[index].slot {
                 Some(slot) => self.retire(slot, "scale"),
                 None => {
-                    self.workers.remove(index);
+                    // A crashed worker waiting out its back-off: say why it never comes back.
+                    if pending.is_some() {
+                        crate::log!(info { worker: id }:
+                            "scale: the pending restart of worker {id} is dropped: scaling removed its slot");
+                    }
+                    self.remove_worker(index);
                 }
             }
         }
@@ -214,6 +260,7 @@ impl Master {
                 continue;
             }
             process.drain_deadline = None;
+            process.killed_for = Some("after overrunning its drain");
             let (id, pid) = (process.worker, process.pid);
             crate::log!(warn { worker: id, worker_pid: pid }:
                 "{why}: worker {id} (pid {pid}) still running a second after --shutdown-timeout {timeout:.1} s: \

@@ -51,6 +51,7 @@ impl Master {
                     counts.live += current.live;
                     if w.slot == Some(index) {
                         counts.state = current.state;
+                        counts.capacity = current.capacity;
                         uptime_ms = p.started.elapsed().as_millis() as u64;
                         lame_duck = counters.is_lame_duck();
                         process = proc_stat(p.pid);
@@ -77,7 +78,8 @@ impl Master {
     }
 
     pub(super) fn stats_line(&self) -> String {
-        stats_json(self.config.mode.name(), self.backend.name(), self.dispatch.refused, &self.worker_rows())
+        let rows = self.worker_rows();
+        stats_json(self.config.mode.name(), self.backend.name(), self.dispatch.refused, &self.retired_counts, &rows)
     }
 
     /// Prints the stats line on stdout.

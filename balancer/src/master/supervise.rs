@@ -1,21 +1,19 @@
 //! Worker processes: the process table, starting a process in a free slot,
-//! noticing it is ready, reaping it and logging how it exited, restarting a
-//! crashed worker after a growing delay, and the watchdogs (a loop that
-//! stopped turning, a worker at its open-file limit).
+//! noticing it is ready, and the watchdogs (a loop that stopped turning, a
+//! worker at its open-file limit); how a process ends is `reap.rs`.
 
 use std::io;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use ringmaster_engine::channel::channel_pair;
-use ringmaster_engine::stats::{CountersSnapshot, STATE_READY, STATE_STARTING, STATE_STOPPED};
+use ringmaster_engine::stats::{CountersSnapshot, STATE_READY, STATE_STARTING};
 
 use super::stats::Rate;
 use super::{Master, MAX_SLOTS};
-use crate::backoff::{Backoff, HEALTHY_UPTIME};
+use crate::backoff::Backoff;
 use crate::cpus::cpu_for_worker;
 use crate::handoff::Lane;
 use crate::modes::WorkerListener;
@@ -38,6 +36,8 @@ pub(super) struct Process {
     /// if still running at this instant, as a stopped or wedged process
     /// never exits by itself. Cleared once it is killed.
     pub(super) drain_deadline: Option<(Instant, &'static str)>,
+    /// Why the master killed it, for its exit line (`after overrunning its drain`).
+    pub(super) killed_for: Option<&'static str>,
     heartbeat: u64,
     /// When its heartbeat last moved (sampled every tick).
     pub(super) heartbeat_moved: Instant,
@@ -67,7 +67,7 @@ pub(super) struct Worker {
     pub(super) slot: Option<usize>,
     pub(super) last_pid: Option<u32>,
     pub(super) restarts: u32,
-    backoff: Backoff,
+    pub(super) backoff: Backoff,
     pub(super) restart_at: Option<Instant>,
     /// Counts of this worker's processes that have exited.
     pub(super) totals: CountersSnapshot,
@@ -161,6 +161,7 @@ impl Master {
             ready: false,
             retiring: false,
             drain_deadline: None,
+            killed_for: None,
             heartbeat: 0,
             heartbeat_moved: now,
             killed_by_watchdog: false,
@@ -220,111 +221,6 @@ impl Master {
     /// Every worker has a process that is ready.
     pub(super) fn all_workers_ready(&self) -> bool {
         self.workers.iter().all(|w| w.slot.is_some_and(|s| self.slots[s].process.as_ref().is_some_and(|p| p.ready)))
-    }
-
-    /// Reaps every exited child: log a worker's exit, keep its counts,
-    /// re-route what its lane held, plan a restart; a child that is no
-    /// worker (a new master) goes to the upgrade.
-    pub(super) fn reap(&mut self) -> io::Result<()> {
-        loop {
-            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return Ok(()),
-                Ok(status) => status,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let (pid, how) = match status {
-                WaitStatus::Exited(pid, code) => (pid, format!("exited with code {code}")),
-                WaitStatus::Signaled(pid, signal, _) => {
-                    (pid, format!("killed by signal {} ({})", signal as i32, signal.as_str()))
-                }
-                _ => continue,
-            };
-            let pid = pid.as_raw() as u32;
-            let Some(slot) = self.slots.iter().position(|s| s.process.as_ref().is_some_and(|p| p.pid == pid)) else {
-                // Not a worker: a new master this one started, maybe.
-                self.upgrade_child_exited(pid, &how)?;
-                continue;
-            };
-            self.process_exited(slot, &how)?;
-        }
-    }
-
-    fn process_exited(&mut self, slot: usize, how: &str) -> io::Result<()> {
-        let Some(process) = self.slots[slot].process.take() else { return Ok(()) };
-        let final_counts = self.stats.slot(slot).map(|c| c.snapshot()).unwrap_or_default();
-        if let Some(counters) = self.stats.slot(slot) {
-            counters.live.store(0, std::sync::atomic::Ordering::Relaxed);
-            counters.set_state(STATE_STOPPED);
-        }
-        let expected = process.retiring || self.stopping.is_some();
-        let (id, pid) = (process.worker, process.pid);
-        if expected {
-            crate::log!(info { worker: id, worker_pid: pid }: "worker {id} (pid {pid}) {how}");
-        } else {
-            crate::log!(warn { worker: id, worker_pid: pid }: "worker {id} (pid {pid}) {how}");
-        }
-        self.slots[slot].lane.mark_gone();
-        self.stop_receiving(slot)?;
-        if let Some(index) = self.worker_index(process.worker) {
-            let worker = &mut self.workers[index];
-            worker.totals.accepted += final_counts.accepted;
-            worker.totals.requests += final_counts.requests;
-            worker.totals.rejected += final_counts.rejected;
-            worker.totals.fd_limit_hits += final_counts.fd_limit_hits;
-            if worker.slot == Some(slot) {
-                worker.slot = None;
-                if worker.retired {
-                    self.workers.remove(index);
-                } else if self.stopping.is_none() {
-                    self.plan_restart(index, process.started);
-                }
-            }
-        }
-        self.refresh_routes();
-        self.settle_gone_lane(slot)?;
-        self.old_process_gone(slot);
-        self.step_reload()
-    }
-
-    fn plan_restart(&mut self, index: usize, started: Instant) {
-        let worker = &mut self.workers[index];
-        let uptime = started.elapsed();
-        if uptime < HEALTHY_UPTIME {
-            worker.unstable_restarts += 1;
-        }
-        let delay = worker.backoff.after_exit(uptime);
-        worker.restart_at = Some(Instant::now() + delay);
-        crate::log!("worker {} restarting in {} ms", worker.id, delay.as_millis());
-    }
-
-    /// [`Master::add_worker`] for a running master: a worker that cannot
-    /// start now (out of fds, processes or memory) is logged and started
-    /// later, with the restart back-off, instead of taking the master down.
-    pub(super) fn add_worker_or_retry(&mut self) {
-        if let Err(e) = self.add_worker() {
-            // `add_worker` keeps the worker it added, started or not.
-            let Some(worker) = self.workers.last() else { return };
-            let id = worker.id;
-            crate::log!(error { worker: id }: "cannot start worker {id}: {e}");
-            self.plan_restart(self.workers.len() - 1, Instant::now());
-        }
-    }
-
-    /// Starts the workers whose restart delay is over.
-    pub(super) fn restart_due(&mut self) {
-        let now = Instant::now();
-        for index in 0..self.workers.len() {
-            if self.workers[index].restart_at.is_none_or(|at| at > now) {
-                continue;
-            }
-            self.workers[index].restarts += 1;
-            let id = self.workers[index].id;
-            if let Err(e) = self.spawn(id) {
-                crate::log!(error { worker: id }: "cannot restart worker {id}: {e}");
-                self.plan_restart(index, Instant::now());
-            }
-        }
     }
 
     /// Notes whose loop's heartbeat moved (the routing facts' heartbeat

@@ -11,6 +11,8 @@
 //! restarts after a short run, uptime and state. nginx's reading / writing /
 //! waiting split is not kept by the workers, and so is not here.
 
+use ringmaster_engine::stats::CountersSnapshot;
+
 use super::exposition::{Exposition, Kind};
 use super::procfs::ProcStat;
 use crate::stats_line::{state_name, Routing, WorkerRow, STATE_NAMES};
@@ -73,6 +75,8 @@ pub struct Snapshot<'a> {
     pub open_fds: Option<u64>,
     /// The master's fd limit.
     pub max_fds: Option<u64>,
+    /// What the workers removed by a scale-down counted.
+    pub retired: CountersSnapshot,
     /// Every worker, as the stats line shows it.
     pub workers: &'a [WorkerRow],
 }
@@ -107,6 +111,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
         s.lame_duck,
     );
     master_counts(&mut page, s);
+    retired(&mut page, &s.retired);
     master_process(&mut page, s);
     workers(&mut page, s.workers);
     page.finish()
@@ -158,6 +163,20 @@ fn master_counts(page: &mut Exposition, s: &Snapshot<'_>) {
         "Connections in the workers' lanes now: queued, in flight, or sent and not yet acknowledged.",
         s.queued_fds,
     );
+}
+
+/// What scaled-away workers counted: added to the per-worker series, the
+/// sums never go backwards when a worker is removed.
+fn retired(page: &mut Exposition, retired: &CountersSnapshot) {
+    let counters: [(&str, &str, u64); 4] = [
+        ("connections_accepted", "Connections taken by workers since removed by a scale-down.", retired.accepted),
+        ("connections_rejected", "Connections refused by workers since removed by a scale-down.", retired.rejected),
+        ("requests", "Requests answered by workers since removed by a scale-down.", retired.requests),
+        ("fd_limit_hits", "Open-file limit hits of workers since removed by a scale-down.", retired.fd_limit_hits),
+    ];
+    for (name, help, value) in counters {
+        page.single(&format!("ringmaster_retired_{name}_total"), Kind::Counter, help, value);
+    }
 }
 
 fn master_process(page: &mut Exposition, s: &Snapshot<'_>) {
@@ -264,6 +283,15 @@ fn workers(page: &mut Exposition, rows: &[WorkerRow]) {
         page.sample(&labels(i), p.cpu_seconds);
     }
     page.family(
+        "ringmaster_worker_capacity",
+        Kind::Gauge,
+        "Connections the worker's process can hold: --max-conns, or fewer when its ring's table of direct \
+         descriptors is smaller or it reached its open-file limit.",
+    );
+    for (i, w) in rows.iter().enumerate().filter(|(_, w)| w.running) {
+        page.sample(&labels(i), w.counts.capacity);
+    }
+    page.family(
         "ringmaster_worker_resident_memory_bytes",
         Kind::Gauge,
         "The worker process's resident memory, in bytes.",
@@ -307,84 +335,5 @@ fn routing<'a>(page: &mut Exposition, rows: &[WorkerRow], labels: &dyn Fn(usize)
 }
 
 #[cfg(test)]
-mod tests {
-    use ringmaster_engine::stats::{CountersSnapshot, STATE_READY};
-
-    use super::*;
-
-    fn snapshot(workers: &[WorkerRow]) -> Snapshot<'_> {
-        Snapshot {
-            mode: "rr",
-            backend: "uring",
-            version: "0.1.0",
-            workers_wanted: workers.len(),
-            max_conns: 16384,
-            stopping: false,
-            lame_duck: false,
-            counts: MasterCounts { accepted: 12, handed_over: 12, ..MasterCounts::default() },
-            held: 0,
-            queued_fds: 1,
-            process: Some(ProcStat { cpu_seconds: 0.5, rss_bytes: 4096, virtual_bytes: 8192, threads: 1 }),
-            start_time: 1_796_162_311.0,
-            open_fds: Some(12),
-            max_fds: Some(1024),
-            workers,
-        }
-    }
-
-    fn worker(id: usize, cpu: Option<usize>) -> WorkerRow {
-        let counts = CountersSnapshot { accepted: 6, requests: 9, live: 1, state: STATE_READY, ..Default::default() };
-        WorkerRow {
-            steer: None,
-            id,
-            pid: Some(100 + id as u32),
-            running: true,
-            cpu,
-            counts,
-            restarts: 0,
-            uptime_ms: 1500,
-            lame_duck: false,
-            unstable_restarts: 0,
-            req_per_s: 0.0,
-            process: Some(ProcStat { cpu_seconds: 0.25, rss_bytes: 2048, virtual_bytes: 0, threads: 1 }),
-            routing: Some(Routing { unacked: 3, queued: id as u64, lagging: id == 2 }),
-        }
-    }
-
-    #[test]
-    fn every_family_is_one_group_with_help_and_type_first() {
-        let rows = [worker(1, Some(0)), worker(2, None)];
-        let page = render(&snapshot(&rows));
-        assert!(page.ends_with('\n'));
-        let mut seen = Vec::new();
-        let mut current = "";
-        for line in page.lines() {
-            if let Some(rest) = line.strip_prefix("# HELP ") {
-                current = rest.split(' ').next().unwrap_or_default();
-                assert!(!seen.contains(&current), "{current} twice");
-                seen.push(current);
-            } else if !line.starts_with("# TYPE ") {
-                let name = line.split(['{', ' ']).next().unwrap_or_default();
-                assert_eq!(name, current, "a sample outside its family: {line}");
-            }
-        }
-        assert!(page.contains("ringmaster_info{mode=\"rr\",backend=\"uring\",version=\"0.1.0\"} 1\n"));
-        assert!(page.contains("ringmaster_worker_requests_total{worker=\"2\",cpu=\"none\"} 9\n"));
-        assert!(page.contains("ringmaster_worker_state{worker=\"1\",cpu=\"0\",state=\"ready\"} 1\n"));
-        assert!(page.contains("ringmaster_worker_state{worker=\"1\",cpu=\"0\",state=\"draining\"} 0\n"));
-        assert!(page.contains("ringmaster_worker_uptime_seconds{worker=\"1\",cpu=\"0\"} 1.5\n"));
-        assert!(page.contains("ringmaster_master_connections_accepted_total 12\n"));
-        assert!(page.contains("process_cpu_seconds_total 0.5\n"));
-        assert!(page.contains("ringmaster_worker_connections_unacknowledged{worker=\"1\",cpu=\"0\"} 3\n"));
-        assert!(page.contains("ringmaster_worker_connections_queued{worker=\"2\",cpu=\"none\"} 2\n"));
-        assert!(page.contains("ringmaster_worker_lagging{worker=\"2\",cpu=\"none\"} 1\n"));
-    }
-
-    #[test]
-    fn no_routing_families_where_workers_accept() {
-        let rows = [WorkerRow { routing: None, ..worker(1, None) }];
-        let page = render(&snapshot(&rows));
-        assert!(!page.contains("ringmaster_worker_connections_unacknowledged"), "{page}");
-        assert!(!page.contains("ringmaster_worker_lagging"), "{page}");
-    }
-}
+#[path = "page_tests.rs"]
+mod tests;

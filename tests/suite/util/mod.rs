@@ -535,10 +535,12 @@ pub fn parse_worker_started(message: &str) -> Option<(u32, u32)> {
     Some((id.parse().ok()?, pid.parse().ok()?))
 }
 
-/// Sums of (accepted, requests, live) over the workers of a stats line.
+/// Sums of (accepted, requests, live) over the workers of a stats line, and
+/// what workers removed by a scale-down counted (its `retired`).
 pub fn stats_totals(v: &serde_json::Value) -> (u64, u64, u64) {
     let ws = v["workers"].as_array().unwrap_or_else(|| panic!("stats without workers array: {v}"));
-    let mut t = (0, 0, 0);
+    let retired = |k: &str| v["retired"][k].as_u64().unwrap_or_else(|| panic!("stats without retired {k}: {v}"));
+    let mut t = (retired("accepted"), retired("requests"), 0);
     for w in ws {
         let f = |k: &str| w[k].as_u64().unwrap_or_else(|| panic!("stats worker without numeric {k}: {v}"));
         t.0 += f("accepted");

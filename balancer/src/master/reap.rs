@@ -1,0 +1,145 @@
+//! A worker process's end: reaping exited children, logging how each
+//! exited, keeping its counts, and restarting a crashed worker after a
+//! growing delay.
+
+use std::io;
+use std::time::Instant;
+
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use ringmaster_engine::stats::{CountersSnapshot, STATE_STOPPED};
+
+use super::Master;
+use crate::backoff::HEALTHY_UPTIME;
+
+impl Master {
+    /// Reaps every exited child: log a worker's exit, keep its counts,
+    /// re-route what its lane held, plan a restart; a child that is no
+    /// worker (a new master) goes to the upgrade.
+    pub(super) fn reap(&mut self) -> io::Result<()> {
+        loop {
+            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return Ok(()),
+                Ok(status) => status,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let (pid, how, clean) = match status {
+                WaitStatus::Exited(pid, code) => (pid, format!("exited with code {code}"), code == 0),
+                WaitStatus::Signaled(pid, signal, _) => {
+                    (pid, format!("killed by signal {} ({})", signal as i32, signal.as_str()), false)
+                }
+                _ => continue,
+            };
+            let pid = pid.as_raw() as u32;
+            let Some(slot) = self.slots.iter().position(|s| s.process.as_ref().is_some_and(|p| p.pid == pid)) else {
+                // Not a worker: a new master this one started, maybe.
+                self.upgrade_child_exited(pid, &how)?;
+                continue;
+            };
+            self.process_exited(slot, &how, clean)?;
+        }
+    }
+
+    /// The process in `slot` ended `how`; `clean` if it exited with code 0.
+    fn process_exited(&mut self, slot: usize, how: &str, clean: bool) -> io::Result<()> {
+        let Some(process) = self.slots[slot].process.take() else { return Ok(()) };
+        let final_counts = self.stats.slot(slot).map(|c| c.snapshot()).unwrap_or_default();
+        if let Some(counters) = self.stats.slot(slot) {
+            counters.live.store(0, std::sync::atomic::Ordering::Relaxed);
+            counters.set_state(STATE_STOPPED);
+        }
+        // Only a drained process's own clean exit is the normal course: a
+        // signal (the master's, after a drain overran, or anyone's) or an
+        // error code is worth a warning even while retiring or stopping.
+        let expected = (process.retiring || self.stopping.is_some()) && clean;
+        let (id, pid) = (process.worker, process.pid);
+        let why = process.killed_for.filter(|_| !clean).map_or_else(String::new, |why| format!(" {why}"));
+        if expected {
+            crate::log!(info { worker: id, worker_pid: pid }: "worker {id} (pid {pid}) {how}");
+        } else {
+            crate::log!(warn { worker: id, worker_pid: pid }: "worker {id} (pid {pid}) {how}{why}");
+        }
+        self.slots[slot].lane.mark_gone();
+        self.stop_receiving(slot)?;
+        match self.worker_index(id) {
+            Some(index) => {
+                let worker = &mut self.workers[index];
+                add_counts(&mut worker.totals, &final_counts);
+                if worker.slot == Some(slot) {
+                    worker.slot = None;
+                    if !worker.retired && self.stopping.is_none() {
+                        self.plan_restart(index, process.started);
+                    }
+                }
+                // Listed (and counted) until its last process is gone.
+                let others = self.slots.iter().any(|s| s.process.as_ref().is_some_and(|p| p.worker == id));
+                if self.workers[index].retired && self.workers[index].slot.is_none() && !others {
+                    self.remove_worker(index);
+                }
+            }
+            // Its worker was removed while this process ran on.
+            None => add_counts(&mut self.retired_counts, &final_counts),
+        }
+        self.refresh_routes();
+        self.settle_gone_lane(slot)?;
+        self.old_process_gone(slot);
+        self.step_reload()
+    }
+
+    /// Removes a worker scaled away, its counts kept in the master's
+    /// `retired_counts`: the totals of the stats line and the metrics never
+    /// go backwards (a crashed or reloaded process's stay in its worker's).
+    pub(super) fn remove_worker(&mut self, index: usize) {
+        let worker = self.workers.remove(index);
+        add_counts(&mut self.retired_counts, &worker.totals);
+    }
+
+    fn plan_restart(&mut self, index: usize, started: Instant) {
+        let worker = &mut self.workers[index];
+        let uptime = started.elapsed();
+        if uptime < HEALTHY_UPTIME {
+            worker.unstable_restarts += 1;
+        }
+        let delay = worker.backoff.after_exit(uptime);
+        worker.restart_at = Some(Instant::now() + delay);
+        crate::log!("worker {} restarting in {} ms", worker.id, delay.as_millis());
+    }
+
+    /// [`Master::add_worker`] for a running master: a worker that cannot
+    /// start now (out of fds, processes or memory) is logged and started
+    /// later, with the restart back-off, instead of taking the master down.
+    pub(super) fn add_worker_or_retry(&mut self) {
+        if let Err(e) = self.add_worker() {
+            // `add_worker` keeps the worker it added, started or not.
+            let Some(worker) = self.workers.last() else { return };
+            let id = worker.id;
+            crate::log!(error { worker: id }: "cannot start worker {id}: {e}");
+            self.plan_restart(self.workers.len() - 1, Instant::now());
+        }
+    }
+
+    /// Starts the workers whose restart delay is over.
+    pub(super) fn restart_due(&mut self) {
+        let now = Instant::now();
+        for index in 0..self.workers.len() {
+            if self.workers[index].restart_at.is_none_or(|at| at > now) {
+                continue;
+            }
+            self.workers[index].restarts += 1;
+            let id = self.workers[index].id;
+            if let Err(e) = self.spawn(id) {
+                crate::log!(error { worker: id }: "cannot restart worker {id}: {e}");
+                self.plan_restart(index, Instant::now());
+            }
+        }
+    }
+}
+
+/// Adds the counters of `from` that only grow (not `live`, `state`, ...) to `into`.
+fn add_counts(into: &mut CountersSnapshot, from: &CountersSnapshot) {
+    into.accepted += from.accepted;
+    into.requests += from.requests;
+    into.rejected += from.rejected;
+    into.fd_limit_hits += from.fd_limit_hits;
+}
