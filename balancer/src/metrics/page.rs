@@ -304,6 +304,16 @@ fn routing<'a>(page: &mut Exposition, rows: &[WorkerRow], labels: &dyn Fn(usize)
             page.sample(&labels(i), field(&r));
         }
     }
+    page.family(
+        "ringmaster_worker_passed_over_total",
+        Kind::Counter,
+        "Times a connection went to another worker, or was held, when by the mode's rule it was this one's \
+         (rr: its turn; least: the fewest outstanding) but it could not take one (stalled, full, declining, \
+         draining), what was queued for it and dealt to another included (rr, least).",
+    );
+    for &(i, r) in &routed {
+        page.sample(&labels(i), r.passed_over);
+    }
 }
 
 #[cfg(test)]
@@ -347,7 +357,7 @@ mod tests {
             unstable_restarts: 0,
             req_per_s: 0.0,
             process: Some(ProcStat { cpu_seconds: 0.25, rss_bytes: 2048, virtual_bytes: 0, threads: 1 }),
-            routing: Some(Routing { unacked: 3, queued: id as u64, lagging: id == 2 }),
+            routing: Some(Routing { unacked: 3, queued: id as u64, lagging: id == 2, passed_over: 5 * id as u64 }),
         }
     }
 
@@ -378,6 +388,8 @@ mod tests {
         assert!(page.contains("ringmaster_worker_connections_unacknowledged{worker=\"1\",cpu=\"0\"} 3\n"));
         assert!(page.contains("ringmaster_worker_connections_queued{worker=\"2\",cpu=\"none\"} 2\n"));
         assert!(page.contains("ringmaster_worker_lagging{worker=\"2\",cpu=\"none\"} 1\n"));
+        assert!(page.contains("# TYPE ringmaster_worker_passed_over_total counter\n"));
+        assert!(page.contains("ringmaster_worker_passed_over_total{worker=\"2\",cpu=\"none\"} 10\n"));
     }
 
     #[test]
@@ -386,5 +398,6 @@ mod tests {
         let page = render(&snapshot(&rows));
         assert!(!page.contains("ringmaster_worker_connections_unacknowledged"), "{page}");
         assert!(!page.contains("ringmaster_worker_lagging"), "{page}");
+        assert!(!page.contains("ringmaster_worker_passed_over_total"), "{page}");
     }
 }
