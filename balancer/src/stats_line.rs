@@ -38,7 +38,7 @@ pub struct WorkerRow {
     pub process: Option<ProcStat>,
     /// What the master's routing sees of its running process, when the
     /// master hands connections over (`rr`, `least`): shown as `"unacked"`,
-    /// `"queued"` and `"lagging"`. Absent otherwise.
+    /// `"queued"`, `"lagging"` and `"passed_over"`. Absent otherwise.
     pub routing: Option<Routing>,
     /// What the steering program sees of it (`reuseport --steer load`): its
     /// load, shown as `"steer"`, a number, `"stalled"` or `"unavailable"`;
@@ -58,6 +58,13 @@ pub struct Routing {
     /// It does not keep up (a batch unacknowledged past the grace, or a
     /// stale heartbeat): it gets no new connections until it does.
     pub lagging: bool,
+    /// Times a connection went to another worker, or was held, when by the
+    /// mode's rule it was this worker's (`rr`: its turn; `least`: it had the
+    /// fewest outstanding) but it could not take one (stalled, full,
+    /// declining, draining); what was queued for it and then dealt to
+    /// another counts too. Over the worker's processes, as its other counts.
+    /// 0 means the split is the mode's own.
+    pub passed_over: u64,
 }
 
 /// Formats the stats line (no trailing newline); `backend` is the kernel
@@ -99,8 +106,8 @@ pub fn stats_json(mode: &str, backend: &str, refused: u64, retired: &CountersSna
             out.pop();
             let _ = write!(
                 out,
-                ",\"unacked\":{},\"queued\":{},\"lagging\":{}}}",
-                routing.unacked, routing.queued, routing.lagging
+                ",\"unacked\":{},\"queued\":{},\"lagging\":{},\"passed_over\":{}}}",
+                routing.unacked, routing.queued, routing.lagging, routing.passed_over
             );
         }
         if let Some(steer) = row.steer {
@@ -213,9 +220,12 @@ mod tests {
         let stalled = [WorkerRow { steer: view(STALLED + 3), ..rows[0] }];
         assert!(stats_json("reuseport", "epoll", 0, &CountersSnapshot::default(), &stalled)
             .contains(",\"steer\":\"stalled\","));
-        let lagging = Routing { unacked: 4, queued: 1, lagging: true };
+        let lagging = Routing { unacked: 4, queued: 1, lagging: true, passed_over: 7 };
         let routed = [WorkerRow { routing: Some(lagging), ..rows[0] }];
         let line = stats_json("least", "uring", 0, &CountersSnapshot::default(), &routed);
-        assert!(line.contains("\"cpu_seconds\":0.13,\"unacked\":4,\"queued\":1,\"lagging\":true}]}"), "{line}");
+        assert!(
+            line.contains("\"cpu_seconds\":0.13,\"unacked\":4,\"queued\":1,\"lagging\":true,\"passed_over\":7}]}"),
+            "{line}"
+        );
     }
 }

@@ -92,10 +92,18 @@ fn least_many_concurrent_keepalive_clients_all_served() {
     let stats = s.stats();
     assert_eq!(stats["mode"], "least", "{stats}");
     let live = per_worker(&stats, "live");
-    eprintln!("least split of 64 keep-alive connections: {live:?}");
+    let passed_over = per_worker(&stats, "passed_over");
+    eprintln!("least split of 64 keep-alive connections: {live:?}; workers passed over {passed_over:?} times");
     assert_eq!(live.iter().sum::<u64>(), CONNS as u64, "{stats}");
-    // Equal work per connection: the split stays close to even.
-    assert!(live.iter().all(|&n| n >= 12), "a worker was starved: {stats}");
+    // Equal work per connection: the split stays close to even, while
+    // every worker takes. On a machine too busy for a worker to acknowledge
+    // a batch within the grace (20 ms), least passes it over where it had
+    // the fewest, and counts that: then only the totals hold.
+    if passed_over.iter().all(|&n| n == 0) {
+        assert!(live.iter().all(|&n| n >= 12), "a worker was starved: {stats}");
+    } else {
+        eprintln!("evenness not checked: a worker was passed over");
+    }
     drop(conns);
     let stats = stats_when_idle(&s);
     assert_eq!(stats_totals(&stats), (CONNS as u64, (CONNS * REQS) as u64, 0), "{stats}");

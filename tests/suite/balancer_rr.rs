@@ -26,13 +26,17 @@ fn rr_many_concurrent_keepalive_clients() {
     assert_eq!(per_worker(&stats, "live").iter().sum::<u64>(), CONNS as u64, "all 64 still open: {stats}");
     drop(conns);
     let stats = stats_when_settled(&s, CONNS as u64, (CONNS * REQS) as u64);
-    // rr hands out strictly in turn while every worker keeps up: 64
+    // rr hands out strictly in turn while every worker takes: 64
     // connections over 4 workers is 16 each. On a machine too busy for a
-    // worker to acknowledge a batch within the grace, rr passes it over (and
-    // the master says so): then only the totals above hold.
-    let lagged: Vec<String> = s.log().into_iter().filter(|l| l.contains("is not keeping up")).collect();
-    if !lagged.is_empty() {
-        eprintln!("split not checked, a worker lagged: {lagged:?}");
+    // worker to acknowledge a batch within the grace (20 ms, well before
+    // the master logs a lag), rr passes it over when its turn comes, and
+    // counts that: then only the totals above hold.
+    let passed_over = per_worker(&stats, "passed_over");
+    if passed_over.iter().any(|&n| n > 0) {
+        eprintln!(
+            "split not checked: rr passed workers over {passed_over:?} times (accepted {:?})",
+            per_worker(&stats, "accepted")
+        );
         return;
     }
     assert_eq!(per_worker(&stats, "accepted"), vec![16; 4], "{stats}");

@@ -48,6 +48,7 @@ fn the_page_passes_promtool_and_matches_the_stats_line() {
             ("ringmaster_worker_connections_live", "live"),
             ("ringmaster_worker_connections_rejected_total", "rejected"),
             ("ringmaster_worker_restarts_total", "restarts"),
+            ("ringmaster_worker_passed_over_total", "passed_over"),
         ] {
             assert_eq!(value(&all, family, &labels), num(&w, key) as f64, "{family} of worker {id}: {line}");
         }

@@ -15,7 +15,7 @@ use ringmaster_engine::channel::MAX_FDS;
 use ringmaster_engine::stats::STATE_DRAINING;
 use ringmaster_engine::{out_of_fds, out_of_resources, StatsBlock};
 
-use super::supervise::Slot;
+use super::supervise::{Slot, Worker};
 use super::{Master, Op};
 use crate::bpf::program::STALLED;
 use crate::handoff::{read_leftover_ack, Sent};
@@ -90,6 +90,16 @@ impl Dispatch {
 /// the master hands connections over, one lags or awaits an ack but has room.
 fn may_take_soon(routes: &[usize], hands_over: bool, facts: &impl Fn(usize) -> RouteFacts) -> bool {
     routes.is_empty() || (hands_over && !routes.iter().all(|&slot| facts(slot).no_room()))
+}
+
+/// Counts `n` connections that went elsewhere (or were held) while they
+/// were, by the mode's rule, for the worker whose process is in `slot`: on
+/// the worker, so that the count adds up over its restarts.
+fn count_passed_over(slots: &[Slot], workers: &mut [Worker], slot: usize, n: u64) {
+    let Some(id) = slots[slot].process.as_ref().map(|p| p.worker) else { return };
+    if let Some(worker) = workers.iter_mut().find(|w| w.id == id) {
+        worker.passed_over += n;
+    }
 }
 
 /// What the mode judges the workers by, at one instant.
@@ -232,7 +242,9 @@ impl Master {
         };
         let routes = if steers { &self.dispatch.steered_to } else { &self.dispatch.routes };
         let facts = |slot| judge.facts(slot);
-        match self.dispatch.balance.pick(routes, &facts) {
+        let (slots, workers) = (&self.slots, &mut self.workers);
+        let mut passed_over = |slot: usize| count_passed_over(slots, workers, slot, 1);
+        match self.dispatch.balance.pick(routes, &facts, &mut passed_over) {
             Some(slot) => {
                 self.counts.handed_over += 1;
                 self.slots[slot].lane.enqueue(fd);
@@ -308,7 +320,10 @@ impl Master {
 
     /// Hands the connections queued for the worker in `slot` to others: it
     /// stopped keeping up, or is retiring. Only its batch in flight waits for it.
+    /// Each was its own by the mode's rule: counted as passed over.
     pub(super) fn reroute_queue_of(&mut self, slot: usize) {
+        let queued = self.slots[slot].lane.queued() as u64;
+        count_passed_over(&self.slots, &mut self.workers, slot, queued);
         self.slots[slot].lane.take_queued(&mut self.dispatch.scratch);
         self.reroute_scratch();
     }
@@ -486,13 +501,19 @@ impl Master {
     }
 
     /// What routing sees of the process in `slot`, when the master hands
-    /// connections over (`rr`, `least`): for the stats and the metrics.
-    pub(super) fn routing_of(&self, slot: usize) -> Option<Routing> {
+    /// connections over (`rr`, `least`), with its worker's `passed_over`
+    /// count: for the stats and the metrics.
+    pub(super) fn routing_of(&self, slot: usize, passed_over: u64) -> Option<Routing> {
         if self.dispatch.balance.accepting() != Accepting::Master {
             return None;
         }
         let facts = self.judge(Instant::now()).facts(slot);
-        Some(Routing { unacked: facts.unacked as u64, queued: facts.queued as u64, lagging: facts.stalled() })
+        Some(Routing {
+            unacked: facts.unacked as u64,
+            queued: facts.queued as u64,
+            lagging: facts.stalled(),
+            passed_over,
+        })
     }
 
     /// Closes the refused connections whose moment has passed.

@@ -55,7 +55,7 @@ impl Master {
                         uptime_ms = p.started.elapsed().as_millis() as u64;
                         lame_duck = counters.is_lame_duck();
                         process = proc_stat(p.pid);
-                        routing = self.routing_of(index);
+                        routing = self.routing_of(index, w.passed_over);
                     }
                 }
                 WorkerRow {

@@ -77,6 +77,9 @@ pub(super) struct Worker {
     pub(super) unstable_restarts: u32,
     /// Its request rate, sampled once a second.
     pub(super) rate: Rate,
+    /// Times the master's routing passed it over, over its processes (see
+    /// [`Routing::passed_over`](crate::stats_line::Routing::passed_over)).
+    pub(super) passed_over: u64,
 }
 
 impl Master {
@@ -95,6 +98,7 @@ impl Master {
             retired: false,
             unstable_restarts: 0,
             rate: Rate::new(Instant::now()),
+            passed_over: 0,
         });
         self.spawn(id)
     }

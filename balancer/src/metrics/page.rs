@@ -332,6 +332,16 @@ fn routing<'a>(page: &mut Exposition, rows: &[WorkerRow], labels: &dyn Fn(usize)
             page.sample(&labels(i), field(&r));
         }
     }
+    page.family(
+        "ringmaster_worker_passed_over_total",
+        Kind::Counter,
+        "Times a connection went to another worker, or was held, when by the mode's rule it was this one's \
+         (rr: its turn; least: the fewest outstanding) but it could not take one (stalled, full, declining, \
+         draining), what was queued for it and dealt to another included (rr, least).",
+    );
+    for &(i, r) in &routed {
+        page.sample(&labels(i), r.passed_over);
+    }
 }
 
 #[cfg(test)]

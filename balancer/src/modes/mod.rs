@@ -208,7 +208,18 @@ pub trait Balance: fmt::Debug {
 
     /// The route that takes a connection the master accepted; `None` when no
     /// route takes one now (the master then holds it, or refuses it with `503`).
-    fn pick(&mut self, routes: &[usize], facts: &dyn Fn(usize) -> RouteFacts) -> Option<usize>;
+    ///
+    /// `passed_over` is told each route that the mode's rule put ahead of
+    /// the one picked (every route, when none is) but that could not take
+    /// the connection (draining, declining, full or stalled): the master
+    /// counts these, so that a split that is not the rule's can be told
+    /// from one that is. Each mode says what "ahead" means for it.
+    fn pick(
+        &mut self,
+        routes: &[usize],
+        facts: &dyn Fn(usize) -> RouteFacts,
+        passed_over: &mut dyn FnMut(usize),
+    ) -> Option<usize>;
 }
 
 /// Where the master listens: what a mode with listeners of its own binds
@@ -252,6 +263,22 @@ pub(crate) mod testing {
     /// Routes with these live counts, all healthy.
     pub fn live(counts: &'static [u64]) -> impl Fn(usize) -> RouteFacts {
         move |slot| RouteFacts { live: counts[slot], ..taking(slot) }
+    }
+
+    /// `mode`'s pick, and the routes it passed over, in the order it told them.
+    pub fn pick_noting(
+        mode: &mut dyn Balance,
+        routes: &[usize],
+        facts: &dyn Fn(usize) -> RouteFacts,
+    ) -> (Option<usize>, Vec<usize>) {
+        let mut passed = Vec::new();
+        let picked = mode.pick(routes, facts, &mut |route| passed.push(route));
+        (picked, passed)
+    }
+
+    /// `mode`'s pick, where what it passed over does not matter.
+    pub fn pick(mode: &mut dyn Balance, routes: &[usize], facts: &dyn Fn(usize) -> RouteFacts) -> Option<usize> {
+        pick_noting(mode, routes, facts).0
     }
 
     /// Healthy routes, except `slot`, changed by `how`.

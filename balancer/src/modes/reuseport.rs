@@ -411,8 +411,13 @@ impl Balance for Reuseport {
 
     /// For a connection the master took from the queue of a stalled or full worker: the
     /// route with the fewest outstanding connections among those that take.
-    fn pick(&mut self, routes: &[usize], facts: &dyn Fn(usize) -> RouteFacts) -> Option<usize> {
-        self.hand_on.pick(routes, facts)
+    fn pick(
+        &mut self,
+        routes: &[usize],
+        facts: &dyn Fn(usize) -> RouteFacts,
+        passed_over: &mut dyn FnMut(usize),
+    ) -> Option<usize> {
+        self.hand_on.pick(routes, facts, passed_over)
     }
 }
 

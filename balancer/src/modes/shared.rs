@@ -30,7 +30,12 @@ impl Balance for Shared {
         !routes.is_empty() && routes.iter().all(|&slot| facts(slot).full())
     }
 
-    fn pick(&mut self, _routes: &[usize], _facts: &dyn Fn(usize) -> RouteFacts) -> Option<usize> {
+    fn pick(
+        &mut self,
+        _routes: &[usize],
+        _facts: &dyn Fn(usize) -> RouteFacts,
+        _passed_over: &mut dyn FnMut(usize),
+    ) -> Option<usize> {
         None
     }
 }
@@ -38,7 +43,7 @@ impl Balance for Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modes::testing::live;
+    use crate::modes::testing::{live, pick};
 
     #[test]
     fn the_master_accepts_only_while_every_worker_is_full() {
@@ -51,7 +56,7 @@ mod tests {
     #[test]
     fn what_the_master_accepts_is_refused_and_workers_share_the_listener() {
         let mut shared = Shared;
-        assert_eq!(shared.pick(&[0, 1], &live(&[100, 100])), None);
+        assert_eq!(pick(&mut shared, &[0, 1], &live(&[100, 100])), None);
         assert_eq!(shared.accepting(), Accepting::SharedListener);
         assert!(matches!(shared.worker_listener(0), Ok(WorkerListener::Shared)));
     }

@@ -217,6 +217,15 @@ impl Topology {
         workers.iter().map(|w| w["accepted"].as_u64().unwrap_or_else(|| panic!("accepted in {status}"))).sum()
     }
 
+    /// Whether host `k` is in the map, as the health loop's last `host K in:`
+    /// or `host K out:` says (it says each change, the first `in` included).
+    pub fn in_map(&self, k: usize) -> bool {
+        let (inside, outside) = (format!("host {k} in:"), format!("host {k} out:"));
+        let st = self.lines.state.lock().unwrap();
+        let last = st.0.iter().rev().find(|l| l.text.starts_with(&inside) || l.text.starts_with(&outside));
+        last.is_some_and(|l| l.text.starts_with(&inside))
+    }
+
     /// Waits for the health loop's `host K out:` (or `in:`) after line `from`.
     pub fn wait_health(&self, from: usize, k: usize, state: &str, timeout: Duration) -> Line {
         let want = format!("host {k} {state}:");
