@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use ringmaster_engine::channel::MAX_FDS;
 use util::load::{close_request_with, requests_then_close};
 use util::procs::{kill, pid_exists, stop_and_check_no_process_left, stop_between_turns, wait_gone, ORPHAN_TIMEOUT};
-use util::stats::{expect_worker, per_worker};
+use util::stats::{
+    expect_worker, nobody_passed_over, nobody_passed_over_since, num, per_worker, stats_when_settled,
+    worker_takes_one_of,
+};
 use util::*;
 
 // --- small local helpers ---------------------------------------------------------------
@@ -227,7 +230,8 @@ fn sigkill_worker_is_logged_served_around_and_restarted(mode: &str) {
 
     // And it takes its share again.
     if mode == "rr" {
-        s.wait_workers_ready(4, Duration::from_secs(5));
+        // (The counts settled above; this line is where passes are counted from.)
+        let settled = s.wait_workers_ready(4, Duration::from_secs(5));
         let accepted_before = expect_worker(&settled, u64::from(VICTIM))["accepted"].as_u64().unwrap();
         let total_before = util::stats_totals(&settled).0;
         for i in 0..8 {
@@ -240,7 +244,15 @@ fn sigkill_worker_is_logged_served_around_and_restarted(mode: &str) {
         });
         assert!(counted, "8 more accepted: {now}");
         let got = expect_worker(&now, u64::from(VICTIM))["accepted"].as_u64().unwrap() - accepted_before;
-        assert_eq!(got, 2, "the restarted worker did not get 2 of 8 connections in turn: {now}");
+        if nobody_passed_over_since(&settled, &now, "2 of 8 connections to the restarted worker") {
+            assert_eq!(got, 2, "the restarted worker did not get 2 of 8 connections in turn: {now}");
+        } else if got == 0 {
+            // Passed over on a busy machine: it takes its turn once it keeps up.
+            assert!(
+                worker_takes_one_of(&s, u64::from(VICTIM), 100),
+                "the restarted worker took none of 108 connections"
+            );
+        }
     }
 }
 
@@ -405,97 +417,78 @@ impl Waiting {
     }
 }
 
-/// Which worker took each of `n` connections made one after the other (each
-/// answered before the next), from the stats: the rr order, whose cycle the
-/// next connections follow.
-fn learn_rr_order(s: &Server, n: usize) -> Vec<u64> {
-    let mut order = Vec::with_capacity(n);
-    let mut before = per_worker(&s.stats(), "accepted");
-    for k in 0..n {
-        requests_then_close(s.addr(), 1);
-        let mut now = Vec::new();
-        let moved = eventually(IO_TIMEOUT, || {
-            now = per_worker(&s.stats(), "accepted");
-            now.iter().sum::<u64>() == before.iter().sum::<u64>() + 1
-        });
-        assert!(moved, "connection {k} not counted: before {before:?}, now {now:?}");
-        let took = (0..now.len()).find(|&i| now[i] == before[i] + 1).unwrap();
-        order.push(took as u64 + 1);
-        before = now;
-    }
-    order
-}
-
 /// The case made exact: stop a worker (SIGSTOP) and let rr deal it
 /// connections whose clients have sent their request and wait. One batch
 /// goes into its socket; the master sees it unacknowledged (issue 10: a
 /// worker that does not keep up is skipped) and gives what it still queues
 /// for it, and every later turn of it, to the others. Then kill it: the
 /// master held every connection in its socket (none was acknowledged), so
-/// each must be re-routed and answered. `rounds` connections are dealt to
-/// every worker.
+/// each must be re-routed and answered. `rounds` connections are opened per
+/// worker.
+///
+/// Which connection went where is read from the stats, not foretold from the
+/// turn: on a busy machine rr also passes over a running worker that is slow
+/// to acknowledge (README, "passed_over"), which shifts the turn, and a
+/// connection meant for it can then land in the stopped worker's socket.
 fn connections_dealt_to_a_stopped_worker_survive_its_death(workers: u64, rounds: usize) {
     let victim: u64 = workers;
     let s = Server::start(&["--mode", "rr", "--workers", &workers.to_string()]);
     s.wait_workers_ready(workers as usize, Duration::from_secs(5));
-    // rr is exact (README: connection k goes to worker k mod N): learn the
-    // order from one round, which also brings the turn back to where it began.
-    let order = learn_rr_order(&s, workers as usize);
-    let mut sorted = order.clone();
-    sorted.sort_unstable();
-    assert_eq!(sorted, (1..=workers).collect::<Vec<_>>(), "one connection per worker in a round: {order:?}");
-    let victim_pid = expect_worker(&s.stats(), victim)["pid"].as_u64().unwrap() as u32;
+    // One connection a worker first: every process has served and acknowledged.
+    for _ in 0..workers {
+        requests_then_close(s.addr(), 1);
+    }
+    let warmed = stats_when_settled(&s, workers, workers);
+    if nobody_passed_over(&warmed, "one connection per worker in a round") {
+        assert_eq!(per_worker(&warmed, "accepted"), vec![1; workers as usize], "{warmed}");
+    }
+    let victim_pid = expect_worker(&warmed, victim)["pid"].as_u64().unwrap() as u32;
     let (stopped, _) = stop_between_turns(victim_pid);
     let at_stop = s.stats();
 
     let total = rounds * workers as usize;
-    let mut waiting: Vec<(u64, Waiting)> =
-        (0..total).map(|k| (order[k % order.len()], Waiting::open(s.addr()))).collect();
-    // Every connection dealt to a running worker is answered ...
-    for (k, (w, c)) in waiting.iter_mut().enumerate() {
-        if *w != victim {
-            c.answer().unwrap_or_else(|e| panic!("connection {k} (worker {w}): {e}"));
-        }
-    }
-    // ... and of those dealt to the stopped one, all but the batch already in
-    // its socket go to the others once the master sees it stalled: every
-    // one then has its answer but those, which wait for it.
-    let held: Vec<&mut Waiting> = waiting.iter_mut().filter(|(w, _)| *w == victim).map(|(_, c)| c).collect();
-    assert_eq!(held.len(), rounds);
-    let mut held = held;
+    let mut waiting: Vec<Waiting> = (0..total).map(|_| Waiting::open(s.addr())).collect();
     s.wait_for_log(
         |l| l.starts_with(&format!("worker {victim} (pid {victim_pid}) is not keeping up")),
         Duration::from_secs(5),
     );
-    // (A worker publishes its counts once per loop turn: its last answers can
+    // Once the master sees it stalled, every connection has its answer but
+    // those it handed the stopped worker (in its socket, or in a send in
+    // flight), which it has not had acknowledged: they wait for it. (A
+    // worker publishes its counts once per loop turn: its last answers can
     // reach their clients before it counts them.)
-    let share = (workers - 1) * (rounds as u64 + 1);
     let others = |st: &serde_json::Value| -> u64 {
         (1..workers).map(|id| expect_worker(st, id)["requests"].as_u64().unwrap()).sum()
     };
-    let (mut st, mut waits) = (serde_json::Value::Null, 0);
+    let base = others(&at_stop);
+    let (mut st, mut waits, mut unacked) = (serde_json::Value::Null, 0, 0);
     let settled = eventually(IO_TIMEOUT, || {
-        waits = held.iter_mut().map(|c| c.unanswered()).filter(|&waits| waits).count();
+        waits = waiting.iter_mut().map(|c| c.unanswered()).filter(|&w| w).count();
         st = s.stats();
-        others(&st) == share + (rounds - waits) as u64
+        let v = expect_worker(&st, victim);
+        unacked = num(&v, "unacked") as usize;
+        num(&v, "queued") == 0 && waits == unacked && others(&st) == base + (total - waits) as u64
     });
     assert!(
         settled,
-        "the running workers answered their share ({share}) and every re-routed connection ({} waiting): {st}",
-        waits
+        "the running workers answered every connection but the {unacked} handed to the stopped one ({waits} \
+         waiting): {st}"
     );
     assert!(waits <= MAX_FDS, "{waits} connections wait for the stopped worker: more than one batch");
-    eprintln!("{} of {rounds} connections dealt to the stopped worker wait in its socket", waits);
-    // The re-routed ones got their answer; the rest wait.
-    let mut still = Vec::with_capacity(waits);
-    for (i, c) in held.into_iter().enumerate() {
+    let turns = waits as u64 + num(&expect_worker(&st, victim), "passed_over")
+        - num(&expect_worker(&at_stop, victim), "passed_over");
+    assert!(turns > 0, "the stopped worker never had its turn among {total} connections: {st}");
+    eprintln!("{waits} of {total} connections wait in the stopped worker's socket");
+    // The answered ones are whole; the rest wait.
+    let mut held = Vec::with_capacity(waits);
+    for (i, mut c) in waiting.into_iter().enumerate() {
         if c.unanswered() {
-            still.push(c);
+            held.push(c);
         } else {
-            c.answer().unwrap_or_else(|e| panic!("re-routed connection {i}: {e}"));
+            c.answer().unwrap_or_else(|e| panic!("connection {i}: {e}"));
         }
     }
-    let mut held = still;
+    assert_eq!(held.len(), waits, "{st}");
     assert_eq!(
         expect_worker(&st, victim)["accepted"],
         expect_worker(&at_stop, victim)["accepted"],
@@ -528,7 +521,7 @@ fn connections_dealt_to_a_stopped_worker_survive_its_death(workers: u64, rounds:
 
 #[test]
 fn rr_connections_dealt_to_a_stopped_worker_are_all_rerouted_when_it_is_killed() {
-    // 4 workers, 3 rounds: 3 connections wait for the stopped worker 4.
+    // 4 workers, 3 rounds: the stopped worker 4 has its turn 3 times.
     let _serial = under_load();
     connections_dealt_to_a_stopped_worker_survive_its_death(4, 3);
 }

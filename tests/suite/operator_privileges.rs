@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use nix::unistd::{getgrouplist, Group, User};
 use operator::*;
 use util::procs::send_signal;
+use util::stats::worker_takes_one_of;
 use util::*;
 
 /// Is this test process root (effective uid 0)?
@@ -61,13 +62,11 @@ fn workers_run_as_the_user_and_still_serve() {
     assert_eq!(status_ids(s.pid(), "Uid"), [0; 4], "the master");
     assert_eq!(status_ids(s.pid(), "Gid"), [0; 4], "the master");
 
-    // rr deals connections in turn: four of them reach both workers.
-    for _ in 0..4 {
-        s.connect().get_ok();
-    }
-    let stats = s.stats();
-    for w in stats["workers"].as_array().unwrap() {
-        assert!(w["requests"].as_u64().unwrap() >= 1, "every worker answered as nobody: {stats}");
+    // Every worker answers as nobody. rr deals connections in turn, so the
+    // first two reach both workers, unless one is passed over on a busy
+    // machine (README, "passed_over"): then it takes a later turn.
+    for id in [1, 2] {
+        assert!(worker_takes_one_of(&s, id, 100), "worker {id} answered none of 100 connections: {}", s.stats());
     }
 }
 

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use super::{eventually, stats_totals, Server};
+use super::load::close_request;
+use super::{eventually, stats_totals, Server, IO_TIMEOUT};
 
 /// `key` of every worker in a stats line, in worker order.
 pub fn per_worker(stats: &serde_json::Value, key: &str) -> Vec<u64> {
@@ -60,4 +61,69 @@ pub fn stats_when_settled(s: &Server, connections: u64, requests: u64) -> serde_
     });
     assert!(settled, "stats never added up to {connections} connections, {requests} requests, none live: {last}");
     last
+}
+
+/// How many times routing passed each worker over (`passed_over`, in worker
+/// order): a connection went to another worker, or was held, when by the
+/// mode's rule it was this one's (README, "passed_over"). Only `rr` and
+/// `least` count it; panics on a stats line without it.
+pub fn passed_over(stats: &serde_json::Value) -> Vec<u64> {
+    per_worker(stats, "passed_over")
+}
+
+/// Whether the mode's own split shows in `stats`: no worker was ever passed
+/// over, so `rr` dealt exactly in turn (connection k to worker k mod N) and
+/// `least` to the fewest outstanding. On a machine too busy for a worker to
+/// acknowledge a batch within the grace (20 ms), or to beat its heartbeat,
+/// routing legitimately skips it; then this says on stderr that `unchecked`
+/// is not checked, and why, and returns false.
+pub fn nobody_passed_over(stats: &serde_json::Value, unchecked: &str) -> bool {
+    let passed = passed_over(stats);
+    if passed.iter().all(|&n| n == 0) {
+        return true;
+    }
+    eprintln!(
+        "{unchecked} not checked: workers passed over {passed:?} times (accepted {:?})",
+        per_worker(stats, "accepted")
+    );
+    false
+}
+
+/// [`nobody_passed_over`] for what happened between two stats lines of the
+/// same server: no worker was passed over after `before` was read (the counts
+/// are kept per worker id, over its restarts).
+pub fn nobody_passed_over_since(before: &serde_json::Value, after: &serde_json::Value, unchecked: &str) -> bool {
+    let (then, now) = (passed_over(before), passed_over(after));
+    assert_eq!(then.len(), now.len(), "the workers changed between {before} and {after}");
+    let since: Vec<u64> = now.iter().zip(&then).map(|(n, t)| n - t).collect();
+    if since.iter().all(|&n| n == 0) {
+        return true;
+    }
+    eprintln!(
+        "{unchecked} not checked: workers passed over {since:?} times since (accepted {:?})",
+        per_worker(after, "accepted")
+    );
+    false
+}
+
+/// Makes one-request connections one after the other, at most `at_most`,
+/// until worker `id` has taken one; returns whether it did. For a worker
+/// routing passed over, which still takes its turn once it keeps up. The
+/// server's counts must be settled when this is called.
+pub fn worker_takes_one_of(s: &Server, id: u64, at_most: usize) -> bool {
+    let mut st = s.stats();
+    let had = num(&expect_worker(&st, id), "accepted");
+    for i in 0..at_most {
+        let total = stats_totals(&st).0;
+        close_request(s.addr()).unwrap_or_else(|e| panic!("connection {i} for worker {id}: {e}"));
+        let counted = eventually(IO_TIMEOUT, || {
+            st = s.stats();
+            stats_totals(&st).0 == total + 1
+        });
+        assert!(counted, "connection {i} for worker {id} not counted: {st}");
+        if num(&expect_worker(&st, id), "accepted") > had {
+            return true;
+        }
+    }
+    false
 }
