@@ -50,6 +50,7 @@ mod supervisor_restart;
 mod supervisor_retiree_exits;
 mod supervisor_scale;
 mod supervisor_scale_counts;
+mod supervisor_scale_during_reload;
 mod supervisor_scale_pending_restart;
 mod supervisor_stop;
 mod upgrade_binary_replaced;
