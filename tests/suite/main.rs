@@ -52,6 +52,7 @@ mod supervisor_scale;
 mod supervisor_scale_counts;
 mod supervisor_scale_during_reload;
 mod supervisor_scale_pending_restart;
+mod supervisor_start_not_ready;
 mod supervisor_stop;
 mod upgrade_binary_replaced;
 mod upgrade_failure;

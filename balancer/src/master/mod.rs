@@ -401,6 +401,7 @@ impl Master {
         self.expire_scrapes()?;
         self.kill_overdue_retirees();
         self.expire_reload_start();
+        self.kill_unready_starts();
         self.watch_heartbeats();
         self.watch_lagging();
         self.watch_fd_limits();
