@@ -5,7 +5,9 @@
 //!
 //! - `supervise.rs`: worker processes — spawn, readiness, the watchdogs;
 //! - `reap.rs`: a process's end — reap, exit logs, counts kept, restart backoff;
-//! - `reload.rs`: rolling reload and scale;
+//! - `reload.rs`: rolling reload;
+//! - `scale.rs`: scaling at run time, and retiring a process (a scale-down's
+//!   or a reload's): lame duck, drain, killed if it overruns;
 //! - `dispatch.rs`: accepted connections — the mode's pick, the lanes that
 //!   carry them to workers, holding, re-routing, refusing with `503`;
 //! - `commands.rs`: what operators ask for, by signal or on the control
@@ -38,6 +40,7 @@ mod metrics;
 mod notify;
 mod reap;
 mod reload;
+mod scale;
 mod sockets;
 mod stats;
 mod steer;
@@ -398,6 +401,7 @@ impl Master {
         self.expire_scrapes()?;
         self.kill_overdue_retirees();
         self.expire_reload_start();
+        self.kill_unready_starts();
         self.watch_heartbeats();
         self.watch_lagging();
         self.watch_fd_limits();

@@ -109,17 +109,23 @@ impl Master {
     /// [`Master::add_worker`] for a running master: a worker that cannot
     /// start now (out of fds, processes or memory) is logged and started
     /// later, with the restart back-off, instead of taking the master down.
+    /// Its process must be ready within `--shutdown-timeout`, or it is killed
+    /// and restarted the same way.
     pub(super) fn add_worker_or_retry(&mut self) {
-        if let Err(e) = self.add_worker() {
-            // `add_worker` keeps the worker it added, started or not.
-            let Some(worker) = self.workers.last() else { return };
-            let id = worker.id;
-            crate::log!(error { worker: id }: "cannot start worker {id}: {e}");
-            self.plan_restart(self.workers.len() - 1, Instant::now());
+        let started = self.add_worker();
+        // `add_worker` keeps the worker it added, started or not.
+        let Some(id) = self.workers.last().map(|w| w.id) else { return };
+        match started {
+            Ok(()) => self.set_ready_deadline(id, "scale"),
+            Err(e) => {
+                crate::log!(error { worker: id }: "cannot start worker {id}: {e}");
+                self.plan_restart(self.workers.len() - 1, Instant::now());
+            }
         }
     }
 
-    /// Starts the workers whose restart delay is over.
+    /// Starts the workers whose restart delay is over; each new process must
+    /// be ready within `--shutdown-timeout`.
     pub(super) fn restart_due(&mut self) {
         let now = Instant::now();
         for index in 0..self.workers.len() {
@@ -128,9 +134,12 @@ impl Master {
             }
             self.workers[index].restarts += 1;
             let id = self.workers[index].id;
-            if let Err(e) = self.spawn(id) {
-                crate::log!(error { worker: id }: "cannot restart worker {id}: {e}");
-                self.plan_restart(index, Instant::now());
+            match self.spawn(id) {
+                Ok(()) => self.set_ready_deadline(id, "restart"),
+                Err(e) => {
+                    crate::log!(error { worker: id }: "cannot restart worker {id}: {e}");
+                    self.plan_restart(index, Instant::now());
+                }
             }
         }
     }

@@ -1,22 +1,17 @@
-//! Rolling reload and scale: workers are replaced one at a time, the old
-//! process retired only once the new one is ready; scaling adds workers or
-//! retires the newest ones gracefully. A retired process is a lame duck at
-//! once: its health path answers `503` before it drains, and it is killed if
-//! it has not exited `--shutdown-timeout` after it was told to drain. A new
-//! process not ready `--shutdown-timeout` after it started is killed and the
-//! reload cancelled, the old process serving on.
+//! Rolling reload: workers are replaced one at a time, the old process
+//! retired (`scale.rs`) only once the new one is ready. A new process not
+//! ready `--shutdown-timeout` after it started is killed and the reload
+//! cancelled, the old process serving on; a worker scaled away meanwhile is
+//! dropped from the reload.
 
 use std::collections::VecDeque;
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::Master;
-
-/// Beyond `--shutdown-timeout`, what a retired process gets before it is killed.
-const RETIREE_GRACE: Duration = Duration::from_secs(1);
 
 /// A rolling reload under way.
 #[derive(Debug, Default)]
@@ -93,6 +88,31 @@ impl Master {
         }
     }
 
+    /// Worker `id` is being scaled away: the reload does not replace it. If
+    /// it was the one being replaced and its new process is not ready yet
+    /// (its old one not yet retired), the reload stops waiting for it: the
+    /// scale-down retires both processes, and the reload goes on with the
+    /// next worker once [`Master::step_reload`] runs. Once the new one was
+    /// ready, the worker counts as replaced and its old process's exit moves
+    /// the reload on, as usual.
+    pub(super) fn drop_from_reload(&mut self, id: usize) {
+        self.reload.queue.retain(|&queued| queued != id);
+        let Some((_, old_slot)) = self.reload.current.filter(|&(current, _)| current == id) else { return };
+        if self.slots[old_slot].process.as_ref().is_some_and(|p| p.retiring) {
+            return;
+        }
+        self.reload.current = None;
+        self.reload.ready_by = None;
+        if let Some(started) = self.reload.started.as_mut() {
+            *started = started.saturating_sub(1);
+        }
+        let new = self.worker_index(id).and_then(|i| self.workers[i].slot).filter(|&s| s != old_slot);
+        let pid = new.and_then(|s| self.slots[s].process.as_ref()).map(|p| p.pid);
+        let new = pid.map_or_else(|| "its new process".to_string(), |pid| format!("its new process (pid {pid})"));
+        crate::log!(info { worker: id }:
+            "reload: worker {id} is scaled away before {new} was ready: the reload goes on without it");
+    }
+
     /// Moves the rolling restart on: the next worker gets a new process, and
     /// its old one is retired only once the new one is ready.
     pub(super) fn step_reload(&mut self) -> io::Result<()> {
@@ -154,7 +174,7 @@ impl Master {
         self.reload.ready_by = None;
         let Some(index) = self.worker_index(id) else { return };
         let Some(new_slot) = self.workers[index].slot.filter(|&s| s != old_slot) else { return };
-        // Retired by a scale-down meanwhile: its drain deadline deals with it.
+        // The old process's exit clears `current`: it is still there.
         let Some(old_pid) = self.slots[old_slot].process.as_ref().map(|p| p.pid) else { return };
         let Some(new) = self.slots[new_slot].process.as_mut().filter(|p| !p.ready && !p.retiring) else { return };
         new.killed_for = Some("as it was not ready in time");
@@ -173,100 +193,5 @@ impl Master {
         self.reload.cancel();
         self.refresh_routes();
         self.route_held();
-    }
-
-    /// Marks the process in `slot` a lame duck: its health path answers
-    /// `503` from now on, while it still serves.
-    pub(super) fn mark_lame_duck(&self, slot: usize) {
-        if self.slots[slot].process.is_some() {
-            if let Some(counters) = self.stats.slot(slot) {
-                counters.set_lame_duck(true);
-            }
-        }
-    }
-
-    /// Tells a process to finish its connections and exit; it takes no new
-    /// ones from now, and its health path answers `503` at once (before its
-    /// `Drain` has gone down its lane); what was queued for it goes to the
-    /// others. `why` (`reload`, `scale`) names it in the log if it has to be
-    /// killed `--shutdown-timeout` from now.
-    pub(super) fn retire(&mut self, slot: usize, why: &'static str) {
-        self.mark_lame_duck(slot);
-        // A second more than the process's own drain, counted from when its
-        // `Drain` arrives: a live one ends by itself, a little after this.
-        let deadline = Instant::now() + self.config.shutdown_timeout + RETIREE_GRACE;
-        if let Some(process) = self.slots[slot].process.as_mut() {
-            process.retiring = true;
-            process.drain_deadline.get_or_insert((deadline, why));
-            self.slots[slot].lane.request_drain();
-        }
-        self.refresh_routes();
-        // What was queued for it goes to the others (a stop drains it all instead).
-        if self.stopping.is_none() {
-            self.reroute_queue_of(slot);
-        }
-    }
-
-    /// Runs `target` workers: new ones are added, the newest retire gracefully.
-    pub(super) fn scale(&mut self, target: usize) -> io::Result<()> {
-        if self.stop_begun() {
-            return Ok(());
-        }
-        let active: Vec<usize> = self.workers.iter().filter(|w| !w.retired).map(|w| w.id).collect();
-        if active.len() == target {
-            crate::log!("scaling: already at {target} worker{}", if target == 1 { "" } else { "s" });
-            return Ok(());
-        }
-        crate::log!("scaling from {} to {target} workers", active.len());
-        for _ in active.len()..target {
-            self.add_worker_or_retry();
-        }
-        for &id in active.iter().rev().take(active.len().saturating_sub(target)) {
-            let Some(index) = self.worker_index(id) else { continue };
-            self.workers[index].retired = true;
-            let pending = self.workers[index].restart_at.take();
-            self.reload.queue.retain(|&queued| queued != id);
-            // Its own listener (`reuseport`), if any, goes with it: the
-            // worker, its last holder, accepts what is queued, then closes it.
-            self.dispatch.balance.retire_worker(id);
-            match self.workers[index].slot {
-                Some(slot) => self.retire(slot, "scale"),
-                None => {
-                    // A crashed worker waiting out its back-off: say why it never comes back.
-                    if pending.is_some() {
-                        crate::log!(info { worker: id }:
-                            "scale: the pending restart of worker {id} is dropped: scaling removed its slot");
-                    }
-                    self.remove_worker(index);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Each tick: kills the processes retired by a reload or a scale-down
-    /// that are still running `--shutdown-timeout` after they were told to
-    /// drain. A live one ends its drain by itself at about that time (the
-    /// same timeout, counted from when its `Drain` arrives); a stopped or
-    /// wedged one never would, and the reload would wait on it for ever
-    /// (the watchdog may be off), as a stop does not. Its exit moves the
-    /// reload on.
-    pub(super) fn kill_overdue_retirees(&mut self) {
-        let now = Instant::now();
-        let timeout = self.config.shutdown_timeout.as_secs_f64();
-        for process in self.slots.iter_mut().filter_map(|s| s.process.as_mut()) {
-            let Some((deadline, why)) = process.drain_deadline else { continue };
-            if now < deadline {
-                continue;
-            }
-            process.drain_deadline = None;
-            process.killed_for = Some("after overrunning its drain");
-            let (id, pid) = (process.worker, process.pid);
-            crate::log!(warn { worker: id, worker_pid: pid }:
-                "{why}: worker {id} (pid {pid}) still running a second after --shutdown-timeout {timeout:.1} s: \
-                 killing it");
-            // Our child, not yet reaped: the pid is still its own.
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        }
     }
 }

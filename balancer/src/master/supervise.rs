@@ -1,6 +1,7 @@
 //! Worker processes: the process table, starting a process in a free slot,
-//! noticing it is ready, and the watchdogs (a loop that stopped turning, a
-//! worker at its open-file limit); how a process ends is `reap.rs`.
+//! noticing it is ready (or killing one started by a restart or a scale-up
+//! that is not ready in time), and the watchdogs (a loop that stopped
+//! turning, a worker at its open-file limit); how a process ends is `reap.rs`.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -38,6 +39,10 @@ pub(super) struct Process {
     pub(super) drain_deadline: Option<(Instant, &'static str)>,
     /// Why the master killed it, for its exit line (`after overrunning its drain`).
     pub(super) killed_for: Option<&'static str>,
+    /// Started by a restart or a scale-up (which one, for the log): killed
+    /// if still not ready at this instant. A reload's new process has its
+    /// own deadline, in the reload.
+    pub(super) ready_by: Option<(Instant, &'static str)>,
     heartbeat: u64,
     /// When its heartbeat last moved (sampled every tick).
     pub(super) heartbeat_moved: Instant,
@@ -166,6 +171,7 @@ impl Master {
             retiring: false,
             drain_deadline: None,
             killed_for: None,
+            ready_by: None,
             heartbeat: 0,
             heartbeat_moved: now,
             killed_by_watchdog: false,
@@ -206,6 +212,45 @@ impl Master {
         }
         self.announce_when_ready();
         Ok(())
+    }
+
+    /// Gives worker `id`'s current process, just started by `why` (`restart`,
+    /// `scale`), until `--shutdown-timeout` from now to get ready.
+    pub(super) fn set_ready_deadline(&mut self, id: usize, why: &'static str) {
+        let Some(slot) = self.worker_index(id).and_then(|i| self.workers[i].slot) else { return };
+        let deadline = Instant::now() + self.config.shutdown_timeout;
+        if let Some(process) = self.slots[slot].process.as_mut() {
+            process.ready_by = Some((deadline, why));
+        }
+    }
+
+    /// Each tick: a process started by a restart or a scale-up and still not
+    /// ready `--shutdown-timeout` after it started (a start-up that hangs)
+    /// is killed; its exit plans the worker's next try with the restart
+    /// back-off, as a crash does (an unstable restart). Without this it
+    /// would hang on for ever, its worker serving nothing. A retiring one is
+    /// left to its drain deadline.
+    pub(super) fn kill_unready_starts(&mut self) {
+        let now = Instant::now();
+        let after = self.config.shutdown_timeout.as_secs_f64();
+        for process in self.slots.iter_mut().filter_map(|s| s.process.as_mut()) {
+            let Some((deadline, why)) = process.ready_by else { continue };
+            if process.ready || process.retiring {
+                process.ready_by = None;
+                continue;
+            }
+            if now < deadline {
+                continue;
+            }
+            process.ready_by = None;
+            process.killed_for = Some("as it was not ready in time");
+            let (id, pid) = (process.worker, process.pid);
+            crate::log!(warn { worker: id, worker_pid: pid }:
+                "{why}: worker {id} (pid {pid}) was not ready after {after:.1} s (--shutdown-timeout): killing it; \
+                 it is restarted with the back-off");
+            // Our child, not yet reaped: the pid is still its own.
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
     }
 
     /// Logs the listening address once every worker is ready (or time is up),

@@ -1,0 +1,74 @@
+//! Supervisor: a process started by a scale-up or by a crash restart that
+//! never gets ready (its start-up hangs: `RINGMASTER_FAULT=never-ready:SLOT`)
+//! does not hang on for ever. It is killed `--shutdown-timeout` after it
+//! started, with a WARN line saying why, and the worker is restarted with
+//! the back-off, as after a crash (an unstable restart); the other worker
+//! serves throughout.
+//!
+//! Worker 1 writes slot 0; `scale 2` starts worker 2 in slot 1 (no slot has
+//! been freed yet), and its restart takes slot 1 again or (while slot 1's
+//! lane is still being settled) slot 2: both never get ready.
+
+use crate::util;
+
+use std::time::Duration;
+use util::control::{control_path, ctl, status};
+use util::load::Load;
+use util::procs::{alive_ours, stop_and_check_no_process_left};
+use util::*;
+
+const FAULT: &str = "never-ready:1,never-ready:2";
+
+/// Waits, from log line `from`, for worker 2 (pid `pid`) to be killed for
+/// not getting ready after it was started by `why` (`scale`, `restart`),
+/// and for its restart to be planned; the index of the planned restart.
+fn killed_unready(s: &Server, from: usize, pid: u32, why: &str) -> usize {
+    let warned = format!(
+        "{why}: worker 2 (pid {pid}) was not ready after 2.0 s (--shutdown-timeout): killing it; it is restarted \
+         with the back-off"
+    );
+    let (i, _) = s.wait_for_log_from(from, |l| l == warned, Duration::from_secs(10));
+    let raw = &s.raw_log()[i];
+    assert_eq!(parse_log_line(raw).map(|l| l.level), Some("WARN"), "{raw}");
+    let killed = format!("worker 2 (pid {pid}) killed by signal 9 (SIGKILL) as it was not ready in time");
+    let (i, _) = s.wait_for_log_from(i, |l| l == killed, Duration::from_secs(5));
+    assert!(eventually(IO_TIMEOUT, || !alive_ours(pid)), "pid {pid} still running");
+    s.wait_for_log_from(i, |l| l.starts_with("worker 2 restarting in "), Duration::from_secs(5)).0
+}
+
+#[test]
+fn a_scaled_up_or_restarted_process_never_ready_is_killed_and_restarted() {
+    let path = control_path("scale", "start-not-ready");
+    let _ = std::fs::remove_file(&path);
+    let control = path.to_str().expect("UTF-8 path").to_string();
+    let args = ["--mode", "rr", "--workers", "1", "--shutdown-timeout", "2", "--control", &control];
+    let s = Server::start_with_env(&args, &[("RINGMASTER_FAULT", FAULT)]);
+    s.wait_workers_ready(1, START_TIMEOUT);
+    let load = Load::start(s.addr(), 2, 20_000, Duration::from_secs(40), Duration::from_millis(2));
+    load.wait_ok(20, Duration::from_secs(5));
+
+    let from = s.log_len();
+    let (code, out, err) = ctl(&path, &["scale", "2"]);
+    assert_eq!((code, out.as_str()), (0, "ok scaling to 2 workers"), "{err}");
+    let (_, line) = s.wait_for_log_from(from, |l| l.starts_with("worker 2 started (pid "), Duration::from_secs(5));
+    let (_, added) = parse_worker_started(&line).expect("a started line");
+    let i = killed_unready(&s, from, added, "scale");
+
+    // The restart meets the fault too, and ends the same way.
+    let (i, line) = s.wait_for_log_from(i, |l| l.starts_with("worker 2 restarted (pid "), Duration::from_secs(5));
+    let restarted: u32 = line["worker 2 restarted (pid ".len()..].split(',').next().unwrap().parse().unwrap();
+    killed_unready(&s, i, restarted, "restart");
+    let st = status(&path);
+    let w2 = st["workers"].as_array().unwrap().iter().find(|w| w["id"] == 2).cloned();
+    assert!(w2.is_some_and(|w| w["restarts"].as_u64() >= Some(1)), "worker 2's restarts: {st}");
+
+    // Worker 1 served all along; worker 2 goes for good.
+    let (code, out, err) = ctl(&path, &["scale", "1"]);
+    assert_eq!((code, out.as_str()), (0, "ok scaling to 1 workers"), "{err}");
+    let one = eventually(IO_TIMEOUT, || status(&path)["workers"].as_array().is_some_and(|ws| ws.len() == 1));
+    assert!(one, "worker 2 still listed: {}", status(&path));
+    let (ok, failures) = load.finish();
+    assert!(failures.is_empty(), "{} of {} requests failed: {failures:?}", failures.len(), ok + failures.len() as u64);
+    stop_and_check_no_process_left(s);
+    let _ = std::fs::remove_file(&path);
+}
