@@ -1,5 +1,5 @@
-//! Supervisor: a process started by a scale-up or by a crash restart that
-//! never gets ready (its start-up hangs: `RINGMASTER_FAULT=never-ready:SLOT`)
+//! Supervisor: a process started with the master, by a scale-up or by a
+//! crash restart that never gets ready (its start-up hangs: `RINGMASTER_FAULT=never-ready:SLOT`)
 //! does not hang on for ever. It is killed `--shutdown-timeout` after it
 //! started, with a WARN line saying why, and the worker is restarted with
 //! the back-off, as after a crash (an unstable restart); the other worker
@@ -71,4 +71,24 @@ fn a_scaled_up_or_restarted_process_never_ready_is_killed_and_restarted() {
     assert!(failures.is_empty(), "{} of {} requests failed: {failures:?}", failures.len(), ok + failures.len() as u64);
     stop_and_check_no_process_left(s);
     let _ = std::fs::remove_file(&path);
+}
+
+/// One of the master's first workers never gets ready: it is killed as
+/// the others are, and restarted; the other serves throughout. Worker 2
+/// writes slot 1 at start; its restart takes slot 1 again or slot 2.
+#[test]
+fn a_first_worker_never_ready_is_killed_and_restarted() {
+    let args = ["--mode", "rr", "--workers", "2", "--shutdown-timeout", "2"];
+    let s = Server::start_with_env(&args, &[("RINGMASTER_FAULT", FAULT)]);
+    let line = s.wait_for_log(|l| l.starts_with("worker 2 started (pid "), Duration::from_secs(5));
+    let (_, first) = parse_worker_started(&line).expect("a started line");
+    let load = Load::start(s.addr(), 2, 20_000, Duration::from_secs(40), Duration::from_millis(2));
+    load.wait_ok(20, Duration::from_secs(5));
+    let i = killed_unready(&s, 0, first, "start");
+    let (i, line) = s.wait_for_log_from(i, |l| l.starts_with("worker 2 restarted (pid "), Duration::from_secs(5));
+    let restarted: u32 = line["worker 2 restarted (pid ".len()..].split(',').next().unwrap().parse().unwrap();
+    killed_unready(&s, i, restarted, "restart");
+    let (ok, failures) = load.finish();
+    assert!(failures.is_empty(), "{} of {} requests failed: {failures:?}", failures.len(), ok + failures.len() as u64);
+    stop_and_check_no_process_left(s);
 }

@@ -286,6 +286,9 @@ impl Master {
         };
         for _ in 0..master.config.workers {
             master.add_worker().context("cannot start a worker")?;
+            if let Some(id) = master.workers.last().map(|w| w.id) {
+                master.set_ready_deadline(id, "start");
+            }
         }
         master.let_go_of_unused_slot_listeners();
         master.listening = Some((local, Instant::now() + supervise::ANNOUNCE_AFTER));

@@ -214,8 +214,8 @@ impl Master {
         Ok(())
     }
 
-    /// Gives worker `id`'s current process, just started by `why` (`restart`,
-    /// `scale`), until `--shutdown-timeout` from now to get ready.
+    /// Gives worker `id`'s current process, just started by `why` (`start`,
+    /// `restart`, `scale`), until `--shutdown-timeout` from now to get ready.
     pub(super) fn set_ready_deadline(&mut self, id: usize, why: &'static str) {
         let Some(slot) = self.worker_index(id).and_then(|i| self.workers[i].slot) else { return };
         let deadline = Instant::now() + self.config.shutdown_timeout;
@@ -224,12 +224,12 @@ impl Master {
         }
     }
 
-    /// Each tick: a process started by a restart or a scale-up and still not
-    /// ready `--shutdown-timeout` after it started (a start-up that hangs)
-    /// is killed; its exit plans the worker's next try with the restart
-    /// back-off, as a crash does (an unstable restart). Without this it
-    /// would hang on for ever, its worker serving nothing. A retiring one is
-    /// left to its drain deadline.
+    /// Each tick: a process started with the master, by a restart or by a
+    /// scale-up and still not ready `--shutdown-timeout` after it started (a
+    /// start-up that hangs) is killed; its exit plans the worker's next try
+    /// with the restart back-off, as a crash does (an unstable restart).
+    /// Without this it would hang on for ever, its worker serving nothing.
+    /// A retiring one is left to its drain deadline.
     pub(super) fn kill_unready_starts(&mut self) {
         let now = Instant::now();
         let after = self.config.shutdown_timeout.as_secs_f64();
