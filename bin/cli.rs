@@ -124,8 +124,8 @@ pub struct Cli {
     log_format: LogFormatArg,
 
     /// Seconds workers get to finish their connections on shutdown before they
-    /// are killed; also how long a new master (`upgrade`) or a reload's new
-    /// worker process has to be ready.
+    /// are killed; also how long a new master (`upgrade`) has to be ready,
+    /// and a new worker process (at least 2 s).
     #[arg(long, default_value = "30", value_parser = parse_seconds)]
     shutdown_timeout: Duration,
 

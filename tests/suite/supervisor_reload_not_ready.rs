@@ -22,7 +22,7 @@ fn a_new_process_never_ready_is_killed_and_the_reload_cancelled() {
     let path = control_path("reload", "never-ready");
     let _ = std::fs::remove_file(&path);
     let control = path.to_str().expect("UTF-8 path").to_string();
-    let args = ["--mode", "rr", "--workers", "1", "--shutdown-timeout", "1", "--control", &control];
+    let args = ["--mode", "rr", "--workers", "1", "--shutdown-timeout", "2", "--control", &control];
     let s = Server::start_with_env(&args, &[("RINGMASTER_FAULT", FAULT)]);
     let first = s.wait_workers_ready(1, START_TIMEOUT);
     let old = num(&expect_worker(&first, 1), "pid") as u32;
@@ -41,7 +41,7 @@ fn a_new_process_never_ready_is_killed_and_the_reload_cancelled() {
         );
         let (_, new) = parse_worker_started(&line).expect("a started line");
         let cancelled = format!(
-            "reload: worker 1's new process (pid {new}) was not ready after 1.0 s (--shutdown-timeout): killing it; \
+            "reload: worker 1's new process (pid {new}) was not ready after 2.0 s (--shutdown-timeout): killing it; \
              the reload is cancelled, the old process (pid {old}) keeps serving"
         );
         let (i_cancel, _) = s.wait_for_log_from(i_started, |l| l == cancelled, Duration::from_secs(10));

@@ -154,7 +154,7 @@ impl Master {
                 return Ok(());
             }
             self.reload.current = Some((id, old_slot));
-            self.reload.ready_by = Some(Instant::now() + self.config.shutdown_timeout);
+            self.reload.ready_by = Some(Instant::now() + self.ready_timeout());
             if let Some(started) = self.reload.started.as_mut() {
                 *started += 1;
             }
@@ -179,7 +179,7 @@ impl Master {
         let Some(new) = self.slots[new_slot].process.as_mut().filter(|p| !p.ready && !p.retiring) else { return };
         new.killed_for = Some("as it was not ready in time");
         let pid = new.pid;
-        let after = self.config.shutdown_timeout.as_secs_f64();
+        let after = self.ready_timeout().as_secs_f64();
         crate::log!(warn { worker: id, worker_pid: pid }:
             "reload: worker {id}'s new process (pid {pid}) was not ready after {after:.1} s (--shutdown-timeout): \
              killing it; the reload is cancelled, the old process (pid {old_pid}) keeps serving");

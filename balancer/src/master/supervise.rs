@@ -25,6 +25,11 @@ use crate::spawn::{spawn_worker, Inherited, WorkerLaunch};
 /// longer than this (a worker that cannot start must not hide the address).
 pub(super) const ANNOUNCE_AFTER: Duration = Duration::from_secs(2);
 
+/// The least time a new process gets to be ready, however short
+/// `--shutdown-timeout` is: a start on a busy machine can take a while, and
+/// one killed for it would only start again.
+const MIN_READY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A running worker process.
 #[derive(Debug)]
 pub(super) struct Process {
@@ -214,11 +219,17 @@ impl Master {
         Ok(())
     }
 
+    /// How long a new process has to be ready: `--shutdown-timeout`, at
+    /// least [`MIN_READY_TIMEOUT`].
+    pub(super) fn ready_timeout(&self) -> Duration {
+        self.config.shutdown_timeout.max(MIN_READY_TIMEOUT)
+    }
+
     /// Gives worker `id`'s current process, just started by `why` (`start`,
-    /// `restart`, `scale`), until `--shutdown-timeout` from now to get ready.
+    /// `restart`, `scale`), until [`Master::ready_timeout`] from now to get ready.
     pub(super) fn set_ready_deadline(&mut self, id: usize, why: &'static str) {
         let Some(slot) = self.worker_index(id).and_then(|i| self.workers[i].slot) else { return };
-        let deadline = Instant::now() + self.config.shutdown_timeout;
+        let deadline = Instant::now() + self.ready_timeout();
         if let Some(process) = self.slots[slot].process.as_mut() {
             process.ready_by = Some((deadline, why));
         }
@@ -232,7 +243,7 @@ impl Master {
     /// A retiring one is left to its drain deadline.
     pub(super) fn kill_unready_starts(&mut self) {
         let now = Instant::now();
-        let after = self.config.shutdown_timeout.as_secs_f64();
+        let after = self.ready_timeout().as_secs_f64();
         for process in self.slots.iter_mut().filter_map(|s| s.process.as_mut()) {
             let Some((deadline, why)) = process.ready_by else { continue };
             if process.ready || process.retiring {
