@@ -185,7 +185,13 @@ fn an_empty_listener_beside_a_loaded_one_gets_nearly_everything() {
 fn equal_loads_split_evenly() {
     let Some(group) = group(&[7, 7, 7, 7]) else { return };
     let counts = group.spread(1000);
-    assert!(jain(&counts) >= 0.99, "Jain {:.4} for {counts:?}", jain(&counts));
+    // With a look before each connection, equal loads leave the program
+    // two random choices among equals: a uniform draw. Over 1,000 draws,
+    // Jain falls below 0.99 about once in 56 runs by chance alone (a
+    // chi-square of 10.1 with 3 degrees of freedom), below 0.97 about once
+    // in a million; one listener drawn 1.5 times as often as the others
+    // gives 0.964.
+    assert!(jain(&counts) >= 0.97, "Jain {:.4} for {counts:?}", jain(&counts));
 }
 
 #[test]
