@@ -1006,11 +1006,15 @@ pub fn unix_ms_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
-/// Asserts `s` is a well-formed IMF-fixdate within a few seconds of now.
+/// Asserts `s` is a well-formed IMF-fixdate not far from now: the server's
+/// clock, not a fixed or stale one. The bound is loose, since a test may
+/// read an answer long after it was made (one that stops and continues
+/// processes; a busy machine); that the Date follows the clock second by
+/// second is `http_keepalive::response_headers_server_and_date`'s to check.
 pub fn check_date(s: &str) {
     let t = parse_imf_fixdate(s).unwrap_or_else(|| panic!("Date header {s:?} is not an IMF-fixdate"));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    assert!(t.abs_diff(now) <= 5, "Date header {s:?} is {} s away from now", t as i64 - now as i64);
+    assert!(t.abs_diff(now) <= 120, "Date header {s:?} is {} s away from now", t as i64 - now as i64);
 }
 
 /// `n` copies of `req` concatenated.
