@@ -84,8 +84,10 @@ fn sigterm_leaves_no_process_behind(mode: &str) {
         let exited = format!("worker {} (pid {p}) exited with code 0", id + 1);
         s.wait_for_log(|l| l == exited, Duration::from_secs(1));
     }
-    // The idle keep-alive connection was closed, not left hanging.
-    idle.expect_closed_within(Duration::from_secs(1));
+    // The idle keep-alive connection was closed, not left hanging. Its worker
+    // is gone, but the close once came over 1 s after such an exit under load
+    // (see `shutdown_timeout_ends_a_straggler`): the usual wait.
+    idle.expect_closed();
     // Every line of the log is a log line: the time (now, give or take a
     // minute of clock trouble) and the pid of the master, which wrote them all.
     for line in s.raw_log() {
@@ -147,7 +149,8 @@ fn workers_exit_by_themselves_when_the_master_is_killed(mode: &str) {
         "workers {left:?} of {workers:?} still running {ORPHAN_TIMEOUT:?} after their master was killed; log:\n{}",
         s.raw_log().join("\n")
     );
-    idle.expect_closed_within(Duration::from_secs(1));
+    // Every worker is gone; the close may still come a moment later under load.
+    idle.expect_closed();
     // Nothing serves the address any more.
     let refused = std::net::TcpStream::connect_timeout(&s.addr(), IO_TIMEOUT);
     assert!(refused.is_err(), "{mode}: {} still accepts connections after every process left", s.addr());
