@@ -84,8 +84,10 @@ fn sigterm_leaves_no_process_behind(mode: &str) {
         let exited = format!("worker {} (pid {p}) exited with code 0", id + 1);
         s.wait_for_log(|l| l == exited, Duration::from_secs(1));
     }
-    // The idle keep-alive connection was closed, not left hanging.
-    idle.expect_closed_within(Duration::from_secs(1));
+    // The idle keep-alive connection was closed, not left hanging. Its worker
+    // is gone, but the close once came over 1 s after such an exit under load
+    // (see `shutdown_timeout_ends_a_straggler`): the usual wait.
+    idle.expect_closed();
     // Every line of the log is a log line: the time (now, give or take a
     // minute of clock trouble) and the pid of the master, which wrote them all.
     for line in s.raw_log() {
@@ -147,7 +149,8 @@ fn workers_exit_by_themselves_when_the_master_is_killed(mode: &str) {
         "workers {left:?} of {workers:?} still running {ORPHAN_TIMEOUT:?} after their master was killed; log:\n{}",
         s.raw_log().join("\n")
     );
-    idle.expect_closed_within(Duration::from_secs(1));
+    // Every worker is gone; the close may still come a moment later under load.
+    idle.expect_closed();
     // Nothing serves the address any more.
     let refused = std::net::TcpStream::connect_timeout(&s.addr(), IO_TIMEOUT);
     assert!(refused.is_err(), "{mode}: {} still accepts connections after every process left", s.addr());
@@ -164,6 +167,12 @@ fn shared_workers_exit_by_themselves_when_the_master_is_killed() {
 }
 
 // --- SIGKILL of one worker ----------------------------------------------------------------
+
+/// How long a killed worker's restart (the 100 ms delay, a fork and exec, a
+/// worker getting ready) may take: well under a second on a quiet machine,
+/// seconds with the suite and CPU burners beside it. The log's
+/// "restarting in 100 ms" says the delay; this bound only says it happened.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn sigkill_worker_is_logged_served_around_and_restarted(mode: &str) {
     const VICTIM: u32 = 2;
@@ -183,7 +192,7 @@ fn sigkill_worker_is_logged_served_around_and_restarted(mode: &str) {
     s.wait_for_log_from(
         from,
         |l| l == format!("worker {VICTIM} (pid {old_pid}) killed by signal 9 (SIGKILL)"),
-        Duration::from_secs(2),
+        RESTART_TIMEOUT,
     );
 
     // New connections keep being served: right away (while the worker is down
@@ -198,21 +207,22 @@ fn sigkill_worker_is_logged_served_around_and_restarted(mode: &str) {
         Ok::<(), String>(())
     });
 
-    // Restarted with the same id and CPU, a new pid, within 2 s of the kill.
+    // Restarted with the same id and CPU, a new pid, within [`RESTART_TIMEOUT`] of the kill.
     let restarted_prefix = format!("worker {VICTIM} restarted (pid ");
-    let left = Duration::from_secs(2).saturating_sub(killed_at.elapsed());
+    let left = RESTART_TIMEOUT.saturating_sub(killed_at.elapsed());
     let restarted = s.try_wait_for_log_from(from, |l| l.starts_with(&restarted_prefix), left);
     let took = killed_at.elapsed();
     clients.join().expect("client thread").unwrap_or_else(|e| panic!("{e}"));
-    let (_, line) =
-        restarted.unwrap_or_else(|| panic!("worker {VICTIM} not restarted within 2 s; log:\n{}", s.log().join("\n")));
+    let (_, line) = restarted.unwrap_or_else(|| {
+        panic!("worker {VICTIM} not restarted within {RESTART_TIMEOUT:?}; log:\n{}", s.log().join("\n"))
+    });
     eprintln!("worker {VICTIM} restarted {} ms after the kill", took.as_millis());
     let new_pid: u32 = line[restarted_prefix.len()..].split(',').next().unwrap().parse().unwrap();
     assert_ne!(new_pid, old_pid, "{line}");
     assert!(line.ends_with(&format!(", cpu {old_cpu}, restart 1)")), "{line}");
     assert!(!pid_exists(old_pid), "the killed worker was not reaped");
     let mut last = serde_json::Value::Null;
-    let ready = eventually(Duration::from_secs(2), || {
+    let ready = eventually(RESTART_TIMEOUT, || {
         last = s.stats();
         let w = expect_worker(&last, u64::from(VICTIM));
         w["pid"].as_u64() == Some(u64::from(new_pid)) && w["state"] == "ready"

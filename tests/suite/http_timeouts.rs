@@ -13,8 +13,8 @@ const TIMEOUT_ARG: &str = "0.5";
 const TIMEOUT: Duration = Duration::from_millis(500);
 /// Bound for "closed once the timeout has passed": the worker checks deadlines
 /// every 100 ms; the rest is room for a busy machine (a liveness bound, not a
-/// measure of speed).
-const CLOSE_BOUND: Duration = Duration::from_secs(4);
+/// measure of speed: seconds beyond the longest timeout here, 1.5 s).
+const CLOSE_BOUND: Duration = Duration::from_secs(10);
 
 /// The soonest a close may come after the last activity if the timeout is
 /// honoured: [`TIMEOUT`], less what the worker's clock cannot see
@@ -71,14 +71,14 @@ fn header_timeout_silent_client_is_closed() {
 #[test]
 fn header_timeout_trickling_client_is_closed() {
     // Slowloris: a byte every 100 ms never completes the header block; the
-    // timeout counts from the start, not from the last byte.
+    // timeout counts from the start, not from the last byte. The bytes keep
+    // coming until the close or [`CLOSE_BOUND`], whichever is first.
     let s = Server::start(&["--workers", "1", "--header-timeout", TIMEOUT_ARG]);
     let mut c = s.connect();
     let start = Instant::now();
-    let trickle =
-        b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ";
     let mut closed = false;
-    for b in trickle.iter() {
+    for b in head.iter().chain(std::iter::repeat(&b'a')) {
         if c.try_send(std::slice::from_ref(b)).is_err() {
             closed = true;
             break;
@@ -108,11 +108,8 @@ fn header_timeout_trickling_client_is_closed() {
             Err(e) => panic!("read: {e}"),
         }
     }
-    if !closed {
-        c.expect_closed_within(Duration::from_millis(100));
-    }
     let took = start.elapsed();
-    assert!(took < CLOSE_BOUND, "trickling client was served for {took:?}");
+    assert!(closed, "trickling client was served for {took:?}");
     s.connect().get_ok();
 }
 
@@ -191,7 +188,7 @@ fn timeouts_release_connections_in_stats() {
     for c in silent.iter_mut().chain(idle.iter_mut()) {
         c.expect_closed_within(CLOSE_BOUND);
     }
-    let ok = eventually(Duration::from_secs(3), || s.stats_totals().2 == 0);
+    let ok = eventually(IO_TIMEOUT, || s.stats_totals().2 == 0);
     let stats = s.stats();
     assert!(ok, "timed-out connections still counted live: {stats}");
     let (accepted, requests, _) = stats_totals(&stats);

@@ -235,7 +235,9 @@ fn control_stop_stops_gracefully_and_refuses_more_work() {
     let line = s.next_stdout_line(Duration::from_secs(2)).expect("final stats line");
     let fin: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
     assert!(fin["workers"].as_array().unwrap().iter().all(|w| w["state"] == "exited"), "{fin}");
-    idle.expect_closed_within(Duration::from_secs(1));
+    // Closed by its worker's drain: the usual wait, the close may come a
+    // moment after the exit on a busy machine.
+    idle.expect_closed();
     // The control connection ends with the master: end of stream, within the
     // socket's 5 s read timeout, and nothing more after the replies.
     let mut rest = Vec::new();

@@ -44,6 +44,12 @@ fn cpu_time(pid: u32) -> Duration {
 
 // --- SIGKILL under load -------------------------------------------------------------------
 
+/// How long a killed worker's restart (its delay, a fork and exec, a worker
+/// getting ready) may take: well under a second on a quiet machine, seconds
+/// with the suite and CPU burners beside it. The log says the delay (and
+/// [`check_waited`] checks it); this bound only says the restart happened.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Keep-alive connections opened before the load, each with one request served:
 /// they sit on the workers, so the killed worker's share of them is known.
 const HELD: usize = 6;
@@ -101,19 +107,19 @@ fn sigkill_under_load(mode: &str) {
     let (i, _) = s.wait_for_log_from(
         from,
         |l| l == format!("worker 1 (pid {victim}) killed by signal 9 (SIGKILL)"),
-        Duration::from_secs(2),
+        RESTART_TIMEOUT,
     );
 
-    // A new process for worker 1, same CPU, ready, within 2 s.
+    // A new process for worker 1, same CPU, ready.
     let mut last = serde_json::Value::Null;
-    let back = eventually(Duration::from_secs(2), || {
+    let back = eventually(RESTART_TIMEOUT, || {
         last = s.stats();
         worker(&last, 1).is_some_and(|w| {
             w["pid"].as_u64().is_some_and(|p| p != u64::from(victim) && p != 0) && w["state"] == "ready"
         })
     });
     let took = killed_at.elapsed();
-    assert!(back, "worker 1 not back and ready in the stats within 2 s of the kill: {last}");
+    assert!(back, "worker 1 not back and ready in the stats within {RESTART_TIMEOUT:?} of the kill: {last}");
     let w1_new = worker(&last, 1).unwrap();
     assert_eq!(w1_new["cpu"], cpu, "restarted on another CPU: {last}");
     assert_eq!(num(&w1_new, "restarts"), 1, "{last}");
@@ -122,12 +128,8 @@ fn sigkill_under_load(mode: &str) {
     eprintln!("worker 1 back as pid {new_pid} {took:?} after the kill");
 
     // The log tells the story in order.
-    let (j, _) = s.wait_for_log_from(i, |l| l == "worker 1 restarting in 100 ms", Duration::from_secs(1));
-    s.wait_for_log_from(
-        j,
-        |l| l == format!("worker 1 restarted (pid {new_pid}, cpu {cpu}, restart 1)"),
-        Duration::from_secs(1),
-    );
+    let (j, _) = s.wait_for_log_from(i, |l| l == "worker 1 restarting in 100 ms", IO_TIMEOUT);
+    s.wait_for_log_from(j, |l| l == format!("worker 1 restarted (pid {new_pid}, cpu {cpu}, restart 1)"), IO_TIMEOUT);
 
     // Clients go on being served after the restart.
     let ok_back = load.ok();
@@ -244,13 +246,13 @@ fn crash_loop_backs_off_and_master_stays_responsive() {
             })
         });
         assert!(own.is_some(), "crash {k}: no line from worker pid {pid} itself: {:?}", s.raw_log());
-        let (i, planned) = s.wait_for_log_from(i, |l| l.starts_with("worker 1 restarting in "), Duration::from_secs(2));
+        let (i, planned) = s.wait_for_log_from(i, |l| l.starts_with("worker 1 restarting in "), IO_TIMEOUT);
         let want = schedule.after_exit(Duration::ZERO).as_millis() as u64;
         assert_eq!(parse_delay(&planned), want, "crash {k}: {planned}");
         let (i, restarted) = s.wait_for_log_from(
             i,
             |l| l.starts_with("worker 1 restarted (pid "),
-            Duration::from_millis(want) + Duration::from_secs(2),
+            Duration::from_millis(want) + RESTART_TIMEOUT,
         );
         assert!(restarted.ends_with(&format!(", cpu {cpu}, restart {k})")), "restart {k} on CPU {cpu}: {restarted}");
         check_waited(&s, &planned, &restarted, want);
@@ -270,7 +272,7 @@ fn crash_loop_backs_off_and_master_stays_responsive() {
     let (_, restarted) = s.wait_for_log_from(
         i,
         |l| l.starts_with("worker 1 restarted (pid "),
-        Duration::from_millis(ms) + Duration::from_secs(2),
+        Duration::from_millis(ms) + RESTART_TIMEOUT,
     );
     // The reply came before this restart: it counted one restart fewer.
     assert!(restarted.ends_with(&format!(", restart {})", restarts + 1)), "{restarted} after {status}");
@@ -345,20 +347,20 @@ fn watchdog_kills_a_stopped_worker(mode: &str) {
     let (i, line) = s.wait_for_log_from(
         from,
         |l| l.starts_with(&format!("worker 1 (pid {victim}) made no progress for ")),
-        Duration::from_secs(4),
+        Duration::from_secs(1) + RESTART_TIMEOUT,
     );
     let took = stopped_at.elapsed();
     assert!(took >= Duration::from_millis(900), "watchdog fired after only {took:?}: {line}");
     let (i, _) = s.wait_for_log_from(
         i,
         |l| l == format!("worker 1 (pid {victim}) killed by signal 9 (SIGKILL)"),
-        Duration::from_secs(2),
+        RESTART_TIMEOUT,
     );
-    let (_, restarted) = s.wait_for_log_from(i, |l| l.starts_with("worker 1 restarted (pid "), Duration::from_secs(2));
+    let (_, restarted) = s.wait_for_log_from(i, |l| l.starts_with("worker 1 restarted (pid "), RESTART_TIMEOUT);
     assert!(restarted.ends_with(&format!(", cpu {cpu}, restart 1)")), "{restarted}");
 
     let mut last = serde_json::Value::Null;
-    let ready = eventually(Duration::from_secs(2), || {
+    let ready = eventually(RESTART_TIMEOUT, || {
         last = s.stats();
         worker(&last, 1).is_some_and(|w| w["pid"].as_u64() != Some(u64::from(victim)) && w["state"] == "ready")
     });

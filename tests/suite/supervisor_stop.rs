@@ -398,9 +398,11 @@ fn half_sent_request_is_finished(mode: &str, sig: i32, name: &str) {
     let from = s.log_len();
     s.signal(sig);
     s.wait_for_log_from(from, |l| l == format!("{name} received: stopping 2 workers"), Duration::from_secs(2));
-    // The idle connection is closed at once; the busy one is waited for: its
-    // worker drains, holding it, and the master waits for that worker.
-    idle.expect_closed_within(Duration::from_secs(2));
+    // The idle connection is closed by the drain (the usual wait: on a busy
+    // machine the worker may take a while to get to it); the busy one is
+    // waited for: its worker drains, holding it, and the master waits for
+    // that worker.
+    idle.expect_closed();
     wait_one_connection_held_while_draining(&s);
     assert!(s.is_running(), "master exited while a request was half-sent");
 
@@ -444,11 +446,14 @@ fn shutdown_timeout_ends_a_straggler() {
     c.send(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhello"); // never finished
 
     let term = signal_at(&s, libc::SIGTERM);
-    let status = s.wait_exit(Duration::from_secs(5));
+    let status = s.wait_exit(Duration::from_secs(20));
     let took = term.elapsed();
     // The master starts the 1 s when it handles the signal, after `term`.
     assert!(took >= Duration::from_secs(1), "the straggler got less than --shutdown-timeout: {took:?}");
-    assert!(took <= Duration::from_secs(3), "the straggler was not ended after --shutdown-timeout: {took:?}");
+    // Ended by the 1 s, not by the default 30 s: how soon after the 1 s is
+    // the machine's business (a kill, a reap, a log line), so the bound is
+    // far from both.
+    assert!(took < Duration::from_secs(15), "the straggler was not ended after --shutdown-timeout: {took:?}");
     check_clean_exit(&mut s, status, 2);
     // Its connection is closed, without an answer. Every process is gone by
     // now, yet the close once came over 1 s later under load (a full suite
@@ -473,16 +478,19 @@ fn second_sigint_kills_workers_at_once() {
     assert!(s.is_running(), "master exited while a worker still held a request (default shutdown timeout 30 s)");
 
     let second = signal_at(&s, libc::SIGINT);
-    let status = s.wait_exit(Duration::from_secs(3));
+    let status = s.wait_exit(Duration::from_secs(20));
     let took = second.elapsed();
-    s.wait_for_log_from(from, |l| l == "second SIGINT: killing workers now", Duration::from_secs(1));
+    s.wait_for_log_from(from, |l| l == "second SIGINT: killing workers now", IO_TIMEOUT);
     assert!(
         s.log()[from..].iter().any(|l| l.ends_with("killed by signal 9 (SIGKILL)")),
         "the straggling worker was killed: {:?}",
         &s.log()[from..]
     );
-    assert!(took < Duration::from_secs(2), "exit took {took:?} after the second SIGINT");
+    // At once, not after the default 30 s shutdown timeout: the bound is far
+    // from both, as a busy machine may take seconds to kill, reap and exit.
+    assert!(took < Duration::from_secs(15), "exit took {took:?} after the second SIGINT");
     check_clean_exit(&mut s, status, 2);
-    c.expect_closed_within(Duration::from_secs(1));
+    // Killed with its worker: the usual wait (see `shutdown_timeout_ends_a_straggler`).
+    c.expect_closed();
     stop_and_check_no_process_left(s);
 }
