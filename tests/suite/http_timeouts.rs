@@ -138,14 +138,15 @@ fn idle_timeout_closes_idle_keepalive_connection() {
 
 #[test]
 fn idle_timeout_spares_a_busy_connection() {
-    // A timeout of its own, well above the gaps between requests: on a busy
-    // machine this thread may sleep much longer than it asks to.
-    let s = Server::start(&["--workers", "1", "--idle-timeout", "1.5"]);
+    // A timeout of its own, far above the gaps between requests: on a busy
+    // machine this thread may sleep much longer than it asks to (over 1.5 s
+    // once, with CPU burners beside the suite).
+    let s = Server::start(&["--workers", "1", "--idle-timeout", "4"]);
     let mut c = s.connect();
     let start = Instant::now();
     let mut n = 0;
-    // Busy for 3.5 s (more than two idle timeouts), a request every 100 ms.
-    while start.elapsed() < Duration::from_millis(3500) {
+    // Busy for 9 s (more than two idle timeouts), a request every 100 ms.
+    while start.elapsed() < Duration::from_millis(9000) {
         c.get_ok();
         n += 1;
         thread::sleep(Duration::from_millis(100));

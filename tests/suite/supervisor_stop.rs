@@ -31,7 +31,7 @@ use util::*;
 /// stdout in which every worker has exited, every worker process exited.
 fn check_clean_exit(s: &mut Server, status: ExitStatus, workers: usize) {
     assert_eq!(status.code(), Some(0), "master exit status {status}; log:\n{}", s.log().join("\n"));
-    let line = s.next_stdout_line(Duration::from_secs(2)).expect("final stats line on stdout");
+    let line = s.next_stdout_line(IO_TIMEOUT).expect("final stats line on stdout");
     let fin: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("final line {line:?}: {e}"));
     let ws = fin["workers"].as_array().unwrap_or_else(|| panic!("no workers in {fin}"));
     assert_eq!(ws.len(), workers, "{fin}");
@@ -277,7 +277,11 @@ fn reuseport_sigterm_under_load_answers_what_was_sent() {
 fn sigterm_answers_a_held_back_pipeline(mode: &str, backend: &str) {
     const CHUNK: usize = 1000;
     const MAX: u64 = 400_000;
-    let mut s = Server::start(&["--mode", mode, "--workers", "2", "--backend", backend]);
+    // The drain must outlast the slow read of every answer, however busy the
+    // machine: 30 s (the default) once cut it off after 142,183 answers with
+    // CPU burners beside the suite.
+    let args = ["--mode", mode, "--workers", "2", "--backend", backend, "--shutdown-timeout", "300"];
+    let mut s = Server::start(&args);
     let stream = connect_small_rcvbuf(s.addr(), 4096);
     let mut c = Conn { r: BufReader::new(stream) };
     c.get_ok(); // the connection is a worker's now
@@ -320,7 +324,7 @@ fn sigterm_answers_a_held_back_pipeline(mode: &str, backend: &str) {
     let sent_before = written.load(Ordering::Relaxed);
     s.signal(libc::SIGTERM);
     quit.store(true, Ordering::Relaxed);
-    s.wait_for_log_from(from, |l| l.contains("SIGTERM received: stopping"), Duration::from_secs(2));
+    s.wait_for_log_from(from, |l| l.contains("SIGTERM received: stopping"), IO_TIMEOUT);
     // Read only once every worker has been told to drain (and has started to).
     wait_draining(&s);
 
@@ -397,7 +401,7 @@ fn half_sent_request_is_finished(mode: &str, sig: i32, name: &str) {
 
     let from = s.log_len();
     s.signal(sig);
-    s.wait_for_log_from(from, |l| l == format!("{name} received: stopping 2 workers"), Duration::from_secs(2));
+    s.wait_for_log_from(from, |l| l == format!("{name} received: stopping 2 workers"), IO_TIMEOUT);
     // The idle connection is closed by the drain (the usual wait: on a busy
     // machine the worker may take a while to get to it); the busy one is
     // waited for: its worker drains, holding it, and the master waits for
@@ -411,7 +415,9 @@ fn half_sent_request_is_finished(mode: &str, sig: i32, name: &str) {
     check_ok(&resp);
     assert!(resp.has_connection("close"), "an answer during the drain closes the connection: {resp:?}");
     c.expect_closed();
-    let status = s.wait_exit(Duration::from_secs(5));
+    // Its worker exits once the connection is closed, then the master: a
+    // generous bound, since a busy machine may take seconds to get there.
+    let status = s.wait_exit(Duration::from_secs(20));
     check_clean_exit(&mut s, status, 2);
     stop_and_check_no_process_left(s);
 }
@@ -471,7 +477,7 @@ fn second_sigint_kills_workers_at_once() {
     c.send(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhello"); // a straggler
     let from = s.log_len();
     s.signal(libc::SIGINT);
-    s.wait_for_log_from(from, |l| l == "SIGINT received: stopping 2 workers", Duration::from_secs(2));
+    s.wait_for_log_from(from, |l| l == "SIGINT received: stopping 2 workers", IO_TIMEOUT);
     // The straggler's worker drains, holding its half-sent request (the
     // default shutdown timeout is 30 s), and the master waits for it.
     wait_one_connection_held_while_draining(&s);
