@@ -1,10 +1,10 @@
 //! Connections the master accepts: the mode says whether it accepts and who
-//! takes each connection, judged on each worker's routing facts; lanes carry
-//! them to workers (one batch in a worker's socket at a time, the
-//! acknowledgement settling it); connections queued for a worker that stops
-//! keeping up, or that a worker declined, go to another one; with no worker
-//! able to take them now they are held (up to `--backlog`), and when every
-//! worker is out of room they get `503`.
+//! takes each connection, judged on each worker's routing facts, and the
+//! connection joins that worker's lane (whose I/O is `lanes.rs`);
+//! connections queued for a worker that stops keeping up, or that a worker
+//! declined, go to another one; with no worker able to take them now they
+//! are held (up to `--backlog`), and when every worker is out of room they
+//! get `503`.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -18,19 +18,13 @@ use ringmaster_engine::{out_of_fds, out_of_resources, StatsBlock};
 use super::supervise::{Slot, Worker};
 use super::{Master, Op};
 use crate::bpf::program::STALLED;
-use crate::handoff::{read_leftover_ack, Sent};
 use crate::modes::{Accepting, Balance, RouteFacts};
 use crate::refuse::Refusals;
 use crate::rlimit::fd_limit_text;
 use crate::stats_line::Routing;
 
-/// How long a worker that declined connections (full, or out of fds) is
-/// skipped before it is offered new ones.
-const DECLINED_PAUSE: Duration = Duration::from_millis(100);
 /// Least time between two log lines about running out of file descriptors.
 const FD_LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
-/// How long a worker lags before the master logs it.
-const LAG_LOGGED_AFTER: Duration = Duration::from_millis(100);
 /// Room for connections in the master's hands before a burst makes it grow.
 const HELD_CAPACITY: usize = 1024;
 
@@ -39,7 +33,7 @@ const HELD_CAPACITY: usize = 1024;
 pub(super) struct Dispatch {
     pub(super) balance: Box<dyn Balance>,
     /// Slots that take connections now, in worker order.
-    routes: Vec<usize>,
+    pub(super) routes: Vec<usize>,
     /// Of those, the ones a mode that steers sends connections to now.
     steered_to: Vec<usize>,
     /// Every route is a lame duck (the master's drain delay, when all of
@@ -49,9 +43,9 @@ pub(super) struct Dispatch {
     /// Accepted connections no worker can take yet: kept, never dropped.
     held: Vec<OwnedFd>,
     /// Connections a lane gave back, to close or to route again.
-    scratch: Vec<OwnedFd>,
+    pub(super) scratch: Vec<OwnedFd>,
     /// Connections a worker declined, to route elsewhere.
-    declined: Vec<OwnedFd>,
+    pub(super) declined: Vec<OwnedFd>,
     /// Connections refused with `503` because no worker could take them.
     pub(super) refused: u64,
     /// Those refused lately, kept open a moment before their close.
@@ -330,7 +324,7 @@ impl Master {
 
     /// Re-routes what is queued for routes that no longer take (stalled,
     /// full, declining, draining): the master still owns those connections.
-    fn reroute_lagging(&mut self, now: Instant) {
+    pub(super) fn reroute_lagging(&mut self, now: Instant) {
         for i in 0..self.dispatch.routes.len() {
             let slot = self.dispatch.routes[i];
             if self.slots[slot].lane.queued() == 0 {
@@ -352,7 +346,7 @@ impl Master {
     }
 
     /// Routes the connections in `scratch` again (a lane gave them back).
-    fn reroute_scratch(&mut self) {
+    pub(super) fn reroute_scratch(&mut self) {
         let mut undelivered = std::mem::take(&mut self.dispatch.scratch);
         self.counts.rerouted += undelivered.len() as u64;
         for fd in undelivered.drain(..) {
@@ -362,142 +356,11 @@ impl Master {
     }
 
     /// Closes the master's copies in `scratch`: a worker adopted them.
-    fn close_scratch(&mut self) -> io::Result<()> {
+    pub(super) fn close_scratch(&mut self) -> io::Result<()> {
         let mut adopted = std::mem::take(&mut self.dispatch.scratch);
         let closed = adopted.drain(..).try_for_each(|fd| self.reactor.close(fd));
         self.dispatch.scratch = adopted;
         closed
-    }
-
-    /// Once per loop turn: re-routes what waits for workers that lag, routes
-    /// what is held if a worker takes again, sends what every lane has queued
-    /// (one batch in a worker's socket at a time) and keeps a multishot
-    /// receive armed for each worker's acknowledgements.
-    pub(super) fn pump_lanes(&mut self) -> io::Result<()> {
-        let now = Instant::now();
-        self.reroute_lagging(now);
-        self.route_held();
-        for index in 0..self.slots.len() {
-            let lane = &mut self.slots[index].lane;
-            let epoch = lane.epoch;
-            if let Some(message) = lane.next_send(now) {
-                self.reactor.start(message, Op::LaneSend.token(index, epoch))?;
-            }
-            if let Some(channel) = self.slots[index].lane.next_recv() {
-                self.reactor.recv_multi(channel, Op::LaneRecv.token(index, epoch))?;
-            }
-        }
-        Ok(())
-    }
-
-    pub(super) fn on_lane_sent(&mut self, index: usize, result: i32) -> io::Result<()> {
-        let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
-        match slot.lane.on_sent(result >= 0, &mut self.dispatch.scratch) {
-            // Into a worker that has since died, maybe: settle its lane if so.
-            Sent::Delivered => self.settle_gone_lane(index),
-            Sent::Finished => {
-                self.stop_receiving(index)?;
-                self.close_scratch()
-            }
-            Sent::Failed => {
-                self.refresh_routes();
-                self.reroute_scratch();
-                self.stop_receiving(index)?;
-                self.settle_gone_lane(index)
-            }
-        }
-    }
-
-    /// Once a dead worker's lane has no op in flight: close what it acknowledged,
-    /// hand everything else to the live workers.
-    pub(super) fn settle_gone_lane(&mut self, index: usize) -> io::Result<()> {
-        if !self.slots[index].lane.can_finish() {
-            return Ok(());
-        }
-        let mut acknowledged = Vec::new();
-        self.slots[index].lane.finish_gone(read_leftover_ack, &mut acknowledged, &mut self.dispatch.scratch);
-        self.refresh_routes();
-        self.reroute_scratch();
-        self.dispatch.scratch.append(&mut acknowledged);
-        self.close_scratch()
-    }
-
-    /// A worker acknowledged batches: ours of the connections it adopted can
-    /// close; those it did not take go to another worker, and it gets no new
-    /// ones for a while.
-    pub(super) fn on_lane_received(&mut self, index: usize, result: i32, more: bool, message: &[u8]) -> io::Result<()> {
-        let text = result > 0 && self.take_worker_text(index, message);
-        let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
-        let open =
-            slot.lane.on_received(result, more, message, &mut self.dispatch.scratch, &mut self.dispatch.declined);
-        if result > 0 && !text {
-            self.counts.acks += 1;
-        }
-        if !self.dispatch.declined.is_empty() {
-            slot.declined_until = Some(Instant::now() + DECLINED_PAUSE);
-            let mut declined = std::mem::take(&mut self.dispatch.declined);
-            self.counts.rerouted += declined.len() as u64;
-            for fd in declined.drain(..) {
-                self.route(fd);
-            }
-            self.dispatch.declined = declined;
-        }
-        self.close_scratch()?;
-        if !open {
-            self.stop_receiving(index)?;
-        }
-        self.settle_gone_lane(index)
-    }
-
-    /// Cancels a lane's armed receive once its channel is closed, so the
-    /// socket really closes and the worker sees the end of its channel.
-    pub(super) fn stop_receiving(&mut self, index: usize) -> io::Result<()> {
-        let lane = &self.slots[index].lane;
-        if lane.is_receiving() {
-            self.reactor.cancel(Op::LaneRecv.token(index, lane.epoch))?;
-        }
-        Ok(())
-    }
-
-    /// Logs (master-accepting modes) when a worker has not kept up for
-    /// [`LAG_LOGGED_AFTER`] — its batch unacknowledged past the grace, or its
-    /// heartbeat stale, at two ticks that far apart — and when it catches up
-    /// again. Routing does not wait for this: it looks at the facts for every
-    /// connection; the log leaves out a busy machine's short hiccups.
-    pub(super) fn watch_lagging(&mut self) {
-        if self.dispatch.balance.accepting() != Accepting::Master {
-            return;
-        }
-        let now = Instant::now();
-        for i in 0..self.dispatch.routes.len() {
-            let slot = self.dispatch.routes[i];
-            let facts = self.judge(now).facts(slot);
-            let Some(process) = self.slots[slot].process.as_ref() else { continue };
-            let (id, pid) = (process.worker, process.pid);
-            let lagging = &mut self.slots[slot].lagging;
-            match (facts.stalled(), *lagging) {
-                (true, None) => *lagging = Some((now, false)),
-                (true, Some((since, false))) if now.duration_since(since) >= LAG_LOGGED_AFTER => {
-                    crate::log!(warn { worker: id, worker_pid: pid }:
-                        "worker {id} (pid {pid}) is not keeping up (a batch unacknowledged for {} ms, heartbeat \
-                         {} ms old): new connections go to the others",
-                        facts.ack_wait.as_millis(),
-                        facts.heartbeat_age.as_millis()
-                    );
-                    *lagging = Some((since, true));
-                }
-                (false, Some((since, logged))) => {
-                    if logged {
-                        let lagged = now.duration_since(since).as_millis();
-                        crate::log!(info { worker: id, worker_pid: pid }:
-                            "worker {id} (pid {pid}) caught up after about {lagged} ms"
-                        );
-                    }
-                    *lagging = None;
-                }
-                _ => {}
-            }
-        }
     }
 
     /// What routing sees of the process in `slot`, when the master hands

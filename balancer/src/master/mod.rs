@@ -8,8 +8,10 @@
 //! - `reload.rs`: rolling reload;
 //! - `scale.rs`: scaling at run time, and retiring a process (a scale-down's
 //!   or a reload's): lame duck, drain, killed if it overruns;
-//! - `dispatch.rs`: accepted connections — the mode's pick, the lanes that
-//!   carry them to workers, holding, re-routing, refusing with `503`;
+//! - `dispatch.rs`: accepted connections — the mode's pick, holding,
+//!   re-routing, refusing with `503`;
+//! - `lanes.rs`: the lanes that carry them to workers — batches out, acks in,
+//!   a dead worker's lane settled, a lagging worker logged;
 //! - `commands.rs`: what operators ask for, by signal or on the control
 //!   socket, and the graceful stop;
 //! - `sockets.rs`: where the listening sockets come from at start (handed
@@ -35,6 +37,7 @@
 
 mod commands;
 mod dispatch;
+mod lanes;
 mod messages;
 mod metrics;
 mod notify;

@@ -1,0 +1,152 @@
+//! The lanes' I/O: each loop turn sends what every lane has queued (one
+//! batch in a worker's socket at a time) and keeps a multishot receive armed
+//! for its acknowledgements; an acknowledgement settles its batch (the
+//! master's copies close, what the worker declined goes elsewhere); a dead
+//! worker's lane is settled once no op is in flight; and a worker whose
+//! batch waits for its acknowledgement too long is logged as lagging.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use super::{Master, Op};
+use crate::handoff::{read_leftover_ack, Sent};
+use crate::modes::Accepting;
+
+/// How long a worker that declined connections (full, or out of fds) is
+/// skipped before it is offered new ones.
+const DECLINED_PAUSE: Duration = Duration::from_millis(100);
+/// How long a worker lags before the master logs it.
+const LAG_LOGGED_AFTER: Duration = Duration::from_millis(100);
+
+impl Master {
+    /// Once per loop turn: re-routes what waits for workers that lag, routes
+    /// what is held if a worker takes again, sends what every lane has queued
+    /// (one batch in a worker's socket at a time) and keeps a multishot
+    /// receive armed for each worker's acknowledgements.
+    pub(super) fn pump_lanes(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        self.reroute_lagging(now);
+        self.route_held();
+        for index in 0..self.slots.len() {
+            let lane = &mut self.slots[index].lane;
+            let epoch = lane.epoch;
+            if let Some(message) = lane.next_send(now) {
+                self.reactor.start(message, Op::LaneSend.token(index, epoch))?;
+            }
+            if let Some(channel) = self.slots[index].lane.next_recv() {
+                self.reactor.recv_multi(channel, Op::LaneRecv.token(index, epoch))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_lane_sent(&mut self, index: usize, result: i32) -> io::Result<()> {
+        let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
+        match slot.lane.on_sent(result >= 0, &mut self.dispatch.scratch) {
+            // Into a worker that has since died, maybe: settle its lane if so.
+            Sent::Delivered => self.settle_gone_lane(index),
+            Sent::Finished => {
+                self.stop_receiving(index)?;
+                self.close_scratch()
+            }
+            Sent::Failed => {
+                self.refresh_routes();
+                self.reroute_scratch();
+                self.stop_receiving(index)?;
+                self.settle_gone_lane(index)
+            }
+        }
+    }
+
+    /// Once a dead worker's lane has no op in flight: close what it acknowledged,
+    /// hand everything else to the live workers.
+    pub(super) fn settle_gone_lane(&mut self, index: usize) -> io::Result<()> {
+        if !self.slots[index].lane.can_finish() {
+            return Ok(());
+        }
+        let mut acknowledged = Vec::new();
+        self.slots[index].lane.finish_gone(read_leftover_ack, &mut acknowledged, &mut self.dispatch.scratch);
+        self.refresh_routes();
+        self.reroute_scratch();
+        self.dispatch.scratch.append(&mut acknowledged);
+        self.close_scratch()
+    }
+
+    /// A worker acknowledged batches: ours of the connections it adopted can
+    /// close; those it did not take go to another worker, and it gets no new
+    /// ones for a while.
+    pub(super) fn on_lane_received(&mut self, index: usize, result: i32, more: bool, message: &[u8]) -> io::Result<()> {
+        let text = result > 0 && self.take_worker_text(index, message);
+        let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
+        let open =
+            slot.lane.on_received(result, more, message, &mut self.dispatch.scratch, &mut self.dispatch.declined);
+        if result > 0 && !text {
+            self.counts.acks += 1;
+        }
+        if !self.dispatch.declined.is_empty() {
+            slot.declined_until = Some(Instant::now() + DECLINED_PAUSE);
+            let mut declined = std::mem::take(&mut self.dispatch.declined);
+            self.counts.rerouted += declined.len() as u64;
+            for fd in declined.drain(..) {
+                self.route(fd);
+            }
+            self.dispatch.declined = declined;
+        }
+        self.close_scratch()?;
+        if !open {
+            self.stop_receiving(index)?;
+        }
+        self.settle_gone_lane(index)
+    }
+
+    /// Cancels a lane's armed receive once its channel is closed, so the
+    /// socket really closes and the worker sees the end of its channel.
+    pub(super) fn stop_receiving(&mut self, index: usize) -> io::Result<()> {
+        let lane = &self.slots[index].lane;
+        if lane.is_receiving() {
+            self.reactor.cancel(Op::LaneRecv.token(index, lane.epoch))?;
+        }
+        Ok(())
+    }
+
+    /// Logs (master-accepting modes) when a worker has not kept up for
+    /// [`LAG_LOGGED_AFTER`] — its batch unacknowledged past the grace, or its
+    /// heartbeat stale, at two ticks that far apart — and when it catches up
+    /// again. Routing does not wait for this: it looks at the facts for every
+    /// connection; the log leaves out a busy machine's short hiccups.
+    pub(super) fn watch_lagging(&mut self) {
+        if self.dispatch.balance.accepting() != Accepting::Master {
+            return;
+        }
+        let now = Instant::now();
+        for i in 0..self.dispatch.routes.len() {
+            let slot = self.dispatch.routes[i];
+            let facts = self.judge(now).facts(slot);
+            let Some(process) = self.slots[slot].process.as_ref() else { continue };
+            let (id, pid) = (process.worker, process.pid);
+            let lagging = &mut self.slots[slot].lagging;
+            match (facts.stalled(), *lagging) {
+                (true, None) => *lagging = Some((now, false)),
+                (true, Some((since, false))) if now.duration_since(since) >= LAG_LOGGED_AFTER => {
+                    crate::log!(warn { worker: id, worker_pid: pid }:
+                        "worker {id} (pid {pid}) is not keeping up (a batch unacknowledged for {} ms, heartbeat \
+                         {} ms old): new connections go to the others",
+                        facts.ack_wait.as_millis(),
+                        facts.heartbeat_age.as_millis()
+                    );
+                    *lagging = Some((since, true));
+                }
+                (false, Some((since, logged))) => {
+                    if logged {
+                        let lagged = now.duration_since(since).as_millis();
+                        crate::log!(info { worker: id, worker_pid: pid }:
+                            "worker {id} (pid {pid}) caught up after about {lagged} ms"
+                        );
+                    }
+                    *lagging = None;
+                }
+                _ => {}
+            }
+        }
+    }
+}
