@@ -75,14 +75,14 @@ fn sigterm_leaves_no_process_behind(mode: &str) {
     s.signal(libc::SIGTERM);
     let status = s.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "master exit status {status}; log:\n{}", s.log().join("\n"));
-    s.wait_for_log(|l| l == "SIGTERM received: stopping 4 workers", Duration::from_secs(1));
+    s.wait_for_log(|l| l == "SIGTERM received: stopping 4 workers", IO_TIMEOUT);
     // Every worker process is gone, reaped by the master (not even a zombie).
     for &p in &pids {
         assert!(!pid_exists(p), "worker pid {p} still exists after the master exited");
     }
     for (id, &p) in pids.iter().enumerate() {
         let exited = format!("worker {} (pid {p}) exited with code 0", id + 1);
-        s.wait_for_log(|l| l == exited, Duration::from_secs(1));
+        s.wait_for_log(|l| l == exited, IO_TIMEOUT);
     }
     // The idle keep-alive connection was closed, not left hanging. Its worker
     // is gone, but the close once came over 1 s after such an exit under load
@@ -97,7 +97,7 @@ fn sigterm_leaves_no_process_behind(mode: &str) {
     }
 
     // The final stats line is on stdout and is JSON with the counts so far.
-    let line = s.next_stdout_line(Duration::from_secs(2)).expect("final stats line on stdout");
+    let line = s.next_stdout_line(IO_TIMEOUT).expect("final stats line on stdout");
     let fin: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("final line {line:?}: {e}"));
     assert_eq!(fin["mode"], mode, "{fin}");
     assert_eq!(per_worker(&fin, "id"), vec![1, 2, 3, 4], "{fin}");
@@ -179,8 +179,7 @@ fn sigkill_worker_is_logged_served_around_and_restarted(mode: &str) {
     let s = Server::start(&["--mode", mode, "--workers", "4"]);
     // Every worker ready before the split below is counted.
     s.wait_workers_ready(4, Duration::from_secs(5));
-    let started =
-        s.wait_for_log(|l| parse_worker_started(l).is_some_and(|(id, _)| id == VICTIM), Duration::from_secs(1));
+    let started = s.wait_for_log(|l| parse_worker_started(l).is_some_and(|(id, _)| id == VICTIM), IO_TIMEOUT);
     let (_, old_pid) = parse_worker_started(&started).unwrap();
     let old_cpu = expect_worker(&s.stats(), u64::from(VICTIM))["cpu"].clone();
     assert!(old_cpu.is_u64(), "pinned by default: {old_cpu}");
@@ -388,7 +387,7 @@ fn rr_worker_killed_during_hand_out_loses_only_what_it_held() {
     );
 
     // The server is whole again: restarted and serving.
-    s.wait_for_log(|l| l.starts_with(&format!("worker {VICTIM} restarted (pid ")), Duration::from_secs(2));
+    s.wait_for_log(|l| l.starts_with(&format!("worker {VICTIM} restarted (pid ")), IO_TIMEOUT);
     for _ in 0..8 {
         try_close_request(s.addr()).expect("after the restart");
     }
@@ -511,7 +510,7 @@ fn connections_dealt_to_a_stopped_worker_survive_its_death(workers: u64, rounds:
     s.wait_for_log_from(
         from,
         |l| l == format!("worker {victim} (pid {victim_pid}) killed by signal 9 (SIGKILL)"),
-        Duration::from_secs(2),
+        IO_TIMEOUT,
     );
     let failures: Vec<String> =
         held.iter_mut().enumerate().filter_map(|(i, c)| c.answer().err().map(|e| format!("held {i}: {e}"))).collect();

@@ -88,8 +88,8 @@ fn group_alone_changes_only_the_group() {
 
 #[test]
 fn an_unknown_user_or_group_fails_before_any_worker_starts() {
-    // No root needed: names are resolved before anything else happens.
-    let started = Instant::now();
+    // No root needed: names are resolved before anything else happens (the
+    // one line on stderr is all there is: no worker started).
     let (code, line) = expect_one_line_error(&["--bind", "127.0.0.1:0", "--user", "ringmaster-no-such-user"]);
     assert_eq!(code, 2, "{line}");
     assert_eq!(line, "unknown user 'ringmaster-no-such-user' (--user)");
@@ -99,7 +99,6 @@ fn an_unknown_user_or_group_fails_before_any_worker_starts() {
     assert_eq!(line, "unknown group 'ringmaster-no-such-group' (--group)");
     let (code, line) = expect_one_line_error(&["--bind", "127.0.0.1:0", "--user", "root"]);
     assert_eq!(code, 2, "{line}");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
 }
 
 #[test]
@@ -194,14 +193,15 @@ impl Logged {
         }
     }
 
-    /// Every stderr line, once stderr has closed (at most 5 s after the call).
+    /// Every stderr line, once stderr has closed (at most 30 s after the
+    /// call: only a failing test waits that long).
     fn all_lines(&mut self) -> &[String] {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(line) => self.lines.push(line),
                 Err(mpsc::RecvTimeoutError::Disconnected) => return &self.lines,
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!("stderr still open after 5 s: {:#?}", self.lines),
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("stderr still open after 30 s: {:#?}", self.lines),
             }
         }
     }

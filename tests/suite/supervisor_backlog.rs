@@ -46,13 +46,10 @@ fn rr_connections_accepted_with_no_worker_ready_are_held_and_answered_once_one_i
         check_ok(&resp);
         answered_at.push(unix_ms_now());
     }
-    let (i, _) = s.wait_for_log_from(
-        from,
-        |l| l == format!("worker 1 (pid {victim}) killed by signal 9 (SIGKILL)"),
-        Duration::from_secs(1),
-    );
-    let (i, _) = s.wait_for_log_from(i, |l| l == "worker 1 restarting in 100 ms", Duration::from_secs(1));
-    let (_, restarted) = s.wait_for_log_from(i, |l| l.starts_with("worker 1 restarted (pid "), Duration::from_secs(1));
+    let (i, _) =
+        s.wait_for_log_from(from, |l| l == format!("worker 1 (pid {victim}) killed by signal 9 (SIGKILL)"), IO_TIMEOUT);
+    let (i, _) = s.wait_for_log_from(i, |l| l == "worker 1 restarting in 100 ms", IO_TIMEOUT);
+    let (_, restarted) = s.wait_for_log_from(i, |l| l.starts_with("worker 1 restarted (pid "), IO_TIMEOUT);
     let restarted_ms = s
         .raw_log()
         .iter()

@@ -55,17 +55,13 @@ fn scale_up_and_down(mode: &str) {
     // SIGTTIN: a third worker, with the next id, pinned round the CPUs.
     let from = s.log_len();
     s.signal(libc::SIGTTIN);
-    s.wait_for_log_from(from, |l| l == "scaling from 2 to 3 workers", Duration::from_secs(2));
+    s.wait_for_log_from(from, |l| l == "scaling from 2 to 3 workers", IO_TIMEOUT);
     let three = wait_for_workers(&path, 3);
     assert_eq!(pids_of(&three)[..2], original[..], "adding a worker leaves the others alone: {three}");
     let w3 = &three["workers"][2];
     assert_eq!(w3["cpu"].as_u64(), Some(cpus[0]), "worker 3 is pinned round the CPUs: {three}");
     let w3_pid = w3["pid"].as_u64().unwrap();
-    s.wait_for_log_from(
-        from,
-        |l| l == format!("worker 3 started (pid {w3_pid}, cpu {})", cpus[0]),
-        Duration::from_secs(1),
-    );
+    s.wait_for_log_from(from, |l| l == format!("worker 3 started (pid {w3_pid}, cpu {})", cpus[0]), IO_TIMEOUT);
     if mode == "rr" {
         // It takes its turn: connections are dealt over three workers now.
         let before = three["workers"][2]["accepted"].as_u64().unwrap();
@@ -76,7 +72,7 @@ fn scale_up_and_down(mode: &str) {
     // SIGTTOU: the newest worker drains and exits 0, the others stay.
     let from = s.log_len();
     s.signal(libc::SIGTTOU);
-    s.wait_for_log_from(from, |l| l == "scaling from 3 to 2 workers", Duration::from_secs(2));
+    s.wait_for_log_from(from, |l| l == "scaling from 3 to 2 workers", IO_TIMEOUT);
     s.wait_for_log_from(from, |l| l == format!("worker 3 (pid {w3_pid}) exited with code 0"), Duration::from_secs(5));
     let back = wait_for_workers(&path, 2);
     assert_eq!(pids_of(&back), original, "{back}");
@@ -84,7 +80,7 @@ fn scale_up_and_down(mode: &str) {
     // Down to one, and never below.
     let from = s.log_len();
     s.signal(libc::SIGTTOU);
-    s.wait_for_log_from(from, |l| l == "scaling from 2 to 1 workers", Duration::from_secs(2));
+    s.wait_for_log_from(from, |l| l == "scaling from 2 to 1 workers", IO_TIMEOUT);
     let one = wait_for_workers(&path, 1);
     assert_eq!(pids_of(&one), original[..1], "{one}");
     // The exit line may reach our log reader after `status` already shows one
@@ -98,7 +94,7 @@ fn scale_up_and_down(mode: &str) {
     s.signal(libc::SIGTTOU);
     // The master decides at once, and says so: it keeps the one worker. (Had
     // it retired it, `scale 3` below would find no worker 1 to keep.)
-    s.wait_for_log_from(from, |l| l == "scaling: already at 1 worker", Duration::from_secs(2));
+    s.wait_for_log_from(from, |l| l == "scaling: already at 1 worker", IO_TIMEOUT);
     let still = wait_for_workers(&path, 1);
     assert_eq!(pids_of(&still), original[..1], "SIGTTOU at one worker must keep it: {still}");
     assert!(!s.log()[from..].iter().any(|l| l.contains(") exited with code")), "{:?}", &s.log()[from..]);
