@@ -8,9 +8,6 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::Instant;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
 use super::Master;
 
 /// A rolling reload under way.
@@ -176,15 +173,13 @@ impl Master {
         let Some(new_slot) = self.workers[index].slot.filter(|&s| s != old_slot) else { return };
         // The old process's exit clears `current`: it is still there.
         let Some(old_pid) = self.slots[old_slot].process.as_ref().map(|p| p.pid) else { return };
-        let Some(new) = self.slots[new_slot].process.as_mut().filter(|p| !p.ready && !p.retiring) else { return };
-        new.killed_for = Some("as it was not ready in time");
-        let pid = new.pid;
         let after = self.ready_timeout().as_secs_f64();
+        let Some(new) = self.slots[new_slot].process.as_mut().filter(|p| !p.ready && !p.retiring) else { return };
+        let pid = new.pid;
         crate::log!(warn { worker: id, worker_pid: pid }:
             "reload: worker {id}'s new process (pid {pid}) was not ready after {after:.1} s (--shutdown-timeout): \
              killing it; the reload is cancelled, the old process (pid {old_pid}) keeps serving");
-        // Our child, not yet reaped: the pid is still its own.
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        new.kill("as it was not ready in time");
         // The old process is the worker's own again: the new one's exit restarts nothing.
         let worker = &mut self.workers[index];
         worker.slot = Some(old_slot);

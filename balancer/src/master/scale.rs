@@ -6,9 +6,6 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
 use super::Master;
 
 /// Beyond `--shutdown-timeout`, what a retired process gets before it is killed.
@@ -114,13 +111,11 @@ impl Master {
                 continue;
             }
             process.drain_deadline = None;
-            process.killed_for = Some("after overrunning its drain");
             let (id, pid) = (process.worker, process.pid);
             crate::log!(warn { worker: id, worker_pid: pid }:
                 "{why}: worker {id} (pid {pid}) still running a second after --shutdown-timeout {timeout:.1} s: \
                  killing it");
-            // Our child, not yet reaped: the pid is still its own.
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            process.kill("after overrunning its drain");
         }
     }
 }

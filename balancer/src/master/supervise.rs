@@ -56,6 +56,16 @@ pub(super) struct Process {
     fd_limit_hits: u64,
 }
 
+impl Process {
+    /// Kills it (`SIGKILL`), noting `reason` for its exit line
+    /// (`as it was not ready in time`). It is our child, not yet reaped:
+    /// the pid is still its own.
+    pub(super) fn kill(&mut self, reason: &'static str) {
+        self.killed_for = Some(reason);
+        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+    }
+}
+
 /// A process slot: its lane and the process using it.
 #[derive(Debug)]
 pub(super) struct Slot {
@@ -254,13 +264,11 @@ impl Master {
                 continue;
             }
             process.ready_by = None;
-            process.killed_for = Some("as it was not ready in time");
             let (id, pid) = (process.worker, process.pid);
             crate::log!(warn { worker: id, worker_pid: pid }:
                 "{why}: worker {id} (pid {pid}) was not ready after {after:.1} s (--shutdown-timeout): killing it; \
                  it is restarted with the back-off");
-            // Our child, not yet reaped: the pid is still its own.
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            process.kill("as it was not ready in time");
         }
     }
 
