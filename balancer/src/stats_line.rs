@@ -36,9 +36,10 @@ pub struct WorkerRow {
     pub req_per_s: f64,
     /// Its process's CPU time and memory, from `/proc`.
     pub process: Option<ProcStat>,
-    /// What the master's routing sees of its running process, when the
-    /// master hands connections over (`rr`, `least`): shown as `"unacked"`,
-    /// `"queued"`, `"lagging"` and `"passed_over"`. Absent otherwise.
+    /// What the master's routing sees of its running process (all 0 and
+    /// false but `passed_over` while none runs), when the master hands
+    /// connections over (`rr`, `least`): shown as `"unacked"`, `"queued"`,
+    /// `"lagging"` and `"passed_over"`. Absent otherwise.
     pub routing: Option<Routing>,
     /// What the steering program sees of it (`reuseport --steer load`): its
     /// load, shown as `"steer"`, a number, `"stalled"` or `"unavailable"`;

@@ -122,6 +122,20 @@ fn routes_around_a_stalled_worker(mode: &str, backend: &str, how: Stall) {
     let (ok, failures) = load.finish();
     eprintln!("{mode}/{backend}: {ok} answers, {} failures", failures.len());
     assert!(failures.is_empty(), "{} requests failed: {failures:?}", failures.len());
+
+    // In `rr` the stall shows in worker 2's `passed_over` (its turns went
+    // to worker 1; `least` counts it only when it would have had the
+    // fewest). The count outlives the process: the final stats line,
+    // written once every worker has exited, still has it.
+    let passed = num(&expect_worker(&s.stats(), 2), "passed_over");
+    assert!(mode != "rr" || passed > 0, "worker 2 was passed over while stalled: {last}");
+    s.signal(libc::SIGTERM);
+    let line = s.next_stdout_line(Duration::from_secs(30)).expect("final stats line on stdout");
+    let fin: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("final line {line:?}: {e}"));
+    let w2_final = expect_worker(&fin, 2);
+    assert_eq!(w2_final["passed_over"].as_u64(), Some(passed), "{fin}");
+    assert_eq!((num(&w2_final, "unacked"), num(&w2_final, "queued")), (0, 0), "{fin}");
+    assert_eq!(w2_final["lagging"], false, "{fin}");
 }
 
 #[test]

@@ -363,13 +363,16 @@ impl Master {
         closed
     }
 
-    /// What routing sees of the process in `slot`, when the master hands
-    /// connections over (`rr`, `least`), with its worker's `passed_over`
-    /// count: for the stats and the metrics.
-    pub(super) fn routing_of(&self, slot: usize, passed_over: u64) -> Option<Routing> {
+    /// What routing sees of a worker's process in `slot` (`None`: it has
+    /// none running, so nothing is handed, queued or lagging), when the
+    /// master hands connections over (`rr`, `least`), with the worker's
+    /// `passed_over` count: for the stats and the metrics. Shown for a worker
+    /// between processes too, so that its counter never leaves the page.
+    pub(super) fn routing_of(&self, slot: Option<usize>, passed_over: u64) -> Option<Routing> {
         if self.dispatch.balance.accepting() != Accepting::Master {
             return None;
         }
+        let Some(slot) = slot else { return Some(Routing { passed_over, ..Routing::default() }) };
         let facts = self.judge(Instant::now()).facts(slot);
         Some(Routing {
             unacked: facts.unacked as u64,

@@ -55,8 +55,11 @@ impl Master {
                         uptime_ms = p.started.elapsed().as_millis() as u64;
                         lame_duck = counters.is_lame_duck();
                         process = proc_stat(p.pid);
-                        routing = self.routing_of(index, w.passed_over);
+                        routing = self.routing_of(Some(index), w.passed_over);
                     }
+                }
+                if routing.is_none() {
+                    routing = self.routing_of(None, w.passed_over);
                 }
                 WorkerRow {
                     id: w.id,
