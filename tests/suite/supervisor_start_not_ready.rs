@@ -19,13 +19,15 @@ use util::*;
 
 const FAULT: &str = "never-ready:1,never-ready:2";
 
+/// What the kill's log line says of the time given with `--shutdown-timeout 2`.
+const AFTER_2_S: &str = "2.0 s (--shutdown-timeout)";
+
 /// Waits, from log line `from`, for worker 2 (pid `pid`) to be killed for
-/// not getting ready after it was started by `why` (`scale`, `restart`),
+/// not getting ready `after` it was started by `why` (`scale`, `restart`),
 /// and for its restart to be planned; the index of the planned restart.
-fn killed_unready(s: &Server, from: usize, pid: u32, why: &str) -> usize {
+fn killed_unready(s: &Server, from: usize, pid: u32, why: &str, after: &str) -> usize {
     let warned = format!(
-        "{why}: worker 2 (pid {pid}) was not ready after 2.0 s (--shutdown-timeout): killing it; it is restarted \
-         with the back-off"
+        "{why}: worker 2 (pid {pid}) was not ready after {after}: killing it; it is restarted with the back-off"
     );
     let (i, _) = s.wait_for_log_from(from, |l| l == warned, Duration::from_secs(10));
     let raw = &s.raw_log()[i];
@@ -52,12 +54,12 @@ fn a_scaled_up_or_restarted_process_never_ready_is_killed_and_restarted() {
     assert_eq!((code, out.as_str()), (0, "ok scaling to 2 workers"), "{err}");
     let (_, line) = s.wait_for_log_from(from, |l| l.starts_with("worker 2 started (pid "), Duration::from_secs(5));
     let (_, added) = parse_worker_started(&line).expect("a started line");
-    let i = killed_unready(&s, from, added, "scale");
+    let i = killed_unready(&s, from, added, "scale", AFTER_2_S);
 
     // The restart meets the fault too, and ends the same way.
     let (i, line) = s.wait_for_log_from(i, |l| l.starts_with("worker 2 restarted (pid "), Duration::from_secs(5));
     let restarted: u32 = line["worker 2 restarted (pid ".len()..].split(',').next().unwrap().parse().unwrap();
-    killed_unready(&s, i, restarted, "restart");
+    killed_unready(&s, i, restarted, "restart", AFTER_2_S);
     let st = status(&path);
     let w2 = st["workers"].as_array().unwrap().iter().find(|w| w["id"] == 2).cloned();
     assert!(w2.is_some_and(|w| w["restarts"].as_u64() >= Some(1)), "worker 2's restarts: {st}");
@@ -76,18 +78,21 @@ fn a_scaled_up_or_restarted_process_never_ready_is_killed_and_restarted() {
 /// One of the master's first workers never gets ready: it is killed as
 /// the others are, and restarted; the other serves throughout. Worker 2
 /// writes slot 1 at start; its restart takes slot 1 again or slot 2.
+/// `--shutdown-timeout 1` is below the 2 s a new process always gets, and
+/// the log line says which applied.
 #[test]
 fn a_first_worker_never_ready_is_killed_and_restarted() {
-    let args = ["--mode", "rr", "--workers", "2", "--shutdown-timeout", "2"];
+    const AFTER_FLOOR: &str = "2.0 s (the least a new process gets; --shutdown-timeout is 1.0 s)";
+    let args = ["--mode", "rr", "--workers", "2", "--shutdown-timeout", "1"];
     let s = Server::start_with_env(&args, &[("RINGMASTER_FAULT", FAULT)]);
     let line = s.wait_for_log(|l| l.starts_with("worker 2 started (pid "), Duration::from_secs(5));
     let (_, first) = parse_worker_started(&line).expect("a started line");
     let load = Load::start(s.addr(), 2, 20_000, Duration::from_secs(40), Duration::from_millis(2));
     load.wait_ok(20, Duration::from_secs(5));
-    let i = killed_unready(&s, 0, first, "start");
+    let i = killed_unready(&s, 0, first, "start", AFTER_FLOOR);
     let (i, line) = s.wait_for_log_from(i, |l| l.starts_with("worker 2 restarted (pid "), Duration::from_secs(5));
     let restarted: u32 = line["worker 2 restarted (pid ".len()..].split(',').next().unwrap().parse().unwrap();
-    killed_unready(&s, i, restarted, "restart");
+    killed_unready(&s, i, restarted, "restart", AFTER_FLOOR);
     let (ok, failures) = load.finish();
     assert!(failures.is_empty(), "{} of {} requests failed: {failures:?}", failures.len(), ok + failures.len() as u64);
     stop_and_check_no_process_left(s);

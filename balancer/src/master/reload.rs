@@ -173,11 +173,11 @@ impl Master {
         let Some(new_slot) = self.workers[index].slot.filter(|&s| s != old_slot) else { return };
         // The old process's exit clears `current`: it is still there.
         let Some(old_pid) = self.slots[old_slot].process.as_ref().map(|p| p.pid) else { return };
-        let after = self.ready_timeout().as_secs_f64();
+        let after = self.ready_timeout_text();
         let Some(new) = self.slots[new_slot].process.as_mut().filter(|p| !p.ready && !p.retiring) else { return };
         let pid = new.pid;
         crate::log!(warn { worker: id, worker_pid: pid }:
-            "reload: worker {id}'s new process (pid {pid}) was not ready after {after:.1} s (--shutdown-timeout): \
+            "reload: worker {id}'s new process (pid {pid}) was not ready after {after}: \
              killing it; the reload is cancelled, the old process (pid {old_pid}) keeps serving");
         new.kill("as it was not ready in time");
         // The old process is the worker's own again: the new one's exit restarts nothing.

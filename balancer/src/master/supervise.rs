@@ -235,6 +235,21 @@ impl Master {
         self.config.shutdown_timeout.max(MIN_READY_TIMEOUT)
     }
 
+    /// [`Master::ready_timeout`] for a log line, with where it comes from:
+    /// `--shutdown-timeout`, or the floor when that is shorter.
+    pub(super) fn ready_timeout_text(&self) -> String {
+        let given = self.config.shutdown_timeout;
+        if given >= MIN_READY_TIMEOUT {
+            format!("{:.1} s (--shutdown-timeout)", given.as_secs_f64())
+        } else {
+            format!(
+                "{:.1} s (the least a new process gets; --shutdown-timeout is {:.1} s)",
+                MIN_READY_TIMEOUT.as_secs_f64(),
+                given.as_secs_f64()
+            )
+        }
+    }
+
     /// Gives worker `id`'s current process, just started by `why` (`start`,
     /// `restart`, `scale`), until [`Master::ready_timeout`] from now to get ready.
     pub(super) fn set_ready_deadline(&mut self, id: usize, why: &'static str) {
@@ -253,7 +268,7 @@ impl Master {
     /// A retiring one is left to its drain deadline.
     pub(super) fn kill_unready_starts(&mut self) {
         let now = Instant::now();
-        let after = self.ready_timeout().as_secs_f64();
+        let after = self.ready_timeout_text();
         for process in self.slots.iter_mut().filter_map(|s| s.process.as_mut()) {
             let Some((deadline, why)) = process.ready_by else { continue };
             if process.ready || process.retiring {
@@ -266,7 +281,7 @@ impl Master {
             process.ready_by = None;
             let (id, pid) = (process.worker, process.pid);
             crate::log!(warn { worker: id, worker_pid: pid }:
-                "{why}: worker {id} (pid {pid}) was not ready after {after:.1} s (--shutdown-timeout): killing it; \
+                "{why}: worker {id} (pid {pid}) was not ready after {after}: killing it; \
                  it is restarted with the back-off");
             process.kill("as it was not ready in time");
         }
