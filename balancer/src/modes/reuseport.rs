@@ -28,7 +28,11 @@
 //! has room: the master takes it (it holds every slot's listener) and
 //! hands it to a worker that takes connections, over the lanes as `rr`
 //! does, counting it accepted for the program; a stalled worker stays
-//! passed over until its loop turns again.
+//! passed over until its loop turns again. A listener an old master handed
+//! down and still holds in its maps (an upgrade, until it hands over) is
+//! shared with that master's worker of the slot: this master neither judges
+//! its own worker there by the queue nor takes from a queue while no worker
+//! its program steers to could take what it takes.
 //! A listener leaves the program's maps when its slot is retired, and, the
 //! program loaded for `SELECT_OR_MIGRATE`, what is queued on it when it
 //! closes moves to a listener the program picks.
@@ -350,15 +354,23 @@ impl Balance for Reuseport {
             let Some(listener) = self.listeners.get(&facts.worker) else { continue };
             let queue = accept_queue_len(listener.as_fd()).unwrap_or(0);
             let last = steer.last.get(&facts.worker).copied();
-            let since = waiting_since(last.as_ref(), queue, facts.accepted, now);
+            // A listener not in this master's maps yet was handed down by an
+            // old master whose maps still hold it (`EBUSY`): the old master's
+            // worker of the slot accepts there too, unseen here, so a queue
+            // that waits says nothing of this master's worker, and the
+            // counts the program keeps start as it enters (no drift is
+            // looked for before). Its wait counts from the look that finds
+            // it in the maps.
+            let steered = steer.steering.keys().contains(&facts.worker);
+            let since = if steered { waiting_since(last.as_ref(), queue, facts.accepted, now) } else { None };
             let mut load = steer_load(facts, queue, since.map_or(Duration::ZERO, |since| now - since));
             let turned_at = steer.steering.turned_at(facts.worker).unwrap_or(0);
             let passed_over = last.and_then(|last| last.passed_over).filter(|p| p.turned_at == turned_at);
             if let Some(passed_over) = passed_over {
                 load = passed_over_load(load, now - passed_over.since);
             }
-            let mut drift = last.map_or_else(Drift::default, |last| last.drift);
-            if let Some((sent, accepted)) = steer.steering.flow_of(facts.worker) {
+            let mut drift = last.filter(|_| steered).map_or_else(Drift::default, |last| last.drift);
+            if let Some((sent, accepted)) = steer.steering.flow_of(facts.worker).filter(|_| steered) {
                 let excess = sent.wrapping_sub(accepted) as i64 - i64::from(queue);
                 if let Some(correction) = drift.look(excess) {
                     steer.steering.count_accepted(facts.worker, correction);
@@ -372,7 +384,11 @@ impl Balance for Reuseport {
             if stuck > 0 {
                 steer.stuck.push((facts.worker, stuck, stalled));
             }
-            some_worker_takes |= load < STALLED && facts.route.is_some_and(|route| route.takes());
+            // Only a worker the program steers to may take what is handed on
+            // (`route` picks among those): with none, what waits stays where
+            // a worker may still accept it, rather than in this master's
+            // hands until the old master lets go of its maps.
+            some_worker_takes |= steered && load < STALLED && facts.route.is_some_and(|route| route.takes());
             // A failed write leaves the last load in place; the next refresh tries again.
             let _ = steer.steering.set_load(facts.worker, load);
             steer.steering.start_window(facts.worker);
