@@ -135,3 +135,29 @@ fn pipelined_after_client_half_close() {
     }
     c.expect_closed();
 }
+
+#[test]
+fn a_large_pipeline_half_closed_at_once_is_answered_in_full() {
+    // ~60 KB of GETs and HEADs mixed (their answers make many runs, so the
+    // reply queue fills and the connection pauses with input waiting), then
+    // the client's FIN at once: the FIN arrives while input is still held.
+    // Every request before it is answered all the same. Before, io_uring
+    // took the FIN as the end of its input, dropped the held requests
+    // unanswered and closed (epoll answered them all).
+    let s = Server::start(&["--workers", "1"]);
+    let mut c = s.connect();
+    let heads: Vec<bool> = (0..2000).map(|i| i % 3 == 1).collect();
+    let mut batch = Vec::new();
+    for (i, &head) in heads.iter().enumerate() {
+        let method = if head { "HEAD" } else { "GET" };
+        batch.extend_from_slice(format!("{method} /{i} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes());
+    }
+    let mut w = c.stream().try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        w.write_all(&batch)?;
+        w.shutdown(std::net::Shutdown::Write)
+    });
+    c.read_ok_answers(&heads);
+    writer.join().unwrap().expect("writing the pipeline and the FIN");
+    c.expect_closed();
+}

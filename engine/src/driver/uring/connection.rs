@@ -23,6 +23,10 @@ pub(super) struct Slot {
     pub(super) conn: Connection,
     /// Input waiting in receive buffers until the connection can take it.
     pub(super) held: Held,
+    /// The client's FIN came while input was held: it is reported once that
+    /// input is taken, since it came after it (the connection stops taking
+    /// input once told the client is gone).
+    pub(super) fin_held: bool,
     /// The socket, until its close is handed to the ring.
     pub(super) socket: Option<RingSocket>,
     /// The multishot receive is armed.
@@ -54,6 +58,11 @@ impl UringWorker<'_> {
             self.take_held(slot, generation);
         }
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if entry.fin_held && entry.held.is_empty() {
+            entry.fin_held = false;
+            let (_, mut ctx) = self.core.parts(slot);
+            entry.conn.handle_peer_closed(&mut ctx);
+        }
         if entry.conn.take_half_close() {
             match &entry.socket {
                 // A direct call, not a ring op: the kernel may run an io_uring shutdown
@@ -156,6 +165,8 @@ impl UringWorker<'_> {
                 }
                 self.core.work_for(entry.conn.take_parsed());
             }
+            // The end of the input: after what is held, if anything is.
+            (0, _) if !entry.held.is_empty() => entry.fin_held = true,
             (0, _) => entry.conn.handle_peer_closed(&mut ctx),
             // Out of receive buffers, or cancelled by us: re-armed below if still wanted.
             (e, _) if e == -libc::ENOBUFS || e == -libc::ECANCELED => {}
