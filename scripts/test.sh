@@ -45,9 +45,9 @@ cargo test --workspace
 # fallback, which picks its own, the eBPF program on its own), the examples
 # (they choose their own backend), the multi-host scenarios (one pass is
 # enough for the kernel's balancing), the binary-replaced test (how a worker
-# is started, not how it serves) and the stalled-worker tests (each names its
-# backend, io_uring and epoll, itself).
-once_only=(backend_fallback balance_stall balancer_config library_examples multihost operator_cli operator_logs
+# is started, not how it serves), the stalled-worker tests and the backend
+# parity test (each names its backends, io_uring and epoll, itself).
+once_only=(backend_fallback backend_parity balance_stall balancer_config library_examples multihost operator_cli operator_logs
     operator_privileges operator_systemd operator_table operator_titles steer_program upgrade_binary_replaced)
 skips=()
 for module in "${once_only[@]}"; do

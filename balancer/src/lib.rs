@@ -27,6 +27,7 @@ pub mod control;
 pub mod cpus;
 pub mod error;
 pub mod faults;
+pub mod fd_reserve;
 pub mod handoff;
 pub mod listener;
 pub mod log;

@@ -174,3 +174,68 @@ fn shared_refuses_with_503_when_every_worker_is_out_of_fds() {
         s.log().join("\n")
     );
 }
+
+/// Clients the master-restart test sends while its only worker is stopped:
+/// more than the master's 64 descriptors hold.
+const WAITING_CLIENTS: usize = 100;
+
+/// A master at its open-file limit, holding connections no worker can take
+/// (its only worker stopped, then killed), still answers on its control
+/// socket and its metrics listener, and starts the worker's replacement,
+/// which answers the clients. Before, the restart needed descriptors (the
+/// worker's channel, the duplicates it inherits) that the held connections
+/// had taken: `cannot restart worker 1: Too many open files` at every try,
+/// and the clients waited for ever; nor could `ctl status` or a scrape get
+/// in. The master now keeps a few descriptors in reserve, which no accept
+/// can take: for starting processes, and a few to lend to such clients.
+#[test]
+fn a_master_at_its_fd_limit_still_restarts_a_worker_and_answers_its_operator() {
+    let path = util::control::control_path("fd-limits", "master-at-limit");
+    let _ = std::fs::remove_file(&path);
+    let control = path.to_str().expect("UTF-8 path").to_string();
+    let args = ["--mode", "rr", "--workers", "1", "--no-pin", "--control", &control, "--metrics", "127.0.0.1:0"];
+    let s = Server::start_under(&["prlimit", "--nofile=64:64"], &args);
+    let metrics = util::ops::metrics_addr(&s);
+    let ready = s.wait_workers_ready(1, START_TIMEOUT);
+    let first = util::stats::num(&util::stats::expect_worker(&ready, 1), "pid") as u32;
+    util::procs::kill(first, libc::SIGSTOP);
+    let _cont = util::procs::ContinueOnDrop(first);
+
+    // Each sends a request that closes its connection once answered, so
+    // that the new worker's descriptors come back as it answers.
+    let mut clients = Vec::with_capacity(WAITING_CLIENTS);
+    for i in 0..WAITING_CLIENTS {
+        let stream = TcpStream::connect_timeout(&s.addr(), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("client {i} of {WAITING_CLIENTS}: {e}"));
+        let mut conn = Conn { r: std::io::BufReader::new(stream) };
+        conn.try_send(GET_CLOSE).unwrap_or_else(|e| panic!("client {i}: {e}"));
+        clients.push(conn);
+    }
+    let at_limit = "the master is at its open-file limit";
+    let (from, _) = s.wait_for_log_from(0, |l| l.contains(at_limit), Duration::from_secs(10));
+    // Still at the limit (nothing the master holds can go): each of these
+    // comes in on a spare descriptor, given back as it closes.
+    for _ in 0..3 {
+        let status = util::control::status(&path);
+        assert_eq!(util::stats::num(&util::stats::expect_worker(&status, 1), "pid"), u64::from(first), "{status}");
+        assert!(util::ops::scrape(metrics).contains("ringmaster_worker_requests_total"));
+    }
+
+    util::procs::kill(first, libc::SIGKILL);
+    let restarted = |l: &str| l.starts_with("worker 1 restarted (pid ");
+    let back = s.try_wait_for_log_from(from, restarted, Duration::from_secs(30)).is_some();
+    assert!(back, "worker 1 not restarted with its master at the fd limit; log:\n{}", s.log().join("\n"));
+    let mut refused = 0;
+    for (i, conn) in clients.iter_mut().enumerate() {
+        conn.stream().set_read_timeout(Some(Duration::from_secs(30))).expect("a read timeout");
+        let answer = conn.try_read().unwrap_or_else(|e| panic!("client {i} of {WAITING_CLIENTS}: {e}"));
+        // A connection the new worker had no room for at that moment may
+        // be refused (every worker full: `503`); none is left waiting.
+        match answer.status {
+            200 => {}
+            503 => refused += 1,
+            status => panic!("client {i}: status {status}"),
+        }
+    }
+    assert!(refused < WAITING_CLIENTS, "every client was refused");
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
-use ringmaster_engine::out_of_resources;
+use ringmaster_engine::{out_of_fds, out_of_resources};
 
 use super::{Master, Op, Stopping, MAX_SLOTS};
 use crate::control::clients::{Cancel, Ops};
@@ -237,6 +237,10 @@ impl Master {
         if !more {
             control.accepting = false;
         }
+        let listener = control.socket.listener().as_raw_fd();
+        // At the open-file limit: a client still comes in, on a spare.
+        let accepted = accepted.or_else(|| out_of_fds(-result).then(|| self.accept_on_a_spare(listener)).flatten());
+        let Some(control) = self.control.as_mut() else { return Ok(()) };
         if let Some(connection) = accepted {
             let adopted = control.clients.adopt(connection, Instant::now());
             if let Some((evicted, cancel)) = adopted.evicted {

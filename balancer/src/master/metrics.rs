@@ -76,6 +76,11 @@ impl Master {
         if !more {
             metrics.accepting = false;
         }
+        let listener = metrics.listener.as_raw_fd();
+        // At the open-file limit: a scrape still comes in, on a spare.
+        let out_of_fds = ringmaster_engine::out_of_fds(-result);
+        let accepted = accepted.or_else(|| out_of_fds.then(|| self.accept_on_a_spare(listener)).flatten());
+        let Some(metrics) = self.metrics.as_mut() else { return Ok(()) };
         if let Some(connection) = accepted {
             let adopted = metrics.scrapes.adopt(connection, Instant::now());
             if let Some((evicted, cancel)) = adopted.evicted {

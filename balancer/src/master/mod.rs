@@ -45,6 +45,7 @@ mod reap;
 mod reload;
 mod scale;
 mod sockets;
+mod spares;
 mod stats;
 mod steer;
 mod supervise;
@@ -52,7 +53,7 @@ mod upgrade;
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -64,6 +65,7 @@ use ringmaster_engine::{choose_backend, Backend, StatsBlock};
 use crate::config::{MasterConfig, Mode};
 use crate::cpus::{allowed_cpus, choose_cpus};
 use crate::error::{Context, Error, Result};
+use crate::fd_reserve::FdReserve;
 use crate::metrics::MasterCounts;
 use crate::modes::{balance_for, ListenAt};
 use crate::reactor::{reactor_for, uring::CQ_ENTRIES, Completion, Reactor, Token};
@@ -177,6 +179,9 @@ struct Master {
     signals: OwnedFd,
     stats: StatsBlock,
     stats_fd: OwnedFd,
+    /// Spare descriptors (copies of `stats_fd`) for starting processes at
+    /// the open-file limit.
+    fd_reserve: FdReserve,
     cpus: Vec<usize>,
     slots: Vec<Slot>,
     workers: Vec<Worker>,
@@ -258,6 +263,7 @@ impl Master {
             listener,
             signals,
             stats,
+            fd_reserve: FdReserve::new(stats_fd.as_fd()),
             stats_fd,
             cpus,
             slots: Vec::with_capacity(MAX_SLOTS),
@@ -327,6 +333,8 @@ impl Master {
             self.notify_ready();
             self.step_upgrade()?;
             self.pump_lanes()?;
+            // What a start or a close gave back since: before the next accepts.
+            self.fd_reserve.refill(self.stats_fd.as_fd());
         }
         Ok(())
     }

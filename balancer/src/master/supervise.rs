@@ -143,8 +143,17 @@ impl Master {
         Ok(self.slots.len() - 1)
     }
 
-    /// Starts a new process for worker `id` in a free slot; it becomes the worker's current one.
+    /// Starts a new process for worker `id` in a free slot; it becomes the
+    /// worker's current one. The descriptors it needs may come from the
+    /// reserve: a master at its open-file limit still starts workers.
     pub(super) fn spawn(&mut self, id: usize) -> io::Result<()> {
+        self.fd_reserve.release();
+        let started = self.start_process(id);
+        self.fd_reserve.refill(self.stats_fd.as_fd());
+        started
+    }
+
+    fn start_process(&mut self, id: usize) -> io::Result<()> {
         let index = self.worker_index(id).ok_or_else(|| io::Error::other(format!("no worker {id}")))?;
         let slot = self.free_slot()?;
         let (master_end, worker_end) = channel_pair()?;

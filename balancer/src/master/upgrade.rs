@@ -17,7 +17,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -157,20 +157,27 @@ impl Master {
         };
         crate::log!("upgrade ({why}): starting a new master from {}", program.display());
         self.counts.upgrades += 1;
-        let mut fds: Vec<(FdRole, BorrowedFd<'_>)> =
-            self.listening_sockets().into_iter().map(|(key, fd)| (FdRole::Listener(key), fd)).collect();
-        if let Some(control) = &self.control {
-            fds.push((FdRole::Control, control.listener()));
-        }
         let argv0 = self.config.program.clone().unwrap_or_else(|| program.clone().into_os_string());
-        let launch = Launch {
-            program: &program,
-            argv0: &argv0,
-            args: &self.config.exec.args,
-            fds: &fds,
-            activated: self.activated,
+        // The new master's copies of the sockets, and its pipes, may come
+        // from the reserve when this master is at its open-file limit.
+        self.fd_reserve.release();
+        let started = {
+            let mut fds: Vec<(FdRole, BorrowedFd<'_>)> =
+                self.listening_sockets().into_iter().map(|(key, fd)| (FdRole::Listener(key), fd)).collect();
+            if let Some(control) = &self.control {
+                fds.push((FdRole::Control, control.listener()));
+            }
+            let launch = Launch {
+                program: &program,
+                argv0: &argv0,
+                args: &self.config.exec.args,
+                fds: &fds,
+                activated: self.activated,
+            };
+            start_new_master(&launch)
         };
-        let started = match start_new_master(&launch) {
+        self.fd_reserve.refill(self.stats_fd.as_fd());
+        let started = match started {
             Ok(started) => started,
             Err(e) => {
                 let reason = format!("cannot start {}: {e}", program.display());
