@@ -80,6 +80,7 @@ run() {
     for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:$PORT/ && break; sleep 0.1; done
     local fds_before
     fds_before=$(ls /proc/$first/fd | wc -l)
+    ls -l /proc/$first/fd >"$dir/fds-before" 2>&1 || true
     wrk -t1 -c40 -d"${SECONDS_EACH}s" --timeout ${WRK_TIMEOUT}s http://127.0.0.1:$PORT/ >"$dir/wrk-keepalive" 2>&1 &
     local ka=$!
     wrk -t1 -c16 -d"${SECONDS_EACH}s" --timeout ${WRK_TIMEOUT}s -H 'Connection: close' http://127.0.0.1:$PORT/ \
@@ -108,7 +109,11 @@ except Exception: print(0)' "$status")
     ((ready == 2)) || { echo "  FAIL: not 2 ready workers 10 s after the soak: $status"; failed=1; }
     local fds_after
     fds_after=$(ls /proc/"$master"/fd 2>/dev/null | wc -l)
-    ((fds_after == fds_before)) || { echo "  FAIL: the master holds $fds_after descriptors, $fds_before before"; failed=1; }
+    ls -l /proc/"$master"/fd >"$dir/fds-after" 2>&1 || true
+    ((fds_after == fds_before)) || {
+        echo "  FAIL: the master holds $fds_after descriptors, $fds_before before (pid $first then $master: $dir/fds-*)"
+        failed=1
+    }
     local timeouts
     timeouts=$(grep -ho 'timeout [0-9]*' "$dir"/wrk-* | awk '{s += $2} END {print s + 0}')
     ((timeouts == 0)) || { echo "  FAIL: $timeouts clients waited past ${WRK_TIMEOUT} s"; failed=1; }

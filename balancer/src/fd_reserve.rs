@@ -6,7 +6,9 @@
 //! connections: a deadlock. The reserve is a few duplicates of a descriptor
 //! the master keeps anyway. Accepts cannot take their numbers; a start lets
 //! them go just before it needs them and takes them back just after (the
-//! classic spare-descriptor trick, as libuv does for `EMFILE` on accept).
+//! classic spare-descriptor trick, as libuv does for `EMFILE` on accept),
+//! and while the reserve lacks what a start needs, the master accepts no
+//! connection, so that the reserve, not an accept, gets what closes free.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 
@@ -64,6 +66,13 @@ impl FdReserve {
         true
     }
 
+    /// True while the reserve holds what a start needs. The master accepts
+    /// no connection while it does not: at the open-file limit an accept
+    /// would take each number a close gives back before the reserve could.
+    pub fn enough_for_a_start(&self) -> bool {
+        self.spare.len() >= KEPT_FOR_STARTS
+    }
+
     /// Descriptors held in reserve now.
     pub fn len(&self) -> usize {
         self.spare.len()
@@ -98,5 +107,8 @@ mod tests {
         let lent = std::iter::from_fn(|| reserve.lend_one().then_some(())).count();
         assert_eq!(lent, RESERVED_FDS - KEPT_FOR_STARTS);
         assert_eq!(reserve.len(), KEPT_FOR_STARTS);
+        assert!(reserve.enough_for_a_start(), "lending never takes what a start needs");
+        reserve.release();
+        assert!(!reserve.enough_for_a_start());
     }
 }

@@ -184,7 +184,14 @@ impl Master {
         // With no worker to take them, held connections are capped at the backlog;
         // past that, new ones wait in the kernel's queue instead of costing fds here.
         let holding_enough = self.dispatch.held.len() >= self.config.backlog as usize;
-        if self.dispatch.accepting || self.stopping.is_some() || holding_enough || !self.upgrades.lets_accept() {
+        // A start's descriptors come first: see `fd_reserve.rs`.
+        let reserve_short = !self.fd_reserve.enough_for_a_start();
+        if self.dispatch.accepting
+            || self.stopping.is_some()
+            || holding_enough
+            || reserve_short
+            || !self.upgrades.lets_accept()
+        {
             return Ok(());
         }
         self.reactor.accept(self.listener.as_raw_fd(), Op::Accept.token(0, 0))?;

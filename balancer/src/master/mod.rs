@@ -334,7 +334,7 @@ impl Master {
             self.step_upgrade()?;
             self.pump_lanes()?;
             // What a start or a close gave back since: before the next accepts.
-            self.fd_reserve.refill(self.stats_fd.as_fd());
+            self.keep_fd_reserve()?;
         }
         Ok(())
     }
