@@ -72,16 +72,6 @@ impl FdReserve {
     pub fn enough_for_a_start(&self) -> bool {
         self.spare.len() >= KEPT_FOR_STARTS
     }
-
-    /// Descriptors held in reserve now.
-    pub fn len(&self) -> usize {
-        self.spare.len()
-    }
-
-    /// True when the reserve holds nothing (the limit left no room).
-    pub fn is_empty(&self) -> bool {
-        self.spare.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -93,11 +83,11 @@ mod tests {
     fn is_let_go_for_a_start_and_taken_back_after() {
         let source = std::fs::File::open("/dev/null").expect("/dev/null");
         let mut reserve = FdReserve::new(source.as_fd());
-        assert_eq!(reserve.len(), RESERVED_FDS);
+        assert_eq!(reserve.spare.len(), RESERVED_FDS);
         reserve.release();
-        assert!(reserve.is_empty());
+        assert!(reserve.spare.is_empty());
         reserve.refill(source.as_fd());
-        assert_eq!(reserve.len(), RESERVED_FDS, "taken back after the start");
+        assert_eq!(reserve.spare.len(), RESERVED_FDS, "taken back after the start");
     }
 
     #[test]
@@ -106,7 +96,7 @@ mod tests {
         let mut reserve = FdReserve::new(source.as_fd());
         let lent = std::iter::from_fn(|| reserve.lend_one().then_some(())).count();
         assert_eq!(lent, RESERVED_FDS - KEPT_FOR_STARTS);
-        assert_eq!(reserve.len(), KEPT_FOR_STARTS);
+        assert_eq!(reserve.spare.len(), KEPT_FOR_STARTS);
         assert!(reserve.enough_for_a_start(), "lending never takes what a start needs");
         reserve.release();
         assert!(!reserve.enough_for_a_start());
