@@ -57,4 +57,5 @@ mod supervisor_start_not_ready;
 mod supervisor_stop;
 mod upgrade_binary_replaced;
 mod upgrade_failure;
+mod upgrade_not_a_child;
 mod upgrade_seamless;

@@ -24,21 +24,32 @@ pub struct Inherited {
 
 impl Inherited {
     /// The fds handed to this process, if an old master started it
-    /// ([`ENV_UPGRADE_FDS`] set by its parent). Names set for another
-    /// process (inherited through one that ignored them) are ignored, said
-    /// so, and their fds left alone.
+    /// ([`ENV_UPGRADE_FDS`], with the old master's pid in
+    /// [`ENV_UPGRADE_FROM`]). They are taken when that master is this
+    /// process's parent, or, when it is not (it died before this process
+    /// started, or a wrapper started this process without `exec`), when the
+    /// readiness channel named there is the one that master made. Names set
+    /// for another process (inherited through one that ignored them) are
+    /// ignored, said so, and their fds left alone.
     pub fn from_env() -> Result<Option<Inherited>> {
         let Some(names) = std::env::var_os(ENV_UPGRADE_FDS) else { return Ok(None) };
         let bad = |what: String| Error::Inherited(format!("{ENV_UPGRADE_FDS}={names:?}: {what}"));
         let from = std::env::var(ENV_UPGRADE_FROM).ok().and_then(|pid| pid.parse::<u32>().ok());
         let parent = std::os::unix::process::parent_id();
-        if from != Some(parent) {
+        let Some(from) = from.filter(|&from| from == parent || made_the_ready_channel(&names, from)) else {
             crate::log!(warn:
                 "ignoring {ENV_UPGRADE_FDS}: it is meant for a master started by pid {}, and this one's parent is pid \
                  {parent}",
                 from.map_or_else(|| "(unknown)".to_string(), |pid| pid.to_string())
             );
             return Ok(None);
+        };
+        if from != parent {
+            crate::log!(warn:
+                "upgrade: the old master (pid {from}) is not this process's parent (pid {parent}): it exited, or a \
+                 wrapper started this process without exec; taking the fds it handed down, its readiness channel \
+                 being the one it made"
+            );
         }
         let text = names.to_str().ok_or_else(|| bad("not text".to_string()))?;
         let mut listeners = Vec::new();
@@ -53,7 +64,7 @@ impl Inherited {
         }
         let ready = ready.ok_or_else(|| bad("no readiness channel (ready=FD)".to_string()))?;
         let activated = std::env::var_os(ENV_UPGRADE_ACTIVATED).is_some_and(|v| v == "1");
-        Ok(Some(Inherited { from: parent, listeners, control, ready, activated }))
+        Ok(Some(Inherited { from, listeners, control, ready, activated }))
     }
 
     /// The old master's pid.
@@ -127,6 +138,36 @@ impl Takeover {
     }
 }
 
+/// Is the fd named `ready` in `names` a socket whose peer is pid `from`,
+/// the one that made the pair (`SO_PEERCRED` keeps the maker's pid after it
+/// exits)? That is the readiness channel an old master made for the process
+/// it started, which no process it did not start holds. Nothing is taken:
+/// when the answer is no, the fds stay as they are.
+fn made_the_ready_channel(names: &std::ffi::OsStr, from: u32) -> bool {
+    let Some(fds) = names.to_str().and_then(|text| parse_fds(text).ok()) else { return false };
+    let Some(&(_, ready)) = fds.iter().find(|(role, _)| *role == FdRole::Ready) else { return false };
+    peer_pid(ready) == Some(from)
+}
+
+/// The pid `SO_PEERCRED` gives for the socket at fd `number`, if it is one.
+fn peer_pid(number: RawFd) -> Option<u32> {
+    let mut credentials = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut length = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt only reads the option of whatever `number` refers
+    // to (or fails, EBADF/ENOTSOCK), and writes at most `length` bytes into
+    // `credentials`, which is that large.
+    let done = unsafe {
+        libc::getsockopt(
+            number,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            std::ptr::addr_of_mut!(credentials).cast(),
+            &mut length,
+        )
+    };
+    (done == 0 && credentials.pid > 0).then_some(credentials.pid as u32)
+}
+
 /// Owns the fd at `number`, which the old master placed there, and makes it
 /// close-on-exec (workers must not inherit it).
 pub(crate) fn take_fd(number: RawFd) -> io::Result<OwnedFd> {
@@ -135,7 +176,8 @@ pub(crate) fn take_fd(number: RawFd) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the old master placed this fd here for this process, named in an
-    // environment checked to come from this process's parent; nothing else in
+    // environment checked to come from the old master (its parent, or the
+    // maker of the readiness channel named there); nothing else in
     // this process was given that number or refers to it (every fd it opened
     // itself got a number that was free, and this one was not).
     let fd = unsafe { OwnedFd::from_raw_fd(number) };
@@ -144,4 +186,28 @@ pub(crate) fn take_fd(number: RawFd) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    #[test]
+    fn the_ready_channel_is_known_by_the_pid_that_made_it() {
+        let (ours, theirs) = UnixStream::pair().expect("a socket pair");
+        let me = std::process::id();
+        assert_eq!(peer_pid(theirs.as_raw_fd()), Some(me));
+        let names = |ready: RawFd| std::ffi::OsString::from(format!("listen=1000,ready={ready}"));
+        assert!(made_the_ready_channel(&names(theirs.as_raw_fd()), me));
+        assert!(!made_the_ready_channel(&names(theirs.as_raw_fd()), me + 1), "another pid made it");
+        // Not a socket, no `ready`, names that do not parse: nothing is taken.
+        // (A closed number is not tried: another test's thread may reuse it.)
+        let file = std::fs::File::open("/proc/self/stat").expect("open a file");
+        assert!(!made_the_ready_channel(&names(file.as_raw_fd()), me));
+        drop(ours);
+        assert!(!made_the_ready_channel(std::ffi::OsStr::new("listen=3"), me));
+        assert!(!made_the_ready_channel(std::ffi::OsStr::new("ready=x"), me));
+    }
 }
