@@ -12,9 +12,16 @@
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-/// Descriptors a start needs at most at once (a worker: the channel's two
-/// ends, four inherited duplicates, `/dev/null` for stdin and the exec-error
-/// pipe's two ends), with some to spare.
+/// Descriptors a start needs at most at once, with some to spare: a worker
+/// needs nine (the channel's two ends, four inherited duplicates, `/dev/null`
+/// for stdin and the exec-error pipe's two ends) and ten in `reuseport`,
+/// whose new slot's listener comes with its first process; an upgrade's new
+/// master needs five (its readiness channel's two ends, `/dev/null`, the
+/// pipe), as the sockets it is handed keep their numbers rather than being
+/// duplicated (`upgrade/launch.rs`). Neither grows with the workers or the
+/// `reuseport` slots, so neither does the reserve: one sized by the slots
+/// would cost every master a descriptor per slot for good, and its numbers
+/// would still have had to lie above every handed one.
 pub const RESERVED_FDS: usize = 16;
 
 /// Of the reserve, what a start needs: the rest may be lent, one at a time,

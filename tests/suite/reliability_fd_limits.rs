@@ -239,3 +239,46 @@ fn a_master_at_its_fd_limit_still_restarts_a_worker_and_answers_its_operator() {
     }
     assert!(refused < WAITING_CLIENTS, "every client was refused");
 }
+
+/// `reuseport` workers for the upgrade at the open-file limit: more slot
+/// listeners to hand down than the reserve holds descriptors.
+const MANY_WORKERS: usize = 20;
+
+/// An upgrade of a `reuseport` master with more slots than its reserve has
+/// descriptors, started while the master is at its open-file limit (its
+/// soft limit cut, as it runs, to two numbers above what it holds: one for
+/// `ctl upgrade`'s connection, lent or not), succeeds: the new master takes
+/// every slot listener over and the old one drains and exits 0. Before, the
+/// launch duplicated each socket it hands down (one per slot, plus the main
+/// listener, the control socket and the readiness channel), more than the
+/// reserve's 16 descriptors give back, and the upgrade failed with `Too many
+/// open files`; nor would a bigger reserve do on its own, since those
+/// duplicates had to be numbered above all the handed ones.
+#[test]
+fn a_reuseport_upgrade_with_more_slots_than_the_reserve_succeeds_at_the_fd_limit() {
+    let dir = util::upgrade::TempDir::new("fd-limits-upgrade");
+    let binary = dir.install();
+    let control = dir.join("control.sock");
+    let workers = MANY_WORKERS.to_string();
+    let args = ["--mode", "reuseport", "--steer", "hash", "--workers", &workers, "--no-pin"];
+    let mut old =
+        Server::start_binary(&binary, &[&args[..], &["--control", control.to_str().expect("UTF-8")]].concat());
+    let before = util::upgrade::worker_pids(&util::upgrade::status_when(&control, MANY_WORKERS, |_| true));
+    let limit = util::procs::fd_limit_leaving(old.pid(), 2);
+    util::procs::set_soft_fd_limit(old.pid(), limit);
+
+    let (code, out, err) = util::control::ctl(&control, &["upgrade"]);
+    assert_eq!(code, 0, "ctl upgrade at the fd limit ({limit}): {out} {err}; log:\n{}", old.log().join("\n"));
+    assert!(out.starts_with("ok upgraded: pid "), "{out}");
+    let status = old.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "the old master drains and exits 0; log:\n{}", old.log().join("\n"));
+    let after = util::upgrade::status_when(&control, MANY_WORKERS, |w| {
+        w["pid"].as_u64().is_some_and(|p| !before.contains(&(p as u32)))
+    });
+    assert!(answered(old.addr()), "the new master's workers answer");
+    let (code, out, _) = util::control::ctl(&control, &["stop"]);
+    assert_eq!((code, out.as_str()), (0, "ok stopping"));
+    let left = util::upgrade::wait_gone(&util::upgrade::worker_pids(&after), Duration::from_secs(15));
+    assert!(left.is_empty(), "still running after the new master was stopped: {left:?}");
+    assert!(eventually(Duration::from_secs(5), || dir.running().is_empty()), "left: {:?}", dir.running());
+}

@@ -37,7 +37,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use util::control::{control_path, ctl};
 use util::load::{Load, LOAD_PAUSE};
-use util::procs::{alive_ours, kill, process_state, stop_and_check_no_process_left, ContinueOnDrop};
+use util::procs::{alive_ours, kill, process_state, set_soft_fd_limit, stop_and_check_no_process_left, ContinueOnDrop};
 use util::stats::{num, per_worker, worker};
 use util::*;
 
@@ -397,22 +397,6 @@ fn a_reload_asked_while_one_is_under_way_is_refused_until_it_is_done() {
     replaced(&s, &first);
     stop_and_check_no_process_left(s);
     let _ = std::fs::remove_file(&path);
-}
-
-/// Sets the soft `RLIMIT_NOFILE` of process `pid` (its owner may lower it
-/// and raise it back up to the hard limit); returns the one it replaced.
-fn set_soft_fd_limit(pid: u32, soft: u64) -> u64 {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: prlimit reads nothing when given no new limit and writes the
-    // old one into a valid rlimit.
-    let got = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, std::ptr::null(), &mut limit) };
-    assert_eq!(got, 0, "prlimit of pid {pid}: {}", std::io::Error::last_os_error());
-    let replaced = limit.rlim_cur;
-    limit.rlim_cur = soft;
-    // SAFETY: prlimit reads a valid rlimit and writes nothing (no old-limit pointer).
-    let set = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
-    assert_eq!(set, 0, "prlimit of pid {pid}: {}", std::io::Error::last_os_error());
-    replaced
 }
 
 /// A reload that cannot start a new process stops there, logged; the master

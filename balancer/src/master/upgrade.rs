@@ -158,7 +158,8 @@ impl Master {
         crate::log!("upgrade ({why}): starting a new master from {}", program.display());
         self.counts.upgrades += 1;
         let argv0 = self.config.program.clone().unwrap_or_else(|| program.clone().into_os_string());
-        // The new master's copies of the sockets, and its pipes, may come
+        // Its readiness channel and the pipes a start opens (five descriptors,
+        // however many sockets it hands down: `start_new_master`) may come
         // from the reserve when this master is at its open-file limit.
         self.fd_reserve.release();
         let started = {

@@ -16,7 +16,8 @@ pub const ENV_UPGRADE_FROM: &str = "RINGMASTER_UPGRADE_FROM";
 /// Set (to `1`) when the listeners handed over came from systemd (socket
 /// activation): their addresses are systemd's choice, not `--bind`'s.
 pub const ENV_UPGRADE_ACTIVATED: &str = "RINGMASTER_UPGRADE_ACTIVATED";
-/// The first fd number handed over; the rest follow it in order.
+/// The lowest fd number handed over: 0 to 2 are the new master's stdin,
+/// stdout and stderr. Each fd keeps its number in the old master.
 pub const FIRST_HANDED_FD: RawFd = 3;
 
 /// What an inherited fd is for.

@@ -61,19 +61,34 @@ pub struct Started {
     pub channel: ReadyChannel,
 }
 
-/// Starts the new master. The fds are placed at [`FIRST_HANDED_FD`] on, in
-/// order, the readiness channel last, and named in [`ENV_UPGRADE_FDS`]. It
-/// gets no parent-death signal: it outlives this master, reparented.
+/// Starts the new master. The fds it is handed keep their numbers: the
+/// child clears their close-on-exec flag between the fork and the exec, so
+/// they, and only they, survive the exec, named by number in
+/// [`ENV_UPGRADE_FDS`] (the readiness channel last). Nothing is duplicated
+/// for them in this master: a launch needs five descriptors (the channel's
+/// two ends, `/dev/null` for stdin and the pipe that reports a failed exec)
+/// however many listeners it hands down, so that the fd reserve
+/// (`fd_reserve.rs`) covers it at the open-file limit whatever the number of
+/// `reuseport` slots. It gets no parent-death signal: it outlives this
+/// master, reparented.
 pub fn start_new_master(launch: &Launch<'_>) -> io::Result<Started> {
     let (ours, theirs) = UnixStream::pair()?;
     let mut handed: Vec<(FdRole, BorrowedFd<'_>)> = launch.fds.to_vec();
     handed.push((FdRole::Ready, theirs.as_fd()));
-    // Copies numbered above every target: placing one never covers another.
-    let above = FIRST_HANDED_FD + handed.len() as RawFd;
-    let sources = handed.iter().map(|(_, fd)| dup_at_least(*fd, above)).collect::<io::Result<Vec<OwnedFd>>>()?;
-    let placements: Vec<(RawFd, RawFd)> =
-        sources.iter().zip(FIRST_HANDED_FD..).map(|(source, to)| (source.as_raw_fd(), to)).collect();
-    let named: Vec<(FdRole, RawFd)> = handed.iter().zip(&placements).map(|((role, _), &(_, to))| (*role, to)).collect();
+    // A socket numbered below the first number a new master takes (this
+    // master was started with stdin, stdout or stderr closed) is handed as
+    // a copy numbered above.
+    let low_copies = handed
+        .iter()
+        .filter(|(_, fd)| fd.as_raw_fd() < FIRST_HANDED_FD)
+        .map(|&(role, fd)| dup_at_least(fd, FIRST_HANDED_FD).map(|copy| (role, copy)))
+        .collect::<io::Result<Vec<(FdRole, OwnedFd)>>>()?;
+    let number = |role: FdRole, fd: BorrowedFd<'_>| {
+        let copy = low_copies.iter().find(|(r, _)| *r == role).map(|(_, copy)| copy.as_raw_fd());
+        copy.unwrap_or(fd.as_raw_fd())
+    };
+    let named: Vec<(FdRole, RawFd)> = handed.iter().map(|&(role, fd)| (role, number(role, fd))).collect();
+    let kept: Vec<RawFd> = named.iter().map(|&(_, fd)| fd).collect();
     let mut command = Command::new(launch.program);
     command
         .arg0(launch.argv0)
@@ -91,14 +106,16 @@ pub fn start_new_master(launch: &Launch<'_>) -> io::Result<Started> {
         command.env_remove(ENV_UPGRADE_ACTIVATED);
     }
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe calls (dup2, sigemptyset, sigprocmask) and reads
-    // `placements`, made before the fork; the master is single-threaded, so
-    // the fork copies no lock held by another thread.
+    // async-signal-safe calls (fcntl, sigemptyset, sigprocmask) and reads
+    // `kept`, made before the fork; the master is single-threaded, so the
+    // fork copies no lock held by another thread.
     unsafe {
         command.pre_exec(move || {
-            for &(from, to) in &placements {
-                // dup2 clears close-on-exec on `to`: these, and only these, survive the exec.
-                if libc::dup2(from, to) < 0 {
+            for &fd in &kept {
+                // The flag is the child's own (a descriptor flag, not the
+                // open file's): this master's copies stay close-on-exec.
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
                     return Err(io::Error::last_os_error());
                 }
             }
@@ -110,7 +127,7 @@ pub fn start_new_master(launch: &Launch<'_>) -> io::Result<Started> {
         });
     }
     let child = command.spawn()?;
-    drop(sources);
+    drop(low_copies);
     drop(theirs);
     ours.set_nonblocking(true)?;
     Ok(Started { pid: child.id(), channel: ReadyChannel { stream: ours, heard: Vec::with_capacity(READY_LINE.len()) } })

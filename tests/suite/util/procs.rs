@@ -49,6 +49,43 @@ pub fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
 }
 
+/// Sets the soft `RLIMIT_NOFILE` of process `pid` (its owner may lower it
+/// and raise it back up to the hard limit); returns the one it replaced.
+pub fn set_soft_fd_limit(pid: u32, soft: u64) -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: prlimit reads nothing when given no new limit and writes the
+    // old one into a valid rlimit.
+    let got = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, std::ptr::null(), &mut limit) };
+    assert_eq!(got, 0, "prlimit of pid {pid}: {}", std::io::Error::last_os_error());
+    let replaced = limit.rlim_cur;
+    limit.rlim_cur = soft;
+    // SAFETY: prlimit reads a valid rlimit and writes nothing (no old-limit pointer).
+    let set = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+    assert_eq!(set, 0, "prlimit of pid {pid}: {}", std::io::Error::last_os_error());
+    replaced
+}
+
+/// The numbers of the descriptors process `pid` holds now, in order.
+pub fn fd_numbers(pid: u32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    let mut numbers: Vec<i32> = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    numbers.sort_unstable();
+    numbers
+}
+
+/// The open-file limit under which process `pid`, holding what it holds
+/// now, has exactly `free` numbers left for new descriptors: the lowest
+/// with that many free below it (the limit caps the numbers, not the count;
+/// one held above it, as an fd number inherited from the shell, stays).
+pub fn fd_limit_leaving(pid: u32, free: usize) -> u64 {
+    let held = fd_numbers(pid);
+    let mut limit = 0;
+    while limit - held.partition_point(|&n| (n as usize) < limit) < free {
+        limit += 1;
+    }
+    limit as u64
+}
+
 /// Does a process with this pid exist at all (zombies included)?
 pub fn pid_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
