@@ -2,7 +2,8 @@
 //! listeners of their own and that steers which one the kernel picks
 //! (`reuseport --steer load`), the master hands it every worker slot's facts
 //! each [`Balance::steer_every`](crate::modes::Balance::steer_every), and
-//! hands on what the mode took from the queue of a stalled or full worker.
+//! hands on what the mode took from the queue of a stalled or full worker
+//! (nothing while its fd reserve lacks what a start needs: `fd_reserve.rs`).
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -32,7 +33,12 @@ impl Master {
             });
         }
         let mut taken = std::mem::take(&mut self.steer_taken);
-        self.dispatch.balance.steer(&facts, &mut taken);
+        // A start's descriptors come first, as for the master's own accepts
+        // (`arm_accept`): at the open-file limit a take from a queue would
+        // get each number a close gives back before the reserve could, and
+        // hold it while the worker it waits for cannot be restarted.
+        let may_take = self.fd_reserve.enough_for_a_start();
+        self.dispatch.balance.steer(&facts, may_take.then_some(&mut taken));
         self.steer_facts = facts;
         for connection in taken.drain(..) {
             self.counts.rescued += 1;

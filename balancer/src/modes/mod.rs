@@ -191,8 +191,9 @@ pub trait Balance: fmt::Debug {
     /// mode that steers the kernel's choice (`reuseport --steer load`). It
     /// may take connections that wait for a worker that cannot take them,
     /// into `taken`, for the master to hand to another: to the route [`Balance::pick`] names among those the mode
-    /// does not steer away from ([`SteerView::load`]).
-    fn steer(&mut self, _slots: &[SlotFacts], _taken: &mut Vec<OwnedFd>) {}
+    /// does not steer away from ([`SteerView::load`]). `None`: it takes
+    /// none now (the master's fd reserve lacks what a start needs).
+    fn steer(&mut self, _slots: &[SlotFacts], _taken: Option<&mut Vec<OwnedFd>>) {}
 
     /// What a mode that steers shows of `worker`: the load it last gave
     /// the kernel, and the connections sent to it and waiting on it.

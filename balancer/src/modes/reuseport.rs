@@ -344,7 +344,7 @@ impl Balance for Reuseport {
         Some(SteerView { load, sent, waiting, rescued })
     }
 
-    fn steer(&mut self, slots: &[SlotFacts], taken: &mut Vec<OwnedFd>) {
+    fn steer(&mut self, slots: &[SlotFacts], taken: Option<&mut Vec<OwnedFd>>) {
         self.enter_maps();
         let Some(steer) = self.steer.as_mut() else { return };
         let now = Instant::now();
@@ -393,10 +393,9 @@ impl Balance for Reuseport {
             let _ = steer.steering.set_load(facts.worker, load);
             steer.steering.start_window(facts.worker);
         }
-        // What waits on a worker that cannot take it goes to one that can, if any.
-        if !some_worker_takes {
-            return;
-        }
+        // What waits on a worker that cannot take it goes to one that can, if
+        // any, and if the master may take connections now.
+        let Some(taken) = taken.filter(|_| some_worker_takes) else { return };
         for &(worker, queue, stalled) in &steer.stuck {
             let (Some(listener), Some(sample)) = (self.listeners.get(&worker), steer.last.get_mut(&worker)) else {
                 continue;
