@@ -24,6 +24,7 @@ pub mod handler;
 pub mod http;
 pub mod messages;
 pub mod response;
+pub mod shared_acks;
 pub mod shared_memory;
 mod slab;
 pub mod stats;

@@ -3,7 +3,8 @@
 //!
 //! The master creates the block (a memfd, one cache-padded slot per worker id)
 //! and passes its fd to every worker; each worker writes only its own slot,
-//! with relaxed stores once per loop turn.
+//! with relaxed stores once per loop turn, and its acks of the master's
+//! batches (`shared_acks.rs`).
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
+use crate::shared_acks::SharedAcks;
 use crate::shared_memory::SharedMemory;
 
 /// The worker is setting up its ring.
@@ -53,6 +55,8 @@ pub struct WorkerCounters {
     /// Set by the master: the worker still serves but its health path says
     /// `503 draining`, so load balancers stop sending before it drains.
     pub lame_duck: AtomicU32,
+    /// The worker's acks of the master's batches (see [`SharedAcks`]).
+    pub acks: SharedAcks,
 }
 
 /// A snapshot of one worker's counters.
