@@ -8,13 +8,14 @@
 //! fds arrived (fewer when the kernel could not install them all, `MSG_CTRUNC`,
 //! because the worker is at its open-file limit) and how many of those it
 //! adopted (fewer when it is full). The fds arrive and are adopted in order, so
-//! both are prefixes of the batch. Acks travel in [`Acks`] messages: one
-//! message settles one or more batches (up to [`MAX_ACKS`]), oldest first, so a
-//! worker that took several batches in one loop turn answers them all with one
-//! `send` and the master wakes once for them. Until a batch is settled the
-//! master keeps its copies: it closes the adopted prefix and hands the rest to
-//! another worker, and a worker that dies with the batch still in its socket
-//! (or in flight) loses nothing either.
+//! both are prefixes of the batch. The acks do not travel on the channel: the
+//! worker publishes them in its shared stats slot (`shared_acks.rs`), the
+//! acks of one loop turn together ([`Acks`], up to [`MAX_ACKS`]), and sends
+//! a one-byte wake-up ([`send_wake`]) only when the master asked for one,
+//! waiting for them. Until a batch is settled the master keeps its copies:
+//! it closes the adopted prefix and hands the rest to another worker, and a
+//! worker that dies with the batch still in its socket (or in flight) loses
+//! nothing either.
 //!
 //! Lines of text travel both ways, as Node's `worker.send()` and
 //! `process.send()` do: a `Text` message from the master carries up to
@@ -64,6 +65,8 @@ pub const MAX_WORKER_TEXT: usize = 255;
 
 /// The tag of a worker's line of text to the master.
 const WORKER_TEXT: u8 = b'M';
+/// The worker's wake-up for a master waiting for acks.
+const WAKE: u8 = b'W';
 
 /// The worker's answer to one `Connections` message (worker -> master): of
 /// the batch's fds, the first `received` reached the worker and the first
@@ -76,16 +79,11 @@ pub struct Ack {
     pub adopted: u16,
 }
 
-/// Most batches one [`Acks`] message settles.
+/// Most batches one [`Acks`] holds: a worker publishes them once it is full.
 pub const MAX_ACKS: usize = 16;
-/// Bytes of the longest [`Acks`] message.
-pub const ACKS_LEN: usize = 2 + MAX_ACKS * 4;
 
-/// One acknowledgement message (worker -> master): the [`Ack`]s of the oldest
-/// unsettled batches, in the order the batches were sent.
-///
-/// On the wire: `A`, the count (1 to [`MAX_ACKS`]) as one byte, then per
-/// batch `received` and `adopted` as little-endian `u16`s.
+/// The acks of the batches a worker took in one loop turn, in the order the
+/// batches were sent, published together at the turn's end.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Acks {
     list: [Ack; MAX_ACKS],
@@ -98,8 +96,8 @@ impl Acks {
         Acks { list: [Ack { received: 0, adopted: 0 }; MAX_ACKS], len: 0 }
     }
 
-    /// Adds the ack of the next batch; false (and nothing added) when the
-    /// message is full: send it first.
+    /// Adds the ack of the next batch; false (and nothing added) when full:
+    /// publish them first.
     pub fn push(&mut self, ack: Ack) -> bool {
         if self.len == MAX_ACKS {
             return false;
@@ -114,52 +112,14 @@ impl Acks {
         &self.list[..self.len]
     }
 
-    /// True when there is nothing to send.
+    /// True when there is nothing to publish.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    /// Forgets the acks (once sent).
+    /// Forgets the acks (once published).
     pub fn clear(&mut self) {
         self.len = 0;
-    }
-
-    /// The wire form, in `out`; its length (0 for no acks: nothing to send).
-    pub fn encode(&self, out: &mut [u8; ACKS_LEN]) -> usize {
-        if self.len == 0 {
-            return 0;
-        }
-        out[0] = b'A';
-        out[1] = self.len as u8;
-        for (i, ack) in self.as_slice().iter().enumerate() {
-            let at = 2 + 4 * i;
-            out[at..at + 2].copy_from_slice(&ack.received.to_le_bytes());
-            out[at + 2..at + 4].copy_from_slice(&ack.adopted.to_le_bytes());
-        }
-        2 + 4 * self.len
-    }
-
-    /// Reads one ack message; `None` when it is not one: a wrong tag or
-    /// length, no acks or more than [`MAX_ACKS`], or an ack claiming more
-    /// adopted than received.
-    pub fn decode(bytes: &[u8]) -> Option<Acks> {
-        let [b'A', count, rest @ ..] = bytes else { return None };
-        let count = usize::from(*count);
-        if count == 0 || count > MAX_ACKS || rest.len() != 4 * count {
-            return None;
-        }
-        let mut acks = Acks::new();
-        for pair in rest.chunks_exact(4) {
-            let ack = Ack {
-                received: u16::from_le_bytes([pair[0], pair[1]]),
-                adopted: u16::from_le_bytes([pair[2], pair[3]]),
-            };
-            if ack.adopted > ack.received {
-                return None;
-            }
-            acks.push(ack);
-        }
-        Some(acks)
     }
 }
 
@@ -344,23 +304,18 @@ pub fn send_blocking(channel: BorrowedFd<'_>, message: &mut Message, tag: Tag, f
     Ok(())
 }
 
-/// Sends `acks`, the settlements of the batches taken since the last ones
-/// were sent, in one message.
+/// Wakes the master, which asked for it while it waited for acks (the acks
+/// themselves are in the shared slot: `shared_acks.rs`), with one message.
 ///
-/// A direct, blocking `send(2)`, not a ring op: acks must reach the master in
-/// the order of the batches, and the master always reads them, so this never
-/// waits in practice; a master that is gone makes it fail at once (`EPIPE`).
-pub fn send_acks(channel: BorrowedFd<'_>, acks: &Acks) -> io::Result<()> {
-    let mut bytes = [0u8; ACKS_LEN];
-    let len = acks.encode(&mut bytes);
-    if len == 0 {
-        return Ok(());
-    }
-    send_bytes(channel, &bytes[..len])
+/// A direct, blocking `send(2)`, not a ring op: the master always reads its
+/// channel, so this never waits in practice; a master that is gone makes it
+/// fail at once (`EPIPE`).
+pub fn send_wake(channel: BorrowedFd<'_>) -> io::Result<()> {
+    send_bytes(channel, &[WAKE])
 }
 
 /// Sends a line of text to the master (at most [`MAX_WORKER_TEXT`] bytes:
-/// longer text is cut there), blocking as [`send_acks`] does.
+/// longer text is cut there), blocking as [`send_wake`] does.
 pub fn send_text(channel: BorrowedFd<'_>, text: &[u8]) -> io::Result<()> {
     let text = &text[..text.len().min(MAX_WORKER_TEXT)];
     let mut bytes = [0u8; WORKER_MESSAGE_MAX];

@@ -5,33 +5,38 @@
 //! time (Node's `free` list, per batch): connections that come meanwhile wait
 //! here, where the master still owns them and can give them to another worker
 //! if this one stops answering, and go out together once the batch in the
-//! socket is settled. The [`Acks`] settle each batch exactly once: the adopted
-//! prefix is closed here (the worker has those connections), the rest
-//! (dropped by the kernel at the worker's fd limit, or declined because it is
-//! full) goes to another worker. A worker that dies first, with a batch unread
-//! in its socket or unacknowledged, loses nothing: every fd the master still
-//! holds goes to another worker.
+//! socket is settled. The worker's acks, which it publishes in its shared
+//! stats slot ([`SharedAcks`]), settle each batch exactly once, in order:
+//! the adopted prefix is closed here (the worker has those connections), the
+//! rest (dropped by the kernel at the worker's fd limit, or declined because
+//! it is full) goes to another worker. A worker that dies first, with a batch
+//! unread in its socket or unacknowledged, loses nothing: every fd the master
+//! still holds goes to another worker.
 //!
-//! No I/O happens here: the master's loop makes the sends and receives (the
-//! message a lane lends it, a multishot receive on its channel) and reports
-//! their results back. Connections are `OwnedFd`s from accept to the close
-//! (or the refusal) that ends the master's copy.
+//! The master reads the acks each loop turn; it asks the worker for a
+//! message ([`Lane::ask_wake`]) only when it would otherwise sleep on one
+//! ([`Lane::awaits_ack`]). No I/O happens here: the master's loop makes the
+//! sends and receives (the message a lane lends it, a multishot receive on
+//! its channel for wake-ups and lines of text) and reports their results
+//! back. Connections are `OwnedFd`s from accept to the close (or the
+//! refusal) that ends the master's copy.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use ringmaster_engine::channel::{decode_text, Ack, Acks, Message, Tag, ACKS_LEN, MAX_FDS, WORKER_MESSAGE_MAX};
+use ringmaster_engine::channel::{Ack, Message, Tag, MAX_FDS, WORKER_MESSAGE_MAX};
+use ringmaster_engine::shared_acks::{SharedAcks, MAX_UNSETTLED};
 
 use crate::reactor::{Lent, DATAGRAM_MAX};
 
 /// Room for queued fds before a burst makes the queues grow.
 const QUEUE_CAPACITY: usize = 4096;
-/// Room for one ack message, and more: a longer message is not an ack.
-pub const ACK_MESSAGE_MAX: usize = ACKS_LEN + 16;
 
-// One receive of the master's holds a whole ack message or line of text.
-const _: () = assert!(DATAGRAM_MAX >= ACK_MESSAGE_MAX && DATAGRAM_MAX >= WORKER_MESSAGE_MAX);
+// One receive of the master's holds a whole line of a worker's text.
+const _: () = assert!(DATAGRAM_MAX >= WORKER_MESSAGE_MAX);
+// One batch in the worker's socket at a time: the shared acks' ring holds it.
+const _: () = assert!(MAX_UNSETTLED >= 1);
 
 /// What a completed send means for the fds the lane held.
 #[derive(Debug, PartialEq, Eq)]
@@ -57,6 +62,9 @@ pub struct Lane {
     /// sizes and when each was sent.
     unacked: VecDeque<OwnedFd>,
     batches: VecDeque<(usize, Instant)>,
+    /// Batches settled so far: the number of the oldest in `batches` in the
+    /// worker's shared acks.
+    settled: u64,
     message: Box<Message>,
     /// Lines for the worker's handler, oldest first, sent after the
     /// connections queued before them.
@@ -86,6 +94,7 @@ impl Lane {
             in_flight_since: None,
             unacked: VecDeque::with_capacity(MAX_FDS),
             batches: VecDeque::with_capacity(4),
+            settled: 0,
             message: Message::new(),
             texts: VecDeque::new(),
             sending: false,
@@ -103,6 +112,8 @@ impl Lane {
     pub fn open(&mut self, channel: OwnedFd) {
         self.epoch = self.epoch.wrapping_add(1);
         self.channel = Some(channel);
+        // The master emptied the worker's shared acks before it started.
+        self.settled = 0;
         self.acks_ended = false;
         self.worker_gone = false;
         self.drain_requested = false;
@@ -258,58 +269,76 @@ impl Lane {
         Sent::Delivered
     }
 
-    /// Records one completion of the multishot receive: `result` as the
-    /// kernel reported it, `more` when the receive goes on, and the message
-    /// received. A message is an [`Acks`]: it settles that many of the oldest
-    /// unsettled batches; or a line of the worker's text, which settles
-    /// nothing (the master reads it with [`decode_text`]). The fds the worker adopted go to `adopted` (to close:
-    /// ours are copies), the rest to `declined` (to route elsewhere). False
-    /// when the channel is closed now (the worker's end is gone, or it was
-    /// the last ack the lane waited for before closing).
-    pub fn on_received(
-        &mut self,
-        result: i32,
-        more: bool,
-        message: &[u8],
-        adopted: &mut Vec<OwnedFd>,
-        declined: &mut Vec<OwnedFd>,
-    ) -> bool {
+    /// Records one completion of the multishot receive on the channel:
+    /// `result` as the kernel reported it, `more` when the receive goes on.
+    /// A message is a line of the worker's text, or a wake-up for acks
+    /// waited for ([`Lane::settle_published`] reads them); neither settles
+    /// anything itself. False when the channel is closed now (the worker's
+    /// end is gone, or it was closed after its last ack).
+    pub fn on_received(&mut self, result: i32, more: bool) -> bool {
         if !more {
             self.receiving = false;
         }
-        if result > 0 && decode_text(message).is_none() {
-            self.settle(Acks::decode(message), adopted, declined);
-        } else if result > 0 {
-            // A line of text: not an ack.
-        } else if result == 0 || !matches!(-result, libc::ENOBUFS | libc::EINTR | libc::ECANCELED) {
-            // End of stream, or the channel broke: no more acks will come.
+        if result == 0 || (result < 0 && !matches!(-result, libc::ENOBUFS | libc::EINTR | libc::ECANCELED)) {
+            // End of stream, or the channel broke: no more messages will come.
             self.acks_ended = true;
         }
-        if self.sending_drain && !self.sending && self.batches.is_empty() {
-            // The last batch before Drain is settled: close, the worker sees its end.
-            self.channel = None;
-        }
+        self.is_open()
+    }
+
+    /// True while the channel is open and its end not seen.
+    pub fn is_open(&self) -> bool {
         self.channel.is_some() && !self.acks_ended
     }
 
-    /// Settles the batches one ack message names, oldest first. An
-    /// unreadable message settles the oldest batch as all adopted: a
-    /// connection lost is better than one served twice.
-    fn settle(&mut self, acks: Option<Acks>, adopted: &mut Vec<OwnedFd>, declined: &mut Vec<OwnedFd>) {
-        match acks {
-            Some(acks) => {
-                for &ack in acks.as_slice() {
-                    self.settle_oldest(Some(ack), adopted, declined);
-                }
-            }
-            None => self.settle_oldest(None, adopted, declined),
+    /// Settles the batches the worker has acknowledged in its shared slot,
+    /// oldest first, each once: the fds it adopted go to `adopted` (to close:
+    /// ours are copies), the rest to `declined` (to route elsewhere). A batch
+    /// acknowledged before its send's completion is reported waits for it.
+    /// Returns how many batches were settled.
+    pub fn settle_published(
+        &mut self,
+        acks: &SharedAcks,
+        adopted: &mut Vec<OwnedFd>,
+        declined: &mut Vec<OwnedFd>,
+    ) -> usize {
+        if self.batches.is_empty() {
+            return 0;
         }
+        let published = acks.settled();
+        let mut settled = 0;
+        while self.settled < published && !self.batches.is_empty() {
+            self.settle_oldest(acks.ack(self.settled), adopted, declined);
+            self.settled += 1;
+            settled += 1;
+        }
+        if self.sending_drain && !self.sending && !self.worker_gone && self.batches.is_empty() && settled > 0 {
+            // The last batch before Drain is settled: close, the worker sees its end.
+            self.channel = None;
+        }
+        settled
     }
 
-    fn settle_oldest(&mut self, ack: Option<Ack>, adopted: &mut Vec<OwnedFd>, declined: &mut Vec<OwnedFd>) {
+    /// True when the master would wait for this worker's ack of its batch:
+    /// connections are queued behind it, the drain waits for it, or
+    /// `others_wait` (held connections, a stop).
+    pub fn awaits_ack(&self, others_wait: bool) -> bool {
+        !self.batches.is_empty()
+            && self.channel.is_some()
+            && !self.worker_gone
+            && (!self.pending.is_empty() || self.drain_requested || others_wait)
+    }
+
+    /// Asks the worker to wake the master when it acknowledges; true when
+    /// the ack came meanwhile (settle it now: no message will come).
+    pub fn ask_wake(&self, acks: &SharedAcks) -> bool {
+        acks.ask_wake(self.settled) != self.settled
+    }
+
+    fn settle_oldest(&mut self, ack: Ack, adopted: &mut Vec<OwnedFd>, declined: &mut Vec<OwnedFd>) {
         let Some((size, _)) = self.batches.pop_front() else { return };
         let size = size.min(self.unacked.len());
-        let taken = ack.map_or(size, |a| usize::from(a.adopted).min(size));
+        let taken = usize::from(ack.adopted).min(size);
         adopted.extend(self.unacked.drain(..taken));
         declined.extend(self.unacked.drain(..size - taken));
     }
@@ -332,26 +361,12 @@ impl Lane {
     }
 
     /// Settles a dead worker's lane: settles the batches the worker
-    /// acknowledged before dying (`leftover_ack` reads each ack message still
-    /// in the channel, `None` when there is none; the connections they
+    /// acknowledged in its shared slot before dying (the connections they
     /// adopted were its own: closed, not re-routed), closes the channel and
     /// hands back everything else in `out`.
-    pub fn finish_gone(
-        &mut self,
-        mut leftover_ack: impl FnMut(BorrowedFd<'_>, &mut [u8]) -> Option<usize>,
-        closed: &mut Vec<OwnedFd>,
-        out: &mut Vec<OwnedFd>,
-    ) {
-        if let Some(channel) = self.channel.take() {
-            let mut buffer = [0u8; DATAGRAM_MAX];
-            while !self.batches.is_empty() {
-                let Some(n) = leftover_ack(channel.as_fd(), &mut buffer).filter(|&n| n > 0) else { break };
-                let message = &buffer[..n.min(buffer.len())];
-                if decode_text(message).is_none() {
-                    self.settle(Acks::decode(message), closed, out);
-                }
-            }
-        }
+    pub fn finish_gone(&mut self, acks: &SharedAcks, closed: &mut Vec<OwnedFd>, out: &mut Vec<OwnedFd>) {
+        self.settle_published(acks, closed, out);
+        self.channel = None;
         self.batches.clear();
         self.texts.clear();
         out.extend(self.unacked.drain(..));

@@ -1,7 +1,10 @@
-//! The lanes' I/O: each loop turn sends what every lane has queued (one
-//! batch in a worker's socket at a time) and keeps a multishot receive armed
-//! for its acknowledgements; an acknowledgement settles its batch (the
-//! master's copies close, what the worker declined goes elsewhere); a dead
+//! The lanes' I/O: each loop turn reads the acknowledgements workers
+//! published in their shared slots, which settle their batches (the
+//! master's copies close, what the worker declined goes elsewhere), sends
+//! what every lane has queued (one batch in a worker's socket at a time),
+//! and, before the master waits, asks the workers whose acks it would wait
+//! for to wake it; a multishot receive stays armed on each channel for
+//! those wake-ups, workers' lines of text and the channel's end. A dead
 //! worker's lane is settled once no op is in flight; and a worker whose
 //! batch waits for its acknowledgement too long is logged as lagging.
 
@@ -9,7 +12,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::{Master, Op};
-use crate::handoff::{read_leftover_ack, Sent};
+use crate::handoff::Sent;
 use crate::modes::Accepting;
 
 /// How long a worker that declined connections (full, or out of fds) is
@@ -64,25 +67,48 @@ impl Master {
         if !self.slots[index].lane.can_finish() {
             return Ok(());
         }
+        let Some(acks) = self.stats.slot(index).map(|c| &c.acks) else { return Ok(()) };
         let mut acknowledged = Vec::new();
-        self.slots[index].lane.finish_gone(read_leftover_ack, &mut acknowledged, &mut self.dispatch.scratch);
+        self.slots[index].lane.finish_gone(acks, &mut acknowledged, &mut self.dispatch.scratch);
         self.refresh_routes();
         self.reroute_scratch();
         self.dispatch.scratch.append(&mut acknowledged);
         self.close_scratch()
     }
 
-    /// A worker acknowledged batches: ours of the connections it adopted can
-    /// close; those it did not take go to another worker, and it gets no new
-    /// ones for a while.
+    /// A message on a worker's channel: a line of its text, a wake-up for
+    /// acks (read with the others: [`Master::settle_acks`]), or the
+    /// channel's end.
     pub(super) fn on_lane_received(&mut self, index: usize, result: i32, more: bool, message: &[u8]) -> io::Result<()> {
-        let text = result > 0 && self.take_worker_text(index, message);
-        let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
-        let open =
-            slot.lane.on_received(result, more, message, &mut self.dispatch.scratch, &mut self.dispatch.declined);
-        if result > 0 && !text {
-            self.counts.acks += 1;
+        if result > 0 && !self.take_worker_text(index, message) {
+            self.counts.ack_wakes += 1;
         }
+        let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
+        if !slot.lane.on_received(result, more) {
+            self.stop_receiving(index)?;
+        }
+        self.settle_gone_lane(index)
+    }
+
+    /// Settles what every worker has acknowledged in its shared slot: ours
+    /// of the connections it adopted can close; those it did not take go to
+    /// another worker, and it gets no new ones for a while. Once per loop
+    /// turn, before anything is routed.
+    pub(super) fn settle_acks(&mut self) -> io::Result<()> {
+        for index in 0..self.slots.len() {
+            self.settle_acks_of(index)?;
+        }
+        Ok(())
+    }
+
+    fn settle_acks_of(&mut self, index: usize) -> io::Result<()> {
+        let Some(acks) = self.stats.slot(index).map(|c| &c.acks) else { return Ok(()) };
+        let slot = &mut self.slots[index];
+        let settled = slot.lane.settle_published(acks, &mut self.dispatch.scratch, &mut self.dispatch.declined);
+        if settled == 0 {
+            return Ok(());
+        }
+        self.counts.acks += settled as u64;
         if !self.dispatch.declined.is_empty() {
             slot.declined_until = Some(Instant::now() + DECLINED_PAUSE);
             let mut declined = std::mem::take(&mut self.dispatch.declined);
@@ -93,10 +119,30 @@ impl Master {
             self.dispatch.declined = declined;
         }
         self.close_scratch()?;
-        if !open {
+        if !self.slots[index].lane.is_open() {
             self.stop_receiving(index)?;
         }
-        self.settle_gone_lane(index)
+        Ok(())
+    }
+
+    /// Before the master waits: asks each worker whose ack it would wait
+    /// for (connections queued behind its batch, a drain, held connections,
+    /// a stop) to wake it. True when an ack came meanwhile: it is settled
+    /// now, and the lanes have more to send.
+    pub(super) fn ask_for_wakes(&mut self) -> io::Result<bool> {
+        let others_wait = self.dispatch.held_now() > 0 || self.stopping.is_some();
+        let mut came = false;
+        for index in 0..self.slots.len() {
+            if !self.slots[index].lane.awaits_ack(others_wait) {
+                continue;
+            }
+            let Some(acks) = self.stats.slot(index).map(|c| &c.acks) else { continue };
+            if self.slots[index].lane.ask_wake(acks) {
+                self.settle_acks_of(index)?;
+                came = true;
+            }
+        }
+        Ok(came)
     }
 
     /// Cancels a lane's armed receive once its channel is closed, so the

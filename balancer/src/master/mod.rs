@@ -26,9 +26,10 @@
 //!
 //! Everything runs on one thread and one [`Reactor`] (io_uring or epoll):
 //! signals arrive through a signalfd, accepts through a multishot accept,
-//! hand-offs go out as `sendmsg` ops, acks come back through a multishot
-//! receive per lane, and the control socket is served alongside; the master
-//! never blocks on a single worker.
+//! hand-offs go out as `sendmsg` ops, acks come back through the workers'
+//! shared slots (a multishot receive per lane takes the wake-ups the master
+//! asks for when it waits on one), and the control socket is served
+//! alongside; the master never blocks on a single worker.
 //!
 //! A *worker* is an id (1, 2, ...) with a CPU; a *process slot* is a stats
 //! block slot plus a lane (channel). Each process of a worker gets its own
@@ -325,6 +326,8 @@ impl Master {
                     _ => {}
                 }
             }
+            // Then what the workers acknowledged in their shared slots.
+            self.settle_acks()?;
             for completion in batch.drain(..) {
                 self.complete(completion)?;
             }
@@ -333,6 +336,14 @@ impl Master {
             self.notify_ready();
             self.step_upgrade()?;
             self.pump_lanes()?;
+            // No sleep on an ack that came: a few rounds at most (each
+            // settles a batch the last one sent, or asks for a wake-up).
+            for _ in 0..4 {
+                if !self.ask_for_wakes()? {
+                    break;
+                }
+                self.pump_lanes()?;
+            }
             // What a start or a close gave back since: before the next accepts.
             self.keep_fd_reserve()?;
         }

@@ -159,6 +159,7 @@ impl Master {
         let (master_end, worker_end) = channel_pair()?;
         if let Some(counters) = self.stats.slot(slot) {
             counters.store(&CountersSnapshot::default());
+            counters.acks.reset();
             counters.set_state(STATE_STARTING);
             // A worker started during the drain delay is a lame duck from the start.
             counters.set_lame_duck(self.lame_duck.is_some());

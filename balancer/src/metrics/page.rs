@@ -34,8 +34,10 @@ pub struct MasterCounts {
     pub rescued: u64,
     /// Connections answered `503`: no worker could take them.
     pub refused: u64,
-    /// Acknowledgement messages received from workers.
+    /// Batches workers acknowledged (in their shared slots).
     pub acks: u64,
+    /// Messages workers sent to wake the master, which waited for their acks.
+    pub ack_wakes: u64,
     /// Rolling reloads begun.
     pub reloads: u64,
     /// Binary upgrades begun.
@@ -119,7 +121,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
 
 fn master_counts(page: &mut Exposition, s: &Snapshot<'_>) {
     let c = &s.counts;
-    let counters: [(&str, &str, u64); 10] = [
+    let counters: [(&str, &str, u64); 11] = [
         (
             "accepted",
             "Connections the master accepted (rr, least; in shared and reuseport modes the workers accept).",
@@ -139,14 +141,17 @@ fn master_counts(page: &mut Exposition, s: &Snapshot<'_>) {
         ),
         ("held", "Connections held because no worker could take them yet (none ready, or all lagging).", c.held),
         ("refused", "Connections answered 503 because no worker could take them.", c.refused),
-        ("acks", "Acknowledgement messages received from workers.", c.acks),
+        ("acks", "Batches of connections workers acknowledged.", c.acks),
+        ("ack_wakes", "Messages workers sent to wake the master, which waited for their acks.", c.ack_wakes),
         ("reloads", "Rolling reloads begun.", c.reloads),
         ("upgrades", "Binary upgrades begun.", c.upgrades),
         ("upgrades_failed", "Binary upgrades that failed; this master served on.", c.upgrades_failed),
     ];
     for (name, help, value) in counters {
         let family = match name {
-            "acks" | "reloads" | "upgrades" | "upgrades_failed" => format!("ringmaster_master_{name}_total"),
+            "acks" | "ack_wakes" | "reloads" | "upgrades" | "upgrades_failed" => {
+                format!("ringmaster_master_{name}_total")
+            }
             _ => format!("ringmaster_master_connections_{name}_total"),
         };
         page.single(&family, Kind::Counter, help, value);

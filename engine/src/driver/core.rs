@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use super::late_closes::LateCloses;
 use super::{Origin, Sources, CARRY_MIN};
 use crate::answer::{Answering, BodyPool, Dynamic, ResponseScratch};
-use crate::channel::{send_acks, Ack, Acks, Message, Received, Tag, MAX_FDS};
+use crate::channel::{send_wake, Ack, Acks, Message, Received, Tag, MAX_FDS};
 use crate::config::EngineConfig;
 use crate::conn::{Connection, Context, Timeouts};
 use crate::handler::Handler;
@@ -49,8 +49,10 @@ pub(super) struct Core<'a> {
     /// itself instead of leaving clients in the queue).
     fd_capped: Option<u64>,
     pub(super) inbox: Box<Message>,
-    /// Acks of the batches taken this loop turn, sent together at its end.
+    /// Acks of the batches taken this loop turn, published together at its end.
     pub(super) acks: Acks,
+    /// Batches settled so far: the number of the next one to publish.
+    acks_settled: u64,
     /// Handed-over connections closing late (see [`LateCloses`]).
     pub(super) late_closes: LateCloses,
     /// The master's channel is still open: a draining worker waits for its end
@@ -124,6 +126,7 @@ impl<'a> Core<'a> {
             counts,
             inbox: Message::new(),
             acks: Acks::new(),
+            acks_settled: counters.acks.settled(),
             late_closes: LateCloses::new(),
             draining: false,
             drain_deadline: 0,
@@ -349,25 +352,27 @@ impl<'a> Core<'a> {
         sent
     }
 
-    /// Sends the acks gathered this turn, if any (once per loop turn, before
-    /// the loop waits), `live` (the connections open now) published first:
-    /// the master stops counting the acknowledged connections as handed
-    /// over when it reads the ack, and must find them counted as live by
-    /// then, else for a moment they are counted nowhere and the next
-    /// connections go to this worker as if it had room for them. False when
-    /// the master is gone.
+    /// Publishes the acks gathered this turn, if any, in the shared slot
+    /// (once per loop turn, before the loop waits), `live` (the connections
+    /// open now) first: the master stops counting the acknowledged
+    /// connections as handed over when it reads the acks, and must find them
+    /// counted as live by then, else for a moment they are counted nowhere
+    /// and the next connections go to this worker as if it had room for
+    /// them. A message goes to the master only when it asked for one (it
+    /// waits for these acks). False when the master is gone.
     pub(super) fn flush_acks(&mut self, live: usize) -> bool {
         if self.acks.is_empty() {
             return true;
         }
         self.counts.live = live as u64;
         self.counters.live.store(self.counts.live, std::sync::atomic::Ordering::Relaxed);
-        let sent = match self.sources.channel.as_ref() {
-            Some(channel) => send_acks(channel.as_fd(), &self.acks).is_ok(),
-            None => true,
-        };
+        let wake = self.counters.acks.publish(self.acks_settled, self.acks.as_slice());
+        self.acks_settled += self.acks.as_slice().len() as u64;
         self.acks.clear();
-        sent
+        match self.sources.channel.as_ref() {
+            Some(channel) if wake => send_wake(channel.as_fd()).is_ok(),
+            _ => true,
+        }
     }
 }
 
@@ -384,7 +389,7 @@ mod tests {
     use crate::stats::StatsBlock;
 
     #[test]
-    fn an_ack_goes_out_with_its_connections_counted_live() {
+    fn acks_are_published_with_their_connections_counted_live() {
         // The master stops counting a batch as handed over when it reads the
         // ack: the worker's live count must hold the batch by then, or for a
         // moment those connections count nowhere and more are dealt to it.
@@ -397,14 +402,30 @@ mod tests {
         let mut core = Core::new(&config, sources, counters, &mut handler);
         core.publish(1);
         assert!(core.acks.push(Ack { received: 2, adopted: 2 }));
+        assert!(core.acks.push(Ack { received: 1, adopted: 0 }));
         assert!(core.flush_acks(3), "the master's end is open");
-        let mut ack = [0u8; 64];
-        let len = UnixStream::from(master).read(&mut ack).expect("the ack");
-        assert_eq!(
-            Acks::decode(&ack[..len]).map(|a| a.as_slice().to_vec()),
-            Some(vec![Ack { received: 2, adopted: 2 }])
-        );
-        assert_eq!(counters.live.load(Ordering::Relaxed), 3, "the live count published with the ack");
+        assert_eq!(counters.acks.settled(), 2, "both batches of the turn, at once");
+        assert_eq!(counters.acks.ack(0), Ack { received: 2, adopted: 2 });
+        assert_eq!(counters.acks.ack(1), Ack { received: 1, adopted: 0 });
+        assert_eq!(counters.live.load(Ordering::Relaxed), 3, "the live count published with the acks");
+        let master = UnixStream::from(master);
+        master.set_nonblocking(true).expect("non-blocking");
+        let mut message = [0u8; 8];
+        assert!((&master).read(&mut message).is_err(), "no message: the master did not ask for one");
+        // The master waits for the next ack: the worker wakes it, once.
+        assert_eq!(counters.acks.ask_wake(2), 2, "no ack since");
+        assert!(core.acks.push(Ack { received: 1, adopted: 1 }));
+        assert!(core.flush_acks(4));
+        assert_eq!((&master).read(&mut message).expect("the wake-up"), 1);
+        assert!(core.acks.push(Ack { received: 1, adopted: 1 }));
+        assert!(core.flush_acks(5));
+        assert!((&master).read(&mut message).is_err(), "asked once, woken once");
+        assert_eq!(counters.acks.settled(), 4);
+        // A master that is gone cannot be woken: the worker learns it is gone.
+        counters.acks.ask_wake(4);
+        drop(master);
+        assert!(core.acks.push(Ack { received: 1, adopted: 1 }));
+        assert!(!core.flush_acks(6), "the master is gone");
     }
 
     #[test]

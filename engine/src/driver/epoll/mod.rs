@@ -241,7 +241,7 @@ impl<'a> EpollWorker<'a> {
         }
     }
 
-    /// The master is gone (an ack could not be sent): finish up and exit.
+    /// The master is gone (a wake-up for it could not be sent): finish up and exit.
     fn master_gone(&mut self) -> io::Result<()> {
         self.core.channel_open = false;
         self.start_drain()

@@ -125,7 +125,7 @@ impl<'a> UringWorker<'a> {
             }
             // Slots freed in this turn make room for accepts again.
             self.arm_accepts()?;
-            self.send_acks()?;
+            self.publish_acks()?;
             while let Some(fd) = self.core.late_closes.next_due(self.core.now) {
                 self.push_ignored(opcode::Close::new(Fd(fd.into_raw_fd())).build())?;
             }
@@ -248,15 +248,15 @@ impl<'a> UringWorker<'a> {
         self.arm_channel()
     }
 
-    /// Sends the acks of the batches this turn took, in one message.
-    fn send_acks(&mut self) -> io::Result<()> {
+    /// Publishes the acks of the batches this turn took, together.
+    fn publish_acks(&mut self) -> io::Result<()> {
         if self.core.flush_acks(self.conns.len()) {
             return Ok(());
         }
         self.master_gone()
     }
 
-    /// The master is gone (an ack could not be sent): finish up and exit.
+    /// The master is gone (a wake-up for it could not be sent): finish up and exit.
     fn master_gone(&mut self) -> io::Result<()> {
         self.core.channel_open = false;
         self.start_drain()
