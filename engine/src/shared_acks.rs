@@ -139,6 +139,51 @@ mod tests {
     }
 
     #[test]
+    fn a_master_that_waits_batch_after_batch_is_always_woken() {
+        // The handshake over many batches, one unsettled at a time as the
+        // master sends them: requests withdrawn when the ack came first,
+        // wake-ups left over from an earlier batch, the ring wrapping. The
+        // master sleeps only after asking and seeing no ack; it must never
+        // sleep through the ack of the batch it waits for.
+        use std::sync::mpsc;
+        use std::time::Duration;
+        const BATCHES: u64 = 20_000;
+        let acks = std::sync::Arc::new(SharedAcks::default());
+        let (send_batch, batches) = mpsc::channel::<u64>();
+        let (send_wake, wakes) = mpsc::channel::<()>();
+        let worker = {
+            let acks = acks.clone();
+            std::thread::spawn(move || {
+                for n in batches {
+                    if n % 3 == 0 {
+                        std::thread::yield_now();
+                    }
+                    let ack = Ack { received: (n % 7) as u16 + 1, adopted: (n % 5) as u16 };
+                    if acks.publish(n, &[ack]) && send_wake.send(()).is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        for n in 0..BATCHES {
+            send_batch.send(n).expect("the worker thread");
+            while acks.settled() <= n {
+                if acks.ask_wake(n) != n {
+                    break;
+                }
+                assert!(
+                    wakes.recv_timeout(Duration::from_secs(5)).is_ok(),
+                    "batch {n}: asked, no ack seen, never woken"
+                );
+            }
+            let ack = acks.ack(n);
+            assert_eq!((ack.received, ack.adopted), ((n % 7) as u16 + 1, ((n % 5) as u16).min((n % 7) as u16 + 1)));
+        }
+        drop(send_batch);
+        worker.join().expect("the worker thread");
+    }
+
+    #[test]
     fn either_side_sees_the_other_across_threads() {
         // The handshake's promise under contention: a master that found no
         // ack after asking is always woken.
