@@ -286,14 +286,19 @@ fn a_new_worker_in_the_slot_starts_counting_its_acks_afresh() {
     lane.mark_gone();
     lane.finish_gone(&worker.acks, &mut out, &mut Vec::new());
     assert!(lane.is_free());
-    // The master empties the slot before the next process starts.
+    // The master empties the slot before the next process starts, which
+    // then numbers its acks from 0 in the same slot.
     worker.acks.reset();
-    let worker = Worker::default();
+    worker.settled = worker.acks.settled();
+    assert_eq!(worker.settled, 0, "the new process reads an empty mailbox at its start");
     let (master, _channel) = channel_pair().expect("socketpair");
     lane.open(master);
     lane.enqueue(fds(1).0.remove(0));
     assert_eq!(send(&mut lane, &mut out), Sent::Delivered);
     assert_eq!(settle(&mut lane, &worker).2, 0, "the old process's ack does not settle the new batch");
+    worker.ack(&[(1, 0)]);
+    let (adopted, declined, settled) = settle(&mut lane, &worker);
+    assert_eq!((adopted.len(), declined.len(), settled), (0, 1, 1), "the new process's own ack settles it");
 }
 
 #[test]
