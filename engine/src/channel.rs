@@ -79,8 +79,9 @@ pub struct Ack {
     pub adopted: u16,
 }
 
-/// Most batches one [`Acks`] holds: a worker publishes them once it is full.
-pub const MAX_ACKS: usize = 16;
+/// Most batches one [`Acks`] holds: a worker publishes them once it is
+/// full. No more than the shared acks' ring, so one publish never laps itself.
+pub const MAX_ACKS: usize = 8;
 
 /// The acks of the batches a worker took in one loop turn, in the order the
 /// batches were sent, published together at the turn's end.

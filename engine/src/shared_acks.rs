@@ -28,6 +28,8 @@ pub const ACK_RING: usize = 8;
 /// socket: see the master's lanes).
 pub const MAX_UNSETTLED: usize = 1;
 const _: () = assert!(MAX_UNSETTLED <= ACK_RING);
+// One publish (a loop turn's acks, at most `MAX_ACKS`) fits the ring.
+const _: () = assert!(crate::channel::MAX_ACKS <= ACK_RING);
 
 /// One worker's acks, in its stats slot.
 #[repr(C)]
