@@ -16,11 +16,11 @@ use crate::util;
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use util::control::{control_path, status};
 use util::load::{close_request, patient_churn, scale_down_4_to_1_under_churn, CLIENT_TIMEOUT};
-use util::procs::{kill, run_to_exit, stop_between_turns};
+use util::procs::{fd_limit_leaving, kill, run_to_exit, set_soft_fd_limit, stop_between_turns};
 use util::sockets::{accept_queue, socket_inode};
 use util::stats::{expect_worker, num, stats_when_idle, stats_when_settled};
 use util::*;
@@ -174,6 +174,79 @@ fn steer_load_a_stopped_worker_gets_no_new_connection_and_what_waits_on_it_is_ha
     assert!(failures.is_empty(), "{failures:?}");
     let back = eventually(Duration::from_secs(10), || steer_of(&s.stats(), 2).is_u64());
     assert!(back, "worker 2 is available again once it runs: {}", s.stats());
+}
+
+/// What the master logs when a take from stopped worker 2's queue finds no
+/// descriptor free.
+const RESCUE_AT_LIMIT: &str = "rescuing from worker 2's queue pauses";
+
+/// The least time between two of the master's fd-limit lines is 10 s (its
+/// rate limit); a rescue that logged every try would log every 5 ms (each
+/// steer round). Half the period tells them apart whatever the scheduling.
+const FD_LIMIT_LINES_AT_LEAST: Duration = Duration::from_secs(5);
+
+/// A master at its open-file limit (its reserve full, no number free beyond
+/// it) cannot take what waits on a stopped worker's queue: it says so in its
+/// rate-limited fd-limit line, naming the worker whose queue waits, once per
+/// period however many rounds try; it takes nothing meanwhile; once its
+/// limit is raised back it takes that queue and the other worker answers
+/// every client, while the stopped one stays stopped. Before, the rescue's
+/// accepts failed with `EMFILE` in silence, every round.
+#[test]
+fn steer_load_a_rescue_at_the_masters_fd_limit_says_so_once_a_period_and_resumes() {
+    if !may_steer() {
+        return;
+    }
+    let _one = one_at_a_time();
+    // No watchdog: the stopped worker must stay the one whose queue waits.
+    let (s, ready) = two_steered_workers_with(&["--watchdog", "0"]);
+    let victim = num(&expect_worker(&ready, 2), "pid") as u32;
+    let listener = socket_inode(victim, 5).expect("worker 2's listener");
+    stats_when_idle(&s);
+    let (_continue, _) = stop_between_turns(victim);
+    let master = s.pid();
+    // The first number it does not hold: none is free below the limit.
+    let before = set_soft_fd_limit(master, fd_limit_leaving(master, 1) - 1);
+    // All connected before any asks, so worker 1 holds them all and the
+    // program sends the stopped worker some before it counts as stalled.
+    let mut clients: Vec<TcpStream> = (0..BURST)
+        .map(|i| TcpStream::connect(s.addr()).unwrap_or_else(|e| panic!("connection {i} of the burst: {e}")))
+        .collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.write_all(GET_CLOSE).unwrap_or_else(|e| panic!("connection {i}'s request: {e}"));
+    }
+    let said = |l: &str| l.starts_with("the master is at its open-file limit") && l.contains(RESCUE_AT_LIMIT);
+    let first = s.try_wait_for_log_from(0, said, Duration::from_secs(10));
+    let Some((first, line)) = first else {
+        panic!("no line about the rescue at the fd limit; {}; log:\n{}", s.stats(), s.log().join("\n"))
+    };
+    let first_seen = Instant::now();
+    let waiting = accept_queue(listener).unwrap_or_default();
+    assert!(waiting >= 1, "{line}: but nothing waits on worker 2's listener");
+    // Every round tries again (the queue still waits), and fails: the line
+    // comes again only a rate-limit period later.
+    s.wait_for_log_from(first + 1, said, Duration::from_secs(30));
+    let between = first_seen.elapsed();
+    assert!(between >= FD_LIMIT_LINES_AT_LEAST, "the rescue logged at {line:?} and again {between:?} later");
+    let stats = s.stats();
+    assert_eq!(steer_of_key(&stats, 2, "rescued"), 0, "taken at the fd limit: {stats}");
+    assert_eq!(accept_queue(listener), Some(waiting), "{stats}");
+
+    set_soft_fd_limit(master, before);
+    let mut unanswered = Vec::new();
+    for (i, client) in clients.into_iter().enumerate() {
+        let answer = (|| -> std::io::Result<u16> {
+            client.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+            Ok(read_response(&mut BufReader::new(client))?.status)
+        })();
+        if !matches!(answer, Ok(200)) {
+            unanswered.push(format!("connection {i}: {answer:?}"));
+        }
+    }
+    assert!(unanswered.is_empty(), "with the limit raised and worker 2 still stopped: {unanswered:?}");
+    let stats = s.stats();
+    assert_eq!(steer_of_key(&stats, 2, "rescued"), waiting, "{stats}");
+    assert_eq!(accept_queue(listener), Some(0), "{stats}");
 }
 
 /// The worker (1 or 2) whose stats show `live` open connections, when only

@@ -171,6 +171,21 @@ impl Master {
         self.dispatch.balance.master_accepts(&self.dispatch.routes, &|slot| judge.facts(slot))
     }
 
+    /// True while the master may take a connection off a queue: its own
+    /// listener's (`arm_accept`), or a stalled or full worker's (`steer`).
+    /// Not while it is stopping: no worker takes one then. Not while it holds
+    /// `--backlog` connections no worker could take yet: past that, new ones
+    /// wait in the kernel's queue instead of costing descriptors here. Not
+    /// while its fd reserve lacks what a start needs (`fd_reserve.rs`): at
+    /// the open-file limit a take would get each number a close gives back
+    /// before the reserve could, and hold it while the worker it waits for
+    /// cannot be restarted.
+    pub(super) fn may_take_connections(&self) -> bool {
+        self.stopping.is_none()
+            && self.dispatch.held.len() < self.config.backlog as usize
+            && self.fd_reserve.enough_for_a_start()
+    }
+
     /// Arms the multishot accept when the mode wants the master to accept
     /// (and cancels it when it no longer does).
     pub(super) fn arm_accept(&mut self) -> io::Result<()> {
@@ -181,17 +196,7 @@ impl Master {
             }
             return Ok(());
         }
-        // With no worker to take them, held connections are capped at the backlog;
-        // past that, new ones wait in the kernel's queue instead of costing fds here.
-        let holding_enough = self.dispatch.held.len() >= self.config.backlog as usize;
-        // A start's descriptors come first: see `fd_reserve.rs`.
-        let reserve_short = !self.fd_reserve.enough_for_a_start();
-        if self.dispatch.accepting
-            || self.stopping.is_some()
-            || holding_enough
-            || reserve_short
-            || !self.upgrades.lets_accept()
-        {
+        if self.dispatch.accepting || !self.may_take_connections() || !self.upgrades.lets_accept() {
             return Ok(());
         }
         self.reactor.accept(self.listener.as_raw_fd(), Op::Accept.token(0, 0))?;

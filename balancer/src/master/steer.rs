@@ -3,13 +3,19 @@
 //! (`reuseport --steer load`), the master hands it every worker slot's facts
 //! each [`Balance::steer_every`](crate::modes::Balance::steer_every), and
 //! hands on what the mode took from the queue of a stalled or full worker
-//! (nothing while its fd reserve lacks what a start needs: `fd_reserve.rs`).
+//! (nothing while the master may not take connections, as for its own
+//! accepts: stopping, holding `--backlog`, or its fd reserve short of what a
+//! start needs; and, at its open-file limit, nothing more that round, said
+//! in the rate-limited fd-limit line).
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use ringmaster_engine::out_of_fds;
+
 use super::Master;
 use crate::modes::SlotFacts;
+use crate::rlimit::fd_limit_text;
 
 impl Master {
     /// Hands the mode the facts of every worker that is not retired, and
@@ -33,17 +39,23 @@ impl Master {
             });
         }
         let mut taken = std::mem::take(&mut self.steer_taken);
-        // A start's descriptors come first, as for the master's own accepts
-        // (`arm_accept`): at the open-file limit a take from a queue would
-        // get each number a close gives back before the reserve could, and
-        // hold it while the worker it waits for cannot be restarted.
-        let may_take = self.fd_reserve.enough_for_a_start();
-        self.dispatch.balance.steer(&facts, may_take.then_some(&mut taken));
+        // By the rules of the master's own accepts (`arm_accept`).
+        let may_take = self.may_take_connections();
+        let paused = self.dispatch.balance.steer(&facts, may_take.then_some(&mut taken));
         self.steer_facts = facts;
         for connection in taken.drain(..) {
             self.counts.rescued += 1;
             self.route(connection);
         }
         self.steer_taken = taken;
+        if let Some(paused) = paused.filter(|p| p.error.raw_os_error().is_some_and(out_of_fds)) {
+            self.log_fd_limit(format_args!(
+                "the master is at its open-file limit ({}): rescuing from worker {}'s queue pauses; {} \
+                 connections wait there for a worker that can take them",
+                fd_limit_text(),
+                paused.worker,
+                paused.left
+            ));
+        }
     }
 }

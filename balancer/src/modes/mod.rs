@@ -148,6 +148,20 @@ pub struct SlotFacts {
     pub accepted: u64,
 }
 
+/// A [`Balance::steer`] round that stopped taking from the queues of stalled
+/// or full workers: a take found the master out of descriptors or memory
+/// (an accept then fails at once, and would fail the same way on every other
+/// queue this round). The next round tries again.
+#[derive(Debug)]
+pub struct RescuePaused {
+    /// The worker from whose queue the take failed.
+    pub worker: usize,
+    /// Of what waited there for another worker, the connections not taken.
+    pub left: u32,
+    /// The accept's error: `EMFILE`, `ENFILE`, `ENOMEM` or `ENOBUFS`.
+    pub error: io::Error,
+}
+
 /// A balancing mode, as the master sees it.
 ///
 /// `routes` are the slots of the worker processes that take connections now,
@@ -192,8 +206,13 @@ pub trait Balance: fmt::Debug {
     /// may take connections that wait for a worker that cannot take them,
     /// into `taken`, for the master to hand to another: to the route [`Balance::pick`] names among those the mode
     /// does not steer away from ([`SteerView::load`]). `None`: it takes
-    /// none now (the master's fd reserve lacks what a start needs).
-    fn steer(&mut self, _slots: &[SlotFacts], _taken: Option<&mut Vec<OwnedFd>>) {}
+    /// none now (the master may not take connections: it is stopping, holds
+    /// `--backlog` connections no worker takes, or its fd reserve lacks what
+    /// a start needs). A take that finds the master out of descriptors or
+    /// memory ends the round's takes: it says which.
+    fn steer(&mut self, _slots: &[SlotFacts], _taken: Option<&mut Vec<OwnedFd>>) -> Option<RescuePaused> {
+        None
+    }
 
     /// What a mode that steers shows of `worker`: the load it last gave
     /// the kernel, and the connections sent to it and waiting on it.

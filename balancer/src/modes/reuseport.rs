@@ -43,8 +43,10 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use ringmaster_engine::out_of_resources;
+
 use super::least::Least;
-use super::{Accepting, Balance, ListenAt, RouteFacts, SlotFacts, SteerView, WorkerListener, ACK_GRACE};
+use super::{Accepting, Balance, ListenAt, RescuePaused, RouteFacts, SlotFacts, SteerView, WorkerListener, ACK_GRACE};
 use crate::bpf::program::{AVAILABLE_MAX, STALLED, UNAVAILABLE};
 use crate::bpf::sys::accept_queue_len;
 use crate::bpf::Steering;
@@ -258,26 +260,41 @@ fn is_stalled(load: u32) -> bool {
     (STALLED..=AVAILABLE_MAX).contains(&load)
 }
 
+/// What a take from a worker's queue came to.
+#[derive(Debug)]
+struct Take {
+    /// The connections taken (pushed onto the caller's vector).
+    taken: u32,
+    /// The accept that stopped it found the master out of descriptors or
+    /// memory: a take from any other queue would fail the same way now.
+    starved: Option<io::Error>,
+}
+
 /// Takes up to `queue` connections waiting on `listener` without waiting
 /// (the worker may take some meanwhile), into `out`.
-fn take_queued(listener: BorrowedFd<'_>, queue: u32, out: &mut Vec<OwnedFd>) -> u32 {
+fn take_queued(listener: BorrowedFd<'_>, queue: u32, out: &mut Vec<OwnedFd>) -> Take {
+    let mut take = Take { taken: 0, starved: None };
     // Its worker made it non-blocking already; one handed down may not be yet.
     if set_nonblocking(listener.as_raw_fd()).is_err() {
-        return 0;
+        return take;
     }
-    let mut taken = 0;
-    while taken < queue {
+    while take.taken < queue {
         match accept(listener.as_raw_fd()) {
             Ok(connection) => {
                 out.push(connection);
-                taken += 1;
+                take.taken += 1;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // Empty (its worker took the rest), or out of fds: what is left waits.
+            Err(e) if e.raw_os_error().is_some_and(out_of_resources) => {
+                take.starved = Some(e);
+                break;
+            }
+            // Empty (its worker took the rest), or a connection reset before
+            // it was taken: what is left waits for the next round.
             Err(_) => break,
         }
     }
-    taken
+    take
 }
 
 /// When a queue of `queue` seen now has waited since, after `last`: not at
@@ -344,9 +361,9 @@ impl Balance for Reuseport {
         Some(SteerView { load, sent, waiting, rescued })
     }
 
-    fn steer(&mut self, slots: &[SlotFacts], taken: Option<&mut Vec<OwnedFd>>) {
+    fn steer(&mut self, slots: &[SlotFacts], taken: Option<&mut Vec<OwnedFd>>) -> Option<RescuePaused> {
         self.enter_maps();
-        let Some(steer) = self.steer.as_mut() else { return };
+        let steer = self.steer.as_mut()?;
         let now = Instant::now();
         steer.stuck.clear();
         let mut some_worker_takes = false;
@@ -395,24 +412,28 @@ impl Balance for Reuseport {
         }
         // What waits on a worker that cannot take it goes to one that can, if
         // any, and if the master may take connections now.
-        let Some(taken) = taken.filter(|_| some_worker_takes) else { return };
+        let taken = taken.filter(|_| some_worker_takes)?;
         for &(worker, queue, stalled) in &steer.stuck {
             let (Some(listener), Some(sample)) = (self.listeners.get(&worker), steer.last.get_mut(&worker)) else {
                 continue;
             };
-            let n = take_queued(listener.as_fd(), queue, taken);
-            if n == 0 {
-                continue;
+            let take = take_queued(listener.as_fd(), queue, taken);
+            if take.taken > 0 {
+                steer.steering.count_accepted(worker, i64::from(take.taken));
+                sample.rescued += u64::from(take.taken);
+                if stalled {
+                    let turned_at = steer.steering.turned_at(worker).unwrap_or(0);
+                    let since = sample.passed_over.map_or(now, |p| p.since);
+                    sample.passed_over = Some(PassedOver { turned_at, since });
+                }
             }
-            steer.steering.count_accepted(worker, i64::from(n));
-            sample.rescued += u64::from(n);
-            if !stalled {
-                continue;
+            // Out of descriptors or memory: every other queue's accept would
+            // fail as this one did; the next round tries again.
+            if let Some(error) = take.starved {
+                return Some(RescuePaused { worker, left: queue - take.taken, error });
             }
-            let turned_at = steer.steering.turned_at(worker).unwrap_or(0);
-            let since = sample.passed_over.map_or(now, |p| p.since);
-            sample.passed_over = Some(PassedOver { turned_at, since });
         }
+        None
     }
 
     fn own_listeners(&self) -> Vec<(usize, BorrowedFd<'_>)> {
@@ -573,9 +594,14 @@ mod tests {
         let queued = accept_queue_len(listener.as_fd()).expect("queue");
         assert_eq!(queued, 3);
         let mut taken = Vec::new();
-        assert_eq!(take_queued(listener.as_fd(), 2, &mut taken), 2, "no more than asked");
-        assert_eq!(take_queued(listener.as_fd(), 5, &mut taken), 1, "what is left, then no wait");
-        assert_eq!(take_queued(listener.as_fd(), 5, &mut taken), 0, "an empty queue: none, at once");
+        let mut take = |queue| {
+            let take = take_queued(listener.as_fd(), queue, &mut taken);
+            assert!(take.starved.is_none(), "{take:?}");
+            take.taken
+        };
+        assert_eq!(take(2), 2, "no more than asked");
+        assert_eq!(take(5), 1, "what is left, then no wait");
+        assert_eq!(take(5), 0, "an empty queue: none, at once");
         assert_eq!(taken.len(), clients.len());
     }
 
