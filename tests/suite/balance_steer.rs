@@ -206,7 +206,7 @@ fn steer_load_a_rescue_at_the_masters_fd_limit_says_so_once_a_period_and_resumes
     let (_continue, _) = stop_between_turns(victim);
     let master = s.pid();
     // The first number it does not hold: none is free below the limit.
-    let before = set_soft_fd_limit(master, fd_limit_leaving(master, 1) - 1);
+    let before = set_soft_fd_limit(master, fd_limit_leaving(master, 0));
     // All connected before any asks, so worker 1 holds them all and the
     // program sends the stopped worker some before it counts as stalled.
     let mut clients: Vec<TcpStream> = (0..BURST)

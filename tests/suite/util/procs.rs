@@ -74,13 +74,16 @@ pub fn fd_numbers(pid: u32) -> Vec<i32> {
 }
 
 /// The open-file limit under which process `pid`, holding what it holds
-/// now, has exactly `free` numbers left for new descriptors: the lowest
-/// with that many free below it (the limit caps the numbers, not the count;
-/// one held above it, as an fd number inherited from the shell, stays).
+/// now, has exactly `free` numbers left for new descriptors: the highest
+/// with that many free below it, that is the number of the next free one
+/// (the limit caps the numbers, not the count; one held above it, as an fd
+/// number inherited from the shell, stays). With `free` 0, the lowest
+/// number the process does not hold.
 pub fn fd_limit_leaving(pid: u32, free: usize) -> u64 {
     let held = fd_numbers(pid);
+    let free_below = |limit: usize| limit - held.partition_point(|&n| (n as usize) < limit);
     let mut limit = 0;
-    while limit - held.partition_point(|&n| (n as usize) < limit) < free {
+    while free_below(limit + 1) <= free {
         limit += 1;
     }
     limit as u64
