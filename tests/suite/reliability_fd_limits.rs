@@ -282,3 +282,184 @@ fn a_reuseport_upgrade_with_more_slots_than_the_reserve_succeeds_at_the_fd_limit
     assert!(left.is_empty(), "still running after the new master was stopped: {left:?}");
     assert!(eventually(Duration::from_secs(5), || dir.running().is_empty()), "left: {:?}", dir.running());
 }
+
+/// Descriptors the master keeps in reserve (`fd_reserve::RESERVED_FDS`).
+const RESERVED_FDS: usize = 16;
+
+/// Numbers the first try to restart a worker gets (with its old channel's,
+/// which its death frees), the master's limit cut: too few for a start
+/// (`fd_reserve.rs` counts up to nine; seven do in `rr`), so that the test
+/// gives one more after each failed try and the restart that succeeds has
+/// had exactly what a start needs.
+const TOO_FEW_FOR_A_START: usize = 3;
+
+/// Clients that arrive while the reserve is short: more than the numbers
+/// that come back then.
+const ARRIVING: usize = 24;
+
+/// What the master's reserve holds: copies of its stats block's descriptor,
+/// by number. The block's own descriptor is the lowest of them (it was
+/// opened before any copy, and no number below it is ever let go).
+fn reserve_fds(master: u32) -> Vec<i32> {
+    let stats_block = |n: &i32| {
+        std::fs::read_link(format!("/proc/{master}/fd/{n}"))
+            .is_ok_and(|target| target.to_string_lossy().starts_with("/memfd:ringmaster-stats"))
+    };
+    util::procs::fd_numbers(master).into_iter().filter(stats_block).skip(1).collect()
+}
+
+/// The open-file limit under which the master has exactly `numbers` for a
+/// start: free numbers below it and its reserve's (a start lets the reserve
+/// go first).
+fn limit_giving_a_start(master: u32, numbers: usize) -> u64 {
+    let held = util::procs::fd_numbers(master);
+    let reserve = reserve_fds(master);
+    let mut given = 0;
+    let mut limit = 0;
+    while given < numbers {
+        if !held.contains(&limit) || reserve.contains(&limit) {
+            given += 1;
+        }
+        limit += 1;
+    }
+    limit as u64
+}
+
+/// Free numbers below `limit` in process `pid`.
+fn free_below(pid: u32, limit: u64) -> usize {
+    let held = util::procs::fd_numbers(pid);
+    limit as usize - held.iter().filter(|&&n| (n as u64) < limit).count()
+}
+
+/// The pid in `worker 1 restarted (pid 1234, ...)`.
+fn restarted_pid(message: &str) -> Option<u32> {
+    let rest = message.split_once("(pid ")?.1;
+    rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+}
+
+/// The gate beside the reserve: while the reserve lacks what a start needs,
+/// the master accepts no connection, so that the numbers that come back go
+/// to the reserve and not to clients that arrive meanwhile. Here a worker's
+/// restart, the master's limit cut, gets exactly what a start needs (the
+/// test gives one number more after each try that fails) and leaves the
+/// reserve one short of another start. With that worker stopped and the
+/// master stopped between two turns of its loop, the limit is raised by
+/// exactly what the reserve lacks and clients arrive; then the master runs
+/// on. With the gate, its accept was cancelled as the reserve went short
+/// (`keep_fd_reserve`): the next turn's refill takes every number, and a
+/// new worker (SIGTTIN) starts at the limit. Without it, the accept armed
+/// before takes the numbers for the clients (held for the stopped worker),
+/// the reserve stays short and the start fails for good (`cannot start
+/// worker 2: Too many open files`). Once the operator gives the master its
+/// limit back, every client is answered.
+///
+/// What it cannot show, and why it runs on epoll only:
+/// - `arm_accept`'s own check (`reserve_short`) alone: with the cancel at
+///   the end of every turn, an accept that a tick arms while the reserve is
+///   short is cancelled in the same turn, after the refill (epoll drops it
+///   before it runs; io_uring's first accepts come after the refill too).
+/// - The master's own closes racing its accepts: each turn ends with the
+///   refill, after the turn's closes (on epoll they close at once), before
+///   any accept of the next turn. On io_uring a close the ring makes in the
+///   wait that ends a turn can reach an armed accept, but the numbers a
+///   close frees lie above the reserve's (which always takes the lowest),
+///   so the cut that leaves the reserve short leaves them out of reach too.
+///   Hence the limit raised while the master is stopped.
+/// - Any of this on io_uring, where without the gate the test passes, the
+///   accept finding no number left (`holds 0 connections`): continued, the
+///   master comes back from its wait (`io_uring_enter`) with `EINTR`, it
+///   seems before the kernel runs the task work it defers to the master's
+///   waits (`DEFER_TASKRUN`), so a turn, and its refill, come before the
+///   listener's poll completion.
+#[test]
+fn a_master_whose_reserve_is_short_gives_what_comes_back_to_the_reserve_not_to_new_clients() {
+    let args = ["--mode", "rr", "--workers", "1", "--no-pin", "--watchdog", "0", "--backend", "epoll"];
+    let s = Server::start(&args);
+    let ready = s.wait_workers_ready(1, START_TIMEOUT);
+    let first = util::stats::num(&util::stats::expect_worker(&ready, 1), "pid") as u32;
+    let master = s.pid();
+    assert_eq!(reserve_fds(master).len(), RESERVED_FDS, "the reserve, full at the start");
+
+    // The restart gets too few numbers, then one more per failed try.
+    let original = util::procs::set_soft_fd_limit(master, limit_giving_a_start(master, TOO_FEW_FOR_A_START));
+    let mut from = s.log_len();
+    util::procs::kill(first, libc::SIGKILL);
+    let mut failed_with = Vec::new();
+    let second = loop {
+        let tried = |l: &str| l.starts_with("cannot restart worker 1: ") || l.starts_with("worker 1 restarted (pid ");
+        let (at, line) = s.wait_for_log_from(from, tried, Duration::from_secs(30));
+        if line.starts_with("worker 1 restarted") {
+            break restarted_pid(&line).unwrap_or_else(|| panic!("no pid in {line:?}"));
+        }
+        // What the try had, all back in the reserve.
+        failed_with.push(reserve_fds(master).len());
+        util::procs::set_soft_fd_limit(master, util::procs::fd_limit_leaving(master, 1));
+        from = at + 1;
+    };
+    // The start logs before the reserve takes its numbers back; the stats
+    // line comes in a later turn.
+    let restarted = s.wait_workers_ready(1, START_TIMEOUT);
+    assert_eq!(util::stats::num(&util::stats::expect_worker(&restarted, 1), "pid"), u64::from(second));
+    let short = reserve_fds(master).len();
+    let most_failed = failed_with.iter().copied().max().unwrap_or(0);
+    assert!(
+        short <= most_failed,
+        "the reserve ({short}) should hold no more than a start that failed ({failed_with:?}); log:\n{}",
+        s.log().join("\n")
+    );
+    // Stopped, it keeps what is handed to it: the master holds its copies.
+    let (second_stopped, _) = util::procs::stop_between_turns(second);
+    // The stop sent the master a SIGCHLD: a turn (and a refill) of its own,
+    // over once the master has answered a signal sent after it.
+    s.stats();
+
+    // What the reserve lacks comes back while clients wait.
+    let (master_stopped, _) = util::procs::stop_between_turns(master);
+    let limit = util::procs::fd_limit_leaving(master, RESERVED_FDS - short);
+    util::procs::set_soft_fd_limit(master, limit);
+    let mut clients = Vec::with_capacity(ARRIVING);
+    for i in 0..ARRIVING {
+        let stream = TcpStream::connect_timeout(&s.addr(), IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("client {i} of {ARRIVING}: {e}"));
+        let mut conn = Conn { r: std::io::BufReader::new(stream) };
+        conn.try_send(GET_CLOSE).unwrap_or_else(|e| panic!("client {i}: {e}"));
+        clients.push(conn);
+    }
+    drop(master_stopped);
+    assert!(
+        eventually(Duration::from_secs(5), || free_below(master, limit) == 0),
+        "the master took none of the {} numbers it got back; log:\n{}",
+        RESERVED_FDS - short,
+        s.log().join("\n")
+    );
+    let refilled = reserve_fds(master).len();
+
+    // A start at the limit: the reserve's.
+    let from = s.log_len();
+    s.signal(libc::SIGTTIN);
+    let tried = |l: &str| l.starts_with("cannot start worker 2: ") || l.starts_with("worker 2 started (pid ");
+    let (_, line) = s.wait_for_log_from(from, tried, Duration::from_secs(10));
+    assert!(
+        line.starts_with("worker 2 started"),
+        "a new worker could not start at the fd limit ({line}): its reserve got {} of the {} numbers it \
+         lacked, the clients that arrived took the rest; log:\n{}",
+        refilled.saturating_sub(short),
+        RESERVED_FDS - short,
+        s.log().join("\n")
+    );
+    let third = restarted_pid(&line).unwrap_or_else(|| panic!("no pid in {line:?}"));
+
+    // The limit given back (to the workers too, which started under the
+    // cut one), every client is answered.
+    util::procs::set_soft_fd_limit(master, original);
+    for pid in [second, third] {
+        util::procs::set_soft_fd_limit(pid, original);
+    }
+    drop(second_stopped);
+    for (i, conn) in clients.iter_mut().enumerate() {
+        let timeout = conn.stream().set_read_timeout(Some(Duration::from_secs(10)));
+        timeout.unwrap_or_else(|e| panic!("client {i}: a read timeout: {e}"));
+        let answer = conn.try_read().unwrap_or_else(|e| panic!("client {i} of {ARRIVING}: {e}"));
+        assert_eq!(answer.status, 200, "client {i}");
+    }
+}
