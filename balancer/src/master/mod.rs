@@ -336,8 +336,12 @@ impl Master {
             self.notify_ready();
             self.step_upgrade()?;
             self.pump_lanes()?;
-            // No sleep on an ack that came: a few rounds at most (each
-            // settles a batch the last one sent, or asks for a wake-up).
+            // No sleep on an ack that came: each lane that waits for one is
+            // asked to wake the master, and what came meanwhile is settled.
+            // A lane settles at most one batch here (the next joins its
+            // batches only once its send completes, in a later turn), and a
+            // lane asked and not yet answered keeps its request: stopping
+            // after a few rounds loses no wake-up.
             for _ in 0..4 {
                 if !self.ask_for_wakes()? {
                     break;
