@@ -214,11 +214,18 @@ fn a_master_at_its_fd_limit_still_restarts_a_worker_and_answers_its_operator() {
     let at_limit = "the master is at its open-file limit";
     let (from, _) = s.wait_for_log_from(0, |l| l.contains(at_limit), Duration::from_secs(10));
     // Still at the limit (nothing the master holds can go): each of these
-    // comes in on a spare descriptor, given back as it closes.
+    // comes in on a spare descriptor, given back as it closes, and what the
+    // master reads from `/proc` for it (each worker's memory and CPU, its
+    // own descriptors) still reads.
     for _ in 0..3 {
         let status = util::control::status(&path);
-        assert_eq!(util::stats::num(&util::stats::expect_worker(&status, 1), "pid"), u64::from(first), "{status}");
-        assert!(util::ops::scrape(metrics).contains("ringmaster_worker_requests_total"));
+        let worker = util::stats::expect_worker(&status, 1);
+        assert_eq!(util::stats::num(&worker, "pid"), u64::from(first), "{status}");
+        assert!(worker["rss_bytes"].as_u64().is_some_and(|b| b > 0), "the worker's memory at the limit: {status}");
+        let page = util::ops::scrape(metrics);
+        assert!(page.contains("ringmaster_worker_requests_total"));
+        let read = |name: &str| page.lines().any(|l| l.starts_with(name));
+        assert!(read("process_open_fds ") && read("ringmaster_worker_resident_memory_bytes{"), "at the limit:\n{page}");
     }
 
     util::procs::kill(first, libc::SIGKILL);

@@ -29,7 +29,13 @@ impl MetricsState {
 
 impl Master {
     /// The page, as of now.
-    pub(super) fn metrics_page(&self) -> String {
+    pub(super) fn metrics_page(&mut self) -> String {
+        self.with_a_number_for_proc(Master::make_metrics_page)
+    }
+
+    /// The page; `lent`: a spare of the reserve is let go meanwhile, for
+    /// the reads of `/proc`.
+    fn make_metrics_page(&self, lent: bool) -> String {
         let rows = self.worker_rows();
         let since_epoch = self.started_at.duration_since(UNIX_EPOCH).unwrap_or_default();
         let snapshot = Snapshot {
@@ -45,7 +51,8 @@ impl Master {
             queued_fds: self.slots.iter().map(|s| s.lane.held_fds() as u64).sum(),
             process: proc_stat(std::process::id()),
             start_time: since_epoch.as_secs_f64(),
-            open_fds: open_fds().ok(),
+            // The spare let go for this read is the master's all the same.
+            open_fds: open_fds().ok().map(|open| open + u64::from(lent)),
             max_fds: crate::rlimit::fd_limit().ok(),
             retired: self.retired_counts,
             workers: &rows,

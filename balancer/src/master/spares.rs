@@ -3,8 +3,9 @@
 //! while the master is at its open-file limit: its listener's accept failed
 //! for want of a descriptor, so one spare is let go and the client accepted
 //! on it at once (before the loop turn's refill takes the number back), so
-//! that `ctl status` and a scrape answer when they matter most. What a
-//! worker's start needs stays in the reserve.
+//! that `ctl status` and a scrape answer when they matter most. Their
+//! pages read `/proc`, which takes a descriptor too: one more spare is let
+//! go for that. What a worker's start needs stays in the reserve.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
@@ -22,6 +23,24 @@ impl Master {
             self.reactor.cancel(Op::Accept.token(0, 0))?;
         }
         Ok(())
+    }
+
+    /// Makes a stats line or metrics page with one spare let go, so that its
+    /// reads of `/proc` (each worker's memory and CPU, the master's own
+    /// descriptors), one at a time, find a number at the open-file limit;
+    /// the spare is taken back before the page goes out. Without it they
+    /// read `null` just when an operator looks at a master at its limit.
+    /// `make` is told whether a spare was let go (a count of the master's
+    /// descriptors adds it back).
+    pub(super) fn with_a_number_for_proc<T>(&mut self, make: impl FnOnce(&Self, bool) -> T) -> T {
+        // None lent (only what a start needs is left): the reads may fail,
+        // and the page says `null` for them.
+        let lent = self.fd_reserve.lend_one();
+        let page = make(self, lent);
+        if lent {
+            self.fd_reserve.refill(self.stats_fd.as_fd());
+        }
+        page
     }
 
     /// A client waiting on `listener`, accepted on a spare descriptor of the

@@ -80,13 +80,16 @@ impl Master {
             .collect()
     }
 
-    pub(super) fn stats_line(&self) -> String {
-        let rows = self.worker_rows();
-        stats_json(self.config.mode.name(), self.backend.name(), self.dispatch.refused, &self.retired_counts, &rows)
+    pub(super) fn stats_line(&mut self) -> String {
+        self.with_a_number_for_proc(|master, _| {
+            let rows = master.worker_rows();
+            let (mode, backend) = (master.config.mode.name(), master.backend.name());
+            stats_json(mode, backend, master.dispatch.refused, &master.retired_counts, &rows)
+        })
     }
 
     /// Prints the stats line on stdout.
-    pub(super) fn print_stats(&self) {
+    pub(super) fn print_stats(&mut self) {
         let line = self.stats_line();
         let mut out = io::stdout().lock();
         let _ = writeln!(out, "{line}");
