@@ -353,6 +353,16 @@ table ip $NFT_TABLE {
     }
 }
 EOF
+    # A connection that ends by a reset alone (a host that died with it in
+    # its listen queue, or unread) leaves its conntrack entry in CLOSE, 10 s
+    # by default, and a new SYN on the same tuple does not replace it
+    # (conntrack decides again only for a tuple the client reset or closed
+    # itself): the client's next connection from that port, which its
+    # kernel hands out again within seconds under churn, would follow the
+    # entry to the dead host and be refused, though the map dropped it.
+    # Here such an entry expires at once. (The sysctl exists once the nat
+    # chain above has loaded conntrack.)
+    in_ns "$NS_ROUTER" sysctl -q -w net.netfilter.nf_conntrack_tcp_timeout_close=0
 }
 
 # ---------------------------------------------------------------------------

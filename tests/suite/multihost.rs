@@ -295,3 +295,58 @@ fn multihost_rolling_upgrade_of_every_host_fails_no_request() {
     );
     assert_eq!(failed, 0, "failed requests (times from the first upgrade): {:?}", first_failures(&records, 5, start));
 }
+
+/// How long a request waits for an answer before the test takes it as
+/// waiting in the listen queue of the host whose master it stopped (any
+/// other host answers one request in well under this, even on busy cores).
+const UNANSWERED_AFTER: Duration = Duration::from_secs(1);
+
+/// A client port whose connection a dead host reset reaches a live host
+/// with its next connection. A connection that dies by a reset alone (here
+/// one waiting in the host's listen queue as its listener closed) leaves
+/// the router's conntrack entry in CLOSE, 10 s by default; a new SYN on
+/// that tuple does not replace it (conntrack decides again only for a
+/// tuple the client reset or closed itself), so the client's next
+/// connection from that port, which its kernel hands out again within
+/// seconds under churn, follows the stale entry to the dead host and is
+/// refused although the map dropped that host long before. That is how
+/// `multihost_hard_failure_fails_only_what_the_host_held` failed once under
+/// load, 0.6 s after the host was out. The router now expires such entries
+/// at once (`nf_conntrack_tcp_timeout_close=0` in its namespace).
+#[test]
+fn multihost_a_client_port_a_dead_host_reset_reaches_a_live_host_next() {
+    let Some((_machine, mut topology)) = setup("r") else { return };
+    let target = 1;
+    let from = topology.len();
+    // `rr`: the master accepts; stopped, it leaves connections in its queue.
+    let master = host_pid(&topology, target);
+    util::procs::kill(master, libc::SIGSTOP);
+    let (service, netns) = (topology.service, topology.client_netns.clone());
+    let waiting = std::thread::spawn(move || {
+        enter_netns(&netns);
+        unanswered_from(service, UNANSWERED_AFTER)
+    });
+    let (port, mut stream) = waiting.join().expect("the client thread").expect("a connection host 1 did not answer");
+    // Its listener closes with the connection in its queue: a reset.
+    topology.command(&format!("kill {target}"), COMMAND_TIMEOUT);
+    topology.wait_health(from, target, "out", Duration::from_secs(30));
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).expect("a read timeout");
+    let ended = std::io::Read::read(&mut stream, &mut [0u8; 1]);
+    assert!(
+        ended.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the connection from port {port}, in the queue of host {target}'s listener as it closed: {ended:?}"
+    );
+    drop(stream);
+
+    let netns = topology.client_netns.clone();
+    let again = std::thread::spawn(move || {
+        enter_netns(&netns);
+        close_request_from(service, port)
+    });
+    let again = again.join().expect("the client thread");
+    assert!(
+        again.as_ref().is_ok_and(|&host| host as usize != target),
+        "a new connection from client port {port}, whose last one host {target} reset as it died, once host \
+         {target} was out of the map: {again:?}"
+    );
+}

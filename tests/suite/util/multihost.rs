@@ -607,3 +607,74 @@ pub fn busiest(hosts: &[u8]) -> u8 {
     }
     count.into_iter().max_by_key(|&(h, c)| (c, std::cmp::Reverse(h))).map(|(h, _)| h).expect("keep-alive clients")
 }
+
+// ---------------------------------------------------------------------------
+// Connections from a chosen client port
+// ---------------------------------------------------------------------------
+
+/// Client ports [`unanswered_from`] connects from, one each: below the
+/// ephemeral range (32768-60999), which the loads' own connections use.
+const PROBE_PORTS: std::ops::Range<u16> = 20_000..30_000;
+
+/// A new connection to `service` from local `port`, bound explicitly so
+/// that a test can connect from the same port again once the last
+/// connection from it was reset (no TIME_WAIT then).
+fn connect_from(service: SocketAddr, port: u16) -> std::io::Result<TcpStream> {
+    use nix::sys::socket::{bind, connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let SocketAddr::V4(service) = service else {
+        return Err(std::io::Error::other(format!("{service}: not IPv4")));
+    };
+    let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    // A blocking connect gives up after this, as a send would.
+    let timeout = nix::sys::time::TimeVal::new(CLIENT_TIMEOUT.as_secs() as i64, 0);
+    setsockopt(&fd, sockopt::SendTimeout, &timeout)?;
+    bind(fd.as_raw_fd(), &SockaddrIn::new(0, 0, 0, 0, port))?;
+    connect(fd.as_raw_fd(), &SockaddrIn::from(service))?;
+    let stream = TcpStream::from(fd);
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    Ok(stream)
+}
+
+/// From the calling thread's namespace, connections to `service` from one
+/// client port after another, each sending a request, until one has no
+/// answer within `patience` (the map sent it to a host that does not
+/// accept): that port and its connection, or `None` when every port was
+/// tried. The others are closed once answered.
+pub fn unanswered_from(service: SocketAddr, patience: Duration) -> Option<(u16, TcpStream)> {
+    for port in PROBE_PORTS {
+        let Ok(mut stream) = connect_from(service, port) else { continue };
+        let sent = stream.write_all(b"GET / HTTP/1.1\r\nHost: service\r\nConnection: close\r\n\r\n");
+        if sent.is_err() || stream.set_read_timeout(Some(patience)).is_err() {
+            continue;
+        }
+        match stream.read(&mut [0u8; 1]) {
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Some((port, stream));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The pid of host `k`'s master, as the script said when it started it
+/// (`host K at ADDR in namespace NS: pid PID, ...`).
+pub fn host_pid(topology: &Topology, k: usize) -> u32 {
+    let prefix = format!("host {k} at ");
+    let lines = topology.lines();
+    let line = lines.iter().rev().find(|l| l.text.starts_with(&prefix)).unwrap_or_else(|| panic!("no {prefix:?} line"));
+    let pid = line.text.split_once(": pid ").and_then(|(_, rest)| rest.split(',').next()?.trim().parse().ok());
+    pid.unwrap_or_else(|| panic!("no pid in {:?}", line.text))
+}
+
+/// One `Connection: close` request on a new connection from client `port`;
+/// the host that answered, or what went wrong.
+pub fn close_request_from(service: SocketAddr, port: u16) -> Result<u8, String> {
+    let mut stream = connect_from(service, port).map_err(|e| format!("connect from port {port}: {e}"))?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: service\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    read_answer(&mut stream).map(|answer| answer.host).map_err(|e| e.error)
+}
