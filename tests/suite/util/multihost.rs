@@ -513,13 +513,18 @@ fn connect(service: SocketAddr) -> Result<TcpStream, NoAnswer> {
     Ok(stream)
 }
 
+/// The request every `Connection: close` client sends.
+const CLOSE_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: service\r\nConnection: close\r\n\r\n";
+
 /// One `Connection: close` request on a new connection.
 fn close_request(service: SocketAddr) -> Result<Answer, NoAnswer> {
-    let mut stream = connect(service)?;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: service\r\nConnection: close\r\n\r\n")
-        .map_err(|e| NoAnswer { bytes: 0, error: format!("write: {e}") })?;
-    read_answer(&mut stream)
+    close_request_on(&mut connect(service)?)
+}
+
+/// One `Connection: close` request on `stream`, new.
+fn close_request_on(stream: &mut TcpStream) -> Result<Answer, NoAnswer> {
+    stream.write_all(CLOSE_REQUEST).map_err(|e| NoAnswer { bytes: 0, error: format!("write: {e}") })?;
+    read_answer(stream)
 }
 
 /// One keep-alive request on `stream`.
@@ -645,7 +650,7 @@ fn connect_from(service: SocketAddr, port: u16) -> std::io::Result<TcpStream> {
 pub fn unanswered_from(service: SocketAddr, patience: Duration) -> Option<(u16, TcpStream)> {
     for port in PROBE_PORTS {
         let Ok(mut stream) = connect_from(service, port) else { continue };
-        let sent = stream.write_all(b"GET / HTTP/1.1\r\nHost: service\r\nConnection: close\r\n\r\n");
+        let sent = stream.write_all(CLOSE_REQUEST);
         if sent.is_err() || stream.set_read_timeout(Some(patience)).is_err() {
             continue;
         }
@@ -673,8 +678,5 @@ pub fn host_pid(topology: &Topology, k: usize) -> u32 {
 /// the host that answered, or what went wrong.
 pub fn close_request_from(service: SocketAddr, port: u16) -> Result<u8, String> {
     let mut stream = connect_from(service, port).map_err(|e| format!("connect from port {port}: {e}"))?;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: service\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("write: {e}"))?;
-    read_answer(&mut stream).map(|answer| answer.host).map_err(|e| e.error)
+    close_request_on(&mut stream).map(|answer| answer.host).map_err(|e| e.error)
 }
