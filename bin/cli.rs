@@ -69,7 +69,7 @@ pub struct Cli {
     #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     max_conns: u32,
 
-    /// Largest request header block, in bytes (`431` beyond).
+    /// Largest request header block, in bytes (`431` beyond; `414` when the request line alone is longer).
     #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
     max_header: u32,
 

@@ -182,6 +182,7 @@ fn error_body(reply: Reply) -> &'static [u8] {
         Reply::BadRequest => b"Bad Request\n",
         Reply::RequestTimeout => b"Request Timeout\n",
         Reply::ContentTooLarge => b"Content Too Large\n",
+        Reply::UriTooLong => b"URI Too Long\n",
         Reply::ExpectationFailed => b"Expectation Failed\n",
         Reply::HeaderTooLarge => b"Request Header Fields Too Large\n",
         Reply::NotImplemented => b"Not Implemented\n",

@@ -49,6 +49,8 @@ pub enum Reply {
     RequestTimeout,
     /// `413 Content Too Large`: a body over `--max-body`.
     ContentTooLarge,
+    /// `414 URI Too Long`: a request line that does not end within `--max-header`.
+    UriTooLong,
     /// `417 Expectation Failed`: an `Expect` other than `100-continue`.
     ExpectationFailed,
     /// `431 Request Header Fields Too Large`: a header block over `--max-header`.
@@ -69,7 +71,7 @@ pub enum Reply {
 
 impl Reply {
     /// Every reply, in discriminant order (index = `reply as usize`).
-    pub const ALL: [Reply; 17] = [
+    pub const ALL: [Reply; 18] = [
         Reply::Ok,
         Reply::OkKeepAlive,
         Reply::OkClose,
@@ -80,6 +82,7 @@ impl Reply {
         Reply::BadRequest,
         Reply::RequestTimeout,
         Reply::ContentTooLarge,
+        Reply::UriTooLong,
         Reply::ExpectationFailed,
         Reply::HeaderTooLarge,
         Reply::NotImplemented,
@@ -117,6 +120,7 @@ impl Reply {
             Reply::BadRequest => (400, "Bad Request"),
             Reply::RequestTimeout => (408, "Request Timeout"),
             Reply::ContentTooLarge => (413, "Content Too Large"),
+            Reply::UriTooLong => (414, "URI Too Long"),
             Reply::ExpectationFailed => (417, "Expectation Failed"),
             Reply::HeaderTooLarge => (431, "Request Header Fields Too Large"),
             Reply::NotImplemented => (501, "Not Implemented"),

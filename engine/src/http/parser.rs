@@ -157,19 +157,30 @@ struct Fields {
 
 fn parse_head(input: &[u8], limits: &Limits) -> HeadResult {
     with_head(input, |parsed| match parsed {
-        Parsed::Complete(len, _) if len > limits.max_header => HeadResult::Reject(Reply::HeaderTooLarge),
+        Parsed::Complete(len, _) if len > limits.max_header => HeadResult::Reject(too_large(input, limits)),
         // A proxy's method: a 2xx would tell the client its tunnel is open
         // (RFC 9110 §9.3.6), so an origin server says it does not do it.
         Parsed::Complete(_, request) if request.method == Some("CONNECT") => HeadResult::Reject(Reply::NotImplemented),
         Parsed::Complete(len, request) => {
             decide(len, request.method == Some("HEAD"), request.version == Some(1), request.headers, limits)
         }
-        Parsed::Partial if input.len() >= limits.max_header => HeadResult::Reject(Reply::HeaderTooLarge),
+        Parsed::Partial if input.len() >= limits.max_header => HeadResult::Reject(too_large(input, limits)),
         Parsed::Partial => HeadResult::NeedMore,
         Parsed::OtherVersion => HeadResult::Reject(Reply::VersionNotSupported),
         Parsed::Invalid(httparse::Error::TooManyHeaders) => HeadResult::Reject(Reply::HeaderTooLarge),
         Parsed::Invalid(_) => HeadResult::Reject(Reply::BadRequest),
     })
+}
+
+/// The refusal of a head over `--max-header`: `414` when the request line
+/// alone does not end within it (as nginx answers a long URI), else `431`.
+fn too_large(input: &[u8], limits: &Limits) -> Reply {
+    let within = &input[..input.len().min(limits.max_header)];
+    if within.contains(&b'\n') {
+        Reply::HeaderTooLarge
+    } else {
+        Reply::UriTooLong
+    }
 }
 
 /// What a complete header block asks for: its framing and its reply.
@@ -468,6 +479,14 @@ mod tests {
         let mut partial_request = b"GET / HTTP/1.1\r\nX: ".to_vec();
         partial_request.extend_from_slice(&partial);
         assert_eq!(run(&mut RequestParser::new(), &partial_request, &limits).0, [Reply::HeaderTooLarge]);
+        // A request line that does not end within the limit: its URI is too long.
+        let long_uri = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "u".repeat(64));
+        assert_eq!(run(&mut RequestParser::new(), long_uri.as_bytes(), &limits).0, [Reply::UriTooLong]);
+        let unfinished_uri = format!("GET /{}", "u".repeat(64));
+        assert_eq!(run(&mut RequestParser::new(), unfinished_uri.as_bytes(), &limits).0, [Reply::UriTooLong]);
+        // A request line that ends within it, with fields that do not: 431.
+        let line_fits = format!("GET /{} HTTP/1.1\r\nX: {}\r\n\r\n", "u".repeat(40), "v".repeat(30));
+        assert_eq!(run(&mut RequestParser::new(), line_fits.as_bytes(), &limits).0, [Reply::HeaderTooLarge]);
         let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
         for _ in 0..MAX_HEADERS {
             many.extend_from_slice(b"X: y\r\n");
