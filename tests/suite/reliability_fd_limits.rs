@@ -470,3 +470,55 @@ fn a_master_whose_reserve_is_short_gives_what_comes_back_to_the_reserve_not_to_n
         assert_eq!(answer.status, 200, "client {i}");
     }
 }
+
+/// How long the master's own line may take after the worker's in
+/// [`a_workers_fd_limit_line_does_not_hide_the_masters_own`]: its accept
+/// fails as the client connects, and the line comes in that turn; half the
+/// 10 s rate limit tells that from a line held back by another kind's timer.
+const MASTERS_LINE_WITHIN: Duration = Duration::from_secs(5);
+
+/// A worker at its open-file limit, then, a moment later, the master at its
+/// own: both are said, each in its own line. Before, one rate limit of 10 s
+/// covered every fd-limit line, so the worker's hid the master's (accepting
+/// pauses) for up to 10 s, and an operator missed that the master itself
+/// was at its limit.
+#[test]
+fn a_workers_fd_limit_line_does_not_hide_the_masters_own() {
+    let s = Server::start(&["--mode", "rr", "--workers", "1", "--no-pin"]);
+    let ready = s.wait_workers_ready(1, START_TIMEOUT);
+    let worker = util::stats::num(&util::stats::expect_worker(&ready, 1), "pid") as u32;
+    let master = s.pid();
+    let master_fds = open_fds(master);
+
+    // The worker: no number free, so the connection handed to it is dropped
+    // from the batch (`MSG_CTRUNC`), and it says so.
+    util::procs::set_soft_fd_limit(worker, util::procs::fd_limit_leaving(worker, 0));
+    let mut first = Conn::connect(s.addr());
+    first.send(GET_CLOSE);
+    let at_worker = |l: &str| l.starts_with(&format!("worker 1 (pid {worker}) is at its open-file limit"));
+    let (from, _) = s.wait_for_log_from(0, at_worker, Duration::from_secs(10));
+    let worker_said = std::time::Instant::now();
+    // Its connection settled (refused, as no worker has room), the master
+    // holds what it held before: no close of its own frees a number later.
+    first.stream().set_read_timeout(Some(IO_TIMEOUT)).expect("a read timeout");
+    let mut rest = Vec::new();
+    let _ = first.r.read_to_end(&mut rest);
+    assert!(
+        eventually(Duration::from_secs(5), || open_fds(master) <= master_fds),
+        "the master holds {} fds, {master_fds} before the first client",
+        open_fds(master)
+    );
+
+    // The master: no number free beyond its reserve; a new client's accept fails.
+    util::procs::set_soft_fd_limit(master, util::procs::fd_limit_leaving(master, 0));
+    let _second = TcpStream::connect_timeout(&s.addr(), IO_TIMEOUT).expect("the second client");
+    let at_master = |l: &str| l.starts_with("the master is at its open-file limit") && l.contains("accepting pauses");
+    let said = s.try_wait_for_log_from(from + 1, at_master, MASTERS_LINE_WITHIN);
+    assert!(
+        said.is_some(),
+        "the master's own fd-limit line did not come within {MASTERS_LINE_WITHIN:?} ({:?} after the worker's); \
+         log:\n{}",
+        worker_said.elapsed(),
+        s.log().join("\n")
+    );
+}

@@ -23,10 +23,40 @@ use crate::refuse::Refusals;
 use crate::rlimit::fd_limit_text;
 use crate::stats_line::Routing;
 
-/// Least time between two log lines about running out of file descriptors.
+/// Least time between two log lines of one kind about running out of file
+/// descriptors.
 const FD_LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Room for connections in the master's hands before a burst makes it grow.
 const HELD_CAPACITY: usize = 1024;
+
+/// A kind of log line about running out of file descriptors, each
+/// rate-limited on its own: a line of one kind never hides one of another
+/// (a worker's at its limit, the master's own just after it). One timer
+/// per kind, not per worker: workers inherit the master's limit and tend to
+/// reach it together, so a timer each would log a line per worker per
+/// period; the line names the worker last found at it, and each worker's
+/// count is in the metrics (`fd_limit_hits_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FdLimitLine {
+    /// A worker reports it is at its open-file limit.
+    Worker,
+    /// The master's own accept found no descriptor free.
+    Accepting,
+    /// A take from a stalled or full worker's queue (`steer.rs`) found none.
+    Rescue,
+}
+
+impl FdLimitLine {
+    const KINDS: usize = 3;
+
+    fn index(self) -> usize {
+        match self {
+            FdLimitLine::Worker => 0,
+            FdLimitLine::Accepting => 1,
+            FdLimitLine::Rescue => 2,
+        }
+    }
+}
 
 /// The dispatch's state.
 #[derive(Debug)]
@@ -52,8 +82,8 @@ pub(super) struct Dispatch {
     refusals: Refusals,
     /// The multishot accept is armed.
     pub(super) accepting: bool,
-    /// When the last fd-limit message was logged (rate limit).
-    fd_limit_logged: Option<Instant>,
+    /// When the last fd-limit line of each kind was logged (rate limit).
+    fd_limit_logged: [Option<Instant>; FdLimitLine::KINDS],
 }
 
 impl Dispatch {
@@ -74,7 +104,7 @@ impl Dispatch {
             refused: 0,
             refusals: Refusals::new(),
             accepting: false,
-            fd_limit_logged: None,
+            fd_limit_logged: [None; FdLimitLine::KINDS],
         }
     }
 }
@@ -217,11 +247,14 @@ impl Master {
         }
         if out_of_fds(-result) {
             let held = self.dispatch.held.len() + self.slots.iter().map(|s| s.lane.held_fds()).sum::<usize>();
-            self.log_fd_limit(format_args!(
-                "the master is at its open-file limit ({}): accepting pauses; it holds {held} connections \
+            self.log_fd_limit(
+                FdLimitLine::Accepting,
+                format_args!(
+                    "the master is at its open-file limit ({}): accepting pauses; it holds {held} connections \
                  not yet taken by a worker",
-                fd_limit_text()
-            ));
+                    fd_limit_text()
+                ),
+            );
         }
         // Out of fds or memory: the tick re-arms rather than spinning now.
         if !self.dispatch.accepting && !out_of_resources(-result) {
@@ -399,13 +432,15 @@ impl Master {
         self.dispatch.refusals.close_due(Instant::now());
     }
 
-    /// Logs about running out of file descriptors, at most every [`FD_LIMIT_LOG_EVERY`].
-    pub(super) fn log_fd_limit(&mut self, message: std::fmt::Arguments<'_>) {
+    /// Logs about running out of file descriptors, at most every
+    /// [`FD_LIMIT_LOG_EVERY`] for each `kind` of line.
+    pub(super) fn log_fd_limit(&mut self, kind: FdLimitLine, message: std::fmt::Arguments<'_>) {
         let now = Instant::now();
-        if self.dispatch.fd_limit_logged.is_some_and(|at| now.duration_since(at) < FD_LIMIT_LOG_EVERY) {
+        let logged = &mut self.dispatch.fd_limit_logged[kind.index()];
+        if logged.is_some_and(|at| now.duration_since(at) < FD_LIMIT_LOG_EVERY) {
             return;
         }
-        self.dispatch.fd_limit_logged = Some(now);
+        *logged = Some(now);
         crate::log!(warn: "{message}");
     }
 }

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use ringmaster_engine::out_of_fds;
 
+use super::dispatch::FdLimitLine;
 use super::Master;
 use crate::modes::SlotFacts;
 use crate::rlimit::fd_limit_text;
@@ -49,13 +50,16 @@ impl Master {
         }
         self.steer_taken = taken;
         if let Some(paused) = paused.filter(|p| p.error.raw_os_error().is_some_and(out_of_fds)) {
-            self.log_fd_limit(format_args!(
-                "the master is at its open-file limit ({}): rescuing from worker {}'s queue pauses; {} \
+            self.log_fd_limit(
+                FdLimitLine::Rescue,
+                format_args!(
+                    "the master is at its open-file limit ({}): rescuing from worker {}'s queue pauses; {} \
                  connections wait there for a worker that can take them",
-                fd_limit_text(),
-                paused.worker,
-                paused.left
-            ));
+                    fd_limit_text(),
+                    paused.worker,
+                    paused.left
+                ),
+            );
         }
     }
 }

@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 use ringmaster_engine::channel::channel_pair;
 use ringmaster_engine::stats::{CountersSnapshot, STATE_READY, STATE_STARTING};
 
+use super::dispatch::FdLimitLine;
 use super::stats::Rate;
 use super::{Master, MAX_SLOTS};
 use crate::backoff::Backoff;
@@ -356,11 +357,14 @@ impl Master {
             }
         }
         if let Some((id, pid)) = hit {
-            self.log_fd_limit(format_args!(
-                "worker {id} (pid {pid}) is at its open-file limit ({}): connections it cannot take go to other \
+            self.log_fd_limit(
+                FdLimitLine::Worker,
+                format_args!(
+                    "worker {id} (pid {pid}) is at its open-file limit ({}): connections it cannot take go to other \
                  workers, or get 503 when none can",
-                fd_limit_text()
-            ));
+                    fd_limit_text()
+                ),
+            );
         }
     }
 
