@@ -211,9 +211,20 @@ impl Master {
     /// before the reserve could, and hold it while the worker it waits for
     /// cannot be restarted.
     pub(super) fn may_take_connections(&self) -> bool {
-        self.stopping.is_none()
-            && self.dispatch.held.len() < self.config.backlog as usize
-            && self.fd_reserve.enough_for_a_start()
+        self.connections_it_may_take() > 0
+    }
+
+    /// How many connections the master may take off queues now: none while
+    /// it may not ([`Master::may_take_connections`]), else what `--backlog`
+    /// leaves beside those it holds. The same measure as `on_accept`'s: a
+    /// connection routed straight into a worker's lane is not held, one no
+    /// worker can take yet is; a take of this many keeps the master within
+    /// `--backlog` even if none finds a worker.
+    pub(super) fn connections_it_may_take(&self) -> usize {
+        if self.stopping.is_some() || !self.fd_reserve.enough_for_a_start() {
+            return 0;
+        }
+        (self.config.backlog as usize).saturating_sub(self.dispatch.held.len())
     }
 
     /// Arms the multishot accept when the mode wants the master to accept

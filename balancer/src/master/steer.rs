@@ -5,8 +5,9 @@
 //! hands on what the mode took from the queue of a stalled or full worker
 //! (nothing while the master may not take connections, as for its own
 //! accepts: stopping, holding `--backlog`, or its fd reserve short of what a
-//! start needs; and, at its open-file limit, nothing more that round, said
-//! in the rate-limited fd-limit line).
+//! start needs; no more in a round than `--backlog` leaves it; and, at its
+//! open-file limit, nothing more that round, said in the rate-limited
+//! fd-limit line).
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -40,9 +41,10 @@ impl Master {
             });
         }
         let mut taken = std::mem::take(&mut self.steer_taken);
-        // By the rules of the master's own accepts (`arm_accept`).
-        let may_take = self.may_take_connections();
-        let paused = self.dispatch.balance.steer(&facts, may_take.then_some(&mut taken));
+        // By the rules of the master's own accepts (`arm_accept`): within
+        // `--backlog`, whatever the stuck queues hold.
+        let up_to = self.connections_it_may_take();
+        let paused = self.dispatch.balance.steer(&facts, &mut taken, up_to);
         self.steer_facts = facts;
         for connection in taken.drain(..) {
             self.counts.rescued += 1;

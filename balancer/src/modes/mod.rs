@@ -204,13 +204,15 @@ pub trait Balance: fmt::Debug {
     /// The latest facts of every worker slot that is not retired, for a
     /// mode that steers the kernel's choice (`reuseport --steer load`). It
     /// may take connections that wait for a worker that cannot take them,
-    /// into `taken`, for the master to hand to another: to the route [`Balance::pick`] names among those the mode
-    /// does not steer away from ([`SteerView::load`]). `None`: it takes
-    /// none now (the master may not take connections: it is stopping, holds
-    /// `--backlog` connections no worker takes, or its fd reserve lacks what
-    /// a start needs). A take that finds the master out of descriptors or
-    /// memory ends the round's takes: it says which.
-    fn steer(&mut self, _slots: &[SlotFacts], _taken: Option<&mut Vec<OwnedFd>>) -> Option<RescuePaused> {
+    /// up to `up_to` in all, into `taken`, for the master to hand to
+    /// another: to the route [`Balance::pick`] names among those the mode
+    /// does not steer away from ([`SteerView::load`]). `up_to` is 0 while
+    /// the master may take none (it is stopping, holds `--backlog`
+    /// connections no worker takes, or its fd reserve lacks what a start
+    /// needs), else what `--backlog` leaves it. A take that finds the
+    /// master out of descriptors or memory ends the round's takes: it says
+    /// which.
+    fn steer(&mut self, _slots: &[SlotFacts], _taken: &mut Vec<OwnedFd>, _up_to: usize) -> Option<RescuePaused> {
         None
     }
 

@@ -25,9 +25,10 @@
 //! What already waits on a stalled worker's listener, sent there before its
 //! wait counted, would wait for it to run again, and what waits on a full
 //! one (placed by the kernel's hash while every worker was full) until it
-//! has room: the master takes it (it holds every slot's listener) and
-//! hands it to a worker that takes connections, over the lanes as `rr`
-//! does, counting it accepted for the program; a stalled worker stays
+//! has room: the master takes it (it holds every slot's listener; in a
+//! round no more than `--backlog` leaves it) and hands it to a worker that
+//! takes connections, over the lanes as `rr` does, counting it accepted
+//! for the program; a stalled worker stays
 //! passed over until its loop turns again. A listener an old master handed
 //! down and still holds in its maps (an upgrade, until it hands over) is
 //! shared with that master's worker of the slot: this master neither judges
@@ -361,7 +362,7 @@ impl Balance for Reuseport {
         Some(SteerView { load, sent, waiting, rescued })
     }
 
-    fn steer(&mut self, slots: &[SlotFacts], taken: Option<&mut Vec<OwnedFd>>) -> Option<RescuePaused> {
+    fn steer(&mut self, slots: &[SlotFacts], taken: &mut Vec<OwnedFd>, up_to: usize) -> Option<RescuePaused> {
         self.enter_maps();
         let steer = self.steer.as_mut()?;
         let now = Instant::now();
@@ -411,13 +412,21 @@ impl Balance for Reuseport {
             steer.steering.start_window(facts.worker);
         }
         // What waits on a worker that cannot take it goes to one that can, if
-        // any, and if the master may take connections now.
-        let taken = taken.filter(|_| some_worker_takes)?;
+        // any, and if the master may take connections now: no more than it
+        // may, the rest in later rounds.
+        if !some_worker_takes {
+            return None;
+        }
+        let mut budget = u32::try_from(up_to).unwrap_or(u32::MAX);
         for &(worker, queue, stalled) in &steer.stuck {
+            if budget == 0 {
+                break;
+            }
             let (Some(listener), Some(sample)) = (self.listeners.get(&worker), steer.last.get_mut(&worker)) else {
                 continue;
             };
-            let take = take_queued(listener.as_fd(), queue, taken);
+            let take = take_queued(listener.as_fd(), queue.min(budget), taken);
+            budget -= take.taken;
             if take.taken > 0 {
                 steer.steering.count_accepted(worker, i64::from(take.taken));
                 sample.rescued += u64::from(take.taken);
@@ -603,6 +612,50 @@ mod tests {
         assert_eq!(take(5), 1, "what is left, then no wait");
         assert_eq!(take(5), 0, "an empty queue: none, at once");
         assert_eq!(taken.len(), clients.len());
+    }
+
+    /// Connections left on the stalled workers' queues in
+    /// [`a_rescue_round_takes_no_more_than_the_master_may`].
+    const STUCK: usize = 6;
+
+    /// A round takes from the stuck queues no more than the master may take
+    /// (what `--backlog` leaves it), however much waits there; the rest is
+    /// taken in later rounds. Before, each stuck queue was taken whole.
+    /// With the real program and listeners (as root; skipped otherwise).
+    #[test]
+    fn a_rescue_round_takes_no_more_than_the_master_may() {
+        let steering = match Steering::load() {
+            Ok(steering) => steering,
+            Err(e) => {
+                eprintln!("skipped: the steering program does not load here ({e})");
+                return;
+            }
+        };
+        let (_anchor, local) = bind_reuseport_anchor(SocketAddr::from(([127, 0, 0, 1], 0))).expect("anchor");
+        let mut mode = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), Some(steering));
+        for worker in 1..=3 {
+            mode.worker_listener(worker).expect("listener");
+        }
+        let facts = |worker, route: Option<RouteFacts>| SlotFacts { worker, route, accepted: 0 };
+        let taking = Some(crate::modes::testing::taking(0));
+        let stalled = Some(RouteFacts { heartbeat_age: crate::modes::HEARTBEAT_STALE * 2, ..taking.expect("facts") });
+        let mut taken = Vec::new();
+        // Worker 1 not ready: the program sends every connection to 2 or 3.
+        assert!(mode.steer(&[facts(1, None), facts(2, taking), facts(3, taking)], &mut taken, 0).is_none());
+        let _clients: Vec<TcpStream> = (0..STUCK).map(|_| TcpStream::connect(local).expect("connect")).collect();
+        let queued = |mode: &Reuseport, worker| accept_queue_len(mode.listeners[&worker].as_fd()).expect("queue");
+        assert_eq!(queued(&mode, 2) + queued(&mode, 3), STUCK as u32);
+        // Workers 2 and 3 stalled, worker 1 takes: what waits goes to it.
+        let round = [facts(1, taking), facts(2, stalled), facts(3, stalled)];
+        let mut take = |mode: &mut Reuseport, up_to| {
+            let before = taken.len();
+            assert!(mode.steer(&round, &mut taken, up_to).is_none());
+            taken.len() - before
+        };
+        assert_eq!(take(&mut mode, 0), 0, "the master may take none");
+        assert_eq!(take(&mut mode, 4), 4, "no more than the master may take, over both queues");
+        assert_eq!(take(&mut mode, 10), STUCK - 4, "the rest, in the next round");
+        assert_eq!(queued(&mode, 2) + queued(&mode, 3), 0);
     }
 
     #[test]
