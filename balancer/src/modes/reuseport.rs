@@ -54,7 +54,7 @@ use crate::bpf::Steering;
 use crate::config::{Mode, SteerChoice};
 use crate::error::Error;
 use crate::listener::listen_reuseport;
-use crate::reactor::sys::{accept, set_nonblocking};
+use crate::reactor::sys::{accept, accept_goes_on, set_nonblocking};
 
 /// How often the load map is refreshed with `--steer load`: a few syscalls
 /// per worker each time, on a master with nothing else in the accept path.
@@ -274,24 +274,31 @@ struct Take {
 /// Takes up to `queue` connections waiting on `listener` without waiting
 /// (the worker may take some meanwhile), into `out`.
 fn take_queued(listener: BorrowedFd<'_>, queue: u32, out: &mut Vec<OwnedFd>) -> Take {
-    let mut take = Take { taken: 0, starved: None };
     // Its worker made it non-blocking already; one handed down may not be yet.
     if set_nonblocking(listener.as_raw_fd()).is_err() {
-        return take;
+        return Take { taken: 0, starved: None };
     }
+    take_each(|| accept(listener.as_raw_fd()), queue, out)
+}
+
+/// [`take_queued`]'s loop over the non-blocking `accept` of one listener.
+fn take_each(mut accept: impl FnMut() -> io::Result<OwnedFd>, queue: u32, out: &mut Vec<OwnedFd>) -> Take {
+    let mut take = Take { taken: 0, starved: None };
     while take.taken < queue {
-        match accept(listener.as_raw_fd()) {
+        match accept() {
             Ok(connection) => {
                 out.push(connection);
                 take.taken += 1;
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A connection reset while it waited (it left the queue: the
+            // loop still ends), or a signal: go on, as the master's own
+            // accepts do.
+            Err(e) if accept_goes_on(&e) => {}
             Err(e) if e.raw_os_error().is_some_and(out_of_resources) => {
                 take.starved = Some(e);
                 break;
             }
-            // Empty (its worker took the rest), or a connection reset before
-            // it was taken: what is left waits for the next round.
+            // Empty (its worker took the rest): nothing more to take.
             Err(_) => break,
         }
     }
@@ -612,6 +619,32 @@ mod tests {
         assert_eq!(take(5), 1, "what is left, then no wait");
         assert_eq!(take(5), 0, "an empty queue: none, at once");
         assert_eq!(taken.len(), clients.len());
+    }
+
+    /// A connection reset while it waited (`ECONNABORTED`, as a BSD says;
+    /// Linux hands such a one out and its first read fails) is skipped and
+    /// the take goes on, as the master's own accepts do. Before, it ended
+    /// that queue's take until the next round. The error alone is made up:
+    /// the connections are real, on a real listener.
+    #[test]
+    fn a_connection_reset_in_the_queue_does_not_end_the_take() {
+        let (_anchor, local) = bind_reuseport_anchor(SocketAddr::from(([127, 0, 0, 1], 0))).expect("anchor");
+        let listener = listen_reuseport(local, 64).expect("listener");
+        set_nonblocking(listener.as_raw_fd()).expect("non-blocking");
+        let _clients: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(local).expect("connect")).collect();
+        let mut calls = 0;
+        let accept_after_a_reset = || {
+            calls += 1;
+            match calls {
+                1 => Err(io::Error::from_raw_os_error(libc::ECONNABORTED)),
+                _ => accept(listener.as_raw_fd()),
+            }
+        };
+        let mut taken = Vec::new();
+        let take = take_each(accept_after_a_reset, 3, &mut taken);
+        assert!(take.starved.is_none(), "{take:?}");
+        assert_eq!((take.taken, taken.len()), (3, 3), "every connection after the reset");
+        assert_eq!(accept_queue_len(listener.as_fd()).expect("queue"), 0);
     }
 
     /// Connections left on the stalled workers' queues in

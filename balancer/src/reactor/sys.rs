@@ -127,6 +127,13 @@ pub unsafe fn sendmsg(fd: RawFd, header: *const libc::msghdr) -> io::Result<usiz
     check(unsafe { libc::sendmsg(fd, header, flags) }).map(|n| n as usize)
 }
 
+/// True for an accept error that ends nothing: a connection reset before it
+/// was accepted (`ECONNABORTED`; it left the queue), or a signal (`EINTR`).
+/// The next accept on the listener may succeed.
+pub fn accept_goes_on(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR))
+}
+
 /// Connections accepted for one readiness of a listener before other fds get
 /// a turn (the rest are accepted next turn, without waiting).
 pub const ACCEPT_BATCH: usize = 256;
@@ -156,8 +163,7 @@ pub fn accept_burst(listener: RawFd, token: super::Token, out: &mut Vec<super::C
                 out.push(completion);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Burst::Drained,
-            // A connection reset before it was accepted, or a signal: go on.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR)) => {}
+            Err(e) if accept_goes_on(&e) => {}
             Err(e) => {
                 out.push(super::Completion::of(token, -e.raw_os_error().unwrap_or(libc::EIO), false));
                 return Burst::Done;
