@@ -46,7 +46,28 @@ pub fn system_file_max() -> Option<u64> {
 
 /// The open-file limit, for log lines: `RLIMIT_NOFILE 64`.
 pub fn fd_limit_text() -> String {
-    match fd_limit() {
+    limit_text(fd_limit())
+}
+
+/// Process `pid`'s soft open-file limit, which need not be the master's (an
+/// operator's `prlimit`): read with `prlimit(2)`, which needs no descriptor.
+pub fn fd_limit_of(pid: u32) -> io::Result<u64> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: prlimit with no new limit only writes the old one into a valid rlimit.
+    if unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// Process `pid`'s open-file limit, for log lines.
+pub fn fd_limit_text_of(pid: u32) -> String {
+    limit_text(fd_limit_of(pid))
+}
+
+fn limit_text(limit: io::Result<u64>) -> String {
+    match limit {
         Ok(limit) => format!("RLIMIT_NOFILE {limit}"),
         Err(e) => format!("RLIMIT_NOFILE unknown: {e}"),
     }
@@ -83,5 +104,12 @@ mod tests {
         assert_eq!(worker_holds(16384, 32, true), Some(32), "its ring's table is as large as the limit");
         assert_eq!(worker_holds(100, 1 << 20, false), None, "--max-conns is reached");
         assert_eq!(worker_holds(100, 100, true), None);
+    }
+
+    #[test]
+    fn another_process_limit_is_read_without_a_descriptor() {
+        let own = fd_limit().expect("own limit");
+        assert_eq!(fd_limit_of(std::process::id()).expect("prlimit on itself"), own);
+        assert!(fd_limit_of(u32::MAX).is_err(), "no such process");
     }
 }

@@ -492,11 +492,14 @@ fn a_workers_fd_limit_line_does_not_hide_the_masters_own() {
 
     // The worker: no number free, so the connection handed to it is dropped
     // from the batch (`MSG_CTRUNC`), and it says so.
-    util::procs::set_soft_fd_limit(worker, util::procs::fd_limit_leaving(worker, 0));
+    let worker_limit = util::procs::fd_limit_leaving(worker, 0);
+    util::procs::set_soft_fd_limit(worker, worker_limit);
     let mut first = Conn::connect(s.addr());
     first.send(GET_CLOSE);
     let at_worker = |l: &str| l.starts_with(&format!("worker 1 (pid {worker}) is at its open-file limit"));
-    let (from, _) = s.wait_for_log_from(0, at_worker, Duration::from_secs(10));
+    let (from, line) = s.wait_for_log_from(0, at_worker, Duration::from_secs(10));
+    // The worker's own limit, not the master's.
+    assert!(line.contains(&format!("(RLIMIT_NOFILE {worker_limit})")), "{line}");
     let worker_said = std::time::Instant::now();
     // Its connection settled (refused, as no worker has room), the master
     // holds what it held before: no close of its own frees a number later.

@@ -19,7 +19,7 @@ use crate::backoff::Backoff;
 use crate::cpus::cpu_for_worker;
 use crate::handoff::Lane;
 use crate::modes::WorkerListener;
-use crate::rlimit::fd_limit_text;
+use crate::rlimit::fd_limit_text_of;
 use crate::spawn::{spawn_worker, Inherited, WorkerLaunch};
 
 /// The `listening on` line waits for every first worker to be ready, but no
@@ -362,7 +362,7 @@ impl Master {
                 format_args!(
                     "worker {id} (pid {pid}) is at its open-file limit ({}): connections it cannot take go to other \
                  workers, or get 503 when none can",
-                    fd_limit_text()
+                    fd_limit_text_of(pid)
                 ),
             );
         }
