@@ -670,8 +670,9 @@ mod tests {
             mode.worker_listener(worker).expect("listener");
         }
         let facts = |worker, route: Option<RouteFacts>| SlotFacts { worker, route, accepted: 0 };
-        let taking = Some(crate::modes::testing::taking(0));
-        let stalled = Some(RouteFacts { heartbeat_age: crate::modes::HEARTBEAT_STALE * 2, ..taking.expect("facts") });
+        let taking_facts = crate::modes::testing::taking(0);
+        let taking = Some(taking_facts);
+        let stalled = Some(RouteFacts { heartbeat_age: crate::modes::HEARTBEAT_STALE * 2, ..taking_facts });
         let mut taken = Vec::new();
         // Worker 1 not ready: the program sends every connection to 2 or 3.
         assert!(mode.steer(&[facts(1, None), facts(2, taking), facts(3, taking)], &mut taken, 0).is_none());
