@@ -99,6 +99,26 @@ fn control_socket_survives_idle_clients_holding_every_slot() {
     stop_and_check_no_process_left(s);
 }
 
+/// A last command without its line end, then the end of input (`printf
+/// status | socat - UNIX-CONNECT:PATH`): the end finishes the line and the
+/// client gets its reply. Before, the line was dropped and the connection
+/// closed without a word.
+#[test]
+fn a_last_command_without_its_line_end_is_answered_at_the_end_of_input() {
+    let path = SockPath::new("unended");
+    let s = Server::start(&["--workers", "1", "--no-pin", "--control", path.arg()]);
+    let mut client = UnixStream::connect(&path.0).expect("connect to the control socket");
+    client.set_read_timeout(Some(CLOSE_WITHIN)).expect("a read timeout");
+    client.write_all(b"status").expect("send status");
+    client.shutdown(std::net::Shutdown::Write).expect("end the input");
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).expect("read the reply to the end");
+    assert!(reply.ends_with('\n'), "a whole line: {reply:?}");
+    let status = parse_status(reply.trim_end());
+    assert_eq!(status["workers"][0]["id"], 1, "{status}");
+    stop_and_check_no_process_left(s);
+}
+
 #[test]
 fn a_second_master_refuses_a_live_control_socket() {
     let path = SockPath::new("live");

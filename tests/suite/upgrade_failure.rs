@@ -6,6 +6,9 @@
 
 use crate::util;
 
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use util::control::ctl;
@@ -72,6 +75,30 @@ fn a_new_file_that_exits_1_fails_the_upgrade_and_the_old_master_serves_on() {
     let line = s.wait_for_log(|l| l.contains("upgrade failed: "), Duration::from_secs(5));
     assert!(line.contains(&reason) && line.contains("keeps serving"), "{line}");
     assert!(!running(pid), "it was reaped");
+    check_still_serving(s, &dir, load, &workers);
+}
+
+/// A client that ends its input after `upgrade` (as `printf 'upgrade\n' |
+/// socat - UNIX-CONNECT:PATH` does) still gets the reply, which comes only
+/// once the new master has failed. Before, the master closed such a client
+/// at the end of its input and the reply was lost.
+#[test]
+fn a_client_that_ends_its_input_after_upgrade_still_gets_the_reply() {
+    let dir = TempDir::new("upgrade-half-closed");
+    let (s, load, workers) = serving(&dir, &[]);
+    replace_by_rename(&dir.join("ringmaster"), Replacement::Script("#!/bin/sh\nexit 1\n"));
+    let mut client = UnixStream::connect(dir.join("control.sock")).expect("connect to the control socket");
+    client.set_read_timeout(Some(Duration::from_secs(15))).expect("a read timeout");
+    client.write_all(b"upgrade\n").expect("send upgrade");
+    client.shutdown(Shutdown::Write).expect("end the input");
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).expect("read the reply to the end");
+    let started = s.wait_for_log(|l| l.contains("upgrade: new master started (pid "), Duration::from_secs(5));
+    let pid = parse_new_master(&started).expect("its pid");
+    assert_eq!(
+        reply,
+        format!("error: upgrade failed: the new master (pid {pid}) exited with code 1 before it was ready\n")
+    );
     check_still_serving(s, &dir, load, &workers);
 }
 

@@ -198,12 +198,28 @@ impl Clients {
 
     /// A receive completed with `result` (bytes, 0 at end of stream, or
     /// `-errno`): the complete command lines it finished, without line ends.
+    /// At the end of the stream, a last line without its line end is one
+    /// too (`printf status | socat - UNIX-CONNECT:PATH`).
     pub fn received(&mut self, id: ClientId, result: i32, now: Instant) -> Vec<Vec<u8>> {
         let Some(client) = self.client(id) else { return Vec::new() };
         client.receiving = false;
-        if result <= 0 || client.closing {
+        if result < 0 || client.closing {
             client.closing = true;
             return Vec::new();
+        }
+        if result == 0 {
+            client.closing = true;
+            if client.len == 0 {
+                return Vec::new();
+            }
+            let mut line = client.input[..client.len].to_vec();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            client.len = 0;
+            client.line_started = None;
+            client.active_at = now;
+            return vec![line];
         }
         let before = client.len;
         client.len += result as usize;
@@ -331,7 +347,8 @@ impl Clients {
             // that is until `received` (a client is freed only with nothing in flight).
             ops.recv = Some(unsafe { Lent::recv(fd, room.as_mut_ptr(), room.len()) });
         }
-        if client.closing && !client.receiving && !client.has_output() {
+        // A client that ended its input still reads: it gets a reply it is owed.
+        if client.closing && !client.receiving && !client.has_output() && client.owed.is_none() {
             let done = self.entries[id.index as usize].take();
             return (ops, done.map(|c| c.fd));
         }
@@ -473,6 +490,38 @@ mod tests {
         // Released once: a second release says nothing more.
         clients.release(id, "again", t);
         assert!(clients.next_ops(id).0.send.is_none());
+    }
+
+    #[test]
+    fn a_last_line_without_its_end_is_a_command_at_the_end_of_input() {
+        let mut clients = Clients::new();
+        let t = Instant::now();
+        let id = adopt(&mut clients, t);
+        assert!(deliver(&mut clients, id, b"status\r", t).is_empty(), "a partial line waits");
+        assert_eq!(clients.received(id, 0, t), [b"status".to_vec()], "the end of input finishes it");
+        clients.reply(id, "{status}", t);
+        let (ops, closed) = clients.next_ops(id);
+        assert!(ops.send.is_some() && ops.recv.is_none() && closed.is_none(), "the reply goes out, no more input");
+        clients.sent(id, b"{status}\n".len() as i32, t);
+        assert!(clients.next_ops(id).1.is_some(), "then the connection closes");
+        // Nothing pending at the end: no command.
+        let other = adopt(&mut clients, t);
+        assert!(clients.received(other, 0, t).is_empty());
+    }
+
+    #[test]
+    fn a_client_that_ended_its_input_still_gets_a_reply_it_is_owed() {
+        let mut clients = Clients::new();
+        let t = Instant::now();
+        let id = adopt(&mut clients, t);
+        deliver(&mut clients, id, b"upgrade\n", t);
+        clients.hold(id);
+        assert!(clients.received(id, 0, t).is_empty());
+        assert!(clients.next_ops(id).1.is_none(), "kept while its reply is owed");
+        clients.release(id, "error: upgrade failed", t);
+        assert!(clients.next_ops(id).0.send.is_some(), "the reply goes out");
+        clients.sent(id, b"error: upgrade failed\n".len() as i32, t);
+        assert!(clients.next_ops(id).1.is_some(), "then the connection closes");
     }
 
     #[test]
