@@ -27,7 +27,7 @@ pub struct Cli {
     command: Option<SubCommand>,
 
     /// Address to listen on (port 0 picks a free port; the log says which).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_address)]
     bind: SocketAddr,
 
     /// Balancing mode: `rr` (the master accepts and hands connections out in
@@ -49,7 +49,7 @@ pub struct Cli {
     /// Worker processes; with `--cpus` they take its CPUs in turn, wrapping
     /// around [default: one per CPU of `--cpus`, else one per CPU the process
     /// may run on].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=ringmaster_balancer::MAX_WORKERS as i64))]
     workers: Option<u32>,
 
     /// CPUs to pin workers to, e.g. `0,2-3` (not with `--no-pin`) [default:
@@ -115,7 +115,7 @@ pub struct Cli {
 
     /// Serve Prometheus metrics from the master at `http://ADDR/metrics`
     /// (text format 0.0.4), on a listener of its own [default: off].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_parser = parse_address, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
 
     /// Log lines as `text` (time, level, pid, message) or `json` (one object
@@ -218,6 +218,14 @@ fn parse_health_path(text: &str) -> Result<String, String> {
         return Err(format!("'{text}' is not a path: it starts with / and has no spaces or control characters"));
     }
     Ok(text.to_string())
+}
+
+/// An IP address and a port; a host name is not looked up (it may name
+/// several addresses, and one listener takes one), so it gets an example.
+fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!("'{text}' is not an IP address and port, such as 127.0.0.1:8080, 0.0.0.0:80 or [::]:8080 (host names are not looked up)")
+    })
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {

@@ -48,5 +48,5 @@ pub mod worker_role;
 
 pub use config::{MasterConfig, Mode, SteerChoice, WorkerExec, WorkerMessageHook};
 pub use error::{Error, Result};
-pub use master::run_master;
+pub use master::{run_master, MAX_WORKERS};
 pub use worker_role::{identity_from_env, run_worker};

@@ -112,6 +112,18 @@ fn a_bad_value_is_named_on_the_one_line() {
     let (code, line) = expect_one_line_error(&["--mod", "rr"]);
     assert_eq!(code, 2, "{line}");
     assert!(line.contains("'--mod'") && line.contains("'--mode'"), "keeps clap's tip: {line}");
+
+    // More workers than the master has room for is a usage error, with the
+    // bound the master keeps (half its slots: a reload starts each worker's
+    // new process beside the old one), not a larger one the master refuses.
+    let (code, line) = expect_one_line_error(&["--workers", "600"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("'600'") && line.contains("1..=512"), "{line}");
+
+    // A host name is not looked up: the error shows what an address looks like.
+    let (code, line) = expect_one_line_error(&["--bind", "localhost:8080"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("'localhost:8080'") && line.contains("[::]:8080") && line.contains("--bind"), "{line}");
 }
 
 // --- --body escapes --------------------------------------------------------------------

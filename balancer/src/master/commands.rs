@@ -11,7 +11,7 @@ use std::time::Instant;
 use nix::sys::signal::Signal;
 use ringmaster_engine::{out_of_fds, out_of_resources};
 
-use super::{Master, Op, Stopping, MAX_SLOTS};
+use super::{Master, Op, Stopping, MAX_WORKERS};
 use crate::control::clients::{Cancel, Ops};
 use crate::control::{parse_command, ClientId, Clients, Command, ControlSocket};
 use crate::error::Result;
@@ -175,7 +175,7 @@ impl Master {
                 None => format!("ok reloading {} workers", self.begin_reload()?),
             },
             Command::Scale(_) if self.stop_begun() => "error: stopping".to_string(),
-            Command::Scale(n) if n > MAX_SLOTS / 2 => format!("error: at most {} workers", MAX_SLOTS / 2),
+            Command::Scale(n) if n > MAX_WORKERS => format!("error: at most {MAX_WORKERS} workers"),
             Command::Scale(n) => {
                 self.scale(n)?;
                 format!("ok scaling to {n} workers")

@@ -85,6 +85,9 @@ use upgrade::Upgrades;
 
 /// Most worker processes at once (slots in the stats block), old and new together.
 pub const MAX_SLOTS: usize = 1024;
+/// Most workers (`--workers`, `scale N`): half the slots, so that a reload
+/// has a slot for every worker's new process beside the old one.
+pub const MAX_WORKERS: usize = MAX_SLOTS / 2;
 /// How often the master checks deadlines, restarts and heartbeats.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -225,8 +228,8 @@ impl Master {
         // Workers start from the image this process runs, whatever later lands at its path.
         let image = OwnImage::open().context("cannot open the running binary (/proc/self/exe)")?;
         let upgrade_path = upgrade_path(config.program.as_deref(), &image);
-        if config.workers == 0 || config.workers > MAX_SLOTS / 2 {
-            return Err(Error::Config(format!("--workers must be between 1 and {}", MAX_SLOTS / 2)));
+        if config.workers == 0 || config.workers > MAX_WORKERS {
+            return Err(Error::Config(format!("--workers must be between 1 and {MAX_WORKERS}")));
         }
         let (backend, fallback) = choose_backend(config.backend).map_err(Error::Backend)?;
         if let Some(why) = fallback {
