@@ -119,6 +119,11 @@ impl Client {
     }
 }
 
+/// A command line without its line end (`\n` or `\r\n`).
+fn command_line(line: &[u8]) -> Vec<u8> {
+    line.strip_suffix(b"\r").unwrap_or(line).to_vec()
+}
+
 /// Every control client of the master.
 #[derive(Debug)]
 pub struct Clients {
@@ -207,31 +212,20 @@ impl Clients {
             client.closing = true;
             return Vec::new();
         }
-        if result == 0 {
-            client.closing = true;
-            if client.len == 0 {
-                return Vec::new();
-            }
-            let mut line = client.input[..client.len].to_vec();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            client.len = 0;
-            client.line_started = None;
-            client.active_at = now;
-            return vec![line];
-        }
         let before = client.len;
         client.len += result as usize;
         let mut lines = Vec::new();
         while let Some(end) = client.input[..client.len].iter().position(|&b| b == b'\n') {
-            let mut line = client.input[..end].to_vec();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            lines.push(line);
+            lines.push(command_line(&client.input[..end]));
             client.input.copy_within(end + 1..client.len, 0);
             client.len -= end + 1;
+        }
+        if result == 0 {
+            client.closing = true;
+            if client.len > 0 {
+                lines.push(command_line(&client.input[..client.len]));
+                client.len = 0;
+            }
         }
         if !lines.is_empty() {
             client.active_at = now;
