@@ -61,7 +61,8 @@ fn closed_within(client: &mut UnixStream, limit: Duration) -> bool {
             Ok(_) => continue,
             Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return false,
-            Err(e) => panic!("reading an idle control client: {e}"),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => panic!("reading an idle control client: {e} ({e:?})"),
         }
     }
 }
