@@ -120,6 +120,27 @@ fn a_last_command_without_its_line_end_is_answered_at_the_end_of_input() {
     stop_and_check_no_process_left(s);
 }
 
+/// A line longer than the master takes, from a client that sends it all
+/// before it reads: the client gets `error: line too long`, then the end.
+/// Before, the master closed with the rest of the line unread, which reset
+/// the connection, and the error was lost (or the client's write failed).
+#[test]
+fn an_overlong_line_gets_its_error_not_a_reset() {
+    let path = SockPath::new("overlong");
+    let s = Server::start(&["--workers", "1", "--no-pin", "--control", path.arg()]);
+    let mut client = UnixStream::connect(&path.0).expect("connect to the control socket");
+    client.set_read_timeout(Some(CLOSE_WITHIN)).expect("a read timeout");
+    client.set_write_timeout(Some(CLOSE_WITHIN)).expect("a write timeout");
+    client.write_all(&[b'a'; 100 * 1024]).expect("the master reads the whole line");
+    client.shutdown(std::net::Shutdown::Write).expect("end the input");
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).expect("the error, then the end; not a reset");
+    assert_eq!(reply, "error: line too long\n");
+    // The master serves on.
+    assert_eq!(parse_status(&ctl(&path.0, &["status"]).1)["workers"].as_array().map(Vec::len), Some(1));
+    stop_and_check_no_process_left(s);
+}
+
 #[test]
 fn a_second_master_refuses_a_live_control_socket() {
     let path = SockPath::new("live");

@@ -82,6 +82,10 @@ struct Client {
     in_flight: bool,
     /// No more input: close once the output is sent.
     closing: bool,
+    /// Its line was too long: what else it sends is read and dropped until
+    /// its end (or [`LINE_TIMEOUT`]), so that closing with input unread
+    /// does not reset the connection and lose the error.
+    discarding: bool,
     /// Closed by the master (timed out, evicted): nothing more goes out either.
     aborted: bool,
     /// When it last finished something: connected, sent a whole line, took a whole reply.
@@ -177,6 +181,7 @@ impl Clients {
             receiving: false,
             in_flight: false,
             closing: false,
+            discarding: false,
             aborted: false,
             active_at: now,
             line_started: None,
@@ -212,6 +217,12 @@ impl Clients {
             client.closing = true;
             return Vec::new();
         }
+        if client.discarding {
+            if result == 0 {
+                client.closing = true;
+            }
+            return Vec::new();
+        }
         let before = client.len;
         client.len += result as usize;
         let mut lines = Vec::new();
@@ -239,9 +250,10 @@ impl Clients {
         if client.len == MAX_LINE {
             client.queued.extend_from_slice(b"error: line too long\n");
             client.output_since.get_or_insert(now);
-            client.closing = true;
+            client.discarding = true;
             client.len = 0;
-            client.line_started = None;
+            // The rest must end within a line's time too.
+            client.line_started = Some(now);
         }
         lines
     }
@@ -459,10 +471,29 @@ mod tests {
         let (ops, closed) = clients.next_ops(id);
         assert!(closed.is_none());
         assert!(ops.send.is_some(), "the error goes out first");
-        assert!(ops.recv.is_none(), "no more input");
+        assert!(ops.recv.is_some(), "what else comes is read, not left to reset the connection");
         let len = b"error: line too long\n".len();
         clients.sent(id, len as i32, t);
+        // More of the line, even a line end: dropped, no command.
+        deliver(&mut clients, id, b"xxxx\nstatus\n", t);
+        assert!(clients.next_ops(id).1.is_none(), "open until the client's end");
+        assert!(clients.received(id, 0, t).is_empty());
         assert!(clients.next_ops(id).1.is_some(), "then the connection closes");
+    }
+
+    #[test]
+    fn an_endless_line_that_does_not_end_is_closed_after_the_line_timeout() {
+        let mut clients = Clients::new();
+        let t = Instant::now();
+        let id = adopt(&mut clients, t);
+        clients.client(id).expect("live").input.fill(b'x');
+        clients.received(id, MAX_LINE as i32, t);
+        clients.next_ops(id);
+        clients.sent(id, b"error: line too long\n".len() as i32, t);
+        deliver(&mut clients, id, b"xxxx", t + LINE_TIMEOUT / 2);
+        assert!(clients.expire(t + LINE_TIMEOUT / 2).is_empty());
+        let expired = clients.expire(t + LINE_TIMEOUT);
+        assert_eq!(expired.len(), 1, "the rest had a line's time to end");
     }
 
     #[test]
