@@ -14,7 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use util::control::{control_path, ctl, parse_status};
+use util::control::{control_path, ctl, parse_status, send_then_read_to_end};
 use util::procs::{kill, run_to_exit, stop_and_check_no_process_left};
 use util::*;
 
@@ -108,12 +108,7 @@ fn control_socket_survives_idle_clients_holding_every_slot() {
 fn a_last_command_without_its_line_end_is_answered_at_the_end_of_input() {
     let path = SockPath::new("unended");
     let s = Server::start(&["--workers", "1", "--no-pin", "--control", path.arg()]);
-    let mut client = UnixStream::connect(&path.0).expect("connect to the control socket");
-    client.set_read_timeout(Some(CLOSE_WITHIN)).expect("a read timeout");
-    client.write_all(b"status").expect("send status");
-    client.shutdown(std::net::Shutdown::Write).expect("end the input");
-    let mut reply = String::new();
-    client.read_to_string(&mut reply).expect("read the reply to the end");
+    let reply = send_then_read_to_end(&path.0, b"status").expect("the reply, then the end");
     assert!(reply.ends_with('\n'), "a whole line: {reply:?}");
     let status = parse_status(reply.trim_end());
     assert_eq!(status["workers"][0]["id"], 1, "{status}");
@@ -128,13 +123,7 @@ fn a_last_command_without_its_line_end_is_answered_at_the_end_of_input() {
 fn an_overlong_line_gets_its_error_not_a_reset() {
     let path = SockPath::new("overlong");
     let s = Server::start(&["--workers", "1", "--no-pin", "--control", path.arg()]);
-    let mut client = UnixStream::connect(&path.0).expect("connect to the control socket");
-    client.set_read_timeout(Some(CLOSE_WITHIN)).expect("a read timeout");
-    client.set_write_timeout(Some(CLOSE_WITHIN)).expect("a write timeout");
-    client.write_all(&[b'a'; 100 * 1024]).expect("the master reads the whole line");
-    client.shutdown(std::net::Shutdown::Write).expect("end the input");
-    let mut reply = String::new();
-    client.read_to_string(&mut reply).expect("the error, then the end; not a reset");
+    let reply = send_then_read_to_end(&path.0, &[b'a'; 100 * 1024]).expect("the error, then the end; not a reset");
     assert_eq!(reply, "error: line too long\n");
     // The master serves on.
     assert_eq!(parse_status(&ctl(&path.0, &["status"]).1)["workers"].as_array().map(Vec::len), Some(1));

@@ -6,12 +6,9 @@
 
 use crate::util;
 
-use std::io::{Read, Write};
-use std::net::Shutdown;
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use util::control::ctl;
+use util::control::{ctl, send_then_read_to_end};
 use util::load::{Load, LOAD_PAUSE};
 use util::upgrade::{parse_new_master, replace_by_rename, running, status_when, worker_pids, Replacement, TempDir};
 use util::*;
@@ -87,12 +84,7 @@ fn a_client_that_ends_its_input_after_upgrade_still_gets_the_reply() {
     let dir = TempDir::new("upgrade-half-closed");
     let (s, load, workers) = serving(&dir, &[]);
     replace_by_rename(&dir.join("ringmaster"), Replacement::Script("#!/bin/sh\nexit 1\n"));
-    let mut client = UnixStream::connect(dir.join("control.sock")).expect("connect to the control socket");
-    client.set_read_timeout(Some(Duration::from_secs(15))).expect("a read timeout");
-    client.write_all(b"upgrade\n").expect("send upgrade");
-    client.shutdown(Shutdown::Write).expect("end the input");
-    let mut reply = String::new();
-    client.read_to_string(&mut reply).expect("read the reply to the end");
+    let reply = send_then_read_to_end(&dir.join("control.sock"), b"upgrade\n").expect("the reply, then the end");
     let started = s.wait_for_log(|l| l.contains("upgrade: new master started (pid "), Duration::from_secs(5));
     let pid = parse_new_master(&started).expect("its pid");
     assert_eq!(

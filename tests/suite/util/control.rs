@@ -3,7 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -77,4 +78,18 @@ pub fn ctl(path: &Path, args: &[&str]) -> (i32, String, String) {
     all.extend_from_slice(args);
     let (status, out, err) = run_to_exit(&all, Duration::from_secs(15));
     (status.code().unwrap_or(-1), out.trim_end().to_string(), err.trim_end().to_string())
+}
+
+/// A client that sends `bytes`, ends its input and reads what the master
+/// sends until it closes, as `printf ... | socat - UNIX-CONNECT:PATH` does;
+/// each step within 15 s. An error of any step (a reset, say) is returned.
+pub fn send_then_read_to_end(path: &Path, bytes: &[u8]) -> std::io::Result<String> {
+    let mut client = UnixStream::connect(path)?;
+    client.set_read_timeout(Some(Duration::from_secs(15)))?;
+    client.set_write_timeout(Some(Duration::from_secs(15)))?;
+    client.write_all(bytes)?;
+    client.shutdown(Shutdown::Write)?;
+    let mut reply = String::new();
+    client.read_to_string(&mut reply)?;
+    Ok(reply)
 }
