@@ -93,6 +93,10 @@ struct LoadSteer {
     /// Workers with connections waiting that they cannot take (stalled, or
     /// beyond their room), how many, and whether stalled, at this look.
     stuck: Vec<(usize, u32, bool)>,
+    /// Where in `stuck` the next round's takes begin: each round starts one
+    /// further on, so a budget smaller than what waits is shared out in
+    /// turn instead of always going to the lowest worker id first.
+    rescue_turn: usize,
 }
 
 /// One look at a worker slot.
@@ -168,6 +172,7 @@ impl Reuseport {
             last: BTreeMap::new(),
             insert_failed_logged: false,
             stuck: Vec::new(),
+            rescue_turn: 0,
         });
         let mut mode = Reuseport { at, listeners: handed.into_iter().collect(), steer, hand_on: Least::default() };
         mode.enter_maps();
@@ -425,7 +430,10 @@ impl Balance for Reuseport {
             return None;
         }
         let mut budget = u32::try_from(up_to).unwrap_or(u32::MAX);
-        for &(worker, queue, stalled) in &steer.stuck {
+        let first = steer.rescue_turn % steer.stuck.len().max(1);
+        steer.rescue_turn = steer.rescue_turn.wrapping_add(1);
+        let (before_first, from_first) = steer.stuck.split_at(first);
+        for &(worker, queue, stalled) in from_first.iter().chain(before_first) {
             if budget == 0 {
                 break;
             }
@@ -647,49 +655,93 @@ mod tests {
         assert_eq!(accept_queue_len(listener.as_fd()).expect("queue"), 0);
     }
 
-    /// Connections left on the stalled workers' queues in
-    /// [`a_rescue_round_takes_no_more_than_the_master_may`].
+    /// Connections left on the stalled workers' queues by [`StuckQueues`].
     const STUCK: usize = 6;
+
+    /// Three worker slots under the real steering program (as root; `None`
+    /// otherwise): while worker 1 was not ready, [`STUCK`] connections went
+    /// to the queues of workers 2 and 3, which are now stalled.
+    struct StuckQueues {
+        mode: Reuseport,
+        _anchor: OwnedFd,
+        _clients: Vec<TcpStream>,
+        /// Worker 1 takes, workers 2 and 3 are stalled.
+        round: [SlotFacts; 3],
+    }
+
+    impl StuckQueues {
+        fn new() -> Option<StuckQueues> {
+            let steering = match Steering::load() {
+                Ok(steering) => steering,
+                Err(e) => {
+                    eprintln!("skipped: the steering program does not load here ({e})");
+                    return None;
+                }
+            };
+            let (anchor, local) = bind_reuseport_anchor(SocketAddr::from(([127, 0, 0, 1], 0))).expect("anchor");
+            let mut mode = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), Some(steering));
+            for worker in 1..=3 {
+                mode.worker_listener(worker).expect("listener");
+            }
+            let facts = |worker, route: Option<RouteFacts>| SlotFacts { worker, route, accepted: 0 };
+            let taking_facts = crate::modes::testing::taking(0);
+            let taking = Some(taking_facts);
+            let stalled = Some(RouteFacts { heartbeat_age: crate::modes::HEARTBEAT_STALE * 2, ..taking_facts });
+            // Worker 1 not ready: the program sends every connection to 2 or 3.
+            assert!(mode.steer(&[facts(1, None), facts(2, taking), facts(3, taking)], &mut Vec::new(), 0).is_none());
+            let _clients = (0..STUCK).map(|_| TcpStream::connect(local).expect("connect")).collect();
+            let round = [facts(1, taking), facts(2, stalled), facts(3, stalled)];
+            Some(StuckQueues { mode, _anchor: anchor, _clients, round })
+        }
+
+        fn queued(&self, worker: usize) -> u32 {
+            accept_queue_len(self.mode.listeners[&worker].as_fd()).expect("queue")
+        }
+
+        /// One steering round in which the master may take `up_to`: what it took.
+        fn round(&mut self, up_to: usize) -> usize {
+            let mut taken = Vec::new();
+            assert!(self.mode.steer(&self.round, &mut taken, up_to).is_none());
+            taken.len()
+        }
+    }
 
     /// A round takes from the stuck queues no more than the master may take
     /// (what `--backlog` leaves it), however much waits there; the rest is
     /// taken in later rounds. Before, each stuck queue was taken whole.
-    /// With the real program and listeners (as root; skipped otherwise).
     #[test]
     fn a_rescue_round_takes_no_more_than_the_master_may() {
-        let steering = match Steering::load() {
-            Ok(steering) => steering,
-            Err(e) => {
-                eprintln!("skipped: the steering program does not load here ({e})");
-                return;
-            }
-        };
-        let (_anchor, local) = bind_reuseport_anchor(SocketAddr::from(([127, 0, 0, 1], 0))).expect("anchor");
-        let mut mode = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), Some(steering));
-        for worker in 1..=3 {
-            mode.worker_listener(worker).expect("listener");
+        let Some(mut stuck) = StuckQueues::new() else { return };
+        assert_eq!(stuck.queued(2) + stuck.queued(3), STUCK as u32);
+        assert_eq!(stuck.round(0), 0, "the master may take none");
+        assert_eq!(stuck.round(4), 4, "no more than the master may take, over both queues");
+        assert_eq!(stuck.round(10), STUCK - 4, "the rest, in the next round");
+        assert_eq!(stuck.queued(2) + stuck.queued(3), 0);
+    }
+
+    /// With a budget smaller than what waits, rounds take from the stuck
+    /// queues in turn. Before, every round began with the lowest worker id,
+    /// and the others' connections waited until its queue was empty.
+    #[test]
+    fn rescue_rounds_take_from_the_stuck_queues_in_turn() {
+        let Some(mut stuck) = StuckQueues::new() else { return };
+        // The program spreads them over the two ready listeners, neither two ahead.
+        assert!(stuck.queued(2) >= 2 && stuck.queued(3) >= 2, "{} and {}", stuck.queued(2), stuck.queued(3));
+        let mut taken_from = Vec::new();
+        for _ in 0..4 {
+            let before = (stuck.queued(2), stuck.queued(3));
+            assert_eq!(stuck.round(1), 1);
+            let after = (stuck.queued(2), stuck.queued(3));
+            taken_from.push(if after.0 < before.0 {
+                2
+            } else if after.1 < before.1 {
+                3
+            } else {
+                0
+            });
         }
-        let facts = |worker, route: Option<RouteFacts>| SlotFacts { worker, route, accepted: 0 };
-        let taking_facts = crate::modes::testing::taking(0);
-        let taking = Some(taking_facts);
-        let stalled = Some(RouteFacts { heartbeat_age: crate::modes::HEARTBEAT_STALE * 2, ..taking_facts });
-        let mut taken = Vec::new();
-        // Worker 1 not ready: the program sends every connection to 2 or 3.
-        assert!(mode.steer(&[facts(1, None), facts(2, taking), facts(3, taking)], &mut taken, 0).is_none());
-        let _clients: Vec<TcpStream> = (0..STUCK).map(|_| TcpStream::connect(local).expect("connect")).collect();
-        let queued = |mode: &Reuseport, worker| accept_queue_len(mode.listeners[&worker].as_fd()).expect("queue");
-        assert_eq!(queued(&mode, 2) + queued(&mode, 3), STUCK as u32);
-        // Workers 2 and 3 stalled, worker 1 takes: what waits goes to it.
-        let round = [facts(1, taking), facts(2, stalled), facts(3, stalled)];
-        let mut take = |mode: &mut Reuseport, up_to| {
-            let before = taken.len();
-            assert!(mode.steer(&round, &mut taken, up_to).is_none());
-            taken.len() - before
-        };
-        assert_eq!(take(&mut mode, 0), 0, "the master may take none");
-        assert_eq!(take(&mut mode, 4), 4, "no more than the master may take, over both queues");
-        assert_eq!(take(&mut mode, 10), STUCK - 4, "the rest, in the next round");
-        assert_eq!(queued(&mode, 2) + queued(&mode, 3), 0);
+        let in_turn = taken_from.windows(2).all(|pair| pair[0] != pair[1]) && !taken_from.contains(&0);
+        assert!(in_turn, "one connection a round, from each queue in turn: {taken_from:?}");
     }
 
     #[test]
