@@ -442,6 +442,59 @@ fn reuseport_sigterm_finishes_a_half_sent_request() {
     half_sent_request_is_finished("reuseport", libc::SIGTERM, "SIGTERM");
 }
 
+// --- a draining read that takes exactly what the connection has room for -------------------
+
+/// A worker's carry buffer at the default `--max-header` (8 KiB): 16 KiB,
+/// the most one read takes for a connection with nothing held.
+const CARRY_ROOM: usize = 16 * 1024;
+
+/// During the drain a pipelined burst arrives whose read fills the
+/// connection's room to the byte, and nothing follows it. The socket is
+/// empty after that read as after a short one: the last answer must say
+/// `Connection: close` (the epoll driver took a full read to mean "more
+/// waits", answered with keep-alive and cut the connection once idle).
+#[test]
+fn a_draining_read_that_fills_the_room_exactly_still_closes_with_the_last_answer() {
+    let mut s = Server::start(&["--workers", "1"]);
+    let mut c = s.connect();
+    c.get_ok();
+    // Half a head: the connection is busy, so the drain does not close it.
+    let head = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    c.send(head);
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    s.wait_for_log_from(from, |l| l == "SIGTERM received: stopping 1 workers", IO_TIMEOUT);
+    wait_one_connection_held_while_draining(&s);
+
+    // The head's end, whole requests, and one padded to end the burst at
+    // the room's last byte.
+    let mut burst = b"\r\n".to_vec();
+    let last = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: \r\n\r\n";
+    let whole = (CARRY_ROOM - head.len() - burst.len() - last.len()) / GET.len();
+    burst.extend_from_slice(&repeat(GET, whole));
+    let pad = CARRY_ROOM - head.len() - burst.len() - last.len();
+    burst.extend_from_slice(&last[..last.len() - 4]);
+    burst.extend_from_slice(&vec![b'y'; pad]);
+    burst.extend_from_slice(b"\r\n\r\n");
+    assert_eq!(head.len() + burst.len(), CARRY_ROOM);
+    c.send(&burst);
+
+    let expected = whole + 2;
+    for n in 1..=expected {
+        let resp = c.read();
+        check_ok(&resp);
+        if n < expected {
+            assert!(!resp.has_connection("close"), "answer {n} of {expected} closes: {resp:?}");
+        } else {
+            assert!(resp.has_connection("close"), "the last answer of a drain closes the connection: {resp:?}");
+        }
+    }
+    c.expect_closed();
+    let status = s.wait_exit(Duration::from_secs(20));
+    check_clean_exit(&mut s, status, 1);
+    stop_and_check_no_process_left(s);
+}
+
 // --- stragglers -----------------------------------------------------------------------------
 
 #[test]

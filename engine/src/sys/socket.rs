@@ -43,6 +43,16 @@ pub fn recv(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>>
     }
 }
 
+/// Whether bytes of input wait on `socket` now (`FIONREAD`): what an
+/// io_uring receive reports with its completion (`IORING_CQE_F_SOCK_NONEMPTY`),
+/// the peer's FIN not counted.
+pub fn input_waiting(socket: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int, into `bytes`, which lives through the call.
+    syscall!(unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONREAD, &mut bytes) })?;
+    Ok(bytes > 0)
+}
+
 /// Sends the slices `header` points at; `Ok(0)` when the socket's buffer is full.
 ///
 /// # Safety

@@ -103,7 +103,13 @@ impl EpollWorker<'_> {
                 // more, and a FIN signalled is still to be read.
                 let more = n == room;
                 entry.readable = more || entry.hung_up;
-                let taken = entry.conn.handle_input(&self.recv_buffer[..n], carry, more, &mut ctx);
+                // A draining connection closes with its last answer when the
+                // socket is empty after a read: a full one may have taken
+                // exactly what there was, so it is asked, not guessed (and
+                // the settle would never come: the next read finds nothing
+                // and tells the connection nothing).
+                let waiting = more && (!ctx.draining || socket::input_waiting(fd.as_fd()).unwrap_or(true));
+                let taken = entry.conn.handle_input(&self.recv_buffer[..n], carry, waiting, &mut ctx);
                 debug_assert_eq!(taken, n, "a read never exceeds what the connection can hold");
                 if taken < n {
                     entry.conn.handle_read_error();
