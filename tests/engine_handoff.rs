@@ -8,6 +8,9 @@
 //! The test plays the master and never lets go of its copy until the client
 //! has read the end of the stream: without the worker's own FIN, the read
 //! waits for the copy and times out.
+//!
+//! And a handed descriptor the worker cannot take in is declined (the master
+//! routes it elsewhere), not the end of the worker.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -83,4 +86,61 @@ fn uring_worker_closes_what_the_master_still_holds() {
 #[test]
 fn epoll_worker_closes_what_the_master_still_holds() {
     worker_closes_what_the_master_still_holds(Backend::Epoll);
+}
+
+/// One keep-alive request on `client`, and its whole answer.
+fn ask(client: &mut TcpStream) -> String {
+    client.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("request");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 512];
+    while !answer.ends_with(BODY) {
+        match client.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("reading the answer: {e} (read so far: {:?})", String::from_utf8_lossy(&answer)),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A connection the master hands over, as it does: the client's end, and
+/// the master's copy (kept, as the master keeps it until the ack).
+fn hand_over(master_end: &OwnedFd, listener: &TcpListener, message: &mut Message) -> (TcpStream, TcpStream) {
+    let client = TcpStream::connect(listener.local_addr().expect("local addr")).expect("connect");
+    client.set_read_timeout(Some(READ_TIMEOUT)).expect("read timeout");
+    let (copy, _) = listener.accept().expect("accept");
+    send_blocking(master_end.as_fd(), message, Tag::Connections, &[copy.as_raw_fd()]).expect("hand over");
+    (client, copy)
+}
+
+/// A handed descriptor the worker cannot watch is declined, and the worker
+/// serves on, with the connections it holds. Before, a failed watch on epoll
+/// (`ENOMEM`, or `ENOSPC` at the user's watch limit; `EPERM` here, for a
+/// file, which cannot be polled) ended the worker and every connection in it.
+fn a_descriptor_the_worker_cannot_watch_is_declined(backend: Backend) {
+    let (master_end, worker_end) = channel_pair().expect("channel");
+    let worker = start_worker(backend, worker_end);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut message = Message::new();
+    let (mut first, _first_copy) = hand_over(&master_end, &listener, &mut message);
+    assert!(ask(&mut first).starts_with("HTTP/1.1 200"), "the first connection is served");
+
+    let file = std::fs::File::open(std::env::current_exe().expect("test binary")).expect("open a file");
+    send_blocking(master_end.as_fd(), &mut message, Tag::Connections, &[file.as_raw_fd()]).expect("hand over");
+
+    let (mut second, _second_copy) = hand_over(&master_end, &listener, &mut message);
+    assert!(ask(&mut second).starts_with("HTTP/1.1 200"), "a connection handed after it is served");
+    assert!(ask(&mut first).starts_with("HTTP/1.1 200"), "the connection held before it is served on");
+    drop(master_end);
+    worker.stop();
+}
+
+#[test]
+fn uring_worker_declines_a_descriptor_it_cannot_watch() {
+    a_descriptor_the_worker_cannot_watch_is_declined(Backend::Uring);
+}
+
+#[test]
+fn epoll_worker_declines_a_descriptor_it_cannot_watch() {
+    a_descriptor_the_worker_cannot_watch_is_declined(Backend::Epoll);
 }

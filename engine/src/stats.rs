@@ -34,8 +34,9 @@ pub struct WorkerCounters {
     pub requests: AtomicU64,
     /// Connections open now.
     pub live: AtomicU64,
-    /// Connections refused because the slab was full (handed back to the
-    /// master in `rr`, closed otherwise).
+    /// Connections refused because the slab was full, or because they could
+    /// not be watched (epoll out of memory or at the user's watch limit):
+    /// handed back to the master in `rr`, closed otherwise.
     pub rejected: AtomicU64,
     /// Times the worker found itself at its open-file limit (an accept failed
     /// with `EMFILE`/`ENFILE`, or a batch from the master arrived truncated).

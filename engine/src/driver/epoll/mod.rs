@@ -175,7 +175,13 @@ impl<'a> EpollWorker<'a> {
             let Some(listener) = &self.core.sources.listener else { break };
             match socket::accept(listener.as_fd()) {
                 Ok(Some(fd)) => {
-                    self.adopt(fd, Origin::Accepted)?;
+                    if !self.adopt(fd, Origin::Accepted)? {
+                        // It could not be watched, and is closed: leave the
+                        // queue to the other workers until the next tick.
+                        self.core.counts.rejected += 1;
+                        self.accepts_starved = true;
+                        break;
+                    }
                     accepted += 1;
                 }
                 Ok(None) => break,
@@ -248,14 +254,18 @@ impl<'a> EpollWorker<'a> {
     }
 
     /// Takes a connection into the slab and starts watching it; false (and
-    /// `fd` closed) when every slot is taken.
+    /// `fd` closed) when every slot is taken, or when it cannot be watched
+    /// (the kernel out of memory for the watch, the user's epoll watch
+    /// limit): declined as a full worker's would be, so the master routes a
+    /// handed one elsewhere, while this worker's other connections go on.
     fn adopt(&mut self, fd: OwnedFd, origin: Origin) -> io::Result<bool> {
         let Some((slot, generation)) = self.conns.insert() else { return Ok(false) };
-        socket::set_nonblocking(fd.as_fd())?;
         let events = epoll::IN | epoll::OUT | epoll::RDHUP | epoll::EDGE;
-        if let Err(e) = self.epoll.add(fd.as_fd(), events, token::encode(Op::Recv, slot, generation)) {
+        let watched = socket::set_nonblocking(fd.as_fd())
+            .and_then(|()| self.epoll.add(fd.as_fd(), events, token::encode(Op::Recv, slot, generation)));
+        if watched.is_err() {
             self.conns.remove(slot);
-            return Err(e);
+            return Ok(false);
         }
         if let Some(entry) = self.conns.get_mut(slot, generation) {
             // Readable until a read says otherwise: input may have come before the watch.
