@@ -279,3 +279,42 @@ fn an_accept_takes_connections_that_queued_before_it_was_armed() {
         drop(clients);
     }
 }
+
+#[test]
+fn a_cancelled_accept_loses_no_connection() {
+    for (mut reactor, _give_up) in reactors() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let clients: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).expect("connect")).collect();
+        // Cancelled in the turn it starts: what it took before comes out,
+        // the rest stays queued for the next accept.
+        reactor.accept(listener.as_raw_fd(), 1).expect("accept");
+        reactor.cancel(1).expect("cancel");
+        let end = wait_for(&mut *reactor, 1);
+        let mut accepted = end.iter().filter(|c| c.token == 1 && c.accepted.is_some()).count();
+        let last = end.iter().rfind(|c| c.token == 1).expect("the accept ends");
+        if last.more {
+            let rest = wait_for_end(&mut *reactor, 1);
+            accepted += rest.iter().filter(|c| c.token == 1 && c.accepted.is_some()).count();
+        }
+        reactor.accept(listener.as_raw_fd(), 2).expect("accept again");
+        while accepted < 3 {
+            accepted += wait_for(&mut *reactor, 2).iter().filter(|c| c.token == 2 && c.accepted.is_some()).count();
+        }
+        assert_eq!(accepted, 3, "{reactor:?}");
+        drop(clients);
+    }
+}
+
+/// Waits until the multishot op `token` ends (a completion without `more`).
+fn wait_for_end(reactor: &mut dyn Reactor, token: Token) -> Vec<Completion> {
+    let mut seen = Vec::new();
+    loop {
+        let mut turn = wait_for(reactor, token);
+        let ended = turn.iter().any(|c| c.token == token && !c.more);
+        seen.append(&mut turn);
+        if ended {
+            return seen;
+        }
+    }
+}

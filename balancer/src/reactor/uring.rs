@@ -14,11 +14,14 @@
 //! it answers the next event with no delay. The listener is watched with a
 //! plain multishot poll, which honours that batching (a multishot accept's
 //! exclusive wait would wake the master for every connection), and what is
-//! waiting is then accepted in one burst. Workers' acks come through a
-//! multishot receive into a provided-buffer ring, copied into the completion.
+//! waiting is then taken by a drain: a multishot accept that stops at the
+//! empty queue instead of waiting (Linux 6.10; before, `accept4` in a burst),
+//! submitted at once, so a batch of connections costs one `io_uring_enter`.
+//! Workers' acks come through a multishot receive into a provided-buffer
+//! ring, copied into the completion.
 
 use std::io;
-use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use io_uring::types::{Fd, Timespec};
@@ -37,6 +40,13 @@ pub const CQ_ENTRIES: u32 = 8192;
 const WAIT_BATCH: u32 = 64;
 /// The longest one wait lasts with nothing happening (the tick comes sooner).
 const WAIT_LIMIT: Duration = Duration::from_secs(1);
+/// The kind of a drain's token (the master's kinds are small), beside the listener's fd.
+const DRAIN_KIND: u8 = u8::MAX;
+/// `IORING_ACCEPT_DONTWAIT` (Linux 6.10): an accept ends at `EAGAIN` instead of waiting.
+const ACCEPT_DONTWAIT: u16 = 1 << 1;
+/// Where `ioprio`, which holds an accept's own flags, sits in an `io_uring_sqe`.
+const SQE_IOPRIO_OFFSET: usize = 2;
+const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64, "an Entry is the kernel's io_uring_sqe");
 /// The buffer group the multishot receives read into, and its buffers.
 const RECV_GROUP: u16 = 1;
 const RECV_BUFFERS: u16 = 256;
@@ -64,6 +74,16 @@ struct Watch {
     listener: RawFd,
 }
 
+/// A drain in flight: a multishot accept taking what waits on a listener.
+#[derive(Clone, Copy, Debug)]
+struct Drain {
+    watch: Watch,
+    /// The poll saw connections come while it ran: drain again after it.
+    again: bool,
+    /// The poll ended while it ran: this end is reported after its connections.
+    end: Option<i32>,
+}
+
 /// The master's ring.
 pub struct UringReactor {
     // Dropped first: the kernel stops using the buffers below.
@@ -81,6 +101,13 @@ pub struct UringReactor {
     /// Polls of accepts that ended on an error, being cancelled: their last
     /// completion is not reported (the accept's end was).
     ended_polls: Vec<Token>,
+    /// The kernel's accept can stop at an empty queue: ready listeners are drained
+    /// by the ring (else by `accept4` bursts).
+    drains_accept: bool,
+    /// Drains in flight, at most one per listener.
+    drains: Vec<Drain>,
+    /// A drain was queued since the last submission: submit before sleeping.
+    drain_queued: bool,
 }
 
 impl std::fmt::Debug for UringReactor {
@@ -103,6 +130,8 @@ impl UringReactor {
         };
         let recv_buffers = BufRing::register_group(&ring.submitter(), RECV_BUFFERS, DATAGRAM_MAX as u32, RECV_GROUP)?;
         let batched_waits = ring.params().is_feature_min_timeout() && ring.params().is_feature_ext_arg();
+        // IORING_ACCEPT_DONTWAIT came with bundles, in 6.10.
+        let drains_accept = ring.params().is_feature_recvsend_bundle();
         let limit = KernelTimespec { tv_sec: WAIT_LIMIT.as_secs() as i64, tv_nsec: 0 };
         Ok(UringReactor {
             ring,
@@ -113,6 +142,9 @@ impl UringReactor {
             accepts: Vec::with_capacity(2),
             again: Vec::with_capacity(2),
             ended_polls: Vec::new(),
+            drains_accept,
+            drains: Vec::with_capacity(2),
+            drain_queued: false,
         })
     }
 
@@ -167,6 +199,10 @@ impl UringReactor {
     /// a receive's message copied out of its buffer.
     fn take(&mut self, token: Token, result: i32, flags: u32, out: &mut Vec<Completion>) {
         let more = cqueue::more(flags);
+        if kind_of(token) == DRAIN_KIND {
+            self.take_drain(token, result, more, out);
+            return;
+        }
         if let Some(at) = self.ended_polls.iter().position(|&t| t == token) {
             if !more {
                 self.ended_polls.swap_remove(at);
@@ -179,7 +215,12 @@ impl UringReactor {
                 // The poll ended (cancelled, or the kernel gave up on it): so does the accept.
                 self.accepts.swap_remove(at);
                 self.again.retain(|w| *w != watch);
-                out.push(Completion::of(token, if result > 0 { -libc::ECANCELED } else { result }, false));
+                let end = if result > 0 { -libc::ECANCELED } else { result };
+                match self.drains.iter_mut().find(|d| d.watch == watch) {
+                    // Its connections come first: the end waits for the drain's.
+                    Some(drain) => drain.end = Some(end),
+                    None => out.push(Completion::of(token, end, false)),
+                }
                 return;
             }
             self.accept_burst(watch, out);
@@ -198,8 +239,12 @@ impl UringReactor {
         out.push(completion);
     }
 
-    /// Accepts what waits on a ready listener.
+    /// Accepts what waits on a ready listener: a drain, or a burst of `accept4`.
     fn accept_burst(&mut self, watch: Watch, out: &mut Vec<Completion>) {
+        if self.drains_accept {
+            self.drain(watch);
+            return;
+        }
         match sys::accept_burst(watch.listener, watch.token, out) {
             Burst::Drained => {}
             Burst::More => {
@@ -216,6 +261,95 @@ impl UringReactor {
             }
         }
     }
+
+    /// Queues a drain of `watch`'s listener, or, with one in flight, another after it.
+    fn drain(&mut self, watch: Watch) {
+        if let Some(drain) = self.drains.iter_mut().find(|d| d.watch == watch) {
+            drain.again = true;
+            return;
+        }
+        let token = ringmaster_engine::token::pack(DRAIN_KIND, watch.listener as u32, 0);
+        // SAFETY: an accept that asks for no peer address points at no memory.
+        match unsafe { self.push(drain_entry(watch.listener), token) } {
+            Ok(()) => {
+                self.drains.push(Drain { watch, again: false, end: None });
+                self.drain_queued = true;
+            }
+            // No room in the ring even after submitting: the next turn tries again.
+            Err(_) => self.again.push(watch),
+        }
+    }
+
+    /// A drain's completion: a connection, owned at once and reported as the
+    /// accept's; or its end (the queue is empty, or an error stopped it).
+    fn take_drain(&mut self, token: Token, result: i32, more: bool, out: &mut Vec<Completion>) {
+        let listener = token as u32 as RawFd;
+        let at = self.drains.iter().position(|d| d.watch.listener == listener);
+        if result >= 0 {
+            // SAFETY: a successful accept's result is a new descriptor the
+            // kernel installed in this process's table (a plain one: the
+            // drain asks for no fixed slot), owned by nothing else.
+            let connection = unsafe { OwnedFd::from_raw_fd(result) };
+            let Some(at) = at else { return };
+            let mut completion = Completion::of(self.drains[at].watch.token, result, true);
+            completion.accepted = Some(connection);
+            out.push(completion);
+            if !more {
+                // It stopped with connections maybe waiting (a full completion queue).
+                self.drains[at].again = true;
+                self.drain_ended(at, out);
+            }
+            return;
+        }
+        let Some(at) = at else { return };
+        let error = io::Error::from_raw_os_error(-result);
+        if result == -libc::EAGAIN || sys::accept_goes_on(&error) {
+            if result != -libc::EAGAIN {
+                self.drains[at].again = true;
+            }
+            self.drain_ended(at, out);
+            return;
+        }
+        // An error ends the accept (as a burst's does): stop the poll, unless it ended already.
+        let drain = self.drains.swap_remove(at);
+        out.push(Completion::of(drain.watch.token, result, false));
+        if drain.end.is_none() {
+            self.accepts.retain(|w| *w != drain.watch);
+            self.again.retain(|w| *w != drain.watch);
+            self.ended_polls.push(drain.watch.token);
+            let _ = self.push_ignored(opcode::AsyncCancel::new(drain.watch.token).build());
+        }
+    }
+
+    /// The drain `self.drains[at]` ended without an error of its accept's:
+    /// the poll's end it held is reported, or another drain follows if asked.
+    fn drain_ended(&mut self, at: usize, out: &mut Vec<Completion>) {
+        let drain = self.drains.swap_remove(at);
+        if let Some(end) = drain.end {
+            out.push(Completion::of(drain.watch.token, end, false));
+        } else if drain.again && self.accepts.contains(&drain.watch) {
+            self.drain(drain.watch);
+        }
+    }
+}
+
+/// A drain of `listener`: a multishot accept that takes what waits and ends
+/// at `EAGAIN` instead of waiting. Its connections are plain descriptors
+/// (they go to workers with `SCM_RIGHTS`), close-on-exec.
+fn drain_entry(listener: RawFd) -> squeue::Entry {
+    let mut entry = opcode::AcceptMulti::new(Fd(listener)).flags(libc::SOCK_CLOEXEC).build();
+    // The crate sets no accept flag but MULTISHOT; DONTWAIT goes beside it.
+    let ioprio = std::ptr::addr_of_mut!(entry).cast::<u8>().wrapping_add(SQE_IOPRIO_OFFSET).cast::<u16>();
+    // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's 64-byte
+    // `io_uring_sqe` (asserted above), whose `ioprio` is the u16 at byte 2
+    // (<linux/io_uring.h>), so 2-aligned in the 8-aligned entry we own.
+    unsafe { *ioprio |= ACCEPT_DONTWAIT };
+    entry
+}
+
+/// The kind a token was packed with.
+fn kind_of(token: Token) -> u8 {
+    ringmaster_engine::token::unpack(token).0
 }
 
 impl Reactor for UringReactor {
@@ -231,12 +365,18 @@ impl Reactor for UringReactor {
         // their accepts (on a ring or on epoll) expect.
         sys::set_nonblocking(listener)?;
         let watch = Watch { token, listener };
-        self.accepts.push(watch);
-        // Connections already waiting get no poll event: take them next turn.
-        self.again.push(watch);
         let poll = opcode::PollAdd::new(Fd(listener), libc::POLLIN as u32).multi(true).build();
         // SAFETY: a poll points at no memory.
-        unsafe { self.push(poll, token) }
+        unsafe { self.push(poll, token) }?;
+        self.accepts.push(watch);
+        // Connections already waiting get no poll event: take them now (a
+        // drain goes after the poll, so what comes later wakes the poll).
+        if self.drains_accept {
+            self.drain(watch);
+        } else {
+            self.again.push(watch);
+        }
+        Ok(())
     }
 
     fn start(&mut self, lent: Lent, token: Token) -> io::Result<()> {
@@ -283,7 +423,8 @@ impl Reactor for UringReactor {
                 self.accept_burst(watch, out);
             }
         }
-        let ready = !out.is_empty() || !self.ring.completion().is_empty();
+        let ready = self.drain_queued || !out.is_empty() || !self.ring.completion().is_empty();
+        self.drain_queued = false;
         self.enter(ready)?;
         let room = out.capacity().max(1);
         let mut cqes = [(0u64, 0i32, 0u32); 64];
@@ -298,8 +439,22 @@ impl Reactor for UringReactor {
                     self.take(token, result, flags, out);
                 }
             }
-            if n < cqes.len() || out.len() >= room {
+            if out.len() >= room {
                 return Ok(());
+            }
+            if n < cqes.len() {
+                if !std::mem::take(&mut self.drain_queued) {
+                    return Ok(());
+                }
+                // A drain completes as it is submitted: its connections go out in this turn.
+                match self.ring.submit() {
+                    Ok(_) => {}
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {
+                        self.drain_queued = true;
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
