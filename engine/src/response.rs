@@ -7,9 +7,9 @@
 //!
 //! The kernel reads these bytes while a send is in flight, so the `Date` is
 //! never rewritten under it: there are `PAGES` copies of the whole layout,
-//! sends hold the page they point into, and once a second the next page is
-//! patched and made current only if no send holds it (else the date waits a
-//! tick).
+//! sends hold the page they point into, and once a second the next page no
+//! send holds is patched and made current (with every other page held, the
+//! date waits a tick).
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
@@ -115,11 +115,10 @@ impl Responses {
         if second == self.current_second {
             return;
         }
-        let next = (self.current + 1) % PAGES;
-        // A send still reads that page: keep the old date one more tick.
-        if self.holds[next] != 0 {
-            return;
-        }
+        // The next page no send reads; with every other page read (slow
+        // readers' sends in flight), the old date stays one more tick.
+        let free = (1..PAGES).map(|step| (self.current + step) % PAGES).find(|&page| self.holds[page] == 0);
+        let Some(next) = free else { return };
         self.patch_date(next, now);
         self.current = next;
         self.current_second = second;
@@ -286,13 +285,37 @@ mod tests {
         assert!(text(responses.run(Reply::Ok, 1)).contains("08:49:38 GMT"));
         // The held page still carries the old date.
         assert!(text(&responses.pages[usize::from(hold.0)]).contains("08:49:37 GMT"));
-        // Cycle round until the next page is the held one: the date must wait.
-        responses.refresh(at(EPOCH_PLUS + 2));
-        responses.refresh(at(EPOCH_PLUS + 3));
-        responses.refresh(at(EPOCH_PLUS + 4));
-        assert!(text(responses.run(Reply::Ok, 1)).contains("08:49:40 GMT"));
-        responses.release(hold);
-        responses.refresh(at(EPOCH_PLUS + 4));
+        // Round the pages until the next is the held one: the date skips it.
+        // Before, it waited there for as long as the send held it (a client
+        // that does not read: up to the idle timeout).
+        for second in 2..=4 {
+            responses.refresh(at(EPOCH_PLUS + second));
+        }
         assert!(text(responses.run(Reply::Ok, 1)).contains("08:49:41 GMT"));
+        assert_ne!(responses.current, usize::from(hold.0));
+        assert!(text(&responses.pages[usize::from(hold.0)]).contains("08:49:37 GMT"));
+        responses.release(hold);
+    }
+
+    #[test]
+    fn date_waits_only_while_every_other_page_is_held() {
+        let mut responses = Responses::new(b"x", at(EPOCH_PLUS));
+        let mut holds = vec![responses.hold()];
+        for second in 1..PAGES as u64 {
+            responses.refresh(at(EPOCH_PLUS + second));
+            holds.push(responses.hold());
+        }
+        // Every page held, the current one too: the date waits.
+        responses.refresh(at(EPOCH_PLUS + 10));
+        assert!(text(responses.run(Reply::Ok, 1)).contains("08:49:40 GMT"));
+        // One page let go, the date moves there.
+        let freed = holds.remove(1);
+        responses.release(freed);
+        responses.refresh(at(EPOCH_PLUS + 10));
+        assert_eq!(responses.current, usize::from(freed.0));
+        assert!(text(responses.run(Reply::Ok, 1)).contains("08:49:47 GMT"));
+        for hold in holds {
+            responses.release(hold);
+        }
     }
 }
