@@ -10,6 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use util::control::control_path;
+use util::seccomp::block_io_uring;
+use util::stats::wait_one_connection_held_while_draining;
 use util::*;
 
 /// The example binary `name`, built by `cargo test` beside the main binary.
@@ -30,6 +32,21 @@ fn start(name: &str, mode: &str) -> Server {
     cmd.env("PORT", "0").env("MODE", mode).env("WORKERS", "2");
     let server = Server::start_command(cmd, &[]);
     server.wait_workers_ready(2, START_TIMEOUT);
+    server
+}
+
+/// Starts example `name` with two workers in `mode` on `backend`. The
+/// examples choose `auto`: epoll is had as where a container blocks io_uring.
+fn start_on(name: &str, mode: &str, backend: &str) -> Server {
+    let mut cmd = Command::new(example(name));
+    cmd.env("PORT", "0").env("MODE", mode).env("WORKERS", "2");
+    if backend == "epoll" {
+        block_io_uring(&mut cmd, libc::EPERM);
+    }
+    let server = Server::start_command(cmd, &[]);
+    server.wait_workers_ready(2, START_TIMEOUT);
+    let expected = if backend == "epoll" { "epoll" } else { "uring" };
+    assert_eq!(server.stats()["backend"], expected, "the backend the cluster serves on");
     server
 }
 
@@ -269,6 +286,54 @@ fn a_stop_closes_a_busy_keep_alive_client_with_its_last_answer_rr() {
 #[test]
 fn a_stop_closes_a_busy_keep_alive_client_with_its_last_answer_shared() {
     a_stop_closes_a_busy_keep_alive_client_with_its_last_answer("shared");
+}
+
+/// Pipelined requests written at once while the cluster stops, more than
+/// the handler's output holds (room for two of the largest answers, 16 KiB
+/// bodies: some 150 of hello world's): the connection pauses, takes
+/// up the rest it holds as the answers go out, and its last answer says
+/// `Connection: close` and ends the connection. (It did not: the answers of
+/// the input taken up after a pause all said keep-alive, and the connection
+/// was cut once idle, so a client's next request sent in that moment was lost.)
+fn a_draining_pipeline_past_the_handlers_output_closes_with_its_last_answer(backend: &str) {
+    /// Pauses twice; 11 kB, within what a connection holds (16 KiB).
+    const PIPELINED: usize = 400;
+    let mut s = start_on("hello_cluster", "rr", backend);
+    let mut conn = s.connect();
+    assert_eq!(get(&mut conn, "/").status, 200);
+    // Half a head: the connection is busy, so the drain does not close it.
+    conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n");
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    s.wait_for_log_from(from, |l| l == "SIGTERM received: stopping 2 workers", IO_TIMEOUT);
+    wait_one_connection_held_while_draining(&s);
+
+    // The head's end and more requests, in one write.
+    let mut burst = b"\r\n".to_vec();
+    burst.extend_from_slice(&repeat(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", PIPELINED));
+    conn.send(&burst);
+    let expected = PIPELINED + 1;
+    for n in 1..=expected {
+        let resp = conn.try_read().unwrap_or_else(|e| panic!("answer {n} of {expected}: {e}"));
+        assert_eq!(resp.status, 200, "{resp:?}");
+        if n < expected {
+            assert!(!resp.has_connection("close"), "answer {n} of {expected} closes: {resp:?}");
+        } else {
+            assert!(resp.has_connection("close"), "the last answer of a drain closes the connection: {resp:?}");
+        }
+    }
+    conn.expect_closed();
+    assert!(s.wait_exit(Duration::from_secs(10)).success(), "the cluster's exit");
+}
+
+#[test]
+fn a_draining_pipeline_past_the_handlers_output_closes_with_its_last_answer_uring() {
+    a_draining_pipeline_past_the_handlers_output_closes_with_its_last_answer("uring");
+}
+
+#[test]
+fn a_draining_pipeline_past_the_handlers_output_closes_with_its_last_answer_epoll() {
+    a_draining_pipeline_past_the_handlers_output_closes_with_its_last_answer("epoll");
 }
 
 /// A client that writes many pipelined requests before it reads any answer:

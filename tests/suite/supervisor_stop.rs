@@ -23,6 +23,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use util::load::{close_request_with, Unanswered, CLIENT_TIMEOUT};
 use util::procs::stop_and_check_no_process_left;
+use util::stats::{stopping, wait_one_connection_held_while_draining};
 use util::*;
 
 // --- local helpers ------------------------------------------------------------------------
@@ -179,11 +180,6 @@ fn writable_now(s: &TcpStream) -> bool {
     r == 1 && pfd.revents & libc::POLLOUT != 0
 }
 
-/// Has this worker (a stats entry) begun to drain or finished?
-fn stopping(w: &serde_json::Value) -> bool {
-    ["draining", "stopped", "exited"].contains(&w["state"].as_str().unwrap_or(""))
-}
-
 /// Waits (at most 5 s) until every worker in the stats has begun to drain
 /// (state `draining`) or has finished (`stopped`, `exited`); returns the stats.
 fn wait_draining(s: &Server) -> serde_json::Value {
@@ -193,21 +189,6 @@ fn wait_draining(s: &Server) -> serde_json::Value {
         last["workers"].as_array().unwrap().iter().all(stopping)
     });
     assert!(draining, "workers not all draining after the stop signal: {last}");
-    last
-}
-
-/// Waits (at most 5 s) until the stop is under way with exactly one
-/// connection left, live on a worker that is draining (holding it); every
-/// other worker drains or is done. The master answered, so it runs.
-fn wait_one_connection_held_while_draining(s: &Server) -> serde_json::Value {
-    let mut last = serde_json::Value::Null;
-    let held = eventually(Duration::from_secs(5), || {
-        last = s.stats();
-        let ws = last["workers"].as_array().unwrap();
-        let live: u64 = ws.iter().map(|w| w["live"].as_u64().unwrap()).sum();
-        live == 1 && ws.iter().all(stopping) && ws.iter().all(|w| w["live"] == 0 || w["state"] == "draining")
-    });
-    assert!(held, "expected one connection live on a draining worker: {last}");
     last
 }
 

@@ -138,8 +138,9 @@ pub struct Connection {
     /// Bytes of the output buffer handed to sends, and bytes framed in it.
     out_sent: usize,
     out_len: usize,
-    /// Draining, the socket looked empty: the answers wait until then for
-    /// more input, and the last one closes the connection if none comes.
+    /// Draining, the socket looked empty (or a pause's held input is all
+    /// taken up): the answers wait until then for more input, and the last
+    /// one closes the connection if none comes.
     settle_until: Option<u64>,
     /// Where, in the output buffer, the last handler's answer framed has the
     /// value of its `Connection: keep-alive` field (answers framed while
@@ -276,11 +277,8 @@ impl Connection {
             }
         }
         self.settle_until = None;
-        if ctx.draining && !more_waiting && rest.is_empty() && self.phase == Phase::Reading && !self.replies.is_empty()
-        {
-            // The socket looks empty: hold the answers a moment for more
-            // input; if none comes, the last one closes the connection.
-            self.settle_until = Some(ctx.now + DRAIN_SETTLE_MS);
+        if !more_waiting && rest.is_empty() {
+            self.settle_if_draining(ctx);
         }
         self.after_progress(ctx);
         data.len() - rest.len()
@@ -315,9 +313,13 @@ impl Connection {
             self.keep_alive_at = None;
         }
         if self.phase == Phase::Paused {
-            // Replies drained: take up the held input again.
+            // Replies drained: take up the held input again. Draining, its
+            // answers settle as those of a read that emptied the socket do:
+            // the driver reads again now, and any input it finds moves the
+            // settle on (as after any read).
             self.phase = Phase::Reading;
             self.parse_carry(carry, ctx);
+            self.settle_if_draining(ctx);
         }
         if let Phase::Finishing { linger } = self.phase {
             if self.replies.is_empty() {
@@ -604,6 +606,16 @@ impl Connection {
         }
         carry.copy_within(used..held, 0);
         self.carry_len = held - used;
+    }
+
+    /// Draining, with no more input known to wait (the socket looked empty
+    /// after a read, or held input was all taken up after a pause) and
+    /// answers queued: hold them a moment for more input; if none comes, the
+    /// last one closes the connection ([`Connection::handle_timeout`]).
+    fn settle_if_draining(&mut self, ctx: &Context<'_>) {
+        if ctx.draining && self.phase == Phase::Reading && !self.replies.is_empty() {
+            self.settle_until = Some(ctx.now + DRAIN_SETTLE_MS);
+        }
     }
 
     /// While draining, once a read has emptied the socket and left no

@@ -691,6 +691,42 @@ fn the_health_path_answers_ready_then_draining_ahead_of_any_handler() {
     }
 }
 
+/// Draining, input taken up from the carry after a pause is the end of
+/// what the client sent as much as a read that empties the socket is: its
+/// answers settle, and the last one closes the connection. (They went out at
+/// once, all keep-alive, and the connection was cut once idle.)
+#[test]
+fn draining_input_taken_up_after_a_pause_settles_and_closes_with_its_last_answer() {
+    // Past the run-length queue (alternating kinds), past a handler's output (two largest answers).
+    let head = b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n";
+    let alternating: Vec<u8> = (0..41).flat_map(|i| if i % 2 == 0 { GET.to_vec() } else { head.to_vec() }).collect();
+    settles_after_a_pause(Harness::new(), &alternating, 41, "Connection: close\r\n\r\nhi\n");
+    settles_after_a_pause(Harness::with_handler(1, 256), &GET.repeat(100), 100, "Connection: close\r\n\r\nGET ");
+}
+
+/// Draining, `burst` (`requests` requests) pauses `h`; the answers queued
+/// before the pause go out at once, those of the input taken up after it
+/// settle, and the last, ending with `last`, closes.
+fn settles_after_a_pause(mut h: Harness, burst: &[u8], requests: u32, last: &str) {
+    h.input(GET);
+    h.flush();
+    h.drain();
+    h.input(burst);
+    assert_eq!(h.conn.phase(), Phase::Paused);
+    while h.conn.phase() == Phase::Paused {
+        let bytes = h.start_send().expect("the answers queued before the pause go out at once");
+        h.complete(&bytes, bytes.len());
+    }
+    assert!(h.start_send().is_none(), "the answers of the input taken up wait a moment for more");
+    h.at_deadline();
+    h.flush();
+    assert_eq!(h.answered, 1 + requests);
+    let text = h.sent_text();
+    assert!(text.ends_with(last), "{text}");
+    assert_eq!(text.matches("Connection: close").count(), 1, "only the last answer closes: {text}");
+    assert_eq!(h.conn.phase(), Phase::Lingering);
+}
+
 #[test]
 fn a_drain_settling_keeps_its_deadline_when_a_send_completes() {
     let mut h = Harness::new();

@@ -18,6 +18,7 @@ pub mod multihost;
 pub mod operator;
 pub mod ops;
 pub mod procs;
+pub mod seccomp;
 pub mod sockets;
 pub mod stats;
 pub mod upgrade;

@@ -127,3 +127,23 @@ pub fn worker_takes_one_of(s: &Server, id: u64, at_most: usize) -> bool {
     }
     false
 }
+
+/// Has this worker (a stats entry) begun to drain or finished?
+pub fn stopping(w: &serde_json::Value) -> bool {
+    ["draining", "stopped", "exited"].contains(&w["state"].as_str().unwrap_or(""))
+}
+
+/// Waits (at most 5 s) until the stop is under way with exactly one
+/// connection left, live on a worker that is draining (holding it); every
+/// other worker drains or is done. The master answered, so it runs.
+pub fn wait_one_connection_held_while_draining(s: &Server) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let held = eventually(Duration::from_secs(5), || {
+        last = s.stats();
+        let ws = last["workers"].as_array().unwrap();
+        let live: u64 = ws.iter().map(|w| w["live"].as_u64().unwrap()).sum();
+        live == 1 && ws.iter().all(stopping) && ws.iter().all(|w| w["live"] == 0 || w["state"] == "draining")
+    });
+    assert!(held, "expected one connection live on a draining worker: {last}");
+    last
+}

@@ -1,0 +1,65 @@
+//! A seccomp filter that blocks io_uring the way Docker (EPERM) and Podman
+//! (ENOSYS) do, installed in a child before it execs and inherited by
+//! everything it starts: `--backend auto` (a library user's default) then
+//! serves on epoll.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// `AUDIT_ARCH_*` of this build (`linux/audit.h`): the filter only judges
+/// syscalls of the architecture whose numbers it knows.
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+
+/// Offsets in `struct seccomp_data`.
+const SECCOMP_DATA_NR: u32 = 0;
+const SECCOMP_DATA_ARCH: u32 = 4;
+
+fn statement(code: u32, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code: code as u16, jt: 0, jf: 0, k }
+}
+
+fn jump_if_equal(k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, jt, jf, k }
+}
+
+/// The classic BPF program: another architecture is killed; the three
+/// io_uring syscalls fail with `errno`; everything else is allowed.
+fn io_uring_blocked(errno: i32) -> [libc::sock_filter; 9] {
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    [
+        statement(load, SECCOMP_DATA_ARCH),
+        jump_if_equal(AUDIT_ARCH, 1, 0),
+        statement(ret, libc::SECCOMP_RET_KILL_PROCESS),
+        statement(load, SECCOMP_DATA_NR),
+        jump_if_equal(libc::SYS_io_uring_setup as u32, 3, 0),
+        jump_if_equal(libc::SYS_io_uring_enter as u32, 2, 0),
+        jump_if_equal(libc::SYS_io_uring_register as u32, 1, 0),
+        statement(ret, libc::SECCOMP_RET_ALLOW),
+        statement(ret, libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA)),
+    ]
+}
+
+/// Makes `command`'s child (and all it starts) see io_uring fail with `errno`.
+pub fn block_io_uring(command: &mut Command, errno: i32) {
+    let mut filter = io_uring_blocked(errno);
+    // SAFETY: the closure runs in the forked child before exec; it makes only
+    // prctl calls (async-signal-safe) on memory moved into it, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_mut_ptr() };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mode = libc::SECCOMP_MODE_FILTER as libc::c_ulong;
+            if libc::prctl(libc::PR_SET_SECCOMP, mode, &program as *const libc::sock_fprog) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
