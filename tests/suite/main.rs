@@ -55,6 +55,7 @@ mod supervisor_scale_during_reload;
 mod supervisor_scale_pending_restart;
 mod supervisor_start_not_ready;
 mod supervisor_stop;
+mod supervisor_stop_custody;
 mod upgrade_binary_replaced;
 mod upgrade_failure;
 mod upgrade_not_a_child;

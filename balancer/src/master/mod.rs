@@ -357,12 +357,15 @@ impl Master {
         Ok(())
     }
 
-    /// Stopping, every worker is gone and so is a new master that failed:
-    /// done once control clients have read their last replies (at most a
-    /// second more).
+    /// Stopping, every worker is gone, every lane has given back what it
+    /// held (a dead worker's lane once its receive's cancel completes: what
+    /// it never acknowledged is refused then, not dropped with the master's
+    /// exit) and a new master that failed is gone too: done once control
+    /// clients have read their last replies (at most a second more).
     fn done(&mut self) -> bool {
         let Some(stopping) = self.stopping.as_mut() else { return false };
-        if self.slots.iter().any(|s| s.process.is_some()) || self.upgrades.waits_for_child() {
+        let holding = |s: &supervise::Slot| s.process.is_some() || s.lane.held_fds() > 0;
+        if self.slots.iter().any(holding) || self.upgrades.waits_for_child() {
             return false;
         }
         let replying = self.control.as_ref().is_some_and(|c| c.clients.has_pending_output());
