@@ -331,8 +331,19 @@ impl Master {
             }
             // Then what the workers acknowledged in their shared slots.
             self.settle_acks()?;
+            // Signals last: a connection accepted in the turn a stop is seen
+            // came before the stop, and goes to a worker, not to its 503.
+            let mut signalled = None;
             for completion in batch.drain(..) {
+                if matches!(Op::of(completion.token), Some((Op::Signal, ..))) {
+                    // Each reads every pending signal; the poll re-arms if one ended it.
+                    signalled = Some(signalled.unwrap_or(true) && completion.more);
+                    continue;
+                }
                 self.complete(completion)?;
+            }
+            if let Some(more) = signalled {
+                self.on_signal_ready(more)?;
             }
             self.completions = batch;
             self.notice_ready()?;
@@ -373,17 +384,21 @@ impl Master {
         !replying || Instant::now() >= grace
     }
 
+    /// The signalfd is readable: act on every pending signal, and poll it
+    /// again if that poll ended (`more` false).
+    fn on_signal_ready(&mut self, more: bool) -> io::Result<()> {
+        self.on_signals()?;
+        if !more {
+            self.reactor.poll_readable(self.signals.as_raw_fd(), Op::Signal.token(0, 0))?;
+        }
+        Ok(())
+    }
+
     fn complete(&mut self, completion: Completion) -> io::Result<()> {
         let Completion { token, result, more, accepted, .. } = completion;
         let Some((op, index, epoch)) = Op::of(token) else { return Ok(()) };
         match op {
-            Op::Signal => {
-                self.on_signals()?;
-                if !more {
-                    self.reactor.poll_readable(self.signals.as_raw_fd(), Op::Signal.token(0, 0))?;
-                }
-                Ok(())
-            }
+            Op::Signal => self.on_signal_ready(more),
             Op::Accept => self.on_accept(result, more, accepted),
             // Handled first, in `serve`.
             Op::LaneSend | Op::LaneRecv => Ok(()),
