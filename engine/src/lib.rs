@@ -39,5 +39,5 @@ pub use driver::{run, Sources};
 pub use handler::{FixedBody, Handler, Request, Response};
 pub use messages::send_to_master;
 pub use stats::{StatsBlock, WorkerCounters};
-pub use sys::{fd_limit, ignore_sigpipe, out_of_fds, out_of_resources};
+pub use sys::{fd_limit, ignore_sigpipe, kernel_release, out_of_fds, out_of_resources};
 pub use tally::AcceptTally;

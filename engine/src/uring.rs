@@ -95,3 +95,35 @@ pub fn build_ring(entries: u32) -> io::Result<IoUring> {
 pub fn recv_bundles(ring: &IoUring) -> bool {
     ring.params().is_feature_recvsend_bundle() && crate::sys::kernel_release().is_some_and(|version| version >= (6, 16))
 }
+
+/// Buffers one bundle completion may fill at most, where the kernel can cap
+/// it ([`recv_bundle_cap`]).
+const BUNDLE_CAP_BUFFERS: u32 = 8;
+
+/// What one completion of a multishot bundle receive may carry, in bytes,
+/// for buffers of `buffer_size`; `None` where the kernel takes no cap. The
+/// cap (`len` of a multishot receive, Linux 6.17: "io_uring/net: allow
+/// multishot receive per-invocation cap") bounds what a receive reads ahead
+/// of a connection that pauses: uncapped, one completion took all its
+/// socket held (64 buffers for a 256 KB pipeline), and hundreds of such
+/// connections at once held half the ring, past which one is cut off.
+/// Before 6.17 a multishot receive with a `len` fails (`EINVAL`).
+pub fn recv_bundle_cap(buffer_size: u32) -> Option<u32> {
+    let capped = crate::sys::kernel_release().is_some_and(|version| version >= (6, 17));
+    capped.then(|| buffer_size.saturating_mul(BUNDLE_CAP_BUFFERS))
+}
+
+/// Where `len` sits in an `io_uring_sqe` (<linux/io_uring.h>).
+const SQE_LEN_OFFSET: usize = 24;
+const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64, "an Entry is the kernel's io_uring_sqe");
+
+/// `entry` with its `len` set: the crate's builders leave it 0 where the
+/// kernel once required that (a multishot receive's cap, above).
+pub fn with_len(mut entry: squeue::Entry, len: u32) -> squeue::Entry {
+    let field = std::ptr::addr_of_mut!(entry).cast::<u8>().wrapping_add(SQE_LEN_OFFSET).cast::<u32>();
+    // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's 64-byte
+    // `io_uring_sqe` (asserted above), whose `len` is the u32 at byte 24, so
+    // 4-aligned in the 8-aligned entry we own here.
+    unsafe { *field = len };
+    entry
+}

@@ -162,14 +162,21 @@ fn a_large_pipeline_half_closed_at_once_is_answered_in_full() {
     c.expect_closed();
 }
 
+/// Hundreds of clients each write ~256 KB of pipelined GETs and HEADs
+/// (every request a new reply run, so connections pause) and read every
+/// answer. On io_uring, input read ahead past a connection's pause is held
+/// in receive buffers; with many connections holding at once, none may be
+/// cut off mid-pipeline for it, as the epoll driver (which reads no more than
+/// a connection takes) cuts none. Before the bundle receives were capped
+/// (Linux 6.17), one completion took a whole pipeline, and 27 of 200 (106-125
+/// of 500) were cut off once the paused connections held half the ring.
 #[test]
-#[ignore = "fails on io_uring: held receive buffers past HELD_EACH are refused while half the ring is held, and the connection is cut off (driver/uring/held.rs); no fix yet"]
 fn many_clients_pipelining_at_once_are_all_answered() {
-    // Hundreds of clients each write ~256 KB of pipelined GETs and HEADs
-    // (every request a new reply run, so connections pause) and read every
-    // answer. On io_uring, input read ahead past a connection's pause is
-    // held in receive buffers; with many connections holding at once, none
-    // may be cut off mid-pipeline for it: the epoll driver answers them all.
+    let on_epoll = std::env::var(TEST_BACKEND).is_ok_and(|b| b == "epoll");
+    if !on_epoll && ringmaster_engine::kernel_release().is_none_or(|version| version < (6, 17)) {
+        eprintln!("skipped: before Linux 6.17 a bundle receive cannot be capped (a known limit, see the README)");
+        return;
+    }
     let s = Server::start(&["--workers", "1", "--no-pin"]);
     let clients = 200;
     let mut batch = Vec::new();

@@ -290,10 +290,16 @@ impl UringReactor {
             // kernel installed in this process's table (a plain one: the
             // drain asks for no fixed slot), owned by nothing else.
             let connection = unsafe { OwnedFd::from_raw_fd(result) };
-            let Some(at) = at else { return };
-            let mut completion = Completion::of(self.drains[at].watch.token, result, true);
+            // Its drain is always on record until its last completion; the
+            // accept's own record is the fallback, so no connection is dropped.
+            let watch = at.map(|at| self.drains[at].watch);
+            let Some(watch) = watch.or_else(|| self.accepts.iter().find(|w| w.listener == listener).copied()) else {
+                return;
+            };
+            let mut completion = Completion::of(watch.token, result, true);
             completion.accepted = Some(connection);
             out.push(completion);
+            let Some(at) = at else { return };
             if !more {
                 // It stopped with connections maybe waiting (a full completion queue).
                 self.drains[at].again = true;

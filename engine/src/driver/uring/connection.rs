@@ -16,6 +16,7 @@ use crate::conn::{Connection, Context};
 use crate::driver::Origin;
 use crate::sys::socket::half_close;
 use crate::token::{self, Op};
+use crate::uring;
 
 /// A connection and the ring ops it has outstanding.
 #[derive(Debug, Default)]
@@ -101,7 +102,11 @@ impl UringWorker<'_> {
             let Some(socket) = &entry.socket else { return Ok(()) };
             entry.receiving = true;
             let recv = if entry.bundling {
-                opcode::RecvMultiBundle::new(socket.fd(), bufring::GROUP).build()
+                let bundle = opcode::RecvMultiBundle::new(socket.fd(), bufring::GROUP).build();
+                match self.bundle_cap {
+                    Some(cap) => uring::with_len(bundle, cap),
+                    None => bundle,
+                }
             } else {
                 opcode::RecvMulti::new(socket.fd(), bufring::GROUP).build()
             };

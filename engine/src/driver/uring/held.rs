@@ -16,7 +16,9 @@ const NONE: u16 = u16::MAX;
 
 /// Buffers any one connection may hold, whatever the others hold: what one
 /// multishot round of one-buffer receives can read (the kernel retries a
-/// multishot receive up to 32 times before it requeues it).
+/// multishot receive up to 32 times before it requeues it). A bundle
+/// completion is capped at 8 buffers where the kernel can (Linux 6.17,
+/// `uring::recv_bundle_cap`); before, one could read a whole pipeline ahead.
 const HELD_EACH: u16 = 32;
 
 /// One connection's held buffers: the ends of its chain, and how many.

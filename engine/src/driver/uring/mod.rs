@@ -61,6 +61,8 @@ pub(super) struct UringWorker<'a> {
     full_at_fd_limit: bool,
     /// Receives may be bundles: one completion may fill several buffers.
     bundles: bool,
+    /// The bytes one bundle completion may carry, where the kernel caps it.
+    bundle_cap: Option<u32>,
     completions: Vec<Completion>,
 }
 
@@ -85,6 +87,7 @@ impl<'a> UringWorker<'a> {
         }
         let accepts_direct = table.is_some();
         let bundles = uring::recv_bundles(&ring);
+        let bundle_cap = uring::recv_bundle_cap(core.config.recv_buffer_size).filter(|_| bundles);
         Ok(UringWorker {
             ring,
             bufs,
@@ -99,6 +102,7 @@ impl<'a> UringWorker<'a> {
             accepts_direct,
             full_at_fd_limit: false,
             bundles,
+            bundle_cap,
             completions: Vec::with_capacity(completions_cap),
         })
     }
