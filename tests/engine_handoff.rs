@@ -51,11 +51,7 @@ fn worker_closes_what_the_master_still_holds(backend: Backend) {
     let (master_end, worker_end) = channel_pair().expect("channel");
     let worker = start_worker(backend, worker_end);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let mut client = TcpStream::connect(listener.local_addr().expect("local addr")).expect("connect");
-    client.set_read_timeout(Some(READ_TIMEOUT)).expect("read timeout");
-    let (copy, _) = listener.accept().expect("accept");
-    let mut message = Message::new();
-    send_blocking(master_end.as_fd(), &mut message, Tag::Connections, &[copy.as_raw_fd()]).expect("hand over");
+    let (mut client, copy) = hand_over(&master_end, &listener, &mut Message::new());
     client.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("request");
     let started = Instant::now();
     let mut answer = Vec::new();
