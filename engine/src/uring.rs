@@ -106,7 +106,8 @@ const BUNDLE_CAP_BUFFERS: u32 = 8;
 /// multishot receive per-invocation cap") bounds what a receive reads ahead
 /// of a connection that pauses: uncapped, one completion took all its
 /// socket held (64 buffers for a 256 KB pipeline), and hundreds of such
-/// connections at once held half the ring, past which one is cut off.
+/// connections at once held the ring, short for everyone else until they
+/// took their input up.
 /// Before 6.17 a multishot receive with a `len` fails (`EINVAL`).
 pub fn recv_bundle_cap(buffer_size: u32) -> Option<u32> {
     let capped = crate::sys::kernel_release().is_some_and(|version| version >= (6, 17));

@@ -28,6 +28,9 @@ pub(super) struct Slot {
     /// input is taken, since it came after it (the connection stops taking
     /// input once told the client is gone).
     pub(super) fin_held: bool,
+    /// Ticks in a row it has held input with none of its answers sent (see
+    /// `held.rs`: a connection whose client does not read is cut off).
+    pub(super) stalled_ticks: u8,
     /// The socket, until its close is handed to the ring.
     pub(super) socket: Option<RingSocket>,
     /// The multishot receive is armed.
@@ -214,6 +217,7 @@ impl UringWorker<'_> {
         if result < 0 {
             entry.conn.handle_send_failed(&mut ctx);
         } else {
+            entry.stalled_ticks = 0;
             let answered = entry.conn.handle_sent(result as usize, carry, &mut ctx);
             self.core.counts.requests += u64::from(answered);
         }
@@ -287,7 +291,8 @@ impl UringWorker<'_> {
 /// Offers a connection the input in receive buffer `bid` (its first `len`
 /// bytes, just filled by a completion): the buffer goes back to the ring
 /// once taken, and is held while the connection pauses (or has input held
-/// already: in order, after it). `more`: the socket has more to read.
+/// already: in order, after it), however much it holds (`held.rs`).
+/// `more`: the socket has more to read.
 /// Inlined: it is the receive path of every request.
 #[inline(always)]
 fn offer(
@@ -309,9 +314,7 @@ fn offer(
     };
     if taken == len {
         bufs.recycle(bid);
-    } else if !held.push(&mut entry.held, bid, taken, len) {
-        // More than it may hold while not reading its answers.
-        bufs.recycle(bid);
-        entry.conn.handle_read_error();
+    } else {
+        held.push(&mut entry.held, bid, taken, len);
     }
 }

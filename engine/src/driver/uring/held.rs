@@ -5,21 +5,39 @@
 //! into ring buffers, whether or not its connection can take it (its answers
 //! fill the output while the client does not read them). So a paused
 //! connection keeps those buffers, chained in order through one link per
-//! buffer of the ring. Each connection may hold [`HELD_EACH`]; beyond that
-//! it may hold more while all connections together hold less than half the
-//! ring, so a client that pipelines a lot before reading is served, and the
-//! other half stays free for everyone else's input. Past both, the
-//! connection is cut off.
+//! buffer of the ring. Its receive is cancelled when it pauses, so what it
+//! holds is what the kernel read before the cancellation: a few bundle
+//! completions, or a whole pipeline where bundles cannot be capped.
+//!
+//! How much a connection holds says nothing about its client: one that
+//! pipelines a lot and reads every answer holds as much as one that never
+//! reads. What tells them apart is time: a reader's answers go out, and it
+//! takes up what it holds. So nothing is refused here; the worker's tick
+//! cuts off a connection whose answers have not moved for a few ticks
+//! ([`stalled_reader`]) while the paused connections together hold half
+//! the ring or more ([`HeldBuffers::under_pressure`]), and every other
+//! holder keeps its input.
 
 /// No buffer.
 const NONE: u16 = u16::MAX;
 
-/// Buffers any one connection may hold, whatever the others hold: what one
-/// multishot round of one-buffer receives can read (the kernel retries a
-/// multishot receive up to 32 times before it requeues it). A bundle
-/// completion is capped at 8 buffers where the kernel can (Linux 6.17,
-/// `uring::recv_bundle_cap`); before, one could read a whole pipeline ahead.
-const HELD_EACH: u16 = 32;
+/// Ticks in a row a connection may hold input with none of its answers
+/// sent, while the ring is under pressure, before it is cut off (its client
+/// is not reading): 200 to 300 ms.
+const STALLED_TICKS: u8 = 2;
+
+/// The tick's look at a connection: counts the ticks in a row it has held
+/// input (`stalled_ticks`, set back to 0 by each send of its that
+/// completes), and says whether to cut it off: it holds input its client
+/// shows no sign of wanting answered, while the ring is under pressure.
+pub(super) fn stalled_reader(stalled_ticks: &mut u8, holds: bool, under_pressure: bool) -> bool {
+    if !holds {
+        *stalled_ticks = 0;
+        return false;
+    }
+    *stalled_ticks = stalled_ticks.saturating_add(1);
+    under_pressure && *stalled_ticks > STALLED_TICKS
+}
 
 /// One connection's held buffers: the ends of its chain, and how many.
 #[derive(Clone, Copy, Debug)]
@@ -49,9 +67,8 @@ pub(super) struct HeldBuffers {
     range: Box<[(u32, u32)]>,
     /// Buffers held now, by all connections.
     total: usize,
-    /// Above [`HELD_EACH`], a connection may hold more only while `total`
-    /// is below this: half the ring.
-    shared_limit: usize,
+    /// From this `total` on (half the ring), stalled holders are cut off.
+    pressure_at: usize,
 }
 
 impl HeldBuffers {
@@ -62,16 +79,18 @@ impl HeldBuffers {
             next: vec![NONE; count].into_boxed_slice(),
             range: vec![(0, 0); count].into_boxed_slice(),
             total: 0,
-            shared_limit: count / 2,
+            pressure_at: count / 2,
         }
     }
 
-    /// Holds buffer `bid`, from `start` to `end`, after what `held` holds;
-    /// false when the connection may hold no more.
-    pub(super) fn push(&mut self, held: &mut Held, bid: u16, start: usize, end: usize) -> bool {
-        if held.len >= HELD_EACH && self.total >= self.shared_limit {
-            return false;
-        }
+    /// Half the ring or more is held: a connection that holds input
+    /// without sending stands in everyone else's way.
+    pub(super) fn under_pressure(&self) -> bool {
+        self.total >= self.pressure_at
+    }
+
+    /// Holds buffer `bid`, from `start` to `end`, after what `held` holds.
+    pub(super) fn push(&mut self, held: &mut Held, bid: u16, start: usize, end: usize) {
         let index = usize::from(bid);
         self.next[index] = NONE;
         self.range[index] = (start as u32, end as u32);
@@ -83,7 +102,6 @@ impl HeldBuffers {
         held.tail = bid;
         held.len += 1;
         self.total += 1;
-        true
     }
 
     /// The first buffer `held` holds, and the part of it not taken yet.
@@ -127,7 +145,7 @@ mod tests {
         let (mut a, mut b) = (Held::default(), Held::default());
         for (bid, to_a) in [(5, true), (9, false), (2, true), (7, false), (3, true)] {
             let held = if to_a { &mut a } else { &mut b };
-            assert!(chains.push(held, bid, 0, 100));
+            chains.push(held, bid, 0, 100);
         }
         chains.advance_front(&a, 40);
         assert_eq!(chains.front(&a), Some((5, 40, 100)));
@@ -136,7 +154,7 @@ mod tests {
         assert!(a.is_empty() && chains.front(&a).is_none());
         assert_eq!(chains.pop_front(&mut b), Some(9));
         // Held again after emptying: a fresh chain.
-        assert!(chains.push(&mut a, 11, 1, 2));
+        chains.push(&mut a, 11, 1, 2);
         assert_eq!(chains.front(&a), Some((11, 1, 2)));
         assert_eq!(chains.pop_front(&mut b), Some(7));
         assert_eq!(chains.pop_front(&mut a), Some(11));
@@ -144,28 +162,36 @@ mod tests {
     }
 
     #[test]
-    fn beyond_its_own_share_a_connection_holds_more_only_while_half_the_ring_is_free() {
+    fn the_ring_is_under_pressure_from_half_held_whoever_holds_it() {
         let mut chains = HeldBuffers::new(256);
-        let mut greedy = Held::default();
-        let mut bid = 0u16;
-        while chains.push(&mut greedy, bid, 0, 1) {
-            bid += 1;
+        let (mut a, mut b) = (Held::default(), Held::default());
+        for bid in 0..127u16 {
+            // One connection may hold most of it: nothing is refused.
+            chains.push(if bid < 100 { &mut a } else { &mut b }, bid, 0, 1);
         }
-        assert_eq!(bid, 128, "half the ring");
-        // Another connection still gets its own share, whatever is held.
-        let mut other = Held::default();
-        for _ in 0..HELD_EACH {
-            assert!(chains.push(&mut other, bid, 0, 1));
-            bid += 1;
+        assert!(!chains.under_pressure());
+        chains.push(&mut b, 127, 0, 1);
+        assert!(chains.under_pressure(), "128 of 256 held");
+        chains.pop_front(&mut a);
+        assert!(!chains.under_pressure(), "room comes back as buffers are taken");
+    }
+
+    #[test]
+    fn a_holder_is_cut_off_after_three_ticks_without_a_send_and_only_under_pressure() {
+        let mut ticks = 0;
+        // However long it holds, no pressure: kept.
+        for _ in 0..10 {
+            assert!(!stalled_reader(&mut ticks, true, false));
         }
-        assert!(!chains.push(&mut other, bid, 0, 1));
-        // Room comes back as buffers are taken.
-        chains.pop_front(&mut greedy);
-        chains.pop_front(&mut greedy);
-        assert!(!chains.push(&mut greedy, bid, 0, 1), "the total is still over half");
-        for _ in 0..HELD_EACH {
-            chains.pop_front(&mut other);
-        }
-        assert!(chains.push(&mut greedy, bid, 0, 1));
+        assert!(stalled_reader(&mut ticks, true, true), "stalled for ten ticks");
+        // A send completes (the driver sets the count back): three more ticks.
+        ticks = 0;
+        assert!(!stalled_reader(&mut ticks, true, true));
+        assert!(!stalled_reader(&mut ticks, true, true));
+        assert!(stalled_reader(&mut ticks, true, true));
+        // Holding nothing, it starts over.
+        assert!(!stalled_reader(&mut ticks, false, true));
+        assert_eq!(ticks, 0);
+        assert!(!stalled_reader(&mut ticks, true, true));
     }
 }

@@ -293,14 +293,22 @@ impl<'a> UringWorker<'a> {
     fn on_tick(&mut self) -> io::Result<()> {
         self.core.responses.refresh(SystemTime::now());
         let now = self.core.now;
+        let under_pressure = self.held.under_pressure();
         for slot in 0..self.conns.high_water() {
             let Some(generation) = self.conns.generation(slot) else { continue };
             let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
-            if entry.closing || entry.conn.deadline() > now {
+            if entry.closing {
                 continue;
             }
-            let (_, mut ctx) = self.core.parts(slot);
-            entry.conn.handle_timeout(&mut ctx);
+            if held::stalled_reader(&mut entry.stalled_ticks, !entry.held.is_empty(), under_pressure) {
+                // Its client does not read, and what it holds is wanted by others.
+                entry.conn.handle_read_error();
+            } else if entry.conn.deadline() > now {
+                continue;
+            } else {
+                let (_, mut ctx) = self.core.parts(slot);
+                entry.conn.handle_timeout(&mut ctx);
+            }
             self.drive(slot, generation)?;
         }
         self.core.recheck_fd_limit();
