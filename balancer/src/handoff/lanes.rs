@@ -32,6 +32,10 @@ use crate::reactor::{Lent, DATAGRAM_MAX};
 
 /// Room for queued fds before a burst makes the queues grow.
 const QUEUE_CAPACITY: usize = 4096;
+/// How long a lane waits before it sends again after the kernel refused a
+/// message for now ([`send_may_succeed_later`]); the master's tick comes
+/// within 100 ms, so the retry is never forgotten.
+pub const SEND_RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 // One receive of the master's holds a whole line of a worker's text.
 const _: () = assert!(DATAGRAM_MAX >= WORKER_MESSAGE_MAX);
@@ -46,8 +50,26 @@ pub enum Sent {
     /// The `Drain` went out after every batch was settled, and the channel is
     /// closed.
     Finished,
+    /// The kernel could not take the message now (out of memory, or too
+    /// many fds in flight for the user): nothing reached the worker, which
+    /// is alive and keeps its lane; the message goes again after
+    /// [`SEND_RETRY_PAUSE`].
+    Retry,
     /// The worker is gone: the fds in the output never reached it, to route again.
     Failed,
+}
+
+/// True for a `sendmsg` error on a connected `SOCK_SEQPACKET` socket that
+/// says nothing about the worker: the kernel is short of memory for the
+/// message or its fd list (`ENOBUFS`, `ENOMEM`), the user has too many fds
+/// in flight in unix sockets (`ETOOMANYREFS`: more than its open-file limit,
+/// without `CAP_SYS_RESOURCE`), or the socket is full or the call was
+/// interrupted (`EAGAIN`, `EINTR`: the reactors wait and retry themselves,
+/// but were one to come through it means the same). Such a message is not
+/// queued at all (a datagram goes whole or not at all), so its fds never
+/// reached the worker, and sending it again later may succeed.
+pub fn send_may_succeed_later(errno: i32) -> bool {
+    matches!(errno, libc::ENOBUFS | libc::ENOMEM | libc::ETOOMANYREFS | libc::EAGAIN | libc::EINTR)
 }
 
 /// One worker's channel, seen from the master.
@@ -58,6 +80,8 @@ pub struct Lane {
     in_flight: Vec<OwnedFd>,
     /// When the batch in flight was handed to the kernel.
     in_flight_since: Option<Instant>,
+    /// The kernel refused the last message for now: nothing is sent before then.
+    retry_at: Option<Instant>,
     /// Sent but not yet acknowledged, oldest first; `batches` holds their
     /// sizes and when each was sent.
     unacked: VecDeque<OwnedFd>,
@@ -92,6 +116,7 @@ impl Lane {
             pending: VecDeque::with_capacity(QUEUE_CAPACITY),
             in_flight: Vec::with_capacity(MAX_FDS),
             in_flight_since: None,
+            retry_at: None,
             unacked: VecDeque::with_capacity(MAX_FDS),
             batches: VecDeque::with_capacity(4),
             settled: 0,
@@ -118,6 +143,7 @@ impl Lane {
         self.worker_gone = false;
         self.drain_requested = false;
         self.sending_drain = false;
+        self.retry_at = None;
     }
 
     /// True when new connections may be routed here.
@@ -193,7 +219,7 @@ impl Lane {
     /// holds no batch awaiting its acknowledgement; lent until [`Lane::on_sent`].
     pub fn next_send(&mut self, now: Instant) -> Option<Lent> {
         let channel = self.channel.as_ref()?.as_raw_fd();
-        if self.sending || self.worker_gone {
+        if self.sending || self.worker_gone || self.retry_at.is_some_and(|at| now < at) {
             return None;
         }
         let header = if !self.pending.is_empty() {
@@ -238,15 +264,33 @@ impl Lane {
         Some(channel)
     }
 
-    /// Records the result of the send in flight; fds to close or re-route go to `out`.
-    pub fn on_sent(&mut self, succeeded: bool, out: &mut Vec<OwnedFd>) -> Sent {
+    /// Records the result of the send in flight (bytes, or `-errno` as the
+    /// reactor reports it) at `now`; fds to close or re-route go to `out`.
+    pub fn on_sent(&mut self, result: i32, now: Instant, out: &mut Vec<OwnedFd>) -> Sent {
         self.sending = false;
+        let since = self.in_flight_since.take();
+        if result < 0 && send_may_succeed_later(-result) && self.channel.is_some() && !self.worker_gone {
+            // Nothing reached the worker, which lives on: the same message
+            // goes again after a pause. Were the lane to take this for the
+            // worker's death, it would close the channel (the worker drains
+            // and exits) and hand the batch in its socket, unacknowledged but
+            // maybe adopted, to another worker too.
+            self.retry_at = Some(now + SEND_RETRY_PAUSE);
+            if !self.in_flight.is_empty() {
+                for fd in self.in_flight.drain(..).rev() {
+                    self.pending.push_front(fd);
+                }
+            } else if !self.sending_text && self.sending_drain {
+                self.sending_drain = false;
+            }
+            self.sending_text = false;
+            return Sent::Retry;
+        }
         if std::mem::take(&mut self.sending_text) {
             // Sent or not, the line is done with (a gone worker cannot read it).
             self.texts.pop_front();
         }
-        let since = self.in_flight_since.take();
-        if !succeeded || self.channel.is_none() {
+        if result < 0 || self.channel.is_none() {
             // The worker is gone: this batch never reached it. What it may have
             // acknowledged before is settled by `finish_gone`.
             self.worker_gone = true;
@@ -254,7 +298,7 @@ impl Lane {
             return Sent::Failed;
         }
         if !self.in_flight.is_empty() {
-            self.batches.push_back((self.in_flight.len(), since.unwrap_or_else(Instant::now)));
+            self.batches.push_back((self.in_flight.len(), since.unwrap_or(now)));
             self.unacked.extend(self.in_flight.drain(..));
             return Sent::Delivered;
         }

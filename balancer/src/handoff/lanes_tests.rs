@@ -50,7 +50,7 @@ fn open_lane() -> (Lane, OwnedFd, Worker) {
 /// Sends what the lane has queued and reports the send done.
 fn send(lane: &mut Lane, out: &mut Vec<OwnedFd>) -> Sent {
     assert!(lane.next_send(Instant::now()).is_some(), "a message to send");
-    lane.on_sent(true, out)
+    lane.on_sent(1, Instant::now(), out)
 }
 
 /// Settles what the worker published: (adopted, declined, batches settled).
@@ -107,7 +107,7 @@ fn an_ack_published_before_its_send_completion_waits_for_it() {
     worker.ack(&[(3, 3)]);
     assert_eq!(settle(&mut lane, &worker).2, 0, "the batch is not known as sent yet");
     let mut out = Vec::new();
-    assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
+    assert_eq!(lane.on_sent(1, Instant::now(), &mut out), Sent::Delivered);
     let (adopted, declined, settled) = settle(&mut lane, &worker);
     assert_eq!((numbers(&adopted), declined.len(), settled), (n, 0, 1));
 }
@@ -122,7 +122,7 @@ fn one_batch_in_the_socket_at_a_time_the_rest_waits_in_the_master() {
     let sent_at = Instant::now();
     assert!(lane.next_send(sent_at).is_some());
     let mut out = Vec::new();
-    assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
+    assert_eq!(lane.on_sent(1, Instant::now(), &mut out), Sent::Delivered);
     let (more, _) = fds(5);
     for fd in more {
         lane.enqueue(fd);
@@ -198,7 +198,7 @@ fn batches_wait_for_acks_then_drain_then_close() {
     let mut out = Vec::new();
     assert!(lane.next_send(Instant::now()).is_some());
     assert!(lane.next_send(Instant::now()).is_none(), "one send at a time");
-    assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
+    assert_eq!(lane.on_sent(1, Instant::now(), &mut out), Sent::Delivered);
     assert!(out.is_empty(), "copies are kept until the worker acknowledges");
     assert!(lane.next_send(Instant::now()).is_none(), "the rest waits for the ack");
     worker.ack(&[(MAX_FDS, MAX_FDS)]);
@@ -249,7 +249,7 @@ fn a_send_that_lands_after_the_worker_died_is_handed_back_too() {
     lane.mark_gone();
     assert!(!lane.can_finish(), "not while the send is in flight");
     let mut out = Vec::new();
-    assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
+    assert_eq!(lane.on_sent(1, Instant::now(), &mut out), Sent::Delivered);
     assert!(lane.can_finish());
     let mut closed = Vec::new();
     lane.finish_gone(&worker.acks, &mut closed, &mut out);
@@ -265,7 +265,7 @@ fn a_failed_send_gives_every_fd_back() {
     }
     assert!(lane.next_send(Instant::now()).is_some());
     let mut out = Vec::new();
-    assert_eq!(lane.on_sent(false, &mut out), Sent::Failed);
+    assert_eq!(lane.on_sent(-libc::EPIPE, Instant::now(), &mut out), Sent::Failed);
     assert_eq!(out.len(), MAX_FDS, "the batch that did not go out");
     assert!(lane.can_finish());
     let mut closed = Vec::new();
@@ -313,7 +313,7 @@ fn lines_go_after_the_connections_queued_before_them_and_settle_nothing() {
     assert!(lane.next_send(Instant::now()).is_some());
     assert!(lane.pending.is_empty() && lane.in_flight.len() == 2 && lane.texts.len() == 1);
     let mut out = Vec::new();
-    assert_eq!(lane.on_sent(true, &mut out), Sent::Delivered);
+    assert_eq!(lane.on_sent(1, Instant::now(), &mut out), Sent::Delivered);
     // Then the line, and only once.
     assert_eq!(send(&mut lane, &mut out), Sent::Delivered);
     assert!(lane.next_send(Instant::now()).is_none());
@@ -326,4 +326,76 @@ fn lines_go_after_the_connections_queued_before_them_and_settle_nothing() {
     // A draining worker takes no more lines.
     lane.request_drain();
     assert!(!lane.enqueue_text(b"late"));
+}
+
+#[test]
+fn a_batch_the_kernel_refuses_for_now_goes_again_to_the_same_live_worker() {
+    for errno in [libc::ENOBUFS, libc::ENOMEM, libc::ETOOMANYREFS] {
+        let (mut lane, _channel, _worker) = open_lane();
+        let (batch, n) = fds(3);
+        for fd in batch {
+            lane.enqueue(fd);
+        }
+        let now = Instant::now();
+        assert!(lane.next_send(now).is_some());
+        let mut out = Vec::new();
+        assert_eq!(lane.on_sent(-errno, now, &mut out), Sent::Retry, "errno {errno}");
+        assert!(out.is_empty(), "errno {errno}: nothing to re-route, the worker is alive");
+        assert!(lane.is_routable() && !lane.can_finish(), "errno {errno}: the worker keeps its lane");
+        assert_eq!((lane.queued(), lane.handed()), (3, 0), "errno {errno}: the batch waits here again");
+        assert!(lane.next_send(now).is_none(), "errno {errno}: not again at once");
+        assert!(lane.next_send(now + SEND_RETRY_PAUSE).is_some(), "errno {errno}: again after the pause");
+        assert_eq!(numbers(&lane.in_flight), n, "errno {errno}: the same batch, in order");
+        assert_eq!(lane.on_sent(1, now + SEND_RETRY_PAUSE, &mut out), Sent::Delivered);
+        assert_eq!(lane.handed(), 3);
+    }
+}
+
+#[test]
+fn a_line_refused_for_now_leaves_the_batch_in_the_socket_to_the_worker_that_has_it() {
+    let (mut lane, _channel, mut worker) = open_lane();
+    let (batch, n) = fds(2);
+    for fd in batch {
+        lane.enqueue(fd);
+    }
+    let mut out = Vec::new();
+    assert_eq!(send(&mut lane, &mut out), Sent::Delivered);
+    // The batch is in the worker's socket, not yet acknowledged; a line follows.
+    assert!(lane.enqueue_text(b"reset"));
+    let now = Instant::now();
+    assert!(lane.next_send(now).is_some());
+    assert_eq!(lane.on_sent(-libc::ENOBUFS, now, &mut out), Sent::Retry);
+    assert!(out.is_empty(), "the batch the worker has is not re-routed");
+    assert!(lane.is_routable() && !lane.can_finish() && lane.is_open(), "the worker keeps its lane");
+    // The worker adopts the batch and says so: it is settled as its own.
+    worker.ack(&[(2, 2)]);
+    let (adopted, declined, _) = settle(&mut lane, &worker);
+    assert_eq!((numbers(&adopted), declined.len()), (n, 0));
+    // The line goes again, once.
+    assert!(lane.next_send(now).is_none());
+    assert!(lane.next_send(now + SEND_RETRY_PAUSE).is_some());
+    assert_eq!(lane.on_sent(6, now + SEND_RETRY_PAUSE, &mut out), Sent::Delivered);
+    assert!(lane.texts.is_empty() && lane.next_send(now + SEND_RETRY_PAUSE).is_none());
+}
+
+#[test]
+fn a_drain_refused_for_now_goes_again_and_the_unsettled_batch_stays_the_workers() {
+    let (mut lane, _channel, mut worker) = open_lane();
+    let (batch, n) = fds(2);
+    for fd in batch {
+        lane.enqueue(fd);
+    }
+    let mut out = Vec::new();
+    assert_eq!(send(&mut lane, &mut out), Sent::Delivered);
+    lane.request_drain();
+    let now = Instant::now();
+    assert!(lane.next_send(now).is_some(), "the drain");
+    assert_eq!(lane.on_sent(-libc::ENOMEM, now, &mut out), Sent::Retry);
+    assert!(out.is_empty() && !lane.can_finish() && lane.is_open());
+    assert!(lane.next_send(now + SEND_RETRY_PAUSE).is_some(), "the drain again");
+    assert_eq!(lane.on_sent(1, now + SEND_RETRY_PAUSE, &mut out), Sent::Delivered, "the batch is not settled yet");
+    worker.ack(&[(2, 2)]);
+    let (adopted, _, _) = settle(&mut lane, &worker);
+    assert_eq!(numbers(&adopted), n);
+    assert!(!lane.is_open(), "closed once the drain is out and the batch settled");
 }

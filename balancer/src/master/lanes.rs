@@ -45,9 +45,12 @@ impl Master {
 
     pub(super) fn on_lane_sent(&mut self, index: usize, result: i32) -> io::Result<()> {
         let Some(slot) = self.slots.get_mut(index) else { return Ok(()) };
-        match slot.lane.on_sent(result >= 0, &mut self.dispatch.scratch) {
+        match slot.lane.on_sent(result, Instant::now(), &mut self.dispatch.scratch) {
             // Into a worker that has since died, maybe: settle its lane if so.
             Sent::Delivered => self.settle_gone_lane(index),
+            // The kernel could not take it now: the lane sends it again after a
+            // pause (the tick brings a turn), the worker keeps what it has.
+            Sent::Retry => Ok(()),
             Sent::Finished => {
                 self.stop_receiving(index)?;
                 self.close_scratch()
