@@ -41,6 +41,7 @@ mod operator_titles;
 mod reliability_control_socket;
 mod reliability_fd_limits;
 mod reliability_full_workers;
+mod reliability_hand_off_refused;
 mod steer_program;
 mod supervisor_backlog;
 mod supervisor_capacity;

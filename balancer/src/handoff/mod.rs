@@ -3,4 +3,4 @@
 
 pub mod lanes;
 
-pub use lanes::{Lane, Sent};
+pub use lanes::{Lane, Sent, SEND_RETRY_PAUSE};

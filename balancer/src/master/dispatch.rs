@@ -44,16 +44,20 @@ pub(super) enum FdLimitLine {
     Accepting,
     /// A take from a stalled or full worker's queue (`steer.rs`) found none.
     Rescue,
+    /// The kernel refused a hand-off for now: too many descriptors in flight
+    /// for the user, or no memory for the message (`master/lanes.rs`).
+    HandOff,
 }
 
 impl FdLimitLine {
-    const KINDS: usize = 3;
+    const KINDS: usize = 4;
 
     fn index(self) -> usize {
         match self {
             FdLimitLine::Worker => 0,
             FdLimitLine::Accepting => 1,
             FdLimitLine::Rescue => 2,
+            FdLimitLine::HandOff => 3,
         }
     }
 }

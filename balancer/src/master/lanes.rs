@@ -11,6 +11,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
+use super::dispatch::FdLimitLine;
 use super::{Master, Op};
 use crate::handoff::Sent;
 use crate::modes::Accepting;
@@ -50,7 +51,10 @@ impl Master {
             Sent::Delivered => self.settle_gone_lane(index),
             // The kernel could not take it now: the lane sends it again after a
             // pause (the tick brings a turn), the worker keeps what it has.
-            Sent::Retry => Ok(()),
+            Sent::Retry => {
+                self.log_hand_off_refused(index, result);
+                Ok(())
+            }
             Sent::Finished => {
                 self.stop_receiving(index)?;
                 self.close_scratch()
@@ -62,6 +66,29 @@ impl Master {
                 self.settle_gone_lane(index)
             }
         }
+    }
+
+    /// Says (at most every 10 s) that the kernel refused a hand-off to a
+    /// live worker for now, and what to do if it lasts.
+    fn log_hand_off_refused(&mut self, index: usize, result: i32) {
+        let Some(process) = self.slots.get(index).and_then(|slot| slot.process.as_ref()) else { return };
+        let (id, pid) = (process.worker, process.pid);
+        // strerror's text for ETOOMANYREFS ("cannot splice") misleads: name it.
+        let (error, why) = match -result {
+            libc::ETOOMANYREFS => (
+                "ETOOMANYREFS".to_string(),
+                "this user has more descriptors in flight in unix sockets than its open-file limit (raise RLIMIT_NOFILE)",
+            ),
+            errno => (io::Error::from_raw_os_error(errno).to_string(), "the kernel is short of memory for the message"),
+        };
+        self.log_fd_limit(
+            FdLimitLine::HandOff,
+            format_args!(
+                "cannot hand connections to worker {id} (pid {pid}) for now ({error}): {why}; they wait in the master \
+                 and go again in {} ms",
+                crate::handoff::SEND_RETRY_PAUSE.as_millis()
+            ),
+        );
     }
 
     /// Once a dead worker's lane has no op in flight: close what it acknowledged,
