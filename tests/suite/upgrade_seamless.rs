@@ -3,9 +3,9 @@
 //! started from (replaced by rename, as cargo and package managers do); it
 //! takes the listening socket and the control socket over, and once its
 //! workers are ready the old master stops accepting, drains and exits 0 —
-//! under load, in every mode, without one failed request; and connections
-//! that wait in the listener's queue meanwhile are the new master's, never
-//! reset. In `reuseport` mode every worker slot's own listener is handed
+//! under load (churn and busy keep-alive clients), in every mode, without one
+//! failed request; and connections that wait in the listener's queue
+//! meanwhile are the new master's, never reset. In `reuseport` mode every worker slot's own listener is handed
 //! down too, each to the same slot of the new master.
 
 use crate::util;
@@ -85,7 +85,11 @@ fn upgrade_under_load(mode: &str, ask: Ask) {
     let control = dir.join("control.sock");
     let (mut old, before) = start_old(&dir, mode);
     let load = Load::start(old.addr(), 4, 1_000_000, Duration::from_secs(90), LOAD_PAUSE);
+    // Busy keep-alive clients too: drained, each is told `Connection: close`
+    // on an answer and goes on through a new connection, losing nothing.
+    let keepalive = Load::start_keepalive(old.addr(), 4, Duration::from_secs(90), LOAD_PAUSE);
     load.wait_ok(100, Duration::from_secs(10));
+    keepalive.wait_ok(100, Duration::from_secs(10));
 
     replace_by_rename(&dir.join("ringmaster"), Replacement::Binary);
     let new_master = upgrade(&old, &control, ask);
@@ -101,10 +105,13 @@ fn upgrade_under_load(mode: &str, ask: Ask) {
     }
 
     // The load goes on, through the new master, and nothing ever failed.
-    let answered = load.ok();
-    load.wait_ok(answered + 100, Duration::from_secs(10));
-    let (ok, failures) = load.finish();
-    assert!(failures.is_empty(), "{} of {} requests failed: {failures:?}", failures.len(), ok + failures.len() as u64);
+    for (kind, load) in [("churn", load), ("keep-alive", keepalive)] {
+        let answered = load.ok();
+        load.wait_ok(answered + 100, Duration::from_secs(10));
+        let (ok, failures) = load.finish();
+        let tried = ok + failures.len() as u64;
+        assert!(failures.is_empty(), "{kind}: {} of {tried} requests failed: {failures:?}", failures.len());
+    }
     let (_, status, _) = ctl(&control, &["status"]);
     assert!(stats_totals(&parse_status(&status)).1 >= 100, "the new master counts from zero what it served: {status}");
 

@@ -12,7 +12,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::stats::stats_when_idle;
-use super::{eventually, read_response, stats_totals, Conn, Server, BODY, GET_CLOSE};
+use super::{eventually, read_response, stats_totals, Conn, Server, BODY, GET, GET_CLOSE};
 
 /// Socket timeouts of the load clients. A connection the server loses ends in
 /// a reset, an end of stream or a wrong answer, at once; a timeout only says
@@ -73,6 +73,20 @@ pub fn close_request_with(addr: SocketAddr, timeout: Duration, await_close: bool
         Err(e) if e.kind() == ErrorKind::ConnectionReset => Ok(()),
         Err(e) => Err(fail(sent, format!("waiting for the server to close after the response: {e}"))),
     }
+}
+
+/// How long a keep-alive connection must have been idle for a request on it
+/// to be lost without a fault ([`Load::start_keepalive`]): a draining worker
+/// closes a connection idle 100 ms into the drain (the engine's
+/// `DRAIN_GRACE_MS`); a little less, for its coarse clock.
+pub const IDLE_CLOSE_EXCUSE: Duration = Duration::from_millis(90);
+
+/// A keep-alive client's connection with [`CLIENT_TIMEOUT`]s.
+fn keepalive_connection(addr: SocketAddr) -> Result<Conn, String> {
+    let s = TcpStream::connect_timeout(&addr, CLIENT_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(CLIENT_TIMEOUT)).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(CLIENT_TIMEOUT)).map_err(|e| e.to_string())?;
+    Ok(Conn { r: BufReader::new(s) })
 }
 
 /// One `Connection: close` request on a fresh connection with
@@ -151,6 +165,64 @@ impl Load {
                                 ok.fetch_add(1, Ordering::Relaxed);
                             }
                             Err(u) => failures.push(Failure { began, error: u.what }),
+                        }
+                        thread::sleep(pause);
+                    }
+                    failures
+                })
+            })
+            .collect();
+        Load { stop, ok, handles }
+    }
+
+    /// A bounded keep-alive load: `clients` threads, each sending `GET`s on
+    /// one connection, `pause` apart, and opening a new one when an answer
+    /// says `Connection: close`, until told to stop or `limit` has passed.
+    /// A request that fails on a connection idle for [`IDLE_CLOSE_EXCUSE`]
+    /// or more is no failure: a draining worker closes such a connection,
+    /// and a request crossing its FIN is lost, as with any server that
+    /// closes an idle connection (an HTTP client sends it again: RFC 9110
+    /// 9.2.2; the README's limits table). The client then uses a new one.
+    pub fn start_keepalive(addr: SocketAddr, clients: usize, limit: Duration, pause: Duration) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + limit;
+        let handles = (0..clients)
+            .map(|_| {
+                let (stop, ok) = (Arc::clone(&stop), Arc::clone(&ok));
+                thread::spawn(move || {
+                    let mut failures = Vec::new();
+                    // The connection to reuse, and when its last answer came.
+                    let mut open: Option<(Conn, Instant)> = None;
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                        let began = Instant::now();
+                        let (mut conn, idle) = match open.take() {
+                            Some((conn, answered)) => (conn, Some(answered.elapsed())),
+                            None => match keepalive_connection(addr) {
+                                Ok(conn) => (conn, None),
+                                Err(error) => {
+                                    failures.push(Failure { began, error });
+                                    thread::sleep(pause);
+                                    continue;
+                                }
+                            },
+                        };
+                        match conn.try_send(GET).and_then(|()| conn.try_read()) {
+                            Ok(resp) if resp.status == 200 && resp.body == BODY => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                if !resp.has_connection("close") {
+                                    open = Some((conn, Instant::now()));
+                                }
+                            }
+                            Ok(resp) => {
+                                failures.push(Failure { began, error: format!("unexpected response {resp:?}") })
+                            }
+                            Err(_) if idle.is_some_and(|idle| idle >= IDLE_CLOSE_EXCUSE) => {}
+                            Err(e) => {
+                                let idle =
+                                    idle.map_or("a new connection".to_string(), |d| format!("idle {d:?} before"));
+                                failures.push(Failure { began, error: format!("keep-alive request ({idle}): {e}") });
+                            }
                         }
                         thread::sleep(pause);
                     }
