@@ -12,10 +12,10 @@ use std::os::fd::OwnedFd;
 use std::thread;
 use std::time::Duration;
 
-use ringmaster_engine::{Backend, EngineConfig, Sources, StatsBlock};
+use ringmaster_engine::{Backend, EngineConfig};
 
 mod in_process;
-use in_process::InProcessWorker;
+use in_process::{Feed, InProcessWorker};
 
 /// The example's application, run in process: `POST /echo` answers the body
 /// with the request's `Content-Type`.
@@ -41,16 +41,7 @@ fn start_worker(backend: Backend, listener: OwnedFd) -> InProcessWorker {
             recv_buffer_size: BUFFER,
             ..EngineConfig::default()
         };
-        let stats = StatsBlock::private(1)?;
-        let counters = stats.slot(0).expect("slot 0");
-        let sources = Sources {
-            listener: Some(listener),
-            own_listener: false,
-            channel: None,
-            shutdown: Some(shutdown),
-            accept_tally: None,
-        };
-        ringmaster_engine::run(&config, sources, counters, &mut router::Router::new(1))
+        in_process::serve(&config, Feed::Listener(listener), shutdown, &mut router::Router::new(1))
     })
 }
 

@@ -18,10 +18,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use ringmaster_engine::channel::{channel_pair, send_blocking, Message, Tag};
-use ringmaster_engine::{Backend, EngineConfig, FixedBody, Sources, StatsBlock};
+use ringmaster_engine::{Backend, EngineConfig, FixedBody};
 
 mod in_process;
-use in_process::InProcessWorker;
+use in_process::{Feed, InProcessWorker};
 
 const BODY: &[u8] = b"hello world\n";
 /// How long the client waits for the end of the stream: far more than a
@@ -32,16 +32,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 fn start_worker(backend: Backend, channel: OwnedFd) -> InProcessWorker {
     InProcessWorker::spawn(move |shutdown| {
         let config = EngineConfig { backend, max_conns: 16, recv_buffers: 16, ..EngineConfig::default() };
-        let stats = StatsBlock::private(1)?;
-        let counters = stats.slot(0).expect("slot 0");
-        let sources = Sources {
-            listener: None,
-            own_listener: false,
-            channel: Some(channel),
-            shutdown: Some(shutdown),
-            accept_tally: None,
-        };
-        ringmaster_engine::run(&config, sources, counters, &mut FixedBody::new(BODY))
+        in_process::serve(&config, Feed::Channel(channel), shutdown, &mut FixedBody::new(BODY))
     })
 }
 

@@ -12,10 +12,10 @@ use std::os::fd::OwnedFd;
 use std::thread;
 use std::time::Duration;
 
-use ringmaster_engine::{Backend, EngineConfig, FixedBody, Sources, StatsBlock};
+use ringmaster_engine::{Backend, EngineConfig, FixedBody};
 
 mod in_process;
-use in_process::InProcessWorker;
+use in_process::{Feed, InProcessWorker};
 
 /// Receive buffers: a pipeline read ahead holds half of them soon.
 const BUFFERS: u16 = 64;
@@ -38,16 +38,7 @@ fn start_worker(listener: OwnedFd) -> InProcessWorker {
             idle_timeout: Duration::from_secs(300),
             ..EngineConfig::default()
         };
-        let stats = StatsBlock::private(1)?;
-        let counters = stats.slot(0).expect("slot 0");
-        let sources = Sources {
-            listener: Some(listener),
-            own_listener: false,
-            channel: None,
-            shutdown: Some(shutdown),
-            accept_tally: None,
-        };
-        ringmaster_engine::run(&config, sources, counters, &mut FixedBody::new(BODY))
+        in_process::serve(&config, Feed::Listener(listener), shutdown, &mut FixedBody::new(BODY))
     })
 }
 

@@ -1,10 +1,13 @@
 //! A worker loop on a thread of the test process, stopped through its
 //! shutdown eventfd as the master's stop would: what the engine's
-//! in-process tests (`engine_alloc`, `engine_handoff`) run.
+//! in-process tests (`engine_alloc`, `engine_handoff`, `engine_bundle`,
+//! `engine_read_ahead`) run; [`serve`] is the loop most of them run.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::thread;
+
+use ringmaster_engine::{EngineConfig, Handler, Sources, StatsBlock};
 
 /// A worker loop running on its own thread.
 pub struct InProcessWorker {
@@ -35,4 +38,27 @@ impl InProcessWorker {
         let thread = self.thread.take().expect("worker thread");
         thread.join().expect("worker thread panicked").expect("worker loop failed");
     }
+}
+
+/// Where an in-process worker's connections come from.
+#[allow(dead_code)]
+pub enum Feed {
+    /// It accepts on this listener.
+    Listener(OwnedFd),
+    /// The test hands connections over this channel, as the master would.
+    Channel(OwnedFd),
+}
+
+/// Runs a worker loop with `config` on `feed`, answering with `handler`,
+/// until `shutdown` is readable (what [`InProcessWorker::spawn`] hands it).
+#[allow(dead_code)]
+pub fn serve(config: &EngineConfig, feed: Feed, shutdown: OwnedFd, handler: &mut impl Handler) -> io::Result<()> {
+    let stats = StatsBlock::private(1)?;
+    let counters = stats.slot(0).expect("slot 0");
+    let (listener, channel) = match feed {
+        Feed::Listener(listener) => (Some(listener), None),
+        Feed::Channel(channel) => (None, Some(channel)),
+    };
+    let sources = Sources { listener, own_listener: false, channel, shutdown: Some(shutdown), accept_tally: None };
+    ringmaster_engine::run(config, sources, counters, handler)
 }

@@ -15,6 +15,15 @@ fn fds(n: usize) -> (Vec<OwnedFd>, Vec<RawFd>) {
     (fds, numbers)
 }
 
+/// Queues `count` new fds on `lane`; their numbers.
+fn enqueued(lane: &mut Lane, count: usize) -> Vec<RawFd> {
+    let (batch, numbers) = fds(count);
+    for fd in batch {
+        lane.enqueue(fd);
+    }
+    numbers
+}
+
 fn numbers(fds: &[OwnedFd]) -> Vec<RawFd> {
     fds.iter().map(AsRawFd::as_raw_fd).collect()
 }
@@ -99,10 +108,7 @@ fn an_ack_published_before_its_send_completion_waits_for_it() {
     // The worker may read the batch and publish its ack before the master's
     // loop has seen the send complete: the ack is kept until then.
     let (mut lane, _channel, mut worker) = open_lane();
-    let (batch, n) = fds(3);
-    for fd in batch {
-        lane.enqueue(fd);
-    }
+    let n = enqueued(&mut lane, 3);
     assert!(lane.next_send(Instant::now()).is_some());
     worker.ack(&[(3, 3)]);
     assert_eq!(settle(&mut lane, &worker).2, 0, "the batch is not known as sent yet");
@@ -304,10 +310,7 @@ fn a_new_worker_in_the_slot_starts_counting_its_acks_afresh() {
 #[test]
 fn lines_go_after_the_connections_queued_before_them_and_settle_nothing() {
     let (mut lane, _channel, mut worker) = open_lane();
-    let (batch, n) = fds(2);
-    for fd in batch {
-        lane.enqueue(fd);
-    }
+    let n = enqueued(&mut lane, 2);
     assert!(lane.enqueue_text(b"reset"));
     // The batch first (its fds leave the queue), then the line.
     assert!(lane.next_send(Instant::now()).is_some());
@@ -332,10 +335,7 @@ fn lines_go_after_the_connections_queued_before_them_and_settle_nothing() {
 fn a_batch_the_kernel_refuses_for_now_goes_again_to_the_same_live_worker() {
     for errno in [libc::ENOBUFS, libc::ENOMEM, libc::ETOOMANYREFS] {
         let (mut lane, _channel, _worker) = open_lane();
-        let (batch, n) = fds(3);
-        for fd in batch {
-            lane.enqueue(fd);
-        }
+        let n = enqueued(&mut lane, 3);
         let now = Instant::now();
         assert!(lane.next_send(now).is_some());
         let mut out = Vec::new();
@@ -354,10 +354,7 @@ fn a_batch_the_kernel_refuses_for_now_goes_again_to_the_same_live_worker() {
 #[test]
 fn a_line_refused_for_now_leaves_the_batch_in_the_socket_to_the_worker_that_has_it() {
     let (mut lane, _channel, mut worker) = open_lane();
-    let (batch, n) = fds(2);
-    for fd in batch {
-        lane.enqueue(fd);
-    }
+    let n = enqueued(&mut lane, 2);
     let mut out = Vec::new();
     assert_eq!(send(&mut lane, &mut out), Sent::Delivered);
     // The batch is in the worker's socket, not yet acknowledged; a line follows.
@@ -381,10 +378,7 @@ fn a_line_refused_for_now_leaves_the_batch_in_the_socket_to_the_worker_that_has_
 #[test]
 fn a_drain_refused_for_now_goes_again_and_the_unsettled_batch_stays_the_workers() {
     let (mut lane, _channel, mut worker) = open_lane();
-    let (batch, n) = fds(2);
-    for fd in batch {
-        lane.enqueue(fd);
-    }
+    let n = enqueued(&mut lane, 2);
     let mut out = Vec::new();
     assert_eq!(send(&mut lane, &mut out), Sent::Delivered);
     lane.request_drain();

@@ -147,32 +147,23 @@ impl Load {
         pause: Duration,
         timeout: Duration,
     ) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let deadline = Instant::now() + limit;
-        let handles = (0..clients)
-            .map(|_| {
-                let (stop, ok) = (Arc::clone(&stop), Arc::clone(&ok));
-                thread::spawn(move || {
-                    let mut failures = Vec::new();
-                    for _ in 0..max_each {
-                        if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
-                            break;
-                        }
-                        let began = Instant::now();
-                        match close_request_with(addr, timeout, false) {
-                            Ok(()) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(u) => failures.push(Failure { began, error: u.what }),
-                        }
-                        thread::sleep(pause);
+        Load::run(clients, limit, move |going, ok| {
+            let mut failures = Vec::new();
+            for _ in 0..max_each {
+                if !going() {
+                    break;
+                }
+                let began = Instant::now();
+                match close_request_with(addr, timeout, false) {
+                    Ok(()) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
                     }
-                    failures
-                })
-            })
-            .collect();
-        Load { stop, ok, handles }
+                    Err(u) => failures.push(Failure { began, error: u.what }),
+                }
+                thread::sleep(pause);
+            }
+            failures
+        })
     }
 
     /// A bounded keep-alive load: `clients` threads, each sending `GET`s on
@@ -184,49 +175,59 @@ impl Load {
     /// closes an idle connection (an HTTP client sends it again: RFC 9110
     /// 9.2.2; the README's limits table). The client then uses a new one.
     pub fn start_keepalive(addr: SocketAddr, clients: usize, limit: Duration, pause: Duration) -> Load {
+        Load::run(clients, limit, move |going, ok| {
+            let mut failures = Vec::new();
+            // The connection to reuse, and when its last answer came.
+            let mut open: Option<(Conn, Instant)> = None;
+            while going() {
+                let began = Instant::now();
+                let (mut conn, idle) = match open.take() {
+                    Some((conn, answered)) => (conn, Some(answered.elapsed())),
+                    None => match keepalive_connection(addr) {
+                        Ok(conn) => (conn, None),
+                        Err(error) => {
+                            failures.push(Failure { began, error });
+                            thread::sleep(pause);
+                            continue;
+                        }
+                    },
+                };
+                match conn.try_send(GET).and_then(|()| conn.try_read()) {
+                    Ok(resp) if resp.status == 200 && resp.body == BODY => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        if !resp.has_connection("close") {
+                            open = Some((conn, Instant::now()));
+                        }
+                    }
+                    Ok(resp) => failures.push(Failure { began, error: format!("unexpected response {resp:?}") }),
+                    Err(_) if idle.is_some_and(|idle| idle >= IDLE_CLOSE_EXCUSE) => {}
+                    Err(e) => {
+                        let idle = idle.map_or("a new connection".to_string(), |d| format!("idle {d:?} before"));
+                        failures.push(Failure { began, error: format!("keep-alive request ({idle}): {e}") });
+                    }
+                }
+                thread::sleep(pause);
+            }
+            failures
+        })
+    }
+
+    /// Runs `clients` threads of `client`, each handed a test of whether to
+    /// go on (not told to stop, `limit` not passed) and the answer count;
+    /// each returns its failures.
+    fn run<C>(clients: usize, limit: Duration, client: C) -> Load
+    where
+        C: Fn(&dyn Fn() -> bool, &AtomicU64) -> Vec<Failure> + Clone + Send + 'static,
+    {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + limit;
         let handles = (0..clients)
             .map(|_| {
-                let (stop, ok) = (Arc::clone(&stop), Arc::clone(&ok));
+                let (stop, ok, client) = (Arc::clone(&stop), Arc::clone(&ok), client.clone());
                 thread::spawn(move || {
-                    let mut failures = Vec::new();
-                    // The connection to reuse, and when its last answer came.
-                    let mut open: Option<(Conn, Instant)> = None;
-                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                        let began = Instant::now();
-                        let (mut conn, idle) = match open.take() {
-                            Some((conn, answered)) => (conn, Some(answered.elapsed())),
-                            None => match keepalive_connection(addr) {
-                                Ok(conn) => (conn, None),
-                                Err(error) => {
-                                    failures.push(Failure { began, error });
-                                    thread::sleep(pause);
-                                    continue;
-                                }
-                            },
-                        };
-                        match conn.try_send(GET).and_then(|()| conn.try_read()) {
-                            Ok(resp) if resp.status == 200 && resp.body == BODY => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                                if !resp.has_connection("close") {
-                                    open = Some((conn, Instant::now()));
-                                }
-                            }
-                            Ok(resp) => {
-                                failures.push(Failure { began, error: format!("unexpected response {resp:?}") })
-                            }
-                            Err(_) if idle.is_some_and(|idle| idle >= IDLE_CLOSE_EXCUSE) => {}
-                            Err(e) => {
-                                let idle =
-                                    idle.map_or("a new connection".to_string(), |d| format!("idle {d:?} before"));
-                                failures.push(Failure { began, error: format!("keep-alive request ({idle}): {e}") });
-                            }
-                        }
-                        thread::sleep(pause);
-                    }
-                    failures
+                    let going = || !stop.load(Ordering::Relaxed) && Instant::now() < deadline;
+                    client(&going, &ok)
                 })
             })
             .collect();
