@@ -85,8 +85,9 @@ impl Master {
             FdLimitLine::HandOff,
             format_args!(
                 "cannot hand connections to worker {id} (pid {pid}) for now ({error}): {why}; they wait in the master \
-                 and go again in {} ms",
-                crate::handoff::SEND_RETRY_PAUSE.as_millis()
+                 and go again {} ms on, at its next turn (within {} ms)",
+                crate::handoff::SEND_RETRY_PAUSE.as_millis(),
+                super::TICK.as_millis()
             ),
         );
     }
