@@ -23,9 +23,9 @@ const NONE: u16 = u16::MAX;
 
 /// Ticks in a row a connection may hold input with none of its sends
 /// completing, while the ring is under pressure, before it is cut off (its
-/// client is not reading): 1 to 1.1 s. Generous, since a send completes only
-/// once all of it is in the socket: a client reading a large backlog of
-/// answers slowly shows no progress for a while.
+/// client is not reading): 1 to 1.1 s. A send completes as soon as the
+/// socket takes some of it, so a client that reads at all resets the count
+/// often; the patience is for one that reads in rare, small gulps.
 const STALLED_TICKS: u8 = 10;
 
 /// The tick's look at a connection: counts the ticks in a row it has held
