@@ -91,3 +91,37 @@ fn text_crosses_both_ways_and_is_cut_at_the_limit() {
     let n = unsafe { libc::recv(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
     assert_eq!(decode_text(&buf[..n as usize]), None, "a wake-up is no line of text");
 }
+
+#[test]
+fn a_worker_never_waits_on_a_master_that_does_not_read() {
+    // A stopped master reads nothing: the worker's lines fill the channel,
+    // and the worker's loop, which sends them, must not stop there. Run on a
+    // thread so that a send that waits fails the test instead of hanging it.
+    let (master, worker) = channel_pair().expect("socketpair");
+    let (done, finished) = std::sync::mpsc::channel();
+    let sender = std::thread::spawn(move || {
+        let mut sent = 0usize;
+        let full = loop {
+            match send_text(worker.as_fd(), b"served 1000") {
+                Ok(()) => sent += 1,
+                Err(error) => break error,
+            }
+            assert!(sent < 1_000_000, "the channel never filled");
+        };
+        // The master asked for a wake-up: its full channel wakes it anyway.
+        let wake = send_wake(worker.as_fd());
+        let _ = done.send((sent, full.kind(), wake.map_err(|e| e.kind())));
+        worker
+    });
+    let (sent, full, wake) =
+        finished.recv_timeout(std::time::Duration::from_secs(60)).expect("a send waited for the master to read");
+    assert!(sent > 0);
+    assert_eq!(full, io::ErrorKind::WouldBlock);
+    assert_eq!(wake, Ok(()));
+    let worker = sender.join().expect("sender");
+    // Once the master reads one, the next line goes.
+    let mut buf = [0u8; WORKER_MESSAGE_MAX];
+    // SAFETY: receiving into a live local buffer of its own length.
+    assert!(unsafe { libc::recv(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) } > 0);
+    send_text(worker.as_fd(), b"served 2000").expect("room again");
+}

@@ -22,9 +22,14 @@ thread_local! {
 /// Sends `text` (at most [`MAX_WORKER_TEXT`](crate::channel::MAX_WORKER_TEXT) bytes; longer text is cut there) to
 /// the master as one message.
 ///
+/// It never waits: a worker's loop must go on serving whatever its master
+/// does.
+///
 /// Errors: `NotConnected` when not called from a running worker's thread (the
-/// primary process, or a worker without a master), and the `send(2)` error
-/// when the master is gone (`EPIPE`).
+/// primary process, or a worker without a master), `WouldBlock` when the
+/// master has not read the lines already sent and the channel holds no more
+/// (a stopped or wedged master; this line is dropped), and the `send(2)`
+/// error when the master is gone (`EPIPE`).
 pub fn send_to_master(text: &str) -> io::Result<()> {
     MASTER.with_borrow(|master| match master {
         Some(channel) => send_text(channel.as_fd(), text.as_bytes()),
