@@ -18,6 +18,7 @@ use std::thread;
 use std::time::Duration;
 
 use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
+use util::ops::{metrics_addr, samples, scrape, value};
 use util::*;
 
 /// The master's open-file limit (soft and hard).
@@ -87,7 +88,8 @@ fn a_hand_off_the_kernel_refuses_for_now_waits_and_stops_no_worker() {
             Ok(())
         });
     }
-    let s = Server::start_command(command, &["--workers", "2", "--no-pin"]);
+    let s = Server::start_command(command, &["--workers", "2", "--no-pin", "--metrics", "127.0.0.1:0"]);
+    let metrics_at = metrics_addr(&s);
     s.wait_workers_ready(2, Duration::from_secs(10));
     assert_eq!(s.connect().request(GET).status, 200, "answered before anything is in flight");
 
@@ -101,4 +103,6 @@ fn a_hand_off_the_kernel_refuses_for_now_waits_and_stops_no_worker() {
 
     let exits: Vec<String> = s.log().into_iter().filter(|l| l.contains("exited")).collect();
     assert!(exits.is_empty(), "no worker stops for it: {exits:?}");
+    let retries = value(&samples(&scrape(metrics_at)), "ringmaster_master_hand_off_retries_total", &[]);
+    assert!(retries >= 1.0, "the refused sends are counted: {retries}");
 }

@@ -52,6 +52,7 @@ impl Master {
             // The kernel could not take it now: the lane sends it again after a
             // pause (the tick brings a turn), the worker keeps what it has.
             Sent::Retry => {
+                self.counts.hand_off_retries += 1;
                 self.log_hand_off_refused(index, result);
                 Ok(())
             }

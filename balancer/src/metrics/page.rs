@@ -38,6 +38,9 @@ pub struct MasterCounts {
     pub acks: u64,
     /// Messages workers sent to wake the master, which waited for their acks.
     pub ack_wakes: u64,
+    /// Batches the kernel refused to pass to a live worker for now
+    /// (`ENOBUFS`, `ENOMEM`, `ETOOMANYREFS`) and the master sent again.
+    pub hand_off_retries: u64,
     /// Rolling reloads begun.
     pub reloads: u64,
     /// Binary upgrades begun.
@@ -121,7 +124,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
 
 fn master_counts(page: &mut Exposition, s: &Snapshot<'_>) {
     let c = &s.counts;
-    let counters: [(&str, &str, u64); 11] = [
+    let counters: [(&str, &str, u64); 12] = [
         (
             "accepted",
             "Connections the master accepted (rr, least; in shared and reuseport modes the workers accept).",
@@ -143,13 +146,18 @@ fn master_counts(page: &mut Exposition, s: &Snapshot<'_>) {
         ("refused", "Connections answered 503 because no worker could take them.", c.refused),
         ("acks", "Batches of connections workers acknowledged.", c.acks),
         ("ack_wakes", "Messages workers sent to wake the master, which waited for their acks.", c.ack_wakes),
+        (
+            "hand_off_retries",
+            "Batches the kernel refused to pass to a live worker for now (ENOBUFS, ENOMEM, ETOOMANYREFS), sent again.",
+            c.hand_off_retries,
+        ),
         ("reloads", "Rolling reloads begun.", c.reloads),
         ("upgrades", "Binary upgrades begun.", c.upgrades),
         ("upgrades_failed", "Binary upgrades that failed; this master served on.", c.upgrades_failed),
     ];
     for (name, help, value) in counters {
         let family = match name {
-            "acks" | "ack_wakes" | "reloads" | "upgrades" | "upgrades_failed" => {
+            "acks" | "ack_wakes" | "hand_off_retries" | "reloads" | "upgrades" | "upgrades_failed" => {
                 format!("ringmaster_master_{name}_total")
             }
             _ => format!("ringmaster_master_connections_{name}_total"),
