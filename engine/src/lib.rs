@@ -30,6 +30,8 @@ mod slab;
 pub mod stats;
 mod sys;
 pub mod tally;
+#[cfg(test)]
+mod test_rng;
 pub mod token;
 pub mod uring;
 

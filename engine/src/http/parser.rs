@@ -297,6 +297,7 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::http::MAX_HEADERS;
+    use crate::test_rng::Rng;
 
     const LIMITS: Limits = Limits { max_header: 8192, max_body: 1 << 20 };
 
@@ -538,22 +539,6 @@ mod tests {
         }
         assert_eq!(got, [Reply::Ok, Reply::Ok]);
         assert!(pending.is_empty());
-    }
-
-    /// A small deterministic generator (xorshift64*), so the test needs no crate.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
     }
 
     /// The limits the split tests run under: small, so that requests at and
