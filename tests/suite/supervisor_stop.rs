@@ -8,6 +8,8 @@
 //!   before SIGTERM are all answered. Run on each worker driver by name.
 //! - A request held half-sent at SIGTERM (SIGQUIT in `shared` mode) is finished
 //!   and answered when the rest arrives.
+//! - A keep-alive client that used its connection just before SIGTERM gets
+//!   the answer to its next request, sent after the drain's short grace.
 //! - A straggler is killed after `--shutdown-timeout`; a second SIGINT kills
 //!   the workers at once; either way the master exits 0.
 
@@ -367,6 +369,45 @@ fn least_sigterm_answers_a_held_back_pipeline() {
 #[test]
 fn reuseport_sigterm_answers_a_held_back_pipeline() {
     sigterm_answers_a_held_back_pipeline("reuseport", "uring");
+}
+
+// --- a keep-alive client busy at the signal ------------------------------------------------
+
+/// A keep-alive client that used its connection a moment before the stop
+/// sends its next request after the drain's short grace (100 ms) and within
+/// a second of its last answer: the worker kept the connection for it and
+/// answers it, with `Connection: close`. Before, the worker closed the
+/// connection 100 ms into the drain and the request was lost (seen as an
+/// upgrade's only losses under keep-alive clients pausing 0-300 ms).
+fn a_busy_keep_alive_client_gets_its_next_answer(mode: &str) {
+    let mut s = Server::start(&["--mode", mode, "--workers", "1"]);
+    let mut c = s.connect();
+    c.get_ok();
+    let answered = Instant::now();
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    s.wait_for_log_from(from, |l| l == "SIGTERM received: stopping 1 workers", IO_TIMEOUT);
+    wait_draining(&s);
+    // The client's pause between requests: past the short grace.
+    thread::sleep(Duration::from_millis(400).saturating_sub(answered.elapsed()));
+    c.send(GET);
+    let resp = c.read();
+    check_ok(&resp);
+    assert!(resp.has_connection("close"), "an answer during the drain closes the connection: {resp:?}");
+    c.expect_closed();
+    let status = s.wait_exit(Duration::from_secs(20));
+    check_clean_exit(&mut s, status, 1);
+    stop_and_check_no_process_left(s);
+}
+
+#[test]
+fn rr_sigterm_answers_a_busy_keep_alive_client_next_request() {
+    a_busy_keep_alive_client_gets_its_next_answer("rr");
+}
+
+#[test]
+fn shared_sigterm_answers_a_busy_keep_alive_client_next_request() {
+    a_busy_keep_alive_client_gets_its_next_answer("shared");
 }
 
 // --- a request half-sent at the signal ------------------------------------------------------

@@ -27,6 +27,15 @@ use crate::response::Responses;
 pub const LINGER_MS: u64 = 2_000;
 /// How long a draining worker keeps an idle connection for a request already on its way.
 pub const DRAIN_GRACE_MS: u64 = 100;
+/// A draining worker keeps a keep-alive connection whose last answer went
+/// out less than this long ago until this long after it, for its client's
+/// next request (answered with `Connection: close`), instead of closing it
+/// after [`DRAIN_GRACE_MS`]: a client that used its connection a moment ago
+/// is likely to use it again, and a request sent as our close crosses it is
+/// lost (only an idempotent one may be sent again: RFC 9110 9.2.2). Seen in
+/// upgrades under keep-alive clients pausing 0-300 ms between requests. A
+/// drain lasts at most this much longer for it.
+pub const DRAIN_RECENT_MS: u64 = 1_000;
 /// The same for a connection that has not yet sent its first request. A
 /// client connects, then writes: on busy cores its write can come well after
 /// the accept, and closing the connection first fails a request that no client
@@ -129,6 +138,8 @@ pub struct Connection {
     carry_len: usize,
     timer: Timer,
     deadline: u64,
+    /// When the idle timer last started: the last answer's send, or input.
+    idle_since: u64,
     body_started: u64,
     body_bytes: u64,
     /// Requests parsed since the driver last asked ([`Connection::take_parsed`]).
@@ -169,6 +180,7 @@ impl Connection {
             carry_len: 0,
             timer: Timer::Header,
             deadline: 0,
+            idle_since: 0,
             body_started: 0,
             body_bytes: 0,
             parsed: 0,
@@ -669,11 +681,16 @@ impl Connection {
 
     /// Draining: an idle connection closes after a grace, a longer one while
     /// its first request has not come (its timer is still the header timer
-    /// it was opened with; any request begun or answered has moved it on).
+    /// it was opened with; any request begun or answered has moved it on),
+    /// and one whose client used it a moment ago not before
+    /// [`DRAIN_RECENT_MS`] after that.
     fn hurry_if_idle(&mut self, ctx: &Context<'_>) {
         if self.is_idle() {
-            let grace = if self.timer == Timer::Header { DRAIN_FIRST_REQUEST_GRACE_MS } else { DRAIN_GRACE_MS };
-            self.deadline = self.deadline.min(ctx.now + grace);
+            let until = match self.timer {
+                Timer::Header => ctx.now + DRAIN_FIRST_REQUEST_GRACE_MS,
+                _ => (ctx.now + DRAIN_GRACE_MS).max(self.idle_since + DRAIN_RECENT_MS),
+            };
+            self.deadline = self.deadline.min(until);
         }
     }
 
@@ -698,6 +715,7 @@ impl Connection {
             return;
         }
         self.timer = Timer::Idle;
+        self.idle_since = now;
         self.deadline = now + ctx.timeouts.idle_ms;
     }
 

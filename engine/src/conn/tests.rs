@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use super::*;
 use crate::answer::{BodyPool, Dynamic, ResponseScratch};
 use crate::handler::{Handler, Request, Response};
+use crate::test_rng::Rng;
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
 const GET_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
@@ -423,9 +424,10 @@ fn draining_closes_after_the_last_answer_and_hurries_idle_connections() {
     let mut h = Harness::new();
     h.input(GET);
     h.flush();
+    h.now += DRAIN_RECENT_MS;
     let now = h.now;
     h.drain();
-    assert_eq!(h.conn.deadline(), now + DRAIN_GRACE_MS, "an idle connection gets a short grace");
+    assert_eq!(h.conn.deadline(), now + DRAIN_GRACE_MS, "a connection idle a while gets a short grace");
     h.input(&[GET, GET].concat());
     assert!(h.start_send().is_none(), "the answers wait a moment for more input");
     // More comes within the moment: answered too, and the wait starts over.
@@ -438,6 +440,34 @@ fn draining_closes_after_the_last_answer_and_hurries_idle_connections() {
     assert!(h.sent_text().ends_with("Connection: close\r\n\r\nhi\n"), "{}", h.sent_text());
     assert_eq!(h.sent_text().matches("Connection: close").count(), 1, "only the last answer closes");
     assert_eq!(h.conn.phase(), Phase::Lingering);
+}
+
+#[test]
+fn draining_keeps_a_connection_used_a_moment_ago_for_its_next_request() {
+    let mut h = Harness::new();
+    h.input(GET);
+    h.flush();
+    let answered = h.now;
+    h.now += DRAIN_GRACE_MS / 2;
+    h.drain();
+    assert_eq!(h.conn.deadline(), answered + DRAIN_RECENT_MS, "kept a while after its last answer");
+    // Past the short grace, before that: the client's next request comes.
+    h.now += DRAIN_GRACE_MS * 3;
+    assert!(h.conn.deadline() > h.now, "not due at the short grace");
+    h.input(GET);
+    h.at_deadline();
+    h.flush();
+    assert_eq!(h.answered, 2);
+    assert!(h.sent_text().ends_with("Connection: close\r\n\r\nhi\n"), "{}", h.sent_text());
+    assert_eq!(h.conn.phase(), Phase::Lingering);
+
+    // One that stays quiet closes then, and no later.
+    let mut quiet = Harness::new();
+    quiet.input(GET);
+    quiet.flush();
+    let answered = quiet.now;
+    quiet.drain();
+    assert_eq!(quiet.conn.deadline(), answered + DRAIN_RECENT_MS);
 }
 
 #[test]
@@ -465,18 +495,6 @@ fn a_closed_connection_ignores_everything() {
     assert!(h.conn.is_closed());
     assert!(h.start_send().is_none());
     assert!(!h.conn.wants_read());
-}
-
-/// A small deterministic generator (xorshift64*), so failures replay.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
-    }
 }
 
 /// Feeds `input` in pieces cut at `cuts`, sending whatever is due after each

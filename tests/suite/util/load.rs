@@ -77,9 +77,10 @@ pub fn close_request_with(addr: SocketAddr, timeout: Duration, await_close: bool
 
 /// How long a keep-alive connection must have been idle for a request on it
 /// to be lost without a fault ([`Load::start_keepalive`]): a draining worker
-/// closes a connection idle 100 ms into the drain (the engine's
-/// `DRAIN_GRACE_MS`); a little less, for its coarse clock.
-pub const IDLE_CLOSE_EXCUSE: Duration = Duration::from_millis(90);
+/// keeps a connection for a second after its last answer (the engine's
+/// `DRAIN_RECENT_MS`), then closes it if it is idle; a little less, for the
+/// worker's coarse clock and the answer's way to the client.
+pub const IDLE_CLOSE_EXCUSE: Duration = Duration::from_millis(900);
 
 /// A keep-alive client's connection with [`CLIENT_TIMEOUT`]s.
 fn keepalive_connection(addr: SocketAddr) -> Result<Conn, String> {
