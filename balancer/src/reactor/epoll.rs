@@ -6,7 +6,10 @@
 //! events within [`BATCH_WAIT`] of its start sleeps out the rest of it and
 //! takes everything that came by then. While it stays busy, the next wait
 //! sleeps first and then takes what came, without blocking in `epoll_wait`:
-//! one wake-up per batch, not two (the event's, then the sleep's).
+//! one wake-up per batch, not two (the event's, then the sleep's). The sends
+//! a busy turn starts (a batch of fds to each worker) complete at once and
+//! go back with the next batch, after the sleep: one turn and one
+//! `epoll_wait` per batch, not one for the sends and one for what came.
 //!
 //! Reading ops (readable, accept, recv, multishot recv, the tick's timerfd) are parked at
 //! once: registering the fd (`EPOLL_CTL_ADD`, or `MOD` if it is registered)
@@ -239,7 +242,7 @@ impl EpollReactor {
                 return Outcome::Blocked;
             }
             Kind::Accept => {
-                return match sys::accept_burst(op.fd, token, out) {
+                return match sys::accept_counted(op.fd, token, out) {
                     sys::Burst::Done => Outcome::Done,
                     sys::Burst::Drained => Outcome::Blocked,
                     sys::Burst::More => Outcome::Again,
@@ -353,15 +356,20 @@ impl Reactor for EpollReactor {
         while let Some(op) = self.fresh.pop_front() {
             self.start(op, out);
         }
+        let before_retries = out.len();
         for fd in std::mem::take(&mut self.again) {
             self.retry(fd, false, out);
         }
+        let retried = out.len() - before_retries;
+        // What the ops just started completed with (sends, mostly) needs no
+        // prompt answer: busy, it goes back with what comes during the sleep.
+        let started = out.len();
         let mut began = Instant::now();
         let mut blocking = out.is_empty() && self.again.is_empty();
         // Busy: sleep out the batch wait, then take what came (one wake-up);
         // if nothing did, the spell is over and the wait blocks after all.
         let mut slept = false;
-        if blocking && std::mem::take(&mut self.busy) {
+        if retried == 0 && self.again.is_empty() && std::mem::take(&mut self.busy) {
             std::thread::sleep(BATCH_WAIT);
             (blocking, slept) = (false, true);
         }
@@ -388,7 +396,11 @@ impl Reactor for EpollReactor {
                 (blocking, self.busy) = (false, true);
                 continue;
             }
-            if slept && out.is_empty() {
+            if slept && out.len() == started {
+                if started > 0 {
+                    // Only the started ops' completions: the spell is over.
+                    return Ok(());
+                }
                 // Nothing came while it slept: wait for the next event.
                 (blocking, slept, began) = (true, false, Instant::now());
                 continue;

@@ -154,7 +154,41 @@ pub enum Burst {
 /// one without `more` if an error ends it (as it ends a multishot accept on
 /// the ring).
 pub fn accept_burst(listener: RawFd, token: super::Token, out: &mut Vec<super::Completion>) -> Burst {
-    for _ in 0..ACCEPT_BATCH {
+    match accept_up_to(listener, ACCEPT_BATCH, token, out) {
+        Taken::All { went_on: _ } => Burst::More,
+        Taken::Ended(burst) => burst,
+    }
+}
+
+/// As [`accept_burst`], but a TCP listener's queue is counted first
+/// ([`accept_queue_len`]) and only that many are accepted: no `accept4` ends
+/// at `EAGAIN`, which costs the kernel a socket and a file made and freed
+/// for nothing. For an edge-triggered listener only: a connection queued
+/// after the count raises its own event. A listener that cannot be counted
+/// (not TCP), or a count some accept skipped past (a connection reset
+/// before it was taken), is drained to `EAGAIN` as before.
+pub fn accept_counted(listener: RawFd, token: super::Token, out: &mut Vec<super::Completion>) -> Burst {
+    let Some(queued) = accept_queue_len(listener) else { return accept_burst(listener, token, out) };
+    match accept_up_to(listener, queued.min(ACCEPT_BATCH), token, out) {
+        Taken::Ended(burst) => burst,
+        Taken::All { went_on: true } => accept_burst(listener, token, out),
+        Taken::All { went_on: false } if queued > ACCEPT_BATCH => Burst::More,
+        Taken::All { went_on: false } => Burst::Drained,
+    }
+}
+
+/// How [`accept_up_to`] ended.
+enum Taken {
+    /// It made all its accepts; `went_on` if one failed without ending it.
+    All { went_on: bool },
+    /// The queue was empty, or an error ended the accept.
+    Ended(Burst),
+}
+
+/// Up to `limit` accepts on a non-blocking listener, one completion each.
+fn accept_up_to(listener: RawFd, limit: usize, token: super::Token, out: &mut Vec<super::Completion>) -> Taken {
+    let mut went_on = false;
+    for _ in 0..limit {
         match accept(listener) {
             Ok(connection) => {
                 let result = connection.as_raw_fd();
@@ -162,13 +196,39 @@ pub fn accept_burst(listener: RawFd, token: super::Token, out: &mut Vec<super::C
                 completion.accepted = Some(connection);
                 out.push(completion);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Burst::Drained,
-            Err(e) if accept_goes_on(&e) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Taken::Ended(Burst::Drained),
+            Err(e) if accept_goes_on(&e) => went_on = true,
             Err(e) => {
                 out.push(super::Completion::of(token, -e.raw_os_error().unwrap_or(libc::EIO), false));
-                return Burst::Done;
+                return Taken::Ended(Burst::Done);
             }
         }
     }
-    Burst::More
+    Taken::All { went_on }
+}
+
+/// `TCP_LISTEN` in `tcp_info.tcpi_state` (`include/net/tcp_states.h`).
+const TCP_LISTEN: u8 = 10;
+
+/// How many connections wait in a TCP listener's accept queue (the kernel
+/// reports it as `tcpi_unacked` for a listener); `None` for a socket that
+/// is not a TCP listener.
+pub fn accept_queue_len(listener: RawFd) -> Option<usize> {
+    // SAFETY: tcp_info is plain integers, for which all zeroes is a value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `info`, which is that large.
+    let ret = unsafe {
+        libc::getsockopt(
+            listener,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    check(ret).ok()?;
+    // The count is past the state: a reply too short to hold it says nothing.
+    let holds_count = len as usize >= std::mem::offset_of!(libc::tcp_info, tcpi_unacked) + 4;
+    (holds_count && info.tcpi_state == TCP_LISTEN).then_some(info.tcpi_unacked as usize)
 }
