@@ -369,3 +369,52 @@ fn run_under(wrapper: &[&str], args: &[&str]) -> (std::process::ExitStatus, Stri
         .expect("run");
     (out.status, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
+
+/// Both workers full (`--max-conns 1`) with four connections waiting on
+/// their queues; one worker gets room for one. What waits beyond that room
+/// stays in the queues and is answered as room comes, one at a time: none
+/// gets `503`. Before, the master took every stuck queue whole as soon as a
+/// worker had any room, handed it one and refused the rest (found with a
+/// scale-up of 2 full workers: 16 of 40 waiting connections got `503`).
+#[test]
+fn steer_load_what_waits_beyond_the_room_of_the_workers_that_take_waits_for_room() {
+    if !may_steer() {
+        return;
+    }
+    let _one = one_at_a_time();
+    let (s, ready) = two_steered_workers_with(&["--max-conns", "1"]);
+    let pid = |id| num(&expect_worker(&ready, id), "pid") as u32;
+    let listener = |id| socket_inode(pid(id), 5).expect("a worker's listener");
+    // Each worker holds one keep-alive connection: both full.
+    let mut first = util::Conn::connect(s.addr());
+    first.get_ok();
+    worker_with_live(&s, 1);
+    let mut second = util::Conn::connect(s.addr());
+    second.get_ok();
+    let both_full = eventually(Duration::from_secs(10), || {
+        let stats = s.stats();
+        [1, 2].iter().all(|&id| steer_of(&stats, id) == "unavailable")
+    });
+    assert!(both_full, "both workers full: {}", s.stats());
+    // The kernel's hash places the next four on the full workers' queues.
+    let waiting: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut c = TcpStream::connect(s.addr()).expect("connect a waiting client");
+            c.write_all(GET_CLOSE).expect("a waiting client's request");
+            c
+        })
+        .collect();
+    let queued = eventually(Duration::from_secs(10), || {
+        [1u64, 2].into_iter().map(|id| accept_queue(listener(id)).unwrap_or(0)).sum::<u64>() == 4
+    });
+    assert!(queued, "four connections wait on the listeners");
+    // Room for one, on one worker; the other stays full.
+    drop(first);
+    for (i, c) in waiting.into_iter().enumerate() {
+        c.set_read_timeout(Some(CLIENT_TIMEOUT)).expect("read timeout");
+        let answer = read_response(&mut BufReader::new(c)).map(|r| r.status);
+        assert!(matches!(answer, Ok(200)), "waiting client {i}: {answer:?}; {}", s.stats());
+    }
+    second.get_ok();
+    assert_eq!(num(&s.stats(), "refused"), 0, "{}", s.stats());
+}

@@ -261,6 +261,16 @@ fn beyond_room(route: &RouteFacts, queue: u32) -> u32 {
     over.min(u64::from(queue)) as u32
 }
 
+/// How many connections taken from other queues a worker that takes can be
+/// handed this round: its room, less what it has or is about to get (handed
+/// over, queued in the master) and what waits on its own listener, which it
+/// accepts itself. Taking more than the takers' room together would only
+/// have the master refuse (`503`) what it cannot hand on, where it could
+/// have waited in its queue for room.
+fn room_for_rescue(route: &RouteFacts, own_queue: u32) -> u64 {
+    route.max_conns.saturating_sub(route.outstanding() + u64::from(own_queue))
+}
+
 /// True for a load that says the worker is stalled (not merely unavailable).
 fn is_stalled(load: u32) -> bool {
     (STALLED..=AVAILABLE_MAX).contains(&load)
@@ -379,7 +389,7 @@ impl Balance for Reuseport {
         let steer = self.steer.as_mut()?;
         let now = Instant::now();
         steer.stuck.clear();
-        let mut some_worker_takes = false;
+        let mut room = 0u64;
         for facts in slots {
             let Some(listener) = self.listeners.get(&facts.worker) else { continue };
             let queue = accept_queue_len(listener.as_fd()).unwrap_or(0);
@@ -417,19 +427,24 @@ impl Balance for Reuseport {
             // Only a worker the program steers to may take what is handed on
             // (`route` picks among those): with none, what waits stays where
             // a worker may still accept it, rather than in this master's
-            // hands until the old master lets go of its maps.
-            some_worker_takes |= steered && load < STALLED && facts.route.is_some_and(|route| route.takes());
+            // hands until the old master lets go of its maps. And no more
+            // than those have room for: the rest waits where it is.
+            if let Some(route) = facts.route.filter(|route| steered && load < STALLED && route.takes()) {
+                room += room_for_rescue(&route, queue);
+            }
             // A failed write leaves the last load in place; the next refresh tries again.
             let _ = steer.steering.set_load(facts.worker, load);
             steer.steering.start_window(facts.worker);
         }
         // What waits on a worker that cannot take it goes to one that can, if
         // any, and if the master may take connections now: no more than it
-        // may, the rest in later rounds.
-        if !some_worker_takes {
+        // may, nor than the workers that take have room for (before, every
+        // stuck queue was taken whole as soon as one worker had any room,
+        // and what it had no room for got `503`), the rest in later rounds.
+        if room == 0 {
             return None;
         }
-        let mut budget = u32::try_from(up_to).unwrap_or(u32::MAX);
+        let mut budget = u32::try_from(room.min(up_to as u64)).unwrap_or(u32::MAX);
         let first = steer.rescue_turn % steer.stuck.len().max(1);
         steer.rescue_turn = steer.rescue_turn.wrapping_add(1);
         let (before_first, from_first) = steer.stuck.split_at(first);
@@ -608,6 +623,15 @@ mod tests {
         assert_eq!(beyond_room(&with(10, 10), 5), 5, "full: all of them");
         let declining = RouteFacts { declined: true, ..with(0, 10) };
         assert_eq!(beyond_room(&declining, 2), 2, "declining (at its fd limit): all of them");
+    }
+
+    #[test]
+    fn a_rescue_is_bounded_by_the_room_of_the_workers_that_take() {
+        let with = |live, queued, max_conns| RouteFacts { live, queued, max_conns, ..crate::modes::testing::taking(0) };
+        assert_eq!(room_for_rescue(&with(3, 0, 10), 0), 7);
+        assert_eq!(room_for_rescue(&with(3, 2, 10), 4), 1, "less what it is about to get and its own queue");
+        assert_eq!(room_for_rescue(&with(0, 0, 1), 3), 0, "its own queue fills it");
+        assert_eq!(room_for_rescue(&with(10, 0, 10), 0), 0);
     }
 
     #[test]
