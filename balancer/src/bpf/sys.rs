@@ -268,25 +268,12 @@ pub fn attach_reuseport(socket: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Res
 }
 
 /// How many connections wait in a listening socket's accept queue
-/// (`TCP_INFO`'s `tcpi_unacked` is the accept backlog for a listener).
+/// (`TCP_INFO`'s `tcpi_unacked` is the accept backlog for a listener);
+/// `InvalidInput` for a socket that is not a TCP listener.
 pub fn accept_queue_len(listener: BorrowedFd<'_>) -> io::Result<u32> {
-    // SAFETY: an all-zero `tcp_info` is a valid value of the plain C struct.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: `info` is writable for `len` bytes, and the kernel writes at most that.
-    let ret = unsafe {
-        libc::getsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            &mut info as *mut libc::tcp_info as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(info.tcpi_unacked)
+    crate::reactor::sys::accept_queue_len(listener.as_raw_fd())
+        .map(|queued| u32::try_from(queued).unwrap_or(u32::MAX))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a TCP listener"))
 }
 
 #[cfg(test)]
