@@ -263,26 +263,45 @@ fn worker_with_live(s: &Server, live: u64) -> u64 {
     found.unwrap_or_default()
 }
 
+/// Two steered workers with `--max-conns 1`, each holding one keep-alive
+/// connection: both full, both `unavailable` to the program.
+struct BothFull {
+    s: Server,
+    first: util::Conn,
+    second: util::Conn,
+    /// The worker that holds `first`.
+    first_on: u64,
+    /// Workers 1 and 2's listeners (their sockets' inodes).
+    listeners: [u64; 2],
+}
+
+impl BothFull {
+    fn start() -> BothFull {
+        let (s, ready) = two_steered_workers_with(&["--max-conns", "1"]);
+        let listener = |id| socket_inode(num(&expect_worker(&ready, id), "pid") as u32, 5).expect("a listener");
+        let listeners = [listener(1), listener(2)];
+        let mut first = util::Conn::connect(s.addr());
+        first.get_ok();
+        let first_on = worker_with_live(&s, 1);
+        let mut second = util::Conn::connect(s.addr());
+        second.get_ok();
+        let both_full = eventually(Duration::from_secs(10), || {
+            let stats = s.stats();
+            [1, 2].iter().all(|&id| steer_of(&stats, id) == "unavailable")
+        });
+        assert!(both_full, "both workers full: {}", s.stats());
+        BothFull { s, first, second, first_on, listeners }
+    }
+}
+
 #[test]
 fn steer_load_a_full_workers_queue_goes_to_a_worker_with_room() {
     if !may_steer() {
         return;
     }
     let _one = one_at_a_time();
-    let (s, ready) = two_steered_workers_with(&["--max-conns", "1"]);
-    let pid = |id| num(&expect_worker(&ready, id), "pid") as u32;
-    let listener = |id| socket_inode(pid(id), 5).expect("a worker's listener");
-    // Each worker holds one keep-alive connection: both full.
-    let mut first = util::Conn::connect(s.addr());
-    first.get_ok();
-    let first_on = worker_with_live(&s, 1);
-    let mut second = util::Conn::connect(s.addr());
-    second.get_ok();
-    let both_full = eventually(Duration::from_secs(10), || {
-        let stats = s.stats();
-        [1, 2].iter().all(|&id| steer_of(&stats, id) == "unavailable")
-    });
-    assert!(both_full, "both workers full: {}", s.stats());
+    let BothFull { s, mut first, second, first_on, listeners } = BothFull::start();
+    let listener = |id: u64| listeners[id as usize - 1];
     // Every worker unavailable: the kernel's hash places the next one, on a full worker's queue.
     let mut third = TcpStream::connect(s.addr()).expect("connect the third");
     third.write_all(GET_CLOSE).expect("the third's request");
@@ -382,20 +401,8 @@ fn steer_load_what_waits_beyond_the_room_of_the_workers_that_take_waits_for_room
         return;
     }
     let _one = one_at_a_time();
-    let (s, ready) = two_steered_workers_with(&["--max-conns", "1"]);
-    let pid = |id| num(&expect_worker(&ready, id), "pid") as u32;
-    let listener = |id| socket_inode(pid(id), 5).expect("a worker's listener");
-    // Each worker holds one keep-alive connection: both full.
-    let mut first = util::Conn::connect(s.addr());
-    first.get_ok();
-    worker_with_live(&s, 1);
-    let mut second = util::Conn::connect(s.addr());
-    second.get_ok();
-    let both_full = eventually(Duration::from_secs(10), || {
-        let stats = s.stats();
-        [1, 2].iter().all(|&id| steer_of(&stats, id) == "unavailable")
-    });
-    assert!(both_full, "both workers full: {}", s.stats());
+    let BothFull { s, first, mut second, listeners, .. } = BothFull::start();
+    let listener = |id: u64| listeners[id as usize - 1];
     // The kernel's hash places the next four on the full workers' queues.
     let waiting: Vec<TcpStream> = (0..4)
         .map(|_| {
