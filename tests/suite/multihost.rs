@@ -202,7 +202,7 @@ fn multihost_hard_failure_fails_only_what_the_host_held() {
 
     let from = topology.len();
     let kill = Instant::now();
-    // Once this answers, every process of the host is gone.
+    // Once this answers, every process of the host is gone and its listener closed.
     let killed = topology.command(&format!("kill {target}"), COMMAND_TIMEOUT);
     let out = topology.wait_health(from, target as usize, "out", Duration::from_secs(30));
     let removed_after = out.at - kill;
