@@ -410,6 +410,39 @@ fn shared_sigterm_answers_a_busy_keep_alive_client_next_request() {
     a_busy_keep_alive_client_gets_its_next_answer("shared");
 }
 
+// --- a blank line after a request ---------------------------------------------------------
+
+/// A client that ends a request with an extra line end (RFC 9112 §2.2 asks
+/// servers to ignore empty lines before a request line) leaves an idle
+/// connection, which a stop closes after its grace. Before, the line end was
+/// kept as a header block begun: the drain waited for it until
+/// `--header-timeout`, and the master's stop with it.
+fn a_blank_line_after_a_request_does_not_hold_a_stop(mode: &str) {
+    let mut s =
+        Server::start(&["--mode", mode, "--workers", "1", "--header-timeout", "120", "--shutdown-timeout", "120"]);
+    let mut c = s.connect();
+    // One write: once its answer is back, the worker has read the line end too.
+    c.send(&[GET, b"\r\n"].concat());
+    check_ok(&c.read());
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    s.wait_for_log_from(from, |l| l == "SIGTERM received: stopping 1 workers", IO_TIMEOUT);
+    c.expect_closed();
+    let status = s.wait_exit(Duration::from_secs(30));
+    check_clean_exit(&mut s, status, 1);
+    stop_and_check_no_process_left(s);
+}
+
+#[test]
+fn rr_sigterm_is_not_held_by_a_blank_line_after_a_request() {
+    a_blank_line_after_a_request_does_not_hold_a_stop("rr");
+}
+
+#[test]
+fn shared_sigterm_is_not_held_by_a_blank_line_after_a_request() {
+    a_blank_line_after_a_request_does_not_hold_a_stop("shared");
+}
+
 // --- a request half-sent at the signal ------------------------------------------------------
 
 /// A POST whose body is sent in two halves; the stop signal comes in between.

@@ -243,6 +243,13 @@ impl Connection {
     /// taken: fewer than `data` only while paused with the carry buffer full
     /// (the driver holds the rest and offers it again after the next send).
     pub fn handle_input(&mut self, data: &[u8], carry: &mut [u8], more_waiting: bool, ctx: &mut Context<'_>) -> usize {
+        let between = self.phase == Phase::Reading && self.carry_len == 0 && self.parser.between_requests();
+        if between && !data.is_empty() && is_blank_lines(data) {
+            // Empty lines before a request line are ignored (RFC 9112 §2.2;
+            // some clients send one after a body): they begin no request, so
+            // they start no header clock, hold no drain, and refresh nothing.
+            return data.len();
+        }
         let mut rest = data;
         while !rest.is_empty() {
             match self.phase {
@@ -257,7 +264,8 @@ impl Connection {
                     // The common case: parse straight from the receive buffer.
                     let used = self.feed(rest, ctx);
                     rest = &rest[used..];
-                    if rest.is_empty() || !matches!(self.phase, Phase::Reading | Phase::Paused) {
+                    let blank_tail = self.parser.between_requests() && is_blank_lines(rest);
+                    if blank_tail || rest.is_empty() || !matches!(self.phase, Phase::Reading | Phase::Paused) {
                         rest = &[];
                         continue;
                     }
@@ -725,6 +733,13 @@ impl Connection {
         self.timer = Timer::Linger;
         self.deadline = ctx.now + LINGER_MS;
     }
+}
+
+/// Only line ends: `\r\n` or `\n`, and a `\r` whose `\n` is still to come.
+fn is_blank_lines(data: &[u8]) -> bool {
+    data.iter()
+        .enumerate()
+        .all(|(at, &byte)| byte == b'\n' || (byte == b'\r' && data.get(at + 1).is_none_or(|&next| next == b'\n')))
 }
 
 /// How a successful request's response ends the exchange; `None` for replies

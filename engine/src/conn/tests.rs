@@ -486,6 +486,39 @@ fn draining_waits_longer_for_a_first_request_than_for_a_next_one() {
 }
 
 #[test]
+fn empty_lines_between_requests_begin_nothing() {
+    let mut h = Harness::new();
+    h.input(GET);
+    h.flush();
+    let deadline = h.conn.deadline();
+    h.now += 10;
+    // Alone, or after a request in the same input: ignored either way.
+    assert_eq!(h.input(b"\r\n"), 2);
+    assert!(h.conn.is_idle(), "a blank line is not a request begun");
+    assert_eq!((h.conn.timer(), h.conn.deadline()), (Timer::Idle, deadline), "nor does it refresh the idle clock");
+    h.input(&[GET, b"\r\n\n\r"].concat());
+    h.flush();
+    assert!(h.conn.is_idle());
+    assert_eq!(h.statuses(), [200, 200]);
+    // A `\r` left waiting for its `\n`, then the next request.
+    h.input(&[b"\n", GET].concat());
+    h.flush();
+    assert_eq!(h.statuses(), [200, 200, 200]);
+    // So a drain closes it after the short grace, not the header timeout.
+    h.now += DRAIN_RECENT_MS;
+    h.input(b"\r\n");
+    let now = h.now;
+    h.drain();
+    assert_eq!(h.conn.deadline(), now + DRAIN_GRACE_MS);
+    // A blank line inside a header block is still its end.
+    let mut split = Harness::new();
+    split.input(b"GET / HTTP/1.1\r\nHost: a\r\n");
+    split.input(b"\r\n");
+    split.flush();
+    assert_eq!(split.statuses(), [200]);
+}
+
+#[test]
 fn a_closed_connection_ignores_everything() {
     let mut h = Harness::new();
     h.peer_closed();
