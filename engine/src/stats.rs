@@ -49,6 +49,12 @@ pub struct WorkerCounters {
     /// descriptor free. Set before the worker is ready; the master judges
     /// "full" by it, so a worker out of descriptors counts as full.
     pub capacity: AtomicU64,
+    /// Idle keep-alive connections it holds now, which it closes (longest
+    /// idle first) to make room when it is full: the master counts them as
+    /// room.
+    pub reclaimable: AtomicU64,
+    /// Idle keep-alive connections it closed to make room for new ones.
+    pub idle_reclaimed: AtomicU64,
     /// The worker's process id.
     pub pid: AtomicU32,
     /// One of the `STATE_*` values.
@@ -77,6 +83,10 @@ pub struct CountersSnapshot {
     pub heartbeat: u64,
     /// See [`WorkerCounters::capacity`].
     pub capacity: u64,
+    /// See [`WorkerCounters::reclaimable`].
+    pub reclaimable: u64,
+    /// See [`WorkerCounters::idle_reclaimed`].
+    pub idle_reclaimed: u64,
     /// See [`WorkerCounters::state`].
     pub state: u32,
 }
@@ -92,6 +102,8 @@ impl WorkerCounters {
             fd_limit_hits: self.fd_limit_hits.load(Ordering::Relaxed),
             heartbeat: self.heartbeat.load(Ordering::Relaxed),
             capacity: self.capacity.load(Ordering::Relaxed),
+            reclaimable: self.reclaimable.load(Ordering::Relaxed),
+            idle_reclaimed: self.idle_reclaimed.load(Ordering::Relaxed),
             state: self.state.load(Ordering::Acquire),
         }
     }
@@ -105,6 +117,8 @@ impl WorkerCounters {
         self.fd_limit_hits.store(counts.fd_limit_hits, Ordering::Relaxed);
         self.heartbeat.store(counts.heartbeat, Ordering::Relaxed);
         self.capacity.store(counts.capacity, Ordering::Relaxed);
+        self.reclaimable.store(counts.reclaimable, Ordering::Relaxed);
+        self.idle_reclaimed.store(counts.idle_reclaimed, Ordering::Relaxed);
     }
 
     /// True when the master has marked the worker a lame duck.

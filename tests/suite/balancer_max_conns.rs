@@ -22,6 +22,8 @@ use util::stats::{num, worker};
 use util::*;
 
 const MAX: usize = 2;
+/// The start of a request's header block: a connection that sent it is busy.
+const PARTIAL: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n";
 
 /// The stats line once `pred` holds for it (at most 5 s).
 fn stats_when(s: &Server, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
@@ -49,6 +51,9 @@ fn rejected_and_refused_are_counted(mode: &str) {
         .map(|_| {
             let mut c = s.connect();
             c.get_ok();
+            // Busy with a next request: a full worker would close an idle
+            // one for a new client (tests/suite/reliability_idle_reclaim.rs).
+            c.send(PARTIAL);
             c
         })
         .collect();
@@ -75,7 +80,9 @@ fn rejected_and_refused_are_counted(mode: &str) {
     // (once the worker's count shows the free slot: refusals meanwhile are
     // counted too).
     for c in &mut kept {
-        c.get_ok();
+        c.send(b"\r\n");
+        check_ok(&c.read());
+        c.send(PARTIAL);
     }
     drop(kept.pop());
     stats_when(&s, "a free slot", |st| num(&worker(st, 1).unwrap(), "live") == MAX as u64 - 1);

@@ -42,6 +42,7 @@ mod reliability_control_socket;
 mod reliability_fd_limits;
 mod reliability_full_workers;
 mod reliability_hand_off_refused;
+mod reliability_idle_reclaim;
 mod steer_program;
 mod supervisor_backlog;
 mod supervisor_capacity;

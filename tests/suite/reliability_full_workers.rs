@@ -2,7 +2,9 @@
 //! room. With `--max-conns 100` and two workers, 200 connections are all
 //! served; only when both are full is a connection refused, and then with
 //! `503 Service Unavailable` and a close, not a bare reset. Room made by a
-//! closed connection is used again.
+//! closed connection is used again. The held connections are busy (a next
+//! request begun): idle keep-alive ones would be closed to make room
+//! (tests/suite/reliability_idle_reclaim.rs).
 
 use crate::util;
 
@@ -11,6 +13,8 @@ use std::time::Duration;
 use util::*;
 
 const MAX_CONNS: usize = 100;
+/// The start of a request's header block: a connection that sent it is busy.
+const PARTIAL: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n";
 const WORKERS: usize = 2;
 
 fn refuses_only_when_every_worker_is_full(mode: &str) {
@@ -26,6 +30,8 @@ fn refuses_only_when_every_worker_is_full(mode: &str) {
             "{mode}: connection {i} of {} refused while a worker had room",
             MAX_CONNS * WORKERS
         );
+        // A next request begun: busy, not an idle one a full worker closes for a new client.
+        conn.send(PARTIAL);
         held.push(conn);
     }
     for _ in 0..10 {
@@ -95,7 +101,9 @@ fn held_connections_are_refused_once_every_worker_is_full(mode: &str) {
     conns.extend((MAX * WORKERS..BURST).map(|_| s.connect()));
     taken(BURST);
     for c in &mut conns {
-        c.send(GET);
+        // Answered, then busy with the next request (not idle: a full worker
+        // would close an idle one for a held connection).
+        c.send(&[GET, PARTIAL].concat());
     }
     drop(stopped);
     let mut answers = Vec::with_capacity(BURST);

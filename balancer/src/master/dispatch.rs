@@ -149,6 +149,9 @@ impl Judge<'_> {
         let now = self.now;
         RouteFacts {
             live: counters.map_or(0, |c| c.live.load(Ordering::Relaxed)),
+            // Idle keep-alive connections the worker closes for a new one
+            // (one that turned busy before it arrives is declined in the ack).
+            reclaimable: counters.map_or(0, |c| c.reclaimable.load(Ordering::Relaxed)),
             unacked: s.lane.handed(),
             queued: s.lane.queued(),
             // Fewer than `--max-conns` when the worker's descriptors run out

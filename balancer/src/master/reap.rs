@@ -151,4 +151,5 @@ fn add_counts(into: &mut CountersSnapshot, from: &CountersSnapshot) {
     into.requests += from.requests;
     into.rejected += from.rejected;
     into.fd_limit_hits += from.fd_limit_hits;
+    into.idle_reclaimed += from.idle_reclaimed;
 }

@@ -87,6 +87,9 @@ pub struct RouteFacts {
     pub unacked: usize,
     /// Connections queued in the master for it, not sent yet.
     pub queued: usize,
+    /// Of `live`, idle keep-alive connections it would close to make room
+    /// (it publishes them): room as much as free slots are.
+    pub reclaimable: u64,
     /// Connections it may hold: `--max-conns`, or fewer when its descriptors
     /// run out first (the capacity it publishes in its stats slot).
     pub max_conns: u64,
@@ -107,9 +110,16 @@ impl RouteFacts {
         self.live + self.unacked as u64 + self.queued as u64
     }
 
-    /// It has (or is about to have) `--max-conns` connections: no room.
+    /// Its live connections less the idle ones it would close to make room:
+    /// what it holds on to, as "full" counts it.
+    pub fn held(&self) -> u64 {
+        self.live.saturating_sub(self.reclaimable)
+    }
+
+    /// It has (or is about to have) `--max-conns` connections, none of them
+    /// idle ones it would close for a new one: no room.
     pub fn full(&self) -> bool {
-        self.outstanding() >= self.max_conns
+        self.held() + self.unacked as u64 + self.queued as u64 >= self.max_conns
     }
 
     /// It does not keep up: its batch waits for an ack past [`ACK_GRACE`],
@@ -131,7 +141,7 @@ impl RouteFacts {
     /// turn away a connection the worker has room for (hold it until the ack
     /// instead).
     pub fn no_room(&self) -> bool {
-        self.declined || self.live + self.queued as u64 >= self.max_conns
+        self.declined || self.held() + self.queued as u64 >= self.max_conns
     }
 }
 
@@ -336,6 +346,14 @@ mod tests {
         assert!(!with(|f| f.ack_wait = ACK_GRACE + Duration::from_millis(1)).takes());
         assert!(!with(|f| f.heartbeat_age = HEARTBEAT_STALE * 2).takes());
         assert!(with(|f| f.declined = true).no_room() && with(|f| f.live = 100).no_room());
+        // Idle keep-alive connections the worker would close for a new one are room.
+        let idle = with(|f| (f.live, f.reclaimable) = (100, 3));
+        assert!(idle.takes() && !idle.no_room() && !idle.full(), "full of idle connections: it takes");
+        assert!(
+            !with(|f| (f.live, f.reclaimable, f.unacked) = (100, 3, 3)).takes(),
+            "as many handed as it can reclaim"
+        );
+        assert!(with(|f| (f.live, f.reclaimable, f.queued) = (100, 3, 3)).no_room());
         assert!(!with(|f| f.ack_wait = ACK_GRACE * 2).no_room(), "a stalled worker has room, it just lags");
         let acked_soon = with(|f| (f.live, f.unacked, f.max_conns) = (1, 1, 2));
         assert!(

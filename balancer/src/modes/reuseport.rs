@@ -222,8 +222,7 @@ impl Reuseport {
 /// for a moment the one stalled longest is avoided.
 fn steer_load(facts: &SlotFacts, queue: u32, waited: Duration) -> u32 {
     let Some(route) = facts.route else { return UNAVAILABLE };
-    let load = route.live + u64::from(queue);
-    if route.draining || route.no_room() || load >= route.max_conns {
+    if route.draining || route.no_room() || route.held() + u64::from(queue) >= route.max_conns {
         return UNAVAILABLE;
     }
     let waited = if route.stalled() { waited.max(route.heartbeat_age) } else { waited };
@@ -257,7 +256,7 @@ fn beyond_room(route: &RouteFacts, queue: u32) -> u32 {
     if route.no_room() {
         return queue;
     }
-    let over = (route.live + u64::from(queue)).saturating_sub(route.max_conns);
+    let over = (route.held() + u64::from(queue)).saturating_sub(route.max_conns);
     over.min(u64::from(queue)) as u32
 }
 
@@ -268,7 +267,8 @@ fn beyond_room(route: &RouteFacts, queue: u32) -> u32 {
 /// have the master refuse (`503`) what it cannot hand on, where it could
 /// have waited in its queue for room.
 fn room_for_rescue(route: &RouteFacts, own_queue: u32) -> u64 {
-    route.max_conns.saturating_sub(route.outstanding() + u64::from(own_queue))
+    let taking = route.held() + route.unacked as u64 + route.queued as u64;
+    route.max_conns.saturating_sub(taking + u64::from(own_queue))
 }
 
 /// True for a load that says the worker is stalled (not merely unavailable).

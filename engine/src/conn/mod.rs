@@ -236,6 +236,18 @@ impl Connection {
             && !self.sending
     }
 
+    /// An idle keep-alive connection a full worker may close to make room:
+    /// it has been answered, nothing of a next request has come, nothing is
+    /// queued or being sent, and its client has not closed.
+    pub fn is_reclaimable(&self) -> bool {
+        self.is_idle() && self.timer == Timer::Idle && !self.read_closed && self.settle_until.is_none()
+    }
+
+    /// When its idle timer last started: the last answer's send, or input.
+    pub fn idle_since(&self) -> u64 {
+        self.idle_since
+    }
+
     // --- events ----------------------------------------------------------------------------
 
     /// Bytes arrived; `carry` is this connection's carry buffer and

@@ -6,6 +6,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, SystemTime};
 
+use super::idle::IdleList;
 use super::late_closes::LateCloses;
 use super::{Origin, Sources, CARRY_MIN};
 use crate::answer::{Answering, BodyPool, Dynamic, ResponseScratch};
@@ -55,6 +56,9 @@ pub(super) struct Core<'a> {
     acks_settled: u64,
     /// Handed-over connections closing late (see [`LateCloses`]).
     pub(super) late_closes: LateCloses,
+    /// Idle keep-alive connections, longest idle first: a full worker
+    /// closes the oldest to make room (see [`IdleList`]).
+    pub(super) idle: IdleList,
     /// The master's channel is still open: a draining worker waits for its end
     /// of stream, so connections the master sent before `Drain` are all served.
     pub(super) channel_open: bool,
@@ -128,6 +132,7 @@ impl<'a> Core<'a> {
             acks: Acks::new(),
             acks_settled: counters.acks.settled(),
             late_closes: LateCloses::new(),
+            idle: IdleList::new(config.max_conns),
             draining: false,
             drain_deadline: 0,
             now: now_ms(),
@@ -244,10 +249,21 @@ impl<'a> Core<'a> {
         }
     }
 
+    /// Idle connections the worker would close to make room: none while
+    /// it drains (it takes nothing new then).
+    pub(super) fn reclaimable(&self) -> usize {
+        if self.draining {
+            0
+        } else {
+            self.idle.len()
+        }
+    }
+
     /// Publishes the counters once per loop turn (the heartbeat moves).
     fn publish(&mut self, live: usize) {
         self.counts.capacity = self.fd_capped.map_or(self.capacity, |cap| cap.min(self.capacity));
         self.counts.live = live as u64;
+        self.counts.reclaimable = self.reclaimable() as u64;
         self.counts.heartbeat += 1;
         self.counters.store(&self.counts);
     }
@@ -366,6 +382,9 @@ impl<'a> Core<'a> {
         }
         self.counts.live = live as u64;
         self.counters.live.store(self.counts.live, std::sync::atomic::Ordering::Relaxed);
+        // With it, what the connections adopted this turn left to reclaim.
+        self.counts.reclaimable = self.reclaimable() as u64;
+        self.counters.reclaimable.store(self.counts.reclaimable, std::sync::atomic::Ordering::Relaxed);
         let wake = self.counters.acks.publish(self.acks_settled, self.acks.as_slice());
         self.acks_settled += self.acks.as_slice().len() as u64;
         self.acks.clear();

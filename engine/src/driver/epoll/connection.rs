@@ -26,8 +26,33 @@ impl EpollWorker<'_> {
     }
 
     /// Does what the connection asks, reading and sending until it waits for
-    /// the socket, has had its turn's reads, or is closed.
+    /// the socket, has had its turn's reads, or is closed; then notes whether
+    /// it is left idle (the idle list's order).
     pub(super) fn drive(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let result = self.step(slot, generation);
+        if let Some(entry) = self.conns.get_mut(slot, generation) {
+            // Nothing unread known to wait in its socket, nor a turn of reads to come.
+            let idle = entry.conn.is_reclaimable() && !entry.readable && !entry.queued;
+            self.core.idle.note(slot, idle, entry.conn.idle_since());
+        }
+        result
+    }
+
+    /// Closes the connection idle longest (a full worker making room), as
+    /// its idle timeout would; false when there is none, or while draining.
+    pub(super) fn reclaim_oldest(&mut self) -> bool {
+        if self.core.draining {
+            return false;
+        }
+        let Some(slot) = self.core.idle.oldest() else { return false };
+        self.core.idle.remove(slot);
+        let Some(generation) = self.conns.generation(slot) else { return false };
+        self.close(slot, generation);
+        self.core.counts.idle_reclaimed += 1;
+        true
+    }
+
+    fn step(&mut self, slot: u32, generation: u32) -> io::Result<()> {
         let mut reads = 0;
         loop {
             self.send_due(slot, generation);
@@ -153,6 +178,7 @@ impl EpollWorker<'_> {
         }
         let (_, mut ctx) = self.core.parts(slot);
         entry.conn.release(&mut ctx);
+        self.core.idle.remove(slot);
         self.conns.remove(slot);
     }
 }

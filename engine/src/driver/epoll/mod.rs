@@ -18,6 +18,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::SystemTime;
 
 use super::core::Core;
+use super::idle;
 use super::{adopt_batch, next_queued, Origin, TICK};
 use crate::channel::{recv_nonblocking, Tag};
 use crate::conn::Connection;
@@ -73,6 +74,9 @@ pub(super) struct EpollWorker<'a> {
     accepts_starved: bool,
     /// Connections accepted since the worker last stepped back.
     accepted_since_step_back: usize,
+    /// Full with idle connections, it saw connections waiting on the
+    /// listener at the last tick.
+    full_queue_at_tick: bool,
 }
 
 impl<'a> EpollWorker<'a> {
@@ -103,6 +107,7 @@ impl<'a> EpollWorker<'a> {
             listening: false,
             accepts_starved: false,
             accepted_since_step_back: 0,
+            full_queue_at_tick: false,
         })
     }
 
@@ -204,6 +209,33 @@ impl<'a> EpollWorker<'a> {
         self.watch_listener()
     }
 
+    /// On the tick, full and holding idle keep-alive connections, with
+    /// connections waiting on the listener since the last tick: closes a
+    /// small batch of the longest idle, and the listener is watched again.
+    /// A full worker does not watch the listener meanwhile, and what waits
+    /// only a moment is left alone: in `shared` mode a worker with room
+    /// takes it (a worker with armed accepts takes it when its loop turns),
+    /// and nothing is reclaimed for it.
+    fn reclaim_for_queue(&mut self) {
+        if self.conns.vacant() > 0 || self.accepts_starved || self.core.reclaimable() == 0 {
+            self.full_queue_at_tick = false;
+            return;
+        }
+        let Some(listener) = &self.core.sources.listener else { return };
+        // A failed look (a signal) only puts it off to the next tick.
+        let queue = socket::waiting(listener.as_fd()).unwrap_or(false);
+        let waited = queue && self.full_queue_at_tick;
+        self.full_queue_at_tick = queue;
+        if !waited {
+            return;
+        }
+        for _ in 0..idle::reclaim_batch(self.core.capacity()) {
+            if !self.reclaim_oldest() {
+                break;
+            }
+        }
+    }
+
     /// Moves this worker's watch on the shared listener to the back of the
     /// listener's wait queue. With `EPOLLEXCLUSIVE` the kernel wakes the
     /// first watch in that queue whose worker is waiting: left in place, the
@@ -253,12 +285,17 @@ impl<'a> EpollWorker<'a> {
         self.start_drain()
     }
 
-    /// Takes a connection into the slab and starts watching it; false (and
-    /// `fd` closed) when every slot is taken, or when it cannot be watched
+    /// Takes a connection into the slab and starts watching it, closing the
+    /// longest-idle connection first when every slot is taken; false (and
+    /// `fd` closed) when every slot is taken by a busy one, or when it cannot be watched
     /// (the kernel out of memory for the watch, the user's epoll watch
     /// limit): declined as a full worker's would be, so the master routes a
     /// handed one elsewhere, while this worker's other connections go on.
     fn adopt(&mut self, fd: OwnedFd, origin: Origin) -> io::Result<bool> {
+        if self.conns.vacant() == 0 {
+            // Full: the longest-idle keep-alive connection makes room, if any.
+            self.reclaim_oldest();
+        }
         let Some((slot, generation)) = self.conns.insert() else { return Ok(false) };
         let events = epoll::IN | epoll::OUT | epoll::RDHUP | epoll::EDGE;
         let watched = socket::set_nonblocking(fd.as_fd())
@@ -294,6 +331,8 @@ impl<'a> EpollWorker<'a> {
         }
         self.core.recheck_fd_limit();
         self.accepts_starved = false;
+        self.reclaim_for_queue();
+        self.watch_listener()?;
         // Takes what waits in the listen queue once a tick: a wake-up meant for
         // the waiters on a shared listener can go to one that is going away.
         if self.listening {

@@ -52,8 +52,64 @@ pub(super) struct Slot {
 
 impl UringWorker<'_> {
     /// Does what the connection asks after an event: half-close, close, send,
-    /// start or stop reading.
+    /// start or stop reading; then notes whether it is left idle (the idle
+    /// list's order).
     pub(super) fn drive(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let result = self.step(slot, generation);
+        if let Some(entry) = self.conns.get_mut(slot, generation) {
+            // Nothing held from its socket, nor a FIN or a half-close pending.
+            let idle = entry.conn.is_reclaimable()
+                && !entry.closing
+                && !entry.half_closing
+                && !entry.fin_held
+                && entry.held.is_empty()
+                && entry.socket.is_some();
+            self.core.idle.note(slot, idle, entry.conn.idle_since());
+        }
+        result
+    }
+
+    /// Closes the connection idle longest (a full worker making room), with
+    /// the FIN its idle timeout would send, and frees its slot at once: it
+    /// has no send, half-close or held input outstanding, and what its
+    /// cancelled receive still completes finds the slot's generation moved
+    /// on and gives its buffer back. False when there is none, or while
+    /// draining.
+    pub(super) fn reclaim_oldest(&mut self) -> io::Result<bool> {
+        if self.core.draining {
+            return Ok(false);
+        }
+        let Some(slot) = self.core.idle.oldest() else { return Ok(false) };
+        self.core.idle.remove(slot);
+        let Some(generation) = self.conns.generation(slot) else { return Ok(false) };
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(false) };
+        if entry.closing || entry.half_closing || entry.conn.is_sending() || !entry.held.is_empty() {
+            // Not idle after all (the list is noted after every event): left alone.
+            return Ok(false);
+        }
+        let receiving = entry.receiving;
+        let mut socket = entry.socket.take();
+        if entry.origin == Origin::Handed {
+            if let Some(RingSocket::Plain(handed)) = socket.take() {
+                // As in `begin_close`: our FIN now, our close a moment later.
+                half_close(handed.as_fd());
+                socket = self.core.late_closes.keep(self.core.now, handed).map(RingSocket::Plain);
+            }
+        }
+        let (_, mut ctx) = self.core.parts(slot);
+        entry.conn.release(&mut ctx);
+        self.conns.remove(slot);
+        if receiving {
+            self.push_ignored(opcode::AsyncCancel::new(token::encode(Op::Recv, slot, generation)).build())?;
+        }
+        if let Some(socket) = socket {
+            self.push_ignored(socket.into_close())?;
+        }
+        self.core.counts.idle_reclaimed += 1;
+        Ok(true)
+    }
+
+    fn step(&mut self, slot: u32, generation: u32) -> io::Result<()> {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
         if entry.closing {
             return Ok(());
@@ -236,6 +292,7 @@ impl UringWorker<'_> {
             return Ok(());
         }
         entry.closing = true;
+        self.core.idle.remove(slot);
         // A half-close on the way closes the socket when it ends (`on_half_closed`).
         let mut socket = if entry.half_closing { None } else { entry.socket.take() };
         let (receiving, sending) = (entry.receiving, entry.conn.is_sending());
@@ -283,6 +340,7 @@ impl UringWorker<'_> {
             }
             let (_, mut ctx) = self.core.parts(slot);
             entry.conn.release(&mut ctx);
+            self.core.idle.remove(slot);
             self.conns.remove(slot);
         }
     }

@@ -30,6 +30,7 @@ use self::connection::Slot;
 use self::held::HeldBuffers;
 use self::ring_socket::RingSocket;
 use super::core::Core;
+use super::idle;
 use super::{adopt_batch, next_queued, Origin, TICK};
 use crate::bufring::BufRing;
 use crate::channel::Tag;
@@ -54,6 +55,9 @@ pub(super) struct UringWorker<'a> {
     accepted_since_tick: bool,
     /// Connections waited in the listen queue at the last tick.
     queue_at_tick: bool,
+    /// Full with idle connections, it saw connections waiting on the
+    /// listener at the last tick.
+    full_queue_at_tick: bool,
     /// The ring's accepts make direct descriptors (the table is registered).
     accepts_direct: bool,
     /// The worker is full at a table of direct descriptors that its
@@ -99,6 +103,7 @@ impl<'a> UringWorker<'a> {
             accepts_starved: false,
             accepted_since_tick: false,
             queue_at_tick: false,
+            full_queue_at_tick: false,
             accepts_direct,
             full_at_fd_limit: false,
             bundles,
@@ -197,6 +202,34 @@ impl<'a> UringWorker<'a> {
         Ok(())
     }
 
+    /// On the tick, full and holding idle keep-alive connections, with
+    /// connections waiting on the listener since the last tick: closes a
+    /// small batch of the longest idle, so accepts are armed for the
+    /// waiting ones. What waits only a moment is left alone: in `shared`
+    /// mode a worker with room and accepts armed takes it when its loop
+    /// turns. An accept cannot be armed first: it would make a direct
+    /// descriptor in a full table.
+    fn reclaim_for_queue(&mut self) -> io::Result<()> {
+        if self.room() > 0 || self.accepts_starved || self.core.reclaimable() == 0 {
+            self.full_queue_at_tick = false;
+            return Ok(());
+        }
+        let Some(listener) = self.core.sources.listener.as_ref() else { return Ok(()) };
+        // A failed look (a signal) only puts it off to the next tick.
+        let queue = socket::waiting(listener.as_fd()).unwrap_or(false);
+        let waited = queue && self.full_queue_at_tick;
+        self.full_queue_at_tick = queue;
+        if !waited {
+            return Ok(());
+        }
+        for _ in 0..idle::reclaim_batch(self.core.capacity()) {
+            if !self.reclaim_oldest()? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Connections the worker may still take: free slots, and no more than
     /// its table of direct descriptors holds when its accepts fill that.
     fn room(&self) -> usize {
@@ -266,9 +299,14 @@ impl<'a> UringWorker<'a> {
         self.start_drain()
     }
 
-    /// Takes a connection into the slab and starts receiving on it; false
-    /// (and `socket` closed) when every slot is taken.
+    /// Takes a connection into the slab and starts receiving on it, closing
+    /// the longest-idle connection first when the worker is full; false
+    /// (and `socket` closed) when every slot is taken by a busy one.
     fn adopt(&mut self, socket: RingSocket, origin: Origin) -> io::Result<bool> {
+        if self.room() == 0 {
+            // Full: the longest-idle keep-alive connection makes room, if any.
+            self.reclaim_oldest()?;
+        }
         let Some((slot, generation)) = self.conns.insert() else {
             if let RingSocket::Direct(_) = socket {
                 self.push_ignored(socket.into_close())?;
@@ -314,6 +352,7 @@ impl<'a> UringWorker<'a> {
         self.core.recheck_fd_limit();
         self.accepts_starved = false;
         self.sweep_listener()?;
+        self.reclaim_for_queue()?;
         self.arm_accepts()?;
         self.arm_tick()
     }

@@ -1,0 +1,174 @@
+//! The worker's idle keep-alive connections, longest idle first: an
+//! intrusive list through arrays indexed by slot, sized at start, so noting
+//! a connection's idleness and finding the oldest never allocate. A full
+//! worker closes the oldest to make room for a new connection (as nginx
+//! reuses its "reusable" connections when its free list is empty).
+
+/// No slot: the end of the list.
+const NIL: u32 = u32::MAX;
+
+/// Slots of idle connections in the order they became idle.
+#[derive(Debug)]
+pub(super) struct IdleList {
+    prev: Box<[u32]>,
+    next: Box<[u32]>,
+    /// When each listed connection became idle (its idle timer's start):
+    /// a connection idle again since is moved to the back.
+    since: Box<[u64]>,
+    listed: Box<[bool]>,
+    head: u32,
+    tail: u32,
+    len: usize,
+}
+
+impl IdleList {
+    /// A list for slots `0..slots`.
+    pub(super) fn new(slots: usize) -> IdleList {
+        IdleList {
+            prev: vec![NIL; slots].into_boxed_slice(),
+            next: vec![NIL; slots].into_boxed_slice(),
+            since: vec![0; slots].into_boxed_slice(),
+            listed: vec![false; slots].into_boxed_slice(),
+            head: NIL,
+            tail: NIL,
+            len: 0,
+        }
+    }
+
+    /// Idle connections listed.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Notes what slot `slot` is now: idle since `since` (listed, at the back
+    /// when it was not, or became idle again since), or not idle (unlisted).
+    pub(super) fn note(&mut self, slot: u32, idle: bool, since: u64) {
+        let i = slot as usize;
+        if i >= self.listed.len() {
+            return;
+        }
+        if !idle {
+            self.remove(slot);
+            return;
+        }
+        if self.listed[i] {
+            if self.since[i] == since {
+                return;
+            }
+            self.remove(slot);
+        }
+        self.since[i] = since;
+        self.listed[i] = true;
+        self.prev[i] = self.tail;
+        self.next[i] = NIL;
+        match self.tail {
+            NIL => self.head = slot,
+            tail => self.next[tail as usize] = slot,
+        }
+        self.tail = slot;
+        self.len += 1;
+    }
+
+    /// Unlists slot `slot` (it is busy again, or closed).
+    pub(super) fn remove(&mut self, slot: u32) {
+        let i = slot as usize;
+        if i >= self.listed.len() || !self.listed[i] {
+            return;
+        }
+        let (prev, next) = (self.prev[i], self.next[i]);
+        match prev {
+            NIL => self.head = next,
+            p => self.next[p as usize] = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            n => self.prev[n as usize] = prev,
+        }
+        self.listed[i] = false;
+        self.len -= 1;
+    }
+
+    /// The slot idle longest, if any (still listed).
+    pub(super) fn oldest(&self) -> Option<u32> {
+        (self.head != NIL).then_some(self.head)
+    }
+}
+
+/// Idle connections a full worker closes at once when connections wait on
+/// its listener and its ring's table of descriptors has no room to accept
+/// them: a small share of what it holds, like nginx's 32 of thousands.
+pub(super) fn reclaim_batch(capacity: usize) -> usize {
+    (capacity / 16).clamp(1, 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(list: &mut IdleList) -> Vec<u32> {
+        let mut order = Vec::new();
+        while let Some(slot) = list.oldest() {
+            order.push(slot);
+            list.remove(slot);
+        }
+        order
+    }
+
+    #[test]
+    fn the_longest_idle_comes_first() {
+        let mut list = IdleList::new(8);
+        list.note(3, true, 10);
+        list.note(1, true, 20);
+        list.note(5, true, 30);
+        assert_eq!(list.len(), 3);
+        assert_eq!(list.oldest(), Some(3));
+        assert_eq!(drain(&mut list), vec![3, 1, 5]);
+        assert_eq!(list.len(), 0);
+        assert_eq!(list.oldest(), None);
+    }
+
+    #[test]
+    fn noting_the_same_idleness_again_keeps_the_place() {
+        let mut list = IdleList::new(4);
+        list.note(0, true, 10);
+        list.note(1, true, 20);
+        list.note(0, true, 10);
+        assert_eq!(drain(&mut list), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_connection_idle_again_goes_to_the_back() {
+        let mut list = IdleList::new(4);
+        list.note(0, true, 10);
+        list.note(1, true, 20);
+        list.note(2, true, 30);
+        // Slot 0 answered another request and is idle again since 40.
+        list.note(0, true, 40);
+        assert_eq!(drain(&mut list), vec![1, 2, 0]);
+    }
+
+    #[test]
+    fn a_busy_or_closed_connection_leaves_the_list() {
+        let mut list = IdleList::new(4);
+        list.note(0, true, 10);
+        list.note(1, true, 20);
+        list.note(2, true, 30);
+        list.note(1, false, 0);
+        list.remove(2);
+        list.remove(2);
+        list.note(3, false, 0);
+        assert_eq!(list.len(), 1);
+        assert_eq!(drain(&mut list), vec![0]);
+        // Unlinked from the middle and the ends alike: the list is whole again.
+        list.note(2, true, 50);
+        list.note(0, true, 60);
+        assert_eq!(drain(&mut list), vec![2, 0]);
+    }
+
+    #[test]
+    fn the_batch_is_a_small_share() {
+        assert_eq!(reclaim_batch(4), 1);
+        assert_eq!(reclaim_batch(320), 20);
+        assert_eq!(reclaim_batch(16384), 32);
+    }
+}

@@ -1,0 +1,172 @@
+//! A full worker closes its longest-idle keep-alive connections to make
+//! room for new clients (nginx's reusable connections): with two workers of
+//! `--max-conns 4`, each holding four connections that made one request and
+//! wait idle, a new client is answered `200` in every mode (before, `503`
+//! from the master in `rr`, `least`, `shared`; a wait in the queue in
+//! `reuseport`). The connections closed are the oldest of their worker, see
+//! the server's FIN, and are counted in the stats line's `idle_reclaimed`.
+//! A full worker whose connections are all mid-request closes none of them:
+//! the new client is refused (or waits) as before.
+
+use crate::util;
+
+use std::io::ErrorKind;
+use std::time::Duration;
+
+use util::stats::{num, worker};
+use util::*;
+
+const MAX: usize = 4;
+const WORKERS: usize = 2;
+
+fn start(mode: &str) -> Server {
+    let max = MAX.to_string();
+    let s = Server::start(&["--mode", mode, "--workers", "2", "--no-pin", "--max-conns", &max]);
+    s.wait_workers_ready(WORKERS, START_TIMEOUT);
+    s
+}
+
+/// Waits until both workers show `MAX` live connections.
+fn wait_full(s: &Server, mode: &str) {
+    let mut st = serde_json::Value::Null;
+    let full = eventually(IO_TIMEOUT, || {
+        st = s.stats();
+        (1..=WORKERS as u64).all(|id| worker(&st, id).is_some_and(|w| num(&w, "live") == MAX as u64))
+    });
+    assert!(full, "{mode}: the workers never showed full: {st}");
+}
+
+fn reclaimed(st: &serde_json::Value) -> u64 {
+    (1..=WORKERS as u64).filter_map(|id| worker(st, id)).map(|w| num(&w, "idle_reclaimed")).sum()
+}
+
+/// True once the server has closed `c` (a read finds the end of the stream).
+fn closed(c: &Conn) -> bool {
+    let stream = c.stream();
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(5)));
+    let mut byte = [0u8; 1];
+    let eof = match stream.peek(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+    };
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    eof
+}
+
+fn idle_connections_make_room(mode: &str) {
+    let s = start(mode);
+    let held: Vec<Conn> = (0..MAX * WORKERS)
+        .map(|_| {
+            let mut c = s.connect();
+            c.get_ok();
+            c
+        })
+        .collect();
+    wait_full(&s, mode);
+
+    let mut fresh = s.connect();
+    let resp = fresh.request(GET);
+    assert_eq!(resp.status, 200, "{mode}: a new client at full workers holding idle connections");
+
+    let mut st = serde_json::Value::Null;
+    assert!(
+        eventually(IO_TIMEOUT, || {
+            st = s.stats();
+            reclaimed(&st) >= 1
+        }),
+        "{mode}: nothing counted as reclaimed: {st}"
+    );
+    let mut gone: Vec<usize> = Vec::new();
+    assert!(
+        eventually(IO_TIMEOUT, || {
+            gone = (0..held.len()).filter(|&i| closed(&held[i])).collect();
+            gone.len() as u64 >= reclaimed(&st)
+        }),
+        "{mode}: the reclaimed connections never saw the server's FIN: {gone:?}, {st}"
+    );
+    // Each worker holds four of the eight: its oldest is one of the first five.
+    assert!(gone.iter().all(|&i| i <= MAX), "{mode}: a connection closed that was not its worker's oldest: {gone:?}");
+    assert!(gone.len() <= WORKERS, "{mode}: more closed than a new client needs: {gone:?}");
+    // The newest still serve, and so does the new client.
+    let mut held = held;
+    held.last_mut().map(Conn::get_ok);
+    fresh.get_ok();
+    drop(s);
+}
+
+fn busy_connections_are_kept(mode: &str) {
+    let s = start(mode);
+    let mut held: Vec<Conn> = (0..MAX * WORKERS)
+        .map(|_| {
+            let mut c = s.connect();
+            c.get_ok();
+            // A next request begun: not idle.
+            c.send(b"GET / HTTP/1.1\r\nHost: x\r\n");
+            c
+        })
+        .collect();
+    wait_full(&s, mode);
+
+    let mut fresh = s.connect();
+    if mode == "reuseport" {
+        // The full worker leaves it in its queue (where the kernel may
+        // reset it): anything but an answer.
+        fresh.send(GET);
+        let _ = fresh.stream().set_read_timeout(Some(Duration::from_millis(500)));
+        if let Ok(resp) = fresh.try_read() {
+            assert_ne!(resp.status, 200, "{mode}: a full worker of busy connections took a new one");
+        }
+    } else {
+        let resp = fresh.request(GET);
+        check_error(&resp, 503);
+    }
+    let st = s.stats();
+    assert_eq!(reclaimed(&st), 0, "{mode}: a busy connection was reclaimed: {st}");
+    for (i, c) in held.iter_mut().enumerate() {
+        assert!(!closed(c), "{mode}: busy connection {i} was closed");
+        c.send(b"\r\n");
+        check_ok(&c.read());
+    }
+    drop(s);
+}
+
+#[test]
+fn reclaim_rr_idle_connections_make_room() {
+    idle_connections_make_room("rr");
+}
+
+#[test]
+fn reclaim_least_idle_connections_make_room() {
+    idle_connections_make_room("least");
+}
+
+#[test]
+fn reclaim_shared_idle_connections_make_room() {
+    idle_connections_make_room("shared");
+}
+
+#[test]
+fn reclaim_reuseport_idle_connections_make_room() {
+    idle_connections_make_room("reuseport");
+}
+
+#[test]
+fn reclaim_rr_busy_connections_are_kept() {
+    busy_connections_are_kept("rr");
+}
+
+#[test]
+fn reclaim_least_busy_connections_are_kept() {
+    busy_connections_are_kept("least");
+}
+
+#[test]
+fn reclaim_shared_busy_connections_are_kept() {
+    busy_connections_are_kept("shared");
+}
+
+#[test]
+fn reclaim_reuseport_busy_connections_are_kept() {
+    busy_connections_are_kept("reuseport");
+}
