@@ -263,8 +263,19 @@ fn worker_with_live(s: &Server, live: u64) -> u64 {
     found.unwrap_or_default()
 }
 
+/// The start of a next request's header block: a connection that sent it is
+/// busy, so its worker cannot close it to make room (it would an idle one).
+const BEGUN: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+
+/// Ends the request `BEGUN` began, and checks its answer.
+fn finish_begun(c: &mut util::Conn) {
+    c.send(b"\r\n");
+    check_ok(&c.read());
+}
+
 /// Two steered workers with `--max-conns 1`, each holding one keep-alive
-/// connection: both full, both `unavailable` to the program.
+/// connection with a next request begun (`BEGUN`): both full, both
+/// `unavailable` to the program.
 struct BothFull {
     s: Server,
     first: util::Conn,
@@ -277,14 +288,16 @@ struct BothFull {
 
 impl BothFull {
     fn start() -> BothFull {
-        let (s, ready) = two_steered_workers_with(&["--max-conns", "1"]);
+        let (s, ready) = two_steered_workers_with(&["--max-conns", "1", "--header-timeout", "120"]);
         let listener = |id| socket_inode(num(&expect_worker(&ready, id), "pid") as u32, 5).expect("a listener");
         let listeners = [listener(1), listener(2)];
         let mut first = util::Conn::connect(s.addr());
         first.get_ok();
+        first.send(BEGUN);
         let first_on = worker_with_live(&s, 1);
         let mut second = util::Conn::connect(s.addr());
         second.get_ok();
+        second.send(BEGUN);
         let both_full = eventually(Duration::from_secs(10), || {
             let stats = s.stats();
             [1, 2].iter().all(|&id| steer_of(&stats, id) == "unavailable")
@@ -324,7 +337,7 @@ fn steer_load_a_full_workers_queue_goes_to_a_worker_with_room() {
     let answer = read_response(&mut reader).map(|r| r.status);
     assert!(matches!(answer, Ok(200)), "the third connection, waiting on full worker {queued_on}: {answer:?}");
     // Handed on by the master, not taken by its worker once it had room.
-    first.get_ok();
+    finish_begun(&mut first);
     let rescued = steer_of_key(&s.stats(), queued_on, "rescued");
     assert_eq!(rescued, 1, "{}", s.stats());
 }
@@ -422,6 +435,6 @@ fn steer_load_what_waits_beyond_the_room_of_the_workers_that_take_waits_for_room
         let answer = read_response(&mut BufReader::new(c)).map(|r| r.status);
         assert!(matches!(answer, Ok(200)), "waiting client {i}: {answer:?}; {}", s.stats());
     }
-    second.get_ok();
+    finish_begun(&mut second);
     assert_eq!(num(&s.stats(), "refused"), 0, "{}", s.stats());
 }
