@@ -59,6 +59,9 @@ pub(super) struct Core<'a> {
     /// Idle keep-alive connections, longest idle first: a full worker
     /// closes the oldest to make room (see [`IdleList`]).
     pub(super) idle: IdleList,
+    /// Full with idle connections, it saw connections waiting on its
+    /// listener at the last tick.
+    full_queue_at_tick: bool,
     /// The master's channel is still open: a draining worker waits for its end
     /// of stream, so connections the master sent before `Drain` are all served.
     pub(super) channel_open: bool,
@@ -133,6 +136,7 @@ impl<'a> Core<'a> {
             acks_settled: counters.acks.settled(),
             late_closes: LateCloses::new(),
             idle: IdleList::new(config.max_conns),
+            full_queue_at_tick: false,
             draining: false,
             drain_deadline: 0,
             now: now_ms(),
@@ -256,6 +260,29 @@ impl<'a> Core<'a> {
             0
         } else {
             self.idle.len()
+        }
+    }
+
+    /// On the tick: how many of its longest-idle connections a worker
+    /// should close so that it can accept again. Some only when it is full
+    /// (no `room`, and not starved of descriptors) and holds idle ones, and
+    /// connections have waited on its listener since the last tick: what
+    /// waits only a moment is left alone, since in `shared` mode a worker
+    /// with room takes it when its loop turns.
+    pub(super) fn reclaims_due(&mut self, room: usize, starved: bool) -> usize {
+        if room > 0 || starved || self.reclaimable() == 0 {
+            self.full_queue_at_tick = false;
+            return 0;
+        }
+        let Some(listener) = self.sources.listener.as_ref() else { return 0 };
+        // A failed look (a signal) only puts it off to the next tick.
+        let queue = crate::sys::socket::waiting(listener.as_fd()).unwrap_or(false);
+        let waited = queue && self.full_queue_at_tick;
+        self.full_queue_at_tick = queue;
+        if waited {
+            super::idle::reclaim_batch(self.capacity())
+        } else {
+            0
         }
     }
 

@@ -18,7 +18,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::SystemTime;
 
 use super::core::Core;
-use super::idle;
 use super::{adopt_batch, next_queued, Origin, TICK};
 use crate::channel::{recv_nonblocking, Tag};
 use crate::conn::Connection;
@@ -74,9 +73,6 @@ pub(super) struct EpollWorker<'a> {
     accepts_starved: bool,
     /// Connections accepted since the worker last stepped back.
     accepted_since_step_back: usize,
-    /// Full with idle connections, it saw connections waiting on the
-    /// listener at the last tick.
-    full_queue_at_tick: bool,
 }
 
 impl<'a> EpollWorker<'a> {
@@ -107,7 +103,6 @@ impl<'a> EpollWorker<'a> {
             listening: false,
             accepts_starved: false,
             accepted_since_step_back: 0,
-            full_queue_at_tick: false,
         })
     }
 
@@ -209,27 +204,11 @@ impl<'a> EpollWorker<'a> {
         self.watch_listener()
     }
 
-    /// On the tick, full and holding idle keep-alive connections, with
-    /// connections waiting on the listener since the last tick: closes a
-    /// small batch of the longest idle, and the listener is watched again.
-    /// A full worker does not watch the listener meanwhile, and what waits
-    /// only a moment is left alone: in `shared` mode a worker with room
-    /// takes it (a worker with armed accepts takes it when its loop turns),
-    /// and nothing is reclaimed for it.
+    /// On the tick, a full worker with idle connections and a queue on its
+    /// listener closes a small batch of the longest idle
+    /// ([`Core::reclaims_due`]); the listener is watched again after.
     fn reclaim_for_queue(&mut self) {
-        if self.conns.vacant() > 0 || self.accepts_starved || self.core.reclaimable() == 0 {
-            self.full_queue_at_tick = false;
-            return;
-        }
-        let Some(listener) = &self.core.sources.listener else { return };
-        // A failed look (a signal) only puts it off to the next tick.
-        let queue = socket::waiting(listener.as_fd()).unwrap_or(false);
-        let waited = queue && self.full_queue_at_tick;
-        self.full_queue_at_tick = queue;
-        if !waited {
-            return;
-        }
-        for _ in 0..idle::reclaim_batch(self.core.capacity()) {
+        for _ in 0..self.core.reclaims_due(self.conns.vacant(), self.accepts_starved) {
             if !self.reclaim_oldest() {
                 break;
             }

@@ -30,7 +30,6 @@ use self::connection::Slot;
 use self::held::HeldBuffers;
 use self::ring_socket::RingSocket;
 use super::core::Core;
-use super::idle;
 use super::{adopt_batch, next_queued, Origin, TICK};
 use crate::bufring::BufRing;
 use crate::channel::Tag;
@@ -55,9 +54,6 @@ pub(super) struct UringWorker<'a> {
     accepted_since_tick: bool,
     /// Connections waited in the listen queue at the last tick.
     queue_at_tick: bool,
-    /// Full with idle connections, it saw connections waiting on the
-    /// listener at the last tick.
-    full_queue_at_tick: bool,
     /// The ring's accepts make direct descriptors (the table is registered).
     accepts_direct: bool,
     /// The worker is full at a table of direct descriptors that its
@@ -103,7 +99,6 @@ impl<'a> UringWorker<'a> {
             accepts_starved: false,
             accepted_since_tick: false,
             queue_at_tick: false,
-            full_queue_at_tick: false,
             accepts_direct,
             full_at_fd_limit: false,
             bundles,
@@ -202,27 +197,12 @@ impl<'a> UringWorker<'a> {
         Ok(())
     }
 
-    /// On the tick, full and holding idle keep-alive connections, with
-    /// connections waiting on the listener since the last tick: closes a
-    /// small batch of the longest idle, so accepts are armed for the
-    /// waiting ones. What waits only a moment is left alone: in `shared`
-    /// mode a worker with room and accepts armed takes it when its loop
-    /// turns. An accept cannot be armed first: it would make a direct
-    /// descriptor in a full table.
+    /// On the tick, a full worker with idle connections and a queue on its
+    /// listener closes a small batch of the longest idle, so accepts are
+    /// armed for the waiting ones ([`Core::reclaims_due`]). An accept cannot
+    /// be armed first: it would make a direct descriptor in a full table.
     fn reclaim_for_queue(&mut self) -> io::Result<()> {
-        if self.room() > 0 || self.accepts_starved || self.core.reclaimable() == 0 {
-            self.full_queue_at_tick = false;
-            return Ok(());
-        }
-        let Some(listener) = self.core.sources.listener.as_ref() else { return Ok(()) };
-        // A failed look (a signal) only puts it off to the next tick.
-        let queue = socket::waiting(listener.as_fd()).unwrap_or(false);
-        let waited = queue && self.full_queue_at_tick;
-        self.full_queue_at_tick = queue;
-        if !waited {
-            return Ok(());
-        }
-        for _ in 0..idle::reclaim_batch(self.core.capacity()) {
+        for _ in 0..self.core.reclaims_due(self.room(), self.accepts_starved) {
             if !self.reclaim_oldest()? {
                 break;
             }
