@@ -170,3 +170,59 @@ fn reclaim_shared_busy_connections_are_kept() {
 fn reclaim_reuseport_busy_connections_are_kept() {
     busy_connections_are_kept("reuseport");
 }
+
+/// One request on a new connection; true when a `200` comes back within a second.
+fn answered(s: &Server) -> bool {
+    let Ok(stream) = std::net::TcpStream::connect_timeout(&s.addr(), Duration::from_secs(1)) else { return false };
+    let mut conn = Conn { r: std::io::BufReader::new(stream) };
+    let _ = conn.stream().set_read_timeout(Some(Duration::from_secs(1)));
+    conn.try_send(GET).is_ok() && conn.try_read().is_ok_and(|r| r.status == 200)
+}
+
+/// Workers at their open-file limit (not at `--max-conns`), holding idle
+/// keep-alive connections, close them for new clients too. Before, only a
+/// worker whose slots (or ring's table) were full did: at the fd limit
+/// `rr` answered new clients `503` for as long as the idle ones stayed (the
+/// kernel dropped the fds of each batch, and the worker closed nothing),
+/// and `shared` and `reuseport` on epoll left them in the queue, the master
+/// counting the idle connections as room.
+fn idle_connections_make_room_at_the_fd_limit(mode: &str) {
+    let s = Server::start_under(&["prlimit", "--nofile=64:64"], &["--mode", mode, "--workers", "2", "--no-pin"]);
+    s.wait_workers_ready(WORKERS, START_TIMEOUT);
+    // Idle keep-alive connections, one at a time, far more than the workers'
+    // descriptors hold (about 50 each), until one is not answered.
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        let Ok(stream) = std::net::TcpStream::connect_timeout(&s.addr(), Duration::from_secs(1)) else { break };
+        let mut conn = Conn { r: std::io::BufReader::new(stream) };
+        let _ = conn.stream().set_read_timeout(Some(Duration::from_secs(1)));
+        if !(conn.try_send(GET).is_ok() && conn.try_read().is_ok_and(|r| r.status == 200)) {
+            break;
+        }
+        held.push(conn);
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || answered(&s)),
+        "{mode}: no new client answered beside {} idle connections at the fd limit: {}",
+        held.len(),
+        s.stats()
+    );
+    let st = s.stats();
+    assert!(reclaimed(&st) >= 1, "{mode}: nothing counted as reclaimed: {st}");
+    drop(held);
+}
+
+#[test]
+fn reclaim_rr_at_the_fd_limit() {
+    idle_connections_make_room_at_the_fd_limit("rr");
+}
+
+#[test]
+fn reclaim_shared_at_the_fd_limit() {
+    idle_connections_make_room_at_the_fd_limit("shared");
+}
+
+#[test]
+fn reclaim_reuseport_at_the_fd_limit() {
+    idle_connections_make_room_at_the_fd_limit("reuseport");
+}

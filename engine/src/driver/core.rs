@@ -78,6 +78,15 @@ pub(super) struct Batch {
     pub(super) received: Received,
 }
 
+impl Batch {
+    /// Connections the master sent that the kernel could not install (the
+    /// worker at its open-file limit): the master hands them on, and the
+    /// worker closes as many idle connections so that the next ones fit.
+    pub(super) fn short(&self) -> usize {
+        self.received.sent.saturating_sub(self.received.fds)
+    }
+}
+
 impl<'a> Core<'a> {
     pub(super) fn new(
         config: &'a EngineConfig,
@@ -265,12 +274,13 @@ impl<'a> Core<'a> {
 
     /// On the tick: how many of its longest-idle connections a worker
     /// should close so that it can accept again. Some only when it is full
-    /// (no `room`, and not starved of descriptors) and holds idle ones, and
-    /// connections have waited on its listener since the last tick: what
-    /// waits only a moment is left alone, since in `shared` mode a worker
-    /// with room takes it when its loop turns.
-    pub(super) fn reclaims_due(&mut self, room: usize, starved: bool) -> usize {
-        if room > 0 || starved || self.reclaimable() == 0 {
+    /// (no `room` in its slots or table, or at its open-file limit still)
+    /// and holds idle ones, and connections have waited on its listener
+    /// since the last tick: what waits only a moment is left alone, since in
+    /// `shared` mode a worker with room takes it when its loop turns.
+    pub(super) fn reclaims_due(&mut self, room: usize) -> usize {
+        let full = room == 0 || self.fd_capped.is_some();
+        if !full || self.reclaimable() == 0 {
             self.full_queue_at_tick = false;
             return 0;
         }

@@ -40,16 +40,27 @@ impl EpollWorker<'_> {
 
     /// Closes the connection idle longest (a full worker making room), as
     /// its idle timeout would; false when there is none, or while draining.
+    /// One whose next request has come since its last event (its event not
+    /// handled yet) is passed over: it is not idle.
     pub(super) fn reclaim_oldest(&mut self) -> bool {
         if self.core.draining {
             return false;
         }
-        let Some(slot) = self.core.idle.oldest() else { return false };
-        self.core.idle.remove(slot);
-        let Some(generation) = self.conns.generation(slot) else { return false };
-        self.close(slot, generation);
-        self.core.counts.idle_reclaimed += 1;
-        true
+        while let Some(slot) = self.core.idle.oldest() {
+            self.core.idle.remove(slot);
+            let Some(generation) = self.conns.generation(slot) else { continue };
+            let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
+            let input = entry.fd.as_ref().is_some_and(|fd| socket::input_waiting(fd.as_fd()).unwrap_or(true));
+            if input {
+                // Its event comes: `drive` lists it again once it is idle.
+                entry.readable = true;
+                continue;
+            }
+            self.close(slot, generation);
+            self.core.counts.idle_reclaimed += 1;
+            return true;
+        }
+        false
     }
 
     fn step(&mut self, slot: u32, generation: u32) -> io::Result<()> {

@@ -208,7 +208,7 @@ impl<'a> EpollWorker<'a> {
     /// listener closes a small batch of the longest idle
     /// ([`Core::reclaims_due`]); the listener is watched again after.
     fn reclaim_for_queue(&mut self) {
-        for _ in 0..self.core.reclaims_due(self.conns.vacant(), self.accepts_starved) {
+        for _ in 0..self.core.reclaims_due(self.conns.vacant()) {
             if !self.reclaim_oldest() {
                 break;
             }
@@ -249,6 +249,11 @@ impl<'a> EpollWorker<'a> {
             let mut batch = self.core.take_batch(len);
             let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(fd, Origin::Handed))?;
             self.core.counts.rejected += declined as u64;
+            for _ in 0..batch.short() {
+                if !self.reclaim_oldest() {
+                    break;
+                }
+            }
             if !self.core.acknowledge(&batch.received, adopted, self.conns.len()) {
                 return self.master_gone();
             }

@@ -14,7 +14,7 @@ use super::UringWorker;
 use crate::bufring::{self, BufRing};
 use crate::conn::{Connection, Context};
 use crate::driver::Origin;
-use crate::sys::socket::half_close;
+use crate::sys::socket::{self, half_close};
 use crate::token::{self, Op};
 use crate::uring;
 
@@ -79,14 +79,27 @@ impl UringWorker<'_> {
         if self.core.draining {
             return Ok(false);
         }
-        let Some(slot) = self.core.idle.oldest() else { return Ok(false) };
-        self.core.idle.remove(slot);
-        let Some(generation) = self.conns.generation(slot) else { return Ok(false) };
+        let (slot, generation) = loop {
+            let Some(slot) = self.core.idle.oldest() else { return Ok(false) };
+            self.core.idle.remove(slot);
+            let Some(generation) = self.conns.generation(slot) else { continue };
+            let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
+            if entry.closing || entry.half_closing || entry.conn.is_sending() || !entry.held.is_empty() {
+                // Not idle after all (the list is noted after every event): left alone.
+                continue;
+            }
+            // A next request come since the last turn: its receive runs when the
+            // loop next enters the kernel (deferred task work), so it is still in
+            // the socket. Passed over (`drive` lists it again once it is idle).
+            // A direct descriptor has no number to look with.
+            if let Some(RingSocket::Plain(fd)) = &entry.socket {
+                if socket::input_waiting(fd.as_fd()).unwrap_or(true) {
+                    continue;
+                }
+            }
+            break (slot, generation);
+        };
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(false) };
-        if entry.closing || entry.half_closing || entry.conn.is_sending() || !entry.held.is_empty() {
-            // Not idle after all (the list is noted after every event): left alone.
-            return Ok(false);
-        }
         let receiving = entry.receiving;
         let mut socket = entry.socket.take();
         if entry.origin == Origin::Handed {

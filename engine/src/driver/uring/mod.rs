@@ -202,7 +202,7 @@ impl<'a> UringWorker<'a> {
     /// armed for the waiting ones ([`Core::reclaims_due`]). An accept cannot
     /// be armed first: it would make a direct descriptor in a full table.
     fn reclaim_for_queue(&mut self) -> io::Result<()> {
-        for _ in 0..self.core.reclaims_due(self.room(), self.accepts_starved) {
+        for _ in 0..self.core.reclaims_due(self.room()) {
             if !self.reclaim_oldest()? {
                 break;
             }
@@ -256,6 +256,11 @@ impl<'a> UringWorker<'a> {
         let mut batch = self.core.take_batch(result as usize);
         let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(RingSocket::Plain(fd), Origin::Handed))?;
         self.core.counts.rejected += declined as u64;
+        for _ in 0..batch.short() {
+            if !self.reclaim_oldest()? {
+                break;
+            }
+        }
         if !self.core.acknowledge(&batch.received, adopted, self.conns.len()) {
             return self.master_gone();
         }
