@@ -83,7 +83,16 @@ impl Batch {
     /// worker at its open-file limit): the master hands them on, and the
     /// worker closes as many idle connections so that the next ones fit.
     pub(super) fn short(&self) -> usize {
-        self.received.sent.saturating_sub(self.received.fds)
+        short_of(&self.received)
+    }
+}
+
+/// Fds a `Connections` message lost on the way (for a `Text` one, `sent`
+/// is its length, not a count of fds).
+fn short_of(received: &Received) -> usize {
+    match received.tag {
+        Some(Tag::Connections) => received.sent.saturating_sub(received.fds),
+        _ => 0,
     }
 }
 
@@ -370,7 +379,7 @@ impl<'a> Core<'a> {
                 }
             })
         };
-        if received.truncated || received.fds < received.sent {
+        if short_of(&received) > 0 || (received.truncated && received.tag == Some(Tag::Connections)) {
             // At the open-file limit: the kernel dropped the rest of the batch.
             // The master still holds those connections and hands them on.
             self.counts.fd_limit_hits += 1;
@@ -435,6 +444,7 @@ impl<'a> Core<'a> {
 #[cfg(test)]
 mod tests {
     use std::io::Read;
+    use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
     use std::sync::atomic::Ordering;
 
@@ -482,6 +492,33 @@ mod tests {
         drop(master);
         assert!(core.acks.push(Ack { received: 1, adopted: 1 }));
         assert!(!core.flush_acks(6), "the master is gone");
+    }
+
+    #[test]
+    fn a_line_of_text_from_the_master_is_no_batch_short_of_fds() {
+        // A `Text` message's length field is its length: read as a count of
+        // fds sent, every line (`ctl send`) counted as an fd-limit hit (the
+        // master then warned that the worker was at its open-file limit),
+        // and closed that many idle connections as if fds had been lost.
+        let (master, worker) = channel_pair().expect("channel pair");
+        let config = EngineConfig::default();
+        let stats = StatsBlock::private(1).expect("stats block");
+        let counters = stats.slot(0).expect("slot 0");
+        let mut handler = FixedBody::new(b"hello\n".to_vec());
+        let sources = Sources { channel: Some(worker), ..Sources::default() };
+        let mut core = Core::new(&config, sources, counters, &mut handler);
+        // The master's side of `ctl send`: a `Text` message of the line.
+        let mut line = Message::new();
+        let header = line.prepare_send_text(b"reset the counts");
+        // SAFETY: `header` points into `line`, alive and unmoved for the call.
+        let sent = unsafe { libc::sendmsg(master.as_raw_fd(), header, 0) };
+        assert!(sent > 0, "send a line: {}", std::io::Error::last_os_error());
+        let channel = core.sources.channel.as_ref().expect("channel").as_fd();
+        let len = crate::channel::recv_nonblocking(channel, &mut core.inbox).expect("recv").expect("a message");
+        let batch = core.take_batch(len);
+        assert_eq!(batch.received.tag, Some(Tag::Text));
+        assert_eq!(batch.short(), 0, "a line carries no fds to lose");
+        assert_eq!(core.counts.fd_limit_hits, 0, "nor is it an fd-limit hit");
     }
 
     #[test]
