@@ -6,7 +6,8 @@
 //! `reuseport`). The connections closed are the oldest of their worker, see
 //! the server's FIN, and are counted in the stats line's `idle_reclaimed`.
 //! A full worker whose connections are all mid-request closes none of them:
-//! the new client is refused (or waits) as before.
+//! the new client is refused (or waits) as before. Only a connection idle
+//! for a second or more is closed: the tests wait that long.
 
 use crate::util;
 
@@ -17,6 +18,8 @@ use util::stats::{num, worker};
 use util::*;
 
 const MAX: usize = 4;
+/// Longer than a connection must be idle to be closed for a new one (1 s).
+const MIN_IDLE: Duration = Duration::from_millis(1_200);
 const WORKERS: usize = 2;
 
 fn start(mode: &str) -> Server {
@@ -64,9 +67,20 @@ fn idle_connections_make_room(mode: &str) {
         })
         .collect();
     wait_full(&s, mode);
-
+    // Only a connection idle for a second or more is closed for a new one.
+    std::thread::sleep(MIN_IDLE);
+    // A `503` costs nothing (the master refuses before handing it over): a
+    // worker's count of its idle connections may not show them yet.
     let mut fresh = s.connect();
-    let resp = fresh.request(GET);
+    let mut resp = fresh.request(GET);
+    for _ in 0..50 {
+        if resp.status != 503 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        fresh = s.connect();
+        resp = fresh.request(GET);
+    }
     assert_eq!(resp.status, 200, "{mode}: a new client at full workers holding idle connections");
 
     let mut st = serde_json::Value::Null;

@@ -277,7 +277,7 @@ impl<'a> Core<'a> {
         if self.draining {
             0
         } else {
-            self.idle.len()
+            self.idle.aged_len()
         }
     }
 
@@ -307,6 +307,7 @@ impl<'a> Core<'a> {
 
     /// Publishes the counters once per loop turn (the heartbeat moves).
     fn publish(&mut self, live: usize) {
+        self.idle.advance(self.now);
         self.counts.capacity = self.fd_capped.map_or(self.capacity, |cap| cap.min(self.capacity));
         self.counts.live = live as u64;
         self.counts.reclaimable = self.reclaimable() as u64;

@@ -2,10 +2,17 @@
 //! intrusive list through arrays indexed by slot, sized at start, so noting
 //! a connection's idleness and finding the oldest never allocate. A full
 //! worker closes the oldest to make room for a new connection (as nginx
-//! reuses its "reusable" connections when its free list is empty).
+//! reuses its "reusable" connections when its free list is empty), but
+//! only one idle for [`MIN_IDLE_MS`] or more: a client that is using its
+//! connection keeps it (under overload by such clients, new ones get `503`
+//! rather than each taking another's connection).
 
 /// No slot: the end of the list.
 const NIL: u32 = u32::MAX;
+
+/// How long a connection must have been idle before a full worker closes it
+/// for a new one (as long as a drain keeps one answered a moment ago).
+pub(super) const MIN_IDLE_MS: u64 = crate::conn::DRAIN_RECENT_MS;
 
 /// Slots of idle connections in the order they became idle.
 #[derive(Debug)]
@@ -16,6 +23,12 @@ pub(super) struct IdleList {
     /// a connection idle again since is moved to the back.
     since: Box<[u64]>,
     listed: Box<[bool]>,
+    /// Idle for [`MIN_IDLE_MS`] at the last [`IdleList::advance`]: the
+    /// listed ones before `aged_until`, a prefix of the list.
+    aged: Box<[bool]>,
+    /// The first listed slot not aged yet (`NIL`: all are).
+    aged_until: u32,
+    aged_len: usize,
     head: u32,
     tail: u32,
     len: usize,
@@ -29,6 +42,9 @@ impl IdleList {
             next: vec![NIL; slots].into_boxed_slice(),
             since: vec![0; slots].into_boxed_slice(),
             listed: vec![false; slots].into_boxed_slice(),
+            aged: vec![false; slots].into_boxed_slice(),
+            aged_until: NIL,
+            aged_len: 0,
             head: NIL,
             tail: NIL,
             len: 0,
@@ -36,8 +52,25 @@ impl IdleList {
     }
 
     /// Idle connections listed.
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Idle connections listed that have been idle for [`MIN_IDLE_MS`].
+    pub(super) fn aged_len(&self) -> usize {
+        self.aged_len
+    }
+
+    /// Marks aged the connections idle since `now - MIN_IDLE_MS` or before.
+    pub(super) fn advance(&mut self, now: u64) {
+        let boundary = now.saturating_sub(MIN_IDLE_MS);
+        while self.aged_until != NIL && self.since[self.aged_until as usize] <= boundary {
+            let i = self.aged_until as usize;
+            self.aged[i] = true;
+            self.aged_len += 1;
+            self.aged_until = self.next[i];
+        }
     }
 
     /// Notes what slot `slot` is now: idle since `since` (listed, at the back
@@ -59,6 +92,10 @@ impl IdleList {
         }
         self.since[i] = since;
         self.listed[i] = true;
+        self.aged[i] = false;
+        if self.aged_until == NIL {
+            self.aged_until = slot;
+        }
         self.prev[i] = self.tail;
         self.next[i] = NIL;
         match self.tail {
@@ -76,6 +113,13 @@ impl IdleList {
             return;
         }
         let (prev, next) = (self.prev[i], self.next[i]);
+        if self.aged[i] {
+            self.aged[i] = false;
+            self.aged_len -= 1;
+        }
+        if self.aged_until == slot {
+            self.aged_until = next;
+        }
         match prev {
             NIL => self.head = next,
             p => self.next[p as usize] = next,
@@ -88,9 +132,9 @@ impl IdleList {
         self.len -= 1;
     }
 
-    /// The slot idle longest, if any (still listed).
+    /// The slot idle longest, if any, once it is aged (still listed).
     pub(super) fn oldest(&self) -> Option<u32> {
-        (self.head != NIL).then_some(self.head)
+        (self.head != NIL && self.aged[self.head as usize]).then_some(self.head)
     }
 }
 
@@ -105,7 +149,11 @@ pub(super) fn reclaim_batch(capacity: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// Later than every `since` the tests use, by more than `MIN_IDLE_MS`.
+    const LATER: u64 = 1_000_000;
+
     fn drain(list: &mut IdleList) -> Vec<u32> {
+        list.advance(LATER);
         let mut order = Vec::new();
         while let Some(slot) = list.oldest() {
             order.push(slot);
@@ -121,6 +169,7 @@ mod tests {
         list.note(1, true, 20);
         list.note(5, true, 30);
         assert_eq!(list.len(), 3);
+        list.advance(LATER);
         assert_eq!(list.oldest(), Some(3));
         assert_eq!(drain(&mut list), vec![3, 1, 5]);
         assert_eq!(list.len(), 0);
@@ -163,6 +212,32 @@ mod tests {
         list.note(2, true, 50);
         list.note(0, true, 60);
         assert_eq!(drain(&mut list), vec![2, 0]);
+    }
+
+    #[test]
+    fn only_a_connection_idle_long_enough_is_offered() {
+        let mut list = IdleList::new(8);
+        list.note(0, true, 1_000);
+        list.note(1, true, 1_400);
+        list.note(2, true, 1_900);
+        list.advance(1_000 + MIN_IDLE_MS - 1);
+        assert_eq!((list.oldest(), list.aged_len()), (None, 0), "none idle long enough yet");
+        list.advance(1_400 + MIN_IDLE_MS);
+        assert_eq!((list.oldest(), list.aged_len()), (Some(0), 2));
+        // Busy again, or closed: no longer counted; one idle again starts over.
+        list.note(0, false, 0);
+        assert_eq!((list.oldest(), list.aged_len()), (Some(1), 1));
+        list.note(1, true, 2_500);
+        assert_eq!((list.oldest(), list.aged_len()), (None, 0), "slot 2 is next, not aged yet");
+        list.advance(2_500 + MIN_IDLE_MS);
+        assert_eq!(drain(&mut list), vec![2, 1]);
+        assert_eq!(list.aged_len(), 0);
+        // A slot removed where aging had stopped moves the mark on.
+        list.note(3, true, 5_000);
+        list.note(4, true, 5_100);
+        list.remove(3);
+        list.advance(5_100 + MIN_IDLE_MS);
+        assert_eq!((list.oldest(), list.aged_len()), (Some(4), 1));
     }
 
     #[test]

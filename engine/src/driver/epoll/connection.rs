@@ -46,6 +46,7 @@ impl EpollWorker<'_> {
         if self.core.draining {
             return false;
         }
+        self.core.idle.advance(self.core.now);
         while let Some(slot) = self.core.idle.oldest() {
             self.core.idle.remove(slot);
             let Some(generation) = self.conns.generation(slot) else { continue };

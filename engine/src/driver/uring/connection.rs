@@ -69,7 +69,7 @@ impl UringWorker<'_> {
         result
     }
 
-    /// Closes the connection idle longest (a full worker making room), with
+    /// Closes the connection idle longest, if idle for `MIN_IDLE_MS` (a full worker making room), with
     /// the FIN its idle timeout would send, and frees its slot at once: it
     /// has no send, half-close or held input outstanding, and what its
     /// cancelled receive still completes finds the slot's generation moved
@@ -79,6 +79,7 @@ impl UringWorker<'_> {
         if self.core.draining {
             return Ok(false);
         }
+        self.core.idle.advance(self.core.now);
         let (slot, generation) = loop {
             let Some(slot) = self.core.idle.oldest() else { return Ok(false) };
             self.core.idle.remove(slot);
