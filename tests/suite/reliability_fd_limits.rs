@@ -21,10 +21,7 @@ const CONNECTIONS: usize = 200;
 
 /// One request on a new connection; true when a 200 comes back.
 fn answered(addr: SocketAddr) -> bool {
-    let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else { return false };
-    let mut conn = Conn { r: std::io::BufReader::new(stream) };
-    let _ = conn.stream().set_read_timeout(Some(Duration::from_millis(500)));
-    conn.try_send(GET).is_ok() && conn.try_read().is_ok_and(|r| r.status == 200)
+    Conn::answered_within(addr, Duration::from_millis(500)).is_some()
 }
 
 fn recovers_after_running_out_of_fds(mode: &str) {

@@ -187,10 +187,7 @@ fn reclaim_reuseport_busy_connections_are_kept() {
 
 /// One request on a new connection; true when a `200` comes back within a second.
 fn answered(s: &Server) -> bool {
-    let Ok(stream) = std::net::TcpStream::connect_timeout(&s.addr(), Duration::from_secs(1)) else { return false };
-    let mut conn = Conn { r: std::io::BufReader::new(stream) };
-    let _ = conn.stream().set_read_timeout(Some(Duration::from_secs(1)));
-    conn.try_send(GET).is_ok() && conn.try_read().is_ok_and(|r| r.status == 200)
+    Conn::answered_within(s.addr(), Duration::from_secs(1)).is_some()
 }
 
 /// Workers at their open-file limit (not at `--max-conns`), holding idle
@@ -207,12 +204,7 @@ fn idle_connections_make_room_at_the_fd_limit(mode: &str) {
     // descriptors hold (about 50 each), until one is not answered.
     let mut held = Vec::new();
     for _ in 0..200 {
-        let Ok(stream) = std::net::TcpStream::connect_timeout(&s.addr(), Duration::from_secs(1)) else { break };
-        let mut conn = Conn { r: std::io::BufReader::new(stream) };
-        let _ = conn.stream().set_read_timeout(Some(Duration::from_secs(1)));
-        if !(conn.try_send(GET).is_ok() && conn.try_read().is_ok_and(|r| r.status == 200)) {
-            break;
-        }
+        let Some(conn) = Conn::answered_within(s.addr(), Duration::from_secs(1)) else { break };
         held.push(conn);
     }
     assert!(

@@ -785,6 +785,15 @@ impl Conn {
         Conn { r: BufReader::with_capacity(64 * 1024, connect(addr)) }
     }
 
+    /// A new connection that got a `200` to one `GET` within `timeout`
+    /// (to connect, and then to answer); `None` when refused, cut or slower.
+    pub fn answered_within(addr: SocketAddr, timeout: Duration) -> Option<Conn> {
+        let stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
+        let mut conn = Conn { r: BufReader::new(stream) };
+        conn.stream().set_read_timeout(Some(timeout)).ok()?;
+        (conn.try_send(GET).is_ok() && conn.try_read().is_ok_and(|r| r.status == 200)).then_some(conn)
+    }
+
     pub fn stream(&self) -> &TcpStream {
         self.r.get_ref()
     }
