@@ -99,10 +99,18 @@ struct CountedWorker {
 
 impl CountedWorker {
     fn start(backend: Backend, answers: Answers, listener: Option<OwnedFd>, channel: Option<OwnedFd>) -> CountedWorker {
+        CountedWorker::start_with(worker_config(backend), answers, listener, channel)
+    }
+
+    fn start_with(
+        config: EngineConfig,
+        answers: Answers,
+        listener: Option<OwnedFd>,
+        channel: Option<OwnedFd>,
+    ) -> CountedWorker {
         // Leaked on purpose: one small counter per test worker, read after it ends.
         let allocations: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
         let worker = InProcessWorker::spawn(move |shutdown| {
-            let config = worker_config(backend);
             let stats = StatsBlock::private(1)?;
             let counters = stats.slot(0).expect("slot 0");
             THIS_THREAD_COUNTER.with(|c| c.set(Some(allocations)));
@@ -489,4 +497,107 @@ fn uring_router_handler_allocates_nothing() {
 #[test]
 fn epoll_router_handler_allocates_nothing() {
     handed_over_connections_allocate_nothing(Backend::Epoll, Answers::Router);
+}
+
+/// Bodies long enough that an epoll worker reading them ends its turn (16
+/// reads of 64 KiB) with input left, and again in the next one.
+const LONG_BODY: usize = 8 << 20;
+/// Input waiting on each connection before the worker gets it: more than
+/// two turns' reads.
+const WAITING_INPUT: usize = 3 << 20;
+
+/// A client that sends one `POST` of [`LONG_BODY`] bytes and reads its answer.
+fn post_long_body(mut stream: TcpStream) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let head = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {LONG_BODY}\r\n\r\n");
+        stream.write_all(head.as_bytes()).expect("send the head");
+        let chunk = vec![b'x'; 1 << 16];
+        for _ in 0..LONG_BODY / chunk.len() {
+            stream.write_all(&chunk).expect("send the body");
+        }
+        let mut buffer = Vec::new();
+        read_responses(&mut stream, 1, &mut buffer);
+    })
+}
+
+/// Bytes waiting to be read on `stream` (`FIONREAD`).
+fn unread(stream: &TcpStream) -> usize {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int, into `bytes`, which lives through the call.
+    let done = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut bytes) };
+    assert_eq!(done, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    bytes as usize
+}
+
+/// A listener whose connections can hold [`WAITING_INPUT`] unread.
+fn roomy_listener() -> TcpListener {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let size: libc::c_int = 8 << 20;
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: one c_int option value, which lives through the call.
+        let set = unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if set == 0 {
+            break;
+        }
+    }
+    listener
+}
+
+/// Every connection of a full epoll worker may end its turn with input
+/// left and be queued for another, and again during that one: the queue
+/// of such connections holds twice `max_conns` from the start. It held
+/// `max_conns`, and grew (an allocation while serving) the first time all
+/// of them were queued again in one pass.
+#[test]
+fn epoll_connections_with_input_left_allocate_nothing() {
+    const CONNS: usize = 2;
+    let config = EngineConfig {
+        backend: Backend::Epoll,
+        max_conns: CONNS,
+        max_body: LONG_BODY as u64,
+        header_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(10),
+        drain_timeout: Duration::from_secs(2),
+        ..EngineConfig::default()
+    };
+    let (master_end, worker_end) = channel_pair().expect("channel");
+    let worker = CountedWorker::start_with(config, Answers::Fixed, None, Some(worker_end));
+    let listener = roomy_listener();
+    let addr = listener.local_addr().expect("local addr");
+    let mut message = Message::new();
+    // Played as the master: each client's connection is handed over once
+    // more than two turns' input waits on it, all of them in one message,
+    // so that the worker's turns end with input left on all of them.
+    let mut hand_over = |clients: usize| {
+        let senders: Vec<_> =
+            (0..clients).map(|_| post_long_body(client(TcpStream::connect(addr).expect("connect")))).collect();
+        let accepted: Vec<TcpStream> = (0..clients).map(|_| listener.accept().expect("accept").0).collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while accepted.iter().any(|s| unread(s) < WAITING_INPUT) {
+            assert!(Instant::now() < deadline, "the kernel would not hold {WAITING_INPUT} bytes unread");
+            thread::sleep(Duration::from_millis(5));
+        }
+        let fds: Vec<i32> = accepted.iter().map(|s| s.as_raw_fd()).collect();
+        send_blocking(master_end.as_fd(), &mut message, Tag::Connections, &fds).expect("hand the connections over");
+        for sender in senders {
+            sender.join().expect("client");
+        }
+    };
+    // Warm-up: one connection's turns end with input left.
+    hand_over(1);
+    let before = worker.allocations.load(Ordering::Relaxed);
+    hand_over(CONNS);
+    let after = worker.allocations.load(Ordering::Relaxed);
+    // The master gone, a worker with nothing left stops at once.
+    drop(master_end);
+    worker.worker.stop();
+    assert_eq!(after - before, 0, "the worker thread allocated {} times serving full connections", after - before);
 }

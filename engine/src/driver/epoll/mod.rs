@@ -66,6 +66,8 @@ pub(super) struct EpollWorker<'a> {
     events: Vec<Event>,
     recv_buffer: Box<[u8]>,
     /// Connections that stopped reading with input left (their turn ended).
+    /// Each is in it at most twice: queued for its next turn, and again
+    /// during that turn.
     more_to_read: Vec<(u32, u32)>,
     /// The listener is in the epoll set (a full or draining worker takes it out).
     listening: bool,
@@ -99,7 +101,7 @@ impl<'a> EpollWorker<'a> {
             core,
             events: Vec::with_capacity(EVENTS),
             recv_buffer: vec![0u8; RECV_BUFFER].into_boxed_slice(),
-            more_to_read: Vec::with_capacity(max_conns),
+            more_to_read: Vec::with_capacity(2 * max_conns),
             listening: false,
             accepts_starved: false,
             accepted_since_step_back: 0,
