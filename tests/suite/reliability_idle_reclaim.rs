@@ -232,3 +232,63 @@ fn reclaim_shared_at_the_fd_limit() {
 fn reclaim_reuseport_at_the_fd_limit() {
     idle_connections_make_room_at_the_fd_limit("reuseport");
 }
+
+/// A request that comes on the oldest idle connection in the same turn as a
+/// new connection for its full worker is answered, and another idle one is
+/// closed for the newcomer. The worker is stopped while it waits, the master
+/// hands it the new connection, the request is sent, and the worker goes on:
+/// it finds both at once, the connection first. Before, on io_uring the
+/// request's receive had run as the worker entered the kernel (its
+/// completion later in the same batch), the socket looked empty, and the
+/// connection was closed with the request unanswered.
+fn request_beside_a_newcomer_is_answered(mode: &str) {
+    let s = Server::start(&["--mode", mode, "--workers", "1", "--no-pin", "--max-conns", "2"]);
+    s.wait_workers_ready(1, START_TIMEOUT);
+    let mut oldest = s.connect();
+    oldest.get_ok();
+    let mut other = s.connect();
+    other.get_ok();
+    let mut st = serde_json::Value::Null;
+    assert!(
+        eventually(IO_TIMEOUT, || {
+            st = s.stats();
+            worker(&st, 1).is_some_and(|w| num(&w, "live") == 2)
+        }),
+        "{mode}: the worker never showed full: {st}"
+    );
+    std::thread::sleep(MIN_IDLE);
+    let pid = worker(&st, 1).map(|w| num(&w, "pid") as u32).expect("the worker's pid");
+
+    let (stopped, _) = procs::stop_between_turns(pid);
+    let mut fresh = s.connect();
+    // Handed over (the master counts it until the worker's ack), before the request.
+    assert!(
+        eventually(IO_TIMEOUT, || {
+            st = s.stats();
+            worker(&st, 1).is_some_and(|w| num(&w, "unacked") >= 1)
+        }),
+        "{mode}: the master never handed the new connection to the stopped worker: {st}"
+    );
+    oldest.send(GET);
+    drop(stopped);
+
+    let answer = oldest.try_read();
+    assert!(
+        answer.as_ref().is_ok_and(|r| r.status == 200),
+        "{mode}: the request sent beside the newcomer was not answered: {:?}",
+        answer.map(|r| r.status)
+    );
+    fresh.get_ok();
+    assert!(eventually(IO_TIMEOUT, || closed(&other)), "{mode}: the other idle connection was not the one closed");
+    drop(s);
+}
+
+#[test]
+fn reclaim_rr_answers_a_request_beside_a_newcomer() {
+    request_beside_a_newcomer_is_answered("rr");
+}
+
+#[test]
+fn reclaim_least_answers_a_request_beside_a_newcomer() {
+    request_beside_a_newcomer_is_answered("least");
+}

@@ -69,6 +69,14 @@ impl UringWorker<'_> {
         result
     }
 
+    /// Whether this turn's completions hold input for the connection in
+    /// `slot` (bytes, or bytes left in its socket for want of a buffer).
+    fn received_this_turn(&self, slot: u32, generation: u32) -> bool {
+        self.completions.iter().any(|&(user_data, result, _)| {
+            (result > 0 || result == -libc::ENOBUFS) && token::decode(user_data) == Some((Op::Recv, slot, generation))
+        })
+    }
+
     /// Closes the connection idle longest, if idle for `MIN_IDLE_MS` (a full worker making room), with
     /// the FIN its idle timeout would send, and frees its slot at once: it
     /// has no send, half-close or held input outstanding, and what its
@@ -84,15 +92,21 @@ impl UringWorker<'_> {
             let Some(slot) = self.core.idle.oldest() else { return Ok(false) };
             self.core.idle.remove(slot);
             let Some(generation) = self.conns.generation(slot) else { continue };
+            // A next request received as the loop entered the kernel, its
+            // completion still to come in this turn's batch: passed over
+            // (`drive` lists it again once it is idle).
+            if self.received_this_turn(slot, generation) {
+                continue;
+            }
             let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
             if entry.closing || entry.half_closing || entry.conn.is_sending() || !entry.held.is_empty() {
                 // Not idle after all (the list is noted after every event): left alone.
                 continue;
             }
-            // A next request come since the last turn: its receive runs when the
-            // loop next enters the kernel (deferred task work), so it is still in
-            // the socket. Passed over (`drive` lists it again once it is idle).
-            // A direct descriptor has no number to look with.
+            // A next request come since: its receive runs when the loop next
+            // enters the kernel (deferred task work), so it is still in the
+            // socket. Passed over too. A direct descriptor has no number to
+            // look with.
             if let Some(RingSocket::Plain(fd)) = &entry.socket {
                 if socket::input_waiting(fd.as_fd()).unwrap_or(true) {
                     continue;
