@@ -342,6 +342,83 @@ fn steer_load_a_full_workers_queue_goes_to_a_worker_with_room() {
     assert_eq!(rescued, 1, "{}", s.stats());
 }
 
+/// Clients the hash places while both workers are full, in
+/// [`steer_load_a_client_accepted_where_a_rescued_connection_took_the_room_is_answered`].
+const PLACED: usize = 8;
+
+#[test]
+fn steer_load_a_client_accepted_where_a_rescued_connection_took_the_room_is_answered() {
+    // A worker given room arms an accept for it; the master hands it a
+    // connection rescued from a full worker's queue, which takes that room;
+    // the armed accept stays, and completes when the hash next places a
+    // client on the worker's listener. Until 2026-12-04 the worker found no
+    // slot for it and closed it: a reset, with the request unanswered (seen
+    // under idle reclaim, where the master counts idle connections as room
+    // for a rescue: a few fresh connections reset a run on io_uring only).
+    if !may_steer() {
+        return;
+    }
+    let _one = one_at_a_time();
+    let BothFull { s, first, second, first_on, listeners } = BothFull::start();
+    let listener = |id: u64| listeners[id as usize - 1];
+    let mut third = util::Conn::connect(s.addr());
+    third.send(GET);
+    let mut queued_on = None;
+    let placed = eventually(Duration::from_secs(10), || {
+        queued_on = [1u64, 2].into_iter().find(|&id| accept_queue(listener(id)) == Some(1));
+        queued_on.is_some()
+    });
+    assert!(placed, "the third connection waits on neither listener");
+    let queued_on = queued_on.unwrap_or_default();
+    let given_room = 3 - queued_on;
+    // The other worker gets room (and arms an accept for it); the master
+    // hands it the third, which then begins a next request: busy.
+    let mut still_busy = if queued_on == first_on {
+        drop(second);
+        first
+    } else {
+        drop(first);
+        second
+    };
+    check_ok(&third.read());
+    third.send(BEGUN);
+    assert_eq!(steer_of_key(&s.stats(), queued_on, "rescued"), 1, "{}", s.stats());
+    // Both full again: the hash places each new client on either listener.
+    let clients: Vec<TcpStream> = (0..PLACED)
+        .map(|_| {
+            let mut c = TcpStream::connect(s.addr()).expect("connect");
+            c.write_all(GET_CLOSE).expect("a request");
+            c
+        })
+        .collect();
+    // They wait on the listeners, but for the one the armed accept took,
+    // which waits for a slot, counted live.
+    let mut seen = (0, 0);
+    let all_placed = eventually(Duration::from_secs(10), || {
+        let waiting: u64 = [1, 2].into_iter().map(|id| accept_queue(listener(id)).unwrap_or_default()).sum();
+        let live = num(&expect_worker(&s.stats(), given_room), "live");
+        seen = (waiting, live);
+        waiting + live.saturating_sub(1) == PLACED as u64
+    });
+    assert!(
+        all_placed,
+        "of {PLACED} new clients, {} wait on the listeners and worker {given_room} holds {} beside the rescued \
+         one: the others were closed unanswered; {}",
+        seen.0,
+        seen.1.saturating_sub(1),
+        s.stats()
+    );
+    // Room on both: every one of them is answered.
+    finish_begun(&mut still_busy);
+    drop(still_busy);
+    drop(third);
+    for (i, c) in clients.into_iter().enumerate() {
+        c.set_read_timeout(Some(CLIENT_TIMEOUT)).expect("read timeout");
+        let answer = read_response(&mut BufReader::new(c)).map(|r| r.status);
+        assert!(matches!(answer, Ok(200)), "new client {i} of {PLACED}: {answer:?}; {}", s.stats());
+    }
+}
+
 #[test]
 fn steer_load_scale_down_under_churn_loses_nothing() {
     if !may_steer() {

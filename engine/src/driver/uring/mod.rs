@@ -56,6 +56,10 @@ pub(super) struct UringWorker<'a> {
     queue_at_tick: bool,
     /// The ring's accepts make direct descriptors (the table is registered).
     accepts_direct: bool,
+    /// Direct descriptors the ring accepted when no slot was left for them
+    /// (see [`UringWorker::adopt`]): they wait for one, counted live.
+    /// At most `accepts_outstanding`, allocated at start.
+    slotless: Vec<u32>,
     /// The worker is full at a table of direct descriptors that its
     /// open-file limit made smaller than `--max-conns` (counted once per filling).
     full_at_fd_limit: bool,
@@ -86,6 +90,7 @@ impl<'a> UringWorker<'a> {
             core.limit_capacity(size as usize);
         }
         let accepts_direct = table.is_some();
+        let outstanding = core.config.accepts_outstanding as usize;
         let bundles = uring::recv_bundles(&ring);
         let bundle_cap = uring::recv_bundle_cap(core.config.recv_buffer_size).filter(|_| bundles);
         Ok(UringWorker {
@@ -100,6 +105,7 @@ impl<'a> UringWorker<'a> {
             accepted_since_tick: false,
             queue_at_tick: false,
             accepts_direct,
+            slotless: Vec::with_capacity(outstanding),
             full_at_fd_limit: false,
             bundles,
             bundle_cap,
@@ -117,7 +123,7 @@ impl<'a> UringWorker<'a> {
         self.arm_tick()?;
         self.core.ready();
         loop {
-            if !self.core.begin_turn(self.conns.len()) {
+            if !self.core.begin_turn(self.live()) {
                 break;
             }
             uring::submit_and_wait(&mut self.ring)?;
@@ -127,7 +133,9 @@ impl<'a> UringWorker<'a> {
                 let (user_data, result, flags) = self.completions[i];
                 self.complete(user_data, result, flags)?;
             }
-            // Slots freed in this turn make room for accepts again.
+            // Slots freed in this turn go first to what the ring accepted
+            // with none left, then make room for accepts again.
+            self.adopt_slotless()?;
             self.arm_accepts()?;
             self.publish_acks()?;
             while let Some(fd) = self.core.late_closes.next_due(self.core.now) {
@@ -213,7 +221,13 @@ impl<'a> UringWorker<'a> {
     /// Connections the worker may still take: free slots, and no more than
     /// its table of direct descriptors holds when its accepts fill that.
     fn room(&self) -> usize {
-        self.core.capacity().saturating_sub(self.conns.len())
+        self.core.capacity().saturating_sub(self.live())
+    }
+
+    /// Open connections: those in slots, and those the ring accepted that
+    /// wait for one.
+    fn live(&self) -> usize {
+        self.conns.len() + self.slotless.len()
     }
 
     fn on_accept(&mut self, result: i32) -> io::Result<()> {
@@ -286,14 +300,27 @@ impl<'a> UringWorker<'a> {
 
     /// Takes a connection into the slab and starts receiving on it, closing
     /// the longest-idle connection first when the worker is full; false
-    /// (and `socket` closed) when every slot is taken by a busy one.
+    /// when every slot is taken by a busy one: `socket` is closed then (the
+    /// master hands a declined one on), unless the ring accepted it. An
+    /// accept armed for a free slot completes whenever a client comes, and
+    /// a connection the master handed over (`reuseport`'s rescue of a full
+    /// worker's queue) may have taken that slot meanwhile; the kernel has
+    /// taken the client off the queue by then, and a close would reset it
+    /// unanswered. It waits for a slot instead ([`UringWorker::adopt_slotless`]).
     fn adopt(&mut self, socket: RingSocket, origin: Origin) -> io::Result<bool> {
         if self.room() == 0 {
             // Full: the longest-idle keep-alive connection makes room, if any.
             self.reclaim_oldest()?;
         }
-        let Some((slot, generation)) = self.conns.insert() else {
-            if let RingSocket::Direct(_) = socket {
+        // A slot freed while accepted ones wait is theirs, not a hand-off's.
+        let waiting = if origin == Origin::Handed { self.slotless.len() } else { 0 };
+        let slot = if self.conns.vacant() > waiting { self.conns.insert() } else { None };
+        let Some((slot, generation)) = slot else {
+            if let RingSocket::Direct(index) = socket {
+                if self.slotless.len() < self.slotless.capacity() {
+                    self.slotless.push(index);
+                    return Ok(false);
+                }
                 self.push_ignored(socket.into_close())?;
             }
             return Ok(false);
@@ -304,6 +331,19 @@ impl<'a> UringWorker<'a> {
         }
         self.drive(slot, generation)?;
         Ok(true)
+    }
+
+    /// Gives the connections the ring accepted with no slot left the slots
+    /// freed since (or an idle one's, closed for them), oldest first.
+    fn adopt_slotless(&mut self) -> io::Result<()> {
+        while !self.slotless.is_empty() {
+            if self.conns.vacant() == 0 && !self.reclaim_oldest()? {
+                break;
+            }
+            let index = self.slotless.remove(0);
+            self.adopt(RingSocket::Direct(index), Origin::Accepted)?;
+        }
+        Ok(())
     }
 
     // --- time and draining ---------------------------------------------------------------------
