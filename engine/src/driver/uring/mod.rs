@@ -275,7 +275,7 @@ impl<'a> UringWorker<'a> {
                 break;
             }
         }
-        if !self.core.acknowledge(&batch.received, adopted, self.conns.len()) {
+        if !self.core.acknowledge(&batch.received, adopted, self.live()) {
             return self.master_gone();
         }
         if batch.received.tag == Some(Tag::Drain) {
@@ -286,7 +286,7 @@ impl<'a> UringWorker<'a> {
 
     /// Publishes the acks of the batches this turn took, together.
     fn publish_acks(&mut self) -> io::Result<()> {
-        if self.core.flush_acks(self.conns.len()) {
+        if self.core.flush_acks(self.live()) {
             return Ok(());
         }
         self.master_gone()
