@@ -548,3 +548,43 @@ fn rr_connections_the_master_holds_when_a_worker_dies_are_all_rerouted() {
 fn rel_ms(t: Instant, base: Instant) -> i128 {
     t.saturating_duration_since(base).as_millis() as i128 - base.saturating_duration_since(t).as_millis() as i128
 }
+
+/// A worker killed while it serves a connection just handed to it (it read
+/// the request, and its handler runs: `slow:1:...` spins 60 s per request)
+/// had adopted that connection: it dies with the worker, its client sees the
+/// close at once. Until 2026-12-04 the epoll worker read and served a handed
+/// connection before it published the batch's ack (at the end of its loop
+/// turn), so the master, seeing no ack, handed the connection, its request
+/// already read, to the restarted worker, which waited for a request that
+/// never came: the client got nothing until `--header-timeout`, then a `408`
+/// (and a worker that had already written part of an answer would have had a
+/// second worker write after it).
+fn a_worker_killed_while_serving_a_handed_connection_takes_it_along(backend: &str, port: &str) {
+    let bind = format!("127.0.0.1:{port}");
+    let s = Server::start_with_env(
+        &["--bind", &bind, "--mode", "rr", "--workers", "1", "--no-pin", "--backend", backend, "--header-timeout", "30"],
+        &[("RINGMASTER_FAULT", "slow:1:60000000")],
+    );
+    s.wait_workers_ready(1, START_TIMEOUT);
+    let pid = s.logged_worker_pids()[0];
+    let mut conn = s.connect();
+    conn.send(GET);
+    // The worker took the connection, read the request and runs its handler:
+    // its loop does not turn (heartbeat stale, and before the fix no ack).
+    let stuck = format!("(pid {pid}) is not keeping up");
+    s.wait_for_log(|l| l.contains(&stuck), IO_TIMEOUT);
+    kill(pid, libc::SIGKILL);
+    let killed = format!("worker 1 (pid {pid}) killed by signal 9");
+    s.wait_for_log(|l| l.starts_with(&killed), IO_TIMEOUT);
+    conn.expect_closed_within(IO_TIMEOUT);
+}
+
+#[test]
+fn epoll_worker_killed_while_serving_a_handed_connection_takes_it_along() {
+    a_worker_killed_while_serving_a_handed_connection_takes_it_along("epoll", "30517");
+}
+
+#[test]
+fn uring_worker_killed_while_serving_a_handed_connection_takes_it_along() {
+    a_worker_killed_while_serving_a_handed_connection_takes_it_along("uring", "30518");
+}

@@ -69,6 +69,9 @@ pub(super) struct EpollWorker<'a> {
     /// Each is in it at most twice: queued for its next turn, and again
     /// during that turn.
     more_to_read: Vec<(u32, u32)>,
+    /// The connections of the batch being adopted, served only once its ack
+    /// is published (see [`EpollWorker::on_channel`]).
+    handed_now: Vec<(u32, u32)>,
     /// The listener is in the epoll set (a full or draining worker takes it out).
     listening: bool,
     /// Accepting ran out of fds or memory: the listener waits for the next tick.
@@ -102,6 +105,7 @@ impl<'a> EpollWorker<'a> {
             events: Vec::with_capacity(EVENTS),
             recv_buffer: vec![0u8; RECV_BUFFER].into_boxed_slice(),
             more_to_read: Vec::with_capacity(2 * max_conns),
+            handed_now: Vec::with_capacity(crate::channel::MAX_FDS),
             listening: false,
             accepts_starved: false,
             accepted_since_step_back: 0,
@@ -256,7 +260,20 @@ impl<'a> EpollWorker<'a> {
                     break;
                 }
             }
-            if !self.core.acknowledge(&batch.received, adopted, self.conns.len()) {
+            // The ack goes out before a byte of these connections is read: a
+            // worker that dies after reading a request must take its
+            // connection along, not leave it to the master, which would hand
+            // it on without the request (or after part of an answer). The
+            // master sends one batch at a time, so this is the turn's only
+            // ack as a rule, and publishing it now costs nothing more.
+            let acked = self.core.acknowledge(&batch.received, adopted, self.conns.len())
+                && self.core.flush_acks(self.conns.len());
+            for i in 0..self.handed_now.len() {
+                let (slot, generation) = self.handed_now[i];
+                self.drive(slot, generation)?;
+            }
+            self.handed_now.clear();
+            if !acked {
                 return self.master_gone();
             }
             if batch.received.tag == Some(Tag::Drain) {
@@ -295,7 +312,11 @@ impl<'a> EpollWorker<'a> {
             *entry = Slot { fd: Some(fd), readable: true, origin, ..Slot::default() };
             self.core.open_connection(&mut entry.conn, slot, origin);
         }
-        self.drive(slot, generation)?;
+        match origin {
+            // Served once the master knows it is ours: `on_channel`.
+            Origin::Handed => self.handed_now.push((slot, generation)),
+            Origin::Accepted => self.drive(slot, generation)?,
+        }
         Ok(true)
     }
 
