@@ -562,7 +562,19 @@ fn rel_ms(t: Instant, base: Instant) -> i128 {
 fn a_worker_killed_while_serving_a_handed_connection_takes_it_along(backend: &str, port: &str) {
     let bind = format!("127.0.0.1:{port}");
     let s = Server::start_with_env(
-        &["--bind", &bind, "--mode", "rr", "--workers", "1", "--no-pin", "--backend", backend, "--header-timeout", "30"],
+        &[
+            "--bind",
+            &bind,
+            "--mode",
+            "rr",
+            "--workers",
+            "1",
+            "--no-pin",
+            "--backend",
+            backend,
+            "--header-timeout",
+            "30",
+        ],
         &[("RINGMASTER_FAULT", "slow:1:60000000")],
     );
     s.wait_workers_ready(1, START_TIMEOUT);
