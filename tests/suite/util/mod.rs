@@ -121,14 +121,9 @@ impl Server {
     }
 
     /// [`Server::start`] with a command prepared by the caller (environment,
-    /// `pre_exec`): `--bind 127.0.0.1:0` (unless `args` has a `--bind`) and
-    /// `args` are added here.
+    /// `pre_exec`): `--bind 127.0.0.1:0` and `args` are added here.
     pub fn start_command(mut cmd: Command, args: &[&str]) -> Server {
-        // A test that names its own address keeps it.
-        if !args.contains(&"--bind") {
-            cmd.arg("--bind").arg("127.0.0.1:0");
-        }
-        cmd.args(args);
+        cmd.arg("--bind").arg("127.0.0.1:0").args(args);
         // The suite runs once per backend (scripts/test.sh): the harness picks it
         // unless the test names one itself.
         if let Ok(backend) = std::env::var(TEST_BACKEND) {
