@@ -391,9 +391,9 @@ impl<'a> Core<'a> {
     /// Settles a batch once it is adopted: every `Connections` message gets
     /// exactly one ack, whatever arrived. The ack waits for the next
     /// [`Core::flush_acks`], which must come before the batch's connections
-    /// are read (a worker that dies serving them takes them along): the
-    /// io_uring loop's at the end of the turn, before its receives are
-    /// submitted; the epoll loop's at once. A `Text` message asks for no ack: its line
+    /// are read (a worker that dies serving them takes them along): both
+    /// loops flush at once and only then drive the batch's connections.
+    /// A `Text` message asks for no ack: its line
     /// goes to the handler. `live`: the connections open now, the batch's
     /// included. False when the master is gone.
     pub(super) fn acknowledge(&mut self, received: &Received, adopted: usize, live: usize) -> bool {

@@ -60,6 +60,9 @@ pub(super) struct UringWorker<'a> {
     /// (see [`UringWorker::adopt`]): they wait for one, counted live.
     /// At most `accepts_outstanding`, allocated at start.
     slotless: Vec<u32>,
+    /// The connections of the batch being adopted, served only once its ack
+    /// is published (see [`UringWorker::on_channel`]).
+    handed_now: Vec<(u32, u32)>,
     /// The worker is full at a table of direct descriptors that its
     /// open-file limit made smaller than `--max-conns` (counted once per filling).
     full_at_fd_limit: bool,
@@ -106,6 +109,7 @@ impl<'a> UringWorker<'a> {
             queue_at_tick: false,
             accepts_direct,
             slotless: Vec::with_capacity(outstanding),
+            handed_now: Vec::with_capacity(crate::channel::MAX_FDS),
             full_at_fd_limit: false,
             bundles,
             bundle_cap,
@@ -275,7 +279,16 @@ impl<'a> UringWorker<'a> {
                 break;
             }
         }
-        if !self.core.acknowledge(&batch.received, adopted, self.live()) {
+        // The ack is published before these connections' receives can reach
+        // the kernel (a full submission queue submits mid-turn): a worker that
+        // dies after reading a request takes its connection along (as on epoll).
+        let acked = self.core.acknowledge(&batch.received, adopted, self.live()) && self.core.flush_acks(self.live());
+        for i in 0..self.handed_now.len() {
+            let (slot, generation) = self.handed_now[i];
+            self.drive(slot, generation)?;
+        }
+        self.handed_now.clear();
+        if !acked {
             return self.master_gone();
         }
         if batch.received.tag == Some(Tag::Drain) {
@@ -298,7 +311,8 @@ impl<'a> UringWorker<'a> {
         self.start_drain()
     }
 
-    /// Takes a connection into the slab and starts receiving on it, closing
+    /// Takes a connection into the slab and starts receiving on it (a handed
+    /// one once its batch's ack is out: [`UringWorker::on_channel`]), closing
     /// the longest-idle connection first when the worker is full; false
     /// when every slot is taken by a busy one: `socket` is closed then (the
     /// master hands a declined one on), unless the ring accepted it. An
@@ -329,7 +343,11 @@ impl<'a> UringWorker<'a> {
             *entry = Slot { socket: Some(socket), origin, ..Slot::default() };
             self.core.open_connection(&mut entry.conn, slot, origin);
         }
-        self.drive(slot, generation)?;
+        match origin {
+            // Served once the master knows it is ours: `on_channel`.
+            Origin::Handed => self.handed_now.push((slot, generation)),
+            Origin::Accepted => self.drive(slot, generation)?,
+        }
         Ok(true)
     }
 
