@@ -10,6 +10,8 @@
 //!   and answered when the rest arrives.
 //! - A keep-alive client that used its connection just before SIGTERM gets
 //!   the answer to its next request, sent after the drain's short grace.
+//! - A client that connects while a stop drains is refused at once, or
+//!   answered if it was already queued (in every mode).
 //! - A straggler is killed after `--shutdown-timeout`; a second SIGINT kills
 //!   the workers at once; either way the master exits 0.
 
@@ -441,6 +443,63 @@ fn rr_sigterm_is_not_held_by_a_blank_line_after_a_request() {
 #[test]
 fn shared_sigterm_is_not_held_by_a_blank_line_after_a_request() {
     a_blank_line_after_a_request_does_not_hold_a_stop("shared");
+}
+
+// --- a new client while the stop drains ----------------------------------------------------
+
+/// A client that connects while a stop drains (held here by a request half
+/// sent) is refused at once, or, queued before the listener stopped
+/// listening, answered (`503`, or served by a draining `reuseport` worker).
+/// Before, it waited in the listen queue for as long as the drain lasted, up
+/// to `--shutdown-timeout`, and was reset when the master exited.
+fn a_client_during_the_drain_is_not_left_waiting(mode: &str) {
+    let mut s =
+        Server::start(&["--mode", mode, "--workers", "1", "--body-timeout", "120", "--shutdown-timeout", "120"]);
+    let mut c = s.connect();
+    c.get_ok();
+    c.send(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhello");
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    s.wait_for_log_from(from, |l| l.starts_with("stopped listening"), IO_TIMEOUT);
+    wait_one_connection_held_while_draining(&s);
+
+    match TcpStream::connect_timeout(&s.addr(), IO_TIMEOUT) {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+        Err(e) => panic!("{mode}: a connect during the drain failed otherwise than refused: {e}"),
+        Ok(stream) => {
+            let mut late = Conn { r: BufReader::new(stream) };
+            late.send(GET);
+            late.stream().set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
+            let answer = late.try_read();
+            assert!(answer.is_ok(), "{mode}: a client queued during the drain got no answer: {answer:?}");
+        }
+    }
+
+    c.send(b"world");
+    check_ok(&c.read());
+    let status = s.wait_exit(Duration::from_secs(20));
+    check_clean_exit(&mut s, status, 1);
+    stop_and_check_no_process_left(s);
+}
+
+#[test]
+fn rr_sigterm_refuses_new_clients_while_draining() {
+    a_client_during_the_drain_is_not_left_waiting("rr");
+}
+
+#[test]
+fn least_sigterm_refuses_new_clients_while_draining() {
+    a_client_during_the_drain_is_not_left_waiting("least");
+}
+
+#[test]
+fn shared_sigterm_refuses_new_clients_while_draining() {
+    a_client_during_the_drain_is_not_left_waiting("shared");
+}
+
+#[test]
+fn reuseport_sigterm_refuses_new_clients_while_draining() {
+    a_client_during_the_drain_is_not_left_waiting("reuseport");
 }
 
 // --- a request half-sent at the signal ------------------------------------------------------

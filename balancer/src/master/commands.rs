@@ -127,7 +127,13 @@ impl Master {
 
     fn stop_now(&mut self) -> io::Result<()> {
         self.drain_everything()?;
-        self.abandon_upgrade()
+        self.abandon_upgrade()?;
+        // Not while another master shares the listeners (an old one waiting
+        // for this one to be ready, or a new one taking over).
+        if self.upgrades.lets_accept() {
+            self.stop_listening();
+        }
+        Ok(())
     }
 
     /// A stop has begun (its drain delay included): no reload, scale or upgrade now.

@@ -18,7 +18,9 @@ use ringmaster_engine::{out_of_fds, out_of_resources, StatsBlock};
 use super::supervise::{Slot, Worker};
 use super::{Master, Op};
 use crate::bpf::program::STALLED;
+use crate::config::Mode;
 use crate::modes::{Accepting, Balance, RouteFacts};
+use crate::reactor::sys;
 use crate::refuse::Refusals;
 use crate::rlimit::fd_limit_text;
 use crate::stats_line::Routing;
@@ -405,6 +407,57 @@ impl Master {
         for fd in self.dispatch.held.drain(..) {
             self.dispatch.refused += 1;
             self.dispatch.refusals.refuse(fd, now);
+        }
+    }
+
+    /// A stop (not a hand-over to a new master): new clients are refused at
+    /// once, rather than queued for as long as the drain lasts and reset
+    /// when this master exits. What waits in the queue now is answered
+    /// `503`, as held connections are; then the socket stops listening, for
+    /// the workers' copies too (`shared`), and the kernel refuses the next
+    /// ones. A socket systemd passed is left as it is: systemd keeps it, and
+    /// what queues there, for the next start. `reuseport`: the master lets
+    /// go of its copies of the slot listeners; each worker takes its queue
+    /// as it drains and closes its own.
+    pub(super) fn stop_listening(&mut self) {
+        if self.activated {
+            return;
+        }
+        if self.config.mode == Mode::Reuseport {
+            let workers: Vec<usize> = self.dispatch.balance.own_listeners().iter().map(|&(worker, _)| worker).collect();
+            for worker in workers {
+                self.dispatch.balance.retire_worker(worker);
+            }
+            crate::log!(
+                "stopped listening: each worker takes what waits on its listener, then new connections are refused"
+            );
+            return;
+        }
+        let listener = self.listener.as_raw_fd();
+        // Nothing must block: the flag is the socket's, and its other
+        // holders, workers that accept on it, already expect EAGAIN.
+        if let Err(e) = sys::set_nonblocking(listener) {
+            crate::log!(warn: "stopping: cannot make the listener non-blocking ({e}); it listens until the exit");
+            return;
+        }
+        let now = Instant::now();
+        let mut answered = 0;
+        for _ in 0..self.config.backlog.max(1) {
+            match sys::accept(listener) {
+                Ok(connection) => {
+                    self.dispatch.refused += 1;
+                    self.dispatch.refusals.refuse(connection, now);
+                    answered += 1;
+                }
+                Err(e) if sys::accept_goes_on(&e) => {}
+                Err(_) => break,
+            }
+        }
+        match sys::stop_listening(listener) {
+            Ok(()) => crate::log!(
+                "stopped listening: new connections are refused ({answered} waiting in the queue answered 503)"
+            ),
+            Err(e) => crate::log!(warn: "stopping: cannot stop listening ({e}); new connections wait until the exit"),
         }
     }
 

@@ -127,6 +127,15 @@ pub unsafe fn sendmsg(fd: RawFd, header: *const libc::msghdr) -> io::Result<usiz
     check(unsafe { libc::sendmsg(fd, header, flags) }).map(|n| n as usize)
 }
 
+/// Takes a listening socket out of listening, for every process that holds
+/// it (`shutdown(SHUT_RD)` acts on the socket, not the descriptor): the
+/// kernel refuses new connections to it from then on, and resets any still
+/// in its queue.
+pub fn stop_listening(listener: RawFd) -> io::Result<()> {
+    // SAFETY: shutdown on a descriptor the caller holds; no pointers.
+    check(unsafe { libc::shutdown(listener, libc::SHUT_RD) }).map(|_| ())
+}
+
 /// True for an accept error that ends nothing: a connection reset before it
 /// was accepted (`ECONNABORTED`; it left the queue), or a signal (`EINTR`).
 /// The next accept on the listener may succeed.

@@ -117,8 +117,13 @@ fn next_queued(listener: &OwnedFd) -> Option<OwnedFd> {
     loop {
         match crate::sys::socket::accept(listener.as_fd()) {
             Ok(queued) => return queued,
-            Err(e) if e.raw_os_error().is_some_and(crate::sys::out_of_resources) => return None,
-            // The connection died in the queue: try the next one.
+            // Out of descriptors, or the listener no longer listens (EINVAL):
+            // a retry would fail the same way.
+            Err(e) if e.raw_os_error().is_some_and(|n| crate::sys::out_of_resources(n) || n == libc::EINVAL) => {
+                return None
+            }
+            // The connection died in the queue (a network error passed on,
+            // as accept(2) does): try the next one.
             Err(_) => {}
         }
     }

@@ -191,7 +191,9 @@ impl<'a> EpollWorker<'a> {
                     accepted += 1;
                 }
                 Ok(None) => break,
-                Err(e) if e.raw_os_error().is_some_and(crate::sys::out_of_resources) => {
+                // EINVAL: the listener no longer listens (the master stopping
+                // shut it down just before this worker's drain began).
+                Err(e) if e.raw_os_error().is_some_and(|n| crate::sys::out_of_resources(n) || n == libc::EINVAL) => {
                     if e.raw_os_error().is_some_and(crate::sys::out_of_fds) {
                         self.core.hit_fd_limit(self.conns.len());
                     }

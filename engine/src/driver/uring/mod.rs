@@ -245,8 +245,10 @@ impl<'a> UringWorker<'a> {
                 RingSocket::Plain(unsafe { crate::sys::own_fd(result) })
             };
             self.adopt(socket, Origin::Accepted)?;
-        } else if crate::sys::out_of_resources(-result) {
-            // Retrying now would spin: the tick lets accepts go again.
+        } else if crate::sys::out_of_resources(-result) || result == -libc::EINVAL {
+            // Retrying now would spin: the tick lets accepts go again. EINVAL:
+            // the listener no longer listens (the master stopping shut it
+            // down just before this worker's drain began).
             if crate::sys::out_of_fds(-result) {
                 self.core.hit_fd_limit(self.conns.len());
             }
