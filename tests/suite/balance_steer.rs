@@ -307,6 +307,18 @@ impl BothFull {
     }
 }
 
+/// Waits until a connection waits on one of the two workers' listeners
+/// (`listener`: a worker id's listener inode); that worker's id.
+fn wait_queued_on_one(listener: impl Fn(u64) -> u64) -> u64 {
+    let mut queued_on = None;
+    let placed = eventually(Duration::from_secs(10), || {
+        queued_on = [1u64, 2].into_iter().find(|&id| accept_queue(listener(id)) == Some(1));
+        queued_on.is_some()
+    });
+    assert!(placed, "the third connection waits on neither listener");
+    queued_on.unwrap_or_default()
+}
+
 #[test]
 fn steer_load_a_full_workers_queue_goes_to_a_worker_with_room() {
     if !may_steer() {
@@ -318,13 +330,7 @@ fn steer_load_a_full_workers_queue_goes_to_a_worker_with_room() {
     // Every worker unavailable: the kernel's hash places the next one, on a full worker's queue.
     let mut third = TcpStream::connect(s.addr()).expect("connect the third");
     third.write_all(GET_CLOSE).expect("the third's request");
-    let mut queued_on = None;
-    let placed = eventually(Duration::from_secs(10), || {
-        queued_on = [1u64, 2].into_iter().find(|&id| accept_queue(listener(id)) == Some(1));
-        queued_on.is_some()
-    });
-    assert!(placed, "the third connection waits on neither listener");
-    let queued_on = queued_on.unwrap_or_default();
+    let queued_on = wait_queued_on_one(listener);
     // The other worker gets room; the one it waits on stays full.
     if queued_on == first_on {
         drop(second);
@@ -363,13 +369,7 @@ fn steer_load_a_client_accepted_where_a_rescued_connection_took_the_room_is_answ
     let listener = |id: u64| listeners[id as usize - 1];
     let mut third = util::Conn::connect(s.addr());
     third.send(GET);
-    let mut queued_on = None;
-    let placed = eventually(Duration::from_secs(10), || {
-        queued_on = [1u64, 2].into_iter().find(|&id| accept_queue(listener(id)) == Some(1));
-        queued_on.is_some()
-    });
-    assert!(placed, "the third connection waits on neither listener");
-    let queued_on = queued_on.unwrap_or_default();
+    let queued_on = wait_queued_on_one(listener);
     let given_room = 3 - queued_on;
     // The other worker gets room (and arms an accept for it); the master
     // hands it the third, which then begins a next request: busy.
