@@ -162,3 +162,37 @@ fn a_stop_during_an_upgrade_does_not_say_the_old_master_keeps_serving() {
         assert!(eventually(Duration::from_secs(5), || dir.running().is_empty()), "left: {:?}", dir.running());
     }
 }
+
+/// A new master stopped before it is ready gives the upgrade up at once,
+/// `--drain-delay` or not, and the old master serves on. Before, with a
+/// drain delay, the new master served its delay as a lame duck and reported
+/// ready meanwhile: the old master handed over to it and drained, and once
+/// the delay was over nothing served (seen by a stress run: `SIGTERM` to the
+/// new master 20 ms after `ctl upgrade`, then every connection refused).
+#[test]
+fn a_new_master_stopped_before_it_is_ready_does_not_take_over_even_with_a_drain_delay() {
+    let dir = TempDir::new("upgrade-new-stopped");
+    let (s, load, workers) = serving(&dir, &["--drain-delay", "1"]);
+    let next = dir.join("next");
+    util::upgrade::copy_for_exec(std::path::Path::new(BIN), &next);
+    // The SIGTERM stays pending, blocked, across the exec: the new master
+    // reads it at its first turn, before any of its workers is ready.
+    let script = format!(
+        "#!/bin/sh\nexec env --block-signal=TERM /bin/sh -c 'kill -TERM $$; exec \"$0\" \"$@\"' {} \"$@\"\n",
+        next.display()
+    );
+    replace_by_rename(&dir.join("ringmaster"), Replacement::Script(&script));
+    let mark = s.log_len();
+    s.signal(libc::SIGUSR2);
+    let (i, started) =
+        s.wait_for_log_from(mark, |l| l.contains("upgrade: new master started (pid "), Duration::from_secs(5));
+    let pid = parse_new_master(&started).expect("its pid");
+    let (_, line) = s.wait_for_log_from(i, |l| l.contains("upgrade failed: "), Duration::from_secs(10));
+    assert!(
+        line.contains(&format!("the new master (pid {pid}) exited with code 0 before it was ready"))
+            && line.contains("keeps serving"),
+        "{line}"
+    );
+    assert!(!s.log().iter().any(|l| l.contains("this master no longer accepts")), "the old master did not hand over");
+    check_still_serving(s, &dir, load, &workers);
+}

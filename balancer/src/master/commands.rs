@@ -93,6 +93,13 @@ impl Master {
         }
         self.notify_stopping();
         let delay = self.config.drain_delay;
+        // A new master not yet ready has served nothing and must not become
+        // ready now (the old master would hand over to a master that is
+        // stopping): no drain delay, it gives up the upgrade at once.
+        if !delay.is_zero() && self.upgrades.is_taking_over() {
+            crate::log!("{why} received before every worker was ready: stopping {running} workers now");
+            return self.stop_now();
+        }
         if !delay.is_zero() {
             self.lame_duck = Some(Instant::now() + delay);
             // After the stop has begun: the log must not say this master serves on.
