@@ -158,6 +158,11 @@ pub struct Connection {
     /// draining have one): if it is still the last reply queued when the
     /// drain settles, the value becomes `close`.
     keep_alive_at: Option<usize>,
+    /// Blank lines between requests were dropped up to a `\r` that ended
+    /// the input: the next byte must be its `\n`, or the request that
+    /// follows is malformed, as it would be with the `\r` still in front
+    /// of it (`httparse` refuses a bare CR before a request line).
+    pending_cr: bool,
 }
 
 impl Default for Connection {
@@ -189,6 +194,7 @@ impl Connection {
             out_len: 0,
             settle_until: None,
             keep_alive_at: None,
+            pending_cr: false,
         }
     }
 
@@ -256,10 +262,13 @@ impl Connection {
     /// (the driver holds the rest and offers it again after the next send).
     pub fn handle_input(&mut self, data: &[u8], carry: &mut [u8], more_waiting: bool, ctx: &mut Context<'_>) -> usize {
         let between = self.phase == Phase::Reading && self.carry_len == 0 && self.parser.between_requests();
-        if between && !data.is_empty() && is_blank_lines(data) {
+        let cr_completed = !self.pending_cr || data.first() == Some(&b'\n');
+        if between && !data.is_empty() && is_blank_lines(data) && cr_completed {
             // Empty lines before a request line are ignored (RFC 9112 §2.2;
             // some clients send one after a body): they begin no request, so
             // they start no header clock, hold no drain, and refresh nothing.
+            // A `\r` at the end waits for its `\n` in the next input.
+            self.pending_cr = data.ends_with(b"\r");
             return data.len();
         }
         let mut rest = data;
@@ -278,6 +287,7 @@ impl Connection {
                     rest = &rest[used..];
                     let blank_tail = self.parser.between_requests() && is_blank_lines(rest);
                     if blank_tail || rest.is_empty() || !matches!(self.phase, Phase::Reading | Phase::Paused) {
+                        self.pending_cr = blank_tail && rest.ends_with(b"\r");
                         rest = &[];
                         continue;
                     }
@@ -490,6 +500,17 @@ impl Connection {
             if between && (!self.replies.has_room_for(2) || !self.has_room_to_answer(ctx)) {
                 self.phase = Phase::Paused;
                 break;
+            }
+            if std::mem::take(&mut self.pending_cr) {
+                // The `\r` dropped with blank lines: its `\n`, or a bare CR.
+                if input[at] == b'\n' {
+                    at += 1;
+                    continue;
+                }
+                self.parsed += 1;
+                self.replies.push(Reply::BadRequest);
+                self.phase = Phase::Finishing { linger: true };
+                return input.len();
             }
             let start = at;
             let step = match &mut ctx.answering {

@@ -795,3 +795,37 @@ fn a_drain_settling_keeps_its_deadline_when_a_send_completes() {
     assert_eq!(h.answered, 2);
     assert!(h.sent_text().ends_with("Connection: close\r\n\r\nhi\n"), "{}", h.sent_text());
 }
+
+#[test]
+fn a_cr_alone_before_a_request_line_is_refused_however_the_input_is_cut() {
+    // Whole, a CR not followed by LF before a request line is malformed (400).
+    let mut whole = Harness::new();
+    whole.input(&[GET, b"\r", GET].concat());
+    whole.flush();
+    assert_eq!(whole.statuses(), [200, 400]);
+    // The same when a read ends with the CR, after a request or alone.
+    let mut after = Harness::new();
+    after.input(&[GET, b"\r"].concat());
+    after.input(GET);
+    after.flush();
+    assert_eq!(after.statuses(), [200, 400], "CR at the end of a read after a request");
+    let mut alone = Harness::new();
+    alone.input(GET);
+    alone.input(b"\r");
+    alone.input(GET);
+    alone.flush();
+    assert_eq!(alone.statuses(), [200, 400], "CR alone in a read");
+    let mut doubled = Harness::new();
+    doubled.input(b"\r");
+    doubled.input(&[b"\r\n", GET].concat());
+    doubled.flush();
+    assert_eq!(doubled.statuses(), [400], "CR, then CR LF");
+    // Its LF in the next read makes it a blank line, ignored as before.
+    let mut blank = Harness::new();
+    blank.input(&[GET, b"\r"].concat());
+    blank.flush();
+    assert!(blank.conn.is_idle(), "a CR waiting for its LF is no request begun");
+    blank.input(&[b"\n", GET].concat());
+    blank.flush();
+    assert_eq!(blank.statuses(), [200, 200]);
+}
