@@ -28,6 +28,8 @@ const DATE_LEN: usize = 29;
 struct Template {
     offset: usize,
     len: usize,
+    /// Bytes of one copy's head (up to the empty line).
+    head_len: usize,
 }
 
 /// Every reply, formatted and ready to send.
@@ -64,7 +66,7 @@ impl Responses {
                 layout.extend_from_slice(&head);
                 layout.extend_from_slice(body_part);
             }
-            templates[reply as usize] = Template { offset, len: head.len() + body_part.len() };
+            templates[reply as usize] = Template { offset, len: head.len() + body_part.len(), head_len: head.len() };
         }
         let page: Box<[u8]> = layout.into_boxed_slice();
         let mut responses = Responses {
@@ -89,6 +91,13 @@ impl Responses {
         debug_assert!(count <= MAX_RUN);
         let template = self.templates[reply as usize];
         &self.pages[self.current][template.offset..template.offset + template.len * count]
+    }
+
+    /// The head of one `reply` on the current page, without its content (an
+    /// error answering a `HEAD` request).
+    pub fn head_of(&self, reply: Reply) -> &[u8] {
+        let template = self.templates[reply as usize];
+        &self.pages[self.current][template.offset..template.offset + template.head_len]
     }
 
     /// The length of one `reply`.

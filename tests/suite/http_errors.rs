@@ -3,6 +3,7 @@
 
 use crate::util;
 
+use std::io::{Read, Write};
 use std::time::Duration;
 use util::*;
 
@@ -434,4 +435,28 @@ fn client_socket_open(from: u16, to: u16) -> bool {
         let fields: Vec<&str> = line.split_whitespace().collect();
         fields.len() > 2 && port(fields[1]) == Some(from) && port(fields[2]) == Some(to)
     })
+}
+
+#[test]
+fn errors_answering_head_carry_no_content() {
+    // RFC 9110 §9.3.2: a HEAD's client reads no content after any answer's
+    // head, so bytes after it would be taken for the next response.
+    let s = server();
+    for (req, code) in [
+        (&b"HEAD / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n"[..], 417),
+        (b"HEAD / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n", 413),
+        (b"HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"HEAD / HTTP/1.1\r\n\r\n", 400),
+    ] {
+        let mut stream = connect(s.addr());
+        stream.write_all(req).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).unwrap();
+        let text = String::from_utf8_lossy(&all);
+        assert!(text.starts_with(&format!("HTTP/1.1 {code} ")), "{text:?}");
+        assert!(text.contains("\r\nConnection: close\r\n"), "{text:?}");
+        assert!(text.ends_with("\r\n\r\n"), "content after the head of an answer to HEAD: {text:?}");
+    }
+    s.connect().get_ok();
 }

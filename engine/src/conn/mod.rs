@@ -414,7 +414,7 @@ impl Connection {
             (Phase::Closed, _) => {}
             // A body too slow to finish: say so where a reply can still be sent.
             (Phase::Reading | Phase::Paused, Timer::Body) if !self.replies.is_full() => {
-                self.replies.push(Reply::RequestTimeout);
+                self.push_page(Reply::RequestTimeout);
                 self.carry_len = 0;
                 self.phase = Phase::Finishing { linger: true };
                 self.timer = Timer::Linger;
@@ -534,7 +534,7 @@ impl Connection {
                         in_place = Some((start, at));
                     } else if !self.assembly.start(&input[start..at], dynamic.bodies) {
                         // No buffer free for the body: refuse, the server decides to close.
-                        self.replies.push(Reply::ServiceUnavailable);
+                        self.push_page(Reply::ServiceUnavailable);
                         self.phase = Phase::Finishing { linger: true };
                         return input.len();
                     }
@@ -564,7 +564,7 @@ impl Connection {
                     self.assembly.release(dynamic.bodies);
                 }
             }
-            self.replies.push(reply);
+            self.push_page(reply);
             if reply.closes() {
                 // A client that asked to close and sent nothing after gets a
                 // plain close. When the server decides (an error) the client
@@ -635,9 +635,20 @@ impl Connection {
             None => {
                 // Cannot happen (the room was checked, the head parsed before);
                 // answer as a server that failed would, and close.
-                self.replies.push(Reply::ServiceUnavailable);
+                self.push_page(Reply::ServiceUnavailable);
                 true
             }
+        }
+    }
+
+    /// Queues a preformatted reply to the request being answered; an error
+    /// answering a `HEAD` goes without its content (RFC 9110 §9.3.2: its
+    /// client reads none, and would take it for the next response).
+    fn push_page(&mut self, reply: Reply) {
+        if self.parser.answering_head() && reply.status().0 >= 400 {
+            self.replies.push_head_of(reply);
+        } else {
+            self.replies.push(reply);
         }
     }
 

@@ -50,6 +50,12 @@ impl Outgoing {
                     }
                     responses.run(reply, copies)
                 }
+                Queued::HeadOf(reply) => {
+                    if reply.is_final() {
+                        self.answers += 1;
+                    }
+                    responses.head_of(reply)
+                }
                 Queued::Dynamic => {
                     self.answers += copies as u32;
                     let start = *out_sent;

@@ -10,6 +10,9 @@ use crate::http::Reply;
 pub enum Queued {
     /// A preformatted page.
     Page(Reply),
+    /// The head of a preformatted page without its content: an error
+    /// answering a `HEAD` request (always the last reply: errors close).
+    HeadOf(Reply),
     /// A handler's response, framed in the connection's output buffer.
     Dynamic,
 }
@@ -58,6 +61,11 @@ impl ReplyQueue {
         self.push_run(Queued::Page(reply), 0);
     }
 
+    /// Queues the head of `reply`'s page without its content.
+    pub fn push_head_of(&mut self, reply: Reply) {
+        self.push_run(Queued::HeadOf(reply), 0);
+    }
+
     /// Queues a handler's response of `bytes` bytes in the output buffer.
     pub fn push_dynamic(&mut self, bytes: usize) {
         self.push_run(Queued::Dynamic, bytes);
@@ -86,7 +94,12 @@ impl ReplyQueue {
         }
         let full = self.is_full();
         let last = &mut self.runs[self.last_index()];
-        let Queued::Page(reply) = last.kind else { return false };
+        let reply = match last.kind {
+            Queued::Page(reply) => reply,
+            // Only errors, which close already.
+            Queued::HeadOf(_) => return true,
+            Queued::Dynamic => return false,
+        };
         let closing = reply.closing();
         if reply == closing {
             return true;
@@ -129,6 +142,7 @@ impl ReplyQueue {
         let front = &mut self.runs[self.head];
         let take = match front.kind {
             Queued::Page(_) => (front.count as usize).min(max),
+            Queued::HeadOf(_) => 1,
             Queued::Dynamic => front.count as usize,
         };
         let taken = (front.kind, take, front.bytes);

@@ -829,3 +829,39 @@ fn a_cr_alone_before_a_request_line_is_refused_however_the_input_is_cut() {
     blank.flush();
     assert_eq!(blank.statuses(), [200, 200]);
 }
+
+#[test]
+fn errors_answering_a_head_request_carry_no_content() {
+    // RFC 9110 §9.3.2: no content in any response to HEAD, errors included:
+    // a client reads none, so its bytes would be taken for the next response.
+    for (request, status) in [
+        (&b"HEAD / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n"[..], 417),
+        (b"HEAD / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n", 413),
+        (b"HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"HEAD / HTTP/1.1\r\n\r\n", 400),
+        (b"\r\nHEAD / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+        (b"HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    ] {
+        for make in [Harness::new as fn() -> Harness, || Harness::with_handler(1, 64)] {
+            let mut h = make();
+            h.input(&[GET, request].concat());
+            h.flush();
+            let text = h.sent_text();
+            assert_eq!(h.statuses(), [200, status], "{text:?}");
+            let error = &text[text.rfind("HTTP/1.1 ").unwrap()..];
+            assert!(error.ends_with("\r\n\r\n") && error.contains("Connection: close\r\n"), "{error:?}");
+        }
+    }
+    // A body too slow to finish: 408, headers only too.
+    let mut h = Harness::new();
+    h.input(b"HEAD / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab");
+    h.at_deadline();
+    h.flush();
+    assert_eq!(h.statuses(), [408]);
+    assert!(h.sent_text().ends_with("\r\n\r\n"), "{:?}", h.sent_text());
+    // The same errors for a GET keep their content.
+    let mut h = Harness::new();
+    h.input(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n");
+    h.flush();
+    assert!(h.sent_text().ends_with("\r\n\r\nExpectation Failed\n"), "{:?}", h.sent_text());
+}

@@ -31,12 +31,22 @@ enum State {
 #[derive(Clone, Copy, Debug)]
 pub struct RequestParser {
     state: State,
+    /// The request whose head was parsed last is a `HEAD`.
+    head: bool,
 }
 
 impl RequestParser {
     /// A parser waiting for the first request.
     pub const fn new() -> Self {
-        RequestParser { state: State::Headers }
+        RequestParser { state: State::Headers, head: false }
+    }
+
+    /// The request being answered (the one whose header block was parsed
+    /// last) is a `HEAD`: no response to it may carry content, an error's
+    /// included (RFC 9110 §9.3.2). False after a header block that did not
+    /// parse: its method is unknown.
+    pub fn answering_head(&self) -> bool {
+        self.head
     }
 
     /// True between requests: no body is being read.
@@ -61,7 +71,7 @@ impl RequestParser {
     /// framing) to `on_body` as they are consumed.
     pub fn step_with(&mut self, input: &[u8], limits: &Limits, on_body: &mut impl FnMut(&[u8])) -> Step {
         match &mut self.state {
-            State::Headers => match parse_head(input, limits) {
+            State::Headers => match parse_head(input, limits, &mut self.head) {
                 HeadResult::NeedMore => Step::NeedMore,
                 HeadResult::Reject(reply) => Step::Advance { consumed: input.len(), reply: Some(reply) },
                 HeadResult::Request { len, framing, reply, expect_continue } => {
@@ -155,8 +165,19 @@ struct Fields {
     hosts: u8,
 }
 
-fn parse_head(input: &[u8], limits: &Limits) -> HeadResult {
-    with_head(input, |parsed| match parsed {
+/// Parses a header block; `head` becomes whether it is a `HEAD`'s, once it
+/// is decided (not while it is incomplete).
+fn parse_head(input: &[u8], limits: &Limits, head: &mut bool) -> HeadResult {
+    with_head(input, |parsed| {
+        if !matches!(parsed, Parsed::Partial) {
+            *head = matches!(&parsed, Parsed::Complete(_, request) if request.method == Some("HEAD"));
+        }
+        decide_head(input, limits, parsed)
+    })
+}
+
+fn decide_head(input: &[u8], limits: &Limits, parsed: Parsed<'_, '_>) -> HeadResult {
+    match parsed {
         Parsed::Complete(len, _) if len > limits.max_header => HeadResult::Reject(too_large(input, limits)),
         // A proxy's method: a 2xx would tell the client its tunnel is open
         // (RFC 9110 §9.3.6), so an origin server says it does not do it.
@@ -169,7 +190,7 @@ fn parse_head(input: &[u8], limits: &Limits) -> HeadResult {
         Parsed::OtherVersion => HeadResult::Reject(Reply::VersionNotSupported),
         Parsed::Invalid(httparse::Error::TooManyHeaders) => HeadResult::Reject(Reply::HeaderTooLarge),
         Parsed::Invalid(_) => HeadResult::Reject(Reply::BadRequest),
-    })
+    }
 }
 
 /// The refusal of a head over `--max-header`: `414` when the request line
