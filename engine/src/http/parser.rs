@@ -163,6 +163,7 @@ struct Fields {
     expect_continue: bool,
     expect_other: bool,
     hosts: u8,
+    bad_host: bool,
 }
 
 /// Parses a header block; `head` becomes whether it is a `HEAD`'s, once it
@@ -234,7 +235,10 @@ fn decide(len: usize, head: bool, http11: bool, headers: &[httparse::Header<'_>]
 /// length picks the one name it can be, so most fields cost one compare.
 fn read_field(fields: &mut Fields, name: &[u8], value: &[u8]) -> bool {
     match name.len() {
-        4 if name.eq_ignore_ascii_case(b"host") => fields.hosts = fields.hosts.saturating_add(1),
+        4 if name.eq_ignore_ascii_case(b"host") => {
+            fields.hosts = fields.hosts.saturating_add(1);
+            fields.bad_host |= !trim(value).iter().all(|&b| is_host_byte(b));
+        }
         6 if name.eq_ignore_ascii_case(b"expect") => {
             if trim(value).eq_ignore_ascii_case(b"100-continue") {
                 fields.expect_continue = true;
@@ -266,8 +270,9 @@ fn read_field(fields: &mut Fields, name: &[u8], value: &[u8]) -> bool {
 
 /// How the body is framed (RFC 9112 §6.3), or the reply that refuses it.
 fn decide_framing(fields: &Fields, http11: bool, limits: &Limits) -> Result<Framing, Reply> {
-    // A 1.1 request must name exactly one host (RFC 9112 §3.2).
-    if http11 && fields.hosts != 1 {
+    // A 1.1 request must name exactly one host, and no request may name
+    // more than one or an invalid one (RFC 9112 §3.2).
+    if (http11 && fields.hosts != 1) || fields.hosts > 1 || fields.bad_host {
         return Err(Reply::BadRequest);
     }
     if fields.conflicting_length {
@@ -293,6 +298,14 @@ fn decide_framing(fields: &Fields, http11: bool, limits: &Limits) -> Result<Fram
         Some(0) | None => Ok(Framing::None),
         Some(length) => Ok(Framing::Length(length)),
     }
+}
+
+/// A byte a `Host` value (`uri-host [ ":" port ]`, RFC 3986 §3.2.2) may
+/// hold: a reg-name's unreserved, pct-encoded and sub-delims bytes, an
+/// IP literal's brackets and colons, a port's digits. Whitespace, `/`,
+/// `?`, `#`, `@`, quotes and the like make it invalid.
+fn is_host_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&byte)
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
@@ -474,6 +487,34 @@ mod tests {
     fn host_is_required_once_in_http11() {
         assert_eq!(replies(b"GET / HTTP/1.1\r\n\r\n"), [Reply::BadRequest]);
         assert_eq!(replies(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), [Reply::BadRequest]);
+    }
+
+    #[test]
+    fn host_must_be_one_valid_field_in_any_version() {
+        // RFC 9112 §3.2: 400 for "any request message that contains more than
+        // one Host header field line or a Host header field with an invalid
+        // field value", HTTP/1.0 included.
+        assert_eq!(replies(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"), [Reply::BadRequest]);
+        for bad in ["a b", "a/b", "a@b", "a\"b", "a<b>", "a\\b", "a?b", "a#b", "a{b}"] {
+            let request = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+            assert_eq!(replies(request.as_bytes()), [Reply::BadRequest], "{bad:?}");
+            let request = format!("GET / HTTP/1.0\r\nHost: {bad}\r\n\r\n");
+            assert_eq!(replies(request.as_bytes()), [Reply::BadRequest], "1.0 {bad:?}");
+        }
+        for good in [
+            "",
+            "a",
+            "example.com:8080",
+            "[::1]:80",
+            "127.0.0.1",
+            "xn--bcher-kva.example",
+            "a_b~c",
+            "%41.b",
+            "a!$&'()*+,;=b",
+        ] {
+            let request = format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n");
+            assert_eq!(replies(request.as_bytes()), [Reply::Ok], "{good:?}");
+        }
     }
 
     #[test]
