@@ -502,42 +502,6 @@ fn reuseport_sigterm_refuses_new_clients_while_draining() {
     a_client_during_the_drain_is_not_left_waiting("reuseport");
 }
 
-/// `reuseport`: a worker stopped (or wedged) when the stop comes never takes
-/// its own listener's queue nor closes it; the master takes every slot's
-/// listener out of listening itself, so a new client is refused even once
-/// that worker's listener is the only one left. Before, every new
-/// connection went to that listener and waited there.
-#[test]
-fn reuseport_sigterm_refuses_new_clients_while_a_worker_is_stopped() {
-    let mut s = Server::start(&["--mode", "reuseport", "--workers", "2", "--shutdown-timeout", "120"]);
-    s.wait_workers_ready(2, START_TIMEOUT);
-    let pids = s.logged_worker_pids();
-    let (stopped, _) = procs::stop_between_turns(pids[0]);
-    let from = s.log_len();
-    s.signal(libc::SIGTERM);
-    s.wait_for_log_from(from, |l| l.starts_with("stopped listening"), IO_TIMEOUT);
-    // The other worker drains (nothing holds it) and exits: its listener is gone.
-    let exited = format!("(pid {}) exited", pids[1]);
-    s.wait_for_log_from(from, |l| l.contains(&exited), IO_TIMEOUT);
-    for i in 0..10 {
-        match TcpStream::connect_timeout(&s.addr(), IO_TIMEOUT) {
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
-            Err(e) => panic!("client {i}: a connect during the stop failed otherwise than refused: {e}"),
-            Ok(stream) => {
-                let mut late = Conn { r: BufReader::new(stream) };
-                late.send(GET);
-                late.stream().set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
-                let answer = late.try_read();
-                assert!(answer.is_ok(), "client {i}: queued beside the stopped worker, no answer: {answer:?}");
-            }
-        }
-    }
-    drop(stopped);
-    let status = s.wait_exit(Duration::from_secs(20));
-    check_clean_exit(&mut s, status, 2);
-    stop_and_check_no_process_left(s);
-}
-
 // --- a request half-sent at the signal ------------------------------------------------------
 
 /// A POST whose body is sent in two halves; the stop signal comes in between.

@@ -7,7 +7,7 @@
 //! get `503`.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -414,45 +414,33 @@ impl Master {
     /// once, rather than queued for as long as the drain lasts and reset
     /// when this master exits. What waits in the queue now is answered
     /// `503`, as held connections are; then the socket stops listening, for
-    /// the workers' copies too, and the kernel refuses the next ones. In
-    /// `reuseport` the same for every slot's listener (a worker stopped or
-    /// wedged would otherwise keep its own open, and every new connection
-    /// would go to it), after which the master lets go of them. A socket
-    /// systemd passed is left as it is: systemd keeps it, and what queues
-    /// there, for the next start.
+    /// the workers' copies too (`shared`), and the kernel refuses the next
+    /// ones. A socket systemd passed is left as it is: systemd keeps it, and
+    /// what queues there, for the next start. `reuseport`: the master lets
+    /// go of its copies of the slot listeners; each worker takes its queue
+    /// as it drains and closes its own.
     pub(super) fn stop_listening(&mut self) {
         if self.activated {
             return;
         }
-        let reuseport = self.config.mode == Mode::Reuseport;
-        // `reuseport`'s anchor only holds the port: it never listens.
-        let listeners: Vec<(usize, RawFd)> = if reuseport {
-            self.dispatch.balance.own_listeners().iter().map(|(worker, fd)| (*worker, fd.as_raw_fd())).collect()
-        } else {
-            vec![(0, self.listener.as_raw_fd())]
-        };
-        let now = Instant::now();
-        let mut answered = 0;
-        for &(_, listener) in &listeners {
-            answered += self.refuse_queued(listener, now);
-        }
-        if reuseport {
-            for &(worker, _) in &listeners {
+        if self.config.mode == Mode::Reuseport {
+            let workers: Vec<usize> = self.dispatch.balance.own_listeners().iter().map(|&(worker, _)| worker).collect();
+            for worker in workers {
                 self.dispatch.balance.retire_worker(worker);
             }
+            crate::log!(
+                "stopped listening: each worker takes what waits on its listener, then new connections are refused"
+            );
+            return;
         }
-        crate::log!("stopped listening: new connections are refused ({answered} waiting in a queue answered 503)");
-    }
-
-    /// Answers `503` to what waits on `listener` and takes it out of
-    /// listening; how many were answered.
-    fn refuse_queued(&mut self, listener: RawFd, now: Instant) -> usize {
+        let listener = self.listener.as_raw_fd();
         // Nothing must block: the flag is the socket's, and its other
         // holders, workers that accept on it, already expect EAGAIN.
         if let Err(e) = sys::set_nonblocking(listener) {
-            crate::log!(warn: "stopping: cannot make a listener non-blocking ({e}); it listens until the exit");
-            return 0;
+            crate::log!(warn: "stopping: cannot make the listener non-blocking ({e}); it listens until the exit");
+            return;
         }
+        let now = Instant::now();
         let mut answered = 0;
         for _ in 0..self.config.backlog.max(1) {
             match sys::accept(listener) {
@@ -465,10 +453,12 @@ impl Master {
                 Err(_) => break,
             }
         }
-        if let Err(e) = sys::stop_listening(listener) {
-            crate::log!(warn: "stopping: cannot stop listening ({e}); new connections wait until the exit");
+        match sys::stop_listening(listener) {
+            Ok(()) => crate::log!(
+                "stopped listening: new connections are refused ({answered} waiting in the queue answered 503)"
+            ),
+            Err(e) => crate::log!(warn: "stopping: cannot stop listening ({e}); new connections wait until the exit"),
         }
-        answered
     }
 
     /// Routes the connections in `scratch` again (a lane gave them back).
