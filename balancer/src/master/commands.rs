@@ -137,8 +137,8 @@ impl Master {
         self.abandon_upgrade()?;
         // Not while another master shares the listeners (an old one waiting
         // for this one to be ready, or a new one taking over).
-        if self.upgrades.lets_accept() {
-            self.stop_listening();
+        if let Some(stopping) = self.stopping.as_mut() {
+            stopping.stop_listening = self.upgrades.lets_accept();
         }
         Ok(())
     }
@@ -155,7 +155,7 @@ impl Master {
         let deadline = Instant::now() + self.config.shutdown_timeout;
         // A drain delay under way ends here (a master that handed over drains at once).
         self.lame_duck = None;
-        self.stopping = Some(Stopping { deadline, stragglers_killed: false, exit_grace: None });
+        self.stopping = Some(Stopping { deadline, stragglers_killed: false, exit_grace: None, stop_listening: false });
         self.reactor.cancel(Op::Accept.token(0, 0))?;
         self.reload.cancel();
         for worker in &mut self.workers {

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ringmaster_engine::channel::MAX_FDS;
-use ringmaster_engine::stats::STATE_DRAINING;
+use ringmaster_engine::stats::{STATE_DRAINING, STATE_READY};
 use ringmaster_engine::{out_of_fds, out_of_resources, StatsBlock};
 
 use super::supervise::{Slot, Worker};
@@ -407,6 +407,30 @@ impl Master {
         for fd in self.dispatch.held.drain(..) {
             self.dispatch.refused += 1;
             self.dispatch.refusals.refuse(fd, now);
+        }
+    }
+
+    /// On the tick during a stop: once every worker has begun its drain (or
+    /// has none to begin: gone, or stalled), the listeners stop listening.
+    /// Not before: a worker that accepts takes what is queued until its
+    /// drain begins, and serves it, so a request sent before the stop gets
+    /// its answer rather than a `503`.
+    pub(super) fn stop_listening_when_drained(&mut self) {
+        if !self.stopping.as_ref().is_some_and(|s| s.stop_listening) {
+            return;
+        }
+        let now = Instant::now();
+        let judge = self.judge(now);
+        let begun = (0..self.slots.len()).all(|slot| {
+            self.slots[slot].process.is_none()
+                || self.stats.slot(slot).is_some_and(|c| c.state.load(Ordering::Acquire) != STATE_READY)
+                || judge.facts(slot).heartbeat_age > crate::modes::HEARTBEAT_STALE
+        });
+        if begun {
+            if let Some(stopping) = self.stopping.as_mut() {
+                stopping.stop_listening = false;
+            }
+            self.stop_listening();
         }
     }
 

@@ -168,6 +168,9 @@ struct Stopping {
     stragglers_killed: bool,
     /// Once every worker is gone: how long a control client may still read its last reply.
     exit_grace: Option<Instant>,
+    /// The listeners are to stop listening once every worker has begun its
+    /// drain (`Master::stop_listening_when_drained`).
+    stop_listening: bool,
 }
 
 #[derive(Debug)]
@@ -436,7 +439,7 @@ impl Master {
                 stopping.stragglers_killed = true;
                 self.kill_all(Signal::SIGKILL);
             }
-            Some(_) => {}
+            Some(_) => self.stop_listening_when_drained(),
             None => {
                 self.restart_due();
                 self.arm_accept()?;
