@@ -43,6 +43,21 @@ fn reclaimed(st: &serde_json::Value) -> u64 {
     (1..=WORKERS as u64).filter_map(|id| worker(st, id)).map(|w| num(&w, "idle_reclaimed")).sum()
 }
 
+/// Waits until a reclaim is counted; the stats then. A worker publishes its
+/// counts as its next loop turn begins, which may come a moment after the
+/// answer the reclaim made room for.
+fn wait_reclaimed(s: &Server, mode: &str) -> serde_json::Value {
+    let mut st = serde_json::Value::Null;
+    assert!(
+        eventually(IO_TIMEOUT, || {
+            st = s.stats();
+            reclaimed(&st) >= 1
+        }),
+        "{mode}: nothing counted as reclaimed: {st}"
+    );
+    st
+}
+
 /// True once the server has closed `c` (a read finds the end of the stream).
 fn closed(c: &Conn) -> bool {
     let stream = c.stream();
@@ -83,14 +98,7 @@ fn idle_connections_make_room(mode: &str) {
     }
     assert_eq!(resp.status, 200, "{mode}: a new client at full workers holding idle connections");
 
-    let mut st = serde_json::Value::Null;
-    assert!(
-        eventually(IO_TIMEOUT, || {
-            st = s.stats();
-            reclaimed(&st) >= 1
-        }),
-        "{mode}: nothing counted as reclaimed: {st}"
-    );
+    let st = wait_reclaimed(&s, mode);
     let mut gone: Vec<usize> = Vec::new();
     assert!(
         eventually(IO_TIMEOUT, || {
@@ -213,16 +221,7 @@ fn idle_connections_make_room_at_the_fd_limit(mode: &str) {
         held.len(),
         s.stats()
     );
-    // A worker publishes its counts as its next loop turn begins, which may
-    // come a moment after the answer.
-    let mut st = serde_json::Value::Null;
-    assert!(
-        eventually(IO_TIMEOUT, || {
-            st = s.stats();
-            reclaimed(&st) >= 1
-        }),
-        "{mode}: nothing counted as reclaimed: {st}"
-    );
+    wait_reclaimed(&s, mode);
     drop(held);
 }
 
