@@ -133,6 +133,8 @@ impl Master {
     }
 
     fn stop_now(&mut self) -> io::Result<()> {
+        // Before any `Drain` is asked: it goes down each lane after what is queued there.
+        self.hand_off_before_drain();
         self.drain_everything()?;
         self.abandon_upgrade()?;
         // Not while another master shares the listeners (an old one waiting

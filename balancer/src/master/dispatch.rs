@@ -98,6 +98,24 @@ impl Dispatch {
         self.held.len()
     }
 
+    /// Takes the held connections out, to place them elsewhere; those held
+    /// again meanwhile ([`Dispatch::hold`]) join the vector as it comes
+    /// back ([`Dispatch::give_back_held`]).
+    pub(super) fn take_held(&mut self) -> Vec<OwnedFd> {
+        std::mem::take(&mut self.held)
+    }
+
+    /// Holds `fd` again.
+    pub(super) fn hold(&mut self, fd: OwnedFd) {
+        self.held.push(fd);
+    }
+
+    /// Puts back the vector [`Dispatch::take_held`] took (its room kept).
+    pub(super) fn give_back_held(&mut self, mut held: Vec<OwnedFd>) {
+        held.append(&mut self.held);
+        self.held = held;
+    }
+
     pub(super) fn new(balance: Box<dyn Balance>) -> Dispatch {
         Dispatch {
             balance,
@@ -317,6 +335,34 @@ impl Master {
                 self.dispatch.refusals.refuse(fd, Instant::now());
             }
         }
+    }
+
+    /// A route for one more connection when the master must place it now
+    /// (a stop's last hand-off, `last_hand_off.rs`): the mode's pick if a
+    /// route takes, else, of those with room by their own count (lagging,
+    /// awaiting an ack, draining or a lame duck as they may be), the one
+    /// with the fewest outstanding, one that keeps up first.
+    pub(super) fn pick_with_room(&mut self) -> Option<usize> {
+        let judge = Judge {
+            slots: &self.slots,
+            stats: &self.stats,
+            max_conns: self.config.engine.max_conns as u64,
+            lame_ducks_serve: self.dispatch.lame_ducks_serve,
+            now: Instant::now(),
+        };
+        let facts = |slot| judge.facts(slot);
+        let routes = &self.dispatch.routes;
+        let (slots, workers) = (&self.slots, &mut self.workers);
+        let mut passed_over = |slot: usize| count_passed_over(slots, workers, slot, 1);
+        if let Some(slot) = self.dispatch.balance.pick(routes, &facts, &mut passed_over) {
+            return Some(slot);
+        }
+        routes
+            .iter()
+            .map(|&slot| (slot, facts(slot)))
+            .filter(|(_, f)| !f.no_room())
+            .min_by_key(|(_, f)| (f.stalled(), f.outstanding()))
+            .map(|(slot, _)| slot)
     }
 
     /// Readies what `route` goes by: whether the mode steers (then

@@ -12,6 +12,8 @@
 //!   re-routing, refusing with `503`;
 //! - `lanes.rs`: the lanes that carry them to workers — batches out, acks in,
 //!   a dead worker's lane settled, a lagging worker logged;
+//! - `last_hand_off.rs`: at a stop, what waits in the listen queue and what
+//!   is held goes to workers before their `Drain`;
 //! - `commands.rs`: what operators ask for, by signal or on the control
 //!   socket, and the graceful stop;
 //! - `sockets.rs`: where the listening sockets come from at start (handed
@@ -39,6 +41,7 @@
 mod commands;
 mod dispatch;
 mod lanes;
+mod last_hand_off;
 mod messages;
 mod metrics;
 mod notify;

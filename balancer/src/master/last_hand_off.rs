@@ -1,0 +1,92 @@
+//! A stop's last hand-off, where the master accepts (`rr`, `least`): the
+//! connections that reached the server before the stop — waiting in the
+//! listen queue, or held for a worker that lagged — go to workers with room
+//! before each worker's `Drain` goes down its lane. A lane sends what it has
+//! queued before its `Drain`, and a worker adopts and serves (with
+//! `Connection: close`) what comes before it, so these clients are answered
+//! as the workers of `shared` answer what they accept before their drain
+//! begins; before, they got `503`, or a reset when the workers were done
+//! before the master's tick stopped listening. What no worker has room for
+//! is refused as before; a worker that dies without acknowledging a batch
+//! leaves it to the master, which refuses it then (its lane is settled as
+//! any dead worker's).
+
+use std::os::fd::AsRawFd;
+
+use super::Master;
+use crate::modes::Accepting;
+use crate::reactor::sys;
+
+impl Master {
+    /// Before the lanes are told to drain: takes what waits in the listen
+    /// queue now and hands it, with what the master holds, to workers with
+    /// room. Only while the listener is this master's alone (no other master
+    /// takes over or hands over).
+    pub(super) fn hand_off_before_drain(&mut self) {
+        if self.dispatch.balance.accepting() != Accepting::Master || !self.upgrades.lets_accept() {
+            return;
+        }
+        let taken = self.take_listen_queue();
+        let placed = self.place_held();
+        if taken > 0 || placed > 0 {
+            let left = self.dispatch.held_now();
+            crate::log!(
+                "stopping: {taken} connections taken from the listen queue; {placed} held connections handed to \
+                 workers before their drain, {left} with none to go to (503)"
+            );
+        }
+    }
+
+    /// Accepts the connections queued on the listener now (as many as it
+    /// counts: one that comes later came after the stop) and routes each as
+    /// an accept would; how many. Stops early at `EAGAIN` (one reset in the
+    /// queue) or when the master is out of descriptors: the rest wait for
+    /// `stop_listening`'s `503`.
+    fn take_listen_queue(&mut self) -> usize {
+        let listener = self.listener.as_raw_fd();
+        // Nothing must block: only the master accepts on it in these modes.
+        if let Err(e) = sys::set_nonblocking(listener) {
+            crate::log!(warn: "stopping: cannot make the listener non-blocking ({e}): its queue waits for the workers' drain");
+            return 0;
+        }
+        let queued = sys::accept_queue_len(listener).unwrap_or(self.config.backlog as usize);
+        let mut taken = 0;
+        for _ in 0..queued {
+            match sys::accept(listener) {
+                Ok(connection) => {
+                    self.counts.accepted += 1;
+                    taken += 1;
+                    self.route(connection);
+                }
+                Err(e) if sys::accept_goes_on(&e) => {}
+                Err(_) => break,
+            }
+        }
+        taken
+    }
+
+    /// Hands each held connection to a worker with room: the mode's pick if
+    /// one takes now, else the one with the fewest outstanding among those
+    /// with room by their own count, one that keeps up first (a lagging one
+    /// sends its ack, and takes its queue, when it catches up; one that never
+    /// does is killed at `--shutdown-timeout` and what it held refused).
+    /// Draining and lame-duck workers count: they adopt what comes before
+    /// their `Drain`. What finds none stays held (refused by the stop). How
+    /// many were handed.
+    fn place_held(&mut self) -> usize {
+        let mut held = self.dispatch.take_held();
+        let mut placed = 0;
+        for fd in held.drain(..) {
+            match self.pick_with_room() {
+                Some(slot) => {
+                    self.counts.handed_over += 1;
+                    self.slots[slot].lane.enqueue(fd);
+                    placed += 1;
+                }
+                None => self.dispatch.hold(fd),
+            }
+        }
+        self.dispatch.give_back_held(held);
+        placed
+    }
+}
