@@ -1,7 +1,8 @@
 //! A chunked body's framing around its data is bounded and checked: chunk
 //! extensions count against `--max-body` (413), trailers against `--max-header`
-//! and the 64-field cap (431), trailer lines must be fields and chunk lines end
-//! in CRLF (400); each refusal comes as soon as the limit is passed.
+//! and the 64-field cap (431), trailer lines must be fields, chunk-size lines
+//! keep to the grammar and every line ends in CRLF (400); each refusal comes as
+//! soon as the limit is passed.
 
 use crate::util;
 
@@ -172,6 +173,33 @@ fn bare_lf_ending_a_chunk_line_is_400() {
     for framing in [&b"3\nabc\r\n0\r\n\r\n"[..], b"3;ext\nabc\r\n0\r\n\r\n", b"3\r\nabc\n0\r\n\r\n"] {
         expect_refused(&s, &post_chunked(framing), 400);
     }
-    // A trailer field line, like a header line, may end in a bare LF.
-    expect_ok(&s, &post_with_trailers(b"X-T: 1\n"));
+}
+
+/// Trailer lines and the final empty line end in CRLF, as chunk lines do: a
+/// proxy that looks for CRLF CRLF finds the body's end where the server does.
+#[test]
+fn bare_lf_ending_a_trailer_line_or_the_body_is_400() {
+    let s = Server::start(&["--workers", "1"]);
+    for framing in [&b"0\r\nX-T: 1\n\r\n"[..], b"0\r\nX-T: 1\r\n\n", b"0\r\n\n", b"0\n\r\n"] {
+        expect_refused(&s, &post_chunked(framing), 400);
+    }
+    expect_ok(&s, &post_with_trailers(b"X-T: 1\r\n"));
+}
+
+/// A chunk-size line is the size, then extensions by RFC 9112 §7.1.1's
+/// grammar, then CRLF: whitespace with no `;` after it, or a `;` with no
+/// name, is refused rather than read one way here and another by a proxy
+/// in front ("funky chunks").
+#[test]
+fn chunk_size_line_outside_the_grammar_is_400() {
+    let s = Server::start(&["--workers", "1"]);
+    for line in [&b"5 \r\n"[..], b"5;\r\n", b"5 ;\r\n", b"5;a=\r\n", b"5;a b\r\n"] {
+        let framing = [line, b"hello\r\n0\r\n\r\n"].concat();
+        expect_refused(&s, &post_chunked(&framing), 400);
+    }
+    for line in
+        [&b"5;name\r\n"[..], b"5;name=value\r\n", b"5 ;name\r\n", b"5;name=\"quoted\"\r\n", b"5;a;b=1 ;c=\"x;y\"\r\n"]
+    {
+        expect_ok(&s, &post_chunked(&[line, b"hello\r\n0\r\n\r\n"].concat()));
+    }
 }

@@ -865,3 +865,43 @@ fn errors_answering_a_head_request_carry_no_content() {
     h.flush();
     assert!(h.sent_text().ends_with("\r\n\r\nExpectation Failed\n"), "{:?}", h.sent_text());
 }
+
+/// Feeds `input` cut in two at every position, with a request after it,
+/// and returns the statuses each cut got, once sent (all of them when the
+/// cuts agree; the test compares them to what it expects).
+fn statuses_at_every_cut(input: &[u8], make: fn() -> Harness) -> Vec<(usize, Vec<u16>, Phase)> {
+    let stream = [input, GET].concat();
+    (1..stream.len())
+        .map(|cut| {
+            let mut h = make();
+            h.input(&stream[..cut]);
+            h.input(&stream[cut..]);
+            h.flush();
+            (cut, h.statuses(), h.conn.phase())
+        })
+        .collect()
+}
+
+#[test]
+fn a_chunked_body_outside_the_grammar_is_400_however_the_input_is_cut() {
+    // RFC 9112 §7.1, §7.1.1: whitespace after a size with no `;`, a `;` with
+    // no name, a bare LF ending a trailer line or the body: 400 and a close.
+    let head = &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"[..];
+    for (framing, want) in [
+        (&b"5 \r\nhello\r\n0\r\n\r\n"[..], &[400][..]),
+        (b"5;\r\nhello\r\n0\r\n\r\n", &[400]),
+        (b"5\r\nhello\r\n0\r\nX: 1\n\r\n", &[400]),
+        (b"5\r\nhello\r\n0\r\n\n", &[400]),
+        (b"5 ;name\r\nhello\r\n0;name=value;q=\"x y\"\r\nX: 1\r\n\r\n", &[200, 200]),
+    ] {
+        for make in [Harness::new as fn() -> Harness, || Harness::with_handler(1, 64)] {
+            for (cut, statuses, phase) in statuses_at_every_cut(&[head, framing].concat(), make) {
+                let shown = String::from_utf8_lossy(framing);
+                assert_eq!(statuses, want, "{shown:?} cut at {cut}");
+                if want == [400] {
+                    assert_eq!(phase, Phase::Lingering, "{shown:?} cut at {cut}: an error closes");
+                }
+            }
+        }
+    }
+}

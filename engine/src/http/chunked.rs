@@ -15,8 +15,10 @@ pub enum ChunkedProgress {
         /// Bytes of the input that belonged to the body.
         consumed: usize,
     },
-    /// The framing is malformed: a bad chunk-size line, a line end other than
-    /// CRLF on one or after chunk data, or a trailer line that is not a field.
+    /// The framing is malformed: a chunk-size line outside the grammar, a
+    /// line end other than CRLF anywhere (chunk lines, after chunk data,
+    /// trailer lines, the final empty line), or a trailer line that is not a
+    /// field.
     Invalid,
     /// Chunk data and chunk extensions add up to more than `max_body`.
     BodyTooLarge,
@@ -30,10 +32,24 @@ enum State {
     SizeStart,
     /// Inside the hex digits of a chunk size.
     Size,
-    /// After the size: optional whitespace, then `;ext` or CRLF.
+    /// After the size or a whole extension: CR, `;`, or whitespace before a `;`.
     SizeTail,
-    /// Inside chunk extensions, counted up to the line end.
-    Extension,
+    /// Whitespace after the size or after an extension: a `;` must follow.
+    SemicolonBws,
+    /// After a `;`: optional whitespace, then an extension's name.
+    NameStart,
+    /// Inside an extension's name.
+    Name,
+    /// Whitespace after a name: `=` or `;` must follow.
+    NameBws,
+    /// After a `=`: optional whitespace, then a token or a quoted string.
+    ValueStart,
+    /// Inside a token value.
+    Token,
+    /// Inside a quoted value.
+    Quoted,
+    /// After a backslash in a quoted value.
+    QuotedPair,
     /// Saw CR after the size line, expecting LF.
     SizeLf,
     /// Inside chunk data.
@@ -128,25 +144,20 @@ impl ChunkedBody {
                     return self.step(byte, limits);
                 }
             },
-            State::SizeTail => match byte {
-                b' ' | b'\t' => self.count_extension_byte(limits)?,
-                b';' => {
+            State::SizeTail
+            | State::SemicolonBws
+            | State::NameStart
+            | State::Name
+            | State::NameBws
+            | State::ValueStart
+            | State::Token
+            | State::Quoted
+            | State::QuotedPair => {
+                self.state = extension_step(self.state, byte).ok_or(ChunkedProgress::Invalid)?;
+                if byte != b'\r' {
                     self.count_extension_byte(limits)?;
-                    self.state = State::Extension;
                 }
-                b'\r' => self.state = State::SizeLf,
-                // A bare LF too: RFC 9112 §7.1 ends chunk lines with CRLF and
-                // lets no LF stand alone there (§2.2 allows it for fields only);
-                // parsers that disagree on it are how requests get smuggled.
-                _ => return Err(ChunkedProgress::Invalid),
-            },
-            State::Extension => match byte {
-                b'\r' => self.state = State::SizeLf,
-                // Names, values and quoted strings are all made of these bytes;
-                // a control byte (a bare LF above all) is not an extension.
-                _ if is_field_value_byte(byte) => self.count_extension_byte(limits)?,
-                _ => return Err(ChunkedProgress::Invalid),
-            },
+            }
             State::SizeLf => {
                 if byte != b'\n' {
                     return Err(ChunkedProgress::Invalid);
@@ -167,7 +178,10 @@ impl ChunkedBody {
             }
             State::TrailerStart => match byte {
                 b'\r' => self.state = State::EndLf,
-                b'\n' => return Ok(true),
+                // Trailer lines end in CRLF, as chunk lines do (a bare LF is
+                // refused below too): a proxy that looks for CRLF CRLF must
+                // find the body's end where this decoder does.
+                b'\n' => return Err(ChunkedProgress::Invalid),
                 _ => {
                     self.trailer_fields += 1;
                     if self.trailer_fields > MAX_HEADERS {
@@ -196,7 +210,6 @@ impl ChunkedBody {
                 self.count_trailer_byte(limits)?;
                 match byte {
                     b'\r' => self.state = State::TrailerLf,
-                    b'\n' => self.state = State::TrailerStart,
                     _ if is_field_value_byte(byte) => {}
                     _ => return Err(ChunkedProgress::Invalid),
                 }
@@ -263,6 +276,68 @@ impl Default for ChunkedBody {
     }
 }
 
+/// The state after `byte` on a chunk-size line past its size (RFC 9112
+/// §7.1.1): `*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )`,
+/// then CR; `None` when the byte breaks that grammar. Whitespace no `;`
+/// follows, a `;` no name follows, a `=` no value follows: each is read one
+/// way by one parser and another by the next, the shape of a smuggled
+/// request; a bare LF too (§7.1 ends chunk lines with CRLF, and §2.2 lets an
+/// LF stand alone in a header block only).
+fn extension_step(state: State, byte: u8) -> Option<State> {
+    let bws = byte == b' ' || byte == b'\t';
+    let next = match state {
+        State::SizeTail => match byte {
+            b'\r' => State::SizeLf,
+            b';' => State::NameStart,
+            _ if bws => State::SemicolonBws,
+            _ => return None,
+        },
+        State::SemicolonBws => match byte {
+            b';' => State::NameStart,
+            _ if bws => State::SemicolonBws,
+            _ => return None,
+        },
+        State::NameStart => match byte {
+            _ if bws => State::NameStart,
+            _ if is_tchar(byte) => State::Name,
+            _ => return None,
+        },
+        State::Name => match byte {
+            _ if is_tchar(byte) => State::Name,
+            b'=' => State::ValueStart,
+            _ if bws => State::NameBws,
+            _ => return extension_step(State::SizeTail, byte),
+        },
+        State::NameBws => match byte {
+            b'=' => State::ValueStart,
+            b';' => State::NameStart,
+            _ if bws => State::NameBws,
+            _ => return None,
+        },
+        State::ValueStart => match byte {
+            b'"' => State::Quoted,
+            _ if bws => State::ValueStart,
+            _ if is_tchar(byte) => State::Token,
+            _ => return None,
+        },
+        State::Token => match byte {
+            _ if is_tchar(byte) => State::Token,
+            _ => return extension_step(State::SizeTail, byte),
+        },
+        State::Quoted => match byte {
+            b'"' => State::SizeTail,
+            b'\\' => State::QuotedPair,
+            // qdtext: HTAB, SP, VCHAR but `"` and `\`, obs-text.
+            _ if is_field_value_byte(byte) => State::Quoted,
+            _ => return None,
+        },
+        // quoted-pair: a backslash and HTAB, SP, VCHAR or obs-text.
+        State::QuotedPair if is_field_value_byte(byte) => State::Quoted,
+        _ => return None,
+    };
+    Some(next)
+}
+
 fn hex_value(byte: u8) -> Option<u8> {
     match byte {
         b'0'..=b'9' => Some(byte - b'0'),
@@ -319,14 +394,97 @@ mod tests {
     }
 
     #[test]
-    fn bare_lf_ends_trailer_lines_but_not_chunk_lines() {
-        // Field lines (trailers and the final empty line) may end in a bare LF.
-        let body = b"3\r\nabc\r\n0\r\nX: y\n\n";
-        assert_eq!(ChunkedBody::new().feed(body, &with_max_body(100)), ChunkedProgress::Done { consumed: body.len() });
-        // Chunk-size lines and chunk data end in CRLF only.
-        for bad in [&b"3\nabc\r\n0\r\n\r\n"[..], b"3;x\nabc\r\n", b"3 \nabc\r\n", b"3\r\nabc\n0\r\n\r\n", b"0\n\r\n"] {
-            assert_eq!(ChunkedBody::new().feed(bad, &with_max_body(100)), ChunkedProgress::Invalid, "{:?}", bad);
+    fn bare_lf_ends_no_line_of_a_chunked_body() {
+        // Chunk-size lines, chunk data, the last chunk, trailer field lines
+        // and the final empty line all end in CRLF only: a proxy that looks
+        // for CRLF CRLF must agree where the body ends.
+        for bad in [
+            &b"3\nabc\r\n0\r\n\r\n"[..],
+            b"3;x\nabc\r\n",
+            b"3 \nabc\r\n",
+            b"3\r\nabc\n0\r\n\r\n",
+            b"0\n\r\n",
+            b"0;x\n\r\n",
+            b"3\r\nabc\r\n0\r\nX: y\n\r\n",
+            b"3\r\nabc\r\n0\r\nX: y\r\n\n",
+            b"3\r\nabc\r\n0\r\n\n",
+        ] {
+            let progress = ChunkedBody::new().feed(bad, &with_max_body(100));
+            assert_eq!(progress, ChunkedProgress::Invalid, "{:?}", String::from_utf8_lossy(bad));
         }
+        let body = b"3\r\nabc\r\n0\r\nX: y\r\n\r\n";
+        assert_eq!(ChunkedBody::new().feed(body, &with_max_body(100)), ChunkedProgress::Done { consumed: body.len() });
+    }
+
+    #[test]
+    fn chunk_size_lines_keep_to_the_grammar() {
+        // RFC 9112 §7.1.1: chunk-size *( BWS ";" BWS name [ BWS "=" BWS value ] ) CRLF,
+        // a value a token or a quoted-string. Whitespace with no `;` after it,
+        // a `;` with no name, a `=` with no value: each read one way by one
+        // parser and another by the next ("funky chunks").
+        let mut wrong = Vec::new();
+        // A chunk of five bytes, or the last chunk, whatever follows its size.
+        let body = |line: &[u8]| {
+            let rest: &[u8] = if line.starts_with(b"0") { b"\r\n" } else { b"hello\r\n0\r\n\r\n" };
+            [line, rest].concat()
+        };
+        for bad in [
+            &b"5 \r\n"[..],
+            b"5\t\r\n",
+            b"5 \t \r\n",
+            b"5;\r\n",
+            b"5 ;\r\n",
+            b"5; \r\n",
+            b"5;;a\r\n",
+            b"5;a;\r\n",
+            b"5;=v\r\n",
+            b"5;a=\r\n",
+            b"5;a= \r\n",
+            b"5;a \r\n",
+            b"5;a=b \r\n",
+            b"5;a=b c\r\n",
+            b"5;a b\r\n",
+            b"5;a=\"x\r\n",
+            b"5;a=\"x\"y\r\n",
+            b"5;a=\"x\" \r\n",
+            b"5;a=b\"c\"\r\n",
+            b"5;a(b)\r\n",
+            b"5;a=\"\x01\"\r\n",
+            b"5;a=\"\\\x01\"\r\n",
+            b"0 \r\n",
+            b"0;\r\n",
+        ] {
+            let body = body(bad);
+            let progress = ChunkedBody::new().feed(&body, &with_max_body(100));
+            if progress != ChunkedProgress::Invalid {
+                wrong.push(format!("{:?}: {progress:?}", String::from_utf8_lossy(bad)));
+            }
+        }
+        for good in [
+            &b"5\r\n"[..],
+            b"5;name\r\n",
+            b"5;name=value\r\n",
+            b"5 ;name\r\n",
+            b"5\t;name\r\n",
+            b"5;name=\"quoted\"\r\n",
+            b"5;a;b=1;c=\"x y\"\r\n",
+            b"5 ;a=1 ;b \t; c = \"d\" ;e\r\n",
+            b"5; a = b\r\n",
+            b"5;a=\"\"\r\n",
+            b"5;a=\"x;y=z\"\r\n",
+            b"5;a=\"\\\"\\\\\"\r\n",
+            b"5;a=\"caf\xc3\xa9\"\r\n",
+            b"5;!#$%&'*+-.^_`|~09az=!#$%&'*+-.^_`|~09az\r\n",
+            b"0;last\r\n",
+            b"0 ;a=\"b\"\r\n",
+        ] {
+            let body = body(good);
+            let progress = ChunkedBody::new().feed(&body, &with_max_body(100));
+            if progress != (ChunkedProgress::Done { consumed: body.len() }) {
+                wrong.push(format!("{:?}: {progress:?}", String::from_utf8_lossy(good)));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
     }
 
     #[test]
@@ -446,7 +604,6 @@ mod tests {
             b"X: a b\t c \r\n",
             b"X: caf\xc3\xa9\r\n",
             b"!#$%&'*+-.^_`|~09az: \"quoted\"\r\n",
-            b"X: bare LF ends a field line\nY: as in the header block\n",
         ] {
             let body = last_chunk_with(good);
             let progress = ChunkedBody::new().feed(&body, &with_max_header(8192));

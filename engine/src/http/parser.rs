@@ -618,7 +618,7 @@ mod tests {
         let ok = vec![Reply::Ok, Reply::Ok];
         let extension = |bytes: usize| format!(";{}", "x".repeat(bytes - 1));
         vec![
-            (chunked("5 ;a=b;q=\"x y\"\r\nhello\r\n0;last\r\nX-T: 1\r\nY:\tz\n\r\n"), ok.clone()),
+            (chunked("5 ;a=b;q=\"x y\"\r\nhello\r\n0;last\r\nX-T: 1\r\nY:\tz\r\n\r\n"), ok.clone()),
             // Extensions of 999 bytes and one byte of data: max_body, then one over.
             (chunked(&format!("1{}\r\na\r\n0\r\n\r\n", extension(999))), ok.clone()),
             (chunked(&format!("1{}\r\na\r\n0\r\n\r\n", extension(1000))), vec![Reply::ContentTooLarge]),
@@ -626,12 +626,25 @@ mod tests {
             // Trailer sections of 256 bytes (max_header), then 257.
             (chunked(&format!("0\r\nX: {}\r\n\r\n", "v".repeat(251))), ok.clone()),
             (chunked(&format!("0\r\nX: {}\r\n\r\n", "v".repeat(252))), vec![Reply::HeaderTooLarge]),
-            // 64 trailer fields in 256 bytes, at both limits; then 65 fields in 195.
+            // 64 trailer fields in 256 bytes, at both limits; then a 65th
+            // field, refused at its first byte for the count.
             (chunked(&format!("0\r\n{}\r\n", "a:\r\n".repeat(64))), ok.clone()),
-            (chunked(&format!("0\r\n{}\r\n", "a:\n".repeat(65))), vec![Reply::HeaderTooLarge]),
+            (chunked(&format!("0\r\n{}\r\n", "a:\r\n".repeat(65))), vec![Reply::HeaderTooLarge]),
             (chunked("0\r\nNoColon\r\n\r\n"), vec![Reply::BadRequest]),
             (chunked("0\r\nBad Name: v\r\n\r\n"), vec![Reply::BadRequest]),
             (chunked("3;x\nabc\r\n0\r\n\r\n"), vec![Reply::BadRequest]),
+            // Chunk-size lines outside RFC 9112 §7.1.1's grammar, and the ones in it.
+            (chunked("5 \r\nhello\r\n0\r\n\r\n"), vec![Reply::BadRequest]),
+            (chunked("5;\r\nhello\r\n0\r\n\r\n"), vec![Reply::BadRequest]),
+            (chunked("5;a=\r\nhello\r\n0\r\n\r\n"), vec![Reply::BadRequest]),
+            (chunked("5;a=\"b\r\nhello\r\n0\r\n\r\n"), vec![Reply::BadRequest]),
+            (chunked("5\r\nhello\r\n0 \r\n\r\n"), vec![Reply::BadRequest]),
+            (chunked("5;name\r\nhello\r\n0;name=value\r\n\r\n"), ok.clone()),
+            (chunked("5 ;name=\"quoted \\\" ;\" ; b = c\r\nhello\r\n0\r\n\r\n"), ok.clone()),
+            // Trailer lines and the final empty line end in CRLF only.
+            (chunked("5\r\nhello\r\n0\r\nX: 1\n\r\n"), vec![Reply::BadRequest]),
+            (chunked("5\r\nhello\r\n0\r\nX: 1\r\n\n"), vec![Reply::BadRequest]),
+            (chunked("5\r\nhello\r\n0\r\n\n"), vec![Reply::BadRequest]),
         ]
     }
 
