@@ -204,6 +204,28 @@ fn e501_connect() {
     assert_eq!(r.status, 501);
 }
 
+/// `*` is the target of `OPTIONS` only (RFC 9112 §3.2.4), `host:port` the
+/// target of `CONNECT` only (§3.2.3): with another method, either is a
+/// malformed request. `OPTIONS *` and absolute-form targets are served.
+#[test]
+fn e400_asterisk_or_authority_target_outside_its_method() {
+    let s = server();
+    for req in [
+        &b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"POST * HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        b"GET example.com:80 HTTP/1.1\r\nHost: example.com:80\r\n\r\n",
+        b"OPTIONS example.com:80 HTTP/1.1\r\nHost: example.com:80\r\n\r\n",
+    ] {
+        expect_error(&s, req, &[400]);
+    }
+    let mut c = s.connect();
+    for req in [&b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"[..], b"GET http://a/abs HTTP/1.1\r\nHost: a\r\n\r\n"] {
+        let r = c.request(req);
+        check_ok(&r);
+        assert!(!r.has_connection("close"), "{r:?}");
+    }
+}
+
 #[test]
 fn e501_unsupported_transfer_coding() {
     let s = server();

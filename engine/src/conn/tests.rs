@@ -905,3 +905,27 @@ fn a_chunked_body_outside_the_grammar_is_400_however_the_input_is_cut() {
         }
     }
 }
+
+#[test]
+fn an_asterisk_target_is_for_options_only() {
+    // RFC 9112 §3.2.4: `*` is OPTIONS' target; for another method it is
+    // malformed (400, close), a HEAD's error without content.
+    for make in [Harness::new as fn() -> Harness, || Harness::with_handler(1, 64)] {
+        let mut h = make();
+        h.input(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.input(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.flush();
+        assert_eq!(h.statuses(), [200, 400], "{:?}", h.sent_text());
+        assert_eq!(h.conn.phase(), Phase::Lingering);
+        let mut h = make();
+        h.input(b"HEAD * HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.flush();
+        assert_eq!(h.statuses(), [400]);
+        assert!(h.sent_text().ends_with("\r\n\r\n"), "{:?}", h.sent_text());
+        // Authority-form outside CONNECT: the same.
+        let mut h = make();
+        h.input(b"GET example.com:80 HTTP/1.1\r\nHost: a\r\n\r\n");
+        h.flush();
+        assert_eq!(h.statuses(), [400]);
+    }
+}

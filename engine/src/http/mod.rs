@@ -9,6 +9,7 @@ mod chunked;
 mod head;
 mod limits;
 mod parser;
+mod target;
 
 pub use chunked::{ChunkedBody, ChunkedProgress};
 pub(crate) use head::{with_head, Parsed};

@@ -4,6 +4,7 @@
 use super::chunked::{ChunkedBody, ChunkedProgress};
 use super::head::{with_head, Parsed};
 use super::limits::Limits;
+use super::target::fits_method;
 use super::Reply;
 
 /// What one call to [`RequestParser::step`] found.
@@ -183,6 +184,11 @@ fn decide_head(input: &[u8], limits: &Limits, parsed: Parsed<'_, '_>) -> HeadRes
         // A proxy's method: a 2xx would tell the client its tunnel is open
         // (RFC 9110 §9.3.6), so an origin server says it does not do it.
         Parsed::Complete(_, request) if request.method == Some("CONNECT") => HeadResult::Reject(Reply::NotImplemented),
+        // `*` for OPTIONS only, no authority-form outside CONNECT (RFC 9112
+        // §3.2.3, §3.2.4), and no target of none of the forms.
+        Parsed::Complete(_, request) if !fits_method(request.method.unwrap_or(""), request.path.unwrap_or("")) => {
+            HeadResult::Reject(Reply::BadRequest)
+        }
         Parsed::Complete(len, request) => {
             decide(len, request.method == Some("HEAD"), request.version == Some(1), request.headers, limits)
         }
@@ -389,6 +395,60 @@ mod tests {
             [Reply::NotImplemented]
         );
         assert_eq!(replies(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"), [Reply::Ok]);
+    }
+
+    #[test]
+    fn request_target_forms_fit_their_methods() {
+        // RFC 9112 §3.2.4: asterisk-form is for OPTIONS only; §3.2.3:
+        // authority-form for CONNECT only (refused with 501 whatever its target).
+        let mut wrong = Vec::new();
+        let mut check = |line: &str, want: Reply| {
+            let request = format!("{line}\r\nHost: a\r\n\r\n");
+            let got = replies(request.as_bytes());
+            if got != [want] {
+                wrong.push(format!("{line:?}: {got:?}, want {want:?}"));
+            }
+        };
+        for line in [
+            "GET * HTTP/1.1",
+            "POST * HTTP/1.1",
+            "DELETE * HTTP/1.1",
+            "GET * HTTP/1.0",
+            "GET * HTTP/1.2",
+            "GET example.com:80 HTTP/1.1",
+            "GET example.com:80 HTTP/1.2",
+            "POST localhost:8080 HTTP/1.1",
+            "OPTIONS example.com:443 HTTP/1.1",
+            "GET [::1]:80 HTTP/1.1",
+            "GET index.html HTTP/1.1",
+            "GET ?x=1 HTTP/1.1",
+            "OPTIONS ** HTTP/1.1",
+            "GET http:/a HTTP/1.1",
+            "GET 1http://a/ HTTP/1.1",
+        ] {
+            check(line, Reply::BadRequest);
+        }
+        check("HEAD * HTTP/1.1", Reply::BadRequest);
+        for line in [
+            "OPTIONS * HTTP/1.1",
+            "OPTIONS / HTTP/1.1",
+            "GET / HTTP/1.1",
+            "GET //a/b?c HTTP/1.1",
+            "GET /a:b HTTP/1.1",
+            "GET http://a/b HTTP/1.1",
+            "GET HTTPS://a:443/b?c HTTP/1.1",
+            "GET http://a HTTP/1.1",
+            "OPTIONS http://a HTTP/1.1",
+            "GET svn+ssh.x-y://a/ HTTP/1.1",
+            "GET http://a/b HTTP/1.2",
+        ] {
+            check(line, Reply::Ok);
+        }
+        check("HEAD http://a/ HTTP/1.1", Reply::Head);
+        check("CONNECT example.com:443 HTTP/1.1", Reply::NotImplemented);
+        check("CONNECT * HTTP/1.1", Reply::NotImplemented);
+        check("CONNECT / HTTP/1.1", Reply::NotImplemented);
+        assert!(wrong.is_empty(), "{wrong:#?}");
     }
 
     #[test]
