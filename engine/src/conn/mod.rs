@@ -414,6 +414,8 @@ impl Connection {
             (Phase::Closed, _) => {}
             // A body too slow to finish: say so where a reply can still be sent.
             (Phase::Reading | Phase::Paused, Timer::Body) if !self.replies.is_full() => {
+                // A final reply, counted as every other one queued is.
+                self.parsed += 1;
                 self.push_page(Reply::RequestTimeout);
                 self.carry_len = 0;
                 self.phase = Phase::Finishing { linger: true };
@@ -534,6 +536,7 @@ impl Connection {
                         in_place = Some((start, at));
                     } else if !self.assembly.start(&input[start..at], dynamic.bodies) {
                         // No buffer free for the body: refuse, the server decides to close.
+                        self.parsed += 1;
                         self.push_page(Reply::ServiceUnavailable);
                         self.phase = Phase::Finishing { linger: true };
                         return input.len();

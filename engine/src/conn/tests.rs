@@ -929,3 +929,31 @@ fn an_asterisk_target_is_for_options_only() {
         assert_eq!(h.statuses(), [400]);
     }
 }
+
+#[test]
+fn a_body_timeout_408_and_a_503_for_a_body_are_counted_as_other_errors_are() {
+    // Every final reply queued counts as a request parsed (the worker's
+    // per-request work), errors included: a 400 ...
+    let mut h = Harness::new();
+    h.input(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab");
+    h.input(b"c");
+    assert_eq!(h.conn.take_parsed(), 0, "a body on its way is no request yet");
+    h.input(&[b"de", BAD].concat());
+    h.flush();
+    assert_eq!(h.statuses(), [200, 400]);
+    assert_eq!((h.conn.take_parsed(), h.answered), (2, 2));
+    // ... and the 408 of a body that stopped coming.
+    let mut h = Harness::new();
+    h.input(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab");
+    assert_eq!(h.conn.take_parsed(), 0);
+    h.at_deadline();
+    h.flush();
+    assert_eq!(h.statuses(), [408]);
+    assert_eq!((h.conn.take_parsed(), h.answered), (1, 1));
+    // ... and the 503 of a body with no buffer free to gather it in.
+    let mut h = Harness::with_handler(0, 256);
+    h.input(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhel");
+    h.flush();
+    assert_eq!(h.statuses(), [503]);
+    assert_eq!((h.conn.take_parsed(), h.answered), (1, 1));
+}

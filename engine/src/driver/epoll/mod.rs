@@ -336,6 +336,8 @@ impl<'a> EpollWorker<'a> {
             }
             let (_, mut ctx) = self.core.parts(slot);
             entry.conn.handle_timeout(&mut ctx);
+            // A body's 408 is a request answered, as a 400 is.
+            self.core.work_for(entry.conn.take_parsed());
             self.drive(slot, generation)?;
         }
         self.core.recheck_fd_limit();

@@ -391,6 +391,8 @@ impl<'a> UringWorker<'a> {
             } else {
                 let (_, mut ctx) = self.core.parts(slot);
                 entry.conn.handle_timeout(&mut ctx);
+                // A body's 408 is a request answered, as a 400 is.
+                self.core.work_for(entry.conn.take_parsed());
             }
             self.drive(slot, generation)?;
         }
