@@ -59,6 +59,7 @@ mod supervisor_start_not_ready;
 mod supervisor_stop;
 mod supervisor_stop_custody;
 mod supervisor_stop_hand_off;
+mod supervisor_stop_stuck_worker;
 mod upgrade_binary_replaced;
 mod upgrade_failure;
 mod upgrade_not_a_child;

@@ -157,7 +157,13 @@ impl Master {
         let deadline = Instant::now() + self.config.shutdown_timeout;
         // A drain delay under way ends here (a master that handed over drains at once).
         self.lame_duck = None;
-        self.stopping = Some(Stopping { deadline, stragglers_killed: false, exit_grace: None, stop_listening: false });
+        self.stopping = Some(Stopping {
+            deadline,
+            stragglers_killed: false,
+            exit_grace: None,
+            stop_listening: false,
+            stopped_listening: false,
+        });
         self.reactor.cancel(Op::Accept.token(0, 0))?;
         self.reload.cancel();
         for worker in &mut self.workers {

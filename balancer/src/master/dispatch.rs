@@ -12,15 +12,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ringmaster_engine::channel::MAX_FDS;
-use ringmaster_engine::stats::{STATE_DRAINING, STATE_READY};
+use ringmaster_engine::stats::STATE_DRAINING;
 use ringmaster_engine::{out_of_fds, out_of_resources, StatsBlock};
 
 use super::supervise::{Slot, Worker};
 use super::{Master, Op};
 use crate::bpf::program::STALLED;
-use crate::config::Mode;
 use crate::modes::{Accepting, Balance, RouteFacts};
-use crate::reactor::sys;
 use crate::refuse::Refusals;
 use crate::rlimit::fd_limit_text;
 use crate::stats_line::Routing;
@@ -93,6 +91,12 @@ pub(super) struct Dispatch {
 }
 
 impl Dispatch {
+    /// Answers `connection` with `503` and counts it: no worker can take it.
+    pub(super) fn refuse(&mut self, connection: OwnedFd, now: Instant) {
+        self.refused += 1;
+        self.refusals.refuse(connection, now);
+    }
+
     /// Connections held now, waiting for a ready worker.
     pub(super) fn held_now(&self) -> usize {
         self.held.len()
@@ -453,81 +457,6 @@ impl Master {
         for fd in self.dispatch.held.drain(..) {
             self.dispatch.refused += 1;
             self.dispatch.refusals.refuse(fd, now);
-        }
-    }
-
-    /// On the tick during a stop: once every worker has begun its drain (or
-    /// has none to begin: gone, or stalled), the listeners stop listening.
-    /// Not before: a worker that accepts takes what is queued until its
-    /// drain begins, and serves it, so a request sent before the stop gets
-    /// its answer rather than a `503`.
-    pub(super) fn stop_listening_when_drained(&mut self) {
-        if !self.stopping.as_ref().is_some_and(|s| s.stop_listening) {
-            return;
-        }
-        let now = Instant::now();
-        let judge = self.judge(now);
-        let begun = (0..self.slots.len()).all(|slot| {
-            self.slots[slot].process.is_none()
-                || self.stats.slot(slot).is_some_and(|c| c.state.load(Ordering::Acquire) != STATE_READY)
-                || judge.facts(slot).heartbeat_age > crate::modes::HEARTBEAT_STALE
-        });
-        if begun {
-            if let Some(stopping) = self.stopping.as_mut() {
-                stopping.stop_listening = false;
-            }
-            self.stop_listening();
-        }
-    }
-
-    /// A stop (not a hand-over to a new master): new clients are refused at
-    /// once, rather than queued for as long as the drain lasts and reset
-    /// when this master exits. What waits in the queue now is answered
-    /// `503`, as held connections are; then the socket stops listening, for
-    /// the workers' copies too (`shared`), and the kernel refuses the next
-    /// ones. A socket systemd passed is left as it is: systemd keeps it, and
-    /// what queues there, for the next start. `reuseport`: the master lets
-    /// go of its copies of the slot listeners; each worker takes its queue
-    /// as it drains and closes its own.
-    pub(super) fn stop_listening(&mut self) {
-        if self.activated {
-            return;
-        }
-        if self.config.mode == Mode::Reuseport {
-            let workers: Vec<usize> = self.dispatch.balance.own_listeners().iter().map(|&(worker, _)| worker).collect();
-            for worker in workers {
-                self.dispatch.balance.retire_worker(worker);
-            }
-            crate::log!(
-                "stopped listening: each worker takes what waits on its listener, then new connections are refused"
-            );
-            return;
-        }
-        let listener = self.listener.as_raw_fd();
-        // Nothing must block: the flag is the socket's, and its other
-        // holders, workers that accept on it, already expect EAGAIN.
-        if let Err(e) = sys::set_nonblocking(listener) {
-            crate::log!(warn: "stopping: cannot make the listener non-blocking ({e}); it listens until the exit");
-            return;
-        }
-        let now = Instant::now();
-        let mut answered = 0;
-        for _ in 0..self.config.backlog.max(1) {
-            match sys::accept(listener) {
-                Ok(connection) => {
-                    self.dispatch.refused += 1;
-                    self.dispatch.refusals.refuse(connection, now);
-                    answered += 1;
-                }
-                Err(e) if sys::accept_goes_on(&e) => {}
-                Err(_) => break,
-            }
-        }
-        match sys::stop_listening(listener) {
-            Ok(()) => crate::log!(
-                "stopped listening: new connections are refused ({answered} waiting in the queue answered 503)"
-            ),
-            Err(e) => crate::log!(warn: "stopping: cannot stop listening ({e}); new connections wait until the exit"),
         }
     }
 

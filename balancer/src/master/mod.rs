@@ -16,6 +16,9 @@
 //!   is held goes to workers before their `Drain`;
 //! - `commands.rs`: what operators ask for, by signal or on the control
 //!   socket, and the graceful stop;
+//! - `stop_listening.rs`: a stop's end of listening, once the drains have
+//!   begun: new clients refused, and in `reuseport` a stuck worker's
+//!   listener answered and shut;
 //! - `sockets.rs`: where the listening sockets come from at start (handed
 //!   down, passed by systemd, or bound here; `reuseport`'s anchor);
 //! - `upgrade.rs`: binary upgrade, from either side: handing the sockets to a
@@ -52,6 +55,7 @@ mod sockets;
 mod spares;
 mod stats;
 mod steer;
+mod stop_listening;
 mod supervise;
 mod upgrade;
 
@@ -174,6 +178,9 @@ struct Stopping {
     /// The listeners are to stop listening once every worker has begun its
     /// drain (`Master::stop_listening_when_drained`).
     stop_listening: bool,
+    /// They have: what is left of them (`reuseport`: listeners kept for a
+    /// worker that stands still) is looked at every tick.
+    stopped_listening: bool,
 }
 
 #[derive(Debug)]

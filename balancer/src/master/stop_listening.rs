@@ -1,0 +1,254 @@
+//! A stop's end of listening: once every worker has begun its drain (or
+//! has none to begin), new clients are refused at once rather than queued
+//! for as long as the drain lasts and reset when the master exits.
+//! `reuseport`: a slot's listener is left to its worker, which takes its
+//! queue as it drains, unless no process of that worker will take it: none
+//! runs, or the one that does has stood still for [`STUCK_AT_STOP`]; then
+//! the master answers that queue and shuts the listener.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ringmaster_engine::stats::STATE_READY;
+
+use super::Master;
+use crate::config::Mode;
+use crate::modes::HEARTBEAT_STALE;
+use crate::reactor::sys;
+
+/// How long a ready worker's loop may stand still (its heartbeat not
+/// moving) during a stop before the master answers what waits on its
+/// `reuseport` listener and shuts it. A stopped or wedged worker never
+/// takes what waits there, and what the kernel sends it meanwhile waits
+/// this long, not `--shutdown-timeout`. Longer than [`HEARTBEAT_STALE`],
+/// after which the stop no longer waits for a drain to begin: a loop busy
+/// with a slow handler stands still too, and serves what waits, sent
+/// before the stop, a moment later (cut at 500 ms, a worker spending 200 ms
+/// on each request had 3 of 10 clients that connected before the stop
+/// answered 503). The price: a worker that stands still longer and then
+/// runs on within `--shutdown-timeout` would have served what waited, and
+/// it gets `503` instead (a 4 s stall: 2 of 10 clients that connected
+/// before the stop, which it would have served 3 s later).
+pub(super) const STUCK_AT_STOP: Duration = Duration::from_secs(2);
+
+/// Where a process slot stands when a stop would stop listening.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AtStop {
+    /// No process runs there.
+    Gone,
+    /// Its drain has begun (or it was not ready yet): it takes what waits
+    /// on its own listener, if it has one, and lets it go.
+    Draining,
+    /// Ready, and its loop has stood still this long (stopped, wedged, or
+    /// busy in a long turn), past [`HEARTBEAT_STALE`].
+    Still(Duration),
+    /// Ready and running: its drain is about to begin.
+    Serving,
+}
+
+/// What becomes of a `reuseport` slot listener at a stop's tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// Its worker takes what waits there: the master lets go of its copy.
+    LeftToWorker,
+    /// Nobody will: the master answers what waits, and shuts it (why).
+    Shut(&'static str),
+    /// Its worker has stood still, not long enough to give up on it yet.
+    Kept,
+}
+
+/// The fate of a listener whose worker's processes stand as `standing`
+/// (none, one, or an old and a new one during a reload).
+fn fate(standing: &[AtStop]) -> Fate {
+    if standing.is_empty() {
+        return Fate::Shut("no process runs it");
+    }
+    if !standing.iter().all(|at| matches!(at, AtStop::Still(_))) {
+        return Fate::LeftToWorker;
+    }
+    if standing.iter().all(|at| matches!(at, AtStop::Still(d) if *d >= STUCK_AT_STOP)) {
+        return Fate::Shut("its process stands still");
+    }
+    Fate::Kept
+}
+
+impl Master {
+    /// Where the process in `slot` stands at `now`.
+    fn at_stop(&self, slot: usize, now: Instant) -> AtStop {
+        let Some(process) = self.slots[slot].process.as_ref() else { return AtStop::Gone };
+        if self.stats.slot(slot).is_some_and(|c| c.state.load(Ordering::Acquire) != STATE_READY) {
+            return AtStop::Draining;
+        }
+        let still = now.saturating_duration_since(process.heartbeat_moved);
+        if still > HEARTBEAT_STALE {
+            return AtStop::Still(still);
+        }
+        AtStop::Serving
+    }
+
+    /// On the tick during a stop: once every worker has begun its drain (or
+    /// has none to begin: gone, or stalled), the listeners stop listening.
+    /// Not before: a worker that accepts takes what is queued until its
+    /// drain begins, and serves it, so a request sent before the stop gets
+    /// its answer rather than a `503`. `reuseport`: then on every tick, the
+    /// listeners left for a worker that stands still.
+    pub(super) fn stop_listening_when_drained(&mut self) {
+        let Some(stopping) = self.stopping.as_ref() else { return };
+        let now = Instant::now();
+        if stopping.stopped_listening {
+            if self.config.mode == Mode::Reuseport && !self.activated {
+                self.settle_slot_listeners(now, false);
+            }
+            return;
+        }
+        if !stopping.stop_listening || (0..self.slots.len()).any(|slot| self.at_stop(slot, now) == AtStop::Serving) {
+            return;
+        }
+        if let Some(stopping) = self.stopping.as_mut() {
+            (stopping.stop_listening, stopping.stopped_listening) = (false, true);
+        }
+        self.stop_listening(now);
+    }
+
+    /// A stop (not a hand-over to a new master): new clients are refused at
+    /// once, rather than queued for as long as the drain lasts and reset
+    /// when this master exits. What waits in the queue now is answered
+    /// `503`, as held connections are; then the socket stops listening, for
+    /// the workers' copies too (`shared`), and the kernel refuses the next
+    /// ones. A socket systemd passed is left as it is: systemd keeps it, and
+    /// what queues there, for the next start.
+    fn stop_listening(&mut self, now: Instant) {
+        if self.activated {
+            return;
+        }
+        if self.config.mode == Mode::Reuseport {
+            self.settle_slot_listeners(now, true);
+            return;
+        }
+        let listener = self.listener.as_raw_fd();
+        let answered = match self.answer_queue(listener) {
+            Ok(answered) => answered,
+            Err(e) => {
+                crate::log!(warn: "stopping: cannot make the listener non-blocking ({e}); it listens until the exit");
+                return;
+            }
+        };
+        match sys::stop_listening(listener) {
+            Ok(()) => crate::log!(
+                "stopped listening: new connections are refused ({answered} waiting in the queue answered 503)"
+            ),
+            Err(e) => crate::log!(warn: "stopping: cannot stop listening ({e}); new connections wait until the exit"),
+        }
+    }
+
+    /// `reuseport`: the master lets go of its copy of each slot's listener
+    /// whose worker drains, which takes its queue as its drain begins and
+    /// closes its own. A listener no process takes from (its worker has
+    /// none running, or the one that runs has stood still for
+    /// [`STUCK_AT_STOP`]) is answered and shut instead: else, once the
+    /// others closed, the kernel would send every new connection to the
+    /// only listener left in the group, where it waited until the stuck
+    /// worker was killed at `--shutdown-timeout`, and was reset then. Shut
+    /// (`SHUT_RD`), it leaves the group for every holder, its stuck worker's
+    /// copy included, and with no listener left the kernel refuses the next
+    /// connection at once. One whose worker has stood still for less is
+    /// kept for the next tick. `first`: the stop's first look, always said.
+    fn settle_slot_listeners(&mut self, now: Instant, first: bool) {
+        let workers: Vec<usize> = self.dispatch.balance.own_listeners().iter().map(|&(worker, _)| worker).collect();
+        let (mut shut, mut still) = (Vec::new(), Vec::new());
+        let mut said = Vec::new();
+        for worker in workers {
+            // A reload may run two processes of one worker, on one listener.
+            let standing: Vec<AtStop> = (0..self.slots.len())
+                .filter(|&slot| self.slots[slot].process.as_ref().is_some_and(|p| p.worker == worker))
+                .map(|slot| self.at_stop(slot, now))
+                .collect();
+            match fate(&standing) {
+                Fate::LeftToWorker => {
+                    self.dispatch.balance.retire_worker(worker);
+                    if !first {
+                        said.push(format!("worker {worker} runs again: it takes what waits on its listener"));
+                    }
+                }
+                Fate::Shut(why) => shut.push((worker, why)),
+                Fate::Kept => still.push(worker),
+            }
+        }
+        // Shut after the others are let go of: with `net.ipv4.tcp_migrate_req`
+        // what waited on those moves to a listener left in the group, which
+        // answers it here.
+        for (worker, why) in shut {
+            let own = self.dispatch.balance.own_listeners();
+            let listener = own.iter().find(|&&(w, _)| w == worker).map(|(_, fd)| fd.as_raw_fd());
+            if let Some(listener) = listener {
+                // Not non-blocking: its queue is left to the shutdown (reset,
+                // or moved to another listener).
+                let answered = self.answer_queue(listener).unwrap_or(0);
+                match sys::stop_listening(listener) {
+                    Ok(()) => {
+                        said.push(format!("worker {worker}'s listener shut ({why}; {answered} waiting answered 503)"))
+                    }
+                    Err(e) => crate::log!(warn: "stopping: cannot shut worker {worker}'s listener ({e})"),
+                }
+            }
+            self.dispatch.balance.retire_worker(worker);
+        }
+        if first {
+            for worker in still {
+                said.push(format!(
+                    "worker {worker} stands still: its listener is answered and shut once it has for {STUCK_AT_STOP:?}"
+                ));
+            }
+            let said: String = said.iter().map(|s| format!("; {s}")).collect();
+            crate::log!(
+                "stopped listening: each worker takes what waits on its listener, then new connections are refused{said}"
+            );
+        } else if !said.is_empty() {
+            crate::log!("stopping: {}", said.join("; "));
+        }
+    }
+
+    /// Answers `503` to what waits in `listener`'s queue (up to `--backlog`),
+    /// without waiting: how many, or the error that kept the listener from
+    /// being made non-blocking. The flag is the socket's, and its other
+    /// holders, workers that accept on it, already expect `EAGAIN`.
+    fn answer_queue(&mut self, listener: RawFd) -> io::Result<usize> {
+        sys::set_nonblocking(listener)?;
+        let now = Instant::now();
+        let mut answered = 0;
+        for _ in 0..self.config.backlog.max(1) {
+            match sys::accept(listener) {
+                Ok(connection) => {
+                    self.dispatch.refuse(connection, now);
+                    answered += 1;
+                }
+                Err(e) if sys::accept_goes_on(&e) => {}
+                Err(_) => break,
+            }
+        }
+        Ok(answered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_is_shut_only_when_no_process_will_take_from_it() {
+        let long = AtStop::Still(STUCK_AT_STOP);
+        let short = AtStop::Still(HEARTBEAT_STALE * 2);
+        assert_eq!(fate(&[]), Fate::Shut("no process runs it"));
+        assert_eq!(fate(&[long]), Fate::Shut("its process stands still"));
+        assert_eq!(fate(&[AtStop::Draining]), Fate::LeftToWorker);
+        // A loop busy with a slow handler may stand still past the heartbeat's
+        // 500 ms, and still take its queue as its drain begins.
+        assert_eq!(fate(&[short]), Fate::Kept);
+        // During a reload, either process of the worker may take its queue.
+        assert_eq!(fate(&[long, AtStop::Draining]), Fate::LeftToWorker);
+        assert_eq!(fate(&[long, short]), Fate::Kept);
+        assert_eq!(fate(&[AtStop::Serving]), Fate::LeftToWorker);
+    }
+}

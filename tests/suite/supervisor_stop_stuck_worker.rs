@@ -1,0 +1,97 @@
+//! A stop in `--mode reuseport` with one worker stopped (SIGSTOP): once the
+//! healthy worker has closed its listener, the stopped worker's is the only
+//! one left in the kernel's group and gets every new connection. The master
+//! answers what waits there (`503`) and shuts it, so that a client arriving
+//! late is answered or refused within a moment, not left waiting until the
+//! stopped worker is killed at `--shutdown-timeout` and reset then (seen:
+//! 10 late clients reset 4 s after they connected, at a 5 s timeout). The
+//! healthy worker still serves what it was sent before the stop.
+
+use crate::util;
+
+use std::io::{self, BufReader};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use util::procs::{stop_and_check_no_process_left, stop_between_turns};
+use util::stats::{expect_worker, num, per_worker};
+use util::*;
+
+/// Long beside anything the stop does, short beside the test's patience:
+/// without the fix a late client waited this long, then was reset.
+const SHUTDOWN_TIMEOUT: &str = "30";
+
+/// How a late client fared.
+fn late_client(s: &Server) -> Result<String, String> {
+    let stream = match TcpStream::connect_timeout(&s.addr(), IO_TIMEOUT) {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Ok("refused".into()),
+        Err(e) => return Err(format!("connect: {e}")),
+        Ok(stream) => stream,
+    };
+    let mut late = Conn { r: BufReader::new(stream) };
+    late.send(GET_CLOSE);
+    // Past the shutdown timeout: a client left waiting is reset by the kill.
+    late.stream().set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
+    match late.try_read() {
+        Ok(resp) if resp.status == 503 || resp.status == 200 => Ok(format!("answered {}", resp.status)),
+        Ok(resp) => Err(format!("unexpected answer {resp:?}")),
+        Err(e) => Err(format!("no answer: {e}")),
+    }
+}
+
+#[test]
+fn reuseport_stop_with_a_stopped_worker_answers_late_clients_at_once() {
+    let args = ["--mode", "reuseport", "--workers", "2", "--no-pin", "--shutdown-timeout", SHUTDOWN_TIMEOUT];
+    let mut s = Server::start(&args);
+    let ready = s.wait_workers_ready(2, START_TIMEOUT);
+    // A keep-alive client on one worker; the other one is stopped.
+    let mut c = s.connect();
+    c.get_ok();
+    let mut live = Vec::new();
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            live = per_worker(&s.stats(), "live");
+            live.iter().sum::<u64>() == 1
+        }),
+        "one worker holds the client: {live:?}"
+    );
+    let victim_id = if live[0] == 1 { 2 } else { 1 };
+    let victim = num(&expect_worker(&ready, victim_id), "pid") as u32;
+    let (cont, _) = stop_between_turns(victim);
+
+    // A request begun before the stop, on the healthy worker.
+    c.send(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhello");
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    s.wait_for_log_from(from, |l| l.starts_with("stopped listening"), Duration::from_secs(10));
+
+    let late = Instant::now();
+    let fared: Vec<(Result<String, String>, Duration)> = (0..4)
+        .map(|_| {
+            let at = Instant::now();
+            (late_client(&s), at.elapsed())
+        })
+        .collect();
+    let took = late.elapsed();
+    let log = s.log()[from..].join("\n");
+    eprintln!("late clients: {fared:?} in {took:?}");
+    assert!(fared.iter().all(|(f, _)| f.is_ok()), "a late client was left without an answer: {fared:?}; log:\n{log}");
+    assert!(!log.contains("shutdown timeout"), "answered only once the stopped worker was killed: {log}");
+
+    c.send(b"world");
+    let resp = c.read();
+    check_ok(&resp);
+    assert!(resp.has_connection("close"), "an answer during the drain closes the connection: {resp:?}");
+    c.expect_closed();
+
+    // Continued, the stopped worker drains (its listener shut) and exits.
+    drop(cont);
+    let status = s.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "master exit status {status}; log:\n{}", s.log().join("\n"));
+    let exits: Vec<String> = s.log()[from..].iter().filter(|l| l.contains(") exited with code ")).cloned().collect();
+    assert!(
+        exits.len() == 2 && exits.iter().all(|l| l.ends_with("code 0")),
+        "both workers drain and exit 0: {exits:?}"
+    );
+    stop_and_check_no_process_left(s);
+}
