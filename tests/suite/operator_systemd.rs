@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use util::control::ctl;
 use util::ops::{metrics_addr, scrape, NotifySocket};
-use util::upgrade::{parse_new_master, wait_gone, TempDir};
+use util::upgrade::{parse_new_master, replace_by_rename, wait_gone, Replacement, TempDir};
 use util::*;
 
 fn with_notify(socket: &NotifySocket) -> Command {
@@ -107,6 +107,50 @@ fn the_new_master_of_an_upgrade_says_it_is_the_main_pid() {
     assert_eq!((code, out.as_str()), (0, "ok stopping"));
     assert!(has(socket.until("STOPPING=1").last().unwrap(), "STOPPING=1"));
     assert!(wait_gone(&[new_master], Duration::from_secs(15)).is_empty());
+}
+
+/// A new master stopped before it is ready (here by a `SIGTERM` pending as
+/// it starts; the old master's `--shutdown-timeout` stops one the same way)
+/// tells systemd nothing: the service is the old master's, which serves on.
+/// Before, it sent `STOPPING=1`, and systemd (`NotifyAccess=all`) took the
+/// service for stopping while the old master served: `TimeoutStopSec=`
+/// later it would kill them all.
+#[test]
+fn a_new_master_stopped_before_it_is_ready_does_not_tell_systemd_it_stops() {
+    let dir = TempDir::new("notify-upgrade-stopped");
+    let binary = dir.install();
+    let next = dir.join("next");
+    util::upgrade::copy_for_exec(std::path::Path::new(BIN), &next);
+    let socket = NotifySocket::at_path("upgrade-stopped");
+    let mut cmd = Command::new(&binary);
+    cmd.env("NOTIFY_SOCKET", &socket.name);
+    let mut old = Server::start_command(cmd, &["--workers", "1", "--no-pin"]);
+    assert!(has(&socket.next(), "READY=1"));
+    // The SIGTERM stays pending, blocked, across the exec: the new master
+    // reads it at its first turn, before any of its workers is ready.
+    let script = format!(
+        "#!/bin/sh\nexec env --block-signal=TERM /bin/sh -c 'kill -TERM $$; exec \"$0\" \"$@\"' {} \"$@\"\n",
+        next.display()
+    );
+    replace_by_rename(&binary, Replacement::Script(&script));
+    let mark = old.log_len();
+    old.signal(libc::SIGUSR2);
+    let (_, line) = old.wait_for_log_from(mark, |l| l.contains("upgrade failed: "), Duration::from_secs(10));
+    assert!(line.contains("before it was ready") && line.contains("keeps serving"), "{line}");
+    old.connect().get_ok();
+    // Once the old master has stopped, every message is in the socket: one
+    // STOPPING=1, the old master's own, and last.
+    old.signal(libc::SIGTERM);
+    assert!(old.wait_exit(Duration::from_secs(15)).success());
+    socket.socket.set_nonblocking(true).unwrap();
+    let mut messages = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = socket.socket.recv(&mut buffer) {
+        messages.push(String::from_utf8_lossy(&buffer[..n]).to_string());
+    }
+    let stopping: Vec<&String> = messages.iter().filter(|m| m.lines().any(|l| l == "STOPPING=1")).collect();
+    assert_eq!(stopping.len(), 1, "the new master told systemd it stops: {messages:?}");
+    assert!(messages.last() == Some(stopping[0]) && !stopping[0].contains("0 of 1"), "{messages:?}");
 }
 
 /// A copy of `fd` numbered 100 or above (close-on-exec), for `pre_exec` to place.

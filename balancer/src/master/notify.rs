@@ -2,7 +2,7 @@
 //! `READY=1` once every worker is ready (after an upgrade, from the new
 //! master, with `MAINPID=` first); `RELOADING=1` with `MONOTONIC_USEC=` when
 //! a rolling reload begins and `READY=1` when it is done; `STOPPING=1` when
-//! a stop begins; `STATUS=` with what the workers are doing, when it
+//! a stop begins (a new master stopped before it took over says nothing); `STATUS=` with what the workers are doing, when it
 //! changes; `WATCHDOG=1` pings when `WatchdogSec=` asks for them.
 
 use std::time::Instant;
@@ -72,9 +72,12 @@ impl Master {
         self.notified.status = status;
     }
 
-    /// A stop begins (not the drain that follows a hand-over: the new master is systemd's now).
+    /// A stop begins (not the drain that follows a hand-over: the new master
+    /// is systemd's now; nor the stop of a new master not yet ready: the
+    /// service is still the old master's, which serves on, and systemd would
+    /// take `STOPPING=1` from any process of the unit for the service's).
     pub(super) fn notify_stopping(&mut self) {
-        if self.notifier.is_none() {
+        if self.notifier.is_none() || self.upgrades.is_taking_over() {
             return;
         }
         let status = self.status_text();
