@@ -64,6 +64,9 @@ fn ready_reloading_ready_stopping() {
     s.signal(libc::SIGTERM);
     let stopping = socket.until("STOPPING=1");
     assert!(!stopping.iter().flatten().any(|l| l == "READY=1"), "{stopping:?}");
+    // Its STATUS= says the stop, not the serving before it.
+    let status = field(stopping.last().unwrap(), "STATUS").expect("STATUS with STOPPING");
+    assert!(status.starts_with("stopping: "), "{status}");
     let mut s = s;
     assert!(s.wait_exit(Duration::from_secs(10)).success());
 }

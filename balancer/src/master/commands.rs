@@ -91,7 +91,6 @@ impl Master {
             crate::log!("{why} received during the drain delay: stopping {running} workers now");
             return self.stop_now();
         }
-        self.notify_stopping();
         let delay = self.config.drain_delay;
         // A new master not yet ready has served nothing and must not become
         // ready now (the old master would hand over to a master that is
@@ -102,6 +101,8 @@ impl Master {
         }
         if !delay.is_zero() {
             self.lame_duck = Some(Instant::now() + delay);
+            // Once the stop is under way, so that its STATUS= says so.
+            self.notify_stopping();
             // After the stop has begun: the log must not say this master serves on.
             self.abandon_upgrade()?;
             self.reload.cancel();
@@ -118,7 +119,9 @@ impl Master {
             return Ok(());
         }
         crate::log!("{why} received: stopping {running} workers");
-        self.stop_now()
+        self.stop_now()?;
+        self.notify_stopping();
+        Ok(())
     }
 
     /// Each tick: once the drain delay is over, the stop proper.
