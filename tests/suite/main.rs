@@ -61,6 +61,7 @@ mod supervisor_stop_custody;
 mod supervisor_stop_hand_off;
 mod supervisor_stop_stuck_worker;
 mod upgrade_binary_replaced;
+mod upgrade_chained;
 mod upgrade_failure;
 mod upgrade_not_a_child;
 mod upgrade_seamless;

@@ -34,7 +34,7 @@ impl Master {
             let pid = pid.as_raw() as u32;
             let Some(slot) = self.slots.iter().position(|s| s.process.as_ref().is_some_and(|p| p.pid == pid)) else {
                 // Not a worker: a new master this one started, maybe.
-                self.upgrade_child_exited(pid, &how)?;
+                self.upgrade_child_exited(pid, &how, clean)?;
                 continue;
             };
             self.process_exited(slot, &how, clean)?;

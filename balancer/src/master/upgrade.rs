@@ -307,9 +307,10 @@ impl Master {
         Ok(())
     }
 
-    /// A child that is not a worker exited: if it is the new master, the
-    /// upgrade fails (before it was ready), or is over (it was stopped).
-    pub(super) fn upgrade_child_exited(&mut self, pid: u32, how: &str) -> io::Result<()> {
+    /// A child that is not a worker exited (`clean`: with code 0): if it is
+    /// the new master, the upgrade fails (before it was ready), or is over
+    /// (it was stopped).
+    pub(super) fn upgrade_child_exited(&mut self, pid: u32, how: &str, clean: bool) -> io::Result<()> {
         let Some(successor) = self.upgrades.successor.as_mut().filter(|s| s.pid == pid) else { return Ok(()) };
         match successor.phase {
             Phase::Starting { .. } => {
@@ -318,6 +319,16 @@ impl Master {
             Phase::Abandoned { .. } => {
                 crate::log!("upgrade: the new master (pid {pid}) {how}");
                 self.upgrades.successor = None;
+                Ok(())
+            }
+            // A clean exit is a stop someone asked for, or a hand-over in
+            // turn to a newer master (upgrades faster than this drain):
+            // which one, this master cannot tell, and neither is a fault.
+            Phase::HandingOver | Phase::HandedOver if clean => {
+                crate::log!(
+                    "upgrade: the new master (pid {pid}) {how} after this one handed over: it was stopped, or \
+                     handed over in turn"
+                );
                 Ok(())
             }
             Phase::HandingOver | Phase::HandedOver => {
