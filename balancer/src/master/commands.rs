@@ -135,7 +135,7 @@ impl Master {
         Ok(())
     }
 
-    fn stop_now(&mut self) -> io::Result<()> {
+    pub(super) fn stop_now(&mut self) -> io::Result<()> {
         // Before any `Drain` is asked: it goes down each lane after what is queued there.
         self.hand_off_before_drain();
         self.drain_everything()?;

@@ -55,6 +55,14 @@ impl Master {
         self.notified.status = status;
     }
 
+    /// As the new master of an upgrade the old master gave up just as this
+    /// one said it is ready (after [`Master::notify_took_over`]): the old
+    /// master is the main process again, and this one says nothing more.
+    pub(super) fn notify_gave_back(&mut self, old: u32) {
+        self.notify(&format!("MAINPID={old}\nREADY=1\nSTATUS=serving: the upgrade was given up; pid {old} serves on"));
+        self.notifier = None;
+    }
+
     /// As the old master of an upgrade that succeeded: the new one speaks to
     /// systemd from now on.
     pub(super) fn stop_notifying(&mut self) {

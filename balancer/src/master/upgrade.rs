@@ -46,6 +46,9 @@ pub(super) struct Upgrades {
     /// Upgrades begun: the epoch of the readiness channel's op, so that a
     /// completion of an earlier attempt names nothing.
     attempts: u32,
+    /// As a new master: the old one gave this one up as it became ready,
+    /// and serves on, on the listeners they share.
+    given_up_by: Option<u32>,
 }
 
 impl Upgrades {
@@ -55,9 +58,11 @@ impl Upgrades {
     }
 
     /// This master may accept connections (listeners, control socket): it is
-    /// neither waiting to take over nor handing over.
+    /// neither waiting to take over, nor given up by its old master, nor
+    /// handing over.
     pub(super) fn lets_accept(&self) -> bool {
         self.takeover.is_none()
+            && self.given_up_by.is_none()
             && !self.successor.as_ref().is_some_and(|s| matches!(s.phase, Phase::HandingOver | Phase::HandedOver))
     }
 
@@ -377,6 +382,19 @@ impl Master {
         self.notify_took_over();
         match takeover.report_ready() {
             Ok(()) => crate::log!("upgrade: every worker is ready: told the old master (pid {from}); pid {me} serves"),
+            // The old master ended the channel and lives: it gave this one up
+            // (late) and serves on. Taking over now would leave two masters
+            // accepting, and this one, stopped by the old one, would take the
+            // control socket's path with it.
+            Err(e) if still_running(from) => {
+                crate::log!(warn:
+                    "upgrade: every worker is ready, but the old master (pid {from}) gave up waiting ({e}) and serves \
+                     on: stopping"
+                );
+                self.notify_gave_back(from);
+                self.upgrades.given_up_by = Some(from);
+                return self.stop_now();
+            }
             Err(e) => {
                 crate::log!(warn: "upgrade: every worker is ready, but the old master (pid {from}) cannot be told: {e}")
             }
@@ -399,10 +417,17 @@ impl Master {
                 &format!("the new master (pid {pid}) closed its readiness channel without saying it is ready"),
                 true,
             ),
-            Phase::Starting { deadline, .. } if now >= *deadline => self.upgrade_failed(
-                &format!("the new master (pid {pid}) was not ready within {timeout:.1} s (--shutdown-timeout)"),
-                true,
-            ),
+            Phase::Starting { channel: Some(channel), deadline } if now >= *deadline => {
+                // It may have said it is ready as the time ran out, unread yet:
+                // its last word decides, and it can say nothing after it.
+                if matches!(channel.last_word(), Ok(Heard::Ready)) {
+                    return self.hand_over();
+                }
+                self.upgrade_failed(
+                    &format!("the new master (pid {pid}) was not ready within {timeout:.1} s (--shutdown-timeout)"),
+                    true,
+                )
+            }
             Phase::Abandoned { kill_at, killed } if now >= *kill_at && !*killed => {
                 *killed = true;
                 crate::log!(warn: "upgrade: the new master (pid {pid}) did not stop within {timeout:.1} s: killing it");
@@ -427,4 +452,12 @@ impl Master {
             crate::log!("upgrade: done: every worker of this master has exited; pid {pid} serves");
         }
     }
+}
+
+/// Whether process `pid` exists and has not exited (a zombie has).
+fn still_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command name, which is in parentheses and may hold any byte.
+    let state = stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next());
+    !matches!(state, None | Some("Z" | "X" | "x"))
 }

@@ -181,6 +181,15 @@ impl ReadyChannel {
         })
     }
 
+    /// Ends the channel's reading for good, then reads what had arrived:
+    /// from now on the new master's send fails (`EPIPE`), so that what it
+    /// was able to say and what this master heard agree, however close to
+    /// a deadline it spoke.
+    pub fn last_word(&mut self) -> io::Result<Heard> {
+        self.stream.shutdown(std::net::Shutdown::Read)?;
+        self.listen()
+    }
+
     /// The channel, to close.
     pub fn into_fd(self) -> OwnedFd {
         OwnedFd::from(self.stream)
