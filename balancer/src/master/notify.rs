@@ -2,8 +2,9 @@
 //! `READY=1` once every worker is ready (after an upgrade, from the new
 //! master, with `MAINPID=` first); `RELOADING=1` with `MONOTONIC_USEC=` when
 //! a rolling reload begins and `READY=1` when it is done; `STOPPING=1` when
-//! a stop begins (a new master stopped before it took over says nothing); `STATUS=` with what the workers are doing, when it
-//! changes; `WATCHDOG=1` pings when `WatchdogSec=` asks for them.
+//! a stop begins (a new master stopped before it took over says nothing);
+//! `STATUS=` with what the workers are doing, when it changes; `WATCHDOG=1`
+//! pings when `WatchdogSec=` asks for them.
 
 use std::time::Instant;
 
