@@ -391,8 +391,10 @@ fn steer_load_a_client_accepted_where_a_rescued_connection_took_the_room_is_answ
             c
         })
         .collect();
-    // They wait on the listeners, but for the one the armed accept took,
-    // which waits for a slot, counted live.
+    // They wait on the listeners: the worker cancels the accept it armed
+    // once the rescued connection takes its room (since 2026-12-05), and a
+    // client an armed accept took before its cancel waits for a slot,
+    // counted live.
     let mut seen = (0, 0);
     let all_placed = eventually(Duration::from_secs(10), || {
         let waiting: u64 = [1, 2].into_iter().map(|id| accept_queue(listener(id)).unwrap_or_default()).sum();
@@ -417,6 +419,81 @@ fn steer_load_a_client_accepted_where_a_rescued_connection_took_the_room_is_answ
         let answer = read_response(&mut BufReader::new(c)).map(|r| r.status);
         assert!(matches!(answer, Ok(200)), "new client {i} of {PLACED}: {answer:?}; {}", s.stats());
     }
+}
+
+/// Clients placed at most in
+/// [`steer_load_a_client_placed_where_a_rescued_connection_took_the_room_goes_where_room_comes`]
+/// until one lands on the worker holding the rescued connection.
+const PLACED_AT_MOST: usize = 64;
+
+#[test]
+fn steer_load_a_client_placed_where_a_rescued_connection_took_the_room_goes_where_room_comes() {
+    // A worker given room arms an accept for it; the master hands it a
+    // connection rescued from a full worker's queue, which takes that room.
+    // Until 2026-12-05 the armed accept stayed and took the next client the
+    // hash placed on the worker's listener, which then waited for that
+    // worker's own slot (after a restart, up to the second an idle
+    // connection takes to be reclaimed) while another worker had room.
+    // Now the accept is cancelled, and the client waits in the queue, from
+    // which the master hands it to the first worker with room.
+    if !may_steer() {
+        return;
+    }
+    let _one = one_at_a_time();
+    let BothFull { s, first, second, first_on, listeners } = BothFull::start();
+    let listener = |id: u64| listeners[id as usize - 1];
+    let mut third = util::Conn::connect(s.addr());
+    third.send(GET);
+    let queued_on = wait_queued_on_one(listener);
+    let given_room = 3 - queued_on;
+    let mut still_busy = if queued_on == first_on {
+        drop(second);
+        first
+    } else {
+        drop(first);
+        second
+    };
+    // Handed to the worker given room, the third takes it, and stays busy.
+    check_ok(&third.read());
+    third.send(BEGUN);
+    assert_eq!(steer_of_key(&s.stats(), queued_on, "rescued"), 1, "{}", s.stats());
+    // Both full: the hash places each new client on either listener; place
+    // them until one lands on the worker holding the third (in its queue,
+    // or taken off it with no slot: one more live).
+    let mut placed = Vec::new();
+    let mut seen = (0, 0, 0);
+    while seen.1 == 0 && seen.2 <= 1 {
+        assert!(placed.len() < PLACED_AT_MOST, "none of {} placed on worker {given_room}", placed.len());
+        let mut c = TcpStream::connect(s.addr()).expect("connect");
+        c.write_all(GET_CLOSE).expect("a request");
+        placed.push(c);
+        let landed = eventually(Duration::from_secs(10), || {
+            let waiting = |id: u64| accept_queue(listener(id)).unwrap_or_default();
+            let live = num(&expect_worker(&s.stats(), given_room), "live");
+            seen = (waiting(queued_on), waiting(given_room), live);
+            seen.0 + seen.1 + live.saturating_sub(1) == placed.len() as u64
+        });
+        assert!(landed, "client {} placed nowhere: {seen:?}; {}", placed.len(), s.stats());
+    }
+    // Room comes on the other worker only: every client is answered there,
+    // the one that landed beside the busy third too.
+    finish_begun(&mut still_busy);
+    drop(still_busy);
+    for (i, c) in placed.into_iter().enumerate() {
+        c.set_read_timeout(Some(CLIENT_TIMEOUT)).expect("read timeout");
+        let answer = read_response(&mut BufReader::new(c)).map(|r| r.status);
+        assert!(
+            matches!(answer, Ok(200)),
+            "client {i} (waiting {} on worker {queued_on}, {} on worker {given_room}, {} live there with the busy \
+             third): {answer:?}; {}",
+            seen.0,
+            seen.1,
+            seen.2,
+            s.stats()
+        );
+    }
+    assert_eq!(steer_of_key(&s.stats(), given_room, "rescued"), 1, "handed on from its queue: {}", s.stats());
+    finish_begun(&mut third);
 }
 
 #[test]

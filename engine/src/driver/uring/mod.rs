@@ -8,7 +8,8 @@
 //! Accepts are single-shot and kept outstanding: a multishot accept on a
 //! listener shared by several rings would send every connection to one of
 //! them. Never more accepts are armed than free slots, so a full worker
-//! stops accepting.
+//! stops accepting; connections handed over that take the slots accepts
+//! were armed for have those accepts cancelled.
 //!
 //! This file: the ring, the loop, where connections come from, time and
 //! draining; `connection.rs`: one connection's ops and completions;
@@ -48,6 +49,9 @@ pub(super) struct UringWorker<'a> {
     core: Core<'a>,
     tick: Box<Timespec>,
     accepts_armed: u32,
+    /// Of `accepts_armed`, those a cancel was sent for, their completion to
+    /// come: none is armed until they are all in.
+    accepts_cancelling: u32,
     /// An accept ran out of fds or memory: no new accepts until the next tick.
     accepts_starved: bool,
     /// An accept of the ring's completed since the last tick.
@@ -104,6 +108,7 @@ impl<'a> UringWorker<'a> {
             core,
             tick: Box::new(Timespec::from(TICK)),
             accepts_armed: 0,
+            accepts_cancelling: 0,
             accepts_starved: false,
             accepted_since_tick: false,
             queue_at_tick: false,
@@ -183,6 +188,8 @@ impl<'a> UringWorker<'a> {
 
     // --- sources of connections ----------------------------------------------------------
 
+    /// Arms accepts for the room there is, up to `accepts_outstanding`, and
+    /// cancels those armed beyond it.
     fn arm_accepts(&mut self) -> io::Result<()> {
         let Some(listener) = self.core.sources.listener.as_ref().map(|l| l.as_raw_fd()) else { return Ok(()) };
         let free = self.room();
@@ -194,7 +201,9 @@ impl<'a> UringWorker<'a> {
             self.core.counts.fd_limit_hits += 1;
         }
         self.full_at_fd_limit = at_fd_limit;
-        while !self.core.draining && !self.accepts_starved && self.accepts_armed < room {
+        self.cancel_surplus_accepts(room)?;
+        while !self.core.draining && !self.accepts_starved && self.accepts_cancelling == 0 && self.accepts_armed < room
+        {
             let accept = opcode::Accept::new(Fd(listener), std::ptr::null_mut(), std::ptr::null_mut());
             // A direct descriptor is never in the process's table, so never
             // inherited: the kernel refuses SOCK_CLOEXEC with it.
@@ -206,6 +215,29 @@ impl<'a> UringWorker<'a> {
             self.push(accept.user_data(token::encode(Op::Accept, 0, 0)))?;
             self.accepts_armed += 1;
         }
+        Ok(())
+    }
+
+    /// Cancels armed accepts beyond `room`: a connection handed over
+    /// (`reuseport`'s rescue of a full worker's queue, the master counting
+    /// this worker's free slots as room) took the slot one was armed for.
+    /// Left armed, it would take the next client off the listener's queue
+    /// with no slot for it, and that client would wait unanswered for one
+    /// of this worker's connections to end or idle a second
+    /// ([`UringWorker::adopt`]), where in the queue the master could hand
+    /// it to whichever worker has room first. All are cancelled and what
+    /// room is left is armed again once they are in: cancels of one accept
+    /// each, all sent in one turn, took one between them (the same one).
+    /// A cancel comes too late for an accept that completes meanwhile: that
+    /// client waits for a slot.
+    fn cancel_surplus_accepts(&mut self, room: u32) -> io::Result<()> {
+        // The drain cancels them all itself.
+        if self.core.draining || self.accepts_cancelling > 0 || self.accepts_armed <= room {
+            return Ok(());
+        }
+        let all_accepts = CancelBuilder::user_data(token::encode(Op::Accept, 0, 0)).all();
+        self.push_ignored(opcode::AsyncCancel2::new(all_accepts).build())?;
+        self.accepts_cancelling = self.accepts_armed;
         Ok(())
     }
 
@@ -236,6 +268,11 @@ impl<'a> UringWorker<'a> {
 
     fn on_accept(&mut self, result: i32) -> io::Result<()> {
         self.accepts_armed -= 1;
+        if result == -libc::ECANCELED {
+            self.accepts_cancelling = self.accepts_cancelling.saturating_sub(1);
+        }
+        // One the cancel came too late for completed as any accept does.
+        self.accepts_cancelling = self.accepts_cancelling.min(self.accepts_armed);
         if result >= 0 {
             self.accepted_since_tick = true;
             let socket = if self.accepts_direct {
