@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use util::control::{control_path, status};
 use util::load::{close_request, patient_churn, scale_down_4_to_1_under_churn, CLIENT_TIMEOUT};
-use util::procs::{fd_limit_leaving, kill, run_to_exit, set_soft_fd_limit, stop_between_turns};
+use util::procs::{fd_limit_leaving, kill, ring_accepts_armed, run_to_exit, set_soft_fd_limit, stop_between_turns};
 use util::sockets::{accept_queue, socket_inode};
 use util::stats::{expect_worker, num, stats_when_idle, stats_when_settled};
 use util::*;
@@ -456,7 +456,20 @@ fn steer_load_a_client_placed_where_a_rescued_connection_took_the_room_goes_wher
     // Handed to the worker given room, the third takes it, and stays busy.
     check_ok(&third.read());
     third.send(BEGUN);
-    assert_eq!(steer_of_key(&s.stats(), queued_on, "rescued"), 1, "{}", s.stats());
+    let stats = s.stats();
+    assert_eq!(steer_of_key(&stats, queued_on, "rescued"), 1, "{stats}");
+    // On io_uring that worker had armed an accept for the room: cancelled.
+    let ring_of = (stats["backend"] == "uring").then(|| num(&expect_worker(&stats, given_room), "pid") as u32);
+    let accepts_come_to = |n| {
+        let Some(pid) = ring_of else { return };
+        let mut armed = None;
+        let seen = eventually(Duration::from_secs(10), || {
+            armed = ring_accepts_armed(pid);
+            armed == Some(n)
+        });
+        assert!(seen, "worker {given_room} has {armed:?} accepts armed where {n} are due: {}", s.stats());
+    };
+    accepts_come_to(0);
     // Both full: the hash places each new client on either listener; place
     // them until one lands on the worker holding the third (in its queue,
     // or taken off it with no slot: one more live).
@@ -493,7 +506,10 @@ fn steer_load_a_client_placed_where_a_rescued_connection_took_the_room_goes_wher
         );
     }
     assert_eq!(steer_of_key(&s.stats(), given_room, "rescued"), 1, "handed on from its queue: {}", s.stats());
+    // Room again: the accept is armed again.
     finish_begun(&mut third);
+    drop(third);
+    accepts_come_to(1);
 }
 
 #[test]

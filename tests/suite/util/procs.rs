@@ -49,6 +49,27 @@ pub fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
 }
 
+/// `IORING_OP_ACCEPT`, as an io_uring's fdinfo names an op.
+const OP_ACCEPT: &str = "op=13,";
+
+/// Accepts armed in process `pid`'s io_uring rings and waiting for a
+/// connection (their `PollList` lines in the rings' fdinfo); `None` when it
+/// holds no ring.
+pub fn ring_accepts_armed(pid: u32) -> Option<usize> {
+    let mut armed = None;
+    for fd in fd_numbers(pid) {
+        let Ok(link) = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")) else { continue };
+        if !link.to_string_lossy().contains("io_uring") {
+            continue;
+        }
+        let Ok(info) = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")) else { continue };
+        let polls = info.lines().skip_while(|l| !l.starts_with("PollList:")).skip(1);
+        let accepts = polls.take_while(|l| l.starts_with(' ')).filter(|l| l.trim_start().starts_with(OP_ACCEPT));
+        *armed.get_or_insert(0) += accepts.count();
+    }
+    armed
+}
+
 /// Sets the soft `RLIMIT_NOFILE` of process `pid` (its owner may lower it
 /// and raise it back up to the hard limit); returns the one it replaced.
 pub fn set_soft_fd_limit(pid: u32, soft: u64) -> u64 {
