@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use util::ops::{metrics_addr, samples, scrape, value};
 use util::procs::stop_between_turns;
-use util::stats::{expect_worker, num};
+use util::stats::{expect_worker, num, per_worker};
 use util::*;
 
 /// `--backlog`: the connections the master holds before it stops accepting.
@@ -111,4 +111,92 @@ fn rr_sigterm_serves_held_and_queued_connections() {
 #[test]
 fn least_sigterm_serves_held_and_queued_connections() {
     held_and_queued_connections_are_served_at_a_stop("least");
+}
+
+/// Whether worker `id` lags, as the master's routing sees it.
+fn lagging(stats: &serde_json::Value, id: u64) -> bool {
+    expect_worker(stats, id)["lagging"] == true
+}
+
+/// At a stop, a held connection goes to a worker whose loop turns (here
+/// one that was stopped a moment ago and runs again once the stop began)
+/// rather than to one that has stood still for longer, however few
+/// connections the still one has: what it is handed waits until it is
+/// killed at `--shutdown-timeout`, and is refused then. Until 2026-12-05
+/// the fewest outstanding decided among workers that lag: a worker busy
+/// with a slow handler (its acks late, its loop turning) lost to a stopped
+/// one (stress run: `slow:1:20000`, worker 2 SIGSTOPped 1 s before SIGTERM:
+/// 20 held connections handed to it, 503 at `--shutdown-timeout`).
+fn held_connections_go_to_a_worker_that_turns_rather_than_a_still_one(mode: &str) {
+    let args = ["--mode", mode, "--workers", "2", "--no-pin", "--metrics", "127.0.0.1:0"];
+    let mut s = Server::start(&args);
+    let metrics_at = metrics_addr(&s);
+    let ready = s.wait_workers_ready(2, START_TIMEOUT);
+    // A keep-alive client: its worker (`busy`) has more outstanding than the other (`still`).
+    let mut keep = s.connect();
+    keep.get_ok();
+    let mut live = Vec::new();
+    let one_live = eventually(Duration::from_secs(5), || {
+        live = per_worker(&s.stats(), "live");
+        live.iter().sum::<u64>() == 1
+    });
+    assert!(one_live, "{mode}: one worker holds the keep-alive client: {live:?}");
+    let (busy, still) = if live[0] == 1 { (1, 2) } else { (2, 1) };
+    let pid = |id: u64| num(&expect_worker(&ready, id), "pid") as u32;
+
+    // `still` stops, and the master sees it lag with no batch in flight:
+    // its heartbeat is stale.
+    let (still_guard, _) = stop_between_turns(pid(still));
+    let mut last = serde_json::Value::Null;
+    let stale = eventually(Duration::from_secs(10), || {
+        last = s.stats();
+        lagging(&last, still) && sum(&last, "unacked") == 0
+    });
+    assert!(stale, "{mode}: worker {still}'s heartbeat is seen stale: {last}");
+    // `busy` turns (it answers), then stops with one batch in flight: it lags too.
+    keep.get_ok();
+    let (busy_guard, _) = stop_between_turns(pid(busy));
+    let mut clients = vec![client_sent(&s)];
+    let both = eventually(Duration::from_secs(10), || {
+        last = s.stats();
+        sum(&last, "unacked") == 1 && lagging(&last, busy) && lagging(&last, still)
+    });
+    assert!(both, "{mode}: both workers lag, worker {busy} with a batch: {last}");
+    assert_eq!(num(&expect_worker(&last, busy), "unacked"), 1, "{mode}: {last}");
+    // Held: no worker takes.
+    const HELD: usize = 3;
+    for _ in 0..HELD {
+        clients.push(client_sent(&s));
+    }
+    let held = || value(&samples(&scrape(metrics_at)), "ringmaster_master_connections_held", &[]);
+    assert!(eventually(Duration::from_secs(10), || held() == HELD as f64), "{mode}: {HELD} held");
+
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    let (_, line) = s.wait_for_log_from(from, |l| l.starts_with("stopping: "), IO_TIMEOUT);
+    eprintln!("{mode}: {line}");
+    // `busy` runs again; `still` stays stopped until the answers are in.
+    drop(busy_guard);
+    let answers: Vec<String> = clients
+        .iter_mut()
+        .map(|c| match c.try_read() {
+            Ok(resp) if resp.status == 200 && resp.body == BODY => "200".to_string(),
+            Ok(resp) => resp.status.to_string(),
+            Err(e) => format!("no answer ({e})"),
+        })
+        .collect();
+    drop(still_guard);
+    assert!(answers.iter().all(|a| a == "200"), "{mode}: held connections went to the stopped worker: {answers:?}");
+    let status = s.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "master exit status {status}");
+}
+
+#[test]
+fn rr_sigterm_hands_held_connections_to_a_worker_that_turns() {
+    held_connections_go_to_a_worker_that_turns_rather_than_a_still_one("rr");
+}
+
+#[test]
+fn least_sigterm_hands_held_connections_to_a_worker_that_turns() {
+    held_connections_go_to_a_worker_that_turns_rather_than_a_still_one("least");
 }

@@ -344,8 +344,10 @@ impl Master {
     /// A route for one more connection when the master must place it now
     /// (a stop's last hand-off, `last_hand_off.rs`): the mode's pick if a
     /// route takes, else, of those with room by their own count (lagging,
-    /// awaiting an ack, draining or a lame duck as they may be), the one
-    /// with the fewest outstanding, one that keeps up first.
+    /// awaiting an ack, draining or a lame duck as they may be), the first
+    /// by [`RouteFacts::last_resort_rank`]: a worker whose loop turns before
+    /// one that stands still, whatever each has outstanding (a stopped
+    /// worker has few, and what it is handed waits until it is killed).
     pub(super) fn pick_with_room(&mut self) -> Option<usize> {
         let judge = Judge {
             slots: &self.slots,
@@ -365,7 +367,7 @@ impl Master {
             .iter()
             .map(|&slot| (slot, facts(slot)))
             .filter(|(_, f)| !f.no_room())
-            .min_by_key(|(_, f)| (f.stalled(), f.outstanding()))
+            .min_by_key(|(_, f)| f.last_resort_rank())
             .map(|(slot, _)| slot)
     }
 

@@ -66,10 +66,12 @@ impl Master {
     }
 
     /// Hands each held connection to a worker with room: the mode's pick if
-    /// one takes now, else the one with the fewest outstanding among those
-    /// with room by their own count, one that keeps up first (a lagging one
-    /// sends its ack, and takes its queue, when it catches up; one that never
-    /// does is killed at `--shutdown-timeout` and what it held refused).
+    /// one takes now, else, among those with room by their own count, one
+    /// that keeps up, then one whose loop turns (busy: its acks come late),
+    /// then one that stands still, each by fewest outstanding
+    /// ([`Master::pick_with_room`]; a lagging one sends its ack, and takes
+    /// its queue, when it catches up; one that never does is killed at
+    /// `--shutdown-timeout` and what it held refused).
     /// Draining and lame-duck workers count: they adopt what comes before
     /// their `Drain`. What finds none stays held (refused by the stop). How
     /// many were handed.

@@ -133,6 +133,17 @@ impl RouteFacts {
         !self.draining && !self.declined && !self.full() && !self.stalled()
     }
 
+    /// Its place when a connection must go somewhere and none takes (a
+    /// stop's last hand-off), lowest first: one that keeps up; then one whose
+    /// loop turns, however late its acks (busy, it serves soon), before one
+    /// whose loop has stood still past [`HEARTBEAT_STALE`] (stopped or
+    /// wedged: what it is handed waits, maybe until it is killed), the one
+    /// still for the shortest time first; then the fewest outstanding.
+    pub fn last_resort_rank(&self) -> (bool, Duration, u64) {
+        let still = if self.heartbeat_age > HEARTBEAT_STALE { self.heartbeat_age } else { Duration::ZERO };
+        (self.stalled(), still, self.outstanding())
+    }
+
     /// It cannot take a connection because it has no room by its own count
     /// (full, or refusing at its fd limit), rather than because it lags or
     /// an ack is on its way. Connections handed over and not yet
@@ -328,6 +339,27 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_last_resort_prefers_a_turning_loop_to_a_still_one() {
+        let healthy = testing::taking(0);
+        let with = |how: fn(&mut RouteFacts)| {
+            let mut facts = healthy;
+            how(&mut facts);
+            facts
+        };
+        // Busy: its acks come late, its loop turns; it has more to do.
+        let busy = with(|f| (f.live, f.ack_wait, f.heartbeat_age) = (30, ACK_GRACE * 10, ACK_GRACE));
+        // Stopped a second ago, with less to do.
+        let stopped = with(|f| (f.live, f.ack_wait, f.heartbeat_age) = (1, Duration::ZERO, HEARTBEAT_STALE * 2));
+        let stopped_longer = with(|f| f.heartbeat_age = HEARTBEAT_STALE * 4);
+        assert!(busy.stalled() && stopped.stalled());
+        assert!(busy.last_resort_rank() < stopped.last_resort_rank(), "a busy worker serves before a stopped one");
+        assert!(stopped.last_resort_rank() < stopped_longer.last_resort_rank(), "the one still longer goes last");
+        assert!(healthy.last_resort_rank() < busy.last_resort_rank(), "one that keeps up first");
+        let busier = with(|f| (f.live, f.ack_wait, f.heartbeat_age) = (31, ACK_GRACE * 10, ACK_GRACE * 2));
+        assert!(busy.last_resort_rank() < busier.last_resort_rank(), "among turning loops, the fewest outstanding");
+    }
 
     #[test]
     fn a_route_takes_unless_draining_declining_full_or_stalled() {
