@@ -14,6 +14,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use util::procs::{stop_and_check_no_process_left, stop_between_turns};
+use util::sockets::{socket_inode, wait_queued};
 use util::stats::{expect_worker, num, per_worker};
 use util::*;
 
@@ -94,4 +95,70 @@ fn reuseport_stop_with_a_stopped_worker_answers_late_clients_at_once() {
         "both workers drain and exit 0: {exits:?}"
     );
     stop_and_check_no_process_left(s);
+}
+
+/// The bytes waiting unread on the server's side of the connection from
+/// local port `client` to `server` (`rx_queue` in /proc/net/tcp, IPv4).
+fn unread_by_server(server: u16, client: u16) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let port = |address: &str| address.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+    text.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if port(fields.get(1)?)? != server || port(fields.get(2)?)? != client {
+            return None;
+        }
+        u64::from_str_radix(fields.get(4)?.split(':').nth(1)?, 16).ok()
+    })
+}
+
+/// A worker in a long turn when the stop begins (a slow handler: its loop
+/// stands still) ends it within the 2 s the master gives a still worker,
+/// counted from the stop, and takes what waits on its listener as its drain
+/// begins: those clients, who wrote their requests before SIGTERM, are
+/// served. Until 2026-12-05 the 2 s counted from the worker's last
+/// heartbeat, before the stop too: the master shut its listener and
+/// answered them `503` while the worker was about to serve them (stress
+/// run: `--steer hash`, `slow:2:100000` under 48 churning clients, 18 to 41
+/// requests written 1.5 s before SIGTERM answered `503` 0.6 s after it,
+/// with `--shutdown-timeout 10`). A one-second drain delay puts the turn's
+/// start a second before the stop proper, whatever the machine's pace.
+#[test]
+fn reuseport_stop_leaves_its_queue_to_a_worker_busy_in_a_long_turn() {
+    let args = ["--mode", "reuseport", "--steer", "hash", "--workers", "1", "--no-pin", "--drain-delay", "1"];
+    // Each request holds the loop for 2.5 s: past the 2 s before the stop
+    // proper begins plus the delay's second, within 2 s after it.
+    let mut s = Server::start_with_env(&args, &[("RINGMASTER_FAULT", "slow:1:2500000")]);
+    let ready = s.wait_workers_ready(1, START_TIMEOUT);
+    let pid = num(&expect_worker(&ready, 1), "pid") as u32;
+    let listener = socket_inode(pid, 5).expect("worker 1's listener");
+
+    // The worker reads this request and its handler runs: its loop stands still.
+    let mut first = s.connect();
+    first.send(GET_CLOSE);
+    let client = first.stream().local_addr().map(|a| a.port()).expect("client port");
+    let read = eventually(IO_TIMEOUT, || unread_by_server(s.addr().port(), client) == Some(0));
+    assert!(read, "the worker did not read the first request");
+    // This one waits on its listener meanwhile, its request written before
+    // the stop. (One only: a second would wait for the handler of the first
+    // to run 2.5 s more, a turn past the 2 s after the stop, and get `503`:
+    // the price README states for a worker that stands still that long.)
+    let mut waiting = s.connect();
+    waiting.send(GET_CLOSE);
+    assert_eq!(wait_queued(listener, 1), 1, "a client waits on the busy worker's listener");
+
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    let mut answers = Vec::new();
+    for c in [&mut first, &mut waiting] {
+        // Each handler takes 2.5 s; the second client waits for both.
+        c.stream().set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
+        answers.push(match c.try_read() {
+            Ok(resp) => resp.status.to_string(),
+            Err(e) => format!("no answer ({e})"),
+        });
+    }
+    let log = s.log()[from..].join("\n");
+    assert_eq!(answers, ["200", "200"], "requests written before SIGTERM; log:\n{log}");
+    let status = s.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "master exit status {status}; log:\n{}", s.log().join("\n"));
 }

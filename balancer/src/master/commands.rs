@@ -157,10 +157,12 @@ impl Master {
     /// handed over): no more accepting; every worker drains and exits (and
     /// is a lame duck from now on, before its `Drain` arrives).
     pub(super) fn drain_everything(&mut self) -> io::Result<()> {
-        let deadline = Instant::now() + self.config.shutdown_timeout;
+        let began = Instant::now();
+        let deadline = began + self.config.shutdown_timeout;
         // A drain delay under way ends here (a master that handed over drains at once).
         self.lame_duck = None;
         self.stopping = Some(Stopping {
+            began,
             deadline,
             stragglers_killed: false,
             exit_grace: None,

@@ -170,6 +170,8 @@ pub fn run_master(config: MasterConfig) -> Result<()> {
 /// A graceful stop under way.
 #[derive(Debug)]
 struct Stopping {
+    /// When the workers were told to drain (after any drain delay).
+    began: Instant,
     /// Workers still running then are killed.
     deadline: Instant,
     stragglers_killed: bool,

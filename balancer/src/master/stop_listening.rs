@@ -20,7 +20,10 @@ use crate::reactor::sys;
 
 /// How long a ready worker's loop may stand still (its heartbeat not
 /// moving) during a stop before the master answers what waits on its
-/// `reuseport` listener and shuts it. A stopped or wedged worker never
+/// `reuseport` listener and shuts it. Counted from the stop's beginning at
+/// the earliest: a loop in a long turn when the stop began (a slow handler
+/// with several requests) ends it, and takes its queue as its drain
+/// begins, however long it had stood still before. A stopped or wedged worker never
 /// takes what waits there, and what the kernel sends it meanwhile waits
 /// this long, not `--shutdown-timeout`. Longer than [`HEARTBEAT_STALE`],
 /// after which the stop no longer waits for a drain to begin: a loop busy
@@ -41,8 +44,9 @@ enum AtStop {
     /// Its drain has begun (or it was not ready yet): it takes what waits
     /// on its own listener, if it has one, and lets it go.
     Draining,
-    /// Ready, and its loop has stood still this long (stopped, wedged, or
-    /// busy in a long turn), past [`HEARTBEAT_STALE`].
+    /// Ready, and its loop has stood still past [`HEARTBEAT_STALE`]
+    /// (stopped, wedged, or busy in a long turn): for this long since the
+    /// stop began, or since its heartbeat last moved if that is later.
     Still(Duration),
     /// Ready and running: its drain is about to begin.
     Serving,
@@ -57,6 +61,16 @@ enum Fate {
     Shut(&'static str),
     /// Its worker has stood still, not long enough to give up on it yet.
     Kept,
+}
+
+/// Where a ready process stands at a stop: its loop's heartbeat has not
+/// moved for `heartbeat_age`, and the stop began `since_stop` ago.
+fn ready_at_stop(heartbeat_age: Duration, since_stop: Duration) -> AtStop {
+    if heartbeat_age > HEARTBEAT_STALE {
+        AtStop::Still(heartbeat_age.min(since_stop))
+    } else {
+        AtStop::Serving
+    }
 }
 
 /// The fate of a listener whose worker's processes stand as `standing`
@@ -75,17 +89,14 @@ fn fate(standing: &[AtStop]) -> Fate {
 }
 
 impl Master {
-    /// Where the process in `slot` stands at `now`.
+    /// Where the process in `slot` stands at `now`, during a stop.
     fn at_stop(&self, slot: usize, now: Instant) -> AtStop {
         let Some(process) = self.slots[slot].process.as_ref() else { return AtStop::Gone };
         if self.stats.slot(slot).is_some_and(|c| c.state.load(Ordering::Acquire) != STATE_READY) {
             return AtStop::Draining;
         }
-        let still = now.saturating_duration_since(process.heartbeat_moved);
-        if still > HEARTBEAT_STALE {
-            return AtStop::Still(still);
-        }
-        AtStop::Serving
+        let began = self.stopping.as_ref().map_or(now, |s| s.began);
+        ready_at_stop(now.saturating_duration_since(process.heartbeat_moved), now.saturating_duration_since(began))
     }
 
     /// On the tick during a stop: once every worker has begun its drain (or
@@ -250,5 +261,21 @@ mod tests {
         assert_eq!(fate(&[long, AtStop::Draining]), Fate::LeftToWorker);
         assert_eq!(fate(&[long, short]), Fate::Kept);
         assert_eq!(fate(&[AtStop::Serving]), Fate::LeftToWorker);
+    }
+
+    #[test]
+    fn a_loop_still_before_the_stop_gets_the_whole_wait_after_it() {
+        let just_begun = Duration::from_millis(100);
+        // Busy in a long turn that began well before the stop: kept, it may
+        // end the turn and take its queue as its drain begins.
+        let busy = ready_at_stop(STUCK_AT_STOP, just_begun);
+        assert_eq!(busy, AtStop::Still(just_begun));
+        assert_eq!(fate(&[busy]), Fate::Kept);
+        // Still for as long since the stop began: shut.
+        let stuck = ready_at_stop(STUCK_AT_STOP * 3, STUCK_AT_STOP);
+        assert_eq!(fate(&[stuck]), Fate::Shut("its process stands still"));
+        // A loop that stopped during the stop counts from its last beat.
+        assert_eq!(ready_at_stop(HEARTBEAT_STALE * 2, STUCK_AT_STOP * 2), AtStop::Still(HEARTBEAT_STALE * 2));
+        assert_eq!(ready_at_stop(HEARTBEAT_STALE, STUCK_AT_STOP), AtStop::Serving);
     }
 }
