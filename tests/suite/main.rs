@@ -64,5 +64,6 @@ mod upgrade_binary_replaced;
 mod upgrade_chained;
 mod upgrade_failure;
 mod upgrade_late;
+mod upgrade_held;
 mod upgrade_not_a_child;
 mod upgrade_seamless;

@@ -1,7 +1,8 @@
 //! A stop's last hand-off, where the master accepts (`rr`, `least`): the
 //! connections that reached the server before the stop — waiting in the
 //! listen queue, or held for a worker that lagged — go to workers with room
-//! before each worker's `Drain` goes down its lane. A lane sends what it has
+//! before each worker's `Drain` goes down its lane. So do those an old
+//! master holds when it drains after handing over to a new one. A lane sends what it has
 //! queued before its `Drain`, and a worker adopts and serves (with
 //! `Connection: close`) what comes before it, so these clients are answered
 //! as the workers of `shared` answer what they accept before their drain
@@ -18,15 +19,16 @@ use crate::modes::Accepting;
 use crate::reactor::sys;
 
 impl Master {
-    /// Before the lanes are told to drain: takes what waits in the listen
-    /// queue now and hands it, with what the master holds, to workers with
-    /// room. Only while the listener is this master's alone (no other master
-    /// takes over or hands over).
+    /// Before the lanes are told to drain (a stop, or the old master's drain
+    /// once it handed over): takes what waits in the listen queue now and
+    /// hands it, with what the master holds, to workers with room. The
+    /// queue only while the listener is this master's alone: during a
+    /// hand-over the new master takes it.
     pub(super) fn hand_off_before_drain(&mut self) {
-        if self.dispatch.balance.accepting() != Accepting::Master || !self.upgrades.lets_accept() {
+        if self.dispatch.balance.accepting() != Accepting::Master {
             return;
         }
-        let taken = self.take_listen_queue();
+        let taken = if self.upgrades.lets_accept() { self.take_listen_queue() } else { 0 };
         let placed = self.place_held();
         if taken > 0 || placed > 0 {
             let left = self.dispatch.held_now();

@@ -369,6 +369,8 @@ impl Master {
             if self.stopping.is_none() {
                 let running = self.slots.iter().filter(|s| s.process.is_some()).count();
                 crate::log!("upgrade: this master no longer accepts: draining {running} workers");
+                // What it holds goes to its workers before their `Drain`, not to a `503`.
+                self.hand_off_before_drain();
                 self.drain_everything()?;
             }
         }
