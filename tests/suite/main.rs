@@ -63,7 +63,7 @@ mod supervisor_stop_stuck_worker;
 mod upgrade_binary_replaced;
 mod upgrade_chained;
 mod upgrade_failure;
-mod upgrade_late;
 mod upgrade_held;
+mod upgrade_late;
 mod upgrade_not_a_child;
 mod upgrade_seamless;

@@ -194,8 +194,8 @@ impl Master {
             let own = self.dispatch.balance.own_listeners();
             let listener = own.iter().find(|&&(w, _)| w == worker).map(|(_, fd)| fd.as_raw_fd());
             if let Some(listener) = listener {
-                // Not non-blocking: its queue is left to the shutdown (reset,
-                // or moved to another listener).
+                // If it cannot be made non-blocking, its queue is left to
+                // the shutdown (reset, or moved to another listener).
                 let answered = self.answer_queue(listener).unwrap_or(0);
                 match sys::stop_listening(listener) {
                     Ok(()) => {
