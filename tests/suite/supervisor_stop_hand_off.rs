@@ -15,7 +15,8 @@ use crate::util;
 
 use std::time::Duration;
 
-use util::ops::{metrics_addr, samples, scrape, value};
+use util::held::{answers, both_workers_lagging, client_sent, held, sum};
+use util::ops::metrics_addr;
 use util::procs::stop_between_turns;
 use util::stats::{expect_worker, num, per_worker};
 use util::*;
@@ -25,55 +26,26 @@ const BACKLOG: usize = 4;
 /// Connections left in the kernel's listen queue (it holds `BACKLOG + 1`).
 const QUEUED: usize = 3;
 
-fn sum(stats: &serde_json::Value, key: &str) -> u64 {
-    stats["workers"].as_array().map_or(0, |ws| ws.iter().map(|w| num(w, key)).sum())
-}
-
-/// A client whose one request is written (the server has its bytes).
-fn client_sent(s: &Server) -> Conn {
-    let mut c = s.connect();
-    c.send(GET_CLOSE);
-    c
-}
-
 fn held_and_queued_connections_are_served_at_a_stop(mode: &str) {
     let backlog = BACKLOG.to_string();
     let args = ["--mode", mode, "--workers", "2", "--no-pin", "--backlog", &backlog, "--metrics", "127.0.0.1:0"];
     let mut s = Server::start(&args);
     let metrics_at = metrics_addr(&s);
     let ready = s.wait_workers_ready(2, START_TIMEOUT);
-    let pids = [1, 2].map(|id| num(&expect_worker(&ready, id), "pid") as u32);
-    let guards: Vec<_> = pids.iter().map(|&pid| stop_between_turns(pid).0).collect();
-
-    let mut clients = Vec::new();
-    let mut last = serde_json::Value::Null;
     // One batch in each worker's socket, unacknowledged, and both seen lagging.
-    for handed in 1..=2 {
-        clients.push(client_sent(&s));
-        let seen = eventually(Duration::from_secs(10), || {
-            last = s.stats();
-            sum(&last, "unacked") == handed
-        });
-        assert!(seen, "{mode}: connection {handed} handed to a stopped worker: {last}");
-    }
-    let lagging = eventually(Duration::from_secs(10), || {
-        last = s.stats();
-        last["workers"].as_array().is_some_and(|ws| ws.iter().all(|w| w["lagging"] == true))
-    });
-    assert!(lagging, "{mode}: both stopped workers lag: {last}");
+    let (guards, mut clients) = both_workers_lagging(&s, &ready, mode);
 
     // Held by the master: no worker takes, both have room. The last of them
     // makes the master stop accepting.
     for _ in 0..BACKLOG {
         clients.push(client_sent(&s));
     }
-    let held = || value(&samples(&scrape(metrics_at)), "ringmaster_master_connections_held", &[]);
-    assert!(eventually(Duration::from_secs(10), || held() == BACKLOG as f64), "{mode}: {BACKLOG} held");
+    assert!(eventually(Duration::from_secs(10), || held(metrics_at) == BACKLOG as f64), "{mode}: {BACKLOG} held");
     // In the kernel's listen queue: the master accepts no more while it holds `--backlog`.
     for _ in 0..QUEUED {
         clients.push(client_sent(&s));
     }
-    last = s.stats();
+    let last = s.stats();
     assert_eq!((sum(&last, "unacked"), sum(&last, "queued")), (2, 0), "{mode}: {last}");
 
     let from = s.log_len();
@@ -81,14 +53,7 @@ fn held_and_queued_connections_are_served_at_a_stop(mode: &str) {
     s.wait_for_log_from(from, |l| l == "SIGTERM received: stopping 2 workers", IO_TIMEOUT);
     drop(guards);
 
-    let answers: Vec<String> = clients
-        .iter_mut()
-        .map(|c| match c.try_read() {
-            Ok(resp) if resp.status == 200 && resp.body == BODY => "200".to_string(),
-            Ok(resp) => resp.status.to_string(),
-            Err(e) => format!("no answer ({e})"),
-        })
-        .collect();
+    let answers = answers(&mut clients);
     let ok = answers.iter().filter(|a| *a == "200").count();
     eprintln!("{mode}: {} requests sent before SIGTERM: {ok} answered 200; {answers:?}", answers.len());
     assert_eq!(ok, answers.len(), "{mode}: requests sent before SIGTERM not served: {answers:?}");
@@ -168,8 +133,7 @@ fn held_connections_go_to_a_worker_that_turns_rather_than_a_still_one(mode: &str
     for _ in 0..HELD {
         clients.push(client_sent(&s));
     }
-    let held = || value(&samples(&scrape(metrics_at)), "ringmaster_master_connections_held", &[]);
-    assert!(eventually(Duration::from_secs(10), || held() == HELD as f64), "{mode}: {HELD} held");
+    assert!(eventually(Duration::from_secs(10), || held(metrics_at) == HELD as f64), "{mode}: {HELD} held");
 
     let from = s.log_len();
     s.signal(libc::SIGTERM);
@@ -177,14 +141,7 @@ fn held_connections_go_to_a_worker_that_turns_rather_than_a_still_one(mode: &str
     eprintln!("{mode}: {line}");
     // `busy` runs again; `still` stays stopped until the answers are in.
     drop(busy_guard);
-    let answers: Vec<String> = clients
-        .iter_mut()
-        .map(|c| match c.try_read() {
-            Ok(resp) if resp.status == 200 && resp.body == BODY => "200".to_string(),
-            Ok(resp) => resp.status.to_string(),
-            Err(e) => format!("no answer ({e})"),
-        })
-        .collect();
+    let answers = answers(&mut clients);
     drop(still_guard);
     assert!(answers.iter().all(|a| a == "200"), "{mode}: held connections went to the stopped worker: {answers:?}");
     let status = s.wait_exit(Duration::from_secs(20));

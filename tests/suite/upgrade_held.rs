@@ -17,25 +17,14 @@ use crate::util;
 use std::time::Duration;
 
 use util::control::ctl;
-use util::ops::{metrics_addr, samples, scrape, value};
-use util::procs::{send_signal, stop_between_turns};
-use util::stats::{expect_worker, num};
+use util::held::{answers, both_workers_lagging, client_sent, held};
+use util::ops::metrics_addr;
+use util::procs::send_signal;
 use util::upgrade::{parse_new_master, running, wait_gone, TempDir};
 use util::*;
 
 /// Connections the old master holds when it hands over.
 const HELD: usize = 3;
-
-fn sum(stats: &serde_json::Value, key: &str) -> u64 {
-    stats["workers"].as_array().map_or(0, |ws| ws.iter().map(|w| num(w, key)).sum())
-}
-
-/// A client whose one request is written (the server has its bytes).
-fn client_sent(s: &Server) -> Conn {
-    let mut c = s.connect();
-    c.send(GET_CLOSE);
-    c
-}
 
 fn held_connections_are_served_by_the_old_workers_at_an_upgrade(mode: &str) {
     // The binary under test itself (not a copy: the stop between turns and
@@ -47,30 +36,12 @@ fn held_connections_are_served_by_the_old_workers_at_an_upgrade(mode: &str) {
     let mut s = Server::start(&args);
     let metrics_at = metrics_addr(&s);
     let ready = s.wait_workers_ready(2, START_TIMEOUT);
-    let pids = [1, 2].map(|id| num(&expect_worker(&ready, id), "pid") as u32);
-    let guards: Vec<_> = pids.iter().map(|&pid| stop_between_turns(pid).0).collect();
-
-    let mut clients = Vec::new();
-    let mut last = serde_json::Value::Null;
     // One batch in each worker's socket, unacknowledged, and both seen lagging.
-    for handed in 1..=2 {
-        clients.push(client_sent(&s));
-        let seen = eventually(Duration::from_secs(10), || {
-            last = s.stats();
-            sum(&last, "unacked") == handed
-        });
-        assert!(seen, "{mode}: connection {handed} handed to a stopped worker: {last}");
-    }
-    let lagging = eventually(Duration::from_secs(10), || {
-        last = s.stats();
-        last["workers"].as_array().is_some_and(|ws| ws.iter().all(|w| w["lagging"] == true))
-    });
-    assert!(lagging, "{mode}: both stopped workers lag: {last}");
+    let (guards, mut clients) = both_workers_lagging(&s, &ready, mode);
     for _ in 0..HELD {
         clients.push(client_sent(&s));
     }
-    let held = || value(&samples(&scrape(metrics_at)), "ringmaster_master_connections_held", &[]);
-    assert!(eventually(Duration::from_secs(10), || held() == HELD as f64), "{mode}: {HELD} held");
+    assert!(eventually(Duration::from_secs(10), || held(metrics_at) == HELD as f64), "{mode}: {HELD} held");
 
     // The new master's workers are not stopped: it gets ready and takes over.
     let from = s.log_len();
@@ -81,14 +52,7 @@ fn held_connections_are_served_by_the_old_workers_at_an_upgrade(mode: &str) {
     s.wait_for_log_from(from, |l| l.starts_with("upgrade: this master no longer accepts"), IO_TIMEOUT);
     drop(guards);
 
-    let answers: Vec<String> = clients
-        .iter_mut()
-        .map(|c| match c.try_read() {
-            Ok(resp) if resp.status == 200 && resp.body == BODY => "200".to_string(),
-            Ok(resp) => resp.status.to_string(),
-            Err(e) => format!("no answer ({e})"),
-        })
-        .collect();
+    let answers = answers(&mut clients);
     let log = s.log()[from..].join("\n");
     assert!(answers.iter().all(|a| a == "200"), "{mode}: requests sent before the upgrade: {answers:?}; log:\n{log}");
     let status = s.wait_exit(Duration::from_secs(20));

@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod control;
+pub mod held;
 pub mod load;
 pub mod multihost;
 pub mod operator;
