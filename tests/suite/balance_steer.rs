@@ -348,6 +348,44 @@ fn steer_load_a_full_workers_queue_goes_to_a_worker_with_room() {
     assert_eq!(rescued, 1, "{}", s.stats());
 }
 
+/// [`BothFull`], then a third client placed on one worker's listener; the
+/// other worker gets room (and arms an accept for it), and the master hands
+/// it the third, rescued from the full worker's queue, which takes that
+/// room and begins a next request: busy.
+struct RescuedIntoRoom {
+    s: Server,
+    /// The client whose worker kept its connection busy (the third's was let go).
+    still_busy: util::Conn,
+    third: util::Conn,
+    /// The worker the third was placed on, and the one it was handed to.
+    queued_on: u64,
+    given_room: u64,
+    listeners: [u64; 2],
+}
+
+impl RescuedIntoRoom {
+    fn start() -> RescuedIntoRoom {
+        let BothFull { s, first, second, first_on, listeners } = BothFull::start();
+        let listener = |id: u64| listeners[id as usize - 1];
+        let mut third = util::Conn::connect(s.addr());
+        third.send(GET);
+        let queued_on = wait_queued_on_one(listener);
+        let given_room = 3 - queued_on;
+        let still_busy = if queued_on == first_on {
+            drop(second);
+            first
+        } else {
+            drop(first);
+            second
+        };
+        check_ok(&third.read());
+        third.send(BEGUN);
+        let stats = s.stats();
+        assert_eq!(steer_of_key(&stats, queued_on, "rescued"), 1, "{stats}");
+        RescuedIntoRoom { s, still_busy, third, queued_on, given_room, listeners }
+    }
+}
+
 /// Clients the hash places while both workers are full, in
 /// [`steer_load_a_client_accepted_where_a_rescued_connection_took_the_room_is_answered`].
 const PLACED: usize = 8;
@@ -365,24 +403,8 @@ fn steer_load_a_client_accepted_where_a_rescued_connection_took_the_room_is_answ
         return;
     }
     let _one = one_at_a_time();
-    let BothFull { s, first, second, first_on, listeners } = BothFull::start();
+    let RescuedIntoRoom { s, mut still_busy, third, given_room, listeners, .. } = RescuedIntoRoom::start();
     let listener = |id: u64| listeners[id as usize - 1];
-    let mut third = util::Conn::connect(s.addr());
-    third.send(GET);
-    let queued_on = wait_queued_on_one(listener);
-    let given_room = 3 - queued_on;
-    // The other worker gets room (and arms an accept for it); the master
-    // hands it the third, which then begins a next request: busy.
-    let mut still_busy = if queued_on == first_on {
-        drop(second);
-        first
-    } else {
-        drop(first);
-        second
-    };
-    check_ok(&third.read());
-    third.send(BEGUN);
-    assert_eq!(steer_of_key(&s.stats(), queued_on, "rescued"), 1, "{}", s.stats());
     // Both full again: the hash places each new client on either listener.
     let clients: Vec<TcpStream> = (0..PLACED)
         .map(|_| {
@@ -440,24 +462,9 @@ fn steer_load_a_client_placed_where_a_rescued_connection_took_the_room_goes_wher
         return;
     }
     let _one = one_at_a_time();
-    let BothFull { s, first, second, first_on, listeners } = BothFull::start();
+    let RescuedIntoRoom { s, mut still_busy, mut third, queued_on, given_room, listeners } = RescuedIntoRoom::start();
     let listener = |id: u64| listeners[id as usize - 1];
-    let mut third = util::Conn::connect(s.addr());
-    third.send(GET);
-    let queued_on = wait_queued_on_one(listener);
-    let given_room = 3 - queued_on;
-    let mut still_busy = if queued_on == first_on {
-        drop(second);
-        first
-    } else {
-        drop(first);
-        second
-    };
-    // Handed to the worker given room, the third takes it, and stays busy.
-    check_ok(&third.read());
-    third.send(BEGUN);
     let stats = s.stats();
-    assert_eq!(steer_of_key(&stats, queued_on, "rescued"), 1, "{stats}");
     // On io_uring that worker had armed an accept for the room: cancelled.
     let ring_of = (stats["backend"] == "uring").then(|| num(&expect_worker(&stats, given_room), "pid") as u32);
     let accepts_come_to = |n| {
