@@ -2,15 +2,15 @@
 //! connections that reached the server before the stop — waiting in the
 //! listen queue, or held for a worker that lagged — go to workers with room
 //! before each worker's `Drain` goes down its lane. So do those an old
-//! master holds when it drains after handing over to a new one. A lane sends what it has
-//! queued before its `Drain`, and a worker adopts and serves (with
-//! `Connection: close`) what comes before it, so these clients are answered
-//! as the workers of `shared` answer what they accept before their drain
-//! begins; before, they got `503`, or a reset when the workers were done
-//! before the master's tick stopped listening. What no worker has room for
-//! is refused as before; a worker that dies without acknowledging a batch
-//! leaves it to the master, which refuses it then (its lane is settled as
-//! any dead worker's).
+//! master holds when it drains after handing over to a new one. A lane
+//! sends what it has queued before its `Drain`, and a worker adopts and
+//! serves (with `Connection: close`) what comes before it, so these clients
+//! are answered as the workers of `shared` answer what they accept before
+//! their drain begins; before, they got `503`, or a reset when the workers
+//! were done before the master's tick stopped listening. What no worker has
+//! room for is refused as before; a worker that dies without acknowledging
+//! a batch leaves it to the master, which refuses it then (its lane is
+//! settled as any dead worker's).
 
 use std::os::fd::AsRawFd;
 
