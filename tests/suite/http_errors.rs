@@ -208,13 +208,16 @@ fn e501_connect() {
 /// target of `CONNECT` only (§3.2.3): with another method, either is a
 /// malformed request. `OPTIONS *` and absolute-form targets are served.
 #[test]
-fn e400_asterisk_or_authority_target_outside_its_method() {
+fn e400_target_of_no_form_its_method_may_use() {
     let s = server();
     for req in [
         &b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"[..],
         b"POST * HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
         b"GET example.com:80 HTTP/1.1\r\nHost: example.com:80\r\n\r\n",
         b"OPTIONS example.com:80 HTTP/1.1\r\nHost: example.com:80\r\n\r\n",
+        // CONNECT's target is authority-form or the request is malformed.
+        b"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"CONNECT example.com HTTP/1.1\r\nHost: example.com\r\n\r\n",
     ] {
         expect_error(&s, req, &[400]);
     }

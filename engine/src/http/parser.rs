@@ -181,14 +181,15 @@ fn parse_head(input: &[u8], limits: &Limits, head: &mut bool) -> HeadResult {
 fn decide_head(input: &[u8], limits: &Limits, parsed: Parsed<'_, '_>) -> HeadResult {
     match parsed {
         Parsed::Complete(len, _) if len > limits.max_header => HeadResult::Reject(too_large(input, limits)),
-        // A proxy's method: a 2xx would tell the client its tunnel is open
-        // (RFC 9110 §9.3.6), so an origin server says it does not do it.
-        Parsed::Complete(_, request) if request.method == Some("CONNECT") => HeadResult::Reject(Reply::NotImplemented),
-        // `*` for OPTIONS only, no authority-form outside CONNECT (RFC 9112
-        // §3.2.3, §3.2.4), and no target of none of the forms.
+        // `*` for OPTIONS only, authority-form for CONNECT only (RFC 9112
+        // §3.2.3, §3.2.4), and no target of none of the forms: malformed,
+        // whatever the method.
         Parsed::Complete(_, request) if !fits_method(request.method.unwrap_or(""), request.path.unwrap_or("")) => {
             HeadResult::Reject(Reply::BadRequest)
         }
+        // A proxy's method: a 2xx would tell the client its tunnel is open
+        // (RFC 9110 §9.3.6), so an origin server says it does not do it.
+        Parsed::Complete(_, request) if request.method == Some("CONNECT") => HeadResult::Reject(Reply::NotImplemented),
         Parsed::Complete(len, request) => {
             decide(len, request.method == Some("HEAD"), request.version == Some(1), request.headers, limits)
         }
@@ -400,7 +401,7 @@ mod tests {
     #[test]
     fn request_target_forms_fit_their_methods() {
         // RFC 9112 §3.2.4: asterisk-form is for OPTIONS only; §3.2.3:
-        // authority-form for CONNECT only (refused with 501 whatever its target).
+        // authority-form for CONNECT only (refused with 501 when well formed).
         let mut wrong = Vec::new();
         let mut check = |line: &str, want: Reply| {
             let request = format!("{line}\r\nHost: a\r\n\r\n");
@@ -445,9 +446,25 @@ mod tests {
             check(line, Reply::Ok);
         }
         check("HEAD http://a/ HTTP/1.1", Reply::Head);
-        check("CONNECT example.com:443 HTTP/1.1", Reply::NotImplemented);
-        check("CONNECT * HTTP/1.1", Reply::NotImplemented);
-        check("CONNECT / HTTP/1.1", Reply::NotImplemented);
+        for line in ["CONNECT example.com:443 HTTP/1.1", "CONNECT [::1]:8443 HTTP/1.1", "CONNECT 192.0.2.1:80 HTTP/1.1"]
+        {
+            check(line, Reply::NotImplemented);
+        }
+        // A CONNECT whose target is no authority-form is malformed (400)
+        // before it is a method this server does not do (501).
+        for line in [
+            "CONNECT * HTTP/1.1",
+            "CONNECT / HTTP/1.1",
+            "CONNECT example.com HTTP/1.1",
+            "CONNECT example.com: HTTP/1.1",
+            "CONNECT :443 HTTP/1.1",
+            "CONNECT example.com:44x HTTP/1.1",
+            "CONNECT http://example.com:443 HTTP/1.1",
+            "CONNECT user@example.com:443 HTTP/1.1",
+            "CONNECT example.com:443/x HTTP/1.1",
+        ] {
+            check(line, Reply::BadRequest);
+        }
         assert!(wrong.is_empty(), "{wrong:#?}");
     }
 

@@ -1,18 +1,32 @@
 //! Which request-target forms (RFC 9112 §3.2) a request's method may use.
 
-/// True when `target` is a form `method` may use: origin-form (`/path`) and
-/// absolute-form (`scheme://authority...`) for any method, asterisk-form
-/// (`*`) for `OPTIONS` only (§3.2.4). Anything else is authority-form
-/// (`host:port`), which only `CONNECT` uses (§3.2.3) and which is refused
-/// before this (`501`), or no form at all. An absolute-form needs its `//`:
+/// True when `target` is a form `method` may use: `CONNECT` authority-form
+/// (`host:port`) and nothing else (§3.2.3); any other method origin-form
+/// (`/path`) and absolute-form (`scheme://authority...`), and asterisk-form
+/// (`*`) for `OPTIONS` only (§3.2.4). An absolute-form needs its `//`:
 /// without it `host:port` would read as a scheme and a path, and an origin
 /// server has no use for a URI without an authority.
 pub(crate) fn fits_method(method: &str, target: &str) -> bool {
+    if method == "CONNECT" {
+        return is_authority_form(target.as_bytes());
+    }
     match target.as_bytes() {
         [b'/', ..] => true,
         b"*" => method == "OPTIONS",
         bytes => is_absolute_form(bytes),
     }
+}
+
+/// `host ":" port` with a host and a port of digits (§3.2.3); the host may
+/// be an IPv6 literal in brackets, so the port follows the last colon. No
+/// path, query, fragment or userinfo.
+fn is_authority_form(target: &[u8]) -> bool {
+    let Some(colon) = target.iter().rposition(|&b| b == b':') else { return false };
+    let (host, port) = (&target[..colon], &target[colon + 1..]);
+    !host.is_empty()
+        && !host.iter().any(|b| b"/?#@".contains(b))
+        && !port.is_empty()
+        && port.iter().all(u8::is_ascii_digit)
 }
 
 /// `scheme "://"` at the start: a letter, then letters, digits, `+`, `-`
