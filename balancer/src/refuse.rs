@@ -54,6 +54,16 @@ impl Refusals {
         self.lingering.push_back((now + REFUSED_LINGER, connection));
     }
 
+    /// Closes the refused connection that has lingered longest, its linger
+    /// cut short, to free its descriptor for the next refusal when the
+    /// master has none left (its `503` and FIN are out, its input read);
+    /// false when none lingers.
+    pub fn close_oldest(&mut self) -> bool {
+        let Some((_, connection)) = self.lingering.pop_front() else { return false };
+        close(connection);
+        true
+    }
+
     /// Closes the refused connections whose linger has ended at `now`.
     pub fn close_due(&mut self, now: Instant) {
         while self.lingering.front().is_some_and(|&(due, _)| due <= now) {
@@ -144,5 +154,27 @@ mod tests {
         refusals.close_due(now + REFUSED_LINGER);
         assert!(refusals.lingering.is_empty(), "closed once due");
         assert!(client.take_error().expect("SO_ERROR").is_none(), "the close sent a reset");
+    }
+
+    /// At the master's open-file limit the oldest refusal gives its
+    /// descriptor back early, its answer already out.
+    #[test]
+    fn the_oldest_refusal_closes_early_to_free_its_descriptor() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut first = TcpStream::connect(addr).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        let second = TcpStream::connect(addr).expect("connect");
+        let (later, _) = listener.accept().expect("accept");
+        let mut refusals = Refusals::new();
+        let now = Instant::now();
+        refusals.refuse(OwnedFd::from(server), now);
+        refusals.refuse(OwnedFd::from(later), now);
+        assert!(refusals.close_oldest());
+        assert_eq!(refusals.lingering.len(), 1, "the later one lingers on");
+        read_503_to_the_end(&mut first);
+        assert!(refusals.close_oldest());
+        assert!(!refusals.close_oldest(), "none left");
+        drop(second);
     }
 }

@@ -43,6 +43,7 @@ mod reliability_fd_limits;
 mod reliability_full_workers;
 mod reliability_hand_off_refused;
 mod reliability_idle_reclaim;
+mod reliability_stop_at_fd_limit;
 mod steer_program;
 mod supervisor_backlog;
 mod supervisor_capacity;

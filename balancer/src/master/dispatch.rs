@@ -97,6 +97,12 @@ impl Dispatch {
         self.refusals.refuse(connection, now);
     }
 
+    /// Frees a descriptor by closing the refused connection that has
+    /// lingered longest ([`Refusals::close_oldest`]); false when none lingers.
+    pub(super) fn close_oldest_refusal(&mut self) -> bool {
+        self.refusals.close_oldest()
+    }
+
     /// Connections held now, waiting for a ready worker.
     pub(super) fn held_now(&self) -> usize {
         self.held.len()

@@ -389,11 +389,18 @@ impl Master {
     /// exit) and a new master that failed is gone too: done once control
     /// clients have read their last replies (at most a second more).
     fn done(&mut self) -> bool {
-        let Some(stopping) = self.stopping.as_mut() else { return false };
+        if self.stopping.is_none() {
+            return false;
+        }
         let holding = |s: &supervise::Slot| s.process.is_some() || s.lane.held_fds() > 0;
         if self.slots.iter().any(holding) || self.upgrades.waits_for_child() {
             return false;
         }
+        // Workers with nothing to drain exit before the tick that stops
+        // listening: what waits in the queue is answered now (`503`), not
+        // reset by the exit.
+        self.stop_listening_when_drained();
+        let Some(stopping) = self.stopping.as_mut() else { return false };
         let replying = self.control.as_ref().is_some_and(|c| c.clients.has_pending_output());
         let grace = *stopping.exit_grace.get_or_insert_with(|| Instant::now() + Duration::from_secs(1));
         !replying || Instant::now() >= grace

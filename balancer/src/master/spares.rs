@@ -5,7 +5,9 @@
 //! on it at once (before the loop turn's refill takes the number back), so
 //! that `ctl status` and a scrape answer when they matter most. Their
 //! pages read `/proc`, which takes a descriptor too: one more spare is let
-//! go for that. What a worker's start needs stays in the reserve.
+//! go for that. What a worker's start needs stays in the reserve. At a
+//! stop the same numbers answer what waits in a listen queue (`503`), so
+//! that the listener's shutdown that follows resets none of it.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
@@ -52,5 +54,16 @@ impl Master {
         // Nobody waiting (`EAGAIN`) or the limit met again: the refill takes
         // the spare back.
         sys::accept(listener).ok()
+    }
+
+    /// Frees one number for a connection to be accepted and refused while
+    /// the master is at its open-file limit (a stop answering its listen
+    /// queue): a spare of the reserve if one may be lent, else the refused
+    /// connection that has lingered longest, closed early. False when
+    /// neither is left. Each call uses up one of a bounded supply (spares,
+    /// lingering refusals), so a loop that calls it on every `EMFILE` ends
+    /// even when the number freed lies above a lowered limit.
+    pub(super) fn free_a_number_for_a_refusal(&mut self) -> bool {
+        self.fd_reserve.lend_one() || self.dispatch.close_oldest_refusal()
     }
 }

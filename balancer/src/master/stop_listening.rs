@@ -11,12 +11,14 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use ringmaster_engine::out_of_fds;
 use ringmaster_engine::stats::STATE_READY;
 
 use super::Master;
 use crate::config::Mode;
 use crate::modes::HEARTBEAT_STALE;
 use crate::reactor::sys;
+use crate::rlimit::fd_limit_text;
 
 /// How long a ready worker's loop may stand still (its heartbeat not
 /// moving) during a stop before the master answers what waits on its
@@ -224,20 +226,32 @@ impl Master {
     /// Answers `503` to what waits in `listener`'s queue (up to `--backlog`),
     /// without waiting: how many, or the error that kept the listener from
     /// being made non-blocking. The flag is the socket's, and its other
-    /// holders, workers that accept on it, already expect `EAGAIN`.
+    /// holders, workers that accept on it, already expect `EAGAIN`. At the
+    /// open-file limit each accept gets a number freed for it (a spare of
+    /// the reserve, else an earlier refusal's, its linger cut short): the
+    /// shutdown that follows would reset what is left in the queue.
     fn answer_queue(&mut self, listener: RawFd) -> io::Result<usize> {
         sys::set_nonblocking(listener)?;
         let now = Instant::now();
         let mut answered = 0;
-        for _ in 0..self.config.backlog.max(1) {
+        let mut tries = self.config.backlog.max(1);
+        while tries > 0 {
             match sys::accept(listener) {
                 Ok(connection) => {
                     self.dispatch.refuse(connection, now);
                     answered += 1;
                 }
                 Err(e) if sys::accept_goes_on(&e) => {}
-                Err(_) => break,
+                // Not a try: the accept took nothing off the queue.
+                Err(e) if e.raw_os_error().is_some_and(out_of_fds) && self.free_a_number_for_a_refusal() => continue,
+                Err(e) => {
+                    if e.raw_os_error().is_some_and(out_of_fds) {
+                        crate::log!(warn: "stopping: the master is at its open-file limit ({}) with nothing left to free: what waits in the queue is reset", fd_limit_text());
+                    }
+                    break;
+                }
             }
+            tries -= 1;
         }
         Ok(answered)
     }
