@@ -44,6 +44,7 @@ mod reliability_full_workers;
 mod reliability_hand_off_refused;
 mod reliability_idle_reclaim;
 mod reliability_stop_at_fd_limit;
+mod reliability_worker_fd_capacity;
 mod steer_program;
 mod supervisor_backlog;
 mod supervisor_capacity;

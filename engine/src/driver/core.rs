@@ -258,6 +258,18 @@ impl<'a> Core<'a> {
         self.fd_capped = Some(live as u64);
     }
 
+    /// A batch from the master lost fds on the way ([`Batch::short`]: the
+    /// worker at its open-file limit, `rr` and `least`) with `live`
+    /// connections open before any idle one was closed for them: full at
+    /// that many, as after an accept's `EMFILE` ([`Core::hit_fd_limit`],
+    /// the hit counted as the batch was taken). Else the master went on
+    /// offering it each new connection, each offer's fds dropped and
+    /// handed on again, with the stats showing room (`capacity` at
+    /// `--max-conns`) where there was none.
+    pub(super) fn batch_hit_fd_limit(&mut self, live: usize) {
+        self.fd_capped = Some(live as u64);
+    }
+
     /// Once a tick, at the open-file limit: a descriptor free again (a closed
     /// connection's, or a late close's) lifts the cap. Looked for by
     /// duplicating the listener or the channel, closed at once.
@@ -305,10 +317,16 @@ impl<'a> Core<'a> {
         }
     }
 
+    /// What the worker can hold now: its capacity, or what it held when it
+    /// found itself at its open-file limit.
+    fn capacity_now(&self) -> u64 {
+        self.fd_capped.map_or(self.capacity, |cap| cap.min(self.capacity))
+    }
+
     /// Publishes the counters once per loop turn (the heartbeat moves).
     fn publish(&mut self, live: usize) {
         self.idle.advance(self.now);
-        self.counts.capacity = self.fd_capped.map_or(self.capacity, |cap| cap.min(self.capacity));
+        self.counts.capacity = self.capacity_now();
         self.counts.live = live as u64;
         self.counts.reclaimable = self.reclaimable() as u64;
         self.counts.heartbeat += 1;
@@ -431,6 +449,10 @@ impl<'a> Core<'a> {
         }
         self.counts.live = live as u64;
         self.counters.live.store(self.counts.live, std::sync::atomic::Ordering::Relaxed);
+        // And the capacity: a batch that lost fds made the worker full
+        // (`batch_hit_fd_limit`), which the master must see with the ack.
+        self.counts.capacity = self.capacity_now();
+        self.counters.capacity.store(self.counts.capacity, std::sync::atomic::Ordering::Relaxed);
         // With it, what the connections adopted this turn left to reclaim.
         self.counts.reclaimable = self.reclaimable() as u64;
         self.counters.reclaimable.store(self.counts.reclaimable, std::sync::atomic::Ordering::Relaxed);

@@ -257,6 +257,9 @@ impl<'a> EpollWorker<'a> {
             let mut batch = self.core.take_batch(len);
             let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(fd, Origin::Handed))?;
             self.core.counts.rejected += declined as u64;
+            if batch.short() > 0 {
+                self.core.batch_hit_fd_limit(self.conns.len());
+            }
             for _ in 0..batch.short() {
                 if !self.reclaim_oldest() {
                     break;

@@ -313,6 +313,9 @@ impl<'a> UringWorker<'a> {
         let mut batch = self.core.take_batch(result as usize);
         let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(RingSocket::Plain(fd), Origin::Handed))?;
         self.core.counts.rejected += declined as u64;
+        if batch.short() > 0 {
+            self.core.batch_hit_fd_limit(self.live());
+        }
         for _ in 0..batch.short() {
             if !self.reclaim_oldest()? {
                 break;
