@@ -3,7 +3,8 @@
 //! the completion the ring would post.
 //!
 //! A busy master wakes once per batch, as on the ring: a wait that finds
-//! events within [`BATCH_WAIT`] of its start sleeps out the rest of it and
+//! events within [`BATCH_WAIT`](super::BATCH_WAIT) (longer after busy turns: [`BatchWait`])
+//! of its start sleeps out the rest of it and
 //! takes everything that came by then. While it stays busy, the next wait
 //! sleeps first and then takes what came, without blocking in `epoll_wait`:
 //! one wake-up per batch, not two (the event's, then the sleep's). The sends
@@ -26,7 +27,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use super::{sys, Completion, Datagram, Lent, LentIo, Reactor, Token, BATCH_WAIT, DATAGRAM_MAX};
+use super::batch_wait::BatchWait;
+use super::{sys, Completion, Datagram, Lent, LentIo, Reactor, Token, DATAGRAM_MAX};
 
 /// Events taken from one `epoll_wait`.
 const EVENTS: usize = 256;
@@ -116,9 +118,11 @@ pub struct EpollReactor {
     /// Completions of cancelled ops, reported by the next wait.
     cancelled: Vec<Completion>,
     events: Vec<libc::epoll_event>,
-    /// The last wait found events within [`BATCH_WAIT`] of its start: the
+    /// The last wait found events within its batch wait of its start: the
     /// next one sleeps out its batch wait before it looks.
     busy: bool,
+    /// How long a batch wait is.
+    batch_wait: BatchWait,
 }
 
 impl EpollReactor {
@@ -134,6 +138,7 @@ impl EpollReactor {
             cancelled: Vec::new(),
             events: Vec::with_capacity(EVENTS),
             busy: false,
+            batch_wait: BatchWait::default(),
         })
     }
 
@@ -351,6 +356,16 @@ impl Reactor for EpollReactor {
     }
 
     fn wait(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
+        let gathered = self.gather(out);
+        self.batch_wait.after_turn(out.iter().filter(|c| c.accepted.is_some()).count());
+        gathered
+    }
+}
+
+impl EpollReactor {
+    /// [`Reactor::wait`]'s starts, sleeps and `epoll_wait`s.
+    fn gather(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
+        let batch_wait = self.batch_wait.now();
         out.clear();
         out.append(&mut self.cancelled);
         while let Some(op) = self.fresh.pop_front() {
@@ -370,7 +385,7 @@ impl Reactor for EpollReactor {
         // if nothing did, the spell is over and the wait blocks after all.
         let mut slept = false;
         if retried == 0 && self.again.is_empty() && std::mem::take(&mut self.busy) {
-            std::thread::sleep(BATCH_WAIT);
+            std::thread::sleep(batch_wait);
             (blocking, slept) = (false, true);
         }
         loop {
@@ -389,10 +404,10 @@ impl Reactor for EpollReactor {
                 }
             }
             let waited = began.elapsed();
-            if blocking && !out.is_empty() && waited < BATCH_WAIT {
-                // Busy: let more gather until BATCH_WAIT after the wait began,
+            if blocking && !out.is_empty() && waited < batch_wait {
+                // Busy: let more gather until the batch wait after the wait began,
                 // as the ring's minimum-wait timeout does, then take it all.
-                std::thread::sleep(BATCH_WAIT - waited);
+                std::thread::sleep(batch_wait - waited);
                 (blocking, self.busy) = (false, true);
                 continue;
             }

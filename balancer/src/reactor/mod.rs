@@ -15,6 +15,7 @@
 //! lent by its owner as a [`Lent`]: the one promise to keep, made where the
 //! memory lives, so the master's logic is safe code.
 
+pub(crate) mod batch_wait;
 pub mod epoll;
 pub(crate) mod sys;
 pub mod uring;
@@ -33,7 +34,8 @@ use ringmaster_engine::Backend;
 /// may gain under load (twice that behind a batch waiting for its ack),
 /// against a wake-up, a `sendmsg` and an ack per connection. Measured on 2
 /// vCPUs under `Connection: close` churn (README): 100 us costs the master
-/// about a fifth more CPU per connection than 200 us.
+/// about a fifth more CPU per connection than 200 us. After turns that
+/// accepted many connections the wait is longer ([`batch_wait`]).
 pub const BATCH_WAIT: Duration = Duration::from_micros(200);
 
 /// Names an op, and its completions; the master packs it with

@@ -8,9 +8,10 @@
 //! defers its task work to the master's own waits (`DEFER_TASKRUN`), so an
 //! event that arrives while the master sleeps only wakes it once enough have
 //! gathered; each wait asks for `WAIT_BATCH` completions but returns
-//! [`BATCH_WAIT`] after it began if any has come (the kernel's minimum-wait
+//! [`BATCH_WAIT`](super::BATCH_WAIT) after it began (longer after busy
+//! turns: [`BatchWait`]) if any has come (the kernel's minimum-wait
 //! timeout, Linux 6.12), and at once for the first event after a quiet spell.
-//! Busy, the master sleeps [`BATCH_WAIT`] at most and wakes to a batch; idle,
+//! Busy, the master sleeps that long at most and wakes to a batch; idle,
 //! it answers the next event with no delay. The listener is watched with a
 //! plain multishot poll, which honours that batching (a multishot accept's
 //! exclusive wait would wake the master for every connection), and what is
@@ -29,8 +30,9 @@ use io_uring::{cqueue, opcode, squeue, EnterFlags, IoUring};
 use ringmaster_engine::bufring::BufRing;
 use ringmaster_engine::uring;
 
+use super::batch_wait::BatchWait;
 use super::sys::{self, Burst};
-use super::{Completion, Datagram, Lent, LentIo, Reactor, Token, BATCH_WAIT, DATAGRAM_MAX};
+use super::{Completion, Datagram, Lent, LentIo, Reactor, Token, DATAGRAM_MAX};
 
 /// Submission queue entries: a turn's ops; more are submitted early.
 const SQ_ENTRIES: u32 = 1024;
@@ -94,6 +96,8 @@ pub struct UringReactor {
     wait_limit: Box<KernelTimespec>,
     /// The kernel has the minimum-wait timeout: waits gather a batch.
     batched_waits: bool,
+    /// How long they let it gather.
+    batch_wait: BatchWait,
     /// Listeners watched for accepts (by a multishot poll under the same token).
     accepts: Vec<Watch>,
     /// Listeners whose last burst stopped at the cap: accept again next turn.
@@ -139,6 +143,7 @@ impl UringReactor {
             tick: Box::new(Timespec::new()),
             wait_limit: Box::new(limit),
             batched_waits,
+            batch_wait: BatchWait::default(),
             accepts: Vec::with_capacity(2),
             again: Vec::with_capacity(2),
             ended_polls: Vec::new(),
@@ -174,7 +179,7 @@ impl UringReactor {
             let arg = WaitArg {
                 sigmask: 0,
                 sigmask_sz: 0,
-                min_wait_usec: BATCH_WAIT.as_micros() as u32,
+                min_wait_usec: self.batch_wait.now().as_micros() as u32,
                 ts: &*self.wait_limit as *const KernelTimespec as u64,
             };
             let flags = getevents | EnterFlags::EXT_ARG.bits();
@@ -423,6 +428,15 @@ impl Reactor for UringReactor {
     }
 
     fn wait(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
+        let gathered = self.gather(out);
+        self.batch_wait.after_turn(out.iter().filter(|c| c.accepted.is_some()).count());
+        gathered
+    }
+}
+
+impl UringReactor {
+    /// [`Reactor::wait`]'s submission, wait and reaping.
+    fn gather(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
         out.clear();
         for watch in std::mem::take(&mut self.again) {
             if self.accepts.contains(&watch) {

@@ -7,7 +7,7 @@ use std::os::fd::OwnedFd;
 /// done with it (its FIN sent), in milliseconds of the coarse clock, which
 /// moves a jiffy at a time: until its next step or two (up to 4 ms at
 /// HZ=250), mostly longer than the master takes under load to read the ack
-/// and close its copy (a 200 µs batch wait or two). 5 ms took no more
+/// and close its copy (a batch wait or two, 200–300 µs). 5 ms took no more
 /// teardowns off the master in `perf`.
 pub(super) const LATE_CLOSE_MS: u64 = 2;
 /// Handed-over connections kept open at once for their late close; past
