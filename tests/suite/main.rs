@@ -60,6 +60,7 @@ mod supervisor_scale_pending_restart;
 mod supervisor_start_not_ready;
 mod supervisor_stop;
 mod supervisor_stop_custody;
+mod supervisor_stop_exit;
 mod supervisor_stop_hand_off;
 mod supervisor_stop_stuck_worker;
 mod upgrade_binary_replaced;

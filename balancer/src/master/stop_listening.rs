@@ -101,8 +101,10 @@ impl Master {
         ready_at_stop(now.saturating_duration_since(process.heartbeat_moved), now.saturating_duration_since(began))
     }
 
-    /// On the tick during a stop: once every worker has begun its drain (or
-    /// has none to begin: gone, or stalled), the listeners stop listening.
+    /// On the tick during a stop, and before the master exits (its workers
+    /// may all be gone before a tick comes): once every worker has begun its
+    /// drain (or has none to begin: gone, or stalled), the listeners stop
+    /// listening.
     /// Not before: a worker that accepts takes what is queued until its
     /// drain begins, and serves it, so a request sent before the stop gets
     /// its answer rather than a `503`. `reuseport`: then on every tick, the
@@ -224,14 +226,18 @@ impl Master {
     }
 
     /// Answers `503` to what waits in `listener`'s queue (up to `--backlog`),
-    /// without waiting: how many, or the error that kept the listener from
-    /// being made non-blocking. The flag is the socket's, and its other
-    /// holders, workers that accept on it, already expect `EAGAIN`. At the
-    /// open-file limit each accept gets a number freed for it (a spare of
-    /// the reserve, else an earlier refusal's, its linger cut short): the
-    /// shutdown that follows would reset what is left in the queue.
+    /// without waiting, the queue closed to newcomers first (the listener is
+    /// shut next): how many, or the error that kept the listener from being
+    /// made non-blocking. The flag is the socket's, and its other holders,
+    /// workers that accept on it, already expect `EAGAIN`. At the open-file
+    /// limit each accept gets a number freed for it (a spare of the reserve,
+    /// else an earlier refusal's, its linger cut short): the shutdown that
+    /// follows would reset what is left in the queue.
     fn answer_queue(&mut self, listener: RawFd) -> io::Result<usize> {
         sys::set_nonblocking(listener)?;
+        if let Err(e) = sys::close_queue_to_newcomers(listener) {
+            crate::log!(warn: "stopping: cannot close the listen queue to newcomers ({e}): one may be reset");
+        }
         let now = Instant::now();
         let mut answered = 0;
         let mut tries = self.config.backlog.max(1);

@@ -127,6 +127,40 @@ pub unsafe fn sendmsg(fd: RawFd, header: *const libc::msghdr) -> io::Result<usiz
     check(unsafe { libc::sendmsg(fd, header, flags) }).map(|n| n as usize)
 }
 
+/// Closes a listener's queue to newcomers, leaving in it what is there and
+/// what is on its way: a socket filter that drops a connection's first
+/// packet (a SYN without ACK), so that the client tries again in a second,
+/// by when the listener is shut and the kernel refuses it, while a handshake
+/// under way completes and joins the queue. Between a stop's last accept
+/// and [`stop_listening`], which resets what waits, a client that connected
+/// would be reset otherwise: seen with clients that connect again as soon as
+/// their `503` comes, in one stop of ten.
+pub fn close_queue_to_newcomers(listener: RawFd) -> io::Result<()> {
+    // Classic BPF over the TCP header (a socket filter sees the packet from
+    // there): its flags byte, SYN (0x02) set and ACK (0x10) not, is dropped.
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter { code: code as u16, jt, jf, k };
+    let mut program = [
+        op(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, 13),
+        op(libc::BPF_ALU | libc::BPF_AND | libc::BPF_K, 0, 0, 0x12),
+        op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, 0x02),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),
+    ];
+    let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_mut_ptr() };
+    // SAFETY: `fprog` and the instructions it points to live across the
+    // call, which copies them; the size is the struct's.
+    check(unsafe {
+        libc::setsockopt(
+            listener,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
 /// Takes a listening socket out of listening, for every process that holds
 /// it (`shutdown(SHUT_RD)` acts on the socket, not the descriptor): the
 /// kernel refuses new connections to it from then on, and resets any still
