@@ -14,7 +14,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use util::procs::{stop_and_check_no_process_left, stop_between_turns};
-use util::sockets::{socket_inode, wait_queued};
+use util::sockets::{accept_queue, socket_inode, wait_queued};
 use util::stats::{expect_worker, num, per_worker};
 use util::*;
 
@@ -94,6 +94,50 @@ fn reuseport_stop_with_a_stopped_worker_answers_late_clients_at_once() {
         exits.len() == 2 && exits.iter().all(|l| l.ends_with("code 0")),
         "both workers drain and exit 0: {exits:?}"
     );
+    stop_and_check_no_process_left(s);
+}
+
+/// A worker stopped (SIGSTOP) well before a stop in `--mode reuseport
+/// --steer hash`: what the kernel's hash queued on its listener goes, as
+/// the stop begins, to the worker that runs, which serves it before its
+/// drain. Before, it waited for the stop's 2 s on a stuck worker and got
+/// `503` (seen: every one of those clients, the other worker had room). A
+/// one-second drain delay lets the master see the stopped worker's
+/// heartbeat stale (past 500 ms) as the stop proper begins.
+#[test]
+fn reuseport_stop_hands_a_stopped_workers_queue_to_the_other() {
+    let args = ["--mode", "reuseport", "--steer", "hash", "--workers", "2", "--no-pin", "--drain-delay", "1"];
+    let mut s = Server::start(&args);
+    let ready = s.wait_workers_ready(2, START_TIMEOUT);
+    let victim = num(&expect_worker(&ready, 2), "pid") as u32;
+    let listener = socket_inode(victim, 5).expect("worker 2's listener");
+    let (cont, _) = stop_between_turns(victim);
+
+    // Clients until 3 wait on the stopped worker's listener (the hash of
+    // their ports places them); worker 1 answers the others meanwhile.
+    let mut clients = Vec::new();
+    while accept_queue(listener).unwrap_or(0) < 3 {
+        assert!(clients.len() < 200, "the kernel's hash never placed 3 clients on worker 2's listener");
+        let mut c = s.connect();
+        c.send(GET_CLOSE);
+        clients.push(c);
+    }
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    let answers: Vec<String> = clients
+        .iter_mut()
+        .map(|c| match c.try_read() {
+            Ok(resp) => resp.status.to_string(),
+            Err(e) => format!("no answer ({e})"),
+        })
+        .collect();
+    let log = s.log()[from..].join("\n");
+    assert!(answers.iter().all(|a| a == "200"), "clients connected before SIGTERM: {answers:?}; log:\n{log}");
+    assert!(log.contains("connections taken from the listener of worker 2"), "log:\n{log}");
+
+    drop(cont);
+    let status = s.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "master exit status {status}; log:\n{}", s.log().join("\n"));
     stop_and_check_no_process_left(s);
 }
 

@@ -10,9 +10,11 @@
 //! were done before the master's tick stopped listening. What no worker has
 //! room for is refused as before; a worker that dies without acknowledging
 //! a batch leaves it to the master, which refuses it then (its lane is
-//! settled as any dead worker's).
+//! settled as any dead worker's). `reuseport`: what waits on the listener
+//! of a worker that stands still (or has no process) goes the same way.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Instant;
 
 use super::Master;
 use crate::modes::Accepting;
@@ -25,8 +27,10 @@ impl Master {
     /// queue only while the listener is this master's alone: during a
     /// hand-over the new master takes it.
     pub(super) fn hand_off_before_drain(&mut self) {
-        if self.dispatch.balance.accepting() != Accepting::Master {
-            return;
+        match self.dispatch.balance.accepting() {
+            Accepting::Master => {}
+            Accepting::OwnListeners if self.upgrades.lets_accept() => return self.hand_off_still_queues(),
+            _ => return,
         }
         let taken = if self.upgrades.lets_accept() { self.take_listen_queue() } else { 0 };
         let placed = self.place_held();
@@ -37,6 +41,65 @@ impl Master {
                  workers before their drain, {left} with none to go to (503)"
             );
         }
+    }
+
+    /// `reuseport`: what waits on the listener of a worker that will not take
+    /// it (no process of it runs, or each stands still past
+    /// [`HEARTBEAT_STALE`](crate::modes::HEARTBEAT_STALE)) goes to workers
+    /// whose loops turn and have room, before their `Drain`, as `--steer
+    /// load` rescues it while serving. Before, it waited for the stop's
+    /// [`STUCK_AT_STOP`] and got `503`, the other workers gone by then (seen:
+    /// 3 clients queued on a stopped worker's listener with `--steer hash`,
+    /// in 20 stops of 20). What none of them has room for stays there, for
+    /// that `503`.
+    ///
+    /// [`STUCK_AT_STOP`]: super::stop_listening::STUCK_AT_STOP
+    fn hand_off_still_queues(&mut self) {
+        let now = Instant::now();
+        let listeners: Vec<(usize, RawFd)> =
+            self.dispatch.balance.own_listeners().iter().map(|&(worker, fd)| (worker, fd.as_raw_fd())).collect();
+        for (worker, listener) in listeners {
+            if !self.worker_stands_still(worker, now) {
+                continue;
+            }
+            let queued = sys::accept_queue_len(listener).unwrap_or(0);
+            if queued == 0 || sys::set_nonblocking(listener).is_err() {
+                continue;
+            }
+            let mut taken = 0;
+            for _ in 0..queued {
+                let Some(slot) = self.pick_taker(now) else { break };
+                match sys::accept(listener) {
+                    Ok(connection) => {
+                        self.counts.rescued += 1;
+                        self.counts.handed_over += 1;
+                        self.slots[slot].lane.enqueue(connection);
+                        taken += 1;
+                    }
+                    Err(e) if sys::accept_goes_on(&e) => {}
+                    Err(_) => break,
+                }
+            }
+            if taken > 0 {
+                crate::log!(
+                    "stopping: {taken} connections taken from the listener of worker {worker}, which stands still, \
+                     and handed to workers before their drain"
+                );
+            }
+        }
+    }
+
+    /// A worker that takes connections now (its loop turns, it has room,
+    /// it neither lags nor drains), the one with the fewest outstanding.
+    fn pick_taker(&self, now: Instant) -> Option<usize> {
+        let judge = self.judge(now);
+        let facts = |slot: &usize| judge.facts(*slot);
+        self.dispatch
+            .routes
+            .iter()
+            .filter(|slot| facts(slot).takes())
+            .min_by_key(|slot| facts(slot).outstanding())
+            .copied()
     }
 
     /// Accepts the connections queued on the listener now (as many as it

@@ -101,6 +101,15 @@ impl Master {
         ready_at_stop(now.saturating_duration_since(process.heartbeat_moved), now.saturating_duration_since(began))
     }
 
+    /// No process of `worker` will take what waits on its listener: none
+    /// runs, or each is ready and its loop has stood still past
+    /// [`HEARTBEAT_STALE`].
+    pub(super) fn worker_stands_still(&self, worker: usize, now: Instant) -> bool {
+        (0..self.slots.len())
+            .filter(|&slot| self.slots[slot].process.as_ref().is_some_and(|p| p.worker == worker))
+            .all(|slot| matches!(self.at_stop(slot, now), AtStop::Still(_)))
+    }
+
     /// On the tick during a stop, and before the master exits (its workers
     /// may all be gone before a tick comes): once every worker has begun its
     /// drain (or has none to begin: gone, or stalled), the listeners stop
