@@ -86,6 +86,11 @@ pub(super) struct Dispatch {
     refusals: Refusals,
     /// The multishot accept is armed.
     pub(super) accepting: bool,
+    /// The last accept ended at the open-file limit: accepting waits for a
+    /// number to come free ([`Master::accept_again_after_closes`]).
+    pub(super) out_of_fds: bool,
+    /// Connections of workers' acks closed since then: numbers come free.
+    pub(super) closed_since_out_of_fds: usize,
     /// When the last fd-limit line of each kind was logged (rate limit).
     fd_limit_logged: [Option<Instant>; FdLimitLine::KINDS],
 }
@@ -138,6 +143,8 @@ impl Dispatch {
             refused: 0,
             refusals: Refusals::new(),
             accepting: false,
+            out_of_fds: false,
+            closed_since_out_of_fds: 0,
             fd_limit_logged: [None; FdLimitLine::KINDS],
         }
     }
@@ -294,6 +301,7 @@ impl Master {
             }
         }
         if out_of_fds(-result) {
+            (self.dispatch.out_of_fds, self.dispatch.closed_since_out_of_fds) = (true, 0);
             let held = self.dispatch.held.len() + self.slots.iter().map(|s| s.lane.held_fds()).sum::<usize>();
             self.log_fd_limit(
                 FdLimitLine::Accepting,
@@ -304,7 +312,8 @@ impl Master {
                 ),
             );
         }
-        // Out of fds or memory: the tick re-arms rather than spinning now.
+        // Out of fds or memory: the tick re-arms rather than spinning now;
+        // out of fds, so does a turn that closed connections (below).
         if !self.dispatch.accepting && !out_of_resources(-result) {
             self.arm_accept()?;
         }
@@ -481,9 +490,27 @@ impl Master {
     /// Closes the master's copies in `scratch`: a worker adopted them.
     pub(super) fn close_scratch(&mut self) -> io::Result<()> {
         let mut adopted = std::mem::take(&mut self.dispatch.scratch);
+        self.dispatch.closed_since_out_of_fds += adopted.len();
         let closed = adopted.drain(..).try_for_each(|fd| self.reactor.close(fd));
         self.dispatch.scratch = adopted;
         closed
+    }
+
+    /// At the end of a loop turn, after the fd reserve took back what it
+    /// needs: an accept paused at the open-file limit starts again once
+    /// connections the workers acknowledged were closed (their numbers are
+    /// free by the time the accept runs: the ring runs the closes first, in
+    /// order), not only at the next tick. Else the master accepted at most
+    /// what its table holds per tick: 2 workers, `RLIMIT_NOFILE` 48, 74
+    /// clients under churn served 1,715 connections in 8 s against 33,713
+    /// at the usual limit. An accept that finds none free again pauses
+    /// again, until more are closed: no spinning.
+    pub(super) fn accept_again_after_closes(&mut self) -> io::Result<()> {
+        if !self.dispatch.out_of_fds || self.dispatch.closed_since_out_of_fds == 0 {
+            return Ok(());
+        }
+        self.dispatch.out_of_fds = false;
+        self.arm_accept()
     }
 
     /// What routing sees of a worker's process in `slot` (`None`: it has

@@ -379,6 +379,7 @@ impl Master {
             }
             // What a start or a close gave back since: before the next accepts.
             self.keep_fd_reserve()?;
+            self.accept_again_after_closes()?;
         }
         Ok(())
     }
