@@ -139,7 +139,8 @@ fn master_counts(page: &mut Exposition, s: &Snapshot<'_>) {
         ),
         (
             "rescued",
-            "Connections the master took from the queue of a stalled or full worker (reuseport --steer load) and dealt to another.",
+            "Connections the master took from the queue of a stalled or full worker (reuseport --steer load; \
+             reuseport at a stop, from a worker that stands still) and dealt to another.",
             c.rescued,
         ),
         ("held", "Connections held because no worker could take them yet (none ready, or all lagging).", c.held),
