@@ -64,6 +64,12 @@ impl Refusals {
         true
     }
 
+    /// Some refused connection still lingers: an exit now would close it
+    /// early, and a request still on its way would meet a reset.
+    pub fn lingering(&self) -> bool {
+        !self.lingering.is_empty()
+    }
+
     /// Closes the refused connections whose linger has ended at `now`.
     pub fn close_due(&mut self, now: Instant) {
         while self.lingering.front().is_some_and(|&(due, _)| due <= now) {

@@ -27,6 +27,10 @@ const CLIENTS: usize = 4;
 /// master stops listening is dropped, and its retry a second later refused.
 const CONNECT_AFTER_STOP: Duration = Duration::from_millis(200);
 
+/// How long the master keeps a refused connection open after its `503`
+/// (`refuse.rs`): a request still on its way lands in an open socket.
+const REFUSED_LINGER: Duration = Duration::from_millis(200);
+
 /// How one client fared: answered (its status), refused at connect (or its
 /// SYN dropped), or neither (what happened), with when it connected.
 enum Fared {
@@ -119,4 +123,42 @@ fn shared_clients_connecting_as_the_stop_ends_are_answered() {
 #[test]
 fn reuseport_clients_connecting_as_the_stop_ends_are_answered() {
     clients_across_a_stop_are_answered("reuseport");
+}
+
+/// A client answered `503` by the stop's end (its worker gone before the
+/// tick) may still be sending: the master lingers on its refusal as it does
+/// while serving, rather than exiting at once and resetting what comes next.
+/// Before, the exit closed the refusal at once: a client writing after its
+/// `503` got `EPIPE` (2 stops of 5). The worker is stopped, then killed,
+/// within its heartbeat's 500 ms, so that the stop's end (not the tick)
+/// answers the queue; slower than that, the tick answers it, and the test
+/// shows nothing either way. The linger is measured from the kill, which
+/// comes before the refusal: a slow machine only lengthens it.
+#[test]
+fn a_client_refused_as_the_master_exits_may_still_send() {
+    let mut s = Server::start(&["--mode", "rr", "--workers", "1", "--no-pin"]);
+    s.wait_workers_ready(1, START_TIMEOUT);
+    let worker = *s.logged_worker_pids().first().expect("the worker's pid is logged");
+    util::procs::kill(worker, libc::SIGSTOP);
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    s.wait_for_log_from(from, |l| l.contains("SIGTERM received"), IO_TIMEOUT);
+    // The master no longer accepts: this one waits in the listen queue.
+    let mut late = BufReader::new(connect(s.addr()));
+    let killed = Instant::now();
+    util::procs::kill(worker, libc::SIGKILL);
+    let resp = read_response(&mut late).expect("the queued client is answered");
+    assert_eq!(resp.status, 503);
+    // The request it was still sending: an open socket takes it.
+    let sent = late.get_mut().write_all(b"GET / HTTP/1.1\r\n").and_then(|()| late.get_mut().write_all(b"\r\n"));
+    let exited = eventually(Duration::from_secs(20), || !s.is_running());
+    let lived = killed.elapsed();
+    let status = s.wait_exit(Duration::from_secs(1));
+    let log = s.log()[from..].join("\n");
+    assert!(exited, "the master did not exit; log:\n{log}");
+    assert_eq!(status.code(), Some(0), "master exit status {status}; log:\n{log}");
+    assert!(lived >= REFUSED_LINGER, "the master exited {lived:?} after the queue's last worker went; log:\n{log}");
+    assert!(sent.is_ok(), "the request after the 503 met a reset: {sent:?}; log:\n{log}");
+    assert!(late.get_ref().take_error().ok().flatten().is_none(), "the refused client was reset; log:\n{log}");
+    stop_and_check_no_process_left(s);
 }

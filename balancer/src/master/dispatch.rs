@@ -108,6 +108,11 @@ impl Dispatch {
         self.refusals.close_oldest()
     }
 
+    /// Some refused connection lingers before its close ([`Refusals::lingering`]).
+    pub(super) fn refusals_linger(&self) -> bool {
+        self.refusals.lingering()
+    }
+
     /// Connections held now, waiting for a ready worker.
     pub(super) fn held_now(&self) -> usize {
         self.held.len()

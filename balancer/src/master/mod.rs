@@ -389,7 +389,7 @@ impl Master {
     /// it never acknowledged is refused then, not dropped with the master's
     /// exit) and a new master that failed is gone too: done, its listeners
     /// no longer listening, once control clients have read their last
-    /// replies (at most a second more).
+    /// replies and refused connections have lingered (at most a second more).
     fn done(&mut self) -> bool {
         if self.stopping.is_none() {
             return false;
@@ -404,9 +404,13 @@ impl Master {
         // of 12 over the four modes; all 20 queued at the fd limit).
         self.stop_listening_when_drained();
         let replying = self.control.as_ref().is_some_and(|c| c.clients.has_pending_output());
+        // The queue's `503`s just sent linger (200 ms, closed on the tick):
+        // exiting at once closed them, and a request still on its way got
+        // a reset (seen: a client writing after its 503 got EPIPE, 2 of 5).
+        let lingering = self.dispatch.refusals_linger();
         let Some(stopping) = self.stopping.as_mut() else { return false };
         let grace = *stopping.exit_grace.get_or_insert_with(|| Instant::now() + Duration::from_secs(1));
-        !replying || Instant::now() >= grace
+        !(replying || lingering) || Instant::now() >= grace
     }
 
     /// The signalfd is readable: act on every pending signal, and poll it
