@@ -121,6 +121,23 @@ def status_outcome(st, kind):
     return 'status-%d' % st
 
 
+async def read_answers(r, w, kind, count, each=None, pause_every=0):
+    """Reads `count` answers (writing `each` before each one, if given) and
+    notes the connection's outcome: the first status that is not 200, a
+    close the server announced, or 'ok'."""
+    for n in range(count):
+        if each is not None:
+            w.write(each); await w.drain()
+        try:
+            st, close = await read_response(r)
+        except Fail as f:
+            raise Fail('%s@req%d' % (f, n))
+        if st != 200: note(kind, status_outcome(st, kind)); return
+        if close: note(kind, 'ok-closed'); return
+        if pause_every and n % pause_every == 0: await asyncio.sleep(0.05)
+    note(kind, 'ok')
+
+
 async def body(kind, r, w):
     if kind == 'churn':
         w.write(REQC); await w.drain()
@@ -132,50 +149,20 @@ async def body(kind, r, w):
         st, close = await read_response(r)
         note(kind, status_outcome(st, kind))
     elif kind == 'ka':
-        for n in range(20):
-            w.write(REQ); await w.drain()
-            try:
-                st, close = await read_response(r)
-            except Fail as f:
-                raise Fail('%s@req%d' % (f, n))
-            if st != 200: note(kind, status_outcome(st, kind)); return
-            if close: note(kind, 'ok-closed'); return
-        note(kind, 'ok')
+        await read_answers(r, w, kind, 20, each=REQ)
     elif kind == 'pipe':
         w.write(REQ * 8); await w.drain()
-        for n in range(8):
-            try:
-                st, close = await read_response(r)
-            except Fail as f:
-                raise Fail('%s@req%d' % (f, n))
-            if st != 200: note(kind, status_outcome(st, kind)); return
-            if close: note(kind, 'ok-closed'); return
-        note(kind, 'ok')
+        await read_answers(r, w, kind, 8)
     elif kind == 'noread':
         w.write(REQ * 64); await w.drain()
         await asyncio.sleep(1.0)
-        for n in range(64):
-            try:
-                st, close = await read_response(r)
-            except Fail as f:
-                raise Fail('%s@req%d' % (f, n))
-            if st != 200: note(kind, status_outcome(st, kind)); return
-            if close: note(kind, 'ok-closed'); return
-        note(kind, 'ok')
+        await read_answers(r, w, kind, 64)
     elif kind == 'bignoread':
         N = 3000
         w.write(REQ * N)
         await asyncio.sleep(1.5)
         await w.drain()
-        for n in range(N):
-            try:
-                st, close = await read_response(r)
-            except Fail as f:
-                raise Fail('%s@req%d' % (f, n))
-            if st != 200: note(kind, status_outcome(st, kind)); return
-            if close: note(kind, 'ok-closed'); return
-            if n % 200 == 0: await asyncio.sleep(0.05)
-        note(kind, 'ok')
+        await read_answers(r, w, kind, N, pause_every=200)
     elif kind == 'slowpost':
         n = 600
         w.write(b'POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n' % n); await w.drain()
