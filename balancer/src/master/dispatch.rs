@@ -183,7 +183,12 @@ pub(super) struct Judge<'a> {
     now: Instant,
 }
 
-impl Judge<'_> {
+impl<'a> Judge<'a> {
+    /// A judge of the workers in `slots` as they are at `now`.
+    fn new(slots: &'a [Slot], stats: &'a StatsBlock, max_conns: usize, lame_ducks_serve: bool, now: Instant) -> Self {
+        Judge { slots, stats, max_conns: max_conns as u64, lame_ducks_serve, now }
+    }
+
     /// What the mode may know about the worker in `slot`.
     pub(super) fn facts(&self, slot: usize) -> RouteFacts {
         let s = &self.slots[slot];
@@ -236,13 +241,7 @@ impl Master {
 
     /// The judge of the workers at `now`.
     pub(super) fn judge(&self, now: Instant) -> Judge<'_> {
-        Judge {
-            slots: &self.slots,
-            stats: &self.stats,
-            max_conns: self.config.engine.max_conns as u64,
-            lame_ducks_serve: self.dispatch.lame_ducks_serve,
-            now,
-        }
+        Judge::new(&self.slots, &self.stats, self.config.engine.max_conns, self.dispatch.lame_ducks_serve, now)
     }
 
     fn master_accepts(&self) -> bool {
@@ -334,13 +333,9 @@ impl Master {
     /// it took from the queue of a stalled or full worker: to a worker it steers to.
     pub(super) fn route(&mut self, fd: OwnedFd) {
         let (steers, hands_over) = self.prepare_routing();
-        let judge = Judge {
-            slots: &self.slots,
-            stats: &self.stats,
-            max_conns: self.config.engine.max_conns as u64,
-            lame_ducks_serve: self.dispatch.lame_ducks_serve,
-            now: Instant::now(),
-        };
+        // Field by field, not `self.judge`: the pick borrows `self.workers`.
+        let (max_conns, lame_ducks_serve) = (self.config.engine.max_conns, self.dispatch.lame_ducks_serve);
+        let judge = Judge::new(&self.slots, &self.stats, max_conns, lame_ducks_serve, Instant::now());
         let routes = if steers { &self.dispatch.steered_to } else { &self.dispatch.routes };
         let facts = |slot| judge.facts(slot);
         let (slots, workers) = (&self.slots, &mut self.workers);
@@ -369,13 +364,9 @@ impl Master {
     /// one that stands still, whatever each has outstanding (a stopped
     /// worker has few, and what it is handed waits until it is killed).
     pub(super) fn pick_with_room(&mut self) -> Option<usize> {
-        let judge = Judge {
-            slots: &self.slots,
-            stats: &self.stats,
-            max_conns: self.config.engine.max_conns as u64,
-            lame_ducks_serve: self.dispatch.lame_ducks_serve,
-            now: Instant::now(),
-        };
+        // Field by field, not `self.judge`: the pick borrows `self.workers`.
+        let (max_conns, lame_ducks_serve) = (self.config.engine.max_conns, self.dispatch.lame_ducks_serve);
+        let judge = Judge::new(&self.slots, &self.stats, max_conns, lame_ducks_serve, Instant::now());
         let facts = |slot| judge.facts(slot);
         let routes = &self.dispatch.routes;
         let (slots, workers) = (&self.slots, &mut self.workers);
