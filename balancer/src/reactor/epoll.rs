@@ -4,7 +4,7 @@
 //!
 //! A busy master wakes once per batch, as on the ring: a wait that finds
 //! events within [`BATCH_WAIT`](super::BATCH_WAIT) of its start (longer
-//! after busy turns: [`BatchWait`]) sleeps out the rest of it and takes
+//! after busy turns: `batch_wait.rs`) sleeps out the rest of it and takes
 //! everything that came by then. While it stays busy, the next wait sleeps
 //! first and then takes what came, without blocking in `epoll_wait`:
 //! one wake-up per batch, not two (the event's, then the sleep's). The sends

@@ -35,7 +35,7 @@ use ringmaster_engine::Backend;
 /// against a wake-up, a `sendmsg` and an ack per connection. Measured on 2
 /// vCPUs under `Connection: close` churn (README): 100 us costs the master
 /// about a fifth more CPU per connection than 200 us. After turns that
-/// accepted many connections the wait is longer ([`batch_wait`]).
+/// accepted many connections the wait is longer (`batch_wait.rs`).
 pub const BATCH_WAIT: Duration = Duration::from_micros(200);
 
 /// Names an op, and its completions; the master packs it with

@@ -9,7 +9,7 @@
 //! event that arrives while the master sleeps only wakes it once enough have
 //! gathered; each wait asks for `WAIT_BATCH` completions but returns
 //! [`BATCH_WAIT`](super::BATCH_WAIT) after it began (longer after busy
-//! turns: [`BatchWait`]) if any has come (the kernel's minimum-wait
+//! turns: `batch_wait.rs`) if any has come (the kernel's minimum-wait
 //! timeout, Linux 6.12), and at once for the first event after a quiet spell.
 //! Busy, the master sleeps that long at most and wakes to a batch; idle,
 //! it answers the next event with no delay. The listener is watched with a
