@@ -1,6 +1,6 @@
 //! The worker: one event loop on io_uring (`uring/`) or epoll (`epoll/`)
 //! around the same connection state machine, and what both loops share
-//! (`core.rs`): the preformatted replies, the carry buffers, the counters,
+//! (`core/`): the preformatted replies, the carry buffers, the counters,
 //! draining, and the master's channel (batches in, acks out).
 //!
 //! Connections come from a listener (`shared` mode) and from the master's
