@@ -2,15 +2,22 @@
 //! interface: the preformatted replies, the carry and output buffers, the
 //! counters, draining, the injected faults, and the master's channel
 //! (batches in, acks out).
+//!
+//! This file: the state, a slot's buffers and context, the loop turn,
+//! draining, a connection opened; `batches.rs`: the master's batches taken
+//! and acknowledged; `capacity.rs`: what the worker can hold (the open-file
+//! limit, idle connections reclaimed).
 
-use std::os::fd::{AsFd, OwnedFd};
+mod batches;
+mod capacity;
+
 use std::time::{Duration, SystemTime};
 
 use super::idle::IdleList;
 use super::late_closes::LateCloses;
 use super::{Origin, Sources, CARRY_MIN};
 use crate::answer::{Answering, BodyPool, Dynamic, ResponseScratch};
-use crate::channel::{send_wake, Ack, Acks, Message, Received, Tag, MAX_FDS};
+use crate::channel::{Acks, Message};
 use crate::config::EngineConfig;
 use crate::conn::{Connection, Context, Timeouts};
 use crate::handler::Handler;
@@ -18,6 +25,8 @@ use crate::http::Limits;
 use crate::response::Responses;
 use crate::stats::{CountersSnapshot, WorkerCounters, STATE_DRAINING, STATE_READY, STATE_STOPPED};
 use crate::sys::now_ms;
+
+pub(super) use self::batches::Batch;
 
 /// What both drivers keep besides their connections and their kernel interface.
 pub(super) struct Core<'a> {
@@ -70,30 +79,6 @@ pub(super) struct Core<'a> {
     pub(super) now: u64,
     /// When the injected stall begins, until it has happened.
     pub(super) stall_at: Option<u64>,
-}
-
-/// A batch of connections from the master, owned now.
-pub(super) struct Batch {
-    pub(super) fds: [Option<OwnedFd>; MAX_FDS],
-    pub(super) received: Received,
-}
-
-impl Batch {
-    /// Connections the master sent that the kernel could not install (the
-    /// worker at its open-file limit): the master hands them on, and the
-    /// worker closes as many idle connections so that the next ones fit.
-    pub(super) fn short(&self) -> usize {
-        short_of(&self.received)
-    }
-}
-
-/// Fds a `Connections` message lost on the way (for a `Text` one, `sent`
-/// is its length, not a count of fds).
-fn short_of(received: &Received) -> usize {
-    match received.tag {
-        Some(Tag::Connections) => received.sent.saturating_sub(received.fds),
-        _ => 0,
-    }
 }
 
 impl<'a> Core<'a> {
@@ -236,93 +221,6 @@ impl<'a> Core<'a> {
         }
     }
 
-    /// Connections the worker can hold while descriptors last.
-    pub(super) fn capacity(&self) -> usize {
-        self.capacity as usize
-    }
-
-    /// Lowers what the worker can hold to `capacity` (its ring's table of
-    /// direct descriptors is smaller than `--max-conns`), published at once:
-    /// it is called before the worker is ready.
-    pub(super) fn limit_capacity(&mut self, capacity: usize) {
-        self.capacity = self.capacity.min(capacity as u64);
-        self.counts.capacity = self.capacity;
-        self.counters.capacity.store(self.capacity, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// An accept found no descriptor free with `live` connections open: the
-    /// worker is full at that many until the tick finds a descriptor free
-    /// again; each connection that closes before then makes room for one.
-    pub(super) fn hit_fd_limit(&mut self, live: usize) {
-        self.counts.fd_limit_hits += 1;
-        self.fd_capped = Some(live as u64);
-    }
-
-    /// A batch from the master lost fds on the way ([`Batch::short`]: the
-    /// worker at its open-file limit, `rr` and `least`) with `live`
-    /// connections open before any idle one was closed for them: full at
-    /// that many, as after an accept's `EMFILE` ([`Core::hit_fd_limit`],
-    /// the hit counted as the batch was taken). Else the master went on
-    /// offering it each new connection, each offer's fds dropped and
-    /// handed on again, with the stats showing room (`capacity` at
-    /// `--max-conns`) where there was none.
-    pub(super) fn batch_hit_fd_limit(&mut self, live: usize) {
-        self.fd_capped = Some(live as u64);
-    }
-
-    /// Once a tick, at the open-file limit: a descriptor free again (a closed
-    /// connection's, or a late close's) lifts the cap. Looked for by
-    /// duplicating the listener or the channel, closed at once.
-    pub(super) fn recheck_fd_limit(&mut self) {
-        if self.fd_capped.is_none() {
-            return;
-        }
-        let source = self.sources.listener.as_ref().or(self.sources.channel.as_ref());
-        if source.is_some_and(|fd| fd.as_fd().try_clone_to_owned().is_ok()) {
-            self.fd_capped = None;
-        }
-    }
-
-    /// Idle connections the worker would close to make room: none while
-    /// it drains (it takes nothing new then).
-    pub(super) fn reclaimable(&self) -> usize {
-        if self.draining {
-            0
-        } else {
-            self.idle.aged_len()
-        }
-    }
-
-    /// On the tick: how many of its longest-idle connections a worker
-    /// should close so that it can accept again. Some only when it is full
-    /// (no `room` in its slots or table, or at its open-file limit still)
-    /// and holds idle ones, and connections have waited on its listener
-    /// since the last tick: what waits only a moment is left alone, since in
-    /// `shared` mode a worker with room takes it when its loop turns.
-    pub(super) fn reclaims_due(&mut self, room: usize) -> usize {
-        let full = room == 0 || self.fd_capped.is_some();
-        if !full || self.reclaimable() == 0 {
-            self.full_queue_at_tick = false;
-            return 0;
-        }
-        let Some(listener) = self.sources.listener.as_ref() else { return 0 };
-        // A failed look (a signal) only puts it off to the next tick.
-        let queue = crate::sys::socket::waiting(listener.as_fd()).unwrap_or(false);
-        let waited = queue && self.full_queue_at_tick;
-        self.full_queue_at_tick = queue;
-        if waited {
-            super::idle::reclaim_batch(self.capacity())
-        } else {
-            0
-        }
-    }
-
-    /// What the worker can hold now: its capacity, or what it held when it
-    /// found itself at its open-file limit.
-    fn capacity_now(&self) -> u64 {
-        self.fd_capped.map_or(self.capacity, |cap| cap.min(self.capacity))
-    }
-
     /// Publishes the counters once per loop turn (the heartbeat moves).
     fn publish(&mut self, live: usize) {
         self.idle.advance(self.now);
@@ -382,191 +280,5 @@ impl<'a> Core<'a> {
         if let (Some(tally), Origin::Accepted) = (&self.sources.accept_tally, origin) {
             tally.add(1);
         }
-    }
-
-    /// Takes the connections of a message of `len` bytes just received into
-    /// the inbox.
-    pub(super) fn take_batch(&mut self, len: usize) -> Batch {
-        let mut fds: [Option<OwnedFd>; MAX_FDS] = [const { None }; MAX_FDS];
-        let mut count = 0;
-        // SAFETY: called once per completed recvmsg into the inbox, with its length.
-        let received = unsafe {
-            self.inbox.take_received(len, &mut |fd| {
-                if count < MAX_FDS {
-                    fds[count] = Some(fd);
-                    count += 1;
-                }
-            })
-        };
-        if short_of(&received) > 0 || (received.truncated && received.tag == Some(Tag::Connections)) {
-            // At the open-file limit: the kernel dropped the rest of the batch.
-            // The master still holds those connections and hands them on.
-            self.counts.fd_limit_hits += 1;
-        }
-        Batch { fds, received }
-    }
-
-    /// Settles a batch once it is adopted: every `Connections` message gets
-    /// exactly one ack, whatever arrived. The ack waits for the next
-    /// [`Core::flush_acks`], which must come before the batch's connections
-    /// are read (a worker that dies serving them takes them along): both
-    /// loops flush at once and only then drive the batch's connections.
-    /// A `Text` message asks for no ack: its line
-    /// goes to the handler. `live`: the connections open now, the batch's
-    /// included. False when the master is gone.
-    pub(super) fn acknowledge(&mut self, received: &Received, adopted: usize, live: usize) -> bool {
-        if received.tag == Some(Tag::Text) {
-            // The master sends only text it read as UTF-8 (a control command).
-            if let Ok(text) = std::str::from_utf8(self.inbox.text(received)) {
-                self.handler.on_message(text);
-            }
-            return true;
-        }
-        if received.tag != Some(Tag::Connections) || self.sources.channel.is_none() {
-            return true;
-        }
-        let ack = Ack { received: received.fds as u16, adopted: adopted as u16 };
-        if self.acks.push(ack) {
-            return true;
-        }
-        // A full message: send it and start the next.
-        let sent = self.flush_acks(live);
-        self.acks.push(ack);
-        sent
-    }
-
-    /// Publishes the acks gathered this turn, if any, in the shared slot
-    /// (once per loop turn, before the loop waits), `live` (the connections
-    /// open now) first: the master stops counting the acknowledged
-    /// connections as handed over when it reads the acks, and must find them
-    /// counted as live by then, else for a moment they are counted nowhere
-    /// and the next connections go to this worker as if it had room for
-    /// them. A message goes to the master only when it asked for one (it
-    /// waits for these acks). False when the master is gone.
-    pub(super) fn flush_acks(&mut self, live: usize) -> bool {
-        if self.acks.is_empty() {
-            return true;
-        }
-        self.counts.live = live as u64;
-        self.counters.live.store(self.counts.live, std::sync::atomic::Ordering::Relaxed);
-        // And the capacity: a batch that lost fds made the worker full
-        // (`batch_hit_fd_limit`), which the master must see with the ack.
-        self.counts.capacity = self.capacity_now();
-        self.counters.capacity.store(self.counts.capacity, std::sync::atomic::Ordering::Relaxed);
-        // With it, what the connections adopted this turn left to reclaim.
-        self.counts.reclaimable = self.reclaimable() as u64;
-        self.counters.reclaimable.store(self.counts.reclaimable, std::sync::atomic::Ordering::Relaxed);
-        let wake = self.counters.acks.publish(self.acks_settled, self.acks.as_slice());
-        self.acks_settled += self.acks.as_slice().len() as u64;
-        self.acks.clear();
-        match self.sources.channel.as_ref() {
-            Some(channel) if wake => send_wake(channel.as_fd()).is_ok(),
-            _ => true,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
-    use std::os::unix::net::UnixStream;
-    use std::sync::atomic::Ordering;
-
-    use super::*;
-    use crate::channel::channel_pair;
-    use crate::driver::Sources;
-    use crate::handler::FixedBody;
-    use crate::stats::StatsBlock;
-
-    #[test]
-    fn acks_are_published_with_their_connections_counted_live() {
-        // The master stops counting a batch as handed over when it reads the
-        // ack: the worker's live count must hold the batch by then, or for a
-        // moment those connections count nowhere and more are dealt to it.
-        let (master, worker) = channel_pair().expect("channel pair");
-        let config = EngineConfig { max_conns: 4, ..EngineConfig::default() };
-        let stats = StatsBlock::private(1).expect("stats block");
-        let counters = stats.slot(0).expect("slot 0");
-        let mut handler = FixedBody::new(b"hello\n".to_vec());
-        let sources = Sources { channel: Some(worker), ..Sources::default() };
-        let mut core = Core::new(&config, sources, counters, &mut handler);
-        core.publish(1);
-        assert!(core.acks.push(Ack { received: 2, adopted: 2 }));
-        assert!(core.acks.push(Ack { received: 1, adopted: 0 }));
-        assert!(core.flush_acks(3), "the master's end is open");
-        assert_eq!(counters.acks.settled(), 2, "both batches of the turn, at once");
-        assert_eq!(counters.acks.ack(0), Ack { received: 2, adopted: 2 });
-        assert_eq!(counters.acks.ack(1), Ack { received: 1, adopted: 0 });
-        assert_eq!(counters.live.load(Ordering::Relaxed), 3, "the live count published with the acks");
-        let master = UnixStream::from(master);
-        master.set_nonblocking(true).expect("non-blocking");
-        let mut message = [0u8; 8];
-        assert!((&master).read(&mut message).is_err(), "no message: the master did not ask for one");
-        // The master waits for the next ack: the worker wakes it, once.
-        assert_eq!(counters.acks.ask_wake(2), 2, "no ack since");
-        assert!(core.acks.push(Ack { received: 1, adopted: 1 }));
-        assert!(core.flush_acks(4));
-        assert_eq!((&master).read(&mut message).expect("the wake-up"), 1);
-        assert!(core.acks.push(Ack { received: 1, adopted: 1 }));
-        assert!(core.flush_acks(5));
-        assert!((&master).read(&mut message).is_err(), "asked once, woken once");
-        assert_eq!(counters.acks.settled(), 4);
-        // A master that is gone cannot be woken: the worker learns it is gone.
-        counters.acks.ask_wake(4);
-        drop(master);
-        assert!(core.acks.push(Ack { received: 1, adopted: 1 }));
-        assert!(!core.flush_acks(6), "the master is gone");
-    }
-
-    #[test]
-    fn a_line_of_text_from_the_master_is_no_batch_short_of_fds() {
-        // A `Text` message's length field is its length: read as a count of
-        // fds sent, every line (`ctl send`) counted as an fd-limit hit (the
-        // master then warned that the worker was at its open-file limit),
-        // and closed that many idle connections as if fds had been lost.
-        let (master, worker) = channel_pair().expect("channel pair");
-        let config = EngineConfig::default();
-        let stats = StatsBlock::private(1).expect("stats block");
-        let counters = stats.slot(0).expect("slot 0");
-        let mut handler = FixedBody::new(b"hello\n".to_vec());
-        let sources = Sources { channel: Some(worker), ..Sources::default() };
-        let mut core = Core::new(&config, sources, counters, &mut handler);
-        // The master's side of `ctl send`: a `Text` message of the line.
-        let mut line = Message::new();
-        let header = line.prepare_send_text(b"reset the counts");
-        // SAFETY: `header` points into `line`, alive and unmoved for the call.
-        let sent = unsafe { libc::sendmsg(master.as_raw_fd(), header, 0) };
-        assert!(sent > 0, "send a line: {}", std::io::Error::last_os_error());
-        let channel = core.sources.channel.as_ref().expect("channel").as_fd();
-        let len = crate::channel::recv_nonblocking(channel, &mut core.inbox).expect("recv").expect("a message");
-        let batch = core.take_batch(len);
-        assert_eq!(batch.received.tag, Some(Tag::Text));
-        assert_eq!(batch.short(), 0, "a line carries no fds to lose");
-        assert_eq!(core.counts.fd_limit_hits, 0, "nor is it an fd-limit hit");
-    }
-
-    #[test]
-    fn out_of_descriptors_the_worker_publishes_itself_full_until_one_is_free() {
-        // The master judges "full" by the published capacity: in `shared` mode
-        // it answers 503 itself only once every worker shows full.
-        let (_master, worker) = channel_pair().expect("channel pair");
-        let config = EngineConfig { max_conns: 100, ..EngineConfig::default() };
-        let stats = StatsBlock::private(1).expect("stats block");
-        let counters = stats.slot(0).expect("slot 0");
-        let mut handler = FixedBody::new(b"hello\n".to_vec());
-        let sources = Sources { channel: Some(worker), ..Sources::default() };
-        let mut core = Core::new(&config, sources, counters, &mut handler);
-        assert_eq!(counters.capacity.load(Ordering::Relaxed), 100, "set before the worker is ready");
-        core.limit_capacity(64);
-        assert_eq!(counters.capacity.load(Ordering::Relaxed), 64, "a smaller table of direct descriptors");
-        core.hit_fd_limit(23);
-        core.publish(23);
-        assert_eq!(counters.capacity.load(Ordering::Relaxed), 23, "full at what it holds");
-        assert_eq!(counters.fd_limit_hits.load(Ordering::Relaxed), 1);
-        // This test process has descriptors to spare: the tick lifts the cap.
-        core.recheck_fd_limit();
-        core.publish(22);
-        assert_eq!(counters.capacity.load(Ordering::Relaxed), 64);
     }
 }
