@@ -11,29 +11,33 @@
 //! stops accepting; connections handed over that take the slots accepts
 //! were armed for have those accepts cancelled.
 //!
-//! This file: the ring, the loop, where connections come from, time and
-//! draining; `connection.rs`: one connection's ops and completions;
-//! `held.rs`: input paused connections hold; `ring_socket.rs`: a
-//! descriptor or a direct descriptor.
+//! This file: the ring, the loop, a connection taken into a slot, time and
+//! draining; `accepts.rs`: the listener's accepts and the tick's sweep of
+//! its queue; `channel.rs`: the master's channel (batches in, acks out);
+//! `reclaim.rs`: idle connections closed to make room; `connection.rs`:
+//! one connection's ops and completions; `held.rs`: input paused
+//! connections hold; `ring_socket.rs`: a descriptor or a direct descriptor.
 
+mod accepts;
+mod channel;
 mod connection;
 mod held;
+mod reclaim;
 mod ring_socket;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
 use std::time::SystemTime;
 
-use io_uring::types::{CancelBuilder, DestinationSlot, Fd, Timespec};
+use io_uring::types::{CancelBuilder, Fd, Timespec};
 use io_uring::{opcode, squeue, IoUring};
 
 use self::connection::Slot;
 use self::held::HeldBuffers;
 use self::ring_socket::RingSocket;
 use super::core::Core;
-use super::{adopt_batch, next_queued, Origin, TICK};
+use super::{next_queued, Origin, TICK};
 use crate::bufring::BufRing;
-use crate::channel::Tag;
 use crate::slab::Slab;
 use crate::sys::socket;
 use crate::token::{self, Op};
@@ -188,72 +192,6 @@ impl<'a> UringWorker<'a> {
 
     // --- sources of connections ----------------------------------------------------------
 
-    /// Arms accepts for the room there is, up to `accepts_outstanding`, and
-    /// cancels those armed beyond it.
-    fn arm_accepts(&mut self) -> io::Result<()> {
-        let Some(listener) = self.core.sources.listener.as_ref().map(|l| l.as_raw_fd()) else { return Ok(()) };
-        let free = self.room();
-        let room = free.min(self.core.config.accepts_outstanding as usize) as u32;
-        // Out of room because the open-file limit sized the table: that is the
-        // worker at its open-file limit, as an accept failing with EMFILE would say.
-        let at_fd_limit = free == 0 && self.accepts_direct && self.core.capacity() < self.core.config.max_conns;
-        if at_fd_limit && !self.full_at_fd_limit {
-            self.core.counts.fd_limit_hits += 1;
-        }
-        self.full_at_fd_limit = at_fd_limit;
-        self.cancel_surplus_accepts(room)?;
-        while !self.core.draining && !self.accepts_starved && self.accepts_cancelling == 0 && self.accepts_armed < room
-        {
-            let accept = opcode::Accept::new(Fd(listener), std::ptr::null_mut(), std::ptr::null_mut());
-            // A direct descriptor is never in the process's table, so never
-            // inherited: the kernel refuses SOCK_CLOEXEC with it.
-            let accept = if self.accepts_direct {
-                accept.file_index(Some(DestinationSlot::auto_target())).build()
-            } else {
-                accept.flags(libc::SOCK_CLOEXEC).build()
-            };
-            self.push(accept.user_data(token::encode(Op::Accept, 0, 0)))?;
-            self.accepts_armed += 1;
-        }
-        Ok(())
-    }
-
-    /// Cancels armed accepts beyond `room`: a connection handed over
-    /// (`reuseport`'s rescue of a full worker's queue, the master counting
-    /// this worker's free slots as room) took the slot one was armed for.
-    /// Left armed, it would take the next client off the listener's queue
-    /// with no slot for it, and that client would wait unanswered for one
-    /// of this worker's connections to end or idle a second
-    /// ([`UringWorker::adopt`]), where in the queue the master could hand
-    /// it to whichever worker has room first. All are cancelled and what
-    /// room is left is armed again once they are in: cancels of one accept
-    /// each, all sent in one turn, took one between them (the same one).
-    /// A cancel comes too late for an accept that completes meanwhile: that
-    /// client waits for a slot.
-    fn cancel_surplus_accepts(&mut self, room: u32) -> io::Result<()> {
-        // The drain cancels them all itself.
-        if self.core.draining || self.accepts_cancelling > 0 || self.accepts_armed <= room {
-            return Ok(());
-        }
-        let all_accepts = CancelBuilder::user_data(token::encode(Op::Accept, 0, 0)).all();
-        self.push_ignored(opcode::AsyncCancel2::new(all_accepts).build())?;
-        self.accepts_cancelling = self.accepts_armed;
-        Ok(())
-    }
-
-    /// On the tick, a full worker with idle connections and a queue on its
-    /// listener closes a small batch of the longest idle, so accepts are
-    /// armed for the waiting ones ([`Core::reclaims_due`]). An accept cannot
-    /// be armed first: it would make a direct descriptor in a full table.
-    fn reclaim_for_queue(&mut self) -> io::Result<()> {
-        for _ in 0..self.core.reclaims_due(self.room()) {
-            if !self.reclaim_oldest()? {
-                break;
-            }
-        }
-        Ok(())
-    }
-
     /// Connections the worker may still take: free slots, and no more than
     /// its table of direct descriptors holds when its accepts fill that.
     fn room(&self) -> usize {
@@ -264,93 +202,6 @@ impl<'a> UringWorker<'a> {
     /// wait for one.
     fn live(&self) -> usize {
         self.conns.len() + self.slotless.len()
-    }
-
-    fn on_accept(&mut self, result: i32) -> io::Result<()> {
-        self.accepts_armed -= 1;
-        if result == -libc::ECANCELED {
-            self.accepts_cancelling = self.accepts_cancelling.saturating_sub(1);
-        }
-        // One the cancel came too late for completed as any accept does.
-        self.accepts_cancelling = self.accepts_cancelling.min(self.accepts_armed);
-        if result >= 0 {
-            self.accepted_since_tick = true;
-            let socket = if self.accepts_direct {
-                RingSocket::Direct(result as u32)
-            } else {
-                // SAFETY: a successful accept returns a new fd that nothing else owns.
-                RingSocket::Plain(unsafe { crate::sys::own_fd(result) })
-            };
-            self.adopt(socket, Origin::Accepted)?;
-        } else if crate::sys::out_of_resources(-result) || result == -libc::EINVAL {
-            // Retrying now would spin: the tick lets accepts go again. EINVAL:
-            // the listener no longer listens (the master stopping shut it
-            // down just before this worker's drain began).
-            if crate::sys::out_of_fds(-result) {
-                self.core.hit_fd_limit(self.conns.len());
-            }
-            self.accepts_starved = true;
-        }
-        Ok(())
-    }
-
-    fn arm_channel(&mut self) -> io::Result<()> {
-        let Some(channel) = self.core.sources.channel.as_ref().map(|c| c.as_raw_fd()) else { return Ok(()) };
-        let header = self.core.inbox.prepare_recv();
-        let recv = opcode::RecvMsg::new(Fd(channel), header).flags(libc::MSG_CMSG_CLOEXEC as u32).build();
-        self.push(recv.user_data(token::encode(Op::Channel, 0, 0)))
-    }
-
-    fn on_channel(&mut self, result: i32) -> io::Result<()> {
-        if result == -libc::EINTR {
-            return self.arm_channel();
-        }
-        if result <= 0 {
-            // The master is gone or done with us (or the channel broke): finish up and exit.
-            self.core.channel_open = false;
-            return self.start_drain();
-        }
-        let mut batch = self.core.take_batch(result as usize);
-        let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(RingSocket::Plain(fd), Origin::Handed))?;
-        self.core.counts.rejected += declined as u64;
-        if batch.short() > 0 {
-            self.core.batch_hit_fd_limit(self.live());
-        }
-        for _ in 0..batch.short() {
-            if !self.reclaim_oldest()? {
-                break;
-            }
-        }
-        // The ack is published before these connections' receives can reach
-        // the kernel (a full submission queue submits mid-turn): a worker that
-        // dies after reading a request takes its connection along (as on epoll).
-        let acked = self.core.acknowledge(&batch.received, adopted, self.live()) && self.core.flush_acks(self.live());
-        for i in 0..self.handed_now.len() {
-            let (slot, generation) = self.handed_now[i];
-            self.drive(slot, generation)?;
-        }
-        self.handed_now.clear();
-        if !acked {
-            return self.master_gone();
-        }
-        if batch.received.tag == Some(Tag::Drain) {
-            self.start_drain()?;
-        }
-        self.arm_channel()
-    }
-
-    /// Publishes the acks of the batches this turn took, together.
-    fn publish_acks(&mut self) -> io::Result<()> {
-        if self.core.flush_acks(self.live()) {
-            return Ok(());
-        }
-        self.master_gone()
-    }
-
-    /// The master is gone (a wake-up for it could not be sent): finish up and exit.
-    fn master_gone(&mut self) -> io::Result<()> {
-        self.core.channel_open = false;
-        self.start_drain()
     }
 
     /// Takes a connection into the slab and starts receiving on it (a handed
@@ -442,47 +293,6 @@ impl<'a> UringWorker<'a> {
         self.reclaim_for_queue()?;
         self.arm_accepts()?;
         self.arm_tick()
-    }
-
-    /// Takes what waits in the listen queue with plain accepts when it has
-    /// waited from one tick to the next while the ring's accepts took
-    /// nothing. A wake-up meant for the waiters on a shared listener can go
-    /// to one that is going away (a process exiting with accepts armed): the
-    /// connection would then wait for the next one to wake somebody. A queue
-    /// the ring's accepts are taking (a burst) stays theirs: they make direct
-    /// descriptors, the sweep plain ones.
-    fn sweep_listener(&mut self) -> io::Result<()> {
-        let accepted = std::mem::take(&mut self.accepted_since_tick);
-        let Some(listener) = self.core.sources.listener.as_ref() else { return Ok(()) };
-        if self.core.draining {
-            return Ok(());
-        }
-        // A failed look (a signal) only puts the sweep off to the next tick.
-        let queue = socket::waiting(listener.as_fd()).unwrap_or(false);
-        let stuck = queue && self.queue_at_tick && !accepted;
-        self.queue_at_tick = queue;
-        if !stuck {
-            return Ok(());
-        }
-        while self.room() > self.accepts_armed as usize {
-            let Some(listener) = self.core.sources.listener.as_ref() else { break };
-            match socket::accept(listener.as_fd()) {
-                Ok(Some(fd)) => {
-                    self.adopt(RingSocket::Plain(fd), Origin::Accepted)?;
-                }
-                Ok(None) => break,
-                Err(e) if e.raw_os_error().is_some_and(crate::sys::out_of_resources) => {
-                    if e.raw_os_error().is_some_and(crate::sys::out_of_fds) {
-                        self.core.hit_fd_limit(self.conns.len());
-                    }
-                    self.accepts_starved = true;
-                    break;
-                }
-                // The connection died in the queue: try the next one.
-                Err(_) => {}
-            }
-        }
-        Ok(())
     }
 
     fn start_drain(&mut self) -> io::Result<()> {
