@@ -431,5 +431,4 @@ impl EpollReactor {
 }
 
 #[cfg(test)]
-#[path = "epoll_tests.rs"]
 mod tests;
