@@ -21,11 +21,15 @@
 //! cancelled, or until an error (or a receive's end of stream) ends them, as
 //! on the ring. Sockets need not be
 //! non-blocking (`MSG_DONTWAIT`), except a listener, which is made so.
+//!
+//! This file: the ops, parked and tried; `wait.rs`: the wait and its batches.
+
+mod wait;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::batch_wait::BatchWait;
 use super::{sys, Completion, Datagram, Lent, LentIo, Reactor, Token, DATAGRAM_MAX};
@@ -359,74 +363,6 @@ impl Reactor for EpollReactor {
         let gathered = self.gather(out);
         self.batch_wait.after_turn(out.iter().filter(|c| c.accepted.is_some()).count());
         gathered
-    }
-}
-
-impl EpollReactor {
-    /// [`Reactor::wait`]'s starts, sleeps and `epoll_wait`s.
-    fn gather(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
-        let batch_wait = self.batch_wait.now();
-        out.clear();
-        out.append(&mut self.cancelled);
-        while let Some(op) = self.fresh.pop_front() {
-            self.start(op, out);
-        }
-        let before_retries = out.len();
-        for fd in std::mem::take(&mut self.again) {
-            self.retry(fd, false, out);
-        }
-        let retried = out.len() - before_retries;
-        // What the ops just started completed with (sends, mostly) needs no
-        // prompt answer: busy, it goes back with what comes during the sleep.
-        let started = out.len();
-        let mut began = Instant::now();
-        let mut blocking = out.is_empty() && self.again.is_empty();
-        // Busy: sleep out the batch wait, then take what came (one wake-up);
-        // if nothing did, the spell is over and the wait blocks after all.
-        let mut slept = false;
-        if retried == 0 && self.again.is_empty() && std::mem::take(&mut self.busy) {
-            std::thread::sleep(batch_wait);
-            (blocking, slept) = (false, true);
-        }
-        loop {
-            let timeout = if blocking { -1 } else { 0 };
-            sys::epoll_wait(self.epoll.as_fd(), &mut self.events, timeout)?;
-            for i in 0..self.events.len() {
-                let event = self.events[i];
-                let fd = event.u64 as RawFd;
-                let happened = event.events;
-                let broken = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
-                if happened & (libc::EPOLLOUT as u32 | broken) != 0 {
-                    self.retry(fd, true, out);
-                }
-                if happened & ((libc::EPOLLIN | libc::EPOLLRDHUP) as u32 | broken) != 0 {
-                    self.retry(fd, false, out);
-                }
-            }
-            let waited = began.elapsed();
-            if blocking && !out.is_empty() && waited < batch_wait {
-                // Busy: let more gather until the batch wait after the wait began,
-                // as the ring's minimum-wait timeout does, then take it all.
-                std::thread::sleep(batch_wait - waited);
-                (blocking, self.busy) = (false, true);
-                continue;
-            }
-            if slept && out.len() == started {
-                if started > 0 {
-                    // Only the started ops' completions: the spell is over.
-                    return Ok(());
-                }
-                // Nothing came while it slept: wait for the next event.
-                (blocking, slept, began) = (true, false, Instant::now());
-                continue;
-            }
-            if slept {
-                self.busy = true;
-            }
-            if !out.is_empty() || !blocking {
-                return Ok(());
-            }
-        }
     }
 }
 

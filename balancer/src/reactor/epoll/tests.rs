@@ -1,6 +1,7 @@
 //! What only the epoll reactor does: what it asks the kernel to watch.
 
 use std::net::TcpListener;
+use std::time::Instant;
 
 use super::*;
 
