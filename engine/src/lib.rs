@@ -3,8 +3,8 @@
 //! receive, parse, send).
 //!
 //! Layout: `conn` is one connection's HTTP state machine, free of I/O;
-//! [`driver`] holds the two event loops around it (`driver/uring.rs`,
-//! `driver/epoll.rs`) and what they share; [`backend`] chooses between them.
+//! [`driver`] holds the two event loops around it (`driver/uring/`,
+//! `driver/epoll/`) and what they share (`driver/core/`); [`backend`] chooses between them.
 //! [`http`] parses requests and [`response`] holds the preformatted replies;
 //! `slab` keeps connections in fixed slots; [`stats`] is the shared counters
 //! block and [`channel`] the wire format of the master's fd hand-off. The
