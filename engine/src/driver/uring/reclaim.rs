@@ -16,8 +16,10 @@ use crate::token::{self, Op};
 impl UringWorker<'_> {
     /// On the tick, a full worker with idle connections and a queue on its
     /// listener closes a small batch of the longest idle, so accepts are
-    /// armed for the waiting ones ([`Core::reclaims_due`]). An accept cannot
-    /// be armed first: it would make a direct descriptor in a full table.
+    /// armed for the waiting ones
+    /// ([`Core::reclaims_due`](crate::driver::core::Core::reclaims_due)). An
+    /// accept cannot be armed first: it would make a direct descriptor in a
+    /// full table.
     pub(super) fn reclaim_for_queue(&mut self) -> io::Result<()> {
         for _ in 0..self.core.reclaims_due(self.room()) {
             if !self.reclaim_oldest()? {
