@@ -133,7 +133,13 @@ fn reuseport_stop_hands_a_stopped_workers_queue_to_the_other() {
         .collect();
     let log = s.log()[from..].join("\n");
     assert!(answers.iter().all(|a| a == "200"), "clients connected before SIGTERM: {answers:?}; log:\n{log}");
-    assert!(log.contains("connections taken from the listener of worker 2"), "log:\n{log}");
+    // The line is written before the hand-off's sends, but the test's log
+    // reader may not have read it yet when the answers arrive.
+    s.wait_for_log_from(
+        from,
+        |l| l.contains("connections taken from the listener of worker 2"),
+        Duration::from_secs(10),
+    );
 
     drop(cont);
     let status = s.wait_exit(Duration::from_secs(20));
