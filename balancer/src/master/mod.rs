@@ -3,6 +3,9 @@
 //! holds the master's state and the loop that ties events to their handlers;
 //! each concern is one file beside it:
 //!
+//! - `start.rs`: the master's start (sockets, backend, stats block, the
+//!   first workers);
+//! - `ops.rs`: the signals handled and the kinds of op the loop dispatches;
 //! - `supervise.rs`: worker processes — spawn, readiness, the watchdogs;
 //! - `reap.rs`: a process's end — reap, exit logs, counts kept, restart backoff;
 //! - `reload.rs`: rolling reload;
@@ -48,11 +51,13 @@ mod last_hand_off;
 mod messages;
 mod metrics;
 mod notify;
+mod ops;
 mod reap;
 mod reload;
 mod scale;
 mod sockets;
 mod spares;
+mod start;
 mod stats;
 mod steer;
 mod stop_listening;
@@ -61,31 +66,26 @@ mod upgrade;
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 use ringmaster_engine::stats::CountersSnapshot;
-use ringmaster_engine::token;
-use ringmaster_engine::{choose_backend, Backend, StatsBlock};
+use ringmaster_engine::{Backend, StatsBlock};
 
-use crate::config::{MasterConfig, Mode};
-use crate::cpus::{allowed_cpus, choose_cpus};
-use crate::error::{Context, Error, Result};
+use crate::config::MasterConfig;
+use crate::error::{Context, Result};
 use crate::fd_reserve::FdReserve;
 use crate::metrics::MasterCounts;
-use crate::modes::{balance_for, ListenAt};
-use crate::reactor::{reactor_for, uring::CQ_ENTRIES, Completion, Reactor, Token};
-use crate::signals::signal_fd;
+use crate::reactor::{Completion, Reactor};
 use crate::spawn::OwnImage;
 use crate::systemd::Notifier;
-use crate::upgrade::inherit::Inherited;
-use crate::upgrade::launch::upgrade_path;
 use commands::ControlState;
 use dispatch::Dispatch;
 use metrics::MetricsState;
 use notify::Notified;
+use ops::Op;
 use reload::Reload;
 use supervise::{Slot, Worker};
 use upgrade::Upgrades;
@@ -97,66 +97,6 @@ pub const MAX_SLOTS: usize = 1024;
 pub const MAX_WORKERS: usize = MAX_SLOTS / 2;
 /// How often the master checks deadlines, restarts and heartbeats.
 const TICK: Duration = Duration::from_millis(100);
-
-/// Signals the master handles.
-const SIGNALS: [Signal; 9] = [
-    Signal::SIGTERM,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGCHLD,
-    Signal::SIGHUP,
-    Signal::SIGTTIN,
-    Signal::SIGTTOU,
-];
-
-/// What an op of the master is for; with an index (slot or client) and an
-/// epoch, it makes the op's [`Token`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-enum Op {
-    Signal = 1,
-    Accept,
-    LaneSend,
-    LaneRecv,
-    Tick,
-    ControlAccept,
-    ControlRecv,
-    ControlSend,
-    UpgradeChannel,
-    MetricsAccept,
-    MetricsRecv,
-    MetricsSend,
-}
-
-impl Op {
-    const ALL: [Op; 12] = [
-        Op::Signal,
-        Op::Accept,
-        Op::LaneSend,
-        Op::LaneRecv,
-        Op::Tick,
-        Op::ControlAccept,
-        Op::ControlRecv,
-        Op::ControlSend,
-        Op::UpgradeChannel,
-        Op::MetricsAccept,
-        Op::MetricsRecv,
-        Op::MetricsSend,
-    ];
-
-    fn token(self, index: usize, epoch: u32) -> Token {
-        token::pack(self as u8, index as u32, epoch)
-    }
-
-    /// The op, index and epoch a token names.
-    fn of(token: Token) -> Option<(Op, usize, u32)> {
-        let (kind, index, epoch) = token::unpack(token);
-        let op = Op::ALL.into_iter().find(|op| *op as u8 == kind)?;
-        Some((op, index as usize, epoch))
-    }
-}
 
 /// Runs the master until it is stopped.
 pub fn run_master(config: MasterConfig) -> Result<()> {
@@ -237,92 +177,6 @@ struct Master {
 }
 
 impl Master {
-    fn start(config: MasterConfig) -> Result<Master> {
-        // What an old master handed down (`upgrade`), owned before anything else opens an fd.
-        let mut inherited = Inherited::from_env()?;
-        // Workers start from the image this process runs, whatever later lands at its path.
-        let image = OwnImage::open().context("cannot open the running binary (/proc/self/exe)")?;
-        let upgrade_path = upgrade_path(config.program.as_deref(), &image);
-        if config.workers == 0 || config.workers > MAX_WORKERS {
-            return Err(Error::Config(format!("--workers must be between 1 and {MAX_WORKERS}")));
-        }
-        let (backend, fallback) = choose_backend(config.backend).map_err(Error::Backend)?;
-        if let Some(why) = fallback {
-            crate::log!(warn: "{why}");
-        }
-        // Workers inherit the raised limit; failing to raise it is not fatal.
-        match crate::rlimit::raise_fd_limit() {
-            Ok(limit) => {
-                // The ring's accepts keep their connections in its own table (`ring_socket.rs`).
-                let ring_table = backend == Backend::Uring && matches!(config.mode, Mode::Shared | Mode::Reuseport);
-                crate::rlimit::warn_if_fds_fall_short(config.engine.max_conns, config.workers, limit, ring_table)
-            }
-            Err(e) => crate::log!(warn: "cannot raise the open-file limit: {e}"),
-        }
-        let cpus = if config.pin { choose_cpus(config.cpus.as_deref(), &allowed_cpus())? } else { Vec::new() };
-        let sockets = sockets::open(&config, inherited.as_mut())?;
-        let (listener, local, activated) = (sockets.listener, sockets.local, sockets.activated);
-        let upgraded = inherited.is_some();
-        let handed_control = inherited.as_mut().and_then(Inherited::take_control);
-        let control = match (config.control.as_deref(), handed_control) {
-            (Some(path), Some(fd)) => Some(ControlState::inherited(fd, path)?),
-            (Some(path), None) => Some(ControlState::bind(path)?),
-            (None, _) => None,
-        };
-        let handed_path = config.control.as_deref().filter(|_| control.is_some());
-        let takeover = inherited.map(|inherited| upgrade::take_over(inherited, local, handed_path));
-        let signals = signal_fd(&SIGNALS).context("cannot set up signals")?;
-        let (stats, stats_fd) = StatsBlock::create_shared(MAX_SLOTS).context("cannot create the stats block")?;
-        let reactor = reactor_for(backend).context(format_args!("cannot start the {} event loop", backend.name()))?;
-        let mut master = Master {
-            reactor,
-            backend,
-            image,
-            upgrade_path,
-            listener,
-            signals,
-            stats,
-            fd_reserve: FdReserve::new(stats_fd.as_fd()),
-            stats_fd,
-            cpus,
-            slots: Vec::with_capacity(MAX_SLOTS),
-            workers: Vec::with_capacity(config.workers),
-            dispatch: Dispatch::new(balance_for(
-                config.mode,
-                ListenAt { local, backlog: config.backlog },
-                sockets.slots,
-                sockets.steering,
-            )),
-            reload: Reload::default(),
-            control,
-            metrics: sockets.metrics.map(|(fd, _)| MetricsState::new(fd)),
-            upgrades: Upgrades::taking_over(takeover),
-            lame_duck: None,
-            stopping: None,
-            counts: MasterCounts::default(),
-            retired_counts: CountersSnapshot::default(),
-            started_at: SystemTime::now(),
-            activated,
-            notifier: Notifier::from_env(upgraded),
-            notified: Notified::default(),
-            listening: None,
-            completions: Vec::with_capacity(CQ_ENTRIES as usize),
-            next_tick: Instant::now() + TICK,
-            steer_facts: Vec::new(),
-            steer_taken: Vec::new(),
-            config,
-        };
-        for _ in 0..master.config.workers {
-            master.add_worker().context("cannot start a worker")?;
-            if let Some(id) = master.workers.last().map(|w| w.id) {
-                master.set_ready_deadline(id, "start");
-            }
-        }
-        master.let_go_of_unused_slot_listeners();
-        master.listening = Some((local, Instant::now() + supervise::ANNOUNCE_AFTER));
-        Ok(master)
-    }
-
     fn serve(&mut self) -> io::Result<()> {
         self.reactor.poll_readable(self.signals.as_raw_fd(), Op::Signal.token(0, 0))?;
         self.arm_accept()?;
@@ -487,18 +341,5 @@ impl Master {
         self.sample_rates();
         self.notify_tick();
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_name_op_index_and_epoch() {
-        for op in Op::ALL {
-            assert_eq!(Op::of(op.token(1023, 77)), Some((op, 1023, 77)));
-        }
-        assert_eq!(Op::of(ringmaster_engine::uring::IGNORED), None);
     }
 }

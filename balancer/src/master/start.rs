@@ -1,0 +1,118 @@
+//! The master's start: what an old master handed down, the backend, the
+//! open-file limit, the CPUs, the listening sockets, the control socket and
+//! the stats block, then one process per worker.
+
+use std::os::fd::AsFd;
+use std::time::{Instant, SystemTime};
+
+use ringmaster_engine::stats::CountersSnapshot;
+use ringmaster_engine::{choose_backend, Backend, StatsBlock};
+
+use super::commands::ControlState;
+use super::dispatch::Dispatch;
+use super::metrics::MetricsState;
+use super::notify::Notified;
+use super::ops::SIGNALS;
+use super::reload::Reload;
+use super::upgrade::{self, Upgrades};
+use super::{sockets, supervise, Master, MAX_SLOTS, MAX_WORKERS, TICK};
+use crate::config::{MasterConfig, Mode};
+use crate::cpus::{allowed_cpus, choose_cpus};
+use crate::error::{Context, Error, Result};
+use crate::fd_reserve::FdReserve;
+use crate::metrics::MasterCounts;
+use crate::modes::{balance_for, ListenAt};
+use crate::reactor::{reactor_for, uring::CQ_ENTRIES};
+use crate::signals::signal_fd;
+use crate::spawn::OwnImage;
+use crate::systemd::Notifier;
+use crate::upgrade::inherit::Inherited;
+use crate::upgrade::launch::upgrade_path;
+
+impl Master {
+    pub(super) fn start(config: MasterConfig) -> Result<Master> {
+        // What an old master handed down (`upgrade`), owned before anything else opens an fd.
+        let mut inherited = Inherited::from_env()?;
+        // Workers start from the image this process runs, whatever later lands at its path.
+        let image = OwnImage::open().context("cannot open the running binary (/proc/self/exe)")?;
+        let upgrade_path = upgrade_path(config.program.as_deref(), &image);
+        if config.workers == 0 || config.workers > MAX_WORKERS {
+            return Err(Error::Config(format!("--workers must be between 1 and {MAX_WORKERS}")));
+        }
+        let (backend, fallback) = choose_backend(config.backend).map_err(Error::Backend)?;
+        if let Some(why) = fallback {
+            crate::log!(warn: "{why}");
+        }
+        // Workers inherit the raised limit; failing to raise it is not fatal.
+        match crate::rlimit::raise_fd_limit() {
+            Ok(limit) => {
+                // The ring's accepts keep their connections in its own table (`ring_socket.rs`).
+                let ring_table = backend == Backend::Uring && matches!(config.mode, Mode::Shared | Mode::Reuseport);
+                crate::rlimit::warn_if_fds_fall_short(config.engine.max_conns, config.workers, limit, ring_table)
+            }
+            Err(e) => crate::log!(warn: "cannot raise the open-file limit: {e}"),
+        }
+        let cpus = if config.pin { choose_cpus(config.cpus.as_deref(), &allowed_cpus())? } else { Vec::new() };
+        let sockets = sockets::open(&config, inherited.as_mut())?;
+        let (listener, local, activated) = (sockets.listener, sockets.local, sockets.activated);
+        let upgraded = inherited.is_some();
+        let handed_control = inherited.as_mut().and_then(Inherited::take_control);
+        let control = match (config.control.as_deref(), handed_control) {
+            (Some(path), Some(fd)) => Some(ControlState::inherited(fd, path)?),
+            (Some(path), None) => Some(ControlState::bind(path)?),
+            (None, _) => None,
+        };
+        let handed_path = config.control.as_deref().filter(|_| control.is_some());
+        let takeover = inherited.map(|inherited| upgrade::take_over(inherited, local, handed_path));
+        let signals = signal_fd(&SIGNALS).context("cannot set up signals")?;
+        let (stats, stats_fd) = StatsBlock::create_shared(MAX_SLOTS).context("cannot create the stats block")?;
+        let reactor = reactor_for(backend).context(format_args!("cannot start the {} event loop", backend.name()))?;
+        let mut master = Master {
+            reactor,
+            backend,
+            image,
+            upgrade_path,
+            listener,
+            signals,
+            stats,
+            fd_reserve: FdReserve::new(stats_fd.as_fd()),
+            stats_fd,
+            cpus,
+            slots: Vec::with_capacity(MAX_SLOTS),
+            workers: Vec::with_capacity(config.workers),
+            dispatch: Dispatch::new(balance_for(
+                config.mode,
+                ListenAt { local, backlog: config.backlog },
+                sockets.slots,
+                sockets.steering,
+            )),
+            reload: Reload::default(),
+            control,
+            metrics: sockets.metrics.map(|(fd, _)| MetricsState::new(fd)),
+            upgrades: Upgrades::taking_over(takeover),
+            lame_duck: None,
+            stopping: None,
+            counts: MasterCounts::default(),
+            retired_counts: CountersSnapshot::default(),
+            started_at: SystemTime::now(),
+            activated,
+            notifier: Notifier::from_env(upgraded),
+            notified: Notified::default(),
+            listening: None,
+            completions: Vec::with_capacity(CQ_ENTRIES as usize),
+            next_tick: Instant::now() + TICK,
+            steer_facts: Vec::new(),
+            steer_taken: Vec::new(),
+            config,
+        };
+        for _ in 0..master.config.workers {
+            master.add_worker().context("cannot start a worker")?;
+            if let Some(id) = master.workers.last().map(|w| w.id) {
+                master.set_ready_deadline(id, "start");
+            }
+        }
+        master.let_go_of_unused_slot_listeners();
+        master.listening = Some((local, Instant::now() + supervise::ANNOUNCE_AFTER));
+        Ok(master)
+    }
+}
