@@ -8,13 +8,13 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ringmaster_engine::channel::MAX_FDS;
-use ringmaster_engine::stats::STATE_DRAINING;
-use ringmaster_engine::{out_of_fds, out_of_resources, StatsBlock};
+use ringmaster_engine::{out_of_fds, out_of_resources};
 
+use super::fd_limit_log::FdLimitLine;
+use super::judge::Judge;
 use super::supervise::{Slot, Worker};
 use super::{Master, Op};
 use crate::bpf::program::STALLED;
@@ -23,44 +23,8 @@ use crate::refuse::Refusals;
 use crate::rlimit::fd_limit_text;
 use crate::stats_line::Routing;
 
-/// Least time between two log lines of one kind about running out of file
-/// descriptors.
-const FD_LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Room for connections in the master's hands before a burst makes it grow.
 const HELD_CAPACITY: usize = 1024;
-
-/// A kind of log line about running out of file descriptors, each
-/// rate-limited on its own: a line of one kind never hides one of another
-/// (a worker's at its limit, the master's own just after it). One timer
-/// per kind, not per worker: workers inherit the master's limit and tend to
-/// reach it together, so a timer each would log a line per worker per
-/// period; the line names the worker last found at it, and each worker's
-/// count is in the metrics (`fd_limit_hits_total`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum FdLimitLine {
-    /// A worker reports it is at its open-file limit.
-    Worker,
-    /// The master's own accept found no descriptor free.
-    Accepting,
-    /// A take from a stalled or full worker's queue (`steer.rs`) found none.
-    Rescue,
-    /// The kernel refused a hand-off for now: too many descriptors in flight
-    /// for the user, or no memory for the message (`master/lanes.rs`).
-    HandOff,
-}
-
-impl FdLimitLine {
-    const KINDS: usize = 4;
-
-    fn index(self) -> usize {
-        match self {
-            FdLimitLine::Worker => 0,
-            FdLimitLine::Accepting => 1,
-            FdLimitLine::Rescue => 2,
-            FdLimitLine::HandOff => 3,
-        }
-    }
-}
 
 /// The dispatch's state.
 #[derive(Debug)]
@@ -73,7 +37,7 @@ pub(super) struct Dispatch {
     /// Every route is a lame duck (the master's drain delay, when all of
     /// them are): they are dealt connections as any other worker. Else a
     /// lame duck is skipped for the others.
-    lame_ducks_serve: bool,
+    pub(super) lame_ducks_serve: bool,
     /// Accepted connections no worker can take yet: kept, never dropped.
     held: Vec<OwnedFd>,
     /// Connections a lane gave back, to close or to route again.
@@ -92,7 +56,7 @@ pub(super) struct Dispatch {
     /// Connections of workers' acks closed since then: numbers come free.
     pub(super) closed_since_out_of_fds: usize,
     /// When the last fd-limit line of each kind was logged (rate limit).
-    fd_limit_logged: [Option<Instant>; FdLimitLine::KINDS],
+    pub(super) fd_limit_logged: [Option<Instant>; FdLimitLine::KINDS],
 }
 
 impl Dispatch {
@@ -172,55 +136,6 @@ fn count_passed_over(slots: &[Slot], workers: &mut [Worker], slot: usize, n: u64
     }
 }
 
-/// What the mode judges the workers by, at one instant.
-pub(super) struct Judge<'a> {
-    slots: &'a [Slot],
-    stats: &'a StatsBlock,
-    max_conns: u64,
-    /// Every route is a lame duck (the master's drain delay): they take
-    /// connections, as there is nobody else to take them.
-    lame_ducks_serve: bool,
-    now: Instant,
-}
-
-impl<'a> Judge<'a> {
-    /// A judge of the workers in `slots` as they are at `now`.
-    fn new(slots: &'a [Slot], stats: &'a StatsBlock, max_conns: usize, lame_ducks_serve: bool, now: Instant) -> Self {
-        Judge { slots, stats, max_conns: max_conns as u64, lame_ducks_serve, now }
-    }
-
-    /// What the mode may know about the worker in `slot`.
-    pub(super) fn facts(&self, slot: usize) -> RouteFacts {
-        let s = &self.slots[slot];
-        let counters = self.stats.slot(slot);
-        let now = self.now;
-        RouteFacts {
-            live: counters.map_or(0, |c| c.live.load(Ordering::Relaxed)),
-            // Idle keep-alive connections the worker closes for a new one
-            // (one that turned busy before it arrives is declined in the ack).
-            reclaimable: counters.map_or(0, |c| c.reclaimable.load(Ordering::Relaxed)),
-            unacked: s.lane.handed(),
-            queued: s.lane.queued(),
-            // Fewer than `--max-conns` when the worker's descriptors run out
-            // first: full by that count, it gets no more and, when all are,
-            // the master answers `503` (in `shared` mode too, where the
-            // workers accept themselves).
-            max_conns: counters.map_or(self.max_conns, |c| self.max_conns.min(c.capacity.load(Ordering::Relaxed))),
-            declined: s.declined_until.is_some_and(|until| until > now),
-            ack_wait: s.lane.ack_wait(now),
-            heartbeat_age: s
-                .process
-                .as_ref()
-                .map_or(Duration::ZERO, |p| now.saturating_duration_since(p.heartbeat_moved)),
-            // A lame duck still serves, but is about to drain: nothing new goes
-            // there while a worker that is not one can take it.
-            draining: counters.is_some_and(|c| {
-                c.state.load(Ordering::Acquire) == STATE_DRAINING || (c.is_lame_duck() && !self.lame_ducks_serve)
-            }),
-        }
-    }
-}
-
 impl Master {
     /// Rebuilds the list of slots that take connections: ready, not retiring,
     /// in worker order; and notes whether they are all lame ducks. Called
@@ -237,11 +152,6 @@ impl Master {
         }
         let lame = |slot: usize| self.stats.slot(slot).is_some_and(|c| c.is_lame_duck());
         self.dispatch.lame_ducks_serve = routes.iter().all(|&slot| lame(slot));
-    }
-
-    /// The judge of the workers at `now`.
-    pub(super) fn judge(&self, now: Instant) -> Judge<'_> {
-        Judge::new(&self.slots, &self.stats, self.config.engine.max_conns, self.dispatch.lame_ducks_serve, now)
     }
 
     fn master_accepts(&self) -> bool {
@@ -531,17 +441,5 @@ impl Master {
     /// Closes the refused connections whose moment has passed.
     pub(super) fn close_refused(&mut self) {
         self.dispatch.refusals.close_due(Instant::now());
-    }
-
-    /// Logs about running out of file descriptors, at most every
-    /// [`FD_LIMIT_LOG_EVERY`] for each `kind` of line.
-    pub(super) fn log_fd_limit(&mut self, kind: FdLimitLine, message: std::fmt::Arguments<'_>) {
-        let now = Instant::now();
-        let logged = &mut self.dispatch.fd_limit_logged[kind.index()];
-        if logged.is_some_and(|at| now.duration_since(at) < FD_LIMIT_LOG_EVERY) {
-            return;
-        }
-        *logged = Some(now);
-        crate::log!(warn: "{message}");
     }
 }

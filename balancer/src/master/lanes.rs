@@ -11,7 +11,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::dispatch::FdLimitLine;
+use super::fd_limit_log::FdLimitLine;
 use super::{Master, Op};
 use crate::handoff::Sent;
 use crate::modes::Accepting;

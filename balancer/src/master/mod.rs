@@ -13,6 +13,8 @@
 //!   or a reload's): lame duck, drain, killed if it overruns;
 //! - `dispatch.rs`: accepted connections — the mode's pick, holding,
 //!   re-routing, refusing with `503`;
+//! - `judge.rs`: the routing facts each worker is judged by;
+//! - `fd_limit_log.rs`: rate-limited lines about running out of descriptors;
 //! - `lanes.rs`: the lanes that carry them to workers — batches out, acks in,
 //!   a dead worker's lane settled, a lagging worker logged;
 //! - `last_hand_off.rs`: at a stop, what waits in the listen queue and what
@@ -46,6 +48,8 @@
 
 mod commands;
 mod dispatch;
+mod fd_limit_log;
+mod judge;
 mod lanes;
 mod last_hand_off;
 mod messages;

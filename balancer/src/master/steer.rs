@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use ringmaster_engine::out_of_fds;
 
-use super::dispatch::FdLimitLine;
+use super::fd_limit_log::FdLimitLine;
 use super::Master;
 use crate::modes::SlotFacts;
 use crate::rlimit::fd_limit_text;

@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use ringmaster_engine::channel::channel_pair;
 use ringmaster_engine::stats::{CountersSnapshot, STATE_READY, STATE_STARTING};
 
-use super::dispatch::FdLimitLine;
+use super::fd_limit_log::FdLimitLine;
 use super::stats::Rate;
 use super::{Master, MAX_SLOTS};
 use crate::backoff::Backoff;
