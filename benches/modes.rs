@@ -7,9 +7,9 @@
 //! Three groups, one per scenario, the configurations as functions of each
 //! group so criterion's report compares them (requests/s via
 //! `Throughput::Elements`):
-//! - `e2e/keepalive`: 64 kept-alive connections, one request in flight on each;
-//! - `e2e/pipeline16`: 64 connections, 16 requests per write;
-//! - `e2e/churn`: a new connection per request (`Connection: close`, the
+//! - `e2e/keepalive-64c`: 64 kept-alive connections, one request in flight on each;
+//! - `e2e/pipeline16-64c`: 64 connections, 16 requests per write;
+//! - `e2e/churn-32c`: a new connection per request (`Connection: close`, the
 //!   server closes), 32 at a time.
 //!
 //! Beside them, `rr-router`: the `router` example (the library's
