@@ -24,7 +24,8 @@ the per-worker split (Jain's fairness index). Two balancing scenarios beside
 the three loads: one worker stopped (SIGSTOP) for part of a churn run, and
 unequal connections (half pipelined, half one request per connection).
 
-  --quick          1 round of 3 s per server and scenario (ROUNDS/DURATION still win if set)
+  --quick          1 round of 3 s per server and scenario (ROUNDS/DURATION still win if set;
+                   stalled keeps its two STALL_DURATION runs): about 8 min for all 13 servers
   --help           this text
 
 Environment (defaults in brackets):
