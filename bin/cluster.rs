@@ -118,6 +118,13 @@ impl Cluster {
 
     /// How `reuseport` chooses a worker's listener: by live load with an
     /// eBPF program, by the kernel's hash, or by load where it can.
+    ///
+    /// ```no_run
+    /// use ringmaster::{Cluster, Mode, Steer};
+    ///
+    /// let cluster = Cluster::new().mode(Mode::Reuseport).steer(Steer::Hash);
+    /// # drop(cluster);
+    /// ```
     pub fn steer(mut self, steer: SteerChoice) -> Self {
         self.master.steer = steer;
         self

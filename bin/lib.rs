@@ -36,6 +36,7 @@ mod usage_error;
 pub use cluster::{available_cpus, Cluster};
 pub use ringmaster_balancer::log::LogFormat;
 pub use ringmaster_balancer::Mode;
+pub use ringmaster_balancer::SteerChoice as Steer;
 pub use ringmaster_engine::handler::{FixedBody, Handler, Header, Request, Response, Version};
 pub use ringmaster_engine::{send_to_master, BackendChoice as Backend, EngineConfig};
 pub use role::{is_primary, role, worker_id, Role};
