@@ -137,7 +137,7 @@ pub struct Cli {
     body: Body,
 
     /// Create a control socket (mode 0600) at this path: `status`, `reload`,
-    /// `scale N`, `upgrade`, `stop`; see `ringmaster ctl`.
+    /// `scale N`, `upgrade`, `send TEXT`, `stop`; see `ringmaster ctl`.
     #[arg(long)]
     control: Option<PathBuf>,
 

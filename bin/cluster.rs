@@ -148,7 +148,7 @@ impl Cluster {
         self
     }
 
-    /// A control socket (mode 0600) for `ringmaster ctl PATH status|reload|scale N|upgrade|stop`.
+    /// A control socket (mode 0600) for `ringmaster ctl PATH status|reload|scale N|upgrade|send TEXT|stop`.
     pub fn control(mut self, path: impl Into<PathBuf>) -> Self {
         self.master.control = Some(path.into());
         self

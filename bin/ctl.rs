@@ -18,8 +18,8 @@ const TOP_EVERY: Duration = Duration::from_secs(1);
 pub struct CtlArgs {
     /// The master's `--control` path.
     path: PathBuf,
-    /// `status`, `reload`, `scale N`, `upgrade` or `stop`, sent to the
-    /// master; or `top`: the status table, redrawn every second until
+    /// `status`, `reload`, `scale N`, `upgrade`, `send TEXT` (a line to
+    /// every worker's `Handler::on_message`) or `stop`, sent to the master; or `top`: the status table, redrawn every second until
     /// interrupted or the master goes away.
     #[arg(required = true, num_args = 1..)]
     command: Vec<String>,
