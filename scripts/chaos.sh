@@ -10,6 +10,9 @@
 #   scripts/chaos.sh                       # every mode on io_uring and on epoll, 60 s each
 #   MODES="rr least" BACKENDS=epoll SECONDS_EACH=30 scripts/chaos.sh
 #
+# PORT (25080) is the one port it serves on; RINGMASTER_BIN a binary to use
+# instead of building target/release/ringmaster.
+#
 # wrk's read errors are expected: a killed worker's connections die with
 # it (the ones the master still held go to another worker). A timeout, a
 # master that stops answering, a leaked descriptor or a process left behind
