@@ -1,0 +1,371 @@
+//! `reuseport`: every worker accepts on a `SO_REUSEPORT` listener of its own,
+//! and the kernel spreads connections over the group by a hash of each
+//! connection's addresses and ports: no master in the path, no shared queue.
+//! The master creates and keeps one listener per worker slot (worker id), and
+//! hands it to whichever process runs that slot: a restart or a reload loses
+//! nothing queued on it, since the master's copy keeps it open. Retiring a
+//! slot (scale-down) lets the master's copy go; the retiring worker, the last
+//! holder, accepts what is queued before it closes, and what arrives in
+//! between moves to the other listeners when `net.ipv4.tcp_migrate_req` is 1
+//! ([`enable_migration`]; the kernel counts `TCPMigrateReqSuccess` and
+//! `TCPMigrateReqFailure` in /proc/net/netstat).
+//!
+//! The hash is blind to load: a stalled or full worker's share waits in its
+//! queue. With `--steer load` an eBPF `SK_REUSEPORT` program ([`crate::bpf`])
+//! chooses instead, from two random workers the less loaded available one.
+//! The program counts each connection it sends to a listener and each
+//! worker counts what it accepts there (its accept tally), so what waits
+//! unaccepted weighs on the choice at once, one connection at a time.
+//! Every [`STEER_EVERY`] the master hands this mode each worker's facts and
+//! it writes the program's load map: live connections, or "unavailable" for
+//! a worker that is not ready, draining or full, or "stalled" for one whose
+//! heartbeat is stale or that left its queue waiting past [`ACK_GRACE`](super::ACK_GRACE)
+//! without accepting anything. It also evens the counts out with the accept
+//! queue where they strayed (a SYN dropped after the program counted it).
+//! What already waits on a stalled worker's listener, sent there before its
+//! wait counted, would wait for it to run again, and what waits on a full
+//! one (placed by the kernel's hash while every worker was full) until it
+//! has room: the master takes it (it holds every slot's listener; in a
+//! round no more than `--backlog` leaves it) and hands it to a worker that
+//! takes connections, over the lanes as `rr` does, counting it accepted
+//! for the program; a stalled worker stays
+//! passed over until its loop turns again. A listener an old master handed
+//! down and still holds in its maps (an upgrade, until it hands over) is
+//! shared with that master's worker of the slot: this master neither judges
+//! its own worker there by the queue nor takes from a queue while no worker
+//! its program steers to could take what it takes.
+//! A listener leaves the program's maps when its slot is retired, and, the
+//! program loaded for `SELECT_OR_MIGRATE`, what is queued on it when it
+//! closes moves to a listener the program picks.
+
+mod load;
+mod take;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use load::{
+    beyond_room, is_stalled, passed_over_load, room_for_rescue, steer_load, waiting_since, Drift, PassedOver, Sample,
+};
+use take::take_queued;
+
+use super::least::Least;
+use super::{Accepting, Balance, ListenAt, RescuePaused, RouteFacts, SlotFacts, SteerView, WorkerListener};
+use crate::bpf::program::STALLED;
+use crate::bpf::sys::accept_queue_len;
+use crate::bpf::Steering;
+use crate::config::{Mode, SteerChoice};
+use crate::error::Error;
+use crate::listener::listen_reuseport;
+
+/// How often the load map is refreshed with `--steer load`: a few syscalls
+/// per worker each time, on a master with nothing else in the accept path.
+pub const STEER_EVERY: Duration = Duration::from_millis(5);
+
+/// The sysctl that makes a closing listener's queue move to its group.
+const MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
+
+/// The per-slot listeners, by worker id, and the steering program if any.
+#[derive(Debug)]
+pub struct Reuseport {
+    at: ListenAt,
+    listeners: BTreeMap<usize, OwnedFd>,
+    steer: Option<LoadSteer>,
+    /// Picks the worker that takes a connection the master took from the
+    /// queue of a worker that cannot take it: the fewest outstanding, as
+    /// `least` does.
+    hand_on: Least,
+}
+
+/// `--steer load`: the program and what was last seen of each slot.
+#[derive(Debug)]
+struct LoadSteer {
+    steering: Steering,
+    /// The program is attached to the group.
+    attached: bool,
+    /// Each slot's accept queue and accepted count at the last look.
+    last: BTreeMap<usize, Sample>,
+    /// A listener that could not enter the maps was logged.
+    insert_failed_logged: bool,
+    /// Workers with connections waiting that they cannot take (stalled, or
+    /// beyond their room), how many, and whether stalled, at this look.
+    stuck: Vec<(usize, u32, bool)>,
+    /// Where in `stuck` the next round's takes begin: each round starts one
+    /// further on, so a budget smaller than what waits is shared out in
+    /// turn instead of always going to the lowest worker id first.
+    rescue_turn: usize,
+}
+
+impl Reuseport {
+    /// The listeners an old master handed down (`upgrade`), by worker id;
+    /// any other is made when its slot's first process starts. With
+    /// `steering`, connections are steered by load.
+    pub fn new(at: ListenAt, handed: Vec<(usize, OwnedFd)>, steering: Option<Steering>) -> Reuseport {
+        let steer = steering.map(|steering| LoadSteer {
+            steering,
+            attached: false,
+            last: BTreeMap::new(),
+            insert_failed_logged: false,
+            stuck: Vec::new(),
+            rescue_turn: 0,
+        });
+        let mut mode = Reuseport { at, listeners: handed.into_iter().collect(), steer, hand_on: Least::default() };
+        mode.enter_maps();
+        mode
+    }
+
+    /// Attaches the program (once, to the first listener: it stays with the
+    /// group) and puts every listener not in the maps yet into them. One
+    /// handed down by an old master may still be in that master's maps
+    /// (`EBUSY`): it is tried again at the next refresh.
+    fn enter_maps(&mut self) {
+        let Some(steer) = self.steer.as_mut() else { return };
+        if !steer.attached {
+            if let Some(first) = self.listeners.values().next() {
+                match steer.steering.attach(first.as_fd()) {
+                    Ok(()) => steer.attached = true,
+                    Err(e) => {
+                        crate::log!("cannot attach the steering program: {e}; the kernel's hash decides meanwhile")
+                    }
+                }
+            }
+        }
+        for (&worker, fd) in &self.listeners {
+            if steer.steering.keys().contains(&worker) {
+                continue;
+            }
+            match steer.steering.insert(worker, fd.as_fd()) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) if !steer.insert_failed_logged => {
+                    steer.insert_failed_logged = true;
+                    crate::log!("cannot put worker {worker}'s listener in the steering map: {e}");
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+impl Balance for Reuseport {
+    fn mode(&self) -> Mode {
+        Mode::Reuseport
+    }
+
+    fn accepting(&self) -> Accepting {
+        Accepting::OwnListeners
+    }
+
+    fn worker_listener(&mut self, worker: usize) -> io::Result<WorkerListener<'_>> {
+        if !self.listeners.contains_key(&worker) {
+            let listener = listen_reuseport(self.at.local, self.at.backlog)?;
+            self.listeners.insert(worker, listener);
+            self.enter_maps();
+        }
+        let listener = self.listeners.get(&worker).ok_or_else(|| io::Error::other("listener vanished"))?;
+        let accept_tally = self.steer.as_ref().and_then(|steer| steer.steering.accept_tally(worker));
+        Ok(WorkerListener::Own { listener: listener.as_fd(), accept_tally })
+    }
+
+    fn retire_worker(&mut self, worker: usize) {
+        if let Some(steer) = self.steer.as_mut() {
+            let listeners = &self.listeners;
+            if let Err(e) = steer.steering.remove(worker, |w| listeners.get(&w).map(|fd| fd.as_fd())) {
+                crate::log!("cannot take worker {worker}'s listener out of the steering map: {e}");
+            }
+            steer.last.remove(&worker);
+        }
+        self.listeners.remove(&worker);
+    }
+
+    /// A listener sits in one steering map at a time: the new master's
+    /// program, attached to the group as it started, can steer to them only
+    /// once this master's maps are gone.
+    fn hand_over(&mut self) {
+        if self.steer.take().is_some() {
+            crate::log!("reuseport: the new master's program steers from now on");
+        }
+    }
+
+    fn steer_every(&self) -> Option<Duration> {
+        self.steer.as_ref().map(|_| STEER_EVERY)
+    }
+
+    fn steer_view(&self, worker: usize) -> Option<SteerView> {
+        let steering = &self.steer.as_ref()?.steering;
+        let load = steering.load_of(worker)?;
+        let (sent, accepted) = steering.flow_of(worker).unwrap_or_default();
+        // A count that ran behind reads as nothing waiting, as the program reads it.
+        let waiting = sent.saturating_sub(accepted);
+        let rescued = self.steer.as_ref()?.last.get(&worker).map_or(0, |last| last.rescued);
+        Some(SteerView { load, sent, waiting, rescued })
+    }
+
+    fn steer(&mut self, slots: &[SlotFacts], taken: &mut Vec<OwnedFd>, up_to: usize) -> Option<RescuePaused> {
+        self.enter_maps();
+        let steer = self.steer.as_mut()?;
+        let now = Instant::now();
+        steer.stuck.clear();
+        let mut room = 0u64;
+        for facts in slots {
+            let Some(listener) = self.listeners.get(&facts.worker) else { continue };
+            let queue = accept_queue_len(listener.as_fd()).unwrap_or(0);
+            let last = steer.last.get(&facts.worker).copied();
+            // A listener not in this master's maps yet was handed down by an
+            // old master whose maps still hold it (`EBUSY`): the old master's
+            // worker of the slot accepts there too, unseen here, so a queue
+            // that waits says nothing of this master's worker, and the
+            // counts the program keeps start as it enters (no drift is
+            // looked for before). Its wait counts from the look that finds
+            // it in the maps.
+            let steered = steer.steering.keys().contains(&facts.worker);
+            let since = if steered { waiting_since(last.as_ref(), queue, facts.accepted, now) } else { None };
+            let mut load = steer_load(facts, queue, since.map_or(Duration::ZERO, |since| now - since));
+            let turned_at = steer.steering.turned_at(facts.worker).unwrap_or(0);
+            let passed_over = last.and_then(|last| last.passed_over).filter(|p| p.turned_at == turned_at);
+            if let Some(passed_over) = passed_over {
+                load = passed_over_load(load, now - passed_over.since);
+            }
+            let mut drift = last.filter(|_| steered).map_or_else(Drift::default, |last| last.drift);
+            if let Some((sent, accepted)) = steer.steering.flow_of(facts.worker).filter(|_| steered) {
+                let excess = sent.wrapping_sub(accepted) as i64 - i64::from(queue);
+                if let Some(correction) = drift.look(excess) {
+                    steer.steering.count_accepted(facts.worker, correction);
+                }
+            }
+            let rescued = last.map_or(0, |last| last.rescued);
+            let sample = Sample { accepted: facts.accepted, waiting_since: since, drift, passed_over, rescued };
+            steer.last.insert(facts.worker, sample);
+            let stalled = is_stalled(load);
+            let stuck = if stalled { queue } else { facts.route.map_or(0, |route| beyond_room(&route, queue)) };
+            if stuck > 0 {
+                steer.stuck.push((facts.worker, stuck, stalled));
+            }
+            // Only a worker the program steers to may take what is handed on
+            // (`route` picks among those): with none, what waits stays where
+            // a worker may still accept it, rather than in this master's
+            // hands until the old master lets go of its maps. And no more
+            // than those have room for: the rest waits where it is.
+            if let Some(route) = facts.route.filter(|route| steered && load < STALLED && route.takes()) {
+                room += room_for_rescue(&route, queue);
+            }
+            // A failed write leaves the last load in place; the next refresh tries again.
+            let _ = steer.steering.set_load(facts.worker, load);
+            steer.steering.start_window(facts.worker);
+        }
+        // What waits on a worker that cannot take it goes to one that can, if
+        // any, and if the master may take connections now: no more than it
+        // may, nor than the workers that take have room for (before, every
+        // stuck queue was taken whole as soon as one worker had any room,
+        // and what it had no room for got `503`), the rest in later rounds.
+        if room == 0 {
+            return None;
+        }
+        let mut budget = u32::try_from(room.min(up_to as u64)).unwrap_or(u32::MAX);
+        let first = steer.rescue_turn % steer.stuck.len().max(1);
+        steer.rescue_turn = steer.rescue_turn.wrapping_add(1);
+        let (before_first, from_first) = steer.stuck.split_at(first);
+        for &(worker, queue, stalled) in from_first.iter().chain(before_first) {
+            if budget == 0 {
+                break;
+            }
+            let (Some(listener), Some(sample)) = (self.listeners.get(&worker), steer.last.get_mut(&worker)) else {
+                continue;
+            };
+            let take = take_queued(listener.as_fd(), queue.min(budget), taken);
+            budget -= take.taken;
+            if take.taken > 0 {
+                steer.steering.count_accepted(worker, i64::from(take.taken));
+                sample.rescued += u64::from(take.taken);
+                if stalled {
+                    let turned_at = steer.steering.turned_at(worker).unwrap_or(0);
+                    let since = sample.passed_over.map_or(now, |p| p.since);
+                    sample.passed_over = Some(PassedOver { turned_at, since });
+                }
+            }
+            // Out of descriptors or memory: every other queue's accept would
+            // fail as this one did; the next round tries again.
+            if let Some(error) = take.starved {
+                return Some(RescuePaused { worker, left: queue - take.taken, error });
+            }
+        }
+        None
+    }
+
+    fn own_listeners(&self) -> Vec<(usize, BorrowedFd<'_>)> {
+        self.listeners.iter().map(|(&worker, fd)| (worker, fd.as_fd())).collect()
+    }
+
+    /// The master never accepts: each worker takes its own queue.
+    fn master_accepts(&self, _routes: &[usize], _facts: &dyn Fn(usize) -> RouteFacts) -> bool {
+        false
+    }
+
+    /// For a connection the master took from the queue of a stalled or full worker: the
+    /// route with the fewest outstanding connections among those that take.
+    fn pick(
+        &mut self,
+        routes: &[usize],
+        facts: &dyn Fn(usize) -> RouteFacts,
+        passed_over: &mut dyn FnMut(usize),
+    ) -> Option<usize> {
+        self.hand_on.pick(routes, facts, passed_over)
+    }
+}
+
+/// The steering program `--steer` asks for: `None` steers by hash. With
+/// `Auto`, a process that may not load it steers by hash and says why in one
+/// line; with `Load` that is an error.
+pub fn choose_steering(choice: SteerChoice) -> Result<Option<Steering>, Error> {
+    if choice == SteerChoice::Hash {
+        return Ok(None);
+    }
+    match Steering::load() {
+        Ok(steering) => {
+            let migration = if steering.migrates() {
+                "a closing listener's queue moves by the same choice"
+            } else {
+                "this kernel cannot migrate by it (before 5.14)"
+            };
+            crate::log!(
+                "reuseport: an eBPF program steers each connection to the less loaded of two workers ({migration})"
+            );
+            Ok(Some(steering))
+        }
+        Err(e) => {
+            if !e.verifier_log.is_empty() {
+                crate::log!("the verifier's log:\n{}", e.verifier_log);
+            }
+            if choice == SteerChoice::Load {
+                return Err(Error::Config(format!("--steer load: {e}")));
+            }
+            crate::log!("reuseport: steering by the kernel's hash, not by load: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// Sets `net.ipv4.tcp_migrate_req` to 1 for this network namespace if it is
+/// not already, so a retiring worker's listener hands what is left in its
+/// queue to the group when it closes; says what it did, or why it could not.
+pub fn enable_migration() {
+    match fs::read_to_string(MIGRATE_REQ).map(|v| v.trim() == "1") {
+        Ok(true) => {}
+        Ok(false) => match fs::write(MIGRATE_REQ, "1") {
+            Ok(()) => crate::log!("set net.ipv4.tcp_migrate_req=1: a retired worker's queue moves to the others"),
+            Err(e) => crate::log!(warn:
+                "cannot set net.ipv4.tcp_migrate_req=1 ({e}): connections reaching a retiring worker's \
+                 listener after its last accept are reset (set it as root, or run ringmaster as root)"
+            ),
+        },
+        Err(e) => crate::log!(warn:
+            "cannot read net.ipv4.tcp_migrate_req ({e}): a retiring worker's listener may reset connections \
+             that arrive after its last accept"
+        ),
+    }
+}
