@@ -17,16 +17,13 @@ use crate::util;
 
 use std::io::Read;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use util::control::ctl;
 use util::ops::NotifySocket;
-use util::procs::kill;
-use util::upgrade::{parse_new_master, status_when, wait_gone, TempDir};
+use util::upgrade::{parse_new_master, start_as_new_master, status_when, wait_gone, TempDir};
 use util::*;
 
 /// The old master is stopped while the new one says it is ready, and
@@ -81,27 +78,6 @@ impl Drop for Resume {
     }
 }
 
-/// A copy of `fd` numbered 100 or above (close-on-exec), for `pre_exec` to place.
-fn dup_high(fd: RawFd) -> OwnedFd {
-    // SAFETY: F_DUPFD_CLOEXEC makes a new fd that nothing else owns.
-    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100) };
-    assert!(copy >= 100, "dup: {}", std::io::Error::last_os_error());
-    // SAFETY: `copy` is a new, valid fd.
-    unsafe { OwnedFd::from_raw_fd(copy) }
-}
-
-/// Kills the child on drop unless it was reaped (a failed test leaves nothing running).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            kill(self.0.id(), libc::SIGKILL);
-            let _ = self.0.wait();
-        }
-    }
-}
-
 /// This test is the old master: it hands a listener and a readiness channel
 /// down as `upgrade` does, and has given the new master up (ended the
 /// channel's reading, as at its deadline) before it is ready. The new master
@@ -113,33 +89,9 @@ fn a_new_master_given_up_by_a_living_old_master_stops_without_taking_over() {
     let (ours, theirs) = UnixStream::pair().expect("a socket pair");
     ours.shutdown(Shutdown::Read).expect("end the channel's reading");
     let socket = NotifySocket::at_path("given-up");
-    let sources = [dup_high(listener.as_raw_fd()), dup_high(theirs.as_raw_fd())];
-    let raw: Vec<RawFd> = sources.iter().map(AsRawFd::as_raw_fd).collect();
-    let mut cmd = Command::new(BIN);
-    cmd.args(["--bind", "127.0.0.1:0", "--workers", "1", "--no-pin"])
-        .env("RINGMASTER_UPGRADE_FDS", "listen=3,ready=4")
-        .env("RINGMASTER_UPGRADE_FROM", std::process::id().to_string())
-        .env("NOTIFY_SOCKET", &socket.name)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Ok(backend) = std::env::var(TEST_BACKEND) {
-        cmd.arg("--backend").arg(backend);
-    }
-    // SAFETY: only dup2, async-signal-safe, between fork and exec; the
-    // sources were made before the fork, at 100 or above, clear of 3 and 4.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (i, &from) in raw.iter().enumerate() {
-                if libc::dup2(from, 3 + i as RawFd) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    let mut child = KillOnDrop(cmd.spawn().expect("spawn the new master"));
-    drop(sources);
+    let fds = [listener.as_raw_fd(), theirs.as_raw_fd()];
+    let args = ["--bind", "127.0.0.1:0", "--workers", "1", "--no-pin"];
+    let mut child = start_as_new_master(&fds, "listen=3,ready=4", &args, &socket.name);
     let pid = child.0.id();
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {

@@ -5,14 +5,16 @@
 
 #![allow(dead_code)]
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::control::{ctl, parse_status};
-use super::procs::send_signal;
-use super::{eventually, BIN};
+use super::procs::{kill, send_signal};
+use super::{eventually, BIN, TEST_BACKEND};
 
 /// A directory of the test's own. Dropping it kills every process still
 /// running a file in it (a new master an upgrade left, its workers), then
@@ -155,4 +157,60 @@ pub fn status_when(control: &Path, workers: usize, pred: impl Fn(&serde_json::Va
 pub fn worker_pids(status: &serde_json::Value) -> Vec<u32> {
     let workers = status["workers"].as_array().cloned().unwrap_or_default();
     workers.iter().filter_map(|w| w["pid"].as_u64()).map(|p| p as u32).collect()
+}
+
+/// A copy of `fd` numbered 100 or above (close-on-exec), for `pre_exec` to place.
+pub fn dup_high(fd: RawFd) -> OwnedFd {
+    // SAFETY: F_DUPFD_CLOEXEC makes a new fd that nothing else owns.
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100) };
+    assert!(copy >= 100, "dup: {}", std::io::Error::last_os_error());
+    // SAFETY: `copy` is a new, valid fd.
+    unsafe { OwnedFd::from_raw_fd(copy) }
+}
+
+/// Kills the child on drop unless it was reaped (a failed test leaves nothing running).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            kill(self.0.id(), libc::SIGKILL);
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The test as an old master: starts the binary under test as the new
+/// master of an upgrade from this process, with `args`, handing it `fds`
+/// as 3, 4, ... (named in `names`, `RINGMASTER_UPGRADE_FDS`'s value), and
+/// `NOTIFY_SOCKET` set to `notify`. Its log is on its stderr, piped.
+pub fn start_as_new_master(fds: &[RawFd], names: &str, args: &[&str], notify: &str) -> KillOnDrop {
+    let sources: Vec<OwnedFd> = fds.iter().map(|&fd| dup_high(fd)).collect();
+    let raw: Vec<RawFd> = sources.iter().map(AsRawFd::as_raw_fd).collect();
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("RINGMASTER_UPGRADE_FDS", names)
+        .env("RINGMASTER_UPGRADE_FROM", std::process::id().to_string())
+        .env("NOTIFY_SOCKET", notify)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Ok(backend) = std::env::var(TEST_BACKEND) {
+        cmd.arg("--backend").arg(backend);
+    }
+    // SAFETY: only dup2, async-signal-safe, between fork and exec; the
+    // sources were made before the fork, at 100 or above, clear of 3, 4, ...
+    unsafe {
+        cmd.pre_exec(move || {
+            for (i, &from) in raw.iter().enumerate() {
+                if libc::dup2(from, 3 + i as RawFd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = KillOnDrop(cmd.spawn().expect("spawn the new master"));
+    drop(sources);
+    child
 }
