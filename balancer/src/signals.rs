@@ -23,8 +23,18 @@ pub fn signal_fd(signals: &[Signal]) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
+/// A signal read from a signalfd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// The signal's number.
+    pub signo: i32,
+    /// The pid that sent it (0 for the kernel): an old master stopping the
+    /// new one it gave up is told apart from an operator's stop.
+    pub sender: u32,
+}
+
 /// Reads the next pending signal from a non-blocking signalfd; `None` when none is left.
-pub fn next_signal(fd: &OwnedFd) -> io::Result<Option<i32>> {
+pub fn next_signal(fd: &OwnedFd) -> io::Result<Option<Received>> {
     use std::os::fd::AsRawFd;
     // SAFETY: signalfd_siginfo is a plain C struct; all-zero is valid.
     let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
@@ -41,7 +51,7 @@ pub fn next_signal(fd: &OwnedFd) -> io::Result<Option<i32>> {
     if read as usize != size {
         return Ok(None);
     }
-    Ok(Some(info.ssi_signo as i32))
+    Ok(Some(Received { signo: info.ssi_signo as i32, sender: info.ssi_pid }))
 }
 
 /// Puts the signal mask back to empty (for a child about to exec).

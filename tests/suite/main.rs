@@ -70,3 +70,4 @@ mod upgrade_held;
 mod upgrade_late;
 mod upgrade_not_a_child;
 mod upgrade_seamless;
+mod upgrade_stopped_after_ready;

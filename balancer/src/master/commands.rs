@@ -15,7 +15,7 @@ use super::{Master, Op, Stopping, MAX_WORKERS};
 use crate::control::clients::{Cancel, Ops};
 use crate::control::{parse_command, ClientId, Clients, Command, ControlSocket};
 use crate::error::Result;
-use crate::signals::{next_signal, signal_name};
+use crate::signals::{next_signal, signal_name, Received};
 
 /// The control socket and its clients.
 #[derive(Debug)]
@@ -47,7 +47,7 @@ impl ControlState {
 
 impl Master {
     pub(super) fn on_signals(&mut self) -> io::Result<()> {
-        while let Some(signo) = next_signal(&self.signals)? {
+        while let Some(Received { signo, sender }) = next_signal(&self.signals)? {
             match Signal::try_from(signo) {
                 Ok(Signal::SIGCHLD) => self.reap()?,
                 Ok(Signal::SIGUSR1) => self.print_stats(),
@@ -65,7 +65,10 @@ impl Master {
                 Ok(Signal::SIGTTIN) => self.scale(self.active_workers() + 1)?,
                 Ok(Signal::SIGTTOU) => self.scale(self.active_workers().saturating_sub(1).max(1))?,
                 Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) => {
-                    self.begin_stop(&signal_name(signo), signo)?
+                    match self.upgrades.given_up_by_signal(sender) {
+                        Some(old) => self.given_up_after_ready(old)?,
+                        None => self.begin_stop(&signal_name(signo), signo)?,
+                    }
                 }
                 _ => {}
             }

@@ -64,6 +64,14 @@ impl Master {
         self.notifier = None;
     }
 
+    /// As a new master its old master gave up as it stopped (after
+    /// [`Master::notify_took_over`]): the old master is the main process
+    /// again, until it has stopped, and this one says nothing more.
+    pub(super) fn notify_given_up_stopping(&mut self, old: u32) {
+        self.notify(&format!("MAINPID={old}\nSTATUS=stopping: the upgrade was given up; pid {old} stops"));
+        self.notifier = None;
+    }
+
     /// As the old master of an upgrade that succeeded: the new one speaks to
     /// systemd from now on.
     pub(super) fn stop_notifying(&mut self) {

@@ -49,6 +49,10 @@ pub(super) struct Upgrades {
     /// As a new master: the old one gave this one up as it became ready,
     /// and serves on, on the listeners they share.
     given_up_by: Option<u32>,
+    /// As a new master that told its old master it is ready: that master's
+    /// pid, and when it started (so that a later process given the same pid
+    /// is not taken for it).
+    took_over_from: Option<(u32, Option<u64>)>,
 }
 
 impl Upgrades {
@@ -74,6 +78,15 @@ impl Upgrades {
     /// A new master this one started is still to be stopped and reaped.
     pub(super) fn waits_for_child(&self) -> bool {
         self.successor.as_ref().is_some_and(|s| matches!(s.phase, Phase::Starting { .. } | Phase::Abandoned { .. }))
+    }
+
+    /// As a new master that said it is ready: the old master's pid, if a
+    /// stop signal from `sender` is that master's. It signals this one only
+    /// when it gives the upgrade up (`upgrade_failed`), having not read the
+    /// word: a stop there as the word was on its way.
+    pub(super) fn given_up_by_signal(&self, sender: u32) -> Option<u32> {
+        let (old, started) = self.took_over_from?;
+        (old == sender && self.given_up_by.is_none() && started_at(old) == started).then_some(old)
     }
 
     /// The new master this one handed over to.
@@ -383,7 +396,10 @@ impl Master {
         let (from, me) = (takeover.from, std::process::id());
         self.notify_took_over();
         match takeover.report_ready() {
-            Ok(()) => crate::log!("upgrade: every worker is ready: told the old master (pid {from}); pid {me} serves"),
+            Ok(()) => {
+                self.upgrades.took_over_from = Some((from, started_at(from)));
+                crate::log!("upgrade: every worker is ready: told the old master (pid {from}); pid {me} serves")
+            }
             // The old master ended the channel and lives: it gave this one up
             // (late) and serves on. Taking over now would leave two masters
             // accepting, and this one, stopped by the old one, would take the
@@ -405,6 +421,38 @@ impl Master {
         self.arm_accept()?;
         self.arm_control_accept()?;
         self.arm_metrics_accept()
+    }
+
+    /// As a new master that said it is ready: the old master stopped it (a
+    /// stop there gave the upgrade up with the word unread), and serves on,
+    /// through its drain delay if it has one, on the sockets they share.
+    /// This one stops at once and leaves them to it: no delay of its own, no
+    /// shut of the listeners, the control socket's path left in place, and
+    /// systemd's main pid given back. Before, it served its own delay and
+    /// then stopped as if alone: whichever master's delay ended first (the
+    /// 100 ms ticks decide) answered the queue `503` and shut the listeners
+    /// while the other served its delay on (1 to 12 clients refused or
+    /// `503` in 8 of 18 such stops), and the first to exit took the control
+    /// socket's path with it.
+    pub(super) fn given_up_after_ready(&mut self, old: u32) -> io::Result<()> {
+        let running = self.slots.iter().filter(|s| s.process.is_some()).count();
+        crate::log!(warn:
+            "upgrade: the old master (pid {old}) gave this one up as it stopped: stopping {running} workers at once; \
+             it keeps the listeners and the control socket"
+        );
+        self.upgrades.given_up_by = Some(old);
+        self.notify_given_up_stopping(old);
+        self.hand_over_control()?;
+        self.hand_over_metrics()?;
+        if self.stopping.is_none() {
+            return self.stop_now();
+        }
+        // A stop already under way (one signal to the whole group): the
+        // listeners stay the old master's all the same.
+        if let Some(stopping) = self.stopping.as_mut() {
+            stopping.stop_listening = false;
+        }
+        Ok(())
     }
 
     /// Each tick: a new master late to be ready fails the upgrade; one that
@@ -454,6 +502,15 @@ impl Master {
             crate::log!("upgrade: done: every worker of this master has exited; pid {pid} serves");
         }
     }
+}
+
+/// When process `pid` started (`/proc/PID/stat`'s `starttime`, in clock
+/// ticks since boot), if it exists.
+fn started_at(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name in parentheses, which may hold any byte: the
+    // state is field 3, the start time field 22.
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Whether process `pid` exists and has not exited (a zombie has).

@@ -1,0 +1,96 @@
+//! A stop of the old master as the new one says it is ready: the stop gives
+//! the upgrade up with the word unread, and stops the new master, which
+//! believes it took over. The old master serves its `--drain-delay` on the
+//! sockets they share; the new one must stop at once and leave them to it.
+//! Before, it served a drain delay of its own and then stopped as if alone:
+//! whichever master's delay ended first (their 100 ms ticks decide) answered
+//! the queue `503` and shut the listeners while the other still served its
+//! delay, and the first to exit removed the control socket's path (seen
+//! driving 4 looping clients through such stops: 1 to 12 clients refused
+//! or `503` in 8 of 18; with no delay the new master shut the listener
+//! under the old one all the same).
+//!
+//! This test is the old master, so that the order (the word sent, then the
+//! stop) is the test's, not a race's: it hands a listener, the control
+//! socket and a readiness channel down, reads the word, and signals the new
+//! master as a stopping old master does.
+
+use crate::util;
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::{Duration, Instant};
+
+use util::ops::NotifySocket;
+use util::procs::kill;
+use util::upgrade::{start_as_new_master, TempDir};
+
+#[test]
+fn a_new_master_its_old_master_stops_after_the_ready_word_stops_at_once_and_leaves_the_sockets() {
+    // With a delay its own would outlast the test's wait; without, it stopped and shut the listener.
+    for delay in ["0", "600"] {
+        let dir = TempDir::new(&format!("upgrade-stopped-after-ready-{delay}"));
+        let control = dir.join("control.sock");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let control_listener = UnixListener::bind(&control).expect("bind the control socket");
+        let (mut ours, theirs) = UnixStream::pair().expect("a socket pair");
+        let socket = NotifySocket::at_path(&format!("stopped-after-ready-{delay}"));
+        let fds = [listener.as_raw_fd(), theirs.as_raw_fd(), control_listener.as_raw_fd()];
+        let path = control.to_str().expect("UTF-8");
+        let args = ["--bind", "127.0.0.1:0", "--workers", "1", "--no-pin", "--drain-delay", delay, "--control", path];
+        let mut child = start_as_new_master(&fds, "listen=3,ready=4,control=5", &args, &socket.name);
+        drop(theirs);
+        let pid = child.0.id();
+
+        // Its word, once every worker is ready; then the stop it gets from
+        // a stopping old master (this process).
+        ours.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+        let mut word = [0u8; 5];
+        ours.read_exact(&mut word).expect("the new master's ready word");
+        assert_eq!(&word, b"ready", "delay {delay}");
+        kill(pid, libc::SIGTERM);
+
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = child.0.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "delay {delay}: the new master its old master stopped did not stop at once"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut log = String::new();
+        child.0.stderr.take().expect("stderr").read_to_string(&mut log).expect("its log");
+        assert_eq!(status.code(), Some(0), "delay {delay}: {log}");
+        assert!(!log.contains("stopped listening"), "delay {delay}: {log}");
+
+        // The listener still listens for the old master: a client waits in
+        // its queue and is taken from there.
+        let client = TcpStream::connect(listener.local_addr().expect("its address"))
+            .unwrap_or_else(|e| panic!("delay {delay}: the listener no longer listens ({e}): {log}"));
+        let (accepted, from) = listener.accept().expect("accept the queued client");
+        assert_eq!(from, client.local_addr().expect("the client's address"));
+        drop((accepted, client));
+
+        // The control socket's path is still the old master's.
+        assert!(control.exists(), "delay {delay}: the new master removed the control socket's path: {log}");
+        let _ctl = UnixStream::connect(&control).expect("connect to the control socket");
+        control_listener.accept().expect("the old master's control socket takes the client");
+
+        // systemd heard it take over, then give the old pid back; no stop of its own.
+        socket.socket.set_nonblocking(true).expect("non-blocking");
+        let mut messages = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = socket.socket.recv(&mut buffer) {
+            messages.push(String::from_utf8_lossy(&buffer[..n]).to_string());
+        }
+        let last_main = messages.iter().rev().find_map(|m| m.lines().find_map(|l| l.strip_prefix("MAINPID=")));
+        assert_eq!(last_main, Some(std::process::id().to_string().as_str()), "delay {delay}: {messages:?}");
+        assert!(!messages.iter().any(|m| m.lines().any(|l| l == "STOPPING=1")), "delay {delay}: {messages:?}");
+        assert!(log.contains(&format!("the old master (pid {}) gave this one up", std::process::id())), "{log}");
+    }
+}
