@@ -10,10 +10,12 @@
 //! or `503` in 8 of 18; with no delay the new master shut the listener
 //! under the old one all the same).
 //!
-//! This test is the old master, so that the order (the word sent, then the
-//! stop) is the test's, not a race's: it hands a listener, the control
-//! socket and a readiness channel down, reads the word, and signals the new
-//! master as a stopping old master does.
+//! The first test is the old master, so that the order (the word sent,
+//! then the stop) is the test's, not a race's: it hands a listener, the
+//! control socket and a readiness channel down, reads the word, and signals
+//! the new master as a stopping old master does. The second drives two real
+//! masters into the same order (which the old master's loop may still read
+//! the other way: then it has handed over, and the new master serves on).
 
 use crate::util;
 
@@ -23,9 +25,11 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
 
+use util::control::ctl;
 use util::ops::NotifySocket;
 use util::procs::kill;
-use util::upgrade::{start_as_new_master, TempDir};
+use util::upgrade::{parse_new_master, start_as_new_master, status_when, wait_gone, TempDir};
+use util::Server;
 
 #[test]
 fn a_new_master_its_old_master_stops_after_the_ready_word_stops_at_once_and_leaves_the_sockets() {
@@ -92,5 +96,79 @@ fn a_new_master_its_old_master_stops_after_the_ready_word_stops_at_once_and_leav
         assert_eq!(last_main, Some(std::process::id().to_string().as_str()), "delay {delay}: {messages:?}");
         assert!(!messages.iter().any(|m| m.lines().any(|l| l == "STOPPING=1")), "delay {delay}: {messages:?}");
         assert!(log.contains(&format!("the old master (pid {}) gave this one up", std::process::id())), "{log}");
+    }
+}
+
+/// Two real masters: the old one stopped (its `SIGTERM` pending while it is
+/// itself stopped) before it reads the word the new one then sends. It
+/// gives the upgrade up and serves its drain delay (600 s, cut short by a
+/// second `stop`); the new master is gone long before, and the listener and
+/// the control socket answer from the old master until that second stop.
+#[test]
+fn an_old_master_stopped_as_the_ready_word_comes_serves_its_delay_alone() {
+    let dir = TempDir::new("upgrade-stopped-as-ready");
+    let binary = dir.install();
+    let control = dir.join("control.sock");
+    let path = control.to_str().expect("UTF-8");
+    let args = ["--workers", "1", "--no-pin", "--drain-delay", "600", "--control", path];
+    let mut old = Server::start_binary(&binary, &args);
+    status_when(&control, 1, |_| true);
+    let mark = old.log_len();
+    old.signal(libc::SIGUSR2);
+    let (_, started) =
+        old.wait_for_log_from(mark, |l| l.contains("upgrade: new master started (pid "), Duration::from_secs(10));
+    let new_master = parse_new_master(&started).expect("its pid");
+    // Once the old master has turned a few times since (its signal poll
+    // armed again), while the new one starts its workers (the new master's
+    // line may come before the old one's about starting it).
+    old.wait_for_log_from(mark, |l| l.starts_with("upgrade: taking over from pid"), Duration::from_secs(10));
+    old.signal(libc::SIGSTOP);
+    let resume = Resume(old.pid());
+    old.signal(libc::SIGTERM);
+    let told = format!("ringmaster[{new_master}]: upgrade: every worker is ready: told the old master");
+    old.wait_for_log_from(
+        mark,
+        |l| l.starts_with("upgrade: every worker is ready: told the old master"),
+        Duration::from_secs(10),
+    );
+    assert!(old.raw_log().iter().any(|l| l.contains(&told)), "{:?}", old.raw_log());
+    drop(resume);
+    let (_, outcome) = old.wait_for_log_from(
+        mark,
+        |l| l.starts_with("upgrade failed: ") || l.contains("is ready: this master"),
+        Duration::from_secs(10),
+    );
+    if outcome.contains("is ready: this master") {
+        // The word was read first: handed over, the new master serves on.
+        eprintln!("the old master read the word before the stop: it handed over");
+        assert_eq!(old.wait_exit(Duration::from_secs(15)).code(), Some(0));
+        old.connect().get_ok();
+        assert_eq!(ctl(&control, &["stop"]).0, 0, "the new master answers the control socket");
+        ctl(&control, &["stop"]);
+        assert!(wait_gone(&[new_master], Duration::from_secs(15)).is_empty());
+        return;
+    }
+    assert!(outcome.starts_with("upgrade failed: this master is stopping"), "{outcome}");
+    let left = wait_gone(&[new_master], Duration::from_secs(15));
+    assert!(left.is_empty(), "the new master its old master gave up did not stop at once: {:?}", old.raw_log());
+    // The old master serves its delay on, on the listener and the control socket the new one left.
+    old.connect().get_ok();
+    let (code, out, _) = ctl(&control, &["status"]);
+    assert_eq!(code, 0, "the control socket answers from the old master: {out}");
+    let (code, out, _) = ctl(&control, &["stop"]);
+    assert_eq!((code, out.as_str()), (0, "ok stopping"), "a second stop cuts the delay short");
+    assert_eq!(old.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    assert!(!old.log().iter().any(|l| l.contains("cannot stop listening")), "{:?}", old.raw_log());
+    assert!(dir.running().is_empty(), "left: {:?}", dir.running());
+}
+
+/// Sends `SIGCONT` on drop (a failed test leaves no process stopped). The
+/// pid is the test's own child, not reaped yet: never another process's.
+struct Resume(u32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) with a pid and a signal number touches no memory.
+        unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGCONT) };
     }
 }
