@@ -26,8 +26,8 @@
 //!   listener answered and shut;
 //! - `sockets.rs`: where the listening sockets come from at start (handed
 //!   down, passed by systemd, or bound here; `reuseport`'s anchor);
-//! - `upgrade.rs`: binary upgrade, from either side: handing the sockets to a
-//!   new master, or taking them over from an old one;
+//! - `upgrade.rs`: binary upgrade: handing the sockets to a new master;
+//! - `take_over.rs`: taking them over from an old one, as the new master;
 //! - `steer.rs`: the facts a mode that steers the kernel's choice of
 //!   listener (`reuseport --steer load`) refreshes its program with;
 //! - `stats.rs`: the stats line, request rates;
@@ -66,6 +66,7 @@ mod stats;
 mod steer;
 mod stop_listening;
 mod supervise;
+mod take_over;
 mod upgrade;
 
 use std::io;

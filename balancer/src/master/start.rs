@@ -14,8 +14,8 @@ use super::metrics::MetricsState;
 use super::notify::Notified;
 use super::ops::SIGNALS;
 use super::reload::Reload;
-use super::upgrade::{self, Upgrades};
-use super::{sockets, supervise, Master, MAX_SLOTS, MAX_WORKERS, TICK};
+use super::upgrade::Upgrades;
+use super::{sockets, supervise, take_over, Master, MAX_SLOTS, MAX_WORKERS, TICK};
 use crate::config::{MasterConfig, Mode};
 use crate::cpus::{allowed_cpus, choose_cpus};
 use crate::error::{Context, Error, Result};
@@ -63,7 +63,7 @@ impl Master {
             (None, _) => None,
         };
         let handed_path = config.control.as_deref().filter(|_| control.is_some());
-        let takeover = inherited.map(|inherited| upgrade::take_over(inherited, local, handed_path));
+        let takeover = inherited.map(|inherited| take_over::take_over(inherited, local, handed_path));
         let signals = signal_fd(&SIGNALS).context("cannot set up signals")?;
         let (stats, stats_fd) = StatsBlock::create_shared(MAX_SLOTS).context("cannot create the stats block")?;
         let reactor = reactor_for(backend).context(format_args!("cannot start the {} event loop", backend.name()))?;

@@ -16,19 +16,18 @@
 //! connection with it); then tell the old master, and serve.
 
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::take_over::started_at;
 use super::{Master, Op};
 use crate::control::ClientId;
 use crate::listener::ListenerKey;
 use crate::upgrade::env::FdRole;
-use crate::upgrade::inherit::{Inherited, Takeover};
+use crate::upgrade::inherit::Takeover;
 use crate::upgrade::launch::{start_new_master, Heard, Launch, ReadyChannel};
 
 /// How long a new master that closed its readiness channel without a word
@@ -40,7 +39,7 @@ const CLOSED_GRACE: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub(super) struct Upgrades {
     /// An old master started this one, and has not yet been told it is ready.
-    takeover: Option<Takeover>,
+    pub(super) takeover: Option<Takeover>,
     /// The new master this one started, while it matters.
     successor: Option<Successor>,
     /// Upgrades begun: the epoch of the readiness channel's op, so that a
@@ -48,11 +47,11 @@ pub(super) struct Upgrades {
     attempts: u32,
     /// As a new master: the old one gave this one up as it became ready,
     /// and serves on, on the listeners they share.
-    given_up_by: Option<u32>,
+    pub(super) given_up_by: Option<u32>,
     /// As a new master that told its old master it is ready: that master's
     /// pid, and when it started (so that a later process given the same pid
     /// is not taken for it).
-    took_over_from: Option<(u32, Option<u64>)>,
+    pub(super) took_over_from: Option<(u32, Option<u64>)>,
 }
 
 impl Upgrades {
@@ -117,17 +116,6 @@ enum Phase {
     HandedOver,
     /// It failed and was told to stop; killed at `kill_at` if still running.
     Abandoned { kill_at: Instant, killed: bool },
-}
-
-/// As the new master: what is left of the fds handed down once the master
-/// took its sockets, and a log line saying what was taken over.
-pub(super) fn take_over(inherited: Inherited, local: SocketAddr, control: Option<&Path>) -> Takeover {
-    let control = control.map_or_else(String::new, |path| format!(" and the control socket {}", path.display()));
-    crate::log!(
-        "upgrade: taking over from pid {}: listening on {local}{control}; this master counts from zero",
-        inherited.from()
-    );
-    inherited.into_takeover()
 }
 
 impl Master {
@@ -390,71 +378,6 @@ impl Master {
         Ok(())
     }
 
-    /// As the new master: tells the old one every worker is ready, and starts serving.
-    fn report_ready(&mut self) -> io::Result<()> {
-        let Some(takeover) = self.upgrades.takeover.take() else { return Ok(()) };
-        let (from, me) = (takeover.from, std::process::id());
-        self.notify_took_over();
-        match takeover.report_ready() {
-            Ok(()) => {
-                self.upgrades.took_over_from = Some((from, started_at(from)));
-                crate::log!("upgrade: every worker is ready: told the old master (pid {from}); pid {me} serves")
-            }
-            // The old master ended the channel and lives: it gave this one up
-            // (late) and serves on. Taking over now would leave two masters
-            // accepting, and this one, stopped by the old one, would take the
-            // control socket's path with it.
-            Err(e) if still_running(from) => {
-                crate::log!(warn:
-                    "upgrade: every worker is ready, but the old master (pid {from}) gave up waiting ({e}) and serves \
-                     on: stopping"
-                );
-                self.notify_gave_back(from);
-                self.upgrades.given_up_by = Some(from);
-                return self.stop_now();
-            }
-            Err(e) => {
-                crate::log!(warn: "upgrade: every worker is ready, but the old master (pid {from}) cannot be told: {e}")
-            }
-        }
-        self.claim_control_path();
-        self.arm_accept()?;
-        self.arm_control_accept()?;
-        self.arm_metrics_accept()
-    }
-
-    /// As a new master that said it is ready: the old master stopped it (a
-    /// stop there gave the upgrade up with the word unread), and serves on,
-    /// through its drain delay if it has one, on the sockets they share.
-    /// This one stops at once and leaves them to it: no delay of its own, no
-    /// shut of the listeners, the control socket's path left in place, and
-    /// systemd's main pid given back. Before, it served its own delay and
-    /// then stopped as if alone: whichever master's delay ended first (the
-    /// 100 ms ticks decide) answered the queue `503` and shut the listeners
-    /// while the other served its delay on (1 to 12 clients refused or
-    /// `503` in 8 of 18 such stops), and the first to exit took the control
-    /// socket's path with it.
-    pub(super) fn given_up_after_ready(&mut self, old: u32) -> io::Result<()> {
-        let running = self.slots.iter().filter(|s| s.process.is_some()).count();
-        crate::log!(warn:
-            "upgrade: the old master (pid {old}) gave this one up as it stopped: stopping {running} workers at once; \
-             it keeps the listeners and the control socket"
-        );
-        self.upgrades.given_up_by = Some(old);
-        self.notify_given_up_stopping(old);
-        self.hand_over_control()?;
-        self.hand_over_metrics()?;
-        if self.stopping.is_none() {
-            return self.stop_now();
-        }
-        // A stop already under way (one signal to the whole group): the
-        // listeners stay the old master's all the same.
-        if let Some(stopping) = self.stopping.as_mut() {
-            stopping.stop_listening = false;
-        }
-        Ok(())
-    }
-
     /// Each tick: a new master late to be ready fails the upgrade; one that
     /// ignores the request to stop is killed.
     pub(super) fn watch_upgrade(&mut self) -> io::Result<()> {
@@ -502,21 +425,4 @@ impl Master {
             crate::log!("upgrade: done: every worker of this master has exited; pid {pid} serves");
         }
     }
-}
-
-/// When process `pid` started (`/proc/PID/stat`'s `starttime`, in clock
-/// ticks since boot), if it exists.
-fn started_at(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name in parentheses, which may hold any byte: the
-    // state is field 3, the start time field 22.
-    stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Whether process `pid` exists and has not exited (a zombie has).
-fn still_running(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    // The state follows the command name, which is in parentheses and may hold any byte.
-    let state = stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next());
-    !matches!(state, None | Some("Z" | "X" | "x"))
 }

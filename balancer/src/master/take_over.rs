@@ -1,0 +1,105 @@
+//! Binary upgrade as the new master: what it took over from the old one,
+//! its word that every worker is ready, and a stop of the old master that
+//! gives it up as that word comes.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::Master;
+use crate::upgrade::inherit::{Inherited, Takeover};
+
+/// As the new master: what is left of the fds handed down once the master
+/// took its sockets, and a log line saying what was taken over.
+pub(super) fn take_over(inherited: Inherited, local: SocketAddr, control: Option<&Path>) -> Takeover {
+    let control = control.map_or_else(String::new, |path| format!(" and the control socket {}", path.display()));
+    crate::log!(
+        "upgrade: taking over from pid {}: listening on {local}{control}; this master counts from zero",
+        inherited.from()
+    );
+    inherited.into_takeover()
+}
+
+impl Master {
+    /// As the new master: tells the old one every worker is ready, and starts serving.
+    pub(super) fn report_ready(&mut self) -> io::Result<()> {
+        let Some(takeover) = self.upgrades.takeover.take() else { return Ok(()) };
+        let (from, me) = (takeover.from, std::process::id());
+        self.notify_took_over();
+        match takeover.report_ready() {
+            Ok(()) => {
+                self.upgrades.took_over_from = Some((from, started_at(from)));
+                crate::log!("upgrade: every worker is ready: told the old master (pid {from}); pid {me} serves")
+            }
+            // The old master ended the channel and lives: it gave this one up
+            // (late) and serves on. Taking over now would leave two masters
+            // accepting, and this one, stopped by the old one, would take the
+            // control socket's path with it.
+            Err(e) if still_running(from) => {
+                crate::log!(warn:
+                    "upgrade: every worker is ready, but the old master (pid {from}) gave up waiting ({e}) and serves \
+                     on: stopping"
+                );
+                self.notify_gave_back(from);
+                self.upgrades.given_up_by = Some(from);
+                return self.stop_now();
+            }
+            Err(e) => {
+                crate::log!(warn: "upgrade: every worker is ready, but the old master (pid {from}) cannot be told: {e}")
+            }
+        }
+        self.claim_control_path();
+        self.arm_accept()?;
+        self.arm_control_accept()?;
+        self.arm_metrics_accept()
+    }
+
+    /// As a new master that said it is ready: the old master stopped it (a
+    /// stop there gave the upgrade up with the word unread), and serves on,
+    /// through its drain delay if it has one, on the sockets they share.
+    /// This one stops at once and leaves them to it: no delay of its own, no
+    /// shut of the listeners, the control socket's path left in place, and
+    /// systemd's main pid given back. Before, it served its own delay and
+    /// then stopped as if alone: whichever master's delay ended first (the
+    /// 100 ms ticks decide) answered the queue `503` and shut the listeners
+    /// while the other served its delay on (1 to 12 clients refused or
+    /// `503` in 8 of 18 such stops), and the first to exit took the control
+    /// socket's path with it.
+    pub(super) fn given_up_after_ready(&mut self, old: u32) -> io::Result<()> {
+        let running = self.slots.iter().filter(|s| s.process.is_some()).count();
+        crate::log!(warn:
+            "upgrade: the old master (pid {old}) gave this one up as it stopped: stopping {running} workers at once; \
+             it keeps the listeners and the control socket"
+        );
+        self.upgrades.given_up_by = Some(old);
+        self.notify_given_up_stopping(old);
+        self.hand_over_control()?;
+        self.hand_over_metrics()?;
+        if self.stopping.is_none() {
+            return self.stop_now();
+        }
+        // A stop already under way (one signal to the whole group): the
+        // listeners stay the old master's all the same.
+        if let Some(stopping) = self.stopping.as_mut() {
+            stopping.stop_listening = false;
+        }
+        Ok(())
+    }
+}
+
+/// When process `pid` started (`/proc/PID/stat`'s `starttime`, in clock
+/// ticks since boot), if it exists.
+pub(super) fn started_at(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name in parentheses, which may hold any byte: the
+    // state is field 3, the start time field 22.
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether process `pid` exists and has not exited (a zombie has).
+fn still_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command name, which is in parentheses and may hold any byte.
+    let state = stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next());
+    !matches!(state, None | Some("Z" | "X" | "x"))
+}
