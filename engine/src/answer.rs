@@ -5,6 +5,7 @@
 
 use crate::handler::{reason, Handler, Header, Request, Response, Version, Written};
 use crate::http::{with_head, Parsed, MAX_HEADERS};
+use crate::lazy_bytes::LazyBytes;
 
 /// Room for the status line and the engine's own fields around a response:
 /// status line, `Server`, `Date`, `Content-Length` and `Connection`.
@@ -60,15 +61,17 @@ impl ResponseScratch {
 /// each big enough for a head and a body at their limits.
 #[derive(Debug)]
 pub struct BodyPool {
-    memory: Box<[u8]>,
+    memory: LazyBytes,
     size: usize,
     free: Vec<u32>,
 }
 
 impl BodyPool {
-    /// `count` buffers of `size` bytes (the memory is touched only when used).
-    pub fn new(count: usize, size: usize) -> BodyPool {
-        BodyPool { memory: vec![0; count * size].into_boxed_slice(), size, free: (0..count as u32).rev().collect() }
+    /// `count` buffers of `size` bytes (the memory is touched only when
+    /// used); an error when the address space has no room for them.
+    pub fn new(count: usize, size: usize) -> std::io::Result<BodyPool> {
+        let len = count.checked_mul(size).ok_or_else(|| std::io::Error::other("the size overflows"))?;
+        Ok(BodyPool { memory: LazyBytes::new(len)?, size, free: (0..count as u32).rev().collect() })
     }
 
     /// A free buffer, or `None` when all are in use.
@@ -356,7 +359,7 @@ mod tests {
 
     #[test]
     fn body_buffers_are_lent_and_given_back() {
-        let mut pool = BodyPool::new(2, 8);
+        let mut pool = BodyPool::new(2, 8).expect("a pool");
         let a = pool.take().expect("one");
         let b = pool.take().expect("two");
         assert!(pool.take().is_none());

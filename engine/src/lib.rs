@@ -22,6 +22,7 @@ mod conn;
 pub mod driver;
 pub mod handler;
 pub mod http;
+mod lazy_bytes;
 pub mod messages;
 pub mod response;
 pub mod shared_acks;

@@ -92,7 +92,7 @@ impl Harness {
         Harness::with(Some(DynamicParts {
             handler: Echo,
             scratch,
-            bodies: BodyPool::new(buffers, 8192 + (1 << 20)),
+            bodies: BodyPool::new(buffers, 8192 + (1 << 20)).expect("a body pool"),
             out,
         }))
     }

@@ -65,7 +65,7 @@ pub fn run(
         Some(channel) => Some(crate::messages::attach(channel.as_fd())?),
         None => None,
     };
-    let core = Core::new(config, sources, counters, handler);
+    let core = Core::new(config, sources, counters, handler)?;
     match config.backend {
         Backend::Uring => uring::UringWorker::new(core)?.serve(),
         Backend::Epoll => epoll::EpollWorker::new(core)?.serve(),

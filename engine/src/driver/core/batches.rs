@@ -140,7 +140,7 @@ mod tests {
         let counters = stats.slot(0).expect("slot 0");
         let mut handler = FixedBody::new(b"hello\n".to_vec());
         let sources = Sources { channel: Some(worker), ..Sources::default() };
-        let mut core = Core::new(&config, sources, counters, &mut handler);
+        let mut core = Core::new(&config, sources, counters, &mut handler).expect("a core");
         core.publish(1);
         assert!(core.acks.push(Ack { received: 2, adopted: 2 }));
         assert!(core.acks.push(Ack { received: 1, adopted: 0 }));
@@ -181,7 +181,7 @@ mod tests {
         let counters = stats.slot(0).expect("slot 0");
         let mut handler = FixedBody::new(b"hello\n".to_vec());
         let sources = Sources { channel: Some(worker), ..Sources::default() };
-        let mut core = Core::new(&config, sources, counters, &mut handler);
+        let mut core = Core::new(&config, sources, counters, &mut handler).expect("a core");
         // The master's side of `ctl send`: a `Text` message of the line.
         let mut line = Message::new();
         let header = line.prepare_send_text(b"reset the counts");

@@ -117,7 +117,7 @@ mod tests {
         let counters = stats.slot(0).expect("slot 0");
         let mut handler = FixedBody::new(b"hello\n".to_vec());
         let sources = Sources { channel: Some(worker), ..Sources::default() };
-        let mut core = Core::new(&config, sources, counters, &mut handler);
+        let mut core = Core::new(&config, sources, counters, &mut handler).expect("a core");
         assert_eq!(counters.capacity.load(Ordering::Relaxed), 100, "set before the worker is ready");
         core.limit_capacity(64);
         assert_eq!(counters.capacity.load(Ordering::Relaxed), 64, "a smaller table of direct descriptors");

@@ -11,6 +11,8 @@
 mod batches;
 mod capacity;
 
+use std::fmt;
+use std::io;
 use std::time::{Duration, SystemTime};
 
 use super::idle::IdleList;
@@ -22,6 +24,7 @@ use crate::config::EngineConfig;
 use crate::conn::{Connection, Context, Timeouts};
 use crate::handler::Handler;
 use crate::http::Limits;
+use crate::lazy_bytes::LazyBytes;
 use crate::response::Responses;
 use crate::stats::{CountersSnapshot, WorkerCounters, STATE_DRAINING, STATE_READY, STATE_STOPPED};
 use crate::sys::now_ms;
@@ -39,14 +42,14 @@ pub(super) struct Core<'a> {
     pub(super) bodies: BodyPool,
     /// Per-slot output buffers for the handler's framed responses: slot `i`
     /// owns `out[i * out_cap..(i + 1) * out_cap]` (empty with a fixed body).
-    pub(super) out: Box<[u8]>,
+    pub(super) out: LazyBytes,
     pub(super) out_cap: usize,
     pub(super) responses: Responses,
     pub(super) limits: Limits,
     pub(super) timeouts: Timeouts,
     /// Per-slot room for an incomplete header block: slot `i` owns
     /// `carry[i * carry_cap..(i + 1) * carry_cap]`.
-    pub(super) carry: Box<[u8]>,
+    pub(super) carry: LazyBytes,
     pub(super) carry_cap: usize,
     pub(super) counters: &'a WorkerCounters,
     pub(super) counts: CountersSnapshot,
@@ -81,28 +84,67 @@ pub(super) struct Core<'a> {
     pub(super) stall_at: Option<u64>,
 }
 
+/// `slots` buffers of `each` bytes in one reservation.
+fn reserve(slots: usize, each: usize) -> io::Result<LazyBytes> {
+    let len = slots.checked_mul(each).ok_or_else(|| io::Error::other("the size overflows"))?;
+    LazyBytes::new(len)
+}
+
+/// The worker's error for a reservation the kernel refused: what it was
+/// for and which limits sized it, so the operator knows what to lower.
+fn cannot_reserve(e: io::Error, what: &str, sized_by: fmt::Arguments<'_>) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot reserve address space for its {what} ({sized_by} bytes): {e}"))
+}
+
 impl<'a> Core<'a> {
     pub(super) fn new(
         config: &'a EngineConfig,
         sources: Sources,
         counters: &'a WorkerCounters,
         handler: &'a mut dyn Handler,
-    ) -> Core<'a> {
+    ) -> io::Result<Core<'a>> {
         // Room for an incomplete header block, and for input held while a
         // connection waits for its replies to go out.
         let carry_cap = config.max_header.max(CARRY_MIN);
         let fixed_body = handler.fixed_body().map(<[u8]>::to_vec);
         let fixed = fixed_body.is_some();
-        // Zeroed memory comes from the kernel lazily: only buffers used get pages.
-        let (scratch, bodies, out_cap) = if fixed {
-            (ResponseScratch::new(0), BodyPool::new(0, 0), 0)
+        // Reserved, not allocated: only the buffers used get pages (see `LazyBytes`).
+        let (scratch, bodies, out_cap, out) = if fixed {
+            (ResponseScratch::new(0), BodyPool::new(0, 0)?, 0, LazyBytes::new(0)?)
         } else {
             let scratch = ResponseScratch::new(config.max_response);
             // Room for two of the largest responses: pipelined answers go out together.
             let out_cap = 2 * scratch.largest_framed();
-            let body_size = config.max_header + usize::try_from(config.max_body).unwrap_or(usize::MAX);
-            (scratch, BodyPool::new(config.body_buffers, body_size), out_cap)
+            let out = reserve(config.max_conns, out_cap).map_err(|e| {
+                cannot_reserve(
+                    e,
+                    "output buffers",
+                    format_args!(
+                        "--max-conns {} x 2 x (--max-response {} + framing)",
+                        config.max_conns, config.max_response
+                    ),
+                )
+            })?;
+            let body_size = config.max_header.saturating_add(usize::try_from(config.max_body).unwrap_or(usize::MAX));
+            let bodies = BodyPool::new(config.body_buffers, body_size).map_err(|e| {
+                cannot_reserve(
+                    e,
+                    "request body buffers",
+                    format_args!(
+                        "--body-buffers {} x (--max-header {} + --max-body {})",
+                        config.body_buffers, config.max_header, config.max_body
+                    ),
+                )
+            })?;
+            (scratch, bodies, out_cap, out)
         };
+        let carry = reserve(config.max_conns, carry_cap).map_err(|e| {
+            cannot_reserve(
+                e,
+                "header buffers",
+                format_args!("--max-conns {} x --max-header {}", config.max_conns, carry_cap),
+            )
+        })?;
         let mut counts = counters.snapshot();
         counts.live = 0;
         counts.capacity = config.max_conns as u64;
@@ -110,7 +152,7 @@ impl<'a> Core<'a> {
         counters.capacity.store(counts.capacity, std::sync::atomic::Ordering::Relaxed);
         counters.pid.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
         let millis = |d: Duration| d.as_millis() as u64;
-        Core {
+        Ok(Core {
             config,
             channel_open: sources.channel.is_some(),
             sources,
@@ -118,7 +160,7 @@ impl<'a> Core<'a> {
             fixed,
             scratch,
             bodies,
-            out: vec![0u8; config.max_conns * out_cap].into_boxed_slice(),
+            out,
             out_cap,
             responses: Responses::new(fixed_body.as_deref().unwrap_or_default(), SystemTime::now()),
             limits: config.limits(),
@@ -127,8 +169,7 @@ impl<'a> Core<'a> {
                 body_ms: millis(config.body_timeout),
                 idle_ms: millis(config.idle_timeout),
             },
-            // Zeroed memory comes from the kernel lazily: only the slots used get pages.
-            carry: vec![0u8; config.max_conns * carry_cap].into_boxed_slice(),
+            carry,
             carry_cap,
             counters,
             capacity: counts.capacity,
@@ -144,7 +185,7 @@ impl<'a> Core<'a> {
             drain_deadline: 0,
             now: now_ms(),
             stall_at: None,
-        }
+        })
     }
 
     /// Slot `slot`'s carry buffer and the context its connection's handlers take.
