@@ -235,11 +235,14 @@ impl Connection {
 
     /// Nothing in progress: no partial request, nothing queued or being sent.
     pub fn is_idle(&self) -> bool {
-        self.phase == Phase::Reading
-            && self.parser.between_requests()
-            && self.carry_len == 0
-            && self.replies.is_empty()
-            && !self.sending
+        self.phase == Phase::Reading && self.parser.between_requests() && self.carry_len == 0 && !self.owes_output()
+    }
+
+    /// Replies are queued, a send is in flight, or the rest of one the
+    /// socket took only part of waits for [`Connection::poll_send`] (no send
+    /// is in flight then, and the queue may be empty: the send took it all).
+    fn owes_output(&self) -> bool {
+        self.sending || self.outgoing.is_pending() || !self.replies.is_empty()
     }
 
     /// An idle keep-alive connection a full worker may close to make room:
@@ -390,7 +393,7 @@ impl Connection {
         match self.phase {
             Phase::Lingering => self.phase = Phase::Closed,
             // Answer what was asked, then close: no need to wait for a FIN now.
-            Phase::Finishing { .. } if self.replies.is_empty() && !self.sending => self.phase = Phase::Closed,
+            Phase::Finishing { .. } if !self.owes_output() => self.phase = Phase::Closed,
             Phase::Finishing { .. } => self.phase = Phase::Finishing { linger: false },
             Phase::Reading | Phase::Paused => self.after_progress(ctx),
             Phase::Closed => {}
@@ -720,7 +723,7 @@ impl Connection {
     fn after_progress(&mut self, ctx: &mut Context<'_>) {
         match self.phase {
             Phase::Closed | Phase::Lingering => return,
-            Phase::Reading if self.read_closed && self.replies.is_empty() && !self.sending => {
+            Phase::Reading if self.read_closed && !self.owes_output() => {
                 // The client is gone and nothing is owed (an incomplete request
                 // can no longer complete).
                 self.phase = Phase::Closed;
@@ -760,7 +763,7 @@ impl Connection {
             self.deadline = self.body_started + ctx.timeouts.body_ms + earned;
             return;
         }
-        let busy = self.sending || !self.replies.is_empty();
+        let busy = self.owes_output();
         if !busy && self.carry_len > 0 && self.phase == Phase::Reading {
             // A header block in progress: its clock started with its first byte.
             if self.timer != Timer::Header {

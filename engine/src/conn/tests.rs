@@ -957,3 +957,44 @@ fn a_body_timeout_408_and_a_503_for_a_body_are_counted_as_other_errors_are() {
     assert_eq!(h.statuses(), [503]);
     assert_eq!((h.conn.take_parsed(), h.answered), (1, 1));
 }
+
+/// A send the socket took only part of leaves no send in flight (on epoll
+/// the rest waits for the socket to drain) and nothing queued, yet the rest
+/// is owed: the client's FIN must not close the connection before it goes.
+/// (It did: an epoll worker cut a large answer short when the client had
+/// half-closed after its requests, the client seeing our FIN mid-body.)
+#[test]
+fn the_rest_of_a_partial_send_is_owed_after_the_clients_fin() {
+    for make in [Harness::new as fn() -> Harness, || Harness::with_handler(1, 256)] {
+        let mut h = make();
+        h.input(GET);
+        let bytes = h.start_send().expect("a send is due");
+        h.complete(&bytes, 10);
+        h.peer_closed();
+        assert!(!h.conn.is_closed(), "closed with 10 of {} bytes sent", bytes.len());
+        h.flush();
+        assert_eq!(h.sent, bytes, "the whole answer");
+        assert!(h.conn.is_closed(), "then the close");
+    }
+}
+
+/// The same rest is no idle connection: a drain does not hurry it out (nor
+/// may a full worker reclaim it). (A drain closed it a second in, an epoll
+/// worker cutting off a slow reader's large answer at every stop and reload.)
+#[test]
+fn the_rest_of_a_partial_send_is_owed_through_a_drain() {
+    for make in [Harness::new as fn() -> Harness, || Harness::with_handler(1, 256)] {
+        let mut h = make();
+        h.input(GET);
+        let bytes = h.start_send().expect("a send is due");
+        h.complete(&bytes, 10);
+        let idle_deadline = h.conn.deadline();
+        assert_eq!(idle_deadline, h.now + TIMEOUTS.idle_ms, "a slow reader has the idle timeout");
+        assert!(!h.conn.is_idle() && !h.conn.is_reclaimable(), "the rest is owed");
+        h.now += DRAIN_RECENT_MS;
+        h.drain();
+        assert_eq!(h.conn.deadline(), idle_deadline, "not hurried as an idle connection");
+        h.flush();
+        assert_eq!(h.sent, bytes, "the whole answer");
+    }
+}
