@@ -267,7 +267,7 @@ impl Cli {
         }
     }
 
-    /// The cluster these flags describe; workers get `args` (argv[0] first).
+    /// The cluster these flags describe; workers get `args` (`argv[0]` first).
     fn cluster(&self, args: &[OsString]) -> Cluster {
         let mut cluster = Cluster::new()
             .bind(self.bind)

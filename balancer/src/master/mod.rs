@@ -30,6 +30,8 @@
 //! - `take_over.rs`: taking them over from an old one, as the new master;
 //! - `steer.rs`: the facts a mode that steers the kernel's choice of
 //!   listener (`reuseport --steer load`) refreshes its program with;
+//! - `spares.rs`: the fd reserve kept, and spares lent at the open-file limit;
+//! - `messages.rs`: lines of text between the master and its workers (`send`);
 //! - `stats.rs`: the stats line, request rates;
 //! - `metrics.rs`: the Prometheus endpoint's I/O (`--metrics`);
 //! - `notify.rs`: what systemd is told (readiness, reload, stop, status).
