@@ -85,9 +85,12 @@ impl BodyPool {
         self.free.len()
     }
 
-    /// Gives buffer `index` back.
-    pub fn give(&mut self, index: u32) {
+    /// Gives buffer `index` back, its first `used` bytes used: the pages of
+    /// a large body go back to the kernel (see [`LazyBytes::release_touched`]).
+    pub fn give(&mut self, index: u32, used: usize) {
         debug_assert!(!self.free.contains(&index), "buffer {index} given back twice");
+        let start = index as usize * self.size;
+        self.memory.release_touched(start..start + self.size, used);
         self.free.push(index);
     }
 
@@ -364,8 +367,23 @@ mod tests {
         let b = pool.take().expect("two");
         assert!(pool.take().is_none());
         pool.buffer(a).copy_from_slice(b"12345678");
-        pool.give(a);
+        pool.give(a, 8);
         assert_eq!(pool.take(), Some(a));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_body_buffer_given_back_after_a_large_body_gives_its_pages_back() {
+        let size = 4 * crate::lazy_bytes::KEPT;
+        let mut pool = BodyPool::new(1, size).expect("a pool");
+        let index = pool.take().expect("one");
+        pool.buffer(index).fill(7);
+        pool.give(index, 100);
+        assert!(pool.contents(index, size).iter().all(|&b| b == 7), "a small body's buffer is left as it is");
+        assert_eq!(pool.take(), Some(index));
+        pool.give(index, size);
+        let kept = crate::lazy_bytes::KEPT;
+        assert!(pool.contents(index, kept).iter().all(|&b| b == 7), "its first bytes stay");
+        assert!(pool.contents(index, size)[kept..].iter().all(|&b| b == 0), "the rest is given back");
     }
 }

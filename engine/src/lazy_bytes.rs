@@ -9,24 +9,36 @@
 //! than RAM and swap, so the heap cannot hold it: `MAP_NORESERVE` keeps it
 //! out of that check (strict overcommit, `vm.overcommit_memory=2`, still
 //! counts it, and refuses with an error rather than an abort).
+//!
+//! A touched page stays resident until given back: a buffer that held a
+//! large exchange gives its pages past the first [`KEPT`] bytes back when
+//! it is freed ([`LazyBytes::release_touched`]), else every slot that once
+//! answered megabytes would keep them for the life of the worker.
 
 use std::fmt;
 use std::io;
-use std::ops::{Deref, DerefMut};
+use std::ops::{Deref, DerefMut, Range};
 use std::ptr::NonNull;
 
 /// `len` zeroed bytes, touched lazily; see the module's documentation.
 pub struct LazyBytes {
     base: NonNull<u8>,
     len: usize,
+    /// The kernel's page size: what `madvise` works in.
+    page: usize,
 }
+
+/// Bytes at the start of a buffer that stay resident when it is freed: what
+/// small exchanges (the common case) touch, so freeing them costs no
+/// system call and their next use no page faults.
+pub const KEPT: usize = 64 * 1024;
 
 impl LazyBytes {
     /// Reserves `len` zeroed bytes; an error when the address space (or
     /// strict overcommit's commit limit, or `RLIMIT_AS`) has no room.
     pub fn new(len: usize) -> io::Result<LazyBytes> {
         if len == 0 {
-            return Ok(LazyBytes { base: NonNull::dangling(), len: 0 });
+            return Ok(LazyBytes { base: NonNull::dangling(), len: 0, page: 1 });
         }
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
         // SAFETY: a fresh anonymous mapping of `len` bytes at an address the
@@ -36,7 +48,42 @@ impl LazyBytes {
             return Err(io::Error::last_os_error());
         }
         let base = NonNull::new(addr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(LazyBytes { base, len })
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1);
+        Ok(LazyBytes { base, len, page })
+    }
+
+    /// Gives back the memory of the whole pages inside `range` (clamped to
+    /// the buffer): they read as zeros again, and take memory only when
+    /// touched again. Bytes outside `range` keep their value.
+    pub fn release(&mut self, range: Range<usize>) {
+        let start = range.start.next_multiple_of(self.page);
+        let end = range.end.min(self.len) / self.page * self.page;
+        if start >= end {
+            return;
+        }
+        // SAFETY: `start..end` is page-aligned (the mapping starts on a page)
+        // and inside the private anonymous mapping made in `new`, which
+        // stays mapped; `&mut self` means no reference into it is live.
+        // MADV_DONTNEED on such a mapping frees the pages, and the next
+        // touch gets a zero-filled one: the bytes stay initialised (zeros).
+        let done = unsafe { libc::madvise(self.base.as_ptr().add(start).cast(), end - start, libc::MADV_DONTNEED) };
+        // It can fail only for arguments made wrong above; the pages then
+        // stay resident, nothing worse.
+        debug_assert_eq!(done, 0, "madvise: {}", io::Error::last_os_error());
+    }
+
+    /// A buffer at `buffer` that was freed with its first `touched` bytes
+    /// used gives back the pages it touched past its first [`KEPT`] bytes;
+    /// nothing (no system call) when it used no more than those.
+    pub fn release_touched(&mut self, buffer: Range<usize>, touched: usize) {
+        if touched <= KEPT {
+            return;
+        }
+        // Up to the end of the page of the last byte used, but not past the
+        // buffer: a page it shares with the next one stays.
+        let end = buffer.start.saturating_add(touched).next_multiple_of(self.page).min(buffer.end);
+        self.release(buffer.start + KEPT..end);
     }
 }
 
@@ -92,6 +139,47 @@ mod tests {
         assert_eq!((bytes[0], bytes[last]), (0, 0));
         bytes[last] = 7;
         assert_eq!(bytes[last], 7);
+    }
+
+    /// Pages of this process's mapping at `bytes` that are resident (mincore).
+    fn resident_pages(bytes: &LazyBytes) -> usize {
+        let mut map = vec![0u8; bytes.len.div_ceil(bytes.page)];
+        // SAFETY: `bytes` is a mapping of `len` bytes, and `map` has a byte per page of it.
+        let done = unsafe { libc::mincore(bytes.base.as_ptr().cast(), bytes.len, map.as_mut_ptr()) };
+        assert_eq!(done, 0, "mincore: {}", io::Error::last_os_error());
+        map.iter().filter(|&&p| p & 1 == 1).count()
+    }
+
+    #[test]
+    fn released_pages_read_as_zeros_and_are_no_longer_resident() {
+        let mut bytes = LazyBytes::new(1 << 20).expect("1 MiB");
+        let page = bytes.page;
+        bytes.fill(7);
+        assert_eq!(resident_pages(&bytes), (1 << 20) / page);
+        // Not page-aligned: only the whole pages inside are given back.
+        bytes.release(page + 1..5 * page + 1);
+        assert_eq!(resident_pages(&bytes), (1 << 20) / page - 3);
+        assert_eq!(bytes[page], 7, "the page the range starts in is kept");
+        assert!(bytes[2 * page..5 * page].iter().all(|&b| b == 0));
+        assert_eq!(bytes[5 * page], 7, "the page the range ends in is kept");
+        bytes[3 * page] = 1;
+        assert_eq!(bytes[3 * page], 1, "writable again");
+    }
+
+    #[test]
+    fn a_buffer_freed_gives_back_what_it_touched_past_the_kept_bytes() {
+        let mut bytes = LazyBytes::new(5 * KEPT).expect("a buffer");
+        let page = bytes.page;
+        // Two buffers of 2 KEPT + 100 bytes (not page-aligned); the first used all of it.
+        let each = 2 * KEPT + 100;
+        bytes[..2 * each].fill(7);
+        let resident = resident_pages(&bytes);
+        bytes.release_touched(0..each, KEPT);
+        assert_eq!(resident_pages(&bytes), resident, "a small use gives nothing back");
+        bytes.release_touched(0..each, each);
+        assert_eq!(resident_pages(&bytes), resident - KEPT / page, "its pages past KEPT up to the shared one");
+        assert_eq!(bytes[each], 7, "the next buffer keeps its bytes");
+        assert!(bytes[KEPT..each / page * page].iter().all(|&b| b == 0));
     }
 
     #[test]

@@ -45,8 +45,8 @@ impl Assembly {
 
     /// Gives the buffer back, if one is held.
     pub fn release(&mut self, pool: &mut BodyPool) {
-        if let Assembly::Pooled { index, .. } = *self {
-            pool.give(index);
+        if let Assembly::Pooled { index, len, .. } = *self {
+            pool.give(index, len);
         }
         *self = Assembly::Idle;
     }

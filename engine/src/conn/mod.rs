@@ -149,6 +149,10 @@ pub struct Connection {
     /// Bytes of the output buffer handed to sends, and bytes framed in it.
     out_sent: usize,
     out_len: usize,
+    /// The most bytes of the carry and output buffers this connection has
+    /// used: the pages its slot gives back when it is freed (see [`Connection::touched`]).
+    carry_touched: usize,
+    out_touched: usize,
     /// Draining, the socket looked empty (or a pause's held input is all
     /// taken up): the answers wait until then for more input, and the last
     /// one closes the connection if none comes.
@@ -192,6 +196,8 @@ impl Connection {
             assembly: Assembly::Idle,
             out_sent: 0,
             out_len: 0,
+            carry_touched: 0,
+            out_touched: 0,
             settle_until: None,
             keep_alive_at: None,
             pending_cr: false,
@@ -257,6 +263,12 @@ impl Connection {
         self.idle_since
     }
 
+    /// The most bytes it has used of its carry buffer and of its output
+    /// buffer since it opened (their first bytes: both fill from the start).
+    pub fn touched(&self) -> (usize, usize) {
+        (self.carry_touched, self.out_touched)
+    }
+
     // --- events ----------------------------------------------------------------------------
 
     /// Bytes arrived; `carry` is this connection's carry buffer and
@@ -298,6 +310,7 @@ impl Connection {
                     let keep = rest.len().min(carry.len());
                     carry[..keep].copy_from_slice(&rest[..keep]);
                     self.carry_len = keep;
+                    self.carry_touched = self.carry_touched.max(keep);
                     rest = &rest[keep..];
                     if !rest.is_empty() {
                         // Paused with more than the carry holds: the rest waits.
@@ -314,6 +327,7 @@ impl Connection {
                     let take = room.min(rest.len());
                     carry[self.carry_len..self.carry_len + take].copy_from_slice(&rest[..take]);
                     self.carry_len += take;
+                    self.carry_touched = self.carry_touched.max(self.carry_len);
                     rest = &rest[take..];
                     if self.phase == Phase::Reading {
                         self.parse_carry(carry, ctx);
@@ -635,12 +649,15 @@ impl Connection {
             Some(answered) => {
                 self.keep_alive_at = answered.keep_alive_at.map(|at| self.out_len + at);
                 self.out_len += answered.len;
+                self.out_touched = self.out_touched.max(self.out_len);
                 self.replies.push_dynamic(answered.len);
                 answered.closes || framing == Framing::Close
             }
             None => {
                 // Cannot happen (the room was checked, the head parsed before);
-                // answer as a server that failed would, and close.
+                // answer as a server that failed would, and close. What the
+                // framing wrote before it stopped is unknown: count it all.
+                self.out_touched = ctx.out.len();
                 self.push_page(Reply::ServiceUnavailable);
                 true
             }

@@ -216,6 +216,21 @@ impl<'a> Core<'a> {
         (carry, context)
     }
 
+    /// Frees slot `slot`'s connection `conn` (what it holds goes back, see
+    /// [`Connection::release`]), and the pages of the slot's buffers that a
+    /// large exchange touched (see [`LazyBytes::release_touched`]: none, and
+    /// no system call, for the small ones). The drivers call it only once no
+    /// send from the slot's output buffer is in flight.
+    pub(super) fn release_slot(&mut self, slot: u32, conn: &mut Connection) {
+        let (_, mut ctx) = self.parts(slot);
+        conn.release(&mut ctx);
+        let (carry, out) = conn.touched();
+        let base = slot as usize * self.carry_cap;
+        self.carry.release_touched(base..base + self.carry_cap, carry);
+        let base = slot as usize * self.out_cap;
+        self.out.release_touched(base..base + self.out_cap, out);
+    }
+
     pub(super) fn ready(&mut self) {
         self.counters.set_state(STATE_READY);
         // Its loop runs from here: a connection that waits on it before its

@@ -188,8 +188,7 @@ impl EpollWorker<'_> {
             (fd, Origin::Accepted) => drop(fd),
             (None, Origin::Handed) => {}
         }
-        let (_, mut ctx) = self.core.parts(slot);
-        entry.conn.release(&mut ctx);
+        self.core.release_slot(slot, &mut entry.conn);
         self.core.idle.remove(slot);
         self.conns.remove(slot);
     }

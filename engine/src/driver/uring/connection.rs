@@ -298,8 +298,7 @@ impl UringWorker<'_> {
             while let Some(bid) = self.held.pop_front(&mut entry.held) {
                 self.bufs.recycle(bid);
             }
-            let (_, mut ctx) = self.core.parts(slot);
-            entry.conn.release(&mut ctx);
+            self.core.release_slot(slot, &mut entry.conn);
             self.core.idle.remove(slot);
             self.conns.remove(slot);
         }

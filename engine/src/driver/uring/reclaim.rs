@@ -84,8 +84,7 @@ impl UringWorker<'_> {
                 socket = self.core.late_closes.keep(self.core.now, handed).map(RingSocket::Plain);
             }
         }
-        let (_, mut ctx) = self.core.parts(slot);
-        entry.conn.release(&mut ctx);
+        self.core.release_slot(slot, &mut entry.conn);
         self.conns.remove(slot);
         if receiving {
             self.push_ignored(opcode::AsyncCancel::new(token::encode(Op::Recv, slot, generation)).build())?;
