@@ -8,49 +8,27 @@
 //! 137578414080 bytes failed`, and was restarted to abort again.)
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::net::TcpStream;
 use std::time::Duration;
 
-use ringmaster_engine::{Backend, EngineConfig, Handler, Request, Response};
+use ringmaster_engine::{Backend, EngineConfig};
 
 mod in_process;
-use in_process::{Feed, InProcessWorker};
+use in_process::{pattern, PatternAnswer};
 
 /// The body's size: megabytes, as the brief's large answers.
 const BODY: usize = 4 * 1024 * 1024;
-
-/// Answers every request with [`BODY`] bytes of a pattern a misplaced byte breaks.
-struct Large;
-
-impl Handler for Large {
-    fn handle(&mut self, _req: &Request<'_>, res: &mut Response<'_>) {
-        let mut chunk = [0u8; 4096];
-        for start in (0..BODY).step_by(chunk.len()) {
-            for (i, byte) in chunk.iter_mut().enumerate() {
-                *byte = pattern(start + i);
-            }
-            res.body(&chunk[..chunk.len().min(BODY - start)]);
-        }
-    }
-}
-
-fn pattern(i: usize) -> u8 {
-    b'a' + (i % 23) as u8
-}
+/// The period of its body's pattern.
+const PERIOD: usize = 23;
 
 fn large_answers_with_the_default_connection_limit(backend: Backend) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let address = listener.local_addr().expect("local addr");
-    let worker = InProcessWorker::spawn(move |shutdown| {
-        let config = EngineConfig { backend, max_response: BODY, ..EngineConfig::default() };
-        in_process::serve(&config, Feed::Listener(OwnedFd::from(listener)), shutdown, &mut Large)
-    });
+    let config = EngineConfig { backend, max_response: BODY, ..EngineConfig::default() };
+    let (worker, address) = in_process::spawn_on_loopback(config, PatternAnswer { len: BODY, period: PERIOD });
     let mut stream = TcpStream::connect(address).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
     // Two, pipelined: both fit the connection's output at once.
     stream.write_all(&b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".repeat(2)).expect("send");
-    let expected: Vec<u8> = (0..BODY).map(pattern).collect();
+    let expected: Vec<u8> = (0..BODY).map(|i| pattern(i, PERIOD)).collect();
     let mut bytes = Vec::new();
     let mut chunk = vec![0u8; 1 << 16];
     for answer in 1..=2 {

@@ -6,46 +6,23 @@
 //! connection, and the client saw the end of stream mid-body.)
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
-use ringmaster_engine::{Backend, EngineConfig, Handler, Request, Response};
+use ringmaster_engine::{Backend, EngineConfig};
 
 mod in_process;
-use in_process::{Feed, InProcessWorker};
+use in_process::{pattern, PatternAnswer};
 
 /// More than loopback's socket buffers hold (the send buffer grows to
 /// `tcp_wmem`'s 4 MiB): the first send is partial.
 const BODY: usize = 16 * 1024 * 1024;
-
-/// Answers every request with [`BODY`] bytes of a pattern a lost or
-/// misplaced byte breaks.
-struct Large;
-
-impl Handler for Large {
-    fn handle(&mut self, _req: &Request<'_>, res: &mut Response<'_>) {
-        let mut chunk = [0u8; 4096];
-        for start in (0..BODY).step_by(chunk.len()) {
-            for (i, byte) in chunk.iter_mut().enumerate() {
-                *byte = pattern(start + i);
-            }
-            res.body(&chunk[..chunk.len().min(BODY - start)]);
-        }
-    }
-}
-
-fn pattern(i: usize) -> u8 {
-    b'a' + (i % 29) as u8
-}
+/// The period of its body's pattern.
+const PERIOD: usize = 29;
 
 fn a_half_closed_client_gets_the_whole_large_answer(backend: Backend) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let address = listener.local_addr().expect("local addr");
-    let worker = InProcessWorker::spawn(move |shutdown| {
-        let config = EngineConfig { backend, max_conns: 16, max_response: BODY, ..EngineConfig::default() };
-        in_process::serve(&config, Feed::Listener(OwnedFd::from(listener)), shutdown, &mut Large)
-    });
+    let config = EngineConfig { backend, max_conns: 16, max_response: BODY, ..EngineConfig::default() };
+    let (worker, address) = in_process::spawn_on_loopback(config, PatternAnswer { len: BODY, period: PERIOD });
     let mut stream = TcpStream::connect(address).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
     stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").expect("send");
@@ -58,7 +35,10 @@ fn a_half_closed_client_gets_the_whole_large_answer(backend: Backend) {
     assert!(head.contains(&format!("Content-Length: {BODY}\r\n")), "{head}");
     let body = &bytes[end + 4..];
     assert_eq!(body.len(), BODY, "the body's bytes before the server's FIN");
-    assert!(body.iter().enumerate().all(|(i, &b)| b == pattern(i)), "the body differs from what the handler wrote");
+    assert!(
+        body.iter().enumerate().all(|(i, &b)| b == pattern(i, PERIOD)),
+        "the body differs from what the handler wrote"
+    );
     worker.stop();
 }
 

@@ -7,7 +7,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::thread;
 
-use ringmaster_engine::{EngineConfig, Handler, Sources, StatsBlock};
+use ringmaster_engine::{EngineConfig, Handler, Request, Response, Sources, StatsBlock};
 
 /// A worker loop running on its own thread.
 pub struct InProcessWorker {
@@ -61,4 +61,46 @@ pub fn serve(config: &EngineConfig, feed: Feed, shutdown: OwnedFd, handler: &mut
     };
     let sources = Sources { listener, own_listener: false, channel, shutdown: Some(shutdown), accept_tally: None };
     ringmaster_engine::run(config, sources, counters, handler)
+}
+
+/// Answers every request with `len` bytes of [`pattern`] over `period`,
+/// which a lost or misplaced byte breaks (large answers: the engine's
+/// partial sends and buffers beyond the hot path's).
+#[allow(dead_code)]
+pub struct PatternAnswer {
+    pub len: usize,
+    pub period: usize,
+}
+
+impl Handler for PatternAnswer {
+    fn handle(&mut self, _req: &Request<'_>, res: &mut Response<'_>) {
+        let mut chunk = [0u8; 4096];
+        for start in (0..self.len).step_by(chunk.len()) {
+            for (i, byte) in chunk.iter_mut().enumerate() {
+                *byte = pattern(start + i, self.period);
+            }
+            res.body(&chunk[..chunk.len().min(self.len - start)]);
+        }
+    }
+}
+
+/// Byte `i` of a [`PatternAnswer`]'s body.
+#[allow(dead_code)]
+pub fn pattern(i: usize, period: usize) -> u8 {
+    b'a' + (i % period) as u8
+}
+
+/// A worker with `config`, answering with `handler`, accepting on a new
+/// listener on 127.0.0.1 (a port of its own): the worker and the address.
+#[allow(dead_code)]
+pub fn spawn_on_loopback(
+    config: EngineConfig,
+    mut handler: impl Handler + Send + 'static,
+) -> (InProcessWorker, std::net::SocketAddr) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("local addr");
+    let worker = InProcessWorker::spawn(move |shutdown| {
+        serve(&config, Feed::Listener(OwnedFd::from(listener)), shutdown, &mut handler)
+    });
+    (worker, address)
 }
