@@ -86,12 +86,7 @@ fn a_new_master_its_old_master_stops_after_the_ready_word_stops_at_once_and_leav
         control_listener.accept().expect("the old master's control socket takes the client");
 
         // systemd heard it take over, then give the old pid back; no stop of its own.
-        socket.socket.set_nonblocking(true).expect("non-blocking");
-        let mut messages = Vec::new();
-        let mut buffer = [0u8; 4096];
-        while let Ok(n) = socket.socket.recv(&mut buffer) {
-            messages.push(String::from_utf8_lossy(&buffer[..n]).to_string());
-        }
+        let messages = socket.pending();
         let last_main = messages.iter().rev().find_map(|m| m.lines().find_map(|l| l.strip_prefix("MAINPID=")));
         assert_eq!(last_main, Some(std::process::id().to_string().as_str()), "delay {delay}: {messages:?}");
         assert!(!messages.iter().any(|m| m.lines().any(|l| l == "STOPPING=1")), "delay {delay}: {messages:?}");

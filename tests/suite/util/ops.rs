@@ -186,6 +186,19 @@ impl NotifySocket {
         String::from_utf8_lossy(&buffer[..n]).lines().map(str::to_string).collect()
     }
 
+    /// Every message already received, without waiting (the socket is left
+    /// blocking again).
+    pub fn pending(&self) -> Vec<String> {
+        self.socket.set_nonblocking(true).expect("non-blocking");
+        let mut messages = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = self.socket.recv(&mut buffer) {
+            messages.push(String::from_utf8_lossy(&buffer[..n]).to_string());
+        }
+        self.socket.set_nonblocking(false).expect("blocking");
+        messages
+    }
+
     /// Messages until one has `line` (10 s each at most); all of them.
     pub fn until(&self, line: &str) -> Vec<Vec<String>> {
         let mut all = Vec::new();
