@@ -65,7 +65,7 @@ impl Master {
                 Ok(Signal::SIGTTIN) => self.scale(self.active_workers() + 1)?,
                 Ok(Signal::SIGTTOU) => self.scale(self.active_workers().saturating_sub(1).max(1))?,
                 Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) => {
-                    match self.upgrades.given_up_by_signal(sender) {
+                    match self.upgrades.given_up_by_signal(sender).or_else(|| self.given_up_by_channel()) {
                         Some(old) => self.given_up_after_ready(old)?,
                         None => self.begin_stop(&signal_name(signo), signo)?,
                     }

@@ -130,6 +130,14 @@ impl Master {
         if !stopping.stop_listening || (0..self.slots.len()).any(|slot| self.at_stop(slot, now) == AtStop::Serving) {
             return;
         }
+        // The old master gave this one up after a stop (by an operator) began
+        // here, and serves on, on these listeners.
+        if let Some(old) = self.given_up_by_channel() {
+            if let Err(e) = self.given_up_after_ready(old) {
+                crate::log!(warn: "upgrade: leaving the listeners to the old master (pid {old}): {e}");
+            }
+            return;
+        }
         if let Some(stopping) = self.stopping.as_mut() {
             (stopping.stop_listening, stopping.stopped_listening) = (false, true);
         }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use super::Master;
-use crate::upgrade::inherit::{Inherited, Takeover};
+use crate::upgrade::inherit::{AfterReady, Inherited, Takeover};
 
 /// As the new master: what is left of the fds handed down once the master
 /// took its sockets, and a log line saying what was taken over.
@@ -29,6 +29,7 @@ impl Master {
         match takeover.report_ready() {
             Ok(()) => {
                 self.upgrades.took_over_from = Some((from, started_at(from)));
+                self.upgrades.told = Some(takeover);
                 crate::log!("upgrade: every worker is ready: told the old master (pid {from}); pid {me} serves")
             }
             // The old master ended the channel and lives: it gave this one up
@@ -84,6 +85,30 @@ impl Master {
             stopping.stop_listening = false;
         }
         Ok(())
+    }
+
+    /// As a new master that said it is ready: the old master's pid, if it
+    /// said on the channel that it gave the upgrade up (or closed the
+    /// channel with the word unread, and runs on). Asked at a stop signal,
+    /// whoever sent it (two pending `SIGTERM`s, the old master's and
+    /// another's, are one, named after the first sender), and again before
+    /// the stop would shut the listeners.
+    pub(super) fn given_up_by_channel(&mut self) -> Option<u32> {
+        let (old, _) = self.upgrades.took_over_from?;
+        let told = self.upgrades.told.as_ref()?;
+        let given_up = match told.old_master_said() {
+            Ok(AfterReady::Undecided) => return None,
+            Ok(AfterReady::GaveUp) => Some(old),
+            Ok(AfterReady::ClosedUnread) => still_running(old).then_some(old),
+            Ok(AfterReady::Read) => None,
+            Err(e) => {
+                crate::log!(warn: "upgrade: cannot tell from the old master's (pid {old}) channel what it did: {e}");
+                None
+            }
+        };
+        // Decided: the channel says nothing more.
+        self.upgrades.told = None;
+        given_up.filter(|_| self.upgrades.given_up_by.is_none())
     }
 }
 

@@ -52,6 +52,9 @@ pub(super) struct Upgrades {
     /// pid, and when it started (so that a later process given the same pid
     /// is not taken for it).
     pub(super) took_over_from: Option<(u32, Option<u64>)>,
+    /// As a new master that told its old master it is ready: the channel,
+    /// until what the old master did with the word is known.
+    pub(super) told: Option<Takeover>,
 }
 
 impl Upgrades {
@@ -291,6 +294,13 @@ impl Master {
     /// The upgrade failed (`reason`): say so, answer the client that asked,
     /// and stop the new master if it may still be running.
     fn upgrade_failed(&mut self, reason: &str, running: bool) -> io::Result<()> {
+        if let Some(Successor { phase: Phase::Starting { channel: Some(channel), .. }, .. }) = &self.upgrades.successor
+        {
+            // Before the signal: a new master that said it is ready, the word
+            // unread here, learns from this that it was given up, whoever
+            // else signalled it too. One that cannot hear it has exited.
+            let _ = channel.give_up();
+        }
         self.close_upgrade_channel()?;
         let Some(Successor { pid, requester, .. }) = self.upgrades.successor.take() else { return Ok(()) };
         let serving = if !self.stop_begun() {

@@ -5,10 +5,11 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{send, MsgFlags};
+use nix::errno::Errno;
+use nix::sys::socket::{recv, send, MsgFlags};
 
 use super::env::{parse_fds, FdRole, ENV_UPGRADE_ACTIVATED, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM};
-use super::READY_LINE;
+use super::{GIVEN_UP_LINE, READY_LINE};
 use crate::error::{Error, Result};
 use crate::listener::ListenerKey;
 
@@ -124,18 +125,57 @@ pub struct Takeover {
 }
 
 impl Takeover {
-    /// Tells the old master this one is ready, and closes the channel.
-    pub fn report_ready(self) -> io::Result<()> {
+    /// Tells the old master this one is ready. The channel stays open: the
+    /// old master closes it once it has read the word, or says on it that
+    /// it gave the upgrade up ([`Takeover::old_master_said`]).
+    pub fn report_ready(&self) -> io::Result<()> {
         let mut rest = READY_LINE;
         while !rest.is_empty() {
             match send(self.channel.as_raw_fd(), rest, MsgFlags::MSG_NOSIGNAL) {
                 Ok(n) => rest = &rest[n..],
-                Err(nix::errno::Errno::EINTR) => {}
+                Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
         }
         Ok(())
     }
+
+    /// After the word: what the old master did with it so far, without
+    /// waiting.
+    pub fn old_master_said(&self) -> io::Result<AfterReady> {
+        let mut buffer = [0u8; 32];
+        loop {
+            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_PEEK;
+            return match recv(self.channel.as_raw_fd(), &mut buffer, flags) {
+                Ok(0) => Ok(AfterReady::Read),
+                Ok(n) if buffer[..n].starts_with(GIVEN_UP_LINE) => Ok(AfterReady::GaveUp),
+                Ok(n) if GIVEN_UP_LINE.starts_with(&buffer[..n]) => Ok(AfterReady::Undecided),
+                Ok(n) => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("it said {:?}", String::from_utf8_lossy(&buffer[..n])),
+                )),
+                // Closed with the word unread: it gave up (an old master
+                // that does not say so), or it died.
+                Err(Errno::ECONNRESET) => Ok(AfterReady::ClosedUnread),
+                Err(Errno::EAGAIN) => Ok(AfterReady::Undecided),
+                Err(Errno::EINTR) => continue,
+                Err(e) => Err(e.into()),
+            };
+        }
+    }
+}
+
+/// What the old master did with the word that this master is ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterReady {
+    /// Nothing yet: the channel is open and silent.
+    Undecided,
+    /// It read the word and closed the channel: it hands over.
+    Read,
+    /// It said it gave the upgrade up, and serves on.
+    GaveUp,
+    /// It closed the channel without reading the word.
+    ClosedUnread,
 }
 
 /// Is the fd named `ready` in `names` a socket whose peer is pid `from`,
@@ -193,6 +233,38 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     use super::*;
+
+    #[test]
+    fn after_the_word_the_channel_tells_read_given_up_or_closed_unread() {
+        use std::io::{Read, Write};
+        let told = || {
+            let (mut ours, theirs) = UnixStream::pair().expect("a socket pair");
+            let takeover = Takeover { from: 1, channel: OwnedFd::from(theirs) };
+            takeover.report_ready().expect("the word");
+            let mut word = [0u8; 6];
+            ours.read_exact(&mut word).expect("read the word");
+            assert_eq!(&word, READY_LINE);
+            (takeover, ours)
+        };
+        let (takeover, ours) = told();
+        assert_eq!(takeover.old_master_said().expect("said"), AfterReady::Undecided);
+        drop(ours);
+        assert_eq!(takeover.old_master_said().expect("said"), AfterReady::Read);
+
+        let (takeover, mut ours) = told();
+        ours.write_all(GIVEN_UP_LINE).expect("give up");
+        drop(ours);
+        // Peeked: asked again, the same.
+        assert_eq!(takeover.old_master_said().expect("said"), AfterReady::GaveUp);
+        assert_eq!(takeover.old_master_said().expect("said"), AfterReady::GaveUp);
+
+        // The word left unread, the channel closed.
+        let (ours, theirs) = UnixStream::pair().expect("a socket pair");
+        let takeover = Takeover { from: 1, channel: OwnedFd::from(theirs) };
+        takeover.report_ready().expect("the word");
+        drop(ours);
+        assert_eq!(takeover.old_master_said().expect("said"), AfterReady::ClosedUnread);
+    }
 
     #[test]
     fn the_ready_channel_is_known_by_the_pid_that_made_it() {

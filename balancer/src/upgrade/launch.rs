@@ -13,8 +13,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use nix::sys::socket::{send, MsgFlags};
+
 use super::env::{format_fds, FdRole, ENV_UPGRADE_ACTIVATED, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM, FIRST_HANDED_FD};
-use super::READY_LINE;
+use super::{GIVEN_UP_LINE, READY_LINE};
 use crate::spawn::{dup_at_least, OwnImage, ENV_WORKER_ID};
 use crate::systemd::activation::{ENV_LISTEN_FDNAMES, ENV_LISTEN_FDS, ENV_LISTEN_PID};
 
@@ -190,6 +192,18 @@ impl ReadyChannel {
         self.listen()
     }
 
+    /// Tells the new master this one gives the upgrade up (before it is
+    /// signalled: the word is there when the signal is read). Without
+    /// waiting: the channel carries nothing else this way, so the word fits.
+    pub fn give_up(&self) -> io::Result<()> {
+        let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+        let sent = send(self.stream.as_raw_fd(), GIVEN_UP_LINE, flags)?;
+        if sent < GIVEN_UP_LINE.len() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "the word was cut short"));
+        }
+        Ok(())
+    }
+
     /// The channel, to close.
     pub fn into_fd(self) -> OwnedFd {
         OwnedFd::from(self.stream)
@@ -217,6 +231,17 @@ mod tests {
         std::os::unix::fs::symlink(&exe, &link).expect("symlink");
         assert_eq!(upgrade_path(Some(link.as_os_str()), &image), Some(link.clone()));
         let _ = std::fs::remove_file(&link);
+    }
+
+    #[test]
+    fn giving_up_says_so_on_the_channel() {
+        use std::io::Read;
+        let (ours, mut theirs) = UnixStream::pair().expect("pair");
+        ours.set_nonblocking(true).expect("non-blocking");
+        ReadyChannel { stream: ours, heard: Vec::new() }.give_up().expect("give up");
+        let mut said = [0u8; GIVEN_UP_LINE.len()];
+        theirs.read_exact(&mut said).expect("read");
+        assert_eq!(&said[..], GIVEN_UP_LINE);
     }
 
     #[test]

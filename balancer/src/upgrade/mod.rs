@@ -20,3 +20,9 @@ pub mod launch;
 /// What the new master writes on the readiness channel once every worker
 /// of its own is ready.
 pub const READY_LINE: &[u8] = b"ready\n";
+
+/// What an old master writes on the readiness channel as it gives the
+/// upgrade up, before it signals the new master: the new master learns it
+/// from the channel, whoever else signalled it too (the kernel merges two
+/// pending `SIGTERM`s and names only the first sender).
+pub const GIVEN_UP_LINE: &[u8] = b"given up\n";
