@@ -65,6 +65,7 @@ mod supervisor_stop_hand_off;
 mod supervisor_stop_stuck_worker;
 mod upgrade_binary_replaced;
 mod upgrade_chained;
+mod upgrade_descriptors;
 mod upgrade_failure;
 mod upgrade_held;
 mod upgrade_late;

@@ -337,6 +337,7 @@ impl Master {
         self.end_drain_delay_when_due()?;
         self.arm_metrics_accept()?;
         self.watch_upgrade()?;
+        self.watch_old_master_channel()?;
         self.expire_control_clients()?;
         self.expire_scrapes()?;
         self.kill_overdue_retirees();

@@ -87,6 +87,24 @@ impl Master {
         Ok(())
     }
 
+    /// Each tick, as a new master that said it is ready: what the old master
+    /// did with the word. Once it has read it and closed the channel (it
+    /// hands over), this master lets go of its end; before, the channel
+    /// stayed open for the master's life, one descriptor more after every
+    /// upgrade (seen by `scripts/chaos.sh`: 31 descriptors where 30 were).
+    /// Given up meanwhile (its stop signal may still be on its way): this
+    /// one stops at once, as at that signal.
+    pub(super) fn watch_old_master_channel(&mut self) -> io::Result<()> {
+        if self.stopping.is_some() {
+            // The stop asks the channel itself (`stop_listening_when_drained`).
+            return Ok(());
+        }
+        match self.given_up_by_channel() {
+            Some(old) => self.given_up_after_ready(old),
+            None => Ok(()),
+        }
+    }
+
     /// As a new master that said it is ready: the old master's pid, if it
     /// said on the channel that it gave the upgrade up (or closed the
     /// channel with the word unread, and runs on). Asked at a stop signal,
