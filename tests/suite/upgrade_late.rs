@@ -15,11 +15,10 @@
 
 use crate::util;
 
-use std::io::Read;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use util::control::ctl;
 use util::ops::NotifySocket;
@@ -93,16 +92,8 @@ fn a_new_master_given_up_by_a_living_old_master_stops_without_taking_over() {
     let args = ["--bind", "127.0.0.1:0", "--workers", "1", "--no-pin"];
     let mut child = start_as_new_master(&fds, "listen=3,ready=4", &args, &socket.name);
     let pid = child.0.id();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the new master given up on did not stop by itself");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut log = String::new();
-    child.0.stderr.take().expect("stderr").read_to_string(&mut log).expect("its log");
+    let (status, log) =
+        child.exit_and_log(Duration::from_secs(15), "the new master given up on did not stop by itself");
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(log.contains("gave up waiting") && !log.contains(&format!("pid {pid} serves")), "{log}");
 

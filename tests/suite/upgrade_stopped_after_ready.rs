@@ -119,16 +119,8 @@ fn stopped_after_ready(delay: &str, stop: Stop) {
         }
     }
 
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "delay {delay}: the new master its old master stopped did not stop at once");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut log = String::new();
-    child.0.stderr.take().expect("stderr").read_to_string(&mut log).expect("its log");
+    let what = format!("delay {delay}: the new master its old master stopped did not stop at once");
+    let (status, log) = child.exit_and_log(Duration::from_secs(15), &what);
     assert_eq!(status.code(), Some(0), "delay {delay}: {log}");
     assert!(!log.contains("stopped listening"), "delay {delay}: {log}");
 

@@ -171,6 +171,22 @@ pub fn dup_high(fd: RawFd) -> OwnedFd {
 /// Kills the child on drop unless it was reaped (a failed test leaves nothing running).
 pub struct KillOnDrop(pub std::process::Child);
 
+impl KillOnDrop {
+    /// Waits up to `timeout` for it to exit (panics saying `what` did not
+    /// happen); its exit status and its whole log (stderr, piped).
+    pub fn exit_and_log(&mut self, timeout: Duration, what: &str) -> (std::process::ExitStatus, String) {
+        let mut status = None;
+        let exited = eventually(timeout, || {
+            status = self.0.try_wait().expect("wait");
+            status.is_some()
+        });
+        assert!(exited, "{what}");
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut self.0.stderr.take().expect("stderr"), &mut log).expect("its log");
+        (status.expect("exited"), log)
+    }
+}
+
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         if matches!(self.0.try_wait(), Ok(None)) {
