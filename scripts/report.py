@@ -136,6 +136,17 @@ def median(xs):
 
 
 # ------------------------------------------------------------------ formatting
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def shown_path(path):
+    """Where a file written here is, as the report names it: relative to the repository when
+    inside it (the report is read there), absolute otherwise (RESULTS_DIR may be anywhere)."""
+    path = os.path.abspath(path)
+    rel = os.path.relpath(path, REPO)
+    return path if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel
+
+
 def fmt_rps(x):
     if x is None:
         return "n/a"
@@ -475,7 +486,9 @@ def main():
         for p in problems:
             L.append(f"- {p}")
         L.append("")
-    L.append(f"Raw data: `results/compare-{stamp}.json`; chart: `results/compare.png`.")
+    json_path = os.path.join(args.out, f"compare-{stamp}.json")
+    png_path = os.path.join(args.out, "compare.png")
+    L.append(f"Raw data: `{shown_path(json_path)}`; chart: `{shown_path(png_path)}`.")
     L.append("")
     md = "\n".join(L)
 
@@ -484,13 +497,13 @@ def main():
     with open(md_path, "w") as f:
         f.write(md)
     shutil.copyfile(md_path, os.path.join(args.out, f"compare-{stamp}.md"))
-    with open(os.path.join(args.out, f"compare-{stamp}.json"), "w") as f:
+    with open(json_path, "w") as f:
         json.dump({"meta": meta,
                    "aggregate": [dict(server=n, scenario=sc, **agg[(n, sc)]) for sc in scenarios for n in names
                                  if (n, sc) in agg],
                    "runs": runs}, f, indent=1, default=str)
 
-    png = chart(names, scenarios, agg, meta, os.path.join(args.out, "compare.png"))
+    png = chart(names, scenarios, agg, meta, png_path)
     if png:
         shutil.copyfile(png, os.path.join(args.out, f"compare-{stamp}.png"))
     print(md)
