@@ -16,16 +16,19 @@
 # Machines are noisy: run it when nothing else does (before each run it waits
 # up to QUIET_WAIT seconds, 180 by default, while a compiler, wrk or nginx of
 # someone else runs), and compare medians taken in one run, not across runs.
+# Ports: the first free one from PORT_BASE (18180 by default) on, as compare.sh
+# takes them; a server counts as up once its own log says it listens there.
 set -euo pipefail
 
-(($# >= 1)) || { sed -n '2,18p' "$0" >&2; exit 2; }
+(($# >= 1)) || { sed -n '2,20p' "$0" >&2; exit 2; }
 BINS=("$@")
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-6}
 CONNS=${CONNS:-32}
 CONFIGS=${CONFIGS:-"rr:uring least:uring rr:epoll"}
 QUIET_WAIT=${QUIET_WAIT:-180}   # seconds a run waits at most for someone else's compiler, wrk or nginx
-for tool in wrk curl; do command -v $tool >/dev/null || { echo "master-cost.sh: $tool is missing" >&2; exit 1; }; done
+PORT_BASE=${PORT_BASE:-18180}
+for tool in wrk; do command -v $tool >/dev/null || { echo "master-cost.sh: $tool is missing" >&2; exit 1; }; done
 
 wait_quiet() {
     for _ in $(seq $((QUIET_WAIT / 2))); do
@@ -35,22 +38,47 @@ wait_quiet() {
     done
 }
 
+# The free-port logic of compare.sh: a port nobody answers on nor listens on.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_listened() {                # any socket LISTENing on this port, any address (tcp + tcp6)
+    local hex
+    hex=$(printf '%04X' "$1")
+    awk -v h="$hex" '$4 == "0A" { n = split($2, a, ":"); if (a[n] == h) f = 1 } END { exit !f }' \
+        /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+pick_port() {                    # pick_port FROM : sets PICKED_PORT to the first free port >= FROM
+    local p=$1
+    while port_in_use "$p" || port_listened "$p"; do
+        p=$((p + 1))
+        ((p < PORT_BASE + 1000)) || { echo "master-cost.sh: no free port in $PORT_BASE..$((PORT_BASE + 999))" >&2; exit 1; }
+    done
+    PICKED_PORT=$p
+}
+
 SERVER=""
+LOG=$(mktemp)
 stop_server() { [[ -n $SERVER ]] && { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true; }; SERVER=""; }
-trap stop_server EXIT
+trap 'stop_server; rm -f "$LOG"' EXIT
 
 # run BIN MODE BACKEND -> "us cs rps"
 run() {
-    local bin=$1 mode=$2 backend=$3 port up=0
+    local bin=$1 mode=$2 backend=$3 port=$PORT_BASE up=0
     for _ in 1 2 3; do
-        port=$((20000 + RANDOM % 20000))
-        "$bin" --bind 127.0.0.1:$port --mode "$mode" --backend "$backend" --workers 2 >/dev/null 2>&1 &
+        pick_port "$port"; port=$PICKED_PORT
+        "$bin" --bind 127.0.0.1:$port --mode "$mode" --backend "$backend" --workers 2 >/dev/null 2>"$LOG" &
         SERVER=$!
-        for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && { up=1; break; }; sleep 0.1; done
+        # Up when its own log says so: an answer on the port could be someone else's server
+        # that took it first (another run of this script), and ours then exits unable to bind.
+        for _ in $(seq 50); do
+            grep -q "listening on 127.0.0.1:$port " "$LOG" && { up=1; break; }
+            kill -0 "$SERVER" 2>/dev/null || break
+            sleep 0.1
+        done
         ((up)) && break
         stop_server
+        port=$((port + 1))
     done
-    ((up)) || { echo "master-cost.sh: $bin did not start" >&2; exit 1; }
+    ((up)) || { echo "master-cost.sh: $bin did not start; its last log:" >&2; tail -n 5 "$LOG" >&2; exit 1; }
     wrk -t1 -c"$CONNS" -d1s -H 'Connection: close' "http://127.0.0.1:$port/" >/dev/null 2>&1
     local t0 c0 t1 c1 out
     t0=$(awk '{print $14 + $15}' /proc/$SERVER/stat)
