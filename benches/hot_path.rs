@@ -6,6 +6,9 @@
 //!   of what arrived): the `rr` mode's cost per connection;
 //! - `dispatch/accept`: a loopback connect + accept + close, the cost the fd
 //!   hand-off adds to.
+//!
+//! 1 s of warm-up and 3 s of measurement each, unless criterion's command
+//! line (`--warm-up-time`, `--measurement-time`, after `--`) says otherwise.
 
 use std::hint::black_box;
 use std::net::{TcpListener, TcpStream};
@@ -60,7 +63,6 @@ fn http(c: &mut Criterion) {
     assert_eq!(parse_all(&mut RequestParser::new(), &pipelined), (DEPTH, Reply::Ok));
 
     let mut group = c.benchmark_group("http");
-    group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
 
     group.throughput(Throughput::Elements(1));
     let mut parser = RequestParser::new();
@@ -108,7 +110,6 @@ fn dispatch(c: &mut Criterion) {
     let mut inbox = Message::new();
 
     let mut group = c.benchmark_group("dispatch");
-    group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
 
     for (name, batch) in [("scm_rights-1fd", &fds[..1]), ("scm_rights-64fds", &fds[..])] {
         group.throughput(Throughput::Elements(batch.len() as u64));
@@ -142,5 +143,12 @@ fn dispatch(c: &mut Criterion) {
     drop(pairs);
 }
 
-criterion_group!(benches, http, dispatch);
+// 1 s of warm-up and 3 s of measurement unless the command line says
+// otherwise: `criterion_group!` applies its arguments over this config, and
+// the groups set no times of their own (which would override both).
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = http, dispatch
+}
 criterion_main!(benches);

@@ -22,6 +22,11 @@
 //! under churn, unequal connections) run once per pinned configuration and
 //! go to `target/ringmaster-bench/scenarios.md` (`RINGMASTER_BENCH_SCENARIOS=0`
 //! leaves them out).
+//!
+//! Each bench takes 10 samples after 1 s of warm-up over 4 s of measurement
+//! unless criterion's command line says otherwise (`--sample-size`,
+//! `--warm-up-time`, `--measurement-time`, after `--`): the groups set no
+//! times of their own, so the command line wins.
 
 mod support;
 
@@ -69,6 +74,7 @@ const CASES: [Case; 3] = [
 ];
 
 fn main() {
+    // The defaults first, then the command line over them.
     let mut criterion = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
@@ -105,12 +111,9 @@ fn main() {
             servers.iter().map(|s| s.snapshot().map_err(|e| e.to_string())).collect();
 
         let mut group = criterion.benchmark_group(case.group);
-        group
-            .throughput(Throughput::Elements(case.requests))
-            .sampling_mode(SamplingMode::Flat)
-            .sample_size(10)
-            .warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(4));
+        // Times and sample size come from `criterion` (ours, or the command
+        // line's): set here too, they would override the command line.
+        group.throughput(Throughput::Elements(case.requests)).sampling_mode(SamplingMode::Flat);
         for server in &servers {
             // Made on first use, so a filtered-out bench opens no connections.
             let mut client: Option<LoadClient> = None;
