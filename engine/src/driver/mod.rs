@@ -9,6 +9,7 @@
 
 mod core;
 mod epoll;
+mod handed;
 mod idle;
 mod late_closes;
 mod uring;

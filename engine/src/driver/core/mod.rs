@@ -66,6 +66,9 @@ pub(super) struct Core<'a> {
     pub(super) acks: Acks,
     /// Batches settled so far: the number of the next one to publish.
     acks_settled: u64,
+    /// The connections of the batch being adopted (slot, generation),
+    /// served only once its ack is published (see `handed::take_message`).
+    pub(super) handed_now: Vec<(u32, u32)>,
     /// Handed-over connections closing late (see [`LateCloses`]).
     pub(super) late_closes: LateCloses,
     /// Idle keep-alive connections, longest idle first: a full worker
@@ -178,6 +181,7 @@ impl<'a> Core<'a> {
             inbox: Message::new(),
             acks: Acks::new(),
             acks_settled: counters.acks.settled(),
+            handed_now: Vec::with_capacity(crate::channel::MAX_FDS),
             late_closes: LateCloses::new(),
             idle: IdleList::new(config.max_conns),
             full_queue_at_tick: false,

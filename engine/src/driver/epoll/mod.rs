@@ -18,8 +18,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::SystemTime;
 
 use super::core::Core;
-use super::{adopt_batch, next_queued, Origin, TICK};
-use crate::channel::{recv_nonblocking, Tag};
+use super::handed::{self, Driver};
+use super::{next_queued, Origin, TICK};
+use crate::channel::recv_nonblocking;
 use crate::conn::Connection;
 use crate::slab::Slab;
 use crate::sys::epoll::{self, Epoll, Event};
@@ -69,9 +70,6 @@ pub(super) struct EpollWorker<'a> {
     /// Each is in it at most twice: queued for its next turn, and again
     /// during that turn.
     more_to_read: Vec<(u32, u32)>,
-    /// The connections of the batch being adopted, served only once its ack
-    /// is published (see [`EpollWorker::on_channel`]).
-    handed_now: Vec<(u32, u32)>,
     /// The listener is in the epoll set (a full or draining worker takes it out).
     listening: bool,
     /// Accepting ran out of fds or memory: the listener waits for the next tick.
@@ -105,7 +103,6 @@ impl<'a> EpollWorker<'a> {
             events: Vec::with_capacity(EVENTS),
             recv_buffer: vec![0u8; RECV_BUFFER].into_boxed_slice(),
             more_to_read: Vec::with_capacity(2 * max_conns),
-            handed_now: Vec::with_capacity(crate::channel::MAX_FDS),
             listening: false,
             accepts_starved: false,
             accepted_since_step_back: 0,
@@ -254,43 +251,10 @@ impl<'a> EpollWorker<'a> {
                 }
                 return self.start_drain();
             }
-            let mut batch = self.core.take_batch(len);
-            let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(fd, Origin::Handed))?;
-            self.core.counts.rejected += declined as u64;
-            if batch.short() > 0 {
-                self.core.batch_hit_fd_limit(self.conns.len());
-            }
-            for _ in 0..batch.short() {
-                if !self.reclaim_oldest() {
-                    break;
-                }
-            }
-            // The ack goes out before a byte of these connections is read: a
-            // worker that dies after reading a request must take its
-            // connection along, not leave it to the master, which would hand
-            // it on without the request (or after part of an answer). The
-            // master sends one batch at a time, so this is the turn's only
-            // ack as a rule, and publishing it now costs nothing more.
-            let acked = self.core.acknowledge(&batch.received, adopted, self.conns.len())
-                && self.core.flush_acks(self.conns.len());
-            for i in 0..self.handed_now.len() {
-                let (slot, generation) = self.handed_now[i];
-                self.drive(slot, generation)?;
-            }
-            self.handed_now.clear();
-            if !acked {
-                return self.master_gone();
-            }
-            if batch.received.tag == Some(Tag::Drain) {
-                self.start_drain()?;
+            if !handed::take_message(self, len)? {
+                return Ok(());
             }
         }
-    }
-
-    /// The master is gone (a wake-up for it could not be sent): finish up and exit.
-    fn master_gone(&mut self) -> io::Result<()> {
-        self.core.channel_open = false;
-        self.start_drain()
     }
 
     /// Takes a connection into the slab and starts watching it, closing the
@@ -318,8 +282,8 @@ impl<'a> EpollWorker<'a> {
             self.core.open_connection(&mut entry.conn, slot, origin);
         }
         match origin {
-            // Served once the master knows it is ours: `on_channel`.
-            Origin::Handed => self.handed_now.push((slot, generation)),
+            // Served once the master knows it is ours: `handed::take_message`.
+            Origin::Handed => self.core.handed_now.push((slot, generation)),
             Origin::Accepted => self.drive(slot, generation)?,
         }
         Ok(true)
@@ -380,5 +344,31 @@ impl<'a> EpollWorker<'a> {
             entry.conn.handle_drain(&ctx);
         }
         Ok(())
+    }
+}
+
+impl<'a> Driver<'a> for EpollWorker<'a> {
+    fn core(&mut self) -> &mut Core<'a> {
+        &mut self.core
+    }
+
+    fn live(&self) -> usize {
+        self.conns.len()
+    }
+
+    fn adopt_handed(&mut self, fd: OwnedFd) -> io::Result<bool> {
+        self.adopt(fd, Origin::Handed)
+    }
+
+    fn reclaim_oldest(&mut self) -> io::Result<bool> {
+        Ok(EpollWorker::reclaim_oldest(self))
+    }
+
+    fn drive(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        EpollWorker::drive(self, slot, generation)
+    }
+
+    fn start_drain(&mut self) -> io::Result<()> {
+        EpollWorker::start_drain(self)
     }
 }

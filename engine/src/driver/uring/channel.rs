@@ -1,17 +1,18 @@
-//! The master's channel on the ring: its receive, a batch of connections
-//! adopted and acknowledged (the ack out before they are served), the
-//! turn's acks published, and the master gone.
+//! The master's channel on the ring: its receive (what it brings is taken
+//! by `handed::take_message`, shared with epoll, through this driver's
+//! [`Driver`]), and the turn's acks published.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use io_uring::opcode;
 use io_uring::types::Fd;
 
 use super::ring_socket::RingSocket;
 use super::UringWorker;
-use crate::channel::Tag;
-use crate::driver::{adopt_batch, Origin};
+use crate::driver::core::Core;
+use crate::driver::handed::{self, Driver};
+use crate::driver::Origin;
 use crate::token::{self, Op};
 
 impl UringWorker<'_> {
@@ -31,31 +32,8 @@ impl UringWorker<'_> {
             self.core.channel_open = false;
             return self.start_drain();
         }
-        let mut batch = self.core.take_batch(result as usize);
-        let (adopted, declined) = adopt_batch(&mut batch, |fd| self.adopt(RingSocket::Plain(fd), Origin::Handed))?;
-        self.core.counts.rejected += declined as u64;
-        if batch.short() > 0 {
-            self.core.batch_hit_fd_limit(self.live());
-        }
-        for _ in 0..batch.short() {
-            if !self.reclaim_oldest()? {
-                break;
-            }
-        }
-        // The ack is published before these connections' receives can reach
-        // the kernel (a full submission queue submits mid-turn): a worker that
-        // dies after reading a request takes its connection along (as on epoll).
-        let acked = self.core.acknowledge(&batch.received, adopted, self.live()) && self.core.flush_acks(self.live());
-        for i in 0..self.handed_now.len() {
-            let (slot, generation) = self.handed_now[i];
-            self.drive(slot, generation)?;
-        }
-        self.handed_now.clear();
-        if !acked {
-            return self.master_gone();
-        }
-        if batch.received.tag == Some(Tag::Drain) {
-            self.start_drain()?;
+        if !handed::take_message(self, result as usize)? {
+            return Ok(());
         }
         self.arm_channel()
     }
@@ -67,10 +45,30 @@ impl UringWorker<'_> {
         }
         self.master_gone()
     }
+}
 
-    /// The master is gone (a wake-up for it could not be sent): finish up and exit.
-    fn master_gone(&mut self) -> io::Result<()> {
-        self.core.channel_open = false;
-        self.start_drain()
+impl<'a> Driver<'a> for UringWorker<'a> {
+    fn core(&mut self) -> &mut Core<'a> {
+        &mut self.core
+    }
+
+    fn live(&self) -> usize {
+        UringWorker::live(self)
+    }
+
+    fn adopt_handed(&mut self, fd: OwnedFd) -> io::Result<bool> {
+        self.adopt(RingSocket::Plain(fd), Origin::Handed)
+    }
+
+    fn reclaim_oldest(&mut self) -> io::Result<bool> {
+        UringWorker::reclaim_oldest(self)
+    }
+
+    fn drive(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        UringWorker::drive(self, slot, generation)
+    }
+
+    fn start_drain(&mut self) -> io::Result<()> {
+        UringWorker::start_drain(self)
     }
 }

@@ -13,7 +13,8 @@
 //!
 //! This file: the ring, the loop, a connection taken into a slot, time and
 //! draining; `accepts.rs`: the listener's accepts and the tick's sweep of
-//! its queue; `channel.rs`: the master's channel (batches in, acks out);
+//! its queue; `channel.rs`: the master's channel (its receive, the turn's
+//! acks out; a batch is taken in `../handed.rs`, as on epoll);
 //! `reclaim.rs`: idle connections closed to make room; `connection.rs`:
 //! one connection's ops and completions; `held.rs`: input paused
 //! connections hold; `ring_socket.rs`: a descriptor or a direct descriptor.
@@ -68,9 +69,6 @@ pub(super) struct UringWorker<'a> {
     /// (see [`UringWorker::adopt`]): they wait for one, counted live.
     /// At most `accepts_outstanding`, allocated at start.
     slotless: Vec<u32>,
-    /// The connections of the batch being adopted, served only once its ack
-    /// is published (see [`UringWorker::on_channel`]).
-    handed_now: Vec<(u32, u32)>,
     /// The worker is full at a table of direct descriptors that its
     /// open-file limit made smaller than `--max-conns` (counted once per filling).
     full_at_fd_limit: bool,
@@ -118,7 +116,6 @@ impl<'a> UringWorker<'a> {
             queue_at_tick: false,
             accepts_direct,
             slotless: Vec::with_capacity(outstanding),
-            handed_now: Vec::with_capacity(crate::channel::MAX_FDS),
             full_at_fd_limit: false,
             bundles,
             bundle_cap,
@@ -205,7 +202,7 @@ impl<'a> UringWorker<'a> {
     }
 
     /// Takes a connection into the slab and starts receiving on it (a handed
-    /// one once its batch's ack is out: [`UringWorker::on_channel`]), closing
+    /// one once its batch's ack is out: `handed::take_message`), closing
     /// the longest-idle connection first when the worker is full; false
     /// when every slot is taken by a busy one: `socket` is closed then (the
     /// master hands a declined one on), unless the ring accepted it. An
@@ -237,8 +234,8 @@ impl<'a> UringWorker<'a> {
             self.core.open_connection(&mut entry.conn, slot, origin);
         }
         match origin {
-            // Served once the master knows it is ours: `on_channel`.
-            Origin::Handed => self.handed_now.push((slot, generation)),
+            // Served once the master knows it is ours: `handed::take_message`.
+            Origin::Handed => self.core.handed_now.push((slot, generation)),
             Origin::Accepted => self.drive(slot, generation)?,
         }
         Ok(true)
