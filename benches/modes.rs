@@ -21,7 +21,7 @@
 //! balancing scenarios (`support::scenarios`: a worker stopped 3 s of 8 s
 //! under churn, unequal connections) run once per pinned configuration and
 //! go to `target/ringmaster-bench/scenarios.md` (`RINGMASTER_BENCH_SCENARIOS=0`
-//! leaves them out).
+//! leaves them out). `--list` lists and writes nothing.
 //!
 //! Each bench takes 10 samples after 1 s of warm-up over 4 s of measurement
 //! unless criterion's command line says otherwise (`--sample-size`,
@@ -105,6 +105,9 @@ fn main() {
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
     );
     let out = output_path();
+    // `--list` only names the benches: no tables, no scenarios, and the last
+    // run's reports are left as they are.
+    let listing = std::env::args().any(|arg| arg == "--list");
 
     for case in &CASES {
         let before: Vec<Result<Snapshot, String>> =
@@ -136,6 +139,9 @@ fn main() {
             drop(client);
         }
         group.finish();
+        if listing {
+            continue;
+        }
 
         let mut table = Table::new(case.group);
         for (server, before) in servers.iter().zip(&before) {
@@ -153,6 +159,9 @@ fn main() {
         if let Err(e) = write_report(&out, &report) {
             eprintln!("cannot write {}: {e}", out.display());
         }
+    }
+    if listing {
+        return;
     }
     println!("per-worker split written to {}", out.display());
 
