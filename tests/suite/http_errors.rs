@@ -485,3 +485,54 @@ fn errors_answering_head_carry_no_content() {
     }
     s.connect().get_ok();
 }
+
+/// A refusal is judged by the refused request's own method, not by the one
+/// answered before it on the connection: after a `HEAD`, a `GET` refused
+/// before its head was complete (`414`, `431`) gets the content its
+/// `Content-Length` promises, and a `HEAD` refused after a `GET` gets none
+/// (nginx answers both so). Until 2026-12-05 the `414` and `431` kept the
+/// flag of the request before: a client after a `HEAD` read a `414` whose
+/// content never came.
+#[test]
+fn an_error_after_a_head_is_judged_by_its_own_method() {
+    let s = server();
+    let head = "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n";
+    let get = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    // Refused as soon as they run past --max-header, before their end
+    // (which does not come here: the server cannot wait for it).
+    let long_line = |method: &str| format!("{method} /{}", "u".repeat(2000));
+    let long_field = |method: &str| format!("{method} / HTTP/1.1\r\nHost: a\r\nX: {}", "v".repeat(2000));
+    for (first, refused, code) in [
+        (head, long_line("GET"), 414),
+        (head, long_field("GET"), 431),
+        (get, long_line("HEAD"), 414),
+        (get, long_field("HEAD"), 431),
+    ] {
+        let mut stream = connect(s.addr());
+        stream.write_all(format!("{first}{refused}").as_bytes()).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).unwrap();
+        let text = String::from_utf8_lossy(&all).into_owned();
+        let case =
+            format!("{} then {}", first.split(' ').next().unwrap_or(""), refused.split(' ').next().unwrap_or(""));
+        // The first answer: a `HEAD`'s head alone, a `GET`'s with its content.
+        let (first_head, rest) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{case}: {text:?}"));
+        assert!(first_head.starts_with("HTTP/1.1 200 "), "{case}: {text:?}");
+        let rest = if first == get { &rest[content_length(first_head)..] } else { rest };
+        // The refusal: its content follows exactly when it answers a `GET`.
+        let (error_head, content) = rest.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{case}: {text:?}"));
+        assert!(error_head.starts_with(&format!("HTTP/1.1 {code} ")), "{case}: {text:?}");
+        let want = if refused.starts_with("HEAD") { 0 } else { content_length(error_head) };
+        assert_eq!(content.len(), want, "{case}: the content after the refusal's head: {text:?}");
+    }
+    s.connect().get_ok();
+}
+
+/// The value of `Content-Length` in a response head.
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|line| line.strip_prefix("Content-Length: "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Content-Length in {head:?}"))
+}

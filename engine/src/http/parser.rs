@@ -43,9 +43,11 @@ impl RequestParser {
     }
 
     /// The request being answered (the one whose header block was parsed
-    /// last) is a `HEAD`: no response to it may carry content, an error's
-    /// included (RFC 9110 §9.3.2). False after a header block that did not
-    /// parse: its method is unknown.
+    /// or refused last) is a `HEAD`: no response to it may carry content,
+    /// an error's included (RFC 9110 §9.3.2). A refused head's method is
+    /// read from the start of its request line (as nginx does), so a head
+    /// refused before it is complete (`414`, `431`) or that does not parse
+    /// is judged by its own method, never by the request before it.
     pub fn answering_head(&self) -> bool {
         self.head
     }
@@ -170,12 +172,30 @@ struct Fields {
 /// Parses a header block; `head` becomes whether it is a `HEAD`'s, once it
 /// is decided (not while it is incomplete).
 fn parse_head(input: &[u8], limits: &Limits, head: &mut bool) -> HeadResult {
-    with_head(input, |parsed| {
-        if !matches!(parsed, Parsed::Partial) {
-            *head = matches!(&parsed, Parsed::Complete(_, request) if request.method == Some("HEAD"));
+    let result = with_head(input, |parsed| {
+        if let Parsed::Complete(_, request) = &parsed {
+            *head = request.method == Some("HEAD");
         }
         decide_head(input, limits, parsed)
-    })
+    });
+    if matches!(result, HeadResult::Reject(_)) {
+        // Refused, perhaps before it was complete (over --max-header) or
+        // parsed: its request line says whether its client reads content.
+        // Until 2026-12-05 a refusal of an incomplete head kept the flag of
+        // the request before it: a `HEAD`'s left a `GET`'s `414` without
+        // the content its `Content-Length` promised.
+        *head = begins_with_head_method(input);
+    }
+    result
+}
+
+/// The request line (after the empty lines `httparse` skips) starts with
+/// the method `HEAD`.
+fn begins_with_head_method(mut input: &[u8]) -> bool {
+    while let [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] = input {
+        input = rest;
+    }
+    input.starts_with(b"HEAD ")
 }
 
 fn decide_head(input: &[u8], limits: &Limits, parsed: Parsed<'_, '_>) -> HeadResult {
@@ -813,6 +833,34 @@ mod tests {
                 let got = replies_fed_in(&stream, &SPLIT_LIMITS, || sizes.next().unwrap_or(usize::MAX));
                 assert_eq!(got, want, "cut at {cut}: {shown:?}");
             }
+        }
+    }
+
+    #[test]
+    fn a_refused_head_is_judged_by_its_own_method() {
+        let limits = Limits { max_header: 64, max_body: 10 };
+        let head = b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let long_line = format!("GET /{}", "u".repeat(64));
+        let long_head_line = format!("HEAD /{}", "u".repeat(64));
+        let long_fields = format!("GET / HTTP/1.1\r\nX: {}", "v".repeat(64));
+        let long_head_fields = format!("\r\nHEAD / HTTP/1.1\r\nX: {}", "v".repeat(64));
+        for (before, refused, reply, is_head) in [
+            (&head[..], long_line.as_bytes(), Reply::UriTooLong, false),
+            (head, long_fields.as_bytes(), Reply::HeaderTooLarge, false),
+            (head, b"GET / HTTP/1.1\r\nBad Field: x\r\n\r\n", Reply::BadRequest, false),
+            (head, b"\x00\x01\r\n\r\n", Reply::BadRequest, false),
+            (get, long_head_line.as_bytes(), Reply::UriTooLong, true),
+            (get, long_head_fields.as_bytes(), Reply::HeaderTooLarge, true),
+            (get, b"HEAD / HTTP/1.1\r\nBad Field: x\r\n\r\n", Reply::BadRequest, true),
+            (get, b"HEAD / HTTP/2.0\r\n\r\n", Reply::VersionNotSupported, true),
+        ] {
+            let mut parser = RequestParser::new();
+            let input = [before, refused].concat();
+            let shown = String::from_utf8_lossy(&input).into_owned();
+            let ok = if before == head { Reply::Head } else { Reply::Ok };
+            assert_eq!(run(&mut parser, &input, &limits).0, [ok, reply], "{shown:?}");
+            assert_eq!(parser.answering_head(), is_head, "{shown:?}");
         }
     }
 
