@@ -125,6 +125,27 @@ fn a_later_http1_minor_version_is_served_as_http11() {
     expect_error(&s, b"GET / HTTP/1.2\r\n\r\n", &[400]);
 }
 
+/// The empty lines a server ignores before a request line (RFC 9112 §2.2,
+/// as after a body some clients end with a line end) are ignored before
+/// one of a version `httparse` does not know too: in the same read as the
+/// request after it, an `HTTP/1.2` request is served and an `HTTP/2.0` one
+/// gets `505`. Until 2026-12-05 the empty line was read as the request
+/// line: both got `400`.
+#[test]
+fn empty_lines_before_a_request_of_another_version_are_ignored() {
+    let s = server();
+    let mut c = s.connect();
+    let two = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi\r\nGET / HTTP/1.2\r\nHost: a\r\n\r\n";
+    c.send(two);
+    for i in 0..2 {
+        let r = c.try_read().unwrap_or_else(|e| panic!("answer {i}: {e}"));
+        check_ok(&r);
+    }
+    c.send(b"\r\n\nGET / HTTP/1.2\r\nHost: a\r\n\r\n");
+    check_ok(&c.try_read().unwrap_or_else(|e| panic!("after empty lines: {e}")));
+    expect_error(&s, b"\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", &[505]);
+}
+
 #[test]
 fn e400_malformed_headers() {
     let s = server();

@@ -47,8 +47,13 @@ pub(crate) fn with_head<'b, R>(input: &'b [u8], f: impl FnOnce(Parsed<'_, 'b>) -
 /// hand: method, one space, target, one space, `HTTP/` digit `.` digit.
 #[cold]
 fn with_other_version<'b, R>(input: &'b [u8], f: impl FnOnce(Parsed<'_, 'b>) -> R) -> R {
-    let Some(line_end) = input.iter().position(|&b| b == b'\n') else { return f(Parsed::Partial) };
-    let line = &input[..line_end];
+    // The empty lines `httparse` skipped before the request line (until
+    // 2026-12-05 they were taken for it: `\r\nGET / HTTP/1.2` got `400`).
+    let skipped = empty_lines(input);
+    let Some(line_end) = input[skipped..].iter().position(|&b| b == b'\n').map(|at| skipped + at) else {
+        return f(Parsed::Partial);
+    };
+    let line = &input[skipped..line_end];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let Some(RequestLine { method, target, major, minor }) = request_line(line) else {
         return f(Parsed::Invalid(httparse::Error::Version));
@@ -76,6 +81,17 @@ fn with_other_version<'b, R>(input: &'b [u8], f: impl FnOnce(Parsed<'_, 'b>) -> 
         Ok(Status::Partial) => f(Parsed::Partial),
         Err(e) => f(Parsed::Invalid(e)),
     }
+}
+
+/// Bytes of the empty lines (`\r\n` or `\n`) at the start of `input`,
+/// which a server ignores before a request line (RFC 9112 §2.2), as
+/// `httparse` does.
+pub(crate) fn empty_lines(input: &[u8]) -> usize {
+    let mut rest = input;
+    while let [b'\r', b'\n', after @ ..] | [b'\n', after @ ..] = rest {
+        rest = after;
+    }
+    input.len() - rest.len()
 }
 
 struct RequestLine<'b> {
@@ -137,6 +153,8 @@ mod tests {
         assert_eq!(parsed(b"GET /a HTTP/1.2\nHost: x\n\n"), "25 GET /a 1.1 fields 1", "bare line feeds");
         assert_eq!(parsed(b"GET /a HTTP/1.2\r\nHost: x\r\n"), "Partial");
         assert_eq!(parsed(b"GET /a HTTP/1.2"), "Partial", "no line end yet");
+        assert_eq!(parsed(b"\r\n\nGET /a HTTP/1.2\r\nHost: x\r\n\r\n"), "31 GET /a 1.1 fields 1", "empty lines first");
+        assert_eq!(parsed(b"\r\nGET /a HTTP/1.2"), "Partial", "empty lines, then no line end yet");
         assert!(parsed(b"GET /a HTTP/1.2\r\nBad Field: x\r\n\r\n").starts_with("Invalid"));
     }
 
@@ -146,6 +164,7 @@ mod tests {
         assert_eq!(parsed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "OtherVersion", "the HTTP/2 preface");
         assert_eq!(parsed(b"GET / HTTP/3.0\r\nHost: x\r\n\r\n"), "OtherVersion");
         assert_eq!(parsed(b"GET / HTTP/0.9\r\n\r\n"), "OtherVersion");
+        assert_eq!(parsed(b"\r\nPRI * HTTP/2.0\r\n\r\n"), "OtherVersion", "after an empty line");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (by `Content-Length` or `chunked`), handed on or discarded.
 
 use super::chunked::{ChunkedBody, ChunkedProgress};
-use super::head::{with_head, Parsed};
+use super::head::{empty_lines, with_head, Parsed};
 use super::limits::Limits;
 use super::target::fits_method;
 use super::Reply;
@@ -191,11 +191,8 @@ fn parse_head(input: &[u8], limits: &Limits, head: &mut bool) -> HeadResult {
 
 /// The request line (after the empty lines `httparse` skips) starts with
 /// the method `HEAD`.
-fn begins_with_head_method(mut input: &[u8]) -> bool {
-    while let [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] = input {
-        input = rest;
-    }
-    input.starts_with(b"HEAD ")
+fn begins_with_head_method(input: &[u8]) -> bool {
+    input[empty_lines(input)..].starts_with(b"HEAD ")
 }
 
 fn decide_head(input: &[u8], limits: &Limits, parsed: Parsed<'_, '_>) -> HeadResult {
