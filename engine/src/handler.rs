@@ -96,14 +96,27 @@ impl<'a> Request<'a> {
         self.method
     }
 
-    /// The request target as sent: path and query, e.g. `/search?q=x`.
+    /// The request target as sent: path and query, e.g. `/search?q=x`, or
+    /// an absolute URI (`http://host/search?q=x`), which a server must
+    /// accept too (RFC 9112 §3.2.2).
     pub fn target(&self) -> &'a str {
         self.target
     }
 
-    /// The path: the target up to `?`.
+    /// The path: the target up to `?`, without the scheme and authority of
+    /// an absolute URI (`/a` for `http://host/a?b`; `/` when it has no
+    /// path), so that routes match whichever form the client sent (until
+    /// 2026-12-05 it was `http://host/a`: a route for `/a` answered `404`).
     pub fn path(&self) -> &'a str {
-        self.target.split_once('?').map_or(self.target, |(path, _)| path)
+        let path = self.target.split_once('?').map_or(self.target, |(path, _)| path);
+        if path.starts_with('/') {
+            return path;
+        }
+        // The engine lets only an absolute URI (`scheme://...`) or `*` through.
+        match path.split_once("://") {
+            Some((_, rest)) => rest.find('/').map_or("/", |slash| &rest[slash..]),
+            None => path,
+        }
     }
 
     /// The query: the target after `?`, if any.
@@ -314,6 +327,24 @@ mod tests {
         assert_eq!(req.header("accept"), None);
         let bare = Request { target: "/", ..req };
         assert_eq!((bare.path(), bare.query()), ("/", None));
+    }
+
+    #[test]
+    fn an_absolute_uri_target_has_the_path_of_its_origin_form() {
+        let req = Request { method: "GET", target: "", version: Version::Http11, headers: &[], body: b"" };
+        for (target, path, query) in [
+            ("http://a.example:8080/a/b?x=1", "/a/b", Some("x=1")),
+            ("https://a/", "/", None),
+            ("http://a", "/", None),
+            ("http://a?x", "/", Some("x")),
+            ("http://[::1]:80/p", "/p", None),
+            ("*", "*", None),
+            ("/p://q", "/p://q", None),
+        ] {
+            let req = Request { target, ..req };
+            assert_eq!((req.path(), req.query()), (path, query), "{target}");
+            assert_eq!(req.target(), target);
+        }
     }
 
     #[test]

@@ -246,6 +246,33 @@ fn router_routes_shared() {
     router_routes("shared");
 }
 
+/// A request whose target is an absolute URI (RFC 9112 §3.2.2: a server
+/// must accept it) reaches the route of its path: `req.path()` is the path
+/// whichever form the client sent. Until 2026-12-05 it was the whole URI,
+/// and the router answered `404` where nginx routes by the path.
+fn an_absolute_uri_reaches_the_route_of_its_path(backend: &str) {
+    let s = start_on("router", "rr", backend);
+    let mut conn = s.connect();
+    let home = get(&mut conn, "http://a/");
+    assert_eq!((home.status, home.body_str().as_str()), (200, "ringmaster router\n"));
+    let json = get(&mut conn, "http://a:80/json?x=1");
+    assert_eq!((json.status, json.header("content-type")), (200, Some("application/json")));
+    let echo = conn.request(b"POST http://a/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!((echo.status, echo.body_str().as_str()), (200, "hi"));
+    let missing = get(&mut conn, "http://a/nope");
+    assert_eq!(missing.status, 404);
+}
+
+#[test]
+fn an_absolute_uri_reaches_the_route_of_its_path_uring() {
+    an_absolute_uri_reaches_the_route_of_its_path("uring");
+}
+
+#[test]
+fn an_absolute_uri_reaches_the_route_of_its_path_epoll() {
+    an_absolute_uri_reaches_the_route_of_its_path("epoll");
+}
+
 /// A keep-alive client that asks again as soon as it has its answer, while
 /// the cluster stops: the handler's answers are framed as they are written,
 /// and still the first one asked after the stop says `Connection: close`
