@@ -103,7 +103,8 @@ pub struct Cli {
 
     /// A path every worker answers itself, ahead of any handler: `GET PATH`
     /// gets `200 ready` while it serves and `503 draining` once it drains
-    /// (for a load balancer's or Kubernetes' probe) [default: none].
+    /// (`HEAD PATH` the same status, without the body), for a load
+    /// balancer's or Kubernetes' probe [default: none].
     #[arg(long, value_name = "PATH", value_parser = parse_health_path)]
     health_path: Option<String>,
 

@@ -167,7 +167,8 @@ impl Cluster {
 
     /// A path every worker answers itself, ahead of the handler: `GET PATH`
     /// gets `200 ready` while it serves, `503 draining` once it drains or is
-    /// a lame duck (for a load balancer's or Kubernetes' probe).
+    /// a lame duck (`HEAD PATH` the same status, without the body), for a
+    /// load balancer's or Kubernetes' probe.
     pub fn health_path(mut self, path: impl Into<String>) -> Self {
         self.master.engine.health_path = Some(path.into());
         self

@@ -22,6 +22,32 @@ fn the_health_path_answers_ready_and_closes() {
     check_ok(&other);
 }
 
+/// `HEAD` of the health path: the status a `GET` gets, ready and then as a
+/// lame duck, with the head alone (RFC 9110 §9.3.2; HAProxy's `option
+/// httpchk HEAD /healthz` probes so). Until 2026-12-05 it was the handler's
+/// plain `200`, lame duck or not, so such a probe never saw a worker go.
+#[test]
+fn a_head_of_the_health_path_gets_the_status_of_a_get() {
+    let s = Server::start(&["--workers", "1", "--health-path", "/healthz", "--drain-delay", "60"]);
+    s.wait_workers_ready(1, START_TIMEOUT);
+    let probe = |status: u16, length: &str| {
+        let mut c = s.connect();
+        c.send(b"HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+        let resp = c.read_head();
+        assert_eq!((resp.status, resp.header("content-length")), (status, Some(length)), "{resp:?}");
+        assert!(resp.has_connection("close"), "{resp:?}");
+        // Nothing after the head: a content would be read as the next answer.
+        c.expect_closed();
+    };
+    probe(200, "6");
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    s.wait_for_log_from(from, |l| l.starts_with("SIGTERM received: lame duck for 60.0 s"), IO_TIMEOUT);
+    probe(503, "9");
+    // Other requests are still served through the delay.
+    s.connect().get_ok();
+}
+
 #[test]
 fn a_health_path_must_be_a_path() {
     let (status, _, err) = util::procs::run_to_exit(&["--health-path", "healthz"], START_TIMEOUT);

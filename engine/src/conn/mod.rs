@@ -664,11 +664,13 @@ impl Connection {
         }
     }
 
-    /// Queues a preformatted reply to the request being answered; an error
-    /// answering a `HEAD` goes without its content (RFC 9110 §9.3.2: its
-    /// client reads none, and would take it for the next response).
+    /// Queues a preformatted reply to the request being answered; any
+    /// answer to a `HEAD` (an error, the health path's) goes without its
+    /// content (RFC 9110 §9.3.2: its client reads none, and would take it
+    /// for the next response). The `Head` pages have none already.
     fn push_page(&mut self, reply: Reply) {
-        if self.parser.answering_head() && reply.status().0 >= 400 {
+        let with_content = !matches!(reply, Reply::Continue | Reply::Head | Reply::HeadKeepAlive | Reply::HeadClose);
+        if self.parser.answering_head() && with_content {
             self.replies.push_head_of(reply);
         } else {
             self.replies.push(reply);
@@ -820,12 +822,18 @@ fn framing_of(reply: Reply) -> Option<Framing> {
     }
 }
 
-/// True when `head` (a complete header block without a body) is a `GET` of
-/// the health path answered by `reply` (a success).
+/// True when `head` (a complete header block without a body) is a `GET`
+/// or a `HEAD` of the health path answered by `reply` (a success). A
+/// `HEAD` gets the same status as a `GET` (RFC 9110 §9.3.2), without the
+/// content: probes are often `HEAD`s (HAProxy's `option httpchk HEAD`).
+/// Until 2026-12-05 a `HEAD` was not one, and got the plain `200` even from
+/// a draining worker or a lame duck, so such a probe never saw it go.
 fn is_health_check(reply: Reply, head: &[u8], health_path: Option<&[u8]>) -> bool {
     let Some(path) = health_path else { return false };
-    if !matches!(reply, Reply::Ok | Reply::OkKeepAlive | Reply::OkClose) {
-        return false;
-    }
-    head.strip_prefix(b"GET ").and_then(|rest| rest.strip_prefix(path)).is_some_and(|rest| rest.starts_with(b" "))
+    let target = match reply {
+        Reply::Ok | Reply::OkKeepAlive | Reply::OkClose => head.strip_prefix(b"GET "),
+        Reply::Head | Reply::HeadKeepAlive | Reply::HeadClose => head.strip_prefix(b"HEAD "),
+        _ => None,
+    };
+    target.and_then(|rest| rest.strip_prefix(path)).is_some_and(|rest| rest.starts_with(b" "))
 }

@@ -10,8 +10,8 @@ use crate::http::Reply;
 pub enum Queued {
     /// A preformatted page.
     Page(Reply),
-    /// The head of a preformatted page without its content: an error
-    /// answering a `HEAD` request (always the last reply: errors close).
+    /// The head of a preformatted page without its content: an error or
+    /// a health answer to a `HEAD` request (always the last reply: both close).
     HeadOf(Reply),
     /// A handler's response, framed in the connection's output buffer.
     Dynamic,
@@ -96,7 +96,7 @@ impl ReplyQueue {
         let last = &mut self.runs[self.last_index()];
         let reply = match last.kind {
             Queued::Page(reply) => reply,
-            // Only errors, which close already.
+            // Only errors and health answers, which close already.
             Queued::HeadOf(_) => return true,
             Queued::Dynamic => return false,
         };

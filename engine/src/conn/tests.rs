@@ -742,6 +742,29 @@ fn the_health_path_answers_ready_then_draining_ahead_of_any_handler() {
     }
 }
 
+/// A `HEAD` of the health path gets the status a `GET` gets, ready or
+/// draining, with the head alone (RFC 9110 §9.3.2), from the fixed pages
+/// and ahead of a handler alike.
+#[test]
+fn a_head_of_the_health_path_gets_its_status_without_content() {
+    for make in [Harness::new as fn() -> Harness, || Harness::with_handler(1, 256)] {
+        for draining in [false, true] {
+            let mut h = make();
+            if draining {
+                h.drain();
+            }
+            h.input(b"HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+            h.flush();
+            let text = h.sent_text();
+            let (status, length) = if draining { ("503 Service Unavailable", 9) } else { ("200 OK", 6) };
+            assert!(text.starts_with(&format!("HTTP/1.1 {status}\r\n")), "{text}");
+            assert!(text.contains(&format!("\r\nContent-Length: {length}\r\n")), "{text}");
+            assert!(text.ends_with("Connection: close\r\n\r\n"), "content after a HEAD's answer: {text}");
+            assert!(h.conn.is_closed());
+        }
+    }
+}
+
 /// Draining, input taken up from the carry after a pause is the end of
 /// what the client sent as much as a read that empties the socket is: its
 /// answers settle, and the last one closes the connection. (They went out at
