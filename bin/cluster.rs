@@ -262,6 +262,8 @@ impl Cluster {
             Ok(()) => ExitCode::SUCCESS,
             Err((code, message)) => {
                 ringmaster_balancer::log!(error: "{message}");
+                // A master's last line may wait behind a stderr nobody drains.
+                ringmaster_balancer::log::sink::finish(Duration::from_secs(1));
                 ExitCode::from(code)
             }
         }

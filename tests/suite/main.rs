@@ -34,6 +34,7 @@ mod operator_cli;
 mod operator_drain_delay;
 mod operator_logs;
 mod operator_metrics;
+mod operator_output_pipes;
 mod operator_privileges;
 mod operator_systemd;
 mod operator_table;

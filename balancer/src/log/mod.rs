@@ -16,12 +16,13 @@
 //!
 //! Each line is formatted first and written whole with one `write(2)`, so
 //! the lines of the master and of its workers (which share the same stderr)
-//! never interleave in the middle.
+//! never interleave in the middle. How they are written (the master never
+//! blocks on them) is `sink.rs`.
 
 mod clock;
+pub mod sink;
 
 use std::fmt::{self, Write as _};
-use std::io::Write as _;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// How important a line is.
@@ -136,8 +137,12 @@ impl<T: Field> Field for Option<T> {
 /// Writes one line at `level` with `fields` (shown in JSON only).
 pub fn write_line(level: Level, fields: &[(&str, &dyn Field)], args: fmt::Arguments<'_>) {
     let line = format_line(format(), clock::unix_millis_now(), std::process::id(), level, fields, args);
-    // Nothing sensible is left to do if stderr itself fails.
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    sink::write(sink::Stream::Stderr, line.as_bytes());
+}
+
+/// A `WARN` line of this process, formatted now, for the sink to write itself.
+fn format_notice(args: fmt::Arguments<'_>) -> String {
+    format_line(format(), clock::unix_millis_now(), std::process::id(), Level::Warn, &[], args)
 }
 
 fn format_line(

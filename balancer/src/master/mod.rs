@@ -107,12 +107,21 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// Runs the master until it is stopped.
 pub fn run_master(config: MasterConfig) -> Result<()> {
+    // Every connection of `rr` and `least` passes through this process:
+    // a stdout or stderr nobody drains must not hold it (`log::sink`).
+    crate::log::sink::never_block();
     let mut master = Master::start(config)?;
-    master.serve().context("the master's event loop failed")?;
-    master.print_stats();
-    master.log_handed_over();
-    Ok(())
+    let served = master.serve().context("the master's event loop failed");
+    if served.is_ok() {
+        master.print_stats();
+        master.log_handed_over();
+    }
+    crate::log::sink::finish(EXIT_FLUSH);
+    served
 }
+
+/// At exit, how long the lines still waiting for stdout or stderr get.
+const EXIT_FLUSH: Duration = Duration::from_secs(1);
 
 /// A graceful stop under way.
 #[derive(Debug)]
@@ -348,6 +357,8 @@ impl Master {
         self.watch_fd_limits();
         self.sample_rates();
         self.notify_tick();
+        // Lines a full stdout or stderr did not take go out as it takes them.
+        crate::log::sink::flush();
         Ok(())
     }
 }

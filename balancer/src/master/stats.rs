@@ -3,7 +3,6 @@
 //! request rate, sampled once a second; its process's CPU and memory.
 
 use std::collections::HashMap;
-use std::io::{self, Write as _};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -91,10 +90,9 @@ impl Master {
 
     /// Prints the stats line on stdout.
     pub(super) fn print_stats(&mut self) {
-        let line = self.stats_line();
-        let mut out = io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        let mut line = self.stats_line();
+        line.push('\n');
+        crate::log::sink::write(crate::log::sink::Stream::Stdout, line.as_bytes());
     }
 
     /// Samples each worker's request count once a second (from the tick):

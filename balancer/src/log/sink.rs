@@ -1,0 +1,258 @@
+//! Where a process's lines go: the log on stderr, the stats line on
+//! stdout. A worker writes them as it always did, blocking. The master
+//! never blocks on them ([`never_block`]): it is the one process every
+//! connection of `rr` and `least` passes through and the one that restarts
+//! workers, and a stdout or stderr that is a pipe nobody drains (`| less`
+//! left on its first page, a stalled log shipper) held it in `write(2)`
+//! with the server answering nothing, after 64 KiB of lines (a few
+//! hundred `SIGUSR1`s or reloads). Its writes to a pipe or socket are
+//! `RWF_NOWAIT`: what does not fit waits in memory (at most
+//! `PENDING_MAX` per stream, in order) and goes out at the next line or
+//! the next tick ([`flush`]); lines past that are dropped and counted, and a
+//! log line says how many once the stream takes lines again. A file or a
+//! terminal (which refuse `RWF_NOWAIT`) is written as before.
+
+use std::io::{self, Write as _};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Most bytes kept for a stream that does not take them: about a hundred
+/// stats lines of two workers, or a thousand log lines.
+const PENDING_MAX: usize = 64 * 1024;
+
+/// The two streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// The stats line.
+    Stdout,
+    /// The log.
+    Stderr,
+}
+
+impl Stream {
+    fn fd(self) -> RawFd {
+        match self {
+            Stream::Stdout => libc::STDOUT_FILENO,
+            Stream::Stderr => libc::STDERR_FILENO,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+
+    fn state(self) -> &'static Mutex<Pending> {
+        match self {
+            Stream::Stdout => &STDOUT,
+            Stream::Stderr => &STDERR,
+        }
+    }
+}
+
+/// What a stream has not taken yet.
+#[derive(Debug)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// Whole lines dropped since the stream last took everything.
+    dropped: u64,
+    /// The stream refused `RWF_NOWAIT` (a file, a terminal): written blocking.
+    blocking: bool,
+}
+
+impl Pending {
+    const fn new() -> Pending {
+        Pending { bytes: Vec::new(), dropped: 0, blocking: false }
+    }
+}
+
+static NEVER_BLOCK: AtomicBool = AtomicBool::new(false);
+static STDOUT: Mutex<Pending> = Mutex::new(Pending::new());
+static STDERR: Mutex<Pending> = Mutex::new(Pending::new());
+
+/// From now on this process's lines never block it (the master's choice).
+pub fn never_block() {
+    NEVER_BLOCK.store(true, Ordering::Relaxed);
+}
+
+/// Writes one whole line (its line end included) to `stream`.
+pub fn write(stream: Stream, line: &[u8]) {
+    if !NEVER_BLOCK.load(Ordering::Relaxed) {
+        write_blocking(stream, line);
+        return;
+    }
+    let mut pending = lock(stream);
+    if pending.blocking {
+        drop(pending);
+        write_blocking(stream, line);
+        return;
+    }
+    push(stream, &mut pending, line);
+    let notice = take_notice(stream, &mut pending);
+    drop(pending);
+    // A stdout that dropped stats lines says so in the log (its readers expect JSON).
+    if let Some(count) = notice {
+        crate::log!(warn: "{count} stats lines were dropped: stdout did not take them (a pipe nobody drained?)");
+    }
+}
+
+/// Sends what waits, as far as each stream takes it now (each tick).
+pub fn flush() {
+    if !NEVER_BLOCK.load(Ordering::Relaxed) {
+        return;
+    }
+    for stream in [Stream::Stderr, Stream::Stdout] {
+        let mut pending = lock(stream);
+        send_pending(stream, &mut pending);
+        let notice = take_notice(stream, &mut pending);
+        drop(pending);
+        if let Some(count) = notice {
+            crate::log!(warn: "{count} stats lines were dropped: stdout did not take them (a pipe nobody drained?)");
+        }
+    }
+}
+
+/// At exit: what waits gets up to `limit` to go out (the final stats line
+/// among it), so that an exit neither loses it to a slow reader nor hangs
+/// on one that never reads.
+pub fn finish(limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        flush();
+        let waiting = [Stream::Stderr, Stream::Stdout].into_iter().find(|s| !lock(*s).bytes.is_empty());
+        let Some(stream) = waiting else { return };
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        wait_writable(stream, deadline - now);
+    }
+}
+
+fn lock(stream: Stream) -> std::sync::MutexGuard<'static, Pending> {
+    // A line is bytes: a panic elsewhere while holding the lock left nothing half-done here.
+    stream.state().lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Sends what waits, then `line` (what of it the stream does not take
+/// waits behind; with [`PENDING_MAX`] waiting already, it is dropped).
+fn push(stream: Stream, pending: &mut Pending, line: &[u8]) {
+    send_pending(stream, pending);
+    if pending.blocking {
+        write_blocking(stream, line);
+        return;
+    }
+    if pending.bytes.is_empty() {
+        match write_nowait(stream.fd(), line) {
+            Written::All => return,
+            Written::Part(n) => {
+                pending.bytes.extend_from_slice(&line[n..]);
+                return;
+            }
+            Written::Unsupported => {
+                pending.blocking = true;
+                write_blocking(stream, line);
+                return;
+            }
+            // A broken stream (its reader gone): nobody will read the line.
+            Written::Failed => return,
+            Written::Nothing => {}
+        }
+    }
+    if pending.bytes.len() + line.len() <= PENDING_MAX {
+        pending.bytes.extend_from_slice(line);
+    } else {
+        pending.dropped += 1;
+    }
+}
+
+/// Sends what waits, as far as the stream takes it now.
+fn send_pending(stream: Stream, pending: &mut Pending) {
+    while !pending.bytes.is_empty() {
+        match write_nowait(stream.fd(), &pending.bytes) {
+            Written::All => pending.bytes.clear(),
+            Written::Part(n) => {
+                pending.bytes.drain(..n);
+            }
+            Written::Unsupported => {
+                pending.blocking = true;
+                let bytes = std::mem::take(&mut pending.bytes);
+                write_blocking(stream, &bytes);
+            }
+            Written::Failed => pending.bytes.clear(),
+            Written::Nothing => return,
+        }
+    }
+}
+
+/// Once every waiting byte is out: the count of lines dropped before, to
+/// be told. stderr tells its own here, in its place in the stream; stdout's
+/// count is returned for the log to tell.
+fn take_notice(stream: Stream, pending: &mut Pending) -> Option<u64> {
+    if pending.dropped == 0 || !pending.bytes.is_empty() {
+        return None;
+    }
+    let count = std::mem::take(&mut pending.dropped);
+    if stream == Stream::Stdout {
+        return Some(count);
+    }
+    let line = super::format_notice(format_args!(
+        "{count} log lines were dropped: {} did not take them (a pipe nobody drained?)",
+        stream.name()
+    ));
+    push(stream, pending, line.as_bytes());
+    None
+}
+
+enum Written {
+    All,
+    Part(usize),
+    /// Nothing now: the stream is full.
+    Nothing,
+    /// The stream is broken (`EPIPE`, a closed descriptor): nothing will go.
+    Failed,
+    /// The stream refuses `RWF_NOWAIT`.
+    Unsupported,
+}
+
+fn write_nowait(fd: RawFd, bytes: &[u8]) -> Written {
+    let iov = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
+    loop {
+        // SAFETY: one iovec over a live slice of the given length; offset -1
+        // writes at the stream's position, as write(2) does.
+        let n = unsafe { libc::pwritev2(fd, &iov, 1, -1, libc::RWF_NOWAIT) };
+        if n >= 0 {
+            let n = n as usize;
+            return if n >= bytes.len() { Written::All } else { Written::Part(n) };
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) => return Written::Nothing,
+            Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ESPIPE) => return Written::Unsupported,
+            _ => return Written::Failed,
+        }
+    }
+}
+
+fn write_blocking(stream: Stream, bytes: &[u8]) {
+    // Nothing sensible is left to do if the stream itself fails.
+    let _ = match stream {
+        Stream::Stdout => {
+            let mut out = io::stdout().lock();
+            out.write_all(bytes).and_then(|()| out.flush())
+        }
+        Stream::Stderr => io::stderr().lock().write_all(bytes),
+    };
+}
+
+/// Waits at most `limit` for `stream` to take bytes.
+fn wait_writable(stream: Stream, limit: Duration) {
+    let mut poll = libc::pollfd { fd: stream.fd(), events: libc::POLLOUT, revents: 0 };
+    let ms = limit.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: one live pollfd; the result only ends the wait.
+    unsafe { libc::poll(&mut poll, 1, ms) };
+}

@@ -1,0 +1,200 @@
+//! The master's stdout and stderr as pipes nobody drains (`ringmaster |
+//! less` left on its first page, a stalled log shipper): the master serves
+//! on, and the lines it could not write go out once the reader reads again.
+//! Until 2026-12-05 its `write(2)` blocked once the pipe was full, and with
+//! it the whole master: a `SIGUSR1` or a reload more and `rr` answered
+//! nothing, nor did the control socket.
+
+use crate::util;
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use util::upgrade::{dup_high, KillOnDrop};
+use util::*;
+
+/// The smallest pipe Linux makes: one page.
+const PIPE_SIZE: usize = 4096;
+/// Rounds of a line more and a request once the pipe is (nearly) full:
+/// more lines than the room left, even if some signals come as one.
+const ROUNDS: usize = 10;
+
+/// A pipe of one page: (read end, non-blocking; write end).
+fn small_pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 fills the two-element array with two new fds.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
+    assert_eq!(rc, 0, "pipe2: {}", io::Error::last_os_error());
+    // SAFETY: both are new fds nothing else owns.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: plain fcntls on fds we own.
+    unsafe {
+        assert!(libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int) >= 0);
+        // The master's end blocks, as a pipe from a shell does.
+        let flags = libc::fcntl(write.as_raw_fd(), libc::F_GETFL);
+        assert!(libc::fcntl(write.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) >= 0);
+    }
+    (read, write)
+}
+
+/// Bytes waiting in the pipe.
+fn queued(read: &OwnedFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    let rc = unsafe { libc::ioctl(read.as_raw_fd(), libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0, "FIONREAD: {}", io::Error::last_os_error());
+    n as usize
+}
+
+/// Reads what the pipe holds now; `None` at its end (every writer gone).
+fn read_now(read: &OwnedFd, into: &mut Vec<u8>) -> Option<()> {
+    let mut buf = [0u8; 8192];
+    loop {
+        // SAFETY: reading into a live buffer of its length.
+        let n = unsafe { libc::read(read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        match n {
+            0 => return None,
+            n if n > 0 => into.extend_from_slice(&buf[..n as usize]),
+            _ => return Some(()),
+        }
+    }
+}
+
+/// `cmd` with `from` as its descriptor `to` (stdout 1, stderr 2).
+fn with_fd(cmd: &mut Command, from: &OwnedFd, to: RawFd) -> OwnedFd {
+    let high = dup_high(from.as_raw_fd());
+    let raw = high.as_raw_fd();
+    // SAFETY: only dup2, async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, to) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    high
+}
+
+/// Fills the pipe with what `act` makes the master write (each call must
+/// write at least one line): acts, waits for the bytes, and stops once
+/// the next line might not fit; then acts `beyond` times more, which the
+/// old master would have blocked on. Returns how many acts it saw written.
+fn fill(read: &OwnedFd, beyond: usize, act: impl Fn()) -> usize {
+    let mut acts = 0;
+    let mut longest = 0;
+    loop {
+        let before = queued(read);
+        if before + longest.max(1) > PIPE_SIZE - 400 {
+            break;
+        }
+        act();
+        acts += 1;
+        let grew = eventually(IO_TIMEOUT, || queued(read) > before);
+        assert!(grew, "the master wrote nothing for act {acts} ({before} bytes queued)");
+        longest = longest.max(queued(read) - before);
+    }
+    for _ in 0..beyond {
+        act();
+    }
+    acts
+}
+
+/// Each round the master has an act to write for, then must answer a new
+/// connection (`rr`: it accepts and hands over every one).
+fn still_serves(s: &Server, rounds: usize, act: impl Fn()) {
+    for round in 0..rounds {
+        act();
+        let answered = Conn::answered_within(s.addr(), IO_TIMEOUT);
+        assert!(answered.is_some(), "round {round}: no answer within {IO_TIMEOUT:?}: the master blocks on its output");
+    }
+}
+
+#[test]
+fn a_stdout_nobody_reads_does_not_stop_the_master() {
+    let (read, write) = small_pipe();
+    let mut cmd = Command::new(BIN);
+    let _keep = with_fd(&mut cmd, &write, libc::STDOUT_FILENO);
+    let mut s = Server::start_command(cmd, &["--workers", "2", "--mode", "rr"]);
+    let usr1 = || s.signal(libc::SIGUSR1);
+    let written = fill(&read, 3, usr1);
+    still_serves(&s, ROUNDS, usr1);
+    // Read again: the lines that waited come (signals sent together may
+    // have been one), whole; and a new one after them.
+    let mut out = Vec::new();
+    let count = |out: &[u8]| out.iter().filter(|&&b| b == b'\n').count();
+    let waited = eventually(Duration::from_secs(10), || {
+        read_now(&read, &mut out);
+        count(&out) > written && out.ends_with(b"\n")
+    });
+    assert!(waited, "{} stats lines, {written} before stdout was full", count(&out));
+    let before = count(&out);
+    usr1();
+    let fresh = eventually(IO_TIMEOUT, || {
+        read_now(&read, &mut out);
+        count(&out) > before && out.ends_with(b"\n")
+    });
+    assert!(fresh, "no stats line for a SIGUSR1 once stdout was read");
+    for line in String::from_utf8_lossy(&out).lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a stats line ({e}): {line}"));
+        assert_eq!(v["workers"].as_array().map(Vec::len), Some(2), "{line}");
+    }
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(Duration::from_secs(10)).success());
+    let log = s.log();
+    assert!(!log.iter().any(|l| l.contains("dropped")), "nothing was dropped: {log:?}");
+}
+
+#[test]
+fn a_stderr_nobody_reads_does_not_stop_the_master() {
+    let (read, write) = small_pipe();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--bind", "127.0.0.1:0", "--workers", "2", "--mode", "rr", "--shutdown-timeout", "2"]);
+    if let Ok(backend) = std::env::var(TEST_BACKEND) {
+        cmd.arg("--backend").arg(backend);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let _keep = with_fd(&mut cmd, &write, libc::STDERR_FILENO);
+    let mut child = KillOnDrop(cmd.spawn().expect("spawn the master"));
+    drop(write);
+    // Read the log up to the listening line, then no more for a while.
+    let mut log = Vec::new();
+    let mut addr = None;
+    let listening = eventually(START_TIMEOUT, || {
+        read_now(&read, &mut log);
+        addr = String::from_utf8_lossy(&log).lines().find_map(|l| parse_listening_line(log_message(l)));
+        addr.is_some()
+    });
+    assert!(listening, "no listening line: {}", String::from_utf8_lossy(&log));
+    let addr = addr.expect("listening");
+    let pid = child.0.id();
+    // Every SIGHUP logs a line (a reload's, or why not), and reloads log on.
+    let hup = || util::procs::kill(pid, libc::SIGHUP);
+    fill(&read, 3, hup);
+    for round in 0..ROUNDS {
+        hup();
+        let answered = Conn::answered_within(addr, IO_TIMEOUT);
+        assert!(answered.is_some(), "round {round}: no answer within {IO_TIMEOUT:?}: the master blocks on its log");
+    }
+    // Read again: the lines that waited come, whole; the reloads end.
+    let done = eventually(Duration::from_secs(20), || {
+        read_now(&read, &mut log);
+        let text = String::from_utf8_lossy(&log);
+        text.lines().any(|l| l.contains("reload: done")) && text.ends_with('\n')
+    });
+    let text = String::from_utf8_lossy(&log).into_owned();
+    assert!(done, "the reloads' lines did not come once stderr was read:\n{text}");
+    for line in text.lines() {
+        assert!(parse_log_line(line).is_some(), "not a whole log line: {line:?}\n{text}");
+    }
+    util::procs::kill(pid, libc::SIGTERM);
+    let exited = eventually(Duration::from_secs(10), || {
+        read_now(&read, &mut log);
+        matches!(child.0.try_wait(), Ok(Some(status)) if status.success())
+    });
+    assert!(exited, "the master did not exit 0 after SIGTERM:\n{}", String::from_utf8_lossy(&log));
+}
