@@ -6,7 +6,8 @@
 //! it, and sends it nothing more until it catches up. Only what is already in
 //! its hands waits for it (the clients' timeouts outlast the stall, so none
 //! fails). Asserted from the log, the stats, the metrics (worker 2 lagging)
-//! and the clients' answers; never from timing.
+//! and the clients' answers; never from timing. With `--workers 1` the log
+//! says the new connections wait in the master, and one does.
 
 use crate::util;
 
@@ -156,4 +157,38 @@ fn rr_on_epoll_routes_around_a_stopped_worker() {
 #[test]
 fn least_on_epoll_routes_around_a_stopped_worker() {
     routes_around_a_stalled_worker("least", "epoll", Stall::Stop);
+}
+
+/// With no other worker to take them (`--workers 1`), the log says where
+/// new connections go while the only one is stopped: they wait in the
+/// master, and are answered once it runs again. (Until 2026-12-05 it said
+/// they went "to the others", of which there were none.)
+fn the_log_says_connections_wait_when_no_other_worker_takes(mode: &str) {
+    let _one = one_at_a_time();
+    let s = Server::start(&["--mode", mode, "--workers", "1", "--no-pin"]);
+    let ready = s.wait_workers_ready(1, START_TIMEOUT);
+    let pid = num(&expect_worker(&ready, 1), "pid") as u32;
+    let from = s.log_len();
+    kill(pid, libc::SIGSTOP);
+    let _cont = ContinueOnDrop(pid);
+    let notice = format!("worker 1 (pid {pid}) is not keeping up");
+    let (_, line) = s.wait_for_log_from(from, |l| l.starts_with(&notice), Duration::from_secs(10));
+    assert!(!line.contains("go to the others"), "there are no others: {line}");
+    assert!(line.contains("wait in the master"), "{line}");
+    // And so they do: one made now is answered once the worker runs again.
+    let mut waiting = Conn::connect(s.addr());
+    waiting.stream().set_read_timeout(Some(PATIENCE)).expect("timeout");
+    waiting.send(GET);
+    kill(pid, libc::SIGCONT);
+    check_ok(&waiting.read());
+}
+
+#[test]
+fn rr_says_connections_wait_when_its_only_worker_stalls() {
+    the_log_says_connections_wait_when_no_other_worker_takes("rr");
+}
+
+#[test]
+fn least_says_connections_wait_when_its_only_worker_stalls() {
+    the_log_says_connections_wait_when_no_other_worker_takes("least");
 }

@@ -200,15 +200,31 @@ impl Master {
         for i in 0..self.dispatch.routes.len() {
             let slot = self.dispatch.routes[i];
             let facts = self.judge(now).facts(slot);
+            // Where new connections go meanwhile: with no other worker
+            // taking any (`--workers 1`, or all of them stalled or full),
+            // nowhere yet.
+            let logs_now = facts.stalled()
+                && matches!(self.slots[slot].lagging,
+                    Some((since, false)) if now.duration_since(since) >= LAG_LOGGED_AFTER);
+            let others_take = logs_now && {
+                let judge = self.judge(now);
+                self.dispatch.routes.iter().any(|&other| other != slot && judge.facts(other).takes())
+            };
             let Some(process) = self.slots[slot].process.as_ref() else { continue };
             let (id, pid) = (process.worker, process.pid);
             let lagging = &mut self.slots[slot].lagging;
             match (facts.stalled(), *lagging) {
                 (true, None) => *lagging = Some((now, false)),
                 (true, Some((since, false))) if now.duration_since(since) >= LAG_LOGGED_AFTER => {
+                    let meanwhile = if others_take {
+                        "new connections go to the others"
+                    } else {
+                        "no other worker takes connections now: new ones wait in the master (up to --backlog), \
+                         or get 503 once every worker is full"
+                    };
                     crate::log!(warn { worker: id, worker_pid: pid }:
                         "worker {id} (pid {pid}) is not keeping up (a batch unacknowledged for {} ms, heartbeat \
-                         {} ms old): new connections go to the others",
+                         {} ms old): {meanwhile}",
                         facts.ack_wait.as_millis(),
                         facts.heartbeat_age.as_millis()
                     );
