@@ -6,6 +6,8 @@
 //! - A second master never takes over a control socket a running master
 //!   answers on: it refuses to start, naming the path.
 //! - A socket left by a master that was killed (nobody listening) is replaced.
+//! - A client waiting for the outcome of its `upgrade` is not idle: a crowd
+//!   of new clients evicts others, and it gets its answer.
 
 use crate::util;
 
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use util::control::{control_path, ctl, parse_status, send_then_read_to_end};
 use util::procs::{kill, run_to_exit, stop_and_check_no_process_left};
+use util::upgrade::{replace_by_rename, status_when, Replacement, TempDir};
 use util::*;
 
 /// More idle clients than the master has slots (32).
@@ -167,4 +170,40 @@ fn a_stale_control_socket_is_replaced() {
     assert_eq!(code, 0, "{out} {err}");
     stop_and_check_no_process_left(s);
     stop_and_check_no_process_left(dead);
+}
+
+/// `ringmaster ctl PATH upgrade` keeps its connection open, writing nothing
+/// more, until the outcome comes (here: a new master that never becomes
+/// ready, up to `--shutdown-timeout`). Until 2026-12-05 a crowd of 33 new
+/// clients meanwhile evicted it as the client "idle" the longest: its
+/// connection closed without the outcome, while the upgrade went on.
+#[test]
+fn a_client_waiting_for_its_upgrade_is_not_evicted() {
+    let dir = TempDir::new("control-owed");
+    let binary = dir.install();
+    let control = dir.join("control.sock");
+    let path = control.to_str().expect("UTF-8");
+    let s =
+        Server::start_binary(&binary, &["--workers", "1", "--no-pin", "--shutdown-timeout", "2", "--control", path]);
+    status_when(&control, 1, |_| true);
+    // A new master that keeps what it was handed and never says a word.
+    replace_by_rename(&dir.join("ringmaster"), Replacement::Script("#!/bin/sh\nexec sleep 60\n"));
+    let mut asker = UnixStream::connect(&control).expect("connect");
+    asker.write_all(b"upgrade\n").expect("the command");
+    let started = s.wait_for_log(|l| l.contains("upgrade: new master started (pid "), Duration::from_secs(10));
+    let crowd: Vec<UnixStream> = (0..IDLE_CLIENTS)
+        .map(|i| UnixStream::connect(&control).unwrap_or_else(|e| panic!("client {i}: {e}")))
+        .collect();
+    asker.set_read_timeout(Some(CLOSE_WITHIN)).expect("timeout");
+    // One line: the connection stays open after it, as `ctl`'s does until it reads it.
+    let mut answer = String::new();
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(&asker), &mut answer);
+    let pid = util::upgrade::parse_new_master(&started).expect("its pid");
+    assert_eq!(
+        answer,
+        format!("error: upgrade failed: the new master (pid {pid}) was not ready within 2.0 s (--shutdown-timeout)\n"),
+        "the client that asked got no outcome"
+    );
+    drop(crowd);
+    stop_and_check_no_process_left(s);
 }

@@ -162,7 +162,11 @@ impl Clients {
     pub fn adopt(&mut self, fd: OwnedFd, now: Instant) -> Adopted {
         let mut adopted = Adopted::default();
         if self.active() >= MAX_CLIENTS {
-            let oldest = self.ids().filter(|&(_, c)| !c.closing).min_by_key(|&(_, c)| c.active_at).map(|(id, _)| id);
+            // One waiting for a reply it is owed (`upgrade`) is not idle:
+            // evicted, it would lose the outcome of what it asked for.
+            let oldest = (self.ids().filter(|&(_, c)| !c.closing && c.owed.is_none()))
+                .min_by_key(|&(_, c)| c.active_at)
+                .map(|(id, _)| id);
             if let Some(id) = oldest {
                 adopted.evicted = Some((id, self.close(id)));
             }
@@ -459,6 +463,21 @@ mod tests {
         assert!(clients.next_ops(ids[1]).1.is_none());
         clients.received(ids[1], -libc::ECANCELED, t);
         assert!(clients.next_ops(ids[1]).1.is_some());
+    }
+
+    #[test]
+    fn a_client_owed_a_reply_is_not_evicted() {
+        let mut clients = Clients::new();
+        let t = Instant::now();
+        let ids: Vec<ClientId> =
+            (0..MAX_CLIENTS).map(|i| adopt(&mut clients, t + Duration::from_millis(i as u64))).collect();
+        // The oldest asked for an upgrade: its reply comes with the outcome.
+        deliver(&mut clients, ids[0], b"upgrade\n", t);
+        clients.hold(ids[0]);
+        let newcomer = clients.adopt(connection(), t + Duration::from_secs(2));
+        assert_eq!(newcomer.evicted.map(|(id, _)| id), Some(ids[1]), "the oldest idle one makes room");
+        clients.release(ids[0], "ok upgraded", t + Duration::from_secs(3));
+        assert!(clients.next_ops(ids[0]).0.send.is_some(), "the outcome goes out");
     }
 
     #[test]
