@@ -302,6 +302,10 @@ impl Connection {
                     rest = &rest[used..];
                     let blank_tail = self.parser.between_requests() && is_blank_lines(rest);
                     if blank_tail || rest.is_empty() || !matches!(self.phase, Phase::Reading | Phase::Paused) {
+                        if blank_tail {
+                            // The parser looked at them: its next head starts afresh.
+                            self.parser.forget_input();
+                        }
                         self.pending_cr = blank_tail && rest.ends_with(b"\r");
                         rest = &[];
                         continue;

@@ -519,6 +519,26 @@ fn empty_lines_between_requests_begin_nothing() {
 }
 
 #[test]
+fn a_head_after_dropped_empty_lines_is_parsed_from_its_own_start() {
+    // The parser keeps how far it looked into an incomplete head; empty
+    // lines it looked at and the connection dropped are no part of the
+    // next read's head. Until the parser forgot them, a bad request line of
+    // their length waited for more input.
+    let mut h = Harness::new();
+    h.input(&[GET, b"\r\n\r\n"].concat());
+    h.input(b"BAD\n");
+    h.flush();
+    assert_eq!(h.statuses(), [200, 400]);
+    // And a request that follows them is answered as ever.
+    let mut h = Harness::new();
+    h.input(&[GET, b"\r\n"].concat());
+    h.input(b"G");
+    h.input(&GET[1..]);
+    h.flush();
+    assert_eq!(h.statuses(), [200, 200]);
+}
+
+#[test]
 fn a_closed_connection_ignores_everything() {
     let mut h = Harness::new();
     h.peer_closed();

@@ -9,6 +9,7 @@ mod chunked;
 mod head;
 mod limits;
 mod parser;
+mod pieces;
 mod target;
 
 pub use chunked::{ChunkedBody, ChunkedProgress};

@@ -4,6 +4,7 @@
 use super::chunked::{ChunkedBody, ChunkedProgress};
 use super::head::{empty_lines, with_head, Parsed};
 use super::limits::Limits;
+use super::pieces::{complete_lines, HeadProgress, Look};
 use super::target::fits_method;
 use super::Reply;
 
@@ -17,13 +18,14 @@ pub enum Step {
         /// The reply to queue, if the request (or its `100 Continue`) is due.
         reply: Option<Reply>,
     },
-    /// The header block is incomplete: keep the input and call again with more.
+    /// The header block is incomplete: keep the input and call again with
+    /// it extended (the parser remembers how far it looked).
     NeedMore,
 }
 
 #[derive(Clone, Copy, Debug)]
 enum State {
-    Headers,
+    Headers(HeadProgress),
     Body { remaining: u64, reply: Reply },
     Chunked { body: ChunkedBody, reply: Reply },
 }
@@ -34,12 +36,20 @@ pub struct RequestParser {
     state: State,
     /// The request whose head was parsed last is a `HEAD`.
     head: bool,
+    /// Whole parses of a head so far, and the bytes they were given.
+    #[cfg(test)]
+    parses: (usize, usize),
 }
 
 impl RequestParser {
     /// A parser waiting for the first request.
     pub const fn new() -> Self {
-        RequestParser { state: State::Headers, head: false }
+        RequestParser {
+            state: State::Headers(HeadProgress::new()),
+            head: false,
+            #[cfg(test)]
+            parses: (0, 0),
+        }
     }
 
     /// The request being answered (the one whose header block was parsed
@@ -54,7 +64,16 @@ impl RequestParser {
 
     /// True between requests: no body is being read.
     pub fn between_requests(&self) -> bool {
-        matches!(self.state, State::Headers)
+        matches!(self.state, State::Headers(_))
+    }
+
+    /// The input given since the last request ended was dropped (empty
+    /// lines, which begin no request): the next call's input is not it
+    /// extended, but a head from its start.
+    pub fn forget_input(&mut self) {
+        if let State::Headers(progress) = &mut self.state {
+            *progress = HeadProgress::new();
+        }
     }
 
     /// The length of the body being read by `Content-Length`, still to come.
@@ -74,28 +93,9 @@ impl RequestParser {
     /// framing) to `on_body` as they are consumed.
     pub fn step_with(&mut self, input: &[u8], limits: &Limits, on_body: &mut impl FnMut(&[u8])) -> Step {
         match &mut self.state {
-            State::Headers => match parse_head(input, limits, &mut self.head) {
-                HeadResult::NeedMore => Step::NeedMore,
-                HeadResult::Reject(reply) => Step::Advance { consumed: input.len(), reply: Some(reply) },
-                HeadResult::Request { len, framing, reply, expect_continue } => {
-                    let body_follows = match framing {
-                        Framing::None => false,
-                        Framing::Length(remaining) => {
-                            self.state = State::Body { remaining, reply };
-                            true
-                        }
-                        Framing::Chunked => {
-                            self.state = State::Chunked { body: ChunkedBody::new(), reply };
-                            true
-                        }
-                    };
-                    let reply = match (body_follows, expect_continue) {
-                        (false, _) => Some(reply),
-                        (true, true) => Some(Reply::Continue),
-                        (true, false) => None,
-                    };
-                    Step::Advance { consumed: len, reply }
-                }
+            State::Headers(progress) => match progress.look(input, limits.max_header) {
+                Look::Wait => Step::NeedMore,
+                look => self.head_step(input, limits, look),
             },
             State::Body { remaining, reply } => {
                 let take = (input.len() as u64).min(*remaining);
@@ -106,14 +106,14 @@ impl RequestParser {
                     return Step::Advance { consumed, reply: None };
                 }
                 let reply = *reply;
-                self.state = State::Headers;
+                self.state = State::Headers(HeadProgress::new());
                 Step::Advance { consumed, reply: Some(reply) }
             }
             State::Chunked { body, reply } => match body.feed_with(input, limits, on_body) {
                 ChunkedProgress::More => Step::Advance { consumed: input.len(), reply: None },
                 ChunkedProgress::Done { consumed } => {
                     let reply = *reply;
-                    self.state = State::Headers;
+                    self.state = State::Headers(HeadProgress::new());
                     Step::Advance { consumed, reply: Some(reply) }
                 }
                 ChunkedProgress::Invalid => Step::Advance { consumed: input.len(), reply: Some(Reply::BadRequest) },
@@ -125,6 +125,79 @@ impl RequestParser {
                 }
             },
         }
+    }
+
+    /// A head's read that calls for a parse (or found a bad line).
+    fn head_step(&mut self, input: &[u8], limits: &Limits, look: Look) -> Step {
+        let result = match look {
+            Look::Whole => self.parse_whole(input, limits),
+            Look::Lines(end) => self.parse_lines(input, end, limits),
+            Look::Invalid(e) => {
+                self.head = begins_with_head_method(input);
+                decide_head(input, limits, Parsed::Invalid(e))
+            }
+            Look::Wait => HeadResult::NeedMore,
+        };
+        if !matches!(result, HeadResult::NeedMore) {
+            // Decided: the next head starts afresh.
+            self.state = State::Headers(HeadProgress::new());
+        }
+        match result {
+            HeadResult::NeedMore => Step::NeedMore,
+            HeadResult::Reject(reply) => Step::Advance { consumed: input.len(), reply: Some(reply) },
+            HeadResult::Request { len, framing, reply, expect_continue } => {
+                let body_follows = match framing {
+                    Framing::None => false,
+                    Framing::Length(remaining) => {
+                        self.state = State::Body { remaining, reply };
+                        true
+                    }
+                    Framing::Chunked => {
+                        self.state = State::Chunked { body: ChunkedBody::new(), reply };
+                        true
+                    }
+                };
+                let reply = match (body_follows, expect_continue) {
+                    (false, _) => Some(reply),
+                    (true, true) => Some(Reply::Continue),
+                    (true, false) => None,
+                };
+                Step::Advance { consumed: len, reply }
+            }
+        }
+    }
+
+    /// The head's first read (all of it, commonly), or a head at the limit:
+    /// parsed whole, as it always was.
+    fn parse_whole(&mut self, input: &[u8], limits: &Limits) -> HeadResult {
+        let before = self.head;
+        let result = self.parse(input, limits);
+        if matches!(result, HeadResult::Reject(_)) && input.len() < limits.max_header && !input.ends_with(b"\n") {
+            // Refused below the limit, perhaps for a line still incomplete:
+            // that is judged when the line ends, as when it comes in pieces.
+            self.head = before;
+            return self.parse_lines(input, complete_lines(input), limits);
+        }
+        result
+    }
+
+    /// The head's first `end` bytes, its complete lines, parsed whole.
+    #[cold]
+    fn parse_lines(&mut self, input: &[u8], end: usize, limits: &Limits) -> HeadResult {
+        let result = self.parse(&input[..end], limits);
+        if let (HeadResult::NeedMore, State::Headers(progress)) = (&result, &mut self.state) {
+            progress.lines_valid(input, end);
+        }
+        result
+    }
+
+    fn parse(&mut self, input: &[u8], limits: &Limits) -> HeadResult {
+        #[cfg(test)]
+        {
+            self.parses.0 += 1;
+            self.parses.1 += input.len();
+        }
+        parse_head(input, limits, &mut self.head)
     }
 }
 
@@ -859,6 +932,65 @@ mod tests {
             assert_eq!(run(&mut parser, &input, &limits).0, [ok, reply], "{shown:?}");
             assert_eq!(parser.answering_head(), is_head, "{shown:?}");
         }
+    }
+
+    #[test]
+    fn a_head_sent_a_byte_at_a_time_is_parsed_a_bounded_number_of_times() {
+        // 6 KB of head in eight fields, after two empty lines, one byte a read
+        // (until 2026-12-05 each read parsed it again: 6000 parses of 18 MB).
+        let mut head = b"\r\n\nGET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for _ in 0..8 {
+            head.extend_from_slice(format!("X-Fill: {}\r\n", "v".repeat(740)).as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        assert!(head.len() > 6000);
+        let mut parser = RequestParser::new();
+        let mut got = None;
+        for end in 1..=head.len() {
+            match parser.step(&head[..end], &LIMITS) {
+                Step::NeedMore => {}
+                step => {
+                    got = Some((end, step));
+                    break;
+                }
+            }
+        }
+        assert_eq!(got, Some((head.len(), Step::Advance { consumed: head.len(), reply: Some(Reply::Ok) })));
+        // The first read, the request line's end, the head's end.
+        let (parses, bytes) = parser.parses;
+        assert_eq!(parses, 3, "whole parses");
+        assert!(bytes < 2 * head.len(), "{bytes} bytes parsed for {}", head.len());
+        // A whole head in one read: parsed once.
+        let mut parser = RequestParser::new();
+        assert!(matches!(parser.step(&head, &LIMITS), Step::Advance { reply: Some(Reply::Ok), .. }));
+        assert_eq!(parser.parses, (1, head.len()));
+    }
+
+    #[test]
+    fn a_trickled_head_is_refused_at_the_limit_and_a_bad_line_at_its_end() {
+        let limits = Limits { max_header: 64, max_body: 10 };
+        let first_reply = |input: &[u8]| {
+            let mut parser = RequestParser::new();
+            (1..=input.len()).find_map(|end| match parser.step(&input[..end], &limits) {
+                Step::Advance { reply, .. } => Some((end, reply)),
+                Step::NeedMore => None,
+            })
+        };
+        let long_uri = format!("GET /{}", "u".repeat(100));
+        assert_eq!(first_reply(long_uri.as_bytes()), Some((64, Some(Reply::UriTooLong))));
+        let long_field = format!("GET / HTTP/1.1\r\nX: {}", "v".repeat(100));
+        assert_eq!(first_reply(long_field.as_bytes()), Some((64, Some(Reply::HeaderTooLarge))));
+        // Bad bytes are refused when their line ends, request line or field line.
+        let bad_line = b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(first_reply(bad_line), Some((19, Some(Reply::BadRequest))));
+        let bad_field = b"GET / HTTP/1.1\r\nBad Field: x\r\nHost: a\r\n\r\n";
+        assert_eq!(first_reply(bad_field), Some((30, Some(Reply::BadRequest))));
+        // The same, all in one read: the line is judged once it is complete.
+        assert_eq!(run(&mut RequestParser::new(), b"GET / HTTP/1.1\r\nBad Fi", &limits).0, []);
+        assert_eq!(
+            run(&mut RequestParser::new(), b"GET / HTTP/1.1\r\nBad Field: x\r\n", &limits).0,
+            [Reply::BadRequest]
+        );
     }
 
     #[test]

@@ -1,0 +1,180 @@
+//! A header block that arrives in pieces: what the reads before the last one
+//! established about it, so that a read parses only what it adds.
+//!
+//! Until 2026-12-05 every read of an incomplete head parsed it again from its
+//! start: the work for a head sent a byte at a time was quadratic in its
+//! length (32 MB scanned for an 8 KiB head, 2 GB at `--max-header 65536`).
+//! Now the whole head is parsed on its first read (the common case: all of
+//! it, parsed exactly once), when its request line ends, when it ends, and
+//! at `--max-header`; between those, only the field lines a read completes
+//! are checked, once each.
+//!
+//! The answer for an incomplete head is therefore the one its complete lines
+//! get: a malformed line (request line or field line) is refused once its
+//! line end arrives (or at `--max-header`), not at its first bad byte. That
+//! holds for any split of the input, one read of it all included, so the
+//! replies never depend on how the bytes were cut; a client that stops in
+//! the middle of a bad line gets the header timeout's `408`.
+
+use httparse::Status;
+
+use super::head::empty_lines;
+use super::limits::MAX_HEADERS;
+
+/// How far the reads so far took an incomplete head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HeadProgress {
+    /// Bytes of the head the reads so far brought (0: none yet).
+    seen: usize,
+    /// End of the last line checked: the lines before it are valid.
+    checked: usize,
+    /// The request line is among the checked lines.
+    request_line: bool,
+    /// Field lines among the checked lines.
+    fields: usize,
+}
+
+/// What a read of an incomplete head calls for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Look {
+    /// Parse the head whole: its first read, or it is at `--max-header`.
+    Whole,
+    /// Parse the head's first `n` bytes (up to its last line end) whole: its
+    /// request line or the head itself ended in this read.
+    Lines(usize),
+    /// A field line this read completed is invalid.
+    Invalid(httparse::Error),
+    /// Nothing to decide yet.
+    Wait,
+}
+
+impl HeadProgress {
+    /// Before the head's first read.
+    pub(crate) const fn new() -> Self {
+        HeadProgress { seen: 0, checked: 0, request_line: false, fields: 0 }
+    }
+
+    /// What `input`, the head so far (the previous read's input extended),
+    /// calls for. Looks only at the bytes the previous reads did not bring.
+    pub(crate) fn look(&mut self, input: &[u8], max_header: usize) -> Look {
+        let seen = std::mem::replace(&mut self.seen, input.len());
+        if seen == 0 || input.len() < seen || input.len() >= max_header {
+            if input.len() < seen {
+                // Not the input the previous read left (never, from the
+                // worker): start over from what this one holds.
+                *self = HeadProgress { seen: input.len(), ..HeadProgress::new() };
+            }
+            return Look::Whole;
+        }
+        let Some(last) = input[seen..].iter().rposition(|&b| b == b'\n') else { return Look::Wait };
+        let lines_end = seen + last + 1;
+        if !self.request_line {
+            // Empty lines before the request line are skipped (as `httparse`
+            // does), each looked at once: they decide nothing.
+            let start = self.checked + empty_lines(&input[self.checked..lines_end]);
+            if start == lines_end {
+                self.checked = lines_end;
+                return Look::Wait;
+            }
+            return Look::Lines(lines_end);
+        }
+        // The field lines completed since: checked as `httparse` checks them
+        // in the whole head, with the room for fields that is left.
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let room = MAX_HEADERS.saturating_sub(self.fields);
+        let lines = &input[self.checked..lines_end];
+        match httparse::parse_headers(lines, &mut storage[..room]) {
+            Ok(Status::Partial) => {
+                // Each line end ends one field line: no empty line among them.
+                self.fields += lines.iter().filter(|&&b| b == b'\n').count();
+                self.checked = lines_end;
+                Look::Wait
+            }
+            // The head ended: parse it whole, for its fields.
+            Ok(Status::Complete(_)) => Look::Lines(lines_end),
+            Err(e) => Look::Invalid(e),
+        }
+    }
+
+    /// The head's first `lines_end` bytes parsed whole as incomplete (after
+    /// [`Look::Lines`]): its request line and the field lines there are valid.
+    pub(crate) fn lines_valid(&mut self, input: &[u8], lines_end: usize) {
+        let lines = &input[self.checked..lines_end];
+        let ends = |lines: &[u8]| lines.iter().filter(|&&b| b == b'\n').count();
+        if self.request_line {
+            self.fields += ends(lines);
+        } else {
+            // The first line end after the empty lines ends the request line.
+            let request_line_on = ends(&lines[empty_lines(lines)..]);
+            self.request_line = request_line_on > 0;
+            self.fields = request_line_on.saturating_sub(1);
+        }
+        self.checked = lines_end;
+    }
+}
+
+/// The end of the last complete line of `input` (0 when there is none).
+pub(crate) fn complete_lines(input: &[u8]) -> usize {
+    input.iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 8192;
+
+    /// Feeds `input` one byte more per read; the looks of each read.
+    fn looks(input: &[u8]) -> Vec<Look> {
+        let mut progress = HeadProgress::new();
+        let mut got = Vec::new();
+        for end in 1..=input.len() {
+            let look = progress.look(&input[..end], MAX);
+            if let Look::Lines(n) = look {
+                progress.lines_valid(&input[..end], n);
+            }
+            got.push(look);
+        }
+        got
+    }
+
+    #[test]
+    fn the_whole_head_is_parsed_on_its_first_read_its_request_line_and_its_end() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n";
+        let got = looks(head);
+        let parses: Vec<(usize, &Look)> = got.iter().enumerate().filter(|(_, l)| **l != Look::Wait).collect();
+        assert_eq!(parses, [(0, &Look::Whole), (15, &Look::Lines(16)), (32, &Look::Lines(33))]);
+    }
+
+    #[test]
+    fn empty_lines_before_the_request_line_decide_nothing() {
+        let got = looks(b"\r\n\n\r\nGET / HTTP/1.1\n");
+        assert_eq!(got.iter().filter(|l| **l != Look::Wait).count(), 2, "{got:?}");
+        assert_eq!(got.last(), Some(&Look::Lines(20)));
+    }
+
+    #[test]
+    fn a_bad_field_line_is_found_at_its_end() {
+        let got = looks(b"GET / HTTP/1.1\r\nBad Field: x\r\n");
+        assert_eq!(got.last(), Some(&Look::Invalid(httparse::Error::HeaderName)));
+        assert_eq!(got.iter().filter(|l| matches!(l, Look::Invalid(_))).count(), 1);
+    }
+
+    #[test]
+    fn the_fields_after_the_last_allowed_are_too_many() {
+        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        head.extend(b"X: y\r\n".repeat(MAX_HEADERS));
+        assert!(!looks(&head).iter().any(|l| matches!(l, Look::Invalid(_))));
+        head.extend(b"X: y\r\n");
+        assert_eq!(looks(&head).last(), Some(&Look::Invalid(httparse::Error::TooManyHeaders)));
+    }
+
+    #[test]
+    fn the_limit_and_a_shorter_input_parse_whole() {
+        let mut progress = HeadProgress::new();
+        assert_eq!(progress.look(b"GET / HTTP/1.1\r\nX: ", 20), Look::Whole);
+        assert_eq!(progress.look(b"GET / HTTP/1.1\r\nX: y", 20), Look::Whole);
+        assert_eq!(progress.look(b"GET", 20), Look::Whole, "not the input extended");
+        assert_eq!(progress.look(b"GET /", 20), Look::Wait);
+    }
+}
