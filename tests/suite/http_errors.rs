@@ -158,6 +158,33 @@ fn e400_malformed_headers() {
     }
 }
 
+/// A head sent one byte per write gets the answers it gets sent whole, and
+/// as soon as it is decided: at `--max-header` for length, at the end of a
+/// malformed line, at once for a byte no line may hold (a TLS hello).
+#[test]
+fn a_head_sent_a_byte_a_write_is_answered_as_one_sent_whole() {
+    let s = server();
+    let mut c = s.connect();
+    let fill = format!("X-Fill: {}\r\n", "v".repeat(900));
+    c.send_bytewise(format!("GET / HTTP/1.1\r\nHost: a\r\n{fill}\r\n").as_bytes(), Duration::ZERO);
+    check_ok(&c.read());
+    for (head, status) in [
+        (format!("GET /{}", "u".repeat(1019)), 414),
+        (format!("GET / HTTP/1.1\r\nHost: a\r\nX-Fill: {}", "v".repeat(1024 - 33)), 431),
+        ("GET / HTTP/1.1\r\nBad Field: v\r\n".to_string(), 400),
+        ("\x16\x03\x01".to_string(), 400),
+    ] {
+        // Exactly the bytes that decide it: no answer would come without them.
+        assert!(head.len() <= 1024, "{head:?}");
+        let mut c = s.connect();
+        c.send_bytewise(head.as_bytes(), Duration::ZERO);
+        let r = c.try_read().unwrap_or_else(|e| panic!("{head:?}: expected {status}, reading failed: {e}"));
+        assert_eq!(r.status, status, "{head:?}");
+        check_error(&r, status);
+    }
+    s.connect().get_ok();
+}
+
 #[test]
 fn e400_garbage_bytes() {
     let s = server();

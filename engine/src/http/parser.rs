@@ -4,7 +4,7 @@
 use super::chunked::{ChunkedBody, ChunkedProgress};
 use super::head::{empty_lines, with_head, Parsed};
 use super::limits::Limits;
-use super::pieces::{complete_lines, HeadProgress, Look};
+use super::pieces::{complete_lines, never_in_a_head, HeadProgress, Look};
 use super::target::fits_method;
 use super::Reply;
 
@@ -131,6 +131,7 @@ impl RequestParser {
     fn head_step(&mut self, input: &[u8], limits: &Limits, look: Look) -> Step {
         let result = match look {
             Look::Whole => self.parse_whole(input, limits),
+            Look::Refusable => self.parse(input, limits),
             Look::Lines(end) => self.parse_lines(input, end, limits),
             Look::Invalid(e) => {
                 self.head = begins_with_head_method(input);
@@ -172,7 +173,8 @@ impl RequestParser {
     fn parse_whole(&mut self, input: &[u8], limits: &Limits) -> HeadResult {
         let before = self.head;
         let result = self.parse(input, limits);
-        if matches!(result, HeadResult::Reject(_)) && input.len() < limits.max_header && !input.ends_with(b"\n") {
+        let refused = matches!(result, HeadResult::Reject(_)) && input.len() < limits.max_header;
+        if refused && !input.ends_with(b"\n") && !input.iter().any(|&b| never_in_a_head(b)) {
             // Refused below the limit, perhaps for a line still incomplete:
             // that is judged when the line ends, as when it comes in pieces.
             self.head = before;
@@ -987,6 +989,11 @@ mod tests {
         assert_eq!(first_reply(bad_field), Some((30, Some(Reply::BadRequest))));
         // The same, all in one read: the line is judged once it is complete.
         assert_eq!(run(&mut RequestParser::new(), b"GET / HTTP/1.1\r\nBad Fi", &limits).0, []);
+        // But a byte no line may hold is refused in the read that brings it
+        // (a TLS client's hello starts with 0x16).
+        assert_eq!(first_reply(b"\x16\x03\x01\x02\x00"), Some((1, Some(Reply::BadRequest))));
+        assert_eq!(first_reply(b"GET /a\x7f"), Some((7, Some(Reply::BadRequest))));
+        assert_eq!(run(&mut RequestParser::new(), b"GET / HTTP/1.1\r\nBad Fi\x01", &limits).0, [Reply::BadRequest]);
         assert_eq!(
             run(&mut RequestParser::new(), b"GET / HTTP/1.1\r\nBad Field: x\r\n", &limits).0,
             [Reply::BadRequest]

@@ -11,10 +11,12 @@
 //!
 //! The answer for an incomplete head is therefore the one its complete lines
 //! get: a malformed line (request line or field line) is refused once its
-//! line end arrives (or at `--max-header`), not at its first bad byte. That
+//! line end arrives (or at `--max-header`), not at its first bad byte;
+//! except for a byte no line may hold anywhere (a control byte or DEL: a
+//! TLS client's hello, binary), refused in the read that brings it. That
 //! holds for any split of the input, one read of it all included, so the
 //! replies never depend on how the bytes were cut; a client that stops in
-//! the middle of a bad line gets the header timeout's `408`.
+//! the middle of a bad line is closed at the header timeout.
 
 use httparse::Status;
 
@@ -44,6 +46,9 @@ pub(crate) enum Look {
     Lines(usize),
     /// A field line this read completed is invalid.
     Invalid(httparse::Error),
+    /// This read brought a byte no line may hold: parse the head whole (it
+    /// is refused, unless its request line's version waits for its end).
+    Refusable,
     /// Nothing to decide yet.
     Wait,
 }
@@ -65,6 +70,9 @@ impl HeadProgress {
                 *self = HeadProgress { seen: input.len(), ..HeadProgress::new() };
             }
             return Look::Whole;
+        }
+        if input[seen..].iter().any(|&b| never_in_a_head(b)) {
+            return Look::Refusable;
         }
         let Some(last) = input[seen..].iter().rposition(|&b| b == b'\n') else { return Look::Wait };
         let lines_end = seen + last + 1;
@@ -111,6 +119,12 @@ impl HeadProgress {
         }
         self.checked = lines_end;
     }
+}
+
+/// A byte `httparse` takes nowhere in a head (method, target, version,
+/// field name or value): a control byte other than HTAB, CR and LF, or DEL.
+pub(crate) fn never_in_a_head(byte: u8) -> bool {
+    (byte < 0x20 && !matches!(byte, b'\t' | b'\r' | b'\n')) || byte == 0x7f
 }
 
 /// The end of the last complete line of `input` (0 when there is none).
@@ -167,6 +181,16 @@ mod tests {
         assert!(!looks(&head).iter().any(|l| matches!(l, Look::Invalid(_))));
         head.extend(b"X: y\r\n");
         assert_eq!(looks(&head).last(), Some(&Look::Invalid(httparse::Error::TooManyHeaders)));
+    }
+
+    #[test]
+    fn a_byte_no_line_may_hold_is_looked_at_in_its_read() {
+        let mut progress = HeadProgress::new();
+        assert_eq!(progress.look(b"GET /", MAX), Look::Whole);
+        assert_eq!(progress.look(b"GET /a", MAX), Look::Wait);
+        assert_eq!(progress.look(b"GET /a\x16", MAX), Look::Refusable);
+        assert_eq!(progress.look(b"GET /a\x16\x7f", MAX), Look::Refusable);
+        assert_eq!(progress.look(b"GET /a\x16\x7f\t", MAX), Look::Wait);
     }
 
     #[test]
