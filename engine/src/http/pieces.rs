@@ -47,7 +47,7 @@ pub(crate) enum Look {
     /// A field line this read completed is invalid.
     Invalid(httparse::Error),
     /// This read brought a byte no line may hold: parse the head whole (it
-    /// is refused, unless its request line's version waits for its end).
+    /// is refused).
     Refusable,
     /// Nothing to decide yet.
     Wait,
