@@ -65,7 +65,8 @@ pub struct Cli {
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(i32).range(1..))]
     backlog: i32,
 
-    /// Connections one worker holds at once.
+    /// Connections one worker holds at once (fewer when its open-file limit at its start allows fewer: it
+    /// reserves room for what it can hold, and says so at start).
     #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     max_conns: u32,
 

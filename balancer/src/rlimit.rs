@@ -24,19 +24,16 @@ pub fn raise_fd_limit() -> io::Result<u64> {
 /// their table of direct descriptors by it).
 pub use ringmaster_engine::fd_limit;
 
-/// Descriptors a worker holds besides its connections: stdio, the channel
-/// or the listener, the stats block, the ring or the epoll set and its
-/// timer, the shutdown fd (8 or 9 measured), and one or two to spare.
-const WORKER_OVERHEAD_FDS: u64 = 10;
-
 /// About how many connections a worker holds under an open-file limit of
-/// `limit`, if fewer than `max_conns`. A worker whose io_uring accepts make
-/// direct descriptors (`ring_table`: `shared`, `reuseport`) keeps them in
-/// its ring's table, as large as the limit, not in its process's; any other
-/// worker keeps one descriptor per connection beside its own.
+/// `limit`, if fewer than `max_conns`: what it reserves for and publishes
+/// as its capacity (see [`ringmaster_engine::reach`]). A worker whose
+/// io_uring accepts make direct descriptors (`ring_table`: `shared`,
+/// `reuseport`) keeps them in its ring's table, as large as the limit, not
+/// in its process's; any other worker keeps one descriptor per connection
+/// beside its own.
 pub fn worker_holds(max_conns: usize, limit: u64, ring_table: bool) -> Option<u64> {
-    let holds = if ring_table { limit } else { limit.saturating_sub(WORKER_OVERHEAD_FDS) };
-    (holds < max_conns as u64).then_some(holds)
+    let holds = ringmaster_engine::reach::conns_within(max_conns, limit, ring_table);
+    (holds < max_conns).then_some(holds as u64)
 }
 
 /// The system-wide limit on open files (`fs.file-max`), if readable.

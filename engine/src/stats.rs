@@ -44,7 +44,7 @@ pub struct WorkerCounters {
     /// Loop turns: a watchdog sees a stuck worker when this stops moving.
     pub heartbeat: AtomicU64,
     /// Connections the worker can hold now: its `--max-conns`, or fewer when
-    /// its ring's table of direct descriptors is smaller, or, while it is at
+    /// its open-file limit at start allows fewer (see [`crate::reach`]), or, while it is at
     /// its open-file limit, the connections it held when an accept found no
     /// descriptor free. Set before the worker is ready; the master judges
     /// "full" by it, so a worker out of descriptors counts as full.

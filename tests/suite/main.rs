@@ -39,6 +39,7 @@ mod operator_privileges;
 mod operator_systemd;
 mod operator_table;
 mod operator_titles;
+mod reliability_address_space;
 mod reliability_control_socket;
 mod reliability_fd_limits;
 mod reliability_full_workers;

@@ -305,8 +305,8 @@ fn workers(page: &mut Exposition, rows: &[WorkerRow]) {
     page.family(
         "ringmaster_worker_capacity",
         Kind::Gauge,
-        "Connections the worker's process can hold: --max-conns, or fewer when its ring's table of direct \
-         descriptors is smaller or it reached its open-file limit.",
+        "Connections the worker's process can hold: --max-conns, or fewer when its open-file limit at start \
+         allows fewer or it reached its open-file limit.",
     );
     for (i, w) in rows.iter().enumerate().filter(|(_, w)| w.running) {
         page.sample(&labels(i), w.counts.capacity);

@@ -1,5 +1,6 @@
-//! What the worker can hold: its capacity (`--max-conns`, or its ring's
-//! table of direct descriptors), the cap the open-file limit puts on it
+//! What the worker can hold: its slots (`--max-conns`, or its open-file
+//! limit at start), its capacity (its slots, or its ring's table of direct
+//! descriptors, or what its process's descriptors allow), the cap the open-file limit puts on it
 //! until a descriptor is free again, and the idle connections a full worker
 //! closes to make room.
 
@@ -13,13 +14,40 @@ impl Core<'_> {
         self.capacity as usize
     }
 
+    /// Connection slots, each with its buffers: `--max-conns`, or the
+    /// open-file limit at start when lower.
+    pub(in crate::driver) fn slots(&self) -> usize {
+        self.slots
+    }
+
     /// Lowers what the worker can hold to `capacity` (its ring's table of
-    /// direct descriptors is smaller than `--max-conns`), published at once:
+    /// direct descriptors is smaller than its slots), published at once:
     /// it is called before the worker is ready.
     pub(in crate::driver) fn limit_capacity(&mut self, capacity: usize) {
         self.capacity = self.capacity.min(capacity as u64);
         self.counts.capacity = self.capacity;
         self.counters.capacity.store(self.capacity, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The worker keeps a descriptor per connection in its process's table
+    /// (no ring table): it holds what its open-file limit at start leaves
+    /// beside its own (see [`crate::reach::conns_within`]).
+    pub(in crate::driver) fn hold_plain_descriptors(&mut self) {
+        if let Some(limit) = self.fd_limit {
+            self.limit_capacity(crate::reach::conns_within(self.config.max_conns, limit, false));
+        }
+    }
+
+    /// Where the driver sets up its accepts, with `free` slots left: out
+    /// of room at a capacity the open-file limit sized is the worker at its
+    /// open-file limit, as an accept failing with `EMFILE` would say
+    /// (counted once per filling).
+    pub(in crate::driver) fn note_room(&mut self, free: usize) {
+        let at_fd_limit = free == 0 && self.capacity() < self.config.max_conns;
+        if at_fd_limit && !self.full_at_fd_limit {
+            self.counts.fd_limit_hits += 1;
+        }
+        self.full_at_fd_limit = at_fd_limit;
     }
 
     /// An accept found no descriptor free with `live` connections open: the

@@ -11,7 +11,6 @@
 mod batches;
 mod capacity;
 
-use std::fmt;
 use std::io;
 use std::time::{Duration, SystemTime};
 
@@ -25,6 +24,7 @@ use crate::conn::{Connection, Context, Timeouts};
 use crate::handler::Handler;
 use crate::http::Limits;
 use crate::lazy_bytes::LazyBytes;
+use crate::refused::reservation_refused as cannot_reserve;
 use crate::response::Responses;
 use crate::stats::{CountersSnapshot, WorkerCounters, STATE_DRAINING, STATE_READY, STATE_STOPPED};
 use crate::sys::now_ms;
@@ -53,9 +53,18 @@ pub(super) struct Core<'a> {
     pub(super) carry_cap: usize,
     pub(super) counters: &'a WorkerCounters,
     pub(super) counts: CountersSnapshot,
-    /// Connections the worker can hold while descriptors last: `--max-conns`,
-    /// or its ring's smaller table of direct descriptors.
+    /// Connection slots, each with its buffers: `--max-conns`, or the
+    /// open-file limit at start when lower (see [`crate::reach`]).
+    slots: usize,
+    /// The open-file limit at start, if it could be read.
+    fd_limit: Option<u64>,
+    /// Connections the worker can hold while descriptors last: its slots,
+    /// or fewer (its ring's table of direct descriptors, or what its
+    /// process's descriptors allow).
     capacity: u64,
+    /// The worker is full at a capacity its open-file limit made smaller
+    /// than `--max-conns` (counted once per filling).
+    full_at_fd_limit: bool,
     /// At the open-file limit: an accept found no descriptor free with this
     /// many connections open. The published capacity drops to it, so the
     /// master sees the worker full (in `shared` mode it then answers `503`
@@ -93,10 +102,14 @@ fn reserve(slots: usize, each: usize) -> io::Result<LazyBytes> {
     LazyBytes::new(len)
 }
 
-/// The worker's error for a reservation the kernel refused: what it was
-/// for and which limits sized it, so the operator knows what to lower.
-fn cannot_reserve(e: io::Error, what: &str, sized_by: fmt::Arguments<'_>) -> io::Error {
-    io::Error::new(e.kind(), format!("cannot reserve address space for its {what} ({sized_by} bytes): {e}"))
+/// How many slots were reserved for, for the error when the kernel refused:
+/// `--max-conns`, or the open-file limit that lowered it.
+fn slots_text(max_conns: usize, slots: usize) -> String {
+    if slots < max_conns {
+        format!("{slots} connections (RLIMIT_NOFILE, below --max-conns {max_conns})")
+    } else {
+        format!("--max-conns {max_conns}")
+    }
 }
 
 impl<'a> Core<'a> {
@@ -109,6 +122,12 @@ impl<'a> Core<'a> {
         // Room for an incomplete header block, and for input held while a
         // connection waits for its replies to go out.
         let carry_cap = config.max_header.max(CARRY_MIN);
+        // Never more connections than descriptors: what the worker reserves
+        // per connection is sized by what it can reach, not by a
+        // `--max-conns` its open-file limit keeps it from (a raised limit
+        // counts for the workers started after it).
+        let fd_limit = crate::sys::fd_limit().ok();
+        let slots = crate::reach::slots_within(config.max_conns, fd_limit);
         let fixed_body = handler.fixed_body().map(<[u8]>::to_vec);
         let fixed = fixed_body.is_some();
         // Reserved, not allocated: only the buffers used get pages (see `LazyBytes`).
@@ -118,13 +137,14 @@ impl<'a> Core<'a> {
             let scratch = ResponseScratch::new(config.max_response);
             // Room for two of the largest responses: pipelined answers go out together.
             let out_cap = 2 * scratch.largest_framed();
-            let out = reserve(config.max_conns, out_cap).map_err(|e| {
+            let out = reserve(slots, out_cap).map_err(|e| {
                 cannot_reserve(
                     e,
                     "output buffers",
                     format_args!(
-                        "--max-conns {} x 2 x (--max-response {} + framing)",
-                        config.max_conns, config.max_response
+                        "{} x 2 x (--max-response {} + framing)",
+                        slots_text(config.max_conns, slots),
+                        config.max_response
                     ),
                 )
             })?;
@@ -141,16 +161,16 @@ impl<'a> Core<'a> {
             })?;
             (scratch, bodies, out_cap, out)
         };
-        let carry = reserve(config.max_conns, carry_cap).map_err(|e| {
+        let carry = reserve(slots, carry_cap).map_err(|e| {
             cannot_reserve(
                 e,
                 "header buffers",
-                format_args!("--max-conns {} x --max-header {}", config.max_conns, carry_cap),
+                format_args!("{} x --max-header {}", slots_text(config.max_conns, slots), carry_cap),
             )
         })?;
         let mut counts = counters.snapshot();
         counts.live = 0;
-        counts.capacity = config.max_conns as u64;
+        counts.capacity = slots as u64;
         // Before the worker is ready: the master never judges it by a capacity left from another process.
         counters.capacity.store(counts.capacity, std::sync::atomic::Ordering::Relaxed);
         counters.pid.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
@@ -175,7 +195,10 @@ impl<'a> Core<'a> {
             carry,
             carry_cap,
             counters,
+            slots,
+            fd_limit,
             capacity: counts.capacity,
+            full_at_fd_limit: false,
             fd_capped: None,
             counts,
             inbox: Message::new(),
@@ -183,7 +206,7 @@ impl<'a> Core<'a> {
             acks_settled: counters.acks.settled(),
             handed_now: Vec::with_capacity(crate::channel::MAX_FDS),
             late_closes: LateCloses::new(),
-            idle: IdleList::new(config.max_conns),
+            idle: IdleList::new(slots),
             full_queue_at_tick: false,
             draining: false,
             drain_deadline: 0,

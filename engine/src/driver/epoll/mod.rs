@@ -79,7 +79,7 @@ pub(super) struct EpollWorker<'a> {
 }
 
 impl<'a> EpollWorker<'a> {
-    pub(super) fn new(core: Core<'a>) -> io::Result<Self> {
+    pub(super) fn new(mut core: Core<'a>) -> io::Result<Self> {
         let epoll = Epoll::new()?;
         let ticker = Ticker::every(TICK)?;
         epoll.add(ticker.as_fd(), epoll::IN, token::encode(Op::Tick, 0, 0))?;
@@ -94,15 +94,17 @@ impl<'a> EpollWorker<'a> {
             // must expect EAGAIN, which io_uring accepts handle as well.
             socket::set_nonblocking(listener.as_fd())?;
         }
-        let max_conns = core.config.max_conns;
+        core.hold_plain_descriptors();
+        // As many slots as it can hold: full when the master sees it full.
+        let slots = core.capacity();
         Ok(EpollWorker {
             epoll,
             ticker,
-            conns: Slab::new(max_conns, Slot::default),
+            conns: Slab::new(slots, Slot::default),
             core,
             events: Vec::with_capacity(EVENTS),
             recv_buffer: vec![0u8; RECV_BUFFER].into_boxed_slice(),
-            more_to_read: Vec::with_capacity(2 * max_conns),
+            more_to_read: Vec::with_capacity(2 * slots),
             listening: false,
             accepts_starved: false,
             accepted_since_step_back: 0,
@@ -156,6 +158,9 @@ impl<'a> EpollWorker<'a> {
     /// Puts the listener in the epoll set when the worker can take
     /// connections, and takes it out when it cannot (full, starved, draining).
     fn watch_listener(&mut self) -> io::Result<()> {
+        if self.core.sources.listener.is_some() {
+            self.core.note_room(self.conns.vacant());
+        }
         let Some(listener) = &self.core.sources.listener else { return Ok(()) };
         let wanted = !self.core.draining && !self.accepts_starved && self.conns.vacant() > 0;
         if wanted && !self.listening {

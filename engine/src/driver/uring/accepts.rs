@@ -22,13 +22,7 @@ impl UringWorker<'_> {
         let Some(listener) = self.core.sources.listener.as_ref().map(|l| l.as_raw_fd()) else { return Ok(()) };
         let free = self.room();
         let room = free.min(self.core.config.accepts_outstanding as usize) as u32;
-        // Out of room because the open-file limit sized the table: that is the
-        // worker at its open-file limit, as an accept failing with EMFILE would say.
-        let at_fd_limit = free == 0 && self.accepts_direct && self.core.capacity() < self.core.config.max_conns;
-        if at_fd_limit && !self.full_at_fd_limit {
-            self.core.counts.fd_limit_hits += 1;
-        }
-        self.full_at_fd_limit = at_fd_limit;
+        self.core.note_room(free);
         self.cancel_surplus_accepts(room)?;
         while !self.core.draining && !self.accepts_starved && self.accepts_cancelling == 0 && self.accepts_armed < room
         {

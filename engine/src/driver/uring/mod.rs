@@ -69,9 +69,6 @@ pub(super) struct UringWorker<'a> {
     /// (see [`UringWorker::adopt`]): they wait for one, counted live.
     /// At most `accepts_outstanding`, allocated at start.
     slotless: Vec<u32>,
-    /// The worker is full at a table of direct descriptors that its
-    /// open-file limit made smaller than `--max-conns` (counted once per filling).
-    full_at_fd_limit: bool,
     /// Receives may be bundles: one completion may fill several buffers.
     bundles: bool,
     /// The bytes one bundle completion may carry, where the kernel caps it.
@@ -90,13 +87,14 @@ impl<'a> UringWorker<'a> {
         let bufs = BufRing::register(&ring.submitter(), core.config.recv_buffers, core.config.recv_buffer_size)?;
         let completions_cap = ring.params().cq_entries() as usize;
         let table = match core.sources.listener {
-            Some(_) => ring_socket::register_table(&ring.submitter(), core.config.max_conns),
+            Some(_) => ring_socket::register_table(&ring.submitter(), core.slots()),
             None => None,
         };
         // An accept into a full table would take the connection off the queue
         // and close it unanswered: the worker holds no more than the table.
-        if let Some(size) = table {
-            core.limit_capacity(size as usize);
+        match table {
+            Some(size) => core.limit_capacity(size as usize),
+            None => core.hold_plain_descriptors(),
         }
         let accepts_direct = table.is_some();
         let outstanding = core.config.accepts_outstanding as usize;
@@ -106,7 +104,8 @@ impl<'a> UringWorker<'a> {
             ring,
             bufs,
             held: HeldBuffers::new(core.config.recv_buffers),
-            conns: Slab::new(core.config.max_conns, Slot::default),
+            // As many slots as it can hold: full when the master sees it full.
+            conns: Slab::new(core.capacity(), Slot::default),
             core,
             tick: Box::new(Timespec::from(TICK)),
             accepts_armed: 0,
@@ -116,7 +115,6 @@ impl<'a> UringWorker<'a> {
             queue_at_tick: false,
             accepts_direct,
             slotless: Vec::with_capacity(outstanding),
-            full_at_fd_limit: false,
             bundles,
             bundle_cap,
             completions: Vec::with_capacity(completions_cap),
