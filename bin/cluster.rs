@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringmaster_balancer::cpus::{allowed_cpus, default_workers};
+use ringmaster_balancer::exit_codes::worker_exit_code;
 use ringmaster_balancer::log::LogFormat;
 use ringmaster_balancer::privileges;
 use ringmaster_balancer::title::{set_process_title, set_thread_name, MASTER_THREAD_NAME, MASTER_TITLE};
@@ -275,8 +276,10 @@ impl Cluster {
         if let Some(identity) = identity_from_env() {
             let identity = identity.map_err(|e| (1, format!("worker: {e}")))?;
             let mut handler = make();
+            // A worker that cannot start with these limits says so by its
+            // exit code: its master then stops instead of restarting it forever.
             return run_worker(identity, &self.master.engine, &mut handler)
-                .map_err(|e| (1, format!("worker {}: {e}", identity.id)));
+                .map_err(|e| (worker_exit_code(&e), format!("worker {}: {e}", identity.id)));
         }
         if let Some(problem) = self.invalid.take() {
             return Err((2, problem));

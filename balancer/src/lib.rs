@@ -26,6 +26,7 @@ pub mod config;
 pub mod control;
 pub mod cpus;
 pub mod error;
+pub mod exit_codes;
 pub mod faults;
 pub mod fd_reserve;
 pub mod handoff;

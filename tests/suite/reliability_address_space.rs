@@ -6,6 +6,11 @@
 //!   so as its capacity. Before, it reserved for `--max-conns` (seen:
 //!   `ulimit -v 4000000`, `--max-conns 1048576 --max-header 65536`, 64 GiB
 //!   asked, refused) and never started.
+//! - A worker whose reservation the kernel refuses exits with code 78
+//!   (`EX_CONFIG`) after its error line; a master none of whose workers has
+//!   been ready then stops and exits 1 with one `ERROR` line. Before, it
+//!   restarted them forever, serving nothing. Once a worker has been ready,
+//!   the code gets the usual restart with the back-off.
 
 use crate::util;
 
@@ -13,6 +18,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
+use util::procs::set_soft_limit;
 use util::stats::{expect_worker, num};
 use util::*;
 
@@ -30,6 +36,12 @@ const MAX_CONNS: &str = "1048576";
 /// `NOFILE` x 16 KiB = 64 MiB of header buffers: they fit in [`ADDRESS_SPACE`]
 /// (for `--max-conns` slots they would take 16 GiB).
 const FITS: &str = "16384";
+/// `NOFILE` x 64 KiB = 256 MiB: more than [`ADDRESS_SPACE`] even for what a worker can hold.
+const TOO_LARGE: &str = "65536";
+/// How long the master has to give up: it waits for no timer, only for its
+/// workers' exits (about a millisecond each, measured).
+const GIVES_UP_WITHIN: Duration = Duration::from_secs(10);
+
 /// The binary under `RLIMIT_NOFILE` [`NOFILE`] and, if given, `RLIMIT_AS`
 /// `address_space`, which its workers inherit.
 fn under_limits(address_space: Option<u64>) -> Command {
@@ -64,5 +76,44 @@ fn a_worker_reserves_for_what_its_descriptors_let_it_hold() {
     assert_eq!(num(&expect_worker(&stats, 1), "capacity"), HOLDS, "what it can hold: {stats}");
     let warned = s.wait_for_log(|l| l.starts_with("--max-conns 1048576 is more than"), Duration::ZERO);
     assert!(warned.contains(&format!("each worker will hold about {HOLDS} connections")), "{warned}");
+    s.connect().get_ok();
+}
+
+#[test]
+fn a_master_none_of_whose_workers_can_reserve_exits_1() {
+    let mut s = Server::launch(under_limits(Some(ADDRESS_SPACE)), &args(TOO_LARGE));
+    let status = s.wait_exit(GIVES_UP_WITHIN);
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let worker = s.wait_for_log(|l| l.contains("cannot reserve address space"), Duration::ZERO);
+    assert!(
+        worker.contains(&format!("{NOFILE} connections (RLIMIT_NOFILE, below --max-conns {MAX_CONNS}) x --max-header")),
+        "the worker names what sized it: {worker}"
+    );
+    s.wait_for_log(|l| l.contains("exited with code 78"), Duration::ZERO);
+    let master = format!("ringmaster[{}]", s.pid());
+    let errors: Vec<String> =
+        s.raw_log().into_iter().filter(|l| l.contains(" ERROR ") && l.contains(&master)).collect();
+    assert_eq!(errors.len(), 1, "one ERROR line from the master: {errors:#?}");
+    assert!(errors[0].contains("no worker can start with these limits"), "{}", errors[0]);
+    assert!(errors[0].contains("ulimit -v"), "{}", errors[0]);
+}
+
+#[test]
+fn once_a_worker_was_ready_one_that_cannot_reserve_is_restarted() {
+    let mut s = Server::start_command(under_limits(None), &args(TOO_LARGE));
+    let stats = s.wait_workers_ready(1, START_TIMEOUT);
+    let first = num(&expect_worker(&stats, 1), "pid") as u32;
+    // Its next process inherits this from the master.
+    let unlimited = set_soft_limit(s.pid(), libc::RLIMIT_AS, ADDRESS_SPACE);
+    let from = s.log_len();
+    // SAFETY: kill sends a signal to the worker this test's master started.
+    assert_eq!(unsafe { libc::kill(first as libc::pid_t, libc::SIGKILL) }, 0);
+    let (refused, _) = s.wait_for_log_from(from, |l| l.contains("exited with code 78"), START_TIMEOUT);
+    let (again, _) = s.wait_for_log_from(refused, |l| l.starts_with("worker 1 restarting in "), START_TIMEOUT);
+    s.wait_for_log_from(again + 1, |l| l.contains("exited with code 78"), START_TIMEOUT);
+    assert!(s.is_running(), "the master goes on restarting it");
+    set_soft_limit(s.pid(), libc::RLIMIT_AS, unlimited);
+    let stats = s.wait_workers_ready(1, START_TIMEOUT);
+    assert_ne!(num(&expect_worker(&stats, 1), "pid") as u32, first);
     s.connect().get_ok();
 }

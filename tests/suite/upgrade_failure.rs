@@ -6,10 +6,12 @@
 
 use crate::util;
 
+use std::process::Command;
 use std::time::Duration;
 
 use util::control::{ctl, send_then_read_to_end};
 use util::load::{Load, LOAD_PAUSE};
+use util::procs::set_soft_limit;
 use util::upgrade::{parse_new_master, replace_by_rename, running, status_when, worker_pids, Replacement, TempDir};
 use util::*;
 
@@ -17,10 +19,15 @@ use util::*;
 /// arguments), under load; the load and its workers' pids.
 fn serving(dir: &TempDir, extra: &[&str]) -> (Server, Load, Vec<u32>) {
     let binary = dir.install();
+    serving_command(dir, Command::new(binary), extra)
+}
+
+/// [`serving`] with the command that runs the copy in `dir` given.
+fn serving_command(dir: &TempDir, command: Command, extra: &[&str]) -> (Server, Load, Vec<u32>) {
     let control = dir.join("control.sock");
     let mut args = vec!["--workers", "2", "--no-pin", "--control", control.to_str().expect("UTF-8 path")];
     args.extend_from_slice(extra);
-    let s = Server::start_binary(&binary, &args);
+    let s = Server::start_command(command, &args);
     let workers = worker_pids(&status_when(&control, 2, |_| true));
     let load = Load::start(s.addr(), 2, 1_000_000, Duration::from_secs(90), LOAD_PAUSE);
     load.wait_ok(50, Duration::from_secs(10));
@@ -72,6 +79,36 @@ fn a_new_file_that_exits_1_fails_the_upgrade_and_the_old_master_serves_on() {
     let line = s.wait_for_log(|l| l.contains("upgrade failed: "), Duration::from_secs(5));
     assert!(line.contains(&reason) && line.contains("keeps serving"), "{line}");
     assert!(!running(pid), "it was reaped");
+    check_still_serving(s, &dir, load, &workers);
+}
+
+/// A new master whose workers cannot start with these limits (the old
+/// master's address space lowered after its own workers started: the new
+/// one inherits it) exits 1 at once with its `ERROR` line, and the upgrade
+/// fails as for any new master that exits before it is ready. Before, it
+/// restarted its workers forever and the upgrade waited for its timeout.
+#[test]
+fn a_new_master_whose_workers_cannot_start_fails_the_upgrade_and_the_old_master_serves_on() {
+    let dir = TempDir::new("upgrade-cannot-reserve");
+    let mut under = Command::new("prlimit");
+    // 4096 x 64 KiB of header buffers per worker: more than 192 MiB leave.
+    under.arg("--nofile=4096:4096").arg(dir.install());
+    let (s, load, workers) = serving_command(&dir, under, &["--max-header", "65536"]);
+    let unlimited = set_soft_limit(s.pid(), libc::RLIMIT_AS, 192 << 20);
+    let (code, out, _) = ctl(&dir.join("control.sock"), &["upgrade"]);
+    assert_eq!(code, 1, "{out}");
+    let started = s.wait_for_log(|l| l.contains("upgrade: new master started (pid "), Duration::from_secs(5));
+    let pid = parse_new_master(&started).expect("its pid");
+    assert_eq!(
+        out,
+        format!("error: upgrade failed: the new master (pid {pid}) exited with code 1 before it was ready")
+    );
+    s.wait_for_log(|l| l.starts_with("no worker can start with these limits"), Duration::from_secs(5));
+    let why = format!("ringmaster[{pid}]: no worker can start with these limits");
+    assert!(s.raw_log().iter().any(|l| l.contains(" ERROR ") && l.contains(&why)), "the new master says why");
+    let line = s.wait_for_log(|l| l.contains("upgrade failed: "), Duration::from_secs(5));
+    assert!(line.contains("keeps serving"), "{line}");
+    set_soft_limit(s.pid(), libc::RLIMIT_AS, unlimited);
     check_still_serving(s, &dir, load, &workers);
 }
 

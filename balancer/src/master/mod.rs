@@ -48,6 +48,7 @@
 //! slot, so during a rolling restart the old and the new process of one
 //! worker run side by side without sharing counters.
 
+mod cannot_start;
 mod commands;
 mod dispatch;
 mod fd_limit_log;
@@ -82,7 +83,7 @@ use ringmaster_engine::stats::CountersSnapshot;
 use ringmaster_engine::{Backend, StatsBlock};
 
 use crate::config::MasterConfig;
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use crate::fd_reserve::FdReserve;
 use crate::metrics::MasterCounts;
 use crate::reactor::{Completion, Reactor};
@@ -117,7 +118,11 @@ pub fn run_master(config: MasterConfig) -> Result<()> {
         master.log_handed_over();
     }
     crate::log::sink::finish(EXIT_FLUSH);
-    served
+    served?;
+    match master.cannot_start.take() {
+        Some(why) => Err(Error::Config(why)),
+        None => Ok(()),
+    }
 }
 
 /// At exit, how long the lines still waiting for stdout or stderr get.
@@ -169,6 +174,10 @@ struct Master {
     /// worker is a lame duck meanwhile; the stop proper comes after.
     lame_duck: Option<Instant>,
     stopping: Option<Stopping>,
+    /// Some worker process of this master has been ready (see `cannot_start`).
+    ever_ready: bool,
+    /// No worker can start with these limits: why, for the master's exit.
+    cannot_start: Option<String>,
     /// What the master counts itself (the metrics).
     counts: MasterCounts,
     /// What the processes of workers removed by a scale-down counted: kept

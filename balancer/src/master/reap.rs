@@ -24,26 +24,27 @@ impl Master {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             };
-            let (pid, how, clean) = match status {
-                WaitStatus::Exited(pid, code) => (pid, format!("exited with code {code}"), code == 0),
+            let (pid, how, code) = match status {
+                WaitStatus::Exited(pid, code) => (pid, format!("exited with code {code}"), Some(code)),
                 WaitStatus::Signaled(pid, signal, _) => {
-                    (pid, format!("killed by signal {} ({})", signal as i32, signal.as_str()), false)
+                    (pid, format!("killed by signal {} ({})", signal as i32, signal.as_str()), None)
                 }
                 _ => continue,
             };
-            let pid = pid.as_raw() as u32;
+            let (pid, clean) = (pid.as_raw() as u32, code == Some(0));
             let Some(slot) = self.slots.iter().position(|s| s.process.as_ref().is_some_and(|p| p.pid == pid)) else {
                 // Not a worker: a new master this one started, maybe.
                 self.upgrade_child_exited(pid, &how, clean)?;
                 continue;
             };
-            self.process_exited(slot, &how, clean)?;
+            self.process_exited(slot, &how, code)?;
         }
     }
 
-    /// The process in `slot` ended `how`; `clean` if it exited with code 0.
-    fn process_exited(&mut self, slot: usize, how: &str, clean: bool) -> io::Result<()> {
+    /// The process in `slot` ended `how`, with exit code `code` (`None`: killed by a signal).
+    fn process_exited(&mut self, slot: usize, how: &str, code: Option<i32>) -> io::Result<()> {
         let Some(process) = self.slots[slot].process.take() else { return Ok(()) };
+        let clean = code == Some(0);
         let final_counts = self.stats.slot(slot).map(|c| c.snapshot()).unwrap_or_default();
         if let Some(counters) = self.stats.slot(slot) {
             counters.live.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -84,6 +85,9 @@ impl Master {
         self.refresh_routes();
         self.settle_gone_lane(slot)?;
         self.old_process_gone(slot);
+        if let Some(code) = code {
+            self.stop_if_no_worker_can_start(id, code)?;
+        }
         self.step_reload()
     }
 

@@ -92,6 +92,8 @@ impl Master {
             upgrades: Upgrades::taking_over(takeover),
             lame_duck: None,
             stopping: None,
+            ever_ready: false,
+            cannot_start: None,
             counts: MasterCounts::default(),
             retired_counts: CountersSnapshot::default(),
             started_at: SystemTime::now(),

@@ -232,6 +232,7 @@ impl Master {
             }
         }
         if changed {
+            self.note_ready();
             self.refresh_routes();
             self.route_held();
             self.step_reload()?;

@@ -123,7 +123,15 @@ impl Server {
 
     /// [`Server::start`] with a command prepared by the caller (environment,
     /// `pre_exec`): `--bind 127.0.0.1:0` and `args` are added here.
-    pub fn start_command(mut cmd: Command, args: &[&str]) -> Server {
+    pub fn start_command(cmd: Command, args: &[&str]) -> Server {
+        let mut server = Server::launch(cmd, args);
+        server.wait_listening(args);
+        server
+    }
+
+    /// [`Server::start_command`] without waiting for the listening line
+    /// (for a master expected to fail before it: see [`Server::wait_exit`]).
+    pub fn launch(mut cmd: Command, args: &[&str]) -> Server {
         cmd.arg("--bind").arg("127.0.0.1:0").args(args);
         // The suite runs once per backend (scripts/test.sh): the harness picks it
         // unless the test names one itself.
@@ -164,25 +172,27 @@ impl Server {
         };
         spawn_line_reader(format!("ringmaster-{pid}-stdout"), stdout, on_line, || {});
 
-        let mut server =
-            Server { child, addr: "127.0.0.1:0".parse().unwrap(), log, stdout_rx: Mutex::new(rx), exit: None };
+        Server { child, addr: "127.0.0.1:0".parse().unwrap(), log, stdout_rx: Mutex::new(rx), exit: None }
+    }
 
-        let line = server.try_wait_for_log_from(0, |l| l.starts_with("listening on "), START_TIMEOUT).map(|(_, l)| l);
+    /// Waits (at most [`START_TIMEOUT`]) for `listening on ADDR (...)` and
+    /// takes the address; `args` are for the message when it never comes.
+    fn wait_listening(&mut self, args: &[&str]) {
+        let line = self.try_wait_for_log_from(0, |l| l.starts_with("listening on "), START_TIMEOUT).map(|(_, l)| l);
         let line = match line {
             Some(l) => l,
             None => {
-                let status = server.child.try_wait().ok().flatten();
+                let status = self.child.try_wait().ok().flatten();
                 panic!(
                     "ringmaster did not print its listening line within {:?} (args {:?}, exit status {:?}); log:\n{}",
                     START_TIMEOUT,
                     args,
                     status,
-                    server.raw_log().join("\n")
+                    self.raw_log().join("\n")
                 );
             }
         };
-        server.addr = parse_listening_line(&line).unwrap_or_else(|| panic!("cannot parse listening line {line:?}"));
-        server
+        self.addr = parse_listening_line(&line).unwrap_or_else(|| panic!("cannot parse listening line {line:?}"));
     }
 
     /// The address the master really listens on.

@@ -73,15 +73,21 @@ pub fn ring_accepts_armed(pid: u32) -> Option<usize> {
 /// Sets the soft `RLIMIT_NOFILE` of process `pid` (its owner may lower it
 /// and raise it back up to the hard limit); returns the one it replaced.
 pub fn set_soft_fd_limit(pid: u32, soft: u64) -> u64 {
+    set_soft_limit(pid, libc::RLIMIT_NOFILE, soft)
+}
+
+/// Sets the soft limit of `resource` of process `pid` (the processes it
+/// starts from then on inherit it); returns the one it replaced.
+pub fn set_soft_limit(pid: u32, resource: libc::__rlimit_resource_t, soft: u64) -> u64 {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: prlimit reads nothing when given no new limit and writes the
     // old one into a valid rlimit.
-    let got = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, std::ptr::null(), &mut limit) };
+    let got = unsafe { libc::prlimit(pid as libc::pid_t, resource, std::ptr::null(), &mut limit) };
     assert_eq!(got, 0, "prlimit of pid {pid}: {}", std::io::Error::last_os_error());
     let replaced = limit.rlim_cur;
     limit.rlim_cur = soft;
     // SAFETY: prlimit reads a valid rlimit and writes nothing (no old-limit pointer).
-    let set = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+    let set = unsafe { libc::prlimit(pid as libc::pid_t, resource, &limit, std::ptr::null_mut()) };
     assert_eq!(set, 0, "prlimit of pid {pid}: {}", std::io::Error::last_os_error());
     replaced
 }

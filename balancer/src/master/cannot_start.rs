@@ -1,0 +1,35 @@
+//! A worker that cannot start with these limits (it exited with
+//! [`EXIT_CANNOT_START`] after its error line): before any worker of this
+//! master has been ready, every restart would fail the same way, and the
+//! operator would see a master that runs and serves nothing; so the master
+//! stops and exits 1. Once one has been ready, the limits did work: the
+//! code gets the usual restart with the back-off.
+
+use std::io;
+
+use super::Master;
+use crate::exit_codes::EXIT_CANNOT_START;
+
+impl Master {
+    /// Worker `id`'s process exited with `code`: stops the master when that
+    /// says it cannot start with these limits and none has ever been ready.
+    pub(super) fn stop_if_no_worker_can_start(&mut self, id: usize, code: i32) -> io::Result<()> {
+        if code != i32::from(EXIT_CANNOT_START) || self.ever_ready || self.stop_begun() {
+            return Ok(());
+        }
+        self.cannot_start = Some(format!(
+            "no worker can start with these limits: worker {id} exited with code {code} (EX_CONFIG) before any \
+             worker was ready, the kernel having refused the address space its error line names; lower the \
+             limits named there (--max-conns, --max-header, --max-response, --body-buffers, --max-body) or raise \
+             the address-space limit (ulimit -v, RLIMIT_AS)"
+        ));
+        self.stop_now()?;
+        self.notify_stopping();
+        Ok(())
+    }
+
+    /// Worker processes become ready: the limits work here.
+    pub(super) fn note_ready(&mut self) {
+        self.ever_ready = true;
+    }
+}
