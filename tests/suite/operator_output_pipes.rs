@@ -198,3 +198,75 @@ fn a_stderr_nobody_reads_does_not_stop_the_master() {
     });
     assert!(exited, "the master did not exit 0 after SIGTERM:\n{}", String::from_utf8_lossy(&log));
 }
+
+/// `2>&1 | reader`: stdout and stderr are one pipe, read slowly. A line
+/// of one stream must never land in the middle of a line of the other
+/// (nor of a worker's): until 2026-12-05 the master wrote what waited for
+/// a full pipe in one write, which the pipe took in part, cut mid-line;
+/// the next stats line went into the room a read made, before the rest.
+#[test]
+fn lines_of_stdout_and_stderr_on_one_slow_pipe_stay_whole() {
+    let (read, write) = small_pipe();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--bind", "127.0.0.1:0", "--workers", "2", "--mode", "rr", "--shutdown-timeout", "2"]);
+    if let Ok(backend) = std::env::var(TEST_BACKEND) {
+        cmd.arg("--backend").arg(backend);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let _keep_out = with_fd(&mut cmd, &write, libc::STDOUT_FILENO);
+    let _keep_err = with_fd(&mut cmd, &write, libc::STDERR_FILENO);
+    let mut child = KillOnDrop(cmd.spawn().expect("spawn the master"));
+    drop(write);
+    let mut out = Vec::new();
+    let mut addr = None;
+    let listening = eventually(START_TIMEOUT, || {
+        read_now(&read, &mut out);
+        addr = String::from_utf8_lossy(&out).lines().find_map(|l| parse_listening_line(log_message(l)));
+        addr.is_some()
+    });
+    assert!(listening, "no listening line: {}", String::from_utf8_lossy(&out));
+    let addr = addr.expect("listening");
+    let pid = child.0.id();
+    let usr1 = || util::procs::kill(pid, libc::SIGUSR1);
+    // Stats lines for a few pages wait in the master (an answered
+    // connection says it went round its loop, so took each signal).
+    fill(&read, 0, usr1);
+    for _ in 0..16 {
+        usr1();
+        assert!(Conn::answered_within(addr, IO_TIMEOUT).is_some(), "the master blocks on its output");
+    }
+    for round in 0..ROUNDS {
+        // Stats lines take the room (the whole page, ending in the middle
+        // of a line, before the fix: a one-page pipe takes bytes again
+        // only once it is empty)...
+        read_now(&read, &mut out);
+        usr1();
+        let wrote = eventually(IO_TIMEOUT, || queued(&read) > 0);
+        assert!(wrote, "round {round}: the master wrote nothing into an empty pipe");
+        // ...then a log line, which must not go before the stats line ends.
+        read_now(&read, &mut out);
+        util::procs::kill(pid, libc::SIGHUP);
+        let logged = eventually(IO_TIMEOUT, || queued(&read) > 0);
+        assert!(logged, "round {round}: the master logged nothing into an empty pipe");
+    }
+    util::procs::kill(pid, libc::SIGTERM);
+    let exited = eventually(Duration::from_secs(20), || {
+        read_now(&read, &mut out);
+        matches!(child.0.try_wait(), Ok(Some(status)) if status.success())
+    });
+    read_now(&read, &mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    assert!(exited, "the master did not exit 0 after SIGTERM:\n{text}");
+    let mut stats = 0;
+    for line in text.lines() {
+        if line.starts_with('{') {
+            let v: Result<serde_json::Value, _> = serde_json::from_str(line);
+            assert!(v.is_ok(), "a stats line with something in its middle: {line:?}\n{text}");
+            stats += 1;
+        } else {
+            let whole = parse_log_line(line).is_some() && !line.contains("{\"mode\"");
+            assert!(whole, "a log line with something in its middle: {line:?}\n{text}");
+        }
+    }
+    assert!(stats > ROUNDS / 2, "{stats} stats lines for {ROUNDS} SIGUSR1s and the exit:\n{text}");
+}

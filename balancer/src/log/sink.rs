@@ -170,11 +170,17 @@ fn push(stream: Stream, pending: &mut Pending, line: &[u8]) {
     }
 }
 
-/// Sends what waits, as far as the stream takes it now.
+/// Sends what waits, as far as the stream takes it now: whole lines, at
+/// most [`PIPE_BUF`] bytes a write, so that a full pipe takes a write whole
+/// or not at all and never ends in the middle of a line, where the next
+/// line of a worker or of the master's other stream would land.
 fn send_pending(stream: Stream, pending: &mut Pending) {
     while !pending.bytes.is_empty() {
-        match write_nowait(stream.fd(), &pending.bytes) {
-            Written::All => pending.bytes.clear(),
+        let chunk = whole_lines(&pending.bytes);
+        match write_nowait(stream.fd(), &pending.bytes[..chunk]) {
+            Written::All => {
+                pending.bytes.drain(..chunk);
+            }
             Written::Part(n) => {
                 pending.bytes.drain(..n);
             }
@@ -187,6 +193,22 @@ fn send_pending(stream: Stream, pending: &mut Pending) {
             Written::Nothing => return,
         }
     }
+}
+
+/// Bytes a pipe writes whole, or not at all (without `O_NONBLOCK` or
+/// `RWF_NOWAIT` it waits for room instead), so lines from several writers
+/// do not mix.
+const PIPE_BUF: usize = libc::PIPE_BUF;
+
+/// How much of `bytes` to write at once: the whole lines in its first
+/// [`PIPE_BUF`] bytes, else its first line (a longer one can only go in
+/// parts, as a blocking write does), else all of it.
+fn whole_lines(bytes: &[u8]) -> usize {
+    let head = &bytes[..bytes.len().min(PIPE_BUF)];
+    if let Some(end) = head.iter().rposition(|&b| b == b'\n') {
+        return end + 1;
+    }
+    bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |end| end + 1)
 }
 
 /// Once every waiting byte is out: the count of lines dropped before, to
