@@ -275,13 +275,8 @@ build_ringmaster() {
 }
 
 # ---------------------------------------------------------------- servers
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-port_listened() {                # any socket LISTENing on this port, any address (tcp + tcp6)
-    local hex
-    hex=$(printf '%04X' "$1")
-    awk -v h="$hex" '$4 == "0A" { n = split($2, a, ":"); if (a[n] == h) f = 1 } END { exit !f }' \
-        /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
+# shellcheck source=lib/ports.sh
+source "$SCRIPT_DIR/lib/ports.sh"
 NEXT_PORT=$PORT_BASE
 pick_port() {                    # sets PICKED_PORT to a free port >= NEXT_PORT
     local p=$NEXT_PORT

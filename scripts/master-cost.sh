@@ -38,14 +38,9 @@ wait_quiet() {
     done
 }
 
-# The free-port logic of compare.sh: a port nobody answers on nor listens on.
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-port_listened() {                # any socket LISTENing on this port, any address (tcp + tcp6)
-    local hex
-    hex=$(printf '%04X' "$1")
-    awk -v h="$hex" '$4 == "0A" { n = split($2, a, ":"); if (a[n] == h) f = 1 } END { exit !f }' \
-        /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
+# The free-port logic of compare.sh.
+# shellcheck source=lib/ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/ports.sh"
 pick_port() {                    # pick_port FROM : sets PICKED_PORT to the first free port >= FROM
     local p=$1
     while port_in_use "$p" || port_listened "$p"; do

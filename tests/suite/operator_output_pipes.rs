@@ -79,6 +79,30 @@ fn with_fd(cmd: &mut Command, from: &OwnedFd, to: RawFd) -> OwnedFd {
     high
 }
 
+/// Starts a master (2 workers, `rr`) whose descriptors `onto` (stdout 1,
+/// stderr 2) are the pipe's write end, and reads `read` until its
+/// listening line: the master, its address and what was read so far.
+fn start_onto_pipe(read: &OwnedFd, write: OwnedFd, onto: &[RawFd]) -> (KillOnDrop, std::net::SocketAddr, Vec<u8>) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--bind", "127.0.0.1:0", "--workers", "2", "--mode", "rr", "--shutdown-timeout", "2"]);
+    if let Ok(backend) = std::env::var(TEST_BACKEND) {
+        cmd.arg("--backend").arg(backend);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let _kept: Vec<OwnedFd> = onto.iter().map(|&to| with_fd(&mut cmd, &write, to)).collect();
+    let child = KillOnDrop(cmd.spawn().expect("spawn the master"));
+    drop(write);
+    let mut out = Vec::new();
+    let mut addr = None;
+    let listening = eventually(START_TIMEOUT, || {
+        read_now(read, &mut out);
+        addr = String::from_utf8_lossy(&out).lines().find_map(|l| parse_listening_line(log_message(l)));
+        addr.is_some()
+    });
+    assert!(listening, "no listening line: {}", String::from_utf8_lossy(&out));
+    (child, addr.expect("listening"), out)
+}
+
 /// Fills the pipe with what `act` makes the master write (each call must
 /// write at least one line): acts, waits for the bytes, and stops once
 /// the next line might not fit; then acts `beyond` times more, which the
@@ -152,25 +176,8 @@ fn a_stdout_nobody_reads_does_not_stop_the_master() {
 #[test]
 fn a_stderr_nobody_reads_does_not_stop_the_master() {
     let (read, write) = small_pipe();
-    let mut cmd = Command::new(BIN);
-    cmd.args(["--bind", "127.0.0.1:0", "--workers", "2", "--mode", "rr", "--shutdown-timeout", "2"]);
-    if let Ok(backend) = std::env::var(TEST_BACKEND) {
-        cmd.arg("--backend").arg(backend);
-    }
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    let _keep = with_fd(&mut cmd, &write, libc::STDERR_FILENO);
-    let mut child = KillOnDrop(cmd.spawn().expect("spawn the master"));
-    drop(write);
     // Read the log up to the listening line, then no more for a while.
-    let mut log = Vec::new();
-    let mut addr = None;
-    let listening = eventually(START_TIMEOUT, || {
-        read_now(&read, &mut log);
-        addr = String::from_utf8_lossy(&log).lines().find_map(|l| parse_listening_line(log_message(l)));
-        addr.is_some()
-    });
-    assert!(listening, "no listening line: {}", String::from_utf8_lossy(&log));
-    let addr = addr.expect("listening");
+    let (mut child, addr, mut log) = start_onto_pipe(&read, write, &[libc::STDERR_FILENO]);
     let pid = child.0.id();
     // Every SIGHUP logs a line (a reload's, or why not), and reloads log on.
     let hup = || util::procs::kill(pid, libc::SIGHUP);
@@ -207,25 +214,7 @@ fn a_stderr_nobody_reads_does_not_stop_the_master() {
 #[test]
 fn lines_of_stdout_and_stderr_on_one_slow_pipe_stay_whole() {
     let (read, write) = small_pipe();
-    let mut cmd = Command::new(BIN);
-    cmd.args(["--bind", "127.0.0.1:0", "--workers", "2", "--mode", "rr", "--shutdown-timeout", "2"]);
-    if let Ok(backend) = std::env::var(TEST_BACKEND) {
-        cmd.arg("--backend").arg(backend);
-    }
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    let _keep_out = with_fd(&mut cmd, &write, libc::STDOUT_FILENO);
-    let _keep_err = with_fd(&mut cmd, &write, libc::STDERR_FILENO);
-    let mut child = KillOnDrop(cmd.spawn().expect("spawn the master"));
-    drop(write);
-    let mut out = Vec::new();
-    let mut addr = None;
-    let listening = eventually(START_TIMEOUT, || {
-        read_now(&read, &mut out);
-        addr = String::from_utf8_lossy(&out).lines().find_map(|l| parse_listening_line(log_message(l)));
-        addr.is_some()
-    });
-    assert!(listening, "no listening line: {}", String::from_utf8_lossy(&out));
-    let addr = addr.expect("listening");
+    let (mut child, addr, mut out) = start_onto_pipe(&read, write, &[libc::STDOUT_FILENO, libc::STDERR_FILENO]);
     let pid = child.0.id();
     let usr1 = || util::procs::kill(pid, libc::SIGUSR1);
     // Stats lines for a few pages wait in the master (an answered
