@@ -200,22 +200,17 @@ impl Master {
         for i in 0..self.dispatch.routes.len() {
             let slot = self.dispatch.routes[i];
             let facts = self.judge(now).facts(slot);
-            // Where new connections go meanwhile: with no other worker
-            // taking any (`--workers 1`, or all of them stalled or full),
-            // nowhere yet.
-            let logs_now = facts.stalled()
-                && matches!(self.slots[slot].lagging,
-                    Some((since, false)) if now.duration_since(since) >= LAG_LOGGED_AFTER);
-            let others_take = logs_now && {
-                let judge = self.judge(now);
-                self.dispatch.routes.iter().any(|&other| other != slot && judge.facts(other).takes())
-            };
             let Some(process) = self.slots[slot].process.as_ref() else { continue };
             let (id, pid) = (process.worker, process.pid);
-            let lagging = &mut self.slots[slot].lagging;
-            match (facts.stalled(), *lagging) {
-                (true, None) => *lagging = Some((now, false)),
+            let lagging = match (facts.stalled(), self.slots[slot].lagging) {
+                (true, None) => Some((now, false)),
                 (true, Some((since, false))) if now.duration_since(since) >= LAG_LOGGED_AFTER => {
+                    // Where new connections go meanwhile: with no other worker
+                    // taking any (`--workers 1`, or all of them stalled or
+                    // full), nowhere yet.
+                    let judge = self.judge(now);
+                    let others_take =
+                        self.dispatch.routes.iter().any(|&other| other != slot && judge.facts(other).takes());
                     let meanwhile = if others_take {
                         "new connections go to the others"
                     } else {
@@ -228,7 +223,7 @@ impl Master {
                         facts.ack_wait.as_millis(),
                         facts.heartbeat_age.as_millis()
                     );
-                    *lagging = Some((since, true));
+                    Some((since, true))
                 }
                 (false, Some((since, logged))) => {
                     if logged {
@@ -237,10 +232,11 @@ impl Master {
                             "worker {id} (pid {pid}) caught up after about {lagged} ms"
                         );
                     }
-                    *lagging = None;
+                    None
                 }
-                _ => {}
-            }
+                (_, unchanged) => unchanged,
+            };
+            self.slots[slot].lagging = lagging;
         }
     }
 }
