@@ -10,7 +10,8 @@
 //!   (`EX_CONFIG`) after its error line; a master none of whose workers has
 //!   been ready then stops and exits 1 with one `ERROR` line. Before, it
 //!   restarted them forever, serving nothing. Once a worker has been ready,
-//!   the code gets the usual restart with the back-off.
+//!   the code gets the usual restart with the back-off. The master that
+//!   gives up logs no restart it will not make.
 
 use crate::util;
 
@@ -96,6 +97,13 @@ fn a_master_none_of_whose_workers_can_reserve_exits_1() {
     assert_eq!(errors.len(), 1, "one ERROR line from the master: {errors:#?}");
     assert!(errors[0].contains("no worker can start with these limits"), "{}", errors[0]);
     assert!(errors[0].contains("ulimit -v"), "{}", errors[0]);
+    assert_no_restart_planned(&s);
+}
+
+/// The master gave up: it logged no restart, since it makes none.
+fn assert_no_restart_planned(s: &Server) {
+    let planned: Vec<String> = s.log().into_iter().filter(|l| l.contains(" restarting in ")).collect();
+    assert!(planned.is_empty(), "a restart it never makes: {planned:#?}");
 }
 
 #[test]

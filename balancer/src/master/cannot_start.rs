@@ -11,12 +11,16 @@ use super::Master;
 use crate::exit_codes::EXIT_CANNOT_START;
 
 impl Master {
-    /// Worker `id`'s process exited with `code`: stops the master when that
-    /// says it cannot start with these limits and none has ever been ready.
-    pub(super) fn stop_if_no_worker_can_start(&mut self, id: usize, code: i32) -> io::Result<()> {
-        if code != i32::from(EXIT_CANNOT_START) || self.ever_ready || self.stop_begun() {
-            return Ok(());
-        }
+    /// A worker process that exited with `code` says that no worker can
+    /// start with these limits: the master stops
+    /// ([`Master::stop_as_no_worker_can_start`]), and plans no restart.
+    pub(super) fn no_worker_can_start(&self, code: Option<i32>) -> bool {
+        code == Some(i32::from(EXIT_CANNOT_START)) && !self.ever_ready && !self.stop_begun()
+    }
+
+    /// Stops the master: worker `id`'s process exited with `code`, which
+    /// says that no worker can start ([`Master::no_worker_can_start`]).
+    pub(super) fn stop_as_no_worker_can_start(&mut self, id: usize, code: i32) -> io::Result<()> {
         self.cannot_start = Some(format!(
             "no worker can start with these limits: worker {id} exited with code {code} (EX_CONFIG) before any \
              worker was ready, the kernel having refused the address space its error line names; lower the \

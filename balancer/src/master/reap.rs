@@ -54,6 +54,9 @@ impl Master {
         // signal (the master's, after a drain overran, or anyone's) or an
         // error code is worth a warning even while retiring or stopping.
         let expected = (process.retiring || self.stopping.is_some()) && clean;
+        // Decided before a restart is planned: one the master would never
+        // make is not logged as coming.
+        let no_worker_can_start = self.no_worker_can_start(code);
         let (id, pid) = (process.worker, process.pid);
         let why = process.killed_for.filter(|_| !clean).map_or_else(String::new, |why| format!(" {why}"));
         if expected {
@@ -69,7 +72,7 @@ impl Master {
                 add_counts(&mut worker.totals, &final_counts);
                 if worker.slot == Some(slot) {
                     worker.slot = None;
-                    if !worker.retired && self.stopping.is_none() {
+                    if !worker.retired && self.stopping.is_none() && !no_worker_can_start {
                         self.plan_restart(index, process.started);
                     }
                 }
@@ -85,8 +88,8 @@ impl Master {
         self.refresh_routes();
         self.settle_gone_lane(slot)?;
         self.old_process_gone(slot);
-        if let Some(code) = code {
-            self.stop_if_no_worker_can_start(id, code)?;
+        if let Some(code) = code.filter(|_| no_worker_can_start) {
+            self.stop_as_no_worker_can_start(id, code)?;
         }
         self.step_reload()
     }
