@@ -11,7 +11,7 @@ use crate::lazy_bytes::LazyBytes;
 /// status line, `Server`, `Date`, `Content-Length` and `Connection`.
 const FRAMING: usize = 160;
 /// Room for the fields a handler writes.
-const FIELDS: usize = 4096;
+pub(crate) const FIELDS: usize = 4096;
 
 /// What a worker answering with its own handler needs.
 pub struct Dynamic<'a> {
@@ -46,9 +46,10 @@ pub struct ResponseScratch {
 }
 
 impl ResponseScratch {
-    /// Room for responses of up to `max_response` bytes of body.
-    pub fn new(max_response: usize) -> ResponseScratch {
-        ResponseScratch { fields: vec![0; FIELDS].into_boxed_slice(), body: vec![0; max_response].into_boxed_slice() }
+    /// Room for responses of up to `max_response` bytes of body; an error
+    /// when the allocator refuses the memory (see `fallible.rs`).
+    pub fn new(max_response: usize) -> std::io::Result<ResponseScratch> {
+        Ok(ResponseScratch { fields: crate::fallible::zeroed(FIELDS)?, body: crate::fallible::zeroed(max_response)? })
     }
 
     /// The most bytes one framed response takes in an output buffer.
@@ -311,7 +312,7 @@ mod tests {
 
     fn run(head: &[u8], body: &[u8], head_only: bool, framing: Framing) -> (String, bool) {
         let mut handler = Echo;
-        let mut scratch = ResponseScratch::new(64);
+        let mut scratch = ResponseScratch::new(64).expect("a scratch");
         let mut out = [0u8; 512];
         let answered =
             answer(&mut handler, &mut scratch, head, body, head_only, framing, DATE, &mut out).expect("fits");

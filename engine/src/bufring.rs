@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use io_uring::types::BufRingEntry;
 use io_uring::Submitter;
 
+use crate::refused::reservation_refused;
+
 /// Buffer group id of the receive buffers.
 pub const GROUP: u16 = 0;
 
@@ -46,6 +48,13 @@ impl BufRing {
         if !count.is_power_of_two() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "receive buffer count must be a power of two"));
         }
+        // A refusal is an error, not an abort: under an address-space limit
+        // the worker says so and exits (see `refused.rs`). The buffers are
+        // made before the ring is mapped, which a refusal would leave behind.
+        let refused = |e| reservation_refused(e, "receive buffers", format_args!("{count} x {size}"));
+        let buffers = crate::fallible::zeroed(usize::from(count) * size as usize).map_err(refused)?;
+        let ids = crate::fallible::zeroed(usize::from(count)).map_err(refused)?;
+        let positions = crate::fallible::zeroed(usize::from(count)).map_err(refused)?;
         let entries_len = usize::from(count) * std::mem::size_of::<BufRingEntry>();
         // SAFETY: a fresh anonymous mapping; the kernel requires the ring page-aligned,
         // which mmap guarantees.
@@ -60,21 +69,12 @@ impl BufRing {
             )
         };
         if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
+            return Err(refused(io::Error::last_os_error()));
         }
         let entries =
             NonNull::new(addr.cast::<BufRingEntry>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
         let size = size as usize;
-        let mut ring = BufRing {
-            entries,
-            entries_len,
-            count,
-            tail: 0,
-            buffers: vec![0u8; usize::from(count) * size].into_boxed_slice(),
-            size,
-            ids: vec![0; usize::from(count)].into_boxed_slice(),
-            positions: vec![0; usize::from(count)].into_boxed_slice(),
-        };
+        let mut ring = BufRing { entries, entries_len, count, tail: 0, buffers, size, ids, positions };
         // SAFETY: the ring memory is mapped, page-aligned and outlives the registration:
         // its owner drops its io_uring (which unregisters) before this BufRing.
         unsafe { submitter.register_buf_ring_with_flags(ring.entries.as_ptr() as u64, count, group, 0)? };

@@ -6,7 +6,8 @@
 //! [`driver`] holds the two event loops around it (`driver/uring/`,
 //! `driver/epoll/`) and what they share (`driver/core/`); [`backend`] chooses between them.
 //! [`http`] parses requests and [`response`] holds the preformatted replies;
-//! `slab` keeps connections in fixed slots; [`stats`] is the shared counters
+//! `slab` keeps connections in fixed slots, and `fallible` makes what the
+//! limits size at start an error rather than an abort when refused; [`stats`] is the shared counters
 //! block and [`channel`] the wire format of the master's fd hand-off. The
 //! unsafe kernel interfaces sit in [`bufring`], [`channel`], [`stats`],
 //! [`uring`] and `sys`.
@@ -20,6 +21,7 @@ pub mod channel;
 pub mod config;
 mod conn;
 pub mod driver;
+mod fallible;
 pub mod handler;
 pub mod http;
 mod lazy_bytes;

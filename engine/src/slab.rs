@@ -2,6 +2,8 @@
 //! a slot never allocates, and each slot carries a generation that changes
 //! when it is given back.
 
+use std::io;
+
 use crate::token::GEN_MASK;
 
 #[derive(Debug)]
@@ -23,12 +25,18 @@ pub struct Slab<T> {
 }
 
 impl<T> Slab<T> {
-    /// A slab of `capacity` slots, each made by `make`.
-    pub fn new(capacity: usize, mut make: impl FnMut() -> T) -> Self {
-        let entries = (0..capacity).map(|_| Entry { generation: 0, occupied: false, value: make() }).collect();
+    /// The bytes a slot takes: its entry, and its place in the free list.
+    pub const BYTES_PER_SLOT: usize = size_of::<Entry<T>>() + size_of::<u32>();
+
+    /// A slab of `capacity` slots, each made by `make`; an error when the
+    /// allocator refuses the memory (see `fallible.rs`).
+    pub fn new(capacity: usize, mut make: impl FnMut() -> T) -> io::Result<Self> {
+        let mut entries = crate::fallible::with_capacity(capacity)?;
+        entries.extend((0..capacity).map(|_| Entry { generation: 0, occupied: false, value: make() }));
+        let mut free = crate::fallible::with_capacity(capacity)?;
         // Reversed so slot 0 is handed out first (low slots stay warm in cache).
-        let free = (0..capacity as u32).rev().collect();
-        Slab { entries, free, high_water: 0 }
+        free.extend((0..capacity as u32).rev());
+        Ok(Slab { entries: entries.into_boxed_slice(), free, high_water: 0 })
     }
 
     /// Takes a free slot; its index and generation, or `None` when full.
@@ -85,7 +93,7 @@ mod tests {
 
     #[test]
     fn reused_slot_has_a_new_generation() {
-        let mut slab = Slab::new(2, || 0u8);
+        let mut slab = Slab::new(2, || 0u8).expect("a slab");
         let (a, gen_a) = slab.insert().expect("slot");
         let (_b, _) = slab.insert().expect("slot");
         assert!(slab.insert().is_none());
@@ -101,7 +109,7 @@ mod tests {
 
     #[test]
     fn freed_slots_are_reused_first_so_scans_stay_short() {
-        let mut slab = Slab::new(1000, || 0u8);
+        let mut slab = Slab::new(1000, || 0u8).expect("a slab");
         for _ in 0..100 {
             let (a, _) = slab.insert().expect("slot");
             let (b, _) = slab.insert().expect("slot");

@@ -87,7 +87,7 @@ impl Harness {
     /// A connection answered by [`Echo`], with `buffers` body buffers and
     /// room for responses of `max_response` bytes.
     fn with_handler(buffers: usize, max_response: usize) -> Harness {
-        let scratch = ResponseScratch::new(max_response);
+        let scratch = ResponseScratch::new(max_response).expect("a scratch");
         let out = vec![0; 2 * scratch.largest_framed()];
         Harness::with(Some(DynamicParts {
             handler: Echo,

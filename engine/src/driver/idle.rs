@@ -7,6 +7,10 @@
 //! connection keeps it (under overload by such clients, new ones get `503`
 //! rather than each taking another's connection).
 
+use std::io;
+
+use crate::fallible;
+
 /// No slot: the end of the list.
 const NIL: u32 = u32::MAX;
 
@@ -34,19 +38,23 @@ pub(super) struct IdleList {
 }
 
 impl IdleList {
-    /// A list for slots `0..slots`.
-    pub(super) fn new(slots: usize) -> IdleList {
-        IdleList {
-            prev: vec![NIL; slots].into_boxed_slice(),
-            next: vec![NIL; slots].into_boxed_slice(),
-            since: vec![0; slots].into_boxed_slice(),
-            listed: vec![false; slots].into_boxed_slice(),
-            aged: vec![false; slots].into_boxed_slice(),
+    /// The bytes a slot takes in the list.
+    pub(super) const BYTES_PER_SLOT: usize = 2 * size_of::<u32>() + size_of::<u64>() + 2 * size_of::<bool>();
+
+    /// A list for slots `0..slots`; an error when the allocator refuses
+    /// the memory (see `fallible.rs`).
+    pub(super) fn new(slots: usize) -> io::Result<IdleList> {
+        Ok(IdleList {
+            prev: fallible::filled(slots, NIL)?,
+            next: fallible::filled(slots, NIL)?,
+            since: fallible::zeroed(slots)?,
+            listed: fallible::zeroed(slots)?,
+            aged: fallible::zeroed(slots)?,
             aged_until: NIL,
             aged_len: 0,
             head: NIL,
             tail: NIL,
-        }
+        })
     }
 
     /// Idle connections listed that have been idle for [`MIN_IDLE_MS`].
@@ -154,7 +162,7 @@ mod tests {
 
     #[test]
     fn the_longest_idle_comes_first() {
-        let mut list = IdleList::new(8);
+        let mut list = IdleList::new(8).expect("a list");
         list.note(3, true, 10);
         list.note(1, true, 20);
         list.note(5, true, 30);
@@ -167,7 +175,7 @@ mod tests {
 
     #[test]
     fn noting_the_same_idleness_again_keeps_the_place() {
-        let mut list = IdleList::new(4);
+        let mut list = IdleList::new(4).expect("a list");
         list.note(0, true, 10);
         list.note(1, true, 20);
         list.note(0, true, 10);
@@ -176,7 +184,7 @@ mod tests {
 
     #[test]
     fn a_connection_idle_again_goes_to_the_back() {
-        let mut list = IdleList::new(4);
+        let mut list = IdleList::new(4).expect("a list");
         list.note(0, true, 10);
         list.note(1, true, 20);
         list.note(2, true, 30);
@@ -187,7 +195,7 @@ mod tests {
 
     #[test]
     fn a_busy_or_closed_connection_leaves_the_list() {
-        let mut list = IdleList::new(4);
+        let mut list = IdleList::new(4).expect("a list");
         list.note(0, true, 10);
         list.note(1, true, 20);
         list.note(2, true, 30);
@@ -206,7 +214,7 @@ mod tests {
 
     #[test]
     fn only_a_connection_idle_long_enough_is_offered() {
-        let mut list = IdleList::new(8);
+        let mut list = IdleList::new(8).expect("a list");
         list.note(0, true, 1_000);
         list.note(1, true, 1_400);
         list.note(2, true, 1_900);

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use super::idle::IdleList;
 use super::late_closes::LateCloses;
 use super::{Origin, Sources, CARRY_MIN};
-use crate::answer::{Answering, BodyPool, Dynamic, ResponseScratch};
+use crate::answer::{Answering, BodyPool, Dynamic, ResponseScratch, FIELDS as RESPONSE_FIELDS};
 use crate::channel::{Acks, Message};
 use crate::config::EngineConfig;
 use crate::conn::{Connection, Context, Timeouts};
@@ -130,11 +130,14 @@ impl<'a> Core<'a> {
         let slots = crate::reach::slots_within(config.max_conns, fd_limit);
         let fixed_body = handler.fixed_body().map(<[u8]>::to_vec);
         let fixed = fixed_body.is_some();
+        let max_response = if fixed { 0 } else { config.max_response };
+        let scratch = ResponseScratch::new(max_response).map_err(|e| {
+            cannot_reserve(e, "response buffer", format_args!("--max-response {max_response} + {RESPONSE_FIELDS}"))
+        })?;
         // Reserved, not allocated: only the buffers used get pages (see `LazyBytes`).
-        let (scratch, bodies, out_cap, out) = if fixed {
-            (ResponseScratch::new(0), BodyPool::new(0, 0)?, 0, LazyBytes::new(0)?)
+        let (bodies, out_cap, out) = if fixed {
+            (BodyPool::new(0, 0)?, 0, LazyBytes::new(0)?)
         } else {
-            let scratch = ResponseScratch::new(config.max_response);
             // Room for two of the largest responses: pipelined answers go out together.
             let out_cap = 2 * scratch.largest_framed();
             let out = reserve(slots, out_cap).map_err(|e| {
@@ -159,13 +162,20 @@ impl<'a> Core<'a> {
                     ),
                 )
             })?;
-            (scratch, bodies, out_cap, out)
+            (bodies, out_cap, out)
         };
         let carry = reserve(slots, carry_cap).map_err(|e| {
             cannot_reserve(
                 e,
                 "header buffers",
                 format_args!("{} x --max-header {}", slots_text(config.max_conns, slots), carry_cap),
+            )
+        })?;
+        let idle = IdleList::new(slots).map_err(|e| {
+            cannot_reserve(
+                e,
+                "idle list",
+                format_args!("{} x {}", slots_text(config.max_conns, slots), IdleList::BYTES_PER_SLOT),
             )
         })?;
         let mut counts = counters.snapshot();
@@ -206,13 +216,19 @@ impl<'a> Core<'a> {
             acks_settled: counters.acks.settled(),
             handed_now: Vec::with_capacity(crate::channel::MAX_FDS),
             late_closes: LateCloses::new(),
-            idle: IdleList::new(slots),
+            idle,
             full_queue_at_tick: false,
             draining: false,
             drain_deadline: 0,
             now: now_ms(),
             stall_at: None,
         })
+    }
+
+    /// The error for `what`, `each` bytes for each connection the worker can
+    /// hold, refused with `e`: it names the limit that sized it.
+    pub(super) fn refused_per_connection(&self, e: io::Error, what: &str, each: usize) -> io::Error {
+        cannot_reserve(e, what, format_args!("{} x {each}", slots_text(self.config.max_conns, self.capacity())))
     }
 
     /// Slot `slot`'s carry buffer and the context its connection's handlers take.

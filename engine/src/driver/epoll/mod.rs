@@ -22,6 +22,7 @@ use super::handed::{self, Driver};
 use super::{next_queued, Origin, TICK};
 use crate::channel::recv_nonblocking;
 use crate::conn::Connection;
+use crate::fallible;
 use crate::slab::Slab;
 use crate::sys::epoll::{self, Epoll, Event};
 use crate::sys::socket;
@@ -97,14 +98,18 @@ impl<'a> EpollWorker<'a> {
         core.hold_plain_descriptors();
         // As many slots as it can hold: full when the master sees it full.
         let slots = core.capacity();
+        let conns = Slab::new(slots, Slot::default)
+            .map_err(|e| core.refused_per_connection(e, "connection slots", Slab::<Slot>::BYTES_PER_SLOT))?;
+        let more_to_read = fallible::with_capacity(2 * slots)
+            .map_err(|e| core.refused_per_connection(e, "read queue", 2 * size_of::<(u32, u32)>()))?;
         Ok(EpollWorker {
             epoll,
             ticker,
-            conns: Slab::new(slots, Slot::default),
+            conns,
             core,
             events: Vec::with_capacity(EVENTS),
             recv_buffer: vec![0u8; RECV_BUFFER].into_boxed_slice(),
-            more_to_read: Vec::with_capacity(2 * slots),
+            more_to_read,
             listening: false,
             accepts_starved: false,
             accepted_since_step_back: 0,

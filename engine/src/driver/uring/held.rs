@@ -18,6 +18,10 @@
 //! the ring or more ([`HeldBuffers::under_pressure`]), and every other
 //! holder keeps its input.
 
+use std::io;
+
+use crate::fallible;
+
 /// No buffer.
 const NONE: u16 = u16::MAX;
 
@@ -74,15 +78,19 @@ pub(super) struct HeldBuffers {
 }
 
 impl HeldBuffers {
-    /// Chains for a ring of `buffers` buffers (made once, at start).
-    pub(super) fn new(buffers: u16) -> HeldBuffers {
+    /// The bytes a buffer of the ring takes in the chains.
+    pub(super) const BYTES_PER_BUFFER: usize = size_of::<u16>() + size_of::<(u32, u32)>();
+
+    /// Chains for a ring of `buffers` buffers (made once, at start); an
+    /// error when the allocator refuses the memory (see `fallible.rs`).
+    pub(super) fn new(buffers: u16) -> io::Result<HeldBuffers> {
         let count = usize::from(buffers);
-        HeldBuffers {
-            next: vec![NONE; count].into_boxed_slice(),
-            range: vec![(0, 0); count].into_boxed_slice(),
+        Ok(HeldBuffers {
+            next: fallible::filled(count, NONE)?,
+            range: fallible::filled(count, (0, 0))?,
             total: 0,
             pressure_at: count / 2,
-        }
+        })
     }
 
     /// Half the ring or more is held: a connection that holds input
@@ -143,7 +151,7 @@ mod tests {
 
     #[test]
     fn each_connection_gets_its_buffers_back_in_order() {
-        let mut chains = HeldBuffers::new(64);
+        let mut chains = HeldBuffers::new(64).expect("chains");
         let (mut a, mut b) = (Held::default(), Held::default());
         for (bid, to_a) in [(5, true), (9, false), (2, true), (7, false), (3, true)] {
             let held = if to_a { &mut a } else { &mut b };
@@ -165,7 +173,7 @@ mod tests {
 
     #[test]
     fn the_ring_is_under_pressure_from_half_held_whoever_holds_it() {
-        let mut chains = HeldBuffers::new(256);
+        let mut chains = HeldBuffers::new(256).expect("chains");
         let (mut a, mut b) = (Held::default(), Held::default());
         for bid in 0..127u16 {
             // One connection may hold most of it: nothing is refused.

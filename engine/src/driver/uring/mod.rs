@@ -39,6 +39,8 @@ use self::ring_socket::RingSocket;
 use super::core::Core;
 use super::{next_queued, Origin, TICK};
 use crate::bufring::BufRing;
+use crate::fallible;
+use crate::refused::reservation_refused as cannot_reserve;
 use crate::slab::Slab;
 use crate::sys::socket;
 use crate::token::{self, Op};
@@ -100,12 +102,23 @@ impl<'a> UringWorker<'a> {
         let outstanding = core.config.accepts_outstanding as usize;
         let bundles = uring::recv_bundles(&ring);
         let bundle_cap = uring::recv_bundle_cap(core.config.recv_buffer_size).filter(|_| bundles);
+        let recv_buffers = core.config.recv_buffers;
+        let held = HeldBuffers::new(recv_buffers).map_err(|e| {
+            cannot_reserve(e, "held-input chains", format_args!("{recv_buffers} x {}", HeldBuffers::BYTES_PER_BUFFER))
+        })?;
+        // As many slots as it can hold: full when the master sees it full.
+        let conns = Slab::new(core.capacity(), Slot::default)
+            .map_err(|e| core.refused_per_connection(e, "connection slots", Slab::<Slot>::BYTES_PER_SLOT))?;
+        let slotless = fallible::with_capacity(outstanding)
+            .map_err(|e| cannot_reserve(e, "slotless accepts", format_args!("{outstanding} x {}", size_of::<u32>())))?;
+        let completions = fallible::with_capacity(completions_cap).map_err(|e| {
+            cannot_reserve(e, "completion batch", format_args!("{completions_cap} x {}", size_of::<Completion>()))
+        })?;
         Ok(UringWorker {
             ring,
             bufs,
-            held: HeldBuffers::new(core.config.recv_buffers),
-            // As many slots as it can hold: full when the master sees it full.
-            conns: Slab::new(core.capacity(), Slot::default),
+            held,
+            conns,
             core,
             tick: Box::new(Timespec::from(TICK)),
             accepts_armed: 0,
@@ -114,10 +127,10 @@ impl<'a> UringWorker<'a> {
             accepted_since_tick: false,
             queue_at_tick: false,
             accepts_direct,
-            slotless: Vec::with_capacity(outstanding),
+            slotless,
             bundles,
             bundle_cap,
-            completions: Vec::with_capacity(completions_cap),
+            completions,
         })
     }
 
