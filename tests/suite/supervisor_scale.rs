@@ -184,3 +184,21 @@ fn a_stopped_worker_scaled_away_is_killed_after_the_shutdown_timeout() {
     stop_and_check_no_process_left(s);
     let _ = std::fs::remove_file(&path);
 }
+
+/// SIGTTIN stops at the most workers (`--workers` and `scale N` do too):
+/// past it a reload would find no slot in the stats block for a worker's
+/// new process. Until 2026-12-06 it started a 513th worker.
+#[test]
+fn sigttin_at_the_most_workers_adds_none() {
+    let most = ringmaster_balancer::MAX_WORKERS.to_string();
+    let s = Server::start(&["--workers", &most, "--no-pin", "--max-conns", "16"]);
+    s.wait_workers_ready(ringmaster_balancer::MAX_WORKERS, START_TIMEOUT);
+    let from = s.log_len();
+    s.signal(libc::SIGTTIN);
+    let refused = format!("SIGTTIN: at most {most} workers: not scaling");
+    s.wait_for_log_from(from, |l| l == refused, IO_TIMEOUT);
+    let workers = s.stats()["workers"].as_array().map_or(0, Vec::len);
+    assert_eq!(workers, ringmaster_balancer::MAX_WORKERS, "{:?}", &s.log()[from..]);
+    s.connect().get_ok();
+    stop_and_check_no_process_left(s);
+}

@@ -62,6 +62,11 @@ impl Master {
                         self.begin_reload()?;
                     }
                 },
+                Ok(Signal::SIGTTIN) if self.active_workers() >= MAX_WORKERS => {
+                    // As `scale` over the control socket: past the cap the
+                    // stats block would run out of slots for reloads.
+                    crate::log!(warn: "SIGTTIN: at most {MAX_WORKERS} workers: not scaling")
+                }
                 Ok(Signal::SIGTTIN) => self.scale(self.active_workers() + 1)?,
                 Ok(Signal::SIGTTOU) => self.scale(self.active_workers().saturating_sub(1).max(1))?,
                 Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) => {
