@@ -5,6 +5,7 @@ use crate::util;
 
 use std::io::{Read, Write};
 use std::time::Duration;
+use util::sockets::{unacknowledged, unread_by_server};
 use util::*;
 
 /// Server with small limits so the limit tests are cheap.
@@ -183,6 +184,53 @@ fn a_head_sent_a_byte_a_write_is_answered_as_one_sent_whole() {
         check_error(&r, status);
     }
     s.connect().get_ok();
+}
+
+/// A head over `--max-header` gets the same answer sent in one write as
+/// sent in 50-byte writes the worker reads one at a time: its first
+/// `--max-header` bytes decide it, whatever the read that reached the limit
+/// brought past it. Until 2026-12-05 a bad line after the limit got `400`
+/// sent whole (parsed with the rest of the read) and `431` in pieces.
+#[test]
+fn a_head_over_max_header_gets_one_answer_however_it_is_cut() {
+    let s = server();
+    // The fill line ends at byte 1060: the bad line comes after the limit
+    // (1024) and after the 50-byte write that crosses it.
+    let fill = format!("X-Fill: {}\r\n", "v".repeat(1025));
+    for (head, status) in [
+        (format!("GET / HTTP/1.1\r\nHost: a\r\n{fill}Bad Field: x\r\n\r\n"), 431),
+        (format!("GET / HTTP/1.1\r\nHost: a\r\nBad Field: x\r\n{fill}\r\n"), 400),
+    ] {
+        let head = head.as_bytes();
+        for piece in [head.len(), 50] {
+            let mut c = s.connect();
+            send_read_by_read(&s, &mut c, head, piece);
+            let shown = String::from_utf8_lossy(head);
+            let r = c.try_read().unwrap_or_else(|e| panic!("{piece}-byte writes of {shown:?}: reading failed: {e}"));
+            assert_eq!(r.status, status, "{piece}-byte writes of {shown:?}");
+            check_error(&r, status);
+            c.expect_closed();
+        }
+    }
+    s.connect().get_ok();
+}
+
+/// Writes `bytes` in pieces of `piece` bytes, each one read by the server
+/// before the next is written (acknowledged by its kernel, then its side's
+/// receive queue seen empty), so that each is a read of its own; stops at a
+/// write the server's close refuses.
+fn send_read_by_read(s: &Server, c: &mut Conn, bytes: &[u8], piece: usize) {
+    let client = c.stream().local_addr().map(|a| a.port()).expect("client port");
+    for piece in bytes.chunks(piece) {
+        if c.try_send(piece).is_err() {
+            return;
+        }
+        let arrived = eventually(IO_TIMEOUT, || unacknowledged(c.stream()) == 0);
+        // `None`: the server has closed the connection.
+        let read =
+            arrived && eventually(IO_TIMEOUT, || unread_by_server(s.addr().port(), client).is_none_or(|n| n == 0));
+        assert!(read, "the server did not read a write of {} bytes", piece.len());
+    }
 }
 
 #[test]

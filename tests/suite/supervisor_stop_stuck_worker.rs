@@ -14,7 +14,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use util::procs::{stop_and_check_no_process_left, stop_between_turns};
-use util::sockets::{accept_queue, socket_inode, wait_queued};
+use util::sockets::{accept_queue, socket_inode, unread_by_server, wait_queued};
 use util::stats::{expect_worker, num, per_worker};
 use util::*;
 
@@ -145,20 +145,6 @@ fn reuseport_stop_hands_a_stopped_workers_queue_to_the_other() {
     let status = s.wait_exit(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0), "master exit status {status}; log:\n{}", s.log().join("\n"));
     stop_and_check_no_process_left(s);
-}
-
-/// The bytes waiting unread on the server's side of the connection from
-/// local port `client` to `server` (`rx_queue` in /proc/net/tcp, IPv4).
-fn unread_by_server(server: u16, client: u16) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    let port = |address: &str| address.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
-    text.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if port(fields.get(1)?)? != server || port(fields.get(2)?)? != client {
-            return None;
-        }
-        u64::from_str_radix(fields.get(4)?.split(':').nth(1)?, 16).ok()
-    })
 }
 
 /// A worker in a long turn when the stop begins (a slow handler: its loop

@@ -170,10 +170,23 @@ impl RequestParser {
 
     /// The head's first read (all of it, commonly), or a head at the limit:
     /// parsed whole, as it always was.
+    ///
+    /// A head at `--max-header` is judged by its first `--max-header` bytes
+    /// alone, as a server whose header buffer is that large sees it (nginx
+    /// answers a bad line it has read `400`, and a buffer that fills first
+    /// "too large"): a malformed line there, or too many fields, gets `400`
+    /// (`431`); a head that does not end there gets `414` or `431`; what
+    /// comes after the limit is never looked at. How many bytes the read
+    /// that reached the limit brought past it then does not matter: until
+    /// 2026-12-05 they were parsed too, and a bad line after the limit got
+    /// `400` in one read but `431` in pieces.
     fn parse_whole(&mut self, input: &[u8], limits: &Limits) -> HeadResult {
+        if input.len() >= limits.max_header {
+            return self.parse(&input[..limits.max_header], limits);
+        }
         let before = self.head;
         let result = self.parse(input, limits);
-        let refused = matches!(result, HeadResult::Reject(_)) && input.len() < limits.max_header;
+        let refused = matches!(result, HeadResult::Reject(_));
         if refused && !input.ends_with(b"\n") && !input.iter().any(|&b| never_in_a_head(b)) {
             // Refused below the limit, perhaps for a line still incomplete:
             // that is judged when the line ends, as when it comes in pieces.
@@ -838,12 +851,13 @@ mod tests {
         ];
         let mut stream = Vec::new();
         for _ in 0..1 + rng.below(6) {
-            // One piece in four is chunked framing at or over a limit.
-            let piece = match rng.below(4) {
-                0 => &framing_cases[rng.below(framing_cases.len())].0[..],
-                _ => PIECES[rng.below(PIECES.len())],
-            };
-            stream.extend_from_slice(piece);
+            // One piece in four is chunked framing at or over a limit, one in
+            // five a head around `--max-header`.
+            match rng.below(20) {
+                0..=4 => stream.extend_from_slice(&framing_cases[rng.below(framing_cases.len())].0),
+                5..=8 => stream.extend_from_slice(&head_around_the_limit(rng)),
+                _ => stream.extend_from_slice(PIECES[rng.below(PIECES.len())]),
+            }
         }
         // Corrupt a few bytes now and then.
         for _ in 0..rng.below(3) {
@@ -853,6 +867,40 @@ mod tests {
             }
         }
         stream
+    }
+
+    /// A head of about [`SPLIT_LIMITS`]' `max_header` bytes, under or over
+    /// it: field lines of random lengths, now and then a malformed line (or
+    /// one with a byte no line may hold) wherever it falls, before the limit,
+    /// across it or after it; now and then a request line that runs past the
+    /// limit or names another version; now and then no end.
+    fn head_around_the_limit(rng: &mut Rng) -> Vec<u8> {
+        const BAD_LINES: [&[u8]; 5] =
+            [b"Bad Field: x\r\n", b"NoColon\r\n", b"X: a\x01b\r\n", b"X\x7fY: z\r\n", b"X: y\rZ\r\n"];
+        let max = SPLIT_LIMITS.max_header;
+        let request_line = match rng.below(6) {
+            0 => format!("GET /{} HTTP/1.1\r\n", "u".repeat(max - 30 + rng.below(60))),
+            1 => "GET / HTTP/2.0\r\n".to_string(),
+            _ => "GET / HTTP/1.1\r\n".to_string(),
+        };
+        let mut lines = vec![b"Host: a\r\n".to_vec()];
+        let length = max - 60 + rng.below(160);
+        let mut filled = request_line.len() + lines[0].len();
+        while filled < length {
+            let line = format!("X-{}: {}\r\n", rng.below(100), "v".repeat(rng.below(60)));
+            filled += line.len();
+            lines.push(line.into_bytes());
+        }
+        if rng.below(2) == 0 {
+            let bad = BAD_LINES[rng.below(BAD_LINES.len())].to_vec();
+            lines.insert(rng.below(lines.len() + 1), bad);
+        }
+        let mut head = request_line.into_bytes();
+        head.extend(lines.concat());
+        if rng.below(4) != 0 {
+            head.extend_from_slice(b"\r\n");
+        }
+        head
     }
 
     /// Feeds `stream` in pieces of `sizes` (the last one takes what is left),
@@ -885,9 +933,14 @@ mod tests {
         let mut compared = 0;
         for case in 0..3000 {
             let stream = random_stream(&mut rng, &framing_cases);
+            let shown = String::from_utf8_lossy(&stream).into_owned();
             let whole = run(&mut RequestParser::new(), &stream, &SPLIT_LIMITS).0;
-            let split = replies_fed_in(&stream, &SPLIT_LIMITS, || 1 + rng.below(40));
-            assert_eq!(whole, split, "case {case}: {:?}", String::from_utf8_lossy(&stream));
+            let byte_by_byte = replies_fed_in(&stream, &SPLIT_LIMITS, || 1);
+            assert_eq!(whole, byte_by_byte, "case {case}, byte by byte: {shown:?}");
+            // Small reads, and reads about as long as the limit (one crossing it).
+            let most = [40, SPLIT_LIMITS.max_header + 40][rng.below(2)];
+            let split = replies_fed_in(&stream, &SPLIT_LIMITS, || 1 + rng.below(most));
+            assert_eq!(whole, split, "case {case}, reads of up to {most} bytes: {shown:?}");
             compared += whole.len();
         }
         // The generator must produce real traffic, not only empty streams.
@@ -903,6 +956,46 @@ mod tests {
             for cut in 1..stream.len() {
                 let mut sizes = [cut, usize::MAX].into_iter();
                 let got = replies_fed_in(&stream, &SPLIT_LIMITS, || sizes.next().unwrap_or(usize::MAX));
+                assert_eq!(got, want, "cut at {cut}: {shown:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_head_over_the_limit_is_judged_by_its_first_max_header_bytes_however_it_is_cut() {
+        // Until 2026-12-05 the bytes past the limit counted when they came
+        // in the read that reached it: a bad line after the limit got `400`
+        // sent whole and `431` sent in pieces.
+        let limits = Limits { max_header: 64, max_body: 10 };
+        let base = "GET / HTTP/1.1\r\nHost: a\r\n";
+        let field = |values: usize| format!("X: {}\r\n", "v".repeat(values));
+        let get = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let cases = [
+            // A bad line wholly past the limit, the head complete or not.
+            (format!("{base}{}Bad Field: x\r\n\r\n", field(40)), vec![Reply::HeaderTooLarge]),
+            (format!("{base}{}Bad Field: x\r\n", field(40)), vec![Reply::HeaderTooLarge]),
+            // A bad line wholly within it.
+            (format!("{base}Bad Field: x\r\n{}\r\n", field(40)), vec![Reply::BadRequest]),
+            // A bad line across it: its bad byte (the space) before the limit, then after.
+            (format!("{base}{}Bad Field-{}: x\r\n\r\n", field(20), "y".repeat(20)), vec![Reply::BadRequest]),
+            (format!("{base}{}Long-Name-{} Bad: x\r\n\r\n", field(20), "n".repeat(10)), vec![Reply::HeaderTooLarge]),
+            // A byte no line may hold, past the limit.
+            (format!("{base}X: {}\x01\r\n\r\n", "v".repeat(40)), vec![Reply::HeaderTooLarge]),
+            // A request line that runs past the limit: what follows it is not read.
+            (format!("GET /{} HTTP/1.1\r\nBad Field: x\r\n\r\n", "u".repeat(70)), vec![Reply::UriTooLong]),
+            (format!("GET /{} HTTP/2.0\r\n\r\n", "u".repeat(70)), vec![Reply::UriTooLong]),
+            // A head of exactly the limit, then one byte over.
+            (format!("{base}{}\r\n{get}", field(32)), vec![Reply::Ok, Reply::Ok]),
+            (format!("{base}{}\r\n{get}", field(33)), vec![Reply::HeaderTooLarge]),
+        ];
+        for (input, want) in cases {
+            let input = input.as_bytes();
+            let shown = String::from_utf8_lossy(input).into_owned();
+            assert_eq!(run(&mut RequestParser::new(), input, &limits).0, want, "whole: {shown:?}");
+            assert_eq!(replies_fed_in(input, &limits, || 1), want, "byte by byte: {shown:?}");
+            for cut in 1..input.len() {
+                let mut sizes = [cut, usize::MAX].into_iter();
+                let got = replies_fed_in(input, &limits, || sizes.next().unwrap_or(usize::MAX));
                 assert_eq!(got, want, "cut at {cut}: {shown:?}");
             }
         }

@@ -13,7 +13,9 @@
 //! get: a malformed line (request line or field line) is refused once its
 //! line end arrives (or at `--max-header`), not at its first bad byte;
 //! except for a byte no line may hold anywhere (a control byte or DEL: a
-//! TLS client's hello, binary), refused in the read that brings it. That
+//! TLS client's hello, binary), refused in the read that brings it. At
+//! `--max-header` the head is judged by its first `--max-header` bytes
+//! alone, whatever the read that reached the limit brought past it. That
 //! holds for any split of the input, one read of it all included, so the
 //! replies never depend on how the bytes were cut; a client that stops in
 //! the middle of a bad line is closed at the header timeout.
