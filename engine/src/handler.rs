@@ -108,15 +108,7 @@ impl<'a> Request<'a> {
     /// path), so that routes match whichever form the client sent (until
     /// 2026-12-05 it was `http://host/a`: a route for `/a` answered `404`).
     pub fn path(&self) -> &'a str {
-        let path = self.target.split_once('?').map_or(self.target, |(path, _)| path);
-        if path.starts_with('/') {
-            return path;
-        }
-        // The engine lets only an absolute URI (`scheme://...`) or `*` through.
-        match path.split_once("://") {
-            Some((_, rest)) => rest.find('/').map_or("/", |slash| &rest[slash..]),
-            None => path,
-        }
+        crate::http::path_of(self.target)
     }
 
     /// The query: the target after `?`, if any.

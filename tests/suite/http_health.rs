@@ -22,6 +22,39 @@ fn the_health_path_answers_ready_and_closes() {
     check_ok(&other);
 }
 
+/// An absolute-form target (RFC 9112 §3.2.2: a server MUST accept it)
+/// names the health path as its origin-form does, `GET` and `HEAD`, ready
+/// and as a lame duck. Until 2026-12-05 it got the handler's `200`, lame
+/// duck or not.
+#[test]
+fn the_health_path_is_matched_in_absolute_form() {
+    let s = Server::start(&["--workers", "1", "--health-path", "/healthz", "--drain-delay", "60"]);
+    s.wait_workers_ready(1, START_TIMEOUT);
+    let probe = |status: u16, body: &str| {
+        for target in ["http://example/healthz", "http://example:8080/healthz"] {
+            let mut c = s.connect();
+            let resp = c.request(format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+            assert_eq!((resp.status, resp.body_str().as_str()), (status, body), "{target}: {resp:?}");
+            assert!(resp.has_connection("close"), "{target}: {resp:?}");
+            c.expect_closed();
+            let mut c = s.connect();
+            c.send(format!("HEAD {target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+            let resp = c.read_head();
+            let length = body.len().to_string();
+            let got = (resp.status, resp.header("content-length"));
+            assert_eq!(got, (status, Some(length.as_str())), "{target}: {resp:?}");
+            c.expect_closed();
+        }
+        // Another path in absolute form is the handler's.
+        check_ok(&s.connect().request(b"GET http://example/healthz/more HTTP/1.1\r\nHost: a\r\n\r\n"));
+    };
+    probe(200, "ready\n");
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    s.wait_for_log_from(from, |l| l.starts_with("SIGTERM received: lame duck for 60.0 s"), IO_TIMEOUT);
+    probe(503, "draining\n");
+}
+
 /// `HEAD` of the health path: the status a `GET` gets, ready and then as a
 /// lame duck, with the head alone (RFC 9110 §9.3.2; HAProxy's `option
 /// httpchk HEAD /healthz` probes so). Until 2026-12-05 it was the handler's

@@ -762,6 +762,57 @@ fn the_health_path_answers_ready_then_draining_ahead_of_any_handler() {
     }
 }
 
+/// The health path is matched as a handler's route sees it: an
+/// absolute-form target (RFC 9112 §3.2.2: a server MUST accept it) names it
+/// as its origin-form does. Until 2026-12-05 only `/healthz` did: an
+/// absolute-form probe got the handler's answer, `200` from a lame duck too.
+#[test]
+fn the_health_path_is_matched_in_absolute_form() {
+    for make in [Harness::new as fn() -> Harness, || Harness::with_handler(1, 256)] {
+        for target in ["http://example/healthz", "HTTPS://example:8080/healthz"] {
+            for draining in [false, true] {
+                let mut h = make();
+                if draining {
+                    h.drain();
+                }
+                h.input(format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+                h.flush();
+                let text = h.sent_text();
+                let (status, body) =
+                    if draining { ("503 Service Unavailable", "draining\n") } else { ("200 OK", "ready\n") };
+                assert!(text.starts_with(&format!("HTTP/1.1 {status}\r\n")), "{target}: {text}");
+                assert!(text.ends_with(body), "{target}: {text}");
+            }
+        }
+        // Another path, or the path with a query the health path has not.
+        for target in
+            ["http://example/healthzz", "http://healthz", "http://example/a/healthz", "http://example/healthz?a"]
+        {
+            let mut h = make();
+            h.input(format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+            h.flush();
+            assert!(!h.sent_text().contains("ready\n"), "{target}: {}", h.sent_text());
+        }
+    }
+}
+
+#[test]
+fn a_health_path_with_a_query_needs_that_query_in_either_form() {
+    let check = |target: &str, health_path: &str| {
+        let head = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+        super::is_health_check(Reply::Ok, head.as_bytes(), Some(health_path.as_bytes()))
+    };
+    assert!(check("/status?full", "/status?full"));
+    assert!(check("http://a:80/status?full", "/status?full"));
+    assert!(!check("/status", "/status?full"));
+    assert!(!check("http://a/status", "/status?full"));
+    assert!(!check("/status?fuller", "/status?full"));
+    assert!(!check("/status?full", "/status"));
+    assert!(check("http://a", "/"));
+    assert!(check("http://a/", "/"));
+    assert!(!check("http://a?x", "/"));
+}
+
 /// A `HEAD` of the health path gets the status a `GET` gets, ready or
 /// draining, with the head alone (RFC 9110 §9.3.2), from the fixed pages
 /// and ahead of a handler alike.

@@ -1,4 +1,5 @@
-//! Which request-target forms (RFC 9112 §3.2) a request's method may use.
+//! Which request-target forms (RFC 9112 §3.2) a request's method may use,
+//! and the path a target names.
 
 /// True when `target` is a form `method` may use: `CONNECT` authority-form
 /// (`host:port`) and nothing else (§3.2.3); any other method origin-form
@@ -36,4 +37,20 @@ fn is_absolute_form(target: &[u8]) -> bool {
     let (scheme, rest) = target.split_at(colon);
     let is_scheme_byte = |b: &u8| b.is_ascii_alphanumeric() || b"+-.".contains(b);
     scheme.first().is_some_and(u8::is_ascii_alphabetic) && scheme.iter().all(is_scheme_byte) && rest.starts_with(b"://")
+}
+
+/// The path `target` names: the target up to `?`, without the scheme and
+/// authority of an absolute-form (`/a` for `http://host/a?b`; `/` when it
+/// has no path), so that a route (`Request::path()`) and the health path
+/// match whichever form the client sent.
+pub(crate) fn path_of(target: &str) -> &str {
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    if path.starts_with('/') {
+        return path;
+    }
+    // The parser lets only an absolute-form (`scheme://...`) or `*` through.
+    match path.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |slash| &rest[slash..]),
+        None => path,
+    }
 }
