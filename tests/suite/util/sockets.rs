@@ -1,6 +1,7 @@
 //! What the kernel says about sockets: a process's socket inodes, a
-//! listener's accept queue and a connection's unread bytes (/proc/net/tcp),
-//! and the migration counters (/proc/net/netstat).
+//! listener's accept queue (/proc/net/tcp), a connection's unread and
+//! unacknowledged bytes (sock_diag, SIOCOUTQ), and the migration counters
+//! (/proc/net/netstat).
 
 use std::collections::BTreeSet;
 
