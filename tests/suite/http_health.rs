@@ -81,6 +81,51 @@ fn a_head_of_the_health_path_gets_the_status_of_a_get() {
     s.connect().get_ok();
 }
 
+/// Empty lines before the probe's request line (RFC 9112 §2.2: ignored)
+/// leave it the health path's, wherever they arrive: in the probe's read,
+/// in a read of their own, after a request on the same connection. Until
+/// 2026-12-06 a probe whose read began with them got the fixed page's `200`
+/// (its head did not start with `GET `), from a lame duck too.
+#[test]
+fn the_health_path_is_told_after_empty_lines_wherever_they_arrive() {
+    let s = Server::start(&["--workers", "1", "--health-path", "/healthz", "--drain-delay", "60"]);
+    s.wait_workers_ready(1, START_TIMEOUT);
+    let get = &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..];
+    let probe = &b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"[..];
+    let check = |status: u16, body: &str| {
+        for lead in [&b"\r\n"[..], b"\n"] {
+            let (together, pipelined, get_then_lead) =
+                ([lead, probe].concat(), [get, lead, probe].concat(), [get, lead].concat());
+            let cases: [(Vec<&[u8]>, bool); 4] = [
+                (vec![&together], false),
+                (vec![lead, probe], false),
+                (vec![&pipelined], true),
+                (vec![&get_then_lead, probe], true),
+            ];
+            for (reads, after_a_get) in cases {
+                let shown = format!(
+                    "after {:?}, {} reads, after a GET: {after_a_get}",
+                    String::from_utf8_lossy(lead),
+                    reads.len()
+                );
+                let mut c = s.connect();
+                c.send_reads(s.addr(), reads.iter().copied());
+                if after_a_get {
+                    check_ok(&c.try_read().unwrap_or_else(|e| panic!("{shown}: {e}")));
+                }
+                let resp = c.try_read().unwrap_or_else(|e| panic!("{shown}: {e}"));
+                assert_eq!((resp.status, resp.body_str().as_str()), (status, body), "{shown}: {resp:?}");
+                c.expect_closed();
+            }
+        }
+    };
+    check(200, "ready\n");
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    s.wait_for_log_from(from, |l| l.starts_with("SIGTERM received: lame duck for 60.0 s"), IO_TIMEOUT);
+    check(503, "draining\n");
+}
+
 #[test]
 fn a_health_path_must_be_a_path() {
     let (status, _, err) = util::procs::run_to_exit(&["--health-path", "healthz"], START_TIMEOUT);

@@ -162,11 +162,6 @@ pub struct Connection {
     /// draining have one): if it is still the last reply queued when the
     /// drain settles, the value becomes `close`.
     keep_alive_at: Option<usize>,
-    /// Blank lines between requests were dropped up to a `\r` that ended
-    /// the input: the next byte must be its `\n`, or the request that
-    /// follows is malformed, as it would be with the `\r` still in front
-    /// of it (`httparse` refuses a bare CR before a request line).
-    pending_cr: bool,
 }
 
 impl Default for Connection {
@@ -200,7 +195,6 @@ impl Connection {
             out_touched: 0,
             settle_until: None,
             keep_alive_at: None,
-            pending_cr: false,
         }
     }
 
@@ -277,13 +271,15 @@ impl Connection {
     /// (the driver holds the rest and offers it again after the next send).
     pub fn handle_input(&mut self, data: &[u8], carry: &mut [u8], more_waiting: bool, ctx: &mut Context<'_>) -> usize {
         let between = self.phase == Phase::Reading && self.carry_len == 0 && self.parser.between_requests();
-        let cr_completed = !self.pending_cr || data.first() == Some(&b'\n');
-        if between && !data.is_empty() && is_blank_lines(data) && cr_completed {
-            // Empty lines before a request line are ignored (RFC 9112 §2.2;
-            // some clients send one after a body): they begin no request, so
-            // they start no header clock, hold no drain, and refresh nothing.
-            // A `\r` at the end waits for its `\n` in the next input.
-            self.pending_cr = data.ends_with(b"\r");
+        if between && self.parser.only_empty_lines(data) {
+            // Empty lines before a request line, which the parser skips
+            // wherever they come (RFC 9112 §2.2): a read of nothing else
+            // begins no request, so it starts no header clock, holds no
+            // drain and refreshes nothing. A client sending only them is cut
+            // off by the timer that runs: `--header-timeout` from the
+            // connection's start before its first request, `--idle-timeout`
+            // from the last answer after one.
+            self.parser.step(data, &ctx.limits);
             return data.len();
         }
         let mut rest = data;
@@ -300,13 +296,7 @@ impl Connection {
                     // The common case: parse straight from the receive buffer.
                     let used = self.feed(rest, ctx);
                     rest = &rest[used..];
-                    let blank_tail = self.parser.between_requests() && is_blank_lines(rest);
-                    if blank_tail || rest.is_empty() || !matches!(self.phase, Phase::Reading | Phase::Paused) {
-                        if blank_tail {
-                            // The parser looked at them: its next head starts afresh.
-                            self.parser.forget_input();
-                        }
-                        self.pending_cr = blank_tail && rest.ends_with(b"\r");
+                    if rest.is_empty() || !matches!(self.phase, Phase::Reading | Phase::Paused) {
                         rest = &[];
                         continue;
                     }
@@ -523,17 +513,6 @@ impl Connection {
             if between && (!self.replies.has_room_for(2) || !self.has_room_to_answer(ctx)) {
                 self.phase = Phase::Paused;
                 break;
-            }
-            if std::mem::take(&mut self.pending_cr) {
-                // The `\r` dropped with blank lines: its `\n`, or a bare CR.
-                if input[at] == b'\n' {
-                    at += 1;
-                    continue;
-                }
-                self.parsed += 1;
-                self.replies.push(Reply::BadRequest);
-                self.phase = Phase::Finishing { linger: true };
-                return input.len();
             }
             let start = at;
             let step = match &mut ctx.answering {
@@ -806,13 +785,6 @@ impl Connection {
         self.timer = Timer::Linger;
         self.deadline = ctx.now + LINGER_MS;
     }
-}
-
-/// Only line ends: `\r\n` or `\n`, and a `\r` whose `\n` is still to come.
-fn is_blank_lines(data: &[u8]) -> bool {
-    data.iter()
-        .enumerate()
-        .all(|(at, &byte)| byte == b'\n' || (byte == b'\r' && data.get(at + 1).is_none_or(|&next| next == b'\n')))
 }
 
 /// How a successful request's response ends the exchange; `None` for replies

@@ -518,6 +518,107 @@ fn empty_lines_between_requests_begin_nothing() {
     assert_eq!(split.statuses(), [200]);
 }
 
+/// Empty lines before a request line count toward no limit, wherever they
+/// arrive: a head of `--max-header` bytes after them is served whether they
+/// come in its read, in a read of their own or after a request; one a byte
+/// longer is refused in every case. Until 2026-12-06 they counted in the
+/// head's read only: `431` there, `200` when they came alone.
+#[test]
+fn empty_lines_before_a_head_count_toward_no_limit_wherever_they_arrive() {
+    for make in [Harness::new as fn() -> Harness, || Harness::with_handler(1, 256)] {
+        for (len, status) in [(8192, 200), (8193, 431)] {
+            let head = head_of(len);
+            for lead in [&b"\r\n"[..], b"\n", b"\r\n\n\r\n"] {
+                let shown = String::from_utf8_lossy(lead);
+                for (inputs, want) in [
+                    (vec![[lead, &head].concat()], vec![status]),
+                    (vec![lead.to_vec(), head.clone()], vec![status]),
+                    (vec![[GET, lead, &head].concat()], vec![200, status]),
+                    (vec![[GET, lead].concat(), head.clone()], vec![200, status]),
+                ] {
+                    let mut h = make();
+                    for input in &inputs {
+                        h.input(input);
+                    }
+                    h.flush();
+                    let cuts: Vec<usize> = inputs.iter().map(Vec::len).collect();
+                    assert_eq!(h.statuses(), want, "{len}-byte head after {shown:?}, reads of {cuts:?}");
+                }
+            }
+        }
+    }
+}
+
+/// The health path is told after empty lines, in the read that brings its
+/// request or before it, first on the connection or after another request.
+/// Until 2026-12-06, in the same read, its head began with the empty line,
+/// not `GET `, and the handler (or the fixed page) answered it.
+#[test]
+fn the_health_path_is_told_after_empty_lines_wherever_they_arrive() {
+    let probe = &b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"[..];
+    for make in [Harness::new as fn() -> Harness, || Harness::with_handler(1, 256)] {
+        for draining in [false, true] {
+            for lead in [&b"\r\n"[..], b"\n", b"\r\n\r\n"] {
+                for (inputs, answers) in [
+                    (vec![[lead, probe].concat()], 1),
+                    (vec![lead.to_vec(), probe.to_vec()], 1),
+                    (vec![[GET, lead, probe].concat()], 2),
+                    (vec![[GET, lead].concat(), probe.to_vec()], 2),
+                ] {
+                    let mut h = make();
+                    if draining {
+                        h.drain();
+                    }
+                    for input in &inputs {
+                        h.input(input);
+                    }
+                    h.flush();
+                    let text = h.sent_text();
+                    let (status, body) = if draining { (503, "draining\n") } else { (200, "ready\n") };
+                    let want: Vec<u16> = if answers == 2 { vec![200, status] } else { vec![status] };
+                    let shown = String::from_utf8_lossy(lead);
+                    assert_eq!(h.statuses(), want, "after {shown:?}, {} reads: {text}", inputs.len());
+                    assert!(text.ends_with(body), "after {shown:?}, {} reads: {text}", inputs.len());
+                    assert!(h.conn.is_closed());
+                }
+            }
+        }
+    }
+}
+
+/// A client that sends nothing but empty lines is cut off by the timer that
+/// runs when they come: the header timer from the connection's start before
+/// a first request, the idle timer from the last answer after one. They
+/// move neither.
+#[test]
+fn a_client_sending_only_empty_lines_is_cut_off_by_the_timer_that_runs() {
+    for answered_first in [false, true] {
+        let mut h = Harness::new();
+        if answered_first {
+            h.input(GET);
+            h.flush();
+        }
+        let (timer, deadline) = (h.conn.timer(), h.conn.deadline());
+        let want = if answered_first {
+            (Timer::Idle, h.now + TIMEOUTS.idle_ms)
+        } else {
+            (Timer::Header, h.now + TIMEOUTS.header_ms)
+        };
+        assert_eq!((timer, deadline), want);
+        while h.now + 100 < deadline {
+            h.now += 100;
+            // Line ends cut anywhere, a `\r` and its `\n` in two reads among them.
+            for lines in [&b"\r"[..], b"\n\r\n", b"\n\r", b"\n"] {
+                assert_eq!(h.input(lines), lines.len());
+            }
+            assert_eq!((h.conn.timer(), h.conn.deadline()), (timer, deadline), "at {}", h.now);
+        }
+        h.at_deadline();
+        assert!(h.conn.is_closed(), "answered first: {answered_first}");
+        assert_eq!(h.conn.touched().0, 0, "nothing was carried");
+    }
+}
+
 #[test]
 fn a_head_after_dropped_empty_lines_is_parsed_from_its_own_start() {
     // The parser keeps how far it looked into an incomplete head; empty
@@ -574,10 +675,23 @@ fn run_split(input: &[u8], rng: &mut Rng, whole: bool, make: fn() -> Harness) ->
     h.sent
 }
 
+/// A `GET` head of `len` bytes (one filler field makes it up).
+fn head_of(len: usize) -> Vec<u8> {
+    let mut head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Fill: ".to_vec();
+    head.resize(len - 4, b'v');
+    head.extend_from_slice(b"\r\n\r\n");
+    head
+}
+
 /// Random request streams, each fed whole and in random pieces with random
-/// partial sends, must give the same bytes out.
+/// partial sends, must give the same bytes out; and the same as the stream
+/// without the empty lines it has before its requests now and then (RFC
+/// 9112 §2.2: ignored, wherever they come), heads of `--max-header` bytes
+/// and the health path among them.
 fn splits_give_the_same_bytes(make: fn() -> Harness) {
-    let pieces: [&[u8]; 7] = [
+    let at_the_limit = head_of(8192);
+    let over_the_limit = head_of(8193);
+    let pieces: [&[u8]; 8] = [
         GET,
         b"PUT /x HTTP/1.2\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
         b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -585,29 +699,48 @@ fn splits_give_the_same_bytes(make: fn() -> Harness) {
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
         b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+        &at_the_limit,
     ];
-    let endings: [&[u8]; 3] = [b"", GET_CLOSE, BAD];
+    let endings: [&[u8]; 6] = [
+        b"",
+        GET_CLOSE,
+        BAD,
+        &over_the_limit,
+        b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+    ];
+    let empty_lines: [&[u8]; 4] = [b"\r\n", b"\n", b"\r\n\r\n", b"\n\r\n"];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for round in 0..300 {
-        let mut stream = Vec::new();
-        for _ in 0..1 + rng.below(30) {
-            stream.extend_from_slice(pieces[rng.below(pieces.len())]);
+        let (mut stream, mut without_empty_lines) = (Vec::new(), Vec::new());
+        let count = 1 + rng.below(30);
+        for n in 0..=count {
+            if rng.below(3) == 0 {
+                stream.extend_from_slice(empty_lines[rng.below(empty_lines.len())]);
+            }
+            let piece = if n < count { pieces[rng.below(pieces.len())] } else { endings[rng.below(endings.len())] };
+            stream.extend_from_slice(piece);
+            without_empty_lines.extend_from_slice(piece);
         }
-        stream.extend_from_slice(endings[rng.below(endings.len())]);
         let expected = run_split(&stream, &mut rng, true, make);
         let got = run_split(&stream, &mut rng, false, make);
-        if got != expected {
-            let at = got.iter().zip(&expected).position(|(a, b)| a != b).unwrap_or(got.len().min(expected.len()));
-            let show =
-                |v: &[u8]| String::from_utf8_lossy(&v[at.saturating_sub(200)..(at + 200).min(v.len())]).into_owned();
-            panic!(
-                "round {round}: split output differs at byte {at} ({} vs {} bytes):\nwhole: {}\nsplit: {}",
-                expected.len(),
-                got.len(),
-                show(&expected),
-                show(&got)
-            );
-        }
+        compare_outputs(round, "whole", &expected, "split", &got);
+        let plain = run_split(&without_empty_lines, &mut rng, true, make);
+        compare_outputs(round, "without empty lines", &plain, "with", &expected);
+    }
+}
+
+fn compare_outputs(round: usize, expected_name: &str, expected: &[u8], got_name: &str, got: &[u8]) {
+    if got != expected {
+        let at = got.iter().zip(expected).position(|(a, b)| a != b).unwrap_or(got.len().min(expected.len()));
+        let show = |v: &[u8]| String::from_utf8_lossy(&v[at.saturating_sub(200)..(at + 200).min(v.len())]).into_owned();
+        panic!(
+            "round {round}: output differs at byte {at} ({} vs {} bytes):\n{expected_name}: {}\n{got_name}: {}",
+            expected.len(),
+            got.len(),
+            show(expected),
+            show(got)
+        );
     }
 }
 

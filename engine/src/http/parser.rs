@@ -2,7 +2,7 @@
 //! (by `Content-Length` or `chunked`), handed on or discarded.
 
 use super::chunked::{ChunkedBody, ChunkedProgress};
-use super::head::{empty_lines, with_head, Parsed};
+use super::head::{with_head, Parsed};
 use super::limits::Limits;
 use super::pieces::{complete_lines, never_in_a_head, HeadProgress, Look};
 use super::target::fits_method;
@@ -67,12 +67,15 @@ impl RequestParser {
         matches!(self.state, State::Headers(_))
     }
 
-    /// The input given since the last request ended was dropped (empty
-    /// lines, which begin no request): the next call's input is not it
-    /// extended, but a head from its start.
-    pub fn forget_input(&mut self) {
-        if let State::Headers(progress) = &mut self.state {
-            *progress = HeadProgress::new();
+    /// `input` is nothing but empty lines before a request line (RFC 9112
+    /// §2.2), ending perhaps in a `\r` whose `\n` is still to come: a step
+    /// takes all of it and begins no request.
+    pub fn only_empty_lines(&self, input: &[u8]) -> bool {
+        match &self.state {
+            State::Headers(progress) if progress.may_skip(input) => {
+                progress.empty_lines_ahead(input) == Some(input.len())
+            }
+            _ => false,
         }
     }
 
@@ -93,6 +96,8 @@ impl RequestParser {
     /// framing) to `on_body` as they are consumed.
     pub fn step_with(&mut self, input: &[u8], limits: &Limits, on_body: &mut impl FnMut(&[u8])) -> Step {
         match &mut self.state {
+            // At a head's start, a look at its first byte.
+            State::Headers(progress) if progress.may_skip(input) => self.skip_empty_lines(input),
             State::Headers(progress) => match progress.look(input, limits.max_header) {
                 Look::Wait => Step::NeedMore,
                 look => self.head_step(input, limits, look),
@@ -124,6 +129,29 @@ impl RequestParser {
                     Step::Advance { consumed: input.len(), reply: Some(Reply::HeaderTooLarge) }
                 }
             },
+        }
+    }
+
+    /// Empty lines before a request line are ignored (RFC 9112 §2.2; some
+    /// clients send one after a body), here, wherever they arrive: they
+    /// are no part of the head (nor of the `--max-header` it is held to),
+    /// and a step that takes only them begins no request. Until 2026-12-06
+    /// the worker dropped a read of nothing else, and the parser took those
+    /// in the read of a head for part of it: an 8192-byte head after one
+    /// got `431` in that read and `200` after it, and the health path was
+    /// not told after one (its head did not start with `GET `).
+    #[cold]
+    fn skip_empty_lines(&mut self, input: &[u8]) -> Step {
+        let State::Headers(progress) = &mut self.state else { return Step::NeedMore };
+        match progress.skip_empty_lines(input) {
+            Some(consumed) => Step::Advance { consumed, reply: None },
+            None => {
+                // A bare CR: malformed, refused at the byte after it however
+                // the input is cut (`httparse` refuses it in a whole head).
+                *progress = HeadProgress::new();
+                self.head = false;
+                Step::Advance { consumed: input.len(), reply: Some(Reply::BadRequest) }
+            }
         }
     }
 
@@ -277,10 +305,10 @@ fn parse_head(input: &[u8], limits: &Limits, head: &mut bool) -> HeadResult {
     result
 }
 
-/// The request line (after the empty lines `httparse` skips) starts with
-/// the method `HEAD`.
+/// The request line (where the head starts: the empty lines before it are
+/// skipped) starts with the method `HEAD`.
 fn begins_with_head_method(input: &[u8]) -> bool {
-    input[empty_lines(input)..].starts_with(b"HEAD ")
+    input.starts_with(b"HEAD ")
 }
 
 fn decide_head(input: &[u8], limits: &Limits, parsed: Parsed<'_, '_>) -> HeadResult {
@@ -831,8 +859,12 @@ mod tests {
     }
 
     /// A stream of requests, valid and not: every framing the parser knows,
-    /// some corrupted bytes, and now and then pure garbage.
-    fn random_stream(rng: &mut Rng, framing_cases: &[(Vec<u8>, Vec<Reply>)]) -> Vec<u8> {
+    /// some corrupted bytes, now and then pure garbage, and empty lines
+    /// before a request (or a bare CR). With it, when no byte was corrupted
+    /// and the empty lines it has came only where a request may begin, the
+    /// stream without them: RFC 9112 §2.2, they are ignored, so the
+    /// replies to both must be the same.
+    fn random_stream(rng: &mut Rng, framing_cases: &[(Vec<u8>, Vec<Reply>)]) -> (Vec<u8>, Option<Vec<u8>>) {
         const PIECES: [&[u8]; 14] = [
             b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
             b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
@@ -849,14 +881,32 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
             b"\x00\xff garbage \r\n\r\n",
         ];
-        let mut stream = Vec::new();
+        const EMPTY_LINES: [&[u8]; 5] = [b"\r\n", b"\n", b"\r\n\r\n", b"\n\r\n", b"\r"];
+        let (mut stream, mut without_empty_lines) = (Vec::new(), Some(Vec::new()));
+        // Every piece so far ends where a request may begin.
+        let mut at_a_request = true;
         for _ in 0..1 + rng.below(6) {
+            if rng.below(3) == 0 {
+                let lines = EMPTY_LINES[rng.below(EMPTY_LINES.len())];
+                stream.extend_from_slice(lines);
+                if !at_a_request || lines == b"\r" {
+                    without_empty_lines = None;
+                }
+            }
             // One piece in four is chunked framing at or over a limit, one in
             // five a head around `--max-header`.
-            match rng.below(20) {
-                0..=4 => stream.extend_from_slice(&framing_cases[rng.below(framing_cases.len())].0),
-                5..=8 => stream.extend_from_slice(&head_around_the_limit(rng)),
-                _ => stream.extend_from_slice(PIECES[rng.below(PIECES.len())]),
+            let piece = match rng.below(20) {
+                0..=4 => framing_cases[rng.below(framing_cases.len())].0.clone(),
+                5..=8 => {
+                    let (head, ended) = head_around_the_limit(rng);
+                    at_a_request &= ended;
+                    head
+                }
+                _ => PIECES[rng.below(PIECES.len())].to_vec(),
+            };
+            stream.extend_from_slice(&piece);
+            if let Some(plain) = &mut without_empty_lines {
+                plain.extend_from_slice(&piece);
             }
         }
         // Corrupt a few bytes now and then.
@@ -864,9 +914,10 @@ mod tests {
             if !stream.is_empty() {
                 let at = rng.below(stream.len());
                 stream[at] = rng.next() as u8;
+                without_empty_lines = None;
             }
         }
-        stream
+        (stream, without_empty_lines)
     }
 
     /// A head of about [`SPLIT_LIMITS`]' `max_header` bytes, under or over
@@ -874,7 +925,7 @@ mod tests {
     /// one with a byte no line may hold) wherever it falls, before the limit,
     /// across it or after it; now and then a request line that runs past the
     /// limit or names another version; now and then no end.
-    fn head_around_the_limit(rng: &mut Rng) -> Vec<u8> {
+    fn head_around_the_limit(rng: &mut Rng) -> (Vec<u8>, bool) {
         const BAD_LINES: [&[u8]; 5] =
             [b"Bad Field: x\r\n", b"NoColon\r\n", b"X: a\x01b\r\n", b"X\x7fY: z\r\n", b"X: y\rZ\r\n"];
         let max = SPLIT_LIMITS.max_header;
@@ -897,10 +948,11 @@ mod tests {
         }
         let mut head = request_line.into_bytes();
         head.extend(lines.concat());
-        if rng.below(4) != 0 {
+        let ended = rng.below(4) != 0;
+        if ended {
             head.extend_from_slice(b"\r\n");
         }
-        head
+        (head, ended)
     }
 
     /// Feeds `stream` in pieces of `sizes` (the last one takes what is left),
@@ -930,11 +982,16 @@ mod tests {
     fn any_split_of_any_stream_gives_the_same_replies_and_never_panics() {
         let framing_cases = chunk_framing_cases();
         let mut rng = Rng(0x5eed_1234_abcd_0001);
-        let mut compared = 0;
+        let (mut compared, mut with_empty_lines) = (0, 0);
         for case in 0..3000 {
-            let stream = random_stream(&mut rng, &framing_cases);
+            let (stream, without_empty_lines) = random_stream(&mut rng, &framing_cases);
             let shown = String::from_utf8_lossy(&stream).into_owned();
             let whole = run(&mut RequestParser::new(), &stream, &SPLIT_LIMITS).0;
+            if let Some(plain) = without_empty_lines.filter(|plain| plain.len() < stream.len()) {
+                let replies = run(&mut RequestParser::new(), &plain, &SPLIT_LIMITS).0;
+                assert_eq!(whole, replies, "case {case}, with empty lines and without: {shown:?}");
+                with_empty_lines += 1;
+            }
             let byte_by_byte = replies_fed_in(&stream, &SPLIT_LIMITS, || 1);
             assert_eq!(whole, byte_by_byte, "case {case}, byte by byte: {shown:?}");
             // Small reads, and reads about as long as the limit (one crossing it).
@@ -945,6 +1002,7 @@ mod tests {
         }
         // The generator must produce real traffic, not only empty streams.
         assert!(compared > 4000, "only {compared} replies compared");
+        assert!(with_empty_lines > 300, "only {with_empty_lines} streams compared to themselves without empty lines");
     }
 
     #[test]
@@ -1040,9 +1098,9 @@ mod tests {
         head.extend_from_slice(b"\r\n");
         assert!(head.len() > 6000);
         let mut parser = RequestParser::new();
-        let mut got = None;
+        let (mut got, mut start) = (None, 0);
         for end in 1..=head.len() {
-            match parser.step(&head[..end], &LIMITS) {
+            match step_past_empty_lines(&mut parser, &head[..end], &mut start, &LIMITS) {
                 Step::NeedMore => {}
                 step => {
                     got = Some((end, step));
@@ -1050,15 +1108,32 @@ mod tests {
                 }
             }
         }
-        assert_eq!(got, Some((head.len(), Step::Advance { consumed: head.len(), reply: Some(Reply::Ok) })));
+        // The empty lines are no part of the head.
+        let at_end = Step::Advance { consumed: head.len() - 3, reply: Some(Reply::Ok) };
+        assert_eq!((got, start), (Some((head.len(), at_end)), 3));
         // The first read, the request line's end, the head's end.
         let (parses, bytes) = parser.parses;
         assert_eq!(parses, 3, "whole parses");
         assert!(bytes < 2 * head.len(), "{bytes} bytes parsed for {}", head.len());
         // A whole head in one read: parsed once.
         let mut parser = RequestParser::new();
-        assert!(matches!(parser.step(&head, &LIMITS), Step::Advance { reply: Some(Reply::Ok), .. }));
-        assert_eq!(parser.parses, (1, head.len()));
+        let step = step_past_empty_lines(&mut parser, &head, &mut 0, &LIMITS);
+        assert!(matches!(step, Step::Advance { reply: Some(Reply::Ok), .. }));
+        assert_eq!(parser.parses, (1, head.len() - 3));
+    }
+
+    /// Steps through a read, `input` from `*start`, as the worker does: past
+    /// the empty lines before a head (`*start` moves past them), to the
+    /// first step that is not that.
+    fn step_past_empty_lines(parser: &mut RequestParser, input: &[u8], start: &mut usize, limits: &Limits) -> Step {
+        while *start < input.len() {
+            match parser.step(&input[*start..], limits) {
+                // Between requests, bytes taken with no reply are empty lines.
+                Step::Advance { consumed, reply: None } if parser.between_requests() => *start += consumed,
+                step => return step,
+            }
+        }
+        Step::NeedMore
     }
 
     #[test]
@@ -1102,10 +1177,10 @@ mod tests {
         for line in [&b"GET / HTTP/1.2"[..], b"\r\nGET / HTTP/2.0", b"PRI * HTTP/2.0"] {
             let mut parser = RequestParser::new();
             let mut input = line.to_vec();
-            let mut got = None;
+            let (mut got, mut start) = (None, 0);
             while got.is_none() && input.len() <= LIMITS.max_header {
                 input.push(0x01);
-                if let Step::Advance { reply, .. } = parser.step(&input, &LIMITS) {
+                if let Step::Advance { reply, .. } = step_past_empty_lines(&mut parser, &input, &mut start, &LIMITS) {
                     got = Some((input.len(), reply));
                 }
             }
@@ -1120,5 +1195,39 @@ mod tests {
     #[test]
     fn leading_empty_lines_are_ignored() {
         assert_eq!(replies(b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"), [Reply::Ok]);
+        // A step takes them alone, and begins no request.
+        let mut parser = RequestParser::new();
+        assert!(parser.only_empty_lines(b"\r\n\n\r"));
+        assert!(!parser.only_empty_lines(b"\r\nG"));
+        assert!(!parser.only_empty_lines(b"\r\r\n"), "a bare CR");
+        assert_eq!(parser.step(b"\r\n\nGET", &LIMITS), Step::Advance { consumed: 3, reply: None });
+        assert!(parser.between_requests());
+    }
+
+    /// Empty lines before a request line are no part of its head: a head of
+    /// `--max-header` bytes after them is served, one a byte longer refused,
+    /// however the input is cut. Until 2026-12-06 they counted with the head
+    /// the parser was given them with: `431` for one at the limit.
+    #[test]
+    fn empty_lines_before_a_head_count_toward_no_limit() {
+        let limits = Limits { max_header: 64, max_body: 10 };
+        let head = |len: usize| {
+            let mut head = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+            head.resize(len - 4, b'v');
+            head.extend_from_slice(b"\r\n\r\n");
+            head
+        };
+        for lead in [&b"\r\n"[..], b"\n", b"\r\n\n\r\n"] {
+            for (len, want) in [(64, Reply::Ok), (65, Reply::HeaderTooLarge)] {
+                let input = [lead, &head(len)].concat();
+                let shown = String::from_utf8_lossy(&input).into_owned();
+                assert_eq!(run(&mut RequestParser::new(), &input, &limits).0, [want], "whole: {shown:?}");
+                for cut in 1..input.len() {
+                    let mut sizes = [cut, usize::MAX].into_iter();
+                    let got = replies_fed_in(&input, &limits, || sizes.next().unwrap_or(usize::MAX));
+                    assert_eq!(got, [want], "cut at {cut}: {shown:?}");
+                }
+            }
+        }
     }
 }

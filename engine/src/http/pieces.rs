@@ -19,6 +19,11 @@
 //! holds for any split of the input, one read of it all included, so the
 //! replies never depend on how the bytes were cut; a client that stops in
 //! the middle of a bad line is closed at the header timeout.
+//!
+//! The empty lines a client may send before a request line (RFC 9112 §2.2)
+//! are skipped before the head's first read, however they arrive
+//! ([`HeadProgress::empty_lines_ahead`]): the head starts at its request
+//! line, and they count toward no limit.
 
 use httparse::Status;
 
@@ -36,6 +41,9 @@ pub(crate) struct HeadProgress {
     request_line: bool,
     /// Field lines among the checked lines.
     fields: usize,
+    /// Before the head: the empty lines skipped so far ended in a `\r`,
+    /// whose `\n` must come first.
+    cr_due: bool,
 }
 
 /// What a read of an incomplete head calls for.
@@ -58,7 +66,49 @@ pub(crate) enum Look {
 impl HeadProgress {
     /// Before the head's first read.
     pub(crate) const fn new() -> Self {
-        HeadProgress { seen: 0, checked: 0, request_line: false, fields: 0 }
+        HeadProgress { seen: 0, checked: 0, request_line: false, fields: 0, cr_due: false }
+    }
+
+    /// Nothing of the head has come yet: what comes next may be empty lines
+    /// before it. True once a `\r` is due, for `input` of any first byte.
+    #[inline]
+    pub(crate) fn may_skip(&self, input: &[u8]) -> bool {
+        self.seen == 0 && input.first().is_some_and(|&b| b == b'\r' || b == b'\n' || self.cr_due)
+    }
+
+    /// Before the head's first read: the bytes at the start of `input` that
+    /// are empty lines (`\r\n` or `\n`), which a server ignores before a
+    /// request line (RFC 9112 §2.2, as `httparse` does) — the `\n` of a `\r`
+    /// that ended the input before, and a `\r` that ends this one, its `\n`
+    /// still to come, among them. `None` for a `\r` followed by another
+    /// byte: no request line may begin so (`httparse` refuses it), and it is
+    /// decided at that byte, wherever the reads are cut.
+    pub(crate) fn empty_lines_ahead(&self, input: &[u8]) -> Option<usize> {
+        let mut at = 0;
+        if self.cr_due {
+            match input.first() {
+                Some(b'\n') => at = 1,
+                Some(_) => return None,
+                None => return Some(0),
+            }
+        }
+        at += empty_lines(&input[at..]);
+        match input[at..] {
+            [b'\r'] => Some(at + 1),
+            [b'\r', ..] => None,
+            _ => Some(at),
+        }
+    }
+
+    /// Skips what [`HeadProgress::empty_lines_ahead`] found in `input`; a
+    /// `\r` at its end leaves its `\n` due.
+    pub(crate) fn skip_empty_lines(&mut self, input: &[u8]) -> Option<usize> {
+        let skipped = self.empty_lines_ahead(input)?;
+        if skipped > 0 {
+            // A `\r` skipped last is one whose `\n` has not come (a pair ends in `\n`).
+            self.cr_due = input[skipped - 1] == b'\r';
+        }
+        Some(skipped)
     }
 
     /// What `input`, the head so far (the previous read's input extended),
@@ -79,13 +129,8 @@ impl HeadProgress {
         let Some(last) = input[seen..].iter().rposition(|&b| b == b'\n') else { return Look::Wait };
         let lines_end = seen + last + 1;
         if !self.request_line {
-            // Empty lines before the request line are skipped (as `httparse`
-            // does), each looked at once: they decide nothing.
-            let start = self.checked + empty_lines(&input[self.checked..lines_end]);
-            if start == lines_end {
-                self.checked = lines_end;
-                return Look::Wait;
-            }
+            // The head starts at its request line (the empty lines before
+            // it were skipped): its first line end ends it.
             return Look::Lines(lines_end);
         }
         // The field lines completed since: checked as `httparse` checks them
@@ -114,8 +159,8 @@ impl HeadProgress {
         if self.request_line {
             self.fields += ends(lines);
         } else {
-            // The first line end after the empty lines ends the request line.
-            let request_line_on = ends(&lines[empty_lines(lines)..]);
+            // The first line end ends the request line.
+            let request_line_on = ends(lines);
             self.request_line = request_line_on > 0;
             self.fields = request_line_on.saturating_sub(1);
         }
@@ -162,11 +207,35 @@ mod tests {
         assert_eq!(parses, [(0, &Look::Whole), (15, &Look::Lines(16)), (32, &Look::Lines(33))]);
     }
 
+    /// Skips the empty lines at the start of `input` fed `cut` bytes a
+    /// read (each read what the one before left, extended); the bytes
+    /// skipped, or `None` at a bare CR.
+    fn skipped_in_reads_of(input: &[u8], cut: usize) -> Option<usize> {
+        let mut progress = HeadProgress::new();
+        let mut at = 0;
+        for end in (cut..input.len()).step_by(cut).chain([input.len()]) {
+            if progress.may_skip(&input[at..end]) {
+                at += progress.skip_empty_lines(&input[at..end])?;
+            }
+        }
+        Some(at)
+    }
+
     #[test]
-    fn empty_lines_before_the_request_line_decide_nothing() {
-        let got = looks(b"\r\n\n\r\nGET / HTTP/1.1\n");
-        assert_eq!(got.iter().filter(|l| **l != Look::Wait).count(), 2, "{got:?}");
-        assert_eq!(got.last(), Some(&Look::Lines(20)));
+    fn empty_lines_before_the_head_are_skipped_however_they_are_cut() {
+        for (input, want) in [
+            (&b"\r\n\n\r\nGET / HTTP/1.1\n"[..], Some(5)),
+            (b"GET / HTTP/1.1\r\n", Some(0)),
+            (b"\n\n", Some(2)),
+            (b"\r\n\r", Some(3)),
+            (b"\r\n\rGET", None),
+            (b"\r\r\n", None),
+        ] {
+            for cut in 1..=input.len() {
+                let shown = String::from_utf8_lossy(input);
+                assert_eq!(skipped_in_reads_of(input, cut), want, "{shown:?} in reads of {cut}");
+            }
+        }
     }
 
     #[test]

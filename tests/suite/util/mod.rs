@@ -819,6 +819,24 @@ impl Conn {
         self.r.get_mut().write_all(bytes)
     }
 
+    /// Writes each of `pieces`, each one read by `server` before the next
+    /// is written (acknowledged by its kernel, then its side's receive queue
+    /// seen empty), so that each is a read of its own; stops at a write the
+    /// server's close refuses.
+    pub fn send_reads<'a>(&mut self, server: SocketAddr, pieces: impl IntoIterator<Item = &'a [u8]>) {
+        let client = self.stream().local_addr().map(|a| a.port()).expect("client port");
+        for piece in pieces {
+            if self.try_send(piece).is_err() {
+                return;
+            }
+            let arrived = eventually(IO_TIMEOUT, || sockets::unacknowledged(self.stream()) == 0);
+            // `None`: the server has closed the connection.
+            let unread = || sockets::unread_by_server(server.port(), client).is_none_or(|n| n == 0);
+            let read = arrived && eventually(IO_TIMEOUT, unread);
+            assert!(read, "the server did not read a write of {} bytes", piece.len());
+        }
+    }
+
     /// Sends `bytes` one byte per write, sleeping `gap` between bytes.
     pub fn send_bytewise(&mut self, bytes: &[u8], gap: Duration) {
         for b in bytes {
