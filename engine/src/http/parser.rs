@@ -4,7 +4,7 @@
 use super::chunked::{ChunkedBody, ChunkedProgress};
 use super::head::{with_head, Parsed};
 use super::limits::Limits;
-use super::pieces::{complete_lines, never_in_a_head, HeadProgress, Look};
+use super::pieces::{complete_lines, empty_lines_ahead, never_in_a_head, HeadProgress, Look};
 use super::target::fits_method;
 use super::Reply;
 
@@ -26,8 +26,17 @@ pub enum Step {
 #[derive(Clone, Copy, Debug)]
 enum State {
     Headers(HeadProgress),
-    Body { remaining: u64, reply: Reply },
-    Chunked { body: ChunkedBody, reply: Reply },
+    /// Before a head: the empty lines skipped last ended in a `\r`, whose
+    /// `\n` must come first.
+    CrDue,
+    Body {
+        remaining: u64,
+        reply: Reply,
+    },
+    Chunked {
+        body: ChunkedBody,
+        reply: Reply,
+    },
 }
 
 /// One connection's request parser: a few words of state, no buffers.
@@ -64,19 +73,19 @@ impl RequestParser {
 
     /// True between requests: no body is being read.
     pub fn between_requests(&self) -> bool {
-        matches!(self.state, State::Headers(_))
+        matches!(self.state, State::Headers(_) | State::CrDue)
     }
 
     /// `input` is nothing but empty lines before a request line (RFC 9112
     /// §2.2), ending perhaps in a `\r` whose `\n` is still to come: a step
     /// takes all of it and begins no request.
     pub fn only_empty_lines(&self, input: &[u8]) -> bool {
-        match &self.state {
-            State::Headers(progress) if progress.may_skip(input) => {
-                progress.empty_lines_ahead(input) == Some(input.len())
-            }
-            _ => false,
-        }
+        let cr_due = match &self.state {
+            State::Headers(progress) if progress.at_start() && matches!(input.first(), Some(b'\r' | b'\n')) => false,
+            State::CrDue if !input.is_empty() => true,
+            _ => return false,
+        };
+        empty_lines_ahead(input, cr_due) == Some(input.len())
     }
 
     /// The length of the body being read by `Content-Length`, still to come.
@@ -96,10 +105,9 @@ impl RequestParser {
     /// framing) to `on_body` as they are consumed.
     pub fn step_with(&mut self, input: &[u8], limits: &Limits, on_body: &mut impl FnMut(&[u8])) -> Step {
         match &mut self.state {
-            // At a head's start, a look at its first byte.
-            State::Headers(progress) if progress.may_skip(input) => self.skip_empty_lines(input),
             State::Headers(progress) => match progress.look(input, limits.max_header) {
                 Look::Wait => Step::NeedMore,
+                Look::EmptyLines => self.skip_empty_lines(input, false),
                 look => self.head_step(input, limits, look),
             },
             State::Body { remaining, reply } => {
@@ -129,6 +137,8 @@ impl RequestParser {
                     Step::Advance { consumed: input.len(), reply: Some(Reply::HeaderTooLarge) }
                 }
             },
+            State::CrDue if input.is_empty() => Step::NeedMore,
+            State::CrDue => self.skip_empty_lines(input, true),
         }
     }
 
@@ -140,15 +150,22 @@ impl RequestParser {
     /// in the read of a head for part of it: an 8192-byte head after one
     /// got `431` in that read and `200` after it, and the health path was
     /// not told after one (its head did not start with `GET `).
+    ///
+    /// `input` is not empty; `cr_due`: the empty lines skipped before it
+    /// ended in a `\r`.
     #[cold]
-    fn skip_empty_lines(&mut self, input: &[u8]) -> Step {
-        let State::Headers(progress) = &mut self.state else { return Step::NeedMore };
-        match progress.skip_empty_lines(input) {
-            Some(consumed) => Step::Advance { consumed, reply: None },
+    fn skip_empty_lines(&mut self, input: &[u8], cr_due: bool) -> Step {
+        match empty_lines_ahead(input, cr_due) {
+            Some(consumed) => {
+                // A `\r` skipped last is one whose `\n` has not come (a pair ends in `\n`).
+                let cr_due = consumed.checked_sub(1).is_some_and(|last| input[last] == b'\r');
+                self.state = if cr_due { State::CrDue } else { State::Headers(HeadProgress::new()) };
+                Step::Advance { consumed, reply: None }
+            }
             None => {
                 // A bare CR: malformed, refused at the byte after it however
                 // the input is cut (`httparse` refuses it in a whole head).
-                *progress = HeadProgress::new();
+                self.state = State::Headers(HeadProgress::new());
                 self.head = false;
                 Step::Advance { consumed: input.len(), reply: Some(Reply::BadRequest) }
             }
@@ -165,7 +182,7 @@ impl RequestParser {
                 self.head = begins_with_head_method(input);
                 decide_head(input, limits, Parsed::Invalid(e))
             }
-            Look::Wait => HeadResult::NeedMore,
+            Look::Wait | Look::EmptyLines => HeadResult::NeedMore,
         };
         if !matches!(result, HeadResult::NeedMore) {
             // Decided: the next head starts afresh.

@@ -22,8 +22,8 @@
 //!
 //! The empty lines a client may send before a request line (RFC 9112 §2.2)
 //! are skipped before the head's first read, however they arrive
-//! ([`HeadProgress::empty_lines_ahead`]): the head starts at its request
-//! line, and they count toward no limit.
+//! ([`empty_lines_ahead`]): the head starts at its request line, and they
+//! count toward no limit.
 
 use httparse::Status;
 
@@ -41,9 +41,6 @@ pub(crate) struct HeadProgress {
     request_line: bool,
     /// Field lines among the checked lines.
     fields: usize,
-    /// Before the head: the empty lines skipped so far ended in a `\r`,
-    /// whose `\n` must come first.
-    cr_due: bool,
 }
 
 /// What a read of an incomplete head calls for.
@@ -61,54 +58,20 @@ pub(crate) enum Look {
     Refusable,
     /// Nothing to decide yet.
     Wait,
+    /// Nothing of the head has come yet, and `input` starts with a line
+    /// end: empty lines before it, to skip ([`empty_lines_ahead`]).
+    EmptyLines,
 }
 
 impl HeadProgress {
     /// Before the head's first read.
     pub(crate) const fn new() -> Self {
-        HeadProgress { seen: 0, checked: 0, request_line: false, fields: 0, cr_due: false }
+        HeadProgress { seen: 0, checked: 0, request_line: false, fields: 0 }
     }
 
-    /// Nothing of the head has come yet: what comes next may be empty lines
-    /// before it. True once a `\r` is due, for `input` of any first byte.
-    #[inline]
-    pub(crate) fn may_skip(&self, input: &[u8]) -> bool {
-        self.seen == 0 && input.first().is_some_and(|&b| b == b'\r' || b == b'\n' || self.cr_due)
-    }
-
-    /// Before the head's first read: the bytes at the start of `input` that
-    /// are empty lines (`\r\n` or `\n`), which a server ignores before a
-    /// request line (RFC 9112 §2.2, as `httparse` does) — the `\n` of a `\r`
-    /// that ended the input before, and a `\r` that ends this one, its `\n`
-    /// still to come, among them. `None` for a `\r` followed by another
-    /// byte: no request line may begin so (`httparse` refuses it), and it is
-    /// decided at that byte, wherever the reads are cut.
-    pub(crate) fn empty_lines_ahead(&self, input: &[u8]) -> Option<usize> {
-        let mut at = 0;
-        if self.cr_due {
-            match input.first() {
-                Some(b'\n') => at = 1,
-                Some(_) => return None,
-                None => return Some(0),
-            }
-        }
-        at += empty_lines(&input[at..]);
-        match input[at..] {
-            [b'\r'] => Some(at + 1),
-            [b'\r', ..] => None,
-            _ => Some(at),
-        }
-    }
-
-    /// Skips what [`HeadProgress::empty_lines_ahead`] found in `input`; a
-    /// `\r` at its end leaves its `\n` due.
-    pub(crate) fn skip_empty_lines(&mut self, input: &[u8]) -> Option<usize> {
-        let skipped = self.empty_lines_ahead(input)?;
-        if skipped > 0 {
-            // A `\r` skipped last is one whose `\n` has not come (a pair ends in `\n`).
-            self.cr_due = input[skipped - 1] == b'\r';
-        }
-        Some(skipped)
+    /// Nothing of the head has come yet.
+    pub(crate) fn at_start(&self) -> bool {
+        self.seen == 0
     }
 
     /// What `input`, the head so far (the previous read's input extended),
@@ -116,6 +79,11 @@ impl HeadProgress {
     pub(crate) fn look(&mut self, input: &[u8], max_header: usize) -> Look {
         let seen = std::mem::replace(&mut self.seen, input.len());
         if seen == 0 || input.len() < seen || input.len() >= max_header {
+            if seen == 0 && matches!(input.first(), Some(b'\r' | b'\n')) {
+                // A look at the first byte of each head.
+                self.seen = 0;
+                return Look::EmptyLines;
+            }
             if input.len() < seen {
                 // Not the input the previous read left (never, from the
                 // worker): start over from what this one holds.
@@ -168,6 +136,30 @@ impl HeadProgress {
     }
 }
 
+/// Before a head: the bytes at the start of `input` that are empty lines
+/// (`\r\n` or `\n`), which a server ignores before a request line (RFC 9112
+/// §2.2, as `httparse` does) — the `\n` of a `\r` that ended the input
+/// before (`cr_due`), and a `\r` that ends this one, its `\n` still to come,
+/// among them. `None` for a `\r` followed by another byte: no request line
+/// may begin so (`httparse` refuses it), and it is decided at that byte,
+/// wherever the reads are cut.
+pub(crate) fn empty_lines_ahead(input: &[u8], cr_due: bool) -> Option<usize> {
+    let mut at = 0;
+    if cr_due {
+        match input.first() {
+            Some(b'\n') => at = 1,
+            Some(_) => return None,
+            None => return Some(0),
+        }
+    }
+    at += empty_lines(&input[at..]);
+    match input[at..] {
+        [b'\r'] => Some(at + 1),
+        [b'\r', ..] => None,
+        _ => Some(at),
+    }
+}
+
 /// A byte `httparse` takes nowhere in a head (method, target, version,
 /// field name or value): a control byte other than HTAB, CR and LF, or DEL.
 pub(crate) fn never_in_a_head(byte: u8) -> bool {
@@ -211,11 +203,14 @@ mod tests {
     /// read (each read what the one before left, extended); the bytes
     /// skipped, or `None` at a bare CR.
     fn skipped_in_reads_of(input: &[u8], cut: usize) -> Option<usize> {
-        let mut progress = HeadProgress::new();
-        let mut at = 0;
+        let (mut at, mut cr_due) = (0, false);
         for end in (cut..input.len()).step_by(cut).chain([input.len()]) {
-            if progress.may_skip(&input[at..end]) {
-                at += progress.skip_empty_lines(&input[at..end])?;
+            if cr_due || matches!(input[at..end].first(), Some(b'\r' | b'\n')) {
+                let skipped = empty_lines_ahead(&input[at..end], cr_due)?;
+                if skipped > 0 {
+                    cr_due = input[at + skipped - 1] == b'\r';
+                }
+                at += skipped;
             }
         }
         Some(at)
