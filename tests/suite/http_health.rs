@@ -5,6 +5,20 @@ use crate::util;
 
 use util::*;
 
+/// One worker with `--health-path /healthz` and a 60 s `--drain-delay`, ready.
+fn one_worker_with_a_long_drain_delay() -> Server {
+    let s = Server::start(&["--workers", "1", "--health-path", "/healthz", "--drain-delay", "60"]);
+    s.wait_workers_ready(1, START_TIMEOUT);
+    s
+}
+
+/// SIGTERM, and the wait until the master says the lame duck has begun.
+fn become_a_lame_duck(s: &Server) {
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    s.wait_for_log_from(from, |l| l.starts_with("SIGTERM received: lame duck for 60.0 s"), IO_TIMEOUT);
+}
+
 #[test]
 fn the_health_path_answers_ready_and_closes() {
     let s = Server::start(&["--workers", "2", "--health-path", "/healthz"]);
@@ -28,8 +42,7 @@ fn the_health_path_answers_ready_and_closes() {
 /// duck or not.
 #[test]
 fn the_health_path_is_matched_in_absolute_form() {
-    let s = Server::start(&["--workers", "1", "--health-path", "/healthz", "--drain-delay", "60"]);
-    s.wait_workers_ready(1, START_TIMEOUT);
+    let s = one_worker_with_a_long_drain_delay();
     let probe = |status: u16, body: &str| {
         for target in ["http://example/healthz", "http://example:8080/healthz"] {
             let mut c = s.connect();
@@ -49,9 +62,7 @@ fn the_health_path_is_matched_in_absolute_form() {
         check_ok(&s.connect().request(b"GET http://example/healthz/more HTTP/1.1\r\nHost: a\r\n\r\n"));
     };
     probe(200, "ready\n");
-    let from = s.log_len();
-    s.signal(libc::SIGTERM);
-    s.wait_for_log_from(from, |l| l.starts_with("SIGTERM received: lame duck for 60.0 s"), IO_TIMEOUT);
+    become_a_lame_duck(&s);
     probe(503, "draining\n");
 }
 
@@ -61,8 +72,7 @@ fn the_health_path_is_matched_in_absolute_form() {
 /// plain `200`, lame duck or not, so such a probe never saw a worker go.
 #[test]
 fn a_head_of_the_health_path_gets_the_status_of_a_get() {
-    let s = Server::start(&["--workers", "1", "--health-path", "/healthz", "--drain-delay", "60"]);
-    s.wait_workers_ready(1, START_TIMEOUT);
+    let s = one_worker_with_a_long_drain_delay();
     let probe = |status: u16, length: &str| {
         let mut c = s.connect();
         c.send(b"HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -73,9 +83,7 @@ fn a_head_of_the_health_path_gets_the_status_of_a_get() {
         c.expect_closed();
     };
     probe(200, "6");
-    let from = s.log_len();
-    s.signal(libc::SIGTERM);
-    s.wait_for_log_from(from, |l| l.starts_with("SIGTERM received: lame duck for 60.0 s"), IO_TIMEOUT);
+    become_a_lame_duck(&s);
     probe(503, "9");
     // Other requests are still served through the delay.
     s.connect().get_ok();
@@ -88,8 +96,7 @@ fn a_head_of_the_health_path_gets_the_status_of_a_get() {
 /// (its head did not start with `GET `), from a lame duck too.
 #[test]
 fn the_health_path_is_told_after_empty_lines_wherever_they_arrive() {
-    let s = Server::start(&["--workers", "1", "--health-path", "/healthz", "--drain-delay", "60"]);
-    s.wait_workers_ready(1, START_TIMEOUT);
+    let s = one_worker_with_a_long_drain_delay();
     let get = &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..];
     let probe = &b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"[..];
     let check = |status: u16, body: &str| {
@@ -120,9 +127,7 @@ fn the_health_path_is_told_after_empty_lines_wherever_they_arrive() {
         }
     };
     check(200, "ready\n");
-    let from = s.log_len();
-    s.signal(libc::SIGTERM);
-    s.wait_for_log_from(from, |l| l.starts_with("SIGTERM received: lame duck for 60.0 s"), IO_TIMEOUT);
+    become_a_lame_duck(&s);
     check(503, "draining\n");
 }
 
