@@ -56,7 +56,7 @@ fn parse_all(parser: &mut RequestParser, input: &[u8]) -> (usize, Reply) {
 }
 
 fn http(c: &mut Criterion) {
-    let responses = Responses::new(b"hello world\n", SystemTime::now());
+    let responses = Responses::new(b"hello world\n", SystemTime::now()).expect("replies");
     let pipelined = REQUEST.repeat(DEPTH);
     // Check once what the loops below assume.
     assert_eq!(parse_all(&mut RequestParser::new(), REQUEST), (1, Reply::Ok));

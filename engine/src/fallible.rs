@@ -54,6 +54,13 @@ pub(crate) fn filled<T: Clone>(len: usize, value: T) -> io::Result<Box<[T]>> {
     Ok(vec.into_boxed_slice())
 }
 
+/// A copy of `values`.
+pub(crate) fn copied<T: Copy>(values: &[T]) -> io::Result<Box<[T]>> {
+    let mut vec = with_capacity(values.len())?;
+    vec.extend_from_slice(values);
+    Ok(vec.into_boxed_slice())
+}
+
 /// `len` zeroed values, as `vec![0; len]` makes them.
 pub(crate) fn zeroed<T: Zeroable>(len: usize) -> io::Result<Box<[T]>> {
     let layout = Layout::array::<T>(len).map_err(|_| too_large(len, size_of::<T>()))?;
@@ -81,6 +88,7 @@ mod tests {
         assert!(zeroed::<u8>(0).expect("empty").is_empty());
         assert_eq!(&*filled(2, u32::MAX).expect("filled"), &[u32::MAX, u32::MAX]);
         assert!(with_capacity::<u64>(5).expect("room").capacity() >= 5);
+        assert_eq!(&*copied(&[1u8, 2]).expect("copied"), &[1, 2]);
     }
 
     #[test]

@@ -12,14 +12,16 @@
 //! date waits a tick).
 
 use std::fmt::Write as _;
+use std::io;
 use std::time::SystemTime;
 
+use crate::fallible;
 use crate::http::Reply;
 
 /// Most identical replies one slice covers.
 pub const MAX_RUN: usize = 32;
 /// Copies of the response layout, rotated as the date changes.
-const PAGES: usize = 4;
+pub const PAGES: usize = 4;
 /// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
 const DATE_LEN: usize = 29;
 
@@ -51,26 +53,36 @@ pub struct Responses {
 pub struct PageHold(u8);
 
 impl Responses {
-    /// Formats every reply around `body`, dated `now`.
-    pub fn new(body: &[u8], now: SystemTime) -> Self {
-        let mut layout = Vec::new();
-        let mut date_offsets = Vec::new();
+    /// Formats every reply around `body`, dated `now`. Its pages grow with
+    /// `body` (32 copies of it in each of three replies, on each of 4
+    /// pages): the allocator's refusal is an error, not an abort (see
+    /// `fallible.rs`).
+    pub fn new(body: &[u8], now: SystemTime) -> io::Result<Self> {
+        let replies = Reply::ALL.map(|reply| format_reply(reply, body));
+        let page_len = replies.iter().map(|(head, _, body_part)| MAX_RUN * (head.len() + body_part.len())).sum();
+        let dated = replies.iter().filter(|(_, date_at, _)| date_at.is_some()).count();
+        let mut layout = fallible::with_capacity(page_len)?;
+        let mut date_offsets = fallible::with_capacity(dated * MAX_RUN)?;
         let mut templates = [Template::default(); Reply::ALL.len()];
-        for reply in Reply::ALL {
-            let (head, date_at, body_part) = format_reply(reply, body);
+        for (reply, (head, date_at, body_part)) in Reply::ALL.into_iter().zip(&replies) {
             let offset = layout.len();
             for _ in 0..MAX_RUN {
                 if let Some(at) = date_at {
                     date_offsets.push(layout.len() + at);
                 }
-                layout.extend_from_slice(&head);
+                layout.extend_from_slice(head);
                 layout.extend_from_slice(body_part);
             }
             templates[reply as usize] = Template { offset, len: head.len() + body_part.len(), head_len: head.len() };
         }
         let page: Box<[u8]> = layout.into_boxed_slice();
+        let mut pages: [Box<[u8]>; PAGES] = Default::default();
+        for copy in &mut pages[1..] {
+            *copy = fallible::copied(&page)?;
+        }
+        pages[0] = page;
         let mut responses = Responses {
-            pages: std::array::from_fn(|_| page.clone()),
+            pages,
             templates,
             date_offsets: date_offsets.into_boxed_slice(),
             current: 0,
@@ -83,7 +95,7 @@ impl Responses {
             responses.patch_date(page, now);
         }
         responses.current_second = second;
-        responses
+        Ok(responses)
     }
 
     /// The bytes of `count` (at most [`MAX_RUN`]) copies of `reply` on the current page.
@@ -245,7 +257,7 @@ mod tests {
 
     #[test]
     fn ok_reply_is_complete() {
-        let responses = Responses::new(b"hello world\n", at(EPOCH_PLUS));
+        let responses = Responses::new(b"hello world\n", at(EPOCH_PLUS)).expect("replies");
         assert_eq!(
             text(responses.run(Reply::Ok, 1)),
             "HTTP/1.1 200 OK\r\nServer: ringmaster\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
@@ -255,7 +267,7 @@ mod tests {
 
     #[test]
     fn head_and_connection_variants() {
-        let responses = Responses::new(b"abc", at(EPOCH_PLUS));
+        let responses = Responses::new(b"abc", at(EPOCH_PLUS)).expect("replies");
         let head = text(responses.run(Reply::HeadClose, 1));
         assert!(head.contains("Content-Length: 3\r\nConnection: close\r\n\r\n"));
         assert!(head.ends_with("\r\n\r\n"));
@@ -279,7 +291,7 @@ mod tests {
 
     #[test]
     fn runs_are_back_to_back_copies() {
-        let responses = Responses::new(b"x", at(EPOCH_PLUS));
+        let responses = Responses::new(b"x", at(EPOCH_PLUS)).expect("replies");
         let one = responses.run(Reply::Ok, 1).to_vec();
         let many = responses.run(Reply::Ok, MAX_RUN);
         assert_eq!(many.len(), one.len() * MAX_RUN);
@@ -288,7 +300,7 @@ mod tests {
 
     #[test]
     fn date_moves_to_a_free_page_only() {
-        let mut responses = Responses::new(b"x", at(EPOCH_PLUS));
+        let mut responses = Responses::new(b"x", at(EPOCH_PLUS)).expect("replies");
         let hold = responses.hold();
         responses.refresh(at(EPOCH_PLUS + 1));
         assert!(text(responses.run(Reply::Ok, 1)).contains("08:49:38 GMT"));
@@ -308,7 +320,7 @@ mod tests {
 
     #[test]
     fn date_waits_only_while_every_other_page_is_held() {
-        let mut responses = Responses::new(b"x", at(EPOCH_PLUS));
+        let mut responses = Responses::new(b"x", at(EPOCH_PLUS)).expect("replies");
         let mut holds = vec![responses.hold()];
         for second in 1..PAGES as u64 {
             responses.refresh(at(EPOCH_PLUS + second));

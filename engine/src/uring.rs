@@ -67,9 +67,24 @@ pub fn reap(ring: &mut IoUring, out: &mut Vec<Completion>) {
     }
 }
 
+/// Completions per submission entry of a worker's ring.
+pub const COMPLETIONS_PER_ENTRY: u32 = 4;
+/// Bytes of the worker's address space per submission entry of its ring:
+/// the entry (64) and its index in the submission array (4).
+pub const SUBMISSION_BYTES: usize = size_of::<squeue::Entry>() + size_of::<u32>();
+/// Bytes of the worker's address space per completion entry.
+pub const COMPLETION_BYTES: usize = size_of::<io_uring::cqueue::Entry>();
+
+/// The address space a ring of `entries` takes once mapped (its two
+/// mappings, their headers and the rounding up to pages within two pages).
+pub fn ring_bytes(entries: u32) -> usize {
+    let completions = entries.saturating_mul(COMPLETIONS_PER_ENTRY) as usize;
+    entries as usize * SUBMISSION_BYTES + completions * COMPLETION_BYTES + 2 * 4096
+}
+
 /// A worker's ring: `entries` submissions, four times as many completions.
 pub fn build_ring(entries: u32) -> io::Result<IoUring> {
-    let cq_entries = entries.saturating_mul(4);
+    let cq_entries = entries.saturating_mul(COMPLETIONS_PER_ENTRY);
     // Defer task work to our own submit_and_wait (kernel 6.1+): completions are
     // produced in our loop turn, not by interrupting it.
     let fast = IoUring::builder()

@@ -17,6 +17,15 @@
 //!   are reserved). Before, the allocator aborted the worker ("memory
 //!   allocation of N bytes failed", `SIGABRT`) and the master took it for a
 //!   crash and restarted it forever.
+//! - The same at the edges found by starting workers under limits a page
+//!   apart (each test finds its edge from the running system's address
+//!   space, by bisection): a limit just short of its io_uring ring (before,
+//!   `io_uring_setup`'s mapping failed, "Cannot allocate memory", exit 1,
+//!   restarted forever), of its preformatted replies, or of what it
+//!   allocates at start that no limit sizes (the channel message, on epoll
+//!   the receive buffer: before, the allocator aborted the worker). The
+//!   worker now keeps a headroom of address space past its reservations for
+//!   those, and says so when it cannot.
 
 use crate::util;
 
@@ -119,15 +128,154 @@ fn assert_no_restart_planned(s: &Server) {
     assert!(planned.is_empty(), "a restart it never makes: {planned:#?}");
 }
 
-/// The peak address space of a ready worker started with `args` under
-/// [`NOFILE`] alone: the same to the kB from run to run (measured).
-fn worker_peak_address_space(args: &[&str]) -> u64 {
-    let s = Server::start_command(under_limits(None), args);
-    let stats = s.wait_workers_ready(1, START_TIMEOUT);
-    let pid = num(&expect_worker(&stats, 1), "pid") as u32;
+/// The peak address space of process `pid` (`VmPeak`), in bytes.
+fn peak_address_space(pid: u32) -> u64 {
     let peak = status_field(pid, "VmPeak");
     let kb: u64 = peak.trim_end_matches(" kB").parse().unwrap_or_else(|e| panic!("VmPeak {peak:?}: {e}"));
     kb * 1024
+}
+
+/// The peak address spaces of a master and its one ready worker (the same
+/// to the kB from run to run, measured) and the worker's backend.
+struct Measured {
+    master: u64,
+    worker: u64,
+    backend: String,
+}
+
+/// A master with one ready worker, started with `args` under [`NOFILE`] alone, measured.
+fn measure(args: &[&str]) -> Measured {
+    let s = Server::start_command(under_limits(None), args);
+    let stats = s.wait_workers_ready(1, START_TIMEOUT);
+    let pid = num(&expect_worker(&stats, 1), "pid") as u32;
+    let backend = stats["backend"].as_str().unwrap_or_else(|| panic!("no backend: {stats}")).to_string();
+    Measured { master: peak_address_space(s.pid()), worker: peak_address_space(pid), backend }
+}
+
+/// The peak address space of a ready worker started with `args` under
+/// [`NOFILE`] alone.
+fn worker_peak_address_space(args: &[&str]) -> u64 {
+    measure(args).worker
+}
+
+/// How worker 1 of a master started under an address-space limit ended
+/// its start.
+#[derive(Debug)]
+struct Start {
+    /// The limit, in bytes.
+    limit: u64,
+    /// It became ready.
+    ready: bool,
+    /// The end of the master's line on its exit: `exited with code N` or
+    /// `killed by signal N (SIG...)`.
+    exit: String,
+    /// Its error line, if it wrote one.
+    error: Option<String>,
+}
+
+impl Start {
+    fn names(&self, what: &str) -> bool {
+        self.error.as_ref().is_some_and(|e| e.contains(what))
+    }
+}
+
+/// How worker 1 of a master started with `args` under `RLIMIT_AS` `limit`
+/// ends its start: ready, or its exit and its error line.
+fn start_under(limit: u64, args: &[&str]) -> Start {
+    let s = Server::launch(under_limits(Some(limit)), args);
+    let ended = |l: &str| l.starts_with("worker 1 (pid ") || l.starts_with("listening on ");
+    let (at, line) = s.wait_for_log_from(0, ended, START_TIMEOUT);
+    let ready = line.starts_with("listening on ");
+    let exit =
+        if ready { String::new() } else { line.split_once(") ").map_or(line.clone(), |(_, end)| end.to_string()) };
+    // The worker writes its error line before it exits, so before the master's line.
+    let error = s.log()[..at].iter().find(|l| l.starts_with("worker 1: ")).cloned();
+    Start { limit, ready, exit, error }
+}
+
+/// The smallest part of an address-space limit told apart below: a page.
+const PAGE: u64 = 4096;
+
+/// The starts of workers under the limits a page below and at the lowest
+/// limit between `low` and `high` under which `past` holds (it must not
+/// hold at `low` and must at `high`), found by bisection.
+fn around_the_edge(args: &[&str], low: u64, high: u64, past: impl Fn(&Start) -> bool) -> (Start, Start) {
+    let (mut below, mut at) = (start_under(low, args), start_under(high, args));
+    assert!(!past(&below), "the edge is above {low}: {below:?}");
+    assert!(past(&at), "the edge is below {high}: {at:?}");
+    while at.limit - below.limit > PAGE {
+        let middle = (below.limit + at.limit) / 2 / PAGE * PAGE;
+        let start = start_under(middle, args);
+        if past(&start) {
+            at = start;
+        } else {
+            below = start;
+        }
+    }
+    (below, at)
+}
+
+/// Limits to search between for a worker started with `args`: one under
+/// which the master runs (its own peak and a MiB) and its worker does not
+/// get far (its header buffers alone take 64 MiB), and one past what a
+/// worker takes (its peak and a MiB: its headroom is 256 KiB).
+fn search_range(measured: &Measured) -> (u64, u64) {
+    (measured.master + (1 << 20), measured.worker + (1 << 20))
+}
+
+/// Asserts that `start` is a worker that could not start and said what it
+/// could not reserve: code 78, not a crash the master restarts.
+fn assert_refused(start: &Start, what: &str) {
+    assert_eq!(start.exit, "exited with code 78", "an error, not an abort or a crash: {start:?}");
+    let error = start.error.as_deref().unwrap_or_default();
+    assert!(error.contains("cannot reserve address space for its "), "{start:?}");
+    assert!(error.contains(what), "it names {what:?}: {start:?}");
+}
+
+#[test]
+fn a_worker_just_past_its_header_buffers_exits_78_not_abort() {
+    let args = args(FITS);
+    let (low, high) = search_range(&measure(&args));
+    // Just past the reservations of the part both backends share (its
+    // buffers, its idle list) come allocations without one (its channel
+    // message; its replies, which grow with the body): before, the
+    // allocator found no room for them and aborted it.
+    let past = |s: &Start| !s.names("for its header buffers") && !s.names("for its idle list");
+    let (_, just_past) = around_the_edge(&args, low, high, past);
+    assert_refused(&just_past, "after its idle list");
+}
+
+#[test]
+fn a_worker_whose_ring_finds_no_room_exits_78() {
+    let args = args(FITS);
+    let measured = measure(&args);
+    if measured.backend != "uring" {
+        eprintln!("skipped: the ring is io_uring's, this run's backend is {}", measured.backend);
+        return;
+    }
+    let (low, high) = search_range(&measured);
+    // What the uring worker reserves after its ring.
+    let later = ["for its receive buffers", "for its held-input chains", "for its connection slots"];
+    let last = ["for its slotless accepts", "for its completion batch", "after its completion batch"];
+    let past = |s: &Start| s.ready || later.iter().chain(&last).any(|what| s.names(what));
+    let (short, _) = around_the_edge(&args, low, high, past);
+    assert_refused(
+        &short,
+        "for its io_uring ring (4096 submission entries x 68 + 16384 completion entries x 16 bytes)",
+    );
+    assert!(short.names(&format!("RLIMIT_AS is {} bytes", short.limit)), "it names the limit: {short:?}");
+}
+
+#[test]
+fn a_worker_a_page_short_of_starting_exits_78_not_abort() {
+    let args = args(FITS);
+    let (low, high) = search_range(&measure(&args));
+    let (short, ready) = around_the_edge(&args, low, high, |s| s.ready);
+    // Its headroom is refused. Before, on epoll, its receive buffer (64 KiB,
+    // allocated after its last reservation) found no room and the
+    // allocator aborted it; on io_uring its completion batch was refused.
+    assert_refused(&short, "after its ");
+    assert!(ready.ready, "{ready:?}");
 }
 
 #[test]

@@ -139,7 +139,7 @@ mod tests {
             queue.push(Reply::Ok);
         }
         queue.push(Reply::Head);
-        let mut responses = Responses::new(b"hello world\n", SystemTime::now());
+        let mut responses = Responses::new(b"hello world\n", SystemTime::now()).expect("replies");
         let mut out = Outgoing::new();
         assert!(out.fill(&mut queue, &mut responses, &[], &mut 0));
         // 100 = 32 + 32 + 32 + 4, then the HEAD: five slices.
@@ -155,7 +155,7 @@ mod tests {
         let mut queue = ReplyQueue::new();
         queue.push(Reply::Ok);
         queue.push(Reply::Head);
-        let mut responses = Responses::new(b"x", SystemTime::now());
+        let mut responses = Responses::new(b"x", SystemTime::now()).expect("replies");
         let mut out = Outgoing::new();
         assert!(out.fill(&mut queue, &mut responses, &[], &mut 0));
         let first = responses.len_of(Reply::Ok);

@@ -104,7 +104,7 @@ impl Harness {
             conn,
             carry: vec![0; CARRY],
             world: World {
-                responses: Responses::new(b"hi\n", SystemTime::UNIX_EPOCH),
+                responses: Responses::new(b"hi\n", SystemTime::UNIX_EPOCH).expect("replies"),
                 now: 1_000,
                 draining: false,
                 dynamic,

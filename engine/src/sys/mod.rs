@@ -103,6 +103,14 @@ pub fn fd_limit() -> io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
+/// The soft `RLIMIT_AS` (`ulimit -v`), in bytes; `None` when unlimited.
+pub fn address_space_limit() -> Option<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into a valid rlimit.
+    syscall!(unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) }).ok()?;
+    (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

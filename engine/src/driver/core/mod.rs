@@ -25,7 +25,7 @@ use crate::handler::Handler;
 use crate::http::Limits;
 use crate::lazy_bytes::LazyBytes;
 use crate::refused::reservation_refused as cannot_reserve;
-use crate::response::Responses;
+use crate::response::{Responses, MAX_RUN, PAGES};
 use crate::stats::{CountersSnapshot, WorkerCounters, STATE_DRAINING, STATE_READY, STATE_STOPPED};
 use crate::sys::now_ms;
 
@@ -178,6 +178,20 @@ impl<'a> Core<'a> {
                 format_args!("{} x {}", slots_text(config.max_conns, slots), IdleList::BYTES_PER_SLOT),
             )
         })?;
+        // Its last reservation here: what below no limit sizes aborts the
+        // worker if refused, so room for it is checked first (the replies,
+        // which grow with the body, are made with an error instead).
+        crate::refused::keep_headroom("idle list")?;
+        let inbox = Message::new();
+        let handed_now = Vec::with_capacity(crate::channel::MAX_FDS);
+        let late_closes = LateCloses::new();
+        let body = fixed_body.as_deref().unwrap_or_default();
+        let responses = Responses::new(body, SystemTime::now()).map_err(|e| {
+            let body = body.len();
+            let sized_by =
+                format_args!("{PAGES} pages x {MAX_RUN} copies of each reply, around a fixed body of {body}");
+            cannot_reserve(e, "preformatted replies", sized_by)
+        })?;
         let mut counts = counters.snapshot();
         counts.live = 0;
         counts.capacity = slots as u64;
@@ -195,7 +209,7 @@ impl<'a> Core<'a> {
             bodies,
             out,
             out_cap,
-            responses: Responses::new(fixed_body.as_deref().unwrap_or_default(), SystemTime::now()),
+            responses,
             limits: config.limits(),
             timeouts: Timeouts {
                 header_ms: millis(config.header_timeout),
@@ -211,11 +225,11 @@ impl<'a> Core<'a> {
             full_at_fd_limit: false,
             fd_capped: None,
             counts,
-            inbox: Message::new(),
+            inbox,
             acks: Acks::new(),
             acks_settled: counters.acks.settled(),
-            handed_now: Vec::with_capacity(crate::channel::MAX_FDS),
-            late_closes: LateCloses::new(),
+            handed_now,
+            late_closes,
             idle,
             full_queue_at_tick: false,
             draining: false,

@@ -23,6 +23,7 @@ use super::{next_queued, Origin, TICK};
 use crate::channel::recv_nonblocking;
 use crate::conn::Connection;
 use crate::fallible;
+use crate::refused;
 use crate::slab::Slab;
 use crate::sys::epoll::{self, Epoll, Event};
 use crate::sys::socket;
@@ -102,6 +103,9 @@ impl<'a> EpollWorker<'a> {
             .map_err(|e| core.refused_per_connection(e, "connection slots", Slab::<Slot>::BYTES_PER_SLOT))?;
         let more_to_read = fallible::with_capacity(2 * slots)
             .map_err(|e| core.refused_per_connection(e, "read queue", 2 * size_of::<(u32, u32)>()))?;
+        // Its last reservation: room for the events and the receive buffer
+        // below, allocated without one (a refusal aborts).
+        refused::keep_headroom("read queue")?;
         Ok(EpollWorker {
             epoll,
             ticker,

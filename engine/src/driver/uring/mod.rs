@@ -40,7 +40,7 @@ use super::core::Core;
 use super::{next_queued, Origin, TICK};
 use crate::bufring::BufRing;
 use crate::fallible;
-use crate::refused::reservation_refused as cannot_reserve;
+use crate::refused::{self, reservation_refused as cannot_reserve};
 use crate::slab::Slab;
 use crate::sys::socket;
 use crate::token::{self, Op};
@@ -85,7 +85,16 @@ impl<'a> UringWorker<'a> {
             // on it (io_uring's own accepts handle EAGAIN).
             socket::set_nonblocking(listener.as_fd())?;
         }
-        let ring = uring::build_ring(core.config.ring_entries)?;
+        let entries = core.config.ring_entries;
+        let ring = uring::build_ring(entries).map_err(|e| {
+            let completions = entries.saturating_mul(uring::COMPLETIONS_PER_ENTRY);
+            let sized_by = format_args!(
+                "{entries} submission entries x {} + {completions} completion entries x {}",
+                uring::SUBMISSION_BYTES,
+                uring::COMPLETION_BYTES
+            );
+            refused::mapping_refused(e, uring::ring_bytes(entries), "io_uring ring", sized_by)
+        })?;
         let bufs = BufRing::register(&ring.submitter(), core.config.recv_buffers, core.config.recv_buffer_size)?;
         let completions_cap = ring.params().cq_entries() as usize;
         let table = match core.sources.listener {
@@ -114,6 +123,9 @@ impl<'a> UringWorker<'a> {
         let completions = fallible::with_capacity(completions_cap).map_err(|e| {
             cannot_reserve(e, "completion batch", format_args!("{completions_cap} x {}", size_of::<Completion>()))
         })?;
+        // Its last reservation: room for what is allocated without one
+        // from here on (its first turns), which aborts if refused.
+        refused::keep_headroom("completion batch")?;
         Ok(UringWorker {
             ring,
             bufs,
