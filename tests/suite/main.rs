@@ -72,5 +72,6 @@ mod upgrade_failure;
 mod upgrade_held;
 mod upgrade_late;
 mod upgrade_not_a_child;
+mod upgrade_pipelined_commands;
 mod upgrade_seamless;
 mod upgrade_stopped_after_ready;

@@ -9,9 +9,12 @@
 //! under way is closed after [`IDLE_TIMEOUT`], and when all [`MAX_CLIENTS`]
 //! slots are taken a new client evicts the one idle the longest.
 //!
-//! A command whose outcome comes later (`upgrade`) holds its client's
-//! replies: those to the commands after it wait behind it, in order, and the
-//! client is not idle meanwhile ([`Clients::hold`], [`Clients::release`]).
+//! A command whose outcome comes later (`upgrade`) holds its client: the
+//! commands after it wait for that outcome and then run, in order, their
+//! replies after its own, and the client is not idle meanwhile
+//! ([`Clients::hold`], [`Clients::release`], [`Clients::defer`]). Nothing
+//! more is read from it while commands wait, so they stay within a line
+//! buffer's worth.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -78,6 +81,9 @@ struct Client {
     queued: Vec<u8>,
     /// A reply is owed (its outcome comes later): the replies after it, held.
     owed: Option<Vec<u8>>,
+    /// Command lines that came while a reply was owed: they run once it is
+    /// given ([`Clients::take_deferred`]), on what the master is by then.
+    deferred: Vec<Vec<u8>>,
     receiving: bool,
     in_flight: bool,
     /// No more input: close once the output is sent.
@@ -115,6 +121,7 @@ impl Client {
         self.aborted = true;
         self.queued.clear();
         self.owed = None;
+        self.deferred.clear();
         if !self.in_flight {
             self.sending.clear();
             self.sent = 0;
@@ -182,6 +189,7 @@ impl Clients {
             sent: 0,
             queued: Vec::new(),
             owed: None,
+            deferred: Vec::new(),
             receiving: false,
             in_flight: false,
             closing: false,
@@ -281,6 +289,29 @@ impl Clients {
         }
     }
 
+    /// Whether the client is owed a reply: a command line that comes now
+    /// waits for it ([`Clients::defer`]) rather than run before its outcome.
+    pub fn owes(&mut self, id: ClientId) -> bool {
+        self.client(id).is_some_and(|c| !c.aborted && c.owed.is_some())
+    }
+
+    /// Keeps a command line that came while the client is owed a reply, to
+    /// run after it ([`Clients::take_deferred`]).
+    pub fn defer(&mut self, id: ClientId, line: Vec<u8>) {
+        if let Some(client) = self.client(id).filter(|c| !c.aborted) {
+            client.deferred.push(line);
+        }
+    }
+
+    /// The command lines kept while the client was owed a reply, to run now
+    /// in order (none while it still is).
+    pub fn take_deferred(&mut self, id: ClientId) -> Vec<Vec<u8>> {
+        match self.client(id).filter(|c| !c.aborted && c.owed.is_none()) {
+            Some(client) => std::mem::take(&mut client.deferred),
+            None => Vec::new(),
+        }
+    }
+
     /// The reply a client was owed, and after it those held behind it. A
     /// client gone meanwhile gets nothing.
     pub fn release(&mut self, id: ClientId, text: &str, now: Instant) {
@@ -350,7 +381,8 @@ impl Clients {
                 ops.send = Some(unsafe { Lent::send(fd, rest.as_ptr(), rest.len()) });
             }
         }
-        if !client.receiving && !client.closing {
+        // Nothing more is read while commands wait for an owed reply.
+        if !client.receiving && !client.closing && client.deferred.is_empty() {
             client.receiving = true;
             let room = &mut client.input[client.len..];
             // SAFETY: the boxed line buffer is not touched while `receiving`,
@@ -358,7 +390,8 @@ impl Clients {
             ops.recv = Some(unsafe { Lent::recv(fd, room.as_mut_ptr(), room.len()) });
         }
         // A client that ended its input still reads: it gets a reply it is owed.
-        if client.closing && !client.receiving && !client.has_output() && client.owed.is_none() {
+        let waiting = client.owed.is_some() || !client.deferred.is_empty();
+        if client.closing && !client.receiving && !client.has_output() && !waiting {
             let done = self.entries[id.index as usize].take();
             return (ops, done.map(|c| c.fd));
         }
@@ -534,6 +567,31 @@ mod tests {
         // Released once: a second release says nothing more.
         clients.release(id, "again", t);
         assert!(clients.next_ops(id).0.send.is_none());
+    }
+
+    #[test]
+    fn commands_after_an_owed_reply_wait_for_it_and_nothing_more_is_read() {
+        let mut clients = Clients::new();
+        let t = Instant::now();
+        let id = adopt(&mut clients, t);
+        let bytes = b"upgrade\nreload\nstatus\n";
+        let client = clients.client(id).expect("live client");
+        client.input[..bytes.len()].copy_from_slice(bytes);
+        // As the master runs them: the first holds, the rest wait behind it.
+        let mut lines = clients.received(id, bytes.len() as i32, t).into_iter();
+        assert_eq!(lines.next().as_deref(), Some(&b"upgrade"[..]));
+        clients.hold(id);
+        for line in lines {
+            assert!(clients.owes(id));
+            clients.defer(id, line);
+        }
+        assert!(clients.take_deferred(id).is_empty(), "none runs before the outcome");
+        let (ops, done) = clients.next_ops(id);
+        assert!(ops.recv.is_none() && done.is_none(), "nothing more is read while commands wait");
+        clients.release(id, "ok upgraded", t);
+        assert!(!clients.owes(id));
+        assert_eq!(clients.take_deferred(id), [b"reload".to_vec(), b"status".to_vec()]);
+        assert!(clients.next_ops(id).0.recv.is_some(), "read again once they run");
     }
 
     #[test]

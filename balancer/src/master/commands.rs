@@ -202,6 +202,16 @@ impl Master {
             Ok(command) => command,
             Err(reply) => return Ok(Some(reply)),
         };
+        // Once the new master of an upgrade serves, this one only drains:
+        // nothing it would start could serve.
+        if let Some(successor) = self.upgrades.handed_over_to() {
+            if matches!(command, Command::Reload | Command::Scale(_) | Command::Upgrade) {
+                let me = std::process::id();
+                return Ok(Some(format!(
+                    "error: this master (pid {me}) has handed over to pid {successor} (upgrade) and drains: send that to its control socket"
+                )));
+            }
+        }
         Ok(Some(match command {
             Command::Status => self.stats_line(),
             Command::Reload => match self.reload_refusal() {
@@ -233,7 +243,30 @@ impl Master {
     pub(super) fn answer_later(&mut self, id: ClientId, reply: &str) -> io::Result<()> {
         let Some(control) = self.control.as_mut() else { return Ok(()) };
         control.clients.release(id, reply, Instant::now());
+        let deferred = control.clients.take_deferred(id);
+        self.run_commands(id, deferred)?;
         self.pump_control(id)
+    }
+
+    /// Runs a client's command lines in order, each reply queued for it.
+    /// Those after one whose outcome comes later (`upgrade`) wait for it
+    /// ([`Master::answer_later`]).
+    fn run_commands(&mut self, id: ClientId, lines: Vec<Vec<u8>>) -> io::Result<()> {
+        for line in lines {
+            let Some(control) = self.control.as_mut() else { return Ok(()) };
+            if control.clients.owes(id) {
+                control.clients.defer(id, line);
+                continue;
+            }
+            let reply = self.answer(&line, id)?;
+            if let Some(control) = self.control.as_mut() {
+                match reply {
+                    Some(reply) => control.clients.reply(id, &reply, Instant::now()),
+                    None => control.clients.hold(id),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The old master's side of an upgrade that succeeded: new control
@@ -295,15 +328,7 @@ impl Master {
         let id = ClientId { index: index as u32, epoch };
         let Some(control) = self.control.as_mut() else { return Ok(()) };
         let lines = control.clients.received(id, result, Instant::now());
-        for line in lines {
-            let reply = self.answer(&line, id)?;
-            if let Some(control) = self.control.as_mut() {
-                match reply {
-                    Some(reply) => control.clients.reply(id, &reply, Instant::now()),
-                    None => control.clients.hold(id),
-                }
-            }
-        }
+        self.run_commands(id, lines)?;
         self.pump_control(id)
     }
 
