@@ -275,12 +275,14 @@ impl Cluster {
         ringmaster_balancer::log::set_format(self.log_format);
         if let Some(identity) = identity_from_env() {
             let identity = identity.map_err(|e| (1, format!("worker: {e}")))?;
+            ringmaster_balancer::panic_hook::install(Some(identity.id));
             let mut handler = make();
             // A worker that cannot start with these limits says so by its
             // exit code: its master then stops instead of restarting it forever.
             return run_worker(identity, &self.master.engine, &mut handler)
                 .map_err(|e| (worker_exit_code(&e), format!("worker {}: {e}", identity.id)));
         }
+        ringmaster_balancer::panic_hook::install(None);
         if let Some(problem) = self.invalid.take() {
             return Err((2, problem));
         }

@@ -3,8 +3,8 @@
 //! - `GET /`: plain text;
 //! - `GET /json`: a JSON body written without allocating;
 //! - `POST /echo`: the request body back (by length or chunked);
-//! - `GET /panic`: the handler panics — only its own worker goes down, the
-//!   master restarts it, and the others keep serving;
+//! - `GET /panic`: the handler panics — that request gets `500` and its
+//!   connection closes; the worker and its other connections serve on;
 //! - anything else: `404`.
 //!
 //! ```sh
@@ -47,7 +47,7 @@ impl Handler for Router {
                 let kind = req.header("content-type").unwrap_or(b"application/octet-stream");
                 res.header("Content-Type", kind).body(req.body());
             }
-            ("GET", "/panic") => panic!("GET /panic: a handler's panic takes down its worker only"),
+            ("GET", "/panic") => panic!("GET /panic: a handler's panic costs only its request"),
             _ => {
                 res.status(404).header("Content-Type", "text/plain").body(b"not found\n");
             }

@@ -9,7 +9,8 @@
 //! [`control`] (the control socket and `ringmaster ctl`), [`spawn`] and
 //! [`worker_role`] (both ends of starting a worker), [`backoff`] (a crashed
 //! worker's restart delays), [`config`], [`cpus`], [`listener`], [`refuse`]
-//! (`503` for connections no worker can take), [`rlimit`], [`signals`],
+//! (`503` for connections no worker can take), [`panic_hook`] (a handler's
+//! panic costs one request, any other ends the process), [`rlimit`], [`signals`],
 //! [`mod@log`] (whole-line stderr writes), [`stats_line`], [`metrics`] (the
 //! Prometheus endpoint), [`systemd`] (readiness and socket activation),
 //! [`title`] (what `ps` shows), [`privileges`] (`--user`, `--group`),
@@ -35,6 +36,7 @@ pub mod log;
 pub mod master;
 pub mod metrics;
 pub mod modes;
+pub mod panic_hook;
 pub mod privileges;
 pub mod reactor;
 pub mod refuse;

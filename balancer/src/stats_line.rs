@@ -86,7 +86,7 @@ pub fn stats_json(mode: &str, backend: &str, refused: u64, retired: &CountersSna
         }
         let _ = write!(
             out,
-            "{{\"id\":{},\"pid\":{},\"cpu\":{},\"accepted\":{},\"requests\":{},\"live\":{},\"rejected\":{},\"idle_reclaimed\":{},\"capacity\":{},\"state\":\"{}\",\"restarts\":{},\"uptime_ms\":{},\"lame_duck\":{},\"req_per_s\":{:.1},\"rss_bytes\":{},\"cpu_seconds\":{}}}",
+            "{{\"id\":{},\"pid\":{},\"cpu\":{},\"accepted\":{},\"requests\":{},\"live\":{},\"rejected\":{},\"idle_reclaimed\":{},\"handler_panics\":{},\"capacity\":{},\"state\":\"{}\",\"restarts\":{},\"uptime_ms\":{},\"lame_duck\":{},\"req_per_s\":{:.1},\"rss_bytes\":{},\"cpu_seconds\":{}}}",
             row.id,
             json_option(row.pid),
             json_option(row.cpu),
@@ -95,6 +95,7 @@ pub fn stats_json(mode: &str, backend: &str, refused: u64, retired: &CountersSna
             row.counts.live,
             row.counts.rejected,
             row.counts.idle_reclaimed,
+            row.counts.handler_panics,
             json_option(row.running.then_some(row.counts.capacity)),
             state_name(row.running, row.counts.state),
             row.restarts,
@@ -203,8 +204,8 @@ mod tests {
         assert_eq!(
             stats_json("rr", "uring", 0, &retired, &rows),
             "{\"mode\":\"rr\",\"backend\":\"uring\",\"refused\":0,\"retired\":{\"accepted\":7,\"requests\":9,\"rejected\":1},\"workers\":[\
-             {\"id\":1,\"pid\":1234,\"cpu\":0,\"accepted\":10,\"requests\":25,\"live\":3,\"rejected\":0,\"idle_reclaimed\":0,\"capacity\":100,\"state\":\"ready\",\"restarts\":0,\"uptime_ms\":5,\"lame_duck\":false,\"req_per_s\":12.3,\"rss_bytes\":4096,\"cpu_seconds\":0.13},\
-             {\"id\":2,\"pid\":null,\"cpu\":null,\"accepted\":0,\"requests\":0,\"live\":0,\"rejected\":0,\"idle_reclaimed\":0,\"capacity\":null,\"state\":\"exited\",\"restarts\":1,\"uptime_ms\":0,\"lame_duck\":true,\"req_per_s\":0.0,\"rss_bytes\":null,\"cpu_seconds\":null}]}"
+             {\"id\":1,\"pid\":1234,\"cpu\":0,\"accepted\":10,\"requests\":25,\"live\":3,\"rejected\":0,\"idle_reclaimed\":0,\"handler_panics\":0,\"capacity\":100,\"state\":\"ready\",\"restarts\":0,\"uptime_ms\":5,\"lame_duck\":false,\"req_per_s\":12.3,\"rss_bytes\":4096,\"cpu_seconds\":0.13},\
+             {\"id\":2,\"pid\":null,\"cpu\":null,\"accepted\":0,\"requests\":0,\"live\":0,\"rejected\":0,\"idle_reclaimed\":0,\"handler_panics\":0,\"capacity\":null,\"state\":\"exited\",\"restarts\":1,\"uptime_ms\":0,\"lame_duck\":true,\"req_per_s\":0.0,\"rss_bytes\":null,\"cpu_seconds\":null}]}"
         );
         let view = |load| Some(SteerView { load, sent: 40, waiting: 2, rescued: 3 });
         let steered = [WorkerRow { steer: view(7), ..rows[0] }, WorkerRow { steer: view(u32::MAX), ..rows[1] }];

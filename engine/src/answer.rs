@@ -6,6 +6,7 @@
 use crate::handler::{reason, Handler, Header, Request, Response, Version, Written};
 use crate::http::{with_head, Parsed, MAX_HEADERS};
 use crate::lazy_bytes::LazyBytes;
+use crate::panic_guard::guarded;
 
 /// Room for the status line and the engine's own fields around a response:
 /// status line, `Server`, `Date`, `Content-Length` and `Connection`.
@@ -43,18 +44,34 @@ pub enum Answering<'a> {
 pub struct ResponseScratch {
     fields: Box<[u8]>,
     body: Box<[u8]>,
+    /// Times the handler panicked (see [`crate::panic_guard`]).
+    panics: u64,
 }
 
 impl ResponseScratch {
     /// Room for responses of up to `max_response` bytes of body; an error
     /// when the allocator refuses the memory (see `fallible.rs`).
     pub fn new(max_response: usize) -> std::io::Result<ResponseScratch> {
-        Ok(ResponseScratch { fields: crate::fallible::zeroed(FIELDS)?, body: crate::fallible::zeroed(max_response)? })
+        Ok(ResponseScratch {
+            fields: crate::fallible::zeroed(FIELDS)?,
+            body: crate::fallible::zeroed(max_response)?,
+            panics: 0,
+        })
     }
 
     /// The most bytes one framed response takes in an output buffer.
     pub fn largest_framed(&self) -> usize {
         FRAMING + FIELDS + self.body.len()
+    }
+
+    /// Times the handler panicked, in `handle` or `on_message`.
+    pub fn panics(&self) -> u64 {
+        self.panics
+    }
+
+    /// Counts a panic of the handler's outside [`answer`] (`on_message`).
+    pub fn count_panic(&mut self) {
+        self.panics += 1;
     }
 }
 
@@ -184,7 +201,14 @@ fn respond(
     out: &mut [u8],
 ) -> Option<Answered> {
     let mut response = Response::new(&mut scratch.fields, &mut scratch.body);
-    handler.handle(request, &mut response);
+    if guarded(|| handler.handle(request, &mut response)).is_none() {
+        // What it wrote before it panicked is dropped; the connection ends
+        // after the 500, so a half-done exchange cannot be taken for another.
+        scratch.panics += 1;
+        let mut cursor = Cursor { out, at: 0 };
+        let (len, _) = error_500(&mut cursor, head_only, Framing::Close, date)?;
+        return Some(Answered { len, closes: true, keep_alive_at: None });
+    }
     let written = response.parts();
     let framing = if written.close { Framing::Close } else { framing };
     let (len, keep_alive_at) = frame(&written, head_only, framing, date, out)?;
@@ -202,7 +226,7 @@ fn frame(
 ) -> Option<(usize, Option<usize>)> {
     let mut cursor = Cursor { out, at: 0 };
     if written.broken {
-        return error_500(&mut cursor, framing, date);
+        return error_500(&mut cursor, head_only, framing, date);
     }
     let status = written.status;
     cursor.put(b"HTTP/1.1 ")?;
@@ -232,12 +256,25 @@ fn frame(
     Some((cursor.at, keep_alive_at))
 }
 
-fn error_500(cursor: &mut Cursor<'_>, framing: Framing, date: &[u8]) -> Option<(usize, Option<usize>)> {
+/// The `500` for a response the handler could not finish; a `HEAD`
+/// request gets its head alone, as any answer to one.
+fn error_500(
+    cursor: &mut Cursor<'_>,
+    head_only: bool,
+    framing: Framing,
+    date: &[u8],
+) -> Option<(usize, Option<usize>)> {
+    const BODY: &[u8] = b"Internal Server Error\n";
     cursor.put(b"HTTP/1.1 500 Internal Server Error\r\nServer: ringmaster\r\nDate: ")?;
     cursor.put(date)?;
-    cursor.put(b"\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n")?;
+    cursor.put(b"\r\nContent-Type: text/plain\r\nContent-Length: ")?;
+    cursor.number(BODY.len() as u64)?;
+    cursor.put(b"\r\n")?;
     let keep_alive_at = connection_field(cursor, framing)?;
-    cursor.put(b"\r\nInternal Server Error\n")?;
+    cursor.put(b"\r\n")?;
+    if !head_only {
+        cursor.put(BODY)?;
+    }
     Some((cursor.at, keep_alive_at))
 }
 
@@ -304,6 +341,10 @@ mod tests {
             if req.path() == "/close" {
                 res.close();
             }
+            if req.path() == "/panic" {
+                res.header("X-Half", "done").body(b"half");
+                panic!("the handler panics (expected by the test)");
+            }
             res.header("X-Method", req.method()).body(req.body());
         }
     }
@@ -359,6 +400,59 @@ mod tests {
         let (text, _) = run(b"POST / HTTP/1.1\r\nHost: a\r\n\r\n", &[b'x'; 100], false, Framing::KeepAlive);
         assert!(text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\nInternal Server Error\n"), "{text}");
+    }
+
+    #[test]
+    fn a_head_request_whose_response_is_too_large_gets_a_500_without_a_body() {
+        let (text, _) = run(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", &[b'x'; 100], true, Framing::KeepAlive);
+        assert!(text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"), "{text}");
+        assert!(
+            text.ends_with("Content-Length: 22\r\n\r\n"),
+            "the head alone, else a pipelined answer after it would be misread: {text}"
+        );
+    }
+
+    #[test]
+    fn a_panicking_handler_costs_its_request_a_500_and_the_connection() {
+        let mut handler = Echo;
+        let mut scratch = ResponseScratch::new(64).expect("a scratch");
+        let mut out = [0u8; 512];
+        for (head_only, framing) in [(false, Framing::KeepAlive), (true, Framing::KeepAliveField)] {
+            let head: &[u8] = if head_only {
+                b"HEAD /panic HTTP/1.1\r\nHost: a\r\n\r\n"
+            } else {
+                b"GET /panic HTTP/1.1\r\nHost: a\r\n\r\n"
+            };
+            let answered =
+                answer(&mut handler, &mut scratch, head, b"", head_only, framing, DATE, &mut out).expect("fits");
+            let text = String::from_utf8(out[..answered.len].to_vec()).expect("ASCII");
+            assert!(text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"), "{text}");
+            assert!(
+                text.contains("Connection: close\r\n") && !text.contains("X-Half") && !text.contains("half"),
+                "{text}"
+            );
+            assert_eq!(text.ends_with("\r\n\r\n"), head_only, "{text}");
+            assert!(answered.closes && answered.keep_alive_at.is_none());
+        }
+        assert_eq!(scratch.panics(), 2);
+        // The next request is answered as usual, nothing of the half-written one in it.
+        let answered = answer(
+            &mut handler,
+            &mut scratch,
+            b"POST /echo HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"hi",
+            false,
+            Framing::KeepAlive,
+            DATE,
+            &mut out,
+        )
+        .expect("fits");
+        let text = String::from_utf8(out[..answered.len].to_vec()).expect("ASCII");
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("\r\n\r\nhi") && !text.contains("X-Half"),
+            "{text}"
+        );
+        assert!(!answered.closes);
     }
 
     #[test]

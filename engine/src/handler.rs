@@ -22,10 +22,14 @@ use std::io;
 pub trait Handler {
     /// Answers one request. The engine adds `Date`, `Server` (unless set),
     /// `Content-Length` and the keep-alive framing; a `HEAD` request is
-    /// answered without the body written here.
+    /// answered without the body written here. A panic here costs this
+    /// request alone (with `panic = "unwind"`): it is answered `500` and its
+    /// connection closes; the worker and this value go on (see
+    /// [`crate::panic_guard`]).
     fn handle(&mut self, req: &Request<'_>, res: &mut Response<'_>);
 
     /// A line the master broadcast to every worker (`ringmaster ctl PATH send TEXT`).
+    /// A panic here loses the line for this worker; it serves on.
     fn on_message(&mut self, message: &str) {
         let _ = message;
     }

@@ -6,7 +6,8 @@
 //! [`driver`] holds the two event loops around it (`driver/uring/`,
 //! `driver/epoll/`) and what they share (`driver/core/`); [`backend`] chooses between them.
 //! [`http`] parses requests and [`response`] holds the preformatted replies;
-//! `slab` keeps connections in fixed slots, and `fallible` makes what the
+//! `slab` keeps connections in fixed slots, [`panic_guard`] keeps a
+//! handler's panic to the one answer, and `fallible` makes what the
 //! limits size at start an error rather than an abort when refused; [`stats`] is the shared counters
 //! block and [`channel`] the wire format of the master's fd hand-off. The
 //! unsafe kernel interfaces sit in [`bufring`], [`channel`], [`stats`],
@@ -26,6 +27,7 @@ pub mod handler;
 pub mod http;
 mod lazy_bytes;
 pub mod messages;
+pub mod panic_guard;
 pub mod reach;
 mod refused;
 pub mod response;

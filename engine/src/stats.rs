@@ -55,6 +55,9 @@ pub struct WorkerCounters {
     pub reclaimable: AtomicU64,
     /// Idle keep-alive connections it closed to make room for new ones.
     pub idle_reclaimed: AtomicU64,
+    /// Times the application's handler panicked (each request it was
+    /// answering got `500` and its connection closed; the worker served on).
+    pub handler_panics: AtomicU64,
     /// The worker's process id.
     pub pid: AtomicU32,
     /// One of the `STATE_*` values.
@@ -87,6 +90,8 @@ pub struct CountersSnapshot {
     pub reclaimable: u64,
     /// See [`WorkerCounters::idle_reclaimed`].
     pub idle_reclaimed: u64,
+    /// See [`WorkerCounters::handler_panics`].
+    pub handler_panics: u64,
     /// See [`WorkerCounters::state`].
     pub state: u32,
 }
@@ -104,6 +109,7 @@ impl WorkerCounters {
             capacity: self.capacity.load(Ordering::Relaxed),
             reclaimable: self.reclaimable.load(Ordering::Relaxed),
             idle_reclaimed: self.idle_reclaimed.load(Ordering::Relaxed),
+            handler_panics: self.handler_panics.load(Ordering::Relaxed),
             state: self.state.load(Ordering::Acquire),
         }
     }
@@ -119,6 +125,7 @@ impl WorkerCounters {
         self.capacity.store(counts.capacity, Ordering::Relaxed);
         self.reclaimable.store(counts.reclaimable, Ordering::Relaxed);
         self.idle_reclaimed.store(counts.idle_reclaimed, Ordering::Relaxed);
+        self.handler_panics.store(counts.handler_panics, Ordering::Relaxed);
     }
 
     /// True when the master has marked the worker a lame duck.

@@ -159,4 +159,5 @@ fn add_counts(into: &mut CountersSnapshot, from: &CountersSnapshot) {
     into.rejected += from.rejected;
     into.fd_limit_hits += from.fd_limit_hits;
     into.idle_reclaimed += from.idle_reclaimed;
+    into.handler_panics += from.handler_panics;
 }

@@ -48,6 +48,7 @@ impl Master {
                     counts.rejected += current.rejected;
                     counts.fd_limit_hits += current.fd_limit_hits;
                     counts.idle_reclaimed += current.idle_reclaimed;
+                    counts.handler_panics += current.handler_panics;
                     counts.live += current.live;
                     if w.slot == Some(index) {
                         counts.state = current.state;

@@ -233,7 +233,7 @@ fn workers(page: &mut Exposition, rows: &[WorkerRow]) {
         rows.iter().map(|w| (w.id.to_string(), w.cpu.map_or_else(|| "none".to_string(), |c| c.to_string()))).collect();
     let labels = |i: usize| [("worker", ids[i].0.as_str()), ("cpu", ids[i].1.as_str())];
     type Field = fn(&WorkerRow) -> super::exposition::Value;
-    let families: [(&str, Kind, &str, Field); 11] = [
+    let families: [(&str, Kind, &str, Field); 12] = [
         ("connections_accepted_total", Kind::Counter, "Connections the worker took, over its restarts.", |w| {
             w.counts.accepted.into()
         }),
@@ -252,6 +252,12 @@ fn workers(page: &mut Exposition, rows: &[WorkerRow]) {
             Kind::Counter,
             "Idle keep-alive connections the worker closed, longest idle first, to make room for new ones at --max-conns.",
             |w| w.counts.idle_reclaimed.into(),
+        ),
+        (
+            "handler_panics_total",
+            Kind::Counter,
+            "Times the application's handler panicked: its request got 500 and its connection closed, the worker served on.",
+            |w| w.counts.handler_panics.into(),
         ),
         ("restarts_total", Kind::Counter, "Times the worker was restarted after its process exited.", |w| {
             w.restarts.into()

@@ -67,7 +67,11 @@ impl Core<'_> {
         if received.tag == Some(Tag::Text) {
             // The master sends only text it read as UTF-8 (a control command).
             if let Ok(text) = std::str::from_utf8(self.inbox.text(received)) {
-                self.handler.on_message(text);
+                let handler = &mut *self.handler;
+                if crate::panic_guard::guarded(|| handler.on_message(text)).is_none() {
+                    // The line is lost to this worker; it serves on.
+                    self.scratch.count_panic();
+                }
             }
             return true;
         }

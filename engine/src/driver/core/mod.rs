@@ -340,6 +340,7 @@ impl<'a> Core<'a> {
         self.counts.capacity = self.capacity_now();
         self.counts.live = live as u64;
         self.counts.reclaimable = self.reclaimable() as u64;
+        self.counts.handler_panics = self.scratch.panics();
         self.counts.heartbeat += 1;
         self.counters.store(&self.counts);
     }

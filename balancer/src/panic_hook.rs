@@ -1,0 +1,93 @@
+//! What a panic does in ringmaster's processes. A panic in a worker's
+//! handler (the application's code, see `ringmaster_engine::panic_guard`)
+//! costs one request: it is said, then the engine answers `500`, closes
+//! that connection and serves on. Any other panic, the engine's or the
+//! master's, ends the process at once (`abort`), as `panic = "abort"` made
+//! every panic do before handlers' panics were caught: its state is not
+//! to be trusted, and unwinding it could free buffers the kernel still
+//! writes into.
+//!
+//! A flood of requests that make the handler panic must not flood the log
+//! (a worker writes its lines blocking): at most one is said per
+//! [`SAY_EVERY`], with the count of those not said since.
+
+use std::panic::PanicHookInfo;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ringmaster_engine::panic_guard::in_handler;
+
+/// At most one handler panic is said per this long, per worker.
+pub const SAY_EVERY: Duration = Duration::from_secs(10);
+
+/// Installs the hook for this process: a worker's (`Some(id)`) or the
+/// master's. The hook set before (Rust's default, or the program's own)
+/// still runs first for every panic said.
+pub fn install(worker: Option<usize>) {
+    let previous = std::panic::take_hook();
+    let limit = SayLimit::new();
+    std::panic::set_hook(Box::new(move |info: &PanicHookInfo<'_>| {
+        let worker = match worker {
+            Some(id) if in_handler() => id,
+            _ => {
+                previous(info);
+                std::process::abort();
+            }
+        };
+        let Some(unsaid) = limit.say() else { return };
+        previous(info);
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let more = match unsaid {
+            0 => String::new(),
+            n => format!(" ({n} more since the last such line, not said)"),
+        };
+        crate::log!(error: "worker {worker}: its handler panicked{at}: the request got 500 and its connection closes; the worker serves on{more}");
+    }));
+}
+
+/// Says one event per [`SAY_EVERY`] and counts the rest.
+struct SayLimit {
+    start: Instant,
+    /// Milliseconds from `start` to the last event said, plus one (0: none yet).
+    said_at: AtomicU64,
+    unsaid: AtomicU64,
+}
+
+impl SayLimit {
+    fn new() -> SayLimit {
+        SayLimit { start: Instant::now(), said_at: AtomicU64::new(0), unsaid: AtomicU64::new(0) }
+    }
+
+    /// `Some(events not said since the last one said)` when this one is to
+    /// be said, `None` when it is only counted.
+    fn say(&self) -> Option<u64> {
+        let now = self.start.elapsed().as_millis() as u64 + 1;
+        let said_at = self.said_at.load(Ordering::Relaxed);
+        if said_at != 0 && now < said_at + SAY_EVERY.as_millis() as u64 {
+            self.unsaid.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.said_at.store(now, Ordering::Relaxed);
+        Some(self.unsaid.swap(0, Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_event_is_said_and_the_next_ones_within_the_period_counted() {
+        let limit = SayLimit::new();
+        assert_eq!(limit.say(), Some(0));
+        assert_eq!(limit.say(), None);
+        assert_eq!(limit.say(), None);
+        // As if the period had passed since the last one said.
+        limit.said_at.store(1, Ordering::Relaxed);
+        let start = limit.start;
+        assert!(start.elapsed() < SAY_EVERY, "the test ran for 10 s");
+        let limit = SayLimit { start: start - SAY_EVERY, ..limit };
+        assert_eq!(limit.say(), Some(2), "said, with the two not said");
+        assert_eq!(limit.say(), None);
+    }
+}

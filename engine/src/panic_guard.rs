@@ -1,0 +1,101 @@
+//! Calls into the application's [`Handler`](crate::handler::Handler) so
+//! that a panic there costs the request it was answering, not the worker
+//! and every connection it holds: the panic unwinds to here (in a program
+//! built with `panic = "unwind"`, Rust's default; under `panic = "abort"`
+//! the process ends as before) and the engine answers `500` and closes that
+//! one connection. While the application's code runs, [`in_handler`] is
+//! true, so that a panic hook can tell its panics from the engine's own,
+//! which should still end the process.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+thread_local! {
+    static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True while the application's handler runs on this thread (inside
+/// [`Handler::handle`](crate::handler::Handler::handle) or
+/// [`Handler::on_message`](crate::handler::Handler::on_message)).
+pub fn in_handler() -> bool {
+    IN_HANDLER.with(Cell::get)
+}
+
+/// Runs the application's `call`; `None` when it panicked.
+///
+/// `AssertUnwindSafe`: what the engine lends the call (the request's bytes,
+/// the response buffers) is reset before its next use, and the handler's own
+/// state is the application's: it is kept as the panic left it, as a task's
+/// captured state is in other Rust servers.
+pub(crate) fn guarded<R>(call: impl FnOnce() -> R) -> Option<R> {
+    let outer = IN_HANDLER.with(|flag| flag.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(call));
+    IN_HANDLER.with(|flag| flag.set(outer));
+    match result {
+        Ok(value) => Some(value),
+        Err(payload) => {
+            drop_payload(payload);
+            None
+        }
+    }
+}
+
+/// Drops a panic's payload; one whose own drop panics would unwind out of
+/// the engine, so that drop is caught too and what it leaves is forgotten.
+fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Panics in these tests would print through the default hook; they are
+    /// expected, so the output says so first.
+    fn quietly<R>(call: impl FnOnce() -> R) -> Option<R> {
+        eprintln!("(an expected panic follows)");
+        guarded(call)
+    }
+
+    #[test]
+    fn a_call_that_returns_gives_its_value_and_the_flag_is_set_only_during_it() {
+        assert!(!in_handler());
+        assert_eq!(guarded(in_handler), Some(true));
+        assert!(!in_handler());
+    }
+
+    #[test]
+    fn a_panic_is_caught_and_the_flag_restored() {
+        assert_eq!(quietly(|| -> u8 { panic!("in the handler") }), None);
+        assert!(!in_handler());
+        assert_eq!(guarded(|| 7), Some(7), "the next call runs as usual");
+    }
+
+    #[test]
+    fn a_nested_call_leaves_the_outer_one_flagged() {
+        let inner = guarded(|| {
+            let inner = quietly(|| -> bool { panic!("inner") });
+            (inner, in_handler())
+        });
+        assert_eq!(inner, Some((None, true)));
+        assert!(!in_handler());
+    }
+
+    struct PanicsOnDrop;
+
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("a payload whose drop panics");
+        }
+    }
+
+    #[test]
+    fn a_payload_whose_drop_panics_does_not_escape() {
+        let caught = quietly(|| -> u8 { std::panic::panic_any(PanicsOnDrop) });
+        assert_eq!(caught, None);
+        assert!(!in_handler());
+    }
+}
