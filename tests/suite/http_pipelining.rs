@@ -3,6 +3,7 @@
 use crate::util;
 
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::thread;
 use std::time::Duration;
 use util::*;
@@ -233,4 +234,67 @@ fn many_clients_pipelining_at_once_are_all_answered() {
         cut.len(),
         &cut[..cut.len().min(10)]
     );
+}
+
+/// A client that pipelines identical requests and never reads its answers.
+/// Their replies take one run-length entry however many they are, so until
+/// 2026-12-06 the worker read and parsed whatever such a client sent, for as
+/// long as it sent (hundreds of MB/s of one core), owing more answers than
+/// the socket would ever take, and the connection, never idle, was never
+/// closed. Now the worker stops reading once the answers owe 256 KiB: TCP
+/// holds the client back, and `--idle-timeout` ends the connection.
+#[test]
+fn a_client_that_pipelines_and_never_reads_is_held_back_and_closed() {
+    let s = Server::start(&["--workers", "1", "--idle-timeout", "1"]);
+    let mut stream = connect(s.addr());
+    // A write the server does not take within this long: it stopped reading.
+    stream.set_write_timeout(Some(Duration::from_secs(2))).expect("a write timeout");
+    let chunk = repeat(GET, 4096);
+    let limit: usize = 256 << 20;
+    let mut written = 0;
+    // The idle timeout may end the connection while a write waits.
+    let mut reset = false;
+    while written < limit {
+        match stream.write(&chunk) {
+            Ok(n) => written += n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) => {
+                reset = true;
+                break;
+            }
+            Err(e) => panic!("writing after {written} bytes: {e}"),
+        }
+    }
+    assert!(written < 64 << 20, "the server read {written} bytes of requests whose answers nobody read");
+    // The connection, stuck, ends at the idle timeout: a reset, as the
+    // server closes with requests unread. Nothing is read here, which would
+    // let the answers flow again.
+    let hung_up = reset
+        || eventually(Duration::from_secs(20), || {
+            let mut fd = libc::pollfd { fd: stream.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+            // SAFETY: one pollfd, valid for the call; a zero timeout returns at once.
+            let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+            ready > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+        });
+    assert!(hung_up, "the stuck connection was not closed");
+}
+
+/// A client that writes 20,000 identical requests before it reads (owing
+/// about ten times the bound above) gets every answer, in order: the worker
+/// stops reading at the bound and goes on as the answers leave.
+#[test]
+fn a_deep_pipeline_of_identical_requests_is_answered_in_full() {
+    let s = Server::start(&["--workers", "1"]);
+    let mut c = s.connect();
+    let n = 20_000;
+    let batch = repeat(GET, n);
+    let mut w = c.stream().try_clone().expect("a second handle");
+    let writer = thread::spawn(move || w.write_all(&batch));
+    for i in 0..n {
+        let r = c.try_read().unwrap_or_else(|e| panic!("after {i} of {n} responses: {e}"));
+        check_ok(&r);
+    }
+    writer.join().expect("the writer").expect("writing the pipeline");
+    c.expect_silent_open(Duration::from_millis(200));
+    c.get_ok();
 }

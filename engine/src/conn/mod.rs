@@ -48,6 +48,14 @@ pub const DRAIN_FIRST_REQUEST_GRACE_MS: u64 = 1_000;
 pub const DRAIN_SETTLE_MS: u64 = 100;
 /// Body bytes that buy one more second of `--body-timeout`.
 const BODY_BYTES_PER_SECOND: u64 = 1024;
+/// Bytes of preformatted answers a connection may owe before it stops
+/// reading. The run-length queue holds any number of identical answers in
+/// one entry, so without a bound a client that pipelines and never reads
+/// had the worker read and parse for as long as it sent (hundreds of MB/s
+/// on one core), owing more than the socket would ever take, its connection
+/// never idle, and a run's count could wrap. Far above what a client that
+/// reads its answers keeps owed (16-deep pipelining owes a few KiB).
+pub const OWED_BYTES: usize = 256 * 1024;
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -660,10 +668,12 @@ impl Connection {
         }
     }
 
-    /// With a handler: room in the output buffer for the largest response.
+    /// Room to answer one more request: with a handler, room in the output
+    /// buffer for the largest response; from the preformatted pages, fewer
+    /// than [`OWED_BYTES`] owed (counted at the longest keep-alive page).
     fn has_room_to_answer(&self, ctx: &Context<'_>) -> bool {
         match &ctx.answering {
-            Answering::Fixed => true,
+            Answering::Fixed => self.replies.replies() * ctx.responses.len_of(Reply::OkKeepAlive) < OWED_BYTES,
             Answering::Dynamic(dynamic) => ctx.out.len() - self.out_len >= dynamic.scratch.largest_framed(),
         }
     }

@@ -34,11 +34,18 @@ pub struct ReplyQueue {
     runs: [Run; QUEUE_RUNS],
     head: usize,
     len: usize,
+    /// Replies queued, over every run.
+    replies: usize,
 }
 
 impl ReplyQueue {
     pub const fn new() -> Self {
-        ReplyQueue { runs: [Run { kind: Queued::Dynamic, count: 0, bytes: 0 }; QUEUE_RUNS], head: 0, len: 0 }
+        ReplyQueue {
+            runs: [Run { kind: Queued::Dynamic, count: 0, bytes: 0 }; QUEUE_RUNS],
+            head: 0,
+            len: 0,
+            replies: 0,
+        }
     }
 
     /// True when a reply of a new kind might not fit.
@@ -54,6 +61,11 @@ impl ReplyQueue {
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Replies queued (a run of `n` counts `n`).
+    pub fn replies(&self) -> usize {
+        self.replies
     }
 
     /// Queues `reply`; the caller checked [`ReplyQueue::is_full`] first.
@@ -72,6 +84,7 @@ impl ReplyQueue {
     }
 
     fn push_run(&mut self, kind: Queued, bytes: usize) {
+        self.replies += 1;
         if self.len > 0 {
             let last = &mut self.runs[self.last_index()];
             if last.kind == kind {
@@ -112,6 +125,7 @@ impl ReplyQueue {
             return false;
         }
         last.count -= 1;
+        self.replies -= 1;
         self.push(closing);
         true
     }
@@ -148,6 +162,7 @@ impl ReplyQueue {
         let taken = (front.kind, take, front.bytes);
         front.count -= take as u32;
         front.bytes = 0;
+        self.replies -= take;
         if front.count == 0 {
             self.head = (self.head + 1) % QUEUE_RUNS;
             self.len -= 1;
@@ -187,6 +202,24 @@ mod tests {
         assert_eq!(queue.take_front(1), Some((Queued::Dynamic, 2, 35)), "all of a dynamic run at once");
         assert_eq!(queue.take_front(1), Some((Queued::Page(Reply::BadRequest), 1, 0)));
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn the_replies_queued_are_counted_over_runs_splits_and_takes() {
+        let mut queue = ReplyQueue::new();
+        for _ in 0..40 {
+            queue.push(Reply::Ok);
+        }
+        queue.push_dynamic(7);
+        queue.push(Reply::Ok);
+        queue.push(Reply::Ok);
+        assert_eq!(queue.replies(), 43);
+        assert!(queue.close_last(), "the last page split off its run");
+        assert_eq!(queue.replies(), 43);
+        assert_eq!(queue.take_front(MAX_RUN), Some((Queued::Page(Reply::Ok), MAX_RUN, 0)));
+        assert_eq!(queue.replies(), 43 - MAX_RUN);
+        while queue.take_front(MAX_RUN).is_some() {}
+        assert_eq!(queue.replies(), 0);
     }
 
     #[test]

@@ -272,6 +272,39 @@ fn a_full_queue_pauses_reading_until_the_replies_are_sent() {
     assert!(h.conn.wants_read());
 }
 
+/// Identical pipelined requests fill no run-length entry, so the bound on
+/// what is owed is in bytes: a client that sends and never reads stops
+/// being read (and TCP holds it back) once its answers owe [`OWED_BYTES`].
+#[test]
+fn a_client_that_never_reads_is_read_only_until_its_answers_owe_the_bound() {
+    let mut h = Harness::new();
+    let page = h.world.responses.len_of(Reply::OkKeepAlive);
+    let bound = OWED_BYTES.div_ceil(page);
+    let chunk = GET.repeat(CARRY / GET.len());
+    let mut taken = 0;
+    for _ in 0..4 * bound * GET.len() / chunk.len() {
+        taken += h.input(&chunk);
+        if h.conn.phase() == Phase::Paused && !h.conn.wants_read() {
+            break;
+        }
+    }
+    assert_eq!(h.conn.phase(), Phase::Paused, "it stops reading");
+    assert!(!h.conn.wants_read());
+    assert!(taken <= bound * GET.len() + CARRY, "took {taken} bytes for {bound} answers of {page} bytes");
+    assert!(taken >= (bound - 1) * GET.len(), "it answers up to the bound: took {taken}");
+    // Sent at last: every request taken is answered, in order, and reading goes on.
+    let mut sends = 0;
+    while h.conn.phase() == Phase::Paused {
+        h.flush();
+        sends += 1;
+        assert!(sends < bound, "it never resumed");
+    }
+    h.flush();
+    assert_eq!(h.answered as usize, taken / GET.len());
+    assert_eq!(h.conn.phase(), Phase::Reading);
+    assert!(h.conn.wants_read());
+}
+
 #[test]
 fn input_beyond_the_carry_waits_while_paused_and_is_taken_after_the_send() {
     let mut h = Harness::new();
