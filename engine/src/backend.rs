@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use io_uring::{cqueue, opcode, types::Fd};
 
 use crate::bufring::{self, BufRing};
-use crate::uring;
+use crate::{refused, sys, uring};
 
 /// The kernel interface a process's event loop runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,11 +93,16 @@ pub fn choose_backend(choice: BackendChoice) -> Result<(Backend, Option<String>)
     }
 }
 
+/// Submission entries of the probe's ring.
+const PROBE_ENTRIES: u32 = 8;
+
 /// Checks that the io_uring driver can run here: the worker's ring set-up, a
 /// registered provided-buffer ring (Linux 5.19) and a multishot receive
 /// (Linux 6.0) that really delivers a byte.
 pub fn probe_uring() -> Result<(), UringUnavailable> {
-    let mut ring = uring::build_ring(8).map_err(|e| explain(&e, "io_uring_setup"))?;
+    let ring_bytes = uring::ring_bytes(PROBE_ENTRIES);
+    let mut ring =
+        uring::build_ring(PROBE_ENTRIES).map_err(|e| explain_with_ring(&e, "io_uring_setup", Some(ring_bytes)))?;
     let bufs = BufRing::register(&ring.submitter(), 1, 64).map_err(|e| explain(&e, "registering receive buffers"))?;
     let (reader, writer) = socket_pair().map_err(|e| explain(&e, "socketpair"))?;
     let recv = opcode::RecvMulti::new(Fd(reader.as_raw_fd()), bufring::GROUP).build().user_data(1);
@@ -127,6 +132,12 @@ pub fn probe_uring() -> Result<(), UringUnavailable> {
 
 /// Turns the errno of a failed step into an operator's explanation.
 fn explain(error: &io::Error, step: &str) -> UringUnavailable {
+    explain_with_ring(error, step, None)
+}
+
+/// [`explain`] for a step that maps a ring of `ring_bytes` into this
+/// process, which an address-space limit can refuse.
+fn explain_with_ring(error: &io::Error, step: &str, ring_bytes: Option<usize>) -> UringUnavailable {
     let errno = error.raw_os_error().unwrap_or(0);
     let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").ok();
     let disabled = disabled.as_deref().map(str::trim);
@@ -150,11 +161,7 @@ fn explain(error: &io::Error, step: &str) -> UringUnavailable {
         libc::EINVAL | libc::EOPNOTSUPP => {
             (true, "the kernel is too old for this driver (Linux 6.0+ needed)".to_string())
         }
-        libc::ENOMEM => (
-            false,
-            "out of locked memory: raise RLIMIT_MEMLOCK (ulimit -l, systemd LimitMEMLOCK=) or the cgroup's memory"
-                .to_string(),
-        ),
+        libc::ENOMEM => (false, short_of_memory(ring_bytes)),
         _ => (false, format!("unexpected error: {error}")),
     };
     let name = errno_name(errno);
@@ -164,6 +171,41 @@ fn explain(error: &io::Error, step: &str) -> UringUnavailable {
         ""
     };
     UringUnavailable { errno, blocked, reason: format!("io_uring blocked at {step} ({name}: {why}){advice}") }
+}
+
+/// Which memory the kernel lacked for a step that failed with `ENOMEM`
+/// (mapping a ring of `ring_bytes`, if it maps one), and what to raise.
+fn short_of_memory(ring_bytes: Option<usize>) -> String {
+    if let Some(limit) = ring_bytes.and_then(refused::address_space_lacks) {
+        return format!(
+            "the address-space limit (RLIMIT_AS, `ulimit -v`, systemd LimitAS=) of {limit} bytes leaves no room \
+             for the ring: raise it"
+        );
+    }
+    if let Some(limit) = sys::locked_memory_limit().filter(|_| rings_count_as_locked()) {
+        return format!(
+            "out of locked memory: RLIMIT_MEMLOCK, which this user's io_uring rings count against, is {limit} \
+             bytes: raise it (ulimit -l, systemd LimitMEMLOCK=)"
+        );
+    }
+    match sys::cgroup_memory_limit() {
+        Some((file, bytes)) => format!("the kernel or the memory cgroup is short of memory ({file} is {bytes} bytes)"),
+        None => "the kernel or the memory cgroup is short of memory".to_string(),
+    }
+}
+
+/// The kernels that count io_uring rings against the memory cgroup only:
+/// Linux 5.12 moved them there from `RLIMIT_MEMLOCK`; 6.14 made them
+/// memory regions, counted against it again (measured on 6.18: `ulimit -l
+/// 0` fails `io_uring_setup` with `ENOMEM`).
+const RINGS_NOT_LOCKED: std::ops::Range<(u32, u32)> = (5, 12)..(6, 14);
+
+/// Whether the kernel counts this process's io_uring rings against
+/// `RLIMIT_MEMLOCK`: outside [`RINGS_NOT_LOCKED`], unless the process may
+/// lock memory (`CAP_IPC_LOCK`).
+fn rings_count_as_locked() -> bool {
+    let counted = sys::kernel_release().is_none_or(|version| !RINGS_NOT_LOCKED.contains(&version));
+    counted && !sys::exempt_from_locked_memory_limit()
 }
 
 fn errno_name(errno: i32) -> &'static str {
@@ -208,7 +250,11 @@ mod tests {
         assert!(seccomp.reason.contains("seccomp"), "{seccomp}");
         let memory = explain(&io::Error::from_raw_os_error(libc::ENOMEM), "io_uring_setup");
         assert!(!memory.blocked, "ENOMEM is an error to fix, not a reason to fall back");
-        assert!(memory.reason.contains("RLIMIT_MEMLOCK"), "{memory}");
+        assert!(!memory.reason.contains("RLIMIT_AS"), "a step that maps no ring: {memory}");
+        // Locked memory is named only where it can be what lacks.
+        let locked = rings_count_as_locked() && sys::locked_memory_limit().is_some();
+        assert_eq!(memory.reason.contains("RLIMIT_MEMLOCK"), locked, "{memory}");
+        assert_eq!(memory.reason.contains("the kernel or the memory cgroup is short of memory"), !locked, "{memory}");
     }
 
     #[test]

@@ -62,6 +62,14 @@ pub(crate) fn mapping_refused(e: io::Error, bytes: usize, what: &str, sized_by: 
     }
 }
 
+/// The finite `RLIMIT_AS`, in bytes, when it leaves no room for `bytes`
+/// more (tried as [`left_under_limit`] tries them): the master's io_uring
+/// probe names it when its ring's set-up fails with `ENOMEM`.
+pub(crate) fn address_space_lacks(bytes: usize) -> Option<u64> {
+    let limit = crate::sys::address_space_limit()?;
+    left_under_limit(bytes).is_err().then_some(limit)
+}
+
 /// Whether `bytes` of address space are left under a finite `RLIMIT_AS`,
 /// tried by mapping them, inaccessible and never backed (they count against
 /// the limit as any mapping does), and unmapping them again. The error

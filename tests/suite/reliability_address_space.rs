@@ -26,9 +26,15 @@
 //!   the receive buffer: before, the allocator aborted the worker). The
 //!   worker now keeps a headroom of address space past its reservations for
 //!   those, and says so when it cannot.
+//! - A master whose io_uring probe finds no room for its ring under the
+//!   limit (`--backend uring` or `auto`) exits 1 with an error that names
+//!   `RLIMIT_AS` and its bytes. Before, it blamed locked memory ("raise
+//!   RLIMIT_MEMLOCK"), which a process with `CAP_IPC_LOCK` is not even
+//!   held to.
 
 use crate::util;
 
+use std::fmt::Debug;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
@@ -130,8 +136,13 @@ fn assert_no_restart_planned(s: &Server) {
 
 /// The peak address space of process `pid` (`VmPeak`), in bytes.
 fn peak_address_space(pid: u32) -> u64 {
-    let peak = status_field(pid, "VmPeak");
-    let kb: u64 = peak.trim_end_matches(" kB").parse().unwrap_or_else(|e| panic!("VmPeak {peak:?}: {e}"));
+    status_bytes(pid, "VmPeak")
+}
+
+/// A size in process `pid`'s status (`VmPeak`, `VmExe`), in bytes.
+fn status_bytes(pid: u32, field: &str) -> u64 {
+    let size = status_field(pid, field);
+    let kb: u64 = size.trim_end_matches(" kB").parse().unwrap_or_else(|e| panic!("{field} {size:?}: {e}"));
     kb * 1024
 }
 
@@ -139,6 +150,8 @@ fn peak_address_space(pid: u32) -> u64 {
 /// to the kB from run to run, measured) and the worker's backend.
 struct Measured {
     master: u64,
+    /// The master's own code (`VmExe`): under less, the binary cannot even be loaded.
+    master_code: u64,
     worker: u64,
     backend: String,
 }
@@ -149,7 +162,8 @@ fn measure(args: &[&str]) -> Measured {
     let stats = s.wait_workers_ready(1, START_TIMEOUT);
     let pid = num(&expect_worker(&stats, 1), "pid") as u32;
     let backend = stats["backend"].as_str().unwrap_or_else(|| panic!("no backend: {stats}")).to_string();
-    Measured { master: peak_address_space(s.pid()), worker: peak_address_space(pid), backend }
+    let master_code = status_bytes(s.pid(), "VmExe");
+    Measured { master: peak_address_space(s.pid()), master_code, worker: peak_address_space(pid), backend }
 }
 
 /// The peak address space of a ready worker started with `args` under
@@ -200,19 +214,24 @@ const PAGE: u64 = 4096;
 /// limit between `low` and `high` under which `past` holds (it must not
 /// hold at `low` and must at `high`), found by bisection.
 fn around_the_edge(args: &[&str], low: u64, high: u64, past: impl Fn(&Start) -> bool) -> (Start, Start) {
-    let (mut below, mut at) = (start_under(low, args), start_under(high, args));
-    assert!(!past(&below), "the edge is above {low}: {below:?}");
-    assert!(past(&at), "the edge is below {high}: {at:?}");
-    while at.limit - below.limit > PAGE {
-        let middle = (below.limit + at.limit) / 2 / PAGE * PAGE;
-        let start = start_under(middle, args);
-        if past(&start) {
-            at = start;
+    edge_between(low, high, |limit| start_under(limit, args), past)
+}
+
+/// [`around_the_edge`] for any `run` under a limit.
+fn edge_between<T: Debug>(low: u64, high: u64, run: impl Fn(u64) -> T, past: impl Fn(&T) -> bool) -> (T, T) {
+    let (mut below, mut at) = ((low, run(low)), (high, run(high)));
+    assert!(!past(&below.1), "the edge is above {low}: {:?}", below.1);
+    assert!(past(&at.1), "the edge is below {high}: {:?}", at.1);
+    while at.0 - below.0 > PAGE {
+        let middle = (below.0 + at.0) / 2 / PAGE * PAGE;
+        let ended = (middle, run(middle));
+        if past(&ended.1) {
+            at = ended;
         } else {
-            below = start;
+            below = ended;
         }
     }
-    (below, at)
+    (below.1, at.1)
 }
 
 /// Limits to search between for a worker started with `args`: one under
@@ -314,4 +333,58 @@ fn once_a_worker_was_ready_one_that_cannot_reserve_is_restarted() {
     let stats = s.wait_workers_ready(1, START_TIMEOUT);
     assert_ne!(num(&expect_worker(&stats, 1), "pid") as u32, first);
     s.connect().get_ok();
+}
+
+/// How a master started with `--backend` `backend` under `RLIMIT_AS`
+/// `limit` ended. Asked for a CPU no affinity mask holds (one past a
+/// `cpu_set_t`), it stops with an error just after its io_uring probe,
+/// before it maps anything more: under any limit that lets the probe
+/// through, it ends the same way.
+#[derive(Debug)]
+struct Probed {
+    limit: u64,
+    code: Option<i32>,
+    /// Its `ERROR` line, if it wrote one.
+    error: Option<String>,
+}
+
+impl Probed {
+    /// Its probe set its ring up: what stopped it came later.
+    fn past_the_ring(&self) -> bool {
+        self.error.as_ref().is_some_and(|e| !e.contains("io_uring_setup"))
+    }
+}
+
+fn probe_under(limit: u64, backend: &str) -> Probed {
+    let cpu = libc::CPU_SETSIZE.to_string();
+    let mut s = Server::launch(under_limits(Some(limit)), &["--workers", "1", "--cpus", &cpu, "--backend", backend]);
+    let code = s.wait_exit(GIVES_UP_WITHIN).code();
+    let error = s.raw_log().into_iter().find(|l| l.contains(" ERROR "));
+    Probed { limit, code, error }
+}
+
+#[test]
+fn a_master_whose_io_uring_probe_finds_no_room_names_rlimit_as() {
+    if let Err(e) = ringmaster_engine::backend::probe_uring() {
+        eprintln!("skipped: io_uring is unavailable here ({e})");
+        return;
+    }
+    let measured = measure(&args(FITS));
+    // Named here, the probe runs whatever this run's backend. `auto` exits
+    // too: a want of memory is an error to fix, which epoll would hide.
+    for (backend, before, after) in
+        [("uring", "--backend uring: ", ""), ("auto", "io_uring failed: ", " (or choose --backend epoll)")]
+    {
+        let run = |limit| probe_under(limit, backend);
+        let (short, _) = edge_between(measured.master_code, measured.master, run, Probed::past_the_ring);
+        assert_eq!(short.code, Some(1), "{short:?}");
+        let error = short.error.as_deref().unwrap_or_default();
+        let why = format!(
+            "{before}io_uring blocked at io_uring_setup (ENOMEM: the address-space limit (RLIMIT_AS, `ulimit -v`, \
+             systemd LimitAS=) of {} bytes leaves no room for the ring: raise it){after}",
+            short.limit
+        );
+        assert!(error.ends_with(&why), "{backend}: it names the limit: {short:?}");
+        assert!(!error.contains("RLIMIT_MEMLOCK"), "{backend}: {short:?}");
+    }
 }

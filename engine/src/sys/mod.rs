@@ -105,10 +105,51 @@ pub fn fd_limit() -> io::Result<u64> {
 
 /// The soft `RLIMIT_AS` (`ulimit -v`), in bytes; `None` when unlimited.
 pub fn address_space_limit() -> Option<u64> {
+    soft_limit(libc::RLIMIT_AS)
+}
+
+/// The soft `RLIMIT_MEMLOCK` (`ulimit -l`), in bytes; `None` when unlimited.
+pub fn locked_memory_limit() -> Option<u64> {
+    soft_limit(libc::RLIMIT_MEMLOCK)
+}
+
+/// The soft limit on `resource`; `None` when unlimited.
+fn soft_limit(resource: libc::__rlimit_resource_t) -> Option<u64> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into a valid rlimit.
-    syscall!(unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) }).ok()?;
+    syscall!(unsafe { libc::getrlimit(resource, &mut limit) }).ok()?;
     (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
+/// `CAP_IPC_LOCK` (`linux/capability.h`).
+const CAP_IPC_LOCK: u32 = 14;
+
+/// Whether this process holds `CAP_IPC_LOCK` in the initial user namespace,
+/// which exempts its memory from `RLIMIT_MEMLOCK`; in any other namespace
+/// the capability does not (the kernel asks `ns_capable(&init_user_ns)`).
+pub fn exempt_from_locked_memory_limit() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status.lines().find_map(|line| line.strip_prefix("CapEff:"));
+    let effective = effective.and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok()).unwrap_or(0);
+    let uid_map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    let initial_namespace = uid_map.split_whitespace().eq(["0", "0", "4294967295"]);
+    effective & (1 << CAP_IPC_LOCK) != 0 && initial_namespace
+}
+
+/// The memory limit of this process's cgroup (v2): the `memory.max` file
+/// that sets it and its bytes; `None` when it sets none (`max`) or cannot
+/// be read (cgroup v1).
+pub fn cgroup_memory_limit() -> Option<(String, u64)> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let file = memory_max_file(&cgroups)?;
+    let bytes = std::fs::read_to_string(&file).ok()?.trim().parse().ok()?;
+    Some((file, bytes))
+}
+
+/// The `memory.max` of the v2 cgroup that `/proc/self/cgroup` names (its `0::` line).
+fn memory_max_file(cgroups: &str) -> Option<String> {
+    let path = cgroups.lines().find_map(|line| line.strip_prefix("0::"))?;
+    Some(format!("/sys/fs/cgroup{}/memory.max", path.trim_end_matches('/')))
 }
 
 #[cfg(test)]
@@ -121,5 +162,13 @@ mod tests {
         assert_eq!(parse_release("6.16"), Some((6, 16)));
         assert_eq!(parse_release("5.4.0-rc2"), Some((5, 4)));
         assert_eq!(parse_release("garbage"), None);
+    }
+
+    #[test]
+    fn the_memory_limit_is_read_from_the_v2_cgroup() {
+        let file = memory_max_file("0::/system.slice/ringmaster.service\n");
+        assert_eq!(file.as_deref(), Some("/sys/fs/cgroup/system.slice/ringmaster.service/memory.max"));
+        assert_eq!(memory_max_file("0::/\n").as_deref(), Some("/sys/fs/cgroup/memory.max"));
+        assert_eq!(memory_max_file("4:memory:/user.slice\n"), None, "cgroup v1 only");
     }
 }
