@@ -8,12 +8,13 @@
 //! acknowledges), [`reactor`] (the master's I/O on io_uring or epoll),
 //! [`control`] (the control socket and `ringmaster ctl`), [`spawn`] and
 //! [`worker_role`] (both ends of starting a worker), [`backoff`] (a crashed
-//! worker's restart delays), [`config`], [`cpus`], [`listener`], [`refuse`]
+//! worker's restart delays), [`config`], [`cpus`], [`listener`], [`locked_memory`] (room
+//! under `RLIMIT_MEMLOCK` for the workers' rings), [`refuse`]
 //! (`503` for connections no worker can take), [`panic_hook`] (a handler's
 //! panic costs one request, any other ends the process), [`rlimit`], [`signals`],
 //! [`mod@log`] (whole-line stderr writes), [`stats_line`], [`metrics`] (the
 //! Prometheus endpoint), [`systemd`] (readiness and socket activation),
-//! [`title`] (what `ps` shows), [`privileges`] (`--user`, `--group`),
+//! [`title`] (what `ps` shows), [`privileges`] (`--user`, `--group`; [`capabilities`], the one it keeps),
 //! [`upgrade`] (handing the sockets to a new master started from a new
 //! binary), [`faults`] (fault injection for tests), [`bpf`] (steering `reuseport`
 //! connections by load with an eBPF program assembled here) and [`error`]
@@ -23,6 +24,7 @@
 
 pub mod backoff;
 pub mod bpf;
+pub mod capabilities;
 pub mod config;
 pub mod control;
 pub mod cpus;
@@ -32,6 +34,7 @@ pub mod faults;
 pub mod fd_reserve;
 pub mod handoff;
 pub mod listener;
+pub mod locked_memory;
 pub mod log;
 pub mod master;
 pub mod metrics;

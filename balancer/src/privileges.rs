@@ -151,13 +151,26 @@ fn parse_env(uid: Option<&str>, gid: Option<&str>, groups: Option<&str>) -> Resu
 ///
 /// `skip_setuid` is fault injection for tests (`RINGMASTER_FAULT=skip-setuid`):
 /// the proof must then catch the missing step.
-pub fn switch_to(credentials: &Credentials, skip_setuid: bool) -> io::Result<()> {
+///
+/// `keep_ipc_lock`: the worker keeps `CAP_IPC_LOCK`, and no other
+/// capability, across the switch of user, so that its io_uring ring is not
+/// counted against its new user's `RLIMIT_MEMLOCK` (see `locked_memory.rs`).
+pub fn switch_to(credentials: &Credentials, skip_setuid: bool, keep_ipc_lock: bool) -> io::Result<()> {
     let master = getppid();
     let gids: Vec<Gid> = credentials.groups.iter().copied().map(Gid::from_raw).collect();
     setgroups(&gids).map_err(|e| failed(format!("setgroups({:?})", credentials.groups), e))?;
     setgid(Gid::from_raw(credentials.gid)).map_err(|e| failed(format!("setgid({})", credentials.gid), e))?;
     if let Some(uid) = credentials.uid.filter(|_| !skip_setuid) {
+        if keep_ipc_lock {
+            // The permitted set survives the setuid; capset then trims it.
+            nix::sys::prctl::set_keepcaps(true).map_err(|e| failed("prctl(PR_SET_KEEPCAPS)".into(), e))?;
+        }
         setuid(Uid::from_raw(uid)).map_err(|e| failed(format!("setuid({uid})"), e))?;
+        if keep_ipc_lock {
+            crate::capabilities::keep_only(crate::capabilities::CAP_IPC_LOCK)
+                .map_err(|e| failed("capset".into(), e))?;
+            nix::sys::prctl::set_keepcaps(false).map_err(|e| failed("prctl(PR_SET_KEEPCAPS)".into(), e))?;
+        }
     }
     prove(credentials)?;
     nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(|e| failed("prctl(PR_SET_PDEATHSIG)".into(), e))?;

@@ -127,7 +127,13 @@ pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig, handler: &mut
     }
     // Last, before the ring exists (its kernel threads take the ids it is made with).
     if let Some(credentials) = &credentials {
-        switch_to(credentials, faults.skip_setuid)
+        // Where io_uring rings count as locked memory, a worker leaving a
+        // master that may lock memory keeps that one capability: its ring is
+        // then not counted against its new user's limit (`locked_memory.rs`).
+        let keep_ipc_lock = identity.backend == ringmaster_engine::Backend::Uring
+            && ringmaster_engine::backend::kernel_counts_rings_as_locked()
+            && ringmaster_engine::exempt_from_locked_memory_limit();
+        switch_to(credentials, faults.skip_setuid, keep_ipc_lock)
             .context(format_args!("refusing to serve: cannot switch to {credentials}"))?;
     }
     let own_listener = identity.listener == Some(ListenerKind::Own);

@@ -200,12 +200,19 @@ fn short_of_memory(ring_bytes: Option<usize>) -> String {
 /// 0` fails `io_uring_setup` with `ENOMEM`).
 const RINGS_NOT_LOCKED: std::ops::Range<(u32, u32)> = (5, 12)..(6, 14);
 
+/// Whether this kernel counts the io_uring rings of a process that may not
+/// lock memory against its user's `RLIMIT_MEMLOCK`: outside
+/// [`RINGS_NOT_LOCKED`]. The count is the user's, over all its processes;
+/// each new ring must fit under the limit of the process that makes it.
+pub fn kernel_counts_rings_as_locked() -> bool {
+    sys::kernel_release().is_none_or(|version| !RINGS_NOT_LOCKED.contains(&version))
+}
+
 /// Whether the kernel counts this process's io_uring rings against
 /// `RLIMIT_MEMLOCK`: outside [`RINGS_NOT_LOCKED`], unless the process may
 /// lock memory (`CAP_IPC_LOCK`).
 fn rings_count_as_locked() -> bool {
-    let counted = sys::kernel_release().is_none_or(|version| !RINGS_NOT_LOCKED.contains(&version));
-    counted && !sys::exempt_from_locked_memory_limit()
+    kernel_counts_rings_as_locked() && !sys::exempt_from_locked_memory_limit()
 }
 
 fn errno_name(errno: i32) -> &'static str {

@@ -45,6 +45,7 @@ mod reliability_fd_limits;
 mod reliability_full_workers;
 mod reliability_hand_off_refused;
 mod reliability_idle_reclaim;
+mod reliability_locked_memory;
 mod reliability_stop_at_fd_limit;
 mod reliability_worker_fd_capacity;
 mod steer_program;

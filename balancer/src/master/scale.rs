@@ -6,7 +6,10 @@
 use std::io;
 use std::time::{Duration, Instant};
 
+use ringmaster_engine::Backend;
+
 use super::Master;
+use crate::locked_memory::{mib, rings_within, room_for_workers, Room};
 
 /// Beyond `--shutdown-timeout`, what a retired process gets before it is killed.
 const RETIREE_GRACE: Duration = Duration::from_secs(1);
@@ -23,6 +26,9 @@ impl Master {
             return Ok(());
         }
         crate::log!("scaling from {} to {target} workers", active.len());
+        if target > active.len() {
+            self.room_for_more_rings(target);
+        }
         for _ in active.len()..target {
             self.add_worker_or_retry();
         }
@@ -31,6 +37,39 @@ impl Master {
         }
         // A worker the reload was replacing no longer holds it up.
         self.step_reload()
+    }
+
+    /// On io_uring, room under `RLIMIT_MEMLOCK` for `workers` workers' rings
+    /// (see `locked_memory.rs`), said when it had to be made or cannot be.
+    fn room_for_more_rings(&mut self, workers: usize) {
+        if self.backend != Backend::Uring {
+            return;
+        }
+        match room_for_workers(workers, &self.config.engine) {
+            Ok(Room::Enough) => {}
+            Ok(Room::Raised { from, to }) => {
+                crate::log!(
+                    "scale: raised RLIMIT_MEMLOCK from {} to {} for the io_uring rings of {workers} workers",
+                    mib(from),
+                    mib(to)
+                )
+            }
+            Ok(Room::Short { limit, need }) => {
+                let fit = rings_within(limit, &self.config.engine);
+                let what = if fit >= workers as u64 {
+                    "enough for their rings, not for an upgrade's new workers beside them".to_string()
+                } else {
+                    format!("the rings of about {fit}: the workers past them fail to start (ENOMEM) and are restarted with the back-off")
+                };
+                crate::log!(warn:
+                    "scale: the io_uring rings of {workers} workers need {} of locked memory and RLIMIT_MEMLOCK is {}, \
+                     which this process may not raise: {what} (raise it: ulimit -l, systemd LimitMEMLOCK=)",
+                    mib(need),
+                    mib(limit)
+                )
+            }
+            Err(e) => crate::log!(warn: "scale: cannot read or set RLIMIT_MEMLOCK: {e}"),
+        }
     }
 
     /// Retires worker `id` whole: every process of it drains (while a reload

@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 use std::time::{Instant, SystemTime};
 
 use ringmaster_engine::stats::CountersSnapshot;
-use ringmaster_engine::{choose_backend, Backend, StatsBlock};
+use ringmaster_engine::{choose_backend, Backend, BackendChoice, StatsBlock};
 
 use super::commands::ControlState;
 use super::dispatch::Dispatch;
@@ -20,6 +20,7 @@ use crate::config::{MasterConfig, Mode};
 use crate::cpus::{allowed_cpus, choose_cpus};
 use crate::error::{Context, Error, Result};
 use crate::fd_reserve::FdReserve;
+use crate::locked_memory::{mib, room_for_workers, Room};
 use crate::metrics::MasterCounts;
 use crate::modes::{balance_for, ListenAt};
 use crate::reactor::{reactor_for, uring::CQ_ENTRIES};
@@ -43,6 +44,7 @@ impl Master {
         if let Some(why) = fallback {
             crate::log!(warn: "{why}");
         }
+        let backend = room_for_rings(&config, backend)?;
         // Workers inherit the raised limit; failing to raise it is not fatal.
         match crate::rlimit::raise_fd_limit() {
             Ok(limit) => {
@@ -116,5 +118,45 @@ impl Master {
         master.let_go_of_unused_slot_listeners();
         master.listening = Some((local, Instant::now() + supervise::ANNOUNCE_AFTER));
         Ok(master)
+    }
+}
+
+/// On io_uring, room under `RLIMIT_MEMLOCK` for the workers' rings where
+/// the kernel counts them (see `locked_memory.rs`); where there is none and
+/// none can be made, `--backend auto` serves with epoll and `uring` stops.
+fn room_for_rings(config: &MasterConfig, backend: Backend) -> Result<Backend> {
+    if backend != Backend::Uring {
+        return Ok(backend);
+    }
+    let workers = config.workers;
+    let room = room_for_workers(workers, &config.engine)
+        .map_err(|e| Error::Config(format!("cannot read or set RLIMIT_MEMLOCK: {e}")))?;
+    match room {
+        Room::Enough => Ok(backend),
+        Room::Raised { from, to } => {
+            crate::log!(
+                "raised RLIMIT_MEMLOCK from {} to {}: this kernel counts the io_uring rings of the {workers} workers \
+                 against it (twice each: an upgrade's overlap)",
+                mib(from),
+                mib(to)
+            );
+            Ok(backend)
+        }
+        Room::Short { limit, need } => {
+            let why = format!(
+                "the io_uring rings of {workers} workers need {} of locked memory and RLIMIT_MEMLOCK is {}, \
+                 which this process may not raise",
+                mib(need),
+                mib(limit)
+            );
+            let advice = "raise it (ulimit -l, systemd LimitMEMLOCK=) or start the master as root";
+            match config.backend {
+                BackendChoice::Auto => {
+                    crate::log!(warn: "{why}: serving with epoll ({advice})");
+                    Ok(Backend::Epoll)
+                }
+                _ => Err(Error::Config(format!("--backend uring: {why}: {advice}, or use --backend epoll"))),
+            }
+        }
     }
 }
