@@ -1,11 +1,12 @@
 //! What a panic does in ringmaster's processes. A panic in a worker's
 //! handler (the application's code, see `ringmaster_engine::panic_guard`)
-//! costs one request: it is said, then the engine answers `500`, closes
-//! that connection and serves on. Any other panic, the engine's or the
-//! master's, ends the process at once (`abort`), as `panic = "abort"` made
-//! every panic do before handlers' panics were caught: its state is not
-//! to be trusted, and unwinding it could free buffers the kernel still
-//! writes into.
+//! costs one request in a program built with `panic = "unwind"` (Rust's
+//! default): it is said, then the engine answers `500`, closes that
+//! connection and serves on (built with `"abort"`, as this workspace's
+//! release profile is, it is said and the worker ends). Any other panic,
+//! the engine's or the master's, ends the process at once (`abort`) either
+//! way: its state is not to be trusted, and unwinding it could free
+//! buffers the kernel still writes into.
 //!
 //! A flood of requests that make the handler panic must not flood the log
 //! (a worker writes its lines blocking): at most one is said per
@@ -34,9 +35,17 @@ pub fn install(worker: Option<usize>) {
                 std::process::abort();
             }
         };
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        if cfg!(panic = "abort") {
+            previous(info);
+            crate::log!(error:
+                "worker {worker}: its handler panicked{at}: built with panic = \"abort\", the worker ends with its \
+                 connections (with \"unwind\", Rust's default, only the request would be lost)"
+            );
+            return;
+        }
         let Some(unsaid) = limit.say() else { return };
         previous(info);
-        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         let more = match unsaid {
             0 => String::new(),
             n => format!(" ({n} more since the last such line, not said)"),
