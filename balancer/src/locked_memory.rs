@@ -112,6 +112,15 @@ fn set(limit: &libc::rlimit) -> io::Result<()> {
     Ok(())
 }
 
+/// `worker` or `workers`, for `n` of them.
+pub fn workers_noun(n: usize) -> &'static str {
+    if n == 1 {
+        "worker"
+    } else {
+        "workers"
+    }
+}
+
 /// Bytes as `8.0 MiB`.
 pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))

@@ -175,7 +175,7 @@ fn explain_with_ring(error: &io::Error, step: &str, ring_bytes: Option<usize>) -
 
 /// Which memory the kernel lacked for a step that failed with `ENOMEM`
 /// (mapping a ring of `ring_bytes`, if it maps one), and what to raise.
-fn short_of_memory(ring_bytes: Option<usize>) -> String {
+pub(crate) fn short_of_memory(ring_bytes: Option<usize>) -> String {
     if let Some(limit) = ring_bytes.and_then(refused::address_space_lacks) {
         return format!(
             "the address-space limit (RLIMIT_AS, `ulimit -v`, systemd LimitAS=) of {limit} bytes leaves no room \
@@ -201,8 +201,8 @@ fn short_of_memory(ring_bytes: Option<usize>) -> String {
 const RINGS_NOT_LOCKED: std::ops::Range<(u32, u32)> = (5, 12)..(6, 14);
 
 /// Whether this kernel counts the io_uring rings of a process that may not
-/// lock memory against its user's `RLIMIT_MEMLOCK`: outside
-/// [`RINGS_NOT_LOCKED`]. The count is the user's, over all its processes;
+/// lock memory against its user's `RLIMIT_MEMLOCK`: before 5.12, and from
+/// 6.14 on. The count is the user's, over all its processes;
 /// each new ring must fit under the limit of the process that makes it.
 pub fn kernel_counts_rings_as_locked() -> bool {
     sys::kernel_release().is_none_or(|version| !RINGS_NOT_LOCKED.contains(&version))

@@ -154,3 +154,31 @@ fn scaling_up_makes_room_for_the_new_rings() {
         Duration::from_secs(5),
     );
 }
+
+/// Three masters of one user, 5 workers each, under a hard 8 MiB: the
+/// count is the user's, so the second makes room before its probe (whose
+/// ring would not fit under its 1 MiB beside the first master's rings:
+/// before, it exited 1 there), and the third's workers past the limit say
+/// which memory lacked (before: a bare `Cannot allocate memory`).
+#[test]
+fn masters_of_one_user_share_its_locked_memory_and_say_so() {
+    if !applies() {
+        return;
+    }
+    let args = ["--workers", "5", "--no-pin", "--backend", "uring"];
+    let first = start_as(64_104, &args);
+    all_ready(&first, 5);
+    let second = start_as(64_104, &args);
+    let stats = all_ready(&second, 5);
+    assert_eq!(stats["backend"], "uring", "{stats}");
+    let third = start_as(64_104, &args);
+    third.wait_for_log(
+        |l| {
+            l.contains(": the uring loop: its io_uring ring: Cannot allocate memory")
+                && l.contains("RLIMIT_MEMLOCK, which this user's io_uring rings count against, is 8388608 bytes")
+        },
+        Duration::from_secs(10),
+    );
+    assert_eq!(first.connect().get_ok().status, 200);
+    assert_eq!(second.connect().get_ok().status, 200);
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ringmaster_engine::Backend;
 
 use super::Master;
-use crate::locked_memory::{mib, rings_within, room_for_workers, Room};
+use crate::locked_memory::{mib, rings_within, room_for_workers, workers_noun, Room};
 
 /// Beyond `--shutdown-timeout`, what a retired process gets before it is killed.
 const RETIREE_GRACE: Duration = Duration::from_secs(1);
@@ -49,9 +49,10 @@ impl Master {
             Ok(Room::Enough) => {}
             Ok(Room::Raised { from, to }) => {
                 crate::log!(
-                    "scale: raised RLIMIT_MEMLOCK from {} to {} for the io_uring rings of {workers} workers",
+                    "scale: raised RLIMIT_MEMLOCK from {} to {} for the io_uring rings of {workers} {}",
                     mib(from),
-                    mib(to)
+                    mib(to),
+                    workers_noun(workers)
                 )
             }
             Ok(Room::Short { limit, need }) => {
@@ -62,8 +63,9 @@ impl Master {
                     format!("the rings of about {fit}: the workers past them fail to start (ENOMEM) and are restarted with the back-off")
                 };
                 crate::log!(warn:
-                    "scale: the io_uring rings of {workers} workers need {} of locked memory and RLIMIT_MEMLOCK is {}, \
+                    "scale: the io_uring rings of {workers} {} need {} of locked memory and RLIMIT_MEMLOCK is {}, \
                      which this process may not raise: {what} (raise it: ulimit -l, systemd LimitMEMLOCK=)",
+                    workers_noun(workers),
                     mib(need),
                     mib(limit)
                 )

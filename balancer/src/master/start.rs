@@ -20,7 +20,7 @@ use crate::config::{MasterConfig, Mode};
 use crate::cpus::{allowed_cpus, choose_cpus};
 use crate::error::{Context, Error, Result};
 use crate::fd_reserve::FdReserve;
-use crate::locked_memory::{mib, room_for_workers, Room};
+use crate::locked_memory::{mib, room_for_workers, workers_noun, Room};
 use crate::metrics::MasterCounts;
 use crate::modes::{balance_for, ListenAt};
 use crate::reactor::{reactor_for, uring::CQ_ENTRIES};
@@ -40,11 +40,12 @@ impl Master {
         if config.workers == 0 || config.workers > MAX_WORKERS {
             return Err(Error::Config(format!("--workers must be between 1 and {MAX_WORKERS}")));
         }
-        let (backend, fallback) = choose_backend(config.backend).map_err(Error::Backend)?;
+        // Before the probe, whose ring counts as the workers' will.
+        let choice = room_for_rings(&config)?;
+        let (backend, fallback) = choose_backend(choice).map_err(Error::Backend)?;
         if let Some(why) = fallback {
             crate::log!(warn: "{why}");
         }
-        let backend = room_for_rings(&config, backend)?;
         // Workers inherit the raised limit; failing to raise it is not fatal.
         match crate::rlimit::raise_fd_limit() {
             Ok(limit) => {
@@ -121,31 +122,35 @@ impl Master {
     }
 }
 
-/// On io_uring, room under `RLIMIT_MEMLOCK` for the workers' rings where
-/// the kernel counts them (see `locked_memory.rs`); where there is none and
-/// none can be made, `--backend auto` serves with epoll and `uring` stops.
-fn room_for_rings(config: &MasterConfig, backend: Backend) -> Result<Backend> {
-    if backend != Backend::Uring {
-        return Ok(backend);
+/// Unless `--backend epoll`, room under `RLIMIT_MEMLOCK` for the workers'
+/// io_uring rings where the kernel counts them (see `locked_memory.rs`),
+/// made before the probe: another master of the same user may hold rings
+/// already. The backend to probe for: where there is no room and none can
+/// be made, `--backend auto` serves with epoll and `uring` stops.
+fn room_for_rings(config: &MasterConfig) -> Result<BackendChoice> {
+    if config.backend == BackendChoice::Epoll {
+        return Ok(config.backend);
     }
     let workers = config.workers;
     let room = room_for_workers(workers, &config.engine)
         .map_err(|e| Error::Config(format!("cannot read or set RLIMIT_MEMLOCK: {e}")))?;
     match room {
-        Room::Enough => Ok(backend),
+        Room::Enough => Ok(config.backend),
         Room::Raised { from, to } => {
             crate::log!(
-                "raised RLIMIT_MEMLOCK from {} to {}: this kernel counts the io_uring rings of the {workers} workers \
+                "raised RLIMIT_MEMLOCK from {} to {}: this kernel counts the io_uring rings of {workers} {} \
                  against it (twice each: an upgrade's overlap)",
                 mib(from),
-                mib(to)
+                mib(to),
+                workers_noun(workers)
             );
-            Ok(backend)
+            Ok(config.backend)
         }
         Room::Short { limit, need } => {
             let why = format!(
-                "the io_uring rings of {workers} workers need {} of locked memory and RLIMIT_MEMLOCK is {}, \
+                "the io_uring rings of {workers} {} need {} of locked memory and RLIMIT_MEMLOCK is {}, \
                  which this process may not raise",
+                workers_noun(workers),
                 mib(need),
                 mib(limit)
             );
@@ -153,7 +158,7 @@ fn room_for_rings(config: &MasterConfig, backend: Backend) -> Result<Backend> {
             match config.backend {
                 BackendChoice::Auto => {
                     crate::log!(warn: "{why}: serving with epoll ({advice})");
-                    Ok(Backend::Epoll)
+                    Ok(BackendChoice::Epoll)
                 }
                 _ => Err(Error::Config(format!("--backend uring: {why}: {advice}, or use --backend epoll"))),
             }

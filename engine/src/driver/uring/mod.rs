@@ -94,8 +94,10 @@ impl<'a> UringWorker<'a> {
                 uring::COMPLETION_BYTES
             );
             refused::mapping_refused(e, uring::ring_bytes(entries), "io_uring ring", sized_by)
-        })?;
-        let bufs = BufRing::register(&ring.submitter(), core.config.recv_buffers, core.config.recv_buffer_size)?;
+        });
+        let ring = ring.map_err(|e| short_of_memory(e, "its io_uring ring"))?;
+        let bufs = BufRing::register(&ring.submitter(), core.config.recv_buffers, core.config.recv_buffer_size)
+            .map_err(|e| short_of_memory(e, "its ring of provided buffers"))?;
         let completions_cap = ring.params().cq_entries() as usize;
         let table = match core.sources.listener {
             Some(_) => ring_socket::register_table(&ring.submitter(), core.slots()),
@@ -340,4 +342,17 @@ impl<'a> UringWorker<'a> {
         }
         Ok(())
     }
+}
+
+/// `e` as it is, unless it is an `ENOMEM` that is not a refused reservation
+/// (`refused.rs`): then with the memory that lacked for `what` named (a
+/// user's locked memory, where rings count against it; a cgroup's), which a
+/// bare `Cannot allocate memory` left the operator to guess. Still not a
+/// refused reservation: another process may let that memory go, and a
+/// restart find it.
+fn short_of_memory(e: io::Error, what: &str) -> io::Error {
+    if e.raw_os_error() != Some(libc::ENOMEM) {
+        return e;
+    }
+    io::Error::new(e.kind(), format!("{what}: {e}: {}", crate::backend::short_of_memory(None)))
 }
