@@ -55,8 +55,8 @@ pub fn rings_within(limit: u64, engine: &EngineConfig) -> u64 {
 }
 
 /// Whether io_uring rings made by the workers count against the limit:
-/// the kernel counts them, and the master may not lock memory. (Workers of
-/// a master that may keep `CAP_IPC_LOCK` when they switch to `--user`.)
+/// the kernel counts them, and the master may not lock memory (the workers
+/// of one that may keep `CAP_IPC_LOCK` when they switch to `--user`).
 pub fn workers_counted() -> bool {
     kernel_counts_rings_as_locked() && !exempt_from_locked_memory_limit()
 }
@@ -95,21 +95,11 @@ pub fn make_room(need: u64) -> io::Result<Room> {
 }
 
 fn get() -> io::Result<libc::rlimit> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into a valid rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(limit)
+    crate::rlimit::get(libc::RLIMIT_MEMLOCK)
 }
 
 fn set(limit: &libc::rlimit) -> io::Result<()> {
-    // SAFETY: setrlimit reads a valid rlimit; the kernel refuses (EPERM)
-    // what this process may not set.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    crate::rlimit::set(libc::RLIMIT_MEMLOCK, limit)
 }
 
 /// `worker` or `workers`, for `n` of them.

@@ -1,21 +1,36 @@
 //! Raising the open-file limit: every connection is an fd, and a soft limit
-//! of 1024 would cap a worker far below `--max-conns`.
+//! of 1024 would cap a worker far below `--max-conns`. Reading and setting
+//! a limit, for the locked memory's too (`locked_memory.rs`).
 
 use std::io;
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the new soft limit.
-pub fn raise_fd_limit() -> io::Result<u64> {
+/// This process's `resource` limit, soft and hard.
+pub fn get(resource: libc::__rlimit_resource_t) -> io::Result<libc::rlimit> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into a valid rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+    if unsafe { libc::getrlimit(resource, &mut limit) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(limit)
+}
+
+/// Sets this process's `resource` limit; the kernel refuses (`EPERM`) what
+/// the process may not set.
+pub fn set(resource: libc::__rlimit_resource_t, limit: &libc::rlimit) -> io::Result<()> {
+    // SAFETY: setrlimit reads a valid rlimit.
+    if unsafe { libc::setrlimit(resource, limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the new soft limit.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut limit = get(libc::RLIMIT_NOFILE)?;
     if limit.rlim_cur < limit.rlim_max {
+        // Raising the soft limit up to the hard one is always allowed.
         limit.rlim_cur = limit.rlim_max;
-        // SAFETY: setrlimit reads a valid rlimit; raising the soft limit up to the hard one is always allowed.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        set(libc::RLIMIT_NOFILE, &limit)?;
     }
     Ok(limit.rlim_cur)
 }
