@@ -5,6 +5,7 @@
 //! - `POST /echo`: the request body back (by length or chunked);
 //! - `GET /panic`: the handler panics — that request gets `500` and its
 //!   connection closes; the worker and its other connections serve on;
+//! - `GET /recovered`: the handler catches a panic of its own and answers;
 //! - anything else: `404`.
 //!
 //! ```sh
@@ -48,6 +49,11 @@ impl Handler for Router {
                 res.header("Content-Type", kind).body(req.body());
             }
             ("GET", "/panic") => panic!("GET /panic: a handler's panic costs only its request"),
+            ("GET", "/recovered") => {
+                let caught = std::panic::catch_unwind(|| panic!("GET /recovered: caught by the handler itself"));
+                let body: &[u8] = if caught.is_err() { b"recovered\n" } else { b"not caught\n" };
+                res.header("Content-Type", "text/plain").body(body);
+            }
             _ => {
                 res.status(404).header("Content-Type", "text/plain").body(b"not found\n");
             }

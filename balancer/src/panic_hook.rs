@@ -10,7 +10,10 @@
 //!
 //! A flood of requests that make the handler panic must not flood the log
 //! (a worker writes its lines blocking): at most one is said per
-//! [`SAY_EVERY`], with the count of those not said since.
+//! [`SAY_EVERY`], with the count of those not said since. The line that
+//! says the request got `500` comes once the engine has caught the panic
+//! (`panic_guard::when_caught`): one the handler catches itself gets only
+//! the usual hook's lines.
 
 use std::panic::PanicHookInfo;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,10 +26,11 @@ pub const SAY_EVERY: Duration = Duration::from_secs(10);
 
 /// Installs the hook for this process: a worker's (`Some(id)`) or the
 /// master's. The hook set before (Rust's default, or the program's own)
-/// still runs first for every panic said.
+/// still runs, for a panic in the handler at most once per [`SAY_EVERY`].
 pub fn install(worker: Option<usize>) {
     let previous = std::panic::take_hook();
-    let limit = SayLimit::new();
+    // The usual hook's lines, for every panic in the handler.
+    let printed = SayLimit::new();
     std::panic::set_hook(Box::new(move |info: &PanicHookInfo<'_>| {
         let worker = match worker {
             Some(id) if in_handler() => id,
@@ -44,14 +48,32 @@ pub fn install(worker: Option<usize>) {
             );
             return;
         }
-        let Some(unsaid) = limit.say() else { return };
-        previous(info);
+        if printed.say().is_some() {
+            previous(info);
+        }
+        // Said once the engine has caught it (the handler may catch its own).
+        SAID.with(|slot| slot.replace(Some(Said { worker, at })));
+    }));
+    let lines = SayLimit::new();
+    ringmaster_engine::panic_guard::when_caught(move || {
+        let Some(Said { worker, at }) = SAID.with(|slot| slot.take()) else { return };
+        let Some(unsaid) = lines.say() else { return };
         let more = match unsaid {
             0 => String::new(),
             n => format!(" ({n} more since the last such line, not said)"),
         };
         crate::log!(error: "worker {worker}: its handler panicked{at}: the request got 500 and its connection closes; the worker serves on{more}");
-    }));
+    });
+}
+
+/// Where a handler's panic happened, for the line said once it is caught.
+struct Said {
+    worker: usize,
+    at: String,
+}
+
+thread_local! {
+    static SAID: std::cell::RefCell<Option<Said>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Says one event per [`SAY_EVERY`] and counts the rest.

@@ -10,9 +10,22 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
 
 thread_local! {
     static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// What runs when a panic of the application's reached the engine.
+type Caught = Box<dyn Fn() + Send + Sync>;
+
+static WHEN_CAUGHT: OnceLock<Caught> = OnceLock::new();
+
+/// Sets what runs each time a panic of the application's code reaches the
+/// engine (the first call sets it; later ones are ignored). A panic hook
+/// cannot tell: the handler may catch its own panic and answer on.
+pub fn when_caught(call: impl Fn() + Send + Sync + 'static) {
+    let _ = WHEN_CAUGHT.set(Box::new(call));
 }
 
 /// True while the application's handler runs on this thread (inside
@@ -36,6 +49,9 @@ pub(crate) fn guarded<R>(call: impl FnOnce() -> R) -> Option<R> {
         Ok(value) => Some(value),
         Err(payload) => {
             drop_payload(payload);
+            if let Some(call) = WHEN_CAUGHT.get() {
+                call();
+            }
             None
         }
     }
