@@ -1,9 +1,13 @@
 //! Preformatted responses, one per [`Reply`], with the `Date` header patched
 //! in place once a second.
 //!
-//! Each reply's bytes are laid out [`MAX_RUN`] times back to back, so `n`
-//! identical pipelined replies are one slice (`n * len` bytes from the start):
-//! a send never copies a response, it points at it.
+//! Each reply's bytes are laid out up to [`MAX_RUN`] times back to back, so
+//! `n` identical pipelined replies are one slice (`n * len` bytes from the
+//! start): a send never copies a response, it points at it. A long reply
+//! gets fewer copies ([`Responses::copies`]): one run of any reply is at
+//! most [`RUN_BYTES`] (or one copy), so that a large fixed body costs its
+//! pages a few times its size, not 384 times (32 copies in each of three
+//! replies on each of 4 pages: a 1 MB body made 384 MB per worker).
 //!
 //! The kernel reads these bytes while a send is in flight, so the `Date` is
 //! never rewritten under it: there are `PAGES` copies of the whole layout,
@@ -20,6 +24,8 @@ use crate::http::Reply;
 
 /// Most identical replies one slice covers.
 pub const MAX_RUN: usize = 32;
+/// Most bytes the copies of one reply take in a page (at least one copy).
+pub const RUN_BYTES: usize = 16 << 10;
 /// Copies of the response layout, rotated as the date changes.
 pub const PAGES: usize = 4;
 /// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
@@ -30,8 +36,16 @@ const DATE_LEN: usize = 29;
 struct Template {
     offset: usize,
     len: usize,
+    /// Copies laid out back to back: [`copies_of`].
+    copies: usize,
     /// Bytes of one copy's head (up to the empty line).
     head_len: usize,
+}
+
+/// Copies of a reply of `len` bytes laid out back to back: as many as fit
+/// in [`RUN_BYTES`], at least one, at most [`MAX_RUN`].
+fn copies_of(len: usize) -> usize {
+    (RUN_BYTES / len.max(1)).clamp(1, MAX_RUN)
 }
 
 /// Every reply, formatted and ready to send.
@@ -59,21 +73,31 @@ impl Responses {
     /// `fallible.rs`).
     pub fn new(body: &[u8], now: SystemTime) -> io::Result<Self> {
         let replies = Reply::ALL.map(|reply| format_reply(reply, body));
-        let page_len = replies.iter().map(|(head, _, body_part)| MAX_RUN * (head.len() + body_part.len())).sum();
-        let dated = replies.iter().filter(|(_, date_at, _)| date_at.is_some()).count();
+        let run = |(head, _, body_part): &(Vec<u8>, Option<usize>, &[u8])| {
+            let len = head.len() + body_part.len();
+            copies_of(len) * len
+        };
+        let page_len = replies.iter().map(run).sum();
+        let dated: usize = replies
+            .iter()
+            .filter(|(_, date_at, _)| date_at.is_some())
+            .map(|(head, _, body_part)| copies_of(head.len() + body_part.len()))
+            .sum();
         let mut layout = fallible::with_capacity(page_len)?;
-        let mut date_offsets = fallible::with_capacity(dated * MAX_RUN)?;
+        let mut date_offsets = fallible::with_capacity(dated)?;
         let mut templates = [Template::default(); Reply::ALL.len()];
         for (reply, (head, date_at, body_part)) in Reply::ALL.into_iter().zip(&replies) {
             let offset = layout.len();
-            for _ in 0..MAX_RUN {
+            let copies = copies_of(head.len() + body_part.len());
+            for _ in 0..copies {
                 if let Some(at) = date_at {
                     date_offsets.push(layout.len() + at);
                 }
                 layout.extend_from_slice(head);
                 layout.extend_from_slice(body_part);
             }
-            templates[reply as usize] = Template { offset, len: head.len() + body_part.len(), head_len: head.len() };
+            templates[reply as usize] =
+                Template { offset, len: head.len() + body_part.len(), copies, head_len: head.len() };
         }
         let page: Box<[u8]> = layout.into_boxed_slice();
         let mut pages: [Box<[u8]>; PAGES] = Default::default();
@@ -98,9 +122,14 @@ impl Responses {
         Ok(responses)
     }
 
-    /// The bytes of `count` (at most [`MAX_RUN`]) copies of `reply` on the current page.
+    /// How many copies of `reply` one slice may cover (at most [`MAX_RUN`]).
+    pub fn copies(&self, reply: Reply) -> usize {
+        self.templates[reply as usize].copies
+    }
+
+    /// The bytes of `count` (at most [`Responses::copies`]) copies of `reply` on the current page.
     pub fn run(&self, reply: Reply, count: usize) -> &[u8] {
-        debug_assert!(count <= MAX_RUN);
+        debug_assert!(count <= self.copies(reply));
         let template = self.templates[reply as usize];
         &self.pages[self.current][template.offset..template.offset + template.len * count]
     }
@@ -244,6 +273,25 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_long_reply_gets_fewer_copies_and_the_pages_stay_a_few_times_the_body() {
+        let small = Responses::new(b"hello world\n", SystemTime::UNIX_EPOCH).expect("replies");
+        assert_eq!(small.copies(Reply::Ok), MAX_RUN);
+        let body = vec![b'x'; 1 << 20];
+        let large = Responses::new(&body, SystemTime::UNIX_EPOCH).expect("replies");
+        assert_eq!(large.copies(Reply::Ok), 1);
+        assert_eq!(large.copies(Reply::Head), MAX_RUN, "a head alone is short");
+        let one = large.run(Reply::Ok, 1);
+        assert!(one.ends_with(&body) && one.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        // Three replies carry the body (200, 200 keep-alive, 200 close), on each page.
+        let bytes: usize = large.pages.iter().map(|page| page.len()).sum();
+        assert!(bytes < PAGES * 4 * body.len(), "{bytes} bytes of pages for a body of {}", body.len());
+        let mid = Responses::new(&[b'y'; 1000], SystemTime::UNIX_EPOCH).expect("replies");
+        let len = mid.run(Reply::Ok, 1).len();
+        assert_eq!(mid.copies(Reply::Ok), RUN_BYTES / len);
+        assert_eq!(mid.run(Reply::Ok, mid.copies(Reply::Ok)).len(), len * mid.copies(Reply::Ok));
+    }
 
     fn text(bytes: &[u8]) -> String {
         String::from_utf8(bytes.to_vec()).expect("responses are ASCII")

@@ -298,3 +298,31 @@ fn a_deep_pipeline_of_identical_requests_is_answered_in_full() {
     c.expect_silent_open(Duration::from_millis(200));
     c.get_ok();
 }
+
+/// A long fixed body has fewer copies of its reply laid out (one, here):
+/// pipelined requests for it, `HEAD`s among them, are each answered whole
+/// and in order, however the sends cut the runs.
+#[test]
+fn a_long_fixed_body_pipelined_is_answered_whole_and_in_order() {
+    let body = "x".repeat(20_000);
+    let s = Server::start(&["--workers", "1", "--body", &body]);
+    let mut c = s.connect();
+    let heads: Vec<bool> = (0..60).map(|i| i % 7 == 3).collect();
+    let mut batch = Vec::new();
+    for (i, &head) in heads.iter().enumerate() {
+        let method = if head { "HEAD" } else { "GET" };
+        batch.extend_from_slice(format!("{method} /{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+    }
+    let mut w = c.stream().try_clone().expect("a second handle");
+    let writer = thread::spawn(move || w.write_all(&batch));
+    for (i, &head) in heads.iter().enumerate() {
+        let r = if head { c.read_head() } else { c.read() };
+        assert_eq!(r.status, 200, "answer {i}");
+        assert_eq!(r.header("content-length"), Some("20000"), "answer {i}");
+        if !head {
+            assert!(r.body_str() == body, "answer {i}: a body of {} bytes, not the 20000 sent", r.body.len());
+        }
+    }
+    writer.join().expect("the writer").expect("writing the pipeline");
+    c.expect_silent_open(Duration::from_millis(200));
+}

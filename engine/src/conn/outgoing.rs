@@ -2,7 +2,7 @@
 //! pages, and how far the kernel has taken them.
 
 use super::replies::{Queued, ReplyQueue};
-use crate::response::{PageHold, Responses, MAX_RUN};
+use crate::response::{PageHold, Responses};
 
 /// Most slices in one send.
 pub const MAX_IOVECS: usize = 16;
@@ -42,7 +42,9 @@ impl Outgoing {
         self.remaining = 0;
         self.answers = 0;
         while self.count < MAX_IOVECS {
-            let Some((queued, copies, dynamic_bytes)) = queue.take_front(MAX_RUN) else { break };
+            let Some((queued, copies, dynamic_bytes)) = queue.take_front(|reply| responses.copies(reply)) else {
+                break;
+            };
             let bytes = match queued {
                 Queued::Page(reply) => {
                     if reply.is_final() {

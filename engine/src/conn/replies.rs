@@ -147,15 +147,16 @@ impl ReplyQueue {
         last.bytes -= by;
     }
 
-    /// Takes the front run: up to `max` of its pages, or all of a dynamic
-    /// run; returns what, how many replies and (dynamic) how many bytes.
-    pub(super) fn take_front(&mut self, max: usize) -> Option<(Queued, usize, usize)> {
+    /// Takes the front run: up to `max(reply)` of its pages (as many as one
+    /// slice of the preformatted replies covers), or all of a dynamic run;
+    /// returns what, how many replies and (dynamic) how many bytes.
+    pub(super) fn take_front(&mut self, max: impl Fn(Reply) -> usize) -> Option<(Queued, usize, usize)> {
         if self.len == 0 {
             return None;
         }
         let front = &mut self.runs[self.head];
         let take = match front.kind {
-            Queued::Page(_) => (front.count as usize).min(max),
+            Queued::Page(reply) => (front.count as usize).min(max(reply)),
             Queued::HeadOf(_) => 1,
             Queued::Dynamic => front.count as usize,
         };
@@ -183,12 +184,12 @@ mod tests {
             queue.push(Reply::Ok);
         }
         assert!(queue.close_last());
-        assert_eq!(queue.take_front(MAX_RUN), Some((Queued::Page(Reply::Ok), 2, 0)));
-        assert_eq!(queue.take_front(MAX_RUN), Some((Queued::Page(Reply::OkClose), 1, 0)));
+        assert_eq!(queue.take_front(|_| MAX_RUN), Some((Queued::Page(Reply::Ok), 2, 0)));
+        assert_eq!(queue.take_front(|_| MAX_RUN), Some((Queued::Page(Reply::OkClose), 1, 0)));
         assert!(!queue.close_last(), "nothing queued");
         queue.push(Reply::Head);
         assert!(queue.close_last());
-        assert_eq!(queue.take_front(MAX_RUN), Some((Queued::Page(Reply::HeadClose), 1, 0)));
+        assert_eq!(queue.take_front(|_| MAX_RUN), Some((Queued::Page(Reply::HeadClose), 1, 0)));
         queue.push_dynamic(10);
         assert!(!queue.close_last(), "a handler's response is framed already");
     }
@@ -199,8 +200,8 @@ mod tests {
         queue.push_dynamic(10);
         queue.push_dynamic(25);
         queue.push(Reply::BadRequest);
-        assert_eq!(queue.take_front(1), Some((Queued::Dynamic, 2, 35)), "all of a dynamic run at once");
-        assert_eq!(queue.take_front(1), Some((Queued::Page(Reply::BadRequest), 1, 0)));
+        assert_eq!(queue.take_front(|_| 1), Some((Queued::Dynamic, 2, 35)), "all of a dynamic run at once");
+        assert_eq!(queue.take_front(|_| 1), Some((Queued::Page(Reply::BadRequest), 1, 0)));
         assert!(queue.is_empty());
     }
 
@@ -216,9 +217,9 @@ mod tests {
         assert_eq!(queue.replies(), 43);
         assert!(queue.close_last(), "the last page split off its run");
         assert_eq!(queue.replies(), 43);
-        assert_eq!(queue.take_front(MAX_RUN), Some((Queued::Page(Reply::Ok), MAX_RUN, 0)));
+        assert_eq!(queue.take_front(|_| MAX_RUN), Some((Queued::Page(Reply::Ok), MAX_RUN, 0)));
         assert_eq!(queue.replies(), 43 - MAX_RUN);
-        while queue.take_front(MAX_RUN).is_some() {}
+        while queue.take_front(|_| MAX_RUN).is_some() {}
         assert_eq!(queue.replies(), 0);
     }
 

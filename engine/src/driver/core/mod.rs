@@ -189,7 +189,7 @@ impl<'a> Core<'a> {
         let responses = Responses::new(body, SystemTime::now()).map_err(|e| {
             let body = body.len();
             let sized_by =
-                format_args!("{PAGES} pages x {MAX_RUN} copies of each reply, around a fixed body of {body}");
+                format_args!("{PAGES} pages x up to {MAX_RUN} copies of each reply, around a fixed body of {body}");
             cannot_reserve(e, "preformatted replies", sized_by)
         })?;
         let mut counts = counters.snapshot();
