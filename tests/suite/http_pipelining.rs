@@ -8,6 +8,16 @@ use std::thread;
 use std::time::Duration;
 use util::*;
 
+/// Requests `GET /i` or, where `heads[i]`, `HEAD /i`, to `host`, back to back.
+fn gets_and_heads(heads: &[bool], host: &str) -> Vec<u8> {
+    let mut batch = Vec::new();
+    for (i, &head) in heads.iter().enumerate() {
+        let method = if head { "HEAD" } else { "GET" };
+        batch.extend_from_slice(format!("{method} /{i} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+    }
+    batch
+}
+
 #[test]
 fn hundred_pipelined_in_one_write() {
     let s = Server::start(&["--workers", "1"]);
@@ -31,15 +41,7 @@ fn pipelined_answers_come_in_order() {
     let s = Server::start(&["--workers", "1"]);
     let mut c = s.connect();
     let heads: Vec<bool> = (0..100).map(|i| i % 7 == 3 || i % 11 == 0).collect();
-    let mut batch = Vec::new();
-    for (i, &h) in heads.iter().enumerate() {
-        if h {
-            batch.extend_from_slice(format!("HEAD /{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
-        } else {
-            batch.extend_from_slice(format!("GET /{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
-        }
-    }
-    c.send(&batch);
+    c.send(&gets_and_heads(&heads, "a"));
     c.read_ok_answers(&heads);
     c.expect_silent_open(Duration::from_millis(200));
 }
@@ -148,11 +150,7 @@ fn a_large_pipeline_half_closed_at_once_is_answered_in_full() {
     let s = Server::start(&["--workers", "1"]);
     let mut c = s.connect();
     let heads: Vec<bool> = (0..2000).map(|i| i % 3 == 1).collect();
-    let mut batch = Vec::new();
-    for (i, &head) in heads.iter().enumerate() {
-        let method = if head { "HEAD" } else { "GET" };
-        batch.extend_from_slice(format!("{method} /{i} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes());
-    }
+    let batch = gets_and_heads(&heads, "127.0.0.1");
     let mut w = c.stream().try_clone().unwrap();
     let writer = thread::spawn(move || {
         w.write_all(&batch)?;
@@ -308,11 +306,7 @@ fn a_long_fixed_body_pipelined_is_answered_whole_and_in_order() {
     let s = Server::start(&["--workers", "1", "--body", &body]);
     let mut c = s.connect();
     let heads: Vec<bool> = (0..60).map(|i| i % 7 == 3).collect();
-    let mut batch = Vec::new();
-    for (i, &head) in heads.iter().enumerate() {
-        let method = if head { "HEAD" } else { "GET" };
-        batch.extend_from_slice(format!("{method} /{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
-    }
+    let batch = gets_and_heads(&heads, "a");
     let mut w = c.stream().try_clone().expect("a second handle");
     let writer = thread::spawn(move || w.write_all(&batch));
     for (i, &head) in heads.iter().enumerate() {
