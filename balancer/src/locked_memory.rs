@@ -102,8 +102,30 @@ fn set(limit: &libc::rlimit) -> io::Result<()> {
     crate::rlimit::set(libc::RLIMIT_MEMLOCK, limit)
 }
 
+/// The line for [`Room::Raised`], for `workers` workers.
+pub fn raised_text(workers: usize, from: u64, to: u64) -> String {
+    format!(
+        "raised RLIMIT_MEMLOCK from {} to {} for the io_uring rings of {workers} {}, which this kernel counts \
+         against it (twice each: an upgrade's overlap)",
+        mib(from),
+        mib(to),
+        workers_noun(workers)
+    )
+}
+
+/// The start of the line for [`Room::Short`], for `workers` workers.
+pub fn short_text(workers: usize, limit: u64, need: u64) -> String {
+    format!(
+        "the io_uring rings of {workers} {} need {} of locked memory and RLIMIT_MEMLOCK is {}, which this \
+         process may not raise",
+        workers_noun(workers),
+        mib(need),
+        mib(limit)
+    )
+}
+
 /// `worker` or `workers`, for `n` of them.
-pub fn workers_noun(n: usize) -> &'static str {
+fn workers_noun(n: usize) -> &'static str {
     if n == 1 {
         "worker"
     } else {
@@ -112,7 +134,7 @@ pub fn workers_noun(n: usize) -> &'static str {
 }
 
 /// Bytes as `8.0 MiB`.
-pub fn mib(bytes: u64) -> String {
+fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 

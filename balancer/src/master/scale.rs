@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ringmaster_engine::Backend;
 
 use super::Master;
-use crate::locked_memory::{mib, rings_within, room_for_workers, workers_noun, Room};
+use crate::locked_memory::{raised_text, rings_within, room_for_workers, short_text, Room};
 
 /// Beyond `--shutdown-timeout`, what a retired process gets before it is killed.
 const RETIREE_GRACE: Duration = Duration::from_secs(1);
@@ -47,14 +47,7 @@ impl Master {
         }
         match room_for_workers(workers, &self.config.engine) {
             Ok(Room::Enough) => {}
-            Ok(Room::Raised { from, to }) => {
-                crate::log!(
-                    "scale: raised RLIMIT_MEMLOCK from {} to {} for the io_uring rings of {workers} {}",
-                    mib(from),
-                    mib(to),
-                    workers_noun(workers)
-                )
-            }
+            Ok(Room::Raised { from, to }) => crate::log!("scale: {}", raised_text(workers, from, to)),
             Ok(Room::Short { limit, need }) => {
                 let fit = rings_within(limit, &self.config.engine);
                 let what = if fit >= workers as u64 {
@@ -63,11 +56,8 @@ impl Master {
                     format!("the rings of about {fit}: the workers past them fail to start (ENOMEM) and are restarted with the back-off")
                 };
                 crate::log!(warn:
-                    "scale: the io_uring rings of {workers} {} need {} of locked memory and RLIMIT_MEMLOCK is {}, \
-                     which this process may not raise: {what} (raise it: ulimit -l, systemd LimitMEMLOCK=)",
-                    workers_noun(workers),
-                    mib(need),
-                    mib(limit)
+                    "scale: {}: {what} (raise it: ulimit -l, systemd LimitMEMLOCK=)",
+                    short_text(workers, limit, need)
                 )
             }
             Err(e) => crate::log!(warn: "scale: cannot read or set RLIMIT_MEMLOCK: {e}"),

@@ -20,7 +20,7 @@ use crate::config::{MasterConfig, Mode};
 use crate::cpus::{allowed_cpus, choose_cpus};
 use crate::error::{Context, Error, Result};
 use crate::fd_reserve::FdReserve;
-use crate::locked_memory::{mib, room_for_workers, workers_noun, Room};
+use crate::locked_memory::{raised_text, room_for_workers, short_text, Room};
 use crate::metrics::MasterCounts;
 use crate::modes::{balance_for, ListenAt};
 use crate::reactor::{reactor_for, uring::CQ_ENTRIES};
@@ -137,23 +137,11 @@ fn room_for_rings(config: &MasterConfig) -> Result<BackendChoice> {
     match room {
         Room::Enough => Ok(config.backend),
         Room::Raised { from, to } => {
-            crate::log!(
-                "raised RLIMIT_MEMLOCK from {} to {}: this kernel counts the io_uring rings of {workers} {} \
-                 against it (twice each: an upgrade's overlap)",
-                mib(from),
-                mib(to),
-                workers_noun(workers)
-            );
+            crate::log!("{}", raised_text(workers, from, to));
             Ok(config.backend)
         }
         Room::Short { limit, need } => {
-            let why = format!(
-                "the io_uring rings of {workers} {} need {} of locked memory and RLIMIT_MEMLOCK is {}, \
-                 which this process may not raise",
-                workers_noun(workers),
-                mib(need),
-                mib(limit)
-            );
+            let why = short_text(workers, limit, need);
             let advice = "raise it (ulimit -l, systemd LimitMEMLOCK=) or start the master as root";
             match config.backend {
                 BackendChoice::Auto => {
