@@ -37,7 +37,7 @@ fn start(name: &str, mode: &str) -> Server {
 
 /// Starts example `name` with two workers in `mode` on `backend`. The
 /// examples choose `auto`: epoll is had as where a container blocks io_uring.
-fn start_on(name: &str, mode: &str, backend: &str) -> Server {
+pub(crate) fn start_on(name: &str, mode: &str, backend: &str) -> Server {
     let mut cmd = Command::new(example(name));
     cmd.env("PORT", "0").env("MODE", mode).env("WORKERS", "2");
     if backend == "epoll" {

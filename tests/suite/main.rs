@@ -29,6 +29,7 @@ mod http_pipelining;
 mod http_slow_body;
 mod http_timeouts;
 mod library_examples;
+mod library_router_model;
 mod multihost;
 mod operator_cli;
 mod operator_drain_delay;

@@ -20,6 +20,7 @@ pub mod operator;
 pub mod ops;
 pub mod procs;
 pub mod seccomp;
+pub mod seeded;
 pub mod sockets;
 pub mod stats;
 pub mod upgrade;
