@@ -96,7 +96,7 @@ pub struct Cli {
     #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(0..=64 * 1024 * 1024))]
     max_response: u32,
 
-    /// Buffers for request bodies that do not arrive with their head, each
+    /// Buffers for request bodies that do not arrive with their head (and chunked ones), each
     /// `--max-header` + `--max-body` bytes, touched only when used (`503`
     /// when none is free).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=65_536))]

@@ -76,7 +76,8 @@ impl ResponseScratch {
 }
 
 /// Fixed buffers for request bodies that did not arrive with their head,
-/// each big enough for a head and a body at their limits.
+/// and for chunked ones (decoded as they are gathered), each big enough
+/// for a head and a body at their limits.
 #[derive(Debug)]
 pub struct BodyPool {
     memory: LazyBytes,

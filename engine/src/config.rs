@@ -29,8 +29,9 @@ pub struct EngineConfig {
     /// Largest response body a handler may write (`--max-response`); more is
     /// answered `500`.
     pub max_response: usize,
-    /// Buffers for request bodies that do not arrive with their head
-    /// (`--body-buffers`); with none free such a request gets `503`.
+    /// Buffers for request bodies that do not arrive with their head, and
+    /// for chunked ones, whose framing is taken out (`--body-buffers`);
+    /// with none free such a request gets `503`.
     pub body_buffers: usize,
     /// Submission queue entries of the ring.
     pub ring_entries: u32,
