@@ -69,6 +69,8 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 const REQUEST: &[u8] = b"GET /alloc HTTP/1.1\r\nHost: localhost\r\nUser-Agent: alloc-test\r\nAccept: */*\r\n\r\n";
 const BODY: &[u8] = b"hello world\n";
+/// A fixed body long enough to be held apart from the pages (over 16 KiB).
+const LONG_FIXED_BODY: usize = 20_000;
 /// Connections the worker holds at once; the workload opens more.
 const MAX_CONNS: usize = 512;
 /// More connections at once than the worker holds.
@@ -87,6 +89,8 @@ mod router;
 enum Answers {
     /// From the preformatted pages (`FixedBody`).
     Fixed,
+    /// From the preformatted heads and a [`LONG_FIXED_BODY`] held apart from them.
+    FixedLong,
     /// With the router example's handler (framed responses, echoed bodies).
     Router,
 }
@@ -118,6 +122,9 @@ impl CountedWorker {
                 Sources { listener, own_listener: false, channel, shutdown: Some(shutdown), accept_tally: None };
             let result = match answers {
                 Answers::Fixed => ringmaster_engine::run(&config, sources, counters, &mut FixedBody::new(BODY)),
+                Answers::FixedLong => {
+                    ringmaster_engine::run(&config, sources, counters, &mut FixedBody::new(vec![b'l'; LONG_FIXED_BODY]))
+                }
                 Answers::Router => ringmaster_engine::run(&config, sources, counters, &mut router::Router::new(1)),
             };
             THIS_THREAD_COUNTER.with(|c| c.set(None));
@@ -487,6 +494,16 @@ fn epoll_accepted_connections_allocate_nothing() {
 #[test]
 fn epoll_handed_over_connections_allocate_nothing() {
     handed_over_connections_allocate_nothing(Backend::Epoll, Answers::Fixed);
+}
+
+#[test]
+fn uring_a_long_fixed_body_allocates_nothing() {
+    accepted_connections_allocate_nothing(Backend::Uring, Answers::FixedLong);
+}
+
+#[test]
+fn epoll_a_long_fixed_body_allocates_nothing() {
+    accepted_connections_allocate_nothing(Backend::Epoll, Answers::FixedLong);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
 /// Answers requests; one value per worker process.
 ///
@@ -40,18 +41,28 @@ pub trait Handler {
     fn fixed_body(&self) -> Option<&[u8]> {
         None
     }
+
+    /// The [`Handler::fixed_body`] as a buffer the engine may keep without
+    /// copying it: a long body is then held once per worker, not once here
+    /// and once in the engine. `None` (the default): the engine copies
+    /// what [`Handler::fixed_body`] returns. Read only when that is `Some`,
+    /// and must hold the same bytes.
+    fn shared_fixed_body(&self) -> Option<Arc<[u8]>> {
+        None
+    }
 }
 
 /// The binary's default handler: `200 OK` with the same body for every request.
 #[derive(Clone, Debug)]
 pub struct FixedBody {
-    body: Vec<u8>,
+    /// Shared with the engine's preformatted replies (see [`Handler::shared_fixed_body`]).
+    body: Arc<[u8]>,
 }
 
 impl FixedBody {
     /// Answers every request with `body` (`Content-Type: text/plain`).
     pub fn new(body: impl Into<Vec<u8>>) -> FixedBody {
-        FixedBody { body: body.into() }
+        FixedBody { body: Arc::from(body.into()) }
     }
 }
 
@@ -62,6 +73,10 @@ impl Handler for FixedBody {
 
     fn fixed_body(&self) -> Option<&[u8]> {
         Some(&self.body)
+    }
+
+    fn shared_fixed_body(&self) -> Option<Arc<[u8]>> {
+        Some(Arc::clone(&self.body))
     }
 }
 

@@ -5,18 +5,28 @@
 //! `n` identical pipelined replies are one slice (`n * len` bytes from the
 //! start): a send never copies a response, it points at it. A long reply
 //! gets fewer copies ([`Responses::copies`]): one run of any reply is at
-//! most [`RUN_BYTES`] (or one copy), so that a large fixed body costs its
-//! pages a few times its size, not 384 times (32 copies in each of three
-//! replies on each of 4 pages: a 1 MB body made 384 MB per worker).
+//! most [`RUN_BYTES`] (or one copy).
+//!
+//! A body longer than [`BODY_APART`] is not laid out at all: it is held
+//! once, apart from the pages, and the pages hold only the heads of the
+//! replies that carry it (one copy each). A copy of such a reply is two
+//! slices, its head on the page and the body apart
+//! ([`Responses::slices`]), so a worker's replies cost the body once plus a
+//! few KiB, whatever its size. Before, the body was laid out in each of the
+//! three replies that carry it (200, keep-alive, close) on each of the
+//! pages: 12 times its size (a 100 MB body made a worker of 1.29 GB), and
+//! before the copies were capped, 384 times.
 //!
 //! The kernel reads these bytes while a send is in flight, so the `Date` is
 //! never rewritten under it: there are `PAGES` copies of the whole layout,
 //! sends hold the page they point into, and once a second the next page no
 //! send holds is patched and made current (with every other page held, the
-//! date waits a tick).
+//! date waits a tick). The body apart carries no date and is never
+//! rewritten: every page's heads share it.
 
 use std::fmt::Write as _;
 use std::io;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::fallible;
@@ -26,6 +36,8 @@ use crate::http::Reply;
 pub const MAX_RUN: usize = 32;
 /// Most bytes the copies of one reply take in a page (at least one copy).
 pub const RUN_BYTES: usize = 16 << 10;
+/// Longest body laid out on the pages; a longer one is held once, apart.
+pub const BODY_APART: usize = RUN_BYTES;
 /// Copies of the response layout, rotated as the date changes.
 pub const PAGES: usize = 4;
 /// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
@@ -35,11 +47,17 @@ const DATE_LEN: usize = 29;
 #[derive(Clone, Copy, Debug, Default)]
 struct Template {
     offset: usize,
+    /// Bytes of one copy on the page: the whole reply, or its head alone
+    /// when its body is apart.
+    stride: usize,
+    /// Bytes of one reply as sent.
     len: usize,
-    /// Copies laid out back to back: [`copies_of`].
+    /// Copies laid out back to back: [`copies_of`] (one when the body is apart).
     copies: usize,
     /// Bytes of one copy's head (up to the empty line).
     head_len: usize,
+    /// Its body is [`Responses::body_apart`], not on the page.
+    body_apart: bool,
 }
 
 /// Copies of a reply of `len` bytes laid out back to back: as many as fit
@@ -52,6 +70,9 @@ fn copies_of(len: usize) -> usize {
 #[derive(Debug)]
 pub struct Responses {
     pages: [Box<[u8]>; PAGES],
+    /// The fixed body when it is longer than [`BODY_APART`] (else empty):
+    /// held once, sent after the heads of the replies that carry it.
+    body_apart: BodyApart,
     templates: [Template; Reply::ALL.len()],
     /// Offsets of every `Date` value in a page (the same in every page).
     date_offsets: Box<[usize]>,
@@ -62,43 +83,82 @@ pub struct Responses {
     date: [u8; DATE_LEN],
 }
 
+/// A long fixed body, held once apart from the pages.
+#[derive(Debug)]
+enum BodyApart {
+    /// A copy made for the replies.
+    Copied(Box<[u8]>),
+    /// The handler's own buffer.
+    Shared(Arc<[u8]>),
+}
+
+impl BodyApart {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            BodyApart::Copied(bytes) => bytes,
+            BodyApart::Shared(bytes) => bytes,
+        }
+    }
+}
+
 /// A page index held by an in-flight send; give it back with [`Responses::release`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageHold(u8);
 
 impl Responses {
     /// Formats every reply around `body`, dated `now`. Its pages grow with
-    /// `body` (32 copies of it in each of three replies, on each of 4
-    /// pages): the allocator's refusal is an error, not an abort (see
-    /// `fallible.rs`).
+    /// `body` up to [`BODY_APART`] (then a few times [`RUN_BYTES`] on each of
+    /// 4 pages); a longer body is held once, apart. The allocator's refusal
+    /// is an error, not an abort (see `fallible.rs`).
     pub fn new(body: &[u8], now: SystemTime) -> io::Result<Self> {
-        let replies = Reply::ALL.map(|reply| format_reply(reply, body));
-        let run = |(head, _, body_part): &(Vec<u8>, Option<usize>, &[u8])| {
+        Self::laid_out(body, now, |body| Ok(BodyApart::Copied(fallible::copied(body)?)))
+    }
+
+    /// As [`Responses::new`], keeping a long `body` as it is, not a copy of it.
+    pub fn sharing(body: Arc<[u8]>, now: SystemTime) -> io::Result<Self> {
+        let bytes = Arc::clone(&body);
+        Self::laid_out(&bytes, now, move |_| Ok(BodyApart::Shared(body)))
+    }
+
+    /// The pages around `body`; `apart_from` holds the body apart, if it is long.
+    fn laid_out(
+        body: &[u8],
+        now: SystemTime,
+        apart_from: impl FnOnce(&[u8]) -> io::Result<BodyApart>,
+    ) -> io::Result<Self> {
+        let apart = body.len() > BODY_APART;
+        let replies = Reply::ALL.map(|reply| {
+            let (head, date_at, body_part) = format_reply(reply, body);
+            // The fixed body, when apart, is sent after the head: not on the
+            // page (the error bodies are a few bytes, always on it).
+            let body_apart = apart && body_part.len() > BODY_APART;
+            let on_page = if body_apart { &[][..] } else { body_part };
             let len = head.len() + body_part.len();
-            copies_of(len) * len
-        };
-        let page_len = replies.iter().map(run).sum();
+            let stride = head.len() + on_page.len();
+            let copies = if body_apart { 1 } else { copies_of(len) };
+            (head, date_at, on_page, Template { offset: 0, stride, len, copies, head_len: 0, body_apart })
+        });
+        let page_len = replies.iter().map(|(_, _, _, template)| template.copies * template.stride).sum();
         let dated: usize = replies
             .iter()
-            .filter(|(_, date_at, _)| date_at.is_some())
-            .map(|(head, _, body_part)| copies_of(head.len() + body_part.len()))
+            .filter(|(_, date_at, _, _)| date_at.is_some())
+            .map(|(_, _, _, template)| template.copies)
             .sum();
         let mut layout = fallible::with_capacity(page_len)?;
         let mut date_offsets = fallible::with_capacity(dated)?;
         let mut templates = [Template::default(); Reply::ALL.len()];
-        for (reply, (head, date_at, body_part)) in Reply::ALL.into_iter().zip(&replies) {
+        for (reply, (head, date_at, on_page, template)) in Reply::ALL.into_iter().zip(&replies) {
             let offset = layout.len();
-            let copies = copies_of(head.len() + body_part.len());
-            for _ in 0..copies {
+            for _ in 0..template.copies {
                 if let Some(at) = date_at {
                     date_offsets.push(layout.len() + at);
                 }
                 layout.extend_from_slice(head);
-                layout.extend_from_slice(body_part);
+                layout.extend_from_slice(on_page);
             }
-            templates[reply as usize] =
-                Template { offset, len: head.len() + body_part.len(), copies, head_len: head.len() };
+            templates[reply as usize] = Template { offset, head_len: head.len(), ..*template };
         }
+        let body_apart = if apart { apart_from(body)? } else { BodyApart::Copied(Box::default()) };
         let page: Box<[u8]> = layout.into_boxed_slice();
         let mut pages: [Box<[u8]>; PAGES] = Default::default();
         for copy in &mut pages[1..] {
@@ -107,6 +167,7 @@ impl Responses {
         pages[0] = page;
         let mut responses = Responses {
             pages,
+            body_apart,
             templates,
             date_offsets: date_offsets.into_boxed_slice(),
             current: 0,
@@ -127,11 +188,31 @@ impl Responses {
         self.templates[reply as usize].copies
     }
 
-    /// The bytes of `count` (at most [`Responses::copies`]) copies of `reply` on the current page.
+    /// The bytes of `count` (at most [`Responses::copies`]) copies of
+    /// `reply` on the current page: the whole replies, or the head alone of
+    /// a reply whose body is apart (see [`Responses::slices`]).
     pub fn run(&self, reply: Reply, count: usize) -> &[u8] {
         debug_assert!(count <= self.copies(reply));
         let template = self.templates[reply as usize];
-        &self.pages[self.current][template.offset..template.offset + template.len * count]
+        &self.pages[self.current][template.offset..template.offset + template.stride * count]
+    }
+
+    /// What to send for `count` (at most [`Responses::copies`]) copies of
+    /// `reply`: the run on the current page, then, when its body is apart
+    /// (a copy is then one reply), that body; else an empty slice.
+    pub fn slices(&self, reply: Reply, count: usize) -> (&[u8], &[u8]) {
+        let template = self.templates[reply as usize];
+        let run = self.run(reply, count);
+        if template.body_apart {
+            (run, self.body_apart.bytes())
+        } else {
+            (run, &[])
+        }
+    }
+
+    /// True when a copy of `reply` is two slices: its head and the body apart.
+    pub fn has_body_apart(&self, reply: Reply) -> bool {
+        self.templates[reply as usize].body_apart
     }
 
     /// The head of one `reply` on the current page, without its content (an
@@ -278,19 +359,77 @@ mod tests {
     fn a_long_reply_gets_fewer_copies_and_the_pages_stay_a_few_times_the_body() {
         let small = Responses::new(b"hello world\n", SystemTime::UNIX_EPOCH).expect("replies");
         assert_eq!(small.copies(Reply::Ok), MAX_RUN);
-        let body = vec![b'x'; 1 << 20];
-        let large = Responses::new(&body, SystemTime::UNIX_EPOCH).expect("replies");
-        assert_eq!(large.copies(Reply::Ok), 1);
-        assert_eq!(large.copies(Reply::Head), MAX_RUN, "a head alone is short");
-        let one = large.run(Reply::Ok, 1);
+        assert!(!small.has_body_apart(Reply::Ok));
+        // The longest body still laid out on the pages: one copy of each reply carrying it.
+        let body = vec![b'x'; BODY_APART];
+        let long = Responses::new(&body, SystemTime::UNIX_EPOCH).expect("replies");
+        assert_eq!(long.copies(Reply::Ok), 1);
+        assert!(!long.has_body_apart(Reply::Ok));
+        assert_eq!(long.copies(Reply::Head), MAX_RUN, "a head alone is short");
+        let one = long.run(Reply::Ok, 1);
         assert!(one.ends_with(&body) && one.starts_with(b"HTTP/1.1 200 OK\r\n"));
-        // Three replies carry the body (200, 200 keep-alive, 200 close), on each page.
-        let bytes: usize = large.pages.iter().map(|page| page.len()).sum();
+        // Three replies carry the body (200, 200 keep-alive, 200 close), on
+        // each page, beside the other replies' copies.
+        let page_bytes = |responses: &Responses| responses.pages.iter().map(|page| page.len()).sum::<usize>();
+        let bytes = page_bytes(&long) - page_bytes(&small);
         assert!(bytes < PAGES * 4 * body.len(), "{bytes} bytes of pages for a body of {}", body.len());
         let mid = Responses::new(&[b'y'; 1000], SystemTime::UNIX_EPOCH).expect("replies");
         let len = mid.run(Reply::Ok, 1).len();
         assert_eq!(mid.copies(Reply::Ok), RUN_BYTES / len);
         assert_eq!(mid.run(Reply::Ok, mid.copies(Reply::Ok)).len(), len * mid.copies(Reply::Ok));
+    }
+
+    /// Until 2026-12-06 a long body was laid out in three replies on each
+    /// of the 4 pages: 12 MB of pages for a 1 MB body, 1.2 GB for 100 MB.
+    #[test]
+    fn the_pages_do_not_grow_with_a_long_body() {
+        let page_bytes = |responses: &Responses| responses.pages.iter().map(|page| page.len()).sum::<usize>();
+        let small = Responses::new(b"hello world\n", SystemTime::UNIX_EPOCH).expect("replies");
+        for len in [BODY_APART + 1, 1 << 20, 10 << 20] {
+            let long = Responses::new(&vec![b'x'; len], SystemTime::UNIX_EPOCH).expect("replies");
+            let bytes = page_bytes(&long);
+            // The heads alone, fewer than the small body's 32 copies of whole replies.
+            assert!(bytes < page_bytes(&small), "{bytes} bytes of pages for a body of {len}");
+        }
+    }
+
+    #[test]
+    fn a_long_body_is_sent_apart_after_each_head() {
+        let body: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let now = at(EPOCH_PLUS);
+        let copied = Responses::new(&body, now).expect("replies");
+        let shared: Arc<[u8]> = Arc::from(body.clone());
+        let sharing = Responses::sharing(Arc::clone(&shared), now).expect("replies");
+        for responses in [&copied, &sharing] {
+            for reply in [Reply::Ok, Reply::OkKeepAlive, Reply::OkClose] {
+                assert!(responses.has_body_apart(reply));
+                assert_eq!(responses.copies(reply), 1);
+                let (head, apart) = responses.slices(reply, 1);
+                assert_eq!(head, responses.head_of(reply));
+                assert_eq!([head, apart].concat(), standalone(reply, &body, now), "{reply:?}");
+                assert_eq!(responses.len_of(reply), head.len() + body.len());
+            }
+            // A HEAD's reply has no body to hold apart: laid out as before.
+            assert!(!responses.has_body_apart(Reply::Head));
+            assert_eq!(responses.slices(Reply::Head, MAX_RUN).1, b"");
+            assert!(text(responses.run(Reply::Head, 1)).contains("Content-Length: 100000\r\n"));
+            // Error replies keep their short bodies on the pages.
+            assert_eq!(responses.slices(Reply::BadRequest, 1).1, b"");
+        }
+        // Shared: the handler's buffer itself, not a copy.
+        assert_eq!(sharing.slices(Reply::Ok, 1).1.as_ptr(), shared.as_ptr());
+    }
+
+    #[test]
+    fn the_date_moves_on_the_heads_of_a_long_body_and_the_body_stays() {
+        let body = vec![b'z'; 50_000];
+        let mut responses = Responses::new(&body, at(EPOCH_PLUS)).expect("replies");
+        let before = responses.slices(Reply::Ok, 1).1.as_ptr();
+        responses.refresh(at(EPOCH_PLUS + 1));
+        let (head, apart) = responses.slices(Reply::Ok, 1);
+        assert!(text(head).contains("08:49:38 GMT"));
+        assert_eq!(apart.as_ptr(), before, "every page's heads share the one body");
+        assert_eq!(apart, &body[..]);
     }
 
     fn text(bytes: &[u8]) -> String {

@@ -1,5 +1,10 @@
 //! The send in progress: slices pointing into the preformatted response
 //! pages, and how far the kernel has taken them.
+//!
+//! A run of identical preformatted replies is one slice; a reply whose long
+//! body is held apart from the pages is two per copy, its head and the body
+//! (see `response.rs`). A partial send may stop anywhere, inside a head or
+//! a body: [`Outgoing::advance`] moves over slices alike.
 
 use super::replies::{Queued, ReplyQueue};
 use crate::response::{PageHold, Responses};
@@ -42,6 +47,14 @@ impl Outgoing {
         self.remaining = 0;
         self.answers = 0;
         while self.count < MAX_IOVECS {
+            // A reply with its body apart takes two slices: with one left, it waits for the next send.
+            if self.count + 1 == MAX_IOVECS
+                && queue
+                    .front()
+                    .is_some_and(|front| matches!(front, Queued::Page(reply) if responses.has_body_apart(reply)))
+            {
+                break;
+            }
             let Some((queued, copies, dynamic_bytes)) = queue.take_front(|reply| responses.copies(reply)) else {
                 break;
             };
@@ -50,7 +63,13 @@ impl Outgoing {
                     if reply.is_final() {
                         self.answers += copies as u32;
                     }
-                    responses.run(reply, copies)
+                    let (run, body_apart) = responses.slices(reply, copies);
+                    if body_apart.is_empty() {
+                        run
+                    } else {
+                        self.push(run);
+                        body_apart
+                    }
                 }
                 Queued::HeadOf(reply) => {
                     if reply.is_final() {
@@ -65,15 +84,20 @@ impl Outgoing {
                     &out[start..start + dynamic_bytes]
                 }
             };
-            self.iovecs[self.count] = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
-            self.remaining += bytes.len();
-            self.count += 1;
+            self.push(bytes);
         }
         if self.count == 0 {
             return false;
         }
         self.hold = Some(responses.hold());
         true
+    }
+
+    /// Adds `bytes` as the next slice (there is room: [`MAX_IOVECS`]).
+    fn push(&mut self, bytes: &[u8]) {
+        self.iovecs[self.count] = libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() };
+        self.remaining += bytes.len();
+        self.count += 1;
     }
 
     /// The header to pass to `sendmsg` for what is left to send.
@@ -165,6 +189,40 @@ mod tests {
         assert_eq!(out.first, 1);
         assert_eq!(out.iovecs[1].iov_len, responses.len_of(Reply::Head) - 3);
         assert!(out.advance(responses.len_of(Reply::Head) - 3));
+        out.finish(&mut responses);
+    }
+
+    #[test]
+    fn a_long_body_is_a_head_and_the_body_per_copy_and_sends_cross_them() {
+        let body = vec![b'b'; 20_000];
+        let mut responses = Responses::new(&body, SystemTime::now()).expect("replies");
+        let mut queue = ReplyQueue::new();
+        queue.push(Reply::Head);
+        for _ in 0..10 {
+            queue.push(Reply::Ok);
+        }
+        let mut out = Outgoing::new();
+        assert!(out.fill(&mut queue, &mut responses, &[], &mut 0));
+        // The HEAD, then 7 copies of two slices each; the 8th needs two, one is left.
+        assert_eq!(out.count, MAX_IOVECS - 1);
+        assert_eq!(out.answers, 8);
+        assert_eq!(queue.replies(), 3);
+        let head = responses.head_of(Reply::Ok).len();
+        assert_eq!(out.iovecs[1].iov_len, head);
+        assert_eq!(out.iovecs[2].iov_len, body.len());
+        assert_eq!(out.iovecs[2].iov_base.cast_const(), out.iovecs[4].iov_base.cast_const(), "one body for every copy");
+        assert_eq!(out.remaining, responses.len_of(Reply::Head) + 7 * (head + body.len()));
+        // A send that stops inside a head, then one inside the body.
+        assert!(!out.advance(responses.len_of(Reply::Head) + 5));
+        assert_eq!((out.first, out.iovecs[1].iov_len), (1, head - 5));
+        assert!(!out.advance(head - 5 + 100));
+        assert_eq!((out.first, out.iovecs[2].iov_len), (2, body.len() - 100));
+        assert_eq!(out.single_slice(), None);
+        assert!(out.advance(out.remaining));
+        assert_eq!(out.finish(&mut responses), 8);
+        assert!(out.fill(&mut queue, &mut responses, &[], &mut 0));
+        assert_eq!((out.count, out.answers), (6, 3));
+        assert!(queue.is_empty());
         out.finish(&mut responses);
     }
 }

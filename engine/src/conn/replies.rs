@@ -147,6 +147,11 @@ impl ReplyQueue {
         last.bytes -= by;
     }
 
+    /// What the front run is, if any.
+    pub(super) fn front(&self) -> Option<Queued> {
+        (self.len > 0).then(|| self.runs[self.head].kind)
+    }
+
     /// Takes the front run: up to `max(reply)` of its pages (as many as one
     /// slice of the preformatted replies covers), or all of a dynamic run;
     /// returns what, how many replies and (dynamic) how many bytes.

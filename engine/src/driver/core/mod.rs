@@ -12,6 +12,7 @@ mod batches;
 mod capacity;
 
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::idle::IdleList;
@@ -25,7 +26,7 @@ use crate::handler::Handler;
 use crate::http::Limits;
 use crate::lazy_bytes::LazyBytes;
 use crate::refused::reservation_refused as cannot_reserve;
-use crate::response::{Responses, MAX_RUN, PAGES};
+use crate::response::{Responses, BODY_APART, MAX_RUN, PAGES};
 use crate::stats::{CountersSnapshot, WorkerCounters, STATE_DRAINING, STATE_READY, STATE_STOPPED};
 use crate::sys::now_ms;
 
@@ -104,6 +105,14 @@ fn reserve(slots: usize, each: usize) -> io::Result<LazyBytes> {
 
 /// How many slots were reserved for, for the error when the kernel refused:
 /// `--max-conns`, or the open-file limit that lowered it.
+/// A fixed body as the worker got it for its preformatted replies.
+enum FixedBodyBytes {
+    /// The handler's own buffer ([`Handler::shared_fixed_body`]), kept without a copy.
+    Shared(Arc<[u8]>),
+    /// A copy of what [`Handler::fixed_body`] returned.
+    Copied(Vec<u8>),
+}
+
 fn slots_text(max_conns: usize, slots: usize) -> String {
     if slots < max_conns {
         format!("{slots} connections (RLIMIT_NOFILE, below --max-conns {max_conns})")
@@ -128,7 +137,12 @@ impl<'a> Core<'a> {
         // counts for the workers started after it).
         let fd_limit = crate::sys::fd_limit().ok();
         let slots = crate::reach::slots_within(config.max_conns, fd_limit);
-        let fixed_body = handler.fixed_body().map(<[u8]>::to_vec);
+        // The body is copied for the preformatted replies, unless the handler
+        // shares its own buffer (then a long body is held once).
+        let fixed_body = handler.fixed_body().map(|body| match handler.shared_fixed_body() {
+            Some(shared) => FixedBodyBytes::Shared(shared),
+            None => FixedBodyBytes::Copied(body.to_vec()),
+        });
         let fixed = fixed_body.is_some();
         let max_response = if fixed { 0 } else { config.max_response };
         let scratch = ResponseScratch::new(max_response).map_err(|e| {
@@ -185,12 +199,24 @@ impl<'a> Core<'a> {
         let inbox = Message::new();
         let handed_now = Vec::with_capacity(crate::channel::MAX_FDS);
         let late_closes = LateCloses::new();
-        let body = fixed_body.as_deref().unwrap_or_default();
-        let responses = Responses::new(body, SystemTime::now()).map_err(|e| {
-            let body = body.len();
-            let sized_by =
-                format_args!("{PAGES} pages x up to {MAX_RUN} copies of each reply, around a fixed body of {body}");
-            cannot_reserve(e, "preformatted replies", sized_by)
+        let (responses, len) = match fixed_body {
+            Some(FixedBodyBytes::Shared(body)) => {
+                (Responses::sharing(Arc::clone(&body), SystemTime::now()), body.len())
+            }
+            Some(FixedBodyBytes::Copied(body)) => (Responses::new(&body, SystemTime::now()), body.len()),
+            None => (Responses::new(b"", SystemTime::now()), 0),
+        };
+        let responses = responses.map_err(|e| {
+            if len > BODY_APART {
+                let sized_by = format_args!(
+                    "{PAGES} pages x up to {MAX_RUN} copies of each reply's head, and a fixed body held once, of {len}"
+                );
+                cannot_reserve(e, "preformatted replies", sized_by)
+            } else {
+                let sized_by =
+                    format_args!("{PAGES} pages x up to {MAX_RUN} copies of each reply, around a fixed body of {len}");
+                cannot_reserve(e, "preformatted replies", sized_by)
+            }
         })?;
         let mut counts = counters.snapshot();
         counts.live = 0;
