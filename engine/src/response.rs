@@ -106,10 +106,11 @@ impl BodyApart {
 pub struct PageHold(u8);
 
 impl Responses {
-    /// Formats every reply around `body`, dated `now`. Its pages grow with
-    /// `body` up to [`BODY_APART`] (then a few times [`RUN_BYTES`] on each of
-    /// 4 pages); a longer body is held once, apart. The allocator's refusal
-    /// is an error, not an abort (see `fallible.rs`).
+    /// Formats every reply around `body`, dated `now`. The pages grow with
+    /// a `body` up to [`BODY_APART`] (the copies of each reply at most
+    /// [`RUN_BYTES`], on each of 4 pages); a longer one is copied once and
+    /// held apart, and the pages hold heads only. The allocator's refusal is
+    /// an error, not an abort (see `fallible.rs`).
     pub fn new(body: &[u8], now: SystemTime) -> io::Result<Self> {
         Self::laid_out(body, now, |body| Ok(BodyApart::Copied(fallible::copied(body)?)))
     }
