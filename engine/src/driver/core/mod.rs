@@ -103,8 +103,6 @@ fn reserve(slots: usize, each: usize) -> io::Result<LazyBytes> {
     LazyBytes::new(len)
 }
 
-/// How many slots were reserved for, for the error when the kernel refused:
-/// `--max-conns`, or the open-file limit that lowered it.
 /// A fixed body as the worker got it for its preformatted replies.
 enum FixedBodyBytes {
     /// The handler's own buffer ([`Handler::shared_fixed_body`]), kept without a copy.
@@ -113,6 +111,8 @@ enum FixedBodyBytes {
     Copied(Vec<u8>),
 }
 
+/// How many slots were reserved for, for the error when the kernel refused:
+/// `--max-conns`, or the open-file limit that lowered it.
 fn slots_text(max_conns: usize, slots: usize) -> String {
     if slots < max_conns {
         format!("{slots} connections (RLIMIT_NOFILE, below --max-conns {max_conns})")
@@ -207,16 +207,13 @@ impl<'a> Core<'a> {
             None => (Responses::new(b"", SystemTime::now()), 0),
         };
         let responses = responses.map_err(|e| {
-            if len > BODY_APART {
-                let sized_by = format_args!(
-                    "{PAGES} pages x up to {MAX_RUN} copies of each reply's head, and a fixed body held once, of {len}"
-                );
-                cannot_reserve(e, "preformatted replies", sized_by)
+            let laid_out = if len > BODY_APART {
+                "each reply's head, and a fixed body held once,"
             } else {
-                let sized_by =
-                    format_args!("{PAGES} pages x up to {MAX_RUN} copies of each reply, around a fixed body of {len}");
-                cannot_reserve(e, "preformatted replies", sized_by)
-            }
+                "each reply, around a fixed body"
+            };
+            let sized_by = format_args!("{PAGES} pages x up to {MAX_RUN} copies of {laid_out} of {len}");
+            cannot_reserve(e, "preformatted replies", sized_by)
         })?;
         let mut counts = counters.snapshot();
         counts.live = 0;
