@@ -15,7 +15,7 @@ use ringmaster_balancer::{Mode, SteerChoice};
 use ringmaster_engine::{BackendChoice, EngineConfig};
 
 pub use crate::ctl::{ctl, CtlArgs};
-use crate::{escapes, usage_error, Cluster, LogFormat};
+use crate::{body_file, escapes, usage_error, Cluster, LogFormat};
 
 /// Node's cluster at the limit of Linux: a master balancing connections over
 /// pinned io_uring worker processes, each an HTTP/1.1 responder.
@@ -137,6 +137,12 @@ pub struct Cli {
     // clap would quote the default as "hello world\\n": the line above says it instead.
     #[arg(long, default_value = r"hello world\n", hide_default_value = true, value_parser = parse_body)]
     body: Body,
+
+    /// The response body, this file's bytes as they are (no escapes), instead
+    /// of `--body`: each worker reads it as it starts, so `reload` serves what
+    /// the file holds then. For a body longer than an argument may be (128 KiB).
+    #[arg(long, value_name = "PATH", conflicts_with = "body")]
+    body_file: Option<PathBuf>,
 
     /// Create a control socket (mode 0600) at this path: `status`, `reload`,
     /// `scale N`, `upgrade`, `send TEXT`, `stop`; see `ringmaster ctl`.
@@ -357,5 +363,14 @@ pub fn parse() -> Result<Command, ExitCode> {
     if let Some(SubCommand::Ctl(ctl)) = cli.command {
         return Ok(Command::Ctl(ctl));
     }
-    Ok(Command::Serve { cluster: Box::new(cli.cluster(&args)), body: cli.body.0.clone() })
+    let body = match &cli.body_file {
+        None => cli.body.0.clone(),
+        Some(path) => body_file::for_this_process(path).map_err(|e| {
+            ringmaster_balancer::log!(error: "{e}");
+            // A worker that cannot read it fails as a crash would (restarted
+            // with the back-off); the master checked it before starting any.
+            ExitCode::from(1)
+        })?,
+    };
+    Ok(Command::Serve { cluster: Box::new(cli.cluster(&args)), body })
 }

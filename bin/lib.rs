@@ -26,6 +26,7 @@
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
+mod body_file;
 pub mod cli;
 mod cluster;
 mod ctl;

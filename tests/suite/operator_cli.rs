@@ -1,11 +1,12 @@
 //! The command line as an operator meets it: how many workers run and where
 //! (`--cpus`, `--workers`, the default), one-line errors that name what is
-//! wrong, `--body` escapes, and `--help` listing every flag with its default.
+//! wrong, `--body` escapes and `--body-file`, and `--help` listing every flag with its default.
 
 use crate::util;
 use crate::util::operator;
 
 use std::process::Command;
+use std::time::Duration;
 
 use operator::*;
 use util::*;
@@ -153,6 +154,61 @@ fn an_unknown_body_escape_is_a_usage_error() {
     assert!(line.contains("--body") && line.contains(r"'\q'"), "{line}");
     let (code, line) = expect_one_line_error(&["--body", r"\x4"]);
     assert_eq!(code, 2, "{line}");
+}
+
+// --- --body-file -------------------------------------------------------------------------
+
+/// A body file's bytes: `len` of them, none of them alike in a row, `salt`
+/// telling two contents apart.
+fn body_file_bytes(len: usize, salt: u8) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ salt).collect()
+}
+
+/// `--body-file` serves a body longer than an argument may be (the kernel
+/// refuses one over 128 KiB), byte for byte; a `reload` serves what the
+/// file holds then, each new worker reading it as it starts.
+#[test]
+fn a_body_file_is_served_whole_and_a_reload_reads_it_again() {
+    let dir = std::env::temp_dir().join(format!("ringmaster-body-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("body");
+    let first = body_file_bytes(300_000, 0);
+    std::fs::write(&file, &first).unwrap();
+    let path = util::control::control_path("cli", "body-file");
+    let _ = std::fs::remove_file(&path);
+    let (file_arg, control) = (file.to_str().unwrap(), path.to_str().unwrap());
+    let s = Server::start(&["--workers", "1", "--body-file", file_arg, "--control", control]);
+    let r = s.connect().request(GET);
+    assert_eq!((r.status, r.header("content-length")), (200, Some("300000")), "{:?}", r.headers);
+    assert!(r.body == first, "the body differs from the file's {} bytes ({} arrived)", first.len(), r.body.len());
+
+    let second = body_file_bytes(5_000, 0x5a);
+    std::fs::write(&file, &second).unwrap();
+    let mark = s.log_len();
+    let (code, out, err) = util::control::ctl(&path, &["reload"]);
+    assert_eq!(code, 0, "reload: {out} {err}");
+    s.wait_for_log_from(mark, |l| l == "reload: done (1 workers replaced)", Duration::from_secs(10));
+    let r = s.connect().request(GET);
+    assert_eq!((r.status, r.header("content-length")), (200, Some("5000")), "{:?}", r.headers);
+    assert!(r.body == second, "after the reload, the file's new content ({} arrived)", r.body.len());
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_body_file_that_cannot_be_served_is_one_error_line() {
+    let missing = std::env::temp_dir().join(format!("ringmaster-no-such-body-{}", std::process::id()));
+    let missing = missing.to_str().unwrap();
+    let (code, line) = expect_one_line_error(&["--body-file", missing]);
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains(&format!("--body-file {missing}: cannot open it: No such file")), "{line}");
+    let dir = std::env::temp_dir();
+    let (code, line) = expect_one_line_error(&["--body-file", dir.to_str().unwrap()]);
+    assert_eq!(code, 1, "{line}");
+    assert!(line.ends_with("not a regular file"), "{line}");
+    let (code, line) = expect_one_line_error(&["--body-file", missing, "--body", "x"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("--body-file") && line.contains("--body <BODY>"), "{line}");
 }
 
 // --- --help ------------------------------------------------------------------------------
