@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use util::control::{control_path, ctl, parse_status, send_then_read_to_end};
 use util::procs::{kill, run_to_exit, stop_and_check_no_process_left};
-use util::upgrade::{replace_by_rename, status_when, Replacement, TempDir};
+use util::upgrade::{parse_new_master, replace_by_rename, status_when, wait_gone, worker_pids, Replacement, TempDir};
 use util::*;
 
 /// More idle clients than the master has slots (32).
@@ -206,4 +206,47 @@ fn a_client_waiting_for_its_upgrade_is_not_evicted() {
     );
     drop(crowd);
     stop_and_check_no_process_left(s);
+}
+
+/// The path of a master's control socket, removed while it runs (a cleanup
+/// of the directory, an operator's `rm`) and bound since by a second master,
+/// is the second's: the first leaves it in place when it exits, itself or
+/// through the new master of an upgrade (by `SIGUSR2`, the path reaching
+/// the second master now). Until 2026-12-06 the exiting master removed
+/// whatever was at the path, and the second served on unreachable by `ctl`.
+#[test]
+fn a_control_path_bound_again_by_another_master_is_left_to_it() {
+    let dir = TempDir::new("control-rebound");
+    let binary = dir.install();
+    let control = dir.join("control.sock");
+    let path = control.to_str().expect("UTF-8 path");
+    let args = ["--workers", "1", "--no-pin", "--control", path];
+
+    // A master that exits by itself.
+    let first = Server::start_binary(&binary, &args);
+    status_when(&control, 1, |_| true);
+    std::fs::remove_file(&control).expect("the path removed under the first master");
+    let second = Server::start(&args);
+    let serving = worker_pids(&status_when(&control, 1, |_| true));
+    stop_and_check_no_process_left(first);
+    assert!(control.exists(), "the first master removed the second's control socket as it exited");
+    assert_eq!(worker_pids(&status_when(&control, 1, |_| true)), serving, "the second master answers");
+    stop_and_check_no_process_left(second);
+
+    // A master upgraded, whose new master exits.
+    let mut upgraded = Server::start_binary(&binary, &args);
+    status_when(&control, 1, |_| true);
+    std::fs::remove_file(&control).expect("the path removed under the master to upgrade");
+    let third = Server::start(&args);
+    let serving = worker_pids(&status_when(&control, 1, |_| true));
+    kill(upgraded.pid(), libc::SIGUSR2);
+    let new_master =
+        parse_new_master(&upgraded.wait_for_log(|l| l.contains("upgrade: new master started (pid "), IO_TIMEOUT))
+            .expect("the new master's pid");
+    assert_eq!(upgraded.wait_exit(Duration::from_secs(15)).code(), Some(0), "the old master hands over and exits");
+    kill(new_master, libc::SIGTERM);
+    assert!(wait_gone(&[new_master], Duration::from_secs(15)).is_empty(), "the new master stops");
+    assert!(control.exists(), "the upgrade's new master removed another master's control socket as it exited");
+    assert_eq!(worker_pids(&status_when(&control, 1, |_| true)), serving, "the third master answers");
+    stop_and_check_no_process_left(third);
 }

@@ -3,10 +3,13 @@
 //! master answers on is left alone (the new master refuses to start), and
 //! only a stale socket (nobody listening: `ECONNREFUSED`) is replaced. The one
 //! way to take over a live socket is to be handed its listener (`upgrade`).
+//! The path is removed at the end only while it still names the socket file
+//! this master's listener was bound to: one removed and made again meanwhile
+//! (another master started on that path) is another's.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,8 +24,35 @@ const LIVE_FOR: Duration = Duration::from_secs(1);
 /// How often it is tried meanwhile.
 const LIVE_CHECK_EVERY: Duration = Duration::from_millis(20);
 
+/// The file a path names (device and inode), to tell the socket file a
+/// listener was bound to from a file put at the same path since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketFile {
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    /// The socket file at `path` now, if there is one.
+    pub fn at(path: &Path) -> Option<SocketFile> {
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        meta.file_type().is_socket().then(|| SocketFile { dev: meta.dev(), ino: meta.ino() })
+    }
+
+    /// `DEV:INO`, as an old master names it to a new one (`upgrade`).
+    pub fn to_text(self) -> String {
+        format!("{}:{}", self.dev, self.ino)
+    }
+
+    /// Reads [`SocketFile::to_text`]'s form.
+    pub fn from_text(text: &str) -> Option<SocketFile> {
+        let (dev, ino) = text.split_once(':')?;
+        Some(SocketFile { dev: dev.parse().ok()?, ino: ino.parse().ok()? })
+    }
+}
+
 /// The master's listening control socket; the path is removed when it
-/// drops, if this master owns it.
+/// drops, if this master owns it and it still names this socket's file.
 #[derive(Debug)]
 pub struct ControlSocket {
     listener: UnixListener,
@@ -30,6 +60,10 @@ pub struct ControlSocket {
     /// The path is this master's to remove: it bound it, or took it over and
     /// the old master let it go. False while another master may still use it.
     owns_path: bool,
+    /// The socket file the listener was bound to, as found after the bind
+    /// (or as the old master named it): `None` when it is not known, and
+    /// then the path is never removed.
+    file: Option<SocketFile>,
 }
 
 impl ControlSocket {
@@ -56,7 +90,8 @@ impl ControlSocket {
         // SAFETY: as above, restoring the previous mask.
         unsafe { libc::umask(old_mask) };
         let listener = bound.context(format_args!("--control {shown}: cannot listen"))?;
-        let socket = ControlSocket { listener, path: path.to_path_buf(), owns_path: true };
+        let file = SocketFile::at(path);
+        let socket = ControlSocket { listener, path: path.to_path_buf(), owns_path: true, file };
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .context(format_args!("--control {shown}: cannot set mode 0600"))?;
         Ok(socket)
@@ -64,8 +99,10 @@ impl ControlSocket {
 
     /// Takes over the listener an old master handed down (`upgrade`): it must
     /// be a listening unix socket bound at `path`. The path stays the old
-    /// master's to remove until [`ControlSocket::claim_path`].
-    pub fn inherited(fd: OwnedFd, path: &Path) -> Result<ControlSocket> {
+    /// master's to remove until [`ControlSocket::claim_path`]; `file` is the
+    /// socket file the old master knew the listener by (`None`: the path no
+    /// longer named it, and this master leaves the path alone too).
+    pub fn inherited(fd: OwnedFd, path: &Path, file: Option<SocketFile>) -> Result<ControlSocket> {
         let shown = path.display();
         let listener = UnixListener::from(fd);
         let what = format!("--control {shown}: the socket handed down");
@@ -78,7 +115,13 @@ impl ControlSocket {
         if !accepting {
             return Err(Error::Config(format!("{what} is not listening")));
         }
-        Ok(ControlSocket { listener, path: path.to_path_buf(), owns_path: false })
+        Ok(ControlSocket { listener, path: path.to_path_buf(), owns_path: false, file })
+    }
+
+    /// The socket file the path still names, if it is this listener's: what
+    /// an old master hands down with the listener (`upgrade`).
+    pub fn file(&self) -> Option<SocketFile> {
+        self.file.filter(|&file| SocketFile::at(&self.path) == Some(file))
     }
 
     /// The listening socket.
@@ -100,8 +143,19 @@ impl ControlSocket {
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
-        if self.owns_path {
+        if !self.owns_path {
+            return;
+        }
+        // A path removed while this master ran, and perhaps bound again by
+        // another master since, is not this master's to remove.
+        if self.file().is_some() {
             let _ = std::fs::remove_file(&self.path);
+        } else if std::fs::symlink_metadata(&self.path).is_ok() {
+            crate::log!(warn:
+                "--control {}: left in place: it is no longer this master's socket (the path was removed or \
+                 replaced while it ran)",
+                self.path.display()
+            );
         }
     }
 }
@@ -162,7 +216,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let mut old = ControlSocket::bind(&path).expect("bind");
         let handed = old.listener().try_clone_to_owned().expect("dup");
-        let mut new = ControlSocket::inherited(handed, &path).expect("the same socket");
+        let mut new = ControlSocket::inherited(handed, &path, old.file()).expect("the same socket");
         old.leave_path();
         drop(old);
         assert!(path.exists(), "the old master leaves the path to the new one");
@@ -172,6 +226,21 @@ mod tests {
         assert!(!path.exists(), "the new master removes it once it owns it");
         let elsewhere = ControlSocket::bind(&temp_path("elsewhere")).expect("bind");
         let fd = elsewhere.listener().try_clone_to_owned().expect("dup");
-        assert!(ControlSocket::inherited(fd, &path).is_err(), "bound at another path");
+        assert!(ControlSocket::inherited(fd, &path, None).is_err(), "bound at another path");
+    }
+
+    #[test]
+    fn a_path_bound_again_by_another_is_left_to_it() {
+        let path = temp_path("rebound");
+        let _ = std::fs::remove_file(&path);
+        let first = ControlSocket::bind(&path).expect("bind");
+        std::fs::remove_file(&path).expect("removed while the first runs");
+        let second = ControlSocket::bind(&path).expect("the path is free again");
+        assert_eq!(first.file(), None, "the path no longer names the first's socket");
+        drop(first);
+        assert!(path.exists(), "the first removed the second's socket");
+        UnixStream::connect(&path).expect("the second answers on it");
+        drop(second);
+        assert!(!path.exists(), "the second removes its own");
     }
 }

@@ -13,6 +13,7 @@ use ringmaster_engine::{out_of_fds, out_of_resources};
 
 use super::{Master, Op, Stopping, MAX_WORKERS};
 use crate::control::clients::{Cancel, Ops};
+use crate::control::socket::SocketFile;
 use crate::control::{parse_command, ClientId, Clients, Command, ControlSocket};
 use crate::error::Result;
 use crate::signals::{next_signal, signal_name, Received};
@@ -32,9 +33,9 @@ impl ControlState {
     }
 
     /// The control socket an old master handed down (`upgrade`).
-    pub(super) fn inherited(listener: OwnedFd, path: &Path) -> Result<ControlState> {
+    pub(super) fn inherited(listener: OwnedFd, path: &Path, file: Option<SocketFile>) -> Result<ControlState> {
         Ok(ControlState {
-            socket: ControlSocket::inherited(listener, path)?,
+            socket: ControlSocket::inherited(listener, path, file)?,
             clients: Clients::new(),
             accepting: false,
         })
@@ -42,6 +43,12 @@ impl ControlState {
 
     pub(super) fn listener(&self) -> BorrowedFd<'_> {
         self.socket.listener()
+    }
+
+    /// The socket file its path names while it is this socket's (`upgrade`
+    /// hands it down).
+    pub(super) fn file(&self) -> Option<SocketFile> {
+        self.socket.file()
     }
 }
 

@@ -61,7 +61,7 @@ impl Master {
         let upgraded = inherited.is_some();
         let handed_control = inherited.as_mut().and_then(Inherited::take_control);
         let control = match (config.control.as_deref(), handed_control) {
-            (Some(path), Some(fd)) => Some(ControlState::inherited(fd, path)?),
+            (Some(path), Some((fd, file))) => Some(ControlState::inherited(fd, path, file)?),
             (Some(path), None) => Some(ControlState::bind(path)?),
             (None, _) => None,
         };

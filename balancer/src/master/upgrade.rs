@@ -183,6 +183,7 @@ impl Master {
                 args: &self.config.exec.args,
                 fds: &fds,
                 activated: self.activated,
+                control_file: self.control.as_ref().and_then(|control| control.file()),
             };
             start_new_master(&launch)
         };

@@ -8,8 +8,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use nix::errno::Errno;
 use nix::sys::socket::{recv, send, MsgFlags};
 
-use super::env::{parse_fds, FdRole, ENV_UPGRADE_ACTIVATED, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM};
+use super::env::{
+    parse_fds, FdRole, ENV_UPGRADE_ACTIVATED, ENV_UPGRADE_CONTROL_FILE, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM,
+};
 use super::{GIVEN_UP_LINE, READY_LINE};
+use crate::control::socket::SocketFile;
 use crate::error::{Error, Result};
 use crate::listener::ListenerKey;
 
@@ -19,6 +22,8 @@ pub struct Inherited {
     from: u32,
     listeners: Vec<(ListenerKey, OwnedFd)>,
     control: Option<OwnedFd>,
+    /// The control socket's file, as the old master knew it.
+    control_file: Option<SocketFile>,
     ready: OwnedFd,
     activated: bool,
 }
@@ -65,7 +70,8 @@ impl Inherited {
         }
         let ready = ready.ok_or_else(|| bad("no readiness channel (ready=FD)".to_string()))?;
         let activated = std::env::var_os(ENV_UPGRADE_ACTIVATED).is_some_and(|v| v == "1");
-        Ok(Some(Inherited { from, listeners, control, ready, activated }))
+        let control_file = std::env::var(ENV_UPGRADE_CONTROL_FILE).ok().and_then(|text| SocketFile::from_text(&text));
+        Ok(Some(Inherited { from, listeners, control, control_file, ready, activated }))
     }
 
     /// The old master's pid.
@@ -101,9 +107,10 @@ impl Inherited {
         slots
     }
 
-    /// The control socket's listener, if it was handed down.
-    pub fn take_control(&mut self) -> Option<OwnedFd> {
-        self.control.take()
+    /// The control socket's listener, if it was handed down, and its file
+    /// as the old master knew it.
+    pub fn take_control(&mut self) -> Option<(OwnedFd, Option<SocketFile>)> {
+        Some((self.control.take()?, self.control_file))
     }
 
     /// What is left once the master took what it uses: the readiness

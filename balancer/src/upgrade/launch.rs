@@ -15,8 +15,12 @@ use std::process::{Command, Stdio};
 
 use nix::sys::socket::{send, MsgFlags};
 
-use super::env::{format_fds, FdRole, ENV_UPGRADE_ACTIVATED, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM, FIRST_HANDED_FD};
+use super::env::{
+    format_fds, FdRole, ENV_UPGRADE_ACTIVATED, ENV_UPGRADE_CONTROL_FILE, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM,
+    FIRST_HANDED_FD,
+};
 use super::{GIVEN_UP_LINE, READY_LINE};
+use crate::control::socket::SocketFile;
 use crate::spawn::{dup_at_least, OwnImage, ENV_WORKER_ID};
 use crate::systemd::activation::{ENV_LISTEN_FDNAMES, ENV_LISTEN_FDS, ENV_LISTEN_PID};
 
@@ -52,6 +56,8 @@ pub struct Launch<'a> {
     pub fds: &'a [(FdRole, BorrowedFd<'a>)],
     /// The listeners came from systemd (socket activation), not from `--bind`.
     pub activated: bool,
+    /// The control socket's file, while its path still names it.
+    pub control_file: Option<SocketFile>,
 }
 
 /// A new master this one started.
@@ -107,6 +113,10 @@ pub fn start_new_master(launch: &Launch<'_>) -> io::Result<Started> {
     } else {
         command.env_remove(ENV_UPGRADE_ACTIVATED);
     }
+    match launch.control_file {
+        Some(file) => command.env(ENV_UPGRADE_CONTROL_FILE, file.to_text()),
+        None => command.env_remove(ENV_UPGRADE_CONTROL_FILE),
+    };
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe calls (fcntl, sigemptyset, sigprocmask) and reads
     // `kept`, made before the fork; the master is single-threaded, so the
