@@ -53,6 +53,7 @@ mod steer_program;
 mod supervisor_backlog;
 mod supervisor_capacity;
 mod supervisor_control;
+mod supervisor_master_stalled;
 mod supervisor_reload;
 mod supervisor_reload_not_ready;
 mod supervisor_restart;

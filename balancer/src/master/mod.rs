@@ -338,6 +338,14 @@ impl Master {
 
     /// What is checked every [`TICK`]: deadlines, restarts, heartbeats, lag, fd limits.
     fn tick(&mut self) -> io::Result<()> {
+        // What the workers did since the last turn first: the tick can come
+        // in the same turn as their news, ahead of it, and after a master
+        // that stood still (`SIGSTOP`, a paused machine) past a deadline, a
+        // process that got ready meanwhile was killed as never ready (its
+        // reload cancelled, a scale-up's worker restarted), and one that
+        // exited was said to overrun its drain.
+        self.reap()?;
+        self.notice_ready()?;
         match self.stopping.as_mut() {
             Some(stopping) if Instant::now() >= stopping.deadline && !stopping.stragglers_killed => {
                 crate::log!(warn: "shutdown timeout: killing the workers still running");

@@ -1,0 +1,173 @@
+//! Supervisor: a master that stands still (`SIGSTOP` and `SIGCONT`, a
+//! paused machine) past a deadline takes in what its workers did meanwhile
+//! before it judges the deadline. A reload's new process, or a scale-up's,
+//! that got ready while the master stood still past its ready deadline
+//! (`--shutdown-timeout`, at least 2 s) serves on: the reload ends `done`,
+//! the new worker is not restarted. Until 2026-12-06 the first tick after
+//! the stand-still came ahead of the readiness, which the master reads each
+//! turn from the stats block: it killed the ready process as "not ready
+//! after 2.0 s", cancelled the operator's reload, and restarted a scale-up's
+//! worker with the back-off. Likewise a process retired by a scale-down that
+//! exited by itself meanwhile is logged as exited, not as "still running a
+//! second after --shutdown-timeout: killing it".
+
+use crate::util;
+
+use std::time::{Duration, Instant};
+
+use util::procs::{
+    alive_ours, kill, process_state, stop_and_check_no_process_left, stop_between_turns, ContinueOnDrop,
+};
+use util::stats::{expect_worker, num};
+use util::*;
+
+/// `--shutdown-timeout`: also how long a new process has to be ready.
+const READY_WITHIN: Duration = Duration::from_secs(2);
+/// How far past a deadline the master stays stopped.
+const PAST: Duration = Duration::from_millis(500);
+
+/// The children of the (single-threaded) master.
+fn children(master: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Waits for a new worker process of `master` (one not in `known`) to run
+/// the worker's code (its title set by its exec), and stops it there,
+/// before it can be ready: the guard continues it.
+fn stop_new_worker_at_start(master: u32, known: &[u32]) -> (u32, ContinueOnDrop) {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while Instant::now() < deadline {
+        for pid in children(master).into_iter().filter(|p| !known.contains(p)) {
+            let title = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if title.starts_with(b"ringmaster: worker") {
+                kill(pid, libc::SIGSTOP);
+                let guard = ContinueOnDrop(pid);
+                // It runs no code of its own once signalled; it stops on its
+                // way back from the kernel.
+                assert!(eventually(IO_TIMEOUT, || process_state(pid) == Some('T')), "{pid} did not stop");
+                return (pid, guard);
+            }
+        }
+        std::hint::spin_loop();
+    }
+    panic!("no new worker process of master {master} within {IO_TIMEOUT:?}");
+}
+
+/// With `master` stopped between two turns, lets worker `pid` run until it
+/// waits for events in its loop (it publishes ready before its first wait),
+/// then until `deadline` is `PAST` behind; the master stays stopped.
+fn let_it_get_ready_past(pid: u32, worker: ContinueOnDrop, deadline: Instant) {
+    drop(worker);
+    drop(stop_between_turns(pid));
+    let until = deadline + PAST;
+    while Instant::now() < until {
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    }
+}
+
+#[test]
+fn a_reload_whose_new_process_got_ready_while_the_master_stood_still_ends_done() {
+    let s = Server::start(&["--mode", "rr", "--workers", "1", "--no-pin", "--shutdown-timeout", "2"]);
+    let st = s.wait_workers_ready(1, START_TIMEOUT);
+    let old = num(&expect_worker(&st, 1), "pid") as u32;
+    let from = s.log_len();
+    kill(s.pid(), libc::SIGHUP);
+    let (new, worker) = stop_new_worker_at_start(s.pid(), &[old]);
+    // Logged once it started: its ready deadline is set in that turn, before this.
+    let replacing = format!("worker 1 started (pid {new}, cpu none, replacing pid {old})");
+    let (i_started, _) = s.wait_for_log_from(from, |l| l == replacing, IO_TIMEOUT);
+    let deadline = Instant::now() + READY_WITHIN;
+    let (master, _) = stop_between_turns(s.pid());
+    assert_eq!(process_state(new), Some('T'), "the new process ran on");
+    let_it_get_ready_past(new, worker, deadline);
+    drop(master);
+
+    let (i_end, line) = s.wait_for_log_from(
+        i_started,
+        |l| l.starts_with("reload: done") || l.contains("was not ready after"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(line, "reload: done (1 workers replaced)", "{:?}", &s.log()[i_started..=i_end]);
+    let st = s.wait_workers_ready(1, IO_TIMEOUT);
+    assert_eq!(num(&expect_worker(&st, 1), "pid") as u32, new, "{st}");
+    assert!(eventually(IO_TIMEOUT, || !alive_ours(old)), "the old process {old} still runs");
+    s.connect().get_ok();
+    stop_and_check_no_process_left(s);
+}
+
+#[test]
+fn a_scaled_up_worker_that_got_ready_while_the_master_stood_still_serves_on() {
+    let s = Server::start(&["--mode", "rr", "--workers", "1", "--no-pin", "--shutdown-timeout", "2"]);
+    let st = s.wait_workers_ready(1, START_TIMEOUT);
+    let first = num(&expect_worker(&st, 1), "pid") as u32;
+    let from = s.log_len();
+    kill(s.pid(), libc::SIGTTIN);
+    let (new, worker) = stop_new_worker_at_start(s.pid(), &[first]);
+    let started = format!("worker 2 started (pid {new}, cpu none)");
+    let (i_started, _) = s.wait_for_log_from(from, |l| l == started, IO_TIMEOUT);
+    let deadline = Instant::now() + READY_WITHIN;
+    let (master, _) = stop_between_turns(s.pid());
+    assert_eq!(process_state(new), Some('T'), "the new process ran on");
+    let_it_get_ready_past(new, worker, deadline);
+    drop(master);
+
+    // Ready in the master's eyes, the same process, and no later line kills it.
+    let st = s.wait_workers_ready(2, Duration::from_secs(10));
+    assert_eq!(num(&expect_worker(&st, 2), "pid") as u32, new, "{st}");
+    let log = s.log();
+    assert!(
+        !log[i_started..]
+            .iter()
+            .any(|l| l.contains("was not ready after") || l.contains(&format!("(pid {new}) killed"))),
+        "{:?}",
+        &log[i_started..]
+    );
+    stop_and_check_no_process_left(s);
+}
+
+#[test]
+fn a_retiree_that_exited_while_the_master_stood_still_is_logged_as_exited() {
+    let s = Server::start(&["--mode", "rr", "--workers", "2", "--no-pin", "--shutdown-timeout", "2"]);
+    s.wait_workers_ready(2, START_TIMEOUT);
+    // `rr` deals in turn: worker 1 answers this one, worker 2, the newest
+    // and the one a scale-down retires, gets the next, a request half sent
+    // that keeps it draining.
+    s.connect().get_ok();
+    let mut held = s.connect();
+    held.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello");
+    let st = eventually_stats(&s, |st| num(&expect_worker(st, 2), "live") == 1);
+    let pid = num(&expect_worker(&st, 2), "pid") as u32;
+    let from = s.log_len();
+    kill(s.pid(), libc::SIGTTOU);
+    let (i_scaled, _) = s.wait_for_log_from(from, |l| l == "scaling from 2 to 1 workers", IO_TIMEOUT);
+    let deadline = Instant::now() + READY_WITHIN + Duration::from_secs(1);
+    let (master, _) = stop_between_turns(s.pid());
+    // The retiree answers and exits by itself while the master stands still.
+    held.send(b"world");
+    assert_eq!(held.read().status, 200);
+    assert!(eventually(IO_TIMEOUT, || process_state(pid) == Some('Z')), "the retiree {pid} did not exit");
+    let until = deadline + PAST;
+    while Instant::now() < until {
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    }
+    drop(master);
+
+    let (_, line) = s.wait_for_log_from(i_scaled, |l| l.contains(&format!("(pid {pid})")), Duration::from_secs(10));
+    assert_eq!(line, format!("worker 2 (pid {pid}) exited with code 0"), "{:?}", &s.log()[i_scaled..]);
+    stop_and_check_no_process_left(s);
+}
+
+/// The stats once `pred` holds for them (within [`IO_TIMEOUT`]).
+fn eventually_stats(s: &Server, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let held = eventually(IO_TIMEOUT, || {
+        last = s.stats();
+        pred(&last)
+    });
+    assert!(held, "stats never as expected: {last}");
+    last
+}
