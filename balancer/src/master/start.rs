@@ -17,6 +17,7 @@ use super::reload::Reload;
 use super::upgrade::Upgrades;
 use super::{sockets, supervise, take_over, Master, MAX_SLOTS, MAX_WORKERS, TICK};
 use crate::config::{MasterConfig, Mode};
+use crate::control::socket::SocketFile;
 use crate::cpus::{allowed_cpus, choose_cpus};
 use crate::error::{Context, Error, Result};
 use crate::fd_reserve::FdReserve;
@@ -61,7 +62,11 @@ impl Master {
         let upgraded = inherited.is_some();
         let handed_control = inherited.as_mut().and_then(Inherited::take_control);
         let control = match (config.control.as_deref(), handed_control) {
-            (Some(path), Some((fd, file))) => Some(ControlState::inherited(fd, path, file)?),
+            (Some(path), Some((fd, file))) => {
+                // From an old master that predates the word: the path's file now, as it uses it.
+                let file = file.unwrap_or_else(|| SocketFile::at(path));
+                Some(ControlState::inherited(fd, path, file)?)
+            }
             (Some(path), None) => Some(ControlState::bind(path)?),
             (None, _) => None,
         };

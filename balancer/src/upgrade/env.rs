@@ -17,8 +17,10 @@ pub const ENV_UPGRADE_FROM: &str = "RINGMASTER_UPGRADE_FROM";
 /// activation): their addresses are systemd's choice, not `--bind`'s.
 pub const ENV_UPGRADE_ACTIVATED: &str = "RINGMASTER_UPGRADE_ACTIVATED";
 /// The control socket's file as the old master knows it, `DEV:INO`
-/// (`SocketFile`): unset when its path no longer names that socket (removed
+/// (`SocketFile`): empty when its path no longer names that socket (removed
 /// or replaced while it ran), and then neither master removes the path.
+/// Unset by an old master that predates it: the new master takes the file
+/// the path names as it starts.
 pub const ENV_UPGRADE_CONTROL_FILE: &str = "RINGMASTER_UPGRADE_CONTROL_FILE";
 /// The lowest fd number handed over: 0 to 2 are the new master's stdin,
 /// stdout and stderr. Each fd keeps its number in the old master.

@@ -22,8 +22,9 @@ pub struct Inherited {
     from: u32,
     listeners: Vec<(ListenerKey, OwnedFd)>,
     control: Option<OwnedFd>,
-    /// The control socket's file, as the old master knew it.
-    control_file: Option<SocketFile>,
+    /// The control socket's file, as the old master knew it (`None`: it
+    /// did not say, predating the word).
+    control_file: Option<Option<SocketFile>>,
     ready: OwnedFd,
     activated: bool,
 }
@@ -70,7 +71,7 @@ impl Inherited {
         }
         let ready = ready.ok_or_else(|| bad("no readiness channel (ready=FD)".to_string()))?;
         let activated = std::env::var_os(ENV_UPGRADE_ACTIVATED).is_some_and(|v| v == "1");
-        let control_file = std::env::var(ENV_UPGRADE_CONTROL_FILE).ok().and_then(|text| SocketFile::from_text(&text));
+        let control_file = std::env::var(ENV_UPGRADE_CONTROL_FILE).ok().map(|text| SocketFile::from_text(&text));
         Ok(Some(Inherited { from, listeners, control, control_file, ready, activated }))
     }
 
@@ -108,8 +109,9 @@ impl Inherited {
     }
 
     /// The control socket's listener, if it was handed down, and its file
-    /// as the old master knew it.
-    pub fn take_control(&mut self) -> Option<(OwnedFd, Option<SocketFile>)> {
+    /// as the old master knew it (`None`: an old master that predates the
+    /// word said nothing).
+    pub fn take_control(&mut self) -> Option<(OwnedFd, Option<Option<SocketFile>>)> {
         Some((self.control.take()?, self.control_file))
     }
 

@@ -113,10 +113,7 @@ pub fn start_new_master(launch: &Launch<'_>) -> io::Result<Started> {
     } else {
         command.env_remove(ENV_UPGRADE_ACTIVATED);
     }
-    match launch.control_file {
-        Some(file) => command.env(ENV_UPGRADE_CONTROL_FILE, file.to_text()),
-        None => command.env_remove(ENV_UPGRADE_CONTROL_FILE),
-    };
+    command.env(ENV_UPGRADE_CONTROL_FILE, launch.control_file.map(SocketFile::to_text).unwrap_or_default());
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe calls (fcntl, sigemptyset, sigprocmask) and reads
     // `kept`, made before the fork; the master is single-threaded, so the
