@@ -2,11 +2,11 @@
 //! paused machine) past a deadline takes in what its workers did meanwhile
 //! before it judges the deadline. A reload's new process, or a scale-up's,
 //! that got ready while the master stood still past its ready deadline
-//! (`--shutdown-timeout`, at least 2 s) serves on: the reload ends `done`,
+//! (`--shutdown-timeout`, at least 2 s; 4 s here) serves on: the reload ends `done`,
 //! the new worker is not restarted. Until 2026-12-06 the first tick after
 //! the stand-still came ahead of the readiness, which the master reads each
 //! turn from the stats block: it killed the ready process as "not ready
-//! after 2.0 s", cancelled the operator's reload, and restarted a scale-up's
+//! after 4.0 s", cancelled the operator's reload, and restarted a scale-up's
 //! worker with the back-off. Likewise a process retired by a scale-down that
 //! exited by itself meanwhile is logged as exited, not as "still running a
 //! second after --shutdown-timeout: killing it".
@@ -21,8 +21,12 @@ use util::procs::{
 use util::stats::{expect_worker, num};
 use util::*;
 
-/// `--shutdown-timeout`: also how long a new process has to be ready.
-const READY_WITHIN: Duration = Duration::from_secs(2);
+/// `--shutdown-timeout`: also how long a new process has to be ready, and
+/// how long a retiree's drain may last. Long enough for the test's steps
+/// between a start (or a retirement) and the master's stop on a loaded
+/// machine: the deadline must pass while the master stands still.
+const SHUTDOWN_TIMEOUT: &str = "4";
+const READY_WITHIN: Duration = Duration::from_secs(4);
 /// How far past a deadline the master stays stopped.
 const PAST: Duration = Duration::from_millis(500);
 
@@ -71,7 +75,7 @@ fn let_it_get_ready_past(pid: u32, worker: ContinueOnDrop, deadline: Instant) {
 
 #[test]
 fn a_reload_whose_new_process_got_ready_while_the_master_stood_still_ends_done() {
-    let s = Server::start(&["--mode", "rr", "--workers", "1", "--no-pin", "--shutdown-timeout", "2"]);
+    let s = Server::start(&["--mode", "rr", "--workers", "1", "--no-pin", "--shutdown-timeout", SHUTDOWN_TIMEOUT]);
     let st = s.wait_workers_ready(1, START_TIMEOUT);
     let old = num(&expect_worker(&st, 1), "pid") as u32;
     let from = s.log_len();
@@ -101,7 +105,7 @@ fn a_reload_whose_new_process_got_ready_while_the_master_stood_still_ends_done()
 
 #[test]
 fn a_scaled_up_worker_that_got_ready_while_the_master_stood_still_serves_on() {
-    let s = Server::start(&["--mode", "rr", "--workers", "1", "--no-pin", "--shutdown-timeout", "2"]);
+    let s = Server::start(&["--mode", "rr", "--workers", "1", "--no-pin", "--shutdown-timeout", SHUTDOWN_TIMEOUT]);
     let st = s.wait_workers_ready(1, START_TIMEOUT);
     let first = num(&expect_worker(&st, 1), "pid") as u32;
     let from = s.log_len();
@@ -131,7 +135,7 @@ fn a_scaled_up_worker_that_got_ready_while_the_master_stood_still_serves_on() {
 
 #[test]
 fn a_retiree_that_exited_while_the_master_stood_still_is_logged_as_exited() {
-    let s = Server::start(&["--mode", "rr", "--workers", "2", "--no-pin", "--shutdown-timeout", "2"]);
+    let s = Server::start(&["--mode", "rr", "--workers", "2", "--no-pin", "--shutdown-timeout", SHUTDOWN_TIMEOUT]);
     s.wait_workers_ready(2, START_TIMEOUT);
     // `rr` deals in turn: worker 1 answers this one, worker 2, the newest
     // and the one a scale-down retires, gets the next, a request half sent
