@@ -61,9 +61,20 @@ fn one_client(addr: SocketAddr, connect_within: Duration) -> Fared {
     }
 }
 
+/// Keep-alive connections that keep the workers draining for a second
+/// (each had an answer just before the stop), past the master's ticks.
+const HELD: usize = 4;
+
 fn clients_across_a_stop_are_answered(mode: &str) {
+    clients_across_a_stop(mode, false);
+}
+
+/// `held`: the workers drain for a second (their keep-alive connections
+/// just used), so the master's ticks look at the listeners meanwhile.
+fn clients_across_a_stop(mode: &str, held: bool) {
     let mut s = Server::start(&["--mode", mode, "--workers", "2", "--no-pin"]);
     s.wait_workers_ready(2, START_TIMEOUT);
+    let mut kept: Vec<Conn> = if held { (0..HELD).map(|_| s.connect()).collect() } else { Vec::new() };
     let (addr, answered, term) = (s.addr(), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
     let refused_503 = Arc::new(AtomicU64::new(0));
     let clients: Vec<_> = (0..CLIENTS)
@@ -93,6 +104,9 @@ fn clients_across_a_stop_are_answered(mode: &str) {
         .collect();
     let flowing = eventually(IO_TIMEOUT, || answered.load(Ordering::Relaxed) >= 20 * CLIENTS as u64);
     assert!(flowing, "{mode}: the clients were not answered before the stop");
+    for conn in &mut kept {
+        conn.get_ok();
+    }
     let from = s.log_len();
     term.store(true, Ordering::Relaxed);
     s.signal(libc::SIGTERM);
@@ -123,6 +137,23 @@ fn shared_clients_connecting_as_the_stop_ends_are_answered() {
 #[test]
 fn reuseport_clients_connecting_as_the_stop_ends_are_answered() {
     clients_across_a_stop_are_answered("reuseport");
+}
+
+/// `reuseport` with the workers draining past the master's ticks: a worker
+/// takes what waits on its listener as its drain begins and lets go of it,
+/// and the master's copy keeps it listening until the master looks. Before
+/// 2026-12-06 the master then closed its copy, the last, and the kernel
+/// reset what had queued there meanwhile (clients looping across a stop: 3
+/// resets in 8 stops of 9); now it closes the queue to newcomers at that
+/// look and answers what is left (`503`) at the next one.
+#[test]
+fn reuseport_clients_connecting_while_the_workers_drain_are_answered() {
+    clients_across_a_stop("reuseport", true);
+}
+
+#[test]
+fn rr_clients_connecting_while_the_workers_drain_are_answered() {
+    clients_across_a_stop("rr", true);
 }
 
 /// A client answered `503` by the stop's end (its worker gone before the

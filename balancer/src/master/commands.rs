@@ -183,6 +183,7 @@ impl Master {
             exit_grace: None,
             stop_listening: false,
             stopped_listening: false,
+            taken_by_worker: Vec::new(),
         });
         self.reactor.cancel(Op::Accept.token(0, 0))?;
         self.reload.cancel();

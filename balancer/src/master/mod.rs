@@ -144,6 +144,10 @@ struct Stopping {
     /// They have: what is left of them (`reuseport`: listeners kept for a
     /// worker that stands still) is looked at every tick.
     stopped_listening: bool,
+    /// `reuseport`: workers whose listener the master keeps for one look
+    /// after their drain began, closed to newcomers, to answer what queued
+    /// after the worker took its queue (`stop_listening.rs`).
+    taken_by_worker: Vec<usize>,
 }
 
 #[derive(Debug)]

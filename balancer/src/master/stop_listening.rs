@@ -160,7 +160,7 @@ impl Master {
             return;
         }
         let listener = self.listener.as_raw_fd();
-        let answered = match self.answer_queue(listener) {
+        let answered = match self.answer_queue(listener, true) {
             Ok(answered) => answered,
             Err(e) => {
                 crate::log!(warn: "stopping: cannot make the listener non-blocking ({e}); it listens until the exit");
@@ -175,9 +175,12 @@ impl Master {
         }
     }
 
-    /// `reuseport`: the master lets go of its copy of each slot's listener
-    /// whose worker drains, which takes its queue as its drain begins and
-    /// closes its own. A listener no process takes from (its worker has
+    /// `reuseport`: a slot's listener whose worker drains is left to it: the
+    /// worker takes its queue as its drain begins and closes its own copy.
+    /// The master closes the queue to newcomers then, and keeps its copy
+    /// until its next look, when it answers what queued after the worker's
+    /// last accept (`503`) and lets go: closed at once, the master's copy,
+    /// the last, reset those (until 2026-12-06). A listener no process takes from (its worker has
     /// none running, or the one that runs has stood still for
     /// [`STUCK_AT_STOP`]) is answered and shut instead: else, once the
     /// others closed, the kernel would send every new connection to the
@@ -188,10 +191,20 @@ impl Master {
     /// connection at once. One whose worker has stood still for less is
     /// kept for the next tick. `first`: the stop's first look, always said.
     fn settle_slot_listeners(&mut self, now: Instant, first: bool) {
-        let workers: Vec<usize> = self.dispatch.balance.own_listeners().iter().map(|&(worker, _)| worker).collect();
-        let (mut shut, mut still) = (Vec::new(), Vec::new());
+        let own: Vec<(usize, RawFd)> =
+            self.dispatch.balance.own_listeners().iter().map(|&(worker, fd)| (worker, fd.as_raw_fd())).collect();
+        let (mut shut, mut still, mut taken) = (Vec::new(), Vec::new(), Vec::new());
         let mut said = Vec::new();
-        for worker in workers {
+        let mut closing_refused = None;
+        let taken_before = self.stopping.as_ref().map(|s| s.taken_by_worker.clone()).unwrap_or_default();
+        for (worker, listener) in own {
+            // Its worker took its queue at an earlier look (and may have
+            // exited since): what came after waits on the master's copy
+            // alone, and would be reset as it closed.
+            if taken_before.contains(&worker) {
+                taken.push(worker);
+                continue;
+            }
             // A reload may run two processes of one worker, on one listener.
             let standing: Vec<AtStop> = (0..self.slots.len())
                 .filter(|&slot| self.slots[slot].process.as_ref().is_some_and(|p| p.worker == worker))
@@ -199,7 +212,16 @@ impl Master {
                 .collect();
             match fate(&standing) {
                 Fate::LeftToWorker => {
-                    self.dispatch.balance.retire_worker(worker);
+                    // Its worker takes what waits as its drain begins and lets
+                    // go of it; newcomers are turned away from now on (their
+                    // retry is refused), and what queues meanwhile is answered
+                    // at the next look, not reset.
+                    if let Err(e) = sys::close_queue_to_newcomers(listener) {
+                        closing_refused = Some(e);
+                    }
+                    if let Some(stopping) = self.stopping.as_mut() {
+                        stopping.taken_by_worker.push(worker);
+                    }
                     if !first {
                         said.push(format!("worker {worker} runs again: it takes what waits on its listener"));
                     }
@@ -207,6 +229,25 @@ impl Master {
                 Fate::Shut(why) => shut.push((worker, why)),
                 Fate::Kept => still.push(worker),
             }
+        }
+        if let Some(e) = closing_refused {
+            crate::log!(warn: "stopping: cannot close the listen queues to newcomers ({e}): what comes before the next look is answered 503, one may be reset");
+        }
+        for worker in taken {
+            let own = self.dispatch.balance.own_listeners();
+            if let Some(&(_, fd)) = own.iter().find(|&&(w, _)| w == worker) {
+                let listener = fd.as_raw_fd();
+                let answered = self.answer_queue(listener, false).unwrap_or(0);
+                if let Err(e) = sys::stop_listening(listener) {
+                    crate::log!(warn: "stopping: cannot shut worker {worker}'s listener ({e})");
+                }
+                if answered > 0 {
+                    said.push(format!(
+                        "{answered} that came to worker {worker}'s listener after it took its queue answered 503"
+                    ));
+                }
+            }
+            self.dispatch.balance.retire_worker(worker);
         }
         // Shut after the others are let go of: with `net.ipv4.tcp_migrate_req`
         // what waited on those moves to a listener left in the group, which
@@ -217,7 +258,7 @@ impl Master {
             if let Some(listener) = listener {
                 // If it cannot be made non-blocking, its queue is left to
                 // the shutdown (reset, or moved to another listener).
-                let answered = self.answer_queue(listener).unwrap_or(0);
+                let answered = self.answer_queue(listener, true).unwrap_or(0);
                 match sys::stop_listening(listener) {
                     Ok(()) => {
                         said.push(format!("worker {worker}'s listener shut ({why}; {answered} waiting answered 503)"))
@@ -250,10 +291,12 @@ impl Master {
     /// limit each accept gets a number freed for it (a spare of the reserve,
     /// else an earlier refusal's, its linger cut short): the shutdown that
     /// follows would reset what is left in the queue.
-    fn answer_queue(&mut self, listener: RawFd) -> io::Result<usize> {
+    fn answer_queue(&mut self, listener: RawFd, close_to_newcomers: bool) -> io::Result<usize> {
         sys::set_nonblocking(listener)?;
-        if let Err(e) = sys::close_queue_to_newcomers(listener) {
-            crate::log!(warn: "stopping: cannot close the listen queue to newcomers ({e}): one may be reset");
+        if close_to_newcomers {
+            if let Err(e) = sys::close_queue_to_newcomers(listener) {
+                crate::log!(warn: "stopping: cannot close the listen queue to newcomers ({e}): one may be reset");
+            }
         }
         let now = Instant::now();
         let mut answered = 0;
