@@ -262,6 +262,10 @@ pub fn stop_between_turns(pid: u32) -> (ContinueOnDrop, Instant) {
             eventually(Duration::from_secs(5), || process_state(pid) != Some('T')),
             "worker {pid} did not continue"
         );
+        // Woken is not yet run: stopped again before it is scheduled, a
+        // worker stopped on its way out of a call (its exec, as it starts)
+        // is found there try after try. Once it sleeps, it has run on.
+        eventually(Duration::from_secs(1), || process_state(pid) == Some('S'));
     }
     elsewhere.truncate(5);
     panic!("worker {pid} never stopped waiting for events in 1000 tries (first stops: {elsewhere:?})");
