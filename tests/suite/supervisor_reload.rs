@@ -426,3 +426,55 @@ fn a_reload_that_cannot_start_a_process_leaves_the_master_serving() {
     c.get_ok();
     stop_and_check_no_process_left(s);
 }
+
+/// A reload whose new process exits before it is ready (here: its
+/// `--body-file` is gone) is cancelled, the old process serving on as the
+/// worker's own, and a later reload, once the cause is mended, runs. Before
+/// 2026-12-06 the new process was restarted with the back-off for as long as
+/// it failed, the reload stayed under way, and every later one was refused.
+#[test]
+fn a_reload_whose_new_process_exits_before_it_is_ready_is_cancelled() {
+    let dir = std::env::temp_dir().join(format!("ringmaster-reload-exits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory of the test's own");
+    let (file, away) = (dir.join("body"), dir.join("away"));
+    std::fs::write(&file, "first\n").expect("the body file");
+    let path = control_path("reload", "exits");
+    let _ = std::fs::remove_file(&path);
+    let (body_file, control) = (file.to_str().expect("UTF-8 path"), path.to_str().expect("UTF-8 path"));
+    let s = Server::start(&["--mode", "rr", "--workers", "2", "--body-file", body_file, "--control", control]);
+    let st = s.wait_workers_ready(2, START_TIMEOUT);
+    let old = num(&worker(&st, 1).expect("worker 1"), "pid");
+
+    std::fs::rename(&file, &away).expect("the body file moved away");
+    let from = s.log_len();
+    let (code, out, err) = ctl(&path, &["reload"]);
+    assert_eq!(code, 0, "reload: {out} {err}");
+    let cancelled = format!("before it was ready: the reload is cancelled, the old process (pid {old}) keeps serving");
+    let (at, line) = s.wait_for_log_from(from, |l| l.contains(&cancelled), Duration::from_secs(10));
+    assert!(line.starts_with("reload: worker 1's new process (pid "), "{line}");
+    assert!(
+        !s.log()[from..=at].iter().any(|l| l.contains("restarting in")),
+        "no restart planned: {:?}",
+        &s.log()[from..]
+    );
+    let st = s.wait_workers_ready(2, Duration::from_secs(5));
+    let w1 = worker(&st, 1).expect("worker 1");
+    assert_eq!((num(&w1, "pid"), num(&w1, "restarts")), (old, 0), "the old process is worker 1's again: {st}");
+    for _ in 0..4 {
+        let r = s.connect().request(GET);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"first\n"[..]), "{r:?}");
+    }
+
+    std::fs::rename(&away, &file).expect("the body file back");
+    std::fs::write(&file, "second\n").expect("the body file's new content");
+    let from = s.log_len();
+    let (code, out, err) = ctl(&path, &["reload"]);
+    assert_eq!((code, out.trim()), (0, "ok reloading 2 workers"), "a later reload runs: {err}");
+    s.wait_for_log_from(from, |l| l == "reload: done (2 workers replaced)", Duration::from_secs(10));
+    for _ in 0..4 {
+        let r = s.connect().request(GET);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"second\n"[..]), "{r:?}");
+    }
+    stop_and_check_no_process_left(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -66,11 +66,13 @@ impl Master {
         }
         self.slots[slot].lane.mark_gone();
         self.stop_receiving(slot)?;
+        let reload_cancelled = !process.ready && self.reload_start_failed(id, slot, pid, how);
         match self.worker_index(id) {
             Some(index) => {
                 let worker = &mut self.workers[index];
                 add_counts(&mut worker.totals, &final_counts);
-                if worker.slot == Some(slot) {
+                // A cancelled reload gave the worker its old process back.
+                if worker.slot == Some(slot) && !reload_cancelled {
                     worker.slot = None;
                     if !worker.retired && self.stopping.is_none() && !no_worker_can_start {
                         self.plan_restart(index, process.started);

@@ -1,8 +1,8 @@
 //! Rolling reload: workers are replaced one at a time, the old process
 //! retired (`scale.rs`) only once the new one is ready. A new process not
 //! ready `--shutdown-timeout` after it started is killed and the reload
-//! cancelled, the old process serving on; a worker scaled away meanwhile is
-//! dropped from the reload.
+//! cancelled, the old process serving on, as when it exits before it is
+//! ready; a worker scaled away meanwhile is dropped from the reload.
 
 use std::collections::VecDeque;
 use std::io;
@@ -156,6 +156,37 @@ impl Master {
                 *started += 1;
             }
         }
+    }
+
+    /// The process `pid` of worker `id`, gone from `slot` before it was
+    /// ready (`how`): if it was the reload's new process, the reload is
+    /// cancelled and the old process, made the worker's current one again,
+    /// serves on; true then, and no restart is planned for it. Restarted
+    /// instead (until 2026-12-06), a new process that could not start (a
+    /// `--body-file` gone) was started again and again, and the reload,
+    /// under way until one got ready, refused every later one.
+    pub(super) fn reload_start_failed(&mut self, id: usize, slot: usize, pid: u32, how: &str) -> bool {
+        if self.stop_begun() {
+            return false;
+        }
+        let Some((current, old_slot)) = self.reload.current.filter(|&(current, old)| current == id && old != slot)
+        else {
+            return false;
+        };
+        let Some(index) = self.worker_index(id).filter(|&i| self.workers[i].slot == Some(slot)) else { return false };
+        let Some(old_pid) = self.slots[old_slot].process.as_ref().filter(|p| !p.retiring).map(|p| p.pid) else {
+            return false;
+        };
+        crate::log!(warn { worker: current, worker_pid: pid }:
+            "reload: worker {current}'s new process (pid {pid}) {how} before it was ready: the reload is \
+             cancelled, the old process (pid {old_pid}) keeps serving");
+        let worker = &mut self.workers[index];
+        worker.slot = Some(old_slot);
+        worker.last_pid = Some(old_pid);
+        self.reload.current = None;
+        self.reload.ready_by = None;
+        self.reload.cancel();
+        true
     }
 
     /// Each tick: the reload's new process not ready `--shutdown-timeout`
