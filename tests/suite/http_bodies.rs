@@ -133,6 +133,18 @@ fn chunked_with_uppercase_hex_and_mixed_case_coding() {
 }
 
 #[test]
+fn chunked_named_with_empty_list_elements_is_chunked() {
+    // RFC 9110 §5.6.1: a recipient ignores empty list elements.
+    let s = server();
+    let mut c = s.connect();
+    for codings in ["chunked,", " , chunked ,"] {
+        let req = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {codings}\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+        check_ok(&c.request(req.as_bytes()));
+    }
+    c.get_ok();
+}
+
+#[test]
 fn chunked_with_extensions() {
     let s = server();
     let mut c = s.connect();

@@ -418,7 +418,12 @@ fn read_field(fields: &mut Fields, name: &[u8], value: &[u8]) -> bool {
         }
         17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
             fields.transfer_encodings = fields.transfer_encodings.saturating_add(1);
-            fields.chunked = trim(value).eq_ignore_ascii_case(b"chunked");
+            // A list may carry empty elements, which a recipient ignores
+            // (RFC 9110 §5.6.1): `chunked ,` is `chunked`. Any other coding
+            // beside it is one this server does not implement.
+            let mut codings = value.split(|&b| b == b',').map(trim).filter(|token| !token.is_empty());
+            fields.chunked = codings.next().is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
+                && codings.next().is_none();
         }
         _ => {}
     }
@@ -698,6 +703,10 @@ mod tests {
         assert_eq!(replies(same), [Reply::Ok]);
         let gzip = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n";
         assert_eq!(replies(gzip), [Reply::NotImplemented]);
+        for codings in ["gzip, chunked", "chunked, chunked", "chunked, gzip", "", " , "] {
+            let head = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {codings}\r\n\r\n");
+            assert_eq!(replies(head.as_bytes()), [Reply::NotImplemented], "{codings:?}");
+        }
         let bad_length = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3x\r\n\r\n";
         assert_eq!(replies(bad_length), [Reply::BadRequest]);
         let te_in_10 = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -708,6 +717,16 @@ mod tests {
         assert_eq!(replies(no_colon), [Reply::BadRequest]);
         let bad_name = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX Y: z\r\n\r\n";
         assert_eq!(replies(bad_name), [Reply::BadRequest]);
+    }
+
+    #[test]
+    fn empty_elements_of_the_transfer_coding_list_are_ignored() {
+        for codings in ["chunked,", ", chunked", "Chunked , ,", "\tchunked\t,\t"] {
+            let input = format!(
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {codings}\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"
+            );
+            assert_eq!(replies(input.as_bytes()), [Reply::Ok, Reply::Ok], "{codings:?}");
+        }
     }
 
     #[test]
