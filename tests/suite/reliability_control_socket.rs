@@ -222,12 +222,15 @@ fn a_control_path_bound_again_by_another_master_is_left_to_it() {
     let path = control.to_str().expect("UTF-8 path");
     let args = ["--workers", "1", "--no-pin", "--control", path];
 
-    // A master that exits by itself.
+    // A master that exits by itself. It stands still while the path is
+    // gone, or it would make the path again before the second could.
     let first = Server::start_binary(&binary, &args);
     status_when(&control, 1, |_| true);
+    kill(first.pid(), libc::SIGSTOP);
     std::fs::remove_file(&control).expect("the path removed under the first master");
     let second = Server::start(&args);
     let serving = worker_pids(&status_when(&control, 1, |_| true));
+    kill(first.pid(), libc::SIGCONT);
     stop_and_check_no_process_left(first);
     assert!(control.exists(), "the first master removed the second's control socket as it exited");
     assert_eq!(worker_pids(&status_when(&control, 1, |_| true)), serving, "the second master answers");
@@ -236,9 +239,11 @@ fn a_control_path_bound_again_by_another_master_is_left_to_it() {
     // A master upgraded, whose new master exits.
     let mut upgraded = Server::start_binary(&binary, &args);
     status_when(&control, 1, |_| true);
+    kill(upgraded.pid(), libc::SIGSTOP);
     std::fs::remove_file(&control).expect("the path removed under the master to upgrade");
     let third = Server::start(&args);
     let serving = worker_pids(&status_when(&control, 1, |_| true));
+    kill(upgraded.pid(), libc::SIGCONT);
     kill(upgraded.pid(), libc::SIGUSR2);
     let new_master =
         parse_new_master(&upgraded.wait_for_log(|l| l.contains("upgrade: new master started (pid "), IO_TIMEOUT))
@@ -249,4 +254,34 @@ fn a_control_path_bound_again_by_another_master_is_left_to_it() {
     assert!(control.exists(), "the upgrade's new master removed another master's control socket as it exited");
     assert_eq!(worker_pids(&status_when(&control, 1, |_| true)), serving, "the third master answers");
     stop_and_check_no_process_left(third);
+}
+
+/// A control path removed under a running master (a cleaner of `/tmp`, an
+/// `rm`) is made again: `ctl` reaches the master again within a tick, a
+/// client that connected just before the removal is answered, and the path
+/// is the master's to remove at its exit. Until 2026-12-06 the master
+/// served on unreachable by `ctl` until it was restarted.
+#[test]
+fn a_control_path_removed_under_the_master_is_made_again() {
+    let path = SockPath::new("removed");
+    let s = Server::start(&["--workers", "1", "--no-pin", "--control", path.arg()]);
+    let serving = worker_pids(&status_when(&path.0, 1, |_| true));
+
+    // Removed while the master stands still, with a client queued on the
+    // socket the path named.
+    kill(s.pid(), libc::SIGSTOP);
+    let mut queued = UnixStream::connect(&path.0).expect("connect while the master stands still");
+    queued.write_all(b"status").expect("send");
+    queued.shutdown(std::net::Shutdown::Write).expect("end of input");
+    std::fs::remove_file(&path.0).expect("the path removed under the master");
+    kill(s.pid(), libc::SIGCONT);
+    queued.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let mut answer = String::new();
+    let read = queued.read_to_string(&mut answer);
+    assert!(read.is_ok() && answer.starts_with('{'), "the client queued before the removal got {read:?}: {answer:?}");
+
+    s.wait_for_log(|l| l.contains("was removed while this master ran: listening there again"), IO_TIMEOUT);
+    assert_eq!(worker_pids(&status_when(&path.0, 1, |_| true)), serving, "ctl reaches the same master");
+    stop_and_check_no_process_left(s);
+    assert!(!path.0.exists(), "the master removes the path it made again");
 }

@@ -5,7 +5,8 @@
 //! way to take over a live socket is to be handed its listener (`upgrade`).
 //! The path is removed at the end only while it still names the socket file
 //! this master's listener was bound to: one removed and made again meanwhile
-//! (another master started on that path) is another's.
+//! (another master started on that path) is another's. A path removed and
+//! left empty can be bound again ([`ControlSocket::bind_again`]).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -56,6 +57,13 @@ impl SocketFile {
 #[derive(Debug)]
 pub struct ControlSocket {
     listener: UnixListener,
+    bound: BoundPath,
+}
+
+/// The path a control socket is bound at, and whether it is this master's
+/// to remove when it is done.
+#[derive(Debug)]
+struct BoundPath {
     path: PathBuf,
     /// The path is this master's to remove: it bound it, or took it over and
     /// the old master let it go. False while another master may still use it.
@@ -64,6 +72,13 @@ pub struct ControlSocket {
     /// (or as the old master named it): `None` when it is not known, and
     /// then the path is never removed.
     file: Option<SocketFile>,
+}
+
+impl BoundPath {
+    /// The socket file the path still names, if it is this listener's.
+    fn file(&self) -> Option<SocketFile> {
+        self.file.filter(|&file| SocketFile::at(&self.path) == Some(file))
+    }
 }
 
 impl ControlSocket {
@@ -84,6 +99,12 @@ impl ControlSocket {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(format_args!("--control {shown}"), e)),
         }
+        ControlSocket::bind_free(path)
+    }
+
+    /// Creates the socket at `path`, which names nothing, with mode 0600.
+    fn bind_free(path: &Path) -> Result<ControlSocket> {
+        let shown = path.display();
         // SAFETY: umask only changes this process's file-creation mask; restored below.
         let old_mask = unsafe { libc::umask(0o177) };
         let bound = UnixListener::bind(path);
@@ -91,10 +112,33 @@ impl ControlSocket {
         unsafe { libc::umask(old_mask) };
         let listener = bound.context(format_args!("--control {shown}: cannot listen"))?;
         let file = SocketFile::at(path);
-        let socket = ControlSocket { listener, path: path.to_path_buf(), owns_path: true, file };
+        let socket = ControlSocket { listener, bound: BoundPath { path: path.to_path_buf(), owns_path: true, file } };
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .context(format_args!("--control {shown}: cannot set mode 0600"))?;
         Ok(socket)
+    }
+
+    /// The path names nothing any more, while it is this master's: removed
+    /// under it (a cleaner of `/tmp`, an operator), so `ctl` cannot reach it.
+    pub fn path_is_gone(&self) -> bool {
+        self.bound.owns_path
+            && std::fs::symlink_metadata(&self.bound.path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// Binds a new socket at the path, which names nothing now, and returns
+    /// the listener it replaces (whose path is no longer this socket's).
+    /// Fails, changing nothing, when the bind does: the directory is gone,
+    /// or another master bound the path first.
+    pub fn bind_again(&mut self) -> Result<UnixListener> {
+        let fresh = ControlSocket::bind_free(&self.bound.path)?;
+        let ControlSocket { listener, mut bound } = std::mem::replace(self, fresh);
+        bound.owns_path = false;
+        Ok(listener)
+    }
+
+    /// The path the socket is bound at.
+    pub fn path(&self) -> &Path {
+        &self.bound.path
     }
 
     /// Takes over the listener an old master handed down (`upgrade`): it must
@@ -115,13 +159,13 @@ impl ControlSocket {
         if !accepting {
             return Err(Error::Config(format!("{what} is not listening")));
         }
-        Ok(ControlSocket { listener, path: path.to_path_buf(), owns_path: false, file })
+        Ok(ControlSocket { listener, bound: BoundPath { path: path.to_path_buf(), owns_path: false, file } })
     }
 
     /// The socket file the path still names, if it is this listener's: what
     /// an old master hands down with the listener (`upgrade`).
     pub fn file(&self) -> Option<SocketFile> {
-        self.file.filter(|&file| SocketFile::at(&self.path) == Some(file))
+        self.bound.file()
     }
 
     /// The listening socket.
@@ -132,16 +176,16 @@ impl ControlSocket {
     /// This master removes the path when it is done: the master that handed
     /// the socket down no longer uses it.
     pub fn claim_path(&mut self) {
-        self.owns_path = true;
+        self.bound.owns_path = true;
     }
 
     /// This master leaves the path alone when it is done: a new master serves it.
     pub fn leave_path(&mut self) {
-        self.owns_path = false;
+        self.bound.owns_path = false;
     }
 }
 
-impl Drop for ControlSocket {
+impl Drop for BoundPath {
     fn drop(&mut self) {
         if !self.owns_path {
             return;
@@ -227,6 +271,33 @@ mod tests {
         let elsewhere = ControlSocket::bind(&temp_path("elsewhere")).expect("bind");
         let fd = elsewhere.listener().try_clone_to_owned().expect("dup");
         assert!(ControlSocket::inherited(fd, &path, None).is_err(), "bound at another path");
+    }
+
+    #[test]
+    fn a_removed_path_is_bound_again_and_then_removed_at_the_end() {
+        let path = temp_path("again");
+        let _ = std::fs::remove_file(&path);
+        let mut socket = ControlSocket::bind(&path).expect("bind");
+        assert!(!socket.path_is_gone());
+        std::fs::remove_file(&path).expect("removed under it");
+        assert!(socket.path_is_gone());
+        let replaced = socket.bind_again().expect("the path is free");
+        assert!(!socket.path_is_gone());
+        assert_eq!(socket.file(), SocketFile::at(&path), "the path names the new socket");
+        drop(replaced);
+        UnixStream::connect(&path).expect("the new socket answers");
+        // Bound by another meanwhile: not this socket's to bind, or to remove.
+        std::fs::remove_file(&path).expect("removed again");
+        let other = UnixListener::bind(&path).expect("another binds it");
+        assert!(!socket.path_is_gone(), "a path naming another's socket is not gone");
+        drop(socket);
+        assert!(path.exists(), "another's socket is left");
+        drop(other);
+        let _ = std::fs::remove_file(&path);
+        let mut handed = ControlSocket::bind(&path).expect("bind");
+        handed.leave_path();
+        std::fs::remove_file(&path).expect("removed under it");
+        assert!(!handed.path_is_gone(), "a path left to a new master is not this one's to make again");
     }
 
     #[test]

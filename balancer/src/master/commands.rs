@@ -21,15 +21,23 @@ use crate::signals::{next_signal, signal_name, Received};
 /// The control socket and its clients.
 #[derive(Debug)]
 pub(super) struct ControlState {
-    socket: ControlSocket,
+    pub(super) socket: ControlSocket,
     pub(super) clients: Clients,
     /// The multishot accept is armed.
-    accepting: bool,
+    pub(super) accepting: bool,
+    /// The path could not be bound again (see `control_path.rs`), and the
+    /// log has said so: said once until it can.
+    pub(super) rebind_failed: bool,
 }
 
 impl ControlState {
     pub(super) fn bind(path: &Path) -> Result<ControlState> {
-        Ok(ControlState { socket: ControlSocket::bind(path)?, clients: Clients::new(), accepting: false })
+        Ok(ControlState {
+            socket: ControlSocket::bind(path)?,
+            clients: Clients::new(),
+            accepting: false,
+            rebind_failed: false,
+        })
     }
 
     /// The control socket an old master handed down (`upgrade`).
@@ -38,6 +46,7 @@ impl ControlState {
             socket: ControlSocket::inherited(listener, path, file)?,
             clients: Clients::new(),
             accepting: false,
+            rebind_failed: false,
         })
     }
 
@@ -315,15 +324,8 @@ impl Master {
         let listener = control.socket.listener().as_raw_fd();
         // At the open-file limit: a client still comes in, on a spare.
         let accepted = accepted.or_else(|| out_of_fds(-result).then(|| self.accept_on_a_spare(listener)).flatten());
-        let Some(control) = self.control.as_mut() else { return Ok(()) };
         if let Some(connection) = accepted {
-            let adopted = control.clients.adopt(connection, Instant::now());
-            if let Some((evicted, cancel)) = adopted.evicted {
-                self.cancel_client(evicted, cancel)?;
-            }
-            if let Some(id) = adopted.id {
-                self.pump_control(id)?;
-            }
+            self.adopt_control_client(connection)?;
         }
         // Out of fds or memory: the tick re-arms rather than spinning now.
         if !more && self.stopping.is_none() && !out_of_resources(-result) {
@@ -345,6 +347,19 @@ impl Master {
         let Some(control) = self.control.as_mut() else { return Ok(()) };
         control.clients.sent(id, result, Instant::now());
         self.pump_control(id)
+    }
+
+    /// Serves a client the control socket accepted.
+    pub(super) fn adopt_control_client(&mut self, connection: OwnedFd) -> io::Result<()> {
+        let Some(control) = self.control.as_mut() else { return Ok(()) };
+        let adopted = control.clients.adopt(connection, Instant::now());
+        if let Some((evicted, cancel)) = adopted.evicted {
+            self.cancel_client(evicted, cancel)?;
+        }
+        match adopted.id {
+            Some(id) => self.pump_control(id),
+            None => Ok(()),
+        }
     }
 
     /// Starts a client's next send and receive, and closes it once it is done.

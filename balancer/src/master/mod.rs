@@ -21,6 +21,8 @@
 //!   is held goes to workers before their `Drain`;
 //! - `commands.rs`: what operators ask for, by signal or on the control
 //!   socket, and the graceful stop;
+//! - `control_path.rs`: the control socket's path made again when it was
+//!   removed under the master;
 //! - `stop_listening.rs`: a stop's end of listening, once the drains have
 //!   begun: new clients refused, and in `reuseport` a stuck worker's
 //!   listener answered and shut;
@@ -50,6 +52,7 @@
 
 mod cannot_start;
 mod commands;
+mod control_path;
 mod dispatch;
 mod fd_limit_log;
 mod judge;
@@ -369,6 +372,7 @@ impl Master {
         self.watch_upgrade()?;
         self.watch_old_master_channel()?;
         self.expire_control_clients()?;
+        self.bind_control_path_if_gone()?;
         self.expire_scrapes()?;
         self.kill_overdue_retirees();
         self.expire_reload_start();

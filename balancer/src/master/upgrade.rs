@@ -72,6 +72,12 @@ impl Upgrades {
             && !self.successor.as_ref().is_some_and(|s| matches!(s.phase, Phase::HandingOver | Phase::HandedOver))
     }
 
+    /// No upgrade is under way, as the old master or as the new one: the
+    /// control socket's path is this master's alone to bind again.
+    pub(super) fn is_quiet(&self) -> bool {
+        self.takeover.is_none() && self.successor.is_none() && self.given_up_by.is_none() && self.told.is_none()
+    }
+
     /// An old master started this one, and waits for its word.
     pub(super) fn is_taking_over(&self) -> bool {
         self.takeover.is_some()
