@@ -108,7 +108,7 @@ impl UringWorker<'_> {
             let fd = socket.fd();
             // One slice (a keep-alive answer) needs no msghdr: a plain send is cheaper.
             let send = match entry.conn.single_slice() {
-                Some((start, len)) => opcode::Send::new(fd, start, len as u32).flags(libc::MSG_NOSIGNAL).build(),
+                Some((start, len)) => opcode::Send::new(fd, start, send_len(len)).flags(libc::MSG_NOSIGNAL).build(),
                 None => opcode::SendMsg::new(fd, header).flags(libc::MSG_NOSIGNAL as u32).build(),
             };
             let send = send.flags(socket.flags()).user_data(token::encode(Op::Send, slot, generation));
@@ -333,5 +333,26 @@ fn offer(
         bufs.recycle(bid);
     } else {
         held.push(&mut entry.held, bid, taken, len);
+    }
+}
+
+/// A send op's length: at most `u32::MAX`, the rest going in the sends after
+/// it, as after any partial send (the kernel takes under 2 GiB at once
+/// anyway). Cut to 32 bits instead, 4 GiB of a long body left would ask for
+/// a send of nothing.
+fn send_len(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::send_len;
+
+    #[test]
+    fn a_send_longer_than_a_u32_asks_for_what_a_u32_holds() {
+        assert_eq!(send_len(17), 17);
+        assert_eq!(send_len(u32::MAX as usize), u32::MAX);
+        assert_eq!(send_len(1 << 32), u32::MAX, "4 GiB left is not a send of nothing");
+        assert_eq!(send_len((1 << 32) + 5), u32::MAX);
     }
 }
