@@ -27,6 +27,7 @@ mod http_health;
 mod http_keepalive;
 mod http_pipelining;
 mod http_slow_body;
+mod http_slow_reader;
 mod http_timeouts;
 mod library_examples;
 mod library_router_model;

@@ -1,5 +1,7 @@
 //! Socket calls the epoll driver makes directly (the io_uring driver makes
-//! the same moves as ring ops): accept, receive, send slices, half-close.
+//! the same moves as ring ops): accept, receive, send slices, half-close;
+//! and what the io_uring driver asks the kernel of a connection it suspects
+//! of not reading (its unacknowledged bytes).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -51,6 +53,16 @@ pub fn input_waiting(socket: BorrowedFd<'_>) -> io::Result<bool> {
     // SAFETY: FIONREAD writes one c_int, into `bytes`, which lives through the call.
     syscall!(unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONREAD, &mut bytes) })?;
     Ok(bytes > 0)
+}
+
+/// The bytes written to `socket` that its peer has not yet acknowledged,
+/// sent or not (`SIOCOUTQ`): it falls as the peer's kernel takes them,
+/// which it does only as the peer reads, once its receive buffer is full.
+pub fn unacknowledged(socket: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one c_int, into `bytes`, which lives through the call.
+    syscall!(unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut bytes) })?;
+    Ok(bytes.max(0) as u32)
 }
 
 /// Sends the slices `header` points at; `Ok(0)` when the socket's buffer is full.

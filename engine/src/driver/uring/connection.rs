@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use io_uring::types::Fixed;
 use io_uring::{cqueue, opcode};
 
-use super::held::{Held, HeldBuffers};
+use super::held::{Held, HeldBuffers, Stall};
 use super::ring_socket::RingSocket;
 use super::UringWorker;
 use crate::bufring::{self, BufRing};
@@ -28,9 +28,9 @@ pub(super) struct Slot {
     /// input is taken, since it came after it (the connection stops taking
     /// input once told the client is gone).
     pub(super) fin_held: bool,
-    /// Ticks in a row it has held input with none of its answers sent (see
+    /// How long it has held input with no sign of its client reading (see
     /// `held.rs`: a connection whose client does not read is cut off).
-    pub(super) stalled_ticks: u8,
+    pub(super) stall: Stall,
     /// The socket, until its close is handed to the ring.
     pub(super) socket: Option<RingSocket>,
     /// The multishot receive is armed.
@@ -233,7 +233,7 @@ impl UringWorker<'_> {
         if result < 0 {
             entry.conn.handle_send_failed(&mut ctx);
         } else {
-            entry.stalled_ticks = 0;
+            entry.stall.sent();
             let answered = entry.conn.handle_sent(result as usize, carry, &mut ctx);
             self.core.counts.requests += u64::from(answered);
         }

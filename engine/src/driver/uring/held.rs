@@ -13,10 +13,10 @@
 //! pipelines a lot and reads every answer holds as much as one that never
 //! reads. What tells them apart is time: a reader's answers go out, and it
 //! takes up what it holds. So nothing is refused here; the worker's tick
-//! cuts off a connection whose answers have not moved for a few ticks
-//! ([`stalled_reader`]) while the paused connections together hold half
-//! the ring or more ([`HeldBuffers::under_pressure`]), and every other
-//! holder keeps its input.
+//! cuts off a connection whose client has shown no sign of reading for
+//! a second or more ([`Stall::stalled_reader`]) while the paused
+//! connections together hold half the ring or more
+//! ([`HeldBuffers::under_pressure`]), and every other holder keeps its input.
 
 use std::io;
 
@@ -25,24 +25,73 @@ use crate::fallible;
 /// No buffer.
 const NONE: u16 = u16::MAX;
 
-/// Ticks in a row a connection may hold input with none of its sends
-/// completing, while the ring is under pressure, before it is cut off (its
-/// client is not reading): 1 to 1.1 s. A send completes as soon as the
-/// socket takes some of it, so a client that reads at all resets the count
-/// often; the patience is for one that reads in rare, small gulps.
+/// Ticks in a row a connection may hold input with no sign that its client
+/// reads, while the ring is under pressure, before the kernel is asked
+/// whether it does: 1 to 1.1 s.
 const STALLED_TICKS: u8 = 10;
 
-/// The tick's look at a connection: counts the ticks in a row it has held
-/// input (`stalled_ticks`, set back to 0 by each send of its that
-/// completes), and says whether to cut it off: it holds input its client
-/// shows no sign of wanting answered, while the ring is under pressure.
-pub(super) fn stalled_reader(stalled_ticks: &mut u8, holds: bool, under_pressure: bool) -> bool {
-    if !holds {
-        *stalled_ticks = 0;
-        return false;
+/// The tick's record of a connection that holds input: how long its client
+/// has shown no sign of reading.
+///
+/// A send's completion is such a sign, but not a prompt one: a send on a
+/// full socket completes only once the socket is writable again, which
+/// Linux calls it only when about a third of its send buffer is free
+/// (`sk_stream_min_wspace`). On loopback that buffer grows to 4 MiB, so a
+/// client reading 1.25 MiB a second saw none complete for over a second
+/// and was cut off while it read (until 2026-12-06). So a connection
+/// suspected (no send completed for the patience) is looked at once more:
+/// its bytes the client's kernel has not acknowledged
+/// ([`crate::sys::socket::unacknowledged`]), which fall as the client reads
+/// (its kernel opens the window again and takes more). While that number
+/// moves from one look to the next, a patience apart, the connection is
+/// kept; the first look only sets the mark, so a client that reads nothing
+/// is cut off after two patiences. On loopback the window opens in steps of
+/// about 93 KiB: a client reading 120 KiB a second was kept, 80 cut off. A
+/// direct descriptor cannot be asked (no number for the ioctl): there the
+/// send's silence alone still decides.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Stall {
+    /// Ticks in a row it has held input with no sign of its client reading.
+    ticks: u8,
+    /// Its unacknowledged bytes at the last look, since the last sign.
+    unacknowledged: Option<u32>,
+}
+
+impl Stall {
+    /// A send of its completed: its client reads.
+    pub(super) fn sent(&mut self) {
+        *self = Stall::default();
     }
-    *stalled_ticks = stalled_ticks.saturating_add(1);
-    under_pressure && *stalled_ticks > STALLED_TICKS
+
+    /// The tick's look: counts the ticks it has held input, and says whether
+    /// to cut it off: it holds input its client shows no sign of wanting
+    /// answered, while the ring is under pressure. `unacknowledged` asks the
+    /// kernel (only of a connection suspected); `None` (it cannot tell) cuts
+    /// it off at the first suspicion, as a send's silence alone did before.
+    pub(super) fn stalled_reader(
+        &mut self,
+        holds: bool,
+        under_pressure: bool,
+        unacknowledged: impl FnOnce() -> Option<u32>,
+    ) -> bool {
+        if !holds {
+            *self = Stall::default();
+            return false;
+        }
+        self.ticks = self.ticks.saturating_add(1);
+        if !under_pressure || self.ticks <= STALLED_TICKS {
+            return false;
+        }
+        let now = unacknowledged();
+        let moved = now.is_some() && now != self.unacknowledged;
+        if moved {
+            // The client took bytes since the last look (or this is the
+            // first): patience again, from this mark.
+            self.unacknowledged = now;
+            self.ticks = 0;
+        }
+        !moved
+    }
 }
 
 /// One connection's held buffers: the ends of its chain, and how many.
@@ -188,21 +237,48 @@ mod tests {
 
     #[test]
     fn a_holder_is_cut_off_once_stalled_past_its_patience_and_only_under_pressure() {
-        let mut ticks = 0;
-        // However long it holds, no pressure: kept.
+        let mut stall = Stall::default();
+        let never = || -> Option<u32> { panic!("the kernel is asked only of a suspect") };
+        // However long it holds, no pressure: kept, and the kernel not asked.
         for _ in 0..2 * STALLED_TICKS {
-            assert!(!stalled_reader(&mut ticks, true, false));
+            assert!(!stall.stalled_reader(true, false, never));
         }
-        assert!(stalled_reader(&mut ticks, true, true), "stalled long since");
-        // A send completes (the driver sets the count back): patience again.
-        ticks = 0;
+        // Suspected long since: the first look sets the mark, the next one a
+        // patience later finds the same count and cuts it off.
+        assert!(!stall.stalled_reader(true, true, || Some(5000)), "the first look is only a mark");
         for _ in 0..STALLED_TICKS {
-            assert!(!stalled_reader(&mut ticks, true, true));
+            assert!(!stall.stalled_reader(true, true, never));
         }
-        assert!(stalled_reader(&mut ticks, true, true));
+        assert!(stall.stalled_reader(true, true, || Some(5000)), "nothing taken in a patience");
+        // A send completes: patience again, and a new mark.
+        stall.sent();
+        for _ in 0..STALLED_TICKS {
+            assert!(!stall.stalled_reader(true, true, never));
+        }
+        assert!(!stall.stalled_reader(true, true, || Some(5000)));
         // Holding nothing, it starts over.
-        assert!(!stalled_reader(&mut ticks, false, true));
-        assert_eq!(ticks, 0);
-        assert!(!stalled_reader(&mut ticks, true, true));
+        assert!(!stall.stalled_reader(false, true, never));
+        assert_eq!(stall.ticks, 0);
+        assert!(!stall.stalled_reader(true, true, never));
+    }
+
+    #[test]
+    fn a_suspect_whose_client_takes_bytes_is_kept_and_one_the_kernel_cannot_tell_is_cut() {
+        let mut stall = Stall::default();
+        let suspect = |stall: &mut Stall, unacknowledged: Option<u32>| {
+            for _ in 0..STALLED_TICKS {
+                assert!(!stall.stalled_reader(true, true, || panic!("not suspected yet")));
+            }
+            stall.stalled_reader(true, true, || unacknowledged)
+        };
+        assert!(!suspect(&mut stall, Some(900_000)), "the mark");
+        // No send completes, but the count falls: the client reads.
+        for left in [850_000, 600_000, 599_999] {
+            assert!(!suspect(&mut stall, Some(left)), "it took bytes, down to {left}");
+        }
+        assert!(suspect(&mut stall, Some(599_999)), "then nothing for a patience");
+        // A socket the kernel cannot be asked about: cut at the first suspicion.
+        let mut stall = Stall::default();
+        assert!(suspect(&mut stall, None));
     }
 }

@@ -296,7 +296,9 @@ impl<'a> UringWorker<'a> {
             if entry.closing {
                 continue;
             }
-            if held::stalled_reader(&mut entry.stalled_ticks, !entry.held.is_empty(), under_pressure) {
+            let socket = &entry.socket;
+            let unacknowledged = || socket.as_ref().and_then(RingSocket::unacknowledged);
+            if entry.stall.stalled_reader(!entry.held.is_empty(), under_pressure, unacknowledged) {
                 // Its client does not read, and what it holds is wanted by others.
                 entry.conn.handle_read_error();
             } else if entry.conn.deadline() > now {

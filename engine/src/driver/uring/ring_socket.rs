@@ -8,7 +8,7 @@
 //! the connection takes no place in the process's table. Connections handed
 //! over by the master, or taken by the tick's plain `accept`, stay plain.
 
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 
 use io_uring::types::{Fd, Fixed};
 use io_uring::{opcode, squeue, Submitter};
@@ -37,6 +37,17 @@ impl RingSocket {
         match self {
             RingSocket::Plain(_) => squeue::Flags::empty(),
             RingSocket::Direct(_) => squeue::Flags::FIXED_FILE,
+        }
+    }
+
+    /// The bytes written to it that the peer has not acknowledged
+    /// (`held.rs`'s look at a suspected non-reader); `None` for a direct
+    /// descriptor, which has no number to ask the kernel with, or when the
+    /// kernel will not say.
+    pub(super) fn unacknowledged(&self) -> Option<u32> {
+        match self {
+            RingSocket::Plain(fd) => crate::sys::socket::unacknowledged(fd.as_fd()).ok(),
+            RingSocket::Direct(_) => None,
         }
     }
 
