@@ -22,6 +22,8 @@ pub(crate) enum Op {
     Shutdown,
     /// A ring `shutdown(SHUT_WR)` of a connection's direct descriptor.
     HalfClose,
+    /// A ring `SIOCOUTQ` of a suspected non-reader's direct descriptor.
+    Unacknowledged,
 }
 
 const SLOT_BITS: u32 = 32;
@@ -58,6 +60,7 @@ pub(crate) fn decode(user_data: u64) -> Option<(Op, u32, u32)> {
         5 => Op::Tick,
         6 => Op::Shutdown,
         7 => Op::HalfClose,
+        8 => Op::Unacknowledged,
         _ => return None,
     };
     Some((op, slot, generation))
@@ -69,7 +72,9 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for op in [Op::Accept, Op::Recv, Op::Send, Op::Channel, Op::Tick, Op::Shutdown, Op::HalfClose] {
+        for op in
+            [Op::Accept, Op::Recv, Op::Send, Op::Channel, Op::Tick, Op::Shutdown, Op::HalfClose, Op::Unacknowledged]
+        {
             let token = encode(op, 16383, GEN_MASK);
             assert_eq!(decode(token), Some((op, 16383, GEN_MASK)));
         }

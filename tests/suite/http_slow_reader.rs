@@ -105,12 +105,11 @@ fn hung_up(stream: &TcpStream) -> bool {
 /// about a third of its send buffer (4 MiB here) is free: readers of
 /// 1.25 MiB a second (64 KiB every 50 ms) were cut off, 1.8 MiB a second
 /// kept. Now a suspect is kept while its unacknowledged bytes fall: 120 KiB
-/// a second kept, 80 cut off (2026-12-06, two runs each; on loopback the
-/// client's kernel opens its window in steps of about 93 KiB).
-#[test]
-fn slow_readers_keep_their_connections_while_non_readers_are_cut_off() {
+/// a second kept, 80 cut off (2026-12-06, `rr`, two runs each; on loopback
+/// the client's kernel opens its window in steps of about 93 KiB).
+fn slow_readers_keep_their_connections_while_non_readers_are_cut_off(mode: &str) {
     let body = "x".repeat(4096);
-    let s = Server::start(&["--workers", "1", "--no-pin", "--body", &body]);
+    let s = Server::start(&["--workers", "1", "--no-pin", "--mode", mode, "--body", &body]);
     let uring = s.stats()["backend"] == "uring";
     let requests = 4000;
     let (gulp, period) = (32 << 10, Duration::from_millis(100));
@@ -123,7 +122,7 @@ fn slow_readers_keep_their_connections_while_non_readers_are_cut_off() {
         .map(|(pace, st)| slow_reader(s.addr(), requests, Arc::clone(pace), Arc::clone(st)))
         .collect();
     let answering = eventually(Duration::from_secs(10), || started.iter().all(|st| st.load(Ordering::Relaxed)));
-    assert!(answering, "the slow readers got their first answers");
+    assert!(answering, "{mode}: the slow readers got their first answers");
 
     let chunk = repeat(GET, 2000);
     let mut non_readers: Vec<TcpStream> = (0..300)
@@ -143,7 +142,7 @@ fn slow_readers_keep_their_connections_while_non_readers_are_cut_off() {
     if uring {
         // The pressure came and went its way: non-readers were cut off.
         let cut = eventually(Duration::from_secs(20), || non_readers.iter().any(hung_up));
-        assert!(cut, "no non-reader was cut off: the ring never came under pressure");
+        assert!(cut, "{mode}: no non-reader was cut off: the ring never came under pressure");
     }
     // 30 gulps more at the slow pace (3 s, past the patience twice over),
     // then fast: the rest of the answers, all of them if none was cut off.
@@ -154,7 +153,7 @@ fn slow_readers_keep_their_connections_while_non_readers_are_cut_off() {
         let outcome = reader.join().expect("a slow reader");
         assert!(
             outcome.cut.is_none() && outcome.answers == requests,
-            "a client reading {} KiB every {period:?} was cut off ({} of {requests} answers, {:?}; the server's close \
+            "{mode}: a client reading {} KiB every {period:?} was cut off ({} of {requests} answers, {:?}; the server's close \
              reached it {:?} after it began)",
             gulp >> 10,
             outcome.answers,
@@ -162,4 +161,18 @@ fn slow_readers_keep_their_connections_while_non_readers_are_cut_off() {
             outcome.closed_at
         );
     }
+}
+
+/// The connections handed over by the master: plain descriptors, asked
+/// with an ioctl.
+#[test]
+fn rr_slow_readers_keep_their_connections_while_non_readers_are_cut_off() {
+    slow_readers_keep_their_connections_while_non_readers_are_cut_off("rr");
+}
+
+/// The connections the ring accepts itself: on io_uring direct descriptors,
+/// asked through the ring (`SOCKET_URING_OP_SIOCOUTQ`).
+#[test]
+fn shared_slow_readers_keep_their_connections_while_non_readers_are_cut_off() {
+    slow_readers_keep_their_connections_while_non_readers_are_cut_off("shared");
 }

@@ -244,6 +244,23 @@ impl UringWorker<'_> {
         self.drive(slot, generation)
     }
 
+    /// The ring's answer to a suspect's `SIOCOUTQ` (`held.rs`): cut off when
+    /// its client took nothing since the last look, or the op failed (a
+    /// kernel before 6.7).
+    pub(super) fn on_unacknowledged(&mut self, slot: u32, generation: u32, result: i32) -> io::Result<()> {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if entry.closing {
+            return Ok(());
+        }
+        let unacknowledged = u32::try_from(result).ok();
+        if !entry.stall.judge(unacknowledged, true) {
+            return Ok(());
+        }
+        // Its client does not read, and what it holds is wanted by others.
+        entry.conn.handle_read_error();
+        self.drive(slot, generation)
+    }
+
     /// Closes the socket through the ring and cancels its ops; the slot is
     /// given back once they have all completed.
     pub(super) fn begin_close(&mut self, slot: u32, generation: u32) -> io::Result<()> {

@@ -14,7 +14,7 @@
 //! reads. What tells them apart is time: a reader's answers go out, and it
 //! takes up what it holds. So nothing is refused here; the worker's tick
 //! cuts off a connection whose client has shown no sign of reading for
-//! a second or more ([`Stall::stalled_reader`]) while the paused
+//! a second or more ([`Stall::on_tick`], [`Stall::judge`]) while the paused
 //! connections together hold half the ring or more
 //! ([`HeldBuffers::under_pressure`]), and every other holder keeps its input.
 
@@ -47,14 +47,28 @@ const STALLED_TICKS: u8 = 10;
 /// kept; the first look only sets the mark, so a client that reads nothing
 /// is cut off after two patiences. On loopback the window opens in steps of
 /// about 93 KiB: a client reading 120 KiB a second was kept, 80 cut off. A
-/// direct descriptor cannot be asked (no number for the ioctl): there the
-/// send's silence alone still decides.
+/// direct descriptor has no number for the ioctl: it is asked through the
+/// ring (`SOCKET_URING_OP_SIOCOUTQ`, Linux 6.7), the answer judged when it
+/// comes; where the kernel refuses that op, the send's silence alone
+/// decides, as before.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Stall {
     /// Ticks in a row it has held input with no sign of its client reading.
     ticks: u8,
     /// Its unacknowledged bytes at the last look, since the last sign.
     unacknowledged: Option<u32>,
+    /// The kernel was asked through the ring; its answer is on the way.
+    asking: bool,
+}
+
+/// What the tick makes of a holder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Suspicion {
+    /// Nothing to do.
+    None,
+    /// Ask the kernel how many of its bytes are unacknowledged, and give the
+    /// answer to [`Stall::judge`].
+    Ask,
 }
 
 impl Stall {
@@ -63,34 +77,57 @@ impl Stall {
         *self = Stall::default();
     }
 
-    /// The tick's look: counts the ticks it has held input, and says whether
-    /// to cut it off: it holds input its client shows no sign of wanting
-    /// answered, while the ring is under pressure. `unacknowledged` asks the
-    /// kernel (only of a connection suspected); `None` (it cannot tell) cuts
-    /// it off at the first suspicion, as a send's silence alone did before.
-    pub(super) fn stalled_reader(
+    /// The tick's look: counts the ticks it has held input with no sign of
+    /// its client reading, and asks for a look at the kernel's count once
+    /// that passes the patience while the ring is under pressure.
+    pub(super) fn on_tick(&mut self, holds: bool, under_pressure: bool) -> Suspicion {
+        if !holds {
+            *self = Stall::default();
+            return Suspicion::None;
+        }
+        if self.asking {
+            return Suspicion::None;
+        }
+        self.ticks = self.ticks.saturating_add(1);
+        if !under_pressure || self.ticks <= STALLED_TICKS {
+            return Suspicion::None;
+        }
+        Suspicion::Ask
+    }
+
+    /// The kernel's answer is on its way through the ring.
+    pub(super) fn asked(&mut self) {
+        self.asking = true;
+    }
+
+    /// The kernel's count of its unacknowledged bytes (`None`: it cannot
+    /// tell, which cuts it off, as a send's silence alone did before); says
+    /// whether to cut it off. An answer that comes after a sign of reading
+    /// (a send completed meanwhile) or after it stopped holding is moot.
+    pub(super) fn judge(&mut self, unacknowledged: Option<u32>, through_ring: bool) -> bool {
+        if through_ring && !std::mem::take(&mut self.asking) {
+            return false;
+        }
+        let moved = unacknowledged.is_some() && unacknowledged != self.unacknowledged;
+        if moved {
+            // The client took bytes since the last look (or this is the
+            // first): patience again, from this mark.
+            self.unacknowledged = unacknowledged;
+            self.ticks = 0;
+        }
+        !moved
+    }
+
+    /// [`Stall::on_tick`] and, when it asks, [`Stall::judge`] at once, with
+    /// `unacknowledged` asking the kernel directly.
+    #[cfg(test)]
+    fn stalled_reader(
         &mut self,
         holds: bool,
         under_pressure: bool,
         unacknowledged: impl FnOnce() -> Option<u32>,
     ) -> bool {
-        if !holds {
-            *self = Stall::default();
-            return false;
-        }
-        self.ticks = self.ticks.saturating_add(1);
-        if !under_pressure || self.ticks <= STALLED_TICKS {
-            return false;
-        }
-        let now = unacknowledged();
-        let moved = now.is_some() && now != self.unacknowledged;
-        if moved {
-            // The client took bytes since the last look (or this is the
-            // first): patience again, from this mark.
-            self.unacknowledged = now;
-            self.ticks = 0;
-        }
-        !moved
+        self.on_tick(holds, under_pressure) == Suspicion::Ask && self.judge(unacknowledged(), false)
     }
 }
 
@@ -280,5 +317,31 @@ mod tests {
         // A socket the kernel cannot be asked about: cut at the first suspicion.
         let mut stall = Stall::default();
         assert!(suspect(&mut stall, None));
+    }
+
+    #[test]
+    fn an_answer_through_the_ring_is_moot_once_a_send_completed_meanwhile() {
+        let mut stall = Stall::default();
+        let suspect = |stall: &mut Stall| {
+            for _ in 0..STALLED_TICKS {
+                assert_eq!(stall.on_tick(true, true), Suspicion::None);
+            }
+            assert_eq!(stall.on_tick(true, true), Suspicion::Ask);
+            stall.asked();
+            // No second question while the first is out.
+            assert_eq!(stall.on_tick(true, true), Suspicion::None);
+        };
+        suspect(&mut stall);
+        assert!(!stall.judge(Some(7000), true), "the mark");
+        suspect(&mut stall);
+        stall.sent();
+        assert!(!stall.judge(Some(7000), true), "a send completed since the question");
+        suspect(&mut stall);
+        assert!(!stall.judge(Some(7000), true), "a new mark after the send");
+        suspect(&mut stall);
+        assert!(stall.judge(Some(7000), true), "nothing taken in a patience");
+        let mut stall = Stall::default();
+        suspect(&mut stall);
+        assert!(stall.judge(None, true), "the ring op failed: the old rule");
     }
 }

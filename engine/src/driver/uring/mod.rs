@@ -34,7 +34,7 @@ use io_uring::types::{CancelBuilder, Fd, Timespec};
 use io_uring::{opcode, squeue, IoUring};
 
 use self::connection::Slot;
-use self::held::HeldBuffers;
+use self::held::{HeldBuffers, Suspicion};
 use self::ring_socket::RingSocket;
 use super::core::Core;
 use super::{next_queued, Origin, TICK};
@@ -209,6 +209,7 @@ impl<'a> UringWorker<'a> {
             Op::Tick => self.on_tick(),
             Op::Shutdown => self.start_drain(),
             Op::HalfClose => self.on_half_closed(slot, generation),
+            Op::Unacknowledged => self.on_unacknowledged(slot, generation, result),
         }
     }
 
@@ -296,9 +297,23 @@ impl<'a> UringWorker<'a> {
             if entry.closing {
                 continue;
             }
-            let socket = &entry.socket;
-            let unacknowledged = || socket.as_ref().and_then(RingSocket::unacknowledged);
-            if entry.stall.stalled_reader(!entry.held.is_empty(), under_pressure, unacknowledged) {
+            let suspicion = entry.stall.on_tick(!entry.held.is_empty(), under_pressure);
+            let cut_off = match (suspicion, &entry.socket) {
+                (Suspicion::None, _) => false,
+                (Suspicion::Ask, Some(RingSocket::Direct(index))) => {
+                    // No number for the ioctl: asked through the ring (`on_unacknowledged`).
+                    entry.stall.asked();
+                    let ask = ring_socket::unacknowledged_op(*index);
+                    self.push(ask.user_data(token::encode(Op::Unacknowledged, slot, generation)))?;
+                    false
+                }
+                (Suspicion::Ask, socket) => {
+                    let unacknowledged = socket.as_ref().and_then(RingSocket::unacknowledged);
+                    entry.stall.judge(unacknowledged, false)
+                }
+            };
+            let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
+            if cut_off {
                 // Its client does not read, and what it holds is wanted by others.
                 entry.conn.handle_read_error();
             } else if entry.conn.deadline() > now {

@@ -40,10 +40,11 @@ impl RingSocket {
         }
     }
 
-    /// The bytes written to it that the peer has not acknowledged
-    /// (`held.rs`'s look at a suspected non-reader); `None` for a direct
-    /// descriptor, which has no number to ask the kernel with, or when the
-    /// kernel will not say.
+    /// The bytes written to a plain socket that the peer has not
+    /// acknowledged (`held.rs`'s look at a suspected non-reader), asked
+    /// directly; `None` when the kernel will not say. A direct descriptor
+    /// has no number to ask with: `None` too, and it is asked through the
+    /// ring ([`unacknowledged_op`]).
     pub(super) fn unacknowledged(&self) -> Option<u32> {
         match self {
             RingSocket::Plain(fd) => crate::sys::socket::unacknowledged(fd.as_fd()).ok(),
@@ -58,6 +59,17 @@ impl RingSocket {
             RingSocket::Direct(index) => opcode::Close::new(Fixed(index)).build(),
         }
     }
+}
+
+/// `SOCKET_URING_OP_SIOCOUTQ` (<linux/io_uring.h>, Linux 6.7): the ring's
+/// `SIOCOUTQ`, whose completion's result is the count.
+const SOCKET_URING_OP_SIOCOUTQ: u32 = 1;
+
+/// The ring op that asks the kernel how many bytes written to the socket
+/// at direct descriptor `index` its peer has not acknowledged; an older
+/// kernel fails it, and the suspect is cut off as before.
+pub(super) fn unacknowledged_op(index: u32) -> squeue::Entry {
+    opcode::UringCmd16::new(Fixed(index), SOCKET_URING_OP_SIOCOUTQ).build().flags(squeue::Flags::FIXED_FILE)
 }
 
 /// Registers an empty table of direct descriptors for the ring's accepts
