@@ -19,7 +19,7 @@ use crate::util;
 
 use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -43,42 +43,6 @@ fn check_clean_exit(s: &mut Server, status: ExitStatus, workers: usize) {
     for w in ws {
         assert_eq!(w["state"], "exited", "{fin}");
         assert_eq!(w["live"], 0, "{fin}");
-    }
-}
-
-/// A connection with a small receive buffer (set before connect, so the window
-/// stays small): the server's answers back up quickly when it is not read.
-fn connect_small_rcvbuf(addr: SocketAddr, bytes: i32) -> TcpStream {
-    let SocketAddr::V4(v4) = addr else { panic!("IPv4 expected: {addr}") };
-    // SAFETY: a new socket is owned by the TcpStream at once; setsockopt and
-    // connect read valid, correctly sized values from this frame.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
-        let stream = TcpStream::from_raw_fd(fd);
-        let r = libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            &bytes as *const i32 as *const libc::c_void,
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        );
-        assert_eq!(r, 0, "SO_RCVBUF: {}", io::Error::last_os_error());
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.ip().octets()) },
-            sin_zero: [0; 8],
-        };
-        let r = libc::connect(
-            fd,
-            &sin as *const libc::sockaddr_in as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        assert_eq!(r, 0, "connect {addr}: {}", io::Error::last_os_error());
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream
     }
 }
 
@@ -267,7 +231,7 @@ fn sigterm_answers_a_held_back_pipeline(mode: &str, backend: &str) {
     // CPU burners beside the suite.
     let args = ["--mode", mode, "--workers", "2", "--backend", backend, "--shutdown-timeout", "300"];
     let mut s = Server::start(&args);
-    let stream = connect_small_rcvbuf(s.addr(), 4096);
+    let stream = connect_narrow(s.addr(), 4096, None);
     let mut c = Conn { r: BufReader::new(stream) };
     c.get_ok(); // the connection is a worker's now
 

@@ -731,6 +731,51 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// A connection with a small receive buffer and, with `mss`, small segments,
+/// both set before connect, so that the window stays small and the server's
+/// initial send buffer (ten segments' worth: 1.3 MB of loopback's 64 KiB
+/// ones) too: the server's answers back up quickly, and a few hundred such
+/// clients that do not read hold little of the kernel's TCP memory.
+pub fn connect_narrow(addr: SocketAddr, rcvbuf: i32, mss: Option<i32>) -> TcpStream {
+    let SocketAddr::V4(v4) = addr else { panic!("IPv4 expected: {addr}") };
+    let set = |fd: i32, level: i32, name: i32, value: i32, what: &str| {
+        // SAFETY: setsockopt reads one c_int from `value`, which lives through the call.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                std::ptr::addr_of!(value).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "{what}: {}", std::io::Error::last_os_error());
+    };
+    // SAFETY: socket() takes no pointers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let stream = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    set(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, rcvbuf, "SO_RCVBUF");
+    if let Some(mss) = mss {
+        set(fd, libc::IPPROTO_TCP, libc::TCP_MAXSEG, mss, "TCP_MAXSEG");
+    }
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.ip().octets()) },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: connect reads a sockaddr_in of the size given, from this frame.
+    let r = unsafe {
+        libc::connect(fd, std::ptr::addr_of!(sin).cast(), std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
+    };
+    assert_eq!(r, 0, "connect {addr}: {}", std::io::Error::last_os_error());
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
 /// Asserts the peer has closed the connection within `timeout`: a read returns 0
 /// (EOF) or ECONNRESET. Unread buffered bytes or fresh data are a failure.
 /// Returns how long it took.
