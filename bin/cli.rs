@@ -32,7 +32,8 @@ pub struct Cli {
 
     /// Balancing mode: `rr` (the master accepts and hands connections out in
     /// turn, skipping a worker that does not keep up), `least` (the master
-    /// hands each to the worker with the fewest outstanding), `shared` (every
+    /// hands each to the least loaded worker: its outstanding connections,
+    /// plus one for every 25 µs its acknowledgements lately took), `shared` (every
     /// worker accepts on the one socket) or `reuseport` (every worker accepts
     /// on its own SO_REUSEPORT socket).
     #[arg(long, value_enum, default_value_t = ModeArg::Rr)]

@@ -17,8 +17,9 @@ pub enum Mode {
     /// over its channel, skipping a worker that does not keep up (Node's
     /// `SCHED_RR` with its `free` list).
     RoundRobin,
-    /// The master accepts and hands each connection to the worker with the
-    /// fewest outstanding connections (two random choices above 8 workers).
+    /// The master accepts and hands each connection to the least loaded
+    /// worker: its outstanding connections, plus one for every 25 µs of the
+    /// delay its acks lately showed (two random choices above 8 workers).
     Least,
     /// Every worker accepts on the shared listening socket; the kernel picks
     /// who wakes (Node's `SCHED_NONE`).

@@ -39,7 +39,7 @@ pub struct WorkerRow {
     /// What the master's routing sees of its running process (all 0 and
     /// false but `passed_over` while none runs), when the master hands
     /// connections over (`rr`, `least`): shown as `"unacked"`, `"queued"`,
-    /// `"lagging"` and `"passed_over"`. Absent otherwise.
+    /// `"lagging"`, `"passed_over"` and `"ack_delay_us"`. Absent otherwise.
     pub routing: Option<Routing>,
     /// What the steering program sees of it (`reuseport --steer load`): its
     /// load, shown as `"steer"`, a number, `"stalled"` or `"unavailable"`;
@@ -60,12 +60,17 @@ pub struct Routing {
     /// stale heartbeat): it gets no new connections until it does.
     pub lagging: bool,
     /// Times a connection went to another worker, or was held, when by the
-    /// mode's rule it was this worker's (`rr`: its turn; `least`: it had the
-    /// fewest outstanding) but it could not take one (stalled, full,
+    /// mode's rule it was this worker's (`rr`: its turn; `least`: it was the
+    /// least loaded, had it kept up) but it could not take one (stalled, full,
     /// declining, draining); what was queued for it and then dealt to
     /// another counts too. Over the worker's processes, as its other counts.
     /// 0 means the split is the mode's own.
     pub passed_over: u64,
+    /// How long it has lately taken to acknowledge a batch handed to it,
+    /// in whole microseconds (the estimate `least` counts as one more
+    /// connection for every 25 µs; it decays toward 0 while nothing is
+    /// handed to it).
+    pub ack_delay_us: u64,
 }
 
 /// Formats the stats line (no trailing newline); `backend` is the kernel
@@ -109,8 +114,8 @@ pub fn stats_json(mode: &str, backend: &str, refused: u64, retired: &CountersSna
             out.pop();
             let _ = write!(
                 out,
-                ",\"unacked\":{},\"queued\":{},\"lagging\":{},\"passed_over\":{}}}",
-                routing.unacked, routing.queued, routing.lagging, routing.passed_over
+                ",\"unacked\":{},\"queued\":{},\"lagging\":{},\"passed_over\":{},\"ack_delay_us\":{}}}",
+                routing.unacked, routing.queued, routing.lagging, routing.passed_over, routing.ack_delay_us
             );
         }
         if let Some(steer) = row.steer {
@@ -223,11 +228,11 @@ mod tests {
         let stalled = [WorkerRow { steer: view(STALLED + 3), ..rows[0] }];
         assert!(stats_json("reuseport", "epoll", 0, &CountersSnapshot::default(), &stalled)
             .contains(",\"steer\":\"stalled\","));
-        let lagging = Routing { unacked: 4, queued: 1, lagging: true, passed_over: 7 };
+        let lagging = Routing { unacked: 4, queued: 1, lagging: true, passed_over: 7, ack_delay_us: 250 };
         let routed = [WorkerRow { routing: Some(lagging), ..rows[0] }];
         let line = stats_json("least", "uring", 0, &CountersSnapshot::default(), &routed);
         assert!(
-            line.contains("\"cpu_seconds\":0.13,\"unacked\":4,\"queued\":1,\"lagging\":true,\"passed_over\":7}]}"),
+            line.contains("\"cpu_seconds\":0.13,\"unacked\":4,\"queued\":1,\"lagging\":true,\"passed_over\":7,\"ack_delay_us\":250}]}"),
             "{line}"
         );
     }

@@ -50,6 +50,7 @@ pub use messages::send_to_master;
 pub use refused::is_reservation_refused;
 pub use stats::{StatsBlock, WorkerCounters};
 pub use sys::{
-    exempt_from_locked_memory_limit, fd_limit, ignore_sigpipe, kernel_release, out_of_fds, out_of_resources,
+    exempt_from_locked_memory_limit, fd_limit, ignore_sigpipe, kernel_release, monotonic_ns, out_of_fds,
+    out_of_resources,
 };
 pub use tally::AcceptTally;

@@ -40,6 +40,11 @@ pub struct SharedAcks {
     /// The ack of batch `n` in entry `n % ACK_RING`: `received` in the low
     /// half, `adopted` in the high half.
     entries: [AtomicU32; ACK_RING],
+    /// When the worker published the ack in the same entry (nanoseconds on
+    /// `CLOCK_MONOTONIC`): the master measures how long the worker took to
+    /// take a batch from the time it sent it, whenever it comes to read the
+    /// ack.
+    acked_at: [AtomicU64; ACK_RING],
     /// Raised by the master when it waits for an ack: the worker sends it a
     /// message after its next publish.
     wake: AtomicU32,
@@ -53,15 +58,16 @@ impl SharedAcks {
     }
 
     /// Publishes the acks of the next batches, oldest first, from `first`
-    /// (the batches settled so far) on (worker). True when the master asked
-    /// for a wake-up: send it a message.
-    pub fn publish(&self, first: u64, acks: &[Ack]) -> bool {
+    /// (the batches settled so far) on, made at `now_ns` (worker). True when
+    /// the master asked for a wake-up: send it a message.
+    pub fn publish(&self, first: u64, acks: &[Ack], now_ns: u64) -> bool {
         if acks.is_empty() {
             return false;
         }
         for (n, ack) in (first..).zip(acks) {
             let entry = u32::from(ack.received) | u32::from(ack.adopted) << 16;
             self.entries[n as usize % ACK_RING].store(entry, Ordering::Relaxed);
+            self.acked_at[n as usize % ACK_RING].store(now_ns, Ordering::Relaxed);
         }
         // Releases the entries (and the live count stored before) to the
         // master's acquire; `SeqCst` against its request for a wake-up.
@@ -81,6 +87,12 @@ impl SharedAcks {
         // A worker never claims more adopted than received; if one did, it
         // adopted what arrived.
         Ack { received, adopted: adopted.min(received) }
+    }
+
+    /// When the worker published the ack of batch `n` (nanoseconds on
+    /// `CLOCK_MONOTONIC`), once [`SharedAcks::settled`] is past it (master).
+    pub fn acked_at(&self, n: u64) -> u64 {
+        self.acked_at[n as usize % ACK_RING].load(Ordering::Relaxed)
     }
 
     /// Asks the worker for a message at its next publish, and reads again
@@ -108,12 +120,13 @@ mod tests {
         let mut first = 0;
         for round in 0..3 * ACK_RING as u16 {
             let ack = Ack { received: round + 1, adopted: round };
-            assert!(!acks.publish(first, &[ack]), "nobody asked for a wake-up");
+            assert!(!acks.publish(first, &[ack], 1_000 + first), "nobody asked for a wake-up");
             assert_eq!(acks.settled(), first + 1);
             assert_eq!(acks.ack(first), ack);
+            assert_eq!(acks.acked_at(first), 1_000 + first, "when it was published");
             first += 1;
         }
-        assert!(!acks.publish(first, &[]), "nothing to publish");
+        assert!(!acks.publish(first, &[], 7), "nothing to publish");
         assert_eq!(acks.settled(), first);
     }
 
@@ -121,22 +134,22 @@ mod tests {
     fn a_wake_up_is_sent_once_when_asked_for_and_the_ack_came_after() {
         let acks = SharedAcks::default();
         assert_eq!(acks.ask_wake(0), 0, "no ack yet: the master waits for the message");
-        assert!(acks.publish(0, &[ACK]), "asked for: the worker sends one");
-        assert!(!acks.publish(1, &[ACK]), "and only once");
+        assert!(acks.publish(0, &[ACK], 7), "asked for: the worker sends one");
+        assert!(!acks.publish(1, &[ACK], 7), "and only once");
     }
 
     #[test]
     fn an_ack_that_came_first_withdraws_the_request() {
         let acks = SharedAcks::default();
-        assert!(!acks.publish(0, &[ACK]));
+        assert!(!acks.publish(0, &[ACK], 7));
         assert_eq!(acks.ask_wake(0), 1, "the master sees the ack itself");
-        assert!(!acks.publish(1, &[ACK]), "so no message is sent");
+        assert!(!acks.publish(1, &[ACK], 7), "so no message is sent");
     }
 
     #[test]
     fn an_ack_claiming_more_than_arrived_adopts_what_arrived() {
         let acks = SharedAcks::default();
-        acks.publish(0, &[Ack { received: 1, adopted: 5 }]);
+        acks.publish(0, &[Ack { received: 1, adopted: 5 }], 7);
         assert_eq!(acks.ack(0), Ack { received: 1, adopted: 1 });
     }
 
@@ -161,7 +174,7 @@ mod tests {
                         std::thread::yield_now();
                     }
                     let ack = Ack { received: (n % 7) as u16 + 1, adopted: (n % 5) as u16 };
-                    if acks.publish(n, &[ack]) && send_wake.send(()).is_err() {
+                    if acks.publish(n, &[ack], n) && send_wake.send(()).is_err() {
                         return;
                     }
                 }
@@ -193,7 +206,7 @@ mod tests {
             let acks = std::sync::Arc::new(SharedAcks::default());
             let worker = {
                 let acks = acks.clone();
-                std::thread::spawn(move || acks.publish(0, &[ACK]))
+                std::thread::spawn(move || acks.publish(0, &[ACK], 7))
             };
             let seen = acks.ask_wake(0);
             let woken = worker.join().expect("the worker thread");

@@ -78,6 +78,9 @@ fn the_page_passes_promtool_and_matches_the_stats_line() {
         ] {
             assert_eq!(value(&all, family, &labels), 0.0, "{family} of worker {id}");
         }
+        // Its recent ack delay: a few microseconds to milliseconds, fading while idle.
+        let delay = value(&all, "ringmaster_worker_ack_delay_seconds", &labels);
+        assert!((0.0..1.0).contains(&delay), "ack delay of worker {id}: {delay}");
     }
     let backend = line["backend"].as_str().unwrap();
     assert_eq!(value(&all, "ringmaster_info", &[("mode", "rr"), ("backend", backend), ("version", "0.1.0")]), 1.0);

@@ -26,8 +26,10 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use ringmaster_engine::channel::{Ack, Message, Tag, MAX_FDS, WORKER_MESSAGE_MAX};
+use ringmaster_engine::monotonic_ns;
 use ringmaster_engine::shared_acks::{SharedAcks, MAX_UNSETTLED};
 
+use super::ack_delay::AckDelay;
 use crate::reactor::{Lent, DATAGRAM_MAX};
 
 /// Room for queued fds before a burst makes the queues grow.
@@ -78,14 +80,15 @@ pub struct Lane {
     channel: Option<OwnedFd>,
     pending: VecDeque<OwnedFd>,
     in_flight: Vec<OwnedFd>,
-    /// When the batch in flight was handed to the kernel.
-    in_flight_since: Option<Instant>,
+    /// When the batch in flight was handed to the kernel, and the same on
+    /// `CLOCK_MONOTONIC` in nanoseconds (the clock the worker stamps its ack with).
+    in_flight_since: Option<(Instant, u64)>,
     /// The kernel refused the last message for now: nothing is sent before then.
     retry_at: Option<Instant>,
     /// Sent but not yet acknowledged, oldest first; `batches` holds their
-    /// sizes and when each was sent.
+    /// sizes and when each was sent (as `in_flight_since`).
     unacked: VecDeque<OwnedFd>,
-    batches: VecDeque<(usize, Instant)>,
+    batches: VecDeque<(usize, (Instant, u64))>,
     /// Batches settled so far: the number of the oldest in `batches` in the
     /// worker's shared acks.
     settled: u64,
@@ -103,6 +106,8 @@ pub struct Lane {
     /// acknowledgements it left are read and everything else is handed back.
     worker_gone: bool,
     drain_requested: bool,
+    /// How long the worker has lately taken to acknowledge a batch.
+    ack_delay: AckDelay,
     /// Changes each time the lane is opened for a new worker, so a completion
     /// for an older channel is recognised.
     pub epoch: u32,
@@ -129,6 +134,7 @@ impl Lane {
             acks_ended: false,
             worker_gone: false,
             drain_requested: false,
+            ack_delay: AckDelay::default(),
             epoch: 0,
         }
     }
@@ -139,6 +145,8 @@ impl Lane {
         self.channel = Some(channel);
         // The master emptied the worker's shared acks before it started.
         self.settled = 0;
+        // A new process: the old one's delays say nothing about it.
+        self.ack_delay = AckDelay::default();
         self.acks_ended = false;
         self.worker_gone = false;
         self.drain_requested = false;
@@ -183,7 +191,13 @@ impl Lane {
     /// acknowledgement at `now` (zero when none waits).
     pub fn ack_wait(&self, now: Instant) -> Duration {
         let oldest = self.batches.front().map(|&(_, at)| at).or(self.in_flight_since);
-        oldest.map_or(Duration::ZERO, |at| now.saturating_duration_since(at))
+        oldest.map_or(Duration::ZERO, |(at, _)| now.saturating_duration_since(at))
+    }
+
+    /// How long the worker has lately taken to acknowledge a batch, from
+    /// the master's send to its own ack, as estimated at `now` ([`AckDelay`]).
+    pub fn ack_delay(&self, now: Instant) -> Duration {
+        self.ack_delay.at(now)
     }
 
     /// Queues an accepted connection for this lane's worker.
@@ -229,7 +243,7 @@ impl Lane {
             }
             let batch = self.pending.len().min(MAX_FDS);
             self.in_flight.extend(self.pending.drain(..batch));
-            self.in_flight_since = Some(now);
+            self.in_flight_since = Some((now, monotonic_ns()));
             // The message copies the numbers; the fds stay ours until the ack.
             let mut numbers = [0 as RawFd; MAX_FDS];
             for (number, fd) in numbers.iter_mut().zip(&self.in_flight) {
@@ -298,7 +312,7 @@ impl Lane {
             return Sent::Failed;
         }
         if !self.in_flight.is_empty() {
-            self.batches.push_back((self.in_flight.len(), since.unwrap_or(now)));
+            self.batches.push_back((self.in_flight.len(), since.unwrap_or((now, monotonic_ns()))));
             self.unacked.extend(self.in_flight.drain(..));
             return Sent::Delivered;
         }
@@ -337,9 +351,10 @@ impl Lane {
 
     /// Settles the batches the worker has acknowledged in its shared slot,
     /// oldest first, each once: the fds it adopted go to `adopted` (to close:
-    /// ours are copies), the rest to `declined` (to route elsewhere). A batch
-    /// acknowledged before its send's completion is reported waits for it.
-    /// Returns how many batches were settled.
+    /// ours are copies), the rest to `declined` (to route elsewhere), and
+    /// the time it took to acknowledge each goes into its recent delay. A
+    /// batch acknowledged before its send's completion is reported waits for
+    /// it. Returns how many batches were settled.
     pub fn settle_published(
         &mut self,
         acks: &SharedAcks,
@@ -350,8 +365,16 @@ impl Lane {
             return 0;
         }
         let published = acks.settled();
+        if self.settled >= published {
+            return 0;
+        }
+        let now = Instant::now();
         let mut settled = 0;
         while self.settled < published && !self.batches.is_empty() {
+            if let Some(&(_, (_, sent_ns))) = self.batches.front() {
+                let took = acks.acked_at(self.settled).saturating_sub(sent_ns);
+                self.ack_delay.observe(Duration::from_nanos(took), now);
+            }
             self.settle_oldest(acks.ack(self.settled), adopted, declined);
             self.settled += 1;
             settled += 1;

@@ -39,11 +39,16 @@ impl Worker {
     /// Publishes one ack per `(received, adopted)`; true when the master
     /// asked for a wake-up.
     fn ack(&mut self, list: &[(usize, usize)]) -> bool {
+        self.ack_at(list, monotonic_ns())
+    }
+
+    /// The same, the acks stamped `at` (nanoseconds on `CLOCK_MONOTONIC`).
+    fn ack_at(&mut self, list: &[(usize, usize)], at: u64) -> bool {
         let list: Vec<Ack> = list
             .iter()
             .map(|&(received, adopted)| Ack { received: received as u16, adopted: adopted as u16 })
             .collect();
-        let wake = self.acks.publish(self.settled, &list);
+        let wake = self.acks.publish(self.settled, &list, at);
         self.settled += list.len() as u64;
         wake
     }
@@ -67,6 +72,24 @@ fn settle(lane: &mut Lane, worker: &Worker) -> (Vec<OwnedFd>, Vec<OwnedFd>, usiz
     let (mut adopted, mut declined) = (Vec::new(), Vec::new());
     let settled = lane.settle_published(&worker.acks, &mut adopted, &mut declined);
     (adopted, declined, settled)
+}
+
+#[test]
+fn the_time_a_worker_took_to_ack_is_its_delay_until_a_new_process_comes() {
+    let (mut lane, _channel, mut worker) = open_lane();
+    assert_eq!(lane.ack_delay(Instant::now()), Duration::ZERO, "nothing handed yet");
+    enqueued(&mut lane, 2);
+    let mut out = Vec::new();
+    let sent_ns = monotonic_ns();
+    assert_eq!(send(&mut lane, &mut out), Sent::Delivered);
+    // The worker stamps its ack 3 ms after the send, whenever the master reads it.
+    worker.ack_at(&[(2, 2)], sent_ns + 3_000_000);
+    assert_eq!(settle(&mut lane, &worker).2, 1);
+    let delay = lane.ack_delay(Instant::now());
+    assert!((Duration::from_micros(2_500)..=Duration::from_millis(3)).contains(&delay), "{delay:?}");
+    let (master, _worker_end) = channel_pair().expect("socketpair");
+    lane.open(master);
+    assert_eq!(lane.ack_delay(Instant::now()), Duration::ZERO, "a new process starts afresh");
 }
 
 #[test]

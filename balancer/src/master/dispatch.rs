@@ -435,6 +435,7 @@ impl Master {
             queued: facts.queued as u64,
             lagging: facts.stalled(),
             passed_over,
+            ack_delay_us: facts.ack_delay.as_micros() as u64,
         })
     }
 

@@ -53,6 +53,7 @@ impl<'a> Judge<'a> {
             max_conns: counters.map_or(self.max_conns, |c| self.max_conns.min(c.capacity.load(Ordering::Relaxed))),
             declined: s.declined_until.is_some_and(|until| until > now),
             ack_wait: s.lane.ack_wait(now),
+            ack_delay: s.lane.ack_delay(now),
             heartbeat_age: s
                 .process
                 .as_ref()

@@ -336,7 +336,7 @@ fn routing<'a>(page: &mut Exposition, rows: &[WorkerRow], labels: &dyn Fn(usize)
         return;
     }
     type Field = fn(&Routing) -> super::exposition::Value;
-    let families: [(&str, &str, Field); 3] = [
+    let families: [(&str, &str, Field); 4] = [
         (
             "connections_unacknowledged",
             "Connections handed to the worker that it has not acknowledged yet (rr, least).",
@@ -351,6 +351,12 @@ fn routing<'a>(page: &mut Exposition, rows: &[WorkerRow], labels: &dyn Fn(usize)
              it gets no new connections (rr, least).",
             |r| r.lagging.into(),
         ),
+        (
+            "ack_delay_seconds",
+            "How long the worker has lately taken to acknowledge a batch handed to it, a peak average that \
+             decays while it is handed nothing: what least weighs its connections by (rr, least).",
+            |r| (r.ack_delay_us as f64 / 1e6).into(),
+        ),
     ];
     for (name, help, field) in families {
         page.family(&format!("ringmaster_worker_{name}"), Kind::Gauge, help);
@@ -362,7 +368,7 @@ fn routing<'a>(page: &mut Exposition, rows: &[WorkerRow], labels: &dyn Fn(usize)
         "ringmaster_worker_passed_over_total",
         Kind::Counter,
         "Times a connection went to another worker, or was held, when by the mode's rule it was this one's \
-         (rr: its turn; least: the fewest outstanding) but it could not take one (stalled, full, declining, \
+         (rr: its turn; least: the least loaded) but it could not take one (stalled, full, declining, \
          draining), what was queued for it and dealt to another included (rr, least).",
     );
     for &(i, r) in &routed {

@@ -41,7 +41,13 @@ fn worker(id: usize, cpu: Option<usize>) -> WorkerRow {
         unstable_restarts: 0,
         req_per_s: 0.0,
         process: Some(ProcStat { cpu_seconds: 0.25, rss_bytes: 2048, virtual_bytes: 0, threads: 1 }),
-        routing: Some(Routing { unacked: 3, queued: id as u64, lagging: id == 2, passed_over: 5 * id as u64 }),
+        routing: Some(Routing {
+            unacked: 3,
+            queued: id as u64,
+            lagging: id == 2,
+            passed_over: 5 * id as u64,
+            ack_delay_us: 1_500,
+        }),
     }
 }
 
@@ -75,6 +81,7 @@ fn every_family_is_one_group_with_help_and_type_first() {
     assert!(page.contains("ringmaster_worker_connections_queued{worker=\"2\",cpu=\"none\"} 2\n"));
     assert!(page.contains("ringmaster_worker_lagging{worker=\"2\",cpu=\"none\"} 1\n"));
     assert!(page.contains("# TYPE ringmaster_worker_passed_over_total counter\n"));
+    assert!(page.contains("ringmaster_worker_ack_delay_seconds{worker=\"2\",cpu=\"none\"} 0.0015\n"), "{page}");
     assert!(page.contains("ringmaster_worker_passed_over_total{worker=\"2\",cpu=\"none\"} 10\n"));
 }
 

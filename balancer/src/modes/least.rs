@@ -1,9 +1,25 @@
-//! `least`: the master accepts every connection and gives it to the worker
-//! with the fewest outstanding connections — live (its stats slot), handed
-//! over and not yet acknowledged, and queued in the master for it — among
-//! those that can take one now (not draining, full, declining or stalled);
-//! ties go in turn, so equal workers are dealt to as `rr` deals. A slow or
-//! stalled worker's count stops falling, so new connections flow around it.
+//! `least`: the master accepts every connection and gives it to the least
+//! loaded worker among those that can take one now (not draining, full,
+//! declining or stalled). A worker's load is its outstanding connections —
+//! live (its stats slot), handed over and not yet acknowledged, and queued
+//! in the master for it — plus the delay it shows, one connection for every
+//! [`DELAY_PER_CONNECTION_US`]: how long it has lately taken to acknowledge
+//! a batch, from the master's send to its own ack (a peak EWMA, as
+//! Finagle's and Linkerd's balancers keep, [`AckDelay`]), or how long its
+//! oldest batch has waited for the ack now, if longer. Ties go in turn.
+//!
+//! Counts alone follow their own moment-to-moment noise and send runs of
+//! connections to one worker, and do not see that a worker with as many
+//! connections is busier (deep pipelines, a slow handler): its loop turns
+//! run long, and a connection handed to it waits for the turn to end. The
+//! delay shows that, and new connections go elsewhere while it lasts
+//! (`results/experiments-20261206/`, and the README's "How `least` picks").
+//! The delay fades within a few tens of milliseconds once a worker is
+//! handed nothing, so workers that are handed nothing for a while are
+//! judged by their counts alone: the emptier takes new connections until
+//! even, and equal ones are dealt to in turn, as `rr` deals. Added, not
+//! multiplied: noise of a few hundred microseconds moves a split by a few
+//! connections, whether workers hold ten or ten thousand.
 //!
 //! Above [`TWO_CHOICES_ABOVE`] workers the pick is power-of-two-choices over
 //! the same numbers (HAProxy's `random(2)`, Envoy's `LEAST_REQUEST` with
@@ -13,11 +29,13 @@
 //! connection or two of the least loaded worker. Workers get no listener.
 //!
 //! A route is passed over at a pick when it cannot take and would have
-//! been preferred to the one picked: fewer outstanding, or as many and
-//! earlier in turn (with two choices: drawn, and no more outstanding than
+//! been preferred to the one picked: less loaded, or as loaded and
+//! earlier in turn (with two choices: drawn, and no more loaded than
 //! the winner); every route that cannot take, when none can.
+//!
+//! [`AckDelay`]: crate::handoff::ack_delay::AckDelay
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Balance, RouteFacts};
 use crate::config::Mode;
@@ -27,6 +45,29 @@ pub const TWO_CHOICES_ABOVE: usize = 8;
 /// Pairs of draws two choices make before they settle for fewer than two
 /// routes that take (and scan, if none).
 const DRAWS: usize = 4;
+
+/// How much delay counts as one more connection, in microseconds. Chosen
+/// by measurement (2026-12-06, the unequal run): 100 µs kept the split of
+/// connections even (Jain 0.96) but the churn half's p99 at 0.78× `rr`'s;
+/// 25 µs, 0.55×, splitting them by how busy each worker is (Jain 0.69).
+pub const DELAY_PER_CONNECTION_US: u64 = 25;
+
+/// What a route is ranked by, lowest first: its outstanding connections,
+/// plus one more for every [`DELAY_PER_CONNECTION_US`] of the wait it
+/// shows (its recent ack delay, or its oldest batch's wait now if longer),
+/// in microseconds. A delay decayed below one microsecond counts as none,
+/// so idle workers tie by their counts.
+fn load(route: &RouteFacts) -> u128 {
+    let delay_us = route.ack_delay.max(route.ack_wait).as_micros();
+    u128::from(route.outstanding()) * u128::from(DELAY_PER_CONNECTION_US) + delay_us
+}
+
+/// A route that cannot take, ranked as it would have been had it kept up:
+/// without the wait of its batch now (that wait is why it lags; counted,
+/// it would rank a stalled worker behind every other, never passed over).
+fn load_had_it_kept_up(route: &RouteFacts) -> u128 {
+    load(&RouteFacts { ack_wait: Duration::ZERO, ..*route })
+}
 
 /// The tie-breaking cursor and the random draws of two choices.
 #[derive(Debug)]
@@ -57,27 +98,27 @@ impl Least {
         (((x >> 32) * n as u64) >> 32) as usize
     }
 
-    /// The index of the route with the fewest outstanding connections among
-    /// those that take, the first in turn order from the cursor on a tie.
-    /// Passed over: each route that does not take and ranks ahead of it
-    /// (fewer outstanding, or as many and earlier in turn); every route
-    /// that does not take, when none does.
+    /// The index of the least loaded route ([`load`]) among those that
+    /// take, the first in turn order from the cursor on a tie. Passed over:
+    /// each route that does not take and ranks ahead of it (less loaded had
+    /// it kept up, or as loaded and earlier in turn); every route that does
+    /// not take, when none does.
     fn scan(
         &self,
         routes: &[usize],
         facts: &dyn Fn(usize) -> RouteFacts,
         passed_over: &mut dyn FnMut(usize),
     ) -> Option<usize> {
-        // (index, outstanding, steps from the cursor)
-        let mut best: Option<(usize, u64, usize)> = None;
+        // (index, load, steps from the cursor)
+        let mut best: Option<(usize, u128, usize)> = None;
         let mut all_take = true;
         for step in 0..routes.len() {
             let index = (self.next + step) % routes.len();
             let route = facts(routes[index]);
             if !route.takes() {
                 all_take = false;
-            } else if best.is_none_or(|(_, load, _)| route.outstanding() < load) {
-                best = Some((index, route.outstanding(), step));
+            } else if best.is_none_or(|(_, lowest, _)| load(&route) < lowest) {
+                best = Some((index, load(&route), step));
             }
         }
         if !all_take {
@@ -86,7 +127,9 @@ impl Least {
             for step in 0..routes.len() {
                 let index = (self.next + step) % routes.len();
                 let route = facts(routes[index]);
-                if !route.takes() && best.is_none_or(|(_, load, at)| (route.outstanding(), step) < (load, at)) {
+                if !route.takes()
+                    && best.is_none_or(|(_, lowest, at)| (load_had_it_kept_up(&route), step) < (lowest, at))
+                {
                     passed_over(routes[index]);
                 }
             }
@@ -94,10 +137,10 @@ impl Least {
         best.map(|(index, _, _)| index)
     }
 
-    /// Two distinct routes that take, drawn at random: the one with fewer
-    /// outstanding wins. `None` when the draws found none that takes (the
-    /// scan that follows then tells who was passed over). Passed over: each
-    /// route drawn that does not take and has no more outstanding than the
+    /// Two distinct routes that take, drawn at random: the less loaded one
+    /// wins. `None` when the draws found none that takes (the scan that
+    /// follows then tells who was passed over). Passed over: each route drawn
+    /// that does not take and, had it kept up, is no more loaded than the
     /// winner (the draws have no turn order to rank a tie by).
     fn two_choices(
         &mut self,
@@ -105,9 +148,9 @@ impl Least {
         facts: &dyn Fn(usize) -> RouteFacts,
         passed_over: &mut dyn FnMut(usize),
     ) -> Option<usize> {
-        let mut best: Option<(usize, u64)> = None;
-        // Routes drawn that do not take, each once: (index, outstanding).
-        let mut not_taking = [(0usize, 0u64); 2 * DRAWS];
+        let mut best: Option<(usize, u128)> = None;
+        // Routes drawn that do not take, each once: (index, load).
+        let mut not_taking = [(0usize, 0u128); 2 * DRAWS];
         let mut not_taking_len = 0;
         let mut compared = 0;
         for _ in 0..2 * DRAWS {
@@ -118,22 +161,22 @@ impl Least {
             let route = facts(routes[index]);
             if !route.takes() {
                 if !not_taking[..not_taking_len].iter().any(|&(seen, _)| seen == index) {
-                    not_taking[not_taking_len] = (index, route.outstanding());
+                    not_taking[not_taking_len] = (index, load_had_it_kept_up(&route));
                     not_taking_len += 1;
                 }
                 continue;
             }
-            if best.is_none_or(|(_, load)| route.outstanding() < load) {
-                best = Some((index, route.outstanding()));
+            if best.is_none_or(|(_, lowest)| load(&route) < lowest) {
+                best = Some((index, load(&route)));
             }
             compared += 1;
             if compared == 2 {
                 break;
             }
         }
-        let (chosen, load) = best?;
-        for &(index, outstanding) in &not_taking[..not_taking_len] {
-            if outstanding <= load {
+        let (chosen, lowest) = best?;
+        for &(index, drawn) in &not_taking[..not_taking_len] {
+            if drawn <= lowest {
                 passed_over(routes[index]);
             }
         }
@@ -179,6 +222,43 @@ mod tests {
         let picks: Vec<Option<usize>> = (0..6).map(|_| pick(&mut least, &[3, 5, 8], &taking)).collect();
         assert_eq!(picks, [Some(3), Some(5), Some(8), Some(3), Some(5), Some(8)], "equal loads: in turn");
         assert_eq!(pick(&mut least, &[], &taking), None);
+    }
+
+    #[test]
+    fn a_worker_that_acknowledges_late_loses_to_a_busier_one_that_keeps_up() {
+        let (ms, us) = (Duration::from_millis, Duration::from_micros);
+        let mut least = Least::with_seed(1);
+        // Worker 0 has fewer connections but has lately taken 2 ms to
+        // acknowledge a batch; worker 1 has more and answers in 100 µs.
+        let late = |r: usize| RouteFacts { live: [2, 5][r], ack_delay: [ms(2), us(100)][r], ..taking(r) };
+        assert_eq!(pick(&mut least, &[0, 1], &late), Some(1));
+        // A batch waiting at worker 1 now, longer than worker 0's delay, counts as its delay.
+        let waiting = |r: usize| RouteFacts { ack_wait: [Duration::ZERO, ms(3)][r], ..late(r) };
+        assert_eq!(pick(&mut least, &[0, 1], &waiting), Some(0));
+        // Equal delays: the fewest outstanding wins, as by counts alone.
+        let equal = |r: usize| RouteFacts { ack_delay: us(100), ..late(r) };
+        assert_eq!(pick(&mut least, &[0, 1], &equal), Some(0));
+    }
+
+    #[test]
+    fn a_delay_counts_as_a_connection_for_every_25_microseconds() {
+        let us = Duration::from_micros;
+        let mut least = Least::with_seed(1);
+        // 100 µs is 4 connections: worker 0, 3 fewer, loses; 5 fewer, wins.
+        let three_fewer = |r: usize| RouteFacts {
+            live: [1_000, 1_003][r],
+            ack_delay: [us(100), us(0)][r],
+            max_conns: 100_000,
+            ..taking(r)
+        };
+        assert_eq!(pick(&mut least, &[0, 1], &three_fewer), Some(1));
+        let five_fewer = |r: usize| RouteFacts { live: [1_000, 1_005][r], ..three_fewer(r) };
+        assert_eq!(pick(&mut least, &[0, 1], &five_fewer), Some(0));
+        // A delay faded under a microsecond counts as none: a tie, in turn.
+        let faded = |r: usize| RouteFacts { live: 7, ack_delay: [Duration::from_nanos(900), us(0)][r], ..taking(r) };
+        let mut least = Least::with_seed(1);
+        assert_eq!(pick(&mut least, &[0, 1], &faded), Some(0));
+        assert_eq!(pick(&mut least, &[0, 1], &faded), Some(1));
     }
 
     #[test]

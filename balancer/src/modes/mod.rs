@@ -97,6 +97,9 @@ pub struct RouteFacts {
     pub declined: bool,
     /// How long its oldest unacknowledged batch has waited for the ack.
     pub ack_wait: Duration,
+    /// How long it has lately taken to acknowledge a batch handed to it
+    /// (a peak EWMA: the last long delay at once, shorter ones over time).
+    pub ack_delay: Duration,
     /// How long since its loop's heartbeat last moved.
     pub heartbeat_age: Duration,
     /// It is draining, or marked a lame duck while some worker is not one:

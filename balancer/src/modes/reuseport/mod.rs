@@ -77,8 +77,8 @@ pub struct Reuseport {
     listeners: BTreeMap<usize, OwnedFd>,
     steer: Option<LoadSteer>,
     /// Picks the worker that takes a connection the master took from the
-    /// queue of a worker that cannot take it: the fewest outstanding, as
-    /// `least` does.
+    /// queue of a worker that cannot take it: the least loaded, as `least`
+    /// judges it.
     hand_on: Least,
 }
 
@@ -307,7 +307,7 @@ impl Balance for Reuseport {
     }
 
     /// For a connection the master took from the queue of a stalled or full worker: the
-    /// route with the fewest outstanding connections among those that take.
+    /// least loaded route among those that take, as `least` picks.
     fn pick(
         &mut self,
         routes: &[usize],

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use super::Core;
 use crate::channel::{send_wake, Ack, Received, Tag, MAX_FDS};
+use crate::sys::monotonic_ns;
 
 /// A batch of connections from the master, owned now.
 pub(in crate::driver) struct Batch {
@@ -109,7 +110,7 @@ impl Core<'_> {
         // With it, what the connections adopted this turn left to reclaim.
         self.counts.reclaimable = self.reclaimable() as u64;
         self.counters.reclaimable.store(self.counts.reclaimable, std::sync::atomic::Ordering::Relaxed);
-        let wake = self.counters.acks.publish(self.acks_settled, self.acks.as_slice());
+        let wake = self.counters.acks.publish(self.acks_settled, self.acks.as_slice(), monotonic_ns());
         self.acks_settled += self.acks.as_slice().len() as u64;
         self.acks.clear();
         match self.sources.channel.as_ref() {
