@@ -13,8 +13,9 @@
 use std::time::{Duration, Instant};
 
 /// The averaging and decay time constant. Measured against 5 ms on the
-/// unequal run (`results/experiments-20261206/`): 5 ms left `least` level
-/// with `rr` on the churn half's p99, 20 ms put it ahead.
+/// unequal run (`results/experiments-20261206/`, with the delay taken to the
+/// master's reading of the ack then): 5 ms left `least` level with `rr` on
+/// the churn half's p99, 20 ms put it ahead.
 pub const ACK_DELAY_TAU: Duration = Duration::from_millis(20);
 
 /// One worker's hand-off-to-acknowledgement delay, peak-EWMA.

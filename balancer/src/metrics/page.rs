@@ -354,7 +354,7 @@ fn routing<'a>(page: &mut Exposition, rows: &[WorkerRow], labels: &dyn Fn(usize)
         (
             "ack_delay_seconds",
             "How long the worker has lately taken to acknowledge a batch handed to it, a peak average that \
-             decays while it is handed nothing: what least weighs its connections by (rr, least).",
+             decays while it is handed nothing; least counts every 25 us of it as one more connection (rr, least).",
             |r| (r.ack_delay_us as f64 / 1e6).into(),
         ),
     ];

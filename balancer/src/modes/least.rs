@@ -14,12 +14,13 @@
 //! run long, and a connection handed to it waits for the turn to end. The
 //! delay shows that, and new connections go elsewhere while it lasts
 //! (`results/experiments-20261206/`, and the README's "How `least` picks").
-//! The delay fades within a few tens of milliseconds once a worker is
-//! handed nothing, so workers that are handed nothing for a while are
-//! judged by their counts alone: the emptier takes new connections until
-//! even, and equal ones are dealt to in turn, as `rr` deals. Added, not
-//! multiplied: noise of a few hundred microseconds moves a split by a few
-//! connections, whether workers hold ten or ten thousand.
+//! The delay fades below a microsecond within a few hundred milliseconds
+//! once a worker is handed nothing (τ 20 ms), so workers that are handed
+//! nothing for a while are judged by their counts alone: the emptier takes
+//! new connections until even, and equal ones are dealt to in turn, as `rr`
+//! deals. Added, not multiplied: tens of microseconds of noise move a split
+//! by a connection or two, whether workers hold ten or ten thousand; only
+//! milliseconds move it far.
 //!
 //! Above [`TWO_CHOICES_ABOVE`] workers the pick is power-of-two-choices over
 //! the same numbers (HAProxy's `random(2)`, Envoy's `LEAST_REQUEST` with
@@ -49,7 +50,8 @@ const DRAWS: usize = 4;
 /// How much delay counts as one more connection, in microseconds. Chosen
 /// by measurement (2026-12-06, the unequal run): 100 µs kept the split of
 /// connections even (Jain 0.96) but the churn half's p99 at 0.78× `rr`'s;
-/// 25 µs, 0.55×, splitting them by how busy each worker is (Jain 0.69).
+/// 25 µs, 0.55× (0.85× and 0.65× in two more runs), splitting them by how
+/// busy each worker is (Jain 0.69–0.85).
 pub const DELAY_PER_CONNECTION_US: u64 = 25;
 
 /// What a route is ranked by, lowest first: its outstanding connections,
