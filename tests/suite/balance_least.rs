@@ -1,12 +1,12 @@
 //! `--mode least`: the master hands each connection to the least loaded
-//! worker: its outstanding connections (live, handed over, queued), each
-//! weighed by the delay its acks lately showed, in turn on a tie. Served like
-//! `rr` (keep-alive, pipelining through the hand-off, the stats line); once
-//! the delays have faded (nothing handed for a while), a worker left with
-//! fewer connections gets the new ones until the counts are even, where `rr`
-//! would go on alternating; a slow worker (the `slow` fault) holds its
-//! connections longer and so gets fewer; a worker whose loop turns run long
-//! gets fewer new connections even while the counts tie.
+//! worker: its outstanding connections (live, handed over, queued), plus one
+//! for every 25 µs of the delay its acks lately showed, in turn on a tie.
+//! Served like `rr` (keep-alive, pipelining through the hand-off, the stats
+//! line); once the delays have faded (nothing handed for a while), a worker
+//! left with fewer connections gets the new ones until the counts are even,
+//! where `rr` would go on alternating; a slow worker (the `slow` fault) holds
+//! its connections longer and so gets fewer; a worker whose loop turns run
+//! long gets few new connections even while it holds fewer.
 
 use crate::util;
 
