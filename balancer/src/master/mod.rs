@@ -73,6 +73,7 @@ mod steer;
 mod stop_listening;
 mod supervise;
 mod take_over;
+mod timer;
 mod upgrade;
 
 use std::io;
@@ -199,9 +200,14 @@ struct Master {
     /// The bound address and the latest time to log it, until it is logged.
     listening: Option<(SocketAddr, Instant)>,
     completions: Vec<Completion>,
-    /// When the tick's work is next due; the timer may fire more often, for
-    /// a mode that steers ([`Balance::steer_every`](crate::modes::Balance::steer_every)).
+    /// When the tick's work is next due; the timer may fire sooner, for a
+    /// planned restart or a mode that steers (`timer.rs`).
     next_tick: Instant,
+    /// When a mode that steers next looks at the workers
+    /// ([`Balance::steer_every`](crate::modes::Balance::steer_every)).
+    next_steer: Instant,
+    /// A restart was planned after the timer was armed: it may fire too late.
+    timer_outdated: bool,
     /// Reused for the facts handed to a mode that steers.
     steer_facts: Vec<crate::modes::SlotFacts>,
     /// Reused for the connections such a mode takes from a stalled or full worker's queue.
@@ -214,7 +220,7 @@ impl Master {
         self.arm_accept()?;
         self.arm_control_accept()?;
         self.arm_metrics_accept()?;
-        self.reactor.timeout(self.timer_every(), Op::Tick.token(0, 0))?;
+        self.arm_timer()?;
         while !self.done() {
             self.reactor.wait(&mut self.completions)?;
             let mut batch = std::mem::take(&mut self.completions);
@@ -266,6 +272,7 @@ impl Master {
             // What a start or a close gave back since: before the next accepts.
             self.keep_fd_reserve()?;
             self.accept_again_after_closes()?;
+            self.rearm_timer_if_outdated()?;
         }
         Ok(())
     }
@@ -326,21 +333,6 @@ impl Master {
             Op::MetricsRecv => self.on_metrics_recv(index, epoch, result),
             Op::MetricsSend => self.on_metrics_sent(index, epoch, result),
         }
-    }
-
-    /// How often the timer fires: every [`TICK`], or more often for a mode that steers.
-    fn timer_every(&self) -> Duration {
-        self.dispatch.balance.steer_every().map_or(TICK, |every| every.min(TICK))
-    }
-
-    fn on_tick(&mut self) -> io::Result<()> {
-        self.steer();
-        let now = Instant::now();
-        if now >= self.next_tick {
-            self.next_tick = now + TICK;
-            self.tick()?;
-        }
-        self.reactor.timeout(self.timer_every(), Op::Tick.token(0, 0))
     }
 
     /// What is checked every [`TICK`]: deadlines, restarts, heartbeats, lag, fd limits.

@@ -104,7 +104,10 @@ impl Master {
         add_counts(&mut self.retired_counts, &worker.totals);
     }
 
+    /// Plans the restart of the worker at `index` after its back-off; the
+    /// timer fires for it (`timer.rs`).
     fn plan_restart(&mut self, index: usize, started: Instant) {
+        self.timer_outdated = true;
         let worker = &mut self.workers[index];
         let uptime = started.elapsed();
         if uptime < HEALTHY_UPTIME {

@@ -111,6 +111,8 @@ impl Master {
             listening: None,
             completions: Vec::with_capacity(CQ_ENTRIES as usize),
             next_tick: Instant::now() + TICK,
+            next_steer: Instant::now(),
+            timer_outdated: false,
             steer_facts: Vec::new(),
             steer_taken: Vec::new(),
             config,
