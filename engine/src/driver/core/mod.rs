@@ -10,11 +10,13 @@
 
 mod batches;
 mod capacity;
+mod sized_by;
 
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use self::sized_by::{header_buffers_text, slots_text};
 use super::idle::IdleList;
 use super::late_closes::LateCloses;
 use super::{Origin, Sources, CARRY_MIN};
@@ -111,16 +113,6 @@ enum FixedBodyBytes {
     Copied(Vec<u8>),
 }
 
-/// How many slots were reserved for, for the error when the kernel refused:
-/// `--max-conns`, or the open-file limit that lowered it.
-fn slots_text(max_conns: usize, slots: usize) -> String {
-    if slots < max_conns {
-        format!("{slots} connections (RLIMIT_NOFILE, below --max-conns {max_conns})")
-    } else {
-        format!("--max-conns {max_conns}")
-    }
-}
-
 impl<'a> Core<'a> {
     pub(super) fn new(
         config: &'a EngineConfig,
@@ -182,7 +174,10 @@ impl<'a> Core<'a> {
             cannot_reserve(
                 e,
                 "header buffers",
-                format_args!("{} x --max-header {}", slots_text(config.max_conns, slots), carry_cap),
+                format_args!(
+                    "{}",
+                    header_buffers_text(&slots_text(config.max_conns, slots), config.max_header, carry_cap)
+                ),
             )
         })?;
         let idle = IdleList::new(slots).map_err(|e| {
