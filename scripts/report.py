@@ -431,6 +431,7 @@ def main():
                      f"{fmt_num(a['req_per_cpu_s'])} | {fmt_num(a['cpu_us_per_req'], 1)} | {split} | {j} | "
                      f"{fmt_num(a.get('conn_jain'), 3)} | {a['errors']} | {fmt_pct(a['other_cpu_frac'])} |")
         L.append("")
+        paired_table(L, sc, names, runs)
 
     L.append("## How to read it")
     L.append("")
@@ -443,6 +444,10 @@ def main():
              f"churn: `-H 'Connection: close'`, one request per TCP connection.")
     L.append("- **req/s** is wrk's Requests/sec; **min–max** is the spread over rounds; **vs nginx** is the "
              "median divided by nginx's median in the same run and scenario.")
+    L.append("- **Round by round** (with 2 or more rounds): the servers of a round run one after another, so a "
+             "ratio taken within each round leaves out how the machine's speed drifted over the run; the median "
+             "of those ratios and the count of rounds ahead say more than the ratio of two medians when the "
+             "rounds spread widely.")
     L.append("- **req per CPU-s / CPU µs/req**: wrk's request count divided by the server's CPU time "
              "(utime+stime from /proc/<pid>/stat of the master and every descendant, sampled just before "
              "and just after each wrk run, CLK_TCK=" + str(clk) + "). Kernel work done in softirq on "
@@ -508,6 +513,42 @@ def main():
         shutil.copyfile(png, os.path.join(args.out, f"compare-{stamp}.png"))
     print(md)
     print(f"wrote {md_path}" + (f" and {png}" if png else " (no chart: matplotlib missing)"), file=sys.stderr)
+
+
+def round_ratios(runs, sc, name, ref, key):
+    """`name`'s `key` over `ref`'s, round by round, in the rounds both ran."""
+    by = {}
+    for r in runs:
+        if r["scenario"] == sc and r["server"] in (name, ref) and r.get(key) is not None:
+            by.setdefault(r["round"], {})[r["server"]] = r[key]
+    return [v[name] / v[ref] for _, v in sorted(by.items()) if name in v and ref in v and v[ref]]
+
+
+def paired_table(L, sc, names, runs):
+    """Each server against nginx and against its `-base` build, round by round: the ratio of the
+    two in each round (servers of a round run one after the other, so the machine's drift over the
+    run cancels), its median, and in how many rounds the server was ahead."""
+    rows = []
+    for name in names:
+        refs = [ref for ref in ("nginx", name + "-base") if ref != name and ref in names]
+        for ref in refs:
+            rps = round_ratios(runs, sc, name, ref, "rps")
+            if len(rps) < 2:
+                continue
+            cpu = round_ratios(runs, sc, name, ref, "req_per_cpu_s")
+            cpu_cell = (f"{median(cpu):.3f}× | {sum(x > 1 for x in cpu)} of {len(cpu)}"
+                        if cpu else "n/a | n/a")
+            rows.append(f"| {name} | {ref} | {median(rps):.3f}× | {sum(x > 1 for x in rps)} of {len(rps)} | "
+                        f"{min(rps):.2f}–{max(rps):.2f} | {cpu_cell} |")
+    if not rows:
+        return
+    L.append("Round by round: each server's ratio to another in the same round, the median of those ratios, "
+             "and the rounds in which it was ahead.")
+    L.append("")
+    L.append("| server | against | req/s, median ratio | ahead | range | req per CPU-s, median ratio | ahead |")
+    L.append("|---|---|---:|---:|---:|---:|---:|")
+    L.extend(rows)
+    L.append("")
 
 
 def balancing_table(L, sc, names, agg, meta):
