@@ -245,7 +245,8 @@ impl Master {
         let (steers, hands_over) = self.prepare_routing();
         // Field by field, not `self.judge`: the pick borrows `self.workers`.
         let (max_conns, lame_ducks_serve) = (self.config.engine.max_conns, self.dispatch.lame_ducks_serve);
-        let judge = Judge::new(&self.slots, &self.stats, max_conns, lame_ducks_serve, Instant::now());
+        let judge = Judge::new(&self.slots, &self.stats, max_conns, lame_ducks_serve, Instant::now())
+            .for_pick(self.dispatch.balance.weighs_delay());
         let routes = if steers { &self.dispatch.steered_to } else { &self.dispatch.routes };
         let facts = |slot| judge.facts(slot);
         let (slots, workers) = (&self.slots, &mut self.workers);
@@ -276,7 +277,8 @@ impl Master {
     pub(super) fn pick_with_room(&mut self) -> Option<usize> {
         // Field by field, not `self.judge`: the pick borrows `self.workers`.
         let (max_conns, lame_ducks_serve) = (self.config.engine.max_conns, self.dispatch.lame_ducks_serve);
-        let judge = Judge::new(&self.slots, &self.stats, max_conns, lame_ducks_serve, Instant::now());
+        let judge = Judge::new(&self.slots, &self.stats, max_conns, lame_ducks_serve, Instant::now())
+            .for_pick(self.dispatch.balance.weighs_delay());
         let facts = |slot| judge.facts(slot);
         let routes = &self.dispatch.routes;
         let (slots, workers) = (&self.slots, &mut self.workers);

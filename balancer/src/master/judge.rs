@@ -19,11 +19,15 @@ pub(super) struct Judge<'a> {
     /// Every route is a lame duck (the master's drain delay): they take
     /// connections, as there is nobody else to take them.
     lame_ducks_serve: bool,
+    /// Work out each worker's recent ack delay (else zero: the mode's pick
+    /// does not read it, and the decay costs an `exp`).
+    with_delay: bool,
     now: Instant,
 }
 
 impl<'a> Judge<'a> {
-    /// A judge of the workers in `slots` as they are at `now`.
+    /// A judge of the workers in `slots` as they are at `now`, for the
+    /// stats, the metrics and the checks outside a pick: every fact.
     pub(super) fn new(
         slots: &'a [Slot],
         stats: &'a StatsBlock,
@@ -31,7 +35,13 @@ impl<'a> Judge<'a> {
         lame_ducks_serve: bool,
         now: Instant,
     ) -> Self {
-        Judge { slots, stats, max_conns: max_conns as u64, lame_ducks_serve, now }
+        Judge { slots, stats, max_conns: max_conns as u64, lame_ducks_serve, with_delay: true, now }
+    }
+
+    /// The same judge for a mode's pick: the ack delay only if the mode
+    /// weighs it ([`Balance::weighs_delay`](crate::modes::Balance::weighs_delay)).
+    pub(super) fn for_pick(self, weighs_delay: bool) -> Self {
+        Judge { with_delay: weighs_delay, ..self }
     }
 
     /// What the mode may know about the worker in `slot`.
@@ -53,7 +63,7 @@ impl<'a> Judge<'a> {
             max_conns: counters.map_or(self.max_conns, |c| self.max_conns.min(c.capacity.load(Ordering::Relaxed))),
             declined: s.declined_until.is_some_and(|until| until > now),
             ack_wait: s.lane.ack_wait(now),
-            ack_delay: s.lane.ack_delay(now),
+            ack_delay: if self.with_delay { s.lane.ack_delay(now) } else { Duration::ZERO },
             heartbeat_age: s
                 .process
                 .as_ref()

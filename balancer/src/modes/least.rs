@@ -191,6 +191,10 @@ impl Balance for Least {
         Mode::Least
     }
 
+    fn weighs_delay(&self) -> bool {
+        true
+    }
+
     fn pick(
         &mut self,
         routes: &[usize],
@@ -234,6 +238,7 @@ mod tests {
         // acknowledge a batch; worker 1 has more and answers in 100 µs.
         let late = |r: usize| RouteFacts { live: [2, 5][r], ack_delay: [ms(2), us(100)][r], ..taking(r) };
         assert_eq!(pick(&mut least, &[0, 1], &late), Some(1));
+        assert!(least.weighs_delay(), "the master must work the delay out for its picks");
         // A batch waiting at worker 1 now, longer than worker 0's delay, counts as its delay.
         let waiting = |r: usize| RouteFacts { ack_wait: [Duration::ZERO, ms(3)][r], ..late(r) };
         assert_eq!(pick(&mut least, &[0, 1], &waiting), Some(0));

@@ -98,7 +98,9 @@ pub struct RouteFacts {
     /// How long its oldest unacknowledged batch has waited for the ack.
     pub ack_wait: Duration,
     /// How long it has lately taken to acknowledge a batch handed to it
-    /// (a peak EWMA: the last long delay at once, shorter ones over time).
+    /// (a peak EWMA: the last long delay at once, shorter ones over time);
+    /// zero in a pick's facts for a mode that does not weigh it
+    /// ([`Balance::weighs_delay`]).
     pub ack_delay: Duration,
     /// How long since its loop's heartbeat last moved.
     pub heartbeat_age: Duration,
@@ -223,6 +225,13 @@ pub trait Balance: fmt::Debug {
     /// How often the mode wants [`Balance::steer`] called; `None`: never.
     fn steer_every(&self) -> Option<Duration> {
         None
+    }
+
+    /// True when [`Balance::pick`] reads [`RouteFacts::ack_delay`]: the
+    /// master then works it out for each pick (an `exp` per worker judged);
+    /// else a pick's facts carry zero there.
+    fn weighs_delay(&self) -> bool {
+        false
     }
 
     /// The latest facts of every worker slot that is not retired, for a

@@ -129,6 +129,7 @@ mod tests {
         let mut rr = RoundRobin::default();
         assert!(rr.master_accepts(&[], &taking));
         assert_eq!(rr.accepting(), Accepting::Master);
+        assert!(!rr.weighs_delay(), "turns read no delay: the master need not work it out for a pick");
         assert!(matches!(rr.worker_listener(3), Ok(WorkerListener::None)));
     }
 }

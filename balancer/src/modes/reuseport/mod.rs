@@ -157,6 +157,12 @@ impl Balance for Reuseport {
         Mode::Reuseport
     }
 
+    /// What it takes from a stalled or full worker's queue goes on by
+    /// `least`'s rule, which weighs it.
+    fn weighs_delay(&self) -> bool {
+        self.hand_on.weighs_delay()
+    }
+
     fn accepting(&self) -> Accepting {
         Accepting::OwnListeners
     }

@@ -35,6 +35,7 @@ fn one_listener_per_worker_slot_kept_until_retired() {
     assert_eq!(mode.own_listeners().len(), 1);
     assert!(!mode.master_accepts(&[0], &crate::modes::testing::taking));
     assert_eq!(mode.accepting(), Accepting::OwnListeners);
+    assert!(mode.weighs_delay(), "what it takes from a queue goes on by least's rule");
 }
 
 #[test]
