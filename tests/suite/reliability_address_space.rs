@@ -251,6 +251,18 @@ fn assert_refused(start: &Start, what: &str) {
     assert!(error.contains(what), "it names {what:?}: {start:?}");
 }
 
+/// A connection's header buffer is 16 KiB at least: with `--max-header`
+/// below that, the error names the flag as given and what it was raised to.
+/// Before, it named `--max-header 16384` for a worker run with 4096.
+#[test]
+fn a_header_buffer_raised_past_max_header_is_named_so() {
+    let args = args("4096");
+    let (low, _) = search_range(&measure(&args));
+    let refused = start_under(low, &args);
+    assert_refused(&refused, "for its header buffers");
+    assert!(refused.names("x --max-header 4096 raised to 16384 bytes"), "{refused:?}");
+}
+
 #[test]
 fn a_worker_just_past_its_header_buffers_exits_78_not_abort() {
     let args = args(FITS);
