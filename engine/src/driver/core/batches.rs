@@ -101,6 +101,11 @@ impl Core<'_> {
         if self.acks.is_empty() {
             return true;
         }
+        // `accepted` before `live`: a connection the stats count live is
+        // counted taken too (until 2026-12-06 `accepted` waited for the end
+        // of the turn, and a worker descheduled meanwhile showed 2 live of
+        // 1 accepted while its clients already had their answers).
+        self.counters.accepted.store(self.counts.accepted, std::sync::atomic::Ordering::Relaxed);
         self.counts.live = live as u64;
         self.counters.live.store(self.counts.live, std::sync::atomic::Ordering::Relaxed);
         // And the capacity: a batch that lost fds made the worker full
@@ -149,7 +154,9 @@ mod tests {
         core.publish(1);
         assert!(core.acks.push(Ack { received: 2, adopted: 2 }));
         assert!(core.acks.push(Ack { received: 1, adopted: 0 }));
+        core.counts.accepted += 2;
         assert!(core.flush_acks(3), "the master's end is open");
+        assert_eq!(counters.accepted.load(Ordering::Relaxed), 2, "the adopted counted taken with the acks");
         assert_eq!(counters.acks.settled(), 2, "both batches of the turn, at once");
         assert_eq!(counters.acks.ack(0), Ack { received: 2, adopted: 2 });
         assert_eq!(counters.acks.ack(1), Ack { received: 1, adopted: 0 });
