@@ -64,6 +64,9 @@ Environment (defaults in brackets):
   PORT_BASE        first port tried; each server gets its own free port [18080]
   WRK_CPUS         if set, run wrk under taskset -c WRK_CPUS [unset: wrk floats]
   NGINX_AFFINITY   1 = worker_cpu_affinity auto (pinned like ringmaster) [1]
+  SCHED            batch = start every server (all its processes) under chrt -b 0,
+                   SCHED_BATCH: none preempts wrk or another when woken, the same
+                   for all [unset: the usual policy]
   RINGMASTER_BIN   use this binary instead of building with cargo build --release
   RINGMASTER_BASE_BIN  the binary of the rm-<...>-base servers [unset]
   RINGMASTER_ARGS  extra arguments for every ringmaster server [none]
@@ -104,6 +107,13 @@ UNEQUAL_STAGGER=${UNEQUAL_STAGGER:-0}
 WORKERS=${WORKERS:-$(nproc)}
 PORT_BASE=${PORT_BASE:-18080}
 NGINX_AFFINITY=${NGINX_AFFINITY:-1}
+SCHED=${SCHED:-}
+SCHED_PREFIX=()
+case "$SCHED" in
+    "") ;;
+    batch) SCHED_PREFIX=(chrt -b 0) ;;
+    *) printf "compare.sh: error: SCHED must be batch or unset (got '%s')\n" "$SCHED" >&2; exit 1 ;;
+esac
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/results}
 NO_INSTALL=${NO_INSTALL:-0}
 [[ $DURATION =~ ^[0-9]+$ ]] && DURATION="${DURATION}s"
@@ -243,6 +253,7 @@ ensure_tools() {
     if need_kind nginx; then NGINX=$(find_nginx); [[ -n $NGINX ]] || die "nginx not found after install"; fi
     if need_kind node; then command -v node >/dev/null || die "node not found after install"; fi
     if [[ -n ${WRK_CPUS:-} ]]; then command -v taskset >/dev/null || die "WRK_CPUS set but taskset missing"; fi
+    if ((${#SCHED_PREFIX[@]})); then command -v chrt >/dev/null || die "SCHED set but chrt missing"; fi
 
     # the chart: matplotlib from PyPI (Agg backend, no display needed)
     if ! python3 -c 'import matplotlib' 2>/dev/null; then
@@ -307,8 +318,8 @@ start_server() {                 # start_server NAME
             local more=()
             read -r -a more <<<"${RINGMASTER_ARGS:-}"
             extra+=("${more[@]}")
-            printf '%q ' "$bin" --bind "127.0.0.1:$port" --mode "$mode" --workers "$WORKERS" "${extra[@]}" >"$dir/cmd"
-            setsid "$bin" --bind "127.0.0.1:$port" --mode "$mode" --workers "$WORKERS" "${extra[@]}" \
+            printf '%q ' "${SCHED_PREFIX[@]}" "$bin" --bind "127.0.0.1:$port" --mode "$mode" --workers "$WORKERS" "${extra[@]}" >"$dir/cmd"
+            setsid "${SCHED_PREFIX[@]}" "$bin" --bind "127.0.0.1:$port" --mode "$mode" --workers "$WORKERS" "${extra[@]}" \
                 </dev/null >"$dir/stdout" 2>"$dir/stderr" &
             ;;
         nginx)
@@ -319,15 +330,15 @@ start_server() {                 # start_server NAME
                 "$SCRIPT_DIR/peers/nginx.conf.template" >"$dir/nginx.conf"
             "$NGINX" -t -q -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/stderr" 2>&1 ||
                 { cat "$dir/stderr" >&2; die "nginx rejected $dir/nginx.conf"; }
-            echo "$NGINX -p $dir -e $dir/error.log -c $dir/nginx.conf" >"$dir/cmd"
-            setsid "$NGINX" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
+            echo "${SCHED_PREFIX[*]} $NGINX -p $dir -e $dir/error.log -c $dir/nginx.conf" >"$dir/cmd"
+            setsid "${SCHED_PREFIX[@]}" "$NGINX" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
                 </dev/null >"$dir/stdout" 2>"$dir/stderr" &
             ;;
         node)
             local policy=${name#node-}
-            echo "NODE_CLUSTER_SCHED_POLICY=$policy PORT=$port WORKERS=$WORKERS node $SCRIPT_DIR/peers/node-cluster.js" >"$dir/cmd"
+            echo "NODE_CLUSTER_SCHED_POLICY=$policy PORT=$port WORKERS=$WORKERS ${SCHED_PREFIX[*]} node $SCRIPT_DIR/peers/node-cluster.js" >"$dir/cmd"
             NODE_CLUSTER_SCHED_POLICY=$policy PORT=$port HOST=127.0.0.1 WORKERS=$WORKERS \
-                setsid node "$SCRIPT_DIR/peers/node-cluster.js" </dev/null >"$dir/stdout" 2>"$dir/stderr" &
+                setsid "${SCHED_PREFIX[@]}" node "$SCRIPT_DIR/peers/node-cluster.js" </dev/null >"$dir/stdout" 2>"$dir/stderr" &
             ;;
     esac
     pid=$!
@@ -542,6 +553,7 @@ log "work dir $WORKDIR"
     echo "unequal=$((UNEQUAL_CONNS / 2)) pipelined x$PIPELINE_DEPTH + $((UNEQUAL_CONNS - UNEQUAL_CONNS / 2)) churn, $DURATION, wrk --timeout $STALL_TIMEOUT"
     echo "wrk_cpus=${WRK_CPUS:-}"
     echo "nginx_affinity=$NGINX_AFFINITY"
+    echo "sched=$SCHED"
     echo "quick=$QUICK"
 } >"$WORKDIR/meta.env"
 

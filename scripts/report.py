@@ -384,6 +384,8 @@ def main():
             L.append(f"| {label} | {meta[k]} |")
     L.append(f"| load generator | wrk on the same machine, {'pinned to CPU ' + meta['wrk_cpus'] if meta.get('wrk_cpus') else 'not pinned'}; "
              f"nginx worker_cpu_affinity {'auto' if meta.get('nginx_affinity') == '1' else 'off'} |")
+    if meta.get('sched'):
+        L.append(f"| scheduling | every server's processes under SCHED_{meta['sched'].upper()} (`SCHED={meta['sched']}`) |")
     L.append("")
 
     L.append("## Servers")
