@@ -330,13 +330,13 @@ start_server() {                 # start_server NAME
                 "$SCRIPT_DIR/peers/nginx.conf.template" >"$dir/nginx.conf"
             "$NGINX" -t -q -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/stderr" 2>&1 ||
                 { cat "$dir/stderr" >&2; die "nginx rejected $dir/nginx.conf"; }
-            echo "${SCHED_PREFIX[*]} $NGINX -p $dir -e $dir/error.log -c $dir/nginx.conf" >"$dir/cmd"
+            echo "${SCHED_PREFIX[*]:+${SCHED_PREFIX[*]} }$NGINX -p $dir -e $dir/error.log -c $dir/nginx.conf" >"$dir/cmd"
             setsid "${SCHED_PREFIX[@]}" "$NGINX" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
                 </dev/null >"$dir/stdout" 2>"$dir/stderr" &
             ;;
         node)
             local policy=${name#node-}
-            echo "NODE_CLUSTER_SCHED_POLICY=$policy PORT=$port WORKERS=$WORKERS ${SCHED_PREFIX[*]} node $SCRIPT_DIR/peers/node-cluster.js" >"$dir/cmd"
+            echo "NODE_CLUSTER_SCHED_POLICY=$policy PORT=$port WORKERS=$WORKERS ${SCHED_PREFIX[*]:+${SCHED_PREFIX[*]} }node $SCRIPT_DIR/peers/node-cluster.js" >"$dir/cmd"
             NODE_CLUSTER_SCHED_POLICY=$policy PORT=$port HOST=127.0.0.1 WORKERS=$WORKERS \
                 setsid "${SCHED_PREFIX[@]}" node "$SCRIPT_DIR/peers/node-cluster.js" </dev/null >"$dir/stdout" 2>"$dir/stderr" &
             ;;
