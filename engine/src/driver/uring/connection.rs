@@ -246,14 +246,16 @@ impl UringWorker<'_> {
 
     /// The ring's answer to a suspect's `SIOCOUTQ` (`held.rs`): cut off when
     /// its client took nothing since the last look, or the op failed (a
-    /// kernel before 6.7).
+    /// kernel before 6.7), if it still holds input and the ring is still
+    /// under pressure.
     pub(super) fn on_unacknowledged(&mut self, slot: u32, generation: u32, result: i32) -> io::Result<()> {
+        let under_pressure = self.held.under_pressure();
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
         if entry.closing {
             return Ok(());
         }
         let unacknowledged = u32::try_from(result).ok();
-        if !entry.stall.judge(unacknowledged, true) {
+        if !entry.stall.judge_answer(unacknowledged, !entry.held.is_empty(), under_pressure) {
             return Ok(());
         }
         // Its client does not read, and what it holds is wanted by others.

@@ -49,8 +49,10 @@ const STALLED_TICKS: u8 = 10;
 /// about 93 KiB: a client reading 120 KiB a second was kept, 80 cut off. A
 /// direct descriptor has no number for the ioctl: it is asked through the
 /// ring (`SOCKET_URING_OP_SIOCOUTQ`, Linux 6.7), the answer judged when it
-/// comes; where the kernel refuses that op, the send's silence alone
-/// decides, as before.
+/// comes, and it cuts off only while the connection still holds input and
+/// the ring is still under pressure (until 2026-12-06 the tick's view of
+/// both, a turn or more old by then, stood); where the kernel refuses that
+/// op, the send's silence alone decides, as before.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Stall {
     /// Ticks in a row it has held input with no sign of its client reading.
@@ -101,13 +103,9 @@ impl Stall {
     }
 
     /// The kernel's count of its unacknowledged bytes (`None`: it cannot
-    /// tell, which cuts it off, as a send's silence alone did before); says
-    /// whether to cut it off. An answer that comes after a sign of reading
-    /// (a send completed meanwhile) or after it stopped holding is moot.
-    pub(super) fn judge(&mut self, unacknowledged: Option<u32>, through_ring: bool) -> bool {
-        if through_ring && !std::mem::take(&mut self.asking) {
-            return false;
-        }
+    /// tell, which cuts it off, as a send's silence alone did before), read
+    /// at the tick's own look; says whether to cut it off.
+    pub(super) fn judge(&mut self, unacknowledged: Option<u32>) -> bool {
         let moved = unacknowledged.is_some() && unacknowledged != self.unacknowledged;
         if moved {
             // The client took bytes since the last look (or this is the
@@ -116,6 +114,19 @@ impl Stall {
             self.ticks = 0;
         }
         !moved
+    }
+
+    /// [`Stall::judge`] for the count asked through the ring, which comes a
+    /// turn or more after the tick's look. It is moot after a sign of
+    /// reading (a send completed meanwhile), and it cuts nothing off once the
+    /// connection holds no input or the ring is no longer under pressure:
+    /// what the tick saw then may have passed by the time it comes (it still
+    /// sets the mark, and the tick asks again while both hold).
+    pub(super) fn judge_answer(&mut self, unacknowledged: Option<u32>, holds: bool, under_pressure: bool) -> bool {
+        if !std::mem::take(&mut self.asking) {
+            return false;
+        }
+        self.judge(unacknowledged) && holds && under_pressure
     }
 
     /// [`Stall::on_tick`] and, when it asks, [`Stall::judge`] at once, with
@@ -127,7 +138,7 @@ impl Stall {
         under_pressure: bool,
         unacknowledged: impl FnOnce() -> Option<u32>,
     ) -> bool {
-        self.on_tick(holds, under_pressure) == Suspicion::Ask && self.judge(unacknowledged(), false)
+        self.on_tick(holds, under_pressure) == Suspicion::Ask && self.judge(unacknowledged())
     }
 }
 
@@ -319,29 +330,48 @@ mod tests {
         assert!(suspect(&mut stall, None));
     }
 
+    /// Ticks a holder under pressure until it is suspected, and asks the
+    /// ring about it.
+    fn suspect(stall: &mut Stall) {
+        for _ in 0..STALLED_TICKS {
+            assert_eq!(stall.on_tick(true, true), Suspicion::None);
+        }
+        assert_eq!(stall.on_tick(true, true), Suspicion::Ask);
+        stall.asked();
+        // No second question while the first is out.
+        assert_eq!(stall.on_tick(true, true), Suspicion::None);
+    }
+
     #[test]
     fn an_answer_through_the_ring_is_moot_once_a_send_completed_meanwhile() {
         let mut stall = Stall::default();
-        let suspect = |stall: &mut Stall| {
-            for _ in 0..STALLED_TICKS {
-                assert_eq!(stall.on_tick(true, true), Suspicion::None);
-            }
-            assert_eq!(stall.on_tick(true, true), Suspicion::Ask);
-            stall.asked();
-            // No second question while the first is out.
-            assert_eq!(stall.on_tick(true, true), Suspicion::None);
-        };
         suspect(&mut stall);
-        assert!(!stall.judge(Some(7000), true), "the mark");
+        assert!(!stall.judge_answer(Some(7000), true, true), "the mark");
         suspect(&mut stall);
         stall.sent();
-        assert!(!stall.judge(Some(7000), true), "a send completed since the question");
+        assert!(!stall.judge_answer(Some(7000), true, true), "a send completed since the question");
         suspect(&mut stall);
-        assert!(!stall.judge(Some(7000), true), "a new mark after the send");
+        assert!(!stall.judge_answer(Some(7000), true, true), "a new mark after the send");
         suspect(&mut stall);
-        assert!(stall.judge(Some(7000), true), "nothing taken in a patience");
+        assert!(stall.judge_answer(Some(7000), true, true), "nothing taken in a patience");
         let mut stall = Stall::default();
         suspect(&mut stall);
-        assert!(stall.judge(None, true), "the ring op failed: the old rule");
+        assert!(stall.judge_answer(None, true, true), "the ring op failed: the old rule");
+    }
+
+    #[test]
+    fn an_answer_through_the_ring_cuts_nothing_once_the_pressure_or_the_input_is_gone() {
+        let mut stall = Stall::default();
+        suspect(&mut stall);
+        assert!(!stall.judge_answer(Some(7000), true, true), "the mark");
+        suspect(&mut stall);
+        assert!(!stall.judge_answer(Some(7000), true, false), "the ring had room again by the answer");
+        // Still past its patience, and the pressure is back: asked again at once.
+        assert_eq!(stall.on_tick(true, true), Suspicion::Ask);
+        stall.asked();
+        assert!(!stall.judge_answer(Some(7000), false, true), "its input was taken by the answer");
+        assert_eq!(stall.on_tick(true, true), Suspicion::Ask);
+        stall.asked();
+        assert!(stall.judge_answer(Some(7000), true, true), "both still hold, nothing taken: cut off");
     }
 }

@@ -309,7 +309,7 @@ impl<'a> UringWorker<'a> {
                 }
                 (Suspicion::Ask, socket) => {
                     let unacknowledged = socket.as_ref().and_then(RingSocket::unacknowledged);
-                    entry.stall.judge(unacknowledged, false)
+                    entry.stall.judge(unacknowledged)
                 }
             };
             let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
