@@ -332,7 +332,7 @@ mod tests {
 
     /// Ticks a holder under pressure until it is suspected, and asks the
     /// ring about it.
-    fn suspect(stall: &mut Stall) {
+    fn suspect_and_ask(stall: &mut Stall) {
         for _ in 0..STALLED_TICKS {
             assert_eq!(stall.on_tick(true, true), Suspicion::None);
         }
@@ -345,26 +345,26 @@ mod tests {
     #[test]
     fn an_answer_through_the_ring_is_moot_once_a_send_completed_meanwhile() {
         let mut stall = Stall::default();
-        suspect(&mut stall);
+        suspect_and_ask(&mut stall);
         assert!(!stall.judge_answer(Some(7000), true, true), "the mark");
-        suspect(&mut stall);
+        suspect_and_ask(&mut stall);
         stall.sent();
         assert!(!stall.judge_answer(Some(7000), true, true), "a send completed since the question");
-        suspect(&mut stall);
+        suspect_and_ask(&mut stall);
         assert!(!stall.judge_answer(Some(7000), true, true), "a new mark after the send");
-        suspect(&mut stall);
+        suspect_and_ask(&mut stall);
         assert!(stall.judge_answer(Some(7000), true, true), "nothing taken in a patience");
         let mut stall = Stall::default();
-        suspect(&mut stall);
+        suspect_and_ask(&mut stall);
         assert!(stall.judge_answer(None, true, true), "the ring op failed: the old rule");
     }
 
     #[test]
     fn an_answer_through_the_ring_cuts_nothing_once_the_pressure_or_the_input_is_gone() {
         let mut stall = Stall::default();
-        suspect(&mut stall);
+        suspect_and_ask(&mut stall);
         assert!(!stall.judge_answer(Some(7000), true, true), "the mark");
-        suspect(&mut stall);
+        suspect_and_ask(&mut stall);
         assert!(!stall.judge_answer(Some(7000), true, false), "the ring had room again by the answer");
         // Still past its patience, and the pressure is back: asked again at once.
         assert_eq!(stall.on_tick(true, true), Suspicion::Ask);
