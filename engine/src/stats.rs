@@ -98,11 +98,14 @@ pub struct CountersSnapshot {
 
 impl WorkerCounters {
     /// Reads every counter (each one atomically; the set is not a transaction).
+    /// `live` is read first, and pairs with the worker's store of it after
+    /// `accepted`'s: a connection counted live is counted taken too.
     pub fn snapshot(&self) -> CountersSnapshot {
+        let live = self.live.load(Ordering::Acquire);
         CountersSnapshot {
             accepted: self.accepted.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
-            live: self.live.load(Ordering::Relaxed),
+            live,
             rejected: self.rejected.load(Ordering::Relaxed),
             fd_limit_hits: self.fd_limit_hits.load(Ordering::Relaxed),
             heartbeat: self.heartbeat.load(Ordering::Relaxed),
@@ -118,7 +121,8 @@ impl WorkerCounters {
     pub fn store(&self, counts: &CountersSnapshot) {
         self.accepted.store(counts.accepted, Ordering::Relaxed);
         self.requests.store(counts.requests, Ordering::Relaxed);
-        self.live.store(counts.live, Ordering::Relaxed);
+        // After `accepted` (see `snapshot`).
+        self.live.store(counts.live, Ordering::Release);
         self.rejected.store(counts.rejected, Ordering::Relaxed);
         self.fd_limit_hits.store(counts.fd_limit_hits, Ordering::Relaxed);
         self.heartbeat.store(counts.heartbeat, Ordering::Relaxed);

@@ -104,10 +104,12 @@ impl Core<'_> {
         // `accepted` before `live`: a connection the stats count live is
         // counted taken too (until 2026-12-06 `accepted` waited for the end
         // of the turn, and a worker descheduled meanwhile showed 2 live of
-        // 1 accepted while its clients already had their answers).
+        // 1 accepted while its clients already had their answers). The
+        // release pairs with the stats reader's acquire of `live`, read
+        // before `accepted` (`WorkerCounters::snapshot`).
         self.counters.accepted.store(self.counts.accepted, std::sync::atomic::Ordering::Relaxed);
         self.counts.live = live as u64;
-        self.counters.live.store(self.counts.live, std::sync::atomic::Ordering::Relaxed);
+        self.counters.live.store(self.counts.live, std::sync::atomic::Ordering::Release);
         // And the capacity: a batch that lost fds made the worker full
         // (`batch_hit_fd_limit`), which the master must see with the ack.
         self.counts.capacity = self.capacity_now();
