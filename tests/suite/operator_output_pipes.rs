@@ -40,6 +40,28 @@ fn small_pipe() -> (OwnedFd, OwnedFd) {
     (read, write)
 }
 
+/// A named pipe (`mkfifo`) of one page in `dir`, as `ringmaster >
+/// /run/log.fifo` gives the master: (read end, non-blocking; write end,
+/// blocking). Linux refuses `RWF_NOWAIT` on a named pipe (`EOPNOTSUPP`)
+/// where it takes it on one from `pipe(2)`.
+fn small_fifo(dir: &std::path::Path) -> (OwnedFd, OwnedFd) {
+    use std::os::unix::ffi::OsStrExt;
+    let path = dir.join("stdout.fifo");
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in the path");
+    // SAFETY: a NUL-terminated path; the fds opened are owned at once.
+    let (read, write) = unsafe {
+        assert_eq!(libc::mkfifo(c_path.as_ptr(), 0o600), 0, "mkfifo: {}", io::Error::last_os_error());
+        let r = libc::open(c_path.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC);
+        assert!(r >= 0, "open the fifo to read: {}", io::Error::last_os_error());
+        let w = libc::open(c_path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        assert!(w >= 0, "open the fifo to write: {}", io::Error::last_os_error());
+        (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w))
+    };
+    // SAFETY: a plain fcntl on an fd we own.
+    unsafe { assert!(libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int) >= 0) };
+    (read, write)
+}
+
 /// Bytes waiting in the pipe.
 fn queued(read: &OwnedFd) -> usize {
     let mut n: libc::c_int = 0;
@@ -171,6 +193,25 @@ fn a_stdout_nobody_reads_does_not_stop_the_master() {
     assert!(s.wait_exit(Duration::from_secs(10)).success());
     let log = s.log();
     assert!(!log.iter().any(|l| l.contains("dropped")), "nothing was dropped: {log:?}");
+}
+
+/// The same with stdout a named pipe (`mkfifo`) nobody reads: the README
+/// says a pipe nobody drains does not stop the master, and a named one is
+/// a pipe; but the kernel refuses `RWF_NOWAIT` there, and the master then
+/// writes blocking, as to a file, and stands still once the pipe is full.
+#[test]
+fn a_stdout_named_pipe_nobody_reads_does_not_stop_the_master() {
+    let dir = util::upgrade::TempDir::new("stdout-fifo");
+    let (read, write) = small_fifo(dir.path());
+    let mut cmd = Command::new(BIN);
+    let _keep = with_fd(&mut cmd, &write, libc::STDOUT_FILENO);
+    drop(write);
+    let s = Server::start_command(cmd, &["--workers", "2", "--mode", "rr"]);
+    let usr1 = || s.signal(libc::SIGUSR1);
+    fill(&read, 3, usr1);
+    still_serves(&s, ROUNDS, usr1);
+    let mut out = Vec::new();
+    read_now(&read, &mut out);
 }
 
 #[test]
