@@ -9,11 +9,16 @@
 //! `RWF_NOWAIT`: what does not fit waits in memory (at most
 //! `PENDING_MAX` per stream, in order) and goes out at the next line or
 //! the next tick ([`flush`]); lines past that are dropped and counted, and a
-//! log line says how many once the stream takes lines again. A file or a
-//! terminal (which refuse `RWF_NOWAIT`) is written as before.
+//! log line says how many once the stream takes lines again. A named pipe
+//! (`mkfifo`) refuses `RWF_NOWAIT` too, so the master opens it again, a
+//! non-blocking description of its own (the workers' stays blocking), and
+//! writes there. A file or a terminal (which refuse `RWF_NOWAIT`) is
+//! written as before.
 
+use std::fs::File;
 use std::io::{self, Write as _};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd as _, RawFd};
+use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -62,12 +67,44 @@ struct Pending {
     dropped: u64,
     /// The stream refused `RWF_NOWAIT` (a file, a terminal): written blocking.
     blocking: bool,
+    /// The stream is a named pipe, which refuses `RWF_NOWAIT`: opened again
+    /// non-blocking, for the master alone, and written there.
+    fifo: Option<File>,
 }
 
 impl Pending {
     const fn new() -> Pending {
-        Pending { bytes: Vec::new(), dropped: 0, blocking: false }
+        Pending { bytes: Vec::new(), dropped: 0, blocking: false, fifo: None }
     }
+
+    /// Writes `bytes` to `stream` without waiting.
+    fn write_nowait(&mut self, stream: Stream, bytes: &[u8]) -> Written {
+        if let Some(fifo) = &self.fifo {
+            return write_nowait(fifo.as_raw_fd(), bytes, 0);
+        }
+        match write_nowait(stream.fd(), bytes, libc::RWF_NOWAIT) {
+            Written::Unsupported => match reopen_fifo(stream) {
+                Some(fifo) => {
+                    self.fifo = Some(fifo);
+                    self.write_nowait(stream, bytes)
+                }
+                None => Written::Unsupported,
+            },
+            written => written,
+        }
+    }
+}
+
+/// `stream` opened again, non-blocking, if it is a named pipe with a reader
+/// (`O_NONBLOCK` on the description it shares with the workers would fail
+/// their blocking writes). None for anything else: a file, a terminal, or
+/// a pipe that cannot be opened again, written blocking as before.
+fn reopen_fifo(stream: Stream) -> Option<File> {
+    let path = format!("/proc/self/fd/{}", stream.fd());
+    if !std::fs::metadata(&path).ok()?.file_type().is_fifo() {
+        return None;
+    }
+    std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&path).ok()
 }
 
 static NEVER_BLOCK: AtomicBool = AtomicBool::new(false);
@@ -147,7 +184,7 @@ fn push(stream: Stream, pending: &mut Pending, line: &[u8]) {
         return;
     }
     if pending.bytes.is_empty() {
-        match write_nowait(stream.fd(), line) {
+        match pending.write_nowait(stream, line) {
             Written::All => return,
             Written::Part(n) => {
                 pending.bytes.extend_from_slice(&line[n..]);
@@ -177,7 +214,10 @@ fn push(stream: Stream, pending: &mut Pending, line: &[u8]) {
 fn send_pending(stream: Stream, pending: &mut Pending) {
     while !pending.bytes.is_empty() {
         let chunk = whole_lines(&pending.bytes);
-        match write_nowait(stream.fd(), &pending.bytes[..chunk]) {
+        let bytes = std::mem::take(&mut pending.bytes);
+        let written = pending.write_nowait(stream, &bytes[..chunk]);
+        pending.bytes = bytes;
+        match written {
             Written::All => {
                 pending.bytes.drain(..chunk);
             }
@@ -241,12 +281,14 @@ enum Written {
     Unsupported,
 }
 
-fn write_nowait(fd: RawFd, bytes: &[u8]) -> Written {
+/// One `pwritev2` of `bytes` with `flags` (`RWF_NOWAIT`, or none on a
+/// non-blocking descriptor).
+fn write_nowait(fd: RawFd, bytes: &[u8], flags: libc::c_int) -> Written {
     let iov = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
     loop {
         // SAFETY: one iovec over a live slice of the given length; offset -1
         // writes at the stream's position, as write(2) does.
-        let n = unsafe { libc::pwritev2(fd, &iov, 1, -1, libc::RWF_NOWAIT) };
+        let n = unsafe { libc::pwritev2(fd, &iov, 1, -1, flags) };
         if n >= 0 {
             let n = n as usize;
             return if n >= bytes.len() { Written::All } else { Written::Part(n) };
