@@ -46,11 +46,14 @@ master_pid() {
     return 0
 }
 
-# Every process running RINGMASTER_BIN.
+# Every process of this soak: the master started it with RINGMASTER_CHAOS_RUN
+# set to its own token, which its workers and the masters its upgrades
+# start inherit; another server of the same binary is not ours to kill.
 ours() {
     local p
     for p in /proc/[0-9]*; do
-        [[ $(readlink "$p/exe" 2>/dev/null) == "$RINGMASTER_BIN" ]] && echo "${p#/proc/}"
+        [[ $(readlink "$p/exe" 2>/dev/null) == "$RINGMASTER_BIN" ]] || continue
+        tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "RINGMASTER_CHAOS_RUN=$token" && echo "${p#/proc/}"
     done
     return 0
 }
@@ -73,12 +76,13 @@ act() {
 
 # run MODE BACKEND: one soak; prints its verdict, returns 1 on a failure.
 run() {
-    local mode=$1 backend=$2 dir=$OUT/$1-$2 failed=0
+    local mode=$1 backend=$2 dir=$OUT/$1-$2 failed=0 token
     mkdir -p "$dir"
     local ctl=$dir/ctl.sock
     [[ -n $(master_pid) ]] && { echo "chaos.sh: something already serves port $PORT" >&2; return 1; }
-    "$RINGMASTER_BIN" --bind 127.0.0.1:$PORT --mode "$mode" --backend "$backend" --workers 2 --control "$ctl" \
-        --shutdown-timeout 3 --watchdog $WATCHDOG >"$dir/stdout" 2>"$dir/log" &
+    token="$$-$mode-$backend-$RANDOM"
+    RINGMASTER_CHAOS_RUN=$token "$RINGMASTER_BIN" --bind 127.0.0.1:$PORT --mode "$mode" --backend "$backend" \
+        --workers 2 --control "$ctl" --shutdown-timeout 3 --watchdog $WATCHDOG >"$dir/stdout" 2>"$dir/log" &
     local first=$!
     for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:$PORT/ && break; sleep 0.1; done
     # The fewest descriptors over a second: an idle master keeps its copy of
