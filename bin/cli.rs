@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::error::ErrorKind;
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use ringmaster_balancer::cpus::parse_cpu_list;
 use ringmaster_balancer::{Mode, SteerChoice};
 use ringmaster_engine::{BackendChoice, EngineConfig};
@@ -113,7 +114,7 @@ pub struct Cli {
     /// Seconds every worker keeps serving after `SIGTERM` or `stop` as a lame
     /// duck, its `--health-path` answering `503` so load balancers stop
     /// sending, before the drain begins (0: drain at once).
-    #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_delay)]
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_seconds_or_off)]
     drain_delay: Duration,
 
     /// Serve Prometheus metrics from the master at `http://ADDR/metrics`
@@ -152,7 +153,7 @@ pub struct Cli {
 
     /// Seconds a worker's loop may stand still before the master kills and
     /// replaces it (0 turns the watchdog off).
-    #[arg(long, default_value = "30", value_parser = parse_watchdog)]
+    #[arg(long, default_value = "30", value_parser = parse_seconds_or_off)]
     watchdog: Duration,
 
     /// Kernel interface for the event loops: `auto` (io_uring if this process
@@ -245,18 +246,12 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-fn parse_delay(text: &str) -> Result<Duration, String> {
-    if text.trim() == "0" {
+/// As [`parse_seconds`], where zero (`0`, `0.0`) turns the thing off.
+fn parse_seconds_or_off(text: &str) -> Result<Duration, String> {
+    if text.trim().parse::<f64>().is_ok_and(|seconds| seconds == 0.0) {
         return Ok(Duration::ZERO);
     }
-    parse_seconds(text)
-}
-
-fn parse_watchdog(text: &str) -> Result<Duration, String> {
-    if text.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    parse_seconds(text)
+    parse_seconds(text).map_err(|e| format!("{e}, or 0 for none"))
 }
 
 impl Cli {
@@ -363,6 +358,12 @@ pub fn parse() -> Result<Command, ExitCode> {
     };
     if let Some(SubCommand::Ctl(ctl)) = cli.command {
         return Ok(Command::Ctl(ctl));
+    }
+    if cli.steer.is_some() && !matches!(cli.mode, ModeArg::Reuseport) {
+        // A conflict clap cannot state (with a mode's default value): told as clap tells its own.
+        let e = Cli::command().error(ErrorKind::ArgumentConflict, "--steer applies to --mode reuseport only");
+        ringmaster_balancer::log!(error: "{}", usage_error::one_line(&e.to_string()));
+        return Err(ExitCode::from(2));
     }
     let body = match &cli.body_file {
         None => cli.body.0.clone(),

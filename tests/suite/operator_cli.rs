@@ -85,6 +85,29 @@ fn cpus_with_no_pin_is_a_usage_error() {
     }
 }
 
+/// `--steer` picks among `reuseport`'s listeners: with another mode (the
+/// default's too) it is a conflict of arguments, told as clap tells one,
+/// with code 2 (before: the master's own error, code 1).
+#[test]
+fn steer_without_reuseport_is_a_usage_error() {
+    for args in [&["--steer", "load"][..], &["--mode", "rr", "--steer", "hash"][..]] {
+        let (code, line) = expect_one_line_error(args);
+        assert_eq!(code, 2, "{args:?}: {line}");
+        assert!(line.contains("--steer applies to --mode reuseport only") && line.contains("--help"), "{line}");
+    }
+}
+
+/// Zero turns `--watchdog` and `--drain-delay` off however it is written
+/// (before: `0` did, `0.0` was refused as not more than 0).
+#[test]
+fn zero_in_any_spelling_turns_off_the_watchdog_and_the_drain_delay() {
+    let s = Server::start(&["--workers", "1", "--watchdog", "0.0", "--drain-delay", "0.00"]);
+    s.wait_workers_ready(1, START_TIMEOUT);
+    let (code, line) = expect_one_line_error(&["--watchdog", "0.5x"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("or 0 for none"), "the error says zero is allowed: {line}");
+}
+
 // --- one-line errors -------------------------------------------------------------------
 
 #[test]
