@@ -142,13 +142,15 @@ pub struct Cli {
 
     /// The response body, this file's bytes as they are (no escapes), instead
     /// of `--body`: each worker reads it as it starts, so `reload` serves what
-    /// the file holds then. For a body longer than an argument may be (128 KiB).
+    /// the file holds then. For a body longer than an argument may be (128 KiB)
+    /// [default: none: `--body`].
     #[arg(long, value_name = "PATH", conflicts_with = "body")]
     body_file: Option<PathBuf>,
 
     /// Create a control socket (mode 0600) at this path: `status`, `reload`,
-    /// `scale N`, `upgrade`, `send TEXT`, `stop`; see `ringmaster ctl`.
-    #[arg(long)]
+    /// `scale N`, `upgrade`, `send TEXT`, `stop`; see `ringmaster ctl`
+    /// [default: none].
+    #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,
 
     /// Seconds a worker's loop may stand still before the master kills and

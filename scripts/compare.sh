@@ -25,7 +25,7 @@ the three loads: one worker stopped (SIGSTOP) for part of a churn run, and
 unequal connections (half pipelined, half one request per connection).
 
   --quick          1 round of 3 s per server and scenario (ROUNDS/DURATION still win if set;
-                   stalled keeps its two STALL_DURATION runs): about 8 min for all 13 servers
+                   stalled keeps its two STALL_DURATION runs): about 8 min for all 14 servers
   --help           this text
 
 Environment (defaults in brackets):
