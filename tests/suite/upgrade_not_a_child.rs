@@ -5,6 +5,14 @@
 //! shows they come from the old master) and serves, the connections that
 //! queued meanwhile included. Before, it ignored them, and its own bind of
 //! the address they held failed: nothing served.
+//!
+//! An upgrade the old master gives up (its new master not ready in time, or
+//! the old master stopped before it was ready) must not leave that new
+//! master behind when a wrapper started it without `exec`: the old master's
+//! `SIGTERM` reaches only the wrapper. (Failing, 2026-12-06: the real new
+//! master lives on, orphaned, with its workers; after a stop it even makes
+//! the control socket's path again, so that a master started there later
+//! refuses to start.)
 
 use crate::util;
 
@@ -13,7 +21,7 @@ use std::time::Duration;
 
 use util::control::ctl;
 use util::upgrade::{
-    copy_for_exec, parent_of, replace_by_rename, status_when, wait_gone, worker_pids, Replacement, TempDir,
+    copy_for_exec, parent_of, replace_by_rename, running, status_when, wait_gone, worker_pids, Replacement, TempDir,
 };
 use util::*;
 
@@ -103,4 +111,67 @@ fn a_new_master_started_by_a_wrapper_that_does_not_exec_takes_over() {
     let said = old.raw_log().iter().any(|l| l.contains(NOT_THE_PARENT));
     assert!(said, "the new master says its parent is not the old master; log:\n{}", old.raw_log().join("\n"));
     check_serves_then_stop(&old, &dir, new_master, &mut []);
+}
+
+/// The new master of an upgrade through a wrapper that does not `exec`,
+/// never ready (one worker carries the `never-ready` fault), and the old
+/// master, which gives the upgrade up either way: at `--shutdown-timeout`
+/// (`stop` false) or when it is stopped (`stop` true). Nothing of the new
+/// master may run on.
+fn a_wrapped_new_master_given_up_is_not_left_running(stop: bool) {
+    let dir = TempDir::new(if stop { "upgrade-wrapped-stop" } else { "upgrade-wrapped-late" });
+    let binary = dir.install();
+    let real = dir.join("ringmaster-real");
+    copy_for_exec(Path::new(BIN), &real);
+    let control = dir.join("control.sock");
+    let args = [
+        "--mode",
+        "rr",
+        "--workers",
+        "2",
+        "--no-pin",
+        "--shutdown-timeout",
+        "2",
+        "--control",
+        control.to_str().expect("UTF-8 path"),
+    ];
+    let mut old = Server::start_binary(&binary, &args);
+    status_when(&control, 2, |_| true);
+    let script = format!("#!/bin/sh\nRINGMASTER_FAULT=never-ready:0 {} \"$@\"\n", real.display());
+    replace_by_rename(&binary, Replacement::Script(&script));
+    let old_pid = old.pid();
+    old.signal(libc::SIGUSR2);
+    let new_master = new_master_pid(&old, old_pid);
+    if stop {
+        old.signal(libc::SIGTERM);
+        let status = old.wait_exit(Duration::from_secs(15));
+        assert_eq!(status.code(), Some(0), "log:\n{}", old.raw_log().join("\n"));
+    } else {
+        let failed = "upgrade failed: ";
+        let gave_up = eventually(Duration::from_secs(10), || old.raw_log().iter().any(|l| l.contains(failed)));
+        assert!(gave_up, "the old master gives the upgrade up; log:\n{}", old.raw_log().join("\n"));
+    }
+    let gone = eventually(Duration::from_secs(5), || !running(new_master));
+    assert!(
+        gone,
+        "the new master (pid {new_master}), given up, still runs 5 s later (it and its workers: {:?}); log:\n{}",
+        dir.running(),
+        old.raw_log().join("\n")
+    );
+    if !stop {
+        old.connect().get_ok();
+        let (code, out, err) = ctl(&control, &["stop"]);
+        assert_eq!((code, out.as_str()), (0, "ok stopping"), "{err}");
+    }
+    assert!(eventually(Duration::from_secs(10), || dir.running().is_empty()), "left: {:?}", dir.running());
+}
+
+#[test]
+fn a_wrapped_new_master_not_ready_in_time_is_not_left_running() {
+    a_wrapped_new_master_given_up_is_not_left_running(false);
+}
+
+#[test]
+fn a_wrapped_new_master_given_up_at_the_old_masters_stop_is_not_left_running() {
+    a_wrapped_new_master_given_up_is_not_left_running(true);
 }
