@@ -103,8 +103,12 @@ impl Master {
     /// hold, then `Drain`; workers finish and exit. A second request during
     /// the delay cuts it short; a second `SIGINT` after it kills the workers.
     pub(super) fn begin_stop(&mut self, why: &str, signo: i32) -> io::Result<()> {
-        if self.stopping.is_some() {
-            if signo == libc::SIGINT {
+        if let Some(stopping) = self.stopping.as_mut() {
+            if !stopping.asked {
+                // The first stop asked of a master that handed over: it drains already.
+                stopping.asked = true;
+                crate::log!("{why} received: this master has handed over and its workers drain already");
+            } else if signo == libc::SIGINT {
                 crate::log!(warn: "second SIGINT: killing workers now");
                 self.kill_all(Signal::SIGKILL);
             }
@@ -163,6 +167,9 @@ impl Master {
         // Before any `Drain` is asked: it goes down each lane after what is queued there.
         self.hand_off_before_drain();
         self.drain_everything()?;
+        if let Some(stopping) = self.stopping.as_mut() {
+            stopping.asked = true;
+        }
         self.abandon_upgrade()?;
         // Not while another master shares the listeners (an old one waiting
         // for this one to be ready, or a new one taking over).
@@ -193,6 +200,7 @@ impl Master {
             stop_listening: false,
             stopped_listening: false,
             taken_by_worker: Vec::new(),
+            asked: false,
         });
         self.reactor.cancel(Op::Accept.token(0, 0))?;
         self.reload.cancel();

@@ -152,6 +152,9 @@ struct Stopping {
     /// after their drain began, closed to newcomers, to answer what queued
     /// after the worker took its queue (`stop_listening.rs`).
     taken_by_worker: Vec<usize>,
+    /// Asked for (a signal, `stop`), not only the drain of a master that
+    /// handed over: a `SIGINT` now is a second one, which kills the workers.
+    asked: bool,
 }
 
 #[derive(Debug)]
