@@ -9,10 +9,11 @@
 //! An upgrade the old master gives up (its new master not ready in time, or
 //! the old master stopped before it was ready) must not leave that new
 //! master behind when a wrapper started it without `exec`: the old master's
-//! `SIGTERM` reaches only the wrapper. (Failing, 2026-12-06: the real new
-//! master lives on, orphaned, with its workers; after a stop it even makes
-//! the control socket's path again, so that a master started there later
-//! refuses to start.)
+//! `SIGTERM` reaches only the wrapper, so the new master reads the old
+//! master's word on their channel. (Until 2026-12-06 the real new master
+//! lived on, orphaned, with its workers; after a stop it even made the
+//! control socket's path again, so that a master started there later
+//! refused to start.)
 
 use crate::util;
 

@@ -23,6 +23,9 @@ pub(super) fn take_over(inherited: Inherited, local: SocketAddr, control: Option
 impl Master {
     /// As the new master: tells the old one every worker is ready, and starts serving.
     pub(super) fn report_ready(&mut self) -> io::Result<()> {
+        if self.given_up_before_ready() {
+            return self.stop_given_up_before_ready();
+        }
         let Some(takeover) = self.upgrades.takeover.take() else { return Ok(()) };
         let (from, me) = (takeover.from, std::process::id());
         self.notify_took_over();
@@ -87,14 +90,41 @@ impl Master {
         Ok(())
     }
 
+    /// As a new master not yet ready: the old master gave this one up (it
+    /// was stopped, or this one was late past `--shutdown-timeout`) and said
+    /// so on the channel. Its `SIGTERM` says the same, but reaches only the
+    /// process it started: a wrapper that started this one without `exec`
+    /// dies of it, and this master, which never heard it, lived on, orphaned
+    /// with its workers (until 2026-12-06), and once ready took the control
+    /// socket's path though the listeners were shut or the old master's.
+    fn given_up_before_ready(&self) -> bool {
+        let Some(takeover) = self.upgrades.takeover.as_ref() else { return false };
+        self.stopping.is_none() && matches!(takeover.old_master_said(), Ok(AfterReady::GaveUp))
+    }
+
+    /// Stops a new master its old master gave up before it was ready: at
+    /// once, leaving the listeners as they are (`step_upgrade` says so).
+    fn stop_given_up_before_ready(&mut self) -> io::Result<()> {
+        let from = self.upgrades.takeover.as_ref().map_or(0, |t| t.from);
+        let running = self.slots.iter().filter(|s| s.process.is_some()).count();
+        crate::log!(warn:
+            "upgrade: the old master (pid {from}) gave this one up before it was ready: stopping {running} workers"
+        );
+        self.stop_now()
+    }
+
     /// Each tick, as a new master that said it is ready: what the old master
     /// did with the word. Once it has read it and closed the channel (it
     /// hands over), this master lets go of its end; before, the channel
     /// stayed open for the master's life, one descriptor more after every
     /// upgrade (seen by `scripts/chaos.sh`: 31 descriptors where 30 were).
     /// Given up meanwhile (its stop signal may still be on its way): this
-    /// one stops at once, as at that signal.
+    /// one stops at once, as at that signal. Before it is ready, the same for
+    /// a word that it was given up ([`Master::given_up_before_ready`]).
     pub(super) fn watch_old_master_channel(&mut self) -> io::Result<()> {
+        if self.given_up_before_ready() {
+            return self.stop_given_up_before_ready();
+        }
         if self.stopping.is_some() {
             // The stop asks the channel itself (`stop_listening_when_drained`).
             return Ok(());
