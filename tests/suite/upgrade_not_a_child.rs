@@ -111,6 +111,11 @@ fn a_new_master_started_by_a_wrapper_that_does_not_exec_takes_over() {
     let new_master = new_master_pid(&old, old.pid());
     let said = old.raw_log().iter().any(|l| l.contains(NOT_THE_PARENT));
     assert!(said, "the new master says its parent is not the old master; log:\n{}", old.raw_log().join("\n"));
+    // The reply and the old master's lines name the new master, not the
+    // shell between them (until 2026-12-06 they named the shell's pid).
+    assert!(out.starts_with(&format!("ok upgraded: pid {new_master} serves;")), "{out}");
+    let done = format!("upgrade: done: every worker of this master has exited; pid {new_master} serves");
+    assert!(old.raw_log().iter().any(|l| l.ends_with(&done)), "log:\n{}", old.raw_log().join("\n"));
     check_serves_then_stop(&old, &dir, new_master, &mut []);
 }
 

@@ -100,17 +100,28 @@ impl Upgrades {
     /// The new master this one handed over to.
     pub(super) fn handed_over_to(&self) -> Option<u32> {
         let successor = self.successor.as_ref()?;
-        matches!(successor.phase, Phase::HandingOver | Phase::HandedOver).then_some(successor.pid)
+        matches!(successor.phase, Phase::HandingOver | Phase::HandedOver).then_some(successor.serving())
     }
 }
 
 /// A new master this one started.
 #[derive(Debug)]
 struct Successor {
+    /// The process this master started (and reaps).
     pid: u32,
+    /// The process that said it is ready, where it is not `pid`: a wrapper
+    /// started it without `exec`.
+    speaker: Option<u32>,
     phase: Phase,
     /// The control client waiting for the outcome.
     requester: Option<ClientId>,
+}
+
+impl Successor {
+    /// The new master's own pid, as far as this master knows it.
+    fn serving(&self) -> u32 {
+        self.speaker.unwrap_or(self.pid)
+    }
 }
 
 #[derive(Debug)]
@@ -212,7 +223,7 @@ impl Master {
         self.upgrades.attempts = self.upgrades.attempts.wrapping_add(1);
         self.reactor.poll_readable(started.channel.fd(), Op::UpgradeChannel.token(0, self.upgrades.attempts))?;
         let phase = Phase::Starting { channel: Some(started.channel), deadline: Instant::now() + timeout };
-        self.upgrades.successor = Some(Successor { pid: started.pid, phase, requester });
+        self.upgrades.successor = Some(Successor { pid: started.pid, speaker: None, phase, requester });
         Ok(None)
     }
 
@@ -222,7 +233,7 @@ impl Master {
             return Some(format!("this master is still taking over from pid {}: try once it serves", takeover.from));
         }
         if let Some(successor) = &self.upgrades.successor {
-            let pid = successor.pid;
+            let pid = successor.serving();
             return Some(match successor.phase {
                 Phase::Starting { .. } => format!("an upgrade is already under way (new master pid {pid})"),
                 Phase::HandingOver | Phase::HandedOver => format!("this master has handed over to pid {pid}"),
@@ -275,15 +286,24 @@ impl Master {
     /// queues are the new master's), leave it the control socket, and drain
     /// once the accept has ended ([`Master::step_upgrade`]).
     fn hand_over(&mut self) -> io::Result<()> {
+        if let Some(successor) = self.upgrades.successor.as_mut() {
+            if let Phase::Starting { channel: Some(channel), .. } = &successor.phase {
+                successor.speaker = channel.speaker().filter(|&speaker| speaker != successor.pid);
+            }
+        }
         self.close_upgrade_channel()?;
         let Some(successor) = self.upgrades.successor.as_mut() else { return Ok(()) };
         successor.phase = Phase::HandingOver;
-        let (pid, requester) = (successor.pid, successor.requester.take());
+        let (pid, requester) = (successor.serving(), successor.requester.take());
+        let through = match successor.speaker {
+            Some(_) => format!(" (started through pid {}, which did not exec it)", successor.pid),
+            None => String::new(),
+        };
         let me = std::process::id();
         let running = self.slots.iter().filter(|s| s.process.is_some()).count();
         crate::log!(
-            "upgrade: the new master (pid {pid}) is ready: this master (pid {me}) stops accepting, then drains its \
-             {running} workers and exits"
+            "upgrade: the new master (pid {pid}){through} is ready: this master (pid {me}) stops accepting, then \
+             drains its {running} workers and exits"
         );
         if let Some(id) = requester {
             self.answer_later(id, &format!("ok upgraded: pid {pid} serves; pid {me} drains its workers and exits"))?;
@@ -325,7 +345,7 @@ impl Master {
             crate::log!("upgrade: stopping the new master (pid {pid})");
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
             let phase = Phase::Abandoned { kill_at: Instant::now() + self.config.shutdown_timeout, killed: false };
-            self.upgrades.successor = Some(Successor { pid, phase, requester: None });
+            self.upgrades.successor = Some(Successor { pid, speaker: None, phase, requester: None });
         }
         Ok(())
     }
@@ -439,7 +459,13 @@ impl Master {
     /// The last line of a master that handed over.
     pub(super) fn log_handed_over(&self) {
         if let Some(pid) = self.upgrades.handed_over_to() {
-            crate::log!("upgrade: done: every worker of this master has exited; pid {pid} serves");
+            match super::take_over::started_at(pid) {
+                Some(_) => crate::log!("upgrade: done: every worker of this master has exited; pid {pid} serves"),
+                None => crate::log!(warn:
+                    "upgrade: done: every worker of this master has exited; pid {pid}, which it handed over to, has \
+                     exited since"
+                ),
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 //! named in its environment, and hear its word that it is ready.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{self, Read};
+use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -13,7 +13,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use nix::sys::socket::{send, MsgFlags};
+use nix::errno::Errno;
+use nix::sys::socket::{recvmsg, send, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
 
 use super::env::{
     format_fds, FdRole, ENV_UPGRADE_ACTIVATED, ENV_UPGRADE_CONTROL_FILE, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM,
@@ -138,8 +139,7 @@ pub fn start_new_master(launch: &Launch<'_>) -> io::Result<Started> {
     let child = command.spawn()?;
     drop(low_copies);
     drop(theirs);
-    ours.set_nonblocking(true)?;
-    Ok(Started { pid: child.id(), channel: ReadyChannel { stream: ours, heard: Vec::with_capacity(READY_LINE.len()) } })
+    Ok(Started { pid: child.id(), channel: ReadyChannel::new(ours)? })
 }
 
 /// What the new master said on the readiness channel so far.
@@ -160,9 +160,25 @@ pub enum Heard {
 pub struct ReadyChannel {
     stream: UnixStream,
     heard: Vec<u8>,
+    /// The pid of the process that wrote what was heard, as the kernel
+    /// tells it (`SO_PASSCRED`): the new master itself, where the pid this
+    /// master started is a wrapper's that did not `exec` it.
+    speaker: Option<u32>,
 }
 
 impl ReadyChannel {
+    /// The old master's end: non-blocking, and told who writes on it.
+    fn new(stream: UnixStream) -> io::Result<ReadyChannel> {
+        stream.set_nonblocking(true)?;
+        setsockopt(&stream, sockopt::PassCred, &true)?;
+        Ok(ReadyChannel { stream, heard: Vec::with_capacity(READY_LINE.len()), speaker: None })
+    }
+
+    /// The pid of the process that spoke on the channel, once it has.
+    pub fn speaker(&self) -> Option<u32> {
+        self.speaker
+    }
+
     /// The fd to wait on for something to read.
     pub fn fd(&self) -> RawFd {
         self.stream.as_raw_fd()
@@ -171,14 +187,31 @@ impl ReadyChannel {
     /// Reads what has arrived, without waiting.
     pub fn listen(&mut self) -> io::Result<Heard> {
         let mut buffer = [0u8; 64];
+        let mut credentials = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
         loop {
-            match self.stream.read(&mut buffer) {
-                Ok(0) => return Ok(Heard::Closed),
-                Ok(n) => self.heard.extend_from_slice(&buffer[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
+            let mut slices = [IoSliceMut::new(&mut buffer)];
+            let (n, speaker) = match recvmsg::<()>(
+                self.stream.as_raw_fd(),
+                &mut slices,
+                Some(&mut credentials),
+                MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(message) => {
+                    let speaker = message.cmsgs().ok().into_iter().flatten().find_map(|cmsg| match cmsg {
+                        ControlMessageOwned::ScmCredentials(credentials) => u32::try_from(credentials.pid()).ok(),
+                        _ => None,
+                    });
+                    (message.bytes, speaker)
+                }
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => break,
+                Err(e) => return Err(e.into()),
+            };
+            if n == 0 {
+                return Ok(Heard::Closed);
             }
+            self.speaker = self.speaker.or(speaker);
+            self.heard.extend_from_slice(&buffer[..n]);
             if self.heard.len() >= READY_LINE.len() {
                 break;
             }
@@ -244,8 +277,7 @@ mod tests {
     fn giving_up_says_so_on_the_channel() {
         use std::io::Read;
         let (ours, mut theirs) = UnixStream::pair().expect("pair");
-        ours.set_nonblocking(true).expect("non-blocking");
-        ReadyChannel { stream: ours, heard: Vec::new() }.give_up().expect("give up");
+        ReadyChannel::new(ours).expect("a channel").give_up().expect("give up");
         let mut said = [0u8; GIVEN_UP_LINE.len()];
         theirs.read_exact(&mut said).expect("read");
         assert_eq!(&said[..], GIVEN_UP_LINE);
@@ -255,11 +287,14 @@ mod tests {
     fn the_channel_hears_ready_closed_or_garbled() {
         let channel = |said: &[u8], close: bool| {
             let (ours, mut theirs) = UnixStream::pair().expect("pair");
-            ours.set_nonblocking(true).expect("non-blocking");
+            let mut ours = ReadyChannel::new(ours).expect("a channel");
             theirs.write_all(said).expect("write");
             let open = (!close).then_some(theirs);
-            let heard = ReadyChannel { stream: ours, heard: Vec::new() }.listen().expect("listen");
+            let heard = ours.listen().expect("listen");
             drop(open);
+            // Whoever wrote is named, by the kernel: here, this process.
+            let speaker = if said.is_empty() { None } else { Some(std::process::id()) };
+            assert_eq!(ours.speaker(), speaker, "{said:?}");
             heard
         };
         assert_eq!(channel(b"", false), Heard::Nothing);
