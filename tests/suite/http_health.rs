@@ -131,6 +131,40 @@ fn the_health_path_is_told_after_empty_lines_wherever_they_arrive() {
     check(503, "draining\n");
 }
 
+/// A probe with a body (`Content-Length`, or `chunked` even when empty)
+/// is the health path's as any other: ready, then `503` from a lame duck,
+/// the body in the probe's read or after it. Until 2026-12-06 it got the
+/// fixed page's `200` with keep-alive, from a lame duck too.
+#[test]
+fn a_probe_with_a_body_is_the_health_paths() {
+    let s = one_worker_with_a_long_drain_delay();
+    let probes: [(&[u8], &[u8]); 3] = [
+        (b"GET /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n", b"abc"),
+        (b"GET /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", b"0\r\n\r\n"),
+        (b"GET /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", b"3\r\nabc\r\n0\r\n\r\n"),
+    ];
+    let check = |status: u16, body: &str| {
+        for (head, content) in probes {
+            for split in [false, true] {
+                let shown = format!("{:?}, split {split}", String::from_utf8_lossy(head));
+                let mut c = s.connect();
+                if split {
+                    c.send_reads(s.addr(), [head, content]);
+                } else {
+                    c.send(&[head, content].concat());
+                }
+                let resp = c.try_read().unwrap_or_else(|e| panic!("{shown}: {e}"));
+                assert_eq!((resp.status, resp.body_str().as_str()), (status, body), "{shown}: {resp:?}");
+                assert!(resp.has_connection("close"), "{shown}: {resp:?}");
+                c.expect_closed();
+            }
+        }
+    };
+    check(200, "ready\n");
+    become_a_lame_duck(&s);
+    check(503, "draining\n");
+}
+
 #[test]
 fn a_health_path_must_be_a_path() {
     let (status, _, err) = util::procs::run_to_exit(&["--health-path", "healthz"], START_TIMEOUT);

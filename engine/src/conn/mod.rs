@@ -170,6 +170,9 @@ pub struct Connection {
     /// draining have one): if it is still the last reply queued when the
     /// drain settles, the value becomes `close`.
     keep_alive_at: Option<usize>,
+    /// The request whose body is being read is a probe of the health path
+    /// (its head is a `GET` or `HEAD` of it): answered as one at its end.
+    health_probe: bool,
 }
 
 impl Default for Connection {
@@ -203,6 +206,7 @@ impl Connection {
             out_touched: 0,
             settle_until: None,
             keep_alive_at: None,
+            health_probe: false,
         }
     }
 
@@ -537,8 +541,12 @@ impl Connection {
             } else if !self.parser.between_requests() {
                 self.body_started = ctx.now;
                 self.body_bytes = 0;
+                // A probe of the health path is one with a body too; the
+                // handler never sees it, so its body is not kept.
+                let as_if_answered = if self.parser.answering_head() { Reply::Head } else { Reply::Ok };
+                self.health_probe = is_health_check(as_if_answered, &input[start..at], ctx.health_path);
                 // A body follows the head: keep the head where the handler will find it.
-                if let Answering::Dynamic(dynamic) = &mut ctx.answering {
+                if let (Answering::Dynamic(dynamic), false) = (&mut ctx.answering, self.health_probe) {
                     let whole_body_here = self.parser.body_remaining().is_some_and(|n| (input.len() - at) as u64 >= n);
                     if whole_body_here {
                         in_place = Some((start, at));
@@ -555,7 +563,13 @@ impl Connection {
             if reply.is_final() {
                 self.parsed += 1;
             }
-            if between && is_health_check(reply, &input[start..at], ctx.health_path) {
+            let probe = if between {
+                is_health_check(reply, &input[start..at], ctx.health_path)
+            } else {
+                // The end of a body: its head's probe, unless it was refused.
+                reply.is_final() && std::mem::take(&mut self.health_probe) && framing_of(reply).is_some()
+            };
+            if probe {
                 reply = if ctx.healthy { Reply::HealthReady } else { Reply::HealthDraining };
             }
             if let (Answering::Dynamic(_), Some(framing)) = (&ctx.answering, framing_of(reply)) {
@@ -808,8 +822,8 @@ fn framing_of(reply: Reply) -> Option<Framing> {
     }
 }
 
-/// True when `head` (a complete header block without a body) is a `GET`
-/// or a `HEAD` of the health path answered by `reply` (a success). A
+/// True when `head` (a complete header block) is a `GET` or a `HEAD` of
+/// the health path answered by `reply` (a success). A
 /// `HEAD` gets the same status as a `GET` (RFC 9110 §9.3.2), without the
 /// content: probes are often `HEAD`s (HAProxy's `option httpchk HEAD`).
 /// Until 2026-12-05 a `HEAD` was not one, and got the plain `200` even from
@@ -821,6 +835,10 @@ fn framing_of(reply: Reply) -> Option<Framing> {
 /// and its query (none, unless the health path has one) are the health
 /// path's. Until 2026-12-05 only the origin-form did: an absolute-form
 /// probe got the handler's answer, `200` from a lame duck as well.
+///
+/// A probe with a body (`Content-Length`, or `chunked` even when empty) is
+/// one too, answered once its body is read. Until 2026-12-06 it was the
+/// handler's, `200` from a lame duck as well.
 fn is_health_check(reply: Reply, head: &[u8], health_path: Option<&[u8]>) -> bool {
     let Some(health_path) = health_path else { return false };
     let after_method = match reply {

@@ -928,6 +928,71 @@ fn the_health_path_answers_ready_then_draining_ahead_of_any_handler() {
     }
 }
 
+/// A probe of the health path with a body (`Content-Length`, or `chunked`,
+/// empty or not) is the health path's too, answered once its body is
+/// read, whether the body comes with the head or after it, the handler's
+/// body buffers all taken or not. Until 2026-12-06 it was the handler's
+/// (or the fixed body's), `200` from a draining worker as well.
+#[test]
+fn a_probe_of_the_health_path_with_a_body_is_the_health_paths() {
+    let makes: [fn() -> Harness; 3] =
+        [Harness::new, || Harness::with_handler(1, 256), || Harness::with_handler(0, 256)];
+    let probes: [(&[u8], &[u8]); 4] = [
+        (b"GET /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n", b"abc"),
+        (b"GET /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", b"0\r\n\r\n"),
+        (b"GET /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", b"3\r\nabc\r\n0\r\n\r\n"),
+        (b"GET http://a/healthz HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n", b"abc"),
+    ];
+    for (which, make) in makes.iter().enumerate() {
+        for (head, body) in probes {
+            for draining in [false, true] {
+                for split in [false, true] {
+                    let shown = format!(
+                        "harness {which}, {:?}, draining {draining}, split {split}",
+                        String::from_utf8_lossy(head)
+                    );
+                    let mut h = make();
+                    if draining {
+                        h.drain();
+                    }
+                    if split {
+                        h.input(head);
+                        h.input(body);
+                    } else {
+                        h.input(&[head, body].concat());
+                    }
+                    h.flush();
+                    let text = h.sent_text();
+                    let (status, content) =
+                        if draining { ("503 Service Unavailable", "draining\n") } else { ("200 OK", "ready\n") };
+                    let text = text.strip_prefix("HTTP/1.1 100 Continue\r\n\r\n").unwrap_or(&text);
+                    assert!(text.starts_with(&format!("HTTP/1.1 {status}\r\n")), "{shown}: {text}");
+                    assert!(text.ends_with(&format!("Connection: close\r\n\r\n{content}")), "{shown}: {text}");
+                    assert!(h.conn.is_closed(), "{shown}");
+                }
+            }
+        }
+        // A HEAD of it with a body: the status, without the content.
+        let mut h = make();
+        h.drain();
+        h.input(b"HEAD /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc");
+        h.flush();
+        let text = h.sent_text();
+        assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "harness {which}: {text}");
+        assert!(text.ends_with("\r\n\r\n"), "harness {which}: {text}");
+        // A body that is refused is answered as any refused body is.
+        let mut h = make();
+        h.input(b"GET /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nx\r\n");
+        h.flush();
+        assert!(h.sent_text().starts_with("HTTP/1.1 400 Bad Request\r\n"), "harness {which}: {}", h.sent_text());
+        // Another path with a body is still the handler's.
+        let mut h = make();
+        h.input(b"GET /healthzz HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc");
+        h.flush();
+        assert!(!h.sent_text().contains("ready\n"), "harness {which}: {}", h.sent_text());
+    }
+}
+
 /// The health path is matched as a handler's route sees it: an
 /// absolute-form target (RFC 9112 §3.2.2: a server MUST accept it) names it
 /// as its origin-form does. Until 2026-12-05 only `/healthz` did: an
