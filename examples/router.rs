@@ -6,6 +6,9 @@
 //! - `GET /panic`: the handler panics — that request gets `500` and its
 //!   connection closes; the worker and its other connections serve on;
 //! - `GET /recovered`: the handler catches a panic of its own and answers;
+//!   both in a build that unwinds (without `--release`: the release profile
+//!   has `panic = "abort"`, where either panic ends the worker, with its
+//!   connections, and the master starts another);
 //! - anything else: `404`.
 //!
 //! ```sh
