@@ -2,7 +2,8 @@
 //! file cannot be executed, is not ringmaster and exits 1, or never says it
 //! is ready. The old master says why in its log and in an `error:` reply,
 //! stops what it started, and keeps serving as before (same workers, no
-//! failed request); a second upgrade while one is under way is refused.
+//! failed request); a second upgrade while one is under way is refused, and
+//! so are a reload and a scale.
 
 use crate::util;
 
@@ -157,6 +158,16 @@ fn a_new_master_never_ready_is_stopped_after_the_timeout_and_a_second_upgrade_me
         |l| l.contains("upgrade (SIGUSR2) refused: an upgrade is already under way"),
         Duration::from_secs(5),
     );
+    // A reload or a scale now would be drained at the hand-over: refused,
+    // not answered `ok` and dropped (until 2026-12-06).
+    let refusal = format!("an upgrade is under way (new master pid {pid}): ask the new master once it serves");
+    for command in [&["reload"][..], &["scale", "3"][..]] {
+        let (code, out, _) = ctl(&control, command);
+        assert_eq!((code, out.as_str()), (1, format!("error: {refusal}").as_str()), "{command:?}");
+    }
+    let mark = s.log_len();
+    s.signal(libc::SIGHUP);
+    s.wait_for_log_from(mark, |l| l.contains(&format!("SIGHUP: {refusal}: not reloading")), Duration::from_secs(5));
 
     let (code, out, _) = first.join().expect("the first ctl");
     let reason = format!("the new master (pid {pid}) was not ready within 5.0 s (--shutdown-timeout)");

@@ -2,6 +2,7 @@
 //! per command, starting with `ok`, `error:`, or (for `status`) the JSON stats
 //! line.
 
+use crate::MAX_WORKERS;
 use ringmaster_engine::channel::MAX_TEXT;
 
 /// Longest command line the master reads; longer input is refused. Room for
@@ -50,13 +51,18 @@ pub fn parse_command(line: &[u8]) -> Result<Command, String> {
         (Some("upgrade"), None, _) => Command::Upgrade,
         (Some("scale"), Some(count), None) => match count.parse::<usize>() {
             Ok(n) if n >= 1 => Command::Scale(n),
-            _ => return Err(format!("error: scale takes a worker count of at least 1, not '{count}'")),
+            _ => return Err(format!("error: scale takes a worker count from 1 to {MAX_WORKERS}, not '{count}'")),
         },
         (None, _, _) => {
             return Err("error: empty command (try status, reload, scale N, upgrade, send TEXT, stop)".to_string())
         }
         _ => {
-            let shown: String = text.chars().take(40).collect();
+            // Control characters shown escaped: the reply is a line for a terminal.
+            let shown: String = text
+                .chars()
+                .take(40)
+                .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+                .collect();
             return Err(format!(
                 "error: unknown command '{shown}' (try status, reload, scale N, upgrade, send TEXT, stop)"
             ));
@@ -86,5 +92,17 @@ mod tests {
         assert!(parse_command(b"status now").unwrap_err().starts_with("error: unknown"));
         assert!(parse_command(b"\xff\xfe").unwrap_err().starts_with("error:"));
         assert!(parse_command(b"").unwrap_err().starts_with("error: empty"));
+    }
+
+    #[test]
+    fn an_error_names_the_bounds_and_shows_control_characters_escaped() {
+        // A count past usize: the bounds, not only "at least 1".
+        let too_many = parse_command(b"scale 99999999999999999999").unwrap_err();
+        assert!(too_many.contains(&format!("from 1 to {MAX_WORKERS}")), "{too_many}");
+        let unknown = parse_command(b"bo\x00om\x1b[2J").unwrap_err();
+        assert_eq!(
+            unknown,
+            "error: unknown command 'bo\\u{0}om\\u{1b}[2J' (try status, reload, scale N, upgrade, send TEXT, stop)"
+        );
     }
 }

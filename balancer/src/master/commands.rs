@@ -245,10 +245,13 @@ impl Master {
             },
             Command::Scale(_) if self.stop_begun() => "error: stopping".to_string(),
             Command::Scale(n) if n > MAX_WORKERS => format!("error: at most {MAX_WORKERS} workers"),
-            Command::Scale(n) => {
-                self.scale(n)?;
-                format!("ok scaling to {n} workers")
-            }
+            Command::Scale(n) => match self.refusal_while_upgrading() {
+                Some(why) => format!("error: {why}"),
+                None => {
+                    self.scale(n)?;
+                    format!("ok scaling to {n} workers")
+                }
+            },
             Command::Stop => {
                 let delay = self.config.drain_delay;
                 let delayed = self.stopping.is_none() && self.lame_duck.is_none() && !delay.is_zero();

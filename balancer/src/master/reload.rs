@@ -46,6 +46,9 @@ impl Master {
         if self.stop_begun() {
             return Some("stopping".to_string());
         }
+        if let Some(refusal) = self.refusal_while_upgrading() {
+            return Some(refusal);
+        }
         if !self.reload.under_way() {
             return None;
         }

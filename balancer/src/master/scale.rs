@@ -20,6 +20,10 @@ impl Master {
         if self.stop_begun() {
             return Ok(());
         }
+        if let Some(refusal) = self.refusal_while_upgrading() {
+            crate::log!("scaling to {target}: {refusal}: not scaling");
+            return Ok(());
+        }
         let active: Vec<usize> = self.workers.iter().filter(|w| !w.retired).map(|w| w.id).collect();
         if active.len() == target {
             crate::log!("scaling: already at {target} worker{}", if target == 1 { "" } else { "s" });

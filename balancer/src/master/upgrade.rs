@@ -97,6 +97,13 @@ impl Upgrades {
         (old == sender && self.given_up_by.is_none() && started_at(old) == started).then_some(old)
     }
 
+    /// The new master this one started and waits for, if it does: a reload
+    /// or a scale now would be drained at the hand-over, its `ok` a lie.
+    pub(super) fn starting(&self) -> Option<u32> {
+        let successor = self.successor.as_ref()?;
+        matches!(successor.phase, Phase::Starting { .. }).then_some(successor.pid)
+    }
+
     /// The new master this one handed over to.
     pub(super) fn handed_over_to(&self) -> Option<u32> {
         let successor = self.successor.as_ref()?;
@@ -446,6 +453,15 @@ impl Master {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Why a reload or a scale cannot begin now: an upgrade's new master is
+    /// starting, and once it is ready this master drains every worker, so
+    /// what the reload or scale started would go with them (until
+    /// 2026-12-06 both were answered `ok` and then dropped so).
+    pub(super) fn refusal_while_upgrading(&self) -> Option<String> {
+        let pid = self.upgrades.starting()?;
+        Some(format!("an upgrade is under way (new master pid {pid}): ask the new master once it serves"))
     }
 
     /// Gives up an upgrade under way: this master is stopping.
