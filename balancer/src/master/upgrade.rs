@@ -312,6 +312,13 @@ impl Master {
             "upgrade: the new master (pid {pid}){through} is ready: this master (pid {me}) stops accepting, then \
              drains its {running} workers and exits"
         );
+        // Lame ducks from now, before the reply: their health paths answer
+        // `503` at once, not only once the accept has ended and their drain
+        // begins (until 2026-12-06 a probe right after the reply got `200`).
+        for slot in 0..self.slots.len() {
+            self.mark_lame_duck(slot);
+        }
+        self.refresh_routes();
         if let Some(id) = requester {
             self.answer_later(id, &format!("ok upgraded: pid {pid} serves; pid {me} drains its workers and exits"))?;
         }
