@@ -9,6 +9,7 @@ mod util;
 mod backend_epoll;
 mod backend_fallback;
 mod backend_parity;
+mod balance_held_order;
 mod balance_least;
 mod balance_reuseport;
 mod balance_stall;
