@@ -209,6 +209,11 @@ impl Master {
         }
         if let Some(connection) = accepted {
             self.counts.accepted += 1;
+            // What the master holds came first: it takes the room a worker
+            // has now before this one does (until 2026-12-06 the accept that
+            // woke the master took it, and what was held could wait out the
+            // whole stall of a worker that never had it).
+            self.route_held();
             self.route(connection);
             if self.dispatch.accepting && self.dispatch.held.len() >= self.config.backlog as usize {
                 self.reactor.cancel(Op::Accept.token(0, 0))?;
