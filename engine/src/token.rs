@@ -24,6 +24,9 @@ pub(crate) enum Op {
     HalfClose,
     /// A ring `SIOCOUTQ` of a suspected non-reader's direct descriptor.
     Unacknowledged,
+    /// The one-shot poll that watches a connection with a request half in
+    /// for an error its multishot receive may miss.
+    Reset,
 }
 
 const SLOT_BITS: u32 = 32;
@@ -61,6 +64,7 @@ pub(crate) fn decode(user_data: u64) -> Option<(Op, u32, u32)> {
         6 => Op::Shutdown,
         7 => Op::HalfClose,
         8 => Op::Unacknowledged,
+        9 => Op::Reset,
         _ => return None,
     };
     Some((op, slot, generation))
@@ -72,9 +76,17 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for op in
-            [Op::Accept, Op::Recv, Op::Send, Op::Channel, Op::Tick, Op::Shutdown, Op::HalfClose, Op::Unacknowledged]
-        {
+        for op in [
+            Op::Accept,
+            Op::Recv,
+            Op::Send,
+            Op::Channel,
+            Op::Tick,
+            Op::Shutdown,
+            Op::HalfClose,
+            Op::Unacknowledged,
+            Op::Reset,
+        ] {
             let token = encode(op, 16383, GEN_MASK);
             assert_eq!(decode(token), Some((op, 16383, GEN_MASK)));
         }

@@ -257,6 +257,12 @@ impl Connection {
         self.sending || self.outgoing.is_pending() || !self.replies.is_empty()
     }
 
+    /// Part of a request has come and the rest is awaited: a header block
+    /// begun, or a body not all here.
+    pub fn has_partial_request(&self) -> bool {
+        self.phase == Phase::Reading && (self.carry_len > 0 || !self.parser.between_requests())
+    }
+
     /// An idle keep-alive connection a full worker may close to make room:
     /// it has been answered, nothing of a next request has come, nothing is
     /// queued or being sent, and its client has not closed.

@@ -48,6 +48,27 @@ pub(super) struct Slot {
     pub(super) half_closing: bool,
     /// Accepted here or handed over by the master (the close sends the FIN then).
     pub(super) origin: Origin,
+    /// The poll that sees a reset its receive may miss.
+    pub(super) reset_watch: ResetWatch,
+}
+
+/// A one-shot poll of a connection's socket, armed once part of a request
+/// has come. A multishot receive that takes the last bytes of a socket
+/// already reset posts them as more to come, then waits for a wakeup the
+/// reset does not send again (Linux 6.18: input and a reset together): the
+/// connection would stay until its header or body deadline (minutes for a
+/// large body), holding a body buffer, and a drain would wait for it. A
+/// poll of its own sees the socket's error as it is armed or when it comes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum ResetWatch {
+    /// Not armed: no request has been part in yet.
+    #[default]
+    Unarmed,
+    /// Armed: the slot is not freed before its completion.
+    Armed,
+    /// Completed: not armed again, since what fired it (an error, a FIN)
+    /// stays and would fire it again at once.
+    Done,
 }
 
 impl UringWorker<'_> {
@@ -137,7 +158,37 @@ impl UringWorker<'_> {
             let cancel = opcode::AsyncCancel::new(token::encode(Op::Recv, slot, generation)).build();
             self.push_ignored(cancel)?;
         }
-        Ok(())
+        self.watch_for_reset(slot, generation)
+    }
+
+    /// Arms the connection's [`ResetWatch`] once part of a request is in:
+    /// connections that take their requests whole (most) never need it.
+    fn watch_for_reset(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if entry.reset_watch != ResetWatch::Unarmed || !entry.conn.has_partial_request() {
+            return Ok(());
+        }
+        let Some(socket) = &entry.socket else { return Ok(()) };
+        entry.reset_watch = ResetWatch::Armed;
+        // The socket's error and hang-ups are always reported; `POLLRDHUP` is too.
+        let poll = opcode::PollAdd::new(socket.fd(), libc::POLLRDHUP as u32).build().flags(socket.flags());
+        self.push(poll.user_data(token::encode(Op::Reset, slot, generation)))
+    }
+
+    /// The [`ResetWatch`] completed: on the socket's error the connection
+    /// ends (its client is gone, whatever input its receive has yet to
+    /// post); the client's FIN is left to the receive, which reports it.
+    pub(super) fn on_reset_watch(&mut self, slot: u32, generation: u32, result: i32) -> io::Result<()> {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        entry.reset_watch = ResetWatch::Done;
+        if entry.closing {
+            self.release_if_done(slot, generation);
+            return Ok(());
+        }
+        if result > 0 && result & i32::from(libc::POLLERR) != 0 {
+            entry.conn.handle_read_error();
+        }
+        self.drive(slot, generation)
     }
 
     pub(super) fn on_recv(&mut self, slot: u32, generation: u32, result: i32, flags: u32) -> io::Result<()> {
@@ -275,6 +326,7 @@ impl UringWorker<'_> {
         // A half-close on the way closes the socket when it ends (`on_half_closed`).
         let mut socket = if entry.half_closing { None } else { entry.socket.take() };
         let (receiving, sending) = (entry.receiving, entry.conn.is_sending());
+        let watching = entry.reset_watch == ResetWatch::Armed;
         if entry.origin == Origin::Handed {
             if let Some(RingSocket::Plain(handed)) = socket.take() {
                 // Our FIN now, not when the master closes its copy, and our
@@ -289,6 +341,9 @@ impl UringWorker<'_> {
         }
         if sending {
             self.push_ignored(opcode::AsyncCancel::new(token::encode(Op::Send, slot, generation)).build())?;
+        }
+        if watching {
+            self.push_ignored(opcode::AsyncCancel::new(token::encode(Op::Reset, slot, generation)).build())?;
         }
         if let Some(socket) = socket {
             self.push_ignored(socket.into_close())?;
@@ -313,7 +368,8 @@ impl UringWorker<'_> {
 
     fn release_if_done(&mut self, slot: u32, generation: u32) {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return };
-        if entry.closing && !entry.receiving && !entry.conn.is_sending() && !entry.half_closing {
+        let watching = entry.reset_watch == ResetWatch::Armed;
+        if entry.closing && !entry.receiving && !entry.conn.is_sending() && !entry.half_closing && !watching {
             while let Some(bid) = self.held.pop_front(&mut entry.held) {
                 self.bufs.recycle(bid);
             }

@@ -210,6 +210,7 @@ impl<'a> UringWorker<'a> {
             Op::Shutdown => self.start_drain(),
             Op::HalfClose => self.on_half_closed(slot, generation),
             Op::Unacknowledged => self.on_unacknowledged(slot, generation, result),
+            Op::Reset => self.on_reset_watch(slot, generation, result),
         }
     }
 
