@@ -32,9 +32,39 @@ for tool in wrk curl ss python3; do
 done
 if [[ -z ${RINGMASTER_BIN:-} ]]; then
     (cd "$ROOT" && cargo build --release -q)
-    RINGMASTER_BIN=$ROOT/target/release/ringmaster
+    # where cargo put it: CARGO_TARGET_DIR (or a config's target-dir) is honoured, as compare.sh does
+    RINGMASTER_BIN=$(cd "$ROOT" && cargo metadata --no-deps --format-version 1 |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/ringmaster
 fi
+# absolute and without symlinks: ours() compares it with /proc/PID/exe
+RINGMASTER_BIN=$(readlink -f "$RINGMASTER_BIN")
+[[ -x $RINGMASTER_BIN ]] || { echo "chaos.sh: no ringmaster binary at $RINGMASTER_BIN" >&2; exit 1; }
 OUT=$(mktemp -d /tmp/ringmaster-chaos.XXXXXX)
+
+# On any exit (an error, Ctrl-C, SIGTERM) stop what this soak started: the
+# clients, a worker left stopped, and every process of the server (its
+# master, workers, and the masters its upgrades started).
+token=""
+WRK_PIDS=()
+cleanup() {
+    local rc=$? left
+    trap - EXIT INT TERM
+    ((${#WRK_PIDS[@]})) && kill -TERM "${WRK_PIDS[@]}" 2>/dev/null
+    if [[ -n $token ]]; then
+        left=$(ours | tr '\n' ' ')
+        if [[ -n ${left// /} ]]; then
+            kill -CONT $left 2>/dev/null
+            kill -TERM $left 2>/dev/null
+            for _ in $(seq 50); do [[ -z $(ours) ]] && break; sleep 0.1; done
+            left=$(ours | tr '\n' ' ')
+            [[ -n ${left// /} ]] && kill -KILL $left 2>/dev/null
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # The pid of the master serving PORT (workers hold the listener too in
 # `shared`; the master retitles itself `ringmaster: master`).
@@ -76,7 +106,7 @@ act() {
 
 # run MODE BACKEND: one soak; prints its verdict, returns 1 on a failure.
 run() {
-    local mode=$1 backend=$2 dir=$OUT/$1-$2 failed=0 token
+    local mode=$1 backend=$2 dir=$OUT/$1-$2 failed=0
     mkdir -p "$dir"
     local ctl=$dir/ctl.sock
     [[ -n $(master_pid) ]] && { echo "chaos.sh: something already serves port $PORT" >&2; return 1; }
@@ -100,6 +130,7 @@ run() {
     wrk -t1 -c16 -d"${SECONDS_EACH}s" --timeout ${WRK_TIMEOUT}s -H 'Connection: close' http://127.0.0.1:$PORT/ \
         >"$dir/wrk-churn" 2>&1 &
     local churn=$!
+    WRK_PIDS=("$ka" "$churn")
     local end=$((SECONDS + SECONDS_EACH - WATCHDOG - 2)) master
     while ((SECONDS < end)); do
         master=$(master_pid)
@@ -107,6 +138,7 @@ run() {
         sleep 0.$((RANDOM % 7 + 2))
     done >"$dir/actions"
     wait $ka $churn || true
+    WRK_PIDS=()
     # Back to 2 workers, and let restarts and an upgrade in progress finish.
     "$RINGMASTER_BIN" ctl "$ctl" scale 2 >/dev/null 2>&1 || true
     local status="" ready=0

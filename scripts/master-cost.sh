@@ -50,12 +50,29 @@ pick_port() {                    # pick_port FROM : sets PICKED_PORT to the firs
     PICKED_PORT=$p
 }
 
+# The server and wrk run in this shell (not in a $(...) subshell), wrk in the
+# background with a `wait` that a signal interrupts: on Ctrl-C, SIGTERM or an
+# error the trap stops them at once rather than leaving them to finish the run.
 SERVER=""
+WRK=""
 LOG=$(mktemp)
+WRK_OUT=$(mktemp)
 stop_server() { [[ -n $SERVER ]] && { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true; }; SERVER=""; }
-trap 'stop_server; rm -f "$LOG"' EXIT
+stop_wrk() { [[ -n $WRK ]] && { kill "$WRK" 2>/dev/null; wait "$WRK" 2>/dev/null || true; }; WRK=""; }
+RESULTS=""
+trap 'stop_wrk; stop_server; rm -f "$LOG" "$WRK_OUT" ${RESULTS:+"$RESULTS"}' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-# run BIN MODE BACKEND -> "us cs rps"
+# load SECONDS URL : wrk's churn load; its output in WRK_OUT
+load() {
+    wrk -t1 -c"$CONNS" -d"$1" -H 'Connection: close' "$2" >"$WRK_OUT" 2>&1 &
+    WRK=$!
+    wait "$WRK" || true
+    WRK=""
+}
+
+# run BIN MODE BACKEND -> sets RUN_RESULT to "us cs rps"
 run() {
     local bin=$1 mode=$2 backend=$3 port=$PORT_BASE up=0
     for _ in 1 2 3; do
@@ -74,17 +91,18 @@ run() {
         port=$((port + 1))
     done
     ((up)) || { echo "master-cost.sh: $bin did not start; its last log:" >&2; tail -n 5 "$LOG" >&2; exit 1; }
-    wrk -t1 -c"$CONNS" -d1s -H 'Connection: close' "http://127.0.0.1:$port/" >/dev/null 2>&1
+    load 1s "http://127.0.0.1:$port/"
     local t0 c0 t1 c1 out
     t0=$(awk '{print $14 + $15}' /proc/$SERVER/stat)
     c0=$(awk '/ctxt_switches/{s += $2} END{print s}' /proc/$SERVER/status)
-    out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" -H 'Connection: close' "http://127.0.0.1:$port/" 2>&1)
+    load "${DURATION}s" "http://127.0.0.1:$port/"
+    out=$(<"$WRK_OUT")
     t1=$(awk '{print $14 + $15}' /proc/$SERVER/stat)
     c1=$(awk '/ctxt_switches/{s += $2} END{print s}' /proc/$SERVER/status)
     stop_server
-    awk -v t=$((t1 - t0)) -v c=$((c1 - c0)) -v tck="$(getconf CLK_TCK)" \
+    RUN_RESULT=$(awk -v t=$((t1 - t0)) -v c=$((c1 - c0)) -v tck="$(getconf CLK_TCK)" \
         -v n="$(awk '/requests in/{print $1}' <<<"$out")" -v rps="$(awk '/Requests\/sec/{print $2}' <<<"$out")" \
-        'BEGIN { if (n > 0) printf "%.2f %.3f %.0f\n", t * 1e6 / tck / n, c / n, rps; else print "nan nan 0" }'
+        'BEGIN { if (n > 0) printf "%.2f %.3f %.0f\n", t * 1e6 / tck / n, c / n, rps; else print "nan nan 0" }')
 }
 
 RESULTS=$(mktemp)
@@ -97,7 +115,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
         fi
         for bin in "${order[@]}"; do
             wait_quiet
-            line="$bin ${config%%:*} ${config##*:} $(run "$bin" "${config%%:*}" "${config##*:}")"
+            run "$bin" "${config%%:*}" "${config##*:}"
+            line="$bin ${config%%:*} ${config##*:} $RUN_RESULT"
             echo "round $r: $line (load $(cut -d' ' -f1 /proc/loadavg))"
             echo "$line" >>"$RESULTS"
         done

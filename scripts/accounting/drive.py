@@ -7,7 +7,8 @@ $NOFILE as its RLIMIT_NOFILE if set; FAULT as RINGMASTER_FAULT) on
 SECS seconds while doing ACTIONS, stops the master with SIGTERM and prints
 the client's counts and every failure not within 0.6 s after a kill -9 of a
 worker (whose connections die with it). Logs, events and the client's output
-stay in $OUT/NAME (default /tmp/ringmaster-accounting/NAME).
+stay in $OUT/NAME (without OUT, a new /tmp/ringmaster-accounting.XXXXXX, so
+that two runs of one scenario never share a control socket), printed last.
 
 ACTIONS: `;`-separated `every:LO:HI:CMD|CMD|...`, each a thread that does one
 CMD picked at random every LO..HI seconds. CMDs: reload, status, upgrade,
@@ -16,14 +17,14 @@ stopw:S, kill9 (SIGKILL a worker), upgrade-stopped (a worker SIGSTOPped from
 0.2 s before an upgrade to 0.5 s after it), scaledown-upgrade (`scale 1` and
 20 ms later `upgrade`, then `scale 2`).
 """
-import collections, os, re, resource, random, signal, subprocess, sys, threading, time, json
+import collections, os, re, resource, random, signal, subprocess, sys, tempfile, threading, time, json
 
 name, port, secs, sargs, kinds, actions = sys.argv[1:7]
 fault = sys.argv[7] if len(sys.argv) > 7 else ''
 port = int(port); secs = float(secs)
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get('RINGMASTER_BIN', os.path.join(HERE, '../../target/release/ringmaster'))
-d = os.path.join(os.environ.get('OUT', '/tmp/ringmaster-accounting'), name)
+d = os.path.join(os.environ.get('OUT') or tempfile.mkdtemp(prefix='ringmaster-accounting.'), name)
 os.makedirs(d, exist_ok=True)
 ctl = f'{d}/ctl.sock'
 try: os.unlink(ctl)
@@ -170,3 +171,4 @@ errs = [l for l in open(f'{d}/log') if ' ERROR ' in l]
 for l in errs[:5]: print('  LOG', l.strip())
 evs = open(f'{d}/events').read().split('\n')
 print('  events:', dict(collections.Counter(e.split()[1] for e in evs if e)))
+print('  logs:', d)

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The accounting scenarios of 2026-12-05 (see scripts/README.md), each mode on
 # both backends, SECS seconds each (15 by default; ~25 min for all). Ports from
-# PORT (26300) up. Prints one summary per run; logs in $OUT (drive.py).
+# PORT (26300) up. Prints one summary per run; logs in $OUT/NAME (OUT: a new
+# /tmp/ringmaster-accounting.XXXXXX per run of this script unless set).
 #   scripts/accounting/matrix.sh            # every scenario
 #   SCENARIOS="C I" SECS=10 scripts/accounting/matrix.sh
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SECS=${SECS:-15}
 port=${PORT:-26300}
+OUT=${OUT:-$(mktemp -d /tmp/ringmaster-accounting.XXXXXX)}
+export OUT
+echo "logs in $OUT" >&2
 MIX="churn=8 ka=8 pipe=4 slowpost=4 halfclose=4 noread=2 100c=2 rst=2"
 CROWD="churn=24 ka=10 pipe=6 slowpost=4 halfclose=6 noread=2 rst=2"
 run() { # scenario mode backend server-args kinds actions [fault]

@@ -30,18 +30,38 @@ def ctl(*args):
     return p.returncode, p.stdout.strip(), p.stderr.strip()
 
 
+
+
+def give_up(why):
+    # Not ready: say so and stop, rather than load whatever else answers on the
+    # port (or nothing) and count its failures as requests lost to upgrades.
+    if master.poll() is None:
+        master.kill()
+        master.wait()
+    log.close()
+    print(json.dumps({"mode": mode, "backend": backend, "error": why, "dir": d}), flush=True)
+    with open(os.path.join(d, "log")) as f:
+        sys.stderr.write("run.py: %s %s on port %d: %s; its log (%s):\n%s" % (mode, backend, port, why, d, f.read()[-2000:]))
+    sys.exit(1)
+
+
 deadline = time.time() + 20
-while time.time() < deadline:
+ready = False
+while time.time() < deadline and not ready:
+    if master.poll() is not None:
+        give_up("the master exited (status %s) before it was ready" % master.returncode)
     if os.path.exists(ctlsock):
         code, out, _ = ctl("status")
-        if code == 0 and out.count('"ready":true') + out.count('"state":"ready"') >= 0:
+        if code == 0:
             try:
                 st = json.loads(out)
-                if len([w for w in st.get("workers", []) if w.get("pid")]) >= 2:
-                    break
+                ready = len([w for w in st.get("workers", []) if w.get("state") == "ready"]) >= 2
             except Exception:
                 pass
-    time.sleep(0.1)
+    if not ready:
+        time.sleep(0.1)
+if not ready:
+    give_up("no 2 ready workers within 20 s")
 time.sleep(0.3)
 
 nproc = int(os.environ.get("NPROC", "1"))
