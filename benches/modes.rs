@@ -21,7 +21,9 @@
 //! balancing scenarios (`support::scenarios`: a worker stopped 3 s of 8 s
 //! under churn, unequal connections) run once per pinned configuration and
 //! go to `target/ringmaster-bench/scenarios.md` (`RINGMASTER_BENCH_SCENARIOS=0`
-//! leaves them out). `--list` lists and writes nothing.
+//! leaves them out; a filter does not). `--list` lists and writes nothing; a
+//! filter keeps to the benches it ran in `fairness.md`, and leaves the file
+//! as it was if it matched none.
 //!
 //! Each bench takes 10 samples after 1 s of warm-up over 4 s of measurement
 //! unless criterion's command line says otherwise (`--sample-size`,
@@ -108,6 +110,8 @@ fn main() {
     // `--list` only names the benches: no tables, no scenarios, and the last
     // run's reports are left as they are.
     let listing = std::env::args().any(|arg| arg == "--list");
+    // Whether any group measured something (a filter may match none).
+    let mut written = false;
 
     for case in &CASES {
         let before: Vec<Result<Snapshot, String>> =
@@ -117,10 +121,14 @@ fn main() {
         // Times and sample size come from `criterion` (ours, or the command
         // line's): set here too, they would override the command line.
         group.throughput(Throughput::Elements(case.requests)).sampling_mode(SamplingMode::Flat);
-        for server in &servers {
+        // Which servers this group measured: a filter on the command line
+        // leaves the others out of its table too.
+        let mut ran = vec![false; servers.len()];
+        for (server, ran) in servers.iter().zip(&mut ran) {
             // Made on first use, so a filtered-out bench opens no connections.
             let mut client: Option<LoadClient> = None;
             group.bench_function(server.label, |b| {
+                *ran = true;
                 let client = client.get_or_insert_with(|| {
                     LoadClient::new(server.addr, case.scenario)
                         .unwrap_or_else(|e| panic!("{} {}: load client setup: {e}", case.group, server.label))
@@ -139,12 +147,12 @@ fn main() {
             drop(client);
         }
         group.finish();
-        if listing {
+        if listing || !ran.contains(&true) {
             continue;
         }
 
         let mut table = Table::new(case.group);
-        for (server, before) in servers.iter().zip(&before) {
+        for ((server, before), _) in servers.iter().zip(&before).zip(&ran).filter(|(_, &ran)| ran) {
             let after = server.snapshot().map_err(|e| e.to_string());
             match (before, &after) {
                 (Ok(before), Ok(after)) => table.row(server.label, before, after),
@@ -159,11 +167,16 @@ fn main() {
         if let Err(e) = write_report(&out, &report) {
             eprintln!("cannot write {}: {e}", out.display());
         }
+        written = true;
     }
     if listing {
         return;
     }
-    println!("per-worker split written to {}", out.display());
+    if written {
+        println!("per-worker split written to {}", out.display());
+    } else {
+        println!("no end-to-end bench matched: {} left as it was", out.display());
+    }
 
     if std::env::var("RINGMASTER_BENCH_SCENARIOS").as_deref() != Ok("0") {
         let pinned: Vec<&Server> =

@@ -87,6 +87,9 @@ kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
 if ((rc == 0)) || ! grep -q '"error"' "$TMP/run.json"; then
     fail "upgrade-loss/run.py: exit $rc with its port held by another listener: $(head -c 300 "$TMP/run.json")"
 fi
+# its directory (kept, with the log, when a run goes wrong)
+dir=$(python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).readline()).get("dir", ""))' "$TMP/run.json" 2>/dev/null)
+[[ $dir == /tmp/rm-upg-* ]] && rm -rf "$dir"
 echo "upgrade-loss/run.py, port taken: checked"
 
 # 4. accounting/drive.py twice at once, one NAME, OUT unset
