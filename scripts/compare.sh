@@ -255,15 +255,19 @@ ensure_tools() {
     if [[ -n ${WRK_CPUS:-} ]]; then command -v taskset >/dev/null || die "WRK_CPUS set but taskset missing"; fi
     if ((${#SCHED_PREFIX[@]})); then command -v chrt >/dev/null || die "SCHED set but chrt missing"; fi
 
-    # the chart: matplotlib from PyPI (Agg backend, no display needed)
+    # the chart: matplotlib from PyPI (Agg backend, no display needed), into the
+    # python3 on PATH (a pyenv or venv one). A Python the distribution manages
+    # (PEP 668) refuses pip: it is not forced (--break-system-packages would put
+    # PyPI's packages over the system's own), and the run goes on without the chart.
     if ! python3 -c 'import matplotlib' 2>/dev/null; then
         if ((NO_INSTALL)); then
             log "matplotlib missing and NO_INSTALL=1: no chart"
         else
-            log "pip install matplotlib"
+            log "pip install matplotlib (into $(command -v python3))"
             python3 -m pip install --quiet --disable-pip-version-check matplotlib >/dev/null 2>&1 ||
-                python3 -m pip install --quiet --disable-pip-version-check --break-system-packages matplotlib >/dev/null 2>&1 ||
-                log "warning: could not install matplotlib; the Markdown table is still written, the chart is not"
+                log "warning: could not pip install matplotlib into $(command -v python3) (a system Python refuses it:" \
+                    "apt-get install python3-matplotlib, or put a venv's python3 first on PATH); the Markdown table is" \
+                    "still written, the chart is not"
         fi
     fi
 }
