@@ -43,7 +43,10 @@ install_promtool
 # cores, and 93-100 s beside two busy loops, every test passing
 # (2026-12-06). RINGMASTER_TEST_THREADS overrides it.
 threads=${RINGMASTER_TEST_THREADS:-8}
-cargo test --workspace -- --test-threads "$threads"
+# Both passes run whatever the first gives (a failure in one test must not
+# hide what the epoll pass says); the script fails if either did.
+status=0
+cargo test --workspace -- --test-threads "$threads" || status=$?
 
 # The second pass: the tests whose outcome depends on the I/O backend of the
 # master and its workers (the integration tests are one binary, `suite`, a
@@ -61,4 +64,6 @@ skips=()
 for module in "${once_only[@]}"; do
     skips+=(--skip "$module::")
 done
-RINGMASTER_TEST_BACKEND=epoll cargo test -p ringmaster --test suite -- --test-threads "$threads" "${skips[@]}"
+RINGMASTER_TEST_BACKEND=epoll cargo test -p ringmaster --test suite -- --test-threads "$threads" "${skips[@]}" || status=$?
+((status == 0)) || echo "test.sh: a pass failed (exit $status): see above" >&2
+exit "$status"
