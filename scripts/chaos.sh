@@ -114,7 +114,18 @@ run() {
     RINGMASTER_CHAOS_RUN=$token "$RINGMASTER_BIN" --bind 127.0.0.1:$PORT --mode "$mode" --backend "$backend" \
         --workers 2 --control "$ctl" --shutdown-timeout 3 --watchdog $WATCHDOG >"$dir/stdout" 2>"$dir/log" &
     local first=$!
-    for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:$PORT/ && break; sleep 0.1; done
+    # Up when its own log says so (an answer on the port could come from another
+    # server there) and it answers.
+    for _ in $(seq 100); do
+        grep -q "listening on 127.0.0.1:$PORT " "$dir/log" && curl -s -m 2 -o /dev/null http://127.0.0.1:$PORT/ && break
+        grep -q " ERROR " "$dir/log" && break
+        sleep 0.1
+    done
+    if ! grep -q "listening on 127.0.0.1:$PORT " "$dir/log"; then
+        echo "  FAIL: the server did not start on 127.0.0.1:$PORT: $(tail -n 1 "$dir/log")"
+        kill -TERM "$first" 2>/dev/null
+        return 1
+    fi
     # The fewest descriptors over a second: an idle master keeps its copy of
     # a handed connection (curl's, above) until its next loop turn, up to
     # its 100 ms tick after the worker's ack.

@@ -11,12 +11,14 @@
 #                   saying so, instead of counting the refusals as requests
 #                   lost to upgrades
 #   accounting/drive.py  two runs of one scenario at once (two users of a
-#                   machine) keep their own control sockets: the first one's
-#                   still reaches its own master once the second has started
+#                   machine) make two control sockets, not one that the second
+#                   takes from the first
+#   chaos.sh        its port held by another listener: exits 1 within 5 s
+#                   saying the server did not start
 #
 #   scripts/check-scripts.sh            (RINGMASTER_BIN, else target/release/ringmaster;
 #                                        ports: the first free ones from PORT_BASE, 26430)
-# About 25 s. Exits 1 and names each check that failed.
+# About 30 s. Exits 1 and names each check that failed.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BIN=$(readlink -f "${RINGMASTER_BIN:-$HERE/../target/release/ringmaster}")
@@ -112,6 +114,23 @@ wait "$d1" "$d2"
 grep -h '  logs: ' "$TMP/d1" "$TMP/d2" | awk '{print $2}' | while read -r dir; do rm -rf "${dir%/check-scripts}"; done
 rm -rf /tmp/ringmaster-accounting/check-scripts     # where drive.py put it before it made a directory of its own
 echo "accounting/drive.py twice at once: checked"
+
+# 5. chaos.sh with its port held by another listener: fails at once, saying so
+port=$(free_port "$((port2 + 1))")
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(128); time.sleep(30)' "$port" &
+holder=$!
+for _ in $(seq 50); do port_listened "$port" && break; sleep 0.1; done
+SECONDS=0
+MODES=rr BACKENDS=uring SECONDS_EACH=6 PORT="$port" RINGMASTER_BIN="$BIN" timeout 25 "$HERE/chaos.sh" >"$TMP/chaos-busy" 2>&1
+rc=$?
+took=$SECONDS
+kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
+if ((rc != 1 || took > 5)) || ! grep -q 'did not start' "$TMP/chaos-busy"; then
+    fail "chaos.sh: its port held by another listener: exit $rc after ${took} s: $(grep FAIL "$TMP/chaos-busy" | head -2 | tr '\n' ' ')"
+fi
+rm -rf "$(awk '/^logs: / {print $2}' "$TMP/chaos-busy")"
+echo "chaos.sh, port taken: checked"
 
 ((failed)) || echo "OK: nothing left behind, a server that cannot start is said so, two runs at once keep apart"
 exit "$failed"
