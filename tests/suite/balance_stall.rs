@@ -109,10 +109,13 @@ fn routes_around_a_stalled_worker(mode: &str, backend: &str, how: Stall) {
         "{mode}/{backend}: only {answers} answers (of {needed}) while worker 2 was stalled, {free} clients free; log:\n{}",
         s.log().join("\n")
     );
-    // Worker 1's count is published once per loop turn: a few answers may be
-    // on the wire before they are counted.
+    // Worker 1's count is published once per loop turn: an answer a client
+    // has may not be counted yet (one a client). And an answer worker 2 sent
+    // just before it stopped may be read only now by a client slow to run
+    // (one a client again: seen once with the machine's load at 5, 250
+    // answers and 232 of worker 1's).
     assert!(
-        w1_during - w1_before + CLIENTS as u64 >= answers,
+        w1_during - w1_before + 2 * CLIENTS as u64 >= answers,
         "the answers while worker 2 was out came from worker 1: {before} then {during}"
     );
 
