@@ -6,7 +6,7 @@
 use crate::handler::{reason, Handler, Header, Request, Response, Version, Written};
 use crate::http::{with_head, Parsed, MAX_HEADERS};
 use crate::lazy_bytes::LazyBytes;
-use crate::panic_guard::guarded;
+use crate::panic_guard::{guarded, Call};
 
 /// Room for the status line and the engine's own fields around a response:
 /// status line, `Server`, `Date`, `Content-Length` and `Connection`.
@@ -202,7 +202,7 @@ fn respond(
     out: &mut [u8],
 ) -> Option<Answered> {
     let mut response = Response::new(&mut scratch.fields, &mut scratch.body);
-    if guarded(|| handler.handle(request, &mut response)).is_none() {
+    if guarded(Call::Handle, || handler.handle(request, &mut response)).is_none() {
         // What it wrote before it panicked is dropped; the connection ends
         // after the 500, so a half-done exchange cannot be taken for another.
         scratch.panics += 1;
