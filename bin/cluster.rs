@@ -222,15 +222,22 @@ impl Cluster {
         self
     }
 
-    /// Every worker's settings at once: limits, timeouts, buffers.
+    /// Every worker's settings at once: limits, timeouts, buffers. Its
+    /// `drain_timeout` is the [`Cluster::shutdown_timeout`] too.
     pub fn engine(mut self, engine: EngineConfig) -> Self {
         self.master.engine = engine;
+        self.master.shutdown_timeout = self.master.engine.drain_timeout;
         self
     }
 
     /// Every worker's settings, to change one: `.configure(|e| e.max_body = 4096)`.
+    /// Its `drain_timeout` is the [`Cluster::shutdown_timeout`] too: the
+    /// master gives a draining worker that long (and a second) before it
+    /// kills it. Until 2026-12-06 the master kept its own, and a
+    /// `drain_timeout` set here past it had workers killed inside their drain.
     pub fn configure(mut self, change: impl FnOnce(&mut EngineConfig)) -> Self {
         change(&mut self.master.engine);
+        self.master.shutdown_timeout = self.master.engine.drain_timeout;
         self
     }
 
@@ -307,4 +314,28 @@ impl Cluster {
 /// How many CPUs this process may run on: Node's `os.availableParallelism()`.
 pub fn available_cpus() -> usize {
     allowed_cpus().len().max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The workers' drain and the master's patience for it are one setting,
+    /// whichever builder method set it last.
+    #[test]
+    fn a_drain_timeout_set_through_the_engine_is_the_masters_too() {
+        let cluster = Cluster::new().shutdown_timeout(Duration::from_secs(2)).configure(|e| {
+            e.drain_timeout = Duration::from_secs(10);
+        });
+        assert_eq!(cluster.master.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(cluster.master.engine.drain_timeout, Duration::from_secs(10));
+        let engine = EngineConfig { drain_timeout: Duration::from_secs(7), ..EngineConfig::default() };
+        let cluster = Cluster::new().shutdown_timeout(Duration::from_secs(2)).engine(engine);
+        assert_eq!(cluster.master.shutdown_timeout, Duration::from_secs(7));
+        let cluster = Cluster::new().configure(|e| e.max_body = 1).shutdown_timeout(Duration::from_secs(3));
+        assert_eq!(
+            (cluster.master.shutdown_timeout, cluster.master.engine.drain_timeout),
+            (Duration::from_secs(3), Duration::from_secs(3))
+        );
+    }
 }
