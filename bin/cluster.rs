@@ -169,9 +169,15 @@ impl Cluster {
     /// A path every worker answers itself, ahead of the handler: `GET PATH`
     /// gets `200 ready` while it serves, `503 draining` once it drains or is
     /// a lame duck (`HEAD PATH` the same status, without the body), for a
-    /// load balancer's or Kubernetes' probe.
+    /// load balancer's or Kubernetes' probe. `PATH` starts with `/` and has
+    /// no spaces or control characters, as `--health-path` (else
+    /// [`Cluster::serve`] says so and exits 2; until 2026-12-06 any text
+    /// was taken, and one no request can name left the probe unanswered).
     pub fn health_path(mut self, path: impl Into<String>) -> Self {
-        self.master.engine.health_path = Some(path.into());
+        match crate::cli::parse_health_path(&path.into()) {
+            Ok(path) => self.master.engine.health_path = Some(path),
+            Err(e) => self.invalid = Some(format!("health_path: {e}")),
+        }
         self
     }
 
@@ -337,5 +343,17 @@ mod tests {
             (cluster.master.shutdown_timeout, cluster.master.engine.drain_timeout),
             (Duration::from_secs(3), Duration::from_secs(3))
         );
+    }
+
+    /// The builder refuses what `--health-path` refuses: a path no request
+    /// can name would leave every probe to the handler.
+    #[test]
+    fn a_health_path_that_is_not_a_path_is_refused() {
+        for bad in ["", "healthz", "/health z", "/h\x7f"] {
+            let cluster = Cluster::new().health_path(bad);
+            assert!(cluster.invalid.as_deref().is_some_and(|e| e.starts_with("health_path: ")), "{bad:?}");
+        }
+        let cluster = Cluster::new().health_path("/healthz");
+        assert_eq!((cluster.invalid, cluster.master.engine.health_path.as_deref()), (None, Some("/healthz")));
     }
 }
