@@ -30,6 +30,8 @@ pub trait Handler {
     fn handle(&mut self, req: &Request<'_>, res: &mut Response<'_>);
 
     /// A line the master broadcast to every worker (`ringmaster ctl PATH send TEXT`).
+    /// Only processes running when it is sent get it: a worker's process
+    /// started later (a restart, a reload, an upgrade) begins without it.
     /// A panic here loses the line for this worker; it serves on.
     fn on_message(&mut self, message: &str) {
         let _ = message;
