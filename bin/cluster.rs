@@ -210,9 +210,13 @@ impl Cluster {
         self
     }
 
-    /// Kill and replace a worker whose loop stands still this long (`None`: never).
+    /// Kill and replace a worker whose loop stands still this long (`None`,
+    /// or zero as `--watchdog 0`: never). The loop stands still while a
+    /// handler runs: a limit shorter than the slowest handler kills its
+    /// worker with every connection it holds (until 2026-12-06 zero meant
+    /// at once: a handler taking 400 ms had its worker killed).
     pub fn watchdog(mut self, limit: Option<Duration>) -> Self {
-        self.master.watchdog = limit;
+        self.master.watchdog = limit.filter(|limit| !limit.is_zero());
         self
     }
 
@@ -343,6 +347,14 @@ mod tests {
             (cluster.master.shutdown_timeout, cluster.master.engine.drain_timeout),
             (Duration::from_secs(3), Duration::from_secs(3))
         );
+    }
+
+    /// Zero turns the watchdog off, as `--watchdog 0` does.
+    #[test]
+    fn a_zero_watchdog_is_none() {
+        assert_eq!(Cluster::new().watchdog(Some(Duration::ZERO)).master.watchdog, None);
+        let limit = Some(Duration::from_secs(5));
+        assert_eq!(Cluster::new().watchdog(limit).master.watchdog, limit);
     }
 
     /// The builder refuses what `--health-path` refuses: a path no request
