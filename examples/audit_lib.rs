@@ -155,6 +155,13 @@ impl Handler for Audit {
                     }
                 }
             }
+            "/tell-thread" => {
+                // From a thread of the handler's own.
+                let r = std::thread::spawn(|| ringmaster::send_to_master("from a thread").map_err(|e| e.kind()))
+                    .join()
+                    .expect("thread");
+                let _ = writeln!(res, "from a thread: {r:?}");
+            }
             "/whoami" => {
                 let _ =
                     writeln!(res, "worker {} pid {} role {:?} worker_id {:?}", self.id, self.pid, role(), worker_id());
