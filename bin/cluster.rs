@@ -300,7 +300,7 @@ impl Cluster {
                 .map_err(|e| (worker_exit_code(&e), format!("worker {}: {e}", identity.id)));
         }
         ringmaster_balancer::panic_hook::install(None);
-        if let Some(problem) = self.invalid.take() {
+        if let Some(problem) = self.invalid.take().or_else(|| engine_problem(&self.master.engine)) {
             return Err((2, problem));
         }
         if self.default_workers {
@@ -319,6 +319,50 @@ impl Cluster {
         }
         run_master(self.master).map_err(|e| (1, e.to_string()))
     }
+}
+
+/// What is wrong with `engine`, set with [`Cluster::engine`] or
+/// [`Cluster::configure`]: the command line's ranges for what it sets, and
+/// what the loops need of the rest. Until 2026-12-06 nothing was checked:
+/// `recv_buffers` 1000 or `ring_entries` 0 had every worker exit 1 at start
+/// and be restarted forever, `recv_buffer_size` 0 workers that answered
+/// nothing, `max_conns` 0 a `503` to every client.
+fn engine_problem(engine: &EngineConfig) -> Option<String> {
+    let problem = |what: String| Some(format!("engine: {what}"));
+    if !(1..=1_048_576).contains(&engine.max_conns) {
+        return problem(format!("max_conns {} is not from 1 to 1048576 (--max-conns)", engine.max_conns));
+    }
+    if !(256..=1_048_576).contains(&engine.max_header) {
+        return problem(format!("max_header {} is not from 256 to 1048576 (--max-header)", engine.max_header));
+    }
+    for (name, value) in [
+        ("header_timeout", engine.header_timeout),
+        ("idle_timeout", engine.idle_timeout),
+        ("body_timeout", engine.body_timeout),
+        ("drain_timeout", engine.drain_timeout),
+    ] {
+        if value.is_zero() {
+            return problem(format!("{name} is zero"));
+        }
+    }
+    if engine.ring_entries == 0 {
+        return problem("ring_entries is zero".to_string());
+    }
+    if !engine.recv_buffers.is_power_of_two() {
+        return problem(format!("recv_buffers {} is not a power of two", engine.recv_buffers));
+    }
+    if engine.recv_buffer_size == 0 {
+        return problem("recv_buffer_size is zero".to_string());
+    }
+    if engine.accepts_outstanding == 0 {
+        return problem("accepts_outstanding is zero".to_string());
+    }
+    if let Some(path) = &engine.health_path {
+        if let Err(e) = crate::cli::parse_health_path(path) {
+            return problem(format!("health_path: {e}"));
+        }
+    }
+    None
 }
 
 /// How many CPUs this process may run on: Node's `os.availableParallelism()`.
@@ -347,6 +391,28 @@ mod tests {
             (cluster.master.shutdown_timeout, cluster.master.engine.drain_timeout),
             (Duration::from_secs(3), Duration::from_secs(3))
         );
+    }
+
+    /// What the loops cannot run with is refused before any worker starts.
+    #[test]
+    fn an_engine_the_loops_cannot_run_with_is_refused() {
+        assert_eq!(engine_problem(&EngineConfig::default()), None);
+        type Change = fn(&mut EngineConfig);
+        let bad: [(&str, Change); 7] = [
+            ("recv_buffers 1000", |e| e.recv_buffers = 1000),
+            ("recv_buffers 0", |e| e.recv_buffers = 0),
+            ("ring_entries", |e| e.ring_entries = 0),
+            ("recv_buffer_size", |e| e.recv_buffer_size = 0),
+            ("max_conns 0", |e| e.max_conns = 0),
+            ("header_timeout", |e| e.header_timeout = Duration::ZERO),
+            ("health_path", |e| e.health_path = Some("healthz".to_string())),
+        ];
+        for (what, change) in bad {
+            let mut engine = EngineConfig::default();
+            change(&mut engine);
+            let problem = engine_problem(&engine).unwrap_or_default();
+            assert!(problem.starts_with("engine: ") && problem.contains(what), "{what}: {problem:?}");
+        }
     }
 
     /// Zero turns the watchdog off, as `--watchdog 0` does.

@@ -243,6 +243,26 @@ fn main() -> ExitCode {
         let t: u64 = t.parse().expect("IDLE_TIMEOUT_MS");
         cluster = cluster.configure(|e| e.idle_timeout = Duration::from_millis(t));
     }
+    if let Ok(n) = std::env::var("RECV_BUFFERS") {
+        let n: u16 = n.parse().expect("RECV_BUFFERS");
+        cluster = cluster.configure(|e| e.recv_buffers = n);
+    }
+    if let Ok(n) = std::env::var("RING_ENTRIES") {
+        let n: u32 = n.parse().expect("RING_ENTRIES");
+        cluster = cluster.configure(|e| e.ring_entries = n);
+    }
+    if let Ok(n) = std::env::var("RECV_BUFFER_SIZE") {
+        let n: u32 = n.parse().expect("RECV_BUFFER_SIZE");
+        cluster = cluster.configure(|e| e.recv_buffer_size = n);
+    }
+    if let Ok(n) = std::env::var("MAX_CONNS") {
+        let n: usize = n.parse().expect("MAX_CONNS");
+        cluster = cluster.configure(|e| e.max_conns = n);
+    }
+    if let Ok(n) = std::env::var("BODY_BUFFERS") {
+        let n: usize = n.parse().expect("BODY_BUFFERS");
+        cluster = cluster.configure(|e| e.body_buffers = n);
+    }
     if let Ok(h) = std::env::var("HEALTH") {
         cluster = cluster.health_path(h);
     }
