@@ -225,7 +225,7 @@ fn parse_cpus(text: &str) -> Result<CpuList, ringmaster_balancer::Error> {
     parse_cpu_list(text).map(CpuList)
 }
 
-fn parse_health_path(text: &str) -> Result<String, String> {
+pub(crate) fn parse_health_path(text: &str) -> Result<String, String> {
     if !text.starts_with('/') || text.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return Err(format!("'{text}' is not a path: it starts with / and has no spaces or control characters"));
     }

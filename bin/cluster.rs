@@ -169,9 +169,15 @@ impl Cluster {
     /// A path every worker answers itself, ahead of the handler: `GET PATH`
     /// gets `200 ready` while it serves, `503 draining` once it drains or is
     /// a lame duck (`HEAD PATH` the same status, without the body), for a
-    /// load balancer's or Kubernetes' probe.
+    /// load balancer's or Kubernetes' probe. `PATH` starts with `/` and has
+    /// no spaces or control characters, as `--health-path` (else
+    /// [`Cluster::serve`] says so and exits 2; until 2026-12-06 any text
+    /// was taken, and one no request can name left the probe unanswered).
     pub fn health_path(mut self, path: impl Into<String>) -> Self {
-        self.master.engine.health_path = Some(path.into());
+        match crate::cli::parse_health_path(&path.into()) {
+            Ok(path) => self.master.engine.health_path = Some(path),
+            Err(e) => self.invalid = Some(format!("health_path: {e}")),
+        }
         self
     }
 
@@ -204,9 +210,13 @@ impl Cluster {
         self
     }
 
-    /// Kill and replace a worker whose loop stands still this long (`None`: never).
+    /// Kill and replace a worker whose loop stands still this long (`None`,
+    /// or zero as `--watchdog 0`: never). The loop stands still while a
+    /// handler runs: a limit shorter than the slowest handler kills its
+    /// worker with every connection it holds (until 2026-12-06 zero meant
+    /// at once: a handler taking 400 ms had its worker killed).
     pub fn watchdog(mut self, limit: Option<Duration>) -> Self {
-        self.master.watchdog = limit;
+        self.master.watchdog = limit.filter(|limit| !limit.is_zero());
         self
     }
 
@@ -222,15 +232,22 @@ impl Cluster {
         self
     }
 
-    /// Every worker's settings at once: limits, timeouts, buffers.
+    /// Every worker's settings at once: limits, timeouts, buffers. Its
+    /// `drain_timeout` is the [`Cluster::shutdown_timeout`] too.
     pub fn engine(mut self, engine: EngineConfig) -> Self {
         self.master.engine = engine;
+        self.master.shutdown_timeout = self.master.engine.drain_timeout;
         self
     }
 
     /// Every worker's settings, to change one: `.configure(|e| e.max_body = 4096)`.
+    /// Its `drain_timeout` is the [`Cluster::shutdown_timeout`] too: the
+    /// master gives a draining worker that long (and a second) before it
+    /// kills it. Until 2026-12-06 the master kept its own, and a
+    /// `drain_timeout` set here past it had workers killed inside their drain.
     pub fn configure(mut self, change: impl FnOnce(&mut EngineConfig)) -> Self {
         change(&mut self.master.engine);
+        self.master.shutdown_timeout = self.master.engine.drain_timeout;
         self
     }
 
@@ -283,7 +300,7 @@ impl Cluster {
                 .map_err(|e| (worker_exit_code(&e), format!("worker {}: {e}", identity.id)));
         }
         ringmaster_balancer::panic_hook::install(None);
-        if let Some(problem) = self.invalid.take() {
+        if let Some(problem) = self.invalid.take().or_else(|| engine_problem(&self.master.engine)) {
             return Err((2, problem));
         }
         if self.default_workers {
@@ -304,7 +321,117 @@ impl Cluster {
     }
 }
 
+/// What is wrong with `engine`, set with [`Cluster::engine`] or
+/// [`Cluster::configure`]: the command line's ranges for what it sets, and
+/// what the loops need of the rest. Until 2026-12-06 nothing was checked:
+/// `recv_buffers` 1000 or `ring_entries` 0 had every worker exit 1 at start
+/// and be restarted forever, `recv_buffer_size` 0 workers that answered
+/// nothing, `max_conns` 0 a `503` to every client.
+fn engine_problem(engine: &EngineConfig) -> Option<String> {
+    let problem = |what: String| Some(format!("engine: {what}"));
+    if !(1..=1_048_576).contains(&engine.max_conns) {
+        return problem(format!("max_conns {} is not from 1 to 1048576 (--max-conns)", engine.max_conns));
+    }
+    if !(256..=1_048_576).contains(&engine.max_header) {
+        return problem(format!("max_header {} is not from 256 to 1048576 (--max-header)", engine.max_header));
+    }
+    for (name, value) in [
+        ("header_timeout", engine.header_timeout),
+        ("idle_timeout", engine.idle_timeout),
+        ("body_timeout", engine.body_timeout),
+        ("drain_timeout", engine.drain_timeout),
+    ] {
+        if value.is_zero() {
+            return problem(format!("{name} is zero"));
+        }
+    }
+    if engine.ring_entries == 0 {
+        return problem("ring_entries is zero".to_string());
+    }
+    if !engine.recv_buffers.is_power_of_two() {
+        return problem(format!("recv_buffers {} is not a power of two", engine.recv_buffers));
+    }
+    if engine.recv_buffer_size == 0 {
+        return problem("recv_buffer_size is zero".to_string());
+    }
+    if engine.accepts_outstanding == 0 {
+        return problem("accepts_outstanding is zero".to_string());
+    }
+    if let Some(path) = &engine.health_path {
+        if let Err(e) = crate::cli::parse_health_path(path) {
+            return problem(format!("health_path: {e}"));
+        }
+    }
+    None
+}
+
 /// How many CPUs this process may run on: Node's `os.availableParallelism()`.
 pub fn available_cpus() -> usize {
     allowed_cpus().len().max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The workers' drain and the master's patience for it are one setting,
+    /// whichever builder method set it last.
+    #[test]
+    fn a_drain_timeout_set_through_the_engine_is_the_masters_too() {
+        let cluster = Cluster::new().shutdown_timeout(Duration::from_secs(2)).configure(|e| {
+            e.drain_timeout = Duration::from_secs(10);
+        });
+        assert_eq!(cluster.master.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(cluster.master.engine.drain_timeout, Duration::from_secs(10));
+        let engine = EngineConfig { drain_timeout: Duration::from_secs(7), ..EngineConfig::default() };
+        let cluster = Cluster::new().shutdown_timeout(Duration::from_secs(2)).engine(engine);
+        assert_eq!(cluster.master.shutdown_timeout, Duration::from_secs(7));
+        let cluster = Cluster::new().configure(|e| e.max_body = 1).shutdown_timeout(Duration::from_secs(3));
+        assert_eq!(
+            (cluster.master.shutdown_timeout, cluster.master.engine.drain_timeout),
+            (Duration::from_secs(3), Duration::from_secs(3))
+        );
+    }
+
+    /// What the loops cannot run with is refused before any worker starts.
+    #[test]
+    fn an_engine_the_loops_cannot_run_with_is_refused() {
+        assert_eq!(engine_problem(&EngineConfig::default()), None);
+        type Change = fn(&mut EngineConfig);
+        let bad: [(&str, Change); 7] = [
+            ("recv_buffers 1000", |e| e.recv_buffers = 1000),
+            ("recv_buffers 0", |e| e.recv_buffers = 0),
+            ("ring_entries", |e| e.ring_entries = 0),
+            ("recv_buffer_size", |e| e.recv_buffer_size = 0),
+            ("max_conns 0", |e| e.max_conns = 0),
+            ("header_timeout", |e| e.header_timeout = Duration::ZERO),
+            ("health_path", |e| e.health_path = Some("healthz".to_string())),
+        ];
+        for (what, change) in bad {
+            let mut engine = EngineConfig::default();
+            change(&mut engine);
+            let problem = engine_problem(&engine).unwrap_or_default();
+            assert!(problem.starts_with("engine: ") && problem.contains(what), "{what}: {problem:?}");
+        }
+    }
+
+    /// Zero turns the watchdog off, as `--watchdog 0` does.
+    #[test]
+    fn a_zero_watchdog_is_none() {
+        assert_eq!(Cluster::new().watchdog(Some(Duration::ZERO)).master.watchdog, None);
+        let limit = Some(Duration::from_secs(5));
+        assert_eq!(Cluster::new().watchdog(limit).master.watchdog, limit);
+    }
+
+    /// The builder refuses what `--health-path` refuses: a path no request
+    /// can name would leave every probe to the handler.
+    #[test]
+    fn a_health_path_that_is_not_a_path_is_refused() {
+        for bad in ["", "healthz", "/health z", "/h\x7f"] {
+            let cluster = Cluster::new().health_path(bad);
+            assert!(cluster.invalid.as_deref().is_some_and(|e| e.starts_with("health_path: ")), "{bad:?}");
+        }
+        let cluster = Cluster::new().health_path("/healthz");
+        assert_eq!((cluster.invalid, cluster.master.engine.health_path.as_deref()), (None, Some("/healthz")));
+    }
 }

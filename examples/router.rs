@@ -9,14 +9,17 @@
 //!   both in a build that unwinds (without `--release`: the release profile
 //!   has `panic = "abort"`, where either panic ends the worker, with its
 //!   connections, and the master starts another);
-//! - anything else: `404`.
+//! - anything else: `404`;
+//! - `ringmaster ctl PATH send panic` (with `$CONTROL`, the control
+//!   socket's path): `on_message` panics, which loses that line for each
+//!   worker; they serve on (in a build that unwinds, as above).
 //!
 //! ```sh
 //! cargo run --release --example router
 //! curl http://127.0.0.1:8000/json
 //! curl --data 'hi there' http://127.0.0.1:8000/echo
 //! ```
-//! `$PORT`, `$MODE` (`rr` or `shared`) and `$WORKERS` change the defaults.
+//! `$PORT`, `$MODE` (`rr` or `shared`), `$WORKERS` and `$CONTROL` change the defaults.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -62,15 +65,21 @@ impl Handler for Router {
             }
         }
     }
+
+    fn on_message(&mut self, message: &str) {
+        if message == "panic" {
+            panic!("on_message panic: a panic here loses only the line");
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let port = std::env::var("PORT").unwrap_or_else(|_| "8000".to_string());
     let mode = if std::env::var("MODE").is_ok_and(|m| m == "shared") { Mode::Shared } else { Mode::RoundRobin };
     let workers = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or_else(available_cpus);
-    Cluster::new()
-        .bind(format!("127.0.0.1:{port}"))
-        .workers(workers)
-        .mode(mode)
-        .serve(|| Router::new(worker_id().unwrap_or(0)))
+    let mut cluster = Cluster::new().bind(format!("127.0.0.1:{port}")).workers(workers).mode(mode);
+    if let Ok(path) = std::env::var("CONTROL") {
+        cluster = cluster.control(path);
+    }
+    cluster.serve(|| Router::new(worker_id().unwrap_or(0)))
 }

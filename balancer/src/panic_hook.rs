@@ -19,7 +19,7 @@ use std::panic::PanicHookInfo;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ringmaster_engine::panic_guard::in_handler;
+use ringmaster_engine::panic_guard::{current_call, Call};
 
 /// At most one handler panic is said per this long, per worker.
 pub const SAY_EVERY: Duration = Duration::from_secs(10);
@@ -32,8 +32,8 @@ pub fn install(worker: Option<usize>) {
     // The usual hook's lines, for every panic in the handler.
     let printed = SayLimit::new();
     std::panic::set_hook(Box::new(move |info: &PanicHookInfo<'_>| {
-        let worker = match worker {
-            Some(id) if in_handler() => id,
+        let (worker, call) = match (worker, current_call()) {
+            (Some(id), Some(call)) => (id, call),
             _ => {
                 previous(info);
                 std::process::abort();
@@ -42,9 +42,14 @@ pub fn install(worker: Option<usize>) {
         let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         if cfg!(panic = "abort") {
             previous(info);
+            let lost = match call {
+                Call::Handle => "the request",
+                Call::OnMessage => "the line",
+            };
             crate::log!(error:
-                "worker {worker}: its handler panicked{at}: built with panic = \"abort\", the worker ends with its \
-                 connections (with \"unwind\", Rust's default, only the request would be lost)"
+                "worker {worker}: its handler{} panicked{at}: built with panic = \"abort\", the worker ends with its \
+                 connections (with \"unwind\", Rust's default, only {lost} would be lost)",
+                in_call(call)
             );
             return;
         }
@@ -52,24 +57,48 @@ pub fn install(worker: Option<usize>) {
             previous(info);
         }
         // Said once the engine has caught it (the handler may catch its own).
-        SAID.with(|slot| slot.replace(Some(Said { worker, at })));
+        SAID.with(|slot| slot.replace(Some(Said { worker, at, call })));
     }));
     let lines = SayLimit::new();
     ringmaster_engine::panic_guard::when_caught(move || {
-        let Some(Said { worker, at }) = SAID.with(|slot| slot.take()) else { return };
+        let Some(Said { worker, at, call }) = SAID.with(|slot| slot.take()) else { return };
         let Some(unsaid) = lines.say() else { return };
         let more = match unsaid {
             0 => String::new(),
             n => format!(" ({n} more since the last such line, not said)"),
         };
-        crate::log!(error: "worker {worker}: its handler panicked{at}: the request got 500 and its connection closes; the worker serves on{more}");
+        crate::log!(error: "{}", caught_line(worker, &at, call, &more));
     });
+}
+
+/// ` in on_message` for a panic there; nothing for one in `handle`.
+fn in_call(call: Call) -> &'static str {
+    match call {
+        Call::Handle => "",
+        Call::OnMessage => " (in on_message)",
+    }
+}
+
+/// The line said once the engine has caught a panic of the handler's:
+/// what it cost depends on the call it came from (until 2026-12-06 a panic
+/// in `on_message` was said as a request's `500` and its connection's close).
+fn caught_line(worker: usize, at: &str, call: Call, more: &str) -> String {
+    match call {
+        Call::Handle => format!(
+            "worker {worker}: its handler panicked{at}: the request got 500 and its connection closes; the worker serves on{more}"
+        ),
+        Call::OnMessage => format!(
+            "worker {worker}: its handler{} panicked{at}: the line from the master is lost to this worker; the worker serves on{more}",
+            in_call(call)
+        ),
+    }
 }
 
 /// Where a handler's panic happened, for the line said once it is caught.
 struct Said {
     worker: usize,
     at: String,
+    call: Call,
 }
 
 thread_local! {
@@ -106,6 +135,15 @@ impl SayLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_in_on_message_is_not_said_as_a_request_s() {
+        let line = caught_line(2, " at src/main.rs:9", Call::OnMessage, "");
+        assert!(!line.contains("500") && !line.contains("connection"), "{line}");
+        assert!(line.contains("on_message") && line.contains("line"), "{line}");
+        let line = caught_line(2, " at src/main.rs:9", Call::Handle, "");
+        assert!(line.contains("the request got 500 and its connection closes"), "{line}");
+    }
 
     #[test]
     fn the_first_event_is_said_and_the_next_ones_within_the_period_counted() {

@@ -6,7 +6,7 @@
 use crate::handler::{reason, Handler, Header, Request, Response, Version, Written};
 use crate::http::{with_head, Parsed, MAX_HEADERS};
 use crate::lazy_bytes::LazyBytes;
-use crate::panic_guard::guarded;
+use crate::panic_guard::{guarded, Call};
 
 /// Room for the status line and the engine's own fields around a response:
 /// status line, `Server`, `Date`, `Content-Length` and `Connection`.
@@ -202,7 +202,7 @@ fn respond(
     out: &mut [u8],
 ) -> Option<Answered> {
     let mut response = Response::new(&mut scratch.fields, &mut scratch.body);
-    if guarded(|| handler.handle(request, &mut response)).is_none() {
+    if guarded(Call::Handle, || handler.handle(request, &mut response)).is_none() {
         // What it wrote before it panicked is dropped; the connection ends
         // after the 500, so a half-done exchange cannot be taken for another.
         scratch.panics += 1;
@@ -242,17 +242,20 @@ fn frame(
     cursor.put(date)?;
     cursor.put(b"\r\n")?;
     cursor.put(written.fields)?;
-    // 204 and 304 carry no body, and no length for one.
+    // 204 and 304 carry no body, and no length for one; 205 carries none
+    // either (RFC 9110 §15.3.6: a server MUST NOT generate content), its
+    // length said as 0 (until 2026-12-06 what the handler wrote went out).
     let bodyless = status == 204 || status == 304;
+    let body = if status == 205 { &[][..] } else { written.body };
     if !bodyless {
         cursor.put(b"Content-Length: ")?;
-        cursor.number(written.body.len() as u64)?;
+        cursor.number(body.len() as u64)?;
         cursor.put(b"\r\n")?;
     }
     let keep_alive_at = connection_field(&mut cursor, framing)?;
     cursor.put(b"\r\n")?;
     if !head_only && !bodyless {
-        cursor.put(written.body)?;
+        cursor.put(body)?;
     }
     Some((cursor.at, keep_alive_at))
 }
@@ -339,6 +342,10 @@ mod tests {
                 res.status(404);
                 return;
             }
+            if req.path() == "/reset" {
+                res.status(205).body(b"content a 205 must not carry");
+                return;
+            }
             if req.path() == "/close" {
                 res.close();
             }
@@ -384,6 +391,16 @@ mod tests {
         assert!(text.contains("Connection: close\r\n"), "{text}");
         let (text, _) = run(b"GET /missing HTTP/1.1\r\nHost: a\r\n\r\n", b"", false, Framing::KeepAlive);
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
+    }
+
+    /// A `205 Reset Content` carries no content (RFC 9110 §15.3.6), whatever
+    /// the handler wrote: until 2026-12-06 its body went out.
+    #[test]
+    fn a_205_goes_without_the_body_written() {
+        let (text, close) = run(b"POST /reset HTTP/1.1\r\nHost: a\r\n\r\n", b"", false, Framing::KeepAlive);
+        assert!(text.starts_with("HTTP/1.1 205 "), "{text}");
+        assert!(text.ends_with("Content-Length: 0\r\n\r\n"), "{text}");
+        assert!(!close);
     }
 
     /// The handler sees a later HTTP/1 minor version as 1.1: `answer`

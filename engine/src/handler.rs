@@ -30,6 +30,8 @@ pub trait Handler {
     fn handle(&mut self, req: &Request<'_>, res: &mut Response<'_>);
 
     /// A line the master broadcast to every worker (`ringmaster ctl PATH send TEXT`).
+    /// Only processes running when it is sent get it: a worker's process
+    /// started later (a restart, a reload, an upgrade) begins without it.
     /// A panic here loses the line for this worker; it serves on.
     fn on_message(&mut self, message: &str) {
         let _ = message;
@@ -157,9 +159,11 @@ impl<'a> Request<'a> {
 }
 
 /// A response being written: status, header fields and body go into buffers
-/// the engine made at start (`--max-response` bytes in all). Writing more
-/// than fits, or a header that is not a valid field, turns the answer into
-/// `500 Internal Server Error`.
+/// the engine made at start: the body up to `--max-response` bytes, the
+/// header fields the handler adds up to 4 KiB (each field's name, `: `,
+/// value and line end, whatever `--max-response` is). Writing more than
+/// fits in either, or a header that is not a valid field, turns the answer
+/// into `500 Internal Server Error`.
 #[derive(Debug)]
 pub struct Response<'a> {
     status: u16,
@@ -191,7 +195,9 @@ impl<'a> Response<'a> {
     }
 
     /// Adds a header field. `Content-Length`, `Transfer-Encoding`,
-    /// `Connection` and `Date` are the engine's and are ignored here.
+    /// `Connection` and `Date` are the engine's and are ignored here (to
+    /// close the connection, [`Response::close`]). The fields added take
+    /// at most 4 KiB in all (see [`Response`]).
     pub fn header(&mut self, name: &str, value: impl AsRef<[u8]>) -> &mut Self {
         let value = value.as_ref();
         if !is_token(name) || !value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80) {

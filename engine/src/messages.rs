@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use crate::channel::send_text;
+use crate::channel::{send_text, MAX_WORKER_TEXT};
 
 thread_local! {
     /// This thread's worker's own copy of its channel to the master, while
@@ -19,8 +19,8 @@ thread_local! {
     static MASTER: RefCell<Option<OwnedFd>> = const { RefCell::new(None) };
 }
 
-/// Sends `text` (at most [`MAX_WORKER_TEXT`](crate::channel::MAX_WORKER_TEXT) bytes; longer text is cut there) to
-/// the master as one message.
+/// Sends `text` (at most [`MAX_WORKER_TEXT`](crate::channel::MAX_WORKER_TEXT) bytes; longer text is cut at the
+/// last character that ends within them) to the master as one message.
 ///
 /// It never waits: a worker's loop must go on serving whatever its master
 /// does.
@@ -32,9 +32,20 @@ thread_local! {
 /// error when the master is gone (`EPIPE`).
 pub fn send_to_master(text: &str) -> io::Result<()> {
     MASTER.with_borrow(|master| match master {
-        Some(channel) => send_text(channel.as_fd(), text.as_bytes()),
+        Some(channel) => send_text(channel.as_fd(), within_limit(text).as_bytes()),
         None => Err(io::Error::new(io::ErrorKind::NotConnected, "not in a worker with a master")),
     })
+}
+
+/// `text` cut to [`MAX_WORKER_TEXT`] bytes at a character boundary: a cut
+/// inside a character reached the master's hook as U+FFFD, a character the
+/// worker never sent (until 2026-12-06).
+fn within_limit(text: &str) -> &str {
+    let mut end = text.len().min(MAX_WORKER_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Makes [`send_to_master`] use a copy of `channel` on this thread until the
@@ -73,5 +84,20 @@ mod tests {
         // SAFETY: receiving into a live local buffer of its own length.
         let n = unsafe { libc::recv(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
         assert_eq!(decode_text(&buf[..n as usize]), Some(&b"hits=3"[..]));
+    }
+
+    #[test]
+    fn long_text_is_cut_between_characters() {
+        let (master, worker) = channel_pair().expect("socketpair");
+        let _attached = attach(worker.as_fd()).expect("attach");
+        // 2-byte characters: the limit (255) falls inside the 128th.
+        let text = "\u{e9}".repeat(200);
+        send_to_master(&text).expect("send");
+        let mut buf = [0u8; WORKER_MESSAGE_MAX];
+        // SAFETY: receiving into a live local buffer of its own length.
+        let n = unsafe { libc::recv(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        let got = decode_text(&buf[..n as usize]).expect("a line");
+        let got = std::str::from_utf8(got).expect("whole characters only");
+        assert_eq!(got, "\u{e9}".repeat(MAX_WORKER_TEXT / 2));
     }
 }

@@ -12,8 +12,19 @@ use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
+/// Which of the application's calls is running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// [`Handler::handle`](crate::handler::Handler::handle): a panic costs
+    /// the request a `500` and its connection.
+    Handle,
+    /// [`Handler::on_message`](crate::handler::Handler::on_message): a
+    /// panic loses that line for this worker; no request is concerned.
+    OnMessage,
+}
+
 thread_local! {
-    static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
+    static IN_HANDLER: Cell<Option<Call>> = const { Cell::new(None) };
 }
 
 /// What runs when a panic of the application's reached the engine.
@@ -32,17 +43,23 @@ pub fn when_caught(call: impl Fn() + Send + Sync + 'static) {
 /// [`Handler::handle`](crate::handler::Handler::handle) or
 /// [`Handler::on_message`](crate::handler::Handler::on_message)).
 pub fn in_handler() -> bool {
+    current_call().is_some()
+}
+
+/// The application's call running on this thread, if any: a panic hook
+/// tells by it what the panic costs (see [`Call`]).
+pub fn current_call() -> Option<Call> {
     IN_HANDLER.with(Cell::get)
 }
 
-/// Runs the application's `call`; `None` when it panicked.
+/// Runs the application's `call` (a [`Call`] of kind `kind`); `None` when it panicked.
 ///
 /// `AssertUnwindSafe`: what the engine lends the call (the request's bytes,
 /// the response buffers) is reset before its next use, and the handler's own
 /// state is the application's: it is kept as the panic left it, as a task's
 /// captured state is in other Rust servers.
-pub(crate) fn guarded<R>(call: impl FnOnce() -> R) -> Option<R> {
-    let outer = IN_HANDLER.with(|flag| flag.replace(true));
+pub(crate) fn guarded<R>(kind: Call, call: impl FnOnce() -> R) -> Option<R> {
+    let outer = IN_HANDLER.with(|flag| flag.replace(Some(kind)));
     let result = catch_unwind(AssertUnwindSafe(call));
     IN_HANDLER.with(|flag| flag.set(outer));
     match result {
@@ -73,26 +90,34 @@ mod tests {
     /// expected, so the output says so first.
     fn quietly<R>(call: impl FnOnce() -> R) -> Option<R> {
         eprintln!("(an expected panic follows)");
-        guarded(call)
+        guarded(Call::Handle, call)
     }
 
     #[test]
     fn a_call_that_returns_gives_its_value_and_the_flag_is_set_only_during_it() {
         assert!(!in_handler());
-        assert_eq!(guarded(in_handler), Some(true));
+        assert_eq!(guarded(Call::Handle, in_handler), Some(true));
         assert!(!in_handler());
+    }
+
+    #[test]
+    fn the_call_running_is_told_apart() {
+        assert_eq!(current_call(), None);
+        assert_eq!(guarded(Call::Handle, current_call), Some(Some(Call::Handle)));
+        assert_eq!(guarded(Call::OnMessage, current_call), Some(Some(Call::OnMessage)));
+        assert_eq!(current_call(), None);
     }
 
     #[test]
     fn a_panic_is_caught_and_the_flag_restored() {
         assert_eq!(quietly(|| -> u8 { panic!("in the handler") }), None);
         assert!(!in_handler());
-        assert_eq!(guarded(|| 7), Some(7), "the next call runs as usual");
+        assert_eq!(guarded(Call::Handle, || 7), Some(7), "the next call runs as usual");
     }
 
     #[test]
     fn a_nested_call_leaves_the_outer_one_flagged() {
-        let inner = guarded(|| {
+        let inner = guarded(Call::Handle, || {
             let inner = quietly(|| -> bool { panic!("inner") });
             (inner, in_handler())
         });

@@ -196,3 +196,86 @@ fn timeouts_release_connections_in_stats() {
     assert_eq!(accepted, 40, "{stats}");
     assert_eq!(requests, 20, "timeouts answer nothing: {stats}");
 }
+
+/// A worker whose loop stands still (a handler that blocks, a stopped or
+/// starved process) past a connection's deadline, while that connection's
+/// client sends in time: the request is answered once the loop comes back,
+/// not taken for a silence. Until 2026-12-06 the first tick after the
+/// stall closed the keep-alive client whose next request came 0.8 s into
+/// its 1 s idle timeout, and the one whose head ended 0.6 s into its 1 s
+/// header timeout, with no answer, on both backends (the tick ran before
+/// their input was read). A silent client is still closed after it.
+#[test]
+fn a_request_sent_in_time_while_the_worker_stood_still_is_answered() {
+    // The loop sleeps 3 s, 1.5 s after the worker is ready.
+    let s = Server::start_with_env(
+        &["--workers", "1", "--header-timeout", "1", "--idle-timeout", "1"],
+        &[("RINGMASTER_FAULT", "stall:1:3000:1500")],
+    );
+    let ready = Instant::now();
+    s.wait_workers_ready(1, START_TIMEOUT);
+    let at = |ms: u64| {
+        let when = ready + Duration::from_millis(ms);
+        thread::sleep(when.saturating_duration_since(Instant::now()));
+    };
+    at(1000);
+    // Answered at 1.0 s: idle until 2.0 s.
+    let mut keep_alive = s.connect();
+    keep_alive.get_ok();
+    // A head begun at 1.2 s: complete by 2.2 s.
+    let mut slow_head = s.connect();
+    slow_head.send(b"GET / HTTP/1.1\r\n");
+    let mut silent = s.connect();
+    // 1.8 s: the loop has stood still since 1.5 s (until 4.5 s).
+    at(1800);
+    keep_alive.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    slow_head.send(b"Host: a\r\n\r\n");
+    let answer = keep_alive.try_read();
+    assert!(
+        answer.as_ref().is_ok_and(|r| r.status == 200),
+        "the keep-alive client's request, sent in time: {answer:?}"
+    );
+    let answer = slow_head.try_read();
+    assert!(answer.as_ref().is_ok_and(|r| r.status == 200), "the head ended in time: {answer:?}");
+    silent.expect_closed_within(CLOSE_BOUND);
+}
+
+/// A handler that takes longer than `--idle-timeout` (here the injected
+/// `slow` fault, which spends 1.5 s on each request as a slow handler
+/// would): the keep-alive client it answered keeps its whole idle timeout
+/// from that answer, and one whose next request came in time while the
+/// worker was busy with another's is answered. Until 2026-12-06, on epoll,
+/// the first was closed 0-100 ms after its answer (its idle clock counted
+/// from before the handler ran), and, on both backends, the second with no
+/// answer once the worker came back.
+#[test]
+fn a_slow_handler_costs_its_neighbours_no_deadline() {
+    let s = Server::start_with_env(
+        &["--workers", "1", "--header-timeout", "1", "--idle-timeout", "1"],
+        &[("RINGMASTER_FAULT", "slow:1:1500000")],
+    );
+    s.wait_workers_ready(1, START_TIMEOUT);
+    let mut a = s.connect();
+    a.get_ok();
+    // Half its idle timeout after its own slow answer.
+    thread::sleep(Duration::from_millis(500));
+    a.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    let answer = a.try_read();
+    assert!(answer.as_ref().is_ok_and(|r| r.status == 200), "the next request, 0.5 s after a slow answer: {answer:?}");
+    // Another client's request takes the worker for 1.5 s; 0.3 s in, this
+    // one's next request comes, 0.3 s into its 1 s idle timeout.
+    let mut b = s.connect();
+    b.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    thread::sleep(Duration::from_millis(300));
+    a.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    let answer = b.try_read();
+    assert!(answer.as_ref().is_ok_and(|r| r.status == 200), "{answer:?}");
+    let answer = a.try_read();
+    assert!(
+        answer.as_ref().is_ok_and(|r| r.status == 200),
+        "the request sent in time while the worker was busy: {answer:?}"
+    );
+    // A silent client is still closed.
+    let mut silent = s.connect();
+    silent.expect_closed_within(CLOSE_BOUND);
+}

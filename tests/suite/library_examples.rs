@@ -512,6 +512,39 @@ fn a_panicking_handler_ends_its_worker_in_an_abort_build(mode: &str, backend: &s
     assert_eq!(get(&mut s.connect(), "/").status, 200, "served after the restart");
 }
 
+/// A panic in `on_message` loses that line for the worker; no request is
+/// concerned, and the log says so. Until 2026-12-06 it was said as a
+/// handler's panic in a request: `the request got 500 and its connection
+/// closes`.
+#[test]
+fn a_panic_in_on_message_is_said_as_a_lost_line() {
+    let control = control_path("library", "on-message-panic");
+    let mut cmd = Command::new(example("router"));
+    cmd.env("PORT", "0").env("MODE", "rr").env("WORKERS", "2").env("CONTROL", &control);
+    let s = Server::start_command(cmd, &[]);
+    s.wait_workers_ready(2, START_TIMEOUT);
+    let log_mark = s.log_len();
+    let (code, out, err) = util::control::ctl(&control, &["send", "panic"]);
+    assert_eq!((code, out.as_str()), (0, "ok sent to 2 workers"), "{err}");
+    let line = router_line("on_message panic:");
+    let at = format!("its handler (in on_message) panicked at examples/router.rs:{line}:");
+    let lost = if EXAMPLES_ABORT_ON_PANIC {
+        "only the line would be lost"
+    } else {
+        "the line from the master is lost to this worker; the worker serves on"
+    };
+    for worker in 1..=2 {
+        let said = format!("worker {worker}: {at}");
+        s.wait_for_log_from(log_mark, |l| l.contains(&said) && l.contains(lost), Duration::from_secs(10));
+    }
+    let log = s.log();
+    let since = &log[log_mark..];
+    assert!(!since.iter().any(|l| l.contains("the request got 500")), "no request was answered 500: {since:#?}");
+    if !EXAMPLES_ABORT_ON_PANIC {
+        assert_eq!(get(&mut s.connect(), "/").status, 200, "the workers serve on");
+    }
+}
+
 /// The line of `examples/router.rs` that holds `text`.
 fn router_line(text: &str) -> usize {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/router.rs");

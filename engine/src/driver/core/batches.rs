@@ -69,7 +69,9 @@ impl Core<'_> {
             // The master sends only text it read as UTF-8 (a control command).
             if let Ok(text) = std::str::from_utf8(self.inbox.text(received)) {
                 let handler = &mut *self.handler;
-                if crate::panic_guard::guarded(|| handler.on_message(text)).is_none() {
+                if crate::panic_guard::guarded(crate::panic_guard::Call::OnMessage, || handler.on_message(text))
+                    .is_none()
+                {
                     // The line is lost to this worker; it serves on.
                     self.scratch.count_panic();
                 }

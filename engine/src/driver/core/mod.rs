@@ -95,9 +95,14 @@ pub(super) struct Core<'a> {
     pub(super) draining: bool,
     pub(super) drain_deadline: u64,
     pub(super) now: u64,
+    /// When the last tick ran (see [`Core::deadlines_due`]).
+    last_tick: u64,
     /// When the injected stall begins, until it has happened.
     pub(super) stall_at: Option<u64>,
 }
+
+/// Ticks further apart than this: the loop stood still between them.
+const STOOD_STILL_MS: u64 = 3 * super::TICK.as_millis() as u64;
 
 /// `slots` buffers of `each` bytes in one reservation.
 fn reserve(slots: usize, each: usize) -> io::Result<LazyBytes> {
@@ -253,8 +258,24 @@ impl<'a> Core<'a> {
             draining: false,
             drain_deadline: 0,
             now: now_ms(),
+            last_tick: now_ms(),
             stall_at: None,
         })
+    }
+
+    /// Called by each tick: whether it may close connections whose deadline
+    /// has passed. Not the first tick after the loop stood still (a handler
+    /// that blocked, a stopped or starved process): what clients sent
+    /// meanwhile is not read yet, and a request that came in time would be
+    /// taken for a silence (until 2026-12-06 a keep-alive client's next
+    /// request, or the end of a head, sent in time while another
+    /// connection's handler blocked the worker past that deadline, got a
+    /// close and no answer, on both backends). The loop reads first; the
+    /// next tick judges.
+    pub(super) fn deadlines_due(&mut self) -> bool {
+        let since = self.now.saturating_sub(self.last_tick);
+        self.last_tick = self.now;
+        since < STOOD_STILL_MS
     }
 
     /// The error for `what`, `each` bytes for each connection the worker can
@@ -340,15 +361,28 @@ impl<'a> Core<'a> {
         }
     }
 
-    /// Injected faults: the time a slow handler would spend on `requests`.
-    pub(super) fn work_for(&self, requests: u32) {
-        let Some(per_request) = self.config.faults.per_request else { return };
+    /// After a connection's input was answered (`requests` of them):
+    /// injected faults spend the time a slow handler would, and where a
+    /// handler (or that fault) ran the clock moves on, so that what the
+    /// connection does next is timed from now, not from when the loop woke.
+    /// Until 2026-12-06 a keep-alive connection whose own answer took the
+    /// handler longer than `--idle-timeout` had its idle clock counted from
+    /// before the handler ran: on epoll it was closed at the next tick,
+    /// 0-100 ms after its answer, and a next request sent within the idle
+    /// timeout got no answer. (A coarse clock read, a few ns, per read
+    /// that the handler answered.)
+    pub(super) fn work_for(&mut self, requests: u32) {
         if requests == 0 {
             return;
         }
-        let until = std::time::Instant::now() + per_request * requests;
-        while std::time::Instant::now() < until {
-            std::hint::spin_loop();
+        if let Some(per_request) = self.config.faults.per_request {
+            let until = std::time::Instant::now() + per_request * requests;
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            self.now = now_ms();
+        } else if !self.fixed {
+            self.now = now_ms();
         }
     }
 

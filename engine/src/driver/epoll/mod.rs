@@ -309,10 +309,11 @@ impl<'a> EpollWorker<'a> {
         self.ticker.acknowledge();
         self.core.responses.refresh(SystemTime::now());
         let now = self.core.now;
+        let due = self.core.deadlines_due();
         for slot in 0..self.conns.high_water() {
             let Some(generation) = self.conns.generation(slot) else { continue };
             let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
-            if entry.conn.deadline() > now {
+            if entry.conn.deadline() > now || !due {
                 continue;
             }
             let (_, mut ctx) = self.core.parts(slot);

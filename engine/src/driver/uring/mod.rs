@@ -291,6 +291,7 @@ impl<'a> UringWorker<'a> {
     fn on_tick(&mut self) -> io::Result<()> {
         self.core.responses.refresh(SystemTime::now());
         let now = self.core.now;
+        let due = self.core.deadlines_due();
         let under_pressure = self.held.under_pressure();
         for slot in 0..self.conns.high_water() {
             let Some(generation) = self.conns.generation(slot) else { continue };
@@ -317,7 +318,7 @@ impl<'a> UringWorker<'a> {
             if cut_off {
                 // Its client does not read, and what it holds is wanted by others.
                 entry.conn.handle_read_error();
-            } else if entry.conn.deadline() > now {
+            } else if entry.conn.deadline() > now || !due {
                 continue;
             } else {
                 let (_, mut ctx) = self.core.parts(slot);
