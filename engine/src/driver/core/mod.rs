@@ -95,14 +95,18 @@ pub(super) struct Core<'a> {
     pub(super) draining: bool,
     pub(super) drain_deadline: u64,
     pub(super) now: u64,
-    /// When the last tick ran (see [`Core::deadlines_due`]).
+    /// When the last tick ran, and the last that judged deadlines (see
+    /// [`Core::deadlines_due`]).
     last_tick: u64,
+    last_judged: u64,
     /// When the injected stall begins, until it has happened.
     pub(super) stall_at: Option<u64>,
 }
 
 /// Ticks further apart than this: the loop stood still between them.
 const STOOD_STILL_MS: u64 = 3 * super::TICK.as_millis() as u64;
+/// The longest ticks leave deadlines to the next after stands-still in a row.
+const DEADLINES_DEFERRED_MS: u64 = 10_000;
 
 /// `slots` buffers of `each` bytes in one reservation.
 fn reserve(slots: usize, each: usize) -> io::Result<LazyBytes> {
@@ -259,6 +263,7 @@ impl<'a> Core<'a> {
             drain_deadline: 0,
             now: now_ms(),
             last_tick: now_ms(),
+            last_judged: now_ms(),
             stall_at: None,
         })
     }
@@ -271,11 +276,17 @@ impl<'a> Core<'a> {
     /// request, or the end of a head, sent in time while another
     /// connection's handler blocked the worker past that deadline, got a
     /// close and no answer, on both backends). The loop reads first; the
-    /// next tick judges.
+    /// next tick judges. At most [`DEADLINES_DEFERRED_MS`] in a row: a loop
+    /// that stands still between every tick (a handler slow on every
+    /// request, a starved machine) still times its connections out.
     pub(super) fn deadlines_due(&mut self) -> bool {
         let since = self.now.saturating_sub(self.last_tick);
         self.last_tick = self.now;
-        since < STOOD_STILL_MS
+        let due = since < STOOD_STILL_MS || self.now.saturating_sub(self.last_judged) >= DEADLINES_DEFERRED_MS;
+        if due {
+            self.last_judged = self.now;
+        }
+        due
     }
 
     /// The error for `what`, `each` bytes for each connection the worker can
