@@ -173,6 +173,11 @@ pub struct Connection {
     /// The request whose body is being read is a probe of the health path
     /// (its head is a `GET` or `HEAD` of it): answered as one at its end.
     health_probe: bool,
+    /// Input came that no answer follows: empty lines before a request
+    /// line, or input discarded after a closing answer (lingering). A reset
+    /// behind such input is seen by no send, only by a watch of the socket
+    /// (see [`Connection::needs_reset_watch`]).
+    unanswered_input: bool,
 }
 
 impl Default for Connection {
@@ -207,6 +212,7 @@ impl Connection {
             settle_until: None,
             keep_alive_at: None,
             health_probe: false,
+            unanswered_input: false,
         }
     }
 
@@ -263,6 +269,16 @@ impl Connection {
         self.phase == Phase::Reading && (self.carry_len > 0 || !self.parser.between_requests())
     }
 
+    /// Its client's reset may come behind input that nothing answers: part
+    /// of a request, empty lines before one, or input while it lingers after
+    /// a closing answer. On io_uring a multishot receive that takes the last
+    /// bytes of a socket already reset posts them as more to come and never
+    /// reports the reset (Linux 6.18); a send would report it, and no send
+    /// follows such input.
+    pub fn needs_reset_watch(&self) -> bool {
+        self.has_partial_request() || (self.unanswered_input && !self.read_closed && self.phase != Phase::Closed)
+    }
+
     /// An idle keep-alive connection a full worker may close to make room:
     /// it has been answered, nothing of a next request has come, nothing is
     /// queued or being sent, and its client has not closed.
@@ -298,6 +314,7 @@ impl Connection {
             // connection's start before its first request, `--idle-timeout`
             // from the last answer after one.
             self.parser.step(data, &ctx.limits);
+            self.unanswered_input = true;
             return data.len();
         }
         let mut rest = data;
@@ -307,9 +324,14 @@ impl Connection {
                     // Input after a closing reply: closing with it unread would
                     // reset the connection, so wait for the client's FIN.
                     self.phase = Phase::Finishing { linger: true };
+                    self.unanswered_input = true;
                     rest = &[];
                 }
-                Phase::Lingering | Phase::Closed => rest = &[],
+                Phase::Lingering => {
+                    self.unanswered_input = true;
+                    rest = &[];
+                }
+                Phase::Closed => rest = &[],
                 Phase::Reading if self.carry_len == 0 => {
                     // The common case: parse straight from the receive buffer.
                     let used = self.feed(rest, ctx);

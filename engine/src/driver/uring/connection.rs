@@ -52,16 +52,19 @@ pub(super) struct Slot {
     pub(super) reset_watch: ResetWatch,
 }
 
-/// A one-shot poll of a connection's socket, armed once part of a request
-/// has come. A multishot receive that takes the last bytes of a socket
-/// already reset posts them as more to come, then waits for a wakeup the
-/// reset does not send again (Linux 6.18: input and a reset together): the
-/// connection would stay until its header or body deadline (minutes for a
-/// large body), holding a body buffer, and a drain would wait for it. A
-/// poll of its own sees the socket's error as it is armed or when it comes.
+/// A one-shot poll of a connection's socket, armed once input has come
+/// that no send follows: part of a request, empty lines before one, input
+/// while it lingers after a closing answer. A multishot receive that takes
+/// the last bytes of a socket already reset posts them as more to come, then
+/// waits for a wakeup the reset does not send again (Linux 6.18: input and a
+/// reset together): the connection would stay until its header or body
+/// deadline (minutes for a large body), holding a body buffer, or, after
+/// empty lines, until its header or idle deadline (10 s, 60 s), or to the
+/// end of its linger (2 s), and a drain would wait for it. A poll of its
+/// own sees the socket's error as it is armed or when it comes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) enum ResetWatch {
-    /// Not armed: no request has been part in yet.
+    /// Not armed: no input has come that no send follows.
     #[default]
     Unarmed,
     /// Armed: the slot is not freed before its completion.
@@ -161,11 +164,13 @@ impl UringWorker<'_> {
         self.watch_for_reset(slot, generation)
     }
 
-    /// Arms the connection's [`ResetWatch`] once part of a request is in:
-    /// connections that take their requests whole (most) never need it.
+    /// Arms the connection's [`ResetWatch`] once input is in that no send
+    /// follows (part of a request, empty lines before one, input while it
+    /// lingers: [`crate::conn::Connection::needs_reset_watch`]): connections
+    /// that take their requests whole (most) never need it.
     fn watch_for_reset(&mut self, slot: u32, generation: u32) -> io::Result<()> {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
-        if entry.reset_watch != ResetWatch::Unarmed || !entry.conn.has_partial_request() {
+        if entry.reset_watch != ResetWatch::Unarmed || !entry.conn.needs_reset_watch() {
             return Ok(());
         }
         let Some(socket) = &entry.socket else { return Ok(()) };
