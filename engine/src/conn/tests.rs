@@ -1323,3 +1323,31 @@ fn the_rest_of_a_partial_send_is_owed_through_a_drain() {
         assert_eq!(h.sent, bytes, "the whole answer");
     }
 }
+
+/// Input that no answer follows asks for a watch of the socket (on io_uring
+/// a reset behind it is reported by no send, and a multishot receive may
+/// miss it); whole requests, which are answered, do not.
+#[test]
+fn input_no_answer_follows_needs_a_reset_watch() {
+    let mut h = Harness::new();
+    assert!(!h.conn.needs_reset_watch(), "nothing came");
+    h.input(GET);
+    h.flush();
+    assert!(!h.conn.needs_reset_watch(), "a whole request: its answer's send sees a reset");
+    h.input(b"\r\n\r\n");
+    assert!(h.conn.needs_reset_watch(), "empty lines before a request line");
+
+    let mut h = Harness::new();
+    h.input(b"GET / HT");
+    assert!(h.conn.needs_reset_watch(), "part of a request");
+
+    let mut h = Harness::new();
+    h.input(BAD);
+    h.flush();
+    assert_eq!(h.conn.phase(), Phase::Lingering);
+    assert!(!h.conn.needs_reset_watch(), "lingering, nothing more came");
+    h.input(GET);
+    assert!(h.conn.needs_reset_watch(), "input while lingering");
+    h.peer_closed();
+    assert!(!h.conn.needs_reset_watch(), "closed");
+}
