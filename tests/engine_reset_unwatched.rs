@@ -1,18 +1,21 @@
 //! A client that resets behind input no answer follows frees its
 //! connection at once, on both drivers: empty lines before a request line
-//! (which begin no request), and input sent while the connection lingers
-//! after a closing answer (which is discarded). No send follows such input
-//! to report the reset, and on io_uring a multishot receive that takes the
-//! last bytes of a socket already reset posts them as more to come and
-//! never reports the reset (Linux 6.18, see `engine_reset_mid_body.rs`):
-//! until 2026-12-06 such a connection stayed until its header deadline, its
-//! idle deadline after a first answer, or the end of its linger.
+//! (which begin no request), before the first request or after an answer.
+//! No send follows such input to report the reset, and on io_uring a
+//! multishot receive that takes the last bytes of a socket already reset
+//! posts them as more to come and never reports the reset (Linux 6.18, see
+//! `engine_reset_mid_body.rs`): until 2026-12-06 such a connection stayed
+//! until its header deadline, or its idle deadline after a first answer
+//! (here 600 s: a connection still live 10 s after its reset is stuck).
+//! Input while a connection lingers after a closing answer is watched the
+//! same way (the unit test `input_no_answer_follows_needs_a_reset_watch`);
+//! the linger's own end, 2 s on, closes it anyway, which no test here could
+//! tell from a timely close without timing the worker.
 //!
 //! `EmptyLinesBeforeStart` puts the reset in the socket before the worker
 //! starts, behind more input than one pass of the receive takes: it stuck
-//! every time. The other two race the worker's reads (it stuck in one
-//! round of 40 in most runs after an answer, in about one of 120 while
-//! lingering).
+//! every time. `EmptyLinesAfterAnswer` races the worker's reads (it stuck in
+//! one round of 40 in most runs).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -28,7 +31,8 @@ use in_process::{InProcessWorker, PatternAnswer};
 
 const BUFFER: u32 = 128;
 const SENT: usize = 24_000;
-const WITHIN: Duration = Duration::from_millis(1500);
+/// Far below the deadlines the worker is given, far above any delay.
+const WITHIN: Duration = Duration::from_secs(10);
 
 fn all_acked(client: &TcpStream) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -67,12 +71,10 @@ enum Scenario {
     EmptyLinesBeforeStart,
     /// One request answered, then empty lines and a reset.
     EmptyLinesAfterAnswer,
-    /// A bad request answered `400` (the worker lingers), then input and a reset.
-    InputWhileLingering,
 }
 
 /// Runs `rounds` connections one after another; returns how many stayed
-/// live `WITHIN` after their reset.
+/// live `WITHIN` after their reset (it stops at the first).
 fn stuck(backend: Backend, scenario: Scenario, rounds: usize) -> usize {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let address: SocketAddr = listener.local_addr().expect("local addr");
@@ -127,12 +129,6 @@ fn stuck(backend: Backend, scenario: Scenario, rounds: usize) -> usize {
                     assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
                     client.write_all(&b"\r\n".repeat(SENT / 2)).expect("send");
                 }
-                Scenario::InputWhileLingering => {
-                    client.write_all(b"BAD\x01 / HTTP/1.1\r\n\r\n").expect("send");
-                    let n = client.read(&mut answer).expect("answer");
-                    assert!(answer[..n].starts_with(b"HTTP/1.1 400"), "{:?}", String::from_utf8_lossy(&answer[..n]));
-                    client.write_all(&vec![b'x'; SENT]).expect("send");
-                }
                 Scenario::EmptyLinesBeforeStart => unreachable!(),
             }
             all_acked(&client);
@@ -140,7 +136,7 @@ fn stuck(backend: Backend, scenario: Scenario, rounds: usize) -> usize {
         }
         let ended = Instant::now();
         let mut closed = false;
-        while ended.elapsed() < Duration::from_secs(10) {
+        while ended.elapsed() < WITHIN {
             let now = counters.snapshot();
             if now.accepted > accepted_before && now.live == 0 {
                 closed = true;
@@ -148,17 +144,14 @@ fn stuck(backend: Backend, scenario: Scenario, rounds: usize) -> usize {
             }
             thread::sleep(Duration::from_millis(2));
         }
-        let took = ended.elapsed();
-        if !closed || took > WITHIN {
+        if !closed {
             let now = counters.snapshot();
             eprintln!(
-                "{backend:?} {scenario:?} round {round}: live for {took:?} after the reset (closed: {closed}; accepted {}, live {})",
+                "{backend:?} {scenario:?} round {round}: live {WITHIN:?} after the reset (accepted {}, live {})",
                 now.accepted, now.live
             );
             stuck += 1;
-            if !closed {
-                break;
-            }
+            break;
         }
     }
     worker.stop();
@@ -179,18 +172,10 @@ fn uring_empty_lines_after_answer() {
     check(Backend::Uring, Scenario::EmptyLinesAfterAnswer);
 }
 #[test]
-fn uring_input_while_lingering() {
-    check(Backend::Uring, Scenario::InputWhileLingering);
-}
-#[test]
 fn epoll_empty_lines_before_start() {
     check(Backend::Epoll, Scenario::EmptyLinesBeforeStart);
 }
 #[test]
 fn epoll_empty_lines_after_answer() {
     check(Backend::Epoll, Scenario::EmptyLinesAfterAnswer);
-}
-#[test]
-fn epoll_input_while_lingering() {
-    check(Backend::Epoll, Scenario::InputWhileLingering);
 }
