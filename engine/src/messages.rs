@@ -19,7 +19,7 @@ thread_local! {
     static MASTER: RefCell<Option<OwnedFd>> = const { RefCell::new(None) };
 }
 
-/// Sends `text` (at most [`MAX_WORKER_TEXT`](crate::channel::MAX_WORKER_TEXT) bytes; longer text is cut at the
+/// Sends `text` (at most [`MAX_WORKER_TEXT`] bytes; longer text is cut at the
 /// last character that ends within them) to the master as one message.
 ///
 /// It never waits: a worker's loop must go on serving whatever its master
