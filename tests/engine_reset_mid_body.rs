@@ -12,15 +12,13 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringmaster_engine::{Backend, EngineConfig, Sources, StatsBlock};
+use ringmaster_engine::{Backend, EngineConfig};
 
 mod in_process;
-use in_process::{InProcessWorker, PatternAnswer};
+use in_process::{reset, spawn_counted, wait_all_acknowledged};
 
 /// Receive buffer size: small, so that what a client sends before its reset
 /// is many buffers, more than one pass of a receive takes.
@@ -51,35 +49,12 @@ fn send_part_and_end(address: SocketAddr, end: End) -> Option<TcpStream> {
     client.write_all(head.as_bytes()).expect("send the head");
     client.write_all(&vec![b'b'; SENT]).expect("send part of the body");
     // Everything acknowledged: it is in the server's socket, ahead of the reset.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut unacknowledged: libc::c_int = 0;
-        // SAFETY: TIOCOUTQ writes one int through the pointer, which is valid.
-        let asked = unsafe { libc::ioctl(client.as_raw_fd(), libc::TIOCOUTQ, &mut unacknowledged) };
-        assert_eq!(asked, 0, "TIOCOUTQ: {}", std::io::Error::last_os_error());
-        if unacknowledged == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the server's socket did not take the body ({unacknowledged} bytes left)");
-        thread::sleep(Duration::from_millis(1));
-    }
+    wait_all_acknowledged(&client);
     if let End::Fin = end {
         client.shutdown(std::net::Shutdown::Write).expect("shutdown");
         return Some(client);
     }
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: the option value is a valid `linger` of the length given.
-    let set = unsafe {
-        libc::setsockopt(
-            client.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(set, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
-    drop(client);
+    reset(client);
     None
 }
 
@@ -88,30 +63,18 @@ fn ended_mid_body_frees_the_connection(backend: Backend, end: End) {
     let address = listener.local_addr().expect("local addr");
     let _client = send_part_and_end(address, end);
 
-    let stats = Arc::new(StatsBlock::private(1).expect("stats block"));
-    let worker_stats = Arc::clone(&stats);
-    let worker = InProcessWorker::spawn(move |shutdown| {
-        let config = EngineConfig {
-            backend,
-            max_conns: 16,
-            max_body: 2 * 1024 * 1024,
-            recv_buffers: 512,
-            recv_buffer_size: BUFFER,
-            header_timeout: Duration::from_secs(600),
-            body_timeout: Duration::from_secs(600),
-            drain_timeout: Duration::from_secs(1),
-            ..EngineConfig::default()
-        };
-        let counters = worker_stats.slot(0).expect("slot 0");
-        let sources = Sources {
-            listener: Some(OwnedFd::from(listener)),
-            own_listener: false,
-            channel: None,
-            shutdown: Some(shutdown),
-            accept_tally: None,
-        };
-        ringmaster_engine::run(&config, sources, counters, &mut PatternAnswer { len: 1, period: 1 })
-    });
+    let config = EngineConfig {
+        backend,
+        max_conns: 16,
+        max_body: 2 * 1024 * 1024,
+        recv_buffers: 512,
+        recv_buffer_size: BUFFER,
+        header_timeout: Duration::from_secs(600),
+        body_timeout: Duration::from_secs(600),
+        drain_timeout: Duration::from_secs(1),
+        ..EngineConfig::default()
+    };
+    let (worker, stats) = spawn_counted(config, listener);
 
     let counters = stats.slot(0).expect("slot 0");
     let deadline = Instant::now() + WITHIN;

@@ -19,51 +19,18 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringmaster_engine::{Backend, EngineConfig, Sources, StatsBlock};
+use ringmaster_engine::{Backend, EngineConfig};
 
 mod in_process;
-use in_process::{InProcessWorker, PatternAnswer};
+use in_process::{reset, spawn_counted, wait_all_acknowledged};
 
 const BUFFER: u32 = 128;
 const SENT: usize = 24_000;
 /// Far below the deadlines the worker is given, far above any delay.
 const WITHIN: Duration = Duration::from_secs(10);
-
-fn all_acked(client: &TcpStream) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut unacknowledged: libc::c_int = 0;
-        // SAFETY: TIOCOUTQ writes one int through the pointer, which is valid.
-        let asked = unsafe { libc::ioctl(client.as_raw_fd(), libc::TIOCOUTQ, &mut unacknowledged) };
-        assert_eq!(asked, 0);
-        if unacknowledged == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline);
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn reset(client: TcpStream) {
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: the option value is a valid `linger` of the length given.
-    let set = unsafe {
-        libc::setsockopt(
-            client.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(set, 0);
-    drop(client);
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Scenario {
@@ -78,40 +45,28 @@ enum Scenario {
 fn stuck(backend: Backend, scenario: Scenario, rounds: usize) -> usize {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let address: SocketAddr = listener.local_addr().expect("local addr");
-    let stats = Arc::new(StatsBlock::private(1).expect("stats block"));
-    let worker_stats = Arc::clone(&stats);
     let mut early = None;
     if let Scenario::EmptyLinesBeforeStart = scenario {
         let mut client = TcpStream::connect(address).expect("connect");
         client.write_all(&b"\r\n".repeat(SENT / 2)).expect("send");
-        all_acked(&client);
+        wait_all_acknowledged(&client);
         early = Some(client);
     }
     if let Some(client) = early.take() {
         reset(client);
     }
-    let worker = InProcessWorker::spawn(move |shutdown| {
-        let config = EngineConfig {
-            backend,
-            max_conns: 16,
-            recv_buffers: 512,
-            recv_buffer_size: BUFFER,
-            header_timeout: Duration::from_secs(600),
-            idle_timeout: Duration::from_secs(600),
-            body_timeout: Duration::from_secs(600),
-            drain_timeout: Duration::from_secs(1),
-            ..EngineConfig::default()
-        };
-        let counters = worker_stats.slot(0).expect("slot 0");
-        let sources = Sources {
-            listener: Some(OwnedFd::from(listener)),
-            own_listener: false,
-            channel: None,
-            shutdown: Some(shutdown),
-            accept_tally: None,
-        };
-        ringmaster_engine::run(&config, sources, counters, &mut PatternAnswer { len: 1, period: 1 })
-    });
+    let config = EngineConfig {
+        backend,
+        max_conns: 16,
+        recv_buffers: 512,
+        recv_buffer_size: BUFFER,
+        header_timeout: Duration::from_secs(600),
+        idle_timeout: Duration::from_secs(600),
+        body_timeout: Duration::from_secs(600),
+        drain_timeout: Duration::from_secs(1),
+        ..EngineConfig::default()
+    };
+    let (worker, stats) = spawn_counted(config, listener);
     let counters = stats.slot(0).expect("slot 0");
     let mut stuck = 0;
     let rounds = if let Scenario::EmptyLinesBeforeStart = scenario { 1 } else { rounds };
@@ -131,7 +86,7 @@ fn stuck(backend: Backend, scenario: Scenario, rounds: usize) -> usize {
                 }
                 Scenario::EmptyLinesBeforeStart => unreachable!(),
             }
-            all_acked(&client);
+            wait_all_acknowledged(&client);
             reset(client);
         }
         let ended = Instant::now();

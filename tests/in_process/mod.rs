@@ -104,3 +104,66 @@ pub fn spawn_on_loopback(
     });
     (worker, address)
 }
+
+/// A worker with `config` accepting on `listener` and answering one byte,
+/// whose counters the test reads (`accepted`, `live`): the worker and its
+/// stats block.
+#[allow(dead_code)]
+pub fn spawn_counted(
+    config: EngineConfig,
+    listener: std::net::TcpListener,
+) -> (InProcessWorker, std::sync::Arc<StatsBlock>) {
+    let stats = std::sync::Arc::new(StatsBlock::private(1).expect("stats block"));
+    let worker_stats = std::sync::Arc::clone(&stats);
+    let worker = InProcessWorker::spawn(move |shutdown| {
+        let counters = worker_stats.slot(0).expect("slot 0");
+        let sources = Sources {
+            listener: Some(OwnedFd::from(listener)),
+            own_listener: false,
+            channel: None,
+            shutdown: Some(shutdown),
+            accept_tally: None,
+        };
+        ringmaster_engine::run(&config, sources, counters, &mut PatternAnswer { len: 1, period: 1 })
+    });
+    (worker, stats)
+}
+
+/// Waits until the peer has acknowledged all `client` sent: it is in the
+/// server's socket.
+#[allow(dead_code)]
+pub fn wait_all_acknowledged(client: &std::net::TcpStream) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut unacknowledged: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ writes one int through the pointer, which is valid.
+        let asked = unsafe { libc::ioctl(client.as_raw_fd(), libc::TIOCOUTQ, &mut unacknowledged) };
+        assert_eq!(asked, 0, "TIOCOUTQ: {}", io::Error::last_os_error());
+        if unacknowledged == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server's socket did not take it ({unacknowledged} bytes left)"
+        );
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Closes `client` with a reset (`SO_LINGER` 0).
+#[allow(dead_code)]
+pub fn reset(client: std::net::TcpStream) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: the option value is a valid `linger` of the length given.
+    let set = unsafe {
+        libc::setsockopt(
+            client.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "SO_LINGER: {}", io::Error::last_os_error());
+    drop(client);
+}
