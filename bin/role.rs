@@ -2,7 +2,9 @@
 //! re-executes the program for each worker with the worker's id in the
 //! environment, as Node's `cluster` does with `NODE_UNIQUE_ID`.
 
-use ringmaster_balancer::spawn::ENV_WORKER_ID;
+use std::sync::OnceLock;
+
+use ringmaster_balancer::spawn::{started_as_worker, ENV_WORKER_ID};
 
 /// The part a process plays in its cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,11 +19,14 @@ pub enum Role {
 }
 
 /// This process's part, as Node's `cluster.isPrimary` / `cluster.worker.id` tell it.
+/// Read once: a worker whose master has gone (it is being told to stop)
+/// still plays its part.
 pub fn role() -> Role {
-    match std::env::var(ENV_WORKER_ID).ok().and_then(|id| id.parse().ok()) {
-        Some(id) => Role::Worker { id },
-        None => Role::Primary,
-    }
+    static ROLE: OnceLock<Role> = OnceLock::new();
+    *ROLE.get_or_init(|| match std::env::var(ENV_WORKER_ID).ok().and_then(|id| id.parse().ok()) {
+        Some(id) if started_as_worker() => Role::Worker { id },
+        _ => Role::Primary,
+    })
 }
 
 /// True in the master (Node's `cluster.isPrimary`).

@@ -26,6 +26,10 @@ use crate::upgrade::env::{ENV_UPGRADE_ACTIVATED, ENV_UPGRADE_FDS, ENV_UPGRADE_FR
 
 /// Environment variable naming the worker id (1-based); its presence makes the binary a worker.
 pub const ENV_WORKER_ID: &str = "RINGMASTER_WORKER_ID";
+/// Environment variable with the pid of the master that started the worker:
+/// a process whose parent is another (a subprocess a worker's handler
+/// starts, which inherits the environment) is not that worker.
+pub const ENV_MASTER_PID: &str = "RINGMASTER_MASTER_PID";
 /// Environment variable with the worker's CPU, or `none` when not pinned.
 pub const ENV_CPU: &str = "RINGMASTER_CPU";
 /// Environment variable with the number of slots in the stats block.
@@ -48,6 +52,29 @@ pub const ENV_BACKEND: &str = "RINGMASTER_BACKEND";
 /// [`ACCEPT_TALLY_FD`], of the count where the worker adds what it accepts
 /// on its own listener (`reuseport --steer load`); absent when none is.
 pub const ENV_ACCEPT_TALLY: &str = "RINGMASTER_ACCEPT_TALLY";
+
+/// This process was started as a worker: its environment names a worker id
+/// and, where it names the master that set it (every master since
+/// 2026-12-06), that master is its parent. A worker's own subprocess
+/// inherits the variables, and with them, until then, took itself for a
+/// worker (a program built on the library exited 1: "fd 3 was not passed by
+/// the master"), as Node's workers would without deleting `NODE_UNIQUE_ID`.
+/// A worker whose master died before this is asked is told to stop
+/// (`PR_SET_PDEATHSIG`).
+pub fn started_as_worker() -> bool {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    let parent = unsafe { libc::getppid() };
+    std::env::var_os(ENV_WORKER_ID).is_some() && started_by(std::env::var(ENV_MASTER_PID).ok().as_deref(), parent)
+}
+
+/// Whether a process whose environment names `master` (if it names one)
+/// and whose parent is `parent` was started by that master.
+fn started_by(master: Option<&str>, parent: libc::pid_t) -> bool {
+    match master {
+        None => true,
+        Some(master) => master.parse::<libc::pid_t>().is_ok_and(|master| master == parent),
+    }
+}
 
 /// The worker's end of its channel.
 pub const CHANNEL_FD: RawFd = 3;
@@ -159,6 +186,7 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
         .args(&launch.exec.args)
         .env(ENV_BACKEND, launch.backend.name())
         .env(ENV_WORKER_ID, launch.id.to_string())
+        .env(ENV_MASTER_PID, master.to_string())
         .env(ENV_CPU, launch.cpu.map_or_else(|| "none".to_string(), |c| c.to_string()))
         .env(ENV_STATS_SLOTS, launch.stats_slots.to_string())
         .env(ENV_STATS_SLOT, launch.stats_slot.to_string())
@@ -251,4 +279,17 @@ pub fn inherited_fd(number: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: setting FD_CLOEXEC on a valid fd.
     unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
     Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::started_by;
+
+    #[test]
+    fn a_worker_is_the_child_of_the_master_its_environment_names() {
+        assert!(started_by(Some("4242"), 4242), "the master's own worker");
+        assert!(!started_by(Some("4242"), 5151), "a worker's subprocess, which inherited the environment");
+        assert!(!started_by(Some("not a pid"), 4242));
+        assert!(started_by(None, 5151), "a worker of a master from before the variable");
+    }
 }

@@ -13,8 +13,8 @@ use crate::faults::{faults_for, ENV_FAULT};
 use crate::privileges::{switch_to, Credentials};
 use crate::signals::signal_fd;
 use crate::spawn::{
-    inherited_fd, ACCEPT_TALLY_FD, CHANNEL_FD, ENV_ACCEPT_TALLY, ENV_BACKEND, ENV_CPU, ENV_LISTENER, ENV_STATS_SLOT,
-    ENV_STATS_SLOTS, ENV_WORKER_ID, LISTENER_FD, LISTENER_OWN, LISTENER_SHARED, STATS_FD,
+    inherited_fd, started_as_worker, ACCEPT_TALLY_FD, CHANNEL_FD, ENV_ACCEPT_TALLY, ENV_BACKEND, ENV_CPU, ENV_LISTENER,
+    ENV_STATS_SLOT, ENV_STATS_SLOTS, ENV_WORKER_ID, LISTENER_FD, LISTENER_OWN, LISTENER_SHARED, STATS_FD,
 };
 use crate::title::{set_thread_name, worker_thread_name};
 
@@ -48,7 +48,9 @@ pub enum ListenerKind {
 
 /// The identity in the environment, if this process was started as a worker.
 pub fn identity_from_env() -> Option<Result<WorkerIdentity>> {
-    std::env::var_os(ENV_WORKER_ID)?;
+    if !started_as_worker() {
+        return None;
+    }
     Some(parse_identity(|name| std::env::var(name).ok()))
 }
 

@@ -19,6 +19,23 @@ fn affinity() -> Vec<usize> {
     (0..nix::sched::CpuSet::count()).filter(|&cpu| set.is_set(cpu).unwrap_or(false)).collect()
 }
 
+/// A process that inherited a worker's environment but whose parent is not
+/// the master that set it (a subprocess a worker's handler starts) is not
+/// that worker: started as the binary, it runs as a master and serves.
+/// Until 2026-12-06 it took itself for worker 1 and exited 1 (`fd 3 was not
+/// passed by the master`).
+#[test]
+fn a_process_that_inherited_a_workers_environment_runs_as_a_master() {
+    // Pid 1 is never this test's child's parent.
+    let s = Server::start_with_env(
+        &["--workers", "1"],
+        &[("RINGMASTER_WORKER_ID", "1"), ("RINGMASTER_MASTER_PID", "1"), ("RINGMASTER_STATS_SLOTS", "1")],
+    );
+    s.wait_workers_ready(1, START_TIMEOUT);
+    let mut client = s.connect();
+    client.get_ok();
+}
+
 #[test]
 fn one_worker_per_cpu_by_default() {
     let allowed = affinity();

@@ -22,7 +22,7 @@ use super::env::{
 };
 use super::{GIVEN_UP_LINE, READY_LINE};
 use crate::control::socket::SocketFile;
-use crate::spawn::{dup_at_least, OwnImage, ENV_WORKER_ID};
+use crate::spawn::{dup_at_least, OwnImage, ENV_MASTER_PID, ENV_WORKER_ID};
 use crate::systemd::activation::{ENV_LISTEN_FDNAMES, ENV_LISTEN_FDS, ENV_LISTEN_PID};
 
 /// The file an upgrade runs: `argv[0]` made absolute against the working
@@ -105,6 +105,7 @@ pub fn start_new_master(launch: &Launch<'_>) -> io::Result<Started> {
         .env(ENV_UPGRADE_FDS, format_fds(&named))
         .env(ENV_UPGRADE_FROM, std::process::id().to_string())
         .env_remove(ENV_WORKER_ID)
+        .env_remove(ENV_MASTER_PID)
         .env_remove(ENV_LISTEN_FDS)
         .env_remove(ENV_LISTEN_PID)
         .env_remove(ENV_LISTEN_FDNAMES)
