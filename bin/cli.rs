@@ -18,6 +18,11 @@ use ringmaster_engine::{BackendChoice, EngineConfig};
 pub use crate::ctl::{ctl, CtlArgs};
 use crate::{body_file, escapes, usage_error, Cluster, LogFormat};
 
+/// The most `--max-conns` and `--max-header` take (the library's settings too).
+pub const MOST_CONNS_OR_HEADER: i64 = 1_048_576;
+/// The least `--max-header` takes (the library's `max_header` too).
+pub const LEAST_HEADER: i64 = 256;
+
 /// Node's cluster at the limit of Linux: a master balancing connections over
 /// pinned io_uring worker processes, each an HTTP/1.1 responder.
 #[derive(Debug, Parser)]
@@ -69,11 +74,11 @@ pub struct Cli {
 
     /// Connections one worker holds at once (fewer when its open-file limit at its start allows fewer: it
     /// reserves room for what it can hold, and says so at start).
-    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..=MOST_CONNS_OR_HEADER))]
     max_conns: u32,
 
     /// Largest request header block, in bytes (`431` beyond; `414` when the request line alone is longer).
-    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(LEAST_HEADER..=MOST_CONNS_OR_HEADER))]
     max_header: u32,
 
     /// Largest request body, in bytes (`413` beyond).

@@ -329,11 +329,20 @@ impl Cluster {
 /// nothing, `max_conns` 0 a `503` to every client.
 fn engine_problem(engine: &EngineConfig) -> Option<String> {
     let problem = |what: String| Some(format!("engine: {what}"));
-    if !(1..=1_048_576).contains(&engine.max_conns) {
-        return problem(format!("max_conns {} is not from 1 to 1048576 (--max-conns)", engine.max_conns));
+    use crate::cli::{LEAST_HEADER, MOST_CONNS_OR_HEADER};
+    let within =
+        |value: usize, least: i64| i64::try_from(value).is_ok_and(|v| (least..=MOST_CONNS_OR_HEADER).contains(&v));
+    if !within(engine.max_conns, 1) {
+        return problem(format!(
+            "max_conns {} is not from 1 to {MOST_CONNS_OR_HEADER} (--max-conns)",
+            engine.max_conns
+        ));
     }
-    if !(256..=1_048_576).contains(&engine.max_header) {
-        return problem(format!("max_header {} is not from 256 to 1048576 (--max-header)", engine.max_header));
+    if !within(engine.max_header, LEAST_HEADER) {
+        return problem(format!(
+            "max_header {} is not from {LEAST_HEADER} to {MOST_CONNS_OR_HEADER} (--max-header)",
+            engine.max_header
+        ));
     }
     for (name, value) in [
         ("header_timeout", engine.header_timeout),
