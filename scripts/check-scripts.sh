@@ -77,12 +77,17 @@ fi
 for p in $(wrk_on "$port"); do kill -KILL "$p" 2>/dev/null; done
 echo "master-cost.sh SIGTERM: checked"
 
+# Another listener on PORT for SECONDS, its pid in $holder, once it listens.
+hold_port() {
+    python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(128); time.sleep(int(sys.argv[2]))' "$1" "$2" &
+    holder=$!
+    for _ in $(seq 50); do port_listened "$1" && break; sleep 0.1; done
+}
+
 # 3. upgrade-loss/run.py with its port taken
 port=$(free_port "$((port + 1))")
-python3 -c 'import socket, sys, time
-s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(128); time.sleep(60)' "$port" &
-holder=$!
-for _ in $(seq 50); do port_listened "$port" && break; sleep 0.1; done
+hold_port "$port" 60
 timeout 90 python3 "$HERE/upgrade-loss/run.py" "$BIN" rr uring "$port" 2 1 0.5 >"$TMP/run.json" 2>"$TMP/run.err"
 rc=$?
 kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
@@ -117,10 +122,7 @@ echo "accounting/drive.py twice at once: checked"
 
 # 5. chaos.sh with its port held by another listener: fails at once, saying so
 port=$(free_port "$((port2 + 1))")
-python3 -c 'import socket, sys, time
-s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(128); time.sleep(30)' "$port" &
-holder=$!
-for _ in $(seq 50); do port_listened "$port" && break; sleep 0.1; done
+hold_port "$port" 30
 SECONDS=0
 MODES=rr BACKENDS=uring SECONDS_EACH=6 PORT="$port" RINGMASTER_BIN="$BIN" timeout 25 "$HERE/chaos.sh" >"$TMP/chaos-busy" 2>&1
 rc=$?
