@@ -31,8 +31,11 @@ use util::*;
 const FAULT: &str = "never-ready:0,never-ready:3";
 
 /// Long enough that worker 2's new process is not killed for being unready
-/// before `scale` reaches the master.
-const SHUTDOWN_TIMEOUT: &str = "3";
+/// before `scale` reaches the master, nor worker 1's first one before the
+/// reload does (its start counts from the master's: with 3 s, two busy loops
+/// beside the suite once delayed the reload past it, 2026-12-06, and the
+/// test waited for an exit the kill had replaced).
+const SHUTDOWN_TIMEOUT: &str = "8";
 
 /// The ids and pids `status` lists.
 fn workers(path: &Path) -> Vec<(u64, u64)> {
@@ -120,7 +123,8 @@ fn scaling_away_the_worker_a_reload_replaces_retires_both_its_processes() {
     s.wait_for_log_from(
         from,
         |l| l == "reload: done (1 workers replaced)" || l.ends_with(&cancelled),
-        Duration::from_secs(10),
+        // A cancel comes once the new process has been unready SHUTDOWN_TIMEOUT.
+        Duration::from_secs(30),
     );
 
     let (ok, failures) = load.finish();
