@@ -15,10 +15,12 @@
 #                   takes from the first
 #   chaos.sh        its port held by another listener: exits 1 within 5 s
 #                   saying the server did not start
+#   compare.sh --quick  a smoke run writes its report under target/, and
+#                   leaves the committed results/ as they were
 #
 #   scripts/check-scripts.sh            (RINGMASTER_BIN, else target/release/ringmaster;
 #                                        ports: the first free ones from PORT_BASE, 26430)
-# About 30 s. Exits 1 and names each check that failed.
+# About 40 s. Exits 1 and names each check that failed.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BIN=$(readlink -f "${RINGMASTER_BIN:-$HERE/../target/release/ringmaster}")
@@ -134,5 +136,20 @@ fi
 rm -rf "$(awk '/^logs: / {print $2}' "$TMP/chaos-busy")"
 echo "chaos.sh, port taken: checked"
 
-((failed)) || echo "OK: nothing left behind, a server that cannot start is said so, two runs at once keep apart"
+# 6. compare.sh --quick: its report goes under target/, results/ stays as committed
+results_sum() { find "$HERE/../results" -maxdepth 1 -type f -exec md5sum {} + 2>/dev/null | sort; }
+before=$(results_sum)
+touch "$TMP/stamp"
+port=$(free_port "$((port + 1))")
+SERVERS=rm-rr SCENARIOS=keepalive DURATION=1s WARMUP=1s RINGMASTER_BIN="$BIN" NO_INSTALL=1 PORT_BASE="$port" \
+    timeout 60 "$HERE/compare.sh" --quick >"$TMP/quick" 2>&1
+rc=$?
+quick_md=$HERE/../target/compare-quick/compare.md
+if ((rc != 0)) || [[ ! $quick_md -nt $TMP/stamp ]]; then
+    fail "compare.sh --quick: exit $rc, no new report at target/compare-quick: $(tail -2 "$TMP/quick" | tr '\n' ' ')"
+fi
+[[ $(results_sum) == "$before" ]] || fail "compare.sh --quick: it changed the committed results/"
+echo "compare.sh --quick: checked"
+
+((failed)) || echo "OK: nothing left behind, a server that cannot start is said so, two runs at once keep apart, a smoke run leaves results/ alone"
 exit "$failed"

@@ -25,7 +25,8 @@ the three loads: one worker stopped (SIGSTOP) for part of a churn run, and
 unequal connections (half pipelined, half one request per connection).
 
   --quick          1 round of 3 s per server and scenario (ROUNDS/DURATION still win if set;
-                   stalled keeps its two STALL_DURATION runs): about 8 min for all 14 servers
+                   stalled keeps its two STALL_DURATION runs): about 8 min for all 14 servers;
+                   writes to <repo>/target/compare-quick, not over the committed results
   --help           this text
 
 Environment (defaults in brackets):
@@ -71,7 +72,7 @@ Environment (defaults in brackets):
   RINGMASTER_BASE_BIN  the binary of the rm-<...>-base servers [unset]
   RINGMASTER_ARGS  extra arguments for every ringmaster server [none]
   CARGO_TARGET_DIR honoured by the build
-  RESULTS_DIR      [<repo>/results]
+  RESULTS_DIR      [<repo>/results; with --quick <repo>/target/compare-quick]
   NO_INSTALL       1 = never apt-get/pip install, fail if something is missing
 EOF
 }
@@ -114,7 +115,12 @@ case "$SCHED" in
     batch) SCHED_PREFIX=(chrt -b 0) ;;
     *) printf "compare.sh: error: SCHED must be batch or unset (got '%s')\n" "$SCHED" >&2; exit 1 ;;
 esac
-RESULTS_DIR=${RESULTS_DIR:-$ROOT/results}
+# A smoke run is not a result: it must not replace the committed compare.md.
+if ((QUICK)); then
+    RESULTS_DIR=${RESULTS_DIR:-$ROOT/target/compare-quick}
+else
+    RESULTS_DIR=${RESULTS_DIR:-$ROOT/results}
+fi
 NO_INSTALL=${NO_INSTALL:-0}
 [[ $DURATION =~ ^[0-9]+$ ]] && DURATION="${DURATION}s"
 [[ $WARMUP =~ ^[0-9]+$ ]] && WARMUP="${WARMUP}s"
