@@ -71,7 +71,7 @@ trap 'exit 143' TERM
 master_pid() {
     local p
     for p in $(ss -ltnpH "sport = :$PORT" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
-        [[ $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) == "ringmaster: master"* ]] && { echo "$p"; return; }
+        [[ $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline") == "ringmaster: master"* ]] && { echo "$p"; return; }
     done
     return 0
 }

@@ -54,7 +54,7 @@ start_then_term() {
 }
 
 # wrk processes whose command line names PORT
-wrk_on() { local p; for p in $(pgrep -x wrk); do tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q ":$1/" && echo "$p"; done; }
+wrk_on() { local p; for p in $(pgrep -x wrk); do tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q ":$1/" && echo "$p"; done; }
 
 # 1. chaos.sh
 port=$(free_port "$PORT_BASE")
