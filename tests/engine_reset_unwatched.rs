@@ -9,8 +9,8 @@
 //! (here 600 s: a connection still live 10 s after its reset is stuck).
 //! Input while a connection lingers after a closing answer is watched the
 //! same way (the unit test `input_no_answer_follows_needs_a_reset_watch`);
-//! the linger's own end, 2 s on, closes it anyway, which no test here could
-//! tell from a timely close without timing the worker.
+//! the linger's own end, 2 s after its last input, closes it anyway, which
+//! no test here could tell from a timely close without timing the worker.
 //!
 //! `EmptyLinesBeforeStart` puts the reset in the socket before the worker
 //! starts, behind more input than one pass of the receive takes: it stuck

@@ -26,6 +26,7 @@ mod http_direct;
 mod http_errors;
 mod http_health;
 mod http_keepalive;
+mod http_linger;
 mod http_pipelining;
 mod http_slow_body;
 mod http_slow_reader;

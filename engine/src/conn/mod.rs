@@ -23,8 +23,17 @@ use crate::answer::{answer, Answering, Framing, CLOSE, KEEP_ALIVE};
 use crate::http::{Limits, Reply, RequestParser, Step};
 use crate::response::Responses;
 
-/// How long a closing connection waits for the client's FIN after ours.
+/// How long a closing connection waits for the client's FIN after ours
+/// while nothing comes (as nginx's `lingering_timeout`): input moves it on.
 pub const LINGER_MS: u64 = 2_000;
+/// The longest a closing connection lingers from our FIN while its client
+/// goes on sending (as nginx's `lingering_time`, 30 s by default). A client
+/// still uploading a refused body (a `413` before it ends, a slow `503`)
+/// sends for as long as it takes; closing on its input resets the
+/// connection, and a client that sees the reset on its write often reports
+/// that instead of reading the answer already sent. Bounded, so that a
+/// client that never stops sending cannot hold a slot for good.
+pub const LINGER_MOST_MS: u64 = 30_000;
 /// How long a draining worker keeps an idle connection for a request already on its way.
 pub const DRAIN_GRACE_MS: u64 = 100;
 /// A draining worker keeps a keep-alive connection whose last answer went
@@ -75,7 +84,8 @@ pub enum Phase {
     },
     /// Our FIN is sent; input is discarded until the client's FIN or the
     /// deadline, so that unread input never turns our close into a reset
-    /// that destroys the reply.
+    /// that destroys the reply. Input moves the deadline on (up to
+    /// [`LINGER_MOST_MS`] from the linger's start).
     Lingering,
     /// Over: the driver closes the socket and frees the slot.
     Closed,
@@ -90,7 +100,8 @@ pub enum Timer {
     Body,
     /// Idle between requests or writing to a slow reader (`--idle-timeout`, refreshed).
     Idle,
-    /// Closing: waiting for the client's FIN, or for a last reply to go out.
+    /// Closing: waiting for the client's FIN ([`LINGER_MS`] of quiet,
+    /// refreshed by input up to [`LINGER_MOST_MS`]), or for a last reply to go out.
     Linger,
 }
 
@@ -150,6 +161,9 @@ pub struct Connection {
     idle_since: u64,
     body_started: u64,
     body_bytes: u64,
+    /// When it began to linger (our FIN): the linger ends by
+    /// [`LINGER_MOST_MS`] after it, however long its client sends.
+    linger_started: u64,
     /// Requests parsed since the driver last asked ([`Connection::take_parsed`]).
     parsed: u32,
     /// A request gathered for the handler across reads.
@@ -203,6 +217,7 @@ impl Connection {
             idle_since: 0,
             body_started: 0,
             body_bytes: 0,
+            linger_started: 0,
             parsed: 0,
             assembly: Assembly::Idle,
             out_sent: 0,
@@ -329,6 +344,7 @@ impl Connection {
                 }
                 Phase::Lingering => {
                     self.unanswered_input = true;
+                    self.extend_linger(ctx);
                     rest = &[];
                 }
                 Phase::Closed => rest = &[],
@@ -835,7 +851,20 @@ impl Connection {
         self.phase = Phase::Lingering;
         self.half_close_due = true;
         self.timer = Timer::Linger;
+        self.linger_started = ctx.now;
         self.deadline = ctx.now + LINGER_MS;
+    }
+
+    /// Input while lingering: its client is still sending, and closing now
+    /// would answer the rest with a reset, so the linger waits another
+    /// [`LINGER_MS`] of quiet, but ends [`LINGER_MOST_MS`] after it began.
+    /// Not while draining: a drain then waits for a lingering connection no
+    /// longer than [`LINGER_MS`] after it began, as when the linger never moved.
+    fn extend_linger(&mut self, ctx: &Context<'_>) {
+        if ctx.draining {
+            return;
+        }
+        self.deadline = (ctx.now + LINGER_MS).min(self.linger_started + LINGER_MOST_MS);
     }
 }
 

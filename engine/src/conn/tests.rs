@@ -258,6 +258,82 @@ fn an_error_lingers_until_the_deadline_without_a_fin() {
 }
 
 #[test]
+fn input_while_lingering_moves_the_deadline_on_up_to_the_cap() {
+    let mut h = Harness::new();
+    // A body over the limit: refused at its head, while the client still sends it.
+    h.input(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\npart");
+    h.input(b"more of the body");
+    h.flush();
+    assert_eq!(h.statuses(), [413]);
+    assert_eq!(h.conn.phase(), Phase::Lingering);
+    let started = h.now;
+    assert_eq!(h.conn.deadline(), started + LINGER_MS);
+    // The client sends on, a piece in every fifth of the quiet window.
+    while h.now + LINGER_MS / 5 + LINGER_MS <= started + LINGER_MOST_MS {
+        h.now += LINGER_MS / 5;
+        h.input(b"more of the body");
+        assert_eq!(h.conn.deadline(), h.now + LINGER_MS, "input moves the deadline to a quiet window from now");
+        assert_eq!(h.conn.phase(), Phase::Lingering);
+    }
+    // Near the cap it moves no further than the cap.
+    h.now = started + LINGER_MOST_MS - LINGER_MS / 5;
+    h.input(b"more of the body");
+    assert_eq!(h.conn.deadline(), started + LINGER_MOST_MS, "the cap from the linger's start");
+    h.now = started + LINGER_MOST_MS - 1;
+    h.input(b"more of the body");
+    assert_eq!(h.conn.deadline(), started + LINGER_MOST_MS);
+    assert_eq!(h.conn.timer(), Timer::Linger);
+    h.at_deadline();
+    assert!(h.conn.is_closed(), "a client that never stops sending is cut off at the cap");
+    assert_eq!(h.statuses(), [413], "nothing more is sent");
+}
+
+#[test]
+fn a_quiet_window_ends_a_linger_that_input_moved_on() {
+    let mut h = Harness::new();
+    h.input(BAD);
+    h.flush();
+    assert_eq!(h.conn.phase(), Phase::Lingering);
+    for _ in 0..10 {
+        h.now += LINGER_MS / 2;
+        h.input(b"still sending");
+    }
+    let last_input = h.now;
+    assert!(last_input > 1_000 + LINGER_MS, "input kept it past a fixed linger");
+    h.now = last_input + LINGER_MS - 1;
+    assert!(h.conn.deadline() > h.now, "not due within the quiet window");
+    h.at_deadline();
+    assert_eq!(h.now, last_input + LINGER_MS, "due a quiet window after the last input");
+    assert!(h.conn.is_closed());
+
+    // The client's FIN still ends it at once.
+    let mut fin = Harness::new();
+    fin.input(BAD);
+    fin.flush();
+    fin.now += LINGER_MS / 2;
+    fin.input(b"still sending");
+    fin.peer_closed();
+    assert!(fin.conn.is_closed());
+}
+
+#[test]
+fn a_draining_worker_does_not_move_a_linger_on() {
+    let mut h = Harness::new();
+    h.input(BAD);
+    h.flush();
+    h.now += LINGER_MS / 2;
+    h.input(b"still sending");
+    let deadline = h.now + LINGER_MS;
+    assert_eq!(h.conn.deadline(), deadline);
+    h.drain();
+    h.now += LINGER_MS / 2;
+    h.input(b"still sending");
+    assert_eq!(h.conn.deadline(), deadline, "a drain waits for it no longer than a quiet window from the drain");
+    h.at_deadline();
+    assert!(h.conn.is_closed());
+}
+
+#[test]
 fn a_full_queue_pauses_reading_until_the_replies_are_sent() {
     let mut h = Harness::new();
     // Alternating kinds fill the run-length queue fast.

@@ -60,8 +60,9 @@ pub(super) struct Slot {
 /// reset together): the connection would stay until its header or body
 /// deadline (minutes for a large body), holding a body buffer, or, after
 /// empty lines, until its header or idle deadline (10 s, 60 s), or to the
-/// end of its linger (2 s), and a drain would wait for it. A poll of its
-/// own sees the socket's error as it is armed or when it comes.
+/// end of its linger (2 s after its last input), and a drain would wait for
+/// it. A poll of its own sees the socket's error as it is armed or when it
+/// comes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) enum ResetWatch {
     /// Not armed: no input has come that no send follows.
