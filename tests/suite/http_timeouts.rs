@@ -3,6 +3,7 @@
 
 use crate::util;
 
+use std::io::{ErrorKind, Write};
 use std::thread;
 use std::time::{Duration, Instant};
 use util::*;
@@ -278,4 +279,38 @@ fn a_slow_handler_costs_its_neighbours_no_deadline() {
     // A silent client is still closed.
     let mut silent = s.connect();
     silent.expect_closed_within(CLOSE_BOUND);
+}
+
+/// A client that asks to close, never reads its large answer and trickles
+/// bytes meanwhile is timed out: discarded input is no sign of a reader, so
+/// only the answer's sends move the idle clock. Until 2026-12-07 each of its
+/// bytes started `--idle-timeout` over, and such a client held its
+/// connection for as long as it kept sending.
+#[test]
+fn idle_timeout_closes_a_client_that_sends_but_never_reads_its_closing_answer() {
+    let dir = std::env::temp_dir().join(format!("ringmaster-unread-answer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("body");
+    // Far more than the client's small window and the server's send buffer take.
+    std::fs::write(&file, vec![b'b'; 4 << 20]).unwrap();
+    let s = Server::start(&["--workers", "1", "--idle-timeout", TIMEOUT_ARG, "--body-file", file.to_str().unwrap()]);
+    let mut c = connect_narrow(s.addr(), 4096, None);
+    c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
+    let start = Instant::now();
+    let mut sent = 0;
+    let closed = loop {
+        // A fifth of the timeout between bytes: each would have restarted it.
+        thread::sleep(TIMEOUT / 5);
+        match c.write(b"x") {
+            Ok(_) => sent += 1,
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => break true,
+            Err(e) => panic!("byte {sent}: {e}"),
+        }
+        if start.elapsed() > CLOSE_BOUND {
+            break false;
+        }
+    };
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(closed, "a client that reads nothing was kept for {:?} while it sent {sent} bytes", start.elapsed());
 }

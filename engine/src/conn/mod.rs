@@ -332,12 +332,23 @@ impl Connection {
             self.unanswered_input = true;
             return data.len();
         }
+        if let Phase::Finishing { .. } = self.phase {
+            // Input after a closing reply: closing with it unread would reset
+            // the connection, so wait for the client's FIN. Discarded, it is
+            // no sign of a reader: the deadline stays the one the answer's
+            // sends set, or a client that reads nothing of a large answer
+            // would hold the connection for as long as it trickled bytes.
+            self.phase = Phase::Finishing { linger: true };
+            self.unanswered_input = true;
+            self.settle_until = None;
+            return data.len();
+        }
         let mut rest = data;
         while !rest.is_empty() {
             match self.phase {
                 Phase::Finishing { .. } => {
-                    // Input after a closing reply: closing with it unread would
-                    // reset the connection, so wait for the client's FIN.
+                    // A closing reply parsed from the carry: the rest is
+                    // discarded, as input after it is (above).
                     self.phase = Phase::Finishing { linger: true };
                     self.unanswered_input = true;
                     rest = &[];

@@ -334,6 +334,38 @@ fn a_draining_worker_does_not_move_a_linger_on() {
 }
 
 #[test]
+fn input_while_a_closing_answer_waits_for_its_reader_moves_no_deadline() {
+    let mut h = Harness::new();
+    h.input(GET_CLOSE);
+    let bytes = h.start_send().expect("send");
+    // The client reads slowly, or not at all: part of the answer is taken.
+    h.complete(&bytes, 10);
+    assert_eq!(h.conn.phase(), Phase::Finishing { linger: false });
+    assert_eq!(h.conn.timer(), Timer::Idle);
+    let deadline = h.conn.deadline();
+    assert_eq!(deadline, h.now + TIMEOUTS.idle_ms, "send progress sets it");
+    // It sends on and reads nothing: discarded input is no sign of a reader.
+    for _ in 0..3 {
+        h.now += TIMEOUTS.idle_ms / 4;
+        h.input(b"x");
+        assert_eq!(h.conn.deadline(), deadline, "input moved the deadline of an answer nobody reads");
+    }
+    assert_eq!(h.conn.phase(), Phase::Finishing { linger: true });
+    h.at_deadline();
+    assert!(h.conn.is_closed());
+
+    // Send progress still moves it.
+    let mut slow = Harness::new();
+    slow.input(GET_CLOSE);
+    let bytes = slow.start_send().expect("send");
+    slow.complete(&bytes, 10);
+    slow.now += TIMEOUTS.idle_ms / 2;
+    let rest = slow.start_send().expect("the rest");
+    slow.complete(&rest, 10);
+    assert_eq!(slow.conn.deadline(), slow.now + TIMEOUTS.idle_ms);
+}
+
+#[test]
 fn a_full_queue_pauses_reading_until_the_replies_are_sent() {
     let mut h = Harness::new();
     // Alternating kinds fill the run-length queue fast.
