@@ -414,6 +414,40 @@ fn a_client_that_never_reads_is_read_only_until_its_answers_owe_the_bound() {
 }
 
 #[test]
+fn input_while_answers_wait_for_their_reader_moves_no_deadline() {
+    let mut h = Harness::new();
+    h.input(GET);
+    let bytes = h.start_send().expect("send");
+    // Part of the answer is taken, then the client reads no more.
+    h.complete(&bytes, 10);
+    assert!(h.start_send().is_some(), "the rest goes out, waiting for room");
+    let deadline = h.conn.deadline();
+    assert_eq!((h.conn.timer(), deadline), (Timer::Idle, h.now + TIMEOUTS.idle_ms));
+    // It sends on: the start of a head, then whole requests, queued behind
+    // the answer it does not read.
+    for piece in [&b"GET / HT"[..], b"TP/1.1\r\nHost: a\r\n\r\n", GET, GET] {
+        h.now += TIMEOUTS.idle_ms / 5;
+        h.input(piece);
+        assert_eq!(h.conn.deadline(), deadline, "input moved the deadline of answers nobody reads");
+    }
+    h.at_deadline();
+    assert!(h.conn.is_closed(), "timed out at the writer's deadline");
+
+    // Its reading moves it on: the answer's rest goes out, and the next
+    // request then starts it over.
+    let mut reader = Harness::new();
+    reader.input(GET);
+    let bytes = reader.start_send().expect("send");
+    reader.complete(&bytes, 10);
+    let rest = reader.start_send().expect("the rest");
+    reader.now += TIMEOUTS.idle_ms / 2;
+    reader.input(GET);
+    reader.complete(&rest, rest.len());
+    let after_send = reader.conn.deadline();
+    assert_eq!(after_send, reader.now + TIMEOUTS.idle_ms, "a send's progress moves it");
+}
+
+#[test]
 fn input_beyond_the_carry_waits_while_paused_and_is_taken_after_the_send() {
     let mut h = Harness::new();
     let head = b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n";
