@@ -98,7 +98,8 @@ pub enum Timer {
     Header,
     /// A request body in progress (`--body-timeout`, extended by what arrives).
     Body,
-    /// Idle between requests or writing to a slow reader (`--idle-timeout`, refreshed).
+    /// Idle between requests, or writing to a slow reader (`--idle-timeout`,
+    /// refreshed by input between requests and by send progress while answers are owed).
     Idle,
     /// Closing: waiting for the client's FIN ([`LINGER_MS`] of quiet,
     /// refreshed by input up to [`LINGER_MOST_MS`]), or for a last reply to go out.
