@@ -58,7 +58,8 @@ pub enum Reply {
     ExpectationFailed,
     /// `431 Request Header Fields Too Large`: a header block over `--max-header`.
     HeaderTooLarge,
-    /// `501 Not Implemented`: a transfer coding other than `chunked`.
+    /// `501 Not Implemented`: a transfer coding other than `chunked` before
+    /// the final `chunked`.
     NotImplemented,
     /// `503 Service Unavailable`: no worker can take the connection.
     ServiceUnavailable,

@@ -293,7 +293,10 @@ struct Fields {
     content_length: Option<u64>,
     conflicting_length: bool,
     transfer_encodings: u8,
-    chunked: bool,
+    /// The last transfer coding listed is `chunked`.
+    chunked_last: bool,
+    /// Codings are listed before the last one.
+    codings_before_last: bool,
     close: bool,
     keep_alive: bool,
     expect_continue: bool,
@@ -419,11 +422,11 @@ fn read_field(fields: &mut Fields, name: &[u8], value: &[u8]) -> bool {
         17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
             fields.transfer_encodings = fields.transfer_encodings.saturating_add(1);
             // A list may carry empty elements, which a recipient ignores
-            // (RFC 9110 §5.6.1): `chunked ,` is `chunked`. Any other coding
-            // beside it is one this server does not implement.
-            let mut codings = value.split(|&b| b == b',').map(trim).filter(|token| !token.is_empty());
-            fields.chunked = codings.next().is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
-                && codings.next().is_none();
+            // (RFC 9110 §5.6.1): `chunked ,` is `chunked`.
+            let codings = value.split(|&b| b == b',').map(trim).filter(|token| !token.is_empty());
+            let (count, last) = codings.fold((0, None), |(count, _), coding| (count + 1, Some(coding)));
+            fields.chunked_last = last.is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"));
+            fields.codings_before_last = count > 1;
         }
         _ => {}
     }
@@ -442,10 +445,14 @@ fn decide_framing(fields: &Fields, http11: bool, limits: &Limits) -> Result<Fram
     }
     if fields.transfer_encodings > 0 {
         // Both framings at once is the request-smuggling shape: refuse it.
-        if fields.content_length.is_some() || !http11 || fields.transfer_encodings > 1 {
+        // So is a last coding other than `chunked` (`gzip`, `chunked,
+        // gzip`, none): the body's end cannot be found, a `400` by RFC
+        // 9112 §6.3 (until 2026-12-07 it got `501`, which §6.1 keeps for
+        // a coding this server does not implement before a final `chunked`).
+        if fields.content_length.is_some() || !http11 || fields.transfer_encodings > 1 || !fields.chunked_last {
             return Err(Reply::BadRequest);
         }
-        if !fields.chunked {
+        if fields.codings_before_last {
             return Err(Reply::NotImplemented);
         }
     }
@@ -701,9 +708,7 @@ mod tests {
         assert_eq!(replies(two), [Reply::BadRequest]);
         let same = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc";
         assert_eq!(replies(same), [Reply::Ok]);
-        let gzip = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n";
-        assert_eq!(replies(gzip), [Reply::NotImplemented]);
-        for codings in ["gzip, chunked", "chunked, chunked", "chunked, gzip", "", " , "] {
+        for codings in ["gzip, chunked", "chunked, chunked", "x-custom ; a=b, Chunked"] {
             let head = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {codings}\r\n\r\n");
             assert_eq!(replies(head.as_bytes()), [Reply::NotImplemented], "{codings:?}");
         }
@@ -717,6 +722,29 @@ mod tests {
         assert_eq!(replies(no_colon), [Reply::BadRequest]);
         let bad_name = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX Y: z\r\n\r\n";
         assert_eq!(replies(bad_name), [Reply::BadRequest]);
+    }
+
+    /// RFC 9112 §6.3: a request whose last transfer coding is not
+    /// `chunked` has a body whose end cannot be found: the server MUST
+    /// answer `400` and close. Until 2026-12-07 it got `501` (closing too).
+    #[test]
+    fn a_last_transfer_coding_other_than_chunked_is_a_bad_request() {
+        for codings in [
+            "gzip",
+            "identity",
+            "xchunked",
+            "chunked;q=1",
+            "chunked ;",
+            "chunked, gzip",
+            "gzip, chunked, br",
+            "",
+            " , ",
+        ] {
+            let request = format!(
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {codings}\r\n\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"
+            );
+            assert_eq!(replies(request.as_bytes()), [Reply::BadRequest], "{codings:?}");
+        }
     }
 
     #[test]
