@@ -132,6 +132,19 @@ impl<'a> Request<'a> {
         crate::http::path_of(self.target)
     }
 
+    /// The host the request is for (`host` or `host:port`): the authority
+    /// of an absolute-form target, which wins over the `Host` field (RFC
+    /// 9112 §3.2.2: a server must then ignore that field, which may name
+    /// another host), else the `Host` field; `None` without either (an
+    /// HTTP/1.0 request may have no `Host`). Route on this, not on
+    /// `header("host")`, so that both forms reach the same handler code.
+    pub fn host(&self) -> Option<&'a [u8]> {
+        match crate::http::authority_of(self.target) {
+            Some(authority) => Some(authority.as_bytes()),
+            None => self.header("host"),
+        }
+    }
+
     /// The query: the target after `?`, if any.
     pub fn query(&self) -> Option<&'a str> {
         self.target.split_once('?').map(|(_, query)| query)
@@ -362,6 +375,27 @@ mod tests {
             assert_eq!((req.path(), req.query()), (path, query), "{target}");
             assert_eq!(req.target(), target);
         }
+    }
+
+    #[test]
+    fn the_host_of_an_absolute_uri_wins_over_the_host_field() {
+        let headers = [Header { name: "Host", value: b"field.example" }];
+        let req = Request { method: "GET", target: "/", version: Version::Http11, headers: &headers, body: b"" };
+        assert_eq!(req.host(), Some(&b"field.example"[..]), "origin-form: the Host field");
+        for (target, host) in [
+            ("http://a.example:8080/a/b?x=1", "a.example:8080"),
+            ("https://a/", "a"),
+            ("http://a", "a"),
+            ("http://a?x", "a"),
+            ("http://a#f", "a"),
+            ("http://user:pw@b.example/p", "b.example"),
+            ("http://[::1]:80/p", "[::1]:80"),
+        ] {
+            assert_eq!(Request { target, ..req }.host(), Some(host.as_bytes()), "{target}");
+        }
+        assert_eq!(Request { target: "*", ..req }.host(), Some(&b"field.example"[..]), "asterisk-form");
+        let none = Request { headers: &[], version: Version::Http10, ..req };
+        assert_eq!(none.host(), None);
     }
 
     #[test]

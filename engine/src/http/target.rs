@@ -1,5 +1,5 @@
 //! Which request-target forms (RFC 9112 §3.2) a request's method may use,
-//! and the path a target names.
+//! and the path and authority a target names.
 
 /// True when `target` is a form `method` may use: `CONNECT` authority-form
 /// (`host:port`) and nothing else (§3.2.3); any other method origin-form
@@ -53,4 +53,16 @@ pub(crate) fn path_of(target: &str) -> &str {
         Some((_, rest)) => rest.find('/').map_or("/", |slash| &rest[slash..]),
         None => path,
     }
+}
+
+/// The authority of an absolute-form `target` (`host:8080` for
+/// `http://user@host:8080/a?b`, without the userinfo: the host is what
+/// follows its `@`); `None` for any other form.
+pub(crate) fn authority_of(target: &str) -> Option<&str> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let (_, rest) = target.split_once("://")?;
+    let authority = rest.find(['/', '?', '#']).map_or(rest, |end| &rest[..end]);
+    Some(authority.rsplit_once('@').map_or(authority, |(_, host)| host))
 }
