@@ -39,6 +39,18 @@
 //! and a busy one, the one that has not turned for longer. A stopped worker
 //! gets one connection, or a few while its peer is backed up too.
 //!
+//! The kernel runs it for every packet that finds no connection and falls
+//! to the listeners, not for SYNs alone: a late FIN or ACK of a connection
+//! whose server side is gone (closed without `TIME_WAIT` when the kernel has
+//! no room for one, or reset) runs it too. Such a packet makes no
+//! connection; counted sent, it would weigh on its listener as one waiting
+//! until the master's next look evened the counts out. So the program
+//! places only a SYN (without ACK, RST or FIN) and, loaded for migration, a
+//! connection a closing listener leaves behind; any other packet it leaves
+//! to the kernel's hash, and the listener that gets it answers with a
+//! reset (or, for a SYN cookie's ACK, takes the connection, uncounted until
+//! the master's look).
+//!
 //! For up to [`ROUNDS`] rounds it draws two distinct indices at random and
 //! takes the one with the lower load; if that one is available and its
 //! listener is there, it is chosen, and counted as sent. Otherwise (both
@@ -115,6 +127,20 @@ pub const STALLED: u32 = 1 << 30;
 pub const ROUNDS: usize = 3;
 /// `SK_PASS`: use the chosen listener, or the hash's when none was chosen.
 const SK_PASS: i32 = 1;
+/// Offsets in the program's context, `struct sk_reuseport_md`
+/// (linux/bpf.h): where the packet's TCP header begins, where the bytes
+/// the program may read end, and the connection being migrated (NULL for
+/// a packet).
+const CTX_DATA: i16 = 0;
+const CTX_DATA_END: i16 = 8;
+const CTX_MIGRATING_SK: i16 = 48;
+/// The byte of a TCP header that holds the flags, and those that tell a
+/// SYN, the one packet that asks for a new connection, from the rest.
+const TCP_FLAGS_AT: i16 = 13;
+const TCP_FIN: i32 = 0x01;
+const TCP_SYN: i32 = 0x02;
+const TCP_RST: i32 = 0x04;
+const TCP_ACK: i32 = 0x10;
 
 /// One `LOAD` value, as the program reads it.
 #[repr(C)]
@@ -139,12 +165,29 @@ const PENDING_B: i16 = -48;
 const TURNED: i16 = -56;
 const WAIT_FROM: i16 = -64;
 
-/// The program; its maps are [`SOCKS`], [`LOAD`] and [`FLOW`].
-pub fn steering() -> Program {
+/// The program; its maps are [`SOCKS`], [`LOAD`] and [`FLOW`]. `migrates`
+/// when it is loaded for `SELECT_OR_MIGRATE` (a kernel before 5.14 has no
+/// migrating connection in the context and rejects a program that reads it).
+pub fn steering(migrates: bool) -> Program {
     let mut asm = Asm::new();
     let pass = asm.label();
+    let place = asm.label();
     // r6: the context, kept for bpf_sk_select_reuseport.
     asm.mov(Reg::R6, Reg::R1);
+    // A connection a closing listener leaves behind is placed.
+    if migrates {
+        asm.load(Size::U64, Reg::R1, Reg::R6, CTX_MIGRATING_SK).jump_if(Cond::Ne, Reg::R1, 0, place);
+    }
+    // Of packets, only a SYN asks for a connection; the rest go by the hash.
+    asm.load(Size::U64, Reg::R2, Reg::R6, CTX_DATA)
+        .load(Size::U64, Reg::R3, Reg::R6, CTX_DATA_END)
+        .mov(Reg::R1, Reg::R2)
+        .alu(Alu::Add, Reg::R1, i32::from(TCP_FLAGS_AT) + 1)
+        .jump_if(Cond::Gt, Reg::R1, Reg::R3, pass)
+        .load(Size::U8, Reg::R1, Reg::R2, TCP_FLAGS_AT)
+        .alu(Alu::And, Reg::R1, TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)
+        .jump_if(Cond::Ne, Reg::R1, TCP_SYN, pass);
+    asm.bind(place);
     asm.store(Size::U32, Reg::R10, FLOW_KEY_A, 0).store(Size::U32, Reg::R10, FLOW_KEY_B, 0);
     // r7 = LOAD[count]: how many indices are in use; none -> the hash.
     lookup(&mut asm, LOAD, Key::Imm(COUNT_KEY as i32));
@@ -327,17 +370,30 @@ mod tests {
 
     #[test]
     fn it_assembles_with_every_map_relocated() {
-        let program = steering();
-        // BPF_MAXINSNS: the most an unprivileged load may have (root may load more).
-        assert!(program.len() <= 4096, "{} slots", program.len());
-        let insns = program.resolve(&[11, 12, 13]).expect("every map");
-        let fds: Vec<i32> = insns
-            .iter()
-            .map(|i| i.to_bytes())
-            .filter(|b| b[0] == 0x18)
-            .map(|b| i32::from_ne_bytes([b[4], b[5], b[6], b[7]]))
-            .collect();
-        assert!([11, 12, 13].iter().all(|fd| fds.contains(fd)), "{fds:?}");
-        assert_eq!(insns.last().map(|i| i.to_bytes()[0]), Some(0x95), "it ends in exit");
+        for migrates in [true, false] {
+            let program = steering(migrates);
+            // BPF_MAXINSNS: the most an unprivileged load may have (root may load more).
+            assert!(program.len() <= 4096, "{} slots", program.len());
+            let insns = program.resolve(&[11, 12, 13]).expect("every map");
+            let fds: Vec<i32> = insns
+                .iter()
+                .map(|i| i.to_bytes())
+                .filter(|b| b[0] == 0x18)
+                .map(|b| i32::from_ne_bytes([b[4], b[5], b[6], b[7]]))
+                .collect();
+            assert!([11, 12, 13].iter().all(|fd| fds.contains(fd)), "{fds:?}");
+            assert_eq!(insns.last().map(|i| i.to_bytes()[0]), Some(0x95), "it ends in exit");
+        }
+    }
+
+    #[test]
+    fn only_a_program_loaded_for_migration_reads_the_migrating_connection() {
+        // `ldxdw rX, [r6 + 48]`: a read of `migrating_sk`.
+        let reads_it = |migrates: bool| {
+            let insns = steering(migrates).resolve(&[11, 12, 13]).expect("every map");
+            insns.iter().map(|i| i.to_bytes()).any(|b| b[0] == 0x79 && b[1] >> 4 == 6 && b[2] == 48)
+        };
+        assert!(reads_it(true));
+        assert!(!reads_it(false), "a kernel before 5.14 would reject it");
     }
 }

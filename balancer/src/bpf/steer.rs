@@ -79,12 +79,13 @@ impl Steering {
         let flow_memory = SharedMemory::map_shared(flow.as_fd(), Self::flow_len())
             .map_err(|e| unavailable("cannot map the flow counts", &e))?;
         let maps = [socks.as_raw_fd(), load.as_raw_fd(), flow.as_raw_fd()];
-        let insns = program::steering().resolve(&maps).ok_or_else(|| Unavailable {
-            reason: "the program names a map it was not given".into(),
-            verifier_log: String::new(),
-        })?;
         let mut attach = AttachType::SelectOrMigrate;
         let prog = loop {
+            let migrates = attach == AttachType::SelectOrMigrate;
+            let insns = program::steering(migrates).resolve(&maps).ok_or_else(|| Unavailable {
+                reason: "the program names a map it was not given".into(),
+                verifier_log: String::new(),
+            })?;
             match sys::load_program(PROG_TYPE_SK_REUSEPORT, attach, &insns, LICENSE, "rm_steer") {
                 Ok(prog) => break prog,
                 // A kernel before 5.14 knows no SELECT_OR_MIGRATE: select only.
