@@ -364,9 +364,15 @@ fn a_closed_listener_hands_its_queue_to_the_others() {
     drop(fds);
     let closed = group.listeners.remove(0);
     // The connections may not have reached the queue yet: wait for them there first.
+    // Bounded: one that went to another listener would keep it short for good.
+    let since = std::time::Instant::now();
     let mut waiting = 0;
     while waiting < QUEUED {
-        assert!(readable(&[closed.as_fd()]), "{waiting} of {QUEUED} connections queued");
+        assert!(
+            readable(&[closed.as_fd()]) && since.elapsed() < ARRIVAL_TIMEOUT,
+            "{waiting} of {QUEUED} connections queued after {:?}",
+            since.elapsed()
+        );
         waiting = ringmaster_balancer::bpf::sys::accept_queue_len(closed.as_fd()).expect("queue") as usize;
     }
     drop(closed);
