@@ -99,7 +99,8 @@ pub enum Timer {
     /// A request body in progress (`--body-timeout`, extended by what arrives).
     Body,
     /// Idle between requests, or writing to a slow reader (`--idle-timeout`,
-    /// refreshed by input between requests and by send progress while answers are owed).
+    /// refreshed by input and by send progress; after a closing answer by
+    /// send progress alone).
     Idle,
     /// Closing: waiting for the client's FIN ([`LINGER_MS`] of quiet,
     /// refreshed by input up to [`LINGER_MOST_MS`]), or for a last reply to go out.
@@ -344,7 +345,6 @@ impl Connection {
             self.settle_until = None;
             return data.len();
         }
-        let writing_unread = self.writing_unread();
         let mut rest = data;
         while !rest.is_empty() {
             match self.phase {
@@ -402,7 +402,7 @@ impl Connection {
         if !more_waiting && rest.is_empty() {
             self.settle_if_draining(ctx);
         }
-        self.after_progress(writing_unread, ctx);
+        self.after_progress(ctx);
         data.len() - rest.len()
     }
 
@@ -423,7 +423,7 @@ impl Connection {
         }
         if !self.outgoing.advance(sent) {
             // A partial send (a slow reader): `poll_send` goes on from where it stopped.
-            self.refresh_deadline(false, ctx);
+            self.refresh_deadline(ctx);
             return 0;
         }
         // Counted once the answers are with the kernel, not when parsed.
@@ -453,7 +453,7 @@ impl Connection {
                 return answered;
             }
         }
-        self.after_progress(false, ctx);
+        self.after_progress(ctx);
         answered
     }
 
@@ -472,7 +472,7 @@ impl Connection {
             // Answer what was asked, then close: no need to wait for a FIN now.
             Phase::Finishing { .. } if !self.owes_output() => self.phase = Phase::Closed,
             Phase::Finishing { .. } => self.phase = Phase::Finishing { linger: false },
-            Phase::Reading | Phase::Paused => self.after_progress(false, ctx),
+            Phase::Reading | Phase::Paused => self.after_progress(ctx),
             Phase::Closed => {}
         }
     }
@@ -802,9 +802,8 @@ impl Connection {
     }
 
     /// After input or a send: close a finished half-closed connection, move
-    /// the deadline, hurry an idle one out while draining. `writing_unread`:
-    /// input that came while [`Connection::writing_unread`].
-    fn after_progress(&mut self, writing_unread: bool, ctx: &mut Context<'_>) {
+    /// the deadline, hurry an idle one out while draining.
+    fn after_progress(&mut self, ctx: &mut Context<'_>) {
         match self.phase {
             Phase::Closed | Phase::Lingering => return,
             Phase::Reading if self.read_closed && !self.owes_output() => {
@@ -815,7 +814,7 @@ impl Connection {
             }
             _ => {}
         }
-        self.refresh_deadline(writing_unread, ctx);
+        self.refresh_deadline(ctx);
         if ctx.draining {
             self.hurry_if_idle(ctx);
         }
@@ -836,16 +835,7 @@ impl Connection {
         }
     }
 
-    /// Answers are owed and the idle clock runs: it is the writer's clock
-    /// (`--idle-timeout` from the last send progress or the last request),
-    /// which only the client's reading moves on while it lasts.
-    fn writing_unread(&self) -> bool {
-        self.owes_output() && self.timer == Timer::Idle
-    }
-
-    /// `writing_unread`: after input that came while answers were owed and
-    /// the writer's clock ran ([`Connection::writing_unread`]).
-    fn refresh_deadline(&mut self, writing_unread: bool, ctx: &Context<'_>) {
+    fn refresh_deadline(&mut self, ctx: &Context<'_>) {
         let now = ctx.now;
         if !self.parser.between_requests() && matches!(self.phase, Phase::Reading | Phase::Paused) {
             // A body on its way: it has `--body-timeout`, plus a second per KiB that came.
@@ -857,13 +847,6 @@ impl Connection {
             return;
         }
         let busy = self.owes_output();
-        if busy && writing_unread {
-            // Input to a client that has not read since: queued behind the
-            // answers it owes, or discarded, it is no sign of a reader. Were
-            // it to restart the clock, a client that reads nothing and sends
-            // a byte now and then would hold its connection for good.
-            return;
-        }
         if !busy && self.carry_len > 0 && self.phase == Phase::Reading {
             // A header block in progress: its clock started with its first byte.
             if self.timer != Timer::Header {
