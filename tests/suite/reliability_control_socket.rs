@@ -285,3 +285,50 @@ fn a_control_path_removed_under_the_master_is_made_again() {
     stop_and_check_no_process_left(s);
     assert!(!path.0.exists(), "the master removes the path it made again");
 }
+
+/// A client that writes `status` lines and does not read its replies: the
+/// master stops reading from it once it holds 64 KiB of replies, and its
+/// commands run as it takes them; it gets every reply, in order. Before,
+/// the master read on and rendered a reply for every line, all kept until
+/// the client's line deadline closed it (7 MB a second of memory while it
+/// lasted, and the client lost every reply).
+#[test]
+fn a_client_that_does_not_read_its_replies_is_not_read_from_either() {
+    use nix::sys::socket::{setsockopt, sockopt};
+
+    let path = SockPath::new("noread");
+    let s = Server::start(&["--workers", "1", "--no-pin", "--control", path.arg()]);
+    let mut client = UnixStream::connect(&path.0).expect("connect");
+    // A small send buffer: the master's reading shows at once.
+    setsockopt(&client, sockopt::SndBuf, &4096).expect("SO_SNDBUF");
+    // Well under the master's line deadline (5 s): a write that waits this
+    // long means the master stopped reading.
+    client.set_write_timeout(Some(Duration::from_secs(1))).expect("timeout");
+    let lines = b"status\n".repeat(1024);
+    // Without a bound the master reads about as fast as this writes.
+    const READ_BOUND: usize = 8 << 20;
+    let mut written = 0;
+    loop {
+        assert!(written < READ_BOUND, "the master read {written} bytes of commands whose replies nobody took");
+        match client.write(&lines[written % lines.len()..]) {
+            Ok(n) => written += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => panic!("after {written} bytes of commands: {e} ({e:?}): the master gave up on the client"),
+        }
+    }
+    // A line cut short is a command too, at the end of input.
+    let commands = written.div_ceil(b"status\n".len());
+    client.shutdown(std::net::Shutdown::Write).expect("end of input");
+    client.set_read_timeout(Some(CLOSE_WITHIN)).expect("timeout");
+    let mut replies = String::new();
+    client.read_to_string(&mut replies).expect("every reply, then the end");
+    let replies: Vec<&str> = replies.lines().collect();
+    assert_eq!(replies.len(), commands, "a reply for each of {commands} commands ({written} bytes)");
+    let whole = written / b"status\n".len();
+    for (i, reply) in replies.iter().take(whole).enumerate() {
+        assert_eq!(parse_status(reply)["workers"].as_array().map(Vec::len), Some(1), "reply {i}: {reply}");
+    }
+    s.connect().get_ok();
+    stop_and_check_no_process_left(s);
+}

@@ -15,6 +15,11 @@
 //! ([`Clients::hold`], [`Clients::release`], [`Clients::defer`]). Nothing
 //! more is read from it while commands wait, so they stay within a line
 //! buffer's worth.
+//!
+//! So do the commands of a client that has not taken [`MAX_BACKLOG`] bytes
+//! of replies: they run as it takes them. Else a client that writes
+//! `status` lines and reads slowly (or not at all) made the master render
+//! replies as fast as it could and keep them all (seen: 7 MB a second).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -28,6 +33,8 @@ pub const MAX_CLIENTS: usize = 32;
 pub const LINE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a client may stay connected with nothing under way.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Reply bytes a client has not taken past which its next commands wait.
+pub const MAX_BACKLOG: usize = 64 * 1024;
 /// Entries for clients: the active ones, plus evicted or timed-out ones whose
 /// receive or send the kernel has not yet given back.
 const ENTRIES: usize = 2 * MAX_CLIENTS;
@@ -105,6 +112,13 @@ struct Client {
 impl Client {
     fn has_output(&self) -> bool {
         self.in_flight || !self.queued.is_empty() || self.sent < self.sending.len()
+    }
+
+    /// Its next command waits: for a reply it is owed, or for it to take
+    /// the replies it has not.
+    fn must_wait(&self) -> bool {
+        let backlog = self.queued.len() + self.sending.len().saturating_sub(self.sent);
+        self.owed.is_some() || backlog >= MAX_BACKLOG
     }
 
     /// When it is closed if nothing happens; `None`: not while it waits for a
@@ -289,24 +303,25 @@ impl Clients {
         }
     }
 
-    /// Whether the client is owed a reply: a command line that comes now
-    /// waits for it ([`Clients::defer`]) rather than run before its outcome.
-    pub fn owes(&mut self, id: ClientId) -> bool {
-        self.client(id).is_some_and(|c| !c.aborted && c.owed.is_some())
+    /// Whether a command line that comes now waits ([`Clients::defer`]):
+    /// the client is owed a reply, which comes first, or has not taken
+    /// [`MAX_BACKLOG`] bytes of replies.
+    pub fn must_wait(&mut self, id: ClientId) -> bool {
+        self.client(id).is_some_and(|c| !c.aborted && c.must_wait())
     }
 
-    /// Keeps a command line that came while the client is owed a reply, to
-    /// run after it ([`Clients::take_deferred`]).
+    /// Keeps a command line that came while the client must wait, to run
+    /// after ([`Clients::take_deferred`]).
     pub fn defer(&mut self, id: ClientId, line: Vec<u8>) {
         if let Some(client) = self.client(id).filter(|c| !c.aborted) {
             client.deferred.push(line);
         }
     }
 
-    /// The command lines kept while the client was owed a reply, to run now
-    /// in order (none while it still is).
+    /// The command lines kept while the client had to wait, to run now in
+    /// order (none while it still must).
     pub fn take_deferred(&mut self, id: ClientId) -> Vec<Vec<u8>> {
-        match self.client(id).filter(|c| !c.aborted && c.owed.is_none()) {
+        match self.client(id).filter(|c| !c.aborted && !c.must_wait()) {
             Some(client) => std::mem::take(&mut client.deferred),
             None => Vec::new(),
         }
@@ -332,6 +347,8 @@ impl Clients {
             client.sending.clear();
             client.sent = 0;
             client.queued.clear();
+            // Commands that waited for it to take its replies: it never will.
+            client.deferred.clear();
             return;
         }
         client.sent += result as usize;
@@ -582,16 +599,43 @@ mod tests {
         assert_eq!(lines.next().as_deref(), Some(&b"upgrade"[..]));
         clients.hold(id);
         for line in lines {
-            assert!(clients.owes(id));
+            assert!(clients.must_wait(id));
             clients.defer(id, line);
         }
         assert!(clients.take_deferred(id).is_empty(), "none runs before the outcome");
         let (ops, done) = clients.next_ops(id);
         assert!(ops.recv.is_none() && done.is_none(), "nothing more is read while commands wait");
         clients.release(id, "ok upgraded", t);
-        assert!(!clients.owes(id));
+        assert!(!clients.must_wait(id));
         assert_eq!(clients.take_deferred(id), [b"reload".to_vec(), b"status".to_vec()]);
         assert!(clients.next_ops(id).0.recv.is_some(), "read again once they run");
+    }
+
+    #[test]
+    fn commands_wait_while_the_client_has_not_taken_a_backlog_of_replies() {
+        let mut clients = Clients::new();
+        let t = Instant::now();
+        let id = adopt(&mut clients, t);
+        let lines = deliver(&mut clients, id, b"status\nstatus\nstatus\n", t);
+        let reply = "x".repeat(MAX_BACKLOG / 2);
+        let mut deferred = 0;
+        for line in lines {
+            if clients.must_wait(id) {
+                clients.defer(id, line);
+                deferred += 1;
+            } else {
+                clients.reply(id, &reply, t);
+            }
+        }
+        assert_eq!(deferred, 1, "the third waits for the client to take the first two");
+        let (ops, _) = clients.next_ops(id);
+        assert!(ops.send.is_some() && ops.recv.is_none(), "and nothing more is read meanwhile");
+        assert!(clients.take_deferred(id).is_empty());
+        clients.sent(id, 2, t);
+        assert!(clients.take_deferred(id).is_empty(), "still a backlog");
+        clients.next_ops(id);
+        clients.sent(id, reply.len() as i32, t);
+        assert_eq!(clients.take_deferred(id), [b"status".to_vec()], "runs once it is taken");
     }
 
     #[test]

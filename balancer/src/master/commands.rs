@@ -278,11 +278,12 @@ impl Master {
 
     /// Runs a client's command lines in order, each reply queued for it.
     /// Those after one whose outcome comes later (`upgrade`) wait for it
-    /// ([`Master::answer_later`]).
+    /// ([`Master::answer_later`]); those of a client that has not taken its
+    /// replies wait for it to ([`Master::on_control_sent`]).
     fn run_commands(&mut self, id: ClientId, lines: Vec<Vec<u8>>) -> io::Result<()> {
         for line in lines {
             let Some(control) = self.control.as_mut() else { return Ok(()) };
-            if control.clients.owes(id) {
+            if control.clients.must_wait(id) {
                 control.clients.defer(id, line);
                 continue;
             }
@@ -357,6 +358,9 @@ impl Master {
         let id = ClientId { index: index as u32, epoch };
         let Some(control) = self.control.as_mut() else { return Ok(()) };
         control.clients.sent(id, result, Instant::now());
+        // It took replies: what waited for that runs.
+        let deferred = control.clients.take_deferred(id);
+        self.run_commands(id, deferred)?;
         self.pump_control(id)
     }
 
