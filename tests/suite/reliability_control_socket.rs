@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use util::control::{control_path, ctl, parse_status, send_then_read_to_end};
-use util::procs::{kill, run_to_exit, stop_and_check_no_process_left};
+use util::procs::{kill, run_to_exit, stop_and_check_no_process_left, stop_between_turns};
 use util::upgrade::{parse_new_master, replace_by_rename, status_when, wait_gone, worker_pids, Replacement, TempDir};
 use util::*;
 
@@ -329,6 +329,50 @@ fn a_client_that_does_not_read_its_replies_is_not_read_from_either() {
     for (i, reply) in replies.iter().take(whole).enumerate() {
         assert_eq!(parse_status(reply)["workers"].as_array().map(Vec::len), Some(1), "reply {i}: {reply}");
     }
+    s.connect().get_ok();
+    stop_and_check_no_process_left(s);
+}
+
+/// `send` lines a stopped worker does not take are queued for it up to
+/// 1 MiB, then no more: the reply counts the workers that got the line, the
+/// log says so once, and once the worker runs again lines reach it again.
+/// Before, the master kept every line sent to such a worker (3.8 MB a
+/// second under a client sending 1 KiB lines).
+#[test]
+fn lines_a_stopped_worker_does_not_take_are_queued_up_to_a_bound() {
+    let path = SockPath::new("texts");
+    let s = Server::start(&["--workers", "2", "--no-pin", "--control", path.arg()]);
+    let pids = worker_pids(&status_when(&path.0, 2, |_| true));
+    let (guard, _) = stop_between_turns(pids[1]);
+    let mut client = UnixStream::connect(&path.0).expect("connect");
+    client.set_read_timeout(Some(CLOSE_WITHIN)).expect("timeout");
+    let mut replies = std::io::BufReader::new(client.try_clone().expect("clone"));
+    let line = format!("send {}\n", "x".repeat(1000));
+    // 1 MiB of them, and what the worker's socket holds: far fewer than this.
+    const MOST_LINES: usize = 4000;
+    let mut reply = String::new();
+    let refused_at = (0..MOST_LINES).find(|i| {
+        client.write_all(line.as_bytes()).unwrap_or_else(|e| panic!("line {i}: {e}"));
+        reply.clear();
+        std::io::BufRead::read_line(&mut replies, &mut reply).unwrap_or_else(|e| panic!("reply {i}: {e}"));
+        match reply.trim_end() {
+            "ok sent to 2 workers" => false,
+            "ok sent to 1 workers" => true,
+            other => panic!("reply {i}: {other}"),
+        }
+    });
+    let refused_at =
+        refused_at.unwrap_or_else(|| panic!("all {MOST_LINES} lines of 1 KiB were queued for a stopped worker"));
+    assert!(refused_at >= 1000, "refused after only {refused_at} lines");
+    s.wait_for_log(|l| l.contains(&format!("(pid {}) leaves 1048576 bytes of lines untaken", pids[1])), CLOSE_WITHIN);
+    drop(guard);
+    let reaches_both = eventually(CLOSE_WITHIN, || {
+        client.write_all(line.as_bytes()).expect("a line");
+        reply.clear();
+        std::io::BufRead::read_line(&mut replies, &mut reply).expect("its reply");
+        reply.trim_end() == "ok sent to 2 workers"
+    });
+    assert!(reaches_both, "lines do not reach the worker once it runs again: {reply}");
     s.connect().get_ok();
     stop_and_check_no_process_left(s);
 }

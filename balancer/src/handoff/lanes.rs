@@ -38,6 +38,12 @@ const QUEUE_CAPACITY: usize = 4096;
 /// message for now ([`send_may_succeed_later`]); the master's tick comes
 /// within 100 ms, so the retry is never forgotten.
 pub const SEND_RETRY_PAUSE: Duration = Duration::from_millis(10);
+/// Bytes of `ctl send` lines a worker may leave untaken (a thousand lines
+/// of the most a line holds) before more are not queued for it: else a
+/// stopped or wedged worker made the master keep every line sent to it
+/// for as long as it stayed so (seen: 3.8 MB a second under a client
+/// sending 1 KiB lines).
+pub const MOST_TEXT_QUEUED: usize = 1 << 20;
 
 // One receive of the master's holds a whole line of a worker's text.
 const _: () = assert!(DATAGRAM_MAX >= WORKER_MESSAGE_MAX);
@@ -96,6 +102,10 @@ pub struct Lane {
     /// Lines for the worker's handler, oldest first, sent after the
     /// connections queued before them.
     texts: VecDeque<Box<[u8]>>,
+    /// Their bytes, at most [`MOST_TEXT_QUEUED`].
+    text_bytes: usize,
+    /// A line refused for want of room was said since the worker last took one.
+    texts_refusal_said: bool,
     sending: bool,
     sending_text: bool,
     sending_drain: bool,
@@ -127,6 +137,8 @@ impl Lane {
             settled: 0,
             message: Message::new(),
             texts: VecDeque::new(),
+            text_bytes: 0,
+            texts_refusal_said: false,
             sending: false,
             sending_text: false,
             sending_drain: false,
@@ -212,13 +224,29 @@ impl Lane {
     }
 
     /// Queues a line for the worker's handler; false (nothing queued) when
-    /// the lane takes nothing new (no worker, or one that is draining or gone).
+    /// the lane takes nothing new (no worker, or one that is draining or
+    /// gone) or already holds [`MOST_TEXT_QUEUED`] bytes of lines.
     pub fn enqueue_text(&mut self, text: &[u8]) -> bool {
-        if !self.is_routable() {
+        if !self.is_routable() || self.texts_full(text.len()) {
             return false;
         }
+        self.text_bytes += text.len();
         self.texts.push_back(text.into());
         true
+    }
+
+    /// True when a line of `len` bytes would take the lines the worker has
+    /// not taken past [`MOST_TEXT_QUEUED`].
+    fn texts_full(&self, len: usize) -> bool {
+        self.text_bytes + len > MOST_TEXT_QUEUED
+    }
+
+    /// Whether a line of `len` bytes is refused for want of room for the
+    /// first time since the worker last took one: when to say so.
+    pub fn first_text_refusal(&mut self, len: usize) -> bool {
+        let first = self.is_routable() && self.texts_full(len) && !self.texts_refusal_said;
+        self.texts_refusal_said |= first;
+        first
     }
 
     /// Asks the worker to drain once every queued connection is sent; the
@@ -302,7 +330,10 @@ impl Lane {
         }
         if std::mem::take(&mut self.sending_text) {
             // Sent or not, the line is done with (a gone worker cannot read it).
-            self.texts.pop_front();
+            if let Some(text) = self.texts.pop_front() {
+                self.text_bytes -= text.len();
+                self.texts_refusal_said = false;
+            }
         }
         if result < 0 || self.channel.is_none() {
             // The worker is gone: this batch never reached it. What it may have
@@ -436,6 +467,7 @@ impl Lane {
         self.channel = None;
         self.batches.clear();
         self.texts.clear();
+        self.text_bytes = 0;
         out.extend(self.unacked.drain(..));
         out.append(&mut self.in_flight);
         out.extend(self.pending.drain(..));

@@ -355,6 +355,27 @@ fn lines_go_after_the_connections_queued_before_them_and_settle_nothing() {
 }
 
 #[test]
+fn lines_a_worker_does_not_take_are_queued_up_to_a_bound() {
+    let (mut lane, _channel, _worker) = open_lane();
+    let line = [b'x'; 1000];
+    let mut queued = 0;
+    while lane.enqueue_text(&line) {
+        queued += 1;
+        assert!(queued <= MOST_TEXT_QUEUED / line.len(), "queued past the bound");
+    }
+    assert_eq!(queued, MOST_TEXT_QUEUED / line.len());
+    assert!(lane.first_text_refusal(line.len()), "the first refusal is said");
+    assert!(!lane.enqueue_text(&line));
+    assert!(!lane.first_text_refusal(line.len()), "once");
+    // The worker takes one: room for one more, and a refusal after it is said again.
+    let mut out = Vec::new();
+    assert_eq!(send(&mut lane, &mut out), Sent::Delivered);
+    assert!(lane.enqueue_text(&line));
+    assert!(!lane.enqueue_text(&line));
+    assert!(lane.first_text_refusal(line.len()));
+}
+
+#[test]
 fn a_batch_the_kernel_refuses_for_now_goes_again_to_the_same_live_worker() {
     for errno in [libc::ENOBUFS, libc::ENOMEM, libc::ETOOMANYREFS] {
         let (mut lane, _channel, _worker) = open_lane();

@@ -6,15 +6,25 @@
 
 use ringmaster_engine::channel::decode_text;
 
+use crate::handoff::lanes::MOST_TEXT_QUEUED;
+
 use super::Master;
 
 impl Master {
     /// Queues `text` for every worker that takes new connections; how many.
+    /// A worker that has left [`MOST_TEXT_QUEUED`] bytes of lines untaken
+    /// (stopped, or its loop wedged) gets none, said in the log once until
+    /// it takes one.
     pub(super) fn broadcast(&mut self, text: &str) -> usize {
         let mut queued = 0;
-        for slot in self.slots.iter_mut().filter(|s| s.process.as_ref().is_some_and(|p| !p.retiring)) {
+        for slot in self.slots.iter_mut() {
+            let Some(process) = slot.process.as_ref().filter(|p| !p.retiring) else { continue };
             if slot.lane.enqueue_text(text.as_bytes()) {
                 queued += 1;
+            } else if slot.lane.first_text_refusal(text.len()) {
+                let (id, pid) = (process.worker, process.pid);
+                crate::log!(warn { worker: id, worker_pid: pid }:
+                    "worker {id} (pid {pid}) leaves {MOST_TEXT_QUEUED} bytes of lines untaken: no more are sent to it until it takes them");
             }
         }
         queued
