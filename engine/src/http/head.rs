@@ -116,14 +116,16 @@ fn request_line(line: &[u8]) -> Option<RequestLine<'_>> {
     if parts.next().is_some() || method.is_empty() || target.is_empty() {
         return None;
     }
-    if !method.iter().all(|&b| is_tchar(b)) || !target.iter().all(|&b| b.is_ascii_graphic()) {
+    // A target may carry UTF-8 beside visible ASCII, as httparse takes it
+    // for HTTP/1.0 and 1.1 (so that the minor version changes no answer);
+    // one that is not UTF-8 is refused below.
+    if !method.iter().all(|&b| is_tchar(b)) || !target.iter().all(|&b| b.is_ascii_graphic() || !b.is_ascii()) {
         return None;
     }
     let [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] = *version else { return None };
     if !major.is_ascii_digit() || !minor.is_ascii_digit() {
         return None;
     }
-    // Both are ASCII, checked above.
     let method = std::str::from_utf8(method).ok()?;
     let target = std::str::from_utf8(target).ok()?;
     Some(RequestLine { method, target, major: major - b'0', minor: minor - b'0' })
@@ -164,6 +166,12 @@ mod tests {
         assert_eq!(parsed(b"\r\nGET /a HTTP/1.2"), "Partial", "empty lines, then no line end yet");
         assert!(parsed(b"GET /a HTTP/1.2\x16").starts_with("Invalid"), "a control byte, no line end yet");
         assert!(parsed(b"GET /a HTTP/1.2\r\nBad Field: x\r\n\r\n").starts_with("Invalid"));
+        // UTF-8 in the target, as on 1.1 (until 2026-12-07 refused on 1.2 alone).
+        let utf8 = "GET /caf\u{e9} HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(parsed(utf8.as_bytes()), "32 GET /caf\u{e9} 1.1 fields 1");
+        assert_eq!(parsed(utf8.replace("1.1", "1.2").as_bytes()), "32 GET /caf\u{e9} 1.1 fields 1");
+        assert!(parsed(b"GET /caf\xe9 HTTP/1.2\r\nHost: x\r\n\r\n").starts_with("Invalid"), "not UTF-8");
+        assert!(parsed(b"GET /caf\xe9 HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("Invalid"), "not UTF-8");
     }
 
     #[test]
