@@ -348,31 +348,31 @@ fn lines_a_stopped_worker_does_not_take_are_queued_up_to_a_bound() {
     client.set_read_timeout(Some(CLOSE_WITHIN)).expect("timeout");
     let mut replies = std::io::BufReader::new(client.try_clone().expect("clone"));
     let line = format!("send {}\n", "x".repeat(1000));
+    // One `send` line and its reply.
+    let mut send = |i: usize| -> String {
+        client.write_all(line.as_bytes()).unwrap_or_else(|e| panic!("line {i}: {e}"));
+        let mut reply = String::new();
+        std::io::BufRead::read_line(&mut replies, &mut reply).unwrap_or_else(|e| panic!("reply {i}: {e}"));
+        reply.trim_end().to_string()
+    };
     // 1 MiB of them, and what the worker's socket holds: far fewer than this.
     const MOST_LINES: usize = 4000;
-    let mut reply = String::new();
-    let refused_at = (0..MOST_LINES).find(|i| {
-        client.write_all(line.as_bytes()).unwrap_or_else(|e| panic!("line {i}: {e}"));
-        reply.clear();
-        std::io::BufRead::read_line(&mut replies, &mut reply).unwrap_or_else(|e| panic!("reply {i}: {e}"));
-        match reply.trim_end() {
-            "ok sent to 2 workers" => false,
-            "ok sent to 1 workers" => true,
-            other => panic!("reply {i}: {other}"),
-        }
+    let refused_at = (0..MOST_LINES).find(|&i| match send(i).as_str() {
+        "ok sent to 2 workers" => false,
+        "ok sent to 1 workers" => true,
+        other => panic!("reply {i}: {other}"),
     });
     let refused_at =
         refused_at.unwrap_or_else(|| panic!("all {MOST_LINES} lines of 1 KiB were queued for a stopped worker"));
     assert!(refused_at >= 1000, "refused after only {refused_at} lines");
     s.wait_for_log(|l| l.contains(&format!("(pid {}) leaves 1048576 bytes of lines untaken", pids[1])), CLOSE_WITHIN);
     drop(guard);
+    let mut last = String::new();
     let reaches_both = eventually(CLOSE_WITHIN, || {
-        client.write_all(line.as_bytes()).expect("a line");
-        reply.clear();
-        std::io::BufRead::read_line(&mut replies, &mut reply).expect("its reply");
-        reply.trim_end() == "ok sent to 2 workers"
+        last = send(MOST_LINES);
+        last == "ok sent to 2 workers"
     });
-    assert!(reaches_both, "lines do not reach the worker once it runs again: {reply}");
+    assert!(reaches_both, "lines do not reach the worker once it runs again: {last}");
     s.connect().get_ok();
     stop_and_check_no_process_left(s);
 }

@@ -335,13 +335,11 @@ impl Connection {
             return data.len();
         }
         if let Phase::Finishing { .. } = self.phase {
-            // Input after a closing reply: closing with it unread would reset
-            // the connection, so wait for the client's FIN. Discarded, it is
-            // no sign of a reader: the deadline stays the one the answer's
-            // sends set, or a client that reads nothing of a large answer
-            // would hold the connection for as long as it trickled bytes.
-            self.phase = Phase::Finishing { linger: true };
-            self.unanswered_input = true;
+            // Discarded, it is no sign of a reader: the deadline stays the
+            // one the answer's sends set, or a client that reads nothing of a
+            // large answer would hold the connection for as long as it
+            // trickled bytes.
+            self.discard_after_closing_reply();
             self.settle_until = None;
             return data.len();
         }
@@ -349,10 +347,9 @@ impl Connection {
         while !rest.is_empty() {
             match self.phase {
                 Phase::Finishing { .. } => {
-                    // A closing reply parsed from the carry: the rest is
-                    // discarded, as input after it is (above).
-                    self.phase = Phase::Finishing { linger: true };
-                    self.unanswered_input = true;
+                    // A closing reply parsed from the carry: the rest goes as
+                    // input after it does (above).
+                    self.discard_after_closing_reply();
                     rest = &[];
                 }
                 Phase::Lingering => {
@@ -858,6 +855,13 @@ impl Connection {
         self.timer = Timer::Idle;
         self.idle_since = now;
         self.deadline = now + ctx.timeouts.idle_ms;
+    }
+
+    /// Input after a closing reply is discarded; closing with it unread
+    /// would reset the connection, so the close waits for the client's FIN.
+    fn discard_after_closing_reply(&mut self) {
+        self.phase = Phase::Finishing { linger: true };
+        self.unanswered_input = true;
     }
 
     fn start_linger(&mut self, ctx: &Context<'_>) {
