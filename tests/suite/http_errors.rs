@@ -370,6 +370,23 @@ fn e400_transfer_coding_not_ending_in_chunked() {
     }
 }
 
+/// `chunked` applied twice, in one field line or in two: a sender MUST NOT
+/// do it (RFC 9112 §6.1), so `400` and a close, not `501`. Until
+/// 2026-12-07 the one-line form got `501`.
+#[test]
+fn e400_chunked_applied_twice() {
+    let s = server();
+    for field_lines in [
+        "Transfer-Encoding: chunked, chunked",
+        "Transfer-Encoding: chunked, gzip, chunked",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+    ] {
+        let req =
+            format!("POST / HTTP/1.1\r\nHost: a\r\n{field_lines}\r\n\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        expect_error(&s, req.as_bytes(), &[400]);
+    }
+}
+
 #[test]
 fn e431_header_block_over_max_header() {
     let s = server();

@@ -297,6 +297,8 @@ struct Fields {
     chunked_last: bool,
     /// Codings are listed before the last one.
     codings_before_last: bool,
+    /// `chunked` is listed before the last coding: applied twice, or not last.
+    chunked_before_last: bool,
     close: bool,
     keep_alive: bool,
     expect_continue: bool,
@@ -423,10 +425,17 @@ fn read_field(fields: &mut Fields, name: &[u8], value: &[u8]) -> bool {
             fields.transfer_encodings = fields.transfer_encodings.saturating_add(1);
             // A list may carry empty elements, which a recipient ignores
             // (RFC 9110 §5.6.1): `chunked ,` is `chunked`.
-            let codings = value.split(|&b| b == b',').map(trim).filter(|token| !token.is_empty());
-            let (count, last) = codings.fold((0, None), |(count, _), coding| (count + 1, Some(coding)));
-            fields.chunked_last = last.is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"));
-            fields.codings_before_last = count > 1;
+            let is_chunked = |coding: &[u8]| coding.eq_ignore_ascii_case(b"chunked");
+            let mut codings = value.split(|&b| b == b',').map(trim).filter(|token| !token.is_empty());
+            let mut last = codings.next();
+            fields.codings_before_last = false;
+            fields.chunked_before_last = false;
+            for coding in codings {
+                fields.codings_before_last = true;
+                fields.chunked_before_last |= last.is_some_and(is_chunked);
+                last = Some(coding);
+            }
+            fields.chunked_last = last.is_some_and(is_chunked);
         }
         _ => {}
     }
@@ -449,7 +458,15 @@ fn decide_framing(fields: &Fields, http11: bool, limits: &Limits) -> Result<Fram
         // gzip`, none): the body's end cannot be found, a `400` by RFC
         // 9112 §6.3 (until 2026-12-07 it got `501`, which §6.1 keeps for
         // a coding this server does not implement before a final `chunked`).
-        if fields.content_length.is_some() || !http11 || fields.transfer_encodings > 1 || !fields.chunked_last {
+        // And `chunked` applied twice (`chunked, chunked`), which a sender
+        // MUST NOT do (§6.1): malformed, not unimplemented (until
+        // 2026-12-07 it got `501`).
+        if fields.content_length.is_some()
+            || !http11
+            || fields.transfer_encodings > 1
+            || !fields.chunked_last
+            || fields.chunked_before_last
+        {
             return Err(Reply::BadRequest);
         }
         if fields.codings_before_last {
@@ -708,7 +725,7 @@ mod tests {
         assert_eq!(replies(two), [Reply::BadRequest]);
         let same = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc";
         assert_eq!(replies(same), [Reply::Ok]);
-        for codings in ["gzip, chunked", "chunked, chunked", "x-custom ; a=b, Chunked"] {
+        for codings in ["gzip, chunked", "x-custom ; a=b, Chunked"] {
             let head = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {codings}\r\n\r\n");
             assert_eq!(replies(head.as_bytes()), [Reply::NotImplemented], "{codings:?}");
         }
@@ -744,6 +761,26 @@ mod tests {
                 "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {codings}\r\n\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"
             );
             assert_eq!(replies(request.as_bytes()), [Reply::BadRequest], "{codings:?}");
+        }
+    }
+
+    /// RFC 9112 §6.1: a sender MUST NOT apply `chunked` more than once,
+    /// so a request that lists it twice is malformed: `400` and a close,
+    /// not the `501` of a coding this server lacks. Until 2026-12-07 it
+    /// got `501` (closing too).
+    #[test]
+    fn chunked_applied_twice_is_a_bad_request() {
+        for field_lines in [
+            "Transfer-Encoding: chunked, chunked",
+            "Transfer-Encoding: Chunked , , chunked",
+            "Transfer-Encoding: chunked, gzip, chunked",
+            "Transfer-Encoding: gzip, chunked, chunked",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+        ] {
+            let request = format!(
+                "POST / HTTP/1.1\r\nHost: a\r\n{field_lines}\r\n\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"
+            );
+            assert_eq!(replies(request.as_bytes()), [Reply::BadRequest], "{field_lines:?}");
         }
     }
 
