@@ -193,7 +193,7 @@ fn reuseport_a_retired_workers_queue_migrates_when_it_dies() {
     // listener; the stopped worker holds the last one, and connections queue.
     kill(victim, libc::SIGSTOP);
     let (code, reply, _) = ctl(&path, &["scale", "1"]);
-    assert_eq!((code, reply.as_str()), (0, "ok scaling to 1 workers"));
+    assert_eq!((code, reply.as_str()), (0, "ok scaling to 1 worker"));
     let (success_before, failure_before) = migrations();
     let load = patient_churn(s.addr(), Duration::from_secs(15));
     let queued = wait_queued(listener, 4);

@@ -227,7 +227,7 @@ fn a_body_file_is_served_whole_and_a_reload_reads_it_again() {
     let mark = s.log_len();
     let (code, out, err) = util::control::ctl(&path, &["reload"]);
     assert_eq!(code, 0, "reload: {out} {err}");
-    s.wait_for_log_from(mark, |l| l == "reload: done (1 workers replaced)", Duration::from_secs(10));
+    s.wait_for_log_from(mark, |l| l == "reload: done (1 worker replaced)", Duration::from_secs(10));
     let r = s.connect().request(GET);
     assert_eq!((r.status, r.header("content-length")), (200, Some("5000")), "{:?}", r.headers);
     assert!(r.body == second, "after the reload, the file's new content ({} arrived)", r.body.len());

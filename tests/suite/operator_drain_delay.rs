@@ -133,7 +133,7 @@ fn stop_says_the_delay_and_a_second_sigterm_cuts_it_short() {
     assert_eq!((code, reply.as_str()), (1, "error: stopping"), "no reload during the delay");
     let asked = Instant::now();
     s.signal(libc::SIGTERM);
-    s.wait_for_log(|l| l.starts_with("SIGTERM received during the drain delay: stopping 1 workers now"), IO_TIMEOUT);
+    s.wait_for_log(|l| l.starts_with("SIGTERM received during the drain delay: stopping 1 worker now"), IO_TIMEOUT);
     let mut s = s;
     assert!(s.wait_exit(Duration::from_secs(10)).success());
     assert!(asked.elapsed() < Duration::from_secs(10), "not the whole minute");

@@ -359,7 +359,7 @@ fn lines_a_stopped_worker_does_not_take_are_queued_up_to_a_bound() {
     const MOST_LINES: usize = 4000;
     let refused_at = (0..MOST_LINES).find(|&i| match send(i).as_str() {
         "ok sent to 2 workers" => false,
-        "ok sent to 1 workers" => true,
+        "ok sent to 1 worker" => true,
         other => panic!("reply {i}: {other}"),
     });
     let refused_at =

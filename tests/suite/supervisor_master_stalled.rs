@@ -95,7 +95,7 @@ fn a_reload_whose_new_process_got_ready_while_the_master_stood_still_ends_done()
         |l| l.starts_with("reload: done") || l.contains("was not ready after"),
         Duration::from_secs(10),
     );
-    assert_eq!(line, "reload: done (1 workers replaced)", "{:?}", &s.log()[i_started..=i_end]);
+    assert_eq!(line, "reload: done (1 worker replaced)", "{:?}", &s.log()[i_started..=i_end]);
     let st = s.wait_workers_ready(1, IO_TIMEOUT);
     assert_eq!(num(&expect_worker(&st, 1), "pid") as u32, new, "{st}");
     assert!(eventually(IO_TIMEOUT, || !alive_ours(old)), "the old process {old} still runs");
@@ -147,7 +147,7 @@ fn a_retiree_that_exited_while_the_master_stood_still_is_logged_as_exited() {
     let pid = num(&expect_worker(&st, 2), "pid") as u32;
     let from = s.log_len();
     kill(s.pid(), libc::SIGTTOU);
-    let (i_scaled, _) = s.wait_for_log_from(from, |l| l == "scaling from 2 to 1 workers", IO_TIMEOUT);
+    let (i_scaled, _) = s.wait_for_log_from(from, |l| l == "scaling from 2 to 1 worker", IO_TIMEOUT);
     let deadline = Instant::now() + READY_WITHIN + Duration::from_secs(1);
     let (master, _) = stop_between_turns(s.pid());
     // The retiree answers and exits by itself while the master stands still.

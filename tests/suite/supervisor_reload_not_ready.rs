@@ -32,7 +32,7 @@ fn a_new_process_never_ready_is_killed_and_the_reload_cancelled() {
     for round in 1..=2 {
         let from = s.log_len();
         let (code, out, err) = ctl(&path, &["reload"]);
-        assert_eq!((code, out.as_str()), (0, "ok reloading 1 workers"), "round {round}: {err}");
+        assert_eq!((code, out.as_str()), (0, "ok reloading 1 worker"), "round {round}: {err}");
         let replacing = format!(", replacing pid {old})");
         let (i_started, line) = s.wait_for_log_from(
             from,

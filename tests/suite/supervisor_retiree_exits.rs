@@ -42,12 +42,9 @@ fn stopped(pid: u32) -> ContinueOnDrop {
 fn scale(s: &Server, path: &Path, n: usize) {
     let from = s.log_len();
     let (code, out, err) = ctl(path, &["scale", &n.to_string()]);
-    assert_eq!((code, out), (0, format!("ok scaling to {n} workers")), "{err}");
-    s.wait_for_log_from(
-        from,
-        |l| l.starts_with("scaling from ") && l.ends_with(&format!(" to {n} workers")),
-        IO_TIMEOUT,
-    );
+    let workers = if n == 1 { "1 worker".to_string() } else { format!("{n} workers") };
+    assert_eq!((code, out), (0, format!("ok scaling to {workers}")), "{err}");
+    s.wait_for_log_from(from, |l| l.starts_with("scaling from ") && l.ends_with(&format!(" to {workers}")), IO_TIMEOUT);
 }
 
 /// Waits for the line `message` from line `from` on; returns its level.

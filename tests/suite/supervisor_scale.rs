@@ -80,7 +80,7 @@ fn scale_up_and_down(mode: &str) {
     // Down to one, and never below.
     let from = s.log_len();
     s.signal(libc::SIGTTOU);
-    s.wait_for_log_from(from, |l| l == "scaling from 2 to 1 workers", IO_TIMEOUT);
+    s.wait_for_log_from(from, |l| l == "scaling from 2 to 1 worker", IO_TIMEOUT);
     let one = wait_for_workers(&path, 1);
     assert_eq!(pids_of(&one), original[..1], "{one}");
     // The exit line may reach our log reader after `status` already shows one
@@ -167,7 +167,7 @@ fn a_stopped_worker_scaled_away_is_killed_after_the_shutdown_timeout() {
     let from = s.log_len();
     let asked = Instant::now();
     let (code, out, err) = ctl(&path, &["scale", "1"]);
-    assert_eq!((code, out.as_str()), (0, "ok scaling to 1 workers"), "{err}");
+    assert_eq!((code, out.as_str()), (0, "ok scaling to 1 worker"), "{err}");
     let killing =
         format!("scale: worker 2 (pid {gone}) still running a second after --shutdown-timeout 2.0 s: killing it");
     let (i_kill, _) = s.wait_for_log_from(from, |l| l == killing, Duration::from_secs(10));

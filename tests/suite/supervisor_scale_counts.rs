@@ -50,7 +50,7 @@ fn a_scaled_away_workers_counts_stay_in_the_totals() {
 
     // Worker 2 scaled away: its requests move to `retired`, the totals stay.
     let from = s.log_len();
-    command(&path, &["scale", "1"], "ok scaling to 1 workers");
+    command(&path, &["scale", "1"], "ok scaling to 1 worker");
     let exited = format!("worker 2 (pid {pid2}) exited with code 0");
     s.wait_for_log_from(from, |l| l == exited, Duration::from_secs(10));
     let st = stats_when_settled(&s, 20, 20);
@@ -60,8 +60,8 @@ fn a_scaled_away_workers_counts_stay_in_the_totals() {
 
     // A reload keeps the counts in the worker's own.
     let from = s.log_len();
-    command(&path, &["reload"], "ok reloading 1 workers");
-    s.wait_for_log_from(from, |l| l == "reload: done (1 workers replaced)", Duration::from_secs(10));
+    command(&path, &["reload"], "ok reloading 1 worker");
+    s.wait_for_log_from(from, |l| l == "reload: done (1 worker replaced)", Duration::from_secs(10));
     stats_when_settled(&s, 20, 20);
 
     // Worker 2 comes back from zero; nothing is counted twice.

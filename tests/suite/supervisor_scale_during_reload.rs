@@ -99,7 +99,7 @@ fn scaling_away_the_worker_a_reload_replaces_retires_both_its_processes() {
 
     let from = s.log_len();
     let (code, out, err) = ctl(&path, &["scale", "1"]);
-    assert_eq!((code, out.as_str()), (0, "ok scaling to 1 workers"), "{err}");
+    assert_eq!((code, out.as_str()), (0, "ok scaling to 1 worker"), "{err}");
     expect_info(
         &s,
         from,
@@ -108,7 +108,7 @@ fn scaling_away_the_worker_a_reload_replaces_retires_both_its_processes() {
              without it"
         ),
     );
-    expect_info(&s, from, "reload: done (1 workers replaced)");
+    expect_info(&s, from, "reload: done (1 worker replaced)");
     expect_info(&s, from, &format!("worker 2 (pid {w2_old}) exited with code 0"));
     expect_info(&s, from, &format!("worker 2 (pid {w2_new}) exited with code 0"));
     assert!(eventually(IO_TIMEOUT, || !alive_ours(w2_old as u32) && !alive_ours(w2_new as u32)));
@@ -118,11 +118,11 @@ fn scaling_away_the_worker_a_reload_replaces_retires_both_its_processes() {
     // (0 or 3, free again): then it ends cancelled, else done.
     let from = s.log_len();
     let (code, out, err) = ctl(&path, &["reload"]);
-    assert_eq!((code, out.as_str()), (0, "ok reloading 1 workers"), "{err}");
+    assert_eq!((code, out.as_str()), (0, "ok reloading 1 worker"), "{err}");
     let cancelled = format!("the reload is cancelled, the old process (pid {w1_new}) keeps serving");
     s.wait_for_log_from(
         from,
-        |l| l == "reload: done (1 workers replaced)" || l.ends_with(&cancelled),
+        |l| l == "reload: done (1 worker replaced)" || l.ends_with(&cancelled),
         // A cancel comes once the new process has been unready SHUTDOWN_TIMEOUT.
         Duration::from_secs(30),
     );
@@ -149,13 +149,13 @@ fn a_reload_while_a_scaled_away_worker_drains_replaces_the_workers_left() {
     let _continue = ContinueOnDrop(w2 as u32);
     let from = s.log_len();
     let (code, out, err) = ctl(&path, &["scale", "1"]);
-    assert_eq!((code, out.as_str()), (0, "ok scaling to 1 workers"), "{err}");
+    assert_eq!((code, out.as_str()), (0, "ok scaling to 1 worker"), "{err}");
     // Worker 2 gets no new connection from now on.
     let load = Load::start(s.addr(), 2, 20_000, Duration::from_secs(30), Duration::from_millis(2));
     let (code, out, err) = ctl(&path, &["reload"]);
-    assert_eq!((code, out.as_str()), (0, "ok reloading 1 workers"), "{err}");
+    assert_eq!((code, out.as_str()), (0, "ok reloading 1 worker"), "{err}");
     let (i, w1_new) = replaced(&s, from, 1, w1_old);
-    let i_done = expect_info(&s, i, "reload: done (1 workers replaced)");
+    let i_done = expect_info(&s, i, "reload: done (1 worker replaced)");
     let killed = format!("worker 2 (pid {w2}) killed by signal 9 (SIGKILL) after overrunning its drain");
     // It comes a second past --shutdown-timeout after the scale-down, and
     // its exit is logged once the master reaps it: a bound well past both

@@ -33,7 +33,7 @@ fn scaling_down_drops_a_pending_restart_and_says_so() {
         s.wait_for_log_from(0, |l| worker_2_delay(l).is_some_and(|ms| ms >= AT_LEAST_MS), Duration::from_secs(15));
 
     let (code, out, err) = ctl(&path, &["scale", "1"]);
-    assert_eq!((code, out.as_str()), (0, "ok scaling to 1 workers"), "{err}");
+    assert_eq!((code, out.as_str()), (0, "ok scaling to 1 worker"), "{err}");
     let dropped = "scale: the pending restart of worker 2 is dropped: scaling removed its slot";
     let (i_dropped, _) = s.wait_for_log_from(i_pending, |l| l == dropped, Duration::from_secs(5));
     let raw = &s.raw_log()[i_dropped];

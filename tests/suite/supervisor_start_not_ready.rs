@@ -69,7 +69,7 @@ fn a_scaled_up_or_restarted_process_never_ready_is_killed_and_restarted() {
 
     // Worker 1 served all along; worker 2 goes for good.
     let (code, out, err) = ctl(&path, &["scale", "1"]);
-    assert_eq!((code, out.as_str()), (0, "ok scaling to 1 workers"), "{err}");
+    assert_eq!((code, out.as_str()), (0, "ok scaling to 1 worker"), "{err}");
     let one = eventually(IO_TIMEOUT, || status(&path)["workers"].as_array().is_some_and(|ws| ws.len() == 1));
     assert!(one, "worker 2 still listed: {}", status(&path));
     let (ok, failures) = load.finish();

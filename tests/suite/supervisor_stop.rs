@@ -352,7 +352,7 @@ fn a_busy_keep_alive_client_gets_its_next_answer(mode: &str) {
     let answered = Instant::now();
     let from = s.log_len();
     s.signal(libc::SIGTERM);
-    s.wait_for_log_from(from, |l| l == "SIGTERM received: stopping 1 workers", IO_TIMEOUT);
+    s.wait_for_log_from(from, |l| l == "SIGTERM received: stopping 1 worker", IO_TIMEOUT);
     wait_draining(&s);
     // The client's pause between requests: past the short grace.
     thread::sleep(Duration::from_millis(400).saturating_sub(answered.elapsed()));
@@ -392,7 +392,7 @@ fn a_blank_line_after_a_request_does_not_hold_a_stop(mode: &str) {
     check_ok(&c.read());
     let from = s.log_len();
     s.signal(libc::SIGTERM);
-    s.wait_for_log_from(from, |l| l == "SIGTERM received: stopping 1 workers", IO_TIMEOUT);
+    s.wait_for_log_from(from, |l| l == "SIGTERM received: stopping 1 worker", IO_TIMEOUT);
     c.expect_closed();
     let status = s.wait_exit(Duration::from_secs(30));
     check_clean_exit(&mut s, status, 1);
@@ -541,7 +541,7 @@ fn a_draining_read_that_fills_the_room_exactly_still_closes_with_the_last_answer
     c.send(head);
     let from = s.log_len();
     s.signal(libc::SIGTERM);
-    s.wait_for_log_from(from, |l| l == "SIGTERM received: stopping 1 workers", IO_TIMEOUT);
+    s.wait_for_log_from(from, |l| l == "SIGTERM received: stopping 1 worker", IO_TIMEOUT);
     wait_one_connection_held_while_draining(&s);
 
     // The head's end, whole requests, and one padded to end the burst at

@@ -36,7 +36,7 @@ fn an_upgrade_while_the_previous_old_master_drains_is_no_error() {
         parse_new_master(&line).expect("the new master's pid")
     };
     let middle = upgrade(&first);
-    first.wait_for_log(|l| l.contains("upgrade: this master no longer accepts: draining 1 workers"), IO_TIMEOUT);
+    first.wait_for_log(|l| l.contains("upgrade: this master no longer accepts: draining 1 worker"), IO_TIMEOUT);
     // The middle master logs to the same stderr: its lines are in `first`'s log.
     let newest = upgrade(&first);
     let said = format!("upgrade: the new master (pid {middle}) exited with code 0 after this one handed over");

@@ -83,6 +83,16 @@ pub fn format() -> LogFormat {
     }
 }
 
+/// A count and its noun, plural unless the count is 1: `1 worker`, `2
+/// workers` (replies and log lines said `1 workers` until 2026-12-07).
+pub fn counted(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
 /// Now, as the log writes it: `2026-12-01T21:58:31.123Z`.
 pub fn now_rfc3339() -> String {
     let mut out = String::with_capacity(24);
@@ -221,6 +231,13 @@ macro_rules! log {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_of_one_takes_the_singular() {
+        assert_eq!(counted(1, "worker"), "1 worker");
+        assert_eq!(counted(0, "worker"), "0 workers");
+        assert_eq!(counted(2, "held connection"), "2 held connections");
+    }
 
     #[test]
     fn text_lines_carry_time_level_and_pid() {

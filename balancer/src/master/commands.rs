@@ -16,6 +16,7 @@ use crate::control::clients::{Cancel, Ops};
 use crate::control::socket::SocketFile;
 use crate::control::{parse_command, ClientId, Clients, Command, ControlSocket};
 use crate::error::Result;
+use crate::log::counted;
 use crate::signals::{next_signal, signal_name, Received};
 
 /// The control socket and its clients.
@@ -116,7 +117,7 @@ impl Master {
         }
         let running = self.slots.iter().filter(|s| s.process.is_some()).count();
         if self.lame_duck.take().is_some() {
-            crate::log!("{why} received during the drain delay: stopping {running} workers now");
+            crate::log!("{why} received during the drain delay: stopping {} now", counted(running, "worker"));
             return self.stop_now();
         }
         let delay = self.config.drain_delay;
@@ -124,7 +125,7 @@ impl Master {
         // ready now (the old master would hand over to a master that is
         // stopping): no drain delay, it gives up the upgrade at once.
         if !delay.is_zero() && self.upgrades.is_taking_over() {
-            crate::log!("{why} received before every worker was ready: stopping {running} workers now");
+            crate::log!("{why} received before every worker was ready: stopping {} now", counted(running, "worker"));
             return self.stop_now();
         }
         if !delay.is_zero() {
@@ -140,13 +141,14 @@ impl Master {
             // Every worker is a lame duck now: they all go on taking connections.
             self.refresh_routes();
             crate::log!(
-                "{why} received: lame duck for {:.1} s (--drain-delay): health checks answer 503 while {running} \
-                 workers serve on; then they drain",
-                delay.as_secs_f64()
+                "{why} received: lame duck for {:.1} s (--drain-delay): health checks answer 503 while {} \
+                 serve on; then they drain",
+                delay.as_secs_f64(),
+                counted(running, "worker")
             );
             return Ok(());
         }
-        crate::log!("{why} received: stopping {running} workers");
+        crate::log!("{why} received: stopping {}", counted(running, "worker"));
         self.stop_now()?;
         self.notify_stopping();
         Ok(())
@@ -157,7 +159,7 @@ impl Master {
         if self.lame_duck.is_some_and(|until| Instant::now() >= until) {
             self.lame_duck = None;
             let running = self.slots.iter().filter(|s| s.process.is_some()).count();
-            crate::log!("drain delay over: stopping {running} workers");
+            crate::log!("drain delay over: stopping {}", counted(running, "worker"));
             self.stop_now()?;
         }
         Ok(())
@@ -241,7 +243,7 @@ impl Master {
             Command::Status => self.stats_line(),
             Command::Reload => match self.reload_refusal() {
                 Some(why) => format!("error: {why}"),
-                None => format!("ok reloading {} workers", self.begin_reload()?),
+                None => format!("ok reloading {}", counted(self.begin_reload()?, "worker")),
             },
             Command::Scale(_) if self.stop_begun() => "error: stopping".to_string(),
             Command::Scale(n) if n > MAX_WORKERS => format!("error: at most {MAX_WORKERS} workers"),
@@ -249,7 +251,7 @@ impl Master {
                 Some(why) => format!("error: {why}"),
                 None => {
                     self.scale(n)?;
-                    format!("ok scaling to {n} workers")
+                    format!("ok scaling to {}", counted(n, "worker"))
                 }
             },
             Command::Stop => {
@@ -263,7 +265,7 @@ impl Master {
                 }
             }
             Command::Upgrade => return self.begin_upgrade("upgrade command", Some(id)),
-            Command::Send(text) => format!("ok sent to {} workers", self.broadcast(&text)),
+            Command::Send(text) => format!("ok sent to {}", counted(self.broadcast(&text), "worker")),
         }))
     }
 

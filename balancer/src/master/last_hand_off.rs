@@ -17,6 +17,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::Instant;
 
 use super::Master;
+use crate::log::counted;
 use crate::modes::Accepting;
 use crate::reactor::sys;
 
@@ -37,8 +38,10 @@ impl Master {
         if taken > 0 || placed > 0 {
             let left = self.dispatch.held_now();
             crate::log!(
-                "stopping: {taken} connections taken from the listen queue; {placed} held connections handed to \
-                 workers before their drain, {left} with none to go to (503)"
+                "stopping: {} taken from the listen queue; {} handed to workers before their drain, {left} with \
+                 none to go to (503)",
+                counted(taken, "connection"),
+                counted(placed, "held connection")
             );
         }
     }
@@ -82,8 +85,9 @@ impl Master {
             }
             if taken > 0 {
                 crate::log!(
-                    "stopping: {taken} connections taken from the listener of worker {worker}, which stands still, \
-                     and handed to workers before their drain"
+                    "stopping: {} taken from the listener of worker {worker}, which stands still, and handed to \
+                     workers before their drain",
+                    counted(taken, "connection")
                 );
             }
         }

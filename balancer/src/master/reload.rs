@@ -9,6 +9,7 @@ use std::io;
 use std::time::Instant;
 
 use super::Master;
+use crate::log::counted;
 
 /// A rolling reload under way.
 #[derive(Debug, Default)]
@@ -55,7 +56,7 @@ impl Master {
         let more = self.reload.queue.len();
         Some(match self.reload.current {
             Some((id, _)) => format!("a reload is already under way (worker {id} being replaced, {more} more to go)"),
-            None => format!("a reload is already under way ({more} workers to go)"),
+            None => format!("a reload is already under way ({} to go)", counted(more, "worker")),
         })
     }
 
@@ -72,7 +73,7 @@ impl Master {
                 self.reload.queue.push_back(id);
             }
         }
-        crate::log!("reload: replacing {} workers one at a time", ids.len());
+        crate::log!("reload: replacing {} one at a time", counted(ids.len(), "worker"));
         self.reload.started = Some(0);
         self.counts.reloads += 1;
         self.notify_reloading();
@@ -136,7 +137,7 @@ impl Master {
             let Some(id) = self.reload.queue.pop_front() else {
                 // Whoever waits for the reload to end (to ask for another) sees it here.
                 if let Some(started) = self.reload.started.take() {
-                    crate::log!("reload: done ({started} workers replaced)");
+                    crate::log!("reload: done ({} replaced)", counted(started, "worker"));
                 }
                 return Ok(());
             };

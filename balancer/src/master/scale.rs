@@ -10,6 +10,7 @@ use ringmaster_engine::Backend;
 
 use super::Master;
 use crate::locked_memory::{raised_text, rings_within, room_for_workers, short_text, Room};
+use crate::log::counted;
 
 /// Beyond `--shutdown-timeout`, what a retired process gets before it is killed.
 const RETIREE_GRACE: Duration = Duration::from_secs(1);
@@ -26,10 +27,10 @@ impl Master {
         }
         let active: Vec<usize> = self.workers.iter().filter(|w| !w.retired).map(|w| w.id).collect();
         if active.len() == target {
-            crate::log!("scaling: already at {target} worker{}", if target == 1 { "" } else { "s" });
+            crate::log!("scaling: already at {}", counted(target, "worker"));
             return Ok(());
         }
-        crate::log!("scaling from {} to {target} workers", active.len());
+        crate::log!("scaling from {} to {}", active.len(), counted(target, "worker"));
         if target > active.len() {
             self.room_for_more_rings(target);
         }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use super::Master;
+use crate::log::counted;
 use crate::upgrade::inherit::{AfterReady, Inherited, Takeover};
 
 /// As the new master: what is left of the fds handed down once the master
@@ -72,8 +73,9 @@ impl Master {
     pub(super) fn given_up_after_ready(&mut self, old: u32) -> io::Result<()> {
         let running = self.slots.iter().filter(|s| s.process.is_some()).count();
         crate::log!(warn:
-            "upgrade: the old master (pid {old}) gave this one up as it stopped: stopping {running} workers at once; \
-             it keeps the listeners and the control socket"
+            "upgrade: the old master (pid {old}) gave this one up as it stopped: stopping {} at once; \
+             it keeps the listeners and the control socket",
+            counted(running, "worker")
         );
         self.upgrades.given_up_by = Some(old);
         self.notify_given_up_stopping(old);
@@ -108,7 +110,8 @@ impl Master {
         let from = self.upgrades.takeover.as_ref().map_or(0, |t| t.from);
         let running = self.slots.iter().filter(|s| s.process.is_some()).count();
         crate::log!(warn:
-            "upgrade: the old master (pid {from}) gave this one up before it was ready: stopping {running} workers"
+            "upgrade: the old master (pid {from}) gave this one up before it was ready: stopping {}",
+            counted(running, "worker")
         );
         self.stop_now()
     }

@@ -26,6 +26,7 @@ use super::take_over::started_at;
 use super::{Master, Op};
 use crate::control::ClientId;
 use crate::listener::ListenerKey;
+use crate::log::counted;
 use crate::upgrade::env::FdRole;
 use crate::upgrade::inherit::Takeover;
 use crate::upgrade::launch::{start_new_master, Heard, Launch, ReadyChannel};
@@ -310,7 +311,8 @@ impl Master {
         let running = self.slots.iter().filter(|s| s.process.is_some()).count();
         crate::log!(
             "upgrade: the new master (pid {pid}){through} is ready: this master (pid {me}) stops accepting, then \
-             drains its {running} workers and exits"
+             drains its {} and exits",
+            counted(running, "worker")
         );
         // Lame ducks from now, before the reply: their health paths answer
         // `503` at once, not only once the accept has ended and their drain
@@ -420,7 +422,7 @@ impl Master {
             }
             if self.stopping.is_none() {
                 let running = self.slots.iter().filter(|s| s.process.is_some()).count();
-                crate::log!("upgrade: this master no longer accepts: draining {running} workers");
+                crate::log!("upgrade: this master no longer accepts: draining {}", counted(running, "worker"));
                 // What it holds goes to its workers before their `Drain`, not to a `503`.
                 self.hand_off_before_drain();
                 self.drain_everything()?;

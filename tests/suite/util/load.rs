@@ -362,7 +362,8 @@ pub fn scale_down_4_to_1_under_churn(s: &Server, control: &std::path::Path, labe
     for (target, gone) in [(3u64, 4u64), (2, 3), (1, 2)] {
         let from = s.log_len();
         let (code, reply, _) = super::control::ctl(control, &["scale", &target.to_string()]);
-        assert_eq!((code, reply.as_str()), (0, format!("ok scaling to {target} workers").as_str()));
+        let workers = if target == 1 { "1 worker".to_string() } else { format!("{target} workers") };
+        assert_eq!((code, reply.as_str()), (0, format!("ok scaling to {workers}").as_str()));
         s.wait_for_log_from(
             from,
             |l| l.starts_with(&format!("worker {gone} (pid ")) && l.ends_with(") exited with code 0"),
