@@ -3,6 +3,8 @@
 //! - `GET /`: plain text;
 //! - `GET /json`: a JSON body written without allocating;
 //! - `POST /echo`: the request body back (by length or chunked);
+//! - `GET /host`: the host the request is for, as a handler routing by
+//!   host should read it (`req.host()`);
 //! - `GET /panic`: the handler panics — that request gets `500` and its
 //!   connection closes; the worker and its other connections serve on;
 //! - `GET /recovered`: the handler catches a panic of its own and answers;
@@ -49,6 +51,12 @@ impl Handler for Router {
             ("GET" | "HEAD", "/json") => {
                 res.header("Content-Type", "application/json");
                 let _ = write!(res, r#"{{"worker":{},"requests":{}}}"#, self.worker, self.requests);
+            }
+            // An absolute URI's authority wins over the `Host` field (RFC
+            // 9112 §3.2.2): `host()` reads it so, `header("host")` would not.
+            ("GET" | "HEAD", "/host") => {
+                let host = req.host().unwrap_or(b"(none)");
+                res.header("Content-Type", "text/plain").body(host).body(b"\n");
             }
             ("POST", "/echo") => {
                 let kind = req.header("content-type").unwrap_or(b"application/octet-stream");

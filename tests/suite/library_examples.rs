@@ -261,6 +261,13 @@ fn an_absolute_uri_reaches_the_route_of_its_path(backend: &str) {
     assert_eq!((echo.status, echo.body_str().as_str()), (200, "hi"));
     let missing = get(&mut conn, "http://a/nope");
     assert_eq!(missing.status, 404);
+    // The host the request is for: the URI's authority, not a `Host` field
+    // naming another (the same section), whose own host an origin-form
+    // target gets.
+    let absolute = conn.request(b"GET http://a.example:8080/host HTTP/1.1\r\nHost: b.example\r\n\r\n");
+    assert_eq!((absolute.status, absolute.body_str().as_str()), (200, "a.example:8080\n"));
+    let origin = conn.request(b"GET /host HTTP/1.1\r\nHost: b.example\r\n\r\n");
+    assert_eq!((origin.status, origin.body_str().as_str()), (200, "b.example\n"));
 }
 
 #[test]
