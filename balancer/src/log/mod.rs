@@ -86,10 +86,11 @@ pub fn format() -> LogFormat {
 /// A count and its noun, plural unless the count is 1: `1 worker`, `2
 /// workers` (replies and log lines said `1 workers` until 2026-12-07).
 pub fn counted(count: usize, noun: &str) -> String {
-    if count == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{count} {noun}s")
+    match count {
+        1 => format!("1 {noun}"),
+        // "process" takes "es".
+        _ if noun.ends_with('s') => format!("{count} {noun}es"),
+        _ => format!("{count} {noun}s"),
     }
 }
 
@@ -237,6 +238,8 @@ mod tests {
         assert_eq!(counted(1, "worker"), "1 worker");
         assert_eq!(counted(0, "worker"), "0 workers");
         assert_eq!(counted(2, "held connection"), "2 held connections");
+        assert_eq!(counted(1, "worker process"), "1 worker process");
+        assert_eq!(counted(3, "worker process"), "3 worker processes");
     }
 
     #[test]

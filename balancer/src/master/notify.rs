@@ -9,6 +9,7 @@
 use std::time::Instant;
 
 use super::Master;
+use crate::log::counted;
 use crate::systemd::notify::monotonic_usec;
 
 /// What systemd has been told.
@@ -146,7 +147,8 @@ impl Master {
         let plural = if wanted == 1 { "" } else { "s" };
         if self.stopping.is_some() {
             format!(
-                "{doing}: {running} worker processes left ({} mode, {})",
+                "{doing}: {} left ({} mode, {})",
+                counted(running, "worker process"),
                 self.config.mode.name(),
                 self.backend.name()
             )
