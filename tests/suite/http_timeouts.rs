@@ -288,14 +288,37 @@ fn a_slow_handler_costs_its_neighbours_no_deadline() {
 /// connection for as long as it kept sending.
 #[test]
 fn idle_timeout_closes_a_client_that_sends_but_never_reads_its_closing_answer() {
-    let dir = std::env::temp_dir().join(format!("ringmaster-unread-answer-{}", std::process::id()));
+    expect_a_non_reader_timed_out("closing", "rr", b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+}
+
+/// The same on a keep-alive connection: what it sends is queued behind the
+/// answer it does not read, so it does not restart the writer's clock, and
+/// at that clock's deadline the kernel's count of the bytes it has not
+/// acknowledged, unmoved since the last look, shows it reads nothing (two
+/// timeouts after the answer's last send progress). Until 2026-12-07 each of
+/// its bytes started `--idle-timeout` over, until they filled `--max-header`
+/// (a byte a minute: days), on both backends. In `rr` the kernel is asked
+/// with an ioctl; in `shared` on io_uring, a direct descriptor's, through the ring.
+#[test]
+fn idle_timeout_closes_a_keep_alive_client_that_sends_but_never_reads_its_answer() {
+    for mode in ["rr", "shared"] {
+        expect_a_non_reader_timed_out("keep-alive", mode, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    }
+}
+
+/// Sends `request` for a 4 MiB body on a connection with a small receive
+/// window, reads nothing, and writes a byte every fifth of the idle timeout
+/// until a write fails: the server must close within [`CLOSE_BOUND`].
+fn expect_a_non_reader_timed_out(name: &str, mode: &str, request: &[u8]) {
+    let dir = std::env::temp_dir().join(format!("ringmaster-unread-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("body");
     // Far more than the client's small window and the server's send buffer take.
     std::fs::write(&file, vec![b'b'; 4 << 20]).unwrap();
-    let s = Server::start(&["--workers", "1", "--idle-timeout", TIMEOUT_ARG, "--body-file", file.to_str().unwrap()]);
+    let body_file = file.to_str().unwrap();
+    let s = Server::start(&["--workers", "1", "--mode", mode, "--idle-timeout", TIMEOUT_ARG, "--body-file", body_file]);
     let mut c = connect_narrow(s.addr(), 4096, None);
-    c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap();
+    c.write_all(request).unwrap();
     let start = Instant::now();
     let mut sent = 0;
     let closed = loop {
@@ -304,7 +327,7 @@ fn idle_timeout_closes_a_client_that_sends_but_never_reads_its_closing_answer() 
         match c.write(b"x") {
             Ok(_) => sent += 1,
             Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => break true,
-            Err(e) => panic!("byte {sent}: {e}"),
+            Err(e) => panic!("{name} ({mode}): byte {sent}: {e}"),
         }
         if start.elapsed() > CLOSE_BOUND {
             break false;
@@ -312,5 +335,9 @@ fn idle_timeout_closes_a_client_that_sends_but_never_reads_its_closing_answer() 
     };
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(closed, "a client that reads nothing was kept for {:?} while it sent {sent} bytes", start.elapsed());
+    assert!(
+        closed,
+        "{name} ({mode}): a client that reads nothing was kept for {:?} while it sent {sent} bytes",
+        start.elapsed()
+    );
 }

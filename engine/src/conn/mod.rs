@@ -98,13 +98,47 @@ pub enum Timer {
     Header,
     /// A request body in progress (`--body-timeout`, extended by what arrives).
     Body,
-    /// Idle between requests, or writing to a slow reader (`--idle-timeout`,
-    /// refreshed by input and by send progress; after a closing answer by
-    /// send progress alone).
+    /// Idle between requests, or writing to a slow reader (`--idle-timeout`:
+    /// between requests refreshed by input; while answers are owed by send
+    /// progress, or at its end by the client's kernel taking bytes, see
+    /// [`ReaderWatch`]).
     Idle,
     /// Closing: waiting for the client's FIN ([`LINGER_MS`] of quiet,
     /// refreshed by input up to [`LINGER_MOST_MS`]), or for a last reply to go out.
     Linger,
+}
+
+/// While answers are owed and the writer's clock runs (`--idle-timeout`
+/// from the last send progress), the client's input does not restart it:
+/// queued behind answers it has not read, it is no sign that it reads, and a
+/// client that read nothing and sent a byte now and then held its
+/// connection until its bytes filled `--max-header` (until 2026-12-07; days
+/// at a byte a minute). Nor is a send's silence a sign that it does not: a
+/// send on a full socket completes only once about a third of its send
+/// buffer is free (`sk_stream_min_wspace`; on loopback the buffer grows to
+/// 4 MiB), so a client pipelining and reading slowly but steadily may see
+/// none complete within the timeout (its input was what kept it: cutting
+/// that, 11c8366, cut such readers off). So when the writer's deadline
+/// passes and input came during that clock, the driver asks the kernel how
+/// many bytes the client has not acknowledged ([`Connection::take_reader_look`],
+/// [`Connection::handle_unacknowledged`]; `SIOCOUTQ`), a number that moves
+/// as the client reads: moved since the last look (the first look only sets
+/// the mark), the clock starts over; unmoved, the connection closes. Where
+/// the kernel cannot tell, input since the last look keeps it, as input did
+/// before. A connection that took no input meanwhile closes at the deadline
+/// as before, with no question asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ReaderWatch {
+    /// Input came while the writer's clock ran: its deadline asks first.
+    armed: bool,
+    /// Input came since the last look.
+    input_since_look: bool,
+    /// The deadline passed: the driver is to ask the kernel.
+    look_due: bool,
+    /// The driver took the question; its answer is awaited.
+    awaiting: bool,
+    /// The client's unacknowledged bytes at the last look.
+    mark: Option<u32>,
 }
 
 /// The connection timeouts, in milliseconds.
@@ -194,6 +228,8 @@ pub struct Connection {
     /// behind such input is seen by no send, only by a watch of the socket
     /// (see [`Connection::needs_reset_watch`]).
     unanswered_input: bool,
+    /// Whether a client that sends while answers are owed reads them.
+    reader: ReaderWatch,
 }
 
 impl Default for Connection {
@@ -230,6 +266,7 @@ impl Connection {
             keep_alive_at: None,
             health_probe: false,
             unanswered_input: false,
+            reader: ReaderWatch::default(),
         }
     }
 
@@ -278,6 +315,16 @@ impl Connection {
     /// is in flight then, and the queue may be empty: the send took it all).
     fn owes_output(&self) -> bool {
         self.sending || self.outgoing.is_pending() || !self.replies.is_empty()
+    }
+
+    /// Answers are owed and the writer's clock runs (no body is on its
+    /// way): input now waits behind them, or is discarded after a closing
+    /// one it made (see [`ReaderWatch`]).
+    fn writing(&self) -> bool {
+        self.owes_output()
+            && self.timer == Timer::Idle
+            && self.parser.between_requests()
+            && matches!(self.phase, Phase::Reading | Phase::Paused | Phase::Finishing { .. })
     }
 
     /// Part of a request has come and the rest is awaited: a header block
@@ -343,6 +390,7 @@ impl Connection {
             self.settle_until = None;
             return data.len();
         }
+        let writing = self.writing();
         let mut rest = data;
         while !rest.is_empty() {
             match self.phase {
@@ -399,6 +447,13 @@ impl Connection {
         if !more_waiting && rest.is_empty() {
             self.settle_if_draining(ctx);
         }
+        if writing && self.writing() {
+            // Queued behind answers it has not read: the writer's clock runs
+            // on, and its deadline asks whether the client reads (`ReaderWatch`).
+            self.reader.armed = true;
+            self.reader.input_since_look = true;
+            return data.len() - rest.len();
+        }
         self.after_progress(ctx);
         data.len() - rest.len()
     }
@@ -419,8 +474,11 @@ impl Connection {
             return 0;
         }
         if !self.outgoing.advance(sent) {
-            // A partial send (a slow reader): `poll_send` goes on from where it stopped.
-            self.refresh_deadline(ctx);
+            // A partial send (a slow reader): `poll_send` goes on from where it
+            // stopped. None at all (epoll's send on a full socket) is no progress.
+            if sent > 0 {
+                self.refresh_deadline(ctx);
+            }
             return 0;
         }
         // Counted once the answers are with the kernel, not when parsed.
@@ -499,8 +557,51 @@ impl Connection {
                 self.timer = Timer::Linger;
                 self.deadline = ctx.now + LINGER_MS;
             }
+            // The writer's deadline, input having come meanwhile: ask whether
+            // the client reads before closing (`ReaderWatch`). Not a second
+            // time while the first question is unanswered.
+            (Phase::Reading | Phase::Paused | Phase::Finishing { .. }, Timer::Idle)
+                if self.reader.armed && !self.reader.awaiting && self.owes_output() =>
+            {
+                self.reader.look_due = true;
+                // Until the answer: the driver may have to wait for it.
+                self.deadline = ctx.now + ctx.timeouts.idle_ms;
+            }
             _ => self.phase = Phase::Closed,
         }
+    }
+
+    /// The writer's deadline passed with input come meanwhile: true once,
+    /// when the driver is to ask the kernel how many bytes written to the
+    /// socket the client has not acknowledged (`SIOCOUTQ`), and give the
+    /// answer to [`Connection::handle_unacknowledged`].
+    pub fn take_reader_look(&mut self) -> bool {
+        let due = std::mem::take(&mut self.reader.look_due);
+        self.reader.awaiting |= due;
+        due
+    }
+
+    /// The kernel's count of the bytes the client has not acknowledged
+    /// (`None`: it cannot tell), asked for by [`Connection::take_reader_look`]:
+    /// moved since the last look (or the first look), the writer's clock
+    /// starts over; unmoved, the client reads nothing and the connection
+    /// closes. Moot (ignored) once the clock started over meanwhile.
+    pub fn handle_unacknowledged(&mut self, unacknowledged: Option<u32>, ctx: &Context<'_>) {
+        if !std::mem::take(&mut self.reader.awaiting) || self.phase == Phase::Closed {
+            return;
+        }
+        let moved = match unacknowledged {
+            Some(count) => self.reader.mark != Some(count),
+            // As before the kernel was asked: its input keeps it.
+            None => self.reader.input_since_look,
+        };
+        if !moved {
+            self.phase = Phase::Closed;
+            return;
+        }
+        self.reader.mark = unacknowledged;
+        self.reader.input_since_look = false;
+        self.deadline = ctx.now + ctx.timeouts.idle_ms;
     }
 
     /// The worker began to drain: an idle connection closes after a short
@@ -834,6 +935,9 @@ impl Connection {
 
     fn refresh_deadline(&mut self, ctx: &Context<'_>) {
         let now = ctx.now;
+        // Progress (a send's, or input while nothing was owed): what the
+        // reader watch saw is moot, and an answer on its way with it.
+        self.reader = ReaderWatch::default();
         if !self.parser.between_requests() && matches!(self.phase, Phase::Reading | Phase::Paused) {
             // A body on its way: it has `--body-timeout`, plus a second per KiB that came.
             if self.timer != Timer::Body {

@@ -405,6 +405,154 @@ fn input_while_a_closing_answer_waits_for_its_reader_moves_no_deadline() {
     assert!(h.conn.is_closed());
 }
 
+impl Harness {
+    /// A keep-alive answer the client took the start of, its rest waiting
+    /// for room; returns the writer's deadline the send set.
+    fn answer_waiting_for_its_reader(&mut self) -> u64 {
+        self.input(GET);
+        let bytes = self.start_send().expect("send");
+        self.complete(&bytes, 10);
+        assert!(self.start_send().is_some(), "the rest goes out, waiting for room");
+        let deadline = self.conn.deadline();
+        assert_eq!((self.conn.timer(), deadline), (Timer::Idle, self.now + TIMEOUTS.idle_ms));
+        deadline
+    }
+
+    /// The deadline passes: returns whether the connection asked for a
+    /// look at its client's unacknowledged bytes (and gives it `count`).
+    fn look_at_deadline(&mut self, count: Option<u32>) -> bool {
+        self.at_deadline();
+        let asked = self.conn.take_reader_look();
+        if asked {
+            self.conn.handle_unacknowledged(count, &self.world.ctx());
+        }
+        asked
+    }
+}
+
+#[test]
+fn input_while_answers_wait_for_their_reader_moves_no_deadline_and_it_asks_the_kernel() {
+    let mut h = Harness::new();
+    let deadline = h.answer_waiting_for_its_reader();
+    // It sends on: the start of a head, then whole requests, queued behind
+    // the answer it does not read.
+    for piece in [&b"GET / HT"[..], b"TP/1.1\r\nHost: a\r\n\r\n", GET, b"x"] {
+        h.now += TIMEOUTS.idle_ms / 5;
+        h.input(piece);
+        assert_eq!(h.conn.deadline(), deadline, "input moved the deadline of answers nobody reads");
+    }
+    // The writer's deadline: the first look only sets the mark.
+    assert!(h.look_at_deadline(Some(90_000)), "input came: the kernel is asked");
+    assert!(!h.conn.is_closed());
+    assert_eq!(h.conn.deadline(), h.now + TIMEOUTS.idle_ms, "a patience more from the mark");
+    h.now += TIMEOUTS.idle_ms / 5;
+    h.input(b"x");
+    // The next finds the same count: the client took nothing.
+    assert!(h.look_at_deadline(Some(90_000)));
+    assert!(h.conn.is_closed(), "a client that reads nothing is closed, however it sends");
+}
+
+#[test]
+fn a_client_whose_kernel_takes_bytes_is_kept_without_a_send_completing() {
+    let mut h = Harness::new();
+    h.answer_waiting_for_its_reader();
+    h.now += 1;
+    h.input(GET);
+    // No send completes (a full socket's completes only once a third of it
+    // is free), but the count moves at each look: it reads.
+    for count in [900_000, 850_000, 870_000, 10] {
+        assert!(h.look_at_deadline(Some(count)));
+        assert!(!h.conn.is_closed(), "its client took bytes, down to {count}");
+    }
+    // Without more input too: its reading is what counts.
+    assert!(h.look_at_deadline(Some(10)));
+    assert!(h.conn.is_closed(), "then nothing in a patience");
+}
+
+#[test]
+fn send_progress_makes_a_pending_look_moot_and_starts_the_watch_over() {
+    let mut h = Harness::new();
+    h.answer_waiting_for_its_reader();
+    h.now += 1;
+    h.input(b"x");
+    assert!(h.look_at_deadline(Some(5_000)), "the mark");
+    h.now += 1;
+    h.input(b"x");
+    h.at_deadline();
+    assert!(h.conn.take_reader_look(), "asked through the ring: the answer comes later");
+    assert!(!h.conn.take_reader_look(), "once");
+    // The rest of the answer goes out meanwhile (10 bytes of it).
+    h.complete(b"0123456789", 10);
+    let after_send = h.conn.deadline();
+    assert_eq!(after_send, h.now + TIMEOUTS.idle_ms, "a send's progress moves it");
+    h.conn.handle_unacknowledged(Some(5_000), &h.world.ctx());
+    assert!(!h.conn.is_closed(), "the answer came after a send: moot");
+    assert_eq!(h.conn.deadline(), after_send);
+    // No input since the send: the deadline closes it, as before, unasked.
+    assert!(!h.look_at_deadline(Some(5_000)), "no input during this clock: nothing asked");
+    assert!(h.conn.is_closed());
+}
+
+#[test]
+fn an_unanswered_look_closes_at_the_next_deadline_and_no_input_asks_nothing() {
+    let mut h = Harness::new();
+    h.answer_waiting_for_its_reader();
+    h.now += 1;
+    h.input(b"x");
+    h.at_deadline();
+    assert!(h.conn.take_reader_look());
+    assert!(!h.conn.is_closed(), "waiting for the answer");
+    // No answer by the next deadline: closed, not asked again.
+    assert!(!h.look_at_deadline(Some(1)));
+    assert!(h.conn.is_closed());
+    // A reader that sent nothing meanwhile: closed at the deadline, as before.
+    let mut quiet = Harness::new();
+    quiet.answer_waiting_for_its_reader();
+    assert!(!quiet.look_at_deadline(Some(1)), "no ioctl for a connection that sent nothing");
+    assert!(quiet.conn.is_closed());
+}
+
+#[test]
+fn where_the_kernel_cannot_tell_input_since_the_last_look_keeps_it() {
+    let mut h = Harness::new();
+    h.answer_waiting_for_its_reader();
+    h.now += 1;
+    h.input(b"x");
+    assert!(h.look_at_deadline(None));
+    assert!(!h.conn.is_closed(), "its input kept it, as before the kernel was asked");
+    h.now += 1;
+    h.input(b"x");
+    assert!(h.look_at_deadline(None));
+    assert!(!h.conn.is_closed());
+    assert!(h.look_at_deadline(None));
+    assert!(h.conn.is_closed(), "no input since the last look");
+}
+
+#[test]
+fn a_closing_request_sent_while_answers_wait_keeps_the_writers_clock_and_its_look() {
+    let mut h = Harness::new();
+    let deadline = h.answer_waiting_for_its_reader();
+    h.now += 1;
+    // A pipelining reader's last request: the answers still owed go first.
+    h.input(GET_CLOSE);
+    assert_eq!(h.conn.phase(), Phase::Finishing { linger: false });
+    assert_eq!(h.conn.deadline(), deadline, "its input moved nothing");
+    assert!(h.look_at_deadline(Some(70_000)), "the mark");
+    assert!(h.look_at_deadline(Some(60_000)), "asked again");
+    assert!(!h.conn.is_closed(), "its client reads");
+    assert!(h.look_at_deadline(Some(60_000)));
+    assert!(h.conn.is_closed(), "then took nothing");
+}
+
+#[test]
+fn a_body_begun_while_answers_are_owed_runs_its_own_timer() {
+    let mut h = Harness::new();
+    h.answer_waiting_for_its_reader();
+    h.now += 1;
+    h.input(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\npart");
+    assert_eq!((h.conn.timer(), h.conn.deadline()), (Timer::Body, h.now + TIMEOUTS.body_ms));
+}
+
 #[test]
 fn input_beyond_the_carry_waits_while_paused_and_is_taken_after_the_send() {
     let mut h = Harness::new();

@@ -318,6 +318,11 @@ impl<'a> EpollWorker<'a> {
             }
             let (_, mut ctx) = self.core.parts(slot);
             entry.conn.handle_timeout(&mut ctx);
+            if entry.conn.take_reader_look() {
+                // Answers owed, input come meanwhile: does its client read?
+                let unacknowledged = entry.fd.as_ref().and_then(|fd| socket::unacknowledged(fd.as_fd()).ok());
+                entry.conn.handle_unacknowledged(unacknowledged, &ctx);
+            }
             // A body's 408 is a request answered, as a 400 is.
             self.core.work_for(entry.conn.take_parsed());
             self.drive(slot, generation)?;

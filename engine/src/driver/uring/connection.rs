@@ -301,10 +301,13 @@ impl UringWorker<'_> {
         self.drive(slot, generation)
     }
 
-    /// The ring's answer to a suspect's `SIOCOUTQ` (`held.rs`): cut off when
-    /// its client took nothing since the last look, or the op failed (a
-    /// kernel before 6.7), if it still holds input and the ring is still
-    /// under pressure.
+    /// The ring's answer to a `SIOCOUTQ`, asked by the tick for a suspect
+    /// (`held.rs`) or for a connection whose writer's deadline passed
+    /// (`conn::ReaderWatch`); both take it if both asked, and one that did
+    /// not ask ignores it. The suspect is cut off when its client took
+    /// nothing since the last look, or the op failed (a kernel before 6.7),
+    /// if it still holds input and the ring is still under pressure; the
+    /// connection closes when its client took nothing since the last look.
     pub(super) fn on_unacknowledged(&mut self, slot: u32, generation: u32, result: i32) -> io::Result<()> {
         let under_pressure = self.held.under_pressure();
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
@@ -312,11 +315,15 @@ impl UringWorker<'_> {
             return Ok(());
         }
         let unacknowledged = u32::try_from(result).ok();
-        if !entry.stall.judge_answer(unacknowledged, !entry.held.is_empty(), under_pressure) {
+        let cut_off = entry.stall.judge_answer(unacknowledged, !entry.held.is_empty(), under_pressure);
+        let (_, ctx) = self.core.parts(slot);
+        entry.conn.handle_unacknowledged(unacknowledged, &ctx);
+        if cut_off {
+            // Its client does not read, and what it holds is wanted by others.
+            entry.conn.handle_read_error();
+        } else if !entry.conn.is_closed() {
             return Ok(());
         }
-        // Its client does not read, and what it holds is wanted by others.
-        entry.conn.handle_read_error();
         self.drive(slot, generation)
     }
 

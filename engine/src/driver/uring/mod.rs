@@ -325,6 +325,7 @@ impl<'a> UringWorker<'a> {
                 entry.conn.handle_timeout(&mut ctx);
                 // A body's 408 is a request answered, as a 400 is.
                 self.core.work_for(entry.conn.take_parsed());
+                self.look_at_reader(slot, generation)?;
             }
             self.drive(slot, generation)?;
         }
@@ -334,6 +335,29 @@ impl<'a> UringWorker<'a> {
         self.reclaim_for_queue()?;
         self.arm_accepts()?;
         self.arm_tick()
+    }
+
+    /// Asks the kernel how many bytes the client has not acknowledged, when
+    /// the connection wants to know whether it reads (its writer's deadline
+    /// passed with input come meanwhile: `conn::ReaderWatch`): a plain
+    /// descriptor with the ioctl, a direct one through the ring
+    /// ([`UringWorker::on_unacknowledged`]; a kernel before 6.7 fails the op,
+    /// and the connection is judged as before it asked).
+    fn look_at_reader(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if !entry.conn.take_reader_look() {
+            return Ok(());
+        }
+        let unacknowledged = match &entry.socket {
+            Some(RingSocket::Direct(index)) => {
+                let ask = ring_socket::unacknowledged_op(*index);
+                return self.push(ask.user_data(token::encode(Op::Unacknowledged, slot, generation)));
+            }
+            socket => socket.as_ref().and_then(RingSocket::unacknowledged),
+        };
+        let (_, ctx) = self.core.parts(slot);
+        entry.conn.handle_unacknowledged(unacknowledged, &ctx);
+        Ok(())
     }
 
     fn start_drain(&mut self) -> io::Result<()> {
