@@ -35,7 +35,7 @@ use io_uring::{opcode, squeue, IoUring};
 
 use self::connection::Slot;
 use self::held::{HeldBuffers, Suspicion};
-use self::ring_socket::RingSocket;
+use self::ring_socket::{RingSocket, Unacknowledged};
 use super::core::Core;
 use super::{next_queued, Origin, TICK};
 use crate::bufring::BufRing;
@@ -300,19 +300,17 @@ impl<'a> UringWorker<'a> {
                 continue;
             }
             let suspicion = entry.stall.on_tick(!entry.held.is_empty(), under_pressure);
-            let cut_off = match (suspicion, &entry.socket) {
-                (Suspicion::None, _) => false,
-                (Suspicion::Ask, Some(RingSocket::Direct(index))) => {
-                    // No number for the ioctl: asked through the ring (`on_unacknowledged`).
-                    entry.stall.asked();
-                    let ask = ring_socket::unacknowledged_op(*index);
-                    self.push(ask.user_data(token::encode(Op::Unacknowledged, slot, generation)))?;
-                    false
-                }
-                (Suspicion::Ask, socket) => {
-                    let unacknowledged = socket.as_ref().and_then(RingSocket::unacknowledged);
-                    entry.stall.judge(unacknowledged)
-                }
+            let cut_off = match suspicion {
+                Suspicion::None => false,
+                Suspicion::Ask => match unacknowledged(&entry.socket, slot, generation) {
+                    Unacknowledged::Now(count) => entry.stall.judge(count),
+                    Unacknowledged::Ask(ask) => {
+                        // Its answer comes to `on_unacknowledged`.
+                        entry.stall.asked();
+                        self.push(ask)?;
+                        false
+                    }
+                },
             };
             let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
             if cut_off {
@@ -348,16 +346,14 @@ impl<'a> UringWorker<'a> {
         if !entry.conn.take_reader_look() {
             return Ok(());
         }
-        let unacknowledged = match &entry.socket {
-            Some(RingSocket::Direct(index)) => {
-                let ask = ring_socket::unacknowledged_op(*index);
-                return self.push(ask.user_data(token::encode(Op::Unacknowledged, slot, generation)));
+        match unacknowledged(&entry.socket, slot, generation) {
+            Unacknowledged::Now(count) => {
+                let (_, ctx) = self.core.parts(slot);
+                entry.conn.handle_unacknowledged(count, &ctx);
+                Ok(())
             }
-            socket => socket.as_ref().and_then(RingSocket::unacknowledged),
-        };
-        let (_, ctx) = self.core.parts(slot);
-        entry.conn.handle_unacknowledged(unacknowledged, &ctx);
-        Ok(())
+            Unacknowledged::Ask(ask) => self.push(ask),
+        }
     }
 
     fn start_drain(&mut self) -> io::Result<()> {
@@ -398,4 +394,13 @@ fn short_of_memory(e: io::Error, what: &str) -> io::Error {
         return e;
     }
     io::Error::new(e.kind(), format!("{what}: {e}: {}", crate::backend::short_of_memory(None)))
+}
+
+/// The count of unacknowledged bytes of a connection's socket, or the ring
+/// op that asks for it, answered to `on_unacknowledged` (no socket: `None`).
+fn unacknowledged(socket: &Option<RingSocket>, slot: u32, generation: u32) -> Unacknowledged {
+    match socket {
+        Some(socket) => socket.ask_unacknowledged(token::encode(Op::Unacknowledged, slot, generation)),
+        None => Unacknowledged::Now(None),
+    }
 }

@@ -40,15 +40,20 @@ impl RingSocket {
         }
     }
 
-    /// The bytes written to a plain socket that the peer has not
-    /// acknowledged (`held.rs`'s look at a suspected non-reader), asked
-    /// directly; `None` when the kernel will not say. A direct descriptor
-    /// has no number to ask with: `None` too, and it is asked through the
-    /// ring ([`unacknowledged_op`]).
-    pub(super) fn unacknowledged(&self) -> Option<u32> {
+    /// How many bytes written to the socket its peer has not acknowledged
+    /// (`SIOCOUTQ`): a plain descriptor's count now (`None` when the kernel
+    /// will not say), or for a direct descriptor, which has no number for
+    /// the ioctl, the ring op that asks (`SOCKET_URING_OP_SIOCOUTQ`, Linux
+    /// 6.7; an older kernel fails it), to be pushed with `user_data`.
+    pub(super) fn ask_unacknowledged(&self, user_data: u64) -> Unacknowledged {
         match self {
-            RingSocket::Plain(fd) => crate::sys::socket::unacknowledged(fd.as_fd()).ok(),
-            RingSocket::Direct(_) => None,
+            RingSocket::Plain(fd) => Unacknowledged::Now(crate::sys::socket::unacknowledged(fd.as_fd()).ok()),
+            RingSocket::Direct(index) => Unacknowledged::Ask(
+                opcode::UringCmd16::new(Fixed(*index), SOCKET_URING_OP_SIOCOUTQ)
+                    .build()
+                    .flags(squeue::Flags::FIXED_FILE)
+                    .user_data(user_data),
+            ),
         }
     }
 
@@ -65,11 +70,12 @@ impl RingSocket {
 /// `SIOCOUTQ`, whose completion's result is the count.
 const SOCKET_URING_OP_SIOCOUTQ: u32 = 1;
 
-/// The ring op that asks the kernel how many bytes written to the socket
-/// at direct descriptor `index` its peer has not acknowledged; an older
-/// kernel fails it, and the suspect is cut off as before.
-pub(super) fn unacknowledged_op(index: u32) -> squeue::Entry {
-    opcode::UringCmd16::new(Fixed(index), SOCKET_URING_OP_SIOCOUTQ).build().flags(squeue::Flags::FIXED_FILE)
+/// A socket's count of unacknowledged bytes ([`RingSocket::ask_unacknowledged`]).
+pub(super) enum Unacknowledged {
+    /// Known now: `None` when the kernel will not say.
+    Now(Option<u32>),
+    /// To be asked through the ring: its answer comes as a completion.
+    Ask(squeue::Entry),
 }
 
 /// Registers an empty table of direct descriptors for the ring's accepts
