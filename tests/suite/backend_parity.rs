@@ -29,7 +29,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use util::seeded::{env_number, Rng};
+use util::seeded::{env_number, random_chunked, Rng};
 use util::*;
 
 /// The seed the committed test runs with.
@@ -139,32 +139,6 @@ fn extra_fields(rng: &mut Rng, head: &mut String) {
     }
 }
 
-/// A chunked body of `len` bytes in chunks, with extensions and trailers
-/// now and then; the sizes in upper or lower case hex.
-fn chunked_body(rng: &mut Rng, len: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    let upper = rng.chance(30);
-    let mut left = len;
-    while left > 0 {
-        let size = rng.between(1, left.min(700));
-        let hex = if upper { format!("{size:X}") } else { format!("{size:x}") };
-        out.extend_from_slice(hex.as_bytes());
-        if rng.chance(25) {
-            out.extend_from_slice(rng.pick(&[&b";ext"[..], b";name=value", b";q=\"quoted;value\"", b" ;a=1;b"]));
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend(std::iter::repeat_n(b'c', size));
-        out.extend_from_slice(b"\r\n");
-        left -= size;
-    }
-    out.extend_from_slice(if rng.chance(20) { b"0;last\r\n" } else { b"0\r\n" });
-    if rng.chance(30) {
-        out.extend_from_slice(b"X-Trailer: done\r\nX-Checksum: 1234\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
 /// A request the server answers `200`: keep-alive or closing, with or
 /// without a body, maybe asking for `100 Continue`; or one over the body
 /// limit (`413`).
@@ -212,7 +186,7 @@ fn request(rng: &mut Rng) -> Piece {
         }
         if !http10 && rng.chance(50) {
             let _ = write!(head, "{}: chunked\r\n", field_name(rng, "Transfer-Encoding"));
-            body = chunked_body(rng, len);
+            body = random_chunked(rng, &vec![b'c'; len]);
         } else {
             let _ = write!(head, "{}: {len}\r\n", field_name(rng, "Content-Length"));
             // Over the limit the answer does not wait for the body: send

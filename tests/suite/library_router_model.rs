@@ -28,7 +28,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use util::seeded::{env_number, Rng};
+use util::seeded::{env_number, random_chunked, Rng};
 use util::*;
 
 /// The seed the committed test runs with.
@@ -75,32 +75,6 @@ struct Script {
     /// Offsets where one write ends and the next begins, increasing.
     cuts: Vec<usize>,
     expected: Vec<Expected>,
-}
-
-/// A chunked encoding of `body`: chunks of 1 byte to 4 KiB, sizes in either
-/// case, now and then an extension, a trailer section now and then.
-fn chunked(rng: &mut Rng, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < body.len() {
-        let largest = rng.pick(&[1, 7, 100, 4096]);
-        let len = rng.between(1, largest).min(body.len() - at);
-        let size = if rng.chance(50) { format!("{len:x}") } else { format!("{len:X}") };
-        out.extend_from_slice(size.as_bytes());
-        if rng.chance(20) {
-            out.extend_from_slice(rng.pick(&[&b";a=b"[..], b";n", b" ; q=\"x y\"", b";t=1;u"]));
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&body[at..at + len]);
-        out.extend_from_slice(b"\r\n");
-        at += len;
-    }
-    out.extend_from_slice(if rng.chance(20) { b"0;last\r\n" } else { b"0\r\n" });
-    if rng.chance(20) {
-        out.extend_from_slice(b"Trailer-One: 1\r\nx-two:\tv v\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// A body length: mostly small, some around `--max-response`.
@@ -169,7 +143,7 @@ fn request(rng: &mut Rng) -> (Vec<u8>, Expected, bool) {
     }
     let wire_body = if is_chunked {
         text.push_str("Transfer-Encoding: chunked\r\n");
-        chunked(rng, &body)
+        random_chunked(rng, &body)
     } else {
         if method == "POST" {
             text.push_str(&format!("Content-Length: {}\r\n", body.len()));

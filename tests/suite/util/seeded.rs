@@ -42,6 +42,33 @@ impl Rng {
     }
 }
 
+/// A chunked encoding of `body`: chunks of 1 byte to 4 KiB, sizes in lower
+/// or upper case hex, now and then a chunk extension, a last-chunk
+/// extension or a trailer section.
+pub fn random_chunked(rng: &mut Rng, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let largest = rng.pick(&[1, 7, 100, 700, 4096]);
+        let len = rng.between(1, largest).min(body.len() - at);
+        let size = if rng.chance(50) { format!("{len:x}") } else { format!("{len:X}") };
+        out.extend_from_slice(size.as_bytes());
+        if rng.chance(20) {
+            out.extend_from_slice(rng.pick(&[&b";a=b"[..], b";n", b" ; q=\"x y\"", b";q=\"quoted;value\"", b";t=1;u"]));
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&body[at..at + len]);
+        out.extend_from_slice(b"\r\n");
+        at += len;
+    }
+    out.extend_from_slice(if rng.chance(20) { b"0;last\r\n" } else { b"0\r\n" });
+    if rng.chance(25) {
+        out.extend_from_slice(b"Trailer-One: 1\r\nx-two:\tv v\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
 /// The number in environment variable `name` (decimal, or hex after `0x`), if set:
 /// a seed or a count a hunt overrides.
 pub fn env_number(name: &str) -> Option<u64> {
