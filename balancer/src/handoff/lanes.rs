@@ -468,6 +468,8 @@ impl Lane {
         self.batches.clear();
         self.texts.clear();
         self.text_bytes = 0;
+        // The next worker on this lane has its own refusal to be told of.
+        self.texts_refusal_said = false;
         out.extend(self.unacked.drain(..));
         out.append(&mut self.in_flight);
         out.extend(self.pending.drain(..));

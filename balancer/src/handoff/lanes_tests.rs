@@ -376,6 +376,24 @@ fn lines_a_worker_does_not_take_are_queued_up_to_a_bound() {
 }
 
 #[test]
+fn a_new_worker_on_a_lane_whose_old_one_left_lines_untaken_is_told_of_again() {
+    let (mut lane, _channel, worker) = open_lane();
+    let line = [b'x'; 1000];
+    while lane.enqueue_text(&line) {}
+    assert!(lane.first_text_refusal(line.len()), "said for the wedged worker");
+    // It dies with its lines untaken; a new worker takes the lane.
+    lane.mark_gone();
+    let (mut closed, mut out) = (Vec::new(), Vec::new());
+    lane.finish_gone(&worker.acks, &mut closed, &mut out);
+    assert!(lane.is_free());
+    let (master, _new_worker) = channel_pair().expect("socketpair");
+    lane.open(master);
+    // The new one wedges before it takes a line: its refusal is said too.
+    while lane.enqueue_text(&line) {}
+    assert!(lane.first_text_refusal(line.len()), "the new worker's first refusal is said");
+}
+
+#[test]
 fn a_batch_the_kernel_refuses_for_now_goes_again_to_the_same_live_worker() {
     for errno in [libc::ENOBUFS, libc::ENOMEM, libc::ETOOMANYREFS] {
         let (mut lane, _channel, _worker) = open_lane();

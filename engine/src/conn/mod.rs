@@ -969,6 +969,9 @@ impl Connection {
     }
 
     fn start_linger(&mut self, ctx: &Context<'_>) {
+        // Every answer is out: a look still on its way (asked through the
+        // ring) is moot, and must not move or end the linger.
+        self.reader = ReaderWatch::default();
         self.phase = Phase::Lingering;
         self.half_close_due = true;
         self.timer = Timer::Linger;

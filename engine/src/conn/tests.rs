@@ -494,6 +494,40 @@ fn send_progress_makes_a_pending_look_moot_and_starts_the_watch_over() {
 }
 
 #[test]
+fn a_look_answered_after_the_last_answer_went_out_leaves_the_linger_alone() {
+    let mut h = Harness::new();
+    // Two reads before a send (a bundle's buffers): the second, a request
+    // the server refuses, comes while the first's answer is owed.
+    h.input(GET);
+    h.input(BAD);
+    assert_eq!(h.conn.phase(), Phase::Finishing { linger: true });
+    let bytes = h.start_send().expect("both answers in one send");
+    // The client reads nothing within the patience: asked through the ring.
+    h.at_deadline();
+    assert!(h.conn.take_reader_look());
+    // Then it reads them all before the answer comes: the linger begins.
+    h.complete(&bytes, bytes.len());
+    assert_eq!(h.statuses(), [200, 400]);
+    assert_eq!(h.conn.phase(), Phase::Lingering);
+    let linger_ends = h.now + LINGER_MS;
+    assert_eq!(h.conn.deadline(), linger_ends);
+    h.conn.handle_unacknowledged(Some(1_000), &h.world.ctx());
+    assert_eq!((h.conn.phase(), h.conn.deadline()), (Phase::Lingering, linger_ends), "the look is moot");
+    // Nor does an unmoved count close it early (with a reset, its input unread).
+    let mut unmoved = Harness::new();
+    unmoved.input(GET);
+    unmoved.input(BAD);
+    let bytes = unmoved.start_send().expect("both answers in one send");
+    assert!(unmoved.look_at_deadline(Some(1_000)), "the mark");
+    unmoved.at_deadline();
+    assert!(unmoved.conn.take_reader_look());
+    unmoved.complete(&bytes, bytes.len());
+    assert_eq!(unmoved.conn.phase(), Phase::Lingering);
+    unmoved.conn.handle_unacknowledged(Some(1_000), &unmoved.world.ctx());
+    assert_eq!(unmoved.conn.phase(), Phase::Lingering, "the look is moot");
+}
+
+#[test]
 fn an_unanswered_look_closes_at_the_next_deadline_and_no_input_asks_nothing() {
     let mut h = Harness::new();
     h.answer_waiting_for_its_reader();
