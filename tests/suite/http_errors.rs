@@ -348,6 +348,21 @@ fn e400_target_of_no_form_its_method_may_use() {
     }
 }
 
+/// An `http` or `https` URI with an empty host is invalid and its recipient
+/// must reject it (RFC 9110 §4.2.1): `400`, whatever the `Host` field says;
+/// a handler would otherwise be told of a request for no host.
+#[test]
+fn e400_http_uri_with_an_empty_host() {
+    let s = server();
+    for req in [
+        &b"GET http:///a HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"GET https://:443/a HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http://user@/a HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        expect_error(&s, req, &[400]);
+    }
+}
+
 /// A coding this server does not implement before the final `chunked`:
 /// `501` (RFC 9112 §6.1).
 #[test]

@@ -605,6 +605,15 @@ mod tests {
             "OPTIONS ** HTTP/1.1",
             "GET http:/a HTTP/1.1",
             "GET 1http://a/ HTTP/1.1",
+            // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid.
+            "GET http:///a HTTP/1.1",
+            "GET http:// HTTP/1.1",
+            "GET HTTPS://?x HTTP/1.1",
+            "GET http://:80/a HTTP/1.1",
+            "GET http://user@/a HTTP/1.1",
+            "GET http://user@:80 HTTP/1.1",
+            "GET https://#f HTTP/1.1",
+            "GET http:///a HTTP/1.2",
         ] {
             check(line, Reply::BadRequest);
         }
@@ -621,6 +630,11 @@ mod tests {
             "OPTIONS http://a HTTP/1.1",
             "GET svn+ssh.x-y://a/ HTTP/1.1",
             "GET http://a/b HTTP/1.2",
+            "GET http://user@a:80/b HTTP/1.1",
+            "GET http://[::1]/b HTTP/1.1",
+            "GET http://a:/b HTTP/1.1",
+            // Only http and https say their host may not be empty.
+            "GET file:///etc/x HTTP/1.1",
         ] {
             check(line, Reply::Ok);
         }

@@ -31,12 +31,27 @@ fn is_authority_form(target: &[u8]) -> bool {
 }
 
 /// `scheme "://"` at the start: a letter, then letters, digits, `+`, `-`
-/// or `.` (RFC 3986 §3.1).
+/// or `.` (RFC 3986 §3.1). An `http` or `https` URI must name a host: RFC
+/// 9110 §4.2.1 says a recipient MUST reject one whose host is empty
+/// (`http:///a`, `http://:80/a`, `http://user@/a`), as nginx does.
 fn is_absolute_form(target: &[u8]) -> bool {
     let Some(colon) = target.iter().position(|&b| b == b':') else { return false };
     let (scheme, rest) = target.split_at(colon);
     let is_scheme_byte = |b: &u8| b.is_ascii_alphanumeric() || b"+-.".contains(b);
-    scheme.first().is_some_and(u8::is_ascii_alphabetic) && scheme.iter().all(is_scheme_byte) && rest.starts_with(b"://")
+    let Some(after_slashes) = rest.strip_prefix(b"://") else { return false };
+    let is_http = scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https");
+    scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme.iter().all(is_scheme_byte)
+        && !(is_http && host_is_empty(after_slashes))
+}
+
+/// Whether the authority at the start of `rest` (what follows `://`) has
+/// an empty host: nothing, or only userinfo and a port, before its end.
+fn host_is_empty(rest: &[u8]) -> bool {
+    let end = rest.iter().position(|b| b"/?#".contains(b)).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host_and_port = authority.iter().rposition(|&b| b == b'@').map_or(authority, |at| &authority[at + 1..]);
+    matches!(host_and_port.first(), None | Some(b':'))
 }
 
 /// The path `target` names: the target up to `?`, without the scheme and
