@@ -384,6 +384,32 @@ fn a_closed_listener_hands_its_queue_to_the_others() {
     drop(clients);
 }
 
+/// A program the verifier accepts loads whatever the length of the log it
+/// would have written: the first load asks for none. (It used to pass a
+/// buffer of no size, which the kernel refuses with `EINVAL`, so every
+/// program was loaded again with the log on, and one whose log outgrew
+/// the 64 KiB buffer failed with `ENOSPC`: the steering program did once
+/// its scan after the draws made it longer.)
+#[test]
+fn a_valid_program_loads_however_long_its_verifier_log() {
+    use ringmaster_balancer::bpf::insn::{Asm, Reg};
+    use ringmaster_balancer::bpf::sys::{load_program, AttachType, PROG_TYPE_SK_REUSEPORT};
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: not root");
+        return;
+    }
+    // 4,000 instructions, each a line of the log (about 20 bytes): 80 KB.
+    let mut asm = Asm::new();
+    for _ in 0..4000 {
+        asm.mov(Reg::R0, 1);
+    }
+    asm.exit();
+    let insns = asm.finish().expect("assembles").resolve(&[]).expect("no maps");
+    if let Err(e) = load_program(PROG_TYPE_SK_REUSEPORT, AttachType::Select, &insns, c"GPL", "rm_long") {
+        panic!("a valid program was refused: {} ({} bytes of log)", e.error, e.log.len());
+    }
+}
+
 #[test]
 fn a_program_the_verifier_rejects_comes_back_with_its_log() {
     use ringmaster_balancer::bpf::insn::Asm;

@@ -214,7 +214,8 @@ pub fn load_program(
             license: license.as_ptr() as u64,
             log_level: u32::from(!log.is_empty()),
             log_size: log.len() as u32,
-            log_buf: log.as_mut_ptr() as u64,
+            // No log: no buffer either (the kernel refuses a buffer of no size).
+            log_buf: if log.is_empty() { 0 } else { log.as_mut_ptr() as u64 },
             prog_name: object_name(name),
             expected_attach_type: attach as u32,
             ..ProgLoad::default()
