@@ -55,7 +55,7 @@ pub struct Cli {
 
     /// Worker processes; with `--cpus` they take its CPUs in turn, wrapping
     /// around [default: one per CPU of `--cpus`, else one per CPU the process
-    /// may run on].
+    /// may run on, or, fewer, one per CPU of a cgroup CPU limit, unpinned].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=ringmaster_balancer::MAX_WORKERS as i64))]
     workers: Option<u32>,
 

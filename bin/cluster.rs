@@ -10,8 +10,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringmaster_balancer::cpu_quota::cpu_quota;
 use ringmaster_balancer::cpus::{allowed_cpus, default_workers};
 use ringmaster_balancer::exit_codes::worker_exit_code;
+use ringmaster_balancer::log::counted;
 use ringmaster_balancer::log::LogFormat;
 use ringmaster_balancer::privileges;
 use ringmaster_balancer::title::{set_process_title, set_thread_name, MASTER_THREAD_NAME, MASTER_TITLE};
@@ -305,6 +307,9 @@ impl Cluster {
         }
         if self.default_workers {
             self.master.workers = default_workers(self.master.cpus.as_deref(), &allowed_cpus());
+            if self.master.cpus.is_none() {
+                self.limit_workers_to_the_cpu_quota();
+            }
         }
         // Names are resolved once, here; workers get the numeric ids.
         let credentials =
@@ -318,6 +323,27 @@ impl Cluster {
             ringmaster_balancer::log!(warn: "cannot set the master's title: {e}");
         }
         run_master(self.master).map_err(|e| (1, e.to_string()))
+    }
+}
+
+impl Cluster {
+    /// Under a CPU limit (a container's) with time for fewer CPUs than the
+    /// process may run on: one worker per CPU of time, unpinned, since
+    /// pinning them to the first CPUs would stack every such container's
+    /// workers on the same few CPUs of the node.
+    fn limit_workers_to_the_cpu_quota(&mut self) {
+        let Some(quota) = cpu_quota() else { return };
+        if quota.workers() >= self.master.workers {
+            return;
+        }
+        ringmaster_balancer::log!(
+            info: "a CPU limit of {:.2} CPUs ({}): {}, unpinned (--workers or --cpus choose otherwise)",
+            quota.cpus,
+            quota.file.display(),
+            counted(quota.workers(), "worker"),
+        );
+        self.master.workers = quota.workers();
+        self.master.pin = false;
     }
 }
 
@@ -375,6 +401,8 @@ fn engine_problem(engine: &EngineConfig) -> Option<String> {
 }
 
 /// How many CPUs this process may run on: Node's `os.availableParallelism()`.
+/// A container's CPU limit does not lower it; the default worker count of a
+/// [`Cluster`] without [`Cluster::workers`] honours that limit too.
 pub fn available_cpus() -> usize {
     allowed_cpus().len().max(1)
 }

@@ -35,6 +35,7 @@ mod library_examples;
 mod library_router_model;
 mod multihost;
 mod operator_cli;
+mod operator_cpu_limit;
 mod operator_drain_delay;
 mod operator_logs;
 mod operator_metrics;
