@@ -53,7 +53,7 @@ pub fn choose_cpus(requested: Option<&[usize]>, allowed: &[usize]) -> Result<Vec
     }
     if let Some(bad) = requested.iter().find(|cpu| !allowed.contains(cpu)) {
         let allowed = format_cpu_list(allowed);
-        return Err(Error::Config(format!("CPU {bad} is not available to this process (allowed: {allowed})")));
+        return Err(Error::Config(format!("--cpus: CPU {bad} is not available to this process (allowed: {allowed})")));
     }
     Ok(requested.to_vec())
 }

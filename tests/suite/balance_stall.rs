@@ -176,7 +176,8 @@ fn least_on_epoll_routes_around_a_stopped_worker() {
 /// With no other worker to take them (`--workers 1`), the log says where
 /// new connections go while the only one is stopped: they wait in the
 /// master, and are answered once it runs again. (Until 2026-12-05 it said
-/// they went "to the others", of which there were none.)
+/// they went "to the others", of which there were none.) Stopped idle, its
+/// heartbeat is what the line names, not a batch.
 fn the_log_says_connections_wait_when_no_other_worker_takes(mode: &str) {
     let _one = one_at_a_time();
     let s = Server::start(&["--mode", mode, "--workers", "1", "--no-pin"]);
@@ -189,6 +190,9 @@ fn the_log_says_connections_wait_when_no_other_worker_takes(mode: &str) {
     let (_, line) = s.wait_for_log_from(from, |l| l.starts_with(&notice), Duration::from_secs(10));
     assert!(!line.contains("go to the others"), "there are no others: {line}");
     assert!(line.contains("wait in the master"), "{line}");
+    // Stopped while idle: its heartbeat, not a batch, says it stalled (until
+    // 2026-12-07 the line said `a batch unacknowledged for 0 ms`).
+    assert!(line.contains("(no batch waiting for its ack, heartbeat "), "{line}");
     // And so they do: one made now is answered once the worker runs again.
     let mut waiting = Conn::connect(s.addr());
     waiting.stream().set_read_timeout(Some(PATIENCE)).expect("timeout");

@@ -129,6 +129,18 @@ fn zero_in_any_spelling_turns_off_the_watchdog_and_the_drain_delay() {
     assert!(line.contains("or 0 for none"), "the error says zero is allowed: {line}");
 }
 
+/// A listed CPU this process may not run on is one line that names the
+/// flag. The master finds it just after its io_uring probe (code 1, as an
+/// unreadable `--body-file`; `reliability_address_space` counts on it
+/// coming there). Until 2026-12-07 the line did not say `--cpus`.
+#[test]
+fn a_cpu_this_process_may_not_run_on_is_named_with_its_flag() {
+    let beyond = affinity().last().map_or(0, |cpu| cpu + 1).to_string();
+    let (code, line) = expect_one_line_error(&["--cpus", &beyond]);
+    assert_eq!(code, 1, "{line}");
+    assert!(line.starts_with(&format!("--cpus: CPU {beyond} is not available to this process")), "{line}");
+}
+
 // --- one-line errors -------------------------------------------------------------------
 
 #[test]

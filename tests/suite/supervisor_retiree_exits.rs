@@ -70,6 +70,24 @@ fn a_retiree_the_master_kills_for_overrunning_its_drain_is_a_warning_saying_so()
     let _ = std::fs::remove_file(&path);
 }
 
+/// The same for a worker the master kills at `--shutdown-timeout` of a stop:
+/// its line says why. Until 2026-12-07 it was a bare `killed by signal 9
+/// (SIGKILL)`, which reads as someone else's kill.
+#[test]
+fn a_worker_the_master_kills_at_the_end_of_a_stop_is_a_warning_saying_so() {
+    let (mut s, path, pids) = start("stop-overran", 2, "1");
+    let stuck = pids[1];
+    let _stopped = stopped(stuck);
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    s.wait_for_log_from(from, |l| l == "shutdown timeout: killing the workers still running", Duration::from_secs(10));
+    let exit = format!("worker 2 (pid {stuck}) killed by signal 9 (SIGKILL) after overrunning its drain");
+    assert_eq!(level_of(&s, from, &exit, Duration::from_secs(5)), "WARN");
+    s.wait_exit(Duration::from_secs(10));
+    stop_and_check_no_process_left(s);
+    let _ = std::fs::remove_file(&path);
+}
+
 #[test]
 fn a_retiree_killed_by_another_is_a_warning_and_a_drained_one_info() {
     // The default --shutdown-timeout (30 s): the master kills no one here.

@@ -217,10 +217,14 @@ impl Master {
                         "no other worker takes connections now: new ones wait in the master (up to --backlog), \
                          or get 503 once every worker is full"
                     };
+                    // A stale heartbeat alone stalls it too: then no batch waits.
+                    let batch = if facts.ack_wait.is_zero() {
+                        "no batch waiting for its ack".to_string()
+                    } else {
+                        format!("a batch unacknowledged for {} ms", facts.ack_wait.as_millis())
+                    };
                     crate::log!(warn { worker: id, worker_pid: pid }:
-                        "worker {id} (pid {pid}) is not keeping up (a batch unacknowledged for {} ms, heartbeat \
-                         {} ms old): {meanwhile}",
-                        facts.ack_wait.as_millis(),
+                        "worker {id} (pid {pid}) is not keeping up ({batch}, heartbeat {} ms old): {meanwhile}",
                         facts.heartbeat_age.as_millis()
                     );
                     Some((since, true))

@@ -82,7 +82,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::signal::Signal;
 use ringmaster_engine::stats::CountersSnapshot;
 use ringmaster_engine::{Backend, StatsBlock};
 
@@ -352,7 +351,11 @@ impl Master {
             Some(stopping) if Instant::now() >= stopping.deadline && !stopping.stragglers_killed => {
                 crate::log!(warn: "shutdown timeout: killing the workers still running");
                 stopping.stragglers_killed = true;
-                self.kill_all(Signal::SIGKILL);
+                // Each exit line says why, as a retiree's does (the README
+                // promises it): a bare `killed by signal 9` reads as someone else's kill.
+                for process in self.slots.iter_mut().filter_map(|s| s.process.as_mut()) {
+                    process.kill("after overrunning its drain");
+                }
             }
             Some(_) => self.stop_listening_when_drained(),
             None => {
