@@ -149,7 +149,7 @@ fn room_for_rings(config: &MasterConfig) -> Result<BackendChoice> {
         }
         Room::Short { limit, need } => {
             let why = short_text(workers, limit, need);
-            let advice = "raise it (ulimit -l, systemd LimitMEMLOCK=) or start the master as root";
+            let advice = "raise it (ulimit -l, systemd LimitMEMLOCK=) or start the master as root with CAP_IPC_LOCK, which a container may drop";
             match config.backend {
                 BackendChoice::Auto => {
                     crate::log!(warn: "{why}: serving with epoll ({advice})");
