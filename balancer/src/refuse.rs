@@ -30,7 +30,9 @@ pub struct Refusals {
 impl Refusals {
     /// None lingering yet.
     pub fn new() -> Refusals {
-        Refusals { lingering: VecDeque::with_capacity(LINGERING_MAX) }
+        // Grown as refusals come (a rare path, which allocates its answer
+        // too), not made at start, where the master's address space may be tight.
+        Refusals { lingering: VecDeque::new() }
     }
 
     /// Answers `503` and sends the FIN now, without ever blocking the

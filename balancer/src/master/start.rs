@@ -47,6 +47,9 @@ impl Master {
         if let Some(why) = fallback {
             crate::log!(warn: "{why}");
         }
+        // After the probe, whose want of room names RLIMIT_AS itself.
+        let slots = reserved(MAX_SLOTS, "the table of worker process slots")?;
+        let completions = reserved(CQ_ENTRIES as usize, "the completions its loop reads each turn")?;
         // Workers inherit the raised limit; failing to raise it is not fatal.
         match crate::rlimit::raise_fd_limit() {
             Ok(limit) => {
@@ -86,7 +89,7 @@ impl Master {
             fd_reserve: FdReserve::new(stats_fd.as_fd()),
             stats_fd,
             cpus,
-            slots: Vec::with_capacity(MAX_SLOTS),
+            slots,
             workers: Vec::with_capacity(config.workers),
             dispatch: Dispatch::new(balance_for(
                 config.mode,
@@ -109,7 +112,7 @@ impl Master {
             notifier: Notifier::from_env(upgraded),
             notified: Notified::default(),
             listening: None,
-            completions: Vec::with_capacity(CQ_ENTRIES as usize),
+            completions,
             next_tick: Instant::now() + TICK,
             next_steer: Instant::now(),
             timer_outdated: false,
@@ -127,6 +130,19 @@ impl Master {
         master.listening = Some((local, Instant::now() + supervise::ANNOUNCE_AFTER));
         Ok(master)
     }
+}
+
+/// A vector with room for `count` items, made once at start so that the
+/// loop never reallocates it: where the address space is too tight for it
+/// (a `ulimit -v` of a few MiB), one error line that says which, rather
+/// than an abort with a backtrace.
+fn reserved<T>(count: usize, what: &str) -> Result<Vec<T>> {
+    let mut items = Vec::new();
+    items.try_reserve_exact(count).map_err(|e| {
+        let kib = count * std::mem::size_of::<T>() / 1024;
+        Error::Config(format!("cannot reserve {kib} KiB for {what}: {e}"))
+    })?;
+    Ok(items)
 }
 
 /// Unless `--backend epoll`, room under `RLIMIT_MEMLOCK` for the workers'
