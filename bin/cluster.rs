@@ -13,8 +13,7 @@ use std::time::Duration;
 use ringmaster_balancer::cpu_quota::cpu_quota;
 use ringmaster_balancer::cpus::{allowed_cpus, default_workers};
 use ringmaster_balancer::exit_codes::worker_exit_code;
-use ringmaster_balancer::log::counted;
-use ringmaster_balancer::log::LogFormat;
+use ringmaster_balancer::log::{counted, LogFormat};
 use ringmaster_balancer::privileges;
 use ringmaster_balancer::title::{set_process_title, set_thread_name, MASTER_THREAD_NAME, MASTER_TITLE};
 use ringmaster_balancer::{
@@ -324,9 +323,7 @@ impl Cluster {
         }
         run_master(self.master).map_err(|e| (1, e.to_string()))
     }
-}
 
-impl Cluster {
     /// Under a CPU limit (a container's) with time for fewer CPUs than the
     /// process may run on: one worker per CPU of time, unpinned, since
     /// pinning them to the first CPUs would stack every such container's
@@ -402,7 +399,7 @@ fn engine_problem(engine: &EngineConfig) -> Option<String> {
 
 /// How many CPUs this process may run on: Node's `os.availableParallelism()`.
 /// A container's CPU limit does not lower it; the default worker count of a
-/// [`Cluster`] without [`Cluster::workers`] honours that limit too.
+/// [`Cluster`] without [`Cluster::workers`] honours that limit.
 pub fn available_cpus() -> usize {
     allowed_cpus().len().max(1)
 }
