@@ -9,7 +9,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::sys::socket::{self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage};
+use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage};
 
 /// Which of the master's listening sockets one is: the key it is handed to a
 /// new master under (`upgrade`), so each lands where the old one used it.
@@ -87,9 +87,13 @@ fn bound(addr: SocketAddr, reuseport: bool) -> io::Result<OwnedFd> {
 }
 
 fn start_listening(fd: OwnedFd, backlog: i32) -> io::Result<(OwnedFd, SocketAddr)> {
-    // Above the kernel's SOMAXCONN the kernel clamps anyway; nix refuses, so clamp here.
-    let backlog = Backlog::new(backlog.max(1)).unwrap_or(Backlog::MAXCONN);
-    socket::listen(&fd, backlog)?;
+    // The kernel caps the backlog at its `net.core.somaxconn`, which may be
+    // raised past libc's SOMAXCONN (4096): nix's `Backlog` refuses more than
+    // that constant, so the call is made directly and the cap left to the kernel.
+    // SAFETY: listen takes no pointers; `fd` is a bound socket we own.
+    if unsafe { libc::listen(fd.as_raw_fd(), backlog.max(1)) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     let listener = TcpListener::from(fd);
     let local = listener.local_addr()?;
     Ok((OwnedFd::from(listener), local))
@@ -171,6 +175,51 @@ mod tests {
         assert!(adopt(fd, Some(elsewhere)).is_err());
         let unbound = OwnedFd::from(std::net::UdpSocket::bind(any_port).unwrap());
         assert!(adopt(unbound, Some(any_port)).is_err(), "not a listening stream socket");
+    }
+
+    /// The backlog a listening socket got from `listen(2)`: `TCP_INFO`
+    /// gives a listener's `sk_max_ack_backlog` as `tcpi_sacked`.
+    fn kernel_backlog(listener: &OwnedFd) -> u32 {
+        // SAFETY: tcp_info is plain integers, for which all zeroes is a value.
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `info`, which is that large.
+        let ret = unsafe {
+            libc::getsockopt(
+                listener.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(ret, 0, "TCP_INFO: {}", io::Error::last_os_error());
+        info.tcpi_sacked
+    }
+
+    #[test]
+    fn a_backlog_above_the_libc_constant_reaches_the_kernel() {
+        // net.core.somaxconn is the kernel's cap, per network namespace: raised
+        // in one of this thread's own (root only), it leaves the machine's alone.
+        let got = std::thread::spawn(|| {
+            // SAFETY: unshare takes no pointers; it moves this thread alone
+            // into a new network namespace.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return None;
+            }
+            std::fs::write("/proc/sys/net/core/somaxconn", "65535").ok()?;
+            let (fd, _) = listen("0.0.0.0:0".parse().unwrap(), 10_000).expect("listen");
+            Some(kernel_backlog(&fd))
+        })
+        .join()
+        .expect("the namespaced thread");
+        let Some(backlog) = got else {
+            eprintln!("skipped: needs a network namespace of its own (root) to raise net.core.somaxconn");
+            return;
+        };
+        // nix's `Backlog` refuses more than libc's SOMAXCONN (4096), and
+        // was clamped to it, whatever the kernel allows.
+        assert_eq!(backlog, 10_000, "the backlog asked for, under a somaxconn of 65535");
     }
 
     #[test]

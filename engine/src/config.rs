@@ -33,7 +33,8 @@ pub struct EngineConfig {
     /// for chunked ones, whose framing is taken out (`--body-buffers`);
     /// with none free such a request gets `503`.
     pub body_buffers: usize,
-    /// Submission queue entries of the ring.
+    /// Submission queue entries of the ring (four times as many completion
+    /// entries); the kernel clamps them to its most, 32,768 and 65,536.
     pub ring_entries: u32,
     /// Receive buffers in the provided-buffer ring (a power of two).
     pub recv_buffers: u16,

@@ -94,7 +94,10 @@ pub fn locked_bytes(entries: u32, recv_buffers: u16) -> u64 {
     (ring_bytes(entries) + buffer_ring + PAGE) as u64
 }
 
-/// A worker's ring: `entries` submissions, four times as many completions.
+/// A worker's ring: `entries` submissions, four times as many completions,
+/// each clamped to the kernel's most (32,768 and 65,536): past those
+/// `io_uring_setup` fails (`EINVAL`) unless asked to clamp, so that
+/// `entries` above 16,384 failed every worker at start (until 2026-12-07).
 pub fn build_ring(entries: u32) -> io::Result<IoUring> {
     let cq_entries = entries.saturating_mul(COMPLETIONS_PER_ENTRY);
     // Defer task work to our own submit_and_wait (kernel 6.1+): completions are
@@ -103,11 +106,12 @@ pub fn build_ring(entries: u32) -> io::Result<IoUring> {
         .setup_single_issuer()
         .setup_defer_taskrun()
         .setup_submit_all()
+        .setup_clamp()
         .setup_cqsize(cq_entries)
         .build(entries);
     match fast {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            IoUring::builder().setup_submit_all().setup_cqsize(cq_entries).build(entries)
+            IoUring::builder().setup_submit_all().setup_clamp().setup_cqsize(cq_entries).build(entries)
         }
         ring => ring,
     }

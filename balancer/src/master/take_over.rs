@@ -8,6 +8,7 @@ use std::path::Path;
 
 use super::Master;
 use crate::log::counted;
+use crate::metrics::procfs::proc_stat_text;
 use crate::upgrade::inherit::{AfterReady, Inherited, Takeover};
 
 /// As the new master: what is left of the fds handed down once the master
@@ -166,7 +167,7 @@ impl Master {
 /// When process `pid` started (`/proc/PID/stat`'s `starttime`, in clock
 /// ticks since boot), if it exists.
 pub(super) fn started_at(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = proc_stat_text(pid)?;
     // After the command name in parentheses, which may hold any byte: the
     // state is field 3, the start time field 22.
     stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
@@ -174,8 +175,40 @@ pub(super) fn started_at(pid: u32) -> Option<u64> {
 
 /// Whether process `pid` exists and has not exited (a zombie has).
 fn still_running(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let Some(stat) = proc_stat_text(pid) else { return false };
     // The state follows the command name, which is in parentheses and may hold any byte.
     let state = stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next());
     !matches!(state, None | Some("Z" | "X" | "x"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+
+    use super::*;
+
+    #[test]
+    fn a_process_whose_name_is_not_utf8_is_seen_running() {
+        // The kernel names a process after the path it was started by (here a
+        // link to `sleep`), cut to 15 bytes: not UTF-8 here.
+        let dir = std::env::temp_dir().join(format!("ringmaster-comm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let link = dir.join(OsStr::from_bytes(b"ringmaster-\xff\xfe"));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("/bin/sleep", &link).expect("a link to sleep");
+        let mut child = std::process::Command::new(&link).arg0("sleep").arg("60").spawn().expect("sleep");
+        let pid = child.id();
+        let comm = std::fs::read(format!("/proc/{pid}/comm")).expect("its name");
+        assert!(std::str::from_utf8(&comm).is_err(), "the name is not UTF-8: {comm:?}");
+        let (running, started) = (still_running(pid), started_at(pid));
+        let stat = crate::metrics::procfs::proc_stat(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(running, "a running process with such a name is running");
+        assert!(started.is_some(), "and has a start time");
+        assert!(stat.is_some(), "and its resource use");
+    }
 }

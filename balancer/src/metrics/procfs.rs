@@ -23,8 +23,17 @@ pub struct ProcStat {
 /// Reads `/proc/PID/stat`; `None` when the process is gone or the file
 /// cannot be read or understood.
 pub fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let text = proc_stat_text(pid)?;
     parse_stat(&text, clock_ticks(), page_size())
+}
+
+/// `/proc/PID/stat`'s text, if the process exists. Read as bytes: the
+/// command name in it is whatever the process was named (the first 15 bytes
+/// of its file's name, cut anywhere), and a name that is not UTF-8 made the
+/// process look gone (until 2026-12-07).
+pub(crate) fn proc_stat_text(pid: u32) -> Option<String> {
+    let bytes = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Open fds of this process (entries of `/proc/self/fd`, less the one
