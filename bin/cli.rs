@@ -68,7 +68,8 @@ pub struct Cli {
     #[arg(long)]
     no_pin: bool,
 
-    /// Listen backlog.
+    /// Listen backlog (the kernel caps it at its net.core.somaxconn); also
+    /// the most connections the master holds for workers that cannot take them.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(i32).range(1..))]
     backlog: i32,
 
