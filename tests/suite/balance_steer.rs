@@ -295,6 +295,12 @@ impl BothFull {
         first.get_ok();
         first.send(BEGUN);
         let first_on = worker_with_live(&s, 1);
+        // The program learns that worker is full at the master's next write
+        // of the loads (every 5 ms): until then a connection the master's
+        // last write caught in flight weighs nothing, and the second could
+        // tie with the other worker and land on the full one.
+        let first_full = eventually(Duration::from_secs(10), || steer_of(&s.stats(), first_on) == "unavailable");
+        assert!(first_full, "worker {first_on} full to the program: {}", s.stats());
         let mut second = util::Conn::connect(s.addr());
         second.get_ok();
         second.send(BEGUN);
