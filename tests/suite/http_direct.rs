@@ -40,7 +40,7 @@ fn accepted_connections_are_direct(mode: &str) {
     drop(conns);
     let port = s.addr().port();
     assert!(
-        eventually(Duration::from_secs(5), || close_waits_on_port(port) == 0),
+        eventually(Duration::from_secs(30), || close_waits_on_port(port) == 0),
         "{mode}: {} connections stay in CLOSE_WAIT after their clients closed",
         close_waits_on_port(port)
     );
@@ -121,7 +121,7 @@ fn error_half_close_on_a_direct_descriptor_reaches_only_its_connection() {
     let port = s.addr().port();
     drop(steady);
     assert!(
-        eventually(Duration::from_secs(5), || close_waits_on_port(port) == 0),
+        eventually(Duration::from_secs(30), || close_waits_on_port(port) == 0),
         "{} connections stay in CLOSE_WAIT",
         close_waits_on_port(port)
     );
