@@ -578,3 +578,30 @@ fn a_panicking_handler_costs_only_its_request_rr_on_epoll() {
 fn a_panicking_handler_costs_only_its_request_shared_on_epoll() {
     a_panicking_handler_costs_only_its_request("shared", "epoll");
 }
+
+/// A program's own child, started before `serve` (here with a thread of
+/// its own running too), is the program's to reap: the master waited for
+/// any child (`waitpid(-1)`), so it reaped this one as it exited, logged
+/// nothing, and the program's `Child::wait` after `serve` failed with
+/// ECHILD.
+#[test]
+fn a_programs_own_child_is_left_for_it_to_reap() {
+    let s = start("own_children", "rr");
+    let line = s.wait_for_log(|l| l.starts_with("own_children: child started (pid "), IO_TIMEOUT);
+    let pid: u32 = line
+        .trim_start_matches("own_children: child started (pid ")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap_or_else(|e| panic!("no pid in {line:?}: {e}"));
+    // Exited: a zombie its parent has not reaped, or reaped already.
+    let exited = eventually(IO_TIMEOUT, || util::procs::process_state(pid).is_none_or(|state| state == 'Z'));
+    assert!(exited, "the child (pid {pid}) exited");
+    let mut s = s;
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(START_TIMEOUT).success(), "the master stopped cleanly");
+    let log = s.log();
+    assert!(
+        log.iter().any(|l| l == "own_children: child exit status: 7"),
+        "the program reaped its own child after serving: {log:#?}"
+    );
+}
