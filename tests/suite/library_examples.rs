@@ -605,3 +605,29 @@ fn a_programs_own_child_is_left_for_it_to_reap() {
         "the program reaped its own child after serving: {log:#?}"
     );
 }
+
+/// The control socket is made with mode 0600 without the process's umask:
+/// the mask is every thread's, and a thread of the program (here one runs)
+/// making a file while the master bound the socket got it with mode
+/// `& !0o177` (`0600` for a log meant to be `0644`). A `umask` call kills
+/// this master, so it starts only if it makes none.
+#[test]
+fn the_control_socket_is_made_without_touching_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let control = control_path("library", "umask");
+    let mut cmd = Command::new(example("own_children"));
+    cmd.env("PORT", "0").env("WORKERS", "2").env("CONTROL", &control);
+    util::seccomp::kill_on_umask(&mut cmd);
+    let mut s = Server::launch(cmd, &[]);
+    if s.try_wait_for_log_from(0, |l| l.starts_with("listening on "), START_TIMEOUT).is_none() {
+        let status = s.wait_exit(IO_TIMEOUT);
+        panic!("the master did not start ({status}: killed by SIGSYS is a umask call); log:\n{:#?}", s.raw_log());
+    }
+    s.wait_workers_ready(2, START_TIMEOUT);
+    let mode = std::fs::metadata(&control).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode.ok(), Some(0o600), "the control socket's mode");
+    let (code, out, err) = util::control::ctl(&control, &["status"]);
+    assert_eq!(code, 0, "ctl status answered: {out} {err}");
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(START_TIMEOUT).success(), "the master stopped cleanly");
+}
