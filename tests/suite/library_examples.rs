@@ -631,3 +631,31 @@ fn the_control_socket_is_made_without_touching_the_umask() {
     s.signal(libc::SIGTERM);
     assert!(s.wait_exit(START_TIMEOUT).success(), "the master stopped cleanly");
 }
+
+/// A panic on a thread of the program's own is the program's: it joins
+/// the thread and goes on. The master's panic hook aborted the process at
+/// any panic outside a worker's handler, on whichever thread, so this one
+/// ended the master (SIGABRT) with its cluster.
+#[test]
+fn a_panic_on_a_programs_own_thread_leaves_the_master_serving() {
+    use std::io::BufRead as _;
+    let trigger = control_path("library", "panic");
+    let _ = std::fs::remove_file(&trigger);
+    let mut cmd = Command::new(example("own_children"));
+    cmd.env("PORT", "0").env("WORKERS", "2").env("PANIC_SOCKET", &trigger);
+    let mut s = Server::start_command(cmd, &[]);
+    s.wait_workers_ready(2, START_TIMEOUT);
+    let conn = std::os::unix::net::UnixStream::connect(&trigger)
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", trigger.display()));
+    conn.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
+    let mut answer = String::new();
+    let _ = std::io::BufReader::new(conn).read_line(&mut answer);
+    let _ = std::fs::remove_file(&trigger);
+    if answer != "caught\n" || !s.is_running() {
+        let status = s.wait_exit(IO_TIMEOUT);
+        panic!("the master ended ({status}) with the program's own thread's panic; log:\n{:#?}", s.raw_log());
+    }
+    assert_eq!(s.connect().get_ok().body_str(), "hello world\n");
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(START_TIMEOUT).success(), "the master stopped cleanly");
+}
