@@ -3,10 +3,12 @@
 //! costs one request in a program built with `panic = "unwind"` (Rust's
 //! default): it is said, then the engine answers `500`, closes that
 //! connection and serves on (built with `"abort"`, as this workspace's
-//! release profile is, it is said and the worker ends). Any other panic,
-//! the engine's or the master's, ends the process at once (`abort`) either
-//! way: its state is not to be trusted, and unwinding it could free
-//! buffers the kernel still writes into.
+//! release profile is, it is said and the worker ends). Any other panic on
+//! ringmaster's thread, the engine's or the master's, ends the process at
+//! once (`abort`) either way: its state is not to be trusted, and unwinding
+//! it could free buffers the kernel still writes into. A panic on another
+//! thread (one a library user's program started) is the program's: it goes
+//! to the hook set before, and unwinds as it would without ringmaster.
 //!
 //! A flood of requests that make the handler panic must not flood the log
 //! (a worker writes its lines blocking): at most one is said per
@@ -25,13 +27,21 @@ use ringmaster_engine::panic_guard::{current_call, Call};
 pub const SAY_EVERY: Duration = Duration::from_secs(10);
 
 /// Installs the hook for this process: a worker's (`Some(id)`) or the
-/// master's. The hook set before (Rust's default, or the program's own)
-/// still runs, for a panic in the handler at most once per [`SAY_EVERY`].
+/// master's, called on the thread that serves. The hook set before (Rust's
+/// default, or the program's own) still runs, for a panic in the handler at
+/// most once per [`SAY_EVERY`], and alone for a panic on another thread.
 pub fn install(worker: Option<usize>) {
     let previous = std::panic::take_hook();
     // The usual hook's lines, for every panic in the handler.
     let printed = SayLimit::new();
+    // The thread that serves is the one that installs the hook. (A thread
+    // id from the kernel: no thread-local, which may be gone as a thread ends.)
+    let ours = nix::unistd::gettid();
     std::panic::set_hook(Box::new(move |info: &PanicHookInfo<'_>| {
+        if nix::unistd::gettid() != ours {
+            previous(info);
+            return;
+        }
         let (worker, call) = match (worker, current_call()) {
             (Some(id), Some(call)) => (id, call),
             _ => {

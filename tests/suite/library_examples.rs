@@ -578,3 +578,84 @@ fn a_panicking_handler_costs_only_its_request_rr_on_epoll() {
 fn a_panicking_handler_costs_only_its_request_shared_on_epoll() {
     a_panicking_handler_costs_only_its_request("shared", "epoll");
 }
+
+/// A program's own child, started before `serve` (here with a thread of
+/// its own running too), is the program's to reap: the master waited for
+/// any child (`waitpid(-1)`), so it reaped this one as it exited, logged
+/// nothing, and the program's `Child::wait` after `serve` failed with
+/// ECHILD.
+#[test]
+fn a_programs_own_child_is_left_for_it_to_reap() {
+    let s = start("own_children", "rr");
+    let line = s.wait_for_log(|l| l.starts_with("own_children: child started (pid "), IO_TIMEOUT);
+    let pid: u32 = line
+        .trim_start_matches("own_children: child started (pid ")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap_or_else(|e| panic!("no pid in {line:?}: {e}"));
+    // Exited: a zombie its parent has not reaped, or reaped already.
+    let exited = eventually(IO_TIMEOUT, || util::procs::process_state(pid).is_none_or(|state| state == 'Z'));
+    assert!(exited, "the child (pid {pid}) exited");
+    let mut s = s;
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(START_TIMEOUT).success(), "the master stopped cleanly");
+    let log = s.log();
+    assert!(
+        log.iter().any(|l| l == "own_children: child exit status: 7"),
+        "the program reaped its own child after serving: {log:#?}"
+    );
+}
+
+/// The control socket is made with mode 0600 without the process's umask:
+/// the mask is every thread's, and a thread of the program (here one runs)
+/// making a file while the master bound the socket got it with mode
+/// `& !0o177` (`0600` for a log meant to be `0644`). A `umask` call kills
+/// this master, so it starts only if it makes none.
+#[test]
+fn the_control_socket_is_made_without_touching_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let control = control_path("library", "umask");
+    let mut cmd = Command::new(example("own_children"));
+    cmd.env("PORT", "0").env("WORKERS", "2").env("CONTROL", &control);
+    util::seccomp::kill_on_umask(&mut cmd);
+    let mut s = Server::launch(cmd, &[]);
+    if s.try_wait_for_log_from(0, |l| l.starts_with("listening on "), START_TIMEOUT).is_none() {
+        let status = s.wait_exit(IO_TIMEOUT);
+        panic!("the master did not start ({status}: killed by SIGSYS is a umask call); log:\n{:#?}", s.raw_log());
+    }
+    s.wait_workers_ready(2, START_TIMEOUT);
+    let mode = std::fs::metadata(&control).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode.ok(), Some(0o600), "the control socket's mode");
+    let (code, out, err) = util::control::ctl(&control, &["status"]);
+    assert_eq!(code, 0, "ctl status answered: {out} {err}");
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(START_TIMEOUT).success(), "the master stopped cleanly");
+}
+
+/// A panic on a thread of the program's own is the program's: it joins
+/// the thread and goes on. The master's panic hook aborted the process at
+/// any panic outside a worker's handler, on whichever thread, so this one
+/// ended the master (SIGABRT) with its cluster.
+#[test]
+fn a_panic_on_a_programs_own_thread_leaves_the_master_serving() {
+    use std::io::BufRead as _;
+    let trigger = control_path("library", "panic");
+    let _ = std::fs::remove_file(&trigger);
+    let mut cmd = Command::new(example("own_children"));
+    cmd.env("PORT", "0").env("WORKERS", "2").env("PANIC_SOCKET", &trigger);
+    let mut s = Server::start_command(cmd, &[]);
+    s.wait_workers_ready(2, START_TIMEOUT);
+    let conn = std::os::unix::net::UnixStream::connect(&trigger)
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", trigger.display()));
+    conn.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
+    let mut answer = String::new();
+    let _ = std::io::BufReader::new(conn).read_line(&mut answer);
+    let _ = std::fs::remove_file(&trigger);
+    if answer != "caught\n" || !s.is_running() {
+        let status = s.wait_exit(IO_TIMEOUT);
+        panic!("the master ended ({status}) with the program's own thread's panic; log:\n{:#?}", s.raw_log());
+    }
+    assert_eq!(s.connect().get_ok().body_str(), "hello world\n");
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(START_TIMEOUT).success(), "the master stopped cleanly");
+}

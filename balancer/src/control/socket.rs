@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::socket::{connect, getsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+use nix::sys::socket::{
+    bind, connect, getsockopt, listen, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+};
+use nix::sys::stat::{fchmod, Mode};
 
 use crate::error::{Context, Error, Result};
 
@@ -81,6 +84,20 @@ impl BoundPath {
     }
 }
 
+/// A listening socket bound at `path` (which names nothing) whose file has
+/// mode 0600 from the start. At `bind` the file takes the socket's own mode
+/// less the umask, so the mode is set on the socket first, with `fchmod`:
+/// narrowing the umask around the bind instead changed it for every thread
+/// of the process, and a thread of a library user's program that made a
+/// file meanwhile got it with that mask.
+fn listen_private(path: &Path) -> io::Result<UnixListener> {
+    let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    fchmod(&fd, Mode::S_IRUSR | Mode::S_IWUSR)?;
+    bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    listen(&fd, Backlog::MAXCONN)?;
+    Ok(UnixListener::from(fd))
+}
+
 impl ControlSocket {
     /// Creates the socket at `path` with mode 0600.
     pub fn bind(path: &Path) -> Result<ControlSocket> {
@@ -105,12 +122,7 @@ impl ControlSocket {
     /// Creates the socket at `path`, which names nothing, with mode 0600.
     fn bind_free(path: &Path) -> Result<ControlSocket> {
         let shown = path.display();
-        // SAFETY: umask only changes this process's file-creation mask; restored below.
-        let old_mask = unsafe { libc::umask(0o177) };
-        let bound = UnixListener::bind(path);
-        // SAFETY: as above, restoring the previous mask.
-        unsafe { libc::umask(old_mask) };
-        let listener = bound.context(format_args!("--control {shown}: cannot listen"))?;
+        let listener = listen_private(path).context(format_args!("--control {shown}: cannot listen"))?;
         let file = SocketFile::at(path);
         let socket = ControlSocket { listener, bound: BoundPath { path: path.to_path_buf(), owns_path: true, file } };
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))

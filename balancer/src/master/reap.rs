@@ -13,32 +13,44 @@ use super::Master;
 use crate::backoff::HEALTHY_UPTIME;
 
 impl Master {
-    /// Reaps every exited child: log a worker's exit, keep its counts,
-    /// re-route what its lane held, plan a restart; a child that is no
-    /// worker (a new master) goes to the upgrade.
+    /// Reaps every exited child this master started: log a worker's exit,
+    /// keep its counts, re-route what its lane held, plan a restart; a new
+    /// master goes to the upgrade. Each by its pid: a library user's program
+    /// may have children of its own (started before `serve`, or by a thread
+    /// of its own), and `waitpid(-1)` took their exits, so the program's
+    /// `Child::wait` failed with `ECHILD`.
     pub(super) fn reap(&mut self) -> io::Result<()> {
-        loop {
-            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return Ok(()),
+        let started: Vec<u32> =
+            self.slots.iter().filter_map(|s| s.process.as_ref().map(|p| p.pid)).chain(self.upgrades.child()).collect();
+        for pid in started {
+            let status = loop {
+                match waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    status => break status,
+                }
+            };
+            let status = match status {
+                // ECHILD: not a child after all (someone else reaped it).
+                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => continue,
                 Ok(status) => status,
-                Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             };
-            let (pid, how, code) = match status {
-                WaitStatus::Exited(pid, code) => (pid, format!("exited with code {code}"), Some(code)),
-                WaitStatus::Signaled(pid, signal, _) => {
-                    (pid, format!("killed by signal {} ({})", signal as i32, signal.as_str()), None)
+            let (how, code) = match status {
+                WaitStatus::Exited(_, code) => (format!("exited with code {code}"), Some(code)),
+                WaitStatus::Signaled(_, signal, _) => {
+                    (format!("killed by signal {} ({})", signal as i32, signal.as_str()), None)
                 }
                 _ => continue,
             };
-            let (pid, clean) = (pid.as_raw() as u32, code == Some(0));
+            let clean = code == Some(0);
             let Some(slot) = self.slots.iter().position(|s| s.process.as_ref().is_some_and(|p| p.pid == pid)) else {
-                // Not a worker: a new master this one started, maybe.
+                // Not a worker: the new master this one started.
                 self.upgrade_child_exited(pid, &how, clean)?;
                 continue;
             };
             self.process_exited(slot, &how, code)?;
         }
+        Ok(())
     }
 
     /// The process in `slot` ended `how`, with exit code `code` (`None`: killed by a signal).

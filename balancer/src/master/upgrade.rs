@@ -89,6 +89,12 @@ impl Upgrades {
         self.successor.as_ref().is_some_and(|s| matches!(s.phase, Phase::Starting { .. } | Phase::Abandoned { .. }))
     }
 
+    /// The new master this one started, while it is not reaped: after it
+    /// is, its pid may name another process.
+    pub(super) fn child(&self) -> Option<u32> {
+        self.successor.as_ref().filter(|s| !s.reaped).map(|s| s.pid)
+    }
+
     /// As a new master that said it is ready: the old master's pid, if a
     /// stop signal from `sender` is that master's. It signals this one only
     /// when it gives the upgrade up (`upgrade_failed`), having not read the
@@ -123,6 +129,9 @@ struct Successor {
     phase: Phase,
     /// The control client waiting for the outcome.
     requester: Option<ClientId>,
+    /// `pid` exited and was reaped (kept while this master drains after
+    /// handing over to it).
+    reaped: bool,
 }
 
 impl Successor {
@@ -231,7 +240,7 @@ impl Master {
         self.upgrades.attempts = self.upgrades.attempts.wrapping_add(1);
         self.reactor.poll_readable(started.channel.fd(), Op::UpgradeChannel.token(0, self.upgrades.attempts))?;
         let phase = Phase::Starting { channel: Some(started.channel), deadline: Instant::now() + timeout };
-        self.upgrades.successor = Some(Successor { pid: started.pid, speaker: None, phase, requester });
+        self.upgrades.successor = Some(Successor { pid: started.pid, speaker: None, phase, requester, reaped: false });
         Ok(None)
     }
 
@@ -361,7 +370,7 @@ impl Master {
             crate::log!("upgrade: stopping the new master (pid {pid})");
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
             let phase = Phase::Abandoned { kill_at: Instant::now() + self.config.shutdown_timeout, killed: false };
-            self.upgrades.successor = Some(Successor { pid, speaker: None, phase, requester: None });
+            self.upgrades.successor = Some(Successor { pid, speaker: None, phase, requester: None, reaped: false });
         }
         Ok(())
     }
@@ -371,6 +380,7 @@ impl Master {
     /// (it was stopped).
     pub(super) fn upgrade_child_exited(&mut self, pid: u32, how: &str, clean: bool) -> io::Result<()> {
         let Some(successor) = self.upgrades.successor.as_mut().filter(|s| s.pid == pid) else { return Ok(()) };
+        successor.reaped = true;
         match successor.phase {
             Phase::Starting { .. } => {
                 self.upgrade_failed(&format!("the new master (pid {pid}) {how} before it was ready"), false)

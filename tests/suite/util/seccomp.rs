@@ -1,7 +1,7 @@
-//! A seccomp filter that blocks io_uring the way Docker (EPERM) and Podman
-//! (ENOSYS) do, installed in a child before it execs and inherited by
-//! everything it starts: `--backend auto` (a library user's default) then
-//! serves on epoll.
+//! Seccomp filters, installed in a child before it execs and inherited by
+//! everything it starts: one blocks io_uring the way Docker (EPERM) and
+//! Podman (ENOSYS) do (`--backend auto`, a library user's default, then
+//! serves on epoll); one kills a process that changes its umask.
 
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -46,7 +46,34 @@ fn io_uring_blocked(errno: i32) -> [libc::sock_filter; 9] {
 
 /// Makes `command`'s child (and all it starts) see io_uring fail with `errno`.
 pub fn block_io_uring(command: &mut Command, errno: i32) {
-    let mut filter = io_uring_blocked(errno);
+    install(command, io_uring_blocked(errno));
+}
+
+/// The classic BPF program: another architecture is killed, and so is a
+/// process that calls `umask`; everything else is allowed.
+fn umask_killed() -> [libc::sock_filter; 7] {
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    [
+        statement(load, SECCOMP_DATA_ARCH),
+        jump_if_equal(AUDIT_ARCH, 1, 0),
+        statement(ret, libc::SECCOMP_RET_KILL_PROCESS),
+        statement(load, SECCOMP_DATA_NR),
+        jump_if_equal(libc::SYS_umask as u32, 0, 1),
+        statement(ret, libc::SECCOMP_RET_KILL_PROCESS),
+        statement(ret, libc::SECCOMP_RET_ALLOW),
+    ]
+}
+
+/// Kills `command`'s child (and all it starts) if it ever changes its
+/// umask: the mask is the process's, every thread's, so a library's call
+/// changes the modes of files a thread of the user's program makes meanwhile.
+pub fn kill_on_umask(command: &mut Command) {
+    install(command, umask_killed());
+}
+
+/// Installs `filter` in `command`'s child before it execs.
+fn install<const N: usize>(command: &mut Command, mut filter: [libc::sock_filter; N]) {
     // SAFETY: the closure runs in the forked child before exec; it makes only
     // prctl calls (async-signal-safe) on memory moved into it, and allocates nothing.
     unsafe {

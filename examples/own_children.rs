@@ -1,0 +1,78 @@
+//! A program that does more than serve: before the cluster it starts a
+//! thread of its own (a logger, a runtime) and a child process (a sidecar),
+//! and once the cluster has stopped it waits for that child and prints how
+//! it exited. The master must leave both alone: the thread gets no signal
+//! meant for the cluster, a panic on it is the program's own, and the child
+//! is the program's to reap. With `$PANIC_SOCKET`, a Unix socket path, each
+//! connection there starts a thread that panics; the program joins it,
+//! catching the panic, and answers `caught`.
+//!
+//! ```sh
+//! cargo run --release --example own_children
+//! ```
+//! `$PORT`, `$WORKERS` and `$CONTROL` (the control socket's path) change
+//! the defaults.
+
+use std::io::Write as _;
+use std::os::unix::net::UnixListener;
+use std::process::{Command, ExitCode};
+use std::sync::mpsc;
+
+use ringmaster::{is_primary, Cluster, Handler, Request, Response};
+
+/// The handler: the same answer to every request.
+struct Hello;
+
+impl Handler for Hello {
+    fn handle(&mut self, _req: &Request<'_>, res: &mut Response<'_>) {
+        res.header("Content-Type", "text/plain").body(b"hello world\n");
+    }
+}
+
+fn main() -> ExitCode {
+    let port = std::env::var("PORT").unwrap_or_else(|_| "8000".to_string());
+    let workers = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or(2);
+    let mut cluster = Cluster::new().bind(format!("127.0.0.1:{port}")).workers(workers);
+    if let Ok(path) = std::env::var("CONTROL") {
+        cluster = cluster.control(path);
+    }
+    if !is_primary() {
+        return cluster.serve(|| Hello);
+    }
+    // A thread that outlives the cluster's start, as a runtime's would.
+    let (_keep, idle) = mpsc::channel::<()>();
+    std::thread::spawn(move || idle.recv());
+    if let Ok(path) = std::env::var("PANIC_SOCKET") {
+        let listener = match UnixListener::bind(&path) {
+            Ok(listener) => listener,
+            Err(e) => {
+                eprintln!("own_children: cannot listen on {path}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let joined = std::thread::spawn(|| panic!("own_children: a panic of the program's own")).join();
+                if joined.is_err() {
+                    eprintln!("own_children: the thread's panic was caught");
+                    let _ = conn.write_all(b"caught\n");
+                }
+            }
+        });
+    }
+    // A child that exits at once; the program reaps it after serving.
+    let mut child = match Command::new("sh").args(["-c", "exit 7"]).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("own_children: cannot start the child: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("own_children: child started (pid {})", child.id());
+    let code = cluster.serve(|| Hello);
+    match child.wait() {
+        Ok(status) => eprintln!("own_children: child {status}"),
+        Err(e) => eprintln!("own_children: cannot wait for the child: {e}"),
+    }
+    code
+}
