@@ -19,7 +19,7 @@ static READER_TID: AtomicI32 = AtomicI32::new(0);
 /// thread that does not block it, if there is one, and is lost to the fd
 /// (SIGTERM, by default, then kills the process at once). So each of them
 /// gets a handler too, which runs only in such a thread and sends the
-/// signal on to this one ([`forward`]).
+/// signal on to this one (`forward`).
 pub fn signal_fd(signals: &[Signal]) -> io::Result<OwnedFd> {
     let mut set = SigSet::empty();
     for &signal in signals {
