@@ -26,21 +26,35 @@ fn jump_if_equal(k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, jt, jf, k }
 }
 
-/// The classic BPF program: another architecture is killed; the three
-/// io_uring syscalls fail with `errno`; everything else is allowed.
-fn io_uring_blocked(errno: i32) -> [libc::sock_filter; 9] {
+/// `ret` with a constant: the filter's verdict.
+const RETURN: u32 = libc::BPF_RET | libc::BPF_K;
+
+/// A filter's first statements: a syscall of another architecture kills the
+/// process; then the syscall's number is loaded for what follows.
+fn this_architecture_only() -> [libc::sock_filter; 4] {
     let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
-    let ret = libc::BPF_RET | libc::BPF_K;
     [
         statement(load, SECCOMP_DATA_ARCH),
         jump_if_equal(AUDIT_ARCH, 1, 0),
-        statement(ret, libc::SECCOMP_RET_KILL_PROCESS),
+        statement(RETURN, libc::SECCOMP_RET_KILL_PROCESS),
         statement(load, SECCOMP_DATA_NR),
+    ]
+}
+
+/// The classic BPF program: another architecture is killed; the three
+/// io_uring syscalls fail with `errno`; everything else is allowed.
+fn io_uring_blocked(errno: i32) -> [libc::sock_filter; 9] {
+    let [arch, other_arch, kill, load_nr] = this_architecture_only();
+    [
+        arch,
+        other_arch,
+        kill,
+        load_nr,
         jump_if_equal(libc::SYS_io_uring_setup as u32, 3, 0),
         jump_if_equal(libc::SYS_io_uring_enter as u32, 2, 0),
         jump_if_equal(libc::SYS_io_uring_register as u32, 1, 0),
-        statement(ret, libc::SECCOMP_RET_ALLOW),
-        statement(ret, libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA)),
+        statement(RETURN, libc::SECCOMP_RET_ALLOW),
+        statement(RETURN, libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA)),
     ]
 }
 
@@ -52,16 +66,15 @@ pub fn block_io_uring(command: &mut Command, errno: i32) {
 /// The classic BPF program: another architecture is killed, and so is a
 /// process that calls `umask`; everything else is allowed.
 fn umask_killed() -> [libc::sock_filter; 7] {
-    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
-    let ret = libc::BPF_RET | libc::BPF_K;
+    let [arch, other_arch, kill, load_nr] = this_architecture_only();
     [
-        statement(load, SECCOMP_DATA_ARCH),
-        jump_if_equal(AUDIT_ARCH, 1, 0),
-        statement(ret, libc::SECCOMP_RET_KILL_PROCESS),
-        statement(load, SECCOMP_DATA_NR),
+        arch,
+        other_arch,
+        kill,
+        load_nr,
         jump_if_equal(libc::SYS_umask as u32, 0, 1),
-        statement(ret, libc::SECCOMP_RET_KILL_PROCESS),
-        statement(ret, libc::SECCOMP_RET_ALLOW),
+        statement(RETURN, libc::SECCOMP_RET_KILL_PROCESS),
+        statement(RETURN, libc::SECCOMP_RET_ALLOW),
     ]
 }
 
