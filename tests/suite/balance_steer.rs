@@ -296,9 +296,9 @@ impl BothFull {
         first.send(BEGUN);
         let first_on = worker_with_live(&s, 1);
         // The program learns that worker is full at the master's next write
-        // of the loads (every 5 ms): until then a connection the master's
-        // last write caught in flight weighs nothing, and the second could
-        // tie with the other worker and land on the full one.
+        // of the loads (every 5 ms): until then the second could tie with
+        // the other worker (a write between the worker's accept and its live
+        // count weighs the first at nothing) and land on the full one.
         let first_full = eventually(Duration::from_secs(10), || steer_of(&s.stats(), first_on) == "unavailable");
         assert!(first_full, "worker {first_on} full to the program: {}", s.stats());
         let mut second = util::Conn::connect(s.addr());

@@ -242,6 +242,38 @@ fn the_one_available_listener_among_many_unavailable_gets_every_connection() {
     assert_eq!(counts[5], 200, "{counts:?}");
 }
 
+/// A connection the master's look finds sent but not yet accepted weighs on
+/// its listener once accepted too, until the master's next load says it
+/// is live: the window starts at what was accepted, not at what was sent.
+/// Before, it weighed nothing once accepted (neither in the load, which
+/// the look wrote before the accept, nor waiting), and the next connection
+/// tied with an empty listener and went to either.
+#[test]
+fn a_connection_in_flight_at_the_masters_look_weighs_once_accepted() {
+    let Some(group) = group(&[0, 0]) else { return };
+    for round in 0..40 {
+        let first = TcpStream::connect(group.local).expect("connect the first");
+        // Where it went, waiting unaccepted.
+        let mut on = None;
+        let arrived = util::eventually(ARRIVAL_TIMEOUT, || {
+            on = (0..2).find(|&key| accept_queue_len(group.listeners[key].as_fd()).ok() == Some(1));
+            on.is_some()
+        });
+        assert!(arrived, "round {round}: the first connection reached no queue");
+        let on = on.unwrap_or_default();
+        // The master looks (its loads stay 0: the worker has not adopted it).
+        group.look();
+        let (server, _) = group.listeners[on].accept().expect("accept the first");
+        group.accepted(on);
+        let second = TcpStream::connect(group.local).expect("connect the second");
+        let (second_on, second_server) = group.accept_one();
+        assert_ne!(second_on, on, "round {round}: the second went to the listener that holds the first");
+        // Both close; the next look starts the next round with nothing live.
+        drop((first, server, second, second_server));
+        group.look();
+    }
+}
+
 #[test]
 fn an_empty_listener_beside_a_loaded_one_gets_nearly_everything() {
     let Some(group) = group(&[100, 0]) else { return };

@@ -108,8 +108,9 @@ pub const TURNED_AT: usize = ACCEPTED_AT + ringmaster_engine::tally::TURNED_AT;
 /// Where in a `FLOW` value the program notes when a connection began to
 /// wait on an empty queue (`u64`, `CLOCK_MONOTONIC` nanoseconds).
 pub const WAITING_SINCE: usize = TURNED_AT + 8;
-/// Where in a `FLOW` value the master notes the count sent as it writes the
-/// listener's load (`u64`): what was sent since weighs on the load.
+/// Where in a `FLOW` value the master notes, as it writes the listener's
+/// load, the base of the window (`u64`): the count accepted then, or sent
+/// if less. What the sent count passes it by weighs on the load.
 pub const SENT_BASE_AT: usize = WAITING_SINCE + 8;
 /// How long a worker's loop may go without turning while connections wait
 /// on its listener before it counts as backed up: a busy worker's loop
@@ -319,7 +320,8 @@ fn lookup(asm: &mut Asm, map: MapRef, key: Key) {
 
 /// `r1` = the load of the listener at `index`: [`UNAVAILABLE`] (as all
 /// ones) when there is none; the master's when it is unavailable;
-/// otherwise the master's plus what waits unaccepted, backed up at
+/// otherwise the master's plus what was sent since the window's base
+/// (which holds what waits unaccepted), backed up at
 /// [`PENDING_CAP`] or when its worker has not turned for
 /// [`TURN_GRACE_NS`]. Its FLOW key goes to the stack at `flow_key`, what
 /// waits on it at `pending`.
@@ -337,7 +339,10 @@ fn load_of(asm: &mut Asm, index: Reg, flow_key: i16, pending: i16) {
         .store(Size::U64, Reg::R10, MASTER_LOAD, Reg::R1);
     lookup(asm, FLOW, Key::Stack(flow_key));
     asm.load(Size::U64, Reg::R1, Reg::R10, MASTER_LOAD).jump_if(Cond::Eq, Reg::R0, 0, done);
-    // r1 += sent since the master's load was written (0 when the counts ran behind).
+    // r1 += sent since the window's base, which the master set as it wrote
+    // the load: what was accepted then, or sent if less (0 when the counts
+    // ran behind). So what was in flight then weighs until the next load
+    // counts it live, and what was sent since and still waits weighs once.
     let counted = asm.label();
     asm.load(Size::U64, Reg::R2, Reg::R0, SENT_AT as i16)
         .load(Size::U64, Reg::R3, Reg::R0, SENT_BASE_AT as i16)
@@ -371,9 +376,9 @@ fn load_of(asm: &mut Asm, index: Reg, flow_key: i16, pending: i16) {
         .load(Size::U64, Reg::R2, Reg::R10, pending)
         .load(Size::U64, Reg::R3, Reg::R10, WAIT_FROM);
     elapsed(asm, Reg::R3);
+    // Not backed up: what waits is in the window's count already.
     asm.jump_if(Cond::Gt, Reg::R4, TURN_GRACE_NS as i32, rank)
         .jump_if(Cond::Ge, Reg::R2, PENDING_CAP as i32, rank)
-        .alu(Alu::Add, Reg::R1, Reg::R2)
         .jump(done);
     // Ranked among the backed up by how long since the loop last turned: a
     // stopped worker's time grows, a busy one's starts over each turn.

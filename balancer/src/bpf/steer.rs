@@ -185,13 +185,21 @@ impl Steering {
     }
 
     /// Starts a new window for the listener under `key`: the program adds
-    /// the connections it sends from now on to the load last written, until
+    /// to the load last written what it sends past the base set here, until
     /// the next window. Called as its load is written, with the live count
-    /// that load holds.
+    /// that load holds. The base is what was accepted then, or what was
+    /// sent if less (accepts the program did not send): so a connection in
+    /// flight now, sent and not yet accepted, weighs once accepted too,
+    /// until the next load counts it live (from the sent count, it weighed
+    /// nothing in between).
     pub fn start_window(&self, key: usize) {
-        if let (Some(sent), Some(base)) = (self.flow_count(key, SENT_AT), self.flow_count(key, SENT_BASE_AT)) {
-            base.store(sent.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
+        let (Some(sent), Some(accepted), Some(base)) =
+            (self.flow_count(key, SENT_AT), self.flow_count(key, ACCEPTED_AT), self.flow_count(key, SENT_BASE_AT))
+        else {
+            return;
+        };
+        let sent = sent.load(Ordering::Relaxed);
+        base.store(accepted.load(Ordering::Relaxed).min(sent), Ordering::Relaxed);
     }
 
     /// The map a worker maps to add what it accepts, and where in it the
