@@ -200,7 +200,16 @@ mod tests {
         std::os::unix::fs::symlink("/bin/sleep", &link).expect("a link to sleep");
         let mut child = std::process::Command::new(&link).arg0("sleep").arg("60").spawn().expect("sleep");
         let pid = child.id();
-        let comm = std::fs::read(format!("/proc/{pid}/comm")).expect("its name");
+        // The new name comes with the exec, which a loaded machine may not
+        // have run yet when spawn returns: until then it is this thread's.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let comm = loop {
+            let comm = std::fs::read(format!("/proc/{pid}/comm")).expect("its name");
+            if comm.starts_with(b"ringmaster-") || std::time::Instant::now() > deadline {
+                break comm;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
         assert!(std::str::from_utf8(&comm).is_err(), "the name is not UTF-8: {comm:?}");
         let (running, started) = (still_running(pid), started_at(pid));
         let stat = crate::metrics::procfs::proc_stat(pid);
