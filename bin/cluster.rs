@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringmaster_balancer::cpu_quota::cpu_quota;
 use ringmaster_balancer::cpus::{allowed_cpus, default_workers};
 use ringmaster_balancer::exit_codes::worker_exit_code;
 use ringmaster_balancer::log::{counted, LogFormat};
@@ -19,6 +18,7 @@ use ringmaster_balancer::title::{set_process_title, set_thread_name, MASTER_THRE
 use ringmaster_balancer::{
     identity_from_env, run_master, run_worker, MasterConfig, Mode, SteerChoice, WorkerExec, WorkerMessageHook,
 };
+use ringmaster_engine::cgroup::cpu_quota;
 use ringmaster_engine::{BackendChoice, EngineConfig, Handler};
 
 /// A cluster of worker processes serving one handler, one per CPU unless

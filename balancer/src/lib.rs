@@ -6,8 +6,7 @@
 //! reload and scale, dispatch, commands, stats), [`modes`] (how connections
 //! reach workers: one file per mode), [`handoff`] (fd custody until a worker
 //! acknowledges), [`reactor`] (the master's I/O on io_uring or epoll),
-//! [`control`] (the control socket and `ringmaster ctl`), [`cpu_quota`] (a
-//! container's CPU limit, which the default worker count honours), [`spawn`] and
+//! [`control`] (the control socket and `ringmaster ctl`), [`spawn`] and
 //! [`worker_role`] (both ends of starting a worker), [`backoff`] (a crashed
 //! worker's restart delays), [`config`], [`cpus`], [`listener`], [`locked_memory`] (room
 //! under `RLIMIT_MEMLOCK` for the workers' rings), [`refuse`]
@@ -28,7 +27,6 @@ pub mod bpf;
 pub mod capabilities;
 pub mod config;
 pub mod control;
-pub mod cpu_quota;
 pub mod cpus;
 pub mod error;
 pub mod exit_codes;

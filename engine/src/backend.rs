@@ -188,8 +188,12 @@ pub(crate) fn short_of_memory(ring_bytes: Option<usize>) -> String {
              bytes: raise it (ulimit -l, systemd LimitMEMLOCK=)"
         );
     }
-    match sys::cgroup_memory_limit() {
-        Some((file, bytes)) => format!("the kernel or the memory cgroup is short of memory ({file} is {bytes} bytes)"),
+    match crate::cgroup::memory_limit() {
+        Some(limit) => format!(
+            "the kernel or the memory cgroup is short of memory ({} is {} bytes)",
+            limit.file.display(),
+            limit.bytes
+        ),
         None => "the kernel or the memory cgroup is short of memory".to_string(),
     }
 }

@@ -5,6 +5,7 @@
 //! Layout: `conn` is one connection's HTTP state machine, free of I/O;
 //! [`driver`] holds the two event loops around it (`driver/uring/`,
 //! `driver/epoll/`) and what they share (`driver/core/`); [`backend`] chooses between them.
+//! [`cgroup`] reads the process's cgroup limits (CPU and memory).
 //! [`http`] parses requests and [`response`] holds the preformatted replies;
 //! `slab` keeps connections in fixed slots, [`panic_guard`] keeps a
 //! handler's panic to the one answer, and `fallible` makes what the
@@ -18,6 +19,7 @@
 mod answer;
 pub mod backend;
 pub mod bufring;
+pub mod cgroup;
 pub mod channel;
 pub mod config;
 mod conn;

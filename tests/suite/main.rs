@@ -8,6 +8,7 @@ mod util;
 
 mod backend_epoll;
 mod backend_fallback;
+mod backend_memory_cgroup;
 mod backend_parity;
 mod balance_held_order;
 mod balance_least;

@@ -40,7 +40,7 @@ fn a_process_that_inherited_a_workers_environment_runs_as_a_master() {
 fn one_worker_per_cpu_by_default() {
     let allowed = affinity();
     assert_eq!(allowed, cpus_allowed(std::process::id()), "sched_getaffinity against /proc");
-    if ringmaster_balancer::cpu_quota::cpu_quota().is_some_and(|q| q.workers() < allowed.len()) {
+    if ringmaster_engine::cgroup::cpu_quota().is_some_and(|q| q.workers() < allowed.len()) {
         eprintln!("skipped: this process's CPU limit lowers the default (operator_cpu_limit.rs)");
         return;
     }

@@ -136,22 +136,6 @@ pub fn exempt_from_locked_memory_limit() -> bool {
     effective & (1 << CAP_IPC_LOCK) != 0 && initial_namespace
 }
 
-/// The memory limit of this process's cgroup (v2): the `memory.max` file
-/// that sets it and its bytes; `None` when it sets none (`max`) or cannot
-/// be read (cgroup v1).
-pub fn cgroup_memory_limit() -> Option<(String, u64)> {
-    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let file = memory_max_file(&cgroups)?;
-    let bytes = std::fs::read_to_string(&file).ok()?.trim().parse().ok()?;
-    Some((file, bytes))
-}
-
-/// The `memory.max` of the v2 cgroup that `/proc/self/cgroup` names (its `0::` line).
-fn memory_max_file(cgroups: &str) -> Option<String> {
-    let path = cgroups.lines().find_map(|line| line.strip_prefix("0::"))?;
-    Some(format!("/sys/fs/cgroup{}/memory.max", path.trim_end_matches('/')))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,13 +146,5 @@ mod tests {
         assert_eq!(parse_release("6.16"), Some((6, 16)));
         assert_eq!(parse_release("5.4.0-rc2"), Some((5, 4)));
         assert_eq!(parse_release("garbage"), None);
-    }
-
-    #[test]
-    fn the_memory_limit_is_read_from_the_v2_cgroup() {
-        let file = memory_max_file("0::/system.slice/ringmaster.service\n");
-        assert_eq!(file.as_deref(), Some("/sys/fs/cgroup/system.slice/ringmaster.service/memory.max"));
-        assert_eq!(memory_max_file("0::/\n").as_deref(), Some("/sys/fs/cgroup/memory.max"));
-        assert_eq!(memory_max_file("4:memory:/user.slice\n"), None, "cgroup v1 only");
     }
 }

@@ -12,6 +12,7 @@
 
 #![allow(dead_code)]
 
+pub mod cgroup;
 pub mod control;
 pub mod held;
 pub mod load;
