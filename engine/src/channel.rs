@@ -297,12 +297,18 @@ pub fn channel_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Sends `tag` and `fds` with a blocking `sendmsg` (for callers without a ring).
 pub fn send_blocking(channel: BorrowedFd<'_>, message: &mut Message, tag: Tag, fds: &[RawFd]) -> io::Result<()> {
     let header = message.prepare_send(tag, fds);
-    // SAFETY: `header` points into `message`, alive and unmoved for the call.
-    let sent = unsafe { libc::sendmsg(channel.as_raw_fd(), header, libc::MSG_NOSIGNAL) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
+    loop {
+        // SAFETY: `header` points into `message`, alive and unmoved for the call.
+        let sent = unsafe { libc::sendmsg(channel.as_raw_fd(), header, libc::MSG_NOSIGNAL) };
+        if sent >= 0 {
+            return Ok(());
+        }
+        // A signal handled meanwhile (without SA_RESTART) sent nothing: again.
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
     }
-    Ok(())
 }
 
 /// Wakes the master, which asked for it while it waited for acks (the acks
@@ -387,12 +393,19 @@ pub fn recv_blocking(
     message: &mut Message,
     out: &mut impl FnMut(OwnedFd),
 ) -> io::Result<Option<Received>> {
-    let header = message.prepare_recv();
-    // SAFETY: `header` points into `message`, alive and unmoved for the call.
-    let len = unsafe { libc::recvmsg(channel.as_raw_fd(), header, libc::MSG_CMSG_CLOEXEC) };
-    if len < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let len = loop {
+        let header = message.prepare_recv();
+        // SAFETY: `header` points into `message`, alive and unmoved for the call.
+        let len = unsafe { libc::recvmsg(channel.as_raw_fd(), header, libc::MSG_CMSG_CLOEXEC) };
+        if len >= 0 {
+            break len;
+        }
+        // A signal handled meanwhile (without SA_RESTART) took nothing: again.
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    };
     if len == 0 {
         return Ok(None);
     }

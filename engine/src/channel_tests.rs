@@ -125,3 +125,96 @@ fn a_worker_never_waits_on_a_master_that_does_not_read() {
     assert!(unsafe { libc::recv(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) } > 0);
     send_text(worker.as_fd(), b"served 2000").expect("room again");
 }
+
+static HANDLED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn count_signal(_: libc::c_int) {
+    HANDLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Interrupts thread `tid` of this process with `SIGWINCH` (handled, without
+/// `SA_RESTART`, as a program's own handler may be) `times` times, each time
+/// once it sleeps in a call, then returns (at once if the thread ends).
+fn interrupt_while_blocked(tid: libc::pid_t, times: usize) {
+    // SAFETY: a handler that only touches an atomic is async-signal-safe; all-zero
+    // is a valid sigaction to fill; no SA_RESTART, so a blocking call fails EINTR.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGWINCH, &action, std::ptr::null_mut()), 0);
+    }
+    let state = || {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+        stat.rfind(')').and_then(|i| stat[i + 1..].trim_start().chars().next())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for _ in 0..times {
+        while state() != Some('S') {
+            if state().is_none() {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "thread {tid} never blocked ({:?})", state());
+            std::thread::yield_now();
+        }
+        let before = HANDLED.load(std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: tgkill only sends a signal to a thread of this process.
+        unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGWINCH) };
+        while HANDLED.load(std::sync::atomic::Ordering::Relaxed) == before {
+            assert!(std::time::Instant::now() < deadline, "the signal was never handled");
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// A signal handled while `recv_blocking` or `send_blocking` waits (a
+/// program's own handler, installed without `SA_RESTART`) does not fail the
+/// call: it failed with `EINTR` (`Interrupted`), which the caller took for a
+/// broken channel.
+#[test]
+fn blocking_sends_and_receives_go_on_through_signals() {
+    let (master, worker) = channel_pair().expect("socketpair");
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let receiver = std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        let _ = tid_tx.send(unsafe { libc::gettid() });
+        let mut inbox = Message::new();
+        recv_blocking(worker.as_fd(), &mut inbox, &mut drop::<OwnedFd>).map(|r| r.map(|r| r.tag))
+    });
+    let tid = tid_rx.recv().expect("the receiver's tid");
+    interrupt_while_blocked(tid, 20);
+    let mut out = Message::new();
+    // (Fails with EPIPE if the receive ended early: the join says how.)
+    let _ = send_blocking(master.as_fd(), &mut out, Tag::Drain, &[]);
+    let got = receiver.join().expect("receiver");
+    assert_eq!(got.map_err(|e| e.kind()), Ok(Some(Some(Tag::Drain))), "the receive went on through 20 signals");
+
+    // Fill the channel, then a send waits for room through the signals.
+    let (master, worker) = channel_pair().expect("socketpair");
+    let mut out = Message::new();
+    loop {
+        let header = out.prepare_send(Tag::Drain, &[]);
+        // SAFETY: `header` points into `out`, alive for the call.
+        if unsafe { libc::sendmsg(master.as_raw_fd(), header, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) } < 0 {
+            assert_eq!(io::Error::last_os_error().kind(), io::ErrorKind::WouldBlock);
+            break;
+        }
+    }
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let sender = std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        let _ = tid_tx.send(unsafe { libc::gettid() });
+        send_blocking(master.as_fd(), &mut Message::new(), Tag::Drain, &[])
+    });
+    let tid = tid_rx.recv().expect("the sender's tid");
+    interrupt_while_blocked(tid, 20);
+    let mut inbox = Message::new();
+    while !sender.is_finished() {
+        match recv_nonblocking(worker.as_fd(), &mut inbox) {
+            Ok(Some(_)) => {}
+            Ok(None) => std::thread::yield_now(),
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    assert_eq!(sender.join().expect("sender").map_err(|e| e.kind()), Ok(()), "the send went on through 20 signals");
+}
