@@ -1,6 +1,6 @@
 //! The channel's wire format: fds cross intact, lines and wake-ups are told apart, nonsense is refused.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use super::*;
 
@@ -124,6 +124,66 @@ fn a_worker_never_waits_on_a_master_that_does_not_read() {
     // SAFETY: receiving into a live local buffer of its own length.
     assert!(unsafe { libc::recv(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) } > 0);
     send_text(worker.as_fd(), b"served 2000").expect("room again");
+}
+
+/// Sends `payload` with `fd` attached, by hand: a message the master never
+/// sends, as a peer that broke the wire format would.
+fn send_raw(channel: BorrowedFd<'_>, payload: &[u8], fd: BorrowedFd<'_>) {
+    let mut control = Control([0; CONTROL_LEN]);
+    let mut iov = libc::iovec { iov_base: payload.as_ptr().cast_mut().cast(), iov_len: payload.len() };
+    // SAFETY: all-zero is a valid msghdr; the pointers set below outlive the call,
+    // and the one cmsg written lies inside `control` (8-aligned, CONTROL_LEN long).
+    let sent = unsafe {
+        let mut header: libc::msghdr = std::mem::zeroed();
+        header.msg_iov = &mut iov;
+        header.msg_iovlen = 1;
+        header.msg_control = control.0.as_mut_ptr().cast();
+        header.msg_controllen = libc::CMSG_SPACE(FD_SIZE as u32) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&header);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(FD_SIZE as u32) as usize;
+        std::ptr::copy_nonoverlapping((&fd.as_raw_fd() as *const RawFd).cast::<u8>(), libc::CMSG_DATA(cmsg), FD_SIZE);
+        libc::sendmsg(channel.as_raw_fd(), &header, libc::MSG_NOSIGNAL)
+    };
+    assert_eq!(sent, payload.len() as isize, "sendmsg: {}", io::Error::last_os_error());
+}
+
+/// True once `fd`'s peer has closed its end (every copy of it).
+fn peer_closed(fd: BorrowedFd<'_>) -> bool {
+    let mut byte = [0u8; 1];
+    // SAFETY: reading at most one byte into a live local buffer, without waiting.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), byte.as_mut_ptr().cast(), 1, libc::MSG_DONTWAIT) };
+    n == 0
+}
+
+/// A message of no bytes that carries an fd is a message, not the end of
+/// the stream: `recv_blocking` took it for the master gone (`None`) and the
+/// fd the kernel had installed was owned by nothing, open for good. An fd on
+/// a message that is no batch is nobody's connection: it is closed at once.
+#[test]
+fn fds_on_a_message_of_no_bytes_or_no_batch_are_closed_not_leaked() {
+    let (master, worker) = channel_pair().expect("socketpair");
+    let mut inbox = Message::new();
+    for payload in [&b""[..], b"C", b"D\0\0", b"?"] {
+        let (sent, peer) = channel_pair().expect("payload pair");
+        send_raw(master.as_fd(), payload, sent.as_fd());
+        drop(sent);
+        let mut taken = Vec::new();
+        let got = recv_blocking(worker.as_fd(), &mut inbox, &mut |fd| taken.push(fd)).expect("recv");
+        let got = got.unwrap_or_else(|| panic!("{payload:?} with an fd taken for the end of the stream"));
+        assert!(!got.truncated, "{payload:?}: {got:?}");
+        if payload == b"C" {
+            // A batch whose count did not arrive: what came is taken, and acked as arrived.
+            assert_eq!((got.tag, got.fds, taken.len()), (Some(Tag::Connections), 1, 1), "{payload:?}");
+            drop(taken);
+        } else {
+            assert_eq!((got.fds, taken.len()), (0, 0), "{payload:?}: no connection in {got:?}");
+        }
+        assert!(peer_closed(peer.as_fd()), "{payload:?}: the fd it carried is still open in the receiver");
+    }
+    drop(master);
+    assert_eq!(recv_blocking(worker.as_fd(), &mut inbox, &mut |_| {}).expect("eof"), None, "the end of the stream");
 }
 
 static HANDLED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
