@@ -49,10 +49,13 @@ fn main() -> ExitCode {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn();
-            match sidecar {
-                Ok(child) => eprintln!("own_children: worker sidecar started (pid {})", child.id()),
-                Err(e) => eprintln!("own_children: cannot start the worker's sidecar: {e}"),
-            }
+            // One write for the line: the workers share the master's stderr,
+            // and `eprintln!` may write a line in pieces that another's split.
+            let line = match sidecar {
+                Ok(child) => format!("own_children: worker sidecar started (pid {})\n", child.id()),
+                Err(e) => format!("own_children: cannot start the worker's sidecar: {e}\n"),
+            };
+            let _ = std::io::stderr().write_all(line.as_bytes());
         }
         return cluster.serve(|| Hello);
     }
