@@ -5,20 +5,22 @@
 //! meant for the cluster, a panic on it is the program's own, and the child
 //! is the program's to reap. With `$PANIC_SOCKET`, a Unix socket path, each
 //! connection there starts a thread that panics; the program joins it,
-//! catching the panic, and answers `caught`.
+//! catching the panic, and answers `caught`. With `$WORKER_SIDECAR` set,
+//! each worker too starts a child before it serves (a sidecar that sleeps),
+//! which must inherit none of the descriptors its master passed it.
 //!
 //! ```sh
 //! cargo run --release --example own_children
 //! ```
-//! `$PORT`, `$WORKERS` and `$CONTROL` (the control socket's path) change
-//! the defaults.
+//! `$PORT`, `$MODE` (`rr` or `shared`), `$WORKERS` and `$CONTROL` (the
+//! control socket's path) change the defaults.
 
 use std::io::Write as _;
 use std::os::unix::net::UnixListener;
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 
-use ringmaster::{is_primary, Cluster, Handler, Request, Response};
+use ringmaster::{is_primary, Cluster, Handler, Mode, Request, Response};
 
 /// The handler: the same answer to every request.
 struct Hello;
@@ -32,11 +34,29 @@ impl Handler for Hello {
 fn main() -> ExitCode {
     let port = std::env::var("PORT").unwrap_or_else(|_| "8000".to_string());
     let workers = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or(2);
-    let mut cluster = Cluster::new().bind(format!("127.0.0.1:{port}")).workers(workers);
+    let mode = if std::env::var("MODE").is_ok_and(|m| m == "shared") { Mode::Shared } else { Mode::RoundRobin };
+    let mut cluster = Cluster::new().bind(format!("127.0.0.1:{port}")).workers(workers).mode(mode);
     if let Ok(path) = std::env::var("CONTROL") {
         cluster = cluster.control(path);
     }
     if !is_primary() {
+        if std::env::var_os("WORKER_SIDECAR").is_some() {
+            // Left to outlive the worker, as a sidecar would: it holds no lane
+            // or listener of the cluster's, so the cluster cannot tell.
+            let sidecar = Command::new("sleep")
+                .arg("600")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            // One write for the line: the workers share the master's stderr,
+            // and `eprintln!` may write a line in pieces that another's split.
+            let line = match sidecar {
+                Ok(child) => format!("own_children: worker sidecar started (pid {})\n", child.id()),
+                Err(e) => format!("own_children: cannot start the worker's sidecar: {e}\n"),
+            };
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
         return cluster.serve(|| Hello);
     }
     // A thread that outlives the cluster's start, as a runtime's would.

@@ -131,3 +131,66 @@ fn uring_worker_declines_a_descriptor_it_cannot_watch() {
 fn epoll_worker_declines_a_descriptor_it_cannot_watch() {
     a_descriptor_the_worker_cannot_watch_is_declined(Backend::Epoll);
 }
+
+/// Sends a message of no bytes with `fd` attached, as no master does (a
+/// broken sender): the kernel delivers it, and `recvmsg` returns 0 for it.
+fn send_no_bytes_with(channel: &OwnedFd, fd: std::os::fd::BorrowedFd<'_>) {
+    const SPACE: usize = 24;
+    #[repr(C, align(8))]
+    struct Control([u8; SPACE]);
+    let mut control = Control([0; SPACE]);
+    let mut iov = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+    // SAFETY: all-zero is a valid msghdr; the pointers set below outlive the call,
+    // and the one cmsg (CMSG_SPACE(4) = 24 bytes) lies inside `control`, 8-aligned.
+    let sent = unsafe {
+        let mut header: libc::msghdr = std::mem::zeroed();
+        header.msg_iov = &mut iov;
+        header.msg_iovlen = 1;
+        header.msg_control = control.0.as_mut_ptr().cast();
+        header.msg_controllen = libc::CMSG_SPACE(4) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&header);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(4) as usize;
+        libc::CMSG_DATA(cmsg).cast::<i32>().write_unaligned(fd.as_raw_fd());
+        libc::sendmsg(channel.as_raw_fd(), &header, libc::MSG_NOSIGNAL)
+    };
+    assert_eq!(sent, 0, "sendmsg: {}", std::io::Error::last_os_error());
+}
+
+/// A message of no bytes that carries an fd is not the end of the channel:
+/// the worker took it for its master gone and drained (its later
+/// connections unserved), and the fd, installed by the kernel and owned by
+/// nothing, stayed open in the worker for good. It is closed now, and the
+/// worker serves on.
+fn a_message_of_no_bytes_is_no_end(backend: Backend) {
+    let (master_end, worker_end) = channel_pair().expect("channel");
+    let worker = start_worker(backend, worker_end);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut message = Message::new();
+    let (mut first, _first_copy) = hand_over(&master_end, &listener, &mut message);
+    assert!(ask(&mut first).starts_with("HTTP/1.1 200"), "the first connection is served");
+
+    let (stray, mut peer) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    send_no_bytes_with(&master_end, stray.as_fd());
+    drop(stray);
+
+    let (mut second, _second_copy) = hand_over(&master_end, &listener, &mut message);
+    assert!(ask(&mut second).starts_with("HTTP/1.1 200"), "a connection handed after it is served");
+    assert!(ask(&mut first).starts_with("HTTP/1.1 200"), "the connection held before it is served on");
+    // Taken before the second batch: its only other copy is closed.
+    peer.set_read_timeout(Some(READ_TIMEOUT)).expect("read timeout");
+    assert_eq!(peer.read(&mut [0u8; 1]).map_err(|e| e.kind()), Ok(0), "the fd it carried was closed");
+    drop(master_end);
+    worker.stop();
+}
+
+#[test]
+fn uring_worker_serves_on_after_a_message_of_no_bytes() {
+    a_message_of_no_bytes_is_no_end(Backend::Uring);
+}
+
+#[test]
+fn epoll_worker_serves_on_after_a_message_of_no_bytes() {
+    a_message_of_no_bytes_is_no_end(Backend::Epoll);
+}

@@ -61,10 +61,47 @@ pub const ENV_ACCEPT_TALLY: &str = "RINGMASTER_ACCEPT_TALLY";
 /// the master"), as Node's workers would without deleting `NODE_UNIQUE_ID`.
 /// A worker whose master died before this is asked is told to stop
 /// (`PR_SET_PDEATHSIG`).
+///
+/// The first time it says yes, the fds the master passed become
+/// close-on-exec (`close_inherited_on_exec`): a library program asks its
+/// role (`is_primary`, `Cluster::serve`) before anything else of the
+/// cluster's, and may start a child of its own before `serve` takes them.
 pub fn started_as_worker() -> bool {
     // SAFETY: getppid has no preconditions and cannot fail.
     let parent = unsafe { libc::getppid() };
-    std::env::var_os(ENV_WORKER_ID).is_some() && started_by(std::env::var(ENV_MASTER_PID).ok().as_deref(), parent)
+    let worker =
+        std::env::var_os(ENV_WORKER_ID).is_some() && started_by(std::env::var(ENV_MASTER_PID).ok().as_deref(), parent);
+    if worker {
+        close_inherited_on_exec();
+    }
+    worker
+}
+
+/// Marks the fds the master placed at their fixed numbers close-on-exec,
+/// once per process: they are inherited (no `FD_CLOEXEC`) across the
+/// worker's exec, and stayed so until the worker's `serve` took them, so a
+/// child the program started before (a sidecar, or one its handler's
+/// constructor started) kept the worker's lane, stats block and listener
+/// open after the worker was gone: a listener held by a stray process goes
+/// on filling a queue nobody serves. Only the numbers the environment says
+/// were passed are touched: another may be the program's own.
+fn close_inherited_on_exec() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let passed = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+        let listener = passed(ENV_LISTENER).then_some(LISTENER_FD);
+        let tally = passed(ENV_ACCEPT_TALLY).then_some(ACCEPT_TALLY_FD);
+        for fd in [Some(CHANNEL_FD), Some(STATS_FD), listener, tally].into_iter().flatten() {
+            // SAFETY: F_GETFD and F_SETFD only read and set a descriptor's flags;
+            // on a number that is not open both fail with EBADF and change nothing.
+            unsafe {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                }
+            }
+        }
+    });
 }
 
 /// Whether a process whose environment names `master` (if it names one)
@@ -276,6 +313,7 @@ pub fn inherited_fd(number: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: the master placed this fd here for the worker alone; nothing else in
     // this process refers to it, so the worker may own and close it.
     let fd = unsafe { OwnedFd::from_raw_fd(number) };
+    // Already so since the role was first read (`started_as_worker`); kept for a caller that did not ask it.
     // SAFETY: setting FD_CLOEXEC on a valid fd.
     unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
     Ok(fd)

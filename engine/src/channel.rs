@@ -214,7 +214,18 @@ impl Message {
         }
     }
 
-    /// Decodes a message of `len` bytes just received; the fds become owned.
+    /// True when a receive of `len` bytes into this buffer met the end of
+    /// the stream (the master gone), not a message: no bytes and no control
+    /// data. A message of no bytes that carries fds is a message (a broken
+    /// one) whose fds must be taken, or they stay open for good.
+    pub fn is_end_of_stream(&self, len: usize) -> bool {
+        len == 0 && self.header.msg_controllen == 0 && self.header.msg_flags & libc::MSG_CTRUNC == 0
+    }
+
+    /// Decodes a message of `len` bytes just received; the fds of a
+    /// `Connections` message become owned and go to `out`, any other
+    /// message's (no wire format attaches them: a broken sender) are closed
+    /// at once and not counted.
     ///
     /// # Safety
     /// Call once per completed `recvmsg` into the header from
@@ -245,8 +256,11 @@ impl Message {
                     // CMSG_DATA only promises byte alignment in general.
                     let raw = unsafe { data.add(i).read_unaligned() };
                     // SAFETY: SCM_RIGHTS installed `raw` as a new fd in this process.
-                    out(unsafe { OwnedFd::from_raw_fd(raw) });
-                    fds += 1;
+                    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                    if tag == Some(Tag::Connections) {
+                        out(fd);
+                        fds += 1;
+                    }
                 }
             }
             // SAFETY: advancing within the control buffer, as above.
@@ -273,7 +287,7 @@ pub struct Received {
     pub tag: Option<Tag>,
     /// How many fds the sender attached.
     pub sent: usize,
-    /// How many fds came with it.
+    /// How many fds came with it (a `Connections` message's: any other's are closed).
     pub fds: usize,
     /// Fewer fds arrived than were sent: the kernel could not install the rest
     /// (the receiver is at its open-file limit) and closed them.
@@ -297,12 +311,18 @@ pub fn channel_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Sends `tag` and `fds` with a blocking `sendmsg` (for callers without a ring).
 pub fn send_blocking(channel: BorrowedFd<'_>, message: &mut Message, tag: Tag, fds: &[RawFd]) -> io::Result<()> {
     let header = message.prepare_send(tag, fds);
-    // SAFETY: `header` points into `message`, alive and unmoved for the call.
-    let sent = unsafe { libc::sendmsg(channel.as_raw_fd(), header, libc::MSG_NOSIGNAL) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
+    loop {
+        // SAFETY: `header` points into `message`, alive and unmoved for the call.
+        let sent = unsafe { libc::sendmsg(channel.as_raw_fd(), header, libc::MSG_NOSIGNAL) };
+        if sent >= 0 {
+            return Ok(());
+        }
+        // A signal handled meanwhile (without SA_RESTART) sent nothing: again.
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
     }
-    Ok(())
 }
 
 /// Wakes the master, which asked for it while it waited for acks (the acks
@@ -362,8 +382,9 @@ pub fn decode_text(bytes: &[u8]) -> Option<&[u8]> {
 pub const WORKER_MESSAGE_MAX: usize = 1 + MAX_WORKER_TEXT;
 
 /// Receives one message without waiting: `Ok(None)` when none is there,
-/// `Ok(Some(0))` at end of stream, else the message's length (take its fds
-/// with [`Message::take_received`]).
+/// else the message's length (take its fds with [`Message::take_received`]);
+/// `Ok(Some(0))` is the end of the stream when [`Message::is_end_of_stream`]
+/// says so, else a message of no bytes, whose fds must still be taken.
 pub fn recv_nonblocking(channel: BorrowedFd<'_>, message: &mut Message) -> io::Result<Option<usize>> {
     let header = message.prepare_recv();
     loop {
@@ -387,13 +408,20 @@ pub fn recv_blocking(
     message: &mut Message,
     out: &mut impl FnMut(OwnedFd),
 ) -> io::Result<Option<Received>> {
-    let header = message.prepare_recv();
-    // SAFETY: `header` points into `message`, alive and unmoved for the call.
-    let len = unsafe { libc::recvmsg(channel.as_raw_fd(), header, libc::MSG_CMSG_CLOEXEC) };
-    if len < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if len == 0 {
+    let len = loop {
+        let header = message.prepare_recv();
+        // SAFETY: `header` points into `message`, alive and unmoved for the call.
+        let len = unsafe { libc::recvmsg(channel.as_raw_fd(), header, libc::MSG_CMSG_CLOEXEC) };
+        if len >= 0 {
+            break len;
+        }
+        // A signal handled meanwhile (without SA_RESTART) took nothing: again.
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    };
+    if message.is_end_of_stream(len as usize) {
         return Ok(None);
     }
     // SAFETY: one completed recvmsg into the prepared header, with its length.

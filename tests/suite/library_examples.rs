@@ -606,6 +606,54 @@ fn a_programs_own_child_is_left_for_it_to_reap() {
     );
 }
 
+/// A worker's child started before `serve` (a sidecar) inherits none of
+/// the descriptors the master passed the worker: they stayed inheritable
+/// from the worker's exec until its `serve` took them, so such a child kept
+/// the worker's lane and stats block and, in `shared` mode, the listener,
+/// open after the worker died: a listener held by a stray process keeps
+/// accepting into a queue nobody serves.
+#[test]
+fn a_workers_child_started_before_serve_inherits_none_of_its_fds() {
+    /// Kills the sidecars however the test ends: they outlive their workers.
+    struct Sidecars(Vec<u32>);
+    impl Drop for Sidecars {
+        fn drop(&mut self) {
+            for &pid in &self.0 {
+                let _ = util::procs::send_signal(pid, libc::SIGKILL);
+            }
+        }
+    }
+    let mut cmd = Command::new(example("own_children"));
+    cmd.env("PORT", "0").env("MODE", "shared").env("WORKERS", "2").env("WORKER_SIDECAR", "1");
+    let mut s = Server::start_command(cmd, &[]);
+    let mut sidecars = Sidecars(Vec::new());
+    let mut from = 0;
+    let prefix = "own_children: worker sidecar started (pid ";
+    while sidecars.0.len() < 2 {
+        let (at, line) = s.wait_for_log_from(from, |l| l.starts_with(prefix), IO_TIMEOUT);
+        from = at + 1;
+        let pid = line.trim_start_matches(prefix).trim_end_matches(')').parse();
+        sidecars.0.push(pid.unwrap_or_else(|e| panic!("no pid in {line:?}: {e}")));
+    }
+    s.wait_workers_ready(2, START_TIMEOUT);
+    for &pid in &sidecars.0 {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"));
+        // The cluster's are sockets (lane, listener), the stats memfd and a
+        // map (the accept tally); a stray fd the test's own environment
+        // passes down to every process (a harness's pipe) is not.
+        let inherited: Vec<String> = fds
+            .flatten()
+            .filter(|fd| fd.file_name().to_str().and_then(|n| n.parse::<i32>().ok()).is_some_and(|n| n > 2))
+            .map(|fd| format!("{:?} -> {:?}", fd.file_name(), std::fs::read_link(fd.path()).unwrap_or_default()))
+            .filter(|fd| ["socket:", "/memfd:", "anon_inode:"].iter().any(|kind| fd.contains(kind)))
+            .collect();
+        assert!(inherited.is_empty(), "the sidecar (pid {pid}) inherited the worker's fds: {inherited:#?}");
+    }
+    drop(sidecars);
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(START_TIMEOUT).success(), "the master stopped cleanly");
+}
+
 /// The control socket is made with mode 0600 without the process's umask:
 /// the mask is every thread's, and a thread of the program (here one runs)
 /// making a file while the master bound the socket got it with mode

@@ -214,6 +214,9 @@ struct Master {
     steer_facts: Vec<crate::modes::SlotFacts>,
     /// Reused for the connections such a mode takes from a stalled or full worker's queue.
     steer_taken: Vec<OwnedFd>,
+    /// Reused for the pids [`Master::reap`] looks at on each `SIGCHLD`
+    /// (reserved at start for every slot and an upgrade's new master).
+    reaped: Vec<u32>,
 }
 
 impl Master {

@@ -103,11 +103,11 @@ impl Master {
         self.notified.status = status;
     }
 
-    /// Each tick: the watchdog, `READY=1` after a reload that is done, and
-    /// `STATUS=` when it changed.
+    /// Each tick: what waited for room in systemd's socket, the watchdog,
+    /// `READY=1` after a reload that is done, and `STATUS=` when it changed.
     pub(super) fn notify_tick(&mut self) {
         let Some(notifier) = self.notifier.as_mut() else { return };
-        notifier.ping_watchdog(Instant::now());
+        notifier.on_tick(Instant::now());
         if self.notified.reloading && !self.reload.under_way() && self.all_workers_ready() {
             self.notified.reloading = false;
             let status = self.status_text();

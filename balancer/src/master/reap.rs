@@ -19,10 +19,23 @@ impl Master {
     /// may have children of its own (started before `serve`, or by a thread
     /// of its own), and `waitpid(-1)` took their exits, so the program's
     /// `Child::wait` failed with `ECHILD`.
+    ///
+    /// The pids are gathered in a buffer kept across calls (`reaped`), so
+    /// a `SIGCHLD` allocates nothing for them: most are a library program's
+    /// own children, or find every process still alive.
     pub(super) fn reap(&mut self) -> io::Result<()> {
-        let started: Vec<u32> =
-            self.slots.iter().filter_map(|s| s.process.as_ref().map(|p| p.pid)).chain(self.upgrades.child()).collect();
-        for pid in started {
+        let mut started = std::mem::take(&mut self.reaped);
+        started.clear();
+        started
+            .extend(self.slots.iter().filter_map(|s| s.process.as_ref().map(|p| p.pid)).chain(self.upgrades.child()));
+        let reaped = self.reap_each(&started);
+        self.reaped = started;
+        reaped
+    }
+
+    /// Reaps those of `started` that have exited (see [`Master::reap`]).
+    fn reap_each(&mut self, started: &[u32]) -> io::Result<()> {
+        for &pid in started {
             let status = loop {
                 match waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)) {
                     Err(nix::errno::Errno::EINTR) => continue,

@@ -50,6 +50,8 @@ impl Master {
         // After the probe, whose want of room names RLIMIT_AS itself.
         let slots = reserved(MAX_SLOTS, "the table of worker process slots")?;
         let completions = reserved(CQ_ENTRIES as usize, "the completions its loop reads each turn")?;
+        // Every slot's process and an upgrade's new master: it never grows.
+        let reaped = reserved(MAX_SLOTS + 1, "the pids looked at on each child's exit")?;
         // Workers inherit the raised limit; failing to raise it is not fatal.
         match crate::rlimit::raise_fd_limit() {
             Ok(limit) => {
@@ -118,6 +120,7 @@ impl Master {
             timer_outdated: false,
             steer_facts: Vec::new(),
             steer_taken: Vec::new(),
+            reaped,
             config,
         };
         for _ in 0..master.config.workers {

@@ -2,9 +2,13 @@
 //! datagram of `KEY=VALUE` lines to the socket named in `$NOTIFY_SOCKET`
 //! (a path, or an abstract name written with a leading `@`), as
 //! `sd_notify(3)` does, without libsystemd. Sends never block: a message the
-//! socket has no room for is dropped and said so once. With `WatchdogSec=`
-//! the master also pings `WATCHDOG=1` at half the interval.
+//! socket has no room for (systemd busy, its queue full) waits, and goes at
+//! the next tick that finds room, in order; at most [`MAX_WAITING`] wait,
+//! and past that the oldest that changes no state (`STATUS=`, `WATCHDOG=1`)
+//! is dropped first, said once. With `WatchdogSec=` the master also pings
+//! `WATCHDOG=1` at half the interval.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -17,6 +21,13 @@ pub const ENV_WATCHDOG_USEC: &str = "WATCHDOG_USEC";
 /// The process the watchdog interval is meant for.
 pub const ENV_WATCHDOG_PID: &str = "WATCHDOG_PID";
 
+/// Most messages that wait for room in the notify socket.
+pub const MAX_WAITING: usize = 8;
+
+/// The lines that change what systemd thinks of the service: a message with
+/// one is the last to be dropped.
+const STATE_CHANGES: [&str; 4] = ["READY=1", "STOPPING=1", "RELOADING=1", "MAINPID="];
+
 /// The master's line to systemd.
 #[derive(Debug)]
 pub struct Notifier {
@@ -24,8 +35,12 @@ pub struct Notifier {
     to: SocketAddr,
     /// `WATCHDOG=1` every this often, and when next.
     watchdog: Option<(Duration, Instant)>,
-    /// A send failed and was logged: later failures are not.
+    /// Messages the socket had no room for, oldest first (at most [`MAX_WAITING`]).
+    waiting: VecDeque<String>,
+    /// A send failed, a message had to wait, a message was dropped: each logged once.
     failed_once: bool,
+    waited_once: bool,
+    dropped_once: bool,
 }
 
 impl Notifier {
@@ -50,26 +65,89 @@ impl Notifier {
             }
         };
         let watchdog = watchdog_interval(upgraded).map(|every| (every, Instant::now()));
-        Some(Notifier { socket, to, watchdog, failed_once: false })
+        Some(Notifier::new(socket, to, watchdog))
     }
 
-    /// Sends one message: `KEY=VALUE` lines.
-    pub fn send(&mut self, message: &str) {
-        if let Err(e) = self.socket.send_to_addr(message.as_bytes(), &self.to) {
-            if !self.failed_once {
-                self.failed_once = true;
-                let first = message.lines().next().unwrap_or_default();
-                crate::log!(warn: "cannot notify systemd ({first}...): {e}");
-            }
+    fn new(socket: UnixDatagram, to: SocketAddr, watchdog: Option<(Duration, Instant)>) -> Notifier {
+        Notifier {
+            socket,
+            to,
+            watchdog,
+            waiting: VecDeque::with_capacity(MAX_WAITING),
+            failed_once: false,
+            waited_once: false,
+            dropped_once: false,
         }
     }
 
-    /// Pings the watchdog if it is due (call it from the tick).
-    pub fn ping_watchdog(&mut self, now: Instant) {
+    /// Sends one message (`KEY=VALUE` lines) now, or, when the socket has no
+    /// room for it or for one sent before, once it has (at a tick: [`Notifier::on_tick`]).
+    pub fn send(&mut self, message: &str) {
+        if self.waiting.is_empty() {
+            match self.socket.send_to_addr(message.as_bytes(), &self.to) {
+                Ok(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return self.failed(message, &e),
+            }
+        }
+        self.wait(message.to_string());
+        self.send_waiting();
+    }
+
+    /// Each tick: what waits for room goes, if there is room now; and the
+    /// watchdog is pinged if that is due.
+    pub fn on_tick(&mut self, now: Instant) {
+        self.send_waiting();
         let Some((every, next)) = self.watchdog else { return };
         if now >= next {
             self.watchdog = Some((every, now + every));
             self.send("WATCHDOG=1");
+        }
+    }
+
+    /// Sends what waits, oldest first, until the socket has no room.
+    fn send_waiting(&mut self) {
+        while let Some(message) = self.waiting.front() {
+            match self.socket.send_to_addr(message.as_bytes(), &self.to) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    let message = message.clone();
+                    self.failed(&message, &e);
+                }
+            }
+            self.waiting.pop_front();
+        }
+    }
+
+    /// Keeps `message` until the socket has room; with [`MAX_WAITING`]
+    /// waiting already, the oldest that changes no state makes room (or,
+    /// if each does, the oldest).
+    fn wait(&mut self, message: String) {
+        if !self.waited_once {
+            self.waited_once = true;
+            let first = message.lines().next().unwrap_or_default();
+            crate::log!(warn: "systemd's notify socket is full: {first}... waits, sent at a tick with room");
+        }
+        if self.waiting.len() == MAX_WAITING {
+            let changes_state = |m: &String| m.lines().any(|l| STATE_CHANGES.iter().any(|s| l.starts_with(s)));
+            let oldest = self.waiting.iter().position(|m| !changes_state(m)).unwrap_or(0);
+            if let Some(dropped) = self.waiting.remove(oldest) {
+                if !self.dropped_once {
+                    self.dropped_once = true;
+                    let first = dropped.lines().next().unwrap_or_default();
+                    crate::log!(warn: "systemd's notify socket stays full: {first}... dropped ({MAX_WAITING} newer wait)");
+                }
+            }
+        }
+        self.waiting.push_back(message);
+    }
+
+    fn failed(&mut self, message: &str, e: &io::Error) {
+        if !self.failed_once {
+            self.failed_once = true;
+            let first = message.lines().next().unwrap_or_default();
+            crate::log!(warn: "cannot notify systemd ({first}...): {e}");
         }
     }
 }
@@ -122,11 +200,83 @@ mod tests {
             UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).expect("addr")).expect("bind");
         let to = socket_address(&format!("@{name}")).expect("address");
         let socket = UnixDatagram::unbound().expect("socket");
-        let mut notifier = Notifier { socket, to, watchdog: None, failed_once: false };
+        let mut notifier = Notifier::new(socket, to, None);
         notifier.send("READY=1\nSTATUS=serving");
         let mut buffer = [0u8; 64];
         let n = receiver.recv(&mut buffer).expect("recv");
         assert_eq!(&buffer[..n], b"READY=1\nSTATUS=serving");
+    }
+
+    /// Every message waiting at `receiver`, oldest first.
+    fn read_all(receiver: &UnixDatagram) -> Vec<String> {
+        receiver.set_nonblocking(true).expect("nonblocking");
+        let mut buffer = [0u8; 256];
+        let mut got = Vec::new();
+        while let Ok(n) = receiver.recv(&mut buffer) {
+            got.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
+        }
+        got
+    }
+
+    /// A message the notify socket has no room for (systemd busy: its queue
+    /// full) waits and goes, in order, at the next tick with room: `READY=1`
+    /// was dropped, said once in the log, and systemd, never told, killed the
+    /// service at `TimeoutStartSec=`.
+    #[test]
+    fn a_message_the_full_socket_has_no_room_for_goes_at_a_tick_once_there_is_room() {
+        let name = format!("ringmaster-notify-full-{}", std::process::id());
+        let receiver =
+            UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).expect("addr")).expect("bind");
+        let to = socket_address(&format!("@{name}")).expect("address");
+        let socket = UnixDatagram::unbound().expect("socket");
+        socket.set_nonblocking(true).expect("nonblocking");
+        let mut filled = 0;
+        loop {
+            match socket.send_to_addr(b"STATUS=filler", &to) {
+                Ok(_) => filled += 1,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("filling the socket: {e}"),
+            }
+            assert!(filled < 1_000_000, "the socket never filled");
+        }
+        let mut notifier = Notifier::new(socket, to, None);
+        notifier.send("READY=1\nSTATUS=serving");
+        notifier.send("STATUS=serving: 2 of 2");
+        notifier.on_tick(Instant::now());
+        let mut got = read_all(&receiver);
+        assert_eq!(got.len(), filled, "nothing more had room: {:?}", &got[filled.min(got.len())..]);
+        notifier.on_tick(Instant::now());
+        got = read_all(&receiver);
+        assert_eq!(got, ["READY=1\nSTATUS=serving", "STATUS=serving: 2 of 2"], "what waited, in order");
+        notifier.on_tick(Instant::now());
+        assert!(read_all(&receiver).is_empty(), "sent once");
+    }
+
+    /// Past [`MAX_WAITING`], a `STATUS=` makes room, never `READY=1`.
+    #[test]
+    fn a_full_wait_drops_a_status_before_a_state() {
+        let name = format!("ringmaster-notify-bound-{}", std::process::id());
+        let receiver =
+            UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).expect("addr")).expect("bind");
+        let to = socket_address(&format!("@{name}")).expect("address");
+        let socket = UnixDatagram::unbound().expect("socket");
+        socket.set_nonblocking(true).expect("nonblocking");
+        let mut filled = 0;
+        while socket.send_to_addr(b"STATUS=filler", &to).is_ok() {
+            filled += 1;
+            assert!(filled < 1_000_000, "the socket never filled");
+        }
+        let mut notifier = Notifier::new(socket, to, None);
+        notifier.send("READY=1");
+        for n in 0..MAX_WAITING + 2 {
+            notifier.send(&format!("STATUS={n}"));
+        }
+        assert_eq!(read_all(&receiver).len(), filled);
+        notifier.on_tick(Instant::now());
+        let got = read_all(&receiver);
+        let mut expected = vec!["READY=1".to_string()];
+        expected.extend((3..MAX_WAITING + 2).map(|n| format!("STATUS={n}")));
+        assert_eq!(got, expected, "the newest statuses after READY=1");
     }
 
     #[test]

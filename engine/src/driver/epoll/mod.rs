@@ -253,18 +253,19 @@ impl<'a> EpollWorker<'a> {
         loop {
             let Some(channel) = self.core.sources.channel.as_ref() else { return Ok(()) };
             let len = match recv_nonblocking(channel.as_fd(), &mut self.core.inbox) {
-                Ok(Some(len)) => len,
+                Ok(Some(len)) => Some(len),
                 Ok(None) => return Ok(()),
-                Err(_) => 0,
+                Err(_) => None,
             };
-            if len == 0 {
+            // A message of no bytes with fds is no end: its fds are taken (and closed).
+            let Some(len) = len.filter(|&len| !self.core.inbox.is_end_of_stream(len)) else {
                 // The master is gone or done with us: finish up and exit.
                 self.core.channel_open = false;
                 if let Some(channel) = self.core.sources.channel.take() {
                     let _ = self.epoll.delete(channel.as_fd());
                 }
                 return self.start_drain();
-            }
+            };
             if !handed::take_message(self, len)? {
                 return Ok(());
             }

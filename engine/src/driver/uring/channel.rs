@@ -27,7 +27,8 @@ impl UringWorker<'_> {
         if result == -libc::EINTR {
             return self.arm_channel();
         }
-        if result <= 0 {
+        // A message of no bytes with fds is no end: its fds are taken (and closed).
+        if result < 0 || self.core.inbox.is_end_of_stream(result as usize) {
             // The master is gone or done with us (or the channel broke): finish up and exit.
             self.core.channel_open = false;
             return self.start_drain();
