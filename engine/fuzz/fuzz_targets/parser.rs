@@ -32,14 +32,11 @@ fn run(input: &[u8], cuts: &[usize], limits: &Limits) -> (Vec<(Reply, Vec<u8>)>,
                     // Steps that neither consume nor reply would spin a connection for ever.
                     idle_steps = if consumed == 0 && reply.is_none() { idle_steps + 1 } else { 0 };
                     assert!(idle_steps < 3, "no progress on {} bytes", buffer.len());
-                    match reply {
-                        Some(reply) => {
-                            out.push((reply, std::mem::take(&mut body)));
-                            if reply.closes() {
-                                return (out, used);
-                            }
+                    if let Some(reply) = reply {
+                        out.push((reply, std::mem::take(&mut body)));
+                        if reply.closes() {
+                            return (out, used);
                         }
-                        None => {}
                     }
                 }
             }
