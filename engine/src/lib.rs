@@ -25,6 +25,10 @@ pub mod config;
 mod conn;
 pub mod driver;
 mod fallible;
+/// A driver with no socket around one connection, for the fuzz targets (`engine/fuzz/`).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handler;
 pub mod http;
 mod lazy_bytes;
