@@ -13,7 +13,8 @@
 #
 # Installs the nightly `miri` and `rust-src` components when missing. Each run
 # is bounded (MIRI_TIMEOUT seconds, default 1800) and niced; one build job.
-# About 10 min on 2 cores for the whole set. Not part of CI (.ci/run).
+# Slow: the conn tests take about 30 s each under Miri on this 2-core machine
+# (a pass of everything may hit the bound). Not part of CI (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1}
@@ -31,7 +32,10 @@ MODULES=(slab:: token:: conn:: response:: driver::uring::held driver::idle drive
     bufring:: lazy_bytes:: shared_memory:: stats:: shared_acks:: tally:: answer:: handler::)
 # Thousands of thread round trips: minutes each under Miri, and the handshake
 # they check is atomics only (Miri's weak-memory emulation adds little here).
-SKIP=(--skip a_master_that_waits_batch_after_batch_is_always_woken --skip either_side_sees_the_other_across_threads)
+# The conn test that replays a request cut at every byte, each cut a fresh
+# harness with a 1 MiB body pool, ran over 10 min under Miri without ending.
+SKIP=(--skip a_master_that_waits_batch_after_batch_is_always_woken --skip either_side_sees_the_other_across_threads
+    --skip however_the_input_is_cut)
 
 run() { # name, MIRIFLAGS, cargo options..., -- test filters
     local name=$1 flags=$2
