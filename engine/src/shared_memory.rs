@@ -77,7 +77,8 @@ impl SharedMemory {
     /// every process that maps the memory must touch it only through `T`'s
     /// atomics.
     pub(crate) unsafe fn at<T>(&self, offset: usize) -> Option<&T> {
-        if offset % align_of::<T>() != 0 || offset + size_of::<T>() > self.map_len {
+        // `checked_add`: an offset near `usize::MAX` wraps past the check.
+        if offset % align_of::<T>() != 0 || offset.checked_add(size_of::<T>()).is_none_or(|end| end > self.map_len) {
             return None;
         }
         // SAFETY: inside the mapping, aligned (the offset is, and mappings are
@@ -106,4 +107,29 @@ fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     usize::try_from(size).unwrap_or(4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counter_is_found_only_aligned_and_inside() {
+        let memory = SharedMemory::private(64).expect("a page");
+        let page = memory.map_len;
+        memory.u64_at(8).expect("inside").store(7, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(memory.u64_at(8).map(|c| c.load(std::sync::atomic::Ordering::Relaxed)), Some(7));
+        assert!(memory.u64_at(page - 8).is_some(), "the last counter");
+        assert!(memory.u64_at(page).is_none(), "past the end");
+        assert!(memory.u64_at(page - 4).is_none(), "misaligned and across the end");
+        assert!(memory.u64_at(12).is_none(), "misaligned");
+    }
+
+    /// An offset so large that adding the counter's size wraps (an accept
+    /// tally's offset comes from an environment variable) is outside too.
+    #[test]
+    fn an_offset_whose_end_wraps_is_outside() {
+        let memory = SharedMemory::private(64).expect("a page");
+        assert!(memory.u64_at(usize::MAX - 7).is_none());
+    }
 }

@@ -32,7 +32,9 @@ pub const TURNED_AT: usize = size_of::<u64>();
 impl AcceptTally {
     /// Maps the tally at byte `offset` (8-aligned) of `fd`.
     pub fn map_shared(fd: BorrowedFd<'_>, offset: usize) -> io::Result<AcceptTally> {
-        let memory = SharedMemory::map_shared(fd, offset + TURNED_AT + size_of::<u64>())?;
+        let end = offset.checked_add(TURNED_AT + size_of::<u64>());
+        let end = end.ok_or_else(|| io::Error::other(format!("accept tally offset {offset} is past any mapping")))?;
+        let memory = SharedMemory::map_shared(fd, end)?;
         if memory.u64_at(offset).is_none() {
             return Err(io::Error::other(format!("accept tally offset {offset} is not 8-aligned")));
         }
@@ -75,6 +77,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "memfd_create")]
     fn two_mappings_of_one_counter_add_up() {
         let fd = memfd(3 * 4096);
         let a = AcceptTally::map_shared(fd.as_fd(), 4096 + 64).expect("map a");
@@ -88,8 +91,16 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "memfd_create")]
     fn a_misaligned_offset_is_refused() {
         let fd = memfd(4096);
         assert!(AcceptTally::map_shared(fd.as_fd(), 12).is_err());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "memfd_create")]
+    fn an_offset_past_any_mapping_is_refused() {
+        let fd = memfd(4096);
+        assert!(AcceptTally::map_shared(fd.as_fd(), usize::MAX - 7).is_err());
     }
 }
