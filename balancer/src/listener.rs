@@ -90,8 +90,24 @@ fn bound(addr: SocketAddr, reuseport: bool) -> io::Result<OwnedFd> {
         socket::setsockopt(&fd, sockopt::ReusePort, &true)?;
     }
     socket::setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
-    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| explain_bind(e, addr))?;
     Ok(fd)
+}
+
+/// A bind's error, said plainly where the kernel's says nothing of why: a
+/// link-local IPv6 address (`fe80::/10`) without a scope id names no
+/// interface, and the kernel answers `EINVAL`.
+fn explain_bind(e: nix::Error, addr: SocketAddr) -> io::Error {
+    match addr {
+        SocketAddr::V6(v6) if e == nix::Error::EINVAL && v6.scope_id() == 0 && v6.ip().is_unicast_link_local() => {
+            let (ip, port) = (v6.ip(), v6.port());
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a link-local address needs its interface, as [{ip}%eth0]:{port} or by index [{ip}%2]:{port}"),
+            )
+        }
+        _ => e.into(),
+    }
 }
 
 fn start_listening(fd: OwnedFd, backlog: i32) -> io::Result<(OwnedFd, SocketAddr)> {
