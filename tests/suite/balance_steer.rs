@@ -105,6 +105,42 @@ fn steer_load_counts_every_connection_sent_and_accepted() {
     }
 }
 
+/// On `[::]` the program places connections from `[::1]` and IPv4-mapped
+/// ones from `127.0.0.1` alike, by load: 40 held open, half of each family,
+/// split evenly (each one sent weighs on its listener until the master's
+/// next look; the kernel's hash would split them as a coin does), every
+/// one counted sent and accepted.
+#[test]
+fn steer_load_on_an_ipv6_wildcard_steers_both_families_by_load() {
+    if !may_steer() {
+        return;
+    }
+    let _one = one_at_a_time();
+    let (s, _) = two_steered_workers_with(&["--bind", "[::]:0"]);
+    let port = s.addr().port();
+    let to = [
+        std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+        std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)),
+    ];
+    const HELD: usize = 40;
+    let mut held = Vec::with_capacity(HELD);
+    for i in 0..HELD {
+        let mut c = util::Conn::connect(to[i % 2]);
+        c.get_ok();
+        held.push(c);
+    }
+    let mut stats = serde_json::Value::Null;
+    let settled = eventually(Duration::from_secs(5), || {
+        stats = s.stats();
+        stats_totals(&stats) == (HELD as u64, HELD as u64, HELD as u64)
+    });
+    assert!(settled, "{stats}");
+    let live: Vec<u64> = [1, 2].iter().map(|&id| num(&expect_worker(&stats, id), "live")).collect();
+    assert!(live[0].abs_diff(live[1]) <= 4, "held connections by worker {live:?}: {stats}");
+    let steered: u64 = [1, 2].iter().map(|&id| steer_of_key(&stats, id, "steered")).sum();
+    assert!(steered >= HELD as u64, "the program sent {steered} of {HELD}: {stats}");
+}
+
 /// Connections opened at once just after a worker stops: the program sends
 /// the stopped worker some of them before what waits there counts (its
 /// grace of a millisecond), as it would a client's in the gap.
