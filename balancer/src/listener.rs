@@ -129,7 +129,9 @@ fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
         return Ok(SocketAddr::from((v4.ip(), v4.port())));
     }
     let v6 = local.as_sockaddr_in6().ok_or_else(|| io::Error::other("it has no IP address"))?;
-    Ok(SocketAddr::from((v6.ip(), v6.port())))
+    // With its scope id: a link-local anchor's slot listeners bind where it
+    // is, interface and all (without it, their bind fails: `EINVAL`).
+    Ok(SocketAddr::V6((*v6).into()))
 }
 
 /// Where a socket handed down must be: on `addr`'s IP, and on its port
