@@ -139,6 +139,20 @@ fn steer_load_on_an_ipv6_wildcard_steers_both_families_by_load() {
     assert!(live[0].abs_diff(live[1]) <= 4, "held connections by worker {live:?}: {stats}");
     let steered: u64 = [1, 2].iter().map(|&id| steer_of_key(&stats, id, "steered")).sum();
     assert!(steered >= HELD as u64, "the program sent {steered} of {HELD}: {stats}");
+    drop(held);
+
+    // A worker stopped: what the program sent it of a burst from both
+    // families is taken from its IPv6 listener by the master and handed on.
+    let victim = num(&expect_worker(&stats, 2), "pid") as u32;
+    let listener = socket_inode(victim, 5).expect("worker 2's listener");
+    stats_when_idle(&s);
+    let (_continue, _) = stop_between_turns(victim);
+    let unanswered = burst_of_requests_to(&to, BURST);
+    assert!(unanswered.is_empty(), "with worker 2 stopped, connections went unanswered: {unanswered:?}");
+    let stats = s.stats();
+    assert!(steer_of_key(&stats, 2, "rescued") >= 1, "none of {BURST} at once sent to the stopped worker: {stats}");
+    assert_eq!(accept_queue(listener), Some(0), "its IPv6 listener's queue (/proc/net/tcp6): {stats}");
+    kill(victim, libc::SIGCONT);
 }
 
 /// Connections opened at once just after a worker stops: the program sends
@@ -150,9 +164,15 @@ const BURST: usize = 64;
 /// on each and reads every answer, each allowed [`CLIENT_TIMEOUT`]; the
 /// answers that were not a 200.
 fn burst_of_requests(addr: std::net::SocketAddr, n: usize) -> Vec<String> {
+    burst_of_requests_to(&[addr], n)
+}
+
+/// [`burst_of_requests`] with the connections made to each of `to` in turn.
+fn burst_of_requests_to(to: &[std::net::SocketAddr], n: usize) -> Vec<String> {
     let mut streams = Vec::with_capacity(n);
     for i in 0..n {
-        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connection {i} of the burst: {e}"));
+        let stream =
+            TcpStream::connect(to[i % to.len()]).unwrap_or_else(|e| panic!("connection {i} of the burst: {e}"));
         streams.push(stream);
     }
     let mut unanswered = Vec::new();

@@ -99,7 +99,7 @@ fn a_link_local_address_with_its_interface_serves_in_every_mode() {
         return;
     }
     // unshare and sh exec: the master keeps the child's pid.
-    let setup = r#"ip link set lo up && ip addr add fe80::1/64 dev lo && exec "$0" "$@""#;
+    let setup = r#"ip link set lo up && ip addr add fe80::1/64 dev lo nodad && exec "$0" "$@""#;
     let wrapper = ["unshare", "--net", "sh", "-c", setup];
     for mode in modes() {
         let mut args = vec!["--bind", "[fe80::1%lo]:0", "--workers", "2", "--no-pin"];
