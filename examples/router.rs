@@ -21,7 +21,8 @@
 //! curl http://127.0.0.1:8000/json
 //! curl --data 'hi there' http://127.0.0.1:8000/echo
 //! ```
-//! `$PORT`, `$MODE` (`rr` or `shared`), `$WORKERS` and `$CONTROL` change the defaults.
+//! `$HOST` (`[::1]` or `[::]` for IPv6, in brackets), `$PORT`, `$MODE` (`rr` or `shared`), `$WORKERS`
+//! and `$CONTROL` change the defaults.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -85,7 +86,9 @@ fn main() -> ExitCode {
     let port = std::env::var("PORT").unwrap_or_else(|_| "8000".to_string());
     let mode = if std::env::var("MODE").is_ok_and(|m| m == "shared") { Mode::Shared } else { Mode::RoundRobin };
     let workers = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or_else(available_cpus);
-    let mut cluster = Cluster::new().bind(format!("127.0.0.1:{port}")).workers(workers).mode(mode);
+    // `HOST=[::1]` (brackets: IPv6) or `HOST=[::]` (dual-stack) for IPv6.
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_string());
+    let mut cluster = Cluster::new().bind(format!("{host}:{port}")).workers(workers).mode(mode);
     if let Ok(path) = std::env::var("CONTROL") {
         cluster = cluster.control(path);
     }

@@ -77,13 +77,37 @@ pub fn listen_reuseport(local: SocketAddr, backlog: i32) -> io::Result<OwnedFd> 
 fn bound(addr: SocketAddr, reuseport: bool) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
     let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    if addr.is_ipv6() {
+        // Dual-stack, as Node's `listen('::')` (libuv clears the option unless
+        // asked for `ipv6Only`), whatever `net.ipv6.bindv6only` says: `[::]`
+        // takes IPv4 clients too, as IPv4-mapped addresses. Left to the
+        // sysctl, the same `--bind` would take them on one host and refuse
+        // them on the next. (nginx's `listen [::]` sets it the other way.)
+        socket::setsockopt(&fd, sockopt::Ipv6V6Only, &false)?;
+    }
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     if reuseport {
         socket::setsockopt(&fd, sockopt::ReusePort, &true)?;
     }
     socket::setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
-    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr)).map_err(|e| explain_bind(e, addr))?;
     Ok(fd)
+}
+
+/// A bind's error, said plainly where the kernel's says nothing of why: a
+/// link-local IPv6 address (`fe80::/10`) without a scope id names no
+/// interface, and the kernel answers `EINVAL`.
+fn explain_bind(e: nix::Error, addr: SocketAddr) -> io::Error {
+    match addr {
+        SocketAddr::V6(v6) if e == nix::Error::EINVAL && v6.scope_id() == 0 && v6.ip().is_unicast_link_local() => {
+            let (ip, port) = (v6.ip(), v6.port());
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a link-local address needs its interface, as [{ip}%eth0]:{port} or by index [{ip}%2]:{port}"),
+            )
+        }
+        _ => e.into(),
+    }
 }
 
 fn start_listening(fd: OwnedFd, backlog: i32) -> io::Result<(OwnedFd, SocketAddr)> {
@@ -105,7 +129,9 @@ fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
         return Ok(SocketAddr::from((v4.ip(), v4.port())));
     }
     let v6 = local.as_sockaddr_in6().ok_or_else(|| io::Error::other("it has no IP address"))?;
-    Ok(SocketAddr::from((v6.ip(), v6.port())))
+    // With its scope id: a link-local anchor's slot listeners bind where it
+    // is, interface and all (without it, their bind fails: `EINVAL`).
+    Ok(SocketAddr::V6((*v6).into()))
 }
 
 /// Where a socket handed down must be: on `addr`'s IP, and on its port
@@ -231,5 +257,31 @@ mod tests {
         let (_, adopted) = adopt_anchor(anchor, any_port).expect("an anchor");
         assert_eq!(adopted, local);
         assert!(adopt_anchor(slot, local).is_err(), "a listening socket is no anchor");
+    }
+
+    /// `[::]` takes IPv4 clients (dual-stack) even where the host says IPv6
+    /// sockets are IPv6-only by default (`net.ipv6.bindv6only = 1`): tried in
+    /// a network namespace of a thread's own, where the sysctl is set so.
+    #[test]
+    fn an_ipv6_listener_is_dual_stack_whatever_bindv6only_says() {
+        let v6only = std::thread::spawn(|| {
+            // SAFETY: unshare takes no pointers; CLONE_NEWNET moves this
+            // thread alone (not the process) into a new network namespace.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            std::fs::write("/proc/sys/net/ipv6/bindv6only", "1").expect("the namespace's own sysctl");
+            let wildcard: SocketAddr = "[::]:0".parse().expect("an address");
+            let (fd, _) = listen(wildcard, 16).expect("listen on [::]");
+            let (anchor, local) = bind_reuseport_anchor(wildcard).expect("an anchor on [::]");
+            let slot = listen_reuseport(local, 16).expect("a slot listener on [::]");
+            Ok([fd, anchor, slot].map(|fd| socket::getsockopt(&fd, sockopt::Ipv6V6Only).expect("IPV6_V6ONLY")))
+        })
+        .join()
+        .expect("the thread in its own namespace");
+        match v6only {
+            Ok(v6only) => assert_eq!(v6only, [false; 3], "IPV6_V6ONLY of the listener, anchor, slot listener"),
+            Err(e) => eprintln!("skipped: no network namespace of its own ({e}): needs CAP_SYS_ADMIN"),
+        }
     }
 }

@@ -105,6 +105,56 @@ fn steer_load_counts_every_connection_sent_and_accepted() {
     }
 }
 
+/// On `[::]` the program places connections from `[::1]` and IPv4-mapped
+/// ones from `127.0.0.1` alike, by load: 40 held open, half of each family,
+/// split evenly (each one sent weighs on its listener until the master's
+/// next look; the kernel's hash would split them as a coin does), every
+/// one counted sent and accepted.
+#[test]
+fn steer_load_on_an_ipv6_wildcard_steers_both_families_by_load() {
+    if !may_steer() {
+        return;
+    }
+    let _one = one_at_a_time();
+    let (s, _) = two_steered_workers_with(&["--bind", "[::]:0"]);
+    let port = s.addr().port();
+    let to = [
+        std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+        std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)),
+    ];
+    const HELD: usize = 40;
+    let mut held = Vec::with_capacity(HELD);
+    for i in 0..HELD {
+        let mut c = util::Conn::connect(to[i % 2]);
+        c.get_ok();
+        held.push(c);
+    }
+    let mut stats = serde_json::Value::Null;
+    let settled = eventually(Duration::from_secs(5), || {
+        stats = s.stats();
+        stats_totals(&stats) == (HELD as u64, HELD as u64, HELD as u64)
+    });
+    assert!(settled, "{stats}");
+    let live: Vec<u64> = [1, 2].iter().map(|&id| num(&expect_worker(&stats, id), "live")).collect();
+    assert!(live[0].abs_diff(live[1]) <= 4, "held connections by worker {live:?}: {stats}");
+    let steered: u64 = [1, 2].iter().map(|&id| steer_of_key(&stats, id, "steered")).sum();
+    assert!(steered >= HELD as u64, "the program sent {steered} of {HELD}: {stats}");
+    drop(held);
+
+    // A worker stopped: what the program sent it of a burst from both
+    // families is taken from its IPv6 listener by the master and handed on.
+    let victim = num(&expect_worker(&stats, 2), "pid") as u32;
+    let listener = socket_inode(victim, 5).expect("worker 2's listener");
+    stats_when_idle(&s);
+    let (_continue, _) = stop_between_turns(victim);
+    let unanswered = burst_of_requests_to(&to, BURST);
+    assert!(unanswered.is_empty(), "with worker 2 stopped, connections went unanswered: {unanswered:?}");
+    let stats = s.stats();
+    assert!(steer_of_key(&stats, 2, "rescued") >= 1, "none of {BURST} at once sent to the stopped worker: {stats}");
+    assert_eq!(accept_queue(listener), Some(0), "its IPv6 listener's queue (/proc/net/tcp6): {stats}");
+    kill(victim, libc::SIGCONT);
+}
+
 /// Connections opened at once just after a worker stops: the program sends
 /// the stopped worker some of them before what waits there counts (its
 /// grace of a millisecond), as it would a client's in the gap.
@@ -114,9 +164,15 @@ const BURST: usize = 64;
 /// on each and reads every answer, each allowed [`CLIENT_TIMEOUT`]; the
 /// answers that were not a 200.
 fn burst_of_requests(addr: std::net::SocketAddr, n: usize) -> Vec<String> {
+    burst_of_requests_to(&[addr], n)
+}
+
+/// [`burst_of_requests`] with the connections made to each of `to` in turn.
+fn burst_of_requests_to(to: &[std::net::SocketAddr], n: usize) -> Vec<String> {
     let mut streams = Vec::with_capacity(n);
     for i in 0..n {
-        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connection {i} of the burst: {e}"));
+        let stream =
+            TcpStream::connect(to[i % to.len()]).unwrap_or_else(|e| panic!("connection {i} of the burst: {e}"));
         streams.push(stream);
     }
     let mut unanswered = Vec::new();

@@ -270,6 +270,26 @@ fn an_absolute_uri_reaches_the_route_of_its_path(backend: &str) {
     assert_eq!((origin.status, origin.body_str().as_str()), (200, "b.example\n"));
 }
 
+/// Over `[::1]`: a `Host` field and an absolute URI with an IPv6 literal
+/// reach the handler whole (`req.host()` keeps the brackets and the port)
+/// and the absolute URI its route.
+#[test]
+fn the_host_of_an_ipv6_literal_reaches_the_handler() {
+    let mut cmd = Command::new(example("router"));
+    cmd.env("HOST", "[::1]").env("PORT", "0").env("MODE", "rr").env("WORKERS", "1");
+    let s = Server::start_command(cmd, &[]);
+    assert!(s.addr().is_ipv6(), "{}", s.addr());
+    s.wait_workers_ready(1, START_TIMEOUT);
+    let port = s.addr().port();
+    let mut conn = s.connect();
+    let field = conn.request(format!("GET /host HTTP/1.1\r\nHost: [::1]:{port}\r\n\r\n").as_bytes());
+    assert_eq!((field.status, field.body_str()), (200, format!("[::1]:{port}\n")));
+    let absolute = conn.request(b"GET http://[::1]/host HTTP/1.1\r\nHost: b.example\r\n\r\n");
+    assert_eq!((absolute.status, absolute.body_str().as_str()), (200, "[::1]\n"));
+    let json = get(&mut conn, &format!("http://[::1]:{port}/json?x=1"));
+    assert_eq!((json.status, json.header("content-type")), (200, Some("application/json")));
+}
+
 #[test]
 fn an_absolute_uri_reaches_the_route_of_its_path_uring() {
     an_absolute_uri_reaches_the_route_of_its_path("uring");

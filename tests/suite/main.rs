@@ -16,6 +16,7 @@ mod balance_reuseport;
 mod balance_stall;
 mod balance_steer;
 mod balancer_config;
+mod balancer_ipv6;
 mod balancer_lifecycle;
 mod balancer_max_conns;
 mod balancer_rr;

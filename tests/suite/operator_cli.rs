@@ -181,6 +181,24 @@ fn a_bad_value_is_named_on_the_one_line() {
     let (code, line) = expect_one_line_error(&["--bind", "localhost:8080"]);
     assert_eq!(code, 2, "{line}");
     assert!(line.contains("'localhost:8080'") && line.contains("[::]:8080") && line.contains("--bind"), "{line}");
+
+    // IPv6 needs its brackets and, as IPv4, a port.
+    for portless in ["::1", "[::1]", "127.0.0.1"] {
+        let (code, line) = expect_one_line_error(&["--bind", portless]);
+        assert_eq!(code, 2, "{line}");
+        assert!(line.contains(&format!("'{portless}'")) && line.contains("[::]:8080"), "{line}");
+    }
+    // A link-local address without its interface: said so, not the
+    // kernel's bare "Invalid argument" (until 2026-12-07).
+    let (code, line) = expect_one_line_error(&["--bind", "[fe80::1]:8080", "--workers", "1"]);
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("link-local") && line.contains("[fe80::1%eth0]:8080"), "{line}");
+    // Its interface by name, as `ip` writes it, or an unknown name said so.
+    let (_, line) = expect_one_line_error(&["--bind", "[fe80::1%lo]:0", "--workers", "1"]);
+    assert!(line.contains("cannot listen on [fe80::1%1]:0"), "lo is interface 1: {line}");
+    let (code, line) = expect_one_line_error(&["--bind", "[fe80::1%ringmaster-none]:0"]);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("no interface named 'ringmaster-none'"), "{line}");
 }
 
 // --- --body escapes --------------------------------------------------------------------

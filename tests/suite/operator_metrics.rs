@@ -97,6 +97,20 @@ fn the_page_passes_promtool_and_matches_the_stats_line() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// `--metrics [::1]:0` beside `--bind [::1]:0`: the log names the endpoint
+/// in brackets (a URL a browser or Prometheus takes), and it answers there.
+#[test]
+fn the_endpoint_serves_on_ipv6_loopback() {
+    let s = Server::start(&["--bind", "[::1]:0", "--workers", "1", "--metrics", "[::1]:0"]);
+    let line = s.wait_for_log(|l| l.starts_with("metrics on http://"), START_TIMEOUT);
+    let at = metrics_addr(&s);
+    assert!(at.is_ipv6() && line == format!("metrics on http://[::1]:{}/metrics", at.port()), "{line}");
+    s.wait_workers_ready(1, START_TIMEOUT);
+    s.connect().get_ok();
+    let page = scrape(at);
+    assert!(page.contains("ringmaster_info"), "{page}");
+}
+
 #[test]
 fn one_small_request_per_connection_and_errors_for_the_rest() {
     let s = Server::start(&["--workers", "1", "--metrics", "127.0.0.1:0"]);

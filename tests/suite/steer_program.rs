@@ -44,6 +44,11 @@ struct Group {
 /// `n` listeners with the program attached, each at index = its position,
 /// with `loads`; `None` when this process may not load BPF programs.
 fn group(loads: &[u32]) -> Option<Group> {
+    group_on("127.0.0.1:0", loads)
+}
+
+/// [`group`] with listeners bound to `bind` (`[::]:0`: IPv6, dual-stack).
+fn group_on(bind: &str, loads: &[u32]) -> Option<Group> {
     let steering = match Steering::load() {
         Ok(steering) => steering,
         Err(e) if nix::unistd::geteuid().is_root() => {
@@ -54,7 +59,7 @@ fn group(loads: &[u32]) -> Option<Group> {
             return None;
         }
     };
-    let (anchor, local) = bind_reuseport_anchor("127.0.0.1:0".parse().unwrap()).expect("anchor");
+    let (anchor, local) = bind_reuseport_anchor(bind.parse().expect("an address")).expect("anchor");
     let mut group = Group { _anchor: anchor, local, listeners: Vec::new(), tallies: Vec::new(), steering };
     for (key, &load) in loads.iter().enumerate() {
         let listener = TcpListener::from(listen_reuseport(local, 1024).expect("listener"));
@@ -87,12 +92,18 @@ impl Group {
     /// Every `vanish_every`th connection ends by [`vanish`]: its client's
     /// FIN falls to the listeners.
     fn sequence(&self, n: usize, looks: bool, vanish_every: Option<usize>) -> Vec<usize> {
+        self.sequence_to(&[self.local], n, looks, vanish_every)
+    }
+
+    /// [`Group::sequence`] with the connections made to each of `to` in
+    /// turn (on a `[::]` group: `[::1]` and `127.0.0.1`, an IPv4-mapped peer).
+    fn sequence_to(&self, to: &[SocketAddr], n: usize, looks: bool, vanish_every: Option<usize>) -> Vec<usize> {
         let mut sequence = Vec::with_capacity(n);
         for i in 1..=n {
             if looks {
                 self.look();
             }
-            let client = TcpStream::connect(self.local).expect("connect");
+            let client = TcpStream::connect(to[i % to.len()]).expect("connect");
             let (listener, server) = self.accept_one();
             sequence.push(listener);
             if vanish_every.is_some_and(|every| i % every == 0) {
@@ -279,6 +290,36 @@ fn an_empty_listener_beside_a_loaded_one_gets_nearly_everything() {
     let Some(group) = group(&[100, 0]) else { return };
     let counts = group.spread(500);
     assert!(counts[1] >= 490, "{counts:?}");
+}
+
+/// On a `[::]` group the program reads IPv6 SYNs and IPv4-mapped ones alike
+/// (its packet is the TCP header, whatever the IP version): an empty
+/// listener beside a loaded one gets nearly every connection from `[::1]`
+/// and from `127.0.0.1`, where the kernel's hash would split them. Between
+/// two looks, connections of both families alternate among equals.
+#[test]
+fn an_ipv6_wildcard_group_steers_ipv6_and_ipv4_mapped_connections() {
+    let Some(mut group) = group_on("[::]:0", &[100, 0]) else { return };
+    let port = group.local.port();
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    let v4 = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    for to in [v6, v4] {
+        let mut counts = [0; 2];
+        for listener in group.sequence_to(&[to], 200, true, None) {
+            counts[listener] += 1;
+        }
+        assert!(counts[1] >= 196, "to {to}: {counts:?}");
+    }
+    group.steering.set_load(0, 0).expect("load");
+    group.look();
+    // Every tenth leaves a FIN of no connection behind it (a FIN the
+    // program must tell from a SYN in either family).
+    let sequence = group.sequence_to(&[v6, v4], 100, false, Some(10));
+    let mut lead = 0i64;
+    for (i, &listener) in sequence.iter().enumerate() {
+        lead += if listener == 0 { 1 } else { -1 };
+        assert!(lead.abs() <= 1, "after {} connections listener 0 leads by {lead}: {sequence:?}", i + 1);
+    }
 }
 
 #[test]

@@ -33,10 +33,17 @@ enum Ask {
 /// a control socket there; its workers' pids once all are ready. (The suite
 /// runs again on epoll, `scripts/test.sh`: so do these upgrades.)
 fn start_old(dir: &TempDir, mode: &str) -> (Server, Vec<u32>) {
+    start_old_with(dir, mode, &[])
+}
+
+/// [`start_old`] with `extra` arguments (`--bind [::]:0`, say).
+fn start_old_with(dir: &TempDir, mode: &str, extra: &[&str]) -> (Server, Vec<u32>) {
     let binary = dir.install();
     let control = dir.join("control.sock");
     let control = control.to_str().expect("UTF-8 path");
-    let old = Server::start_binary(&binary, &["--mode", mode, "--workers", "2", "--no-pin", "--control", control]);
+    let mut args = vec!["--mode", mode, "--workers", "2", "--no-pin", "--control", control];
+    args.extend_from_slice(extra);
+    let old = Server::start_binary(&binary, &args);
     let workers = worker_pids(&status_when(&dir.join("control.sock"), 2, |_| true));
     (old, workers)
 }
@@ -147,6 +154,39 @@ fn ctl_upgrade_under_load_in_least_mode_fails_no_request() {
 #[test]
 fn ctl_upgrade_under_load_in_reuseport_mode_fails_no_request() {
     upgrade_under_load("reuseport", Ask::Command);
+}
+
+/// `[::]` in `reuseport` mode (an anchor and a listener per slot, all
+/// IPv6, dual-stack): churn to `[::1]` and to `127.0.0.1` (IPv4-mapped)
+/// goes on through the upgrade, through the new master's workers, without
+/// one failed request.
+#[test]
+fn ctl_upgrade_of_an_ipv6_wildcard_in_reuseport_mode_fails_no_request() {
+    let dir = TempDir::new("upgrade-ipv6");
+    let control = dir.join("control.sock");
+    let (mut old, before) = start_old_with(&dir, "reuseport", &["--bind", "[::]:0"]);
+    let port = old.addr().port();
+    let to = [
+        std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+        std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)),
+    ];
+    let loads = to.map(|to| Load::start(to, 2, 1_000_000, Duration::from_secs(90), LOAD_PAUSE));
+    for load in &loads {
+        load.wait_ok(50, Duration::from_secs(10));
+    }
+    replace_by_rename(&dir.join("ringmaster"), Replacement::Binary);
+    let new_master = upgrade(&old, &control, Ask::Command);
+    check_old_master_left(&mut old);
+    let after = status_when(&control, 2, |w| w["pid"].as_u64().is_some_and(|p| !before.contains(&(p as u32))));
+    let workers = worker_pids(&after);
+    for (to, load) in to.iter().zip(loads) {
+        let answered = load.ok();
+        load.wait_ok(answered + 50, Duration::from_secs(10));
+        let (ok, failures) = load.finish();
+        let tried = ok + failures.len() as u64;
+        assert!(failures.is_empty(), "to {to}: {} of {tried} requests failed: {failures:?}", failures.len());
+    }
+    stop_new_master(&dir, new_master, &workers);
 }
 
 /// The socket inode behind fd `fd` of process `pid`.

@@ -91,7 +91,10 @@ pub struct Server {
 
 impl Server {
     /// Starts the binary with `--bind 127.0.0.1:0` followed by `args`, and waits
-    /// (at most [`START_TIMEOUT`]) for `listening on ADDR (...)`.
+    /// (at most [`START_TIMEOUT`]) for `listening on ADDR (...)`. A test that
+    /// names its own `--bind` in `args` (`[::1]:0`, say: IPv6) gets that one
+    /// alone; [`Server::addr`] is then where it listens (`[::]:0` gives `[::]:PORT`:
+    /// connect to `[::1]:PORT` or `127.0.0.1:PORT`).
     pub fn start(args: &[&str]) -> Server {
         Server::start_under(&[], args)
     }
@@ -124,7 +127,8 @@ impl Server {
     }
 
     /// [`Server::start`] with a command prepared by the caller (environment,
-    /// `pre_exec`): `--bind 127.0.0.1:0` and `args` are added here.
+    /// `pre_exec`): `--bind 127.0.0.1:0` (unless `args` name one) and `args`
+    /// are added here.
     pub fn start_command(cmd: Command, args: &[&str]) -> Server {
         let mut server = Server::launch(cmd, args);
         server.wait_listening(args);
@@ -134,7 +138,10 @@ impl Server {
     /// [`Server::start_command`] without waiting for the listening line
     /// (for a master expected to fail before it: see [`Server::wait_exit`]).
     pub fn launch(mut cmd: Command, args: &[&str]) -> Server {
-        cmd.arg("--bind").arg("127.0.0.1:0").args(args);
+        if !args.contains(&"--bind") {
+            cmd.arg("--bind").arg("127.0.0.1:0");
+        }
+        cmd.args(args);
         // The suite runs once per backend (scripts/test.sh): the harness picks it
         // unless the test names one itself.
         if let Ok(backend) = std::env::var(TEST_BACKEND) {

@@ -1,5 +1,5 @@
 //! What the kernel says about sockets: a process's socket inodes, a
-//! listener's accept queue (/proc/net/tcp), a connection's unread and
+//! listener's accept queue (/proc/net/tcp, tcp6), a connection's unread and
 //! unacknowledged bytes (sock_diag, SIOCOUTQ), and the migration counters
 //! (/proc/net/netstat).
 
@@ -18,9 +18,14 @@ pub fn socket_inodes(pid: u32) -> BTreeSet<u64> {
 }
 
 /// How many connections wait in the accept queue of the listening socket
-/// with this inode (`rx_queue` of its line in /proc/net/tcp).
+/// with this inode (`rx_queue` of its line in /proc/net/tcp, or tcp6 for an
+/// IPv6 one).
 pub fn accept_queue(inode: u64) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|path| accept_queue_in(path, inode))
+}
+
+fn accept_queue_in(path: &str, inode: u64) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
     text.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.get(9)?.parse::<u64>().ok()? != inode {
