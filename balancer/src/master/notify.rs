@@ -127,6 +127,10 @@ impl Master {
     /// or not at all: waiting for room, it could reach systemd after the new
     /// master's `READY=1`, and leave the service reloading for good.
     pub(super) fn notify_upgrading(&mut self) {
+        // Not ready yet: the new master's `READY=1` ends the start instead.
+        if !self.notified.ready {
+            return;
+        }
         let status = self.status_text();
         let message = format!("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS={status}", monotonic_usec());
         let Some(notifier) = self.notifier.as_mut() else { return };
