@@ -285,6 +285,58 @@ fn keys(message: &str) -> Vec<&str> {
     message.lines().map(|l| if state(&l) { l } else { l.split('=').next().unwrap_or(l) }).collect()
 }
 
+/// Has the kernel attach each sender's credentials to what `socket` receives
+/// (as systemd's socket does: it knows each notification's sender so).
+fn pass_credentials(socket: &NotifySocket) {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads an int of the size given from a live local.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_PASSCRED: {}", std::io::Error::last_os_error());
+}
+
+/// Every message already received, with the pid that sent it (see
+/// [`pass_credentials`]), without waiting.
+fn pending_with_senders(socket: &NotifySocket) -> Vec<(u32, String)> {
+    let mut got = Vec::new();
+    loop {
+        let mut buffer = [0u8; 4096];
+        let mut control = [0u64; 16];
+        let mut iov = libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: buffer.len() };
+        // SAFETY: a zeroed msghdr is valid; its pointers are set below to live locals.
+        let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+        header.msg_iov = &mut iov;
+        header.msg_iovlen = 1;
+        header.msg_control = control.as_mut_ptr().cast();
+        header.msg_controllen = std::mem::size_of_val(&control);
+        // SAFETY: recvmsg writes within the buffers the header names, all live here.
+        let n = unsafe { libc::recvmsg(socket.socket.as_raw_fd(), &mut header, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return got;
+        }
+        let mut sender = 0;
+        // SAFETY: the CMSG macros walk the control buffer recvmsg filled, within msg_controllen.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&header);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_CREDENTIALS {
+                    let creds: libc::ucred = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    sender = creds.pid as u32;
+                }
+                cmsg = libc::CMSG_NXTHDR(&header, cmsg);
+            }
+        }
+        got.push((sender, String::from_utf8_lossy(&buffer[..n as usize]).to_string()));
+    }
+}
+
 /// A binary upgrade under `Type=notify`, datagram by datagram: the old
 /// master says `RELOADING=1` as the new one starts; the new one says
 /// `MAINPID=` with its own pid and `READY=1` before it tells the old one;
@@ -298,6 +350,7 @@ fn an_upgrade_is_reloading_then_the_new_main_pid_ready() {
     let binary = dir.install();
     let control = dir.join("control.sock");
     let socket = NotifySocket::at_path("upgrade-sequence");
+    pass_credentials(&socket);
     let mut cmd = Command::new(&binary);
     cmd.env("NOTIFY_SOCKET", &socket.name);
     let mut old = Server::start_command(cmd, &["--workers", "1", "--no-pin", "--control", control.to_str().unwrap()]);
@@ -312,8 +365,11 @@ fn an_upgrade_is_reloading_then_the_new_main_pid_ready() {
         .and_then(|pid| pid.parse().ok())
         .unwrap_or_else(|| panic!("{out}"));
     assert!(old.wait_exit(Duration::from_secs(30)).success());
-    // Both masters have said all they will say about the upgrade.
-    let messages = socket.pending();
+    // Both masters have said all they will say about the upgrade: the old
+    // one that it reloads, the new one (not yet the main pid: hence
+    // `NotifyAccess=all`) that it is the main pid now.
+    let (senders, messages): (Vec<u32>, Vec<String>) = pending_with_senders(&socket).into_iter().unzip();
+    assert_eq!(senders, [old.pid(), new_master], "{messages:#?}");
     let shapes: Vec<Vec<&str>> = messages.iter().map(|m| keys(m)).collect();
     assert_eq!(
         shapes,
