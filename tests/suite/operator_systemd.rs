@@ -506,3 +506,56 @@ fn a_new_master_tells_the_old_one_only_once_its_main_pid_has_gone() {
     util::procs::kill(new_master, libc::SIGTERM);
     assert!(wait_gone(&[new_master], Duration::from_secs(15)).is_empty());
 }
+
+/// The test as an old master that gives up a new master just after its
+/// word (it stops): the new master gives systemd the old pid back
+/// (`MAINPID=OLD`) and stops at once. systemd's socket is full then: the
+/// new master waits for room (a bounded time) before it exits. Before, its
+/// `MAINPID=OLD` was dropped with it, and systemd, which had its
+/// `MAINPID=NEW`, took its exit for the main process's and stopped the unit
+/// under the old master.
+#[test]
+fn a_new_master_given_back_waits_for_room_for_the_old_main_pid() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::UnixStream;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let (mut ours, theirs) = UnixStream::pair().expect("a socket pair");
+    let socket = NotifySocket::at_path("given-back-full");
+    let fds = [listener.as_raw_fd(), theirs.as_raw_fd()];
+    let args = ["--bind", "127.0.0.1:0", "--workers", "1", "--no-pin"];
+    let mut child = util::upgrade::start_as_new_master(&fds, "listen=3,ready=4", &args, &socket.name);
+    drop(theirs);
+    let pid = child.0.id();
+    ours.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    let mut word = [0u8; 5];
+    ours.read_exact(&mut word).expect("the new master's ready word");
+    assert_eq!(&word, b"ready");
+    let took_over = socket.next();
+    assert_eq!(field(&took_over, "MAINPID"), Some(pid.to_string().as_str()), "{took_over:?}");
+    let filled = fill(&socket);
+    // The old master stops: it gives the upgrade up, on the channel and by signal.
+    ours.write_all(b"given up\n").expect("the word");
+    util::procs::kill(pid, libc::SIGTERM);
+    let stderr = child.0.stderr.take().expect("its stderr");
+    let mut log = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        let waiting = line.contains("notification") && line.contains("at exit");
+        log.push(line);
+        if waiting {
+            break;
+        }
+    }
+    socket.socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut messages = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = socket.socket.recv(&mut buffer) {
+        messages.push(String::from_utf8_lossy(&buffer[..n]).to_string());
+    }
+    let status = child.0.wait().expect("its exit");
+    assert!(status.success(), "{status:?}: {log:#?}");
+    let said = &messages[filled.min(messages.len())..];
+    let main = said.iter().find_map(|m| m.lines().find_map(|l| l.strip_prefix("MAINPID=")));
+    assert_eq!(main, Some(std::process::id().to_string().as_str()), "{said:?}; its log: {log:#?}");
+    assert!(!said.iter().any(|m| m.lines().any(|l| l == "STOPPING=1")), "{said:?}");
+}
