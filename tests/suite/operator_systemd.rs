@@ -265,3 +265,297 @@ fn reuseport_refuses_a_passed_socket() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--mode reuseport binds one listener per worker itself"), "{stderr}");
 }
+
+/// Fills the notify socket's queue (as a busy systemd leaves it) until it
+/// has no room; how many went.
+fn fill(socket: &NotifySocket) -> usize {
+    let filler = std::os::unix::net::UnixDatagram::unbound().expect("a socket");
+    filler.set_nonblocking(true).expect("non-blocking");
+    let mut filled = 0;
+    while filler.send_to(b"STATUS=filler", &socket.name).is_ok() {
+        filled += 1;
+        assert!(filled < 1_000_000, "the notify socket never filled");
+    }
+    filled
+}
+
+/// A message's lines, values left out where they vary (`MAINPID`, `STATUS`).
+fn keys(message: &str) -> Vec<&str> {
+    let state = |line: &&str| ["READY=1", "RELOADING=1", "STOPPING=1"].contains(line);
+    message.lines().map(|l| if state(&l) { l } else { l.split('=').next().unwrap_or(l) }).collect()
+}
+
+/// Has the kernel attach each sender's credentials to what `socket` receives
+/// (as systemd's socket does: it knows each notification's sender so).
+fn pass_credentials(socket: &NotifySocket) {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads an int of the size given from a live local.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_PASSCRED: {}", std::io::Error::last_os_error());
+}
+
+/// Every message already received, with the pid that sent it (see
+/// [`pass_credentials`]), without waiting.
+fn pending_with_senders(socket: &NotifySocket) -> Vec<(u32, String)> {
+    let mut got = Vec::new();
+    loop {
+        let mut buffer = [0u8; 4096];
+        let mut control = [0u64; 16];
+        let mut iov = libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: buffer.len() };
+        // SAFETY: a zeroed msghdr is valid; its pointers are set below to live locals.
+        let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+        header.msg_iov = &mut iov;
+        header.msg_iovlen = 1;
+        header.msg_control = control.as_mut_ptr().cast();
+        header.msg_controllen = std::mem::size_of_val(&control);
+        // SAFETY: recvmsg writes within the buffers the header names, all live here.
+        let n = unsafe { libc::recvmsg(socket.socket.as_raw_fd(), &mut header, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return got;
+        }
+        let mut sender = 0;
+        // SAFETY: the CMSG macros walk the control buffer recvmsg filled, within msg_controllen.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&header);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_CREDENTIALS {
+                    let creds: libc::ucred = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    sender = creds.pid as u32;
+                }
+                cmsg = libc::CMSG_NXTHDR(&header, cmsg);
+            }
+        }
+        got.push((sender, String::from_utf8_lossy(&buffer[..n as usize]).to_string()));
+    }
+}
+
+/// A binary upgrade under `Type=notify`, datagram by datagram: the old
+/// master says `RELOADING=1` as the new one starts; the new one says
+/// `MAINPID=` with its own pid and `READY=1` before it tells the old one;
+/// the old one says nothing more (no `STOPPING=1`: the service goes on),
+/// and the pid systemd was given is the master that serves. Before, the
+/// old master said nothing as the upgrade began: `systemctl status` said
+/// `running` throughout.
+#[test]
+fn an_upgrade_is_reloading_then_the_new_main_pid_ready() {
+    let dir = TempDir::new("notify-upgrade-sequence");
+    let binary = dir.install();
+    let control = dir.join("control.sock");
+    let socket = NotifySocket::at_path("upgrade-sequence");
+    pass_credentials(&socket);
+    let mut cmd = Command::new(&binary);
+    cmd.env("NOTIFY_SOCKET", &socket.name);
+    let mut old = Server::start_command(cmd, &["--workers", "1", "--no-pin", "--control", control.to_str().unwrap()]);
+    let ready = socket.next();
+    assert!(has(&ready, "READY=1") && !ready.iter().any(|l| l.starts_with("MAINPID=")), "{ready:?}");
+    let before = monotonic_usec();
+    let (code, out, err) = ctl(&control, &["upgrade"]);
+    assert_eq!(code, 0, "{out} {err}");
+    let new_master: u32 = out
+        .strip_prefix("ok upgraded: pid ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(old.wait_exit(Duration::from_secs(30)).success());
+    // Both masters have said all they will say about the upgrade: the old
+    // one that it reloads, the new one (not yet the main pid: hence
+    // `NotifyAccess=all`) that it is the main pid now.
+    let (senders, messages): (Vec<u32>, Vec<String>) = pending_with_senders(&socket).into_iter().unzip();
+    assert_eq!(senders, [old.pid(), new_master], "{messages:#?}");
+    let shapes: Vec<Vec<&str>> = messages.iter().map(|m| keys(m)).collect();
+    assert_eq!(
+        shapes,
+        [vec!["RELOADING=1", "MONOTONIC_USEC", "STATUS"], vec!["MAINPID", "READY=1", "STATUS"]],
+        "{messages:#?}"
+    );
+    let reloading: Vec<String> = messages[0].lines().map(str::to_string).collect();
+    let at: u64 = field(&reloading, "MONOTONIC_USEC").and_then(|u| u.parse().ok()).expect("MONOTONIC_USEC");
+    assert!(at >= before && at <= monotonic_usec(), "{at}");
+    let status = field(&reloading, "STATUS").unwrap();
+    assert!(status.starts_with(&format!("upgrading (new master pid {new_master} starting): ")), "{status}");
+    let took_over: Vec<String> = messages[1].lines().map(str::to_string).collect();
+    assert_eq!(field(&took_over, "MAINPID"), Some(new_master.to_string().as_str()));
+    assert!(field(&took_over, "STATUS").unwrap().starts_with("serving: 1 of 1 worker ready"), "{took_over:?}");
+    // MAINPID names the master that serves: its worker answers, on the
+    // control socket's word and over the listener.
+    let status = util::upgrade::status_when(&control, 1, |_| true);
+    for worker in util::upgrade::worker_pids(&status) {
+        assert_eq!(util::upgrade::parent_of(worker), Some(new_master), "{status}");
+    }
+    old.connect().get_ok();
+    let (code, out, _) = ctl(&control, &["stop"]);
+    assert_eq!((code, out.as_str()), (0, "ok stopping"));
+    assert!(has(socket.until("STOPPING=1").last().unwrap(), "STOPPING=1"));
+    assert!(wait_gone(&[new_master], Duration::from_secs(15)).is_empty());
+}
+
+/// An upgrade whose new file cannot start: `RELOADING=1`, then `READY=1`
+/// from the old master once it failed, which serves on; no `MAINPID=`.
+/// Before, systemd was told nothing either way.
+#[test]
+fn a_failed_upgrade_is_reloading_then_ready_again_with_no_new_main_pid() {
+    let dir = TempDir::new("notify-upgrade-fails");
+    let binary = dir.install();
+    let control = dir.join("control.sock");
+    let socket = NotifySocket::at_path("upgrade-fails");
+    let mut cmd = Command::new(&binary);
+    cmd.env("NOTIFY_SOCKET", &socket.name);
+    let mut old = Server::start_command(cmd, &["--workers", "1", "--no-pin", "--control", control.to_str().unwrap()]);
+    assert!(has(&socket.next(), "READY=1"));
+    replace_by_rename(&binary, Replacement::Script("#!/bin/sh\necho 'no, not today' >&2\nexit 1\n"));
+    let (code, out, _) = ctl(&control, &["upgrade"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("error: upgrade failed: "), "{out}");
+    let messages = socket.until("READY=1");
+    let joined: Vec<String> = messages.iter().map(|m| m.join("\n")).collect();
+    let shapes: Vec<Vec<&str>> = joined.iter().map(|m| keys(m)).collect();
+    assert_eq!(shapes, [vec!["RELOADING=1", "MONOTONIC_USEC", "STATUS"], vec!["READY=1", "STATUS"]], "{messages:#?}");
+    let status = field(&messages[1], "STATUS").unwrap();
+    assert!(status.starts_with("serving: 1 of 1 worker ready"), "{status}");
+    old.connect().get_ok();
+    old.signal(libc::SIGTERM);
+    assert!(old.wait_exit(Duration::from_secs(15)).success());
+    let rest = socket.pending();
+    assert!(rest.iter().all(|m| !m.contains("MAINPID=")), "{rest:?}");
+    assert!(rest.first().is_some_and(|m| m.lines().any(|l| l == "STOPPING=1")), "{rest:?}");
+}
+
+/// systemd's socket full from before a stop until the master has begun to
+/// exit: the master, with no loop left to wait in, waits for room (a
+/// bounded time) and its `STOPPING=1` and last `STATUS=` arrive. Before,
+/// they were dropped with the process.
+#[test]
+fn what_waits_for_systemd_goes_as_the_master_exits() {
+    let socket = NotifySocket::at_path("exit-flush");
+    let mut s = Server::start_command(with_notify(&socket), &["--workers", "1", "--no-pin"]);
+    assert!(has(&socket.next(), "READY=1"));
+    let filled = fill(&socket);
+    s.signal(libc::SIGTERM);
+    let exiting = s.try_wait_for_log_from(0, |l| l.contains("notification") && l.contains("at exit"), START_TIMEOUT);
+    let mut messages = Vec::new();
+    // Read as systemd would once it is free again, until the master is gone.
+    socket.socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = socket.socket.recv(&mut buffer) {
+        messages.push(String::from_utf8_lossy(&buffer[..n]).to_string());
+    }
+    assert!(s.wait_exit(Duration::from_secs(15)).success());
+    messages.extend(socket.pending());
+    let said: Vec<&String> = messages.iter().skip(filled).collect();
+    assert!(
+        said.iter().any(|m| m.lines().any(|l| l == "STOPPING=1")),
+        "STOPPING=1 never arrived ({} fillers, then {said:?}); exit line: {exiting:?}",
+        filled
+    );
+    let last = said.last().unwrap();
+    assert!(last.lines().any(|l| l.starts_with("STATUS=stopping: ")), "{said:?}");
+}
+
+/// A new master whose `MAINPID=` finds systemd's socket full holds its word
+/// to the old master until it has gone: told first, the old master drained
+/// and exited while systemd still took it for the main process, and, a
+/// `Type=notify` service whose main process exited, stopped the unit. The
+/// old master's `RELOADING=1` is said at once or not at all (said late, after
+/// the new master's `READY=1`, it would leave the service reloading).
+#[test]
+fn a_new_master_tells_the_old_one_only_once_its_main_pid_has_gone() {
+    let dir = TempDir::new("notify-upgrade-full");
+    let binary = dir.install();
+    let socket = NotifySocket::at_path("upgrade-full");
+    let mut cmd = Command::new(&binary);
+    cmd.env("NOTIFY_SOCKET", &socket.name);
+    let mut old = Server::start_command(cmd, &["--workers", "1", "--no-pin", "--shutdown-timeout", "60"]);
+    assert!(has(&socket.next(), "READY=1"));
+    let filled = fill(&socket);
+    let mark = old.log_len();
+    old.signal(libc::SIGUSR2);
+    let new_master =
+        parse_new_master(&old.wait_for_log_from(mark, |l| l.contains("new master started (pid "), IO_TIMEOUT).1)
+            .expect("the new master's pid");
+    // The new master's lines go to the same stderr.
+    let (_, held) =
+        old.wait_for_log_from(mark, |l| l.contains("is told once systemd's notify socket has room"), START_TIMEOUT);
+    assert!(
+        !old.log()[mark..].iter().any(|l| l.contains("stops accepting")),
+        "the old master handed over with MAINPID= unsent: {:?}",
+        &old.log()[mark..]
+    );
+    assert!(old.is_running(), "{held}");
+    // systemd reads its queue again.
+    let mut messages = Vec::new();
+    socket.socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buffer = [0u8; 4096];
+    while messages.len() < filled + 1 {
+        let n = socket.socket.recv(&mut buffer).expect("the new master's MAINPID=");
+        messages.push(String::from_utf8_lossy(&buffer[..n]).to_string());
+    }
+    assert!(old.wait_exit(Duration::from_secs(30)).success());
+    messages.extend(socket.pending());
+    let said: Vec<Vec<&str>> = messages[filled..].iter().map(|m| keys(m)).collect();
+    assert_eq!(said, [vec!["MAINPID", "READY=1", "STATUS"]], "{:?}", &messages[filled..]);
+    assert!(messages[filled].starts_with(&format!("MAINPID={new_master}\n")));
+    assert!(util::upgrade::running(new_master));
+    util::procs::kill(new_master, libc::SIGTERM);
+    assert!(wait_gone(&[new_master], Duration::from_secs(15)).is_empty());
+}
+
+/// The test as an old master that gives up a new master just after its
+/// word (it stops): the new master gives systemd the old pid back
+/// (`MAINPID=OLD`) and stops at once. systemd's socket is full then: the
+/// new master waits for room (a bounded time) before it exits. Before, its
+/// `MAINPID=OLD` was dropped with it, and systemd, which had its
+/// `MAINPID=NEW`, took its exit for the main process's and stopped the unit
+/// under the old master.
+#[test]
+fn a_new_master_given_back_waits_for_room_for_the_old_main_pid() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::UnixStream;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let (mut ours, theirs) = UnixStream::pair().expect("a socket pair");
+    let socket = NotifySocket::at_path("given-back-full");
+    let fds = [listener.as_raw_fd(), theirs.as_raw_fd()];
+    let args = ["--bind", "127.0.0.1:0", "--workers", "1", "--no-pin"];
+    let mut child = util::upgrade::start_as_new_master(&fds, "listen=3,ready=4", &args, &socket.name);
+    drop(theirs);
+    let pid = child.0.id();
+    ours.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    let mut word = [0u8; 5];
+    ours.read_exact(&mut word).expect("the new master's ready word");
+    assert_eq!(&word, b"ready");
+    let took_over = socket.next();
+    assert_eq!(field(&took_over, "MAINPID"), Some(pid.to_string().as_str()), "{took_over:?}");
+    let filled = fill(&socket);
+    // The old master stops: it gives the upgrade up, on the channel and by signal.
+    ours.write_all(b"given up\n").expect("the word");
+    util::procs::kill(pid, libc::SIGTERM);
+    let stderr = child.0.stderr.take().expect("its stderr");
+    let mut log = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        let waiting = line.contains("notification") && line.contains("at exit");
+        log.push(line);
+        if waiting {
+            break;
+        }
+    }
+    socket.socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut messages = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = socket.socket.recv(&mut buffer) {
+        messages.push(String::from_utf8_lossy(&buffer[..n]).to_string());
+    }
+    let status = child.0.wait().expect("its exit");
+    assert!(status.success(), "{status:?}: {log:#?}");
+    let said = &messages[filled.min(messages.len())..];
+    let main = said.iter().find_map(|m| m.lines().find_map(|l| l.strip_prefix("MAINPID=")));
+    assert_eq!(main, Some(std::process::id().to_string().as_str()), "{said:?}; its log: {log:#?}");
+    assert!(!said.iter().any(|m| m.lines().any(|l| l == "STOPPING=1")), "{said:?}");
+}

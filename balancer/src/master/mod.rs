@@ -120,6 +120,9 @@ pub fn run_master(config: MasterConfig) -> Result<()> {
         master.print_stats();
         master.log_handed_over();
     }
+    // What still waits for room in systemd's socket (the `STOPPING=1`, the
+    // last `STATUS=`): the loop that would have sent it at a tick is over.
+    master.finish_notifying();
     crate::log::sink::finish(EXIT_FLUSH);
     served?;
     match master.cannot_start.take() {

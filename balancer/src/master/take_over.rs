@@ -28,9 +28,26 @@ impl Master {
         if self.given_up_before_ready() {
             return self.stop_given_up_before_ready();
         }
+        if self.upgrades.takeover.is_none() {
+            return Ok(());
+        }
+        // systemd first: the old master, once told, drains and exits, and
+        // systemd must know by then that this one is the main process. A
+        // `MAINPID=` still waiting for room holds the word back (a tick with
+        // room sends it; the old master's `--shutdown-timeout` bounds this).
+        self.notify_took_over();
+        if !self.main_pid_sent() {
+            if !self.upgrades.held_for_systemd {
+                self.upgrades.held_for_systemd = true;
+                crate::log!(warn:
+                    "upgrade: every worker is ready; the old master is told once systemd's notify socket has room for \
+                     MAINPID="
+                );
+            }
+            return Ok(());
+        }
         let Some(takeover) = self.upgrades.takeover.take() else { return Ok(()) };
         let (from, me) = (takeover.from, std::process::id());
-        self.notify_took_over();
         match takeover.report_ready() {
             Ok(()) => {
                 self.upgrades.took_over_from = Some((from, started_at(from)));
@@ -114,6 +131,7 @@ impl Master {
             "upgrade: the old master (pid {from}) gave this one up before it was ready: stopping {}",
             counted(running, "worker")
         );
+        self.notify_nothing_more();
         self.stop_now()
     }
 

@@ -53,6 +53,9 @@ pub(super) struct Upgrades {
     /// pid, and when it started (so that a later process given the same pid
     /// is not taken for it).
     pub(super) took_over_from: Option<(u32, Option<u64>)>,
+    /// As a new master every worker of which is ready: its word to the old
+    /// master waits for systemd's socket (`MAINPID=` first), said once.
+    pub(super) held_for_systemd: bool,
     /// As a new master that told its old master it is ready: the channel,
     /// until what the old master did with the word is known.
     pub(super) told: Option<Takeover>,
@@ -241,6 +244,7 @@ impl Master {
         self.reactor.poll_readable(started.channel.fd(), Op::UpgradeChannel.token(0, self.upgrades.attempts))?;
         let phase = Phase::Starting { channel: Some(started.channel), deadline: Instant::now() + timeout };
         self.upgrades.successor = Some(Successor { pid: started.pid, speaker: None, phase, requester, reaped: false });
+        self.notify_upgrading();
         Ok(None)
     }
 
@@ -420,6 +424,7 @@ impl Master {
                         "upgrade: stopping before every worker was ready: the old master (pid {}) keeps serving",
                         takeover.from
                     );
+                    self.notify_nothing_more();
                 }
             } else if self.all_workers_ready() {
                 self.report_ready()?;

@@ -5,8 +5,11 @@
 //! socket has no room for (systemd busy, its queue full) waits, and goes at
 //! the next tick that finds room, in order; at most [`MAX_WAITING`] wait,
 //! and past that the oldest that changes no state (`STATUS=`, `WATCHDOG=1`)
-//! is dropped first, said once. With `WatchdogSec=` the master also pings
-//! `WATCHDOG=1` at half the interval.
+//! is dropped first, said once. A process that stops speaking for the
+//! service (it exits, or hands the service over) has no later tick: what
+//! still waits then gets [`FLUSH_WITHIN`] of blocking sends, the only time a
+//! send here blocks. With `WatchdogSec=` the master also pings `WATCHDOG=1`
+//! at half the interval.
 
 use std::collections::VecDeque;
 use std::io;
@@ -23,6 +26,11 @@ pub const ENV_WATCHDOG_PID: &str = "WATCHDOG_PID";
 
 /// Most messages that wait for room in the notify socket.
 pub const MAX_WAITING: usize = 8;
+
+/// How long what still waits gets when the notifier is dropped (the
+/// process exits, or stops speaking for the service): it has no loop to
+/// wait in any more.
+pub const FLUSH_WITHIN: Duration = Duration::from_millis(500);
 
 /// The lines that change what systemd thinks of the service: a message with
 /// one is the last to be dropped.
@@ -94,6 +102,90 @@ impl Notifier {
         self.send_waiting();
     }
 
+    /// Sends `message` now, if nothing waits and the socket has room: said
+    /// later it would be wrong (another process may have spoken since).
+    /// Whether it went.
+    pub fn send_now_or_never(&mut self, message: &str) -> bool {
+        if !self.waiting.is_empty() {
+            return false;
+        }
+        match self.socket.send_to_addr(message.as_bytes(), &self.to) {
+            Ok(_) => true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(e) => {
+                self.failed(message, &e);
+                false
+            }
+        }
+    }
+
+    /// Some message waits for room.
+    pub fn waits(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Sends what waits, blocking up to `within` for room in all; what has
+    /// no room by then is dropped, said. For a process that stops speaking
+    /// for the service (dropped: [`FLUSH_WITHIN`]): it has no later tick.
+    pub fn flush(&mut self, within: Duration) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let count = self.waiting.len();
+        crate::log!(warn:
+            "systemd's notify socket is full: waiting up to {:.1} s for room for {} at exit",
+            within.as_secs_f64(),
+            crate::log::counted(count, "notification")
+        );
+        let deadline = Instant::now() + within;
+        // A blocking send to a datagram socket whose queue is full waits
+        // for room, up to the send timeout.
+        if let Err(e) = self.socket.set_nonblocking(false) {
+            crate::log!(warn: "cannot wait for room in systemd's notify socket: {e}");
+        }
+        while let Some(message) = self.waiting.front() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.socket.set_write_timeout(Some(left)).is_err() {
+                break;
+            }
+            match self.socket.send_to_addr(message.as_bytes(), &self.to) {
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let message = message.clone();
+                    self.failed(&message, &e);
+                }
+            }
+            self.waiting.pop_front();
+        }
+        let _ = self.socket.set_nonblocking(true);
+        if let Some(first) = self.waiting.front().and_then(|m| m.lines().next()) {
+            crate::log!(warn:
+                "systemd's notify socket stayed full: {} dropped at exit, the first {first}...",
+                crate::log::counted(self.waiting.len(), "notification")
+            );
+        }
+        self.waiting.clear();
+    }
+
+    /// Drops what waits without sending it (said, if anything does): said
+    /// late, it would undo what another process has told systemd since.
+    pub fn discard(mut self, why: &str) {
+        if let Some(first) = self.waiting.front().and_then(|m| m.lines().next()) {
+            crate::log!(
+                "not sending {} still waiting for systemd's notify socket ({first}...): {why}",
+                crate::log::counted(self.waiting.len(), "notification")
+            );
+        }
+        self.waiting.clear();
+    }
+
     /// Each tick: what waits for room goes, if there is room now; and the
     /// watchdog is pinged if that is due.
     pub fn on_tick(&mut self, now: Instant) {
@@ -149,6 +241,13 @@ impl Notifier {
             let first = message.lines().next().unwrap_or_default();
             crate::log!(warn: "cannot notify systemd ({first}...): {e}");
         }
+    }
+}
+
+impl Drop for Notifier {
+    /// What still waits goes now, or within [`FLUSH_WITHIN`].
+    fn drop(&mut self) {
+        self.flush(FLUSH_WITHIN);
     }
 }
 
@@ -277,6 +376,79 @@ mod tests {
         let mut expected = vec!["READY=1".to_string()];
         expected.extend((3..MAX_WAITING + 2).map(|n| format!("STATUS={n}")));
         assert_eq!(got, expected, "the newest statuses after READY=1");
+    }
+
+    /// Fills `to`'s queue from `socket` until it has no room; how many went.
+    fn fill(socket: &UnixDatagram, to: &SocketAddr) -> usize {
+        socket.set_nonblocking(true).expect("nonblocking");
+        let mut filled = 0;
+        while socket.send_to_addr(b"STATUS=filler", to).is_ok() {
+            filled += 1;
+            assert!(filled < 1_000_000, "the socket never filled");
+        }
+        filled
+    }
+
+    /// Dropped (the master exits, or stops speaking for the service), the
+    /// notifier waits a bounded time for room for what waits: it has no
+    /// later tick. Before, what waited was lost: a `STOPPING=1`, a new
+    /// master's `MAINPID=` giving the service back to the old master.
+    #[test]
+    fn what_waits_goes_when_the_notifier_is_dropped_once_there_is_room() {
+        let name = format!("ringmaster-notify-drop-{}", std::process::id());
+        let receiver =
+            UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).expect("addr")).expect("bind");
+        let to = socket_address(&format!("@{name}")).expect("address");
+        let socket = UnixDatagram::unbound().expect("socket");
+        let filled = fill(&socket, &to);
+        let mut notifier = Notifier::new(socket, to, None);
+        notifier.send("STOPPING=1\nSTATUS=stopping");
+        notifier.send("STATUS=stopping: 0 left");
+        let reader = std::thread::spawn(move || {
+            // Room once the drop waits: systemd reads its queue.
+            std::thread::sleep(Duration::from_millis(50));
+            receiver.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            let mut buffer = [0u8; 256];
+            let mut got = Vec::new();
+            while got.len() < filled + 2 {
+                let Ok(n) = receiver.recv(&mut buffer) else { break };
+                got.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
+            }
+            got
+        });
+        let began = Instant::now();
+        drop(notifier);
+        let waited = began.elapsed();
+        let got = reader.join().expect("the reader");
+        assert_eq!(&got[filled.min(got.len())..], ["STOPPING=1\nSTATUS=stopping", "STATUS=stopping: 0 left"]);
+        assert!(waited < FLUSH_WITHIN + Duration::from_millis(200), "bounded: {waited:?}");
+    }
+
+    /// With no room at all, the drop gives up after [`FLUSH_WITHIN`]; a
+    /// discarded notifier sends nothing and does not wait.
+    #[test]
+    fn a_drop_waits_at_most_its_bound_and_a_discard_not_at_all() {
+        let name = format!("ringmaster-notify-never-{}", std::process::id());
+        let receiver =
+            UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).expect("addr")).expect("bind");
+        let to = socket_address(&format!("@{name}")).expect("address");
+        let socket = UnixDatagram::unbound().expect("socket");
+        let filled = fill(&socket, &to);
+        let mut notifier = Notifier::new(socket, to.clone(), None);
+        notifier.send("STOPPING=1");
+        let began = Instant::now();
+        drop(notifier);
+        let waited = began.elapsed();
+        assert!(waited >= FLUSH_WITHIN && waited < FLUSH_WITHIN * 3, "{waited:?}");
+        let socket = UnixDatagram::unbound().expect("socket");
+        socket.set_nonblocking(true).expect("nonblocking");
+        let mut notifier = Notifier::new(socket, to, None);
+        notifier.send("RELOADING=1");
+        assert!(notifier.waits());
+        let began = Instant::now();
+        notifier.discard("a test");
+        assert!(began.elapsed() < Duration::from_millis(100));
+        assert_eq!(read_all(&receiver).len(), filled, "nothing but the filler");
     }
 
     #[test]
