@@ -94,6 +94,15 @@ impl LazyBytes {
     }
 }
 
+impl LazyBytes {
+    /// The first byte, as a raw pointer made without a reference to the
+    /// buffer: pointers taken from it earlier stay valid (a `&mut [u8]` over
+    /// the whole buffer would end them; see `conn::OutBuf`).
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+}
+
 impl Deref for LazyBytes {
     type Target = [u8];
 

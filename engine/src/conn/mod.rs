@@ -10,6 +10,7 @@
 //! carrying `Connection: close`, and the header, body, idle and linger timers.
 
 mod assembly;
+mod out_buf;
 mod outgoing;
 mod replies;
 #[cfg(test)]
@@ -19,6 +20,7 @@ pub use outgoing::Outgoing;
 pub use replies::ReplyQueue;
 
 use self::assembly::Assembly;
+pub use self::out_buf::OutBuf;
 use crate::answer::{answer, Answering, Framing, CLOSE, KEEP_ALIVE};
 use crate::http::{Limits, Reply, RequestParser, Step};
 use crate::response::Responses;
@@ -168,7 +170,7 @@ pub struct Context<'a> {
     /// How requests are answered: preformatted pages or the handler.
     pub answering: Answering<'a>,
     /// This connection's output buffer (a handler's framed responses).
-    pub out: &'a mut [u8],
+    pub out: OutBuf<'a>,
     /// `--health-path`: a `GET` of it is answered here, ahead of any handler.
     pub health_path: Option<&'a [u8]>,
     /// The worker serves and its master has not marked it a lame duck: the
@@ -542,7 +544,7 @@ impl Connection {
         if self.settle_until.is_some_and(|until| until <= ctx.now) {
             // Draining, and nothing more came: the last answer closes.
             self.settle_until = None;
-            self.close_after_last_answer(ctx.out);
+            self.close_after_last_answer(&mut ctx.out);
             return;
         }
         match (self.phase, self.timer) {
@@ -623,7 +625,7 @@ impl Connection {
             return None;
         }
         if !self.outgoing.is_pending()
-            && !self.outgoing.fill(&mut self.replies, ctx.responses, ctx.out, &mut self.out_sent)
+            && !self.outgoing.fill(&mut self.replies, ctx.responses, &ctx.out, &mut self.out_sent)
         {
             return None;
         }
@@ -782,7 +784,8 @@ impl Connection {
         // can still close the connection if it turns out the last.
         let framing = if ctx.draining && framing == Framing::KeepAlive { Framing::KeepAliveField } else { framing };
         let date = ctx.responses.date();
-        let out = &mut ctx.out[self.out_len..];
+        let room = self.out_len..ctx.out.len();
+        let out = ctx.out.slice_mut(room);
         let result = match (between, in_place, self.assembly) {
             (true, _, _) => {
                 answer(dynamic.handler, dynamic.scratch, &input[start..at], &[], head_only, framing, date, out)
@@ -873,7 +876,7 @@ impl Connection {
     /// partial request, the last queued answer carries `Connection: close`
     /// and the connection closes after it: every request the client sent is
     /// answered, and the client learns not to send more.
-    fn close_after_last_answer(&mut self, out: &mut [u8]) {
+    fn close_after_last_answer(&mut self, out: &mut OutBuf<'_>) {
         let settled = self.phase == Phase::Reading && self.carry_len == 0 && self.parser.between_requests();
         if settled && (self.replies.close_last() || self.close_last_handler_answer(out)) {
             self.phase = Phase::Finishing { linger: true };
@@ -885,14 +888,16 @@ impl Connection {
     /// line, the body: the end of the output buffer) back by the difference.
     /// False when the last reply queued is not such an answer. Its bytes are
     /// still unsent: a run is taken for sending whole, and this one is queued.
-    fn close_last_handler_answer(&mut self, out: &mut [u8]) -> bool {
+    fn close_last_handler_answer(&mut self, out: &mut OutBuf<'_>) -> bool {
         let Some(at) = self.keep_alive_at.take() else { return false };
         if !self.replies.last_is_dynamic() {
             return false;
         }
-        debug_assert_eq!(&out[at..at + KEEP_ALIVE.len()], KEEP_ALIVE);
-        out[at..at + CLOSE.len()].copy_from_slice(CLOSE);
-        out.copy_within(at + KEEP_ALIVE.len()..self.out_len, at + CLOSE.len());
+        // From the field to the end of what is written: none of it is sent yet.
+        let out = out.slice_mut(at..self.out_len);
+        debug_assert_eq!(&out[..KEEP_ALIVE.len()], KEEP_ALIVE);
+        out[..CLOSE.len()].copy_from_slice(CLOSE);
+        out.copy_within(KEEP_ALIVE.len().., CLOSE.len());
         let shorter = KEEP_ALIVE.len() - CLOSE.len();
         self.out_len -= shorter;
         self.replies.shorten_last(shorter);

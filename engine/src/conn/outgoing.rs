@@ -7,6 +7,7 @@
 //! a body: [`Outgoing::advance`] moves over slices alike.
 
 use super::replies::{Queued, ReplyQueue};
+use super::OutBuf;
 use crate::response::{PageHold, Responses};
 
 /// Most slices in one send.
@@ -39,7 +40,7 @@ impl Outgoing {
         &mut self,
         queue: &mut ReplyQueue,
         responses: &mut Responses,
-        out: &[u8],
+        out: &OutBuf<'_>,
         out_sent: &mut usize,
     ) -> bool {
         self.first = 0;
@@ -81,7 +82,7 @@ impl Outgoing {
                     self.answers += copies as u32;
                     let start = *out_sent;
                     *out_sent += dynamic_bytes;
-                    &out[start..start + dynamic_bytes]
+                    out.slice(start..start + dynamic_bytes)
                 }
             };
             self.push(bytes);
@@ -167,7 +168,7 @@ mod tests {
         queue.push(Reply::Head);
         let mut responses = Responses::new(b"hello world\n", SystemTime::now()).expect("replies");
         let mut out = Outgoing::new();
-        assert!(out.fill(&mut queue, &mut responses, &[], &mut 0));
+        assert!(out.fill(&mut queue, &mut responses, &OutBuf::empty(), &mut 0));
         // 100 = 32 + 32 + 32 + 4, then the HEAD: five slices.
         assert_eq!(out.count, 5);
         let one = responses.len_of(Reply::Ok);
@@ -183,7 +184,7 @@ mod tests {
         queue.push(Reply::Head);
         let mut responses = Responses::new(b"x", SystemTime::now()).expect("replies");
         let mut out = Outgoing::new();
-        assert!(out.fill(&mut queue, &mut responses, &[], &mut 0));
+        assert!(out.fill(&mut queue, &mut responses, &OutBuf::empty(), &mut 0));
         let first = responses.len_of(Reply::Ok);
         assert!(!out.advance(first + 3));
         assert_eq!(out.first, 1);
@@ -202,7 +203,7 @@ mod tests {
             queue.push(Reply::Ok);
         }
         let mut out = Outgoing::new();
-        assert!(out.fill(&mut queue, &mut responses, &[], &mut 0));
+        assert!(out.fill(&mut queue, &mut responses, &OutBuf::empty(), &mut 0));
         // The HEAD, then 7 copies of two slices each; the 8th needs two, one is left.
         assert_eq!(out.count, MAX_IOVECS - 1);
         assert_eq!(out.answers, 8);
@@ -220,7 +221,7 @@ mod tests {
         assert_eq!(out.single_slice(), None);
         assert!(out.advance(out.remaining));
         assert_eq!(out.finish(&mut responses), 8);
-        assert!(out.fill(&mut queue, &mut responses, &[], &mut 0));
+        assert!(out.fill(&mut queue, &mut responses, &OutBuf::empty(), &mut 0));
         assert_eq!((out.count, out.answers), (6, 3));
         assert!(queue.is_empty());
         out.finish(&mut responses);

@@ -42,15 +42,18 @@ struct World {
 
 impl World {
     fn ctx(&mut self) -> Context<'_> {
-        let (answering, out): (Answering<'_>, &mut [u8]) = match &mut self.dynamic {
-            None => (Answering::Fixed, &mut []),
+        let (answering, out): (Answering<'_>, OutBuf<'_>) = match &mut self.dynamic {
+            None => (Answering::Fixed, OutBuf::empty()),
             Some(parts) => (
                 Answering::Dynamic(Dynamic {
                     handler: &mut parts.handler,
                     scratch: &mut parts.scratch,
                     bodies: &mut parts.bodies,
                 }),
-                &mut parts.out,
+                // SAFETY: the vector's bytes, borrowed with `self`; its raw
+                // pointer is made without a reference (`Vec::as_mut_ptr`), so
+                // the slices an earlier call gave a send stay valid.
+                unsafe { OutBuf::from_raw(parts.out.as_mut_ptr(), parts.out.len()) },
             ),
         };
         Context {

@@ -23,7 +23,7 @@ use super::{Origin, Sources, CARRY_MIN};
 use crate::answer::{Answering, BodyPool, Dynamic, ResponseScratch, FIELDS as RESPONSE_FIELDS};
 use crate::channel::{Acks, Message};
 use crate::config::EngineConfig;
-use crate::conn::{Connection, Context, Timeouts};
+use crate::conn::{Connection, Context, OutBuf, Timeouts};
 use crate::handler::Handler;
 use crate::http::Limits;
 use crate::lazy_bytes::LazyBytes;
@@ -309,6 +309,12 @@ impl<'a> Core<'a> {
                 bodies: &mut self.bodies,
             })
         };
+        assert!(out_base + self.out_cap <= self.out.len(), "slot {slot} is past the output buffers");
+        // SAFETY: the slot's output buffer, inside the mapping (checked),
+        // which lives as long as `self`, borrowed for the context's life; no
+        // reference into it is made elsewhere: a send in flight from it reads
+        // through slices an earlier context's `OutBuf` gave.
+        let out = unsafe { OutBuf::from_raw(self.out.as_mut_ptr().add(out_base), self.out_cap) };
         let context = Context {
             now: self.now,
             limits: self.limits,
@@ -316,7 +322,7 @@ impl<'a> Core<'a> {
             responses: &mut self.responses,
             draining: self.draining,
             answering,
-            out: &mut self.out[out_base..out_base + self.out_cap],
+            out,
             health_path: self.config.health_path.as_deref().map(str::as_bytes),
             healthy: !self.draining && !self.counters.is_lame_duck(),
         };
