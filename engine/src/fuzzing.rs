@@ -9,8 +9,9 @@
 
 use std::time::SystemTime;
 
-use crate::answer::{Answering, BodyPool, Dynamic, ResponseScratch};
-use crate::conn::{Connection, Context, OutBuf, Timeouts};
+use crate::answer::{BodyPool, ResponseScratch};
+use crate::conn::lent::{lend, DynamicParts};
+use crate::conn::{Connection, Context, Timeouts};
 use crate::handler::{Handler, Request, Response};
 use crate::http::Limits;
 use crate::response::Responses;
@@ -45,19 +46,12 @@ pub struct Setup {
     pub body_buffers: usize,
 }
 
-struct DynamicParts {
-    handler: EchoBody,
-    scratch: ResponseScratch,
-    bodies: BodyPool,
-    out: Vec<u8>,
-}
-
 /// One connection and the worker around it.
 pub struct Sim {
     conn: Connection,
     carry: Vec<u8>,
     responses: Responses,
-    dynamic: Option<DynamicParts>,
+    dynamic: Option<DynamicParts<EchoBody>>,
     limits: Limits,
     /// The clock, in milliseconds.
     pub now: u64,
@@ -106,20 +100,7 @@ impl Sim {
     }
 
     fn parts(&mut self) -> (&mut Connection, &mut [u8], Context<'_>) {
-        let (answering, out): (Answering<'_>, OutBuf<'_>) = match &mut self.dynamic {
-            None => (Answering::Fixed, OutBuf::empty()),
-            Some(parts) => (
-                Answering::Dynamic(Dynamic {
-                    handler: &mut parts.handler,
-                    scratch: &mut parts.scratch,
-                    bodies: &mut parts.bodies,
-                }),
-                // SAFETY: the vector's bytes, borrowed with `self`; its raw
-                // pointer is made without a reference (`Vec::as_mut_ptr`), so
-                // the slices an earlier call gave a send stay valid.
-                unsafe { OutBuf::from_raw(parts.out.as_mut_ptr(), parts.out.len()) },
-            ),
-        };
+        let (answering, out) = lend(self.dynamic.as_mut());
         let ctx = Context {
             now: self.now,
             limits: self.limits,

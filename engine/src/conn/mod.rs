@@ -10,6 +10,8 @@
 //! carrying `Connection: close`, and the header, body, idle and linger timers.
 
 mod assembly;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod lent;
 mod out_buf;
 mod outgoing;
 mod replies;

@@ -3,8 +3,9 @@
 
 use std::time::SystemTime;
 
+use super::lent::{lend, DynamicParts};
 use super::*;
-use crate::answer::{BodyPool, Dynamic, ResponseScratch};
+use crate::answer::{BodyPool, ResponseScratch};
 use crate::handler::{Handler, Request, Response};
 use crate::test_rng::Rng;
 
@@ -23,39 +24,18 @@ impl Handler for Echo {
     }
 }
 
-/// What a worker answering with a handler has besides its connections.
-struct DynamicParts {
-    handler: Echo,
-    scratch: ResponseScratch,
-    bodies: BodyPool,
-    out: Vec<u8>,
-}
-
 /// Everything around a connection: what a worker would lend it.
 struct World {
     responses: Responses,
     now: u64,
     draining: bool,
-    dynamic: Option<DynamicParts>,
+    dynamic: Option<DynamicParts<Echo>>,
     health_path: Option<&'static [u8]>,
 }
 
 impl World {
     fn ctx(&mut self) -> Context<'_> {
-        let (answering, out): (Answering<'_>, OutBuf<'_>) = match &mut self.dynamic {
-            None => (Answering::Fixed, OutBuf::empty()),
-            Some(parts) => (
-                Answering::Dynamic(Dynamic {
-                    handler: &mut parts.handler,
-                    scratch: &mut parts.scratch,
-                    bodies: &mut parts.bodies,
-                }),
-                // SAFETY: the vector's bytes, borrowed with `self`; its raw
-                // pointer is made without a reference (`Vec::as_mut_ptr`), so
-                // the slices an earlier call gave a send stay valid.
-                unsafe { OutBuf::from_raw(parts.out.as_mut_ptr(), parts.out.len()) },
-            ),
-        };
+        let (answering, out) = lend(self.dynamic.as_mut());
         Context {
             now: self.now,
             limits: Limits { max_header: 8192, max_body: 1 << 20 },
@@ -100,7 +80,7 @@ impl Harness {
         }))
     }
 
-    fn with(dynamic: Option<DynamicParts>) -> Harness {
+    fn with(dynamic: Option<DynamicParts<Echo>>) -> Harness {
         let mut conn = Connection::new();
         conn.open(1_000, &TIMEOUTS);
         Harness {
