@@ -10,7 +10,7 @@
 use std::time::SystemTime;
 
 use crate::answer::{BodyPool, ResponseScratch};
-use crate::conn::lent::{lend, DynamicParts};
+use crate::conn::lent::{gathered, lend, DynamicParts};
 use crate::conn::{Connection, Context, Timeouts};
 use crate::handler::{Handler, Request, Response};
 use crate::http::Limits;
@@ -144,17 +144,10 @@ impl Sim {
         }
         let (conn, _, mut ctx) = self.parts();
         let header = conn.poll_send(&mut ctx)?;
-        let mut bytes = Vec::new();
-        // SAFETY: the header and its iovecs point into the connection, the
-        // replies and the output buffer, all alive and unchanged until the
-        // send is handled.
-        unsafe {
-            let header = &*header;
-            for i in 0..header.msg_iovlen {
-                let iov = &*header.msg_iov.add(i);
-                bytes.extend_from_slice(std::slice::from_raw_parts(iov.iov_base.cast::<u8>(), iov.iov_len));
-            }
-        }
+        // SAFETY: poll_send's header, its iovecs into the connection, the
+        // pages and the output buffer, all alive and unchanged until the send
+        // is handled.
+        let bytes = unsafe { gathered(header) };
         self.in_flight = Some(bytes);
         self.in_flight.as_deref()
     }

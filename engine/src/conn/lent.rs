@@ -33,3 +33,22 @@ pub(crate) fn lend<H: Handler>(parts: Option<&mut DynamicParts<H>>) -> (Answerin
         ),
     }
 }
+
+/// The bytes a send's `header` names, gathered as the kernel would read them.
+///
+/// # Safety
+/// `header` and its iovecs point into the connection, the response pages and
+/// the output buffer, all alive and unchanged for the call (as
+/// [`super::Connection::poll_send`] leaves them until the send is handled).
+pub(crate) unsafe fn gathered(header: *const libc::msghdr) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    // SAFETY: as the caller promises.
+    unsafe {
+        let header = &*header;
+        for i in 0..header.msg_iovlen {
+            let iov = &*header.msg_iov.add(i);
+            bytes.extend_from_slice(std::slice::from_raw_parts(iov.iov_base.cast::<u8>(), iov.iov_len));
+        }
+    }
+    bytes
+}

@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use super::lent::{lend, DynamicParts};
+use super::lent::{gathered, lend, DynamicParts};
 use super::*;
 use crate::answer::{BodyPool, ResponseScratch};
 use crate::handler::{Handler, Request, Response};
@@ -113,17 +113,10 @@ impl Harness {
     fn start_send(&mut self) -> Option<Vec<u8>> {
         self.sync();
         let header = self.conn.poll_send(&mut self.world.ctx())?;
-        let mut bytes = Vec::new();
-        // SAFETY: the header and its iovecs point into the connection, the
-        // response pages and the output buffer, all alive and unchanged until
-        // the send is handled.
-        unsafe {
-            let header = &*header;
-            for i in 0..header.msg_iovlen {
-                let iov = &*header.msg_iov.add(i);
-                bytes.extend_from_slice(std::slice::from_raw_parts(iov.iov_base.cast::<u8>(), iov.iov_len));
-            }
-        }
+        // SAFETY: poll_send's header, its iovecs into the connection, the
+        // pages and the output buffer, all alive and unchanged until the send
+        // is handled.
+        let bytes = unsafe { gathered(header) };
         Some(bytes)
     }
 
