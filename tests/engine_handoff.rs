@@ -105,6 +105,20 @@ fn hand_over(master_end: &OwnedFd, listener: &TcpListener, message: &mut Message
 /// (`ENOMEM`, or `ENOSPC` at the user's watch limit; `EPERM` here, for a
 /// file, which cannot be polled) ended the worker and every connection in it.
 fn a_descriptor_the_worker_cannot_watch_is_declined(backend: Backend) {
+    let file = std::fs::File::open(std::env::current_exe().expect("test binary")).expect("open a file");
+    serves_on_after(
+        backend,
+        |master_end, message| {
+            send_blocking(master_end.as_fd(), message, Tag::Connections, &[file.as_raw_fd()]).expect("hand over")
+        },
+        || {},
+    );
+}
+
+/// A worker serving a handed connection is sent what `broken` sends; a
+/// connection handed after it is served, and the first is served on; then
+/// `check` runs, the worker still running.
+fn serves_on_after(backend: Backend, broken: impl FnOnce(&OwnedFd, &mut Message), check: impl FnOnce()) {
     let (master_end, worker_end) = channel_pair().expect("channel");
     let worker = start_worker(backend, worker_end);
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -112,12 +126,12 @@ fn a_descriptor_the_worker_cannot_watch_is_declined(backend: Backend) {
     let (mut first, _first_copy) = hand_over(&master_end, &listener, &mut message);
     assert!(ask(&mut first).starts_with("HTTP/1.1 200"), "the first connection is served");
 
-    let file = std::fs::File::open(std::env::current_exe().expect("test binary")).expect("open a file");
-    send_blocking(master_end.as_fd(), &mut message, Tag::Connections, &[file.as_raw_fd()]).expect("hand over");
+    broken(&master_end, &mut message);
 
     let (mut second, _second_copy) = hand_over(&master_end, &listener, &mut message);
     assert!(ask(&mut second).starts_with("HTTP/1.1 200"), "a connection handed after it is served");
     assert!(ask(&mut first).starts_with("HTTP/1.1 200"), "the connection held before it is served on");
+    check();
     drop(master_end);
     worker.stop();
 }
@@ -164,25 +178,19 @@ fn send_no_bytes_with(channel: &OwnedFd, fd: std::os::fd::BorrowedFd<'_>) {
 /// nothing, stayed open in the worker for good. It is closed now, and the
 /// worker serves on.
 fn a_message_of_no_bytes_is_no_end(backend: Backend) {
-    let (master_end, worker_end) = channel_pair().expect("channel");
-    let worker = start_worker(backend, worker_end);
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let mut message = Message::new();
-    let (mut first, _first_copy) = hand_over(&master_end, &listener, &mut message);
-    assert!(ask(&mut first).starts_with("HTTP/1.1 200"), "the first connection is served");
-
     let (stray, mut peer) = std::os::unix::net::UnixStream::pair().expect("socketpair");
-    send_no_bytes_with(&master_end, stray.as_fd());
-    drop(stray);
-
-    let (mut second, _second_copy) = hand_over(&master_end, &listener, &mut message);
-    assert!(ask(&mut second).starts_with("HTTP/1.1 200"), "a connection handed after it is served");
-    assert!(ask(&mut first).starts_with("HTTP/1.1 200"), "the connection held before it is served on");
-    // Taken before the second batch: its only other copy is closed.
-    peer.set_read_timeout(Some(READ_TIMEOUT)).expect("read timeout");
-    assert_eq!(peer.read(&mut [0u8; 1]).map_err(|e| e.kind()), Ok(0), "the fd it carried was closed");
-    drop(master_end);
-    worker.stop();
+    serves_on_after(
+        backend,
+        |master_end, _| {
+            send_no_bytes_with(master_end, stray.as_fd());
+            drop(stray);
+        },
+        || {
+            // Taken before the second batch: its only other copy is closed.
+            peer.set_read_timeout(Some(READ_TIMEOUT)).expect("read timeout");
+            assert_eq!(peer.read(&mut [0u8; 1]).map_err(|e| e.kind()), Ok(0), "the fd it carried was closed");
+        },
+    );
 }
 
 #[test]

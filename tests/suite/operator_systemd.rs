@@ -34,6 +34,15 @@ fn field<'a>(message: &'a [String], key: &str) -> Option<&'a str> {
 }
 
 /// `CLOCK_MONOTONIC` now, in microseconds.
+/// After an upgrade: `ctl stop` (the new master now), which says
+/// `STOPPING=1` to systemd and exits.
+fn stop_the_new_master(control: &std::path::Path, socket: &NotifySocket, new_master: u32) {
+    let (code, out, _) = ctl(control, &["stop"]);
+    assert_eq!((code, out.as_str()), (0, "ok stopping"));
+    assert!(has(socket.until("STOPPING=1").last().unwrap(), "STOPPING=1"));
+    assert!(wait_gone(&[new_master], Duration::from_secs(15)).is_empty());
+}
+
 fn monotonic_usec() -> u64 {
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the timespec it is given.
@@ -102,10 +111,7 @@ fn the_new_master_of_an_upgrade_says_it_is_the_main_pid() {
     for text in socket.pending() {
         assert!(!text.lines().any(|l| l == "STOPPING=1"), "the old master told systemd it stops: {text}");
     }
-    let (code, out, _) = ctl(&control, &["stop"]);
-    assert_eq!((code, out.as_str()), (0, "ok stopping"));
-    assert!(has(socket.until("STOPPING=1").last().unwrap(), "STOPPING=1"));
-    assert!(wait_gone(&[new_master], Duration::from_secs(15)).is_empty());
+    stop_the_new_master(&control, &socket, new_master);
 }
 
 /// A new master stopped before it is ready (here by a `SIGTERM` pending as
@@ -391,10 +397,7 @@ fn an_upgrade_is_reloading_then_the_new_main_pid_ready() {
         assert_eq!(util::upgrade::parent_of(worker), Some(new_master), "{status}");
     }
     old.connect().get_ok();
-    let (code, out, _) = ctl(&control, &["stop"]);
-    assert_eq!((code, out.as_str()), (0, "ok stopping"));
-    assert!(has(socket.until("STOPPING=1").last().unwrap(), "STOPPING=1"));
-    assert!(wait_gone(&[new_master], Duration::from_secs(15)).is_empty());
+    stop_the_new_master(&control, &socket, new_master);
 }
 
 /// An upgrade whose new file cannot start: `RELOADING=1`, then `READY=1`
