@@ -15,6 +15,7 @@ use ringmaster_balancer::cpus::parse_cpu_list;
 use ringmaster_balancer::{Mode, SteerChoice};
 use ringmaster_engine::{BackendChoice, EngineConfig};
 
+use crate::address::parse_address;
 pub use crate::ctl::{ctl, CtlArgs};
 use crate::{body_file, escapes, usage_error, Cluster, LogFormat};
 
@@ -236,35 +237,6 @@ pub(crate) fn parse_health_path(text: &str) -> Result<String, String> {
         return Err(format!("'{text}' is not a path: it starts with / and has no spaces or control characters"));
     }
     Ok(text.to_string())
-}
-
-/// An IP address and a port; a host name is not looked up (it may name
-/// several addresses, and one listener takes one), so it gets an example.
-/// An IPv6 address's zone may be an interface's name (`[fe80::1%eth0]:80`)
-/// as well as its index (`[fe80::1%2]:80`), as `ip` and `curl` write it.
-fn parse_address(text: &str) -> Result<SocketAddr, String> {
-    if let Some(zoned) = with_zone_name(text) {
-        return zoned;
-    }
-    text.parse().map_err(|_| {
-        format!("'{text}' is not an IP address and port, such as 127.0.0.1:8080, 0.0.0.0:80 or [::]:8080 (host names are not looked up)")
-    })
-}
-
-/// `[IPV6%NAME]:PORT` with an interface's name for a zone, the name turned
-/// into its index; `None` for anything else (a numeric zone included, which
-/// `SocketAddr`'s own parser takes).
-fn with_zone_name(text: &str) -> Option<Result<SocketAddr, String>> {
-    let (inside, port) = text.strip_prefix('[')?.split_once("]:")?;
-    let (ip, name) = inside.split_once('%')?;
-    if name.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let (ip, port): (std::net::Ipv6Addr, u16) = (ip.parse().ok()?, port.parse().ok()?);
-    Some(match nix::net::if_::if_nametoindex(name) {
-        Ok(index) => Ok(SocketAddr::V6(std::net::SocketAddrV6::new(ip, port, 0, index))),
-        Err(e) => Err(format!("'{text}': no interface named '{name}' ({e})")),
-    })
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {

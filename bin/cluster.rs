@@ -4,7 +4,7 @@
 //! `serve` becomes the master's supervision loop or the worker's event loop.
 
 use std::ffi::OsString;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,6 +20,8 @@ use ringmaster_balancer::{
 };
 use ringmaster_engine::cgroup::cpu_quota;
 use ringmaster_engine::{BackendChoice, EngineConfig, Handler};
+
+use crate::address::ListenAddr;
 
 /// A cluster of worker processes serving one handler, one per CPU unless
 /// told otherwise.
@@ -95,11 +97,13 @@ impl Cluster {
         }
     }
 
-    /// The address to listen on (the first one `addr` resolves to).
-    pub fn bind(mut self, addr: impl ToSocketAddrs) -> Self {
-        match addr.to_socket_addrs().map(|mut all| all.next()) {
-            Ok(Some(addr)) => self.master.bind = addr,
-            Ok(None) => self.invalid = Some("bind: the address resolves to nothing".to_string()),
+    /// The address to listen on (the first one `addr` resolves to). Text
+    /// takes what `--bind` takes, an IPv6 zone by its interface's name
+    /// included (`"[fe80::1%eth0]:8080"`), and host names (looked up): see
+    /// [`ListenAddr`].
+    pub fn bind(mut self, addr: impl ListenAddr) -> Self {
+        match addr.listen_addr() {
+            Ok(addr) => self.master.bind = addr,
             Err(e) => self.invalid = Some(format!("bind: {e}")),
         }
         self
@@ -158,10 +162,10 @@ impl Cluster {
 
     /// Serve Prometheus metrics (text format 0.0.4) at `http://ADDR/metrics`
     /// from the master, on a listener of its own.
-    pub fn metrics(mut self, addr: impl ToSocketAddrs) -> Self {
-        match addr.to_socket_addrs().map(|mut all| all.next()) {
-            Ok(Some(addr)) => self.master.metrics = Some(addr),
-            Ok(None) => self.invalid = Some("metrics: the address resolves to nothing".to_string()),
+    /// `addr` as [`Cluster::bind`] takes it.
+    pub fn metrics(mut self, addr: impl ListenAddr) -> Self {
+        match addr.listen_addr() {
+            Ok(addr) => self.master.metrics = Some(addr),
             Err(e) => self.invalid = Some(format!("metrics: {e}")),
         }
         self
@@ -467,5 +471,27 @@ mod tests {
         }
         let cluster = Cluster::new().health_path("/healthz");
         assert_eq!((cluster.invalid, cluster.master.engine.health_path.as_deref()), (None, Some("/healthz")));
+    }
+
+    /// The builder takes the addresses `--bind` and `--metrics` take: an
+    /// IPv6 zone by an interface's name as well as by its index, through
+    /// the same parser. Until 2026-12-07 a name was refused (`bind: failed
+    /// to lookup address information: Name or service not known`).
+    #[test]
+    fn an_ipv6_zone_may_name_its_interface() {
+        let lo = nix::net::if_::if_nametoindex("lo").expect("lo exists everywhere");
+        let at =
+            |port| SocketAddr::V6(std::net::SocketAddrV6::new("fe80::1".parse().expect("an address"), port, 0, lo));
+        let cluster = Cluster::new().bind("[fe80::1%lo]:80").metrics(String::from("[fe80::1%lo]:9100"));
+        assert_eq!((cluster.invalid, cluster.master.bind, cluster.master.metrics), (None, at(80), Some(at(9100))));
+        let cluster = Cluster::new().bind(format!("[fe80::1%{lo}]:80"));
+        assert_eq!((cluster.invalid, cluster.master.bind), (None, at(80)));
+        // What `ToSocketAddrs` takes is taken as before.
+        assert_eq!(Cluster::new().bind(at(81)).master.bind, at(81));
+        assert_eq!(Cluster::new().bind(("127.0.0.1", 8000)).master.bind, "127.0.0.1:8000".parse().expect("v4"));
+        assert_eq!(Cluster::new().bind("localhost:8000").master.bind.port(), 8000);
+        let cluster = Cluster::new().bind("[fe80::1%ringmaster-none]:80");
+        let invalid = cluster.invalid.unwrap_or_default();
+        assert!(invalid.starts_with("bind: ") && invalid.contains("no interface named 'ringmaster-none'"), "{invalid}");
     }
 }

@@ -26,6 +26,7 @@
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 
+mod address;
 mod body_file;
 pub mod cli;
 mod cluster;
@@ -34,6 +35,7 @@ mod escapes;
 mod role;
 mod usage_error;
 
+pub use address::ListenAddr;
 pub use cluster::{available_cpus, Cluster};
 pub use ringmaster_balancer::log::LogFormat;
 pub use ringmaster_balancer::Mode;

@@ -77,6 +77,7 @@ mod supervisor_stop_stuck_worker;
 mod upgrade_binary_replaced;
 mod upgrade_chained;
 mod upgrade_descriptors;
+mod upgrade_during_reload;
 mod upgrade_failure;
 mod upgrade_held;
 mod upgrade_late;

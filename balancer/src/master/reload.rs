@@ -50,13 +50,27 @@ impl Master {
         if let Some(refusal) = self.refusal_while_upgrading() {
             return Some(refusal);
         }
+        Some(format!("a reload is already under way {}", self.reload_progress()?))
+    }
+
+    /// Why an upgrade cannot begin now: a reload is under way. At the
+    /// hand-over this master drains every process, the reload's new one
+    /// too, and the reload, answered `ok`, would end without a word (until
+    /// 2026-12-07 the upgrade went ahead so: no `reload: done`, no cancel).
+    pub(super) fn refusal_while_reloading(&self) -> Option<String> {
+        Some(format!("a reload is under way {}: upgrade once it is done", self.reload_progress()?))
+    }
+
+    /// Where the reload under way is, if one is: `(worker N being
+    /// replaced, M more to go)`.
+    fn reload_progress(&self) -> Option<String> {
         if !self.reload.under_way() {
             return None;
         }
         let more = self.reload.queue.len();
         Some(match self.reload.current {
-            Some((id, _)) => format!("a reload is already under way (worker {id} being replaced, {more} more to go)"),
-            None => format!("a reload is already under way ({} to go)", counted(more, "worker")),
+            Some((id, _)) => format!("(worker {id} being replaced, {more} more to go)"),
+            None => format!("({} to go)", counted(more, "worker")),
         })
     }
 

@@ -105,7 +105,7 @@ pub(super) fn open(config: &MasterConfig, inherited: Option<&mut Inherited>) -> 
         },
     };
     if let Some((_, at)) = &metrics {
-        crate::log!(info { metrics: at.to_string() }: "metrics on http://{at}/metrics");
+        crate::log!(info { metrics: at.to_string() }: "metrics on {}", crate::metrics::request::page_url(*at));
     }
     Ok(Sockets { listener, local, slots, steering, metrics, activated })
 }

@@ -263,7 +263,10 @@ impl Master {
                 }
             });
         }
-        self.stop_begun().then(|| "stopping".to_string())
+        if self.stop_begun() {
+            return Some("stopping".to_string());
+        }
+        self.refusal_while_reloading()
     }
 
     /// The new master's readiness channel has something to read (or ended).

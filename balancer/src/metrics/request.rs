@@ -1,9 +1,25 @@
 //! A metrics client's request, judged by its first line: `GET` or `HEAD`
 //! of `/metrics` (any query) over HTTP/1.0 or 1.1 gets the page; anything
-//! else gets an error answer, written here. Free of I/O.
+//! else gets an error answer, written here; and the page's URL, as the
+//! log gives it. Free of I/O.
+
+use std::net::SocketAddr;
 
 /// The path of the page.
 pub const METRICS_PATH: &str = "/metrics";
+
+/// The page's URL on the listener at `at`, to be copied from the log. An
+/// IPv6 zone's `%` is written `%25` (RFC 6874), as `curl` takes it:
+/// `http://[fe80::1%252]:9100/metrics` for zone 2, where the address alone
+/// is written `[fe80::1%2]:9100` (until 2026-12-07 the URL was too).
+pub fn page_url(at: SocketAddr) -> String {
+    match at {
+        SocketAddr::V6(v6) if v6.scope_id() != 0 => {
+            format!("http://[{}%25{}]:{}{METRICS_PATH}", v6.ip(), v6.scope_id(), v6.port())
+        }
+        _ => format!("http://{at}{METRICS_PATH}"),
+    }
+}
 
 /// Why a request gets an error answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +77,20 @@ pub(super) fn judge(head: &[u8]) -> Result<bool, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_page_url_writes_an_ipv6_zone_percent_encoded() {
+        let cases = [
+            ("127.0.0.1:9100", "http://127.0.0.1:9100/metrics"),
+            ("[::1]:9100", "http://[::1]:9100/metrics"),
+            // RFC 6874: in a URI, the `%` before a zone is written `%25`.
+            ("[fe80::1%2]:9100", "http://[fe80::1%252]:9100/metrics"),
+        ];
+        for (at, url) in cases {
+            let at: SocketAddr = at.parse().expect("an address");
+            assert_eq!(page_url(at), url, "{at}");
+        }
+    }
 
     #[test]
     fn requests_are_judged_by_their_first_line() {
