@@ -199,6 +199,14 @@ impl<'a> Core<'a> {
                 ),
             )
         })?;
+        // Each slot's client, for a handler that asks (none otherwise).
+        let peers = crate::fallible::filled(if wants_peers { slots } else { 0 }, None).map_err(|e| {
+            cannot_reserve(
+                e,
+                "client addresses",
+                format_args!("{} x {}", slots_text(config.max_conns, slots), size_of::<Option<SocketAddr>>()),
+            )
+        })?;
         let idle = IdleList::new(slots).map_err(|e| {
             cannot_reserve(
                 e,
@@ -209,13 +217,6 @@ impl<'a> Core<'a> {
         // Its last reservation here: what below no limit sizes aborts the
         // worker if refused, so room for it is checked first (the replies,
         // which grow with the body, are made with an error instead).
-        let peers = crate::fallible::filled(if wants_peers { slots } else { 0 }, None).map_err(|e| {
-            cannot_reserve(
-                e,
-                "client addresses",
-                format_args!("{} x {}", slots_text(config.max_conns, slots), size_of::<Option<SocketAddr>>()),
-            )
-        })?;
         crate::refused::keep_headroom("idle list")?;
         let inbox = Message::new();
         let handed_now = Vec::with_capacity(crate::channel::MAX_FDS);
