@@ -13,6 +13,7 @@
 //! | `cluster.schedulingPolicy` | [`Cluster::mode`] |
 //! | `http.createServer(fn).listen(port)` | [`Cluster::bind`] + [`Cluster::serve`] |
 //! | `(req, res) => ...` | [`Handler::handle`] with [`Request`] and [`Response`] |
+//! | `req.socket.remoteAddress`, `remotePort` | [`Request::peer_addr`] (asked for with [`Handler::wants_peer_addr`]) |
 //! | `process.send(msg)` in a worker | [`send_to_master`] (a line of text) |
 //! | `worker.on('message')` in the primary | [`Cluster::on_worker_message`] |
 //! | `worker.send(msg)` to every worker | `ringmaster ctl PATH send TEXT` (with [`Cluster::control`]) |

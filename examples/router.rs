@@ -5,6 +5,9 @@
 //! - `POST /echo`: the request body back (by length or chunked);
 //! - `GET /host`: the host the request is for, as a handler routing by
 //!   host should read it (`req.host()`);
+//! - `GET /peer`: the client's address and port (`req.peer_addr()`, which
+//!   the handler asks for with `wants_peer_addr`), e.g. `127.0.0.1:54321`,
+//!   or `[::ffff:127.0.0.1]:54321` for an IPv4 client of `HOST=[::]`;
 //! - `GET /panic`: the handler panics — that request gets `500` and its
 //!   connection closes; the worker and its other connections serve on;
 //! - `GET /recovered`: the handler catches a panic of its own and answers;
@@ -59,6 +62,16 @@ impl Handler for Router {
                 let host = req.host().unwrap_or(b"(none)");
                 res.header("Content-Type", "text/plain").body(host).body(b"\n");
             }
+            // As Node's `req.socket.remoteAddress` and `remotePort`: the
+            // engine reads it once per connection, for this handler only
+            // because `wants_peer_addr` says so.
+            ("GET" | "HEAD", "/peer") => {
+                res.header("Content-Type", "text/plain");
+                let _ = match req.peer_addr() {
+                    Some(peer) => writeln!(res, "{peer}"),
+                    None => writeln!(res, "(unknown)"),
+                };
+            }
             ("POST", "/echo") => {
                 let kind = req.header("content-type").unwrap_or(b"application/octet-stream");
                 res.header("Content-Type", kind).body(req.body());
@@ -73,6 +86,10 @@ impl Handler for Router {
                 res.status(404).header("Content-Type", "text/plain").body(b"not found\n");
             }
         }
+    }
+
+    fn wants_peer_addr(&self) -> bool {
+        true
     }
 
     fn on_message(&mut self, message: &str) {

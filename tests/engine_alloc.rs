@@ -367,8 +367,9 @@ fn read_to_close_or_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Vec<
     }
 }
 
-/// Requests a handler answers with what it wrote: JSON, echoed bodies (by
-/// length, chunked, arriving in pieces), pipelined to different routes.
+/// Requests a handler answers with what it wrote: JSON, the client's
+/// address, echoed bodies (by length, chunked, arriving in pieces),
+/// pipelined to different routes.
 fn handler_paths(connect: &Connect) {
     let mut buffer = Vec::new();
     let mut stream = connect();
@@ -376,6 +377,8 @@ fn handler_paths(connect: &Connect) {
     let mut pipeline = Vec::new();
     for _ in 0..20 {
         pipeline.extend_from_slice(b"GET /json HTTP/1.1\r\nHost: a\r\n\r\n");
+        // The client's address, which the router asks the engine for.
+        pipeline.extend_from_slice(b"GET /peer HTTP/1.1\r\nHost: a\r\n\r\n");
         pipeline.extend_from_slice(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3000\r\n\r\n");
         pipeline.extend_from_slice(&body);
         pipeline.extend_from_slice(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
@@ -384,7 +387,7 @@ fn handler_paths(connect: &Connect) {
         pipeline.extend_from_slice(b"\r\n0\r\n\r\n");
     }
     stream.write_all(&pipeline).expect("send");
-    read_responses(&mut stream, 60, &mut buffer);
+    read_responses(&mut stream, 80, &mut buffer);
     // A body that comes in pieces, after its head.
     stream.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3000\r\n\r\n").expect("send");
     for piece in body.chunks(700) {

@@ -3,6 +3,8 @@
 //! request view over the head's bytes, and the framing of what the handler
 //! wrote into a connection's output buffer.
 
+use std::net::SocketAddr;
+
 use crate::handler::{reason, Handler, Header, Request, Response, Version, Written};
 use crate::http::{with_head, Parsed, MAX_HEADERS};
 use crate::lazy_bytes::LazyBytes;
@@ -22,11 +24,15 @@ pub struct Dynamic<'a> {
     pub scratch: &'a mut ResponseScratch,
     /// Buffers for requests whose body came in pieces.
     pub bodies: &'a mut BodyPool,
+    /// The connection's client, when the handler asked for it
+    /// ([`Handler::wants_peer_addr`]): the driver's, read when it took the
+    /// connection.
+    pub peer: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Dynamic<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dynamic").field("bodies", &self.bodies).finish_non_exhaustive()
+        f.debug_struct("Dynamic").field("bodies", &self.bodies).field("peer", &self.peer).finish_non_exhaustive()
     }
 }
 
@@ -159,14 +165,16 @@ pub const KEEP_ALIVE: &[u8] = b"keep-alive";
 pub const CLOSE: &[u8] = b"close";
 
 /// Runs `handler` on the request in `head` (a complete header block) and
-/// `body`, and frames its response into `out`. `None` when `head` does not
-/// parse (it did once, so it cannot) or the response does not fit.
+/// `body`, from `peer`, and frames its response into `out`. `None` when
+/// `head` does not parse (it did once, so it cannot) or the response does
+/// not fit.
 #[allow(clippy::too_many_arguments)]
 pub fn answer(
     handler: &mut dyn Handler,
     scratch: &mut ResponseScratch,
     head: &[u8],
     body: &[u8],
+    peer: Option<SocketAddr>,
     head_only: bool,
     framing: Framing,
     date: &[u8],
@@ -186,6 +194,7 @@ pub fn answer(
             version: if parsed.version == Some(0) { Version::Http10 } else { Version::Http11 },
             headers: &fields[..count],
             body,
+            peer,
         };
         respond(handler, scratch, &request, head_only, framing, date, out)
     })
@@ -332,6 +341,8 @@ impl Cursor<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::*;
 
     struct Echo;
@@ -349,6 +360,10 @@ mod tests {
             if req.path() == "/close" {
                 res.close();
             }
+            if req.path() == "/peer" {
+                let _ = write!(res, "{:?}", req.peer_addr());
+                return;
+            }
             if req.path() == "/panic" {
                 res.header("X-Half", "done").body(b"half");
                 panic!("the handler panics (expected by the test)");
@@ -364,7 +379,7 @@ mod tests {
         let mut scratch = ResponseScratch::new(64).expect("a scratch");
         let mut out = [0u8; 512];
         let answered =
-            answer(&mut handler, &mut scratch, head, body, head_only, framing, DATE, &mut out).expect("fits");
+            answer(&mut handler, &mut scratch, head, body, None, head_only, framing, DATE, &mut out).expect("fits");
         if let Some(at) = answered.keep_alive_at {
             assert_eq!(&out[at..at + KEEP_ALIVE.len()], KEEP_ALIVE);
         }
@@ -413,6 +428,24 @@ mod tests {
         assert!(!close);
     }
 
+    /// The driver's address of the connection's client reaches the
+    /// handler as it was given, `None` when there is none.
+    #[test]
+    fn the_peer_given_reaches_the_handler() {
+        let mut handler = Echo;
+        let mut scratch = ResponseScratch::new(64).expect("a scratch");
+        let mut out = [0u8; 512];
+        let head = b"GET /peer HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:40000".parse().expect("an address");
+        for (peer, said) in [(None, "None"), (Some(mapped), "Some([::ffff:127.0.0.1]:40000)")] {
+            let answered =
+                answer(&mut handler, &mut scratch, head, b"", peer, false, Framing::KeepAlive, DATE, &mut out)
+                    .expect("fits");
+            let text = String::from_utf8(out[..answered.len].to_vec()).expect("ASCII");
+            assert!(text.ends_with(&format!("\r\n\r\n{said}")), "{text}");
+        }
+    }
+
     #[test]
     fn a_response_too_large_becomes_500() {
         let (text, _) = run(b"POST / HTTP/1.1\r\nHost: a\r\n\r\n", &[b'x'; 100], false, Framing::KeepAlive);
@@ -442,7 +475,7 @@ mod tests {
                 b"GET /panic HTTP/1.1\r\nHost: a\r\n\r\n"
             };
             let answered =
-                answer(&mut handler, &mut scratch, head, b"", head_only, framing, DATE, &mut out).expect("fits");
+                answer(&mut handler, &mut scratch, head, b"", None, head_only, framing, DATE, &mut out).expect("fits");
             let text = String::from_utf8(out[..answered.len].to_vec()).expect("ASCII");
             assert!(text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"), "{text}");
             assert!(
@@ -459,6 +492,7 @@ mod tests {
             &mut scratch,
             b"POST /echo HTTP/1.1\r\nHost: a\r\n\r\n",
             b"hi",
+            None,
             false,
             Framing::KeepAlive,
             DATE,

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Answers requests; one value per worker process.
@@ -51,6 +52,19 @@ pub trait Handler {
     /// and must hold the same bytes.
     fn shared_fixed_body(&self) -> Option<Arc<[u8]>> {
         None
+    }
+
+    /// Whether [`Request::peer_addr`] should name the client. Read once,
+    /// when the worker starts: with `false` (the default) the engine never
+    /// asks the kernel for a client's address and every request's
+    /// `peer_addr` is `None`. With `true` it asks once per connection
+    /// (`getpeername`, when the connection is accepted or handed over), and
+    /// on io_uring the worker's own accepts (`shared`, `reuseport`) make
+    /// plain descriptors rather than the ring's direct ones, which no
+    /// system call can name (a plain one costs the kernel a descriptor
+    /// lookup on each receive and send).
+    fn wants_peer_addr(&self) -> bool {
+        false
     }
 }
 
@@ -109,6 +123,7 @@ pub struct Request<'a> {
     pub(crate) version: Version,
     pub(crate) headers: &'a [Header<'a>],
     pub(crate) body: &'a [u8],
+    pub(crate) peer: Option<SocketAddr>,
 }
 
 impl<'a> Request<'a> {
@@ -168,6 +183,23 @@ impl<'a> Request<'a> {
     /// The complete body (a `chunked` one decoded), up to `--max-body` bytes.
     pub fn body(&self) -> &'a [u8] {
         self.body
+    }
+
+    /// The client's address and port: the other end of the TCP connection
+    /// this request came on, as Node's `req.socket.remoteAddress` and
+    /// `remotePort` (behind a proxy or a load balancer, that is the proxy's;
+    /// the client it speaks for is in a header such as `Forwarded`).
+    ///
+    /// On a dual-stack listener (`[::]`), an IPv4 client is an IPv4-mapped
+    /// IPv6 address, `[::ffff:127.0.0.1]:54321`, as in Node
+    /// (`::ffff:127.0.0.1`); [`std::net::IpAddr::to_canonical`] turns it
+    /// into `127.0.0.1`.
+    ///
+    /// `None` unless the handler asked for it ([`Handler::wants_peer_addr`]),
+    /// and when the kernel could not name the peer as the connection was
+    /// taken (the client had already reset it).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
     }
 }
 
@@ -350,8 +382,14 @@ mod tests {
     #[test]
     fn a_request_splits_its_target_and_finds_headers_by_any_case() {
         let headers = [Header { name: "Content-Type", value: b"text/plain" }];
-        let req =
-            Request { method: "GET", target: "/a/b?x=1&y", version: Version::Http11, headers: &headers, body: b"" };
+        let req = Request {
+            method: "GET",
+            target: "/a/b?x=1&y",
+            version: Version::Http11,
+            headers: &headers,
+            body: b"",
+            peer: None,
+        };
         assert_eq!((req.path(), req.query()), ("/a/b", Some("x=1&y")));
         assert_eq!(req.header("content-type"), Some(&b"text/plain"[..]));
         assert_eq!(req.header("accept"), None);
@@ -361,7 +399,7 @@ mod tests {
 
     #[test]
     fn an_absolute_uri_target_has_the_path_of_its_origin_form() {
-        let req = Request { method: "GET", target: "", version: Version::Http11, headers: &[], body: b"" };
+        let req = Request { method: "GET", target: "", version: Version::Http11, headers: &[], body: b"", peer: None };
         for (target, path, query) in [
             ("http://a.example:8080/a/b?x=1", "/a/b", Some("x=1")),
             ("https://a/", "/", None),
@@ -380,7 +418,8 @@ mod tests {
     #[test]
     fn the_host_of_an_absolute_uri_wins_over_the_host_field() {
         let headers = [Header { name: "Host", value: b"field.example" }];
-        let req = Request { method: "GET", target: "/", version: Version::Http11, headers: &headers, body: b"" };
+        let req =
+            Request { method: "GET", target: "/", version: Version::Http11, headers: &headers, body: b"", peer: None };
         assert_eq!(req.host(), Some(&b"field.example"[..]), "origin-form: the Host field");
         for (target, host) in [
             ("http://a.example:8080/a/b?x=1", "a.example:8080"),

@@ -38,8 +38,13 @@ fn start(name: &str, mode: &str) -> Server {
 /// Starts example `name` with two workers in `mode` on `backend`. The
 /// examples choose `auto`: epoll is had as where a container blocks io_uring.
 pub(crate) fn start_on(name: &str, mode: &str, backend: &str) -> Server {
+    start_at("127.0.0.1", name, mode, backend)
+}
+
+/// [`start_on`], bound to `host` (`[::1]`, `[::]`: the examples' `$HOST`).
+fn start_at(host: &str, name: &str, mode: &str, backend: &str) -> Server {
     let mut cmd = Command::new(example(name));
-    cmd.env("PORT", "0").env("MODE", mode).env("WORKERS", "2");
+    cmd.env("HOST", host).env("PORT", "0").env("MODE", mode).env("WORKERS", "2");
     if backend == "epoll" {
         block_io_uring(&mut cmd, libc::EPERM);
     }
@@ -298,6 +303,77 @@ fn an_absolute_uri_reaches_the_route_of_its_path_uring() {
 #[test]
 fn an_absolute_uri_reaches_the_route_of_its_path_epoll() {
     an_absolute_uri_reaches_the_route_of_its_path("epoll");
+}
+
+/// `req.peer_addr()` names the client, as the client's own socket names
+/// itself: its address and its real port, on every connection (rr deals
+/// them to both workers; in `shared` the kernel picks) and on each request
+/// of a keep-alive one. Handed over by the master (`rr`) and accepted by a
+/// worker (`shared`: on io_uring the ring's accepts, which the router's
+/// `wants_peer_addr` turns into plain descriptors, and on epoll its own).
+/// The library had no way to say it before 2026-12-07.
+fn the_handler_names_its_client(mode: &str, backend: &str) {
+    let s = start_on("router", mode, backend);
+    for _ in 0..4 {
+        let mut conn = s.connect();
+        let client = conn.stream().local_addr().expect("the client's address");
+        assert_eq!(client.ip(), std::net::Ipv4Addr::LOCALHOST, "{client}");
+        for _ in 0..2 {
+            let peer = get(&mut conn, "/peer");
+            assert_eq!((peer.status, peer.body_str()), (200, format!("{client}\n")), "{mode} on {backend}");
+        }
+    }
+}
+
+#[test]
+fn the_handler_names_its_client_rr_uring() {
+    the_handler_names_its_client("rr", "uring");
+}
+
+#[test]
+fn the_handler_names_its_client_shared_uring() {
+    the_handler_names_its_client("shared", "uring");
+}
+
+#[test]
+fn the_handler_names_its_client_rr_epoll() {
+    the_handler_names_its_client("rr", "epoll");
+}
+
+#[test]
+fn the_handler_names_its_client_shared_epoll() {
+    the_handler_names_its_client("shared", "epoll");
+}
+
+/// Over IPv6: a client of `[::1]` is named so, and on the dual-stack `[::]`
+/// an IPv4 client is IPv4-mapped (`[::ffff:127.0.0.1]:port`), as Node's
+/// `remoteAddress` says `::ffff:127.0.0.1`; in both modes, on `backend`.
+fn the_handler_names_an_ipv6_client_and_an_ipv4_mapped_one(backend: &str) {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    for mode in ["rr", "shared"] {
+        let s = start_at("[::]", "router", mode, backend);
+        let port = s.addr().port();
+        for to in [IpAddr::from(Ipv6Addr::LOCALHOST), IpAddr::from(Ipv4Addr::LOCALHOST)] {
+            let mut conn = Conn::connect(SocketAddr::new(to, port));
+            let client = conn.stream().local_addr().expect("the client's address");
+            let named = match client {
+                SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+                v6 => v6,
+            };
+            let peer = get(&mut conn, "/peer");
+            assert_eq!((peer.status, peer.body_str()), (200, format!("{named}\n")), "{mode} on {backend}, {to}");
+        }
+    }
+}
+
+#[test]
+fn the_handler_names_an_ipv6_client_and_an_ipv4_mapped_one_uring() {
+    the_handler_names_an_ipv6_client_and_an_ipv4_mapped_one("uring");
+}
+
+#[test]
+fn the_handler_names_an_ipv6_client_and_an_ipv4_mapped_one_epoll() {
+    the_handler_names_an_ipv6_client_and_an_ipv4_mapped_one("epoll");
 }
 
 /// A keep-alive client that asks again as soon as it has its answer, while

@@ -25,6 +25,7 @@ pub(crate) fn lend<H: Handler>(parts: Option<&mut DynamicParts<H>>) -> (Answerin
                 handler: &mut parts.handler,
                 scratch: &mut parts.scratch,
                 bodies: &mut parts.bodies,
+                peer: None,
             }),
             // SAFETY: the vector's bytes, borrowed with `parts`; its raw
             // pointer is made without a reference (`Vec::as_mut_ptr`), so

@@ -786,17 +786,19 @@ impl Connection {
         // can still close the connection if it turns out the last.
         let framing = if ctx.draining && framing == Framing::KeepAlive { Framing::KeepAliveField } else { framing };
         let date = ctx.responses.date();
+        let peer = dynamic.peer;
         let room = self.out_len..ctx.out.len();
         let out = ctx.out.slice_mut(room);
         let result = match (between, in_place, self.assembly) {
             (true, _, _) => {
-                answer(dynamic.handler, dynamic.scratch, &input[start..at], &[], head_only, framing, date, out)
+                answer(dynamic.handler, dynamic.scratch, &input[start..at], &[], peer, head_only, framing, date, out)
             }
             (false, Some((head_start, head_end)), _) => answer(
                 dynamic.handler,
                 dynamic.scratch,
                 &input[head_start..head_end],
                 &input[head_end..at],
+                peer,
                 head_only,
                 framing,
                 date,
@@ -805,7 +807,7 @@ impl Connection {
             (false, None, Assembly::Pooled { index, head_len, len }) => {
                 let gathered = dynamic.bodies.contents(index, len);
                 let (head, body) = gathered.split_at(head_len);
-                answer(dynamic.handler, dynamic.scratch, head, body, head_only, framing, date, out)
+                answer(dynamic.handler, dynamic.scratch, head, body, peer, head_only, framing, date, out)
             }
             (false, None, Assembly::Idle) => None,
         };

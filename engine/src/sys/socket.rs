@@ -1,9 +1,11 @@
 //! Socket calls the epoll driver makes directly (the io_uring driver makes
 //! the same moves as ring ops): accept, receive, send slices, half-close;
 //! and what the io_uring driver asks the kernel of a connection it suspects
-//! of not reading (its unacknowledged bytes).
+//! of not reading (its unacknowledged bytes); the client's address, for a
+//! handler that asks for it (both drivers).
 
 use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::syscall;
@@ -18,6 +20,38 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
         Ok(raw) => Ok(Some(unsafe { OwnedFd::from_raw_fd(raw) })),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// The address of `socket`'s peer (`getpeername`), as the kernel gives it:
+/// on an IPv6 socket an IPv4 client is IPv4-mapped (`::ffff:a.b.c.d`).
+/// An error when the peer is gone (`ENOTCONN`) or the socket is not IP.
+pub fn peer_addr(socket: BorrowedFd<'_>) -> io::Result<SocketAddr> {
+    // SAFETY: `sockaddr_storage` is plain bytes; all zeroes is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `storage`, which is
+    // that large and lives through the call, and the length into `len`.
+    syscall!(unsafe { libc::getpeername(socket.as_raw_fd(), (&raw mut storage).cast(), &mut len) })?;
+    let len = len as usize;
+    match libc::c_int::from(storage.ss_family) {
+        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the kernel wrote a `sockaddr_in` (its family and length
+            // say so); `sockaddr_storage` is aligned for any sockaddr.
+            let v4 = unsafe { &*(&raw const storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+            Ok(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(v4.sin_port))))
+        }
+        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, a `sockaddr_in6`. Its flow info as std
+            // keeps it (`TcpStream::peer_addr`), as the kernel wrote it.
+            let v6 = unsafe { &*(&raw const storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(v6.sin6_addr.s6_addr);
+            let port = u16::from_be(v6.sin6_port);
+            Ok(SocketAddr::V6(SocketAddrV6::new(ip, port, v6.sin6_flowinfo, v6.sin6_scope_id)))
+        }
+        // Not IP: said without allocating, as every error path here.
+        _ => Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
     }
 }
 
@@ -100,4 +134,35 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
         syscall!(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    /// What `getpeername` gives is the client's own address, as the
+    /// client's socket names it; an IPv4 client of an IPv6 wildcard is
+    /// IPv4-mapped.
+    #[test]
+    fn the_peer_is_the_clients_own_address() {
+        let mut cases = vec![("127.0.0.1:0", "127.0.0.1")];
+        if TcpListener::bind("[::1]:0").is_ok() {
+            cases.extend([("[::1]:0", "[::1]"), ("[::]:0", "127.0.0.1")]);
+        }
+        for (bind, to) in cases {
+            let listener = TcpListener::bind(bind).expect("a listener");
+            let port = listener.local_addr().expect("its address").port();
+            let client = TcpStream::connect(format!("{to}:{port}")).expect("a connection");
+            let (accepted, _) = listener.accept().expect("accepted");
+            let local = client.local_addr().expect("the client's address");
+            let expected = match (bind.starts_with('['), local) {
+                (true, SocketAddr::V4(v4)) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+                _ => local,
+            };
+            assert_eq!(peer_addr(accepted.as_fd()).expect("the peer"), expected, "{bind} from {to}");
+        }
+    }
 }

@@ -13,6 +13,8 @@ mod capacity;
 mod sized_by;
 
 use std::io;
+use std::net::SocketAddr;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -41,6 +43,12 @@ pub(super) struct Core<'a> {
     pub(super) handler: &'a mut dyn Handler,
     /// The handler has a fixed body: answer from the preformatted pages.
     pub(super) fixed: bool,
+    /// The handler asked for its clients' addresses
+    /// ([`Handler::wants_peer_addr`], read once here): `peers` holds each
+    /// slot's, read when its connection was taken. Empty otherwise, and no
+    /// connection costs a system call or a byte for it.
+    wants_peers: bool,
+    peers: Box<[Option<SocketAddr>]>,
     pub(super) scratch: ResponseScratch,
     pub(super) bodies: BodyPool,
     /// Per-slot output buffers for the handler's framed responses: slot `i`
@@ -145,6 +153,8 @@ impl<'a> Core<'a> {
             None => FixedBodyBytes::Copied(body.to_vec()),
         });
         let fixed = fixed_body.is_some();
+        // A fixed body never reaches `handle`, where the address would be read.
+        let wants_peers = !fixed && handler.wants_peer_addr();
         let max_response = if fixed { 0 } else { config.max_response };
         let scratch = ResponseScratch::new(max_response).map_err(|e| {
             cannot_reserve(e, "response buffer", format_args!("--max-response {max_response} + {RESPONSE_FIELDS}"))
@@ -187,6 +197,14 @@ impl<'a> Core<'a> {
                     "{}",
                     header_buffers_text(&slots_text(config.max_conns, slots), config.max_header, carry_cap)
                 ),
+            )
+        })?;
+        // Each slot's client, for a handler that asks (none otherwise).
+        let peers = crate::fallible::filled(if wants_peers { slots } else { 0 }, None).map_err(|e| {
+            cannot_reserve(
+                e,
+                "client addresses",
+                format_args!("{} x {}", slots_text(config.max_conns, slots), size_of::<Option<SocketAddr>>()),
             )
         })?;
         let idle = IdleList::new(slots).map_err(|e| {
@@ -232,6 +250,8 @@ impl<'a> Core<'a> {
             sources,
             handler,
             fixed,
+            wants_peers,
+            peers,
             scratch,
             bodies,
             out,
@@ -307,6 +327,7 @@ impl<'a> Core<'a> {
                 handler: &mut *self.handler,
                 scratch: &mut self.scratch,
                 bodies: &mut self.bodies,
+                peer: self.peers.get(slot as usize).copied().flatten(),
             })
         };
         assert!(out_base + self.out_cap <= self.out.len(), "slot {slot} is past the output buffers");
@@ -446,10 +467,30 @@ impl<'a> Core<'a> {
         true
     }
 
-    /// Readies `conn` in slot `slot` for a connection just taken, and counts it;
-    /// one taken as the drain began (its accept raced the cancel) is drained
-    /// like the others, not kept to the drain's deadline.
-    pub(super) fn open_connection(&mut self, conn: &mut Connection, slot: u32, origin: Origin) {
+    /// Whether the handler asked for its clients' addresses: the io_uring
+    /// driver then accepts plain descriptors, which `getpeername` can name.
+    pub(super) fn wants_peers(&self) -> bool {
+        self.wants_peers
+    }
+
+    /// Readies `conn` in slot `slot` for a connection just taken on
+    /// `socket` (`None`: a direct descriptor, which no system call names),
+    /// and counts it; one taken as the drain began (its accept raced the
+    /// cancel) is drained like the others, not kept to the drain's deadline.
+    /// When the handler asked for it, the client's address is read here,
+    /// once for the connection's life.
+    pub(super) fn open_connection(
+        &mut self,
+        conn: &mut Connection,
+        slot: u32,
+        origin: Origin,
+        socket: Option<BorrowedFd<'_>>,
+    ) {
+        if self.wants_peers {
+            if let Some(peer) = self.peers.get_mut(slot as usize) {
+                *peer = socket.and_then(|socket| crate::sys::socket::peer_addr(socket).ok());
+            }
+        }
         conn.open(self.now, &self.timeouts);
         if self.draining {
             let (_, ctx) = self.parts(slot);

@@ -294,7 +294,8 @@ impl<'a> EpollWorker<'a> {
         if let Some(entry) = self.conns.get_mut(slot, generation) {
             // Readable until a read says otherwise: input may have come before the watch.
             *entry = Slot { fd: Some(fd), readable: true, origin, ..Slot::default() };
-            self.core.open_connection(&mut entry.conn, slot, origin);
+            let socket = entry.fd.as_ref().map(|fd| fd.as_fd());
+            self.core.open_connection(&mut entry.conn, slot, origin, socket);
         }
         match origin {
             // Served once the master knows it is ours: `handed::take_message`.

@@ -99,9 +99,16 @@ impl<'a> UringWorker<'a> {
         let bufs = BufRing::register(&ring.submitter(), core.config.recv_buffers, core.config.recv_buffer_size)
             .map_err(|e| short_of_memory(e, "its ring of provided buffers"))?;
         let completions_cap = ring.params().cq_entries() as usize;
+        // A handler that asks for its clients' addresses gets plain
+        // descriptors from the ring's accepts too, each named by one
+        // `getpeername` as it is adopted: a direct descriptor has no number
+        // a system call takes, Linux has no ring op that names a socket's
+        // peer (6.18), and an accept's own address buffer is no help here
+        // (the accepts share one user_data, which their cancel relies on,
+        // and a multishot accept writes every address into one buffer).
         let table = match core.sources.listener {
-            Some(_) => ring_socket::register_table(&ring.submitter(), core.slots()),
-            None => None,
+            Some(_) if !core.wants_peers() => ring_socket::register_table(&ring.submitter(), core.slots()),
+            _ => None,
         };
         // An accept into a full table would take the connection off the queue
         // and close it unanswered: the worker holds no more than the table.
@@ -258,7 +265,8 @@ impl<'a> UringWorker<'a> {
         };
         if let Some(entry) = self.conns.get_mut(slot, generation) {
             *entry = Slot { socket: Some(socket), origin, ..Slot::default() };
-            self.core.open_connection(&mut entry.conn, slot, origin);
+            let socket = entry.socket.as_ref().and_then(RingSocket::plain);
+            self.core.open_connection(&mut entry.conn, slot, origin, socket);
         }
         match origin {
             // Served once the master knows it is ours: `handed::take_message`.

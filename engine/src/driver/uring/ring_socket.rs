@@ -6,9 +6,11 @@
 //! ring's table: an op on a direct descriptor skips the lookup of the file
 //! behind a descriptor number (`fget`/`fput` on every send and receive), and
 //! the connection takes no place in the process's table. Connections handed
-//! over by the master, or taken by the tick's plain `accept`, stay plain.
+//! over by the master, or taken by the tick's plain `accept`, stay plain, and
+//! so do the ring's accepts for a handler that asks for its clients'
+//! addresses (`Handler::wants_peer_addr`): only a plain one can be named.
 
-use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 
 use io_uring::types::{Fd, Fixed};
 use io_uring::{opcode, squeue, Submitter};
@@ -28,6 +30,14 @@ impl RingSocket {
         match self {
             RingSocket::Plain(fd) => Fd(fd.as_raw_fd()),
             RingSocket::Direct(index) => Fd(*index as i32),
+        }
+    }
+
+    /// The descriptor, when it is one in the process's table.
+    pub(super) fn plain(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            RingSocket::Plain(fd) => Some(fd.as_fd()),
+            RingSocket::Direct(_) => None,
         }
     }
 
