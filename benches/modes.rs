@@ -14,6 +14,8 @@
 //!
 //! Beside them, `rr-router`: the `router` example (the library's
 //! `Handler::handle` path, `rr`, pinned) against the static responder `rr`.
+//! The router asks for its clients' addresses (`Handler::wants_peer_addr`),
+//! so each of its connections also costs one `getpeername`.
 //!
 //! After each group every server is asked for its stats line (`SIGUSR1`); the
 //! per-worker split of what that group did, with Jain's fairness index, is
