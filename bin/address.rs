@@ -4,6 +4,7 @@
 //! name its interface (`[fe80::1%eth0]:80`) in both, as `ip` and `curl`
 //! write it, where `std`'s parser takes only its index (`[fe80::1%2]:80`).
 
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs};
 
 /// What [`Cluster::bind`](crate::Cluster::bind) and
@@ -12,24 +13,29 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 /// is looked up (the first address it resolves to), or any address
 /// [`ToSocketAddrs`] takes (`SocketAddr`, `("127.0.0.1", 8080)`).
 pub trait ListenAddr {
-    /// The one address to listen on, or why there is none.
-    fn listen_addr(&self) -> Result<SocketAddr, String>;
+    /// The one address to listen on, or why there is none (as
+    /// [`ToSocketAddrs`] says it: `InvalidInput` for text that names no
+    /// address or an unknown interface, the lookup's error for a host).
+    fn listen_addr(&self) -> io::Result<SocketAddr>;
 }
 
 impl ListenAddr for str {
-    fn listen_addr(&self) -> Result<SocketAddr, String> {
-        with_zone_name(self).unwrap_or_else(|| first(self))
+    fn listen_addr(&self) -> io::Result<SocketAddr> {
+        match with_zone_name(self) {
+            Some(zoned) => zoned.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e)),
+            None => first(self),
+        }
     }
 }
 
 impl ListenAddr for String {
-    fn listen_addr(&self) -> Result<SocketAddr, String> {
+    fn listen_addr(&self) -> io::Result<SocketAddr> {
         self.as_str().listen_addr()
     }
 }
 
 impl<T: ListenAddr + ?Sized> ListenAddr for &T {
-    fn listen_addr(&self) -> Result<SocketAddr, String> {
+    fn listen_addr(&self) -> io::Result<SocketAddr> {
         (**self).listen_addr()
     }
 }
@@ -38,7 +44,7 @@ impl<T: ListenAddr + ?Sized> ListenAddr for &T {
 macro_rules! resolved_by_std {
     ($($t:ty),*) => {$(
         impl ListenAddr for $t {
-            fn listen_addr(&self) -> Result<SocketAddr, String> {
+            fn listen_addr(&self) -> io::Result<SocketAddr> {
                 first(self)
             }
         }
@@ -57,18 +63,16 @@ resolved_by_std!(
 );
 
 impl ListenAddr for [SocketAddr] {
-    fn listen_addr(&self) -> Result<SocketAddr, String> {
+    fn listen_addr(&self) -> io::Result<SocketAddr> {
         first(&self)
     }
 }
 
 /// The first address `addr` resolves to.
-fn first<T: ToSocketAddrs + ?Sized>(addr: &T) -> Result<SocketAddr, String> {
-    match addr.to_socket_addrs().map(|mut all| all.next()) {
-        Ok(Some(addr)) => Ok(addr),
-        Ok(None) => Err("the address resolves to nothing".to_string()),
-        Err(e) => Err(e.to_string()),
-    }
+fn first<T: ToSocketAddrs + ?Sized>(addr: &T) -> io::Result<SocketAddr> {
+    addr.to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the address resolves to nothing"))
 }
 
 /// An IP address and a port; a host name is not looked up (it may name
