@@ -608,22 +608,11 @@ fn error_answer_fin_comes_while_the_server_still_lingers() {
     c.shutdown_write();
     let (from, to) = (c.stream().local_addr().expect("the client's address").port(), s.addr().port());
     assert!(
-        eventually(Duration::from_secs(5), || !client_socket_open(from, to)),
+        eventually(Duration::from_secs(5), || !util::sockets::socket_open(from, to)),
         "the connection from port {from} did not end"
     );
     let error = c.stream().take_error().expect("SO_ERROR");
     assert!(error.is_none(), "the server reset the connection while it should linger: {error:?}");
-}
-
-/// True while /proc/net/tcp lists the client's socket from local port
-/// `from` to port `to`.
-fn client_socket_open(from: u16, to: u16) -> bool {
-    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let port = |address: &str| address.rsplit(':').next().and_then(|hex| u16::from_str_radix(hex, 16).ok());
-    text.lines().skip(1).any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        fields.len() > 2 && port(fields[1]) == Some(from) && port(fields[2]) == Some(to)
-    })
 }
 
 #[test]

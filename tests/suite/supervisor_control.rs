@@ -78,6 +78,9 @@ fn check_status_shape(v: &serde_json::Value, mode: &str, workers: usize) {
 fn control_socket_is_0600_and_survives_garbage() {
     let path = SockPath::new("garbage");
     let s = Server::start(&["--workers", "2", "--control", &path.arg()]);
+    // "listening on" comes once every worker is ready or after 2 s: on a
+    // loaded machine a worker may still be starting then.
+    s.wait_workers_ready(2, START_TIMEOUT);
 
     let meta = std::fs::metadata(&path.0).expect("control socket exists");
     assert!(meta.file_type().is_socket(), "not a socket: {:?}", meta.file_type());
@@ -169,6 +172,9 @@ fn control_socket_is_0600_and_survives_garbage() {
 fn ctl_prints_the_reply_and_fails_on_errors() {
     let path = SockPath::new("ctl");
     let s = Server::start(&["--mode", "shared", "--workers", "2", "--control", &path.arg()]);
+    // "listening on" comes once every worker is ready or after 2 s: on a
+    // loaded machine a worker may still be starting then.
+    s.wait_workers_ready(2, START_TIMEOUT);
 
     let (code, out, err) = ctl(&path.0, &["status"]);
     assert_eq!(code, 0, "ctl status: {out} {err}");
@@ -256,6 +262,9 @@ fn control_path_stale_socket_is_replaced_regular_file_is_not() {
     drop(UnixListener::bind(&stale.0).expect("bind a stale socket"));
     std::fs::set_permissions(&stale.0, std::fs::Permissions::from_mode(0o777)).unwrap();
     let s = Server::start(&["--workers", "1", "--control", &stale.arg()]);
+    // "listening on" comes once every worker is ready or after 2 s: on a
+    // loaded machine a worker may still be starting then.
+    s.wait_workers_ready(1, START_TIMEOUT);
     let meta = std::fs::metadata(&stale.0).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o600, "mode {:o}", meta.permissions().mode());
     check_status_shape(&Control::connect(&stale.0).status(), "rr", 1);

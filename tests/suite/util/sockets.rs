@@ -1,7 +1,7 @@
 //! What the kernel says about sockets: a process's socket inodes, a
-//! listener's accept queue (/proc/net/tcp, tcp6), a connection's unread and
-//! unacknowledged bytes (sock_diag, SIOCOUTQ), and the migration counters
-//! (/proc/net/netstat).
+//! listener's accept queue, a connection's unread and unacknowledged bytes,
+//! whether one is open, the CLOSE_WAITs on a port (sock_diag, SIOCOUTQ),
+//! and the migration counters (/proc/net/netstat).
 
 use std::collections::BTreeSet;
 
@@ -18,21 +18,19 @@ pub fn socket_inodes(pid: u32) -> BTreeSet<u64> {
 }
 
 /// How many connections wait in the accept queue of the listening socket
-/// with this inode (`rx_queue` of its line in /proc/net/tcp, or tcp6 for an
-/// IPv6 one).
+/// with this inode, IPv4 or IPv6 (sock_diag's `rqueue` for a listener);
+/// `None` if no listener has it.
+///
+/// Asked of sock_diag for the listening sockets only: /proc/net/tcp lists
+/// every socket of the host, and with the 37,000 a loaded test machine
+/// holds in TIME_WAIT a read of it and tcp6 took 2 to 12 s (2026-12-07,
+/// two CPU burners beside the suite): a test that looked once per client
+/// let a stopped worker's 30 s watchdog run out, and the 2 s and 10 s
+/// waits on a queue could end before their first look did.
 pub fn accept_queue(inode: u64) -> Option<u64> {
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|path| accept_queue_in(path, inode))
-}
-
-fn accept_queue_in(path: &str, inode: u64) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(9)?.parse::<u64>().ok()? != inode {
-            return None;
-        }
-        let rx = fields.get(4)?.split(':').nth(1)?;
-        u64::from_str_radix(rx, 16).ok()
+    [libc::AF_INET, libc::AF_INET6].into_iter().find_map(|family| {
+        let listeners = sock_diag(family as u8, 1 << TCP_LISTEN, SockId::ANY, true).ok()?;
+        listeners.iter().find(|m| u64::from(m.inode) == inode).map(|m| u64::from(m.rqueue))
     })
 }
 
@@ -50,70 +48,110 @@ pub fn unacknowledged(stream: &std::net::TcpStream) -> usize {
 /// The bytes waiting unread on the server's side of the connection from
 /// local port `client` to `server`, both on 127.0.0.1 (its receive queue);
 /// `None` once there is no such connection. Asked of sock_diag for that one
-/// socket: /proc/net/tcp lists every socket of the host, 60 ms a read with
-/// the 68,000 a busy test machine holds in TIME_WAIT.
+/// socket: /proc/net/tcp lists every socket of the host (see [`accept_queue`]).
 pub fn unread_by_server(server: u16, client: u16) -> Option<u64> {
-    // linux/sock_diag.h, linux/inet_diag.h, linux/netlink.h.
-    const NETLINK_SOCK_DIAG: libc::c_int = 4;
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    const NLMSG_ERROR: u16 = 2;
-    const INET_DIAG_NOCOOKIE: u32 = !0;
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct SockId {
-        sport: u16,
-        dport: u16,
-        src: [u32; 4],
-        dst: [u32; 4],
-        interface: u32,
-        cookie: [u32; 2],
-    }
-    #[repr(C)]
-    struct Request {
-        header: libc::nlmsghdr,
-        family: u8,
-        protocol: u8,
-        ext: u8,
-        pad: u8,
-        states: u32,
-        id: SockId,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct DiagMsg {
-        family: u8,
-        state: u8,
-        timer: u8,
-        retrans: u8,
-        id: SockId,
-        expires: u32,
-        rqueue: u32,
-        wqueue: u32,
-        uid: u32,
-        inode: u32,
-    }
+    tcp_on_loopback(server, client).map(|m| u64::from(m.rqueue))
+}
+
+/// True while the kernel holds a TCP socket on 127.0.0.1 from local port
+/// `from` to port `to` (in any state, TIME_WAIT included; not once closed).
+pub fn socket_open(from: u16, to: u16) -> bool {
+    tcp_on_loopback(from, to).is_some()
+}
+
+/// sock_diag's record of the TCP socket on 127.0.0.1 from local port
+/// `local` to port `remote`, if the kernel holds one.
+fn tcp_on_loopback(local: u16, remote: u16) -> Option<DiagMsg> {
     let loopback = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+    let id = SockId {
+        sport: local.to_be(),
+        dport: remote.to_be(),
+        src: [loopback, 0, 0, 0],
+        dst: [loopback, 0, 0, 0],
+        ..SockId::ANY
+    };
+    match sock_diag(libc::AF_INET as u8, !0, id, false) {
+        Ok(found) => found.first().copied(),
+        Err(errno) if errno == libc::ENOENT => None,
+        Err(errno) => panic!("sock_diag: {}", std::io::Error::from_raw_os_error(errno)),
+    }
+}
+
+// linux/sock_diag.h, linux/inet_diag.h, linux/netlink.h, net/tcp_states.h.
+const NETLINK_SOCK_DIAG: libc::c_int = 4;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const INET_DIAG_NOCOOKIE: u32 = !0;
+const TCP_LISTEN: u32 = 10;
+const TCP_CLOSE_WAIT: u32 = 8;
+
+/// `struct inet_diag_sockid`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct SockId {
+    sport: u16,
+    dport: u16,
+    src: [u32; 4],
+    dst: [u32; 4],
+    interface: u32,
+    cookie: [u32; 2],
+}
+
+impl SockId {
+    /// No socket in particular (what a dump asks with).
+    const ANY: SockId =
+        SockId { sport: 0, dport: 0, src: [0; 4], dst: [0; 4], interface: 0, cookie: [INET_DIAG_NOCOOKIE; 2] };
+}
+
+/// `struct inet_diag_req_v2` behind its netlink header.
+#[repr(C)]
+struct Request {
+    header: libc::nlmsghdr,
+    family: u8,
+    protocol: u8,
+    ext: u8,
+    pad: u8,
+    states: u32,
+    id: SockId,
+}
+
+/// `struct inet_diag_msg`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DiagMsg {
+    family: u8,
+    state: u8,
+    timer: u8,
+    retrans: u8,
+    id: SockId,
+    expires: u32,
+    rqueue: u32,
+    wqueue: u32,
+    uid: u32,
+    inode: u32,
+}
+
+/// Asks sock_diag about the TCP sockets of `family` in `states` (a bit per
+/// state): with `dump`, every one (the kernel walks only the listening
+/// table when `states` is listening alone); without, the one `id` names.
+/// The records, or the errno the kernel answered (`ENOENT`: no such socket).
+fn sock_diag(family: u8, states: u32, id: SockId, dump: bool) -> Result<Vec<DiagMsg>, i32> {
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    let flags = libc::NLM_F_REQUEST | if dump { libc::NLM_F_DUMP } else { 0 };
     let request = Request {
         header: libc::nlmsghdr {
             nlmsg_len: std::mem::size_of::<Request>() as u32,
             nlmsg_type: SOCK_DIAG_BY_FAMILY,
-            nlmsg_flags: libc::NLM_F_REQUEST as u16,
+            nlmsg_flags: flags as u16,
             nlmsg_seq: 1,
             nlmsg_pid: 0,
         },
-        family: libc::AF_INET as u8,
+        family,
         protocol: libc::IPPROTO_TCP as u8,
         ext: 0,
         pad: 0,
-        states: !0,
-        id: SockId {
-            sport: server.to_be(),
-            dport: client.to_be(),
-            src: [loopback, 0, 0, 0],
-            dst: [loopback, 0, 0, 0],
-            interface: 0,
-            cookie: [INET_DIAG_NOCOOKIE; 2],
-        },
+        states,
+        id,
     };
     // SAFETY: socket() takes no pointers.
     let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, NETLINK_SOCK_DIAG) };
@@ -124,26 +162,45 @@ pub fn unread_by_server(server: u16, client: u16) -> Option<u64> {
     // SAFETY: send() reads `size_of::<Request>()` bytes of `request`, which it is.
     let sent = unsafe { libc::send(raw, (&request as *const Request).cast(), std::mem::size_of::<Request>(), 0) };
     assert!(sent >= 0, "sock_diag send: {}", std::io::Error::last_os_error());
-    let mut reply = [0u64; 128];
-    // SAFETY: recv() writes at most the 1 KiB `reply` holds.
-    let got = unsafe { libc::recv(raw, reply.as_mut_ptr().cast(), std::mem::size_of_val(&reply), 0) };
-    assert!(got >= 0, "sock_diag recv: {}", std::io::Error::last_os_error());
     let header_len = std::mem::size_of::<libc::nlmsghdr>();
-    assert!(got as usize >= header_len, "sock_diag: a reply of {got} bytes");
-    // SAFETY: `reply` holds at least a header, and is aligned for one (u64s).
-    let header = unsafe { *(reply.as_ptr() as *const libc::nlmsghdr) };
-    if header.nlmsg_type == NLMSG_ERROR {
-        // SAFETY: an error message holds an errno (negative) after its header.
-        let errno = unsafe { *(reply.as_ptr().cast::<u8>().add(header_len) as *const i32) };
-        assert_eq!(errno, -libc::ENOENT, "sock_diag: {}", std::io::Error::from_raw_os_error(-errno));
-        return None;
+    let mut found = Vec::new();
+    // u64s: aligned for the headers and records read from it.
+    let mut reply = vec![0u64; 4096];
+    loop {
+        // SAFETY: recv() writes at most the 32 KiB `reply` holds.
+        let got = unsafe { libc::recv(raw, reply.as_mut_ptr().cast(), reply.len() * 8, 0) };
+        assert!(got >= 0, "sock_diag recv: {}", std::io::Error::last_os_error());
+        let got = got as usize;
+        let mut at = 0;
+        // Each datagram holds whole messages, each at a 4-byte boundary.
+        while at + header_len <= got {
+            // SAFETY: a whole header lies at `at` (checked above), 4-byte
+            // aligned (netlink's alignment, and `reply` is u64s), as nlmsghdr needs.
+            let header = unsafe { *(reply.as_ptr().cast::<u8>().add(at) as *const libc::nlmsghdr) };
+            let len = header.nlmsg_len as usize;
+            assert!(len >= header_len && at + len <= got, "sock_diag: a message of {len} bytes at {at} of {got}");
+            match header.nlmsg_type {
+                NLMSG_DONE => return Ok(found),
+                NLMSG_ERROR => {
+                    assert!(len >= header_len + 4, "sock_diag: an error of {len} bytes");
+                    // SAFETY: an error message holds an errno (negative) after its header, within `len`.
+                    let errno = unsafe { *(reply.as_ptr().cast::<u8>().add(at + header_len) as *const i32) };
+                    return if errno == 0 { Ok(found) } else { Err(-errno) };
+                }
+                SOCK_DIAG_BY_FAMILY => {
+                    assert!(len >= header_len + std::mem::size_of::<DiagMsg>(), "sock_diag: a record of {len} bytes");
+                    // SAFETY: the message holds a whole `inet_diag_msg` after its
+                    // header (checked above), 4-byte aligned, as its u32s need.
+                    found.push(unsafe { *(reply.as_ptr().cast::<u8>().add(at + header_len) as *const DiagMsg) });
+                }
+                other => panic!("sock_diag: a reply of type {other}"),
+            }
+            at += (len + 3) & !3;
+        }
+        if !dump {
+            return Ok(found);
+        }
     }
-    assert_eq!(header.nlmsg_type, SOCK_DIAG_BY_FAMILY, "sock_diag: a reply of type {}", header.nlmsg_type);
-    assert!(got as usize >= header_len + std::mem::size_of::<DiagMsg>(), "sock_diag: a reply of {got} bytes");
-    // SAFETY: the reply holds a whole `inet_diag_msg` after its header (checked
-    // above), at an offset (16) aligned for its u32s.
-    let message = unsafe { *(reply.as_ptr().cast::<u8>().add(header_len) as *const DiagMsg) };
-    Some(u64::from(message.rqueue))
 }
 
 /// Waits (up to 10 s) until the listening socket `inode` has `at_least`
@@ -170,16 +227,11 @@ pub fn migrations() -> (u64, u64) {
 }
 
 /// How many TCP sockets on local port `port` wait in CLOSE_WAIT: the peer
-/// has closed and the process holding them has not (/proc/net/tcp, IPv4).
+/// has closed and the process holding them has not (IPv4; asked of
+/// sock_diag, which the kernel filters by state, not /proc/net/tcp: see
+/// [`accept_queue`]).
 pub fn close_waits_on_port(port: u16) -> usize {
-    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    text.lines()
-        .skip(1)
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let local_port =
-                fields.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
-            local_port == Some(port) && fields.get(3) == Some(&"08")
-        })
-        .count()
+    let waiting = sock_diag(libc::AF_INET as u8, 1 << TCP_CLOSE_WAIT, SockId::ANY, true)
+        .unwrap_or_else(|errno| panic!("sock_diag: {}", std::io::Error::from_raw_os_error(errno)));
+    waiting.iter().filter(|m| u16::from_be(m.id.sport) == port).count()
 }
