@@ -17,10 +17,12 @@
 #                   saying the server did not start
 #   compare.sh --quick  a smoke run writes its report under target/, and
 #                   leaves the committed results/ as they were
+#   soak.sh         SIGTERM 4 s into a run: no server process of the soak,
+#                   and no client of its, 1 s after the script exits
 #
 #   scripts/check-scripts.sh            (RINGMASTER_BIN, else target/release/ringmaster;
 #                                        ports: the first free ones from PORT_BASE, 26430)
-# About 40 s. Exits 1 and names each check that failed.
+# About 45 s. Exits 1 and names each check that failed.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BIN=$(readlink -f "${RINGMASTER_BIN:-$HERE/../target/release/ringmaster}")
@@ -150,6 +152,20 @@ if ((rc != 0)) || [[ ! $quick_md -nt $TMP/stamp ]]; then
 fi
 [[ $(results_sum) == "$before" ]] || fail "compare.sh --quick: it changed the committed results/"
 echo "compare.sh --quick: checked"
+
+# 7. soak.sh
+port=$(free_port "$((port + 1))")
+start_then_term 4 env CONFIGS=rr:uring EVENTS=50 PORT_BASE="$port" RINGMASTER_BIN="$BIN" "$HERE/soak.sh"
+left=""
+for p in /proc/[0-9]*; do
+    tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -q "^RINGMASTER_SOAK_RUN=$STARTED-" && left+="${p#/proc/} "
+    # its traffic and reset clients: `python3 - PORT ...`, PORT the first free one from $port on
+    tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qE "^python3 - ($port|$((port + 1))|$((port + 2))) " && left+="${p#/proc/} "
+done
+[[ -z $left ]] || fail "soak.sh: its server processes or clients still run 1 s after it exited on SIGTERM: $left"
+for p in $left; do kill -CONT "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done
+rm -rf "$(grep -o '/tmp/ringmaster-soak\.[A-Za-z0-9]*' "$TMP/out" | head -1)"
+echo "soak.sh SIGTERM: checked"
 
 ((failed)) || echo "OK: nothing left behind, a server that cannot start is said so, two runs at once keep apart, a smoke run leaves results/ alone"
 exit "$failed"
