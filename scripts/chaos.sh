@@ -47,21 +47,14 @@ OUT=$(mktemp -d /tmp/ringmaster-chaos.XXXXXX)
 token=""
 WRK_PIDS=()
 cleanup() {
-    local rc=$? left
+    local rc=$?
     trap - EXIT INT TERM
     ((${#WRK_PIDS[@]})) && kill -TERM "${WRK_PIDS[@]}" 2>/dev/null
-    if [[ -n $token ]]; then
-        left=$(ours | tr '\n' ' ')
-        if [[ -n ${left// /} ]]; then
-            kill -CONT $left 2>/dev/null
-            kill -TERM $left 2>/dev/null
-            for _ in $(seq 50); do [[ -z $(ours) ]] && break; sleep 0.1; done
-            left=$(ours | tr '\n' ' ')
-            [[ -n ${left// /} ]] && kill -KILL $left 2>/dev/null
-        fi
-    fi
+    [[ -n $token ]] && stop_ours
     exit "$rc"
 }
+# shellcheck source=lib/stop.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/stop.sh"
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM

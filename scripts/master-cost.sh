@@ -38,17 +38,9 @@ wait_quiet() {
     done
 }
 
-# The free-port logic of compare.sh.
+# Free ports: pick_port (lib/ports.sh).
 # shellcheck source=lib/ports.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/ports.sh"
-pick_port() {                    # pick_port FROM : sets PICKED_PORT to the first free port >= FROM
-    local p=$1
-    while port_in_use "$p" || port_listened "$p"; do
-        p=$((p + 1))
-        ((p < PORT_BASE + 1000)) || { echo "master-cost.sh: no free port in $PORT_BASE..$((PORT_BASE + 999))" >&2; exit 1; }
-    done
-    PICKED_PORT=$p
-}
 
 # The server and wrk run in this shell (not in a $(...) subshell), wrk in the
 # background with a `wait` that a signal interrupts: on Ctrl-C, SIGTERM or an

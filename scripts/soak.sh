@@ -71,14 +71,6 @@ echo "soak.sh: logs in $OUT"
 
 # shellcheck source=lib/ports.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/ports.sh"
-pick_port() {                    # pick_port FROM : sets PICKED_PORT to the first free port >= FROM
-    local p=$1
-    while port_in_use "$p" || port_listened "$p"; do
-        p=$((p + 1))
-        ((p < PORT_BASE + 1000)) || { echo "soak.sh: no free port in $PORT_BASE..$((PORT_BASE + 999))" >&2; exit 1; }
-    done
-    PICKED_PORT=$p
-}
 
 # On any exit stop what this soak started: the client, and every process of
 # the server (its master, workers, and the masters its upgrades started).
@@ -86,23 +78,16 @@ token=""
 CLIENT=""
 SERVER=""
 cleanup() {
-    local rc=$? left
+    local rc=$?
     trap - EXIT INT TERM
     [[ -n $CLIENT ]] && kill -TERM "$CLIENT" 2>/dev/null
     # the first master, should it not have reached its exec yet
     [[ -n $SERVER ]] && kill -TERM "$SERVER" 2>/dev/null
-    if [[ -n $token ]]; then
-        left=$(ours | tr '\n' ' ')
-        if [[ -n ${left// /} ]]; then
-            kill -CONT $left 2>/dev/null
-            kill -TERM $left 2>/dev/null
-            for _ in $(seq 50); do [[ -z $(ours) ]] && break; sleep 0.1; done
-            left=$(ours | tr '\n' ' ')
-            [[ -n ${left// /} ]] && kill -KILL $left 2>/dev/null
-        fi
-    fi
+    [[ -n $token ]] && stop_ours
     exit "$rc"
 }
+# shellcheck source=lib/stop.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/stop.sh"
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
