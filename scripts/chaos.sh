@@ -19,7 +19,6 @@
 # is a failure: the script exits 1 and names it. Runs on 127.0.0.1 only;
 # the logs stay in the directory printed at the end.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 MODES=${MODES:-"rr least shared reuseport"}
 BACKENDS=${BACKENDS:-"uring epoll"}
@@ -30,15 +29,9 @@ WRK_TIMEOUT=5     # no client may wait longer
 for tool in wrk curl ss python3; do
     command -v $tool >/dev/null || { echo "chaos.sh: $tool is missing (apt-get install wrk curl iproute2 python3)" >&2; exit 1; }
 done
-if [[ -z ${RINGMASTER_BIN:-} ]]; then
-    (cd "$ROOT" && cargo build --release -q)
-    # where cargo put it: CARGO_TARGET_DIR (or a config's target-dir) is honoured, as compare.sh does
-    RINGMASTER_BIN=$(cd "$ROOT" && cargo metadata --no-deps --format-version 1 |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/ringmaster
-fi
-# absolute and without symlinks: ours() compares it with /proc/PID/exe
-RINGMASTER_BIN=$(readlink -f "$RINGMASTER_BIN")
-[[ -x $RINGMASTER_BIN ]] || { echo "chaos.sh: no ringmaster binary at $RINGMASTER_BIN" >&2; exit 1; }
+# shellcheck source=lib/binary.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/binary.sh"
+ringmaster_binary
 OUT=$(mktemp -d /tmp/ringmaster-chaos.XXXXXX)
 
 # On any exit (an error, Ctrl-C, SIGTERM) stop what this soak started: the

@@ -40,7 +40,6 @@
 # stopped on any exit (an error, Ctrl-C, SIGTERM). Run it at `nice -n 19` on a
 # shared machine. Logs stay in the directory printed first and last.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 CONFIGS=${CONFIGS:-"rr:uring least:uring shared:uring reuseport:uring rr:epoll"}
 PHASES=${PHASES:-"status metrics reset reload scale kill upgrade"}
@@ -57,15 +56,10 @@ SHUTDOWN_TIMEOUT=${SHUTDOWN_TIMEOUT:-10}
 for tool in curl python3 ss; do
     command -v $tool >/dev/null || { echo "soak.sh: $tool is missing (apt-get install curl python3 iproute2)" >&2; exit 1; }
 done
-if [[ -z ${RINGMASTER_BIN:-} ]]; then
-    (cd "$ROOT" && cargo build --release -q)
-    RINGMASTER_BIN=$(cd "$ROOT" && cargo metadata --no-deps --format-version 1 |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/ringmaster
-fi
-# absolute and without symlinks: ours() compares it with /proc/PID/exe
-RINGMASTER_BIN=$(readlink -f "$RINGMASTER_BIN")
+# shellcheck source=lib/binary.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/binary.sh"
+ringmaster_binary
 NAME=$(basename "$RINGMASTER_BIN" | cut -c1-15 | sed 's/[][\\.^$*+?(){}|]/\\&/g')   # as the kernel names its processes, for pgrep
-[[ -x $RINGMASTER_BIN ]] || { echo "soak.sh: no ringmaster binary at $RINGMASTER_BIN" >&2; exit 1; }
 OUT=$(mktemp -d /tmp/ringmaster-soak.XXXXXX)
 echo "soak.sh: logs in $OUT"
 
