@@ -575,6 +575,34 @@ impl Connection {
         }
     }
 
+    /// The deadline passed while the driver could not read what the client
+    /// may have sent: on io_uring its receive found every buffer of the
+    /// ring held by other connections. That wait is the worker's, not the
+    /// client's, so a timer that waits on the client's input (for a
+    /// request's head, its body, or the next request) starts over rather
+    /// than close the connection; true when it did. False, and left to
+    /// [`Connection::handle_timeout`], for every other case: answers owed
+    /// (the writer's clock), a drain, a linger.
+    pub fn postpone_for_unread_input(&mut self, ctx: &Context<'_>) -> bool {
+        if self.phase != Phase::Reading || self.settle_until.is_some() || ctx.draining || self.owes_output() {
+            return false;
+        }
+        let wait = match self.timer {
+            Timer::Header => ctx.timeouts.header_ms,
+            Timer::Body => ctx.timeouts.body_ms,
+            Timer::Idle => ctx.timeouts.idle_ms,
+            Timer::Linger => return false,
+        };
+        // The whole wait moves the timer on: a body's clock runs from its
+        // start (`refresh_deadline`), so the start moves with it.
+        let shift = (ctx.now + wait).saturating_sub(self.deadline);
+        self.deadline += shift;
+        if self.timer == Timer::Body {
+            self.body_started += shift;
+        }
+        true
+    }
+
     /// The writer's deadline passed with input come meanwhile: true once,
     /// when the driver is to ask the kernel how many bytes written to the
     /// socket the client has not acknowledged (`SIOCOUTQ`), and give the

@@ -1609,3 +1609,61 @@ fn input_no_answer_follows_needs_a_reset_watch() {
     h.peer_closed();
     assert!(!h.conn.needs_reset_watch(), "closed");
 }
+
+impl Harness {
+    /// The deadline passes while the driver had no buffer to read with
+    /// (io_uring: every receive buffer held by other connections): returns
+    /// whether the connection started its timer over.
+    fn at_deadline_unread(&mut self) -> bool {
+        self.now = self.conn.deadline();
+        self.sync();
+        self.conn.postpone_for_unread_input(&self.world.ctx())
+    }
+}
+
+/// A timer that waits on the client's input starts over when its deadline
+/// passes while the worker could not read (its receive found no buffer):
+/// until 2026-12-07 the header timer closed such a connection, its request
+/// unread and unanswered, while other connections held the ring.
+#[test]
+fn a_deadline_passed_with_no_buffer_to_read_with_starts_over() {
+    let mut h = Harness::new();
+    assert_eq!(h.conn.timer(), Timer::Header);
+    assert!(h.at_deadline_unread());
+    assert_eq!(h.conn.deadline(), h.now + TIMEOUTS.header_ms);
+    assert!(!h.conn.is_closed());
+    // Its request comes once a buffer does, and is answered.
+    h.input(GET);
+    h.flush();
+    assert_eq!(h.statuses(), [200]);
+    // Idle between requests: the same.
+    assert_eq!(h.conn.timer(), Timer::Idle);
+    assert!(h.at_deadline_unread());
+    assert_eq!(h.conn.deadline(), h.now + TIMEOUTS.idle_ms);
+    // A body on its way: its clock runs from its start, which moves with
+    // the wait, so the input that comes next does not find it run out.
+    h.input(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\npart");
+    assert_eq!(h.conn.timer(), Timer::Body);
+    assert!(h.at_deadline_unread());
+    assert_eq!(h.conn.deadline(), h.now + TIMEOUTS.body_ms);
+    h.now += 1;
+    h.input(b"more");
+    assert!(h.conn.deadline() > h.now, "the body's clock ran out with its input: {}", h.conn.deadline());
+}
+
+/// What does not wait on the client's input is judged as before: answers
+/// owed (the writer's clock), a drain, a linger.
+#[test]
+fn answers_owed_a_drain_or_a_linger_do_not_start_over() {
+    let mut h = Harness::new();
+    h.answer_waiting_for_its_reader();
+    assert!(!h.at_deadline_unread());
+    let mut h = Harness::new();
+    h.drain();
+    assert!(!h.at_deadline_unread());
+    let mut h = Harness::new();
+    h.input(BAD);
+    h.flush();
+    assert_eq!(h.conn.timer(), Timer::Linger);
+    assert!(!h.at_deadline_unread());
+}

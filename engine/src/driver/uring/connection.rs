@@ -50,6 +50,10 @@ pub(super) struct Slot {
     pub(super) origin: Origin,
     /// The poll that sees a reset its receive may miss.
     pub(super) reset_watch: ResetWatch,
+    /// Its last receive found no buffer in the ring (others hold them all),
+    /// and no input has come since: what its client sent waits on the
+    /// worker, so its timers for input wait too (`on_tick`).
+    pub(super) starved: bool,
 }
 
 /// A one-shot poll of a connection's socket, armed once input has come
@@ -208,6 +212,11 @@ impl UringWorker<'_> {
         if !cqueue::more(flags) {
             entry.receiving = false;
             entry.cancelling = false;
+        }
+        if result == -libc::ENOBUFS {
+            entry.starved = true;
+        } else if result >= 0 {
+            entry.starved = false;
         }
         let held = &mut self.held;
         let (carry, mut ctx) = self.core.parts(slot);

@@ -328,6 +328,10 @@ impl<'a> UringWorker<'a> {
                 continue;
             } else {
                 let (_, mut ctx) = self.core.parts(slot);
+                if entry.starved && entry.conn.postpone_for_unread_input(&ctx) {
+                    // No buffer to read its input with: not its client's delay.
+                    continue;
+                }
                 entry.conn.handle_timeout(&mut ctx);
                 // A body's 408 is a request answered, as a 400 is.
                 self.core.work_for(entry.conn.take_parsed());
