@@ -195,6 +195,21 @@ impl Sim {
         conn.handle_timeout(&mut ctx);
     }
 
+    /// The clock moves to the connection's deadline while its receive finds
+    /// no buffer in the ring (paused connections hold them all): a timer
+    /// that waits on input starts over, as the io_uring driver's tick does;
+    /// anything else is handled as [`Sim::deadline_passes`] handles it.
+    /// Whether it started over.
+    pub fn deadline_passes_starved(&mut self) -> bool {
+        self.now = self.now.max(self.conn.deadline());
+        let (conn, _, mut ctx) = self.parts();
+        if conn.postpone_for_unread_input(&ctx) {
+            return true;
+        }
+        conn.handle_timeout(&mut ctx);
+        false
+    }
+
     /// The clock moves on by `ms` (no deadline handled).
     pub fn wait(&mut self, ms: u64) {
         self.now = (self.now + ms).min(self.conn.deadline().max(self.now));

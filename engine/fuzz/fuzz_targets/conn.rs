@@ -1,7 +1,9 @@
 //! One connection's state machine (`conn/`) driven by a script of driver
 //! events over an arbitrary input stream: bytes received in arbitrary
 //! pieces, sends started and completed in part, none or in full, failed
-//! sends, deadlines, a drain, the client's FIN, the reader watch's answers.
+//! sends, deadlines (some met with no receive buffer to read with, when a
+//! timer waiting on input starts over), a drain, the client's FIN, the
+//! reader watch's answers.
 //! Checked after every event and at the end:
 //! - every byte sent is HTTP/1.1 framing: a status line, field lines,
 //!   `Content-Length` matching the content (none for a `HEAD`'s answer);
@@ -14,7 +16,8 @@
 //!   nothing is sent after our FIN or once closed; no read after the client's FIN;
 //! - the connection closes in the end, after a FIN and a few deadlines;
 //! - the same stream with no timer or drain event gives the same bytes
-//!   whatever the pieces and partial sends (split invariance).
+//!   whatever the pieces and partial sends (split invariance); a timer that
+//!   started over for want of a buffer counts as no timer.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -119,6 +122,10 @@ fn drive(setup: Setup, payload: &[u8], ops: &[u8]) -> Outcome {
             8 => {
                 sim.deadline_passes();
                 o.cut = true;
+            }
+            14 => {
+                // A deadline met with no receive buffer to read with.
+                o.cut |= !sim.deadline_passes_starved();
             }
             9 => sim.wait(arg as u64 * 250),
             10 => sim.drain(),
