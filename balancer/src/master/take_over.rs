@@ -16,7 +16,8 @@ use crate::upgrade::inherit::{AfterReady, Inherited, Takeover};
 pub(super) fn take_over(inherited: Inherited, local: SocketAddr, control: Option<&Path>) -> Takeover {
     let control = control.map_or_else(String::new, |path| format!(" and the control socket {}", path.display()));
     crate::log!(
-        "upgrade: taking over from pid {}: listening on {local}{control}; this master counts from zero",
+        "upgrade: taking over from pid {}: the listener on {local}{control}, served once every worker is ready; \
+         this master counts from zero",
         inherited.from()
     );
     inherited.into_takeover()
