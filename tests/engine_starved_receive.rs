@@ -1,0 +1,212 @@
+//! On io_uring a connection whose receive finds no buffer in the ring
+//! (paused connections hold them all: `engine/src/driver/uring/held.rs`)
+//! cannot read what its client sent; that wait is the worker's, so its
+//! header timer starts over rather than close it (`starved` in
+//! `engine/src/driver/uring/connection.rs`, the tick in `mod.rs`). Until
+//! 2026-12-07 such a newcomer was closed at `--header-timeout`, its request
+//! unread and unanswered.
+//!
+//! How the ring is made to run out: a paused connection first takes what
+//! its receive read ahead into its carry buffer (16 KiB at least) and gives
+//! those buffers back; it holds only what the carry cannot take (and its
+//! receive is cancelled as it pauses). With small buffers, clients that
+//! pipeline and never read leave the ring with room: each one's read-ahead
+//! goes to its carry. So the ring here has a few buffers each larger than a
+//! carry, and a paused hog holds every buffer it read into. Each hog writes
+//! a request whose answer is far larger than the socket buffers between
+//! them, then a request with a body, in one write: its connection pauses
+//! behind the first answer, the carry takes part of the buffer, the buffer
+//! stays held. More hogs than buffers: the ring runs out.
+//!
+//! Each hog reads a trickle of its answer meanwhile, so the worker sees a
+//! client that reads (`held.rs`: one that reads nothing is cut off after two
+//! patiences, and the ring freed), however long the test waits. The
+//! newcomer's header deadline is known to be judged once a witness is
+//! answered `408`: its body deadline comes later, and its receive, armed
+//! with nothing to read, never asks the ring for a buffer.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ringmaster_engine::{Backend, EngineConfig, FixedBody};
+
+mod in_process;
+
+/// Receive buffers, each larger than a connection's carry buffer (16 KiB):
+/// a paused connection holds every one its receive read into.
+const BUFFERS: u16 = 4;
+const BUFFER: u32 = 64 * 1024;
+/// Clients that write ahead: more than there are buffers.
+const HOGS: usize = BUFFERS as usize + 2;
+/// The body each hog sends after its first request, in the same write: its
+/// input fills most of a buffer.
+const HOG_BODY: usize = 48 * 1024;
+/// The answer to every request: far larger than the socket buffers of a
+/// client that reads a trickle (4 MiB at most on the server's side), so a
+/// hog's connection stays paused behind it until its client reads all.
+const ANSWER: usize = 16 << 20;
+/// A hog's trickle: at most this much a read, and a pause after each
+/// (1.3 MB a second: 10 times what `held.rs` keeps as a reader).
+const TRICKLE: usize = 64 * 1024;
+const TRICKLE_PAUSE: Duration = Duration::from_millis(50);
+const HEADER_TIMEOUT: Duration = Duration::from_millis(200);
+/// The witness's body timer: from before the hogs come to well after the
+/// newcomer's header deadline, so its `408` shows that deadline has been
+/// judged.
+const BODY_TIMEOUT: Duration = Duration::from_millis(1500);
+/// A bound for a test that fails, far beyond what passing takes.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        backend: Backend::Uring,
+        max_conns: 16,
+        recv_buffers: BUFFERS,
+        recv_buffer_size: BUFFER,
+        header_timeout: HEADER_TIMEOUT,
+        body_timeout: BODY_TIMEOUT,
+        // The hogs' writer's clock: it ends none of them while the test runs.
+        idle_timeout: Duration::from_secs(60),
+        ..EngineConfig::default()
+    }
+}
+
+/// A hog's one write: a request answered with [`ANSWER`] bytes, then one
+/// with a body.
+fn hog_input() -> Vec<u8> {
+    let mut bytes = b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
+    bytes.extend_from_slice(
+        format!("POST /second HTTP/1.1\r\nHost: a\r\nContent-Length: {HOG_BODY}\r\n\r\n").as_bytes(),
+    );
+    bytes.resize(bytes.len() + HOG_BODY, b'b');
+    bytes
+}
+
+fn connect(address: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(address).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("read timeout");
+    stream
+}
+
+/// Reads `count` answers whole: their statuses, or what cut them short.
+/// Until `hurry` is set it reads a trickle ([`TRICKLE`] a read, a pause
+/// after each); all it can from then on.
+fn read_answers(stream: &mut TcpStream, count: usize, hurry: &AtomicBool) -> Result<Vec<u16>, String> {
+    let mut statuses = Vec::new();
+    let mut input: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    // Body bytes of the current answer still to come.
+    let mut body_left = 0usize;
+    loop {
+        if body_left == 0 {
+            if let Some(end) = input.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&input[..end]).into_owned();
+                let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).ok_or(format!("a head: {head:?}"))?;
+                if (100..200).contains(&status) {
+                    // An interim answer (`100 Continue`): no body.
+                    statuses.push(status);
+                    input.drain(..end + 4);
+                    continue;
+                }
+                let length = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("Content-Length: "))
+                    .and_then(|len| len.parse().ok())
+                    .ok_or(format!("no length in {head:?}"))?;
+                statuses.push(status);
+                input.drain(..end + 4);
+                body_left = length;
+            }
+        }
+        if body_left > 0 && !input.is_empty() {
+            let take = body_left.min(input.len());
+            input.drain(..take);
+            body_left -= take;
+            continue;
+        }
+        if statuses.len() == count && body_left == 0 {
+            return Ok(statuses);
+        }
+        let hurried = hurry.load(Ordering::Relaxed);
+        let len = if hurried { chunk.len() } else { TRICKLE };
+        match stream.read(&mut chunk[..len]) {
+            Ok(0) => return Err(format!("closed after {statuses:?}, {body_left} bytes of a body left")),
+            Ok(n) if body_left >= n && input.is_empty() => body_left -= n,
+            Ok(n) => input.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("{e} after {statuses:?}, {body_left} bytes of a body left")),
+        }
+        if !hurried {
+            thread::sleep(TRICKLE_PAUSE);
+        }
+    }
+}
+
+#[test]
+fn a_request_that_waits_for_a_receive_buffer_past_the_header_timeout_is_answered() {
+    let (worker, address) = in_process::spawn_on_loopback(config(), FixedBody::new(vec![b'x'; ANSWER]));
+    let hurry = Arc::new(AtomicBool::new(false));
+    // The witness: a request head whose body never comes, read while the
+    // ring has room (its `100 Continue` says so). Its receive waits for
+    // input it never gets, so it never finds the ring empty: it is answered
+    // `408` at its body deadline, in the tick that judges the newcomer's
+    // header deadline (which comes earlier) or in one after it.
+    let mut witness = connect(address);
+    let head = "POST /witness HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n";
+    // Its body deadline is judged no earlier than this.
+    let witness_sent = Instant::now();
+    witness.write_all(head.as_bytes()).expect("witness write");
+    let read_all = AtomicBool::new(true);
+    assert_eq!(read_answers(&mut witness, 1, &read_all), Ok(vec![100]), "the witness's head");
+    // The hogs, one after another: each one's input is in the worker's
+    // socket before the next connects. Each reads a trickle from now on.
+    let hogs: Vec<_> = (0..HOGS)
+        .map(|_| {
+            let mut hog = connect(address);
+            hog.write_all(&hog_input()).expect("hog write");
+            in_process::wait_all_acknowledged(&hog);
+            let hurry = Arc::clone(&hurry);
+            thread::spawn(move || read_answers(&mut hog, 2, &hurry))
+        })
+        .collect();
+    let mut newcomer = connect(address);
+    newcomer.write_all(b"GET /newcomer HTTP/1.1\r\nHost: a\r\n\r\n").expect("newcomer write");
+    let newcomer_sent = Instant::now();
+    // A header timeout to spare for the worker to accept it.
+    assert!(
+        newcomer_sent - witness_sent + HEADER_TIMEOUT * 2 < BODY_TIMEOUT,
+        "the newcomer came {:?} after the witness's head: its deadline may come after the witness's",
+        newcomer_sent - witness_sent
+    );
+    // The newcomer's header deadline has passed and been judged once the
+    // witness is answered.
+    assert_eq!(read_answers(&mut witness, 1, &read_all), Ok(vec![408]), "the witness, at its body deadline");
+    // While the hogs hold the ring, the newcomer's request cannot be read:
+    // no answer, and (what was wrong) no close at its header timeout. (Its
+    // close, if any, went out with the witness's answer: a header timeout
+    // is ample for it to arrive.)
+    newcomer.set_read_timeout(Some(HEADER_TIMEOUT)).expect("read timeout");
+    let waited = newcomer_sent.elapsed();
+    let mut byte = [0u8; 1];
+    match newcomer.read(&mut byte) {
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+        Ok(0) => panic!("the newcomer was closed, unanswered, within {waited:?} of its request"),
+        Ok(_) => panic!("the newcomer was answered while the hogs held the ring: the ring did not run out"),
+        Err(e) => panic!("the newcomer's connection ended, unanswered, within {waited:?} of its request: {e}"),
+    }
+    newcomer.set_read_timeout(Some(PATIENCE)).expect("read timeout");
+    // The hogs read all: what they held is taken up, and the newcomer's
+    // request is read at last.
+    hurry.store(true, Ordering::Relaxed);
+    let answered = read_answers(&mut newcomer, 1, &hurry);
+    assert_eq!(answered, Ok(vec![200]), "the newcomer, once the hogs read");
+    for (index, hog) in hogs.into_iter().enumerate() {
+        assert_eq!(hog.join().expect("hog reader"), Ok(vec![200, 200]), "hog {index}");
+    }
+    drop(witness);
+    worker.stop();
+}
