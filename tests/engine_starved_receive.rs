@@ -24,6 +24,11 @@
 //! newcomer's header deadline is known to be judged once a witness is
 //! answered `408`: its body deadline comes later, and its receive, armed
 //! with nothing to read, never asks the ring for a buffer.
+//!
+//! While the newcomer waits, its receive waits for a buffer to come back
+//! (`awaiting_buffer`): until 2026-12-07 it was armed again at once, found
+//! the ring empty at once, and the worker spun on its CPU for as long as
+//! the hogs held the ring.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -146,6 +151,16 @@ fn read_answers(stream: &mut TcpStream, count: usize, hurry: &AtomicBool) -> Res
     }
 }
 
+/// CPU time of this process's threads (the worker's among them) so far.
+fn process_cpu() -> Duration {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+    let nanos: u64 = tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(nanos)
+}
+
 #[test]
 fn a_request_that_waits_for_a_receive_buffer_past_the_header_timeout_is_answered() {
     let (worker, address) = in_process::spawn_on_loopback(config(), FixedBody::new(vec![b'x'; ANSWER]));
@@ -184,7 +199,14 @@ fn a_request_that_waits_for_a_receive_buffer_past_the_header_timeout_is_answered
     );
     // The newcomer's header deadline has passed and been judged once the
     // witness is answered.
+    let cpu_before = process_cpu();
     assert_eq!(read_answers(&mut witness, 1, &read_all), Ok(vec![408]), "the witness, at its body deadline");
+    // Meanwhile the worker waited for a buffer to come back; it did not
+    // arm the newcomer's receive again and again, each finding the ring
+    // empty at once (a spin: the process's CPU as long as the wait). The
+    // hogs' trickles cost it a few percent.
+    let (cpu, waited) = (process_cpu() - cpu_before, newcomer_sent.elapsed());
+    assert!(cpu < waited / 2, "the process spent {cpu:?} of CPU in the {waited:?} the newcomer waited: a spin");
     // While the hogs hold the ring, the newcomer's request cannot be read:
     // no answer, and (what was wrong) no close at its header timeout. (Its
     // close, if any, went out with the witness's answer: a header timeout

@@ -40,6 +40,9 @@ pub struct BufRing {
     /// its first buffer rather than from a count of buffers taken, which a
     /// completion posted out of turn would throw off.
     positions: Box<[u16]>,
+    /// Buffers given back since start: a receive that found the ring empty
+    /// tries again once this has moved (see the io_uring driver).
+    returned: u64,
 }
 
 impl BufRing {
@@ -91,7 +94,7 @@ impl BufRing {
         let entries =
             NonNull::new(addr.cast::<BufRingEntry>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
         let buffers = NonNull::from(Box::leak(buffers));
-        Ok(BufRing { entries, entries_len, count, tail: 0, buffers, size: size as usize, ids, positions })
+        Ok(BufRing { entries, entries_len, count, tail: 0, buffers, size: size as usize, ids, positions, returned: 0 })
     }
 
     /// Puts every buffer in the ring, in id order.
@@ -137,6 +140,12 @@ impl BufRing {
     pub fn recycle(&mut self, bid: u16) {
         self.push(bid);
         self.publish();
+        self.returned += 1;
+    }
+
+    /// Buffers given back since start ([`BufRing::recycle`]).
+    pub fn returned(&self) -> u64 {
+        self.returned
     }
 
     fn push(&mut self, bid: u16) {

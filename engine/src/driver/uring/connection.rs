@@ -54,6 +54,13 @@ pub(super) struct Slot {
     /// and no input has come since: what its client sent waits on the
     /// worker, so its timers for input wait too (`on_tick`).
     pub(super) starved: bool,
+    /// Its receive found the ring empty and is not armed again until a
+    /// buffer comes back (it waits in `buffer_waiters`): armed at once, it
+    /// would find the ring empty again, a completion every loop turn, and
+    /// the worker would spin until the holders read.
+    pub(super) awaiting_buffer: bool,
+    /// The ring's count of buffers given back when its receive was armed.
+    pub(super) armed_at: u64,
 }
 
 /// A one-shot poll of a connection's socket, armed once input has come
@@ -146,9 +153,10 @@ impl UringWorker<'_> {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
         // Held input goes first: no new reads until it is all taken.
         let wants = entry.conn.wants_read() && entry.held.is_empty();
-        if wants && !entry.receiving {
+        if wants && !entry.receiving && !entry.awaiting_buffer {
             let Some(socket) = &entry.socket else { return Ok(()) };
             entry.receiving = true;
+            entry.armed_at = self.bufs.returned();
             let recv = if entry.bundling {
                 let bundle = opcode::RecvMultiBundle::new(socket.fd(), bufring::GROUP).build();
                 match self.bundle_cap {
@@ -266,7 +274,43 @@ impl UringWorker<'_> {
             self.release_if_done(slot, generation);
             return Ok(());
         }
+        // The ring was empty, and no buffer has come back since the receive
+        // was armed: it waits for one. (One that came back since may have
+        // been there for it: armed again at once.)
+        if result == -libc::ENOBUFS && !entry.receiving && entry.armed_at == self.bufs.returned() {
+            entry.awaiting_buffer = true;
+            let queued = &mut self.buffer_queued[slot as usize];
+            if !std::mem::replace(queued, true) {
+                self.buffer_waiters.push_back(slot);
+            }
+        }
         self.drive(slot, generation)
+    }
+
+    /// Receives that found the ring empty, armed again in the order they
+    /// found it so: as many as buffers came back since the last look, or
+    /// one when `at_least_one` (the tick's, in case a buffer came back that
+    /// no receive armed since has taken).
+    pub(super) fn wake_buffer_waiters(&mut self, at_least_one: bool) -> io::Result<()> {
+        let returned = self.bufs.returned();
+        let mut budget = returned.wrapping_sub(self.waiters_woken_at).max(u64::from(at_least_one));
+        self.waiters_woken_at = returned;
+        while budget > 0 {
+            let Some(slot) = self.buffer_waiters.pop_front() else { break };
+            self.buffer_queued[slot as usize] = false;
+            // The slot's connection now: the one that queued it may have
+            // ended, and another come to the slot and found the ring empty too.
+            let Some(generation) = self.conns.generation(slot) else { continue };
+            let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
+            if !std::mem::take(&mut entry.awaiting_buffer) {
+                continue;
+            }
+            self.drive(slot, generation)?;
+            if self.conns.get_mut(slot, generation).is_some_and(|entry| entry.receiving) {
+                budget -= 1;
+            }
+        }
+        Ok(())
     }
 
     /// Offers a connection the input it holds, in order, until it takes it all

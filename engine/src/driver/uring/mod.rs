@@ -26,6 +26,7 @@ mod held;
 mod reclaim;
 mod ring_socket;
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
 use std::time::SystemTime;
@@ -76,6 +77,13 @@ pub(super) struct UringWorker<'a> {
     /// The bytes one bundle completion may carry, where the kernel caps it.
     bundle_cap: Option<u32>,
     completions: Vec<Completion>,
+    /// Slots whose receive found the ring empty, oldest first
+    /// ([`Slot::awaiting_buffer`]); each slot at most once
+    /// (`buffer_queued`), so it never outgrows the slots allocated at start.
+    buffer_waiters: VecDeque<u32>,
+    buffer_queued: Box<[bool]>,
+    /// The ring's count of buffers given back at the last wake of waiters.
+    waiters_woken_at: u64,
 }
 
 impl<'a> UringWorker<'a> {
@@ -129,6 +137,12 @@ impl<'a> UringWorker<'a> {
             .map_err(|e| core.refused_per_connection(e, "connection slots", Slab::<Slot>::BYTES_PER_SLOT))?;
         let slotless = fallible::with_capacity(outstanding)
             .map_err(|e| cannot_reserve(e, "slotless accepts", format_args!("{outstanding} x {}", size_of::<u32>())))?;
+        let slots = core.capacity();
+        let buffer_waiters = fallible::with_capacity(slots)
+            .map(VecDeque::from)
+            .map_err(|e| cannot_reserve(e, "receive buffer waiters", format_args!("{slots} x {}", size_of::<u32>())))?;
+        let buffer_queued = fallible::zeroed(slots)
+            .map_err(|e| cannot_reserve(e, "receive buffer waiters", format_args!("{slots} x 1")))?;
         let completions = fallible::with_capacity(completions_cap).map_err(|e| {
             cannot_reserve(e, "completion batch", format_args!("{completions_cap} x {}", size_of::<Completion>()))
         })?;
@@ -152,6 +166,9 @@ impl<'a> UringWorker<'a> {
             bundles,
             bundle_cap,
             completions,
+            buffer_waiters,
+            buffer_queued,
+            waiters_woken_at: 0,
         })
     }
 
@@ -183,6 +200,7 @@ impl<'a> UringWorker<'a> {
             while let Some(fd) = self.core.late_closes.next_due(self.core.now) {
                 self.push_ignored(opcode::Close::new(Fd(fd.into_raw_fd())).build())?;
             }
+            self.wake_buffer_waiters(false)?;
         }
         // Hand the last closes to the kernel before the ring goes.
         self.ring.submit()?;
@@ -339,6 +357,8 @@ impl<'a> UringWorker<'a> {
             }
             self.drive(slot, generation)?;
         }
+        // A buffer may have come back that no receive armed since took.
+        self.wake_buffer_waiters(true)?;
         self.core.recheck_fd_limit();
         self.accepts_starved = false;
         self.sweep_listener()?;

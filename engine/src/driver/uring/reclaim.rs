@@ -59,7 +59,9 @@ impl UringWorker<'_> {
                 continue;
             }
             let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
-            if entry.closing || entry.half_closing || entry.conn.is_sending() || !entry.held.is_empty() {
+            // Starved: a next request waits in its socket for a receive buffer.
+            if entry.closing || entry.half_closing || entry.conn.is_sending() || !entry.held.is_empty() || entry.starved
+            {
                 // Not idle after all (the list is noted after every event): left alone.
                 continue;
             }
