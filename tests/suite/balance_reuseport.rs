@@ -18,7 +18,7 @@ use util::load::{
     keepalive_clients, patient_churn, requests_then_close, scale_down_4_to_1_under_churn,
     short_connections_closed_by_the_client,
 };
-use util::procs::kill;
+use util::procs::stop;
 use util::sockets::{migrations, socket_inode, socket_inodes, wait_queued};
 use util::stats::{expect_worker, num, per_worker, stats_when_idle};
 use util::*;
@@ -101,14 +101,16 @@ fn restart_loses_nothing_queued_on_the_slot(backend: &str, lost_at_most: usize) 
     // hashes to its listener from now on waits in that listener's queue (and
     // the clients that connected there wait with it).
     stats_when_idle(&s);
-    kill(victim, libc::SIGSTOP);
+    let stopped = stop(victim);
     let from = s.log_len();
     let load = patient_churn(s.addr(), Duration::from_secs(15));
     let queued = wait_queued(listener, 4);
     assert!(queued >= 4, "no connection queued on the stopped worker's listener ({queued})");
     eprintln!("{queued} connections queued on worker 2's listener; {} answered by worker 1", load.ok());
     // It dies with its queue unread: the listener is the master's, not its.
-    kill(victim, libc::SIGKILL);
+    if let Err(e) = stopped.signal(libc::SIGKILL) {
+        panic!("SIGKILL to worker 2 (pid {victim}): {e}");
+    }
     s.wait_for_log_from(
         from,
         |l| l == format!("worker 2 (pid {victim}) killed by signal 9 (SIGKILL)"),
@@ -191,7 +193,7 @@ fn reuseport_a_retired_workers_queue_migrates_when_it_dies() {
     stats_when_idle(&s);
     // Stopped, then retired: the master lets go of its copy of the slot's
     // listener; the stopped worker holds the last one, and connections queue.
-    kill(victim, libc::SIGSTOP);
+    let stopped = stop(victim);
     let (code, reply, _) = ctl(&path, &["scale", "1"]);
     assert_eq!((code, reply.as_str()), (0, "ok scaling to 1 worker"));
     let (success_before, failure_before) = migrations();
@@ -200,7 +202,9 @@ fn reuseport_a_retired_workers_queue_migrates_when_it_dies() {
     assert!(queued >= 4, "no connection queued on the retired worker's listener ({queued})");
     // It dies without emptying its queue: closing the last copy migrates it.
     let from = s.log_len();
-    kill(victim, libc::SIGKILL);
+    if let Err(e) = stopped.signal(libc::SIGKILL) {
+        panic!("SIGKILL to worker 2 (pid {victim}): {e}");
+    }
     s.wait_for_log_from(
         from,
         |l| l == format!("worker 2 (pid {victim}) killed by signal 9 (SIGKILL)"),

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use util::load::Load;
 use util::ops::{metrics_addr, samples, scrape, value};
-use util::procs::{kill, ContinueOnDrop};
+use util::procs::stop;
 use util::stats::{expect_worker, num};
 use util::*;
 
@@ -62,10 +62,7 @@ fn routes_around_a_stalled_worker(mode: &str, backend: &str, how: Stall) {
     let load =
         Load::start_patient(s.addr(), CLIENTS, 1_000_000, Duration::from_secs(40), Duration::from_millis(1), PATIENCE);
     load.wait_ok(100, Duration::from_secs(10));
-    if let Stall::Stop = how {
-        kill(w2_pid, libc::SIGSTOP);
-    }
-    let _cont = ContinueOnDrop(w2_pid);
+    let stopped = matches!(how, Stall::Stop).then(|| stop(w2_pid));
 
     // The master notices: worker 2 does not acknowledge what it was handed.
     let notice = format!("worker 2 (pid {w2_pid}) is not keeping up");
@@ -120,8 +117,8 @@ fn routes_around_a_stalled_worker(mode: &str, backend: &str, how: Stall) {
     );
 
     // It comes back and takes connections again.
-    if let Stall::Stop = how {
-        kill(w2_pid, libc::SIGCONT);
+    if let Some(stopped) = stopped {
+        stopped.continue_now();
     }
     s.wait_for_log_from(at, |l| l.starts_with(&caught_up), Duration::from_secs(10));
     let lagging = || value(&samples(&scrape(metrics_at)), "ringmaster_worker_lagging", &w2);
@@ -184,8 +181,7 @@ fn the_log_says_connections_wait_when_no_other_worker_takes(mode: &str) {
     let ready = s.wait_workers_ready(1, START_TIMEOUT);
     let pid = num(&expect_worker(&ready, 1), "pid") as u32;
     let from = s.log_len();
-    kill(pid, libc::SIGSTOP);
-    let _cont = ContinueOnDrop(pid);
+    let stopped = stop(pid);
     let notice = format!("worker 1 (pid {pid}) is not keeping up");
     let (_, line) = s.wait_for_log_from(from, |l| l.starts_with(&notice), Duration::from_secs(10));
     assert!(!line.contains("go to the others"), "there are no others: {line}");
@@ -197,7 +193,7 @@ fn the_log_says_connections_wait_when_no_other_worker_takes(mode: &str) {
     let mut waiting = Conn::connect(s.addr());
     waiting.stream().set_read_timeout(Some(PATIENCE)).expect("timeout");
     waiting.send(GET);
-    kill(pid, libc::SIGCONT);
+    stopped.continue_now();
     check_ok(&waiting.read());
 }
 

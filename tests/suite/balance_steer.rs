@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use util::control::{control_path, status};
 use util::load::{close_request, patient_churn, scale_down_4_to_1_under_churn, CLIENT_TIMEOUT};
-use util::procs::{fd_limit_leaving, kill, ring_accepts_armed, run_to_exit, set_soft_fd_limit, stop_between_turns};
+use util::procs::{fd_limit_leaving, ring_accepts_armed, run_to_exit, set_soft_fd_limit, stop_between_turns};
 use util::sockets::{accept_queue, socket_inode};
 use util::stats::{expect_worker, num, stats_when_idle, stats_when_settled};
 use util::*;
@@ -146,13 +146,13 @@ fn steer_load_on_an_ipv6_wildcard_steers_both_families_by_load() {
     let victim = num(&expect_worker(&stats, 2), "pid") as u32;
     let listener = socket_inode(victim, 5).expect("worker 2's listener");
     stats_when_idle(&s);
-    let (_continue, _) = stop_between_turns(victim);
+    let (stopped, _) = stop_between_turns(victim);
     let unanswered = burst_of_requests_to(&to, BURST);
     assert!(unanswered.is_empty(), "with worker 2 stopped, connections went unanswered: {unanswered:?}");
     let stats = s.stats();
     assert!(steer_of_key(&stats, 2, "rescued") >= 1, "none of {BURST} at once sent to the stopped worker: {stats}");
     assert_eq!(accept_queue(listener), Some(0), "its IPv6 listener's queue (/proc/net/tcp6): {stats}");
-    kill(victim, libc::SIGCONT);
+    stopped.continue_now();
 }
 
 /// Connections opened at once just after a worker stops: the program sends
@@ -202,7 +202,7 @@ fn steer_load_a_stopped_worker_gets_no_new_connection_and_what_waits_on_it_is_ha
     let listener = socket_inode(victim, 5).expect("worker 2's listener");
     stats_when_idle(&s);
     // Stopped between turns: it holds no connection it has not served.
-    let (_continue, _) = stop_between_turns(victim);
+    let (stopped, _) = stop_between_turns(victim);
     let unanswered = burst_of_requests(s.addr(), BURST);
     assert!(unanswered.is_empty(), "with worker 2 stopped, connections went unanswered: {unanswered:?}");
     let stats = s.stats();
@@ -219,7 +219,7 @@ fn steer_load_a_stopped_worker_gets_no_new_connection_and_what_waits_on_it_is_ha
     });
     assert!(emptied, "connections wait on the stopped worker: queue {:?}, {}", accept_queue(listener), s.stats());
     let answered_before = load.ok();
-    kill(victim, libc::SIGCONT);
+    stopped.continue_now();
     let (ok, failures) = load.finish();
     let stats = s.stats();
     eprintln!(

@@ -14,6 +14,26 @@ use util::seccomp::block_io_uring;
 use util::stats::wait_one_connection_held_while_draining;
 use util::*;
 
+/// How long a client here waits for a read or a write, and the test for a
+/// line of the log or a worker's count: a bound for failure only (every read
+/// here expects an answer or a close, none that nothing comes), so generous.
+/// The suite's 5 s (`IO_TIMEOUT`) ran out once beside four busy loops on two CPUs.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A client of `s` that waits up to [`PATIENCE`] to read or write.
+fn client(s: &Server) -> Conn {
+    client_at(s.addr())
+}
+
+/// A client of `addr` that waits up to [`PATIENCE`] to read or write.
+fn client_at(addr: std::net::SocketAddr) -> Conn {
+    let conn = Conn::connect(addr);
+    let stream = conn.stream();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap_or_else(|e| panic!("a read timeout: {e}"));
+    stream.set_write_timeout(Some(PATIENCE)).unwrap_or_else(|e| panic!("a write timeout: {e}"));
+    conn
+}
+
 /// The example binary `name`, built by `cargo test` beside the main binary.
 fn example(name: &str) -> PathBuf {
     let dir = std::path::Path::new(BIN).parent().expect("the binary's directory").join("examples");
@@ -61,7 +81,7 @@ fn get(conn: &mut Conn, path: &str) -> Response {
 
 fn hello_cluster_answers_hello_world(mode: &str) {
     let s = start("hello_cluster", mode);
-    let mut conn = s.connect();
+    let mut conn = client(&s);
     for _ in 0..3 {
         let resp = get(&mut conn, "/");
         assert_eq!(resp.status, 200);
@@ -95,7 +115,7 @@ fn workers_keep_their_own_counts(mode: &str) {
     // New connections until both workers have answered (rr alternates; in
     // `shared` the kernel picks, so keep going a bounded while).
     for _ in 0..400 {
-        let mut conn = s.connect();
+        let mut conn = client(&s);
         let resp = get(&mut conn, "/");
         assert_eq!(resp.status, 200);
         let (id, pid, served) = counter_line(&resp.body_str());
@@ -143,7 +163,7 @@ fn workers_and_master_exchange_lines() {
     let mut served_by = [0u64; 2];
     let mut opened = 0;
     while conns.len() < 2 && opened < 100 {
-        let mut conn = s.connect();
+        let mut conn = client(&s);
         opened += 1;
         let (id, _, served) = counter_line(&get(&mut conn, "/").body_str());
         assert!((1..=2).contains(&id), "worker {id}");
@@ -175,7 +195,7 @@ fn workers_and_master_exchange_lines() {
     }
     for id in ids {
         let line = format!("per_worker_state: worker {id} reports served 1000");
-        let reported = eventually(IO_TIMEOUT, || s.raw_log().iter().any(|l| l.ends_with(&line)));
+        let reported = eventually(PATIENCE, || s.raw_log().iter().any(|l| l.ends_with(&line)));
         assert!(reported, "the master's hook printed {line:?}: {:?}", s.raw_log());
     }
 
@@ -184,7 +204,7 @@ fn workers_and_master_exchange_lines() {
     // The line travels beside the connections: each worker takes it on its next turn.
     for (conn, _) in &mut conns {
         let mut last = 0;
-        let reset = eventually(IO_TIMEOUT, || {
+        let reset = eventually(PATIENCE, || {
             last = counter_line(&get(conn, "/").body_str()).2;
             last < 1000
         });
@@ -196,7 +216,7 @@ fn workers_and_master_exchange_lines() {
 
 fn router_routes(mode: &str) {
     let s = start("router", mode);
-    let mut conn = s.connect();
+    let mut conn = client(&s);
     let home = get(&mut conn, "/");
     assert_eq!((home.status, home.body_str().as_str()), (200, "ringmaster router\n"));
     let json = get(&mut conn, "/json");
@@ -257,7 +277,7 @@ fn router_routes_shared() {
 /// and the router answered `404` where nginx routes by the path.
 fn an_absolute_uri_reaches_the_route_of_its_path(backend: &str) {
     let s = start_on("router", "rr", backend);
-    let mut conn = s.connect();
+    let mut conn = client(&s);
     let home = get(&mut conn, "http://a/");
     assert_eq!((home.status, home.body_str().as_str()), (200, "ringmaster router\n"));
     let json = get(&mut conn, "http://a:80/json?x=1");
@@ -286,7 +306,7 @@ fn the_host_of_an_ipv6_literal_reaches_the_handler() {
     assert!(s.addr().is_ipv6(), "{}", s.addr());
     s.wait_workers_ready(1, START_TIMEOUT);
     let port = s.addr().port();
-    let mut conn = s.connect();
+    let mut conn = client(&s);
     let field = conn.request(format!("GET /host HTTP/1.1\r\nHost: [::1]:{port}\r\n\r\n").as_bytes());
     assert_eq!((field.status, field.body_str()), (200, format!("[::1]:{port}\n")));
     let absolute = conn.request(b"GET http://[::1]/host HTTP/1.1\r\nHost: b.example\r\n\r\n");
@@ -315,7 +335,7 @@ fn an_absolute_uri_reaches_the_route_of_its_path_epoll() {
 fn the_handler_names_its_client(mode: &str, backend: &str) {
     let s = start_on("router", mode, backend);
     for _ in 0..4 {
-        let mut conn = s.connect();
+        let mut conn = client(&s);
         let client = conn.stream().local_addr().expect("the client's address");
         assert_eq!(client.ip(), std::net::Ipv4Addr::LOCALHOST, "{client}");
         for _ in 0..2 {
@@ -354,7 +374,7 @@ fn the_handler_names_an_ipv6_client_and_an_ipv4_mapped_one(backend: &str) {
         let s = start_at("[::]", "router", mode, backend);
         let port = s.addr().port();
         for to in [IpAddr::from(Ipv6Addr::LOCALHOST), IpAddr::from(Ipv4Addr::LOCALHOST)] {
-            let mut conn = Conn::connect(SocketAddr::new(to, port));
+            let mut conn = client_at(SocketAddr::new(to, port));
             let client = conn.stream().local_addr().expect("the client's address");
             let named = match client {
                 SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
@@ -387,7 +407,7 @@ fn a_stop_closes_a_busy_keep_alive_client_with_its_last_answer(mode: &str) {
     /// those asked before the worker had the drain in hand.
     const BEFORE_THE_DRAIN: usize = 10_000;
     let mut s = start("hello_cluster", mode);
-    let mut conn = s.connect();
+    let mut conn = client(&s);
     assert_eq!(get(&mut conn, "/").status, 200);
     s.signal(libc::SIGTERM);
     let mut answered = 0;
@@ -404,7 +424,7 @@ fn a_stop_closes_a_busy_keep_alive_client_with_its_last_answer(mode: &str) {
         }
         assert!(answered < BEFORE_THE_DRAIN, "{answered} answers since the stop, none says Connection: close");
     }
-    conn.expect_closed();
+    conn.expect_closed_within(PATIENCE);
     assert!(s.wait_exit(Duration::from_secs(10)).success(), "the cluster's exit");
 }
 
@@ -429,13 +449,13 @@ fn a_draining_pipeline_past_the_handlers_output_closes_with_its_last_answer(back
     /// Pauses twice; 11 kB, within what a connection holds (16 KiB).
     const PIPELINED: usize = 400;
     let mut s = start_on("hello_cluster", "rr", backend);
-    let mut conn = s.connect();
+    let mut conn = client(&s);
     assert_eq!(get(&mut conn, "/").status, 200);
     // Half a head: the connection is busy, so the drain does not close it.
     conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n");
     let from = s.log_len();
     s.signal(libc::SIGTERM);
-    s.wait_for_log_from(from, |l| l == "SIGTERM received: stopping 2 workers", IO_TIMEOUT);
+    s.wait_for_log_from(from, |l| l == "SIGTERM received: stopping 2 workers", PATIENCE);
     wait_one_connection_held_while_draining(&s);
 
     // The head's end and more requests, in one write.
@@ -452,7 +472,7 @@ fn a_draining_pipeline_past_the_handlers_output_closes_with_its_last_answer(back
             assert!(resp.has_connection("close"), "the last answer of a drain closes the connection: {resp:?}");
         }
     }
-    conn.expect_closed();
+    conn.expect_closed_within(PATIENCE);
     assert!(s.wait_exit(Duration::from_secs(10)).success(), "the cluster's exit");
 }
 
@@ -474,7 +494,7 @@ fn a_draining_pipeline_past_the_handlers_output_closes_with_its_last_answer_epol
 fn a_client_pipelining_before_it_reads_gets_every_answer(mode: &str) {
     const REQUESTS: usize = 20_000;
     let s = start("hello_cluster", mode);
-    let mut conn = s.connect();
+    let mut conn = client(&s);
     let batch = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".repeat(REQUESTS);
     // The kernel's socket buffers take the whole batch (about 540 KB on
     // loopback) while nothing is read: the write ends before the first read.
@@ -516,7 +536,7 @@ fn a_panicking_handler_costs_only_its_request(mode: &str, backend: &str) {
     // Three keep-alive connections over two workers: two of them share one.
     let mut conns: Vec<(Conn, String)> = Vec::new();
     let (doomed, neighbour) = loop {
-        let mut conn = s.connect();
+        let mut conn = client(&s);
         let (worker, _) = json_worker_and_requests(&mut conn);
         if let Some(at) = conns.iter().position(|(_, w)| *w == worker) {
             break (conns.swap_remove(at).0, conn);
@@ -535,7 +555,7 @@ fn a_panicking_handler_costs_only_its_request(mode: &str, backend: &str) {
     let resp = doomed.request(b"GET /panic HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(resp.status, 500, "{resp:?}");
     assert!(resp.has_connection("close"), "the connection ends after the 500: {resp:?}");
-    doomed.expect_closed();
+    doomed.expect_closed_within(PATIENCE);
     // Said, though the panic the handler caught came first in the same 10 s.
     let (panic_line, recovered_line) = (router_line("GET /panic:"), router_line("GET /recovered:"));
     let said = format!("worker {worker}: its handler panicked at examples/router.rs:{panic_line}:");
@@ -551,10 +571,10 @@ fn a_panicking_handler_costs_only_its_request(mode: &str, backend: &str) {
     // A flood of them, each on its own connection: each a 500, no worker lost.
     const MORE: u64 = 30;
     for n in 0..MORE {
-        let mut conn = s.connect();
+        let mut conn = client(&s);
         let resp = get(&mut conn, "/panic");
         assert_eq!(resp.status, 500, "panic {n}: {resp:?}");
-        conn.expect_closed();
+        conn.expect_closed_within(PATIENCE);
     }
     let took = flood_began.elapsed();
     let counted = |v: &serde_json::Value| -> u64 {
@@ -595,10 +615,10 @@ const EXAMPLES_ABORT_ON_PANIC: bool = !cfg!(debug_assertions);
 fn a_panicking_handler_ends_its_worker_in_an_abort_build(mode: &str, backend: &str) {
     let s = start_on("router", mode, backend);
     let log_mark = s.log_len();
-    let mut doomed = s.connect();
+    let mut doomed = client(&s);
     let (worker, _) = json_worker_and_requests(&mut doomed);
     doomed.send(b"GET /panic HTTP/1.1\r\nHost: a\r\n\r\n");
-    doomed.expect_closed();
+    doomed.expect_closed_within(PATIENCE);
     let line = router_line("GET /panic:");
     let said =
         format!("worker {worker}: its handler panicked at examples/router.rs:{line}: built with panic = \"abort\"");
@@ -612,7 +632,7 @@ fn a_panicking_handler_ends_its_worker_in_an_abort_build(mode: &str, backend: &s
         }),
         "the worker restarted: {last}"
     );
-    assert_eq!(get(&mut s.connect(), "/").status, 200, "served after the restart");
+    assert_eq!(get(&mut client(&s), "/").status, 200, "served after the restart");
 }
 
 /// A panic in `on_message` loses that line for the worker; no request is
@@ -644,7 +664,7 @@ fn a_panic_in_on_message_is_said_as_a_lost_line() {
     let since = &log[log_mark..];
     assert!(!since.iter().any(|l| l.contains("the request got 500")), "no request was answered 500: {since:#?}");
     if !EXAMPLES_ABORT_ON_PANIC {
-        assert_eq!(get(&mut s.connect(), "/").status, 200, "the workers serve on");
+        assert_eq!(get(&mut client(&s), "/").status, 200, "the workers serve on");
     }
 }
 
@@ -683,14 +703,14 @@ fn a_panicking_handler_costs_only_its_request_shared_on_epoll() {
 #[test]
 fn a_programs_own_child_is_left_for_it_to_reap() {
     let s = start("own_children", "rr");
-    let line = s.wait_for_log(|l| l.starts_with("own_children: child started (pid "), IO_TIMEOUT);
+    let line = s.wait_for_log(|l| l.starts_with("own_children: child started (pid "), PATIENCE);
     let pid: u32 = line
         .trim_start_matches("own_children: child started (pid ")
         .trim_end_matches(')')
         .parse()
         .unwrap_or_else(|e| panic!("no pid in {line:?}: {e}"));
     // Exited: a zombie its parent has not reaped, or reaped already.
-    let exited = eventually(IO_TIMEOUT, || util::procs::process_state(pid).is_none_or(|state| state == 'Z'));
+    let exited = eventually(PATIENCE, || util::procs::process_state(pid).is_none_or(|state| state == 'Z'));
     assert!(exited, "the child (pid {pid}) exited");
     let mut s = s;
     s.signal(libc::SIGTERM);
@@ -726,7 +746,7 @@ fn a_workers_child_started_before_serve_inherits_none_of_its_fds() {
     let mut from = 0;
     let prefix = "own_children: worker sidecar started (pid ";
     while sidecars.0.len() < 2 {
-        let (at, line) = s.wait_for_log_from(from, |l| l.starts_with(prefix), IO_TIMEOUT);
+        let (at, line) = s.wait_for_log_from(from, |l| l.starts_with(prefix), PATIENCE);
         from = at + 1;
         let pid = line.trim_start_matches(prefix).trim_end_matches(')').parse();
         sidecars.0.push(pid.unwrap_or_else(|e| panic!("no pid in {line:?}: {e}")));
@@ -791,7 +811,7 @@ fn a_panic_on_a_programs_own_thread_leaves_the_master_serving() {
     s.wait_workers_ready(2, START_TIMEOUT);
     let conn = std::os::unix::net::UnixStream::connect(&trigger)
         .unwrap_or_else(|e| panic!("connect to {}: {e}", trigger.display()));
-    conn.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
+    conn.set_read_timeout(Some(PATIENCE)).expect("read timeout");
     let mut answer = String::new();
     let _ = std::io::BufReader::new(conn).read_line(&mut answer);
     let _ = std::fs::remove_file(&trigger);
@@ -799,7 +819,7 @@ fn a_panic_on_a_programs_own_thread_leaves_the_master_serving() {
         let status = s.wait_exit(IO_TIMEOUT);
         panic!("the master ended ({status}) with the program's own thread's panic; log:\n{:#?}", s.raw_log());
     }
-    assert_eq!(s.connect().get_ok().body_str(), "hello world\n");
+    assert_eq!(client(&s).get_ok().body_str(), "hello world\n");
     s.signal(libc::SIGTERM);
     assert!(s.wait_exit(START_TIMEOUT).success(), "the master stopped cleanly");
 }

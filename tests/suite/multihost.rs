@@ -320,7 +320,7 @@ fn multihost_a_client_port_a_dead_host_reset_reaches_a_live_host_next() {
     let from = topology.len();
     // `rr`: the master accepts; stopped, it leaves connections in its queue.
     let master = host_pid(&topology, target);
-    util::procs::kill(master, libc::SIGSTOP);
+    let _stopped = util::procs::stop(master);
     let (service, netns) = (topology.service, topology.client_netns.clone());
     let waiting = std::thread::spawn(move || {
         enter_netns(&netns);

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use util::control::{control_path, ctl, parse_status, send_then_read_to_end};
-use util::procs::{kill, run_to_exit, stop_and_check_no_process_left, stop_between_turns};
+use util::procs::{kill, run_to_exit, stop, stop_and_check_no_process_left, stop_between_turns};
 use util::upgrade::{parse_new_master, replace_by_rename, status_when, wait_gone, worker_pids, Replacement, TempDir};
 use util::*;
 
@@ -226,11 +226,11 @@ fn a_control_path_bound_again_by_another_master_is_left_to_it() {
     // gone, or it would make the path again before the second could.
     let first = Server::start_binary(&binary, &args);
     status_when(&control, 1, |_| true);
-    kill(first.pid(), libc::SIGSTOP);
+    let stopped = stop(first.pid());
     std::fs::remove_file(&control).expect("the path removed under the first master");
     let second = Server::start(&args);
     let serving = worker_pids(&status_when(&control, 1, |_| true));
-    kill(first.pid(), libc::SIGCONT);
+    stopped.continue_now();
     stop_and_check_no_process_left(first);
     assert!(control.exists(), "the first master removed the second's control socket as it exited");
     assert_eq!(worker_pids(&status_when(&control, 1, |_| true)), serving, "the second master answers");
@@ -239,11 +239,11 @@ fn a_control_path_bound_again_by_another_master_is_left_to_it() {
     // A master upgraded, whose new master exits.
     let mut upgraded = Server::start_binary(&binary, &args);
     status_when(&control, 1, |_| true);
-    kill(upgraded.pid(), libc::SIGSTOP);
+    let stopped = stop(upgraded.pid());
     std::fs::remove_file(&control).expect("the path removed under the master to upgrade");
     let third = Server::start(&args);
     let serving = worker_pids(&status_when(&control, 1, |_| true));
-    kill(upgraded.pid(), libc::SIGCONT);
+    stopped.continue_now();
     kill(upgraded.pid(), libc::SIGUSR2);
     let new_master =
         parse_new_master(&upgraded.wait_for_log(|l| l.contains("upgrade: new master started (pid "), IO_TIMEOUT))
@@ -269,12 +269,12 @@ fn a_control_path_removed_under_the_master_is_made_again() {
 
     // Removed while the master stands still, with a client queued on the
     // socket the path named.
-    kill(s.pid(), libc::SIGSTOP);
+    let stopped = stop(s.pid());
     let mut queued = UnixStream::connect(&path.0).expect("connect while the master stands still");
     queued.write_all(b"status").expect("send");
     queued.shutdown(std::net::Shutdown::Write).expect("end of input");
     std::fs::remove_file(&path.0).expect("the path removed under the master");
-    kill(s.pid(), libc::SIGCONT);
+    stopped.continue_now();
     queued.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
     let mut answer = String::new();
     let read = queued.read_to_string(&mut answer);

@@ -195,8 +195,7 @@ fn a_master_at_its_fd_limit_still_restarts_a_worker_and_answers_its_operator() {
     let metrics = util::ops::metrics_addr(&s);
     let ready = s.wait_workers_ready(1, START_TIMEOUT);
     let first = util::stats::num(&util::stats::expect_worker(&ready, 1), "pid") as u32;
-    util::procs::kill(first, libc::SIGSTOP);
-    let _cont = util::procs::ContinueOnDrop(first);
+    let _cont = util::procs::stop(first);
 
     // Each sends a request that closes its connection once answered, so
     // that the new worker's descriptors come back as it answers.

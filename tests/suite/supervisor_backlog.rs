@@ -12,7 +12,7 @@
 use crate::util;
 
 use std::time::Duration;
-use util::procs::{is_zombie, kill, process_state, stop_and_check_no_process_left, ContinueOnDrop};
+use util::procs::{is_zombie, kill, process_state, stop, stop_and_check_no_process_left};
 use util::stats::{num, worker};
 use util::*;
 
@@ -23,8 +23,7 @@ fn rr_connections_accepted_with_no_worker_ready_are_held_and_answered_once_one_i
     let st = s.wait_workers_ready(1, Duration::from_secs(5));
     let victim = num(&worker(&st, 1).unwrap(), "pid") as u32;
 
-    kill(s.pid(), libc::SIGSTOP);
-    let master = ContinueOnDrop(s.pid());
+    let master = stop(s.pid());
     assert!(eventually(IO_TIMEOUT, || process_state(s.pid()) == Some('T')), "master not stopped");
     kill(victim, libc::SIGKILL);
     assert!(eventually(IO_TIMEOUT, || is_zombie(victim)), "worker {victim} not dead");

@@ -16,7 +16,7 @@ use crate::util;
 use std::time::{Duration, Instant};
 
 use util::procs::{
-    alive_ours, kill, process_state, stop_and_check_no_process_left, stop_between_turns, ContinueOnDrop,
+    alive_ours, kill, process_state, stop, stop_and_check_no_process_left, stop_between_turns, ContinueOnDrop,
 };
 use util::stats::{expect_worker, num};
 use util::*;
@@ -48,8 +48,7 @@ fn stop_new_worker_at_start(master: u32, known: &[u32]) -> (u32, ContinueOnDrop)
         for pid in children(master).into_iter().filter(|p| !known.contains(p)) {
             let title = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             if title.starts_with(b"ringmaster: worker") {
-                kill(pid, libc::SIGSTOP);
-                let guard = ContinueOnDrop(pid);
+                let guard = stop(pid);
                 // It runs no code of its own once signalled; it stops on its
                 // way back from the kernel.
                 assert!(eventually(IO_TIMEOUT, || process_state(pid) == Some('T')), "{pid} did not stop");

@@ -37,7 +37,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use util::control::{control_path, ctl};
 use util::load::{Load, LOAD_PAUSE};
-use util::procs::{alive_ours, kill, process_state, set_soft_fd_limit, stop_and_check_no_process_left, ContinueOnDrop};
+use util::procs::{alive_ours, process_state, set_soft_fd_limit, stop, stop_and_check_no_process_left, ContinueOnDrop};
 use util::stats::{num, per_worker, worker};
 use util::*;
 
@@ -215,8 +215,7 @@ fn gone(line: &str, id: u64, pid: u64) -> bool {
 fn check_replacement_order(s: &Server, id: u64, old_pid: u64, new_pid: u64, mut p: Prepared) {
     // Hold the new process. If it is not ready yet, it cannot become ready
     // while stopped: the old one must not be draining meanwhile.
-    kill(new_pid as u32, libc::SIGSTOP);
-    let held = ContinueOnDrop(new_pid as u32);
+    let held = stop(new_pid as u32);
     assert!(eventually(IO_TIMEOUT, || process_state(new_pid as u32) == Some('T')), "new worker {new_pid} not stopped");
     let st = s.stats();
     let w = worker(&st, id).unwrap_or_else(|| panic!("worker {id} missing: {st}"));
@@ -305,8 +304,7 @@ fn worker_1_stopped(name: &str) -> Held {
     let st = s.wait_workers_ready(2, Duration::from_secs(5));
     let old =
         [1, 2].map(|id| num(&worker(&st, id).unwrap_or_else(|| panic!("worker {id} missing: {st}")), "pid") as u32);
-    kill(old[0], libc::SIGSTOP);
-    let stopped = ContinueOnDrop(old[0]);
+    let stopped = stop(old[0]);
     assert!(eventually(IO_TIMEOUT, || process_state(old[0]) == Some('T')), "worker 1 ({}) not stopped", old[0]);
     Held { s, path, old, _stopped: stopped }
 }

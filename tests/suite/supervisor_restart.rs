@@ -17,9 +17,7 @@ use ringmaster_engine::EngineConfig;
 use std::time::{Duration, Instant};
 use util::control::{control_path, Control};
 use util::load::{close_request, Failure, Load, LOAD_PAUSE};
-use util::procs::{
-    alive_ours, kill, process_state, stop_and_check_no_process_left, stop_between_turns, ContinueOnDrop,
-};
+use util::procs::{alive_ours, kill, process_state, stop, stop_and_check_no_process_left, stop_between_turns};
 use util::stats::{nobody_passed_over_since, num, worker, worker_takes_one_of};
 use util::*;
 
@@ -357,8 +355,7 @@ fn watchdog_kills_a_stopped_worker(mode: &str) {
     }
 
     let from = s.log_len();
-    kill(victim, libc::SIGSTOP);
-    let _cont = ContinueOnDrop(victim);
+    let _cont = stop(victim);
     let stopped_at = Instant::now();
     let (i, line) = s.wait_for_log_from(
         from,
@@ -422,15 +419,13 @@ fn watchdog_0_leaves_a_stopped_worker_alone() {
     let off = Server::start(&["--workers", "1", "--watchdog", "0"]);
     let on = Server::start(&["--workers", "1", "--watchdog", "1"]);
     let frozen = num(&worker(&off.wait_workers_ready(1, Duration::from_secs(5)), 1).unwrap(), "pid") as u32;
-    kill(frozen, libc::SIGSTOP);
-    let thaw = ContinueOnDrop(frozen);
+    let thaw = stop(frozen);
     assert!(eventually(Duration::from_secs(5), || process_state(frozen) == Some('T')), "worker {frozen} not stopped");
 
     for k in 1..=3 {
         let pid = num(&worker(&on.wait_workers_ready(1, Duration::from_secs(5)), 1).unwrap(), "pid") as u32;
         let from = on.log_len();
-        kill(pid, libc::SIGSTOP);
-        let _thaw = ContinueOnDrop(pid);
+        let _thaw = stop(pid);
         let (i, _) = on.wait_for_log_from(
             from,
             |l| l.starts_with(&format!("worker 1 (pid {pid}) made no progress for ")),

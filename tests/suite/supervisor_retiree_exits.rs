@@ -11,7 +11,7 @@ use crate::util;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use util::control::{control_path, ctl, status};
-use util::procs::{kill, process_state, stop_and_check_no_process_left, ContinueOnDrop};
+use util::procs::{kill, process_state, stop, stop_and_check_no_process_left, ContinueOnDrop};
 use util::*;
 
 /// `rr` workers with the watchdog off and a control socket, all ready;
@@ -31,8 +31,7 @@ fn start(name: &str, workers: usize, shutdown_timeout: &str) -> (Server, PathBuf
 
 /// Stops `pid` (it cannot drain) until the guard is dropped.
 fn stopped(pid: u32) -> ContinueOnDrop {
-    kill(pid, libc::SIGSTOP);
-    let guard = ContinueOnDrop(pid);
+    let guard = stop(pid);
     assert!(eventually(IO_TIMEOUT, || process_state(pid) == Some('T')), "{pid} not stopped");
     guard
 }

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use util::control::{control_path, ctl, status};
 use util::load::Load;
-use util::procs::{alive_ours, kill, process_state, stop_and_check_no_process_left, ContinueOnDrop};
+use util::procs::{alive_ours, process_state, stop, stop_and_check_no_process_left};
 use util::*;
 
 // --- local helpers ------------------------------------------------------------------------
@@ -160,8 +160,7 @@ fn a_stopped_worker_scaled_away_is_killed_after_the_shutdown_timeout() {
     let two = wait_for_workers(&path, 2);
     let pids = pids_of(&two);
     let gone = pids[1] as u32;
-    kill(gone, libc::SIGSTOP);
-    let _stopped = ContinueOnDrop(gone);
+    let _stopped = stop(gone);
     assert!(eventually(IO_TIMEOUT, || process_state(gone) == Some('T')), "worker 2 ({gone}) not stopped");
 
     let from = s.log_len();

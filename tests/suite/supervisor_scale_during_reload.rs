@@ -24,7 +24,7 @@ use std::path::Path;
 use std::time::Duration;
 use util::control::{control_path, ctl, status};
 use util::load::Load;
-use util::procs::{alive_ours, kill, stop_and_check_no_process_left, ContinueOnDrop};
+use util::procs::{alive_ours, stop, stop_and_check_no_process_left};
 use util::*;
 
 /// Worker 1's first process (slot 0) and worker 2's new one (slot 0 or 3).
@@ -145,8 +145,7 @@ fn a_reload_while_a_scaled_away_worker_drains_replaces_the_workers_left() {
     let (w1_old, w2) = (ready_pid(&path, 1), ready_pid(&path, 2));
 
     // Stopped, worker 2 cannot drain: it is killed a second past --shutdown-timeout.
-    kill(w2 as u32, libc::SIGSTOP);
-    let _continue = ContinueOnDrop(w2 as u32);
+    let _continue = stop(w2 as u32);
     let from = s.log_len();
     let (code, out, err) = ctl(&path, &["scale", "1"]);
     assert_eq!((code, out.as_str()), (0, "ok scaling to 1 worker"), "{err}");

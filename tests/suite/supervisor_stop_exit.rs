@@ -170,14 +170,16 @@ fn a_client_refused_as_the_master_exits_may_still_send() {
     let mut s = Server::start(&["--mode", "rr", "--workers", "1", "--no-pin"]);
     s.wait_workers_ready(1, START_TIMEOUT);
     let worker = *s.logged_worker_pids().first().expect("the worker's pid is logged");
-    util::procs::kill(worker, libc::SIGSTOP);
+    let stopped = util::procs::stop(worker);
     let from = s.log_len();
     s.signal(libc::SIGTERM);
     s.wait_for_log_from(from, |l| l.contains("SIGTERM received"), IO_TIMEOUT);
     // The master no longer accepts: this one waits in the listen queue.
     let mut late = BufReader::new(connect(s.addr()));
     let killed = Instant::now();
-    util::procs::kill(worker, libc::SIGKILL);
+    if let Err(e) = stopped.signal(libc::SIGKILL) {
+        panic!("SIGKILL to the worker (pid {worker}): {e}");
+    }
     let resp = read_response(&mut late).expect("the queued client is answered");
     assert_eq!(resp.status, 503);
     // The request it was still sending: an open socket takes it.

@@ -39,8 +39,7 @@ fn a_ready_word_unread_at_the_deadline_still_hands_over() {
     old.signal(libc::SIGUSR2);
     let (_, started) =
         old.wait_for_log_from(mark, |l| l.contains("upgrade: new master started (pid "), Duration::from_secs(10));
-    old.signal(libc::SIGSTOP);
-    let resume = Resume(old.pid());
+    let resume = util::procs::stop(old.pid());
     let new_master = parse_new_master(&started).expect("its pid");
     let told = format!("ringmaster[{new_master}]: upgrade: every worker is ready: told the old master");
     let line = old.raw_log().into_iter().find(|l| l.contains("upgrade: new master started (pid ")).expect("logged");
@@ -64,17 +63,6 @@ fn a_ready_word_unread_at_the_deadline_still_hands_over() {
     let (code, out, _) = ctl(&control, &["stop"]);
     assert_eq!((code, out.as_str()), (0, "ok stopping"), "the new master serves the control socket");
     assert!(wait_gone(&[new_master], Duration::from_secs(15)).is_empty());
-}
-
-/// Sends `SIGCONT` on drop (a failed test leaves no process stopped). The
-/// pid is the test's own child, not reaped yet: never another process's.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) with a pid and a signal number touches no memory.
-        unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGCONT) };
-    }
 }
 
 /// This test is the old master: it hands a listener and a readiness channel

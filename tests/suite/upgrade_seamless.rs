@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use util::control::{ctl, parse_status, Control};
 use util::load::{Load, LOAD_PAUSE};
-use util::procs::{kill, ContinueOnDrop};
+use util::procs::{stop, ContinueOnDrop};
 use util::upgrade::{
     parent_of, parse_new_master, replace_by_rename, status_when, wait_gone, worker_pids, Replacement, TempDir,
 };
@@ -229,8 +229,7 @@ fn queued_connections_go_to_the_new_master(mode: &str) {
     };
     let mut stopped = Vec::new();
     for &pid in new_workers.iter().chain([&new_master]) {
-        kill(pid, libc::SIGSTOP);
-        stopped.push(ContinueOnDrop(pid));
+        stopped.push(stop(pid));
     }
     check_old_master_left(&mut old);
 
@@ -239,14 +238,11 @@ fn queued_connections_go_to_the_new_master(mode: &str) {
     for conn in &mut waiting {
         conn.send(GET_CLOSE);
     }
-    for pid in new_workers.iter().chain([&new_master]) {
-        kill(*pid, libc::SIGCONT);
-    }
+    stopped.into_iter().for_each(ContinueOnDrop::continue_now);
     for (i, conn) in waiting.iter_mut().enumerate() {
         let answer = conn.try_read().unwrap_or_else(|e| panic!("queued connection {i} of {QUEUED}: {e}"));
         check_ok(&answer);
     }
-    drop(stopped);
     stop_new_master(&dir, new_master, &new_workers);
 }
 
@@ -280,8 +276,7 @@ fn reuseport_new_master_steers_by_load_while_the_old_one_drains() {
     let control = dir.join("control.sock");
     let (mut old, before) = start_old(&dir, "reuseport");
     let old_master = old.pid();
-    kill(before[0], libc::SIGSTOP);
-    let stopped = ContinueOnDrop(before[0]);
+    let stopped = stop(before[0]);
     replace_by_rename(&dir.join("ringmaster"), Replacement::Binary);
     let new_master = upgrade(&old, &control, Ask::Command);
     let after = status_when(&control, 2, |w| {
@@ -292,8 +287,7 @@ fn reuseport_new_master_steers_by_load_while_the_old_one_drains() {
         "the old master is still there (its worker {} is stopped): {after}",
         before[0]
     );
-    kill(before[0], libc::SIGCONT);
-    drop(stopped);
+    stopped.continue_now();
     check_old_master_left(&mut old);
     stop_new_master(&dir, new_master, &worker_pids(&after));
 }
@@ -305,26 +299,12 @@ fn pid_of(status: &serde_json::Value, id: u64) -> u32 {
     worker.and_then(|w| w["pid"].as_u64()).unwrap_or_else(|| panic!("no worker {id} in {status}")) as u32
 }
 
-/// A process running a file of the test's directory, SIGSTOPped until
-/// dropped ([`ContinueOnDrop`] continues only the binary under test).
-struct Stopped<'a>(u32, &'a Path);
-
-impl<'a> Stopped<'a> {
-    fn new(pid: u32, dir: &'a Path) -> Stopped<'a> {
-        kill(pid, libc::SIGSTOP);
-        let stopped = Stopped(pid, dir);
-        let state = || util::procs::process_state(pid);
-        assert!(eventually(Duration::from_secs(5), || state() == Some('T')), "pid {pid} stops: {:?}", state());
-        stopped
-    }
-}
-
-impl Drop for Stopped<'_> {
-    fn drop(&mut self) {
-        if util::upgrade::runs_from(self.0, self.1) {
-            let _ = util::procs::send_signal(self.0, libc::SIGCONT);
-        }
-    }
+/// Stops process `pid` (SIGSTOP), and waits until it has, until the guard is dropped.
+fn stopped(pid: u32) -> ContinueOnDrop {
+    let stopped = stop(pid);
+    let state = || util::procs::process_state(pid);
+    assert!(eventually(Duration::from_secs(5), || state() == Some('T')), "pid {pid} stops: {:?}", state());
+    stopped
 }
 
 /// `reuseport --steer load`: before its program steers (the old master's
@@ -351,8 +331,8 @@ fn reuseport_a_new_master_takes_nothing_from_a_shared_queue_before_its_program_s
     let before = status_when(&control, 2, |w| w["steer"].is_u64());
     let old_pids = worker_pids(&before);
     // Worker 1's listener: nobody accepts there once both its workers are stopped.
-    let old_first = Stopped::new(pid_of(&before, 1), dir.path());
-    let listener = socket_inode(old_first.0, 5).expect("worker 1's listener");
+    let old_first = stopped(pid_of(&before, 1));
+    let listener = socket_inode(old_first.pid(), 5).expect("worker 1's listener");
 
     replace_by_rename(&dir.join("ringmaster"), Replacement::Binary);
     let mark = old.log_len();
@@ -361,7 +341,7 @@ fn reuseport_a_new_master_takes_nothing_from_a_shared_queue_before_its_program_s
         old.wait_for_log_from(mark, |l| l.contains("upgrade: new master started (pid "), Duration::from_secs(10));
     // Stopped before the new master is ready (it has yet to start its
     // workers), the old master keeps its maps until it is continued.
-    let old_master = Stopped::new(old.pid(), dir.path());
+    let old_master = stopped(old.pid());
     let new_master = parse_new_master(&started).unwrap_or_else(|| panic!("no pid in {started:?}"));
     let after = status_when(&control, 2, |w| w["pid"].as_u64().is_some_and(|p| !old_pids.contains(&(p as u32))));
     if old.log().iter().any(|l| l.contains("is ready: this master")) {
@@ -374,7 +354,7 @@ fn reuseport_a_new_master_takes_nothing_from_a_shared_queue_before_its_program_s
         stop_new_master(&dir, new_master, &worker_pids(&after));
         return;
     }
-    let new_first = Stopped::new(pid_of(&after, 1), dir.path());
+    let new_first = stopped(pid_of(&after, 1));
 
     // The kernel's hash places these (the new program has no listener yet):
     // some on worker 1's listener, where nobody accepts now; the queue

@@ -100,8 +100,7 @@ fn stopped_after_ready(delay: &str, stop: Stop) {
             // Its word has come (left unread); it is held stopped while
             // another process's stop, then the old master's, are pending.
             wait_for_word_unread(&ours);
-            kill(pid, libc::SIGSTOP);
-            let resume = Resume(pid);
+            let resume = util::procs::stop(pid);
             let deadline = Instant::now() + Duration::from_secs(15);
             while process_state(pid) != Some('T') {
                 assert!(Instant::now() < deadline, "delay {delay}: the new master did not stop");
@@ -197,8 +196,7 @@ fn old_master_stopped_as_ready(new_stopped_too: bool) {
     // armed again), while the new one starts its workers (the new master's
     // line may come before the old one's about starting it).
     old.wait_for_log_from(mark, |l| l.starts_with("upgrade: taking over from pid"), Duration::from_secs(10));
-    old.signal(libc::SIGSTOP);
-    let resume = Resume(old.pid());
+    let resume = util::procs::stop(old.pid());
     old.signal(libc::SIGTERM);
     let told = format!("ringmaster[{new_master}]: upgrade: every worker is ready: told the old master");
     old.wait_for_log_from(
@@ -208,8 +206,7 @@ fn old_master_stopped_as_ready(new_stopped_too: bool) {
     );
     assert!(old.raw_log().iter().any(|l| l.contains(&told)), "{:?}", old.raw_log());
     let resume_new = new_stopped_too.then(|| {
-        kill(new_master, libc::SIGSTOP);
-        let resume_new = Resume(new_master);
+        let resume_new = util::procs::stop(new_master);
         let deadline = Instant::now() + Duration::from_secs(15);
         while process_state(new_master) != Some('T') {
             assert!(Instant::now() < deadline, "the new master did not stop");
@@ -257,15 +254,4 @@ fn old_master_stopped_as_ready(new_stopped_too: bool) {
     assert_eq!(old.wait_exit(Duration::from_secs(15)).code(), Some(0));
     assert!(!old.log().iter().any(|l| l.contains("cannot stop listening")), "{:?}", old.raw_log());
     assert!(dir.running().is_empty(), "left: {:?}", dir.running());
-}
-
-/// Sends `SIGCONT` on drop (a failed test leaves no process stopped). The
-/// pid is the test's own child, not reaped yet: never another process's.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) with a pid and a signal number touches no memory.
-        unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGCONT) };
-    }
 }

@@ -5,7 +5,8 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::io::Read;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::{Command, ExitStatus, Stdio};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -197,17 +198,93 @@ pub fn wait_gone(pids: &BTreeSet<u32>, timeout: Duration) -> Vec<u32> {
     pids.iter().copied().filter(|&p| alive_ours(p)).collect()
 }
 
-/// Sends SIGCONT to a process (if it is still ours) when dropped: a failing test
-/// never leaves a SIGSTOPped process stopped (a stopped worker could not drain
-/// and exit; a stopped master could not be stopped by Server's Drop).
-pub struct ContinueOnDrop(pub u32);
+/// A process held by a pidfd (pidfd_open(2)) rather than named by its pid: a
+/// signal sent through it reaches that process, or none once it has been
+/// reaped (`ESRCH`), however soon its pid names another. A pid kept across a
+/// long test is not enough: pid_max is 32768 on the machines the suite runs
+/// on and the suite goes round it in about 80 s, so a stopped worker the
+/// master killed may have its pid given to another process by the time the
+/// test continues it.
+pub struct Pidfd {
+    fd: OwnedFd,
+    pid: u32,
+}
+
+impl Pidfd {
+    /// Holds process `pid`, the one that has that pid now.
+    pub fn open(pid: u32) -> io::Result<Pidfd> {
+        // SAFETY: pidfd_open(2) takes a pid and flags and touches no memory of ours.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = RawFd::try_from(fd).map_err(|_| io::Error::other(format!("pidfd_open returned {fd}")))?;
+        // SAFETY: pidfd_open(2) returned a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Pidfd { fd, pid })
+    }
+
+    /// The pid the process had when it was opened (another's, once it is reaped).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Sends `sig` to the process held (pidfd_send_signal(2)): `ESRCH` once
+    /// it has been reaped.
+    pub fn signal(&self, sig: i32) -> io::Result<()> {
+        let no_info: *const libc::siginfo_t = std::ptr::null();
+        // SAFETY: pidfd_send_signal(2) reads no siginfo when given none; the
+        // descriptor is open as long as self is.
+        let sent =
+            unsafe { libc::syscall(libc::SYS_pidfd_send_signal, self.fd.as_raw_fd(), sig, no_info, 0 as libc::c_uint) };
+        if sent != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// A process stopped by [`stop`], continued (SIGCONT) when dropped or by
+/// [`ContinueOnDrop::continue_now`]: a failing test never leaves a process
+/// stopped (a stopped worker could not drain and exit; a stopped master could
+/// not be stopped by Server's Drop). The signals go through a [`Pidfd`]
+/// opened before the stop, to the process stopped or to none.
+pub struct ContinueOnDrop(Pidfd);
+
+impl ContinueOnDrop {
+    /// The stopped process's pid (as it was when it stopped).
+    pub fn pid(&self) -> u32 {
+        self.0.pid()
+    }
+
+    /// Sends `sig` to the stopped process (SIGKILL, SIGTERM: it stays
+    /// stopped until the guard goes, if it lives); `ESRCH` once it has been reaped.
+    pub fn signal(&self, sig: i32) -> io::Result<()> {
+        self.0.signal(sig)
+    }
+
+    /// Continues the process now (nothing if it has been reaped).
+    pub fn continue_now(self) {
+        drop(self);
+    }
+}
 
 impl Drop for ContinueOnDrop {
     fn drop(&mut self) {
-        if alive_ours(self.0) {
-            let _ = send_signal(self.0, libc::SIGCONT);
-        }
+        let _ = self.0.signal(libc::SIGCONT);
     }
+}
+
+/// Stops process `pid` with SIGSTOP until the guard returned is dropped;
+/// every later signal to it goes through the guard, to this process or to
+/// none. Panics if there is no process `pid` to stop.
+pub fn stop(pid: u32) -> ContinueOnDrop {
+    let process = Pidfd::open(pid).unwrap_or_else(|e| panic!("pidfd_open({pid}): {e}"));
+    let stopped = ContinueOnDrop(process);
+    if let Err(e) = stopped.signal(libc::SIGSTOP) {
+        panic!("SIGSTOP to pid {pid}: {e}");
+    }
+    stopped
 }
 
 /// The system calls epoll_wait(3) may make.
@@ -233,9 +310,8 @@ const EPOLL_WAITS: &[libc::c_long] = &[
 /// it stopped: nothing that happens after that instant reaches the worker.
 pub fn stop_between_turns(pid: u32) -> (ContinueOnDrop, Instant) {
     let mut elsewhere = Vec::new();
+    let guard = stop(pid);
     for _ in 0..1000 {
-        kill(pid, libc::SIGSTOP);
-        let guard = ContinueOnDrop(pid);
         assert!(
             eventually(Duration::from_secs(5), || process_state(pid) == Some('T')),
             "worker {pid} did not stop (state {:?})",
@@ -257,7 +333,9 @@ pub fn stop_between_turns(pid: u32) -> (ContinueOnDrop, Instant) {
             return (guard, seen);
         }
         elsewhere.push(syscall.trim().to_string());
-        drop(guard);
+        if let Err(e) = guard.signal(libc::SIGCONT) {
+            panic!("SIGCONT to worker {pid}: {e}");
+        }
         assert!(
             eventually(Duration::from_secs(5), || process_state(pid) != Some('T')),
             "worker {pid} did not continue"
@@ -266,6 +344,9 @@ pub fn stop_between_turns(pid: u32) -> (ContinueOnDrop, Instant) {
         // worker stopped on its way out of a call (its exec, as it starts)
         // is found there try after try. Once it sleeps, it has run on.
         eventually(Duration::from_secs(1), || process_state(pid) == Some('S'));
+        if let Err(e) = guard.signal(libc::SIGSTOP) {
+            panic!("SIGSTOP to worker {pid}: {e}");
+        }
     }
     elsewhere.truncate(5);
     panic!("worker {pid} never stopped waiting for events in 1000 tries (first stops: {elsewhere:?})");
@@ -320,4 +401,17 @@ fn read_to_string_in_thread(mut r: impl Read + Send + 'static) -> JoinHandle<Str
         let _ = r.read_to_string(&mut s);
         s
     })
+}
+
+/// The helper's own promise: once the process stopped has been reaped, a
+/// signal through its guard goes nowhere (`ESRCH`), whoever has its pid now.
+#[test]
+fn a_signal_through_a_stop_guard_reaches_no_process_once_the_stopped_one_is_reaped() {
+    let mut child = Command::new("sleep").arg("60").spawn().unwrap_or_else(|e| panic!("spawn sleep: {e}"));
+    let stopped = stop(child.id());
+    assert!(eventually(Duration::from_secs(5), || process_state(child.id()) == Some('T')), "sleep did not stop");
+    child.kill().unwrap_or_else(|e| panic!("SIGKILL to sleep: {e}"));
+    child.wait().unwrap_or_else(|e| panic!("reap sleep: {e}"));
+    let sent = stopped.signal(libc::SIGCONT);
+    assert_eq!(sent.map_err(|e| e.raw_os_error()), Err(Some(libc::ESRCH)), "a signal to a reaped process");
 }
