@@ -9,7 +9,10 @@
 //! after 4.0 s", cancelled the operator's reload, and restarted a scale-up's
 //! worker with the back-off. Likewise a process retired by a scale-down that
 //! exited by itself meanwhile is logged as exited, not as "still running a
-//! second after --shutdown-timeout: killing it".
+//! second after --shutdown-timeout: killing it". And workers that stood
+//! still with the master past `--watchdog` are not killed by its first look
+//! at their heartbeats, before they could turn (until 2026-12-07 they were:
+//! "made no progress for 2.0 s").
 
 use crate::util;
 
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant};
 use util::procs::{
     alive_ours, kill, process_state, stop, stop_and_check_no_process_left, stop_between_turns, ContinueOnDrop,
 };
-use util::stats::{expect_worker, num};
+use util::stats::{expect_worker, num, worker};
 use util::*;
 
 /// `--shutdown-timeout`: also how long a new process has to be ready, and
@@ -161,6 +164,53 @@ fn a_retiree_that_exited_while_the_master_stood_still_is_logged_as_exited() {
 
     let (_, line) = s.wait_for_log_from(i_scaled, |l| l.contains(&format!("(pid {pid})")), Duration::from_secs(10));
     assert_eq!(line, format!("worker 2 (pid {pid}) exited with code 0"), "{:?}", &s.log()[i_scaled..]);
+    stop_and_check_no_process_left(s);
+}
+
+#[test]
+fn workers_that_stood_still_with_the_master_are_not_killed_by_its_watchdog() {
+    // The master and both workers stand still (the whole group stopped, a
+    // frozen cgroup, a paused or starved machine) past --watchdog, and the
+    // master runs on first: three of its ticks before the workers run. What
+    // the master did not watch is not held against them.
+    const WATCHDOG: Duration = Duration::from_secs(2);
+    let s = Server::start(&["--mode", "rr", "--workers", "2", "--no-pin", "--watchdog", "2"]);
+    let st = s.wait_workers_ready(2, START_TIMEOUT);
+    let pids = [1, 2].map(|w| num(&expect_worker(&st, w), "pid") as u32);
+    let from = s.log_len();
+    let workers: Vec<ContinueOnDrop> = pids.iter().map(|&pid| stop_between_turns(pid).0).collect();
+    let (master, stopped_at) = stop_between_turns(s.pid());
+    let until = stopped_at + WATCHDOG + Duration::from_secs(1);
+    while Instant::now() < until {
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    }
+    drop(master);
+    s.stats();
+    std::thread::sleep(Duration::from_millis(300));
+    let kills = |log: &[String]| -> Vec<String> {
+        log.iter().filter(|l| l.contains("made no progress") || l.contains("killed")).cloned().collect()
+    };
+    let killed = kills(&s.log()[from..]);
+    assert!(killed.is_empty(), "the master killed workers that stood still with it: {killed:?}");
+    for pid in pids {
+        assert_eq!(process_state(pid), Some('T'), "worker {pid} ran before the master's ticks");
+    }
+    drop(workers);
+
+    // Both serve on, the same processes, and no line says the master killed one.
+    let mut st = serde_json::Value::Null;
+    let ready = eventually(Duration::from_secs(10), || {
+        st = s.stats();
+        [1, 2].iter().all(|&w| worker(&st, w).is_some_and(|w| w["state"] == "ready"))
+    });
+    let log = s.log();
+    assert!(ready, "workers not ready: {st}\n{:?}", &log[from..]);
+    let now = [1, 2].map(|w| num(&expect_worker(&st, w), "pid") as u32);
+    let killed = kills(&log[from..]);
+    assert!(killed.is_empty() && now == pids, "workers {pids:?}, now {now:?}: {killed:?}");
+    for _ in 0..4 {
+        s.connect().get_ok();
+    }
     stop_and_check_no_process_left(s);
 }
 

@@ -213,6 +213,9 @@ struct Master {
     next_steer: Instant,
     /// A restart was planned after the timer was armed: it may fire too late.
     timer_outdated: bool,
+    /// When [`Master::watch_heartbeats`] last looked: the watchdog counts
+    /// only the time the master watched.
+    heartbeats_watched: Instant,
     /// Reused for the facts handed to a mode that steers.
     steer_facts: Vec<crate::modes::SlotFacts>,
     /// Reused for the connections such a mode takes from a stalled or full worker's queue.

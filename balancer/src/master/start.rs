@@ -118,6 +118,7 @@ impl Master {
             next_tick: Instant::now() + TICK,
             next_steer: Instant::now(),
             timer_outdated: false,
+            heartbeats_watched: Instant::now(),
             steer_facts: Vec::new(),
             steer_taken: Vec::new(),
             reaped,

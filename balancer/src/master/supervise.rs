@@ -31,6 +31,17 @@ pub(super) const ANNOUNCE_AFTER: Duration = Duration::from_secs(2);
 /// one killed for it would only start again.
 const MIN_READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Looks at the heartbeats further apart than this: the master stood still
+/// between them (`SIGSTOP`, a machine paused or starved). The watchdog counts
+/// no more than this of such a gap as time a heartbeat stood still.
+const STOOD_STILL: Duration = Duration::from_millis(3 * super::TICK.as_millis() as u64);
+
+/// How much of the time since the master last looked at the heartbeats
+/// (`since`) it did not watch: all beyond [`STOOD_STILL`].
+fn unwatched(since: Duration) -> Duration {
+    since.saturating_sub(STOOD_STILL)
+}
+
 /// A running worker process.
 #[derive(Debug)]
 pub(super) struct Process {
@@ -319,12 +330,22 @@ impl Master {
     }
 
     /// Notes whose loop's heartbeat moved (the routing facts' heartbeat
-    /// age), and kills ready workers whose loop has not turned for `--watchdog`.
+    /// age), and kills ready workers whose loop has not turned for `--watchdog`
+    /// of the time the master watched. A master that stood still past
+    /// [`STOOD_STILL`] did not watch the rest: a worker that stood still with
+    /// it (the whole process group stopped and continued, a cgroup frozen and
+    /// thawed, a paused or starved machine) is not blamed for it, and gets the
+    /// rest of its `--watchdog` to turn once both run again. Until 2026-12-07
+    /// the master's first look after such a stand-still, which may come before
+    /// a worker's first turn, killed every worker as having made no progress.
     pub(super) fn watch_heartbeats(&mut self) {
         let now = Instant::now();
+        let unwatched = unwatched(now.saturating_duration_since(self.heartbeats_watched));
+        self.heartbeats_watched = now;
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let Some(process) = slot.process.as_mut() else { continue };
             let Some(counters) = self.stats.slot(index) else { continue };
+            process.heartbeat_moved = (process.heartbeat_moved + unwatched).min(now);
             let beat = counters.heartbeat.load(std::sync::atomic::Ordering::Relaxed);
             if beat != process.heartbeat || !process.ready {
                 process.heartbeat = beat;
@@ -373,5 +394,17 @@ impl Master {
         for process in self.slots.iter().filter_map(|s| s.process.as_ref()) {
             let _ = kill(Pid::from_raw(process.pid as i32), signal);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gap_between_looks_counts_up_to_the_stand_still_bound() {
+        assert_eq!(unwatched(super::super::TICK), Duration::ZERO);
+        assert_eq!(unwatched(STOOD_STILL), Duration::ZERO);
+        assert_eq!(unwatched(Duration::from_secs(3)), Duration::from_secs(3) - STOOD_STILL);
     }
 }
