@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use util::procs::{
     alive_ours, kill, process_state, stop, stop_and_check_no_process_left, stop_between_turns, ContinueOnDrop,
 };
+use util::sockets::{socket_inode, wait_queued};
 use util::stats::{expect_worker, num, worker};
 use util::*;
 
@@ -211,6 +212,49 @@ fn workers_that_stood_still_with_the_master_are_not_killed_by_its_watchdog() {
     for _ in 0..4 {
         s.connect().get_ok();
     }
+    stop_and_check_no_process_left(s);
+}
+
+#[test]
+fn a_stop_leaves_the_listener_of_a_worker_that_stood_still_with_the_master_to_it() {
+    // A stop in `--mode reuseport` whose worker, then master, stood still a
+    // moment after it began (the process group stopped, a cgroup frozen)
+    // for longer than the 2 s a stop gives a worker that stands still
+    // before it shuts that worker's listener and answers its queue `503`:
+    // the stand-still is the master's own, and the client queued before
+    // the stop is the worker's to serve once both run again. Until
+    // 2026-12-07 the stop's first tick after it judged the worker's
+    // heartbeat before the watchdog's look made up for what the master did
+    // not watch: the client got `503`.
+    const STOOD: Duration = Duration::from_secs(3);
+    let args = ["--mode", "reuseport", "--workers", "1", "--no-pin", "--shutdown-timeout", "30"];
+    let mut s = Server::start(&args);
+    let ready = s.wait_workers_ready(1, START_TIMEOUT);
+    let pid = num(&expect_worker(&ready, 1), "pid") as u32;
+    let listener = socket_inode(pid, 5).expect("the worker's listener");
+    let (worker, _) = stop_between_turns(pid);
+    let mut client = s.connect();
+    client.send(GET_CLOSE);
+    assert_eq!(wait_queued(listener, 1), 1, "the client waits on the stopped worker's listener");
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    s.wait_for_log_from(from, |l| l.contains("received: stopping"), IO_TIMEOUT);
+    let (master, stopped_at) = stop_between_turns(s.pid());
+    let until = stopped_at + STOOD;
+    while Instant::now() < until {
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    }
+    // The master first, for three of its ticks, as a group continued
+    // process by process may be.
+    drop(master);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(process_state(pid), Some('T'), "the worker ran before the master's ticks");
+    drop(worker);
+    let answer = client.try_read().map(|resp| resp.status);
+    let log = s.log()[from..].join("\n");
+    assert_eq!(answer.ok(), Some(200), "the client queued before the stop; log:\n{log}");
+    let status = s.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "master exit status {status}; log:\n{}", s.log().join("\n"));
     stop_and_check_no_process_left(s);
 }
 

@@ -213,8 +213,8 @@ struct Master {
     next_steer: Instant,
     /// A restart was planned after the timer was armed: it may fire too late.
     timer_outdated: bool,
-    /// When [`Master::watch_heartbeats`] last looked: the watchdog counts
-    /// only the time the master watched.
+    /// When the master's last turn began ([`Master::forgive_stand_still`]):
+    /// the watchdog and the routing facts count only the time it watched.
     heartbeats_watched: Instant,
     /// Reused for the facts handed to a mode that steers.
     steer_facts: Vec<crate::modes::SlotFacts>,
@@ -234,6 +234,7 @@ impl Master {
         self.arm_timer()?;
         while !self.done() {
             self.reactor.wait(&mut self.completions)?;
+            self.forgive_stand_still();
             let mut batch = std::mem::take(&mut self.completions);
             // The lanes first, in order (a batch is sent before it is
             // acknowledged): what the workers said before this turn is known

@@ -31,13 +31,14 @@ pub(super) const ANNOUNCE_AFTER: Duration = Duration::from_secs(2);
 /// one killed for it would only start again.
 const MIN_READY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Looks at the heartbeats further apart than this: the master stood still
-/// between them (`SIGSTOP`, a machine paused or starved). The watchdog counts
-/// no more than this of such a gap as time a heartbeat stood still.
+/// Turns of the master further apart than this (its timer fires at least
+/// every tick): it stood still between them (`SIGSTOP`, a machine paused or
+/// starved). No more than this of such a gap counts as time a heartbeat
+/// stood still.
 const STOOD_STILL: Duration = Duration::from_millis(3 * super::TICK.as_millis() as u64);
 
-/// How much of the time since the master last looked at the heartbeats
-/// (`since`) it did not watch: all beyond [`STOOD_STILL`].
+/// How much of the time since the master's last turn (`since`) it did not
+/// watch: all beyond [`STOOD_STILL`].
 fn unwatched(since: Duration) -> Duration {
     since.saturating_sub(STOOD_STILL)
 }
@@ -329,23 +330,43 @@ impl Master {
         self.workers.iter().all(|w| w.slot.is_some_and(|s| self.slots[s].process.as_ref().is_some_and(|p| p.ready)))
     }
 
+    /// At the start of each of the master's turns: of the time since its
+    /// last turn, what it did not watch (all past [`STOOD_STILL`]: it stood
+    /// still) is not counted as time any heartbeat stood still. Each turn,
+    /// not the tick's look alone: the routing facts' heartbeat age
+    /// (`judge.rs`) and a stop's judgement of a worker that stands still
+    /// (`stop_listening.rs`, on the tick before the look) read the same
+    /// `heartbeat_moved`. Until 2026-12-07 they read it before the look
+    /// after a stand-still, and a stop's first tick after one shut the
+    /// listener of a `reuseport` worker that stood still with the master,
+    /// its queued clients answered `503`.
+    pub(super) fn forgive_stand_still(&mut self) {
+        let now = Instant::now();
+        let unwatched = unwatched(now.saturating_duration_since(self.heartbeats_watched));
+        self.heartbeats_watched = now;
+        if unwatched.is_zero() {
+            return;
+        }
+        for process in self.slots.iter_mut().filter_map(|slot| slot.process.as_mut()) {
+            process.heartbeat_moved = (process.heartbeat_moved + unwatched).min(now);
+        }
+    }
+
     /// Notes whose loop's heartbeat moved (the routing facts' heartbeat
     /// age), and kills ready workers whose loop has not turned for `--watchdog`
     /// of the time the master watched. A master that stood still past
-    /// [`STOOD_STILL`] did not watch the rest: a worker that stood still with
-    /// it (the whole process group stopped and continued, a cgroup frozen and
+    /// [`STOOD_STILL`] did not watch the rest
+    /// ([`Master::forgive_stand_still`]): a worker that stood still with it
+    /// (the whole process group stopped and continued, a cgroup frozen and
     /// thawed, a paused or starved machine) is not blamed for it, and gets the
     /// rest of its `--watchdog` to turn once both run again. Until 2026-12-07
     /// the master's first look after such a stand-still, which may come before
     /// a worker's first turn, killed every worker as having made no progress.
     pub(super) fn watch_heartbeats(&mut self) {
         let now = Instant::now();
-        let unwatched = unwatched(now.saturating_duration_since(self.heartbeats_watched));
-        self.heartbeats_watched = now;
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let Some(process) = slot.process.as_mut() else { continue };
             let Some(counters) = self.stats.slot(index) else { continue };
-            process.heartbeat_moved = (process.heartbeat_moved + unwatched).min(now);
             let beat = counters.heartbeat.load(std::sync::atomic::Ordering::Relaxed);
             if beat != process.heartbeat || !process.ready {
                 process.heartbeat = beat;
