@@ -149,6 +149,24 @@ pub fn recv_bundle_cap(buffer_size: u32) -> Option<u32> {
 const SQE_LEN_OFFSET: usize = 24;
 const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64, "an Entry is the kernel's io_uring_sqe");
 
+/// Where `ioprio` sits in an `io_uring_sqe`: a receive's own flags.
+const SQE_IOPRIO_OFFSET: usize = 2;
+/// `IORING_RECVSEND_POLL_FIRST` (<linux/io_uring.h>; the crate keeps its
+/// constants private).
+const RECVSEND_POLL_FIRST: u16 = 1;
+
+/// A receive `entry` that waits for input before it takes a buffer
+/// (`IORING_RECVSEND_POLL_FIRST`): armed on an empty socket while the ring
+/// of buffers is empty, it waits for its client rather than failing with
+/// `ENOBUFS` at once (the kernel picks the buffer before it reads).
+pub fn poll_first(mut entry: squeue::Entry) -> squeue::Entry {
+    let field = std::ptr::addr_of_mut!(entry).cast::<u8>().wrapping_add(SQE_IOPRIO_OFFSET).cast::<u16>();
+    // SAFETY: as in `with_len`: `ioprio` is the u16 at byte 2 of the
+    // kernel's `io_uring_sqe`, 2-aligned in the 8-aligned entry we own here.
+    unsafe { *field |= RECVSEND_POLL_FIRST };
+    entry
+}
+
 /// `entry` with its `len` set: the crate's builders leave it 0 where the
 /// kernel once required that (a multishot receive's cap, above).
 pub fn with_len(mut entry: squeue::Entry, len: u32) -> squeue::Entry {

@@ -166,6 +166,13 @@ impl UringWorker<'_> {
             } else {
                 opcode::RecvMulti::new(socket.fd(), bufring::GROUP).build()
             };
+            // The ring was found empty and no buffer has come back since: a
+            // receive that took one at once would fail at once on an empty
+            // socket (an idle client, one just accepted) and wait in
+            // `buffer_waiters` ahead of those whose input waits, each wake
+            // spent on it while the buffers it was for lay unused.
+            let recv =
+                if self.ring_found_empty_at == Some(self.bufs.returned()) { uring::poll_first(recv) } else { recv };
             let recv = recv.flags(socket.flags());
             self.push(recv.user_data(token::encode(Op::Recv, slot, generation)))?;
         } else if !wants && entry.receiving && !entry.cancelling {
@@ -223,6 +230,7 @@ impl UringWorker<'_> {
         }
         if result == -libc::ENOBUFS {
             entry.starved = true;
+            self.ring_found_empty_at = Some(self.bufs.returned());
         } else if result >= 0 {
             entry.starved = false;
         }

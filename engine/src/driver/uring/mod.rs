@@ -84,6 +84,10 @@ pub(super) struct UringWorker<'a> {
     buffer_queued: Box<[bool]>,
     /// The ring's count of buffers given back at the last wake of waiters.
     waiters_woken_at: u64,
+    /// The ring's count of buffers given back when a receive last found it
+    /// empty: while it has not moved, receives wait for input before they
+    /// take a buffer (`uring::poll_first`).
+    ring_found_empty_at: Option<u64>,
 }
 
 impl<'a> UringWorker<'a> {
@@ -169,6 +173,7 @@ impl<'a> UringWorker<'a> {
             buffer_waiters,
             buffer_queued,
             waiters_woken_at: 0,
+            ring_found_empty_at: None,
         })
     }
 
