@@ -174,10 +174,12 @@ fn process_cpu() -> Duration {
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Clients that connect and send nothing while the hogs hold the ring.
-const IDLERS: usize = 100;
-/// A bound for the answers once the hogs read: a few ticks (100 ms each),
-/// far from one tick per idler ahead of them.
-const PROMPTLY: Duration = Duration::from_secs(3);
+const IDLERS: usize = 200;
+/// A bound for the newcomer's answer once the hogs read: well over what
+/// passing takes (0.15 s quiet, a few seconds beside busy loops, as the
+/// hogs' first answers must go out before their buffers come back), well
+/// under one tick (100 ms) per idler ahead of it (20 s).
+const PROMPTLY: Duration = Duration::from_secs(6);
 
 #[test]
 fn idle_clients_accepted_while_the_ring_was_empty_do_not_hold_up_input_once_it_has_room() {
@@ -209,11 +211,9 @@ fn idle_clients_accepted_while_the_ring_was_empty_do_not_hold_up_input_once_it_h
     for (index, hog) in hogs.into_iter().enumerate() {
         assert_eq!(hog.join().expect("hog reader"), Ok(vec![200, 200]), "hog {index}");
     }
-    let hogs_done = start.elapsed();
     assert!(
-        answered < PROMPTLY && hogs_done < PROMPTLY,
-        "once the hogs read, the newcomer was answered in {answered:?} and the hogs in {hogs_done:?}: behind {IDLERS} \
-         idle clients"
+        answered < PROMPTLY,
+        "once the hogs read, the newcomer was answered in {answered:?}: behind {IDLERS} idle clients"
     );
     drop(idlers);
     worker.stop();
