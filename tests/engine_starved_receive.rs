@@ -159,6 +159,21 @@ fn read_answers(stream: &mut TcpStream, count: usize, hurry: &AtomicBool) -> Res
     }
 }
 
+/// The hogs, one after another: each one's input is in the worker's socket
+/// before the next connects. Each reads a trickle of its answers from now
+/// on, all of them once `hurry` is set; each thread returns what it read.
+fn start_hogs(address: SocketAddr, hurry: &Arc<AtomicBool>) -> Vec<thread::JoinHandle<Result<Vec<u16>, String>>> {
+    (0..HOGS)
+        .map(|_| {
+            let mut hog = connect(address);
+            hog.write_all(&hog_input()).expect("hog write");
+            in_process::wait_all_acknowledged(&hog);
+            let hurry = Arc::clone(hurry);
+            thread::spawn(move || read_answers(&mut hog, 2, &hurry))
+        })
+        .collect()
+}
+
 /// CPU time of this process's threads (the worker's among them) so far.
 fn process_cpu() -> Duration {
     let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
@@ -187,15 +202,7 @@ fn idle_clients_accepted_while_the_ring_was_empty_do_not_hold_up_input_once_it_h
     let config = EngineConfig { max_conns: 2 * IDLERS, ..config() };
     let (worker, address) = in_process::spawn_on_loopback(config, FixedBody::new(vec![b'x'; ANSWER]));
     let hurry = Arc::new(AtomicBool::new(false));
-    let hogs: Vec<_> = (0..HOGS)
-        .map(|_| {
-            let mut hog = connect(address);
-            hog.write_all(&hog_input()).expect("hog write");
-            in_process::wait_all_acknowledged(&hog);
-            let hurry = Arc::clone(&hurry);
-            thread::spawn(move || read_answers(&mut hog, 2, &hurry))
-        })
-        .collect();
+    let hogs = start_hogs(address, &hurry);
     let idlers: Vec<TcpStream> = (0..IDLERS).map(|_| connect(address)).collect();
     let mut newcomer = connect(address);
     newcomer.write_all(b"GET /newcomer HTTP/1.1\r\nHost: a\r\n\r\n").expect("newcomer write");
@@ -236,17 +243,7 @@ fn a_request_that_waits_for_a_receive_buffer_past_the_header_timeout_is_answered
     witness.write_all(head.as_bytes()).expect("witness write");
     let read_all = AtomicBool::new(true);
     assert_eq!(read_answers(&mut witness, 1, &read_all), Ok(vec![100]), "the witness's head");
-    // The hogs, one after another: each one's input is in the worker's
-    // socket before the next connects. Each reads a trickle from now on.
-    let hogs: Vec<_> = (0..HOGS)
-        .map(|_| {
-            let mut hog = connect(address);
-            hog.write_all(&hog_input()).expect("hog write");
-            in_process::wait_all_acknowledged(&hog);
-            let hurry = Arc::clone(&hurry);
-            thread::spawn(move || read_answers(&mut hog, 2, &hurry))
-        })
-        .collect();
+    let hogs = start_hogs(address, &hurry);
     let mut newcomer = connect(address);
     newcomer.write_all(b"GET /newcomer HTTP/1.1\r\nHost: a\r\n\r\n").expect("newcomer write");
     let newcomer_sent = Instant::now();
