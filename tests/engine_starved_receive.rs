@@ -288,3 +288,48 @@ fn a_request_that_waits_for_a_receive_buffer_past_the_header_timeout_is_answered
     drop(witness);
     worker.stop();
 }
+
+/// A keep-alive client's next request, sent before the worker drains and
+/// unread for want of a buffer, is answered in the drain: until 2026-12-07
+/// the drain's hurried deadline for idle connections closed it unanswered.
+/// A witness, idle since just after the client and with nothing sent, is
+/// closed at its own hurried deadline, which comes no earlier.
+#[test]
+fn a_drain_answers_a_request_that_waits_for_a_receive_buffer() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (worker, address) = in_process::spawn_on_loopback(config(), FixedBody::new(vec![b'x'; ANSWER]));
+    let read_all = AtomicBool::new(true);
+    let mut client = connect(address);
+    let mut witness = connect(address);
+    for (name, stream) in [("the client", &mut client), ("the witness", &mut witness)] {
+        stream.write_all(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n").expect("first request");
+        assert_eq!(read_answers(stream, 1, &read_all), Ok(vec![200]), "{name}'s first request");
+    }
+    let hurry = Arc::new(AtomicBool::new(false));
+    let hogs = start_hogs(address, &hurry);
+    client.write_all(b"GET /second HTTP/1.1\r\nHost: a\r\n\r\n").expect("second request");
+    in_process::wait_all_acknowledged(&client);
+    // `stop` returns once the drain is over: from a thread of its own.
+    let stopping = thread::spawn(move || worker.stop());
+    let mut byte = [0u8; 1];
+    match witness.read(&mut byte) {
+        Ok(0) => {}
+        other => panic!("the witness, idle in the drain, was not closed: {other:?}"),
+    }
+    // The client's hurried deadline has passed too: closed then (what was
+    // wrong), it would have been in the same look or an earlier one.
+    client.set_read_timeout(Some(HEADER_TIMEOUT)).expect("read timeout");
+    match client.read(&mut byte) {
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+        Ok(0) => panic!("the drain closed the client, its request unread and unanswered"),
+        Ok(_) => panic!("the client was answered while the hogs held the ring: the ring did not run out"),
+        Err(e) => panic!("the drain ended the client's connection, its request unanswered: {e}"),
+    }
+    client.set_read_timeout(Some(PATIENCE)).expect("read timeout");
+    hurry.store(true, Ordering::Relaxed);
+    assert_eq!(read_answers(&mut client, 1, &hurry), Ok(vec![200]), "the client's request sent before the drain");
+    for (index, hog) in hogs.into_iter().enumerate() {
+        assert_eq!(hog.join().expect("hog reader"), Ok(vec![200, 200]), "hog {index}");
+    }
+    stopping.join().expect("the worker's drain");
+}

@@ -200,10 +200,11 @@ impl Sim {
     /// that waits on input starts over, as the io_uring driver's tick does;
     /// anything else is handled as [`Sim::deadline_passes`] handles it.
     /// Whether it started over.
-    pub fn deadline_passes_starved(&mut self) -> bool {
+    /// `waits_for_buffer`: its receive waits for one now (not armed again yet).
+    pub fn deadline_passes_starved(&mut self, waits_for_buffer: bool) -> bool {
         self.now = self.now.max(self.conn.deadline());
         let (conn, _, mut ctx) = self.parts();
-        if conn.postpone_for_unread_input(&ctx) {
+        if conn.postpone_for_unread_input(&ctx, waits_for_buffer) {
             return true;
         }
         conn.handle_timeout(&mut ctx);

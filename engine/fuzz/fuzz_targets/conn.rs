@@ -125,7 +125,7 @@ fn drive(setup: Setup, payload: &[u8], ops: &[u8]) -> Outcome {
             }
             14 => {
                 // A deadline met with no receive buffer to read with.
-                o.cut |= !sim.deadline_passes_starved();
+                o.cut |= !sim.deadline_passes_starved(arg & 1 == 1);
             }
             9 => sim.wait(arg as u64 * 250),
             10 => sim.drain(),

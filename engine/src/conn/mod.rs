@@ -582,16 +582,25 @@ impl Connection {
     /// request's head, its body, or the next request) starts over rather
     /// than close the connection; true when it did. False, and left to
     /// [`Connection::handle_timeout`], for every other case: answers owed
-    /// (the writer's clock), a drain, a linger.
-    pub fn postpone_for_unread_input(&mut self, ctx: &Context<'_>) -> bool {
-        if self.phase != Phase::Reading || self.settle_until.is_some() || ctx.draining || self.owes_output() {
+    /// (the writer's clock), a linger.
+    ///
+    /// While draining, only while its receive `waits_for_buffer` now, and a
+    /// drain's grace at a time: a request sent before the drain and unread
+    /// for want of a buffer is answered (until 2026-12-07 the drain's
+    /// hurried deadline closed it unanswered). Once its receive is armed
+    /// again it reads what came, or nothing came (a client that met the
+    /// empty ring idle), and the drain does not wait on it.
+    pub fn postpone_for_unread_input(&mut self, ctx: &Context<'_>, waits_for_buffer: bool) -> bool {
+        let drain_waits = !ctx.draining || waits_for_buffer;
+        if self.phase != Phase::Reading || self.settle_until.is_some() || !drain_waits || self.owes_output() {
             return false;
         }
         let wait = match self.timer {
+            Timer::Linger => return false,
+            _ if ctx.draining => DRAIN_GRACE_MS,
             Timer::Header => ctx.timeouts.header_ms,
             Timer::Body => ctx.timeouts.body_ms,
             Timer::Idle => ctx.timeouts.idle_ms,
-            Timer::Linger => return false,
         };
         // The whole wait moves the timer on: a body's clock runs from its
         // start (`refresh_deadline`), so the start moves with it.

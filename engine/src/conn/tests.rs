@@ -1615,9 +1615,15 @@ impl Harness {
     /// (io_uring: every receive buffer held by other connections): returns
     /// whether the connection started its timer over.
     fn at_deadline_unread(&mut self) -> bool {
+        self.at_deadline_starved(false)
+    }
+
+    /// As [`Harness::at_deadline_unread`], and whether the connection's
+    /// receive still `waits_for_buffer` (not armed again since).
+    fn at_deadline_starved(&mut self, waits_for_buffer: bool) -> bool {
         self.now = self.conn.deadline();
         self.sync();
-        self.conn.postpone_for_unread_input(&self.world.ctx())
+        self.conn.postpone_for_unread_input(&self.world.ctx(), waits_for_buffer)
     }
 }
 
@@ -1649,6 +1655,35 @@ fn a_deadline_passed_with_no_buffer_to_read_with_starts_over() {
     h.now += 1;
     h.input(b"more");
     assert!(h.conn.deadline() > h.now, "the body's clock ran out with its input: {}", h.conn.deadline());
+}
+
+/// Draining, a connection whose receive waits for a buffer now waits a
+/// drain's grace at a time, and is answered once its request is read: until
+/// 2026-12-07 the drain's hurried deadline closed it, its request unread.
+/// One whose receive is armed again is hurried as any other.
+#[test]
+fn a_drain_waits_a_grace_at_a_time_for_a_receive_that_waits_for_a_buffer() {
+    let mut h = Harness::new();
+    h.input(GET);
+    h.flush();
+    h.drain();
+    assert!(h.at_deadline_starved(true));
+    assert_eq!(h.conn.deadline(), h.now + DRAIN_GRACE_MS);
+    assert!(h.at_deadline_starved(true));
+    // Its next request, read at last: answered once the drain's moment for
+    // more input is over, and that answer closes.
+    h.input(GET);
+    h.at_deadline();
+    h.flush();
+    assert_eq!(h.answered, 2);
+    assert!(h.sent_text().ends_with("Connection: close\r\n\r\nhi\n"), "{}", h.sent_text());
+    assert_eq!(h.conn.phase(), Phase::Lingering);
+    // Armed again, nothing to read: the drain does not wait on it.
+    let mut h = Harness::new();
+    h.input(GET);
+    h.flush();
+    h.drain();
+    assert!(!h.at_deadline_starved(false));
 }
 
 /// What does not wait on the client's input is judged as before: answers

@@ -351,7 +351,7 @@ impl<'a> UringWorker<'a> {
                 continue;
             } else {
                 let (_, mut ctx) = self.core.parts(slot);
-                if entry.starved && entry.conn.postpone_for_unread_input(&ctx) {
+                if entry.starved && entry.conn.postpone_for_unread_input(&ctx, entry.awaiting_buffer) {
                     // No buffer to read its input with: not its client's delay.
                     continue;
                 }
