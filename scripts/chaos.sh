@@ -26,9 +26,9 @@ SECONDS_EACH=${SECONDS_EACH:-60}
 PORT=${PORT:-25080}
 WATCHDOG=2        # a worker stopped longer than this is killed by the master
 WRK_TIMEOUT=5     # no client may wait longer
-for tool in wrk curl ss python3; do
-    command -v $tool >/dev/null || { echo "chaos.sh: $tool is missing (apt-get install wrk curl iproute2 python3)" >&2; exit 1; }
-done
+# shellcheck source=lib/tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/tools.sh"
+install_missing wrk:wrk curl:curl ss:iproute2 python3:python3 pgrep:procps
 # shellcheck source=lib/binary.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/binary.sh"
 ringmaster_binary

@@ -215,49 +215,17 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- tools
-SUDO=""
-if ((EUID != 0)); then
-    command -v sudo >/dev/null && SUDO="sudo" || SUDO="__none__"
-fi
+# shellcheck source=lib/tools.sh
+source "$SCRIPT_DIR/lib/tools.sh"
 
 find_nginx() { command -v nginx 2>/dev/null || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true; }
 
-APT_UPDATED=0
-apt_install() {                  # apt_install PKG... (apt-get update once, quietly; services never started)
-    ((NO_INSTALL)) && die "missing: $* (NO_INSTALL=1; install them or unset NO_INSTALL)"
-    [[ $SUDO == __none__ ]] && die "missing: $* and not root (no sudo): install them first"
-    command -v apt-get >/dev/null || die "missing: $* and no apt-get on this machine: install them first"
-    local added_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        # keep Debian's postinst from starting nginx as a system service on port 80
-        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-        $SUDO chmod +x /usr/sbin/policy-rc.d
-        added_policy=1
-    fi
-    if ((!APT_UPDATED)); then
-        log "apt-get update"
-        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"
-        APT_UPDATED=1
-    fi
-    log "apt-get install $*"
-    local ok=1
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null || ok=0
-    ((added_policy)) && $SUDO rm -f /usr/sbin/policy-rc.d
-    ((ok)) || die "apt-get install $* failed"
-}
-
 ensure_tools() {
-    local pkgs=()
-    command -v python3 >/dev/null || pkgs+=(python3)
-    command -v wrk >/dev/null || pkgs+=(wrk)
-    command -v curl >/dev/null || pkgs+=(curl)
-    command -v setsid >/dev/null || pkgs+=(util-linux)
-    need_kind nginx && [[ -z $(find_nginx) ]] && pkgs+=(nginx)
-    need_kind node && ! command -v node >/dev/null && pkgs+=(nodejs)
-    ((${#pkgs[@]} == 0)) || apt_install "${pkgs[@]}"
-    command -v wrk >/dev/null || die "wrk not found after install"
+    local wants=(python3:python3 wrk:wrk curl:curl setsid:util-linux)
+    need_kind nginx && wants+=(nginx:nginx)
+    need_kind node && wants+=(node:nodejs)
+    install_missing "${wants[@]}"
     if need_kind nginx; then NGINX=$(find_nginx); [[ -n $NGINX ]] || die "nginx not found after install"; fi
-    if need_kind node; then command -v node >/dev/null || die "node not found after install"; fi
     if [[ -n ${WRK_CPUS:-} ]]; then command -v taskset >/dev/null || die "WRK_CPUS set but taskset missing"; fi
     if ((${#SCHED_PREFIX[@]})); then command -v chrt >/dev/null || die "SCHED set but chrt missing"; fi
 

@@ -28,7 +28,9 @@ CONNS=${CONNS:-32}
 CONFIGS=${CONFIGS:-"rr:uring least:uring rr:epoll"}
 QUIET_WAIT=${QUIET_WAIT:-180}   # seconds a run waits at most for someone else's compiler, wrk or nginx
 PORT_BASE=${PORT_BASE:-18180}
-for tool in wrk; do command -v $tool >/dev/null || { echo "master-cost.sh: $tool is missing" >&2; exit 1; }; done
+# shellcheck source=lib/tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/tools.sh"
+install_missing wrk:wrk pgrep:procps
 
 wait_quiet() {
     for _ in $(seq $((QUIET_WAIT / 2))); do

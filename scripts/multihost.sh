@@ -170,23 +170,9 @@ to_us() {
 # Tools
 # ---------------------------------------------------------------------------
 
-# Installs the Debian packages of the missing commands, quietly; once.
-ensure_tools() {
-    local -a missing=()
-    local want
-    for want in "$@"; do
-        local command=${want%%:*} package=${want#*:}
-        command -v "$command" >/dev/null 2>&1 || missing+=("$package")
-    done
-    ((${#missing[@]} == 0)) && return 0
-    ((NO_INSTALL)) && die "missing: ${missing[*]} (NO_INSTALL=1: apt-get install ${missing[*]})"
-    command -v apt-get >/dev/null 2>&1 || die "missing: ${missing[*]}, and no apt-get to install them"
-    say "installing ${missing[*]} with apt-get"
-    local -a apt=(env DEBIAN_FRONTEND=noninteractive apt-get -y -qq --no-install-recommends)
-    "${apt[@]}" install "${missing[@]}" >/dev/null 2>&1 \
-        || { apt-get update -qq >/dev/null 2>&1 && "${apt[@]}" install "${missing[@]}" >/dev/null 2>&1; } \
-        || die "could not install ${missing[*]} with apt-get"
-}
+# Installs the Debian packages of the missing commands: install_missing.
+# shellcheck source=lib/tools.sh
+source "$(dirname "$SELF")/lib/tools.sh"
 
 need_root() {
     [[ $(id -u) == 0 ]] || die "needs root (network namespaces, veth pairs, nftables)"
@@ -732,7 +718,7 @@ up() {
 # ---------------------------------------------------------------------------
 
 serve() {
-    ensure_tools ip:iproute2 nft:nftables curl:curl
+    install_missing ip:iproute2 nft:nftables curl:curl
     up
     local k
     for ((k = 1; k <= HOSTS; k++)); do
@@ -905,7 +891,7 @@ scenario_roll() {
 }
 
 run() {
-    ensure_tools ip:iproute2 nft:nftables curl:curl wrk:wrk
+    install_missing ip:iproute2 nft:nftables curl:curl wrk:wrk
     up
     say "up: $HOSTS hosts behind $SERVICE_IP:80; wrk -c$CONNS with Connection: close (and -c8 keep-alive) for ${DURATION} s per scenario"
     scenario_spread random
@@ -924,7 +910,7 @@ run() {
 }
 
 case "$COMMAND" in
-    install) need_root; ensure_tools ip:iproute2 nft:nftables curl:curl wrk:wrk ;;
+    install) need_root; install_missing ip:iproute2 nft:nftables curl:curl wrk:wrk ;;
     down) need_root; teardown_prefix "$PREFIX"; say "removed everything of prefix $PREFIX" ;;
     serve) serve ;;
     run) run ;;

@@ -53,9 +53,9 @@ WAIT=20           # seconds any one event may take to settle before the phase fa
 # have to be ready; a starved machine (nice 19 beside CPU burners) took 2.4 s
 # to start 2 workers, so not the 3 s chaos.sh uses
 SHUTDOWN_TIMEOUT=${SHUTDOWN_TIMEOUT:-10}
-for tool in curl python3 ss; do
-    command -v $tool >/dev/null || { echo "soak.sh: $tool is missing (apt-get install curl python3 iproute2)" >&2; exit 1; }
-done
+# shellcheck source=lib/tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/tools.sh"
+install_missing curl:curl python3:python3 ss:iproute2 pgrep:procps
 # shellcheck source=lib/binary.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/binary.sh"
 ringmaster_binary
