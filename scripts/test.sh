@@ -11,30 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-install_promtool() {
-    command -v promtool >/dev/null 2>&1 && return 0
-    local sudo=""
-    if [[ $(id -u) != 0 ]]; then
-        command -v sudo >/dev/null 2>&1 || { echo "test.sh: promtool missing and not root: apt-get install prometheus" >&2; return 0; }
-        sudo="sudo -n"
-    fi
-    command -v apt-get >/dev/null 2>&1 || { echo "test.sh: promtool missing and no apt-get" >&2; return 0; }
-    echo "test.sh: installing promtool (Debian's prometheus package) for the metrics tests" >&2
-    local added_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        # Keep the package's postinst from starting a Prometheus server.
-        printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null && $sudo chmod +x /usr/sbin/policy-rc.d
-        added_policy=1
-    fi
-    local apt="$sudo env DEBIAN_FRONTEND=noninteractive apt-get"
-    $apt install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
-        || { $apt update -qq >/dev/null 2>&1 && $apt install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; } \
-        || echo "test.sh: could not install promtool: the metrics tests will fail saying so" >&2
-    ((added_policy)) && $sudo rm -f /usr/sbin/policy-rc.d
-    return 0
-}
-
-install_promtool
+# shellcheck source=lib/tools.sh
+source scripts/lib/tools.sh
+(install_missing promtool:prometheus) || echo "test.sh: without promtool the metrics tests will fail saying so" >&2
 
 # Tests at once in each test binary. The integration tests spend most of
 # their time waiting for the server's events and timers (a shutdown

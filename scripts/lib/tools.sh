@@ -30,6 +30,8 @@ install_missing() {
     if ((EUID != 0)); then
         command -v sudo >/dev/null 2>&1 || { echo "$cannot, and not root (no sudo) to install them" >&2; exit 1; }
         sudo=(sudo)
+        # No prompt where nobody can answer it (CI, a pipe).
+        [[ -t 0 ]] || sudo=(sudo -n)
     fi
     command -v apt-get >/dev/null 2>&1 || { echo "$cannot, and no apt-get to install them" >&2; exit 1; }
     echo "$name: installing ${packages[*]} with apt-get" >&2
