@@ -37,6 +37,12 @@
 //! socket, waited for a buffer ahead of the others, and took a wake-up it
 //! did not use (2026-12-07: 100 such clients held the hogs' and a
 //! newcomer's answers 10 s, a tick each).
+//!
+//! Such a client whose receive failed so (armed before any receive found
+//! the ring empty) is not starved once its receive, armed again, waits for
+//! input: until 2026-12-07 it stayed starved until input came, and a
+//! silent one was never closed at its header timeout, before or after the
+//! hogs read.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -162,8 +168,12 @@ fn read_answers(stream: &mut TcpStream, count: usize, hurry: &AtomicBool) -> Res
 /// The hogs, one after another: each one's input is in the worker's socket
 /// before the next connects. Each reads a trickle of its answers from now
 /// on, all of them once `hurry` is set; each thread returns what it read.
-fn start_hogs(address: SocketAddr, hurry: &Arc<AtomicBool>) -> Vec<thread::JoinHandle<Result<Vec<u16>, String>>> {
-    (0..HOGS)
+fn start_hogs(
+    address: SocketAddr,
+    count: usize,
+    hurry: &Arc<AtomicBool>,
+) -> Vec<thread::JoinHandle<Result<Vec<u16>, String>>> {
+    (0..count)
         .map(|_| {
             let mut hog = connect(address);
             hog.write_all(&hog_input()).expect("hog write");
@@ -202,7 +212,7 @@ fn idle_clients_accepted_while_the_ring_was_empty_do_not_hold_up_input_once_it_h
     let config = EngineConfig { max_conns: 2 * IDLERS, ..config() };
     let (worker, address) = in_process::spawn_on_loopback(config, FixedBody::new(vec![b'x'; ANSWER]));
     let hurry = Arc::new(AtomicBool::new(false));
-    let hogs = start_hogs(address, &hurry);
+    let hogs = start_hogs(address, HOGS, &hurry);
     let idlers: Vec<TcpStream> = (0..IDLERS).map(|_| connect(address)).collect();
     let mut newcomer = connect(address);
     newcomer.write_all(b"GET /newcomer HTTP/1.1\r\nHost: a\r\n\r\n").expect("newcomer write");
@@ -243,7 +253,7 @@ fn a_request_that_waits_for_a_receive_buffer_past_the_header_timeout_is_answered
     witness.write_all(head.as_bytes()).expect("witness write");
     let read_all = AtomicBool::new(true);
     assert_eq!(read_answers(&mut witness, 1, &read_all), Ok(vec![100]), "the witness's head");
-    let hogs = start_hogs(address, &hurry);
+    let hogs = start_hogs(address, HOGS, &hurry);
     let mut newcomer = connect(address);
     newcomer.write_all(b"GET /newcomer HTTP/1.1\r\nHost: a\r\n\r\n").expect("newcomer write");
     let newcomer_sent = Instant::now();
@@ -306,7 +316,7 @@ fn a_drain_answers_a_request_that_waits_for_a_receive_buffer() {
         assert_eq!(read_answers(stream, 1, &read_all), Ok(vec![200]), "{name}'s first request");
     }
     let hurry = Arc::new(AtomicBool::new(false));
-    let hogs = start_hogs(address, &hurry);
+    let hogs = start_hogs(address, HOGS, &hurry);
     client.write_all(b"GET /second HTTP/1.1\r\nHost: a\r\n\r\n").expect("second request");
     in_process::wait_all_acknowledged(&client);
     // `stop` returns once the drain is over: from a thread of its own.
@@ -332,4 +342,43 @@ fn a_drain_answers_a_request_that_waits_for_a_receive_buffer() {
         assert_eq!(hog.join().expect("hog reader"), Ok(vec![200, 200]), "hog {index}");
     }
     stopping.join().expect("the worker's drain");
+}
+
+/// How soon a silent client is closed once its header deadline passes:
+/// the tick that judges it, and ticks to spare for a busy machine.
+const CLOSED_BY: Duration = Duration::from_secs(3);
+
+/// A client that connects once the hogs hold every buffer, before any
+/// receive has found the ring empty, and sends nothing: its receive, armed
+/// without waiting for input, fails at once (the kernel picks a buffer
+/// before it reads), as if its input waited. Armed again, it waits for
+/// input that never comes; its header timer must run then. Until
+/// 2026-12-07 it counted as starved for good (only input ended that),
+/// each deadline started over, and the connection stayed open with nothing
+/// sent, past its header timeout, for as long as its client kept it, the
+/// hogs' reads notwithstanding; nor could a full worker reclaim it.
+#[test]
+fn a_silent_client_whose_receive_found_the_ring_empty_is_closed_at_its_header_timeout() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (worker, address) = in_process::spawn_on_loopback(config(), FixedBody::new(vec![b'x'; ANSWER]));
+    let hurry = Arc::new(AtomicBool::new(false));
+    // As many as there are buffers: each holds one, and none finds the ring
+    // empty (a receive that did would have the silent one's wait for input).
+    let hogs = start_hogs(address, BUFFERS as usize, &hurry);
+    let mut silent = connect(address);
+    let connected = Instant::now();
+    silent.set_read_timeout(Some(HEADER_TIMEOUT + CLOSED_BY)).expect("read timeout");
+    let mut byte = [0u8; 1];
+    let outcome = silent.read(&mut byte);
+    let waited = connected.elapsed();
+    hurry.store(true, Ordering::Relaxed);
+    for (index, hog) in hogs.into_iter().enumerate() {
+        assert_eq!(hog.join().expect("hog reader"), Ok(vec![200, 200]), "hog {index}");
+    }
+    match outcome {
+        Ok(0) => {}
+        Ok(_) => panic!("the silent client was sent something"),
+        Err(e) => panic!("the silent client was not closed in {waited:?} (header timeout {HEADER_TIMEOUT:?}): {e}"),
+    }
+    worker.stop();
 }

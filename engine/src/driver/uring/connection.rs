@@ -52,7 +52,9 @@ pub(super) struct Slot {
     pub(super) reset_watch: ResetWatch,
     /// Its last receive found no buffer in the ring (others hold them all),
     /// and no input has come since: what its client sent waits on the
-    /// worker, so its timers for input wait too (`on_tick`).
+    /// worker, so its timers for input wait too (`on_tick`). Until its
+    /// receive, armed again, has waited a whole tick for input: then its
+    /// socket was empty (`on_tick`).
     pub(super) starved: bool,
     /// Its receive found the ring empty and is not armed again until a
     /// buffer comes back (it waits in `buffer_waiters`): armed at once, it
@@ -61,6 +63,9 @@ pub(super) struct Slot {
     pub(super) awaiting_buffer: bool,
     /// The ring's count of buffers given back when its receive was armed.
     pub(super) armed_at: u64,
+    /// The worker's count of ticks when its receive was armed
+    /// (`UringWorker::ticks`).
+    pub(super) armed_tick: u64,
 }
 
 /// A one-shot poll of a connection's socket, armed once input has come
@@ -157,6 +162,7 @@ impl UringWorker<'_> {
             let Some(socket) = &entry.socket else { return Ok(()) };
             entry.receiving = true;
             entry.armed_at = self.bufs.returned();
+            entry.armed_tick = self.ticks;
             let recv = if entry.bundling {
                 let bundle = opcode::RecvMultiBundle::new(socket.fd(), bufring::GROUP).build();
                 match self.bundle_cap {

@@ -88,6 +88,8 @@ pub(super) struct UringWorker<'a> {
     /// empty: while it has not moved, receives wait for input before they
     /// take a buffer (`uring::poll_first`).
     ring_found_empty_at: Option<u64>,
+    /// Ticks since start ([`Slot::armed_tick`]).
+    ticks: u64,
 }
 
 impl<'a> UringWorker<'a> {
@@ -174,6 +176,7 @@ impl<'a> UringWorker<'a> {
             buffer_queued,
             waiters_woken_at: 0,
             ring_found_empty_at: None,
+            ticks: 0,
         })
     }
 
@@ -324,6 +327,7 @@ impl<'a> UringWorker<'a> {
         let now = self.core.now;
         let due = self.core.deadlines_due();
         let under_pressure = self.held.under_pressure();
+        self.ticks += 1;
         for slot in 0..self.conns.high_water() {
             let Some(generation) = self.conns.generation(slot) else { continue };
             let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
@@ -344,10 +348,27 @@ impl<'a> UringWorker<'a> {
                 },
             };
             let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
+            // Starved, and its receive armed again before the last tick and
+            // not completed since: it waits for input (one armed with input
+            // in the socket completes at once, with it or with ENOBUFS). Its
+            // ENOBUFS came with nothing to read: a receive armed on an empty
+            // socket takes its buffer before it reads. Its client is silent
+            // and its timers run again (until 2026-12-07 it stayed starved
+            // until input came, every deadline started over).
+            let rested =
+                entry.starved && entry.receiving && !entry.cancelling && self.ticks.wrapping_sub(entry.armed_tick) > 1;
+            if rested {
+                entry.starved = false;
+            }
             if cut_off {
                 // Its client does not read, and what it holds is wanted by others.
                 entry.conn.handle_read_error();
             } else if entry.conn.deadline() > now || !due {
+                if rested {
+                    // Idle, it may be reclaimed again: listed (`drive`), as
+                    // a reclaim that passed it over while starved unlisted it.
+                    self.drive(slot, generation)?;
+                }
                 continue;
             } else {
                 let (_, mut ctx) = self.core.parts(slot);
