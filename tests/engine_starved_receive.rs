@@ -51,7 +51,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringmaster_engine::{Backend, EngineConfig, FixedBody};
+use std::os::fd::OwnedFd;
+
+use ringmaster_engine::{Backend, EngineConfig, FixedBody, Sources, StatsBlock};
 
 mod in_process;
 
@@ -380,5 +382,63 @@ fn a_silent_client_whose_receive_found_the_ring_empty_is_closed_at_its_header_ti
         Ok(_) => panic!("the silent client was sent something"),
         Err(e) => panic!("the silent client was not closed in {waited:?} (header timeout {HEADER_TIMEOUT:?}): {e}"),
     }
+    worker.stop();
+}
+
+/// How long a connection is idle before a full worker may reclaim it
+/// (the engine's `MIN_IDLE_MS`).
+const MIN_IDLE: Duration = Duration::from_secs(1);
+
+/// A keep-alive connection whose next request waits in its socket for a
+/// receive buffer is not reclaimed to make room (its request would go
+/// unanswered), so it is not counted reclaimable either: the master counts
+/// those as room and offers a full worker a connection it must decline.
+/// Until 2026-12-07 it was. A witness, idle since just after it, counts.
+#[test]
+fn a_keep_alive_connection_whose_next_request_waits_for_a_buffer_is_not_counted_reclaimable() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("local addr");
+    let stats = Arc::new(StatsBlock::private(1).expect("stats block"));
+    let worker_stats = Arc::clone(&stats);
+    let worker = in_process::InProcessWorker::spawn(move |shutdown| {
+        let counters = worker_stats.slot(0).expect("slot 0");
+        let sources = Sources {
+            listener: Some(OwnedFd::from(listener)),
+            own_listener: false,
+            channel: None,
+            shutdown: Some(shutdown),
+            accept_tally: None,
+        };
+        ringmaster_engine::run(&config(), sources, counters, &mut FixedBody::new(vec![b'x'; ANSWER]))
+    });
+    let reclaimable = || stats.slot(0).expect("slot 0").snapshot().reclaimable;
+    let read_all = AtomicBool::new(true);
+    let mut client = connect(address);
+    let mut witness = connect(address);
+    for (name, stream) in [("the client", &mut client), ("the witness", &mut witness)] {
+        stream.write_all(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n").expect("first request");
+        assert_eq!(read_answers(stream, 1, &read_all), Ok(vec![200]), "{name}'s first request");
+    }
+    let witness_idle = Instant::now();
+    let hurry = Arc::new(AtomicBool::new(false));
+    let hogs = start_hogs(address, HOGS, &hurry);
+    client.write_all(b"GET /second HTTP/1.1\r\nHost: a\r\n\r\n").expect("second request");
+    in_process::wait_all_acknowledged(&client);
+    // Both have been idle long enough once the witness counts, and a tick
+    // after that (the client's longer).
+    let counted = Instant::now();
+    while reclaimable() == 0 || witness_idle.elapsed() < MIN_IDLE + Duration::from_millis(300) {
+        assert!(counted.elapsed() < PATIENCE, "the idle witness was never counted reclaimable");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let count = reclaimable();
+    hurry.store(true, Ordering::Relaxed);
+    assert_eq!(read_answers(&mut client, 1, &hurry), Ok(vec![200]), "the client's second request");
+    for (index, hog) in hogs.into_iter().enumerate() {
+        assert_eq!(hog.join().expect("hog reader"), Ok(vec![200, 200]), "hog {index}");
+    }
+    assert_eq!(count, 1, "counted reclaimable: the witness and the client whose request waits for a buffer");
+    drop(witness);
     worker.stop();
 }

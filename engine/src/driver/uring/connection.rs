@@ -98,8 +98,11 @@ impl UringWorker<'_> {
     pub(super) fn drive(&mut self, slot: u32, generation: u32) -> io::Result<()> {
         let result = self.step(slot, generation);
         if let Some(entry) = self.conns.get_mut(slot, generation) {
-            // Nothing held from its socket, nor a FIN or a half-close pending.
+            // Nothing held from its socket, nor a FIN or a half-close pending,
+            // nor a next request left in it for want of a buffer (`starved`:
+            // a reclaim passes it over, so it is no room to count).
             let idle = entry.conn.is_reclaimable()
+                && !entry.starved
                 && !entry.closing
                 && !entry.half_closing
                 && !entry.fin_held
