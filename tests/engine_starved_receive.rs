@@ -46,12 +46,11 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-
-use std::os::fd::OwnedFd;
 
 use ringmaster_engine::{Backend, EngineConfig, FixedBody, Sources, StatsBlock};
 
