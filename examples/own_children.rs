@@ -5,9 +5,11 @@
 //! meant for the cluster, a panic on it is the program's own, and the child
 //! is the program's to reap. With `$PANIC_SOCKET`, a Unix socket path, each
 //! connection there starts a thread that panics; the program joins it,
-//! catching the panic, and answers `caught`. With `$WORKER_SIDECAR` set,
-//! each worker too starts a child before it serves (a sidecar that sleeps),
-//! which must inherit none of the descriptors its master passed it.
+//! catching the panic, and answers `caught` (in a build that unwinds:
+//! without `--release`, whose profile has `panic = "abort"`, where the
+//! panic ends the master and, with it, the cluster). With `$WORKER_SIDECAR`
+//! set, each worker too starts a child before it serves (a sidecar that
+//! sleeps), which must inherit none of the descriptors its master passed it.
 //!
 //! ```sh
 //! cargo run --release --example own_children
