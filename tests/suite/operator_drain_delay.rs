@@ -130,7 +130,11 @@ fn stop_says_the_delay_and_a_second_sigterm_cuts_it_short() {
     assert_eq!(health(&s).0, 503);
     s.connect().get_ok();
     let (code, reply, _) = ctl(&path, &["reload"]);
-    assert_eq!((code, reply.as_str()), (1, "error: stopping"), "no reload during the delay");
+    assert_eq!(
+        (code, reply.as_str()),
+        (1, "error: this master is stopping (a stop command or signal came; its --drain-delay too) and will exit"),
+        "no reload during the delay"
+    );
     let asked = Instant::now();
     s.signal(libc::SIGTERM);
     s.wait_for_log(|l| l.starts_with("SIGTERM received during the drain delay: stopping 1 worker now"), IO_TIMEOUT);

@@ -186,6 +186,15 @@ impl Master {
         self.stopping.is_some() || self.lame_duck.is_some()
     }
 
+    /// What a reload, scale or upgrade asked for once a stop has begun is
+    /// told. Until 2026-12-07 just `stopping`, which said neither what
+    /// stops nor whether to ask again.
+    pub(super) fn stop_refusal(&self) -> Option<String> {
+        self.stop_begun().then(|| {
+            "this master is stopping (a stop command or signal came; its --drain-delay too) and will exit".to_string()
+        })
+    }
+
     /// The graceful stop itself (for `stop`, a signal, or a master that
     /// handed over): no more accepting; every worker drains and exits (and
     /// is a lame duck from now on, before its `Drain` arrives).
@@ -245,9 +254,8 @@ impl Master {
                 Some(why) => format!("error: {why}"),
                 None => format!("ok reloading {}", counted(self.begin_reload()?, "worker")),
             },
-            Command::Scale(_) if self.stop_begun() => "error: stopping".to_string(),
             Command::Scale(n) if n > MAX_WORKERS => format!("error: at most {MAX_WORKERS} workers"),
-            Command::Scale(n) => match self.refusal_while_upgrading() {
+            Command::Scale(n) => match self.stop_refusal().or_else(|| self.refusal_while_upgrading()) {
                 Some(why) => format!("error: {why}"),
                 None => {
                     self.scale(n)?;

@@ -44,10 +44,7 @@ impl Master {
     /// merged with a new request, as an upgrade is not: the reply says so,
     /// rather than `ok` for workers that would not all be replaced after it.
     pub(super) fn reload_refusal(&self) -> Option<String> {
-        if self.stop_begun() {
-            return Some("stopping".to_string());
-        }
-        if let Some(refusal) = self.refusal_while_upgrading() {
+        if let Some(refusal) = self.stop_refusal().or_else(|| self.refusal_while_upgrading()) {
             return Some(refusal);
         }
         Some(format!("a reload is already under way {}", self.reload_progress()?))

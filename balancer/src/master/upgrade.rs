@@ -263,10 +263,7 @@ impl Master {
                 }
             });
         }
-        if self.stop_begun() {
-            return Some("stopping".to_string());
-        }
-        self.refusal_while_reloading()
+        self.stop_refusal().or_else(|| self.refusal_while_reloading())
     }
 
     /// The new master's readiness channel has something to read (or ended).
