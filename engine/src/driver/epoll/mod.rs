@@ -74,7 +74,8 @@ pub(super) struct EpollWorker<'a> {
     more_to_read: Vec<(u32, u32)>,
     /// The listener is in the epoll set (a full or draining worker takes it out).
     listening: bool,
-    /// Accepting ran out of fds or memory: the listener waits for the next tick.
+    /// Accepting ran out of fds or memory, or the kernel would not watch the
+    /// listener again: the listener waits for the next tick.
     accepts_starved: bool,
     /// Connections accepted since the worker last stepped back.
     accepted_since_step_back: usize,
@@ -174,13 +175,27 @@ impl<'a> EpollWorker<'a> {
         let wanted = !self.core.draining && !self.accepts_starved && self.conns.vacant() > 0;
         if wanted && !self.listening {
             let events = epoll::IN | epoll::EXCLUSIVE;
-            self.epoll.add(listener.as_fd(), events, token::encode(Op::Accept, 0, 0))?;
+            if self.epoll.add(listener.as_fd(), events, token::encode(Op::Accept, 0, 0)).is_err() {
+                self.listener_unwatched();
+                return Ok(());
+            }
         } else if !wanted && self.listening {
             // EPOLLEXCLUSIVE cannot be modified, only deleted and added again.
             self.epoll.delete(listener.as_fd())?;
         }
         self.listening = wanted;
         Ok(())
+    }
+
+    /// The kernel would not watch the listener again (`ENOMEM`, or the
+    /// user's `fs.epoll.max_user_watches`, which other workers'
+    /// connections may have taken since this one let its watch go): as for
+    /// a connection it cannot watch, the worker leaves the queue to the
+    /// others until its next tick, and serves on with what it holds. Until
+    /// 2026-12-07 the error ended its loop, and every connection with it.
+    fn listener_unwatched(&mut self) {
+        self.listening = false;
+        self.accepts_starved = true;
     }
 
     fn on_listener(&mut self) -> io::Result<()> {
@@ -246,7 +261,10 @@ impl<'a> EpollWorker<'a> {
         let Some(listener) = &self.core.sources.listener else { return Ok(()) };
         // EPOLLEXCLUSIVE cannot be modified, only deleted and added again.
         self.epoll.delete(listener.as_fd())?;
-        self.epoll.add(listener.as_fd(), epoll::IN | epoll::EXCLUSIVE, token::encode(Op::Accept, 0, 0))
+        if self.epoll.add(listener.as_fd(), epoll::IN | epoll::EXCLUSIVE, token::encode(Op::Accept, 0, 0)).is_err() {
+            self.listener_unwatched();
+        }
+        Ok(())
     }
 
     fn on_channel(&mut self) -> io::Result<()> {
