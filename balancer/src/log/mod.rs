@@ -145,6 +145,34 @@ impl<T: Field> Field for Option<T> {
     }
 }
 
+/// Text from outside ringmaster (a worker's [`send_to_master`] line), shown
+/// in a text line with its control characters escaped (`\n`, `\u{1b}`), so
+/// that it stays on its line: a line break in it would begin a line of the
+/// log's own form, which the text could make up (`... INFO
+/// ringmaster[1]: worker 2 exited`), and an escape sequence would drive the
+/// terminal. A JSON line escapes the whole message already, so there it is
+/// shown as it is.
+///
+/// [`send_to_master`]: ringmaster_engine::send_to_master
+#[derive(Clone, Copy, Debug)]
+pub struct Untrusted<'a>(pub &'a str);
+
+impl fmt::Display for Untrusted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if format() == LogFormat::Json {
+            return f.write_str(self.0);
+        }
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_debug())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Writes one line at `level` with `fields` (shown in JSON only).
 pub fn write_line(level: Level, fields: &[(&str, &dyn Field)], args: fmt::Arguments<'_>) {
     let line = format_line(format(), clock::unix_millis_now(), std::process::id(), level, fields, args);
@@ -264,6 +292,25 @@ mod tests {
         );
         let control = format_line(LogFormat::Json, 0, 1, Level::Info, &[], format_args!("\u{1}"));
         assert!(control.contains("\"message\":\"\\u0001\""), "{control}");
+    }
+
+    /// A worker's line with a line break in it stays one line of the text
+    /// log (until 2026-12-07 it began a line of the log's form the worker's
+    /// text made up).
+    #[test]
+    fn untrusted_text_stays_on_its_line() {
+        assert_eq!(format(), LogFormat::Text);
+        let said = "hits=3\n2026-12-07T00:00:00.000Z INFO  ringmaster[1]: worker 2 exited\r\u{1b}[2J\u{85}";
+        let line =
+            format_line(LogFormat::Text, 0, 7, Level::Info, &[], format_args!("worker 1 says: {}", Untrusted(said)));
+        assert_eq!(line.lines().count(), 1, "{line:?}");
+        assert_eq!(
+            line,
+            "1970-01-01T00:00:00.000Z INFO  ringmaster[7]: worker 1 says: hits=3\\n2026-12-07T00:00:00.000Z INFO  \
+             ringmaster[1]: worker 2 exited\\r\\u{1b}[2J\\u{85}\n"
+        );
+        let plain = "a tab\tis\u{e9}";
+        assert_eq!(Untrusted(plain).to_string(), "a tab\\tis\u{e9}", "printable text as it is");
     }
 
     #[test]

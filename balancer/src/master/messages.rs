@@ -40,7 +40,10 @@ impl Master {
         };
         match &self.config.on_worker_message {
             Some(hook) => (hook.0)(id, &text),
-            None => crate::log!(info { worker: id, worker_pid: pid }: "worker {id} (pid {pid}) says: {text}"),
+            None => {
+                let said = crate::log::Untrusted(&text);
+                crate::log!(info { worker: id, worker_pid: pid }: "worker {id} (pid {pid}) says: {said}")
+            }
         }
         true
     }
