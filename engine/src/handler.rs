@@ -24,7 +24,10 @@ use std::sync::Arc;
 pub trait Handler {
     /// Answers one request. The engine adds `Date`, `Server` (unless set),
     /// `Content-Length` and the keep-alive framing; a `HEAD` request is
-    /// answered without the body written here. A panic here costs this
+    /// answered without the body written here, its `Content-Length` that
+    /// body's length (so write what a `GET` would get: a `Content-Length`
+    /// set here is ignored), and a `204` or `304` without the body written
+    /// or a length, a `205` with a length of 0. A panic here costs this
     /// request alone (with `panic = "unwind"`): it is answered `500` and its
     /// connection closes; the worker and this value go on (see
     /// [`crate::panic_guard`]).
@@ -180,7 +183,9 @@ impl<'a> Request<'a> {
         self.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
     }
 
-    /// The complete body (a `chunked` one decoded), up to `--max-body` bytes.
+    /// The complete body (a `chunked` one decoded), up to `--max-body`
+    /// bytes. A chunked body's trailer fields are read and dropped:
+    /// [`Request::headers`] holds the head's alone.
     pub fn body(&self) -> &'a [u8] {
         self.body
     }
