@@ -64,6 +64,9 @@ impl Handler for Misuse {
                     res.header("X-Many", format!("{i:040}"));
                 }
             }
+            "/length" => {
+                res.body(req.body().len().to_string().as_bytes());
+            }
             "/panic" => {
                 res.body(b"half");
                 panic!("the handler panics (expected by the test)");
@@ -257,4 +260,50 @@ fn uring_misuse_is_answered_whole() {
 #[test]
 fn epoll_misuse_is_answered_whole() {
     misuse_is_answered_whole(Backend::Epoll);
+}
+
+/// A client whose body is too slow gets `408`, and while it sends on (its
+/// connection lingers, up to 30 s) the body buffer it held is free for the
+/// next upload: with one buffer, that upload is answered, not `503`.
+fn a_408_frees_its_body_buffer(backend: Backend) {
+    const UPLOAD: usize = 500_000;
+    let config = EngineConfig {
+        backend,
+        max_response: MAX_RESPONSE,
+        body_buffers: 1,
+        body_timeout: Duration::from_millis(200),
+        ..EngineConfig::default()
+    };
+    let (worker, address) = in_process::spawn_on_loopback(config, Misuse);
+    let mut slow = connect(address);
+    slow.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\nabc").expect("send");
+    let mut head = [0u8; 12];
+    slow.read_exact(&mut head).expect("the 408");
+    assert_eq!(&head, b"HTTP/1.1 408");
+    // Still sending: the worker lingers, discarding (2 s from this byte).
+    slow.write_all(b"d").expect("send on");
+    // Larger than any one read takes: the body is gathered in a buffer.
+    let mut upload = connect(address);
+    let mut request = format!("POST /length HTTP/1.1\r\nHost: a\r\nContent-Length: {UPLOAD}\r\n\r\n").into_bytes();
+    request.resize(request.len() + UPLOAD, b'u');
+    upload.write_all(&request).expect("send the upload");
+    let answers = read_answers(&mut upload, &[false], false);
+    assert_eq!(
+        (answers[0].status, answers[0].body.clone()),
+        (200, UPLOAD.to_string().into_bytes()),
+        "{:?}",
+        answers[0]
+    );
+    drop((slow, upload));
+    worker.stop();
+}
+
+#[test]
+fn uring_a_408_frees_its_body_buffer() {
+    a_408_frees_its_body_buffer(Backend::Uring);
+}
+
+#[test]
+fn epoll_a_408_frees_its_body_buffer() {
+    a_408_frees_its_body_buffer(Backend::Epoll);
 }

@@ -556,6 +556,11 @@ impl Connection {
                 // A final reply, counted as every other one queued is.
                 self.parsed += 1;
                 self.push_page(Reply::RequestTimeout);
+                // The request ends here: what was gathered of it frees its
+                // buffer now, not when a linger that may last 30 s ends.
+                if let Answering::Dynamic(dynamic) = &mut ctx.answering {
+                    self.assembly.release(dynamic.bodies);
+                }
                 self.carry_len = 0;
                 self.phase = Phase::Finishing { linger: true };
                 self.timer = Timer::Linger;

@@ -1163,6 +1163,28 @@ fn closing_releases_a_gathered_body_buffer() {
     assert_eq!(h.world.dynamic.as_ref().map(|d| d.bodies.free_count()), Some(1));
 }
 
+/// A body too slow to finish ends its request: the buffer it was gathered
+/// in is free again with the `408`, not only when the connection closes
+/// after lingering (until 2026-12-07 a client still sending at its 408 kept
+/// it for up to 30 s more, and others meanwhile met `503`s).
+#[test]
+fn a_408_gives_the_body_buffer_back() {
+    let mut h = Harness::with_handler(1, 256);
+    h.input(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhel");
+    assert_eq!(h.world.dynamic.as_ref().map(|d| d.bodies.free_count()), Some(0));
+    h.at_deadline();
+    h.flush();
+    assert_eq!(h.statuses(), [408]);
+    assert_eq!(h.conn.phase(), Phase::Lingering);
+    assert_eq!(h.world.dynamic.as_ref().map(|d| d.bodies.free_count()), Some(1), "the buffer is back");
+    // The rest of the body, come late, is discarded: the buffer stays free.
+    h.now += 100;
+    h.input(b"lo world");
+    assert_eq!(h.world.dynamic.as_ref().map(|d| d.bodies.free_count()), Some(1));
+    h.conn.release(&mut h.world.ctx());
+    assert_eq!(h.world.dynamic.as_ref().map(|d| d.bodies.free_count()), Some(1), "given back once");
+}
+
 #[test]
 fn the_health_path_answers_ready_then_draining_ahead_of_any_handler() {
     for make in [Harness::new as fn() -> Harness, || Harness::with_handler(1, 256)] {
