@@ -142,10 +142,12 @@ impl<'a> Request<'a> {
         self.target
     }
 
-    /// The path: the target up to `?`, without the scheme and authority of
-    /// an absolute URI (`/a` for `http://host/a?b`; `/` when it has no
-    /// path), so that routes match whichever form the client sent (until
-    /// 2026-12-05 it was `http://host/a`: a route for `/a` answered `404`).
+    /// The path: the target up to `?` or a fragment (`#`), without the
+    /// scheme and authority of an absolute URI (`/a` for `http://host/a?b`;
+    /// `/` when it has no path), so that routes match whichever form the
+    /// client sent (until 2026-12-05 it was `http://host/a`: a route for
+    /// `/a` answered `404`; until 2026-12-07 a fragment was read as path:
+    /// `http://a#/admin` had the path `/admin`, and `/a#b` the path `/a#b`).
     pub fn path(&self) -> &'a str {
         crate::http::path_of(self.target)
     }
@@ -163,9 +165,10 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// The query: the target after `?`, if any.
+    /// The query: the target after `?`, if any, up to a fragment (`#`,
+    /// which is part of neither the query nor [`Request::path`]).
     pub fn query(&self) -> Option<&'a str> {
-        self.target.split_once('?').map(|(_, query)| query)
+        crate::http::query_of(self.target)
     }
 
     /// The HTTP version.
@@ -413,6 +416,15 @@ mod tests {
             ("http://[::1]:80/p", "/p", None),
             ("*", "*", None),
             ("/p://q", "/p://q", None),
+            // A fragment (which a client should not send) is no part of the
+            // path or the query, as the host ends before it: until
+            // 2026-12-07 `http://a#/admin` had the path `/admin`.
+            ("http://a#/admin", "/", None),
+            ("http://a/b#c", "/b", None),
+            ("/a#b", "/a", None),
+            ("/a#b?c=1", "/a", None),
+            ("/a?c=1#f", "/a", Some("c=1")),
+            ("http://a?x#/y", "/", Some("x")),
         ] {
             let req = Request { target, ..req };
             assert_eq!((req.path(), req.query()), (path, query), "{target}");

@@ -1086,6 +1086,6 @@ fn is_health_check(reply: Reply, head: &[u8], health_path: Option<&[u8]>) -> boo
         Some(at) => (&health_path[..at], Some(&health_path[at + 1..])),
         None => (health_path, None),
     };
-    let target_query = target.split_once('?').map(|(_, query)| query.as_bytes());
+    let target_query = crate::http::query_of(target).map(str::as_bytes);
     crate::http::path_of(target).as_bytes() == path && target_query == query
 }

@@ -17,7 +17,7 @@ pub(crate) use head::{with_head, Parsed};
 pub use limits::Limits;
 pub(crate) use limits::MAX_HEADERS;
 pub use parser::{RequestParser, Step};
-pub(crate) use target::{authority_of, path_of};
+pub(crate) use target::{authority_of, path_of, query_of};
 
 /// A `tchar` of RFC 9110 §5.6.2: what a method, a field name or a chunk
 /// extension's name is made of.

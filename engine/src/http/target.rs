@@ -54,11 +54,28 @@ fn host_is_empty(rest: &[u8]) -> bool {
     matches!(host_and_port.first(), None | Some(b':'))
 }
 
-/// The path `target` names: the target up to `?`, without the scheme and
-/// authority of an absolute-form (`/a` for `http://host/a?b`; `/` when it
-/// has no path), so that a route (`Request::path()`) and the health path
-/// match whichever form the client sent.
+/// `target` without a fragment (`#` and what follows): no request-target
+/// form has one (RFC 9112 §3.2), but a client may send it (`httparse` takes
+/// `#`), and it is no part of the path or the query, as [`authority_of`]
+/// ends the host before it and nginx's `$uri` and `$args` leave it out.
+/// Until 2026-12-07 it was read as path: `http://a#/admin` had the path
+/// `/admin` (the health path matched so), and `/a#b` the path `/a#b`.
+fn without_fragment(target: &str) -> &str {
+    target.split_once('#').map_or(target, |(before, _)| before)
+}
+
+/// The query `target` names: after its `?`, up to a fragment; `None` without one.
+pub(crate) fn query_of(target: &str) -> Option<&str> {
+    without_fragment(target).split_once('?').map(|(_, query)| query)
+}
+
+/// The path `target` names: the target up to `?` (or a fragment), without
+/// the scheme and authority of an absolute-form (`/a` for
+/// `http://host/a?b`; `/` when it has no path), so that a route
+/// (`Request::path()`) and the health path match whichever form the client
+/// sent.
 pub(crate) fn path_of(target: &str) -> &str {
+    let target = without_fragment(target);
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     if path.starts_with('/') {
         return path;
