@@ -261,6 +261,14 @@ impl Cluster {
     /// `worker.on('message')`; without it, the master logs the line. The
     /// other way, `ringmaster ctl PATH send TEXT` reaches every worker's
     /// [`Handler::on_message`].
+    ///
+    /// The hook runs on the master's loop, where a panic is not caught as
+    /// a handler's is: any panic in it, even one it catches itself with
+    /// [`std::panic::catch_unwind`], ends the master at once (`abort`), and
+    /// its workers, their master gone, drain and exit (as Node's primary
+    /// ends on an exception its `'message'` listener throws). Keep code
+    /// that may panic out of it, or hand the line to a thread of the
+    /// program's own, where a panic is the program's.
     pub fn on_worker_message(mut self, hook: impl Fn(usize, &str) + Send + Sync + 'static) -> Self {
         self.master.on_worker_message = Some(WorkerMessageHook(Arc::new(hook)));
         self
