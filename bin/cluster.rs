@@ -262,13 +262,11 @@ impl Cluster {
     /// other way, `ringmaster ctl PATH send TEXT` reaches every worker's
     /// [`Handler::on_message`].
     ///
-    /// The hook runs on the master's loop, where a panic is not caught as
-    /// a handler's is: any panic in it, even one it catches itself with
-    /// [`std::panic::catch_unwind`], ends the master at once (`abort`), and
-    /// its workers, their master gone, drain and exit (as Node's primary
-    /// ends on an exception its `'message'` listener throws). Keep code
-    /// that may panic out of it, or hand the line to a thread of the
-    /// program's own, where a panic is the program's.
+    /// The hook runs on the master's loop: it should return quickly. A
+    /// panic in it loses that line, is said, and the master serves on, as a
+    /// handler's costs only its request (in a program built with
+    /// `panic = "unwind"`, Rust's default; with `"abort"` the master ends,
+    /// and its workers drain and exit).
     pub fn on_worker_message(mut self, hook: impl Fn(usize, &str) + Send + Sync + 'static) -> Self {
         self.master.on_worker_message = Some(WorkerMessageHook(Arc::new(hook)));
         self

@@ -11,7 +11,10 @@
 //! ringmaster ctl /tmp/pws.sock send reset
 //! ```
 //! `$PORT`, `$MODE` (`rr` or `shared`), `$WORKERS` and `$CONTROL` (the
-//! control socket's path) change the defaults.
+//! control socket's path) change the defaults. With `$REPORT_PANICS` set,
+//! the master's hook panics on each report instead of printing it: in a
+//! build that unwinds (without `--release`, whose profile aborts) the
+//! report is lost, said, and the master serves on.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -55,12 +58,18 @@ fn main() -> ExitCode {
     let port = std::env::var("PORT").unwrap_or_else(|_| "8000".to_string());
     let mode = if std::env::var("MODE").is_ok_and(|m| m == "shared") { Mode::Shared } else { Mode::RoundRobin };
     let workers = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or_else(available_cpus);
+    let panics = std::env::var_os("REPORT_PANICS").is_some();
     let mut cluster = Cluster::new()
         .bind(format!("127.0.0.1:{port}"))
         .workers(workers)
         .mode(mode)
         // In the master: what each worker reports.
-        .on_worker_message(|id, text| eprintln!("per_worker_state: worker {id} reports {text}"));
+        .on_worker_message(move |id, text| {
+            if panics {
+                panic!("per_worker_state: worker {id}'s report {text:?} is not wanted");
+            }
+            eprintln!("per_worker_state: worker {id} reports {text}");
+        });
     if let Ok(path) = std::env::var("CONTROL") {
         cluster = cluster.control(path);
     }

@@ -6,7 +6,10 @@
 //! release profile is, it is said and the worker ends). Any other panic on
 //! ringmaster's thread, the engine's or the master's, ends the process at
 //! once (`abort`) either way: its state is not to be trusted, and unwinding
-//! it could free buffers the kernel still writes into. A panic on another
+//! it could free buffers the kernel still writes into. The master calls a
+//! program's code too, its `on_worker_message` hook: a panic there costs
+//! the line (until 2026-12-07 it ended the master, and the cluster, even
+//! one the hook caught itself). A panic on another
 //! thread (one a library user's program started) is the program's: it goes
 //! to the hook set before, and unwinds as it would without ringmaster.
 //!
@@ -42,8 +45,10 @@ pub fn install(worker: Option<usize>) {
             previous(info);
             return;
         }
-        let (worker, call) = match (worker, current_call()) {
-            (Some(id), Some(call)) => (id, call),
+        let call = match (worker, current_call()) {
+            (Some(_), Some(call @ (Call::Handle | Call::OnMessage))) | (None, Some(call @ Call::OnWorkerMessage)) => {
+                call
+            }
             _ => {
                 previous(info);
                 std::process::abort();
@@ -52,15 +57,7 @@ pub fn install(worker: Option<usize>) {
         let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         if cfg!(panic = "abort") {
             previous(info);
-            let lost = match call {
-                Call::Handle => "the request",
-                Call::OnMessage => "the line",
-            };
-            crate::log!(error:
-                "worker {worker}: its handler{} panicked{at}: built with panic = \"abort\", the worker ends with its \
-                 connections (with \"unwind\", Rust's default, only {lost} would be lost)",
-                in_call(call)
-            );
+            crate::log!(error: "{}", aborting_line(worker, &at, call));
             return;
         }
         if printed.say().is_some() {
@@ -81,32 +78,46 @@ pub fn install(worker: Option<usize>) {
     });
 }
 
-/// ` in on_message` for a panic there; nothing for one in `handle`.
-fn in_call(call: Call) -> &'static str {
-    match call {
-        Call::Handle => "",
-        Call::OnMessage => " (in on_message)",
+/// Whose code panicked: `worker N: its handler` (` (in on_message)`), or
+/// the master's hook.
+fn whose(worker: Option<usize>, call: Call) -> String {
+    match (worker, call) {
+        (Some(worker), Call::Handle) => format!("worker {worker}: its handler"),
+        (Some(worker), _) => format!("worker {worker}: its handler (in on_message)"),
+        (None, _) => "the master: its on_worker_message hook".to_string(),
     }
+}
+
+/// The line said when a panic of the application's ends the process
+/// (built with `panic = "abort"`).
+fn aborting_line(worker: Option<usize>, at: &str, call: Call) -> String {
+    let (ends, lost) = match call {
+        Call::Handle => ("the worker ends with its connections", "the request"),
+        Call::OnMessage => ("the worker ends with its connections", "the line"),
+        Call::OnWorkerMessage => ("the master ends, and its workers drain and exit", "the line"),
+    };
+    format!(
+        "{} panicked{at}: built with panic = \"abort\", {ends} (with \"unwind\", Rust's default, only {lost} would be lost)",
+        whose(worker, call)
+    )
 }
 
 /// The line said once the engine has caught a panic of the handler's:
 /// what it cost depends on the call it came from (until 2026-12-06 a panic
 /// in `on_message` was said as a request's `500` and its connection's close).
-fn caught_line(worker: usize, at: &str, call: Call, more: &str) -> String {
-    match call {
-        Call::Handle => format!(
-            "worker {worker}: its handler panicked{at}: the request got 500 and its connection closes; the worker serves on{more}"
-        ),
-        Call::OnMessage => format!(
-            "worker {worker}: its handler{} panicked{at}: the line from the master is lost to this worker; the worker serves on{more}",
-            in_call(call)
-        ),
-    }
+fn caught_line(worker: Option<usize>, at: &str, call: Call, more: &str) -> String {
+    let cost = match call {
+        Call::Handle => "the request got 500 and its connection closes; the worker serves on",
+        Call::OnMessage => "the line from the master is lost to this worker; the worker serves on",
+        Call::OnWorkerMessage => "the worker's line is lost; the master serves on",
+    };
+    format!("{} panicked{at}: {cost}{more}", whose(worker, call))
 }
 
-/// Where a handler's panic happened, for the line said once it is caught.
+/// Where a panic of the application's happened, for the line said once it
+/// is caught (`worker`: `None` in the master).
 struct Said {
-    worker: usize,
+    worker: Option<usize>,
     at: String,
     call: Call,
 }
@@ -148,11 +159,16 @@ mod tests {
 
     #[test]
     fn a_panic_in_on_message_is_not_said_as_a_request_s() {
-        let line = caught_line(2, " at src/main.rs:9", Call::OnMessage, "");
+        let line = caught_line(Some(2), " at src/main.rs:9", Call::OnMessage, "");
         assert!(!line.contains("500") && !line.contains("connection"), "{line}");
         assert!(line.contains("on_message") && line.contains("line"), "{line}");
-        let line = caught_line(2, " at src/main.rs:9", Call::Handle, "");
+        let line = caught_line(Some(2), " at src/main.rs:9", Call::Handle, "");
         assert!(line.contains("the request got 500 and its connection closes"), "{line}");
+        let line = caught_line(None, " at src/main.rs:9", Call::OnWorkerMessage, "");
+        assert_eq!(
+            line,
+            "the master: its on_worker_message hook panicked at src/main.rs:9: the worker's line is lost; the master serves on"
+        );
     }
 
     #[test]

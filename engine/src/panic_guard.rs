@@ -21,6 +21,9 @@ pub enum Call {
     /// [`Handler::on_message`](crate::handler::Handler::on_message): a
     /// panic loses that line for this worker; no request is concerned.
     OnMessage,
+    /// A cluster's `on_worker_message` hook, in the master: a panic loses
+    /// the worker's line; the master serves on.
+    OnWorkerMessage,
 }
 
 thread_local! {
@@ -53,12 +56,13 @@ pub fn current_call() -> Option<Call> {
 }
 
 /// Runs the application's `call` (a [`Call`] of kind `kind`); `None` when it panicked.
+/// Public for the master, which calls a program's hook so too.
 ///
 /// `AssertUnwindSafe`: what the engine lends the call (the request's bytes,
 /// the response buffers) is reset before its next use, and the handler's own
 /// state is the application's: it is kept as the panic left it, as a task's
 /// captured state is in other Rust servers.
-pub(crate) fn guarded<R>(kind: Call, call: impl FnOnce() -> R) -> Option<R> {
+pub fn guarded<R>(kind: Call, call: impl FnOnce() -> R) -> Option<R> {
     let outer = IN_HANDLER.with(|flag| flag.replace(Some(kind)));
     let result = catch_unwind(AssertUnwindSafe(call));
     IN_HANDLER.with(|flag| flag.set(outer));

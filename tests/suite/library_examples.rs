@@ -214,6 +214,39 @@ fn workers_and_master_exchange_lines() {
     assert_eq!((code, out.as_str()), (1, "error: send takes a line of text for the workers"));
 }
 
+/// A panic in the master's `on_worker_message` hook costs the worker's line:
+/// it is said and the master serves on (a debug build unwinds). Until
+/// 2026-12-07 it ended the master (`abort`), and the cluster with it.
+#[test]
+fn a_panic_in_the_master_s_hook_costs_the_line_not_the_cluster() {
+    let control = control_path("library", "hook-panic");
+    let mut cmd = Command::new(example("per_worker_state"));
+    cmd.env("PORT", "0").env("MODE", "rr").env("WORKERS", "1").env("CONTROL", &control).env("REPORT_PANICS", "1");
+    let s = Server::start_command(cmd, &[]);
+    s.wait_workers_ready(1, START_TIMEOUT);
+    let mut conn = client(&s);
+    // The 1,000th request's report makes the hook panic.
+    let burst = repeat(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 50);
+    for _ in 0..20 {
+        conn.send(&burst);
+        for _ in 0..50 {
+            assert_eq!(conn.read().status, 200);
+        }
+    }
+    let said = "the master: its on_worker_message hook panicked";
+    let lost = eventually(PATIENCE, || {
+        s.raw_log().iter().any(|l| l.contains(said) && l.ends_with("the worker's line is lost; the master serves on"))
+    });
+    assert!(lost, "the master said its hook's panic: {:?}", s.raw_log());
+    // The master serves on: its control socket answers, and new connections
+    // still reach the worker through it.
+    let (code, out, err) = util::control::ctl(&control, &["status"]);
+    assert_eq!(code, 0, "the master's status after its hook panicked: {out} {err}");
+    let mut fresh = client(&s);
+    let (_, _, served) = counter_line(&get(&mut fresh, "/").body_str());
+    assert_eq!(served, 1001, "the worker served on");
+}
+
 fn router_routes(mode: &str) {
     let s = start("router", mode);
     let mut conn = client(&s);

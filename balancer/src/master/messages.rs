@@ -5,6 +5,7 @@
 //! to the log.
 
 use ringmaster_engine::channel::decode_text;
+use ringmaster_engine::panic_guard::Call;
 
 use crate::handoff::lanes::MOST_TEXT_QUEUED;
 
@@ -39,7 +40,11 @@ impl Master {
             return true;
         };
         match &self.config.on_worker_message {
-            Some(hook) => (hook.0)(id, &text),
+            // A panic in it loses the line, not the master (in a program
+            // built to unwind): said by the panic hook, as a handler's is.
+            Some(hook) => {
+                let _ = ringmaster_engine::panic_guard::guarded(Call::OnWorkerMessage, || (hook.0)(id, &text));
+            }
             None => {
                 let said = crate::log::Untrusted(&text);
                 crate::log!(info { worker: id, worker_pid: pid }: "worker {id} (pid {pid}) says: {said}")
