@@ -14,12 +14,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringmaster_engine::{Backend, EngineConfig, FixedBody, Sources, StatsBlock, WorkerCounters};
+use ringmaster_engine::{Backend, EngineConfig, FixedBody, StatsBlock, WorkerCounters};
 
 mod in_process;
 use in_process::InProcessWorker;
@@ -99,20 +99,8 @@ fn start(max_conns: usize) -> (InProcessWorker, Arc<StatsBlock>, SocketAddr, i32
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = listener.local_addr().expect("local addr");
     let listener_fd = listener.as_raw_fd();
-    let stats = Arc::new(StatsBlock::private(1).expect("stats block"));
-    let worker_stats = Arc::clone(&stats);
-    let worker = InProcessWorker::spawn(move |shutdown| {
-        let config = EngineConfig { backend: Backend::Epoll, max_conns, ..EngineConfig::default() };
-        let counters = worker_stats.slot(0).expect("slot 0");
-        let sources = Sources {
-            listener: Some(OwnedFd::from(listener)),
-            own_listener: false,
-            channel: None,
-            shutdown: Some(shutdown),
-            accept_tally: None,
-        };
-        ringmaster_engine::run(&config, sources, counters, &mut FixedBody::new(b"hello\n".to_vec()))
-    });
+    let config = EngineConfig { backend: Backend::Epoll, max_conns, ..EngineConfig::default() };
+    let (worker, stats) = in_process::spawn_counted_with(config, listener, FixedBody::new(b"hello\n".to_vec()));
     (worker, stats, address, listener_fd)
 }
 

@@ -46,13 +46,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringmaster_engine::{Backend, EngineConfig, FixedBody, Sources, StatsBlock};
+use ringmaster_engine::{Backend, EngineConfig, FixedBody};
 
 mod in_process;
 
@@ -185,6 +184,34 @@ fn start_hogs(
         .collect()
 }
 
+/// `who`'s request, sent while the hogs hold the ring, is neither answered
+/// nor closed for a header timeout from now (what was wrong: a close, its
+/// request unread; any close came before now, and a header timeout is ample
+/// for it to arrive); once the hogs read all, it is answered, and every hog
+/// gets both its answers.
+fn answered_once_the_hogs_read(
+    stream: &mut TcpStream,
+    who: &str,
+    hogs: Vec<thread::JoinHandle<Result<Vec<u16>, String>>>,
+    hurry: &AtomicBool,
+) {
+    stream.set_read_timeout(Some(HEADER_TIMEOUT)).expect("read timeout");
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+        Ok(0) => panic!("{who} was closed, its request unread and unanswered"),
+        Ok(_) => panic!("{who} was answered while the hogs held the ring: the ring did not run out"),
+        Err(e) => panic!("{who}'s connection ended, its request unanswered: {e}"),
+    }
+    stream.set_read_timeout(Some(PATIENCE)).expect("read timeout");
+    // The hogs read all: what they held is taken up, and the request is read at last.
+    hurry.store(true, Ordering::Relaxed);
+    assert_eq!(read_answers(stream, 1, hurry), Ok(vec![200]), "{who} once the hogs read");
+    for (index, hog) in hogs.into_iter().enumerate() {
+        assert_eq!(hog.join().expect("hog reader"), Ok(vec![200, 200]), "hog {index}");
+    }
+}
+
 /// CPU time of this process's threads (the worker's among them) so far.
 fn process_cpu() -> Duration {
     let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
@@ -278,24 +305,7 @@ fn a_request_that_waits_for_a_receive_buffer_past_the_header_timeout_is_answered
     // no answer, and (what was wrong) no close at its header timeout. (Its
     // close, if any, went out with the witness's answer: a header timeout
     // is ample for it to arrive.)
-    newcomer.set_read_timeout(Some(HEADER_TIMEOUT)).expect("read timeout");
-    let waited = newcomer_sent.elapsed();
-    let mut byte = [0u8; 1];
-    match newcomer.read(&mut byte) {
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
-        Ok(0) => panic!("the newcomer was closed, unanswered, within {waited:?} of its request"),
-        Ok(_) => panic!("the newcomer was answered while the hogs held the ring: the ring did not run out"),
-        Err(e) => panic!("the newcomer's connection ended, unanswered, within {waited:?} of its request: {e}"),
-    }
-    newcomer.set_read_timeout(Some(PATIENCE)).expect("read timeout");
-    // The hogs read all: what they held is taken up, and the newcomer's
-    // request is read at last.
-    hurry.store(true, Ordering::Relaxed);
-    let answered = read_answers(&mut newcomer, 1, &hurry);
-    assert_eq!(answered, Ok(vec![200]), "the newcomer, once the hogs read");
-    for (index, hog) in hogs.into_iter().enumerate() {
-        assert_eq!(hog.join().expect("hog reader"), Ok(vec![200, 200]), "hog {index}");
-    }
+    answered_once_the_hogs_read(&mut newcomer, "the newcomer", hogs, &hurry);
     drop(witness);
     worker.stop();
 }
@@ -329,19 +339,7 @@ fn a_drain_answers_a_request_that_waits_for_a_receive_buffer() {
     }
     // The client's hurried deadline has passed too: closed then (what was
     // wrong), it would have been in the same look or an earlier one.
-    client.set_read_timeout(Some(HEADER_TIMEOUT)).expect("read timeout");
-    match client.read(&mut byte) {
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
-        Ok(0) => panic!("the drain closed the client, its request unread and unanswered"),
-        Ok(_) => panic!("the client was answered while the hogs held the ring: the ring did not run out"),
-        Err(e) => panic!("the drain ended the client's connection, its request unanswered: {e}"),
-    }
-    client.set_read_timeout(Some(PATIENCE)).expect("read timeout");
-    hurry.store(true, Ordering::Relaxed);
-    assert_eq!(read_answers(&mut client, 1, &hurry), Ok(vec![200]), "the client's request sent before the drain");
-    for (index, hog) in hogs.into_iter().enumerate() {
-        assert_eq!(hog.join().expect("hog reader"), Ok(vec![200, 200]), "hog {index}");
-    }
+    answered_once_the_hogs_read(&mut client, "the client, its request sent before the drain,", hogs, &hurry);
     stopping.join().expect("the worker's drain");
 }
 
@@ -398,19 +396,7 @@ fn a_keep_alive_connection_whose_next_request_waits_for_a_buffer_is_not_counted_
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = listener.local_addr().expect("local addr");
-    let stats = Arc::new(StatsBlock::private(1).expect("stats block"));
-    let worker_stats = Arc::clone(&stats);
-    let worker = in_process::InProcessWorker::spawn(move |shutdown| {
-        let counters = worker_stats.slot(0).expect("slot 0");
-        let sources = Sources {
-            listener: Some(OwnedFd::from(listener)),
-            own_listener: false,
-            channel: None,
-            shutdown: Some(shutdown),
-            accept_tally: None,
-        };
-        ringmaster_engine::run(&config(), sources, counters, &mut FixedBody::new(vec![b'x'; ANSWER]))
-    });
+    let (worker, stats) = in_process::spawn_counted_with(config(), listener, FixedBody::new(vec![b'x'; ANSWER]));
     let reclaimable = || stats.slot(0).expect("slot 0").snapshot().reclaimable;
     let read_all = AtomicBool::new(true);
     let mut client = connect(address);

@@ -113,6 +113,16 @@ pub fn spawn_counted(
     config: EngineConfig,
     listener: std::net::TcpListener,
 ) -> (InProcessWorker, std::sync::Arc<StatsBlock>) {
+    spawn_counted_with(config, listener, PatternAnswer { len: 1, period: 1 })
+}
+
+/// As [`spawn_counted`], answering with `handler`.
+#[allow(dead_code)]
+pub fn spawn_counted_with(
+    config: EngineConfig,
+    listener: std::net::TcpListener,
+    mut handler: impl Handler + Send + 'static,
+) -> (InProcessWorker, std::sync::Arc<StatsBlock>) {
     let stats = std::sync::Arc::new(StatsBlock::private(1).expect("stats block"));
     let worker_stats = std::sync::Arc::clone(&stats);
     let worker = InProcessWorker::spawn(move |shutdown| {
@@ -124,7 +134,7 @@ pub fn spawn_counted(
             shutdown: Some(shutdown),
             accept_tally: None,
         };
-        ringmaster_engine::run(&config, sources, counters, &mut PatternAnswer { len: 1, period: 1 })
+        ringmaster_engine::run(&config, sources, counters, &mut handler)
     });
     (worker, stats)
 }
