@@ -386,6 +386,7 @@ impl Master {
         self.expire_reload_start();
         self.kill_unready_starts();
         self.watch_heartbeats();
+        self.close_lanes_of_self_drained();
         self.watch_lagging();
         self.watch_fd_limits();
         self.sample_rates();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use ringmaster_engine::channel::channel_pair;
-use ringmaster_engine::stats::{CountersSnapshot, STATE_READY, STATE_STARTING};
+use ringmaster_engine::stats::{CountersSnapshot, STATE_DRAINING, STATE_READY, STATE_STARTING};
 
 use super::fd_limit_log::FdLimitLine;
 use super::stats::Rate;
@@ -67,6 +67,8 @@ pub(super) struct Process {
     killed_by_watchdog: bool,
     /// The worker's `fd_limit_hits` when last looked at.
     fd_limit_hits: u64,
+    /// It was draining by itself at the last tick ([`Master::close_lanes_of_self_drained`]).
+    seen_draining: bool,
 }
 
 impl Process {
@@ -214,6 +216,7 @@ impl Master {
             heartbeat_moved: now,
             killed_by_watchdog: false,
             fd_limit_hits: 0,
+            seen_draining: false,
         });
         let worker = &mut self.workers[index];
         let replaced = worker.slot.and(worker.last_pid);
@@ -384,6 +387,51 @@ impl Master {
                 process.killed_by_watchdog = true;
                 let _ = kill(Pid::from_raw(process.pid as i32), Signal::SIGKILL);
             }
+        }
+    }
+
+    /// Each tick: a worker that drains though the master never told it to
+    /// (a stop signal sent to its own pid: `kill PID`, `SIGINT`, `SIGQUIT`)
+    /// gets its lane's `Drain`, and its channel closes once its batches are
+    /// settled: it takes nothing more (what is queued for it goes to the
+    /// others) and ends as soon as its own connections are done, then is
+    /// restarted as after any exit. A worker waits for its channel's end
+    /// before it exits, so that a stop's last hand-off still reaches it;
+    /// until 2026-12-07 nobody closed it, and such a worker, routed nothing
+    /// as it drained, lived on `--shutdown-timeout` (30 s) with no connection:
+    /// a lone worker's clients waited all that time in the master. Seen at
+    /// two ticks in a row, so that a signal sent to the whole group (the
+    /// master's own stop follows at once) is left to the stop.
+    pub(super) fn close_lanes_of_self_drained(&mut self) {
+        if self.stop_begun() {
+            return;
+        }
+        let mut closed = Vec::new();
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(process) = slot.process.as_mut() else { continue };
+            let draining = process.ready
+                && slot.lane.is_routable()
+                && self
+                    .stats
+                    .slot(index)
+                    .is_some_and(|c| c.state.load(std::sync::atomic::Ordering::Acquire) == STATE_DRAINING);
+            let seen_before = std::mem::replace(&mut process.seen_draining, draining);
+            if !(draining && seen_before) {
+                continue;
+            }
+            let (id, pid) = (process.worker, process.pid);
+            crate::log!(warn { worker: id, worker_pid: pid }:
+                "worker {id} (pid {pid}) is draining though the master did not ask it to (a stop signal sent to \
+                 it): it takes no more connections, and ends once its own are done; it is restarted then");
+            slot.lane.request_drain();
+            closed.push(index);
+        }
+        if closed.is_empty() {
+            return;
+        }
+        self.refresh_routes();
+        for index in closed {
+            self.reroute_queue_of(index);
         }
     }
 
