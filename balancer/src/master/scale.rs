@@ -80,12 +80,16 @@ impl Master {
         let pending = self.workers[index].restart_at.take();
         self.drop_from_reload(id);
         // Its own listener (`reuseport`), if any, goes with it: the
-        // worker, its last holder, accepts what is queued, then closes it.
+        // worker, its last holder, stops the handshakes there, accepts what
+        // is queued, then closes it.
         self.dispatch.balance.retire_worker(id);
         let running: Vec<usize> = (0..self.slots.len())
             .filter(|&slot| self.slots[slot].process.as_ref().is_some_and(|p| p.worker == id && !p.retiring))
             .collect();
         for &slot in &running {
+            // Its close of the listener is the last: it stops the kernel's
+            // handshakes there before its last accept.
+            self.slots[slot].lane.listener_retires_with_worker();
             self.retire(slot, "scale");
         }
         // A crashed worker waiting out its back-off: say why it never comes back.

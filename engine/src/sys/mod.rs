@@ -21,6 +21,19 @@ macro_rules! syscall {
 }
 pub(crate) use syscall;
 
+/// `membarrier(2)`'s command that waits for an RCU grace period (libc
+/// names it for Android only).
+const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
+
+/// Waits until every packet the kernel was processing on any CPU when it
+/// was called has been processed (an RCU grace period: `membarrier(2)`'s
+/// `MEMBARRIER_CMD_GLOBAL`; a few ms, some tens on a busy machine). Fails
+/// under `nohz_full` (`EINVAL`) or where seccomp forbids the call.
+pub fn wait_for_packets_in_flight() -> io::Result<()> {
+    // SAFETY: membarrier with a command and zero flags takes no pointers.
+    syscall!(unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) }).map(drop)
+}
+
 /// Nanoseconds on the monotonic clock (a vDSO read, no syscall): the clock
 /// BPF programs read with `bpf_ktime_get_ns`.
 pub fn monotonic_ns() -> u64 {

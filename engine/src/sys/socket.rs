@@ -124,6 +124,56 @@ pub fn half_close(socket: BorrowedFd<'_>) {
     unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_WR) };
 }
 
+/// Drops, from now on, every packet for `listener` but a connection's first
+/// (a SYN without ACK): a new handshake starts there (the SYN-ACK goes out),
+/// but none completes, neither by its last ACK nor by the client's first
+/// data. The listener's accepted connections, and the ones queued, are
+/// sockets of their own and keep their traffic.
+pub fn drop_all_but_syns(listener: BorrowedFd<'_>) -> io::Result<()> {
+    // Classic BPF over the TCP header (a socket filter sees the packet from
+    // there): its flags byte, SYN (0x02) set and ACK (0x10) not, is kept.
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter { code: code as u16, jt, jf, k };
+    let mut program = [
+        op(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, 13),
+        op(libc::BPF_ALU | libc::BPF_AND | libc::BPF_K, 0, 0, 0x12),
+        op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, 0x02),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
+    ];
+    let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_mut_ptr() };
+    // SAFETY: `fprog` and the instruction it points to live across the call,
+    // which copies them; the size is the struct's.
+    syscall!(unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// Takes away a socket filter `socket` inherited from its listener: a
+/// connection whose handshake the kernel was completing as
+/// [`drop_all_but_syns`] was put on the listener has it too, and would drop
+/// its client's every packet. Nothing to do (`ENOENT`) for any other.
+pub fn detach_filter(socket: BorrowedFd<'_>) {
+    let unused: libc::c_int = 0;
+    // SAFETY: SO_DETACH_FILTER reads no value but wants an int's room;
+    // `unused` lives across the call. A failure (no filter) changes nothing.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_DETACH_FILTER,
+            (&unused as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
 /// Makes `fd` non-blocking (for a listener shared with other processes this
 /// changes the shared file description: every accept on it must expect EAGAIN).
 pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
@@ -164,5 +214,29 @@ mod tests {
             };
             assert_eq!(peer_addr(accepted.as_fd()).expect("the peer"), expected, "{bind} from {to}");
         }
+    }
+
+    /// With only SYNs let through, a client's connect completes (the SYN-ACK
+    /// went out) but its handshake does not complete on the listener: nothing
+    /// is queued, though it sent a request. Once the listener takes every
+    /// packet again, the client's retransmission completes it, request and
+    /// all: what the filter drops comes again.
+    #[test]
+    fn a_listener_that_takes_only_syns_completes_no_handshake_until_it_takes_the_rest() {
+        use std::io::Write;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a listener");
+        listener.set_nonblocking(true).expect("non-blocking");
+        drop_all_but_syns(listener.as_fd()).expect("the filter");
+        let mut client = TcpStream::connect(listener.local_addr().expect("its address")).expect("a connect");
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").expect("the request");
+        // The client's ACK and request were dropped on their way in (a
+        // loopback delivers them before its send returns): no connection waits.
+        assert!(matches!(accept(listener.as_fd()), Ok(None)), "a handshake completed through the filter");
+        detach_filter(listener.as_fd());
+        listener.set_nonblocking(false).expect("blocking");
+        let (accepted, _) = listener.accept().expect("the client's retransmission completes the handshake");
+        let mut request = [0u8; 32];
+        let n = recv(accepted.as_fd(), &mut request).expect("a receive");
+        assert!(n.is_some_and(|n| n > 0), "the request came with it");
     }
 }

@@ -5,8 +5,10 @@
 //! hands it to whichever process runs that slot: a restart or a reload loses
 //! nothing queued on it, since the master's copy keeps it open. Retiring a
 //! slot (scale-down) lets the master's copy go; the retiring worker, the last
-//! holder, accepts what is queued before it closes, and what arrives in
-//! between moves to the other listeners when `net.ipv4.tcp_migrate_req` is 1
+//! holder (told so: `Retire`), lets only SYNs reach it, so that no handshake
+//! completes there as it closes (that one was reset), accepts what is queued
+//! before it closes, and what arrives in between moves to the other
+//! listeners when `net.ipv4.tcp_migrate_req` is 1
 //! ([`enable_migration`]; the kernel counts `TCPMigrateReqSuccess` and
 //! `TCPMigrateReqFailure` in /proc/net/netstat).
 //!

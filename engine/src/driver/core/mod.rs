@@ -40,6 +40,10 @@ pub(super) use self::batches::Batch;
 pub(super) struct Core<'a> {
     pub(super) config: &'a EngineConfig,
     pub(super) sources: Sources,
+    /// The master let its copy of this worker's own listener go (`Retire`):
+    /// the drain's close is the listener's last, and the kernel must stop
+    /// completing handshakes there first ([`super::stop_handshakes`]).
+    pub(super) listener_retires: bool,
     pub(super) handler: &'a mut dyn Handler,
     /// The handler has a fixed body: answer from the preformatted pages.
     pub(super) fixed: bool,
@@ -248,6 +252,7 @@ impl<'a> Core<'a> {
             config,
             channel_open: sources.channel.is_some(),
             sources,
+            listener_retires: false,
             handler,
             fixed,
             wants_peers,

@@ -38,7 +38,7 @@ use self::connection::Slot;
 use self::held::{HeldBuffers, Suspicion};
 use self::ring_socket::{RingSocket, Unacknowledged};
 use super::core::Core;
-use super::{next_queued, Origin, TICK};
+use super::{next_queued, stop_handshakes, Origin, TICK};
 use crate::bufring::BufRing;
 use crate::fallible;
 use crate::refused::{self, reservation_refused as cannot_reserve};
@@ -425,6 +425,9 @@ impl<'a> UringWorker<'a> {
         if self.core.sources.own_listener {
             // Nobody else accepts there: take what is queued, then let it go.
             if let Some(listener) = self.core.sources.listener.take() {
+                if self.core.listener_retires {
+                    stop_handshakes(&listener);
+                }
                 while self.conns.vacant() > 0 {
                     let Some(fd) = next_queued(&listener) else { break };
                     self.adopt(RingSocket::Plain(fd), Origin::Accepted)?;
