@@ -33,6 +33,7 @@ pub mod exit_codes;
 pub mod faults;
 pub mod fd_reserve;
 pub mod handoff;
+pub mod handshakes;
 pub mod listener;
 pub mod locked_memory;
 pub mod log;

@@ -57,6 +57,6 @@ pub use refused::is_reservation_refused;
 pub use stats::{StatsBlock, WorkerCounters};
 pub use sys::{
     exempt_from_locked_memory_limit, fd_limit, ignore_sigpipe, kernel_release, monotonic_ns, out_of_fds,
-    out_of_resources,
+    out_of_resources, wait_for_packets_in_flight,
 };
 pub use tally::AcceptTally;

@@ -139,6 +139,55 @@ fn reuseport_clients_connecting_as_the_stop_ends_are_answered() {
     clients_across_a_stop_are_answered("reuseport");
 }
 
+/// A client whose handshake is under way as the master stops listening: its
+/// connect returned before the stop, its last ACK comes after (held back,
+/// as a slow client's may be), and it sends its request once nothing listens
+/// on the port. The stop lets the handshakes begun complete into the queue
+/// before it stops listening, and answers them. Before, the listener stopped
+/// listening with the handshake under way and the kernel reset the client
+/// when its ACK came (in CI, a client looping across a `reuseport` stop was
+/// reset 24 µs after its connect returned, its ACK a moment late).
+fn a_handshake_under_way_at_the_stop_is_answered(mode: &str) {
+    let mut s = Server::start(&["--mode", mode, "--workers", "2", "--no-pin"]);
+    s.wait_workers_ready(2, START_TIMEOUT);
+    let port = s.addr().port();
+    let stream = util::sockets::connect_holding_the_last_ack(s.addr()).expect("a connect");
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    let stopped = eventually(Duration::from_secs(20), || !util::sockets::listening_on(port));
+    let mut late = BufReader::new(stream);
+    let answer = late.get_mut().write_all(GET_CLOSE).and_then(|()| read_response(&mut late));
+    let status = s.wait_exit(Duration::from_secs(20));
+    let log = s.log()[from..].join("\n");
+    assert!(stopped, "{mode}: port {port} still listened on; log:\n{log}");
+    match answer {
+        Ok(resp) => assert!(resp.status == 200 || resp.status == 503, "{mode}: answered {resp:?}; log:\n{log}"),
+        Err(e) => panic!("{mode}: the client connected before the stop was not answered: {e}; log:\n{log}"),
+    }
+    assert_eq!(status.code(), Some(0), "{mode}: master exit status {status}; log:\n{log}");
+    stop_and_check_no_process_left(s);
+}
+
+#[test]
+fn rr_a_handshake_under_way_at_the_stop_is_answered() {
+    a_handshake_under_way_at_the_stop_is_answered("rr");
+}
+
+#[test]
+fn least_a_handshake_under_way_at_the_stop_is_answered() {
+    a_handshake_under_way_at_the_stop_is_answered("least");
+}
+
+#[test]
+fn shared_a_handshake_under_way_at_the_stop_is_answered() {
+    a_handshake_under_way_at_the_stop_is_answered("shared");
+}
+
+#[test]
+fn reuseport_a_handshake_under_way_at_the_stop_is_answered() {
+    a_handshake_under_way_at_the_stop_is_answered("reuseport");
+}
+
 /// `reuseport` with the workers draining past the master's ticks: a worker
 /// takes what waits on its listener as its drain begins and lets go of it,
 /// and the master's copy keeps it listening until the master looks. Before

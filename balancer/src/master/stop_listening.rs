@@ -16,6 +16,7 @@ use ringmaster_engine::stats::STATE_READY;
 
 use super::Master;
 use crate::config::Mode;
+use crate::handshakes;
 use crate::modes::HEARTBEAT_STALE;
 use crate::reactor::sys;
 use crate::rlimit::fd_limit_text;
@@ -160,7 +161,8 @@ impl Master {
             return;
         }
         let listener = self.listener.as_raw_fd();
-        let answered = match self.answer_queue(listener, true) {
+        close_to_newcomers_and_wait_for_handshakes(&[listener]);
+        let answered = match self.answer_queue(listener) {
             Ok(answered) => answered,
             Err(e) => {
                 crate::log!(warn: "stopping: cannot make the listener non-blocking ({e}); it listens until the exit");
@@ -233,11 +235,25 @@ impl Master {
         if let Some(e) = closing_refused {
             crate::log!(warn: "stopping: cannot close the listen queues to newcomers ({e}): what comes before the next look is answered 503, one may be reset");
         }
+        // The handshakes begun on the listeners shut at this look complete
+        // into their queues first (those `taken` were closed to newcomers at
+        // an earlier look): else each of their clients is reset as it ends.
+        let own = self.dispatch.balance.own_listeners();
+        let closing: Vec<RawFd> = own
+            .iter()
+            .filter(|&&(w, _)| shut.iter().any(|&(worker, _)| worker == w))
+            .map(|(_, fd)| fd.as_raw_fd())
+            .collect();
+        if !closing.is_empty() {
+            close_to_newcomers_and_wait_for_handshakes(&closing);
+        } else if let Some(&(_, fd)) = own.iter().find(|&&(w, _)| taken.contains(&w)) {
+            handshakes::wait_for_handshakes(fd.as_raw_fd());
+        }
         for worker in taken {
             let own = self.dispatch.balance.own_listeners();
             if let Some(&(_, fd)) = own.iter().find(|&&(w, _)| w == worker) {
                 let listener = fd.as_raw_fd();
-                let answered = self.answer_queue(listener, false).unwrap_or(0);
+                let answered = self.answer_queue(listener).unwrap_or(0);
                 if let Err(e) = sys::stop_listening(listener) {
                     crate::log!(warn: "stopping: cannot shut worker {worker}'s listener ({e})");
                 }
@@ -258,7 +274,7 @@ impl Master {
             if let Some(listener) = listener {
                 // If it cannot be made non-blocking, its queue is left to
                 // the shutdown (reset, or moved to another listener).
-                let answered = self.answer_queue(listener, true).unwrap_or(0);
+                let answered = self.answer_queue(listener).unwrap_or(0);
                 match sys::stop_listening(listener) {
                     Ok(()) => {
                         said.push(format!("worker {worker}'s listener shut ({why}; {answered} waiting answered 503)"))
@@ -284,20 +300,16 @@ impl Master {
     }
 
     /// Answers `503` to what waits in `listener`'s queue (up to `--backlog`),
-    /// without waiting, the queue closed to newcomers first (the listener is
-    /// shut next): how many, or the error that kept the listener from being
-    /// made non-blocking. The flag is the socket's, and its other holders,
-    /// workers that accept on it, already expect `EAGAIN`. At the open-file
-    /// limit each accept gets a number freed for it (a spare of the reserve,
-    /// else an earlier refusal's, its linger cut short): the shutdown that
-    /// follows would reset what is left in the queue.
-    fn answer_queue(&mut self, listener: RawFd, close_to_newcomers: bool) -> io::Result<usize> {
+    /// without waiting, the queue closed to newcomers and its handshakes
+    /// completed first (the listener is shut next): how many, or the error
+    /// that kept the listener from being made non-blocking. The flag is the
+    /// socket's, and its other holders, workers that accept on it, already
+    /// expect `EAGAIN`. At the open-file limit each accept gets a number
+    /// freed for it (a spare of the reserve, else an earlier refusal's, its
+    /// linger cut short): the shutdown that follows would reset what is
+    /// left in the queue.
+    fn answer_queue(&mut self, listener: RawFd) -> io::Result<usize> {
         sys::set_nonblocking(listener)?;
-        if close_to_newcomers {
-            if let Err(e) = sys::close_queue_to_newcomers(listener) {
-                crate::log!(warn: "stopping: cannot close the listen queue to newcomers ({e}): one may be reset");
-            }
-        }
         let now = Instant::now();
         let mut answered = 0;
         let mut tries = self.config.backlog.max(1);
@@ -320,6 +332,22 @@ impl Master {
             tries -= 1;
         }
         Ok(answered)
+    }
+}
+
+/// Turns newcomers away from `listeners` (their SYNs dropped; the retry
+/// meets a closed port and is refused), then waits for the handshakes
+/// begun there to complete into their queues: a listener shut with one
+/// under way resets its client as it completes, just after its connect
+/// returned (`handshakes`).
+fn close_to_newcomers_and_wait_for_handshakes(listeners: &[RawFd]) {
+    for &listener in listeners {
+        if let Err(e) = sys::close_queue_to_newcomers(listener) {
+            crate::log!(warn: "stopping: cannot close the listen queue to newcomers ({e}): one may be reset");
+        }
+    }
+    if let Some(&listener) = listeners.first() {
+        handshakes::wait_for_handshakes(listener);
     }
 }
 

@@ -226,6 +226,42 @@ pub fn migrations() -> (u64, u64) {
     (find("TCPMigrateReqSuccess").unwrap_or(0), find("TCPMigrateReqFailure").unwrap_or(0))
 }
 
+/// True while a TCP socket listens on local port `port` (IPv4).
+pub fn listening_on(port: u16) -> bool {
+    let id = SockId { sport: port.to_be(), ..SockId::ANY };
+    let listening = sock_diag(libc::AF_INET as u8, 1 << TCP_LISTEN, id, true)
+        .unwrap_or_else(|errno| panic!("sock_diag: {}", std::io::Error::from_raw_os_error(errno)));
+    listening.iter().any(|m| u16::from_be(m.id.sport) == port)
+}
+
+/// A client connected to `addr` (IPv4) that holds back its handshake's
+/// last ACK until it first sends, or its delayed-ACK timer fires (200 ms):
+/// its connect has returned, and on the server's side the handshake is
+/// still under way (`SYN-RECV`), as for a client whose ACK is slow to come.
+/// The kernel holds it so for a socket with `TCP_DEFER_ACCEPT` set before
+/// its connect (`tcp_rcv_synsent_state_process` saves that ACK).
+pub fn connect_holding_the_last_ack(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpStream> {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let fd = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    let hold: libc::c_int = 1;
+    // SAFETY: `hold` lives across the call, which copies it; the size is an int's.
+    let set = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&hold as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    Ok(std::net::TcpStream::from(fd))
+}
+
 /// How many TCP sockets on local port `port` wait in CLOSE_WAIT: the peer
 /// has closed and the process holding them has not (IPv4; asked of
 /// sock_diag, which the kernel filters by state, not /proc/net/tcp: see
