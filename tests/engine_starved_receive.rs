@@ -6,24 +6,10 @@
 //! 2026-12-07 such a newcomer was closed at `--header-timeout`, its request
 //! unread and unanswered.
 //!
-//! How the ring is made to run out: a paused connection first takes what
-//! its receive read ahead into its carry buffer (16 KiB at least) and gives
-//! those buffers back; it holds only what the carry cannot take (and its
-//! receive is cancelled as it pauses). With small buffers, clients that
-//! pipeline and never read leave the ring with room: each one's read-ahead
-//! goes to its carry. So the ring here has a few buffers each larger than a
-//! carry, and a paused hog holds every buffer it read into. Each hog writes
-//! a request whose answer is far larger than the socket buffers between
-//! them, then a request with a body, in one write: its connection pauses
-//! behind the first answer, the carry takes part of the buffer, the buffer
-//! stays held. More hogs than buffers: the ring runs out.
-//!
-//! Each hog reads a trickle of its answer meanwhile, so the worker sees a
-//! client that reads (`held.rs`: one that reads nothing is cut off after two
-//! patiences, and the ring freed), however long the test waits. The
-//! newcomer's header deadline is known to be judged once a witness is
-//! answered `408`: its body deadline comes later, and its receive, armed
-//! with nothing to read, never asks the ring for a buffer.
+//! How the ring is made to run out, and how the hogs that hold it read:
+//! `starved_hogs`. The newcomer's header deadline is known to be judged
+//! once a witness is answered `408`: its body deadline comes later, and its
+//! receive, armed with nothing to read, never asks the ring for a buffer.
 //!
 //! While the newcomer waits, its receive waits for a buffer to come back
 //! (`awaiting_buffer`): until 2026-12-07 it was armed again at once, found
@@ -45,143 +31,27 @@
 //! hogs read.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringmaster_engine::{Backend, EngineConfig, FixedBody};
+use ringmaster_engine::{EngineConfig, FixedBody};
 
 mod in_process;
+mod starved_hogs;
 
-/// Receive buffers, each larger than a connection's carry buffer (16 KiB):
-/// a paused connection holds every one its receive read into.
-const BUFFERS: u16 = 4;
-const BUFFER: u32 = 64 * 1024;
-/// Clients that write ahead: more than there are buffers.
-const HOGS: usize = BUFFERS as usize + 2;
-/// The body each hog sends after its first request, in the same write: its
-/// input fills most of a buffer.
-const HOG_BODY: usize = 48 * 1024;
-/// The answer to every request: far larger than the socket buffers of a
-/// client that reads a trickle (4 MiB at most on the server's side), so a
-/// hog's connection stays paused behind it until its client reads all.
-const ANSWER: usize = 16 << 20;
-/// A hog's trickle: at most this much a read, and a pause after each
-/// (1.3 MB a second: 10 times what `held.rs` keeps as a reader).
-const TRICKLE: usize = 64 * 1024;
-const TRICKLE_PAUSE: Duration = Duration::from_millis(50);
+use starved_hogs::{connect, finish_hogs, read_answers, start_hogs, Hog, ANSWER, BUFFERS, HOGS, PATIENCE};
+
 const HEADER_TIMEOUT: Duration = Duration::from_millis(200);
 /// The witness's body timer: from before the hogs come to well after the
 /// newcomer's header deadline, so its `408` shows that deadline has been
 /// judged.
 const BODY_TIMEOUT: Duration = Duration::from_millis(1500);
-/// A bound for a test that fails, far beyond what passing takes.
-const PATIENCE: Duration = Duration::from_secs(30);
 
 fn config() -> EngineConfig {
-    EngineConfig {
-        backend: Backend::Uring,
-        max_conns: 16,
-        recv_buffers: BUFFERS,
-        recv_buffer_size: BUFFER,
-        header_timeout: HEADER_TIMEOUT,
-        body_timeout: BODY_TIMEOUT,
-        // The hogs' writer's clock: it ends none of them while the test runs.
-        idle_timeout: Duration::from_secs(60),
-        ..EngineConfig::default()
-    }
-}
-
-/// A hog's one write: a request answered with [`ANSWER`] bytes, then one
-/// with a body.
-fn hog_input() -> Vec<u8> {
-    let mut bytes = b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
-    bytes.extend_from_slice(
-        format!("POST /second HTTP/1.1\r\nHost: a\r\nContent-Length: {HOG_BODY}\r\n\r\n").as_bytes(),
-    );
-    bytes.resize(bytes.len() + HOG_BODY, b'b');
-    bytes
-}
-
-fn connect(address: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(address).expect("connect");
-    stream.set_read_timeout(Some(PATIENCE)).expect("read timeout");
-    stream
-}
-
-/// Reads `count` answers whole: their statuses, or what cut them short.
-/// Until `hurry` is set it reads a trickle ([`TRICKLE`] a read, a pause
-/// after each); all it can from then on.
-fn read_answers(stream: &mut TcpStream, count: usize, hurry: &AtomicBool) -> Result<Vec<u16>, String> {
-    let mut statuses = Vec::new();
-    let mut input: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 1 << 20];
-    // Body bytes of the current answer still to come.
-    let mut body_left = 0usize;
-    loop {
-        if body_left == 0 {
-            if let Some(end) = input.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&input[..end]).into_owned();
-                let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).ok_or(format!("a head: {head:?}"))?;
-                if (100..200).contains(&status) {
-                    // An interim answer (`100 Continue`): no body.
-                    statuses.push(status);
-                    input.drain(..end + 4);
-                    continue;
-                }
-                let length = head
-                    .lines()
-                    .find_map(|line| line.strip_prefix("Content-Length: "))
-                    .and_then(|len| len.parse().ok())
-                    .ok_or(format!("no length in {head:?}"))?;
-                statuses.push(status);
-                input.drain(..end + 4);
-                body_left = length;
-            }
-        }
-        if body_left > 0 && !input.is_empty() {
-            let take = body_left.min(input.len());
-            input.drain(..take);
-            body_left -= take;
-            continue;
-        }
-        if statuses.len() == count && body_left == 0 {
-            return Ok(statuses);
-        }
-        let hurried = hurry.load(Ordering::Relaxed);
-        let len = if hurried { chunk.len() } else { TRICKLE };
-        match stream.read(&mut chunk[..len]) {
-            Ok(0) => return Err(format!("closed after {statuses:?}, {body_left} bytes of a body left")),
-            Ok(n) if body_left >= n && input.is_empty() => body_left -= n,
-            Ok(n) => input.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("{e} after {statuses:?}, {body_left} bytes of a body left")),
-        }
-        if !hurried {
-            thread::sleep(TRICKLE_PAUSE);
-        }
-    }
-}
-
-/// The hogs, one after another: each one's input is in the worker's socket
-/// before the next connects. Each reads a trickle of its answers from now
-/// on, all of them once `hurry` is set; each thread returns what it read.
-fn start_hogs(
-    address: SocketAddr,
-    count: usize,
-    hurry: &Arc<AtomicBool>,
-) -> Vec<thread::JoinHandle<Result<Vec<u16>, String>>> {
-    (0..count)
-        .map(|_| {
-            let mut hog = connect(address);
-            hog.write_all(&hog_input()).expect("hog write");
-            in_process::wait_all_acknowledged(&hog);
-            let hurry = Arc::clone(hurry);
-            thread::spawn(move || read_answers(&mut hog, 2, &hurry))
-        })
-        .collect()
+    starved_hogs::config(HEADER_TIMEOUT, BODY_TIMEOUT)
 }
 
 /// `who`'s request, sent while the hogs hold the ring, is neither answered
@@ -189,12 +59,7 @@ fn start_hogs(
 /// request unread; any close came before now, and a header timeout is ample
 /// for it to arrive); once the hogs read all, it is answered, and every hog
 /// gets both its answers.
-fn answered_once_the_hogs_read(
-    stream: &mut TcpStream,
-    who: &str,
-    hogs: Vec<thread::JoinHandle<Result<Vec<u16>, String>>>,
-    hurry: &AtomicBool,
-) {
+fn answered_once_the_hogs_read(stream: &mut TcpStream, who: &str, hogs: Vec<Hog>, hurry: &AtomicBool) {
     stream.set_read_timeout(Some(HEADER_TIMEOUT)).expect("read timeout");
     let mut byte = [0u8; 1];
     match stream.read(&mut byte) {
@@ -207,9 +72,7 @@ fn answered_once_the_hogs_read(
     // The hogs read all: what they held is taken up, and the request is read at last.
     hurry.store(true, Ordering::Relaxed);
     assert_eq!(read_answers(stream, 1, hurry), Ok(vec![200]), "{who} once the hogs read");
-    for (index, hog) in hogs.into_iter().enumerate() {
-        assert_eq!(hog.join().expect("hog reader"), Ok(vec![200, 200]), "hog {index}");
-    }
+    finish_hogs(hogs, hurry);
 }
 
 /// CPU time of this process's threads (the worker's among them) so far.
@@ -253,9 +116,7 @@ fn idle_clients_accepted_while_the_ring_was_empty_do_not_hold_up_input_once_it_h
     hurry.store(true, Ordering::Relaxed);
     assert_eq!(read_answers(&mut newcomer, 1, &hurry), Ok(vec![200]), "the newcomer, once the hogs read");
     let answered = start.elapsed();
-    for (index, hog) in hogs.into_iter().enumerate() {
-        assert_eq!(hog.join().expect("hog reader"), Ok(vec![200, 200]), "hog {index}");
-    }
+    finish_hogs(hogs, &hurry);
     assert!(
         answered < PROMPTLY,
         "once the hogs read, the newcomer was answered in {answered:?}: behind {IDLERS} idle clients"
@@ -371,9 +232,7 @@ fn a_silent_client_whose_receive_found_the_ring_empty_is_closed_at_its_header_ti
     let outcome = silent.read(&mut byte);
     let waited = connected.elapsed();
     hurry.store(true, Ordering::Relaxed);
-    for (index, hog) in hogs.into_iter().enumerate() {
-        assert_eq!(hog.join().expect("hog reader"), Ok(vec![200, 200]), "hog {index}");
-    }
+    finish_hogs(hogs, &hurry);
     match outcome {
         Ok(0) => {}
         Ok(_) => panic!("the silent client was sent something"),
@@ -420,9 +279,7 @@ fn a_keep_alive_connection_whose_next_request_waits_for_a_buffer_is_not_counted_
     let count = reclaimable();
     hurry.store(true, Ordering::Relaxed);
     assert_eq!(read_answers(&mut client, 1, &hurry), Ok(vec![200]), "the client's second request");
-    for (index, hog) in hogs.into_iter().enumerate() {
-        assert_eq!(hog.join().expect("hog reader"), Ok(vec![200, 200]), "hog {index}");
-    }
+    finish_hogs(hogs, &hurry);
     assert_eq!(count, 1, "counted reclaimable: the witness and the client whose request waits for a buffer");
     drop(witness);
     worker.stop();

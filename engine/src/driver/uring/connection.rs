@@ -66,6 +66,10 @@ pub(super) struct Slot {
     /// The worker's count of ticks when its receive was armed
     /// (`UringWorker::ticks`).
     pub(super) armed_tick: u64,
+    /// Its [`ResetWatch`] saw its client's FIN (or hang-up): while its
+    /// receive waits for a buffer, that close is taken without one when
+    /// nothing of its input is left to read (`starved.rs`).
+    pub(super) hung_up: bool,
 }
 
 /// A one-shot poll of a connection's socket, armed once input has come
@@ -78,10 +82,12 @@ pub(super) struct Slot {
 /// empty lines, until its header or idle deadline (10 s, 60 s), or to the
 /// end of its linger (2 s after its last input), and a drain would wait for
 /// it. A poll of its own sees the socket's error as it is armed or when it
-/// comes.
+/// comes. Armed too while its receive waits for a buffer, which is told of
+/// neither a reset nor a FIN until one comes back (`starved.rs`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) enum ResetWatch {
-    /// Not armed: no input has come that no send follows.
+    /// Not armed: no input has come that no send follows, nor has its
+    /// receive waited for a buffer.
     #[default]
     Unarmed,
     /// Armed: the slot is not freed before its completion.
@@ -195,11 +201,13 @@ impl UringWorker<'_> {
 
     /// Arms the connection's [`ResetWatch`] once input is in that no send
     /// follows (part of a request, empty lines before one, input while it
-    /// lingers: [`crate::conn::Connection::needs_reset_watch`]): connections
-    /// that take their requests whole (most) never need it.
+    /// lingers: [`crate::conn::Connection::needs_reset_watch`]), or once its
+    /// receive waits for a buffer: connections that take their requests
+    /// whole (most) never need it while the ring has room.
     fn watch_for_reset(&mut self, slot: u32, generation: u32) -> io::Result<()> {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
-        if entry.reset_watch != ResetWatch::Unarmed || !entry.conn.needs_reset_watch() {
+        let wanted = entry.conn.needs_reset_watch() || entry.awaiting_buffer;
+        if entry.reset_watch != ResetWatch::Unarmed || !wanted {
             return Ok(());
         }
         let Some(socket) = &entry.socket else { return Ok(()) };
@@ -211,7 +219,8 @@ impl UringWorker<'_> {
 
     /// The [`ResetWatch`] completed: on the socket's error the connection
     /// ends (its client is gone, whatever input its receive has yet to
-    /// post); the client's FIN is left to the receive, which reports it.
+    /// post); the client's FIN is left to the receive, which reports it,
+    /// unless that receive waits for a buffer (`starved.rs`).
     pub(super) fn on_reset_watch(&mut self, slot: u32, generation: u32, result: i32) -> io::Result<()> {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
         entry.reset_watch = ResetWatch::Done;
@@ -221,6 +230,9 @@ impl UringWorker<'_> {
         }
         if result > 0 && result & i32::from(libc::POLLERR) != 0 {
             entry.conn.handle_read_error();
+        } else if result > 0 && result & i32::from(libc::POLLRDHUP | libc::POLLHUP) != 0 {
+            entry.hung_up = true;
+            self.look_at_hang_up(slot, generation)?;
         }
         self.drive(slot, generation)
     }
@@ -295,39 +307,9 @@ impl UringWorker<'_> {
         // was armed: it waits for one. (One that came back since may have
         // been there for it: armed again at once.)
         if result == -libc::ENOBUFS && !entry.receiving && entry.armed_at == self.bufs.returned() {
-            entry.awaiting_buffer = true;
-            let queued = &mut self.buffer_queued[slot as usize];
-            if !std::mem::replace(queued, true) {
-                self.buffer_waiters.push_back(slot);
-            }
+            self.wait_for_buffer(slot, generation)?;
         }
         self.drive(slot, generation)
-    }
-
-    /// Receives that found the ring empty, armed again in the order they
-    /// found it so: as many as buffers came back since the last look, or
-    /// one when `at_least_one` (the tick's, in case a buffer came back that
-    /// no receive armed since has taken).
-    pub(super) fn wake_buffer_waiters(&mut self, at_least_one: bool) -> io::Result<()> {
-        let returned = self.bufs.returned();
-        let mut budget = returned.wrapping_sub(self.waiters_woken_at).max(u64::from(at_least_one));
-        self.waiters_woken_at = returned;
-        while budget > 0 {
-            let Some(slot) = self.buffer_waiters.pop_front() else { break };
-            self.buffer_queued[slot as usize] = false;
-            // The slot's connection now: the one that queued it may have
-            // ended, and another come to the slot and found the ring empty too.
-            let Some(generation) = self.conns.generation(slot) else { continue };
-            let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
-            if !std::mem::take(&mut entry.awaiting_buffer) {
-                continue;
-            }
-            self.drive(slot, generation)?;
-            if self.conns.get_mut(slot, generation).is_some_and(|entry| entry.receiving) {
-                budget -= 1;
-            }
-        }
-        Ok(())
     }
 
     /// Offers a connection the input it holds, in order, until it takes it all

@@ -17,7 +17,8 @@
 //! acks out; a batch is taken in `../handed.rs`, as on epoll);
 //! `reclaim.rs`: idle connections closed to make room; `connection.rs`:
 //! one connection's ops and completions; `held.rs`: input paused
-//! connections hold; `ring_socket.rs`: a descriptor or a direct descriptor.
+//! connections hold; `starved.rs`: receives that wait for a buffer;
+//! `ring_socket.rs`: a descriptor or a direct descriptor.
 
 mod accepts;
 mod channel;
@@ -25,6 +26,7 @@ mod connection;
 mod held;
 mod reclaim;
 mod ring_socket;
+mod starved;
 
 use std::collections::VecDeque;
 use std::io;
@@ -36,7 +38,7 @@ use io_uring::{opcode, squeue, IoUring};
 
 use self::connection::Slot;
 use self::held::{HeldBuffers, Suspicion};
-use self::ring_socket::{RingSocket, Unacknowledged};
+use self::ring_socket::{RingSocket, SocketCount};
 use super::core::Core;
 use super::{next_queued, stop_handshakes, Origin, TICK};
 use crate::bufring::BufRing;
@@ -244,6 +246,7 @@ impl<'a> UringWorker<'a> {
             Op::HalfClose => self.on_half_closed(slot, generation),
             Op::Unacknowledged => self.on_unacknowledged(slot, generation, result),
             Op::Reset => self.on_reset_watch(slot, generation, result),
+            Op::Unread => self.on_unread(slot, generation, result),
         }
     }
 
@@ -338,8 +341,8 @@ impl<'a> UringWorker<'a> {
             let cut_off = match suspicion {
                 Suspicion::None => false,
                 Suspicion::Ask => match unacknowledged(&entry.socket, slot, generation) {
-                    Unacknowledged::Now(count) => entry.stall.judge(count),
-                    Unacknowledged::Ask(ask) => {
+                    SocketCount::Now(count) => entry.stall.judge(count),
+                    SocketCount::Ask(ask) => {
                         // Its answer comes to `on_unacknowledged`.
                         entry.stall.asked();
                         self.push(ask)?;
@@ -405,12 +408,12 @@ impl<'a> UringWorker<'a> {
             return Ok(());
         }
         match unacknowledged(&entry.socket, slot, generation) {
-            Unacknowledged::Now(count) => {
+            SocketCount::Now(count) => {
                 let (_, ctx) = self.core.parts(slot);
                 entry.conn.handle_unacknowledged(count, &ctx);
                 Ok(())
             }
-            Unacknowledged::Ask(ask) => self.push(ask),
+            SocketCount::Ask(ask) => self.push(ask),
         }
     }
 
@@ -459,9 +462,9 @@ fn short_of_memory(e: io::Error, what: &str) -> io::Error {
 
 /// The count of unacknowledged bytes of a connection's socket, or the ring
 /// op that asks for it, answered to `on_unacknowledged` (no socket: `None`).
-fn unacknowledged(socket: &Option<RingSocket>, slot: u32, generation: u32) -> Unacknowledged {
+fn unacknowledged(socket: &Option<RingSocket>, slot: u32, generation: u32) -> SocketCount {
     match socket {
         Some(socket) => socket.ask_unacknowledged(token::encode(Op::Unacknowledged, slot, generation)),
-        None => Unacknowledged::Now(None),
+        None => SocketCount::Now(None),
     }
 }

@@ -55,11 +55,27 @@ impl RingSocket {
     /// will not say), or for a direct descriptor, which has no number for
     /// the ioctl, the ring op that asks (`SOCKET_URING_OP_SIOCOUTQ`, Linux
     /// 6.7; an older kernel fails it), to be pushed with `user_data`.
-    pub(super) fn ask_unacknowledged(&self, user_data: u64) -> Unacknowledged {
+    pub(super) fn ask_unacknowledged(&self, user_data: u64) -> SocketCount {
         match self {
-            RingSocket::Plain(fd) => Unacknowledged::Now(crate::sys::socket::unacknowledged(fd.as_fd()).ok()),
-            RingSocket::Direct(index) => Unacknowledged::Ask(
+            RingSocket::Plain(fd) => SocketCount::Now(crate::sys::socket::unacknowledged(fd.as_fd()).ok()),
+            RingSocket::Direct(index) => SocketCount::Ask(
                 opcode::UringCmd16::new(Fixed(*index), SOCKET_URING_OP_SIOCOUTQ)
+                    .build()
+                    .flags(squeue::Flags::FIXED_FILE)
+                    .user_data(user_data),
+            ),
+        }
+    }
+
+    /// How many bytes of input wait unread in the socket (`SIOCINQ`, the
+    /// peer's FIN not counted): a plain descriptor's count now, or for a
+    /// direct descriptor the ring op that asks (`SOCKET_URING_OP_SIOCINQ`,
+    /// Linux 6.7; an older kernel fails it), as [`RingSocket::ask_unacknowledged`].
+    pub(super) fn ask_unread(&self, user_data: u64) -> SocketCount {
+        match self {
+            RingSocket::Plain(fd) => SocketCount::Now(crate::sys::socket::unread(fd.as_fd()).ok()),
+            RingSocket::Direct(index) => SocketCount::Ask(
+                opcode::UringCmd16::new(Fixed(*index), SOCKET_URING_OP_SIOCINQ)
                     .build()
                     .flags(squeue::Flags::FIXED_FILE)
                     .user_data(user_data),
@@ -76,12 +92,15 @@ impl RingSocket {
     }
 }
 
-/// `SOCKET_URING_OP_SIOCOUTQ` (<linux/io_uring.h>, Linux 6.7): the ring's
-/// `SIOCOUTQ`, whose completion's result is the count.
+/// `SOCKET_URING_OP_SIOCINQ` and `SOCKET_URING_OP_SIOCOUTQ`
+/// (<linux/io_uring.h>, Linux 6.7): the ring's `SIOCINQ` and `SIOCOUTQ`,
+/// whose completion's result is the count.
+const SOCKET_URING_OP_SIOCINQ: u32 = 0;
 const SOCKET_URING_OP_SIOCOUTQ: u32 = 1;
 
-/// A socket's count of unacknowledged bytes ([`RingSocket::ask_unacknowledged`]).
-pub(super) enum Unacknowledged {
+/// A count of a socket's bytes, now or through the ring
+/// ([`RingSocket::ask_unacknowledged`], [`RingSocket::ask_unread`]).
+pub(super) enum SocketCount {
     /// Known now: `None` when the kernel will not say.
     Now(Option<u32>),
     /// To be asked through the ring: its answer comes as a completion.
