@@ -26,13 +26,13 @@ use util::stats::{expect_worker, num, stats_when_idle, stats_when_settled};
 use util::*;
 
 /// One loaded server at a time.
-fn one_at_a_time() -> MutexGuard<'static, ()> {
+pub(crate) fn one_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// True when this process may load BPF programs (the tests run as root).
-fn may_steer() -> bool {
+pub(crate) fn may_steer() -> bool {
     let root = nix::unistd::geteuid().is_root();
     if !root {
         eprintln!("skipped: loading BPF programs needs root");
@@ -46,7 +46,7 @@ fn steer_of(stats: &serde_json::Value, id: u64) -> serde_json::Value {
 }
 
 /// A count the stats line shows for worker `id` under `--steer load`.
-fn steer_of_key(stats: &serde_json::Value, id: u64, key: &str) -> u64 {
+pub(crate) fn steer_of_key(stats: &serde_json::Value, id: u64, key: &str) -> u64 {
     num(&expect_worker(stats, id), key)
 }
 
@@ -332,18 +332,18 @@ fn finish_begun(c: &mut util::Conn) {
 /// Two steered workers with `--max-conns 1`, each holding one keep-alive
 /// connection with a next request begun (`BEGUN`): both full, both
 /// `unavailable` to the program.
-struct BothFull {
-    s: Server,
-    first: util::Conn,
-    second: util::Conn,
+pub(crate) struct BothFull {
+    pub(crate) s: Server,
+    pub(crate) first: util::Conn,
+    pub(crate) second: util::Conn,
     /// The worker that holds `first`.
-    first_on: u64,
+    pub(crate) first_on: u64,
     /// Workers 1 and 2's listeners (their sockets' inodes).
-    listeners: [u64; 2],
+    pub(crate) listeners: [u64; 2],
 }
 
 impl BothFull {
-    fn start() -> BothFull {
+    pub(crate) fn start() -> BothFull {
         let (s, ready) = two_steered_workers_with(&["--max-conns", "1", "--header-timeout", "120"]);
         let listener = |id| socket_inode(num(&expect_worker(&ready, id), "pid") as u32, 5).expect("a listener");
         let listeners = [listener(1), listener(2)];
@@ -371,7 +371,7 @@ impl BothFull {
 
 /// Waits until a connection waits on one of the two workers' listeners
 /// (`listener`: a worker id's listener inode); that worker's id.
-fn wait_queued_on_one(listener: impl Fn(u64) -> u64) -> u64 {
+pub(crate) fn wait_queued_on_one(listener: impl Fn(u64) -> u64) -> u64 {
     let mut queued_on = None;
     let placed = eventually(Duration::from_secs(10), || {
         queued_on = [1u64, 2].into_iter().find(|&id| accept_queue(listener(id)) == Some(1));

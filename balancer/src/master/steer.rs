@@ -38,6 +38,11 @@ impl Master {
                     .slot
                     .and_then(|slot| self.stats.slot(slot))
                     .map_or(0, |c| c.accepted.load(Ordering::Relaxed)),
+                unserved: !self
+                    .slots
+                    .iter()
+                    .filter_map(|s| s.process.as_ref())
+                    .any(|p| p.worker == worker.id && p.ready && !p.retiring),
             });
         }
         let mut taken = std::mem::take(&mut self.steer_taken);

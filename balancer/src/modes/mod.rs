@@ -172,6 +172,10 @@ pub struct SlotFacts {
     pub route: Option<RouteFacts>,
     /// Connections its current process has accepted so far.
     pub accepted: u64,
+    /// No process of it accepts on its listener now (none ready and not
+    /// retiring): it died and waits out its restart back-off, or its next
+    /// process is not ready yet. What waits there waits for that.
+    pub unserved: bool,
 }
 
 /// A [`Balance::steer`] round that stopped taking from the queues of stalled

@@ -250,7 +250,13 @@ impl Balance for Reuseport {
             let sample = Sample { accepted: facts.accepted, waiting_since: since, drift, passed_over, rescued };
             steer.last.insert(facts.worker, sample);
             let stalled = is_stalled(load);
-            let stuck = if stalled { queue } else { facts.route.map_or(0, |route| beyond_room(&route, queue)) };
+            // A worker with no process to accept (dead, or restarting: the
+            // back-off is 100 ms to 15 s) leaves its queue to the others too.
+            let stuck = if stalled || facts.unserved {
+                queue
+            } else {
+                facts.route.map_or(0, |route| beyond_room(&route, queue))
+            };
             if stuck > 0 {
                 steer.stuck.push((facts.worker, stuck, stalled));
             }

@@ -44,6 +44,7 @@ fn the_program_sees_live_unavailable_or_stalled() {
         worker: 1,
         route: Some(RouteFacts { live, ..crate::modes::testing::taking(0) }),
         accepted: 0,
+        unserved: false,
     };
     let with = |how: fn(&mut RouteFacts)| {
         let mut facts = ready(0);
@@ -168,7 +169,7 @@ impl StuckQueues {
         for worker in 1..=3 {
             mode.worker_listener(worker).expect("listener");
         }
-        let facts = |worker, route: Option<RouteFacts>| SlotFacts { worker, route, accepted: 0 };
+        let facts = |worker, route: Option<RouteFacts>| SlotFacts { worker, route, accepted: 0, unserved: false };
         let taking_facts = crate::modes::testing::taking(0);
         let taking = Some(taking_facts);
         let stalled = Some(RouteFacts { heartbeat_age: crate::modes::HEARTBEAT_STALE * 2, ..taking_facts });
@@ -242,6 +243,22 @@ fn rescue_rounds_take_from_the_stuck_queues_in_turn() {
     }
     let in_turn = taken_from.windows(2).all(|pair| pair[0] != pair[1]) && !taken_from.contains(&0);
     assert!(in_turn, "one connection a round, from each queue in turn: {taken_from:?}");
+}
+
+/// A worker with no process to accept on its listener (it died and waits
+/// out its restart back-off, or its next process is not ready yet) leaves
+/// what waits there to a worker that takes; one not ready whose old
+/// process still serves (a reload) keeps it. Before, both kept it.
+#[test]
+fn a_dead_workers_queue_is_taken_and_a_still_served_one_is_not() {
+    let Some(mut stuck) = StuckQueues::new() else { return };
+    let all = stuck.stuck as usize;
+    let not_ready = |worker, unserved| SlotFacts { worker, route: None, accepted: 0, unserved };
+    stuck.round[1..].copy_from_slice(&[not_ready(2, false), not_ready(3, false)]);
+    assert_eq!(stuck.round(all), 0, "its old process accepts there");
+    stuck.round[1..].copy_from_slice(&[not_ready(2, true), not_ready(3, true)]);
+    assert_eq!(stuck.round(all), all, "nobody accepts there");
+    assert_eq!(stuck.queued(2) + stuck.queued(3), 0);
 }
 
 #[test]
