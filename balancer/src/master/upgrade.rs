@@ -366,6 +366,9 @@ impl Master {
         };
         crate::log!(warn: "upgrade failed: {reason}{serving}");
         self.counts.upgrades_failed += 1;
+        if self.dispatch.balance.upgrade_given_up() {
+            crate::log!("reuseport: this master's steering program steers again (the new master's, attached as it started, is replaced)");
+        }
         if let Some(id) = requester {
             self.answer_later(id, &format!("error: upgrade failed: {reason}"))?;
         }
@@ -392,6 +395,8 @@ impl Master {
             Phase::Abandoned { .. } => {
                 crate::log!("upgrade: the new master (pid {pid}) {how}");
                 self.upgrades.successor = None;
+                // It may have put its own on the listeners after the give-up.
+                let _ = self.dispatch.balance.upgrade_given_up();
                 Ok(())
             }
             // A clean exit is a stop someone asked for, or a hand-over in

@@ -221,6 +221,14 @@ pub trait Balance: fmt::Debug {
     /// mode lets go of what only one process may hold.
     fn hand_over(&mut self) {}
 
+    /// An upgrade was given up before this master handed over: whatever the
+    /// new master put on the listeners (`reuseport --steer load`: its
+    /// program, attached to the group as it started) is taken back. True
+    /// when something was.
+    fn upgrade_given_up(&mut self) -> bool {
+        false
+    }
+
     /// The listeners the mode keeps, with the worker each belongs to.
     fn own_listeners(&self) -> Vec<(usize, BorrowedFd<'_>)> {
         Vec::new()

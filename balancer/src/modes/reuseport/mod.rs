@@ -200,6 +200,18 @@ impl Balance for Reuseport {
         }
     }
 
+    /// The new master attached its own program to the group as it started
+    /// (a group runs one): its maps hold no listener while this master's
+    /// do, so it sends every connection by the kernel's hash, and it stays
+    /// attached after that master is gone. This master's program goes back
+    /// on at once, and again at each refresh until it is on.
+    fn upgrade_given_up(&mut self) -> bool {
+        let Some(steer) = self.steer.as_mut() else { return false };
+        steer.attached = false;
+        self.enter_maps();
+        self.steer.as_ref().is_some_and(|steer| steer.attached)
+    }
+
     fn steer_every(&self) -> Option<Duration> {
         self.steer.as_ref().map(|_| STEER_EVERY)
     }

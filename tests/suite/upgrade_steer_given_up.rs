@@ -1,0 +1,103 @@
+//! `reuseport --steer load` and an upgrade given up. A new master attaches
+//! its own steering program to the listeners' group as it starts (a group
+//! runs one program); its maps stay empty while the old master's hold the
+//! listeners, so until the hand-over it leaves every connection to the
+//! kernel's hash. When the old master gives the upgrade up, its own program
+//! must steer again. Until 2026-12-07 the given-up master's program stayed
+//! attached (the group kept it after that master was gone): every
+//! connection went by the hash from then on, a stopped worker's share
+//! waiting in its queue, while the status still showed the loads the old
+//! master wrote to maps no program read.
+//! Loading BPF needs root: without it the test says so and passes.
+
+use crate::util;
+
+use std::path::Path;
+use std::time::Duration;
+
+use util::control::{ctl, status};
+use util::load::close_request;
+use util::upgrade::{copy_for_exec, replace_by_rename, running, status_when, Replacement, TempDir};
+use util::*;
+
+/// The connections the program sent to the workers, as a status shows them.
+fn steered(status: &serde_json::Value) -> u64 {
+    let workers = status["workers"].as_array().cloned().unwrap_or_default();
+    workers.iter().filter_map(|w| w["steered"].as_u64()).sum()
+}
+
+#[test]
+fn after_an_upgrade_given_up_the_old_masters_program_steers_again() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: steering by load needs root");
+        return;
+    }
+    let dir = TempDir::new("upgrade-steer-given-up");
+    let binary = dir.install();
+    let real = dir.join("ringmaster-real");
+    copy_for_exec(Path::new(BIN), &real);
+    let control = dir.join("control.sock");
+    let control_arg = control.to_str().expect("UTF-8 path");
+    let args = [
+        "--mode",
+        "reuseport",
+        "--steer",
+        "load",
+        "--workers",
+        "2",
+        "--no-pin",
+        "--shutdown-timeout",
+        "2",
+        "--control",
+        control_arg,
+    ];
+    let mut s = Server::start_binary(&binary, &args);
+    status_when(&control, 2, |w| w["steer"].is_u64());
+    const CONNECTIONS: u64 = 40;
+    let before = steered(&status(&control));
+    for i in 0..CONNECTIONS {
+        close_request(s.addr()).unwrap_or_else(|e| panic!("connection {i} before the upgrade: {e}"));
+    }
+    let counted = eventually(Duration::from_secs(5), || steered(&status(&control)) >= before + CONNECTIONS);
+    assert!(counted, "the program steers before the upgrade: {}", status(&control));
+
+    // A real new master, which loads and attaches its program, whose first
+    // worker never gets ready: the old master gives it up after 2 s.
+    let script = format!("#!/bin/sh\nRINGMASTER_FAULT=never-ready:0 exec {} \"$@\"\n", real.display());
+    replace_by_rename(&binary, Replacement::Script(&script));
+    let (code, out, _) = ctl(&control, &["upgrade"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("was not ready within"), "{out}");
+    let started = s.raw_log().iter().find_map(|l| util::upgrade::parse_new_master(l));
+    let new_master = started.expect("the new master's pid in the log");
+    assert!(eventually(Duration::from_secs(10), || !running(new_master)), "the new master is gone");
+    let attached = s
+        .raw_log()
+        .iter()
+        .any(|l| l.contains("an eBPF program steers each connection") && l.contains(&format!("[{new_master}]")));
+    assert!(attached, "the new master loaded its program; log:\n{}", s.raw_log().join("\n"));
+
+    let back = eventually(Duration::from_secs(5), || {
+        s.log().iter().any(|l| l.starts_with("reuseport: this master's steering program steers again"))
+    });
+    assert!(back, "the old master says its program steers again; log:\n{}", s.raw_log().join("\n"));
+    // The old master serves on, and its program places every new connection.
+    let before = steered(&status(&control));
+    for i in 0..CONNECTIONS {
+        close_request(s.addr()).unwrap_or_else(|e| panic!("connection {i} after the upgrade failed: {e}"));
+    }
+    let mut last = serde_json::Value::Null;
+    let counted = eventually(Duration::from_secs(5), || {
+        last = status(&control);
+        steered(&last) >= before + CONNECTIONS
+    });
+    assert!(
+        counted,
+        "after the upgrade was given up the program sent {} of {CONNECTIONS} new connections: {last}; log:\n{}",
+        steered(&last) - before,
+        s.raw_log().join("\n")
+    );
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit(Duration::from_secs(15)).code(), Some(0));
+    assert!(eventually(Duration::from_secs(5), || dir.running().is_empty()), "left: {:?}", dir.running());
+}
