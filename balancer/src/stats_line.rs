@@ -73,16 +73,27 @@ pub struct Routing {
     pub ack_delay_us: u64,
 }
 
-/// Formats the stats line (no trailing newline); `backend` is the kernel
-/// interface the loops run on, `refused` counts the connections the master
+/// Formats the stats line (no trailing newline); `steer` how the kernel's
+/// choice of listener is steered (`reuseport`: `load` or `hash`), `backend`
+/// the kernel interface the loops run on, `refused` counts the connections the master
 /// answered with `503` because no worker could take them, `retired` what the
 /// workers removed by a scale-down counted (added to the rows, the totals
 /// never go backwards).
-pub fn stats_json(mode: &str, backend: &str, refused: u64, retired: &CountersSnapshot, rows: &[WorkerRow]) -> String {
+pub fn stats_json(
+    (mode, steer): (&str, Option<&str>),
+    backend: &str,
+    refused: u64,
+    retired: &CountersSnapshot,
+    rows: &[WorkerRow],
+) -> String {
     let mut out = String::with_capacity(160 + rows.len() * 160);
+    let _ = write!(out, "{{\"mode\":\"{mode}\",");
+    if let Some(steer) = steer {
+        let _ = write!(out, "\"steer\":\"{steer}\",");
+    }
     let _ = write!(
         out,
-        "{{\"mode\":\"{mode}\",\"backend\":\"{backend}\",\"refused\":{refused},\"retired\":{{\"accepted\":{},\"requests\":{},\"rejected\":{}}},\"workers\":[",
+        "\"backend\":\"{backend}\",\"refused\":{refused},\"retired\":{{\"accepted\":{},\"requests\":{},\"rejected\":{}}},\"workers\":[",
         retired.accepted, retired.requests, retired.rejected
     );
     for (i, row) in rows.iter().enumerate() {
@@ -207,14 +218,15 @@ mod tests {
         let retired =
             CountersSnapshot { accepted: 7, requests: 9, rejected: 1, fd_limit_hits: 2, ..Default::default() };
         assert_eq!(
-            stats_json("rr", "uring", 0, &retired, &rows),
+            stats_json(("rr", None), "uring", 0, &retired, &rows),
             "{\"mode\":\"rr\",\"backend\":\"uring\",\"refused\":0,\"retired\":{\"accepted\":7,\"requests\":9,\"rejected\":1},\"workers\":[\
              {\"id\":1,\"pid\":1234,\"cpu\":0,\"accepted\":10,\"requests\":25,\"live\":3,\"rejected\":0,\"idle_reclaimed\":0,\"handler_panics\":0,\"capacity\":100,\"state\":\"ready\",\"restarts\":0,\"uptime_ms\":5,\"lame_duck\":false,\"req_per_s\":12.3,\"rss_bytes\":4096,\"cpu_seconds\":0.13},\
              {\"id\":2,\"pid\":null,\"cpu\":null,\"accepted\":0,\"requests\":0,\"live\":0,\"rejected\":0,\"idle_reclaimed\":0,\"handler_panics\":0,\"capacity\":null,\"state\":\"exited\",\"restarts\":1,\"uptime_ms\":0,\"lame_duck\":true,\"req_per_s\":0.0,\"rss_bytes\":null,\"cpu_seconds\":null}]}"
         );
         let view = |load| Some(SteerView { load, sent: 40, waiting: 2, rescued: 3 });
         let steered = [WorkerRow { steer: view(7), ..rows[0] }, WorkerRow { steer: view(u32::MAX), ..rows[1] }];
-        let line = stats_json("reuseport", "epoll", 0, &CountersSnapshot::default(), &steered);
+        let line = stats_json(("reuseport", Some("load")), "epoll", 0, &CountersSnapshot::default(), &steered);
+        assert!(line.starts_with("{\"mode\":\"reuseport\",\"steer\":\"load\",\"backend\":\"epoll\","), "{line}");
         assert!(
             line.contains("\"cpu_seconds\":0.13,\"steer\":7,\"steered\":40,\"waiting\":2,\"rescued\":3}"),
             "{line}"
@@ -226,11 +238,11 @@ mod tests {
             "{line}"
         );
         let stalled = [WorkerRow { steer: view(STALLED + 3), ..rows[0] }];
-        assert!(stats_json("reuseport", "epoll", 0, &CountersSnapshot::default(), &stalled)
+        assert!(stats_json(("reuseport", Some("load")), "epoll", 0, &CountersSnapshot::default(), &stalled)
             .contains(",\"steer\":\"stalled\","));
         let lagging = Routing { unacked: 4, queued: 1, lagging: true, passed_over: 7, ack_delay_us: 250 };
         let routed = [WorkerRow { routing: Some(lagging), ..rows[0] }];
-        let line = stats_json("least", "uring", 0, &CountersSnapshot::default(), &routed);
+        let line = stats_json(("least", None), "uring", 0, &CountersSnapshot::default(), &routed);
         assert!(
             line.contains("\"cpu_seconds\":0.13,\"unacked\":4,\"queued\":1,\"lagging\":true,\"passed_over\":7,\"ack_delay_us\":250}]}"),
             "{line}"

@@ -65,6 +65,7 @@ fn two_steered_workers_with(extra: &[&str]) -> (Server, serde_json::Value) {
     let ready = s.wait_workers_ready(2, START_TIMEOUT);
     let available = eventually(Duration::from_secs(10), || [1, 2].iter().all(|&id| steer_of(&s.stats(), id).is_u64()));
     assert!(available, "ready workers are available: {}", s.stats());
+    assert_eq!(s.stats()["steer"], "load", "the stats line says how it steers");
     (s, ready)
 }
 
@@ -625,6 +626,7 @@ fn without_privilege_steer_load_is_an_error_and_the_default_falls_back_to_hash()
     let why = s.log().into_iter().filter(|l| l.starts_with("reuseport: steering by the kernel's hash")).count();
     assert_eq!(why, 1, "one line says why: {:?}", s.log());
     assert!(expect_worker(&s.stats(), 1).get("steer").is_none(), "{}", s.stats());
+    assert_eq!(s.stats()["steer"], "hash", "the stats line says how it steers");
     let (status, _, stderr) = run_to_exit(&["--mode", "rr", "--steer", "hash", "--bind", "127.0.0.1:0"], START_TIMEOUT);
     assert!(!status.success() && stderr.contains("--steer applies to --mode reuseport only"), "{stderr}");
 }

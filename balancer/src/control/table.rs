@@ -49,9 +49,13 @@ pub fn render(status: &Json) -> Result<String, String> {
             *width = (*width).max(cell.chars().count());
         }
     }
+    // `reuseport` says how the kernel's choice is steered: "reuseport (load)".
+    let mode = match status.get("steer").and_then(Json::as_str) {
+        Some(steer) => format!("{} ({steer})", text(status.get("mode"))),
+        None => text(status.get("mode")),
+    };
     let summary = format!(
-        "mode {} · backend {} · {} worker{} · refused {}",
-        text(status.get("mode")),
+        "mode {mode} · backend {} · {} worker{} · refused {}",
         text(status.get("backend")),
         workers.len(),
         if workers.len() == 1 { "" } else { "s" },
@@ -147,6 +151,13 @@ mode rr · backend uring · 3 workers · refused 0
 └────┴──────┴─────┴───────────┴────────┴──────────┴──────┴──────────┴───────┴─────────┘
 ";
         assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn the_summary_says_how_reuseport_is_steered() {
+        let line = r#"{"mode":"reuseport","steer":"hash","backend":"epoll","refused":0,"workers":[]}"#;
+        let table = render(&Json::parse(line).expect("json")).expect("table");
+        assert!(table.starts_with("mode reuseport (hash) · backend epoll · 0 workers"), "{table}");
     }
 
     #[test]

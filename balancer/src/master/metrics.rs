@@ -40,6 +40,7 @@ impl Master {
         let since_epoch = self.started_at.duration_since(UNIX_EPOCH).unwrap_or_default();
         let snapshot = Snapshot {
             mode: self.config.mode.name(),
+            steer: self.dispatch.balance.steering(),
             backend: self.backend.name(),
             version: env!("CARGO_PKG_VERSION"),
             workers_wanted: self.active_workers(),

@@ -84,8 +84,8 @@ impl Master {
     pub(super) fn stats_line(&mut self) -> String {
         self.with_a_number_for_proc(|master, _| {
             let rows = master.worker_rows();
-            let (mode, backend) = (master.config.mode.name(), master.backend.name());
-            stats_json(mode, backend, master.dispatch.refused, &master.retired_counts, &rows)
+            let mode = (master.config.mode.name(), master.dispatch.balance.steering());
+            stats_json(mode, master.backend.name(), master.dispatch.refused, &master.retired_counts, &rows)
         })
     }
 

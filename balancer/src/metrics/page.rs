@@ -54,6 +54,9 @@ pub struct MasterCounts {
 pub struct Snapshot<'a> {
     /// The balancing mode.
     pub mode: &'a str,
+    /// How the kernel's choice among the mode's own listeners is steered
+    /// (`reuseport`: `load` or `hash`).
+    pub steer: Option<&'a str>,
     /// The kernel interface the loops run on.
     pub backend: &'a str,
     /// This build's version.
@@ -89,8 +92,18 @@ pub struct Snapshot<'a> {
 /// The page for `snapshot`.
 pub fn render(s: &Snapshot<'_>) -> String {
     let mut page = Exposition::with_capacity(4096 + s.workers.len() * 2048);
-    page.family("ringmaster_info", Kind::Gauge, "The balancing mode and the kernel interface the event loops run on.");
-    page.sample(&[("mode", s.mode), ("backend", s.backend), ("version", s.version)], 1u64);
+    page.family(
+        "ringmaster_info",
+        Kind::Gauge,
+        "The balancing mode (reuseport: and how it is steered, load or hash) and the kernel interface the event \
+         loops run on.",
+    );
+    match s.steer {
+        Some(steer) => {
+            page.sample(&[("mode", s.mode), ("steer", steer), ("backend", s.backend), ("version", s.version)], 1u64)
+        }
+        None => page.sample(&[("mode", s.mode), ("backend", s.backend), ("version", s.version)], 1u64),
+    }
     page.single(
         "ringmaster_workers_configured",
         Kind::Gauge,

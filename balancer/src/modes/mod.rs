@@ -234,6 +234,13 @@ pub trait Balance: fmt::Debug {
         Vec::new()
     }
 
+    /// How the kernel's choice among the mode's own listeners is steered,
+    /// for the stats line and the metrics: `load` (a program this master
+    /// loaded) or `hash`; `None` for a mode without such listeners.
+    fn steering(&self) -> Option<&'static str> {
+        None
+    }
+
     /// How often the mode wants [`Balance::steer`] called; `None`: never.
     fn steer_every(&self) -> Option<Duration> {
         None

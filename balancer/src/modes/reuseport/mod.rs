@@ -82,6 +82,9 @@ pub struct Reuseport {
     /// queue of a worker that cannot take it: the least loaded, as `least`
     /// judges it.
     hand_on: Least,
+    /// This master handed its listeners to a new one (an upgrade): that
+    /// master's steering is the group's now.
+    handed_over: bool,
 }
 
 /// `--steer load`: the program and what was last seen of each slot.
@@ -116,7 +119,8 @@ impl Reuseport {
             stuck: Vec::new(),
             rescue_turn: 0,
         });
-        let mut mode = Reuseport { at, listeners: handed.into_iter().collect(), steer, hand_on: Least::default() };
+        let listeners = handed.into_iter().collect();
+        let mut mode = Reuseport { at, listeners, steer, hand_on: Least::default(), handed_over: false };
         mode.enter_maps();
         mode
     }
@@ -195,6 +199,7 @@ impl Balance for Reuseport {
     /// program, attached to the group as it started, can steer to them only
     /// once this master's maps are gone.
     fn hand_over(&mut self) {
+        self.handed_over = true;
         if self.steer.take().is_some() {
             crate::log!("reuseport: the new master's program steers from now on");
         }
@@ -210,6 +215,14 @@ impl Balance for Reuseport {
         steer.attached = false;
         self.enter_maps();
         self.steer.as_ref().is_some_and(|steer| steer.attached)
+    }
+
+    fn steering(&self) -> Option<&'static str> {
+        match (&self.steer, self.handed_over) {
+            (_, true) => None,
+            (Some(_), false) => Some("load"),
+            (None, false) => Some("hash"),
+        }
     }
 
     fn steer_every(&self) -> Option<Duration> {
