@@ -621,6 +621,7 @@ fn without_privilege_steer_load_is_an_error_and_the_default_falls_back_to_hash()
     let (status, _, stderr) = run_under(&bounded, &explicit);
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains("--steer load: cannot create a REUSEPORT_SOCKARRAY map"), "{stderr}");
+    assert!(stderr.contains("needs CAP_BPF and CAP_NET_ADMIN, or root"), "{stderr}");
     let s = Server::start_under(&UNPRIVILEGED, &["--mode", "reuseport", "--workers", "1", "--no-pin"]);
     s.wait_workers_ready(1, START_TIMEOUT);
     let why = s.log().into_iter().filter(|l| l.starts_with("reuseport: steering by the kernel's hash")).count();

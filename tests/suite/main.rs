@@ -15,6 +15,7 @@ mod balance_least;
 mod balance_reuseport;
 mod balance_stall;
 mod balance_steer;
+mod balance_steer_fallback;
 mod balance_steer_restart;
 mod balancer_config;
 mod balancer_ipv6;

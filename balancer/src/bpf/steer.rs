@@ -43,11 +43,43 @@ impl std::error::Error for Unavailable {}
 /// A reason to go without BPF, saying what the kernel's answer usually means.
 fn unavailable(what: &str, e: &io::Error) -> Unavailable {
     let hint = match e.raw_os_error() {
+        // Refused to a process that has the capabilities: something else
+        // says no (Docker's default seccomp profile answers EPERM).
+        Some(libc::EPERM | libc::EACCES) if may_load_bpf(effective_capabilities()) => {
+            ": bpf(2) is refused though this process has the capabilities it needs (a container's seccomp \
+             profile, a security module such as SELinux or AppArmor, or kernel lockdown?)"
+        }
         Some(libc::EPERM | libc::EACCES) => ": loading BPF programs needs CAP_BPF and CAP_NET_ADMIN, or root",
         Some(libc::ENOSYS) => ": bpf(2) is blocked here (a container's seccomp profile?)",
         _ => "",
     };
     Unavailable { reason: format!("{what}: {e}{hint}"), verifier_log: String::new() }
+}
+
+/// `CAP_NET_ADMIN`, `CAP_SYS_ADMIN` and `CAP_BPF` (linux/capability.h).
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_BPF: u32 = 39;
+
+/// This process's effective capabilities, from the `CapEff:` line of
+/// `status` (`/proc/self/status`); none when it cannot be read.
+fn effective_capabilities() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    cap_eff(&status).unwrap_or(0)
+}
+
+/// The `CapEff:` mask of a `/proc/PID/status` text.
+fn cap_eff(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|line| line.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(line.trim(), 16).ok()
+}
+
+/// True when the capabilities in `effective` let a process create the maps
+/// and load an `SK_REUSEPORT` program: `CAP_SYS_ADMIN`, or `CAP_BPF` with
+/// `CAP_NET_ADMIN` (a networking program type).
+fn may_load_bpf(effective: u64) -> bool {
+    let has = |cap: u32| effective & (1 << cap) != 0;
+    has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_NET_ADMIN))
 }
 
 /// The steering program loaded, its maps and the listeners in them.
@@ -251,5 +283,30 @@ impl Steering {
     fn write_count(&self) -> io::Result<()> {
         let entry = LoadEntry { load: self.keys.len() as u32, flow_key: 0 };
         sys::update_elem(self.load.as_fd(), &COUNT_KEY, &entry, BPF_ANY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_effective_capabilities_come_from_the_status_text() {
+        let status = "Name:\tringmaster\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\n\
+                      CapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\n";
+        assert_eq!(cap_eff(status), Some(0x01ff_ffff_ffff));
+        assert_eq!(cap_eff("Name:\tx\n"), None);
+        assert_eq!(cap_eff("CapEff:\tnot hex\n"), None);
+    }
+
+    #[test]
+    fn loading_needs_sys_admin_or_bpf_with_net_admin() {
+        let caps = |list: &[u32]| list.iter().fold(0u64, |mask, &cap| mask | 1 << cap);
+        assert!(may_load_bpf(0x01ff_ffff_ffff), "root");
+        assert!(may_load_bpf(caps(&[CAP_SYS_ADMIN])));
+        assert!(may_load_bpf(caps(&[CAP_BPF, CAP_NET_ADMIN])));
+        assert!(!may_load_bpf(caps(&[CAP_BPF])), "a networking program type needs CAP_NET_ADMIN too");
+        assert!(!may_load_bpf(caps(&[CAP_NET_ADMIN])));
+        assert!(!may_load_bpf(0));
     }
 }

@@ -1,7 +1,8 @@
 //! Seccomp filters, installed in a child before it execs and inherited by
 //! everything it starts: one blocks io_uring the way Docker (EPERM) and
 //! Podman (ENOSYS) do (`--backend auto`, a library user's default, then
-//! serves on epoll); one kills a process that changes its umask.
+//! serves on epoll); one blocks `bpf(2)` (`reuseport --steer`); one kills a
+//! process that changes its umask.
 
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -61,6 +62,27 @@ fn io_uring_blocked(errno: i32) -> [libc::sock_filter; 9] {
 /// Makes `command`'s child (and all it starts) see io_uring fail with `errno`.
 pub fn block_io_uring(command: &mut Command, errno: i32) {
     install(command, io_uring_blocked(errno));
+}
+
+/// The classic BPF program: another architecture is killed; `bpf` fails
+/// with `errno`; everything else is allowed.
+fn bpf_blocked(errno: i32) -> [libc::sock_filter; 7] {
+    let [arch, other_arch, kill, load_nr] = this_architecture_only();
+    [
+        arch,
+        other_arch,
+        kill,
+        load_nr,
+        jump_if_equal(libc::SYS_bpf as u32, 1, 0),
+        statement(RETURN, libc::SECCOMP_RET_ALLOW),
+        statement(RETURN, libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA)),
+    ]
+}
+
+/// Makes `command`'s child (and all it starts) see `bpf(2)` fail with
+/// `errno`, as Docker's default profile does (`EPERM`).
+pub fn block_bpf(command: &mut Command, errno: i32) {
+    install(command, bpf_blocked(errno));
 }
 
 /// The classic BPF program: another architecture is killed, and so is a
