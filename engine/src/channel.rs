@@ -37,9 +37,6 @@ pub enum Tag {
     Connections = b'C',
     /// Stop taking connections, finish the ones held, exit.
     Drain = b'D',
-    /// As `Drain`, and the worker's own listener (`reuseport`) closes with
-    /// it: the master let its copy go (a scale-down retired the slot).
-    Retire = b'R',
     /// A line for the worker's handler (`Handler::on_message`); no fds.
     Text = b'T',
 }
@@ -49,7 +46,6 @@ impl Tag {
         match byte {
             b'C' => Some(Tag::Connections),
             b'D' => Some(Tag::Drain),
-            b'R' => Some(Tag::Retire),
             b'T' => Some(Tag::Text),
             _ => None,
         }

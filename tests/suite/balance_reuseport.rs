@@ -2,10 +2,12 @@
 //! its own, which the master creates per worker slot and keeps. Everything is
 //! served and the kernel's split is reported; a worker restarted after a
 //! crash takes over the connections that queued on its slot's listener while
-//! it was down (none is reset); a worker scaled away empties its queue before
-//! its listener closes, and the kernel migrates what arrives in between
+//! it was down (none is reset); a worker scaled away empties its queue as its
+//! drain begins, the master takes what arrives after and hands it on as it
+//! closes the listener, and the kernel migrates what was mid-handshake there
 //! (`net.ipv4.tcp_migrate_req`, set by the master as root), so a scale-down
-//! under load fails no request.
+//! under load fails no request, nor one of a retiree that is stopped or
+//! killed.
 
 use crate::util;
 
@@ -19,7 +21,7 @@ use util::load::{
     short_connections_closed_by_the_client,
 };
 use util::procs::stop;
-use util::sockets::{migrations, socket_inode, socket_inodes, wait_queued};
+use util::sockets::{accept_queue, migrations, socket_inode, socket_inodes, wait_queued};
 use util::stats::{expect_worker, num, per_worker, stats_when_idle};
 use util::*;
 
@@ -162,8 +164,13 @@ fn reuseport_scale_down_under_load_loses_nothing() {
     assert_eq!(status(&path)["workers"].as_array().map(Vec::len), Some(1));
 }
 
+/// A retired worker killed before it took its queue: the master, which kept
+/// its copy of the listener, takes what waits there and hands it on as it
+/// closes it (before 2026-12-07 the worker's death closed it, and the kernel
+/// migrated the queue, but reset a handshake completing at that moment, and
+/// on io_uring the dying ring's armed accepts took some of it).
 #[test]
-fn reuseport_a_retired_workers_queue_migrates_when_it_dies() {
+fn reuseport_a_retired_workers_queue_is_handed_on_when_it_dies() {
     let _one = one_at_a_time();
     let migrate = "/proc/sys/net/ipv4/tcp_migrate_req";
     let on = std::fs::read_to_string(migrate).is_ok_and(|v| v.trim() == "1");
@@ -191,8 +198,8 @@ fn reuseport_a_retired_workers_queue_migrates_when_it_dies() {
     let victim = num(&expect_worker(&ready, 2), "pid") as u32;
     let listener = socket_inode(victim, 5).expect("worker 2's listener");
     stats_when_idle(&s);
-    // Stopped, then retired: the master lets go of its copy of the slot's
-    // listener; the stopped worker holds the last one, and connections queue.
+    // Stopped, then retired: the stopped worker holds the listener beside
+    // the master's copy, and connections queue.
     let stopped = stop(victim);
     let (code, reply, _) = ctl(&path, &["scale", "1"]);
     assert_eq!((code, reply.as_str()), (0, "ok scaling to 1 worker"));
@@ -200,7 +207,7 @@ fn reuseport_a_retired_workers_queue_migrates_when_it_dies() {
     let load = patient_churn(s.addr(), Duration::from_secs(15));
     let queued = wait_queued(listener, 4);
     assert!(queued >= 4, "no connection queued on the retired worker's listener ({queued})");
-    // It dies without emptying its queue: closing the last copy migrates it.
+    // It dies without emptying its queue: the master takes it.
     let from = s.log_len();
     if let Err(e) = stopped.signal(libc::SIGKILL) {
         panic!("SIGKILL to worker 2 (pid {victim}): {e}");
@@ -208,6 +215,14 @@ fn reuseport_a_retired_workers_queue_migrates_when_it_dies() {
     s.wait_for_log_from(
         from,
         |l| l == format!("worker 2 (pid {victim}) killed by signal 9 (SIGKILL)"),
+        Duration::from_secs(5),
+    );
+    s.wait_for_log_from(
+        from,
+        |l| {
+            l.starts_with("scale: worker 2's listener is closed: the ")
+                && l.ends_with(" that waited there are handed on")
+        },
         Duration::from_secs(5),
     );
     let ok_now = load.ok();
@@ -221,6 +236,74 @@ fn reuseport_a_retired_workers_queue_migrates_when_it_dies() {
         success - success_before,
         failure - failure_before
     );
-    assert!(failures.is_empty(), "the retired worker's queue was not migrated: {failures:?}");
-    assert!(success - success_before >= queued, "the kernel counted fewer migrations than were queued");
+    assert!(failures.is_empty(), "the retired worker's queue was not handed on: {failures:?}");
+}
+
+/// Worker 2 is stopped, then scaled away, under churn: the clients the
+/// kernel's hash sends its listener wait there. The master keeps its copy of
+/// that listener until the worker lets go of it, and once the worker has
+/// stood still 2 s it takes what waits, hands it to worker 1 and shuts the
+/// listener, while worker 2 is still stopped. Until 2026-12-07 the master let
+/// its copy go at the scale-down: what waited there waited for the stopped
+/// worker's kill at `--shutdown-timeout` (31 s), and on io_uring the dying
+/// ring's armed accepts reset up to 4 of them (as in the restart tests).
+fn a_stalled_retirees_queue_is_taken_while_it_stands_still(backend: &str) {
+    let _one = one_at_a_time();
+    let path = control_path("stalled", "reuseport");
+    let s = Server::start(&[
+        "--mode",
+        "reuseport",
+        "--steer",
+        "hash",
+        "--workers",
+        "2",
+        "--no-pin",
+        "--backend",
+        backend,
+        "--control",
+        path.to_str().unwrap(),
+    ]);
+    let ready = s.wait_workers_ready(2, START_TIMEOUT);
+    let victim = num(&expect_worker(&ready, 2), "pid") as u32;
+    let listener = socket_inode(victim, 5).expect("worker 2's listener");
+    stats_when_idle(&s);
+    let stopped = stop(victim);
+    let (code, reply, _) = ctl(&path, &["scale", "1"]);
+    assert_eq!((code, reply.as_str()), (0, "ok scaling to 1 worker"));
+    let load = patient_churn(s.addr(), Duration::from_secs(20));
+    let queued = wait_queued(listener, 4);
+    assert!(queued >= 4, "no connection queued on the retired worker's listener ({queued})");
+    // Worker 2 stays stopped: its listener stops listening all the same.
+    let shut = eventually(Duration::from_secs(10), || accept_queue(listener).is_none());
+    assert!(shut, "the stopped retiree's listener still listens 10 s after the scale-down ({queued} queued)");
+    let ok_now = load.ok();
+    load.wait_ok(ok_now + 100, Duration::from_secs(10));
+    // Killed now, it finds nothing left to take.
+    let from = s.log_len();
+    if let Err(e) = stopped.signal(libc::SIGKILL) {
+        panic!("SIGKILL to worker 2 (pid {victim}): {e}");
+    }
+    s.wait_for_log_from(
+        from,
+        |l| l == format!("worker 2 (pid {victim}) killed by signal 9 (SIGKILL)"),
+        Duration::from_secs(5),
+    );
+    let ok_now = load.ok();
+    load.wait_ok(ok_now + 100, Duration::from_secs(10));
+    let (ok, failures) = load.finish();
+    eprintln!(
+        "{backend}: {queued} queued on the stopped retiree's listener; {ok} answers, {} failures",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "clients of the stopped retiree's listener failed: {failures:?}");
+}
+
+#[test]
+fn reuseport_a_stalled_retirees_queue_is_taken_while_it_stands_still_epoll() {
+    a_stalled_retirees_queue_is_taken_while_it_stands_still("epoll");
+}
+
+#[test]
+fn reuseport_a_stalled_retirees_queue_is_taken_while_it_stands_still_io_uring() {
+    a_stalled_retirees_queue_is_taken_while_it_stands_still("auto");
 }

@@ -116,8 +116,6 @@ pub struct Lane {
     /// acknowledgements it left are read and everything else is handed back.
     worker_gone: bool,
     drain_requested: bool,
-    /// The worker's own listener closes with it: its drain says so (`Retire`).
-    listener_retires: bool,
     /// How long the worker has lately taken to acknowledge a batch.
     ack_delay: AckDelay,
     /// Changes each time the lane is opened for a new worker, so a completion
@@ -148,7 +146,6 @@ impl Lane {
             acks_ended: false,
             worker_gone: false,
             drain_requested: false,
-            listener_retires: false,
             ack_delay: AckDelay::default(),
             epoch: 0,
         }
@@ -165,7 +162,6 @@ impl Lane {
         self.acks_ended = false;
         self.worker_gone = false;
         self.drain_requested = false;
-        self.listener_retires = false;
         self.sending_drain = false;
         self.retry_at = None;
     }
@@ -261,13 +257,6 @@ impl Lane {
         }
     }
 
-    /// Marks the worker's own listener (`reuseport`) as closing with it: the
-    /// master let its copy go (a scale-down), so the worker's close is the
-    /// last, and its drain message says so (`Retire`) before it is sent.
-    pub fn listener_retires_with_worker(&mut self) {
-        self.listener_retires = true;
-    }
-
     /// The next message to send, if the lane is idle and the worker's socket
     /// holds no batch awaiting its acknowledgement; lent until [`Lane::on_sent`].
     pub fn next_send(&mut self, now: Instant) -> Option<Lent> {
@@ -294,8 +283,7 @@ impl Lane {
             self.message.prepare_send_text(text)
         } else if self.drain_requested && !self.sending_drain {
             self.sending_drain = true;
-            let tag = if self.listener_retires { Tag::Retire } else { Tag::Drain };
-            self.message.prepare_send(tag, &[])
+            self.message.prepare_send(Tag::Drain, &[])
         } else {
             return None;
         };

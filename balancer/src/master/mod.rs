@@ -65,6 +65,7 @@ mod ops;
 mod reap;
 mod reload;
 mod scale;
+mod set_aside;
 mod sockets;
 mod spares;
 mod start;
@@ -386,6 +387,7 @@ impl Master {
         self.expire_reload_start();
         self.kill_unready_starts();
         self.watch_heartbeats();
+        self.let_go_set_aside_listeners();
         self.close_lanes_of_self_drained();
         self.watch_lagging();
         self.watch_fd_limits();

@@ -79,17 +79,14 @@ impl Master {
         self.workers[index].retired = true;
         let pending = self.workers[index].restart_at.take();
         self.drop_from_reload(id);
-        // Its own listener (`reuseport`), if any, goes with it: the
-        // worker, its last holder, stops the handshakes there, accepts what
-        // is queued, then closes it.
-        self.dispatch.balance.retire_worker(id);
+        // Its own listener (`reuseport`), if any, goes with it: set aside,
+        // kept while its processes take their queue as their drain begins,
+        // then closed by the master, the last (`set_aside.rs`).
+        self.dispatch.balance.set_aside(id);
         let running: Vec<usize> = (0..self.slots.len())
             .filter(|&slot| self.slots[slot].process.as_ref().is_some_and(|p| p.worker == id && !p.retiring))
             .collect();
         for &slot in &running {
-            // Its close of the listener is the last: it stops the kernel's
-            // handshakes there before its last accept.
-            self.slots[slot].lane.listener_retires_with_worker();
             self.retire(slot, "scale");
         }
         // A crashed worker waiting out its back-off: say why it never comes back.
@@ -141,10 +138,19 @@ impl Master {
     /// same timeout, counted from when its `Drain` arrives); a stopped or
     /// wedged one never would, and the reload would wait on it for ever
     /// (the watchdog may be off), as a stop does not. Its exit moves the
-    /// reload on.
+    /// reload on. A scaled-away worker's set-aside listener is let go of
+    /// first: killed, a stopped worker's armed io_uring accepts would take
+    /// what waits there into the dying ring.
     pub(super) fn kill_overdue_retirees(&mut self) {
         let now = Instant::now();
         let timeout = self.config.shutdown_timeout.as_secs_f64();
+        let overdue: Vec<usize> = (self.slots.iter().filter_map(|s| s.process.as_ref()))
+            .filter(|p| p.drain_deadline.is_some_and(|(deadline, _)| now >= deadline))
+            .map(|p| p.worker)
+            .collect();
+        for worker in overdue {
+            self.let_go_set_aside(worker, Some("it is killed"));
+        }
         for process in self.slots.iter_mut().filter_map(|s| s.process.as_mut()) {
             let Some((deadline, why)) = process.drain_deadline else { continue };
             if now < deadline {

@@ -13,8 +13,9 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+pub use self::reuseport::LetGo;
 use crate::bpf::Steering;
 use crate::config::Mode;
 
@@ -213,9 +214,28 @@ pub trait Balance: fmt::Debug {
         Ok(WorkerListener::None)
     }
 
-    /// Worker `worker` is retired for good (scale-down): the mode lets go of
-    /// what it keeps for it. The worker's last process still holds its copy.
+    /// Worker `worker` is retired for good (a stop): the mode lets go of
+    /// what it keeps for it.
     fn retire_worker(&mut self, _worker: usize) {}
+
+    /// Worker `worker` is retired for good (scale-down) while its processes
+    /// drain: a mode with listeners of its own steers no more there and
+    /// keeps the worker's until [`Balance::let_go_set_aside`], so that the
+    /// last close is the master's. By default as [`Balance::retire_worker`].
+    fn set_aside(&mut self, worker: usize) {
+        self.retire_worker(worker);
+    }
+
+    /// The workers whose listener is set aside, and since when.
+    fn set_aside_since(&self) -> Vec<(usize, Instant)> {
+        Vec::new()
+    }
+
+    /// Lets go of worker `worker`'s set-aside listener (none: `None`),
+    /// taking what waits there into `taken` for the master to hand on.
+    fn let_go_set_aside(&mut self, _worker: usize, _taken: &mut Vec<OwnedFd>) -> Option<LetGo> {
+        None
+    }
 
     /// This master hands its listeners over to a new one (an upgrade): the
     /// mode lets go of what only one process may hold.

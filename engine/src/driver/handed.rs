@@ -67,10 +67,7 @@ pub(super) fn take_message<'a>(worker: &mut impl Driver<'a>, len: usize) -> io::
         worker.master_gone()?;
         return Ok(false);
     }
-    if batch.received.tag == Some(Tag::Retire) {
-        worker.core().listener_retires = true;
-    }
-    if matches!(batch.received.tag, Some(Tag::Drain | Tag::Retire)) {
+    if batch.received.tag == Some(Tag::Drain) {
         worker.start_drain()?;
     }
     Ok(true)

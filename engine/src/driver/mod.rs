@@ -105,25 +105,6 @@ fn adopt_batch(batch: &mut Batch, mut adopt: impl FnMut(OwnedFd) -> io::Result<b
     Ok((adopted, declined))
 }
 
-/// Before a retiring worker's last accept on its own listener, when its
-/// close is the listener's last ([`Tag::Retire`](crate::channel::Tag)): no
-/// handshake may complete there as it closes. One whose last ACK the kernel
-/// was processing then lost its connection to a reset, not migrated
-/// (`inet_csk_reqsk_queue_add` finds the listener closed and forgets the
-/// child; no `TCPMigrateReq*` counts it): a client of a scale-down under
-/// churn, 1 run in 100. So from now on only SYNs reach the listener, and the
-/// packets already on their way through the kernel are waited for; then
-/// the queue is complete. A SYN still starts its handshake here; its last
-/// ACK, and the request after it, come again (the client's retransmission,
-/// 200 ms or more) to the closed listener, and migrate with the rest
-/// (`net.ipv4.tcp_migrate_req`). Where the wait cannot be had, the drain
-/// goes on without it.
-fn stop_handshakes(listener: &OwnedFd) {
-    if crate::sys::socket::drop_all_but_syns(listener.as_fd()).is_ok() {
-        let _ = crate::sys::wait_for_packets_in_flight();
-    }
-}
-
 /// The next connection queued on a listener of the worker's own, taken
 /// without waiting, as a retiring `reuseport` worker empties its queue before
 /// it closes the listener; `None` when the queue is empty (or the worker is
@@ -137,8 +118,9 @@ fn next_queued(listener: &OwnedFd) -> Option<OwnedFd> {
     loop {
         match crate::sys::socket::accept(listener.as_fd()) {
             Ok(queued) => {
-                // One whose handshake completed as `stop_handshakes` began
-                // has the listener's filter: it would hear nothing.
+                // A stalled retiree that runs again as the master stops the
+                // handshakes on its listener may take one that completed as
+                // the filter went on, and has it too: it would hear nothing.
                 if let Some(fd) = &queued {
                     crate::sys::socket::detach_filter(fd.as_fd());
                 }

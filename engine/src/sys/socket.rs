@@ -165,6 +165,26 @@ pub fn drop_all_but_syns(listener: BorrowedFd<'_>) -> io::Result<()> {
     .map(drop)
 }
 
+/// Before the last close of a `reuseport` listener (a retired slot's, which
+/// the master keeps until its worker lets go): no handshake may complete
+/// there as it closes. One whose last ACK the kernel was processing then lost
+/// its connection to a reset, not migrated (`inet_csk_reqsk_queue_add` finds
+/// the listener closed and forgets the child; no `TCPMigrateReq*` counts
+/// it): a client of a scale-down under churn, 1 run in 100. So from now on
+/// only SYNs reach the listener ([`drop_all_but_syns`]), and the packets
+/// already on their way through the kernel are waited for
+/// ([`super::wait_for_packets_in_flight`]); then the queue is complete, and
+/// what is taken from it must lose the filter ([`detach_filter`]). A SYN
+/// still starts its handshake here; its last ACK, and the request after
+/// it, come again (the client's retransmission, 200 ms or more) to the
+/// closed listener, and migrate (`net.ipv4.tcp_migrate_req`). Fails if the
+/// filter cannot be put on; a wait that cannot be had is gone without.
+pub fn stop_handshakes(listener: BorrowedFd<'_>) -> io::Result<()> {
+    drop_all_but_syns(listener)?;
+    let _ = super::wait_for_packets_in_flight();
+    Ok(())
+}
+
 /// Takes away a socket filter `socket` inherited from its listener: a
 /// connection whose handshake the kernel was completing as
 /// [`drop_all_but_syns`] was put on the listener has it too, and would drop

@@ -4,13 +4,13 @@
 //! The master creates and keeps one listener per worker slot (worker id), and
 //! hands it to whichever process runs that slot: a restart or a reload loses
 //! nothing queued on it, since the master's copy keeps it open. Retiring a
-//! slot (scale-down) lets the master's copy go; the retiring worker, the last
-//! holder (told so: `Retire`), lets only SYNs reach it, so that no handshake
-//! completes there as it closes (that one was reset), accepts what is queued
-//! before it closes, and what arrives in between moves to the other
-//! listeners when `net.ipv4.tcp_migrate_req` is 1
-//! ([`enable_migration`]; the kernel counts `TCPMigrateReqSuccess` and
-//! `TCPMigrateReqFailure` in /proc/net/netstat).
+//! slot (scale-down) sets its listener aside ([`set_aside`]): out of the
+//! steering maps, kept by the master while the retiring worker takes its
+//! queue as its drain begins; once no process of it will accept there the
+//! master stops the handshakes on it, takes what waits, hands it on, and
+//! shuts it, and what was mid-handshake moves to the other listeners when
+//! `net.ipv4.tcp_migrate_req` is 1 ([`enable_migration`]; the kernel counts
+//! `TCPMigrateReqSuccess` and `TCPMigrateReqFailure` in /proc/net/netstat).
 //!
 //! The hash is blind to load: a stalled or full worker's share waits in its
 //! queue. With `--steer load` an eBPF `SK_REUSEPORT` program ([`crate::bpf`])
@@ -41,6 +41,7 @@
 //! closes moves to a listener the program picks.
 
 mod load;
+mod set_aside;
 mod take;
 #[cfg(test)]
 mod tests;
@@ -54,6 +55,8 @@ use std::time::{Duration, Instant};
 use load::{
     beyond_room, is_stalled, passed_over_load, room_for_rescue, steer_load, waiting_since, Drift, PassedOver, Sample,
 };
+pub use set_aside::LetGo;
+use set_aside::{let_go, SetAside};
 use take::take_queued;
 
 use super::least::Least;
@@ -77,6 +80,8 @@ const MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
 pub struct Reuseport {
     at: ListenAt,
     listeners: BTreeMap<usize, OwnedFd>,
+    /// Retired slots' listeners, until the master lets go of them.
+    set_aside: BTreeMap<usize, SetAside>,
     steer: Option<LoadSteer>,
     /// Picks the worker that takes a connection the master took from the
     /// queue of a worker that cannot take it: the least loaded, as `least`
@@ -119,10 +124,27 @@ impl Reuseport {
             stuck: Vec::new(),
             rescue_turn: 0,
         });
-        let listeners = handed.into_iter().collect();
-        let mut mode = Reuseport { at, listeners, steer, hand_on: Least::default(), handed_over: false };
+        let mut mode = Reuseport {
+            at,
+            listeners: handed.into_iter().collect(),
+            set_aside: BTreeMap::new(),
+            steer,
+            hand_on: Least::default(),
+            handed_over: false,
+        };
         mode.enter_maps();
         mode
+    }
+
+    /// Takes worker `worker`'s listener out of the steering program's maps.
+    fn leave_maps(&mut self, worker: usize) {
+        if let Some(steer) = self.steer.as_mut() {
+            let listeners = &self.listeners;
+            if let Err(e) = steer.steering.remove(worker, |w| listeners.get(&w).map(|fd| fd.as_fd())) {
+                crate::log!("cannot take worker {worker}'s listener out of the steering map: {e}");
+            }
+            steer.last.remove(&worker);
+        }
     }
 
     /// Attaches the program (once, to the first listener: it stays with the
@@ -185,14 +207,23 @@ impl Balance for Reuseport {
     }
 
     fn retire_worker(&mut self, worker: usize) {
-        if let Some(steer) = self.steer.as_mut() {
-            let listeners = &self.listeners;
-            if let Err(e) = steer.steering.remove(worker, |w| listeners.get(&w).map(|fd| fd.as_fd())) {
-                crate::log!("cannot take worker {worker}'s listener out of the steering map: {e}");
-            }
-            steer.last.remove(&worker);
-        }
+        self.leave_maps(worker);
         self.listeners.remove(&worker);
+    }
+
+    fn set_aside(&mut self, worker: usize) {
+        self.leave_maps(worker);
+        if let Some(listener) = self.listeners.remove(&worker) {
+            self.set_aside.insert(worker, SetAside { listener, since: Instant::now() });
+        }
+    }
+
+    fn set_aside_since(&self) -> Vec<(usize, Instant)> {
+        self.set_aside.iter().map(|(&worker, set_aside)| (worker, set_aside.since)).collect()
+    }
+
+    fn let_go_set_aside(&mut self, worker: usize, taken: &mut Vec<OwnedFd>) -> Option<LetGo> {
+        self.set_aside.remove(&worker).map(|set_aside| let_go(set_aside, taken))
     }
 
     /// A listener sits in one steering map at a time: the new master's

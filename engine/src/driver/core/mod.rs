@@ -40,10 +40,6 @@ pub(super) use self::batches::Batch;
 pub(super) struct Core<'a> {
     pub(super) config: &'a EngineConfig,
     pub(super) sources: Sources,
-    /// The master let its copy of this worker's own listener go (`Retire`):
-    /// the drain's close is the listener's last, and the kernel must stop
-    /// completing handshakes there first ([`super::stop_handshakes`]).
-    pub(super) listener_retires: bool,
     pub(super) handler: &'a mut dyn Handler,
     /// The handler has a fixed body: answer from the preformatted pages.
     pub(super) fixed: bool,
@@ -252,7 +248,6 @@ impl<'a> Core<'a> {
             config,
             channel_open: sources.channel.is_some(),
             sources,
-            listener_retires: false,
             handler,
             fixed,
             wants_peers,
@@ -461,15 +456,23 @@ impl<'a> Core<'a> {
         self.counters.set_state(STATE_STOPPED);
     }
 
-    /// Begins the drain; false when it had begun already.
+    /// Begins the drain; false when it had begun already. The driver says
+    /// so ([`Core::publish_drain`]) once it has let go of its own listener.
     pub(super) fn start_drain(&mut self) -> bool {
         if self.draining {
             return false;
         }
         self.draining = true;
         self.drain_deadline = self.now + self.config.drain_timeout.as_millis() as u64;
-        self.counters.set_state(STATE_DRAINING);
         true
+    }
+
+    /// Says in the stats block that the drain has begun, once the worker has
+    /// taken what waited on its own listener (`reuseport`) and let go of it:
+    /// from then on the master, which keeps a retired slot's listener,
+    /// takes what comes there and closes it.
+    pub(super) fn publish_drain(&self) {
+        self.counters.set_state(STATE_DRAINING);
     }
 
     /// Whether the handler asked for its clients' addresses: the io_uring

@@ -19,7 +19,7 @@ use std::time::SystemTime;
 
 use super::core::Core;
 use super::handed::{self, Driver};
-use super::{next_queued, stop_handshakes, Origin, TICK};
+use super::{next_queued, Origin, TICK};
 use crate::channel::recv_nonblocking;
 use crate::conn::Connection;
 use crate::fallible;
@@ -371,15 +371,13 @@ impl<'a> EpollWorker<'a> {
         if self.core.sources.own_listener {
             // Nobody else accepts there: take what is queued, then let it go.
             if let Some(listener) = self.core.sources.listener.take() {
-                if self.core.listener_retires {
-                    stop_handshakes(&listener);
-                }
                 while self.conns.vacant() > 0 {
                     let Some(fd) = next_queued(&listener) else { break };
                     self.adopt(fd, Origin::Accepted)?;
                 }
             }
         }
+        self.core.publish_drain();
         for slot in 0..self.conns.high_water() {
             let Some(generation) = self.conns.generation(slot) else { continue };
             let Some(entry) = self.conns.get_mut(slot, generation) else { continue };

@@ -40,7 +40,7 @@ use self::connection::Slot;
 use self::held::{HeldBuffers, Suspicion};
 use self::ring_socket::{RingSocket, SocketCount};
 use super::core::Core;
-use super::{next_queued, stop_handshakes, Origin, TICK};
+use super::{next_queued, Origin, TICK};
 use crate::bufring::BufRing;
 use crate::fallible;
 use crate::refused::{self, reservation_refused as cannot_reserve};
@@ -428,15 +428,13 @@ impl<'a> UringWorker<'a> {
         if self.core.sources.own_listener {
             // Nobody else accepts there: take what is queued, then let it go.
             if let Some(listener) = self.core.sources.listener.take() {
-                if self.core.listener_retires {
-                    stop_handshakes(&listener);
-                }
                 while self.conns.vacant() > 0 {
                     let Some(fd) = next_queued(&listener) else { break };
                     self.adopt(RingSocket::Plain(fd), Origin::Accepted)?;
                 }
             }
         }
+        self.core.publish_drain();
         for slot in 0..self.conns.high_water() {
             let Some(generation) = self.conns.generation(slot) else { continue };
             let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
