@@ -142,12 +142,13 @@ impl<'a> Request<'a> {
         self.target
     }
 
-    /// The path: the target up to `?` or a fragment (`#`), without the
-    /// scheme and authority of an absolute URI (`/a` for `http://host/a?b`;
-    /// `/` when it has no path), so that routes match whichever form the
-    /// client sent (until 2026-12-05 it was `http://host/a`: a route for
-    /// `/a` answered `404`; until 2026-12-07 a fragment was read as path:
-    /// `http://a#/admin` had the path `/admin`, and `/a#b` the path `/a#b`).
+    /// The path: the target up to `?`, without the scheme and authority of
+    /// an absolute URI (`/a` for `http://host/a?b`; `/` when it has no
+    /// path), so that routes match whichever form the client sent (until
+    /// 2026-12-05 it was `http://host/a`: a route for `/a` answered `404`).
+    /// A target with a fragment (`#`) is refused before a handler sees it
+    /// (until 2026-12-07 the fragment was read as path: `http://a#/admin`
+    /// had the path `/admin`, and `/a#b` the path `/a#b`).
     pub fn path(&self) -> &'a str {
         crate::http::path_of(self.target)
     }
@@ -165,8 +166,7 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// The query: the target after `?`, if any, up to a fragment (`#`,
-    /// which is part of neither the query nor [`Request::path`]).
+    /// The query: the target after `?`, if any.
     pub fn query(&self) -> Option<&'a str> {
         crate::http::query_of(self.target)
     }
@@ -416,8 +416,8 @@ mod tests {
             ("http://[::1]:80/p", "/p", None),
             ("*", "*", None),
             ("/p://q", "/p://q", None),
-            // A fragment (which a client should not send) is no part of the
-            // path or the query, as the host ends before it: until
+            // A fragment, which the parser refuses (400), would be no part
+            // of the path or the query, as the host ends before it: until
             // 2026-12-07 `http://a#/admin` had the path `/admin`.
             ("http://a#/admin", "/", None),
             ("http://a/b#c", "/b", None),

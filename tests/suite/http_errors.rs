@@ -8,13 +8,13 @@ use std::time::Duration;
 use util::*;
 
 /// Server with small limits so the limit tests are cheap.
-fn server() -> Server {
+pub(crate) fn server() -> Server {
     Server::start(&["--workers", "1", "--max-body", "1000", "--max-header", "1024"])
 }
 
 /// Sends `req` on a fresh connection; expects one error answer whose status is in
 /// `codes`, then a close; then checks a new connection is still served.
-fn expect_error(s: &Server, req: &[u8], codes: &[u16]) -> Response {
+pub(crate) fn expect_error(s: &Server, req: &[u8], codes: &[u16]) -> Response {
     let mut c = s.connect();
     // The server may answer and close before all of a long request is written.
     let _ = c.try_send(req);

@@ -26,6 +26,7 @@ mod balancer_shared;
 mod http_bodies;
 mod http_chunk_limits;
 mod http_concurrency;
+mod http_conformance;
 mod http_direct;
 mod http_errors;
 mod http_health;

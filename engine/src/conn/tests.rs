@@ -1324,7 +1324,8 @@ fn a_health_path_with_a_query_needs_that_query_in_either_form() {
     assert!(!check("http://a?x", "/"));
     // A fragment is no part of the path or the query, as a handler's
     // `path()` and `query()` see them (until 2026-12-07 `http://a#/status`
-    // was a probe of `/status`, and `/status#x` was not).
+    // was a probe of `/status`, and `/status#x` was not). The parser now
+    // refuses a target with one (400), which is never a probe.
     assert!(!check("http://a#/status", "/status"));
     assert!(check("/status#x", "/status"));
     assert!(check("/status?full#x", "/status?full"));

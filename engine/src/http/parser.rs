@@ -639,6 +639,23 @@ mod tests {
             check(line, Reply::Ok);
         }
         check("HEAD http://a/ HTTP/1.1", Reply::Head);
+        // No form carries a fragment (RFC 9112 §3.2): the request line is
+        // invalid (§3: SHOULD 400; nginx refuses `http://a#/admin`). Until
+        // 2026-12-07 the fragment was cut off and these got 200.
+        for line in [
+            "GET http://a#/admin HTTP/1.1",
+            "GET http://a:80#x HTTP/1.1",
+            "GET http://a/b#c HTTP/1.1",
+            "GET http://a?x#/y HTTP/1.1",
+            "GET /a#b HTTP/1.1",
+            "GET /# HTTP/1.1",
+            "GET /a?c=1#f HTTP/1.2",
+            "OPTIONS *#x HTTP/1.1",
+            "CONNECT a:443#x HTTP/1.1",
+        ] {
+            check(line, Reply::BadRequest);
+        }
+        check("HEAD /a#b HTTP/1.1", Reply::BadRequest);
         for line in ["CONNECT example.com:443 HTTP/1.1", "CONNECT [::1]:8443 HTTP/1.1", "CONNECT 192.0.2.1:80 HTTP/1.1"]
         {
             check(line, Reply::NotImplemented);

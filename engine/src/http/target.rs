@@ -7,7 +7,16 @@
 /// (`*`) for `OPTIONS` only (§3.2.4). An absolute-form needs its `//`:
 /// without it `host:port` would read as a scheme and a path, and an origin
 /// server has no use for a URI without an authority.
+///
+/// No form carries a fragment (§3.2: a `#` makes the request line invalid,
+/// which a server SHOULD answer with `400`, §3), as nginx refuses
+/// `http://a#/admin` and Envoy any `#`: a proxy in front that reads what
+/// follows it as path would route such a request by a path this server
+/// never sees. Until 2026-12-07 the fragment was cut off and the rest served.
 pub(crate) fn fits_method(method: &str, target: &str) -> bool {
+    if target.contains('#') {
+        return false;
+    }
     if method == "CONNECT" {
         return is_authority_form(target.as_bytes());
     }
@@ -55,11 +64,11 @@ fn host_is_empty(rest: &[u8]) -> bool {
 }
 
 /// `target` without a fragment (`#` and what follows): no request-target
-/// form has one (RFC 9112 §3.2), but a client may send it (`httparse` takes
-/// `#`), and it is no part of the path or the query, as [`authority_of`]
-/// ends the host before it and nginx's `$uri` and `$args` leave it out.
-/// Until 2026-12-07 it was read as path: `http://a#/admin` had the path
-/// `/admin` (the health path matched so), and `/a#b` the path `/a#b`.
+/// form has one (RFC 9112 §3.2) and [`fits_method`] refuses a target with
+/// one, so this only keeps the path and the query right should a target
+/// that was not parsed here reach them. Until 2026-12-07 it was read as
+/// path: `http://a#/admin` had the path `/admin` (the health path matched
+/// so), and `/a#b` the path `/a#b`.
 fn without_fragment(target: &str) -> &str {
     target.split_once('#').map_or(target, |(before, _)| before)
 }
