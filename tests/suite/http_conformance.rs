@@ -2,7 +2,7 @@
 //! ringmaster and nginx were compared byte for byte (2026-12-07): what is
 //! refused, and what is served as it was.
 
-use crate::http_errors::expect_error;
+use crate::http_errors::{expect_error, server};
 use crate::util::*;
 
 /// No request-target form carries a fragment (RFC 9112 §3.2): a `#` makes
@@ -24,4 +24,34 @@ fn e400_target_with_a_fragment() {
     let r = c.request(b"GET /a?c=1 HTTP/1.1\r\nHost: a\r\n\r\n");
     check_ok(&r);
     assert!(!r.has_connection("close"), "{r:?}");
+}
+
+/// A `Host` value, and an absolute-form target's authority, is a host and
+/// perhaps a port (RFC 3986 §3.2.2): anything else is `400` (RFC 9112
+/// §3.2: MUST for `Host`), and so is userinfo in an `http` URI (RFC 9110
+/// §4.2.4), as nginx answers the absolute-form ones. Until 2026-12-07 only
+/// their bytes were checked, and each of these got `200`.
+#[test]
+fn e400_host_or_authority_that_is_not_a_host_and_port() {
+    let s = server();
+    for host in ["a:b", "a:1:2", "[::1", "a]", "[::1]x", "::1"] {
+        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        expect_error(&s, req.as_bytes(), &[400]);
+    }
+    for target in ["http://user@a/", "http://a:b/", "http://[::1/", "http://a:1:2/"] {
+        let req = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+        expect_error(&s, req.as_bytes(), &[400]);
+    }
+    let mut c = s.connect();
+    for req in [
+        &b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a:\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: \r\n\r\n",
+        b"GET http://a:80/b?c HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http://[::1]:80/ HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        let r = c.request(req);
+        check_ok(&r);
+        assert!(!r.has_connection("close"), "{r:?}");
+    }
 }

@@ -5,7 +5,7 @@ use super::chunked::{ChunkedBody, ChunkedProgress};
 use super::head::{with_head, Parsed};
 use super::limits::Limits;
 use super::pieces::{complete_lines, empty_lines_ahead, never_in_a_head, HeadProgress, Look};
-use super::target::fits_method;
+use super::target::{fits_method, is_host_field_value};
 use super::Reply;
 
 /// What one call to [`RequestParser::step`] found.
@@ -399,7 +399,7 @@ fn read_field(fields: &mut Fields, name: &[u8], value: &[u8]) -> bool {
     match name.len() {
         4 if name.eq_ignore_ascii_case(b"host") => {
             fields.hosts = fields.hosts.saturating_add(1);
-            fields.bad_host |= !trim(value).iter().all(|&b| is_host_byte(b));
+            fields.bad_host |= !is_host_field_value(trim(value));
         }
         6 if name.eq_ignore_ascii_case(b"expect") => {
             if trim(value).eq_ignore_ascii_case(b"100-continue") {
@@ -484,14 +484,6 @@ fn decide_framing(fields: &Fields, http11: bool, limits: &Limits) -> Result<Fram
         Some(0) | None => Ok(Framing::None),
         Some(length) => Ok(Framing::Length(length)),
     }
-}
-
-/// A byte a `Host` value (`uri-host [ ":" port ]`, RFC 3986 §3.2.2) may
-/// hold: a reg-name's unreserved, pct-encoded and sub-delims bytes, an
-/// IP literal's brackets and colons, a port's digits. Whitespace, `/`,
-/// `?`, `#`, `@`, quotes and the like make it invalid.
-fn is_host_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&byte)
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
@@ -617,6 +609,25 @@ mod tests {
         ] {
             check(line, Reply::BadRequest);
         }
+        // RFC 9110 §4.2.4: userinfo in an http(s) URI is an error (nginx: 400).
+        // And an authority must be a host and perhaps a port (nginx: 400).
+        // Until 2026-12-07 these got 200.
+        for line in [
+            "GET http://user@a/ HTTP/1.1",
+            "GET http://user:pw@a:80/b HTTP/1.1",
+            "GET HTTPS://u@a HTTP/1.1",
+            "GET http://a:b/ HTTP/1.1",
+            "GET http://a:1:2/ HTTP/1.1",
+            "GET http://[::1/ HTTP/1.1",
+            "GET http://[::1]x/ HTTP/1.1",
+            "GET http://a]/ HTTP/1.1",
+            "GET http://a b/ HTTP/1.1",
+            "GET http://[]/ HTTP/1.1",
+            "GET ftp://u@v@a/ HTTP/1.1",
+            "OPTIONS http://a:80x HTTP/1.1",
+        ] {
+            check(line, Reply::BadRequest);
+        }
         check("HEAD * HTTP/1.1", Reply::BadRequest);
         for line in [
             "OPTIONS * HTTP/1.1",
@@ -630,7 +641,11 @@ mod tests {
             "OPTIONS http://a HTTP/1.1",
             "GET svn+ssh.x-y://a/ HTTP/1.1",
             "GET http://a/b HTTP/1.2",
-            "GET http://user@a:80/b HTTP/1.1",
+            "GET http://a:80?x HTTP/1.1",
+            "GET http://[v1.x:y]/ HTTP/1.1",
+            "GET http://127.0.0.1:8080/a HTTP/1.1",
+            // userinfo is an error in http(s) URIs alone.
+            "GET ftp://user:pw@a/b HTTP/1.1",
             "GET http://[::1]/b HTTP/1.1",
             "GET http://a:/b HTTP/1.1",
             // Only http and https say their host may not be empty.
@@ -837,7 +852,12 @@ mod tests {
         // one Host header field line or a Host header field with an invalid
         // field value", HTTP/1.0 included.
         assert_eq!(replies(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"), [Reply::BadRequest]);
-        for bad in ["a b", "a/b", "a@b", "a\"b", "a<b>", "a\\b", "a?b", "a#b", "a{b}"] {
+        // The value is a host and perhaps a port (RFC 3986 §3.2.2): until
+        // 2026-12-07 only its bytes were checked, and the second line got 200.
+        for bad in [
+            "a b", "a/b", "a@b", "a\"b", "a<b>", "a\\b", "a?b", "a#b", "a{b}", "a:b", "a:1:2", "[::1", "a]", "[::1]x",
+            "::1", ":80", "[]", "a:80 x",
+        ] {
             let request = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
             assert_eq!(replies(request.as_bytes()), [Reply::BadRequest], "{bad:?}");
             let request = format!("GET / HTTP/1.0\r\nHost: {bad}\r\n\r\n");
@@ -853,6 +873,9 @@ mod tests {
             "a_b~c",
             "%41.b",
             "a!$&'()*+,;=b",
+            "a:",
+            "[v1.fe:x]:443",
+            "a.b.:8080",
         ] {
             let request = format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n");
             assert_eq!(replies(request.as_bytes()), [Reply::Ok], "{good:?}");
