@@ -55,3 +55,18 @@ fn e400_host_or_authority_that_is_not_a_host_and_port() {
         assert!(!r.has_connection("close"), "{r:?}");
     }
 }
+
+/// Two `Content-Length` field lines are one list (RFC 9110 §5.3), as
+/// `5, 5` is: both are refused, even when the values agree (§8.6 allows
+/// it; nginx does). Until 2026-12-07 two lines of one value were served
+/// `200` and the list refused.
+#[test]
+fn e400_content_length_repeated_even_with_one_value() {
+    let s = server();
+    for lengths in
+        ["Content-Length: 5\r\nContent-Length: 5", "Content-Length: 5, 5", "content-length: 5\r\nContent-Length:5"]
+    {
+        let req = format!("POST / HTTP/1.1\r\nHost: a\r\n{lengths}\r\n\r\nhello");
+        expect_error(&s, req.as_bytes(), &[400]);
+    }
+}

@@ -291,7 +291,8 @@ enum HeadResult {
 #[derive(Default)]
 struct Fields {
     content_length: Option<u64>,
-    conflicting_length: bool,
+    /// More than one `Content-Length` field line.
+    repeated_length: bool,
     transfer_encodings: u8,
     /// The last transfer coding listed is `chunked`.
     chunked_last: bool,
@@ -416,9 +417,11 @@ fn read_field(fields: &mut Fields, name: &[u8], value: &[u8]) -> bool {
         }
         14 if name.eq_ignore_ascii_case(b"content-length") => {
             let Some(length) = parse_decimal(trim(value)) else { return false };
-            if fields.content_length.is_some_and(|seen| seen != length) {
-                fields.conflicting_length = true;
-            }
+            // Two field lines are one list (RFC 9110 §5.3), and a list
+            // (`3, 3`) does not parse as a length: refused alike, even when
+            // the values agree, which §8.6 allows and nginx does. Until
+            // 2026-12-07 two lines of one value were served, the list not.
+            fields.repeated_length |= fields.content_length.is_some();
             fields.content_length = Some(length);
         }
         17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
@@ -449,7 +452,7 @@ fn decide_framing(fields: &Fields, http11: bool, limits: &Limits) -> Result<Fram
     if (http11 && fields.hosts != 1) || fields.hosts > 1 || fields.bad_host {
         return Err(Reply::BadRequest);
     }
-    if fields.conflicting_length {
+    if fields.repeated_length {
         return Err(Reply::BadRequest);
     }
     if fields.transfer_encodings > 0 {
@@ -769,8 +772,12 @@ mod tests {
         assert_eq!(replies(both), [Reply::BadRequest]);
         let two = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
         assert_eq!(replies(two), [Reply::BadRequest]);
+        // The same value twice: one list of two lengths, as `3, 3` is (nginx
+        // refuses both; until 2026-12-07 the first was served, the second not).
         let same = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc";
-        assert_eq!(replies(same), [Reply::Ok]);
+        assert_eq!(replies(same), [Reply::BadRequest]);
+        let same_list = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc";
+        assert_eq!(replies(same_list), [Reply::BadRequest]);
         for codings in ["gzip, chunked", "x-custom ; a=b, Chunked"] {
             let head = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {codings}\r\n\r\n");
             assert_eq!(replies(head.as_bytes()), [Reply::NotImplemented], "{codings:?}");
