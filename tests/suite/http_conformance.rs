@@ -70,3 +70,21 @@ fn e400_content_length_repeated_even_with_one_value() {
         expect_error(&s, req.as_bytes(), &[400]);
     }
 }
+
+/// `Expect` is a list whose empty elements are ignored (RFC 9110 §5.6.1,
+/// §10.1.1): an empty one asks nothing, and `100-continue,` is
+/// `100-continue`. Until 2026-12-07 both got `417` and a close.
+#[test]
+fn an_expect_list_with_empty_members_is_read_as_its_members() {
+    let s = server();
+    let mut c = s.connect();
+    let r = c.request(b"GET / HTTP/1.1\r\nHost: a\r\nExpect:\r\n\r\n");
+    check_ok(&r);
+    assert!(!r.has_connection("close"), "{r:?}");
+    c.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue,\r\n\r\n");
+    let r = c.read();
+    assert_eq!(r.status, 100, "expected 100 Continue first, got {r:?}");
+    c.send(b"hello");
+    check_ok(&c.read());
+    c.get_ok();
+}

@@ -403,10 +403,17 @@ fn read_field(fields: &mut Fields, name: &[u8], value: &[u8]) -> bool {
             fields.bad_host |= !is_host_field_value(trim(value));
         }
         6 if name.eq_ignore_ascii_case(b"expect") => {
-            if trim(value).eq_ignore_ascii_case(b"100-continue") {
-                fields.expect_continue = true;
-            } else {
-                fields.expect_other = true;
+            // A list whose empty elements a recipient ignores (RFC 9110
+            // §5.6.1), so an empty `Expect` asks nothing; `417` is for a
+            // member other than `100-continue` (§10.1.1). Until 2026-12-07
+            // the whole value was one member: `Expect:` and
+            // `100-continue,` got `417`.
+            for member in value.split(|&b| b == b',').map(trim).filter(|member| !member.is_empty()) {
+                if member.eq_ignore_ascii_case(b"100-continue") {
+                    fields.expect_continue = true;
+                } else {
+                    fields.expect_other = true;
+                }
             }
         }
         10 if name.eq_ignore_ascii_case(b"connection") => {
@@ -764,6 +771,28 @@ mod tests {
         assert_eq!(replies(input), [Reply::Ok]);
         let input = b"GET / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n";
         assert_eq!(replies(input), [Reply::ExpectationFailed]);
+        // A Content-Length of 0: no content, nothing to continue (RFC 9110
+        // §10.1.1 lets a server omit the 100 so; nginx sends it).
+        let input = b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(replies(input), [Reply::Ok]);
+    }
+
+    /// `Expect` is a list (RFC 9110 §10.1.1) whose empty elements are
+    /// ignored (§5.6.1): until 2026-12-07 the whole value was read as one
+    /// member, and an empty `Expect` or `100-continue,` got `417`.
+    #[test]
+    fn expect_is_a_list_of_members() {
+        let with_expect = |value: &str| {
+            let head = format!("POST / HTTP/1.1\r\nHost: a\r\nExpect:{value}\r\nContent-Length: 1\r\n\r\nx");
+            replies(head.as_bytes())
+        };
+        for value in ["", " ", " ,", " 100-continue,", " , 100-Continue", " 100-continue, 100-continue"] {
+            let want = if value.contains("100") { vec![Reply::Continue, Reply::Ok] } else { vec![Reply::Ok] };
+            assert_eq!(with_expect(value), want, "{value:?}");
+        }
+        for value in [" 100-continue, teapot", " teapot,", " 100-continue;x"] {
+            assert_eq!(with_expect(value), [Reply::ExpectationFailed], "{value:?}");
+        }
     }
 
     #[test]
