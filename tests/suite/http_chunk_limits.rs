@@ -203,3 +203,15 @@ fn chunk_size_line_outside_the_grammar_is_400() {
         expect_ok(&s, &post_chunked(&[line, b"hello\r\n0\r\n\r\n"].concat()));
     }
 }
+
+/// A chunk size is `1*HEXDIG` (RFC 9112 §7.1): leading zeros are no
+/// digits of it (nginx takes them so), but they count against
+/// `--max-body` as framing, as extensions do. Until 2026-12-07 a size of
+/// 17 digits or more was refused (`400`), whatever its value.
+#[test]
+fn chunk_size_with_leading_zeros_is_served_and_its_zeros_count_as_framing() {
+    let s = Server::start(&["--workers", "1", "--max-body", "1000"]);
+    let zeros = "0".repeat(20);
+    expect_ok(&s, &post_chunked(format!("{zeros}5\r\nhello\r\n{zeros}\r\n\r\n").as_bytes()));
+    expect_refused(&s, &post_chunked(format!("{}1\r\na\r\n0\r\n\r\n", "0".repeat(1001)).as_bytes()), 413);
+}

@@ -129,9 +129,20 @@ impl ChunkedBody {
     fn step(&mut self, byte: u8, limits: &Limits) -> Result<bool, ChunkedProgress> {
         match self.state {
             State::SizeStart | State::Size => match hex_value(byte) {
+                Some(0) if self.size == 0 && self.state == State::Size => {
+                    // A leading zero after the first (`1*HEXDIG`, RFC 9112
+                    // §7.1, as nginx takes them): no digit of the size, but
+                    // framing, counted with the body as an extension's
+                    // bytes are, so that a line of them ends. Until
+                    // 2026-12-07 it counted as a digit, and a size of 17
+                    // digits or more was refused (`400`) whatever its value.
+                    self.count_extension_byte(limits)?;
+                }
                 Some(v) => {
-                    self.digits += 1;
-                    // 16 hex digits fill a u64; more can only be an overflow.
+                    if self.size != 0 || v != 0 {
+                        self.digits += 1;
+                    }
+                    // 16 significant hex digits fill a u64; more can only be an overflow.
                     if self.digits > 16 {
                         return Err(ChunkedProgress::Invalid);
                     }
@@ -519,6 +530,23 @@ mod tests {
         let endless = [b'x'; 4096];
         assert_eq!(body.feed(b"1;", &with_max_body(1024)), ChunkedProgress::More);
         assert_eq!(body.feed(&endless, &with_max_body(1024)), ChunkedProgress::BodyTooLarge);
+    }
+
+    #[test]
+    fn leading_zeros_of_a_chunk_size_are_no_digits_but_count_as_framing() {
+        let limits = with_max_body(1024);
+        let zeros = "0".repeat(40);
+        for (body, want) in [
+            (format!("{zeros}1\r\na\r\n{zeros}\r\n\r\n"), ChunkedProgress::Done { consumed: 90 }),
+            (format!("{zeros}FFFFFFFFFFFFFFFF\r\n"), ChunkedProgress::BodyTooLarge),
+            (format!("{zeros}10000000000000000\r\n"), ChunkedProgress::Invalid),
+        ] {
+            assert_eq!(ChunkedBody::new().feed(body.as_bytes(), &limits), want, "{body:?}");
+        }
+        // Each zero after the first counts with the body: an endless line ends.
+        let mut body = ChunkedBody::new();
+        assert_eq!(body.feed(&[b'0'; 1025], &limits), ChunkedProgress::More, "1024 zeros counted: at the limit");
+        assert_eq!(body.feed(b"0", &limits), ChunkedProgress::BodyTooLarge);
     }
 
     #[test]

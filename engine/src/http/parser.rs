@@ -1041,6 +1041,9 @@ mod tests {
             (chunked("5;a=\"b\r\nhello\r\n0\r\n\r\n"), vec![Reply::BadRequest]),
             (chunked("5\r\nhello\r\n0 \r\n\r\n"), vec![Reply::BadRequest]),
             (chunked("5;name\r\nhello\r\n0;name=value\r\n\r\n"), ok.clone()),
+            // Leading zeros are no digits of the size; they count as framing.
+            (chunked(&format!("{}5\r\nhello\r\n00\r\n\r\n", "0".repeat(20))), ok.clone()),
+            (chunked(&format!("{}1\r\na\r\n0\r\n\r\n", "0".repeat(1001))), vec![Reply::ContentTooLarge]),
             (chunked("5 ;name=\"quoted \\\" ;\" ; b = c\r\nhello\r\n0\r\n\r\n"), ok.clone()),
             // Trailer lines and the final empty line end in CRLF only.
             (chunked("5\r\nhello\r\n0\r\nX: 1\n\r\n"), vec![Reply::BadRequest]),
