@@ -171,7 +171,7 @@ pub fn drop_all_but_syns(listener: BorrowedFd<'_>) -> io::Result<()> {
 /// its connection to a reset, not migrated (`inet_csk_reqsk_queue_add` finds
 /// the listener closed and forgets the child; no `TCPMigrateReq*` counts
 /// it): a client of a scale-down under churn, 1 run in 100. So from now on
-/// only SYNs reach the listener ([`drop_all_but_syns`]), and the packets
+/// only SYNs reach the listener (`drop_all_but_syns`), and the packets
 /// already on their way through the kernel are waited for
 /// ([`super::wait_for_packets_in_flight`]); then the queue is complete, and
 /// what is taken from it must lose the filter ([`detach_filter`]). A SYN
@@ -187,7 +187,7 @@ pub fn stop_handshakes(listener: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Takes away a socket filter `socket` inherited from its listener: a
 /// connection whose handshake the kernel was completing as
-/// [`drop_all_but_syns`] was put on the listener has it too, and would drop
+/// `drop_all_but_syns` was put on the listener has it too, and would drop
 /// its client's every packet. Nothing to do (`ENOENT`) for any other.
 pub fn detach_filter(socket: BorrowedFd<'_>) {
     let unused: libc::c_int = 0;

@@ -4,7 +4,7 @@
 //! The master creates and keeps one listener per worker slot (worker id), and
 //! hands it to whichever process runs that slot: a restart or a reload loses
 //! nothing queued on it, since the master's copy keeps it open. Retiring a
-//! slot (scale-down) sets its listener aside ([`set_aside`]): out of the
+//! slot (scale-down) sets its listener aside (`set_aside.rs`): out of the
 //! steering maps, kept by the master while the retiring worker takes its
 //! queue as its drain begins; once no process of it will accept there the
 //! master stops the handshakes on it, takes what waits, hands it on, and
