@@ -18,9 +18,9 @@ use std::time::Duration;
 use util::control::{control_path, ctl, status};
 use util::load::{
     keepalive_clients, patient_churn, requests_then_close, scale_down_4_to_1_under_churn,
-    short_connections_closed_by_the_client,
+    short_connections_closed_by_the_client, Failure, Load,
 };
-use util::procs::stop;
+use util::procs::{stop, ContinueOnDrop};
 use util::sockets::{accept_queue, migrations, socket_inode, socket_inodes, wait_queued};
 use util::stats::{expect_worker, num, per_worker, stats_when_idle};
 use util::*;
@@ -164,23 +164,23 @@ fn reuseport_scale_down_under_load_loses_nothing() {
     assert_eq!(status(&path)["workers"].as_array().map(Vec::len), Some(1));
 }
 
-/// A retired worker killed before it took its queue: the master, which kept
-/// its copy of the listener, takes what waits there and hands it on as it
-/// closes it (before 2026-12-07 the worker's death closed it, and the kernel
-/// migrated the queue, but reset a handshake completing at that moment, and
-/// on io_uring the dying ring's armed accepts took some of it).
-#[test]
-fn reuseport_a_retired_workers_queue_is_handed_on_when_it_dies() {
-    let _one = one_at_a_time();
-    let migrate = "/proc/sys/net/ipv4/tcp_migrate_req";
-    let on = std::fs::read_to_string(migrate).is_ok_and(|v| v.trim() == "1");
-    if !on && std::fs::write(migrate, "1").is_err() {
-        eprintln!("skipped: net.ipv4.tcp_migrate_req is not 1 and cannot be set (not root)");
-        return;
-    }
-    let path = control_path("migrate", "reuseport");
-    // On epoll a stopped worker claims no queued connection (see the restart tests).
-    // The hash keeps sending the retired listener connections (`--steer load` would not).
+/// Worker 2 of 2 stopped, then scaled away, under churn that waits for its
+/// answers: with `--steer hash` the kernel's hash keeps sending the stopped
+/// worker's listener clients (`--steer load` would not), and at least 4
+/// wait there. What the two tests below start from.
+struct StoppedRetiree {
+    s: Server,
+    victim: u32,
+    listener: u64,
+    stopped: ContinueOnDrop,
+    load: Load,
+    queued: u64,
+    /// The log's length before the scale-down.
+    from: usize,
+}
+
+fn stopped_retiree(backend: &str, name: &str, patience: Duration) -> StoppedRetiree {
+    let path = control_path(name, "reuseport");
     let s = Server::start(&[
         "--mode",
         "reuseport",
@@ -190,7 +190,7 @@ fn reuseport_a_retired_workers_queue_is_handed_on_when_it_dies() {
         "2",
         "--no-pin",
         "--backend",
-        "epoll",
+        backend,
         "--control",
         path.to_str().unwrap(),
     ]);
@@ -201,33 +201,67 @@ fn reuseport_a_retired_workers_queue_is_handed_on_when_it_dies() {
     // Stopped, then retired: the stopped worker holds the listener beside
     // the master's copy, and connections queue.
     let stopped = stop(victim);
+    let from = s.log_len();
     let (code, reply, _) = ctl(&path, &["scale", "1"]);
     assert_eq!((code, reply.as_str()), (0, "ok scaling to 1 worker"));
-    let (success_before, failure_before) = migrations();
-    let load = patient_churn(s.addr(), Duration::from_secs(15));
+    let load = patient_churn(s.addr(), patience);
     let queued = wait_queued(listener, 4);
     assert!(queued >= 4, "no connection queued on the retired worker's listener ({queued})");
-    // It dies without emptying its queue: the master takes it.
-    let from = s.log_len();
-    if let Err(e) = stopped.signal(libc::SIGKILL) {
-        panic!("SIGKILL to worker 2 (pid {victim}): {e}");
+    StoppedRetiree { s, victim, listener, stopped, load, queued, from }
+}
+
+impl StoppedRetiree {
+    /// Kills the stopped worker and waits for the master to log its death.
+    fn kill(&self) {
+        let (s, victim) = (&self.s, self.victim);
+        let from = s.log_len();
+        if let Err(e) = self.stopped.signal(libc::SIGKILL) {
+            panic!("SIGKILL to worker 2 (pid {victim}): {e}");
+        }
+        s.wait_for_log_from(
+            from,
+            |l| l == format!("worker 2 (pid {victim}) killed by signal 9 (SIGKILL)"),
+            Duration::from_secs(5),
+        );
     }
-    s.wait_for_log_from(
-        from,
-        |l| l == format!("worker 2 (pid {victim}) killed by signal 9 (SIGKILL)"),
-        Duration::from_secs(5),
-    );
-    s.wait_for_log_from(
-        from,
-        |l| {
-            l.starts_with("scale: worker 2's listener is closed: the ")
-                && l.ends_with(" that waited there are handed on")
-        },
-        Duration::from_secs(5),
-    );
-    let ok_now = load.ok();
-    load.wait_ok(ok_now + 100, Duration::from_secs(10));
-    let (ok, failures) = load.finish();
+
+    /// Lets the churn answer 100 more, then ends it: its failures.
+    fn finish(self) -> (u64, u64, Vec<Failure>) {
+        let ok_now = self.load.ok();
+        self.load.wait_ok(ok_now + 100, Duration::from_secs(10));
+        let (ok, failures) = self.load.finish();
+        (self.queued, ok, failures)
+    }
+}
+
+/// A retired worker killed before it took its queue: the master, which
+/// kept a copy of its listener, takes what waits there and hands it on
+/// (before 2026-12-07 its death closed the listener, the last copy: the
+/// kernel migrated the queue, but reset a handshake completing at that
+/// moment, and on io_uring the dying ring's armed accepts took some of it).
+/// Should it stand still 2 s before the kill (a slow machine), the master
+/// takes the queue then, which loses nothing either.
+#[test]
+fn reuseport_a_retired_workers_queue_is_handed_on_when_it_dies() {
+    let _one = one_at_a_time();
+    let migrate = "/proc/sys/net/ipv4/tcp_migrate_req";
+    let on = std::fs::read_to_string(migrate).is_ok_and(|v| v.trim() == "1");
+    if !on && std::fs::write(migrate, "1").is_err() {
+        eprintln!("skipped: net.ipv4.tcp_migrate_req is not 1 and cannot be set (not root)");
+        return;
+    }
+    let (success_before, failure_before) = migrations();
+    // On epoll a stopped worker claims no queued connection (see the restart tests).
+    let retiree = stopped_retiree("epoll", "migrate", Duration::from_secs(15));
+    // It dies without emptying its queue: the master takes it.
+    retiree.kill();
+    let handed_on = |l: &str| {
+        (l.starts_with("scale: worker 2's listener is closed: the ")
+            || l.starts_with("scale: worker 2's listener is shut as it stands still: the "))
+            && l.ends_with(" that waited there are handed on")
+    };
+    retiree.s.wait_for_log_from(retiree.from, handed_on, Duration::from_secs(5));
+    let (queued, ok, failures) = retiree.finish();
     let (success, failure) = migrations();
     eprintln!(
         "{queued} queued on the retired listener; {ok} answers, {} failures; TCPMigrateReqSuccess +{}, \
@@ -249,48 +283,16 @@ fn reuseport_a_retired_workers_queue_is_handed_on_when_it_dies() {
 /// ring's armed accepts reset up to 4 of them (as in the restart tests).
 fn a_stalled_retirees_queue_is_taken_while_it_stands_still(backend: &str) {
     let _one = one_at_a_time();
-    let path = control_path("stalled", "reuseport");
-    let s = Server::start(&[
-        "--mode",
-        "reuseport",
-        "--steer",
-        "hash",
-        "--workers",
-        "2",
-        "--no-pin",
-        "--backend",
-        backend,
-        "--control",
-        path.to_str().unwrap(),
-    ]);
-    let ready = s.wait_workers_ready(2, START_TIMEOUT);
-    let victim = num(&expect_worker(&ready, 2), "pid") as u32;
-    let listener = socket_inode(victim, 5).expect("worker 2's listener");
-    stats_when_idle(&s);
-    let stopped = stop(victim);
-    let (code, reply, _) = ctl(&path, &["scale", "1"]);
-    assert_eq!((code, reply.as_str()), (0, "ok scaling to 1 worker"));
-    let load = patient_churn(s.addr(), Duration::from_secs(20));
-    let queued = wait_queued(listener, 4);
-    assert!(queued >= 4, "no connection queued on the retired worker's listener ({queued})");
+    let retiree = stopped_retiree(backend, "stalled", Duration::from_secs(20));
     // Worker 2 stays stopped: its listener stops listening all the same.
-    let shut = eventually(Duration::from_secs(10), || accept_queue(listener).is_none());
+    let shut = eventually(Duration::from_secs(10), || accept_queue(retiree.listener).is_none());
+    let queued = retiree.queued;
     assert!(shut, "the stopped retiree's listener still listens 10 s after the scale-down ({queued} queued)");
-    let ok_now = load.ok();
-    load.wait_ok(ok_now + 100, Duration::from_secs(10));
+    let ok_now = retiree.load.ok();
+    retiree.load.wait_ok(ok_now + 100, Duration::from_secs(10));
     // Killed now, it finds nothing left to take.
-    let from = s.log_len();
-    if let Err(e) = stopped.signal(libc::SIGKILL) {
-        panic!("SIGKILL to worker 2 (pid {victim}): {e}");
-    }
-    s.wait_for_log_from(
-        from,
-        |l| l == format!("worker 2 (pid {victim}) killed by signal 9 (SIGKILL)"),
-        Duration::from_secs(5),
-    );
-    let ok_now = load.ok();
-    load.wait_ok(ok_now + 100, Duration::from_secs(10));
-    let (ok, failures) = load.finish();
+    retiree.kill();
+    let (queued, ok, failures) = retiree.finish();
     eprintln!(
         "{backend}: {queued} queued on the stopped retiree's listener; {ok} answers, {} failures",
         failures.len()
