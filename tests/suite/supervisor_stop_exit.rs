@@ -148,10 +148,16 @@ fn reuseport_clients_connecting_as_the_stop_ends_are_answered() {
 /// when its ACK came (in CI, a client looping across a `reuseport` stop was
 /// reset 24 µs after its connect returned, its ACK a moment late).
 fn a_handshake_under_way_at_the_stop_is_answered(mode: &str) {
-    let mut s = Server::start(&["--mode", mode, "--workers", "2", "--no-pin"]);
+    a_handshake_under_way_at_the_stop_is_answered_on(mode, "127.0.0.1:0");
+}
+
+/// As above, the master bound to `bind`; the client connects over IPv4.
+fn a_handshake_under_way_at_the_stop_is_answered_on(mode: &str, bind: &str) {
+    let mut s = Server::start(&["--bind", bind, "--mode", mode, "--workers", "2", "--no-pin"]);
     s.wait_workers_ready(2, START_TIMEOUT);
     let port = s.addr().port();
-    let stream = util::sockets::connect_holding_the_last_ack(s.addr()).expect("a connect");
+    let to = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    let stream = util::sockets::connect_holding_the_last_ack(to).expect("a connect");
     let from = s.log_len();
     s.signal(libc::SIGTERM);
     let stopped = eventually(Duration::from_secs(20), || !util::sockets::listening_on(port));
@@ -186,6 +192,19 @@ fn shared_a_handshake_under_way_at_the_stop_is_answered() {
 #[test]
 fn reuseport_a_handshake_under_way_at_the_stop_is_answered() {
     a_handshake_under_way_at_the_stop_is_answered("reuseport");
+}
+
+/// An IPv4 client of a dual-stack `[::]` listener: its handshake under way
+/// is an IPv6 request socket there (IPv4-mapped), and the stop's count, of
+/// the listener's family, waits for it as for any other.
+#[test]
+fn rr_an_ipv4_handshake_under_way_on_a_dual_stack_listener_at_the_stop_is_answered() {
+    a_handshake_under_way_at_the_stop_is_answered_on("rr", "[::]:0");
+}
+
+#[test]
+fn reuseport_an_ipv4_handshake_under_way_on_a_dual_stack_listener_at_the_stop_is_answered() {
+    a_handshake_under_way_at_the_stop_is_answered_on("reuseport", "[::]:0");
 }
 
 /// `reuseport` with the workers draining past the master's ticks: a worker

@@ -226,12 +226,14 @@ pub fn migrations() -> (u64, u64) {
     (find("TCPMigrateReqSuccess").unwrap_or(0), find("TCPMigrateReqFailure").unwrap_or(0))
 }
 
-/// True while a TCP socket listens on local port `port` (IPv4).
+/// True while a TCP socket listens on local port `port` (IPv4 or IPv6).
 pub fn listening_on(port: u16) -> bool {
     let id = SockId { sport: port.to_be(), ..SockId::ANY };
-    let listening = sock_diag(libc::AF_INET as u8, 1 << TCP_LISTEN, id, true)
-        .unwrap_or_else(|errno| panic!("sock_diag: {}", std::io::Error::from_raw_os_error(errno)));
-    listening.iter().any(|m| u16::from_be(m.id.sport) == port)
+    [libc::AF_INET, libc::AF_INET6].iter().any(|&family| {
+        let listening = sock_diag(family as u8, 1 << TCP_LISTEN, id, true)
+            .unwrap_or_else(|errno| panic!("sock_diag: {}", std::io::Error::from_raw_os_error(errno)));
+        listening.iter().any(|m| u16::from_be(m.id.sport) == port)
+    })
 }
 
 /// A client connected to `addr` (IPv4) that holds back its handshake's
