@@ -65,11 +65,27 @@ fn after_an_upgrade_given_up_the_old_masters_program_steers_again() {
     // worker never gets ready: the old master gives it up after 2 s.
     let script = format!("#!/bin/sh\nRINGMASTER_FAULT=never-ready:0 exec {} \"$@\"\n", real.display());
     replace_by_rename(&binary, Replacement::Script(&script));
-    let (code, out, _) = ctl(&control, &["upgrade"]);
+    let upgrade = {
+        let control = control.clone();
+        std::thread::spawn(move || ctl(&control, &["upgrade"]))
+    };
+    // While its program is on the group, the hash decides, and the status says so.
+    let mut new_master = None;
+    let attached = eventually(Duration::from_secs(10), || {
+        new_master = new_master.or_else(|| s.raw_log().iter().find_map(|l| util::upgrade::parse_new_master(l)));
+        new_master.is_some_and(|pid| {
+            let line =
+                |l: &String| l.contains("an eBPF program steers each connection") && l.contains(&format!("[{pid}]"));
+            s.raw_log().iter().any(line)
+        })
+    });
+    assert!(attached, "the new master attached its program; log:\n{}", s.raw_log().join("\n"));
+    let during = status(&control);
+    assert_eq!(during["steer"], "hash", "the new master's program, its maps empty, decides: {during}");
+    let (code, out, _) = upgrade.join().expect("the upgrade's ctl");
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("was not ready within"), "{out}");
-    let started = s.raw_log().iter().find_map(|l| util::upgrade::parse_new_master(l));
-    let new_master = started.expect("the new master's pid in the log");
+    let new_master = new_master.expect("the new master's pid in the log");
     assert!(eventually(Duration::from_secs(10), || !running(new_master)), "the new master is gone");
     let attached = s
         .raw_log()
@@ -81,6 +97,7 @@ fn after_an_upgrade_given_up_the_old_masters_program_steers_again() {
         s.log().iter().any(|l| l.starts_with("reuseport: this master's steering program steers again"))
     });
     assert!(back, "the old master says its program steers again; log:\n{}", s.raw_log().join("\n"));
+    assert_eq!(status(&control)["steer"], "load", "its program is back on the group");
     // The old master serves on, and its program places every new connection.
     let before = steered(&status(&control));
     for i in 0..CONNECTIONS {

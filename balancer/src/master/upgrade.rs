@@ -244,6 +244,7 @@ impl Master {
         self.reactor.poll_readable(started.channel.fd(), Op::UpgradeChannel.token(0, self.upgrades.attempts))?;
         let phase = Phase::Starting { channel: Some(started.channel), deadline: Instant::now() + timeout };
         self.upgrades.successor = Some(Successor { pid: started.pid, speaker: None, phase, requester, reaped: false });
+        self.dispatch.balance.upgrade_begun();
         self.notify_upgrading();
         Ok(None)
     }

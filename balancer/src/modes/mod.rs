@@ -241,6 +241,11 @@ pub trait Balance: fmt::Debug {
     /// mode lets go of what only one process may hold.
     fn hand_over(&mut self) {}
 
+    /// An upgrade's new master was started: what it puts on the listeners
+    /// as it starts (`reuseport --steer load`: its program, its maps empty
+    /// until the hand-over) decides from then on, not this master's.
+    fn upgrade_begun(&mut self) {}
+
     /// An upgrade was given up before this master handed over: whatever the
     /// new master put on the listeners (`reuseport --steer load`: its
     /// program, attached to the group as it started) is taken back. True

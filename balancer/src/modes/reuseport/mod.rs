@@ -90,6 +90,10 @@ pub struct Reuseport {
     /// This master handed its listeners to a new one (an upgrade): that
     /// master's steering is the group's now.
     handed_over: bool,
+    /// An upgrade's new master was started and not given up: its program,
+    /// attached to the group as it started, decides, and with its maps
+    /// empty until the hand-over it leaves every connection to the hash.
+    superseded: bool,
 }
 
 /// `--steer load`: the program and what was last seen of each slot.
@@ -131,6 +135,7 @@ impl Reuseport {
             steer,
             hand_on: Least::default(),
             handed_over: false,
+            superseded: false,
         };
         mode.enter_maps();
         mode
@@ -156,7 +161,11 @@ impl Reuseport {
         if !steer.attached {
             if let Some(first) = self.listeners.values().next() {
                 match steer.steering.attach(first.as_fd()) {
-                    Ok(()) => steer.attached = true,
+                    Ok(()) => {
+                        steer.attached = true;
+                        // At the start, or back after an upgrade given up.
+                        self.superseded = false;
+                    }
                     Err(e) => {
                         crate::log!("cannot attach the steering program: {e}; the kernel's hash decides meanwhile")
                     }
@@ -248,11 +257,19 @@ impl Balance for Reuseport {
         self.steer.as_ref().is_some_and(|steer| steer.attached)
     }
 
+    fn upgrade_begun(&mut self) {
+        self.superseded = self.steer.is_some();
+    }
+
     fn steering(&self) -> Option<&'static str> {
         match (&self.steer, self.handed_over) {
             (_, true) => None,
-            (Some(_), false) => Some("load"),
-            (None, false) => Some("hash"),
+            // Only while this master's program is on the group: not once an
+            // upgrade's new master put its own on (its maps empty until the
+            // hand-over, the hash decides; until 2026-12-07 this said "load"
+            // then), nor when the attach failed (as the log says).
+            (Some(steer), false) if steer.attached && !self.superseded => Some("load"),
+            (_, false) => Some("hash"),
         }
     }
 

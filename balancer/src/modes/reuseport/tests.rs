@@ -293,3 +293,33 @@ fn counts_are_evened_out_by_what_every_look_of_a_window_saw() {
     assert_eq!(window(&[-1, -4]), [-1], "one accept the program never sent");
     assert_eq!(window(&[-1, 1]), [] as [i64; 0], "no direction held");
 }
+
+/// What the stats line says of the steering: "load" while this master's
+/// program is on the group; "hash" from an upgrade's start (the new
+/// master's program, its maps empty, decides) until it is given up and
+/// this master's program is back; nothing once handed over.
+#[test]
+fn the_steering_said_follows_whose_program_is_on_the_group() {
+    let steering = match Steering::load() {
+        Ok(steering) => steering,
+        Err(e) => {
+            eprintln!("skipped: the steering program does not load here ({e})");
+            return;
+        }
+    };
+    let (_anchor, local) = bind_reuseport_anchor(SocketAddr::from(([127, 0, 0, 1], 0))).expect("anchor");
+    let mut mode = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), Some(steering));
+    mode.worker_listener(1).expect("listener");
+    mode.steer(&[], &mut Vec::new(), 0);
+    assert_eq!(mode.steering(), Some("load"));
+    mode.upgrade_begun();
+    assert_eq!(mode.steering(), Some("hash"), "the new master's program decides");
+    assert!(mode.upgrade_given_up(), "this master's program is back on");
+    assert_eq!(mode.steering(), Some("load"));
+    mode.upgrade_begun();
+    mode.hand_over();
+    assert_eq!(mode.steering(), None, "the new master's steering is the group's");
+    let mut hashed = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), None);
+    hashed.upgrade_begun();
+    assert_eq!(hashed.steering(), Some("hash"));
+}
