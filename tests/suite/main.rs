@@ -89,4 +89,5 @@ mod upgrade_not_a_child;
 mod upgrade_pipelined_commands;
 mod upgrade_seamless;
 mod upgrade_steer_given_up;
+mod upgrade_steer_window;
 mod upgrade_stopped_after_ready;

@@ -1,13 +1,14 @@
-//! `reuseport --steer load` and an upgrade given up. A new master attaches
-//! its own steering program to the listeners' group as it starts (a group
-//! runs one program); its maps stay empty while the old master's hold the
-//! listeners, so until the hand-over it leaves every connection to the
-//! kernel's hash. When the old master gives the upgrade up, its own program
-//! must steer again. Until 2026-12-07 the given-up master's program stayed
-//! attached (the group kept it after that master was gone): every
-//! connection went by the hash from then on, a stopped worker's share
-//! waiting in its queue, while the status still showed the loads the old
-//! master wrote to maps no program read.
+//! `reuseport --steer load` and an upgrade given up. A new master
+//! attaches its own steering program to the listeners' group (a group runs
+//! one program) once its maps hold the listeners, or once it has served a
+//! moment; until 2026-12-07 it attached it as it started, its maps empty
+//! while the old master's held the listeners. A new master given up as it
+//! took over may have attached it: when the old master gives the upgrade
+//! up, its own program must steer again. Until 2026-12-07 the given-up
+//! master's program stayed attached (the group kept it after that master
+//! was gone): every connection went by the hash from then on, a stopped
+//! worker's share waiting in its queue, while the status still showed the
+//! loads the old master wrote to maps no program read.
 //! Loading BPF needs root: without it the test says so and passes.
 
 use crate::util;
@@ -61,15 +62,16 @@ fn after_an_upgrade_given_up_the_old_masters_program_steers_again() {
     let counted = eventually(Duration::from_secs(5), || steered(&status(&control)) >= before + CONNECTIONS);
     assert!(counted, "the program steers before the upgrade: {}", status(&control));
 
-    // A real new master, which loads and attaches its program, whose first
-    // worker never gets ready: the old master gives it up after 2 s.
+    // A real new master, which loads its program, whose first worker never
+    // gets ready: the old master gives it up after 2 s.
     let script = format!("#!/bin/sh\nRINGMASTER_FAULT=never-ready:0 exec {} \"$@\"\n", real.display());
     replace_by_rename(&binary, Replacement::Script(&script));
     let upgrade = {
         let control = control.clone();
         std::thread::spawn(move || ctl(&control, &["upgrade"]))
     };
-    // While its program is on the group, the hash decides, and the status says so.
+    // Once the new master has loaded its program: the old master's still
+    // steers (the new one's goes on at the hand-over), and the status says so.
     let mut new_master = None;
     let attached = eventually(Duration::from_secs(10), || {
         new_master = new_master.or_else(|| s.raw_log().iter().find_map(|l| util::upgrade::parse_new_master(l)));
@@ -79,9 +81,9 @@ fn after_an_upgrade_given_up_the_old_masters_program_steers_again() {
             s.raw_log().iter().any(line)
         })
     });
-    assert!(attached, "the new master attached its program; log:\n{}", s.raw_log().join("\n"));
+    assert!(attached, "the new master loaded its program; log:\n{}", s.raw_log().join("\n"));
     let during = status(&control);
-    assert_eq!(during["steer"], "hash", "the new master's program, its maps empty, decides: {during}");
+    assert_eq!(during["steer"], "load", "the old master's program steers until the hand-over: {during}");
     let (code, out, _) = upgrade.join().expect("the upgrade's ctl");
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("was not ready within"), "{out}");

@@ -204,6 +204,23 @@ impl Steering {
         self.write_count()
     }
 
+    /// Takes every listener out of the maps, the count first (the program
+    /// then places nothing: the kernel's hash decides), so another
+    /// process's maps may take them (a socket sits in one socket array at a
+    /// time, and this program may stay attached after this process lets it
+    /// go). Tries every index; the first error is returned.
+    pub fn release_listeners(&mut self) -> io::Result<()> {
+        let count = LoadEntry { load: 0, flow_key: 0 };
+        let mut result = sys::update_elem(self.load.as_fd(), &COUNT_KEY, &count, BPF_ANY);
+        for index in 0..self.keys.len() as u32 {
+            let deleted = sys::delete_elem(self.socks.as_fd(), &index);
+            result = result.and(deleted);
+        }
+        self.keys.clear();
+        self.loads.clear();
+        result
+    }
+
     /// Sets the load of the listener under `key` ([`UNAVAILABLE`]: send it
     /// nothing); a load that did not change costs no syscall.
     pub fn set_load(&mut self, key: usize, load: u32) -> io::Result<()> {

@@ -98,6 +98,7 @@ impl Master {
                 ListenAt { local, backlog: config.backlog },
                 sockets.slots,
                 sockets.steering,
+                takeover.is_some(),
             )),
             reload: Reload::default(),
             control,

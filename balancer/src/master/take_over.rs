@@ -72,6 +72,7 @@ impl Master {
                 crate::log!(warn: "upgrade: every worker is ready, but the old master (pid {from}) cannot be told: {e}")
             }
         }
+        self.dispatch.balance.took_over();
         self.claim_control_path();
         self.arm_accept()?;
         self.arm_control_accept()?;

@@ -244,7 +244,6 @@ impl Master {
         self.reactor.poll_readable(started.channel.fd(), Op::UpgradeChannel.token(0, self.upgrades.attempts))?;
         let phase = Phase::Starting { channel: Some(started.channel), deadline: Instant::now() + timeout };
         self.upgrades.successor = Some(Successor { pid: started.pid, speaker: None, phase, requester, reaped: false });
-        self.dispatch.balance.upgrade_begun();
         self.notify_upgrading();
         Ok(None)
     }
@@ -368,7 +367,10 @@ impl Master {
         crate::log!(warn: "upgrade failed: {reason}{serving}");
         self.counts.upgrades_failed += 1;
         if self.dispatch.balance.upgrade_given_up() {
-            crate::log!("reuseport: this master's steering program steers again (the new master's, attached as it started, is replaced)");
+            crate::log!(
+                "reuseport: this master's steering program steers again (put back on the group, in place of any the \
+                 new master attached)"
+            );
         }
         if let Some(id) = requester {
             self.answer_later(id, &format!("error: upgrade failed: {reason}"))?;

@@ -241,14 +241,14 @@ pub trait Balance: fmt::Debug {
     /// mode lets go of what only one process may hold.
     fn hand_over(&mut self) {}
 
-    /// An upgrade's new master was started: what it puts on the listeners
-    /// as it starts (`reuseport --steer load`: its program, its maps empty
-    /// until the hand-over) decides from then on, not this master's.
-    fn upgrade_begun(&mut self) {}
+    /// This master, started by an upgrade, has taken over and serves: what
+    /// the old master held for the listeners until now is this one's to
+    /// take (`reuseport --steer load`: the group's steering program).
+    fn took_over(&mut self) {}
 
     /// An upgrade was given up before this master handed over: whatever the
     /// new master put on the listeners (`reuseport --steer load`: its
-    /// program, attached to the group as it started) is taken back. True
+    /// program, attached to the group as it took over) is taken back. True
     /// when something was.
     fn upgrade_given_up(&mut self) -> bool {
         false
@@ -333,18 +333,21 @@ pub struct ListenAt {
 
 /// The strategy for `mode`; `handed` are the listeners an old master kept
 /// per worker slot (`upgrade`), for a mode that keeps its own; `steering`,
-/// the loaded program that steers `reuseport` by load (`None`: by hash).
+/// the loaded program that steers `reuseport` by load (`None`: by hash);
+/// `taking_over`: an old master started this one and serves until it hands
+/// over.
 pub fn balance_for(
     mode: Mode,
     at: ListenAt,
     handed: Vec<(usize, OwnedFd)>,
     steering: Option<Steering>,
+    taking_over: bool,
 ) -> Box<dyn Balance> {
     match mode {
         Mode::RoundRobin => Box::new(rr::RoundRobin::default()),
         Mode::Least => Box::new(least::Least::default()),
         Mode::Shared => Box::new(shared::Shared),
-        Mode::Reuseport => Box::new(reuseport::Reuseport::new(at, handed, steering)),
+        Mode::Reuseport => Box::new(reuseport::Reuseport::new(at, handed, steering, taking_over)),
     }
 }
 

@@ -35,7 +35,9 @@
 //! down and still holds in its maps (an upgrade, until it hands over) is
 //! shared with that master's worker of the slot: this master neither judges
 //! its own worker there by the queue nor takes from a queue while no worker
-//! its program steers to could take what it takes.
+//! its program steers to could take what it takes; nor does its program go
+//! on the group (a group runs one) while that master's maps hold the
+//! listeners: the old master's steers them by load until it hands over.
 //! A listener leaves the program's maps when its slot is retired, and, the
 //! program loaded for `SELECT_OR_MIGRATE`, what is queued on it when it
 //! closes moves to a listener the program picks.
@@ -67,10 +69,18 @@ use crate::bpf::Steering;
 use crate::config::{Mode, SteerChoice};
 use crate::error::Error;
 use crate::listener::listen_reuseport;
+use crate::log::counted;
 
 /// How often the load map is refreshed with `--steer load`: a few syscalls
 /// per worker each time, on a master with nothing else in the accept path.
 pub const STEER_EVERY: Duration = Duration::from_millis(5);
+
+/// How long a new master that took over leaves an old master's program on
+/// the group while that master's maps still hold listeners: the old master
+/// takes them out as it reads the new one's word (then this one's program
+/// goes on at its next refresh); one gone without a hand-over (killed)
+/// never does, and its program steers by loads no one writes.
+const OLD_MASTER_LETS_GO: Duration = Duration::from_millis(500);
 
 /// The sysctl that makes a closing listener's queue move to its group.
 const MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
@@ -90,10 +100,24 @@ pub struct Reuseport {
     /// This master handed its listeners to a new one (an upgrade): that
     /// master's steering is the group's now.
     handed_over: bool,
-    /// An upgrade's new master was started and not given up: its program,
-    /// attached to the group as it started, decides, and with its maps
-    /// empty until the hand-over it leaves every connection to the hash.
-    superseded: bool,
+    /// The old master whose program steers the group until this one's goes
+    /// on, if an upgrade started this master.
+    predecessor: Predecessor,
+}
+
+/// An old master's part in when a new master's program goes on the group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Predecessor {
+    /// None: this master was not started by an upgrade, or its program is on.
+    None,
+    /// This master takes over: the old master's program steers to the
+    /// listeners by load, from its maps, until it hands over.
+    Serving,
+    /// This master took over: the old master takes the listeners out of its
+    /// maps as it hands over; gone without handing over (killed), it never
+    /// does, and its program is replaced at `replace_at` whatever this
+    /// master's maps hold then.
+    HandingOver { replace_at: Instant },
 }
 
 /// `--steer load`: the program and what was last seen of each slot.
@@ -118,8 +142,14 @@ struct LoadSteer {
 impl Reuseport {
     /// The listeners an old master handed down (`upgrade`), by worker id;
     /// any other is made when its slot's first process starts. With
-    /// `steering`, connections are steered by load.
-    pub fn new(at: ListenAt, handed: Vec<(usize, OwnedFd)>, steering: Option<Steering>) -> Reuseport {
+    /// `steering`, connections are steered by load. `taking_over`: an old
+    /// master started this one and serves until it hands over.
+    pub fn new(
+        at: ListenAt,
+        handed: Vec<(usize, OwnedFd)>,
+        steering: Option<Steering>,
+        taking_over: bool,
+    ) -> Reuseport {
         let steer = steering.map(|steering| LoadSteer {
             steering,
             attached: false,
@@ -135,7 +165,7 @@ impl Reuseport {
             steer,
             hand_on: Least::default(),
             handed_over: false,
-            superseded: false,
+            predecessor: if taking_over { Predecessor::Serving } else { Predecessor::None },
         };
         mode.enter_maps();
         mode
@@ -152,39 +182,65 @@ impl Reuseport {
         }
     }
 
-    /// Attaches the program (once, to the first listener: it stays with the
-    /// group) and puts every listener not in the maps yet into them. One
-    /// handed down by an old master may still be in that master's maps
-    /// (`EBUSY`): it is tried again at the next refresh.
+    /// Puts every listener not in the maps yet into them, and attaches the
+    /// program (once, to the first listener: it stays with the group) when
+    /// it may steer. One handed down by an old master may still be in that
+    /// master's maps (`EBUSY`): it is tried again at the next refresh, and
+    /// while this master takes over the old master's program, which steers
+    /// to it by load, stays on the group (a group runs one program; until
+    /// 2026-12-07 this one's went on as this master started, its maps
+    /// empty, and placed every connection by the kernel's hash until the
+    /// hand-over, up to `--shutdown-timeout`). Once this master took over,
+    /// its program goes on when the old master has let go of the listeners
+    /// (as it hands over), or [`OLD_MASTER_LETS_GO`] later whatever its maps
+    /// hold: an old master gone without handing over (killed) leaves its
+    /// program on the group, holding the listeners, until one replaces it.
     fn enter_maps(&mut self) {
         let Some(steer) = self.steer.as_mut() else { return };
-        if !steer.attached {
-            if let Some(first) = self.listeners.values().next() {
-                match steer.steering.attach(first.as_fd()) {
-                    Ok(()) => {
-                        steer.attached = true;
-                        // At the start, or back after an upgrade given up.
-                        self.superseded = false;
-                    }
-                    Err(e) => {
-                        crate::log!("cannot attach the steering program: {e}; the kernel's hash decides meanwhile")
-                    }
-                }
-            }
-        }
+        let mut held_elsewhere = 0;
         for (&worker, fd) in &self.listeners {
             if steer.steering.keys().contains(&worker) {
                 continue;
             }
             match steer.steering.insert(worker, fd.as_fd()) {
                 Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => held_elsewhere += 1,
                 Err(e) if !steer.insert_failed_logged => {
                     steer.insert_failed_logged = true;
                     crate::log!("cannot put worker {worker}'s listener in the steering map: {e}");
                 }
                 Err(_) => {}
             }
+        }
+        let may_attach = match self.predecessor {
+            Predecessor::None => true,
+            Predecessor::Serving => held_elsewhere == 0,
+            Predecessor::HandingOver { replace_at } => held_elsewhere == 0 || Instant::now() >= replace_at,
+        };
+        if steer.attached || !may_attach {
+            return;
+        }
+        let Some(first) = self.listeners.values().next() else { return };
+        match steer.steering.attach(first.as_fd()) {
+            Ok(()) => steer.attached = true,
+            Err(e) => {
+                crate::log!("cannot attach the steering program: {e}; the kernel's hash decides meanwhile");
+                return;
+            }
+        }
+        if self.predecessor == Predecessor::None {
+            return;
+        }
+        self.predecessor = Predecessor::None;
+        if held_elsewhere == 0 {
+            crate::log!("reuseport: this master's steering program steers from now on");
+        } else {
+            crate::log!(warn:
+                "reuseport: this master's steering program steers from now on, in place of the old master's, whose \
+                 maps still hold {} (it went without handing them over); those are steered to once the kernel \
+                 frees its maps",
+                counted(held_elsewhere, "listener")
+            );
         }
     }
 }
@@ -236,20 +292,37 @@ impl Balance for Reuseport {
     }
 
     /// A listener sits in one steering map at a time: the new master's
-    /// program, attached to the group as it started, can steer to them only
-    /// once this master's maps are gone.
+    /// program steers to them only once they are out of this master's maps,
+    /// which go with the program once the new master's replaces it (until
+    /// then this master's program, its maps empty, leaves each connection
+    /// to the kernel's hash: a moment, the new master's next refresh).
     fn hand_over(&mut self) {
         self.handed_over = true;
-        if self.steer.take().is_some() {
+        if let Some(mut steer) = self.steer.take() {
+            if let Err(e) = steer.steering.release_listeners() {
+                crate::log!("reuseport: cannot take the listeners out of this master's steering maps: {e}");
+            }
             crate::log!("reuseport: the new master's program steers from now on");
         }
     }
 
-    /// The new master attached its own program to the group as it started
-    /// (a group runs one): its maps hold no listener while this master's
-    /// do, so it sends every connection by the kernel's hash, and it stays
-    /// attached after that master is gone. This master's program goes back
-    /// on at once, and again at each refresh until it is on.
+    /// This master took over from an old one and serves: its program goes
+    /// on the group once the old master has taken the listeners out of its
+    /// maps (as it hands over), or [`OLD_MASTER_LETS_GO`] from now whatever
+    /// its maps hold then.
+    fn took_over(&mut self) {
+        if self.predecessor == Predecessor::Serving {
+            self.predecessor = Predecessor::HandingOver { replace_at: Instant::now() + OLD_MASTER_LETS_GO };
+        }
+        self.enter_maps();
+    }
+
+    /// The new master attaches its program once it serves (or once its maps
+    /// hold every listener, which this master's hold until it hands over): a
+    /// master given up as it took over may have put its program, its maps
+    /// empty, on the group, where it stays after that master is gone. This
+    /// master's program goes back on at once, and again at each refresh
+    /// until it is on.
     fn upgrade_given_up(&mut self) -> bool {
         let Some(steer) = self.steer.as_mut() else { return false };
         steer.attached = false;
@@ -257,18 +330,13 @@ impl Balance for Reuseport {
         self.steer.as_ref().is_some_and(|steer| steer.attached)
     }
 
-    fn upgrade_begun(&mut self) {
-        self.superseded = self.steer.is_some();
-    }
-
     fn steering(&self) -> Option<&'static str> {
         match (&self.steer, self.handed_over) {
             (_, true) => None,
-            // Only while this master's program is on the group: not once an
-            // upgrade's new master put its own on (its maps empty until the
-            // hand-over, the hash decides; until 2026-12-07 this said "load"
-            // then), nor when the attach failed (as the log says).
-            (Some(steer), false) if steer.attached && !self.superseded => Some("load"),
+            // Only while this master's program is on the group: not when
+            // the attach failed (as the log says), nor, in an upgrade's new
+            // master, before its program goes on at the hand-over.
+            (Some(steer), false) if steer.attached => Some("load"),
             (_, false) => Some("hash"),
         }
     }

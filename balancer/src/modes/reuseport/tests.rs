@@ -15,7 +15,7 @@ use crate::reactor::sys::{accept, set_nonblocking};
 #[test]
 fn one_listener_per_worker_slot_kept_until_retired() {
     let (_anchor, local) = bind_reuseport_anchor(SocketAddr::from(([127, 0, 0, 1], 0))).expect("anchor");
-    let mut mode = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), None);
+    let mut mode = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), None, false);
     let first = match mode.worker_listener(1).expect("listener") {
         WorkerListener::Own { listener, .. } => listener.as_raw_fd(),
         other => panic!("{other:?}"),
@@ -165,7 +165,7 @@ impl StuckQueues {
             }
         };
         let (anchor, local) = bind_reuseport_anchor(SocketAddr::from(([127, 0, 0, 1], 0))).expect("anchor");
-        let mut mode = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), Some(steering));
+        let mut mode = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), Some(steering), false);
         for worker in 1..=3 {
             mode.worker_listener(worker).expect("listener");
         }
@@ -295,9 +295,10 @@ fn counts_are_evened_out_by_what_every_look_of_a_window_saw() {
 }
 
 /// What the stats line says of the steering: "load" while this master's
-/// program is on the group; "hash" from an upgrade's start (the new
-/// master's program, its maps empty, decides) until it is given up and
-/// this master's program is back; nothing once handed over.
+/// program is on the group (through an upgrade until the hand-over: the
+/// new master's goes on then), and after an upgrade given up; "hash" in a
+/// master started by an upgrade until its program goes on; nothing once
+/// handed over.
 #[test]
 fn the_steering_said_follows_whose_program_is_on_the_group() {
     let steering = match Steering::load() {
@@ -308,18 +309,14 @@ fn the_steering_said_follows_whose_program_is_on_the_group() {
         }
     };
     let (_anchor, local) = bind_reuseport_anchor(SocketAddr::from(([127, 0, 0, 1], 0))).expect("anchor");
-    let mut mode = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), Some(steering));
+    let mut mode = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), Some(steering), false);
     mode.worker_listener(1).expect("listener");
     mode.steer(&[], &mut Vec::new(), 0);
     assert_eq!(mode.steering(), Some("load"));
-    mode.upgrade_begun();
-    assert_eq!(mode.steering(), Some("hash"), "the new master's program decides");
     assert!(mode.upgrade_given_up(), "this master's program is back on");
     assert_eq!(mode.steering(), Some("load"));
-    mode.upgrade_begun();
     mode.hand_over();
     assert_eq!(mode.steering(), None, "the new master's steering is the group's");
-    let mut hashed = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), None);
-    hashed.upgrade_begun();
+    let hashed = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), None, false);
     assert_eq!(hashed.steering(), Some("hash"));
 }
