@@ -308,7 +308,7 @@ impl Balance for Reuseport {
 
     /// This master took over from an old one and serves: its program goes
     /// on the group once the old master has taken the listeners out of its
-    /// maps (as it hands over), or [`OLD_MASTER_LETS_GO`] from now whatever
+    /// maps (as it hands over), or `OLD_MASTER_LETS_GO` from now whatever
     /// its maps hold then.
     fn took_over(&mut self) {
         if self.predecessor == Predecessor::Serving {
