@@ -13,12 +13,11 @@
 
 use crate::util;
 
-use std::path::Path;
 use std::time::Duration;
 
 use util::control::{ctl, status};
 use util::load::close_request;
-use util::upgrade::{copy_for_exec, replace_by_rename, running, status_when, Replacement, TempDir};
+use util::upgrade::{replace_by_rename, running, status_when, Replacement, SteeredBed};
 use util::*;
 
 /// The connections the program sent to the workers, as a status shows them.
@@ -29,30 +28,9 @@ fn steered(status: &serde_json::Value) -> u64 {
 
 #[test]
 fn after_an_upgrade_given_up_the_old_masters_program_steers_again() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: steering by load needs root");
-        return;
-    }
-    let dir = TempDir::new("upgrade-steer-given-up");
-    let binary = dir.install();
-    let real = dir.join("ringmaster-real");
-    copy_for_exec(Path::new(BIN), &real);
-    let control = dir.join("control.sock");
-    let control_arg = control.to_str().expect("UTF-8 path");
-    let args = [
-        "--mode",
-        "reuseport",
-        "--steer",
-        "load",
-        "--workers",
-        "2",
-        "--no-pin",
-        "--shutdown-timeout",
-        "2",
-        "--control",
-        control_arg,
-    ];
-    let mut s = Server::start_binary(&binary, &args);
+    let Some(bed) = SteeredBed::new("upgrade-steer-given-up") else { return };
+    let (dir, binary, real, control) = (&bed.dir, bed.binary.clone(), bed.real.clone(), bed.control.clone());
+    let mut s = bed.start(&["--shutdown-timeout", "2"]);
     status_when(&control, 2, |w| w["steer"].is_u64());
     const CONNECTIONS: u64 = 40;
     let before = steered(&status(&control));

@@ -12,13 +12,12 @@
 
 use crate::util;
 
-use std::path::Path;
 use std::time::Duration;
 
 use util::control::{status, Control};
 use util::load::close_request;
 use util::procs::stop;
-use util::upgrade::{copy_for_exec, replace_by_rename, status_when, Replacement, TempDir};
+use util::upgrade::{replace_by_rename, status_when, Replacement, SteeredBed};
 use util::*;
 
 /// Worker `id` (1-based) in a status.
@@ -36,31 +35,10 @@ fn count_of(status: &serde_json::Value, id: u64, key: &str) -> u64 {
 
 #[test]
 fn while_a_new_master_starts_the_old_masters_program_keeps_steering_by_load() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: steering by load needs root");
-        return;
-    }
-    let dir = TempDir::new("upgrade-steer-window");
-    let binary = dir.install();
-    let real = dir.join("ringmaster-real");
-    copy_for_exec(Path::new(BIN), &real);
-    let control = dir.join("control.sock");
-    let control_arg = control.to_str().expect("UTF-8 path");
+    let Some(bed) = SteeredBed::new("upgrade-steer-window") else { return };
+    let (dir, binary, real, control) = (&bed.dir, bed.binary.clone(), bed.real.clone(), bed.control.clone());
     // The window: the new master is given up only after this long.
-    let args = [
-        "--mode",
-        "reuseport",
-        "--steer",
-        "load",
-        "--workers",
-        "2",
-        "--no-pin",
-        "--shutdown-timeout",
-        "20",
-        "--control",
-        control_arg,
-    ];
-    let mut s = Server::start_binary(&binary, &args);
+    let mut s = bed.start(&["--shutdown-timeout", "20"]);
     let ready = status_when(&control, 2, |w| w["steer"].is_u64());
     let victim = count_of(&ready, 2, "pid") as u32;
     let stopped = stop(victim);
@@ -117,18 +95,9 @@ fn total(status: &serde_json::Value, key: &str) -> u64 {
 /// load from then on.
 #[test]
 fn a_new_master_whose_old_master_was_killed_steers_by_load_once_it_serves() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: steering by load needs root");
-        return;
-    }
-    let dir = TempDir::new("upgrade-steer-orphan");
-    let binary = dir.install();
-    let real = dir.join("ringmaster-real");
-    copy_for_exec(Path::new(BIN), &real);
-    let control = dir.join("control.sock");
-    let control_arg = control.to_str().expect("UTF-8 path");
-    let args = ["--mode", "reuseport", "--steer", "load", "--workers", "2", "--no-pin", "--control", control_arg];
-    let mut old = Server::start_binary(&binary, &args);
+    let Some(bed) = SteeredBed::new("upgrade-steer-orphan") else { return };
+    let (dir, binary, real, control) = (&bed.dir, bed.binary.clone(), bed.real.clone(), bed.control.clone());
+    let mut old = bed.start(&[]);
     status_when(&control, 2, |w| w["steer"].is_u64());
     // The old master dies with its program on the group; once this script
     // is another's child, it becomes the new master.

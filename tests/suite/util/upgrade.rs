@@ -55,6 +55,43 @@ impl TempDir {
     }
 }
 
+/// A `reuseport --steer load` master of 2 unpinned workers, as the
+/// steering upgrade tests start it: from a copy of the binary in a
+/// directory of the test's own (which the test replaces by a script that
+/// execs `real`, the binary under test beside it), with a control socket.
+pub struct SteeredBed {
+    pub dir: TempDir,
+    pub binary: PathBuf,
+    pub real: PathBuf,
+    pub control: PathBuf,
+}
+
+impl SteeredBed {
+    /// `None` where steering by load cannot be had (not root): the test says
+    /// so and passes.
+    pub fn new(name: &str) -> Option<SteeredBed> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: steering by load needs root");
+            return None;
+        }
+        let dir = TempDir::new(name);
+        let binary = dir.install();
+        let real = dir.join("ringmaster-real");
+        copy_for_exec(Path::new(BIN), &real);
+        let control = dir.join("control.sock");
+        Some(SteeredBed { dir, binary, real, control })
+    }
+
+    /// Starts the master with `more` arguments after the bed's own.
+    pub fn start(&self, more: &[&str]) -> super::Server {
+        let control = self.control.to_str().expect("UTF-8 path");
+        let mut args =
+            vec!["--mode", "reuseport", "--steer", "load", "--workers", "2", "--no-pin", "--control", control];
+        args.extend_from_slice(more);
+        super::Server::start_binary(&self.binary, &args)
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         for pid in self.running() {
