@@ -32,9 +32,14 @@ const FAULT: &str = "never-ready:0,never-ready:3";
 
 /// Long enough that worker 2's new process is not killed for being unready
 /// before `scale` reaches the master, nor worker 1's first one before the
-/// reload does (its start counts from the master's: with 3 s, two busy loops
-/// beside the suite once delayed the reload past it, 2026-12-06, and the
-/// test waited for an exit the kill had replaced).
+/// reload does (its start counts from the master's): the reload came 9 s
+/// after the master's start with two busy loops beside the suite
+/// (2026-12-07; 8 s was the timeout then, 3 s before 2026-12-06), and the
+/// test waited for an exit the kill had replaced.
+const SHUTDOWN_TIMEOUT_OF_FAULTED: &str = "20";
+
+/// `--shutdown-timeout` of the test without faults, which waits for a kill
+/// a second past it.
 const SHUTDOWN_TIMEOUT: &str = "8";
 
 /// The ids and pids `status` lists.
@@ -79,7 +84,8 @@ fn scaling_away_the_worker_a_reload_replaces_retires_both_its_processes() {
     let path = control_path("scale", "during-reload");
     let _ = std::fs::remove_file(&path);
     let control = path.to_str().expect("UTF-8 path").to_string();
-    let args = ["--mode", "rr", "--workers", "2", "--shutdown-timeout", SHUTDOWN_TIMEOUT, "--control", &control];
+    let timeout = SHUTDOWN_TIMEOUT_OF_FAULTED;
+    let args = ["--mode", "rr", "--workers", "2", "--shutdown-timeout", timeout, "--control", &control];
     let s = Server::start_with_env(&args, &[("RINGMASTER_FAULT", FAULT)]);
     let w2_old = ready_pid(&path, 2);
     let w1_first = workers(&path)[0].1;
@@ -123,8 +129,8 @@ fn scaling_away_the_worker_a_reload_replaces_retires_both_its_processes() {
     s.wait_for_log_from(
         from,
         |l| l == "reload: done (1 worker replaced)" || l.ends_with(&cancelled),
-        // A cancel comes once the new process has been unready SHUTDOWN_TIMEOUT.
-        Duration::from_secs(30),
+        // A cancel comes once the new process has been unready SHUTDOWN_TIMEOUT_OF_FAULTED.
+        Duration::from_secs(60),
     );
 
     let (ok, failures) = load.finish();
