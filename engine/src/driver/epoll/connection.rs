@@ -32,7 +32,7 @@ impl EpollWorker<'_> {
         let result = self.step(slot, generation);
         if let Some(entry) = self.conns.get_mut(slot, generation) {
             // Nothing unread known to wait in its socket, nor a turn of reads to come.
-            let idle = entry.conn.is_reclaimable() && !entry.readable && !entry.queued;
+            let idle = entry.conn.is_reclaimable() && !entry.readable && !self.more_to_read.contains(slot);
             self.core.idle.note(slot, idle, entry.conn.idle_since());
         }
         result
@@ -84,10 +84,7 @@ impl EpollWorker<'_> {
                 return Ok(());
             }
             if reads == READS_PER_TURN {
-                if !entry.queued {
-                    entry.queued = true;
-                    self.more_to_read.push((slot, generation));
-                }
+                self.more_to_read.push(slot);
                 return Ok(());
             }
             reads += 1;
@@ -162,13 +159,12 @@ impl EpollWorker<'_> {
     pub(super) fn read_more(&mut self) -> io::Result<()> {
         let waiting = self.more_to_read.len();
         for i in 0..waiting {
-            let (slot, generation) = self.more_to_read[i];
-            if let Some(entry) = self.conns.get_mut(slot, generation) {
-                entry.queued = false;
+            let slot = self.more_to_read.take(i);
+            if let Some(generation) = self.conns.generation(slot) {
                 self.drive(slot, generation)?;
             }
         }
-        self.more_to_read.drain(..waiting);
+        self.more_to_read.passed(waiting);
         Ok(())
     }
 

@@ -12,6 +12,7 @@
 //! `connection.rs`: reading and sending on one connection.
 
 mod connection;
+mod read_queue;
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -22,13 +23,13 @@ use super::handed::{self, Driver};
 use super::{next_queued, Origin, TICK};
 use crate::channel::recv_nonblocking;
 use crate::conn::Connection;
-use crate::fallible;
 use crate::refused;
 use crate::slab::Slab;
 use crate::sys::epoll::{self, Epoll, Event};
 use crate::sys::socket;
 use crate::sys::timerfd::Ticker;
 use crate::token::{self, Op};
+use read_queue::ReadQueue;
 
 /// Bytes one `recv` reads.
 const RECV_BUFFER: usize = 64 * 1024;
@@ -55,8 +56,6 @@ struct Slot {
     /// The peer's FIN (or an error) was signalled: read on until a read says
     /// so, since no new edge comes for it once the data before it is read.
     hung_up: bool,
-    /// Already on the list of connections to read more from next turn.
-    queued: bool,
     /// Accepted here or handed over by the master (the close sends the FIN then).
     origin: Origin,
 }
@@ -69,9 +68,7 @@ pub(super) struct EpollWorker<'a> {
     events: Vec<Event>,
     recv_buffer: Box<[u8]>,
     /// Connections that stopped reading with input left (their turn ended).
-    /// Each is in it at most twice: queued for its next turn, and again
-    /// during that turn.
-    more_to_read: Vec<(u32, u32)>,
+    more_to_read: ReadQueue,
     /// The listener is in the epoll set (a full or draining worker takes it out).
     listening: bool,
     /// Accepting ran out of fds or memory, or the kernel would not watch the
@@ -102,8 +99,8 @@ impl<'a> EpollWorker<'a> {
         let slots = core.capacity();
         let conns = Slab::new(slots, Slot::default)
             .map_err(|e| core.refused_per_connection(e, "connection slots", Slab::<Slot>::BYTES_PER_SLOT))?;
-        let more_to_read = fallible::with_capacity(2 * slots)
-            .map_err(|e| core.refused_per_connection(e, "read queue", 2 * size_of::<(u32, u32)>()))?;
+        let more_to_read = ReadQueue::new(slots)
+            .map_err(|e| core.refused_per_connection(e, "read queue", ReadQueue::BYTES_PER_SLOT))?;
         // Its last reservation: room for the events and the receive buffer
         // below, allocated without one (a refusal aborts).
         refused::keep_headroom("read queue")?;
