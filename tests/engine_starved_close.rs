@@ -7,12 +7,13 @@
 //! the worker's), and a full worker took no newcomer meanwhile (its accepts
 //! wait for free places; in `rr` and `least` the master sees it full). Its
 //! reset watch now sees the close (`engine/src/driver/uring/starved.rs`):
-//! a reset ends the connection, and a FIN with nothing left unread is taken
-//! as its receive would take it, once a buffer came back.
+//! a reset ends the connection, and after a FIN what the client sent is
+//! read without a ring buffer and taken as its receive would take it.
 //!
-//! A FIN behind unread input still waits for a buffer: that input may be a
-//! whole request from a client that half-closed to wait for its answer,
-//! which it gets once the hogs read.
+//! Until 2026-12-07 a FIN behind unread input still waited for a buffer:
+//! a client that sent part of a request and a FIN held its place until the
+//! hogs read, and one that sent a whole request and half-closed got its
+//! answer only then.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -26,7 +27,28 @@ use ringmaster_engine::{Backend, EngineConfig, FixedBody, Handler, Request, Resp
 mod in_process;
 mod starved_hogs;
 
-use starved_hogs::{config, connect, finish_hogs, read_answers, start_hogs, ANSWER, HOGS, PATIENCE};
+use starved_hogs::{config, connect, finish_hogs, read_answers, start_hogs, Hog, ANSWER, HOGS, PATIENCE};
+
+/// A test of `scenario(backend, plain)` on io_uring with direct descriptors
+/// and with plain ones, and on epoll (which has no ring to run out).
+macro_rules! on_each_driver {
+    ($scenario:ident: $direct:ident, $plain:ident, $epoll:ident) => {
+        #[test]
+        fn $direct() {
+            $scenario(Backend::Uring, false);
+        }
+
+        #[test]
+        fn $plain() {
+            $scenario(Backend::Uring, true);
+        }
+
+        #[test]
+        fn $epoll() {
+            $scenario(Backend::Epoll, true);
+        }
+    };
+}
 
 /// Far beyond what the test waits: no timer explains a close.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(20);
@@ -122,64 +144,149 @@ fn clients_that_quit_while_the_ring_is_empty_give_their_places_back(backend: Bac
         }
     }
     drop(idle);
-    let freed = live_reaches(&stats, HOGS, PROMPTLY);
+    places_back(worker, &stats, address, (hogs, &hurry)).check(full, "quit");
+}
+
+/// How soon the places of clients that quit were free (or the open
+/// connections at the bound), and whether newcomers took them then.
+struct PlacesBack {
+    freed: Result<Duration, u64>,
+    taken: Result<Duration, u64>,
+}
+
+/// Waits for the places of the clients that quit to be free (the hogs'
+/// alone held), then for newcomers to take them; then the hogs finish and
+/// the worker stops.
+fn places_back(
+    worker: in_process::InProcessWorker,
+    stats: &StatsBlock,
+    address: SocketAddr,
+    (hogs, hurry): (Vec<Hog>, &AtomicBool),
+) -> PlacesBack {
+    let freed = live_reaches(stats, HOGS, PROMPTLY);
     // Newcomers take the places (a full worker arms no accept, and they
     // would wait in the listen queue).
     let newcomers: Vec<TcpStream> = (0..MAX_CONNS - HOGS).map(|_| connect(address)).collect();
-    let taken = live_reaches(&stats, MAX_CONNS, PROMPTLY);
-    finish_hogs(hogs, &hurry);
+    let taken = live_reaches(stats, MAX_CONNS, PROMPTLY);
+    finish_hogs(hogs, hurry);
     drop(newcomers);
     worker.stop();
-    assert!(full.is_ok(), "the worker never held the hogs and the quitters: {full:?} connections");
-    if let Err(live) = freed {
-        panic!(
-            "{} clients quit while the hogs held the ring, and {} connections of {} were still open {PROMPTLY:?} after",
-            MAX_CONNS - HOGS,
-            live - HOGS as u64,
-            MAX_CONNS - HOGS
-        );
+    PlacesBack { freed, taken }
+}
+
+impl PlacesBack {
+    /// `full`: the worker held the hogs and the quitters, who then `quit`.
+    fn check(&self, full: Result<Duration, u64>, quit: &str) {
+        assert!(full.is_ok(), "the worker never held the hogs and the quitters: {full:?} connections");
+        if let Err(live) = self.freed {
+            panic!(
+                "{} clients {quit} while the hogs held the ring, and {} connections of {} were still open \
+                 {PROMPTLY:?} after",
+                MAX_CONNS - HOGS,
+                live - HOGS as u64,
+                MAX_CONNS - HOGS
+            );
+        }
+        let taken = self.taken;
+        assert!(taken.is_ok(), "newcomers were not taken into the places freed: {taken:?} connections");
     }
-    assert!(taken.is_ok(), "newcomers were not taken into the places freed: {taken:?} connections");
 }
 
-#[test]
-fn clients_that_quit_while_the_ring_is_empty_give_their_places_back_direct_descriptors() {
-    clients_that_quit_while_the_ring_is_empty_give_their_places_back(Backend::Uring, false);
+// On epoll no ring runs out (each connection reads into the worker's one
+// receive buffer, and what it keeps goes to its own carry): the same
+// clients' places are free at once there too.
+on_each_driver!(
+    clients_that_quit_while_the_ring_is_empty_give_their_places_back:
+    clients_that_quit_while_the_ring_is_empty_give_their_places_back_direct_descriptors,
+    clients_that_quit_while_the_ring_is_empty_give_their_places_back_plain_descriptors,
+    clients_that_quit_beside_the_hogs_give_their_places_back_on_epoll
+);
+
+/// Clients that send part of a request (a head cut short, or a head and
+/// part of a body larger than a receive buffer of the worker's own) and
+/// close with a FIN while the hogs hold the ring: the FIN comes behind
+/// input no buffer of the ring can read. Their input is read without one
+/// (`starved.rs`), the request can no longer complete, and each is closed
+/// unanswered, as a receive would close it, while the hogs hold the ring
+/// still; newcomers take their places. Until 2026-12-07 each held its
+/// place until a buffer came back.
+fn clients_that_send_part_of_a_request_and_a_fin_while_the_ring_is_empty_are_closed(backend: Backend, plain: bool) {
+    let (worker, stats, address) = spawn(backend, plain);
+    let hurry = Arc::new(AtomicBool::new(false));
+    let hogs = start_hogs(address, HOGS, &hurry);
+    let mut quitters: Vec<TcpStream> = (0..MAX_CONNS - HOGS).map(|_| connect(address)).collect();
+    let full = live_reaches(&stats, MAX_CONNS, PATIENCE);
+    for (index, quitter) in quitters.iter_mut().enumerate() {
+        if index % 2 == 0 {
+            quitter.write_all(b"GET /never-finished HTTP/1.1\r\nHo").expect("part of a head");
+        } else {
+            let mut part = b"POST /never-finished HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n".to_vec();
+            part.resize(part.len() + PART_OF_A_BODY, b'b');
+            quitter.write_all(&part).expect("a head and part of its body");
+        }
+        in_process::wait_all_acknowledged(quitter);
+        quitter.shutdown(Shutdown::Write).expect("FIN");
+    }
+    let back = places_back(worker, &stats, address, (hogs, &hurry));
+    // What each read: the server's FIN, no answer (read once their places
+    // were free, or the bound passed).
+    let endings: Vec<String> = quitters.iter_mut().map(ending).collect();
+    back.check(full, "sent part of a request and a FIN");
+    assert!(endings.iter().all(|ending| ending == "closed"), "what the quitters read: {endings:?}");
 }
 
-#[test]
-fn clients_that_quit_while_the_ring_is_empty_give_their_places_back_plain_descriptors() {
-    clients_that_quit_while_the_ring_is_empty_give_their_places_back(Backend::Uring, true);
+/// Body bytes a quitter sends after its head: more than a read without a
+/// ring buffer takes at once, so its input takes several.
+const PART_OF_A_BODY: usize = 40 * 1024;
+
+/// What a client reads before its connection ends: "closed" when nothing
+/// (the server's FIN, no answer).
+fn ending(client: &mut TcpStream) -> String {
+    client.set_read_timeout(Some(PROMPTLY)).expect("read timeout");
+    let mut byte = [0u8; 1];
+    match client.read(&mut byte) {
+        Ok(0) => "closed".to_string(),
+        Ok(_) => "an answer".to_string(),
+        Err(e) => e.to_string(),
+    }
 }
 
-/// On epoll no ring runs out (each connection reads into the worker's one
-/// receive buffer, and what it keeps goes to its own carry): the same
-/// clients' places are free at once there too.
-#[test]
-fn clients_that_quit_beside_the_hogs_give_their_places_back_on_epoll() {
-    clients_that_quit_while_the_ring_is_empty_give_their_places_back(Backend::Epoll, true);
-}
+on_each_driver!(
+    clients_that_send_part_of_a_request_and_a_fin_while_the_ring_is_empty_are_closed:
+    clients_that_send_part_of_a_request_and_a_fin_while_the_ring_is_empty_are_closed_direct_descriptors,
+    clients_that_send_part_of_a_request_and_a_fin_while_the_ring_is_empty_are_closed_plain_descriptors,
+    clients_that_send_part_of_a_request_and_a_fin_beside_the_hogs_are_closed_on_epoll
+);
 
 /// A client that sends a whole request and half-closes while the hogs hold
-/// the ring waits for its answer: its FIN comes behind unread input, and
-/// is not taken for a client gone. It is answered once the hogs read.
-#[test]
-fn a_request_behind_a_half_close_while_the_ring_is_empty_is_answered() {
-    let (worker, _stats, address) = spawn(Backend::Uring, false);
+/// the ring waits for its answer: its request is read without a ring
+/// buffer, answered, and the connection closed after the answer (as a
+/// receive would have it), while the hogs hold the ring still. Until
+/// 2026-12-07 it was answered only once a buffer came back.
+fn a_request_behind_a_half_close_while_the_ring_is_empty_is_answered(backend: Backend, plain: bool) {
+    let (worker, _stats, address) = spawn(backend, plain);
     let hurry = Arc::new(AtomicBool::new(false));
     let hogs = start_hogs(address, HOGS, &hurry);
     let mut client = connect(address);
     client.write_all(b"GET /half-closed HTTP/1.1\r\nHost: a\r\n\r\n").expect("request");
-    client.shutdown(Shutdown::Write).expect("half-close");
     in_process::wait_all_acknowledged(&client);
-    // Ticks for the worker to see the FIN, and (what would be wrong) close.
-    client.set_read_timeout(Some(Duration::from_millis(500))).expect("read timeout");
-    let mut byte = [0u8; 1];
-    let early = client.read(&mut byte);
-    client.set_read_timeout(Some(PATIENCE)).expect("read timeout");
+    client.shutdown(Shutdown::Write).expect("half-close");
+    let read_all = AtomicBool::new(true);
+    let started = Instant::now();
+    client.set_read_timeout(Some(PROMPTLY)).expect("read timeout");
+    let answer = read_answers(&mut client, 1, &read_all);
+    let waited = started.elapsed();
+    let after = ending(&mut client);
+    // The hogs read a trickle all along: they held the ring throughout.
     finish_hogs(hogs, &hurry);
-    let answer = read_answers(&mut client, 1, &hurry);
     worker.stop();
-    assert!(early.is_err(), "before the hogs read, the half-closed client read {early:?}");
-    assert_eq!(answer, Ok(vec![200]), "the half-closed client, once the hogs read");
+    assert_eq!(answer, Ok(vec![200]), "the half-closed client, while the hogs held the ring ({waited:?})");
+    assert_eq!(after, "closed", "after its answer");
 }
+
+on_each_driver!(
+    a_request_behind_a_half_close_while_the_ring_is_empty_is_answered:
+    a_request_behind_a_half_close_while_the_ring_is_empty_is_answered_direct_descriptors,
+    a_request_behind_a_half_close_while_the_ring_is_empty_is_answered_plain_descriptors,
+    a_request_behind_a_half_close_beside_the_hogs_is_answered_on_epoll
+);

@@ -27,9 +27,9 @@ pub(crate) enum Op {
     /// The one-shot poll that watches a connection with a request half in
     /// for an error its multishot receive may miss.
     Reset,
-    /// A ring `SIOCINQ` of a starved connection's direct descriptor whose
-    /// client hung up: is anything of its input left to read?
-    Unread,
+    /// A receive into the worker's spare buffer (no buffer of the ring) of
+    /// a connection that waits for a ring buffer and whose client hung up.
+    RecvSpare,
 }
 
 const SLOT_BITS: u32 = 32;
@@ -68,7 +68,7 @@ pub(crate) fn decode(user_data: u64) -> Option<(Op, u32, u32)> {
         7 => Op::HalfClose,
         8 => Op::Unacknowledged,
         9 => Op::Reset,
-        10 => Op::Unread,
+        10 => Op::RecvSpare,
         _ => return None,
     };
     Some((op, slot, generation))
@@ -90,7 +90,7 @@ mod tests {
             Op::HalfClose,
             Op::Unacknowledged,
             Op::Reset,
-            Op::Unread,
+            Op::RecvSpare,
         ] {
             let token = encode(op, 16383, GEN_MASK);
             assert_eq!(decode(token), Some((op, 16383, GEN_MASK)));

@@ -89,16 +89,6 @@ pub fn input_waiting(socket: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(bytes > 0)
 }
 
-/// The bytes of input waiting on `socket` now (`FIONREAD`, `SIOCINQ`), the
-/// peer's FIN not counted: 0 once it has sent all and closed tells that
-/// close from input still to read.
-pub fn unread(socket: BorrowedFd<'_>) -> io::Result<u32> {
-    let mut bytes: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int, into `bytes`, which lives through the call.
-    syscall!(unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONREAD, &mut bytes) })?;
-    Ok(bytes.max(0) as u32)
-}
-
 /// The bytes written to `socket` that its peer has not yet acknowledged,
 /// sent or not (`SIOCOUTQ`): it falls as the peer's kernel takes them,
 /// which it does only as the peer reads, once its receive buffer is full.

@@ -156,7 +156,7 @@ impl<'a> EpollWorker<'a> {
             Op::Tick => self.on_tick(),
             Op::Shutdown => self.start_drain(),
             // Ring ops only: epoll watches carry no such token.
-            Op::Send | Op::HalfClose | Op::Unacknowledged | Op::Reset | Op::Unread => Ok(()),
+            Op::Send | Op::HalfClose | Op::Unacknowledged | Op::Reset | Op::RecvSpare => Ok(()),
         }
     }
 

@@ -66,10 +66,12 @@ pub(super) struct Slot {
     /// The worker's count of ticks when its receive was armed
     /// (`UringWorker::ticks`).
     pub(super) armed_tick: u64,
-    /// Its [`ResetWatch`] saw its client's FIN (or hang-up): while its
-    /// receive waits for a buffer, that close is taken without one when
-    /// nothing of its input is left to read (`starved.rs`).
+    /// Its [`ResetWatch`] saw its client's FIN (or hang-up): all its client
+    /// sent is in the socket, and while its receive waits for a buffer it
+    /// is read without one, into the worker's spare buffer (`starved.rs`).
     pub(super) hung_up: bool,
+    /// Its receive into the spare buffer is on the way.
+    pub(super) receiving_spare: bool,
 }
 
 /// A one-shot poll of a connection's socket, armed once input has come
@@ -167,7 +169,11 @@ impl UringWorker<'_> {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
         // Held input goes first: no new reads until it is all taken.
         let wants = entry.conn.wants_read() && entry.held.is_empty();
-        if wants && !entry.receiving && !entry.awaiting_buffer {
+        if wants && entry.awaiting_buffer && entry.hung_up {
+            // Its client closed: what it sent is all in the socket, and is
+            // read without a buffer of the ring.
+            self.recv_into_spare(slot, generation)?;
+        } else if wants && !entry.receiving && !entry.awaiting_buffer && !entry.receiving_spare {
             let Some(socket) = &entry.socket else { return Ok(()) };
             entry.receiving = true;
             entry.armed_at = self.bufs.returned();
@@ -220,7 +226,8 @@ impl UringWorker<'_> {
     /// The [`ResetWatch`] completed: on the socket's error the connection
     /// ends (its client is gone, whatever input its receive has yet to
     /// post); the client's FIN is left to the receive, which reports it,
-    /// unless that receive waits for a buffer (`starved.rs`).
+    /// unless that receive waits for a buffer: then the connection reads
+    /// what is left without one (`starved.rs`).
     pub(super) fn on_reset_watch(&mut self, slot: u32, generation: u32, result: i32) -> io::Result<()> {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
         entry.reset_watch = ResetWatch::Done;
@@ -232,7 +239,6 @@ impl UringWorker<'_> {
             entry.conn.handle_read_error();
         } else if result > 0 && result & i32::from(libc::POLLRDHUP | libc::POLLHUP) != 0 {
             entry.hung_up = true;
-            self.look_at_hang_up(slot, generation)?;
         }
         self.drive(slot, generation)
     }
@@ -307,7 +313,7 @@ impl UringWorker<'_> {
         // was armed: it waits for one. (One that came back since may have
         // been there for it: armed again at once.)
         if result == -libc::ENOBUFS && !entry.receiving && entry.armed_at == self.bufs.returned() {
-            self.wait_for_buffer(slot, generation)?;
+            self.wait_for_buffer(slot, generation);
         }
         self.drive(slot, generation)
     }
@@ -390,7 +396,7 @@ impl UringWorker<'_> {
         self.core.idle.remove(slot);
         // A half-close on the way closes the socket when it ends (`on_half_closed`).
         let mut socket = if entry.half_closing { None } else { entry.socket.take() };
-        let (receiving, sending) = (entry.receiving, entry.conn.is_sending());
+        let (receiving, sending, receiving_spare) = (entry.receiving, entry.conn.is_sending(), entry.receiving_spare);
         let watching = entry.reset_watch == ResetWatch::Armed;
         if entry.origin == Origin::Handed {
             if let Some(RingSocket::Plain(handed)) = socket.take() {
@@ -406,6 +412,9 @@ impl UringWorker<'_> {
         }
         if sending {
             self.push_ignored(opcode::AsyncCancel::new(token::encode(Op::Send, slot, generation)).build())?;
+        }
+        if receiving_spare {
+            self.push_ignored(opcode::AsyncCancel::new(token::encode(Op::RecvSpare, slot, generation)).build())?;
         }
         if watching {
             self.push_ignored(opcode::AsyncCancel::new(token::encode(Op::Reset, slot, generation)).build())?;
@@ -431,10 +440,11 @@ impl UringWorker<'_> {
         Ok(())
     }
 
-    fn release_if_done(&mut self, slot: u32, generation: u32) {
+    pub(super) fn release_if_done(&mut self, slot: u32, generation: u32) {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return };
         let watching = entry.reset_watch == ResetWatch::Armed;
-        if entry.closing && !entry.receiving && !entry.conn.is_sending() && !entry.half_closing && !watching {
+        let receiving = entry.receiving || entry.receiving_spare;
+        if entry.closing && !receiving && !entry.conn.is_sending() && !entry.half_closing && !watching {
             while let Some(bid) = self.held.pop_front(&mut entry.held) {
                 self.bufs.recycle(bid);
             }

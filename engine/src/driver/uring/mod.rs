@@ -17,7 +17,8 @@
 //! acks out; a batch is taken in `../handed.rs`, as on epoll);
 //! `reclaim.rs`: idle connections closed to make room; `connection.rs`:
 //! one connection's ops and completions; `held.rs`: input paused
-//! connections hold; `starved.rs`: receives that wait for a buffer;
+//! connections hold; `starved.rs`: receives that wait for a buffer, and
+//! the reads of those whose clients closed;
 //! `ring_socket.rs`: a descriptor or a direct descriptor.
 
 mod accepts;
@@ -39,6 +40,7 @@ use io_uring::{opcode, squeue, IoUring};
 use self::connection::Slot;
 use self::held::{HeldBuffers, Suspicion};
 use self::ring_socket::{RingSocket, SocketCount};
+use self::starved::SpareBuffer;
 use super::core::Core;
 use super::{next_queued, Origin, TICK};
 use crate::bufring::BufRing;
@@ -53,6 +55,9 @@ pub(super) struct UringWorker<'a> {
     // Dropped first: the kernel stops using the buffers and pages below.
     ring: IoUring,
     bufs: BufRing,
+    /// Where a connection that waits for a ring buffer reads once its
+    /// client hung up (`starved.rs`).
+    spare: SpareBuffer,
     /// The receive buffers paused connections hold.
     held: HeldBuffers,
     conns: Slab<Slot>,
@@ -151,6 +156,8 @@ impl<'a> UringWorker<'a> {
             .map_err(|e| cannot_reserve(e, "receive buffer waiters", format_args!("{slots} x {}", size_of::<u32>())))?;
         let buffer_queued = fallible::zeroed(slots)
             .map_err(|e| cannot_reserve(e, "receive buffer waiters", format_args!("{slots} x 1")))?;
+        let spare = SpareBuffer::new()
+            .map_err(|e| cannot_reserve(e, "spare receive buffer", format_args!("{}", SpareBuffer::BYTES)))?;
         let completions = fallible::with_capacity(completions_cap).map_err(|e| {
             cannot_reserve(e, "completion batch", format_args!("{completions_cap} x {}", size_of::<Completion>()))
         })?;
@@ -160,6 +167,7 @@ impl<'a> UringWorker<'a> {
         Ok(UringWorker {
             ring,
             bufs,
+            spare,
             held,
             conns,
             core,
@@ -220,9 +228,10 @@ impl<'a> UringWorker<'a> {
 
     fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
         // SAFETY: every pointer an entry carries (msghdrs, iovecs, response pages,
-        // the tick timespec) points into the worker, whose slabs and boxes do not
-        // move or free that memory until the op's completion is reaped or the
-        // ring is dropped.
+        // the tick timespec, the spare receive buffer, which nothing else touches
+        // while its one receive is on the way) points into the worker, whose slabs
+        // and boxes do not move or free that memory until the op's completion is
+        // reaped or the ring is dropped.
         unsafe { uring::push(&mut self.ring, &entry) }
     }
 
@@ -246,7 +255,7 @@ impl<'a> UringWorker<'a> {
             Op::HalfClose => self.on_half_closed(slot, generation),
             Op::Unacknowledged => self.on_unacknowledged(slot, generation, result),
             Op::Reset => self.on_reset_watch(slot, generation, result),
-            Op::Unread => self.on_unread(slot, generation, result),
+            Op::RecvSpare => self.on_spare_recv(slot, generation, result),
         }
     }
 

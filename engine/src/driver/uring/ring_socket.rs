@@ -67,22 +67,6 @@ impl RingSocket {
         }
     }
 
-    /// How many bytes of input wait unread in the socket (`SIOCINQ`, the
-    /// peer's FIN not counted): a plain descriptor's count now, or for a
-    /// direct descriptor the ring op that asks (`SOCKET_URING_OP_SIOCINQ`,
-    /// Linux 6.7; an older kernel fails it), as [`RingSocket::ask_unacknowledged`].
-    pub(super) fn ask_unread(&self, user_data: u64) -> SocketCount {
-        match self {
-            RingSocket::Plain(fd) => SocketCount::Now(crate::sys::socket::unread(fd.as_fd()).ok()),
-            RingSocket::Direct(index) => SocketCount::Ask(
-                opcode::UringCmd16::new(Fixed(*index), SOCKET_URING_OP_SIOCINQ)
-                    .build()
-                    .flags(squeue::Flags::FIXED_FILE)
-                    .user_data(user_data),
-            ),
-        }
-    }
-
     /// The op that closes the socket; the ring owns a plain descriptor from here.
     pub(super) fn into_close(self) -> squeue::Entry {
         match self {
@@ -92,14 +76,12 @@ impl RingSocket {
     }
 }
 
-/// `SOCKET_URING_OP_SIOCINQ` and `SOCKET_URING_OP_SIOCOUTQ`
-/// (<linux/io_uring.h>, Linux 6.7): the ring's `SIOCINQ` and `SIOCOUTQ`,
-/// whose completion's result is the count.
-const SOCKET_URING_OP_SIOCINQ: u32 = 0;
+/// `SOCKET_URING_OP_SIOCOUTQ` (<linux/io_uring.h>, Linux 6.7): the ring's
+/// `SIOCOUTQ`, whose completion's result is the count.
 const SOCKET_URING_OP_SIOCOUTQ: u32 = 1;
 
 /// A count of a socket's bytes, now or through the ring
-/// ([`RingSocket::ask_unacknowledged`], [`RingSocket::ask_unread`]).
+/// ([`RingSocket::ask_unacknowledged`]).
 pub(super) enum SocketCount {
     /// Known now: `None` when the kernel will not say.
     Now(Option<u32>),

@@ -1,86 +1,149 @@
 //! Connections whose receive found the ring of provided buffers empty
 //! (paused connections hold them all): each waits in a queue, armed again
-//! as buffers come back, and its client's close is seen without a buffer.
+//! as buffers come back, and once its client has closed, what it sent is
+//! read without a ring buffer.
 //!
 //! A receive that waits for a buffer reads nothing, and the kernel reports
 //! a FIN or a reset to it only with one: until 2026-12-07 a client that
-//! connected, sent nothing (or part of a request) and closed while the
-//! ring was empty kept its descriptor and its place under `--max-conns`
-//! for as long as the ring stayed empty, its timers started over (its
-//! wait was the worker's). Its reset watch (`connection.rs`) sees the
-//! close now: a reset ends the connection, and a FIN with nothing of its
-//! input left to read (`SIOCINQ`) is taken as its receive would take it.
-//! A FIN behind unread input still waits for a buffer: that input is read
-//! first (a request, perhaps, from a client that half-closed to wait for
-//! its answer).
+//! connected, sent nothing, part of a request or a whole one, and closed
+//! while the ring was empty kept its descriptor and its place under
+//! `--max-conns` for as long as the ring stayed empty, its timers started
+//! over (its wait was the worker's), and a request before a half-close
+//! waited as long for its answer. Its reset watch (`connection.rs`) sees
+//! the close now: a reset ends the connection, and after a FIN (or a
+//! hang-up) all the client sent is in the socket, so the connection reads
+//! it with a plain ring receive into the worker's one spare buffer
+//! ([`SpareBuffer`]), no more at a time than its carry takes, and its state
+//! machine takes it as a receive's: part of a request and the FIN close the
+//! connection, a whole request is answered first. One connection reads
+//! into the spare buffer at a time; the others wait their turn in the queue.
 
 use std::io;
 
-use super::ring_socket::SocketCount;
+use io_uring::opcode;
+
 use super::UringWorker;
+use crate::fallible;
 use crate::token::{self, Op};
+
+/// The bytes of the spare buffer: a connection whose input is larger (a
+/// body) reads it in several turns.
+const SPARE_BYTES: usize = 16 * 1024;
+
+/// The worker's one buffer for receives that take no buffer of the ring
+/// (allocated at start), and the connection whose receive writes it.
+#[derive(Debug)]
+pub(super) struct SpareBuffer {
+    bytes: Box<[u8]>,
+    /// The connection whose receive is on the way, and the bytes it asked for.
+    reader: Option<(u32, u32, usize)>,
+}
+
+impl SpareBuffer {
+    /// The bytes it reserves.
+    pub(super) const BYTES: usize = SPARE_BYTES;
+
+    /// An error when the allocator refuses the memory (see `fallible.rs`).
+    pub(super) fn new() -> io::Result<SpareBuffer> {
+        Ok(SpareBuffer { bytes: fallible::zeroed(SPARE_BYTES)?, reader: None })
+    }
+}
 
 impl UringWorker<'_> {
     /// The connection's receive found the ring empty and no buffer has come
     /// back since it was armed: it waits for one, in the queue, and its
     /// client's close is looked for meanwhile (its reset watch is armed by
     /// the drive that follows).
-    pub(super) fn wait_for_buffer(&mut self, slot: u32, generation: u32) -> io::Result<()> {
-        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+    pub(super) fn wait_for_buffer(&mut self, slot: u32, generation: u32) {
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return };
         entry.awaiting_buffer = true;
         let queued = &mut self.buffer_queued[slot as usize];
         if !std::mem::replace(queued, true) {
             self.buffer_waiters.push_back(slot);
         }
-        self.look_at_hang_up(slot, generation)
     }
 
-    /// A connection waiting for a buffer whose client hung up: asks how much
-    /// of its input is left to read, now (a plain descriptor) or through
-    /// the ring (a direct one: [`UringWorker::on_unread`]).
-    pub(super) fn look_at_hang_up(&mut self, slot: u32, generation: u32) -> io::Result<()> {
+    /// A connection waiting for a buffer whose client hung up, and that
+    /// wants input: a receive into the spare buffer, if it is free, of no
+    /// more than the connection's carry takes (so it takes all it is given);
+    /// otherwise its turn comes when the receive in it ends
+    /// ([`UringWorker::on_spare_recv`]).
+    pub(super) fn recv_into_spare(&mut self, slot: u32, generation: u32) -> io::Result<()> {
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
-        if !entry.hung_up || !entry.awaiting_buffer || entry.closing {
+        if self.spare.reader.is_some() || entry.receiving_spare {
             return Ok(());
         }
         let Some(socket) = &entry.socket else { return Ok(()) };
-        match socket.ask_unread(token::encode(Op::Unread, slot, generation)) {
-            SocketCount::Now(unread) => {
-                self.take_hang_up(slot, generation, unread);
-                Ok(())
-            }
-            SocketCount::Ask(ask) => self.push(ask),
+        let room = entry.conn.input_room(self.core.carry_cap).min(self.spare.bytes.len());
+        if room == 0 {
+            return Ok(());
         }
+        let recv = opcode::Recv::new(socket.fd(), self.spare.bytes.as_mut_ptr(), room as u32).build();
+        let recv = recv.flags(socket.flags()).user_data(token::encode(Op::RecvSpare, slot, generation));
+        entry.receiving_spare = true;
+        self.spare.reader = Some((slot, generation, room));
+        self.push(recv)
     }
 
-    /// The ring's answer to [`UringWorker::look_at_hang_up`] (a kernel
-    /// before 6.7 fails the op: the connection waits for a buffer, as before).
-    pub(super) fn on_unread(&mut self, slot: u32, generation: u32, result: i32) -> io::Result<()> {
-        if self.take_hang_up(slot, generation, u32::try_from(result).ok()) {
-            return self.drive(slot, generation);
+    /// A receive into the spare buffer completed: its bytes go to the
+    /// connection as a receive's would, or its end of input (the FIN); the
+    /// connection reads on if it has more, or another takes its turn.
+    pub(super) fn on_spare_recv(&mut self, slot: u32, generation: u32, result: i32) -> io::Result<()> {
+        let asked = match self.spare.reader {
+            Some((reader, reader_generation, asked)) if (reader, reader_generation) == (slot, generation) => {
+                self.spare.reader = None;
+                asked
+            }
+            _ => 0,
+        };
+        if let Some(entry) = self.conns.get_mut(slot, generation) {
+            entry.receiving_spare = false;
+            if entry.closing {
+                self.release_if_done(slot, generation);
+            } else {
+                if result >= 0 {
+                    // Its input is read: its timers are its client's again.
+                    entry.starved = false;
+                }
+                let (carry, mut ctx) = self.core.parts(slot);
+                match result {
+                    0 => entry.conn.handle_peer_closed(&mut ctx),
+                    len if len > 0 => {
+                        let len = len as usize;
+                        let data = &self.spare.bytes[..len];
+                        let taken = entry.conn.handle_input(data, carry, len == asked, &mut ctx);
+                        debug_assert_eq!(taken, len, "a read never exceeds what the connection can hold");
+                        if taken < len {
+                            entry.conn.handle_read_error();
+                        }
+                        self.core.work_for(entry.conn.take_parsed());
+                    }
+                    // Nothing to read: no close after all (after a FIN or a
+                    // hang-up there is always input or its end). It waits
+                    // for a ring buffer, as before its client seemed to close.
+                    e if e == -libc::EAGAIN || e == -libc::ECANCELED => entry.hung_up = false,
+                    _ => entry.conn.handle_read_error(),
+                }
+                self.drive(slot, generation)?;
+            }
+        }
+        self.pass_spare_on()
+    }
+
+    /// The spare buffer is free: the first connection in the queue whose
+    /// client hung up and that wants input takes it.
+    fn pass_spare_on(&mut self) -> io::Result<()> {
+        let mut index = 0;
+        while self.spare.reader.is_none() && index < self.buffer_waiters.len() {
+            let slot = self.buffer_waiters[index];
+            index += 1;
+            let Some(generation) = self.conns.generation(slot) else { continue };
+            let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
+            if entry.awaiting_buffer && entry.hung_up && !entry.closing {
+                self.drive(slot, generation)?;
+            }
         }
         Ok(())
-    }
-
-    /// Nothing of the input of a connection that waits for a buffer is left
-    /// to read, and its client hung up: the FIN its receive would report
-    /// once a buffer came back is taken now (the connection closes, or
-    /// first sends what it owes), and its timers run again. True if taken.
-    fn take_hang_up(&mut self, slot: u32, generation: u32, unread: Option<u32>) -> bool {
-        let Some(entry) = self.conns.get_mut(slot, generation) else { return false };
-        if unread != Some(0) || !entry.awaiting_buffer || entry.closing || entry.conn.is_closed() {
-            return false;
-        }
-        entry.starved = false;
-        if entry.held.is_empty() {
-            let (_, mut ctx) = self.core.parts(slot);
-            entry.conn.handle_peer_closed(&mut ctx);
-        } else {
-            // Input its receive posted before it found the ring empty, held
-            // while paused: the FIN comes after it, as a receive's would.
-            entry.fin_held = true;
-        }
-        true
     }
 
     /// Receives that found the ring empty, armed again in the order they
