@@ -24,10 +24,11 @@ use ringmaster_engine::{BackendChoice, EngineConfig, Handler};
 use crate::address::ListenAddr;
 
 /// A cluster of worker processes serving one handler, one per CPU unless
-/// told otherwise.
+/// told otherwise. (The README's library example, word for word:
+/// `readme_example.rs` holds them to it, and this one is compiled.)
 ///
 /// ```no_run
-/// use ringmaster::{Cluster, Handler, Mode, Request, Response};
+/// use ringmaster::{available_cpus, Cluster, Handler, Mode, Request, Response};
 ///
 /// struct Hello;
 ///
@@ -40,7 +41,7 @@ use crate::address::ListenAddr;
 /// fn main() -> std::process::ExitCode {
 ///     Cluster::new()
 ///         .bind("127.0.0.1:8000")
-///         .workers(ringmaster::available_cpus())
+///         .workers(available_cpus())
 ///         .mode(Mode::RoundRobin)
 ///         .serve(|| Hello) // one handler value per worker process
 /// }

@@ -33,6 +33,8 @@ pub mod cli;
 mod cluster;
 mod ctl;
 mod escapes;
+#[cfg(test)]
+mod readme_example;
 mod role;
 mod usage_error;
 
