@@ -5,14 +5,17 @@
 
 use std::net::SocketAddr;
 
-use crate::handler::{reason, Handler, Header, Request, Response, Version, Written};
+use crate::handler::{Handler, Header, Request, Response, Version, Written};
 use crate::http::{with_head, Parsed, MAX_HEADERS};
 use crate::lazy_bytes::LazyBytes;
 use crate::panic_guard::{guarded, Call};
+use crate::reason::{reason, LONGEST};
 
 /// Room for the status line and the engine's own fields around a response:
-/// status line, `Server`, `Date`, `Content-Length` and `Connection`.
-const FRAMING: usize = 160;
+/// status line (`HTTP/1.1 NNN ` and the longest reason phrase), `Server`,
+/// `Date`, `Content-Length` (up to 20 digits), `Connection: keep-alive`
+/// and the empty line.
+const FRAMING: usize = 13 + LONGEST + 2 + 20 + 37 + 38 + 24 + 2;
 /// Room for the fields a handler writes.
 pub(crate) const FIELDS: usize = 4096;
 
@@ -443,6 +446,20 @@ mod tests {
                     .expect("fits");
             let text = String::from_utf8(out[..answered.len].to_vec()).expect("ASCII");
             assert!(text.ends_with(&format!("\r\n\r\n{said}")), "{text}");
+        }
+    }
+
+    /// The head of any status fits the room kept for it, its length said
+    /// in 20 digits (the most a `u64` takes) rather than the 1 here.
+    #[test]
+    fn the_head_of_every_status_fits_the_framing_room() {
+        for status in 200..=599 {
+            let written = Written { status, fields: b"", body: b"x", server_set: false, close: false, broken: false };
+            let mut out = [0u8; 512];
+            let (len, _) = frame(&written, false, Framing::KeepAliveField, DATE, &mut out).expect("fits");
+            let bodyless = status == 204 || status == 304;
+            let head = if bodyless { len } else { len - 1 + 19 };
+            assert!(head <= FRAMING, "{status}: {head} bytes of head");
         }
     }
 

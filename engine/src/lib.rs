@@ -35,6 +35,7 @@ mod lazy_bytes;
 pub mod messages;
 pub mod panic_guard;
 pub mod reach;
+mod reason;
 mod refused;
 pub mod response;
 pub mod shared_acks;
