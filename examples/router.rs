@@ -25,7 +25,8 @@
 //! curl --data 'hi there' http://127.0.0.1:8000/echo
 //! ```
 //! `$HOST` (`[::1]` or `[::]` for IPv6, in brackets), `$PORT`, `$MODE` (`rr` or `shared`), `$WORKERS`
-//! and `$CONTROL` change the defaults.
+//! and `$CONTROL` change the defaults; with `$MAKE_PANICS` set, making each
+//! worker's handler panics (its worker exits 70, and the master stops).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -109,5 +110,14 @@ fn main() -> ExitCode {
     if let Ok(path) = std::env::var("CONTROL") {
         cluster = cluster.control(path);
     }
-    cluster.serve(|| Router::new(worker_id().unwrap_or(0)))
+    // `$MAKE_PANICS`: making the handler panics, as a program's that cannot
+    // open what its handler needs: each worker exits with code 70, and the
+    // master, none of its workers ready, stops (exit 1).
+    let make_panics = std::env::var_os("MAKE_PANICS").is_some();
+    cluster.serve(move || {
+        if make_panics {
+            panic!("MAKE_PANICS is set: the router is not made");
+        }
+        Router::new(worker_id().unwrap_or(0))
+    })
 }

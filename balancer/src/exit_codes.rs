@@ -1,11 +1,18 @@
-//! The exit code by which a worker tells its master that restarting it
+//! The exit codes by which a worker tells its master that restarting it
 //! cannot help: its configuration cannot start here (the kernel refused
-//! the address space its limits ask, `RLIMIT_AS` or strict overcommit).
+//! the address space its limits ask, `RLIMIT_AS` or strict overcommit), or
+//! the program could not make its handler.
 
 use crate::error::Error;
 
 /// `EX_CONFIG` (sysexits.h): a worker that cannot start with these limits.
 pub const EXIT_CANNOT_START: u8 = 78;
+
+/// `EX_SOFTWARE` (sysexits.h): a worker whose handler could not be made,
+/// the program's closure given to `serve` having panicked (a database it
+/// cannot open): restarting it before any worker was ready would fail the
+/// same way.
+pub const EXIT_NO_HANDLER: u8 = 70;
 
 /// The exit code of a worker that failed with `e`: [`EXIT_CANNOT_START`]
 /// when its configuration cannot start, else 1 (a crash like any other,

@@ -35,7 +35,7 @@ fn client_at(addr: std::net::SocketAddr) -> Conn {
 }
 
 /// The example binary `name`, built by `cargo test` beside the main binary.
-fn example(name: &str) -> PathBuf {
+pub(crate) fn example(name: &str) -> PathBuf {
     let dir = std::path::Path::new(BIN).parent().expect("the binary's directory").join("examples");
     let path = dir.join(name);
     assert!(
@@ -641,7 +641,7 @@ fn a_panicking_handler_costs_only_its_request(mode: &str, backend: &str) {
 /// `cargo test --release` builds the examples with this workspace's
 /// release profile, `panic = "abort"` (the test harness itself always
 /// unwinds): a handler's panic cannot be caught there.
-const EXAMPLES_ABORT_ON_PANIC: bool = !cfg!(debug_assertions);
+pub(crate) const EXAMPLES_ABORT_ON_PANIC: bool = !cfg!(debug_assertions);
 
 /// In an abort build a handler's panic ends its worker, as the hook says,
 /// and the master restarts it; the other worker serves on.

@@ -37,6 +37,7 @@ mod http_slow_body;
 mod http_slow_reader;
 mod http_timeouts;
 mod library_examples;
+mod library_handler_not_made;
 mod library_router_model;
 mod multihost;
 mod operator_cli;
