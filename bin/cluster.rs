@@ -282,7 +282,10 @@ impl Cluster {
     /// Serves until stopped: in the master, starts and supervises the
     /// workers; in a worker, makes its handler with `make` and runs the
     /// event loop until it has drained. Returns the process's exit code
-    /// (errors are logged as one line first).
+    /// (errors are logged as one line first). A panic in `make` (a
+    /// handler that cannot be made) ends that worker with code 70; before
+    /// any worker has been ready the master then stops and exits 1 rather
+    /// than restart workers that would fail the same way.
     pub fn serve<H, F>(self, make: F) -> ExitCode
     where
         H: Handler,
