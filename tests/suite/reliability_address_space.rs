@@ -39,7 +39,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
-use util::operator::status_field;
+use util::operator::{assert_no_restart_planned, gave_up_line, status_field};
 use util::procs::set_soft_limit;
 use util::stats::{expect_worker, num};
 use util::*;
@@ -119,19 +119,9 @@ fn a_master_none_of_whose_workers_can_reserve_exits_1() {
         "the worker names what sized it: {worker}"
     );
     s.wait_for_log(|l| l.contains("exited with code 78"), Duration::ZERO);
-    let master = format!("ringmaster[{}]", s.pid());
-    let errors: Vec<String> =
-        s.raw_log().into_iter().filter(|l| l.contains(" ERROR ") && l.contains(&master)).collect();
-    assert_eq!(errors.len(), 1, "one ERROR line from the master: {errors:#?}");
-    assert!(errors[0].contains("no worker can start with these limits"), "{}", errors[0]);
-    assert!(errors[0].contains("ulimit -v"), "{}", errors[0]);
-    assert_no_restart_planned(&s);
-}
-
-/// The master gave up: it logged no restart, since it makes none.
-fn assert_no_restart_planned(s: &Server) {
-    let planned: Vec<String> = s.log().into_iter().filter(|l| l.contains(" restarting in ")).collect();
-    assert!(planned.is_empty(), "a restart it never makes: {planned:#?}");
+    let gave_up = gave_up_line(&s);
+    assert!(gave_up.contains("no worker can start with these limits"), "{gave_up}");
+    assert!(gave_up.contains("ulimit -v"), "{gave_up}");
 }
 
 /// The peak address space of process `pid` (`VmPeak`), in bytes.

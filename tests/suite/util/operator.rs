@@ -99,3 +99,20 @@ pub fn expect_one_line_error(args: &[&str]) -> (i32, String) {
     eprintln!("{args:?} -> exit {code}: {}", lines[0]);
     (code, line.message.to_string())
 }
+
+/// The one `ERROR` line of a master that gave up as no worker can start
+/// (it exited 1), having logged no restart, since it makes none.
+pub fn gave_up_line(s: &Server) -> String {
+    let master = format!("ringmaster[{}]", s.pid());
+    let errors: Vec<String> =
+        s.raw_log().into_iter().filter(|l| l.contains(" ERROR ") && l.contains(&master)).collect();
+    assert_eq!(errors.len(), 1, "one ERROR line from the master: {errors:#?}");
+    assert_no_restart_planned(s);
+    errors[0].clone()
+}
+
+/// The master gave up: it logged no restart, since it makes none.
+pub fn assert_no_restart_planned(s: &Server) {
+    let planned: Vec<String> = s.log().into_iter().filter(|l| l.contains(" restarting in ")).collect();
+    assert!(planned.is_empty(), "a restart it never makes: {planned:#?}");
+}
