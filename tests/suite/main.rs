@@ -76,6 +76,7 @@ mod supervisor_start_not_ready;
 mod supervisor_stop;
 mod supervisor_stop_custody;
 mod supervisor_stop_exit;
+mod supervisor_stop_full_queue;
 mod supervisor_stop_hand_off;
 mod supervisor_stop_stuck_worker;
 mod supervisor_worker_signalled;

@@ -299,10 +299,13 @@ impl Master {
         }
     }
 
-    /// Answers `503` to what waits in `listener`'s queue (up to `--backlog`),
-    /// without waiting, the queue closed to newcomers and its handshakes
-    /// completed first (the listener is shut next): how many, or the error
-    /// that kept the listener from being made non-blocking. The flag is the
+    /// Answers `503` to what waits in `listener`'s queue (up to `--backlog`
+    /// and one: the kernel queues one past it), without waiting, the queue
+    /// closed to newcomers and its handshakes completed first (the listener
+    /// is shut next): how many, or the error that kept the listener from
+    /// being made non-blocking. Until 2026-12-07 up to `--backlog`: the last
+    /// of a full queue was left there, and reset as the listener was shut
+    /// (5 stops of 5 in every mode, on both backends). The flag is the
     /// socket's, and its other holders, workers that accept on it, already
     /// expect `EAGAIN`. At the open-file limit each accept gets a number
     /// freed for it (a spare of the reserve, else an earlier refusal's, its
@@ -312,7 +315,7 @@ impl Master {
         sys::set_nonblocking(listener)?;
         let now = Instant::now();
         let mut answered = 0;
-        let mut tries = self.config.backlog.max(1);
+        let mut tries = self.config.backlog.max(1).saturating_add(1);
         while tries > 0 {
             match sys::accept(listener) {
                 Ok(connection) => {

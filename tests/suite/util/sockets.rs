@@ -82,6 +82,7 @@ const NETLINK_SOCK_DIAG: libc::c_int = 4;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const INET_DIAG_NOCOOKIE: u32 = !0;
 const TCP_LISTEN: u32 = 10;
+const TCP_SYN_RECV: u32 = 3;
 const TCP_CLOSE_WAIT: u32 = 8;
 
 /// `struct inet_diag_sockid`.
@@ -224,6 +225,31 @@ pub fn migrations() -> (u64, u64) {
         values.split_whitespace().nth(at)?.parse().ok()
     };
     (find("TCPMigrateReqSuccess").unwrap_or(0), find("TCPMigrateReqFailure").unwrap_or(0))
+}
+
+/// How many connections wait in the accept queues of the sockets listening
+/// on local port `port` (IPv4 or IPv6), together; `None` while none listens.
+pub fn queued_on_port(port: u16) -> Option<u64> {
+    let id = SockId { sport: port.to_be(), ..SockId::ANY };
+    let mut listening = false;
+    let mut queued = 0;
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        let found = sock_diag(family as u8, 1 << TCP_LISTEN, id, true)
+            .unwrap_or_else(|errno| panic!("sock_diag: {}", std::io::Error::from_raw_os_error(errno)));
+        for m in found.iter().filter(|m| u16::from_be(m.id.sport) == port) {
+            listening = true;
+            queued += u64::from(m.rqueue);
+        }
+    }
+    listening.then_some(queued)
+}
+
+/// How many handshakes are under way (`SYN-RECV`) on local port `port`, IPv4.
+pub fn handshakes_on_port(port: u16) -> usize {
+    let id = SockId { sport: port.to_be(), ..SockId::ANY };
+    let under_way = sock_diag(libc::AF_INET as u8, 1 << TCP_SYN_RECV, id, true)
+        .unwrap_or_else(|errno| panic!("sock_diag: {}", std::io::Error::from_raw_os_error(errno)));
+    under_way.iter().filter(|m| u16::from_be(m.id.sport) == port).count()
 }
 
 /// True while a TCP socket listens on local port `port` (IPv4 or IPv6).
