@@ -10,8 +10,9 @@
 //! listener closed); at a stop `tcp_migrate_req` has no listener left to
 //! move it to. So a stop first turns newcomers away (their SYNs dropped:
 //! their retry meets a closed port and is refused), then waits here until
-//! the handshakes already begun have completed into the queue, then
-//! answers the queue and shuts.
+//! the handshakes already begun have completed into the queue, answering
+//! the queue meanwhile (a full one has the kernel drop their last ACK
+//! until there is room), then answers it once more and shuts.
 //!
 //! The count comes from the kernel's socket diagnostics
 //! (`NETLINK_SOCK_DIAG`, `inet_diag`): the request sockets (`SYN-RECV`)
@@ -55,17 +56,24 @@ const HEADER_LEN: usize = 16;
 const REQUEST_LEN: usize = 56;
 
 /// Waits (at most [`HANDSHAKES_WAIT`]) until no handshake is under way on
-/// `listener`'s port and each completed one is in its queue. For a
-/// listener already closed to newcomers (SYNs dropped), just before its
-/// queue is answered and it stops listening. Where the count cannot be
-/// had (no `NETLINK_SOCK_DIAG`: seccomp, an old kernel), the wait is the
-/// packets in flight only.
-pub fn wait_for_handshakes(listener: RawFd) {
+/// `listener`'s port and each completed one is in its queue, calling
+/// `meanwhile` before each count: a stop answers the queue there, as a
+/// full queue has the kernel drop a handshake's last ACK (its request
+/// socket stays, marked acknowledged) until room is made, and the client's
+/// next packet completes it then. For a listener already closed to
+/// newcomers (SYNs dropped), just before its queue is answered and it
+/// stops listening. Where the count cannot be had (no `NETLINK_SOCK_DIAG`:
+/// seccomp, an old kernel), the wait is the packets in flight only.
+pub fn wait_for_handshakes(listener: RawFd, mut meanwhile: impl FnMut()) {
     // A SYN the filter let by just before it went on: once this returns its
     // request socket exists, and the count sees it.
     let _ = ringmaster_engine::wait_for_packets_in_flight();
     let deadline = Instant::now() + HANDSHAKES_WAIT;
-    while handshakes_under_way(listener).is_ok_and(|n| n > 0) && Instant::now() < deadline {
+    loop {
+        meanwhile();
+        if !handshakes_under_way(listener).is_ok_and(|n| n > 0) || Instant::now() >= deadline {
+            break;
+        }
         std::thread::sleep(POLL);
     }
     // The last ACK's request socket is gone from the count a moment before

@@ -3,6 +3,15 @@
 //! `--backlog` of them, and shut the listener with the last one queued,
 //! which was reset (5 stops of 5 in every mode, on both backends).
 //!
+//! With a handshake under way too: the kernel drops its last ACK while the
+//! queue has no room (its request socket stays in `SYN-RECV`, its client's
+//! connect has returned), so it cannot complete into the queue until room
+//! is made. The stop answers what waits while it waits for the handshakes
+//! begun, so that room is made, the held one completes as its client's
+//! next packet comes, and is answered too. Before, the stop waited the
+//! whole 500 ms with the queue full, answered it, and shut the listener:
+//! the held client, answered SYN-ACK, was reset as its request came.
+//!
 //! The stop cannot stop listening while the only worker is stopped
 //! (SIGSTOP) for less than its heartbeat's 500 ms (`reuseport`: its
 //! listener is shut once it has stood still for 2 s of the stop), nor
@@ -98,4 +107,24 @@ fn shared_a_full_queue_at_the_stop_is_answered() {
 #[test]
 fn reuseport_a_full_queue_at_the_stop_is_answered() {
     a_full_queue_at_the_stop_is_answered("reuseport", false);
+}
+
+#[test]
+fn rr_a_handshake_held_by_a_full_queue_at_the_stop_is_answered() {
+    a_full_queue_at_the_stop_is_answered("rr", true);
+}
+
+#[test]
+fn least_a_handshake_held_by_a_full_queue_at_the_stop_is_answered() {
+    a_full_queue_at_the_stop_is_answered("least", true);
+}
+
+#[test]
+fn shared_a_handshake_held_by_a_full_queue_at_the_stop_is_answered() {
+    a_full_queue_at_the_stop_is_answered("shared", true);
+}
+
+#[test]
+fn reuseport_a_handshake_held_by_a_full_queue_at_the_stop_is_answered() {
+    a_full_queue_at_the_stop_is_answered("reuseport", true);
 }

@@ -50,6 +50,7 @@
 //! slot, so during a rolling restart the old and the new process of one
 //! worker run side by side without sharing counters.
 
+mod answer_at_stop;
 mod cannot_start;
 mod commands;
 mod control_path;

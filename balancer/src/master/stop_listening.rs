@@ -6,20 +6,17 @@
 //! runs, or the one that does has stood still for [`STUCK_AT_STOP`]; then
 //! the master answers that queue and shuts the listener.
 
-use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ringmaster_engine::out_of_fds;
 use ringmaster_engine::stats::STATE_READY;
 
+use super::answer_at_stop::close_to_newcomers;
 use super::Master;
 use crate::config::Mode;
-use crate::handshakes;
 use crate::modes::HEARTBEAT_STALE;
 use crate::reactor::sys;
-use crate::rlimit::fd_limit_text;
 
 /// How long a ready worker's loop may stand still (its heartbeat not
 /// moving) during a stop before the master answers what waits on its
@@ -161,10 +158,11 @@ impl Master {
             return;
         }
         let listener = self.listener.as_raw_fd();
-        close_to_newcomers_and_wait_for_handshakes(&[listener]);
-        let answered = match self.answer_queue(listener) {
-            Ok(answered) => answered,
-            Err(e) => {
+        close_to_newcomers(&[listener]);
+        let answered = match self.answer_while_handshakes_end(&[listener]).pop() {
+            Some(Ok(answered)) => answered,
+            None => 0,
+            Some(Err(e)) => {
                 crate::log!(warn: "stopping: cannot make the listener non-blocking ({e}); it listens until the exit");
                 return;
             }
@@ -236,24 +234,32 @@ impl Master {
             crate::log!(warn: "stopping: cannot close the listen queues to newcomers ({e}): what comes before the next look is answered 503, one may be reset");
         }
         // The handshakes begun on the listeners shut at this look complete
-        // into their queues first (those `taken` were closed to newcomers at
-        // an earlier look): else each of their clients is reset as it ends.
+        // into their queues first, answered as they come (those `taken` were
+        // closed to newcomers at an earlier look): else each of their
+        // clients is reset as it ends.
         let own = self.dispatch.balance.own_listeners();
-        let closing: Vec<RawFd> = own
+        let shut_now = |w: &usize| shut.iter().any(|(worker, _)| worker == w);
+        let closing: Vec<RawFd> = own.iter().filter(|(w, _)| shut_now(w)).map(|(_, fd)| fd.as_raw_fd()).collect();
+        close_to_newcomers(&closing);
+        let answering: Vec<(usize, RawFd)> = own
             .iter()
-            .filter(|&&(w, _)| shut.iter().any(|&(worker, _)| worker == w))
-            .map(|(_, fd)| fd.as_raw_fd())
+            .filter(|(w, _)| shut_now(w) || taken.contains(w))
+            .map(|&(w, ref fd)| (w, fd.as_raw_fd()))
             .collect();
-        if !closing.is_empty() {
-            close_to_newcomers_and_wait_for_handshakes(&closing);
-        } else if let Some(&(_, fd)) = own.iter().find(|&&(w, _)| taken.contains(&w)) {
-            handshakes::wait_for_handshakes(fd.as_raw_fd());
-        }
+        let fds: Vec<RawFd> = answering.iter().map(|&(_, fd)| fd).collect();
+        let answered_while_waiting: Vec<(usize, usize)> = answering
+            .iter()
+            .zip(self.answer_while_handshakes_end(&fds))
+            .map(|(&(worker, _), answered)| (worker, answered.unwrap_or(0)))
+            .collect();
+        let answered_before = |worker: usize| {
+            answered_while_waiting.iter().find(|&&(w, _)| w == worker).map_or(0, |&(_, answered)| answered)
+        };
         for worker in taken {
             let own = self.dispatch.balance.own_listeners();
             if let Some(&(_, fd)) = own.iter().find(|&&(w, _)| w == worker) {
                 let listener = fd.as_raw_fd();
-                let answered = self.answer_queue(listener).unwrap_or(0);
+                let answered = answered_before(worker) + self.answer_queue(listener).unwrap_or(0);
                 if let Err(e) = sys::stop_listening(listener) {
                     crate::log!(warn: "stopping: cannot shut worker {worker}'s listener ({e})");
                 }
@@ -274,7 +280,7 @@ impl Master {
             if let Some(listener) = listener {
                 // If it cannot be made non-blocking, its queue is left to
                 // the shutdown (reset, or moved to another listener).
-                let answered = self.answer_queue(listener).unwrap_or(0);
+                let answered = answered_before(worker) + self.answer_queue(listener).unwrap_or(0);
                 match sys::stop_listening(listener) {
                     Ok(()) => {
                         said.push(format!("worker {worker}'s listener shut ({why}; {answered} waiting answered 503)"))
@@ -297,60 +303,6 @@ impl Master {
         } else if !said.is_empty() {
             crate::log!("stopping: {}", said.join("; "));
         }
-    }
-
-    /// Answers `503` to what waits in `listener`'s queue (up to `--backlog`
-    /// and one: the kernel queues one past it), without waiting, the queue
-    /// closed to newcomers and its handshakes completed first (the listener
-    /// is shut next): how many, or the error that kept the listener from
-    /// being made non-blocking. Until 2026-12-07 up to `--backlog`: the last
-    /// of a full queue was left there, and reset as the listener was shut
-    /// (5 stops of 5 in every mode, on both backends). The flag is the
-    /// socket's, and its other holders, workers that accept on it, already
-    /// expect `EAGAIN`. At the open-file limit each accept gets a number
-    /// freed for it (a spare of the reserve, else an earlier refusal's, its
-    /// linger cut short): the shutdown that follows would reset what is
-    /// left in the queue.
-    fn answer_queue(&mut self, listener: RawFd) -> io::Result<usize> {
-        sys::set_nonblocking(listener)?;
-        let now = Instant::now();
-        let mut answered = 0;
-        let mut tries = self.config.backlog.max(1).saturating_add(1);
-        while tries > 0 {
-            match sys::accept(listener) {
-                Ok(connection) => {
-                    self.dispatch.refuse(connection, now);
-                    answered += 1;
-                }
-                Err(e) if sys::accept_goes_on(&e) => {}
-                // Not a try: the accept took nothing off the queue.
-                Err(e) if e.raw_os_error().is_some_and(out_of_fds) && self.free_a_number_for_a_refusal() => continue,
-                Err(e) => {
-                    if e.raw_os_error().is_some_and(out_of_fds) {
-                        crate::log!(warn: "stopping: the master is at its open-file limit ({}) with nothing left to free: what waits in the queue is reset", fd_limit_text());
-                    }
-                    break;
-                }
-            }
-            tries -= 1;
-        }
-        Ok(answered)
-    }
-}
-
-/// Turns newcomers away from `listeners` (their SYNs dropped; the retry
-/// meets a closed port and is refused), then waits for the handshakes
-/// begun there to complete into their queues: a listener shut with one
-/// under way resets its client as it completes, just after its connect
-/// returned (`handshakes`).
-fn close_to_newcomers_and_wait_for_handshakes(listeners: &[RawFd]) {
-    for &listener in listeners {
-        if let Err(e) = sys::close_queue_to_newcomers(listener) {
-            crate::log!(warn: "stopping: cannot close the listen queue to newcomers ({e}): one may be reset");
-        }
-    }
-    if let Some(&listener) = listeners.first() {
-        handshakes::wait_for_handshakes(listener);
     }
 }
 
