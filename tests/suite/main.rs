@@ -13,6 +13,7 @@ mod backend_parity;
 mod balance_held_order;
 mod balance_least;
 mod balance_reuseport;
+mod balance_reuseport_set_aside;
 mod balance_stall;
 mod balance_steer;
 mod balance_steer_fallback;

@@ -261,6 +261,16 @@ impl Balance for Reuseport {
     }
 
     fn worker_listener(&mut self, worker: usize) -> io::Result<WorkerListener<'_>> {
+        // A worker id scaled away and back before the master let go of its
+        // listener (a worker with no process left is removed at once, and a
+        // scale-up reuses its id): that listener is still in the group, and
+        // what the kernel sent it waits there. Until 2026-12-07 the new
+        // worker got a new listener and the set-aside one stayed, never let
+        // go of while the new worker served, its share of clients unanswered.
+        if let Some(set_aside) = self.set_aside.remove(&worker) {
+            self.listeners.insert(worker, set_aside.listener);
+            self.enter_maps();
+        }
         if !self.listeners.contains_key(&worker) {
             let listener = listen_reuseport(self.at.local, self.at.backlog)?;
             self.listeners.insert(worker, listener);

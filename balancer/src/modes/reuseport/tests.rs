@@ -39,6 +39,26 @@ fn one_listener_per_worker_slot_kept_until_retired() {
 }
 
 #[test]
+fn a_set_aside_listener_goes_back_to_its_worker_id_scaled_up_again() {
+    let (_anchor, local) = bind_reuseport_anchor(SocketAddr::from(([127, 0, 0, 1], 0))).expect("anchor");
+    let mut mode = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), None, false);
+    let fd_of = |listener: WorkerListener<'_>| match listener {
+        WorkerListener::Own { listener, .. } => listener.as_raw_fd(),
+        other => panic!("{other:?}"),
+    };
+    let first = fd_of(mode.worker_listener(2).expect("listener"));
+    mode.set_aside(2);
+    assert!(mode.own_listeners().is_empty());
+    assert_eq!(mode.set_aside_since().len(), 1);
+    // Its worker's id scaled up again before the master let go of it: the
+    // same listener, with what waits there, and nothing left set aside.
+    let again = fd_of(mode.worker_listener(2).expect("listener"));
+    assert_eq!(first, again, "the set-aside listener is the worker's again");
+    assert!(mode.set_aside_since().is_empty(), "nothing is left set aside");
+    assert!(mode.let_go_set_aside(2, &mut Vec::new()).is_none());
+}
+
+#[test]
 fn the_program_sees_live_unavailable_or_stalled() {
     let ready = |live| SlotFacts {
         worker: 1,
