@@ -1,7 +1,7 @@
 //! `--mode reuseport`: a scaled-away worker's listener, set aside by the
 //! master until no process of the worker will accept there, in the orders
 //! events may come in around it: the same worker id scaled back up before
-//! the master let go of it.
+//! the master let go of it; a stop before it.
 
 use crate::util;
 
@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use util::control::{control_path, Control};
 use util::load::close_request_with;
-use util::procs::{kill, stop_and_check_no_process_left};
-use util::sockets::socket_inode;
+use util::procs::{kill, stop, stop_and_check_no_process_left};
+use util::sockets::{accept_queue, socket_inode};
 use util::stats::{expect_worker, num};
 use util::*;
 
@@ -116,4 +116,78 @@ fn reuseport_a_worker_scaled_back_up_before_the_let_go_takes_its_listener_back_e
 #[test]
 fn reuseport_a_worker_scaled_back_up_before_the_let_go_takes_its_listener_back_io_uring() {
     a_worker_scaled_back_up_before_the_let_go_takes_its_listener_back("auto");
+}
+
+/// A stop that comes while a stopped retiree's listener is set aside, with
+/// a `--shutdown-timeout` shorter than the 2 s the master gives a worker
+/// that stands still: the stop kills the retiree first, and the master
+/// exits. What the kernel's hash queued on that listener is answered
+/// (`503`) as the master stops listening, as on every other listener.
+/// Until 2026-12-07 the stop's look at the listeners passed the set-aside
+/// one by, and the master's exit closed it with clients in its queue: each
+/// was reset.
+fn a_stop_answers_what_waits_on_a_set_aside_listener(backend: &str) {
+    let path = control_path("set-aside", &format!("stop-{backend}"));
+    let _ = std::fs::remove_file(&path);
+    let mut s = Server::start(&[
+        "--mode",
+        "reuseport",
+        "--steer",
+        "hash",
+        "--workers",
+        "2",
+        "--no-pin",
+        "--shutdown-timeout",
+        "1",
+        "--backend",
+        backend,
+        "--control",
+        path.to_str().expect("UTF-8 path"),
+    ]);
+    let ready = s.wait_workers_ready(2, START_TIMEOUT);
+    let victim = num(&expect_worker(&ready, 2), "pid") as u32;
+    let listener = socket_inode(victim, 5).expect("worker 2's listener");
+    let stopped = stop(victim);
+    let mut control = Control::connect(&path);
+    assert_eq!(control.command("scale 1"), "ok scaling to 1 worker");
+    // Clients until 3 wait on the set-aside listener (the hash of their
+    // ports places them); worker 1 answers the others meanwhile.
+    let mut clients = Vec::new();
+    while accept_queue(listener).unwrap_or(0) < 3 {
+        assert!(clients.len() < 200, "the kernel's hash never placed 3 clients on worker 2's listener");
+        let mut c = s.connect();
+        c.send(GET_CLOSE);
+        clients.push(c);
+    }
+    let from = s.log_len();
+    s.signal(libc::SIGTERM);
+    let answers: Vec<String> = clients
+        .iter_mut()
+        .map(|c| match c.try_read() {
+            Ok(resp) => resp.status.to_string(),
+            Err(e) => format!("no answer ({e})"),
+        })
+        .collect();
+    let status = s.wait_exit(Duration::from_secs(20));
+    let log = s.log()[from..].join("\n");
+    eprintln!("{backend}: clients connected before SIGTERM: {answers:?}");
+    assert!(
+        answers.iter().all(|a| a == "200" || a == "503"),
+        "{backend}: clients connected before SIGTERM: {answers:?}; log:\n{log}"
+    );
+    assert_eq!(status.code(), Some(0), "master exit status {status}; log:\n{log}");
+    drop(stopped);
+    drop(control);
+    stop_and_check_no_process_left(s);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn reuseport_a_stop_answers_what_waits_on_a_set_aside_listener_epoll() {
+    a_stop_answers_what_waits_on_a_set_aside_listener("epoll");
+}
+
+#[test]
+fn reuseport_a_stop_answers_what_waits_on_a_set_aside_listener_io_uring() {
+    a_stop_answers_what_waits_on_a_set_aside_listener("auto");
 }

@@ -13,7 +13,7 @@
 //! settled as any dead worker's). `reuseport`: what waits on the listener
 //! of a worker that stands still (or has no process) goes the same way.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use super::Master;
@@ -59,9 +59,7 @@ impl Master {
     /// [`STUCK_AT_STOP`]: super::stop_listening::STUCK_AT_STOP
     fn hand_off_still_queues(&mut self) {
         let now = Instant::now();
-        let listeners: Vec<(usize, RawFd)> =
-            self.dispatch.balance.own_listeners().iter().map(|&(worker, fd)| (worker, fd.as_raw_fd())).collect();
-        for (worker, listener) in listeners {
+        for (worker, listener) in self.listeners_at_stop() {
             if !self.worker_stands_still(worker, now) {
                 continue;
             }

@@ -108,6 +108,21 @@ impl Master {
             .all(|slot| matches!(self.at_stop(slot, now), AtStop::Still(_)))
     }
 
+    /// The `reuseport` listeners a stop answers and shuts, by worker: the
+    /// workers' own, and those set aside by a scale-down and not let go of
+    /// yet (its retiree stood still, or it came in the tick before). Until
+    /// 2026-12-07 a set-aside listener was passed by: what the kernel's
+    /// hash queued there waited, newcomers too once the others were shut,
+    /// until the master let go of it, and was reset when the master exited
+    /// first (a retiree killed at `--shutdown-timeout` before it had stood
+    /// still 2 s). The descriptors stay open until the worker is retired
+    /// here ([`Balance::retire_worker`](crate::modes::Balance::retire_worker)).
+    pub(super) fn listeners_at_stop(&self) -> Vec<(usize, RawFd)> {
+        let balance = &self.dispatch.balance;
+        let listeners = balance.own_listeners().into_iter().chain(balance.set_aside_listeners());
+        listeners.map(|(worker, fd)| (worker, fd.as_raw_fd())).collect()
+    }
+
     /// On the tick during a stop, and before the master exits (its workers
     /// may all be gone before a tick comes): once every worker has begun its
     /// drain (or has none to begin: gone, or stalled), the listeners stop
@@ -191,8 +206,7 @@ impl Master {
     /// connection at once. One whose worker has stood still for less is
     /// kept for the next tick. `first`: the stop's first look, always said.
     fn settle_slot_listeners(&mut self, now: Instant, first: bool) {
-        let own: Vec<(usize, RawFd)> =
-            self.dispatch.balance.own_listeners().iter().map(|&(worker, fd)| (worker, fd.as_raw_fd())).collect();
+        let own = self.listeners_at_stop();
         let (mut shut, mut still, mut taken) = (Vec::new(), Vec::new(), Vec::new());
         let mut said = Vec::new();
         let mut closing_refused = None;
@@ -237,15 +251,12 @@ impl Master {
         // into their queues first, answered as they come (those `taken` were
         // closed to newcomers at an earlier look): else each of their
         // clients is reset as it ends.
-        let own = self.dispatch.balance.own_listeners();
+        let own = self.listeners_at_stop();
         let shut_now = |w: &usize| shut.iter().any(|(worker, _)| worker == w);
-        let closing: Vec<RawFd> = own.iter().filter(|(w, _)| shut_now(w)).map(|(_, fd)| fd.as_raw_fd()).collect();
+        let closing: Vec<RawFd> = own.iter().filter(|(w, _)| shut_now(w)).map(|&(_, fd)| fd).collect();
         close_to_newcomers(&closing);
-        let answering: Vec<(usize, RawFd)> = own
-            .iter()
-            .filter(|(w, _)| shut_now(w) || taken.contains(w))
-            .map(|&(w, ref fd)| (w, fd.as_raw_fd()))
-            .collect();
+        let answering: Vec<(usize, RawFd)> =
+            own.iter().filter(|(w, _)| shut_now(w) || taken.contains(w)).copied().collect();
         let fds: Vec<RawFd> = answering.iter().map(|&(_, fd)| fd).collect();
         let answered_while_waiting: Vec<(usize, usize)> = answering
             .iter()
@@ -256,9 +267,7 @@ impl Master {
             answered_while_waiting.iter().find(|&&(w, _)| w == worker).map_or(0, |&(_, answered)| answered)
         };
         for worker in taken {
-            let own = self.dispatch.balance.own_listeners();
-            if let Some(&(_, fd)) = own.iter().find(|&&(w, _)| w == worker) {
-                let listener = fd.as_raw_fd();
+            if let Some(&(_, listener)) = own.iter().find(|&&(w, _)| w == worker) {
                 let answered = answered_before(worker) + self.answer_queue(listener).unwrap_or(0);
                 if let Err(e) = sys::stop_listening(listener) {
                     crate::log!(warn: "stopping: cannot shut worker {worker}'s listener ({e})");
@@ -275,9 +284,7 @@ impl Master {
         // what waited on those moves to a listener left in the group, which
         // answers it here.
         for (worker, why) in shut {
-            let own = self.dispatch.balance.own_listeners();
-            let listener = own.iter().find(|&&(w, _)| w == worker).map(|(_, fd)| fd.as_raw_fd());
-            if let Some(listener) = listener {
+            if let Some(&(_, listener)) = own.iter().find(|&&(w, _)| w == worker) {
                 // If it cannot be made non-blocking, its queue is left to
                 // the shutdown (reset, or moved to another listener).
                 let answered = answered_before(worker) + self.answer_queue(listener).unwrap_or(0);

@@ -215,7 +215,7 @@ pub trait Balance: fmt::Debug {
     }
 
     /// Worker `worker` is retired for good (a stop): the mode lets go of
-    /// what it keeps for it.
+    /// what it keeps for it, its set-aside listener too.
     fn retire_worker(&mut self, _worker: usize) {}
 
     /// Worker `worker` is retired for good (scale-down) while its processes
@@ -256,6 +256,13 @@ pub trait Balance: fmt::Debug {
 
     /// The listeners the mode keeps, with the worker each belongs to.
     fn own_listeners(&self) -> Vec<(usize, BorrowedFd<'_>)> {
+        Vec::new()
+    }
+
+    /// The set-aside listeners (see [`Balance::set_aside`]), with the
+    /// worker each belonged to: a stop answers and shuts them as it does
+    /// [`Balance::own_listeners`], and [`Balance::retire_worker`] lets go.
+    fn set_aside_listeners(&self) -> Vec<(usize, BorrowedFd<'_>)> {
         Vec::new()
     }
 

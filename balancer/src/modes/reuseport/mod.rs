@@ -284,6 +284,7 @@ impl Balance for Reuseport {
     fn retire_worker(&mut self, worker: usize) {
         self.leave_maps(worker);
         self.listeners.remove(&worker);
+        self.set_aside.remove(&worker);
     }
 
     fn set_aside(&mut self, worker: usize) {
@@ -464,6 +465,10 @@ impl Balance for Reuseport {
 
     fn own_listeners(&self) -> Vec<(usize, BorrowedFd<'_>)> {
         self.listeners.iter().map(|(&worker, fd)| (worker, fd.as_fd())).collect()
+    }
+
+    fn set_aside_listeners(&self) -> Vec<(usize, BorrowedFd<'_>)> {
+        self.set_aside.iter().map(|(&worker, set_aside)| (worker, set_aside.listener.as_fd())).collect()
     }
 
     /// The master never accepts: each worker takes its own queue.
