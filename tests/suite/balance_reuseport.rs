@@ -16,6 +16,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use util::control::{control_path, ctl, status};
+use util::hashed::two_hashed_workers;
 use util::load::{
     keepalive_clients, patient_churn, requests_then_close, scale_down_4_to_1_under_churn,
     short_connections_closed_by_the_client, Failure, Load,
@@ -181,19 +182,7 @@ struct StoppedRetiree {
 
 fn stopped_retiree(backend: &str, name: &str, patience: Duration) -> StoppedRetiree {
     let path = control_path(name, "reuseport");
-    let s = Server::start(&[
-        "--mode",
-        "reuseport",
-        "--steer",
-        "hash",
-        "--workers",
-        "2",
-        "--no-pin",
-        "--backend",
-        backend,
-        "--control",
-        path.to_str().unwrap(),
-    ]);
+    let s = two_hashed_workers(backend, &path, &[]);
     let ready = s.wait_workers_ready(2, START_TIMEOUT);
     let victim = num(&expect_worker(&ready, 2), "pid") as u32;
     let listener = socket_inode(victim, 5).expect("worker 2's listener");

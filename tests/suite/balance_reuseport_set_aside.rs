@@ -9,9 +9,10 @@ use std::thread;
 use std::time::Duration;
 
 use util::control::{control_path, Control};
+use util::hashed::{answers, clients_until_queued, two_hashed_workers};
 use util::load::close_request_with;
 use util::procs::{kill, stop, stop_and_check_no_process_left};
-use util::sockets::{accept_queue, socket_inode};
+use util::sockets::socket_inode;
 use util::stats::{expect_worker, num};
 use util::*;
 
@@ -58,19 +59,7 @@ fn clients_at_once(s: &Server) -> Vec<String> {
 fn a_worker_scaled_back_up_before_the_let_go_takes_its_listener_back(backend: &str) {
     let path = control_path("set-aside", &format!("again-{backend}"));
     let _ = std::fs::remove_file(&path);
-    let s = Server::start(&[
-        "--mode",
-        "reuseport",
-        "--steer",
-        "hash",
-        "--workers",
-        "2",
-        "--no-pin",
-        "--backend",
-        backend,
-        "--control",
-        path.to_str().expect("UTF-8 path"),
-    ]);
+    let s = two_hashed_workers(backend, &path, &[]);
     let ready = s.wait_workers_ready(2, START_TIMEOUT);
     let mut victim = num(&expect_worker(&ready, 2), "pid") as u32;
     let listener = socket_inode(victim, 5).expect("worker 2's listener");
@@ -129,45 +118,18 @@ fn reuseport_a_worker_scaled_back_up_before_the_let_go_takes_its_listener_back_i
 fn a_stop_answers_what_waits_on_a_set_aside_listener(backend: &str) {
     let path = control_path("set-aside", &format!("stop-{backend}"));
     let _ = std::fs::remove_file(&path);
-    let mut s = Server::start(&[
-        "--mode",
-        "reuseport",
-        "--steer",
-        "hash",
-        "--workers",
-        "2",
-        "--no-pin",
-        "--shutdown-timeout",
-        "1",
-        "--backend",
-        backend,
-        "--control",
-        path.to_str().expect("UTF-8 path"),
-    ]);
+    let mut s = two_hashed_workers(backend, &path, &["--shutdown-timeout", "1"]);
     let ready = s.wait_workers_ready(2, START_TIMEOUT);
     let victim = num(&expect_worker(&ready, 2), "pid") as u32;
     let listener = socket_inode(victim, 5).expect("worker 2's listener");
     let stopped = stop(victim);
     let mut control = Control::connect(&path);
     assert_eq!(control.command("scale 1"), "ok scaling to 1 worker");
-    // Clients until 3 wait on the set-aside listener (the hash of their
-    // ports places them); worker 1 answers the others meanwhile.
-    let mut clients = Vec::new();
-    while accept_queue(listener).unwrap_or(0) < 3 {
-        assert!(clients.len() < 200, "the kernel's hash never placed 3 clients on worker 2's listener");
-        let mut c = s.connect();
-        c.send(GET_CLOSE);
-        clients.push(c);
-    }
+    // Worker 1 answers the others meanwhile.
+    let mut clients = clients_until_queued(&s, listener, 3);
     let from = s.log_len();
     s.signal(libc::SIGTERM);
-    let answers: Vec<String> = clients
-        .iter_mut()
-        .map(|c| match c.try_read() {
-            Ok(resp) => resp.status.to_string(),
-            Err(e) => format!("no answer ({e})"),
-        })
-        .collect();
+    let answers = answers(&mut clients);
     let status = s.wait_exit(Duration::from_secs(20));
     let log = s.log()[from..].join("\n");
     eprintln!("{backend}: clients connected before SIGTERM: {answers:?}");

@@ -13,8 +13,9 @@ use std::io::{self, BufReader};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use util::hashed::{answers, clients_until_queued};
 use util::procs::{stop_and_check_no_process_left, stop_between_turns};
-use util::sockets::{accept_queue, socket_inode, unread_by_server, wait_queued};
+use util::sockets::{socket_inode, unread_by_server, wait_queued};
 use util::stats::{expect_worker, num, per_worker};
 use util::*;
 
@@ -113,24 +114,12 @@ fn reuseport_stop_hands_a_stopped_workers_queue_to_the_other() {
     let listener = socket_inode(victim, 5).expect("worker 2's listener");
     let (cont, _) = stop_between_turns(victim);
 
-    // Clients until 3 wait on the stopped worker's listener (the hash of
-    // their ports places them); worker 1 answers the others meanwhile.
-    let mut clients = Vec::new();
-    while accept_queue(listener).unwrap_or(0) < 3 {
-        assert!(clients.len() < 200, "the kernel's hash never placed 3 clients on worker 2's listener");
-        let mut c = s.connect();
-        c.send(GET_CLOSE);
-        clients.push(c);
-    }
+    // Clients until 3 wait on the stopped worker's listener; worker 1
+    // answers the others meanwhile.
+    let mut clients = clients_until_queued(&s, listener, 3);
     let from = s.log_len();
     s.signal(libc::SIGTERM);
-    let answers: Vec<String> = clients
-        .iter_mut()
-        .map(|c| match c.try_read() {
-            Ok(resp) => resp.status.to_string(),
-            Err(e) => format!("no answer ({e})"),
-        })
-        .collect();
+    let answers = answers(&mut clients);
     let log = s.log()[from..].join("\n");
     assert!(answers.iter().all(|a| a == "200"), "clients connected before SIGTERM: {answers:?}; log:\n{log}");
     // The line is written before the hand-off's sends, but the test's log

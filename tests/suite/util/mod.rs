@@ -14,6 +14,7 @@
 
 pub mod cgroup;
 pub mod control;
+pub mod hashed;
 pub mod held;
 pub mod load;
 pub mod multihost;
