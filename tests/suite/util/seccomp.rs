@@ -1,8 +1,9 @@
 //! Seccomp filters, installed in a child before it execs and inherited by
 //! everything it starts: one blocks io_uring the way Docker (EPERM) and
 //! Podman (ENOSYS) do (`--backend auto`, a library user's default, then
-//! serves on epoll); one blocks `bpf(2)` (`reuseport --steer`); one kills a
-//! process that changes its umask.
+//! serves on epoll); one blocks `bpf(2)` (`reuseport --steer`), one the
+//! attach of a steering program to a listener group; one kills a process
+//! that changes its umask.
 
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -83,6 +84,37 @@ fn bpf_blocked(errno: i32) -> [libc::sock_filter; 7] {
 /// `errno`, as Docker's default profile does (`EPERM`).
 pub fn block_bpf(command: &mut Command, errno: i32) {
     install(command, bpf_blocked(errno));
+}
+
+/// `SO_ATTACH_REUSEPORT_EBPF` (`asm-generic/socket.h`).
+const SO_ATTACH_REUSEPORT_EBPF: u32 = 52;
+/// Offset in `struct seccomp_data` of the low half of `args[2]` (a
+/// little-endian `u64`): `setsockopt`'s option name.
+const SECCOMP_DATA_ARG2_LOW: u32 = 16 + 2 * 8;
+
+/// The classic BPF program: another architecture is killed; a
+/// `setsockopt` of `SO_ATTACH_REUSEPORT_EBPF` fails with `errno`;
+/// everything else is allowed.
+fn steering_attach_blocked(errno: i32) -> [libc::sock_filter; 9] {
+    let [arch, other_arch, kill, load_nr] = this_architecture_only();
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    [
+        arch,
+        other_arch,
+        kill,
+        load_nr,
+        jump_if_equal(libc::SYS_setsockopt as u32, 0, 3),
+        statement(load, SECCOMP_DATA_ARG2_LOW),
+        jump_if_equal(SO_ATTACH_REUSEPORT_EBPF, 0, 1),
+        statement(RETURN, libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA)),
+        statement(RETURN, libc::SECCOMP_RET_ALLOW),
+    ]
+}
+
+/// Makes `command`'s child (and all it starts) fail to attach a steering
+/// program to a `SO_REUSEPORT` group with `errno`, while `bpf(2)` works.
+pub fn block_steering_attach(command: &mut Command, errno: i32) {
+    install(command, steering_attach_blocked(errno));
 }
 
 /// The classic BPF program: another architecture is killed, and so is a
