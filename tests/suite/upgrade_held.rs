@@ -8,8 +8,9 @@
 //! old master drains "as on SIGTERM (every request already sent is
 //! answered)".
 //!
-//! Both old workers are stopped (SIGSTOP) with a batch each unacknowledged,
-//! so that the master holds what comes next; every step waits for what the
+//! Both old workers are stopped (SIGSTOP) so that they lag (their first
+//! connections unacknowledged, or held if their heartbeats went stale
+//! first) and the master holds what comes next; every step waits for what the
 //! stats, the metrics and the log show.
 
 use crate::util;
@@ -17,7 +18,7 @@ use crate::util;
 use std::time::Duration;
 
 use util::control::ctl;
-use util::held::{answers, both_workers_lagging, client_sent, held};
+use util::held::{answers, both_workers_lagging, client_sent, held, Lagging};
 use util::ops::metrics_addr;
 use util::procs::send_signal;
 use util::upgrade::{parse_new_master, running, wait_gone, TempDir};
@@ -36,9 +37,9 @@ fn held_connections_are_served_by_the_old_workers_at_an_upgrade(mode: &str) {
     let mut s = Server::start(&args);
     let metrics_at = metrics_addr(&s);
     let ready = s.wait_workers_ready(2, START_TIMEOUT);
-    // One batch in each worker's socket, unacknowledged, and both seen lagging.
-    let (guards, mut clients) = both_workers_lagging(&s, &ready, mode);
-    for _ in 0..HELD {
+    // Two clients in the workers' sockets, unacknowledged, or held; both workers seen lagging.
+    let Lagging { guards, mut clients, held: held_first } = both_workers_lagging(&s, metrics_at, &ready, mode);
+    for _ in held_first..HELD {
         clients.push(client_sent(&s));
     }
     assert!(eventually(Duration::from_secs(10), || held(metrics_at) == HELD as f64), "{mode}: {HELD} held");

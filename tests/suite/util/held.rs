@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::ops::{samples, scrape, value};
+use super::ops::{samples, scrape, value, Sample};
 use super::procs::{stop_between_turns, ContinueOnDrop};
 use super::stats::{expect_worker, num};
 use super::{eventually, Conn, Server, BODY, GET_CLOSE};
@@ -23,8 +23,11 @@ pub fn client_sent(s: &Server) -> Conn {
 
 /// The connections the master holds, from its metrics page.
 pub fn held(metrics_at: SocketAddr) -> f64 {
-    value(&samples(&scrape(metrics_at)), "ringmaster_master_connections_held", &[])
+    value(&samples(&scrape(metrics_at)), HELD, &[])
 }
+
+/// The metric of the connections the master holds.
+const HELD: &str = "ringmaster_master_connections_held";
 
 /// Each client's answer: `200` (with the page), another status, or why none came.
 pub fn answers(clients: &mut [Conn]) -> Vec<String> {
@@ -38,27 +41,53 @@ pub fn answers(clients: &mut [Conn]) -> Vec<String> {
         .collect()
 }
 
+/// Both workers stopped and lagging, and the master's hold on the first
+/// clients: what [`both_workers_lagging`] leaves.
+pub struct Lagging {
+    /// Continue the workers when dropped.
+    pub guards: Vec<ContinueOnDrop>,
+    /// Clients with their requests written, each handed to a worker or held.
+    pub clients: Vec<Conn>,
+    /// How many of `clients` the master holds (the rest wait, unacknowledged,
+    /// in the workers' sockets).
+    pub held: usize,
+}
+
 /// Stops both workers of `s` (ready as `ready` shows) between loop turns,
-/// hands each a connection it does not acknowledge, and waits until the
-/// master sees both lag: what comes next is held. The guards continue the
-/// workers when dropped; the clients have their requests written.
-pub fn both_workers_lagging(s: &Server, ready: &serde_json::Value, mode: &str) -> (Vec<ContinueOnDrop>, Vec<Conn>) {
+/// sends two clients, and waits until the master has each (handed to a
+/// worker, which does not acknowledge it, or held) and sees both workers
+/// lag: what comes next is held.
+///
+/// Which it is, the test does not choose: a stopped worker takes a
+/// connection until its heartbeat is stale (500 ms after its last turn),
+/// so the first clients are handed over when they come soon after the
+/// stops and held when the test ran late. Until 2026-12-07 the test
+/// expected both handed, and failed when stopping the second worker and
+/// sending took longer than that (seen once on epoll in a full run).
+pub fn both_workers_lagging(s: &Server, metrics_at: SocketAddr, ready: &serde_json::Value, mode: &str) -> Lagging {
     let pids = [1, 2].map(|id| num(&expect_worker(ready, id), "pid") as u32);
     let guards: Vec<_> = pids.iter().map(|&pid| stop_between_turns(pid).0).collect();
     let mut clients = Vec::new();
-    let mut last = serde_json::Value::Null;
-    for handed in 1..=2 {
+    let mut unacked_and_held = (0.0, 0.0);
+    for sent in 1..=2 {
         clients.push(client_sent(s));
-        let seen = eventually(Duration::from_secs(10), || {
-            last = s.stats();
-            sum(&last, "unacked") == handed
+        let taken = eventually(Duration::from_secs(10), || {
+            let page = samples(&scrape(metrics_at));
+            unacked_and_held = (total(&page, "ringmaster_worker_connections_unacknowledged"), total(&page, HELD));
+            unacked_and_held.0 + unacked_and_held.1 == sent as f64
         });
-        assert!(seen, "{mode}: connection {handed} handed to a stopped worker: {last}");
+        assert!(taken, "{mode}: connection {sent} handed to a stopped worker or held: {unacked_and_held:?}");
     }
+    let mut last = serde_json::Value::Null;
     let lagging = eventually(Duration::from_secs(10), || {
         last = s.stats();
         last["workers"].as_array().is_some_and(|ws| ws.iter().all(|w| w["lagging"] == true))
     });
     assert!(lagging, "{mode}: both stopped workers lag: {last}");
-    (guards, clients)
+    Lagging { guards, clients, held: held(metrics_at) as usize }
+}
+
+/// `name` summed over its samples, whatever their labels.
+fn total(page: &[Sample], name: &str) -> f64 {
+    page.iter().filter(|sample| sample.name == name).map(|sample| sample.value).sum()
 }
