@@ -16,7 +16,7 @@ use crate::util;
 
 use std::time::Duration;
 
-use util::held::{answers, both_workers_lagging, client_sent, held, sum, Lagging};
+use util::held::{answers, both_workers_lagging, client_sent, handed_or_held, held, sum, Lagging};
 use util::ops::metrics_addr;
 use util::procs::stop_between_turns;
 use util::stats::{expect_worker, num, per_worker};
@@ -120,19 +120,22 @@ fn held_connections_go_to_a_worker_that_turns_rather_than_a_still_one(mode: &str
         lagging(&last, still) && sum(&last, "unacked") == 0
     });
     assert!(stale, "{mode}: worker {still}'s heartbeat is seen stale: {last}");
-    // `busy` turns (it answers), then stops with one batch in flight: it lags too.
+    // `busy` turns (it answers), then stops with one batch in flight (or,
+    // if the test ran late and its heartbeat went stale first, held): it
+    // lags too, and has more outstanding than `still` either way.
     keep.get_ok();
     let (busy_guard, _) = stop_between_turns(pid(busy));
     let mut clients = vec![client_sent(&s)];
+    let held_first = handed_or_held(metrics_at, 1, mode);
     let both = eventually(Duration::from_secs(10), || {
         last = s.stats();
-        sum(&last, "unacked") == 1 && lagging(&last, busy) && lagging(&last, still)
+        lagging(&last, busy) && lagging(&last, still)
     });
-    assert!(both, "{mode}: both workers lag, worker {busy} with a batch: {last}");
-    assert_eq!(num(&expect_worker(&last, busy), "unacked"), 1, "{mode}: {last}");
+    assert!(both, "{mode}: both workers lag: {last}");
+    assert_eq!(num(&expect_worker(&last, busy), "unacked"), 1 - held_first as u64, "{mode}: {last}");
     // Held: no worker takes.
     const HELD: usize = 3;
-    for _ in 0..HELD {
+    for _ in held_first..HELD {
         clients.push(client_sent(&s));
     }
     assert!(eventually(Duration::from_secs(10), || held(metrics_at) == HELD as f64), "{mode}: {HELD} held");

@@ -68,15 +68,9 @@ pub fn both_workers_lagging(s: &Server, metrics_at: SocketAddr, ready: &serde_js
     let pids = [1, 2].map(|id| num(&expect_worker(ready, id), "pid") as u32);
     let guards: Vec<_> = pids.iter().map(|&pid| stop_between_turns(pid).0).collect();
     let mut clients = Vec::new();
-    let mut unacked_and_held = (0.0, 0.0);
     for sent in 1..=2 {
         clients.push(client_sent(s));
-        let taken = eventually(Duration::from_secs(10), || {
-            let page = samples(&scrape(metrics_at));
-            unacked_and_held = (total(&page, "ringmaster_worker_connections_unacknowledged"), total(&page, HELD));
-            unacked_and_held.0 + unacked_and_held.1 == sent as f64
-        });
-        assert!(taken, "{mode}: connection {sent} handed to a stopped worker or held: {unacked_and_held:?}");
+        handed_or_held(metrics_at, sent, mode);
     }
     let mut last = serde_json::Value::Null;
     let lagging = eventually(Duration::from_secs(10), || {
@@ -85,6 +79,20 @@ pub fn both_workers_lagging(s: &Server, metrics_at: SocketAddr, ready: &serde_js
     });
     assert!(lagging, "{mode}: both stopped workers lag: {last}");
     Lagging { guards, clients, held: held(metrics_at) as usize }
+}
+
+/// Waits until the master has the `sent` clients sent so far while no
+/// worker acknowledges: each handed to a worker (unacknowledged) or held.
+/// Returns how many it holds.
+pub fn handed_or_held(metrics_at: SocketAddr, sent: usize, mode: &str) -> usize {
+    let mut unacked_and_held = (0.0, 0.0);
+    let taken = eventually(Duration::from_secs(10), || {
+        let page = samples(&scrape(metrics_at));
+        unacked_and_held = (total(&page, "ringmaster_worker_connections_unacknowledged"), total(&page, HELD));
+        unacked_and_held.0 + unacked_and_held.1 == sent as f64
+    });
+    assert!(taken, "{mode}: {sent} connections handed to stopped workers or held: {unacked_and_held:?}");
+    unacked_and_held.1 as usize
 }
 
 /// `name` summed over its samples, whatever their labels.
