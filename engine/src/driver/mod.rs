@@ -106,11 +106,12 @@ fn adopt_batch(batch: &mut Batch, mut adopt: impl FnMut(OwnedFd) -> io::Result<b
 }
 
 /// The next connection queued on a listener of the worker's own, taken
-/// without waiting, as a retiring `reuseport` worker empties its queue before
-/// it closes the listener; `None` when the queue is empty (or the worker is
-/// out of fds). What arrives after the last accept moves to the group's
-/// other listeners if the kernel migrates requests
-/// (`net.ipv4.tcp_migrate_req`), else it is reset.
+/// without waiting, as a draining `reuseport` worker empties its queue before
+/// it lets go of its copy of the listener; `None` when the queue is empty (or
+/// the worker is out of fds). What arrives after the last accept waits on the
+/// listener, which the master keeps: the slot's next process takes it (a
+/// reload), or the master hands it on (a retired slot's listener, set aside)
+/// or answers it `503` (a stop) before it shuts the listener.
 fn next_queued(listener: &OwnedFd) -> Option<OwnedFd> {
     if crate::sys::socket::set_nonblocking(listener.as_fd()).is_err() {
         return None;
