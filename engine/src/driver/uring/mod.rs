@@ -18,7 +18,7 @@
 //! receive, the turn's acks out; a batch is taken in `../handed.rs`, as on
 //! epoll); `tick.rs`: deadlines and stalled holders judged on the tick;
 //! `drain.rs`: the drain begun; `reclaim.rs`: idle connections closed to
-//! make room; `connection.rs`: one connection's ops and completions;
+//! make room; `connection/`: one connection's ops and completions;
 //! `held.rs`: input paused connections hold; `starved.rs`: receives that
 //! wait for a buffer, and the reads of those whose clients closed;
 //! `ring_socket.rs`: a descriptor or a direct descriptor.

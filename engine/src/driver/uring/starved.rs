@@ -9,7 +9,7 @@
 //! while the ring was empty kept its descriptor and its place under
 //! `--max-conns` for as long as the ring stayed empty, its timers started
 //! over (its wait was the worker's), and a request before a half-close
-//! waited as long for its answer. Its reset watch (`connection.rs`) sees
+//! waited as long for its answer. Its reset watch (`connection/reset_watch.rs`) sees
 //! the close now: a reset ends the connection, and after a FIN (or a
 //! hang-up) all the client sent is in the socket, so the connection reads
 //! it with a plain ring receive into the worker's one spare buffer

@@ -1,6 +1,7 @@
 //! The tick: the `Date` moved on, every connection's deadline judged (not
 //! after the loop stood still), a holder whose client does not read cut off
-//! (`held.rs`), and the listener's queue swept and made room for.
+//! (`held.rs`), the ring's answers to what it asked of a client's reading,
+//! and the listener's queue swept and made room for.
 
 use std::io;
 use std::time::SystemTime;
@@ -108,6 +109,32 @@ impl UringWorker<'_> {
             }
             SocketCount::Ask(ask) => self.push(ask),
         }
+    }
+
+    /// The ring's answer to a `SIOCOUTQ`, asked by the tick for a suspect
+    /// (`held.rs`) or for a connection whose writer's deadline passed
+    /// (`conn::ReaderWatch`); both take it if both asked, and one that did
+    /// not ask ignores it. The suspect is cut off when its client took
+    /// nothing since the last look, or the op failed (a kernel before 6.7),
+    /// if it still holds input and the ring is still under pressure; the
+    /// connection closes when its client took nothing since the last look.
+    pub(super) fn on_unacknowledged(&mut self, slot: u32, generation: u32, result: i32) -> io::Result<()> {
+        let under_pressure = self.held.under_pressure();
+        let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
+        if entry.closing {
+            return Ok(());
+        }
+        let unacknowledged = u32::try_from(result).ok();
+        let cut_off = entry.stall.judge_answer(unacknowledged, !entry.held.is_empty(), under_pressure);
+        let (_, ctx) = self.core.parts(slot);
+        entry.conn.handle_unacknowledged(unacknowledged, &ctx);
+        if cut_off {
+            // Its client does not read, and what it holds is wanted by others.
+            entry.conn.handle_read_error();
+        } else if !entry.conn.is_closed() {
+            return Ok(());
+        }
+        self.drive(slot, generation)
     }
 }
 
