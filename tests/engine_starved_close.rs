@@ -14,6 +14,10 @@
 //! a client that sent part of a request and a FIN held its place until the
 //! hogs read, and one that sent a whole request and half-closed got its
 //! answer only then.
+//!
+//! A client whose burst is more than one such read takes, and whose first
+//! answer pauses its connection between reads, gets every answer, then the
+//! server's close (2026-12-07: no fault found).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -27,7 +31,7 @@ use ringmaster_engine::{Backend, EngineConfig, FixedBody, Handler, Request, Resp
 mod in_process;
 mod starved_hogs;
 
-use starved_hogs::{config, connect, finish_hogs, read_answers, start_hogs, Hog, ANSWER, HOGS, PATIENCE};
+use starved_hogs::{config, connect, finish_hogs, posts, read_answers, start_hogs, Hog, ANSWER, HOGS, PATIENCE};
 
 /// A test of `scenario(backend, plain)` on io_uring with direct descriptors
 /// and with plain ones, and on epoll (which has no ring to run out).
@@ -289,4 +293,44 @@ on_each_driver!(
     a_request_behind_a_half_close_while_the_ring_is_empty_is_answered_direct_descriptors,
     a_request_behind_a_half_close_while_the_ring_is_empty_is_answered_plain_descriptors,
     a_request_behind_a_half_close_beside_the_hogs_is_answered_on_epoll
+);
+
+/// Requests in a client's burst, each with a body: their input is more
+/// than a read without a ring buffer takes at once, and the first answer
+/// alone ([`ANSWER`]) fills the client's socket.
+const BURST: usize = 3;
+const BURST_BODY: usize = 10 * 1024;
+
+/// A client that pipelines a burst of requests and half-closes while the
+/// hogs hold the ring: read without a ring buffer, its connection pauses
+/// behind the first answer, part of its input and the FIN still in its
+/// socket (its client has hung up, and it waits for a buffer still), and
+/// reads on without one once its client has taken that answer. Every
+/// request is answered, then the connection closes and its place is free,
+/// while the hogs hold the ring still.
+fn a_burst_behind_a_half_close_while_the_ring_is_empty_is_answered_whole(backend: Backend, plain: bool) {
+    let (worker, stats, address) = spawn(backend, plain);
+    let hurry = Arc::new(AtomicBool::new(false));
+    let hogs = start_hogs(address, HOGS, &hurry);
+    let mut client = connect(address);
+    client.write_all(&posts(BURST, BURST_BODY)).expect("the burst");
+    in_process::wait_all_acknowledged(&client);
+    client.shutdown(Shutdown::Write).expect("half-close");
+    let read_all = AtomicBool::new(true);
+    let answers = read_answers(&mut client, BURST, &read_all);
+    let after = ending(&mut client);
+    let freed = live_reaches(&stats, HOGS, PROMPTLY);
+    // The hogs read a trickle all along: they held the ring throughout.
+    finish_hogs(hogs, &hurry);
+    worker.stop();
+    assert_eq!(answers, Ok(vec![200; BURST]), "the burst, while the hogs held the ring");
+    assert_eq!(after, "closed", "after its answers");
+    assert!(freed.is_ok(), "its connection was still open {PROMPTLY:?} after its answers: {freed:?} connections");
+}
+
+on_each_driver!(
+    a_burst_behind_a_half_close_while_the_ring_is_empty_is_answered_whole:
+    a_burst_behind_a_half_close_while_the_ring_is_empty_is_answered_whole_direct_descriptors,
+    a_burst_behind_a_half_close_while_the_ring_is_empty_is_answered_whole_plain_descriptors,
+    a_burst_behind_a_half_close_beside_the_hogs_is_answered_whole_on_epoll
 );

@@ -69,6 +69,18 @@ fn hog_input() -> Vec<u8> {
     bytes
 }
 
+/// `count` requests with a body of `body` bytes each, in one buffer (a
+/// client's pipelined burst).
+pub fn posts(count: usize, body: usize) -> Vec<u8> {
+    let head = format!("POST /burst HTTP/1.1\r\nHost: a\r\nContent-Length: {body}\r\n\r\n");
+    let mut bytes = Vec::new();
+    for _ in 0..count {
+        bytes.extend_from_slice(head.as_bytes());
+        bytes.resize(bytes.len() + body, b'b');
+    }
+    bytes
+}
+
 pub fn connect(address: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(address).expect("connect");
     stream.set_read_timeout(Some(PATIENCE)).expect("read timeout");
