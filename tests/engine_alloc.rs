@@ -1,5 +1,5 @@
 //! Proves the worker allocates nothing after start, on either driver: a
-//! counting global allocator counts heap allocations made on the worker's
+//! counting global allocator (`counted_worker`) counts heap allocations made on the worker's
 //! event-loop thread only, and the count must not move while, after a
 //! warm-up that takes every path once, the same workload runs again and the
 //! worker drains and stops. The workload: thousands of requests over new
@@ -8,64 +8,20 @@
 //! HTTP/1.0, server-initiated closes, requests split across reads, header,
 //! body and idle timeouts firing, a client that does not read (partial
 //! sends, paused input), more connections at once than `max_conns` (the
-//! worker full), receive buffers running out (io_uring), and a drain with
+//! worker full), receive buffers running out (io_uring; clients that close
+//! while none is free: `engine_alloc_starved`), and a drain with
 //! connections open. The window spans more than a second so the `Date`
 //! refresh and the tick run inside it too.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ringmaster_engine::channel::{channel_pair, send_blocking, Message, Tag};
-use ringmaster_engine::{Backend, EngineConfig, FixedBody, Sources, StatsBlock};
-
-struct CountingAllocator;
-
-thread_local! {
-    /// The counter of the worker running on this thread, if it is one. Each
-    /// worker has its own: the tests run in parallel, and one worker's
-    /// start-up must not count in another's window.
-    static THIS_THREAD_COUNTER: Cell<Option<&'static AtomicU64>> = const { Cell::new(None) };
-}
-
-fn note_allocation() {
-    if let Some(counter) = THIS_THREAD_COUNTER.try_with(Cell::get).ok().flatten() {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to the system allocator unchanged; counting
-// touches only an atomic and a const thread-local (neither allocates).
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+use ringmaster_engine::{Backend, EngineConfig, FixedBody};
 
 const REQUEST: &[u8] = b"GET /alloc HTTP/1.1\r\nHost: localhost\r\nUser-Agent: alloc-test\r\nAccept: */*\r\n\r\n";
 const BODY: &[u8] = b"hello world\n";
@@ -76,8 +32,10 @@ const MAX_CONNS: usize = 512;
 /// More connections at once than the worker holds.
 const CROWD: usize = 600;
 
+mod counted_worker;
 mod in_process;
-use in_process::InProcessWorker;
+
+use counted_worker::CountedWorker;
 
 /// The example's application, run in process.
 #[allow(dead_code)]
@@ -95,42 +53,19 @@ enum Answers {
     Router,
 }
 
-/// A worker on its own thread, counting that thread's allocations.
-struct CountedWorker {
-    worker: InProcessWorker,
-    allocations: &'static AtomicU64,
-}
-
-impl CountedWorker {
-    fn start(backend: Backend, answers: Answers, listener: Option<OwnedFd>, channel: Option<OwnedFd>) -> CountedWorker {
-        CountedWorker::start_with(worker_config(backend), answers, listener, channel)
-    }
-
-    fn start_with(
-        config: EngineConfig,
-        answers: Answers,
-        listener: Option<OwnedFd>,
-        channel: Option<OwnedFd>,
-    ) -> CountedWorker {
-        // Leaked on purpose: one small counter per test worker, read after it ends.
-        let allocations: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
-        let worker = InProcessWorker::spawn(move |shutdown| {
-            let stats = StatsBlock::private(1)?;
-            let counters = stats.slot(0).expect("slot 0");
-            THIS_THREAD_COUNTER.with(|c| c.set(Some(allocations)));
-            let sources =
-                Sources { listener, own_listener: false, channel, shutdown: Some(shutdown), accept_tally: None };
-            let result = match answers {
-                Answers::Fixed => ringmaster_engine::run(&config, sources, counters, &mut FixedBody::new(BODY)),
-                Answers::FixedLong => {
-                    ringmaster_engine::run(&config, sources, counters, &mut FixedBody::new(vec![b'l'; LONG_FIXED_BODY]))
-                }
-                Answers::Router => ringmaster_engine::run(&config, sources, counters, &mut router::Router::new(1)),
-            };
-            THIS_THREAD_COUNTER.with(|c| c.set(None));
-            result
-        });
-        CountedWorker { worker, allocations }
+/// A worker answering as `answers` says, counting its thread's allocations.
+fn start_counted(
+    config: EngineConfig,
+    answers: Answers,
+    listener: Option<OwnedFd>,
+    channel: Option<OwnedFd>,
+) -> CountedWorker {
+    match answers {
+        Answers::Fixed => CountedWorker::start(config, listener, channel, || FixedBody::new(BODY)),
+        Answers::FixedLong => {
+            CountedWorker::start(config, listener, channel, || FixedBody::new(vec![b'l'; LONG_FIXED_BODY]))
+        }
+        Answers::Router => CountedWorker::start(config, listener, channel, || router::Router::new(1)),
     }
 }
 
@@ -414,8 +349,7 @@ fn assert_worker_allocates_nothing(worker: CountedWorker, connect: &Connect) {
     workload(connect, 16);
     // Let the warm-up's lingering closes end, and cross a `Date` change.
     thread::sleep(Duration::from_millis(1100));
-    let allocations = worker.allocations;
-    let before = allocations.load(Ordering::Relaxed);
+    let before = worker.allocated();
     let started = Instant::now();
     let served = workload(connect, 100);
     eprintln!("served {served} requests and every other path in {:?}", started.elapsed());
@@ -428,8 +362,7 @@ fn assert_worker_allocates_nothing(worker: CountedWorker, connect: &Connect) {
     }
     let mut busy = connect();
     busy.write_all(&REQUEST.repeat(20)).expect("send");
-    worker.worker.stop();
-    let after = allocations.load(Ordering::Relaxed);
+    let after = worker.stop();
     assert!(String::from_utf8_lossy(&read_to_close(&mut busy)).matches("HTTP/1.1 ").count() >= 1);
     for stream in &mut open {
         read_to_close(stream);
@@ -442,7 +375,7 @@ fn assert_worker_allocates_nothing(worker: CountedWorker, connect: &Connect) {
 fn accepted_connections_allocate_nothing(backend: Backend, answers: Answers) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("local addr");
-    let worker = CountedWorker::start(backend, answers, Some(OwnedFd::from(listener)), None);
+    let worker = start_counted(worker_config(backend), answers, Some(OwnedFd::from(listener)), None);
     let connect = move || client(TcpStream::connect(addr).expect("connect"));
     assert_worker_allocates_nothing(worker, &connect);
 }
@@ -452,7 +385,7 @@ fn handed_over_connections_allocate_nothing(backend: Backend, answers: Answers) 
     let (master_end, worker_end) = channel_pair().expect("channel");
     let listener = Arc::new(TcpListener::bind("127.0.0.1:0").expect("bind"));
     let addr = listener.local_addr().expect("local addr");
-    let worker = CountedWorker::start(backend, answers, None, Some(worker_end));
+    let worker = start_counted(worker_config(backend), answers, None, Some(worker_end));
     let dispatcher = {
         let listener = Arc::clone(&listener);
         thread::spawn(move || {
@@ -593,7 +526,7 @@ fn epoll_connections_with_input_left_allocate_nothing() {
         ..EngineConfig::default()
     };
     let (master_end, worker_end) = channel_pair().expect("channel");
-    let worker = CountedWorker::start_with(config, Answers::Fixed, None, Some(worker_end));
+    let worker = start_counted(config, Answers::Fixed, None, Some(worker_end));
     let listener = roomy_listener();
     let addr = listener.local_addr().expect("local addr");
     let mut message = Message::new();
@@ -617,11 +550,11 @@ fn epoll_connections_with_input_left_allocate_nothing() {
     };
     // Warm-up: one connection's turns end with input left.
     hand_over(1);
-    let before = worker.allocations.load(Ordering::Relaxed);
+    let before = worker.allocated();
     hand_over(CONNS);
-    let after = worker.allocations.load(Ordering::Relaxed);
+    let after = worker.allocated();
     // The master gone, a worker with nothing left stops at once.
     drop(master_end);
-    worker.worker.stop();
+    worker.stop();
     assert_eq!(after - before, 0, "the worker thread allocated {} times serving full connections", after - before);
 }
