@@ -49,6 +49,40 @@ impl SpareBuffer {
     }
 }
 
+/// What a receive into the spare buffer brought its connection.
+#[derive(Debug, PartialEq, Eq)]
+enum SpareRead {
+    /// Input; `more` when it filled all it asked for (the socket may hold more).
+    Input { len: usize, more: bool },
+    /// The end of its client's input (the FIN), all it sent read.
+    End,
+    /// Nothing, and no end either: no close after all. It waits for a ring
+    /// buffer, as before its client seemed to close, its reset watch done
+    /// (armed again, what fired it would fire it at once: the worker would
+    /// spin on receives that read nothing). Not seen from outside: once
+    /// the watch has seen a FIN or a hang-up, a TCP receive returns input,
+    /// its end, or an error, never `EAGAIN`; the ring posts `EAGAIN` only
+    /// for a receive asked not to wait (this one waits), and `ECANCELED`
+    /// only for a receive cancelled, which only a close does
+    /// (`begin_close`: the connection is closing then, and the completion
+    /// goes to `release_if_done`) or the ring's end.
+    Nothing,
+    /// The socket's error (a reset, say): the connection ends.
+    Failed,
+}
+
+impl SpareRead {
+    /// The completion's `result` of a receive that asked for `asked` bytes.
+    fn of(result: i32, asked: usize) -> SpareRead {
+        match result {
+            0 => SpareRead::End,
+            len if len > 0 => SpareRead::Input { len: len as usize, more: len as usize == asked },
+            e if e == -libc::EAGAIN || e == -libc::ECANCELED => SpareRead::Nothing,
+            _ => SpareRead::Failed,
+        }
+    }
+}
+
 impl UringWorker<'_> {
     /// The connection's receive found the ring empty and no buffer has come
     /// back since it was armed: it waits for one, in the queue, and its
@@ -106,23 +140,19 @@ impl UringWorker<'_> {
                     entry.starved = false;
                 }
                 let (carry, mut ctx) = self.core.parts(slot);
-                match result {
-                    0 => entry.conn.handle_peer_closed(&mut ctx),
-                    len if len > 0 => {
-                        let len = len as usize;
+                match SpareRead::of(result, asked) {
+                    SpareRead::End => entry.conn.handle_peer_closed(&mut ctx),
+                    SpareRead::Input { len, more } => {
                         let data = &self.spare.bytes[..len];
-                        let taken = entry.conn.handle_input(data, carry, len == asked, &mut ctx);
+                        let taken = entry.conn.handle_input(data, carry, more, &mut ctx);
                         debug_assert_eq!(taken, len, "a read never exceeds what the connection can hold");
                         if taken < len {
                             entry.conn.handle_read_error();
                         }
                         self.core.work_for(entry.conn.take_parsed());
                     }
-                    // Nothing to read: no close after all (after a FIN or a
-                    // hang-up there is always input or its end). It waits
-                    // for a ring buffer, as before its client seemed to close.
-                    e if e == -libc::EAGAIN || e == -libc::ECANCELED => entry.hung_up = false,
-                    _ => entry.conn.handle_read_error(),
+                    SpareRead::Nothing => entry.hung_up = false,
+                    SpareRead::Failed => entry.conn.handle_read_error(),
                 }
                 self.drive(slot, generation)?;
             }
@@ -170,5 +200,25 @@ impl UringWorker<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SpareRead;
+
+    #[test]
+    fn a_spare_receive_that_would_wait_or_was_cancelled_read_nothing_and_saw_no_end() {
+        assert_eq!(SpareRead::of(-libc::EAGAIN, 16), SpareRead::Nothing);
+        assert_eq!(SpareRead::of(-libc::ECANCELED, 16), SpareRead::Nothing);
+    }
+
+    #[test]
+    fn a_spare_receive_reports_input_its_end_or_an_error() {
+        assert_eq!(SpareRead::of(16, 16), SpareRead::Input { len: 16, more: true }, "all it asked for: maybe more");
+        assert_eq!(SpareRead::of(5, 16), SpareRead::Input { len: 5, more: false });
+        assert_eq!(SpareRead::of(0, 16), SpareRead::End);
+        assert_eq!(SpareRead::of(-libc::ECONNRESET, 16), SpareRead::Failed);
+        assert_eq!(SpareRead::of(-libc::ENOTCONN, 16), SpareRead::Failed);
     }
 }
