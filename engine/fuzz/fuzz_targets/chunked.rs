@@ -153,16 +153,26 @@ impl Reference<'_> {
     fn body(&mut self) -> Result<usize, End> {
         loop {
             let mut size: u64 = 0;
-            let mut digits = 0;
+            let mut any = false;
+            let mut significant = 0;
             while let Some(v) = self.peek().and_then(|b| (b as char).to_digit(16)) {
                 self.at += 1;
-                digits += 1;
-                if digits > 16 {
-                    return Err(End::Invalid);
+                if any && size == 0 && v == 0 {
+                    // A zero after a first zero is no digit of the size but
+                    // framing, counted with the body as an extension's bytes are.
+                    self.ext_byte()?;
+                    continue;
+                }
+                any = true;
+                if size != 0 || v != 0 {
+                    significant += 1;
+                    if significant > 16 {
+                        return Err(End::Invalid);
+                    }
                 }
                 size = size << 4 | u64::from(v);
             }
-            if digits == 0 {
+            if !any {
                 self.next()?;
                 return Err(End::Invalid);
             }
