@@ -2,7 +2,7 @@
 //! (paused connections hold them all: `engine/src/driver/uring/held.rs`)
 //! cannot read what its client sent; that wait is the worker's, so its
 //! header timer starts over rather than close it (`starved` in
-//! `engine/src/driver/uring/connection.rs`, the tick in `mod.rs`). Until
+//! `engine/src/driver/uring/connection/recv.rs`, the tick in `tick.rs`). Until
 //! 2026-12-07 such a newcomer was closed at `--header-timeout`, its request
 //! unread and unanswered.
 //!
