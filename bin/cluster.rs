@@ -14,7 +14,7 @@ use ringmaster_balancer::cpus::{allowed_cpus, default_workers};
 use ringmaster_balancer::exit_codes::{worker_exit_code, EXIT_NO_HANDLER};
 use ringmaster_balancer::log::{counted, LogFormat};
 use ringmaster_balancer::privileges;
-use ringmaster_balancer::title::{set_process_title, set_thread_name, MASTER_THREAD_NAME, MASTER_TITLE};
+use ringmaster_balancer::title::{set_process_title, set_thread_name, ProcessNames};
 use ringmaster_balancer::{
     identity_from_env, run_master, run_worker, MasterConfig, Mode, SteerChoice, WorkerExec, WorkerMessageHook,
 };
@@ -86,7 +86,12 @@ impl Cluster {
                 backend: BackendChoice::Auto,
                 engine,
                 // Captured before anything can rewrite them (the master's title does).
-                exec: WorkerExec { args: std::env::args_os().skip(1).collect(), credentials: None },
+                exec: WorkerExec {
+                    args: std::env::args_os().skip(1).collect(),
+                    credentials: None,
+                    // Set by `serve`: in a worker, `argv[0]` is its title.
+                    names: ProcessNames::default(),
+                },
                 program: std::env::args_os().next(),
                 on_worker_message: None,
             },
@@ -324,7 +329,8 @@ impl Cluster {
             ringmaster_balancer::panic_hook::install(Some(identity.id));
             // A worker that cannot start with these limits says so by its
             // exit code: its master then stops instead of restarting it forever.
-            return run_worker(identity, &self.master.engine, &mut handler)
+            let names = ProcessNames::of_worker(self.master.program.as_deref());
+            return run_worker(identity, &names, &self.master.engine, &mut handler)
                 .map_err(|e| (worker_exit_code(&e), format!("worker {}: {e}", identity.id)));
         }
         ringmaster_balancer::panic_hook::install(None);
@@ -344,8 +350,13 @@ impl Cluster {
             privileges::check_can_switch(credentials).map_err(|e| (1, e.to_string()))?;
         }
         self.master.exec.credentials = credentials;
+        // The program's own name (`myapp: master`), as its user knows it.
+        let names = ProcessNames::of_master(self.master.program.as_deref());
         let original: Vec<OsString> = std::env::args_os().collect();
-        if let Err(e) = set_thread_name(MASTER_THREAD_NAME).and_then(|()| set_process_title(MASTER_TITLE, &original)) {
+        let titled = set_thread_name(&names.master_thread_name())
+            .and_then(|()| set_process_title(&names.master_title(), &original));
+        self.master.exec.names = names;
+        if let Err(e) = titled {
             ringmaster_balancer::log!(warn: "cannot set the master's title: {e}");
         }
         run_master(self.master).map_err(|e| (1, e.to_string()))

@@ -9,6 +9,7 @@ use std::time::Duration;
 use ringmaster_engine::{BackendChoice, EngineConfig};
 
 use crate::privileges::Credentials;
+use crate::title::ProcessNames;
 
 /// How connections reach workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,4 +122,7 @@ pub struct WorkerExec {
     /// The ids workers switch to before serving (`--user`, `--group`); `None`
     /// keeps the master's.
     pub credentials: Option<Credentials>,
+    /// The names the processes go by (`ps`, `top`): each worker's title is
+    /// its `argv[0]`.
+    pub names: ProcessNames,
 }

@@ -21,7 +21,7 @@ use ringmaster_engine::Backend;
 use crate::config::WorkerExec;
 use crate::privileges::{ENV_GID, ENV_GROUPS, ENV_UID};
 use crate::systemd::activation::{ENV_LISTEN_FDNAMES, ENV_LISTEN_FDS, ENV_LISTEN_PID};
-use crate::title::worker_title;
+
 use crate::upgrade::env::{ENV_UPGRADE_ACTIVATED, ENV_UPGRADE_FDS, ENV_UPGRADE_FROM};
 
 /// Environment variable naming the worker id (1-based); its presence makes the binary a worker.
@@ -219,7 +219,7 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
     let master = std::process::id() as libc::pid_t;
     let mut command = Command::new(launch.image.exec_path());
     command
-        .arg0(worker_title(launch.id))
+        .arg0(launch.exec.names.worker_title(launch.id))
         .args(&launch.exec.args)
         .env(ENV_BACKEND, launch.backend.name())
         .env(ENV_WORKER_ID, launch.id.to_string())

@@ -1,31 +1,104 @@
-//! Process titles: what `ps` shows for the master (`ringmaster: master`) and
-//! each worker (`ringmaster: worker N ...`), and their thread names. The one
-//! place that writes into the master's argument strings.
+//! Process titles: what `ps` shows for the master (`NAME: master`) and each
+//! worker (`NAME: worker N ...`), and their thread names, NAME being the
+//! program's own (`ringmaster` for the binary, `myapp` for a program of your
+//! own built on the library). The one place that writes into the master's
+//! argument strings.
 //!
 //! A worker's title is its `argv[0]`, chosen by the master when it re-executes
-//! the binary ([`worker_title`]); nothing reads `argv[0]` to find the binary
-//! (spawning uses `/proc/self/exe`). The master cannot choose its own `argv`,
-//! so it overwrites it in place, as nginx does: the kernel reports where the
-//! argument strings lie (`arg_start` and `arg_end` in `/proc/self/stat`), and
-//! `/proc/PID/cmdline` and `ps` read them from there.
+//! the binary ([`ProcessNames::worker_title`]); nothing reads `argv[0]` to
+//! find the binary (spawning uses `/proc/self/exe`). The master cannot choose
+//! its own `argv`, so it overwrites it in place, as nginx does: the kernel
+//! reports where the argument strings lie (`arg_start` and `arg_end` in
+//! `/proc/self/stat`), and `/proc/PID/cmdline` and `ps` read them from there.
 
-use std::ffi::{CString, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
-/// The master's title.
-pub const MASTER_TITLE: &str = "ringmaster: master";
-/// The master's thread name (`/proc/PID/comm`, `top`, `ps -o comm`).
-pub const MASTER_THREAD_NAME: &str = "ringmaster";
+/// The binary's name, whose workers' threads are `rm-worker-N`.
+pub const BINARY_NAME: &str = "ringmaster";
 
-/// Worker `id`'s `argv[0]`, which `ps` shows before its arguments.
-pub fn worker_title(id: usize) -> String {
-    format!("ringmaster: worker {id}")
+/// The most bytes of a thread name the kernel keeps (`TASK_COMM_LEN` less its NUL).
+const THREAD_NAME_MAX: usize = 15;
+
+/// The names a cluster's processes go by: the program's own, as a user
+/// finds nginx's as `nginx` and a Node cluster's as `node`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessNames {
+    program: String,
 }
 
-/// Worker `id`'s thread name: at most 15 bytes, so it is never cut.
-pub fn worker_thread_name(id: usize) -> String {
-    format!("rm-worker-{id}")
+/// The binary's.
+impl Default for ProcessNames {
+    fn default() -> ProcessNames {
+        ProcessNames::new(BINARY_NAME)
+    }
+}
+
+impl ProcessNames {
+    /// The names of a program called `program`.
+    pub fn new(program: impl Into<String>) -> ProcessNames {
+        ProcessNames { program: program.into() }
+    }
+
+    /// A master's names, from its `argv[0]` as it was started: the file name
+    /// it names (what the kernel names its thread at `exec`), else the binary's.
+    pub fn of_master(argv0: Option<&OsStr>) -> ProcessNames {
+        let name = argv0.and_then(|arg| Path::new(arg).file_name()).map(|name| name.to_string_lossy().into_owned());
+        name.filter(|name| !name.is_empty()).map_or_else(ProcessNames::default, ProcessNames::new)
+    }
+
+    /// A worker's names, from its `argv[0]`: the title its master gave it
+    /// (`NAME: worker N`), else (not such a title) as a master's.
+    pub fn of_worker(argv0: Option<&OsStr>) -> ProcessNames {
+        let title = argv0.map(|arg| arg.to_string_lossy());
+        let name = title.as_deref().and_then(|title| {
+            let (name, id) = title.rsplit_once(": worker ")?;
+            (!name.is_empty() && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then(|| name.to_string())
+        });
+        name.map_or_else(|| ProcessNames::of_master(argv0), ProcessNames::new)
+    }
+
+    /// The program's name.
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// The master's title.
+    pub fn master_title(&self) -> String {
+        format!("{}: master", self.program)
+    }
+
+    /// Worker `id`'s `argv[0]`, which `ps` shows before its arguments.
+    pub fn worker_title(&self, id: usize) -> String {
+        format!("{}: worker {id}", self.program)
+    }
+
+    /// The master's thread name (`/proc/PID/comm`, `top`, `ps -C`, `pgrep -x`):
+    /// the program's name, cut to what the kernel keeps.
+    pub fn master_thread_name(&self) -> String {
+        cut_to_thread_name(&self.program)
+    }
+
+    /// Worker `id`'s thread name: the binary's are `rm-worker-N`, so that `top`
+    /// tells them apart; a program of its own has its name in every process,
+    /// so that `ps -C NAME` and `pgrep -x NAME` find them all.
+    pub fn worker_thread_name(&self, id: usize) -> String {
+        match self.program == BINARY_NAME {
+            true => format!("rm-worker-{id}"),
+            false => cut_to_thread_name(&self.program),
+        }
+    }
+}
+
+/// `name`'s first bytes the kernel keeps of a thread name, cut at a character.
+fn cut_to_thread_name(name: &str) -> String {
+    let mut end = name.len().min(THREAD_NAME_MAX);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_string()
 }
 
 /// Names the calling thread (`PR_SET_NAME`); the kernel keeps the first 15 bytes.
@@ -104,10 +177,33 @@ mod tests {
     }
 
     #[test]
-    fn names_fit_the_kernel_limits() {
-        assert_eq!(worker_title(3), "ringmaster: worker 3");
-        assert!(worker_thread_name(1024).len() <= 15);
-        assert!(MASTER_THREAD_NAME.len() <= 15);
+    fn the_binary_keeps_its_names() {
+        let names = ProcessNames::of_master(Some(OsStr::new("/usr/local/bin/ringmaster")));
+        assert_eq!(names.master_title(), "ringmaster: master");
+        assert_eq!(names.worker_title(3), "ringmaster: worker 3");
+        assert_eq!(names.master_thread_name(), "ringmaster");
+        assert_eq!(names.worker_thread_name(1024), "rm-worker-1024");
+        assert!(names.worker_thread_name(1024).len() <= THREAD_NAME_MAX);
+        assert_eq!(ProcessNames::of_master(None), names, "no argv[0]: the binary's");
+    }
+
+    #[test]
+    fn a_program_of_its_own_goes_by_its_name() {
+        let names = ProcessNames::of_master(Some(OsStr::new("./target/release/myapp")));
+        assert_eq!(names.master_title(), "myapp: master");
+        assert_eq!(names.worker_title(2), "myapp: worker 2");
+        assert_eq!((names.master_thread_name(), names.worker_thread_name(2)), ("myapp".into(), "myapp".into()));
+        assert_eq!(ProcessNames::of_worker(Some(OsStr::new("myapp: worker 2"))), names, "from its title");
+        assert_eq!(ProcessNames::of_worker(Some(OsStr::new("a: b: worker 12"))).program(), "a: b");
+        assert_eq!(ProcessNames::of_worker(Some(OsStr::new("/x/myapp"))), names, "not a title: its file name");
+    }
+
+    #[test]
+    fn a_long_name_is_cut_to_the_kernel_limit_at_a_character() {
+        let names = ProcessNames::new("a-very-long-program-name");
+        assert_eq!(names.master_thread_name(), "a-very-long-pro");
+        assert_eq!(ProcessNames::new("aaaaaaaaaaaaaa\u{e9}x").master_thread_name(), "aaaaaaaaaaaaaa", "not half an é");
+        assert_eq!(names.worker_title(1), "a-very-long-program-name: worker 1", "titles are not cut");
     }
 
     #[test]

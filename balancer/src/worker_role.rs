@@ -16,7 +16,7 @@ use crate::spawn::{
     inherited_fd, started_as_worker, ACCEPT_TALLY_FD, CHANNEL_FD, ENV_ACCEPT_TALLY, ENV_BACKEND, ENV_CPU, ENV_LISTENER,
     ENV_STATS_SLOT, ENV_STATS_SLOTS, ENV_WORKER_ID, LISTENER_FD, LISTENER_OWN, LISTENER_SHARED, STATS_FD,
 };
-use crate::title::{set_thread_name, worker_thread_name};
+use crate::title::{set_thread_name, ProcessNames};
 
 /// Who this worker is, as the master told it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,15 +85,20 @@ fn parse_identity(var: impl Fn(&str) -> Option<String>) -> Result<WorkerIdentity
 }
 
 /// Runs this process as worker `identity` until it has drained, answering
-/// with `handler`.
-pub fn run_worker(identity: WorkerIdentity, config: &EngineConfig, handler: &mut dyn Handler) -> Result<()> {
+/// with `handler`; its thread is named as `names` says.
+pub fn run_worker(
+    identity: WorkerIdentity,
+    names: &ProcessNames,
+    config: &EngineConfig,
+    handler: &mut dyn Handler,
+) -> Result<()> {
     let faults = faults_for(identity.id, identity.stats_slot, &std::env::var(ENV_FAULT).unwrap_or_default())?;
     if faults.exit_at_start {
         crate::log!(warn: "worker {}: {ENV_FAULT}=exit-at-start: exiting", identity.id);
         std::process::exit(3);
     }
     let credentials = Credentials::from_env()?;
-    if let Err(e) = set_thread_name(&worker_thread_name(identity.id)) {
+    if let Err(e) = set_thread_name(&names.worker_thread_name(identity.id)) {
         crate::log!(warn: "worker {}: cannot name its thread: {e}", identity.id);
     }
     ignore_signals_meant_for_the_master();

@@ -40,6 +40,7 @@ mod http_timeouts;
 mod library_examples;
 mod library_handler_not_made;
 mod library_router_model;
+mod library_titles;
 mod multihost;
 mod operator_cli;
 mod operator_cpu_limit;
