@@ -23,7 +23,8 @@
 //! [`Cluster::serve`] runs in each, and workers share no memory.
 //!
 //! [`cli`] is the `ringmaster` command line, for a program that wants the
-//! same flags.
+//! same flags: [`cli::parse_program`] for one with its own handler (under
+//! its own name, without the binary's `--body`).
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 

@@ -287,7 +287,7 @@ fn a_body_file_that_cannot_be_served_is_one_error_line() {
 
 // --- --help ------------------------------------------------------------------------------
 
-/// A `#[arg(long ...)]` field of bin/cli.rs: its flag and, if the attribute
+/// A `#[arg(long ...)]` field of bin/cli.rs or bin/cli/flags.rs: its flag and, if the attribute
 /// gives one, its default as the help should print it.
 #[derive(Debug)]
 struct SourceFlag {
@@ -295,9 +295,10 @@ struct SourceFlag {
     default: Option<String>,
 }
 
-/// Every `#[arg(long ...)]` field in bin/cli.rs, read from the source.
+/// Every `#[arg(long ...)]` field in bin/cli.rs (the binary's own) and
+/// bin/cli/flags.rs (the cluster's), read from the source.
 fn flags_in_source() -> Vec<SourceFlag> {
-    let source = include_str!("../../bin/cli.rs");
+    let source = [include_str!("../../bin/cli.rs"), include_str!("../../bin/cli/flags.rs")].join("\n");
     let mut flags = Vec::new();
     let mut lines = source.lines().map(str::trim);
     while let Some(line) = lines.next() {

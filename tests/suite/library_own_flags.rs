@@ -1,0 +1,65 @@
+//! A program of your own with its own handler that takes ringmaster's flags
+//! (`cli::parse_program`, the `own_flags` example) shows its own name in its
+//! `--help` and errors and offers no `--body` or `--body-file` (the binary's
+//! fixed responder's, which its handler never reads), nor ringmaster's
+//! `--version`. Until 2026-12-07 the library had only the binary's command
+//! line: `Usage: ringmaster`, `--body`, and `ringmaster 0.1.0`.
+
+use crate::library_examples::example;
+use crate::util;
+
+use std::process::{Command, Output};
+
+use util::*;
+
+/// Runs `own_flags` with `args` to its exit (it exits at once: nothing serves).
+fn own_flags(args: &[&str]) -> Output {
+    Command::new(example("own_flags")).args(args).output().unwrap_or_else(|e| panic!("run own_flags {args:?}: {e}"))
+}
+
+/// The message of the one log line a bad command line gets, and its exit code 2.
+fn refused(args: &[&str]) -> String {
+    let output = own_flags(args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(output.stdout.is_empty(), "{args:?} printed on stdout");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: one line, not {stderr:?}");
+    parse_log_line(lines[0]).unwrap_or_else(|| panic!("not a log line: {stderr:?}")).message.to_string()
+}
+
+#[test]
+fn a_program_with_its_own_handler_gets_its_own_command_line() {
+    let output = own_flags(&["--help"]);
+    assert!(output.status.success(), "--help: {output:?}");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("Usage: own_flags [OPTIONS]"), "its own name: {help}");
+    assert!(help.contains("own_flags ctl"), "its ctl under its name: {help}");
+    assert!(!help.contains("ringmaster"), "no ringmaster in its help: {help}");
+    for flag in ["--bind", "--mode", "--workers", "--max-response", "--control"] {
+        assert!(help.contains(flag), "the cluster's {flag}: {help}");
+    }
+    for flag in ["--body ", "--body-file", "--version", "`--body`"] {
+        assert!(!help.contains(flag), "no {flag}: {help}");
+    }
+
+    let message = refused(&["--mod", "rr"]);
+    assert!(message.contains("usage: own_flags "), "{message}");
+    assert!(!message.contains("ringmaster"), "{message}");
+    let message = refused(&["--body", "x"]);
+    assert!(message.contains("unexpected argument '--body'"), "{message}");
+    assert!(refused(&["--version"]).contains("unexpected argument '--version'"));
+    let message = refused(&["--steer", "hash"]);
+    assert!(message.contains("--steer applies to --mode reuseport only"), "{message}");
+    assert!(message.contains("usage: own_flags"), "{message}");
+}
+
+#[test]
+fn a_program_with_its_own_handler_serves_as_its_flags_say() {
+    let s = Server::start_command(Command::new(example("own_flags")), &["--workers", "2", "--max-response", "64"]);
+    s.wait_workers_ready(2, START_TIMEOUT);
+    let mut conn = s.connect();
+    assert_eq!(conn.request(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n").body, b"own flags: /a\n");
+    let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "b".repeat(80));
+    assert_eq!(s.connect().request(long.as_bytes()).status, 500, "past its --max-response of 64");
+}
