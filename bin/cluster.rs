@@ -11,17 +11,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringmaster_balancer::cpus::{allowed_cpus, default_workers};
-use ringmaster_balancer::exit_codes::{worker_exit_code, EXIT_NO_HANDLER};
 use ringmaster_balancer::log::{counted, LogFormat};
 use ringmaster_balancer::privileges;
 use ringmaster_balancer::title::{set_process_title, set_thread_name, ProcessNames};
 use ringmaster_balancer::{
-    identity_from_env, run_master, run_worker, MasterConfig, Mode, SteerChoice, WorkerExec, WorkerMessageHook,
+    identity_from_env, run_master, MasterConfig, Mode, SteerChoice, WorkerExec, WorkerMessageHook,
 };
 use ringmaster_engine::cgroup::cpu_quota;
 use ringmaster_engine::{BackendChoice, EngineConfig, Handler};
 
 use crate::address::ListenAddr;
+use crate::worker_serve::serve_as_worker;
 
 /// A cluster of worker processes serving one handler, one per CPU unless
 /// told otherwise. (The README's library example, word for word:
@@ -312,26 +312,8 @@ impl Cluster {
         ringmaster_balancer::log::set_format(self.log_format);
         if let Some(identity) = identity_from_env() {
             let identity = identity.map_err(|e| (1, format!("worker: {e}")))?;
-            // The program's own code, before the hook that ends the process
-            // on any panic outside the handler: a closure that cannot make
-            // the handler (a database it cannot open) panics, is said by the
-            // hook set before `serve`, and the worker exits with a code that
-            // tells its master (until 2026-12-07 it aborted, and was
-            // restarted with the back-off forever while nothing served).
-            let mut handler = std::panic::catch_unwind(std::panic::AssertUnwindSafe(make)).map_err(|payload| {
-                // The process ends now: a payload whose drop could panic again is not dropped.
-                std::mem::forget(payload);
-                (
-                    EXIT_NO_HANDLER,
-                    format!("worker {}: its handler was not made: the closure given to serve panicked", identity.id),
-                )
-            })?;
-            ringmaster_balancer::panic_hook::install(Some(identity.id));
-            // A worker that cannot start with these limits says so by its
-            // exit code: its master then stops instead of restarting it forever.
             let names = ProcessNames::of_worker(self.master.program.as_deref());
-            return run_worker(identity, &names, &self.master.engine, &mut handler)
-                .map_err(|e| (worker_exit_code(&e), format!("worker {}: {e}", identity.id)));
+            return serve_as_worker(identity, &names, &self.master.engine, make);
         }
         ringmaster_balancer::panic_hook::install(None);
         if let Some(problem) = self.invalid.take().or_else(|| engine_problem(&self.master.engine)) {

@@ -38,6 +38,7 @@ mod escapes;
 mod readme_example;
 mod role;
 mod usage_error;
+mod worker_serve;
 
 pub use address::ListenAddr;
 pub use cluster::{available_cpus, Cluster};

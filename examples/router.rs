@@ -26,7 +26,10 @@
 //! ```
 //! `$HOST` (`[::1]` or `[::]` for IPv6, in brackets), `$PORT`, `$MODE` (`rr` or `shared`), `$WORKERS`
 //! and `$CONTROL` change the defaults; with `$MAKE_PANICS` set, making each
-//! worker's handler panics (its worker exits 70, and the master stops).
+//! worker's handler panics (its worker exits 70, and the master stops);
+//! `$PANIC_IN` names a handler method that panics instead: `wants_peer_addr`
+//! or `fixed_body` (asked as the worker starts: it exits 70, and the master
+//! stops), or `drop` (as the worker exits: it exits 70 instead of 0).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -37,12 +40,20 @@ use ringmaster::{available_cpus, worker_id, Cluster, Handler, Mode, Request, Res
 pub struct Router {
     worker: usize,
     requests: u64,
+    /// The method that panics (`$PANIC_IN`), if any.
+    panics_in: Option<String>,
 }
 
 impl Router {
     /// The routes of worker `worker`.
     pub fn new(worker: usize) -> Router {
-        Router { worker, requests: 0 }
+        Router { worker, requests: 0, panics_in: None }
+    }
+
+    /// The same, with `method` panicking (`$PANIC_IN`).
+    fn panicking_in(mut self, method: Option<String>) -> Router {
+        self.panics_in = method;
+        self
     }
 }
 
@@ -90,12 +101,30 @@ impl Handler for Router {
     }
 
     fn wants_peer_addr(&self) -> bool {
+        if self.panics_in.as_deref() == Some("wants_peer_addr") {
+            panic!("PANIC_IN=wants_peer_addr");
+        }
         true
+    }
+
+    fn fixed_body(&self) -> Option<&[u8]> {
+        if self.panics_in.as_deref() == Some("fixed_body") {
+            panic!("PANIC_IN=fixed_body");
+        }
+        None
     }
 
     fn on_message(&mut self, message: &str) {
         if message == "panic" {
             panic!("on_message panic: a panic here loses only the line");
+        }
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        if self.panics_in.as_deref() == Some("drop") {
+            panic!("PANIC_IN=drop");
         }
     }
 }
@@ -114,10 +143,11 @@ fn main() -> ExitCode {
     // open what its handler needs: each worker exits with code 70, and the
     // master, none of its workers ready, stops (exit 1).
     let make_panics = std::env::var_os("MAKE_PANICS").is_some();
+    let panics_in = std::env::var("PANIC_IN").ok();
     cluster.serve(move || {
         if make_panics {
             panic!("MAKE_PANICS is set: the router is not made");
         }
-        Router::new(worker_id().unwrap_or(0))
+        Router::new(worker_id().unwrap_or(0)).panicking_in(panics_in)
     })
 }

@@ -10,8 +10,10 @@ pub const EXIT_CANNOT_START: u8 = 78;
 
 /// `EX_SOFTWARE` (sysexits.h): a worker whose handler could not be made,
 /// the program's closure given to `serve` having panicked (a database it
-/// cannot open): restarting it before any worker was ready would fail the
-/// same way.
+/// cannot open), or whose handler panicked in a method the worker asks as
+/// it starts (`fixed_body`, `wants_peer_addr`): restarting it before any
+/// worker was ready would fail the same way. Also a worker whose handler
+/// panicked as it was dropped, at its exit.
 pub const EXIT_NO_HANDLER: u8 = 70;
 
 /// The exit code of a worker that failed with `e`: [`EXIT_CANNOT_START`]

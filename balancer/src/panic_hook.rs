@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use ringmaster_engine::panic_guard::{current_call, Call};
 
+use crate::exit_codes::EXIT_NO_HANDLER;
+
 /// At most one handler panic is said per this long, per worker.
 pub const SAY_EVERY: Duration = Duration::from_secs(10);
 
@@ -46,9 +48,8 @@ pub fn install(worker: Option<usize>) {
             return;
         }
         let call = match (worker, current_call()) {
-            (Some(_), Some(call @ (Call::Handle | Call::OnMessage))) | (None, Some(call @ Call::OnWorkerMessage)) => {
-                call
-            }
+            (Some(_), Some(call @ (Call::Handle | Call::OnMessage | Call::Drop)))
+            | (None, Some(call @ Call::OnWorkerMessage)) => call,
             _ => {
                 previous(info);
                 std::process::abort();
@@ -58,6 +59,12 @@ pub fn install(worker: Option<usize>) {
         if cfg!(panic = "abort") {
             previous(info);
             crate::log!(error: "{}", aborting_line(worker, &at, call));
+            return;
+        }
+        if call == Call::Drop {
+            // Once, at the worker's end, whatever the limit; the worker's
+            // own line follows (`Cluster::serve`), and no request's `500`.
+            previous(info);
             return;
         }
         if printed.say().is_some() {
@@ -83,6 +90,7 @@ pub fn install(worker: Option<usize>) {
 fn whose(worker: Option<usize>, call: Call) -> String {
     match (worker, call) {
         (Some(worker), Call::Handle) => format!("worker {worker}: its handler"),
+        (Some(worker), Call::Drop) => format!("worker {worker}: its handler (in drop)"),
         (Some(worker), _) => format!("worker {worker}: its handler (in on_message)"),
         (None, _) => "the master: its on_worker_message hook".to_string(),
     }
@@ -91,13 +99,16 @@ fn whose(worker: Option<usize>, call: Call) -> String {
 /// The line said when a panic of the application's ends the process
 /// (built with `panic = "abort"`).
 fn aborting_line(worker: Option<usize>, at: &str, call: Call) -> String {
-    let (ends, lost) = match call {
-        Call::Handle => ("the worker ends with its connections", "the request"),
-        Call::OnMessage => ("the worker ends with its connections", "the line"),
-        Call::OnWorkerMessage => ("the master ends, and its workers drain and exit", "the line"),
+    let (ends, unwound) = match call {
+        Call::Handle => ("the worker ends with its connections", "only the request would be lost".to_string()),
+        Call::OnMessage => ("the worker ends with its connections", "only the line would be lost".to_string()),
+        Call::OnWorkerMessage => {
+            ("the master ends, and its workers drain and exit", "only the line would be lost".to_string())
+        }
+        Call::Drop => ("the worker ends", format!("it would exit with code {EXIT_NO_HANDLER}")),
     };
     format!(
-        "{} panicked{at}: built with panic = \"abort\", {ends} (with \"unwind\", Rust's default, only {lost} would be lost)",
+        "{} panicked{at}: built with panic = \"abort\", {ends} (with \"unwind\", Rust's default, {unwound})",
         whose(worker, call)
     )
 }
@@ -110,6 +121,8 @@ fn caught_line(worker: Option<usize>, at: &str, call: Call, more: &str) -> Strin
         Call::Handle => "the request got 500 and its connection closes; the worker serves on",
         Call::OnMessage => "the line from the master is lost to this worker; the worker serves on",
         Call::OnWorkerMessage => "the worker's line is lost; the master serves on",
+        // Not said here (see `install`): the worker's own line says it.
+        Call::Drop => "the worker exits with code 70 (EX_SOFTWARE)",
     };
     format!("{} panicked{at}: {cost}{more}", whose(worker, call))
 }
@@ -169,6 +182,18 @@ mod tests {
             line,
             "the master: its on_worker_message hook panicked at src/main.rs:9: the worker's line is lost; the master serves on"
         );
+    }
+
+    #[test]
+    fn an_abort_build_says_what_unwinding_would_have_cost() {
+        let line = aborting_line(Some(1), " at src/main.rs:9", Call::Drop);
+        assert_eq!(
+            line,
+            "worker 1: its handler (in drop) panicked at src/main.rs:9: built with panic = \"abort\", the worker \
+             ends (with \"unwind\", Rust's default, it would exit with code 70)"
+        );
+        let line = aborting_line(Some(1), "", Call::Handle);
+        assert!(line.ends_with("(with \"unwind\", Rust's default, only the request would be lost)"), "{line}");
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub enum Call {
     /// A cluster's `on_worker_message` hook, in the master: a panic loses
     /// the worker's line; the master serves on.
     OnWorkerMessage,
+    /// The handler's `Drop`, as its worker exits: a panic is said, and the
+    /// worker exits with its own code for it.
+    Drop,
 }
 
 thread_local! {

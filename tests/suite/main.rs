@@ -39,6 +39,7 @@ mod http_slow_reader;
 mod http_timeouts;
 mod library_examples;
 mod library_handler_not_made;
+mod library_handler_start_and_drop;
 mod library_own_flags;
 mod library_router_model;
 mod library_titles;

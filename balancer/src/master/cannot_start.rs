@@ -26,7 +26,8 @@ impl Master {
         self.cannot_start = Some(if code == i32::from(EXIT_NO_HANDLER) {
             format!(
                 "no worker can start: worker {id} exited with code {code} (EX_SOFTWARE) before any worker was \
-                 ready, its handler not made (the program's closure given to serve panicked: see its lines above)"
+                 ready, its handler not made (the program's closure given to serve, or a handler method the worker \
+                 asks as it starts, panicked: see its lines above)"
             )
         } else {
             format!(
