@@ -8,6 +8,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::response_fault::ResponseFault;
+
 /// Answers requests; one value per worker process.
 ///
 /// ```
@@ -216,7 +218,8 @@ impl<'a> Request<'a> {
 /// header fields the handler adds up to 4 KiB (each field's name, `: `,
 /// value and line end, whatever `--max-response` is). Writing more than
 /// fits in either, or a header that is not a valid field, turns the answer
-/// into `500 Internal Server Error`.
+/// into `500 Internal Server Error`; from then on its `io::Write` fails with
+/// an error naming that first cause (and `fmt::Write` with `fmt::Error`).
 #[derive(Debug)]
 pub struct Response<'a> {
     status: u16,
@@ -226,7 +229,8 @@ pub struct Response<'a> {
     body_len: usize,
     server_set: bool,
     close: bool,
-    broken: bool,
+    /// The first thing written that cannot be sent: the answer is `500`.
+    fault: Option<ResponseFault>,
 }
 
 /// Header fields the engine writes itself; a handler's own are ignored.
@@ -234,7 +238,12 @@ const ENGINE_FIELDS: [&str; 4] = ["content-length", "transfer-encoding", "connec
 
 impl<'a> Response<'a> {
     pub(crate) fn new(head: &'a mut [u8], body: &'a mut [u8]) -> Response<'a> {
-        Response { status: 200, head, head_len: 0, body, body_len: 0, server_set: false, close: false, broken: false }
+        Response { status: 200, head, head_len: 0, body, body_len: 0, server_set: false, close: false, fault: None }
+    }
+
+    /// Keeps the first fault: a later write's error still names the cause.
+    fn break_with(&mut self, fault: ResponseFault) {
+        self.fault.get_or_insert(fault);
     }
 
     /// Sets the status code (`200` unless set); from 200 to 599.
@@ -242,7 +251,7 @@ impl<'a> Response<'a> {
         if (200..=599).contains(&code) {
             self.status = code;
         } else {
-            self.broken = true;
+            self.break_with(ResponseFault::Status(code));
         }
         self
     }
@@ -253,8 +262,12 @@ impl<'a> Response<'a> {
     /// at most 4 KiB in all (see [`Response`]).
     pub fn header(&mut self, name: &str, value: impl AsRef<[u8]>) -> &mut Self {
         let value = value.as_ref();
-        if !is_token(name) || !value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80) {
-            self.broken = true;
+        if !is_token(name) {
+            self.break_with(ResponseFault::FieldName);
+            return self;
+        }
+        if !value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80) {
+            self.break_with(ResponseFault::FieldValue);
             return self;
         }
         if ENGINE_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(name)) {
@@ -263,7 +276,7 @@ impl<'a> Response<'a> {
         self.server_set |= name.eq_ignore_ascii_case("server");
         let needed = name.len() + 2 + value.len() + 2;
         let Some(room) = self.head.get_mut(self.head_len..self.head_len + needed) else {
-            self.broken = true;
+            self.break_with(ResponseFault::FieldsFull);
             return self;
         };
         let (name_part, rest) = room.split_at_mut(name.len());
@@ -282,7 +295,7 @@ impl<'a> Response<'a> {
                 room.copy_from_slice(bytes);
                 self.body_len += bytes.len();
             }
-            None => self.broken = true,
+            None => self.break_with(ResponseFault::BodyFull),
         }
         self
     }
@@ -300,7 +313,7 @@ impl<'a> Response<'a> {
             body: &self.body[..self.body_len],
             server_set: self.server_set,
             close: self.close,
-            broken: self.broken,
+            broken: self.fault.is_some(),
         }
     }
 }
@@ -319,7 +332,7 @@ pub(crate) struct Written<'a> {
 impl fmt::Write for Response<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.body(s.as_bytes());
-        if self.broken {
+        if self.fault.is_some() {
             Err(fmt::Error)
         } else {
             Ok(())
@@ -330,10 +343,9 @@ impl fmt::Write for Response<'_> {
 impl io::Write for Response<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.body(buf);
-        if self.broken {
-            Err(io::Error::new(io::ErrorKind::WriteZero, "the response is larger than --max-response"))
-        } else {
-            Ok(buf.len())
+        match self.fault {
+            Some(fault) => Err(fault.io_error()),
+            None => Ok(buf.len()),
         }
     }
 

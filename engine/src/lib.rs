@@ -38,6 +38,7 @@ pub mod reach;
 mod reason;
 mod refused;
 pub mod response;
+mod response_fault;
 pub mod shared_acks;
 pub mod shared_memory;
 mod slab;
