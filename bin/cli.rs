@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use ringmaster_balancer::title::ProcessNames;
+use ringmaster_balancer::title::{ProcessNames, BINARY_NAME};
 
 pub(crate) use self::flags::parse_health_path;
 use self::flags::ClusterFlags;
@@ -100,7 +100,10 @@ pub fn parse() -> Result<Command, ExitCode> {
             ExitCode::from(1)
         })?,
     };
-    Ok(Command::Serve { cluster: Box::new(cli.cluster.cluster(&args)), body })
+    // Titled `ringmaster` under any file name: a copy of the binary
+    // (`/tmp/rm-new`, a benchmark's base) is found as the binary.
+    let cluster = cli.cluster.cluster(&args).name(BINARY_NAME);
+    Ok(Command::Serve { cluster: Box::new(cluster), body })
 }
 
 /// The command line of a program with its own handler: the binary's flags

@@ -278,6 +278,16 @@ impl Cluster {
         self
     }
 
+    /// The name the cluster's processes go by in `ps` and `top` (`NAME:
+    /// master`, `NAME: worker N`, thread names `NAME`): by default the file
+    /// name the program was started as. The `ringmaster` binary keeps its
+    /// own name whatever its file is called, as nginx's processes are
+    /// `nginx: ...` wherever it lies (scripts find them by it).
+    pub fn name(mut self, name: impl Into<OsString>) -> Self {
+        self.master.program = Some(name.into());
+        self
+    }
+
     /// The arguments workers are started with (this process's own by default).
     pub fn worker_args(mut self, args: Vec<OsString>) -> Self {
         self.master.exec.args = args;

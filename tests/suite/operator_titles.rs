@@ -55,3 +55,25 @@ fn master_and_workers_say_what_they_are() {
     assert_eq!(restarted[1..], original[..], "the restarted worker's arguments");
     assert_eq!(cmdline(s.pid()), ["ringmaster: master"], "the master's title stays");
 }
+
+/// The binary copied under another file name (a benchmark's base binary,
+/// `/tmp/rm-new`) is still titled as the binary: scripts find its master and
+/// workers by `ringmaster: master` and `rm-worker-N`. Between 41b15f4 and
+/// the fix the titles took the file's name (`rm-copy: master`), and
+/// `scripts/soak.sh` found no master.
+#[test]
+fn the_binary_keeps_its_titles_under_another_file_name() {
+    let dir = util::upgrade::TempDir::new("titles-copy");
+    let copy = dir.join("rm-copy");
+    util::upgrade::copy_for_exec(std::path::Path::new(BIN), &copy);
+    let s = Server::start_binary(&copy, &["--workers", "1"]);
+    let stats = stats_when_ready(&s);
+
+    assert_eq!(cmdline(s.pid()), ["ringmaster: master"], "the master's /proc/PID/cmdline");
+    assert_eq!(comm(s.pid()), "ringmaster");
+    let workers = worker_pids_and_cpus(&stats);
+    assert_eq!(workers.len(), 1, "{stats}");
+    let (pid, _) = workers[0];
+    assert_eq!(cmdline(pid)[0], "ringmaster: worker 1");
+    assert_eq!(comm(pid), "rm-worker-1");
+}
