@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use util::*;
 
-/// The engine's quiet window (`conn::LINGER_MS`).
+/// The engine's quiet window (`conn::close::LINGER_MS`).
 const LINGER: Duration = Duration::from_secs(2);
 /// The client's pause between pieces: a fifth of the quiet window at most,
 /// so that a slow machine's late wake-ups cannot make one look quiet.

@@ -3,10 +3,14 @@
 
 use std::time::SystemTime;
 
+use super::close::{LINGER_MOST_MS, LINGER_MS};
+use super::drain::{DRAIN_FIRST_REQUEST_GRACE_MS, DRAIN_GRACE_MS, DRAIN_SETTLE_MS};
 use super::lent::{gathered, lend, DynamicParts};
+use super::requests::OWED_BYTES;
 use super::*;
 use crate::answer::{BodyPool, ResponseScratch};
 use crate::handler::{Handler, Request, Response};
+use crate::http::Reply;
 use crate::test_rng::Rng;
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -1311,7 +1315,7 @@ fn the_health_path_is_matched_in_absolute_form() {
 fn a_health_path_with_a_query_needs_that_query_in_either_form() {
     let check = |target: &str, health_path: &str| {
         let head = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
-        super::is_health_check(Reply::Ok, head.as_bytes(), Some(health_path.as_bytes()))
+        super::health::is_health_check(Reply::Ok, head.as_bytes(), Some(health_path.as_bytes()))
     };
     assert!(check("/status?full", "/status?full"));
     assert!(check("http://a:80/status?full", "/status?full"));
