@@ -68,17 +68,48 @@ mod tests {
 
     #[test]
     fn each_write_error_names_its_own_cause() {
-        let cases: [(&str, fn(&mut Response<'_>), std::io::ErrorKind, &str); 5] = [
+        type Spoil = fn(&mut Response<'_>);
+        let cases: [(&str, Spoil, std::io::ErrorKind, &str); 5] = [
             (
                 "a CR LF in a value",
-                |r| drop(r.header("X-Bad", "a\r\nInjected: yes")),
+                |r| {
+                    r.header("X-Bad", "a\r\nInjected: yes");
+                },
                 InvalidInput,
                 "control character",
             ),
-            ("a space in a name", |r| drop(r.header("Bad Name", "v")), InvalidInput, "name is not a token"),
-            ("fields past their room", |r| drop(r.header("X-Long", "v".repeat(70))), InvalidInput, "4 KiB"),
-            ("a status of 99", |r| drop(r.status(99)), InvalidInput, "status 99 is not from 200 to 599"),
-            ("a body past its room", |r| drop(r.body(b"12345")), WriteZero, "larger than --max-response"),
+            (
+                "a space in a name",
+                |r| {
+                    r.header("Bad Name", "v");
+                },
+                InvalidInput,
+                "name is not a token",
+            ),
+            (
+                "fields past their room",
+                |r| {
+                    r.header("X-Long", "v".repeat(70));
+                },
+                InvalidInput,
+                "4 KiB",
+            ),
+            (
+                "a status of 99",
+                |r| {
+                    r.status(99);
+                },
+                InvalidInput,
+                "status 99 is not from 200 to 599",
+            ),
+            (
+                "a body past its room",
+                |r| {
+                    r.body(b"12345");
+                },
+                WriteZero,
+                "larger than --max-response",
+            ),
         ];
         use std::io::ErrorKind::{InvalidInput, WriteZero};
         for (what, spoil, kind, cause) in cases {
