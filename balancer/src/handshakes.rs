@@ -1,5 +1,5 @@
-//! The handshakes under way on a listener's port, and the wait for them
-//! before a listener stops listening at a stop.
+//! The handshakes under way on a listener's port, counted for the wait
+//! for them before a listener stops listening at a stop.
 //!
 //! A handshake whose SYN the listener took (the SYN-ACK went out: the
 //! client's connect returns) completes when the client's ACK comes. If the
@@ -9,10 +9,14 @@
 //! resets the new connection (`inet_csk_complete_hashdance` finds the
 //! listener closed); at a stop `tcp_migrate_req` has no listener left to
 //! move it to. So a stop first turns newcomers away (their SYNs dropped:
-//! their retry meets a closed port and is refused), then waits here until
-//! the handshakes already begun have completed into the queue, answering
-//! the queue meanwhile (a full one has the kernel drop their last ACK
-//! until there is room), then answers it once more and shuts.
+//! their retry meets a closed port and is refused), then waits until the
+//! handshakes already begun have completed into the queue, answering the
+//! queue meanwhile (a full one has the kernel drop their last ACK until
+//! there is room), then answers it once more and shuts. The wait is the
+//! master's (`master/answer_at_stop.rs`): a round every [`POLL`], its loop
+//! turning between them. Where the count cannot be had (no
+//! `NETLINK_SOCK_DIAG`: seccomp, an old kernel), it is the packets in
+//! flight only.
 //!
 //! The count comes from the kernel's socket diagnostics
 //! (`NETLINK_SOCK_DIAG`, `inet_diag`): the request sockets (`SYN-RECV`)
@@ -26,7 +30,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrStorage};
 
@@ -34,11 +38,13 @@ use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockProtocol, So
 /// complete. On a loopback or a LAN their last ACK comes within µs or ms;
 /// a client that holds it back (one about to send, up to its delayed-ACK
 /// timer's 200 ms) or a distant one takes longer. One whose ACK never
-/// comes (a SYN flood's) makes the master's stop stand still this long.
+/// comes (a SYN flood's) keeps the listener open this long; the master's
+/// loop turns meanwhile.
 pub const HANDSHAKES_WAIT: Duration = Duration::from_millis(500);
 
-/// How often the count is asked again while handshakes are under way.
-const POLL: Duration = Duration::from_millis(1);
+/// How often the count is asked again while handshakes are under way (and
+/// the queue answered): each dump walks every TCP socket the host holds.
+pub const POLL: Duration = Duration::from_millis(5);
 
 /// `SOCK_DIAG_BY_FAMILY` (linux/sock_diag.h): a dump request, and each
 /// socket of its answer.
@@ -54,32 +60,6 @@ const SYN_RECV_STATES: u32 = 1 << 3;
 /// `struct nlmsghdr`, and `struct inet_diag_req_v2` after it.
 const HEADER_LEN: usize = 16;
 const REQUEST_LEN: usize = 56;
-
-/// Waits (at most [`HANDSHAKES_WAIT`]) until no handshake is under way on
-/// `listener`'s port and each completed one is in its queue, calling
-/// `meanwhile` before each count: a stop answers the queue there, as a
-/// full queue has the kernel drop a handshake's last ACK (its request
-/// socket stays, marked acknowledged) until room is made, and the client's
-/// next packet completes it then. For a listener already closed to
-/// newcomers (SYNs dropped), just before its queue is answered and it
-/// stops listening. Where the count cannot be had (no `NETLINK_SOCK_DIAG`:
-/// seccomp, an old kernel), the wait is the packets in flight only.
-pub fn wait_for_handshakes(listener: RawFd, mut meanwhile: impl FnMut()) {
-    // A SYN the filter let by just before it went on: once this returns its
-    // request socket exists, and the count sees it.
-    let _ = ringmaster_engine::wait_for_packets_in_flight();
-    let deadline = Instant::now() + HANDSHAKES_WAIT;
-    loop {
-        meanwhile();
-        if !handshakes_under_way(listener).is_ok_and(|n| n > 0) || Instant::now() >= deadline {
-            break;
-        }
-        std::thread::sleep(POLL);
-    }
-    // The last ACK's request socket is gone from the count a moment before
-    // its connection is queued, in the same packet's processing: let that end.
-    let _ = ringmaster_engine::wait_for_packets_in_flight();
-}
 
 /// How many handshakes are under way (`SYN-RECV`) on `listener`'s local
 /// port, in its family: an IPv6 listener's IPv4 clients (unless

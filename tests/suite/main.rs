@@ -78,6 +78,7 @@ mod supervisor_scale_during_reload;
 mod supervisor_scale_pending_restart;
 mod supervisor_start_not_ready;
 mod supervisor_stop;
+mod supervisor_stop_answering;
 mod supervisor_stop_custody;
 mod supervisor_stop_exit;
 mod supervisor_stop_full_queue;

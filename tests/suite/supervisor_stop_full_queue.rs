@@ -25,8 +25,9 @@ use std::io::{BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use util::procs::{stop_and_check_no_process_left, stop_between_turns};
+use util::procs::stop_and_check_no_process_left;
 use util::sockets::{connect_holding_the_last_ack, handshakes_on_port, queued_on_port};
+use util::still_at_stop::{stop_with_the_worker_and_master_still, StillAtStop};
 use util::*;
 
 /// The listen backlog: the kernel's queue holds one more.
@@ -37,14 +38,7 @@ fn a_full_queue_at_the_stop_is_answered(mode: &str, held: bool) {
     let backlog = BACKLOG.to_string();
     let mut s = Server::start(&["--mode", mode, "--workers", "1", "--no-pin", "--backlog", &backlog]);
     s.wait_workers_ready(1, START_TIMEOUT);
-    let worker = *s.logged_worker_pids().first().expect("the worker's pid is logged");
-    let (worker_stopped, _) = stop_between_turns(worker);
-    let from = s.log_len();
-    s.signal(libc::SIGTERM);
-    s.wait_for_log_from(from, |l| l.contains("SIGTERM received"), IO_TIMEOUT);
-    // Between two turns of its loop: the turn that took the signal is over,
-    // and with it the stop's last hand-off of the queue (`rr`, `least`).
-    let (master, _) = stop_between_turns(s.pid());
+    let StillAtStop { worker: worker_stopped, master, from } = stop_with_the_worker_and_master_still(&s);
 
     let port = s.addr().port();
     let to = SocketAddr::from((Ipv4Addr::LOCALHOST, port));

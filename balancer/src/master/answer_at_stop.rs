@@ -1,10 +1,15 @@
 //! A stop's answers (`503`) to what waits in a listener's queue just before
 //! it stops listening: the queue closed to newcomers first, and answered
 //! while the handshakes begun there complete into it (`handshakes`), so
-//! that a full queue makes room for them.
+//! that a full queue makes room for them. The wait is a state of the stop
+//! ([`Answering`]) that the master's timer drives, a round every
+//! [`POLL`](handshakes::POLL): the loop turns meanwhile (acks, lanes, the
+//! control socket, metrics, children, signals), and the listeners are shut
+//! once no handshake is under way there
+//! ([`Master::end_of_answering`]).
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Instant;
 
 use ringmaster_engine::out_of_fds;
@@ -14,34 +19,140 @@ use crate::handshakes;
 use crate::reactor::sys;
 use crate::rlimit::fd_limit_text;
 
+/// What becomes of a listener once its queue has been answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// The master's listener (`rr`, `least`, `shared`): it stops listening.
+    Listener,
+    /// `reuseport`: worker's listener, whose worker took its queue at an
+    /// earlier look: shut, and let go of.
+    Taken(usize),
+    /// `reuseport`: worker's listener, which no process will take from
+    /// (why): shut after the taken ones, and let go of.
+    Shut(usize, &'static str),
+}
+
+/// The listeners a stop answers while the handshakes on their port end
+/// (all on one port), and what it says once they are shut.
+#[derive(Debug)]
+pub(super) struct Answering {
+    /// Each listener, and how many were answered there so far, or the
+    /// error that kept it from being made non-blocking (not tried again).
+    pub(super) listeners: Vec<(Ending, io::Result<usize>)>,
+    /// Past it the listeners are shut, handshakes under way or not.
+    deadline: Instant,
+    /// When the next round is due.
+    next_round: Instant,
+    /// `reuseport`: what the look that began it says (its workers that run
+    /// again, that stand still), and whether it was the stop's first.
+    pub(super) said: Vec<String>,
+    pub(super) still: Vec<usize>,
+    pub(super) first: bool,
+}
+
+impl Answering {
+    /// For `listeners`; what their look says, as [`Answering::said`].
+    pub(super) fn new(listeners: Vec<Ending>, said: Vec<String>, still: Vec<usize>, first: bool) -> Answering {
+        let now = Instant::now();
+        Answering {
+            listeners: listeners.into_iter().map(|ending| (ending, Ok(0))).collect(),
+            deadline: now + handshakes::HANDSHAKES_WAIT,
+            next_round: now,
+            said,
+            still,
+            first,
+        }
+    }
+
+    /// How many were answered on `ending`'s listener so far (0 after an error).
+    pub(super) fn answered(&self, ending: Ending) -> usize {
+        self.listeners.iter().find(|(e, _)| *e == ending).map_or(0, |(_, answered)| *answered.as_ref().unwrap_or(&0))
+    }
+}
+
 impl Master {
-    /// Answers what waits in `listeners`' queues (all on one port) until no
-    /// handshake is under way there (at most
-    /// [`HANDSHAKES_WAIT`](handshakes::HANDSHAKES_WAIT)), and once more
-    /// after. While it waits, not only after: with the queue full the
-    /// kernel drops a handshake's last ACK (its request socket stays, its
-    /// client's connect has returned), and only room lets the client's next
-    /// packet, its request or its ACK again, complete it into the queue.
-    /// Until 2026-12-07 the stop answered after the wait, which a full
-    /// queue made last the whole 500 ms, and the listener was shut with
-    /// that handshake under way: its client was reset as its request came
-    /// (5 stops of 5 in every mode, on both backends). For each listener,
-    /// in order: how many were answered, or the error that kept it from
-    /// being made non-blocking (not tried again).
-    pub(super) fn answer_while_handshakes_end(&mut self, listeners: &[RawFd]) -> Vec<io::Result<usize>> {
-        let mut answered: Vec<io::Result<usize>> = listeners.iter().map(|_| Ok(0)).collect();
-        let Some(&first) = listeners.first() else { return answered };
-        handshakes::wait_for_handshakes(first, || self.answer_queues(listeners, &mut answered));
-        self.answer_queues(listeners, &mut answered);
-        answered
+    /// Begins answering what waits in `answering`'s queues until no
+    /// handshake is under way on their port (at most
+    /// [`HANDSHAKES_WAIT`](handshakes::HANDSHAKES_WAIT)), then shuts them.
+    /// While it waits, not only after: with the queue full the kernel drops
+    /// a handshake's last ACK (its request socket stays, its client's
+    /// connect has returned), and only room lets the client's next packet,
+    /// its request or its ACK again, complete it into the queue. Until
+    /// 2026-12-07 the stop answered after the wait, which a full queue made
+    /// last the whole 500 ms, and the listener was shut with that handshake
+    /// under way: its client was reset as its request came (5 stops of 5 in
+    /// every mode, on both backends). Until 2026-12-07 the wait was also a
+    /// sleep loop in the master, whose loop stood still meanwhile, up to
+    /// 500 ms a look: no acks read, no control or metrics answers, no
+    /// signals (`supervisor_stop_answering.rs`: 4 modes of 4 failed, on
+    /// both backends).
+    pub(super) fn begin_answering(&mut self, answering: Answering) {
+        if answering.listeners.is_empty() {
+            return self.end_of_answering(answering);
+        }
+        // A SYN the filter let by just before it went on: once this returns
+        // its request socket exists, and the count sees it.
+        let _ = ringmaster_engine::wait_for_packets_in_flight();
+        if let Some(stopping) = self.stopping.as_mut() {
+            stopping.answering = Some(answering);
+        }
+        self.answer_round();
+    }
+
+    /// When the next round of the answering under way is due, if one is.
+    pub(super) fn next_answer_round(&self) -> Option<Instant> {
+        self.stopping.as_ref()?.answering.as_ref().map(|a| a.next_round)
+    }
+
+    /// The stop answers queues now (the listeners are shut once it ends).
+    pub(super) fn answering(&self) -> bool {
+        self.next_answer_round().is_some()
+    }
+
+    /// One round: answers each listener's queue, and counts the handshakes
+    /// under way on their port; with none (or the count not to be had:
+    /// no `NETLINK_SOCK_DIAG`) or past the deadline, the answering ends,
+    /// else the next round is planned ([`POLL`](handshakes::POLL) on).
+    pub(super) fn answer_round(&mut self) {
+        let Some(mut answering) = self.stopping.as_mut().and_then(|s| s.answering.take()) else { return };
+        let now = Instant::now();
+        self.answer_queues(&mut answering.listeners, now);
+        let counted = self.listener_of(&answering).map(handshakes::handshakes_under_way);
+        if !counted.is_some_and(|n| n.is_ok_and(|n| n > 0)) || now >= answering.deadline {
+            return self.end_of_answering(answering);
+        }
+        answering.next_round = now + handshakes::POLL;
+        if let Some(stopping) = self.stopping.as_mut() {
+            stopping.answering = Some(answering);
+        }
+        // The timer may be armed for later (the tick): armed again sooner.
+        self.timer_outdated = true;
     }
 
     /// One round of [`Master::answer_queue`] over `listeners`, adding to
-    /// `answered` (each one's count so far, or its error).
-    fn answer_queues(&mut self, listeners: &[RawFd], answered: &mut [io::Result<usize>]) {
-        for (&listener, count) in listeners.iter().zip(answered.iter_mut()) {
+    /// each one's count. A listener another path let go of meanwhile (a
+    /// set-aside one, by its own let-go) is passed by.
+    pub(super) fn answer_queues(&mut self, listeners: &mut [(Ending, io::Result<usize>)], now: Instant) {
+        for (ending, count) in listeners.iter_mut() {
             let Ok(so_far) = count else { continue };
-            *count = self.answer_queue(listener).map(|more| *so_far + more);
+            let Some(listener) = self.answered_listener(*ending) else { continue };
+            *count = self.answer_queue(listener, now).map(|more| *so_far + more);
+        }
+    }
+
+    /// The listener an answering counts the handshakes on: the first of
+    /// its listeners still held (all are on one port).
+    fn listener_of(&self, answering: &Answering) -> Option<RawFd> {
+        answering.listeners.iter().find_map(|&(ending, _)| self.answered_listener(ending))
+    }
+
+    /// `ending`'s listener, while it is still held.
+    pub(super) fn answered_listener(&self, ending: Ending) -> Option<RawFd> {
+        match ending {
+            Ending::Listener => Some(self.listener.as_raw_fd()),
+            Ending::Taken(worker) | Ending::Shut(worker, _) => {
+                self.listeners_at_stop().into_iter().find(|&(w, _)| w == worker).map(|(_, fd)| fd)
+            }
         }
     }
 
@@ -56,9 +167,8 @@ impl Master {
     /// spare of the reserve, else an earlier refusal's, its linger cut
     /// short): the shutdown that follows would reset what is left in the
     /// queue.
-    pub(super) fn answer_queue(&mut self, listener: RawFd) -> io::Result<usize> {
+    pub(super) fn answer_queue(&mut self, listener: RawFd, now: Instant) -> io::Result<usize> {
         sys::set_nonblocking(listener)?;
-        let now = Instant::now();
         let mut answered = 0;
         let mut tries = self.config.backlog.max(1).saturating_add(1);
         while tries > 0 {

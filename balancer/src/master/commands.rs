@@ -211,6 +211,7 @@ impl Master {
             stop_listening: false,
             stopped_listening: false,
             taken_by_worker: Vec::new(),
+            answering: None,
             asked: false,
         });
         self.reactor.cancel(Op::Accept.token(0, 0))?;

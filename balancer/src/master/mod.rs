@@ -26,6 +26,9 @@
 //! - `stop_listening.rs`: a stop's end of listening, once the drains have
 //!   begun: new clients refused, and in `reuseport` a stuck worker's
 //!   listener answered and shut;
+//! - `answer_at_stop.rs`: before that shut, the `503`s to what waits in the
+//!   listen queue while the handshakes begun there end: a state of the stop
+//!   the timer drives, a round every 5 ms, the loop turning between them;
 //! - `sockets.rs`: where the listening sockets come from at start (handed
 //!   down, passed by systemd, or bound here; `reuseport`'s anchor);
 //! - `upgrade.rs`: binary upgrade: handing the sockets to a new master;
@@ -156,6 +159,9 @@ struct Stopping {
     /// after their drain began, closed to newcomers, to answer what queued
     /// after the worker took its queue (`stop_listening.rs`).
     taken_by_worker: Vec<usize>,
+    /// The queues answered while the handshakes on their port end, before
+    /// their listeners are shut (`answer_at_stop.rs`); one look at a time.
+    answering: Option<answer_at_stop::Answering>,
     /// Asked for (a signal, `stop`), not only the drain of a master that
     /// handed over: a `SIGINT` now is a second one, which kills the workers.
     asked: bool,
@@ -235,6 +241,9 @@ impl Master {
         self.arm_metrics_accept()?;
         self.arm_timer()?;
         while !self.done() {
+            // A round of a stop's answering planned since the timer was armed
+            // (`done` may begin one): the timer is armed for it first.
+            self.rearm_timer_if_outdated()?;
             self.reactor.wait(&mut self.completions)?;
             self.forgive_stand_still();
             let mut batch = std::mem::take(&mut self.completions);
@@ -286,7 +295,6 @@ impl Master {
             // What a start or a close gave back since: before the next accepts.
             self.keep_fd_reserve()?;
             self.accept_again_after_closes()?;
-            self.rearm_timer_if_outdated()?;
         }
         Ok(())
     }
@@ -310,6 +318,10 @@ impl Master {
         // queue (seen: each of 8 clients looping across a stop, in 11 stops
         // of 12 over the four modes; all 20 queued at the fd limit).
         self.stop_listening_when_drained();
+        // Its listeners are shut once the handshakes under way there end.
+        if self.answering() {
+            return false;
+        }
         let replying = self.control.as_ref().is_some_and(|c| c.clients.has_pending_output());
         // The queue's `503`s just sent linger (200 ms, closed on the tick):
         // exiting at once closed them, and a request still on its way got

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ringmaster_engine::stats::STATE_READY;
 
-use super::answer_at_stop::close_to_newcomers;
+use super::answer_at_stop::{close_to_newcomers, Answering, Ending};
 use super::Master;
 use crate::config::Mode;
 use crate::modes::HEARTBEAT_STALE;
@@ -133,6 +133,10 @@ impl Master {
     /// listeners left for a worker that stands still.
     pub(super) fn stop_listening_when_drained(&mut self) {
         let Some(stopping) = self.stopping.as_ref() else { return };
+        // One look at a time: the next comes once its listeners are shut.
+        if stopping.answering.is_some() {
+            return;
+        }
         let now = Instant::now();
         if stopping.stopped_listening {
             if self.config.mode == Mode::Reuseport && !self.activated {
@@ -160,10 +164,11 @@ impl Master {
     /// A stop (not a hand-over to a new master): new clients are refused at
     /// once, rather than queued for as long as the drain lasts and reset
     /// when this master exits. What waits in the queue now is answered
-    /// `503`, as held connections are; then the socket stops listening, for
+    /// `503`, as held connections are, while the handshakes begun there end
+    /// ([`Master::begin_answering`]); then the socket stops listening, for
     /// the workers' copies too (`shared`), and the kernel refuses the next
-    /// ones. A socket systemd passed is left as it is: systemd keeps it, and
-    /// what queues there, for the next start.
+    /// ones ([`Master::end_of_answering`]). A socket systemd passed is left
+    /// as it is: systemd keeps it, and what queues there, for the next start.
     fn stop_listening(&mut self, now: Instant) {
         if self.activated {
             return;
@@ -172,22 +177,8 @@ impl Master {
             self.settle_slot_listeners(now, true);
             return;
         }
-        let listener = self.listener.as_raw_fd();
-        close_to_newcomers(&[listener]);
-        let answered = match self.answer_while_handshakes_end(&[listener]).pop() {
-            Some(Ok(answered)) => answered,
-            None => 0,
-            Some(Err(e)) => {
-                crate::log!(warn: "stopping: cannot make the listener non-blocking ({e}); it listens until the exit");
-                return;
-            }
-        };
-        match sys::stop_listening(listener) {
-            Ok(()) => crate::log!(
-                "stopped listening: new connections are refused ({answered} waiting in the queue answered 503)"
-            ),
-            Err(e) => crate::log!(warn: "stopping: cannot stop listening ({e}); new connections wait until the exit"),
-        }
+        close_to_newcomers(&[self.listener.as_raw_fd()]);
+        self.begin_answering(Answering::new(vec![Ending::Listener], Vec::new(), Vec::new(), true));
     }
 
     /// `reuseport`: a slot's listener whose worker drains is left to it: the
@@ -216,7 +207,7 @@ impl Master {
             // exited since): what came after waits on the master's copy
             // alone, and would be reset as it closed.
             if taken_before.contains(&worker) {
-                taken.push(worker);
+                taken.push(Ending::Taken(worker));
                 continue;
             }
             // A reload may run two processes of one worker, on one listener.
@@ -240,7 +231,10 @@ impl Master {
                         said.push(format!("worker {worker} runs again: it takes what waits on its listener"));
                     }
                 }
-                Fate::Shut(why) => shut.push((worker, why)),
+                Fate::Shut(why) => {
+                    close_to_newcomers(&[listener]);
+                    shut.push(Ending::Shut(worker, why));
+                }
                 Fate::Kept => still.push(worker),
             }
         }
@@ -250,44 +244,64 @@ impl Master {
         // The handshakes begun on the listeners shut at this look complete
         // into their queues first, answered as they come (those `taken` were
         // closed to newcomers at an earlier look): else each of their
-        // clients is reset as it ends.
-        let own = self.listeners_at_stop();
-        let shut_now = |w: &usize| shut.iter().any(|(worker, _)| worker == w);
-        let closing: Vec<RawFd> = own.iter().filter(|(w, _)| shut_now(w)).map(|&(_, fd)| fd).collect();
-        close_to_newcomers(&closing);
-        let answering: Vec<(usize, RawFd)> =
-            own.iter().filter(|(w, _)| shut_now(w) || taken.contains(w)).copied().collect();
-        let fds: Vec<RawFd> = answering.iter().map(|&(_, fd)| fd).collect();
-        let answered_while_waiting: Vec<(usize, usize)> = answering
-            .iter()
-            .zip(self.answer_while_handshakes_end(&fds))
-            .map(|(&(worker, _), answered)| (worker, answered.unwrap_or(0)))
-            .collect();
-        let answered_before = |worker: usize| {
-            answered_while_waiting.iter().find(|&&(w, _)| w == worker).map_or(0, |&(_, answered)| answered)
-        };
-        for worker in taken {
-            if let Some(&(_, listener)) = own.iter().find(|&&(w, _)| w == worker) {
-                let answered = answered_before(worker) + self.answer_queue(listener).unwrap_or(0);
-                if let Err(e) = sys::stop_listening(listener) {
-                    crate::log!(warn: "stopping: cannot shut worker {worker}'s listener ({e})");
-                }
-                if answered > 0 {
-                    said.push(format!(
-                        "{answered} that came to worker {worker}'s listener after it took its queue answered 503"
-                    ));
-                }
-            }
-            self.dispatch.balance.retire_worker(worker);
+        // clients is reset as it ends. The taken ones are shut first
+        // (`end_of_answering`).
+        taken.append(&mut shut);
+        self.begin_answering(Answering::new(taken, said, still, first));
+    }
+
+    /// The answering of the queues has ended (no handshake under way on
+    /// their port, or its deadline passed): the last packets in flight are
+    /// let through, each queue is answered once more, and each listener is
+    /// shut. `reuseport`: the taken ones first, and their workers let go
+    /// of; then the others: with `net.ipv4.tcp_migrate_req` what waited on
+    /// those moves to a listener left in the group, which answers it here.
+    pub(super) fn end_of_answering(&mut self, mut answering: Answering) {
+        if !answering.listeners.is_empty() {
+            // The last ACK's request socket is gone from the count a moment
+            // before its connection is queued, in the same packet's
+            // processing: let that end.
+            let _ = ringmaster_engine::wait_for_packets_in_flight();
+            self.answer_queues(&mut answering.listeners, Instant::now());
         }
-        // Shut after the others are let go of: with `net.ipv4.tcp_migrate_req`
-        // what waited on those moves to a listener left in the group, which
-        // answers it here.
-        for (worker, why) in shut {
-            if let Some(&(_, listener)) = own.iter().find(|&&(w, _)| w == worker) {
-                // If it cannot be made non-blocking, its queue is left to
-                // the shutdown (reset, or moved to another listener).
-                let answered = answered_before(worker) + self.answer_queue(listener).unwrap_or(0);
+        let mut said = std::mem::take(&mut answering.said);
+        for &(ending, ref answered) in &answering.listeners {
+            match (ending, answered) {
+                (Ending::Listener, Err(e)) => {
+                    crate::log!(warn: "stopping: cannot make the listener non-blocking ({e}); it listens until the exit")
+                }
+                (Ending::Listener, Ok(answered)) => match sys::stop_listening(self.listener.as_raw_fd()) {
+                    Ok(()) => crate::log!(
+                        "stopped listening: new connections are refused ({answered} waiting in the queue answered 503)"
+                    ),
+                    Err(e) => {
+                        crate::log!(warn: "stopping: cannot stop listening ({e}); new connections wait until the exit")
+                    }
+                },
+                (Ending::Taken(worker), _) => {
+                    if let Some(listener) = self.answered_listener(ending) {
+                        // If it cannot be made non-blocking, its queue is left
+                        // to the shutdown (reset, or moved to another listener).
+                        let more = self.answer_queue(listener, Instant::now()).unwrap_or(0);
+                        let answered = answering.answered(ending) + more;
+                        if let Err(e) = sys::stop_listening(listener) {
+                            crate::log!(warn: "stopping: cannot shut worker {worker}'s listener ({e})");
+                        }
+                        if answered > 0 {
+                            said.push(format!(
+                                "{answered} that came to worker {worker}'s listener after it took its queue answered 503"
+                            ));
+                        }
+                    }
+                    self.dispatch.balance.retire_worker(worker);
+                }
+                (Ending::Shut(..), _) => {}
+            }
+        }
+        for &(ending, _) in &answering.listeners {
+            let Ending::Shut(worker, why) = ending else { continue };
+            if let Some(listener) = self.answered_listener(ending) {
+                let answered = answering.answered(ending) + self.answer_queue(listener, Instant::now()).unwrap_or(0);
                 match sys::stop_listening(listener) {
                     Ok(()) => {
                         said.push(format!("worker {worker}'s listener shut ({why}; {answered} waiting answered 503)"))
@@ -297,8 +311,11 @@ impl Master {
             }
             self.dispatch.balance.retire_worker(worker);
         }
-        if first {
-            for worker in still {
+        if self.config.mode != Mode::Reuseport {
+            return;
+        }
+        if answering.first {
+            for worker in &answering.still {
                 said.push(format!(
                     "worker {worker} stands still: its listener is answered and shut once it has for {STUCK_AT_STOP:?}"
                 ));

@@ -1,6 +1,7 @@
 //! When the master's one timer fires: at the next tick, the next look of a
-//! mode that steers, or the earliest planned restart of a crashed worker,
-//! whichever comes first. Before, a restart waited for the tick after its
+//! mode that steers, the earliest planned restart of a crashed worker, or
+//! a stop's next round of answering the listen queues, whichever comes
+//! first. Before, a restart waited for the tick after its
 //! back-off ended: 100–200 ms after a first crash instead of 100 ms, with
 //! a `reuseport` slot's queue waiting for the new process all that while.
 
@@ -14,9 +15,10 @@ use super::{Master, Op, TICK};
 /// "disarm").
 const SHORTEST: Duration = Duration::from_millis(1);
 
-/// The first of the deadlines the timer serves.
-fn first_due(next_tick: Instant, next_steer: Option<Instant>, next_restart: Option<Instant>) -> Instant {
-    [Some(next_tick), next_steer, next_restart].into_iter().flatten().min().unwrap_or(next_tick)
+/// The first of the deadlines the timer serves: the tick's, and those of
+/// the other things it serves that are planned.
+fn first_due(next_tick: Instant, others: &[Option<Instant>]) -> Instant {
+    others.iter().flatten().fold(next_tick, |first, &due| first.min(due))
 }
 
 /// How long from `now` to arm the timer for, to fire at `due`.
@@ -26,10 +28,14 @@ fn wait_until(due: Instant, now: Instant) -> Duration {
 
 impl Master {
     /// The timer fired (or was cancelled to be armed sooner): steer when a
-    /// look is due, tick when the tick is due, else start the restarts that
-    /// are due, and arm the timer for the next deadline.
+    /// look is due, answer the queues when a stop's round is due, tick
+    /// when the tick is due, else start the restarts that are due, and arm
+    /// the timer for the next deadline.
     pub(super) fn on_tick(&mut self) -> io::Result<()> {
         let now = Instant::now();
+        if self.next_answer_round().is_some_and(|due| now >= due) {
+            self.answer_round();
+        }
         if let Some(every) = self.dispatch.balance.steer_every() {
             if now >= self.next_steer {
                 self.next_steer = now + every;
@@ -49,7 +55,7 @@ impl Master {
     pub(super) fn arm_timer(&mut self) -> io::Result<()> {
         self.timer_outdated = false;
         let next_steer = self.dispatch.balance.steer_every().map(|_| self.next_steer);
-        let due = first_due(self.next_tick, next_steer, self.next_restart());
+        let due = first_due(self.next_tick, &[next_steer, self.next_restart(), self.next_answer_round()]);
         self.reactor.timeout(wait_until(due, Instant::now()), Op::Tick.token(0, 0))
     }
 
@@ -84,20 +90,21 @@ mod tests {
         let now = Instant::now();
         let tick = now + TICK;
         let restart = now + Duration::from_millis(30);
-        assert_eq!(first_due(tick, None, Some(restart)), restart);
-        assert_eq!(wait_until(first_due(tick, None, Some(restart)), now), Duration::from_millis(30));
+        assert_eq!(first_due(tick, &[None, Some(restart)]), restart);
+        assert_eq!(wait_until(first_due(tick, &[None, Some(restart)]), now), Duration::from_millis(30));
         // One due after the tick waits for it (the tick starts it, or sets the timer again).
-        assert_eq!(first_due(tick, None, Some(tick + TICK)), tick);
-        assert_eq!(first_due(tick, None, None), tick);
+        assert_eq!(first_due(tick, &[None, Some(tick + TICK)]), tick);
+        assert_eq!(first_due(tick, &[None, None]), tick);
     }
 
     #[test]
-    fn the_steering_look_the_tick_and_a_restart_take_the_first() {
+    fn the_steering_look_the_tick_a_restart_and_an_answering_round_take_the_first() {
         let now = Instant::now();
         let ms = |n| now + Duration::from_millis(n);
-        assert_eq!(first_due(ms(100), Some(ms(10)), Some(ms(40))), ms(10));
-        assert_eq!(first_due(ms(100), Some(ms(50)), Some(ms(40))), ms(40));
-        assert_eq!(first_due(ms(20), Some(ms(50)), Some(ms(40))), ms(20));
+        assert_eq!(first_due(ms(100), &[Some(ms(10)), Some(ms(40))]), ms(10));
+        assert_eq!(first_due(ms(100), &[Some(ms(50)), Some(ms(40))]), ms(40));
+        assert_eq!(first_due(ms(20), &[Some(ms(50)), Some(ms(40))]), ms(20));
+        assert_eq!(first_due(ms(100), &[None, None, Some(ms(5))]), ms(5));
     }
 
     #[test]

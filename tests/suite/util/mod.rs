@@ -25,6 +25,7 @@ pub mod seccomp;
 pub mod seeded;
 pub mod sockets;
 pub mod stats;
+pub mod still_at_stop;
 pub mod upgrade;
 
 use std::collections::BTreeSet;

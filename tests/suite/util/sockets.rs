@@ -299,3 +299,37 @@ pub fn close_waits_on_port(port: u16) -> usize {
         .unwrap_or_else(|errno| panic!("sock_diag: {}", std::io::Error::from_raw_os_error(errno)));
     waiting.iter().filter(|m| u16::from_be(m.id.sport) == port).count()
 }
+
+/// A client whose handshake with `addr` (IPv4) never completes while it is
+/// held: its socket drops every packet that comes to it (a socket filter),
+/// the server's SYN-ACK and each retransmission of it, so it never sends
+/// its last ACK. On the server's side the handshake stays under way
+/// (`SYN-RECV`) until the server gives up on it (its SYN-ACK retries, a
+/// minute), as for a client gone quiet mid-handshake.
+pub fn connect_never_completing(addr: std::net::SocketAddr) -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    let fd = socket::socket(AddressFamily::Inet, SockType::Stream, flags, None)?;
+    let mut drop_all = [libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: 0 }];
+    let program = libc::sock_fprog { len: 1, filter: drop_all.as_mut_ptr() };
+    // SAFETY: `program` and the instruction it points to live across the
+    // call, which copies them; the size is the struct's.
+    let set = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&program as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)) {
+        Err(nix::errno::Errno::EINPROGRESS) => Ok(fd),
+        Ok(()) => Err(std::io::Error::other("the connect completed: the filter let the SYN-ACK by")),
+        Err(e) => Err(e.into()),
+    }
+}
