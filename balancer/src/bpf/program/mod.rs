@@ -77,63 +77,19 @@
 //! and an atomic add on a map value. The verifier on the test machines
 //! (Linux 6.18) accepts it; the integration test loads it.
 
-use super::insn::{Alu, Asm, Cond, Helper, Label, MapRef, Program, Reg, Size};
+mod load;
+mod maps;
+mod pick;
 
-/// The `REUSEPORT_SOCKARRAY` of listeners: the first map fd given to
-/// [`Program::resolve`].
-pub const SOCKS: MapRef = MapRef(0);
-/// The `ARRAY` of [`LoadEntry`]: the second map fd.
-pub const LOAD: MapRef = MapRef(1);
-/// The `ARRAY` of sent and accepted counts by listener key: the third.
-pub const FLOW: MapRef = MapRef(2);
-/// Most listeners the maps hold: one per worker slot (the master runs at
-/// most 512 workers).
-pub const CAPACITY: u32 = 512;
-/// The `LOAD` index holding how many listener indices are in use: the one
-/// after the last listener's.
-pub const COUNT_KEY: u32 = CAPACITY;
-/// The highest listener key `FLOW` holds (worker ids start at 1).
-pub const FLOW_KEY_MAX: u32 = CAPACITY;
-/// Bytes of one `FLOW` value: a cache line, so that workers adding to
-/// neighbouring keys do not share one.
-pub const FLOW_VALUE_SIZE: u32 = 64;
-/// Where in a `FLOW` value the program counts connections sent (`u64`).
-pub const SENT_AT: usize = 0;
-/// Where in a `FLOW` value workers count connections accepted (`u64`): a
-/// worker's accept tally ([`ringmaster_engine::AcceptTally`]).
-pub const ACCEPTED_AT: usize = 8;
-/// Where in a `FLOW` value the worker notes its loop's last turn (`u64`,
-/// nanoseconds on `CLOCK_MONOTONIC`, the clock of `bpf_ktime_get_ns`).
-pub const TURNED_AT: usize = ACCEPTED_AT + ringmaster_engine::tally::TURNED_AT;
-/// Where in a `FLOW` value the program notes when a connection began to
-/// wait on an empty queue (`u64`, `CLOCK_MONOTONIC` nanoseconds).
-pub const WAITING_SINCE: usize = TURNED_AT + 8;
-/// Where in a `FLOW` value the master notes, as it writes the listener's
-/// load, the base of the window (`u64`): the count accepted then, or sent
-/// if less. What the sent count passes it by weighs on the load.
-pub const SENT_BASE_AT: usize = WAITING_SINCE + 8;
-/// How long a worker's loop may go without turning while connections wait
-/// on its listener before it counts as backed up: a busy worker's loop
-/// turns well within it, an idle one wakes within it (on a busy machine,
-/// not always: it then loses a few connections to its peer, no more).
-pub const TURN_GRACE_NS: u32 = 1_000_000;
-/// The most milliseconds since a backed-up worker's loop turned that weigh
-/// on its load (about 17 minutes).
-const AGE_MAX_MS: u32 = 1 << 20;
-/// Connections waiting unaccepted at which a listener counts as backed up.
-pub const PENDING_CAP: u32 = 16;
-/// A `sent - accepted` above this is a count that ran behind (accepts the
-/// program did not send, such as the kernel's hash fallback): read as 0
-/// until the master evens the counts out.
-pub const PENDING_LIMIT: u32 = 1 << 20;
-/// The highest load of a listener that may be chosen.
-pub const AVAILABLE_MAX: u32 = i32::MAX as u32;
-/// The load that marks a listener not to be chosen.
-pub const UNAVAILABLE: u32 = u32::MAX;
-/// Added to the load of a listener whose worker seems stalled: it is chosen
-/// only over one that seems stalled too and has more, never over one that
-/// keeps up (and when every worker seems stalled, by load, not by hash).
-pub const STALLED: u32 = 1 << 30;
+use super::insn::{Alu, Asm, Cond, Helper, Program, Reg, Size};
+use load::{load_of, lookup, Key};
+use pick::{choose, scan};
+
+pub use maps::{
+    LoadEntry, ACCEPTED_AT, AVAILABLE_MAX, CAPACITY, COUNT_KEY, FLOW, FLOW_KEY_MAX, FLOW_VALUE_SIZE, LOAD, PENDING_CAP,
+    PENDING_LIMIT, SENT_AT, SENT_BASE_AT, SOCKS, STALLED, TURNED_AT, TURN_GRACE_NS, UNAVAILABLE, WAITING_SINCE,
+};
+
 /// Draws of two before the program scans for an available listener.
 pub const ROUNDS: usize = 3;
 /// Indices the scan after the draws looks at: all of them with this many
@@ -155,16 +111,6 @@ const TCP_FIN: i32 = 0x01;
 const TCP_SYN: i32 = 0x02;
 const TCP_RST: i32 = 0x04;
 const TCP_ACK: i32 = 0x10;
-
-/// One `LOAD` value, as the program reads it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LoadEntry {
-    /// The master's load for the listener (at [`COUNT_KEY`]: the count).
-    pub load: u32,
-    /// The listener's key in `FLOW`.
-    pub flow_key: u32,
-}
 
 // The stack: the 4-byte map key at the frame's top; the first candidate's
 // load; a load kept across a call; the two candidates' FLOW keys and what
@@ -249,164 +195,6 @@ pub fn steering(migrates: bool) -> Program {
     asm.mov(Reg::R0, SK_PASS).exit();
     // Every label above is bound and the program is far shorter than a jump's reach.
     asm.finish().expect("the steering program assembles")
-}
-
-/// Selects the listener at index `r8` for the packet (`r6` the context)
-/// and counts it sent (its FLOW key at `FLOW_KEY_A`, what waited on it at
-/// `PENDING_A`), then goes to `pass`; to `failed` when the kernel refuses
-/// the index (its listener gone while the master moves listeners).
-fn choose(asm: &mut Asm, failed: Label, pass: Label) {
-    asm.store(Size::U32, Reg::R10, KEY, Reg::R8)
-        .mov(Reg::R1, Reg::R6)
-        .load_map(Reg::R2, SOCKS)
-        .mov(Reg::R3, Reg::R10)
-        .alu(Alu::Add, Reg::R3, KEY as i32)
-        .mov(Reg::R4, 0)
-        .call(Helper::SkSelectReuseport)
-        .jump_if(Cond::Ne, Reg::R0, 0, failed);
-    // Chosen: count it sent; if its queue was empty, a wait begins now.
-    lookup(asm, FLOW, Key::Stack(FLOW_KEY_A));
-    asm.jump_if(Cond::Eq, Reg::R0, 0, pass)
-        .mov(Reg::R1, 1)
-        .atomic_add(Size::U64, Reg::R0, SENT_AT as i16, Reg::R1)
-        .load(Size::U64, Reg::R1, Reg::R10, PENDING_A)
-        .jump_if(Cond::Ne, Reg::R1, 0, pass)
-        .mov(Reg::R6, Reg::R0)
-        .call(Helper::KtimeGetNs)
-        .store(Size::U64, Reg::R6, WAITING_SINCE as i16, Reg::R0)
-        .jump(pass);
-}
-
-/// After the draws found nothing to take: the first of [`SCAN`] indices
-/// in turn from a random one (`r7` of them in use) whose worker keeps up
-/// (available, and not seen stalled or backed up), chosen as a draw's is;
-/// none such, or its listener gone: `pass`, the hash.
-fn scan(asm: &mut Asm, pass: Label) {
-    asm.call(Helper::GetPrandomU32).alu(Alu::Mod, Reg::R0, Reg::R7).mov(Reg::R9, Reg::R0);
-    for step in 0..SCAN {
-        let skip = asm.label();
-        // Fewer indices in use than steps: each has been looked at.
-        asm.jump_if(Cond::Le, Reg::R7, step as i32, pass);
-        asm.mov(Reg::R8, Reg::R9).alu(Alu::Add, Reg::R8, step as i32).alu(Alu::Mod, Reg::R8, Reg::R7);
-        load_of(asm, Reg::R8, FLOW_KEY_A, PENDING_A);
-        asm.jump_if(Cond::Ge, Reg::R1, STALLED as i32, skip);
-        choose(asm, pass, pass);
-        asm.bind(skip);
-    }
-}
-
-/// A map key: a register's low 32 bits, a constant, or 4 bytes on the stack.
-enum Key {
-    Reg(Reg),
-    Imm(i32),
-    Stack(i16),
-}
-
-/// `r0 = bpf_map_lookup_elem(map, &key)`.
-fn lookup(asm: &mut Asm, map: MapRef, key: Key) {
-    let at = match key {
-        Key::Reg(reg) => {
-            asm.store(Size::U32, Reg::R10, KEY, reg);
-            KEY
-        }
-        Key::Imm(imm) => {
-            asm.store(Size::U32, Reg::R10, KEY, imm);
-            KEY
-        }
-        Key::Stack(at) => at,
-    };
-    asm.load_map(Reg::R1, map).mov(Reg::R2, Reg::R10).alu(Alu::Add, Reg::R2, at as i32).call(Helper::MapLookupElem);
-}
-
-/// `r1` = the load of the listener at `index`: [`UNAVAILABLE`] (as all
-/// ones) when there is none; the master's when it is unavailable;
-/// otherwise the master's plus what was sent since the window's base
-/// (which holds what waits unaccepted), backed up at
-/// [`PENDING_CAP`] or when its worker has not turned for
-/// [`TURN_GRACE_NS`]. Its FLOW key goes to the stack at `flow_key`, what
-/// waits on it at `pending`.
-fn load_of(asm: &mut Asm, index: Reg, flow_key: i16, pending: i16) {
-    let done = asm.label();
-    let marked = asm.label();
-    let sane = asm.label();
-    asm.store(Size::U64, Reg::R10, pending, 0);
-    lookup(asm, LOAD, Key::Reg(index));
-    asm.mov(Reg::R1, -1).jump_if(Cond::Eq, Reg::R0, 0, done);
-    asm.load(Size::U32, Reg::R1, Reg::R0, 0)
-        .load(Size::U32, Reg::R2, Reg::R0, 4)
-        .store(Size::U32, Reg::R10, flow_key, Reg::R2)
-        .jump_if(Cond::Gt, Reg::R1, AVAILABLE_MAX as i32, done)
-        .store(Size::U64, Reg::R10, MASTER_LOAD, Reg::R1);
-    lookup(asm, FLOW, Key::Stack(flow_key));
-    asm.load(Size::U64, Reg::R1, Reg::R10, MASTER_LOAD).jump_if(Cond::Eq, Reg::R0, 0, done);
-    // r1 += sent since the window's base, which the master set as it wrote
-    // the load: what was accepted then, or sent if less (0 when the counts
-    // ran behind). So what was in flight then weighs until the next load
-    // counts it live, and what was sent since and still waits weighs once.
-    let counted = asm.label();
-    asm.load(Size::U64, Reg::R2, Reg::R0, SENT_AT as i16)
-        .load(Size::U64, Reg::R3, Reg::R0, SENT_BASE_AT as i16)
-        .alu(Alu::Sub, Reg::R2, Reg::R3)
-        .jump_if(Cond::Gt, Reg::R2, PENDING_LIMIT as i32, counted)
-        .alu(Alu::Add, Reg::R1, Reg::R2)
-        .store(Size::U64, Reg::R10, MASTER_LOAD, Reg::R1);
-    asm.bind(counted);
-    // r2 = sent - accepted, or 0 when the counts ran behind.
-    asm.load(Size::U64, Reg::R2, Reg::R0, SENT_AT as i16)
-        .load(Size::U64, Reg::R3, Reg::R0, ACCEPTED_AT as i16)
-        .alu(Alu::Sub, Reg::R2, Reg::R3)
-        .jump_if(Cond::Le, Reg::R2, PENDING_LIMIT as i32, sane)
-        .mov(Reg::R2, 0);
-    asm.bind(sane);
-    asm.store(Size::U64, Reg::R10, pending, Reg::R2).jump_if(Cond::Eq, Reg::R2, 0, done);
-    // Some wait. Backed up when the worker's loop has not turned for the
-    // grace since they began to wait (the later of its last turn and the
-    // wait's start), or when too many wait.
-    let later = asm.label();
-    let rank = asm.label();
-    asm.load(Size::U64, Reg::R3, Reg::R0, TURNED_AT as i16)
-        .load(Size::U64, Reg::R5, Reg::R0, WAITING_SINCE as i16)
-        .store(Size::U64, Reg::R10, TURNED, Reg::R3)
-        .jump_if(Cond::Ge, Reg::R3, Reg::R5, later)
-        .mov(Reg::R3, Reg::R5);
-    asm.bind(later);
-    asm.store(Size::U64, Reg::R10, WAIT_FROM, Reg::R3)
-        .call(Helper::KtimeGetNs)
-        .load(Size::U64, Reg::R1, Reg::R10, MASTER_LOAD)
-        .load(Size::U64, Reg::R2, Reg::R10, pending)
-        .load(Size::U64, Reg::R3, Reg::R10, WAIT_FROM);
-    elapsed(asm, Reg::R3);
-    // Not backed up: what waits is in the window's count already.
-    asm.jump_if(Cond::Gt, Reg::R4, TURN_GRACE_NS as i32, rank)
-        .jump_if(Cond::Ge, Reg::R2, PENDING_CAP as i32, rank)
-        .jump(done);
-    // Ranked among the backed up by how long since the loop last turned: a
-    // stopped worker's time grows, a busy one's starts over each turn.
-    asm.bind(rank);
-    asm.load(Size::U64, Reg::R3, Reg::R10, TURNED);
-    elapsed(asm, Reg::R3);
-    // Backed up: STALLED (unless the master marked it already) plus what
-    // waits plus the milliseconds (2^20 ns) since the loop turned, so that
-    // of two backed up the one stopped longer is avoided.
-    asm.jump_if(Cond::Ge, Reg::R1, STALLED as i32, marked).mov(Reg::R1, STALLED as i32);
-    asm.bind(marked);
-    let capped = asm.label();
-    asm.alu(Alu::Rsh, Reg::R4, 20)
-        .jump_if(Cond::Le, Reg::R4, AGE_MAX_MS as i32, capped)
-        .mov(Reg::R4, AGE_MAX_MS as i32);
-    asm.bind(capped);
-    asm.alu(Alu::Add, Reg::R1, Reg::R2)
-        .alu(Alu::Add, Reg::R1, Reg::R4)
-        .jump_if(Cond::Le, Reg::R1, AVAILABLE_MAX as i32, done)
-        .mov(Reg::R1, AVAILABLE_MAX as i32);
-    asm.bind(done);
-}
-
-/// `r4 = r0 - since` (`r0` the time now), or 0 when `since` is later.
-fn elapsed(asm: &mut Asm, since: Reg) {
-    let later = asm.label();
-    asm.mov(Reg::R4, 0).jump_if(Cond::Gt, since, Reg::R0, later).mov(Reg::R4, Reg::R0).alu(Alu::Sub, Reg::R4, since);
-    asm.bind(later);
 }
 
 #[cfg(test)]
