@@ -1,6 +1,7 @@
 //! The channel's wire format: fds cross intact, lines and wake-ups are told apart, nonsense is refused.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use super::*;
 
