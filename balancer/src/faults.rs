@@ -13,7 +13,14 @@
 //!   stop (its channel or a stop signal), then exits 0. The first workers
 //!   take slots 0 to N-1 in order and a process started later (by a reload,
 //!   a scale-up or a restart) the lowest free one, so with one worker the
-//!   first reload's new process writes slot 1.
+//!   first reload's new process writes slot 1;
+//! - `handshakes-wait:MS`: read by the master, not the workers: a stop
+//!   waits up to MS milliseconds, not [`HANDSHAKES_WAIT`]'s 500, for the
+//!   handshakes under way on a listener's port before it shuts the
+//!   listener, so that a test can act while it waits however slowly its
+//!   own threads are scheduled.
+//!
+//! [`HANDSHAKES_WAIT`]: crate::handshakes::HANDSHAKES_WAIT
 
 use std::time::Duration;
 
@@ -59,6 +66,10 @@ pub fn faults_for(id: usize, slot: usize, text: &str) -> Result<WorkerFaults> {
                 }
             }
             "never-ready" if parts.len() == 2 => faults.never_ready |= number(1)? == slot as u64,
+            // The master's ([`handshakes_wait`]).
+            "handshakes-wait" if parts.len() == 2 => {
+                number(1)?;
+            }
             "slow" if parts.len() == 3 => {
                 if number(1)? == id as u64 {
                     faults.engine.per_request = Some(Duration::from_micros(number(2)?));
@@ -67,12 +78,22 @@ pub fn faults_for(id: usize, slot: usize, text: &str) -> Result<WorkerFaults> {
             _ => {
                 return Err(Error::WorkerEnv(format!(
                 "{ENV_FAULT}: unknown fault '{item}' (exit-at-start, skip-setuid, stall:ID:MS[:AFTER_MS], slow:ID:US, \
-                 never-ready:SLOT)"
+                 never-ready:SLOT, handshakes-wait:MS)"
             )))
             }
         }
     }
     Ok(faults)
+}
+
+/// How long a stop waits for the handshakes under way on a listener's port
+/// when `text` (the master's [`ENV_FAULT`]) says `handshakes-wait:MS`;
+/// `None` when it does not (or says it without a number).
+pub fn handshakes_wait(text: &str) -> Option<Duration> {
+    text.split(',').map(str::trim).find_map(|item| {
+        let ms = item.strip_prefix("handshakes-wait:")?;
+        ms.parse().ok().map(Duration::from_millis)
+    })
 }
 
 #[cfg(test)]
@@ -103,5 +124,18 @@ mod tests {
         assert!(faults_for(1, 0, "explode").unwrap_err().to_string().contains("'explode'"));
         assert!(faults_for(1, 0, "stall:x:5").unwrap_err().to_string().contains("number"));
         assert!(faults_for(1, 0, "slow:1").is_err());
+        assert!(faults_for(1, 0, "handshakes-wait:x").is_err());
+    }
+
+    #[test]
+    fn the_masters_handshakes_wait_is_read_beside_the_workers_faults() {
+        let text = "stall:2:3000, handshakes-wait:4000";
+        assert_eq!(handshakes_wait(text), Some(Duration::from_secs(4)));
+        assert_eq!(
+            faults_for(2, 1, text).expect("a worker passes it by").engine.stall.map(|(_, d)| d),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(handshakes_wait("stall:2:3000"), None);
+        assert_eq!(handshakes_wait(""), None);
     }
 }

@@ -50,13 +50,21 @@ pub(super) struct Answering {
     pub(super) first: bool,
 }
 
+/// How long a stop waits for the handshakes under way:
+/// [`HANDSHAKES_WAIT`](handshakes::HANDSHAKES_WAIT), or what a test asks
+/// ([`faults::handshakes_wait`](crate::faults::handshakes_wait)).
+fn handshakes_wait() -> std::time::Duration {
+    let asked = std::env::var(crate::faults::ENV_FAULT).ok();
+    asked.as_deref().and_then(crate::faults::handshakes_wait).unwrap_or(handshakes::HANDSHAKES_WAIT)
+}
+
 impl Answering {
     /// For `listeners`; what their look says, as [`Answering::said`].
     pub(super) fn new(listeners: Vec<Ending>, said: Vec<String>, still: Vec<usize>, first: bool) -> Answering {
         let now = Instant::now();
         Answering {
             listeners: listeners.into_iter().map(|ending| (ending, Ok(0))).collect(),
-            deadline: now + handshakes::HANDSHAKES_WAIT,
+            deadline: now + handshakes_wait(),
             next_round: now,
             said,
             still,
