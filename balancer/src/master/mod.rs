@@ -31,7 +31,9 @@
 //!   the timer drives, a round every 5 ms, the loop turning between them;
 //! - `sockets.rs`: where the listening sockets come from at start (handed
 //!   down, passed by systemd, or bound here; `reuseport`'s anchor);
-//! - `upgrade.rs`: binary upgrade: handing the sockets to a new master;
+//! - `upgrade/`: binary upgrade: handing the sockets to a new master
+//!   (`mod.rs`), its word and the hand-over (`hand_over.rs`), a failed
+//!   upgrade (`give_up.rs`);
 //! - `take_over.rs`: taking them over from an old one, as the new master;
 //! - `steer.rs`: the facts a mode that steers the kernel's choice of
 //!   listener (`reuseport --steer load`) refreshes its program with;

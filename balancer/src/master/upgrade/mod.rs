@@ -14,22 +14,25 @@
 //! As the new master: accept nothing, on the listeners or the control
 //! socket, until every worker is ready (so that a failed upgrade takes no
 //! connection with it); then tell the old master, and serve.
+//!
+//! The state of an upgrade and its start are here; `hand_over.rs` holds
+//! the new master's word and the hand-over that follows it, `give_up.rs` an
+//! upgrade that fails: its new master stopped, killed if it overruns.
+
+mod give_up;
+mod hand_over;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
 use super::take_over::started_at;
 use super::{Master, Op};
 use crate::control::ClientId;
 use crate::listener::ListenerKey;
-use crate::log::counted;
 use crate::upgrade::env::FdRole;
 use crate::upgrade::inherit::Takeover;
-use crate::upgrade::launch::{start_new_master, Heard, Launch, ReadyChannel};
+use crate::upgrade::launch::{start_new_master, Launch, ReadyChannel};
 
 /// How long a new master that closed its readiness channel without a word
 /// has to exit (so that the failure names its exit code) before it is
@@ -266,227 +269,6 @@ impl Master {
         self.stop_refusal().or_else(|| self.refusal_while_reloading())
     }
 
-    /// The new master's readiness channel has something to read (or ended).
-    pub(super) fn on_upgrade_channel(&mut self, epoch: u32, more: bool) -> io::Result<()> {
-        if epoch != self.upgrades.attempts {
-            return Ok(());
-        }
-        let Some(Successor { pid, phase: Phase::Starting { channel: Some(channel), deadline }, .. }) =
-            self.upgrades.successor.as_mut()
-        else {
-            return Ok(());
-        };
-        let pid = *pid;
-        match channel.listen() {
-            Ok(Heard::Nothing) if more => Ok(()),
-            Ok(Heard::Nothing) => self.reactor.poll_readable(channel.fd(), Op::UpgradeChannel.token(0, epoch)),
-            Ok(Heard::Ready) => self.hand_over(),
-            Ok(Heard::Closed) => {
-                *deadline = (*deadline).min(Instant::now() + CLOSED_GRACE);
-                self.close_upgrade_channel()
-            }
-            Ok(Heard::Garbled(said)) => self
-                .upgrade_failed(&format!("the new master (pid {pid}) said {said:?} instead of that it is ready"), true),
-            Err(e) => self.upgrade_failed(&format!("cannot read the new master's readiness channel: {e}"), true),
-        }
-    }
-
-    /// Stops waiting on the readiness channel and closes it.
-    fn close_upgrade_channel(&mut self) -> io::Result<()> {
-        let Some(Successor { phase: Phase::Starting { channel, .. }, .. }) = self.upgrades.successor.as_mut() else {
-            return Ok(());
-        };
-        if let Some(channel) = channel.take() {
-            self.reactor.cancel(Op::UpgradeChannel.token(0, self.upgrades.attempts))?;
-            self.reactor.close(channel.into_fd())?;
-        }
-        Ok(())
-    }
-
-    /// The new master is ready: stop accepting (connections still in the
-    /// queues are the new master's), leave it the control socket, and drain
-    /// once the accept has ended ([`Master::step_upgrade`]).
-    fn hand_over(&mut self) -> io::Result<()> {
-        if let Some(successor) = self.upgrades.successor.as_mut() {
-            if let Phase::Starting { channel: Some(channel), .. } = &successor.phase {
-                successor.speaker = channel.speaker().filter(|&speaker| speaker != successor.pid);
-            }
-        }
-        self.close_upgrade_channel()?;
-        let Some(successor) = self.upgrades.successor.as_mut() else { return Ok(()) };
-        successor.phase = Phase::HandingOver;
-        let (pid, requester) = (successor.serving(), successor.requester.take());
-        let through = match successor.speaker {
-            Some(_) => format!(" (started through pid {}, which did not exec it)", successor.pid),
-            None => String::new(),
-        };
-        let me = std::process::id();
-        let running = self.slots.iter().filter(|s| s.process.is_some()).count();
-        crate::log!(
-            "upgrade: the new master (pid {pid}){through} is ready: this master (pid {me}) stops accepting, then \
-             drains its {} and exits",
-            counted(running, "worker")
-        );
-        // Lame ducks from now, before the reply: their health paths answer
-        // `503` at once, not only once the accept has ended and their drain
-        // begins (until 2026-12-06 a probe right after the reply got `200`).
-        for slot in 0..self.slots.len() {
-            self.mark_lame_duck(slot);
-        }
-        self.refresh_routes();
-        if let Some(id) = requester {
-            self.answer_later(id, &format!("ok upgraded: pid {pid} serves; pid {me} drains its workers and exits"))?;
-        }
-        self.hand_over_control()?;
-        self.hand_over_metrics()?;
-        self.dispatch.balance.hand_over();
-        self.stop_notifying();
-        if self.dispatch.accepting {
-            self.reactor.cancel(Op::Accept.token(0, 0))?;
-        }
-        Ok(())
-    }
-
-    /// The upgrade failed (`reason`): say so, answer the client that asked,
-    /// and stop the new master if it may still be running.
-    fn upgrade_failed(&mut self, reason: &str, running: bool) -> io::Result<()> {
-        if let Some(Successor { phase: Phase::Starting { channel: Some(channel), .. }, .. }) = &self.upgrades.successor
-        {
-            // Before the signal: a new master that said it is ready, the word
-            // unread here, learns from this that it was given up, whoever
-            // else signalled it too. One that cannot hear it has exited.
-            let _ = channel.give_up();
-        }
-        self.close_upgrade_channel()?;
-        let Some(Successor { pid, requester, .. }) = self.upgrades.successor.take() else { return Ok(()) };
-        let serving = if !self.stop_begun() {
-            format!("; this master (pid {}) keeps serving", std::process::id())
-        } else {
-            String::new()
-        };
-        crate::log!(warn: "upgrade failed: {reason}{serving}");
-        self.counts.upgrades_failed += 1;
-        if self.dispatch.balance.upgrade_given_up() {
-            crate::log!(
-                "reuseport: this master's steering program steers again (put back on the group, in place of any the \
-                 new master attached)"
-            );
-        }
-        if let Some(id) = requester {
-            self.answer_later(id, &format!("error: upgrade failed: {reason}"))?;
-        }
-        if running {
-            // Not reaped yet, so the pid is still that child's.
-            crate::log!("upgrade: stopping the new master (pid {pid})");
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            let phase = Phase::Abandoned { kill_at: Instant::now() + self.config.shutdown_timeout, killed: false };
-            self.upgrades.successor = Some(Successor { pid, speaker: None, phase, requester: None, reaped: false });
-        }
-        Ok(())
-    }
-
-    /// A child that is not a worker exited (`clean`: with code 0): if it is
-    /// the new master, the upgrade fails (before it was ready), or is over
-    /// (it was stopped).
-    pub(super) fn upgrade_child_exited(&mut self, pid: u32, how: &str, clean: bool) -> io::Result<()> {
-        let Some(successor) = self.upgrades.successor.as_mut().filter(|s| s.pid == pid) else { return Ok(()) };
-        successor.reaped = true;
-        match successor.phase {
-            Phase::Starting { .. } => {
-                self.upgrade_failed(&format!("the new master (pid {pid}) {how} before it was ready"), false)
-            }
-            Phase::Abandoned { .. } => {
-                crate::log!("upgrade: the new master (pid {pid}) {how}");
-                self.upgrades.successor = None;
-                // It may have put its own on the listeners after the give-up.
-                let _ = self.dispatch.balance.upgrade_given_up();
-                Ok(())
-            }
-            // A clean exit is a stop someone asked for, or a hand-over in
-            // turn to a newer master (upgrades faster than this drain):
-            // which one, this master cannot tell, and neither is a fault.
-            Phase::HandingOver | Phase::HandedOver if clean => {
-                crate::log!(
-                    "upgrade: the new master (pid {pid}) {how} after this one handed over: it was stopped, or \
-                     handed over in turn"
-                );
-                Ok(())
-            }
-            Phase::HandingOver | Phase::HandedOver => {
-                crate::log!(error:
-                    "upgrade: the new master (pid {pid}) {how} after this one handed over: nothing will accept once \
-                     this master has drained"
-                );
-                Ok(())
-            }
-        }
-    }
-
-    /// Moves upgrades on, each loop turn: the new master reports ready once
-    /// every worker is; the old one drains once its accept has ended.
-    pub(super) fn step_upgrade(&mut self) -> io::Result<()> {
-        if self.upgrades.takeover.is_some() {
-            if self.stopping.is_some() {
-                if let Some(takeover) = self.upgrades.takeover.take() {
-                    crate::log!(
-                        "upgrade: stopping before every worker was ready: the old master (pid {}) keeps serving",
-                        takeover.from
-                    );
-                    self.notify_nothing_more();
-                }
-            } else if self.all_workers_ready() {
-                self.report_ready()?;
-            }
-        }
-        let handing_over = self.upgrades.successor.as_ref().is_some_and(|s| matches!(s.phase, Phase::HandingOver));
-        if handing_over && !self.dispatch.accepting {
-            if let Some(successor) = self.upgrades.successor.as_mut() {
-                successor.phase = Phase::HandedOver;
-            }
-            if self.stopping.is_none() {
-                let running = self.slots.iter().filter(|s| s.process.is_some()).count();
-                crate::log!("upgrade: this master no longer accepts: draining {}", counted(running, "worker"));
-                // What it holds goes to its workers before their `Drain`, not to a `503`.
-                self.hand_off_before_drain();
-                self.drain_everything()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Each tick: a new master late to be ready fails the upgrade; one that
-    /// ignores the request to stop is killed.
-    pub(super) fn watch_upgrade(&mut self) -> io::Result<()> {
-        let now = Instant::now();
-        let timeout = self.config.shutdown_timeout.as_secs_f64();
-        let Some(successor) = self.upgrades.successor.as_mut() else { return Ok(()) };
-        let pid = successor.pid;
-        match &mut successor.phase {
-            Phase::Starting { channel: None, deadline } if now >= *deadline => self.upgrade_failed(
-                &format!("the new master (pid {pid}) closed its readiness channel without saying it is ready"),
-                true,
-            ),
-            Phase::Starting { channel: Some(channel), deadline } if now >= *deadline => {
-                // It may have said it is ready as the time ran out, unread yet:
-                // its last word decides, and it can say nothing after it.
-                if matches!(channel.last_word(), Ok(Heard::Ready)) {
-                    return self.hand_over();
-                }
-                self.upgrade_failed(
-                    &format!("the new master (pid {pid}) was not ready within {timeout:.1} s (--shutdown-timeout)"),
-                    true,
-                )
-            }
-            Phase::Abandoned { kill_at, killed } if now >= *kill_at && !*killed => {
-                *killed = true;
-                crate::log!(warn: "upgrade: the new master (pid {pid}) did not stop within {timeout:.1} s: killing it");
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                Ok(())
-            }
-            _ => Ok(()),
-        }
-    }
-
     /// Why a reload or a scale cannot begin now: an upgrade's new master is
     /// starting, and once it is ready this master drains every worker, so
     /// what the reload or scale started would go with them (until
@@ -494,26 +276,5 @@ impl Master {
     pub(super) fn refusal_while_upgrading(&self) -> Option<String> {
         let pid = self.upgrades.starting()?;
         Some(format!("an upgrade is under way (new master pid {pid}): ask the new master once it serves"))
-    }
-
-    /// Gives up an upgrade under way: this master is stopping.
-    pub(super) fn abandon_upgrade(&mut self) -> io::Result<()> {
-        if self.upgrades.successor.as_ref().is_some_and(|s| matches!(s.phase, Phase::Starting { .. })) {
-            self.upgrade_failed("this master is stopping", true)?;
-        }
-        Ok(())
-    }
-
-    /// The last line of a master that handed over.
-    pub(super) fn log_handed_over(&self) {
-        if let Some(pid) = self.upgrades.handed_over_to() {
-            match super::take_over::started_at(pid) {
-                Some(_) => crate::log!("upgrade: done: every worker of this master has exited; pid {pid} serves"),
-                None => crate::log!(warn:
-                    "upgrade: done: every worker of this master has exited; pid {pid}, which it handed over to, has \
-                     exited since"
-                ),
-            }
-        }
     }
 }
