@@ -6,7 +6,8 @@
 //! - `start.rs`: the master's start (sockets, backend, stats block, the
 //!   first workers);
 //! - `ops.rs`: the signals handled and the kinds of op the loop dispatches;
-//! - `supervise.rs`: worker processes — spawn, readiness, the watchdogs;
+//! - `supervise/`: worker processes — spawn (`mod.rs`), readiness
+//!   (`readiness.rs`), the watchdogs (`watchdog.rs`);
 //! - `reap.rs`: a process's end — reap, exit logs, counts kept, restart backoff;
 //! - `reload.rs`: rolling reload;
 //! - `scale.rs`: scaling at run time, and retiring a process (a scale-down's
