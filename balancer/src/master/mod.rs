@@ -12,8 +12,9 @@
 //! - `reload.rs`: rolling reload;
 //! - `scale.rs`: scaling at run time, and retiring a process (a scale-down's
 //!   or a reload's): lame duck, drain, killed if it overruns;
-//! - `dispatch.rs`: accepted connections — the mode's pick, holding,
-//!   re-routing, refusing with `503`;
+//! - `dispatch/`: accepted connections — the accept (`accept.rs`), the
+//!   mode's pick (`route.rs`), holding, re-routing (`reroute.rs`),
+//!   refusing with `503`;
 //! - `judge.rs`: the routing facts each worker is judged by;
 //! - `fd_limit_log.rs`: rate-limited lines about running out of descriptors;
 //! - `lanes.rs`: the lanes that carry them to workers — batches out, acks in,
