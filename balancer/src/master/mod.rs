@@ -21,8 +21,9 @@
 //!   a dead worker's lane settled, a lagging worker logged;
 //! - `last_hand_off.rs`: at a stop, what waits in the listen queue and what
 //!   is held goes to workers before their `Drain`;
-//! - `commands.rs`: what operators ask for, by signal or on the control
-//!   socket, and the graceful stop;
+//! - `commands/`: what operators ask for, by signal or on the control
+//!   socket (`mod.rs`), the graceful stop (`stop.rs`), the control
+//!   socket's I/O (`control_socket.rs`);
 //! - `control_path.rs`: the control socket's path made again when it was
 //!   removed under the master;
 //! - `stop_listening.rs`: a stop's end of listening, once the drains have
