@@ -1,14 +1,18 @@
 //! The master: owns the listener, starts one worker per CPU, balances
 //! connections over them or lets them accept, and supervises them. This file
 //! holds the master's state and the loop that ties events to their handlers;
-//! each concern is one file beside it:
+//! each concern is one file (or folder) beside it:
 //!
 //! - `start.rs`: the master's start (sockets, backend, stats block, the
 //!   first workers);
 //! - `ops.rs`: the signals handled and the kinds of op the loop dispatches;
+//! - `tick.rs`: what is checked every tick; `timer.rs`: when the one timer
+//!   fires (the tick, a steering look, a planned restart, a stop's round);
 //! - `supervise/`: worker processes — spawn (`mod.rs`), readiness
 //!   (`readiness.rs`), the watchdogs (`watchdog.rs`);
 //! - `reap.rs`: a process's end — reap, exit logs, counts kept, restart backoff;
+//! - `cannot_start.rs`: a worker that cannot start under these limits
+//!   before any was ready: the master exits 1;
 //! - `reload.rs`: rolling reload;
 //! - `scale.rs`: scaling at run time, and retiring a process (a scale-down's
 //!   or a reload's): lame duck, drain, killed if it overruns;
@@ -24,6 +28,7 @@
 //! - `commands/`: what operators ask for, by signal or on the control
 //!   socket (`mod.rs`), the graceful stop (`stop.rs`), the control
 //!   socket's I/O (`control_socket.rs`);
+//! - `stopping.rs`: a graceful stop under way, and when the master is done;
 //! - `control_path.rs`: the control socket's path made again when it was
 //!   removed under the master;
 //! - `stop_listening.rs`: a stop's end of listening, once the drains have
@@ -38,6 +43,8 @@
 //!   (`mod.rs`), its word and the hand-over (`hand_over.rs`), a failed
 //!   upgrade (`give_up.rs`);
 //! - `take_over.rs`: taking them over from an old one, as the new master;
+//! - `set_aside.rs`: a scaled-away worker's `reuseport` listener, let go
+//!   of once no process of it accepts there;
 //! - `steer.rs`: the facts a mode that steers the kernel's choice of
 //!   listener (`reuseport --steer load`) refreshes its program with;
 //! - `spares.rs`: the fd reserve kept, and spares lent at the open-file limit;
@@ -81,8 +88,10 @@ mod start;
 mod stats;
 mod steer;
 mod stop_listening;
+mod stopping;
 mod supervise;
 mod take_over;
+mod tick;
 mod timer;
 mod upgrade;
 
@@ -108,6 +117,7 @@ use metrics::MetricsState;
 use notify::Notified;
 use ops::Op;
 use reload::Reload;
+use stopping::Stopping;
 use supervise::{Slot, Worker};
 use upgrade::Upgrades;
 
@@ -143,34 +153,6 @@ pub fn run_master(config: MasterConfig) -> Result<()> {
 
 /// At exit, how long the lines still waiting for stdout or stderr get.
 const EXIT_FLUSH: Duration = Duration::from_secs(1);
-
-/// A graceful stop under way.
-#[derive(Debug)]
-struct Stopping {
-    /// When the workers were told to drain (after any drain delay).
-    began: Instant,
-    /// Workers still running then are killed.
-    deadline: Instant,
-    stragglers_killed: bool,
-    /// Once every worker is gone: how long a control client may still read its last reply.
-    exit_grace: Option<Instant>,
-    /// The listeners are to stop listening once every worker has begun its
-    /// drain (`Master::stop_listening_when_drained`).
-    stop_listening: bool,
-    /// They have: what is left of them (`reuseport`: listeners kept for a
-    /// worker that stands still) is looked at every tick.
-    stopped_listening: bool,
-    /// `reuseport`: workers whose listener the master keeps for one look
-    /// after their drain began, closed to newcomers, to answer what queued
-    /// after the worker took its queue (`stop_listening.rs`).
-    taken_by_worker: Vec<usize>,
-    /// The queues answered while the handshakes on their port end, before
-    /// their listeners are shut (`answer_at_stop.rs`); one look at a time.
-    answering: Option<answer_at_stop::Answering>,
-    /// Asked for (a signal, `stop`), not only the drain of a master that
-    /// handed over: a `SIGINT` now is a second one, which kills the workers.
-    asked: bool,
-}
 
 #[derive(Debug)]
 struct Master {
@@ -304,39 +286,6 @@ impl Master {
         Ok(())
     }
 
-    /// Stopping, every worker is gone, every lane has given back what it
-    /// held (a dead worker's lane once its receive's cancel completes: what
-    /// it never acknowledged is refused then, not dropped with the master's
-    /// exit) and a new master that failed is gone too: done, its listeners
-    /// no longer listening, once control clients have read their last
-    /// replies and refused connections have lingered (at most a second more).
-    fn done(&mut self) -> bool {
-        if self.stopping.is_none() {
-            return false;
-        }
-        let holding = |s: &supervise::Slot| s.process.is_some() || s.lane.held_fds() > 0;
-        if self.slots.iter().any(holding) || self.upgrades.waits_for_child() {
-            return false;
-        }
-        // Not left to the tick: with the workers gone before it, the exit
-        // reset every client that connected since the stop and waited in a
-        // queue (seen: each of 8 clients looping across a stop, in 11 stops
-        // of 12 over the four modes; all 20 queued at the fd limit).
-        self.stop_listening_when_drained();
-        // Its listeners are shut once the handshakes under way there end.
-        if self.answering() {
-            return false;
-        }
-        let replying = self.control.as_ref().is_some_and(|c| c.clients.has_pending_output());
-        // The queue's `503`s just sent linger (200 ms, closed on the tick):
-        // exiting at once closed them, and a request still on its way got
-        // a reset (seen: a client writing after its 503 got EPIPE, 2 of 5).
-        let lingering = self.dispatch.refusals_linger();
-        let Some(stopping) = self.stopping.as_mut() else { return false };
-        let grace = *stopping.exit_grace.get_or_insert_with(|| Instant::now() + Duration::from_secs(1));
-        !(replying || lingering) || Instant::now() >= grace
-    }
-
     /// The signalfd is readable: act on every pending signal, and poll it
     /// again if that poll ended (`more` false).
     fn on_signal_ready(&mut self, more: bool) -> io::Result<()> {
@@ -364,55 +313,5 @@ impl Master {
             Op::MetricsRecv => self.on_metrics_recv(index, epoch, result),
             Op::MetricsSend => self.on_metrics_sent(index, epoch, result),
         }
-    }
-
-    /// What is checked every [`TICK`]: deadlines, restarts, heartbeats, lag, fd limits.
-    fn tick(&mut self) -> io::Result<()> {
-        // What the workers did since the last turn first: the tick can come
-        // in the same turn as their news, ahead of it, and after a master
-        // that stood still (`SIGSTOP`, a paused machine) past a deadline, a
-        // process that got ready meanwhile was killed as never ready (its
-        // reload cancelled, a scale-up's worker restarted), and one that
-        // exited was said to overrun its drain.
-        self.reap()?;
-        self.notice_ready()?;
-        match self.stopping.as_mut() {
-            Some(stopping) if Instant::now() >= stopping.deadline && !stopping.stragglers_killed => {
-                crate::log!(warn: "shutdown timeout: killing the workers still running");
-                stopping.stragglers_killed = true;
-                // Each exit line says why, as a retiree's does (the README
-                // promises it): a bare `killed by signal 9` reads as someone else's kill.
-                for process in self.slots.iter_mut().filter_map(|s| s.process.as_mut()) {
-                    process.kill("after overrunning its drain");
-                }
-            }
-            Some(_) => self.stop_listening_when_drained(),
-            None => {
-                self.restart_due();
-                self.arm_accept()?;
-                self.arm_control_accept()?;
-            }
-        }
-        self.close_refused();
-        self.end_drain_delay_when_due()?;
-        self.arm_metrics_accept()?;
-        self.watch_upgrade()?;
-        self.watch_old_master_channel()?;
-        self.expire_control_clients()?;
-        self.bind_control_path_if_gone()?;
-        self.expire_scrapes()?;
-        self.kill_overdue_retirees();
-        self.expire_reload_start();
-        self.kill_unready_starts();
-        self.watch_heartbeats();
-        self.let_go_set_aside_listeners();
-        self.close_lanes_of_self_drained();
-        self.watch_lagging();
-        self.watch_fd_limits();
-        self.sample_rates();
-        self.notify_tick();
-        // Lines a full stdout or stderr did not take go out as it takes them.
-        crate::log::sink::flush();
-        Ok(())
     }
 }
