@@ -19,7 +19,7 @@ fn the_readme_library_example_is_the_compiled_one() {
     let in_readme = fenced(section, "```rust");
     assert!(!in_readme.is_empty(), "README: no ```rust block under \"## Use it as a library\"");
     // Outer doc comments only (`///`), their `/// ` taken off.
-    let docs = include_str!("cluster.rs")
+    let docs = include_str!("cluster/mod.rs")
         .lines()
         .filter_map(|line| line.strip_prefix("///"))
         .map(|line| line.strip_prefix(' ').unwrap_or(line));
