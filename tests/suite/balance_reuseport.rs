@@ -289,6 +289,46 @@ fn a_stalled_retirees_queue_is_taken_while_it_stands_still(backend: &str) {
     assert!(failures.is_empty(), "clients of the stopped retiree's listener failed: {failures:?}");
 }
 
+/// As above, but worker 1, the one left, is stopped too as the master takes
+/// the retiree's queue: it has room, and it will serve again, so the master
+/// holds what it took until worker 1 answers. Until 2026-12-08 the master
+/// held a connection for a worker that lags only in modes where it accepts
+/// (`rr`, `least`) or steers: under `--steer hash` it answered each with
+/// `503` (seen beside two busy loops, where worker 1's acks came late).
+fn a_stalled_retirees_queue_waits_for_a_stalled_heir(backend: &str) {
+    let _one = one_at_a_time();
+    let retiree = stopped_retiree(backend, "heir", Duration::from_secs(30));
+    let heir = num(&expect_worker(&retiree.s.stats(), 1), "pid") as u32;
+    let heir_stopped = stop(heir);
+    let taken = |l: &str| {
+        l.starts_with("scale: worker 2's listener is shut as it stands still: the ")
+            && l.ends_with(" that waited there are handed on")
+    };
+    retiree.s.wait_for_log_from(retiree.from, taken, Duration::from_secs(10));
+    // Worker 1 serves again: what the master held is its.
+    drop(heir_stopped);
+    let ok_now = retiree.load.ok();
+    retiree.load.wait_ok(ok_now + 100, Duration::from_secs(10));
+    retiree.kill();
+    let stats = retiree.s.stats();
+    let (queued, ok, failures) = retiree.finish();
+    eprintln!(
+        "{backend}: {queued} queued on the stopped retiree's listener; {ok} answers, {} failures; {stats}",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "clients of the retiree's listener failed while worker 1 stood still: {failures:?}");
+}
+
+#[test]
+fn reuseport_a_stalled_retirees_queue_waits_for_a_stalled_heir_epoll() {
+    a_stalled_retirees_queue_waits_for_a_stalled_heir("epoll");
+}
+
+#[test]
+fn reuseport_a_stalled_retirees_queue_waits_for_a_stalled_heir_io_uring() {
+    a_stalled_retirees_queue_waits_for_a_stalled_heir("auto");
+}
+
 #[test]
 fn reuseport_a_stalled_retirees_queue_is_taken_while_it_stands_still_epoll() {
     a_stalled_retirees_queue_is_taken_while_it_stands_still("epoll");

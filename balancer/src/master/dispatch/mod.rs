@@ -124,9 +124,9 @@ impl Dispatch {
 
 /// With no worker to pick now, whether one may take a connection soon, so
 /// that it is held rather than refused: no worker is ready yet, or, when
-/// the master hands connections over, one lags or awaits an ack but has room.
-fn may_take_soon(routes: &[usize], hands_over: bool, facts: &impl Fn(usize) -> RouteFacts) -> bool {
-    routes.is_empty() || (hands_over && !routes.iter().all(|&slot| facts(slot).no_room()))
+/// the master `waits_for_laggards`, one lags or awaits an ack but has room.
+fn may_take_soon(routes: &[usize], waits_for_laggards: bool, facts: &impl Fn(usize) -> RouteFacts) -> bool {
+    routes.is_empty() || (waits_for_laggards && !routes.iter().all(|&slot| facts(slot).no_room()))
 }
 
 /// Counts `n` connections that went elsewhere (or were held) while they

@@ -18,11 +18,12 @@ impl Master {
             return;
         }
         // The routes and the rule `route` goes by.
-        let (steers, hands_over) = self.prepare_routing();
+        let (steers, waits_for_laggards) = self.prepare_routing();
         let judge = self.judge(Instant::now());
         let facts = |slot| judge.facts(slot);
         let routes = if steers { &self.dispatch.steered_to } else { &self.dispatch.routes };
-        let settled = routes.iter().any(|&slot| facts(slot).takes()) || !may_take_soon(routes, hands_over, &facts);
+        let settled =
+            routes.iter().any(|&slot| facts(slot).takes()) || !may_take_soon(routes, waits_for_laggards, &facts);
         if !settled {
             return;
         }

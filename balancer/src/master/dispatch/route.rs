@@ -13,13 +13,14 @@ use crate::modes::Accepting;
 impl Master {
     /// Gives an accepted connection to the worker the mode picks. With none
     /// to pick it is held while some worker may take it soon (none ready
-    /// yet, or, when the master hands connections over, one that lags but
-    /// has room), and refused (`503`) when every worker is out of room (a
-    /// mode whose workers accept has the master accept only then) or the
-    /// master is stopping. A mode that steers has the master route only what
-    /// it took from the queue of a stalled or full worker: to a worker it steers to.
+    /// yet, or, unless the workers share one listener, one that lags but
+    /// has room), and refused (`503`) when every worker is out of room (in
+    /// `shared` the master accepts only then) or the master is stopping. A
+    /// mode whose workers have listeners of their own has the master route
+    /// only what it took from one of those queues (of a stalled or full
+    /// worker, or of one scaled away): to a worker it steers to, if it steers.
     pub(in crate::master) fn route(&mut self, fd: OwnedFd) {
-        let (steers, hands_over) = self.prepare_routing();
+        let (steers, waits_for_laggards) = self.prepare_routing();
         // Field by field, not `self.judge`: the pick borrows `self.workers`.
         let (max_conns, lame_ducks_serve) = (self.config.engine.max_conns, self.dispatch.lame_ducks_serve);
         let judge = Judge::new(&self.slots, &self.stats, max_conns, lame_ducks_serve, Instant::now())
@@ -33,7 +34,7 @@ impl Master {
                 self.counts.handed_over += 1;
                 self.slots[slot].lane.enqueue(fd);
             }
-            None if self.stopping.is_none() && may_take_soon(routes, hands_over, &facts) => {
+            None if self.stopping.is_none() && may_take_soon(routes, waits_for_laggards, &facts) => {
                 self.counts.held += 1;
                 self.dispatch.held.push(fd);
             }
@@ -72,15 +73,20 @@ impl Master {
     }
 
     /// Readies what `route` goes by: whether the mode steers (then
-    /// `steered_to` is refreshed, and picks are among those), and whether the
-    /// master hands connections over (then a worker that lags but has room
-    /// is worth holding a connection for).
+    /// `steered_to` is refreshed, and picks are among those), and whether a
+    /// worker that lags but has room is worth holding a connection for:
+    /// always, but where the workers share one listener. There the master
+    /// accepts only to answer `503` while every worker is full, and its mode
+    /// picks no worker. Elsewhere the master routes what it accepted, or
+    /// took from a worker's queue (until 2026-12-08 that was refused when
+    /// the one worker left lagged: `reuseport --steer hash` answered a
+    /// scaled-away worker's queue with `503` while the other was busy).
     pub(super) fn prepare_routing(&mut self) -> (bool, bool) {
         let steers = self.dispatch.balance.steer_every().is_some();
         if steers {
             self.refresh_steered_to();
         }
-        (steers, steers || self.dispatch.balance.accepting() == Accepting::Master)
+        (steers, self.dispatch.balance.accepting() != Accepting::SharedListener)
     }
 
     /// Puts in `steered_to` the routes whose worker the mode steers
