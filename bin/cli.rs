@@ -129,8 +129,8 @@ pub enum ProgramCommand {
 
 /// Parses this process's arguments for a program of your own with its own
 /// handler: the binary's flags but `--body` and `--body-file`, its usage
-/// lines and errors under the program's own name (its `argv[0]`'s file
-/// name, as its processes' titles), and no `--version` (ringmaster's would
+/// lines and errors (log lines `NAME[PID]:`) under the program's own name
+/// (its `argv[0]`'s file name, as its processes' titles), and no `--version` (ringmaster's would
 /// not be the program's). `--help` prints and gives a success code; a bad
 /// command line prints one line and gives code 2.
 ///
@@ -158,6 +158,8 @@ pub fn parse_program() -> Result<ProgramCommand, ExitCode> {
     let args: Vec<OsString> = std::env::args_os().collect();
     // In a worker `argv[0]` is its title, `NAME: worker N`: the same name.
     let name = ProcessNames::of_worker(args.first().map(OsString::as_os_str)).program().to_string();
+    // A bad command line's line is the program's, as its cluster's are.
+    ringmaster_balancer::log::set_program(&name);
     let command = ProgramCli::command()
         // Not this struct's doc, nor ringmaster's: the program says what it is.
         .about(None::<&str>)

@@ -22,6 +22,12 @@
 //! The program runs in the master and in every worker: the code before
 //! [`Cluster::serve`] runs in each, and workers share no memory.
 //!
+//! Its processes go by its own name, the file name it was started as or
+//! the one given to [`Cluster::name`]: `myapp: master` and `myapp: worker N`
+//! in `ps`, thread names `myapp`, and log lines `myapp[PID]: ...` on stderr
+//! (the `ringmaster` binary's are `ringmaster: master`, `rm-worker-N` and
+//! `ringmaster[PID]: ...`).
+//!
 //! [`cli`] is the `ringmaster` command line, for a program that wants the
 //! same flags: [`cli::parse_program`] for one with its own handler (under
 //! its own name, without the binary's `--body`).

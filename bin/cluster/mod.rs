@@ -132,11 +132,19 @@ impl Cluster {
     }
 
     fn run<H: Handler>(mut self, make: impl FnOnce() -> H) -> Result<(), (u8, String)> {
-        // Master and workers alike: every line from here on in the chosen format.
+        let identity = identity_from_env();
+        // The program's own name (`myapp: master`, `myapp: worker N`), as its
+        // user knows it; in a worker `argv[0]` is its title.
+        let names = match identity {
+            Some(_) => ProcessNames::of_worker(self.master.program.as_deref()),
+            None => ProcessNames::of_master(self.master.program.as_deref()),
+        };
+        // Master and workers alike: every line from here on in the chosen
+        // format, under the same name as the titles (`myapp[PID]:`).
         ringmaster_balancer::log::set_format(self.log_format);
-        if let Some(identity) = identity_from_env() {
+        ringmaster_balancer::log::set_program(names.program());
+        if let Some(identity) = identity {
             let identity = identity.map_err(|e| (1, format!("worker: {e}")))?;
-            let names = ProcessNames::of_worker(self.master.program.as_deref());
             return serve_as_worker(identity, &names, &self.master.engine, make);
         }
         ringmaster_balancer::panic_hook::install(None);
@@ -156,8 +164,6 @@ impl Cluster {
             privileges::check_can_switch(credentials).map_err(|e| (1, e.to_string()))?;
         }
         self.master.exec.credentials = credentials;
-        // The program's own name (`myapp: master`), as its user knows it.
-        let names = ProcessNames::of_master(self.master.program.as_deref());
         let original: Vec<OsString> = std::env::args_os().collect();
         let titled = set_thread_name(&names.master_thread_name())
             .and_then(|()| set_process_title(&names.master_title(), &original));

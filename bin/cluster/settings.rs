@@ -188,11 +188,14 @@ impl Cluster {
         self
     }
 
-    /// The name the cluster's processes go by in `ps` and `top` (`NAME:
-    /// master`, `NAME: worker N`, thread names `NAME`): by default the file
-    /// name the program was started as. The `ringmaster` binary keeps its
-    /// own name whatever its file is called, as nginx's processes are
-    /// `nginx: ...` wherever it lies (scripts find them by it).
+    /// The name the cluster's processes go by: their titles in `ps`
+    /// (`NAME: master`, `NAME: worker N`), their thread names in `top`,
+    /// `ps -C` and `pgrep -x` (`NAME`, cut to 15 bytes), and the head of
+    /// every log line, the master's and the workers' (`NAME[PID]:`). By
+    /// default the file name the program was started as (`myapp` for
+    /// `./target/release/myapp`). The `ringmaster` binary keeps its own name
+    /// whatever its file is called, as nginx's processes are `nginx: ...`
+    /// wherever it lies (scripts find them by it).
     pub fn name(mut self, name: impl Into<OsString>) -> Self {
         self.master.program = Some(name.into());
         self

@@ -3,7 +3,9 @@
 //! `--help` and errors and offers no `--body` or `--body-file` (the binary's
 //! fixed responder's, which its handler never reads), nor ringmaster's
 //! `--version`. Until 2026-12-07 the library had only the binary's command
-//! line: `Usage: ringmaster`, `--body`, and `ringmaster 0.1.0`.
+//! line: `Usage: ringmaster`, `--body`, and `ringmaster 0.1.0`. Its error
+//! lines are its own too (`own_flags[PID]:`; until 2026-12-08
+//! `ringmaster[PID]:`).
 
 use crate::library_examples::example;
 use crate::util;
@@ -25,7 +27,9 @@ fn refused(args: &[&str]) -> String {
     assert!(output.stdout.is_empty(), "{args:?} printed on stdout");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{args:?}: one line, not {stderr:?}");
-    parse_log_line(lines[0]).unwrap_or_else(|| panic!("not a log line: {stderr:?}")).message.to_string()
+    let line = parse_log_line(lines[0]).unwrap_or_else(|| panic!("not a log line: {stderr:?}"));
+    assert_eq!(line.program, "own_flags", "{args:?}: the program's line: {stderr:?}");
+    line.message.to_string()
 }
 
 #[test]

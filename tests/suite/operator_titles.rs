@@ -60,7 +60,8 @@ fn master_and_workers_say_what_they_are() {
 /// `/tmp/rm-new`) is still titled as the binary: scripts find its master and
 /// workers by `ringmaster: master` and `rm-worker-N`. Between 41b15f4 and
 /// the fix the titles took the file's name (`rm-copy: master`), and
-/// `scripts/soak.sh` found no master.
+/// `scripts/soak.sh` found no master. Its log lines, which take the titles'
+/// name, stay `ringmaster[PID]:` likewise (tests and scripts read them).
 #[test]
 fn the_binary_keeps_its_titles_under_another_file_name() {
     let dir = util::upgrade::TempDir::new("titles-copy");
@@ -76,4 +77,10 @@ fn the_binary_keeps_its_titles_under_another_file_name() {
     let (pid, _) = workers[0];
     assert_eq!(cmdline(pid)[0], "ringmaster: worker 1");
     assert_eq!(comm(pid), "rm-worker-1");
+    let raw = s.raw_log();
+    let from_master = raw.iter().filter(|l| l.contains(&format!(" ringmaster[{}]: ", s.pid()))).count();
+    assert!(from_master > 0, "the master's lines are ringmaster's: {raw:#?}");
+    for line in &raw {
+        assert_eq!(parse_log_line(line).map(|l| l.program), Some("ringmaster"), "{line:?}");
+    }
 }

@@ -1,6 +1,8 @@
 //! Log lines on stderr, for the master and its workers alike. Each line
-//! carries the time (RFC 3339, UTC, milliseconds; see `clock.rs`), a level
-//! and the writing process's pid:
+//! carries the time (RFC 3339, UTC, milliseconds; see `clock.rs`), a level,
+//! the program's name (`ringmaster` for the binary, a library user's own
+//! program's name for it: [`set_program`], `program.rs`) and the writing
+//! process's pid:
 //!
 //! ```text
 //! 2026-12-01T21:58:31.123Z INFO  ringmaster[1234]: worker 1 started (pid 1235, cpu 0)
@@ -20,10 +22,13 @@
 //! blocks on them) is `sink.rs`.
 
 mod clock;
+mod program;
 pub mod sink;
 
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU8, Ordering};
+
+pub use program::set_program;
 
 /// How important a line is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,7 +64,7 @@ impl Level {
 /// How lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
-    /// `TIME LEVEL ringmaster[PID]: message`, for people.
+    /// `TIME LEVEL NAME[PID]: message`, for people (NAME: [`set_program`]).
     #[default]
     Text,
     /// One JSON object per line, for log shippers.
@@ -175,18 +180,20 @@ impl fmt::Display for Untrusted<'_> {
 
 /// Writes one line at `level` with `fields` (shown in JSON only).
 pub fn write_line(level: Level, fields: &[(&str, &dyn Field)], args: fmt::Arguments<'_>) {
-    let line = format_line(format(), clock::unix_millis_now(), std::process::id(), level, fields, args);
+    let line =
+        format_line(format(), clock::unix_millis_now(), &program::program(), std::process::id(), level, fields, args);
     sink::write(sink::Stream::Stderr, line.as_bytes());
 }
 
 /// A `WARN` line of this process, formatted now, for the sink to write itself.
 fn format_notice(args: fmt::Arguments<'_>) -> String {
-    format_line(format(), clock::unix_millis_now(), std::process::id(), Level::Warn, &[], args)
+    format_line(format(), clock::unix_millis_now(), &program::program(), std::process::id(), Level::Warn, &[], args)
 }
 
 fn format_line(
     format: LogFormat,
     unix_ms: i64,
+    program: &str,
     pid: u32,
     level: Level,
     fields: &[(&str, &dyn Field)],
@@ -196,7 +203,7 @@ fn format_line(
     match format {
         LogFormat::Text => {
             clock::push_time(&mut line, unix_ms);
-            let _ = write!(line, " {} ringmaster[{pid}]: ", level.label());
+            let _ = write!(line, " {} {program}[{pid}]: ", level.label());
             let _ = line.write_fmt(args);
         }
         LogFormat::Json => {
@@ -272,10 +279,20 @@ mod tests {
 
     #[test]
     fn text_lines_carry_time_level_and_pid() {
-        let line = format_line(LogFormat::Text, 1_796_162_311_123, 1234, Level::Warn, &[], format_args!("a {}", 1));
+        let line = format_line(
+            LogFormat::Text,
+            1_796_162_311_123,
+            "ringmaster",
+            1234,
+            Level::Warn,
+            &[],
+            format_args!("a {}", 1),
+        );
         assert_eq!(line, "2026-12-01T21:58:31.123Z WARN  ringmaster[1234]: a 1\n");
-        let line = format_line(LogFormat::Text, 0, 7, Level::Error, &[], format_args!("x"));
+        let line = format_line(LogFormat::Text, 0, "ringmaster", 7, Level::Error, &[], format_args!("x"));
         assert_eq!(line, "1970-01-01T00:00:00.000Z ERROR ringmaster[7]: x\n");
+        let line = format_line(LogFormat::Text, 0, "myapp", 7, Level::Info, &[], format_args!("x"));
+        assert_eq!(line, "1970-01-01T00:00:00.000Z INFO  myapp[7]: x\n", "a program of its own: its name");
     }
 
     #[test]
@@ -283,14 +300,21 @@ mod tests {
         let (worker, pid, name, none) = (2usize, 4321u32, "a \"b\"\n", None::<u32>);
         let fields: [(&str, &dyn Field); 4] =
             [("worker", &worker), ("worker_pid", &pid), ("name", &name), ("x", &none)];
-        let line =
-            format_line(LogFormat::Json, 1_796_162_311_123, 1234, Level::Info, &fields, format_args!("tab\there \\"));
+        let line = format_line(
+            LogFormat::Json,
+            1_796_162_311_123,
+            "ringmaster",
+            1234,
+            Level::Info,
+            &fields,
+            format_args!("tab\there \\"),
+        );
         assert_eq!(
             line,
             "{\"time\":\"2026-12-01T21:58:31.123Z\",\"level\":\"info\",\"pid\":1234,\"message\":\"tab\\there \\\\\",\
              \"worker\":2,\"worker_pid\":4321,\"name\":\"a \\\"b\\\"\\n\",\"x\":null}\n"
         );
-        let control = format_line(LogFormat::Json, 0, 1, Level::Info, &[], format_args!("\u{1}"));
+        let control = format_line(LogFormat::Json, 0, "ringmaster", 1, Level::Info, &[], format_args!("\u{1}"));
         assert!(control.contains("\"message\":\"\\u0001\""), "{control}");
     }
 
@@ -301,8 +325,15 @@ mod tests {
     fn untrusted_text_stays_on_its_line() {
         assert_eq!(format(), LogFormat::Text);
         let said = "hits=3\n2026-12-07T00:00:00.000Z INFO  ringmaster[1]: worker 2 exited\r\u{1b}[2J\u{85}";
-        let line =
-            format_line(LogFormat::Text, 0, 7, Level::Info, &[], format_args!("worker 1 says: {}", Untrusted(said)));
+        let line = format_line(
+            LogFormat::Text,
+            0,
+            "ringmaster",
+            7,
+            Level::Info,
+            &[],
+            format_args!("worker 1 says: {}", Untrusted(said)),
+        );
         assert_eq!(line.lines().count(), 1, "{line:?}");
         assert_eq!(
             line,

@@ -3,7 +3,8 @@
 //! its answers over real sockets on 127.0.0.1.
 //!
 //! Log lines look like `2026-12-01T21:58:31.123Z INFO  ringmaster[1234]: worker 1
-//! started (pid 1235, cpu 0)`; [`Server::log`] and the waits match the message
+//! started (pid 1235, cpu 0)` (an example's under its own name,
+//! `hello_cluster[1234]:`); [`Server::log`] and the waits match the message
 //! after `]: ` (see [`parse_log_line`]), [`Server::raw_log`] keeps whole lines.
 //!
 //! Everything here is bounded in time: every socket has read and write timeouts,
@@ -217,7 +218,7 @@ impl Server {
     }
 
     /// A snapshot of the message of every stderr line so far: what follows
-    /// `LEVEL ringmaster[PID]: ` (a line not in the log format is kept whole).
+    /// `LEVEL NAME[PID]: ` (a line not in the log format is kept whole).
     pub fn log(&self) -> Vec<String> {
         self.log.state.lock().unwrap().lines.clone()
     }
@@ -493,6 +494,8 @@ pub struct LogLine<'a> {
     pub unix_ms: u64,
     /// `INFO`, `WARN` or `ERROR`.
     pub level: &'a str,
+    /// The program's name: `ringmaster`, or an example's own.
+    pub program: &'a str,
     /// The pid of the process that wrote the line.
     pub pid: u32,
     /// What follows `]: `.
@@ -501,7 +504,8 @@ pub struct LogLine<'a> {
 
 /// Parses a log line strictly: an RFC 3339 UTC time with exactly three
 /// fractional digits and `Z`, one space, the level padded to five columns
-/// (`INFO `, `WARN `, `ERROR`), one space, `ringmaster[PID]: `, the message.
+/// (`INFO `, `WARN `, `ERROR`), one space, `NAME[PID]: ` (NAME the program's,
+/// `ringmaster` for the binary), the message.
 pub fn parse_log_line(line: &str) -> Option<LogLine<'_>> {
     let b = line.as_bytes();
     let shape = b"dddd-dd-ddTdd:dd:dd.dddZ";
@@ -522,12 +526,13 @@ pub fn parse_log_line(line: &str) -> Option<LogLine<'_>> {
     let unix_ms = ((days * 86400 + h * 3600 + mi * 60 + se) * 1000) + ms;
     let rest = line[shape.len()..].strip_prefix(' ')?;
     let level = ["INFO ", "WARN ", "ERROR"].into_iter().find(|l| rest.starts_with(l))?;
-    let rest = rest[level.len()..].strip_prefix(" ringmaster[")?;
-    let (pid, message) = rest.split_once("]: ")?;
-    if pid.is_empty() || !pid.bytes().all(|c| c.is_ascii_digit()) {
+    let rest = rest[level.len()..].strip_prefix(' ')?;
+    let (head, message) = rest.split_once("]: ")?;
+    let (program, pid) = head.rsplit_once('[')?;
+    if program.is_empty() || program.starts_with(' ') || pid.is_empty() || !pid.bytes().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    Some(LogLine { unix_ms, level: level.trim_end(), pid: pid.parse().ok()?, message })
+    Some(LogLine { unix_ms, level: level.trim_end(), program, pid: pid.parse().ok()?, message })
 }
 
 /// The message of a `--log-format json` line, if it is one.
@@ -1176,6 +1181,7 @@ mod self_tests {
             LogLine {
                 unix_ms: 1_796_162_311_123,
                 level: "INFO",
+                program: "ringmaster",
                 pid: 1234,
                 message: "worker 1 started (pid 1235, cpu 0)"
             }
@@ -1184,6 +1190,8 @@ mod self_tests {
         assert_eq!(parse_log_line("1970-01-01T00:00:00.000Z ERROR ringmaster[1]: ").map(|l| l.unix_ms), Some(0));
         let leap = parse_log_line("2000-02-29T23:59:59.999Z WARN  ringmaster[7]: x").map(|l| (l.unix_ms, l.level));
         assert_eq!(leap, Some((951_868_799_999, "WARN")));
+        let own = parse_log_line("2026-12-01T21:58:31.123Z INFO  my app: x[42]: a [b]: c").map(|l| (l.program, l.pid));
+        assert_eq!(own, Some(("my app: x", 42)), "a program's own name");
         for bad in [
             "ringmaster: worker 1 started (pid 1235, cpu 0)",
             "2026-12-01T21:58:31.123Z ringmaster[1234]: no level",
@@ -1198,6 +1206,8 @@ mod self_tests {
             "2026-12-01T21:58:31.123Z INFO  ringmaster[]: no pid",
             "2026-12-01T21:58:31.123Z INFO  ringmaster[12a]: bad pid",
             "2026-12-01T21:58:31.123Z INFO  ringmaster: no pid",
+            "2026-12-01T21:58:31.123Z INFO  [1234]: no name",
+            "2026-12-01T21:58:31.123Z INFO   ringmaster[1234]: a space before the name",
             "2026-12-01T21:58:31.123Z  INFO  ringmaster[1]: two spaces",
         ] {
             assert_eq!(parse_log_line(bad), None, "{bad}");

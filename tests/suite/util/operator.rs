@@ -103,9 +103,9 @@ pub fn expect_one_line_error(args: &[&str]) -> (i32, String) {
 /// The one `ERROR` line of a master that gave up as no worker can start
 /// (it exited 1), having logged no restart, since it makes none.
 pub fn gave_up_line(s: &Server) -> String {
-    let master = format!("ringmaster[{}]", s.pid());
-    let errors: Vec<String> =
-        s.raw_log().into_iter().filter(|l| l.contains(" ERROR ") && l.contains(&master)).collect();
+    // The binary's or an example's (`router[PID]`): the master's by its pid.
+    let from_master = |l: &String| parse_log_line(l).is_some_and(|l| l.level == "ERROR" && l.pid == s.pid());
+    let errors: Vec<String> = s.raw_log().into_iter().filter(from_master).collect();
     assert_eq!(errors.len(), 1, "one ERROR line from the master: {errors:#?}");
     assert_no_restart_planned(s);
     errors[0].clone()
