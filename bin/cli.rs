@@ -129,8 +129,9 @@ pub enum ProgramCommand {
 
 /// Parses this process's arguments for a program of your own with its own
 /// handler: the binary's flags but `--body` and `--body-file`, its usage
-/// lines and errors (log lines `NAME[PID]:`) under the program's own name
-/// (its `argv[0]`'s file name, as its processes' titles), and no `--version` (ringmaster's would
+/// lines, errors (log lines `NAME[PID]:`) and `ctl` (`NAME ctl: ...`,
+/// `NAME top:`) under the program's own name (its `argv[0]`'s file name, as
+/// its processes' titles), and no `--version` (ringmaster's would
 /// not be the program's). `--help` prints and gives a success code; a bad
 /// command line prints one line and gives code 2.
 ///
@@ -175,7 +176,7 @@ pub fn parse_program() -> Result<ProgramCommand, ExitCode> {
         });
     let cli: ProgramCli = parse_with(command, &args)?;
     match cli.command {
-        Some(SubCommand::Ctl(ctl)) => Ok(ProgramCommand::Ctl(ctl)),
+        Some(SubCommand::Ctl(ctl)) => Ok(ProgramCommand::Ctl(ctl.of_program(&name))),
         None => Ok(ProgramCommand::Serve(Box::new(cli.cluster.cluster(&args)))),
     }
 }

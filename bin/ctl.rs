@@ -1,6 +1,7 @@
-//! `ringmaster ctl PATH COMMAND`: one command to a running master's control
-//! socket, its reply printed; `status --table` and `top` draw the `status`
-//! line as a table for people, as `pm2 list` and `pm2 monit` do.
+//! `ringmaster ctl PATH COMMAND` (`NAME ctl` in a program of your own): one
+//! command to a running master's control socket, its reply printed; `status
+//! --table` and `top` draw the `status` line as a table for people, as `pm2
+//! list` and `pm2 monit` do.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -9,11 +10,12 @@ use std::time::Duration;
 
 use clap::Args;
 use ringmaster_balancer::control::ctl::{self, TopEnd};
+use ringmaster_balancer::title::BINARY_NAME;
 
 /// How often `top` redraws.
 const TOP_EVERY: Duration = Duration::from_secs(1);
 
-/// `ringmaster ctl`'s arguments.
+/// `ringmaster ctl`'s arguments (`NAME ctl`'s, in a program of your own).
 #[derive(Debug, Args)]
 pub struct CtlArgs {
     /// The master's `--control` path.
@@ -30,24 +32,35 @@ pub struct CtlArgs {
     /// With `top`: stop after this many frames [default: until interrupted].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     count: Option<u32>,
+    /// The program whose `ctl` this is, which its errors name: `ringmaster`,
+    /// or a program of your own's (set by `cli::parse_program`).
+    #[arg(skip = BINARY_NAME.to_string())]
+    program: String,
 }
 
-/// Runs `ringmaster ctl`: success, or failure when the reply is an error or
+impl CtlArgs {
+    /// These arguments, as `program`'s `ctl`.
+    pub(crate) fn of_program(self, program: &str) -> CtlArgs {
+        CtlArgs { program: program.to_string(), ..self }
+    }
+}
+
+/// Runs `ringmaster ctl` (`NAME ctl`, its errors under that name): success, or failure when the reply is an error or
 /// the socket does not answer (2 for flags that do not go together).
 pub fn ctl(args: &CtlArgs) -> ExitCode {
     let words: Vec<&str> = args.command.iter().map(String::as_str).collect();
     let top = words == ["top"];
     if args.table && words != ["status"] {
-        return usage("--table goes with status only");
+        return usage(args, "--table goes with status only");
     }
     if args.count.is_some() && !top {
-        return usage("--count goes with top only");
+        return usage(args, "--count goes with top only");
     }
     let result = if top {
         let stdout = std::io::stdout();
         let terminal = stdout.is_terminal();
         // Either end (the frames counted, the master gone) is a success.
-        ctl::top(&args.path, args.count, TOP_EVERY, &mut stdout.lock(), terminal).map(|_: TopEnd| None)
+        ctl::top(&args.program, &args.path, args.count, TOP_EVERY, &mut stdout.lock(), terminal).map(|_: TopEnd| None)
     } else if args.table {
         ctl::status_table(&args.path).map(Some)
     } else {
@@ -67,13 +80,14 @@ pub fn ctl(args: &CtlArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("ringmaster ctl: {e}");
+            eprintln!("{} ctl: {e}", args.program);
             ExitCode::FAILURE
         }
     }
 }
 
-fn usage(problem: &str) -> ExitCode {
-    eprintln!("ringmaster ctl: {problem} (see ringmaster ctl --help)");
+fn usage(args: &CtlArgs, problem: &str) -> ExitCode {
+    let program = &args.program;
+    eprintln!("{program} ctl: {problem} (see {program} ctl --help)");
     ExitCode::from(2)
 }

@@ -29,8 +29,9 @@
 //! `ringmaster[PID]: ...`).
 //!
 //! [`cli`] is the `ringmaster` command line, for a program that wants the
-//! same flags: [`cli::parse_program`] for one with its own handler (under
-//! its own name, without the binary's `--body`).
+//! same flags: [`cli::parse_program`] for one with its own handler (its
+//! `--help`, errors and `ctl` under its own name, without the binary's
+//! `--body`).
 #![deny(missing_debug_implementations)]
 #![warn(missing_docs)]
 

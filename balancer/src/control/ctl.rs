@@ -53,26 +53,35 @@ pub enum TopEnd {
 }
 
 /// `ringmaster ctl PATH top`: the table again every `every`, `count` times
-/// (or until the master goes away). On a terminal each frame replaces the
-/// last (ANSI: cursor home, clear the screen); otherwise frames follow one
-/// another, each after a blank line. The first frame's failure is an error.
-pub fn top(path: &Path, count: Option<u32>, every: Duration, out: &mut impl Write, terminal: bool) -> Result<TopEnd> {
+/// (or until the master goes away), each frame titled `PROGRAM top: PATH`
+/// (`program`: `ringmaster`, or a program of your own's name). On a terminal
+/// each frame replaces the last (ANSI: cursor home, clear the screen);
+/// otherwise frames follow one another, each after a blank line. The first
+/// frame's failure is an error.
+pub fn top(
+    program: &str,
+    path: &Path,
+    count: Option<u32>,
+    every: Duration,
+    out: &mut impl Write,
+    terminal: bool,
+) -> Result<TopEnd> {
     let mut drawn = 0u32;
     let mut next = Instant::now();
     loop {
         let table = match status_table(path) {
             Ok(table) => table,
             Err(e) if drawn > 0 => {
-                let _ = writeln!(out, "\nringmaster ctl top: the master is gone ({e})");
+                let _ = writeln!(out, "\n{program} ctl top: the master is gone ({e})");
                 return Ok(TopEnd::MasterGone);
             }
             Err(e) => return Err(e),
         };
         let clock = crate::log::now_rfc3339();
         let frame = if terminal {
-            format!("\x1b[H\x1b[2J{clock} ringmaster top: {} (Ctrl-C to quit)\n{table}", path.display())
+            format!("\x1b[H\x1b[2J{clock} {program} top: {} (Ctrl-C to quit)\n{table}", path.display())
         } else {
-            format!("{}{clock} ringmaster top: {}\n{table}", if drawn > 0 { "\n" } else { "" }, path.display())
+            format!("{}{clock} {program} top: {}\n{table}", if drawn > 0 { "\n" } else { "" }, path.display())
         };
         out.write_all(frame.as_bytes()).and_then(|()| out.flush()).context("cannot write the table")?;
         drawn += 1;
