@@ -45,8 +45,9 @@ impl CtlArgs {
     }
 }
 
-/// Runs `ringmaster ctl` (`NAME ctl`, its errors under that name): success, or failure when the reply is an error or
-/// the socket does not answer (2 for flags that do not go together).
+/// Runs `ringmaster ctl` (`NAME ctl`, its errors under that name): success,
+/// or failure when the reply is an error or the socket does not answer (2
+/// for flags that do not go together).
 pub fn ctl(args: &CtlArgs) -> ExitCode {
     let words: Vec<&str> = args.command.iter().map(String::as_str).collect();
     let top = words == ["top"];
