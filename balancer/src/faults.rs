@@ -18,8 +18,13 @@
 //!   waits up to MS milliseconds, not [`HANDSHAKES_WAIT`]'s 500, for the
 //!   handshakes under way on a listener's port before it shuts the
 //!   listener, so that a test can act while it waits however slowly its
-//!   own threads are scheduled.
+//!   own threads are scheduled;
+//! - `in-flight-wait:MS`: read by the master too: each of its waits for the
+//!   packets in flight ([`wait_for_packets_in_flight`]: a stop's, a
+//!   set-aside listener's let-go) lasts MS milliseconds more, so that a
+//!   test can act while one is under way.
 //!
+//! [`wait_for_packets_in_flight`]: ringmaster_engine::wait_for_packets_in_flight
 //! [`HANDSHAKES_WAIT`]: crate::handshakes::HANDSHAKES_WAIT
 
 use std::time::Duration;
@@ -67,7 +72,7 @@ pub fn faults_for(id: usize, slot: usize, text: &str) -> Result<WorkerFaults> {
             }
             "never-ready" if parts.len() == 2 => faults.never_ready |= number(1)? == slot as u64,
             // The master's ([`handshakes_wait`]).
-            "handshakes-wait" if parts.len() == 2 => {
+            "handshakes-wait" | "in-flight-wait" if parts.len() == 2 => {
                 number(1)?;
             }
             "slow" if parts.len() == 3 => {
@@ -78,7 +83,7 @@ pub fn faults_for(id: usize, slot: usize, text: &str) -> Result<WorkerFaults> {
             _ => {
                 return Err(Error::WorkerEnv(format!(
                 "{ENV_FAULT}: unknown fault '{item}' (exit-at-start, skip-setuid, stall:ID:MS[:AFTER_MS], slow:ID:US, \
-                 never-ready:SLOT, handshakes-wait:MS)"
+                 never-ready:SLOT, handshakes-wait:MS, in-flight-wait:MS)"
             )))
             }
         }
@@ -90,10 +95,19 @@ pub fn faults_for(id: usize, slot: usize, text: &str) -> Result<WorkerFaults> {
 /// when `text` (the master's [`ENV_FAULT`]) says `handshakes-wait:MS`;
 /// `None` when it does not (or says it without a number).
 pub fn handshakes_wait(text: &str) -> Option<Duration> {
-    text.split(',').map(str::trim).find_map(|item| {
-        let ms = item.strip_prefix("handshakes-wait:")?;
-        ms.parse().ok().map(Duration::from_millis)
-    })
+    master_wait(text, "handshakes-wait:")
+}
+
+/// How much longer each wait for the packets in flight lasts when `text`
+/// (the master's [`ENV_FAULT`]) says `in-flight-wait:MS`; `None` when it
+/// does not (or says it without a number).
+pub fn in_flight_wait(text: &str) -> Option<Duration> {
+    master_wait(text, "in-flight-wait:")
+}
+
+/// The milliseconds after `prefix` in `text`'s first item that has it.
+fn master_wait(text: &str, prefix: &str) -> Option<Duration> {
+    text.split(',').map(str::trim).find_map(|item| item.strip_prefix(prefix)?.parse().ok().map(Duration::from_millis))
 }
 
 #[cfg(test)]
@@ -137,5 +151,10 @@ mod tests {
         );
         assert_eq!(handshakes_wait("stall:2:3000"), None);
         assert_eq!(handshakes_wait(""), None);
+        let both = "handshakes-wait:4000,in-flight-wait:3000";
+        assert_eq!(in_flight_wait(both), Some(Duration::from_secs(3)));
+        assert_eq!(handshakes_wait(both), Some(Duration::from_secs(4)));
+        assert!(faults_for(1, 0, both).is_ok());
+        assert_eq!(in_flight_wait("in-flight-wait:x"), None);
     }
 }

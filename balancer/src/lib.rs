@@ -34,6 +34,7 @@ pub mod faults;
 pub mod fd_reserve;
 pub mod handoff;
 pub mod handshakes;
+pub mod in_flight;
 pub mod listener;
 pub mod locked_memory;
 pub mod log;

@@ -257,8 +257,9 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<u32> {
         command.envs(credentials.to_env());
     }
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe calls (dup2, prctl, getppid, sigprocmask); the master is
-    // single-threaded, so the fork copies no lock held by another thread.
+    // async-signal-safe calls (dup2, prctl, getppid, sigprocmask): no lock
+    // another thread of the master held at the fork (a wait for the packets
+    // in flight, `in_flight.rs`) is ever taken in the child.
     unsafe {
         command.pre_exec(move || {
             for (from, to) in placements {

@@ -83,6 +83,7 @@ mod supervisor_stop_custody;
 mod supervisor_stop_exit;
 mod supervisor_stop_full_queue;
 mod supervisor_stop_hand_off;
+mod supervisor_stop_in_flight;
 mod supervisor_stop_stuck_worker;
 mod supervisor_worker_signalled;
 mod upgrade_binary_replaced;

@@ -6,7 +6,10 @@
 //! [`POLL`](handshakes::POLL): the loop turns meanwhile (acks, lanes, the
 //! control socket, metrics, children, signals), and the listeners are shut
 //! once no handshake is under way there
-//! ([`Master::end_of_answering`]).
+//! ([`Master::end_of_answering`]). The waits for the packets in flight
+//! before the first round and before the shut are states of it too
+//! ([`Phase`]): made off the loop (`in_flight.rs`), they end in
+//! [`Master::answering_after_packets_in_flight`].
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -16,6 +19,7 @@ use ringmaster_engine::out_of_fds;
 
 use super::Master;
 use crate::handshakes;
+use crate::in_flight::Asked;
 use crate::reactor::sys;
 use crate::rlimit::fd_limit_text;
 
@@ -30,6 +34,19 @@ pub(super) enum Ending {
     /// `reuseport`: worker's listener, which no process will take from
     /// (why): shut after the taken ones, and let go of.
     Shut(usize, &'static str),
+}
+
+/// Where an answering stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// The packets in flight as the queues closed to newcomers are waited
+    /// for (that wait's number): then the rounds begin.
+    Beginning(u64),
+    /// A round every [`POLL`](handshakes::POLL).
+    Rounds,
+    /// The packets in flight as the rounds ended are waited for: then the
+    /// queues are answered once more and the listeners shut.
+    Ending(u64),
 }
 
 /// The listeners a stop answers while the handshakes on their port end
@@ -48,6 +65,7 @@ pub(super) struct Answering {
     pub(super) said: Vec<String>,
     pub(super) still: Vec<usize>,
     pub(super) first: bool,
+    pub(super) phase: Phase,
 }
 
 /// How long a stop waits for the handshakes under way:
@@ -69,7 +87,13 @@ impl Answering {
             said,
             still,
             first,
+            phase: Phase::Rounds,
         }
+    }
+
+    /// The same, at `phase`.
+    pub(super) fn at(self, phase: Phase) -> Answering {
+        Answering { phase, ..self }
     }
 
     /// How many were answered on `ending`'s listener so far (0 after an error).
@@ -98,23 +122,60 @@ impl Master {
         if answering.listeners.is_empty() {
             return self.end_of_answering(answering);
         }
-        // A SYN the filter let by just before it went on: once this returns
-        // its request socket exists, and the count sees it.
-        let _ = ringmaster_engine::wait_for_packets_in_flight();
+        // A SYN the filter let by just before it went on: once this wait is
+        // over its request socket exists, and the count sees it.
+        match self.in_flight.ask() {
+            Asked::Passed => {
+                self.keep_answering(answering);
+                self.answer_round();
+            }
+            Asked::Pending(wait) => self.keep_answering(answering.at(Phase::Beginning(wait))),
+        }
+    }
+
+    /// A wait for the packets in flight is over: the answering it held
+    /// goes on, if it was that one's (or one asked later: it covers it).
+    pub(super) fn answering_after_packets_in_flight(&mut self) {
+        let Some(phase) = self.answering_mut().map(|a| a.phase) else { return };
+        match phase {
+            Phase::Beginning(wait) if self.in_flight.passed(wait) => {
+                if let Some(answering) = self.answering_mut() {
+                    answering.phase = Phase::Rounds;
+                }
+                self.answer_round();
+            }
+            Phase::Ending(wait) if self.in_flight.passed(wait) => {
+                if let Some(answering) = self.stopping.as_mut().and_then(|s| s.answering.take()) {
+                    self.shut_answered(answering);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The answering under way, if one is.
+    fn answering_mut(&mut self) -> Option<&mut Answering> {
+        self.stopping.as_mut()?.answering.as_mut()
+    }
+
+    /// Keeps `answering` as the stop's, until its next step.
+    pub(super) fn keep_answering(&mut self, answering: Answering) {
         if let Some(stopping) = self.stopping.as_mut() {
             stopping.answering = Some(answering);
         }
-        self.answer_round();
     }
 
-    /// When the next round of the answering under way is due, if one is.
+    /// When the next round of the answering under way is due, if one is
+    /// (none while it waits for the packets in flight).
     pub(super) fn next_answer_round(&self) -> Option<Instant> {
-        self.stopping.as_ref()?.answering.as_ref().map(|a| a.next_round)
+        let answering = self.stopping.as_ref()?.answering.as_ref()?;
+        (answering.phase == Phase::Rounds).then_some(answering.next_round)
     }
 
-    /// The stop answers queues now (the listeners are shut once it ends).
+    /// The stop answers queues now, or waits between two of its steps (the
+    /// listeners are shut once it ends).
     pub(super) fn answering(&self) -> bool {
-        self.next_answer_round().is_some()
+        self.stopping.as_ref().is_some_and(|s| s.answering.is_some())
     }
 
     /// One round: answers each listener's queue, and counts the handshakes
@@ -122,6 +183,9 @@ impl Master {
     /// no `NETLINK_SOCK_DIAG`) or past the deadline, the answering ends,
     /// else the next round is planned ([`POLL`](handshakes::POLL) on).
     pub(super) fn answer_round(&mut self) {
+        if self.next_answer_round().is_none() {
+            return;
+        }
         let Some(mut answering) = self.stopping.as_mut().and_then(|s| s.answering.take()) else { return };
         let now = Instant::now();
         self.answer_queues(&mut answering.listeners, now);
@@ -130,9 +194,7 @@ impl Master {
             return self.end_of_answering(answering);
         }
         answering.next_round = now + handshakes::POLL;
-        if let Some(stopping) = self.stopping.as_mut() {
-            stopping.answering = Some(answering);
-        }
+        self.keep_answering(answering);
         // The timer may be armed for later (the tick): armed again sooner.
         self.timer_outdated = true;
     }

@@ -37,6 +37,9 @@
 //! - `answer_at_stop.rs`: before that shut, the `503`s to what waits in the
 //!   listen queue while the handshakes begun there end: a state of the stop
 //!   the timer drives, a round every 5 ms, the loop turning between them;
+//! - `in_flight.rs`: the waits for the packets in flight a stop and a
+//!   set-aside listener's let-go make, off the loop, and what goes on once
+//!   one is over;
 //! - `sockets.rs`: where the listening sockets come from at start (handed
 //!   down, passed by systemd, or bound here; `reuseport`'s anchor);
 //! - `upgrade/`: binary upgrade: handing the sockets to a new master
@@ -71,6 +74,7 @@ mod commands;
 mod control_path;
 mod dispatch;
 mod fd_limit_log;
+mod in_flight;
 mod judge;
 mod lanes;
 mod last_hand_off;
@@ -215,6 +219,10 @@ struct Master {
     steer_facts: Vec<crate::modes::SlotFacts>,
     /// Reused for the connections such a mode takes from a stalled or full worker's queue.
     steer_taken: Vec<OwnedFd>,
+    /// The waits for the packets in flight, made in threads of their own.
+    in_flight: crate::in_flight::PacketsInFlight,
+    /// The set-aside listeners whose let-go waits for one.
+    letting_go: Vec<set_aside::LettingGo>,
     /// Reused for the pids [`Master::reap`] looks at on each `SIGCHLD`
     /// (reserved at start for every slot and an upgrade's new master).
     reaped: Vec<u32>,
@@ -227,6 +235,7 @@ impl Master {
         self.arm_control_accept()?;
         self.arm_metrics_accept()?;
         self.arm_timer()?;
+        self.arm_in_flight()?;
         while !self.done() {
             // A round of a stop's answering planned since the timer was armed
             // (`done` may begin one): the timer is armed for it first.
@@ -312,6 +321,7 @@ impl Master {
             Op::MetricsAccept => self.on_metrics_accept(result, more, accepted),
             Op::MetricsRecv => self.on_metrics_recv(index, epoch, result),
             Op::MetricsSend => self.on_metrics_sent(index, epoch, result),
+            Op::InFlight => self.on_in_flight_passed(more),
         }
     }
 }

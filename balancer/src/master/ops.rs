@@ -37,10 +37,11 @@ pub(super) enum Op {
     MetricsAccept,
     MetricsRecv,
     MetricsSend,
+    InFlight,
 }
 
 impl Op {
-    const ALL: [Op; 12] = [
+    const ALL: [Op; 13] = [
         Op::Signal,
         Op::Accept,
         Op::LaneSend,
@@ -53,6 +54,7 @@ impl Op {
         Op::MetricsAccept,
         Op::MetricsRecv,
         Op::MetricsSend,
+        Op::InFlight,
     ];
 
     pub(super) fn token(self, index: usize, epoch: u32) -> Token {

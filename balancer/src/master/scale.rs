@@ -140,7 +140,8 @@ impl Master {
     /// (the watchdog may be off), as a stop does not. Its exit moves the
     /// reload on. A scaled-away worker's set-aside listener is let go of
     /// first: killed, a stopped worker's armed io_uring accepts would take
-    /// what waits there into the dying ring.
+    /// what waits there into the dying ring. The let-go waits for the
+    /// packets in flight off the loop: the kill comes at a tick after it.
     pub(super) fn kill_overdue_retirees(&mut self) {
         let now = Instant::now();
         let timeout = self.config.shutdown_timeout.as_secs_f64();
@@ -151,9 +152,11 @@ impl Master {
         for worker in overdue {
             self.let_go_set_aside(worker, Some("it is killed"));
         }
+        let letting_go = self.workers_letting_go();
         for process in self.slots.iter_mut().filter_map(|s| s.process.as_mut()) {
             let Some((deadline, why)) = process.drain_deadline else { continue };
-            if now < deadline {
+            // Killed once its listener's let-go is over, at a tick to come.
+            if now < deadline || letting_go.contains(&process.worker) {
                 continue;
             }
             process.drain_deadline = None;

@@ -9,6 +9,7 @@
 //! before it let go, or draining for a reload when the scale-down came (a
 //! plain drain, whose close the master's copy outlived).
 
+use std::io;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -16,6 +17,17 @@ use ringmaster_engine::stats::{STATE_READY, STATE_STARTING};
 
 use super::stop_listening::STUCK_AT_STOP;
 use super::Master;
+use crate::in_flight::Asked;
+use crate::modes::could_not_stop_handshakes;
+
+/// A set-aside listener whose let-go waits for the packets in flight.
+#[derive(Debug)]
+pub(super) struct LettingGo {
+    worker: usize,
+    /// The wait's number.
+    wait: u64,
+    why: Option<&'static str>,
+}
 
 /// Where a process of a worker whose listener is set aside stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,12 +84,47 @@ impl Master {
         }
     }
 
-    /// Lets go of worker `worker`'s set-aside listener, if it has one, and
-    /// hands what waited there to the workers that take connections; `why`
-    /// it is let go of while a process of the worker still holds it.
-    pub(super) fn let_go_set_aside(&mut self, worker: usize, why: Option<&str>) {
+    /// Begins letting go of worker `worker`'s set-aside listener, if it
+    /// has one: its handshakes are stopped, and once the packets in flight
+    /// are past (off the loop: `in_flight.rs`) what waited there is handed
+    /// to the workers that take connections; `why` it is let go of while a
+    /// process of the worker still holds it.
+    pub(super) fn let_go_set_aside(&mut self, worker: usize, why: Option<&'static str>) {
+        let Some(filtered) = self.dispatch.balance.stop_set_aside_handshakes(worker) else { return };
+        // No filter, no wait: as before, what completes there is taken now.
+        let asked = if filtered.is_ok() { self.in_flight.ask() } else { Asked::Passed };
+        match asked {
+            Asked::Passed => self.end_let_go(worker, why, filtered.err()),
+            Asked::Pending(wait) => self.letting_go.push(LettingGo { worker, wait, why }),
+        }
+    }
+
+    /// A wait for the packets in flight is over: the let-gos that waited
+    /// for it (or for one asked earlier) end.
+    pub(super) fn set_aside_after_packets_in_flight(&mut self) {
+        let (passed, waiting) =
+            std::mem::take(&mut self.letting_go).into_iter().partition(|l| self.in_flight.passed(l.wait));
+        self.letting_go = waiting;
+        for LettingGo { worker, why, .. } in passed {
+            self.end_let_go(worker, why, None);
+        }
+    }
+
+    /// The workers whose set-aside listener waits for the packets in
+    /// flight before its let-go ends: their processes are not killed until
+    /// then (`kill_overdue_retirees`).
+    pub(super) fn workers_letting_go(&self) -> Vec<usize> {
+        self.letting_go.iter().map(|l| l.worker).collect()
+    }
+
+    /// The let-go's end: what waited is taken and handed on, the listener
+    /// shut; `unfiltered`: why its handshakes could not be stopped first.
+    fn end_let_go(&mut self, worker: usize, why: Option<&str>, unfiltered: Option<io::Error>) {
         let mut taken = Vec::new();
-        let Some(let_go) = self.dispatch.balance.let_go_set_aside(worker, &mut taken) else { return };
+        let Some(mut let_go) = self.dispatch.balance.let_go_set_aside(worker, &mut taken) else { return };
+        if let Some(e) = unfiltered {
+            let_go.error = let_go.error.or(Some(could_not_stop_handshakes(e)));
+        }
         for connection in taken {
             self.counts.rescued += 1;
             self.route(connection);

@@ -122,6 +122,8 @@ impl Master {
             heartbeats_watched: Instant::now(),
             steer_facts: Vec::new(),
             steer_taken: Vec::new(),
+            in_flight: crate::in_flight::PacketsInFlight::new(),
+            letting_go: Vec::new(),
             reaped,
             config,
         };

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use ringmaster_engine::stats::STATE_READY;
 
-use super::answer_at_stop::{close_to_newcomers, Answering, Ending};
+use super::answer_at_stop::{close_to_newcomers, Answering, Ending, Phase};
 use super::Master;
 use crate::config::Mode;
+use crate::in_flight::Asked;
 use crate::modes::HEARTBEAT_STALE;
 use crate::reactor::sys;
 
@@ -256,12 +257,23 @@ impl Master {
     /// shut. `reuseport`: the taken ones first, and their workers let go
     /// of; then the others: with `net.ipv4.tcp_migrate_req` what waited on
     /// those moves to a listener left in the group, which answers it here.
-    pub(super) fn end_of_answering(&mut self, mut answering: Answering) {
+    pub(super) fn end_of_answering(&mut self, answering: Answering) {
+        if answering.listeners.is_empty() {
+            return self.shut_answered(answering);
+        }
+        // The last ACK's request socket is gone from the count a moment
+        // before its connection is queued, in the same packet's processing:
+        // let that end (off the loop: `in_flight.rs`).
+        match self.in_flight.ask() {
+            Asked::Passed => self.shut_answered(answering),
+            Asked::Pending(wait) => self.keep_answering(answering.at(Phase::Ending(wait))),
+        }
+    }
+
+    /// The packets in flight as the answering ended are let through: each
+    /// queue is answered once more, and each listener shut.
+    pub(super) fn shut_answered(&mut self, mut answering: Answering) {
         if !answering.listeners.is_empty() {
-            // The last ACK's request socket is gone from the count a moment
-            // before its connection is queued, in the same packet's
-            // processing: let that end.
-            let _ = ringmaster_engine::wait_for_packets_in_flight();
             self.answer_queues(&mut answering.listeners, Instant::now());
         }
         let mut said = std::mem::take(&mut answering.said);

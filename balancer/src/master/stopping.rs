@@ -52,8 +52,9 @@ impl Master {
         // queue (seen: each of 8 clients looping across a stop, in 11 stops
         // of 12 over the four modes; all 20 queued at the fd limit).
         self.stop_listening_when_drained();
-        // Its listeners are shut once the handshakes under way there end.
-        if self.answering() {
+        // Its listeners are shut once the handshakes under way there end,
+        // and a set-aside one once the packets in flight are past.
+        if self.answering() || !self.letting_go.is_empty() {
             return false;
         }
         let replying = self.control.as_ref().is_some_and(|c| c.clients.has_pending_output());

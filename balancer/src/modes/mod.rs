@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-pub use self::reuseport::LetGo;
+pub use self::reuseport::{could_not_stop_handshakes, LetGo};
 use crate::bpf::Steering;
 use crate::config::Mode;
 
@@ -231,8 +231,20 @@ pub trait Balance: fmt::Debug {
         Vec::new()
     }
 
+    /// The first step of letting go of worker `worker`'s set-aside listener
+    /// (none: `None`): no handshake completes there from now on (a SYN
+    /// filter; whether it could be put on) but those whose packets the
+    /// kernel is processing, which the master waits for, off its loop,
+    /// before [`Balance::let_go_set_aside`]. The listener is no longer set
+    /// aside meanwhile: neither a scale-up nor a stop takes it back.
+    fn stop_set_aside_handshakes(&mut self, _worker: usize) -> Option<io::Result<()>> {
+        None
+    }
+
     /// Lets go of worker `worker`'s set-aside listener (none: `None`),
-    /// taking what waits there into `taken` for the master to hand on.
+    /// taking what waits there into `taken` for the master to hand on:
+    /// after [`Balance::stop_set_aside_handshakes`] and the wait, or with
+    /// both made here, on the loop.
     fn let_go_set_aside(&mut self, _worker: usize, _taken: &mut Vec<OwnedFd>) -> Option<LetGo> {
         None
     }

@@ -254,12 +254,21 @@ pub fn handshakes_on_port(port: u16) -> usize {
 
 /// True while a TCP socket listens on local port `port` (IPv4 or IPv6).
 pub fn listening_on(port: u16) -> bool {
+    listeners_on_port(port) > 0
+}
+
+/// How many TCP sockets listen on local port `port` (IPv4 and IPv6): one
+/// per listener of a `SO_REUSEPORT` group.
+pub fn listeners_on_port(port: u16) -> usize {
     let id = SockId { sport: port.to_be(), ..SockId::ANY };
-    [libc::AF_INET, libc::AF_INET6].iter().any(|&family| {
-        let listening = sock_diag(family as u8, 1 << TCP_LISTEN, id, true)
-            .unwrap_or_else(|errno| panic!("sock_diag: {}", std::io::Error::from_raw_os_error(errno)));
-        listening.iter().any(|m| u16::from_be(m.id.sport) == port)
-    })
+    [libc::AF_INET, libc::AF_INET6]
+        .iter()
+        .map(|&family| {
+            let listening = sock_diag(family as u8, 1 << TCP_LISTEN, id, true)
+                .unwrap_or_else(|errno| panic!("sock_diag: {}", std::io::Error::from_raw_os_error(errno)));
+            listening.iter().filter(|m| u16::from_be(m.id.sport) == port).count()
+        })
+        .sum()
 }
 
 /// A client connected to `addr` (IPv4) that holds back its handshake's

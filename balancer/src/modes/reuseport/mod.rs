@@ -55,11 +55,13 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use ringmaster_engine::drop_all_but_syns;
+
 use load::{
     beyond_room, is_stalled, passed_over_load, room_for_rescue, steer_load, waiting_since, Drift, PassedOver, Sample,
 };
-pub use set_aside::LetGo;
-use set_aside::{let_go, SetAside};
+pub use set_aside::{could_not_stop_handshakes, LetGo};
+use set_aside::{let_go, let_go_after_wait, SetAside};
 use take::take_queued;
 
 use super::least::Least;
@@ -92,6 +94,9 @@ pub struct Reuseport {
     listeners: BTreeMap<usize, OwnedFd>,
     /// Retired slots' listeners, until the master lets go of them.
     set_aside: BTreeMap<usize, SetAside>,
+    /// Set-aside listeners let go of once the packets in flight are past
+    /// (`stop_set_aside_handshakes`): kept apart, whatever comes meanwhile.
+    handshakes_stopped: BTreeMap<usize, SetAside>,
     steer: Option<LoadSteer>,
     /// Picks the worker that takes a connection the master took from the
     /// queue of a worker that cannot take it: the least loaded, as `least`
@@ -166,6 +171,7 @@ impl Reuseport {
             at,
             listeners: handed.into_iter().collect(),
             set_aside: BTreeMap::new(),
+            handshakes_stopped: BTreeMap::new(),
             steer,
             hand_on: Least::default(),
             handed_over: false,
@@ -229,7 +235,17 @@ impl Balance for Reuseport {
         self.set_aside.iter().map(|(&worker, set_aside)| (worker, set_aside.since)).collect()
     }
 
+    fn stop_set_aside_handshakes(&mut self, worker: usize) -> Option<io::Result<()>> {
+        let set_aside = self.set_aside.remove(&worker)?;
+        let filtered = drop_all_but_syns(set_aside.listener.as_fd());
+        self.handshakes_stopped.insert(worker, set_aside);
+        Some(filtered)
+    }
+
     fn let_go_set_aside(&mut self, worker: usize, taken: &mut Vec<OwnedFd>) -> Option<LetGo> {
+        if let Some(set_aside) = self.handshakes_stopped.remove(&worker) {
+            return Some(let_go_after_wait(set_aside, taken));
+        }
         self.set_aside.remove(&worker).map(|set_aside| let_go(set_aside, taken))
     }
 

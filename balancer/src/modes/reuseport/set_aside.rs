@@ -44,12 +44,29 @@ pub struct LetGo {
 /// (`SHUT_RD`: a process of its worker that stands still holds it too),
 /// then closed. The kernel moves the handshakes begun there to the group
 /// as their last ACK comes again (`net.ipv4.tcp_migrate_req`).
+/// The master makes the wait off its loop (`master/in_flight.rs`), and
+/// [`let_go_after_wait`] is the rest; this, all on the loop, is what it
+/// falls back to.
 pub(super) fn let_go(set_aside: SetAside, out: &mut Vec<OwnedFd>) -> LetGo {
+    let stopped = stop_handshakes(set_aside.listener.as_fd());
+    let mut result = let_go_after_wait(set_aside, out);
+    if let Err(e) = stopped {
+        result.error = result.error.or(Some(could_not_stop_handshakes(e)));
+    }
+    result
+}
+
+/// Why a set-aside listener's handshakes could not be stopped before its
+/// let-go (its SYN filter could not be put on).
+pub fn could_not_stop_handshakes(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot stop its handshakes first: {e}"))
+}
+
+/// The rest of [`let_go`], once its handshakes are stopped (or could not
+/// be): what waits is taken, and the listener shut.
+pub(super) fn let_go_after_wait(set_aside: SetAside, out: &mut Vec<OwnedFd>) -> LetGo {
     let listener = set_aside.listener;
     let mut result = LetGo::default();
-    if let Err(e) = stop_handshakes(listener.as_fd()) {
-        result.error = Some(io::Error::new(e.kind(), format!("cannot stop its handshakes first: {e}")));
-    }
     let first = out.len();
     let take = take_queued(listener.as_fd(), u32::MAX, out);
     for connection in &out[first..] {
