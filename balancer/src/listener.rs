@@ -51,8 +51,23 @@ impl ListenerKey {
 
 /// Binds `addr` with `SO_REUSEADDR` and `TCP_NODELAY` (inherited by accepted
 /// sockets) and listens with `backlog`; returns the socket and the address it got.
+///
+/// Port 0: the kernel picks one for a first socket, which holds it while
+/// the listener is bound to it by number, and is closed. A port the kernel
+/// picked for the listener itself is not locked to it: once a stop shuts
+/// it (`SHUT_RD`, `tcp_set_state(TCP_CLOSE)` → `inet_put_port`) the port
+/// went back to the kernel for the rest of the drain, and another program
+/// bound it (without `SO_REUSEADDR`) or was given it (until 2026-12-08,
+/// `supervisor_stop_port.rs`). Bound by number, it keeps it until its close.
 pub fn listen(addr: SocketAddr, backlog: i32) -> io::Result<(OwnedFd, SocketAddr)> {
-    let fd = bound(addr, false)?;
+    if addr.port() != 0 {
+        return start_listening(bound(addr, false)?, backlog);
+    }
+    // Both have `SO_REUSEADDR` and neither listens: the second bind to
+    // the port is allowed, and nobody else can take it in between.
+    let picker = bound(addr, false)?;
+    let fd = bound(local_addr(&picker)?, false)?;
+    drop(picker);
     start_listening(fd, backlog)
 }
 
@@ -187,6 +202,17 @@ mod tests {
         for bad in ["", "listen.", "listen.x", "listener", "listen.1.2", "control"] {
             assert_eq!(ListenerKey::from_name(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_port_the_kernel_picked_stays_the_listeners_once_it_stops_listening() {
+        let (fd, local) = listen("127.0.0.1:0".parse().unwrap(), 16).expect("listen");
+        assert_ne!(local.port(), 0);
+        crate::reactor::sys::stop_listening(fd.as_raw_fd()).expect("the shut");
+        let other =
+            socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+        let taken = socket::bind(other.as_raw_fd(), &SockaddrStorage::from(local));
+        assert_eq!(taken, Err(nix::Error::EADDRINUSE), "another socket bound {local} while it was held");
     }
 
     #[test]

@@ -84,6 +84,7 @@ mod supervisor_stop_exit;
 mod supervisor_stop_full_queue;
 mod supervisor_stop_hand_off;
 mod supervisor_stop_in_flight;
+mod supervisor_stop_port;
 mod supervisor_stop_stuck_worker;
 mod supervisor_worker_signalled;
 mod upgrade_binary_replaced;
