@@ -3,7 +3,7 @@
 //!
 //! A run of identical preformatted replies is one slice; a reply whose long
 //! body is held apart from the pages is two per copy, its head and the body
-//! (see `response.rs`). A partial send may stop anywhere, inside a head or
+//! (see `response/mod.rs`). A partial send may stop anywhere, inside a head or
 //! a body: [`Outgoing::advance`] moves over slices alike.
 
 use super::replies::{Queued, ReplyQueue};

@@ -27,7 +27,7 @@ pub(crate) fn is_tchar(byte: u8) -> bool {
 
 /// What the worker sends back for one request (or before it, for `Continue`).
 ///
-/// Every variant has a preformatted response (see `response.rs`); the parser
+/// Every variant has a preformatted response (see `response/`); the parser
 /// picks one and the worker queues it, so a reply is one byte, never a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
