@@ -92,7 +92,7 @@ impl UringWorker<'_> {
 
     /// Asks the kernel how many bytes the client has not acknowledged, when
     /// the connection wants to know whether it reads (its writer's deadline
-    /// passed with input come meanwhile: `conn::ReaderWatch`): a plain
+    /// passed with input come meanwhile: `conn::reader_watch::ReaderWatch`): a plain
     /// descriptor with the ioctl, a direct one through the ring
     /// ([`UringWorker::on_unacknowledged`]; a kernel before 6.7 fails the op,
     /// and the connection is judged as before it asked).
@@ -113,11 +113,12 @@ impl UringWorker<'_> {
 
     /// The ring's answer to a `SIOCOUTQ`, asked by the tick for a suspect
     /// (`held.rs`) or for a connection whose writer's deadline passed
-    /// (`conn::ReaderWatch`); both take it if both asked, and one that did
-    /// not ask ignores it. The suspect is cut off when its client took
-    /// nothing since the last look, or the op failed (a kernel before 6.7),
-    /// if it still holds input and the ring is still under pressure; the
-    /// connection closes when its client took nothing since the last look.
+    /// (`conn::reader_watch::ReaderWatch`); both take it if both asked, and
+    /// one that did not ask ignores it. The suspect is cut off when its
+    /// client took nothing since the last look, or the op failed (a kernel
+    /// before 6.7), if it still holds input and the ring is still under
+    /// pressure; the connection closes when its client took nothing since
+    /// the last look.
     pub(super) fn on_unacknowledged(&mut self, slot: u32, generation: u32, result: i32) -> io::Result<()> {
         let under_pressure = self.held.under_pressure();
         let Some(entry) = self.conns.get_mut(slot, generation) else { return Ok(()) };
