@@ -1,9 +1,12 @@
 //! The loop's life as both drivers run it: ready, each turn begun (the
 //! counters published, the heartbeat moved, an injected stall run), the
 //! clock moved on waking and after a handler's work, whether a tick judges
-//! deadlines, the drain begun and published, and the end.
+//! deadlines, the drain begun, published and told to every connection, and
+//! the end.
 
 use super::Core;
+use crate::conn::Connection;
+use crate::slab::Slab;
 use crate::stats::{STATE_DRAINING, STATE_READY, STATE_STOPPED};
 use crate::sys::now_ms;
 
@@ -142,5 +145,20 @@ impl Core<'_> {
     /// takes what comes there and closes it.
     pub(in crate::driver) fn publish_drain(&self) {
         self.counters.set_state(STATE_DRAINING);
+    }
+
+    /// Tells every connection in `conns` (each driver's slots, the
+    /// connection in each reached by `conn_of`) that the worker drains.
+    pub(in crate::driver) fn drain_connections<S>(
+        &mut self,
+        conns: &mut Slab<S>,
+        conn_of: impl Fn(&mut S) -> &mut Connection,
+    ) {
+        for slot in 0..conns.high_water() {
+            let Some(generation) = conns.generation(slot) else { continue };
+            let Some(entry) = conns.get_mut(slot, generation) else { continue };
+            let (_, ctx) = self.parts(slot);
+            conn_of(entry).handle_drain(&ctx);
+        }
     }
 }

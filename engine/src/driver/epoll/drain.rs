@@ -28,12 +28,7 @@ impl EpollWorker<'_> {
             }
         }
         self.core.publish_drain();
-        for slot in 0..self.conns.high_water() {
-            let Some(generation) = self.conns.generation(slot) else { continue };
-            let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
-            let (_, ctx) = self.core.parts(slot);
-            entry.conn.handle_drain(&ctx);
-        }
+        self.core.drain_connections(&mut self.conns, |entry| &mut entry.conn);
         Ok(())
     }
 }
