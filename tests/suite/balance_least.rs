@@ -16,6 +16,7 @@ use std::thread;
 use std::time::Duration;
 
 use util::load::{keepalive_clients, requests_then_close, short_connections_closed_by_the_client, Load};
+use util::procs;
 use util::stats::{nobody_passed_over, per_worker, stats_when_idle, stats_when_settled};
 use util::*;
 
@@ -36,21 +37,25 @@ fn open_and_see_where(s: &Server, before: &mut Vec<u64>) -> (Conn, usize) {
 }
 
 /// Waits until the delay every worker's acks showed has faded (the master
-/// shows it under a microsecond: `"ack_delay_us":0`), so that the next pick
-/// goes by the counts alone: a hand-off just before leaves a delay of tens
-/// of microseconds, or more on a busy machine, which tips a tie.
-fn wait_for_delays_to_fade(s: &Server) {
-    let mut delays = Vec::new();
-    let faded = eventually(Duration::from_secs(10), || {
-        delays = per_worker(&s.stats(), "ack_delay_us");
-        delays.iter().all(|&us| us == 0)
+/// shows it under a microsecond: `"ack_delay_us":0`) and no worker lags (its
+/// heartbeat too old or a batch unacknowledged past the grace: routing
+/// passes such a worker over), so that the next pick goes by the counts
+/// alone: a hand-off just before leaves a delay of tens of microseconds, or
+/// more on a busy machine, which tips a tie, and a worker the machine left
+/// unscheduled lags until it beats again.
+fn wait_for_picks_by_counts(s: &Server) {
+    let mut stats = s.stats();
+    let settled = eventually(Duration::from_secs(10), || {
+        stats = s.stats();
+        let lagging = stats["workers"].as_array().is_none_or(|ws| ws.iter().any(|w| w["lagging"] != false));
+        !lagging && per_worker(&stats, "ack_delay_us").iter().all(|&us| us == 0)
     });
-    assert!(faded, "the workers' ack delays did not fade: {delays:?}");
+    assert!(settled, "the workers' ack delays did not fade, or a worker lags: {stats}");
 }
 
-/// [`open_and_see_where`], once the delays have faded.
+/// [`open_and_see_where`], once picks go by the counts alone.
 fn open_when_faded(s: &Server, before: &mut Vec<u64>) -> (Conn, usize) {
-    wait_for_delays_to_fade(s);
+    wait_for_picks_by_counts(s);
     open_and_see_where(s, before)
 }
 
@@ -88,6 +93,27 @@ fn least_fills_the_worker_with_fewer_connections_first() {
         .collect();
     assert_eq!(next[..3], [0, 0, 0], "the emptier worker takes new connections until even: {next:?}");
     assert_eq!(live, [4, 4], "{next:?}");
+}
+
+/// Ties go in turn also just after a worker lagged (its heartbeat too old:
+/// a busy machine left it unscheduled for a while; here SIGSTOP until the
+/// master says so): while the master still shows it lagging, routing passes
+/// it over, as it should, so the picks wait for it to have caught up. Until
+/// 2026-12-08 they waited for the ack delays alone, and beside two busy loops
+/// at `nice 19` the first connection went to worker 2 ([1, 0, 1, 0, 1, 0]).
+#[test]
+fn least_ties_go_in_turn_once_a_worker_that_lagged_has_caught_up() {
+    let s = Server::start(&["--mode", "least", "--workers", "2", "--no-pin"]);
+    s.wait_workers_ready(2, START_TIMEOUT);
+    let pid = per_worker(&s.stats(), "pid")[0] as u32;
+    let stopped = procs::stop(pid);
+    let lagging = eventually(Duration::from_secs(10), || s.stats()["workers"][0]["lagging"] == true);
+    assert!(lagging, "worker 1, stopped, never showed as lagging: {}", s.stats());
+    stopped.continue_now();
+    let mut live = vec![0, 0];
+    let conns: Vec<(Conn, usize)> = (0..4).map(|_| open_when_faded(&s, &mut live)).collect();
+    let order: Vec<usize> = conns.iter().map(|(_, w)| *w).collect();
+    assert_eq!(order, [0, 1, 0, 1], "ties go in turn: {}", s.stats());
 }
 
 #[test]
