@@ -100,3 +100,33 @@ fn a_first_worker_never_ready_is_killed_and_restarted() {
     assert!(failures.is_empty(), "{} of {} requests failed: {failures:?}", failures.len(), ok + failures.len() as u64);
     stop_and_check_no_process_left(s);
 }
+
+/// A master stopped before its workers are ready never says it listens: the
+/// `listening on` line (logged once every worker is ready, or 2 s after the
+/// start at the latest) is for whoever waits to send it connections, and a
+/// stopping master takes none. Its one worker never gets ready and is held
+/// with SIGSTOP, so the stop outlasts those 2 s. Until 2026-12-08 the line
+/// came mid-stop: seen beside two busy loops at `nice 19`, an upgrade's new
+/// master stopped before it was ready logged `listening on` 2 s after its
+/// `SIGTERM received`.
+#[test]
+fn a_master_stopped_before_its_workers_are_ready_never_says_it_listens() {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.env("RINGMASTER_FAULT", "never-ready:0");
+    let mut s = Server::launch(cmd, &["--workers", "1", "--no-pin", "--shutdown-timeout", "3"]);
+    let line = s.wait_for_log(|l| l.starts_with("worker 1 started (pid "), START_TIMEOUT);
+    let (_, worker) = parse_worker_started(&line).expect("a started line");
+    let _held = util::procs::stop(worker);
+    s.signal(libc::SIGTERM);
+    let (stopping, _) = s.wait_for_log_from(0, |l| l.starts_with("SIGTERM received"), IO_TIMEOUT);
+    s.wait_exit(Duration::from_secs(15));
+    let log = s.log();
+    if log[..stopping].iter().any(|l| l.starts_with("listening on ")) {
+        eprintln!("not checked: the master announced itself before the SIGTERM reached it: {log:?}");
+        return;
+    }
+    assert!(
+        !log[stopping..].iter().any(|l| l.starts_with("listening on ")),
+        "a stopping master says it listens: {log:?}"
+    );
+}

@@ -94,8 +94,13 @@ impl Master {
 
     /// Logs the listening address once every worker is ready (or time is up),
     /// so whoever waits for that line finds all workers taking connections.
+    /// A master that began to stop first never says it: it takes none.
     fn announce_when_ready(&mut self) {
         let Some((local, deadline)) = self.listening else { return };
+        if self.stopping.is_some() {
+            self.listening = None;
+            return;
+        }
         if self.all_workers_ready() || Instant::now() >= deadline {
             let workers = self.config.workers;
             let plural = if workers == 1 { "" } else { "s" };
