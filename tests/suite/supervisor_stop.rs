@@ -346,6 +346,8 @@ fn reuseport_sigterm_answers_a_held_back_pipeline() {
 /// connection 100 ms into the drain and the request was lost (seen as an
 /// upgrade's only losses under keep-alive clients pausing 0-300 ms).
 fn a_busy_keep_alive_client_gets_its_next_answer(mode: &str) {
+    // The engine's `DRAIN_RECENT_MS` (its module is private).
+    const DRAIN_KEEPS_A_RECENT_CONNECTION: Duration = Duration::from_secs(1);
     let mut s = Server::start(&["--mode", mode, "--workers", "1"]);
     let mut c = s.connect();
     c.get_ok();
@@ -357,9 +359,21 @@ fn a_busy_keep_alive_client_gets_its_next_answer(mode: &str) {
     // The client's pause between requests: past the short grace.
     thread::sleep(Duration::from_millis(400).saturating_sub(answered.elapsed()));
     c.send(GET);
-    let resp = c.read();
-    check_ok(&resp);
-    assert!(resp.has_connection("close"), "an answer during the drain closes the connection: {resp:?}");
+    // The worker keeps the connection a second from its answer, which went
+    // out before `answered`: a request sent later than that (this thread, or
+    // the stats the drain was seen in, unscheduled that long on a busy
+    // machine) may meet the close, as the README says, and tells nothing.
+    let sent_after = answered.elapsed();
+    if sent_after < DRAIN_KEEPS_A_RECENT_CONNECTION {
+        let resp = c.read();
+        check_ok(&resp);
+        assert!(resp.has_connection("close"), "an answer during the drain closes the connection: {resp:?}");
+    } else {
+        eprintln!(
+            "the answer during the drain not checked: the next request went out {sent_after:?} after the last answer"
+        );
+        let _ = c.try_read();
+    }
     c.expect_closed();
     let status = s.wait_exit(Duration::from_secs(20));
     check_clean_exit(&mut s, status, 1);
