@@ -124,7 +124,7 @@ impl Master {
         }
         // A SYN the filter let by just before it went on: once this wait is
         // over its request socket exists, and the count sees it.
-        match self.in_flight.ask() {
+        match self.ask_packets_in_flight() {
             Asked::Passed => {
                 self.keep_answering(answering);
                 self.answer_round();

@@ -235,7 +235,6 @@ impl Master {
         self.arm_control_accept()?;
         self.arm_metrics_accept()?;
         self.arm_timer()?;
-        self.arm_in_flight()?;
         while !self.done() {
             // A round of a stop's answering planned since the timer was armed
             // (`done` may begin one): the timer is armed for it first.
@@ -321,7 +320,6 @@ impl Master {
             Op::MetricsAccept => self.on_metrics_accept(result, more, accepted),
             Op::MetricsRecv => self.on_metrics_recv(index, epoch, result),
             Op::MetricsSend => self.on_metrics_sent(index, epoch, result),
-            Op::InFlight => self.on_in_flight_passed(more),
         }
     }
 }

@@ -37,11 +37,10 @@ pub(super) enum Op {
     MetricsAccept,
     MetricsRecv,
     MetricsSend,
-    InFlight,
 }
 
 impl Op {
-    const ALL: [Op; 13] = [
+    const ALL: [Op; 12] = [
         Op::Signal,
         Op::Accept,
         Op::LaneSend,
@@ -54,7 +53,6 @@ impl Op {
         Op::MetricsAccept,
         Op::MetricsRecv,
         Op::MetricsSend,
-        Op::InFlight,
     ];
 
     pub(super) fn token(self, index: usize, epoch: u32) -> Token {

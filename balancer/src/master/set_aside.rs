@@ -92,7 +92,7 @@ impl Master {
     pub(super) fn let_go_set_aside(&mut self, worker: usize, why: Option<&'static str>) {
         let Some(filtered) = self.dispatch.balance.stop_set_aside_handshakes(worker) else { return };
         // No filter, no wait: as before, what completes there is taken now.
-        let asked = if filtered.is_ok() { self.in_flight.ask() } else { Asked::Passed };
+        let asked = if filtered.is_ok() { self.ask_packets_in_flight() } else { Asked::Passed };
         match asked {
             Asked::Passed => self.end_let_go(worker, why, filtered.err()),
             Asked::Pending(wait) => self.letting_go.push(LettingGo { worker, wait, why }),

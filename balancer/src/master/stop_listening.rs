@@ -264,7 +264,7 @@ impl Master {
         // The last ACK's request socket is gone from the count a moment
         // before its connection is queued, in the same packet's processing:
         // let that end (off the loop: `in_flight.rs`).
-        match self.in_flight.ask() {
+        match self.ask_packets_in_flight() {
             Asked::Passed => self.shut_answered(answering),
             Asked::Pending(wait) => self.keep_answering(answering.at(Phase::Ending(wait))),
         }

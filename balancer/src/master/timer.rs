@@ -1,6 +1,7 @@
 //! When the master's one timer fires: at the next tick, the next look of a
-//! mode that steers, the earliest planned restart of a crashed worker, or
-//! a stop's next round of answering the listen queues, whichever comes
+//! mode that steers, the earliest planned restart of a crashed worker, a
+//! stop's next round of answering the listen queues, or the next look
+//! whether a wait for the packets in flight is over, whichever comes
 //! first. Before, a restart waited for the tick after its
 //! back-off ended: 100–200 ms after a first crash instead of 100 ms, with
 //! a `reuseport` slot's queue waiting for the new process all that while.
@@ -27,12 +28,14 @@ fn wait_until(due: Instant, now: Instant) -> Duration {
 }
 
 impl Master {
-    /// The timer fired (or was cancelled to be armed sooner): steer when a
-    /// look is due, answer the queues when a stop's round is due, tick
+    /// The timer fired (or was cancelled to be armed sooner): go on with
+    /// what waited for the packets in flight if that wait is over, steer
+    /// when a look is due, answer the queues when a stop's round is due, tick
     /// when the tick is due, else start the restarts that are due, and arm
     /// the timer for the next deadline.
     pub(super) fn on_tick(&mut self) -> io::Result<()> {
         let now = Instant::now();
+        self.after_packets_in_flight();
         if self.next_answer_round().is_some_and(|due| now >= due) {
             self.answer_round();
         }
@@ -55,8 +58,12 @@ impl Master {
     pub(super) fn arm_timer(&mut self) -> io::Result<()> {
         self.timer_outdated = false;
         let next_steer = self.dispatch.balance.steer_every().map(|_| self.next_steer);
-        let due = first_due(self.next_tick, &[next_steer, self.next_restart(), self.next_answer_round()]);
-        self.reactor.timeout(wait_until(due, Instant::now()), Op::Tick.token(0, 0))
+        let now = Instant::now();
+        let due = first_due(
+            self.next_tick,
+            &[next_steer, self.next_restart(), self.next_answer_round(), self.next_in_flight_look(now)],
+        );
+        self.reactor.timeout(wait_until(due, now), Op::Tick.token(0, 0))
     }
 
     /// A restart was planned since the timer was armed
