@@ -41,6 +41,7 @@ mod library_examples;
 mod library_handler_not_made;
 mod library_handler_start_and_drop;
 mod library_own_flags;
+mod library_program_name;
 mod library_router_model;
 mod library_titles;
 mod multihost;

@@ -1,6 +1,7 @@
-//! Log lines: every one carries an RFC 3339 time, a level and the pid;
-//! `--log-format json` makes each one JSON object for a log shipper, with
-//! structured fields on the worker lifecycle lines.
+//! Log lines: every one carries an RFC 3339 time, a level, the program's
+//! name and the pid; `--log-format json` makes each one JSON object for a
+//! log shipper (`"program":"ringmaster"`), with structured fields on the
+//! worker lifecycle lines.
 
 use crate::util;
 
@@ -34,7 +35,7 @@ fn a_crash_is_a_warning() {
 }
 
 #[test]
-fn json_lines_are_objects_with_time_level_pid_message_and_fields() {
+fn json_lines_are_objects_with_time_level_program_pid_message_and_fields() {
     let mut s = Server::start(&["--workers", "2", "--log-format", "json"]);
     s.signal(libc::SIGTERM);
     assert!(s.wait_exit(Duration::from_secs(10)).success());
@@ -43,9 +44,10 @@ fn json_lines_are_objects_with_time_level_pid_message_and_fields() {
     for line in &raw {
         let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
         assert!(line.starts_with("{\"time\":\"") && line.ends_with('}'), "one object, time first: {line}");
-        for key in ["time", "level", "pid", "message"] {
+        for key in ["time", "level", "program", "pid", "message"] {
             assert!(v.get(key).is_some(), "{key} in {line}");
         }
+        assert_eq!(v["program"].as_str(), Some("ringmaster"), "the binary's name, as its text lines': {line}");
         let time = v["time"].as_str().unwrap();
         let as_text = format!("{time} INFO  ringmaster[1]: x");
         assert!(parse_log_line(&as_text).is_some(), "an RFC 3339 UTC time with milliseconds: {time}");

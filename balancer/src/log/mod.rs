@@ -9,11 +9,11 @@
 //! ```
 //!
 //! With `--log-format json` ([`set_format`]) each line is one JSON object
-//! for a log shipper, with the message's structured fields where the call
-//! names them:
+//! for a log shipper, the text form's `NAME[PID]` as `program` and `pid`,
+//! with the message's structured fields where the call names them:
 //!
 //! ```text
-//! {"time":"2026-12-01T21:58:31.123Z","level":"info","pid":1234,"message":"worker 1 started (pid 1235, cpu 0)","worker":1,"worker_pid":1235,"cpu":0}
+//! {"time":"2026-12-01T21:58:31.123Z","level":"info","program":"ringmaster","pid":1234,"message":"worker 1 started (pid 1235, cpu 0)","worker":1,"worker_pid":1235,"cpu":0}
 //! ```
 //!
 //! Each line is formatted first and written whole with one `write(2)`, so
@@ -209,7 +209,9 @@ fn format_line(
         LogFormat::Json => {
             line.push_str("{\"time\":\"");
             clock::push_time(&mut line, unix_ms);
-            let _ = write!(line, "\",\"level\":\"{}\",\"pid\":{pid},\"message\":", level.name());
+            let _ = write!(line, "\",\"level\":\"{}\",\"program\":", level.name());
+            push_json_string(&mut line, program);
+            let _ = write!(line, ",\"pid\":{pid},\"message\":");
             push_json_string(&mut line, &args.to_string());
             for (key, value) in fields {
                 line.push(',');
@@ -311,11 +313,15 @@ mod tests {
         );
         assert_eq!(
             line,
-            "{\"time\":\"2026-12-01T21:58:31.123Z\",\"level\":\"info\",\"pid\":1234,\"message\":\"tab\\there \\\\\",\
+            "{\"time\":\"2026-12-01T21:58:31.123Z\",\"level\":\"info\",\"program\":\"ringmaster\",\"pid\":1234,\"message\":\"tab\\there \\\\\",\
              \"worker\":2,\"worker_pid\":4321,\"name\":\"a \\\"b\\\"\\n\",\"x\":null}\n"
         );
         let control = format_line(LogFormat::Json, 0, "ringmaster", 1, Level::Info, &[], format_args!("\u{1}"));
         assert!(control.contains("\"message\":\"\\u0001\""), "{control}");
+        // A program of its own: its name where the text form has it (until
+        // 2026-12-08 a JSON line named no program).
+        let own = format_line(LogFormat::Json, 0, "my \"app\"", 7, Level::Info, &[], format_args!("x"));
+        assert!(own.contains(",\"program\":\"my \\\"app\\\"\",\"pid\":7,"), "{own}");
     }
 
     /// A worker's line with a line break in it stays one line of the text
