@@ -83,7 +83,8 @@ fn the_page_passes_promtool_and_matches_the_stats_line() {
         assert!((0.0..1.0).contains(&delay), "ack delay of worker {id}: {delay}");
     }
     let backend = line["backend"].as_str().unwrap();
-    assert_eq!(value(&all, "ringmaster_info", &[("mode", "rr"), ("backend", backend), ("version", "0.1.0")]), 1.0);
+    let info = [("program", "ringmaster"), ("mode", "rr"), ("backend", backend), ("version", "0.1.0")];
+    assert_eq!(value(&all, "ringmaster_info", &info), 1.0, "the binary's program label: ringmaster");
     assert_eq!(value(&all, "ringmaster_workers_configured", &[]), 2.0);
     // In rr the master accepted every connection and dealt each once.
     assert_eq!(accepted_sum, 4.0, "{line}");

@@ -39,6 +39,7 @@ impl Master {
         let rows = self.worker_rows();
         let since_epoch = self.started_at.duration_since(UNIX_EPOCH).unwrap_or_default();
         let snapshot = Snapshot {
+            program: self.config.exec.names.program(),
             mode: self.config.mode.name(),
             steer: self.dispatch.balance.steering(),
             backend: self.backend.name(),

@@ -52,6 +52,11 @@ pub struct MasterCounts {
 /// Everything a page shows, read at one moment.
 #[derive(Debug)]
 pub struct Snapshot<'a> {
+    /// The program's name (`ringmaster`, or a program of your own's): the
+    /// `program` label of `ringmaster_info` alone, the one series a
+    /// dashboard joins on, as Prometheus advises for a label every series
+    /// would share; the families keep their names in every program.
+    pub program: &'a str,
     /// The balancing mode.
     pub mode: &'a str,
     /// How the kernel's choice among the mode's own listeners is steered
@@ -95,14 +100,14 @@ pub fn render(s: &Snapshot<'_>) -> String {
     page.family(
         "ringmaster_info",
         Kind::Gauge,
-        "The balancing mode (reuseport: and how it is steered, load or hash) and the kernel interface the event \
-         loops run on.",
+        "The program (ringmaster, or one of your own on the library), the balancing mode (reuseport: and how it \
+         is steered, load or hash) and the kernel interface the event loops run on.",
     );
+    let (program, mode, backend, version) =
+        (("program", s.program), ("mode", s.mode), ("backend", s.backend), ("version", s.version));
     match s.steer {
-        Some(steer) => {
-            page.sample(&[("mode", s.mode), ("steer", steer), ("backend", s.backend), ("version", s.version)], 1u64)
-        }
-        None => page.sample(&[("mode", s.mode), ("backend", s.backend), ("version", s.version)], 1u64),
+        Some(steer) => page.sample(&[program, mode, ("steer", steer), backend, version], 1u64),
+        None => page.sample(&[program, mode, backend, version], 1u64),
     }
     page.single(
         "ringmaster_workers_configured",

@@ -6,6 +6,7 @@ use super::*;
 
 fn snapshot(workers: &[WorkerRow]) -> Snapshot<'_> {
     Snapshot {
+        program: "ringmaster",
         mode: "rr",
         steer: None,
         backend: "uring",
@@ -69,9 +70,11 @@ fn every_family_is_one_group_with_help_and_type_first() {
             assert_eq!(name, current, "a sample outside its family: {line}");
         }
     }
-    assert!(page.contains("ringmaster_info{mode=\"rr\",backend=\"uring\",version=\"0.1.0\"} 1\n"));
+    assert!(
+        page.contains("ringmaster_info{program=\"ringmaster\",mode=\"rr\",backend=\"uring\",version=\"0.1.0\"} 1\n")
+    );
     let steered = render(&Snapshot { mode: "reuseport", steer: Some("load"), ..snapshot(&rows) });
-    let info = "ringmaster_info{mode=\"reuseport\",steer=\"load\",backend=\"uring\",version=\"0.1.0\"} 1\n";
+    let info = "ringmaster_info{program=\"ringmaster\",mode=\"reuseport\",steer=\"load\",backend=\"uring\",version=\"0.1.0\"} 1\n";
     assert!(steered.contains(info), "{steered}");
     assert!(page.contains("ringmaster_worker_requests_total{worker=\"2\",cpu=\"none\"} 9\n"));
     assert!(page.contains("ringmaster_worker_state{worker=\"1\",cpu=\"0\",state=\"ready\"} 1\n"));
