@@ -1,10 +1,13 @@
 //! The `ringmaster` command line: its flags, parsed into a [`Cluster`] (or a
 //! `ctl` request). The binary is this plus a [`crate::FixedBody`] handler;
 //! a program of your own with its own handler takes the same flags but the
-//! binary's body ([`parse_program`]), under its own name. The master
-//! re-executes the program for each worker, which parses the same flags again.
+//! binary's body ([`parse_program`]), under its own name; one that takes no
+//! arguments answers `--help` and refuses the rest ([`parse_no_arguments`]).
+//! The master re-executes the program for each worker, which parses the same
+//! flags again.
 
 mod flags;
+mod no_arguments;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -16,6 +19,7 @@ use ringmaster_balancer::title::{ProcessNames, BINARY_NAME};
 
 pub(crate) use self::flags::parse_health_path;
 use self::flags::ClusterFlags;
+pub use self::no_arguments::parse_no_arguments;
 pub use crate::ctl::{ctl, CtlArgs};
 use crate::{body_file, escapes, usage_error, Cluster};
 
@@ -157,10 +161,7 @@ pub enum ProgramCommand {
 /// ```
 pub fn parse_program() -> Result<ProgramCommand, ExitCode> {
     let args: Vec<OsString> = std::env::args_os().collect();
-    // In a worker `argv[0]` is its title, `NAME: worker N`: the same name.
-    let name = ProcessNames::of_worker(args.first().map(OsString::as_os_str)).program().to_string();
-    // A bad command line's line is the program's, as its cluster's are.
-    ringmaster_balancer::log::set_program(&name);
+    let name = program_name(&args);
     let command = ProgramCli::command()
         // Not this struct's doc, nor ringmaster's: the program says what it is.
         .about(None::<&str>)
@@ -191,18 +192,7 @@ fn parse_with<T: FromArgMatches + HasClusterFlags>(
         .try_get_matches_from_mut(args)
         .and_then(|matches| T::from_arg_matches(&matches))
         .map_err(|e| e.format(&mut command));
-    let cli = match parsed {
-        Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            // --help and --version.
-            let _ = e.print();
-            return Err(ExitCode::SUCCESS);
-        }
-        Err(e) => {
-            ringmaster_balancer::log!(error: "{}", usage_error::one_line(&e.to_string()));
-            return Err(ExitCode::from(2));
-        }
-    };
+    let cli = said(parsed)?;
     if cli.cluster_flags().steer_without_reuseport() {
         // A conflict clap cannot state (with a mode's default value): told as clap tells its own.
         let e = command.error(ErrorKind::ArgumentConflict, "--steer applies to --mode reuseport only");
@@ -210,6 +200,31 @@ fn parse_with<T: FromArgMatches + HasClusterFlags>(
         return Err(ExitCode::from(2));
     }
     Ok(cli)
+}
+
+/// A program's name, from its `argv[0]` (in a worker its title, `NAME:
+/// worker N`: the same name), set as its log lines' from now on, so that a
+/// bad command line's line is the program's, as its cluster's are.
+fn program_name(args: &[OsString]) -> String {
+    let name = ProcessNames::of_worker(args.first().map(OsString::as_os_str)).program().to_string();
+    ringmaster_balancer::log::set_program(&name);
+    name
+}
+
+/// A parse's outcome told: `--help` (and `--version`) printed, a success
+/// code; an error said in one log line, code 2.
+fn said<T>(parsed: Result<T, clap::Error>) -> Result<T, ExitCode> {
+    match parsed {
+        Ok(parsed) => Ok(parsed),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            ringmaster_balancer::log!(error: "{}", usage_error::one_line(&e.to_string()));
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 /// A command line whose flags include [`ClusterFlags`].

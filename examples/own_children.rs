@@ -22,7 +22,7 @@ use std::os::unix::net::UnixListener;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 
-use ringmaster::{is_primary, Cluster, Handler, Mode, Request, Response};
+use ringmaster::{cli, is_primary, Cluster, Handler, Mode, Request, Response};
 
 /// The handler: the same answer to every request.
 struct Hello;
@@ -33,7 +33,21 @@ impl Handler for Hello {
     }
 }
 
+/// What `--help` says: the example takes no arguments, its settings from the environment.
+const ABOUT: &str = "A cluster beside a thread and a child process of the program's own.\n\
+                     Takes no arguments; the environment sets:\n  \
+                     PORT            the port on 127.0.0.1 [default: 8000]\n  \
+                     MODE            rr or shared [default: rr]\n  \
+                     WORKERS         worker processes [default: 2]\n  \
+                     CONTROL         a control socket's path [default: none]\n  \
+                     PANIC_SOCKET    a Unix socket: each connection makes a thread of the program's panic\n  \
+                     WORKER_SIDECAR  set: each worker starts a child of its own";
+
 fn main() -> ExitCode {
+    // `--help` says the above; any argument is refused (it would be ignored).
+    if let Err(code) = cli::parse_no_arguments(ABOUT) {
+        return code;
+    }
     let port = std::env::var("PORT").unwrap_or_else(|_| "8000".to_string());
     let workers = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or(2);
     let mode = if std::env::var("MODE").is_ok_and(|m| m == "shared") { Mode::Shared } else { Mode::RoundRobin };

@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use ringmaster::{available_cpus, send_to_master, worker_id, Cluster, Handler, Mode, Request, Response};
+use ringmaster::{available_cpus, cli, send_to_master, worker_id, Cluster, Handler, Mode, Request, Response};
 
 /// How often a worker reports its count to the master, in requests.
 const REPORT_EVERY: u64 = 1000;
@@ -54,7 +54,20 @@ impl Handler for Counter {
     }
 }
 
+/// What `--help` says: the example takes no arguments, its settings from the environment.
+const ABOUT: &str = "Each worker counts its own requests and says so: processes share no memory.\n\
+                     Takes no arguments; the environment sets:\n  \
+                     PORT           the port on 127.0.0.1 [default: 8000]\n  \
+                     MODE           rr or shared [default: rr]\n  \
+                     WORKERS        worker processes [default: one per CPU]\n  \
+                     CONTROL        a control socket's path (`ctl PATH send reset`) [default: none]\n  \
+                     REPORT_PANICS  set: the master's hook panics on each report";
+
 fn main() -> ExitCode {
+    // `--help` says the above; any argument is refused (it would be ignored).
+    if let Err(code) = cli::parse_no_arguments(ABOUT) {
+        return code;
+    }
     let port = std::env::var("PORT").unwrap_or_else(|_| "8000".to_string());
     let mode = if std::env::var("MODE").is_ok_and(|m| m == "shared") { Mode::Shared } else { Mode::RoundRobin };
     let workers = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or_else(available_cpus);

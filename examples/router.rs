@@ -34,7 +34,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use ringmaster::{available_cpus, worker_id, Cluster, Handler, Mode, Request, Response};
+use ringmaster::{available_cpus, cli, worker_id, Cluster, Handler, Mode, Request, Response};
 
 /// The application: a worker's routes and its one counter.
 pub struct Router {
@@ -129,7 +129,22 @@ impl Drop for Router {
     }
 }
 
+/// What `--help` says: the example takes no arguments, its settings from the environment.
+const ABOUT: &str = "A few routes: /, /json, POST /echo, /host, /peer, /panic, /recovered; 404 otherwise.\n\
+                     Takes no arguments; the environment sets:\n  \
+                     HOST         the address, [::1] or [::] for IPv6 [default: 127.0.0.1]\n  \
+                     PORT         the port [default: 8000]\n  \
+                     MODE         rr or shared [default: rr]\n  \
+                     WORKERS      worker processes [default: one per CPU]\n  \
+                     CONTROL      a control socket's path [default: none]\n  \
+                     MAKE_PANICS  set: making each worker's handler panics\n  \
+                     PANIC_IN     wants_peer_addr, fixed_body or drop: that method panics";
+
 fn main() -> ExitCode {
+    // `--help` says the above; any argument is refused (it would be ignored).
+    if let Err(code) = cli::parse_no_arguments(ABOUT) {
+        return code;
+    }
     let port = std::env::var("PORT").unwrap_or_else(|_| "8000".to_string());
     let mode = if std::env::var("MODE").is_ok_and(|m| m == "shared") { Mode::Shared } else { Mode::RoundRobin };
     let workers = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or_else(available_cpus);

@@ -50,7 +50,7 @@ pub(crate) fn example(name: &str) -> PathBuf {
 fn start(name: &str, mode: &str) -> Server {
     let mut cmd = Command::new(example(name));
     cmd.env("PORT", "0").env("MODE", mode).env("WORKERS", "2");
-    let server = Server::start_command(cmd, &[]);
+    let server = Server::start_without_flags(cmd);
     server.wait_workers_ready(2, START_TIMEOUT);
     server
 }
@@ -68,7 +68,7 @@ fn start_at(host: &str, name: &str, mode: &str, backend: &str) -> Server {
     if backend == "epoll" {
         block_io_uring(&mut cmd, libc::EPERM);
     }
-    let server = Server::start_command(cmd, &[]);
+    let server = Server::start_without_flags(cmd);
     server.wait_workers_ready(2, START_TIMEOUT);
     let expected = if backend == "epoll" { "epoll" } else { "uring" };
     assert_eq!(server.stats()["backend"], expected, "the backend the cluster serves on");
@@ -154,7 +154,7 @@ fn workers_and_master_exchange_lines() {
     let control = control_path("library", "messages");
     let mut cmd = Command::new(example("per_worker_state"));
     cmd.env("PORT", "0").env("MODE", "rr").env("WORKERS", "2").env("CONTROL", &control);
-    let s = Server::start_command(cmd, &[]);
+    let s = Server::start_without_flags(cmd);
     s.wait_workers_ready(2, START_TIMEOUT);
     // A connection on each worker, told by its first answer: rr deals the
     // first two to the two workers unless one is passed over (README,
@@ -222,7 +222,7 @@ fn a_panic_in_the_master_s_hook_costs_the_line_not_the_cluster() {
     let control = control_path("library", "hook-panic");
     let mut cmd = Command::new(example("per_worker_state"));
     cmd.env("PORT", "0").env("MODE", "rr").env("WORKERS", "1").env("CONTROL", &control).env("REPORT_PANICS", "1");
-    let s = Server::start_command(cmd, &[]);
+    let s = Server::start_without_flags(cmd);
     s.wait_workers_ready(1, START_TIMEOUT);
     let mut conn = client(&s);
     // The 1,000th request's report makes the hook panic.
@@ -335,7 +335,7 @@ fn an_absolute_uri_reaches_the_route_of_its_path(backend: &str) {
 fn the_host_of_an_ipv6_literal_reaches_the_handler() {
     let mut cmd = Command::new(example("router"));
     cmd.env("HOST", "[::1]").env("PORT", "0").env("MODE", "rr").env("WORKERS", "1");
-    let s = Server::start_command(cmd, &[]);
+    let s = Server::start_without_flags(cmd);
     assert!(s.addr().is_ipv6(), "{}", s.addr());
     s.wait_workers_ready(1, START_TIMEOUT);
     let port = s.addr().port();
@@ -677,7 +677,7 @@ fn a_panic_in_on_message_is_said_as_a_lost_line() {
     let control = control_path("library", "on-message-panic");
     let mut cmd = Command::new(example("router"));
     cmd.env("PORT", "0").env("MODE", "rr").env("WORKERS", "2").env("CONTROL", &control);
-    let s = Server::start_command(cmd, &[]);
+    let s = Server::start_without_flags(cmd);
     s.wait_workers_ready(2, START_TIMEOUT);
     let log_mark = s.log_len();
     let (code, out, err) = util::control::ctl(&control, &["send", "panic"]);
@@ -774,7 +774,7 @@ fn a_workers_child_started_before_serve_inherits_none_of_its_fds() {
     }
     let mut cmd = Command::new(example("own_children"));
     cmd.env("PORT", "0").env("MODE", "shared").env("WORKERS", "2").env("WORKER_SIDECAR", "1");
-    let mut s = Server::start_command(cmd, &[]);
+    let mut s = Server::start_without_flags(cmd);
     let mut sidecars = Sidecars(Vec::new());
     let mut from = 0;
     let prefix = "own_children: worker sidecar started (pid ";
@@ -815,7 +815,7 @@ fn the_control_socket_is_made_without_touching_the_umask() {
     let mut cmd = Command::new(example("own_children"));
     cmd.env("PORT", "0").env("WORKERS", "2").env("CONTROL", &control);
     util::seccomp::kill_on_umask(&mut cmd);
-    let mut s = Server::launch(cmd, &[]);
+    let mut s = Server::launch_as_is(cmd);
     if s.try_wait_for_log_from(0, |l| l.starts_with("listening on "), START_TIMEOUT).is_none() {
         let status = s.wait_exit(IO_TIMEOUT);
         panic!("the master did not start ({status}: killed by SIGSYS is a umask call); log:\n{:#?}", s.raw_log());
@@ -840,7 +840,7 @@ fn a_panic_on_a_programs_own_thread_leaves_the_master_serving() {
     let _ = std::fs::remove_file(&trigger);
     let mut cmd = Command::new(example("own_children"));
     cmd.env("PORT", "0").env("WORKERS", "2").env("PANIC_SOCKET", &trigger);
-    let mut s = Server::start_command(cmd, &[]);
+    let mut s = Server::start_without_flags(cmd);
     s.wait_workers_ready(2, START_TIMEOUT);
     let conn = std::os::unix::net::UnixStream::connect(&trigger)
         .unwrap_or_else(|e| panic!("connect to {}: {e}", trigger.display()));

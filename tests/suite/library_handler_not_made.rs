@@ -22,7 +22,7 @@ const GIVES_UP_WITHIN: Duration = Duration::from_secs(10);
 fn a_program_whose_handler_cannot_be_made_exits_1() {
     let mut cmd = Command::new(example("router"));
     cmd.env("PORT", "0").env("WORKERS", "2").env("MAKE_PANICS", "1");
-    let mut s = Server::launch(cmd, &[]);
+    let mut s = Server::launch_as_is(cmd);
     if EXAMPLES_ABORT_ON_PANIC {
         // Built with `panic = "abort"`: the panic ends the worker, a crash.
         s.wait_for_log(|l| l.contains("killed by signal 6 (SIGABRT)"), GIVES_UP_WITHIN);

@@ -28,7 +28,7 @@ fn router_panicking_in(method: &str) -> Command {
 }
 
 fn a_panic_in_a_method_asked_at_start_ends_the_worker(method: &str) {
-    let mut s = Server::launch(router_panicking_in(method), &[]);
+    let mut s = Server::launch_as_is(router_panicking_in(method));
     if EXAMPLES_ABORT_ON_PANIC {
         // Built with `panic = "abort"`: the panic ends the worker, a crash.
         s.wait_for_log(|l| l.contains("killed by signal 6 (SIGABRT)"), WITHIN);
@@ -56,7 +56,7 @@ fn a_panic_in_fixed_body_ends_the_worker_with_code_70() {
 
 #[test]
 fn a_panic_in_the_handler_s_drop_is_said_and_the_worker_exits_70() {
-    let mut s = Server::start_command(router_panicking_in("drop"), &[]);
+    let mut s = Server::start_without_flags(router_panicking_in("drop"));
     s.wait_workers_ready(2, START_TIMEOUT);
     assert_eq!(s.connect().request(GET).status, 200, "it serves as usual");
     s.signal(libc::SIGTERM);

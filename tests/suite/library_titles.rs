@@ -26,7 +26,7 @@ const EXITS_WITHIN: Duration = Duration::from_secs(10);
 fn a_library_program_titles_its_processes_with_its_own_name() {
     let mut cmd = Command::new(example("hello_cluster"));
     cmd.env("PORT", "0");
-    let s = Server::start_command(cmd, &[]);
+    let s = Server::start_without_flags(cmd);
     let stats = stats_when_ready(&s);
 
     assert_eq!(cmdline(s.pid()), ["hello_cluster: master"], "the master's /proc/PID/cmdline");
@@ -51,7 +51,7 @@ fn a_library_programs_log_lines_carry_its_own_name() {
         // The example chooses `auto`: epoll is had as where io_uring is blocked.
         block_io_uring(&mut cmd, libc::EPERM);
     }
-    let s = Server::start_command(cmd, &[]);
+    let s = Server::start_without_flags(cmd);
     let exit = s.wait_for_log(|l| l.starts_with("worker 1 (pid ") && l.ends_with(") exited with code 3"), EXITS_WITHIN);
     let worker: u32 = exit["worker 1 (pid ".len()..]
         .split(')')

@@ -37,6 +37,7 @@ mod http_pipelining;
 mod http_slow_body;
 mod http_slow_reader;
 mod http_timeouts;
+mod library_example_arguments;
 mod library_examples;
 mod library_handler_not_made;
 mod library_handler_start_and_drop;

@@ -152,6 +152,20 @@ impl Server {
                 cmd.arg("--backend").arg(backend);
             }
         }
+        Server::launch_as_is(cmd)
+    }
+
+    /// [`Server::start_command`] for a program that takes no arguments (an
+    /// example whose settings come from its environment, which refuses any
+    /// flag): `cmd` is run as it is.
+    pub fn start_without_flags(cmd: Command) -> Server {
+        let mut server = Server::launch_as_is(cmd);
+        server.wait_listening(&[]);
+        server
+    }
+
+    /// [`Server::launch`] with `cmd` run as it is, no flag added.
+    pub fn launch_as_is(mut cmd: Command) -> Server {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
         let pid = child.id();

@@ -357,13 +357,21 @@ pub fn stop_between_turns(pid: u32) -> (ContinueOnDrop, Instant) {
 /// it is stopped with SIGTERM (so its workers go too), then SIGKILL, and the
 /// test fails.
 pub fn run_to_exit(args: &[&str], limit: Duration) -> (ExitStatus, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    run_command_to_exit(cmd, limit)
+}
+
+/// [`run_to_exit`] with a command prepared by the caller (another program,
+/// an environment): run as it is, with nothing on stdin.
+pub fn run_command_to_exit(mut cmd: Command, limit: Duration) -> (ExitStatus, String, String) {
+    let args = format!("{cmd:?}");
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
+        .unwrap_or_else(|e| panic!("spawn {args}: {e}"));
     let out_t = read_to_string_in_thread(child.stdout.take().unwrap());
     let err_t = read_to_string_in_thread(child.stderr.take().unwrap());
     let deadline = Instant::now() + limit;
@@ -377,7 +385,7 @@ pub fn run_to_exit(args: &[&str], limit: Duration) -> (ExitStatus, String, Strin
             let _ = child.kill();
             let _ = child.wait();
             let stderr = if err_t.is_finished() { err_t.join().unwrap() } else { "(still open)".into() };
-            panic!("ringmaster {args:?} did not exit within {limit:?}; stderr: {stderr}");
+            panic!("{args} did not exit within {limit:?}; stderr: {stderr}");
         }
         thread::sleep(Duration::from_millis(10));
     };
@@ -387,7 +395,7 @@ pub fn run_to_exit(args: &[&str], limit: Duration) -> (ExitStatus, String, Strin
     let join = |t: JoinHandle<String>, what: &str| {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !t.is_finished() {
-            assert!(Instant::now() < deadline, "{what} of {args:?} still open 5 s after exit (a worker outlived it?)");
+            assert!(Instant::now() < deadline, "{what} of {args} still open 5 s after exit (a worker outlived it?)");
             thread::sleep(Duration::from_millis(10));
         }
         t.join().unwrap()
