@@ -122,26 +122,24 @@ struct ProgramCli {
     cluster: ClusterFlags,
 }
 
-/// What a program's command line asks for ([`parse_program`]).
-#[derive(Debug)]
-pub enum ProgramCommand {
-    /// Serve with the program's handler: `.serve(|| handler)`.
-    Serve(Box<Cluster>),
-    /// `NAME ctl PATH COMMAND...`: run it with [`ctl`].
-    Ctl(CtlArgs),
-}
-
 /// Parses this process's arguments for a program of your own with its own
 /// handler: the binary's flags but `--body` and `--body-file`, its usage
 /// lines, errors (log lines `NAME[PID]:`) and `ctl` (`NAME ctl: ...`,
 /// `NAME top:`) under the program's own name (its `argv[0]`'s file name, as
-/// its processes' titles), and no `--version` (ringmaster's would
-/// not be the program's). `--help` prints and gives a success code; a bad
-/// command line prints one line and gives code 2.
+/// its processes' titles, or the one its cluster is given with
+/// [`Cluster::name`]), and no `--version` (ringmaster's would not be the
+/// program's). `--help` prints and gives a success code; a bad command line
+/// prints one line and gives code 2.
+///
+/// The cluster it gives is served as any: `NAME ctl PATH COMMAND...` too, for
+/// which [`Cluster::serve`] sends the command to a running master's control
+/// socket and prints its reply instead of serving. So a name given to the
+/// cluster here, after the parse, is the one its `ctl` says (until
+/// 2026-12-08 a `ctl` was a separate command that never saw the cluster,
+/// and said the file name).
 ///
 /// ```no_run
-/// use ringmaster::cli::{self, ProgramCommand};
-/// use ringmaster::{Handler, Request, Response};
+/// use ringmaster::{cli, Handler, Request, Response};
 ///
 /// struct Hello;
 ///
@@ -154,12 +152,12 @@ pub enum ProgramCommand {
 /// fn main() -> std::process::ExitCode {
 ///     match cli::parse_program() {
 ///         Err(code) => code,
-///         Ok(ProgramCommand::Ctl(args)) => cli::ctl(&args),
-///         Ok(ProgramCommand::Serve(cluster)) => cluster.serve(|| Hello),
+///         // `myapp ctl PATH status` says `myapp ctl: ...` whatever the file's name.
+///         Ok(cluster) => cluster.name("myapp").serve(|| Hello),
 ///     }
 /// }
 /// ```
-pub fn parse_program() -> Result<ProgramCommand, ExitCode> {
+pub fn parse_program() -> Result<Cluster, ExitCode> {
     let args: Vec<OsString> = std::env::args_os().collect();
     let name = program_name(&args);
     let command = ProgramCli::command()
@@ -176,10 +174,11 @@ pub fn parse_program() -> Result<ProgramCommand, ExitCode> {
             ))
         });
     let cli: ProgramCli = parse_with(command, &args)?;
-    match cli.command {
-        Some(SubCommand::Ctl(ctl)) => Ok(ProgramCommand::Ctl(ctl.of_program(&name))),
-        None => Ok(ProgramCommand::Serve(Box::new(cli.cluster.cluster(&args)))),
-    }
+    let cluster = cli.cluster.cluster(&args);
+    Ok(match cli.command {
+        Some(SubCommand::Ctl(ctl)) => cluster.run_ctl(ctl),
+        None => cluster,
+    })
 }
 
 /// `args` parsed by `command` into `T`, whose flags are [`ClusterFlags`] and

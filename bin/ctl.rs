@@ -16,7 +16,7 @@ use ringmaster_balancer::title::BINARY_NAME;
 const TOP_EVERY: Duration = Duration::from_secs(1);
 
 /// `ringmaster ctl`'s arguments (`NAME ctl`'s, in a program of your own).
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct CtlArgs {
     /// The master's `--control` path.
     path: PathBuf,
@@ -33,15 +33,16 @@ pub struct CtlArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     count: Option<u32>,
     /// The program whose `ctl` this is, which its errors name: `ringmaster`,
-    /// or a program of your own's (set by `cli::parse_program`).
+    /// or a program of your own's (its cluster's name, as `Cluster::serve`
+    /// runs it).
     #[arg(skip = BINARY_NAME.to_string())]
     program: String,
 }
 
 impl CtlArgs {
     /// These arguments, as `program`'s `ctl`.
-    pub(crate) fn of_program(self, program: &str) -> CtlArgs {
-        CtlArgs { program: program.to_string(), ..self }
+    pub(crate) fn of_program(&self, program: &str) -> CtlArgs {
+        CtlArgs { program: program.to_string(), ..self.clone() }
     }
 }
 

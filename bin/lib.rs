@@ -31,7 +31,8 @@
 //! [`cli`] is the `ringmaster` command line, for a program that wants the
 //! same flags: [`cli::parse_program`] for one with its own handler (its
 //! `--help`, errors and `ctl` under its own name, without the binary's
-//! `--body`), and [`cli::parse_no_arguments`] for one that takes no
+//! `--body`; its `ctl` run by the cluster it gives, under the cluster's
+//! [`Cluster::name`]), and [`cli::parse_no_arguments`] for one that takes no
 //! arguments (its settings from the environment, say: `--help` says what
 //! it is, and any argument is refused rather than ignored).
 #![deny(missing_debug_implementations)]

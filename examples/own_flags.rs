@@ -3,6 +3,9 @@
 //! `--help` says `Usage: own_flags` and offers no `--body`, which only the
 //! binary's fixed responder reads.
 //!
+//! `$CLUSTER_NAME` names the cluster after the parse (`Cluster::name`): its titles,
+//! log lines and `ctl` then say that name.
+//!
 //! ```sh
 //! cargo run --example own_flags -- --bind 127.0.0.1:8000 --workers 2
 //! cargo run --example own_flags -- --help
@@ -12,8 +15,7 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use ringmaster::cli::{self, ProgramCommand};
-use ringmaster::{Handler, Request, Response};
+use ringmaster::{cli, Handler, Request, Response};
 
 /// The handler: the path asked for, back.
 struct Echo;
@@ -29,7 +31,10 @@ impl Handler for Echo {
 fn main() -> ExitCode {
     match cli::parse_program() {
         Err(code) => code,
-        Ok(ProgramCommand::Ctl(args)) => cli::ctl(&args),
-        Ok(ProgramCommand::Serve(cluster)) => cluster.serve(|| Echo),
+        // `own_flags ctl PATH COMMAND` too: `serve` runs it, under the cluster's name.
+        Ok(cluster) => match std::env::var("CLUSTER_NAME") {
+            Ok(name) => cluster.name(name).serve(|| Echo),
+            Err(_) => cluster.serve(|| Echo),
+        },
     }
 }

@@ -25,6 +25,7 @@ use ringmaster_balancer::{identity_from_env, run_master, MasterConfig, Mode, Ste
 use ringmaster_engine::cgroup::cpu_quota;
 use ringmaster_engine::{BackendChoice, EngineConfig, Handler};
 
+use crate::ctl::{ctl, CtlArgs};
 use crate::worker_serve::serve_as_worker;
 use engine_problem::engine_problem;
 
@@ -61,6 +62,8 @@ pub struct Cluster {
     log_format: LogFormat,
     /// A problem with a setting, reported by [`Cluster::serve`].
     invalid: Option<String>,
+    /// `NAME ctl ...` ([`crate::cli::parse_program`]): what `serve` runs instead.
+    ctl: Option<CtlArgs>,
 }
 
 impl Default for Cluster {
@@ -105,6 +108,7 @@ impl Cluster {
             group: None,
             log_format: LogFormat::Text,
             invalid: None,
+            ctl: None,
         }
     }
 
@@ -115,11 +119,21 @@ impl Cluster {
     /// handler that cannot be made) ends that worker with code 70; before
     /// any worker has been ready the master then stops and exits 1 rather
     /// than restart workers that would fail the same way.
+    ///
+    /// A cluster [`cli::parse_program`](crate::cli::parse_program) parsed
+    /// from `NAME ctl PATH COMMAND...` serves nothing: it sends the command
+    /// to that master and prints the reply (its errors under the cluster's
+    /// [`Cluster::name`]), and returns `ctl`'s code.
     pub fn serve<H, F>(self, make: F) -> ExitCode
     where
         H: Handler,
         F: FnOnce() -> H,
     {
+        if let Some(args) = &self.ctl {
+            // The name as the cluster has it now: one given after the parse too.
+            let names = ProcessNames::of_master(self.master.program.as_deref());
+            return ctl(&args.of_program(names.program()));
+        }
         match self.run(make) {
             Ok(()) => ExitCode::SUCCESS,
             Err((code, message)) => {
@@ -172,6 +186,11 @@ impl Cluster {
             ringmaster_balancer::log!(warn: "cannot set the master's title: {e}");
         }
         run_master(self.master).map_err(|e| (1, e.to_string()))
+    }
+
+    /// This cluster, to run `args` instead of serving (`NAME ctl ...`).
+    pub(crate) fn run_ctl(self, args: CtlArgs) -> Cluster {
+        Cluster { ctl: Some(args), ..self }
     }
 
     /// Under a CPU limit (a container's) with time for fewer CPUs than the

@@ -195,9 +195,11 @@ impl Cluster {
     /// default the file name the program was started as (`myapp` for
     /// `./target/release/myapp`). The `ringmaster` binary keeps its own name
     /// whatever its file is called, as nginx's processes are `nginx: ...`
-    /// wherever it lies (scripts find them by it). A `ctl` parsed by
-    /// [`cli::parse_program`](crate::cli::parse_program) names the file
-    /// name, not this one: it runs before any cluster is built.
+    /// wherever it lies (scripts find them by it). A program on
+    /// [`cli::parse_program`](crate::cli::parse_program) may name its cluster
+    /// after the parse: its `ctl` (`NAME ctl: ...`, `NAME top:`), which
+    /// [`Cluster::serve`] runs, says this name too (its `--help` and usage
+    /// errors, printed by the parse, say the file's name, the command typed).
     pub fn name(mut self, name: impl Into<OsString>) -> Self {
         self.master.program = Some(name.into());
         self
