@@ -130,9 +130,7 @@ impl Cluster {
         F: FnOnce() -> H,
     {
         if let Some(args) = &self.ctl {
-            // The name as the cluster has it now: one given after the parse too.
-            let names = ProcessNames::of_master(self.master.program.as_deref());
-            return ctl(&args.of_program(names.program()));
+            return ctl(&args.of_program(&self.program_name()));
         }
         match self.run(make) {
             Ok(()) => ExitCode::SUCCESS,
@@ -186,6 +184,21 @@ impl Cluster {
             ringmaster_balancer::log!(warn: "cannot set the master's title: {e}");
         }
         run_master(self.master).map_err(|e| (1, e.to_string()))
+    }
+
+    /// The command line said `NAME ctl ...` ([`cli::parse_program`](crate::cli::parse_program)):
+    /// [`Cluster::serve`] will run that `ctl` and serve nothing. Code the
+    /// program runs between the parse and `serve` runs for a `ctl` too; set-up
+    /// only a server needs (a child process, a thread of its own) can ask here
+    /// first. The closure given to `serve` never runs for a `ctl`.
+    pub fn is_ctl(&self) -> bool {
+        self.ctl.is_some()
+    }
+
+    /// The program's name as the cluster has it now (one given after the
+    /// parse too), as a master's: the file's, or [`Cluster::name`]'s.
+    fn program_name(&self) -> String {
+        ProcessNames::of_master(self.master.program.as_deref()).program().to_string()
     }
 
     /// This cluster, to run `args` instead of serving (`NAME ctl ...`).

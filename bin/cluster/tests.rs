@@ -83,3 +83,17 @@ fn an_ipv6_zone_may_name_its_interface() {
     let invalid = cluster.invalid.unwrap_or_default();
     assert!(invalid.starts_with("bind: ") && invalid.contains("no interface named 'ringmaster-none'"), "{invalid}");
 }
+
+/// A cluster parsed from `NAME ctl ...` says so, and takes its name from
+/// the cluster as it is when served (a `Cluster::name` after the parse).
+#[test]
+fn a_ctl_cluster_says_so_and_keeps_the_name_given_after_it() {
+    use clap::{Args, FromArgMatches};
+    assert!(!Cluster::new().is_ctl());
+    let command = CtlArgs::augment_args(clap::Command::new("own_flags"));
+    let matches = command.try_get_matches_from(["own_flags", "/tmp/x.sock", "status"]);
+    let args = matches.and_then(|m| CtlArgs::from_arg_matches(&m)).unwrap_or_else(|e| panic!("{e}"));
+    let cluster = Cluster::new().run_ctl(args).name("myapp");
+    assert!(cluster.is_ctl());
+    assert_eq!(cluster.program_name(), "myapp");
+}
