@@ -63,6 +63,7 @@ mod reliability_full_workers;
 mod reliability_hand_off_refused;
 mod reliability_idle_reclaim;
 mod reliability_locked_memory;
+mod reliability_queued_lines;
 mod reliability_stop_at_fd_limit;
 mod reliability_worker_fd_capacity;
 mod steer_program;

@@ -123,7 +123,7 @@ impl Master {
         if let Some(process) = self.slots[slot].process.as_mut() {
             process.retiring = true;
             process.drain_deadline.get_or_insert((deadline, why));
-            self.slots[slot].lane.request_drain();
+            self.request_drain_of(slot);
         }
         self.refresh_routes();
         // What was queued for it goes to the others (a stop drains it all instead).

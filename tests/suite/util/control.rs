@@ -17,6 +17,27 @@ pub fn control_path(suite: &str, name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("ringmaster-sup-{suite}-{}-{name}.sock", std::process::id()))
 }
 
+/// A control socket path ([`control_path`]), removed (if still there) on drop.
+pub struct SockPath(pub PathBuf);
+
+impl SockPath {
+    pub fn new(suite: &str, name: &str) -> SockPath {
+        let path = control_path(suite, name);
+        let _ = std::fs::remove_file(&path);
+        SockPath(path)
+    }
+
+    pub fn arg(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temp path")
+    }
+}
+
+impl Drop for SockPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// A control-socket client with 5 s timeouts.
 pub struct Control {
     pub r: BufReader<UnixStream>,

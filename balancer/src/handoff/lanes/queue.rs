@@ -45,9 +45,20 @@ impl Lane {
 
     /// Asks the worker to drain once every queued connection is sent; the
     /// channel is closed after that message, which the worker sees as its end.
-    pub fn request_drain(&mut self) {
-        if self.channel.is_some() {
-            self.drain_requested = true;
+    /// The lines still queued here are dropped, not sent ahead of the
+    /// `Drain`: a stop must not wait for a slow or stopped worker to read up
+    /// to [`MOST_TEXT_QUEUED`] bytes of them (those already in its socket
+    /// it reads first, as ever). Returns the lines dropped and their bytes.
+    pub fn request_drain(&mut self) -> (usize, usize) {
+        if self.channel.is_none() || self.drain_requested {
+            return (0, 0);
         }
+        self.drain_requested = true;
+        // A line lent to the kernel stays until its send completes.
+        let lent = usize::from(self.sending_text).min(self.texts.len());
+        let lines = self.texts.len() - lent;
+        let bytes: usize = self.texts.drain(lent..).map(|text| text.len()).sum();
+        self.text_bytes -= bytes;
+        (lines, bytes)
     }
 }

@@ -133,11 +133,10 @@ impl Master {
         }
         for index in 0..self.slots.len() {
             self.mark_lame_duck(index);
-            let slot = &mut self.slots[index];
-            if let Some(process) = slot.process.as_mut() {
+            if let Some(process) = self.slots[index].process.as_mut() {
                 process.retiring = true;
             }
-            slot.lane.request_drain();
+            self.request_drain_of(index);
         }
         self.refresh_routes();
         self.refuse_held();

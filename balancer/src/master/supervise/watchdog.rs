@@ -115,11 +115,13 @@ impl Master {
             crate::log!(warn { worker: id, worker_pid: pid }:
                 "worker {id} (pid {pid}) is draining though the master did not ask it to (a stop signal sent to \
                  it): it takes no more connections, and ends once its own are done; it is restarted then");
-            slot.lane.request_drain();
             closed.push(index);
         }
         if closed.is_empty() {
             return;
+        }
+        for &index in &closed {
+            self.request_drain_of(index);
         }
         self.refresh_routes();
         for index in closed {

@@ -65,3 +65,21 @@ fn a_new_worker_on_a_lane_whose_old_one_left_lines_untaken_is_told_of_again() {
     while lane.enqueue_text(&line) {}
     assert!(lane.first_text_refusal(line.len()), "the new worker's first refusal is said");
 }
+
+#[test]
+fn a_drain_does_not_wait_behind_lines_the_worker_has_not_taken() {
+    let (mut lane, _channel, _worker) = open_lane();
+    let line = [b'x'; 1000];
+    while lane.enqueue_text(&line) {}
+    let queued = MOST_TEXT_QUEUED / line.len();
+    // One line is lent to the kernel when the drain is asked: it stays until its send completes.
+    assert!(lane.next_send(Instant::now()).is_some());
+    assert_eq!(lane.request_drain(), (queued - 1, (queued - 1) * line.len()), "the rest are dropped");
+    assert_eq!(lane.request_drain(), (0, 0), "and said once");
+    let mut out = Vec::new();
+    assert_eq!(lane.on_sent(1000, Instant::now(), &mut out), Sent::Delivered);
+    // The drain next, and the channel closes after it.
+    assert!(lane.next_send(Instant::now()).is_some(), "the drain");
+    assert_eq!(lane.on_sent(1, Instant::now(), &mut out), Sent::Finished);
+    assert!(lane.texts.is_empty() && lane.text_bytes == 0);
+}
