@@ -87,10 +87,23 @@ fn pipelined_request_split_across_writes() {
     c.get_ok();
 }
 
+/// `--header-timeout` for [`request_one_byte_at_a_time`]: a head trickled a
+/// byte every 2 ms can take seconds to arrive on a loaded machine, and the
+/// server answers it or closes the connection within this of its first byte.
+const TRICKLED_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A head sent a byte at a time, twice on one connection. Each answer is
+/// waited for as long as the server may take before it must answer or
+/// close ([`TRICKLED_HEADER_TIMEOUT`], and a margin), not the suite's 5 s
+/// read timeout: beside busy loops a second answer once came later than
+/// that (on a quiet machine, and at 2 % of a CPU, it comes within 30 ms of
+/// the last byte).
 #[test]
 fn request_one_byte_at_a_time() {
-    let s = Server::start(&["--workers", "1"]);
+    let header_timeout = TRICKLED_HEADER_TIMEOUT.as_secs().to_string();
+    let s = Server::start(&["--workers", "1", "--header-timeout", &header_timeout]);
     let mut c = s.connect();
+    c.stream().set_read_timeout(Some(TRICKLED_HEADER_TIMEOUT + IO_TIMEOUT)).expect("a read timeout");
     let req = b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bytewise\r\n\r\n";
     c.send_bytewise(req, Duration::from_millis(2));
     let r = c.read();
