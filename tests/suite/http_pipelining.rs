@@ -211,20 +211,21 @@ fn many_clients_pipelining_at_once_are_all_answered() {
         written: usize,
         answers: usize,
         tail: Vec<u8>,
-        closed: bool,
+        /// How the server ended it (EOF or the error), if it did.
+        ended: Option<String>,
     }
     let mut all: Vec<Client> = (0..clients)
         .map(|_| {
             let stream = connect(s.addr());
             stream.set_nonblocking(true).expect("non-blocking");
-            Client { stream, written: 0, answers: 0, tail: Vec::new(), closed: false }
+            Client { stream, written: 0, answers: 0, tail: Vec::new(), ended: None }
         })
         .collect();
     let marker = b"HTTP/1.1 ";
     let started = Instant::now();
     let mut last_progress = started;
     let mut chunk = vec![0u8; 1 << 16];
-    while all.iter().any(|c| !c.closed && c.answers < requests) {
+    while all.iter().any(|c| c.ended.is_none() && c.answers < requests) {
         // Only for a failure's message: what the clients have done so far.
         let done = |all: &[Client]| {
             let written: usize = all.iter().map(|c| c.written).sum();
@@ -240,7 +241,7 @@ fn many_clients_pipelining_at_once_are_all_answered() {
         );
         assert!(started.elapsed() < HANG_GUARD, "still going after {HANG_GUARD:?}: {}", done(&all));
         let mut progress = false;
-        for c in all.iter_mut().filter(|c| !c.closed && c.answers < requests) {
+        for c in all.iter_mut().filter(|c| c.ended.is_none() && c.answers < requests) {
             if c.written < batch.len() {
                 if let Ok(n) = c.stream.write(&batch[c.written..]) {
                     c.written += n;
@@ -248,7 +249,9 @@ fn many_clients_pipelining_at_once_are_all_answered() {
                 }
             }
             match std::io::Read::read(&mut c.stream, &mut chunk) {
-                Ok(0) => c.closed = true,
+                Ok(0) => {
+                    c.ended = Some(format!("EOF after {} bytes written", c.written));
+                }
                 Ok(n) => {
                     progress = true;
                     c.tail.extend_from_slice(&chunk[..n]);
@@ -258,7 +261,9 @@ fn many_clients_pipelining_at_once_are_all_answered() {
                     c.tail.drain(..from);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => c.closed = true,
+                Err(e) => {
+                    c.ended = Some(format!("{e} after {} bytes written", c.written));
+                }
             }
         }
         if progress {
@@ -267,12 +272,19 @@ fn many_clients_pipelining_at_once_are_all_answered() {
             thread::sleep(Duration::from_millis(1));
         }
     }
-    let cut: Vec<usize> = all.iter().filter(|c| c.answers < requests).map(|c| c.answers).collect();
+    // Clients cut off, by answers read and how the server ended them: a
+    // failure once under load (epoll) left 114 at one count, cause unknown;
+    // the server's log says whether its worker drained, died or restarted.
+    let mut cut = std::collections::BTreeMap::<(usize, &str), usize>::new();
+    for c in all.iter().filter(|c| c.answers < requests) {
+        *cut.entry((c.answers, c.ended.as_deref().unwrap_or("open"))).or_default() += 1;
+    }
     assert!(
         cut.is_empty(),
-        "{} of {clients} clients got fewer than {requests} answers: {:?}",
-        cut.len(),
-        &cut[..cut.len().min(10)]
+        "{} of {clients} clients got fewer than {requests} answers ((answers, how it ended): clients): {cut:?}; \
+         server log:\n{}",
+        cut.values().sum::<usize>(),
+        s.raw_log().join("\n")
     );
 }
 
