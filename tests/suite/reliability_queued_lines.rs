@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use util::control::SockPath;
-use util::procs::{send_signal, stop_and_check_no_process_left, stop_between_turns};
+use util::procs::{send_signal, stop_and_check_no_process_left, stop_between_turns, ContinueOnDrop};
 use util::upgrade::{status_when, worker_pids};
 use util::*;
 
@@ -53,6 +53,16 @@ impl LineSender {
     }
 }
 
+/// A server of 2 workers with a control socket at a path named `name`, its
+/// second worker stopped between loop turns (continued when the guard drops).
+fn two_workers_one_stopped(name: &str) -> (SockPath, Server, Vec<u32>, ContinueOnDrop) {
+    let path = SockPath::new("reliability", name);
+    let s = Server::start(&["--workers", "2", "--no-pin", "--control", path.arg()]);
+    let pids = worker_pids(&status_when(&path.0, 2, |_| true));
+    let (guard, _) = stop_between_turns(pids[1]);
+    (path, s, pids, guard)
+}
+
 /// `send` lines a stopped worker does not take are queued for it up to
 /// 1 MiB, then no more: the reply counts the workers that got the line, the
 /// log says so once, and once the worker runs again lines reach it again.
@@ -60,10 +70,7 @@ impl LineSender {
 /// second under a client sending 1 KiB lines).
 #[test]
 fn lines_a_stopped_worker_does_not_take_are_queued_up_to_a_bound() {
-    let path = SockPath::new("reliability", "texts");
-    let s = Server::start(&["--workers", "2", "--no-pin", "--control", path.arg()]);
-    let pids = worker_pids(&status_when(&path.0, 2, |_| true));
-    let (guard, _) = stop_between_turns(pids[1]);
+    let (path, s, pids, guard) = two_workers_one_stopped("texts");
     let mut sender = LineSender::connect(&path.0);
     let refused_at = sender.fill_stopped_worker();
     assert!(refused_at >= 1000, "refused after only {refused_at} lines");
@@ -86,10 +93,7 @@ fn lines_a_stopped_worker_does_not_take_are_queued_up_to_a_bound() {
 /// exit (the test above, 2 of 2 runs beside busy loops).
 #[test]
 fn a_stop_drops_the_lines_a_worker_has_not_taken() {
-    let path = SockPath::new("reliability", "texts-stop");
-    let s = Server::start(&["--workers", "2", "--no-pin", "--control", path.arg()]);
-    let pids = worker_pids(&status_when(&path.0, 2, |_| true));
-    let (guard, _) = stop_between_turns(pids[1]);
+    let (path, s, pids, guard) = two_workers_one_stopped("texts-stop");
     LineSender::connect(&path.0).fill_stopped_worker();
     send_signal(s.pid(), libc::SIGTERM).expect("SIGTERM to the master");
     // The 1,048 lines of 1,000 bytes the bound let the master keep, but the
