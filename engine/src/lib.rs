@@ -38,7 +38,6 @@ pub mod reach;
 mod reason;
 mod refused;
 pub mod response;
-mod response_fault;
 pub mod shared_acks;
 pub mod shared_memory;
 mod slab;

@@ -5,11 +5,13 @@
 //!
 //! This file: the [`Handler`] trait; `fixed_body.rs`: [`FixedBody`], the
 //! binary's default; `request.rs`: [`Request`] and its parts;
-//! `response.rs`: [`Response`] and what it hands the engine to frame.
+//! `response.rs`: [`Response`] and what it hands the engine to frame;
+//! `response_fault.rs`: why a [`Response`] became `500`.
 
 mod fixed_body;
 mod request;
 mod response;
+mod response_fault;
 #[cfg(test)]
 mod tests;
 

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 
-use crate::response_fault::ResponseFault;
+use super::response_fault::ResponseFault;
 
 /// A response being written: status, header fields and body go into buffers
 /// the engine made at start: the body up to `--max-response` bytes, the
