@@ -4,10 +4,13 @@
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 
-use super::load::FLOW_WINDOW;
-use super::take::take_each;
+use super::load::{
+    beyond_room, is_stalled, passed_over_load, room_for_rescue, steer_load, waiting_since, Drift, FLOW_WINDOW,
+};
+use super::take::{take_each, take_queued};
 use super::*;
-use crate::bpf::program::{AVAILABLE_MAX, UNAVAILABLE};
+use crate::bpf::program::{AVAILABLE_MAX, STALLED, UNAVAILABLE};
+use crate::bpf::sys::accept_queue_len;
 use crate::listener::bind_reuseport_anchor;
 use crate::modes::ACK_GRACE;
 use crate::reactor::sys::{accept, set_nonblocking};
