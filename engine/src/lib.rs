@@ -56,7 +56,7 @@ pub use handler::{FixedBody, Handler, Request, Response};
 pub use messages::send_to_master;
 pub use refused::is_reservation_refused;
 pub use stats::{StatsBlock, WorkerCounters};
-pub use sys::socket::{detach_filter, drop_all_but_syns, stop_handshakes};
+pub use sys::socket::{detach_filter, drop_all_but_syns};
 pub use sys::{
     exempt_from_locked_memory_limit, fd_limit, ignore_sigpipe, kernel_release, monotonic_ns, out_of_fds,
     out_of_resources, wait_for_packets_in_flight,

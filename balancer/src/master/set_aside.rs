@@ -18,7 +18,6 @@ use ringmaster_engine::stats::{STATE_READY, STATE_STARTING};
 use super::stop_listening::STUCK_AT_STOP;
 use super::Master;
 use crate::in_flight::Asked;
-use crate::modes::could_not_stop_handshakes;
 
 /// A set-aside listener whose let-go waits for the packets in flight.
 #[derive(Debug)]
@@ -53,6 +52,12 @@ fn let_go_when(holding: &[Holding]) -> Option<Option<&'static str>> {
     } else {
         Some(Some("it stands still"))
     }
+}
+
+/// Why a set-aside listener's handshakes could not be stopped before its
+/// let-go (its SYN filter could not be put on).
+fn could_not_stop_handshakes(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot stop its handshakes first: {e}"))
 }
 
 impl Master {

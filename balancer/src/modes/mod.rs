@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-pub use self::reuseport::{could_not_stop_handshakes, LetGo};
+pub use self::reuseport::LetGo;
 use crate::bpf::Steering;
 use crate::config::Mode;
 
@@ -241,10 +241,10 @@ pub trait Balance: fmt::Debug {
         None
     }
 
-    /// Lets go of worker `worker`'s set-aside listener (none: `None`),
-    /// taking what waits there into `taken` for the master to hand on:
-    /// after [`Balance::stop_set_aside_handshakes`] and the wait, or with
-    /// both made here, on the loop.
+    /// Lets go of worker `worker`'s set-aside listener once
+    /// [`Balance::stop_set_aside_handshakes`] took it and the wait is over
+    /// (none: `None`), taking what waits there into `taken` for the master
+    /// to hand on.
     fn let_go_set_aside(&mut self, _worker: usize, _taken: &mut Vec<OwnedFd>) -> Option<LetGo> {
         None
     }

@@ -129,6 +129,20 @@ pub fn half_close(socket: BorrowedFd<'_>) {
 /// but none completes, neither by its last ACK nor by the client's first
 /// data. The listener's accepted connections, and the ones queued, are
 /// sockets of their own and keep their traffic.
+///
+/// Put on before the last close of a `reuseport` listener (a retired
+/// slot's, which the master keeps until its worker lets go): no handshake
+/// may complete there as it closes. One whose last ACK the kernel was
+/// processing then lost its connection to a reset, not migrated
+/// (`inet_csk_reqsk_queue_add` finds the listener closed and forgets the
+/// child; no `TCPMigrateReq*` counts it): a client of a scale-down under
+/// churn, 1 run in 100. After the filter, the packets already on their way
+/// through the kernel are waited for ([`super::wait_for_packets_in_flight`]);
+/// then the queue is complete, and what is taken from it must lose the
+/// filter ([`detach_filter`]). A SYN still starts its handshake here; its
+/// last ACK, and the request after it, come again (the client's
+/// retransmission, 200 ms or more) to the closed listener, and migrate
+/// (`net.ipv4.tcp_migrate_req`).
 pub fn drop_all_but_syns(listener: BorrowedFd<'_>) -> io::Result<()> {
     // Classic BPF over the TCP header (a socket filter sees the packet from
     // there): its flags byte, SYN (0x02) set and ACK (0x10) not, is kept.
@@ -153,26 +167,6 @@ pub fn drop_all_but_syns(listener: BorrowedFd<'_>) -> io::Result<()> {
         )
     })
     .map(drop)
-}
-
-/// Before the last close of a `reuseport` listener (a retired slot's, which
-/// the master keeps until its worker lets go): no handshake may complete
-/// there as it closes. One whose last ACK the kernel was processing then lost
-/// its connection to a reset, not migrated (`inet_csk_reqsk_queue_add` finds
-/// the listener closed and forgets the child; no `TCPMigrateReq*` counts
-/// it): a client of a scale-down under churn, 1 run in 100. So from now on
-/// only SYNs reach the listener (`drop_all_but_syns`), and the packets
-/// already on their way through the kernel are waited for
-/// ([`super::wait_for_packets_in_flight`]); then the queue is complete, and
-/// what is taken from it must lose the filter ([`detach_filter`]). A SYN
-/// still starts its handshake here; its last ACK, and the request after
-/// it, come again (the client's retransmission, 200 ms or more) to the
-/// closed listener, and migrate (`net.ipv4.tcp_migrate_req`). Fails if the
-/// filter cannot be put on; a wait that cannot be had is gone without.
-pub fn stop_handshakes(listener: BorrowedFd<'_>) -> io::Result<()> {
-    drop_all_but_syns(listener)?;
-    let _ = super::wait_for_packets_in_flight();
-    Ok(())
 }
 
 /// Takes away a socket filter `socket` inherited from its listener: a

@@ -61,8 +61,8 @@ use ringmaster_engine::drop_all_but_syns;
 
 use load::Sample;
 pub use migration::enable_migration;
-pub use set_aside::{could_not_stop_handshakes, LetGo};
-use set_aside::{let_go, let_go_after_wait, SetAside};
+pub use set_aside::LetGo;
+use set_aside::{let_go_after_wait, SetAside};
 pub use steer_choice::choose_steering;
 
 use super::least::Least;
@@ -238,10 +238,7 @@ impl Balance for Reuseport {
     }
 
     fn let_go_set_aside(&mut self, worker: usize, taken: &mut Vec<OwnedFd>) -> Option<LetGo> {
-        if let Some(set_aside) = self.handshakes_stopped.remove(&worker) {
-            return Some(let_go_after_wait(set_aside, taken));
-        }
-        self.set_aside.remove(&worker).map(|set_aside| let_go(set_aside, taken))
+        self.handshakes_stopped.remove(&worker).map(|set_aside| let_go_after_wait(set_aside, taken))
     }
 
     /// A listener sits in one steering map at a time: the new master's

@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Instant;
 
-use ringmaster_engine::{detach_filter, stop_handshakes};
+use ringmaster_engine::detach_filter;
 
 use super::take::take_queued;
 use crate::reactor::sys::stop_listening;
@@ -37,33 +37,14 @@ pub struct LetGo {
     pub error: Option<io::Error>,
 }
 
-/// Lets go of `set_aside`: no handshake completes there from now on
-/// ([`stop_handshakes`]: a SYN filter, then a wait for the packets in
-/// flight), what waits is taken into `out` (each without the filter it may
-/// have inherited), and the listener is shut for every holder
-/// (`SHUT_RD`: a process of its worker that stands still holds it too),
-/// then closed. The kernel moves the handshakes begun there to the group
-/// as their last ACK comes again (`net.ipv4.tcp_migrate_req`).
-/// The master makes the wait off its loop (`master/in_flight.rs`), and
-/// [`let_go_after_wait`] is the rest; this, all on the loop, is what it
-/// falls back to.
-pub(super) fn let_go(set_aside: SetAside, out: &mut Vec<OwnedFd>) -> LetGo {
-    let stopped = stop_handshakes(set_aside.listener.as_fd());
-    let mut result = let_go_after_wait(set_aside, out);
-    if let Err(e) = stopped {
-        result.error = result.error.or(Some(could_not_stop_handshakes(e)));
-    }
-    result
-}
-
-/// Why a set-aside listener's handshakes could not be stopped before its
-/// let-go (its SYN filter could not be put on).
-pub fn could_not_stop_handshakes(e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("cannot stop its handshakes first: {e}"))
-}
-
-/// The rest of [`let_go`], once its handshakes are stopped (or could not
-/// be): what waits is taken, and the listener shut.
+/// Lets go of `set_aside`, once no handshake completes there (its SYN
+/// filter, `Balance::stop_set_aside_handshakes`, then the wait for the
+/// packets in flight the master makes off its loop, `master/in_flight.rs`)
+/// or its filter could not be put on: what waits is taken into `out` (each
+/// without the filter it may have inherited), and the listener is shut for
+/// every holder (`SHUT_RD`: a process of its worker that stands still holds
+/// it too), then closed. The kernel moves the handshakes begun there to the
+/// group as their last ACK comes again (`net.ipv4.tcp_migrate_req`).
 pub(super) fn let_go_after_wait(set_aside: SetAside, out: &mut Vec<OwnedFd>) -> LetGo {
     let listener = set_aside.listener;
     let mut result = LetGo::default();
