@@ -18,12 +18,8 @@ fn draining_closes_after_the_last_answer_and_hurries_idle_connections() {
     h.now += DRAIN_SETTLE_MS / 2;
     h.input(GET);
     assert!(h.start_send().is_none());
-    h.at_deadline();
-    h.flush();
-    assert_eq!(h.answered, 4);
-    assert!(h.sent_text().ends_with("Connection: close\r\n\r\nhi\n"), "{}", h.sent_text());
+    h.settle_into_a_closing_answer(4, CLOSING_HI);
     assert_eq!(h.sent_text().matches("Connection: close").count(), 1, "only the last answer closes");
-    assert_eq!(h.conn.phase(), Phase::Lingering);
 }
 
 #[test]
@@ -39,11 +35,7 @@ fn draining_keeps_a_connection_used_a_moment_ago_for_its_next_request() {
     h.now += DRAIN_GRACE_MS * 3;
     assert!(h.conn.deadline() > h.now, "not due at the short grace");
     h.input(GET);
-    h.at_deadline();
-    h.flush();
-    assert_eq!(h.answered, 2);
-    assert!(h.sent_text().ends_with("Connection: close\r\n\r\nhi\n"), "{}", h.sent_text());
-    assert_eq!(h.conn.phase(), Phase::Lingering);
+    h.settle_into_a_closing_answer(2, CLOSING_HI);
 
     // One that stays quiet closes then, and no later.
     let mut quiet = Harness::new();
@@ -78,7 +70,7 @@ fn draining_input_taken_up_after_a_pause_settles_and_closes_with_its_last_answer
     // Past the run-length queue (alternating kinds), past a handler's output (two largest answers).
     let head = b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n";
     let alternating: Vec<u8> = (0..41).flat_map(|i| if i % 2 == 0 { GET.to_vec() } else { head.to_vec() }).collect();
-    settles_after_a_pause(Harness::new(), &alternating, 41, "Connection: close\r\n\r\nhi\n");
+    settles_after_a_pause(Harness::new(), &alternating, 41, CLOSING_HI);
     settles_after_a_pause(Harness::with_handler(1, 256), &GET.repeat(100), 100, "Connection: close\r\n\r\nGET ");
 }
 
@@ -96,13 +88,9 @@ fn settles_after_a_pause(mut h: Harness, burst: &[u8], requests: u32, last: &str
         h.complete(&bytes, bytes.len());
     }
     assert!(h.start_send().is_none(), "the answers of the input taken up wait a moment for more");
-    h.at_deadline();
-    h.flush();
-    assert_eq!(h.answered, 1 + requests);
+    h.settle_into_a_closing_answer(1 + requests, last);
     let text = h.sent_text();
-    assert!(text.ends_with(last), "{text}");
     assert_eq!(text.matches("Connection: close").count(), 1, "only the last answer closes: {text}");
-    assert_eq!(h.conn.phase(), Phase::Lingering);
 }
 
 #[test]
@@ -117,10 +105,7 @@ fn a_drain_settling_keeps_its_deadline_when_a_send_completes() {
     h.complete(&in_flight, in_flight.len());
     assert!(h.conn.deadline() <= settle_at, "deadline {} after the settle at {settle_at}", h.conn.deadline());
     assert!(h.start_send().is_none(), "still settling");
-    h.at_deadline();
-    h.flush();
-    assert_eq!(h.answered, 2);
-    assert!(h.sent_text().ends_with("Connection: close\r\n\r\nhi\n"), "{}", h.sent_text());
+    h.settle_into_a_closing_answer(2, CLOSING_HI);
 }
 
 /// The same rest is no idle connection: a drain does not hurry it out (nor

@@ -27,6 +27,8 @@ use crate::test_rng::Rng;
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
 const GET_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
 const BAD: &[u8] = b"NOT A REQUEST\r\n\r\n";
+/// How a closing answer from the preformatted pages ends.
+const CLOSING_HI: &str = "Connection: close\r\n\r\nhi\n";
 const TIMEOUTS: Timeouts = Timeouts { header_ms: 10_000, body_ms: 30_000, idle_ms: 60_000 };
 const CARRY: usize = 8192;
 
@@ -192,6 +194,19 @@ impl Harness {
         let deadline = self.conn.deadline();
         assert_eq!((self.conn.timer(), deadline), (Timer::Idle, self.now + TIMEOUTS.idle_ms));
         deadline
+    }
+
+    /// The deadline ends a drain's moment for more input: what is due goes
+    /// out, `answered` answers in all, the last ending with `last` (its
+    /// `Connection: close`), and the connection lingers for the client's FIN.
+    #[track_caller]
+    fn settle_into_a_closing_answer(&mut self, answered: u32, last: &str) {
+        self.at_deadline();
+        self.flush();
+        assert_eq!(self.answered, answered);
+        let text = self.sent_text();
+        assert!(text.ends_with(last), "{text}");
+        assert_eq!(self.conn.phase(), Phase::Lingering);
     }
 
     /// The deadline passes: returns whether the connection asked for a

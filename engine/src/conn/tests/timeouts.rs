@@ -127,11 +127,7 @@ fn a_drain_waits_a_grace_at_a_time_for_a_receive_that_waits_for_a_buffer() {
     // Its next request, read at last: answered once the drain's moment for
     // more input is over, and that answer closes.
     h.input(GET);
-    h.at_deadline();
-    h.flush();
-    assert_eq!(h.answered, 2);
-    assert!(h.sent_text().ends_with("Connection: close\r\n\r\nhi\n"), "{}", h.sent_text());
-    assert_eq!(h.conn.phase(), Phase::Lingering);
+    h.settle_into_a_closing_answer(2, CLOSING_HI);
     // Armed again, nothing to read: the drain does not wait on it.
     let mut h = Harness::new();
     h.input(GET);
