@@ -4,7 +4,8 @@
 # holds a service IP and DNATs it with nftables (`numgen random mod N`, or
 # `jhash` on the 4-tuple) to N hosts, and a health loop that takes a host out
 # of the map when its health path answers 503 or nothing and puts it back at
-# 200 (what kube-proxy's endpoint updates do).
+# 200 (what kube-proxy's endpoint updates do); a round in which no host
+# answers at all keeps the map (a stall, said as such).
 #
 #   scripts/multihost.sh              # up, every scenario under wrk, a summary, down
 #   scripts/multihost.sh serve        # up, then commands on stdin (tests/suite/multihost.rs)
@@ -46,8 +47,9 @@ Commands:
   serve     up; then one command per line on stdin, each answered by one line
             'ok COMMAND ...' or 'error COMMAND: why' on stdout, beside the
             health loop's events ('host K out: ...', 'host K in: ...',
-            'map (MODE): ...', each ending '; round N', the loop's round that
-            made it). Ends at 'quit' or the end of stdin.
+            'map (MODE): ...', 'stall: ...' when no probe of a round answers
+            and the map is kept, 'stall over: ...', each ending '; round N',
+            the loop's round that made it). Ends at 'quit' or the end of stdin.
               status K    the host's stats line (ringmaster ctl status)
               stop K      SIGTERM to its master (lame duck for the drain delay, then drain)
               wait K      until its master has exited
@@ -379,15 +381,23 @@ apply_map() {
     } | nft -f -
 }
 
+# One of the health loop's events: on stdout, and with its time in
+# $STATE/events.
+health_event() {
+    echo "$1"
+    echo "$EPOCHREALTIME $1" >>"$STATE/events"
+}
+
 # Probes every host's health path each --health-interval (one curl for all,
 # in parallel, each probe bounded by --probe-timeout); a host is in the map
-# while it answers 200. Prints 'host K out: ...' / 'host K in: ...' /
-# 'map (MODE): ...' once the map says so, and appends them with their times
-# to $STATE/events. Forks one process a round (curl): the loop keeps its
+# while it answers 200; a round in which none answers at all keeps the map.
+# Prints 'host K out: ...' / 'host K in: ...' / 'map (MODE): ...' once the
+# map says so, and 'stall: ...' / 'stall over: ...', and appends them with
+# their times to $STATE/events. Forks one process a round (curl): the loop keeps its
 # pace on busy cores.
 health_loop() {
     local parent=${MULTIHOST_PARENT:?}
-    local interval_us k url code exit_code said mode applied="" start left line round=0
+    local interval_us k url code exit_code said mode applied="" start left line round=0 silent stalled_at=0
     interval_us=$(to_us "$INTERVAL")
     # inside[k]: host k is in the map as last applied (a change is said
     # once nft has taken it: a refused transaction is tried again, and said,
@@ -421,24 +431,49 @@ health_loop() {
         done <"$STATE/probes"
         messages=()
         members=()
+        # A round in which no probe got an answer (each timed out, or curl
+        # gave no result at all) says nothing of the hosts: the loop, or the
+        # whole machine, stood still past --probe-timeout. Taking every host
+        # out then emptied the map (every client refused) on no evidence, and
+        # put them all back a round later. The map is kept as it was instead,
+        # and the stall said as it begins and as it ends.
+        silent=0
         for ((k = 1; k <= HOSTS; k++)); do
-            code=${code_of[$k]:-000} exit_code=${exit_of[$k]:-'?'}
-            if [[ $code == 200 ]]; then
-                ((inside[k])) || messages+=("host $k in: health answered 200")
-                want[k]=1
-                members+=("$k")
-            else
-                case "$code/$exit_code" in
-                    000/7) said="refused the connection" ;;
-                    000/28) said="no answer within ${PROBE_TIMEOUT} s" ;;
-                    000/52|000/56) said="closed the connection without an answer" ;;
-                    000/*) said="failed (curl exit code $exit_code)" ;;
-                    *) said="answered $code" ;;
-                esac
-                ((inside[k])) && messages+=("host $k out: health $said")
-                want[k]=0
-            fi
+            [[ ${code_of[$k]:-000} == 000 && ${exit_of[$k]:-28} == 28 ]] && silent=$((silent + 1))
         done
+        if ((silent == HOSTS)); then
+            for ((k = 1; k <= HOSTS; k++)); do
+                want[k]=${inside[k]}
+                ((inside[k])) && members+=("$k")
+            done
+            if ((stalled_at == 0)); then
+                stalled_at=$round
+                health_event "stall: no probe answered within ${PROBE_TIMEOUT} s; the map is kept (${members[*]:-none}); round $round"
+            fi
+        else
+            if ((stalled_at)); then
+                health_event "stall over: probes answered again after $((round - stalled_at)) silent round(s); round $round"
+                stalled_at=0
+            fi
+            for ((k = 1; k <= HOSTS; k++)); do
+                code=${code_of[$k]:-000} exit_code=${exit_of[$k]:-'?'}
+                if [[ $code == 200 ]]; then
+                    ((inside[k])) || messages+=("host $k in: health answered 200")
+                    want[k]=1
+                    members+=("$k")
+                else
+                    case "$code/$exit_code" in
+                        000/7) said="refused the connection" ;;
+                        000/28) said="no answer within ${PROBE_TIMEOUT} s" ;;
+                        000/52|000/56) said="closed the connection without an answer" ;;
+                        000/*) said="failed (curl exit code $exit_code)" ;;
+                        *) said="answered $code" ;;
+                    esac
+                    ((inside[k])) && messages+=("host $k out: health $said")
+                    want[k]=0
+                fi
+            done
+        fi
         mode=random
         read -r mode <"$STATE/hash" || true
         if [[ "$mode ${members[*]}" != "$applied" ]]; then
@@ -448,9 +483,7 @@ health_loop() {
                 echo "$applied" >"$STATE/map.new" && mv -f "$STATE/map.new" "$STATE/map"
                 [[ ${#messages[@]} == 0 ]] && messages+=("map changed")
                 for line in "${messages[@]}"; do
-                    line="$line; map ($mode): ${members[*]:-none}; round $round"
-                    echo "$line"
-                    echo "$EPOCHREALTIME $line" >>"$STATE/events"
+                    health_event "$line; map ($mode): ${members[*]:-none}; round $round"
                 done
             else
                 echo "health loop: nft refused the map for ${members[*]:-none}" >&2

@@ -15,7 +15,9 @@
 //! - hard failure (SIGKILL of a host's master and workers): only what that
 //!   host held fails, and every connection begun once the loop has taken it
 //!   out (within one health interval) succeeds;
-//! - rolling upgrade (`ctl upgrade` of every host in turn): no request fails.
+//! - rolling upgrade (`ctl upgrade` of every host in turn): no request fails;
+//! - a round in which no probe answers (every host stopped) keeps the map,
+//!   and the loop says the stall as it begins and as it ends.
 //!
 //! Root with `ip netns` only (CI is); elsewhere each test says it skips. The
 //! tests take the machine one at a time.
@@ -349,4 +351,30 @@ fn multihost_a_client_port_a_dead_host_reset_reaches_a_live_host_next() {
         "a new connection from client port {port}, whose last one host {target} reset as it died, once host \
          {target} was out of the map: {again:?}"
     );
+}
+
+/// Every host's master stopped (SIGSTOP; in `rr` the master accepts, so
+/// each probe waits in a listen queue) past the probe timeout: no probe
+/// answers, and a round like that says nothing of one host against another
+/// (the loop's own stall looks the same). The loop says the stall and keeps
+/// the map; once the hosts run again it says the stall is over, every host
+/// in all along. Until 2026-12-08 it took every host out, the map empty
+/// (every client refused), and put them all back a round later.
+#[test]
+fn multihost_a_round_in_which_no_probe_answers_keeps_the_map() {
+    let Some((_machine, topology)) = setup("q") else { return };
+    let from = topology.len();
+    let stopped: Vec<_> = (1..=SETTINGS.hosts).map(|k| util::procs::stop(host_pid(&topology, k))).collect();
+    let stall = topology.wait_line(from, |l| l.starts_with("stall: "), Duration::from_secs(30));
+    drop(stopped);
+    let over = topology.wait_line(from, |l| l.starts_with("stall over: "), Duration::from_secs(30));
+    let every_host = (1..=SETTINGS.hosts).map(|k| k.to_string()).collect::<Vec<_>>().join(" ");
+    assert!(stall.text.contains(&format!("the map is kept ({every_host})")), "{}", stall.text);
+    // From the stop to the first round that heard a probe again, the map
+    // never changed (what that round finds comes after its `stall over`).
+    let lines = topology.lines();
+    let upto = lines.iter().position(|l| l.at == over.at && l.text == over.text).expect("the stall-over line");
+    let changes: Vec<&str> =
+        lines[from..upto].iter().map(|l| l.text.as_str()).filter(|t| t.contains("map (")).collect();
+    assert!(changes.is_empty(), "the map changed during the stall: {changes:?}");
 }
