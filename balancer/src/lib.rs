@@ -28,6 +28,7 @@ pub mod capabilities;
 pub mod config;
 pub mod control;
 pub mod cpus;
+pub mod epoch_slots;
 pub mod error;
 pub mod exit_codes;
 pub mod faults;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::exposition::CONTENT_TYPE;
 use super::request::{judge, Refusal};
 use crate::control::clients::{Cancel, Ops};
+use crate::epoch_slots::EpochSlots;
 use crate::reactor::Lent;
 
 /// Clients served at once; one more evicts the oldest.
@@ -105,8 +106,7 @@ pub struct Adopted {
 /// Every client of the metrics endpoint.
 #[derive(Debug)]
 pub struct Scrapes {
-    entries: Vec<Option<Scrape>>,
-    epochs: Vec<u32>,
+    slots: EpochSlots<Scrape>,
 }
 
 impl Default for Scrapes {
@@ -118,27 +118,20 @@ impl Default for Scrapes {
 impl Scrapes {
     /// No clients yet.
     pub fn new() -> Scrapes {
-        Scrapes { entries: (0..ENTRIES).map(|_| None).collect(), epochs: vec![0; ENTRIES] }
+        Scrapes { slots: EpochSlots::new(ENTRIES) }
     }
 
     /// Clients being served (not closed by the master).
     pub fn active(&self) -> usize {
-        self.entries.iter().flatten().filter(|s| !s.aborted).count()
+        self.slots.occupants().filter(|s| !s.aborted).count()
     }
 
     fn ids(&self) -> impl Iterator<Item = (ScrapeId, &Scrape)> {
-        self.entries.iter().enumerate().filter_map(|(index, entry)| {
-            let id = ScrapeId { index: index as u32, epoch: self.epochs[index] };
-            entry.as_ref().map(|scrape| (id, scrape))
-        })
+        self.slots.iter().map(|(index, epoch, scrape)| (ScrapeId { index, epoch }, scrape))
     }
 
     fn scrape(&mut self, id: ScrapeId) -> Option<&mut Scrape> {
-        let index = id.index as usize;
-        if self.epochs.get(index) != Some(&id.epoch) {
-            return None;
-        }
-        self.entries.get_mut(index)?.as_mut()
+        self.slots.get_mut(id.index, id.epoch)
     }
 
     /// Takes a new connection, evicting the oldest client if every slot is
@@ -151,9 +144,7 @@ impl Scrapes {
                 adopted.evicted = Some((id, self.close(id)));
             }
         }
-        let Some(index) = self.entries.iter().position(Option::is_none) else { return adopted };
-        self.epochs[index] = self.epochs[index].wrapping_add(1);
-        self.entries[index] = Some(Scrape {
+        let entry = self.slots.insert(|| Scrape {
             fd,
             input: Box::new([0; MAX_REQUEST]),
             len: 0,
@@ -166,7 +157,7 @@ impl Scrapes {
             connected_at: now,
             output_since: None,
         });
-        adopted.id = Some(ScrapeId { index: index as u32, epoch: self.epochs[index] });
+        adopted.id = entry.map(|(index, epoch)| ScrapeId { index, epoch });
         adopted
     }
 
@@ -267,7 +258,7 @@ impl Scrapes {
         let given_up =
             scrape.aborted || (scrape.read_done && scrape.output.is_empty() && scrape.output_since.is_none());
         if (answered || given_up) && !scrape.receiving && !scrape.sending {
-            let done = self.entries[id.index as usize].take();
+            let done = self.slots.take(id.index);
             return (ops, done.map(|s| s.fd));
         }
         (ops, None)

@@ -29,6 +29,7 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use super::protocol::MAX_LINE;
+use crate::epoch_slots::EpochSlots;
 use crate::reactor::Lent;
 
 /// Control clients served at once; one more evicts the one idle the longest.
@@ -151,8 +152,7 @@ impl Client {
 /// Every control client of the master.
 #[derive(Debug)]
 pub struct Clients {
-    entries: Vec<Option<Client>>,
-    epochs: Vec<u32>,
+    slots: EpochSlots<Client>,
 }
 
 impl Default for Clients {
@@ -164,17 +164,17 @@ impl Default for Clients {
 impl Clients {
     /// No clients yet.
     pub fn new() -> Clients {
-        Clients { entries: (0..ENTRIES).map(|_| None).collect(), epochs: vec![0; ENTRIES] }
+        Clients { slots: EpochSlots::new(ENTRIES) }
     }
 
     /// Clients being served (not closing).
     pub fn active(&self) -> usize {
-        self.entries.iter().flatten().filter(|c| !c.closing).count()
+        self.slots.occupants().filter(|c| !c.closing).count()
     }
 
     /// True while some client still has reply bytes to receive.
     pub fn has_pending_output(&self) -> bool {
-        self.entries.iter().flatten().any(Client::has_output)
+        self.slots.occupants().any(Client::has_output)
     }
 
     /// Takes a new connection, evicting the client idle the longest if every
@@ -192,9 +192,7 @@ impl Clients {
             }
         }
         // No room at all (evicted clients still waiting for the kernel): `fd` drops, closed.
-        let Some(index) = self.entries.iter().position(Option::is_none) else { return adopted };
-        self.epochs[index] = self.epochs[index].wrapping_add(1);
-        self.entries[index] = Some(Client {
+        let entry = self.slots.insert(|| Client {
             fd,
             input: Box::new([0; MAX_LINE]),
             len: 0,
@@ -212,23 +210,16 @@ impl Clients {
             line_started: None,
             output_since: None,
         });
-        adopted.id = Some(ClientId { index: index as u32, epoch: self.epochs[index] });
+        adopted.id = entry.map(|(index, epoch)| ClientId { index, epoch });
         adopted
     }
 
     fn ids(&self) -> impl Iterator<Item = (ClientId, &Client)> {
-        self.entries.iter().enumerate().filter_map(|(index, entry)| {
-            let id = ClientId { index: index as u32, epoch: self.epochs[index] };
-            entry.as_ref().map(|client| (id, client))
-        })
+        self.slots.iter().map(|(index, epoch, client)| (ClientId { index, epoch }, client))
     }
 
     fn client(&mut self, id: ClientId) -> Option<&mut Client> {
-        let index = id.index as usize;
-        if self.epochs.get(index) != Some(&id.epoch) {
-            return None;
-        }
-        self.entries.get_mut(index)?.as_mut()
+        self.slots.get_mut(id.index, id.epoch)
     }
 
     /// Closes a client: no more input or output. Its ops in flight, to

@@ -63,7 +63,7 @@ impl Clients {
         // A client that ended its input still reads: it gets a reply it is owed.
         let waiting = client.owed.is_some() || !client.deferred.is_empty();
         if client.closing && !client.receiving && !client.has_output() && !waiting {
-            let done = self.entries[id.index as usize].take();
+            let done = self.slots.take(id.index);
             return (ops, done.map(|c| c.fd));
         }
         (ops, None)
