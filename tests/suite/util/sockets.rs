@@ -282,21 +282,35 @@ pub fn connect_holding_the_last_ack(addr: std::net::SocketAddr) -> std::io::Resu
     use std::os::fd::AsRawFd;
     let fd = socket::socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
     let hold: libc::c_int = 1;
-    // SAFETY: `hold` lives across the call, which copies it; the size is an int's.
+    set_socket_option(&fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, &hold)?;
+    socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    Ok(std::net::TcpStream::from(fd))
+}
+
+/// setsockopt(2) of option `name` at `level` to `value`, which must be the
+/// option's C type (any pointer in it valid for the call).
+fn set_socket_option<T>(
+    fd: &std::os::fd::OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `value` lives across the call, which copies the `size_of::<T>()`
+    // bytes it points to (and what its pointers point to, valid as the caller says).
     let set = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&hold as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if set != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
-    Ok(std::net::TcpStream::from(fd))
+    Ok(())
 }
 
 /// How many TCP sockets on local port `port` wait in CLOSE_WAIT: the peer
@@ -321,21 +335,9 @@ pub fn connect_never_completing(addr: std::net::SocketAddr) -> std::io::Result<s
     let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
     let fd = socket::socket(AddressFamily::Inet, SockType::Stream, flags, None)?;
     let mut drop_all = [libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: 0 }];
+    // The instruction `program` points to lives across the call, which copies it.
     let program = libc::sock_fprog { len: 1, filter: drop_all.as_mut_ptr() };
-    // SAFETY: `program` and the instruction it points to live across the
-    // call, which copies them; the size is the struct's.
-    let set = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&program as *const libc::sock_fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if set != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    set_socket_option(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &program)?;
     match socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)) {
         Err(nix::errno::Errno::EINPROGRESS) => Ok(fd),
         Ok(()) => Err(std::io::Error::other("the connect completed: the filter let the SYN-ACK by")),
