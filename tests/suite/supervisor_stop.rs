@@ -425,6 +425,16 @@ fn shared_sigterm_is_not_held_by_a_blank_line_after_a_request() {
 
 // --- a new client while the stop drains ----------------------------------------------------
 
+/// How long a connect during a stop's drain may take to be refused: past
+/// the kernel's SYN retries at 1, 3 and 7 s. `reuseport`'s log says it
+/// stopped listening once the queue is closed to newcomers (their SYN
+/// dropped); the listener is shut at the master's next look, after the
+/// handshakes under way end and the packets in flight pass (well under a
+/// second on a quiet machine; past the retry at 3 s once under load, when a
+/// connect that waited `IO_TIMEOUT` timed out), and the next retry is
+/// refused. A client left waiting for the drain would wait 120 s here.
+const REFUSED_BY_A_RETRY: Duration = Duration::from_secs(12);
+
 /// A client that connects while a stop drains (held here by a request half
 /// sent) is refused at once, or, queued before the listener stopped
 /// listening, answered (`503`, or served by a draining `reuseport` worker).
@@ -441,7 +451,7 @@ fn a_client_during_the_drain_is_not_left_waiting(mode: &str) {
     s.wait_for_log_from(from, |l| l.starts_with("stopped listening"), IO_TIMEOUT);
     wait_one_connection_held_while_draining(&s);
 
-    match TcpStream::connect_timeout(&s.addr(), IO_TIMEOUT) {
+    match TcpStream::connect_timeout(&s.addr(), REFUSED_BY_A_RETRY) {
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
         Err(e) => panic!("{mode}: a connect during the drain failed otherwise than refused: {e}"),
         Ok(stream) => {
