@@ -7,6 +7,9 @@
 //!   worker's check must then refuse to serve);
 //! - `stall:ID:MS[:AFTER_MS]`: worker ID stops serving for MS milliseconds
 //!   once, AFTER_MS (default 0) after it is ready, as if descheduled;
+//! - `stall-after-requests:ID:MS:N`: the same stall, once worker ID has
+//!   answered N requests (a test's load runs by then, however slowly the
+//!   machine started it);
 //! - `slow:ID:US`: worker ID spends US microseconds of CPU on every request;
 //! - `never-ready:SLOT`: the process that writes stats slot SLOT (0-based)
 //!   never reports ready: it serves nothing and waits until it is told to
@@ -29,7 +32,7 @@
 
 use std::time::Duration;
 
-use ringmaster_engine::Faults;
+use ringmaster_engine::{Faults, StallStart};
 
 use crate::error::{Error, Result};
 
@@ -67,7 +70,14 @@ pub fn faults_for(id: usize, slot: usize, text: &str) -> Result<WorkerFaults> {
             "stall" if parts.len() == 3 || parts.len() == 4 => {
                 let after = if parts.len() == 4 { number(3)? } else { 0 };
                 if number(1)? == id as u64 {
-                    faults.engine.stall = Some((Duration::from_millis(after), Duration::from_millis(number(2)?)));
+                    let after = StallStart::AfterReady(Duration::from_millis(after));
+                    faults.engine.stall = Some((after, Duration::from_millis(number(2)?)));
+                }
+            }
+            "stall-after-requests" if parts.len() == 4 => {
+                let after = StallStart::AfterRequests(number(3)?);
+                if number(1)? == id as u64 {
+                    faults.engine.stall = Some((after, Duration::from_millis(number(2)?)));
                 }
             }
             "never-ready" if parts.len() == 2 => faults.never_ready |= number(1)? == slot as u64,
@@ -82,9 +92,10 @@ pub fn faults_for(id: usize, slot: usize, text: &str) -> Result<WorkerFaults> {
             }
             _ => {
                 return Err(Error::WorkerEnv(format!(
-                "{ENV_FAULT}: unknown fault '{item}' (exit-at-start, skip-setuid, stall:ID:MS[:AFTER_MS], slow:ID:US, \
+                    "{ENV_FAULT}: unknown fault '{item}' (exit-at-start, skip-setuid, stall:ID:MS[:AFTER_MS], \
+                 stall-after-requests:ID:MS:N, slow:ID:US, \
                  never-ready:SLOT, handshakes-wait:MS, in-flight-wait:MS)"
-            )))
+                )))
             }
         }
     }
@@ -121,7 +132,8 @@ mod tests {
         assert_eq!(one.engine.per_request, Some(Duration::from_micros(250)));
         assert_eq!(one.engine.stall, None);
         let two = faults_for(2, 1, text).expect("parse");
-        assert_eq!(two.engine.stall, Some((Duration::from_millis(1500), Duration::from_millis(3000))));
+        let after = StallStart::AfterReady(Duration::from_millis(1500));
+        assert_eq!(two.engine.stall, Some((after, Duration::from_millis(3000))));
         assert_eq!(two.engine.per_request, None);
         assert!(faults_for(1, 0, "exit-at-start").expect("parse").exit_at_start);
         assert!(faults_for(1, 2, "never-ready:2").expect("parse").never_ready);
@@ -129,7 +141,13 @@ mod tests {
         assert_eq!(faults_for(1, 0, "").expect("parse"), WorkerFaults::default());
         assert_eq!(
             faults_for(1, 0, "stall:1:500").expect("parse").engine.stall,
-            Some((Duration::ZERO, Duration::from_millis(500)))
+            Some((StallStart::AfterReady(Duration::ZERO), Duration::from_millis(500)))
+        );
+        let counted = "stall-after-requests:2:3000:40";
+        assert_eq!(faults_for(1, 0, counted).expect("parse").engine.stall, None);
+        assert_eq!(
+            faults_for(2, 1, counted).expect("parse").engine.stall,
+            Some((StallStart::AfterRequests(40), Duration::from_millis(3000)))
         );
     }
 
@@ -138,6 +156,7 @@ mod tests {
         assert!(faults_for(1, 0, "explode").unwrap_err().to_string().contains("'explode'"));
         assert!(faults_for(1, 0, "stall:x:5").unwrap_err().to_string().contains("number"));
         assert!(faults_for(1, 0, "slow:1").is_err());
+        assert!(faults_for(1, 0, "stall-after-requests:1:3000").is_err());
         assert!(faults_for(1, 0, "handshakes-wait:x").is_err());
     }
 

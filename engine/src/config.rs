@@ -49,13 +49,24 @@ pub struct EngineConfig {
     pub faults: Faults,
 }
 
+/// When an injected stall ([`Faults::stall`]) begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StallStart {
+    /// This long after the worker is ready.
+    AfterReady(Duration),
+    /// At the first loop turn after the worker has answered this many
+    /// requests: a test's load is running by then, however slowly the
+    /// machine let it start.
+    AfterRequests(u64),
+}
+
 /// Faults a worker injects into its own loop, for tests and benchmarks of
 /// what the master does about a slow or stalled worker (`RINGMASTER_FAULT`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Faults {
-    /// Once, this long after the worker is ready, stop serving for the second
-    /// duration, as a descheduled process would (its heartbeat stops too).
-    pub stall: Option<(Duration, Duration)>,
+    /// Once, from when the first says, stop serving for the duration, as a
+    /// descheduled process would (its heartbeat stops too).
+    pub stall: Option<(StallStart, Duration)>,
     /// Spend this long (on the CPU) on every request, as a slow handler would.
     pub per_request: Option<Duration>,
 }

@@ -50,7 +50,7 @@ pub mod token;
 pub mod uring;
 
 pub use backend::{choose_backend, Backend, BackendChoice};
-pub use config::{EngineConfig, Faults};
+pub use config::{EngineConfig, Faults, StallStart};
 pub use driver::{run, Sources};
 pub use handler::{FixedBody, Handler, Request, Response};
 pub use messages::send_to_master;

@@ -25,6 +25,8 @@ use util::*;
 const CLIENTS: usize = 12;
 /// Answers the other worker must give while the stalled one is out.
 const WHILE_STALLED: u64 = 200;
+/// Answers worker 2 gives before its injected stall: the load runs by then.
+const STALL_AFTER: u64 = 50;
 /// Long enough for a connection the stalled worker holds to wait it out.
 const PATIENCE: Duration = Duration::from_secs(15);
 
@@ -37,7 +39,8 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 /// How worker 2 is made to stall.
 #[derive(Clone, Copy, Debug)]
 enum Stall {
-    /// `RINGMASTER_FAULT=stall:2:3000:AFTER`: its loop sleeps 3 s, once.
+    /// `RINGMASTER_FAULT=stall-after-requests:2:3000:N`: its loop sleeps
+    /// 3 s, once, after its Nth answer.
     Fault,
     /// SIGSTOP, and SIGCONT once the other worker has shown it carries the load.
     Stop,
@@ -47,8 +50,12 @@ fn routes_around_a_stalled_worker(mode: &str, backend: &str, how: Stall) {
     let _one = one_at_a_time();
     let mut cmd = Command::new(BIN);
     if let Stall::Fault = how {
-        // Late enough for the load to be running, early enough to keep the test short.
-        cmd.env("RINGMASTER_FAULT", "stall:2:3000:1500");
+        // Once the load runs, however long the machine takes to start it.
+        // (Until 2026-12-08 the stall came 1.5 s after the worker was
+        // ready: under heavy load the test was still waiting for the load's
+        // first 100 answers when the stall had ended, and counted 0 answers
+        // while it lasted.)
+        cmd.env("RINGMASTER_FAULT", format!("stall-after-requests:2:3000:{STALL_AFTER}"));
     }
     let s = Server::start_command(
         cmd,
@@ -61,8 +68,10 @@ fn routes_around_a_stalled_worker(mode: &str, backend: &str, how: Stall) {
     let from = s.log_len();
     let load =
         Load::start_patient(s.addr(), CLIENTS, 1_000_000, Duration::from_secs(40), Duration::from_millis(1), PATIENCE);
-    load.wait_ok(100, Duration::from_secs(10));
-    let stopped = matches!(how, Stall::Stop).then(|| stop(w2_pid));
+    let stopped = matches!(how, Stall::Stop).then(|| {
+        load.wait_ok(100, Duration::from_secs(10));
+        stop(w2_pid)
+    });
 
     // The master notices: worker 2 does not acknowledge what it was handed.
     let notice = format!("worker 2 (pid {w2_pid}) is not keeping up");

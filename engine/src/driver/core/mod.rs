@@ -107,5 +107,14 @@ pub(super) struct Core<'a> {
     last_tick: u64,
     last_judged: u64,
     /// When the injected stall begins, until it has happened.
-    pub(super) stall_at: Option<u64>,
+    pub(super) stall_due: Option<StallDue>,
+}
+
+/// When an injected stall is due, once the worker is ready.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum StallDue {
+    /// At this time (ms on the loop's clock).
+    At(u64),
+    /// Once the worker's count of requests reaches this.
+    Requests(u64),
 }

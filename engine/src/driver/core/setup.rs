@@ -192,7 +192,7 @@ impl<'a> Core<'a> {
             now: now_ms(),
             last_tick: now_ms(),
             last_judged: now_ms(),
-            stall_at: None,
+            stall_due: None,
         })
     }
 }

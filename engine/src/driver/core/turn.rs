@@ -4,7 +4,8 @@
 //! deadlines, the drain begun, published and told to every connection, and
 //! the end.
 
-use super::Core;
+use super::{Core, StallDue};
+use crate::config::StallStart;
 use crate::conn::Connection;
 use crate::slab::Slab;
 use crate::stats::{STATE_DRAINING, STATE_READY, STATE_STOPPED};
@@ -44,9 +45,10 @@ impl Core<'_> {
         if let Some(tally) = &self.sources.accept_tally {
             tally.turned_now();
         }
-        if let Some((after, _)) = self.config.faults.stall {
-            self.stall_at = Some(self.now + after.as_millis() as u64);
-        }
+        self.stall_due = self.config.faults.stall.map(|(start, _)| match start {
+            StallStart::AfterReady(after) => StallDue::At(self.now + after.as_millis() as u64),
+            StallStart::AfterRequests(requests) => StallDue::Requests(requests),
+        });
     }
 
     /// The start of a loop turn, `live` connections open: the counters are
@@ -63,9 +65,13 @@ impl Core<'_> {
 
     /// Injected faults: the one-time stall, when due (called once per loop turn).
     fn stall_if_due(&mut self) {
-        let Some((at, (_, stall))) = self.stall_at.zip(self.config.faults.stall) else { return };
-        if self.now >= at {
-            self.stall_at = None;
+        let Some((due, (_, stall))) = self.stall_due.zip(self.config.faults.stall) else { return };
+        let now_due = match due {
+            StallDue::At(at) => self.now >= at,
+            StallDue::Requests(requests) => self.counts.requests >= requests,
+        };
+        if now_due {
+            self.stall_due = None;
             std::thread::sleep(stall);
             self.now = now_ms();
         }
