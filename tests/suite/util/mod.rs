@@ -51,6 +51,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_ringmaster");
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long [`Server::wait_exit`] waits for the log's last lines once the master has exited.
 const LOG_END_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// How long [`Server::stats`] waits for the stats line after its SIGUSR1.
+pub const STATS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default read/write timeout put on every client socket.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -308,12 +310,17 @@ impl Server {
     }
 
     /// Sends SIGUSR1 and returns the next stats line from stdout, parsed.
-    /// Panics if none arrives within 5 s.
+    /// Panics if none arrives within [`STATS_TIMEOUT`].
     pub fn stats(&self) -> serde_json::Value {
+        self.stats_within(STATS_TIMEOUT)
+    }
+
+    /// [`Server::stats`], waiting up to `timeout` for the line.
+    pub fn stats_within(&self, timeout: Duration) -> serde_json::Value {
         let rx = self.stdout_rx.lock().unwrap();
         while rx.try_recv().is_ok() {} // drop stale lines
         self.signal(libc::SIGUSR1);
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
@@ -322,7 +329,7 @@ impl Server {
                     _ => eprintln!("ignoring non-stats stdout line {line:?}"),
                 },
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("no stats line on stdout within 5 s of SIGUSR1; log:\n{}", self.raw_log().join("\n"))
+                    panic!("no stats line on stdout within {timeout:?} of SIGUSR1; log:\n{}", self.raw_log().join("\n"))
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     panic!("stdout closed while waiting for stats; log:\n{}", self.raw_log().join("\n"))
@@ -345,11 +352,14 @@ impl Server {
     /// state "ready". The master prints its listening line once every worker is
     /// ready or after 2 s, whichever comes first, and connections that arrive
     /// before a worker is ready go to the others: tests that look at how
-    /// connections are spread must wait for this. Returns the stats.
+    /// connections are spread must wait for this. Returns the stats. Each
+    /// look may take what is left of `timeout`: a master starting hundreds
+    /// of workers on a busy machine can take longer than [`STATS_TIMEOUT`]
+    /// to write one line (512 workers on epoll under heavy load: over 5 s once).
     pub fn wait_workers_ready(&self, n: usize, timeout: Duration) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
         loop {
-            let v = self.stats();
+            let v = self.stats_within(deadline.saturating_duration_since(Instant::now()).max(STATS_TIMEOUT));
             let ws = v["workers"].as_array().cloned().unwrap_or_default();
             let ready =
                 ws.len() == n && ws.iter().all(|w| w["pid"].as_u64().is_some_and(|p| p > 0) && w["state"] == "ready");
