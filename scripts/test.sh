@@ -25,7 +25,13 @@ threads=${RINGMASTER_TEST_THREADS:-8}
 # Both passes run whatever the first gives (a failure in one test must not
 # hide what the epoll pass says); the script fails if either did.
 status=0
-cargo test --workspace -- --test-threads "$threads" || status=$?
+# Run alone, after each pass: the test that starts and stops 512 workers.
+# Beside 7 others, its stop (512 processes exiting at once) held up theirs:
+# 5 masters that got SIGTERM in the 10 s after it did ran on past their 10
+# or 20 s (2026-12-08, the suite beside two busy loops).
+alone=supervisor_scale::sigttin_at_the_most_workers_adds_none
+cargo test --workspace -- --test-threads "$threads" --skip "$alone" || status=$?
+cargo test -p ringmaster --test suite -- --exact "$alone" || status=$?
 
 # The second pass: the tests whose outcome depends on the I/O backend of the
 # master and its workers (the integration tests are one binary, `suite`, a
@@ -43,6 +49,8 @@ skips=()
 for module in "${once_only[@]}"; do
     skips+=(--skip "$module::")
 done
-RINGMASTER_TEST_BACKEND=epoll cargo test -p ringmaster --test suite -- --test-threads "$threads" "${skips[@]}" || status=$?
+RINGMASTER_TEST_BACKEND=epoll cargo test -p ringmaster --test suite -- --test-threads "$threads" "${skips[@]}" --skip "$alone" ||
+    status=$?
+RINGMASTER_TEST_BACKEND=epoll cargo test -p ringmaster --test suite -- --exact "$alone" || status=$?
 ((status == 0)) || echo "test.sh: a pass failed (exit $status): see above" >&2
 exit "$status"
