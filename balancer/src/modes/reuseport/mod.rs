@@ -90,8 +90,11 @@ pub struct Reuseport {
     /// Retired slots' listeners, until the master lets go of them.
     set_aside: BTreeMap<usize, SetAside>,
     /// Set-aside listeners let go of once the packets in flight are past
-    /// (`stop_set_aside_handshakes`): kept apart, whatever comes meanwhile.
-    handshakes_stopped: BTreeMap<usize, SetAside>,
+    /// (`stop_set_aside_handshakes`): kept apart, whatever comes meanwhile,
+    /// oldest first. A worker id may have two here: scaled down, up and
+    /// down again within one wait (until 2026-12-08 the second replaced
+    /// the first, closed with its queue unanswered).
+    handshakes_stopped: Vec<(usize, SetAside)>,
     steer: Option<LoadSteer>,
     /// Picks the worker that takes a connection the master took from the
     /// queue of a worker that cannot take it: the least loaded, as `least`
@@ -166,7 +169,7 @@ impl Reuseport {
             at,
             listeners: handed.into_iter().collect(),
             set_aside: BTreeMap::new(),
-            handshakes_stopped: BTreeMap::new(),
+            handshakes_stopped: Vec::new(),
             steer,
             hand_on: Least::default(),
             handed_over: false,
@@ -233,12 +236,14 @@ impl Balance for Reuseport {
     fn stop_set_aside_handshakes(&mut self, worker: usize) -> Option<io::Result<()>> {
         let set_aside = self.set_aside.remove(&worker)?;
         let filtered = drop_all_but_syns(set_aside.listener.as_fd());
-        self.handshakes_stopped.insert(worker, set_aside);
+        self.handshakes_stopped.push((worker, set_aside));
         Some(filtered)
     }
 
     fn let_go_set_aside(&mut self, worker: usize, taken: &mut Vec<OwnedFd>) -> Option<LetGo> {
-        self.handshakes_stopped.remove(&worker).map(|set_aside| let_go_after_wait(set_aside, taken))
+        let at = self.handshakes_stopped.iter().position(|&(id, _)| id == worker)?;
+        let (_, set_aside) = self.handshakes_stopped.remove(at);
+        Some(let_go_after_wait(set_aside, taken))
     }
 
     /// A listener sits in one steering map at a time: the new master's

@@ -115,6 +115,28 @@ fn a_rescue_is_bounded_by_the_room_of_the_workers_that_take() {
     assert_eq!(room_for_rescue(&with(10, 0, 10), 0), 0);
 }
 
+/// A worker id scaled down, up and down again while its first listener's
+/// let-go waits for the packets in flight: both listeners are let go of,
+/// and what waited on the first is taken, not closed with it.
+#[test]
+fn two_let_gos_of_one_worker_id_under_way_each_take_their_queue() {
+    let (_anchor, local) = bind_reuseport_anchor(SocketAddr::from(([127, 0, 0, 1], 0))).expect("anchor");
+    let mut mode = Reuseport::new(ListenAt { local, backlog: 64 }, Vec::new(), None, false);
+    mode.worker_listener(2).expect("first listener");
+    let clients: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(local).expect("connect")).collect();
+    mode.set_aside(2);
+    assert!(mode.stop_set_aside_handshakes(2).is_some_and(|filtered| filtered.is_ok()));
+    mode.worker_listener(2).expect("a new listener for the id scaled up again");
+    mode.set_aside(2);
+    assert!(mode.stop_set_aside_handshakes(2).is_some_and(|filtered| filtered.is_ok()));
+    let mut taken = Vec::new();
+    let first = mode.let_go_set_aside(2, &mut taken).expect("the first let-go");
+    let second = mode.let_go_set_aside(2, &mut taken).expect("the second let-go");
+    assert_eq!((first.taken, second.taken), (2, 0), "the first listener's queue, then the second's (empty)");
+    assert_eq!(taken.len(), clients.len());
+    assert!(mode.let_go_set_aside(2, &mut taken).is_none(), "nothing is left to let go of");
+}
+
 #[test]
 fn what_waits_on_a_listener_is_taken_without_waiting() {
     let (_anchor, local) = bind_reuseport_anchor(SocketAddr::from(([127, 0, 0, 1], 0))).expect("anchor");
