@@ -92,7 +92,9 @@ ours() {
     local p
     # by name first (a master titles itself `ringmaster`, a worker `rm-worker-N`; until it
     # does, a process is named after its file): reading every environ is slow
-    for p in $(pgrep -x "ringmaster|rm-worker-[0-9]+|$NAME"); do
+    # (pgrep warns that a pattern over 15 characters matches no name when
+    # none runs; the alternatives are each shorter)
+    for p in $(pgrep -x "ringmaster|rm-worker-[0-9]+|$NAME" 2>/dev/null); do
         [[ $(readlink "/proc/$p/exe" 2>/dev/null) == "$RINGMASTER_BIN" ]] || continue
         tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qxF "RINGMASTER_SOAK_RUN=$token" && echo "$p"
     done
@@ -223,7 +225,8 @@ run() {
     # Light traffic the whole time: 2 keep-alive and 2 closing connections,
     # a request every 20 ms each (a keep-alive one ends when an answer says
     # `Connection: close`, as a draining worker's does); failures (a killed
-    # worker's connections) are counted.
+    # worker's connections) are counted, and each is written to the client's
+    # file with its time (UTC, as the events file's) and error.
     python3 - "$PORT" >"$DIR/client" 2>&1 <<'EOF' &
 import socket, sys, threading, time, signal
 port = int(sys.argv[1]); ok = [0]; bad = [0]; stop = threading.Event()
@@ -241,8 +244,11 @@ def one(keep):
                 data += chunk
             ok[0] += 1
             if not keep or b"connection: close" in data.lower(): s.close(); s = None
-        except OSError:
+        except OSError as e:
             bad[0] += 1
+            # Stamped, to be set beside the events file's phases.
+            now = time.time()
+            print(time.strftime("%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d} failed: {e!r}", flush=True)
             if s is not None: s.close()
             s = None
         time.sleep(0.02)
@@ -297,7 +303,13 @@ EOF
     kill -TERM "$CLIENT" 2>/dev/null || true
     wait "$CLIENT" 2>/dev/null || true
     CLIENT=""
-    echo "  client: $(cat "$DIR/client")"
+    echo "  client: $(tail -n 1 "$DIR/client")"
+    # Each failure beside the event last begun before it (a killed worker's
+    # connections fail in the kill phase, by design; any other is news).
+    local at what
+    while read -r at what; do
+        echo "    $at $what, during $(awk -v t="$at" '$1 <= t { p = $2 " event " $3 } END { print p }' "$DIR/events")"
+    done < <(grep ' failed: ' "$DIR/client" || true)
     grep -E " ERROR " "$LOG" | head -3 | sed 's/^/  FAIL: /' | grep . && failed=1
     kill -TERM "$(master_pid)" 2>/dev/null || true
     until_ok 15 eval '[[ -z $(ours) ]]' || { echo "  FAIL: still running 15 s after SIGTERM: $(ours | tr '\n' ' ')"; failed=1; }
