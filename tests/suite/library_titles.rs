@@ -47,7 +47,7 @@ fn a_library_programs_log_lines_carry_its_own_name() {
     let mut cmd = Command::new(example("hello_cluster"));
     // The worker says a line of its own as it exits at start (then is restarted).
     cmd.env("PORT", "0").env("WORKERS", "1").env("RINGMASTER_FAULT", "exit-at-start");
-    if std::env::var(TEST_BACKEND).as_deref() == Ok("epoll") {
+    if test_backend().as_deref() == Some("epoll") {
         // The example chooses `auto`: epoll is had as where io_uring is blocked.
         block_io_uring(&mut cmd, libc::EPERM);
     }

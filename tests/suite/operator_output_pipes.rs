@@ -107,7 +107,7 @@ fn with_fd(cmd: &mut Command, from: &OwnedFd, to: RawFd) -> OwnedFd {
 fn start_onto_pipe(read: &OwnedFd, write: OwnedFd, onto: &[RawFd]) -> (KillOnDrop, std::net::SocketAddr, Vec<u8>) {
     let mut cmd = Command::new(BIN);
     cmd.args(["--bind", "127.0.0.1:0", "--workers", "2", "--mode", "rr", "--shutdown-timeout", "2"]);
-    if let Ok(backend) = std::env::var(TEST_BACKEND) {
+    if let Some(backend) = test_backend() {
         cmd.arg("--backend").arg(backend);
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());

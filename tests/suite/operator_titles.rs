@@ -23,7 +23,7 @@ fn master_and_workers_say_what_they_are() {
     // Server::start puts `--bind 127.0.0.1:0` first, and the suite's backend last.
     let mut original = vec!["--bind".to_string(), "127.0.0.1:0".to_string()];
     original.extend(args.iter().map(|a| a.to_string()));
-    if let Ok(backend) = std::env::var(TEST_BACKEND) {
+    if let Some(backend) = test_backend() {
         original.extend(["--backend".to_string(), backend]);
     }
     let workers = worker_pids_and_cpus(&stats);

@@ -42,6 +42,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// (`uring` or `epoll`; unset: the binary's default, `auto`).
 pub const TEST_BACKEND: &str = "RINGMASTER_TEST_BACKEND";
 
+/// The backend [`TEST_BACKEND`] names, if it names one: set but empty is
+/// taken as unset (before, each reader passed `--backend ''` on, and every
+/// server refused to start).
+pub fn test_backend() -> Option<String> {
+    std::env::var(TEST_BACKEND).ok().filter(|backend| !backend.is_empty())
+}
+
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_ringmaster");
 
@@ -149,7 +156,7 @@ impl Server {
         cmd.args(args);
         // The suite runs once per backend (scripts/test.sh): the harness picks it
         // unless the test names one itself.
-        if let Ok(backend) = std::env::var(TEST_BACKEND) {
+        if let Some(backend) = test_backend() {
             if !args.contains(&"--backend") {
                 cmd.arg("--backend").arg(backend);
             }

@@ -28,7 +28,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::{BIN, TEST_BACKEND};
+use super::{test_backend, BIN};
 
 /// The script that makes (and removes) the topology.
 pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/multihost.sh");
@@ -105,7 +105,7 @@ impl Topology {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Ok(backend) = std::env::var(TEST_BACKEND) {
+        if let Some(backend) = test_backend() {
             cmd.env("RINGMASTER_ARGS", format!("--backend {backend}"));
         }
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {SCRIPT}: {e}"));

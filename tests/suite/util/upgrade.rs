@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::control::{ctl, parse_status};
 use super::procs::{kill, send_signal};
-use super::{eventually, BIN, TEST_BACKEND};
+use super::{eventually, test_backend, BIN};
 
 /// A directory of the test's own. Dropping it kills every process still
 /// running a file in it (a new master an upgrade left, its workers), then
@@ -248,7 +248,7 @@ pub fn start_as_new_master(fds: &[RawFd], names: &str, args: &[&str], notify: &s
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    if let Ok(backend) = std::env::var(TEST_BACKEND) {
+    if let Some(backend) = test_backend() {
         cmd.arg("--backend").arg(backend);
     }
     // SAFETY: only dup2, async-signal-safe, between fork and exec; the
